@@ -1,0 +1,76 @@
+/** `segcause bank build`: a patch bank of natural patches from images not being explained. */
+import { Command } from "commander";
+import { statSync } from "node:fs";
+import { fail } from "../errors.js";
+import { buildPatchBank, listImages } from "../data/patchbank.js";
+import { casesInSplits, readManifest } from "../data/manifest.js";
+import { Model } from "../model/model.js";
+import type { ResizeFilter } from "../model/card.js";
+import { ProgressTracker, stderrProgress } from "../util/progress.js";
+import { addCardFlags, cardOverrides, int, numList, oneOf, type CardFlags } from "./options.js";
+
+interface BankFlags extends CardFlags {
+  images: string;
+  out: string;
+  model?: string;
+  size?: number[];
+  splits: string;
+  patchSize: number;
+  perImage: number;
+  seed: number;
+  progress: boolean;
+}
+
+function isManifest(path: string): boolean {
+  try {
+    return path.endsWith(".json") || statSync(`${path}/manifest.json`).isFile();
+  } catch {
+    return false;
+  }
+}
+
+export function bankCommand(): Command {
+  const bank = new Command("bank").description("patch banks of natural image patches (PdCR's interventions)");
+  const build = new Command("build")
+    .description("crop patches from images resized to the model input size")
+    .requiredOption("--images <dir|manifest>", "a folder of images, or a dataset manifest.json (or its folder)")
+    .requiredOption("--out <file>", "bank file to write (e.g. bank.scbank)")
+    .option("--model <file>", "take the input size and resize filter from this model's card")
+    .option("--size <h,w>", "resize images to this size first (when no --model)", numList("size"))
+    .option("--splits <list>", "manifest splits to use (never the ones you explain)", "train,val")
+    .option("--patch-size <px>", "patch size (must equal the explain block size)", int("patch-size"), 8)
+    .option("--per-image <n>", "random patches per image", int("per-image"), 100)
+    .option("--seed <n>", "random seed", int("seed"), 0)
+    .option("--no-progress", "no progress on stderr");
+  addCardFlags(build);
+  build.action(async (f: BankFlags) => {
+    let height: number, width: number, filter: ResizeFilter = f.resize ?? "bilinear";
+    if (f.model) {
+      const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f) });
+      ({ height, width } = model);
+      filter = model.card.input.resize;
+      await model.release();
+    } else if (f.size) {
+      if (f.size.length !== 2) fail("--size must be H,W", "e.g. --size 256,256");
+      [height, width] = f.size;
+    } else {
+      fail("the bank needs the model input size", "pass --model m.onnx or --size H,W");
+    }
+    let images: string[];
+    let from: string;
+    if (isManifest(f.images)) {
+      const ds = readManifest(f.images);
+      images = casesInSplits(ds, f.splits.split(",").map((s) => s.trim())).map((c) => c.image);
+      from = `${ds.name} (${f.splits})`;
+    } else {
+      images = listImages(f.images);
+      from = f.images;
+    }
+    const tracker = new ProgressTracker("bank", images.length, f.progress ? stderrProgress() : undefined);
+    const bank = await buildPatchBank(images, { height, width, filter, patchSize: f.patchSize, perImage: f.perImage, seed: f.seed, onImage: () => tracker.add(1) });
+    await bank.save(f.out);
+    process.stdout.write(`wrote ${bank.count} patches of ${f.patchSize}x${f.patchSize} from ${images.length} images of ${from} (resized to ${height}x${width}) to ${f.out}\n`);
+  });
+  bank.addCommand(build);
+  return bank;
+}

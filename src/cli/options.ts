@@ -1,0 +1,78 @@
+/** Parsing helpers shared by the commands: every bad flag value is a one-line SegcauseError. */
+import { fail } from "../errors.js";
+import type { CardOverrides, ResizeFilter } from "../model/card.js";
+
+export function num(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isFinite(n)) fail(`--${name} must be a number, got '${v}'`);
+    return n;
+  };
+}
+
+export function int(name: string) {
+  return (v: string): number => {
+    const n = num(name)(v);
+    if (!Number.isInteger(n)) fail(`--${name} must be an integer, got '${v}'`);
+    return n;
+  };
+}
+
+export function numList(name: string) {
+  return (v: string): number[] => v.split(",").map((s) => num(name)(s));
+}
+
+export function oneOf<T extends string>(name: string, allowed: readonly T[]) {
+  return (v: string): T => {
+    if (!allowed.includes(v as T)) fail(`--${name} must be one of ${allowed.join(", ")}, got '${v}'`);
+    return v as T;
+  };
+}
+
+/** Model-card flags shared by every command that loads a model. */
+export interface CardFlags {
+  card?: string;
+  inputSize?: number[];
+  channels?: "rgb" | "gray";
+  scale?: number;
+  mean?: number[];
+  std?: number[];
+  resize?: ResizeFilter;
+  outputKind?: "probabilities" | "logits";
+  channel?: number;
+  threshold?: number;
+  threads?: number;
+}
+
+export function cardOverrides(f: CardFlags): CardOverrides {
+  if (f.inputSize && f.inputSize.length !== 2) fail("--input-size must be H,W", "e.g. --input-size 256,256");
+  return {
+    height: f.inputSize?.[0],
+    width: f.inputSize?.[1],
+    channels: f.channels,
+    scale: f.scale,
+    mean: f.mean,
+    std: f.std,
+    resize: f.resize,
+    outputKind: f.outputKind,
+    channel: f.channel,
+    threshold: f.threshold,
+  };
+}
+
+import type { Command } from "commander";
+
+export function addCardFlags(cmd: Command): Command {
+  return cmd
+    .option("--card <file>", "model card JSON (default: <model>.json next to the model, when present)")
+    .option("--input-size <h,w>", "model input height,width", numList("input-size"))
+    .option("--channels <rgb|gray>", "input channels", oneOf("channels", ["rgb", "gray"] as const))
+    .option("--scale <n>", "pixel values are divided by this (255 → [0,1])", num("scale"))
+    .option("--mean <m>", "per-channel mean after scaling, e.g. 0.485,0.456,0.406", numList("mean"))
+    .option("--std <s>", "per-channel std after scaling", numList("std"))
+    .option("--resize <filter>", "resize filter: nearest, bilinear, bicubic, lanczos", oneOf("resize", ["nearest", "bilinear", "bicubic", "lanczos"] as const))
+    .option("--output-kind <kind>", "probabilities (thresholded as exported) or logits (sigmoid/softmax first)", oneOf("output-kind", ["probabilities", "logits"] as const))
+    .option("--channel <n>", "output class channel", int("channel"))
+    .option("--threshold <t>", "binarisation threshold on the class probability", num("threshold"))
+    .option("--threads <n>", "ONNX Runtime intra-op threads", int("threads"));
+}

@@ -1,0 +1,33 @@
+/** Case: one image (at the model's input size), optionally with its ground-truth mask. */
+import { readFile } from "node:fs/promises";
+import { basename } from "node:path";
+import { fail } from "../errors.js";
+import { sha256 } from "../util/hash.js";
+import { decodeImage, loadMask, type RasterImage } from "./image.js";
+import type { Model } from "../model/model.js";
+
+export interface Case {
+  id: string;
+  /** pixels resized to the model's input size, in the model's channel layout */
+  image: RasterImage;
+  imageSha256: string;
+  imagePath?: string;
+  /** ground truth at the model's input size, 0/1 */
+  mask?: Uint8Array;
+  maskPath?: string;
+  maskSha256?: string;
+}
+
+export async function loadCase(model: Model, imagePath: string, maskPath?: string): Promise<Case> {
+  const bytes = await readFile(imagePath).catch((e: NodeJS.ErrnoException) => fail(`cannot read image ${imagePath} (${e.code ?? e.message})`, "check the --image path"));
+  const { height, width, channels, resize } = model.card.input;
+  const image = await decodeImage(bytes, imagePath, { channels, height, width, resize });
+  const kase: Case = { id: basename(imagePath).replace(/\.[^.]+$/, ""), image, imageSha256: sha256(bytes), imagePath };
+  if (maskPath) {
+    kase.mask = await loadMask(maskPath, height, width);
+    kase.maskPath = maskPath;
+    kase.maskSha256 = sha256(await readFile(maskPath));
+    if (!kase.mask.some((v) => v)) fail(`mask ${maskPath} is empty (no foreground pixel)`, "give a 0/255 or 0/1 mask of the structure, or omit --mask to explain against the model's own prediction");
+  }
+  return kase;
+}

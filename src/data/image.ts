@@ -1,0 +1,107 @@
+/** Image and mask IO with sharp: decode any PNG/JPEG, convert channels, resize as the card says. */
+import { readFile } from "node:fs/promises";
+import sharp from "sharp";
+import { fail } from "../errors.js";
+import type { ResizeFilter } from "../model/card.js";
+
+/** Interleaved 8-bit pixels (HWC). */
+export interface RasterImage {
+  width: number;
+  height: number;
+  channels: 1 | 3;
+  data: Uint8Array;
+}
+
+type Kernel = "nearest" | "linear" | "cubic" | "lanczos3";
+const KERNEL: Record<ResizeFilter, Kernel> = {
+  nearest: "nearest",
+  bilinear: "linear",
+  bicubic: "cubic",
+  lanczos: "lanczos3",
+};
+
+async function readInput(path: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    fail(`cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the path");
+  }
+}
+
+/**
+ * Decodes an image (any bit depth, gray/RGB/alpha) into 8-bit RGB or gray, optionally resized
+ * (squashed, as the paper does) to height x width.
+ */
+export async function loadImage(
+  path: string,
+  opts: { channels: "rgb" | "gray"; height?: number; width?: number; resize?: ResizeFilter },
+): Promise<RasterImage> {
+  const bytes = await readInput(path);
+  return decodeImage(bytes, path, opts);
+}
+
+export async function decodeImage(
+  bytes: Buffer,
+  label: string,
+  opts: { channels: "rgb" | "gray"; height?: number; width?: number; resize?: ResizeFilter },
+): Promise<RasterImage> {
+  try {
+    let img = sharp(bytes, { failOn: "error" }).flatten({ background: "#000000" });
+    if (opts.height !== undefined && opts.width !== undefined) {
+      img = img.resize(opts.width, opts.height, { fit: "fill", kernel: KERNEL[opts.resize ?? "bilinear"] });
+    }
+    img = opts.channels === "gray" ? img.toColourspace("b-w") : img.toColourspace("srgb");
+    const { data, info } = await img.raw({ depth: "uchar" }).toBuffer({ resolveWithObject: true });
+    const want = opts.channels === "gray" ? 1 : 3;
+    if (info.channels !== want) {
+      // sharp keeps a grey image single-channel under "srgb"; expand or reduce as needed.
+      return { width: info.width, height: info.height, channels: want, data: convertChannels(data, info.channels, want) };
+    }
+    return { width: info.width, height: info.height, channels: want, data: new Uint8Array(data) };
+  } catch (e) {
+    fail(`cannot decode image ${label} (${(e as Error).message.split("\n")[0]})`, "give a PNG or JPEG file");
+  }
+}
+
+function convertChannels(data: Buffer, from: number, to: 1 | 3): Uint8Array {
+  const n = data.length / from;
+  const out = new Uint8Array(n * to);
+  for (let i = 0; i < n; i++) {
+    if (to === 3) {
+      const v = data[i * from];
+      out[i * 3] = from >= 3 ? data[i * from] : v;
+      out[i * 3 + 1] = from >= 3 ? data[i * from + 1] : v;
+      out[i * 3 + 2] = from >= 3 ? data[i * from + 2] : v;
+    } else {
+      out[i] = from >= 3 ? Math.round(0.299 * data[i * from] + 0.587 * data[i * from + 1] + 0.114 * data[i * from + 2]) : data[i * from];
+    }
+  }
+  return out;
+}
+
+/**
+ * A binary mask (0/255 or 0/1 PNG), resized with nearest neighbour to height x width.
+ * Any non-zero value below 128 only counts when the mask's maximum is 1 (0/1 masks).
+ */
+export async function loadMask(path: string, height: number, width: number): Promise<Uint8Array> {
+  const bytes = await readInput(path);
+  const img = await decodeImage(bytes, path, { channels: "gray" });
+  let max = 0;
+  for (const v of img.data) if (v > max) max = v;
+  const cut = max <= 1 ? 0 : 127;
+  // Nearest neighbour at pixel centres (as PIL's NEAREST), so labels are never blended.
+  const mask = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    const sy = Math.min(img.height - 1, Math.floor(((y + 0.5) * img.height) / height));
+    for (let x = 0; x < width; x++) {
+      const sx = Math.min(img.width - 1, Math.floor(((x + 0.5) * img.width) / width));
+      mask[y * width + x] = img.data[sy * img.width + sx] > cut ? 1 : 0;
+    }
+  }
+  return mask;
+}
+
+/** Encodes interleaved 8-bit pixels as PNG. */
+export async function encodePng(img: RasterImage | { width: number; height: number; channels: 3 | 4; data: Uint8Array }): Promise<Buffer> {
+  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: img.channels } }).png().toBuffer();
+}

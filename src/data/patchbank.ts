@@ -1,0 +1,165 @@
+/**
+ * PatchBank: natural patches cropped from images other than the one explained (PdCR's
+ * intervention distribution). Stored in one compact file: magic, a JSON header with provenance,
+ * then count x size x size x 3 bytes of RGB.
+ */
+import { readdirSync, statSync } from "node:fs";
+import { readFile, rename, writeFile } from "node:fs/promises";
+import { basename, extname, join } from "node:path";
+import { fail } from "../errors.js";
+import { sha256 } from "../util/hash.js";
+import { Rng } from "../util/rng.js";
+import { VERSION } from "../version.js";
+import { decodeImage } from "./image.js";
+import type { ResizeFilter } from "../model/card.js";
+
+const MAGIC = "SEGCAUSE-PATCHBANK-1\n";
+
+export interface PatchBankHeader {
+  format: "segcause.patchbank/1";
+  patchSize: number;
+  count: number;
+  perImage: number;
+  seed: number;
+  /** every source image is resized to this before cropping (the model's input size) */
+  resizedTo: { height: number; width: number; filter: ResizeFilter };
+  sources: { name: string; sha256: string; patches: number }[];
+  createdWith: string;
+}
+
+export class PatchBank {
+  constructor(
+    readonly header: PatchBankHeader,
+    /** RGB bytes, patch-major then row, col, channel */
+    readonly pixels: Uint8Array,
+    readonly sha256: string,
+  ) {}
+
+  get count(): number {
+    return this.header.count;
+  }
+  get patchSize(): number {
+    return this.header.patchSize;
+  }
+
+  /**
+   * All patches in a model's input space (CHW per patch), computed once so that pasting a
+   * patch is a plain copy. `affine(c)` gives input = pixel*a + b.
+   */
+  toInputSpace(channels: 1 | 3, affine: (c: number) => [number, number]): Float32Array {
+    const P = this.patchSize;
+    const plane = P * P;
+    const out = new Float32Array(this.count * channels * plane);
+    const coef = Array.from({ length: channels }, (_, c) => affine(c));
+    for (let k = 0; k < this.count; k++) {
+      const src = k * plane * 3;
+      const dst = k * channels * plane;
+      for (let i = 0; i < plane; i++) {
+        const r = this.pixels[src + i * 3], g = this.pixels[src + i * 3 + 1], b = this.pixels[src + i * 3 + 2];
+        if (channels === 3) {
+          out[dst + i] = r * coef[0][0] + coef[0][1];
+          out[dst + plane + i] = g * coef[1][0] + coef[1][1];
+          out[dst + 2 * plane + i] = b * coef[2][0] + coef[2][1];
+        } else {
+          out[dst + i] = Math.round(0.299 * r + 0.587 * g + 0.114 * b) * coef[0][0] + coef[0][1];
+        }
+      }
+    }
+    return out;
+  }
+
+  async save(path: string): Promise<void> {
+    const head = Buffer.from(JSON.stringify(this.header), "utf8");
+    const len = Buffer.alloc(4);
+    len.writeUInt32LE(head.length);
+    const tmp = `${path}.tmp-${process.pid}`;
+    await writeFile(tmp, Buffer.concat([Buffer.from(MAGIC, "latin1"), len, head, this.pixels]));
+    await rename(tmp, path);
+  }
+
+  static async load(path: string): Promise<PatchBank> {
+    let buf: Buffer;
+    try {
+      buf = await readFile(path);
+    } catch (e) {
+      fail(`cannot read patch bank ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "build one with `segcause bank build`");
+    }
+    if (buf.toString("latin1", 0, MAGIC.length) !== MAGIC) fail(`${path} is not a segcause patch bank`, "build one with `segcause bank build`");
+    const len = buf.readUInt32LE(MAGIC.length);
+    const header = JSON.parse(buf.toString("utf8", MAGIC.length + 4, MAGIC.length + 4 + len)) as PatchBankHeader;
+    const pixels = new Uint8Array(buf.subarray(MAGIC.length + 4 + len));
+    if (pixels.length !== header.count * header.patchSize * header.patchSize * 3) {
+      fail(`patch bank ${path} is truncated (${pixels.length} bytes of pixels for ${header.count} patches)`, "rebuild it with `segcause bank build`");
+    }
+    return new PatchBank(header, pixels, sha256(buf));
+  }
+}
+
+export interface BankBuildOptions {
+  /** size the source images are resized to first: the model's input size */
+  height: number;
+  width: number;
+  filter?: ResizeFilter;
+  patchSize?: number;
+  perImage?: number;
+  seed?: number;
+  onImage?: (done: number, total: number) => void;
+}
+
+const IMAGE_EXT = new Set([".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"]);
+
+/** Image files directly in a folder, sorted by name so the bank does not depend on the file system. */
+export function listImages(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    fail(`cannot list images in ${dir}`, "pass a folder of PNG/JPEG images or a dataset manifest");
+  }
+  return names
+    .filter((n) => IMAGE_EXT.has(extname(n).toLowerCase()) && statSync(join(dir, n)).isFile())
+    .sort()
+    .map((n) => join(dir, n));
+}
+
+/**
+ * Crops `perImage` patches per image on the aligned grid (without replacement within an image,
+ * as the paper's script does), after resizing each image to the model size.
+ */
+export async function buildPatchBank(images: string[], opts: BankBuildOptions): Promise<PatchBank> {
+  const P = opts.patchSize ?? 8;
+  const perImage = opts.perImage ?? 100;
+  const seed = opts.seed ?? 0;
+  const filter = opts.filter ?? "bilinear";
+  if (images.length === 0) fail("no images to build the patch bank from", "pass a folder with PNG/JPEG images or a manifest with non-test cases");
+  if (P < 1 || P > Math.min(opts.height, opts.width)) fail(`patch size ${P} does not fit a ${opts.height}x${opts.width} image`, "use a patch size such as 8");
+  const rowsG = Math.floor(opts.height / P), colsG = Math.floor(opts.width / P);
+  const chunks: Uint8Array[] = [];
+  const sources: PatchBankHeader["sources"] = [];
+  for (let i = 0; i < images.length; i++) {
+    const bytes = await readFile(images[i]).catch(() => fail(`cannot read ${images[i]}`, "check the image list"));
+    const img = await decodeImage(bytes, images[i], { channels: "rgb", height: opts.height, width: opts.width, resize: filter });
+    const picks = new Rng(seed, i).sampleWithoutReplacement(rowsG * colsG, perImage);
+    for (const g of picks) {
+      const r0 = Math.floor(g / colsG) * P, c0 = (g % colsG) * P;
+      const patch = new Uint8Array(P * P * 3);
+      for (let y = 0; y < P; y++) patch.set(img.data.subarray(((r0 + y) * opts.width + c0) * 3, ((r0 + y) * opts.width + c0 + P) * 3), y * P * 3);
+      chunks.push(patch);
+    }
+    sources.push({ name: basename(images[i]), sha256: sha256(bytes), patches: picks.length });
+    opts.onImage?.(i + 1, images.length);
+  }
+  const pixels = new Uint8Array(chunks.length * P * P * 3);
+  chunks.forEach((c, k) => pixels.set(c, k * P * P * 3));
+  const header: PatchBankHeader = {
+    format: "segcause.patchbank/1",
+    patchSize: P,
+    count: chunks.length,
+    perImage,
+    seed,
+    resizedTo: { height: opts.height, width: opts.width, filter },
+    sources,
+    createdWith: `segcause ${VERSION}`,
+  };
+  return new PatchBank(header, pixels, sha256(pixels));
+}

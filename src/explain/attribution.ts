@@ -1,0 +1,54 @@
+/** Attribution: the result of any method — per-unit effects with uncertainty, a map, provenance. */
+import type { RoiRect } from "../target/roi.js";
+import type { OutcomeName } from "../target/outcome.js";
+import type { Block } from "./units.js";
+import type { UnitEstimate } from "./estimators.js";
+
+export type UnitResult = Block & UnitEstimate;
+
+export interface Provenance {
+  versions: Record<string, string>;
+  createdAt: string;
+  model: { path: string; sha256: string; card: unknown; cardSource: string; assumptions: string[] };
+  case: { id: string; imagePath?: string; imageSha256: string; maskPath?: string; maskSha256?: string };
+  target: { roi: RoiRect; roiKind: "rect" | "mask"; outcome: OutcomeName; reference: "ground-truth" | "prediction"; channel: number; threshold: number };
+  method: string;
+  seed: number;
+  /** every setting of the method, defaults included */
+  settings: Record<string, unknown>;
+  intervention: Record<string, unknown>;
+  runner: { batchSize: number; threads: number };
+}
+
+export interface Attribution {
+  method: string;
+  height: number;
+  width: number;
+  /** per-pixel effect (unit effect painted over the unit's pixels), row-major */
+  map: Float32Array;
+  /** per-pixel standard error, NaN where unknown */
+  stderrMap: Float32Array;
+  units: UnitResult[];
+  /** outcome of the unperturbed input, m(X) */
+  baseOutcome: number;
+  outcome: OutcomeName;
+  reference: "ground-truth" | "prediction";
+  roi: RoiRect;
+  /** grid cells overlapping the RoI, which are not explained (effect 0 by convention) */
+  roiCells: number;
+  forwardPasses: number;
+  backwardPasses: number;
+  wallMs: number;
+  notes: string[];
+  provenance: Provenance;
+}
+
+/** Paints unit values over their pixels. */
+export function paint(height: number, width: number, units: readonly Block[], values: (i: number) => number, fillValue = 0): Float32Array {
+  const map = new Float32Array(height * width).fill(fillValue);
+  for (const u of units) {
+    const v = values(u.index);
+    for (let y = u.row; y < u.row + u.height; y++) map.fill(v, y * width + u.col, y * width + u.col + u.width);
+  }
+  return map;
+}

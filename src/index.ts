@@ -1,0 +1,22 @@
+/** segcause library API. */
+export { SegcauseError } from "./errors.js";
+export { VERSION } from "./version.js";
+export { Model, type ModelLoadOptions } from "./model/model.js";
+export { ModelCardSchema, type ModelCard, type CardOverrides } from "./model/card.js";
+export { Runner, type RunnerOptions } from "./model/runner.js";
+export { loadCase, type Case } from "./data/case.js";
+export { loadImage, loadMask, type RasterImage } from "./data/image.js";
+export { PatchBank, buildPatchBank, listImages } from "./data/patchbank.js";
+export { readManifest, casesInSplits } from "./data/manifest.js";
+export { Region, parseRoi, type RoiRect } from "./target/roi.js";
+export { resolveTarget, type Target, type TargetSpec } from "./target/target.js";
+export type { OutcomeName } from "./target/outcome.js";
+export { explainPdcr, explainZero, PDCR_DEFAULTS, type PdcrOptions, type ZeroOptions } from "./explain/pdcr.js";
+export { explainBlocks, type BlockMethodSpec, type RunOptions } from "./explain/block-effects.js";
+export { screenedAte, PAPER_SCREENED_ATE, type ScreenedAteSettings, type UnitEstimate } from "./explain/estimators.js";
+export { PatchIntervention, ConstantIntervention, type Intervention } from "./explain/interventions.js";
+export { blockGrid, type Block } from "./explain/units.js";
+export type { Attribution, Provenance, UnitResult } from "./explain/attribution.js";
+export { writeAttribution } from "./report/write.js";
+export { mapStats } from "./report/stats.js";
+export { encodeNpy, decodeNpy } from "./util/npy.js";

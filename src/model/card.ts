@@ -1,0 +1,184 @@
+/**
+ * The ModelCard: everything needed to feed a model and read its output. It comes from a JSON
+ * sidecar (`model.onnx.json`), from explicit overrides, or, for what neither gives, from the ONNX
+ * graph plus stated assumptions — every assumption is recorded so the user can see it.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { z } from "zod";
+import { fail } from "../errors.js";
+import type { GraphSummary } from "../onnx/graph.js";
+
+export const ResizeFilter = z.enum(["nearest", "bilinear", "bicubic", "lanczos"]);
+export type ResizeFilter = z.infer<typeof ResizeFilter>;
+
+export const InputSpec = z.object({
+  name: z.string().optional(),
+  height: z.number().int().positive(),
+  width: z.number().int().positive(),
+  channels: z.enum(["rgb", "gray"]),
+  /** pixel values are divided by this (255 maps 8-bit images to [0,1]) */
+  scale: z.number().positive().default(255),
+  mean: z.array(z.number()).default([0, 0, 0]),
+  std: z.array(z.number().positive()).default([1, 1, 1]),
+  resize: ResizeFilter.default("bilinear"),
+});
+export type InputSpec = z.infer<typeof InputSpec>;
+
+export const OutputSpec = z.object({
+  name: z.string().optional(),
+  /** probabilities are thresholded as exported; logits get sigmoid (1 channel) or softmax first */
+  kind: z.enum(["probabilities", "logits"]),
+  channel: z.number().int().nonnegative().default(0),
+  threshold: z.number().default(0.5),
+});
+export type OutputSpec = z.infer<typeof OutputSpec>;
+
+export const ModelCardSchema = z
+  .object({
+    schema: z.string().default("segcause.modelcard/1"),
+    name: z.string().optional(),
+    architecture: z.string().optional(),
+    dataset: z.string().optional(),
+    description: z.string().optional(),
+    input: InputSpec,
+    output: OutputSpec,
+    metrics: z.record(z.string(), z.unknown()).optional(),
+    training: z.record(z.string(), z.unknown()).optional(),
+  })
+  .passthrough();
+export type ModelCard = z.infer<typeof ModelCardSchema>;
+
+/** Partial settings from flags; each one given wins over the sidecar and over inference. */
+export interface CardOverrides {
+  height?: number;
+  width?: number;
+  channels?: "rgb" | "gray";
+  scale?: number;
+  mean?: number[];
+  std?: number[];
+  resize?: ResizeFilter;
+  outputKind?: "probabilities" | "logits";
+  channel?: number;
+  threshold?: number;
+}
+
+export interface ResolvedCard {
+  card: ModelCard;
+  source: "sidecar" | "inferred";
+  sidecarPath?: string;
+  /** what was not stated anywhere and had to be assumed, in words */
+  assumptions: string[];
+}
+
+export function sidecarPath(modelPath: string): string {
+  return `${modelPath}.json`;
+}
+
+function readSidecar(path: string): ModelCard {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch (e) {
+    fail(`model card ${path} is not valid JSON (${(e as Error).message})`, "fix or remove the sidecar file");
+  }
+  const parsed = ModelCardSchema.safeParse(raw);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    fail(`model card ${path}: ${issue.path.join(".") || "(root)"}: ${issue.message}`, "see README 'Model cards' for the schema");
+  }
+  return parsed.data;
+}
+
+/** Builds the card: sidecar (if present) < graph inference for gaps < explicit overrides. */
+export function resolveCard(modelPath: string, graph: GraphSummary, overrides: CardOverrides = {}, explicitCard?: string): ResolvedCard {
+  const assumptions: string[] = [];
+  const side = explicitCard ?? sidecarPath(modelPath);
+  if (explicitCard && !existsSync(explicitCard)) fail(`model card ${explicitCard} does not exist`, "check the --card path");
+  let card: ModelCard;
+  let source: ResolvedCard["source"];
+  if (existsSync(side)) {
+    card = readSidecar(side);
+    source = "sidecar";
+  } else {
+    card = inferCard(graph, overrides, assumptions);
+    source = "inferred";
+  }
+  const inp = { ...card.input };
+  const out = { ...card.output };
+  if (overrides.height !== undefined) inp.height = overrides.height;
+  if (overrides.width !== undefined) inp.width = overrides.width;
+  if (overrides.channels !== undefined) inp.channels = overrides.channels;
+  if (overrides.scale !== undefined) inp.scale = overrides.scale;
+  if (overrides.mean !== undefined) inp.mean = overrides.mean;
+  if (overrides.std !== undefined) inp.std = overrides.std;
+  if (overrides.resize !== undefined) inp.resize = overrides.resize;
+  if (overrides.outputKind !== undefined) out.kind = overrides.outputKind;
+  if (overrides.channel !== undefined) out.channel = overrides.channel;
+  if (overrides.threshold !== undefined) out.threshold = overrides.threshold;
+  const nc = inp.channels === "rgb" ? 3 : 1;
+  for (const [k, v] of [["mean", inp.mean], ["std", inp.std]] as const) {
+    if (v.length !== 1 && v.length !== nc) {
+      fail(`model card ${k} has ${v.length} values but the input has ${nc} channel(s)`, `give 1 or ${nc} values`);
+    }
+  }
+  return { card: { ...card, input: inp, output: out }, source, sidecarPath: source === "sidecar" ? side : undefined, assumptions };
+}
+
+/** What can be read from the graph, and explicit assumptions for the rest. */
+function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[]): ModelCard {
+  if (graph.inputs.length !== 1) {
+    fail(
+      `the model has ${graph.inputs.length} inputs (${graph.inputs.map((i) => i.name).join(", ")}); segcause needs exactly one image input`,
+      "export the model with a single NCHW image input",
+    );
+  }
+  const input = graph.inputs[0];
+  const output = graph.outputs[0];
+  if (input.dims.length !== 4) {
+    fail(`model input '${input.name}' has rank ${input.dims.length}; segcause needs an NCHW image input of rank 4`, "export with input shape [N, C, H, W]");
+  }
+  const [, c, h, w] = input.dims;
+  let channels: "rgb" | "gray";
+  if (o.channels) channels = o.channels;
+  else if (c === 3) channels = "rgb";
+  else if (c === 1) channels = "gray";
+  else {
+    channels = "rgb";
+    assumptions.push(`input channel count is not fixed in the graph (${String(c)}); assumed RGB (3 channels)`);
+  }
+  let height = typeof h === "number" ? h : undefined;
+  let width = typeof w === "number" ? w : undefined;
+  if (height === undefined || width === undefined) {
+    if (o.height === undefined || o.width === undefined) {
+      assumptions.push(`input height/width are dynamic in the graph; assumed 256x256 (use --input-size H,W to change)`);
+    }
+    height ??= 256;
+    width ??= 256;
+  }
+  if (o.scale === undefined && o.mean === undefined && o.std === undefined) {
+    assumptions.push("normalisation not stated: assumed pixel/255 with no mean/std (input in [0,1])");
+  }
+  if (o.resize === undefined) assumptions.push("resize filter not stated: assumed bilinear");
+  const lastOp = graph.outputOps[output.name];
+  const outC = output.dims.length === 4 ? output.dims[1] : 1;
+  let kind: "probabilities" | "logits";
+  if (o.outputKind) kind = o.outputKind;
+  else if (lastOp === "Sigmoid" || lastOp === "Softmax") {
+    kind = "probabilities";
+    assumptions.push(`output '${output.name}' ends in ${lastOp}: read as probabilities`);
+  } else {
+    kind = "logits";
+    assumptions.push(
+      `output '${output.name}' ends in ${lastOp}, not Sigmoid/Softmax: read as logits (sigmoid for 1 channel, softmax across channels) before the threshold`,
+    );
+  }
+  let channel = o.channel;
+  if (channel === undefined) {
+    channel = typeof outC === "number" && outC >= 2 ? 1 : 0;
+    if (typeof outC !== "number" || outC > 2) assumptions.push(`output class channel not stated: assumed channel ${channel}`);
+  }
+  return ModelCardSchema.parse({
+    input: { name: input.name, height, width, channels },
+    output: { name: output.name, kind, channel, threshold: o.threshold ?? 0.5 },
+  });
+}

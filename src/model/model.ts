@@ -1,0 +1,171 @@
+/**
+ * Model: an ONNX segmentation network with its ModelCard, one ONNX Runtime session, and the
+ * conversions between 8-bit pixels and the network's input tensor.
+ */
+import { readFile } from "node:fs/promises";
+import ort from "onnxruntime-node";
+import { fail } from "../errors.js";
+import { parseModel, summarize, type GraphSummary } from "../onnx/graph.js";
+import { sha256 } from "../util/hash.js";
+import { resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
+import type { RasterImage } from "../data/image.js";
+
+export interface ModelLoadOptions {
+  /** explicit model-card path; default `<model>.onnx.json` when it exists */
+  card?: string;
+  overrides?: CardOverrides;
+  /** intra-op threads of the session (default 2: this tool targets small CPU machines) */
+  threads?: number;
+}
+
+export interface OutputLayout {
+  channels: number;
+  height: number;
+  width: number;
+}
+
+export class Model {
+  /** batch dimension fixed in the graph (e.g. 1), or undefined when dynamic */
+  readonly fixedBatch: number | undefined;
+  readonly channels: number;
+  readonly height: number;
+  readonly width: number;
+  outputLayout: OutputLayout | undefined;
+
+  private constructor(
+    readonly path: string,
+    readonly sha256: string,
+    readonly graph: GraphSummary,
+    readonly resolved: ResolvedCard,
+    readonly session: ort.InferenceSession,
+    readonly threads: number,
+  ) {
+    const inp = graph.inputs[0];
+    this.fixedBatch = typeof inp.dims[0] === "number" ? inp.dims[0] : undefined;
+    this.channels = this.card.input.channels === "rgb" ? 3 : 1;
+    this.height = this.card.input.height;
+    this.width = this.card.input.width;
+  }
+
+  get card(): ModelCard {
+    return this.resolved.card;
+  }
+  get inputName(): string {
+    return this.graph.inputs[0].name;
+  }
+  get outputName(): string {
+    return this.card.output.name && this.graph.outputs.some((o) => o.name === this.card.output.name)
+      ? this.card.output.name
+      : this.graph.outputs[0].name;
+  }
+  get inputSize(): number {
+    return this.channels * this.height * this.width;
+  }
+
+  static async load(path: string, opts: ModelLoadOptions = {}): Promise<Model> {
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(path);
+    } catch (e) {
+      fail(`cannot read model ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the --model path");
+    }
+    const proto = parseModel(bytes, path);
+    const graph = summarize(proto);
+    const resolved = resolveCard(path, graph, opts.overrides, opts.card);
+    checkInputMatchesCard(path, graph, resolved.card);
+    const threads = opts.threads ?? 2;
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(bytes, {
+        intraOpNumThreads: threads,
+        interOpNumThreads: 1,
+        executionMode: "sequential",
+        graphOptimizationLevel: "all",
+        // Spinning threads burn the second core between small batches; measured slower on 2 cores.
+        extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+      });
+    } catch (e) {
+      fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, "check that the file is a complete ONNX export (opset <= 21)");
+    }
+    return new Model(path, sha256(bytes), graph, resolved, session, threads);
+  }
+
+  /** HWC 8-bit image at the model's size → CHW float32 input, as the card says. */
+  preprocess(img: RasterImage, dst = new Float32Array(this.inputSize)): Float32Array {
+    if (img.width !== this.width || img.height !== this.height || img.channels !== this.channels) {
+      fail(
+        `image is ${img.width}x${img.height}x${img.channels} but the model takes ${this.width}x${this.height}x${this.channels}`,
+        "load the image with the model's input size and channels",
+      );
+    }
+    const plane = this.height * this.width;
+    for (let c = 0; c < this.channels; c++) {
+      const [a, b] = this.affine(c);
+      for (let i = 0; i < plane; i++) dst[c * plane + i] = img.data[i * this.channels + c] * a + b;
+    }
+    return dst;
+  }
+
+  /** input = pixel * a + b for channel c (pixel in 0..255 units of the card's scale). */
+  affine(c: number): [number, number] {
+    const { scale, mean, std } = this.card.input;
+    const m = mean.length === 1 ? mean[0] : mean[c];
+    const s = std.length === 1 ? std[0] : std[c];
+    return [1 / (scale * s), -m / s];
+  }
+
+  /** Runs one batch of `n` inputs laid out contiguously; returns the raw output tensor data. */
+  async infer(batch: Float32Array, n: number): Promise<Float32Array> {
+    const tensor = new ort.Tensor("float32", batch.subarray(0, n * this.inputSize), [n, this.channels, this.height, this.width]);
+    let result: ort.InferenceSession.OnnxValueMapType;
+    try {
+      result = await this.session.run({ [this.inputName]: tensor }, [this.outputName]);
+    } catch (e) {
+      fail(`ONNX Runtime failed to run ${this.path}: ${(e as Error).message.split("\n")[0]}`, "check that the model card's input size and channels match the model");
+    }
+    const out = result[this.outputName];
+    if (out.type !== "float32") fail(`model output '${this.outputName}' is ${out.type}, segcause needs float32`, "export the output as float32");
+    this.outputLayout ??= this.checkOutput(out.dims, n);
+    return out.data as Float32Array;
+  }
+
+  private checkOutput(dims: readonly number[], n: number): OutputLayout {
+    let layout: OutputLayout;
+    if (dims.length === 4 && dims[0] === n) layout = { channels: dims[1], height: dims[2], width: dims[3] };
+    else if (dims.length === 3 && dims[0] === n) layout = { channels: 1, height: dims[1], width: dims[2] };
+    else fail(`model output has shape [${dims.join(", ")}]; segcause needs [N, C, H, W] or [N, H, W]`, "export a per-pixel segmentation output");
+    if (layout.height !== this.height || layout.width !== this.width) {
+      fail(
+        `model output is ${layout.width}x${layout.height} but its input is ${this.width}x${this.height}`,
+        "segcause compares masks at the input size: export the model with its final upsampling",
+      );
+    }
+    if (this.card.output.channel >= layout.channels) {
+      fail(`model card asks for output channel ${this.card.output.channel} but the output has ${layout.channels}`, `use --channel 0..${layout.channels - 1}`);
+    }
+    return layout;
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCard): void {
+  if (graph.inputs.length !== 1) {
+    fail(`${path} has ${graph.inputs.length} inputs; segcause needs exactly one image input`, "export the model with a single NCHW image input");
+  }
+  const dims = graph.inputs[0].dims;
+  if (dims.length !== 4) fail(`${path}: input '${graph.inputs[0].name}' has rank ${dims.length}, expected NCHW (rank 4)`, "export with input shape [N, C, H, W]");
+  const want = [card.input.channels === "rgb" ? 3 : 1, card.input.height, card.input.width];
+  const names = ["channels", "height", "width"];
+  for (let i = 0; i < 3; i++) {
+    const d = dims[i + 1];
+    if (typeof d === "number" && d !== want[i]) {
+      fail(
+        `model input ${names[i]} is ${d} in the graph but the model card says ${want[i]}`,
+        "fix the model card (or the --input-size/--channels flags) to match the ONNX graph",
+      );
+    }
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * The paper's colour convention: h = H / max|H|; h ≤ 0 → (1, 1+h, 1+h) red (the block supported
+ * the RoI prediction), h > 0 → (1−h, 1−h, 1) blue (it hurt); RoI green; overlay 0.7·heat + 0.3·image.
+ */
+import type { RasterImage } from "../data/image.js";
+import type { Region } from "../target/roi.js";
+
+export function heatRgb(map: Float32Array, height: number, width: number, roi?: Region): Uint8Array {
+  let maxAbs = 0;
+  for (const v of map) if (Math.abs(v) > maxAbs) maxAbs = Math.abs(v);
+  const out = new Uint8Array(height * width * 3);
+  for (let i = 0; i < height * width; i++) {
+    const h = map[i] / (maxAbs + 1e-8);
+    let r: number, g: number, b: number;
+    if (h <= 0) { r = 1; g = 1 + h; b = 1 + h; } else { r = 1 - h; g = 1 - h; b = 1; }
+    if (roi?.inside[i]) { r = 0; g = 1; b = 0; }
+    out[i * 3] = Math.round(r * 255);
+    out[i * 3 + 1] = Math.round(g * 255);
+    out[i * 3 + 2] = Math.round(b * 255);
+  }
+  return out;
+}
+
+export function overlayRgb(heat: Uint8Array, image: RasterImage, alpha = 0.7): Uint8Array {
+  const n = image.width * image.height;
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < 3; c++) {
+      const px = image.data[i * image.channels + (image.channels === 3 ? c : 0)];
+      out[i * 3 + c] = Math.round(alpha * heat[i * 3 + c] + (1 - alpha) * px);
+    }
+  }
+  return out;
+}

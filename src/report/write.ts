@@ -1,0 +1,85 @@
+/**
+ * Writes an Attribution to a folder: map.npy, stderr.npy, map.json, heatmap.png, overlay.png,
+ * summary.png, stats.json and manifest.json. Files go to a staging folder first and the manifest
+ * is written last, so a folder with a manifest is always complete.
+ */
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { encodePng } from "../data/image.js";
+import type { Case } from "../data/case.js";
+import type { Attribution } from "../explain/attribution.js";
+import { Region } from "../target/roi.js";
+import { encodeNpy } from "../util/npy.js";
+import { svgToPng, summarySvg } from "./charts.js";
+import { heatRgb, overlayRgb } from "./colormap.js";
+import { mapStats, type MapStats } from "./stats.js";
+
+export const OUTPUT_FILES = ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "summary.png", "stats.json", "manifest.json"] as const;
+
+export interface WrittenOutputs {
+  dir: string;
+  files: Record<string, string>;
+  stats: MapStats;
+}
+
+export async function writeAttribution(a: Attribution, kase: Case, dir: string, roiRegion?: Region): Promise<WrittenOutputs> {
+  await mkdir(dir, { recursive: true });
+  // Remove a previous complete result first so that a failure below never leaves a stale manifest.
+  await rm(join(dir, "manifest.json"), { force: true });
+  const tau = Number(a.provenance.settings.tau ?? 0);
+  const stats = mapStats(a, tau);
+  const region = roiRegion ?? Region.rect(a.roi, a.height, a.width);
+  const heat = heatRgb(a.map, a.height, a.width, region);
+  const overlay = overlayRgb(heat, kase.image);
+  const title = `${a.method.toUpperCase()} · ${kase.id} · RoI ${a.roi.row},${a.roi.col} ${a.roi.height}x${a.roi.width}`;
+  const contents: Record<string, Buffer | string> = {
+    "map.npy": encodeNpy(a.map, [a.height, a.width]),
+    "stderr.npy": encodeNpy(a.stderrMap, [a.height, a.width]),
+    "map.json": JSON.stringify(
+      {
+        method: a.method,
+        units: "block",
+        effectUnits: a.outcome === "dice" ? "Dice points (x100)" : `${a.outcome} x100`,
+        sign: "negative = the block's content supported the RoI prediction (red); positive = it hurt (blue)",
+        height: a.height,
+        width: a.width,
+        roi: a.roi,
+        blocks: a.units.map((u) => ({ row: u.row, col: u.col, height: u.height, width: u.width, effect: u.effect, rawEffect: u.rawEffect, stderr: Number.isNaN(u.stderr) ? null : u.stderr, samples: u.samples, status: u.status })),
+      },
+      null,
+      1,
+    ),
+    "heatmap.png": await encodePng({ width: a.width, height: a.height, channels: 3, data: heat }),
+    "overlay.png": await encodePng({ width: a.width, height: a.height, channels: 3, data: overlay }),
+    "summary.png": await svgToPng(summarySvg(stats, title)),
+    "stats.json": JSON.stringify(stats, (_, v) => (v === Infinity ? "inf" : v === -Infinity ? "-inf" : v), 2),
+  };
+  const files: Record<string, string> = {};
+  const stage = join(dir, `.staging-${process.pid}`);
+  await mkdir(stage, { recursive: true });
+  for (const [name, data] of Object.entries(contents)) await writeFile(join(stage, name), data);
+  for (const name of Object.keys(contents)) {
+    await rename(join(stage, name), join(dir, name));
+    files[name] = join(dir, name);
+  }
+  await rm(stage, { recursive: true, force: true });
+  const manifest = {
+    format: "segcause.attribution/1",
+    method: a.method,
+    reference: a.reference,
+    referenceExplained:
+      a.reference === "ground-truth"
+        ? "Dice inside the RoI is measured against the ground-truth mask"
+        : "no mask given: Dice inside the RoI is measured against the model's own unperturbed prediction",
+    baseOutcome: a.baseOutcome,
+    forwardPasses: a.forwardPasses,
+    backwardPasses: a.backwardPasses,
+    wallMs: a.wallMs,
+    notes: a.notes,
+    files: Object.keys(contents),
+    provenance: a.provenance,
+  };
+  await writeFile(join(dir, "manifest.json"), JSON.stringify(manifest, null, 2));
+  files["manifest.json"] = join(dir, "manifest.json");
+  return { dir, files, stats };
+}

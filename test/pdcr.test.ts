@@ -1,0 +1,164 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadCase } from "../src/data/case.js";
+import { Model } from "../src/model/model.js";
+import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
+import type { Attribution } from "../src/explain/attribution.js";
+import { constantModel, flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+
+// The prediction everywhere depends only on the mean of the 16x16 region rows 0-15, cols 16-31
+// (four 8x8 blocks): it is foreground iff that mean > 0.8. The image is bright (230), so any dark
+// patch in one of the four blocks flips the RoI prediction: ATE = -100 Dice points exactly there.
+const CAUSAL = [
+  { row: 0, col: 16 },
+  { row: 0, col: 24 },
+  { row: 8, col: 16 },
+  { row: 8, col: 24 },
+];
+const ROI = { row: 16, col: 0, height: 8, width: 8 };
+const isCausal = (u: { row: number; col: number }) => CAUSAL.some((c) => c.row === u.row && c.col === u.col);
+
+let dir: string;
+let image: string;
+let causalModel: string;
+let ignoreModel: string;
+let screenModel: string;
+
+beforeAll(async () => {
+  dir = tmp();
+  image = await writeImage(dir, "bright.png", () => 230);
+  causalModel = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
+  ignoreModel = writeModel(dir, "ignore.onnx", constantModel());
+  // Block (0,24) has a large weight, block (24,24) a small one: its effect on mean-prob stays below τ.
+  screenModel = writeModel(
+    dir,
+    "screen.onnx",
+    regionMeanModel(
+      [
+        { row: 0, col: 24, height: 8, width: 8, weight: 50 },
+        { row: 24, col: 24, height: 8, width: 8, weight: 0.01 },
+      ],
+      -40,
+    ),
+  );
+});
+
+async function pdcr(modelPath: string, bankValues: number[], extra: Partial<Parameters<typeof explainPdcr>[3]> = {}, mask?: string, outcome: "dice" | "mean-prob" = "dice"): Promise<Attribution> {
+  const model = await Model.load(modelPath, { threads: 1 });
+  try {
+    const kase = await loadCase(model, image, mask);
+    return await explainPdcr(model, kase, { roi: ROI, outcome }, { bank: flatBank(bankValues), ...extra });
+  } finally {
+    await model.release();
+  }
+}
+
+describe("PdCR on models with known causal structure", () => {
+  it("is -100 exactly on the blocks of the distant causal region and 0 elsewhere", async () => {
+    const a = await pdcr(causalModel, [20, 30, 10]);
+    expect(a.baseOutcome).toBeCloseTo(100, 6);
+    expect(a.reference).toBe("prediction");
+    expect(a.units).toHaveLength(15); // 16 blocks minus the RoI's one
+    for (const u of a.units) {
+      expect(u.effect).toBeCloseTo(isCausal(u) ? -100 : 0, 6);
+      expect(u.status).toBe(isCausal(u) ? "significant" : "screened-out");
+    }
+    // map painted per pixel; the RoI stays 0
+    expect(a.map[0 * 32 + 16]).toBe(-100);
+    expect(a.map[15 * 32 + 31]).toBe(-100);
+    expect(a.map[16 * 32 + 0]).toBe(0);
+    expect(a.map[31 * 32 + 31]).toBe(0);
+    // paper cost: 1 + 3 per block + 50 per block passing the screen
+    expect(a.forwardPasses).toBe(1 + 3 * 15 + 50 * 4);
+    expect(a.provenance.settings).toMatchObject({ blockSize: 8, screen: 3, samples: 50, tau: 0.02 });
+  });
+
+  it("estimates the ATE as the fraction of flipping patches, with a standard error", async () => {
+    // 9 of 10 patches are dark: the true ATE of each causal block is -90.
+    const a = await pdcr(causalModel, [20, 20, 20, 20, 20, 20, 20, 20, 20, 240], { samples: 400 });
+    for (const u of a.units) {
+      if (!isCausal(u)) {
+        expect(u.effect).toBe(0);
+        continue;
+      }
+      expect(u.stderr).toBeGreaterThan(0);
+      expect(Math.abs(u.effect + 90)).toBeLessThan(4.5 * u.stderr);
+      expect(u.samples).toBe(403);
+    }
+  });
+
+  it("gives an all-zero map for a model that ignores its input, at 3 passes per block", async () => {
+    const a = await pdcr(ignoreModel, [0, 128, 255]);
+    expect(a.units.every((u) => u.effect === 0 && u.samples === 3 && u.status === "screened-out")).toBe(true);
+    expect(a.map.every((v) => v === 0)).toBe(true);
+    expect(a.forwardPasses).toBe(1 + 3 * 15);
+  });
+
+  it("screening: a block whose 3 draws all move the outcome by less than tau costs 3 passes and gets 0", async () => {
+    const a = await pdcr(screenModel, [0], {}, undefined, "mean-prob");
+    const strong = a.units.find((u) => u.row === 0 && u.col === 24)!;
+    const weak = a.units.find((u) => u.row === 24 && u.col === 24)!;
+    expect(strong.status).toBe("significant");
+    expect(strong.samples).toBe(53);
+    expect(strong.effect).toBeLessThan(-90);
+    expect(weak.status).toBe("screened-out");
+    expect(weak.samples).toBe(3);
+    expect(weak.effect).toBe(0);
+    expect(Math.abs(weak.rawEffect)).toBeGreaterThan(0); // it did move, just by less than tau
+    expect(Math.abs(weak.rawEffect)).toBeLessThan(0.02);
+  });
+
+  it("does not depend on the batch size (bit for bit)", async () => {
+    const bank = [20, 20, 240, 20, 240, 20, 20, 100];
+    const maps = [];
+    for (const batchSize of [1, 3, 8]) maps.push((await pdcr(causalModel, bank, { batchSize, samples: 20 })).map);
+    expect(Buffer.from(maps[1].buffer).equals(Buffer.from(maps[0].buffer))).toBe(true);
+    expect(Buffer.from(maps[2].buffer).equals(Buffer.from(maps[0].buffer))).toBe(true);
+  });
+
+  it("is reproducible with a seed and changes with another seed", async () => {
+    const bank = [20, 240, 20, 240, 20, 240, 20, 240];
+    const a = await pdcr(causalModel, bank, { seed: 7 });
+    const b = await pdcr(causalModel, bank, { seed: 7 });
+    const c = await pdcr(causalModel, bank, { seed: 8 });
+    expect(Array.from(a.map)).toEqual(Array.from(b.map));
+    expect(Array.from(a.map)).not.toEqual(Array.from(c.map));
+  });
+
+  it("measures Dice against the ground truth when a mask is given", async () => {
+    // GT covers the left half of the RoI; the model predicts the whole RoI: Dice = 2*32/(64+32).
+    const mask = await writeMask(dir, "half.png", (y, x) => y >= 16 && y < 24 && x < 4);
+    const a = await pdcr(causalModel, [20], {}, mask);
+    expect(a.reference).toBe("ground-truth");
+    expect(a.baseOutcome).toBeCloseTo((100 * 64) / 96, 6);
+    for (const u of a.units) expect(u.effect).toBeCloseTo(isCausal(u) ? -(100 * 64) / 96 : 0, 6);
+  });
+
+  it("resumes from a checkpoint with the identical map", async () => {
+    const ck = join(dir, "ck.json");
+    const bank = [20, 240, 20, 20];
+    const full = await pdcr(causalModel, bank, { checkpointPath: ck });
+    // Keep only the screening samples, as if the run had been killed during the estimation phase.
+    const saved = JSON.parse(readFileSync(ck, "utf8"));
+    for (const k of Object.keys(saved.samples)) saved.samples[k] = saved.samples[k].slice(0, 3);
+    writeFileSync(ck, JSON.stringify(saved));
+    const resumed = await pdcr(causalModel, bank, { checkpointPath: ck });
+    expect(Array.from(resumed.map)).toEqual(Array.from(full.map));
+    expect(resumed.notes.some((n) => n.startsWith("resumed from checkpoint: 45 samples"))).toBe(true);
+  });
+});
+
+describe("zero ablation", () => {
+  it("sets each block to black once and keeps the tau rule", async () => {
+    const model = await Model.load(causalModel, { threads: 1 });
+    const kase = await loadCase(model, image);
+    const a = await explainZero(model, kase, { roi: ROI });
+    await model.release();
+    for (const u of a.units) {
+      expect(u.effect).toBeCloseTo(isCausal(u) ? -100 : 0, 6);
+      expect(u.samples).toBe(1);
+    }
+    expect(a.forwardPasses).toBe(16);
+  });
+});
