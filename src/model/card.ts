@@ -178,7 +178,7 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
     if (typeof outC !== "number" || outC > 2) assumptions.push(`output class channel not stated: assumed channel ${channel}`);
   }
   return ModelCardSchema.parse({
-    input: { name: input.name, height, width, channels },
+    input: { name: input.name, height, width, channels, mean: channels === "rgb" ? [0, 0, 0] : [0], std: channels === "rgb" ? [1, 1, 1] : [1] },
     output: { name: output.name, kind, channel, threshold: o.threshold ?? 0.5 },
   });
 }

@@ -1,0 +1,136 @@
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { decodeNpy } from "../src/util/npy.js";
+import { PatchBank } from "../src/data/patchbank.js";
+import { flatBank, nanModel, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+
+const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
+
+function segcause(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+let dir: string, model: string, image: string, bank: string;
+
+beforeAll(async () => {
+  dir = tmp();
+  model = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
+  image = await writeImage(dir, "bright.png", () => 230);
+  bank = join(dir, "bank.scbank");
+  await flatBank([20, 240, 20]).save(bank);
+});
+
+describe("segcause explain (CLI)", () => {
+  it("writes every output with provenance", () => {
+    const out = join(dir, "ok");
+    const r = segcause("explain", "--model", model, "--image", image, "--roi", "16,0,8,8", "--bank", bank, "--out", out, "--no-progress");
+    expect(r.stderr).toBe("");
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain("model's own unperturbed prediction");
+    for (const f of ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "summary.png", "stats.json", "manifest.json"]) {
+      expect(existsSync(join(out, f)), f).toBe(true);
+    }
+    expect(existsSync(join(out, ".checkpoint.json"))).toBe(false);
+    const npy = decodeNpy(readFileSync(join(out, "map.npy")));
+    expect(npy.shape).toEqual([32, 32]);
+    expect(npy.data[16]).toBeLessThan(-50);
+    expect(npy.data[31 * 32]).toBe(0);
+    const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
+    expect(manifest.reference).toBe("prediction");
+    expect(manifest.provenance.model.sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(manifest.provenance.case.imageSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(manifest.provenance.seed).toBe(0);
+    expect(manifest.provenance.settings).toMatchObject({ blockSize: 8, screen: 3, samples: 50, tau: 0.02 });
+    expect(manifest.provenance.intervention.bankSha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(manifest.provenance.versions.segcause).toBeDefined();
+    expect(manifest.forwardPasses).toBeGreaterThan(1);
+    expect(manifest.notes.some((n: string) => n.includes("assumed"))).toBe(true);
+    const stats = JSON.parse(readFileSync(join(out, "stats.json"), "utf8"));
+    expect(stats.units).toBe(15);
+    expect(stats.negative).toBe(4);
+    expect(stats.histogram.reduce((s: number, b: { blocks: number }) => s + b.blocks, 0)).toBe(16);
+    const blocks = JSON.parse(readFileSync(join(out, "map.json"), "utf8")).blocks;
+    expect(blocks).toHaveLength(15);
+  });
+
+  it("runs the zero ablation without a bank", () => {
+    const out = join(dir, "zero");
+    const r = segcause("explain", "--method", "zero", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", out, "--no-progress");
+    expect(r.code).toBe(0);
+    expect(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).forwardPasses).toBe(16);
+  });
+});
+
+describe("bad inputs give one clear line and no complete-looking output", () => {
+  const cases: [string, () => string[], RegExp][] = [
+    ["corrupt ONNX", () => { const p = join(dir, "corrupt.onnx"); writeFileSync(p, Buffer.from([8, 7, 0x12, 0xff, 0xff, 0x01, 3, 4])); return ["--model", p]; }, /ONNX/],
+    ["non-ONNX file", () => { const p = join(dir, "text.onnx"); writeFileSync(p, "hello, I am not a model"); return ["--model", p]; }, /ONNX/],
+    ["missing model", () => ["--model", join(dir, "nope.onnx")], /cannot read model/],
+    ["input size not matching the graph", () => ["--input-size", "64,64"], /height is 32 in the graph but the model card says 64/],
+    ["channels not matching the graph", () => ["--channels", "gray"], /channels is 3 in the graph but the model card says 1/],
+    ["RoI outside the image", () => ["--roi", "30,30,8,8"], /outside the 32x32 model input/],
+    ["empty RoI", () => ["--roi", "4,4,0,0"], /RoI is empty/],
+    ["unparsable RoI", () => ["--roi", "a,b"], /cannot parse RoI/],
+    ["undecodable image", () => { const p = join(dir, "bad.png"); writeFileSync(p, "not a png"); return ["--image", p]; }, /cannot decode image/],
+    ["bank with the wrong patch size", () => ["--bank", join(dir, "bank4.scbank"), "--block", "8"], /4x4 patches but the block size is 8/],
+    ["not a bank", () => ["--bank", image], /not a segcause patch bank/],
+    ["pdcr without a bank", () => ["--bank", ""], /needs a patch bank/],
+    ["model that outputs NaN", () => ["--model", writeModel(dir, "nan.onnx", nanModel())], /NaN/],
+    ["empty ground-truth mask", () => ["--mask", join(dir, "empty-mask.png")], /mask .* is empty/],
+    ["ground truth absent from the RoI", () => ["--mask", join(dir, "far-mask.png")], /empty inside the RoI/],
+    ["bad number", () => ["--samples", "many"], /--samples must be a number/],
+  ];
+
+  beforeAll(async () => {
+    await writeMask(dir, "empty-mask.png", () => false);
+    await writeMask(dir, "far-mask.png", (y) => y < 4);
+    await flatBank([1, 2], 4).save(join(dir, "bank4.scbank"));
+  });
+
+  for (const [name, args, pattern] of cases) {
+    it(name, () => {
+      const out = join(dir, `bad-${name.replace(/\W+/g, "-")}`);
+      const base: Record<string, string> = { "--model": model, "--image": image, "--roi": "16,0,8,8", "--bank": bank, "--out": out };
+      const extra = args();
+      const merged: string[] = [];
+      for (const [k, v] of Object.entries(base)) if (!extra.includes(k)) merged.push(k, v);
+      for (let i = 0; i < extra.length; i += 2) if (extra[i + 1] !== "") merged.push(extra[i], extra[i + 1]);
+      const r = segcause("explain", "--no-progress", ...merged);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toMatch(/^segcause: error: /);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(pattern);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+      expect(existsSync(join(out, "manifest.json"))).toBe(false);
+    });
+  }
+});
+
+describe("segcause bank build", () => {
+  it("builds a seeded bank from a folder and records its sources", async () => {
+    const imgs = join(dir, "bank-images");
+    mkdirSync(imgs);
+    await writeImage(imgs, "a.png", (y, x) => (x * 8) % 256);
+    await writeImage(imgs, "b.png", (y) => (y * 8) % 256);
+    const out1 = join(dir, "b1.scbank"), out2 = join(dir, "b2.scbank");
+    for (const out of [out1, out2]) {
+      const r = segcause("bank", "build", "--images", imgs, "--size", "32,32", "--per-image", "10", "--seed", "3", "--out", out, "--no-progress");
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const b = await PatchBank.load(out1);
+    expect(b.count).toBe(20);
+    expect(b.patchSize).toBe(8);
+    expect(b.header.sources.map((s) => s.name)).toEqual(["a.png", "b.png"]);
+    expect(b.header.seed).toBe(3);
+    expect(readFileSync(out1).equals(readFileSync(out2))).toBe(true);
+  });
+
+  it("asks for the input size when neither --model nor --size is given", () => {
+    const r = segcause("bank", "build", "--images", dir, "--out", join(dir, "x.scbank"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/needs the model input size/);
+  });
+});
