@@ -1,0 +1,99 @@
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Model } from "../src/model/model.js";
+import { Runner } from "../src/model/runner.js";
+import { loadCase } from "../src/data/case.js";
+import { explainZero } from "../src/explain/pdcr.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import { regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+
+let dir: string;
+beforeAll(() => {
+  dir = tmp();
+});
+
+/** A logits model with a 2-class output: class 1 logit = x, class 0 logit = -x (per pixel, channel 0). */
+function twoClassLogits(): Uint8Array {
+  const g = new GraphBuilder("two-class");
+  const x = g.input("input", ["batch", 1, 16, 16]);
+  const out = g.node("Conv", [x, g.constant([2, 1, 1, 1], [-10, 10]), g.constant([2], [5, -5])], { kernel_shape: [1, 1] }, ["logits"]);
+  g.output(out, ["batch", 2, 16, 16]);
+  return g.toBytes();
+}
+
+describe("model card", () => {
+  it("infers what the graph says and lists every assumption", async () => {
+    const m = await Model.load(writeModel(dir, "two.onnx", twoClassLogits()));
+    expect(m.resolved.source).toBe("inferred");
+    expect(m.card.input).toMatchObject({ height: 16, width: 16, channels: "gray", scale: 255 });
+    expect(m.card.output).toMatchObject({ kind: "logits", channel: 1, threshold: 0.5 });
+    expect(m.resolved.assumptions.join(" ")).toMatch(/normalisation/);
+    expect(m.resolved.assumptions.join(" ")).toMatch(/read as logits/);
+    await m.release();
+  });
+
+  it("reads a sidecar and lets flags override it", async () => {
+    const p = writeModel(dir, "side.onnx", regionMeanModel([], 0), {
+      input: { height: 32, width: 32, channels: "rgb", scale: 1, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], resize: "nearest" },
+      output: { kind: "probabilities", channel: 0, threshold: 0.3 },
+    });
+    const m = await Model.load(p, { overrides: { threshold: 0.7 } });
+    expect(m.resolved.source).toBe("sidecar");
+    expect(m.resolved.assumptions).toEqual([]);
+    expect(m.card.input.resize).toBe("nearest");
+    expect(m.card.output.threshold).toBe(0.7);
+    // input = (pixel/scale - mean)/std
+    const [a, b] = m.affine(0);
+    expect(10 * a + b).toBeCloseTo((10 - 0.5) / 0.25, 6);
+    await m.release();
+  });
+
+  it("rejects a sidecar that is not a model card, naming the field", async () => {
+    const p = writeModel(dir, "badcard.onnx", regionMeanModel([], 0));
+    writeFileSync(`${p}.json`, JSON.stringify({ input: { height: "big" } }));
+    await expect(Model.load(p)).rejects.toThrow(/model card .*input\.(height|width|channels)/);
+  });
+
+  it("softmax logits: class 1 probability decides the prediction", async () => {
+    const p = writeModel(dir, "two2.onnx", twoClassLogits());
+    const img = await writeImage(dir, "g.png", (y) => (y < 8 ? 200 : 20), 16);
+    const m = await Model.load(p, { threads: 1 });
+    const kase = await loadCase(m, img);
+    // RoI straddles the bright/dark boundary; the prediction (reference) is its bright half.
+    const a = await explainZero(m, kase, { roi: { row: 4, col: 4, height: 8, width: 8 } }, { blockSize: 4 });
+    expect(a.baseOutcome).toBeCloseTo(100, 6);
+    // A per-pixel model: nothing outside the RoI can change the RoI's prediction.
+    expect(a.units).toHaveLength(16 - 4);
+    expect(a.units.every((u) => u.effect === 0)).toBe(true);
+    await m.release();
+  });
+});
+
+describe("runner", () => {
+  it("runs a model exported with a fixed batch of 1, one input at a time, with a note", async () => {
+    const p = writeModel(dir, "fixed.onnx", regionMeanModel([{ row: 0, col: 0, height: 8, width: 8, weight: 10 }], -5, { batch: 1 }));
+    const m = await Model.load(p, { threads: 1 });
+    const r = new Runner(m, { batchSize: 8 });
+    expect(r.batchSize).toBe(1);
+    expect(r.notes[0]).toMatch(/fixed at 1/);
+    const vals = [0, 0.25, 1];
+    const scores = await r.evaluate(vals, (v, dst) => dst.fill(v), (d) => d[0]);
+    expect(scores[0]).toBeCloseTo(1 / (1 + Math.exp(5)), 5);
+    expect(scores[2]).toBeCloseTo(1 / (1 + Math.exp(-5)), 5);
+    expect(r.forwardPasses).toBe(3);
+    await m.release();
+  });
+
+  it("pads the tail of the last batch and ignores the padding", async () => {
+    const p = writeModel(dir, "dyn.onnx", regionMeanModel([{ row: 0, col: 0, height: 8, width: 8, weight: 10 }], -5));
+    const m = await Model.load(p, { threads: 1 });
+    const r = new Runner(m, { batchSize: 4 });
+    const vals = [0, 0.1, 0.2, 0.3, 0.4, 0.5];
+    const scores = await r.evaluate(vals, (v, dst) => dst.fill(v), (d, slot) => d[slot * 32 * 32]);
+    vals.forEach((v, i) => expect(scores[i]).toBeCloseTo(1 / (1 + Math.exp(-(10 * v - 5))), 5));
+    expect(r.batches).toBe(2);
+    expect(r.forwardPasses).toBe(6);
+    await m.release();
+  });
+});
