@@ -1,0 +1,46 @@
+import { describe, expect, it } from "vitest";
+import { heatRgb, overlayRgb } from "../src/report/colormap.js";
+import { mapStats } from "../src/report/stats.js";
+import { Region } from "../src/target/roi.js";
+import { encodeNpy, decodeNpy } from "../src/util/npy.js";
+import type { Attribution } from "../src/explain/attribution.js";
+
+describe("paper colour map", () => {
+  it("maps -max to red, +max to blue, 0 to white and the RoI to green", () => {
+    const map = Float32Array.from([-2, 1, 2, 0]);
+    const roi = Region.rect({ row: 1, col: 1, height: 1, width: 1 }, 2, 2);
+    const rgb = heatRgb(map, 2, 2, roi);
+    expect(Array.from(rgb.subarray(0, 3))).toEqual([255, 0, 0]);
+    expect(Array.from(rgb.subarray(3, 6))).toEqual([128, 128, 255]); // h = 0.5 → (0.5, 0.5, 1)
+    expect(Array.from(rgb.subarray(6, 9))).toEqual([0, 0, 255]);
+    expect(Array.from(rgb.subarray(9, 12))).toEqual([0, 255, 0]);
+    const over = overlayRgb(rgb, { width: 2, height: 2, channels: 3, data: new Uint8Array(12).fill(100) });
+    expect(over[0]).toBe(Math.round(0.7 * 255 + 0.3 * 100));
+  });
+});
+
+describe("map statistics", () => {
+  it("counts signs without the RoI blocks and bins effects as the paper's code", () => {
+    const effects = [-5, -2, -0.5, -0.1, 0, 0.01, 0.1, 0.5, 2, 5];
+    const a = {
+      method: "pdcr", outcome: "dice", reference: "ground-truth", baseOutcome: 90, forwardPasses: 10, wallMs: 1, roiCells: 16,
+      units: effects.map((effect, i) => ({ index: i, row: 0, col: 8 * i, height: 8, width: 8, effect, rawEffect: effect, stderr: 0, samples: 53, status: "significant" })),
+    } as unknown as Attribution;
+    const s = mapStats(a, 0.02);
+    expect([s.negative, s.positive, s.zero]).toEqual([4, 5, 1]);
+    expect(s.histogram.map((b) => b.blocks)).toEqual([1, 1, 1, 1, 2 + 16, 1, 1, 1, 1]);
+    expect(s.minEffect).toBe(-5);
+    expect(s.maxEffect).toBe(5);
+  });
+});
+
+describe("npy", () => {
+  it("round-trips float32 with a 64-byte aligned header", () => {
+    const data = Float32Array.from([1.5, -2, Number.NaN, 0]);
+    const buf = encodeNpy(data, [2, 2]);
+    expect((buf.readUInt16LE(8) + 10) % 64).toBe(0);
+    const back = decodeNpy(buf);
+    expect(back.shape).toEqual([2, 2]);
+    expect(Array.from(back.data)).toEqual(Array.from(data));
+  });
+});
