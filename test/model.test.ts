@@ -97,3 +97,45 @@ describe("runner", () => {
     await m.release();
   });
 });
+
+describe("unusual but valid exports, and invalid ones", () => {
+  it("dynamic H/W input with an [N, H, W] output: size assumed, then given by flags", async () => {
+    const g = new GraphBuilder("dyn-hw");
+    const x = g.input("x", ["N", 3, "H", "W"]);
+    const conv = g.node("Conv", [x, g.constant([1, 3, 1, 1], [1, 0, 0])], { kernel_shape: [1, 1] });
+    const sq = g.node("Squeeze", [conv, g.constantInt64([1])]);
+    const out = g.node("Sigmoid", [sq], {}, ["y"]);
+    g.output(out, ["N", "H", "W"]);
+    const p = writeModel(dir, "dynhw.onnx", g.toBytes());
+    const assumed = await Model.load(p);
+    expect(assumed.height).toBe(256);
+    expect(assumed.resolved.assumptions.join(" ")).toMatch(/dynamic.*assumed 256x256/);
+    await assumed.release();
+    const m = await Model.load(p, { overrides: { height: 24, width: 40 }, threads: 1 });
+    expect([m.height, m.width]).toEqual([24, 40]);
+    expect(m.resolved.assumptions.join(" ")).not.toMatch(/assumed 256x256/);
+    const r = new Runner(m, { batchSize: 2 });
+    const s = await r.evaluate([1], (_, dst) => dst.fill(0), (d) => d[0]);
+    expect(s[0]).toBeCloseTo(0.5, 6);
+    expect(m.outputLayout).toEqual({ channels: 1, height: 24, width: 40 });
+    await m.release();
+  });
+
+  it("an output smaller than the input is refused with the reason", async () => {
+    const g = new GraphBuilder("down");
+    const x = g.input("x", ["N", 3, 32, 32]);
+    const out = g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] }, ["y"]);
+    g.output(out, ["N", 3, 16, 16]);
+    const m = await Model.load(writeModel(dir, "down.onnx", g.toBytes()), { threads: 1 });
+    await expect(new Runner(m).evaluate([0], (_, d) => d.fill(0), () => 0)).rejects.toThrow(/output is 16x16 but its input is 32x32/);
+    await m.release();
+  });
+
+  it("a model with two inputs is refused", async () => {
+    const g = new GraphBuilder("two-in");
+    const a = g.input("a", ["N", 3, 8, 8]);
+    const b = g.input("b", ["N", 3, 8, 8]);
+    g.output(g.node("Add", [a, b], {}, ["y"]), ["N", 3, 8, 8]);
+    await expect(Model.load(writeModel(dir, "twoin.onnx", g.toBytes()))).rejects.toThrow(/2 inputs .*exactly one image input/);
+  });
+});

@@ -32,13 +32,13 @@ export function summarySvg(s: MapStats, title: string): string {
     parts.push(`<text x="${bx}" y="${y + bh + 15}" font-family="DejaVu Sans, sans-serif" font-size="12">${esc(label)}: ${count} (${(share * 100).toFixed(1)}%)</text>`);
   });
   // Histogram.
-  const hx = 360, hy = 80, hw = 510, hh = 230;
+  const hx = 360, hy = 80, hw = 510, hh = 215;
   const maxCount = Math.max(1, ...s.histogram.map((b) => b.blocks));
   const slot = hw / s.histogram.length;
   parts.push(`<text x="${hx}" y="${hy - 8}" font-family="DejaVu Sans, sans-serif" font-size="13">Effect histogram (blocks per ATE bin; the middle bin includes the RoI blocks)</text>`);
   parts.push(`<line x1="${hx}" y1="${hy + hh}" x2="${hx + hw}" y2="${hy + hh}" stroke="black"/>`);
   s.histogram.forEach((b, i) => {
-    const h = (hh * b.blocks) / maxCount;
+    const h = ((hh - 20) * b.blocks) / maxCount; // room for the count label under the title
     const x = hx + i * slot + 4;
     const colour = b.hi <= 0 ? RED : b.lo >= 0 ? BLUE : GREY;
     parts.push(`<rect x="${x.toFixed(1)}" y="${(hy + hh - h).toFixed(1)}" width="${(slot - 8).toFixed(1)}" height="${h.toFixed(1)}" fill="${colour}"/>`);
