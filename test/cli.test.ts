@@ -64,6 +64,28 @@ describe("segcause explain (CLI)", () => {
   });
 });
 
+describe("segcause methods / occlusion (CLI)", () => {
+  it("lists every method with one line each", () => {
+    const r = segcause("methods");
+    expect(r.code).toBe(0);
+    expect(r.stdout.trim().split("\n").map((l) => l.split(" ")[0])).toEqual(["pdcr", "zero", "occlusion"]);
+  });
+
+  it("runs occlusion with its own defaults and records them", () => {
+    const out = join(dir, "occ");
+    const r = segcause("explain", "--method", "occlusion", "--fill-kind", "blur", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", out, "--no-progress");
+    expect(r.code, r.stderr).toBe(0);
+    const m = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
+    expect(m.provenance.settings).toMatchObject({ blockSize: 16, stride: 8, tau: 0, fill: "blur", sigma: 5 });
+  });
+
+  it("refuses --stride for block-partition methods", () => {
+    const r = segcause("explain", "--method", "zero", "--stride", "4", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", join(dir, "zs"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--stride is only for --method occlusion/);
+  });
+});
+
 describe("bad inputs give one clear line and no complete-looking output", () => {
   const cases: [string, () => string[], RegExp][] = [
     ["corrupt ONNX", () => { const p = join(dir, "corrupt.onnx"); writeFileSync(p, Buffer.from([8, 7, 0x12, 0xff, 0xff, 0x01, 3, 4])); return ["--model", p]; }, /ONNX/],

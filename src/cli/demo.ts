@@ -33,14 +33,14 @@ export function demoCommand(): Command {
     .description("explain the bundled sample with the bundled model (no arguments needed)")
     .option("--out <dir>", "output folder", "segcause-demo")
     .option("--method <name>", `method: ${METHODS.join(", ")}`, oneOf("method", METHODS), "pdcr")
-    .option("--block <px>", "block size", int("block"), PDCR_DEFAULTS.blockSize)
+    .option("--block <px>", "block size", int("block"))
     .option("--screen <n>", "screening draws per block", int("screen"), PDCR_DEFAULTS.screen)
     .option("--samples <n>", "draws per block passing the screen", int("samples"), PDCR_DEFAULTS.samples)
     .option("--seed <n>", "random seed", int("seed"), PDCR_DEFAULTS.seed)
-    .option("--tau <t>", "tau in Dice points", num("tau"), PDCR_DEFAULTS.tau)
+    .option("--tau <t>", "tau in Dice points", num("tau"))
     .option("--batch-size <n>", "inputs per forward call", int("batch-size"))
     .option("--no-progress", "no progress bar on stderr")
-    .action(async (f: { out: string; method: MethodName; block: number; screen: number; samples: number; seed: number; tau: number; batchSize?: number; progress: boolean }) => {
+    .action(async (f: { out: string; method: MethodName; block?: number; screen: number; samples: number; seed: number; tau?: number; batchSize?: number; progress: boolean }) => {
       const cfg = demoConfig();
       const at = (p: string) => join(PACKAGE_ROOT, p);
       process.stdout.write(`segcause demo: ${cfg.description}\n`);
@@ -61,7 +61,6 @@ export function demoCommand(): Command {
         reference: "auto",
         batchSize: f.batchSize,
         progress: f.progress,
-        fill: 0,
       });
       process.stdout.write(describeResult(r) + "\n");
       process.stdout.write(

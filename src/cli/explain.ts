@@ -7,6 +7,8 @@ import { loadMask } from "../data/image.js";
 import { PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
 import { explainPdcr, explainZero, PDCR_DEFAULTS } from "../explain/pdcr.js";
+import { explainOcclusion, OCCLUSION_DEFAULTS } from "../explain/occlusion.js";
+import type { FillKind } from "../explain/interventions.js";
 import type { Attribution } from "../explain/attribution.js";
 import { Region, parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
@@ -16,8 +18,15 @@ import { stderrProgress } from "../util/progress.js";
 import { Checkpoint } from "../explain/checkpoint.js";
 import { addCardFlags, cardOverrides, int, num, oneOf, type CardFlags } from "./options.js";
 
-export const METHODS = ["pdcr", "zero"] as const;
+export const METHODS = ["pdcr", "zero", "occlusion"] as const;
 export type MethodName = (typeof METHODS)[number];
+
+/** One line per method for `segcause methods` and the help text. */
+export const METHOD_SUMMARIES: Record<MethodName, string> = {
+  pdcr: "PdCR (paper): 8x8 blocks replaced by natural patches from a bank, screened ATE (S=3, N=50, tau=0.02); 1 + 3*blocks + 50*passing passes",
+  zero: "paper's ablation: each 8x8 block set to black once, tau=0.02; 1 + blocks passes",
+  occlusion: "occlusion: 16x16 window every 8 px filled with a constant (--fill-kind mean|blur too), overlaps averaged; 1 + windows passes",
+};
 
 export interface ExplainFlags extends CardFlags {
   model: string;
@@ -28,16 +37,19 @@ export interface ExplainFlags extends CardFlags {
   bank?: string;
   out: string;
   method: MethodName;
-  block: number;
+  block?: number;
+  stride?: number;
   screen: number;
   samples: number;
-  tau: number;
+  tau?: number;
   seed: number;
   outcome: OutcomeName;
   reference: "auto" | "ground-truth" | "prediction";
   batchSize?: number;
   progress: boolean;
-  fill: number;
+  fill?: number;
+  fillKind?: FillKind;
+  sigma?: number;
 }
 
 export interface ExplainResult {
@@ -63,10 +75,11 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       checkpointPath: join(f.out, ".checkpoint.json"),
     };
     await (await import("node:fs/promises")).mkdir(f.out, { recursive: true });
-    const attribution =
-      f.method === "pdcr"
-        ? await explainPdcr(model, kase, target, { ...run, bank: bank!, blockSize: f.block, screen: f.screen, samples: f.samples, tau: f.tau })
-        : await explainZero(model, kase, target, { ...run, blockSize: f.block, tau: f.tau, fill: f.fill });
+    if (f.method !== "occlusion" && f.stride !== undefined) fail(`--stride is only for --method occlusion`, "PdCR and zero use a partition into blocks");
+    let attribution: Attribution;
+    if (f.method === "pdcr") attribution = await explainPdcr(model, kase, target, { ...run, bank: bank!, blockSize: f.block, screen: f.screen, samples: f.samples, tau: f.tau });
+    else if (f.method === "zero") attribution = await explainZero(model, kase, target, { ...run, blockSize: f.block, tau: f.tau, fill: f.fill });
+    else attribution = await explainOcclusion(model, kase, target, { ...run, window: f.block, stride: f.stride, tau: f.tau, fill: f.fillKind, value: f.fill, sigma: f.sigma });
     const region = "mask" in roi ? Region.mask(roi.mask, model.height, model.width) : undefined;
     const written = await writeAttribution(attribution, kase, f.out, region);
     await Checkpoint.open(run.checkpointPath, null).remove();
@@ -102,20 +115,29 @@ export function explainCommand(): Command {
     .option("--roi-mask <file>", "RoI as a mask image instead of a rectangle")
     .option("--bank <file>", "patch bank built with `segcause bank build` (needed by pdcr)")
     .requiredOption("--out <dir>", "output folder")
-    .option("--method <name>", `method: ${METHODS.join(", ")}`, oneOf("method", METHODS), "pdcr")
-    .option("--block <px>", "block size", int("block"), PDCR_DEFAULTS.blockSize)
+    .option("--method <name>", `method: ${METHODS.join(", ")} (see \`segcause methods\`)`, oneOf("method", METHODS), "pdcr")
+    .option("--block <px>", `block (window) size (default ${PDCR_DEFAULTS.blockSize}; occlusion ${OCCLUSION_DEFAULTS.window})`, int("block"))
+    .option("--stride <px>", `occlusion window step (default ${OCCLUSION_DEFAULTS.stride})`, int("stride"))
     .option("--screen <n>", "screening draws S per block", int("screen"), PDCR_DEFAULTS.screen)
     .option("--samples <n>", "fresh draws N per block passing the screen", int("samples"), PDCR_DEFAULTS.samples)
-    .option("--tau <t>", "effects with |ATE| below tau (outcome units) are set to 0", num("tau"), PDCR_DEFAULTS.tau)
+    .option("--tau <t>", `effects with |ATE| below tau (outcome units) are set to 0 (default ${PDCR_DEFAULTS.tau}; occlusion ${OCCLUSION_DEFAULTS.tau})`, num("tau"))
     .option("--seed <n>", "random seed", int("seed"), PDCR_DEFAULTS.seed)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), "dice")
     .option("--reference <kind>", "auto, ground-truth or prediction", oneOf("reference", ["auto", "ground-truth", "prediction"] as const), "auto")
-    .option("--fill <v>", "pixel value for --method zero (0..255)", num("fill"), 0)
+    .option("--fill <v>", "pixel value for --method zero and the constant occlusion fill (default 0, black)", num("fill"))
+    .option("--fill-kind <kind>", "occlusion fill: constant, mean (image mean) or blur", oneOf("fill-kind", ["constant", "mean", "blur"] as const))
+    .option("--sigma <px>", `Gaussian sigma of the blur fill (default ${OCCLUSION_DEFAULTS.sigma})`, num("sigma"))
     .option("--batch-size <n>", "inputs per forward call", int("batch-size"))
     .option("--no-progress", "no progress bar on stderr");
   addCardFlags(cmd);
   return cmd.action(async (opts: ExplainFlags) => {
     const r = await runExplain(opts);
     process.stdout.write(describeResult(r) + "\n");
+  });
+}
+
+export function methodsCommand(): Command {
+  return new Command("methods").description("list the explanation methods").action(() => {
+    for (const m of METHODS) process.stdout.write(`${m.padEnd(10)} ${METHOD_SUMMARIES[m]}\n`);
   });
 }

@@ -4,7 +4,7 @@ import { SegcauseError } from "../errors.js";
 import { VERSION } from "../version.js";
 import { bankCommand } from "./bank.js";
 import { demoCommand } from "./demo.js";
-import { explainCommand } from "./explain.js";
+import { explainCommand, methodsCommand } from "./explain.js";
 import { infoCommand } from "./info.js";
 
 export function program(): Command {
@@ -13,7 +13,7 @@ export function program(): Command {
     .version(VERSION)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const c of [explainCommand(), bankCommand(), infoCommand(), demoCommand()]) p.addCommand(c.exitOverride());
+  for (const c of [explainCommand(), methodsCommand(), bankCommand(), infoCommand(), demoCommand()]) p.addCommand(c.exitOverride());
   return p;
 }
 

@@ -43,12 +43,21 @@ export interface Attribution {
   provenance: Provenance;
 }
 
-/** Paints unit values over their pixels. */
+/**
+ * Paints unit values over their pixels; where units overlap (stride < block) a pixel gets the
+ * mean of the units covering it. Pixels no unit covers (the RoI) get `fillValue`.
+ */
 export function paint(height: number, width: number, units: readonly Block[], values: (i: number) => number, fillValue = 0): Float32Array {
-  const map = new Float32Array(height * width).fill(fillValue);
+  const sum = new Float64Array(height * width);
+  const count = new Uint16Array(height * width);
   for (const u of units) {
     const v = values(u.index);
-    for (let y = u.row; y < u.row + u.height; y++) map.fill(v, y * width + u.col, y * width + u.col + u.width);
+    for (let y = u.row; y < u.row + u.height; y++) {
+      for (let i = y * width + u.col; i < y * width + u.col + u.width; i++) {
+        sum[i] += v;
+        count[i]++;
+      }
+    }
   }
-  return map;
+  return Float32Array.from(sum, (s, i) => (count[i] ? s / count[i] : fillValue));
 }

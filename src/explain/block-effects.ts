@@ -28,8 +28,10 @@ export interface RunOptions {
 export interface BlockMethodSpec {
   method: string;
   blockSize: number;
+  /** window step; default the block size (a partition) */
+  stride?: number;
   estimator: ScreenedAteSettings;
-  makeIntervention: (model: Model) => Intervention;
+  makeIntervention: (model: Model, kase: Case) => Intervention | Promise<Intervention>;
   /** the method's own settings, recorded in the provenance */
   settings: Record<string, unknown>;
 }
@@ -40,7 +42,7 @@ const CHUNK = 512;
 export async function explainBlocks(model: Model, kase: Case, targetSpec: TargetSpec, spec: BlockMethodSpec, run: RunOptions = {}): Promise<Attribution> {
   const t0 = Date.now();
   const seed = run.seed ?? 0;
-  const intervention = spec.makeIntervention(model);
+  const intervention = await spec.makeIntervention(model, kase);
   const runner = new Runner(model, { batchSize: run.batchSize });
   const base = model.preprocess(kase.image);
 
@@ -51,7 +53,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     return 0;
   });
   const target = resolveTarget(model, kase, targetSpec, baseOutput!);
-  const grid = blockGrid(model.height, model.width, spec.blockSize, target.region);
+  const grid = blockGrid(model.height, model.width, spec.blockSize, target.region, spec.stride);
   const units = grid.units;
 
   let tracker: ProgressTracker | undefined;
@@ -69,7 +71,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   };
   const keyMaterial = {
     model: model.sha256, image: kase.imageSha256, mask: kase.maskSha256 ?? null, target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
-    card: model.card, method: spec.method, block: spec.blockSize, seed, intervention: intervention.describe(),
+    card: model.card, method: spec.method, block: spec.blockSize, stride: grid.stride, estimator: spec.estimator, seed, intervention: intervention.describe(),
   };
   const checkpoint = run.checkpointPath ? Checkpoint.open(run.checkpointPath, keyMaterial) : undefined;
   const store = checkpoint?.store ?? new OutcomeStore();
@@ -112,7 +114,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
       target: { roi: target.region.bbox, roiKind: target.region.kind, outcome: target.outcome, reference: target.referenceKind, channel: model.card.output.channel, threshold: model.card.output.threshold },
       method: spec.method,
       seed,
-      settings: { blockSize: spec.blockSize, ...spec.estimator, ...spec.settings },
+      settings: { blockSize: spec.blockSize, stride: grid.stride, ...spec.estimator, ...spec.settings },
       intervention: intervention.describe(),
       runner: { batchSize: runner.batchSize, threads: model.threads },
     },

@@ -4,6 +4,8 @@
  */
 import { fail } from "../errors.js";
 import type { PatchBank } from "../data/patchbank.js";
+import sharp from "sharp";
+import type { RasterImage } from "../data/image.js";
 import type { Model } from "../model/model.js";
 import type { Block } from "./units.js";
 
@@ -63,22 +65,58 @@ export class PatchIntervention implements Intervention {
   }
 }
 
-/** A constant pixel value (0 = black: the paper's "zero" ablation), converted to input space. */
-export class ConstantIntervention implements Intervention {
-  readonly name = "constant";
+export type FillKind = "constant" | "mean" | "blur";
+
+export interface FillOptions {
+  kind: FillKind;
+  /** pixel value (0..scale units) for "constant"; 0 = black, the paper's zero ablation */
+  value?: number;
+  /** Gaussian sigma in pixels for "blur" */
+  sigma?: number;
+}
+
+/**
+ * Replaces a unit by the same pixels of a filled copy of the image: a constant, the image's
+ * per-channel mean, or a Gaussian-blurred image (classic occlusion fills). One draw.
+ */
+export class FillIntervention implements Intervention {
   readonly draws = 1;
-  private readonly values: number[];
+  readonly name: string;
   private readonly geom: InputGeometry;
 
-  constructor(
+  private constructor(
     model: Model,
-    private readonly pixel = 0,
+    private readonly filled: Float32Array,
+    private readonly opts: FillOptions,
   ) {
     this.geom = { channels: model.channels, height: model.height, width: model.width };
-    this.values = Array.from({ length: model.channels }, (_, c) => {
+    this.name = `fill-${opts.kind}`;
+  }
+
+  static async create(model: Model, image: RasterImage, opts: FillOptions): Promise<FillIntervention> {
+    const n = image.width * image.height;
+    const C = image.channels;
+    let pixels: Uint8Array | Float32Array;
+    if (opts.kind === "blur") {
+      const sigma = opts.sigma ?? 5;
+      if (!(sigma >= 0.3)) fail(`blur sigma must be at least 0.3, got ${sigma}`, "use --sigma 5");
+      pixels = new Uint8Array(await sharp(image.data, { raw: { width: image.width, height: image.height, channels: C } }).blur(sigma).raw().toBuffer());
+    } else {
+      const values = Array.from({ length: C }, (_, c) => {
+        if (opts.kind === "constant") return opts.value ?? 0;
+        let sum = 0;
+        for (let i = 0; i < n; i++) sum += image.data[i * C + c];
+        return sum / n;
+      });
+      pixels = new Float32Array(n * C);
+      for (let i = 0; i < n; i++) for (let c = 0; c < C; c++) pixels[i * C + c] = values[c];
+    }
+    const filled = new Float32Array(C * n);
+    for (let c = 0; c < C; c++) {
       const [a, b] = model.affine(c);
-      return pixel * a + b;
-    });
+      for (let i = 0; i < n; i++) filled[c * n + i] = pixels[i * C + c] * a + b;
+    }
+    return new FillIntervention(model, filled, opts);
   }
 
   apply(dst: Float32Array, u: Block): void {
@@ -86,12 +124,12 @@ export class ConstantIntervention implements Intervention {
     for (let c = 0; c < channels; c++) {
       for (let y = 0; y < u.height; y++) {
         const o = c * height * width + (u.row + y) * width + u.col;
-        dst.fill(this.values[c], o, o + u.width);
+        dst.set(this.filled.subarray(o, o + u.width), o);
       }
     }
   }
 
   describe(): Record<string, unknown> {
-    return { name: this.name, pixel: this.pixel };
+    return { name: this.name, ...this.opts };
   }
 }

@@ -10,7 +10,7 @@ import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import { explainBlocks, type RunOptions } from "./block-effects.js";
 import { PAPER_SCREENED_ATE } from "./estimators.js";
-import { ConstantIntervention, PatchIntervention } from "./interventions.js";
+import { FillIntervention, PatchIntervention } from "./interventions.js";
 
 export interface PdcrOptions extends RunOptions {
   bank: PatchBank;
@@ -61,7 +61,7 @@ export function explainZero(model: Model, kase: Case, target: TargetSpec, opts: 
       blockSize: opts.blockSize ?? PDCR_DEFAULTS.blockSize,
       // One deterministic pass per block; the τ rule applies to its Δ.
       estimator: { screen: 1, samples: 0, tau: opts.tau ?? PDCR_DEFAULTS.tau },
-      makeIntervention: (m) => new ConstantIntervention(m, fill),
+      makeIntervention: (m, k) => FillIntervention.create(m, k.image, { kind: "constant", value: fill }),
       settings: { fill },
     },
     opts,

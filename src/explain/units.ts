@@ -13,6 +13,7 @@ export interface Block {
 
 export interface BlockGrid {
   blockSize: number;
+  stride: number;
   /** blocks that are intervened on (every cell not overlapping the RoI) */
   units: Block[];
   /** cells skipped because they overlap the RoI */
@@ -21,19 +22,30 @@ export interface BlockGrid {
   cells: number;
 }
 
+/** Window starts 0, stride, ... up to the first window reaching the edge (clipped there). */
+function starts(extent: number, size: number, stride: number): number[] {
+  const out: number[] = [];
+  for (let s = 0; ; s += stride) {
+    out.push(s);
+    if (s + size >= extent) return out;
+  }
+}
+
 /**
- * The grid of size x size blocks over the image, in row-major order, without the blocks that
- * overlap the RoI. Edge cells of images whose size is not a multiple of the block size are
- * kept, clipped, so every pixel belongs to a unit.
+ * The grid of size x size blocks over the image (windows every `stride` pixels, default
+ * non-overlapping), in row-major order, without the blocks that overlap the RoI. Edge cells of
+ * images whose size is not a multiple of the block size are kept, clipped, so every pixel is
+ * covered.
  */
-export function blockGrid(height: number, width: number, size: number, region: Region): BlockGrid {
+export function blockGrid(height: number, width: number, size: number, region: Region, stride = size): BlockGrid {
   if (!Number.isInteger(size) || size < 1 || size > Math.min(height, width)) {
     fail(`block size ${size} does not fit a ${height}x${width} input`, "use --block 8 (or another size dividing the input)");
   }
+  if (!Number.isInteger(stride) || stride < 1 || stride > size) fail(`stride ${stride} must be an integer in 1..${size} (the block size)`, "use --stride equal to or smaller than --block");
   const units: Block[] = [];
   let roiCells = 0, cells = 0;
-  for (let r = 0; r < height; r += size) {
-    for (let c = 0; c < width; c += size) {
+  for (const r of starts(height, size, stride)) {
+    for (const c of starts(width, size, stride)) {
       cells++;
       const h = Math.min(size, height - r), w = Math.min(size, width - c);
       if (region.overlaps(r, c, h, w)) { roiCells++; continue; }
@@ -41,5 +53,5 @@ export function blockGrid(height: number, width: number, size: number, region: R
     }
   }
   if (units.length === 0) fail("the RoI covers every block: nothing is left to intervene on", "use a smaller RoI or block size");
-  return { blockSize: size, units, roiCells, cells };
+  return { blockSize: size, stride, units, roiCells, cells };
 }
