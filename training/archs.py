@@ -301,13 +301,17 @@ class SegNet(nn.Module):
         self.head = nn.Conv2d(chs[0], 1, 3, 1, 1)
 
     def forward(self, x):
-        idxs = []
+        # Max-unpooling with the pooling "switches": the decoder puts each value back where the
+        # encoder's max was.  torch 1.13 cannot export MaxUnpool, so the switches are kept as a
+        # binary argmax mask (pre-pool == nearest-upsampled pooled max): Resize/Equal/Mul in ONNX.
+        switches = []
         for e in self.enc:
             x = e(x)
-            x, i = F.max_pool2d(x, 2, 2, return_indices=True)
-            idxs.append(i)
+            p = F.max_pool2d(x, 2, 2)
+            switches.append((x == F.interpolate(p, scale_factor=2.0, mode="nearest")).to(x.dtype))
+            x = p
         for d in self.dec:
-            x = F.max_unpool2d(x, idxs.pop(), 2, 2)
+            x = F.interpolate(x, scale_factor=2.0, mode="nearest") * switches.pop()
             x = d(x)
         return self.head(x)
 
@@ -325,7 +329,7 @@ DESCRIPTIONS = {
     "attunet": "Attention U-Net: U-Net with additive attention gates on the skip connections",
     "deeplab": "DeepLabv3+-style: small residual encoder (output stride 16, dilated last stage), ASPP (rates 2/4/6 + image pooling), low-level skip at 1/4",
     "segformer": "SegFormer-lite: 4-stage hierarchical transformer with spatial-reduction softmax self-attention over tokens, Mix-FFN, all-MLP decoder, light 1/2-res refinement",
-    "segnet": "SegNet-lite: VGG-style encoder-decoder, decoder upsamples with max-pooling indices (MaxUnpool)",
+    "segnet": "SegNet-lite: VGG-style encoder-decoder, decoder upsamples with the max-pooling switches (argmax-mask unpooling)",
 }
 
 
