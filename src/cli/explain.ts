@@ -1,5 +1,6 @@
 /** `segcause explain`: a causal map for one image, model and RoI. */
 import { Command } from "commander";
+import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fail } from "../errors.js";
 import { loadCase, type Case } from "../data/case.js";
@@ -74,7 +75,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       onProgress: f.progress ? stderrProgress() : undefined,
       checkpointPath: join(f.out, ".checkpoint.json"),
     };
-    await (await import("node:fs/promises")).mkdir(f.out, { recursive: true });
+    await mkdir(f.out, { recursive: true });
     if (f.method !== "occlusion" && f.stride !== undefined) fail(`--stride is only for --method occlusion`, "PdCR and zero use a partition into blocks");
     let attribution: Attribution;
     if (f.method === "pdcr") attribution = await explainPdcr(model, kase, target, { ...run, bank: bank!, blockSize: f.block, screen: f.screen, samples: f.samples, tau: f.tau });
