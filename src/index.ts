@@ -21,3 +21,5 @@ export type { Attribution, Provenance, UnitResult } from "./explain/attribution.
 export { writeAttribution } from "./report/write.js";
 export { mapStats } from "./report/stats.js";
 export { encodeNpy, decodeNpy } from "./util/npy.js";
+export { explainComponents, type ComponentEffects, type ComponentOptions, type Ablation } from "./explain/components.js";
+export { listComponents, planCut, buildSuffix, exposeTensors, tensorNames, type Component, type ComponentLevel } from "./onnx/surgery.js";

@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { SegcauseError } from "../errors.js";
 import { VERSION } from "../version.js";
 import { bankCommand } from "./bank.js";
+import { componentsCommand } from "./components.js";
 import { demoCommand } from "./demo.js";
 import { explainCommand, methodsCommand } from "./explain.js";
 import { infoCommand } from "./info.js";
@@ -13,7 +14,7 @@ export function program(): Command {
     .version(VERSION)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const c of [explainCommand(), methodsCommand(), bankCommand(), infoCommand(), demoCommand()]) p.addCommand(c.exitOverride());
+  for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), infoCommand(), demoCommand()]) p.addCommand(c.exitOverride());
   return p;
 }
 

@@ -107,12 +107,15 @@ export class GraphBuilder {
     return name;
   }
 
-  /** Adds a node; returns its (first) output name. `outputs` may name them explicitly. */
-  node(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outputs?: string[]): string {
+  /**
+   * Adds a node; returns its (first) output name. `outputs` may name them explicitly; `name` is
+   * the node name (PyTorch style module paths such as "/encoder/conv/Conv" group components).
+   */
+  node(opType: string, inputs: string[], attrs: Record<string, AttrValue> = {}, outputs?: string[], name?: string): string {
     const outs = outputs ?? [this.fresh(opType.toLowerCase())];
     this.nodes.push(
       create(NodeProtoSchema, {
-        name: `/${opType}_${this.counter}`,
+        name: name ?? `/${opType}_${this.counter}`,
         opType,
         input: inputs,
         output: outs,

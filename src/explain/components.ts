@@ -1,0 +1,230 @@
+/**
+ * Causal effects of network components on the RoI outcome: the PdCR estimator with the
+ * treatment moved inside the network. A component's output activations are replaced by those it
+ * produces on donor images (resample ablation, the natural-distribution analogue of PdCR's
+ * patches), by their mean over donors, or by zeros. The prefix runs once per image and donor;
+ * each intervention then only runs the suffix of the graph after the component.
+ */
+import { readFile } from "node:fs/promises";
+import ort from "onnxruntime-node";
+import { fail } from "../errors.js";
+import type { Case } from "../data/case.js";
+import type { Model } from "../model/model.js";
+import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
+import { parseModel } from "../onnx/graph.js";
+import { buildSuffix, exposeTensors, listComponents, planCut, type Component, type ComponentLevel, type CutPlan, type TensorType } from "../onnx/surgery.js";
+import { resolveTarget, type TargetSpec } from "../target/target.js";
+import { randomInt } from "../util/rng.js";
+import { ProgressTracker } from "../util/progress.js";
+import { runtimeVersions } from "../version.js";
+import { screenedAte, PAPER_SCREENED_ATE, type UnitEstimate } from "./estimators.js";
+import type { RunOptions } from "./block-effects.js";
+import type { Evaluate } from "./samples.js";
+
+export type Ablation = "resample" | "mean" | "zero";
+
+export interface ComponentOptions extends RunOptions {
+  /** grouping depth of module paths (default "stage") */
+  level?: ComponentLevel;
+  /** explicit tensors, each its own unit, instead of grouped components */
+  tensors?: string[];
+  ablation?: Ablation;
+  /** donor cases of the same domain (needed by resample and mean) */
+  donors?: Case[];
+  screen?: number;
+  samples?: number;
+  tau?: number;
+}
+
+export type ComponentResult = Pick<Component, "name" | "order" | "depth" | "outputs"> & UnitEstimate & { index: number };
+
+export interface ComponentEffects {
+  method: "components";
+  level: ComponentLevel | "tensors";
+  ablation: Ablation;
+  units: ComponentResult[];
+  skipped: { name: string; reason: string }[];
+  baseOutcome: number;
+  outcome: string;
+  reference: "ground-truth" | "prediction";
+  forwardPasses: number;
+  wallMs: number;
+  notes: string[];
+  provenance: Record<string, unknown>;
+}
+
+// "extended", not "all": the NCHWc layout rewrite of "all" changes float rounding at cut
+// boundaries, while at "extended" prefix + suffix reproduce the full model bit for bit.
+const SESSION_OPTS = (threads: number): ort.InferenceSession.SessionOptions => ({
+  intraOpNumThreads: threads,
+  interOpNumThreads: 1,
+  graphOptimizationLevel: "extended",
+  extra: { session: { intra_op: { allow_spinning: "0" } } },
+});
+
+const ELEM: Record<string, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float64: 11 };
+
+/** Runs the exposed model on `images` (each tiled/padded to batch B) and returns per-image tensors. */
+async function runExposed(session: ort.InferenceSession, inputName: string, inputs: Float32Array[], dims: number[], B: number): Promise<ort.InferenceSession.OnnxValueMapType[]> {
+  const size = dims.reduce((a, b) => a * b, 1);
+  const out: ort.InferenceSession.OnnxValueMapType[] = [];
+  for (let s = 0; s < inputs.length; s += B) {
+    const batch = new Float32Array(B * size);
+    for (let j = 0; j < B; j++) batch.set(inputs[Math.min(s + j, inputs.length - 1)], j * size);
+    const r = await session.run({ [inputName]: new ort.Tensor("float32", batch, [B, ...dims]) });
+    for (let j = 0; j < B && s + j < inputs.length; j++) out.push(sliceBatch(r, j, B));
+  }
+  return out;
+}
+
+/** Item j of every batched float tensor (other tensors are shared). */
+function sliceBatch(r: ort.InferenceSession.OnnxValueMapType, j: number, B: number): ort.InferenceSession.OnnxValueMapType {
+  const o: Record<string, ort.Tensor> = {};
+  for (const [k, t] of Object.entries(r)) {
+    if (t.type === "float32" && t.dims[0] === B) {
+      const per = (t.data as Float32Array).length / B;
+      o[k] = new ort.Tensor("float32", (t.data as Float32Array).slice(j * per, (j + 1) * per), [1, ...t.dims.slice(1)]);
+    } else o[k] = t as ort.Tensor;
+  }
+  return o;
+}
+
+export async function explainComponents(model: Model, kase: Case, targetSpec: TargetSpec, opts: ComponentOptions = {}): Promise<ComponentEffects> {
+  const t0 = Date.now();
+  const seed = opts.seed ?? 0;
+  const ablation = opts.ablation ?? "resample";
+  const donors = opts.donors ?? [];
+  if (ablation !== "zero" && donors.length === 0) fail(`${ablation} ablation needs donor images`, "pass --donors <folder or manifest> with images of the same domain, or use --ablation zero");
+  const proto = parseModel(await readFile(model.path), model.path);
+  const level = opts.tensors ? "tensors" : (opts.level ?? "stage");
+  const comps: Component[] = opts.tensors
+    ? opts.tensors.map((t, i) => ({ name: t, order: i, depth: 0, nodes: [], outputs: [t] }))
+    : listComponents(proto, level as ComponentLevel);
+  const outputName = model.outputName;
+  const plans = new Map<string, CutPlan>();
+  const skipped: ComponentEffects["skipped"] = [];
+  for (const c of comps) {
+    try {
+      plans.set(c.name, planCut(proto, c.outputs, [outputName]));
+    } catch (e) {
+      if (opts.tensors) throw e;
+      skipped.push({ name: c.name, reason: (e as Error).message });
+    }
+  }
+  const B = model.fixedBatch ?? opts.batchSize ?? DEFAULT_BATCH_SIZE;
+  const needed = [...new Set([...plans.values()].flatMap((p) => p.suffixInputs).concat(outputName))];
+  const exposed = await ort.InferenceSession.create(exposeTensors(proto, needed), SESSION_OPTS(model.threads));
+  const dims = [model.channels, model.height, model.width];
+  const base = model.preprocess(kase.image);
+  // Base activations at batch B (shape-carrying tensors then match the suffix batch).
+  const baseBatch = new Float32Array(B * base.length);
+  for (let j = 0; j < B; j++) baseBatch.set(base, j * base.length);
+  const baseRun = await exposed.run({ [model.inputName]: new ort.Tensor("float32", baseBatch, [B, ...dims]) });
+  let forwardPasses = 1;
+  await model.infer(baseBatch.subarray(0, base.length), 1); // validates the output layout
+  // The reference and m(X) come from the same session settings as the interventions.
+  const baseOutput = baseRun[outputName].data as Float32Array;
+  const target = resolveTarget(model, kase, targetSpec, baseOutput.slice(0, baseOutput.length / B));
+  const types = new Map<string, TensorType>();
+  for (const [k, t] of Object.entries(baseRun)) types.set(k, { elemType: ELEM[t.type] ?? 1, dims: [...t.dims] });
+  const donorActs = donors.length ? await runExposed(exposed, model.inputName, donors.map((d) => model.preprocess(d.image)), dims, B) : [];
+  forwardPasses += donors.length;
+  await exposed.release();
+
+  // Units: components whose outputs are all batched float activations.
+  const units = comps.filter((c) => plans.has(c.name)).filter((c) => {
+    const bad = c.outputs.find((t) => baseRun[t].type !== "float32" || baseRun[t].dims[0] !== B);
+    if (bad) skipped.push({ name: c.name, reason: `output ${bad} is not a per-image float activation` });
+    return !bad;
+  });
+  if (units.length === 0) fail("no component of this model can be intervened on", "pass --tensor names of float activations");
+  const meanOf = (t: string): Float32Array => {
+    const per = (baseRun[t].data as Float32Array).length / B;
+    const m = new Float32Array(per);
+    for (const d of donorActs) {
+      const v = d[t].data as Float32Array;
+      for (let i = 0; i < per; i++) m[i] += v[i] / donorActs.length;
+    }
+    return m;
+  };
+  const sessions = new Map<number, { s: ort.InferenceSession; out: string }>();
+  const suffixOf = async (u: number) => {
+    let e = sessions.get(u);
+    if (!e) {
+      const { bytes, outputName: out } = buildSuffix(proto, plans.get(units[u].name)!, types, outputName);
+      e = { s: await ort.InferenceSession.create(bytes, SESSION_OPTS(model.threads)), out };
+      sessions.set(u, e);
+    }
+    return e;
+  };
+  const draws = ablation === "resample" ? donors.length : 1;
+  const fixedFill = new Map<string, Float32Array>();
+  let tracker: ProgressTracker | undefined;
+  const evaluate: Evaluate = async (reqs, stage) => {
+    tracker = new ProgressTracker(stage, reqs.length, opts.onProgress);
+    const scores = new Float64Array(reqs.length);
+    const byUnit = new Map<number, number[]>();
+    reqs.forEach((r, i) => (byUnit.get(r.unit) ?? byUnit.set(r.unit, []).get(r.unit)!).push(i));
+    for (const [u, idx] of byUnit) {
+      const { s, out } = await suffixOf(u);
+      const plan = plans.get(units[u].name)!;
+      for (let start = 0; start < idx.length; start += B) {
+        const chunk = idx.slice(start, start + B);
+        const feeds: Record<string, ort.Tensor> = {};
+        for (const t of plan.suffixInputs) feeds[t] = baseRun[t] as ort.Tensor;
+        for (const t of units[u].outputs) {
+          const src = baseRun[t];
+          const per = (src.data as Float32Array).length / B;
+          const data = new Float32Array(src.data as Float32Array);
+          chunk.forEach((ri, slot) => {
+            let value: Float32Array;
+            if (ablation === "resample") value = donorActs[randomInt(seed, u, reqs[ri].draw, draws)][t].data as Float32Array;
+            else {
+              const key = `${ablation}:${t}`;
+              if (!fixedFill.has(key)) fixedFill.set(key, ablation === "mean" ? meanOf(t) : new Float32Array(per));
+              value = fixedFill.get(key)!;
+            }
+            data.set(value, slot * per);
+          });
+          feeds[t] = new ort.Tensor("float32", data, [...src.dims]);
+        }
+        const r = await s.run(feeds, [out]);
+        const o = r[out].data as Float32Array;
+        chunk.forEach((ri, slot) => (scores[ri] = target.score(o, slot)));
+        forwardPasses += chunk.length;
+        tracker.add(chunk.length);
+      }
+    }
+    return scores;
+  };
+  const st = ablation === "resample"
+    ? { screen: opts.screen ?? PAPER_SCREENED_ATE.screen, samples: opts.samples ?? PAPER_SCREENED_ATE.samples, tau: opts.tau ?? PAPER_SCREENED_ATE.tau }
+    : { screen: 1, samples: 0, tau: opts.tau ?? PAPER_SCREENED_ATE.tau };
+  const estimates = await screenedAte(units.length, target.base, evaluate, st);
+  for (const e of sessions.values()) await e.s.release();
+  const notes: string[] = [];
+  if (ablation === "resample" && donors.length < 10) notes.push(`only ${donors.length} donor image(s): the resample distribution is coarse; 20 or more are better`);
+  return {
+    method: "components",
+    level,
+    ablation,
+    units: units.map((c, i) => ({ index: i, name: c.name, order: c.order, depth: c.depth, outputs: c.outputs, ...estimates[i] })),
+    skipped,
+    baseOutcome: target.base,
+    outcome: target.outcome,
+    reference: target.referenceKind,
+    forwardPasses,
+    wallMs: Date.now() - t0,
+    notes,
+    provenance: {
+      versions: runtimeVersions(),
+      createdAt: new Date().toISOString(),
+      model: { path: model.path, sha256: model.sha256, card: model.card, assumptions: model.resolved.assumptions },
+      case: { id: kase.id, imageSha256: kase.imageSha256, maskSha256: kase.maskSha256 },
+      target: { roi: target.region.bbox, roiKind: target.region.kind, outcome: target.outcome, reference: target.referenceKind },
+      donors: donors.map((d) => ({ id: d.id, sha256: d.imageSha256 })),
+      seed,
+      settings: { level, ablation, ...st, batchSize: B, tensors: opts.tensors ?? null },
+    },
+  };
+}

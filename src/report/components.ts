@@ -1,0 +1,81 @@
+/** Writers for component effects: ranked JSON and CSV, a bar chart in network order, a depth profile. */
+import { mkdir, rm, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { ComponentEffects } from "../explain/components.js";
+import { svgToPng } from "./charts.js";
+
+function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+function ranked(e: ComponentEffects) {
+  return [...e.units].sort((a, b) => Math.abs(b.effect) - Math.abs(a.effect) || a.order - b.order);
+}
+
+/** Horizontal bars, one per component in network order; red = supports the RoI (ATE < 0). */
+export function componentBarsSvg(e: ComponentEffects, title: string): string {
+  const rowH = 18, left = 260, width = 420, top = 60;
+  const H = top + e.units.length * rowH + 40;
+  const W = left + width + 140;
+  const max = Math.max(1e-9, ...e.units.map((u) => Math.abs(u.effect) + (Number.isFinite(u.stderr) ? 1.96 * u.stderr : 0)));
+  const mid = left + width / 2;
+  const sc = width / 2 / max;
+  const p: string[] = [`<rect width="${W}" height="${H}" fill="white"/>`];
+  p.push(`<text x="16" y="24" font-family="DejaVu Sans, sans-serif" font-size="15" font-weight="bold">${esc(title)}</text>`);
+  p.push(`<text x="16" y="44" font-family="DejaVu Sans, sans-serif" font-size="11" fill="#444">ATE on RoI ${esc(e.outcome)} (x100) · ${e.ablation} ablation · base ${e.baseOutcome.toFixed(2)} · bars ±1.96 SE</text>`);
+  p.push(`<line x1="${mid}" y1="${top - 4}" x2="${mid}" y2="${top + e.units.length * rowH}" stroke="#888"/>`);
+  e.units.forEach((u, i) => {
+    const y = top + i * rowH;
+    const w = Math.abs(u.effect) * sc;
+    const x = u.effect < 0 ? mid - w : mid;
+    p.push(`<text x="${left - 8}" y="${y + 13}" text-anchor="end" font-family="DejaVu Sans Mono, monospace" font-size="11">${esc(u.name.slice(-34))}</text>`);
+    p.push(`<rect x="${x.toFixed(1)}" y="${y + 3}" width="${w.toFixed(1)}" height="${rowH - 6}" fill="${u.effect < 0 ? "#d62728" : u.effect > 0 ? "#1f5fbf" : "#bbb"}"/>`);
+    if (Number.isFinite(u.stderr) && u.effect !== 0) {
+      const c = mid + u.effect * sc, h = 1.96 * u.stderr * sc;
+      p.push(`<line x1="${(c - h).toFixed(1)}" y1="${y + rowH / 2}" x2="${(c + h).toFixed(1)}" y2="${y + rowH / 2}" stroke="black"/>`);
+    }
+    p.push(`<text x="${left + width + 8}" y="${y + 13}" font-family="DejaVu Sans, sans-serif" font-size="11">${u.effect.toFixed(2)}</text>`);
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${p.join("")}</svg>`;
+}
+
+/** |ATE| against position in the network (first node index), a line over the components. */
+export function depthProfileSvg(e: ComponentEffects, title: string): string {
+  const W = 720, H = 320, l = 60, r = 20, t = 50, b = 50;
+  const xs = e.units.map((u) => u.order);
+  const minX = Math.min(...xs), maxX = Math.max(...xs, minX + 1);
+  const maxY = Math.max(1e-9, ...e.units.map((u) => Math.abs(u.effect)));
+  const px = (x: number) => l + ((x - minX) / (maxX - minX)) * (W - l - r);
+  const py = (y: number) => H - b - (y / maxY) * (H - t - b);
+  const pts = e.units.map((u) => `${px(u.order).toFixed(1)},${py(Math.abs(u.effect)).toFixed(1)}`).join(" ");
+  const p = [`<rect width="${W}" height="${H}" fill="white"/>`];
+  p.push(`<text x="16" y="24" font-family="DejaVu Sans, sans-serif" font-size="15" font-weight="bold">${esc(title)}</text>`);
+  p.push(`<line x1="${l}" y1="${H - b}" x2="${W - r}" y2="${H - b}" stroke="black"/><line x1="${l}" y1="${t}" x2="${l}" y2="${H - b}" stroke="black"/>`);
+  p.push(`<text x="${(W / 2).toFixed(0)}" y="${H - 15}" text-anchor="middle" font-family="DejaVu Sans, sans-serif" font-size="11">position in the network (input → output)</text>`);
+  p.push(`<text x="14" y="${t - 8}" font-family="DejaVu Sans, sans-serif" font-size="11">|ATE| (max ${maxY.toFixed(2)})</text>`);
+  p.push(`<polyline points="${pts}" fill="none" stroke="#1f5fbf" stroke-width="2"/>`);
+  for (const u of e.units) p.push(`<circle cx="${px(u.order).toFixed(1)}" cy="${py(Math.abs(u.effect)).toFixed(1)}" r="3" fill="${u.effect < 0 ? "#d62728" : "#1f5fbf"}"/>`);
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${p.join("")}</svg>`;
+}
+
+function csvCell(v: unknown): string {
+  const s = v === null || v === undefined || (typeof v === "number" && Number.isNaN(v)) ? "" : String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export async function writeComponentEffects(e: ComponentEffects, dir: string, title: string): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  await rm(join(dir, "manifest.json"), { force: true });
+  const rows = ranked(e);
+  const header = ["rank", "component", "network_order", "effect", "raw_effect", "stderr", "samples", "status", "tensors"];
+  const csv = [header.join(","), ...rows.map((u, i) => [i + 1, u.name, u.order, u.effect, u.rawEffect, u.stderr, u.samples, u.status, u.outputs.join(" ")].map(csvCell).join(","))].join("\n");
+  const files: Record<string, string | Buffer> = {
+    "components.json": JSON.stringify({ ...e, units: rows.map((u, i) => ({ rank: i + 1, ...u, stderr: Number.isNaN(u.stderr) ? null : u.stderr })), provenance: undefined }, null, 1),
+    "components.csv": csv + "\n",
+    "components.png": await svgToPng(componentBarsSvg(e, title)),
+    "depth-profile.png": await svgToPng(depthProfileSvg(e, title)),
+  };
+  for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data);
+  await writeFile(join(dir, "manifest.json"), JSON.stringify({ format: "segcause.components/1", files: Object.keys(files), notes: e.notes, skipped: e.skipped, forwardPasses: e.forwardPasses, wallMs: e.wallMs, provenance: e.provenance }, null, 2));
+  return [...Object.keys(files), "manifest.json"];
+}

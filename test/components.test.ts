@@ -1,0 +1,130 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { beforeAll, describe, expect, it } from "vitest";
+import { Model } from "../src/model/model.js";
+import { loadCase, type Case } from "../src/data/case.js";
+import { parseModel } from "../src/onnx/graph.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import { buildSuffix, exposeTensors, listComponents, planCut, type TensorType } from "../src/onnx/surgery.js";
+import { explainComponents } from "../src/explain/components.js";
+import { tmp, writeImage, writeModel } from "./helpers/tiny.js";
+
+const ROOT = join(import.meta.dirname, "..");
+const ELEM: Record<string, number> = { float32: 1, int64: 7 };
+
+/** Runs prefix (the exposed model) then suffix and returns both the cut output and the full output. */
+async function cutAndCompare(bytes: Uint8Array, cut: string[], input: ort.Tensor, inputName: string, outputName: string, so: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, graphOptimizationLevel: "extended" }) {
+  const proto = parseModel(bytes);
+  const plan = planCut(proto, cut, [outputName]);
+  const full = await ort.InferenceSession.create(bytes, so);
+  const want = (await full.run({ [inputName]: input }))[outputName].data as Float32Array;
+  const prefix = await ort.InferenceSession.create(exposeTensors(proto, plan.suffixInputs), so);
+  const acts = await prefix.run({ [inputName]: input });
+  const types = new Map<string, TensorType>(Object.entries(acts).map(([k, t]) => [k, { elemType: ELEM[t.type], dims: [...t.dims] }]));
+  const { bytes: suffixBytes, outputName: out } = buildSuffix(proto, plan, types, outputName);
+  const suffix = await ort.InferenceSession.create(suffixBytes, so);
+  const feeds: Record<string, ort.Tensor> = {};
+  for (const t of plan.suffixInputs) feeds[t] = acts[t] as ort.Tensor;
+  const got = (await suffix.run(feeds))[out].data as Float32Array;
+  return { plan, want, got };
+}
+
+/** x → a = conv1(x) → b = relu(conv2(a)) → y = sigmoid(b + a): cutting at b leaves the skip a crossing. */
+function skipModel(): Uint8Array {
+  const g = new GraphBuilder("skip");
+  const x = g.input("x", ["N", 1, 8, 8]);
+  const a = g.node("Conv", [x, g.constant([2, 1, 3, 3], Array.from({ length: 18 }, (_, i) => Math.sin(i))), g.constant([2], [0.1, -0.2])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, ["a"], "/enc/conv/Conv");
+  const c2 = g.node("Conv", [a, g.constant([2, 2, 1, 1], [0.5, -1, 2, 0.25])], { kernel_shape: [1, 1] }, ["c2"], "/mid/conv/Conv");
+  const b = g.node("Relu", [c2], {}, ["b"], "/mid/act/Relu");
+  const s = g.node("Add", [b, a], {}, ["s"], "/Add");
+  const r = g.node("ReduceMean", [s], { axes: [1], keepdims: 1 }, ["r"], "/head/ReduceMean");
+  const y = g.node("Sigmoid", [r], {}, ["y"], "/head/Sigmoid");
+  g.output(y, ["N", 1, 8, 8]);
+  return g.toBytes(17);
+}
+
+describe("graph cutting", () => {
+  it("prefix then suffix reproduces a model with a skip connection bit-exactly", async () => {
+    const x = new ort.Tensor("float32", Float32Array.from({ length: 2 * 64 }, (_, i) => Math.cos(i * 0.37)), [2, 1, 8, 8]);
+    const { plan, want, got } = await cutAndCompare(skipModel(), ["b"], x, "x", "y");
+    expect(plan.suffixInputs).toEqual(["b", "a"]); // the skip tensor crosses the cut
+    expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
+  });
+
+  it("prefix then suffix reproduces the shipped U-Net (skip connections) bit-exactly", async () => {
+    const bytes = readFileSync(join(ROOT, "models", "unet-ph2.onnx"));
+    const proto = parseModel(bytes);
+    const comps = listComponents(proto, "stage");
+    const bottleneck = comps.find((c) => c.name === "downs.3")!;
+    const x = new ort.Tensor("float32", Float32Array.from({ length: 3 * 256 * 256 }, (_, i) => (i % 251) / 251), [1, 3, 256, 256]);
+    const { plan, want, got } = await cutAndCompare(bytes, bottleneck.outputs, x, "image", "mask");
+    expect(plan.suffixInputs.length).toBeGreaterThan(1); // encoder skips cross the cut
+    let maxDiff = 0;
+    for (let i = 0; i < want.length; i++) maxDiff = Math.max(maxDiff, Math.abs(want[i] - got[i]));
+    expect(maxDiff).toBe(0);
+  });
+
+  it("groups nodes by module path at stage, block and layer depth", () => {
+    const proto = parseModel(skipModel());
+    expect(listComponents(proto, "stage").map((c) => c.name)).toEqual(["enc", "mid", "/Add", "head"]);
+    expect(listComponents(proto, "block").map((c) => c.name)).toEqual(["enc/conv", "mid/conv", "mid/act", "/Add", "head"]);
+  });
+
+  it("names valid tensors for an unknown one, and refuses cuts and graphs it cannot handle", () => {
+    const proto = parseModel(skipModel());
+    expect(() => planCut(proto, ["nope"])).toThrow(/unknown tensor 'nope'.*valid tensors include a, c2, b/);
+    const g = new GraphBuilder("dead");
+    const x = g.input("x", ["N", 1, 4, 4]);
+    const dead = g.node("Relu", [x], {}, ["dead"], "/side/Relu");
+    void dead;
+    g.output(g.node("Sigmoid", [x], {}, ["y"], "/head/Sigmoid"), ["N", 1, 4, 4]);
+    expect(() => planCut(parseModel(g.toBytes()), ["dead"])).toThrow(/does not depend on dead.*does not separate/);
+    const cf = new GraphBuilder("cf");
+    const xi = cf.input("x", ["N", 1, 4, 4]);
+    cf.node("If", [xi], {}, ["z"], "/ctl/If");
+    cf.output(cf.node("Sigmoid", [xi], {}, ["y"]), ["N", 1, 4, 4]);
+    expect(() => listComponents(parseModel(cf.toBytes()), "stage")).toThrow(/control flow \(If node '\/ctl\/If'\)/);
+  });
+});
+
+describe("component effects with a known answer", () => {
+  // Two parallel branches of the input; branch B is masked to the top half, the RoI is in the
+  // bottom half, so only branch A can change the RoI's prediction.
+  let model: Model, kase: Case, donors: Case[];
+  beforeAll(async () => {
+    const g = new GraphBuilder("branches");
+    const x = g.input("image", ["N", 1, 16, 16]);
+    const a = g.node("Conv", [x, g.constant([1, 1, 1, 1], [1])], { kernel_shape: [1, 1] }, ["a"], "/branchA/conv/Conv");
+    const b = g.node("Conv", [x, g.constant([1, 1, 1, 1], [1])], { kernel_shape: [1, 1] }, ["b"], "/branchB/conv/Conv");
+    const topHalf = g.constant([1, 1, 16, 16], Array.from({ length: 256 }, (_, i) => (i < 128 ? 1 : 0)));
+    const bm = g.node("Mul", [b, topHalf], {}, ["bm"], "/head/Mul");
+    const s = g.node("Add", [a, bm], {}, ["s"], "/head/Add");
+    const l = g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["l"], "/head/Mul_1");
+    g.output(g.node("Sigmoid", [l], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
+    const dir = tmp();
+    const path = writeModel(dir, "branches.onnx", g.toBytes());
+    model = await Model.load(path, { threads: 1 });
+    kase = await loadCase(model, await writeImage(dir, "bright.png", () => 220, 16));
+    donors = [];
+    for (const v of [10, 30, 20]) donors.push(await loadCase(model, await writeImage(dir, `dark${v}.png`, () => v, 16)));
+  });
+
+  for (const ablation of ["resample", "mean", "zero"] as const) {
+    it(`${ablation}: the branch that feeds the RoI has the whole effect, the other exactly 0`, async () => {
+      const e = await explainComponents(model, kase, { roi: { row: 10, col: 4, height: 4, width: 4 } }, { ablation, donors, batchSize: 4 });
+      const byName = Object.fromEntries(e.units.map((u) => [u.name, u]));
+      expect(Object.keys(byName)).toEqual(["branchA", "branchB", "head"]);
+      expect(byName.branchA.effect).toBeCloseTo(-100, 6);
+      expect(byName.branchB.effect).toBe(0);
+      expect(byName.branchB.status).toBe("screened-out");
+      expect(byName.head.effect).toBeCloseTo(-100, 6); // the head produces the output itself
+    });
+  }
+
+  it("does not depend on the batch size", async () => {
+    const runs = [];
+    for (const batchSize of [1, 3]) runs.push(await explainComponents(model, kase, { roi: { row: 10, col: 4, height: 4, width: 4 } }, { donors, batchSize, samples: 7 }));
+    expect(runs[0].units.map((u) => u.effect)).toEqual(runs[1].units.map((u) => u.effect));
+  });
+});
