@@ -131,6 +131,34 @@ describe("bad inputs give one clear line and no complete-looking output", () => 
   }
 });
 
+describe("segcause components (CLI)", () => {
+  it("lists components and writes ranked effects with zero ablation", () => {
+    const list = segcause("components", "--list", "--model", model);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/Conv/);
+    const out = join(dir, "comp");
+    const r = segcause("components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--ablation", "zero", "--out", out, "--no-progress");
+    expect(r.code, r.stderr).toBe(0);
+    for (const f of ["components.json", "components.csv", "components.png", "depth-profile.png", "manifest.json"]) expect(existsSync(join(out, f)), f).toBe(true);
+    const csv = readFileSync(join(out, "components.csv"), "utf8").trim().split("\n");
+    expect(csv[0]).toMatch(/^rank,unit,network_order,effect/);
+    expect(csv.length).toBeGreaterThan(1);
+  });
+
+  it("an unknown tensor is one line that lists valid ones", () => {
+    const r = segcause("components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--ablation", "zero", "--tensor", "nope", "--out", join(dir, "c2"));
+    expect(r.code).toBe(1);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/unknown tensor 'nope'; valid tensors include/);
+  });
+
+  it("resample without donors says what to pass", () => {
+    const r = segcause("components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", join(dir, "c3"));
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/resample ablation needs donor images/);
+  });
+});
+
 describe("segcause bank build", () => {
   it("builds a seeded bank from a folder and records its sources", async () => {
     const imgs = join(dir, "bank-images");

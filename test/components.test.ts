@@ -128,3 +128,47 @@ describe("component effects with a known answer", () => {
     expect(runs[0].units.map((u) => u.effect)).toEqual(runs[1].units.map((u) => u.effect));
   });
 });
+
+describe("channel and spatial units with a known answer", () => {
+  // feat = 4 channels of the input, channel 2 an exact copy; the head reads channel 2 with weight 1
+  // and the others with 0.01, per pixel. Only channel 2, and only at the RoI's pixels, decides.
+  let model: Model, kase: Case, donors: Case[];
+  const ROI = { row: 8, col: 4, height: 4, width: 4 };
+  beforeAll(async () => {
+    const g = new GraphBuilder("copy-channel");
+    const x = g.input("image", ["N", 1, 16, 16]);
+    g.node("Conv", [x, g.constant([4, 1, 1, 1], [0.3, 0.2, 1, 0.1])], { kernel_shape: [1, 1] }, ["feat"], "/enc/conv/Conv");
+    const s = g.node("Conv", ["feat", g.constant([1, 4, 1, 1], [0.01, 0.01, 1, 0.01])], { kernel_shape: [1, 1] }, ["s"], "/head/conv/Conv");
+    const l = g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["l"], "/head/Mul");
+    g.output(g.node("Sigmoid", [l], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
+    const dir = tmp();
+    model = await Model.load(writeModel(dir, "copy.onnx", g.toBytes()), { threads: 1 });
+    kase = await loadCase(model, await writeImage(dir, "bright.png", () => 200, 16));
+    donors = [];
+    for (const v of [0, 20, 40]) donors.push(await loadCase(model, await writeImage(dir, `d${v}.png`, () => v, 16)));
+  });
+
+  it("channel level: the copied channel ranks first with the whole effect", async () => {
+    const e = await explainComponents(model, kase, { roi: ROI }, { level: "channel", tensors: ["feat"], donors, batchSize: 4 });
+    expect(e.units.map((u) => u.name)).toEqual(["feat[0]", "feat[1]", "feat[2]", "feat[3]"]);
+    const ranked = [...e.units].sort((a, b) => Math.abs(b.effect) - Math.abs(a.effect));
+    expect(ranked[0].name).toBe("feat[2]");
+    expect(ranked[0].effect).toBeCloseTo(-100, 6);
+    for (const u of ranked.slice(1)) expect(u.effect).toBe(0);
+    expect(e.activations?.dims).toEqual([4, 16, 16]);
+  });
+
+  it("spatial level: only the feature-map cell under the RoI has an effect", async () => {
+    const e = await explainComponents(model, kase, { roi: ROI }, { level: "spatial", tensors: ["feat"], cell: 4, donors, ablation: "zero" });
+    expect(e.units).toHaveLength(16);
+    for (const u of e.units) {
+      const atRoi = u.selection!.rows[0] === 8 && u.selection!.cols[0] === 4;
+      expect(u.effect, u.name).toBeCloseTo(atRoi ? -100 : 0, 6);
+    }
+  });
+
+  it("the channel level needs exactly one tensor", async () => {
+    await expect(explainComponents(model, kase, { roi: ROI }, { level: "channel", donors })).rejects.toThrow(/needs --tensor/);
+    await expect(explainComponents(model, kase, { roi: ROI }, { level: "channel", tensors: ["feat", "s"], donors })).rejects.toThrow(/exactly one --tensor/);
+  });
+});

@@ -9,7 +9,8 @@ import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
 import { parseModel } from "../onnx/graph.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
-import { explainComponents, type Ablation } from "../explain/components.js";
+import { explainComponents, type Ablation, type UnitLevel } from "../explain/components.js";
+import { Region } from "../target/roi.js";
 import { writeComponentEffects } from "../report/components.js";
 import { parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
@@ -25,7 +26,9 @@ interface ComponentFlags extends CardFlags {
   donors?: string;
   splits: string;
   maxDonors: number;
-  level: ComponentLevel;
+  level: UnitLevel;
+  channelGroup?: number;
+  cell?: number;
   tensor?: string[];
   ablation: Ablation;
   screen: number;
@@ -62,8 +65,10 @@ export function componentsCommand(): Command {
     .option("--donors <dir|manifest>", "images of the same domain whose activations replace the component's (resample/mean)")
     .option("--splits <list>", "manifest splits for donors", "train,val")
     .option("--max-donors <n>", "donor images drawn (seeded) from the source", int("max-donors"), 20)
-    .option("--level <level>", "stage, block or layer (module-path depth)", oneOf("level", ["stage", "block", "layer"] as const), "stage")
-    .option("--tensor <name...>", "explicit tensors to intervene on, each its own unit (instead of --level)")
+    .option("--level <level>", "stage, block or layer (module-path depth); channel or spatial (units inside --tensor)", oneOf("level", ["stage", "block", "layer", "channel", "spatial"] as const), "stage")
+    .option("--tensor <name...>", "tensors to intervene on: each its own unit, or the tensor(s) split by --level channel|spatial")
+    .option("--channel-group <n>", "channels per unit at --level channel", int("channel-group"))
+    .option("--cell <px>", "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)", int("cell"))
     .option("--ablation <kind>", "resample (donor activations), mean (donor mean) or zero", oneOf("ablation", ["resample", "mean", "zero"] as const), "resample")
     .option("--screen <n>", "screening draws (resample)", int("screen"), 3)
     .option("--samples <n>", "draws for components passing the screen (resample)", int("samples"), 50)
@@ -77,7 +82,8 @@ export function componentsCommand(): Command {
   addCardFlags(cmd);
   return cmd.action(async (f: ComponentFlags) => {
     if (f.list) {
-      const comps = listComponents(parseModel(await readFile(f.model), f.model), f.level);
+      const lv: ComponentLevel = f.level === "channel" || f.level === "spatial" ? "layer" : f.level;
+      const comps = listComponents(parseModel(await readFile(f.model), f.model), lv);
       for (const c of comps) process.stdout.write(`${c.name}\t${c.outputs.join(" ")}\n`);
       return;
     }
@@ -94,11 +100,14 @@ export function componentsCommand(): Command {
           if (d.imageSha256 !== kase.imageSha256) donors.push(d);
         }
       }
-      const e = await explainComponents(model, kase, { roi: parseRoi(f.roi), outcome: f.outcome }, {
-        level: f.level, tensors: f.tensor, ablation: f.ablation, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
+      const e = await explainComponents(model, kase, { roi: parseRoi(f.roi!), outcome: f.outcome }, {
+        level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
         onProgress: f.progress ? stderrProgress() : undefined,
       });
-      const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`);
+      const roi = parseRoi(f.roi);
+      const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`, {
+        height: model.height, width: model.width, roi: Region.rect(roi, model.height, model.width),
+      });
       const top = [...e.units].sort((a, b) => Math.abs(b.effect) - Math.abs(a.effect)).slice(0, 5);
       process.stdout.write(
         [

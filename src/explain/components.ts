@@ -23,9 +23,26 @@ import type { Evaluate } from "./samples.js";
 
 export type Ablation = "resample" | "mean" | "zero";
 
+export type UnitLevel = ComponentLevel | "channel" | "spatial";
+
+/** Part of one tensor that a unit replaces (channel group and/or spatial cell); none = all of it. */
+export interface Selection {
+  tensor: string;
+  channels: [number, number];
+  rows: [number, number];
+  cols: [number, number];
+}
+
 export interface ComponentOptions extends RunOptions {
-  /** grouping depth of module paths (default "stage") */
-  level?: ComponentLevel;
+  /**
+   * stage/block/layer: module-path groups (default "stage"); channel: channel groups of one
+   * `tensors[0]`; spatial: cells of the feature map of each tensor in `tensors`
+   */
+  level?: UnitLevel;
+  /** channels per unit at the channel level (default 1) */
+  channelGroup?: number;
+  /** cell size in feature-map pixels at the spatial level (default: a 16x16 grid) */
+  cell?: number;
   /** explicit tensors, each its own unit, instead of grouped components */
   tensors?: string[];
   ablation?: Ablation;
@@ -36,11 +53,21 @@ export interface ComponentOptions extends RunOptions {
   tau?: number;
 }
 
-export type ComponentResult = Pick<Component, "name" | "order" | "depth" | "outputs"> & UnitEstimate & { index: number };
+export type ComponentResult = Pick<Component, "name" | "order" | "depth" | "outputs"> & UnitEstimate & { index: number; selection?: Selection };
+
+interface Unit extends Pick<Component, "name" | "order" | "depth" | "outputs"> {
+  /** key of the cut plan (the component, or the tensor for channel/spatial units) */
+  plan: string;
+  selection?: Selection;
+}
 
 export interface ComponentEffects {
   method: "components";
-  level: ComponentLevel | "tensors";
+  level: UnitLevel | "tensors";
+  /** feature-map size [channels, height, width] of each tensor at the channel/spatial levels */
+  tensorDims: Record<string, number[]>;
+  /** base activations of the channel-level tensor (one image), for rendering */
+  activations?: { tensor: string; dims: number[]; data: Float32Array };
   ablation: Ablation;
   units: ComponentResult[];
   skipped: { name: string; reason: string }[];
@@ -96,7 +123,11 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   const donors = opts.donors ?? [];
   if (ablation !== "zero" && donors.length === 0) fail(`${ablation} ablation needs donor images`, "pass --donors <folder or manifest> with images of the same domain, or use --ablation zero");
   const proto = parseModel(await readFile(model.path), model.path);
-  const level = opts.tensors ? "tensors" : (opts.level ?? "stage");
+  const requested = opts.level ?? "stage";
+  const inTensor = requested === "channel" || requested === "spatial";
+  if (inTensor && !opts.tensors?.length) fail(`the ${requested} level needs --tensor <name>`, "`segcause components --list --level layer` shows the tensors");
+  if (requested === "channel" && opts.tensors!.length !== 1) fail("the channel level takes exactly one --tensor", "run once per tensor");
+  const level = inTensor ? requested : opts.tensors ? "tensors" : requested;
   const comps: Component[] = opts.tensors
     ? opts.tensors.map((t, i) => ({ name: t, order: i, depth: 0, nodes: [], outputs: [t] }))
     : listComponents(proto, level as ComponentLevel);
@@ -132,11 +163,41 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   await exposed.release();
 
   // Units: components whose outputs are all batched float activations.
-  const units = comps.filter((c) => plans.has(c.name)).filter((c) => {
+  const usable = comps.filter((c) => plans.has(c.name)).filter((c) => {
     const bad = c.outputs.find((t) => baseRun[t].type !== "float32" || baseRun[t].dims[0] !== B);
-    if (bad) skipped.push({ name: c.name, reason: `output ${bad} is not a per-image float activation` });
+    if (bad) {
+      if (opts.tensors) fail(`tensor ${bad} is not a per-image float activation`, "choose a float feature map");
+      skipped.push({ name: c.name, reason: `output ${bad} is not a per-image float activation` });
+    }
     return !bad;
   });
+  const tensorDims: Record<string, number[]> = {};
+  const units: Unit[] = inTensor ? [] : usable.map((c) => ({ ...c, plan: c.name }));
+  if (inTensor) {
+    for (const c of usable) {
+      const t = c.outputs[0];
+      const d = baseRun[t].dims;
+      if (d.length !== 4) fail(`tensor ${t} has shape [${d.join(", ")}]; the ${level} level needs an NCHW feature map`, "choose a convolutional feature map");
+      const [, C, H, W] = d;
+      tensorDims[t] = [C, H, W];
+      if (level === "channel") {
+        const g = opts.channelGroup ?? 1;
+        if (!Number.isInteger(g) || g < 1 || g > C) fail(`channel group ${g} must be in 1..${C}`, "use --channel-group 1");
+        for (let c0 = 0; c0 < C; c0 += g) {
+          const c1 = Math.min(C, c0 + g);
+          units.push({ name: g === 1 ? `${t}[${c0}]` : `${t}[${c0}:${c1}]`, order: c0, depth: 0, outputs: [t], plan: t, selection: { tensor: t, channels: [c0, c1], rows: [0, H], cols: [0, W] } });
+        }
+      } else {
+        const cell = opts.cell ?? Math.max(1, Math.ceil(Math.max(H, W) / 16));
+        if (!Number.isInteger(cell) || cell < 1) fail(`cell size must be a positive integer, got ${cell}`, "use --cell 1..feature-map size");
+        for (let r = 0; r < H; r += cell) {
+          for (let k = 0; k < W; k += cell) {
+            units.push({ name: `${t}@${r},${k}`, order: units.length, depth: 0, outputs: [t], plan: t, selection: { tensor: t, channels: [0, C], rows: [r, Math.min(H, r + cell)], cols: [k, Math.min(W, k + cell)] } });
+          }
+        }
+      }
+    }
+  }
   if (units.length === 0) fail("no component of this model can be intervened on", "pass --tensor names of float activations");
   const meanOf = (t: string): Float32Array => {
     const per = (baseRun[t].data as Float32Array).length / B;
@@ -147,13 +208,14 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     }
     return m;
   };
-  const sessions = new Map<number, { s: ort.InferenceSession; out: string }>();
+  const sessions = new Map<string, { s: ort.InferenceSession; out: string }>();
   const suffixOf = async (u: number) => {
-    let e = sessions.get(u);
+    const key = units[u].plan;
+    let e = sessions.get(key);
     if (!e) {
-      const { bytes, outputName: out } = buildSuffix(proto, plans.get(units[u].name)!, types, outputName);
+      const { bytes, outputName: out } = buildSuffix(proto, plans.get(key)!, types, outputName);
       e = { s: await ort.InferenceSession.create(bytes, SESSION_OPTS(model.threads)), out };
-      sessions.set(u, e);
+      sessions.set(key, e);
     }
     return e;
   };
@@ -163,28 +225,36 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   const evaluate: Evaluate = async (reqs, stage) => {
     tracker = new ProgressTracker(stage, reqs.length, opts.onProgress);
     const scores = new Float64Array(reqs.length);
-    const byUnit = new Map<number, number[]>();
-    reqs.forEach((r, i) => (byUnit.get(r.unit) ?? byUnit.set(r.unit, []).get(r.unit)!).push(i));
-    for (const [u, idx] of byUnit) {
-      const { s, out } = await suffixOf(u);
-      const plan = plans.get(units[u].name)!;
+    // Requests of units that share a cut (channels, cells of one tensor) fill batches together.
+    const byPlan = new Map<string, number[]>();
+    reqs.forEach((r, i) => {
+      const key = units[r.unit].plan;
+      (byPlan.get(key) ?? byPlan.set(key, []).get(key)!).push(i);
+    });
+    for (const idx of byPlan.values()) {
+      const first = units[reqs[idx[0]].unit];
+      const { s, out } = await suffixOf(reqs[idx[0]].unit);
+      const plan = plans.get(first.plan)!;
       for (let start = 0; start < idx.length; start += B) {
         const chunk = idx.slice(start, start + B);
         const feeds: Record<string, ort.Tensor> = {};
         for (const t of plan.suffixInputs) feeds[t] = baseRun[t] as ort.Tensor;
-        for (const t of units[u].outputs) {
+        for (const t of first.outputs) {
           const src = baseRun[t];
           const per = (src.data as Float32Array).length / B;
           const data = new Float32Array(src.data as Float32Array);
           chunk.forEach((ri, slot) => {
+            const { unit: u, draw } = reqs[ri];
             let value: Float32Array;
-            if (ablation === "resample") value = donorActs[randomInt(seed, u, reqs[ri].draw, draws)][t].data as Float32Array;
+            if (ablation === "resample") value = donorActs[randomInt(seed, u, draw, draws)][t].data as Float32Array;
             else {
               const key = `${ablation}:${t}`;
               if (!fixedFill.has(key)) fixedFill.set(key, ablation === "mean" ? meanOf(t) : new Float32Array(per));
               value = fixedFill.get(key)!;
             }
-            data.set(value, slot * per);
+            const sel = units[u].selection;
+            if (sel) copySelection(data, value, slot * per, tensorDims[t], sel);
+            else data.set(value, slot * per);
           });
           feeds[t] = new ort.Tensor("float32", data, [...src.dims]);
         }
@@ -208,7 +278,12 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     method: "components",
     level,
     ablation,
-    units: units.map((c, i) => ({ index: i, name: c.name, order: c.order, depth: c.depth, outputs: c.outputs, ...estimates[i] })),
+    units: units.map((c, i) => ({ index: i, name: c.name, order: c.order, depth: c.depth, outputs: c.outputs, selection: c.selection, ...estimates[i] })),
+    tensorDims,
+    activations:
+      level === "channel"
+        ? { tensor: opts.tensors![0], dims: tensorDims[opts.tensors![0]], data: (baseRun[opts.tensors![0]].data as Float32Array).slice(0, (baseRun[opts.tensors![0]].data as Float32Array).length / B) }
+        : undefined,
     skipped,
     baseOutcome: target.base,
     outcome: target.outcome,
@@ -224,7 +299,18 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
       target: { roi: target.region.bbox, roiKind: target.region.kind, outcome: target.outcome, reference: target.referenceKind },
       donors: donors.map((d) => ({ id: d.id, sha256: d.imageSha256 })),
       seed,
-      settings: { level, ablation, ...st, batchSize: B, tensors: opts.tensors ?? null },
+      settings: { level, ablation, ...st, batchSize: B, tensors: opts.tensors ?? null, channelGroup: level === "channel" ? (opts.channelGroup ?? 1) : null, cell: level === "spatial" ? (units[0].selection!.rows[1] - units[0].selection!.rows[0]) : null },
     },
   };
+}
+
+/** Copies the selected channels x rows x cols of one item (CHW at `offset` in dst, at 0 in src). */
+function copySelection(dst: Float32Array, src: Float32Array, offset: number, dims: number[], sel: Selection): void {
+  const [, H, W] = dims;
+  for (let c = sel.channels[0]; c < sel.channels[1]; c++) {
+    for (let r = sel.rows[0]; r < sel.rows[1]; r++) {
+      const o = c * H * W + r * W;
+      dst.set(src.subarray(o + sel.cols[0], o + sel.cols[1]), offset + o + sel.cols[0]);
+    }
+  }
 }

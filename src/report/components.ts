@@ -3,6 +3,9 @@ import { mkdir, rm, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ComponentEffects } from "../explain/components.js";
 import { svgToPng } from "./charts.js";
+import { heatRgb } from "./colormap.js";
+import { encodePng } from "../data/image.js";
+import type { Region } from "../target/roi.js";
 
 function esc(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -63,18 +66,68 @@ function csvCell(v: unknown): string {
   return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 
-export async function writeComponentEffects(e: ComponentEffects, dir: string, title: string): Promise<string[]> {
+/** Effects of spatial cells of one tensor, painted on the feature grid and upsampled to the image. */
+function spatialHeat(e: ComponentEffects, tensor: string, height: number, width: number, roi: Region): Uint8Array {
+  const [, H, W] = e.tensorDims[tensor];
+  const grid = new Float32Array(H * W);
+  for (const u of e.units) {
+    const s = u.selection;
+    if (!s || s.tensor !== tensor) continue;
+    for (let r = s.rows[0]; r < s.rows[1]; r++) grid.fill(u.effect, r * W + s.cols[0], r * W + s.cols[1]);
+  }
+  const map = new Float32Array(height * width);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) map[y * width + x] = grid[Math.floor((y * H) / height) * W + Math.floor((x * W) / width)];
+  return heatRgb(map, height, width, roi);
+}
+
+/** The base activation maps of the top channels, each min-max scaled, in a row. */
+async function topChannelsPng(e: ComponentEffects, k = 8): Promise<Buffer | undefined> {
+  const act = e.activations;
+  if (!act) return undefined;
+  const [, H, W] = act.dims;
+  const top = [...e.units].sort((a, b) => Math.abs(b.effect) - Math.abs(a.effect)).slice(0, k);
+  const scale = Math.max(1, Math.floor(128 / Math.max(H, W)));
+  const tw = W * scale, th = H * scale, gap = 4;
+  const out = new Uint8Array((tw + gap) * top.length * th * 3).fill(255);
+  const rowLen = (tw + gap) * top.length;
+  top.forEach((u, i) => {
+    const c = u.selection!.channels[0];
+    const plane = act.data.subarray(c * H * W, (c + 1) * H * W);
+    let lo = Infinity, hi = -Infinity;
+    for (const v of plane) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    for (let y = 0; y < th; y++) {
+      for (let x = 0; x < tw; x++) {
+        const v = Math.round((255 * (plane[Math.floor(y / scale) * W + Math.floor(x / scale)] - lo)) / (hi - lo || 1));
+        out.fill(v, (y * rowLen + i * (tw + gap) + x) * 3, (y * rowLen + i * (tw + gap) + x) * 3 + 3);
+      }
+    }
+  });
+  return encodePng({ width: rowLen, height: th, channels: 3, data: out });
+}
+
+export async function writeComponentEffects(e: ComponentEffects, dir: string, title: string, image?: { height: number; width: number; roi: Region }): Promise<string[]> {
   await mkdir(dir, { recursive: true });
   await rm(join(dir, "manifest.json"), { force: true });
   const rows = ranked(e);
-  const header = ["rank", "component", "network_order", "effect", "raw_effect", "stderr", "samples", "status", "tensors"];
-  const csv = [header.join(","), ...rows.map((u, i) => [i + 1, u.name, u.order, u.effect, u.rawEffect, u.stderr, u.samples, u.status, u.outputs.join(" ")].map(csvCell).join(","))].join("\n");
+  const header = ["rank", "unit", "network_order", "effect", "raw_effect", "stderr", "samples", "status", "tensors", "channels", "rows", "cols"];
+  const sel = (u: (typeof rows)[number], k: "channels" | "rows" | "cols") => (u.selection ? u.selection[k].join(":") : "");
+  const csv = [header.join(","), ...rows.map((u, i) => [i + 1, u.name, u.order, u.effect, u.rawEffect, u.stderr, u.samples, u.status, u.outputs.join(" "), sel(u, "channels"), sel(u, "rows"), sel(u, "cols")].map(csvCell).join(","))].join("\n");
   const files: Record<string, string | Buffer> = {
-    "components.json": JSON.stringify({ ...e, units: rows.map((u, i) => ({ rank: i + 1, ...u, stderr: Number.isNaN(u.stderr) ? null : u.stderr })), provenance: undefined }, null, 1),
+    "components.json": JSON.stringify({ ...e, units: rows.map((u, i) => ({ rank: i + 1, ...u, stderr: Number.isNaN(u.stderr) ? null : u.stderr })), activations: undefined, provenance: undefined }, null, 1),
     "components.csv": csv + "\n",
-    "components.png": await svgToPng(componentBarsSvg(e, title)),
-    "depth-profile.png": await svgToPng(depthProfileSvg(e, title)),
   };
+  if (e.level === "spatial") {
+    if (!image) throw new Error("spatial heatmaps need the image geometry");
+    for (const [i, t] of Object.keys(e.tensorDims).entries()) {
+      const name = `spatial-${i}-${t.replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^_+/, "")}.png`;
+      files[name] = await encodePng({ width: image.width, height: image.height, channels: 3, data: spatialHeat(e, t, image.height, image.width, image.roi) });
+    }
+  } else {
+    files["components.png"] = await svgToPng(componentBarsSvg(e, title));
+    if (e.level !== "channel") files["depth-profile.png"] = await svgToPng(depthProfileSvg(e, title));
+    const top = await topChannelsPng(e);
+    if (top) files["top-channels.png"] = top;
+  }
   for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data);
   await writeFile(join(dir, "manifest.json"), JSON.stringify({ format: "segcause.components/1", files: Object.keys(files), notes: e.notes, skipped: e.skipped, forwardPasses: e.forwardPasses, wallMs: e.wallMs, provenance: e.provenance }, null, 2));
   return [...Object.keys(files), "manifest.json"];
