@@ -7,7 +7,7 @@ import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
 import type { ResizeFilter } from "../model/card.js";
 import { ProgressTracker, stderrProgress } from "../util/progress.js";
-import { addCardFlags, cardOverrides, int, numList, oneOf, type CardFlags } from "./options.js";
+import { addCardFlags, cardOverrides, int, numList, type CardFlags } from "./options.js";
 
 interface BankFlags extends CardFlags {
   images: string;

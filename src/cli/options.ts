@@ -1,6 +1,6 @@
 /** Parsing helpers shared by the commands: every bad flag value is a one-line SegcauseError. */
 import { fail } from "../errors.js";
-import type { CardOverrides, ResizeFilter } from "../model/card.js";
+import type { CardOverrides } from "../model/card.js";
 
 export function num(name: string) {
   return (v: string): number => {
@@ -29,23 +29,16 @@ export function oneOf<T extends string>(name: string, allowed: readonly T[]) {
   };
 }
 
-/** Model-card flags shared by every command that loads a model. */
-export interface CardFlags {
+/** Model-card flags shared by every command that loads a model (the size comes as one flag). */
+export interface CardFlags extends Omit<CardOverrides, "height" | "width"> {
   card?: string;
   inputSize?: number[];
-  channels?: "rgb" | "gray";
-  scale?: number;
-  mean?: number[];
-  std?: number[];
-  resize?: ResizeFilter;
-  outputKind?: "probabilities" | "logits";
-  channel?: number;
-  threshold?: number;
   threads?: number;
 }
 
 export function cardOverrides(f: CardFlags): CardOverrides {
   if (f.inputSize && f.inputSize.length !== 2) fail("--input-size must be H,W", "e.g. --input-size 256,256");
+  // Pick the card fields explicitly: `f` holds every option of the command.
   return {
     height: f.inputSize?.[0],
     width: f.inputSize?.[1],
