@@ -48,7 +48,8 @@ def main():
         "Accuracy floors (a model below its floor is not shipped): "
         + ", ".join(f"{k} ≥ {v:.2f}" for k, v in FLOORS.items()) + ".",
         "FLOPs are 2 × multiply-adds of Conv / ConvTranspose / Linear / MatMul for one image, counted with forward hooks.",
-        "Training time is wall time of the training loop on 2 CPU cores (no GPU).",
+        "Training time is wall time of the training loop on 2 CPU cores (no GPU); some runs shared the cores with",
+        "other jobs (test suites, a second training), so their times are upper bounds, not benchmarks.",
         "",
         "## Contract of every model",
         "",
