@@ -146,28 +146,33 @@ def fundus(seed=3):
     dd = np.hypot(xx - od[0], yy - od[1])
     disc = np.exp(-(dd / 14) ** 4)
     img = img * (1 - disc[..., None]) + np.array([0.98, 0.85, 0.55]) * disc[..., None]
+    mac = 0.35 * np.exp(-((xx - S * 0.36) ** 2 + (yy - S * 0.52) ** 2) / (2 * 16 ** 2))  # darker macula
+    img *= (1 - mac)[..., None]
     # vessels: recursive random branching from the optic disc, drawn at 4x then downsampled
     K = 4
     can = Image.new("L", (S * K, S * K), 0)
     dr = ImageDraw.Draw(can)
 
-    def branch(x, y, ang, width, length, depth):
-        if depth > 5 or width < 0.8:
+    def branch(x, y, ang, width, length, depth, bend):
+        if depth > 6 or width < 0.7:
             return
         pts = [(x * K, y * K)]
-        for _ in range(int(length / 4)):
-            ang += rng.normal(0, 0.12)
-            x += 4 * np.cos(ang)
-            y += 4 * np.sin(ang)
+        for _ in range(int(length / 3)):
+            ang += bend + rng.normal(0, 0.10)
+            x += 3 * np.cos(ang)
+            y += 3 * np.sin(ang)
             pts.append((x * K, y * K))
             if np.hypot((x - S / 2) / (S / 2 - 8), (y - S / 2) / (S / 2 - 8)) > 1.0:
                 break
             if rng.rand() < 0.06:
-                branch(x, y, ang + rng.choice([-1, 1]) * rng.uniform(0.4, 0.9), width * 0.7, length * 0.6, depth + 1)
+                side = rng.choice([-1, 1])
+                branch(x, y, ang + side * rng.uniform(0.5, 1.1), width * rng.uniform(0.55, 0.8), length * 0.55,
+                       depth + 1, -side * rng.uniform(0.0, 0.02))
         dr.line(pts, fill=255, width=max(1, int(round(width * K))), joint="curve")
 
-    for a in np.linspace(0, 2 * np.pi, 7)[:-1] + rng.uniform(0, 0.4):
-        branch(od[0] + 10 * np.cos(a), od[1] + 10 * np.sin(a), a + np.pi * 0.0, rng.uniform(3.0, 4.0), 150, 0)
+    # four main trunks: superior/inferior temporal arcades bend around the macula, two nasal ones
+    for ang, bend in ((-2.2, -0.018), (2.2, 0.018), (-0.9, 0.004), (0.9, -0.004), (-0.3, 0.0), (0.3, 0.0)):
+        branch(od[0] + 8 * np.cos(ang), od[1] + 8 * np.sin(ang), ang, rng.uniform(2.4, 3.0), 240, 0, bend)
     v = np.asarray(can.resize((S, S), Image.BOX), np.float32) / 255.0
     mask = (v >= 0.5) & fov
     a = (np.clip(v * 1.2, 0, 1) * 0.6)[..., None]
