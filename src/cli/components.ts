@@ -112,7 +112,7 @@ export function componentsCommand(): Command {
       process.stdout.write(
         [
           `components of ${f.model} for RoI ${f.roi} of ${kase.id}: ${e.units.length} units, ${e.ablation} ablation${e.ablation !== "zero" ? ` with ${donors.length} donors` : ""}; base ${e.outcome} ${e.baseOutcome.toFixed(3)} vs ${e.reference}`,
-          ...top.map((u) => `  ${u.name}: ATE ${u.effect.toFixed(3)} ± ${(1.96 * (Number.isFinite(u.stderr) ? u.stderr : 0)).toFixed(3)} (${u.status})`),
+          ...top.map((u) => `  ${u.name}: ATE ${u.effect.toFixed(3)}${Number.isFinite(u.stderr) ? ` ± ${(1.96 * u.stderr).toFixed(3)}` : ""} (${u.status})`),
           ...e.notes.map((n) => `  note: ${n}`),
           ...(e.skipped.length ? [`  skipped ${e.skipped.length} component(s); see manifest.json`] : []),
           `  ${e.forwardPasses} passes in ${(e.wallMs / 1000).toFixed(1)} s; wrote ${files.join(", ")} to ${f.out}`,
