@@ -20,7 +20,7 @@ for (const name of process.argv.slice(2)) {
   const y = out.mask.data;
   let maxd = 0, flips = 0;
   for (let i = 0; i < y.length; i++) { maxd = Math.max(maxd, Math.abs(y[i] - yref[i])); if ((y[i] > 0.5) !== (yref[i] > 0.5)) flips++; }
-  const ok = maxd < 1e-3 && JSON.stringify(out.mask.dims) === JSON.stringify([n, 1, h, w]);
+  const ok = maxd < 1e-2 && flips <= 1e-3 * y.length && JSON.stringify(out.mask.dims) === JSON.stringify([n, 1, h, w]);
   if (!ok) bad++;
   console.log(`${name}: dims ${out.mask.dims} max|ort-torch| ${maxd.toExponential(2)} threshold flips ${flips}/${y.length} ${ok ? "OK" : "FAIL"}`);
 }
