@@ -19,6 +19,17 @@ def human(n, unit=""):
     return f"{n}{unit}"
 
 
+def not_shipped():
+    """Attempts that missed their floor, listed from training/not_shipped.json (if present)."""
+    p = os.path.join(HERE, "not_shipped.json")
+    if not os.path.exists(p):
+        return []
+    out = ["", "Trained but **not shipped** (below the floor):", ""]
+    for r in json.load(open(p)):
+        out.append(f"- `{r['name']}`: test Dice {r['dice_mean']:.3f} with `{r['command']}`. {r.get('note', '')}")
+    return out + [""]
+
+
 def main():
     cards = [json.load(open(p)) for p in glob.glob(os.path.join(MODELS, "*.onnx.json"))]
     cards.sort(key=lambda c: (DS_ORDER.index(c["dataset"]) if c["dataset"] in DS_ORDER else 9,
@@ -47,6 +58,7 @@ def main():
         "",
         "Accuracy floors (a model below its floor is not shipped): "
         + ", ".join(f"{k} ≥ {v:.2f}" for k, v in FLOORS.items()) + ".",
+        *not_shipped(),
         "FLOPs are 2 × multiply-adds of Conv / ConvTranspose / Linear / MatMul for one image, counted with forward hooks.",
         "Training time is wall time of the training loop on 2 CPU cores (no GPU); some runs shared the cores with",
         "other jobs (test suites, a second training), so their times are upper bounds, not benchmarks.",
