@@ -26,7 +26,9 @@ def not_shipped():
         return []
     out = ["", "Trained but **not shipped** (below the floor):", ""]
     for r in json.load(open(p)):
-        out.append(f"- `{r['name']}`: test Dice {r['dice_mean']:.3f} with `{r['command']}`. {r.get('note', '')}")
+        d = r["dice_mean"]
+        dtxt = "no test Dice" if d is None else f"test Dice {d:.3f}"
+        out.append(f"- `{r['name']}`: {dtxt} with `{r['command']}`. {r.get('note', '')}")
     return out + [""]
 
 
