@@ -11,6 +11,7 @@ import { Runner } from "../model/runner.js";
 import { loadCase } from "../data/case.js";
 import { PatchBank } from "../data/patchbank.js";
 import { explainPdcr } from "../explain/pdcr.js";
+import { PatchIntervention } from "../explain/interventions.js";
 import { makeOutcome } from "../target/outcome.js";
 import { Region } from "../target/roi.js";
 import { demoConfig, PACKAGE_ROOT } from "../cli/demo.js";
@@ -47,9 +48,9 @@ async function runnerLoop(model: Model, batch: number, seconds: number, base: Fl
   const runner = new Runner(model, { batchSize: batch });
   const region = Region.rect({ row: Math.floor(model.height / 2) - 16, col: Math.floor(model.width / 2) - 16, height: 32, width: 32 }, model.height, model.width);
   const reference = new Uint8Array(model.height * model.width).fill(1);
-  // Same per-input work as a PdCR run: copy the image, paste a patch, score Dice on the RoI.
-  const patches = bank ? bank.toInputSpace(model.channels as 1 | 3, (c) => model.affine(c)) : undefined;
-  const P = bank?.patchSize ?? 8;
+  // Same per-input work as a PdCR run: copy the image, paste a bank patch, score Dice on the RoI.
+  const patch = bank ? new PatchIntervention(bank, model, bank.patchSize) : undefined;
+  const block = { index: 0, row: 0, col: 0, height: bank?.patchSize ?? 0, width: bank?.patchSize ?? 0 };
   const items = Array.from({ length: batch * 16 }, (_, i) => i);
   await runner.evaluate(items.slice(0, batch), (_, dst) => dst.set(base), () => 0); // warm-up, learns the output layout
   const score = makeOutcome("dice", model.card.output, model.outputLayout!, region, reference);
@@ -60,12 +61,7 @@ async function runnerLoop(model: Model, batch: number, seconds: number, base: Fl
       items,
       (i, dst) => {
         dst.set(base);
-        if (patches) {
-          const k = i % (patches.length / (model.channels * P * P));
-          for (let c = 0; c < model.channels; c++) {
-            for (let y = 0; y < P; y++) dst.set(patches.subarray((k * model.channels + c) * P * P + y * P, (k * model.channels + c) * P * P + y * P + P), c * model.height * model.width + y * model.width);
-          }
-        }
+        patch?.apply(dst, block, i % patch.draws);
       },
       (d, slot) => score(d, slot),
     );
@@ -95,11 +91,10 @@ async function main(): Promise<void> {
     const model = await Model.load(path);
     const kase = await loadCase(model, join(PACKAGE_ROOT, cfg.image));
     const base = model.preprocess(kase.image);
-    const useBank = bank.patchSize === 8 ? bank : undefined;
     const bare: number[] = [], ours: number[] = [];
     for (let r = 0; r < ROUNDS; r++) {
       bare.push(await bareLoop(model, batch, SECONDS_PER_ROUND));
-      ours.push(await runnerLoop(model, batch, SECONDS_PER_ROUND, base, useBank));
+      ours.push(await runnerLoop(model, batch, SECONDS_PER_ROUND, base, bank));
     }
     const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
     console.log(`${path.split("/").pop()} | ${med(bare).toFixed(1)} | ${med(ours).toFixed(1)} | ${(med(ours) / med(bare)).toFixed(3)}`);

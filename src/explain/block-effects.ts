@@ -15,7 +15,7 @@ import { Checkpoint } from "./checkpoint.js";
 import { screenedAte, type ScreenedAteSettings } from "./estimators.js";
 import type { Intervention } from "./interventions.js";
 import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
-import { blockGrid, type Block } from "./units.js";
+import { blockGrid } from "./units.js";
 
 export interface RunOptions {
   seed?: number;
@@ -121,4 +121,3 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   };
 }
 
-export type { Block };
