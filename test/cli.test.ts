@@ -52,7 +52,7 @@ describe("segcause explain (CLI)", () => {
     expect(stats.units).toBe(15);
     expect(stats.negative).toBe(4);
     expect(stats.histogram.reduce((s: number, b: { blocks: number }) => s + b.blocks, 0)).toBe(16);
-    const blocks = JSON.parse(readFileSync(join(out, "map.json"), "utf8")).blocks;
+    const blocks = JSON.parse(readFileSync(join(out, "map.json"), "utf8")).units;
     expect(blocks).toHaveLength(15);
   });
 
@@ -82,7 +82,7 @@ describe("segcause methods / occlusion (CLI)", () => {
   it("refuses --stride for block-partition methods", () => {
     const r = segcause("explain", "--method", "zero", "--stride", "4", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", join(dir, "zs"));
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/--stride is only for --method occlusion/);
+    expect(r.stderr).toMatch(/--stride is not an option of method zero \(it belongs to: occlusion\)/);
   });
 });
 

@@ -4,9 +4,9 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { fail } from "../errors.js";
-import { PDCR_DEFAULTS } from "../explain/pdcr.js";
-import { describeResult, runExplain, METHODS, type MethodName } from "./explain.js";
-import { int, num, oneOf } from "./options.js";
+import { allMethods, methodNames } from "../explain/catalog.js";
+import { addMethodFlags, describeResult, runExplain } from "./explain.js";
+import { int, oneOf } from "./options.js";
 
 export const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -29,42 +29,30 @@ export function demoConfig(): DemoConfig {
 }
 
 export function demoCommand(): Command {
-  return new Command("demo")
+  const cmd = new Command("demo")
     .description("explain the bundled sample with the bundled model (no arguments needed)")
     .option("--out <dir>", "output folder", "segcause-demo")
-    .option("--method <name>", `method: ${METHODS.join(", ")}`, oneOf("method", METHODS), "pdcr")
-    .option("--block <px>", "block size", int("block"))
-    .option("--screen <n>", "screening draws per block", int("screen"), PDCR_DEFAULTS.screen)
-    .option("--samples <n>", "draws per block passing the screen", int("samples"), PDCR_DEFAULTS.samples)
-    .option("--seed <n>", "random seed", int("seed"), PDCR_DEFAULTS.seed)
-    .option("--tau <t>", "tau in Dice points", num("tau"))
+    .option("--method <name>", `method: ${methodNames().join(", ")}`, oneOf("method", methodNames()), "pdcr")
+    .option("--seed <n>", "random seed", int("seed"), 0)
     .option("--batch-size <n>", "inputs per forward call", int("batch-size"))
-    .option("--no-progress", "no progress bar on stderr")
-    .action(async (f: { out: string; method: MethodName; block?: number; screen: number; samples: number; seed: number; tau?: number; batchSize?: number; progress: boolean }) => {
-      const cfg = demoConfig();
-      const at = (p: string) => join(PACKAGE_ROOT, p);
-      process.stdout.write(`segcause demo: ${cfg.description}\n`);
-      const r = await runExplain({
-        model: at(cfg.model),
-        image: at(cfg.image),
-        mask: cfg.mask ? at(cfg.mask) : undefined,
-        roi: cfg.roi.join(","),
-        bank: at(cfg.bank),
-        out: f.out,
-        method: f.method,
-        block: f.block,
-        screen: f.screen,
-        samples: f.samples,
-        tau: f.tau,
-        seed: f.seed,
-        outcome: "dice",
-        reference: "auto",
-        batchSize: f.batchSize,
-        progress: f.progress,
-      });
-      process.stdout.write(describeResult(r) + "\n");
-      process.stdout.write(
-        `  open ${join(f.out, "overlay.png")}: red blocks held up the segmentation of the green RoI, blue blocks worked against it\n`,
-      );
+    .option("--threads <n>", "ONNX Runtime intra-op threads", int("threads"))
+    .option("--no-progress", "no progress bar on stderr");
+  addMethodFlags(cmd, allMethods());
+  return cmd.action(async (f: { out: string; method: string; seed: number; batchSize?: number; threads?: number; progress: boolean; [k: string]: unknown }) => {
+    const cfg = demoConfig();
+    const at = (p: string) => join(PACKAGE_ROOT, p);
+    process.stdout.write(`segcause demo: ${cfg.description}\n`);
+    const r = await runExplain({
+      ...f,
+      model: at(cfg.model),
+      image: at(cfg.image),
+      mask: cfg.mask ? at(cfg.mask) : undefined,
+      roi: cfg.roi.join(","),
+      bank: at(cfg.bank),
+      outcome: "dice",
+      reference: "auto",
     });
+    process.stdout.write(describeResult(r) + "\n");
+    process.stdout.write(`  open ${join(f.out, "overlay.png")}: red held up the segmentation of the green RoI, blue worked against it\n`);
+  });
 }

@@ -7,9 +7,8 @@ import { loadCase, type Case } from "../data/case.js";
 import { loadMask } from "../data/image.js";
 import { PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
-import { explainPdcr, explainZero, PDCR_DEFAULTS } from "../explain/pdcr.js";
-import { explainOcclusion, OCCLUSION_DEFAULTS } from "../explain/occlusion.js";
-import type { FillKind } from "../explain/interventions.js";
+import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
+import { kebab, resolveOptions, type MethodDefinition, type MethodOption } from "../explain/methods.js";
 import type { Attribution } from "../explain/attribution.js";
 import { Region, parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
@@ -17,17 +16,7 @@ import type { TargetSpec } from "../target/target.js";
 import { writeAttribution, type WrittenOutputs } from "../report/write.js";
 import { stderrProgress } from "../util/progress.js";
 import { Checkpoint } from "../explain/checkpoint.js";
-import { addCardFlags, cardOverrides, int, num, oneOf, type CardFlags } from "./options.js";
-
-export const METHODS = ["pdcr", "zero", "occlusion"] as const;
-export type MethodName = (typeof METHODS)[number];
-
-/** One line per method for `segcause methods` and the help text. */
-export const METHOD_SUMMARIES: Record<MethodName, string> = {
-  pdcr: "PdCR (paper): 8x8 blocks replaced by natural patches from a bank, screened ATE (S=3, N=50, tau=0.02); 1 + 3*blocks + 50*passing passes",
-  zero: "paper's ablation: each 8x8 block set to black once, tau=0.02; 1 + blocks passes",
-  occlusion: "occlusion: 16x16 window every 8 px filled with a constant (--fill-kind mean|blur too), overlaps averaged; 1 + windows passes",
-};
+import { addCardFlags, cardOverrides, int, num, numList, oneOf, type CardFlags } from "./options.js";
 
 export interface ExplainFlags extends CardFlags {
   model: string;
@@ -37,21 +26,18 @@ export interface ExplainFlags extends CardFlags {
   roiMask?: string;
   bank?: string;
   out: string;
-  method: MethodName;
-  block?: number;
-  stride?: number;
-  screen: number;
-  samples: number;
-  tau?: number;
+  method: string;
   seed: number;
   outcome: OutcomeName;
   reference: "auto" | "ground-truth" | "prediction";
   batchSize?: number;
   progress: boolean;
-  fill?: number;
-  fillKind?: FillKind;
-  sigma?: number;
+  /** method options (block, samples, tau, ...), checked against the method's declared options */
+  [option: string]: unknown;
 }
+
+/** The flags that are not method options. */
+const COMMON = new Set(["model", "image", "mask", "roi", "roiMask", "bank", "out", "method", "seed", "outcome", "reference", "batchSize", "progress", "card", "inputSize", "channels", "scale", "mean", "std", "resize", "outputKind", "channel", "threshold", "threads"]);
 
 export interface ExplainResult {
   attribution: Attribution;
@@ -61,14 +47,17 @@ export interface ExplainResult {
 
 /** Runs one explanation from flag values; shared by `explain` and `demo`. */
 export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
+  const def = getMethod(f.method);
+  const given = Object.fromEntries(Object.entries(f).filter(([k]) => !COMMON.has(k)));
+  const options = resolveOptions(def, given);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi row,col,height,width (model-input pixels) or --roi-mask mask.png");
-  if (f.method === "pdcr" && !f.bank) fail("PdCR needs a patch bank of natural patches", "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank");
+  if (def.needsBank && !f.bank) fail(`${def.name} needs a patch bank of natural patches`, "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank");
   const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: f.threads });
   try {
     const kase = await loadCase(model, f.image, f.mask);
     const roi: TargetSpec["roi"] = f.roiMask ? { mask: await loadMask(f.roiMask, model.height, model.width) } : parseRoi(f.roi!);
     const target: TargetSpec = { roi, outcome: f.outcome, reference: f.reference };
-    const bank = f.method === "pdcr" ? await PatchBank.load(f.bank!) : undefined;
+    const bank = def.needsBank ? await PatchBank.load(f.bank!) : undefined;
     const run = {
       seed: f.seed,
       batchSize: f.batchSize,
@@ -76,11 +65,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       checkpointPath: join(f.out, ".checkpoint.json"),
     };
     await mkdir(f.out, { recursive: true });
-    if (f.method !== "occlusion" && f.stride !== undefined) fail(`--stride is only for --method occlusion`, "PdCR and zero use a partition into blocks");
-    let attribution: Attribution;
-    if (f.method === "pdcr") attribution = await explainPdcr(model, kase, target, { ...run, bank: bank!, blockSize: f.block, screen: f.screen, samples: f.samples, tau: f.tau });
-    else if (f.method === "zero") attribution = await explainZero(model, kase, target, { ...run, blockSize: f.block, tau: f.tau, fill: f.fill });
-    else attribution = await explainOcclusion(model, kase, target, { ...run, window: f.block, stride: f.stride, tau: f.tau, fill: f.fillKind, value: f.fill, sigma: f.sigma });
+    const attribution = await def.explain({ model, kase, target, run, bank, options });
     const region = "mask" in roi ? Region.mask(roi.mask, model.height, model.width) : undefined;
     const written = await writeAttribution(attribution, kase, f.out, region);
     await Checkpoint.open(run.checkpointPath, null).remove();
@@ -106,9 +91,34 @@ export function describeResult(r: ExplainResult): string {
   return lines.join("\n");
 }
 
+function optionParser(o: MethodOption): (v: string) => unknown {
+  const flag = kebab(o.name);
+  if (o.type === "int") return int(flag);
+  if (o.type === "number") return num(flag);
+  if (o.type === "numbers") return numList(flag);
+  return o.choices ? oneOf(flag, o.choices) : (v: string) => v;
+}
+
+/** Adds one flag per method option (shared by name across methods), with each method's default in the help. */
+export function addMethodFlags(cmd: Command, methods: readonly MethodDefinition[]): Command {
+  const seen = new Map<string, { o: MethodOption; defaults: string[] }>();
+  for (const m of methods) {
+    for (const o of m.options) {
+      let e = seen.get(o.name);
+      if (!e) seen.set(o.name, (e = { o, defaults: [] }));
+      e.defaults.push(`${m.name} ${Array.isArray(o.default) ? o.default.join(",") : String(o.default)}`);
+    }
+  }
+  for (const [name, { o, defaults }] of seen) {
+    const arg = o.type === "string" ? (o.choices ? o.choices.join("|") : "value") : o.type === "numbers" ? "a,b,..." : "n";
+    cmd.option(`--${kebab(name)} <${arg}>`, `${o.description} (default: ${defaults.join("; ")})`, optionParser(o));
+  }
+  return cmd;
+}
+
 export function explainCommand(): Command {
   const cmd = new Command("explain")
-    .description("causal map of which image blocks drive the model's segmentation inside a region of interest")
+    .description("map of which parts of the image drive the model's segmentation inside a region of interest")
     .requiredOption("--model <file>", "ONNX segmentation model")
     .requiredOption("--image <file>", "image to explain (PNG/JPEG)")
     .option("--mask <file>", "ground-truth mask (0/255 or 0/1 PNG); without it Dice is measured against the model's own prediction")
@@ -116,20 +126,13 @@ export function explainCommand(): Command {
     .option("--roi-mask <file>", "RoI as a mask image instead of a rectangle")
     .option("--bank <file>", "patch bank built with `segcause bank build` (needed by pdcr)")
     .requiredOption("--out <dir>", "output folder")
-    .option("--method <name>", `method: ${METHODS.join(", ")} (see \`segcause methods\`)`, oneOf("method", METHODS), "pdcr")
-    .option("--block <px>", `block (window) size (default ${PDCR_DEFAULTS.blockSize}; occlusion ${OCCLUSION_DEFAULTS.window})`, int("block"))
-    .option("--stride <px>", `occlusion window step (default ${OCCLUSION_DEFAULTS.stride})`, int("stride"))
-    .option("--screen <n>", "screening draws S per block", int("screen"), PDCR_DEFAULTS.screen)
-    .option("--samples <n>", "fresh draws N per block passing the screen", int("samples"), PDCR_DEFAULTS.samples)
-    .option("--tau <t>", `effects with |ATE| below tau (outcome units) are set to 0 (default ${PDCR_DEFAULTS.tau}; occlusion ${OCCLUSION_DEFAULTS.tau})`, num("tau"))
-    .option("--seed <n>", "random seed", int("seed"), PDCR_DEFAULTS.seed)
+    .option("--method <name>", `method: ${methodNames().join(", ")} (see \`segcause methods\`)`, oneOf("method", methodNames()), "pdcr")
+    .option("--seed <n>", "random seed", int("seed"), 0)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), "dice")
     .option("--reference <kind>", "auto, ground-truth or prediction", oneOf("reference", ["auto", "ground-truth", "prediction"] as const), "auto")
-    .option("--fill <v>", "pixel value for --method zero and the constant occlusion fill (default 0, black)", num("fill"))
-    .option("--fill-kind <kind>", "occlusion fill: constant, mean (image mean) or blur", oneOf("fill-kind", ["constant", "mean", "blur"] as const))
-    .option("--sigma <px>", `Gaussian sigma of the blur fill (default ${OCCLUSION_DEFAULTS.sigma})`, num("sigma"))
     .option("--batch-size <n>", "inputs per forward call", int("batch-size"))
     .option("--no-progress", "no progress bar on stderr");
+  addMethodFlags(cmd, allMethods());
   addCardFlags(cmd);
   return cmd.action(async (opts: ExplainFlags) => {
     const r = await runExplain(opts);
@@ -138,7 +141,10 @@ export function explainCommand(): Command {
 }
 
 export function methodsCommand(): Command {
-  return new Command("methods").description("list the explanation methods").action(() => {
-    for (const m of METHODS) process.stdout.write(`${m.padEnd(10)} ${METHOD_SUMMARIES[m]}\n`);
+  return new Command("methods").description("list the explanation methods with their cost and options").option("--verbose", "also list every option with its default").action((f: { verbose?: boolean }) => {
+    for (const m of allMethods()) {
+      process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}\n`);
+      if (f.verbose) for (const o of m.options) process.stdout.write(`${"".padEnd(16)}--${kebab(o.name)} (default ${String(o.default)}): ${o.description}\n`);
+    }
   });
 }

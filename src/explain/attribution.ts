@@ -1,10 +1,10 @@
 /** Attribution: the result of any method — per-unit effects with uncertainty, a map, provenance. */
 import type { RoiRect } from "../target/roi.js";
 import type { OutcomeName } from "../target/outcome.js";
-import type { Block } from "./units.js";
+import { forEachPixel, type Unit, type UnitKind } from "./units.js";
 import type { UnitEstimate } from "./estimators.js";
 
-export type UnitResult = Block & UnitEstimate;
+export type UnitResult = Unit & UnitEstimate;
 
 export interface Provenance {
   versions: Record<string, string>;
@@ -22,19 +22,31 @@ export interface Provenance {
 
 export interface Attribution {
   method: string;
+  /** what the units are; "pixel" maps (gradient methods) have no unit list */
+  unitKind: UnitKind;
+  /** what one unit of the map means, e.g. "Dice points (x100)" or "d(RoI score)/d(pixel)" */
+  valueUnits: string;
+  /**
+   * Sign convention shared by every method: a signed map holds the (estimated) change of the RoI
+   * outcome when the unit's content is removed — negative = the content supported the prediction
+   * (red), positive = it worked against it (blue). Unsigned maps (saliency, SmoothGrad, Grad-CAM
+   * magnitudes) hold importance >= 0 and are drawn as support.
+   */
+  signed: boolean;
   height: number;
   width: number;
   /** per-pixel effect (unit effect painted over the unit's pixels), row-major */
   map: Float32Array;
   /** per-pixel standard error, NaN where unknown */
   stderrMap: Float32Array;
+  /** per-unit results; empty for pixel-level maps */
   units: UnitResult[];
   /** outcome of the unperturbed input, m(X) */
   baseOutcome: number;
   outcome: OutcomeName;
   reference: "ground-truth" | "prediction";
   roi: RoiRect;
-  /** grid cells overlapping the RoI, which are not explained (effect 0 by convention) */
+  /** units overlapping the RoI, which are not explained (effect 0 by convention) */
   roiCells: number;
   forwardPasses: number;
   backwardPasses: number;
@@ -47,17 +59,20 @@ export interface Attribution {
  * Paints unit values over their pixels; where units overlap (stride < block) a pixel gets the
  * mean of the units covering it. Pixels no unit covers (the RoI) get `fillValue`.
  */
-export function paint(height: number, width: number, units: readonly Block[], values: (i: number) => number, fillValue = 0): Float32Array {
+export function paint(height: number, width: number, units: readonly Unit[], values: (i: number) => number, fillValue = 0): Float32Array {
   const sum = new Float64Array(height * width);
   const count = new Uint16Array(height * width);
   for (const u of units) {
     const v = values(u.index);
-    for (let y = u.row; y < u.row + u.height; y++) {
-      for (let i = y * width + u.col; i < y * width + u.col + u.width; i++) {
-        sum[i] += v;
-        count[i]++;
-      }
-    }
+    forEachPixel(u, width, (i) => {
+      sum[i] += v;
+      count[i]++;
+    });
   }
   return Float32Array.from(sum, (s, i) => (count[i] ? s / count[i] : fillValue));
+}
+
+/** Per-pixel support (larger = the pixel's content held the RoI prediction up more), for ranking. */
+export function supportMap(a: Pick<Attribution, "map" | "signed">): Float32Array {
+  return a.signed ? a.map.map((v) => -v) : a.map;
 }

@@ -7,6 +7,7 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { resolveTarget, type TargetSpec } from "../target/target.js";
+import { outcomeUnits } from "../target/outcome.js";
 import { randomInt } from "../util/rng.js";
 import { ProgressTracker, type ProgressListener } from "../util/progress.js";
 import { runtimeVersions } from "../version.js";
@@ -92,6 +93,9 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   const forwardPasses = 1 + results.reduce((s, r) => s + r.samples, 0);
   return {
     method: spec.method,
+    unitKind: grid.stride < spec.blockSize ? "window" : "block",
+    valueUnits: outcomeUnits(target.outcome),
+    signed: true,
     height: model.height,
     width: model.width,
     map: paint(model.height, model.width, units, (i) => results[i].effect),

@@ -7,13 +7,14 @@ import type { PatchBank } from "../data/patchbank.js";
 import sharp from "sharp";
 import type { RasterImage } from "../data/image.js";
 import type { Model } from "../model/model.js";
-import type { Block } from "./units.js";
+import { randomInt } from "../util/rng.js";
+import { forEachPixel, type Unit } from "./units.js";
 
 export interface Intervention {
   readonly name: string;
   /** number of distinct draws (1 for deterministic replacements) */
   readonly draws: number;
-  apply(dst: Float32Array, unit: Block, draw: number): void;
+  apply(dst: Float32Array, unit: Unit, draw: number): void;
   describe(): Record<string, unknown>;
 }
 
@@ -23,7 +24,12 @@ interface InputGeometry {
   width: number;
 }
 
-/** Natural patches from a PatchBank, pasted at the block, position-agnostic (PdCR). */
+/**
+ * Natural patches from a PatchBank, pasted at the block, position-agnostic (PdCR). A unit larger
+ * than a patch (a superpixel's bounding box, a group of blocks) is tiled with patches: the draw
+ * picks the first tile's patch and seeds the others, so a draw is still one point of the
+ * intervention distribution. Units with a pixel list are replaced on those pixels only.
+ */
 export class PatchIntervention implements Intervention {
   readonly name = "natural-patches";
   private readonly patches: Float32Array;
@@ -32,9 +38,10 @@ export class PatchIntervention implements Intervention {
   constructor(
     private readonly bank: PatchBank,
     model: Model,
-    blockSize: number,
+    /** the block size the patches must match; omit for units tiled with patches (superpixels) */
+    blockSize?: number,
   ) {
-    if (bank.patchSize !== blockSize) {
+    if (blockSize !== undefined && bank.patchSize !== blockSize) {
       fail(
         `patch bank holds ${bank.patchSize}x${bank.patchSize} patches but the block size is ${blockSize}`,
         `build a bank with --patch-size ${blockSize}, or use --block ${bank.patchSize}`,
@@ -48,16 +55,28 @@ export class PatchIntervention implements Intervention {
     return this.bank.count;
   }
 
-  apply(dst: Float32Array, u: Block, draw: number): void {
+  apply(dst: Float32Array, u: Unit, draw: number): void {
     const P = this.bank.patchSize;
     const { channels, height, width } = this.geom;
-    const src = draw * channels * P * P;
-    for (let c = 0; c < channels; c++) {
-      for (let y = 0; y < u.height; y++) {
-        const s = src + c * P * P + y * P;
-        dst.set(this.patches.subarray(s, s + u.width), c * height * width + (u.row + y) * width + u.col);
+    const plane = height * width;
+    if (!u.pixels && u.height <= P && u.width <= P) {
+      const src = draw * channels * P * P;
+      for (let c = 0; c < channels; c++) {
+        for (let y = 0; y < u.height; y++) {
+          const s = src + c * P * P + y * P;
+          dst.set(this.patches.subarray(s, s + u.width), c * plane + (u.row + y) * width + u.col);
+        }
       }
+      return;
     }
+    const tilesAcross = Math.ceil(u.width / P);
+    forEachPixel(u, width, (i) => {
+      const dy = Math.floor(i / width) - u.row, dx = (i % width) - u.col;
+      const tile = Math.floor(dy / P) * tilesAcross + Math.floor(dx / P);
+      const patch = tile === 0 ? draw : randomInt(draw, 0x7a11, tile, this.bank.count);
+      const src = patch * channels * P * P + (dy % P) * P + (dx % P);
+      for (let c = 0; c < channels; c++) dst[c * plane + i] = this.patches[src + c * P * P];
+    });
   }
 
   describe(): Record<string, unknown> {
@@ -119,8 +138,13 @@ export class FillIntervention implements Intervention {
     return new FillIntervention(model, filled, opts);
   }
 
-  apply(dst: Float32Array, u: Block): void {
+  apply(dst: Float32Array, u: Unit): void {
     const { channels, height, width } = this.geom;
+    if (u.pixels) {
+      const plane = height * width;
+      for (let c = 0; c < channels; c++) for (const i of u.pixels) dst[c * plane + i] = this.filled[c * plane + i];
+      return;
+    }
     for (let c = 0; c < channels; c++) {
       for (let y = 0; y < u.height; y++) {
         const o = c * height * width + (u.row + y) * width + u.col;

@@ -9,6 +9,7 @@ import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import { explainBlocks, type RunOptions } from "./block-effects.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
+import { opt, type MethodDefinition } from "./methods.js";
 
 export interface OcclusionOptions extends RunOptions {
   /** window size in pixels (default 16) */
@@ -44,3 +45,28 @@ export function explainOcclusion(model: Model, kase: Case, target: TargetSpec, o
     opts,
   );
 }
+
+export const occlusionMethod: MethodDefinition = {
+  name: "occlusion",
+  family: "perturbation",
+  summary: "occlusion: 16x16 window every 8 px filled with a constant (or the image mean, or a blur), overlaps averaged",
+  cost: "1 + windows (about 900 at 256x256)",
+  options: [
+    { name: "block", type: "int", description: "window size in pixels", default: OCCLUSION_DEFAULTS.window },
+    { name: "stride", type: "int", description: "window step in pixels", default: OCCLUSION_DEFAULTS.stride },
+    { name: "fillKind", type: "string", choices: ["constant", "mean", "blur"], description: "what replaces the window: a constant, the image's mean colour, or a Gaussian blur", default: OCCLUSION_DEFAULTS.fill },
+    { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units)", default: OCCLUSION_DEFAULTS.value },
+    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: OCCLUSION_DEFAULTS.sigma },
+    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: OCCLUSION_DEFAULTS.tau },
+  ],
+  explain: (ctx) =>
+    explainOcclusion(ctx.model, ctx.kase, ctx.target, {
+      ...ctx.run,
+      window: opt(ctx, "block"),
+      stride: opt(ctx, "stride"),
+      fill: opt(ctx, "fillKind"),
+      value: opt(ctx, "fill"),
+      sigma: opt(ctx, "sigma"),
+      tau: opt(ctx, "tau"),
+    }),
+};

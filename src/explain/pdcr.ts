@@ -11,6 +11,7 @@ import type { Attribution } from "./attribution.js";
 import { explainBlocks, type RunOptions } from "./block-effects.js";
 import { PAPER_SCREENED_ATE } from "./estimators.js";
 import { FillIntervention, PatchIntervention } from "./interventions.js";
+import { opt, type MethodDefinition } from "./methods.js";
 
 export interface PdcrOptions extends RunOptions {
   bank: PatchBank;
@@ -67,3 +68,32 @@ export function explainZero(model: Model, kase: Case, target: TargetSpec, opts: 
     opts,
   );
 }
+
+export const pdcrMethod: MethodDefinition = {
+  name: "pdcr",
+  family: "causal",
+  summary: "PdCR (paper): 8x8 blocks replaced by natural patches from a bank, screened ATE (S=3, N=50, tau=0.02 Dice points)",
+  cost: "1 + 3*blocks + 50*(blocks passing the screen)",
+  needsBank: true,
+  options: [
+    { name: "block", type: "int", description: "block (unit) size in pixels", default: PDCR_DEFAULTS.blockSize },
+    { name: "screen", type: "int", description: "screening draws S per block", default: PDCR_DEFAULTS.screen },
+    { name: "samples", type: "int", description: "fresh draws N per block passing the screen", default: PDCR_DEFAULTS.samples },
+    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau },
+  ],
+  explain: (ctx) =>
+    explainPdcr(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, blockSize: opt(ctx, "block"), screen: opt(ctx, "screen"), samples: opt(ctx, "samples"), tau: opt(ctx, "tau") }),
+};
+
+export const zeroMethod: MethodDefinition = {
+  name: "zero",
+  family: "causal",
+  summary: "the paper's ablation: each 8x8 block set to black (or --fill v) once, tau rule",
+  cost: "1 + blocks",
+  options: [
+    { name: "block", type: "int", description: "block (unit) size in pixels", default: PDCR_DEFAULTS.blockSize },
+    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau },
+    { name: "fill", type: "number", description: "replacement pixel value (0..255 image units; 0 = black)", default: 0 },
+  ],
+  explain: (ctx) => explainZero(ctx.model, ctx.kase, ctx.target, { ...ctx.run, blockSize: opt(ctx, "block"), tau: opt(ctx, "tau"), fill: opt(ctx, "fill") }),
+};

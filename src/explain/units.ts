@@ -1,14 +1,34 @@
-/** Units of the input that are intervened on. PdCR's unit is a block of a regular grid. */
+/**
+ * Units of the input that are intervened on. PdCR's unit is a block of a regular grid; superpixel
+ * methods use irregular units, given as a bounding box plus the list of pixels inside it.
+ */
 import { fail } from "../errors.js";
 import type { Region } from "../target/roi.js";
 
-export interface Block {
+export interface Unit {
   /** position in the list of units that are explained */
   index: number;
+  /** bounding box in model-input pixels */
   row: number;
   col: number;
   height: number;
   width: number;
+  /** flat pixel indices (y * width + x) when the unit is not its whole bounding box (superpixels) */
+  pixels?: Uint32Array;
+}
+
+/** A rectangular unit (grid block or sliding window). */
+export type Block = Unit;
+
+export type UnitKind = "block" | "window" | "superpixel" | "pixel";
+
+/** Calls fn for every pixel of a unit (flat index into an H x W plane). */
+export function forEachPixel(u: Unit, width: number, fn: (i: number) => void): void {
+  if (u.pixels) {
+    for (const i of u.pixels) fn(i);
+    return;
+  }
+  for (let y = u.row; y < u.row + u.height; y++) for (let i = y * width + u.col; i < y * width + u.col + u.width; i++) fn(i);
 }
 
 export interface BlockGrid {

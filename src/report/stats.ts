@@ -1,9 +1,11 @@
 /**
- * Summary statistics of a block map, as the paper's code writes them: positive / negative / zero
- * block counts (RoI blocks excluded) and a histogram in blocks over fixed bins, whose [-τ, τ) bin
- * also holds the RoI blocks.
+ * Summary statistics of a map, as the paper's code writes them: positive / negative / zero unit
+ * counts (RoI units excluded) and a histogram in units over fixed bins, whose [-τ, τ) bin also
+ * holds the RoI units. Pixel-level maps (no units) count pixels outside the RoI, binned relative
+ * to the map's largest magnitude.
  */
 import type { Attribution } from "../explain/attribution.js";
+import type { Region } from "../target/roi.js";
 
 export interface HistogramBin {
   label: string;
@@ -40,8 +42,26 @@ function fmt(x: number): string {
   return Number.isFinite(x) ? String(x) : x > 0 ? "inf" : "-inf";
 }
 
-export function mapStats(a: Attribution, tau: number): MapStats {
-  const edges = histogramEdges(tau);
+/** Bin edges of a pixel map relative to its largest magnitude m. */
+function relativeEdges(m: number): number[] {
+  return [-Infinity, -0.5 * m, -0.1 * m, -0.01 * m, -1e-6 * m, 1e-6 * m, 0.01 * m, 0.1 * m, 0.5 * m, Infinity];
+}
+
+export function mapStats(a: Attribution, tau: number, roi?: Region): MapStats {
+  let values: ArrayLike<number>;
+  let roiUnits: number;
+  let edges: number[];
+  if (a.units.length > 0) {
+    values = a.units.map((u) => u.effect);
+    roiUnits = a.roiCells;
+    edges = histogramEdges(tau);
+  } else {
+    const outside: number[] = [];
+    for (let i = 0; i < a.map.length; i++) if (!roi?.inside[i]) outside.push(a.map[i]);
+    values = outside;
+    roiUnits = a.map.length - outside.length;
+    edges = relativeEdges(outside.reduce((m, v) => Math.max(m, Math.abs(v)), 0) || 1);
+  }
   const histogram: HistogramBin[] = edges.slice(0, -1).map((lo, i) => ({
     label: `[${fmt(lo)}, ${fmt(edges[i + 1])}${i === edges.length - 2 ? "]" : ")"}`,
     lo,
@@ -49,8 +69,8 @@ export function mapStats(a: Attribution, tau: number): MapStats {
     blocks: 0,
   }));
   let pos = 0, neg = 0, zero = 0, min = 0, max = 0, sumAbs = 0;
-  for (const u of a.units) {
-    const e = u.effect;
+  for (let i = 0; i < values.length; i++) {
+    const e = values[i];
     if (e > 0) pos++;
     else if (e < 0) neg++;
     else zero++;
@@ -60,8 +80,8 @@ export function mapStats(a: Attribution, tau: number): MapStats {
     const k = histogram.findIndex((b, i) => (i === histogram.length - 1 ? e >= b.lo : e >= b.lo && e < b.hi));
     histogram[k].blocks++;
   }
-  histogram[4].blocks += a.roiCells;
-  const n = a.units.length;
+  histogram[4].blocks += roiUnits;
+  const n = values.length;
   return {
     method: a.method,
     outcome: a.outcome,

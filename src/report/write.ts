@@ -27,9 +27,10 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
   // Remove a previous complete result first so that a failure below never leaves a stale manifest.
   await rm(join(dir, "manifest.json"), { force: true });
   const tau = Number(a.provenance.settings.tau ?? 0);
-  const stats = mapStats(a, tau);
   const region = roiRegion ?? Region.rect(a.roi, a.height, a.width);
-  const heat = heatRgb(a.map, a.height, a.width, region);
+  const stats = mapStats(a, tau, region);
+  // Unsigned maps hold importance >= 0: draw it as support (red), like a signed map's negative side.
+  const heat = heatRgb(a.signed ? a.map : a.map.map((v) => -v), a.height, a.width, region);
   const overlay = overlayRgb(heat, kase.image);
   const title = `${a.method.toUpperCase()} · ${kase.id} · RoI ${a.roi.row},${a.roi.col} ${a.roi.height}x${a.roi.width}`;
   const contents: Record<string, Buffer | string> = {
@@ -38,13 +39,13 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
     "map.json": JSON.stringify(
       {
         method: a.method,
-        units: "block",
-        effectUnits: a.outcome === "dice" ? "Dice points (x100)" : `${a.outcome} x100`,
-        sign: "negative = the block's content supported the RoI prediction (red); positive = it hurt (blue)",
+        unitKind: a.unitKind,
+        effectUnits: a.valueUnits,
+        sign: "negative = the unit's content supported the RoI prediction (red); positive = it hurt (blue)",
         height: a.height,
         width: a.width,
         roi: a.roi,
-        blocks: a.units.map((u) => ({ row: u.row, col: u.col, height: u.height, width: u.width, effect: u.effect, rawEffect: u.rawEffect, stderr: Number.isNaN(u.stderr) ? null : u.stderr, samples: u.samples, status: u.status })),
+        units: a.units.map((u) => ({ row: u.row, col: u.col, height: u.height, width: u.width, pixels: u.pixels?.length, effect: u.effect, rawEffect: u.rawEffect, stderr: Number.isNaN(u.stderr) ? null : u.stderr, samples: u.samples, status: u.status })),
       },
       null,
       1,

@@ -90,3 +90,8 @@ export function binarize(spec: OutputSpec, layout: OutputLayout, data: Float32Ar
   }
   return out;
 }
+
+/** What a difference of outcomes means, for labels and map metadata. */
+export function outcomeUnits(outcome: OutcomeName): string {
+  return outcome === "dice" ? "Dice points (x100)" : `${outcome} x100`;
+}

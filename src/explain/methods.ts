@@ -1,0 +1,104 @@
+/**
+ * The method registry: every explanation method is a named recipe (Unit partition + Intervention +
+ * Estimator) registered here with its options, defaults and cost. `segcause explain`, `segcause
+ * methods`, the README table and the faithfulness benchmark all read this one list, so a method
+ * added here is available everywhere.
+ */
+import { fail } from "../errors.js";
+import type { Case } from "../data/case.js";
+import type { PatchBank } from "../data/patchbank.js";
+import type { Model } from "../model/model.js";
+import type { TargetSpec } from "../target/target.js";
+import type { Attribution } from "./attribution.js";
+import type { RunOptions } from "./block-effects.js";
+
+export type MethodFamily = "causal" | "perturbation" | "gradient";
+export type OptionType = "int" | "number" | "string" | "numbers";
+
+/**
+ * One option of a method. The same name means the same thing in every method that takes it
+ * (Captum's rule): `block` is always a unit size in pixels, `tau` always an effect threshold.
+ */
+export interface MethodOption {
+  /** camelCase key; the CLI flag is its kebab-case form (`noiseSamples` → `--noise-samples`) */
+  name: string;
+  type: OptionType;
+  /** allowed values for a string option */
+  choices?: readonly string[];
+  description: string;
+  default: unknown;
+}
+
+export interface MethodContext {
+  model: Model;
+  kase: Case;
+  target: TargetSpec;
+  run: RunOptions;
+  /** the natural-patch bank, for methods with `needsBank` */
+  bank?: PatchBank;
+  /** option values with every default filled in (see `resolveOptions`) */
+  options: Record<string, unknown>;
+}
+
+export interface MethodDefinition {
+  name: string;
+  family: MethodFamily;
+  /** one line for `segcause methods` */
+  summary: string;
+  /** forward/backward passes per map, as a formula of the options */
+  cost: string;
+  needsBank?: boolean;
+  options: MethodOption[];
+  explain(ctx: MethodContext): Promise<Attribution>;
+}
+
+const registry = new Map<string, MethodDefinition>();
+
+export function registerMethod(def: MethodDefinition): void {
+  if (registry.has(def.name)) throw new Error(`method ${def.name} registered twice`);
+  registry.set(def.name, def);
+}
+
+export function methodNames(): string[] {
+  return [...registry.keys()];
+}
+
+export function allMethods(): MethodDefinition[] {
+  return [...registry.values()];
+}
+
+export function getMethod(name: string): MethodDefinition {
+  const def = registry.get(name);
+  if (!def) fail(`unknown method '${name}'`, `choose one of: ${methodNames().join(", ")} (see \`segcause methods\`)`);
+  return def;
+}
+
+export function kebab(name: string): string {
+  return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/**
+ * Fills in defaults and checks that every given option belongs to the method, so that a flag the
+ * method ignores is an error rather than a silently different result.
+ */
+export function resolveOptions(def: MethodDefinition, given: Record<string, unknown>): Record<string, unknown> {
+  const known = new Map(def.options.map((o) => [o.name, o]));
+  for (const [k, v] of Object.entries(given)) {
+    if (v === undefined) continue;
+    const opt = known.get(k);
+    if (!opt) {
+      const takers = allMethods().filter((m) => m.options.some((o) => o.name === k)).map((m) => m.name);
+      fail(`--${kebab(k)} is not an option of method ${def.name}`, takers.length ? `it belongs to: ${takers.join(", ")}` : `options of ${def.name}: ${def.options.map((o) => `--${kebab(o.name)}`).join(" ")}`);
+    }
+    if (opt.choices && !opt.choices.includes(String(v))) fail(`--${kebab(k)} must be one of ${opt.choices.join(", ")}, got '${v}'`);
+  }
+  const out: Record<string, unknown> = {};
+  for (const o of def.options) out[o.name] = given[o.name] ?? o.default;
+  return out;
+}
+
+/** Typed accessors for recipes: options arrive resolved, so a missing value is a programming error. */
+export function opt<T>(ctx: MethodContext, name: string): T {
+  if (!(name in ctx.options)) throw new Error(`option ${name} is not declared by this method`);
+  return ctx.options[name] as T;
+}
