@@ -6,7 +6,7 @@
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
-import { resolveTarget, type TargetSpec } from "../target/target.js";
+import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
 import { outcomeUnits } from "../target/outcome.js";
 import { randomInt } from "../util/rng.js";
 import { ProgressTracker, type ProgressListener } from "../util/progress.js";
@@ -16,7 +16,7 @@ import { Checkpoint } from "./checkpoint.js";
 import { screenedAte, type ScreenedAteSettings } from "./estimators.js";
 import type { Intervention } from "./interventions.js";
 import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
-import { blockGrid } from "./units.js";
+import { blockGrid, type Unit, type UnitKind } from "./units.js";
 
 export interface RunOptions {
   seed?: number;
@@ -35,6 +35,11 @@ export interface BlockMethodSpec {
   makeIntervention: (model: Model, kase: Case) => Intervention | Promise<Intervention>;
   /** the method's own settings, recorded in the provenance */
   settings: Record<string, unknown>;
+  /**
+   * Precomputed units (e.g. superpixels) instead of the block grid, given the resolved Target;
+   * their settings (`spec.settings`) then enter the checkpoint key. Grids are unaffected.
+   */
+  units?: (target: Target) => { units: Unit[]; roiCells: number; unitKind: UnitKind };
 }
 
 /** Samples scored per chunk between checkpoints: bounded loss, negligible overhead. */
@@ -54,7 +59,8 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     return 0;
   });
   const target = resolveTarget(model, kase, targetSpec, baseOutput!);
-  const grid = blockGrid(model.height, model.width, spec.blockSize, target.region, spec.stride);
+  const custom = spec.units?.(target);
+  const grid = custom ? { ...custom, stride: spec.blockSize } : blockGrid(model.height, model.width, spec.blockSize, target.region, spec.stride);
   const units = grid.units;
 
   let tracker: ProgressTracker | undefined;
@@ -73,6 +79,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   const keyMaterial = {
     model: model.sha256, image: kase.imageSha256, mask: kase.maskSha256 ?? null, target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
     card: model.card, method: spec.method, block: spec.blockSize, stride: grid.stride, estimator: spec.estimator, seed, intervention: intervention.describe(),
+    units: custom ? spec.settings : undefined,
   };
   const checkpoint = run.checkpointPath ? Checkpoint.open(run.checkpointPath, keyMaterial) : undefined;
   const store = checkpoint?.store ?? new OutcomeStore();
@@ -93,7 +100,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   const forwardPasses = 1 + results.reduce((s, r) => s + r.samples, 0);
   return {
     method: spec.method,
-    unitKind: grid.stride < spec.blockSize ? "window" : "block",
+    unitKind: custom ? custom.unitKind : grid.stride < spec.blockSize ? "window" : "block",
     valueUnits: outcomeUnits(target.outcome),
     signed: true,
     height: model.height,
