@@ -1,0 +1,597 @@
+/**
+ * Static shape, type and value inference for ONNX graphs with a concrete batch size. Gradient graphs
+ * need the sizes of intermediate tensors (interpolation matrices of Resize, ConvTranspose output
+ * padding, broadcast axes) and the values of the small integer tensors that exported graphs compute
+ * from `Shape` (Resize sizes, Reshape targets). The exporters here write no value_info, and ONNX
+ * Runtime's session API is asynchronous, so the graph is evaluated here: shapes for every tensor,
+ * values for constants and for the small tensors computed from them.
+ */
+import { TensorProto_DataType as DT, type AttributeProto, type ModelProto, type NodeProto, type TensorProto } from "onnx-buf";
+import { fail } from "../errors.js";
+
+export interface StaticInfo {
+  dtype: number;
+  dims: number[];
+  /** flat values (row-major), known for constants and small tensors computed from them */
+  value?: number[];
+}
+
+/** Tensors up to this size carry their values (shape computations, scales, pads). */
+const VALUE_LIMIT = 4096;
+
+export function numel(dims: number[]): number {
+  return dims.reduce((a, b) => a * b, 1);
+}
+
+/** Flat values of a tensor proto as JS numbers (int64 converted; exact below 2^53). */
+export function tensorValues(t: TensorProto): number[] {
+  if (t.dataLocation === 1) fail(`tensor '${t.name}' stores its data externally`, "save the model with its weights inside the .onnx file");
+  const raw = t.rawData;
+  if (raw.length > 0) {
+    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
+    const out: number[] = [];
+    switch (t.dataType) {
+      case DT.FLOAT:
+        for (let i = 0; i < raw.length; i += 4) out.push(view.getFloat32(i, true));
+        return out;
+      case DT.DOUBLE:
+        for (let i = 0; i < raw.length; i += 8) out.push(view.getFloat64(i, true));
+        return out;
+      case DT.INT64:
+        for (let i = 0; i < raw.length; i += 8) out.push(Number(view.getBigInt64(i, true)));
+        return out;
+      case DT.INT32:
+        for (let i = 0; i < raw.length; i += 4) out.push(view.getInt32(i, true));
+        return out;
+      case DT.BOOL:
+      case DT.UINT8:
+        return Array.from(raw);
+      case DT.INT8:
+        return Array.from(new Int8Array(raw.buffer, raw.byteOffset, raw.byteLength));
+      default:
+        fail(`tensor '${t.name}' has data type ${DT[t.dataType] ?? t.dataType}, which segcause cannot read`);
+    }
+  }
+  if (t.floatData.length) return [...t.floatData];
+  if (t.doubleData.length) return [...t.doubleData];
+  if (t.int64Data.length) return t.int64Data.map(Number);
+  if (t.int32Data.length) return [...t.int32Data];
+  return [];
+}
+
+export function attr(node: NodeProto, name: string): AttributeProto | undefined {
+  return node.attribute.find((a) => a.name === name);
+}
+export function attrInt(node: NodeProto, name: string, dflt: number): number {
+  const a = attr(node, name);
+  return a ? Number(a.i) : dflt;
+}
+export function attrFloat(node: NodeProto, name: string, dflt: number): number {
+  const a = attr(node, name);
+  return a ? a.f : dflt;
+}
+export function attrInts(node: NodeProto, name: string): number[] | undefined {
+  const a = attr(node, name);
+  return a ? a.ints.map(Number) : undefined;
+}
+export function attrString(node: NodeProto, name: string, dflt: string): string {
+  const a = attr(node, name);
+  return a ? new TextDecoder().decode(a.s) : dflt;
+}
+
+export function describeNode(n: NodeProto): string {
+  return `${n.opType} node '${n.name || n.output[0]}'`;
+}
+
+/** numpy-style broadcast of two shapes. */
+export function broadcastDims(a: number[], b: number[]): number[] {
+  const r = Math.max(a.length, b.length);
+  const out: number[] = [];
+  for (let i = 0; i < r; i++) {
+    const x = a[a.length - r + i] ?? 1;
+    const y = b[b.length - r + i] ?? 1;
+    out.push(x === 1 ? y : x);
+  }
+  return out;
+}
+
+function strides(dims: number[]): number[] {
+  const s = new Array(dims.length).fill(1);
+  for (let i = dims.length - 2; i >= 0; i--) s[i] = s[i + 1] * dims[i + 1];
+  return s;
+}
+
+/** Elementwise op over broadcast inputs with known values. */
+function broadcastValues(ins: StaticInfo[], outDims: number[], f: (...v: number[]) => number): number[] {
+  const n = numel(outDims);
+  const os = strides(outDims);
+  const out = new Array<number>(n);
+  const insStrides = ins.map((x) => {
+    const st = strides(x.dims);
+    const pad = outDims.length - x.dims.length;
+    return outDims.map((_, i) => (i < pad || x.dims[i - pad] === 1 ? 0 : st[i - pad]));
+  });
+  for (let k = 0; k < n; k++) {
+    const args = ins.map((x, j) => {
+      let off = 0;
+      let rem = k;
+      for (let i = 0; i < outDims.length; i++) {
+        const c = Math.floor(rem / os[i]);
+        rem -= c * os[i];
+        off += c * insStrides[j][i];
+      }
+      return x.value![off];
+    });
+    out[k] = f(...args);
+  }
+  return out;
+}
+
+const INT_TYPES = new Set<number>([DT.INT64, DT.INT32, DT.INT8, DT.INT16, DT.UINT8, DT.UINT16, DT.UINT32, DT.UINT64]);
+
+const BINARY: Record<string, (a: number, b: number, int: boolean) => number> = {
+  Add: (a, b) => a + b,
+  Sub: (a, b) => a - b,
+  Mul: (a, b) => a * b,
+  Div: (a, b, int) => (int ? Math.trunc(a / b) : a / b),
+  Pow: (a, b) => a ** b,
+  Max: (a, b) => Math.max(a, b),
+  Min: (a, b) => Math.min(a, b),
+  Mod: (a, b) => a % b,
+  Equal: (a, b) => Number(a === b),
+  Less: (a, b) => Number(a < b),
+  Greater: (a, b) => Number(a > b),
+  LessOrEqual: (a, b) => Number(a <= b),
+  GreaterOrEqual: (a, b) => Number(a >= b),
+  And: (a, b) => Number(a && b),
+  Or: (a, b) => Number(a || b),
+};
+const COMPARISONS = new Set(["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Not"]);
+
+const UNARY_VALUES: Record<string, (x: number) => number> = {
+  Identity: (x) => x,
+  Neg: (x) => -x,
+  Abs: Math.abs,
+  Floor: Math.floor,
+  Ceil: Math.ceil,
+  Sqrt: Math.sqrt,
+  Relu: (x) => Math.max(x, 0),
+  Not: (x) => Number(!x),
+  Reciprocal: (x) => 1 / x,
+  Exp: Math.exp,
+  Log: Math.log,
+  Round: (x) => {
+    const r = Math.round(x);
+    return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; // ties to even
+  },
+};
+/** Ops whose (first) output has the shape and type of their first input. */
+const SAME_SHAPE = new Set([
+  ...Object.keys(UNARY_VALUES),
+  "Dropout", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Erf", "Softmax", "LogSoftmax", "Clip", "Elu", "Selu", "HardSigmoid",
+  "HardSwish", "Softplus", "Softsign", "Sign", "LayerNormalization", "BatchNormalization", "InstanceNormalization", "Sin", "Cos",
+  "PRelu", "Celu", "Mish", "ThresholdedRelu", "IsNaN", "IsInf", "LpNormalization",
+]);
+
+/** Axis normalisation (negative axes count from the end). */
+export function normAxis(axis: number, rank: number): number {
+  return axis < 0 ? axis + rank : axis;
+}
+
+/** Explicit [begin..., end...] pads of a conv/pool node, resolving auto_pad from the static sizes. */
+export function convPads(node: NodeProto, inSpatial: number[], kernel: number[], stridesA: number[], dil: number[]): number[] {
+  const r = inSpatial.length;
+  const autoPad = attrString(node, "auto_pad", "NOTSET");
+  if (autoPad === "VALID") return new Array(2 * r).fill(0);
+  if (autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") {
+    const begin: number[] = [];
+    const end: number[] = [];
+    for (let i = 0; i < r; i++) {
+      const out = Math.ceil(inSpatial[i] / stridesA[i]);
+      const total = Math.max((out - 1) * stridesA[i] + (kernel[i] - 1) * dil[i] + 1 - inSpatial[i], 0);
+      const small = Math.floor(total / 2);
+      begin.push(autoPad === "SAME_UPPER" ? small : total - small);
+      end.push(autoPad === "SAME_UPPER" ? total - small : small);
+    }
+    return [...begin, ...end];
+  }
+  return attrInts(node, "pads") ?? new Array(2 * r).fill(0);
+}
+
+export interface WindowParams {
+  kernel: number[];
+  strides: number[];
+  dilations: number[];
+  pads: number[];
+  ceil: boolean;
+}
+
+/** Kernel, strides, dilations and explicit pads of a Conv/ConvTranspose/pool node. */
+export function windowParams(node: NodeProto, inDims: number[], weightDims?: number[]): WindowParams {
+  const spatial = inDims.slice(2);
+  const r = spatial.length;
+  const kernel = attrInts(node, "kernel_shape") ?? weightDims?.slice(2) ?? fail(`${describeNode(node)} has no kernel_shape`);
+  const st = attrInts(node, "strides") ?? new Array(r).fill(1);
+  const dil = attrInts(node, "dilations") ?? new Array(r).fill(1);
+  return { kernel, strides: st, dilations: dil, pads: convPads(node, spatial, kernel, st, dil), ceil: attrInt(node, "ceil_mode", 0) === 1 };
+}
+
+export function windowOutput(inSize: number, k: number, s: number, d: number, pb: number, pe: number, ceil: boolean): number {
+  const span = inSize + pb + pe - ((k - 1) * d + 1);
+  let out = (ceil ? Math.ceil(span / s) : Math.floor(span / s)) + 1;
+  // With ceil_mode the last window must start inside the input or the begin padding.
+  if (ceil && (out - 1) * s >= inSize + pb) out--;
+  return out;
+}
+
+/** Coordinate-transform scale and output size of each axis of a Resize node. */
+export function resizeGeometry(node: NodeProto, x: StaticInfo, scalesIn?: StaticInfo, sizesIn?: StaticInfo): { scales: number[]; out: number[] } {
+  const r = x.dims.length;
+  if (sizesIn && sizesIn.dims[0] > 0) {
+    if (!sizesIn.value) fail(`${describeNode(node)}: its output sizes are not computable from static shapes`);
+    const axes = attrInts(node, "axes")?.map((a) => normAxis(a, r)) ?? [...Array(r).keys()];
+    const out = [...x.dims];
+    axes.forEach((a, i) => (out[a] = sizesIn.value![i]));
+    return { scales: out.map((o, i) => o / x.dims[i]), out };
+  }
+  if (!scalesIn?.value) fail(`${describeNode(node)}: its scales are not computable from static shapes`);
+  const axes = attrInts(node, "axes")?.map((a) => normAxis(a, r)) ?? [...Array(r).keys()];
+  const scales = new Array(r).fill(1);
+  axes.forEach((a, i) => (scales[a] = scalesIn.value![i]));
+  return { scales, out: x.dims.map((d, i) => Math.floor(d * scales[i] + 1e-9)) };
+}
+
+/** Reduce-op axes (attribute before opset 18 for most reduces, input after), normalised. */
+export function reduceAxes(node: NodeProto, infos: (StaticInfo | undefined)[], rank: number): number[] {
+  const fromAttr = attrInts(node, "axes");
+  let axes = fromAttr;
+  if (!axes && node.input[1]) {
+    const v = infos[1]?.value;
+    if (!v) fail(`${describeNode(node)}: its axes are not computable from static shapes`);
+    axes = v;
+  }
+  if (!axes || axes.length === 0) return attrInt(node, "noop_with_empty_axes", 0) ? [] : [...Array(rank).keys()];
+  return axes.map((a) => normAxis(a, rank));
+}
+
+/** [starts, ends, axes, steps] of a Slice, normalised and clamped against the input dims. */
+export function sliceParams(node: NodeProto, x: StaticInfo, infos: (StaticInfo | undefined)[]): { starts: number[]; ends: number[]; axes: number[]; steps: number[] } {
+  const get = (i: number, a: string): number[] | undefined => attrInts(node, a) ?? (node.input[i] ? infos[i]?.value ?? fail(`${describeNode(node)}: its ${a} are not computable from static shapes`) : undefined);
+  const rawStarts = get(1, "starts")!;
+  const rawEnds = get(2, "ends")!;
+  const axes = (get(3, "axes") ?? rawStarts.map((_, i) => i)).map((a) => normAxis(a, x.dims.length));
+  const steps = get(4, "steps") ?? rawStarts.map(() => 1);
+  const starts: number[] = [];
+  const ends: number[] = [];
+  axes.forEach((a, i) => {
+    const d = x.dims[a];
+    const step = steps[i];
+    let s = rawStarts[i] < 0 ? rawStarts[i] + d : rawStarts[i];
+    let e = rawEnds[i] < 0 ? rawEnds[i] + d : rawEnds[i];
+    if (step > 0) {
+      s = Math.min(Math.max(s, 0), d);
+      e = Math.min(Math.max(e, 0), d);
+    } else {
+      s = Math.min(Math.max(s, 0), d - 1);
+      e = Math.min(Math.max(e, -1), d - 1);
+    }
+    starts.push(s);
+    ends.push(e);
+  });
+  return { starts, ends, axes, steps };
+}
+
+/** Infers every tensor's type and shape (and small values) with the given batch size. */
+export function inferStatic(model: ModelProto, batch: number): Map<string, StaticInfo> {
+  const g = model.graph!;
+  const infos = new Map<string, StaticInfo>();
+  for (const t of g.initializer) {
+    const dims = t.dims.map(Number);
+    infos.set(t.name, { dtype: t.dataType, dims, value: numel(dims) <= VALUE_LIMIT ? tensorValues(t) : undefined });
+  }
+  for (const inp of g.input) {
+    if (infos.has(inp.name)) continue;
+    const tt = inp.type?.value.case === "tensorType" ? inp.type.value.value : undefined;
+    if (!tt) fail(`graph input '${inp.name}' is not a tensor`);
+    const dims = (tt.shape?.dim ?? []).map((d, i) => {
+      if (d.value.case === "dimValue") return Number(d.value.value);
+      if (i === 0) return batch;
+      fail(`graph input '${inp.name}' has a symbolic dimension ${i} ('${d.value.value ?? "?"}')`, "gradient graphs need fixed sizes except the batch dimension; re-export with a fixed input size");
+    });
+    infos.set(inp.name, { dtype: tt.elemType, dims });
+  }
+  const opset = Number(model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 13n);
+  for (const node of g.node) {
+    const ins = node.input.map((t) => (t === "" ? undefined : infos.get(t)));
+    ins.forEach((v, i) => {
+      if (!v && node.input[i] !== "") fail(`internal: no static info for tensor '${node.input[i]}' read by ${describeNode(node)}`);
+    });
+    const outs = inferNode(node, ins, opset);
+    outs.forEach((o, i) => {
+      if (node.output[i]) {
+        if (o.value && numel(o.dims) > VALUE_LIMIT) delete o.value;
+        infos.set(node.output[i], o);
+      }
+    });
+  }
+  return infos;
+}
+
+function known(...xs: (StaticInfo | undefined)[]): boolean {
+  return xs.every((x) => x?.value !== undefined);
+}
+
+function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: number): StaticInfo[] {
+  const op = node.opType;
+  const x = ins[0]!;
+  const same = (): StaticInfo[] => {
+    const f = op in UNARY_VALUES ? UNARY_VALUES[op] : undefined;
+    return [{ dtype: x.dtype, dims: [...x.dims], value: f && x.value ? x.value.map(f) : undefined }];
+  };
+  if (op === "LayerNormalization") {
+    const axis = normAxis(attrInt(node, "axis", -1), x.dims.length);
+    const stat = { dtype: DT.FLOAT, dims: x.dims.map((d, i) => (i < axis ? d : 1)) };
+    return [{ dtype: x.dtype, dims: [...x.dims] }, stat, stat];
+  }
+  if (op === "Dropout") return [{ ...x, dims: [...x.dims] }, { dtype: DT.BOOL, dims: [...x.dims] }];
+  if (op === "Cast") {
+    const to = attrInt(node, "to", DT.FLOAT);
+    const v = x.value?.map((a) => (INT_TYPES.has(to) ? Math.trunc(a) : to === DT.BOOL ? Number(a !== 0) : a));
+    return [{ dtype: to, dims: [...x.dims], value: v }];
+  }
+  if (op === "Clip" && x.value) {
+    const lo = ins[1]?.value?.[0] ?? -Infinity;
+    const hi = ins[2]?.value?.[0] ?? Infinity;
+    return [{ dtype: x.dtype, dims: [...x.dims], value: x.value.map((v) => Math.min(Math.max(v, lo), hi)) }];
+  }
+  if (SAME_SHAPE.has(op)) return same();
+  if (op in BINARY || op === "Xor" || op === "Where" || op === "Sum" || op === "Mean") return inferBroadcast(node, ins);
+  switch (op) {
+    case "Constant":
+      return [constantInfo(node)];
+    case "Shape": {
+      const r = x.dims.length;
+      const s = normAxis(attrInt(node, "start", 0), r);
+      const e = attr(node, "end") ? normAxis(attrInt(node, "end", r), r) : r;
+      const v = x.dims.slice(Math.max(s, 0), Math.min(e, r));
+      return [{ dtype: DT.INT64, dims: [v.length], value: v }];
+    }
+    case "Size":
+      return [{ dtype: DT.INT64, dims: [], value: [numel(x.dims)] }];
+    case "ConstantOfShape": {
+      if (!x.value) fail(`${describeNode(node)}: its shape is not computable from static shapes`);
+      const a = attr(node, "value");
+      const dtype = a?.t ? a.t.dataType : DT.FLOAT;
+      const fill = a?.t ? tensorValues(a.t)[0] : 0;
+      const n = numel(x.value);
+      return [{ dtype, dims: [...x.value], value: n <= VALUE_LIMIT ? new Array(n).fill(fill) : undefined }];
+    }
+    case "Gather":
+      return [inferGather(node, x, ins[1]!)];
+    case "Unsqueeze": {
+      const axesIn = attrInts(node, "axes") ?? ins[1]?.value ?? fail(`${describeNode(node)}: axes unknown`);
+      const r = x.dims.length + axesIn.length;
+      const axes = axesIn.map((a) => normAxis(a, r));
+      const dims: number[] = [];
+      let j = 0;
+      for (let i = 0; i < r; i++) dims.push(axes.includes(i) ? 1 : x.dims[j++]);
+      return [{ dtype: x.dtype, dims, value: x.value }];
+    }
+    case "Squeeze": {
+      const axesIn = attrInts(node, "axes") ?? ins[1]?.value;
+      const axes = axesIn ? axesIn.map((a) => normAxis(a, x.dims.length)) : x.dims.flatMap((d, i) => (d === 1 ? [i] : []));
+      return [{ dtype: x.dtype, dims: x.dims.filter((_, i) => !axes.includes(i)), value: x.value }];
+    }
+    case "Concat":
+      return [inferConcat(node, ins.filter((i): i is StaticInfo => !!i))];
+    case "Slice":
+      return [inferSlice(node, x, ins)];
+    case "Reshape":
+      return [inferReshape(node, x, ins[1]!)];
+    case "Flatten": {
+      const axis = normAxis(attrInt(node, "axis", 1), x.dims.length);
+      return [{ dtype: x.dtype, dims: [numel(x.dims.slice(0, axis)), numel(x.dims.slice(axis))], value: x.value }];
+    }
+    case "Transpose": {
+      const perm = attrInts(node, "perm") ?? [...x.dims.keys()].reverse();
+      return [{ dtype: x.dtype, dims: perm.map((p) => x.dims[p]) }];
+    }
+    case "Expand": {
+      if (!ins[1]!.value) fail(`${describeNode(node)}: its shape is not computable from static shapes`);
+      const dims = broadcastDims(x.dims, ins[1]!.value);
+      return [{ dtype: x.dtype, dims, value: x.value && numel(dims) <= VALUE_LIMIT ? broadcastValues([x], dims, (v) => v) : undefined }];
+    }
+    case "Range": {
+      if (!known(ins[0], ins[1], ins[2])) fail(`${describeNode(node)}: its bounds are not computable from static shapes`);
+      const [s, l, d] = [ins[0]!.value![0], ins[1]!.value![0], ins[2]!.value![0]];
+      const n = Math.max(Math.ceil((l - s) / d), 0);
+      return [{ dtype: x.dtype, dims: [n], value: Array.from({ length: n }, (_, i) => s + i * d) }];
+    }
+    case "Tile": {
+      if (!ins[1]!.value) fail(`${describeNode(node)}: its repeats are not computable from static shapes`);
+      return [{ dtype: x.dtype, dims: x.dims.map((d, i) => d * ins[1]!.value![i]) }];
+    }
+    case "Split":
+      return inferSplit(node, x, ins, opset);
+    case "Pad":
+      return [inferPad(node, x, ins)];
+    case "Resize":
+    case "Upsample": {
+      const scales = op === "Upsample" ? ins[1] : ins[2];
+      const { out } = resizeGeometry(node, x, scales, op === "Resize" ? ins[3] : undefined);
+      return [{ dtype: x.dtype, dims: out }];
+    }
+    case "Conv":
+    case "MaxPool":
+    case "AveragePool":
+    case "LpPool": {
+      const w = ins[1];
+      const p = windowParams(node, x.dims, op === "Conv" ? w!.dims : undefined);
+      const spatial = x.dims.slice(2).map((d, i) => windowOutput(d, p.kernel[i], p.strides[i], p.dilations[i], p.pads[i], p.pads[i + p.kernel.length], p.ceil));
+      const dims = [x.dims[0], op === "Conv" ? w!.dims[0] : x.dims[1], ...spatial];
+      return op === "MaxPool" ? [{ dtype: x.dtype, dims }, { dtype: DT.INT64, dims }] : [{ dtype: x.dtype, dims }];
+    }
+    case "ConvTranspose":
+      return [inferConvTranspose(node, x, ins[1]!)];
+    case "GlobalAveragePool":
+    case "GlobalMaxPool":
+      return [{ dtype: x.dtype, dims: x.dims.map((d, i) => (i < 2 ? d : 1)) }];
+    case "MatMul":
+      return [inferMatMul(node, x, ins[1]!)];
+    case "Gemm": {
+      const a = attrInt(node, "transA", 0) ? [x.dims[1], x.dims[0]] : x.dims;
+      const b = attrInt(node, "transB", 0) ? [ins[1]!.dims[1], ins[1]!.dims[0]] : ins[1]!.dims;
+      return [{ dtype: x.dtype, dims: [a[0], b[1]] }];
+    }
+    case "ReduceMean":
+    case "ReduceSum":
+    case "ReduceMax":
+    case "ReduceMin":
+    case "ReduceProd":
+    case "ReduceL2":
+    case "ReduceSumSquare":
+    case "ArgMax":
+    case "ArgMin": {
+      const isArg = op.startsWith("Arg");
+      const axes = isArg ? [normAxis(attrInt(node, "axis", 0), x.dims.length)] : reduceAxes(node, ins, x.dims.length);
+      const keep = attrInt(node, "keepdims", 1) === 1;
+      const dims = keep ? x.dims.map((d, i) => (axes.includes(i) ? 1 : d)) : x.dims.filter((_, i) => !axes.includes(i));
+      return [{ dtype: isArg ? DT.INT64 : x.dtype, dims }];
+    }
+    default:
+      fail(`${describeNode(node)}: segcause cannot infer the shapes of op type ${op}`, "gradient graphs support the ops of the shipped model zoo and common CNN/transformer ops");
+  }
+}
+
+function constantInfo(node: NodeProto): StaticInfo {
+  const a = node.attribute[0];
+  if (!a) fail(`${describeNode(node)} has no value`);
+  if (a.name === "value" && a.t) return { dtype: a.t.dataType, dims: a.t.dims.map(Number), value: numel(a.t.dims.map(Number)) <= VALUE_LIMIT ? tensorValues(a.t) : undefined };
+  if (a.name === "value_float") return { dtype: DT.FLOAT, dims: [], value: [a.f] };
+  if (a.name === "value_floats") return { dtype: DT.FLOAT, dims: [a.floats.length], value: [...a.floats] };
+  if (a.name === "value_int") return { dtype: DT.INT64, dims: [], value: [Number(a.i)] };
+  if (a.name === "value_ints") return { dtype: DT.INT64, dims: [a.ints.length], value: a.ints.map(Number) };
+  fail(`${describeNode(node)}: unsupported constant attribute ${a.name}`);
+}
+
+function inferBroadcast(node: NodeProto, insMaybe: (StaticInfo | undefined)[]): StaticInfo[] {
+  const ins = insMaybe.filter((i): i is StaticInfo => !!i);
+  const op = node.opType;
+  const dims = ins.map((i) => i.dims).reduce(broadcastDims);
+  const dtype = COMPARISONS.has(op) ? DT.BOOL : op === "Where" ? ins[1].dtype : ins[0].dtype;
+  let value: number[] | undefined;
+  if (known(...ins) && numel(dims) <= VALUE_LIMIT) {
+    const int = INT_TYPES.has(ins[0].dtype);
+    if (op === "Where") value = broadcastValues(ins, dims, (c, a, b) => (c ? a : b));
+    else if (op === "Sum") value = broadcastValues(ins, dims, (...v) => v.reduce((a, b) => a + b, 0));
+    else if (op === "Mean") value = broadcastValues(ins, dims, (...v) => v.reduce((a, b) => a + b, 0) / v.length);
+    else if (op === "Xor") value = broadcastValues(ins, dims, (a, b) => Number(!!a !== !!b));
+    else value = broadcastValues(ins, dims, (a, b) => BINARY[op](a, b, int));
+  }
+  return [{ dtype, dims, value }];
+}
+
+function inferGather(node: NodeProto, x: StaticInfo, idx: StaticInfo): StaticInfo {
+  const axis = normAxis(attrInt(node, "axis", 0), x.dims.length);
+  const dims = [...x.dims.slice(0, axis), ...idx.dims, ...x.dims.slice(axis + 1)];
+  let value: number[] | undefined;
+  if (x.value && idx.value && numel(dims) <= VALUE_LIMIT) {
+    const outer = numel(x.dims.slice(0, axis));
+    const inner = numel(x.dims.slice(axis + 1));
+    value = [];
+    for (let o = 0; o < outer; o++) {
+      for (const i0 of idx.value) {
+        const i = i0 < 0 ? i0 + x.dims[axis] : i0;
+        for (let k = 0; k < inner; k++) value.push(x.value[(o * x.dims[axis] + i) * inner + k]);
+      }
+    }
+  }
+  return { dtype: x.dtype, dims, value };
+}
+
+function inferConcat(node: NodeProto, ins: StaticInfo[]): StaticInfo {
+  const r = ins[0].dims.length;
+  const axis = normAxis(attrInt(node, "axis", 0), r);
+  const dims = [...ins[0].dims];
+  dims[axis] = ins.reduce((s, i) => s + i.dims[axis], 0);
+  const value = r === 1 && known(...ins) ? ins.flatMap((i) => i.value!) : undefined;
+  return { dtype: ins[0].dtype, dims, value };
+}
+
+function inferSlice(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined)[]): StaticInfo {
+  const { starts, ends, axes, steps } = sliceParams(node, x, ins);
+  const dims = [...x.dims];
+  axes.forEach((a, i) => (dims[a] = Math.max(Math.ceil((ends[i] - starts[i]) / steps[i]), 0)));
+  let value: number[] | undefined;
+  if (x.dims.length === 1 && x.value) {
+    value = [];
+    for (let k = starts[0]; steps[0] > 0 ? k < ends[0] : k > ends[0]; k += steps[0]) value.push(x.value[k]);
+  }
+  return { dtype: x.dtype, dims, value };
+}
+
+function inferReshape(node: NodeProto, x: StaticInfo, shape: StaticInfo): StaticInfo {
+  if (!shape.value) fail(`${describeNode(node)}: its target shape is not computable from static shapes`);
+  const allowZero = attrInt(node, "allowzero", 0) === 1;
+  const dims = shape.value.map((d, i) => (d === 0 && !allowZero ? x.dims[i] : d));
+  const minus = dims.indexOf(-1);
+  if (minus >= 0) dims[minus] = numel(x.dims) / numel(dims.filter((_, i) => i !== minus));
+  return { dtype: x.dtype, dims, value: x.value };
+}
+
+function inferSplit(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined)[], opset: number): StaticInfo[] {
+  const axis = normAxis(attrInt(node, "axis", 0), x.dims.length);
+  const n = node.output.length;
+  const split = attrInts(node, "split") ?? (opset >= 13 ? ins[1]?.value : undefined) ?? splitEven(x.dims[axis], n);
+  return split.map((s) => ({ dtype: x.dtype, dims: x.dims.map((d, i) => (i === axis ? s : d)) }));
+}
+
+export function splitEven(size: number, n: number): number[] {
+  const chunk = Math.ceil(size / n);
+  return Array.from({ length: n }, (_, i) => Math.max(Math.min(chunk, size - i * chunk), 0));
+}
+
+/** Pads of a Pad node as [begin..., end...] over every axis. */
+export function padAmounts(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined)[]): number[] {
+  const r = x.dims.length;
+  const raw = attrInts(node, "pads") ?? ins[1]?.value ?? fail(`${describeNode(node)}: its pads are not computable from static shapes`);
+  const axesIn = node.input[3] ? ins[3]?.value ?? fail(`${describeNode(node)}: its axes are not computable from static shapes`) : undefined;
+  if (!axesIn) return raw;
+  const pads = new Array(2 * r).fill(0);
+  axesIn.forEach((a0, i) => {
+    const a = normAxis(a0, r);
+    pads[a] = raw[i];
+    pads[a + r] = raw[i + axesIn.length];
+  });
+  return pads;
+}
+
+function inferPad(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined)[]): StaticInfo {
+  const pads = padAmounts(node, x, ins);
+  const r = x.dims.length;
+  return { dtype: x.dtype, dims: x.dims.map((d, i) => d + pads[i] + pads[i + r]) };
+}
+
+function inferConvTranspose(node: NodeProto, x: StaticInfo, w: StaticInfo): StaticInfo {
+  const r = x.dims.length - 2;
+  const group = attrInt(node, "group", 1);
+  const outShape = attrInts(node, "output_shape");
+  const cout = w.dims[1] * group;
+  if (outShape) return { dtype: x.dtype, dims: [x.dims[0], cout, ...outShape.slice(-r)] };
+  const kernel = attrInts(node, "kernel_shape") ?? w.dims.slice(2);
+  const st = attrInts(node, "strides") ?? new Array(r).fill(1);
+  const dil = attrInts(node, "dilations") ?? new Array(r).fill(1);
+  const op = attrInts(node, "output_padding") ?? new Array(r).fill(0);
+  const autoPad = attrString(node, "auto_pad", "NOTSET");
+  const pads = autoPad === "NOTSET" ? attrInts(node, "pads") ?? new Array(2 * r).fill(0) : undefined;
+  const spatial = x.dims.slice(2).map((d, i) =>
+    pads ? st[i] * (d - 1) + op[i] + (kernel[i] - 1) * dil[i] + 1 - pads[i] - pads[i + r] : autoPad === "VALID" ? st[i] * (d - 1) + op[i] + (kernel[i] - 1) * dil[i] + 1 : d * st[i],
+  );
+  return { dtype: x.dtype, dims: [x.dims[0], cout, ...spatial] };
+}
+
+function inferMatMul(node: NodeProto, a: StaticInfo, b: StaticInfo): StaticInfo {
+  if (a.dims.length < 2 || b.dims.length < 2) fail(`${describeNode(node)}: MatMul with a 1-D operand is not supported in gradient graphs`);
+  const batch = broadcastDims(a.dims.slice(0, -2), b.dims.slice(0, -2));
+  return { dtype: a.dtype, dims: [...batch, a.dims[a.dims.length - 2], b.dims[b.dims.length - 1]] };
+}
