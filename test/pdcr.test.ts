@@ -48,7 +48,7 @@ async function pdcr(modelPath: string, bankValues: number[], extra: Partial<Para
   const model = await Model.load(modelPath, { threads: 1 });
   try {
     const kase = await loadCase(model, image, mask);
-    return await explainPdcr(model, kase, { roi: ROI, outcome }, { bank: flatBank(bankValues), ...extra });
+    return await explainPdcr(model, kase, { roi: ROI, outcome }, { bank: flatBank(bankValues), schedule: "paper", ...extra });
   } finally {
     await model.release();
   }

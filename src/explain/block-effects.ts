@@ -6,6 +6,7 @@
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
+import { fail } from "../errors.js";
 import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
 import { outcomeUnits } from "../target/outcome.js";
 import { randomInt } from "../util/rng.js";
@@ -17,6 +18,15 @@ import { screenedAte, type ScreenedAteSettings } from "./estimators.js";
 import type { Intervention } from "./interventions.js";
 import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
+import { adaptiveAte, type AdaptiveSettings } from "./adaptive.js";
+import { buildQuadtree } from "./hierarchy.js";
+
+/** Splits draws 0..count-1 into R strata of near-equal size by their key (ties by draw number). */
+export function stratifyDraws(count: number, R: number, key: (d: number) => number): { strata: number[][]; weights: number[] } {
+  const order = Array.from({ length: count }, (_, d) => d).sort((a, b) => key(a) - key(b) || a - b);
+  const strata = Array.from({ length: R }, (_, h) => order.slice(Math.floor((h * count) / R), Math.floor(((h + 1) * count) / R)));
+  return { strata, weights: strata.map((s) => s.length / count) };
+}
 
 export interface RunOptions {
   seed?: number;
@@ -32,6 +42,8 @@ export interface BlockMethodSpec {
   /** window step; default the block size (a partition) */
   stride?: number;
   estimator: ScreenedAteSettings;
+  /** when set, the fast schedule (hierarchical screening, stratified sequential draws) replaces the screened estimator */
+  adaptive?: AdaptiveSettings;
   makeIntervention: (model: Model, kase: Case) => Intervention | Promise<Intervention>;
   /** the method's own settings, recorded in the provenance */
   settings: Record<string, unknown>;
@@ -62,6 +74,22 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   const custom = spec.units?.(target);
   const grid = custom ? { ...custom, stride: spec.blockSize } : blockGrid(model.height, model.width, spec.blockSize, target.region, spec.stride);
   const units = grid.units;
+  const ad = spec.adaptive;
+  if (ad && intervention.draws < ad.strata) fail(`the fast schedule needs at least ${ad.strata} distinct draws (strata), the intervention has ${intervention.draws}`, "use --schedule paper, or a bank with more patches");
+  if (ad && custom) fail("the fast schedule needs a grid of blocks (its quadtree screening groups neighbouring blocks)", "use the paper schedule for irregular units");
+  if (ad && grid.stride !== spec.blockSize) fail("the fast schedule needs a partition into blocks (stride = block size)", "use --schedule paper for overlapping windows");
+  const tree = ad ? buildQuadtree(units, grid.stride, ad.groupSize) : undefined;
+  const strat = ad ? stratifyDraws(intervention.draws, ad.strata, (d) => intervention.drawKey?.(d) ?? d) : undefined;
+  // Which draw of the intervention a request uses: the paper draws uniformly; the fast schedule
+  // draws round by round, one per stratum; a group draw gives every member block its own patch.
+  const drawOf = (unit: number, draw: number, member = 0): number => {
+    if (intervention.draws === 1) return 0;
+    if (unit >= units.length) return randomInt(seed, unit, draw * 65536 + member, intervention.draws);
+    if (!strat) return randomInt(seed, unit, draw, intervention.draws);
+    const s = strat.strata[draw % strat.strata.length];
+    return s[randomInt(seed, unit, draw, s.length)];
+  };
+  const membersOf = (unit: number): Unit[] => (unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]));
 
   let tracker: ProgressTracker | undefined;
   const raw: Evaluate = async (reqs) => {
@@ -69,7 +97,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
       reqs,
       (r, dst) => {
         dst.set(base);
-        intervention.apply(dst, units[r.unit], intervention.draws === 1 ? 0 : randomInt(seed, r.unit, r.draw, intervention.draws));
+        membersOf(r.unit).forEach((u, k) => intervention.apply(dst, u, drawOf(r.unit, r.draw, k)));
       },
       (data, slot) => target.score(data, slot),
     );
@@ -78,7 +106,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   };
   const keyMaterial = {
     model: model.sha256, image: kase.imageSha256, mask: kase.maskSha256 ?? null, target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
-    card: model.card, method: spec.method, block: spec.blockSize, stride: grid.stride, estimator: spec.estimator, seed, intervention: intervention.describe(),
+    card: model.card, method: spec.method, block: spec.blockSize, stride: grid.stride, estimator: ad ?? spec.estimator, seed, intervention: intervention.describe(),
     units: custom ? spec.settings : undefined,
   };
   const checkpoint = run.checkpointPath ? Checkpoint.open(run.checkpointPath, keyMaterial) : undefined;
@@ -91,13 +119,22 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     return cached(reqs, stage);
   };
 
-  const estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
+  let estimates;
+  let extraPasses = 0;
+  const notes = [...runner.notes, ...model.resolved.assumptions.map((a) => `assumed: ${a}`)];
+  if (ad) {
+    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights);
+    estimates = r.estimates;
+    extraPasses = r.groupPasses;
+    notes.push(`fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`);
+  } else {
+    estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
+  }
   await checkpoint?.save();
 
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
-  const notes = [...runner.notes, ...model.resolved.assumptions.map((a) => `assumed: ${a}`)];
   if (checkpoint && checkpoint.resumedSamples > 0) notes.push(`resumed from checkpoint: ${checkpoint.resumedSamples} samples reused`);
-  const forwardPasses = 1 + results.reduce((s, r) => s + r.samples, 0);
+  const forwardPasses = 1 + extraPasses + results.reduce((s, r) => s + r.samples, 0);
   return {
     method: spec.method,
     unitKind: custom ? custom.unitKind : grid.stride < spec.blockSize ? "window" : "block",
@@ -125,7 +162,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
       target: { roi: target.region.bbox, roiKind: target.region.kind, outcome: target.outcome, reference: target.referenceKind, channel: model.card.output.channel, threshold: model.card.output.threshold },
       method: spec.method,
       seed,
-      settings: { blockSize: spec.blockSize, stride: grid.stride, ...spec.estimator, ...spec.settings },
+      settings: { blockSize: spec.blockSize, stride: grid.stride, ...(ad ?? spec.estimator), ...spec.settings },
       intervention: intervention.describe(),
       runner: { batchSize: runner.batchSize, threads: model.threads },
     },

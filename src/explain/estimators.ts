@@ -18,6 +18,8 @@ export interface UnitEstimate {
   /** forward passes spent on this unit */
   samples: number;
   status: UnitStatus;
+  /** degrees of freedom of the standard error (for t-based intervals); undefined = samples − 1 */
+  dof?: number;
 }
 
 export interface ScreenedAteSettings {

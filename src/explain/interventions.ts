@@ -16,6 +16,8 @@ export interface Intervention {
   readonly draws: number;
   apply(dst: Float32Array, unit: Unit, draw: number): void;
   describe(): Record<string, unknown>;
+  /** a scalar summary of a draw (a patch's mean value), used to stratify draws */
+  drawKey?(draw: number): number;
 }
 
 interface InputGeometry {
@@ -77,6 +79,14 @@ export class PatchIntervention implements Intervention {
       const src = patch * channels * P * P + (dy % P) * P + (dx % P);
       for (let c = 0; c < channels; c++) dst[c * plane + i] = this.patches[src + c * P * P];
     });
+  }
+
+  /** Mean of the patch over channels and pixels in input space: brightness, the main driver of its effect. */
+  drawKey(draw: number): number {
+    const len = this.geom.channels * this.bank.patchSize * this.bank.patchSize;
+    let s = 0;
+    for (let i = draw * len; i < (draw + 1) * len; i++) s += this.patches[i];
+    return s / len;
   }
 
   describe(): Record<string, unknown> {

@@ -1,0 +1,179 @@
+/**
+ * The fast PdCR schedule: the same estimand as the paper (the ATE of replacing a block by a
+ * natural patch drawn uniformly from the bank), reached with far fewer forward passes by
+ *  1. hierarchical screening — quadtree groups of blocks are replaced at once; only groups whose
+ *     replacement moves the RoI outcome by >= τ are split, down to single blocks;
+ *  2. stratified draws — the bank is split into R equal strata by patch brightness and every
+ *     round draws one patch per stratum, which removes the between-strata part of the variance
+ *     without biasing the uniform-bank mean;
+ *  3. sequential estimation — rounds are added only to blocks whose standard error is still large
+ *     relative to their effect, and only until the map as a whole is precise enough.
+ * Every block reports its standard error and degrees of freedom, so the map carries its
+ * uncertainty.
+ */
+import { fail } from "../errors.js";
+import type { UnitEstimate } from "./estimators.js";
+import { blockOf, isBlockRef, type Quadtree } from "./hierarchy.js";
+import type { Evaluate, SampleRequest } from "./samples.js";
+
+export interface AdaptiveSettings {
+  /** τ in outcome units (as the paper: 0.02 Dice points) */
+  tau: number;
+  /** edge of the top-level quadtree groups, in blocks (a power of two; 1 = no hierarchy) */
+  groupSize: number;
+  /** draws per group test (each draw replaces every block of the group) */
+  groupDraws: number;
+  /** strata R of the bank = draws per round; the first round of a block is its screen */
+  strata: number;
+  /** rounds every block passing the screen gets at least */
+  minRounds: number;
+  /** cap of draws per block (the paper's N = 50) */
+  maxSamples: number;
+  /** a block is precise enough when SE <= max(absTol, relTol * |ATE|) ... */
+  relTol: number;
+  absTol: number;
+  /** ... or when the whole map is: Σ SE² <= fidelity² · Σ (ATE − mean ATE)² */
+  fidelity: number;
+}
+
+export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 1, strata: 4, minRounds: 1, maxSamples: 48, relTol: 0.25, absTol: 0.1, fidelity: 0.1 };
+
+export interface AdaptiveResult {
+  estimates: UnitEstimate[];
+  /** forward passes spent on group tests */
+  groupPasses: number;
+  groupsTested: number;
+}
+
+export function checkAdaptive(st: AdaptiveSettings): void {
+  if (!(st.tau >= 0)) fail(`tau must be >= 0, got ${st.tau}`, "use --tau 0.02");
+  if (!Number.isInteger(st.groupSize) || st.groupSize < 1 || (st.groupSize & (st.groupSize - 1)) !== 0) fail(`group size must be a power of two >= 1, got ${st.groupSize}`, "use --group-size 8 (1 disables hierarchical screening)");
+  if (!Number.isInteger(st.groupDraws) || st.groupDraws < 1) fail(`group draws must be >= 1, got ${st.groupDraws}`, "use --group-draws 1");
+  if (!Number.isInteger(st.strata) || st.strata < 2) fail(`strata must be an integer >= 2, got ${st.strata}`, "use --strata 4");
+  if (!Number.isInteger(st.maxSamples) || st.maxSamples < st.strata) fail(`max samples must be an integer >= strata (${st.strata}), got ${st.maxSamples}`, "use --max-samples 48");
+  if (!Number.isInteger(st.minRounds) || st.minRounds < 1) fail(`min rounds must be >= 1, got ${st.minRounds}`);
+  for (const k of ["relTol", "absTol", "fidelity"] as const) if (!(st[k] >= 0)) fail(`${k} must be >= 0, got ${st[k]}`);
+}
+
+/** Per-block running state: Δ values by stratum, one per round. */
+class BlockSamples {
+  readonly byStratum: number[][];
+  constructor(strata: number) {
+    this.byStratum = Array.from({ length: strata }, () => []);
+  }
+  get rounds(): number {
+    return this.byStratum[0].length;
+  }
+}
+
+/**
+ * Stratified mean and its standard error. With one round the within-stratum variance is unknown;
+ * the variance of all R values (which includes the between-strata part) bounds it from above, so
+ * the first SE is conservative. Degrees of freedom by Welch–Satterthwaite.
+ */
+export function stratifiedEstimate(s: BlockSamples, weights: readonly number[]): { mean: number; se: number; df: number } {
+  const R = weights.length;
+  const k = s.rounds;
+  let mean = 0;
+  const means = s.byStratum.map((v) => v.reduce((a, b) => a + b, 0) / k);
+  for (let h = 0; h < R; h++) mean += weights[h] * means[h];
+  if (k === 1) {
+    const all = s.byStratum.map((v) => v[0]);
+    const m = all.reduce((a, b) => a + b, 0) / R;
+    const s2 = all.reduce((a, b) => a + (b - m) ** 2, 0) / (R - 1);
+    const w2 = weights.reduce((a, w) => a + w * w, 0);
+    return { mean, se: Math.sqrt(w2 * s2), df: R - 1 };
+  }
+  let v = 0, denom = 0;
+  for (let h = 0; h < R; h++) {
+    const s2 = s.byStratum[h].reduce((a, b) => a + (b - means[h]) ** 2, 0) / (k - 1);
+    const a = (weights[h] * weights[h] * s2) / k;
+    v += a;
+    denom += (a * a) / (k - 1);
+  }
+  return { mean, se: Math.sqrt(v), df: denom > 0 ? (v * v) / denom : R * (k - 1) };
+}
+
+export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evaluate, st: AdaptiveSettings, weights: readonly number[]): Promise<AdaptiveResult> {
+  checkAdaptive(st);
+  const n = tree.blockCount;
+  const R = weights.length;
+  const moved = (v: number) => Math.abs(v - base) >= st.tau;
+
+  // 1. Hierarchical screening: test groups level by level; collect blocks to screen individually.
+  let frontier = tree.top;
+  const candidates: number[] = [];
+  let groupPasses = 0, groupsTested = 0;
+  while (frontier.length > 0) {
+    const groups = frontier.filter((r) => !isBlockRef(r));
+    for (const r of frontier) if (isBlockRef(r)) candidates.push(blockOf(r));
+    if (groups.length === 0) break;
+    const reqs: SampleRequest[] = [];
+    for (const key of groups) for (let j = 0; j < st.groupDraws; j++) reqs.push({ unit: key, draw: j });
+    const out = await evaluate(reqs, "screening groups");
+    groupPasses += reqs.length;
+    groupsTested += groups.length;
+    const next: number[] = [];
+    groups.forEach((key, gi) => {
+      let active = false;
+      for (let j = 0; j < st.groupDraws; j++) if (moved(out[gi * st.groupDraws + j])) active = true;
+      if (active) next.push(...tree.groups[key - n].children);
+    });
+    frontier = next;
+  }
+
+  // 2. Block screen = the first stratified round.
+  const samples = new Map<number, BlockSamples>();
+  const result: UnitEstimate[] = Array.from({ length: n }, () => ({ effect: 0, rawEffect: 0, stderr: 0, samples: 0, status: "screened-out" as const }));
+  const runRounds = async (blocks: number[], stage: string) => {
+    const reqs: SampleRequest[] = [];
+    for (const b of blocks) {
+      const r = samples.get(b)!.rounds;
+      for (let h = 0; h < R; h++) reqs.push({ unit: b, draw: r * R + h });
+    }
+    const out = await evaluate(reqs, stage);
+    blocks.forEach((b, i) => {
+      const s = samples.get(b)!;
+      for (let h = 0; h < R; h++) s.byStratum[h].push(out[i * R + h] - base);
+    });
+  };
+  candidates.sort((a, b) => a - b);
+  for (const b of candidates) samples.set(b, new BlockSamples(R));
+  await runRounds(candidates, "screening blocks");
+  const passing: number[] = [];
+  for (const b of candidates) {
+    const s = samples.get(b)!;
+    const est = stratifiedEstimate(s, weights);
+    result[b] = { effect: 0, rawEffect: est.mean, stderr: est.se, samples: R, status: "screened-out", dof: est.df };
+    if (s.byStratum.some((v) => Math.abs(v[0]) >= st.tau)) passing.push(b);
+  }
+
+  // 3. Sequential rounds until every block, or the map as a whole, is precise enough.
+  const maxRounds = Math.floor(st.maxSamples / R);
+  for (;;) {
+    const est = new Map(passing.map((b) => [b, stratifiedEstimate(samples.get(b)!, weights)]));
+    let sum = 0;
+    for (const e of est.values()) sum += e.mean;
+    const mapMean = sum / n;
+    let spread = (n - passing.length) * mapMean * mapMean, noise = 0;
+    for (const e of est.values()) {
+      spread += (e.mean - mapMean) ** 2;
+      noise += e.se * e.se;
+    }
+    const mapPrecise = noise <= st.fidelity * st.fidelity * spread;
+    const need = passing.filter((b) => {
+      const r = samples.get(b)!.rounds, e = est.get(b)!;
+      if (r >= maxRounds) return false;
+      if (r < st.minRounds) return true;
+      return !mapPrecise && e.se > Math.max(st.absTol, st.relTol * Math.abs(e.mean));
+    });
+    if (need.length === 0) break;
+    await runRounds(need, "estimating");
+  }
+  for (const b of passing) {
+    const e = stratifiedEstimate(samples.get(b)!, weights);
+    const sig = Math.abs(e.mean) >= st.tau;
+    result[b] = { effect: sig ? e.mean : 0, rawEffect: e.mean, stderr: e.se, samples: samples.get(b)!.rounds * R, status: sig ? "significant" : "below-tau", dof: e.df };
+  }
+  return { estimates: result, groupPasses, groupsTested };
+}
