@@ -1,0 +1,147 @@
+/**
+ * The plumbing every sampling method shares, as small helpers: the unperturbed pass that resolves
+ * the Target, checkpointed and progress-reported scoring of numbered samples, and the Attribution's
+ * provenance. A sample's input must be a pure function of (seed, sample number), so that results
+ * do not depend on the batch size or on where an interrupted run resumed.
+ */
+import type { Case } from "../data/case.js";
+import type { Model } from "../model/model.js";
+import { Runner } from "../model/runner.js";
+import { outcomeUnits } from "../target/outcome.js";
+import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
+import { ProgressTracker } from "../util/progress.js";
+import { runtimeVersions } from "../version.js";
+import type { Attribution, Provenance } from "./attribution.js";
+import type { RunOptions } from "./block-effects.js";
+import { Checkpoint } from "./checkpoint.js";
+import { cachedEvaluate, OutcomeStore, type SampleRequest } from "./samples.js";
+
+export interface Session {
+  model: Model;
+  kase: Case;
+  run: RunOptions;
+  seed: number;
+  runner: Runner;
+  /** the unperturbed model input (CHW) */
+  base: Float32Array;
+  target: Target;
+  t0: number;
+}
+
+/** Runs the unperturbed input once (m(X), and the reference when explaining the prediction). */
+export async function openSession(model: Model, kase: Case, targetSpec: TargetSpec, run: RunOptions = {}): Promise<Session> {
+  const t0 = Date.now();
+  const runner = new Runner(model, { batchSize: run.batchSize });
+  const base = model.preprocess(kase.image);
+  let baseOutput: Float32Array | undefined;
+  await runner.evaluate([0], (_, dst) => dst.set(base), (data) => {
+    baseOutput = data.slice(0, data.length / runner.batchSize);
+    return 0;
+  });
+  const target = resolveTarget(model, kase, targetSpec, baseOutput!);
+  return { model, kase, run, seed: run.seed ?? 0, runner, base, target, t0 };
+}
+
+/** Samples scored between checkpoint saves. */
+const CHUNK = 256;
+
+/**
+ * Scores numbered samples of one or more streams with a checkpoint (keyed by everything that
+ * decides the samples) and progress reporting. `write(stream, index, dst)` fills a model input
+ * that already holds the unperturbed image.
+ */
+export class SampleScorer {
+  private readonly checkpoint?: Checkpoint;
+  private readonly store: OutcomeStore;
+
+  constructor(
+    private readonly s: Session,
+    keyMaterial: Record<string, unknown>,
+    private readonly write: (stream: number, index: number, dst: Float32Array) => void,
+  ) {
+    const { model, kase, target, seed, run } = s;
+    const key = {
+      model: model.sha256, image: kase.imageSha256, mask: kase.maskSha256 ?? null, card: model.card, seed,
+      target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
+      ...keyMaterial,
+    };
+    this.checkpoint = run.checkpointPath ? Checkpoint.open(run.checkpointPath, key) : undefined;
+    this.store = this.checkpoint?.store ?? new OutcomeStore();
+  }
+
+  get resumedSamples(): number {
+    return this.checkpoint?.resumedSamples ?? 0;
+  }
+
+  /** Scores samples `indices` of `stream`, in order; one progress stage per call. */
+  async score(stream: number, indices: readonly number[], stage: string): Promise<Float64Array> {
+    const reqs: SampleRequest[] = indices.map((draw) => ({ unit: stream, draw }));
+    const tracker = new ProgressTracker(stage, reqs.length, this.s.run.onProgress);
+    tracker.add(reqs.filter((r) => this.store.get(r.unit, r.draw) !== undefined).length);
+    const { runner, base, target } = this.s;
+    const raw = async (rs: SampleRequest[]) => {
+      const out = await runner.evaluate(rs, (r, dst) => { dst.set(base); this.write(r.unit, r.draw, dst); }, (data, slot) => target.score(data, slot));
+      tracker.add(rs.length);
+      return out;
+    };
+    const cached = cachedEvaluate(raw, this.store, CHUNK, this.checkpoint ? () => this.checkpoint!.maybeSave() : undefined);
+    const out = await cached(reqs, stage);
+    await this.checkpoint?.save();
+    return out;
+  }
+}
+
+export interface AttributionParts {
+  method: string;
+  unitKind: Attribution["unitKind"];
+  signed: boolean;
+  map: Float32Array;
+  stderrMap: Float32Array;
+  units: Attribution["units"];
+  roiCells: number;
+  /** forward passes beyond the unperturbed one */
+  passes: number;
+  settings: Record<string, unknown>;
+  intervention: Record<string, unknown>;
+  notes?: string[];
+  resumedSamples?: number;
+}
+
+export function finishAttribution(s: Session, p: AttributionParts): Attribution {
+  const { model, kase, target, runner } = s;
+  const notes = [...runner.notes, ...model.resolved.assumptions.map((a) => `assumed: ${a}`), ...(p.notes ?? [])];
+  if (p.resumedSamples) notes.push(`resumed from checkpoint: ${p.resumedSamples} samples reused`);
+  const provenance: Provenance = {
+    versions: runtimeVersions(),
+    createdAt: new Date().toISOString(),
+    model: { path: model.path, sha256: model.sha256, card: model.card, cardSource: model.resolved.source, assumptions: model.resolved.assumptions },
+    case: { id: kase.id, imagePath: kase.imagePath, imageSha256: kase.imageSha256, maskPath: kase.maskPath, maskSha256: kase.maskSha256 },
+    target: { roi: target.region.bbox, roiKind: target.region.kind, outcome: target.outcome, reference: target.referenceKind, channel: model.card.output.channel, threshold: model.card.output.threshold },
+    method: p.method,
+    seed: s.seed,
+    settings: p.settings,
+    intervention: p.intervention,
+    runner: { batchSize: runner.batchSize, threads: model.threads },
+  };
+  return {
+    method: p.method,
+    unitKind: p.unitKind,
+    valueUnits: outcomeUnits(target.outcome),
+    signed: p.signed,
+    height: model.height,
+    width: model.width,
+    map: p.map,
+    stderrMap: p.stderrMap,
+    units: p.units,
+    baseOutcome: target.base,
+    outcome: target.outcome,
+    reference: target.referenceKind,
+    roi: target.region.bbox,
+    roiCells: p.roiCells,
+    forwardPasses: 1 + p.passes,
+    backwardPasses: 0,
+    wallMs: Date.now() - s.t0,
+    notes,
+    provenance,
+  };
+}
