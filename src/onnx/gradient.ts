@@ -570,8 +570,8 @@ const batchNormRule: Rule = (c) => {
   return [e.mul(g0(c), perChannel)];
 };
 
-function swapLast(c: Ctx, t: string): string {
-  const r = c.info(t).dims.length;
+/** Transposes the last two axes of `t`, of rank `r`. */
+function swapLast(c: Ctx, t: string, r: number): string {
   const perm = [...Array(r).keys()];
   [perm[r - 2], perm[r - 1]] = [perm[r - 1], perm[r - 2]];
   return c.e.op1("Transpose", [t], { perm: { ints: perm } });
@@ -581,12 +581,12 @@ const matMulRule: Rule = (c) => {
   const [a, b] = c.node.input;
   const e = c.e;
   const yDims = c.info(c.node.output[0]).dims;
-  const withBatch = (t: string, last2: number[]): number[] => [...yDims.slice(0, -2), ...last2];
+  const withBatch = (last2: number[]): number[] => [...yDims.slice(0, -2), ...last2];
   const ad = c.info(a).dims;
   const bd = c.info(b).dims;
   return [
-    c.need[0] ? unbroadcast(c, e.op1("MatMul", [g0(c), swapLast(c, factor(c, b))]), withBatch(a, ad.slice(-2)), a) : undefined,
-    c.need[1] ? unbroadcast(c, e.op1("MatMul", [swapLast(c, factor(c, a)), g0(c)]), withBatch(b, bd.slice(-2)), b) : undefined,
+    c.need[0] ? unbroadcast(c, e.op1("MatMul", [g0(c), swapLast(c, factor(c, b), bd.length)]), withBatch(ad.slice(-2)), a) : undefined,
+    c.need[1] ? unbroadcast(c, e.op1("MatMul", [swapLast(c, factor(c, a), ad.length), g0(c)]), withBatch(bd.slice(-2)), b) : undefined,
   ];
 };
 
