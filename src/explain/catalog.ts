@@ -6,7 +6,17 @@ import { riseMethod } from "./rise.js";
 import { limeMethod } from "./lime.js";
 import { kernelshapMethod } from "./kernelshap.js";
 import { pdcrSuperpixelMethod } from "./pdcr-superpixel.js";
+import { saliencyMethod } from "./saliency.js";
+import { gradXInputMethod } from "./gradxinput.js";
+import { igMethod } from "./ig.js";
+import { smoothGradMethod } from "./smoothgrad.js";
+import { guidedMethod } from "./guided.js";
+import { deepLiftMethod } from "./deeplift.js";
+import { gradCamMethod } from "./gradcam.js";
+import { misureMethod } from "./misure.js";
 
 for (const m of [pdcrMethod, zeroMethod, occlusionMethod, riseMethod, limeMethod, kernelshapMethod, pdcrSuperpixelMethod]) registerMethod(m);
+const gradientMethods = [saliencyMethod, gradXInputMethod, igMethod, smoothGradMethod, guidedMethod, deepLiftMethod, gradCamMethod, misureMethod];
+for (const m of gradientMethods) registerMethod(m);
 
 export { allMethods, getMethod, methodNames };

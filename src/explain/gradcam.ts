@@ -1,0 +1,137 @@
+/**
+ * Seg-Grad-CAM (Vinogradova et al. 2020): Grad-CAM of the RoI score S (the class probability summed
+ * over the RoI pixels, see gradients.ts) at an intermediate feature map A [K, h, w]:
+ *
+ *   w_k = mean_{u,v} ∂S/∂A_k(u,v);   cam = ReLU(Σ_k w_k A_k);   map = bilinear upsample of cam
+ *
+ * to the input size (half-pixel centres). Unsigned. The authors resize before the ReLU;
+ * pytorch-grad-cam (and this) applies the ReLU first; with a bilinear upsample the two differ only
+ * near sign changes.
+ *
+ * Layer (`--layer`, default "auto"): the network's bottleneck, found from the graph with static
+ * shape inference — among the spatial feature maps (node outputs of shape [1, K, h, w] with K ≥ 2,
+ * 2 ≤ h ≤ H, 2 ≤ w ≤ W and the same downsampling factor on both axes, so token tensors of
+ * transformers and globally pooled 1x1 maps are not candidates) take those with the smallest h·w,
+ * and of them the deepest (last in graph order). U-Net: the last ReLU of the deepest encoder
+ * stage; DeepLab: the ASPP projection; SegFormer: the decoder's projection of the last stage.
+ */
+import type { ModelProto } from "onnx-buf";
+import { readFile } from "node:fs/promises";
+import { fail } from "../errors.js";
+import type { Case } from "../data/case.js";
+import type { Model } from "../model/model.js";
+import { parseModel } from "../onnx/graph.js";
+import { inferStatic } from "../onnx/shapes.js";
+import type { TargetSpec } from "../target/target.js";
+import { resizeBilinear } from "../util/bilinear.js";
+import type { Attribution } from "./attribution.js";
+import type { RunOptions } from "./block-effects.js";
+import { explainGradient } from "./gradients.js";
+import { opt, type MethodDefinition } from "./methods.js";
+
+export interface FeatureMap {
+  name: string;
+  /** node position in the graph */
+  order: number;
+  op: string;
+  channels: number;
+  height: number;
+  width: number;
+}
+
+const FLOAT = 1;
+
+/** The spatial feature maps of a model (Grad-CAM layer candidates), in graph order. */
+export function featureMaps(proto: ModelProto, inputHeight: number, inputWidth: number): FeatureMap[] {
+  const infos = inferStatic(proto, 1);
+  const graph = proto.graph!;
+  const outputs = new Set(graph.output.map((o) => o.name));
+  const out: FeatureMap[] = [];
+  graph.node.forEach((n, order) => {
+    if (n.opType === "Constant") return;
+    for (const t of n.output) {
+      const info = t ? infos.get(t) : undefined;
+      if (!info || info.dtype !== FLOAT || info.dims.length !== 4 || outputs.has(t)) continue;
+      const [b, k, h, w] = info.dims;
+      if (b !== 1 || k < 2 || h < 2 || w < 2 || h > inputHeight || w > inputWidth) continue;
+      if (Math.abs(h / inputHeight - w / inputWidth) > 0.5 / Math.min(h, w)) continue;
+      out.push({ name: t, order, op: n.opType, channels: k, height: h, width: w });
+    }
+  });
+  return out;
+}
+
+/** The default layer: smallest spatial size, then deepest. */
+export function bottleneck(maps: readonly FeatureMap[]): FeatureMap | undefined {
+  let best: FeatureMap | undefined;
+  for (const m of maps) {
+    if (!best || m.height * m.width < best.height * best.width || (m.height * m.width === best.height * best.width && m.order > best.order)) best = m;
+  }
+  return best;
+}
+
+function describeMap(m: FeatureMap): string {
+  return `${m.name} [${m.channels}x${m.height}x${m.width}, ${m.op}]`;
+}
+
+/** Resolves `layer` ("auto" or a tensor name) to a feature map, or fails listing the candidates. */
+export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "width" | "path">, layer: string): { map: FeatureMap; rule: string } {
+  const maps = featureMaps(proto, model.height, model.width);
+  if (maps.length === 0) fail(`${model.path} has no spatial feature map [1, K>=2, h, w] for Grad-CAM`, "use another gradient method (saliency, ig)");
+  if (layer === "auto" || layer === "") return { map: bottleneck(maps)!, rule: "auto: smallest spatial size, deepest" };
+  const found = maps.find((m) => m.name === layer);
+  if (found) return { map: found, rule: "given" };
+  const ranked = [...maps].sort((a, b) => a.height * a.width - b.height * b.width || b.order - a.order);
+  const shown = ranked.slice(0, 25).map(describeMap).join(", ");
+  const known = proto.graph!.node.some((n) => n.output.includes(layer));
+  fail(
+    known ? `--layer '${layer}' is not a spatial feature map [1, K>=2, h, w] usable by Grad-CAM` : `--layer '${layer}' is not a tensor of ${model.path}`,
+    `choose one of the ${maps.length} feature maps (smallest first): ${shown}${maps.length > 25 ? ", ..." : ""}; or --layer auto`,
+  );
+}
+
+export interface GradCamOptions extends RunOptions {
+  /** tensor name, or "auto" (default) for the bottleneck */
+  layer?: string;
+}
+
+export function explainGradCam(model: Model, kase: Case, target: TargetSpec, opts: GradCamOptions = {}): Promise<Attribution> {
+  const layer = opts.layer ?? "auto";
+  return explainGradient(model, kase, target, opts, "gradcam", { layer }, async (env) => {
+    const proto = parseModel(await readFile(model.path), model.path);
+    const { map: L, rule } = chooseLayer(proto, model, layer);
+    const s = await env.session({ layers: [L.name] });
+    const hw = L.height * L.width;
+    let cam: Float32Array = new Float32Array(hw);
+    await s.run([0], (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)), (slot) => {
+      const g = slot.layerGrad(L.name), a = slot.activation(L.name);
+      const acc = new Float64Array(hw);
+      for (let k = 0; k < L.channels; k++) {
+        let w = 0;
+        for (let i = 0; i < hw; i++) w += g[k * hw + i];
+        w /= hw;
+        for (let i = 0; i < hw; i++) acc[i] += w * a[k * hw + i];
+      }
+      cam = Float32Array.from(acc, (v) => Math.max(v, 0));
+    });
+    const map = resizeBilinear(cam, L.height, L.width, model.height, model.width);
+    const notes = [`Grad-CAM layer: ${describeMap(L)} (${rule})`];
+    if (!cam.some((v) => v > 0)) notes.push("the Grad-CAM is 0 everywhere: sum_k w_k A_k <= 0 at every position of this layer (its features, weighted by the mean gradient, only lower the RoI score); try a decoder layer with --layer");
+    return {
+      map,
+      signed: false,
+      valueUnits: "Grad-CAM: ReLU(sum_k mean(dS/dA_k) A_k) at the layer, upsampled bilinearly (S = RoI probability sum)",
+      notes,
+      settings: { layerUsed: L.name, layerShape: [L.channels, L.height, L.width], layerRule: rule },
+    };
+  });
+}
+
+export const gradCamMethod: MethodDefinition = {
+  name: "gradcam",
+  family: "gradient",
+  summary: "Seg-Grad-CAM of the RoI probability sum at --layer (default: the bottleneck = smallest, deepest feature map), ReLU, bilinear upsampling (unsigned)",
+  cost: "1 forward + 1 forward/backward",
+  options: [{ name: "layer", type: "string", description: "tensor of the Grad-CAM feature map, or auto (smallest spatial size, deepest)", default: "auto" }],
+  explain: (ctx) => explainGradCam(ctx.model, ctx.kase, ctx.target, { ...ctx.run, layer: opt(ctx, "layer") }),
+};

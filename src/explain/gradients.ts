@@ -1,0 +1,455 @@
+/**
+ * The gradient layer: a gradient graph of the model (src/onnx/gradient.ts) in its own ONNX Runtime
+ * session, batched like the Runner, and the scaffolding every gradient method shares.
+ *
+ * What is differentiated. The RoI score is
+ *
+ *     S(x) = Σ_{p ∈ RoI} prob_c(x)[p]
+ *
+ * the class probability (card channel c) summed over the RoI's pixels — Seg-Grad-CAM's target
+ * (`y = Σ_{(i,j)∈M} out(i,j)`, pytorch-grad-cam's `SemanticSegmentationTarget`) with M = the RoI,
+ * used by every gradient method. The seed fed to the gradient graph (dS/d output) is therefore the
+ * RoI mask on channel c. For a card with `kind: logits` a Sigmoid (one channel) or Softmax over the
+ * channels is appended to the graph before differentiation, so S is always a sum of probabilities
+ * (the score the other methods threshold), never of raw logits.
+ *
+ * Where. Gradients are taken w.r.t. the model input tensor, i.e. after the card's preprocessing
+ * `(pixel / scale − mean) / std`; maps are per model-input pixel, reduced over channels by each
+ * method (max |·| for saliency-like maps, sum for attributions that add up to a score difference).
+ *
+ * Cost. One gradient-graph evaluation = one forward + one backward pass of one input. Inputs are
+ * pushed in fixed-size batches (tail padded with copies, as the Runner does), but a call with fewer
+ * inputs than the batch size runs at its own size, so a one-input method costs one pass.
+ */
+import { readFile } from "node:fs/promises";
+import { clone, create, fromBinary } from "@bufbuild/protobuf";
+import ort from "onnxruntime-node";
+import { AttributeProtoSchema, AttributeProto_AttributeType, ModelProtoSchema, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from "onnx-buf";
+import { fail } from "../errors.js";
+import type { Case } from "../data/case.js";
+import type { Model, OutputLayout } from "../model/model.js";
+import { DEFAULT_BATCH_SIZE, Runner } from "../model/runner.js";
+import { buildGradientModel, type GradientModel } from "../onnx/gradient.js";
+import { parseModel } from "../onnx/graph.js";
+import type { Target, TargetSpec } from "../target/target.js";
+import { ProgressTracker } from "../util/progress.js";
+import type { Attribution } from "./attribution.js";
+import { buildProvenance, unperturbedPass } from "./base-pass.js";
+import type { RunOptions } from "./block-effects.js";
+import { FillIntervention, type FillKind } from "./interventions.js";
+
+export type GradientRule = "gradient" | "guided" | "deeplift";
+
+export interface GradientSessionOptions {
+  /** backward rule at nonlinearities (default plain "gradient") */
+  rule?: GradientRule;
+  /** intermediate tensors whose gradient and value are also returned (Grad-CAM) */
+  layers?: string[];
+  /** inputs per call (default 8; forced to the graph's batch size when that is fixed) */
+  batchSize?: number;
+  /**
+   * ONNX Runtime graph optimisation level of the gradient session (default "all", as Model).
+   * Checked on the zoo's U-Net: "all" and "extended" give the same gradients to float rounding.
+   */
+  optimization?: "disabled" | "basic" | "extended" | "all";
+}
+
+/** What the writer fills for one input: the model input, and the seed dL/d(output). */
+export interface GradientFeed {
+  /** model input, CHW */
+  input: Float32Array;
+  /** dL/d(probabilities), same layout as one output item [C, H, W]; zero-filled before each write */
+  seed: Float32Array;
+  /** DeepLIFT reference input (rule "deeplift" only), CHW */
+  reference?: Float32Array;
+}
+
+/** Results for one input; views into ONNX Runtime's buffers, valid during the callback only. */
+export interface GradientSlot {
+  /** the model's class probabilities for this input, [C, H, W] (card semantics applied) */
+  output: Float32Array;
+  /** dL/d(input) (or DeepLIFT multipliers), CHW */
+  inputGrad: Float32Array;
+  /** dL/d(layer) and the layer's value, [K, h, w] */
+  layerGrad(name: string): Float32Array;
+  activation(name: string): Float32Array;
+}
+
+export type GradientWriter<T> = (item: T, feed: GradientFeed) => void;
+export type GradientReader<T> = (slot: GradientSlot, item: T, index: number) => void;
+
+const OPT_LEVEL = "all" as const;
+
+/** Appends Sigmoid (one channel) or Softmax (over channels) after a logit output. */
+function withProbabilities(proto: ModelProto, output: string, channels: number): { proto: ModelProto; output: string } {
+  const m = clone(ModelProtoSchema, proto);
+  const g = m.graph!;
+  const prob = `${output}__segcause_prob`;
+  g.node.push(
+    create(NodeProtoSchema, {
+      name: "/segcause/probabilities",
+      opType: channels === 1 ? "Sigmoid" : "Softmax",
+      input: [output],
+      output: [prob],
+      attribute: channels === 1 ? [] : [create(AttributeProtoSchema, { name: "axis", type: AttributeProto_AttributeType.INT, i: 1n })],
+    }),
+  );
+  const vi = g.output.find((o) => o.name === output);
+  const nvi = vi ? clone(ValueInfoProtoSchema, vi) : create(ValueInfoProtoSchema, {});
+  nvi.name = prob;
+  g.output = [...g.output.filter((o) => o.name !== output), nvi];
+  return { proto: m, output: prob };
+}
+
+/**
+ * One gradient graph of a Model in its own ONNX Runtime session (same thread settings as the
+ * Model's). Counts real (non-padding) inputs as forward and backward passes.
+ */
+export class GradientSession {
+  forwardPasses = 0;
+  backwardPasses = 0;
+  readonly notes: string[] = [];
+  private readonly inputDims: number[];
+  private readonly seedDims: number[];
+
+  private constructor(
+    readonly model: Model,
+    readonly graph: GradientModel,
+    readonly session: ort.InferenceSession,
+    readonly batchSize: number,
+    readonly fixedBatch: boolean,
+    readonly rule: GradientRule,
+    readonly layers: string[],
+    readonly layout: OutputLayout,
+    readonly outputRank: number,
+  ) {
+    this.inputDims = [model.channels, model.height, model.width];
+    this.seedDims = outputRank === 3 ? [layout.height, layout.width] : [layout.channels, layout.height, layout.width];
+  }
+
+  /** Builds the gradient graph of `model` (whose output layout is known from one forward pass). */
+  static async create(model: Model, opts: GradientSessionOptions = {}): Promise<GradientSession> {
+    const layout = model.outputLayout;
+    if (!layout) throw new Error("internal: run the model once before building its gradient session");
+    const rule = opts.rule ?? "gradient";
+    const layers = opts.layers ?? [];
+    let proto = parseModel(await readFile(model.path), model.path);
+    let output = model.outputName;
+    const outInfo = model.graph.outputs.find((o) => o.name === output);
+    const outputRank = outInfo?.dims.length === 3 ? 3 : 4;
+    if (model.card.output.kind === "logits") ({ proto, output } = withProbabilities(proto, output, layout.channels));
+    let gm: GradientModel;
+    try {
+      gm = buildGradientModel(proto, { output, wrt: [model.inputName, ...layers], rule });
+    } catch (e) {
+      if ((e as Error).name === "SegcauseError") throw e;
+      fail(`cannot build the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`, "this model uses an operator the gradient builder does not support; use a perturbation method (occlusion, pdcr)");
+    }
+    const gproto = fromBinary(ModelProtoSchema, gm.bytes);
+    const inVi = gproto.graph!.input.find((i) => i.name === gm.input);
+    const d0 = inVi?.type?.value.case === "tensorType" ? inVi.type.value.value.shape?.dim[0]?.value : undefined;
+    const fixed = d0?.case === "dimValue" ? Number(d0.value) : undefined;
+    const requested = opts.batchSize ?? DEFAULT_BATCH_SIZE;
+    if (!Number.isInteger(requested) || requested < 1) fail(`batch size must be a positive integer, got ${requested}`, "use --batch-size 1..64");
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(gm.bytes, {
+        intraOpNumThreads: model.threads,
+        interOpNumThreads: 1,
+        executionMode: "sequential",
+        graphOptimizationLevel: opts.optimization ?? OPT_LEVEL,
+        extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+      });
+    } catch (e) {
+      fail(`ONNX Runtime cannot load the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`, "report this model to the segcause authors; perturbation methods still work");
+    }
+    const s = new GradientSession(model, gm, session, fixed ?? requested, fixed !== undefined, rule, layers, layout, outputRank);
+    if (fixed !== undefined && fixed !== requested) s.notes.push(`the gradient graph's batch dimension is fixed at ${fixed}, so it runs ${fixed} input(s) per call`);
+    return s;
+  }
+
+  /**
+   * Evaluates every item: `write` fills the input and seed of a batch slot, `read` receives the
+   * slot's output and gradients. Items are processed in order, in batches of `batchSize`.
+   */
+  async run<T>(items: readonly T[], write: GradientWriter<T>, read: GradientReader<T>, onBatch?: (n: number) => void): Promise<void> {
+    if (items.length === 0) return;
+    const B = this.fixedBatch ? this.batchSize : Math.min(this.batchSize, items.length);
+    const inSize = this.inputDims.reduce((a, b) => a * b, 1);
+    const seedSize = this.seedDims.reduce((a, b) => a * b, 1);
+    const input = new Float32Array(B * inSize);
+    const seed = new Float32Array(B * seedSize);
+    const deeplift = this.rule === "deeplift";
+    const reference = deeplift ? new Float32Array(B * inSize) : undefined;
+    const gIn = this.graph.gradients[this.model.inputName];
+    if (!gIn) throw new Error(`internal: the gradient graph has no gradient for ${this.model.inputName}`);
+    const fetches = [this.graph.output, gIn];
+    for (const l of this.layers) fetches.push(this.graph.gradients[l], this.graph.activations[l]);
+    for (let start = 0; start < items.length; start += B) {
+      const n = Math.min(B, items.length - start);
+      seed.fill(0);
+      for (let j = 0; j < n; j++) {
+        const feed: GradientFeed = {
+          input: input.subarray(j * inSize, (j + 1) * inSize),
+          seed: seed.subarray(j * seedSize, (j + 1) * seedSize),
+          reference: reference?.subarray(j * inSize, (j + 1) * inSize),
+        };
+        write(items[start + j], feed);
+      }
+      // Padding: copies of the last real input with a zero seed (no gradient, outputs ignored).
+      for (let j = n; j < B; j++) {
+        input.copyWithin(j * inSize, (n - 1) * inSize, n * inSize);
+        reference?.copyWithin(j * inSize, (n - 1) * inSize, n * inSize);
+      }
+      const feeds: Record<string, ort.Tensor> = {
+        [this.graph.input]: new ort.Tensor("float32", input, [B, ...this.inputDims]),
+        [this.graph.seedInput]: new ort.Tensor("float32", seed, [B, ...this.seedDims]),
+      };
+      if (deeplift) {
+        if (!this.graph.referenceInput) throw new Error("internal: the deeplift graph has no reference input");
+        feeds[this.graph.referenceInput] = new ort.Tensor("float32", reference!, [B, ...this.inputDims]);
+      }
+      let result: ort.InferenceSession.OnnxValueMapType;
+      try {
+        result = await this.session.run(feeds, fetches);
+      } catch (e) {
+        fail(`ONNX Runtime failed to run the ${this.rule} graph of ${this.model.path}: ${(e as Error).message.split("\n")[0]}`, "report this model to the segcause authors; perturbation methods still work");
+      }
+      const out = result[this.graph.output].data as Float32Array;
+      const grad = result[gIn].data as Float32Array;
+      const layerData = new Map<string, { g: Float32Array; a: Float32Array }>();
+      for (const l of this.layers) layerData.set(l, { g: result[this.graph.gradients[l]].data as Float32Array, a: result[this.graph.activations[l]].data as Float32Array });
+      for (let j = 0; j < n; j++) {
+        const slot: GradientSlot = {
+          output: out.subarray(j * seedSize, (j + 1) * seedSize),
+          inputGrad: grad.subarray(j * inSize, (j + 1) * inSize),
+          layerGrad: (name) => {
+            const d = layerData.get(name)!.g;
+            return d.subarray((j * d.length) / B, ((j + 1) * d.length) / B);
+          },
+          activation: (name) => {
+            const d = layerData.get(name)!.a;
+            return d.subarray((j * d.length) / B, ((j + 1) * d.length) / B);
+          },
+        };
+        read(slot, items[start + j], start + j);
+      }
+      this.forwardPasses += n;
+      this.backwardPasses += n;
+      onBatch?.(n);
+    }
+  }
+
+  async release(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+/** Everything a gradient method needs, prepared by `explainGradient`. */
+export interface GradientEnv {
+  model: Model;
+  kase: Case;
+  target: Target;
+  seed: number;
+  /** the unperturbed model input x (CHW) */
+  input: Float32Array;
+  /** the model's raw output for x */
+  baseOutput: Float32Array;
+  /** S(x) = Σ_RoI prob */
+  baseScore: number;
+  /** dS/d(prob): the RoI mask on the card's channel, [C, H, W] */
+  roiSeed: Float32Array;
+  /** S from a gradient slot's output (probabilities) */
+  scoreOfProb(prob: Float32Array): number;
+  /** S of plain model inputs (forward passes only), one per input */
+  forwardScores(inputs: Float32Array[]): Promise<number[]>;
+  /** plain forward passes of the model (batched, counted); `read` gets the raw output data */
+  runner: Runner;
+  /** class probability at pixel p of batch slot `slot` of a raw model output (card semantics) */
+  probAt(data: Float32Array, slot: number, p: number): number;
+  /** a gradient session, released when the method ends; counted in the Attribution */
+  session(opts?: Omit<GradientSessionOptions, "batchSize"> & { batchSize?: number }): Promise<GradientSession>;
+  /** a progress stage over `total` inputs (callback for GradientSession.run) */
+  progress(stage: string, total: number): (n: number) => void;
+  batchSize: number;
+}
+
+export interface GradientMap {
+  map: Float32Array;
+  signed: boolean;
+  valueUnits: string;
+  notes?: string[];
+  /** settings decided at run time (e.g. the Grad-CAM layer chosen), recorded in the provenance */
+  settings?: Record<string, unknown>;
+}
+
+/**
+ * Runs a gradient method: unperturbed pass and Target (shared with every method), gradient
+ * sessions on demand, then the method's body, and assembles the pixel-level Attribution.
+ */
+export async function explainGradient(
+  model: Model,
+  kase: Case,
+  targetSpec: TargetSpec,
+  run: RunOptions,
+  method: string,
+  settings: Record<string, unknown>,
+  body: (env: GradientEnv) => Promise<GradientMap>,
+): Promise<Attribution> {
+  const t0 = Date.now();
+  const seed = run.seed ?? 0;
+  const runner = new Runner(model, { batchSize: run.batchSize });
+  const base = await unperturbedPass(model, kase, targetSpec, runner);
+  const layout = model.outputLayout!;
+  const plane = layout.height * layout.width;
+  const ch = model.card.output.channel;
+  const roiSeed = new Float32Array(layout.channels * plane);
+  for (const p of base.target.region.pixels) roiSeed[ch * plane + p] = 1;
+  const scoreOfProb = (prob: Float32Array): number => {
+    let s = 0;
+    for (const p of base.target.region.pixels) s += prob[ch * plane + p];
+    return s;
+  };
+  const probOfRaw = rawToProb(model, layout);
+  const forwardScores = async (inputs: Float32Array[]): Promise<number[]> => {
+    const out = await runner.evaluate(inputs, (x, dst) => dst.set(x), (data, slot) => {
+      let s = 0;
+      for (const p of base.target.region.pixels) s += probOfRaw(data, slot, ch * plane + p);
+      return s;
+    });
+    return Array.from(out);
+  };
+  const sessions: GradientSession[] = [];
+  const batchSize = run.batchSize ?? DEFAULT_BATCH_SIZE;
+  const env: GradientEnv = {
+    model,
+    kase,
+    target: base.target,
+    seed,
+    input: base.input,
+    baseOutput: base.output,
+    baseScore: 0,
+    roiSeed,
+    scoreOfProb,
+    forwardScores,
+    runner,
+    probAt: (data, slot, p) => probOfRaw(data, slot, ch * plane + p),
+    session: async (o = {}) => {
+      const s = await GradientSession.create(model, { ...o, batchSize: o.batchSize ?? batchSize });
+      sessions.push(s);
+      return s;
+    },
+    progress: (stage, total) => {
+      const t = new ProgressTracker(stage, total, run.onProgress);
+      return (n) => t.add(n);
+    },
+    batchSize,
+  };
+  {
+    let s = 0;
+    for (const p of base.target.region.pixels) s += probOfRaw(base.output, 0, ch * plane + p);
+    env.baseScore = s;
+  }
+  let result: GradientMap;
+  try {
+    result = await body(env);
+  } finally {
+    for (const s of sessions) await s.release();
+  }
+  const notes = [
+    ...runner.notes,
+    ...new Set(sessions.flatMap((s) => s.notes)),
+    `gradient target: S = sum of the class-${ch} probability over the ${base.target.region.area} RoI pixels (S(x) = ${env.baseScore.toPrecision(6)}); gradients are w.r.t. the model input tensor (after the card's (pixel/scale - mean)/std)`,
+    ...(result.notes ?? []),
+    ...model.resolved.assumptions.map((a) => `assumed: ${a}`),
+  ];
+  const forwardPasses = runner.forwardPasses + sessions.reduce((n, s) => n + s.forwardPasses, 0);
+  const backwardPasses = sessions.reduce((n, s) => n + s.backwardPasses, 0);
+  const allSettings = { ...settings, ...(result.settings ?? {}), score: "sum of class probability over the RoI" };
+  return {
+    method,
+    unitKind: "pixel",
+    valueUnits: result.valueUnits,
+    signed: result.signed,
+    height: model.height,
+    width: model.width,
+    map: result.map,
+    stderrMap: new Float32Array(model.height * model.width).fill(Number.NaN),
+    units: [],
+    baseOutcome: base.target.base,
+    outcome: base.target.outcome,
+    reference: base.target.referenceKind,
+    roi: base.target.region.bbox,
+    roiCells: 0,
+    forwardPasses,
+    backwardPasses,
+    wallMs: Date.now() - t0,
+    notes,
+    provenance: buildProvenance(model, kase, base.target, {
+      method,
+      seed,
+      settings: allSettings,
+      intervention: { name: "gradient", rule: sessions[0]?.rule ?? "gradient" },
+      batchSize: sessions[0]?.batchSize ?? batchSize,
+    }),
+  };
+}
+
+/** Class probability of flat output index i (channel-major) of batch slot `slot`, per the card. */
+function rawToProb(model: Model, layout: OutputLayout): (data: Float32Array, slot: number, i: number) => number {
+  const C = layout.channels;
+  const plane = layout.height * layout.width;
+  if (model.card.output.kind === "probabilities") return (d, s, i) => d[s * C * plane + i];
+  if (C === 1) return (d, s, i) => 1 / (1 + Math.exp(-d[s * plane + i]));
+  return (d, s, i) => {
+    const p = i % plane, c = Math.floor(i / plane);
+    const base = s * C * plane + p;
+    let max = -Infinity;
+    for (let k = 0; k < C; k++) max = Math.max(max, d[base + k * plane]);
+    let sum = 0;
+    for (let k = 0; k < C; k++) sum += Math.exp(d[base + k * plane] - max);
+    return Math.exp(d[base + c * plane] - max) / sum;
+  };
+}
+
+// ---- helpers shared by the methods -------------------------------------------------------------
+
+/** max over channels of |v|, per pixel. */
+export function maxAbsOverChannels(v: ArrayLike<number>, channels: number, plane: number): Float32Array {
+  const out = new Float32Array(plane);
+  for (let c = 0; c < channels; c++) for (let i = 0; i < plane; i++) out[i] = Math.max(out[i], Math.abs(v[c * plane + i]));
+  return out;
+}
+
+/** Σ_c scale · a_c · (b_c − r_c) per pixel (r omitted = 0). */
+export function sumOverChannels(a: ArrayLike<number>, b: ArrayLike<number>, r: ArrayLike<number> | undefined, channels: number, plane: number, scale = 1): Float32Array {
+  const out = new Float32Array(plane);
+  for (let c = 0; c < channels; c++) {
+    for (let i = 0; i < plane; i++) out[i] += scale * a[c * plane + i] * (b[c * plane + i] - (r ? r[c * plane + i] : 0));
+  }
+  return out;
+}
+
+export interface BaselineOptions {
+  kind: FillKind;
+  /** pixel value of a constant baseline (0..scale units; 0 = black) */
+  value: number;
+  /** Gaussian sigma in pixels of a blur baseline */
+  sigma: number;
+}
+
+/** The baseline input (CHW, model-input space): the whole image replaced by a fill (as occlusion's). */
+export async function baselineInput(model: Model, kase: Case, b: BaselineOptions): Promise<{ input: Float32Array; describe: string }> {
+  const fill = await FillIntervention.create(model, kase.image, { kind: b.kind, value: b.value, sigma: b.sigma });
+  const input = model.preprocess(kase.image);
+  fill.apply(input, { index: 0, row: 0, col: 0, height: model.height, width: model.width });
+  const describe = b.kind === "constant" ? (b.value === 0 ? "black image" : `constant ${b.value}`) : b.kind === "mean" ? "the image's mean colour" : `the image blurred (sigma ${b.sigma} px)`;
+  return { input, describe };
+}
+
+/** The baseline options shared by IG, DeepLIFT and MiSuRe (same names and meaning as occlusion's fill). */
+export const BASELINE_OPTIONS = [
+  { name: "fillKind", type: "string" as const, choices: ["constant", "mean", "blur"] as const, description: "baseline that replaces the image: a constant, the image's mean colour, or a Gaussian blur", default: "constant" },
+  { name: "fill", type: "number" as const, description: "pixel value of the constant baseline (0..255 image units; 0 = black)", default: 0 },
+  { name: "sigma", type: "number" as const, description: "Gaussian sigma of the blur baseline in pixels", default: 5 },
+];

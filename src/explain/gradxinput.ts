@@ -1,0 +1,41 @@
+/**
+ * Gradient × input (Shrikumar et al. 2016): the first-order Taylor estimate of what removing each
+ * pixel does to the RoI score, with "removed" = 0 in model-input space (black for the zoo's
+ * unnormalised models; the mean colour of a model normalised with mean/std).
+ *
+ *   effect(p) = −Σ_c ∂S/∂x_c(p) · x_c(p)     ≈ S(x with pixel p set to 0) − S(x)
+ *
+ * Signed in the removal-effect convention: negative = the pixel's content supported the RoI.
+ */
+import type { Case } from "../data/case.js";
+import type { Model } from "../model/model.js";
+import type { TargetSpec } from "../target/target.js";
+import type { Attribution } from "./attribution.js";
+import type { RunOptions } from "./block-effects.js";
+import { explainGradient, sumOverChannels } from "./gradients.js";
+import type { MethodDefinition } from "./methods.js";
+
+export function explainGradXInput(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
+  return explainGradient(model, kase, target, run, "gradxinput", { baseline: "zero model input" }, async (env) => {
+    const s = await env.session();
+    const plane = model.height * model.width;
+    let map: Float32Array = new Float32Array(plane);
+    await s.run([0], (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)), (slot) => {
+      map = sumOverChannels(slot.inputGrad, env.input, undefined, model.channels, plane, -1);
+    });
+    return {
+      map,
+      signed: true,
+      valueUnits: "first-order change of S (RoI probability sum) when the pixel is set to 0 in model-input space: -sum_c g*x",
+    };
+  });
+}
+
+export const gradXInputMethod: MethodDefinition = {
+  name: "gradxinput",
+  family: "gradient",
+  summary: "gradient x input: -sum_c dS/dx * x, first-order effect of zeroing each pixel of the model input (signed)",
+  cost: "1 forward + 1 forward/backward",
+  options: [],
+  explain: (ctx) => explainGradXInput(ctx.model, ctx.kase, ctx.target, ctx.run),
+};

@@ -1,0 +1,33 @@
+/**
+ * Guided backpropagation (Springenberg et al. 2015): the gradient of the RoI score where every
+ * ReLU passes back only positive gradients at positive inputs (the "guided" rule of the gradient
+ * builder). Shown like saliency: max over channels of |·|. Unsigned.
+ */
+import type { Case } from "../data/case.js";
+import type { Model } from "../model/model.js";
+import type { TargetSpec } from "../target/target.js";
+import type { Attribution } from "./attribution.js";
+import type { RunOptions } from "./block-effects.js";
+import { explainGradient, maxAbsOverChannels } from "./gradients.js";
+import type { MethodDefinition } from "./methods.js";
+
+export function explainGuided(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
+  return explainGradient(model, kase, target, run, "guided", { rule: "guided" }, async (env) => {
+    const s = await env.session({ rule: "guided" });
+    const plane = model.height * model.width;
+    let map: Float32Array = new Float32Array(plane);
+    await s.run([0], (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)), (slot) => {
+      map = maxAbsOverChannels(slot.inputGrad, model.channels, plane);
+    });
+    return { map, signed: false, valueUnits: "|guided-backprop dS/dx| (S = RoI probability sum), max over channels" };
+  });
+}
+
+export const guidedMethod: MethodDefinition = {
+  name: "guided",
+  family: "gradient",
+  summary: "guided backpropagation: ReLUs pass back only positive gradients; max |.| over channels (unsigned)",
+  cost: "1 forward + 1 forward/backward",
+  options: [],
+  explain: (ctx) => explainGuided(ctx.model, ctx.kase, ctx.target, ctx.run),
+};

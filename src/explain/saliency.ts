@@ -1,0 +1,32 @@
+/**
+ * Saliency (Simonyan et al. 2014): |∂S/∂x|, the largest magnitude over the input channels, where
+ * S is the RoI score of gradients.ts (sum of the class probability over the RoI). Unsigned.
+ */
+import type { Case } from "../data/case.js";
+import type { Model } from "../model/model.js";
+import type { TargetSpec } from "../target/target.js";
+import type { Attribution } from "./attribution.js";
+import type { RunOptions } from "./block-effects.js";
+import { explainGradient, maxAbsOverChannels } from "./gradients.js";
+import type { MethodDefinition } from "./methods.js";
+
+export function explainSaliency(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
+  return explainGradient(model, kase, target, run, "saliency", {}, async (env) => {
+    const s = await env.session();
+    const plane = model.height * model.width;
+    let map: Float32Array = new Float32Array(plane);
+    await s.run([0], (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)), (slot) => {
+      map = maxAbsOverChannels(slot.inputGrad, model.channels, plane);
+    });
+    return { map, signed: false, valueUnits: "|dS/dx| (S = RoI probability sum, x = model input), max over channels" };
+  });
+}
+
+export const saliencyMethod: MethodDefinition = {
+  name: "saliency",
+  family: "gradient",
+  summary: "saliency: |d(RoI probability sum)/d(input)|, max over channels (unsigned)",
+  cost: "1 forward + 1 forward/backward",
+  options: [],
+  explain: (ctx) => explainSaliency(ctx.model, ctx.kase, ctx.target, ctx.run),
+};

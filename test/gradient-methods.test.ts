@@ -1,0 +1,365 @@
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadCase, type Case } from "../src/data/case.js";
+import { SegcauseError } from "../src/errors.js";
+import { Model } from "../src/model/model.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import type { Attribution } from "../src/explain/attribution.js";
+import type { RunOptions } from "../src/explain/block-effects.js";
+import type { TargetSpec } from "../src/target/target.js";
+import { explainSaliency } from "../src/explain/saliency.js";
+import { explainGradXInput } from "../src/explain/gradxinput.js";
+import { explainIg } from "../src/explain/ig.js";
+import { explainSmoothGrad } from "../src/explain/smoothgrad.js";
+import { explainGuided } from "../src/explain/guided.js";
+import { explainDeepLift } from "../src/explain/deeplift.js";
+import { explainGradCam } from "../src/explain/gradcam.js";
+import { dilate, diceLoss, explainMisure } from "../src/explain/misure.js";
+import { resizeBilinear, resizeBilinearTranspose } from "../src/util/bilinear.js";
+import { regionMeanModel, tmp, writeImage, writeModel, SIZE } from "./helpers/tiny.js";
+
+const sig = (z: number) => 1 / (1 + Math.exp(-z));
+
+/** Deterministic pseudo-random weights in [-a, a]. */
+function weights(n: number, seed: number, a = 0.5): number[] {
+  let s = seed >>> 0;
+  return Array.from({ length: n }, () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return (s / 2 ** 32 - 0.5) * 2 * a;
+  });
+}
+
+/**
+ * Smooth model with a bottleneck: Conv 3x3 stride 2 (3→4) → Sigmoid [4,16,16] → Resize x2
+ * (bilinear) → Conv 1x1 (4→1) → Sigmoid. Everything is differentiable, so IG converges fast.
+ */
+function smoothModel(): Uint8Array {
+  const g = new GraphBuilder("smooth");
+  const x = g.input("image", ["N", 3, SIZE, SIZE]);
+  const c1 = g.node("Conv", [x, g.constant([4, 3, 3, 3], weights(108, 7, 0.6)), g.constant([4], [0.1, -0.2, 0.3, 0])], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, ["c1"]);
+  const a = g.node("Sigmoid", [c1], {}, ["feat"]);
+  const up = g.node("Resize", [a, "", g.constant([4], [1, 1, 2, 2])], { mode: "linear", coordinate_transformation_mode: "half_pixel" }, ["up"]);
+  const c2 = g.node("Conv", [up, g.constant([1, 4, 1, 1], [1.5, -1, 1, 0.8]), g.constant([1], [-0.3])], { kernel_shape: [1, 1] }, ["logit"]);
+  g.output(g.node("Sigmoid", [c2], {}, ["mask"]), ["N", 1, SIZE, SIZE]);
+  return g.toBytes();
+}
+
+/** One-ReLU per-pixel model, gray 4x4: h = Relu(w1·x + b1) (2 channels), out = σ(w2·h + b2). */
+const W1 = [2, -1], B1 = [-0.5, 0.3], W2 = [1, -2], B2 = 0.1;
+function oneReluModel(): Uint8Array {
+  const g = new GraphBuilder("one-relu");
+  const x = g.input("image", ["N", 1, 4, 4]);
+  const h = g.node("Conv", [x, g.constant([2, 1, 1, 1], W1), g.constant([2], B1)], { kernel_shape: [1, 1] });
+  const r = g.node("Relu", [h]);
+  const z = g.node("Conv", [r, g.constant([1, 2, 1, 1], W2), g.constant([1], [B2])], { kernel_shape: [1, 1] });
+  g.output(g.node("Sigmoid", [z], {}, ["mask"]), ["N", 1, 4, 4]);
+  return g.toBytes();
+}
+
+/** Grad-CAM model, gray 8x8: MaxPool 2 → Conv 1x1 (1→2) → Relu = A [2,4,4] → Resize x2 → Conv 1x1 (2→1) → σ. */
+const CW = [1.5, -1], CB = [-0.2, 0.5], CW2 = [2, 1], CB2 = -1;
+function camModel(): Uint8Array {
+  const g = new GraphBuilder("cam");
+  const x = g.input("image", ["N", 1, 8, 8]);
+  const p = g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] });
+  const h = g.node("Conv", [p, g.constant([2, 1, 1, 1], CW), g.constant([2], CB)], { kernel_shape: [1, 1] });
+  const a = g.node("Relu", [h], {}, ["A"]);
+  const up = g.node("Resize", [a, "", g.constant([4], [1, 1, 2, 2])], { mode: "linear", coordinate_transformation_mode: "half_pixel" });
+  const z = g.node("Conv", [up, g.constant([1, 2, 1, 1], CW2), g.constant([1], [CB2])], { kernel_shape: [1, 1] });
+  g.output(g.node("Sigmoid", [z], {}, ["mask"]), ["N", 1, 8, 8]);
+  return g.toBytes();
+}
+
+/** regionMeanModel without its Sigmoid: a logit output (the card then says kind: logits). */
+function logitRegionModel(): Uint8Array {
+  const g = new GraphBuilder("logit");
+  const x = g.input("image", ["N", 3, SIZE, SIZE]);
+  const w = new Float32Array(3 * SIZE * SIZE);
+  for (let y = 0; y < 16; y++) for (let c = 16; c < 32; c++) w[y * SIZE + c] = 3 / 256;
+  const conv = g.node("Conv", [x, g.constant([1, 3, SIZE, SIZE], w), g.constant([1], [-1])], { kernel_shape: [SIZE, SIZE] });
+  g.output(g.node("Add", [conv, g.constant([1, 1, SIZE, SIZE], new Float32Array(SIZE * SIZE))], {}, ["mask"]), ["N", 1, SIZE, SIZE]);
+  return g.toBytes();
+}
+
+let dir: string;
+const paths: Record<string, string> = {};
+const images: Record<string, string> = {};
+
+beforeAll(async () => {
+  dir = tmp("segcause-grad-");
+  paths.linear = writeModel(dir, "linear.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 3 }], -1));
+  paths.logit = writeModel(dir, "logit.onnx", logitRegionModel());
+  paths.smooth = writeModel(dir, "smooth.onnx", smoothModel());
+  paths.relu = writeModel(dir, "relu.onnx", oneReluModel());
+  paths.cam = writeModel(dir, "cam.onnx", camModel());
+  // MiSuRe: foreground iff the mean of rows 8..23, cols 24..31 is above half the image's value.
+  paths.region = writeModel(dir, "region.onnx", regionMeanModel([{ row: 8, col: 24, height: 16, width: 8, weight: 10 }], -10 * 0.5 * (200 / 255)));
+  images.ramp = await writeImage(dir, "ramp.png", (r, c) => (r * 7 + c * 5) % 256);
+  images.flat = await writeImage(dir, "flat.png", () => 200);
+  images.small = await writeImage(dir, "small.png", (r, c) => 16 * (r * 4 + c) + 8, 4);
+  images.cam = await writeImage(dir, "cam.png", (r, c) => (r * 37 + c * 11) % 256, 8);
+});
+
+async function withModel<T>(path: string, image: string, fn: (m: Model, k: Case) => Promise<T>): Promise<T> {
+  const m = await Model.load(path, { threads: 1 });
+  try {
+    return await fn(m, await loadCase(m, image));
+  } finally {
+    await m.release();
+  }
+}
+
+const ROI = { row: 16, col: 0, height: 8, width: 8 };
+const MEANPROB: TargetSpec = { roi: ROI, outcome: "mean-prob" };
+
+function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what = "") {
+  expect(a.length).toBe(b.length);
+  let worst = 0, at = -1;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    if (d > worst) (worst = d), (at = i);
+  }
+  expect(worst, `${what}: largest difference at ${at}: ${a[at]} vs ${b[at]}`).toBeLessThanOrEqual(tol);
+}
+
+describe("saliency and gradient x input", () => {
+  it("equal the analytic gradient of a linear + sigmoid model", async () => {
+    await withModel(paths.linear, images.ramp, async (m, k) => {
+      const x = m.preprocess(k.image);
+      const plane = SIZE * SIZE;
+      let mean = 0;
+      for (let y = 0; y < 16; y++) for (let c = 16; c < 32; c++) mean += x[y * SIZE + c] / 256;
+      const p = sig(3 * mean - 1);
+      const dS = (q: number) => (Math.floor(q / SIZE) < 16 && q % SIZE >= 16 ? (64 * p * (1 - p) * 3) / 256 : 0);
+      const sal = await explainSaliency(m, k, MEANPROB);
+      expect(sal.signed).toBe(false);
+      expect(sal.unitKind).toBe("pixel");
+      expect(sal.units).toEqual([]);
+      expect(sal.forwardPasses).toBe(2);
+      expect(sal.backwardPasses).toBe(1);
+      expectClose(sal.map, Float32Array.from({ length: plane }, (_, q) => dS(q)), 1e-6, "saliency");
+      const gxi = await explainGradXInput(m, k, MEANPROB);
+      expect(gxi.signed).toBe(true);
+      expectClose(gxi.map, Float32Array.from({ length: plane }, (_, q) => -dS(q) * x[q]), 1e-6, "gradxinput");
+      expect(sal.notes.join("\n")).toMatch(/sum of the class-0 probability over the 64 RoI pixels/);
+    });
+  });
+
+  it("a logit-output model is differentiated through the sigmoid the card implies", async () => {
+    const prob = await withModel(paths.linear, images.ramp, (m, k) => explainSaliency(m, k, MEANPROB));
+    const logit = await withModel(paths.logit, images.ramp, async (m, k) => {
+      expect(m.card.output.kind).toBe("logits");
+      return explainSaliency(m, k, MEANPROB);
+    });
+    expectClose(logit.map, prob.map, 1e-6, "logit vs probability model");
+  });
+});
+
+describe("integrated gradients and DeepLIFT", () => {
+  it("IG is complete within 1% on a smooth model with the default 32 steps", async () => {
+    await withModel(paths.smooth, images.ramp, async (m, k) => {
+      const a = await explainIg(m, k, MEANPROB);
+      const gap = a.provenance.settings.completenessGap as number;
+      expect(gap).toBeLessThan(0.01);
+      expect(a.notes.join("\n")).toMatch(/completeness: sum of attributions = .* vs S\(x\) - S\(baseline\)/);
+      // map = −IG summed over channels: its total is S(baseline) − S(x)
+      const sx = Number(/S\(x\) = ([0-9.e-]+)/.exec(a.notes.join(" "))![1]);
+      const sb = a.provenance.settings.baselineScore as number;
+      const total = a.map.reduce((s, v) => s + v, 0);
+      expect(Math.abs(total - (sb - sx))).toBeLessThan(0.01 * Math.abs(sx - sb));
+      expect(a.forwardPasses).toBe(2 + 32); // unperturbed + baseline, and the forward half of each gradient pass
+      expect(a.backwardPasses).toBe(32);
+      // mean and blur baselines run too
+      for (const kind of ["mean", "blur"] as const) {
+        const b = await explainIg(m, k, MEANPROB, { steps: 8, baseline: { kind, sigma: 2 } });
+        expect(b.notes.join("\n")).toMatch(kind === "mean" ? /mean colour/ : /blurred/);
+      }
+    });
+  });
+
+  it("DeepLIFT is complete on a smooth model (rescale rule through both sigmoids)", async () => {
+    await withModel(paths.smooth, images.ramp, async (m, k) => {
+      const a = await explainDeepLift(m, k, MEANPROB);
+      // linear ops and elementwise rescale multipliers: summation-to-delta up to float rounding
+      expect(a.provenance.settings.completenessGap as number).toBeLessThan(1e-3);
+      expect(a.backwardPasses).toBe(1);
+    });
+  });
+
+  it("guided backprop and DeepLIFT match hand values on a one-ReLU model", async () => {
+    await withModel(paths.relu, images.small, async (m, k) => {
+      const x = m.preprocess(k.image);
+      const roi: TargetSpec = { roi: { row: 0, col: 0, height: 4, width: 4 }, outcome: "mean-prob" };
+      const grad: number[] = [], guided: number[] = [], dl: number[] = [];
+      for (const v of x) {
+        const h = W1.map((w, i) => w * v + B1[i]);
+        const r = h.map((t) => Math.max(t, 0));
+        const z = W2[0] * r[0] + W2[1] * r[1] + B2;
+        const p = sig(z), dp = p * (1 - p);
+        grad.push(dp * (W2[0] * (h[0] > 0 ? 1 : 0) * W1[0] + W2[1] * (h[1] > 0 ? 1 : 0) * W1[1]));
+        guided.push(W2.reduce((s, w2, i) => s + Math.max(dp * w2, 0) * (h[i] > 0 ? 1 : 0) * W1[i], 0));
+        // DeepLIFT rescale against the black reference (x = 0)
+        const hr = B1, rr = hr.map((t) => Math.max(t, 0));
+        const zr = W2[0] * rr[0] + W2[1] * rr[1] + B2;
+        const mr = h.map((t, i) => (Math.abs(t - hr[i]) > 1e-5 ? (r[i] - rr[i]) / (t - hr[i]) : t > 0 ? 1 : 0));
+        const ms = Math.abs(z - zr) > 1e-5 ? (p - sig(zr)) / (z - zr) : dp;
+        dl.push(-ms * (W2[0] * mr[0] * W1[0] + W2[1] * mr[1] * W1[1]) * v);
+      }
+      // the hand values differ between the rules, so the test tells them apart
+      expect(guided.some((g, i) => Math.abs(g - grad[i]) > 1e-3)).toBe(true);
+      const sal = await explainSaliency(m, k, roi);
+      expectClose(sal.map, grad.map(Math.abs), 1e-6, "gradient");
+      const gb = await explainGuided(m, k, roi);
+      expectClose(gb.map, guided.map(Math.abs), 1e-6, "guided");
+      const d = await explainDeepLift(m, k, roi);
+      expectClose(d.map, dl, 1e-6, "deeplift");
+      expect(d.provenance.settings.completenessGap as number).toBeLessThan(1e-4);
+    });
+  });
+});
+
+describe("SmoothGrad", () => {
+  it("with zero noise equals saliency", async () => {
+    await withModel(paths.smooth, images.ramp, async (m, k) => {
+      const sal = await explainSaliency(m, k, MEANPROB);
+      const sg = await explainSmoothGrad(m, k, MEANPROB, { noise: 0, samples: 3 });
+      expectClose(sg.map, sal.map, 1e-6, "smoothgrad(0) vs saliency");
+      expect(sg.backwardPasses).toBe(3);
+    });
+  });
+
+  it("noise changes the map and depends on the seed only", async () => {
+    await withModel(paths.smooth, images.ramp, async (m, k) => {
+      const a = await explainSmoothGrad(m, k, MEANPROB, { samples: 5, seed: 1 });
+      const b = await explainSmoothGrad(m, k, MEANPROB, { samples: 5, seed: 2 });
+      expect(a.map.some((v, i) => Math.abs(v - b.map[i]) > 1e-6)).toBe(true);
+    });
+  });
+});
+
+describe("Seg-Grad-CAM", () => {
+  it("picks the smallest, deepest feature map and equals a hand computation", async () => {
+    await withModel(paths.cam, images.cam, async (m, k) => {
+      const roi: TargetSpec = { roi: { row: 2, col: 2, height: 4, width: 4 }, outcome: "mean-prob" };
+      const a = await explainGradCam(m, k, roi);
+      expect(a.provenance.settings.layerUsed).toBe("A");
+      expect(a.notes.join("\n")).toMatch(/Grad-CAM layer: A \[2x4x4, Relu\] \(auto/);
+      const x = m.preprocess(k.image);
+      // hand forward: A = Relu(CW·maxpool(x) + CB) [2,4,4]
+      const A = new Float64Array(32);
+      for (let u = 0; u < 4; u++) for (let v = 0; v < 4; v++) {
+        const mp = Math.max(x[2 * u * 8 + 2 * v], x[2 * u * 8 + 2 * v + 1], x[(2 * u + 1) * 8 + 2 * v], x[(2 * u + 1) * 8 + 2 * v + 1]);
+        for (let c = 0; c < 2; c++) A[c * 16 + u * 4 + v] = Math.max(CW[c] * mp + CB[c], 0);
+      }
+      // z = CW2 · upsample(A) + CB2; dS/dA_c = upsample^T(CW2_c · p(1−p) on the RoI)
+      const upA = [0, 1].map((c) => resizeBilinear(A.subarray(c * 16, c * 16 + 16), 4, 4, 8, 8));
+      const r = new Float64Array(64);
+      for (let y = 2; y < 6; y++) for (let xx = 2; xx < 6; xx++) {
+        const q = y * 8 + xx;
+        const p = sig(CW2[0] * upA[0][q] + CW2[1] * upA[1][q] + CB2);
+        r[q] = p * (1 - p);
+      }
+      const w = [0, 1].map((c) => resizeBilinearTranspose(r.map((v) => v * CW2[c]), 4, 4, 8, 8).reduce((s, v) => s + v, 0) / 16);
+      const cam = Float32Array.from({ length: 16 }, (_, i) => Math.max(w[0] * A[i] + w[1] * A[16 + i], 0));
+      expect(cam.some((v) => v > 0)).toBe(true);
+      expectClose(a.map, handBilinear(cam, 4, 8), 1e-6, "grad-cam");
+      expect(a.signed).toBe(false);
+      expect(a.backwardPasses).toBe(1);
+    });
+  });
+
+  it("an unknown --layer is refused with the list of candidate layers", async () => {
+    await withModel(paths.cam, images.cam, async (m, k) => {
+      const roi: TargetSpec = { roi: { row: 2, col: 2, height: 4, width: 4 }, outcome: "mean-prob" };
+      const err = await explainGradCam(m, k, roi, { layer: "nope" }).catch((e: SegcauseError) => e);
+      expect(err).toBeInstanceOf(SegcauseError);
+      expect((err as SegcauseError).oneLine()).toMatch(/--layer 'nope' is not a tensor .*feature maps \(smallest first\): A \[2x4x4, Relu\], .*Conv/);
+      // a tensor that exists but is not a feature map (1 channel) is refused too
+      await expect(explainGradCam(m, k, roi, { layer: "mask" })).rejects.toThrow(/not a spatial feature map/);
+    });
+  });
+});
+
+/** Independent half-pixel bilinear upsampling of a square map (for the Grad-CAM check). */
+function handBilinear(src: ArrayLike<number>, n: number, N: number): Float32Array {
+  const out = new Float32Array(N * N);
+  const coord = (o: number) => Math.min(Math.max((o + 0.5) * (n / N) - 0.5, 0), n - 1);
+  for (let y = 0; y < N; y++) for (let x = 0; x < N; x++) {
+    const sy = coord(y), sx = coord(x);
+    const y0 = Math.floor(sy), x0 = Math.floor(sx), y1 = Math.min(y0 + 1, n - 1), x1 = Math.min(x0 + 1, n - 1);
+    const fy = sy - y0, fx = sx - x0;
+    out[y * N + x] = (1 - fy) * ((1 - fx) * src[y0 * n + x0] + fx * src[y0 * n + x1]) + fy * ((1 - fx) * src[y1 * n + x0] + fx * src[y1 * n + x1]);
+  }
+  return out;
+}
+
+describe("MiSuRe", () => {
+  it("dice loss gradient matches finite differences", () => {
+    const p = [0.2, 0.7, 0.9, 0.4], y = [0, 1, 1, 0];
+    const { loss, grad } = diceLoss(p, y);
+    for (let i = 0; i < p.length; i++) {
+      const q = [...p];
+      q[i] += 1e-6;
+      expect((diceLoss(q, y).loss - loss) / 1e-6).toBeCloseTo(grad[i], 4);
+    }
+  });
+
+  it("dilates with the 7x7 ellipse", () => {
+    const m = new Uint8Array(81);
+    m[40] = 1;
+    const d = dilate(m, 9, 9);
+    expect(d.reduce((s, v) => s + v, 0)).toBe(33); // rows of 1, 5, 7, 7, 7, 5, 1
+    expect(d[4]).toBe(0); // (0, 4): 4 rows up is outside the 7x7 kernel
+    expect(d[13]).toBe(1); // (1, 4)
+    expect(d[10]).toBe(0); // (1, 1): a corner of the kernel
+  });
+
+  it("reduces its loss and keeps the causal region of a region-mean model", async () => {
+    await withModel(paths.region, images.flat, async (m, k) => {
+      const roi: TargetSpec = { roi: { row: 12, col: 12, height: 8, width: 8 } };
+      const a = await explainMisure(m, k, roi); // 32x32 mask = full resolution here
+      const losses = a.provenance.settings.lossHistory as number[];
+      expect(losses).toHaveLength(101);
+      expect(losses[100]).toBeLessThan(losses[0]);
+      expect(a.provenance.settings.finalDice as number).toBeGreaterThanOrEqual(0.9);
+      expect(a.provenance.settings.dilations as number).toBeGreaterThan(0);
+      let inR = 0, nR = 0, out = 0, nOut = 0;
+      for (let y = 0; y < SIZE; y++) for (let x = 0; x < SIZE; x++) {
+        const v = a.map[y * SIZE + x];
+        if (y >= 8 && y < 24 && x >= 24) {
+          if (v > 0) (inR += v), nR++;
+        } else (out += v), nOut++;
+      }
+      expect(nR).toBeGreaterThan(0);
+      if (process.env.DEBUG_MISURE) for (let y = 0; y < SIZE; y++) console.log(Array.from(a.map.subarray(y * SIZE, (y + 1) * SIZE), (v) => (v < 0.05 ? "." : Math.min(9, Math.floor(v * 10)).toString())).join(""));
+      // the kept mass sits on the causal region; elsewhere (the RoI included) the mask is ~0
+      expect(inR / nR).toBeGreaterThan(0.3);
+      expect(out / nOut).toBeLessThan(0.02);
+      expect(a.backwardPasses).toBe(100);
+      expect(a.signed).toBe(false);
+    });
+  });
+});
+
+describe("batching", () => {
+  it("batch size 1 and 4 give the same map for every method", async () => {
+    const runs: [string, (m: Model, k: Case, run: RunOptions) => Promise<Attribution>][] = [
+      ["saliency", (m, k, r) => explainSaliency(m, k, MEANPROB, r)],
+      ["gradxinput", (m, k, r) => explainGradXInput(m, k, MEANPROB, r)],
+      ["ig", (m, k, r) => explainIg(m, k, MEANPROB, { ...r, steps: 6 })],
+      ["smoothgrad", (m, k, r) => explainSmoothGrad(m, k, MEANPROB, { ...r, samples: 6 })],
+      ["guided", (m, k, r) => explainGuided(m, k, MEANPROB, r)],
+      ["deeplift", (m, k, r) => explainDeepLift(m, k, MEANPROB, r)],
+      ["gradcam", (m, k, r) => explainGradCam(m, k, MEANPROB, r)],
+      ["misure", (m, k, r) => explainMisure(m, k, { roi: { row: 8, col: 8, height: 8, width: 8 } }, { ...r, iterations: 5 })],
+    ];
+    await withModel(paths.smooth, images.ramp, async (m, k) => {
+      for (const [name, fn] of runs) {
+        const one = await fn(m, k, { batchSize: 1, seed: 3 });
+        const four = await fn(m, k, { batchSize: 4, seed: 3 });
+        const scale = Math.max(...one.map.map(Math.abs), 1e-12);
+        expectClose(four.map, one.map, 1e-5 * scale, name);
+        expect(four.backwardPasses, name).toBe(one.backwardPasses);
+      }
+    });
+  });
+});
