@@ -5,6 +5,7 @@ import { VERSION } from "../version.js";
 import { bankCommand } from "./bank.js";
 import { componentsCommand } from "./components.js";
 import { demoCommand } from "./demo.js";
+import { evaluateCommand } from "./evaluate.js";
 import { explainCommand, methodsCommand } from "./explain.js";
 import { infoCommand } from "./info.js";
 
@@ -14,7 +15,7 @@ export function program(): Command {
     .version(VERSION)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), infoCommand(), demoCommand()]) p.addCommand(c.exitOverride());
+  for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), infoCommand(), demoCommand(), evaluateCommand()]) p.addCommand(c.exitOverride());
   return p;
 }
 

@@ -1,0 +1,136 @@
+/** `segcause evaluate`: the faithfulness benchmark over models × images × RoIs × methods. */
+import { Command } from "commander";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { fail } from "../errors.js";
+import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
+import type { MethodOption } from "../explain/methods.js";
+import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
+import { PROTOCOL_DEFAULTS, runEvaluation, type MethodRun } from "../evaluate/benchmark.js";
+import { parseFills } from "../evaluate/fills.js";
+import { parseRoiSpec } from "../evaluate/rois.js";
+import { readJson, writeAtomic } from "../evaluate/store.js";
+import { writeEvaluationReport } from "../evaluate/report.js";
+import { int, num, numList, oneOf } from "./options.js";
+
+interface EvaluateFlags {
+  models: string[];
+  dataset: string;
+  split: string;
+  images?: number;
+  methods: string;
+  set: string[];
+  rois: string;
+  roiAlign: number;
+  bank?: string;
+  bankSplits: string;
+  bankPatchSize: number;
+  out: string;
+  seed: number;
+  steps: number;
+  fills: string;
+  patchDraws: number;
+  blurSigma: number;
+  topk: number[];
+  radius: number;
+  minRange: number;
+  stability?: boolean;
+  noiseSigma: number;
+  outcome: OutcomeName;
+  reference: "auto" | "ground-truth" | "prediction";
+  batchSize?: number;
+  threads?: number;
+  maxCells?: number;
+  reportOnly?: boolean;
+  progress: boolean;
+}
+
+const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
+
+function parseValue(o: MethodOption, raw: string, label: string): unknown {
+  if (o.type === "int") return int(label)(raw);
+  if (o.type === "number") return num(label)(raw);
+  if (o.type === "numbers") return numList(label)(raw);
+  return o.choices ? oneOf(label, o.choices)(raw) : raw;
+}
+
+/** `--set pdcr.samples=10` (option names in camelCase or kebab-case), checked against the method's declared options. */
+export function parseMethodRuns(methods: string, sets: readonly string[]): MethodRun[] {
+  const names = methods.split(",").map((s) => s.trim()).filter(Boolean);
+  if (names.length === 0) fail("no method given", `use --methods ${methodNames().join(",")}`);
+  const runs = new Map(names.map((n) => [n, { name: getMethod(n).name, options: {} as Record<string, unknown> }]));
+  for (const s of sets) {
+    const m = /^([^.=]+)\.([^=]+)=(.*)$/.exec(s);
+    if (!m) fail(`cannot parse --set '${s}'`, "use --set method.option=value, e.g. --set pdcr.samples=10");
+    const run = runs.get(m[1]);
+    if (!run) fail(`--set ${s}: method ${m[1]} is not in --methods`, `--methods is ${names.join(",")}`);
+    const def = getMethod(m[1]);
+    const o = def.options.find((x) => x.name === camel(m[2]));
+    if (!o) fail(`--set ${s}: ${m[1]} has no option '${m[2]}'`, `its options: ${def.options.map((x) => x.name).join(", ")}`);
+    run.options[o.name] = parseValue(o, m[3], `set ${m[1]}.${m[2]}`);
+  }
+  return [...runs.values()];
+}
+
+export function evaluateCommand(): Command {
+  const d = PROTOCOL_DEFAULTS;
+  return new Command("evaluate")
+    .description("faithfulness benchmark: deletion/insertion curves, top-k effects, leakage, sparsity, stability and cost of every method on models × images × RoIs (resumable)")
+    .requiredOption("--models <files...>", "ONNX models (each with its model card)")
+    .requiredOption("--dataset <path>", "dataset manifest.json or the folder holding it")
+    .option("--split <name>", "split whose images are explained", "test")
+    .option("--images <n>", "first n images of the split, in manifest order (default all)", int("images"))
+    .option("--methods <list>", `comma-separated methods (${methodNames().join(", ")})`, allMethods().map((m) => m.name).join(","))
+    .option("--set <method.option=value>", "a method option, repeatable (e.g. --set pdcr.samples=10)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option("--rois <spec|file.csv>", "RoI rule kind:size[xcount] for kind boundary|inside|outside (seeded), or a CSV image,row,col,size", "boundary:32")
+    .option("--roi-align <px>", "RoI top-left snapped to multiples of this", int("roi-align"), 8)
+    .option("--bank <file>", "natural-patch bank; default: built from --bank-splits of the dataset at each model's input size (cached in out/banks)")
+    .option("--bank-splits <list>", "splits the bank is built from", "train")
+    .option("--bank-patch-size <px>", "patch size of a bank built here", int("bank-patch-size"), 8)
+    .requiredOption("--out <dir>", "output folder (rerun with the same folder to resume)")
+    .option("--seed <n>", "seed of every random choice (RoIs, ties, fills, methods)", int("seed"), 0)
+    .option("--steps <K>", "equal-area steps of the deletion/insertion curves", int("steps"), d.steps)
+    .option("--fills <list>", "fills of the curves: patches,blur,zero,mean", d.fills.join(","))
+    .option("--patch-draws <n>", "natural-patch draws averaged per curve point", int("patch-draws"), d.patchDraws)
+    .option("--blur-sigma <px>", "sigma of the blur fill", num("blur-sigma"), d.blurSigma)
+    .option("--topk <list>", "top-k% of the attribution mass", numList("topk"), d.topk.map((k) => k * 100))
+    .option("--radius <px>", "leakage radius around the RoI", num("radius"), d.radius)
+    .option("--min-range <d>", "normalised AUCs need m(X) − m(removed) >= this (outcome units)", num("min-range"), d.minRange)
+    .option("--stability", "also run each method on a noisy copy and with seed+1 (triples the method cost)")
+    .option("--noise-sigma <g>", "pixel noise sd for --stability (0..255 units)", num("noise-sigma"), d.noiseSigma)
+    .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), d.outcome)
+    .option("--reference <kind>", "auto, ground-truth or prediction", oneOf("reference", ["auto", "ground-truth", "prediction"] as const), d.reference)
+    .option("--batch-size <n>", "inputs per forward call", int("batch-size"))
+    .option("--threads <n>", "ONNX Runtime intra-op threads", int("threads"))
+    .option("--max-cells <n>", "stop after computing n new cells (rerun to continue)", int("max-cells"))
+    .option("--report-only", "only (re)write the tables, plots and HTML from the cells that exist")
+    .option("--no-progress", "no progress lines on stderr")
+    .action(async (f: EvaluateFlags) => {
+      await mkdir(f.out, { recursive: true });
+      if (!f.reportOnly) {
+        const protocol = {
+          steps: f.steps, fills: parseFills(f.fills), patchDraws: f.patchDraws, blurSigma: f.blurSigma, topk: f.topk.map((k) => k / 100),
+          radius: f.radius, minRange: f.minRange, stability: !!f.stability, noiseSigma: f.noiseSigma, outcome: f.outcome, reference: f.reference,
+        };
+        if (!Number.isInteger(protocol.steps) || protocol.steps < 2) fail(`--steps must be an integer >= 2, got ${f.steps}`);
+        if (protocol.topk.some((k) => !(k > 0 && k <= 1))) fail("--topk values must be percentages in (0, 100]");
+        const methods = parseMethodRuns(f.methods, f.set);
+        const runPath = join(f.out, "run.json");
+        const prev = readJson<{ commands: string[] }>(runPath);
+        const command = ["segcause", ...process.argv.slice(2)].join(" ");
+        await writeAtomic(runPath, JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], protocol: { ...protocol, seed: f.seed }, methods }, null, 1));
+        const t0 = Date.now();
+        const s = await runEvaluation(
+          {
+            models: f.models, dataset: f.dataset, split: f.split, images: f.images, methods, rois: parseRoiSpec(f.rois, f.roiAlign), bank: f.bank,
+            bankSplits: f.bankSplits.split(","), bankPatchSize: f.bankPatchSize, out: f.out, seed: f.seed, protocol, batchSize: f.batchSize, threads: f.threads,
+          },
+          { maxCells: f.maxCells, log: f.progress ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
+        );
+        process.stdout.write(`${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}\n`);
+        for (const n of s.notes) process.stdout.write(`  note: ${n}\n`);
+      }
+      const r = await writeEvaluationReport(f.out);
+      process.stdout.write(`wrote ${r.files.length} files to ${f.out} (report.html, summary.csv, cells.csv, ...) from ${r.summary.cells} cells\n`);
+    });
+}

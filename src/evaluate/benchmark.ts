@@ -1,0 +1,338 @@
+/**
+ * The faithfulness benchmark: for every (model, image, RoI, method) cell, the method's
+ * Attribution, then deletion/insertion curves, top-k effects, leakage, sparsity, cost and
+ * (optionally) stability, all measured with the method's own Target (RoI outcome vs reference).
+ * Cells are written atomically as they finish and skipped on a rerun, so a killed run resumes and
+ * ends with the same numbers (every random choice is a pure function of the seed and the cell).
+ */
+import { mkdir, rm } from "node:fs/promises";
+import { basename, join } from "node:path";
+import { fail, SegcauseError } from "../errors.js";
+import { loadCase, type Case } from "../data/case.js";
+import { casesInSplits, readManifest, type Dataset } from "../data/manifest.js";
+import { buildPatchBank, PatchBank } from "../data/patchbank.js";
+import { Model } from "../model/model.js";
+import { Runner } from "../model/runner.js";
+import { getMethod } from "../explain/catalog.js";
+import { resolveOptions } from "../explain/methods.js";
+import { supportMap, type Attribution } from "../explain/attribution.js";
+import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
+import { Region } from "../target/roi.js";
+import type { OutcomeName } from "../target/outcome.js";
+import { sha256 } from "../util/hash.js";
+import { encodeNpy } from "../util/npy.js";
+import { uniform } from "../util/rng.js";
+import { curvePair, Prober, topKEffects, type CurvePair } from "./curves.js";
+import { makeFills, type CurveFill, type FillName } from "./fills.js";
+import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
+import { randomOrder, rankBySupport, STREAM } from "./ordering.js";
+import { selectRois, type PlacedRoi, type RoiSpec } from "./rois.js";
+import { cellDir, controlPath, readJson, writeAtomic, type CellId, type CellRecord, type ControlRecord, type FillResult } from "./store.js";
+
+export interface MethodRun {
+  /** registry name */
+  name: string;
+  /** given options (the rest take the method's defaults) */
+  options: Record<string, unknown>;
+}
+
+export interface Protocol {
+  /** equal-area steps of the curves (default 20) */
+  steps: number;
+  fills: FillName[];
+  /** natural-patch draws averaged per curve point (default 2) */
+  patchDraws: number;
+  blurSigma: number;
+  /** fractions of the positive support mass for the top-k effects (default 0.01, 0.05, 0.1, 0.2) */
+  topk: number[];
+  /** leakage radius in pixels (default 32) */
+  radius: number;
+  /** normalised AUCs are undefined unless removing all of D lowers the outcome by at least this: m(X) − m(removed) ≥ minRange (default 5 outcome units) */
+  minRange: number;
+  /** run each method twice more (noisy input, seed + 1) for the stability metrics */
+  stability: boolean;
+  /** sd of the Gaussian pixel noise for stability, in 0..255 units (default 4) */
+  noiseSigma: number;
+  outcome: OutcomeName;
+  reference: "auto" | "ground-truth" | "prediction";
+}
+
+export const PROTOCOL_DEFAULTS: Protocol = {
+  steps: 20,
+  fills: ["patches", "blur", "zero", "mean"],
+  patchDraws: 2,
+  blurSigma: 5,
+  topk: [0.01, 0.05, 0.1, 0.2],
+  radius: 32,
+  minRange: 5,
+  stability: false,
+  noiseSigma: 4,
+  outcome: "dice",
+  reference: "auto",
+};
+
+export interface EvaluateConfig {
+  models: string[];
+  /** manifest.json or a dataset folder */
+  dataset: string;
+  split: string;
+  /** first n cases of the split, in manifest order (default all) */
+  images?: number;
+  methods: MethodRun[];
+  rois: RoiSpec;
+  /** natural-patch bank; default: built per model input size from `bankSplits` of the dataset, cached in out/banks */
+  bank?: string;
+  bankSplits: string[];
+  bankPatchSize: number;
+  out: string;
+  seed: number;
+  protocol: Protocol;
+  batchSize?: number;
+  threads?: number;
+}
+
+export interface RunControl {
+  signal?: AbortSignal;
+  /** stop after computing this many new cells (finished cells found on disk do not count) */
+  maxCells?: number;
+  log?: (line: string) => void;
+  /** known causal region per image id, at the model input size (tests with tiny models) */
+  causalMask?: (imageId: string) => Uint8Array | undefined;
+  /** called before a cell is computed (tests inject failures here) */
+  beforeCell?: (id: CellId, method: string) => void;
+}
+
+export interface RunSummary {
+  computed: number;
+  resumed: number;
+  skipped: number;
+  stoppedEarly: boolean;
+  notes: string[];
+}
+
+const modelName = (p: string) => basename(p).replace(/\.onnx$/i, "");
+
+async function bankFor(cfg: EvaluateConfig, ds: Dataset, model: Model, cache: Map<string, PatchBank>, log: (s: string) => void): Promise<PatchBank> {
+  if (cfg.bank) {
+    if (!cache.has(cfg.bank)) cache.set(cfg.bank, await PatchBank.load(cfg.bank));
+    return cache.get(cfg.bank)!;
+  }
+  const filter = model.card.input.resize;
+  const name = `${ds.name}-${cfg.bankSplits.join("+")}-${model.height}x${model.width}-${filter}-p${cfg.bankPatchSize}-s${cfg.seed}.scbank`;
+  const path = join(cfg.out, "banks", name);
+  if (cache.has(path)) return cache.get(path)!;
+  let bank: PatchBank | undefined;
+  if (readJson(path + ".ok")) bank = await PatchBank.load(path);
+  if (!bank) {
+    const images = casesInSplits(ds, cfg.bankSplits).map((c) => c.image);
+    log(`building a patch bank from ${images.length} ${cfg.bankSplits.join("+")} images of ${ds.name} at ${model.height}x${model.width}`);
+    bank = await buildPatchBank(images, { height: model.height, width: model.width, filter, patchSize: cfg.bankPatchSize, seed: cfg.seed });
+    await mkdir(join(cfg.out, "banks"), { recursive: true });
+    await bank.save(path);
+    await writeAtomic(path + ".ok", JSON.stringify({ source: "built by segcause evaluate" }));
+    // Reload: a bank's identity (sha256) is that of its file, the same on every rerun.
+    bank = await PatchBank.load(path);
+  }
+  cache.set(path, bank);
+  return bank;
+}
+
+/** Box–Muller Gaussian pixel noise, a pure function of (seed, pixel index). */
+export function noisyCase(kase: Case, sigma: number, seed: number): Case {
+  const data = new Uint8Array(kase.image.data.length);
+  for (let i = 0; i < data.length; i++) {
+    const u1 = Math.max(1e-12, uniform(seed, STREAM.noise, 2 * i)), u2 = uniform(seed, STREAM.noise, 2 * i + 1);
+    const z = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
+    data[i] = Math.max(0, Math.min(255, Math.round(kase.image.data[i] + sigma * z)));
+  }
+  return { ...kase, image: { ...kase.image, data }, imageSha256: sha256(data) };
+}
+
+function curveMetrics(prefix: string, c: CurvePair, m: Record<string, number | null>, fill: string): void {
+  m[`${prefix}del_auc:${fill}`] = c.deletionAuc;
+  m[`${prefix}ins_auc:${fill}`] = c.insertionAuc;
+  m[`${prefix}del_norm:${fill}`] = c.deletionAucNorm;
+  m[`${prefix}ins_norm:${fill}`] = c.insertionAucNorm;
+}
+
+export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): Promise<RunSummary> {
+  const log = ctl.log ?? (() => {});
+  const P = cfg.protocol;
+  const ds = readManifest(cfg.dataset);
+  let cases = casesInSplits(ds, [cfg.split]);
+  if (cfg.images !== undefined) cases = cases.slice(0, cfg.images);
+  if (cases.length === 0) fail(`no cases in split '${cfg.split}' of ${ds.name}`);
+  const defs = cfg.methods.map((m) => ({ run: m, def: getMethod(m.name), options: resolveOptions(getMethod(m.name), m.options) }));
+  const needBank = P.fills.includes("patches") || defs.some((d) => d.def.needsBank);
+  const summary: RunSummary = { computed: 0, resumed: 0, skipped: 0, stoppedEarly: false, notes: [] };
+  const banks = new Map<string, PatchBank>();
+  const protocolKey = { ...P, seed: cfg.seed };
+
+  for (const modelPath of cfg.models) {
+    const model = await Model.load(modelPath, { threads: cfg.threads });
+    try {
+      const bank = needBank ? await bankFor(cfg, ds, model, banks, log) : undefined;
+      const runner = new Runner(model, { batchSize: cfg.batchSize });
+      for (const c of cases) {
+        const kase = await loadCase(model, c.image, c.mask);
+        kase.id = c.id;
+        const rois = selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, summary.notes);
+        for (const roi of rois) {
+          const id: CellId = { dataset: ds.name, model: modelName(modelPath), image: c.id, roi: roi.id };
+          const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log);
+          if (stop) {
+            summary.stoppedEarly = true;
+            return summary;
+          }
+        }
+      }
+    } finally {
+      await model.release();
+    }
+  }
+  return summary;
+}
+
+type Def = { run: MethodRun; def: ReturnType<typeof getMethod>; options: Record<string, unknown> };
+
+async function evaluateRoi(
+  cfg: EvaluateConfig, ctl: RunControl, summary: RunSummary, model: Model, runner: Runner, kase: Case, roi: PlacedRoi, id: CellId,
+  defs: Def[], bank: PatchBank | undefined, protocolKey: unknown, log: (s: string) => void,
+): Promise<boolean> {
+  const P = cfg.protocol;
+  const groupKey = { protocol: protocolKey, model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null, roi: roi.rect, bank: bank?.sha256 ?? null };
+  const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: d.options })));
+  const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));
+  const existing = dirs.map((d) => readJson<CellRecord>(join(d, "cell.json")));
+  existing.forEach((e, i) => {
+    if (e && e.key !== cellKeys[i]) fail(`${join(dirs[i], "cell.json")} was computed with different settings`, "use a new --out folder for a different protocol, model, bank or method options");
+  });
+  const todo = defs.map((_, i) => i).filter((i) => !existing[i]);
+  summary.resumed += defs.length - todo.length;
+  const ctrlPath = controlPath(cfg.out, id);
+  const ctrlKey = sha256(JSON.stringify(groupKey));
+  let control = readJson<ControlRecord>(ctrlPath);
+  if (control && control.key !== ctrlKey) fail(`${ctrlPath} was computed with different settings`, "use a new --out folder for a different protocol, model or bank");
+  if (control?.status === "skipped") { summary.skipped += todo.length; return false; }
+  if (todo.length === 0 && control) return false;
+
+  // Unperturbed pass → the Target shared by the curves of every method.
+  const base = model.preprocess(kase.image);
+  let baseOutput: Float32Array | undefined;
+  await runner.evaluate([0], (_, dst) => dst.set(base), (data) => { baseOutput = data.slice(0, data.length / runner.batchSize); return 0; });
+  const spec: TargetSpec = { roi: roi.rect, outcome: P.outcome, reference: P.reference };
+  let target: Target;
+  try {
+    target = resolveTarget(model, kase, spec, baseOutput!);
+  } catch (e) {
+    if (!(e instanceof SegcauseError)) throw e;
+    const reason = e.oneLine();
+    await writeAtomic(ctrlPath, JSON.stringify({ format: "segcause.evalcontrol/1", key: ctrlKey, id, roiRect: roi.rect, roiKind: roi.kind, status: "skipped", reason } satisfies ControlRecord, null, 1));
+    summary.notes.push(`${id.model} ${id.image} ${id.roi}: skipped (${reason})`);
+    summary.skipped += todo.length;
+    return false;
+  }
+  const fills = await makeFills(model, kase, P.fills, { patchDraws: P.patchDraws, blurSigma: P.blurSigma, seed: cfg.seed }, bank);
+  const prober = new Prober(model, runner, base, target);
+  const domain = explainedDomain(target.region);
+
+  if (!control) {
+    const before = prober.passes;
+    const order = randomOrder(domain, cfg.seed);
+    const perFill: NonNullable<ControlRecord["fills"]> = {};
+    for (const f of fills) {
+      const [removed] = await prober.outcomes([domain], f);
+      const ends = { base: target.base, removed };
+      perFill[f.name] = { ends, curves: await curvePair(prober, order, f, P.steps, ends, P.minRange) };
+    }
+    control = { format: "segcause.evalcontrol/1", key: ctrlKey, id, roiRect: roi.rect, roiKind: roi.kind, status: "ok", baseOutcome: target.base, outcome: target.outcome, reference: target.referenceKind, fills: perFill, passes: prober.passes - before };
+    await writeAtomic(ctrlPath, JSON.stringify(control, null, 1));
+  }
+
+  const dist = distanceToRoi(target.region);
+  const causal = ctl.causalMask?.(kase.id);
+  for (const i of todo) {
+    if (ctl.signal?.aborted) return true;
+    if (ctl.maxCells !== undefined && summary.computed >= ctl.maxCells) return true;
+    const { def, options } = defs[i];
+    ctl.beforeCell?.(id, def.name);
+    log(`${id.model} · ${id.image} · ${id.roi} · ${def.name}`);
+    const dir = dirs[i];
+    await mkdir(dir, { recursive: true });
+    const explain = (k: Case, seed: number, checkpoint?: string) =>
+      def.explain({ model, kase: k, target: spec, run: { seed, batchSize: cfg.batchSize, checkpointPath: checkpoint }, bank: def.needsBank ? bank : undefined, options });
+    const checkpointPath = join(dir, ".checkpoint.json");
+    const a = await explain(kase, cfg.seed, checkpointPath);
+    const support = supportMap(a);
+    const order = rankBySupport(support, domain, cfg.seed);
+    const metrics: Record<string, number | null> = {};
+    const results: CellRecord["fills"] = {};
+    const before = prober.passes;
+    for (const f of fills) {
+      const ends = control.fills![f.name]!.ends;
+      const curves = await curvePair(prober, order, f, P.steps, ends, P.minRange);
+      const topk = await topKEffects(prober, order, support, f, P.topk, target.base);
+      results[f.name] = { ends, curves, topk } satisfies FillResult;
+      curveMetrics("", curves, metrics, f.name);
+      for (const t of topk) metrics[`top${Math.round(t.k * 100)}:${f.name}`] = t.effect;
+    }
+    const firstFill = results[P.fills[0]];
+    for (const t of firstFill?.topk ?? []) metrics[`top${Math.round(t.k * 100)}_area`] = t.area;
+    const leak = leakage(support, domain, dist, P.radius, causal);
+    metrics.leakage = Number.isNaN(leak.farShare) ? null : leak.farShare;
+    if (causal) metrics.outside_causal = Number.isNaN(leak.outsideCausal!) ? null : leak.outsideCausal!;
+    const g = gini(a.map, domain);
+    metrics.gini = Number.isNaN(g) ? null : g;
+    let stabilityPasses = 0;
+    if (P.stability) {
+      const noisy = await explain(noisyCase(kase, P.noiseSigma, cfg.seed), cfg.seed);
+      const reseeded = await explain(kase, cfg.seed + 1);
+      const sn = spearman(support, supportMap(noisy), domain), ss = spearman(support, supportMap(reseeded), domain);
+      metrics.stab_noise = Number.isNaN(sn) ? null : sn;
+      metrics.stab_seed = Number.isNaN(ss) ? null : ss;
+      stabilityPasses = noisy.forwardPasses + noisy.backwardPasses + reseeded.forwardPasses + reseeded.backwardPasses;
+    }
+    metrics.forward = a.forwardPasses;
+    metrics.backward = a.backwardPasses;
+    metrics.wall_s = a.wallMs / 1000;
+    const record: CellRecord = {
+      format: "segcause.evalcell/1",
+      key: cellKeys[i],
+      id,
+      method: def.name,
+      options,
+      seed: cfg.seed,
+      roiRect: roi.rect,
+      roiKind: roi.kind,
+      baseOutcome: target.base,
+      outcome: target.outcome,
+      reference: target.referenceKind,
+      signed: a.signed,
+      fills: results,
+      metrics,
+      cost: { forwardPasses: a.forwardPasses, backwardPasses: a.backwardPasses, wallMs: a.wallMs, evaluationPasses: prober.passes - before, stabilityPasses },
+      notes: a.notes,
+    };
+    await writeAtomic(join(dir, "map.npy"), encodeNpy(a.map, [a.height, a.width]));
+    await writeAtomic(join(dir, "attribution.json"), JSON.stringify(attributionMeta(a), null, 1));
+    await writeAtomic(join(dir, "cell.json"), JSON.stringify(record, null, 1));
+    await rm(checkpointPath, { force: true });
+    summary.computed++;
+  }
+  return false;
+}
+
+/** The Attribution without its per-pixel arrays and unit list (map.npy holds the map). */
+export function attributionMeta(a: Attribution): Record<string, unknown> {
+  const statuses: Record<string, number> = {};
+  for (const u of a.units) statuses[u.status] = (statuses[u.status] ?? 0) + 1;
+  return {
+    format: "segcause.attribution-meta/1",
+    method: a.method, unitKind: a.unitKind, valueUnits: a.valueUnits, signed: a.signed, height: a.height, width: a.width,
+    roi: a.roi, roiCells: a.roiCells, units: a.units.length, unitStatuses: statuses, baseOutcome: a.baseOutcome, outcome: a.outcome, reference: a.reference,
+    forwardPasses: a.forwardPasses, backwardPasses: a.backwardPasses, wallMs: a.wallMs, notes: a.notes, provenance: a.provenance,
+    sign: a.signed ? "negative = the unit's content supported the RoI prediction; positive = it hurt" : "unsigned importance >= 0 (drawn as support)",
+  };
+}
+
+export { Region };

@@ -1,0 +1,166 @@
+/** Small SVG charts (line charts, box/strip plots, stacked bars) rasterised with the project's svgToPng. */
+export const PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
+const FONT = `font-family="DejaVu Sans, sans-serif"`;
+
+export function esc(s: string): string {
+  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
+}
+
+export function colourOf(method: string, methods: readonly string[]): string {
+  if (method === "random") return "#555555";
+  const i = methods.filter((m) => m !== "random").indexOf(method);
+  return PALETTE[(i < 0 ? 0 : i) % PALETTE.length];
+}
+
+function niceTicks(lo: number, hi: number, n = 5): number[] {
+  if (!(hi > lo)) return [lo];
+  const step0 = (hi - lo) / n;
+  const mag = 10 ** Math.floor(Math.log10(step0));
+  const step = [1, 2, 2.5, 5, 10].map((m) => m * mag).find((s) => s >= step0) ?? step0;
+  const out: number[] = [];
+  for (let v = Math.ceil(lo / step) * step; v <= hi + 1e-9 * step; v += step) out.push(Number(v.toPrecision(12)));
+  return out;
+}
+
+export interface Series {
+  label: string;
+  colour: string;
+  dashed?: boolean;
+  /** y at x = k/(n−1) */
+  ys: number[];
+}
+
+export interface Panel {
+  title: string;
+  xLabel: string;
+  yLabel: string;
+  series: Series[];
+  yRange?: [number, number];
+}
+
+function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number): string {
+  const parts: string[] = [];
+  const L = x0 + 55, R = x0 + w - 10, T = y0 + 28, B = y0 + h - 40;
+  const all = p.series.flatMap((s) => s.ys).filter(Number.isFinite);
+  let [lo, hi] = p.yRange ?? [Math.min(0, ...all), Math.max(1, ...all)];
+  if (!(hi > lo)) hi = lo + 1;
+  const sx = (f: number) => L + f * (R - L), sy = (v: number) => B - ((v - lo) / (hi - lo)) * (B - T);
+  parts.push(`<text x="${x0 + w / 2}" y="${y0 + 16}" text-anchor="middle" ${FONT} font-size="13" font-weight="bold">${esc(p.title)}</text>`);
+  for (const t of niceTicks(lo, hi)) {
+    parts.push(`<line x1="${L}" x2="${R}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" stroke="#e6e6e6"/>`);
+    parts.push(`<text x="${L - 5}" y="${(sy(t) + 4).toFixed(1)}" text-anchor="end" ${FONT} font-size="10">${t}</text>`);
+  }
+  for (const t of [0, 0.25, 0.5, 0.75, 1]) parts.push(`<text x="${sx(t).toFixed(1)}" y="${B + 14}" text-anchor="middle" ${FONT} font-size="10">${t}</text>`);
+  parts.push(`<rect x="${L}" y="${T}" width="${R - L}" height="${B - T}" fill="none" stroke="#333"/>`);
+  parts.push(`<text x="${(L + R) / 2}" y="${B + 30}" text-anchor="middle" ${FONT} font-size="11">${esc(p.xLabel)}</text>`);
+  parts.push(`<text transform="translate(${x0 + 14},${(T + B) / 2}) rotate(-90)" text-anchor="middle" ${FONT} font-size="11">${esc(p.yLabel)}</text>`);
+  for (const s of p.series) {
+    const n = s.ys.length;
+    const pts = s.ys.map((v, k) => (Number.isFinite(v) ? `${sx(n > 1 ? k / (n - 1) : 0).toFixed(1)},${sy(Math.max(lo, Math.min(hi, v))).toFixed(1)}` : "")).filter(Boolean);
+    if (pts.length) parts.push(`<polyline points="${pts.join(" ")}" fill="none" stroke="${s.colour}" stroke-width="2"${s.dashed ? ` stroke-dasharray="6,4"` : ""}/>`);
+  }
+  return parts.join("");
+}
+
+function legendSvg(items: { label: string; colour: string; dashed?: boolean }[], x: number, y: number, width: number): { svg: string; height: number } {
+  const parts: string[] = [];
+  let cx = x, cy = y;
+  for (const it of items) {
+    const w = 40 + it.label.length * 7;
+    if (cx + w > x + width) { cx = x; cy += 18; }
+    parts.push(`<line x1="${cx}" x2="${cx + 24}" y1="${cy}" y2="${cy}" stroke="${it.colour}" stroke-width="3"${it.dashed ? ` stroke-dasharray="6,4"` : ""}/>`);
+    parts.push(`<text x="${cx + 30}" y="${cy + 4}" ${FONT} font-size="11">${esc(it.label)}</text>`);
+    cx += w;
+  }
+  return { svg: parts.join(""), height: cy - y + 18 };
+}
+
+/** Panels side by side with a shared legend and title. */
+export function panelsSvg(title: string, panels: Panel[], subtitle = ""): string {
+  const pw = 420, ph = 300, W = pw * panels.length + 20;
+  const legendItems = [...new Map(panels.flatMap((p) => p.series).map((s) => [s.label, s])).values()];
+  const leg = legendSvg(legendItems, 20, subtitle ? 62 : 46, W - 40);
+  const top = (subtitle ? 62 : 46) + leg.height;
+  const H = top + ph + 10;
+  const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="20" y="24" ${FONT} font-size="16" font-weight="bold">${esc(title)}</text>`];
+  if (subtitle) parts.push(`<text x="20" y="44" ${FONT} font-size="11" fill="#444">${esc(subtitle)}</text>`);
+  parts.push(leg.svg);
+  panels.forEach((p, i) => parts.push(panelSvg(p, 10 + i * pw, top, pw, ph)));
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join("")}</svg>`;
+}
+
+export interface BoxGroup {
+  label: string;
+  colour: string;
+  values: number[];
+}
+
+function boxPanelSvg(title: string, yLabel: string, groups: BoxGroup[], x0: number, y0: number, w: number, h: number): string {
+  const parts: string[] = [];
+  const L = x0 + 55, R = x0 + w - 10, T = y0 + 28, B = y0 + h - 60;
+  const all = groups.flatMap((g) => g.values).filter(Number.isFinite);
+  let lo = all.length ? Math.min(...all) : 0, hi = all.length ? Math.max(...all) : 1;
+  if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
+  const pad = (hi - lo) * 0.05;
+  lo -= pad; hi += pad;
+  const sy = (v: number) => B - ((v - lo) / (hi - lo)) * (B - T);
+  parts.push(`<text x="${x0 + w / 2}" y="${y0 + 16}" text-anchor="middle" ${FONT} font-size="13" font-weight="bold">${esc(title)}</text>`);
+  for (const t of niceTicks(lo, hi)) {
+    parts.push(`<line x1="${L}" x2="${R}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" stroke="#e6e6e6"/>`);
+    parts.push(`<text x="${L - 5}" y="${(sy(t) + 4).toFixed(1)}" text-anchor="end" ${FONT} font-size="10">${t}</text>`);
+  }
+  parts.push(`<rect x="${L}" y="${T}" width="${R - L}" height="${B - T}" fill="none" stroke="#333"/>`);
+  parts.push(`<text transform="translate(${x0 + 14},${(T + B) / 2}) rotate(-90)" text-anchor="middle" ${FONT} font-size="11">${esc(yLabel)}</text>`);
+  const slot = (R - L) / Math.max(1, groups.length);
+  groups.forEach((g, i) => {
+    const cx = L + slot * (i + 0.5);
+    const v = g.values.filter(Number.isFinite).sort((a, b) => a - b);
+    if (v.length) {
+      const q = (f: number) => { const pos = f * (v.length - 1), a = Math.floor(pos), b = Math.ceil(pos); return v[a] + (v[b] - v[a]) * (pos - a); };
+      const bw = Math.min(40, slot * 0.5);
+      parts.push(`<line x1="${cx}" x2="${cx}" y1="${sy(v[0]).toFixed(1)}" y2="${sy(v[v.length - 1]).toFixed(1)}" stroke="${g.colour}"/>`);
+      parts.push(`<rect x="${(cx - bw / 2).toFixed(1)}" y="${sy(q(0.75)).toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(1, sy(q(0.25)) - sy(q(0.75))).toFixed(1)}" fill="${g.colour}" fill-opacity="0.25" stroke="${g.colour}"/>`);
+      parts.push(`<line x1="${(cx - bw / 2).toFixed(1)}" x2="${(cx + bw / 2).toFixed(1)}" y1="${sy(q(0.5)).toFixed(1)}" y2="${sy(q(0.5)).toFixed(1)}" stroke="${g.colour}" stroke-width="2"/>`);
+      // deterministic jitter: golden-ratio sequence
+      v.forEach((y, k) => parts.push(`<circle cx="${(cx + (((k * 0.618034) % 1) - 0.5) * bw * 0.9).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${g.colour}" fill-opacity="0.8"/>`));
+    }
+    parts.push(`<text transform="translate(${cx.toFixed(1)},${B + 12}) rotate(25)" ${FONT} font-size="10">${esc(g.label)} (n=${v.length})</text>`);
+  });
+  return parts.join("");
+}
+
+export function boxPanelsSvg(title: string, panels: { title: string; yLabel: string; groups: BoxGroup[] }[], subtitle = ""): string {
+  const pw = 420, ph = 320, W = pw * panels.length + 20;
+  const top = subtitle ? 56 : 40;
+  const H = top + ph + 10;
+  const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="20" y="24" ${FONT} font-size="16" font-weight="bold">${esc(title)}</text>`];
+  if (subtitle) parts.push(`<text x="20" y="44" ${FONT} font-size="11" fill="#444">${esc(subtitle)}</text>`);
+  panels.forEach((p, i) => parts.push(boxPanelSvg(p.title, p.yLabel, p.groups, 10 + i * pw, top, pw, ph)));
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join("")}</svg>`;
+}
+
+/** Horizontal stacked bars (e.g. strategy class shares per model). */
+export function stackedBarsSvg(title: string, rows: { label: string; parts: { name: string; value: number; colour: string }[] }[]): string {
+  const W = 760, rowH = 26, top = 60, L = 200, R = W - 30;
+  const H = top + rows.length * (rowH + 8) + 20;
+  const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="20" y="24" ${FONT} font-size="16" font-weight="bold">${esc(title)}</text>`];
+  const names = [...new Map(rows.flatMap((r) => r.parts).map((p) => [p.name, p.colour])).entries()];
+  names.forEach(([n, c], i) => {
+    parts.push(`<rect x="${20 + i * 130}" y="36" width="14" height="14" fill="${c}"/>`, `<text x="${38 + i * 130}" y="48" ${FONT} font-size="12">${esc(n)}</text>`);
+  });
+  rows.forEach((r, i) => {
+    const y = top + i * (rowH + 8);
+    const total = r.parts.reduce((s, p) => s + p.value, 0) || 1;
+    parts.push(`<text x="${L - 8}" y="${y + rowH / 2 + 4}" text-anchor="end" ${FONT} font-size="12">${esc(r.label)}</text>`);
+    let x = L;
+    for (const p of r.parts) {
+      const w = ((R - L) * p.value) / total;
+      if (w > 0) {
+        parts.push(`<rect x="${x.toFixed(1)}" y="${y}" width="${w.toFixed(1)}" height="${rowH}" fill="${p.colour}"/>`);
+        if (w > 24) parts.push(`<text x="${(x + w / 2).toFixed(1)}" y="${y + rowH / 2 + 4}" text-anchor="middle" ${FONT} font-size="11" fill="white">${p.value}</text>`);
+      }
+      x += w;
+    }
+  });
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join("")}</svg>`;
+}

@@ -1,0 +1,165 @@
+/**
+ * Writes the results of a benchmark folder from whatever cells exist (a partial run is always
+ * readable): cells.jsonl / cells.csv, summary.json / summary.csv / pairs.csv, PNG plots and a
+ * self-contained report.html.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { svgToPng } from "../report/charts.js";
+import type { CurvePair } from "./curves.js";
+import type { FillName } from "./fills.js";
+import { csv, fmt, page, pngImg, table } from "./html.js";
+import { boxPanelsSvg, colourOf, esc, panelsSvg, type Series } from "./plots.js";
+import { listCells, listControls, readJson, type CellRecord, type ControlRecord } from "./store.js";
+import { direction, RANDOM, rowsOf, summarize, winners, type Summary } from "./summary.js";
+
+export const METRIC_DEFINITIONS: [string, string][] = [
+  ["domain D", "the pixels outside the RoI; every method explains them and every curve intervenes only on them (the RoI is the target, never the treatment)"],
+  ["order", "D sorted by decreasing support (supportMap: −map for signed maps, the map for unsigned ones); ties broken by a seeded random permutation of the pixels; the random control uses the permutation alone"],
+  ["del_auc:<fill>", "deletion curve: outcome (Dice×100 of the RoI vs the reference, the method's Target) after replacing the first round(kN/K) pixels of the order with the fill, k = 0..K (K equal-area steps, default 20); AUC = trapezoid mean over the removed fraction in [0,1], in Dice points; lower = more faithful"],
+  ["ins_auc:<fill>", "insertion curve: start from the image with all of D replaced, restore the first round(kN/K) pixels of the order; AUC as above; higher = more faithful"],
+  ["del_norm / ins_norm", "normalised AUC = (AUC − m(removed)) / (m(X) − m(removed)), m(X) the intact outcome and m(removed) the outcome with all of D replaced (the shared end points of both curves); 0 = the curve sits at m(removed) throughout, 1 = at m(X); undefined (–) unless m(X) − m(removed) ≥ 5 Dice points (--min-range: removing all of D must hurt the RoI, otherwise the curve carries no signal); the random order scores ≈ 0.5"],
+  ["fills", "patches = natural 8×8 patches from the bank tiled over the removed pixels (PdCR's treatment, PatchIntervention; each point is the mean over the same seeded draws, default 2, for every method and for the random control); blur = Gaussian blur (σ 5 px) of the image; zero = black; mean = the image's mean colour"],
+  ["top<k>:<fill>", "m(X with the top-k% of the attribution mass replaced) − m(X), k ∈ {1,5,10,20}; the attribution mass is Σ_D max(support,0); the top-k% set is the shortest prefix of the order whose positive support reaches k% of it (empty, effect 0, when the map claims no support); more negative = more faithful"],
+  ["top<k>_area", "share of D in that top-k% set"],
+  ["leakage", "share of the positive support mass farther than r px (default 32) (Euclidean, pixel centres) from the RoI; lower = the method credits the RoI's surroundings; a descriptive, not a faithfulness, metric on real models"],
+  ["outside_causal", "(tiny models only) share of the positive support mass outside the known causal region"],
+  ["gini", "Gini coefficient of |map| over D (0 = uniform, 1 = one pixel holds everything): sparsity"],
+  ["stab_noise / stab_seed", "(with --stability) Spearman rank correlation over D of the support map with the map of the same image plus Gaussian pixel noise (σ = 4 grey levels, seeded), and with the map computed with seed+1"],
+  ["forward / backward / wall_s", "passes of the model the method used for its map and its wall time (the curves' own passes are not included)"],
+  ["paired tests", "Wilcoxon signed-rank (two-sided; zero differences dropped; exact when n ≤ 50 without ties, else normal approximation with tie correction, no continuity correction — scipy's defaults) over the cells two methods share (same model, image and RoI)"],
+];
+
+const HEADLINE = (fills: string[]) => [...fills.flatMap((f) => [`del_norm:${f}`, `ins_norm:${f}`]), ...fills.map((f) => `top10:${f}`), "leakage", "gini", "stab_noise", "stab_seed", "forward", "wall_s"];
+
+function meanCurve(curves: CurvePair[], which: "deletion" | "insertion"): number[] {
+  const ok = curves.filter((c) => c.deletionAucNorm !== null);
+  if (ok.length === 0) return [];
+  const K = ok[0][which].length;
+  const out = new Array<number>(K).fill(0);
+  for (const c of ok) {
+    const base = c.deletion[0], removed = c.deletion[K - 1];
+    for (let k = 0; k < K; k++) out[k] += (c[which][k] - removed) / (base - removed) / ok.length;
+  }
+  return out;
+}
+
+export interface ReportFiles {
+  files: string[];
+  summary: Summary;
+}
+
+export async function writeEvaluationReport(out: string, title = "segcause faithfulness benchmark"): Promise<ReportFiles> {
+  const cells = listCells(out);
+  const controls = listControls(out);
+  const summary = summarize(cells, controls);
+  const run = readJson<Record<string, unknown>>(join(out, "run.json"));
+  const files: string[] = [];
+  const put = async (name: string, data: string | Buffer) => {
+    await mkdir(join(out, name, ".."), { recursive: true });
+    await writeFile(join(out, name), data);
+    files.push(name);
+  };
+  await put("cells.jsonl", cells.map((c) => JSON.stringify(c)).join("\n") + (cells.length ? "\n" : ""));
+  const rows = rowsOf(cells, controls);
+  const metricNames = [...new Set(rows.flatMap((r) => Object.keys(r.metrics)))].sort();
+  const byKey = new Map<string, CellRecord | ControlRecord>();
+  for (const c of cells) byKey.set(`${c.id.dataset}|${c.id.model}|${c.id.image}|${c.id.roi}`, c);
+  for (const c of controls) byKey.set(`${c.id.dataset}|${c.id.model}|${c.id.image}|${c.id.roi}`, c);
+  await put(
+    "cells.csv",
+    csv(
+      ["dataset", "model", "image", "roi", "roi_row", "roi_col", "roi_size", "method", "base_outcome", ...metricNames],
+      rows.map((r) => {
+        const src = byKey.get(r.cellKey)!;
+        return [r.dataset, r.model, r.image, r.roi, src.roiRect.row, src.roiRect.col, src.roiRect.height, r.method, (src as CellRecord).baseOutcome, ...metricNames.map((m) => r.metrics[m])];
+      }),
+    ),
+  );
+  await put("summary.json", JSON.stringify({ ...summary, definitions: Object.fromEntries(METRIC_DEFINITIONS), run }, null, 1));
+  await put("summary.csv", csv(["scope", "dataset", "model", "method", "metric", "direction", "mean", "sd", "n"], summary.stats.map((s) => [s.scope, s.dataset, s.model, s.method, s.metric, direction(s.metric), s.mean, s.sd, s.n])));
+  await put("pairs.csv", csv(["scope", "dataset", "model", "metric", "a", "b", "n", "mean_diff_a_minus_b", "w_plus", "statistic", "p", "test", "better"], summary.pairs.map((p) => [p.scope, p.dataset, p.model, p.metric, p.a, p.b, p.n, p.meanDiff, p.wPlus, p.statistic, p.p, p.test, p.better])));
+
+  // Plots per dataset and fill.
+  const fills = [...new Set(cells.flatMap((c) => Object.keys(c.fills)))] as FillName[];
+  const datasets = [...new Set(rows.map((r) => r.dataset))].sort();
+  const methods = summary.methods;
+  const plots: { name: string; png: Buffer; caption: string }[] = [];
+  for (const ds of datasets) {
+    for (const fill of fills) {
+      const series: { del: Series[]; ins: Series[] } = { del: [], ins: [] };
+      const boxes: { del: { label: string; colour: string; values: number[] }[]; ins: { label: string; colour: string; values: number[] }[] } = { del: [], ins: [] };
+      for (const m of methods) {
+        const curves = m === RANDOM
+          ? controls.filter((c) => c.id.dataset === ds && c.status === "ok").map((c) => c.fills?.[fill]?.curves).filter((c): c is CurvePair => !!c)
+          : cells.filter((c) => c.id.dataset === ds && c.method === m).map((c) => c.fills[fill]?.curves).filter((c): c is CurvePair => !!c);
+        if (curves.length === 0) continue;
+        const colour = colourOf(m, methods);
+        const n = curves.filter((c) => c.deletionAucNorm !== null).length;
+        series.del.push({ label: `${m} (n=${n})`, colour, dashed: m === RANDOM, ys: meanCurve(curves, "deletion") });
+        series.ins.push({ label: `${m} (n=${n})`, colour, dashed: m === RANDOM, ys: meanCurve(curves, "insertion") });
+        boxes.del.push({ label: m, colour, values: curves.map((c) => c.deletionAucNorm).filter((v): v is number => v !== null) });
+        boxes.ins.push({ label: m, colour, values: curves.map((c) => c.insertionAucNorm).filter((v): v is number => v !== null) });
+      }
+      if (series.del.length === 0) continue;
+      const sub = "curves normalised per cell: (m(k) − m(removed)) / (m(X) − m(removed)); cells where removing all context lowers the outcome by less than --min-range left out";
+      plots.push({
+        name: `plots/curves-${ds}-${fill}.png`,
+        png: await svgToPng(panelsSvg(`${ds}: mean deletion / insertion curves, fill = ${fill}`, [
+          { title: "deletion (lower = more faithful)", xLabel: "fraction of D removed (most supporting first)", yLabel: "normalised RoI outcome", series: series.del, yRange: [-0.1, 1.1] },
+          { title: "insertion (higher = more faithful)", xLabel: "fraction of D restored (most supporting first)", yLabel: "normalised RoI outcome", series: series.ins, yRange: [-0.1, 1.1] },
+        ], sub)),
+        caption: `${ds}, fill ${fill}: mean normalised deletion and insertion curves per method (random order dashed).`,
+      });
+      plots.push({
+        name: `plots/auc-${ds}-${fill}.png`,
+        png: await svgToPng(boxPanelsSvg(`${ds}: normalised AUC per cell, fill = ${fill}`, [
+          { title: "deletion AUC (lower = more faithful)", yLabel: "del_norm", groups: boxes.del },
+          { title: "insertion AUC (higher = more faithful)", yLabel: "ins_norm", groups: boxes.ins },
+        ], "box = quartiles, bar = median, dots = cells")),
+        caption: `${ds}, fill ${fill}: normalised deletion and insertion AUC of every cell.`,
+      });
+    }
+  }
+  for (const p of plots) await put(p.name, p.png);
+
+  // HTML.
+  const parts: string[] = [];
+  parts.push(`<p>${summary.cells} finished cells (model × image × RoI × method), ${summary.controls} random controls, ${summary.skippedRois} skipped RoIs. Methods: ${methods.map(esc).join(", ")}. A partial run shows what exists; rerun the command to finish it.</p>`);
+  if (run) parts.push(`<h2>Run</h2><pre>${esc(String(run.command ?? ""))}</pre><pre class="small">${esc(JSON.stringify(run.protocol ?? {}, null, 1))}</pre>`);
+  const head = HEADLINE(fills).filter((m) => metricNames.includes(m));
+  for (const scope of ["dataset", "model"] as const) {
+    parts.push(`<h2>Mean ± sd per ${scope === "dataset" ? "dataset" : "model"} and method</h2>`);
+    const groups = [...new Set(summary.stats.filter((s) => s.scope === scope).map((s) => `${s.dataset}|${s.model}`))];
+    for (const g of groups) {
+      const [ds, model] = g.split("|");
+      const st = summary.stats.filter((s) => s.scope === scope && s.dataset === ds && s.model === model);
+      const tableRows = methods.filter((m) => st.some((s) => s.method === m)).map((m) => [
+        esc(m),
+        ...head.map((metric) => {
+          const s = st.find((x) => x.method === m && x.metric === metric);
+          return s ? `${fmt(s.mean)} ± ${fmt(s.sd)} <span class="small">(${s.n})</span>` : "–";
+        }),
+      ]);
+      parts.push(`<h3>${esc(ds)}${model !== "*" ? ` · ${esc(model)}` : ""}</h3>` + table(["method", ...head.map((h) => `${h} ${direction(h) === "lower" ? "↓" : direction(h) === "higher" ? "↑" : ""}`)], tableRows, { numeric: true }));
+    }
+  }
+  parts.push(`<h2>Most faithful method by mean (random excluded)</h2>`);
+  const winRows: (string | number)[][] = [];
+  for (const f of fills) {
+    for (const metric of [`del_norm:${f}`, `ins_norm:${f}`, `top10:${f}`]) {
+      for (const w of winners(summary, metric).filter((x) => x.model !== "*" || x.dataset !== "*")) {
+        winRows.push([esc(w.dataset), esc(w.model), esc(metric), esc(w.best), w.ranking.map((r) => `${esc(r.method)} ${fmt(r.mean)}`).join(" · ")]);
+      }
+    }
+  }
+  parts.push(table(["dataset", "model", "metric", "best", "ranking (mean)"], winRows));
+  parts.push(`<h2>Paired Wilcoxon tests (per dataset; all scopes in pairs.csv)</h2>`);
+  const pairRows = summary.pairs.filter((p) => p.scope === "dataset" && /^(del_norm|ins_norm|top10):/.test(p.metric)).map((p) => [esc(p.dataset), esc(p.metric), esc(p.a), esc(p.b), p.n, p.meanDiff, p.statistic, p.p, esc(p.test), esc(p.better)]);
+  parts.push(table(["dataset", "metric", "a", "b", "n", "mean(a−b)", "W", "p", "test", "better on average"], pairRows));
+  parts.push(`<h2>Plots</h2>`);
+  for (const p of plots) parts.push(`<figure>${pngImg(p.png, p.caption)}<figcaption class="small">${esc(p.caption)}</figcaption></figure>`);
+  parts.push(`<h2>Definitions</h2>` + table(["metric", "definition"], METRIC_DEFINITIONS.map(([k, v]) => [esc(k), esc(v)])));
+  await put("report.html", page(title, parts.join("\n")));
+  return { files, summary };
+}

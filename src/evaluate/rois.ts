@@ -1,0 +1,132 @@
+/**
+ * Reproducible RoI selection. A rule `kind:size[xcount]` (e.g. `boundary:32,inside:32,outside:32`,
+ * or `boundary:32x3` for three) places square RoIs of `size` pixels (model-input pixels):
+ *
+ * 1. candidates, on the ground-truth mask resized to the model input (nearest):
+ *    - boundary: foreground pixels with at least one 4-neighbour in the background;
+ *    - inside: foreground pixels; outside: background pixels;
+ * 2. the centre is candidate number ⌊u·n⌋, u = uniform(seed, stream(image id, kind), j) for the
+ *    j-th RoI of that kind (a pure function of seed, image id, kind and j);
+ * 3. top-left = centre − ⌊size/2⌋, snapped down to a multiple of `align` (default 8, like the
+ *    paper's block grid) and clipped so the square lies inside the image.
+ *
+ * Or a CSV file with a header `image,row,col,size` (model-input pixels): every row whose image id
+ * matches is used, in file order.
+ */
+import { readFileSync } from "node:fs";
+import { fail } from "../errors.js";
+import { hash3, uniform } from "../util/rng.js";
+import type { RoiRect } from "../target/roi.js";
+import { STREAM } from "./ordering.js";
+
+export type RoiKind = "boundary" | "inside" | "outside";
+
+export interface RoiRule {
+  kind: RoiKind;
+  size: number;
+  count: number;
+}
+
+export interface RoiFileRow {
+  image: string;
+  row: number;
+  col: number;
+  size: number;
+}
+
+export type RoiSpec = { rules: RoiRule[]; align: number } | { file: string; rows: RoiFileRow[] };
+
+export interface PlacedRoi {
+  /** stable id used in cell names, e.g. boundary32-0 or file-3 */
+  id: string;
+  kind: RoiKind | "file";
+  rect: RoiRect;
+}
+
+export function parseRoiSpec(spec: string, align = 8): RoiSpec {
+  if (/\.csv$/i.test(spec.trim())) return { file: spec, rows: readRoiCsv(spec) };
+  const rules = spec.split(",").map((part) => {
+    const m = /^\s*(boundary|inside|outside):(\d+)(?:x(\d+))?\s*$/.exec(part);
+    if (!m) fail(`cannot parse RoI rule '${part}'`, "use e.g. --rois boundary:32,inside:32 (kind:size[xcount]) or --rois rois.csv");
+    return { kind: m[1] as RoiKind, size: Number(m[2]), count: m[3] ? Number(m[3]) : 1 };
+  });
+  if (!Number.isInteger(align) || align < 1) fail(`--roi-align must be a positive integer, got ${align}`);
+  return { rules, align };
+}
+
+export function readRoiCsv(path: string): RoiFileRow[] {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    fail(`cannot read RoI file ${path}`, "give a CSV with the header image,row,col,size");
+  }
+  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
+  const head = lines.shift()?.split(",").map((s) => s.trim().toLowerCase()) ?? [];
+  const col = (name: string) => {
+    const i = head.indexOf(name);
+    if (i < 0) fail(`RoI file ${path} has no '${name}' column`, "the header must be image,row,col,size");
+    return i;
+  };
+  const [ci, cr, cc, cs] = [col("image"), col("row"), col("col"), col("size")];
+  return lines.map((l, n) => {
+    const f = l.split(",").map((s) => s.trim());
+    const row = Number(f[cr]), c = Number(f[cc]), size = Number(f[cs]);
+    if (![row, c, size].every(Number.isInteger) || size < 1) fail(`RoI file ${path} line ${n + 2}: row, col and size must be integers`);
+    return { image: f[ci], row, col: c, size };
+  });
+}
+
+/** A 32-bit stream number from a string (so RoIs depend on the image id, not its position in a list). */
+export function stringStream(s: string): number {
+  let h = 0;
+  for (let i = 0; i < s.length; i++) h = hash3(h, STREAM.roi, s.charCodeAt(i));
+  return h;
+}
+
+export function candidates(mask: Uint8Array, height: number, width: number, kind: RoiKind): number[] {
+  const out: number[] = [];
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const p = y * width + x;
+      const fg = mask[p] !== 0;
+      if (kind === "inside" ? fg : kind === "outside" ? !fg : fg && ((y > 0 && !mask[p - width]) || (y < height - 1 && !mask[p + width]) || (x > 0 && !mask[p - 1]) || (x < width - 1 && !mask[p + 1]))) out.push(p);
+    }
+  }
+  return out;
+}
+
+export function placeSquare(centre: number, size: number, height: number, width: number, align: number): RoiRect {
+  const cy = Math.floor(centre / width), cx = centre % width;
+  const snap = (v: number, extent: number) => Math.max(0, Math.min(extent - size, Math.floor(Math.max(0, v) / align) * align));
+  return { row: snap(cy - Math.floor(size / 2), height), col: snap(cx - Math.floor(size / 2), width), height: size, width: size };
+}
+
+/** The RoIs of one image at one model input size; a rule without candidates (e.g. no boundary) yields nothing, with a note. */
+export function selectRois(spec: RoiSpec, imageId: string, mask: Uint8Array | undefined, height: number, width: number, seed: number, notes: string[] = []): PlacedRoi[] {
+  if ("rows" in spec) {
+    return spec.rows
+      .map((r, i) => ({ r, i }))
+      .filter(({ r }) => r.image === imageId)
+      .map(({ r, i }) => {
+        if (r.row < 0 || r.col < 0 || r.row + r.size > height || r.col + r.size > width) fail(`RoI file row ${i + 2} (${imageId}) lies outside the ${height}x${width} model input`);
+        return { id: `file-${i}`, kind: "file" as const, rect: { row: r.row, col: r.col, height: r.size, width: r.size } };
+      });
+  }
+  if (!mask) fail(`image ${imageId} has no ground-truth mask, so RoI rules cannot be applied`, "give --rois file.csv");
+  const out: PlacedRoi[] = [];
+  for (const rule of spec.rules) {
+    if (rule.size > Math.min(height, width)) fail(`RoI size ${rule.size} does not fit the ${height}x${width} model input`);
+    const cand = candidates(mask, height, width, rule.kind);
+    if (cand.length === 0) {
+      notes.push(`${imageId}: no ${rule.kind} pixel in the mask, no ${rule.kind} RoI`);
+      continue;
+    }
+    const stream = stringStream(`${imageId}/${rule.kind}`);
+    for (let j = 0; j < rule.count; j++) {
+      const centre = cand[Math.floor(uniform(seed, stream, j) * cand.length)];
+      out.push({ id: `${rule.kind}${rule.size}-${j}`, kind: rule.kind, rect: placeSquare(centre, rule.size, height, width, spec.align) });
+    }
+  }
+  return out;
+}

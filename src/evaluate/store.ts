@@ -1,0 +1,117 @@
+/**
+ * The on-disk layout of a benchmark run. Every finished (model, image, RoI, method) cell is one
+ * folder whose `cell.json` is written last and atomically (temp file + rename): a folder with
+ * `cell.json` is complete, anything else is an unfinished cell that a rerun recomputes. The random
+ * control of each (model, image, RoI) is its own atomic file, shared by the methods.
+ *
+ *   out/cells/<dataset>/<model>/<image>/<roi>/<method>/{map.npy, attribution.json, cell.json}
+ *   out/controls/<dataset>/<model>/<image>/<roi>.json
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import type { RoiRect } from "../target/roi.js";
+import type { CurvePair, Endpoints, TopK } from "./curves.js";
+import type { FillName } from "./fills.js";
+
+export interface CellId {
+  dataset: string;
+  model: string;
+  image: string;
+  roi: string;
+}
+
+export interface FillResult {
+  ends: Endpoints;
+  curves: CurvePair;
+  topk: TopK[];
+}
+
+export interface ControlRecord {
+  format: "segcause.evalcontrol/1";
+  key: string;
+  id: CellId;
+  roiRect: RoiRect;
+  roiKind: string;
+  status: "ok" | "skipped";
+  reason?: string;
+  baseOutcome?: number;
+  outcome?: string;
+  reference?: string;
+  /** per fill: end points and the random-order curves */
+  fills?: Partial<Record<FillName, { ends: Endpoints; curves: CurvePair }>>;
+  passes?: number;
+}
+
+export interface CellRecord {
+  format: "segcause.evalcell/1";
+  key: string;
+  id: CellId;
+  method: string;
+  /** every option of the method, defaults included */
+  options: Record<string, unknown>;
+  seed: number;
+  roiRect: RoiRect;
+  roiKind: string;
+  baseOutcome: number;
+  outcome: string;
+  reference: string;
+  signed: boolean;
+  fills: Partial<Record<FillName, FillResult>>;
+  /** flat metric name → value (null = undefined for this cell); the summary reads only this */
+  metrics: Record<string, number | null>;
+  cost: { forwardPasses: number; backwardPasses: number; wallMs: number; evaluationPasses: number; stabilityPasses: number };
+  notes: string[];
+}
+
+const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "_");
+
+export function cellDir(out: string, id: CellId, method: string): string {
+  return join(out, "cells", safe(id.dataset), safe(id.model), safe(id.image), safe(id.roi), safe(method));
+}
+
+export function controlPath(out: string, id: CellId): string {
+  return join(out, "controls", safe(id.dataset), safe(id.model), safe(id.image), `${safe(id.roi)}.json`);
+}
+
+export async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  const tmp = `${path}.tmp-${process.pid}`;
+  await writeFile(tmp, data);
+  await rename(tmp, path);
+}
+
+export function readJson<T>(path: string): T | undefined {
+  if (!existsSync(path)) return undefined;
+  try {
+    return JSON.parse(readFileSync(path, "utf8")) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+function walk(dir: string, name: string, found: string[]): void {
+  let entries;
+  try {
+    entries = readdirSync(dir, { withFileTypes: true });
+  } catch {
+    return;
+  }
+  for (const e of entries) {
+    if (e.isDirectory()) walk(join(dir, e.name), name, found);
+    else if (e.name === name || (name === "*.json" && e.name.endsWith(".json"))) found.push(join(dir, e.name));
+  }
+}
+
+/** Every finished cell under `out`, in a stable order (sorted paths). */
+export function listCells(out: string): CellRecord[] {
+  const files: string[] = [];
+  walk(join(out, "cells"), "cell.json", files);
+  return files.sort().map((f) => readJson<CellRecord>(f)).filter((c): c is CellRecord => c?.format === "segcause.evalcell/1");
+}
+
+export function listControls(out: string): ControlRecord[] {
+  const files: string[] = [];
+  walk(join(out, "controls"), "*.json", files);
+  return files.sort().map((f) => readJson<ControlRecord>(f)).filter((c): c is ControlRecord => c?.format === "segcause.evalcontrol/1");
+}

@@ -1,0 +1,306 @@
+import { readFileSync, statSync, writeFileSync, existsSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { registerMethod, type MethodDefinition } from "../src/explain/methods.js";
+import "../src/explain/catalog.js";
+import type { Attribution, Provenance } from "../src/explain/attribution.js";
+import { PROTOCOL_DEFAULTS, runEvaluation, type EvaluateConfig, type RunControl } from "../src/evaluate/benchmark.js";
+import { listCells, listControls, cellDir } from "../src/evaluate/store.js";
+import { summarize } from "../src/evaluate/summary.js";
+import { writeEvaluationReport } from "../src/evaluate/report.js";
+import { wilcoxon, normalSf } from "../src/evaluate/wilcoxon.js";
+import { gini, spearman, trapezoidAuc } from "../src/evaluate/map-metrics.js";
+import { massPrefix, rankBySupport, stepCounts } from "../src/evaluate/ordering.js";
+import { candidates, parseRoiSpec, selectRois } from "../src/evaluate/rois.js";
+import { uniform } from "../src/util/rng.js";
+import { regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+
+// Known causal structure: the prediction (the same at every pixel) is foreground iff the mean of
+// rows 0-15, cols 16-31 (the causal region C, 256 px) exceeds 0.8. The images are bright (230) on C
+// and darker textured elsewhere, so replacing enough of C with any fill flips the RoI to background.
+const S = 32;
+const inC = (p: number) => Math.floor(p / S) < 16 && p % S >= 16;
+const causal = Uint8Array.from({ length: S * S }, (_, p) => (inC(p) ? 1 : 0));
+const texture = (y: number, x: number, i = 0) => (inC(y * S + x) ? 230 : 70 + ((x * 37 + y * 23 + 11 * i) % 60));
+
+let dir: string;
+let modelPath: string;
+let manifest: string;
+
+/** Hand-made attributions: support = fn(pixel); `calls` counts explain() invocations per method. */
+const calls: Record<string, number> = {};
+let failOn: { method: string; call: number } | undefined;
+function handMade(name: string, support: (p: number, seed: number) => number): MethodDefinition {
+  return {
+    name,
+    family: "perturbation",
+    summary: `test map ${name}`,
+    cost: "0",
+    options: [],
+    explain: async (ctx) => {
+      calls[name] = (calls[name] ?? 0) + 1;
+      if (failOn && failOn.method === name && calls[name] === failOn.call) throw new Error("injected failure");
+      const H = ctx.model.height, W = ctx.model.width;
+      const seed = ctx.run.seed ?? 0;
+      const map = Float32Array.from({ length: H * W }, (_, p) => support(p, seed));
+      const roi = "mask" in ctx.target.roi ? { row: 0, col: 0, height: 1, width: 1 } : ctx.target.roi;
+      const a: Attribution = {
+        method: name, unitKind: "pixel", valueUnits: "test", signed: false, height: H, width: W, map, stderrMap: new Float32Array(H * W).fill(Number.NaN),
+        units: [], baseOutcome: 0, outcome: "dice", reference: "ground-truth", roi, roiCells: 0, forwardPasses: 0, backwardPasses: 0, wallMs: 0, notes: [], provenance: {} as Provenance,
+      };
+      return a;
+    },
+  };
+}
+registerMethod(handMade("t-oracle", (p) => (inC(p) ? 1 : 0)));
+registerMethod(handMade("t-anti", (p) => (inC(p) ? 0 : 1)));
+registerMethod(handMade("t-random", (p, seed) => uniform(seed + 99, 7, p)));
+
+beforeAll(async () => {
+  dir = tmp("segcause-eval-");
+  modelPath = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
+  const cases = [];
+  for (let i = 0; i < 6; i++) {
+    const id = `img${i}`;
+    await writeImage(dir, `${id}.png`, (y, x) => texture(y, x, i));
+    // ground truth: the left half is the structure (so boundary RoIs exist at cols 8-15)
+    await writeMask(dir, `${id}_mask.png`, (y, x) => x < 16);
+    cases.push({ id, image: `${id}.png`, mask: `${id}_mask.png`, split: i < 3 ? "train" : "test" });
+  }
+  manifest = join(dir, "manifest.json");
+  writeFileSync(manifest, JSON.stringify({ name: "tiny", cases }));
+});
+
+function config(out: string, methods: string[], extra: Partial<EvaluateConfig> = {}): EvaluateConfig {
+  return {
+    models: [modelPath], dataset: manifest, split: "test", methods: methods.map((name) => ({ name, options: {} })), rois: parseRoiSpec("boundary:8x2"),
+    bankSplits: ["train"], bankPatchSize: 8, out, seed: 0, protocol: { ...PROTOCOL_DEFAULTS, radius: 8 }, threads: 1, ...extra,
+  };
+}
+const ctl = (extra: RunControl = {}): RunControl => ({ causalMask: () => causal, ...extra });
+const mean = (xs: (number | null)[]) => xs.reduce<number>((s, v) => s + (v ?? NaN), 0) / xs.length;
+
+describe("statistics", () => {
+  it("Wilcoxon signed-rank matches scipy.stats.wilcoxon", () => {
+    // Darwin's Zea mays differences (scipy docs example): W = 24, exact two-sided p = 0.041259765625
+    const darwin = wilcoxon([6, 8, 14, 16, 23, 24, 28, 29, 41, -48, 49, 56, 60, -67, 75]);
+    expect(darwin.statistic).toBe(24);
+    expect(darwin.method).toBe("exact");
+    expect(darwin.p).toBeCloseTo(0.041259765625, 12);
+    // paired x, y (scipy): statistic 5, exact p = 0.0390625
+    const x = [1.83, 0.5, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.3], y = [0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29];
+    const r = wilcoxon(x.map((v, i) => v - y[i]));
+    expect(r.statistic).toBe(5);
+    expect(r.p).toBeCloseTo(0.0390625, 12);
+    // zeros dropped, then exact on n = 8: scipy p = 0.0546875
+    const z = wilcoxon([0, 0, 1.5, -2, 3, 4, -0.5, 2.5, 3.5, 6]);
+    expect([z.n, z.zeros, z.statistic]).toEqual([8, 2, 4]);
+    expect(z.p).toBeCloseTo(0.0546875, 12);
+    // ties → normal approximation with tie correction: scipy 1.17 (method="approx") p = 7.606579428084361e-05
+    const t = wilcoxon([1, 2, 2, 3, 3, 3, -1, 4, 5, 5, -2, 6, 7, 7, 8, 9, -3, 10, 11, 12, 12, 13, -4, 14, 15, 16, 17, 18, -19, 20, 21, 22]);
+    expect(t.method).toBe("normal");
+    expect(t.statistic).toBe(52.5);
+    expect(t.p / 7.606579428084361e-5).toBeCloseTo(1, 5);
+    const t2 = wilcoxon([0.5, -1.2, 2.3, 2.3, -0.4, 1.1, 0.9, -2.2, 3.1, 0.7, 1.5, -0.6, 2.8, 1.9, 0.3, -1.0, 2.2, 1.4, 0.8, 2.5, -0.2, 1.7, 0.6, 2.1, 1.3, 0.9, -0.5, 1.6, 2.0, 0.4]);
+    expect(t2.statistic).toBe(70);
+    expect(t2.p / 0.0008291209612085804).toBeCloseTo(1, 5);
+    expect(normalSf(1.959963985)).toBeCloseTo(0.025, 7);
+  });
+
+  it("Gini, Spearman, trapezoid AUC, equal-area steps and mass prefixes", () => {
+    const all = Uint32Array.from({ length: 4 }, (_, i) => i);
+    expect(gini(Float32Array.from([1, 1, 1, 1]), all)).toBeCloseTo(0, 12);
+    expect(gini(Float32Array.from([0, 0, 0, 5]), all)).toBeCloseTo(0.75, 12);
+    expect(spearman(Float32Array.from([1, 2, 3, 4]), Float32Array.from([10, 20, 35, 100]), all)).toBeCloseTo(1, 12);
+    expect(spearman(Float32Array.from([1, 2, 3, 4]), Float32Array.from([4, 3, 2, 1]), all)).toBeCloseTo(-1, 12);
+    expect(trapezoidAuc([1, 0, 0])).toBeCloseTo(0.25, 12);
+    expect(stepCounts(960, 20)).toEqual(Array.from({ length: 21 }, (_, k) => 48 * k));
+    const support = Float32Array.from([5, 3, 2, 0, -4]);
+    const order = rankBySupport(support, Uint32Array.from([0, 1, 2, 3, 4]), 0);
+    expect([...order]).toEqual([0, 1, 2, 3, 4]);
+    expect(massPrefix(order, support, 0.5)).toBe(1); // 5 of 10 reaches 50%
+    expect(massPrefix(order, support, 0.6)).toBe(2);
+    expect(massPrefix(order, Float32Array.from([0, -1, 0, 0, 0]), 0.1)).toBe(0); // no positive support: nothing removed
+  });
+
+  it("ties in the support are broken by a seeded permutation", () => {
+    const flat = new Float32Array(100);
+    const dom = Uint32Array.from({ length: 100 }, (_, i) => i);
+    const a = rankBySupport(flat, dom, 0), b = rankBySupport(flat, dom, 0), c = rankBySupport(flat, dom, 1);
+    expect([...a]).toEqual([...b]);
+    expect([...a]).not.toEqual([...c]);
+    expect([...a].sort((x, y) => x - y)).toEqual([...dom]);
+  });
+});
+
+describe("RoI rules", () => {
+  it("boundary / inside / outside squares are seeded, aligned, clipped and of the right kind", () => {
+    const H = 64, W = 64;
+    const mask = Uint8Array.from({ length: H * W }, (_, p) => (Math.hypot(Math.floor(p / W) - 30, (p % W) - 34) < 15 ? 1 : 0));
+    const spec = parseRoiSpec("boundary:16x3,inside:16,outside:16");
+    const a = selectRois(spec, "case1", mask, H, W, 0);
+    expect(a.map((r) => r.id)).toEqual(["boundary16-0", "boundary16-1", "boundary16-2", "inside16-0", "outside16-0"]);
+    expect(selectRois(spec, "case1", mask, H, W, 0)).toEqual(a);
+    expect(selectRois(spec, "case1", mask, H, W, 1)).not.toEqual(a);
+    for (const r of a) {
+      expect(r.rect.row % 8).toBe(0);
+      expect(r.rect.col % 8).toBe(0);
+      expect(r.rect.row + r.rect.height).toBeLessThanOrEqual(H);
+      expect(r.rect.col + r.rect.width).toBeLessThanOrEqual(W);
+    }
+    const fg = (r: (typeof a)[0]) => {
+      let n = 0;
+      for (let y = r.rect.row; y < r.rect.row + 16; y++) for (let x = r.rect.col; x < r.rect.col + 16; x++) n += mask[y * W + x];
+      return n;
+    };
+    for (const r of a.filter((x) => x.kind === "boundary")) expect(fg(r)).toBeGreaterThan(0);
+    expect(candidates(mask, H, W, "boundary").every((p) => mask[p] === 1)).toBe(true);
+    // a CSV file selects rows by image id
+    const csvPath = join(tmp(), "rois.csv");
+    writeFileSync(csvPath, "image,row,col,size\ncase1,8,16,16\ncase2,0,0,8\ncase1,40,40,8\n");
+    const f = selectRois(parseRoiSpec(csvPath), "case1", undefined, H, W, 0);
+    expect(f.map((r) => [r.id, r.rect.row, r.rect.col, r.rect.height])).toEqual([["file-0", 8, 16, 16], ["file-2", 40, 40, 8]]);
+  });
+});
+
+describe("faithfulness benchmark on a model with a known causal region", () => {
+  let out: string;
+  beforeAll(async () => {
+    out = tmp("segcause-eval-run-");
+    const s = await runEvaluation(config(out, ["t-oracle", "t-anti", "t-random", "zero", "occlusion"]), ctl());
+    expect(s.computed).toBe(3 * 2 * 5);
+  });
+
+  it("the causal ground truth gives the steepest deletion curve and the best insertion curve, for every fill", () => {
+    const cells = listCells(out);
+    const by = (m: string, k: string) => mean(cells.filter((c) => c.method === m).map((c) => c.metrics[k]));
+    for (const fill of ["patches", "blur", "zero", "mean"]) {
+      // the oracle's deletion AUC is below the random map's and the anti-oracle's; the reverse for insertion
+      expect(by("t-oracle", `del_auc:${fill}`), fill).toBeLessThan(by("t-random", `del_auc:${fill}`));
+      expect(by("t-random", `del_auc:${fill}`), fill).toBeLessThan(by("t-anti", `del_auc:${fill}`) + 1e-9);
+      // insertion: with black the oracle restores the RoI first; a blurred C is barely below the threshold,
+      // so any restored pixels bring the RoI back (a tie is all that can be asked there)
+      if (fill === "zero") expect(by("t-oracle", `ins_auc:${fill}`), fill).toBeGreaterThan(by("t-random", `ins_auc:${fill}`));
+      expect(by("t-oracle", `ins_auc:${fill}`), fill).toBeGreaterThanOrEqual(by("t-random", `ins_auc:${fill}`) - 1e-9);
+      expect(by("t-anti", `ins_auc:${fill}`), fill).toBeLessThanOrEqual(by("t-random", `ins_auc:${fill}`) + 1e-9);
+    }
+    // with black, the oracle's first step (48 px of C) already flips the RoI: Dice 100 → 0
+    for (const c of cells.filter((x) => x.method === "t-oracle")) {
+      expect(c.fills.zero!.curves.deletion[0]).toBeCloseTo(100, 6);
+      expect(c.fills.zero!.curves.deletion[1]).toBeCloseTo(0, 6);
+      expect(c.fills.zero!.curves.deletionAucNorm).toBeCloseTo(0.025, 6);
+      expect(c.metrics.outside_causal).toBe(0);
+      expect(c.metrics["top1:zero"]).toBeCloseTo(0, 6); // 1% of the mass = 3 px of C: not enough to flip
+      expect(c.metrics["top20:zero"]).toBeCloseTo(-100, 6); // 52 px of C: flips
+    }
+    // the zero-ablation method finds C too, so it is as faithful as the oracle under its own fill
+    expect(by("zero", "del_auc:zero")).toBeLessThanOrEqual(by("t-oracle", "del_auc:zero") + 1e-9);
+    expect(by("t-random", "outside_causal")).toBeGreaterThan(0.6);
+    expect(by("t-anti", "outside_causal")).toBe(1);
+  });
+
+  it("a perfect attribution beats a random one in the paired tests, and the random control sits near 0.5", () => {
+    const s = summarize(listCells(out), listControls(out));
+    const pair = s.pairs.find((p) => p.scope === "all" && p.metric === "del_auc:zero" && [p.a, p.b].includes("t-oracle") && [p.a, p.b].includes("t-random"))!;
+    expect(pair.n).toBe(6);
+    expect(pair.better).toBe("t-oracle");
+    expect(pair.wPlus === 0 || pair.wPlus === 21).toBe(true); // all 6 differences favour the oracle
+    expect(pair.p).toBeLessThan(0.05);
+    const rnd = s.stats.find((r) => r.scope === "all" && r.method === "random" && r.metric === "del_norm:zero")!;
+    expect(rnd.mean).toBeGreaterThan(0.05);
+    expect(rnd.mean).toBeLessThan(0.5);
+    expect(s.stats.find((r) => r.scope === "all" && r.method === "t-oracle" && r.metric === "del_norm:zero")!.mean).toBeLessThan(rnd.mean);
+  });
+
+  it("writes tables, plots and a self-contained HTML report", async () => {
+    const r = await writeEvaluationReport(out);
+    for (const f of ["cells.jsonl", "cells.csv", "summary.json", "summary.csv", "pairs.csv", "report.html", "plots/curves-tiny-zero.png", "plots/auc-tiny-patches.png"]) expect(r.files).toContain(f);
+    const html = readFileSync(join(out, "report.html"), "utf8");
+    expect(html).toContain("data:image/png;base64,");
+    expect(html).not.toMatch(/<script|https?:\/\//);
+    expect(readFileSync(join(out, "cells.jsonl"), "utf8").trim().split("\n")).toHaveLength(30);
+    const map = readFileSync(join(cellDir(out, { dataset: "tiny", model: "causal", image: "img3", roi: "boundary8-0" }, "t-oracle"), "map.npy"));
+    expect(map.length).toBe(128 + S * S * 4);
+  });
+
+  it("skips RoIs whose Dice is undefined (no structure inside) with the reason", async () => {
+    const o = tmp("segcause-eval-skip-");
+    const csvPath = join(o, "rois.csv");
+    writeFileSync(csvPath, "image,row,col,size\nimg3,8,24,8\n"); // right half: no structure in the ground truth
+    const s = await runEvaluation(config(o, ["t-oracle"], { rois: parseRoiSpec(csvPath), images: 1 }), ctl());
+    expect(s.skipped).toBe(1);
+    expect(s.notes.join(" ")).toMatch(/empty inside the RoI/);
+    expect(summarize(listCells(o), listControls(o)).skippedRois).toBe(1);
+  });
+});
+
+describe("resumption and determinism", () => {
+  const methods = ["t-oracle", "t-random", "zero"];
+  const strip = (out: string) => {
+    const s = summarize(listCells(out), listControls(out));
+    return JSON.stringify({ ...s, stats: s.stats.filter((r) => r.metric !== "wall_s") });
+  };
+
+  it("a killed run resumes without recomputing finished cells and ends with the same numbers", async () => {
+    const full = tmp("segcause-eval-full-");
+    await runEvaluation(config(full, methods), ctl());
+
+    const part = tmp("segcause-eval-part-");
+    // 1. a run limited to 4 cells
+    const first = await runEvaluation(config(part, methods), ctl({ maxCells: 4 }));
+    expect(first).toMatchObject({ computed: 4, stoppedEarly: true });
+    const finished = listCells(part);
+    expect(finished).toHaveLength(4);
+    const mtimes = new Map(finished.map((c) => [cellDir(part, c.id, c.method), statSync(join(cellDir(part, c.id, c.method), "cell.json")).mtimeMs]));
+    // partial results are readable
+    expect((await writeEvaluationReport(part)).summary.cells).toBe(4);
+    // 2. a run that dies inside a method (its cell folder is left without cell.json)
+    calls["t-random"] = 0;
+    failOn = { method: "t-random", call: 2 };
+    await expect(runEvaluation(config(part, methods), ctl())).rejects.toThrow(/injected failure/);
+    failOn = undefined;
+    const afterCrash = listCells(part).length;
+    expect(afterCrash).toBeGreaterThan(4);
+    // 3. the rerun computes only the missing cells
+    const seen: string[] = [];
+    const last = await runEvaluation(config(part, methods), ctl({ beforeCell: (id, m) => seen.push(`${id.image}/${id.roi}/${m}`) }));
+    expect(last.computed).toBe(18 - afterCrash);
+    expect(last.resumed).toBe(afterCrash);
+    expect(seen).toHaveLength(18 - afterCrash);
+    for (const [d, t] of mtimes) expect(statSync(join(d, "cell.json")).mtimeMs).toBe(t);
+    expect(listCells(part)).toHaveLength(18);
+    // 4. same final numbers as the uninterrupted run (wall times aside)
+    expect(strip(part)).toBe(strip(full));
+    // a further rerun is a no-op
+    expect((await runEvaluation(config(part, methods), ctl())).computed).toBe(0);
+  });
+
+  it("is deterministic for a seed and changes with the seed", async () => {
+    const a = tmp("segcause-eval-a-"), b = tmp("segcause-eval-b-"), c = tmp("segcause-eval-c-");
+    await runEvaluation(config(a, ["t-random"]), ctl());
+    await runEvaluation(config(b, ["t-random"]), ctl());
+    await runEvaluation(config(c, ["t-random"], { seed: 5 }), ctl());
+    expect(strip(a)).toBe(strip(b));
+    expect(strip(a)).not.toBe(strip(c));
+    expect(existsSync(join(a, "controls"))).toBe(true);
+  });
+
+  it("refuses to mix cells computed with different settings in one folder", async () => {
+    const o = tmp("segcause-eval-mix-");
+    await runEvaluation(config(o, ["t-oracle"], { images: 1 }), ctl());
+    await expect(runEvaluation(config(o, ["t-oracle"], { images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, steps: 10 } }), ctl())).rejects.toThrow(/different settings/);
+  });
+});
+
+describe("stability", () => {
+  it("Spearman of the map under input noise and a second seed", async () => {
+    const o = tmp("segcause-eval-stab-");
+    await runEvaluation(config(o, ["t-oracle", "t-random"], { images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, stability: true } }), ctl());
+    const cells = listCells(o);
+    const get = (m: string, k: string) => cells.find((c) => c.method === m)!.metrics[k];
+    expect(get("t-oracle", "stab_noise")).toBeCloseTo(1, 12);
+    expect(get("t-oracle", "stab_seed")).toBeCloseTo(1, 12);
+    expect(get("t-random", "stab_noise")).toBeCloseTo(1, 12); // its map ignores the image
+    expect(Math.abs(get("t-random", "stab_seed")!)).toBeLessThan(0.2); // but not the seed
+  });
+});
