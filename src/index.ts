@@ -13,6 +13,13 @@ export { resolveTarget, type Target, type TargetSpec } from "./target/target.js"
 export type { OutcomeName } from "./target/outcome.js";
 export { explainPdcr, explainZero, PDCR_DEFAULTS, type PdcrOptions, type ZeroOptions } from "./explain/pdcr.js";
 export { explainOcclusion, OCCLUSION_DEFAULTS, type OcclusionOptions } from "./explain/occlusion.js";
+export { explainRise, RISE_DEFAULTS, riseMask, type RiseOptions } from "./explain/rise.js";
+export { explainLime, LIME_DEFAULTS, type LimeOptions } from "./explain/lime.js";
+export { explainKernelShap, KERNELSHAP_DEFAULTS, type KernelShapOptions } from "./explain/kernelshap.js";
+export { explainPdcrSuperpixel, PDCR_SUPERPIXEL_DEFAULTS, type PdcrSuperpixelOptions } from "./explain/pdcr-superpixel.js";
+export { slic, superpixelPartition, gridPartition, type Partition, type SlicOptions } from "./explain/partition.js";
+export { explainCoalitions, bernoulliCoalition, shapleyCoalition, type CoalitionRecipe } from "./explain/coalitions.js";
+export { weightedLeastSquares, shapleyFit, MaskAverage } from "./explain/surrogates.js";
 export { explainBlocks, type BlockMethodSpec, type RunOptions } from "./explain/block-effects.js";
 export { screenedAte, PAPER_SCREENED_ATE, type ScreenedAteSettings, type UnitEstimate } from "./explain/estimators.js";
 export { PatchIntervention, FillIntervention, type FillKind, type Intervention } from "./explain/interventions.js";
