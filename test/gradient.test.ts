@@ -147,6 +147,13 @@ describe("gradient rules match finite differences", () => {
     );
   });
 
+  it("Conv with stride 1 (gradient as a flipped-kernel Conv): groups, dilations, asymmetric and oversized pads", async () => {
+    await fdCase([4, 6, 7], (g, x) =>
+      g.node("Conv", [x, weights(g, [6, 2, 3, 2], 8)], { group: 2, dilations: [2, 1], pads: [2, 0, 1, 1], kernel_shape: [3, 2] }),
+    );
+    await fdCase([2, 4, 4], (g, x) => g.node("Conv", [x, weights(g, [3, 2, 2, 2], 9)], { pads: [3, 1, 0, 2], kernel_shape: [2, 2] }));
+  });
+
   it("Conv with auto_pad SAME_UPPER and SAME_LOWER", async () => {
     for (const autoPad of ["SAME_UPPER", "SAME_LOWER"]) {
       await fdCase([2, 5, 6], (g, x) => g.node("Conv", [x, weights(g, [3, 2, 3, 3], 2)], { strides: [2, 2], auto_pad: autoPad, kernel_shape: [3, 3] }));

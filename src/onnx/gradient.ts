@@ -36,6 +36,7 @@ import {
   resizeGeometry,
   sliceParams,
   splitEven,
+  tensorValues,
   windowParams,
   type StaticInfo,
   type WindowParams,
@@ -203,6 +204,8 @@ interface Ctx {
   dynamic(t: string, axis: number): boolean;
   /** the tensor's value on the reference input (deeplift), or the tensor itself */
   ref(t: string): string;
+  /** the float32 initializer named t, if it is one */
+  initializer(t: string): TensorProto | undefined;
 }
 
 /** Returns the gradient contribution for each input (undefined where none is needed). */
@@ -394,11 +397,50 @@ function transposedPads(p: WindowParams, inSpatial: number[], outSpatial: number
   return { pads, outputPadding };
 }
 
+/**
+ * For a stride-1 Conv with constant weights, the input gradient as a Conv (ONNX Runtime's Conv kernels
+ * are several times faster than ConvTranspose): per group, weights transposed (in <-> out channels)
+ * and flipped spatially, with pads (k_eff - 1 - pad). Undefined where that does not apply.
+ */
+function strideOneConvGradient(c: Ctx, p: WindowParams, w: TensorProto): string | undefined {
+  const r = p.kernel.length;
+  if (p.strides.some((s) => s !== 1) || w.dataType !== DT.FLOAT) return undefined;
+  const effective = p.kernel.map((k, i) => (k - 1) * p.dilations[i] + 1);
+  const pads = [...effective, ...effective].map((k, i) => k - 1 - p.pads[i]);
+  if (pads.some((v) => v < 0)) return undefined;
+  const [m, cg] = w.dims.map(Number);
+  const group = attrInt(c.node, "group", 1);
+  const mg = m / group;
+  const area = numel(p.kernel);
+  const src = tensorValues(w);
+  const dst = new Float32Array(src.length);
+  // W [M, C/G, k...] -> W' [C, M/G, k...]: W'[j*Cg + ci, mo] = flip(W[j*Mg + mo, ci]).
+  for (let j = 0; j < group; j++) {
+    for (let mo = 0; mo < mg; mo++) {
+      for (let ci = 0; ci < cg; ci++) {
+        const from = ((j * mg + mo) * cg + ci) * area;
+        const to = ((j * cg + ci) * mg + mo) * area;
+        for (let k = 0; k < area; k++) dst[to + k] = src[from + area - 1 - k];
+      }
+    }
+  }
+  const flipped = c.e.floats([group * cg, mg, ...p.kernel], dst);
+  return c.e.op1("Conv", [g0(c), flipped], {
+    kernel_shape: { ints: p.kernel },
+    dilations: { ints: p.dilations },
+    pads: { ints: pads.slice(0, 2 * r) },
+    group: { i: group },
+  });
+}
+
 const convRule: Rule = (c) => {
   only(c, 0);
   const [x, w] = c.node.input;
   const xd = c.info(x).dims;
   const p = windowParams(c.node, xd, c.info(w).dims);
+  const init = c.initializer(w);
+  const asConv = init ? strideOneConvGradient(c, p, init) : undefined;
+  if (asConv) return [asConv];
   const { pads, outputPadding } = transposedPads(p, xd.slice(2), c.info(c.node.output[0]).dims.slice(2));
   return [
     c.e.op1("ConvTranspose", [g0(c), w], {
@@ -980,6 +1022,7 @@ export function buildGradientModel(model: ModelProto, opts: GradientGraphOptions
     }
   }
 
+  const initializers = new Map(graph.initializer.map((t) => [t.name, t]));
   const e = new Emitter(opset);
   let refNames = new Map<string, string>();
   const refInfo = graph.input.find((i) => i.name === input)!;
@@ -1018,6 +1061,7 @@ export function buildGradientModel(model: ModelProto, opts: GradientGraphOptions
       info,
       dynamic: (t, axis) => info(t).dims[axis] !== infos2.get(t)?.dims[axis],
       ref: (t) => refNames.get(t) ?? t,
+      initializer: (t) => initializers.get(t),
     };
     const contributions = RULES[node.opType](ctx);
     node.input.forEach((t, k) => {
