@@ -325,6 +325,27 @@ describe("gradient graph contract", () => {
     }
   });
 
+  it("differentiates a chosen intermediate output; an input the output ignores gets a zero gradient", async () => {
+    const g = new GraphBuilder("mid-out");
+    const x = g.input("x", ["N", 3]);
+    const h = g.node("Mul", [x, x], {}, ["h"]);
+    g.node("Sigmoid", [h], {}, ["y"]);
+    g.output("y", ["N", 3]);
+    const gm = buildGradientModel(parseModel(g.toBytes()), { output: "h" });
+    expect(gm.output).toBe("h");
+    const xv = Float32Array.from([0.5, -1, 2]);
+    const res = await run(gm.bytes, { x: new ort.Tensor("float32", xv, [1, 3]), [gm.seedInput]: new ort.Tensor("float32", Float32Array.from([1, 2, 3]), [1, 3]) });
+    expect(Array.from(res[gm.gradients.x].data as Float32Array)).toEqual([1, -4, 12]);
+
+    const c = new GraphBuilder("const");
+    c.input("x", ["N", 3]);
+    c.node("Sigmoid", [c.constant([1, 3], [1, 2, 3])], {}, ["y"]);
+    c.output("y", [1, 3]);
+    const cm = buildGradientModel(parseModel(c.toBytes()));
+    const cres = await run(cm.bytes, { x: new ort.Tensor("float32", xv, [1, 3]), [cm.seedInput]: new ort.Tensor("float32", Float32Array.from([1, 1, 1]), [1, 3]) });
+    expect(Array.from(cres[cm.gradients.x].data as Float32Array)).toEqual([0, 0, 0]);
+  });
+
   it("refuses an op without a rule, naming the op and the node", () => {
     const bytes = tiny([3], (g, x) => g.node("Cos", [x], {}, undefined, "/block/trig/Cos"));
     expect(() => buildGradientModel(parseModel(bytes))).toThrow(SegcauseError);

@@ -35,7 +35,6 @@ import {
   reduceAxes,
   resizeGeometry,
   sliceParams,
-  splitEven,
   tensorValues,
   windowParams,
   type StaticInfo,
@@ -954,9 +953,12 @@ function imageInput(model: ModelProto): string {
   return inputs[0].name;
 }
 
-/** Dims for a value_info: static sizes as numbers, batch-following sizes as the input's batch name. */
+/**
+ * Dims for a value_info: static sizes as numbers; a batch-following first axis takes the input's batch
+ * name, other batch-following axes (e.g. batch folded into tokens) a name of their own.
+ */
 function declaredDims(a: StaticInfo, b: StaticInfo, batchName: string): (number | string)[] {
-  return a.dims.map((d, i) => (d === b.dims[i] ? d : batchName));
+  return a.dims.map((d, i) => (d === b.dims[i] ? d : i === 0 ? batchName : `${batchName}_dim${i}`));
 }
 
 /** Duplicates the nodes that depend on the image input, renamed, to run the forward pass on the reference. */
