@@ -288,6 +288,26 @@ describe("every perturbation method", () => {
     });
   }
 
+  it("run through the registry with their declared options (what the CLI does)", async () => {
+    const given: Record<string, Record<string, unknown>> = {
+      rise: { masks: 20, cells: 4 },
+      lime: { coalitions: 20, segments: 8, fillKind: "blur", sigma: 2 },
+      kernelshap: { coalitions: 40, partition: "grid", block: 8, fillKind: "constant", fill: 10 },
+      "pdcr-superpixel": { segments: 16, screen: 2, samples: 5, tau: 0.5 },
+    };
+    await withModel(softModel, async (model, kase) => {
+      for (const [name, g] of Object.entries(given)) {
+        const def = getMethod(name);
+        const options = resolveOptions(def, g);
+        const a = await def.explain({ model, kase, target, run: { seed: 1 }, bank: flatBank([20, 240]), options, });
+        expect(a.method).toBe(name);
+        expect(a.map).toHaveLength(32 * 32);
+        expect(a.signed).toBe(true);
+        for (const [k, v] of Object.entries(g)) if (k !== "fillKind" && k !== "fill" && k !== "sigma" && k !== "partition") expect(JSON.stringify(a.provenance.settings), `${name} ${k}`).toContain(`"${k}":${JSON.stringify(v)}`);
+      }
+    });
+  });
+
   it("are registered with declared options, and bad options give clear errors", async () => {
     for (const n of ["rise", "lime", "kernelshap", "pdcr-superpixel"]) expect(methodNames()).toContain(n);
     expect(resolveOptions(getMethod("rise"), {})).toMatchObject({ masks: 4000, cells: 8, keepProbability: 0.5, fillKind: "mean" });
@@ -300,7 +320,7 @@ describe("every perturbation method", () => {
       await expect(explainLime(m, k, target, { segments: 1 })).rejects.toThrow(/segments must be an integer in 2\.\./);
       await expect(explainLime(m, k, target, { coalitions: 0 })).rejects.toThrow(/coalitions must be an integer >= 2/);
       await expect(explainLime(m, k, target, { kernelWidth: 0 })).rejects.toThrow(/kernel width must be > 0/);
-      await expect(explainKernelShap(m, k, target, { ...BLACK, coalitions: 4 })).rejects.toThrow(/singular/);
+      await expect(explainKernelShap(m, k, target, { ...BLACK, coalitions: 20 })).rejects.toThrow(/20 coalitions are too few for 15 units/);
       await expect(explainPdcrSuperpixel(m, k, target, { bank: flatBank([20]), segments: 1 })).rejects.toThrow(/segments must be an integer in 2\.\./);
     });
   });

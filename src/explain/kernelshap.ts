@@ -16,6 +16,7 @@ import { checkCount, enumeratedCoalition, explainCoalitions, shapleyCoalition, s
 import { COALITION_DEFAULTS, coalitionBasics, coalitionOptionDecls, coalitionOptionValues, defined, type CoalitionCommonOptions } from "./lime.js";
 import type { MethodDefinition } from "./methods.js";
 import { shapleyFit } from "./surrogates.js";
+import { fail } from "../errors.js";
 
 export type KernelShapOptions = CoalitionCommonOptions;
 export const KERNELSHAP_DEFAULTS = { ...COALITION_DEFAULTS };
@@ -32,7 +33,11 @@ export async function explainKernelShap(model: Model, kase: Case, target: Target
     {
       method: "kernelshap",
       ...coalitionBasics(o),
-      count: (d) => (enumerable(d, o.coalitions) ? 2 ** d - 2 : o.coalitions),
+      count: (d) => {
+        if (enumerable(d, o.coalitions)) return 2 ** d - 2;
+        if (o.coalitions < 2 * d) fail(`${o.coalitions} coalitions are too few for ${d} units (KernelSHAP needs at least 2 per unit, and many more for a precise answer)`, `use --coalitions ${Math.max(1000, 10 * d)}, or fewer units (--segments)`);
+        return o.coalitions;
+      },
       sample: (seed, i, d) => (enumerable(d, o.coalitions) ? enumeratedCoalition(i, d) : shapleyCoalition(seed, i, d)),
       needsEmpty: true,
       fit: (Z, y, d, fAll, fNone) => {
