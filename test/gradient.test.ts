@@ -10,6 +10,8 @@ import { SegcauseError } from "../src/errors.js";
 import { GraphBuilder, type AttrValue } from "../src/onnx/builder.js";
 import { buildGradientModel, type GradientGraphOptions } from "../src/onnx/gradient.js";
 import { parseModel } from "../src/onnx/graph.js";
+import { inferStatic } from "../src/onnx/shapes.js";
+import { exposeTensors, tensorNames } from "../src/onnx/surgery.js";
 
 const ROOT = join(import.meta.dirname, "..");
 // Severity 3: the tiny models declare their output shape loosely, which ORT warns about.
@@ -478,6 +480,23 @@ describe("shipped zoo models", () => {
     expect(grad.length).toBe(x.length);
     expect(grad.every(Number.isFinite)).toBe(true);
     expect(grad.some((v) => v !== 0)).toBe(true);
+  });
+});
+
+describe("static shape inference", () => {
+  // deeplab computes Resize sizes and Expand shapes from Shape; segformer folds the batch into tokens.
+  it.each(["deeplab-hc18.onnx", "segformer-ph2.onnx"])("%s: every tensor's shape (and integer value) equals ONNX Runtime's at batch 2", async (file) => {
+    const bytes = readFileSync(join(ROOT, "models", file));
+    const model = parseModel(bytes);
+    const infos = inferStatic(model, 2);
+    const names = tensorNames(model);
+    const dims = model.graph!.input[0].type!.value.value!.shape!.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : 2));
+    const res = await run(exposeTensors(model, names), { image: new ort.Tensor("float32", new Float32Array(prod(dims)).fill(0.5), dims) });
+    for (const n of names) {
+      expect(infos.get(n)!.dims, n).toEqual([...(res[n] as ort.Tensor).dims]);
+      const v = infos.get(n)!.value;
+      if (v && res[n].type === "int64") expect(v, n).toEqual(Array.from(res[n].data as BigInt64Array, Number));
+    }
   });
 });
 
