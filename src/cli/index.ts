@@ -8,6 +8,7 @@ import { demoCommand } from "./demo.js";
 import { evaluateCommand } from "./evaluate.js";
 import { explainCommand, methodsCommand } from "./explain.js";
 import { infoCommand } from "./info.js";
+import { strategiesCommand } from "./strategies.js";
 
 export function program(): Command {
   const p = new Command("segcause")
@@ -15,7 +16,7 @@ export function program(): Command {
     .version(VERSION)
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(s) });
-  for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), infoCommand(), demoCommand(), evaluateCommand()]) p.addCommand(c.exitOverride());
+  for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), infoCommand(), demoCommand(), evaluateCommand(), strategiesCommand()]) p.addCommand(c.exitOverride());
   return p;
 }
 

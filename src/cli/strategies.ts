@@ -1,0 +1,40 @@
+/** `segcause strategies`: local / global / sequential perceptual strategies from attribution maps. */
+import { Command } from "commander";
+import { STRATEGY_DEFAULTS } from "../evaluate/strategies.js";
+import { writeStrategyReport } from "../evaluate/strategies-report.js";
+import { int, num } from "./options.js";
+
+interface StrategyFlags {
+  maps: string[];
+  out: string;
+  methods?: string;
+  block: number;
+  radius: number;
+  rel: number;
+  tau?: number;
+  gallery: number;
+}
+
+export function strategiesCommand(): Command {
+  const d = STRATEGY_DEFAULTS;
+  return new Command("strategies")
+    .description("classify attribution maps (PdCR or any method) as local / global / sequential perceptual strategies and compare models")
+    .requiredOption("--maps <dirs...>", "folders written by `segcause evaluate` (their cells/) or `segcause explain`")
+    .requiredOption("--out <dir>", "output folder")
+    .option("--methods <list>", "only these methods (default: every method found)")
+    .option("--block <px>", "block grid size", int("block"), d.block)
+    .option("--radius <blocks>", "local radius r in blocks", int("radius"), d.radius)
+    .option("--rel <f>", "blocks with |value| >= rel x the largest are significant (with tau)", num("rel"), d.rel)
+    .option("--tau <t>", "absolute significance threshold (default: each map's own tau, 0 if none)", num("tau"))
+    .option("--gallery <n>", "example maps per model in the gallery", int("gallery"), 6)
+    .action(async (f: StrategyFlags) => {
+      const r = await writeStrategyReport(f.maps, f.out, {
+        methods: f.methods?.split(",").map((s) => s.trim()),
+        settings: { block: f.block, radius: f.radius, rel: f.rel, ...(f.tau !== undefined ? { tau: f.tau } : {}) },
+        gallery: f.gallery,
+      });
+      const counts: Record<string, number> = {};
+      for (const m of r.results) counts[m.stats.cls] = (counts[m.stats.cls] ?? 0) + 1;
+      process.stdout.write(`${r.results.length} maps: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ")}\nwrote ${r.files.length} files to ${f.out} (report.html, maps.csv, models.csv, strategies.json, plots/)\n`);
+    });
+}

@@ -1,0 +1,233 @@
+/**
+ * `segcause strategies`: finds attribution maps in evaluate outputs (cells/.../map.npy + cell.json)
+ * or explain outputs (map.npy + manifest.json), computes the strategy statistics of each map and
+ * writes per-map and per-model tables (JSON/CSV), paired model comparisons, distribution plots, a
+ * gallery of example maps per model and a self-contained HTML report.
+ */
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { mkdir, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { fail } from "../errors.js";
+import { encodePng } from "../data/image.js";
+import { svgToPng } from "../report/charts.js";
+import { heatRgb } from "../report/colormap.js";
+import { Region, type RoiRect } from "../target/roi.js";
+import { decodeNpy } from "../util/npy.js";
+import { csv, fmt, page, pngImg, table } from "./html.js";
+import { meanSd } from "./map-metrics.js";
+import { boxPanelsSvg, colourOf, esc, stackedBarsSvg } from "./plots.js";
+import type { CellRecord } from "./store.js";
+import { STRATEGY_CLASSES, STRATEGY_DEFAULTS, strategyStats, type StrategySettings, type StrategyStats } from "./strategies.js";
+import { wilcoxon } from "./wilcoxon.js";
+
+export interface MapEntry {
+  dataset: string;
+  model: string;
+  image: string;
+  roi: string;
+  method: string;
+  roiRect: RoiRect;
+  height: number;
+  width: number;
+  tau: number;
+  path: string;
+}
+
+export interface MapResult extends MapEntry {
+  stats: StrategyStats;
+}
+
+function readJsonFile(path: string): any {
+  try {
+    return JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every map under the given folders (evaluate cells or explain outputs), in a stable order. */
+export function findMaps(dirs: readonly string[]): MapEntry[] {
+  const out: MapEntry[] = [];
+  const visit = (dir: string) => {
+    let entries;
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    const names = new Set(entries.map((e) => e.name));
+    if (names.has("map.npy")) {
+      const npy = join(dir, "map.npy");
+      if (names.has("cell.json")) {
+        const c = readJsonFile(join(dir, "cell.json")) as CellRecord | undefined;
+        if (c?.format === "segcause.evalcell/1") {
+          const meta = readJsonFile(join(dir, "attribution.json"));
+          out.push({ dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, roiRect: c.roiRect, height: meta?.height ?? 0, width: meta?.width ?? 0, tau: Number(c.options.tau ?? 0) || 0, path: npy });
+        }
+      } else if (names.has("manifest.json")) {
+        const m = readJsonFile(join(dir, "manifest.json"));
+        if (m?.format === "segcause.attribution/1") {
+          const prov = m.provenance ?? {};
+          const imagePath: string = prov.case?.imagePath ?? "";
+          const ds = /\/([^/]+)\/images\/[^/]+$/.exec(imagePath)?.[1] ?? "-";
+          const roi: RoiRect = prov.target?.roi;
+          out.push({
+            dataset: ds, model: basename(String(prov.model?.path ?? "model")).replace(/\.onnx$/i, ""), image: String(prov.case?.id ?? basename(dir)),
+            roi: roi ? `${roi.row},${roi.col},${roi.height}x${roi.width}` : "-", method: String(m.method), roiRect: roi, height: 0, width: 0, tau: Number(prov.settings?.tau ?? 0) || 0, path: npy,
+          });
+        }
+      }
+    }
+    for (const e of entries) if (e.isDirectory() && !e.name.startsWith(".")) visit(join(dir, e.name));
+  };
+  for (const d of dirs) {
+    if (!existsSync(d)) fail(`${d} does not exist`, "pass folders written by `segcause evaluate` or `segcause explain`");
+    visit(d);
+  }
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+export function loadMap(e: MapEntry): { map: Float32Array; height: number; width: number } {
+  const { data, shape } = decodeNpy(readFileSync(e.path));
+  return { map: data, height: shape[0], width: shape[1] };
+}
+
+const CLASS_COLOURS: Record<string, string> = { local: "#d62728", sequential: "#2ca02c", global: "#1f77b4", null: "#aaaaaa" };
+const STAT_KEYS = ["localShare", "spread", "entropy", "chainExtent", "chainBlocks", "chainMass", "significantShare"] as const;
+
+export interface StrategyReport {
+  results: MapResult[];
+  files: string[];
+}
+
+export async function writeStrategyReport(dirs: readonly string[], out: string, opts: { methods?: string[]; settings?: Partial<StrategySettings>; gallery?: number } = {}): Promise<StrategyReport> {
+  const settings = { ...STRATEGY_DEFAULTS, ...opts.settings };
+  let entries = findMaps(dirs);
+  if (opts.methods) entries = entries.filter((e) => opts.methods!.includes(e.method));
+  if (entries.length === 0) fail(`no attribution maps found in ${dirs.join(", ")}${opts.methods ? ` for methods ${opts.methods.join(",")}` : ""}`, "pass folders written by `segcause evaluate` (cells/) or `segcause explain`");
+  const results: MapResult[] = [];
+  const maps = new Map<string, Float32Array>();
+  for (const e of entries) {
+    const { map, height, width } = loadMap(e);
+    const stats = strategyStats(map, height, width, e.roiRect, { ...settings, tau: opts.settings?.tau ?? e.tau });
+    results.push({ ...e, height, width, stats });
+    maps.set(e.path, map);
+  }
+  const files: string[] = [];
+  const put = async (name: string, data: string | Buffer) => {
+    await mkdir(dirname(join(out, name)), { recursive: true });
+    await writeFile(join(out, name), data);
+    files.push(name);
+  };
+  const statCols = ["cls", "localShare", "spread", "entropy", "chainBlocks", "chainExtent", "chainMass", "chainGridShare", "significantBlocks", "significantShare", "totalMass", "blocks"] as const;
+  await put("maps.csv", csv(["dataset", "model", "image", "roi", "method", ...statCols, "path"], results.map((r) => [r.dataset, r.model, r.image, r.roi, r.method, ...statCols.map((k) => r.stats[k] as number | string), r.path])));
+
+  // Per (dataset, model, method): class counts and mean ± sd.
+  const groups = [...new Map(results.map((r) => [`${r.dataset}|${r.model}|${r.method}`, { dataset: r.dataset, model: r.model, method: r.method }])).values()].sort((a, b) => `${a.method}|${a.dataset}|${a.model}`.localeCompare(`${b.method}|${b.dataset}|${b.model}`));
+  const perModel = groups.map((g) => {
+    const rs = results.filter((r) => r.dataset === g.dataset && r.model === g.model && r.method === g.method);
+    const counts = Object.fromEntries(STRATEGY_CLASSES.map((c) => [c, rs.filter((r) => r.stats.cls === c).length]));
+    const stats = Object.fromEntries(STAT_KEYS.map((k) => [k, meanSd(rs.map((r) => r.stats[k]))]));
+    return { ...g, maps: rs.length, counts, stats };
+  });
+  // Paired model comparisons on the same (dataset, image, RoI, method).
+  const pairs: { dataset: string; method: string; stat: string; a: string; b: string; n: number; meanDiff: number; p: number; test: string }[] = [];
+  for (const ds of [...new Set(results.map((r) => r.dataset))].sort()) {
+    for (const method of [...new Set(results.map((r) => r.method))].sort()) {
+      const rs = results.filter((r) => r.dataset === ds && r.method === method);
+      const models = [...new Set(rs.map((r) => r.model))].sort();
+      for (let i = 0; i < models.length; i++) {
+        for (let j = i + 1; j < models.length; j++) {
+          const bKey = new Map(rs.filter((r) => r.model === models[j]).map((r) => [`${r.image}|${r.roi}|${r.roiRect.row},${r.roiRect.col}`, r]));
+          for (const stat of ["localShare", "spread", "entropy", "chainExtent"] as const) {
+            const d: number[] = [];
+            for (const r of rs.filter((x) => x.model === models[i])) {
+              const o = bKey.get(`${r.image}|${r.roi}|${r.roiRect.row},${r.roiRect.col}`);
+              if (o && Number.isFinite(r.stats[stat]) && Number.isFinite(o.stats[stat])) d.push(r.stats[stat] - o.stats[stat]);
+            }
+            if (d.length === 0) continue;
+            const w = wilcoxon(d);
+            pairs.push({ dataset: ds, method, stat, a: models[i], b: models[j], n: d.length, meanDiff: d.reduce((s, v) => s + v, 0) / d.length, p: w.p, test: w.method });
+          }
+        }
+      }
+    }
+  }
+  await put("strategies.json", JSON.stringify({ format: "segcause.strategies/1", settings, definitions: DEFINITIONS, perModel, pairs, maps: results.map(({ path, ...r }) => ({ ...r, path })) }, null, 1));
+  await put("models.csv", csv(["dataset", "model", "method", "maps", ...STRATEGY_CLASSES, ...STAT_KEYS.flatMap((k) => [`${k}_mean`, `${k}_sd`])], perModel.map((g) => [g.dataset, g.model, g.method, g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.flatMap((k) => [g.stats[k].mean, g.stats[k].sd])])));
+  await put("model-pairs.csv", csv(["dataset", "method", "stat", "a", "b", "n", "mean_diff_a_minus_b", "p", "test"], pairs.map((p) => [p.dataset, p.method, p.stat, p.a, p.b, p.n, p.meanDiff, p.p, p.test])));
+
+  // Plots per method: class shares per model, stat distributions per model, gallery.
+  const plots: { name: string; png: Buffer; caption: string }[] = [];
+  const methods = [...new Set(results.map((r) => r.method))].sort();
+  for (const method of methods) {
+    const gs = perModel.filter((g) => g.method === method);
+    const label = (g: { dataset: string; model: string }) => `${g.model} (${g.dataset})`;
+    plots.push({
+      name: `plots/classes-${method}.png`,
+      png: await svgToPng(stackedBarsSvg(`${method}: strategy of each map, per model`, gs.map((g) => ({ label: label(g), parts: STRATEGY_CLASSES.map((c) => ({ name: c, value: g.counts[c], colour: CLASS_COLOURS[c] })) })))),
+      caption: `${method}: number of maps classified local / sequential / global / null per model.`,
+    });
+    const modelsHere = gs.map(label);
+    const panel = (k: (typeof STAT_KEYS)[number], title: string) => ({
+      title, yLabel: k,
+      groups: gs.map((g, i) => ({ label: g.model, colour: colourOf(modelsHere[i], modelsHere), values: results.filter((r) => r.method === method && r.model === g.model && r.dataset === g.dataset).map((r) => r.stats[k]) })),
+    });
+    plots.push({
+      name: `plots/stats-${method}.png`,
+      png: await svgToPng(boxPanelsSvg(`${method}: strategy statistics per model`, [panel("localShare", `mass within ${settings.radius} blocks`), panel("spread", "spread (normalised distance)"), panel("entropy", "normalised entropy"), panel("chainExtent", "RoI chain extent (blocks)")])),
+      caption: `${method}: distributions of the strategy statistics per model (one dot per map).`,
+    });
+    const n = opts.gallery ?? 6;
+    const tile = 150;
+    const rowsG = gs.map((g) => results.filter((r) => r.method === method && r.model === g.model && r.dataset === g.dataset).slice(0, n));
+    const W = 200 + n * (tile + 10), H = 50 + rowsG.length * (tile + 40);
+    const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="10" y="26" font-family="DejaVu Sans, sans-serif" font-size="16" font-weight="bold">${esc(method)}: example maps per model (red = supports the RoI, blue = hurts, RoI green)</text>`];
+    for (let i = 0; i < rowsG.length; i++) {
+      const y = 50 + i * (tile + 40);
+      parts.push(`<text x="10" y="${y + tile / 2}" font-family="DejaVu Sans, sans-serif" font-size="13">${esc(gs[i].model)}</text>`, `<text x="10" y="${y + tile / 2 + 16}" font-family="DejaVu Sans, sans-serif" font-size="11" fill="#555">${esc(gs[i].dataset)}</text>`);
+      for (let j = 0; j < rowsG[i].length; j++) {
+        const r = rowsG[i][j];
+        const m = maps.get(r.path)!;
+        // signed maps as stored; unsigned maps (importance >= 0) drawn as support, like `segcause explain`
+        const signed = m.some((v) => v > 0) && m.some((v) => v < 0) ? m : m.some((v) => v > 0) ? m.map((v) => -v) : m;
+        const png = await encodePng({ width: r.width, height: r.height, channels: 3, data: heatRgb(signed, r.height, r.width, Region.rect(r.roiRect, r.height, r.width)) });
+        const x = 200 + j * (tile + 10);
+        parts.push(`<image x="${x}" y="${y}" width="${tile}" height="${tile}" href="data:image/png;base64,${png.toString("base64")}"/>`);
+        parts.push(`<text x="${x}" y="${y + tile + 14}" font-family="DejaVu Sans, sans-serif" font-size="10">${esc(r.image)} · ${esc(r.stats.cls)}</text>`);
+        parts.push(`<text x="${x}" y="${y + tile + 27}" font-family="DejaVu Sans, sans-serif" font-size="10" fill="#555">local ${fmt(r.stats.localShare, 2)} · chain ${r.stats.chainExtent}</text>`);
+      }
+    }
+    plots.push({ name: `plots/gallery-${method}.png`, png: await svgToPng(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join("")}</svg>`), caption: `${method}: the first ${n} maps of each model (sorted by image and RoI), with their class.` });
+  }
+  for (const p of plots) await put(p.name, p.png);
+
+  const body: string[] = [];
+  body.push(`<p>${results.length} maps from ${esc(dirs.join(", "))}; block grid ${settings.block}×${settings.block} px, local radius ${settings.radius} blocks.</p>`);
+  body.push(`<h2>Per model</h2>` + table(
+    ["method", "dataset", "model", "maps", ...STRATEGY_CLASSES, ...STAT_KEYS.map(String)],
+    perModel.map((g) => [esc(g.method), esc(g.dataset), esc(g.model), g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.map((k) => `${fmt(g.stats[k].mean)} ± ${fmt(g.stats[k].sd)}`)]),
+    { numeric: true },
+  ));
+  if (pairs.length) body.push(`<h2>Paired model comparisons (same image and RoI; Wilcoxon signed-rank)</h2>` + table(["dataset", "method", "statistic", "a", "b", "n", "mean(a−b)", "p", "test"], pairs.map((p) => [esc(p.dataset), esc(p.method), p.stat, esc(p.a), esc(p.b), p.n, p.meanDiff, p.p, p.test])));
+  body.push(`<h2>Plots</h2>`);
+  for (const p of plots) body.push(`<figure>${pngImg(p.png, p.caption)}<figcaption class="small">${esc(p.caption)}</figcaption></figure>`);
+  body.push(`<h2>Definitions</h2>` + table(["term", "definition"], DEFINITIONS.map(([k, v]) => [esc(k), esc(v)])));
+  body.push(`<h2>Maps</h2>` + table(["dataset", "model", "image", "RoI", "method", "class", "local", "spread", "entropy", "chain blocks", "chain extent", "chain mass"], results.map((r) => [esc(r.dataset), esc(r.model), esc(r.image), esc(r.roi), esc(r.method), r.stats.cls, r.stats.localShare, r.stats.spread, r.stats.entropy, r.stats.chainBlocks, r.stats.chainExtent, r.stats.chainMass])));
+  await put("report.html", page("segcause perceptual strategies", body.join("\n")));
+  return { results, files };
+}
+
+export const DEFINITIONS: [string, string][] = [
+  ["grid", "blocks of 8×8 px (--block) over the model input; blocks overlapping the RoI are left out; block value = mean of the map over the block (a PdCR map: the block's ATE); weight a = |value|"],
+  ["distance d", "Chebyshev distance in blocks from the block to the RoI's blocks (1 = adjacent)"],
+  ["localShare", "Σ a over blocks with d ≤ r (r = 4 blocks, --radius) / Σ a"],
+  ["spread", "mean distance of the |ATE| mass from the RoI, Σ a·d / Σ a, divided by the largest d in the image (0..1)"],
+  ["entropy", "−Σ q log q / log(#blocks), q = a / Σ a: 0 = one block, 1 = uniform"],
+  ["significant", "a ≥ max(τ, 0.05·max a); τ = the map's own τ (PdCR: 0.02 Dice points), 0 for methods without one"],
+  ["chain", "union of the 8-connected components of significant blocks that touch the RoI (contain a block with d = 1): chainBlocks (size), chainExtent (max d, blocks), chainMass (share of Σ a), chainGridShare (share of the grid)"],
+  ["local", "localShare ≥ 0.7"],
+  ["sequential", "not local, chainExtent ≥ 2r (8 blocks), chainMass ≥ 0.5 and chainGridShare ≤ 0.25: a thin structure of significant blocks leading away from the RoI"],
+  ["global", "neither: the mass is spread over the image, not along one chain from the RoI"],
+  ["null", "the map is zero everywhere outside the RoI"],
+];

@@ -1,0 +1,108 @@
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { strategyStats } from "../src/evaluate/strategies.js";
+import { findMaps, writeStrategyReport } from "../src/evaluate/strategies-report.js";
+import { encodeNpy } from "../src/util/npy.js";
+import { tmp } from "./helpers/tiny.js";
+
+// A 256x256 map on the 8x8 block grid (32x32 blocks) with a 32x32 RoI at rows/cols 112..143
+// (grid blocks 14..17), written block by block like a PdCR map.
+const N = 256, B = 8;
+const ROI = { row: 112, col: 112, height: 32, width: 32 };
+function blockMap(value: (gr: number, gc: number) => number): Float32Array {
+  const m = new Float32Array(N * N);
+  for (let y = 0; y < N; y++) for (let x = 0; x < N; x++) {
+    const inRoi = y >= ROI.row && y < ROI.row + ROI.height && x >= ROI.col && x < ROI.col + ROI.width;
+    m[y * N + x] = inRoi ? 0 : value(Math.floor(y / B), Math.floor(x / B));
+  }
+  return m;
+}
+
+const localBlob = blockMap((r, c) => (Math.max(Math.abs(r - 15.5), Math.abs(c - 15.5)) <= 3.5 ? -1.5 : 0));
+const uniform = blockMap(() => -0.4);
+// a one-block-wide chain leaving the RoI to the right edge, plus weak noise-free background
+const chain = blockMap((r, c) => (r === 15 && c >= 18 ? -2 : 0));
+// a bent chain (down then right) with a few isolated weak blocks elsewhere
+const bent = blockMap((r, c) => ((c === 16 && r >= 18 && r <= 25) || (r === 25 && c >= 16 && c <= 30) ? -1 : (r * 7 + c * 3) % 97 === 0 ? -0.05 : 0));
+
+describe("strategy statistics and classification", () => {
+  it("a blob at the RoI is local", () => {
+    const s = strategyStats(localBlob, N, N, ROI);
+    expect(s.cls).toBe("local");
+    expect(s.localShare).toBeCloseTo(1, 12);
+    expect(s.chainExtent).toBe(2); // blocks 12..19 around the RoI's 14..17
+    expect(s.blocks).toBe(1024 - 16);
+  });
+
+  it("uniform spread is global, with entropy 1", () => {
+    const s = strategyStats(uniform, N, N, ROI);
+    expect(s.cls).toBe("global");
+    expect(s.entropy).toBeCloseTo(1, 6);
+    expect(s.localShare).toBeCloseTo(128 / 1008, 6); // 12x12 - 16 blocks within 4 of the RoI
+    expect(s.chainGridShare).toBeCloseTo(1, 12);
+  });
+
+  it("a chain of blocks from the RoI is sequential, straight or bent", () => {
+    const s = strategyStats(chain, N, N, ROI);
+    expect(s.cls).toBe("sequential");
+    expect(s.chainBlocks).toBe(14);
+    expect(s.chainExtent).toBe(14);
+    expect(s.chainMass).toBeCloseTo(1, 12);
+    expect(s.spread).toBeGreaterThan(0.3);
+    const t = strategyStats(bent, N, N, ROI);
+    expect(t.cls).toBe("sequential");
+    expect(t.chainBlocks).toBe(8 + 14);
+    expect(t.chainExtent).toBe(13);
+    expect(t.chainMass).toBeGreaterThan(0.9);
+  });
+
+  it("a chain that does not touch the RoI is not sequential, and an empty map is null", () => {
+    const far = blockMap((r, c) => (r === 2 && c >= 2 ? -2 : 0));
+    const s = strategyStats(far, N, N, ROI);
+    expect(s.chainBlocks).toBe(0);
+    expect(s.cls).toBe("global");
+    expect(strategyStats(blockMap(() => 0), N, N, ROI).cls).toBe("null");
+  });
+
+  it("significance uses the map's tau and the relative threshold", () => {
+    const weak = blockMap((r, c) => (r === 15 && c >= 18 ? -0.01 : 0));
+    expect(strategyStats(weak, N, N, ROI, { tau: 0.02 }).chainBlocks).toBe(0);
+    expect(strategyStats(weak, N, N, ROI, { tau: 0 }).chainBlocks).toBe(14);
+  });
+});
+
+describe("strategies report", () => {
+  it("reads evaluate cells and explain outputs, classifies them and writes tables, plots and HTML", async () => {
+    const root = tmp("segcause-strat-");
+    const maps = { "local-blob": localBlob, uniform, chain };
+    for (const [model, map] of Object.entries(maps)) {
+      for (const image of ["a", "b"]) {
+        // evaluate layout
+        const d = join(root, "eval", "cells", "synth", model, image, "boundary32-0", "pdcr");
+        mkdirSync(d, { recursive: true });
+        writeFileSync(join(d, "map.npy"), encodeNpy(map, [N, N]));
+        writeFileSync(join(d, "attribution.json"), JSON.stringify({ height: N, width: N }));
+        writeFileSync(join(d, "cell.json"), JSON.stringify({ format: "segcause.evalcell/1", id: { dataset: "synth", model, image, roi: "boundary32-0" }, method: "pdcr", options: { tau: 0.02 }, roiRect: ROI }));
+      }
+    }
+    // explain layout
+    const e = join(root, "explain-out");
+    mkdirSync(e, { recursive: true });
+    writeFileSync(join(e, "map.npy"), encodeNpy(chain, [N, N]));
+    writeFileSync(join(e, "manifest.json"), JSON.stringify({ format: "segcause.attribution/1", method: "pdcr", provenance: { model: { path: "models/unet-vessels.onnx" }, case: { id: "fundus", imagePath: "/x/data/vessels/images/fundus.png" }, target: { roi: ROI }, settings: { tau: 0.02 } } }));
+    expect(findMaps([root])).toHaveLength(7);
+    const out = join(root, "report");
+    const r = await writeStrategyReport([join(root, "eval"), e], out, { gallery: 2 });
+    const cls = Object.fromEntries(r.results.map((m) => [`${m.model}/${m.image}`, m.stats.cls]));
+    expect(cls).toEqual({ "local-blob/a": "local", "local-blob/b": "local", "uniform/a": "global", "uniform/b": "global", "chain/a": "sequential", "chain/b": "sequential", "unet-vessels/fundus": "sequential" });
+    for (const f of ["maps.csv", "models.csv", "model-pairs.csv", "strategies.json", "report.html", "plots/gallery-pdcr.png", "plots/classes-pdcr.png", "plots/stats-pdcr.png"]) expect(r.files).toContain(f);
+    const models = readFileSync(join(out, "models.csv"), "utf8");
+    expect(models).toMatch(/synth,chain,pdcr,2,0,2,0,0/);
+    const html = readFileSync(join(out, "report.html"), "utf8");
+    expect(html).toContain("data:image/png;base64,");
+    expect(html).not.toMatch(/<script|https?:\/\//);
+    const json = JSON.parse(readFileSync(join(out, "strategies.json"), "utf8"));
+    expect(json.pairs.length).toBeGreaterThan(0);
+  });
+});
