@@ -126,8 +126,9 @@ describe("gradient rules match finite differences", () => {
     await fdCase([2, 3, 3], (g, x) => g.node(op, [g.node("Mul", [x, g.constant([1], [1.5])])], attrs), range);
   });
 
-  it("Pow with a constant exponent, Clip, Cast float->float", async () => {
+  it("Pow with a constant (float or integer) exponent, Clip, Cast float->float", async () => {
     await fdCase([2, 3], (g, x) => g.node("Pow", [x, g.constant([], [2.5])]), { lo: 0.5, hi: 2 });
+    await fdCase([2, 3], (g, x) => g.node("Pow", [x, g.constantInt64([3])]));
     await fdCase([2, 3], (g, x) => g.node("Clip", [x, g.constant([], [-0.5]), g.constant([], [0.5])]), { gap: 0.02 });
     await fdCase([2, 3], (g, x) => g.node("Cast", [g.node("Sigmoid", [x])], { to: 1 }));
   });

@@ -19,6 +19,7 @@ import {
   type ModelProto,
   type NodeProto,
   type TensorProto,
+  type ValueInfoProto,
 } from "onnx-buf";
 import { fail } from "../errors.js";
 import { floatTensor, int64Tensor, valueInfo } from "./builder.js";
@@ -321,7 +322,8 @@ const UNARY: Record<string, Rule> = {
   Softplus: unary((c, x) => c.e.op1("Sigmoid", [x])),
   Clip: unary(clipDeriv),
   Pow: unary((c, x) => {
-    const p = c.node.input[1];
+    const p0 = c.node.input[1];
+    const p = c.info(p0).dtype === DT.FLOAT ? p0 : c.e.op1("Cast", [p0], { to: { i: DT.FLOAT } }); // Pow allows an integer exponent
     return c.e.mul(c.e.op1("Pow", [x, c.e.op1("Sub", [p, c.e.scalar(1)])]), p);
   }),
 };
@@ -851,8 +853,7 @@ const resizeRule: Rule = (c) => {
   const [x] = c.node.input;
   const xd = c.info(x).dims;
   const ins = c.node.input.map((t) => (t ? c.info(t) : undefined));
-  const isUpsample = c.node.opType === "Upsample";
-  const { scales, out } = resizeGeometry(c.node, c.info(x), isUpsample ? ins[1] : ins[2], isUpsample ? undefined : ins[3]);
+  const { scales, out } = resizeGeometry(c.node, c.info(x), ins[2], ins[3]);
   const e = c.e;
   const r = xd.length;
   let g = g0(c);
@@ -912,7 +913,6 @@ const RULES: Record<string, Rule> = {
   Pad: padRule,
   Gather: gatherRule,
   Resize: resizeRule,
-  Upsample: resizeRule,
 };
 
 /** Op types with a backward rule. */
@@ -925,12 +925,12 @@ function opsetOf(model: ModelProto): number {
   return Number(model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 0n);
 }
 
-/** Tensors that depend on `sources` through float tensors (the only ones a gradient flows along). */
-function taintedFrom(nodes: NodeProto[], sources: Iterable<string>, infos: Map<string, StaticInfo>, floatOnly: boolean): Set<string> {
+/** Tensors that depend on `sources` through floating-point tensors (the only ones a gradient flows along). */
+function taintedFrom(nodes: NodeProto[], sources: Iterable<string>, infos: Map<string, StaticInfo>): Set<string> {
   const tainted = new Set(sources);
   for (const n of nodes) {
     if (!n.input.some((t) => tainted.has(t))) continue;
-    for (const o of n.output) if (o && (!floatOnly || FLOAT_TYPES.has(infos.get(o)?.dtype ?? -1))) tainted.add(o);
+    for (const o of n.output) if (o && FLOAT_TYPES.has(infos.get(o)?.dtype ?? -1)) tainted.add(o);
   }
   return tainted;
 }
@@ -944,6 +944,24 @@ function relevantTensors(nodes: NodeProto[], output: string, tainted: Set<string
     for (const t of n.input) if (tainted.has(t)) relevant.add(t);
   }
   return relevant;
+}
+
+/** Refuses, by name, any node on the differentiated path that has no rule or is not float32. */
+function checkSupported(active: NodeProto[], relevant: Set<string>, info: (t: string) => StaticInfo, output: string): void {
+  for (const n of active) {
+    const standard = n.domain === "" || n.domain === "ai.onnx" || (n.domain === "com.microsoft" && n.opType === "Gelu");
+    if (!RULES[n.opType] || !standard) {
+      fail(
+        `no gradient rule for ${describeNode(n)} (op type ${n.domain ? `${n.domain}.` : ""}${n.opType}) on the path to '${output}'`,
+        `gradient graphs support ${SUPPORTED_OPS.join(", ")}`,
+      );
+    }
+    for (const t of [...n.input, ...n.output]) {
+      if (relevant.has(t) && info(t).dtype !== DT.FLOAT) {
+        fail(`${describeNode(n)}: tensor '${t}' is ${DT[info(t).dtype]}; gradient graphs are built for float32 models`, "export the model in float32");
+      }
+    }
+  }
 }
 
 function imageInput(model: ModelProto): string {
@@ -982,6 +1000,45 @@ function referencePass(nodes: NodeProto[], input: string): { nodes: NodeProto[];
 }
 
 /**
+ * Walks the active nodes in reverse, summing the gradient of each tensor over its consumers before its
+ * producer's rule runs. Returns the (summed) gradient of a tensor, if any reached it.
+ */
+function backward(active: NodeProto[], relevant: Set<string>, output: string, e: Emitter, context: (n: NodeProto, gy: (string | undefined)[]) => Ctx): (t: string) => string | undefined {
+  const grads = new Map<string, string[]>();
+  const contribute = (t: string, g: string): void => {
+    const list = grads.get(t);
+    if (list) list.push(g);
+    else grads.set(t, [g]);
+  };
+  const total = (t: string): string | undefined => {
+    const list = grads.get(t);
+    if (!list) return undefined;
+    const g = e.sum(list);
+    grads.set(t, [g]);
+    return g;
+  };
+  if (relevant.has(output)) contribute(output, SEED);
+  for (let i = active.length - 1; i >= 0; i--) {
+    const node = active[i];
+    const gy = node.output.map((o) => (o && relevant.has(o) ? total(o) : undefined));
+    if (gy.every((g) => g === undefined)) continue;
+    const ctx = context(node, gy);
+    const contributions = RULES[node.opType](ctx);
+    node.input.forEach((t, k) => {
+      const g = contributions[k];
+      if (ctx.need[k] && g) contribute(t, g);
+    });
+  }
+  return total;
+}
+
+function batchDimName(v: ValueInfoProto): string {
+  const tt = v.type?.value.case === "tensorType" ? v.type.value.value : undefined;
+  const d0 = tt?.shape?.dim[0]?.value;
+  return d0?.case === "dimParam" && d0.value ? d0.value : "N";
+}
+
+/**
  * Builds a model that returns the forward output plus the vector-Jacobian product of the chosen
  * output with the fed seed, for the graph input and/or intermediate tensors.
  */
@@ -1005,17 +1062,9 @@ export function buildGradientModel(model: ModelProto, opts: GradientGraphOptions
     if (graph.initializer.some((i) => i.name === t)) fail(`'${t}' is a weight (initializer); gradients are computed for the input and activations only`);
   }
 
-  const tainted = taintedFrom(graph.node, wrt, infos, true);
-  const relevant = relevantTensors(graph.node, output, tainted);
+  const relevant = relevantTensors(graph.node, output, taintedFrom(graph.node, wrt, infos));
   const active = graph.node.filter((n) => n.output.some((o) => relevant.has(o)) && n.input.some((t) => relevant.has(t)));
-  for (const n of active) {
-    if (!RULES[n.opType] || (n.domain !== "" && n.domain !== "ai.onnx" && !(n.domain === "com.microsoft" && n.opType === "Gelu"))) {
-      fail(
-        `no gradient rule for ${describeNode(n)} (op type ${n.domain ? `${n.domain}.` : ""}${n.opType}) on the path to '${output}'`,
-        `gradient graphs support ${SUPPORTED_OPS.join(", ")}`,
-      );
-    }
-  }
+  checkSupported(active, relevant, info, output);
   // MaxPool's gradient routes through the argmax: expose its Indices output.
   for (const n of active) {
     if (n.opType === "MaxPool" && !n.output[1]) {
@@ -1024,84 +1073,54 @@ export function buildGradientModel(model: ModelProto, opts: GradientGraphOptions
     }
   }
 
-  const initializers = new Map(graph.initializer.map((t) => [t.name, t]));
   const e = new Emitter(opset);
-  let refNames = new Map<string, string>();
   const refInfo = graph.input.find((i) => i.name === input)!;
+  let refNames = new Map<string, string>();
   if (rule === "deeplift") {
     const pass = referencePass(graph.node, input);
     graph.node.push(...pass.nodes);
     refNames = pass.names;
     graph.input.push(create(ValueInfoProtoSchema, { name: REFERENCE, type: clone(ValueInfoProtoSchema, refInfo).type }));
   }
+  const initializers = new Map(graph.initializer.map((t) => [t.name, t]));
+  const context = (node: NodeProto, gy: (string | undefined)[]): Ctx => ({
+    node,
+    e,
+    gy,
+    need: node.input.map((t) => relevant.has(t)),
+    rule,
+    info,
+    dynamic: (t, axis) => info(t).dims[axis] !== infos2.get(t)?.dims[axis],
+    ref: (t) => refNames.get(t) ?? t,
+    initializer: (t) => initializers.get(t),
+  });
+  const grads = backward(active, relevant, output, e, context);
 
-  const grads = new Map<string, string[]>();
-  const contribute = (t: string, g: string): void => {
-    const list = grads.get(t);
-    if (list) list.push(g);
-    else grads.set(t, [g]);
-  };
-  if (relevant.has(output)) contribute(output, SEED);
-  const finish = (t: string): string | undefined => {
-    const list = grads.get(t);
-    if (!list) return undefined;
-    const g = e.sum(list);
-    grads.set(t, [g]);
-    return g;
-  };
-
-  for (let i = active.length - 1; i >= 0; i--) {
-    const node = active[i];
-    const gy = node.output.map((o) => (o && relevant.has(o) ? finish(o) : undefined));
-    if (gy.every((g) => g === undefined)) continue;
-    const ctx: Ctx = {
-      node,
-      e,
-      gy,
-      need: node.input.map((t) => relevant.has(t)),
-      rule,
-      info,
-      dynamic: (t, axis) => info(t).dims[axis] !== infos2.get(t)?.dims[axis],
-      ref: (t) => refNames.get(t) ?? t,
-      initializer: (t) => initializers.get(t),
-    };
-    const contributions = RULES[node.opType](ctx);
-    node.input.forEach((t, k) => {
-      const g = contributions[k];
-      if (ctx.need[k] && g) contribute(t, g);
-    });
-  }
-
-  const batchName = (() => {
-    const tt = refInfo.type?.value.case === "tensorType" ? refInfo.type.value.value : undefined;
-    const d0 = tt?.shape?.dim[0]?.value;
-    return d0?.case === "dimParam" && d0.value ? d0.value : "N";
-  })();
-
+  const batchName = batchDimName(refInfo);
+  const declared = (t: string): ValueInfoProto => valueInfo(t, declaredDims(info(t), infos2.get(t)!, batchName));
+  const outputs = new Map<string, ValueInfoProto>([[output, declared(output)]]);
   const gradients: Record<string, string> = {};
   const activations: Record<string, string> = {};
   const referenceActivations: Record<string, string> = {};
-  const outputs = [valueInfo(output, declaredDims(info(output), infos2.get(output)!, batchName))];
   for (const t of wrt) {
     const name = `segcause_grad/${t}`;
-    const g = finish(t) ?? e.zerosLike(t);
-    e.nodes.push(create(NodeProtoSchema, { name: `/segcause/backward/out_${t}`, opType: "Identity", input: [g], output: [name] }));
+    e.nodes.push(create(NodeProtoSchema, { name: `/segcause/backward/out_${t}`, opType: "Identity", input: [grads(t) ?? e.zerosLike(t)], output: [name] }));
     gradients[t] = name;
-    outputs.push(valueInfo(name, declaredDims(info(t), infos2.get(t)!, batchName)));
-    if (t !== input) {
-      activations[t] = t;
-      if (t !== output) outputs.push(valueInfo(t, declaredDims(info(t), infos2.get(t)!, batchName)));
-      if (rule === "deeplift") {
-        referenceActivations[t] = refNames.get(t) ?? t;
-        outputs.push(valueInfo(referenceActivations[t], declaredDims(info(t), infos2.get(t)!, batchName)));
-      }
+    outputs.set(name, valueInfo(name, declaredDims(info(t), infos2.get(t)!, batchName)));
+    if (t === input) continue;
+    activations[t] = t;
+    outputs.set(t, declared(t));
+    if (rule === "deeplift") {
+      const r = refNames.get(t) ?? t;
+      referenceActivations[t] = r;
+      outputs.set(r, valueInfo(r, declaredDims(info(t), infos2.get(t)!, batchName)));
     }
   }
 
   graph.node.push(...e.nodes);
   graph.initializer.push(...e.inits);
   graph.input.push(valueInfo(SEED, declaredDims(info(output), infos2.get(output)!, batchName)));
-  graph.output = outputs;
+  graph.output = [...outputs.values()];
   graph.valueInfo = [];
   return {
     bytes: toBinary(ModelProtoSchema, m),
