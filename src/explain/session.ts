@@ -1,17 +1,17 @@
 /**
  * The plumbing every sampling method shares, as small helpers: the unperturbed pass that resolves
- * the Target, checkpointed and progress-reported scoring of numbered samples, and the Attribution's
- * provenance. A sample's input must be a pure function of (seed, sample number), so that results
+ * the Target and the provenance (base-pass.ts), checkpointed and progress-reported scoring of
+ * numbered samples, and the Attribution. A sample's input must be a pure function of (seed, sample number), so that results
  * do not depend on the batch size or on where an interrupted run resumed.
  */
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { outcomeUnits } from "../target/outcome.js";
-import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
+import type { Target, TargetSpec } from "../target/target.js";
 import { ProgressTracker } from "../util/progress.js";
-import { runtimeVersions } from "../version.js";
-import type { Attribution, Provenance } from "./attribution.js";
+import type { Attribution } from "./attribution.js";
+import { buildProvenance, unperturbedPass } from "./base-pass.js";
 import type { RunOptions } from "./block-effects.js";
 import { Checkpoint } from "./checkpoint.js";
 import { cachedEvaluate, OutcomeStore, type SampleRequest } from "./samples.js";
@@ -32,14 +32,8 @@ export interface Session {
 export async function openSession(model: Model, kase: Case, targetSpec: TargetSpec, run: RunOptions = {}): Promise<Session> {
   const t0 = Date.now();
   const runner = new Runner(model, { batchSize: run.batchSize });
-  const base = model.preprocess(kase.image);
-  let baseOutput: Float32Array | undefined;
-  await runner.evaluate([0], (_, dst) => dst.set(base), (data) => {
-    baseOutput = data.slice(0, data.length / runner.batchSize);
-    return 0;
-  });
-  const target = resolveTarget(model, kase, targetSpec, baseOutput!);
-  return { model, kase, run, seed: run.seed ?? 0, runner, base, target, t0 };
+  const { input, target } = await unperturbedPass(model, kase, targetSpec, runner);
+  return { model, kase, run, seed: run.seed ?? 0, runner, base: input, target, t0 };
 }
 
 /** Samples scored between checkpoint saves. */
@@ -111,18 +105,7 @@ export function finishAttribution(s: Session, p: AttributionParts): Attribution 
   const { model, kase, target, runner } = s;
   const notes = [...runner.notes, ...model.resolved.assumptions.map((a) => `assumed: ${a}`), ...(p.notes ?? [])];
   if (p.resumedSamples) notes.push(`resumed from checkpoint: ${p.resumedSamples} samples reused`);
-  const provenance: Provenance = {
-    versions: runtimeVersions(),
-    createdAt: new Date().toISOString(),
-    model: { path: model.path, sha256: model.sha256, card: model.card, cardSource: model.resolved.source, assumptions: model.resolved.assumptions },
-    case: { id: kase.id, imagePath: kase.imagePath, imageSha256: kase.imageSha256, maskPath: kase.maskPath, maskSha256: kase.maskSha256 },
-    target: { roi: target.region.bbox, roiKind: target.region.kind, outcome: target.outcome, reference: target.referenceKind, channel: model.card.output.channel, threshold: model.card.output.threshold },
-    method: p.method,
-    seed: s.seed,
-    settings: p.settings,
-    intervention: p.intervention,
-    runner: { batchSize: runner.batchSize, threads: model.threads },
-  };
+  const provenance = buildProvenance(model, kase, target, { method: p.method, seed: s.seed, settings: p.settings, intervention: p.intervention, batchSize: runner.batchSize });
   return {
     method: p.method,
     unitKind: p.unitKind,
