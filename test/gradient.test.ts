@@ -461,6 +461,37 @@ describe("DeepLIFT rescale rule", () => {
     expect(Math.abs(rhs)).toBeGreaterThan(0.01);
     expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
   });
+
+  it("at an intermediate layer: Σ m_T·(T - T_ref) over the returned activations equals the output delta", async () => {
+    const g = new GraphBuilder("layer");
+    const x = g.input("x", ["N", 2, 6, 6]);
+    const t = g.node("Relu", [g.node("Conv", [x, weights(g, [3, 2, 3, 3], 51)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })], {}, ["t"]);
+    const p = g.node("MaxPool", [t], { kernel_shape: [2, 2], strides: [2, 2] });
+    g.node("Sigmoid", [g.node("Conv", [p, weights(g, [1, 3, 1, 1], 52)], { kernel_shape: [1, 1] })], {}, ["y"]);
+    g.output("y", ["N", 1, 3, 3]);
+    const bytes = g.toBytes();
+    const gm = buildGradientModel(parseModel(bytes), { rule: "deeplift", wrt: ["t"] });
+    expect(Object.keys(gm.referenceActivations!)).toEqual(["t"]);
+    const xv = values(72, 61);
+    const rv = values(72, 62, -0.2, 0.2);
+    const seed = values(9, 63, 0, 1);
+    const res = await run(gm.bytes, {
+      x: new ort.Tensor("float32", xv, [1, 2, 6, 6]),
+      [gm.referenceInput!]: new ort.Tensor("float32", rv, [1, 2, 6, 6]),
+      [gm.seedInput]: new ort.Tensor("float32", seed, [1, 1, 3, 3]),
+    });
+    const m = res[gm.gradients.t].data as Float32Array;
+    const a = res[gm.activations.t].data as Float32Array;
+    const ar = res[gm.referenceActivations!.t].data as Float32Array;
+    const yx = (await run(bytes, { x: new ort.Tensor("float32", xv, [1, 2, 6, 6]) }))["y"].data as Float32Array;
+    const yr = (await run(bytes, { x: new ort.Tensor("float32", rv, [1, 2, 6, 6]) }))["y"].data as Float32Array;
+    let lhs = 0;
+    for (let i = 0; i < m.length; i++) lhs += m[i] * (a[i] - ar[i]);
+    let rhs = 0;
+    for (let k = 0; k < 9; k++) rhs += seed[k] * (yx[k] - yr[k]);
+    expect(Math.abs(rhs)).toBeGreaterThan(0.01);
+    expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
+  });
 });
 
 describe("shipped zoo models", () => {
