@@ -120,6 +120,9 @@ describe("gradient rules match finite differences", () => {
     ["Neg", {}, {}],
     ["Softplus", {}, {}],
     ["Reciprocal", {}, { lo: 0.5, hi: 2 }],
+    ["Elu", { alpha: 0.7 }, { gap: 0.05 }],
+    ["HardSigmoid", { alpha: 0.3, beta: 0.4 }, { lo: -2, hi: 2, gap: 0.05 }],
+    ["HardSwish", {}, { lo: -5, hi: 5 }],
     ["Identity", {}, {}],
   ];
   it.each(unary)("%s", async (op, attrs, range) => {
@@ -255,6 +258,11 @@ describe("gradient rules match finite differences", () => {
       const b = g.node("Gemm", [g.node("Transpose", [a]), weights(g, [5, 3], 6)], { transA: 1 }); // [N,3]
       return g.node("Transpose", [g.node("Gemm", [weights(g, [3, 3], 7), g.node("Sigmoid", [b])], { transB: 1 })]); // [N,3]
     });
+  });
+
+  it("PRelu (per-channel slope), InstanceNormalization", async () => {
+    await fdCase([3, 4], (g, x) => g.node("PRelu", [x, g.constant([3, 1], [0.1, 0.5, -0.3])]), { gap: 0.05 });
+    await fdCase([2, 3, 4], (g, x) => g.node("InstanceNormalization", [x, g.constant([2], [1.5, -0.5]), g.constant([2], [0.1, 0.2])], { epsilon: 1e-5 }));
   });
 
   it("Softmax, LayerNormalization, BatchNormalization", async () => {

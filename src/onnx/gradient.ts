@@ -51,14 +51,15 @@ export interface GradientGraphOptions {
   wrt?: string[];
   /**
    * "gradient" = true gradient. "guided" = guided backprop: Relu passes only positive gradient where
-   * its input was positive; LeakyRelu passes max(g, 0)·f'(x). "deeplift" = DeepLIFT rescale rule:
-   * every elementwise nonlinearity (Relu, LeakyRelu, Sigmoid, Tanh, Gelu, Erf, Exp, Log, Sqrt, Pow
-   * with a constant exponent, Abs, Clip, Softplus, Reciprocal) uses the multiplier
-   * (f(x)-f(x_ref))/(x-x_ref), falling back to f'(x) where |x-x_ref| <= 1e-5; products of two
-   * input-dependent tensors (Mul, MatMul, Div) use the exact product rule with the mean of the actual
-   * and reference factors; MaxPool uses the DeepLIFT/Captum max rule; linear ops use their gradient.
-   * Softmax and LayerNormalization are not elementwise and use their gradient at x, so
-   * summation-to-delta holds exactly only for networks without them.
+   * its input was positive; LeakyRelu and PRelu pass max(g, 0)·f'(x). "deeplift" = DeepLIFT rescale
+   * rule: every elementwise nonlinearity (Relu, LeakyRelu, PRelu, Elu, Sigmoid, Tanh, Gelu, Erf, Exp,
+   * Log, Sqrt, Pow with a constant exponent, Abs, Clip, Softplus, HardSigmoid, HardSwish, Reciprocal)
+   * uses the multiplier (f(x)-f(x_ref))/(x-x_ref), falling back to f'(x) where |x-x_ref| <= 1e-5;
+   * products of two input-dependent tensors (Mul, MatMul, Gemm, Div) use the exact product rule with
+   * the mean of the actual and reference factors; MaxPool uses the DeepLIFT/Captum max rule; linear
+   * ops use their gradient. Softmax, LayerNormalization and InstanceNormalization are not elementwise
+   * and use their gradient at x, and comparisons (e.g. SegNet's Equal switch masks) carry no
+   * multiplier, so summation-to-delta holds exactly only for networks without them.
    */
   rule?: BackwardRule;
 }
@@ -257,7 +258,7 @@ function unary(deriv: (c: Ctx, x: string, y: string) => string): Rule {
     const x = c.node.input[0];
     const y = c.node.output[0];
     const d = deriv(c, x, y);
-    const guidedOp = c.node.opType === "Relu" || c.node.opType === "LeakyRelu";
+    const guidedOp = c.node.opType === "Relu" || c.node.opType === "LeakyRelu" || c.node.opType === "PRelu";
     if (c.rule === "guided" && guidedOp) return [c.e.mul(c.e.op1("Relu", [g0(c)]), d)];
     if (c.rule === "deeplift") return [c.e.mul(g0(c), rescale(c, x, y, d))];
     return [c.e.mul(g0(c), d)];
@@ -321,6 +322,24 @@ const UNARY: Record<string, Rule> = {
   Abs: unary((c, x) => c.e.op1("Sign", [x])),
   Softplus: unary((c, x) => c.e.op1("Sigmoid", [x])),
   Clip: unary(clipDeriv),
+  Elu: unary((c, x, y) => {
+    const alpha = c.e.scalar(attrFloat(c.node, "alpha", 1));
+    return c.e.op1("Where", [c.e.op1("Greater", [x, c.e.scalar(0)]), c.e.scalar(1), c.e.op1("Add", [y, alpha])]);
+  }),
+  HardSigmoid: unary((c, x) => {
+    // f = clip(alpha·x + beta, 0, 1): f' = alpha inside (0, 1), 0 outside
+    const alpha = attrFloat(c.node, "alpha", 0.2);
+    const z = c.e.op1("Add", [c.e.mul(x, c.e.scalar(alpha)), c.e.scalar(attrFloat(c.node, "beta", 0.5))]);
+    const inside = c.e.op1("And", [c.e.op1("Greater", [z, c.e.scalar(0)]), c.e.op1("Less", [z, c.e.scalar(1)])]);
+    return c.e.op1("Where", [inside, c.e.scalar(alpha), c.e.scalar(0)]);
+  }),
+  HardSwish: unary((c, x) => {
+    // f = x·clip(x/6 + 1/2, 0, 1): f' = 0 below -3, 1 above 3, x/3 + 1/2 between
+    const e = c.e;
+    const mid = e.op1("Add", [e.mul(x, e.scalar(1 / 3)), e.scalar(0.5)]);
+    return e.op1("Where", [e.op1("Less", [x, e.scalar(-3)]), e.scalar(0), e.op1("Where", [e.op1("Greater", [x, e.scalar(3)]), e.scalar(1), mid])]);
+  }),
+  PRelu: unary((c, x) => c.e.op1("Where", [c.e.op1("Greater", [x, c.e.scalar(0)]), c.e.scalar(1), c.e.op1("Expand", [c.node.input[1], c.e.shape(x)])])),
   Pow: unary((c, x) => {
     const p0 = c.node.input[1];
     const p = c.info(p0).dtype === DT.FLOAT ? p0 : c.e.op1("Cast", [p0], { to: { i: DT.FLOAT } }); // Pow allows an integer exponent
@@ -582,24 +601,39 @@ const softmaxRule: Rule = (c) => {
   return [e.mul(y, e.op1("Sub", [g0(c), dot]))];
 };
 
-const layerNormRule: Rule = (c) => {
-  only(c, 0);
-  const [x, scale] = c.node.input;
+/**
+ * Input gradient of a normalisation over `axes` followed by a per-element scale: recomputes
+ * xhat = (x - mu)·r, r = 1/sqrt(var + eps), then dx = r·(gy - mean(gy) - xhat·mean(gy·xhat)), gy = g·scale.
+ */
+function normalizationGradient(c: Ctx, x: string, scale: string, axes: number[]): string {
   const e = c.e;
   const xd = c.info(x).dims;
-  const axis = normAxis(attrInt(c.node, "axis", -1), xd.length);
-  const axes = xd.map((_, i) => i).filter((i) => i >= axis);
   const inv = e.scalar(1 / numel(axes.map((a) => xd[a])));
   const mean = (t: string): string => e.mul(e.reduceSum(t, axes), inv);
-  // Recompute the normalisation: xhat = (x - mu)·r, r = 1/sqrt(var + eps);
-  // dx = r·(gy - mean(gy) - xhat·mean(gy·xhat)) with gy = g·scale.
   const centred = e.op1("Sub", [x, mean(x)]);
   const variance = mean(e.mul(centred, centred));
   const rstd = e.op1("Reciprocal", [e.op1("Sqrt", [e.op1("Add", [variance, e.scalar(attrFloat(c.node, "epsilon", 1e-5))])])]);
   const xhat = e.mul(centred, rstd);
   const gy = e.mul(g0(c), scale);
   const inner = e.op1("Sub", [e.op1("Sub", [gy, mean(gy)]), e.mul(xhat, mean(e.mul(gy, xhat)))]);
-  return [e.mul(rstd, inner)];
+  return e.mul(rstd, inner);
+}
+
+const layerNormRule: Rule = (c) => {
+  only(c, 0);
+  const [x, scale] = c.node.input;
+  const rank = c.info(x).dims.length;
+  const axis = normAxis(attrInt(c.node, "axis", -1), rank);
+  return [normalizationGradient(c, x, scale, [...Array(rank).keys()].filter((i) => i >= axis))];
+};
+
+/** InstanceNormalization: per sample and channel over the spatial axes, scale per channel. */
+const instanceNormRule: Rule = (c) => {
+  only(c, 0);
+  const [x, scale] = c.node.input;
+  const xd = c.info(x).dims;
+  const perChannel = c.e.op1("Reshape", [scale, c.e.ints([xd[1], ...new Array(xd.length - 2).fill(1)])]);
+  return [normalizationGradient(c, x, perChannel, [...Array(xd.length).keys()].slice(2))];
 };
 
 const batchNormRule: Rule = (c) => {
@@ -899,6 +933,7 @@ const RULES: Record<string, Rule> = {
   ReduceSum: reduceRule(false),
   Softmax: softmaxRule,
   LayerNormalization: layerNormRule,
+  InstanceNormalization: instanceNormRule,
   BatchNormalization: batchNormRule,
   MatMul: matMulRule,
   Gemm: gemmRule,
