@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { readFileSync, statSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -302,5 +303,38 @@ describe("stability", () => {
     expect(get("t-oracle", "stab_seed")).toBeCloseTo(1, 12);
     expect(get("t-random", "stab_noise")).toBeCloseTo(1, 12); // its map ignores the image
     expect(Math.abs(get("t-random", "stab_seed")!)).toBeLessThan(0.2); // but not the seed
+  });
+});
+
+describe("command line", () => {
+  const BIN = join(__dirname, "..", "bin", "segcause.js");
+  const run = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
+
+  it("evaluate runs, resumes, and strategies reads its cells", () => {
+    const out = tmp("segcause-eval-cli-");
+    const args = ["evaluate", "--models", modelPath, "--dataset", dir, "--images", "1", "--methods", "zero,occlusion", "--set", "occlusion.stride=4", "--set", "occlusion.block=8",
+      "--rois", "boundary:8", "--steps", "5", "--fills", "zero,mean", "--radius", "8", "--threads", "1", "--out", out, "--no-progress"];
+    const a = run(args);
+    expect(a.stderr).toBe("");
+    expect(a.status).toBe(0);
+    expect(a.stdout).toMatch(/^2 cells computed, 0 already finished, 0 skipped/);
+    expect(existsSync(join(out, "report.html"))).toBe(true);
+    const cell = JSON.parse(readFileSync(join(cellDir(out, { dataset: "tiny", model: "causal", image: "img3", roi: "boundary8-0" }, "occlusion"), "cell.json"), "utf8"));
+    expect(cell.options).toMatchObject({ stride: 4, block: 8 });
+    expect(cell.fills.zero.curves.deletion).toHaveLength(6);
+    const b = run(args);
+    expect(b.stdout).toMatch(/^0 cells computed, 2 already finished/);
+    expect(JSON.parse(readFileSync(join(out, "run.json"), "utf8")).commands).toHaveLength(1);
+    const s = run(["strategies", "--maps", out, "--out", join(out, "strategies")]);
+    expect(s.status).toBe(0);
+    expect(s.stdout).toMatch(/^2 maps: /);
+  });
+
+  it("rejects options a method does not declare", () => {
+    const r = run(["evaluate", "--models", modelPath, "--dataset", dir, "--methods", "zero", "--set", "zero.samples=3", "--out", tmp()]);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/zero has no option 'samples'/);
+    const r2 = run(["evaluate", "--models", modelPath, "--dataset", dir, "--methods", "zero", "--set", "pdcr.samples=3", "--out", tmp()]);
+    expect(r2.stderr).toMatch(/method pdcr is not in --methods/);
   });
 });

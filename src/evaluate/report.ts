@@ -126,7 +126,10 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
   // HTML.
   const parts: string[] = [];
   parts.push(`<p>${summary.cells} finished cells (model × image × RoI × method), ${summary.controls} random controls, ${summary.skippedRois} skipped RoIs. Methods: ${methods.map(esc).join(", ")}. A partial run shows what exists; rerun the command to finish it.</p>`);
-  if (run) parts.push(`<h2>Run</h2><pre>${esc(String(run.command ?? ""))}</pre><pre class="small">${esc(JSON.stringify(run.protocol ?? {}, null, 1))}</pre>`);
+  if (run) {
+    const commands = Array.isArray(run.commands) ? (run.commands as string[]) : [];
+    parts.push(`<h2>Run</h2><p>Commands that wrote into this folder:</p><pre>${commands.map(esc).join("\n")}</pre><p>Protocol and method options:</p><pre class="small">${esc(JSON.stringify({ protocol: run.protocol, methods: run.methods }, null, 1))}</pre>`);
+  }
   const head = HEADLINE(fills).filter((m) => metricNames.includes(m));
   for (const scope of ["dataset", "model"] as const) {
     parts.push(`<h2>Mean ± sd per ${scope === "dataset" ? "dataset" : "model"} and method</h2>`);
