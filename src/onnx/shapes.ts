@@ -229,6 +229,8 @@ export function resizeGeometry(node: NodeProto, x: StaticInfo, scalesIn?: Static
   const r = x.dims.length;
   if (sizesIn && sizesIn.dims[0] > 0) {
     if (!sizesIn.value) fail(`${describeNode(node)}: its output sizes are not computable from static shapes`);
+    const policy = attrString(node, "keep_aspect_ratio_policy", "stretch");
+    if (policy !== "stretch") fail(`${describeNode(node)}: Resize with keep_aspect_ratio_policy '${policy}' is not supported`, "export the resize with explicit sizes (stretch)");
     const axes = attrInts(node, "axes")?.map((a) => normAxis(a, r)) ?? [...Array(r).keys()];
     const out = [...x.dims];
     axes.forEach((a, i) => (out[a] = sizesIn.value![i]));
