@@ -372,12 +372,13 @@ const divRule: Rule = (c) => {
   const e = c.e;
   const yDims = c.info(c.node.output[0]).dims;
   // DeepLIFT: a/b = a·(1/b); 1/b's secant is -1/(b·b_ref), then the product rule with mean factors.
+  const moving = c.rule === "deeplift" && c.ref(b) !== b;
   const recip = (t: string): string => e.op1("Reciprocal", [t]);
-  const invB = c.rule === "deeplift" && c.ref(b) !== b ? e.mul(e.op1("Add", [recip(b), recip(c.ref(b))]), e.scalar(0.5)) : recip(b);
-  const dInvB = c.rule === "deeplift" && c.ref(b) !== b ? e.op1("Neg", [recip(e.mul(b, c.ref(b)))]) : e.op1("Neg", [recip(e.mul(b, b))]);
+  const invB = (): string => (moving ? e.mul(e.op1("Add", [recip(b), recip(c.ref(b))]), e.scalar(0.5)) : recip(b));
+  const dInvB = (): string => e.op1("Neg", [recip(e.mul(b, moving ? c.ref(b) : b))]);
   return [
-    c.need[0] ? unbroadcast(c, e.mul(g0(c), invB), yDims, a) : undefined,
-    c.need[1] ? unbroadcast(c, e.mul(e.mul(g0(c), factor(c, a)), dInvB), yDims, b) : undefined,
+    c.need[0] ? unbroadcast(c, e.mul(g0(c), invB()), yDims, a) : undefined,
+    c.need[1] ? unbroadcast(c, e.mul(e.mul(g0(c), factor(c, a)), dInvB()), yDims, b) : undefined,
   ];
 };
 
