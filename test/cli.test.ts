@@ -5,6 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { decodeNpy } from "../src/util/npy.js";
 import { PatchBank } from "../src/data/patchbank.js";
 import { flatBank, nanModel, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+import { methodNames } from "../src/explain/catalog.js";
 
 const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
 
@@ -43,7 +44,7 @@ describe("segcause explain (CLI)", () => {
     expect(manifest.provenance.model.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(manifest.provenance.case.imageSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(manifest.provenance.seed).toBe(0);
-    expect(manifest.provenance.settings).toMatchObject({ blockSize: 8, screen: 3, samples: 50, tau: 0.02 });
+    expect(manifest.provenance.settings).toMatchObject({ blockSize: 8, schedule: "fast", strata: 3 /* the test bank has 3 patches: one stratum each */, maxSamples: 50, tau: 0.02 });
     expect(manifest.provenance.intervention.bankSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(manifest.provenance.versions.segcause).toBeDefined();
     expect(manifest.forwardPasses).toBeGreaterThan(1);
@@ -68,7 +69,9 @@ describe("segcause methods / occlusion (CLI)", () => {
   it("lists every method with one line each", () => {
     const r = segcause("methods");
     expect(r.code).toBe(0);
-    expect(r.stdout.trim().split("\n").map((l) => l.split(" ")[0])).toEqual(["pdcr", "zero", "occlusion"]);
+    const names = r.stdout.trim().split("\n").map((l) => l.split(" ")[0]);
+    expect(names).toEqual(methodNames());
+    expect(names.slice(0, 3)).toEqual(["pdcr", "zero", "occlusion"]);
   });
 
   it("runs occlusion with its own defaults and records them", () => {

@@ -16,7 +16,7 @@ import { parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { Rng } from "../util/rng.js";
 import { stderrProgress } from "../util/progress.js";
-import { addCardFlags, cardOverrides, int, num, oneOf, type CardFlags } from "./options.js";
+import { fixedOrUndefined, addCardFlags, cardOverrides, int, num, oneOf, type CardFlags } from "./options.js";
 
 interface ComponentFlags extends CardFlags {
   model: string;
@@ -88,7 +88,7 @@ export function componentsCommand(): Command {
       return;
     }
     if (!f.image || !f.roi || !f.out) fail("components needs --image, --roi and --out", "or pass --list to see the components");
-    const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: f.threads });
+    const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads) });
     try {
       const kase = await loadCase(model, f.image, f.mask);
       let donors: Case[] = [];

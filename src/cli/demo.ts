@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fail } from "../errors.js";
 import { allMethods, methodNames } from "../explain/catalog.js";
 import { addMethodFlags, describeResult, runExplain } from "./explain.js";
-import { int, oneOf } from "./options.js";
+import { int, intOrAuto, oneOf } from "./options.js";
 
 export const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -34,11 +34,12 @@ export function demoCommand(): Command {
     .option("--out <dir>", "output folder", "segcause-demo")
     .option("--method <name>", `method: ${methodNames().join(", ")}`, oneOf("method", methodNames()), "pdcr")
     .option("--seed <n>", "random seed", int("seed"), 0)
-    .option("--batch-size <n>", "inputs per forward call", int("batch-size"))
-    .option("--threads <n>", "ONNX Runtime intra-op threads", int("threads"))
+    .option("--batch-size <n|auto>", "inputs per forward call (default auto)", intOrAuto("batch-size"))
+    .option("--threads <n|auto>", "ONNX Runtime intra-op threads per session (default auto)", intOrAuto("threads"))
+    .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto)", intOrAuto("workers"))
     .option("--no-progress", "no progress bar on stderr");
   addMethodFlags(cmd, allMethods());
-  return cmd.action(async (f: { out: string; method: string; seed: number; batchSize?: number; threads?: number; progress: boolean; [k: string]: unknown }) => {
+  return cmd.action(async (f: { out: string; method: string; seed: number; batchSize?: number | "auto"; threads?: number | "auto"; workers?: number | "auto"; progress: boolean; [k: string]: unknown }) => {
     const cfg = demoConfig();
     const at = (p: string) => join(PACKAGE_ROOT, p);
     process.stdout.write(`segcause demo: ${cfg.description}\n`);

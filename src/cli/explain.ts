@@ -16,7 +16,8 @@ import type { TargetSpec } from "../target/target.js";
 import { writeAttribution, type WrittenOutputs } from "../report/write.js";
 import { stderrProgress } from "../util/progress.js";
 import { Checkpoint } from "../explain/checkpoint.js";
-import { addCardFlags, cardOverrides, int, num, numList, oneOf, type CardFlags } from "./options.js";
+import { addCardFlags, cardOverrides, fixedOrUndefined, int, intOrAuto, num, numList, oneOf, type CardFlags } from "./options.js";
+import { tuneExecution, type ExecutionPlan } from "../model/tune.js";
 
 export interface ExplainFlags extends CardFlags {
   model: string;
@@ -30,14 +31,15 @@ export interface ExplainFlags extends CardFlags {
   seed: number;
   outcome: OutcomeName;
   reference: "auto" | "ground-truth" | "prediction";
-  batchSize?: number;
+  batchSize?: number | "auto";
+  workers?: number | "auto";
   progress: boolean;
   /** method options (block, samples, tau, ...), checked against the method's declared options */
   [option: string]: unknown;
 }
 
 /** The flags that are not method options. */
-const COMMON = new Set(["model", "image", "mask", "roi", "roiMask", "bank", "out", "method", "seed", "outcome", "reference", "batchSize", "progress", "card", "inputSize", "channels", "scale", "mean", "std", "resize", "outputKind", "channel", "threshold", "threads"]);
+const COMMON = new Set(["model", "image", "mask", "roi", "roiMask", "bank", "out", "method", "seed", "outcome", "reference", "batchSize", "workers", "progress", "card", "inputSize", "channels", "scale", "mean", "std", "resize", "outputKind", "channel", "threshold", "threads"]);
 
 export interface ExplainResult {
   attribution: Attribution;
@@ -52,20 +54,36 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const options = resolveOptions(def, given);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi row,col,height,width (model-input pixels) or --roi-mask mask.png");
   if (def.needsBank && !f.bank) fail(`${def.name} needs a patch bank of natural patches`, "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank");
-  const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: f.threads });
+  const load = { card: f.card, overrides: cardOverrides(f) };
+  let model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
   try {
     const kase = await loadCase(model, f.image, f.mask);
+    // Anything not fixed by a flag is chosen by a short (cached) probe of this model on this machine.
+    let batchSize = fixedOrUndefined(f.batchSize);
+    let tuned: ExecutionPlan | undefined;
+    if ([f.threads, f.workers, f.batchSize].some((v) => v === undefined || v === "auto")) {
+      tuned = await tuneExecution(model.path, model.sha256, model.preprocess(kase.image), load, { threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers), batchSize });
+      if (tuned.threads !== model.threads || tuned.workers !== model.workers) {
+        await model.release();
+        model = await Model.load(f.model, { ...load, threads: tuned.threads, workers: tuned.workers });
+      }
+      batchSize = tuned.batchSize;
+    }
     const roi: TargetSpec["roi"] = f.roiMask ? { mask: await loadMask(f.roiMask, model.height, model.width) } : parseRoi(f.roi!);
     const target: TargetSpec = { roi, outcome: f.outcome, reference: f.reference };
     const bank = def.needsBank ? await PatchBank.load(f.bank!) : undefined;
     const run = {
       seed: f.seed,
-      batchSize: f.batchSize,
+      batchSize,
       onProgress: f.progress ? stderrProgress() : undefined,
       checkpointPath: join(f.out, ".checkpoint.json"),
     };
     await mkdir(f.out, { recursive: true });
     const attribution = await def.explain({ model, kase, target, run, bank, options });
+    if (tuned && tuned.probe.length > 0) {
+      const p = tuned.probe.map((c) => `${c.workers}x${c.threads} threads batch ${c.batchSize}: ${c.perSecond.toFixed(1)}/s`).join("; ");
+      attribution.notes.push(`execution ${tuned.cached ? "(cached probe)" : "probed"}: ${tuned.workers} session(s) x ${tuned.threads} thread(s), batch ${tuned.batchSize} [${p}]`);
+    }
     const region = "mask" in roi ? Region.mask(roi.mask, model.height, model.width) : undefined;
     const written = await writeAttribution(attribution, kase, f.out, region);
     await Checkpoint.open(run.checkpointPath, null).remove();
@@ -130,7 +148,8 @@ export function explainCommand(): Command {
     .option("--seed <n>", "random seed", int("seed"), 0)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), "dice")
     .option("--reference <kind>", "auto, ground-truth or prediction", oneOf("reference", ["auto", "ground-truth", "prediction"] as const), "auto")
-    .option("--batch-size <n>", "inputs per forward call", int("batch-size"))
+    .option("--batch-size <n|auto>", "inputs per forward call (default auto: probed once per model and machine)", intOrAuto("batch-size"))
+    .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto: 1 session with 2 threads or 2 with 1 thread, whichever the probe finds faster)", intOrAuto("workers"))
     .option("--no-progress", "no progress bar on stderr");
   addMethodFlags(cmd, allMethods());
   addCardFlags(cmd);

@@ -18,6 +18,21 @@ export function int(name: string) {
   };
 }
 
+/** A positive integer, or "auto" (chosen by a short probe). */
+export function intOrAuto(name: string) {
+  return (v: string): number | "auto" => {
+    if (v === "auto") return "auto";
+    const n = int(name)(v);
+    if (n < 1) fail(`--${name} must be >= 1 or auto, got '${v}'`);
+    return n;
+  };
+}
+
+/** The number in a --threads/--workers/--batch-size value, undefined for "auto" or absent. */
+export function fixedOrUndefined(v: number | "auto" | undefined): number | undefined {
+  return v === "auto" ? undefined : v;
+}
+
 export function numList(name: string) {
   return (v: string): number[] => v.split(",").map((s) => num(name)(s));
 }
@@ -33,7 +48,7 @@ export function oneOf<T extends string>(name: string, allowed: readonly T[]) {
 export interface CardFlags extends Omit<CardOverrides, "height" | "width"> {
   card?: string;
   inputSize?: number[];
-  threads?: number;
+  threads?: number | "auto";
 }
 
 export function cardOverrides(f: CardFlags): CardOverrides {
@@ -67,5 +82,5 @@ export function addCardFlags(cmd: Command): Command {
     .option("--output-kind <kind>", "probabilities (thresholded as exported) or logits (sigmoid/softmax first)", oneOf("output-kind", ["probabilities", "logits"] as const))
     .option("--channel <n>", "output class channel", int("channel"))
     .option("--threshold <t>", "binarisation threshold on the class probability", num("threshold"))
-    .option("--threads <n>", "ONNX Runtime intra-op threads", int("threads"));
+    .option("--threads <n|auto>", "ONNX Runtime intra-op threads per session (default auto: probed where the command supports it, else 2)", intOrAuto("threads"));
 }

@@ -17,7 +17,7 @@ export interface Provenance {
   /** every setting of the method, defaults included */
   settings: Record<string, unknown>;
   intervention: Record<string, unknown>;
-  runner: { batchSize: number; threads: number };
+  runner: { batchSize: number; threads: number; workers?: number };
 }
 
 export interface Attribution {

@@ -74,8 +74,9 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   const custom = spec.units?.(target);
   const grid = custom ? { ...custom, stride: spec.blockSize } : blockGrid(model.height, model.width, spec.blockSize, target.region, spec.stride);
   const units = grid.units;
-  const ad = spec.adaptive;
-  if (ad && intervention.draws < ad.strata) fail(`the fast schedule needs at least ${ad.strata} distinct draws (strata), the intervention has ${intervention.draws}`, "use --schedule paper, or a bank with more patches");
+  // With fewer distinct draws than strata (a tiny bank) every draw is its own stratum.
+  const ad = spec.adaptive && { ...spec.adaptive, strata: Math.min(spec.adaptive.strata, intervention.draws) };
+  if (ad && ad.strata < 2) fail(`the fast schedule needs at least 2 distinct draws, the intervention has ${intervention.draws}`, "use --schedule paper, or a bank with more patches");
   if (ad && custom) fail("the fast schedule needs a grid of blocks (its quadtree screening groups neighbouring blocks)", "use the paper schedule for irregular units");
   if (ad && grid.stride !== spec.blockSize) fail("the fast schedule needs a partition into blocks (stride = block size)", "use --schedule paper for overlapping windows");
   const tree = ad ? buildQuadtree(units, grid.stride, ad.groupSize) : undefined;
@@ -164,7 +165,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
       seed,
       settings: { blockSize: spec.blockSize, stride: grid.stride, ...(ad ?? spec.estimator), ...spec.settings },
       intervention: intervention.describe(),
-      runner: { batchSize: runner.batchSize, threads: model.threads },
+      runner: { batchSize: runner.batchSize, threads: model.threads, workers: model.workers },
     },
   };
 }

@@ -1,6 +1,8 @@
 /**
- * Model: an ONNX segmentation network with its ModelCard, one ONNX Runtime session, and the
- * conversions between 8-bit pixels and the network's input tensor.
+ * Model: an ONNX segmentation network with its ModelCard, its ONNX Runtime session(s), and the
+ * conversions between 8-bit pixels and the network's input tensor. Several sessions ("workers")
+ * with one thread each can keep both cores of a small machine busy with less synchronisation than
+ * one session with two threads; the Runner keeps one batch in flight per worker.
  */
 import { readFile } from "node:fs/promises";
 import ort from "onnxruntime-node";
@@ -14,8 +16,10 @@ export interface ModelLoadOptions {
   /** explicit model-card path; default `<model>.onnx.json` when it exists */
   card?: string;
   overrides?: CardOverrides;
-  /** intra-op threads of the session (default 2: this tool targets small CPU machines) */
+  /** intra-op threads of each session (default 2 with one worker: this tool targets small CPU machines) */
   threads?: number;
+  /** ONNX Runtime sessions run concurrently (default 1); each gets `threads` threads */
+  workers?: number;
 }
 
 export interface OutputLayout {
@@ -37,7 +41,7 @@ export class Model {
     readonly sha256: string,
     readonly graph: GraphSummary,
     readonly resolved: ResolvedCard,
-    readonly session: ort.InferenceSession,
+    readonly sessions: ort.InferenceSession[],
     readonly threads: number,
   ) {
     const inp = graph.inputs[0];
@@ -45,6 +49,13 @@ export class Model {
     this.channels = this.card.input.channels === "rgb" ? 3 : 1;
     this.height = this.card.input.height;
     this.width = this.card.input.width;
+  }
+
+  get session(): ort.InferenceSession {
+    return this.sessions[0];
+  }
+  get workers(): number {
+    return this.sessions.length;
   }
 
   get card(): ModelCard {
@@ -73,21 +84,29 @@ export class Model {
     const graph = summarize(proto);
     const resolved = resolveCard(path, graph, opts.overrides, opts.card);
     checkInputMatchesCard(path, graph, resolved.card);
-    const threads = opts.threads ?? 2;
-    let session: ort.InferenceSession;
+    const workers = opts.workers ?? 1;
+    const threads = opts.threads ?? (workers > 1 ? 1 : 2);
+    if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail(`workers must be an integer in 1..64, got ${workers}`, "use --workers 1 or 2");
+    if (!Number.isInteger(threads) || threads < 1 || threads > 256) fail(`threads must be a positive integer, got ${threads}`, "use --threads 1 or 2");
+    const sessions: ort.InferenceSession[] = [];
     try {
-      session = await ort.InferenceSession.create(bytes, {
-        intraOpNumThreads: threads,
-        interOpNumThreads: 1,
-        executionMode: "sequential",
-        graphOptimizationLevel: "all",
-        // Spinning threads burn the second core between small batches; measured slower on 2 cores.
-        extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
-      });
+      for (let k = 0; k < workers; k++) {
+        sessions.push(
+          await ort.InferenceSession.create(bytes, {
+            intraOpNumThreads: threads,
+            interOpNumThreads: 1,
+            executionMode: "sequential",
+            graphOptimizationLevel: "all",
+            // Spinning threads burn the second core between small batches; measured slower on 2 cores.
+            extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+          }),
+        );
+      }
     } catch (e) {
+      await Promise.all(sessions.map((s) => s.release()));
       fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, "check that the file is a complete ONNX export (opset <= 21)");
     }
-    return new Model(path, sha256(bytes), graph, resolved, session, threads);
+    return new Model(path, sha256(bytes), graph, resolved, sessions, threads);
   }
 
   /** HWC 8-bit image at the model's size → CHW float32 input, as the card says. */
@@ -114,12 +133,12 @@ export class Model {
     return [1 / (scale * s), -m / s];
   }
 
-  /** Runs one batch of `n` inputs laid out contiguously; returns the raw output tensor data. */
-  async infer(batch: Float32Array, n: number): Promise<Float32Array> {
+  /** Runs one batch of `n` inputs laid out contiguously on session `worker`; returns the raw output tensor data. */
+  async infer(batch: Float32Array, n: number, worker = 0): Promise<Float32Array> {
     const tensor = new ort.Tensor("float32", batch.subarray(0, n * this.inputSize), [n, this.channels, this.height, this.width]);
     let result: ort.InferenceSession.OnnxValueMapType;
     try {
-      result = await this.session.run({ [this.inputName]: tensor }, [this.outputName]);
+      result = await this.sessions[worker].run({ [this.inputName]: tensor }, [this.outputName]);
     } catch (e) {
       fail(`ONNX Runtime failed to run ${this.path}: ${(e as Error).message.split("\n")[0]}`, "check that the model card's input size and channels match the model");
     }
@@ -147,7 +166,7 @@ export class Model {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await Promise.all(this.sessions.map((s) => s.release()));
   }
 }
 

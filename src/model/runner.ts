@@ -1,6 +1,8 @@
 /**
  * Runner: pushes inputs through a Model in fixed-size batches (the tail padded, so every run has
  * the same shape and ORT reuses its buffers), and turns each output into one number at once.
+ * With several workers (sessions) one batch is in flight per worker, and the next batch is
+ * written while the others run.
  */
 import { fail } from "../errors.js";
 import type { Model } from "./model.js";
@@ -26,7 +28,7 @@ export class Runner {
   /** model calls, padding included */
   batches = 0;
   readonly notes: string[] = [];
-  private readonly buffer: Float32Array;
+  private readonly buffers: Float32Array[];
 
   constructor(
     readonly model: Model,
@@ -42,7 +44,7 @@ export class Runner {
     } else {
       this.batchSize = requested;
     }
-    this.buffer = new Float32Array(this.batchSize * model.inputSize);
+    this.buffers = Array.from({ length: model.workers }, () => new Float32Array(this.batchSize * model.inputSize));
   }
 
   /** Scores every item; result[i] belongs to items[i]. */
@@ -50,17 +52,27 @@ export class Runner {
     const scores = new Float64Array(items.length);
     const size = this.model.inputSize;
     const B = this.batchSize;
-    for (let start = 0; start < items.length; start += B) {
+    const W = this.buffers.length;
+    const inflight: (Promise<void> | undefined)[] = new Array(W);
+    for (let b = 0, start = 0; start < items.length; b++, start += B) {
+      const w = b % W;
+      await inflight[w]; // that worker's buffer is free again
+      const buf = this.buffers[w];
       const n = Math.min(B, items.length - start);
-      for (let j = 0; j < n; j++) write(items[start + j], this.buffer.subarray(j * size, (j + 1) * size));
+      const first = start;
+      for (let j = 0; j < n; j++) write(items[first + j], buf.subarray(j * size, (j + 1) * size));
       // Pad with a copy of the last real input: same shape every call, outputs ignored.
-      for (let j = n; j < B; j++) this.buffer.copyWithin(j * size, (n - 1) * size, n * size);
-      const out = await this.model.infer(this.buffer, B);
-      for (let j = 0; j < n; j++) scores[start + j] = read(out, j, items[start + j]);
-      this.forwardPasses += n;
-      this.batches += 1;
-      this.opts.onBatch?.(n);
+      for (let j = n; j < B; j++) buf.copyWithin(j * size, (n - 1) * size, n * size);
+      inflight[w] = this.model.infer(buf, B, w).then((out) => {
+        for (let j = 0; j < n; j++) scores[first + j] = read(out, j, items[first + j]);
+        this.forwardPasses += n;
+        this.batches += 1;
+        this.opts.onBatch?.(n);
+      });
+      // Marked handled here; the error still surfaces at the next await of this worker or at the end.
+      inflight[w]!.catch(() => undefined);
     }
+    await Promise.all(inflight);
     return scores;
   }
 }
