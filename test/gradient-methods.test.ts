@@ -182,6 +182,7 @@ describe("integrated gradients and DeepLIFT", () => {
       // linear ops and elementwise rescale multipliers: summation-to-delta up to float rounding
       expect(a.provenance.settings.completenessGap as number).toBeLessThan(1e-3);
       expect(a.backwardPasses).toBe(1);
+      expect(a.forwardPasses).toBe(1 + 1 + 2); // unperturbed, baseline score, image + reference in the DeepLIFT graph
     });
   });
 

@@ -52,7 +52,7 @@ export const deepLiftMethod: MethodDefinition = {
   name: "deeplift",
   family: "gradient",
   summary: "DeepLIFT (rescale rule) against a black (or mean/blur) baseline; -sum_c contributions per pixel (signed), completeness in the notes",
-  cost: "2 forward + 1 forward/backward (of image and baseline together)",
+  cost: "2 forward + 1 DeepLIFT pass (forward of image and baseline, 1 backward)",
   options: [...BASELINE_OPTIONS],
   explain: (ctx) => explainDeepLift(ctx.model, ctx.kase, ctx.target, { ...ctx.run, baseline: { kind: opt(ctx, "fillKind"), value: opt(ctx, "fill"), sigma: opt(ctx, "sigma") } }),
 };

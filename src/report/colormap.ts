@@ -1,13 +1,15 @@
 /**
- * The paper's colour convention: h = H / max|H|; h ≤ 0 → (1, 1+h, 1+h) red (the block supported
+ * The paper's colour convention: h = H / max|H| (max outside the RoI); h ≤ 0 → (1, 1+h, 1+h) red (the block supported
  * the RoI prediction), h > 0 → (1−h, 1−h, 1) blue (it hurt); RoI green; overlay 0.7·heat + 0.3·image.
  */
 import type { RasterImage } from "../data/image.js";
 import type { Region } from "../target/roi.js";
 
 export function heatRgb(map: Float32Array, height: number, width: number, roi?: Region): Uint8Array {
+  // Normalise over the visible pixels: the RoI is painted green, and pixel-level maps (gradients)
+  // hold their largest values inside it, which would wash out everything around it.
   let maxAbs = 0;
-  for (const v of map) if (Math.abs(v) > maxAbs) maxAbs = Math.abs(v);
+  for (let i = 0; i < map.length; i++) if (!roi?.inside[i] && Math.abs(map[i]) > maxAbs) maxAbs = Math.abs(map[i]);
   const out = new Uint8Array(height * width * 3);
   for (let i = 0; i < height * width; i++) {
     const h = map[i] / (maxAbs + 1e-8);
