@@ -363,6 +363,20 @@ describe("gradient graph contract", () => {
     expect(() => buildGradientModel(parseModel(bytes))).toThrow(/Cos node '\/block\/trig\/Cos'/);
   });
 
+  it("an op segcause cannot infer is refused on the path to the output, ignored off it", () => {
+    const offPath = tiny([4], (g, x) => {
+      g.node("TopK", [x, g.constantInt64([2])], { axis: 1 }, ["top", "topIdx"], "/side/TopK");
+      return g.node("Sigmoid", [x]);
+    });
+    expect(buildGradientModel(parseModel(offPath)).gradients.x).toBeDefined();
+    const onPath = tiny([4], (g, x) => {
+      const [top] = ["top"];
+      g.node("TopK", [x, g.constantInt64([2])], { axis: 1 }, [top, "topIdx"], "/head/TopK");
+      return g.node("Sigmoid", [top]);
+    });
+    expect(() => buildGradientModel(parseModel(onPath))).toThrow(/TopK node '\/head\/TopK'/);
+  });
+
   it("ignores integer shape computations and non-differentiable switches (SegNet-style Equal masks)", async () => {
     await fdCase([1, 4, 4], (g, x) => {
       const p = g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] });

@@ -961,12 +961,18 @@ function opsetOf(model: ModelProto): number {
   return Number(model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 0n);
 }
 
-/** Tensors that depend on `sources` through floating-point tensors (the only ones a gradient flows along). */
+/**
+ * Tensors that depend on `sources` through floating-point tensors (the only ones a gradient flows along).
+ * A dependent tensor of unknown type counts as one: if it reaches the output, the build is refused.
+ */
 function taintedFrom(nodes: NodeProto[], sources: Iterable<string>, infos: Map<string, StaticInfo>): Set<string> {
   const tainted = new Set(sources);
   for (const n of nodes) {
     if (!n.input.some((t) => tainted.has(t))) continue;
-    for (const o of n.output) if (o && FLOAT_TYPES.has(infos.get(o)?.dtype ?? -1)) tainted.add(o);
+    for (const o of n.output) {
+      const i = infos.get(o);
+      if (o && (i?.unknown || FLOAT_TYPES.has(i?.dtype ?? -1))) tainted.add(o);
+    }
   }
   return tainted;
 }
@@ -1090,7 +1096,10 @@ export function buildGradientModel(model: ModelProto, opts: GradientGraphOptions
   const output = opts.output ?? graph.output[0].name;
   const infos = inferStatic(m, BATCH_A);
   const infos2 = inferStatic(m, BATCH_B);
-  const info = (t: string): StaticInfo => infos.get(t) ?? fail(`unknown tensor '${t}'`, "name a graph output or an intermediate tensor of the model");
+  const info = (t: string): StaticInfo => {
+    const i = infos.get(t) ?? fail(`unknown tensor '${t}'`, "name a graph output or an intermediate tensor of the model");
+    return i.unknown ? fail(`cannot build the gradient graph: ${i.unknown}`) : i;
+  };
   info(output);
   const wrt = opts.wrt && opts.wrt.length > 0 ? [...new Set(opts.wrt)] : [input];
   for (const t of wrt) {

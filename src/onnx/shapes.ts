@@ -14,6 +14,8 @@ export interface StaticInfo {
   dims: number[];
   /** flat values (row-major), known for constants and small tensors computed from them */
   value?: number[];
+  /** why nothing is known about this tensor (an op segcause cannot infer, upstream of it) */
+  unknown?: string;
 }
 
 /** Tensors up to this size carry their values (shape computations, scales, pads). */
@@ -283,7 +285,11 @@ export function sliceParams(node: NodeProto, x: StaticInfo, infos: (StaticInfo |
   return { starts, ends, axes, steps };
 }
 
-/** Infers every tensor's type and shape (and small values) with the given batch size. */
+/**
+ * Infers every tensor's type and shape (and small values) with the given batch size. A node that cannot
+ * be inferred does not stop the inference: its outputs (and everything computed from them) are marked
+ * `unknown` with the reason, which is reported only if a gradient needs them.
+ */
 export function inferStatic(model: ModelProto, batch: number): Map<string, StaticInfo> {
   const g = model.graph!;
   const infos = new Map<string, StaticInfo>();
@@ -308,7 +314,7 @@ export function inferStatic(model: ModelProto, batch: number): Map<string, Stati
     ins.forEach((v, i) => {
       if (!v && node.input[i] !== "") fail(`internal: no static info for tensor '${node.input[i]}' read by ${describeNode(node)}`);
     });
-    const outs = inferNode(node, ins, opset);
+    const outs = inferOrMark(node, ins, opset);
     outs.forEach((o, i) => {
       if (node.output[i]) {
         if (o.value && numel(o.dims) > VALUE_LIMIT) delete o.value;
@@ -317,6 +323,18 @@ export function inferStatic(model: ModelProto, batch: number): Map<string, Stati
     });
   }
   return infos;
+}
+
+function inferOrMark(node: NodeProto, ins: (StaticInfo | undefined)[], opset: number): StaticInfo[] {
+  const mark = (unknown: string): StaticInfo[] => node.output.map(() => ({ dtype: -1, dims: [], unknown }));
+  const upstream = ins.find((i) => i?.unknown);
+  if (upstream) return mark(upstream.unknown!);
+  try {
+    return inferNode(node, ins, opset);
+  } catch (e) {
+    if ((e as Error).name !== "SegcauseError") throw e;
+    return mark((e as Error).message);
+  }
 }
 
 function known(...xs: (StaticInfo | undefined)[]): boolean {
