@@ -26,8 +26,9 @@ export interface Series {
   label: string;
   colour: string;
   dashed?: boolean;
-  /** y at x = k/(n−1) */
+  /** y at x = k/(n−1), or at `xs` when given */
   ys: number[];
+  xs?: number[];
 }
 
 export interface Panel {
@@ -36,6 +37,8 @@ export interface Panel {
   yLabel: string;
   series: Series[];
   yRange?: [number, number];
+  /** x axis range (default [0, 1]) */
+  xRange?: [number, number];
 }
 
 function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number): string {
@@ -44,20 +47,22 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number): strin
   const all = p.series.flatMap((s) => s.ys).filter(Number.isFinite);
   let [lo, hi] = p.yRange ?? [Math.min(0, ...all), Math.max(1, ...all)];
   if (!(hi > lo)) hi = lo + 1;
-  const sx = (f: number) => L + f * (R - L), sy = (v: number) => B - ((v - lo) / (hi - lo)) * (B - T);
+  const [xlo, xhi] = p.xRange ?? [0, 1];
+  const sx = (f: number) => L + ((f - xlo) / (xhi - xlo)) * (R - L), sy = (v: number) => B - ((v - lo) / (hi - lo)) * (B - T);
   parts.push(`<text x="${x0 + w / 2}" y="${y0 + 16}" text-anchor="middle" ${FONT} font-size="13" font-weight="bold">${esc(p.title)}</text>`);
   for (const t of niceTicks(lo, hi)) {
     parts.push(`<line x1="${L}" x2="${R}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" stroke="#e6e6e6"/>`);
     parts.push(`<text x="${L - 5}" y="${(sy(t) + 4).toFixed(1)}" text-anchor="end" ${FONT} font-size="10">${t}</text>`);
   }
-  for (const t of [0, 0.25, 0.5, 0.75, 1]) parts.push(`<text x="${sx(t).toFixed(1)}" y="${B + 14}" text-anchor="middle" ${FONT} font-size="10">${t}</text>`);
+  for (const t of p.xRange ? niceTicks(xlo, xhi) : [0, 0.25, 0.5, 0.75, 1]) parts.push(`<text x="${sx(t).toFixed(1)}" y="${B + 14}" text-anchor="middle" ${FONT} font-size="10">${t}</text>`);
   parts.push(`<rect x="${L}" y="${T}" width="${R - L}" height="${B - T}" fill="none" stroke="#333"/>`);
   parts.push(`<text x="${(L + R) / 2}" y="${B + 30}" text-anchor="middle" ${FONT} font-size="11">${esc(p.xLabel)}</text>`);
   parts.push(`<text transform="translate(${x0 + 14},${(T + B) / 2}) rotate(-90)" text-anchor="middle" ${FONT} font-size="11">${esc(p.yLabel)}</text>`);
   for (const s of p.series) {
     const n = s.ys.length;
-    const pts = s.ys.map((v, k) => (Number.isFinite(v) ? `${sx(n > 1 ? k / (n - 1) : 0).toFixed(1)},${sy(Math.max(lo, Math.min(hi, v))).toFixed(1)}` : "")).filter(Boolean);
+    const pts = s.ys.map((v, k) => (Number.isFinite(v) ? `${sx(s.xs ? s.xs[k] : n > 1 ? k / (n - 1) : 0).toFixed(1)},${sy(Math.max(lo, Math.min(hi, v))).toFixed(1)}` : "")).filter(Boolean);
     if (pts.length) parts.push(`<polyline points="${pts.join(" ")}" fill="none" stroke="${s.colour}" stroke-width="2"${s.dashed ? ` stroke-dasharray="6,4"` : ""}/>`);
+    if (s.xs) for (const pt of pts) { const [x, y] = pt.split(","); parts.push(`<circle cx="${x}" cy="${y}" r="3" fill="${s.colour}"/>`); }
   }
   return parts.join("");
 }

@@ -121,6 +121,26 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
       });
     }
   }
+  // Top-k effects per dataset: mean outcome change vs k, one panel per fill.
+  for (const ds of datasets) {
+    const dsCells = cells.filter((c) => c.id.dataset === ds);
+    const ks = [...new Set(dsCells.flatMap((c) => Object.values(c.fills).flatMap((f) => f!.topk.map((t) => t.k))))].sort((a, b) => a - b);
+    if (ks.length === 0) continue;
+    const panels = fills.map((fill) => ({
+      title: `fill = ${fill}`, xLabel: "k (% of the positive attribution mass)", yLabel: "mean change of the RoI outcome", xRange: [0, Math.max(...ks) * 100] as [number, number],
+      series: methods.filter((m) => m !== RANDOM).map((m) => {
+        const mine = dsCells.filter((c) => c.method === m && c.fills[fill]);
+        return { label: m, colour: colourOf(m, methods), xs: ks.map((k) => k * 100), ys: ks.map((k) => mine.reduce((s, c) => s + (c.fills[fill]!.topk.find((t) => t.k === k)?.effect ?? NaN), 0) / mine.length) };
+      }).filter((s) => s.ys.some(Number.isFinite)),
+    }));
+    const all = panels.flatMap((p) => p.series.flatMap((s) => s.ys)).filter(Number.isFinite);
+    const yRange: [number, number] = [Math.min(0, ...all), Math.max(0, ...all) || 1];
+    plots.push({
+      name: `plots/topk-${ds}.png`,
+      png: await svgToPng(panelsSvg(`${ds}: effect of replacing the top-k% of the attribution mass`, panels.map((p) => ({ ...p, yRange })), "more negative = removing what the method calls supportive hurts the RoI more (more faithful)")),
+      caption: `${ds}: mean change of the RoI outcome (Dice points) when the top-k% of each method's positive attribution mass is replaced, per fill.`,
+    });
+  }
   for (const p of plots) await put(p.name, p.png);
 
   // HTML.
