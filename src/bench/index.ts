@@ -1,7 +1,8 @@
 /**
  * `npm run bench`: throughput of the Runner against a bare onnxruntime-node loop on the same model,
- * batch size and thread settings, measured side by side (interleaved rounds) in one run, then the
- * forward passes and wall time of one PdCR map on the bundled demo.
+ * batch size and thread settings (one session with two threads, and two single-threaded sessions),
+ * measured side by side in interleaved rounds in one run; the bundled demo with the paper and the
+ * fast schedule; and with --fidelity, the fast schedule against a converged reference per model.
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -11,14 +12,17 @@ import { Runner } from "../model/runner.js";
 import { loadCase } from "../data/case.js";
 import { PatchBank } from "../data/patchbank.js";
 import { explainPdcr } from "../explain/pdcr.js";
+import { Command } from "commander";
+import { writeFileSync } from "node:fs";
+import { fidelityForModel, pearson } from "./fidelity.js";
 import { PatchIntervention } from "../explain/interventions.js";
 import { makeOutcome } from "../target/outcome.js";
 import { Region } from "../target/roi.js";
 import { demoConfig, PACKAGE_ROOT } from "../cli/demo.js";
 import { Rng } from "../util/rng.js";
 
-const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const SECONDS_PER_ROUND = Number(process.env.BENCH_SECONDS ?? 4);
+const ROUNDS = 3;
+const SECONDS_PER_ROUND = 4;
 
 async function bareLoop(model: Model, batch: number, seconds: number): Promise<number> {
   const session = await ort.InferenceSession.create(model.path, {
@@ -79,40 +83,160 @@ function shippedModels(): string[] {
   }
 }
 
+async function twoSessionLoop(model: Model, batch: number, seconds: number): Promise<number> {
+  // The bare-ORT counterpart of workers = 2: two single-threaded sessions, one batch in flight each.
+  const make = () =>
+    ort.InferenceSession.create(model.path, {
+      intraOpNumThreads: 1,
+      interOpNumThreads: 1,
+      executionMode: "sequential",
+      graphOptimizationLevel: "all",
+      extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+    });
+  const sessions = [await make(), await make()];
+  const data = new Float32Array(batch * model.inputSize);
+  const rng = new Rng(1);
+  for (let i = 0; i < data.length; i++) data[i] = rng.next();
+  const feeds = { [model.inputName]: new ort.Tensor("float32", data, [batch, model.channels, model.height, model.width]) };
+  await Promise.all(sessions.map((s) => s.run(feeds)));
+  let n = 0;
+  const t0 = performance.now();
+  const loop = async (s: ort.InferenceSession) => {
+    while (performance.now() - t0 < seconds * 1000) {
+      await s.run(feeds);
+      n += batch;
+    }
+  };
+  await Promise.all(sessions.map(loop));
+  const rate = n / ((performance.now() - t0) / 1000);
+  await Promise.all(sessions.map((s) => s.release()));
+  return rate;
+}
+
+const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+interface BenchFlags {
+  models: string;
+  fidelity: boolean;
+  refSamples: number;
+  batch: number;
+  rounds: number;
+  seconds: number;
+  throughput: boolean;
+  demo: boolean;
+  json?: string;
+}
+
+function selectModels(spec: string, demoModel: string): string[] {
+  if (spec === "demo") return [demoModel];
+  const all = shippedModels();
+  if (spec === "all") return all;
+  return spec.split(",").map((name) => {
+    const hit = all.find((p) => p.endsWith(`/${name}.onnx`) || p === name);
+    if (!hit) throw new Error(`no shipped model ${name}; choose from ${all.map((p) => p.split("/").pop()).join(", ")}`);
+    return hit;
+  });
+}
+
+async function throughput(paths: string[], f: BenchFlags, base: (m: Model) => Promise<Float32Array>, bank: PatchBank): Promise<unknown[]> {
+  console.log(`\n## Throughput (inputs/s; ${f.rounds} interleaved rounds of ${f.seconds}s, median; batch ${f.batch})`);
+  console.log("model | bare ORT 1x2 threads | segcause 1x2 | ratio | bare ORT 2 sessions x1 | segcause workers=2 | ratio | best layout");
+  console.log("---|---|---|---|---|---|---|---");
+  const rows = [];
+  for (const path of paths) {
+    const one = await Model.load(path, { threads: 2, workers: 1 });
+    const two = await Model.load(path, { threads: 1, workers: 2 });
+    const input = await base(one);
+    const b1: number[] = [], r1: number[] = [], b2: number[] = [], r2: number[] = [];
+    for (let r = 0; r < f.rounds; r++) {
+      b1.push(await bareLoop(one, f.batch, f.seconds));
+      r1.push(await runnerLoop(one, f.batch, f.seconds, input, bank));
+      b2.push(await twoSessionLoop(one, f.batch, f.seconds));
+      r2.push(await runnerLoop(two, f.batch, f.seconds, input, bank));
+    }
+    const row = { model: path.split("/").pop()!, bare1: med(b1), ours1: med(r1), bare2: med(b2), ours2: med(r2) };
+    rows.push(row);
+    console.log(
+      `${row.model} | ${row.bare1.toFixed(1)} | ${row.ours1.toFixed(1)} | ${(row.ours1 / row.bare1).toFixed(3)} | ${row.bare2.toFixed(1)} | ${row.ours2.toFixed(1)} | ${(row.ours2 / row.bare2).toFixed(3)} | ${row.ours2 > row.ours1 ? "2 sessions x 1 thread" : "1 session x 2 threads"}`,
+    );
+    await one.release();
+    await two.release();
+  }
+  return rows;
+}
+
+async function fidelity(paths: string[], f: BenchFlags): Promise<unknown[]> {
+  const dataRoot = process.env.SEGCAUSE_DATA ?? join(PACKAGE_ROOT, "..", "shared", "data");
+  const cacheDir = join(PACKAGE_ROOT, ".bench-cache");
+  console.log(`\n## Fast vs paper schedule, fidelity against the paper schedule with N=${f.refSamples} (reference cached in .bench-cache/)`);
+  const rows = [];
+  const lines: string[] = [];
+  for (const path of paths) {
+    const r = await fidelityForModel(path, { dataRoot, cacheDir, refSamples: f.refSamples, log: (s) => console.error(s) });
+    if (typeof r === "string") {
+      console.log(`skipped: ${r}`);
+      continue;
+    }
+    rows.push(r);
+    lines.push(
+      `${r.model} | ${r.caseId} ${r.roi.row},${r.roi.col} ${r.roi.height}px | ${r.paper.forwardPasses} / ${(r.paper.wallMs / 1000).toFixed(0)} s | ${r.fast.forwardPasses} / ${(r.fast.wallMs / 1000).toFixed(1)} s | ${(100 * r.passRatio).toFixed(1)}% | ${r.pearsonFast.toFixed(3)} | ${(100 * r.signAgreementFast).toFixed(1)}% of ${r.referenceSignificant} | ${r.pearsonPaper.toFixed(3)} | ${(100 * r.signAgreementPaper).toFixed(1)}%`,
+    );
+  }
+  console.log("model | case, RoI | paper: passes / wall | fast: passes / wall | fast/paper passes | Pearson fast vs ref | same sign (fast) | Pearson paper vs ref | same sign (paper)");
+  console.log("---|---|---|---|---|---|---|---|---");
+  for (const l of lines) console.log(l);
+  return rows;
+}
+
 async function main(): Promise<void> {
+  const f = new Command("bench")
+    .option("--models <list>", "demo, all, or comma-separated shipped model names", "demo")
+    .option("--fidelity", "fast-vs-paper schedule and fidelity against a converged reference (slow the first time: references are cached)", false)
+    .option("--ref-samples <n>", "draws per block of the reference", (v) => Number(v), 500)
+    .option("--batch <n>", "batch size of the throughput comparison", (v) => Number(v), 8)
+    .option("--rounds <n>", "interleaved rounds per throughput measurement", (v) => Number(v), ROUNDS)
+    .option("--seconds <s>", "seconds per round", (v) => Number(v), SECONDS_PER_ROUND)
+    .option("--no-throughput", "skip the throughput comparison")
+    .option("--no-demo", "skip the demo with both schedules")
+    .option("--json <file>", "also write the results as JSON")
+    .parse(process.argv)
+    .opts<BenchFlags>();
   const cfg = demoConfig();
   const demoModel = join(PACKAGE_ROOT, cfg.model);
-  const only = process.env.BENCH_MODELS === "all" ? shippedModels() : [demoModel];
+  const paths = selectModels(f.models, demoModel);
   const bank = await PatchBank.load(join(PACKAGE_ROOT, cfg.bank));
-  const batch = Number(process.env.BENCH_BATCH ?? 8);
-  console.log(`segcause bench · ${process.arch} ${(await import("node:os")).cpus().length} cores · node ${process.version} · batch ${batch} · ${ROUNDS} interleaved rounds of ${SECONDS_PER_ROUND}s`);
-  console.log("model | bare ORT img/s | segcause Runner img/s | ratio");
-  for (const path of only) {
-    const model = await Model.load(path);
-    const kase = await loadCase(model, join(PACKAGE_ROOT, cfg.image));
-    const base = model.preprocess(kase.image);
-    const bare: number[] = [], ours: number[] = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      bare.push(await bareLoop(model, batch, SECONDS_PER_ROUND));
-      ours.push(await runnerLoop(model, batch, SECONDS_PER_ROUND, base, bank));
-    }
-    const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-    console.log(`${path.split("/").pop()} | ${med(bare).toFixed(1)} | ${med(ours).toFixed(1)} | ${(med(ours) / med(bare)).toFixed(3)}`);
-    await model.release();
-  }
-  // One PdCR map with the paper's schedule on the bundled demo.
+  const os = await import("node:os");
+  console.log(`segcause bench · ${os.cpus()[0]?.model ?? "cpu"} · ${os.cpus().length} cores · ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB · node ${process.version} · onnxruntime-node ${ort.env.versions.common}`);
+  const out: Record<string, unknown> = {};
+  // The demo image at each model's own size, as the input of the throughput loops.
+  const base = async (m: Model) => m.preprocess((await loadCase(m, join(PACKAGE_ROOT, cfg.image))).image);
+  if (f.throughput) out.throughput = await throughput(paths, f, base, bank);
+
+  if (f.demo) out.demo = await demoSchedules(cfg, demoModel);
+  if (f.fidelity) out.fidelity = await fidelity(paths, f);
+  if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
+}
+
+/** The bundled demo with both schedules: the map users see first. */
+async function demoSchedules(cfg: ReturnType<typeof demoConfig>, demoModel: string): Promise<unknown> {
   const model = await Model.load(demoModel);
   const kase = await loadCase(model, join(PACKAGE_ROOT, cfg.image), cfg.mask ? join(PACKAGE_ROOT, cfg.mask) : undefined);
   const [row, col, height, width] = cfg.roi;
-  const a = await explainPdcr(model, kase, { roi: { row, col, height, width } }, { bank, batchSize: batch });
-  const significant = a.units.filter((u) => u.status === "significant").length;
-  console.log(
-    `PdCR map (paper schedule) on the demo: ${a.forwardPasses} forward passes, ${(a.wallMs / 1000).toFixed(1)} s wall, ${(a.forwardPasses / (a.wallMs / 1000)).toFixed(1)} passes/s, ${significant}/${a.units.length} blocks significant`,
-  );
+  const demo: Record<string, unknown> = {};
+  console.log("\n## The bundled demo, both schedules");
+  for (const schedule of ["paper", "fast"] as const) {
+    const a = await explainPdcr(model, kase, { roi: { row, col, height, width } }, { bank: await PatchBank.load(join(PACKAGE_ROOT, cfg.bank)), schedule });
+    const significant = a.units.filter((u) => u.status === "significant").length;
+    demo[schedule] = { forwardPasses: a.forwardPasses, wallMs: a.wallMs, significant, effects: a.units.map((u) => u.effect) };
+    console.log(`${schedule}: ${a.forwardPasses} forward passes, ${(a.wallMs / 1000).toFixed(1)} s wall, ${(a.forwardPasses / (a.wallMs / 1000)).toFixed(1)} passes/s, ${significant}/${a.units.length} blocks significant`);
+  }
+  const p = demo.paper as { forwardPasses: number; effects: number[] }, q = demo.fast as { forwardPasses: number; effects: number[] };
+  console.log(`fast/paper passes ${(q.forwardPasses / p.forwardPasses).toFixed(3)}; Pearson(fast, paper) ${pearson(q.effects, p.effects).toFixed(3)}`);
   await model.release();
+  return demo;
 }
 
 main().catch((e) => {
-  console.error(e);
+  console.error(e instanceof Error ? e.message : e);
   process.exitCode = 1;
 });

@@ -1,0 +1,160 @@
+/**
+ * Fidelity of the fast PdCR schedule against a converged reference (the paper schedule with many
+ * draws per block, default 500), and its cost against the paper schedule, on one case per model:
+ * the first test image of the model's dataset with a non-empty ground truth, and a square RoI
+ * (1/8 of the input side) centred on the topmost point of the ground-truth boundary. References
+ * are slow (hundreds of thousands of passes on large models), so they are cached and resumable
+ * under .bench-cache/.
+ */
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Model } from "../model/model.js";
+import { loadCase, type Case } from "../data/case.js";
+import { buildPatchBank, PatchBank } from "../data/patchbank.js";
+import { casesInSplits, readManifest } from "../data/manifest.js";
+import { explainPdcr } from "../explain/pdcr.js";
+import type { Attribution } from "../explain/attribution.js";
+import type { RoiRect } from "../target/roi.js";
+
+export interface FidelityCase {
+  model: string;
+  dataset: string;
+  caseId: string;
+  roi: RoiRect;
+}
+
+export interface ScheduleRun {
+  forwardPasses: number;
+  wallMs: number;
+  effects: number[];
+  significant: boolean[];
+}
+
+export interface FidelityResult extends FidelityCase {
+  blocks: number;
+  reference: ScheduleRun & { samples: number };
+  paper: ScheduleRun;
+  fast: ScheduleRun;
+  /** Pearson correlation of block effects with the reference */
+  pearsonFast: number;
+  pearsonPaper: number;
+  /** share of reference-significant blocks whose fast effect has the same sign */
+  signAgreementFast: number;
+  signAgreementPaper: number;
+  referenceSignificant: number;
+  passRatio: number;
+}
+
+export function pearson(a: readonly number[], b: readonly number[]): number {
+  const n = a.length;
+  const ma = a.reduce((s, v) => s + v, 0) / n, mb = b.reduce((s, v) => s + v, 0) / n;
+  let sab = 0, saa = 0, sbb = 0;
+  for (let i = 0; i < n; i++) {
+    sab += (a[i] - ma) * (b[i] - mb);
+    saa += (a[i] - ma) ** 2;
+    sbb += (b[i] - mb) ** 2;
+  }
+  return saa === 0 && sbb === 0 ? 1 : sab / Math.sqrt(saa * sbb);
+}
+
+/** Share of blocks significant in the reference whose effect has the same (nonzero) sign. */
+export function signAgreement(ref: ScheduleRun, other: ScheduleRun): { share: number; n: number } {
+  let n = 0, same = 0;
+  ref.effects.forEach((e, i) => {
+    if (!ref.significant[i]) return;
+    n++;
+    if (Math.sign(other.effects[i]) === Math.sign(e)) same++;
+  });
+  return { share: n ? same / n : 1, n };
+}
+
+/** The topmost ground-truth pixel with the middle of its row's run: a reproducible boundary point. */
+export function boundaryRoi(kase: Case, height: number, width: number, size: number): RoiRect | undefined {
+  const m = kase.mask;
+  if (!m) return undefined;
+  for (let y = 0; y < height; y++) {
+    const xs: number[] = [];
+    for (let x = 0; x < width; x++) if (m[y * width + x]) xs.push(x);
+    if (xs.length === 0) continue;
+    const cx = xs[Math.floor(xs.length / 2)];
+    const clamp = (v: number, hi: number) => Math.max(0, Math.min(hi - size, v));
+    return { row: clamp(y - Math.floor(size / 2), height), col: clamp(cx - Math.floor(size / 2), width), height: size, width: size };
+  }
+  return undefined;
+}
+
+function run(a: Attribution): ScheduleRun {
+  return { forwardPasses: a.forwardPasses, wallMs: a.wallMs, effects: a.units.map((u) => u.effect), significant: a.units.map((u) => u.status === "significant") };
+}
+
+export interface FidelityOptions {
+  dataRoot: string;
+  cacheDir: string;
+  refSamples: number;
+  batchSize?: number;
+  log: (s: string) => void;
+}
+
+async function bankFor(model: Model, dataset: string, o: FidelityOptions): Promise<PatchBank> {
+  const path = join(o.cacheDir, `${dataset}-${model.height}x${model.width}.scbank`);
+  if (existsSync(path)) return PatchBank.load(path);
+  const ds = readManifest(join(o.dataRoot, dataset));
+  const images = casesInSplits(ds, ["train", "val"]).map((c) => c.image);
+  const bank = await buildPatchBank(images, { height: model.height, width: model.width, filter: model.card.input.resize });
+  await bank.save(path);
+  return bank;
+}
+
+export async function fidelityForModel(modelPath: string, o: FidelityOptions): Promise<FidelityResult | string> {
+  const sidecar = JSON.parse(readFileSync(`${modelPath}.json`, "utf8")) as { dataset?: string; name?: string };
+  const name = sidecar.name ?? modelPath.split("/").pop()!.replace(/\.onnx$/, "");
+  const dataset = sidecar.dataset;
+  if (!dataset || !existsSync(join(o.dataRoot, dataset, "manifest.json"))) return `${name}: dataset ${dataset ?? "?"} not found under ${o.dataRoot}`;
+  mkdirSync(o.cacheDir, { recursive: true });
+  const model = await Model.load(modelPath);
+  try {
+    const ds = readManifest(join(o.dataRoot, dataset));
+    const size = Math.max(8, Math.round(model.height / 8));
+    let kase: Case | undefined, roi: RoiRect | undefined;
+    for (const c of casesInSplits(ds, ["test"])) {
+      kase = await loadCase(model, c.image, c.mask);
+      roi = boundaryRoi(kase, model.height, model.width, size);
+      if (roi) break;
+    }
+    if (!kase || !roi) return `${name}: no test case with a non-empty mask`;
+    const bank = await bankFor(model, dataset, o);
+    const target = { roi };
+    const base = { bank, batchSize: o.batchSize };
+    const resultPath = join(o.cacheDir, `fidelity-${name}-${o.refSamples}.json`);
+    let cached: { reference: FidelityResult["reference"]; paper: ScheduleRun } | undefined;
+    if (existsSync(resultPath)) cached = JSON.parse(readFileSync(resultPath, "utf8"));
+    if (!cached) {
+      o.log(`  ${name}: reference (paper schedule, N=${o.refSamples}) on ${kase.id}, RoI ${roi.row},${roi.col} ${size}x${size} — resumable, cached in ${o.cacheDir}`);
+      const ref = await explainPdcr(model, kase, target, { ...base, schedule: "paper", samples: o.refSamples, checkpointPath: join(o.cacheDir, `ref-${name}-${o.refSamples}.ckpt.json`) });
+      o.log(`  ${name}: paper schedule`);
+      const paper = await explainPdcr(model, kase, target, { ...base, schedule: "paper" });
+      cached = { reference: { ...run(ref), samples: o.refSamples }, paper: run(paper) };
+      writeFileSync(resultPath, JSON.stringify(cached));
+    }
+    const fast = run(await explainPdcr(model, kase, target, base));
+    const sf = signAgreement(cached.reference, fast), sp = signAgreement(cached.reference, cached.paper);
+    return {
+      model: name,
+      dataset,
+      caseId: kase.id,
+      roi,
+      blocks: fast.effects.length,
+      reference: cached.reference,
+      paper: cached.paper,
+      fast,
+      pearsonFast: pearson(fast.effects, cached.reference.effects),
+      pearsonPaper: pearson(cached.paper.effects, cached.reference.effects),
+      signAgreementFast: sf.share,
+      signAgreementPaper: sp.share,
+      referenceSignificant: sf.n,
+      passRatio: fast.forwardPasses / cached.paper.forwardPasses,
+    };
+  } finally {
+    await model.release();
+  }
+}
