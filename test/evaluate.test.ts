@@ -26,6 +26,7 @@ const texture = (y: number, x: number, i = 0) => (inC(y * S + x) ? 230 : 70 + ((
 
 let dir: string;
 let modelPath: string;
+let modelPath2: string;
 let manifest: string;
 
 /** Hand-made attributions: support = fn(pixel); `calls` counts explain() invocations per method. */
@@ -60,6 +61,8 @@ registerMethod(handMade("t-random", (p, seed) => uniform(seed + 99, 7, p)));
 beforeAll(async () => {
   dir = tmp("segcause-eval-");
   modelPath = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
+  // same threshold on the mean of C, plus a weak dependence on the bottom-left corner
+  modelPath2 = writeModel(dir, "causal2.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 40 }, { row: 24, col: 0, height: 8, width: 8, weight: 0.5 }], -32.2));
   const cases = [];
   for (let i = 0; i < 6; i++) {
     const id = `img${i}`;
@@ -243,12 +246,15 @@ describe("resumption and determinism", () => {
   };
 
   it("a killed run resumes without recomputing finished cells and ends with the same numbers", async () => {
+    const two = { models: [modelPath, modelPath2] };
+    const config2 = (out: string, m: string[]) => config(out, m, two);
     const full = tmp("segcause-eval-full-");
-    await runEvaluation(config(full, methods), ctl());
+    await runEvaluation(config2(full, methods), ctl());
+    expect(listCells(full)).toHaveLength(36);
 
     const part = tmp("segcause-eval-part-");
     // 1. a run limited to 4 cells
-    const first = await runEvaluation(config(part, methods), ctl({ maxCells: 4 }));
+    const first = await runEvaluation(config2(part, methods), ctl({ maxCells: 4 }));
     expect(first).toMatchObject({ computed: 4, stoppedEarly: true });
     const finished = listCells(part);
     expect(finished).toHaveLength(4);
@@ -258,22 +264,22 @@ describe("resumption and determinism", () => {
     // 2. a run that dies inside a method (its cell folder is left without cell.json)
     calls["t-random"] = 0;
     failOn = { method: "t-random", call: 2 };
-    await expect(runEvaluation(config(part, methods), ctl())).rejects.toThrow(/injected failure/);
+    await expect(runEvaluation(config2(part, methods), ctl())).rejects.toThrow(/injected failure/);
     failOn = undefined;
     const afterCrash = listCells(part).length;
     expect(afterCrash).toBeGreaterThan(4);
     // 3. the rerun computes only the missing cells
     const seen: string[] = [];
-    const last = await runEvaluation(config(part, methods), ctl({ beforeCell: (id, m) => seen.push(`${id.image}/${id.roi}/${m}`) }));
-    expect(last.computed).toBe(18 - afterCrash);
+    const last = await runEvaluation(config2(part, methods), ctl({ beforeCell: (id, m) => seen.push(`${id.image}/${id.roi}/${m}`) }));
+    expect(last.computed).toBe(36 - afterCrash);
     expect(last.resumed).toBe(afterCrash);
-    expect(seen).toHaveLength(18 - afterCrash);
+    expect(seen).toHaveLength(36 - afterCrash);
     for (const [d, t] of mtimes) expect(statSync(join(d, "cell.json")).mtimeMs).toBe(t);
-    expect(listCells(part)).toHaveLength(18);
+    expect(listCells(part)).toHaveLength(36);
     // 4. same final numbers as the uninterrupted run (wall times aside)
     expect(strip(part)).toBe(strip(full));
     // a further rerun is a no-op
-    expect((await runEvaluation(config(part, methods), ctl())).computed).toBe(0);
+    expect((await runEvaluation(config2(part, methods), ctl())).computed).toBe(0);
   });
 
   it("is deterministic for a seed and changes with the seed", async () => {

@@ -168,12 +168,22 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
   const banks = new Map<string, PatchBank>();
   const protocolKey = { ...P, seed: cfg.seed };
 
-  for (const modelPath of cfg.models) {
-    const model = await Model.load(modelPath, { threads: cfg.threads });
-    try {
-      const bank = needBank ? await bankFor(cfg, ds, model, banks, log) : undefined;
-      const runner = new Runner(model, { batchSize: cfg.batchSize });
-      for (const c of cases) {
+  // Image-major order (every model on image 1, then image 2, ...): a run stopped early has whole
+  // images for every model, which is what the paired statistics need. Models stay loaded.
+  const loaded = new Map<string, { model: Model; runner: Runner; bank?: PatchBank }>();
+  const open = async (path: string) => {
+    let m = loaded.get(path);
+    if (!m) {
+      const model = await Model.load(path, { threads: cfg.threads });
+      loaded.set(path, (m = { model, runner: new Runner(model, { batchSize: cfg.batchSize }) }));
+      if (needBank) m.bank = await bankFor(cfg, ds, model, banks, log);
+    }
+    return m;
+  };
+  try {
+    for (const c of cases) {
+      for (const modelPath of cfg.models) {
+        const { model, runner, bank } = await open(modelPath);
         const kase = await loadCase(model, c.image, c.mask);
         kase.id = c.id;
         const rois = selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, summary.notes);
@@ -186,9 +196,9 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
           }
         }
       }
-    } finally {
-      await model.release();
     }
+  } finally {
+    for (const m of loaded.values()) await m.model.release();
   }
   return summary;
 }
@@ -318,6 +328,7 @@ async function evaluateRoi(
     await writeAtomic(join(dir, "cell.json"), JSON.stringify(record, null, 1));
     await rm(checkpointPath, { force: true });
     summary.computed++;
+    log(`  done: ${a.forwardPasses} forward + ${a.backwardPasses} backward passes in ${(a.wallMs / 1000).toFixed(1)} s, curves ${record.cost.evaluationPasses} passes`);
   }
   return false;
 }
