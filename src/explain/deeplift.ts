@@ -2,7 +2,9 @@
  * DeepLIFT with the rescale rule (Shrikumar et al. 2017): multipliers m from the gradient builder's
  * "deeplift" rule, run on the image and the baseline together, give contributions
  * C_c(p) = m_c(p) · (x − b)_c(p) that add up to S(x) − S(b) (completeness, checked in the notes).
- * The map holds −Σ_c C_c(p) (removal-effect convention). Baselines as IG's.
+ * The map holds −Σ_c C_c(p) (removal-effect convention). Baselines as IG's. Summation-to-delta is
+ * exact only without Softmax/LayerNormalization (the builder uses their gradient at x): on
+ * SegFormer the gap is large and the notes say so.
  */
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
@@ -38,11 +40,20 @@ export function explainDeepLift(model: Model, kase: Case, target: TargetSpec, op
     });
     const [sBase] = await env.forwardScores([base]);
     const c = completenessNote(total, env.baseScore - sBase);
+    const notes = [`baseline: ${describe}`, c.note];
+    const nonLocal = model.graph.opTypes.filter((op) => op === "Softmax" || op === "LayerNormalization");
+    if (c.gap > 0.05) {
+      notes.push(
+        nonLocal.length
+          ? `summation-to-delta does not hold for this network: ${nonLocal.join(" and ")} use their gradient at x, not a DeepLIFT multiplier; read the map as a gradient-like attribution`
+          : "summation-to-delta is off by more than 5%: check the model for ops without a rescale rule",
+      );
+    }
     return {
       map,
       signed: true,
       valueUnits: "DeepLIFT contribution to S(baseline) - S(x) of replacing the pixel by the baseline (-sum_c m*(x-b))",
-      notes: [`baseline: ${describe}`, c.note],
+      notes,
       settings: { completenessGap: c.gap, baselineScore: sBase },
     };
   });
