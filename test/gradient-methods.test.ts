@@ -15,6 +15,8 @@ import { explainDeepLift } from "../src/explain/deeplift.js";
 import { explainGradCam } from "../src/explain/gradcam.js";
 import { dilate, diceLoss, explainMisure } from "../src/explain/misure.js";
 import { resizeBilinear, resizeBilinearTranspose } from "../src/util/bilinear.js";
+import { getMethod } from "../src/explain/catalog.js";
+import { resolveOptions } from "../src/explain/methods.js";
 import { regionMeanModel, tmp, writeImage, writeModel, SIZE } from "./helpers/tiny.js";
 
 const sig = (z: number) => 1 / (1 + Math.exp(-z));
@@ -362,5 +364,21 @@ describe("batching", () => {
         expect(four.backwardPasses, name).toBe(one.backwardPasses);
       }
     });
+  });
+});
+
+describe("registry", () => {
+  it("every gradient method is registered with its options, defaults and cost", () => {
+    const names = ["saliency", "gradxinput", "ig", "smoothgrad", "guided", "deeplift", "gradcam", "misure"];
+    for (const n of names) {
+      const def = getMethod(n);
+      expect(def.family, n).toBe("gradient");
+      expect(def.cost, n).toMatch(/forward/);
+    }
+    expect(resolveOptions(getMethod("ig"), {})).toEqual({ steps: 32, fillKind: "constant", fill: 0, sigma: 5 });
+    expect(resolveOptions(getMethod("smoothgrad"), { noise: 0.2 })).toEqual({ samples: 25, noise: 0.2 });
+    expect(resolveOptions(getMethod("gradcam"), {})).toEqual({ layer: "auto" });
+    expect(resolveOptions(getMethod("misure"), {})).toMatchObject({ iterations: 100, lr: 0.01, l1: 0.1, maskSize: 32, sufficiency: 0.9 });
+    expect(() => resolveOptions(getMethod("saliency"), { steps: 4 })).toThrow(/--steps is not an option of method saliency/);
   });
 });

@@ -29,7 +29,7 @@ import { AttributeProtoSchema, AttributeProto_AttributeType, ModelProtoSchema, N
 import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model, OutputLayout } from "../model/model.js";
-import { DEFAULT_BATCH_SIZE, Runner } from "../model/runner.js";
+import { DEFAULT_BATCH_SIZE, Runner, type InputWriter, type OutputReader } from "../model/runner.js";
 import { buildGradientModel, type GradientModel } from "../onnx/gradient.js";
 import { parseModel } from "../onnx/graph.js";
 import type { Target, TargetSpec } from "../target/target.js";
@@ -106,8 +106,8 @@ function withProbabilities(proto: ModelProto, output: string, channels: number):
 }
 
 /**
- * One gradient graph of a Model in its own ONNX Runtime session (same thread settings as the
- * Model's). Counts real (non-padding) inputs as forward and backward passes.
+ * One gradient graph of a Model in its own ONNX Runtime session (as many intra-op threads as the
+ * Model's sessions have together, no spinning). Counts real (non-padding) inputs as forward and backward passes.
  */
 export class GradientSession {
   forwardPasses = 0;
@@ -158,7 +158,8 @@ export class GradientSession {
     let session: ort.InferenceSession;
     try {
       session = await ort.InferenceSession.create(gm.bytes, {
-        intraOpNumThreads: model.threads,
+        // every core the Model's sessions use (workers x threads), in one gradient session
+        intraOpNumThreads: model.threads * model.workers,
         interOpNumThreads: 1,
         executionMode: "sequential",
         graphOptimizationLevel: opts.optimization ?? OPT_LEVEL,
@@ -268,8 +269,11 @@ export interface GradientEnv {
   scoreOfProb(prob: Float32Array): number;
   /** S of plain model inputs (forward passes only), one per input */
   forwardScores(inputs: Float32Array[]): Promise<number[]>;
-  /** plain forward passes of the model (batched, counted); `read` gets the raw output data */
-  runner: Runner;
+  /**
+   * Plain forward passes of the model, counted: batches of at most the batch size, a call with
+   * fewer items runs at its own size (no padding to a full batch for one input).
+   */
+  forward<T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>): Promise<Float64Array>;
   /** class probability at pixel p of batch slot `slot` of a raw model output (card semantics) */
   probAt(data: Float32Array, slot: number, p: number): number;
   /** a gradient session, released when the method ends; counted in the Attribution */
@@ -303,8 +307,16 @@ export async function explainGradient(
 ): Promise<Attribution> {
   const t0 = Date.now();
   const seed = run.seed ?? 0;
-  const runner = new Runner(model, { batchSize: run.batchSize });
-  const base = await unperturbedPass(model, kase, targetSpec, runner);
+  const batchSize = run.batchSize ?? DEFAULT_BATCH_SIZE;
+  const runners = new Map<number, Runner>();
+  const runnerFor = (items: number): Runner => {
+    const b = Math.max(1, Math.min(batchSize, items));
+    let r = runners.get(b);
+    if (!r) runners.set(b, (r = new Runner(model, { batchSize: b })));
+    return r;
+  };
+  const forward = <T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>) => runnerFor(items.length).evaluate(items, write, read);
+  const base = await unperturbedPass(model, kase, targetSpec, runnerFor(1));
   const layout = model.outputLayout!;
   const plane = layout.height * layout.width;
   const ch = model.card.output.channel;
@@ -317,7 +329,7 @@ export async function explainGradient(
   };
   const probOfRaw = rawToProb(model, layout);
   const forwardScores = async (inputs: Float32Array[]): Promise<number[]> => {
-    const out = await runner.evaluate(inputs, (x, dst) => dst.set(x), (data, slot) => {
+    const out = await forward(inputs, (x, dst) => dst.set(x), (data, slot) => {
       let s = 0;
       for (const p of base.target.region.pixels) s += probOfRaw(data, slot, ch * plane + p);
       return s;
@@ -325,7 +337,6 @@ export async function explainGradient(
     return Array.from(out);
   };
   const sessions: GradientSession[] = [];
-  const batchSize = run.batchSize ?? DEFAULT_BATCH_SIZE;
   const env: GradientEnv = {
     model,
     kase,
@@ -337,7 +348,7 @@ export async function explainGradient(
     roiSeed,
     scoreOfProb,
     forwardScores,
-    runner,
+    forward,
     probAt: (data, slot, p) => probOfRaw(data, slot, ch * plane + p),
     session: async (o = {}) => {
       const s = await GradientSession.create(model, { ...o, batchSize: o.batchSize ?? batchSize });
@@ -362,13 +373,13 @@ export async function explainGradient(
     for (const s of sessions) await s.release();
   }
   const notes = [
-    ...runner.notes,
+    ...new Set([...runners.values()].flatMap((r) => r.notes)),
     ...new Set(sessions.flatMap((s) => s.notes)),
     `gradient target: S = sum of the class-${ch} probability over the ${base.target.region.area} RoI pixels (S(x) = ${env.baseScore.toPrecision(6)}); gradients are w.r.t. the model input tensor (after the card's (pixel/scale - mean)/std)`,
     ...(result.notes ?? []),
     ...model.resolved.assumptions.map((a) => `assumed: ${a}`),
   ];
-  const forwardPasses = runner.forwardPasses + sessions.reduce((n, s) => n + s.forwardPasses, 0);
+  const forwardPasses = [...runners.values()].reduce((n, r) => n + r.forwardPasses, 0) + sessions.reduce((n, s) => n + s.forwardPasses, 0);
   const backwardPasses = sessions.reduce((n, s) => n + s.backwardPasses, 0);
   const allSettings = { ...settings, ...(result.settings ?? {}), score: "sum of class probability over the RoI" };
   return {

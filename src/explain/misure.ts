@@ -128,7 +128,7 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
       full = current.every((v) => v === 1);
       current = dilate(current, H, W);
     }
-    const dice = await env.runner.evaluate(batch, (m, dst) => compose(m, dst), roiDice);
+    const dice = await env.forward(batch, (m, dst) => compose(m, dst), roiDice);
     const k = dice.findIndex((d) => d >= o.sufficiency);
     if (k >= 0) {
       support = batch[k];
@@ -160,7 +160,7 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
     compose(effMask, xin);
     let loss = 0, dice = 0;
     let seed: Float64Array = new Float64Array(0);
-    await env.runner.evaluate([0], (_, dst) => dst.set(xin), (data, slot) => {
+    await env.forward([0], (_, dst) => dst.set(xin), (data, slot) => {
       const probs = Float64Array.from(roi, (p) => env.probAt(data, slot, p));
       const d = diceLoss(probs, y);
       let mean = 0;
