@@ -11,14 +11,16 @@ const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
 describe("segcause demo", () => {
   it("explains the bundled sample with the bundled model and says what it wrote", () => {
     const out = join(tmp(), "demo");
-    // Fewer fine samples than the paper's 50 keep CI short; the schedule is otherwise the paper's.
-    const r = spawnSync(process.execPath, [BIN, "demo", "--out", out, "--samples", "10", "--no-progress"], { encoding: "utf8" });
+    // The default (fast) schedule: a few hundred passes of the shipped U-Net.
+    const r = spawnSync(process.execPath, [BIN, "demo", "--out", out, "--no-progress"], { encoding: "utf8" });
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain("ground-truth mask");
     expect(r.stdout).toContain("overlay.png");
     const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
     expect(manifest.provenance.model.cardSource).toBe("sidecar");
     expect(manifest.provenance.model.assumptions).toEqual([]);
+    expect(manifest.provenance.settings.schedule).toBe("fast");
+    expect(manifest.forwardPasses).toBeLessThan(1000);
     const stats = JSON.parse(readFileSync(join(out, "stats.json"), "utf8"));
     // A real model on a lesion: its own RoI is segmented well and some blocks matter.
     expect(stats.baseOutcome).toBeGreaterThan(50);
