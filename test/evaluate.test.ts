@@ -171,8 +171,8 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
   let out: string;
   beforeAll(async () => {
     out = tmp("segcause-eval-run-");
-    const s = await runEvaluation(config(out, ["t-oracle", "t-anti", "t-random", "zero", "occlusion"]), ctl());
-    expect(s.computed).toBe(3 * 2 * 5);
+    const s = await runEvaluation(config(out, ["t-oracle", "t-anti", "t-random", "zero", "occlusion", "pdcr"]), ctl());
+    expect(s.computed).toBe(3 * 2 * 6);
   });
 
   it("the causal ground truth gives the steepest deletion curve and the best insertion curve, for every fill", () => {
@@ -197,8 +197,11 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
       expect(c.metrics["top1:zero"]).toBeCloseTo(0, 6); // 1% of the mass = 3 px of C: not enough to flip
       expect(c.metrics["top20:zero"]).toBeCloseTo(-100, 6); // 52 px of C: flips
     }
-    // the zero-ablation method finds C too, so it is as faithful as the oracle under its own fill
+    // the zero-ablation method finds C too, so it is as faithful as the oracle under its own fill,
+    // and PdCR (natural patches from the train images' bank, built on the fly) under the patch fill
     expect(by("zero", "del_auc:zero")).toBeLessThanOrEqual(by("t-oracle", "del_auc:zero") + 1e-9);
+    expect(by("pdcr", "del_auc:patches")).toBeLessThanOrEqual(by("t-oracle", "del_auc:patches") + 1e-9);
+    expect(by("pdcr", "outside_causal")).toBe(0);
     expect(by("t-random", "outside_causal")).toBeGreaterThan(0.6);
     expect(by("t-anti", "outside_causal")).toBe(1);
   });
@@ -222,7 +225,7 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     const html = readFileSync(join(out, "report.html"), "utf8");
     expect(html).toContain("data:image/png;base64,");
     expect(html).not.toMatch(/<script|https?:\/\//);
-    expect(readFileSync(join(out, "cells.jsonl"), "utf8").trim().split("\n")).toHaveLength(30);
+    expect(readFileSync(join(out, "cells.jsonl"), "utf8").trim().split("\n")).toHaveLength(36);
     const map = readFileSync(join(cellDir(out, { dataset: "tiny", model: "causal", image: "img3", roi: "boundary8-0" }, "t-oracle"), "map.npy"));
     expect(map.length).toBe(128 + S * S * 4);
   });
