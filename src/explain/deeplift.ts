@@ -3,8 +3,9 @@
  * "deeplift" rule, run on the image and the baseline together, give contributions
  * C_c(p) = m_c(p) · (x − b)_c(p) that add up to S(x) − S(b) (completeness, checked in the notes).
  * The map holds −Σ_c C_c(p) (removal-effect convention). Baselines as IG's. Summation-to-delta is
- * exact only without Softmax/LayerNormalization (the builder uses their gradient at x): on
- * SegFormer the gap is large and the notes say so.
+ * exact only without Softmax/LayerNormalization (the builder uses their gradient at x) and without
+ * data-dependent switches (SegNet's unpooling masks): on SegFormer and SegNet the gap is large and
+ * the notes say so.
  */
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
@@ -42,12 +43,13 @@ export function explainDeepLift(model: Model, kase: Case, target: TargetSpec, op
     const c = completenessNote(total, env.baseScore - sBase);
     const notes = [`baseline: ${describe}`, c.note];
     const nonLocal = model.graph.opTypes.filter((op) => op === "Softmax" || op === "LayerNormalization");
+    const switches = model.graph.opTypes.filter((op) => ["Equal", "Greater", "Less", "Where", "ArgMax", "ArgMin"].includes(op));
     if (c.gap > 0.05) {
-      notes.push(
-        nonLocal.length
-          ? `summation-to-delta does not hold for this network: ${nonLocal.join(" and ")} use their gradient at x, not a DeepLIFT multiplier; read the map as a gradient-like attribution`
-          : "summation-to-delta is off by more than 5%: check the model for ops without a rescale rule",
-      );
+      const why = [
+        ...(nonLocal.length ? [`${nonLocal.join(" and ")} use their gradient at x, not a DeepLIFT multiplier`] : []),
+        ...(switches.length ? [`data-dependent switches (${switches.join(", ")}, e.g. SegNet's max-unpooling masks) differ between image and baseline and carry no multiplier`] : []),
+      ];
+      notes.push(`summation-to-delta does not hold for this network${why.length ? `: ${why.join("; ")}` : ""}; read the map as a gradient-like attribution`);
     }
     return {
       map,
