@@ -136,7 +136,7 @@ export const limeMethod: MethodDefinition = {
   name: "lime",
   family: "perturbation",
   summary: "LIME: ~100 SLIC superpixels, 1000 coalitions (each unit kept w.p. 1/2, removed = image mean colour), cosine-kernel ridge regression; effect = -coefficient",
-  cost: "1 + coalitions - 1 (the first coalition is the image itself)",
+  cost: "coalitions (the first coalition is the unperturbed image, scored once)",
   options: [
     ...coalitionOptionDecls(),
     { name: "kernelWidth", type: "number", description: "LIME kernel width on the cosine distance to the unperturbed coalition", default: LIME_DEFAULTS.kernelWidth },
