@@ -1,4 +1,8 @@
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { decodeNpy } from "../src/util/npy.js";
 import { loadCase, type Case } from "../src/data/case.js";
 import { SegcauseError } from "../src/errors.js";
 import { Model } from "../src/model/model.js";
@@ -235,6 +239,11 @@ describe("SmoothGrad", () => {
       const a = await explainSmoothGrad(m, k, MEANPROB, { samples: 5, seed: 1 });
       const b = await explainSmoothGrad(m, k, MEANPROB, { samples: 5, seed: 2 });
       expect(a.map.some((v, i) => Math.abs(v - b.map[i]) > 1e-6)).toBe(true);
+      // a Monte-Carlo mean: its standard error is finite and positive where the map is
+      expect(a.stderrMap.every((v) => Number.isFinite(v) && v >= 0)).toBe(true);
+      expect(a.stderrMap.some((v) => v > 0)).toBe(true);
+      const c = await explainSmoothGrad(m, k, MEANPROB, { samples: 5, seed: 1 });
+      expectClose(c.map, a.map, 0, "same seed");
     });
   });
 });
@@ -380,5 +389,30 @@ describe("registry", () => {
     expect(resolveOptions(getMethod("gradcam"), {})).toEqual({ layer: "auto" });
     expect(resolveOptions(getMethod("misure"), {})).toMatchObject({ iterations: 100, lr: 0.01, l1: 0.1, maskSize: 32, sufficiency: 0.9 });
     expect(() => resolveOptions(getMethod("saliency"), { steps: 4 })).toThrow(/--steps is not an option of method saliency/);
+  });
+});
+
+describe("segcause explain --method <gradient method> (CLI, needs the build)", () => {
+  const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
+  const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, "explain", "--threads", "1", "--workers", "1", "--no-progress", ...args], { encoding: "utf8" });
+
+  it("ig with shared occlusion flags writes a signed pixel map with its passes", () => {
+    const out = join(dir, "cli-ig");
+    const r = cli("--method", "ig", "--steps", "4", "--fill-kind", "mean", "--batch-size", "2", "--model", paths.smooth, "--image", images.ramp, "--roi", "16,0,8,8", "--outcome", "mean-prob", "--out", out);
+    expect(r.stderr).toBe("");
+    expect(r.status).toBe(0);
+    const man = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
+    expect(man.method).toBe("ig");
+    expect(man.backwardPasses).toBe(4);
+    expect(man.forwardPasses).toBe(2 + 4);
+    expect(man.provenance.settings).toMatchObject({ steps: 4, fillKind: "mean" });
+    expect(man.notes.join("\n")).toMatch(/completeness/);
+    expect(decodeNpy(readFileSync(join(out, "map.npy"))).shape).toEqual([SIZE, SIZE]);
+  });
+
+  it("gradcam with an unknown --layer exits 1 listing the candidates", () => {
+    const r = cli("--method", "gradcam", "--layer", "nope", "--model", paths.smooth, "--image", images.ramp, "--roi", "16,0,8,8", "--outcome", "mean-prob", "--out", join(dir, "cli-cam"));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/--layer 'nope' is not a tensor .*feat \[4x16x16, Sigmoid\]/);
   });
 });

@@ -285,6 +285,8 @@ export interface GradientEnv {
 
 export interface GradientMap {
   map: Float32Array;
+  /** per-pixel standard error of the map where the method has one (Monte-Carlo methods), else NaN */
+  stderrMap?: Float32Array;
   signed: boolean;
   valueUnits: string;
   notes?: string[];
@@ -390,7 +392,7 @@ export async function explainGradient(
     height: model.height,
     width: model.width,
     map: result.map,
-    stderrMap: new Float32Array(model.height * model.width).fill(Number.NaN),
+    stderrMap: result.stderrMap ?? new Float32Array(model.height * model.width).fill(Number.NaN),
     units: [],
     baseOutcome: base.target.base,
     outcome: base.target.outcome,

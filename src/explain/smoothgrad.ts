@@ -4,7 +4,8 @@
  *
  *   map(p) = max_c | (1/n) Σ_j ∂S/∂x_c(p) at x + ε_j |
  *
- * (the paper averages the gradient itself, not its magnitude). Unsigned. Noise is drawn from the
+ * (the paper averages the gradient itself, not its magnitude). Unsigned; the standard error of the
+ * mean gradient (of the channel giving the pixel its value) is the stderr map. Noise is drawn from the
  * counter-based generator keyed by (seed, sample, element), so the map does not depend on the
  * batch size.
  */
@@ -44,7 +45,7 @@ export function explainSmoothGrad(model: Model, kase: Case, target: TargetSpec, 
     for (const v of x) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
     const sigma = noise * (hi - lo);
     const s = await env.session();
-    const mean = new Float64Array(n);
+    const mean = new Float64Array(n), sq = new Float64Array(n);
     const ids = Array.from({ length: samples }, (_, j) => j);
     await s.run(
       ids,
@@ -53,14 +54,31 @@ export function explainSmoothGrad(model: Model, kase: Case, target: TargetSpec, 
         f.seed.set(env.roiSeed);
       },
       (slot) => {
-        for (let i = 0; i < n; i++) mean[i] += slot.inputGrad[i];
+        for (let i = 0; i < n; i++) {
+          const g = slot.inputGrad[i];
+          mean[i] += g;
+          sq[i] += g * g;
+        }
       },
       env.progress("smoothgrad", samples),
     );
     for (let i = 0; i < n; i++) mean[i] /= samples;
-    const map = maxAbsOverChannels(mean, model.channels, model.height * model.width);
+    const plane = model.height * model.width;
+    const map = maxAbsOverChannels(mean, model.channels, plane);
+    // Standard error of the mean gradient of the channel that gives the pixel its value.
+    const stderrMap = new Float32Array(plane).fill(Number.NaN);
+    if (samples > 1) {
+      for (let p = 0; p < plane; p++) {
+        let best = 0;
+        for (let c = 1; c < model.channels; c++) if (Math.abs(mean[c * plane + p]) > Math.abs(mean[best * plane + p])) best = c;
+        const i = best * plane + p;
+        const variance = Math.max(0, (sq[i] - samples * mean[i] * mean[i]) / (samples - 1));
+        stderrMap[p] = Math.sqrt(variance / samples);
+      }
+    }
     return {
       map,
+      stderrMap,
       signed: false,
       valueUnits: "|mean over noisy copies of dS/dx| (S = RoI probability sum), max over channels",
       notes: [`noise sigma = ${noise} x input range ${(hi - lo).toPrecision(4)} = ${sigma.toPrecision(4)} (model-input units), ${samples} samples`],
