@@ -10,6 +10,7 @@ import type { Case } from "../data/case.js";
 import type { Attribution } from "../explain/attribution.js";
 import { Region } from "../target/roi.js";
 import { encodeNpy } from "../util/npy.js";
+import { t975 } from "../util/tdist.js";
 import { svgToPng, summarySvg } from "./charts.js";
 import { heatRgb, overlayRgb } from "./colormap.js";
 import { mapStats, type MapStats } from "./stats.js";
@@ -20,6 +21,12 @@ export interface WrittenOutputs {
   dir: string;
   files: Record<string, string>;
   stats: MapStats;
+}
+
+/** Half-width of the unit's 95% confidence interval (Student t on the estimator's degrees of freedom). */
+function ci95(u: { stderr: number; samples: number; dof?: number }): number | null {
+  const half = t975(u.dof ?? u.samples - 1) * u.stderr;
+  return Number.isFinite(half) ? half : null;
 }
 
 export async function writeAttribution(a: Attribution, kase: Case, dir: string, roiRegion?: Region): Promise<WrittenOutputs> {
@@ -45,7 +52,7 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
         height: a.height,
         width: a.width,
         roi: a.roi,
-        units: a.units.map((u) => ({ row: u.row, col: u.col, height: u.height, width: u.width, pixels: u.pixels?.length, effect: u.effect, rawEffect: u.rawEffect, stderr: Number.isNaN(u.stderr) ? null : u.stderr, samples: u.samples, status: u.status })),
+        units: a.units.map((u) => ({ row: u.row, col: u.col, height: u.height, width: u.width, pixels: u.pixels?.length, effect: u.effect, rawEffect: u.rawEffect, stderr: Number.isNaN(u.stderr) ? null : u.stderr, ci95: ci95(u), samples: u.samples, status: u.status })),
       },
       null,
       1,
