@@ -1,3 +1,5 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
 import { Model } from "../src/model/model.js";
@@ -91,6 +93,19 @@ describe("fast PdCR schedule on models with known causal structure", () => {
     const m1 = (await run(smoothModel, bank, { batchSize: 1 }, "mean-prob")).map;
     const m8 = (await run(smoothModel, bank, { batchSize: 8 }, "mean-prob")).map;
     expect(Buffer.from(m8.buffer).equals(Buffer.from(m1.buffer))).toBe(true);
+  });
+
+  it("resumes from a checkpoint with the identical map", async () => {
+    const ck = join(dir, "fast-ck.json");
+    const bank = [20, 240, 60, 200, 100, 160, 140, 180];
+    const full = await run(smoothModel, bank, { checkpointPath: ck }, "mean-prob");
+    // Drop the later samples of every unit, as if the run had been killed part-way.
+    const saved = JSON.parse(readFileSync(ck, "utf8"));
+    for (const k of Object.keys(saved.samples)) saved.samples[k] = saved.samples[k].slice(0, 4);
+    writeFileSync(ck, JSON.stringify(saved));
+    const resumed = await run(smoothModel, bank, { checkpointPath: ck }, "mean-prob");
+    expect(Array.from(resumed.map)).toEqual(Array.from(full.map));
+    expect(resumed.notes.some((n) => n.startsWith("resumed from checkpoint"))).toBe(true);
   });
 
   it("its 95% intervals cover the true ATE at the nominal rate", async () => {
