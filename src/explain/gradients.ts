@@ -330,14 +330,12 @@ export async function explainGradient(
     return s;
   };
   const probOfRaw = rawToProb(model, layout);
-  const forwardScores = async (inputs: Float32Array[]): Promise<number[]> => {
-    const out = await forward(inputs, (x, dst) => dst.set(x), (data, slot) => {
-      let s = 0;
-      for (const p of base.target.region.pixels) s += probOfRaw(data, slot, ch * plane + p);
-      return s;
-    });
-    return Array.from(out);
+  const scoreOfRaw = (data: Float32Array, slot: number): number => {
+    let s = 0;
+    for (const p of base.target.region.pixels) s += probOfRaw(data, slot, ch * plane + p);
+    return s;
   };
+  const forwardScores = async (inputs: Float32Array[]): Promise<number[]> => Array.from(await forward(inputs, (x, dst) => dst.set(x), scoreOfRaw));
   const sessions: GradientSession[] = [];
   const env: GradientEnv = {
     model,
@@ -346,7 +344,7 @@ export async function explainGradient(
     seed,
     input: base.input,
     baseOutput: base.output,
-    baseScore: 0,
+    baseScore: scoreOfRaw(base.output, 0),
     roiSeed,
     scoreOfProb,
     forwardScores,
@@ -363,11 +361,6 @@ export async function explainGradient(
     },
     batchSize,
   };
-  {
-    let s = 0;
-    for (const p of base.target.region.pixels) s += probOfRaw(base.output, 0, ch * plane + p);
-    env.baseScore = s;
-  }
   let result: GradientMap;
   try {
     result = await body(env);

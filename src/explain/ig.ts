@@ -9,6 +9,7 @@
  * which is reported in the notes as the completeness gap. Baselines as occlusion's fills: black
  * (default), the image's mean colour, or a Gaussian blur.
  */
+import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
@@ -34,7 +35,7 @@ export function completenessNote(total: number, diff: number): { note: string; g
 export function explainIg(model: Model, kase: Case, target: TargetSpec, opts: IgOptions = {}): Promise<Attribution> {
   const steps = opts.steps ?? IG_DEFAULTS.steps;
   const b: BaselineOptions = { ...IG_DEFAULTS.baseline, ...opts.baseline };
-  if (!Number.isInteger(steps) || steps < 1) throw new Error(`ig steps must be a positive integer, got ${steps}`);
+  if (!Number.isInteger(steps) || steps < 1) fail(`--steps must be a positive integer, got ${steps}`, "use --steps 32");
   return explainGradient(model, kase, target, opts, "ig", { steps, rule: "riemann-midpoint", fillKind: b.kind, fill: b.value, sigma: b.sigma }, async (env) => {
     const { input: base, describe } = await baselineInput(model, kase, b);
     const x = env.input;

@@ -89,6 +89,9 @@ export function explainMisure(model: Model, kase: Case, target: TargetSpec, opts
   const b: BaselineOptions = { ...IG_DEFAULTS.baseline, ...opts.baseline };
   if (!Number.isInteger(o.iterations) || o.iterations < 0) fail(`--iterations must be a non-negative integer, got ${o.iterations}`);
   if (!Number.isInteger(o.maskSize) || o.maskSize < 1) fail(`--mask-size must be a positive integer, got ${o.maskSize}`);
+  if (!(o.lr > 0)) fail(`--lr must be positive, got ${o.lr}`, "use --lr 0.01");
+  if (!(o.l1 >= 0)) fail(`--l1 must be >= 0, got ${o.l1}`, "use --l1 0.1");
+  if (!(o.sufficiency > 0 && o.sufficiency <= 1)) fail(`--sufficiency must be a Dice in (0, 1], got ${o.sufficiency}`, "use --sufficiency 0.9");
   const settings = { iterations: o.iterations, lr: o.lr, l1: o.l1, maskSize: o.maskSize, sufficiency: o.sufficiency, weightDecay: o.weightDecay, init: o.init, kernel: "ellipse 7x7", fillKind: b.kind, fill: b.value, sigma: b.sigma };
   return explainGradient(model, kase, target, opts, "misure", settings, (env) => misure(env, o, b));
 }
@@ -154,7 +157,7 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
   const xin = new Float32Array(C * plane);
   const effMask = new Float32Array(plane);
   const losses: number[] = [];
-  const evaluate = async (): Promise<{ loss: number; dice: number; seed: Float64Array; u: Float32Array }> => {
+  const evaluate = async (): Promise<{ loss: number; dice: number; seed: Float64Array }> => {
     const u = resizeBilinear(m, s, s, H, W);
     for (let p = 0; p < plane; p++) effMask[p] = support![p] * u[p];
     compose(effMask, xin);
@@ -170,12 +173,12 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
       seed = d.grad;
       return 0;
     });
-    return { loss, dice, seed, u };
+    return { loss, dice, seed };
   };
   const progress2 = env.progress("misure: optimisation", o.iterations);
   const ch = model.card.output.channel;
   for (let it = 0; it < o.iterations; it++) {
-    const { loss, seed, u } = await evaluate();
+    const { loss, seed } = await evaluate();
     losses.push(loss);
     const gradU = new Float64Array(plane).fill(o.l1 / plane);
     await session.run(
@@ -194,7 +197,6 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
         }
       },
     );
-    void u;
     const g = resizeBilinearTranspose(gradU, s, s, H, W);
     // AdamW (PyTorch semantics): decoupled weight decay, bias-corrected moments.
     const step = it + 1;

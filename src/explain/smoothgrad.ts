@@ -9,6 +9,7 @@
  * counter-based generator keyed by (seed, sample, element), so the map does not depend on the
  * batch size.
  */
+import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
@@ -37,7 +38,8 @@ export function gaussian(seed: number, stream: number, index: number): number {
 export function explainSmoothGrad(model: Model, kase: Case, target: TargetSpec, opts: SmoothGradOptions = {}): Promise<Attribution> {
   const samples = opts.samples ?? SMOOTHGRAD_DEFAULTS.samples;
   const noise = opts.noise ?? SMOOTHGRAD_DEFAULTS.noise;
-  if (!Number.isInteger(samples) || samples < 1) throw new Error(`smoothgrad samples must be a positive integer, got ${samples}`);
+  if (!Number.isInteger(samples) || samples < 1) fail(`--samples must be a positive integer, got ${samples}`, "use --samples 25");
+  if (!(noise >= 0)) fail(`--noise must be >= 0, got ${noise}`, "use --noise 0.15 (a fraction of the input range)");
   return explainGradient(model, kase, target, opts, "smoothgrad", { samples, noise }, async (env) => {
     const x = env.input;
     const n = x.length;
