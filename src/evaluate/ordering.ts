@@ -12,8 +12,10 @@ export const STREAM = { tieBreak: 0x7e51, randomOrder: 0x7e52, fillDraws: 0x7e53
 /** Domain pixels sorted by support (descending), ties by the seeded permutation. */
 export function rankBySupport(support: Float32Array, domain: Uint32Array, seed: number): Uint32Array {
   const key = Float64Array.from(domain, (p) => uniform(seed, STREAM.tieBreak, p));
+  // NaN (no value) ranks last, like the least supportive pixel
+  const s = Float64Array.from(domain, (p) => (Number.isNaN(support[p]) ? -Infinity : support[p]));
   const idx = Array.from({ length: domain.length }, (_, i) => i);
-  idx.sort((a, b) => support[domain[b]] - support[domain[a]] || key[a] - key[b]);
+  idx.sort((a, b) => (s[b] > s[a] ? 1 : s[b] < s[a] ? -1 : 0) || key[a] - key[b]);
   return Uint32Array.from(idx, (i) => domain[i]);
 }
 

@@ -1,5 +1,5 @@
 /** Small SVG charts (line charts, box/strip plots, stacked bars) rasterised with the project's svgToPng. */
-export const PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"];
+export const PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#9c9ede"];
 const FONT = `font-family="DejaVu Sans, sans-serif"`;
 
 export function esc(s: string): string {
@@ -135,7 +135,7 @@ function boxPanelSvg(title: string, yLabel: string, groups: BoxGroup[], x0: numb
 }
 
 export function boxPanelsSvg(title: string, panels: { title: string; yLabel: string; groups: BoxGroup[] }[], subtitle = ""): string {
-  const pw = 420, ph = 320, W = pw * panels.length + 20;
+  const pw = Math.max(420, 80 + 36 * Math.max(0, ...panels.map((p) => p.groups.length))), ph = 340, W = pw * panels.length + 20;
   const top = subtitle ? 56 : 40;
   const H = top + ph + 10;
   const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="20" y="24" ${FONT} font-size="16" font-weight="bold">${esc(title)}</text>`];

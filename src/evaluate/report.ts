@@ -184,5 +184,38 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
   for (const p of plots) parts.push(`<figure>${pngImg(p.png, p.caption)}<figcaption class="small">${esc(p.caption)}</figcaption></figure>`);
   parts.push(`<h2>Definitions</h2>` + table(["metric", "definition"], METRIC_DEFINITIONS.map(([k, v]) => [esc(k), esc(v)])));
   await put("report.html", page(title, parts.join("\n")));
+  await put("report.md", markdownSummary(summary, fills));
   return { files, summary };
+}
+
+/** Markdown tables of the headline numbers (for READMEs): per dataset, mean ± sd (n) per method, and the best method per model. */
+export function markdownSummary(summary: Summary, fills: readonly string[]): string {
+  const lines: string[] = [];
+  const cols = [...fills.flatMap((f) => [`del_norm:${f}`, `ins_norm:${f}`]), ...fills.map((f) => `top10:${f}`), "forward", "backward", "wall_s"];
+  const arrow = (m: string) => (direction(m) === "lower" ? " ↓" : direction(m) === "higher" ? " ↑" : "");
+  for (const scope of ["dataset", "model"] as const) {
+    const groups = [...new Set(summary.stats.filter((s) => s.scope === scope).map((s) => `${s.dataset}|${s.model}`))];
+    for (const g of groups) {
+      const [ds, model] = g.split("|");
+      const st = summary.stats.filter((s) => s.scope === scope && s.dataset === ds && s.model === model);
+      lines.push(`#### ${ds}${model !== "*" ? ` · ${model}` : " (all models)"}`, "");
+      const present = cols.filter((c) => st.some((s) => s.metric === c));
+      lines.push(`| method | ${present.map((c) => c + arrow(c)).join(" | ")} |`, `|---|${present.map(() => "---").join("|")}|`);
+      for (const m of summary.methods) {
+        if (!st.some((s) => s.method === m)) continue;
+        lines.push(`| ${m} | ${present.map((c) => { const s = st.find((x) => x.method === m && x.metric === c); return s ? `${fmt(s.mean, c === "forward" || c === "backward" ? 0 : 3)}${s.n > 1 ? ` ± ${fmt(s.sd, c === "forward" || c === "backward" ? 0 : 3)}` : ""} (${s.n})` : "–"; }).join(" | ")} |`);
+      }
+      lines.push("");
+    }
+  }
+  lines.push("#### Most faithful method by mean (random control excluded)", "", "| dataset | model | metric | best | pdcr's rank | ranking |", "|---|---|---|---|---|---|");
+  for (const f of fills) {
+    for (const metric of [`del_norm:${f}`, `ins_norm:${f}`, `top10:${f}`]) {
+      for (const w of winners(summary, metric)) {
+        const rank = w.ranking.findIndex((r) => r.method === "pdcr");
+        lines.push(`| ${w.dataset} | ${w.model} | ${metric}${arrow(metric)} | ${w.best} | ${rank < 0 ? "–" : `${rank + 1} of ${w.ranking.length}`} | ${w.ranking.map((r) => `${r.method} ${fmt(r.mean)}`).join(", ")} |`);
+      }
+    }
+  }
+  return lines.join("\n") + "\n";
 }
