@@ -86,6 +86,16 @@ function logitRegionModel(): Uint8Array {
   return g.toBytes();
 }
 
+/** Two-class logit model, per pixel: z = W·x (1x1 conv, 3→2 channels); the card's softmax is appended. */
+const SW = [0.5, -1, 2, -1.5, 1, 0.3];
+function twoClassModel(): Uint8Array {
+  const g = new GraphBuilder("two-class");
+  const x = g.input("image", ["N", 3, SIZE, SIZE]);
+  const z = g.node("Conv", [x, g.constant([2, 3, 1, 1], SW), g.constant([2], [0.2, -0.1])], { kernel_shape: [1, 1] });
+  g.output(g.node("Identity", [z], {}, ["mask"]), ["N", 2, SIZE, SIZE]);
+  return g.toBytes();
+}
+
 let dir: string;
 const paths: Record<string, string> = {};
 const images: Record<string, string> = {};
@@ -95,6 +105,7 @@ beforeAll(async () => {
   paths.linear = writeModel(dir, "linear.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 3 }], -1));
   paths.logit = writeModel(dir, "logit.onnx", logitRegionModel());
   paths.smooth = writeModel(dir, "smooth.onnx", smoothModel());
+  paths.twoClass = writeModel(dir, "two-class.onnx", twoClassModel());
   paths.relu = writeModel(dir, "relu.onnx", oneReluModel());
   paths.cam = writeModel(dir, "cam.onnx", camModel());
   // MiSuRe: foreground iff the mean of rows 8..23, cols 24..31 is above half the image's value.
@@ -157,6 +168,29 @@ describe("saliency and gradient x input", () => {
       return explainSaliency(m, k, MEANPROB);
     });
     expectClose(logit.map, prob.map, 1e-6, "logit vs probability model");
+  });
+});
+
+describe("multi-class logits", () => {
+  it("a softmax is appended and the card's channel is differentiated", async () => {
+    const m = await Model.load(paths.twoClass, { threads: 1, overrides: { outputKind: "logits", channel: 1 } });
+    try {
+      const k = await loadCase(m, images.ramp);
+      const x = m.preprocess(k.image);
+      const plane = SIZE * SIZE;
+      const a = await explainSaliency(m, k, MEANPROB);
+      const want = new Float32Array(plane);
+      for (let y = ROI.row; y < ROI.row + ROI.height; y++) for (let c = ROI.col; c < ROI.col + ROI.width; c++) {
+        const q = y * SIZE + c;
+        const z0 = 0.2 + SW[0] * x[q] + SW[1] * x[plane + q] + SW[2] * x[2 * plane + q];
+        const z1 = -0.1 + SW[3] * x[q] + SW[4] * x[plane + q] + SW[5] * x[2 * plane + q];
+        const p1 = sig(z1 - z0);
+        want[q] = Math.max(...[0, 1, 2].map((ch) => Math.abs(p1 * (1 - p1) * (SW[3 + ch] - SW[ch]))));
+      }
+      expectClose(a.map, want, 1e-6, "softmax channel 1");
+    } finally {
+      await m.release();
+    }
   });
 });
 
@@ -414,5 +448,17 @@ describe("segcause explain --method <gradient method> (CLI, needs the build)", (
     const r = cli("--method", "gradcam", "--layer", "nope", "--model", paths.smooth, "--image", images.ramp, "--roi", "16,0,8,8", "--outcome", "mean-prob", "--out", join(dir, "cli-cam"));
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/--layer 'nope' is not a tensor .*feat \[4x16x16, Sigmoid\]/);
+  });
+});
+
+describe("overlay colours", () => {
+  it("are normalised over the pixels outside the RoI, which is painted green", async () => {
+    const { heatRgb } = await import("../src/report/colormap.js");
+    const { Region } = await import("../src/target/roi.js");
+    const roi = Region.rect({ row: 0, col: 0, height: 1, width: 1 }, 2, 2);
+    const heat = heatRgb(Float32Array.from([-100, -1, -0.5, 0]), 2, 2, roi);
+    expect([...heat.subarray(0, 3)]).toEqual([0, 255, 0]); // RoI
+    expect([...heat.subarray(3, 6)]).toEqual([255, 0, 0]); // the largest value outside the RoI is full red
+    expect([...heat.subarray(6, 9)]).toEqual([255, 128, 128]);
   });
 });
