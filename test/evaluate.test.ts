@@ -208,7 +208,7 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
 
   it("a perfect attribution beats a random one in the paired tests, and the random control sits near 0.5", () => {
     const s = summarize(listCells(out), listControls(out));
-    const pair = s.pairs.find((p) => p.scope === "all" && p.metric === "del_auc:zero" && [p.a, p.b].includes("t-oracle") && [p.a, p.b].includes("t-random"))!;
+    const pair = s.pairs.find((p) => p.scope === "all" && p.metric === "del_norm:zero" && [p.a, p.b].includes("t-oracle") && [p.a, p.b].includes("t-random"))!;
     expect(pair.n).toBe(6);
     expect(pair.better).toBe("t-oracle");
     expect(pair.wPlus === 0 || pair.wPlus === 21).toBe(true); // all 6 differences favour the oracle

@@ -76,8 +76,8 @@ export function evaluateCommand(): Command {
   const d = PROTOCOL_DEFAULTS;
   return new Command("evaluate")
     .description("faithfulness benchmark: deletion/insertion curves, top-k effects, leakage, sparsity, stability and cost of every method on models × images × RoIs (resumable)")
-    .requiredOption("--models <files...>", "ONNX models (each with its model card)")
-    .requiredOption("--dataset <path>", "dataset manifest.json or the folder holding it")
+    .option("--models <files...>", "ONNX models (each with its model card); required unless --report-only")
+    .option("--dataset <path>", "dataset manifest.json or the folder holding it; required unless --report-only")
     .option("--split <name>", "split whose images are explained", "test")
     .option("--images <n>", "first n images of the split, in manifest order (default all)", int("images"))
     .option("--methods <list>", `comma-separated methods (${methodNames().join(", ")})`, allMethods().map((m) => m.name).join(","))
@@ -108,6 +108,7 @@ export function evaluateCommand(): Command {
     .action(async (f: EvaluateFlags) => {
       await mkdir(f.out, { recursive: true });
       if (!f.reportOnly) {
+        if (!f.models?.length || !f.dataset) fail("--models and --dataset are required", "give the ONNX models and the dataset manifest (or use --report-only to rewrite the results of --out)");
         const protocol = {
           steps: f.steps, fills: parseFills(f.fills), patchDraws: f.patchDraws, blurSigma: f.blurSigma, topk: f.topk.map((k) => k / 100),
           radius: f.radius, minRange: f.minRange, stability: !!f.stability, noiseSigma: f.noiseSigma, outcome: f.outcome, reference: f.reference,

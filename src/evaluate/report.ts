@@ -27,7 +27,7 @@ export const METRIC_DEFINITIONS: [string, string][] = [
   ["gini", "Gini coefficient of |map| over D (0 = uniform, 1 = one pixel holds everything): sparsity"],
   ["stab_noise / stab_seed", "(with --stability) Spearman rank correlation over D of the support map with the map of the same image plus Gaussian pixel noise (σ = 4 grey levels, seeded), and with the map computed with seed+1"],
   ["forward / backward / wall_s", "passes of the model the method used for its map and its wall time (the curves' own passes are not included)"],
-  ["paired tests", "Wilcoxon signed-rank (two-sided; zero differences dropped; exact when n ≤ 50 without ties, else normal approximation with tie correction, no continuity correction — scipy's defaults) over the cells two methods share (same model, image and RoI)"],
+  ["paired tests", "of del_norm, ins_norm, top10 (per fill), leakage and stability: Wilcoxon signed-rank (two-sided; zero differences dropped; exact when n ≤ 50 without ties, else normal approximation with tie correction, no continuity correction — scipy's defaults) over the cells two methods share (same model, image and RoI)"],
 ];
 
 const HEADLINE = (fills: string[]) => [...fills.flatMap((f) => [`del_norm:${f}`, `ins_norm:${f}`]), ...fills.map((f) => `top10:${f}`), "leakage", "gini", "stab_noise", "stab_seed", "forward", "wall_s"];
@@ -76,7 +76,7 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
       }),
     ),
   );
-  await put("summary.json", JSON.stringify({ ...summary, definitions: Object.fromEntries(METRIC_DEFINITIONS), run }, null, 1));
+  await put("summary.json", JSON.stringify({ ...summary, definitions: Object.fromEntries(METRIC_DEFINITIONS), run }));
   await put("summary.csv", csv(["scope", "dataset", "model", "method", "metric", "direction", "mean", "sd", "n"], summary.stats.map((s) => [s.scope, s.dataset, s.model, s.method, s.metric, direction(s.metric), s.mean, s.sd, s.n])));
   await put("pairs.csv", csv(["scope", "dataset", "model", "metric", "a", "b", "n", "mean_diff_a_minus_b", "w_plus", "statistic", "p", "test", "better"], summary.pairs.map((p) => [p.scope, p.dataset, p.model, p.metric, p.a, p.b, p.n, p.meanDiff, p.wPlus, p.statistic, p.p, p.test, p.better])));
 
