@@ -17,6 +17,7 @@ import { writeAttribution, type WrittenOutputs } from "../report/write.js";
 import { stderrProgress } from "../util/progress.js";
 import { Checkpoint } from "../explain/checkpoint.js";
 import { addCardFlags, cardOverrides, fixedOrUndefined, int, intOrAuto, num, numList, oneOf, type CardFlags } from "./options.js";
+import { t975 } from "../util/tdist.js";
 import { tuneExecution, type ExecutionPlan } from "../model/tune.js";
 
 export interface ExplainFlags extends CardFlags {
@@ -96,14 +97,17 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
 export function describeResult(r: ExplainResult): string {
   const s = r.written.stats;
   const a = r.attribution;
+  const what = a.unitKind === "pixel" ? "pixels outside the RoI" : `${a.unitKind}s`;
   const top = [...a.units].filter((u) => u.effect < 0).sort((x, y) => x.effect - y.effect).slice(0, 3);
   const lines = [
     `${a.method} map of ${r.kase.id}: RoI rows ${a.roi.row}..${a.roi.row + a.roi.height - 1}, cols ${a.roi.col}..${a.roi.col + a.roi.width - 1}`,
     `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
-    `  ${s.units} blocks: ${s.negative} supported the RoI prediction (red, ATE<0), ${s.positive} hurt it (blue, ATE>0), ${s.zero} had no effect`,
-    `  effects range ${s.minEffect.toFixed(3)} .. ${s.maxEffect.toFixed(3)} Dice points; ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    a.signed
+      ? `  ${s.units} ${what}: ${s.negative} supported the RoI prediction (red, <0), ${s.positive} worked against it (blue, >0), ${s.zero} had no effect`
+      : `  ${s.units} ${what}: ${s.positive} with importance > 0 (red; this map is unsigned), ${s.zero} with none`,
+    `  values range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
-  if (top.length) lines.push(`  strongest support: ${top.map((u) => `block (${u.row},${u.col}) ${u.effect.toFixed(2)}±${(1.96 * u.stderr).toFixed(2)}`).join(", ")}`);
+  if (top.length) lines.push(`  strongest support: ${top.map((u) => `${a.unitKind} (${u.row},${u.col}) ${u.effect.toFixed(2)}±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}`).join(", ")}`);
   for (const n of a.notes) lines.push(`  note: ${n}`);
   lines.push(`  wrote ${Object.keys(r.written.files).join(", ")} to ${r.written.dir}`);
   return lines.join("\n");
