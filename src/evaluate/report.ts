@@ -212,10 +212,35 @@ export function markdownSummary(summary: Summary, fills: readonly string[]): str
   for (const f of fills) {
     for (const metric of [`del_norm:${f}`, `ins_norm:${f}`, `top10:${f}`]) {
       for (const w of winners(summary, metric)) {
-        const rank = w.ranking.findIndex((r) => r.method === "pdcr");
+        const rank = rankOf(w.ranking, "pdcr", metric);
         lines.push(`| ${w.dataset} | ${w.model} | ${metric}${arrow(metric)} | ${w.best} | ${rank < 0 ? "–" : `${rank + 1} of ${w.ranking.length}`} | ${w.ranking.map((r) => `${r.method} ${fmt(r.mean)}`).join(", ")} |`);
       }
     }
   }
+  if (summary.methods.includes("pdcr")) {
+    lines.push("", "#### Where PdCR is not the most faithful (per dataset, by mean)", "");
+    const not: string[] = [];
+    const best: string[] = [];
+    for (const f of fills) {
+      for (const metric of [`del_norm:${f}`, `ins_norm:${f}`, `top10:${f}`]) {
+        for (const w of winners(summary, metric).filter((x) => x.dataset !== "*" && x.model === "*")) {
+          const rank = rankOf(w.ranking, "pdcr", metric);
+          if (rank < 0) continue;
+          const pdcr = w.ranking.find((r) => r.method === "pdcr")!;
+          if (rank === 0) best.push(`${w.dataset} ${metric}`);
+          else not.push(`- ${w.dataset}, ${metric}${arrow(metric)}: PdCR ranks ${rank + 1} of ${w.ranking.length} (${fmt(pdcr.mean)}); best ${w.best} (${fmt(w.mean)})`);
+        }
+      }
+    }
+    lines.push(...(not.length ? not : ["- nowhere in these cells"]), "", `PdCR is the most faithful by mean on: ${best.length ? best.join("; ") : "none of these metrics"}.`);
+  }
   return lines.join("\n") + "\n";
+}
+
+/** 0-based rank = number of methods strictly better by mean (ties share the rank); −1 if absent. */
+function rankOf(ranking: { method: string; mean: number }[], method: string, metric: string): number {
+  const me = ranking.find((r) => r.method === method);
+  if (!me) return -1;
+  const lower = direction(metric) === "lower";
+  return ranking.filter((r) => (lower ? r.mean < me.mean : r.mean > me.mean)).length;
 }
