@@ -149,6 +149,18 @@ describe("PdCR on models with known causal structure", () => {
   });
 });
 
+describe("checkpoint reuse across settings", () => {
+  it("a rerun with more samples reuses the finished ones and equals a fresh run", async () => {
+    const ck = join(dir, "ck-more.json");
+    const bank = [20, 240, 20, 20, 240, 20];
+    await pdcr(causalModel, bank, { checkpointPath: ck, samples: 10 });
+    const more = await pdcr(causalModel, bank, { checkpointPath: ck, samples: 30 });
+    const fresh = await pdcr(causalModel, bank, { samples: 30 });
+    expect(Array.from(more.map)).toEqual(Array.from(fresh.map));
+    expect(more.notes.some((n) => n.startsWith("resumed from checkpoint: 85 samples"))).toBe(true); // 15 blocks x 3 + 4 x 10
+  });
+});
+
 describe("zero ablation", () => {
   it("sets each block to black once and keeps the tau rule", async () => {
     const model = await Model.load(causalModel, { threads: 1 });

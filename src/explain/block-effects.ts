@@ -107,7 +107,10 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   };
   const keyMaterial = {
     model: model.sha256, image: kase.imageSha256, mask: kase.maskSha256 ?? null, target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
-    card: model.card, method: spec.method, block: spec.blockSize, stride: grid.stride, estimator: ad ?? spec.estimator, seed, intervention: intervention.describe(),
+    card: model.card, method: spec.method, block: spec.blockSize, stride: grid.stride, seed, intervention: intervention.describe(),
+    // Samples depend only on how draws are numbered, not on S, N or τ: a rerun with more samples
+    // or another τ reuses every finished sample.
+    draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize } : { kind: "uniform" },
     units: custom ? spec.settings : undefined,
   };
   const checkpoint = run.checkpointPath ? Checkpoint.open(run.checkpointPath, keyMaterial) : undefined;
