@@ -54,7 +54,18 @@ describe("strategy statistics and classification", () => {
     expect(t.cls).toBe("sequential");
     expect(t.chainBlocks).toBe(8 + 14);
     expect(t.chainExtent).toBe(13);
+    expect(t.chainWidth).toBeCloseTo(22 / 13, 12);
     expect(t.chainMass).toBeGreaterThan(0.9);
+  });
+
+  it("a large blob reaching far from the RoI is not a chain: global", () => {
+    const blob = blockMap((r, c) => (r >= 10 && r <= 24 && c >= 12 && c <= 26 ? -1 : 0));
+    const s = strategyStats(blob, N, N, ROI);
+    expect(s.chainExtent).toBeGreaterThanOrEqual(8);
+    expect(s.chainWidth).toBeGreaterThan(6);
+    expect(s.chainGridShare).toBeLessThan(0.25); // only its width keeps it from being a chain
+    expect(s.localShare).toBeLessThan(0.7);
+    expect(s.cls).toBe("global");
   });
 
   it("a chain that does not touch the RoI is not sequential, and an empty map is null", () => {

@@ -93,7 +93,7 @@ export function loadMap(e: MapEntry): { map: Float32Array; height: number; width
 }
 
 const CLASS_COLOURS: Record<string, string> = { local: "#d62728", sequential: "#2ca02c", global: "#1f77b4", null: "#aaaaaa" };
-const STAT_KEYS = ["localShare", "spread", "entropy", "chainExtent", "chainBlocks", "chainMass", "significantShare"] as const;
+const STAT_KEYS = ["localShare", "spread", "entropy", "chainExtent", "chainBlocks", "chainWidth", "chainMass", "significantShare"] as const;
 
 export interface StrategyReport {
   results: MapResult[];
@@ -119,17 +119,21 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
     await writeFile(join(out, name), data);
     files.push(name);
   };
-  const statCols = ["cls", "localShare", "spread", "entropy", "chainBlocks", "chainExtent", "chainMass", "chainGridShare", "significantBlocks", "significantShare", "totalMass", "blocks"] as const;
+  const statCols = ["cls", "localShare", "spread", "entropy", "chainBlocks", "chainExtent", "chainWidth", "chainMass", "chainGridShare", "significantBlocks", "significantShare", "totalMass", "blocks"] as const;
   await put("maps.csv", csv(["dataset", "model", "image", "roi", "method", ...statCols, "path"], results.map((r) => [r.dataset, r.model, r.image, r.roi, r.method, ...statCols.map((k) => r.stats[k] as number | string), r.path])));
 
   // Per (dataset, model, method): class counts and mean ± sd.
   const groups = [...new Map(results.map((r) => [`${r.dataset}|${r.model}|${r.method}`, { dataset: r.dataset, model: r.model, method: r.method }])).values()].sort((a, b) => `${a.method}|${a.dataset}|${a.model}`.localeCompare(`${b.method}|${b.dataset}|${b.model}`));
-  const perModel = groups.map((g) => {
-    const rs = results.filter((r) => r.dataset === g.dataset && r.model === g.model && r.method === g.method);
+  // one row per (dataset, model, method), then per (dataset, method) over its models (model "*")
+  const datasetGroups = [...new Map(results.map((r) => [`${r.dataset}|${r.method}`, { dataset: r.dataset, model: "*", method: r.method }])).values()].sort((a, b) => `${a.method}|${a.dataset}`.localeCompare(`${b.method}|${b.dataset}`));
+  const perGroup = [...groups, ...datasetGroups].map((g) => {
+    const rs = results.filter((r) => r.dataset === g.dataset && (g.model === "*" || r.model === g.model) && r.method === g.method);
     const counts = Object.fromEntries(STRATEGY_CLASSES.map((c) => [c, rs.filter((r) => r.stats.cls === c).length]));
     const stats = Object.fromEntries(STAT_KEYS.map((k) => [k, meanSd(rs.map((r) => r.stats[k]))]));
     return { ...g, maps: rs.length, counts, stats };
   });
+  const perModel = perGroup.filter((g) => g.model !== "*");
+  const perDataset = perGroup.filter((g) => g.model === "*");
   // Paired model comparisons on the same (dataset, image, RoI, method).
   const pairs: { dataset: string; method: string; stat: string; a: string; b: string; n: number; meanDiff: number; p: number; test: string }[] = [];
   for (const ds of [...new Set(results.map((r) => r.dataset))].sort()) {
@@ -153,8 +157,8 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
       }
     }
   }
-  await put("strategies.json", JSON.stringify({ format: "segcause.strategies/1", settings, definitions: DEFINITIONS, perModel, pairs, maps: results.map(({ path, ...r }) => ({ ...r, path })) }, null, 1));
-  await put("models.csv", csv(["dataset", "model", "method", "maps", ...STRATEGY_CLASSES, ...STAT_KEYS.flatMap((k) => [`${k}_mean`, `${k}_sd`])], perModel.map((g) => [g.dataset, g.model, g.method, g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.flatMap((k) => [g.stats[k].mean, g.stats[k].sd])])));
+  await put("strategies.json", JSON.stringify({ format: "segcause.strategies/1", settings, definitions: DEFINITIONS, perModel, perDataset, pairs, maps: results.map(({ path, ...r }) => ({ ...r, path })) }, null, 1));
+  await put("models.csv", csv(["dataset", "model", "method", "maps", ...STRATEGY_CLASSES, ...STAT_KEYS.flatMap((k) => [`${k}_mean`, `${k}_sd`])], perGroup.map((g) => [g.dataset, g.model, g.method, g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.flatMap((k) => [g.stats[k].mean, g.stats[k].sd])])));
   await put("model-pairs.csv", csv(["dataset", "method", "stat", "a", "b", "n", "mean_diff_a_minus_b", "p", "test"], pairs.map((p) => [p.dataset, p.method, p.stat, p.a, p.b, p.n, p.meanDiff, p.p, p.test])));
 
   // Plots per method: class shares per model, stat distributions per model, gallery.
@@ -204,16 +208,16 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
 
   const body: string[] = [];
   body.push(`<p>${results.length} maps from ${esc(dirs.join(", "))}; block grid ${settings.block}×${settings.block} px, local radius ${settings.radius} blocks.</p>`);
-  body.push(`<h2>Per model</h2>` + table(
+  body.push(`<h2>Per model (and per dataset: model *)</h2>` + table(
     ["method", "dataset", "model", "maps", ...STRATEGY_CLASSES, ...STAT_KEYS.map(String)],
-    perModel.map((g) => [esc(g.method), esc(g.dataset), esc(g.model), g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.map((k) => `${fmt(g.stats[k].mean)} ± ${fmt(g.stats[k].sd)}`)]),
+    perGroup.map((g) => [esc(g.method), esc(g.dataset), esc(g.model), g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.map((k) => `${fmt(g.stats[k].mean)} ± ${fmt(g.stats[k].sd)}`)]),
     { numeric: true },
   ));
   if (pairs.length) body.push(`<h2>Paired model comparisons (same image and RoI; Wilcoxon signed-rank)</h2>` + table(["dataset", "method", "statistic", "a", "b", "n", "mean(a−b)", "p", "test"], pairs.map((p) => [esc(p.dataset), esc(p.method), p.stat, esc(p.a), esc(p.b), p.n, p.meanDiff, p.p, p.test])));
   body.push(`<h2>Plots</h2>`);
   for (const p of plots) body.push(`<figure>${pngImg(p.png, p.caption)}<figcaption class="small">${esc(p.caption)}</figcaption></figure>`);
   body.push(`<h2>Definitions</h2>` + table(["term", "definition"], DEFINITIONS.map(([k, v]) => [esc(k), esc(v)])));
-  body.push(`<h2>Maps</h2>` + table(["dataset", "model", "image", "RoI", "method", "class", "local", "spread", "entropy", "chain blocks", "chain extent", "chain mass"], results.map((r) => [esc(r.dataset), esc(r.model), esc(r.image), esc(r.roi), esc(r.method), r.stats.cls, r.stats.localShare, r.stats.spread, r.stats.entropy, r.stats.chainBlocks, r.stats.chainExtent, r.stats.chainMass])));
+  body.push(`<h2>Maps</h2>` + table(["dataset", "model", "image", "RoI", "method", "class", "local", "spread", "entropy", "chain blocks", "chain extent", "chain width", "chain mass"], results.map((r) => [esc(r.dataset), esc(r.model), esc(r.image), esc(r.roi), esc(r.method), r.stats.cls, r.stats.localShare, r.stats.spread, r.stats.entropy, r.stats.chainBlocks, r.stats.chainExtent, r.stats.chainWidth, r.stats.chainMass])));
   await put("report.html", page("segcause perceptual strategies", body.join("\n")));
   return { results, files };
 }
@@ -225,9 +229,9 @@ export const DEFINITIONS: [string, string][] = [
   ["spread", "mean distance of the |ATE| mass from the RoI, Σ a·d / Σ a, divided by the largest d in the image (0..1)"],
   ["entropy", "−Σ q log q / log(#blocks), q = a / Σ a: 0 = one block, 1 = uniform"],
   ["significant", "a ≥ max(τ, 0.05·max a); τ = the map's own τ (PdCR: 0.02 Dice points), 0 for methods without one"],
-  ["chain", "union of the 8-connected components of significant blocks that touch the RoI (contain a block with d = 1): chainBlocks (size), chainExtent (max d, blocks), chainMass (share of Σ a), chainGridShare (share of the grid)"],
+  ["chain", "union of the 8-connected components of significant blocks that touch the RoI (contain a block with d = 1): chainBlocks (size), chainExtent (max d, blocks), chainWidth (chainBlocks / chainExtent: ≈ 1 for a line, large for a blob), chainMass (share of Σ a), chainGridShare (share of the grid)"],
   ["local", "localShare ≥ 0.7"],
-  ["sequential", "not local, chainExtent ≥ 2r (8 blocks), chainMass ≥ 0.5 and chainGridShare ≤ 0.25: a thin structure of significant blocks leading away from the RoI"],
+  ["sequential", "not local, chainExtent ≥ 2r (8 blocks), chainMass ≥ 0.5, chainGridShare ≤ 0.25 and chainWidth ≤ 6 blocks: a thin structure of significant blocks leading away from the RoI"],
   ["global", "neither: the mass is spread over the image, not along one chain from the RoI"],
   ["null", "the map is zero everywhere outside the RoI"],
 ];

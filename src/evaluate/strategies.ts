@@ -11,14 +11,16 @@
  * - entropy: −Σ q log q / log(#blocks), q = a / Σ a (0 = one block, 1 = uniform).
  * - significant blocks: a ≥ max(τ, rel·max a) (τ from the map's settings, 0 if none; rel 0.05).
  * - chain: the union of the 8-connected components of significant blocks that touch the RoI
- *   (contain a block with d = 1); its size (blocks), share of the grid, extent (max d, blocks) and
- *   share of the mass.
+ *   (contain a block with d = 1); its size (blocks), share of the grid, extent (max d, blocks),
+ *   mean width (size / extent, blocks: ≈ 1 for a one-block-wide line, ≈ 4·radius for a blob around
+ *   the RoI) and share of the mass.
  *
  * Classification (in this order):
  * - null: no mass at all;
  * - local: local share ≥ 0.7 (most of the effect within r blocks of the RoI);
- * - sequential: the chain reaches at least 2r blocks away, carries ≥ 50% of the mass and covers at
- *   most 25% of the grid (a thin structure leading away from the RoI, e.g. along a vessel);
+ * - sequential: the chain reaches at least 2r blocks away, carries ≥ 50% of the mass, covers at
+ *   most 25% of the grid and is thin (mean width ≤ 6 blocks): a structure leading away from the
+ *   RoI, e.g. along a vessel, rather than a blob around it;
  * - global: otherwise (mass spread over the image, not along one chain).
  */
 import type { RoiRect } from "../target/roi.js";
@@ -34,9 +36,10 @@ export interface StrategySettings {
   localShare: number;
   chainMass: number;
   chainGridShare: number;
+  chainWidth: number;
 }
 
-export const STRATEGY_DEFAULTS: StrategySettings = { block: 8, radius: 4, rel: 0.05, tau: 0, localShare: 0.7, chainMass: 0.5, chainGridShare: 0.25 };
+export const STRATEGY_DEFAULTS: StrategySettings = { block: 8, radius: 4, rel: 0.05, tau: 0, localShare: 0.7, chainMass: 0.5, chainGridShare: 0.25, chainWidth: 6 };
 
 export type StrategyClass = "local" | "global" | "sequential" | "null";
 export const STRATEGY_CLASSES: readonly StrategyClass[] = ["local", "sequential", "global", "null"];
@@ -52,6 +55,8 @@ export interface StrategyStats {
   chainBlocks: number;
   chainGridShare: number;
   chainExtent: number;
+  /** chainBlocks / chainExtent (blocks); 0 without a chain */
+  chainWidth: number;
   chainMass: number;
   cls: StrategyClass;
 }
@@ -128,6 +133,7 @@ export function strategyStats(map: Float32Array, height: number, width: number, 
     chainBlocks,
     chainGridShare: chainBlocks / n,
     chainExtent,
+    chainWidth: chainExtent > 0 ? chainBlocks / chainExtent : 0,
     chainMass: total > 0 ? chainMass / total : Number.NaN,
   };
   return { ...s, cls: classify(s, st) };
@@ -136,6 +142,6 @@ export function strategyStats(map: Float32Array, height: number, width: number, 
 export function classify(s: Omit<StrategyStats, "cls">, st: StrategySettings = STRATEGY_DEFAULTS): StrategyClass {
   if (!(s.totalMass > 0)) return "null";
   if (s.localShare >= st.localShare) return "local";
-  if (s.chainExtent >= 2 * st.radius && s.chainMass >= st.chainMass && s.chainGridShare <= st.chainGridShare) return "sequential";
+  if (s.chainExtent >= 2 * st.radius && s.chainMass >= st.chainMass && s.chainGridShare <= st.chainGridShare && s.chainWidth <= st.chainWidth) return "sequential";
   return "global";
 }
