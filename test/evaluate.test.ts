@@ -14,6 +14,7 @@ import { gini, spearman, trapezoidAuc } from "../src/evaluate/map-metrics.js";
 import { massPrefix, rankBySupport, stepCounts } from "../src/evaluate/ordering.js";
 import { candidates, parseRoiSpec, selectRois } from "../src/evaluate/rois.js";
 import { uniform } from "../src/util/rng.js";
+import { fail } from "../src/errors.js";
 import { regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 // Known causal structure: the prediction (the same at every pixel) is foreground iff the mean of
@@ -57,6 +58,7 @@ function handMade(name: string, support: (p: number, seed: number) => number): M
 registerMethod(handMade("t-oracle", (p) => (inC(p) ? 1 : 0)));
 registerMethod(handMade("t-anti", (p) => (inC(p) ? 0 : 1)));
 registerMethod(handMade("t-random", (p, seed) => uniform(seed + 99, 7, p)));
+registerMethod({ ...handMade("t-refuse", () => 0), explain: async () => { calls["t-refuse"] = (calls["t-refuse"] ?? 0) + 1; return fail("t-refuse cannot explain this model", "it never can"); } });
 
 beforeAll(async () => {
   dir = tmp("segcause-eval-");
@@ -293,6 +295,19 @@ describe("resumption and determinism", () => {
     expect(strip(a)).toBe(strip(b));
     expect(strip(a)).not.toBe(strip(c));
     expect(existsSync(join(a, "controls"))).toBe(true);
+  });
+
+  it("records a cell its method refuses (a one-line error), reports it and does not retry it", async () => {
+    const o = tmp("segcause-eval-refuse-");
+    const first = await runEvaluation(config(o, ["t-refuse", "t-oracle"], { images: 1 }), ctl());
+    expect(first).toMatchObject({ computed: 2, failed: 2 });
+    expect(first.notes.join(" ")).toMatch(/t-refuse cannot explain this model/);
+    const n = calls["t-refuse"];
+    const again = await runEvaluation(config(o, ["t-refuse", "t-oracle"], { images: 1 }), ctl());
+    expect(again).toMatchObject({ computed: 0, resumed: 2, failed: 2 });
+    expect(calls["t-refuse"]).toBe(n);
+    await writeEvaluationReport(o);
+    expect(readFileSync(join(o, "report.md"), "utf8")).toMatch(/Cells a method refused[\s\S]*t-refuse: t-refuse cannot explain this model/);
   });
 
   it("refuses to mix cells computed with different settings in one folder", async () => {

@@ -128,7 +128,7 @@ export function evaluateCommand(): Command {
           },
           { maxCells: f.maxCells, log: f.progress ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
         );
-        process.stdout.write(`${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}\n`);
+        process.stdout.write(`${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped, ${s.failed} refused by their method${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}\n`);
         for (const n of s.notes) process.stdout.write(`  note: ${n}\n`);
       }
       const r = await writeEvaluationReport(f.out);

@@ -27,7 +27,7 @@ import { makeFills, type CurveFill, type FillName } from "./fills.js";
 import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
 import { randomOrder, rankBySupport, STREAM } from "./ordering.js";
 import { selectRois, type PlacedRoi, type RoiSpec } from "./rois.js";
-import { cellDir, controlPath, readJson, writeAtomic, type CellId, type CellRecord, type ControlRecord, type FillResult } from "./store.js";
+import { cellDir, controlPath, readJson, writeAtomic, type CellId, type CellRecord, type ControlRecord, type FailedRecord, type FillResult } from "./store.js";
 
 export interface MethodRun {
   /** registry name */
@@ -106,6 +106,8 @@ export interface RunSummary {
   computed: number;
   resumed: number;
   skipped: number;
+  /** cells whose method refused the input (recorded in failed.json) */
+  failed: number;
   stoppedEarly: boolean;
   notes: string[];
 }
@@ -164,7 +166,7 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
   if (cases.length === 0) fail(`no cases in split '${cfg.split}' of ${ds.name}`);
   const defs = cfg.methods.map((m) => ({ run: m, def: getMethod(m.name), options: resolveOptions(getMethod(m.name), m.options) }));
   const needBank = P.fills.includes("patches") || defs.some((d) => d.def.needsBank);
-  const summary: RunSummary = { computed: 0, resumed: 0, skipped: 0, stoppedEarly: false, notes: [] };
+  const summary: RunSummary = { computed: 0, resumed: 0, skipped: 0, failed: 0, stoppedEarly: false, notes: [] };
   const banks = new Map<string, PatchBank>();
   const protocolKey = { ...P, seed: cfg.seed };
 
@@ -217,8 +219,12 @@ async function evaluateRoi(
   existing.forEach((e, i) => {
     if (e && e.key !== cellKeys[i]) fail(`${join(dirs[i], "cell.json")} was computed with different settings`, "use a new --out folder for a different protocol, model, bank or method options");
   });
-  const todo = defs.map((_, i) => i).filter((i) => !existing[i]);
-  summary.resumed += defs.length - todo.length;
+  // A method that refused this cell (a SegcauseError, e.g. an op it cannot differentiate) is recorded
+  // in failed.json and not retried with the same settings.
+  const failed = dirs.map((d, i) => readJson<FailedRecord>(join(d, "failed.json"))?.key === cellKeys[i]);
+  const todo = defs.map((_, i) => i).filter((i) => !existing[i] && !failed[i]);
+  summary.resumed += existing.filter(Boolean).length;
+  summary.failed += failed.filter(Boolean).length;
   const ctrlPath = controlPath(cfg.out, id);
   const ctrlKey = sha256(JSON.stringify(groupKey));
   let control = readJson<ControlRecord>(ctrlPath);
@@ -272,7 +278,18 @@ async function evaluateRoi(
     const explain = (k: Case, seed: number, checkpoint?: string) =>
       def.explain({ model, kase: k, target: spec, run: { seed, batchSize: cfg.batchSize, checkpointPath: checkpoint }, bank: def.needsBank ? bank : undefined, options });
     const checkpointPath = join(dir, ".checkpoint.json");
-    const a = await explain(kase, cfg.seed, checkpointPath);
+    let a: Attribution;
+    try {
+      a = await explain(kase, cfg.seed, checkpointPath);
+    } catch (e) {
+      if (!(e instanceof SegcauseError)) throw e;
+      const reason = e.oneLine();
+      await writeAtomic(join(dir, "failed.json"), JSON.stringify({ format: "segcause.evalfailed/1", key: cellKeys[i], id, method: def.name, options, reason } satisfies FailedRecord, null, 1));
+      summary.failed++;
+      summary.notes.push(`${id.model} ${id.image} ${id.roi} ${def.name}: failed (${reason})`);
+      log(`  failed: ${reason}`);
+      continue;
+    }
     const support = supportMap(a);
     const order = rankBySupport(support, domain, cfg.seed);
     const metrics: Record<string, number | null> = {};

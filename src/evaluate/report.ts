@@ -10,7 +10,7 @@ import type { CurvePair } from "./curves.js";
 import type { FillName } from "./fills.js";
 import { csv, fmt, page, pngImg, table } from "./html.js";
 import { boxPanelsSvg, colourOf, esc, panelsSvg, type Series } from "./plots.js";
-import { listCells, listControls, readJson, type CellRecord, type ControlRecord } from "./store.js";
+import { listCells, listControls, listFailed, readJson, type CellRecord, type ControlRecord } from "./store.js";
 import { direction, RANDOM, rowsOf, summarize, winners, type Summary } from "./summary.js";
 
 export const METRIC_DEFINITIONS: [string, string][] = [
@@ -52,6 +52,7 @@ export interface ReportFiles {
 export async function writeEvaluationReport(out: string, title = "segcause faithfulness benchmark"): Promise<ReportFiles> {
   const cells = listCells(out);
   const controls = listControls(out);
+  const failedCells = listFailed(out);
   const summary = summarize(cells, controls);
   const run = readJson<Record<string, unknown>>(join(out, "run.json"));
   const files: string[] = [];
@@ -145,7 +146,8 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
 
   // HTML.
   const parts: string[] = [];
-  parts.push(`<p>${summary.cells} finished cells (model × image × RoI × method), ${summary.controls} random controls, ${summary.skippedRois} skipped RoIs. Methods: ${methods.map(esc).join(", ")}. A partial run shows what exists; rerun the command to finish it.</p>`);
+  parts.push(`<p>${summary.cells} finished cells (model × image × RoI × method), ${summary.controls} random controls, ${summary.skippedRois} skipped RoIs, ${failedCells.length} cells a method refused. Methods: ${methods.map(esc).join(", ")}. A partial run shows what exists; rerun the command to finish it.</p>`);
+  if (failedCells.length) parts.push(`<h2>Cells a method refused</h2>` + table(["dataset", "model", "image", "RoI", "method", "reason"], failedCells.map((f) => [esc(f.id.dataset), esc(f.id.model), esc(f.id.image), esc(f.id.roi), esc(f.method), esc(f.reason)])));
   if (run) {
     const commands = Array.isArray(run.commands) ? (run.commands as string[]) : [];
     parts.push(`<h2>Run</h2><p>Commands that wrote into this folder:</p><pre>${commands.map(esc).join("\n")}</pre><p>Protocol and method options:</p><pre class="small">${esc(JSON.stringify({ protocol: run.protocol, methods: run.methods }, null, 1))}</pre>`);
@@ -184,7 +186,7 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
   for (const p of plots) parts.push(`<figure>${pngImg(p.png, p.caption)}<figcaption class="small">${esc(p.caption)}</figcaption></figure>`);
   parts.push(`<h2>Definitions</h2>` + table(["metric", "definition"], METRIC_DEFINITIONS.map(([k, v]) => [esc(k), esc(v)])));
   await put("report.html", page(title, parts.join("\n")));
-  await put("report.md", markdownSummary(summary, fills));
+  await put("report.md", markdownSummary(summary, fills) + (failedCells.length ? `\n#### Cells a method refused\n\n${failedCells.map((f) => `- ${f.id.dataset} ${f.id.model} ${f.id.image} ${f.id.roi} ${f.method}: ${f.reason}`).join("\n")}\n` : ""));
   return { files, summary };
 }
 

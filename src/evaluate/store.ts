@@ -64,6 +64,15 @@ export interface CellRecord {
   notes: string[];
 }
 
+export interface FailedRecord {
+  format: "segcause.evalfailed/1";
+  key: string;
+  id: CellId;
+  method: string;
+  options: Record<string, unknown>;
+  reason: string;
+}
+
 const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "_");
 
 export function cellDir(out: string, id: CellId, method: string): string {
@@ -114,4 +123,10 @@ export function listControls(out: string): ControlRecord[] {
   const files: string[] = [];
   walk(join(out, "controls"), "*.json", files);
   return files.sort().map((f) => readJson<ControlRecord>(f)).filter((c): c is ControlRecord => c?.format === "segcause.evalcontrol/1");
+}
+
+export function listFailed(out: string): FailedRecord[] {
+  const files: string[] = [];
+  walk(join(out, "cells"), "failed.json", files);
+  return files.sort().map((f) => readJson<FailedRecord>(f)).filter((c): c is FailedRecord => c?.format === "segcause.evalfailed/1");
 }
