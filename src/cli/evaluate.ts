@@ -12,6 +12,7 @@ import { parseRoiSpec } from "../evaluate/rois.js";
 import { readJson, writeAtomic } from "../evaluate/store.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
 import { int, num, numList, oneOf } from "./options.js";
+import { stderrProgress } from "../util/progress.js";
 
 interface EvaluateFlags {
   models: string[];
@@ -126,7 +127,7 @@ export function evaluateCommand(): Command {
             models: f.models, dataset: f.dataset, split: f.split, images: f.images, methods, rois: parseRoiSpec(f.rois, f.roiAlign), bank: f.bank,
             bankSplits: f.bankSplits.split(","), bankPatchSize: f.bankPatchSize, out: f.out, seed: f.seed, protocol, batchSize: f.batchSize, threads: f.threads,
           },
-          { maxCells: f.maxCells, log: f.progress ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
+          { maxCells: f.maxCells, onProgress: f.progress ? stderrProgress(30_000) : undefined, log: f.progress ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
         );
         process.stdout.write(`${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped, ${s.failed} refused by their method${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}\n`);
         for (const n of s.notes) process.stdout.write(`  note: ${n}\n`);

@@ -22,6 +22,7 @@ import type { OutcomeName } from "../target/outcome.js";
 import { sha256 } from "../util/hash.js";
 import { encodeNpy } from "../util/npy.js";
 import { uniform } from "../util/rng.js";
+import type { ProgressListener } from "../util/progress.js";
 import { curvePair, Prober, topKEffects, type CurvePair } from "./curves.js";
 import { makeFills, type CurveFill, type FillName } from "./fills.js";
 import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
@@ -98,6 +99,8 @@ export interface RunControl {
   log?: (line: string) => void;
   /** known causal region per image id, at the model input size (tests with tiny models) */
   causalMask?: (imageId: string) => Uint8Array | undefined;
+  /** progress of each method's own passes */
+  onProgress?: ProgressListener;
   /** called before a cell is computed (tests inject failures here) */
   beforeCell?: (id: CellId, method: string) => void;
 }
@@ -276,7 +279,7 @@ async function evaluateRoi(
     const dir = dirs[i];
     await mkdir(dir, { recursive: true });
     const explain = (k: Case, seed: number, checkpoint?: string) =>
-      def.explain({ model, kase: k, target: spec, run: { seed, batchSize: cfg.batchSize, checkpointPath: checkpoint }, bank: def.needsBank ? bank : undefined, options });
+      def.explain({ model, kase: k, target: spec, run: { seed, batchSize: cfg.batchSize, checkpointPath: checkpoint, onProgress: ctl.onProgress }, bank: def.needsBank ? bank : undefined, options });
     const checkpointPath = join(dir, ".checkpoint.json");
     let a: Attribution;
     try {
