@@ -30,6 +30,8 @@ export interface MapEntry {
   height: number;
   width: number;
   tau: number;
+  /** signed map (negative = support) or unsigned importance; unknown for explain outputs */
+  signed?: boolean;
   path: string;
 }
 
@@ -62,7 +64,7 @@ export function findMaps(dirs: readonly string[]): MapEntry[] {
         const c = readJsonFile(join(dir, "cell.json")) as CellRecord | undefined;
         if (c?.format === "segcause.evalcell/1") {
           const meta = readJsonFile(join(dir, "attribution.json"));
-          out.push({ dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, roiRect: c.roiRect, height: meta?.height ?? 0, width: meta?.width ?? 0, tau: Number(c.options.tau ?? 0) || 0, path: npy });
+          out.push({ dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, roiRect: c.roiRect, height: meta?.height ?? 0, width: meta?.width ?? 0, tau: Number(c.options.tau ?? 0) || 0, signed: c.signed, path: npy });
         }
       } else if (names.has("manifest.json")) {
         const m = readJsonFile(join(dir, "manifest.json"));
@@ -185,7 +187,7 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
     const n = opts.gallery ?? 6;
     const tile = 150;
     const rowsG = gs.map((g) => results.filter((r) => r.method === method && r.model === g.model && r.dataset === g.dataset).slice(0, n));
-    const W = 200 + n * (tile + 10), H = 50 + rowsG.length * (tile + 40);
+    const W = Math.max(780, 200 + Math.max(1, ...rowsG.map((r) => r.length)) * (tile + 10)), H = 50 + rowsG.length * (tile + 40);
     const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="10" y="26" font-family="DejaVu Sans, sans-serif" font-size="16" font-weight="bold">${esc(method)}: example maps per model (red = supports the RoI, blue = hurts, RoI green)</text>`];
     for (let i = 0; i < rowsG.length; i++) {
       const y = 50 + i * (tile + 40);
@@ -194,7 +196,8 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
         const r = rowsG[i][j];
         const m = maps.get(r.path)!;
         // signed maps as stored; unsigned maps (importance >= 0) drawn as support, like `segcause explain`
-        const signed = m.some((v) => v > 0) && m.some((v) => v < 0) ? m : m.some((v) => v > 0) ? m.map((v) => -v) : m;
+        const unsigned = r.signed === undefined ? !m.some((v) => v < 0) : !r.signed;
+        const signed = unsigned ? m.map((v) => -v) : m;
         const png = await encodePng({ width: r.width, height: r.height, channels: 3, data: heatRgb(signed, r.height, r.width, Region.rect(r.roiRect, r.height, r.width)) });
         const x = 200 + j * (tile + 10);
         parts.push(`<image x="${x}" y="${y}" width="${tile}" height="${tile}" href="data:image/png;base64,${png.toString("base64")}"/>`);
