@@ -1,0 +1,65 @@
+/**
+ * Every registered method runs on every shipped model (cheap settings: this checks that each
+ * method works end to end on real graphs — every op, input size and channel count of the zoo —
+ * not the quality of the maps). Uses the first test image of each model's dataset; skipped with a
+ * message when ../shared/data is absent.
+ */
+import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { Model } from "../src/model/model.js";
+import { loadCase, type Case } from "../src/data/case.js";
+import { casesInSplits, readManifest } from "../src/data/manifest.js";
+import { PatchBank } from "../src/data/patchbank.js";
+import { allMethods } from "../src/explain/catalog.js";
+import { resolveOptions } from "../src/explain/methods.js";
+import { boundaryRoi } from "../src/bench/fidelity.js";
+
+const ROOT = join(import.meta.dirname, "..");
+const DATA = process.env.SEGCAUSE_DATA ?? join(ROOT, "..", "shared", "data");
+const MODELS = readdirSync(join(ROOT, "models")).filter((f) => f.endsWith(".onnx")).sort();
+
+/** The cheapest settings that still exercise every part of each method. */
+const CHEAP: Record<string, Record<string, unknown>> = {
+  pdcr: { samples: 8 },
+  occlusion: { block: 64, stride: 64 },
+  zero: { block: 32 },
+  rise: { masks: 8 },
+  lime: { segments: 12, coalitions: 16 },
+  kernelshap: { segments: 12, coalitions: 40 },
+  "pdcr-superpixel": { segments: 12, samples: 4 },
+  ig: { steps: 2 },
+  smoothgrad: { samples: 2 },
+  misure: { iterations: 2 },
+};
+
+const haveData = existsSync(join(DATA, "ph2", "manifest.json"));
+if (!haveData) console.warn(`zoo-methods: skipped, the shared datasets are not in ${DATA} (set SEGCAUSE_DATA)`);
+
+describe.skipIf(!haveData)("every method on every shipped model", () => {
+  const bank = haveData ? PatchBank.load(join(ROOT, "samples", "lesion-bank.scbank")) : undefined;
+  for (const file of MODELS) {
+    it(file, { timeout: 600_000 }, async () => {
+      const dataset = (JSON.parse(readFileSync(join(ROOT, "models", `${file}.json`), "utf8")) as { dataset: string }).dataset;
+      const model = await Model.load(join(ROOT, "models", file), { threads: 2 });
+      try {
+        let kase: Case | undefined, roi;
+        for (const c of casesInSplits(readManifest(join(DATA, dataset)), ["test"])) {
+          kase = await loadCase(model, c.image, c.mask);
+          if ((roi = boundaryRoi(kase, model.height, model.width, Math.round(model.height / 8)))) break;
+        }
+        expect(roi).toBeDefined();
+        for (const def of allMethods()) {
+          const options = resolveOptions(def, CHEAP[def.name] ?? {});
+          const a = await def.explain({ model, kase: kase!, target: { roi: roi! }, run: { seed: 0, batchSize: 2 }, bank: def.needsBank ? await bank : undefined, options });
+          expect(a.method, def.name).toBe(def.name);
+          expect(a.map.length, def.name).toBe(model.height * model.width);
+          expect(a.map.every((v) => Number.isFinite(v)), `${def.name}: finite map`).toBe(true);
+          expect(a.forwardPasses, def.name).toBeGreaterThan(0);
+        }
+      } finally {
+        await model.release();
+      }
+    });
+  }
+});
