@@ -150,7 +150,7 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
   if (failedCells.length) parts.push(`<h2>Cells a method refused</h2>` + table(["dataset", "model", "image", "RoI", "method", "reason"], failedCells.map((f) => [esc(f.id.dataset), esc(f.id.model), esc(f.id.image), esc(f.id.roi), esc(f.method), esc(f.reason)])));
   if (run) {
     const commands = Array.isArray(run.commands) ? (run.commands as string[]) : [];
-    parts.push(`<h2>Run</h2><p>Commands that wrote into this folder:</p><pre>${commands.map(esc).join("\n")}</pre><p>Protocol and method options:</p><pre class="small">${esc(JSON.stringify({ protocol: run.protocol, methods: run.methods }, null, 1))}</pre>`);
+    parts.push(`<h2>Run</h2><p>Commands that wrote into this folder:</p><pre>${commands.map(esc).join("\n")}</pre><p>Protocol:</p><pre class="small">${esc(Object.entries((run.protocol ?? {}) as Record<string, unknown>).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n"))}</pre><p>Methods and the options given (the rest at their defaults; every resolved option is in cells.jsonl):</p><pre class="small">${esc(((run.methods ?? []) as { name: string; options: Record<string, unknown> }[]).map((m) => `${m.name} ${JSON.stringify(m.options)}`).join("\n"))}</pre>`);
   }
   const head = HEADLINE(fills).filter((m) => metricNames.includes(m));
   for (const scope of ["dataset", "model"] as const) {
