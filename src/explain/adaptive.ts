@@ -6,8 +6,10 @@
  *  2. stratified draws — the bank is split into R equal strata by patch brightness and every
  *     round draws one patch per stratum, which removes the between-strata part of the variance
  *     without biasing the uniform-bank mean;
- *  3. sequential estimation — rounds are added only to blocks whose standard error is still large
- *     relative to their effect, and only until the map as a whole is precise enough.
+ *  3. sequential estimation — rounds go where they remove the most squared error, until the map
+ *     as a whole is precise enough;
+ *  4. common random numbers — draw j of every block uses the same patch, so noise that all blocks
+ *     share cancels between blocks.
  * Every block reports its standard error and degrees of freedom, so the map carries its
  * uncertainty.
  */
@@ -29,14 +31,23 @@ export interface AdaptiveSettings {
   minRounds: number;
   /** cap of draws per block (the paper's N = 50) */
   maxSamples: number;
-  /** a block is precise enough when SE <= max(absTol, relTol * |ATE|) ... */
-  relTol: number;
+  /** blocks whose SE is below this (outcome units) get no more rounds */
   absTol: number;
-  /** ... or when the whole map is: Σ SE² <= fidelity² · Σ (ATE − mean ATE)² */
+  /**
+   * Rounds are added, where they remove the most squared error, until the map is precise:
+   * Σ SE² <= fidelity² · (Σ (ATE − mean ATE)² − Σ SE²), i.e. noise at most `fidelity` of the
+   * map's own spread (expected Pearson with the exact map about 1/sqrt(1 + fidelity²)).
+   */
   fidelity: number;
+  /**
+   * Common random numbers: draw j of every block uses the same patch, so the part of the noise
+   * that all blocks share (a dark patch lowers every block's outcome alike) cancels between
+   * blocks; each block's estimate stays unbiased.
+   */
+  commonDraws: boolean;
 }
 
-export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 1, strata: 4, minRounds: 1, maxSamples: 48, relTol: 0.25, absTol: 0.1, fidelity: 0.1 };
+export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 1, strata: 4, minRounds: 1, maxSamples: 48, absTol: 0.01, fidelity: 0.3, commonDraws: true };
 
 export interface AdaptiveResult {
   estimates: UnitEstimate[];
@@ -52,7 +63,7 @@ export function checkAdaptive(st: AdaptiveSettings): void {
   if (!Number.isInteger(st.strata) || st.strata < 2) fail(`strata must be an integer >= 2, got ${st.strata}`, "use --strata 4");
   if (!Number.isInteger(st.maxSamples) || st.maxSamples < st.strata) fail(`max samples must be an integer >= strata (${st.strata}), got ${st.maxSamples}`, "use --max-samples 48");
   if (!Number.isInteger(st.minRounds) || st.minRounds < 1) fail(`min rounds must be >= 1, got ${st.minRounds}`);
-  for (const k of ["relTol", "absTol", "fidelity"] as const) if (!(st[k] >= 0)) fail(`${k} must be >= 0, got ${st[k]}`);
+  for (const k of ["absTol", "fidelity"] as const) if (!(st[k] >= 0)) fail(`${k} must be >= 0, got ${st[k]}`);
 }
 
 /** Per-block running state: Δ values by stratum, one per round. */
@@ -160,13 +171,23 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
       spread += (e.mean - mapMean) ** 2;
       noise += e.se * e.se;
     }
-    const mapPrecise = noise <= st.fidelity * st.fidelity * spread;
-    const need = passing.filter((b) => {
-      const r = samples.get(b)!.rounds, e = est.get(b)!;
-      if (r >= maxRounds) return false;
-      if (r < st.minRounds) return true;
-      return !mapPrecise && e.se > Math.max(st.absTol, st.relTol * Math.abs(e.mean));
-    });
+    // The spread of estimates includes their noise: compare against the spread net of it.
+    // The spread of estimates includes their noise: compare against the spread net of it.
+    const deficit = noise - st.fidelity * st.fidelity * Math.max(0, spread - noise);
+    const need = passing.filter((b) => samples.get(b)!.rounds < st.minRounds);
+    if (deficit > 0) {
+      // Greedy allocation: one more round where it removes the most squared error (SE²/(k+1)),
+      // until the expected removal covers the deficit.
+      const gain = (b: number) => est.get(b)!.se ** 2 / (samples.get(b)!.rounds + 1);
+      const open = passing.filter((b) => samples.get(b)!.rounds >= st.minRounds && samples.get(b)!.rounds < maxRounds && est.get(b)!.se > st.absTol);
+      open.sort((x, y) => gain(y) - gain(x) || x - y);
+      let covered = 0;
+      for (const b of open) {
+        if (covered >= deficit) break;
+        need.push(b);
+        covered += gain(b);
+      }
+    }
     if (need.length === 0) break;
     await runRounds(need, "estimating");
   }

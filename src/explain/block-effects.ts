@@ -88,7 +88,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     if (unit >= units.length) return randomInt(seed, unit, draw * 65536 + member, intervention.draws);
     if (!strat) return randomInt(seed, unit, draw, intervention.draws);
     const s = strat.strata[draw % strat.strata.length];
-    return s[randomInt(seed, unit, draw, s.length)];
+    return s[randomInt(seed, ad!.commonDraws ? -1 : unit, draw, s.length)];
   };
   const membersOf = (unit: number): Unit[] => (unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]));
 
@@ -110,7 +110,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     card: model.card, method: spec.method, block: spec.blockSize, stride: grid.stride, seed, intervention: intervention.describe(),
     // Samples depend only on how draws are numbered, not on S, N or τ: a rerun with more samples
     // or another τ reuses every finished sample.
-    draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize } : { kind: "uniform" },
+    draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
     units: custom ? spec.settings : undefined,
   };
   const checkpoint = run.checkpointPath ? Checkpoint.open(run.checkpointPath, keyMaterial) : undefined;
