@@ -49,6 +49,6 @@ export function buildProvenance(model: Model, kase: Case, target: Target, f: Pro
     seed: f.seed,
     settings: f.settings,
     intervention: f.intervention,
-    runner: { batchSize: f.batchSize, threads: model.threads },
+    runner: { batchSize: f.batchSize, threads: model.threads, workers: model.workers },
   };
 }

@@ -7,13 +7,13 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { fail } from "../errors.js";
-import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
+import type { Target, TargetSpec } from "../target/target.js";
 import { outcomeUnits } from "../target/outcome.js";
 import { randomInt } from "../util/rng.js";
 import { ProgressTracker, type ProgressListener } from "../util/progress.js";
-import { runtimeVersions } from "../version.js";
 import { paint, type Attribution } from "./attribution.js";
 import { Checkpoint } from "./checkpoint.js";
+import { buildProvenance, unperturbedPass } from "./base-pass.js";
 import { screenedAte, type ScreenedAteSettings } from "./estimators.js";
 import type { Intervention } from "./interventions.js";
 import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
@@ -62,15 +62,8 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   const seed = run.seed ?? 0;
   const intervention = await spec.makeIntervention(model, kase);
   const runner = new Runner(model, { batchSize: run.batchSize });
-  const base = model.preprocess(kase.image);
-
   // Unperturbed pass: gives m(X), and the reference mask when explaining the model's own prediction.
-  let baseOutput: Float32Array | undefined;
-  await runner.evaluate([0], (_, dst) => dst.set(base), (data) => {
-    baseOutput = data.slice(0, data.length / runner.batchSize);
-    return 0;
-  });
-  const target = resolveTarget(model, kase, targetSpec, baseOutput!);
+  const { input: base, target } = await unperturbedPass(model, kase, targetSpec, runner);
   const custom = spec.units?.(target);
   const grid = custom ? { ...custom, stride: spec.blockSize } : blockGrid(model.height, model.width, spec.blockSize, target.region, spec.stride);
   const units = grid.units;
@@ -158,18 +151,13 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     backwardPasses: 0,
     wallMs: Date.now() - t0,
     notes,
-    provenance: {
-      versions: runtimeVersions(),
-      createdAt: new Date().toISOString(),
-      model: { path: model.path, sha256: model.sha256, card: model.card, cardSource: model.resolved.source, assumptions: model.resolved.assumptions },
-      case: { id: kase.id, imagePath: kase.imagePath, imageSha256: kase.imageSha256, maskPath: kase.maskPath, maskSha256: kase.maskSha256 },
-      target: { roi: target.region.bbox, roiKind: target.region.kind, outcome: target.outcome, reference: target.referenceKind, channel: model.card.output.channel, threshold: model.card.output.threshold },
+    provenance: buildProvenance(model, kase, target, {
       method: spec.method,
       seed,
       settings: { blockSize: spec.blockSize, stride: grid.stride, ...(ad ?? spec.estimator), ...spec.settings },
       intervention: intervention.describe(),
-      runner: { batchSize: runner.batchSize, threads: model.threads, workers: model.workers },
-    },
+      batchSize: runner.batchSize,
+    }),
   };
 }
 
