@@ -47,7 +47,7 @@ export interface AdaptiveSettings {
   commonDraws: boolean;
 }
 
-export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 1, strata: 4, minRounds: 1, maxSamples: 48, absTol: 0.01, fidelity: 0.3, commonDraws: true };
+export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 2, strata: 4, minRounds: 1, maxSamples: 48, absTol: 0.01, fidelity: 0.3, commonDraws: true };
 
 export interface AdaptiveResult {
   estimates: UnitEstimate[];
