@@ -38,6 +38,7 @@ import type { Attribution } from "./attribution.js";
 import { buildProvenance, unperturbedPass } from "./base-pass.js";
 import type { RunOptions } from "./block-effects.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
+import { fillOptions } from "./methods.js";
 
 export type GradientRule = "gradient" | "guided" | "deeplift";
 
@@ -460,7 +461,5 @@ export async function baselineInput(model: Model, kase: Case, b: BaselineOptions
 
 /** The baseline options shared by IG, DeepLIFT and MiSuRe (same names and meaning as occlusion's fill). */
 export const BASELINE_OPTIONS = [
-  { name: "fillKind", type: "string" as const, choices: ["constant", "mean", "blur"] as const, description: "baseline that replaces the image: a constant, the image's mean colour, or a Gaussian blur", default: "constant" },
-  { name: "fill", type: "number" as const, description: "pixel value of the constant baseline (0..255 image units; 0 = black)", default: 0 },
-  { name: "sigma", type: "number" as const, description: "Gaussian sigma of the blur baseline in pixels", default: 5 },
+  ...fillOptions("baseline that replaces the image", { fillKind: "constant", fill: 0, sigma: 5 }),
 ];

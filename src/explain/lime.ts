@@ -14,7 +14,7 @@ import type { Attribution } from "./attribution.js";
 import type { RunOptions } from "./block-effects.js";
 import { bernoulliCoalition, checkCount, explainCoalitions } from "./coalitions.js";
 import type { FillKind } from "./interventions.js";
-import { opt, type MethodDefinition, type MethodOption } from "./methods.js";
+import { fillOptions, opt, type MethodDefinition, type MethodOption } from "./methods.js";
 import type { ColorSpace, PartitionKind } from "./partition.js";
 import { weightedLeastSquares } from "./surrogates.js";
 import { fail } from "../errors.js";
@@ -111,9 +111,7 @@ export function coalitionOptionDecls(): MethodOption[] {
     { name: "colorSpace", type: "string", choices: ["lab", "rgb"], description: "colour space of SLIC's colour distance", default: d.colorSpace },
     { name: "block", type: "int", description: "grid cell size in pixels (with --partition grid)", default: d.block },
     { name: "coalitions", type: "int", description: "number of sampled coalitions (forward passes)", default: d.coalitions },
-    { name: "fillKind", type: "string", choices: ["constant", "mean", "blur"], description: "what replaces a removed unit: a constant, the image's mean colour, or a Gaussian blur", default: d.fillKind },
-    { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units)", default: d.fill },
-    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: d.sigma },
+    ...fillOptions("what replaces a removed unit", d),
   ];
 }
 

@@ -102,3 +102,15 @@ export function opt<T>(ctx: MethodContext, name: string): T {
   if (!(name in ctx.options)) throw new Error(`option ${name} is not declared by this method`);
   return ctx.options[name] as T;
 }
+
+/**
+ * The three options of a fill (what replaces removed content: occlusion windows, RISE/LIME/SHAP
+ * coalitions, gradient baselines), declared once so they mean the same everywhere.
+ */
+export function fillOptions(role: string, defaults: { fillKind: string; fill: number; sigma: number }): MethodOption[] {
+  return [
+    { name: "fillKind", type: "string", choices: ["constant", "mean", "blur"], description: `${role}: a constant, the image's mean colour, or a Gaussian blur`, default: defaults.fillKind },
+    { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units; 0 = black)", default: defaults.fill },
+    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: defaults.sigma },
+  ];
+}

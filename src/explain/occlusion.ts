@@ -9,7 +9,7 @@ import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import { explainBlocks, type RunOptions } from "./block-effects.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
-import { opt, type MethodDefinition } from "./methods.js";
+import { fillOptions, opt, type MethodDefinition } from "./methods.js";
 
 export interface OcclusionOptions extends RunOptions {
   /** window size in pixels (default 16) */
@@ -54,9 +54,7 @@ export const occlusionMethod: MethodDefinition = {
   options: [
     { name: "block", type: "int", description: "window size in pixels", default: OCCLUSION_DEFAULTS.window },
     { name: "stride", type: "int", description: "window step in pixels", default: OCCLUSION_DEFAULTS.stride },
-    { name: "fillKind", type: "string", choices: ["constant", "mean", "blur"], description: "what replaces the window: a constant, the image's mean colour, or a Gaussian blur", default: OCCLUSION_DEFAULTS.fill },
-    { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units)", default: OCCLUSION_DEFAULTS.value },
-    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: OCCLUSION_DEFAULTS.sigma },
+    ...fillOptions("what replaces the window", { fillKind: OCCLUSION_DEFAULTS.fill, fill: OCCLUSION_DEFAULTS.value, sigma: OCCLUSION_DEFAULTS.sigma }),
     { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: OCCLUSION_DEFAULTS.tau },
   ],
   explain: (ctx) =>

@@ -21,7 +21,7 @@ import type { RunOptions } from "./block-effects.js";
 import { checkCount } from "./coalitions.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
 import { defined } from "./lime.js";
-import { opt, type MethodDefinition } from "./methods.js";
+import { fillOptions, opt, type MethodDefinition } from "./methods.js";
 import { finishAttribution, openSession, SampleScorer } from "./session.js";
 import { MaskAverage } from "./surrogates.js";
 
@@ -144,9 +144,7 @@ export const riseMethod: MethodDefinition = {
     { name: "masks", type: "int", description: "number of random masks N (forward passes)", default: RISE_DEFAULTS.masks },
     { name: "cells", type: "int", description: "mask grid cells per side s", default: RISE_DEFAULTS.cells },
     { name: "keepProbability", type: "number", description: "probability p that a mask cell keeps the image", default: RISE_DEFAULTS.keepProbability },
-    { name: "fillKind", type: "string", choices: ["constant", "mean", "blur"], description: "what the mask blends the image with: a constant, the image's mean colour, or a Gaussian blur", default: RISE_DEFAULTS.fillKind },
-    { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units)", default: RISE_DEFAULTS.fill },
-    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: RISE_DEFAULTS.sigma },
+    ...fillOptions("what the mask blends the image with", RISE_DEFAULTS),
   ],
   explain: (ctx) =>
     explainRise(ctx.model, ctx.kase, ctx.target, {
