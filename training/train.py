@@ -123,11 +123,13 @@ def main():
     ap.add_argument("--crop", type=int, default=0, help="train on random crops of this size (0 = whole image)")
     ap.add_argument("--crops-per-image", type=int, default=1)
     ap.add_argument("--jitter", type=float, default=None, help="colour jitter amplitude (default 0.15 for ph2, else 0.1)")
+    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     ap.add_argument("--out", default="models")
     ap.add_argument("--ckpt-dir", default=os.path.join(HERE, "checkpoints"))
     args = ap.parse_args()
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
     torch.manual_seed(args.seed)
     np.random.seed(args.seed)
     random.seed(args.seed)
@@ -233,7 +235,7 @@ def main():
                     "per_image": {i: round(v, 6) for i, v in zip(te_ids, dices)}},
         "training": {"command": cmd, "seed": args.seed, "epochs": args.epochs, "best_epoch": best_ep + 1,
                      "seconds": round(seconds, 1), "params": int(params), "flops_per_image": int(flops),
-                     "torch": torch.__version__, "loss": "bce+dice",
+                     "threads": args.threads, "torch": torch.__version__, "loss": "bce+dice",
                      "optimizer": f"AdamW lr={args.lr} wd=1e-4, warmup+cosine, batch {args.batch}",
                      "augmentation": "hflip, vflip" + (", rot90" if ds["rot90"] else "")
                      + (f", colour jitter {jitter}" if jitter else "")
