@@ -94,9 +94,10 @@ export const pdcrMethod: MethodDefinition = {
     { name: "screen", type: "int", description: "screening draws S per block (paper schedule)", default: PDCR_DEFAULTS.screen },
     { name: "samples", type: "int", description: "draws N per block passing the screen (paper: exactly N; fast: at most N)", default: PDCR_DEFAULTS.samples },
     { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau },
+    { name: "mapNoise", type: "number", description: "fast schedule: stop when the map's noise (root of the summed squared SEs) is this fraction of its spread; smaller = more passes, closer to the converged map", default: FAST_SCHEDULE.fidelity },
   ],
   explain: (ctx) =>
-    explainPdcr(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, schedule: opt(ctx, "schedule"), blockSize: opt(ctx, "block"), screen: opt(ctx, "screen"), samples: opt(ctx, "samples"), tau: opt(ctx, "tau") }),
+    explainPdcr(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, schedule: opt(ctx, "schedule"), fast: { fidelity: opt(ctx, "mapNoise") }, blockSize: opt(ctx, "block"), screen: opt(ctx, "screen"), samples: opt(ctx, "samples"), tau: opt(ctx, "tau") }),
 };
 
 export const zeroMethod: MethodDefinition = {
