@@ -21,9 +21,9 @@ const MODELS = readdirSync(join(ROOT, "models")).filter((f) => f.endsWith(".onnx
 
 /** The cheapest settings that still exercise every part of each method. */
 const CHEAP: Record<string, Record<string, unknown>> = {
-  pdcr: { samples: 8 },
+  pdcr: { samples: 4, mapNoise: 100 },
   occlusion: { block: 64, stride: 64 },
-  zero: { block: 32 },
+  zero: { block: 64 },
   rise: { masks: 8 },
   lime: { segments: 12, coalitions: 16 },
   kernelshap: { segments: 12, coalitions: 40 },
