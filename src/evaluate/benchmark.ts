@@ -24,7 +24,7 @@ import { encodeNpy } from "../util/npy.js";
 import { uniform } from "../util/rng.js";
 import type { ProgressListener } from "../util/progress.js";
 import { curvePair, Prober, topKEffects, type CurvePair } from "./curves.js";
-import { makeFills, type CurveFill, type FillName } from "./fills.js";
+import { makeFills, type FillName } from "./fills.js";
 import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
 import { randomOrder, rankBySupport, STREAM } from "./ordering.js";
 import { selectRois, type PlacedRoi, type RoiSpec } from "./rois.js";
