@@ -82,7 +82,7 @@ export const igMethod: MethodDefinition = {
   family: "gradient",
   summary: "integrated gradients from a black (or mean/blur) baseline, 32 midpoint steps; -sum_c IG per pixel (signed), completeness in the notes",
   cost: "2 forward + steps forward/backward (32)",
-  options: [{ name: "steps", type: "int", description: "points on the path from the baseline to the image", default: IG_DEFAULTS.steps }, ...BASELINE_OPTIONS],
+  options: [{ name: "steps", type: "int", description: "points on the path from the baseline to the image", default: IG_DEFAULTS.steps, min: 1 }, ...BASELINE_OPTIONS],
   explain: (ctx) =>
     explainIg(ctx.model, ctx.kase, ctx.target, {
       ...ctx.run,

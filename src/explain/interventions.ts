@@ -96,6 +96,11 @@ export class PatchIntervention implements Intervention {
 
 export type FillKind = "constant" | "mean" | "blur";
 
+/** Range of a pixel value in image units (images are decoded to 8 bits per channel). */
+export const PIXEL_VALUE = { min: 0, max: 255 } as const;
+/** The smallest Gaussian sigma the blur fill accepts (sharp's lower limit). */
+export const MIN_BLUR_SIGMA = 0.3;
+
 export interface FillOptions {
   kind: FillKind;
   /** pixel value (0..scale units) for "constant"; 0 = black, the paper's zero ablation */
@@ -128,9 +133,11 @@ export class FillIntervention implements Intervention {
     let pixels: Uint8Array | Float32Array;
     if (opts.kind === "blur") {
       const sigma = opts.sigma ?? 5;
-      if (!(sigma >= 0.3)) fail(`blur sigma must be at least 0.3, got ${sigma}`, "use --sigma 5");
+      if (!(sigma >= MIN_BLUR_SIGMA)) fail(`blur sigma must be at least ${MIN_BLUR_SIGMA}, got ${sigma}`, "use --sigma 5");
       pixels = new Uint8Array(await sharp(image.data, { raw: { width: image.width, height: image.height, channels: C } }).blur(sigma).raw().toBuffer());
     } else {
+      const v = opts.value ?? 0;
+      if (opts.kind === "constant" && !(v >= PIXEL_VALUE.min && v <= PIXEL_VALUE.max)) fail(`the constant fill must be a pixel value in ${PIXEL_VALUE.min}..${PIXEL_VALUE.max}, got ${v}`, "use --fill 0 (black) .. 255 (white)");
       const values = Array.from({ length: C }, (_, c) => {
         if (opts.kind === "constant") return opts.value ?? 0;
         let sum = 0;

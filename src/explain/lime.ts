@@ -106,11 +106,11 @@ export function coalitionOptionDecls(): MethodOption[] {
   const d = COALITION_DEFAULTS;
   return [
     { name: "partition", type: "string", choices: ["superpixels", "grid"], description: "units: SLIC superpixels or a grid of --block cells", default: d.partition },
-    { name: "segments", type: "int", description: "approximate number of SLIC superpixels", default: d.segments },
-    { name: "compactness", type: "number", description: "SLIC compactness (larger = squarer superpixels)", default: d.compactness },
+    { name: "segments", type: "int", description: "approximate number of SLIC superpixels", default: d.segments, min: 2 },
+    { name: "compactness", type: "number", description: "SLIC compactness (larger = squarer superpixels)", default: d.compactness, min: 0, minExclusive: true },
     { name: "colorSpace", type: "string", choices: ["lab", "rgb"], description: "colour space of SLIC's colour distance", default: d.colorSpace },
-    { name: "block", type: "int", description: "grid cell size in pixels (with --partition grid)", default: d.block },
-    { name: "coalitions", type: "int", description: "number of sampled coalitions (forward passes)", default: d.coalitions },
+    { name: "block", type: "int", description: "grid cell size in pixels (with --partition grid)", default: d.block, min: 1 },
+    { name: "coalitions", type: "int", description: "number of sampled coalitions (forward passes)", default: d.coalitions, min: 2 },
     ...fillOptions("what replaces a removed unit", d),
   ];
 }
@@ -137,8 +137,8 @@ export const limeMethod: MethodDefinition = {
   cost: "coalitions (the first coalition is the unperturbed image, scored once)",
   options: [
     ...coalitionOptionDecls(),
-    { name: "kernelWidth", type: "number", description: "LIME kernel width on the cosine distance to the unperturbed coalition", default: LIME_DEFAULTS.kernelWidth },
-    { name: "ridge", type: "number", description: "ridge penalty (alpha) of the surrogate regression", default: LIME_DEFAULTS.ridge },
+    { name: "kernelWidth", type: "number", description: "LIME kernel width on the cosine distance to the unperturbed coalition", default: LIME_DEFAULTS.kernelWidth, min: 0, minExclusive: true },
+    { name: "ridge", type: "number", description: "ridge penalty (alpha) of the surrogate regression", default: LIME_DEFAULTS.ridge, min: 0 },
   ],
   explain: (ctx) => explainLime(ctx.model, ctx.kase, ctx.target, { ...coalitionOptionValues(ctx), kernelWidth: opt(ctx, "kernelWidth"), ridge: opt(ctx, "ridge") }),
 };

@@ -11,6 +11,7 @@ import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import type { RunOptions } from "./block-effects.js";
+import { MIN_BLUR_SIGMA, PIXEL_VALUE } from "./interventions.js";
 
 export type MethodFamily = "causal" | "perturbation" | "gradient";
 export type OptionType = "int" | "number" | "string" | "numbers";
@@ -27,6 +28,14 @@ export interface MethodOption {
   choices?: readonly string[];
   description: string;
   default: unknown;
+  /** smallest allowed value of a numeric option (of every value of a "numbers" option) */
+  min?: number;
+  /** largest allowed value */
+  max?: number;
+  /** true when `min` itself is not allowed (the value must be greater) */
+  minExclusive?: boolean;
+  /** true when `max` itself is not allowed */
+  maxExclusive?: boolean;
 }
 
 export interface MethodContext {
@@ -91,10 +100,39 @@ export function resolveOptions(def: MethodDefinition, given: Record<string, unkn
       fail(`--${kebab(k)} is not an option of method ${def.name}`, takers.length ? `it belongs to: ${takers.join(", ")}` : `options of ${def.name}: ${def.options.map((o) => `--${kebab(o.name)}`).join(" ")}`);
     }
     if (opt.choices && !opt.choices.includes(String(v))) fail(`--${kebab(k)} must be one of ${opt.choices.join(", ")}, got '${v}'`);
+    checkOptionValue(opt, v);
   }
   const out: Record<string, unknown> = {};
   for (const o of def.options) out[o.name] = given[o.name] ?? o.default;
   return out;
+}
+
+/** The allowed range of a numeric option in words ("an integer >= 1", "a number in (0, 1)"), or undefined. */
+export function describeRange(o: MethodOption): string | undefined {
+  const kind = o.type === "int" ? "an integer" : "a number";
+  const lo = o.min !== undefined, hi = o.max !== undefined;
+  if (lo && hi) return `${kind} in ${o.minExclusive ? "(" : "["}${o.min}, ${o.max}${o.maxExclusive ? ")" : "]"}`;
+  if (lo) return `${kind} ${o.minExclusive ? ">" : ">="} ${o.min}`;
+  if (hi) return `${kind} ${o.maxExclusive ? "<" : "<="} ${o.max}`;
+  return undefined;
+}
+
+/** Checks a numeric option value (each value of a list) against its declared type and range; `label` names it in the error. */
+export function checkOptionValue(o: MethodOption, v: unknown, label = `--${kebab(o.name)}`): void {
+  if (o.type === "string") return;
+  const values = o.type === "numbers" && Array.isArray(v) ? v : [v];
+  for (const x of values) {
+    const ok =
+      typeof x === "number" &&
+      Number.isFinite(x) &&
+      (o.type !== "int" || Number.isInteger(x)) &&
+      (o.min === undefined || (o.minExclusive ? x > o.min : x >= o.min)) &&
+      (o.max === undefined || (o.maxExclusive ? x < o.max : x <= o.max));
+    if (!ok) {
+      const d = Array.isArray(o.default) ? o.default.join(",") : String(o.default);
+      fail(`${label} must be ${describeRange(o) ?? (o.type === "int" ? "an integer" : "a number")}, got ${Array.isArray(v) ? `'${v.join(",")}'` : String(x)}`, `its default is ${d}`);
+    }
+  }
 }
 
 /** Typed accessors for recipes: options arrive resolved, so a missing value is a programming error. */
@@ -110,7 +148,7 @@ export function opt<T>(ctx: MethodContext, name: string): T {
 export function fillOptions(role: string, defaults: { fillKind: string; fill: number; sigma: number }): MethodOption[] {
   return [
     { name: "fillKind", type: "string", choices: ["constant", "mean", "blur"], description: `${role}: a constant, the image's mean colour, or a Gaussian blur`, default: defaults.fillKind },
-    { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units; 0 = black)", default: defaults.fill },
-    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: defaults.sigma },
+    { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units; 0 = black)", default: defaults.fill, ...PIXEL_VALUE },
+    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: defaults.sigma, min: MIN_BLUR_SIGMA },
   ];
 }

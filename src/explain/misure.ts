@@ -234,11 +234,11 @@ export const misureMethod: MethodDefinition = {
   summary: "MiSuRe: dilate the predicted RoI region until sufficient (Dice >= 0.9), then optimise a 32x32 mask (100 AdamW steps, lr 0.01, L1 0.1) for a minimally sufficient input (unsigned)",
   cost: "1 + dilations + iterations + 1 forward, iterations forward/backward (100)",
   options: [
-    { name: "iterations", type: "int", description: "optimisation steps of the mask", default: MISURE_DEFAULTS.iterations },
-    { name: "lr", type: "number", description: "AdamW learning rate of the mask", default: MISURE_DEFAULTS.lr },
-    { name: "l1", type: "number", description: "weight of the mask's mean (sparsity) in the loss", default: MISURE_DEFAULTS.l1 },
-    { name: "maskSize", type: "int", description: "side of the optimised low-resolution mask", default: MISURE_DEFAULTS.maskSize },
-    { name: "sufficiency", type: "number", description: "RoI Dice (0..1) at which the dilated region is sufficient", default: MISURE_DEFAULTS.sufficiency },
+    { name: "iterations", type: "int", description: "optimisation steps of the mask", default: MISURE_DEFAULTS.iterations, min: 0 },
+    { name: "lr", type: "number", description: "AdamW learning rate of the mask", default: MISURE_DEFAULTS.lr, min: 0, minExclusive: true },
+    { name: "l1", type: "number", description: "weight of the mask's mean (sparsity) in the loss", default: MISURE_DEFAULTS.l1, min: 0 },
+    { name: "maskSize", type: "int", description: "side of the optimised low-resolution mask", default: MISURE_DEFAULTS.maskSize, min: 1 },
+    { name: "sufficiency", type: "number", description: "RoI Dice (0..1) at which the dilated region is sufficient", default: MISURE_DEFAULTS.sufficiency, min: 0, max: 1, minExclusive: true },
     ...BASELINE_OPTIONS,
   ],
   explain: (ctx) =>

@@ -52,10 +52,10 @@ export const occlusionMethod: MethodDefinition = {
   summary: "occlusion: 16x16 window every 8 px filled with a constant (or the image mean, or a blur), overlaps averaged",
   cost: "1 + windows (about 900 at 256x256)",
   options: [
-    { name: "block", type: "int", description: "window size in pixels", default: OCCLUSION_DEFAULTS.window },
-    { name: "stride", type: "int", description: "window step in pixels", default: OCCLUSION_DEFAULTS.stride },
+    { name: "block", type: "int", description: "window size in pixels", default: OCCLUSION_DEFAULTS.window, min: 1 },
+    { name: "stride", type: "int", description: "window step in pixels", default: OCCLUSION_DEFAULTS.stride, min: 1 },
     ...fillOptions("what replaces the window", { fillKind: OCCLUSION_DEFAULTS.fill, fill: OCCLUSION_DEFAULTS.value, sigma: OCCLUSION_DEFAULTS.sigma }),
-    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: OCCLUSION_DEFAULTS.tau },
+    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: OCCLUSION_DEFAULTS.tau, min: 0 },
   ],
   explain: (ctx) =>
     explainOcclusion(ctx.model, ctx.kase, ctx.target, {

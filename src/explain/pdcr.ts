@@ -12,7 +12,7 @@ import { explainBlocks, type RunOptions } from "./block-effects.js";
 import { PAPER_SCREENED_ATE } from "./estimators.js";
 import { FAST_SCHEDULE, type AdaptiveSettings } from "./adaptive.js";
 import { fail } from "../errors.js";
-import { FillIntervention, PatchIntervention } from "./interventions.js";
+import { FillIntervention, PatchIntervention, PIXEL_VALUE } from "./interventions.js";
 import { opt, type MethodDefinition } from "./methods.js";
 
 export interface PdcrOptions extends RunOptions {
@@ -41,6 +41,11 @@ export function explainPdcr(model: Model, kase: Case, target: TargetSpec, opts: 
   const schedule = opts.schedule ?? PDCR_DEFAULTS.schedule;
   if (!SCHEDULES.includes(schedule)) fail(`unknown schedule '${schedule}'`, `use one of ${SCHEDULES.join(", ")}`);
   const estimator = { screen: opts.screen ?? PDCR_DEFAULTS.screen, samples: opts.samples ?? PDCR_DEFAULTS.samples, tau: opts.tau ?? PDCR_DEFAULTS.tau };
+  // The fast schedule draws in rounds of one patch per stratum: a cap below one round cannot be honoured.
+  const strata = opts.fast?.strata ?? FAST_SCHEDULE.strata;
+  if (schedule === "fast" && !(estimator.samples >= strata)) {
+    fail(`the fast schedule draws patches in rounds of ${strata} (one per brightness stratum of the bank), so --samples must be >= ${strata}, got ${estimator.samples}`, `use --samples ${strata} or more, or --schedule paper`);
+  }
   return explainBlocks(
     model,
     kase,
@@ -49,7 +54,7 @@ export function explainPdcr(model: Model, kase: Case, target: TargetSpec, opts: 
       method: "pdcr",
       blockSize,
       estimator,
-      adaptive: schedule === "fast" ? { ...FAST_SCHEDULE, tau: estimator.tau, maxSamples: Math.max(FAST_SCHEDULE.strata, estimator.samples), ...opts.fast } : undefined,
+      adaptive: schedule === "fast" ? { ...FAST_SCHEDULE, tau: estimator.tau, maxSamples: estimator.samples, ...opts.fast } : undefined,
       makeIntervention: (m) => new PatchIntervention(opts.bank, m, blockSize),
       settings: { schedule },
     },
@@ -90,11 +95,11 @@ export const pdcrMethod: MethodDefinition = {
   needsBank: true,
   options: [
     { name: "schedule", type: "string", choices: SCHEDULES, description: "sampling schedule: fast (hierarchical screening, stratified sequential draws, per-block standard errors) or paper (exact reproduction)", default: PDCR_DEFAULTS.schedule },
-    { name: "block", type: "int", description: "block (unit) size in pixels", default: PDCR_DEFAULTS.blockSize },
-    { name: "screen", type: "int", description: "screening draws S per block (paper schedule)", default: PDCR_DEFAULTS.screen },
-    { name: "samples", type: "int", description: "draws N per block passing the screen (paper: exactly N; fast: at most N)", default: PDCR_DEFAULTS.samples },
-    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau },
-    { name: "mapNoise", type: "number", description: "fast schedule: stop when the map's noise (root of the summed squared SEs) is this fraction of its spread; smaller = more passes, closer to the converged map", default: FAST_SCHEDULE.fidelity },
+    { name: "block", type: "int", description: "block (unit) size in pixels", default: PDCR_DEFAULTS.blockSize, min: 1 },
+    { name: "screen", type: "int", description: "screening draws S per block (paper schedule)", default: PDCR_DEFAULTS.screen, min: 1 },
+    { name: "samples", type: "int", description: "draws N per block passing the screen (paper: exactly N; fast: at most N)", default: PDCR_DEFAULTS.samples, min: 0 },
+    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau, min: 0 },
+    { name: "mapNoise", type: "number", description: "fast schedule: stop when the map's noise (root of the summed squared SEs) is this fraction of its spread; smaller = more passes, closer to the converged map", default: FAST_SCHEDULE.fidelity, min: 0 },
   ],
   explain: (ctx) =>
     explainPdcr(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, schedule: opt(ctx, "schedule"), fast: { fidelity: opt(ctx, "mapNoise") }, blockSize: opt(ctx, "block"), screen: opt(ctx, "screen"), samples: opt(ctx, "samples"), tau: opt(ctx, "tau") }),
@@ -106,9 +111,9 @@ export const zeroMethod: MethodDefinition = {
   summary: "the paper's ablation: each 8x8 block set to black (or --fill v) once, tau rule",
   cost: "1 + blocks",
   options: [
-    { name: "block", type: "int", description: "block (unit) size in pixels", default: PDCR_DEFAULTS.blockSize },
-    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau },
-    { name: "fill", type: "number", description: "replacement pixel value (0..255 image units; 0 = black)", default: 0 },
+    { name: "block", type: "int", description: "block (unit) size in pixels", default: PDCR_DEFAULTS.blockSize, min: 1 },
+    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau, min: 0 },
+    { name: "fill", type: "number", description: "replacement pixel value (0..255 image units; 0 = black)", default: 0, ...PIXEL_VALUE },
   ],
   explain: (ctx) => explainZero(ctx.model, ctx.kase, ctx.target, { ...ctx.run, blockSize: opt(ctx, "block"), tau: opt(ctx, "tau"), fill: opt(ctx, "fill") }),
 };

@@ -141,9 +141,9 @@ export const riseMethod: MethodDefinition = {
   summary: "RISE: 4000 random smooth masks (8x8 cells kept w.p. 0.5, bilinear, random shift) blending the image with its mean colour; centred mask-weighted average per pixel",
   cost: "1 + masks",
   options: [
-    { name: "masks", type: "int", description: "number of random masks N (forward passes)", default: RISE_DEFAULTS.masks },
-    { name: "cells", type: "int", description: "mask grid cells per side s", default: RISE_DEFAULTS.cells },
-    { name: "keepProbability", type: "number", description: "probability p that a mask cell keeps the image", default: RISE_DEFAULTS.keepProbability },
+    { name: "masks", type: "int", description: "number of random masks N (forward passes)", default: RISE_DEFAULTS.masks, min: 2 },
+    { name: "cells", type: "int", description: "mask grid cells per side s", default: RISE_DEFAULTS.cells, min: 2 },
+    { name: "keepProbability", type: "number", description: "probability p that a mask cell keeps the image", default: RISE_DEFAULTS.keepProbability, min: 0, max: 1, minExclusive: true, maxExclusive: true },
     ...fillOptions("what the mask blends the image with", RISE_DEFAULTS),
   ],
   explain: (ctx) =>

@@ -94,8 +94,8 @@ export const smoothGradMethod: MethodDefinition = {
   summary: "SmoothGrad: gradient averaged over 25 noisy copies (sigma 0.15 of the input range), max |.| over channels (unsigned)",
   cost: "1 forward + samples forward/backward (25)",
   options: [
-    { name: "samples", type: "int", description: "noisy copies of the input", default: SMOOTHGRAD_DEFAULTS.samples },
-    { name: "noise", type: "number", description: "noise standard deviation as a fraction of the model input's range", default: SMOOTHGRAD_DEFAULTS.noise },
+    { name: "samples", type: "int", description: "noisy copies of the input", default: SMOOTHGRAD_DEFAULTS.samples, min: 1 },
+    { name: "noise", type: "number", description: "noise standard deviation as a fraction of the model input's range", default: SMOOTHGRAD_DEFAULTS.noise, min: 0 },
   ],
   explain: (ctx) => explainSmoothGrad(ctx.model, ctx.kase, ctx.target, { ...ctx.run, samples: opt(ctx, "samples"), noise: opt(ctx, "noise") }),
 };
