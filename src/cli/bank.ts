@@ -7,7 +7,8 @@ import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
 import type { ResizeFilter } from "../model/card.js";
 import { ProgressTracker, stderrProgress } from "../util/progress.js";
-import { addCardFlags, cardOverrides, int, numList, type CardFlags } from "./options.js";
+import { addCardFlags, cardOverrides, int, intAtLeast, sizeHW, type CardFlags } from "./options.js";
+import { checkOutputFile } from "../util/files.js";
 
 interface BankFlags extends CardFlags {
   images: string;
@@ -36,22 +37,23 @@ export function bankCommand(): Command {
     .requiredOption("--images <dir|manifest>", "a folder of images, or a dataset manifest.json (or its folder)")
     .requiredOption("--out <file>", "bank file to write (e.g. bank.scbank)")
     .option("--model <file>", "take the input size and resize filter from this model's card")
-    .option("--size <h,w>", "resize images to this size first (when no --model)", numList("size"))
+    .option("--size <h,w>", "resize images to this size first (when no --model)", sizeHW("size"))
     .option("--splits <list>", "manifest splits to use (never the ones you explain)", "train,val")
-    .option("--patch-size <px>", "patch size (must equal the explain block size)", int("patch-size"), 8)
-    .option("--per-image <n>", "random patches per image", int("per-image"), 100)
+    .option("--patch-size <px>", "patch size (must equal the explain block size)", intAtLeast("patch-size"), 8)
+    .option("--per-image <n>", "random patches per image", intAtLeast("per-image"), 100)
     .option("--seed <n>", "random seed", int("seed"), 0)
     .option("--no-progress", "no progress on stderr");
   addCardFlags(build);
   build.action(async (f: BankFlags) => {
     let height: number, width: number, filter: ResizeFilter = f.resize ?? "bilinear";
+    checkOutputFile(f.out);
+    if (f.model && f.size) fail("--size and --model both give the input size", "pass only --model (its card gives the size) or only --size H,W");
     if (f.model) {
       const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f) });
       ({ height, width } = model);
       filter = model.card.input.resize;
       await model.release();
     } else if (f.size) {
-      if (f.size.length !== 2) fail("--size must be H,W", "e.g. --size 256,256");
       [height, width] = f.size;
     } else {
       fail("the bank needs the model input size", "pass --model m.onnx or --size H,W");

@@ -1,13 +1,13 @@
 /** `segcause components`: causal effects of network components on the RoI outcome. */
 import { Command } from "commander";
-import { readFile } from "node:fs/promises";
 import { statSync } from "node:fs";
 import { fail } from "../errors.js";
 import { loadCase, type Case } from "../data/case.js";
 import { listImages } from "../data/patchbank.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
-import { parseModel } from "../onnx/graph.js";
+import { readModelFile } from "../onnx/graph.js";
+import { checkOutputDir } from "../util/files.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
 import { explainComponents, type Ablation, type UnitLevel } from "../explain/components.js";
 import { Region } from "../target/roi.js";
@@ -16,7 +16,7 @@ import { parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { Rng } from "../util/rng.js";
 import { stderrProgress } from "../util/progress.js";
-import { fixedOrUndefined, addCardFlags, cardOverrides, int, num, oneOf, type CardFlags } from "./options.js";
+import { fixedOrUndefined, addCardFlags, cardOverrides, int, intAtLeast, num, oneOf, type CardFlags } from "./options.js";
 
 interface ComponentFlags extends CardFlags {
   model: string;
@@ -64,18 +64,18 @@ export function componentsCommand(): Command {
     .option("--roi <r,c,h,w>", "RoI rectangle in model-input pixels")
     .option("--donors <dir|manifest>", "images of the same domain whose activations replace the component's (resample/mean)")
     .option("--splits <list>", "manifest splits for donors", "train,val")
-    .option("--max-donors <n>", "donor images drawn (seeded) from the source", int("max-donors"), 20)
+    .option("--max-donors <n>", "donor images drawn (seeded) from the source", intAtLeast("max-donors"), 20)
     .option("--level <level>", "stage, block or layer (module-path depth); channel or spatial (units inside --tensor)", oneOf("level", ["stage", "block", "layer", "channel", "spatial"] as const), "stage")
     .option("--tensor <name...>", "tensors to intervene on: each its own unit, or the tensor(s) split by --level channel|spatial")
-    .option("--channel-group <n>", "channels per unit at --level channel", int("channel-group"))
-    .option("--cell <px>", "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)", int("cell"))
+    .option("--channel-group <n>", "channels per unit at --level channel", intAtLeast("channel-group"))
+    .option("--cell <px>", "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)", intAtLeast("cell"))
     .option("--ablation <kind>", "resample (donor activations), mean (donor mean) or zero", oneOf("ablation", ["resample", "mean", "zero"] as const), "resample")
     .option("--screen <n>", "screening draws (resample)", int("screen"), 3)
     .option("--samples <n>", "draws for components passing the screen (resample)", int("samples"), 50)
     .option("--tau <t>", "effects below tau are set to 0", num("tau"), 0.02)
     .option("--seed <n>", "random seed", int("seed"), 0)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), "dice")
-    .option("--batch-size <n>", "inputs per forward call", int("batch-size"))
+    .option("--batch-size <n>", "inputs per forward call", intAtLeast("batch-size"))
     .option("--out <dir>", "output folder")
     .option("--list", "only list the components (and their output tensors) at --level")
     .option("--no-progress", "no progress on stderr");
@@ -83,11 +83,15 @@ export function componentsCommand(): Command {
   return cmd.action(async (f: ComponentFlags) => {
     if (f.list) {
       const lv: ComponentLevel = f.level === "channel" || f.level === "spatial" ? "layer" : f.level;
-      const comps = listComponents(parseModel(await readFile(f.model), f.model), lv);
+      const comps = listComponents(readModelFile(f.model).proto, lv);
       for (const c of comps) process.stdout.write(`${c.name}\t${c.outputs.join(" ")}\n`);
       return;
     }
     if (!f.image || !f.roi || !f.out) fail("components needs --image, --roi and --out", "or pass --list to see the components");
+    if (f.channelGroup !== undefined && f.level !== "channel") fail("--channel-group only applies to --level channel", "add --level channel --tensor <name>, or drop --channel-group");
+    if (f.cell !== undefined && f.level !== "spatial") fail("--cell only applies to --level spatial", "add --level spatial --tensor <name>, or drop --cell");
+    const roiRect = parseRoi(f.roi);
+    checkOutputDir(f.out);
     const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads) });
     try {
       const kase = await loadCase(model, f.image, f.mask);
@@ -100,13 +104,12 @@ export function componentsCommand(): Command {
           if (d.imageSha256 !== kase.imageSha256) donors.push(d);
         }
       }
-      const e = await explainComponents(model, kase, { roi: parseRoi(f.roi!), outcome: f.outcome }, {
+      const e = await explainComponents(model, kase, { roi: roiRect, outcome: f.outcome }, {
         level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
         onProgress: f.progress ? stderrProgress() : undefined,
       });
-      const roi = parseRoi(f.roi);
       const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`, {
-        height: model.height, width: model.width, roi: Region.rect(roi, model.height, model.width),
+        height: model.height, width: model.width, roi: Region.rect(roiRect, model.height, model.width),
       });
       const top = [...e.units].sort((a, b) => Math.abs(b.effect) - Math.abs(a.effect)).slice(0, 5);
       process.stdout.write(

@@ -1,17 +1,18 @@
 /** `segcause evaluate`: the faithfulness benchmark over models × images × RoIs × methods. */
 import { Command } from "commander";
-import { mkdir } from "node:fs/promises";
+import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fail } from "../errors.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
-import type { MethodOption } from "../explain/methods.js";
+import { checkOptionValue, type MethodOption } from "../explain/methods.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { PROTOCOL_DEFAULTS, runEvaluation, type MethodRun } from "../evaluate/benchmark.js";
 import { parseFills } from "../evaluate/fills.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
 import { readJson, writeAtomic } from "../evaluate/store.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
-import { int, num, numList, oneOf } from "./options.js";
+import { int, intAtLeast, num, numIn, numList, oneOf } from "./options.js";
+import { checkOutputDir, makeOutputDir } from "../util/files.js";
 import { stderrProgress } from "../util/progress.js";
 
 interface EvaluateFlags {
@@ -69,6 +70,8 @@ export function parseMethodRuns(methods: string, sets: readonly string[]): Metho
     const o = def.options.find((x) => x.name === camel(m[2]));
     if (!o) fail(`--set ${s}: ${m[1]} has no option '${m[2]}'`, `its options: ${def.options.map((x) => x.name).join(", ")}`);
     run.options[o.name] = parseValue(o, m[3], `set ${m[1]}.${m[2]}`);
+    // Ranges are checked now, not cell by cell after hours of other methods.
+    checkOptionValue(o, run.options[o.name], `--set ${m[1]}.${m[2]}`);
   }
   return [...runs.values()];
 }
@@ -80,43 +83,45 @@ export function evaluateCommand(): Command {
     .option("--models <files...>", "ONNX models (each with its model card); required unless --report-only")
     .option("--dataset <path>", "dataset manifest.json or the folder holding it; required unless --report-only")
     .option("--split <name>", "split whose images are explained", "test")
-    .option("--images <n>", "first n images of the split, in manifest order (default all)", int("images"))
+    .option("--images <n>", "first n images of the split, in manifest order (default all)", intAtLeast("images"))
     .option("--methods <list>", `comma-separated methods (${methodNames().join(", ")})`, allMethods().map((m) => m.name).join(","))
     .option("--set <method.option=value>", "a method option, repeatable (e.g. --set pdcr.samples=10)", (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option("--rois <spec|file.csv>", "RoI rule kind:size[xcount] for kind boundary|inside|outside (seeded), or a CSV image,row,col,size", "boundary:32")
-    .option("--roi-align <px>", "RoI top-left snapped to multiples of this", int("roi-align"), 8)
+    .option("--roi-align <px>", "RoI top-left snapped to multiples of this", intAtLeast("roi-align"), 8)
     .option("--bank <file>", "natural-patch bank; default: built from --bank-splits of the dataset at each model's input size (cached in out/banks)")
     .option("--bank-splits <list>", "splits the bank is built from", "train")
-    .option("--bank-patch-size <px>", "patch size of a bank built here", int("bank-patch-size"), 8)
+    .option("--bank-patch-size <px>", "patch size of a bank built here", intAtLeast("bank-patch-size"), 8)
     .requiredOption("--out <dir>", "output folder (rerun with the same folder to resume)")
     .option("--seed <n>", "seed of every random choice (RoIs, ties, fills, methods)", int("seed"), 0)
-    .option("--steps <K>", "equal-area steps of the deletion/insertion curves", int("steps"), d.steps)
+    .option("--steps <K>", "equal-area steps of the deletion/insertion curves", intAtLeast("steps", 2), d.steps)
     .option("--fills <list>", "fills of the curves: patches,blur,zero,mean", d.fills.join(","))
-    .option("--patch-draws <n>", "natural-patch draws averaged per curve point", int("patch-draws"), d.patchDraws)
-    .option("--blur-sigma <px>", "sigma of the blur fill", num("blur-sigma"), d.blurSigma)
+    .option("--patch-draws <n>", "natural-patch draws averaged per curve point", intAtLeast("patch-draws"), d.patchDraws)
+    .option("--blur-sigma <px>", "sigma of the blur fill", numIn("blur-sigma", 0.3), d.blurSigma)
     .option("--topk <list>", "top-k% of the attribution mass", numList("topk"), d.topk.map((k) => k * 100))
-    .option("--radius <px>", "leakage radius around the RoI", num("radius"), d.radius)
+    .option("--radius <px>", "leakage radius around the RoI", numIn("radius", 0), d.radius)
     .option("--min-range <d>", "normalised AUCs need m(X) − m(removed) >= this (outcome units)", num("min-range"), d.minRange)
     .option("--stability", "also run each method on a noisy copy and with seed+1 (triples the method cost)")
-    .option("--noise-sigma <g>", "pixel noise sd for --stability (0..255 units)", num("noise-sigma"), d.noiseSigma)
+    .option("--noise-sigma <g>", "pixel noise sd for --stability (0..255 units)", numIn("noise-sigma", 0), d.noiseSigma)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), d.outcome)
     .option("--reference <kind>", "auto, ground-truth or prediction", oneOf("reference", ["auto", "ground-truth", "prediction"] as const), d.reference)
-    .option("--batch-size <n>", "inputs per forward call", int("batch-size"))
-    .option("--threads <n>", "ONNX Runtime intra-op threads", int("threads"))
-    .option("--max-cells <n>", "stop after computing n new cells (rerun to continue)", int("max-cells"))
+    .option("--batch-size <n>", "inputs per forward call", intAtLeast("batch-size"))
+    .option("--threads <n>", "ONNX Runtime intra-op threads", intAtLeast("threads"))
+    .option("--max-cells <n>", "stop after computing n new cells (rerun to continue)", intAtLeast("max-cells"))
     .option("--report-only", "only (re)write the tables, plots and HTML from the cells that exist")
     .option("--no-progress", "no progress lines on stderr")
     .action(async (f: EvaluateFlags) => {
-      await mkdir(f.out, { recursive: true });
+      checkOutputDir(f.out);
+      if (f.reportOnly && !existsSync(join(f.out, "run.json"))) fail(`--report-only: ${f.out} holds no evaluation (no run.json)`, "give --out the folder of an earlier `segcause evaluate` run");
       if (!f.reportOnly) {
         if (!f.models?.length || !f.dataset) fail("--models and --dataset are required", "give the ONNX models and the dataset manifest (or use --report-only to rewrite the results of --out)");
         const protocol = {
           steps: f.steps, fills: parseFills(f.fills), patchDraws: f.patchDraws, blurSigma: f.blurSigma, topk: f.topk.map((k) => k / 100),
           radius: f.radius, minRange: f.minRange, stability: !!f.stability, noiseSigma: f.noiseSigma, outcome: f.outcome, reference: f.reference,
         };
-        if (!Number.isInteger(protocol.steps) || protocol.steps < 2) fail(`--steps must be an integer >= 2, got ${f.steps}`);
         if (protocol.topk.some((k) => !(k > 0 && k <= 1))) fail("--topk values must be percentages in (0, 100]");
         const methods = parseMethodRuns(f.methods, f.set);
+        const rois = parseRoiSpec(f.rois, f.roiAlign);
+        makeOutputDir(f.out);
         const runPath = join(f.out, "run.json");
         const prev = readJson<{ commands: string[] }>(runPath);
         const command = ["segcause", ...process.argv.slice(2)].join(" ");
@@ -124,7 +129,7 @@ export function evaluateCommand(): Command {
         const t0 = Date.now();
         const s = await runEvaluation(
           {
-            models: f.models, dataset: f.dataset, split: f.split, images: f.images, methods, rois: parseRoiSpec(f.rois, f.roiAlign), bank: f.bank,
+            models: f.models, dataset: f.dataset, split: f.split, images: f.images, methods, rois, bank: f.bank,
             bankSplits: f.bankSplits.split(","), bankPatchSize: f.bankPatchSize, out: f.out, seed: f.seed, protocol, batchSize: f.batchSize, threads: f.threads,
           },
           { maxCells: f.maxCells, onProgress: f.progress ? stderrProgress(30_000) : undefined, log: f.progress ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },

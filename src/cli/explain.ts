@@ -1,10 +1,10 @@
 /** `segcause explain`: a causal map for one image, model and RoI. */
 import { Command } from "commander";
-import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { fail } from "../errors.js";
-import { loadCase, type Case } from "../data/case.js";
-import { loadMask } from "../data/image.js";
+import { checkMaskSize, loadCase, type Case } from "../data/case.js";
+import { loadMask, readInput } from "../data/image.js";
+import { checkOutputDir, makeOutputDir } from "../util/files.js";
 import { PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
@@ -54,6 +54,9 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const given = Object.fromEntries(Object.entries(f).filter(([k]) => !COMMON.has(k)));
   const options = resolveOptions(def, given);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi row,col,height,width (model-input pixels) or --roi-mask mask.png");
+  if (f.roi && f.roiMask) fail("both --roi and --roi-mask are given", "pass only one of them");
+  const rect = f.roi ? parseRoi(f.roi) : undefined;
+  checkOutputDir(f.out);
   if (def.needsBank && !f.bank) fail(`${def.name} needs a patch bank of natural patches`, "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank");
   const load = { card: f.card, overrides: cardOverrides(f) };
   let model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
@@ -70,7 +73,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       }
       batchSize = tuned.batchSize;
     }
-    const roi: TargetSpec["roi"] = f.roiMask ? { mask: await loadMask(f.roiMask, model.height, model.width) } : parseRoi(f.roi!);
+    const roi: TargetSpec["roi"] = rect ?? { mask: await loadRoiMask(f.roiMask!, model, kase) };
     const target: TargetSpec = { roi, outcome: f.outcome, reference: f.reference };
     const bank = def.needsBank ? await PatchBank.load(f.bank!) : undefined;
     const run = {
@@ -79,7 +82,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       onProgress: f.progress ? stderrProgress() : undefined,
       checkpointPath: join(f.out, ".checkpoint.json"),
     };
-    await mkdir(f.out, { recursive: true });
+    makeOutputDir(f.out);
     const attribution = await def.explain({ model, kase, target, run, bank, options });
     if (tuned && tuned.probe.length > 0) {
       const p = tuned.probe.map((c) => `${c.workers}x${c.threads} threads batch ${c.batchSize}: ${c.perSecond.toFixed(1)}/s`).join("; ");
@@ -92,6 +95,14 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   } finally {
     await model.release();
   }
+}
+
+/** An RoI mask at the size of the image or of the model input (in model-input pixels after resizing). */
+async function loadRoiMask(path: string, model: Model, kase: Case): Promise<Uint8Array> {
+  const allowed = [{ height: model.height, width: model.width, what: "the model input" }];
+  if (kase.source) allowed.unshift({ ...kase.source, what: `the image ${kase.imagePath ?? kase.id}` });
+  await checkMaskSize(path, await readInput(path), allowed, "draw the RoI mask on the image, at its size or at the model input size");
+  return loadMask(path, model.height, model.width);
 }
 
 export function describeResult(r: ExplainResult): string {

@@ -13,11 +13,27 @@ import { strategiesCommand } from "./strategies.js";
 export function program(): Command {
   const p = new Command("segcause")
     .description("causal explanations (PdCR) for image segmentation models given as ONNX")
-    .version(VERSION)
-    .exitOverride()
-    .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+    .version(VERSION);
   for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), infoCommand(), demoCommand(), evaluateCommand(), strategiesCommand()]) p.addCommand(c.exitOverride());
+  oneLineErrors(p, "segcause");
   return p;
+}
+
+/**
+ * Commander's own parse errors (unknown option, missing argument, unknown command) in the project's
+ * format: one line `segcause: error: <problem> (<fix>)`, on every (sub)command.
+ */
+function oneLineErrors(cmd: Command, path: string): void {
+  cmd.exitOverride().configureOutput({
+    writeErr: (s) => process.stderr.write(s),
+    outputError: (str, write) => {
+      const lines = str.trim().split("\n").map((l) => l.trim()).filter(Boolean);
+      const problem = (lines[0] ?? "invalid command line").replace(/^error:\s*/, "");
+      const hints = [...lines.slice(1).map((l) => l.replace(/^\((.*)\)$/, "$1")), `see \`${path} --help\``];
+      write(`segcause: error: ${problem} (${hints.join("; ")})\n`);
+    },
+  });
+  for (const c of cmd.commands) oneLineErrors(c, `${path} ${c.name()}`);
 }
 
 export async function main(argv: string[]): Promise<void> {

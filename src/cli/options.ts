@@ -18,6 +18,34 @@ export function int(name: string) {
   };
 }
 
+/** An integer >= min (1 unless told): counts, sizes and batch sizes. */
+export function intAtLeast(name: string, min = 1) {
+  return (v: string): number => {
+    const n = int(name)(v);
+    if (n < min) fail(`--${name} must be an integer >= ${min}, got '${v}'`);
+    return n;
+  };
+}
+
+/** A number >= min (and <= max when given): thresholds, radii, sigmas. */
+export function numIn(name: string, min: number, max = Infinity) {
+  return (v: string): number => {
+    const n = num(name)(v);
+    if (n < min || n > max) fail(`--${name} must be ${max === Infinity ? `>= ${min}` : `in ${min}..${max}`}, got '${v}'`);
+    return n;
+  };
+}
+
+/** An image size "H,W" in pixels: two positive integers. */
+export function sizeHW(name: string) {
+  return (v: string): number[] => {
+    const parts = v.split(",").map((s) => s.trim());
+    const n = parts.map(Number);
+    if (parts.length !== 2 || parts.some((p) => p === "") || n.some((x) => !Number.isInteger(x) || x < 1)) fail(`--${name} must be two positive integers H,W, got '${v}'`, `e.g. --${name} 256,256`);
+    return n;
+  };
+}
+
 /** A positive integer, or "auto" (chosen by a short probe). */
 export function intOrAuto(name: string) {
   return (v: string): number | "auto" => {
@@ -52,7 +80,6 @@ export interface CardFlags extends Omit<CardOverrides, "height" | "width"> {
 }
 
 export function cardOverrides(f: CardFlags): CardOverrides {
-  if (f.inputSize && f.inputSize.length !== 2) fail("--input-size must be H,W", "e.g. --input-size 256,256");
   // Pick the card fields explicitly: `f` holds every option of the command.
   return {
     height: f.inputSize?.[0],
@@ -73,7 +100,7 @@ import type { Command } from "commander";
 export function addCardFlags(cmd: Command): Command {
   return cmd
     .option("--card <file>", "model card JSON (default: <model>.json next to the model, when present)")
-    .option("--input-size <h,w>", "model input height,width", numList("input-size"))
+    .option("--input-size <h,w>", "model input height,width", sizeHW("input-size"))
     .option("--channels <rgb|gray>", "input channels", oneOf("channels", ["rgb", "gray"] as const))
     .option("--scale <n>", "pixel values are divided by this (255 → [0,1])", num("scale"))
     .option("--mean <m>", "per-channel mean after scaling, e.g. 0.485,0.456,0.406", numList("mean"))

@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { STRATEGY_DEFAULTS } from "../evaluate/strategies.js";
 import { writeStrategyReport } from "../evaluate/strategies-report.js";
 import { int, num } from "./options.js";
+import { checkOutputDir } from "../util/files.js";
 
 interface StrategyFlags {
   maps: string[];
@@ -28,6 +29,7 @@ export function strategiesCommand(): Command {
     .option("--tau <t>", "absolute significance threshold (default: each map's own tau, 0 if none)", num("tau"))
     .option("--gallery <n>", "example maps per model in the gallery", int("gallery"), 6)
     .action(async (f: StrategyFlags) => {
+      checkOutputDir(f.out);
       const r = await writeStrategyReport(f.maps, f.out, {
         methods: f.methods?.split(",").map((s) => s.trim()),
         settings: { block: f.block, radius: f.radius, rel: f.rel, ...(f.tau !== undefined ? { tau: f.tau } : {}) },

@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { fail } from "../errors.js";
 import { sha256 } from "../util/hash.js";
-import { decodeImage, loadMask, type RasterImage } from "./image.js";
+import { decodeImage, imageInfo, loadMask, readInput, type ImageInfo, type RasterImage } from "./image.js";
 import type { Model } from "../model/model.js";
 
 export interface Case {
@@ -16,18 +16,33 @@ export interface Case {
   mask?: Uint8Array;
   maskPath?: string;
   maskSha256?: string;
+  /** size and channels of the image file as stored, before resizing and channel conversion */
+  source?: ImageInfo;
 }
 
 export async function loadCase(model: Model, imagePath: string, maskPath?: string): Promise<Case> {
   const bytes = await readFile(imagePath).catch((e: NodeJS.ErrnoException) => fail(`cannot read image ${imagePath} (${e.code ?? e.message})`, "check the --image path"));
   const { height, width, channels, resize } = model.card.input;
   const image = await decodeImage(bytes, imagePath, { channels, height, width, resize });
-  const kase: Case = { id: basename(imagePath).replace(/\.[^.]+$/, ""), image, imageSha256: sha256(bytes), imagePath };
+  const source = await imageInfo(bytes, imagePath);
+  const kase: Case = { id: basename(imagePath).replace(/\.[^.]+$/, ""), image, imageSha256: sha256(bytes), imagePath, source };
   if (maskPath) {
+    const maskBytes = await readInput(maskPath);
+    await checkMaskSize(maskPath, maskBytes, [{ ...source, what: `the image ${imagePath}` }], "give the ground-truth mask of this image, at its size");
     kase.mask = await loadMask(maskPath, height, width);
     kase.maskPath = maskPath;
-    kase.maskSha256 = sha256(await readFile(maskPath));
+    kase.maskSha256 = sha256(maskBytes);
     if (!kase.mask.some((v) => v)) fail(`mask ${maskPath} is empty (no foreground pixel)`, "give a 0/255 or 0/1 mask of the structure, or omit --mask to explain against the model's own prediction");
   }
   return kase;
+}
+
+/**
+ * Fails unless the mask has one of the allowed sizes: a mask of another size is a mask of another
+ * image (or a crop), and resizing it would silently misalign it.
+ */
+export async function checkMaskSize(path: string, bytes: Buffer, allowed: { height: number; width: number; what: string }[], hint: string): Promise<void> {
+  const m = await imageInfo(bytes, path);
+  if (allowed.some((a) => a.height === m.height && a.width === m.width)) return;
+  fail(`mask ${path} is ${m.height}x${m.width} pixels but ${allowed.map((a) => `${a.what} is ${a.height}x${a.width}`).join(" and ")}`, hint);
 }

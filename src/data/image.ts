@@ -20,7 +20,7 @@ const KERNEL: Record<ResizeFilter, Kernel> = {
   lanczos: "lanczos3",
 };
 
-async function readInput(path: string): Promise<Buffer> {
+export async function readInput(path: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (e) {
@@ -38,6 +38,23 @@ export async function loadImage(
 ): Promise<RasterImage> {
   const bytes = await readInput(path);
   return decodeImage(bytes, path, opts);
+}
+
+/** Size and channel count of an encoded image as stored (before any resize or conversion). */
+export interface ImageInfo {
+  height: number;
+  width: number;
+  channels: number;
+}
+
+export async function imageInfo(bytes: Buffer, label: string): Promise<ImageInfo> {
+  try {
+    const m = await sharp(bytes).metadata();
+    if (!m.width || !m.height) throw new Error("no image size in the file");
+    return { height: m.height, width: m.width, channels: m.channels ?? 0 };
+  } catch (e) {
+    fail(`cannot decode image ${label} (${(e as Error).message.split("\n")[0]})`, "give a PNG or JPEG file");
+  }
 }
 
 export async function decodeImage(

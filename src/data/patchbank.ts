@@ -4,8 +4,8 @@
  * then count x size x size x 3 bytes of RGB.
  */
 import { readdirSync, statSync } from "node:fs";
-import { readFile, rename, writeFile } from "node:fs/promises";
-import { basename, extname, join } from "node:path";
+import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { basename, dirname, extname, join } from "node:path";
 import { fail } from "../errors.js";
 import { sha256 } from "../util/hash.js";
 import { Rng } from "../util/rng.js";
@@ -73,8 +73,14 @@ export class PatchBank {
     const len = Buffer.alloc(4);
     len.writeUInt32LE(head.length);
     const tmp = `${path}.tmp-${process.pid}`;
-    await writeFile(tmp, Buffer.concat([Buffer.from(MAGIC, "latin1"), len, head, this.pixels]));
-    await rename(tmp, path);
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      await writeFile(tmp, Buffer.concat([Buffer.from(MAGIC, "latin1"), len, head, this.pixels]));
+      await rename(tmp, path);
+    } catch (e) {
+      await rm(tmp, { force: true }).catch(() => undefined);
+      fail(`cannot write patch bank ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "give --out a file path you can write to");
+    }
   }
 
   static async load(path: string): Promise<PatchBank> {
@@ -132,7 +138,9 @@ export async function buildPatchBank(images: string[], opts: BankBuildOptions): 
   const seed = opts.seed ?? 0;
   const filter = opts.filter ?? "bilinear";
   if (images.length === 0) fail("no images to build the patch bank from", "pass a folder with PNG/JPEG images or a manifest with non-test cases");
-  if (P < 1 || P > Math.min(opts.height, opts.width)) fail(`patch size ${P} does not fit a ${opts.height}x${opts.width} image`, "use a patch size such as 8");
+  for (const [k, v] of [["height", opts.height], ["width", opts.width]] as const) if (!Number.isInteger(v) || v < 1) fail(`the bank's image ${k} must be a positive integer, got ${v}`, "pass --size H,W or a --model whose card gives the input size");
+  if (!Number.isInteger(P) || P < 1 || P > Math.min(opts.height, opts.width)) fail(`patch size ${P} does not fit a ${opts.height}x${opts.width} image`, "use a patch size such as 8");
+  if (!Number.isInteger(perImage) || perImage < 1) fail(`patches per image must be a positive integer, got ${perImage}`, "use --per-image 100");
   const rowsG = Math.floor(opts.height / P), colsG = Math.floor(opts.width / P);
   const chunks: Uint8Array[] = [];
   const sources: PatchBankHeader["sources"] = [];

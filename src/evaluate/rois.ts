@@ -48,7 +48,9 @@ export function parseRoiSpec(spec: string, align = 8): RoiSpec {
   const rules = spec.split(",").map((part) => {
     const m = /^\s*(boundary|inside|outside):(\d+)(?:x(\d+))?\s*$/.exec(part);
     if (!m) fail(`cannot parse RoI rule '${part}'`, "use e.g. --rois boundary:32,inside:32 (kind:size[xcount]) or --rois rois.csv");
-    return { kind: m[1] as RoiKind, size: Number(m[2]), count: m[3] ? Number(m[3]) : 1 };
+    const rule = { kind: m[1] as RoiKind, size: Number(m[2]), count: m[3] ? Number(m[3]) : 1 };
+    if (rule.size < 1 || rule.count < 1) fail(`RoI rule '${part.trim()}' asks for ${rule.count < 1 ? "no RoI" : "an empty RoI"}`, "size and count must be at least 1, e.g. --rois boundary:32x2");
+    return rule;
   });
   if (!Number.isInteger(align) || align < 1) fail(`--roi-align must be a positive integer, got ${align}`);
   return { rules, align };
@@ -69,10 +71,11 @@ export function readRoiCsv(path: string): RoiFileRow[] {
     return i;
   };
   const [ci, cr, cc, cs] = [col("image"), col("row"), col("col"), col("size")];
+  if (lines.length === 0) fail(`RoI file ${path} has a header but no RoI`, "add one line image,row,col,size per RoI");
   return lines.map((l, n) => {
     const f = l.split(",").map((s) => s.trim());
     const row = Number(f[cr]), c = Number(f[cc]), size = Number(f[cs]);
-    if (![row, c, size].every(Number.isInteger) || size < 1) fail(`RoI file ${path} line ${n + 2}: row, col and size must be integers`);
+    if ([f[cr], f[cc], f[cs]].some((v) => !v) || ![row, c, size].every(Number.isInteger) || size < 1) fail(`RoI file ${path} line ${n + 2}: row, col and size must be integers`);
     return { image: f[ci], row, col: c, size };
   });
 }

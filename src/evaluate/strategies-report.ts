@@ -17,7 +17,7 @@ import { csv, fmt, page, pngImg, table } from "./html.js";
 import { meanSd } from "./map-metrics.js";
 import { boxPanelsSvg, colourOf, esc, stackedBarsSvg } from "./plots.js";
 import type { CellRecord } from "./store.js";
-import { STRATEGY_CLASSES, STRATEGY_DEFAULTS, strategyStats, type StrategySettings, type StrategyStats } from "./strategies.js";
+import { checkStrategySettings, STRATEGY_CLASSES, STRATEGY_DEFAULTS, strategyStats, type StrategySettings, type StrategyStats } from "./strategies.js";
 import { wilcoxon } from "./wilcoxon.js";
 
 export interface MapEntry {
@@ -90,7 +90,14 @@ export function findMaps(dirs: readonly string[]): MapEntry[] {
 }
 
 export function loadMap(e: MapEntry): { map: Float32Array; height: number; width: number } {
-  const { data, shape } = decodeNpy(readFileSync(e.path));
+  let npy: { data: Float32Array; shape: number[] };
+  try {
+    npy = decodeNpy(readFileSync(e.path));
+  } catch (err) {
+    fail(`${e.path} is not a readable attribution map (${(err as Error).message})`, "rerun the `segcause explain` or `segcause evaluate` that wrote it, or remove its folder");
+  }
+  const { data, shape } = npy;
+  if (shape.length !== 2 || shape[0] * shape[1] !== data.length) fail(`${e.path} is not a 2-D attribution map (shape [${shape.join(", ")}])`, "pass folders written by `segcause evaluate` or `segcause explain`");
   return { map: data, height: shape[0], width: shape[1] };
 }
 
@@ -104,6 +111,8 @@ export interface StrategyReport {
 
 export async function writeStrategyReport(dirs: readonly string[], out: string, opts: { methods?: string[]; settings?: Partial<StrategySettings>; gallery?: number } = {}): Promise<StrategyReport> {
   const settings = { ...STRATEGY_DEFAULTS, ...opts.settings };
+  checkStrategySettings(settings);
+  if (opts.gallery !== undefined && !(Number.isInteger(opts.gallery) && opts.gallery >= 0)) fail(`--gallery must be an integer >= 0, got ${opts.gallery}`, "use --gallery 6");
   let entries = findMaps(dirs);
   if (opts.methods) entries = entries.filter((e) => opts.methods!.includes(e.method));
   if (entries.length === 0) fail(`no attribution maps found in ${dirs.join(", ")}${opts.methods ? ` for methods ${opts.methods.join(",")}` : ""}`, "pass folders written by `segcause evaluate` (cells/) or `segcause explain`");

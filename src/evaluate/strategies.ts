@@ -23,6 +23,7 @@
  *   RoI, e.g. along a vessel, rather than a blob around it;
  * - global: otherwise (mass spread over the image, not along one chain).
  */
+import { fail } from "../errors.js";
 import type { RoiRect } from "../target/roi.js";
 
 export interface StrategySettings {
@@ -85,8 +86,17 @@ export function blockValues(map: Float32Array, height: number, width: number, ro
   return { blocks, rows, cols };
 }
 
+/** Fails in one line on settings that would classify every map by a meaningless rule (or never finish). */
+export function checkStrategySettings(st: StrategySettings): void {
+  if (!Number.isInteger(st.block) || st.block < 1) fail(`--block must be an integer >= 1 (pixels), got ${st.block}`, `use --block ${STRATEGY_DEFAULTS.block}`);
+  if (!Number.isInteger(st.radius) || st.radius < 0) fail(`--radius must be an integer >= 0 (blocks), got ${st.radius}`, `use --radius ${STRATEGY_DEFAULTS.radius}`);
+  if (!(st.rel >= 0 && st.rel <= 1)) fail(`--rel must be a fraction in [0, 1] of the largest block value, got ${st.rel}`, `use --rel ${STRATEGY_DEFAULTS.rel}`);
+  if (!(st.tau >= 0)) fail(`--tau must be >= 0, got ${st.tau}`, "omit --tau to use each map's own tau");
+}
+
 export function strategyStats(map: Float32Array, height: number, width: number, roi: RoiRect, settings: Partial<StrategySettings> = {}): StrategyStats {
   const st = { ...STRATEGY_DEFAULTS, ...settings };
+  checkStrategySettings(st);
   const { blocks, rows, cols } = blockValues(map, height, width, roi, st.block);
   const n = blocks.length;
   let total = 0, local = 0, dist = 0, maxD = 0, maxA = 0;

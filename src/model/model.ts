@@ -4,10 +4,9 @@
  * with one thread each can keep both cores of a small machine busy with less synchronisation than
  * one session with two threads; the Runner keeps one batch in flight per worker.
  */
-import { readFile } from "node:fs/promises";
 import ort from "onnxruntime-node";
 import { fail } from "../errors.js";
-import { parseModel, summarize, type GraphSummary } from "../onnx/graph.js";
+import { readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
 import { sha256 } from "../util/hash.js";
 import { resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
 import type { RasterImage } from "../data/image.js";
@@ -74,13 +73,7 @@ export class Model {
   }
 
   static async load(path: string, opts: ModelLoadOptions = {}): Promise<Model> {
-    let bytes: Buffer;
-    try {
-      bytes = await readFile(path);
-    } catch (e) {
-      fail(`cannot read model ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the --model path");
-    }
-    const proto = parseModel(bytes, path);
+    const { bytes, proto } = readModelFile(path);
     const graph = summarize(proto);
     const resolved = resolveCard(path, graph, opts.overrides, opts.card);
     checkInputMatchesCard(path, graph, resolved.card);

@@ -1,6 +1,7 @@
 /** Reading ONNX graphs: what the model's inputs and outputs are and which ops produce them. */
 import { fromBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto, type ValueInfoProto, TensorProto_DataType } from "onnx-buf";
+import { readFileSync } from "node:fs";
 import { fail } from "../errors.js";
 
 /** A tensor dimension: a fixed size, or a symbolic/unknown one (string or undefined). */
@@ -22,12 +23,23 @@ export interface GraphSummary {
   opTypes: string[];
 }
 
+/** Reads and parses an ONNX file; an unreadable path or a non-ONNX file is a one-line error. */
+export function readModelFile(path: string): { bytes: Buffer; proto: ModelProto } {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (e) {
+    fail(`cannot read model ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the --model path");
+  }
+  return { bytes, proto: parseModel(bytes, path) };
+}
+
 export function parseModel(bytes: Uint8Array, path = "model"): ModelProto {
   let model: ModelProto;
   try {
     model = fromBinary(ModelProtoSchema, bytes);
   } catch (e) {
-    fail(`${path} is not a readable ONNX file (${(e as Error).message})`, "export the model with torch.onnx.export");
+    fail(`${path} is not a readable ONNX file (${(e as Error).message})`, "the file is truncated or not an ONNX model: copy or export it again (torch.onnx.export)");
   }
   if (!model.graph || model.graph.node.length === 0) {
     fail(`${path} is not an ONNX model: it has no graph nodes`, "pass the .onnx file written by torch.onnx.export");

@@ -85,7 +85,7 @@ export class Region {
 export function parseRoi(spec: string): RoiRect {
   const parts = spec.split(",").map((s) => s.trim());
   const nums = parts.map(Number);
-  if ((parts.length !== 3 && parts.length !== 4) || nums.some((n) => !Number.isFinite(n))) {
+  if ((parts.length !== 3 && parts.length !== 4) || parts.some((p) => p === "") || nums.some((n) => !Number.isFinite(n))) {
     fail(`cannot parse RoI '${spec}'`, "use --roi row,col,height,width (or row,col,size for a square), in model-input pixels");
   }
   const [row, col, height, width = height] = nums;

@@ -1,0 +1,205 @@
+/**
+ * Bad input to explain, evaluate, strategies, components and bank build: one line
+ * `segcause: error: <problem> (<fix>)`, exit status 1, nothing that looks like a result.
+ * Tiny models only; most cases fail before any model runs.
+ */
+import { spawnSync } from "node:child_process";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+import { buildPatchBank } from "../src/data/patchbank.js";
+import { parseRoiSpec } from "../src/evaluate/rois.js";
+import { getMethod } from "../src/explain/catalog.js";
+import { resolveOptions } from "../src/explain/methods.js";
+import { strategyStats } from "../src/evaluate/strategies.js";
+
+const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
+
+function segcause(...args: string[]) {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** The project's standard for a user mistake. */
+function expectOneLineError(r: { code: number | null; stderr: string }, pattern: RegExp): void {
+  expect(r.code, r.stderr).toBe(1);
+  expect(r.stderr).toMatch(/^segcause: error: /);
+  expect(r.stderr.trim().split("\n")).toHaveLength(1);
+  expect(r.stderr).toMatch(pattern);
+}
+
+let dir: string, model: string, image: string, bank: string, aFile: string;
+
+beforeAll(async () => {
+  dir = tmp();
+  model = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
+  image = await writeImage(dir, "bright.png", () => 230);
+  bank = join(dir, "bank.scbank");
+  await flatBank([20, 240, 20]).save(bank);
+  aFile = join(dir, "a-file");
+  writeFileSync(aFile, "not a folder");
+  await writeMask(dir, "small-mask.png", () => true, 16);
+  await writeMask(dir, "roi-mask.png", (y, x) => y >= 16 && y < 24 && x < 8);
+});
+
+describe("explain: bad values are refused before anything runs", () => {
+  const cases: [string, string[], RegExp][] = [
+    ["negative masks", ["--method", "rise", "--masks", "-1"], /--masks must be an integer >= 2, got -1/],
+    ["fill outside 0..255", ["--method", "occlusion", "--fill", "300"], /--fill must be a number in \[0, 255\], got 300/],
+    ["negative fill of the zero ablation", ["--method", "zero", "--fill", "-5"], /--fill must be a number in \[0, 255\]/],
+    ["gradient baseline outside 0..255", ["--method", "ig", "--fill", "256", "--steps", "1"], /--fill must be a number in \[0, 255\]/],
+    ["fast schedule with fewer samples than one round", ["--bank", "BANK", "--samples", "2"], /--samples must be >= 4, got 2 .*--schedule paper/],
+    ["negative samples", ["--bank", "BANK", "--samples", "-1", "--schedule", "paper"], /--samples must be an integer >= 0, got -1/],
+    ["negative map noise", ["--bank", "BANK", "--map-noise", "-1"], /--map-noise must be a number >= 0/],
+    ["keep probability 1", ["--method", "rise", "--keep-probability", "1"], /--keep-probability must be a number in \(0, 1\)/],
+    ["RoI with empty fields", ["--roi", ",,,"], /cannot parse RoI ',,,'/],
+    ["both --roi and --roi-mask", ["--roi-mask", "ROIMASK"], /both --roi and --roi-mask are given/],
+    ["ground-truth mask of another size", ["--method", "zero", "--mask", "SMALLMASK"], /mask .*small-mask.png is 16x16 pixels but the image .* is 32x32/],
+    ["--out is a file", ["--method", "zero", "--out", "AFILE"], /--out .*a-file is a file, not a folder/],
+    ["--out under a file", ["--method", "zero", "--out", "AFILE/sub"], /a-file is a file, not a folder/],
+    ["--input-size with one number", ["--input-size", "32"], /--input-size must be two positive integers H,W/],
+    ["misspelt option", ["--bnak", "x"], /unknown option '--bnak' \(Did you mean --bank\?; see `segcause explain --help`\)/],
+  ];
+  for (const [name, extra, pattern] of cases) {
+    it(name, () => {
+      const out = join(dir, `bad-${name.replace(/\W+/g, "-")}`);
+      const subst = (a: string) => a.replace("BANK", bank).replace("ROIMASK", join(dir, "roi-mask.png")).replace("SMALLMASK", join(dir, "small-mask.png")).replace("AFILE", aFile);
+      const args = extra.map(subst);
+      const r = segcause("explain", "--model", model, "--image", image, "--roi", "16,0,8,8", ...(args.includes("--out") ? [] : ["--out", out]), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1", ...args);
+      expectOneLineError(r, pattern);
+      expect(existsSync(join(out, "manifest.json"))).toBe(false);
+    });
+  }
+
+  it("a missing required option is one line too", () => {
+    expectOneLineError(segcause("explain", "--model", model), /required option '--image <file>' not specified \(see `segcause explain --help`\)/);
+  });
+
+  it("an RoI mask of neither the image's nor the model's size is refused; the image's size is accepted", async () => {
+    const big = await writeImage(dir, "big.png", () => 230, 64);
+    const bigRoi = await writeMask(dir, "big-roi.png", (y, x) => y >= 32 && y < 48 && x < 16, 64);
+    const base = ["explain", "--method", "zero", "--model", model, "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1"];
+    expectOneLineError(segcause(...base, "--image", image, "--roi-mask", join(dir, "small-mask.png"), "--out", join(dir, "rm1")), /is 16x16 pixels but the image .* is 32x32 and the model input is 32x32/);
+    const ok = segcause(...base, "--image", big, "--roi-mask", bigRoi, "--out", join(dir, "rm2"));
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stdout).toMatch(/RoI rows 16\.\.23, cols 0\.\.7/);
+  });
+
+  it("option ranges are declared once and checked by resolveOptions (every caller)", () => {
+    expect(() => resolveOptions(getMethod("occlusion"), { stride: 0 })).toThrow(/--stride must be an integer >= 1, got 0/);
+    expect(() => resolveOptions(getMethod("misure"), { sufficiency: 0 })).toThrow(/--sufficiency must be a number in \(0, 1\]/);
+    expect(() => resolveOptions(getMethod("lime"), { kernelWidth: Number.NaN })).toThrow(/--kernel-width must be a number > 0/);
+    expect(resolveOptions(getMethod("occlusion"), { fill: 255 })).toMatchObject({ fill: 255 });
+  });
+});
+
+describe("evaluate: bad arguments fail before any cell", () => {
+  const base = () => ["evaluate", "--models", model, "--dataset", join(dir, "no-such-dataset"), "--methods", "occlusion", "--no-progress"];
+  const cases: [string, string[], RegExp][] = [
+    ["RoI rule of size 0", ["--rois", "boundary:0"], /RoI rule 'boundary:0' asks for an empty RoI/],
+    ["RoI rule with no RoI", ["--rois", "inside:32x0"], /RoI rule 'inside:32x0' asks for no RoI/],
+    ["negative --images", ["--images", "-1"], /--images must be an integer >= 1, got '-1'/],
+    ["--set out of range", ["--set", "occlusion.block=0"], /--set occlusion.block must be an integer >= 1, got 0/],
+    ["--batch-size 0", ["--batch-size", "0"], /--batch-size must be an integer >= 1/],
+  ];
+  for (const [name, extra, pattern] of cases) {
+    it(name, () => {
+      const out = join(dir, `ev-${name.replace(/\W+/g, "-")}`);
+      expectOneLineError(segcause(...base(), "--out", out, ...extra), pattern);
+      expect(existsSync(out)).toBe(false);
+    });
+  }
+
+  it("--out that is a file", () => {
+    expectOneLineError(segcause(...base(), "--out", aFile), /--out .*a-file is a file, not a folder/);
+  });
+
+  it("--report-only on a folder without an evaluation", () => {
+    const out = join(dir, "ev-empty");
+    expectOneLineError(segcause("evaluate", "--report-only", "--out", out), /--report-only: .* holds no evaluation/);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("RoI CSV without rows", () => {
+    const csv = join(dir, "rois.csv");
+    writeFileSync(csv, "image,row,col,size\n");
+    expect(() => parseRoiSpec(csv)).toThrow(/has a header but no RoI/);
+  });
+});
+
+describe("strategies: bad settings and unreadable maps", () => {
+  it("--block 0 (used to exhaust memory) and other settings are refused", () => {
+    const maps = join(dir, "no-maps");
+    mkdirSync(maps, { recursive: true });
+    for (const [flag, value, pattern] of [
+      ["--block", "0", /--block must be an integer >= 1/],
+      ["--radius", "-1", /--radius must be an integer >= 0/],
+      ["--rel", "5", /--rel must be a fraction in \[0, 1\]/],
+      ["--tau", "-1", /--tau must be >= 0/],
+      ["--gallery", "-1", /--gallery must be an integer >= 0/],
+    ] as const) {
+      expectOneLineError(segcause("strategies", "--maps", maps, "--out", join(dir, "st"), flag, value), pattern);
+    }
+    expectOneLineError(segcause("strategies", "--maps", maps, "--out", aFile), /is a file, not a folder/);
+    expect(() => strategyStats(new Float32Array(64), 8, 8, { row: 0, col: 0, height: 2, width: 2 }, { block: 0 })).toThrow(/--block must be an integer >= 1/);
+  });
+
+  it("a corrupt map.npy is named, not an internal error", () => {
+    const d = join(dir, "corrupt-map");
+    mkdirSync(d, { recursive: true });
+    writeFileSync(join(d, "map.npy"), "garbage");
+    writeFileSync(join(d, "manifest.json"), JSON.stringify({ format: "segcause.attribution/1", method: "pdcr", provenance: { target: { roi: { row: 0, col: 0, height: 8, width: 8 } } } }));
+    expectOneLineError(segcause("strategies", "--maps", d, "--out", join(dir, "st2")), /corrupt-map\/map.npy is not a readable attribution map/);
+  });
+});
+
+describe("components: bad arguments", () => {
+  const base = () => ["components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--ablation", "zero", "--no-progress"];
+  it("--batch-size 0 (used to be an internal error)", () => {
+    expectOneLineError(segcause(...base(), "--out", join(dir, "c1"), "--batch-size", "0"), /--batch-size must be an integer >= 1/);
+  });
+  it("--out that is a file is refused before the run", () => {
+    expectOneLineError(segcause(...base(), "--out", aFile), /is a file, not a folder/);
+  });
+  it("options of another level are refused", () => {
+    expectOneLineError(segcause(...base(), "--out", join(dir, "c2"), "--channel-group", "4"), /--channel-group only applies to --level channel/);
+    expectOneLineError(segcause(...base(), "--out", join(dir, "c3"), "--cell", "2"), /--cell only applies to --level spatial/);
+  });
+  it("--max-donors 0 says so", () => {
+    expectOneLineError(segcause(...base(), "--out", join(dir, "c4"), "--max-donors", "0"), /--max-donors must be an integer >= 1/);
+  });
+  it("--list with a missing model or a folder", () => {
+    expectOneLineError(segcause("components", "--list", "--model", join(dir, "nope.onnx")), /cannot read model .*nope.onnx \(ENOENT\)/);
+    expectOneLineError(segcause("components", "--list", "--model", dir), /cannot read model .* \(EISDIR\)/);
+  });
+});
+
+describe("bank build: bad arguments", () => {
+  const imgs = () => join(dir, "bank-images");
+  beforeAll(async () => {
+    mkdirSync(imgs(), { recursive: true });
+    await writeImage(imgs(), "a.png", (y, x) => (x * 8) % 256);
+  });
+  const cases: [string, string[], RegExp][] = [
+    ["--per-image 0 (used to write an empty bank)", ["--size", "32,32", "--per-image", "0"], /--per-image must be an integer >= 1, got '0'/],
+    ["negative --per-image (used to write a bank anyway)", ["--size", "32,32", "--per-image", "-5"], /--per-image must be an integer >= 1/],
+    ["--size 0,32", ["--size", "0,32"], /--size must be two positive integers H,W/],
+    ["--size 32.5,32", ["--size", "32.5,32"], /--size must be two positive integers H,W/],
+    ["--size and --model", ["--size", "16,16", "--model", "MODEL"], /--size and --model both give the input size/],
+  ];
+  for (const [name, extra, pattern] of cases) {
+    it(name, () => {
+      const out = join(dir, `bank-${name.replace(/\W+/g, "-")}.scbank`);
+      expectOneLineError(segcause("bank", "build", "--images", imgs(), "--out", out, "--no-progress", ...extra.map((a) => a.replace("MODEL", model))), pattern);
+      expect(existsSync(out)).toBe(false);
+    });
+  }
+  it("--out that is a folder, or under a file", () => {
+    expectOneLineError(segcause("bank", "build", "--images", imgs(), "--size", "32,32", "--out", dir), /is a folder; it must be a file name/);
+    expectOneLineError(segcause("bank", "build", "--images", imgs(), "--size", "32,32", "--out", join(aFile, "x.scbank")), /a-file is a file, not a folder/);
+  });
+  it("the library refuses a non-positive per-image count too", async () => {
+    await expect(buildPatchBank([image], { height: 32, width: 32, perImage: -5 })).rejects.toThrow(/patches per image must be a positive integer/);
+  });
+});
