@@ -86,6 +86,15 @@ describe("explain: bad values are refused before anything runs", () => {
     expect(ok.stdout).toMatch(/RoI rows 16\.\.23, cols 0\.\.7/);
   });
 
+  it("an image whose channels differ from the model's is converted with a note, not silently", () => {
+    const gray = writeModel(dir, "gray.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40, { channels: 1 }));
+    const r = segcause("explain", "--method", "zero", "--model", gray, "--image", image, "--roi", "16,0,8,8", "--out", join(dir, "gray"), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/note: the colour image was converted to grey \(luma\) for the model's 1-channel input/);
+    const same = segcause("explain", "--method", "zero", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", join(dir, "rgb"), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1");
+    expect(same.stdout).not.toMatch(/was converted/);
+  });
+
   it("option ranges are declared once and checked by resolveOptions (every caller)", () => {
     expect(() => resolveOptions(getMethod("occlusion"), { stride: 0 })).toThrow(/--stride must be an integer >= 1, got 0/);
     expect(() => resolveOptions(getMethod("misure"), { sufficiency: 0 })).toThrow(/--sufficiency must be a number in \(0, 1\]/);

@@ -88,6 +88,8 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       const p = tuned.probe.map((c) => `${c.workers}x${c.threads} threads batch ${c.batchSize}: ${c.perSecond.toFixed(1)}/s`).join("; ");
       attribution.notes.push(`execution ${tuned.cached ? "(cached probe)" : "probed"}: ${tuned.workers} session(s) x ${tuned.threads} thread(s), batch ${tuned.batchSize} [${p}]`);
     }
+    const converted = channelConversion(kase, model);
+    if (converted) attribution.notes.push(converted);
     const region = "mask" in roi ? Region.mask(roi.mask, model.height, model.width) : undefined;
     const written = await writeAttribution(attribution, kase, f.out, region);
     await Checkpoint.open(run.checkpointPath, null).remove();
@@ -95,6 +97,16 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   } finally {
     await model.release();
   }
+}
+
+/** A note when the image's channels were converted to the model's (a colour image explained by a grey model, or the reverse). */
+export function channelConversion(kase: Case, model: Model): string | undefined {
+  if (!kase.source) return undefined;
+  const colour = kase.source.channels >= 3;
+  if (colour === (model.channels === 3)) return undefined;
+  return colour
+    ? `the colour image was converted to grey (luma) for the model's 1-channel input: check that the model is meant for this kind of image`
+    : `the grey image was replicated into RGB for the model's 3-channel input: check that the model is meant for this kind of image`;
 }
 
 /** An RoI mask at the size of the image or of the model input (in model-input pixels after resizing). */
