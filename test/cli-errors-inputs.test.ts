@@ -59,6 +59,9 @@ describe("explain: bad values are refused before anything runs", () => {
     ["--out is a file", ["--method", "zero", "--out", "AFILE"], /--out .*a-file is a file, not a folder/],
     ["--out under a file", ["--method", "zero", "--out", "AFILE/sub"], /a-file is a file, not a folder/],
     ["--input-size with one number", ["--input-size", "32"], /--input-size must be two positive integers H,W/],
+    ["zero --scale (was a misleading NaN error)", ["--method", "zero", "--scale", "0"], /model input.scale setting is invalid.*check --scale or the model card/],
+    ["negative --channel (was 'prediction empty')", ["--method", "zero", "--channel", "-1"], /model output.channel setting is invalid/],
+    ["--threshold outside (0, 1)", ["--method", "zero", "--threshold", "5"], /model output.threshold setting is invalid/],
     ["misspelt option", ["--bnak", "x"], /unknown option '--bnak' \(Did you mean --bank\?; see `segcause explain --help`\)/],
   ];
   for (const [name, extra, pattern] of cases) {

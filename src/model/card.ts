@@ -29,7 +29,8 @@ export const OutputSpec = z.object({
   /** probabilities are thresholded as exported; logits get sigmoid (1 channel) or softmax first */
   kind: z.enum(["probabilities", "logits"]),
   channel: z.number().int().nonnegative().default(0),
-  threshold: z.number().default(0.5),
+  /** on the class probability (after sigmoid/softmax for logits), so strictly between 0 and 1 */
+  threshold: z.number().gt(0).lt(1).default(0.5),
 });
 export type OutputSpec = z.infer<typeof OutputSpec>;
 
@@ -115,6 +116,10 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   if (overrides.outputKind !== undefined) out.kind = overrides.outputKind;
   if (overrides.channel !== undefined) out.channel = overrides.channel;
   if (overrides.threshold !== undefined) out.threshold = overrides.threshold;
+  // Overrides get the same checks as a card file: a zero scale or std, a negative channel or a
+  // threshold outside (0, 1) would otherwise surface later as a misleading NaN or empty prediction.
+  checkedCard(InputSpec, inp, "input");
+  checkedCard(OutputSpec, out, "output");
   const nc = inp.channels === "rgb" ? 3 : 1;
   for (const [k, v] of [["mean", inp.mean], ["std", inp.std]] as const) {
     if (v.length !== 1 && v.length !== nc) {
@@ -122,6 +127,18 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
     }
   }
   return { card: { ...card, input: inp, output: out }, source, sidecarPath: source === "sidecar" ? side : undefined, assumptions };
+}
+
+const FLAG_OF: Record<string, string> = { scale: "--scale", mean: "--mean", std: "--std", height: "--input-size", width: "--input-size", channel: "--channel", threshold: "--threshold" };
+
+/** Parses card settings (from a file, the graph or flags) with the schema; an invalid one is a one-line error naming its flag. */
+function checkedCard<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
+  const r = schema.safeParse(value);
+  if (r.success) return r.data;
+  const issue = r.error.issues[0];
+  const path = [part, ...issue.path.map(String)].filter((p, i) => i > 0 || p !== "card");
+  const flag = FLAG_OF[path.find((p) => p in FLAG_OF) ?? ""];
+  fail(`model ${path.join(".")} setting is invalid: ${issue.message}`, flag ? `check ${flag} or the model card` : "check the model card");
 }
 
 /** What can be read from the graph, and explicit assumptions for the rest. */
@@ -177,8 +194,8 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
     channel = typeof outC === "number" && outC >= 2 ? 1 : 0;
     if (typeof outC !== "number" || outC > 2) assumptions.push(`output class channel not stated: assumed channel ${channel}`);
   }
-  return ModelCardSchema.parse({
+  return checkedCard(ModelCardSchema, {
     input: { name: input.name, height, width, channels, mean: channels === "rgb" ? [0, 0, 0] : [0], std: channels === "rgb" ? [1, 1, 1] : [1] },
     output: { name: output.name, kind, channel, threshold: o.threshold ?? 0.5 },
-  });
+  }, "card");
 }
