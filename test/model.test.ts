@@ -121,6 +121,42 @@ describe("unusual but valid exports, and invalid ones", () => {
     await m.release();
   });
 
+  it("an output that is a Sigmoid followed by Squeeze is read as probabilities, not as logits", async () => {
+    const g = new GraphBuilder("sig-squeeze");
+    const x = g.input("x", ["N", 1, 8, 8]);
+    const conv = g.node("Conv", [x, g.constant([1, 1, 1, 1], [1])], { kernel_shape: [1, 1] });
+    const sig = g.node("Sigmoid", [conv]);
+    const out = g.node("Squeeze", [g.node("Identity", [sig]), g.constantInt64([1])], {}, ["y"]);
+    g.output(out, ["N", 8, 8]);
+    const m = await Model.load(writeModel(dir, "sigsq.onnx", g.toBytes()), { threads: 1 });
+    expect(m.card.output.kind).toBe("probabilities");
+    expect(m.resolved.assumptions.join(" ")).toMatch(/ends in Sigmoid \(then Identity, Squeeze\): read as probabilities/);
+    await m.release();
+  });
+
+  it("an output whose channel count the graph does not declare: computed from the shapes (2 classes → class 1)", async () => {
+    const g = new GraphBuilder("undeclared-channels");
+    const x = g.input("x", ["N", 1, 8, 8]);
+    const conv = g.node("Conv", [x, g.constant([2, 1, 1, 1], [-1, 1])], { kernel_shape: [1, 1], strides: [2, 2] });
+    const out = g.node("Resize", [conv, "", g.constant([4], [1, 1, 2, 2])], { mode: "linear" }, ["y"]);
+    g.output(out, ["N", "c", "h", "w"]);
+    const m = await Model.load(writeModel(dir, "undeclared.onnx", g.toBytes()), { threads: 1 });
+    expect(m.card.output).toMatchObject({ kind: "logits", channel: 1 });
+    expect(m.resolved.assumptions.join(" ")).toMatch(/2 channel\(s\), computed from the graph's shapes/);
+    await m.release();
+  });
+
+  it("a channels-last (NHWC) input is refused as such", async () => {
+    const g = new GraphBuilder("nhwc");
+    const x = g.input("x", ["N", 16, 16, 3]);
+    const t = g.node("Transpose", [x], { perm: [0, 3, 1, 2] });
+    g.output(g.node("Conv", [t, g.constant([1, 3, 1, 1], [1, 1, 1])], { kernel_shape: [1, 1] }, ["y"]), ["N", 1, 16, 16]);
+    const p = writeModel(dir, "nhwc.onnx", g.toBytes());
+    await expect(Model.load(p)).rejects.toThrow(/input 'x' is \[N, 16, 16, 3\]: channels-last \(NHWC\)/);
+    writeFileSync(`${p}.json`, JSON.stringify({ input: { height: 16, width: 16, channels: "rgb" }, output: { kind: "logits" } }));
+    await expect(Model.load(p)).rejects.toThrow(/channels-last \(NHWC\)/);
+  });
+
   it("an output smaller than the input is refused with the reason", async () => {
     const g = new GraphBuilder("down");
     const x = g.input("x", ["N", 3, 32, 32]);

@@ -129,6 +129,20 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   return { card: { ...card, input: inp, output: out }, source, sidecarPath: source === "sidecar" ? side : undefined, assumptions };
 }
 
+/**
+ * An input [N, H, W, 1|3] whose second axis cannot be a channel count is a channels-last (NHWC) export:
+ * refused with that diagnosis rather than read as an image with hundreds of channels.
+ */
+export function refuseChannelsLast(name: string, dims: readonly (number | string | undefined)[]): void {
+  const [, c, h, w] = dims;
+  if (dims.length === 4 && typeof c === "number" && c > 4 && (w === 1 || w === 3) && (typeof h !== "number" || h > 4)) {
+    fail(
+      `model input '${name}' is [${dims.map((d) => d ?? "?").join(", ")}]: channels-last (NHWC), but segcause feeds NCHW images`,
+      "export the model with an NCHW input (e.g. wrap it with x.permute(0, 2, 3, 1) inside forward and export with input [N, C, H, W])",
+    );
+  }
+}
+
 const FLAG_OF: Record<string, string> = { scale: "--scale", mean: "--mean", std: "--std", height: "--input-size", width: "--input-size", channel: "--channel", threshold: "--threshold" };
 
 /** Parses card settings (from a file, the graph or flags) with the schema; an invalid one is a one-line error naming its flag. */
@@ -155,6 +169,7 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
     fail(`model input '${input.name}' has rank ${input.dims.length}; segcause needs an NCHW image input of rank 4`, "export with input shape [N, C, H, W]");
   }
   const [, c, h, w] = input.dims;
+  refuseChannelsLast(input.name, input.dims);
   let channels: "rgb" | "gray";
   if (o.channels) channels = o.channels;
   else if (c === 3) channels = "rgb";
@@ -176,17 +191,25 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
     assumptions.push("normalisation not stated: assumed pixel/255 with no mean/std (input in [0,1])");
   }
   if (o.resize === undefined) assumptions.push("resize filter not stated: assumed bilinear");
-  const lastOp = graph.outputOps[output.name];
-  const outC = output.dims.length === 4 ? output.dims[1] : 1;
+  const lastOp = graph.outputOps[output.name] ?? "?";
+  const layout = graph.outputLayoutOps?.[output.name] ?? [];
+  // A Squeeze/Reshape/Transpose after the Sigmoid does not make the output logits.
+  const ends = layout.length > 0 ? `${lastOp} (then ${layout.join(", ")})` : lastOp;
+  const staticDims = graph.outputStaticDims?.[output.name];
+  let outC = output.dims.length === 4 ? output.dims[1] : 1;
+  if (typeof outC !== "number" && staticDims?.length === 4) {
+    outC = staticDims[1];
+    assumptions.push(`output '${output.name}' has ${outC} channel(s), computed from the graph's shapes (the graph does not declare them)`);
+  }
   let kind: "probabilities" | "logits";
   if (o.outputKind) kind = o.outputKind;
   else if (lastOp === "Sigmoid" || lastOp === "Softmax") {
     kind = "probabilities";
-    assumptions.push(`output '${output.name}' ends in ${lastOp}: read as probabilities`);
+    assumptions.push(`output '${output.name}' ends in ${ends}: read as probabilities`);
   } else {
     kind = "logits";
     assumptions.push(
-      `output '${output.name}' ends in ${lastOp}, not Sigmoid/Softmax: read as logits (sigmoid for 1 channel, softmax across channels) before the threshold`,
+      `output '${output.name}' ends in ${ends}, not Sigmoid/Softmax: read as logits (sigmoid for 1 channel, softmax across channels) before the threshold`,
     );
   }
   let channel = o.channel;

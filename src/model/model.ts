@@ -8,7 +8,7 @@ import ort from "onnxruntime-node";
 import { fail } from "../errors.js";
 import { readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
 import { sha256 } from "../util/hash.js";
-import { resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
+import { refuseChannelsLast, resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
 import type { RasterImage } from "../data/image.js";
 
 export interface ModelLoadOptions {
@@ -169,6 +169,7 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
   }
   const dims = graph.inputs[0].dims;
   if (dims.length !== 4) fail(`${path}: input '${graph.inputs[0].name}' has rank ${dims.length}, expected NCHW (rank 4)`, "export with input shape [N, C, H, W]");
+  refuseChannelsLast(graph.inputs[0].name, dims);
   const want = [card.input.channels === "rgb" ? 3 : 1, card.input.height, card.input.width];
   const names = ["channels", "height", "width"];
   for (let i = 0; i < 3; i++) {

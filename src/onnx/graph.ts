@@ -1,8 +1,9 @@
 /** Reading ONNX graphs: what the model's inputs and outputs are and which ops produce them. */
-import { fromBinary } from "@bufbuild/protobuf";
-import { ModelProtoSchema, type ModelProto, type ValueInfoProto, TensorProto_DataType } from "onnx-buf";
+import { clone, fromBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto, TensorProto_DataType } from "onnx-buf";
 import { readFileSync } from "node:fs";
 import { fail } from "../errors.js";
+import { inferStatic, type StaticInfo } from "./shapes.js";
 
 /** A tensor dimension: a fixed size, or a symbolic/unknown one (string or undefined). */
 export type Dim = number | string | undefined;
@@ -18,8 +19,15 @@ export interface GraphSummary {
   producer: string;
   inputs: TensorInfo[];
   outputs: TensorInfo[];
-  /** op type of the node producing each graph output */
+  /**
+   * op type of the node that computes each graph output's values: the producing node, or, when that
+   * only reshapes or selects (Squeeze, Reshape, Transpose, Slice, ...), the node before it
+   */
   outputOps: Record<string, string>;
+  /** the value-preserving ops between that node and each graph output, in graph order (usually none) */
+  outputLayoutOps: Record<string, string[]>;
+  /** each output's static dims at batch 1 where the graph does not state them, computed from its shapes */
+  outputStaticDims: Record<string, number[] | undefined>;
   opTypes: string[];
 }
 
@@ -57,12 +65,45 @@ function tensorInfo(v: ValueInfoProto): TensorInfo {
   return { name: v.name, elemType: TensorProto_DataType[tensor.elemType] ?? String(tensor.elemType), dims };
 }
 
+/** Ops that only move, reshape, select or retype their first input's values (a sigmoid stays a sigmoid). */
+const LAYOUT_OPS = new Set(["Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose", "Slice", "Gather", "Cast", "Dropout"]);
+
+/** The op that computes `t`'s values, looking through layout ops, and the layout ops passed. */
+function valueOp(t: string, producers: Map<string, NodeProto>): { op: string; layout: string[] } {
+  const layout: string[] = [];
+  let n = producers.get(t);
+  while (n && LAYOUT_OPS.has(n.opType) && layout.length < 16) {
+    layout.unshift(n.opType);
+    n = producers.get(n.input[0]);
+  }
+  return { op: n?.opType ?? "?", layout };
+}
+
+/** Output dims computed from the graph's shapes at batch 1 (undefined when the graph cannot be inferred). */
+function staticOutputDims(model: ModelProto, outputs: TensorInfo[]): Record<string, number[] | undefined> {
+  const result: Record<string, number[] | undefined> = {};
+  const missing = outputs.filter((o) => o.dims.slice(1).some((d) => typeof d !== "number"));
+  if (missing.length === 0) return result;
+  let infos: Map<string, StaticInfo> | undefined;
+  try {
+    infos = inferStatic(model, 1);
+  } catch {
+    infos = undefined; // e.g. a symbolic input height/width: nothing more is known
+  }
+  for (const o of missing) {
+    const i = infos?.get(o.name);
+    result[o.name] = i && !i.unknown ? i.dims : undefined;
+  }
+  return result;
+}
+
 export function summarize(model: ModelProto): GraphSummary {
   const graph = model.graph!;
   const initializers = new Set(graph.initializer.map((t) => t.name));
-  const producers = new Map<string, string>();
-  for (const n of graph.node) for (const o of n.output) producers.set(o, n.opType);
+  const producers = new Map<string, NodeProto>();
+  for (const n of graph.node) for (const o of n.output) producers.set(o, n);
   const outputs = graph.output.map(tensorInfo);
+  const computed = Object.fromEntries(outputs.map((o) => [o.name, valueOp(o.name, producers)]));
   const opset = Number(model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 0n);
   return {
     opset,
@@ -70,7 +111,27 @@ export function summarize(model: ModelProto): GraphSummary {
     // Older exporters list initializers among the inputs; they are not fed by the user.
     inputs: graph.input.filter((i) => !initializers.has(i.name)).map(tensorInfo),
     outputs,
-    outputOps: Object.fromEntries(outputs.map((o) => [o.name, producers.get(o.name) ?? "?"])),
+    outputOps: Object.fromEntries(outputs.map((o) => [o.name, computed[o.name].op])),
+    outputLayoutOps: Object.fromEntries(outputs.map((o) => [o.name, computed[o.name].layout])),
+    outputStaticDims: staticOutputDims(model, outputs),
     opTypes: [...new Set(graph.node.map((n) => n.opType))].sort(),
   };
+}
+
+/**
+ * A copy of the model whose image input has the given sizes on its symbolic non-batch axes (the model
+ * card's channels, height and width), so graphs exported with dynamic height/width can be analysed
+ * statically (gradient graphs, feature maps) at the size the model is run at.
+ */
+export function withInputSize(model: ModelProto, input: string, chw: number[]): ModelProto {
+  const vi = model.graph!.input.find((i) => i.name === input);
+  const shape = vi?.type?.value.case === "tensorType" ? vi.type.value.value.shape : undefined;
+  if (!shape || shape.dim.slice(1).every((d) => d.value.case === "dimValue")) return model;
+  const m = clone(ModelProtoSchema, model);
+  const t = m.graph!.input.find((i) => i.name === input)!.type!.value;
+  if (t.case !== "tensorType") return model;
+  t.value.shape!.dim.forEach((d, i) => {
+    if (i > 0 && d.value.case !== "dimValue" && chw[i - 1] !== undefined) d.value = { case: "dimValue", value: BigInt(chw[i - 1]) };
+  });
+  return m;
 }
