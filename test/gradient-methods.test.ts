@@ -38,14 +38,14 @@ function weights(n: number, seed: number, a = 0.5): number[] {
  * Smooth model with a bottleneck: Conv 3x3 stride 2 (3→4) → Sigmoid [4,16,16] → Resize x2
  * (bilinear) → Conv 1x1 (4→1) → Sigmoid. Everything is differentiable, so IG converges fast.
  */
-function smoothModel(): Uint8Array {
+function smoothModel(hw: number | string = SIZE): Uint8Array {
   const g = new GraphBuilder("smooth");
-  const x = g.input("image", ["N", 3, SIZE, SIZE]);
+  const x = g.input("image", ["N", 3, hw, hw]);
   const c1 = g.node("Conv", [x, g.constant([4, 3, 3, 3], weights(108, 7, 0.6)), g.constant([4], [0.1, -0.2, 0.3, 0])], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, ["c1"]);
   const a = g.node("Sigmoid", [c1], {}, ["feat"]);
   const up = g.node("Resize", [a, "", g.constant([4], [1, 1, 2, 2])], { mode: "linear", coordinate_transformation_mode: "half_pixel" }, ["up"]);
   const c2 = g.node("Conv", [up, g.constant([1, 4, 1, 1], [1.5, -1, 1, 0.8]), g.constant([1], [-0.3])], { kernel_shape: [1, 1] }, ["logit"]);
-  g.output(g.node("Sigmoid", [c2], {}, ["mask"]), ["N", 1, SIZE, SIZE]);
+  g.output(g.node("Sigmoid", [c2], {}, ["mask"]), ["N", 1, hw, hw]);
   return g.toBytes();
 }
 
@@ -105,6 +105,7 @@ beforeAll(async () => {
   paths.linear = writeModel(dir, "linear.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 3 }], -1));
   paths.logit = writeModel(dir, "logit.onnx", logitRegionModel());
   paths.smooth = writeModel(dir, "smooth.onnx", smoothModel());
+  paths.smoothDynamic = writeModel(dir, "smooth-dynamic.onnx", smoothModel("H"));
   paths.twoClass = writeModel(dir, "two-class.onnx", twoClassModel());
   paths.relu = writeModel(dir, "relu.onnx", oneReluModel());
   paths.cam = writeModel(dir, "cam.onnx", camModel());
@@ -168,6 +169,21 @@ describe("saliency and gradient x input", () => {
       return explainSaliency(m, k, MEANPROB);
     });
     expectClose(logit.map, prob.map, 1e-6, "logit vs probability model");
+  });
+});
+
+describe("a model exported with dynamic height and width", () => {
+  it("is differentiated at the card's size: the same maps as the fixed-size export", async () => {
+    const m = await Model.load(paths.smoothDynamic, { threads: 1, overrides: { height: SIZE, width: SIZE } });
+    try {
+      const k = await loadCase(m, images.ramp);
+      const dyn = [await explainSaliency(m, k, MEANPROB), await explainGradCam(m, k, MEANPROB), await explainDeepLift(m, k, MEANPROB)];
+      const fixed = await withModel(paths.smooth, images.ramp, async (f, kf) => [await explainSaliency(f, kf, MEANPROB), await explainGradCam(f, kf, MEANPROB), await explainDeepLift(f, kf, MEANPROB)]);
+      dyn.forEach((a, i) => expectClose(a.map, fixed[i].map, 0, a.method));
+      expect(dyn[0].map.some((v) => v > 0)).toBe(true);
+    } finally {
+      await m.release();
+    }
   });
 });
 

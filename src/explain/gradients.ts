@@ -31,7 +31,7 @@ import type { Case } from "../data/case.js";
 import type { Model, OutputLayout } from "../model/model.js";
 import { DEFAULT_BATCH_SIZE, Runner, type InputWriter, type OutputReader } from "../model/runner.js";
 import { buildGradientModel, type GradientModel } from "../onnx/gradient.js";
-import { parseModel } from "../onnx/graph.js";
+import { parseModel, withInputSize } from "../onnx/graph.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { ProgressTracker } from "../util/progress.js";
 import type { Attribution } from "./attribution.js";
@@ -138,7 +138,7 @@ export class GradientSession {
     if (!layout) throw new Error("internal: run the model once before building its gradient session");
     const rule = opts.rule ?? "gradient";
     const layers = opts.layers ?? [];
-    let proto = parseModel(await readFile(model.path), model.path);
+    let proto = withInputSize(parseModel(await readFile(model.path), model.path), model.inputName, [model.channels, model.height, model.width]);
     let output = model.outputName;
     const outInfo = model.graph.outputs.find((o) => o.name === output);
     const outputRank = outInfo?.dims.length === 3 ? 3 : 4;
