@@ -71,6 +71,22 @@ describe("graph cutting", () => {
     expect(listComponents(proto, "block").map((c) => c.name)).toEqual(["enc/conv", "mid/conv", "mid/act", "/Add", "head"]);
   });
 
+  it("lists only computation on the image: no Identity copies of weights, no shape arithmetic", () => {
+    // As PyTorch exports shared weights and a reshape to the input's own batch size.
+    const g = new GraphBuilder("exported");
+    const x = g.input("x", [1, 1, 4, 4]);
+    const w = g.node("Identity", [g.constant([1, 1, 1, 1], [2])], {}, ["conv.weight"], "Identity_0");
+    const c = g.node("Conv", [x, w], { kernel_shape: [1, 1] }, ["c"], "/enc/Conv");
+    const shape = g.node("Shape", [c], {}, ["shape"], "/Shape");
+    const n = g.node("Gather", [shape, g.constantInt64([0])], { axis: 0 }, ["n"], "/Gather");
+    const target = g.node("Concat", [n, g.constantInt64([16])], { axis: 0 }, ["target"], "/Concat");
+    const flat = g.node("Reshape", [c, target], {}, ["flat"], "/Reshape");
+    g.output(g.node("Reshape", [g.node("Sigmoid", [flat], {}, ["p"], "/head/Sigmoid"), shape], {}, ["y"], "/head/Reshape"), [1, 1, 4, 4]);
+    const comps = listComponents(parseModel(g.toBytes()), "stage");
+    expect(comps.map((k) => k.name)).toEqual(["enc", "/Reshape", "head"]);
+    expect(comps[0].outputs).toEqual(["c"]);
+  });
+
   it("names valid tensors for an unknown one, and refuses cuts and graphs it cannot handle", () => {
     const proto = parseModel(skipModel());
     expect(() => planCut(proto, ["nope"])).toThrow(/unknown tensor 'nope'.*valid tensors include a, c2, b/);

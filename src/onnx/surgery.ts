@@ -36,18 +36,40 @@ function modulePath(n: NodeProto, index: number): string[] {
 }
 
 /** The graph's nodes grouped into components at a depth below the common root of all paths. */
+/** Ops whose output describes a tensor's shape, not its values: they carry no activation. */
+const SHAPE_OPS = new Set(["Shape", "Size"]);
+
+/**
+ * The nodes that compute activations: those whose values depend on the image input. Constants, the
+ * Identity copies of weights that exporters insert and shape arithmetic (Shape → Gather → Concat ...)
+ * are not computation on the image and cannot be intervened on.
+ */
+function activationNodes(model: ModelProto): Set<NodeProto> {
+  const g = model.graph!;
+  const inits = new Set(g.initializer.map((t) => t.name));
+  const live = new Set(g.input.filter((i) => !inits.has(i.name)).map((i) => i.name));
+  return new Set(
+    g.node.filter((n) => {
+      if (SHAPE_OPS.has(n.opType) || n.opType === "Constant" || !n.input.some((t) => live.has(t))) return false;
+      for (const o of n.output) if (o) live.add(o);
+      return true;
+    }),
+  );
+}
+
 export function listComponents(model: ModelProto, level: ComponentLevel): Component[] {
   assertNoControlFlow(model);
   const nodes = model.graph!.node;
+  const active = activationNodes(model);
   const paths = nodes.map(modulePath);
   // Strip the root every module shares (e.g. "net" of a wrapper module).
   let root = 0;
-  const nonEmpty = paths.filter((p) => p.length > 0);
+  const nonEmpty = paths.filter((p, i) => p.length > 0 && active.has(nodes[i]));
   while (nonEmpty.length > 0 && nonEmpty.every((p) => p.length > root && p[root] === nonEmpty[0][root])) root++;
   const groups = new Map<string, Component>();
   const owner = new Map<string, string>();
   nodes.forEach((n, i) => {
-    if (n.opType === "Constant") return; // constants are parameters, not computation
+    if (!active.has(n)) return; // parameters and shape arithmetic, not computation on the image
     const p = paths[i].slice(root);
     const key = p.length > 0 ? p.slice(0, DEPTH[level]).join("/") : n.name || `${n.opType}_${i}`;
     let g = groups.get(key);
@@ -59,7 +81,7 @@ export function listComponents(model: ModelProto, level: ComponentLevel): Compon
   const used = new Set<string>();
   // A tensor is a component output when a node of another component (or the graph output) reads it.
   nodes.forEach((n, i) => {
-    if (n.opType === "Constant") return;
+    if (!active.has(n)) return;
     const p = paths[i].slice(root);
     const me = p.length > 0 ? p.slice(0, DEPTH[level]).join("/") : n.name || `${n.opType}_${i}`;
     for (const t of n.input) {
