@@ -386,6 +386,30 @@ describe("gradient graph contract", () => {
     });
   });
 
+  it("opset 11 models are converted: attribute axes, Softmax over the flattened trailing axes, Dropout's ratio", async () => {
+    await fdCase(
+      [2, 3],
+      (g, x) => {
+        const s = g.node("Softmax", [g.node("Mul", [x, g.constant([1], [2])])], { axis: 1 }); // opset 11: over all 6 values
+        const u = g.node("Unsqueeze", [g.node("Dropout", [s], { ratio: 0.3 })], { axes: [1] }); // [N,1,2,3]
+        const [a, b] = ["split_a", "split_b"];
+        g.node("Split", [u], { axis: 3, split: [1, 2] }, [a, b]);
+        const r = g.node("ReduceSum", [b], { axes: [3], keepdims: 1 });
+        return g.node("Squeeze", [g.node("Mul", [g.node("Mul", [a, r]), g.constant([1], [50])])], { axes: [1, 3] });
+      },
+      { opset: 11 },
+    );
+  });
+
+  it("overlapping MaxPool windows in an opset 13 model (the model is raised to opset 16 for their gradient)", async () => {
+    await fdCase([2, 5, 5], (g, x) => g.node("MaxPool", [x], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }), { opset: 13 });
+  });
+
+  it("refuses models older than opset 11 with the fix", () => {
+    const bytes = tiny([3], (g, x) => g.node("Sigmoid", [x]), [], 9);
+    expect(() => buildGradientModel(parseModel(bytes))).toThrow(/uses ONNX opset 9; segcause can analyse opset 11 and newer/);
+  });
+
   it("rejects unknown tensors and weights as wrt", () => {
     const bytes = tiny([3], (g, x) => g.node("Mul", [x, g.constant([3], [1, 2, 3], "w")]));
     expect(() => buildGradientModel(parseModel(bytes), { wrt: ["nope"] })).toThrow(/unknown tensor 'nope'/);

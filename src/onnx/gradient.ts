@@ -23,6 +23,7 @@ import {
 } from "onnx-buf";
 import { fail } from "../errors.js";
 import { floatTensor, int64Tensor, valueInfo } from "./builder.js";
+import { opsetOf, upgradeOpset } from "./opset.js";
 import {
   attrFloat,
   attrInt,
@@ -91,6 +92,8 @@ const REFERENCE = "segcause_reference";
 /** Batch sizes of the two static inferences: a dimension that differs between them follows the batch. */
 const BATCH_A = 7;
 const BATCH_B = 11;
+/** Models older than this are converted to it first (see opset.ts). */
+const GRADIENT_OPSET = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Emitting nodes
@@ -501,7 +504,6 @@ function unpool(c: Ctx, values: string, indices: string, x: string): string {
   const zeros = e.op1("Reshape", [e.zerosLike(x), flat]);
   const p = windowParams(c.node, c.info(x).dims);
   const overlap = p.kernel.some((k, i) => (k - 1) * p.dilations[i] + 1 > p.strides[i]);
-  if (overlap && e.opset < 16) fail(`${describeNode(c.node)}: overlapping MaxPool windows need opset 16 for their gradient`, "re-export the model with opset 16 or newer");
   const scattered = e.op1("ScatterElements", [zeros, e.op1("Reshape", [indices, flat]), e.op1("Reshape", [values, flat])], {
     axis: { i: 0 },
     ...(overlap ? { reduction: { s: "add" } } : {}),
@@ -595,8 +597,7 @@ const softmaxRule: Rule = (c) => {
   only(c, 0);
   const y = c.node.output[0];
   const rank = c.info(y).dims.length;
-  const axis = normAxis(attrInt(c.node, "axis", c.e.opset >= 13 ? -1 : 1), rank);
-  if (c.e.opset < 13 && axis !== rank - 1) fail(`${describeNode(c.node)}: Softmax before opset 13 over several axes is not supported`);
+  const axis = normAxis(attrInt(c.node, "axis", -1), rank); // opset >= 13 (older models are upgraded)
   const e = c.e;
   const dot = e.reduceSum(e.mul(g0(c), y), [axis]);
   return [e.mul(y, e.op1("Sub", [g0(c), dot]))];
@@ -957,10 +958,6 @@ export const SUPPORTED_OPS: readonly string[] = Object.keys(RULES).sort();
 // ---------------------------------------------------------------------------------------------
 // Building the model
 
-function opsetOf(model: ModelProto): number {
-  return Number(model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 0n);
-}
-
 /**
  * Tensors that depend on `sources` through floating-point tensors (the only ones a gradient flows along).
  * A dependent tensor of unknown type counts as one: if it reaches the output, the build is refused.
@@ -1086,10 +1083,11 @@ function batchDimName(v: ValueInfoProto): string {
  */
 export function buildGradientModel(model: ModelProto, opts: GradientGraphOptions = {}): GradientModel {
   const rule = opts.rule ?? "gradient";
-  const m = clone(ModelProtoSchema, model);
+  // The backward nodes use opset 13's input-valued axes and opset 16's ScatterElements reduction.
+  const upgraded = upgradeOpset(model, GRADIENT_OPSET);
+  const m = upgraded === model ? clone(ModelProtoSchema, model) : upgraded;
   const graph = m.graph!;
   const opset = opsetOf(m);
-  if (opset < 13) fail(`gradient graphs need ONNX opset 13 or newer; this model uses opset ${opset}`, "re-export the model with opset_version >= 13");
   const control = graph.node.find((n) => ["If", "Loop", "Scan"].includes(n.opType));
   if (control) fail(`${describeNode(control)}: models with control flow have no gradient graph`, "export the model without data-dependent control flow (trace it)");
   const input = imageInput(m);
