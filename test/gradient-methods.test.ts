@@ -242,6 +242,21 @@ describe("integrated gradients and DeepLIFT", () => {
     });
   });
 
+  it("DeepLIFT through InstanceNormalization (PyTorch's InstanceNorm/GroupNorm) names it as the cause of the gap", async () => {
+    const g = new GraphBuilder("instnorm");
+    const x = g.input("image", ["N", 3, SIZE, SIZE]);
+    const c = g.node("Conv", [x, g.constant([2, 3, 3, 3], weights(54, 11, 0.6))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    const n = g.node("InstanceNormalization", [c, g.constant([2], [1.5, 0.7]), g.constant([2], [0.2, -0.1])]);
+    const z = g.node("Conv", [g.node("Relu", [n]), g.constant([1, 2, 1, 1], [1, -1])], { kernel_shape: [1, 1] });
+    g.output(g.node("Sigmoid", [z], {}, ["mask"]), ["N", 1, SIZE, SIZE]);
+    const p = writeModel(dir, "instnorm.onnx", g.toBytes());
+    await withModel(p, images.ramp, async (m, k) => {
+      const a = await explainDeepLift(m, k, MEANPROB);
+      expect(a.provenance.settings.completenessGap as number).toBeGreaterThan(0.05);
+      expect(a.notes.join("\n")).toMatch(/summation-to-delta does not hold for this network: InstanceNormalization use/);
+    });
+  });
+
   it("guided backprop and DeepLIFT match hand values on a one-ReLU model", async () => {
     await withModel(paths.relu, images.small, async (m, k) => {
       const x = m.preprocess(k.image);

@@ -42,7 +42,8 @@ export function explainDeepLift(model: Model, kase: Case, target: TargetSpec, op
     const [sBase] = await env.forwardScores([base]);
     const c = completenessNote(total, env.baseScore - sBase);
     const notes = [`baseline: ${describe}`, c.note];
-    const nonLocal = model.graph.opTypes.filter((op) => op === "Softmax" || op === "LayerNormalization");
+    // InstanceNormalization is also how PyTorch exports GroupNorm.
+    const nonLocal = model.graph.opTypes.filter((op) => op === "Softmax" || op === "LayerNormalization" || op === "InstanceNormalization");
     const switches = model.graph.opTypes.filter((op) => ["Equal", "Greater", "Less", "Where", "ArgMax", "ArgMin"].includes(op));
     if (c.gap > 0.05) {
       const why = [
