@@ -3,23 +3,17 @@
  * `segcause: error: <problem> (<fix>)`, exit status 1, nothing that looks like a result.
  * Tiny models only; most cases fail before any model runs.
  */
-import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+import { causalFixture, segcause } from "./helpers/cli.js";
+import { regionMeanModel, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 import { buildPatchBank } from "../src/data/patchbank.js";
 import { parseRoiSpec } from "../src/evaluate/rois.js";
 import { getMethod } from "../src/explain/catalog.js";
 import { resolveOptions } from "../src/explain/methods.js";
 import { strategyStats } from "../src/evaluate/strategies.js";
 
-const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
-
-function segcause(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 /** The project's standard for a user mistake. */
 function expectOneLineError(r: { code: number | null; stderr: string }, pattern: RegExp): void {
@@ -32,11 +26,7 @@ function expectOneLineError(r: { code: number | null; stderr: string }, pattern:
 let dir: string, model: string, image: string, bank: string, aFile: string;
 
 beforeAll(async () => {
-  dir = tmp();
-  model = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
-  image = await writeImage(dir, "bright.png", () => 230);
-  bank = join(dir, "bank.scbank");
-  await flatBank([20, 240, 20]).save(bank);
+  ({ dir, model, image, bank } = await causalFixture());
   aFile = join(dir, "a-file");
   writeFileSync(aFile, "not a folder");
   await writeMask(dir, "small-mask.png", () => true, 16);

@@ -1,27 +1,17 @@
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { causalFixture, segcause } from "./helpers/cli.js";
 import { decodeNpy } from "../src/util/npy.js";
 import { PatchBank } from "../src/data/patchbank.js";
-import { flatBank, nanModel, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+import { flatBank, nanModel, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 import { methodNames } from "../src/explain/catalog.js";
 
-const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
-
-function segcause(...args: string[]) {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-}
 
 let dir: string, model: string, image: string, bank: string;
 
 beforeAll(async () => {
-  dir = tmp();
-  model = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
-  image = await writeImage(dir, "bright.png", () => 230);
-  bank = join(dir, "bank.scbank");
-  await flatBank([20, 240, 20]).save(bank);
+  ({ dir, model, image, bank } = await causalFixture());
 });
 
 describe("segcause explain (CLI)", () => {

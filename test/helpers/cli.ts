@@ -1,0 +1,24 @@
+/** Runs the built CLI as a user would, and the tiny causal fixture the CLI tests share. */
+import { spawnSync } from "node:child_process";
+import { join } from "node:path";
+import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./tiny.js";
+
+const BIN = join(import.meta.dirname, "..", "..", "bin", "segcause.js");
+
+export function segcause(...args: string[]): { code: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/**
+ * A model whose RoI outcome depends only on the 16x16 region at (0,16) (weight 50), a bright image
+ * and a bank of three flat patches: the correct map is known.
+ */
+export async function causalFixture(): Promise<{ dir: string; model: string; image: string; bank: string }> {
+  const dir = tmp();
+  const model = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
+  const image = await writeImage(dir, "bright.png", () => 230);
+  const bank = join(dir, "bank.scbank");
+  await flatBank([20, 240, 20]).save(bank);
+  return { dir, model, image, bank };
+}
