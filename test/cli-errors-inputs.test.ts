@@ -53,6 +53,9 @@ describe("explain: bad values are refused before anything runs", () => {
     ["negative --channel (was 'prediction empty')", ["--method", "zero", "--channel", "-1"], /model output.channel setting is invalid/],
     ["--threshold outside (0, 1)", ["--method", "zero", "--threshold", "5"], /model output.threshold setting is invalid/],
     ["misspelt option", ["--bnak", "x"], /unknown option '--bnak' \(Did you mean --bank\?; see `segcause explain --help`\)/],
+    ["negative --seed", ["--method", "zero", "--seed", "-1"], /--seed must be an integer in 0\.\.4294967295, got '-1' \(e\.g\. --seed 0\)/],
+    ["non-integer --seed", ["--method", "zero", "--seed", "1.5"], /--seed must be an integer in 0\.\.4294967295, got '1\.5'/],
+    ["--seed above 2^32-1", ["--method", "zero", "--seed", "4294967296"], /--seed must be an integer in 0\.\.4294967295, got '4294967296'/],
   ];
   for (const [name, extra, pattern] of cases) {
     it(name, () => {
@@ -93,6 +96,19 @@ describe("explain: bad values are refused before anything runs", () => {
     expect(() => resolveOptions(getMethod("misure"), { sufficiency: 0 })).toThrow(/--sufficiency must be a number in \(0, 1\]/);
     expect(() => resolveOptions(getMethod("lime"), { kernelWidth: Number.NaN })).toThrow(/--kernel-width must be a number > 0/);
     expect(resolveOptions(getMethod("occlusion"), { fill: 255 })).toMatchObject({ fill: 255 });
+  });
+
+  it("--seed is checked by one parser in every command", () => {
+    const runs: [string, string[]][] = [
+      ["evaluate", ["evaluate", "--models", model, "--dataset", dir, "--out", join(dir, "seed-ev")]],
+      ["bank build", ["bank", "build", "--images", dir, "--size", "32,32", "--out", join(dir, "seed.scbank")]],
+      ["components", ["components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", join(dir, "seed-c")]],
+      ["demo", ["demo", "--out", join(dir, "seed-demo")]],
+    ];
+    for (const [name, args] of runs) {
+      expectOneLineError(segcause(...args, "--seed", "-3"), /--seed must be an integer in 0\.\.4294967295, got '-3'/);
+      expect(existsSync(args[args.indexOf("--out") + 1]), name).toBe(false);
+    }
   });
 });
 

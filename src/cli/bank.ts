@@ -7,7 +7,7 @@ import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
 import type { ResizeFilter } from "../model/card.js";
 import { ProgressTracker, stderrProgress } from "../util/progress.js";
-import { addCardFlags, cardOverrides, int, intAtLeast, sizeHW, type CardFlags } from "./options.js";
+import { addCardFlags, cardOverrides, intAtLeast, sizeHW, seed, type CardFlags } from "./options.js";
 import { checkOutputFile } from "../util/files.js";
 
 interface BankFlags extends CardFlags {
@@ -41,7 +41,7 @@ export function bankCommand(): Command {
     .option("--splits <list>", "manifest splits to use (never the ones you explain)", "train,val")
     .option("--patch-size <px>", "patch size (must equal the explain block size)", intAtLeast("patch-size"), 8)
     .option("--per-image <n>", "random patches per image", intAtLeast("per-image"), 100)
-    .option("--seed <n>", "random seed", int("seed"), 0)
+    .option("--seed <n>", "random seed", seed(), 0)
     .option("--no-progress", "no progress on stderr");
   addCardFlags(build);
   build.action(async (f: BankFlags) => {

@@ -16,7 +16,7 @@ import { parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { Rng } from "../util/rng.js";
 import { stderrProgress } from "../util/progress.js";
-import { fixedOrUndefined, addCardFlags, cardOverrides, int, intAtLeast, num, oneOf, type CardFlags } from "./options.js";
+import { fixedOrUndefined, addCardFlags, cardOverrides, int, intAtLeast, num, oneOf, seed, type CardFlags } from "./options.js";
 
 interface ComponentFlags extends CardFlags {
   model: string;
@@ -73,7 +73,7 @@ export function componentsCommand(): Command {
     .option("--screen <n>", "screening draws (resample)", int("screen"), 3)
     .option("--samples <n>", "draws for components passing the screen (resample)", int("samples"), 50)
     .option("--tau <t>", "effects below tau are set to 0", num("tau"), 0.02)
-    .option("--seed <n>", "random seed", int("seed"), 0)
+    .option("--seed <n>", "random seed", seed(), 0)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), "dice")
     .option("--batch-size <n>", "inputs per forward call", intAtLeast("batch-size"))
     .option("--out <dir>", "output folder")

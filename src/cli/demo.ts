@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fail } from "../errors.js";
 import { allMethods, methodNames } from "../explain/catalog.js";
 import { addMethodFlags, describeResult, runExplain } from "./explain.js";
-import { int, intOrAuto, oneOf } from "./options.js";
+import { intOrAuto, oneOf, seed } from "./options.js";
 
 export const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -33,7 +33,7 @@ export function demoCommand(): Command {
     .description("explain the bundled sample with the bundled model (no arguments needed)")
     .option("--out <dir>", "output folder", "segcause-demo")
     .option("--method <name>", `method: ${methodNames().join(", ")}`, oneOf("method", methodNames()), "pdcr")
-    .option("--seed <n>", "random seed", int("seed"), 0)
+    .option("--seed <n>", "random seed", seed(), 0)
     .option("--batch-size <n|auto>", "inputs per forward call (default auto)", intOrAuto("batch-size"))
     .option("--threads <n|auto>", "ONNX Runtime intra-op threads per session (default auto)", intOrAuto("threads"))
     .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto)", intOrAuto("workers"))

@@ -11,7 +11,7 @@ import { parseFills } from "../evaluate/fills.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
 import { readJson, writeAtomic } from "../evaluate/store.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
-import { int, intAtLeast, num, numIn, numList, oneOf } from "./options.js";
+import { int, intAtLeast, num, numIn, numList, oneOf, seed } from "./options.js";
 import { checkOutputDir, makeOutputDir } from "../util/files.js";
 import { stderrProgress } from "../util/progress.js";
 
@@ -92,7 +92,7 @@ export function evaluateCommand(): Command {
     .option("--bank-splits <list>", "splits the bank is built from", "train")
     .option("--bank-patch-size <px>", "patch size of a bank built here", intAtLeast("bank-patch-size"), 8)
     .requiredOption("--out <dir>", "output folder (rerun with the same folder to resume)")
-    .option("--seed <n>", "seed of every random choice (RoIs, ties, fills, methods)", int("seed"), 0)
+    .option("--seed <n>", "seed of every random choice (RoIs, ties, fills, methods)", seed(), 0)
     .option("--steps <K>", "equal-area steps of the deletion/insertion curves", intAtLeast("steps", 2), d.steps)
     .option("--fills <list>", "fills of the curves: patches,blur,zero,mean", d.fills.join(","))
     .option("--patch-draws <n>", "natural-patch draws averaged per curve point", intAtLeast("patch-draws"), d.patchDraws)

@@ -16,7 +16,7 @@ import type { TargetSpec } from "../target/target.js";
 import { writeAttribution, type WrittenOutputs } from "../report/write.js";
 import { stderrProgress } from "../util/progress.js";
 import { Checkpoint } from "../explain/checkpoint.js";
-import { addCardFlags, cardOverrides, fixedOrUndefined, int, intOrAuto, num, numList, oneOf, type CardFlags } from "./options.js";
+import { addCardFlags, cardOverrides, fixedOrUndefined, int, intOrAuto, num, numList, oneOf, seed, type CardFlags } from "./options.js";
 import { t975 } from "../util/tdist.js";
 import { tuneExecution, type ExecutionPlan } from "../model/tune.js";
 
@@ -172,7 +172,7 @@ export function explainCommand(): Command {
     .option("--bank <file>", "patch bank built with `segcause bank build` (needed by pdcr)")
     .requiredOption("--out <dir>", "output folder")
     .option("--method <name>", `method: ${methodNames().join(", ")} (see \`segcause methods\`)`, oneOf("method", methodNames()), "pdcr")
-    .option("--seed <n>", "random seed", int("seed"), 0)
+    .option("--seed <n>", "random seed", seed(), 0)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), "dice")
     .option("--reference <kind>", "auto, ground-truth or prediction", oneOf("reference", ["auto", "ground-truth", "prediction"] as const), "auto")
     .option("--batch-size <n|auto>", "inputs per forward call (default auto: probed once per model and machine)", intOrAuto("batch-size"))

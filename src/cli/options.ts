@@ -27,6 +27,18 @@ export function intAtLeast(name: string, min = 1) {
   };
 }
 
+/** The largest seed: the random generators mix 32-bit seeds (a larger one would wrap onto a smaller). */
+export const MAX_SEED = 2 ** 32 - 1;
+
+/** A random seed (`--seed` of every command): an integer in 0..2^32-1. */
+export function seed(name = "seed") {
+  return (v: string): number => {
+    const n = Number(v);
+    if (v.trim() === "" || !Number.isInteger(n) || n < 0 || n > MAX_SEED) fail(`--${name} must be an integer in 0..${MAX_SEED}, got '${v}'`, `e.g. --${name} 0`);
+    return n;
+  };
+}
+
 /** A number >= min (and <= max when given): thresholds, radii, sigmas. */
 export function numIn(name: string, min: number, max = Infinity) {
   return (v: string): number => {
