@@ -133,6 +133,43 @@ describe("evaluate: bad arguments fail before any cell", () => {
     expectOneLineError(segcause(...base(), "--out", aFile), /--out .*a-file is a file, not a folder/);
   });
 
+  describe("run.json is written only after the dataset, models and bank are checked", () => {
+    let manifest: string;
+    beforeAll(async () => {
+      const data = join(dir, "ev-data");
+      mkdirSync(data, { recursive: true });
+      await writeImage(data, "a.png", () => 230);
+      await writeMask(data, "a-mask.png", (y) => y >= 16);
+      manifest = join(data, "manifest.json");
+      writeFileSync(manifest, JSON.stringify({ name: "tiny", cases: [{ id: "a", image: "a.png", mask: "a-mask.png", split: "test" }] }));
+    });
+    const run = (out: string, ...extra: string[]) => segcause("evaluate", "--models", model, "--dataset", manifest, "--methods", "zero", "--rois", "inside:8", "--fills", "zero", "--no-progress", "--out", out, ...extra);
+
+    it("a refused run creates no --out", () => {
+      for (const [name, extra, pattern] of [
+        ["missing dataset", ["--dataset", join(dir, "no-such-dataset")], /dataset manifest .*no-such-dataset does not exist/],
+        ["missing model", ["--models", join(dir, "nope.onnx")], /cannot read model .*nope.onnx/],
+        ["missing bank", ["--fills", "patches", "--bank", join(dir, "nope.scbank")], /cannot read patch bank .*nope.scbank/],
+        ["unknown bank split", ["--fills", "patches", "--bank-splits", "train"], /split 'train' is not in dataset tiny/],
+      ] as [string, string[], RegExp][]) {
+        const out = join(dir, `ev-late-${name.replace(/\W+/g, "-")}`);
+        expectOneLineError(run(out, ...extra), pattern);
+        expect(existsSync(out), name).toBe(false);
+      }
+    });
+
+    it("an existing folder stays without run.json, so --report-only still finds no evaluation", () => {
+      const out = join(dir, "ev-existing");
+      mkdirSync(out);
+      expectOneLineError(run(out, "--models", join(dir, "nope.onnx")), /cannot read model/);
+      expect(existsSync(join(out, "run.json"))).toBe(false);
+      expectOneLineError(segcause("evaluate", "--report-only", "--out", out), /holds no evaluation \(no run.json\)/);
+      const ok = run(out);
+      expect(ok.code, ok.stderr).toBe(0);
+      expect(existsSync(join(out, "run.json"))).toBe(true);
+    });
+  });
+
   it("--report-only on a folder without an evaluation", () => {
     const out = join(dir, "ev-empty");
     expectOneLineError(segcause("evaluate", "--report-only", "--out", out), /--report-only: .* holds no evaluation/);

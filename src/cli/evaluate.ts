@@ -121,18 +121,21 @@ export function evaluateCommand(): Command {
         if (protocol.topk.some((k) => !(k > 0 && k <= 1))) fail("--topk values must be percentages in (0, 100]");
         const methods = parseMethodRuns(f.methods, f.set);
         const rois = parseRoiSpec(f.rois, f.roiAlign);
-        makeOutputDir(f.out);
-        const runPath = join(f.out, "run.json");
-        const prev = readJson<{ commands: string[] }>(runPath);
-        const command = ["segcause", ...process.argv.slice(2)].join(" ");
-        await writeAtomic(runPath, JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], protocol: { ...protocol, seed: f.seed }, methods }, null, 1));
+        // run.json marks --out as an evaluation: written only once the models, dataset and bank are checked.
+        const recordRun = async () => {
+          makeOutputDir(f.out);
+          const runPath = join(f.out, "run.json");
+          const prev = readJson<{ commands: string[] }>(runPath);
+          const command = ["segcause", ...process.argv.slice(2)].join(" ");
+          await writeAtomic(runPath, JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], protocol: { ...protocol, seed: f.seed }, methods }, null, 1));
+        };
         const t0 = Date.now();
         const s = await runEvaluation(
           {
             models: f.models, dataset: f.dataset, split: f.split, images: f.images, methods, rois, bank: f.bank,
             bankSplits: f.bankSplits.split(","), bankPatchSize: f.bankPatchSize, out: f.out, seed: f.seed, protocol, batchSize: f.batchSize, threads: f.threads,
           },
-          { maxCells: f.maxCells, onProgress: f.progress ? stderrProgress(30_000) : undefined, log: f.progress ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
+          { onValidated: recordRun, maxCells: f.maxCells, onProgress: f.progress ? stderrProgress(30_000) : undefined, log: f.progress ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
         );
         process.stdout.write(`${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped, ${s.failed} refused by their method${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}\n`);
         for (const n of s.notes) process.stdout.write(`  note: ${n}\n`);

@@ -103,6 +103,11 @@ export interface RunControl {
   onProgress?: ProgressListener;
   /** called before a cell is computed (tests inject failures here) */
   beforeCell?: (id: CellId, method: string) => void;
+  /**
+   * Called once the dataset, method options, models and a given bank have been checked, before
+   * anything is written to `out` (the CLI records run.json here, so a refused run leaves none).
+   */
+  onValidated?: () => void | Promise<void>;
 }
 
 export interface RunSummary {
@@ -174,21 +179,23 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
   const protocolKey = { ...P, seed: cfg.seed };
 
   // Image-major order (every model on image 1, then image 2, ...): a run stopped early has whole
-  // images for every model, which is what the paired statistics need. Models stay loaded.
+  // images for every model, which is what the paired statistics need. Models stay loaded, so all
+  // are loaded up front: a bad model or card fails before anything is written.
   const loaded = new Map<string, { model: Model; runner: Runner; bank?: PatchBank }>();
-  const open = async (path: string) => {
-    let m = loaded.get(path);
-    if (!m) {
-      const model = await Model.load(path, { threads: cfg.threads });
-      loaded.set(path, (m = { model, runner: new Runner(model, { batchSize: cfg.batchSize }) }));
-      if (needBank) m.bank = await bankFor(cfg, ds, model, banks, log);
-    }
-    return m;
-  };
   try {
+    for (const path of cfg.models) {
+      if (loaded.has(path)) continue;
+      const model = await Model.load(path, { threads: cfg.threads });
+      loaded.set(path, { model, runner: new Runner(model, { batchSize: cfg.batchSize }) });
+    }
+    if (needBank && cfg.bank) banks.set(cfg.bank, await PatchBank.load(cfg.bank));
+    else if (needBank) casesInSplits(ds, cfg.bankSplits);
+    await ctl.onValidated?.();
     for (const c of cases) {
       for (const modelPath of cfg.models) {
-        const { model, runner, bank } = await open(modelPath);
+        const m = loaded.get(modelPath)!;
+        if (needBank && !m.bank) m.bank = await bankFor(cfg, ds, m.model, banks, log);
+        const { model, runner, bank } = m;
         const kase = await loadCase(model, c.image, c.mask);
         kase.id = c.id;
         const rois = selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, summary.notes);
