@@ -53,6 +53,9 @@ describe("explain: bad values are refused before anything runs", () => {
     ["negative --channel (was 'prediction empty')", ["--method", "zero", "--channel", "-1"], /model output.channel setting is invalid/],
     ["--threshold outside (0, 1)", ["--method", "zero", "--threshold", "5"], /model output.threshold setting is invalid/],
     ["misspelt option", ["--bnak", "x"], /unknown option '--bnak' \(Did you mean --bank\?; see `segcause explain --help`\)/],
+    ["--screen with the default (fast) schedule, which ignores it", ["--bank", "BANK", "--screen", "5"], /--screen applies only to --schedule paper; --schedule is fast by default, which ignores it \(add --schedule paper, or drop --screen\)/],
+    ["--screen with --schedule fast", ["--bank", "BANK", "--schedule", "fast", "--screen", "3"], /--screen applies only to --schedule paper; --schedule is fast, which/],
+    ["--map-noise with --schedule paper", ["--bank", "BANK", "--schedule", "paper", "--map-noise", "0.1"], /--map-noise applies only to --schedule fast; --schedule is paper/],
     ["negative --seed", ["--method", "zero", "--seed", "-1"], /--seed must be an integer in 0\.\.4294967295, got '-1' \(e\.g\. --seed 0\)/],
     ["non-integer --seed", ["--method", "zero", "--seed", "1.5"], /--seed must be an integer in 0\.\.4294967295, got '1\.5'/],
     ["--seed above 2^32-1", ["--method", "zero", "--seed", "4294967296"], /--seed must be an integer in 0\.\.4294967295, got '4294967296'/],
@@ -98,6 +101,16 @@ describe("explain: bad values are refused before anything runs", () => {
     expect(resolveOptions(getMethod("occlusion"), { fill: 255 })).toMatchObject({ fill: 255 });
   });
 
+  it("an option of one schedule is refused with the other only when given (defaults fill in silently)", () => {
+    const pdcr = getMethod("pdcr");
+    expect(() => resolveOptions(pdcr, { screen: 3 })).toThrow(/--screen applies only to --schedule paper/);
+    expect(resolveOptions(pdcr, { schedule: "paper", screen: 2 })).toMatchObject({ schedule: "paper", screen: 2 });
+    expect(resolveOptions(pdcr, { schedule: "paper" })).toMatchObject({ screen: 3 });
+    expect(resolveOptions(pdcr, { mapNoise: 0.1 })).toMatchObject({ schedule: "fast", mapNoise: 0.1 });
+    expect(resolveOptions(getMethod("pdcr-superpixel"), { screen: 2 })).toMatchObject({ screen: 2 });
+    expect(segcause("methods", "--verbose").stdout).toMatch(/--screen \(default 3\).*\[only with --schedule paper\]/);
+  });
+
   it("--seed is checked by one parser in every command", () => {
     const runs: [string, string[]][] = [
       ["evaluate", ["evaluate", "--models", model, "--dataset", dir, "--out", join(dir, "seed-ev")]],
@@ -131,6 +144,12 @@ describe("evaluate: bad arguments fail before any cell", () => {
 
   it("--out that is a file", () => {
     expectOneLineError(segcause(...base(), "--out", aFile), /--out .*a-file is a file, not a folder/);
+  });
+
+  it("an option that does not apply with the method's other options (--set pdcr.screen, fast schedule)", () => {
+    const out = join(dir, "ev-screen");
+    expectOneLineError(segcause(...base(), "--methods", "pdcr", "--set", "pdcr.screen=3", "--out", out), /--set pdcr.screen applies only to --set pdcr.schedule=paper; --set pdcr.schedule is fast by default.*\(add --set pdcr.schedule=paper, or drop --set pdcr.screen\)/);
+    expect(existsSync(out)).toBe(false);
   });
 
   describe("run.json is written only after the dataset, models and bank are checked", () => {

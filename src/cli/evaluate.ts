@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fail } from "../errors.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
-import { checkOptionValue, type MethodOption } from "../explain/methods.js";
+import { checkOptionValue, kebab, resolveOptions, type MethodOption } from "../explain/methods.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { PROTOCOL_DEFAULTS, runEvaluation, type MethodRun } from "../evaluate/benchmark.js";
 import { parseFills } from "../evaluate/fills.js";
@@ -73,6 +73,8 @@ export function parseMethodRuns(methods: string, sets: readonly string[]): Metho
     // Ranges are checked now, not cell by cell after hours of other methods.
     checkOptionValue(o, run.options[o.name], `--set ${m[1]}.${m[2]}`);
   }
+  // ... and so are options that do not apply with the others (pdcr's screen with the fast schedule).
+  for (const run of runs.values()) resolveOptions(getMethod(run.name), run.options, (o, v) => `--set ${run.name}.${kebab(o)}${v === undefined ? "" : `=${v}`}`);
   return [...runs.values()];
 }
 

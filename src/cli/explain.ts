@@ -8,7 +8,7 @@ import { checkOutputDir, makeOutputDir } from "../util/files.js";
 import { PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
-import { kebab, resolveOptions, type MethodDefinition, type MethodOption } from "../explain/methods.js";
+import { flagLabel, kebab, resolveOptions, type MethodDefinition, type MethodOption } from "../explain/methods.js";
 import type { Attribution } from "../explain/attribution.js";
 import { Region, parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
@@ -190,7 +190,12 @@ export function methodsCommand(): Command {
   return new Command("methods").description("list the explanation methods with their cost and options").option("--verbose", "also list every option with its default").action((f: { verbose?: boolean }) => {
     for (const m of allMethods()) {
       process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}\n`);
-      if (f.verbose) for (const o of m.options) process.stdout.write(`${"".padEnd(16)}--${kebab(o.name)} (default ${String(o.default)}): ${o.description}\n`);
+      if (f.verbose) {
+        for (const o of m.options) {
+          const only = o.appliesWhen ? ` [only with ${o.appliesWhen.values.map((v) => flagLabel(o.appliesWhen!.option, v)).join(" or ")}]` : "";
+          process.stdout.write(`${"".padEnd(16)}--${kebab(o.name)} (default ${String(o.default)}): ${o.description}${only}\n`);
+        }
+      }
     }
   });
 }

@@ -36,6 +36,11 @@ export interface MethodOption {
   minExclusive?: boolean;
   /** true when `max` itself is not allowed */
   maxExclusive?: boolean;
+  /**
+   * The option only has an effect when another option of the method has one of these values
+   * (pdcr's `screen` only with `schedule` paper): giving it otherwise is refused by `resolveOptions`.
+   */
+  appliesWhen?: { option: string; values: readonly string[] };
 }
 
 export interface MethodContext {
@@ -65,6 +70,11 @@ const registry = new Map<string, MethodDefinition>();
 
 export function registerMethod(def: MethodDefinition): void {
   if (registry.has(def.name)) throw new Error(`method ${def.name} registered twice`);
+  for (const o of def.options) {
+    const w = o.appliesWhen;
+    const on = w && def.options.find((x) => x.name === w.option);
+    if (w && !(on?.choices && w.values.every((v) => on.choices!.includes(v)))) throw new Error(`${def.name}.${o.name}: appliesWhen names no choice of a declared option`);
+  }
   registry.set(def.name, def);
 }
 
@@ -86,24 +96,37 @@ export function kebab(name: string): string {
   return name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 }
 
+/** How an option (and an option with a value) is spelt to the user: `--screen`, `--schedule paper`. */
+export type OptionLabel = (name: string, value?: string) => string;
+export const flagLabel: OptionLabel = (name, value) => `--${kebab(name)}${value === undefined ? "" : ` ${value}`}`;
+
 /**
- * Fills in defaults and checks that every given option belongs to the method, so that a flag the
- * method ignores is an error rather than a silently different result.
+ * Fills in defaults and checks that every given option belongs to the method (and applies with the
+ * other options' values), so that a flag the method ignores is an error rather than a silently
+ * different result. `given` holds only the options the user gave (undefined = not given): the CLI's
+ * method flags have no commander defaults, and evaluate's `--set` lists only what was set.
  */
-export function resolveOptions(def: MethodDefinition, given: Record<string, unknown>): Record<string, unknown> {
+export function resolveOptions(def: MethodDefinition, given: Record<string, unknown>, label: OptionLabel = flagLabel): Record<string, unknown> {
   const known = new Map(def.options.map((o) => [o.name, o]));
   for (const [k, v] of Object.entries(given)) {
     if (v === undefined) continue;
     const opt = known.get(k);
     if (!opt) {
       const takers = allMethods().filter((m) => m.options.some((o) => o.name === k)).map((m) => m.name);
-      fail(`--${kebab(k)} is not an option of method ${def.name}`, takers.length ? `it belongs to: ${takers.join(", ")}` : `options of ${def.name}: ${def.options.map((o) => `--${kebab(o.name)}`).join(" ")}`);
+      fail(`${label(k)} is not an option of method ${def.name}`, takers.length ? `it belongs to: ${takers.join(", ")}` : `options of ${def.name}: ${def.options.map((o) => label(o.name)).join(" ")}`);
     }
-    if (opt.choices && !opt.choices.includes(String(v))) fail(`--${kebab(k)} must be one of ${opt.choices.join(", ")}, got '${v}'`);
-    checkOptionValue(opt, v);
+    if (opt.choices && !opt.choices.includes(String(v))) fail(`${label(k)} must be one of ${opt.choices.join(", ")}, got '${v}'`);
+    checkOptionValue(opt, v, label(k));
   }
   const out: Record<string, unknown> = {};
   for (const o of def.options) out[o.name] = given[o.name] ?? o.default;
+  for (const o of def.options) {
+    const when = o.appliesWhen;
+    if (!when || given[o.name] === undefined || when.values.includes(String(out[when.option]))) continue;
+    const need = when.values.map((v) => label(when.option, v)).join(" or ");
+    const now = given[when.option] === undefined ? `${label(when.option)} is ${String(out[when.option])} by default` : `${label(when.option)} is ${String(out[when.option])}`;
+    fail(`${label(o.name)} applies only to ${need}; ${now}, which ignores it`, `add ${label(when.option, when.values[0])}, or drop ${label(o.name)}`);
+  }
   return out;
 }
 
