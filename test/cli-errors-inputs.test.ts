@@ -108,6 +108,12 @@ describe("explain: bad values are refused before anything runs", () => {
     expect(resolveOptions(pdcr, { schedule: "paper" })).toMatchObject({ screen: 3 });
     expect(resolveOptions(pdcr, { mapNoise: 0.1 })).toMatchObject({ schedule: "fast", mapNoise: 0.1 });
     expect(resolveOptions(getMethod("pdcr-superpixel"), { screen: 2 })).toMatchObject({ screen: 2 });
+    // Partition and fill options that the chosen partition or fill would ignore.
+    expect(() => resolveOptions(getMethod("lime"), { block: 16 })).toThrow(/--block applies only to --partition grid; --partition is superpixels by default/);
+    expect(() => resolveOptions(getMethod("kernelshap"), { partition: "grid", segments: 50 })).toThrow(/--segments applies only to --partition superpixels/);
+    expect(() => resolveOptions(getMethod("rise"), { fill: 10 })).toThrow(/--fill applies only to --fill-kind constant; --fill-kind is mean by default/);
+    expect(() => resolveOptions(getMethod("occlusion"), { sigma: 3 })).toThrow(/--sigma applies only to --fill-kind blur/);
+    expect(resolveOptions(getMethod("ig"), { fillKind: "blur", sigma: 3 })).toMatchObject({ fillKind: "blur", sigma: 3 });
     expect(segcause("methods", "--verbose").stdout).toMatch(/--screen \(default 3\).*\[only with --schedule paper\]/);
   });
 

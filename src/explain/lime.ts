@@ -106,10 +106,10 @@ export function coalitionOptionDecls(): MethodOption[] {
   const d = COALITION_DEFAULTS;
   return [
     { name: "partition", type: "string", choices: ["superpixels", "grid"], description: "units: SLIC superpixels or a grid of --block cells", default: d.partition },
-    { name: "segments", type: "int", description: "approximate number of SLIC superpixels", default: d.segments, min: 2 },
-    { name: "compactness", type: "number", description: "SLIC compactness (larger = squarer superpixels)", default: d.compactness, min: 0, minExclusive: true },
-    { name: "colorSpace", type: "string", choices: ["lab", "rgb"], description: "colour space of SLIC's colour distance", default: d.colorSpace },
-    { name: "block", type: "int", description: "grid cell size in pixels (with --partition grid)", default: d.block, min: 1 },
+    { name: "segments", type: "int", description: "approximate number of SLIC superpixels", default: d.segments, min: 2, appliesWhen: { option: "partition", values: ["superpixels"] } },
+    { name: "compactness", type: "number", description: "SLIC compactness (larger = squarer superpixels)", default: d.compactness, min: 0, minExclusive: true, appliesWhen: { option: "partition", values: ["superpixels"] } },
+    { name: "colorSpace", type: "string", choices: ["lab", "rgb"], description: "colour space of SLIC's colour distance", default: d.colorSpace, appliesWhen: { option: "partition", values: ["superpixels"] } },
+    { name: "block", type: "int", description: "grid cell size in pixels (with --partition grid)", default: d.block, min: 1, appliesWhen: { option: "partition", values: ["grid"] } },
     { name: "coalitions", type: "int", description: "number of sampled coalitions (forward passes)", default: d.coalitions, min: 2 },
     ...fillOptions("what replaces a removed unit", d),
   ];

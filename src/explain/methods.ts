@@ -171,7 +171,7 @@ export function opt<T>(ctx: MethodContext, name: string): T {
 export function fillOptions(role: string, defaults: { fillKind: string; fill: number; sigma: number }): MethodOption[] {
   return [
     { name: "fillKind", type: "string", choices: ["constant", "mean", "blur"], description: `${role}: a constant, the image's mean colour, or a Gaussian blur`, default: defaults.fillKind },
-    { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units; 0 = black)", default: defaults.fill, ...PIXEL_VALUE },
-    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: defaults.sigma, min: MIN_BLUR_SIGMA },
+    { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units; 0 = black)", default: defaults.fill, ...PIXEL_VALUE, appliesWhen: { option: "fillKind", values: ["constant"] } },
+    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: defaults.sigma, min: MIN_BLUR_SIGMA, appliesWhen: { option: "fillKind", values: ["blur"] } },
   ];
 }
