@@ -109,7 +109,7 @@ export function coalitionOptionDecls(): MethodOption[] {
     { name: "segments", type: "int", description: "approximate number of SLIC superpixels", default: d.segments, min: 2, appliesWhen: { option: "partition", values: ["superpixels"] } },
     { name: "compactness", type: "number", description: "SLIC compactness (larger = squarer superpixels)", default: d.compactness, min: 0, minExclusive: true, appliesWhen: { option: "partition", values: ["superpixels"] } },
     { name: "colorSpace", type: "string", choices: ["lab", "rgb"], description: "colour space of SLIC's colour distance", default: d.colorSpace, appliesWhen: { option: "partition", values: ["superpixels"] } },
-    { name: "block", type: "int", description: "grid cell size in pixels (with --partition grid)", default: d.block, min: 1, appliesWhen: { option: "partition", values: ["grid"] } },
+    { name: "block", type: "int", description: "grid cell size in pixels", default: d.block, min: 1, appliesWhen: { option: "partition", values: ["grid"] } },
     { name: "coalitions", type: "int", description: "number of sampled coalitions (forward passes)", default: d.coalitions, min: 2 },
     ...fillOptions("what replaces a removed unit", d),
   ];
