@@ -44,7 +44,7 @@ export class Runner {
     } else {
       this.batchSize = requested;
     }
-    this.buffers = Array.from({ length: model.workers }, () => new Float32Array(this.batchSize * model.inputSize));
+    this.buffers = Array.from({ length: model.workers }, (_, w) => model.batchBuffer(this.batchSize * model.inputSize, w));
   }
 
   /** Scores every item; result[i] belongs to items[i]. */
