@@ -1,12 +1,13 @@
+import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Model } from "../src/model/model.js";
 import { Runner } from "../src/model/runner.js";
 import { loadCase } from "../src/data/case.js";
-import { explainZero } from "../src/explain/pdcr.js";
+import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
-import { regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 let dir: string;
 beforeAll(() => {
@@ -173,5 +174,71 @@ describe("unusual but valid exports, and invalid ones", () => {
     const b = g.input("b", ["N", 3, 8, 8]);
     g.output(g.node("Add", [a, b], {}, ["y"]), ["N", 3, 8, 8]);
     await expect(Model.load(writeModel(dir, "twoin.onnx", g.toBytes()))).rejects.toThrow(/2 inputs .*exactly one image input/);
+  });
+});
+
+describe("workers in worker threads", () => {
+  const ROOT = join(import.meta.dirname, "..");
+
+  /** PdCR on `path` with 1 worker and with 2 (each 1 thread): the attributions must be bit-identical. */
+  async function both(path: string, image: string, roi: { row: number; col: number; height: number; width: number }, opts: Parameters<typeof explainPdcr>[3]) {
+    const out = [];
+    for (const workers of [1, 2]) {
+      const m = await Model.load(path, { threads: 1, workers });
+      try {
+        expect(m.workers).toBe(workers);
+        out.push(await explainPdcr(m, await loadCase(m, image), { roi, outcome: "mean-prob" }, opts));
+      } finally {
+        await m.release();
+      }
+    }
+    const [a, b] = out;
+    expect(b.forwardPasses).toBe(a.forwardPasses);
+    expect(b.baseOutcome).toBe(a.baseOutcome);
+    expect(b.units.map((u) => [u.effect, u.status])).toEqual(a.units.map((u) => [u.effect, u.status]));
+    expect(Buffer.from(b.map.buffer).equals(Buffer.from(a.map.buffer))).toBe(true);
+    return a;
+  }
+
+  it("workers=2 gives bit-identical maps to workers=1 on a tiny model (fast schedule)", async () => {
+    const p = writeModel(dir, "smooth-w.onnx", regionMeanModel([{ row: 0, col: 16, height: 8, width: 8, weight: 3 }], -1.5));
+    const img = await writeImage(dir, "w.png", (y, x) => (y * 7 + x * 3) % 256);
+    const a = await both(p, img, { row: 24, col: 0, height: 8, width: 8 }, { bank: flatBank([20, 90, 160, 240]), batchSize: 4 });
+    expect(a.units.some((u) => u.effect !== 0)).toBe(true);
+  });
+
+  it("workers=2 gives bit-identical maps to workers=1 on models/unet-hc18.onnx", async () => {
+    const a = await both(join(ROOT, "models", "unet-hc18.onnx"), join(ROOT, "samples", "lesion.png"), { row: 48, col: 48, height: 32, width: 32 }, {
+      bank: flatBank([0, 128, 255], 32),
+      schedule: "paper",
+      blockSize: 32,
+      screen: 2,
+      samples: 3,
+      batchSize: 4,
+    });
+    expect(a.forwardPasses).toBeGreaterThan(16);
+  });
+
+  it("an ORT error in a worker thread is the same one-line error as in-thread; release() ends the worker", async () => {
+    const m = await Model.load(writeModel(dir, "fixed1.onnx", regionMeanModel([], 0, { batch: 1 })), { threads: 1, workers: 2 });
+    const batch = [0, 1].map((w) => m.batchBuffer(2 * m.inputSize, w)); // a shared buffer for the worker thread only
+    batch.forEach((b) => b.fill(0.5));
+    const errors = await Promise.all([0, 1].map((w) => m.infer(batch[w], 2, w).then(() => "ran", (e: Error) => `${e.name}: ${e.message}`)));
+    expect(errors[0]).toMatch(/^SegcauseError: ONNX Runtime failed to run .*fixed1\.onnx: [^\n]+$/);
+    expect(errors[1]).toBe(errors[0]);
+    expect(Array.from(await m.infer(batch[1], 1, 1))).toEqual(Array.from(await m.infer(batch[0], 1, 0)));
+    await m.release();
+    await expect(m.infer(batch[1], 1, 1)).rejects.toThrow(/ONNX Runtime failed to run .*worker thread exited/);
+  });
+
+  it("a process that never releases a workers=2 model still exits (built dist/)", () => {
+    const script = `import { Model } from ${JSON.stringify(join(ROOT, "dist", "model", "model.js"))};
+      const m = await Model.load(${JSON.stringify(join(ROOT, "models", "unet-hc18.onnx"))}, { threads: 1, workers: 2 });
+      await m.infer(m.batchBuffer(m.inputSize, 1), 1, 1);
+      console.log("done");`;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 60_000 });
+    expect(r.stderr).toBe("");
+    expect(r.stdout.trim()).toBe("done");
+    expect(r.status).toBe(0);
   });
 });

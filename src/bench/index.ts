@@ -1,13 +1,16 @@
 /**
  * `npm run bench`: throughput of the Runner against a bare onnxruntime-node loop on the same model,
- * batch size and thread settings (one session with two threads, and two single-threaded sessions),
+ * batch size and thread settings (one session with two threads, and two single-threaded sessions in
+ * two threads),
  * measured side by side in interleaved rounds in one run; the bundled demo with the paper and the
  * fast schedule; and with --fidelity, the fast schedule against a converged reference per model.
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
-import { Model } from "../model/model.js";
+import { Worker } from "node:worker_threads";
+import { Model, sessionOptions } from "../model/model.js";
+import { ortUrl } from "../model/session-worker.js";
 import { Runner } from "../model/runner.js";
 import { loadCase } from "../data/case.js";
 import { PatchBank } from "../data/patchbank.js";
@@ -25,13 +28,7 @@ const ROUNDS = 3;
 const SECONDS_PER_ROUND = 4;
 
 async function bareLoop(model: Model, batch: number, seconds: number): Promise<number> {
-  const session = await ort.InferenceSession.create(model.path, {
-    intraOpNumThreads: model.threads,
-    interOpNumThreads: 1,
-    executionMode: "sequential",
-    graphOptimizationLevel: "all",
-    extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
-  });
+  const session = await ort.InferenceSession.create(model.path, sessionOptions(model.threads));
   const data = new Float32Array(batch * model.inputSize);
   const rng = new Rng(1);
   for (let i = 0; i < data.length; i++) data[i] = rng.next();
@@ -83,33 +80,55 @@ function shippedModels(): string[] {
   }
 }
 
+/**
+ * One bare single-threaded session looping in a worker thread: warms up, says "ready", and on "go"
+ * runs for `seconds` and posts how many inputs it pushed. (onnxruntime-node's run is synchronous on
+ * its JS thread, so two sessions overlap only in two threads.)
+ */
+const BARE_WORKER = `
+(async () => {
+  const { parentPort, workerData: w } = await import("node:worker_threads");
+  const ort = (await import(w.ort)).default;
+  const s = await ort.InferenceSession.create(w.path, w.options);
+  const feeds = { [w.name]: new ort.Tensor("float32", w.data, w.dims) };
+  await s.run(feeds);
+  parentPort.once("message", async () => {
+    let n = 0;
+    const t0 = performance.now();
+    while (performance.now() - t0 < w.seconds * 1000) {
+      await s.run(feeds);
+      n += w.dims[0];
+    }
+    await s.release();
+    parentPort.postMessage(n);
+  });
+  parentPort.postMessage("ready");
+})();
+`;
+
 async function twoSessionLoop(model: Model, batch: number, seconds: number): Promise<number> {
-  // The bare-ORT counterpart of workers = 2: two single-threaded sessions, one batch in flight each.
-  const make = () =>
-    ort.InferenceSession.create(model.path, {
-      intraOpNumThreads: 1,
-      interOpNumThreads: 1,
-      executionMode: "sequential",
-      graphOptimizationLevel: "all",
-      extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
-    });
-  const sessions = [await make(), await make()];
+  // The bare-ORT counterpart of workers = 2: two single-threaded sessions (the Model's options), each in its own thread.
   const data = new Float32Array(batch * model.inputSize);
   const rng = new Rng(1);
   for (let i = 0; i < data.length; i++) data[i] = rng.next();
-  const feeds = { [model.inputName]: new ort.Tensor("float32", data, [batch, model.channels, model.height, model.width]) };
-  await Promise.all(sessions.map((s) => s.run(feeds)));
-  let n = 0;
-  const t0 = performance.now();
-  const loop = async (s: ort.InferenceSession) => {
-    while (performance.now() - t0 < seconds * 1000) {
-      await s.run(feeds);
-      n += batch;
-    }
+  const workerData = {
+    ort: ortUrl(),
+    path: model.path,
+    options: sessionOptions(1),
+    name: model.inputName,
+    data,
+    dims: [batch, model.channels, model.height, model.width],
+    seconds,
   };
-  await Promise.all(sessions.map(loop));
+  const workers = [0, 1].map(() => new Worker(BARE_WORKER, { eval: true, workerData }));
+  const next = (w: Worker) => new Promise<unknown>((resolve, reject) => (w.once("message", resolve), w.once("error", reject)));
+  await Promise.all(workers.map(next)); // both warmed up
+  const t0 = performance.now();
+  const counts = workers.map(next);
+  for (const w of workers) w.postMessage("go");
+  const n = (await Promise.all(counts)).reduce((a: number, b) => a + (b as number), 0);
   const rate = n / ((performance.now() - t0) / 1000);
-  await Promise.all(sessions.map((s) => s.release()));
+  await Promise.all(workers.map((w) => w.terminate()));
   return rate;
 }
 

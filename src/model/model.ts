@@ -2,7 +2,9 @@
  * Model: an ONNX segmentation network with its ModelCard, its ONNX Runtime session(s), and the
  * conversions between 8-bit pixels and the network's input tensor. Several sessions ("workers")
  * with one thread each can keep both cores of a small machine busy with less synchronisation than
- * one session with two threads; the Runner keeps one batch in flight per worker.
+ * one session with two threads; the Runner keeps one batch in flight per worker. Worker 0 is the
+ * in-thread `session` (also used by gradients and components); every further worker is a session
+ * in its own worker thread, since sessions sharing one JS thread never run at the same time.
  */
 import ort from "onnxruntime-node";
 import { fail } from "../errors.js";
@@ -10,6 +12,7 @@ import { readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
 import { sha256 } from "../util/hash.js";
 import { refuseChannelsLast, resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
 import type { RasterImage } from "../data/image.js";
+import { SessionWorker, type RunResult } from "./session-worker.js";
 
 export interface ModelLoadOptions {
   /** explicit model-card path; default `<model>.onnx.json` when it exists */
@@ -40,7 +43,10 @@ export class Model {
     readonly sha256: string,
     readonly graph: GraphSummary,
     readonly resolved: ResolvedCard,
-    readonly sessions: ort.InferenceSession[],
+    /** worker 0: the in-thread session */
+    readonly session: ort.InferenceSession,
+    /** workers 1..n-1, each in its own thread */
+    private readonly remotes: SessionWorker[],
     readonly threads: number,
   ) {
     const inp = graph.inputs[0];
@@ -50,11 +56,8 @@ export class Model {
     this.width = this.card.input.width;
   }
 
-  get session(): ort.InferenceSession {
-    return this.sessions[0];
-  }
   get workers(): number {
-    return this.sessions.length;
+    return 1 + this.remotes.length;
   }
 
   get card(): ModelCard {
@@ -81,25 +84,17 @@ export class Model {
     const threads = opts.threads ?? (workers > 1 ? 1 : 2);
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail(`workers must be an integer in 1..64, got ${workers}`, "use --workers 1 or 2");
     if (!Number.isInteger(threads) || threads < 1 || threads > 256) fail(`threads must be a positive integer, got ${threads}`, "use --threads 1 or 2");
-    const sessions: ort.InferenceSession[] = [];
+    let session: ort.InferenceSession | undefined;
+    const remotes: SessionWorker[] = [];
     try {
-      for (let k = 0; k < workers; k++) {
-        sessions.push(
-          await ort.InferenceSession.create(bytes, {
-            intraOpNumThreads: threads,
-            interOpNumThreads: 1,
-            executionMode: "sequential",
-            graphOptimizationLevel: "all",
-            // Spinning threads burn the second core between small batches; measured slower on 2 cores.
-            extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
-          }),
-        );
-      }
+      session = await ort.InferenceSession.create(bytes, sessionOptions(threads));
+      // The same bytes and options in every worker thread, so every worker computes the same outputs.
+      for (let k = 1; k < workers; k++) remotes.push(await SessionWorker.create(bytes, sessionOptions(threads)));
     } catch (e) {
-      await Promise.all(sessions.map((s) => s.release()));
+      await Promise.all([session?.release(), ...remotes.map((r) => r.release())]);
       fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, "check that the file is a complete ONNX export (opset <= 21)");
     }
-    return new Model(path, sha256(bytes), graph, resolved, sessions, threads);
+    return new Model(path, sha256(bytes), graph, resolved, session, remotes, threads);
   }
 
   /** HWC 8-bit image at the model's size → CHW float32 input, as the card says. */
@@ -126,19 +121,29 @@ export class Model {
     return [1 / (scale * s), -m / s];
   }
 
+  /**
+   * A batch buffer for `worker`: on a SharedArrayBuffer when that worker is a thread, so handing it
+   * over shares the memory instead of copying it. The caller must not write it while a run is in flight.
+   */
+  batchBuffer(length: number, worker = 0): Float32Array {
+    return worker === 0 ? new Float32Array(length) : new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
+  }
+
   /** Runs one batch of `n` inputs laid out contiguously on session `worker`; returns the raw output tensor data. */
   async infer(batch: Float32Array, n: number, worker = 0): Promise<Float32Array> {
-    const tensor = new ort.Tensor("float32", batch.subarray(0, n * this.inputSize), [n, this.channels, this.height, this.width]);
-    let result: ort.InferenceSession.OnnxValueMapType;
+    const dims = [n, this.channels, this.height, this.width];
+    const input = batch.subarray(0, n * this.inputSize);
+    let out: RunResult;
     try {
-      result = await this.sessions[worker].run({ [this.inputName]: tensor }, [this.outputName]);
+      out = worker === 0
+        ? ((await this.session.run({ [this.inputName]: new ort.Tensor("float32", input, dims) }, [this.outputName]))[this.outputName] as RunResult)
+        : await this.remotes[worker - 1].run(this.inputName, input, dims, this.outputName);
     } catch (e) {
       fail(`ONNX Runtime failed to run ${this.path}: ${(e as Error).message.split("\n")[0]}`, "check that the model card's input size and channels match the model");
     }
-    const out = result[this.outputName];
     if (out.type !== "float32") fail(`model output '${this.outputName}' is ${out.type}, segcause needs float32`, "export the output as float32");
     this.outputLayout ??= this.checkOutput(out.dims, n);
-    return out.data as Float32Array;
+    return out.data;
   }
 
   private checkOutput(dims: readonly number[], n: number): OutputLayout {
@@ -159,8 +164,20 @@ export class Model {
   }
 
   async release(): Promise<void> {
-    await Promise.all(this.sessions.map((s) => s.release()));
+    await Promise.all([this.session.release(), ...this.remotes.map((r) => r.release())]);
   }
+}
+
+/** The session options of every worker, in-thread or not: identical options, identical outputs. */
+export function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
+  return {
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    executionMode: "sequential",
+    graphOptimizationLevel: "all",
+    // Spinning threads burn the second core between small batches; measured slower on 2 cores.
+    extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
+  };
 }
 
 function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCard): void {

@@ -1,8 +1,9 @@
 /**
  * Runner: pushes inputs through a Model in fixed-size batches (the tail padded, so every run has
  * the same shape and ORT reuses its buffers), and turns each output into one number at once.
- * With several workers (sessions) one batch is in flight per worker, and the next batch is
- * written while the others run.
+ * With several workers (sessions) each batch goes to whichever worker is free, and the next batch is
+ * written while the others run. A worker in its own thread gets two batch slots, so its next batch is
+ * already queued when it finishes and it does not wait for the (busy) main thread to write one.
  */
 import { fail } from "../errors.js";
 import type { Model } from "./model.js";
@@ -28,7 +29,8 @@ export class Runner {
   /** model calls, padding included */
   batches = 0;
   readonly notes: string[] = [];
-  private readonly buffers: Float32Array[];
+  /** one slot per batch in flight: the worker that runs it and its input buffer */
+  private readonly slots: { worker: number; buf: Float32Array }[];
 
   constructor(
     readonly model: Model,
@@ -44,7 +46,8 @@ export class Runner {
     } else {
       this.batchSize = requested;
     }
-    this.buffers = Array.from({ length: model.workers }, () => new Float32Array(this.batchSize * model.inputSize));
+    const workers = Array.from({ length: model.workers }, (_, w) => w);
+    this.slots = [...workers, ...workers.slice(1)].map((worker) => ({ worker, buf: model.batchBuffer(this.batchSize * model.inputSize, worker) }));
   }
 
   /** Scores every item; result[i] belongs to items[i]. */
@@ -52,27 +55,33 @@ export class Runner {
     const scores = new Float64Array(items.length);
     const size = this.model.inputSize;
     const B = this.batchSize;
-    const W = this.buffers.length;
-    const inflight: (Promise<void> | undefined)[] = new Array(W);
-    for (let b = 0, start = 0; start < items.length; b++, start += B) {
-      const w = b % W;
-      await inflight[w]; // that worker's buffer is free again
-      const buf = this.buffers[w];
+    const free = this.slots.map((_, s) => s);
+    const inflight = new Map<number, Promise<number>>(); // slot → its batch, resolving to the slot
+    for (let start = 0; start < items.length; start += B) {
+      if (free.length === 0) {
+        const done = await Promise.race(inflight.values()); // a slot (and its buffer) is free again
+        inflight.delete(done);
+        free.push(done);
+      }
+      const s = free.shift()!;
+      const { worker, buf } = this.slots[s];
       const n = Math.min(B, items.length - start);
       const first = start;
       for (let j = 0; j < n; j++) write(items[first + j], buf.subarray(j * size, (j + 1) * size));
       // Pad with a copy of the last real input: same shape every call, outputs ignored.
       for (let j = n; j < B; j++) buf.copyWithin(j * size, (n - 1) * size, n * size);
-      inflight[w] = this.model.infer(buf, B, w).then((out) => {
+      const run = this.model.infer(buf, B, worker).then((out) => {
         for (let j = 0; j < n; j++) scores[first + j] = read(out, j, items[first + j]);
         this.forwardPasses += n;
         this.batches += 1;
         this.opts.onBatch?.(n);
+        return s;
       });
-      // Marked handled here; the error still surfaces at the next await of this worker or at the end.
-      inflight[w]!.catch(() => undefined);
+      inflight.set(s, run);
+      // Marked handled here; the error still surfaces at the next race or at the end.
+      run.catch(() => undefined);
     }
-    await Promise.all(inflight);
+    await Promise.all(inflight.values());
     return scores;
   }
 }

@@ -1,0 +1,132 @@
+/**
+ * SessionWorker: one ONNX Runtime session in a worker_threads Worker. onnxruntime-node runs
+ * `session.run` synchronously on the calling JS thread (the binding only defers it with
+ * setImmediate, microsoft/onnxruntime#26968), so several sessions in one thread take turns instead
+ * of overlapping; a session in its own thread really runs beside the main one.
+ *
+ * Inputs are Float32Arrays on a SharedArrayBuffer (see Model.batchBuffer) so posting one shares the
+ * memory instead of copying it on the main thread; the binding refuses SharedArrayBuffer-backed
+ * tensors ("Invalid argument"), so the worker copies the batch into its own array (one memcpy, off
+ * the main thread). The output buffer is transferred back without a copy. The worker only runs the
+ * graph: every check of the output (type, shape, NaN) stays on the main side, as for workers = 1.
+ */
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
+import { Worker } from "node:worker_threads";
+import type ort from "onnxruntime-node";
+
+export interface RunResult {
+  type: string;
+  dims: readonly number[];
+  data: Float32Array;
+}
+
+/**
+ * The worker's code, as a string so the same source runs from dist/ and from the TypeScript
+ * sources under vitest (a .ts worker file cannot be loaded by Node 20). Only dynamic import(): an
+ * eval worker is CommonJS or ESM depending on the parent's flags (--input-type=module). It loads
+ * the onnxruntime-node the main thread resolved, so both threads use one build of the runtime.
+ */
+const WORKER_SOURCE = `
+(async () => {
+const { parentPort, workerData } = await import("node:worker_threads");
+const ort = (await import(workerData.ort)).default;
+const firstLine = (e) => String((e && e.message) || e).split("\\n")[0];
+ort.InferenceSession.create(workerData.bytes, workerData.options).then(
+  (session) => {
+    parentPort.postMessage({ ready: true });
+    parentPort.on("message", async ({ id, input, name, dims, output }) => {
+      try {
+        // slice(): a private copy per run, so a run queued behind another never sees its input change.
+        const result = await session.run({ [name]: new ort.Tensor("float32", input.slice(), dims) }, [output]);
+        const out = result[output];
+        let data = out.data;
+        // Transfer the output's own buffer when it holds exactly the data; copy otherwise.
+        if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
+        const reply = { id, type: out.type, dims: out.dims, data };
+        try {
+          parentPort.postMessage(reply, [data.buffer]);
+        } catch {
+          parentPort.postMessage(reply); // a buffer the runtime will not let go of is copied instead
+        }
+      } catch (e) {
+        parentPort.postMessage({ id, error: firstLine(e) });
+      }
+    });
+  },
+  (e) => parentPort.postMessage({ error: firstLine(e) }),
+);
+})();
+`;
+
+/** file: URL of the onnxruntime-node entry this module uses, for a worker thread to import. */
+export function ortUrl(): string {
+  return pathToFileURL(createRequire(import.meta.url).resolve("onnxruntime-node")).href;
+}
+
+export class SessionWorker {
+  private readonly pending = new Map<number, { resolve: (r: RunResult) => void; reject: (e: Error) => void }>();
+  private nextId = 0;
+  private dead: Error | undefined;
+
+  private constructor(private readonly worker: Worker) {
+    worker.on("message", (m: { id: number; error?: string } & RunResult) => {
+      const p = this.pending.get(m.id);
+      if (!p) return;
+      this.pending.delete(m.id);
+      this.idle();
+      if (m.error !== undefined) p.reject(new Error(m.error));
+      else p.resolve(m);
+    });
+    // A crashed worker fails what it had in flight (and anything sent later) instead of hanging.
+    const die = (e: Error) => {
+      this.dead ??= e;
+      for (const p of this.pending.values()) p.reject(this.dead);
+      this.pending.clear();
+      this.idle();
+    };
+    worker.on("error", die);
+    worker.on("exit", (code) => die(new Error(`ONNX Runtime worker thread exited (code ${code})`)));
+  }
+
+  /** Starts a worker and creates its session; rejects with ORT's first error line. */
+  static async create(bytes: Uint8Array, options: ort.InferenceSession.SessionOptions): Promise<SessionWorker> {
+    const worker = new Worker(WORKER_SOURCE, {
+      eval: true,
+      workerData: { ort: ortUrl(), bytes, options },
+    });
+    const ready = new Promise<void>((resolve, reject) => {
+      worker.once("message", (m: { ready?: boolean; error?: string }) => (m.ready ? resolve() : reject(new Error(m.error))));
+      worker.once("error", reject);
+      worker.once("exit", (code) => reject(new Error(`ONNX Runtime worker thread exited (code ${code})`)));
+    });
+    try {
+      await ready;
+    } catch (e) {
+      await worker.terminate();
+      throw e;
+    }
+    const w = new SessionWorker(worker);
+    w.idle();
+    return w;
+  }
+
+  /** Runs one batch; `input` should live on a SharedArrayBuffer (otherwise it is copied). */
+  run(inputName: string, input: Float32Array, dims: readonly number[], outputName: string): Promise<RunResult> {
+    if (this.dead) return Promise.reject(this.dead);
+    const id = this.nextId++;
+    const done = new Promise<RunResult>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    this.worker.ref(); // keep the process alive while a batch is in flight
+    this.worker.postMessage({ id, input, name: inputName, dims, output: outputName });
+    return done;
+  }
+
+  /** An idle worker must not keep the process alive (a Model that is never released). */
+  private idle(): void {
+    if (this.pending.size === 0) this.worker.unref();
+  }
+
+  async release(): Promise<void> {
+    await this.worker.terminate();
+  }
+}
