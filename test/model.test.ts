@@ -219,22 +219,28 @@ describe("workers in worker threads", () => {
     expect(a.forwardPasses).toBeGreaterThan(16);
   });
 
-  it("an ORT error in a worker thread is the same one-line error as in-thread; release() ends the worker", async () => {
-    const m = await Model.load(writeModel(dir, "fixed1.onnx", regionMeanModel([], 0, { batch: 1 })), { threads: 1, workers: 2 });
-    const batch = [0, 1].map((w) => m.batchBuffer(2 * m.inputSize, w)); // a shared buffer for the worker thread only
-    batch.forEach((b) => b.fill(0.5));
-    const errors = await Promise.all([0, 1].map((w) => m.infer(batch[w], 2, w).then(() => "ran", (e: Error) => `${e.name}: ${e.message}`)));
+  it("an ORT error in a worker thread is the same one-line error as in-thread; release() ends the workers", async () => {
+    const file = writeModel(dir, "fixed1.onnx", regionMeanModel([], 0, { batch: 1 }));
+    const local = await Model.load(file, { threads: 1, workers: 1 });
+    const threaded = await Model.load(file, { threads: 1, workers: 2 });
+    expect(threaded.threaded).toBe(true);
+    const [mine, shared] = [local, threaded].map((m) => m.batchBuffer(2 * m.inputSize).fill(0.5));
+    expect(shared.buffer).toBeInstanceOf(SharedArrayBuffer);
+    const errors = await Promise.all(
+      [local.infer(mine, 2, 0), threaded.infer(shared, 2, 0), threaded.infer(shared, 2, 1)].map((p) => p.then(() => "ran", (e: Error) => `${e.name}: ${e.message}`)),
+    );
     expect(errors[0]).toMatch(/^SegcauseError: ONNX Runtime failed to run .*fixed1\.onnx: [^\n]+$/);
     expect(errors[1]).toBe(errors[0]);
-    expect(Array.from(await m.infer(batch[1], 1, 1))).toEqual(Array.from(await m.infer(batch[0], 1, 0)));
-    await m.release();
-    await expect(m.infer(batch[1], 1, 1)).rejects.toThrow(/ONNX Runtime failed to run .*worker thread exited/);
+    expect(errors[2]).toBe(errors[0]);
+    expect(Array.from(await threaded.infer(shared, 1, 1))).toEqual(Array.from(await local.infer(mine, 1, 0)));
+    await Promise.all([local.release(), threaded.release()]);
+    await expect(threaded.infer(shared, 1, 0)).rejects.toThrow(/ONNX Runtime failed to run .*worker thread exited/);
   });
 
   it("a process that never releases a workers=2 model still exits (built dist/)", () => {
     const script = `import { Model } from ${JSON.stringify(join(ROOT, "dist", "model", "model.js"))};
       const m = await Model.load(${JSON.stringify(join(ROOT, "models", "unet-hc18.onnx"))}, { threads: 1, workers: 2 });
-      await m.infer(m.batchBuffer(m.inputSize, 1), 1, 1);
+      await m.infer(m.batchBuffer(m.inputSize), 1, 1);
       console.log("done");`;
     const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8", timeout: 60_000 });
     expect(r.stderr).toBe("");

@@ -2,9 +2,10 @@
  * Model: an ONNX segmentation network with its ModelCard, its ONNX Runtime session(s), and the
  * conversions between 8-bit pixels and the network's input tensor. Several sessions ("workers")
  * with one thread each can keep both cores of a small machine busy with less synchronisation than
- * one session with two threads; the Runner keeps one batch in flight per worker. Worker 0 is the
- * in-thread `session` (also used by gradients and components); every further worker is a session
- * in its own worker thread, since sessions sharing one JS thread never run at the same time.
+ * one session with two threads. With one worker the Runner uses the in-thread `session`; with
+ * several, every worker is a session in its own worker thread, since sessions sharing one JS thread
+ * never run at the same time, and a run on the main thread would also block it from feeding the
+ * others. The in-thread `session` always exists (gradients and components use it).
  */
 import ort from "onnxruntime-node";
 import { fail } from "../errors.js";
@@ -43,9 +44,9 @@ export class Model {
     readonly sha256: string,
     readonly graph: GraphSummary,
     readonly resolved: ResolvedCard,
-    /** worker 0: the in-thread session */
+    /** the in-thread session: the only worker when workers = 1 */
     readonly session: ort.InferenceSession,
-    /** workers 1..n-1, each in its own thread */
+    /** with workers > 1, every worker: one session per worker thread */
     private readonly remotes: SessionWorker[],
     readonly threads: number,
   ) {
@@ -57,7 +58,7 @@ export class Model {
   }
 
   get workers(): number {
-    return 1 + this.remotes.length;
+    return Math.max(1, this.remotes.length);
   }
 
   get card(): ModelCard {
@@ -89,7 +90,7 @@ export class Model {
     try {
       session = await ort.InferenceSession.create(bytes, sessionOptions(threads));
       // The same bytes and options in every worker thread, so every worker computes the same outputs.
-      for (let k = 1; k < workers; k++) remotes.push(await SessionWorker.create(bytes, sessionOptions(threads)));
+      if (workers > 1) for (let k = 0; k < workers; k++) remotes.push(await SessionWorker.create(bytes, sessionOptions(threads)));
     } catch (e) {
       await Promise.all([session?.release(), ...remotes.map((r) => r.release())]);
       fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, "check that the file is a complete ONNX export (opset <= 21)");
@@ -121,12 +122,17 @@ export class Model {
     return [1 / (scale * s), -m / s];
   }
 
+  /** true when the workers are threads (workers > 1): the Runner then queues two batches per worker */
+  get threaded(): boolean {
+    return this.remotes.length > 0;
+  }
+
   /**
-   * A batch buffer for `worker`: on a SharedArrayBuffer when that worker is a thread, so handing it
-   * over shares the memory instead of copying it. The caller must not write it while a run is in flight.
+   * A batch buffer: on a SharedArrayBuffer when the workers are threads, so handing it over shares
+   * the memory instead of copying it. The caller must not write it while a run is in flight.
    */
-  batchBuffer(length: number, worker = 0): Float32Array {
-    return worker === 0 ? new Float32Array(length) : new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT));
+  batchBuffer(length: number): Float32Array {
+    return this.threaded ? new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT)) : new Float32Array(length);
   }
 
   /** Runs one batch of `n` inputs laid out contiguously on session `worker`; returns the raw output tensor data. */
@@ -135,9 +141,9 @@ export class Model {
     const input = batch.subarray(0, n * this.inputSize);
     let out: RunResult;
     try {
-      out = worker === 0
-        ? ((await this.session.run({ [this.inputName]: new ort.Tensor("float32", input, dims) }, [this.outputName]))[this.outputName] as RunResult)
-        : await this.remotes[worker - 1].run(this.inputName, input, dims, this.outputName);
+      out = this.threaded
+        ? await this.remotes[worker].run(this.inputName, input, dims, this.outputName)
+        : ((await this.session.run({ [this.inputName]: new ort.Tensor("float32", input, dims) }, [this.outputName]))[this.outputName] as RunResult);
     } catch (e) {
       fail(`ONNX Runtime failed to run ${this.path}: ${(e as Error).message.split("\n")[0]}`, "check that the model card's input size and channels match the model");
     }

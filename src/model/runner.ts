@@ -2,8 +2,8 @@
  * Runner: pushes inputs through a Model in fixed-size batches (the tail padded, so every run has
  * the same shape and ORT reuses its buffers), and turns each output into one number at once.
  * With several workers (sessions) each batch goes to whichever worker is free, and the next batch is
- * written while the others run. A worker in its own thread gets two batch slots, so its next batch is
- * already queued when it finishes and it does not wait for the (busy) main thread to write one.
+ * written while the others run. Workers in their own threads get two batch slots each, so a worker's
+ * next batch is already queued when it finishes.
  */
 import { fail } from "../errors.js";
 import type { Model } from "./model.js";
@@ -47,7 +47,7 @@ export class Runner {
       this.batchSize = requested;
     }
     const workers = Array.from({ length: model.workers }, (_, w) => w);
-    this.slots = [...workers, ...workers.slice(1)].map((worker) => ({ worker, buf: model.batchBuffer(this.batchSize * model.inputSize, worker) }));
+    this.slots = (model.threaded ? [...workers, ...workers] : workers).map((worker) => ({ worker, buf: model.batchBuffer(this.batchSize * model.inputSize) }));
   }
 
   /** Scores every item; result[i] belongs to items[i]. */
