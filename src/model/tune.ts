@@ -62,7 +62,7 @@ export async function tuneExecution(path: string, sha256: string, input: Float32
   const cores = Math.max(1, cpus().length);
   const list = candidates(req, cores);
   if (list.length === 1) return { ...list[0], probe: [], cached: false };
-  // workers: "threads" — plans probed before extra workers ran in worker threads (when 2x1 could not win) are re-measured.
+  // workers: "all-threads" — plans probed before every extra worker ran in its own thread are re-measured.
   const key = JSON.stringify({ sha256, cores, versions: runtimeVersions(), workers: "all-threads", list });
   const cachePath = req.cachePath === undefined ? join(tmpdir(), `segcause-tune-${sha256.slice(0, 16)}.json`) : req.cachePath;
   if (cachePath && existsSync(cachePath)) {
