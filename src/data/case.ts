@@ -3,7 +3,7 @@ import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { fail } from "../errors.js";
 import { sha256 } from "../util/hash.js";
-import { decodeImage, imageInfo, loadMask, readInput, type ImageInfo, type RasterImage } from "./image.js";
+import { decodeImage, decodeMask, imageInfo, readInput, type ImageInfo, type RasterImage } from "./image.js";
 import type { Model } from "../model/model.js";
 
 export interface Case {
@@ -29,7 +29,7 @@ export async function loadCase(model: Model, imagePath: string, maskPath?: strin
   if (maskPath) {
     const maskBytes = await readInput(maskPath);
     await checkMaskSize(maskPath, maskBytes, [{ ...source, what: `the image ${imagePath}` }], "give the ground-truth mask of this image, at its size");
-    kase.mask = await loadMask(maskPath, height, width);
+    kase.mask = await decodeMask(maskBytes, maskPath, height, width);
     kase.maskPath = maskPath;
     kase.maskSha256 = sha256(maskBytes);
     if (!kase.mask.some((v) => v)) fail(`mask ${maskPath} is empty (no foreground pixel)`, "give a 0/255 or 0/1 mask of the structure, or omit --mask to explain against the model's own prediction");

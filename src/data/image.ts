@@ -101,7 +101,11 @@ function convertChannels(data: Buffer, from: number, to: 1 | 3): Uint8Array {
  * Any non-zero value below 128 only counts when the mask's maximum is 1 (0/1 masks).
  */
 export async function loadMask(path: string, height: number, width: number): Promise<Uint8Array> {
-  const bytes = await readInput(path);
+  return decodeMask(await readInput(path), path, height, width);
+}
+
+/** `loadMask` for bytes already read (the caller also hashes and size-checks them). */
+export async function decodeMask(bytes: Buffer, path: string, height: number, width: number): Promise<Uint8Array> {
   const img = await decodeImage(bytes, path, { channels: "gray" });
   let max = 0;
   for (const v of img.data) if (v > max) max = v;
