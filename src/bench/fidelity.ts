@@ -15,6 +15,12 @@ import { casesInSplits, readManifest } from "../data/manifest.js";
 import { explainPdcr } from "../explain/pdcr.js";
 import type { Attribution } from "../explain/attribution.js";
 import type { RoiRect } from "../target/roi.js";
+import { PatchIntervention } from "../explain/interventions.js";
+import { stratifyDraws } from "../explain/block-effects.js";
+import { FAST_SCHEDULE } from "../explain/adaptive.js";
+import { PAPER_SCREENED_ATE } from "../explain/estimators.js";
+import { randomInt } from "../util/rng.js";
+import { drawSd, oracleBound, oracleBudgetFor, type OracleBlock, type OracleBound } from "./oracle.js";
 
 export interface FidelityCase {
   model: string;
@@ -43,6 +49,12 @@ export interface FidelityResult extends FidelityCase {
   signAgreementPaper: number;
   referenceSignificant: number;
   passRatio: number;
+  /**
+   * The best any unbiased schedule could do with 10% of the paper's passes (issue 7's budget), from
+   * the reference's per-draw spread: with uniform draws, and with the fast schedule's brightness
+   * strata. Absent when the reference's draws (its checkpoint) are gone.
+   */
+  oracle10?: { uniform: OracleBound; stratified: OracleBound; budgetForTarget: { uniform: number; stratified: number } };
 }
 
 export function pearson(a: readonly number[], b: readonly number[]): number {
@@ -137,6 +149,8 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
       writeFileSync(resultPath, JSON.stringify(cached));
     }
     const fast = run(await explainPdcr(model, kase, target, base));
+    const refDraws = join(o.cacheDir, `ref-${name}-${o.refSamples}.ckpt.json`);
+    const oracle10 = existsSync(refDraws) ? oracleAtBudget(JSON.parse(readFileSync(refDraws, "utf8")).samples, cached, new PatchIntervention(bank, model), 0.1 * cached.paper.forwardPasses) : undefined;
     const sf = signAgreement(cached.reference, fast), sp = signAgreement(cached.reference, cached.paper);
     return {
       model: name,
@@ -153,8 +167,39 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
       signAgreementPaper: sp.share,
       referenceSignificant: sf.n,
       passRatio: fast.forwardPasses / cached.paper.forwardPasses,
+      oracle10,
     };
   } finally {
     await model.release();
   }
+}
+
+/**
+ * Oracle bounds (./oracle.ts) from the reference's stored draws: draw j >= S of block u used patch
+ * randomInt(seed 0, u, j) (the paper schedule's uniform draws), so each draw's brightness stratum
+ * is known and the within-strata spread can be measured as well.
+ */
+function oracleAtBudget(samples: Record<string, (number | null)[]>, cached: { reference: ScheduleRun }, patches: PatchIntervention, budget: number): NonNullable<FidelityResult["oracle10"]> {
+  const strat = stratifyDraws(patches.draws, FAST_SCHEDULE.strata, (d) => patches.drawKey(d));
+  const stratumOf = new Int32Array(patches.draws);
+  strat.strata.forEach((s, h) => s.forEach((d) => (stratumOf[d] = h)));
+  const S = PAPER_SCREENED_ATE.screen;
+  const uniform: OracleBlock[] = [], stratified: OracleBlock[] = [];
+  for (let u = 0; u < cached.reference.effects.length; u++) {
+    const draws: number[] = [], values: number[] = [];
+    (samples[u] ?? []).forEach((v, j) => {
+      if (j < S || v === null) return;
+      draws.push(j);
+      values.push(v);
+    });
+    const block = { effect: cached.reference.effects[u], significant: cached.reference.significant[u] };
+    uniform.push({ ...block, sd: drawSd(values) });
+    stratified.push({ ...block, sd: drawSd(values, (i) => stratumOf[randomInt(0, u, draws[i], patches.draws)]) });
+  }
+  // Issue 7's targets: Pearson >= 0.95 and the same sign on >= 95% of the significant blocks.
+  return {
+    uniform: oracleBound(uniform, budget),
+    stratified: oracleBound(stratified, budget),
+    budgetForTarget: { uniform: oracleBudgetFor(uniform, 0.95, 0.95), stratified: oracleBudgetFor(stratified, 0.95, 0.95) },
+  };
 }
