@@ -209,7 +209,7 @@ async function fidelity(paths: string[], f: BenchFlags): Promise<unknown[]> {
   console.log("model | case, RoI | paper: passes / wall | fast: passes / wall | fast/paper passes | Pearson fast vs ref | same sign (fast) | Pearson paper vs ref | same sign (paper) | best possible at 10%: uniform draws | with brightness strata | passes the best schedule needs for 0.95 / 95% (of paper) | best possible at the fast schedule's passes (strata)");
   console.log("---|---|---|---|---|---|---|---|---|---|---|---|---");
   for (const l of lines) console.log(l);
-  console.log("best possible at 10% = expected Pearson / same sign of an oracle that knows each block's per-draw spread (from the reference's draws), skips screening and allocates 10% of the paper's passes optimally (src/bench/oracle.ts): no unbiased schedule of that budget does better; "passes the best schedule needs" is the budget at which that oracle (with strata) reaches Pearson 0.95 and 95% same sign; the last column is the oracle at the fast schedule's own pass count");
+  console.log("best possible at 10% = expected Pearson / same sign of an oracle that knows each block's per-draw spread (from the reference's draws), skips screening and allocates 10% of the paper's passes optimally (src/bench/oracle.ts): no unbiased schedule of that budget does better; “passes the best schedule needs” is the budget at which that oracle (with strata) reaches Pearson 0.95 and 95% same sign; the last column is the oracle at the fast schedule's own pass count");
   return rows;
 }
 
