@@ -246,6 +246,12 @@ describe("components: bad arguments", () => {
     expectOneLineError(segcause(...base(), "--out", join(dir, "c2"), "--channel-group", "4"), /--channel-group only applies to --level channel/);
     expectOneLineError(segcause(...base(), "--out", join(dir, "c3"), "--cell", "2"), /--cell only applies to --level spatial/);
   });
+  it("options the ablation would ignore are refused", () => {
+    expectOneLineError(segcause(...base(), "--out", join(dir, "c5"), "--samples", "10"), /--samples only applies to --ablation resample \(zero ablation is deterministic/);
+    expectOneLineError(segcause(...base(), "--out", join(dir, "c6"), "--screen", "2"), /--screen only applies to --ablation resample/);
+    expectOneLineError(segcause(...base(), "--out", join(dir, "c7"), "--donors", dir), /--donors only applies to --ablation resample or mean/);
+    expectOneLineError(segcause(...base(), "--out", join(dir, "c8"), "--max-donors", "5"), /--max-donors only applies to --ablation resample or mean/);
+  });
   it("--max-donors 0 says so", () => {
     expectOneLineError(segcause(...base(), "--out", join(dir, "c4"), "--max-donors", "0"), /--max-donors must be an integer >= 1/);
   });

@@ -80,7 +80,7 @@ export function componentsCommand(): Command {
     .option("--list", "only list the components (and their output tensors) at --level")
     .option("--no-progress", "no progress on stderr");
   addCardFlags(cmd);
-  return cmd.action(async (f: ComponentFlags) => {
+  return cmd.action(async (f: ComponentFlags, self: Command) => {
     if (f.list) {
       const lv: ComponentLevel = f.level === "channel" || f.level === "spatial" ? "layer" : f.level;
       const comps = listComponents(readModelFile(f.model).proto, lv);
@@ -90,6 +90,10 @@ export function componentsCommand(): Command {
     if (!f.image || !f.roi || !f.out) fail("components needs --image, --roi and --out", "or pass --list to see the components");
     if (f.channelGroup !== undefined && f.level !== "channel") fail("--channel-group only applies to --level channel", "add --level channel --tensor <name>, or drop --channel-group");
     if (f.cell !== undefined && f.level !== "spatial") fail("--cell only applies to --level spatial", "add --level spatial --tensor <name>, or drop --cell");
+    // Options the chosen ablation would ignore are refused rather than silently dropped.
+    const given = (o: string) => self.getOptionValueSource(o) === "cli";
+    for (const o of ["screen", "samples"]) if (given(o) && f.ablation !== "resample") fail(`--${o} only applies to --ablation resample (${f.ablation} ablation is deterministic: one pass per component)`, `drop --${o}, or use --ablation resample`);
+    if (f.ablation === "zero") for (const o of ["donors", "maxDonors", "splits"]) if (given(o)) fail(`--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} only applies to --ablation resample or mean (zero ablation uses no donors)`, `drop it, or use --ablation resample`);
     const roiRect = parseRoi(f.roi);
     checkOutputDir(f.out);
     const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads) });
