@@ -349,9 +349,17 @@ describe("command line", () => {
     const b = run(args);
     expect(b.stdout).toMatch(/^0 cells computed, 2 already finished/);
     expect(JSON.parse(readFileSync(join(out, "run.json"), "utf8")).commands).toHaveLength(1);
+    // A second command with other method options into the same folder: the report keeps both settings.
+    const c = run([...args.slice(0, args.indexOf("--methods")), "--methods", "rise", "--set", "rise.masks=20", ...args.slice(args.indexOf("--rois"))]);
+    expect(c.status).toBe(0);
+    expect(c.stdout).toMatch(/^1 cells computed/);
+    const html = readFileSync(join(out, "report.html"), "utf8");
+    expect(html).toContain("settings 1 of 2");
+    expect(html).toMatch(/settings 2 of 2[^]*rise \{&quot;masks&quot;:20\}|settings 2 of 2[^]*rise \{"masks":20\}/);
+    expect(html).toMatch(/occlusion \{(&quot;|")stride(&quot;|"):4/);
     const s = run(["strategies", "--maps", out, "--out", join(out, "strategies")]);
     expect(s.status).toBe(0);
-    expect(s.stdout).toMatch(/^2 maps: /);
+    expect(s.stdout).toMatch(/^3 maps: /);
   });
 
   it("rejects options a method does not declare", () => {

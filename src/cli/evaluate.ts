@@ -9,7 +9,7 @@ import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { PROTOCOL_DEFAULTS, runEvaluation, type MethodRun } from "../evaluate/benchmark.js";
 import { parseFills } from "../evaluate/fills.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
-import { readJson, writeAtomic } from "../evaluate/store.js";
+import { readJson, runRecordPath, writeAtomic, type RunRecord } from "../evaluate/store.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
 import { int, intAtLeast, num, numIn, numList, oneOf, seed } from "./options.js";
 import { checkOutputDir, makeOutputDir } from "../util/files.js";
@@ -130,6 +130,8 @@ export function evaluateCommand(): Command {
           const prev = readJson<{ commands: string[] }>(runPath);
           const command = ["segcause", ...process.argv.slice(2)].join(" ");
           await writeAtomic(runPath, JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], protocol: { ...protocol, seed: f.seed }, methods }, null, 1));
+          // run.json holds the latest settings; runs/ keeps every command's own (processes may share --out).
+          await writeAtomic(runRecordPath(f.out, command), JSON.stringify({ format: "segcause.evalrun/1", command, protocol: { ...protocol, seed: f.seed }, methods } satisfies RunRecord, null, 1));
         };
         const t0 = Date.now();
         const s = await runEvaluation(

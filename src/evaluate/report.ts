@@ -10,7 +10,7 @@ import type { CurvePair } from "./curves.js";
 import type { FillName } from "./fills.js";
 import { csv, fmt, page, pngImg, table } from "./html.js";
 import { boxPanelsSvg, colourOf, esc, panelsSvg, type Series } from "./plots.js";
-import { listCells, listControls, listFailed, readJson, type CellRecord, type ControlRecord } from "./store.js";
+import { listCells, listControls, listFailed, listRuns, readJson, type CellRecord, type ControlRecord, type RunRecord } from "./store.js";
 import { direction, RANDOM, rowsOf, summarize, winners, type Summary } from "./summary.js";
 
 export const METRIC_DEFINITIONS: [string, string][] = [
@@ -55,6 +55,7 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
   const failedCells = listFailed(out);
   const summary = summarize(cells, controls);
   const run = readJson<Record<string, unknown>>(join(out, "run.json"));
+  const runs = listRuns(out);
   const files: string[] = [];
   const put = async (name: string, data: string | Buffer) => {
     await mkdir(join(out, name, ".."), { recursive: true });
@@ -77,7 +78,7 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
       }),
     ),
   );
-  await put("summary.json", JSON.stringify({ ...summary, definitions: Object.fromEntries(METRIC_DEFINITIONS), run }));
+  await put("summary.json", JSON.stringify({ ...summary, definitions: Object.fromEntries(METRIC_DEFINITIONS), run, runs }));
   await put("summary.csv", csv(["scope", "dataset", "model", "method", "metric", "direction", "mean", "sd", "n"], summary.stats.map((s) => [s.scope, s.dataset, s.model, s.method, s.metric, direction(s.metric), s.mean, s.sd, s.n])));
   await put("pairs.csv", csv(["scope", "dataset", "model", "metric", "a", "b", "n", "mean_diff_a_minus_b", "w_plus", "statistic", "p", "test", "better"], summary.pairs.map((p) => [p.scope, p.dataset, p.model, p.metric, p.a, p.b, p.n, p.meanDiff, p.wPlus, p.statistic, p.p, p.test, p.better])));
 
@@ -149,8 +150,14 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
   parts.push(`<p>${summary.cells} finished cells (model × image × RoI × method), ${summary.controls} random controls, ${summary.skippedRois} skipped RoIs, ${failedCells.length} cells a method refused. Methods: ${methods.map(esc).join(", ")}. A partial run shows what exists; rerun the command to finish it.</p>`);
   if (failedCells.length) parts.push(`<h2>Cells a method refused</h2>` + table(["dataset", "model", "image", "RoI", "method", "reason"], failedCells.map((f) => [esc(f.id.dataset), esc(f.id.model), esc(f.id.image), esc(f.id.roi), esc(f.method), esc(f.reason)])));
   if (run) {
-    const commands = Array.isArray(run.commands) ? (run.commands as string[]) : [];
-    parts.push(`<h2>Run</h2><p>Commands that wrote into this folder:</p><pre>${commands.map(esc).join("\n")}</pre><p>Protocol:</p><pre class="small">${esc(Object.entries((run.protocol ?? {}) as Record<string, unknown>).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n"))}</pre><p>Methods and the options given (the rest at their defaults; every resolved option is in cells.jsonl):</p><pre class="small">${esc(((run.methods ?? []) as { name: string; options: Record<string, unknown> }[]).map((m) => `${m.name} ${JSON.stringify(m.options)}`).join("\n"))}</pre>`);
+    // Folders written before runs/ existed have only run.json (its settings are the latest command's).
+    const groups = settingsGroups(runs.length ? runs : [{ format: "segcause.evalrun/1", command: "", protocol: (run.protocol ?? {}) as Record<string, unknown>, methods: (run.methods ?? []) as RunRecord["methods"] }]);
+    const commands = [...new Set([...(Array.isArray(run.commands) ? (run.commands as string[]) : []), ...runs.map((r) => r.command)])];
+    parts.push(`<h2>Run</h2><p>Commands that wrote into this folder:</p><pre>${commands.map(esc).join("\n")}</pre>`);
+    groups.forEach((g, i) => {
+      const which = groups.length > 1 ? ` (settings ${i + 1} of ${groups.length}, used by ${g.commands.length} command${g.commands.length > 1 ? "s" : ""})` : "";
+      parts.push(`<p>Protocol${which}:</p><pre class="small">${esc(Object.entries(g.protocol).map(([k, v]) => `${k}: ${JSON.stringify(v)}`).join("\n"))}</pre><p>Methods and the options given (the rest at their defaults; every resolved option is in cells.jsonl):</p><pre class="small">${esc(g.methods.map((m) => `${m.name} ${JSON.stringify(m.options)}`).join("\n"))}</pre>`);
+    });
   }
   const head = HEADLINE(fills).filter((m) => metricNames.includes(m));
   for (const scope of ["dataset", "model"] as const) {
@@ -245,4 +252,16 @@ function rankOf(ranking: { method: string; mean: number }[], method: string, met
   if (!me) return -1;
   const lower = direction(metric) === "lower";
   return ranking.filter((r) => (lower ? r.mean < me.mean : r.mean > me.mean)).length;
+}
+
+/** Commands grouped by identical protocol and method options (in first-seen order). */
+function settingsGroups(runs: readonly RunRecord[]): { protocol: Record<string, unknown>; methods: RunRecord["methods"]; commands: string[] }[] {
+  const groups = new Map<string, { protocol: Record<string, unknown>; methods: RunRecord["methods"]; commands: string[] }>();
+  for (const r of runs) {
+    const key = JSON.stringify([r.protocol, r.methods]);
+    let g = groups.get(key);
+    if (!g) groups.set(key, (g = { protocol: r.protocol, methods: r.methods, commands: [] }));
+    g.commands.push(r.command);
+  }
+  return [...groups.values()];
 }

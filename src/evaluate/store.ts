@@ -10,6 +10,7 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { sha256 } from "../util/hash.js";
 import type { RoiRect } from "../target/roi.js";
 import type { CurvePair, Endpoints, TopK } from "./curves.js";
 import type { FillName } from "./fills.js";
@@ -129,4 +130,24 @@ export function listFailed(out: string): FailedRecord[] {
   const files: string[] = [];
   walk(join(out, "cells"), "failed.json", files);
   return files.sort().map((f) => readJson<FailedRecord>(f)).filter((c): c is FailedRecord => c?.format === "segcause.evalfailed/1");
+}
+
+/**
+ * One evaluate command that wrote into a folder, with its protocol and method options. Each
+ * distinct command has its own file under runs/, so evaluate processes sharing a folder (e.g. one
+ * per dataset) never overwrite each other's record.
+ */
+export interface RunRecord {
+  format: "segcause.evalrun/1";
+  command: string;
+  protocol: Record<string, unknown>;
+  methods: { name: string; options: Record<string, unknown> }[];
+}
+
+export const runRecordPath = (out: string, command: string) => join(out, "runs", `${sha256(command).slice(0, 16)}.json`);
+
+export function listRuns(out: string): RunRecord[] {
+  const files: string[] = [];
+  walk(join(out, "runs"), "*.json", files);
+  return files.sort().map((f) => readJson<RunRecord>(f)).filter((r): r is RunRecord => r?.format === "segcause.evalrun/1");
 }
