@@ -131,7 +131,9 @@ export function evaluateCommand(): Command {
           const command = ["segcause", ...process.argv.slice(2)].join(" ");
           await writeAtomic(runPath, JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], protocol: { ...protocol, seed: f.seed }, methods }, null, 1));
           // run.json holds the latest settings; runs/ keeps every command's own (processes may share --out).
-          await writeAtomic(runRecordPath(f.out, command), JSON.stringify({ format: "segcause.evalrun/1", command, protocol: { ...protocol, seed: f.seed }, methods } satisfies RunRecord, null, 1));
+          const recordPath = runRecordPath(f.out, command);
+          const started = readJson<RunRecord>(recordPath)?.started ?? new Date().toISOString();
+          await writeAtomic(recordPath, JSON.stringify({ format: "segcause.evalrun/1", command, started, protocol: { ...protocol, seed: f.seed }, methods } satisfies RunRecord, null, 1));
         };
         const t0 = Date.now();
         const s = await runEvaluation(

@@ -140,6 +140,8 @@ export function listFailed(out: string): FailedRecord[] {
 export interface RunRecord {
   format: "segcause.evalrun/1";
   command: string;
+  /** ISO time of the command's first start (orders the records) */
+  started?: string;
   protocol: Record<string, unknown>;
   methods: { name: string; options: Record<string, unknown> }[];
 }
@@ -149,5 +151,8 @@ export const runRecordPath = (out: string, command: string) => join(out, "runs",
 export function listRuns(out: string): RunRecord[] {
   const files: string[] = [];
   walk(join(out, "runs"), "*.json", files);
-  return files.sort().map((f) => readJson<RunRecord>(f)).filter((r): r is RunRecord => r?.format === "segcause.evalrun/1");
+  return files
+    .map((f) => readJson<RunRecord>(f))
+    .filter((r): r is RunRecord => r?.format === "segcause.evalrun/1")
+    .sort((a, b) => (a.started ?? "").localeCompare(b.started ?? "") || a.command.localeCompare(b.command));
 }
