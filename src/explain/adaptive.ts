@@ -58,10 +58,10 @@ export interface AdaptiveResult {
 
 export function checkAdaptive(st: AdaptiveSettings): void {
   if (!(st.tau >= 0)) fail(`tau must be >= 0, got ${st.tau}`, "use --tau 0.02");
-  if (!Number.isInteger(st.groupSize) || st.groupSize < 1 || (st.groupSize & (st.groupSize - 1)) !== 0) fail(`group size must be a power of two >= 1, got ${st.groupSize}`, "use --group-size 8 (1 disables hierarchical screening)");
-  if (!Number.isInteger(st.groupDraws) || st.groupDraws < 1) fail(`group draws must be >= 1, got ${st.groupDraws}`, "use --group-draws 1");
-  if (!Number.isInteger(st.strata) || st.strata < 2) fail(`strata must be an integer >= 2, got ${st.strata}`, "use --strata 4");
-  if (!Number.isInteger(st.maxSamples) || st.maxSamples < st.strata) fail(`max samples must be an integer >= strata (${st.strata}), got ${st.maxSamples}`, "use --max-samples 48");
+  if (!Number.isInteger(st.groupSize) || st.groupSize < 1 || (st.groupSize & (st.groupSize - 1)) !== 0) fail(`group size must be a power of two >= 1, got ${st.groupSize}`, "set groupSize to 8 (1 disables hierarchical screening)");
+  if (!Number.isInteger(st.groupDraws) || st.groupDraws < 1) fail(`group draws must be >= 1, got ${st.groupDraws}`, "set groupDraws to 1 or more");
+  if (!Number.isInteger(st.strata) || st.strata < 2) fail(`strata must be an integer >= 2, got ${st.strata}`, "set strata to 4");
+  if (!Number.isInteger(st.maxSamples) || st.maxSamples < st.strata) fail(`max samples must be an integer >= strata (${st.strata}), got ${st.maxSamples}`, "set maxSamples to 48");
   if (!Number.isInteger(st.minRounds) || st.minRounds < 1) fail(`min rounds must be >= 1, got ${st.minRounds}`);
   for (const k of ["absTol", "fidelity"] as const) if (!(st[k] >= 0)) fail(`${k} must be >= 0, got ${st[k]}`);
 }

@@ -35,7 +35,7 @@ export async function explainKernelShap(model: Model, kase: Case, target: Target
       ...coalitionBasics(o),
       count: (d) => {
         if (enumerable(d, o.coalitions)) return 2 ** d - 2;
-        if (o.coalitions < 2 * d) fail(`${o.coalitions} coalitions are too few for ${d} units (KernelSHAP needs at least 2 per unit, and many more for a precise answer)`, `use --coalitions ${Math.max(1000, 10 * d)}, or fewer units (--segments)`);
+        if (o.coalitions < 2 * d) fail(`${o.coalitions} coalitions are too few for ${d} units (KernelSHAP needs at least 2 per unit, and many more for a precise answer)`, `use ${Math.max(1000, 10 * d)} coalitions (explain: --coalitions; evaluate: --set kernelshap.coalitions=), or fewer units (--segments)`);
         return o.coalitions;
       },
       sample: (seed, i, d) => (enumerable(d, o.coalitions) ? enumeratedCoalition(i, d) : shapleyCoalition(seed, i, d)),
