@@ -3,14 +3,13 @@
  * readable): cells.jsonl / cells.csv, summary.json / summary.csv / pairs.csv, PNG plots and a
  * self-contained report.html.
  */
-import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { svgToPng } from "../report/charts.js";
 import type { CurvePair } from "./curves.js";
 import type { FillName } from "./fills.js";
 import { csv, fmt, page, pngImg, table } from "./html.js";
 import { boxPanelsSvg, colourOf, esc, panelsSvg, type Series } from "./plots.js";
-import { listCells, listControls, listFailed, listRuns, readJson, type CellRecord, type ControlRecord, type RunRecord } from "./store.js";
+import { listCells, listControls, listFailed, listRuns, readJson, writeAtomic, type CellRecord, type ControlRecord, type RunRecord } from "./store.js";
 import { direction, RANDOM, rowsOf, summarize, winners, type Summary } from "./summary.js";
 
 export const METRIC_DEFINITIONS: [string, string][] = [
@@ -57,9 +56,9 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
   const run = readJson<Record<string, unknown>>(join(out, "run.json"));
   const runs = listRuns(out);
   const files: string[] = [];
+  // Atomic: evaluate processes sharing the folder each rewrite the report when they finish.
   const put = async (name: string, data: string | Buffer) => {
-    await mkdir(join(out, name, ".."), { recursive: true });
-    await writeFile(join(out, name), data);
+    await writeAtomic(join(out, name), data);
     files.push(name);
   };
   await put("cells.jsonl", cells.map((c) => JSON.stringify(c)).join("\n") + (cells.length ? "\n" : ""));
