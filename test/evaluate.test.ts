@@ -169,6 +169,17 @@ describe("RoI rules", () => {
   });
 });
 
+describe("RoI files that select nothing", () => {
+  it("an image id the dataset does not have, or RoIs only on images outside the evaluated split, are refused", async () => {
+    const o = tmp("segcause-eval-roifile-");
+    const csv = (name: string, text: string) => (writeFileSync(join(o, name), text), parseRoiSpec(join(o, name)));
+    await expect(runEvaluation(config(join(o, "a"), ["zero"], { rois: csv("typo.csv", "image,row,col,size\nimg33,0,0,8\nimg3,0,0,8\n") }), ctl())).rejects.toThrow(/names 1 image\(s\) that are not in tiny: img33/);
+    const e = await runEvaluation(config(join(o, "b"), ["zero"], { rois: csv("train.csv", "image,row,col,size\nimg0,0,0,8\n") }), ctl()).catch((x) => x);
+    expect(e.oneLine()).toMatch(/none of the 3 images evaluated \(split 'test'\) has a RoI .*use --split train/);
+    expect(existsSync(join(o, "a"))).toBe(false);
+  });
+});
+
 describe("faithfulness benchmark on a model with a known causal region", () => {
   let out: string;
   beforeAll(async () => {

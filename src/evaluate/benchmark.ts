@@ -172,6 +172,7 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
   let cases = casesInSplits(ds, [cfg.split]);
   if (cfg.images !== undefined) cases = cases.slice(0, cfg.images);
   if (cases.length === 0) fail(`no cases in split '${cfg.split}' of ${ds.name}`);
+  if ("file" in cfg.rois) checkRoiFile(cfg.rois.file, cfg.rois.rows, ds, cases, cfg);
   const defs = cfg.methods.map((m) => ({ run: m, def: getMethod(m.name), options: resolveOptions(getMethod(m.name), m.options) }));
   const needBank = P.fills.includes("patches") || defs.some((d) => d.def.needsBank);
   const summary: RunSummary = { computed: 0, resumed: 0, skipped: 0, failed: 0, stoppedEarly: false, notes: [] };
@@ -213,6 +214,26 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
     for (const m of loaded.values()) await m.model.release();
   }
   return summary;
+}
+
+/**
+ * A RoI file must name images of the dataset, and some of them must be among the images evaluated:
+ * a mistyped id or another split would otherwise give an empty benchmark without a word.
+ */
+function checkRoiFile(file: string, rows: readonly { image: string }[], ds: Dataset, cases: readonly { id: string }[], cfg: EvaluateConfig): void {
+  const known = new Set(ds.cases.map((c) => c.id));
+  const unknown = [...new Set(rows.map((r) => r.image).filter((id) => !known.has(id)))];
+  if (unknown.length) {
+    fail(`RoI file ${file} names ${unknown.length} image(s) that are not in ${ds.name}: ${unknown.slice(0, 5).join(", ")}${unknown.length > 5 ? ", ..." : ""}`, `use the manifest's case ids (e.g. ${ds.cases[0]?.id ?? "?"})`);
+  }
+  const chosen = new Set(cases.map((c) => c.id));
+  if (!rows.some((r) => chosen.has(r.image))) {
+    const splits = [...new Set(rows.map((r) => ds.cases.find((c) => c.id === r.image)!.split))];
+    fail(
+      `none of the ${cases.length} images evaluated (split '${cfg.split}'${cfg.images !== undefined ? `, first ${cfg.images}` : ""}) has a RoI in ${file}`,
+      `its images are in split ${splits.join(", ")}: use --split ${splits[0]}${cfg.images !== undefined ? " and a larger --images" : ""}`,
+    );
+  }
 }
 
 type Def = { run: MethodRun; def: ReturnType<typeof getMethod>; options: Record<string, unknown> };
