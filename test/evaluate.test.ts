@@ -169,6 +169,23 @@ describe("RoI rules", () => {
   });
 });
 
+describe("whole-run progress", () => {
+  it("each finished cell logs how many of the run's cells are accounted for, with an ETA", async () => {
+    const o = tmp("segcause-eval-progress-");
+    const lines: string[] = [];
+    await runEvaluation(config(o, ["zero", "occlusion"], { images: 2 }), ctl({ log: (l) => lines.push(l) }));
+    const done = lines.filter((l) => l.includes("done:"));
+    // 2 test images × 2 RoIs (boundary:8x2) × 2 methods
+    expect(done).toHaveLength(8);
+    expect(done[0]).toMatch(/cells 1 of about 8, ETA \d+:\d\d$/);
+    expect(done[7]).toMatch(/cells 8 of about 8, ETA 0:00$/);
+    const again: string[] = [];
+    await runEvaluation(config(o, ["zero", "occlusion", "gradxinput"], { images: 2 }), ctl({ log: (l) => again.push(l) }));
+    // a resumed run counts the cells it finds, and estimates from the ones it computes
+    expect(again.filter((l) => l.includes("done:")).at(-1)).toMatch(/cells 12 of about 12, ETA 0:00$/);
+  });
+});
+
 describe("RoI files that select nothing", () => {
   it("an image id the dataset does not have, or RoIs only on images outside the evaluated split, are refused", async () => {
     const o = tmp("segcause-eval-roifile-");

@@ -22,7 +22,7 @@ import type { OutcomeName } from "../target/outcome.js";
 import { sha256 } from "../util/hash.js";
 import { encodeNpy } from "../util/npy.js";
 import { uniform } from "../util/rng.js";
-import type { ProgressListener } from "../util/progress.js";
+import { fmtDuration, type ProgressListener } from "../util/progress.js";
 import { curvePair, Prober, topKEffects, type CurvePair } from "./curves.js";
 import { makeFills, type FillName } from "./fills.js";
 import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
@@ -192,6 +192,16 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
     if (needBank && cfg.bank) banks.set(cfg.bank, await PatchBank.load(cfg.bank));
     else if (needBank) casesInSplits(ds, cfg.bankSplits);
     await ctl.onValidated?.();
+    // Whole-run progress for the log: cells accounted for (computed, found, skipped, refused) of
+    // about how many, and an ETA from the mean wall time of the cells computed in this run.
+    const roisPer = (id: string) => ("file" in cfg.rois ? cfg.rois.rows.filter((r) => r.image === id).length : cfg.rois.rules.reduce((a, r) => a + r.count, 0));
+    const total = cases.reduce((a, c) => a + roisPer(c.id), 0) * cfg.models.length * defs.length;
+    const t0 = Date.now();
+    const progress = () => {
+      const done = summary.computed + summary.resumed + summary.skipped + summary.failed;
+      const eta = summary.computed > 0 ? ((Date.now() - t0) / summary.computed) * Math.max(0, total - done) : undefined;
+      return `cells ${done} of about ${total}, ETA ${fmtDuration(eta)}`;
+    };
     for (const c of cases) {
       for (const modelPath of cfg.models) {
         const m = loaded.get(modelPath)!;
@@ -202,7 +212,7 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
         const rois = selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, summary.notes);
         for (const roi of rois) {
           const id: CellId = { dataset: ds.name, model: modelName(modelPath), image: c.id, roi: roi.id };
-          const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log);
+          const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log, progress);
           if (stop) {
             summary.stoppedEarly = true;
             return summary;
@@ -240,7 +250,7 @@ type Def = { run: MethodRun; def: ReturnType<typeof getMethod>; options: Record<
 
 async function evaluateRoi(
   cfg: EvaluateConfig, ctl: RunControl, summary: RunSummary, model: Model, runner: Runner, kase: Case, roi: PlacedRoi, id: CellId,
-  defs: Def[], bank: PatchBank | undefined, protocolKey: unknown, log: (s: string) => void,
+  defs: Def[], bank: PatchBank | undefined, protocolKey: unknown, log: (s: string) => void, progress: () => string,
 ): Promise<boolean> {
   const P = cfg.protocol;
   const groupKey = { protocol: protocolKey, model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null, roi: roi.rect, bank: bank?.sha256 ?? null };
@@ -376,7 +386,7 @@ async function evaluateRoi(
     await writeAtomic(join(dir, "cell.json"), JSON.stringify(record, null, 1));
     await rm(checkpointPath, { force: true });
     summary.computed++;
-    log(`  done: ${a.forwardPasses} forward + ${a.backwardPasses} backward passes in ${(a.wallMs / 1000).toFixed(1)} s, curves ${record.cost.evaluationPasses} passes`);
+    log(`  done: ${a.forwardPasses} forward + ${a.backwardPasses} backward passes in ${(a.wallMs / 1000).toFixed(1)} s, curves ${record.cost.evaluationPasses} passes · ${progress()}`);
   }
   return false;
 }

@@ -43,7 +43,7 @@ export class ProgressTracker {
   }
 }
 
-function fmtDuration(ms: number | undefined): string {
+export function fmtDuration(ms: number | undefined): string {
   if (ms === undefined || !Number.isFinite(ms)) return "--:--";
   const s = Math.round(ms / 1000);
   const h = Math.floor(s / 3600);
