@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The full published benchmark (docs/results/README.md): the 5 PH2 models and the 5 vessel models on
+# the first 20 test images of each dataset, all 15 methods, one RoI per image. Two streams run side by
+# side, one core each: STREAM=ph2 and STREAM=vessels (or, once PH2 is done, STREAM=vessels256 and
+# STREAM=vessels512: the 256 px and the two 512 px vessel models). evaluate is resumable, so rerunning a stream
+# continues where it stopped; each stream goes image by image (every model on image 1, then image 2 ...)
+# so that a stopped run holds whole images for every model. STREAM=stability adds the stability
+# metrics on one model per dataset (OUT-stability). Then `REPORT=1 bash run-full.sh` writes the
+# tables, plots, HTML and strategy analysis from the finished cells and copies the light files here.
+#
+# Block-based methods use 16 px blocks on 256 px models and 32 px blocks on the two 512 px vessel
+# models (deeplab-vessels, segformer-vessels): 256 blocks on every model, with a bank of patches of
+# that size (the natural-patch fill of the curves tiles the same patches).
+set -u
+cd "$(dirname "$0")/../.."
+OUT=${OUT:-/work/bench-full}
+IMAGES=${IMAGES:-20}
+METHODS=pdcr,zero,occlusion,rise,lime,kernelshap,pdcr-superpixel,saliency,gradxinput,ig,smoothgrad,guided,deeplift,gradcam,misure
+COMMON=(--split test --rois boundary:32 --steps 8 --patch-draws 1 --fills patches,blur,zero,mean --threads 1 --seed 0
+        --methods "$METHODS" --set pdcr.samples=10 --set rise.masks=300
+        --set lime.segments=50 --set lime.coalitions=150 --set kernelshap.segments=50 --set kernelshap.coalitions=200
+        --set pdcr-superpixel.segments=50 --set pdcr-superpixel.samples=5 --set misure.iterations=50
+        --set ig.steps=16 --set smoothgrad.samples=10)
+blocks() { echo --bank-patch-size $1 --set pdcr.block=$1 --set zero.block=$1 --set occlusion.block=$1 --set occlusion.stride=$1; }
+if [ -n "${REPORT:-}" ]; then
+  node bin/segcause.js evaluate --report-only --out "$OUT"
+  node bin/segcause.js strategies --maps "$OUT" --out "$OUT/strategies"
+  DEST=${DEST:-docs/results}
+  rm -rf "$DEST/plots" "$DEST/strategies"; mkdir -p "$DEST/plots" "$DEST/strategies/plots"
+  cp "$OUT"/{cells.csv,cells.jsonl,summary.csv,summary.json,pairs.csv,report.html,report.md,run.json} "$DEST/"
+  cp "$OUT"/plots/*.png "$DEST/plots/"
+  cp "$OUT"/strategies/{maps.csv,models.csv,model-pairs.csv,strategies.json,report.html} "$DEST/strategies/"
+  cp "$OUT"/strategies/plots/*.png "$DEST/strategies/plots/"
+  rm -rf "$DEST/runs"; mkdir -p "$DEST/runs"; cp "$OUT"/runs/*.json "$DEST/runs/" 2>/dev/null || true
+  exit 0
+fi
+for n in $(seq 1 "$IMAGES"); do
+  case "${STREAM:?STREAM=ph2 or STREAM=vessels}" in
+    ph2)
+      node bin/segcause.js evaluate --models models/{unet,attunet,deeplab,segformer,segnet}-ph2.onnx \
+        --dataset ../shared/data/ph2 --images "$n" "${COMMON[@]}" $(blocks 16) --out "$OUT" || exit 1 ;;
+    vessels|vessels256|vessels512)
+      if [ "$STREAM" != vessels512 ]; then
+        node bin/segcause.js evaluate --models models/{unet,attunet,segnet}-vessels.onnx \
+          --dataset ../shared/data/vessels --images "$n" "${COMMON[@]}" $(blocks 16) --out "$OUT" || exit 1
+      fi
+      if [ "$STREAM" != vessels256 ]; then
+        node bin/segcause.js evaluate --models models/{deeplab,segformer}-vessels.onnx \
+          --dataset ../shared/data/vessels --images "$n" "${COMMON[@]}" $(blocks 32) --out "$OUT" || exit 1
+      fi ;;
+    stability)
+      # Stability (a noisy copy and a second seed: three times each method's cost) on the fastest model
+      # of each dataset, first 5 images, in its own folder (the protocol differs, so the cells do too).
+      [ "$n" -gt 5 ] && break
+      node bin/segcause.js evaluate --models models/deeplab-ph2.onnx --dataset ../shared/data/ph2 --images "$n" \
+        "${COMMON[@]}" $(blocks 16) --stability --out "$OUT-stability" || exit 1
+      node bin/segcause.js evaluate --models models/segnet-vessels.onnx --dataset ../shared/data/vessels --images "$n" \
+        "${COMMON[@]}" $(blocks 16) --stability --out "$OUT-stability" || exit 1 ;;
+    *) echo "STREAM must be ph2, vessels, vessels256, vessels512 or stability" >&2; exit 1 ;;
+  esac
+done
