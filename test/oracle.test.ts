@@ -1,17 +1,45 @@
 import { describe, expect, it } from "vitest";
-import { drawSd, oracleBound, oracleBudgetFor } from "../src/bench/oracle.js";
+import { drawSd, oracleBound, oracleBudgetFor, oracleReaches } from "../src/bench/oracle.js";
+import { normalSf } from "../src/evaluate/wilcoxon.js";
 
-describe("oracle bound of unbiased schedules", () => {
-  it("allocates by Neyman: noise (Σσ)²/budget, Pearson sqrt(spread/(spread+noise))", () => {
+const Phi = (z: number) => 1 - normalSf(z);
+
+describe("oracle of fixed allocations", () => {
+  it("Pearson: Neyman allocation, noise (Σσ)²/budget, Pearson sqrt(spread/(spread+noise))", () => {
     const blocks = [
       { effect: 0, significant: false, sd: 1 },
       { effect: 2, significant: true, sd: 3 },
     ];
-    // spread = 2 (mean 1); noise = (1+3)²/16 = 1
-    expect(oracleBound(blocks, 16).pearson).toBeCloseTo(Math.sqrt(2 / 3), 12);
-    // the significant block gets 12 of the 16 draws: z = 2·sqrt(12)/3
-    const z = (2 * Math.sqrt(12)) / 3;
-    expect(oracleBound(blocks, 16).sameSign).toBeCloseTo(1 - 0.5 * erfc(z / Math.SQRT2), 6);
+    // n = 4 and 12: noise = 1/4 + 9/12 = 1; spread = 2 (mean 1)
+    expect(oracleBound(blocks, 16).pearson).toBeCloseTo(Math.sqrt(2 / 3), 9);
+    // sign: the non-significant block keeps its one draw, the other gets 15
+    expect(oracleBound(blocks, 16).sameSign).toBeCloseTo(Phi((2 * Math.sqrt(15)) / 3), 6);
+  });
+
+  it("Neyman keeps one draw for a block it would starve", () => {
+    const blocks = [
+      { effect: 0, significant: false, sd: 0.001 },
+      { effect: 1, significant: false, sd: 1 },
+    ];
+    // unconstrained Neyman would give the first block 0.01 of a draw
+    const noise = 0.001 ** 2 / 1 + 1 / 9;
+    expect(oracleBound(blocks, 10).pearson).toBeCloseTo(Math.sqrt(0.5 / (0.5 + noise)), 9);
+  });
+
+  it("the sign allocation puts draws where a sign can be decided, not where σ is largest", () => {
+    const blocks = [
+      { effect: 10, significant: true, sd: 1 }, // decided with one draw
+      { effect: 0.1, significant: true, sd: 10 }, // a coin flip whatever one does
+      { effect: 1, significant: true, sd: 2 }, // decidable with a few draws
+    ];
+    const B = 30;
+    const neymanSign = (Phi(10 * Math.sqrt((B * 1) / 13)) + Phi(0.01 * Math.sqrt((B * 10) / 13)) + Phi(0.5 * Math.sqrt((B * 2) / 13))) / 3;
+    const best = oracleBound(blocks, B).sameSign;
+    expect(best).toBeGreaterThan(neymanSign + 0.02);
+    // and no split of the draws between the last two blocks (one draw to the first) does better
+    let brute = 0;
+    for (let k = 1; k <= B - 2; k++) brute = Math.max(brute, (Phi(10) + Phi(0.01 * Math.sqrt(k)) + Phi(0.5 * Math.sqrt(B - 1 - k))) / 3);
+    expect(best).toBeGreaterThanOrEqual(brute - 1e-3);
   });
 
   it("a block that never varies is always right and costs nothing", () => {
@@ -19,8 +47,17 @@ describe("oracle bound of unbiased schedules", () => {
       { effect: 1, significant: true, sd: 2 },
       { effect: -5, significant: true, sd: 0 },
     ];
-    // every draw goes to the first block: n = 4, z = 1·2/2 = 1 → Φ(1) = 0.841345
-    expect(oracleBound(blocks, 4).sameSign).toBeCloseTo((0.841345 + 1) / 2, 5);
+    expect(oracleBound(blocks, 4).sameSign).toBeCloseTo((Phi(1) + 1) / 2, 6);
+  });
+
+  it("finds the smallest budget at which one allocation meets both targets", () => {
+    const blocks = Array.from({ length: 20 }, (_, i) => ({ effect: i - 10, significant: i !== 10, sd: 1 + (i % 3) }));
+    const b = oracleBudgetFor(blocks, 0.95, 0.95);
+    expect(oracleReaches(blocks, b, 0.95, 0.95)).toBe(true);
+    expect(oracleReaches(blocks, b * 0.99, 0.95, 0.95)).toBe(false);
+    // each target alone is reached with at most that budget
+    expect(oracleBound(blocks, b).pearson).toBeGreaterThanOrEqual(0.95);
+    expect(oracleBound(blocks, b).sameSign).toBeGreaterThanOrEqual(0.95);
   });
 
   it("the within-strata spread removes the between-strata part", () => {
@@ -28,20 +65,4 @@ describe("oracle bound of unbiased schedules", () => {
     expect(drawSd([0, 0, 10, 10], (i) => (i < 2 ? 0 : 1))).toBe(0);
     expect(drawSd([1, 3, 10, 14], (i) => (i < 2 ? 0 : 1))).toBeCloseTo(Math.sqrt(0.5 * 2 + 0.5 * 8), 12);
   });
-
-  it("finds the smallest budget that meets both targets", () => {
-    const blocks = Array.from({ length: 20 }, (_, i) => ({ effect: i - 10, significant: i !== 10, sd: 1 + (i % 3) }));
-    const b = oracleBudgetFor(blocks, 0.95, 0.95);
-    const at = oracleBound(blocks, b), below = oracleBound(blocks, b * 0.99);
-    expect(at.pearson >= 0.95 && at.sameSign >= 0.95).toBe(true);
-    expect(below.pearson >= 0.95 && below.sameSign >= 0.95).toBe(false);
-  });
 });
-
-/** erfc by its series-free definition through the error function's integral (Simpson, fine grid). */
-function erfc(x: number): number {
-  const n = 20000, h = x / n;
-  let s = 0;
-  for (let i = 0; i <= n; i++) s += (i === 0 || i === n ? 1 : i % 2 ? 4 : 2) * Math.exp(-((i * h) ** 2));
-  return 1 - ((2 / Math.sqrt(Math.PI)) * s * h) / 3;
-}

@@ -12,14 +12,13 @@ import { Model } from "../model/model.js";
 import { loadCase, type Case } from "../data/case.js";
 import { buildPatchBank, PatchBank } from "../data/patchbank.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
-import { explainPdcr } from "../explain/pdcr.js";
+import { explainPdcr, PDCR_DEFAULTS } from "../explain/pdcr.js";
 import type { Attribution } from "../explain/attribution.js";
 import type { RoiRect } from "../target/roi.js";
 import { PatchIntervention } from "../explain/interventions.js";
-import { stratifyDraws } from "../explain/block-effects.js";
+import { stratifyDraws, uniformDraw } from "../explain/block-effects.js";
 import { FAST_SCHEDULE } from "../explain/adaptive.js";
 import { PAPER_SCREENED_ATE } from "../explain/estimators.js";
-import { randomInt } from "../util/rng.js";
 import { drawSd, oracleBound, oracleBudgetFor, type OracleBlock, type OracleBound } from "./oracle.js";
 
 export interface FidelityCase {
@@ -150,9 +149,11 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
       cached = { reference: { ...run(ref), samples: o.refSamples }, paper: run(paper) };
       writeFileSync(resultPath, JSON.stringify(cached));
     }
-    const fast = run(await explainPdcr(model, kase, target, base));
+    const fastAttribution = await explainPdcr(model, kase, target, base);
+    const fast = run(fastAttribution);
     const refDraws = join(o.cacheDir, `ref-${name}-${o.refSamples}.ckpt.json`);
-    const oracle = existsSync(refDraws) ? oracleBlocks(JSON.parse(readFileSync(refDraws, "utf8")).samples, cached, new PatchIntervention(bank, model)) : undefined;
+    const oracle = existsSync(refDraws) ? oracleBlocks(JSON.parse(readFileSync(refDraws, "utf8")).samples, cached, new PatchIntervention(bank, model), fastAttribution.baseOutcome) : undefined;
+    if (existsSync(refDraws) && !oracle) o.log(`  ${name}: ${refDraws} does not hold the reference's draws (another case or bank?): no oracle bound`);
     const budget10 = 0.1 * cached.paper.forwardPasses;
     // Issue 7's targets: Pearson >= 0.95 and the same sign on >= 95% of the significant blocks.
     const oracle10 = oracle && {
@@ -186,10 +187,10 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
 
 /**
  * Oracle bounds (./oracle.ts) from the reference's stored draws: draw j >= S of block u used patch
- * randomInt(seed 0, u, j) (the paper schedule's uniform draws), so each draw's brightness stratum
+ * uniformDraw(seed, u, j) (the paper schedule's draws; the reference runs at the default seed), so each draw's brightness stratum
  * is known and the within-strata spread can be measured as well.
  */
-function oracleBlocks(samples: Record<string, (number | null)[]>, cached: { reference: ScheduleRun }, patches: PatchIntervention): { uniform: OracleBlock[]; stratified: OracleBlock[] } {
+function oracleBlocks(samples: Record<string, (number | null)[]>, cached: { reference: ScheduleRun }, patches: PatchIntervention, baseOutcome: number): { uniform: OracleBlock[]; stratified: OracleBlock[] } | undefined {
   const strat = stratifyDraws(patches.draws, FAST_SCHEDULE.strata, (d) => patches.drawKey(d));
   const stratumOf = new Int32Array(patches.draws);
   strat.strata.forEach((s, h) => s.forEach((d) => (stratumOf[d] = h)));
@@ -203,8 +204,11 @@ function oracleBlocks(samples: Record<string, (number | null)[]>, cached: { refe
       values.push(v);
     });
     const block = { effect: cached.reference.effects[u], significant: cached.reference.significant[u] };
+    // The draws must be the reference's own: their mean is its ATE for every significant block.
+    const mean = values.reduce((a, b) => a + b, 0) / values.length - baseOutcome;
+    if (block.significant && !(Math.abs(mean - block.effect) <= 1e-6 * Math.max(1, Math.abs(block.effect)))) return undefined;
     uniform.push({ ...block, sd: drawSd(values) });
-    stratified.push({ ...block, sd: drawSd(values, (i) => stratumOf[randomInt(0, u, draws[i], patches.draws)]) });
+    stratified.push({ ...block, sd: drawSd(values, (i) => stratumOf[uniformDraw(PDCR_DEFAULTS.seed, u, draws[i], patches.draws)]) });
   }
   return { uniform, stratified };
 }

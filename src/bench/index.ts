@@ -185,8 +185,8 @@ async function throughput(paths: string[], f: BenchFlags, base: (m: Model) => Pr
   return rows;
 }
 
-/** Pearson / same sign of the oracle bound (src/bench/oracle.ts), or "–" without the reference's draws. */
 const pct = (x: number) => (Number.isFinite(x) ? `${(100 * x).toFixed(0)}%` : "never");
+/** Pearson / same sign of the oracle (src/bench/oracle.ts), or "–" without the reference's draws. */
 const oracle = (b?: OracleBound) => (b ? `${b.pearson.toFixed(3)} / ${(100 * b.sameSign).toFixed(1)}%` : "–");
 
 async function fidelity(paths: string[], f: BenchFlags): Promise<unknown[]> {
@@ -206,10 +206,10 @@ async function fidelity(paths: string[], f: BenchFlags): Promise<unknown[]> {
       `${r.model} | ${r.caseId} ${r.roi.row},${r.roi.col} ${r.roi.height}px | ${r.paper.forwardPasses} / ${(r.paper.wallMs / 1000).toFixed(0)} s | ${r.fast.forwardPasses} / ${(r.fast.wallMs / 1000).toFixed(1)} s | ${(100 * r.passRatio).toFixed(1)}% | ${r.pearsonFast.toFixed(3)} | ${(100 * r.signAgreementFast).toFixed(1)}% of ${r.referenceSignificant} | ${r.pearsonPaper.toFixed(3)} | ${(100 * r.signAgreementPaper).toFixed(1)}% | ${oracle(r.oracle10?.uniform)} | ${oracle(r.oracle10?.stratified)} | ${r.oracle10 ? `${pct(r.oracle10.budgetForTarget.stratified / r.paper.forwardPasses)}` : "–"} | ${oracle(r.oracleAtFast)}`,
     );
   }
-  console.log("model | case, RoI | paper: passes / wall | fast: passes / wall | fast/paper passes | Pearson fast vs ref | same sign (fast) | Pearson paper vs ref | same sign (paper) | best possible at 10%: uniform draws | with brightness strata | passes the best schedule needs for 0.95 / 95% (of paper) | best possible at the fast schedule's passes (strata)");
+  console.log("model | case, RoI | paper: passes / wall | fast: passes / wall | fast/paper passes | Pearson fast vs ref | same sign (fast) | Pearson paper vs ref | same sign (paper) | best possible at 10%: uniform draws | with brightness strata | passes needed for 0.95 / 95% (of paper) | best possible at the fast schedule's passes (strata)");
   console.log("---|---|---|---|---|---|---|---|---|---|---|---|---");
   for (const l of lines) console.log(l);
-  console.log("best possible at 10% = expected Pearson / same sign of an oracle that knows each block's per-draw spread (from the reference's draws), skips screening and allocates 10% of the paper's passes optimally (src/bench/oracle.ts): no unbiased schedule of that budget does better; “passes the best schedule needs” is the budget at which that oracle (with strata) reaches Pearson 0.95 and 95% same sign; the last column is the oracle at the fast schedule's own pass count");
+  console.log("best possible = the best expected Pearson / same-sign share of per-block means when an oracle that knows each block's ATE and per-draw spread (from the reference's draws) splits the passes as well as possible for each measure, with no screening cost (src/bench/oracle.ts); 'passes needed' = the smallest budget at which one split reaches Pearson 0.95 and 95% same sign together (with brightness strata). It bounds fixed allocations of unbiased block means: pooling across blocks, common draws (for Pearson) and sequential stopping are outside it");
   return rows;
 }
 

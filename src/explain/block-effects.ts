@@ -28,6 +28,11 @@ export function stratifyDraws(count: number, R: number, key: (d: number) => numb
   return { strata, weights: strata.map((s) => s.length / count) };
 }
 
+/** The paper schedule's draw: patch of the j-th draw of a unit, uniform over the bank's `count` patches. */
+export function uniformDraw(seed: number, unit: number, draw: number, count: number): number {
+  return randomInt(seed, unit, draw, count);
+}
+
 export interface RunOptions {
   seed?: number;
   batchSize?: number;
@@ -79,7 +84,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   const drawOf = (unit: number, draw: number, member = 0): number => {
     if (intervention.draws === 1) return 0;
     if (unit >= units.length) return randomInt(seed, unit, draw * 65536 + member, intervention.draws);
-    if (!strat) return randomInt(seed, unit, draw, intervention.draws);
+    if (!strat) return uniformDraw(seed, unit, draw, intervention.draws);
     const s = strat.strata[draw % strat.strata.length];
     return s[randomInt(seed, ad!.commonDraws ? -1 : unit, draw, s.length)];
   };
