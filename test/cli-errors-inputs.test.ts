@@ -251,6 +251,9 @@ describe("components: bad arguments", () => {
     expectOneLineError(segcause(...base(), "--out", join(dir, "c6"), "--screen", "2"), /--screen only applies to --ablation resample/);
     expectOneLineError(segcause(...base(), "--out", join(dir, "c7"), "--donors", dir), /--donors only applies to --ablation resample or mean/);
     expectOneLineError(segcause(...base(), "--out", join(dir, "c8"), "--max-donors", "5"), /--max-donors only applies to --ablation resample or mean/);
+    const resample = base().map((a) => (a === "zero" ? "resample" : a));
+    expectOneLineError(segcause(...resample, "--out", join(dir, "c9"), "--splits", "train"), /--splits only applies with --donors/);
+    expectOneLineError(segcause(...resample, "--out", join(dir, "c10"), "--max-donors", "3"), /--max-donors only applies with --donors/);
   });
   it("--max-donors 0 says so", () => {
     expectOneLineError(segcause(...base(), "--out", join(dir, "c4"), "--max-donors", "0"), /--max-donors must be an integer >= 1/);

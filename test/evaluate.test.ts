@@ -194,6 +194,7 @@ describe("RoI files that select nothing", () => {
     const e = await runEvaluation(config(join(o, "b"), ["zero"], { rois: csv("train.csv", "image,row,col,size\nimg0,0,0,8\n") }), ctl()).catch((x) => x);
     expect(e.oneLine()).toMatch(/none of the 3 images evaluated \(split 'test'\) has a RoI .*use --split train/);
     expect(existsSync(join(o, "a"))).toBe(false);
+    expect(existsSync(join(o, "b"))).toBe(false);
   });
 });
 

@@ -23,6 +23,7 @@ COMMON=(--split test --rois boundary:32 --steps 8 --patch-draws 1 --fills patche
         --set ig.steps=16 --set smoothgrad.samples=10)
 blocks() { echo --bank-patch-size $1 --set pdcr.block=$1 --set zero.block=$1 --set occlusion.block=$1 --set occlusion.stride=$1; }
 if [ -n "${REPORT:-}" ]; then
+  set -e  # a failed step must not leave stale files copied as results
   node bin/segcause.js evaluate --report-only --out "$OUT"
   node bin/segcause.js strategies --maps "$OUT" --out "$OUT/strategies"
   DEST=${DEST:-docs/results}
@@ -31,11 +32,12 @@ if [ -n "${REPORT:-}" ]; then
   cp "$OUT"/plots/*.png "$DEST/plots/"
   cp "$OUT"/strategies/{maps.csv,models.csv,model-pairs.csv,strategies.json,report.html} "$DEST/strategies/"
   cp "$OUT"/strategies/plots/*.png "$DEST/strategies/plots/"
-  rm -rf "$DEST/runs"; mkdir -p "$DEST/runs"; cp "$OUT"/runs/*.json "$DEST/runs/" 2>/dev/null || true
+  rm -rf "$DEST/runs"; mkdir -p "$DEST/runs"
+  if compgen -G "$OUT/runs/*.json" > /dev/null; then cp "$OUT"/runs/*.json "$DEST/runs/"; fi
   exit 0
 fi
 for n in $(seq 1 "$IMAGES"); do
-  case "${STREAM:?STREAM=ph2 or STREAM=vessels}" in
+  case "${STREAM:?set STREAM to ph2, vessels, vessels256, vessels512 or stability}" in
     ph2)
       node bin/segcause.js evaluate --models models/{unet,attunet,deeplab,segformer,segnet}-ph2.onnx \
         --dataset ../shared/data/ph2 --images "$n" "${COMMON[@]}" $(blocks 16) --out "$OUT" || exit 1 ;;

@@ -93,7 +93,9 @@ export function componentsCommand(): Command {
     // Options the chosen ablation would ignore are refused rather than silently dropped.
     const given = (o: string) => self.getOptionValueSource(o) === "cli";
     for (const o of ["screen", "samples"]) if (given(o) && f.ablation !== "resample") fail(`--${o} only applies to --ablation resample (${f.ablation} ablation is deterministic: one pass per component)`, `drop --${o}, or use --ablation resample`);
-    if (f.ablation === "zero") for (const o of ["donors", "maxDonors", "splits"]) if (given(o)) fail(`--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} only applies to --ablation resample or mean (zero ablation uses no donors)`, `drop it, or use --ablation resample`);
+    const flag = (o: string) => `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+    if (f.ablation === "zero") for (const o of ["donors", "maxDonors", "splits"]) if (given(o)) fail(`${flag(o)} only applies to --ablation resample or mean (zero ablation uses no donors)`, `drop it, or use --ablation resample`);
+    for (const o of ["maxDonors", "splits"]) if (given(o) && !f.donors) fail(`${flag(o)} only applies with --donors (it chooses among the donor images)`, `add --donors <dir|manifest>, or drop ${flag(o)}`);
     const roiRect = parseRoi(f.roi);
     checkOutputDir(f.out);
     const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads) });

@@ -194,12 +194,14 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
     await ctl.onValidated?.();
     // Whole-run progress for the log: cells accounted for (computed, found, skipped, refused) of
     // about how many, and an ETA from the mean wall time of the cells computed in this run.
+    // The ETA counts only the time spent on the RoIs that computed cells (not bank building); the
+    // total drops when a rule places fewer RoIs on an image than it asks for.
     const roisPer = (id: string) => ("file" in cfg.rois ? cfg.rois.rows.filter((r) => r.image === id).length : cfg.rois.rules.reduce((a, r) => a + r.count, 0));
-    const total = cases.reduce((a, c) => a + roisPer(c.id), 0) * cfg.models.length * defs.length;
-    const t0 = Date.now();
-    const progress = () => {
+    let total = cases.reduce((a, c) => a + roisPer(c.id), 0) * cfg.models.length * defs.length;
+    let busyMs = 0;
+    const progress = (runningMs: number) => {
       const done = summary.computed + summary.resumed + summary.skipped + summary.failed;
-      const eta = summary.computed > 0 ? ((Date.now() - t0) / summary.computed) * Math.max(0, total - done) : undefined;
+      const eta = summary.computed > 0 ? ((busyMs + runningMs) / summary.computed) * Math.max(0, total - done) : undefined;
       return `cells ${done} of about ${total}, ETA ${fmtDuration(eta)}`;
     };
     for (const c of cases) {
@@ -210,9 +212,13 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
         const kase = await loadCase(model, c.image, c.mask);
         kase.id = c.id;
         const rois = selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, summary.notes);
+        total -= (roisPer(c.id) - rois.length) * defs.length;
         for (const roi of rois) {
           const id: CellId = { dataset: ds.name, model: modelName(modelPath), image: c.id, roi: roi.id };
-          const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log, progress);
+          const computedBefore = summary.computed, start = Date.now();
+          // the RoI in progress counts from its start
+          const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log, () => progress(Date.now() - start));
+          if (summary.computed > computedBefore) busyMs += Date.now() - start;
           if (stop) {
             summary.stoppedEarly = true;
             return summary;
