@@ -260,7 +260,7 @@ async function evaluateRoi(
 ): Promise<boolean> {
   const P = cfg.protocol;
   const groupKey = { protocol: protocolKey, model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null, roi: roi.rect, bank: bank?.sha256 ?? null };
-  const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: d.options })));
+  const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: d.options, ...(d.def.revision ? { revision: d.def.revision } : {}) })));
   const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));
   const existing = dirs.map((d) => readJson<CellRecord>(join(d, "cell.json")));
   existing.forEach((e, i) => {

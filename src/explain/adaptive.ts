@@ -8,8 +8,10 @@
  *     without biasing the uniform-bank mean;
  *  3. sequential estimation — rounds go where they remove the most squared error, until the map
  *     as a whole is precise enough;
- *  4. common random numbers — draw j of every block uses the same patch, so noise that all blocks
- *     share cancels between blocks.
+ *  (common random numbers — draw j of every block using the same patch — are available but off:
+ *  they made the cost and fidelity swing with the seed, 11-84% of the paper's passes on the HC18
+ *  models, while independent draws stayed at 35-53% with a better same-sign share; see
+ *  docs/performance.md.)
  * Every block reports its standard error and degrees of freedom, so the map carries its
  * uncertainty.
  */
@@ -41,13 +43,14 @@ export interface AdaptiveSettings {
   fidelity: number;
   /**
    * Common random numbers: draw j of every block uses the same patch, so the part of the noise
-   * that all blocks share (a dark patch lowers every block's outcome alike) cancels between
-   * blocks; each block's estimate stays unbiased.
+   * that all blocks share cancels between blocks; each block's estimate stays unbiased. Off by
+   * default: the per-block standard errors ignore the correlation it creates, and the stopping
+   * rule then stopped far too early or too late depending on the seed.
    */
   commonDraws: boolean;
 }
 
-export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 2, strata: 4, minRounds: 1, maxSamples: 48, absTol: 0.01, fidelity: 0.3, commonDraws: true };
+export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 2, strata: 4, minRounds: 1, maxSamples: 48, absTol: 0.01, fidelity: 0.3, commonDraws: false };
 
 export interface AdaptiveResult {
   estimates: UnitEstimate[];

@@ -62,6 +62,12 @@ export interface MethodDefinition {
   /** forward/backward passes per map, as a formula of the options */
   cost: string;
   needsBank?: boolean;
+  /**
+   * Set (and changed) when the method's maps change for the same options, e.g. a new default
+   * inside its schedule: evaluate's cell keys include it, so a folder never mixes cells of two
+   * revisions under one setting.
+   */
+  revision?: string;
   options: MethodOption[];
   explain(ctx: MethodContext): Promise<Attribution>;
 }

@@ -90,8 +90,10 @@ export function explainZero(model: Model, kase: Case, target: TargetSpec, opts: 
 export const pdcrMethod: MethodDefinition = {
   name: "pdcr",
   family: "causal",
+  // 2: the fast schedule draws patches independently per block (was: common random numbers)
+  revision: "2",
   summary: "PdCR: 8x8 blocks replaced by natural patches from a bank, ATE on the RoI's Dice (tau=0.02); fast schedule by default, --schedule paper reproduces the paper (S=3, N=50)",
-  cost: "paper: 1 + 3*blocks + 50*(blocks passing the screen); fast: about 15-50% of that, fewer the more local the model (quadtree screening + stratified sequential draws)",
+  cost: "paper: 1 + 3*blocks + 50*(blocks passing the screen); fast: about 15-55% of that, fewer the more local the model (quadtree screening + stratified sequential draws)",
   needsBank: true,
   options: [
     { name: "schedule", type: "string", choices: SCHEDULES, description: "sampling schedule: fast (hierarchical screening, stratified sequential draws, per-block standard errors) or paper (exact reproduction)", default: PDCR_DEFAULTS.schedule },
