@@ -129,11 +129,12 @@ export function evaluateCommand(): Command {
           const runPath = join(f.out, "run.json");
           const prev = readJson<{ commands: string[] }>(runPath);
           const command = ["segcause", ...process.argv.slice(2)].join(" ");
-          await writeAtomic(runPath, JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], protocol: { ...protocol, seed: f.seed }, methods }, null, 1));
+          const settings = { protocol: { ...protocol, seed: f.seed }, methods };
+          await writeAtomic(runPath, JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], ...settings }, null, 1));
           // run.json holds the latest settings; runs/ keeps every command's own (processes may share --out).
           const recordPath = runRecordPath(f.out, command);
           const started = readJson<RunRecord>(recordPath)?.started ?? new Date().toISOString();
-          await writeAtomic(recordPath, JSON.stringify({ format: "segcause.evalrun/1", command, started, protocol: { ...protocol, seed: f.seed }, methods } satisfies RunRecord, null, 1));
+          await writeAtomic(recordPath, JSON.stringify({ format: "segcause.evalrun/1", command, started, ...settings } satisfies RunRecord, null, 1));
         };
         const t0 = Date.now();
         const s = await runEvaluation(

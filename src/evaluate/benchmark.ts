@@ -193,9 +193,8 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
     else if (needBank) casesInSplits(ds, cfg.bankSplits);
     await ctl.onValidated?.();
     // Whole-run progress for the log: cells accounted for (computed, found, skipped, refused) of
-    // about how many, and an ETA from the mean wall time of the cells computed in this run.
-    // The ETA counts only the time spent on the RoIs that computed cells (not bank building); the
-    // total drops when a rule places fewer RoIs on an image than it asks for.
+    // about how many (less when a rule places fewer RoIs than it asks for), and an ETA from the time
+    // spent on the RoIs that computed cells in this run (not bank building).
     const roisPer = (id: string) => ("file" in cfg.rois ? cfg.rois.rows.filter((r) => r.image === id).length : cfg.rois.rules.reduce((a, r) => a + r.count, 0));
     let total = cases.reduce((a, c) => a + roisPer(c.id), 0) * cfg.models.length * defs.length;
     let busyMs = 0;
