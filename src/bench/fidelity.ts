@@ -49,9 +49,10 @@ export interface FidelityResult extends FidelityCase {
   referenceSignificant: number;
   passRatio: number;
   /**
-   * The best any unbiased schedule could do with 10% of the paper's passes (issue 7's budget), from
-   * the reference's per-draw spread: with uniform draws, and with the fast schedule's brightness
-   * strata. Absent when the reference's draws (its checkpoint) are gone.
+   * The oracle (./oracle.ts: the best split of the passes over unbiased block means) at 10% of the
+   * paper's passes (issue 7's budget), from the reference's per-draw spread: with uniform draws, and
+   * with the fast schedule's brightness strata; and the budget it needs for both targets. Absent
+   * when the reference's draws (its checkpoint) are gone.
    */
   oracle10?: { uniform: OracleBound; stratified: OracleBound; budgetForTarget: { uniform: number; stratified: number } };
   /** the oracle (with strata) at the fast schedule's own pass count: how far the fast schedule is from the best possible */
@@ -152,8 +153,9 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
     const fastAttribution = await explainPdcr(model, kase, target, base);
     const fast = run(fastAttribution);
     const refDraws = join(o.cacheDir, `ref-${name}-${o.refSamples}.ckpt.json`);
-    const oracle = existsSync(refDraws) ? oracleBlocks(JSON.parse(readFileSync(refDraws, "utf8")).samples, cached, new PatchIntervention(bank, model), fastAttribution.baseOutcome) : undefined;
-    if (existsSync(refDraws) && !oracle) o.log(`  ${name}: ${refDraws} does not hold the reference's draws (another case or bank?): no oracle bound`);
+    const haveDraws = existsSync(refDraws);
+    const oracle = haveDraws ? oracleBlocks(JSON.parse(readFileSync(refDraws, "utf8")).samples, cached, new PatchIntervention(bank, model), fastAttribution.baseOutcome) : undefined;
+    if (haveDraws && !oracle) o.log(`  ${name}: ${refDraws} does not hold the reference's draws (another case or bank?): no oracle bound`);
     const budget10 = 0.1 * cached.paper.forwardPasses;
     // Issue 7's targets: Pearson >= 0.95 and the same sign on >= 95% of the significant blocks.
     const oracle10 = oracle && {
@@ -187,8 +189,8 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
 
 /**
  * Oracle bounds (./oracle.ts) from the reference's stored draws: draw j >= S of block u used patch
- * uniformDraw(seed, u, j) (the paper schedule's draws; the reference runs at the default seed), so each draw's brightness stratum
- * is known and the within-strata spread can be measured as well.
+ * uniformDraw(seed, u, j) (the paper schedule's draws; the reference runs at the default seed), so
+ * each draw's brightness stratum is known and the within-strata spread can be measured as well.
  */
 function oracleBlocks(samples: Record<string, (number | null)[]>, cached: { reference: ScheduleRun }, patches: PatchIntervention, baseOutcome: number): { uniform: OracleBlock[]; stratified: OracleBlock[] } | undefined {
   const strat = stratifyDraws(patches.draws, FAST_SCHEDULE.strata, (d) => patches.drawKey(d));
