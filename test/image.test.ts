@@ -1,4 +1,6 @@
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { crc32, deflateSync } from "node:zlib";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadImage, loadMask } from "../src/data/image.js";
@@ -50,5 +52,50 @@ describe("image decoding", () => {
     const m255 = await write("m255.png", 1, () => 255);
     expect((await loadMask(m01, 4, 4)).every((v) => v === 1)).toBe(true);
     expect((await loadMask(m255, 4, 4)).every((v) => v === 1)).toBe(true);
+  });
+
+  /** A 16-bit grey PNG written by hand (sharp's raw input is 8-bit only). */
+  function png16(width: number, height: number, values: number[]): Buffer {
+    const chunk = (type: string, body: Buffer) => {
+      const len = Buffer.alloc(4), crc = Buffer.alloc(4), tb = Buffer.concat([Buffer.from(type, "ascii"), body]);
+      len.writeUInt32BE(body.length);
+      crc.writeUInt32BE(crc32(tb));
+      return Buffer.concat([len, tb, crc]);
+    };
+    const ihdr = Buffer.alloc(13);
+    ihdr.writeUInt32BE(width, 0);
+    ihdr.writeUInt32BE(height, 4);
+    ihdr.set([16, 0, 0, 0, 0], 8); // 16-bit grey, no interlace
+    const rows = Buffer.alloc(height * (1 + 2 * width));
+    for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) rows.writeUInt16BE(values[y * width + x], y * (1 + 2 * width) + 1 + 2 * x);
+    return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(rows)), chunk("IEND", Buffer.alloc(0))]);
+  }
+
+  /** An 8x8 mask whose left half is `fg` and right half `bg` (16-bit when asked; `noise` added to every third pixel). */
+  async function halfMask(name: string, fg: number, bg: number, bits16 = false, noise = 0): Promise<string> {
+    const values = Array.from({ length: 64 }, (_, i) => Math.max(0, Math.min(bits16 ? 65535 : 255, (i % 8 < 4 ? fg : bg) + (i % 3 === 0 ? noise : 0))));
+    const path = join(dir, name);
+    if (bits16) writeFileSync(path, png16(8, 8, values));
+    else await sharp(Uint8Array.from(values), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(path);
+    return path;
+  }
+  const leftHalf = (m: Uint8Array) => Array.from(m).every((v, i) => v === (i % 8 < 4 ? 1 : 0));
+
+  it("reads any two-valued mask as binary, at the file's own depth (16-bit 0/1, a one-label map 0/2)", async () => {
+    const m16 = await halfMask("m16-01.png", 1, 0, true);
+    expect((await sharp(m16).metadata()).depth).toBe("ushort");
+    expect(leftHalf(await loadMask(m16, 8, 8))).toBe(true);
+    expect(leftHalf(await loadMask(await halfMask("m16-max.png", 65535, 0, true), 8, 8))).toBe(true);
+    expect(leftHalf(await loadMask(await halfMask("label2.png", 2, 0), 8, 8))).toBe(true);
+  });
+
+  it("cuts a nearly binary mask (compression noise) at half its maximum, and refuses label maps and soft masks", async () => {
+    expect(leftHalf(await loadMask(await halfMask("noisy.png", 250, 3, false, 4), 8, 8))).toBe(true);
+    const labels = join(dir, "labels.png");
+    await sharp(Uint8Array.from({ length: 64 }, (_, i) => i % 3), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(labels);
+    await expect(loadMask(labels, 8, 8)).rejects.toThrow(/labels\.png is not binary: it has 3 distinct values \(0, 1, 2\)/);
+    const soft = join(dir, "soft.png");
+    await sharp(Uint8Array.from({ length: 64 }, (_, i) => i * 4), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(soft);
+    await expect(loadMask(soft, 8, 8)).rejects.toThrow(/not binary: it has 64 distinct values \(0, 4, 8, \.\.\., 248, 252\)/);
   });
 });

@@ -7,6 +7,7 @@ import { Runner } from "../src/model/runner.js";
 import { loadCase } from "../src/data/case.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
+import { checkBaseOutput } from "../src/target/target.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 let dir: string;
@@ -166,6 +167,25 @@ describe("unusual but valid exports, and invalid ones", () => {
     const m = await Model.load(writeModel(dir, "down.onnx", g.toBytes()), { threads: 1 });
     await expect(new Runner(m).evaluate([0], (_, d) => d.fill(0), () => 0)).rejects.toThrow(/output is 16x16 but its input is 32x32/);
     await m.release();
+  });
+
+  it("a card that reads a Sigmoid output as logits is refused (it would apply the sigmoid twice)", async () => {
+    const p = writeModel(dir, "sig-as-logits.onnx", regionMeanModel([], 0));
+    await expect(Model.load(p, { overrides: { outputKind: "logits" } })).rejects.toThrow(/reads output 'mask' as logits, but the graph produces it with Sigmoid/);
+  });
+
+  it("raw scores read as probabilities, and NaN or Inf anywhere in the output, are refused before any explanation", async () => {
+    const m = await Model.load(writeModel(dir, "scores.onnx", twoClassLogits()), { threads: 1, overrides: { outputKind: "probabilities", channel: 1 } });
+    const kase = await loadCase(m, await writeImage(dir, "ramp16.png", (_y, x) => 16 * x, 16));
+    await expect(explainZero(m, kase, { roi: { row: 4, col: 4, height: 8, width: 8 } }, { blockSize: 4 })).rejects.toThrow(/reads the output as probabilities, but its values range from -5\.000 to 5\.000, outside \[0, 1\]/);
+    await m.release();
+    const ok = await Model.load(writeModel(dir, "two-ok.onnx", twoClassLogits()), { threads: 1 });
+    const out = new Float32Array(2 * 16 * 16).fill(3);
+    expect(() => checkBaseOutput(ok, out)).not.toThrow();
+    out[7] = NaN;
+    out[9] = Infinity;
+    expect(() => checkBaseOutput(ok, out)).toThrow(/NaN or Inf at 2 of 512 output values/);
+    await ok.release();
   });
 
   it("a model with two inputs is refused", async () => {

@@ -97,8 +97,11 @@ function convertChannels(data: Buffer, from: number, to: 1 | 3): Uint8Array {
 }
 
 /**
- * A binary mask (0/255 or 0/1 PNG), resized with nearest neighbour to height x width.
- * Any non-zero value below 128 only counts when the mask's maximum is 1 (0/1 masks).
+ * A binary mask, resized with nearest neighbour to height x width. Read at the file's own depth
+ * (a 16-bit 0/1 PNG is not rounded away) and accepted when it is binary: exactly two values (the
+ * higher is the structure: 0/255, 0/1, a one-label map 0/2 ...), or nearly so (JPEG or resampling
+ * noise: 98% of the pixels within 1/8 of either end, cut at half the maximum). Anything else (a
+ * label map with several labels, a soft or probability mask) is refused with its values.
  */
 export async function loadMask(path: string, height: number, width: number): Promise<Uint8Array> {
   return decodeMask(await readInput(path), path, height, width);
@@ -106,20 +109,50 @@ export async function loadMask(path: string, height: number, width: number): Pro
 
 /** `loadMask` for bytes already read (the caller also hashes and size-checks them). */
 export async function decodeMask(bytes: Buffer, path: string, height: number, width: number): Promise<Uint8Array> {
-  const img = await decodeImage(bytes, path, { channels: "gray" });
-  let max = 0;
-  for (const v of img.data) if (v > max) max = v;
-  const cut = max <= 1 ? 0 : 127;
+  const img = await decodeGreyNative(bytes, path);
+  const foreground = binaryRule(img.data, path);
   // Nearest neighbour at pixel centres (as PIL's NEAREST), so labels are never blended.
   const mask = new Uint8Array(width * height);
   for (let y = 0; y < height; y++) {
     const sy = Math.min(img.height - 1, Math.floor(((y + 0.5) * img.height) / height));
     for (let x = 0; x < width; x++) {
       const sx = Math.min(img.width - 1, Math.floor(((x + 0.5) * img.width) / width));
-      mask[y * width + x] = img.data[sy * img.width + sx] > cut ? 1 : 0;
+      mask[y * width + x] = foreground(img.data[sy * img.width + sx]) ? 1 : 0;
     }
   }
   return mask;
+}
+
+/** Grey values at the file's depth: 0..255, or 0..65535 for a 16-bit file. */
+async function decodeGreyNative(bytes: Buffer, label: string): Promise<{ width: number; height: number; data: Uint8Array | Uint16Array }> {
+  try {
+    const sixteen = (await sharp(bytes).metadata()).depth === "ushort";
+    const img = sharp(bytes, { failOn: "error" }).flatten({ background: "#000000" }).toColourspace(sixteen ? "grey16" : "b-w");
+    const { data, info } = await img.raw({ depth: sixteen ? "ushort" : "uchar" }).toBuffer({ resolveWithObject: true });
+    const all = sixteen ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : new Uint8Array(data);
+    const n = info.width * info.height;
+    const grey = all.length === n ? all : all.filter((_, i) => i % info.channels === 0);
+    return { width: info.width, height: info.height, data: grey };
+  } catch (e) {
+    fail(`cannot decode image ${label} (${(e as Error).message.split("\n")[0]})`, "give a PNG or JPEG file");
+  }
+}
+
+function binaryRule(data: Uint8Array | Uint16Array, path: string): (v: number) => boolean {
+  const counts = new Map<number, number>();
+  for (const v of data) counts.set(v, (counts.get(v) ?? 0) + 1);
+  const values = [...counts.keys()].sort((a, b) => a - b);
+  if (values.length === 1) return values[0] === 0 ? () => false : () => true;
+  if (values.length === 2) return (v) => v === values[1];
+  const max = values[values.length - 1];
+  let nearEnds = 0;
+  for (const [v, k] of counts) if (v <= max / 8 || v >= (7 * max) / 8) nearEnds += k;
+  if (nearEnds >= 0.98 * data.length) return (v) => v > max / 2;
+  const shown = values.length <= 6 ? values.join(", ") : `${values.slice(0, 3).join(", ")}, ..., ${values.slice(-2).join(", ")}`;
+  fail(
+    `mask ${path} is not binary: it has ${values.length} distinct values (${shown})`,
+    "give a mask with the structure as 255 (or 1) and everything else 0: for a label map keep one label, for a soft mask threshold it first",
+  );
 }
 
 /** Encodes interleaved 8-bit pixels as PNG. */

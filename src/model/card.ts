@@ -120,10 +120,20 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   // threshold outside (0, 1) would otherwise surface later as a misleading NaN or empty prediction.
   checkedCard(InputSpec, inp, "input");
   checkedCard(OutputSpec, out, "output");
+  // Logits read from a Sigmoid/Softmax output would be squashed twice (a sigmoid of a probability
+  // lies in 0.5..0.73, so the 0.5 threshold marks nearly every pixel as foreground).
+  const outName = out.name ?? graph.outputs[0]?.name;
+  const lastOp = outName !== undefined ? graph.outputOps[outName] : undefined;
+  if (out.kind === "logits" && (lastOp === "Sigmoid" || lastOp === "Softmax")) {
+    fail(
+      `the model card reads output '${outName}' as logits, but the graph produces it with ${lastOp}: it already holds probabilities`,
+      "set output.kind to \"probabilities\" in the card (or pass --output-kind probabilities)",
+    );
+  }
   const nc = inp.channels === "rgb" ? 3 : 1;
   for (const [k, v] of [["mean", inp.mean], ["std", inp.std]] as const) {
     if (v.length !== 1 && v.length !== nc) {
-      fail(`model card ${k} has ${v.length} values but the input has ${nc} channel(s)`, `give 1 or ${nc} values`);
+      fail(`model card ${k} has ${v.length} values but the input has ${nc} channel(s)`, nc === 1 ? "give 1 value" : `give 1 or ${nc} values`);
     }
   }
   return { card: { ...card, input: inp, output: out }, source, sidecarPath: source === "sidecar" ? side : undefined, assumptions };

@@ -30,6 +30,7 @@ export interface Target {
 
 /** Resolves a spec against the model's unperturbed output (`baseOutput`, batch slot 0). */
 export function resolveTarget(model: Model, kase: Case, spec: TargetSpec, baseOutput: Float32Array): Target {
+  checkBaseOutput(model, baseOutput);
   const H = model.height, W = model.width;
   const region = "mask" in spec.roi ? Region.mask(spec.roi.mask, H, W) : Region.rect(spec.roi, H, W);
   const outcome = spec.outcome ?? "dice";
@@ -50,4 +51,33 @@ export function resolveTarget(model: Model, kase: Case, spec: TargetSpec, baseOu
   }
   const score = makeOutcome(outcome, model.card.output, layout, region, reference);
   return { region, outcome, referenceKind, reference, score, base: score(baseOutput, 0) };
+}
+
+/**
+ * The unperturbed output must be usable as the card says: finite everywhere (a NaN or Inf outside
+ * the RoI still means a broken export or normalisation), and within [0, 1] when the card reads it
+ * as probabilities (raw scores thresholded at 0.5 would give a meaningless mask).
+ */
+export function checkBaseOutput(model: Model, output: Float32Array): void {
+  let min = Infinity, max = -Infinity, bad = 0;
+  for (const v of output) {
+    if (!Number.isFinite(v)) bad++;
+    else {
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+  }
+  if (bad > 0) {
+    fail(
+      `the model produced NaN or Inf at ${bad} of ${output.length} output values for the unperturbed image`,
+      "check the model export and the input normalisation in the model card (scale, mean, std)",
+    );
+  }
+  const tol = 1e-3;
+  if (model.card.output.kind === "probabilities" && (min < -tol || max > 1 + tol)) {
+    fail(
+      `the model card reads the output as probabilities, but its values range from ${min.toPrecision(4)} to ${max.toPrecision(4)}, outside [0, 1]`,
+      "if the model outputs raw scores, set output.kind to \"logits\" in the card (or pass --output-kind logits)",
+    );
+  }
 }
