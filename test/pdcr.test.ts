@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
 import { Model } from "../src/model/model.js";
+import { PatchBank } from "../src/data/patchbank.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import type { Attribution } from "../src/explain/attribution.js";
 import { constantModel, flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
@@ -146,6 +147,37 @@ describe("PdCR on models with known causal structure", () => {
     const resumed = await pdcr(causalModel, bank, { checkpointPath: ck });
     expect(Array.from(resumed.map)).toEqual(Array.from(full.map));
     expect(resumed.notes.some((n) => n.startsWith("resumed from checkpoint: 45 samples"))).toBe(true);
+  });
+});
+
+describe("the patch bank against the explained case", () => {
+  it("leaves out the bank's patches of the explained image (the ATE is over other images' patches), and says so", async () => {
+    const model = await Model.load(causalModel, { threads: 1 });
+    try {
+      const kase = await loadCase(model, image);
+      // 5 patches cropped from the explained (bright) image, which flip nothing, and 5 dark ones
+      // from another image, which flip the RoI: kept, the causal blocks' ATE would be -50.
+      const P = 8;
+      const px = new Uint8Array(10 * P * P * 3);
+      px.fill(230, 0, 5 * P * P * 3);
+      px.fill(20, 5 * P * P * 3);
+      const sources = [{ name: "bright.png", sha256: kase.imageSha256, patches: 5 }, { name: "dark.png", sha256: "0".repeat(64), patches: 5 }];
+      const bank = new PatchBank({ ...flatBank([0]).header, count: 10, perImage: 5, sources }, px, "test-bank");
+      const a = await explainPdcr(model, kase, { roi: ROI }, { bank, schedule: "paper", samples: 20 });
+      for (const u of a.units) expect(u.effect).toBeCloseTo(isCausal(u) ? -100 : 0, 6);
+      expect(a.notes.join("\n")).toMatch(/holds 5 patches of the explained image \(bright\.png\); they were left out/);
+      expect(a.provenance.intervention).toMatchObject({ excluded: { image: "bright.png", patches: 5 } });
+      // A bank cropped at another size is used as given, with a note.
+      const resized = new PatchBank({ ...bank.header, sources: [sources[1], { ...sources[0], sha256: "1".repeat(64) }], resizedTo: { height: 64, width: 64, filter: "bilinear" } }, px, "test-bank-2");
+      const b = await explainPdcr(model, kase, { roi: ROI }, { bank: resized, schedule: "paper", samples: 4 });
+      expect(b.notes.join("\n")).toMatch(/resized to 64x64, but the model input is 32x32/);
+      expect(b.provenance.intervention.excluded).toBeUndefined();
+      // Nothing but the explained image's patches: refused.
+      const own = new PatchBank({ ...bank.header, count: 5, sources: [{ ...sources[0] }] }, px.subarray(0, 5 * P * P * 3), "test-bank-3");
+      await expect(explainPdcr(model, kase, { roi: ROI }, { bank: own, schedule: "paper" })).rejects.toThrow(/every patch of the bank comes from the explained image bright\.png/);
+    } finally {
+      await model.release();
+    }
   });
 });
 

@@ -42,6 +42,18 @@ export class PatchBank {
     return this.header.patchSize;
   }
 
+  private grey?: boolean;
+  /** every patch has R = G = B (cropped from grey images) */
+  get isGrey(): boolean {
+    if (this.grey === undefined) {
+      const p = this.pixels;
+      let grey = true;
+      for (let i = 0; i < p.length && grey; i += 3) grey = p[i] === p[i + 1] && p[i] === p[i + 2];
+      this.grey = grey;
+    }
+    return this.grey;
+  }
+
   /**
    * All patches in a model's input space (CHW per patch), computed once so that pasting a
    * patch is a plain copy. `affine(c)` gives input = pixel*a + b.

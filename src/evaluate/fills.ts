@@ -48,8 +48,9 @@ export async function makeFills(model: Model, kase: Case, names: readonly FillNa
     if (name === "patches") {
       if (!bank) fail("the natural-patch fill needs a patch bank", "pass --bank, or let evaluate build one from the dataset's train split");
       if (!Number.isInteger(st.patchDraws) || st.patchDraws < 1) fail(`--patch-draws must be a positive integer, got ${st.patchDraws}`);
-      const draws = Array.from({ length: st.patchDraws }, (_, j) => randomInt(st.seed, STREAM.fillDraws, j, bank.count));
-      out.push({ name, intervention: new PatchIntervention(bank, model), draws });
+      const intervention = new PatchIntervention(bank, model, undefined, kase.imageSha256);
+      const draws = Array.from({ length: st.patchDraws }, (_, j) => randomInt(st.seed, STREAM.fillDraws, j, intervention.draws));
+      out.push({ name, intervention, draws });
     } else {
       const opts = name === "blur" ? { kind: "blur" as const, sigma: st.blurSigma } : name === "zero" ? { kind: "constant" as const, value: 0 } : { kind: "mean" as const };
       out.push({ name, intervention: await FillIntervention.create(model, kase.image, opts), draws: [0] });

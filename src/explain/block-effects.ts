@@ -123,7 +123,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
 
   let estimates;
   let extraPasses = 0;
-  const notes = [...runner.notes, ...model.resolved.assumptions.map((a) => `assumed: ${a}`)];
+  const notes = [...runner.notes, ...(intervention.notes ?? []), ...model.resolved.assumptions.map((a) => `assumed: ${a}`)];
   if (ad) {
     const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights);
     estimates = r.estimates;

@@ -18,6 +18,8 @@ export interface Intervention {
   describe(): Record<string, unknown>;
   /** a scalar summary of a draw (a patch's mean value), used to stratify draws */
   drawKey?(draw: number): number;
+  /** what the user should know about this intervention (kept in the attribution's notes) */
+  readonly notes?: string[];
 }
 
 interface InputGeometry {
@@ -31,17 +33,25 @@ interface InputGeometry {
  * than a patch (a superpixel's bounding box, a group of blocks) is tiled with patches: the draw
  * picks the first tile's patch and seeds the others, so a draw is still one point of the
  * intervention distribution. Units with a pixel list are replaced on those pixels only.
+ * Patches cropped from the explained image itself (a bank built from the folder that holds it) are
+ * left out: PdCR's patches come from other images.
  */
 export class PatchIntervention implements Intervention {
   readonly name = "natural-patches";
+  readonly notes: string[] = [];
   private readonly patches: Float32Array;
   private readonly geom: InputGeometry;
+  /** bank index of each draw when some patches are left out */
+  private readonly index?: Int32Array;
+  private readonly excluded?: { image: string; patches: number };
 
   constructor(
     private readonly bank: PatchBank,
     model: Model,
     /** the block size the patches must match; omit for units tiled with patches (superpixels) */
     blockSize?: number,
+    /** the explained image's sha256: its own patches are left out */
+    explainedImage?: string,
   ) {
     if (blockSize !== undefined && bank.patchSize !== blockSize) {
       fail(
@@ -51,10 +61,30 @@ export class PatchIntervention implements Intervention {
     }
     this.geom = { channels: model.channels, height: model.height, width: model.width };
     this.patches = bank.toInputSpace(model.channels as 1 | 3, (c) => model.affine(c));
+    const { height, width } = bank.header.resizedTo;
+    if (height !== model.height || width !== model.width) {
+      this.notes.push(`the patch bank was cropped from images resized to ${height}x${width}, but the model input is ${model.height}x${model.width}: its patches show structures at another scale (rebuild it with \`segcause bank build --model <this model>\`)`);
+    }
+    if (model.channels === 3 && bank.isGrey) this.notes.push("the patch bank holds grey patches but the model takes colour images: the replacements are unlike any natural image it sees (build the bank from images of its own kind)");
+    let start = 0;
+    for (const s of bank.header.sources) {
+      if (explainedImage !== undefined && s.sha256 === explainedImage && s.patches > 0) {
+        if (s.patches >= bank.count) fail(`every patch of the bank comes from the explained image ${s.name}`, "build the bank from other images of the same kind");
+        this.index = Int32Array.from({ length: bank.count - s.patches }, (_, k) => (k < start ? k : k + s.patches));
+        this.excluded = { image: s.name, patches: s.patches };
+        this.notes.push(`the patch bank holds ${s.patches} patches of the explained image (${s.name}); they were left out, so every patch comes from another image`);
+        break;
+      }
+      start += s.patches;
+    }
   }
 
   get draws(): number {
-    return this.bank.count;
+    return this.index ? this.index.length : this.bank.count;
+  }
+
+  private patchOf(draw: number): number {
+    return this.index ? this.index[draw] : draw;
   }
 
   apply(dst: Float32Array, u: Unit, draw: number): void {
@@ -62,7 +92,7 @@ export class PatchIntervention implements Intervention {
     const { channels, height, width } = this.geom;
     const plane = height * width;
     if (!u.pixels && u.height <= P && u.width <= P) {
-      const src = draw * channels * P * P;
+      const src = this.patchOf(draw) * channels * P * P;
       for (let c = 0; c < channels; c++) {
         for (let y = 0; y < u.height; y++) {
           const s = src + c * P * P + y * P;
@@ -75,7 +105,7 @@ export class PatchIntervention implements Intervention {
     forEachPixel(u, width, (i) => {
       const dy = Math.floor(i / width) - u.row, dx = (i % width) - u.col;
       const tile = Math.floor(dy / P) * tilesAcross + Math.floor(dx / P);
-      const patch = tile === 0 ? draw : randomInt(draw, 0x7a11, tile, this.bank.count);
+      const patch = this.patchOf(tile === 0 ? draw : randomInt(draw, 0x7a11, tile, this.draws));
       const src = patch * channels * P * P + (dy % P) * P + (dx % P);
       for (let c = 0; c < channels; c++) dst[c * plane + i] = this.patches[src + c * P * P];
     });
@@ -84,13 +114,17 @@ export class PatchIntervention implements Intervention {
   /** Mean of the patch over channels and pixels in input space: brightness, the main driver of its effect. */
   drawKey(draw: number): number {
     const len = this.geom.channels * this.bank.patchSize * this.bank.patchSize;
+    const p = this.patchOf(draw);
     let s = 0;
-    for (let i = draw * len; i < (draw + 1) * len; i++) s += this.patches[i];
+    for (let i = p * len; i < (p + 1) * len; i++) s += this.patches[i];
     return s / len;
   }
 
   describe(): Record<string, unknown> {
-    return { name: this.name, bankSha256: this.bank.sha256, bankPatches: this.bank.count, patchSize: this.bank.patchSize, bankSeed: this.bank.header.seed, bankResizedTo: this.bank.header.resizedTo };
+    const d: Record<string, unknown> = { name: this.name, bankSha256: this.bank.sha256, bankPatches: this.bank.count, patchSize: this.bank.patchSize, bankSeed: this.bank.header.seed, bankResizedTo: this.bank.header.resizedTo };
+    // Only when patches were left out, so that the records (and evaluate's cell keys) of every other run stay as they were.
+    if (this.excluded) d.excluded = this.excluded;
+    return d;
   }
 }
 
