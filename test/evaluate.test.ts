@@ -13,6 +13,7 @@ import { wilcoxon, normalSf } from "../src/evaluate/wilcoxon.js";
 import { gini, spearman, trapezoidAuc } from "../src/evaluate/map-metrics.js";
 import { massPrefix, rankBySupport, stepCounts } from "../src/evaluate/ordering.js";
 import { candidates, parseRoiSpec, selectRois } from "../src/evaluate/rois.js";
+import { readManifest } from "../src/data/manifest.js";
 import { uniform } from "../src/util/rng.js";
 import { fail } from "../src/errors.js";
 import { regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
@@ -195,6 +196,18 @@ describe("RoI files that select nothing", () => {
     expect(e.oneLine()).toMatch(/none of the 3 images evaluated \(split 'test'\) has a RoI .*use --split train/);
     expect(existsSync(join(o, "a"))).toBe(false);
     expect(existsSync(join(o, "b"))).toBe(false);
+  });
+
+  it("a repeated RoI, a size of 0, a folder given as --rois, and a manifest with a repeated case id or no case are refused", () => {
+    const o = tmp("segcause-eval-badrois-");
+    const csv = (name: string, text: string) => (writeFileSync(join(o, name), text), join(o, name));
+    expect(() => parseRoiSpec(csv("dup.csv", "image,row,col,size\nimg3,0,0,8\nimg4,0,0,8\nimg3,0,0,8\n"))).toThrow(/line 4 repeats line 2 \(img3,0,0,8\)/);
+    expect(() => parseRoiSpec(csv("zero.csv", "image,row,col,size\nimg3,0,0,0\n"))).toThrow(/line 2: size must be at least 1, got 0/);
+    expect(() => parseRoiSpec(o)).toThrow(/is a folder, not a RoI rule or a \.csv RoI file/);
+    const man = (name: string, cases: unknown[]) => (writeFileSync(join(o, name), JSON.stringify({ name: "m", cases })), join(o, name));
+    const c = { id: "a", image: "a.png", split: "test" };
+    expect(() => readManifest(man("dup.json", [c, { ...c, image: "b.png" }]))).toThrow(/lists case id 'a' twice/);
+    expect(() => readManifest(man("none.json", []))).toThrow(/lists no cases/);
   });
 });
 

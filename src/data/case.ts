@@ -21,7 +21,7 @@ export interface Case {
 }
 
 export async function loadCase(model: Model, imagePath: string, maskPath?: string): Promise<Case> {
-  const bytes = await readFile(imagePath).catch((e: NodeJS.ErrnoException) => fail(`cannot read image ${imagePath} (${e.code ?? e.message})`, "check the --image path"));
+  const bytes = await readFile(imagePath).catch((e: NodeJS.ErrnoException) => fail(`cannot read image ${imagePath} (${e.code ?? e.message})`, "check the image path (--image, or the case's image in the dataset manifest)"));
   const { height, width, channels, resize } = model.card.input;
   const image = await decodeImage(bytes, imagePath, { channels, height, width, resize });
   const source = await imageInfo(bytes, imagePath);

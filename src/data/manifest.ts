@@ -39,6 +39,13 @@ export function readManifest(path: string): Dataset {
   const parsed = Manifest.safeParse(raw);
   if (!parsed.success) fail(`${file} is not a dataset manifest: ${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message}`, "see ../shared/data/README.md for the format");
   const root = resolve(dirname(file));
+  // Case ids name the cells of a benchmark: two cases with one id would share (and skip) cells.
+  const ids = new Set<string>();
+  for (const c of parsed.data.cases) {
+    if (ids.has(c.id)) fail(`${file} lists case id '${c.id}' twice`, "give every case its own id");
+    ids.add(c.id);
+  }
+  if (parsed.data.cases.length === 0) fail(`${file} lists no cases`, "add the dataset's cases (id, image, mask, split) to the manifest");
   return {
     name: parsed.data.name,
     root,

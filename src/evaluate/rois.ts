@@ -13,7 +13,7 @@
  * Or a CSV file with a header `image,row,col,size` (model-input pixels): every row whose image id
  * matches is used, in file order.
  */
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { fail } from "../errors.js";
 import { hash3, uniform } from "../util/rng.js";
 import type { RoiRect } from "../target/roi.js";
@@ -45,6 +45,7 @@ export interface PlacedRoi {
 
 export function parseRoiSpec(spec: string, align = 8): RoiSpec {
   if (/\.csv$/i.test(spec.trim())) return { file: spec, rows: readRoiCsv(spec) };
+  if (existsSync(spec)) fail(`--rois ${spec} is a ${statSync(spec).isDirectory() ? "folder" : "file"}, not a RoI rule or a .csv RoI file`, "give a CSV file named *.csv (header image,row,col,size), or rules such as boundary:32");
   const rules = spec.split(",").map((part) => {
     const m = /^\s*(boundary|inside|outside):(\d+)(?:x(\d+))?\s*$/.exec(part);
     if (!m) fail(`cannot parse RoI rule '${part}'`, "use e.g. --rois boundary:32,inside:32 (kind:size[xcount]) or --rois rois.csv");
@@ -72,10 +73,17 @@ export function readRoiCsv(path: string): RoiFileRow[] {
   };
   const [ci, cr, cc, cs] = [col("image"), col("row"), col("col"), col("size")];
   if (lines.length === 0) fail(`RoI file ${path} has a header but no RoI`, "add one line image,row,col,size per RoI");
+  const seen = new Map<string, number>();
   return lines.map((l, n) => {
     const f = l.split(",").map((s) => s.trim());
     const row = Number(f[cr]), c = Number(f[cc]), size = Number(f[cs]);
-    if ([f[cr], f[cc], f[cs]].some((v) => !v) || ![row, c, size].every(Number.isInteger) || size < 1) fail(`RoI file ${path} line ${n + 2}: row, col and size must be integers`);
+    if ([f[cr], f[cc], f[cs]].some((v) => !v) || ![row, c, size].every(Number.isInteger)) fail(`RoI file ${path} line ${n + 2}: row, col and size must be integers`);
+    if (size < 1) fail(`RoI file ${path} line ${n + 2}: size must be at least 1, got ${size}`);
+    // A repeated RoI would be computed twice and counted twice in every mean and test.
+    const key = `${f[ci]},${row},${c},${size}`;
+    const first = seen.get(key);
+    if (first !== undefined) fail(`RoI file ${path} line ${n + 2} repeats line ${first} (${key})`, "give each RoI once");
+    seen.set(key, n + 2);
     return { image: f[ci], row, col: c, size };
   });
 }
