@@ -5,6 +5,7 @@ import { strategyStats } from "../src/evaluate/strategies.js";
 import { findMaps, writeStrategyReport } from "../src/evaluate/strategies-report.js";
 import { encodeNpy } from "../src/util/npy.js";
 import { tmp } from "./helpers/tiny.js";
+import { segcause } from "./helpers/cli.js";
 
 // A 256x256 map on the 8x8 block grid (32x32 blocks) with a 32x32 RoI at rows/cols 112..143
 // (grid blocks 14..17), written block by block like a PdCR map.
@@ -115,5 +116,26 @@ describe("strategies report", () => {
     expect(html).not.toMatch(/<script|https?:\/\//);
     const json = JSON.parse(readFileSync(join(out, "strategies.json"), "utf8"));
     expect(json.pairs.length).toBeGreaterThan(0);
+  });
+
+  it("refuses a map with NaN, a map unlike its record, a block larger than the map, and an --out that holds evaluate's files", async () => {
+    const root = tmp("segcause-strat-bad-");
+    const cell = (name: string, map: Float32Array, shape: number[], recorded = N) => {
+      const d = join(root, name, "cells", "synth", "m", "a", "boundary32-0", "pdcr");
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "map.npy"), encodeNpy(map, shape));
+      writeFileSync(join(d, "attribution.json"), JSON.stringify({ height: recorded, width: recorded }));
+      writeFileSync(join(d, "cell.json"), JSON.stringify({ format: "segcause.evalcell/1", id: { dataset: "synth", model: "m", image: "a", roi: "boundary32-0" }, method: "pdcr", options: {}, roiRect: ROI }));
+      return join(root, name);
+    };
+    const withNan = Float32Array.from(localBlob);
+    withNan[N + 3] = Number.NaN;
+    await expect(writeStrategyReport([cell("nan", withNan, [N, N])], join(root, "o1"))).rejects.toThrow(/holds a non-finite value \(NaN\) at row 1, col 3/);
+    await expect(writeStrategyReport([cell("shape", localBlob, [N, N], 2 * N)], join(root, "o2"))).rejects.toThrow(new RegExp(`is ${N}x${N} but its cell records a ${2 * N}x${2 * N} map`));
+    const ok = cell("ok", localBlob, [N, N]);
+    await expect(writeStrategyReport([ok], join(root, "o3"), { settings: { block: N + 8 } })).rejects.toThrow(new RegExp(`--block ${N + 8} is larger than the ${N}x${N} map`));
+    const cli = segcause("strategies", "--maps", ok, "--out", ok);
+    expect(cli.code).not.toBe(0);
+    expect(cli.stderr).toMatch(/holds the output of `segcause evaluate`: the strategy report would overwrite its files/);
   });
 });

@@ -4,6 +4,9 @@ import { STRATEGY_DEFAULTS } from "../evaluate/strategies.js";
 import { writeStrategyReport } from "../evaluate/strategies-report.js";
 import { int, num } from "./options.js";
 import { checkOutputDir } from "../util/files.js";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { fail } from "../errors.js";
 
 interface StrategyFlags {
   maps: string[];
@@ -30,6 +33,10 @@ export function strategiesCommand(): Command {
     .option("--gallery <n>", "example maps per model in the gallery", int("gallery"), 6)
     .action(async (f: StrategyFlags) => {
       checkOutputDir(f.out);
+      // evaluate and explain write their own report.html / manifest.json there
+      if (existsSync(join(f.out, "cells")) || existsSync(join(f.out, "manifest.json"))) {
+        fail(`--out ${f.out} holds the output of \`segcause ${existsSync(join(f.out, "cells")) ? "evaluate" : "explain"}\`: the strategy report would overwrite its files`, `use --out ${join(f.out, "strategies")}`);
+      }
       const r = await writeStrategyReport(f.maps, f.out, {
         methods: f.methods?.split(",").map((s) => s.trim()),
         settings: { block: f.block, radius: f.radius, rel: f.rel, ...(f.tau !== undefined ? { tau: f.tau } : {}) },

@@ -97,7 +97,12 @@ export function loadMap(e: MapEntry): { map: Float32Array; height: number; width
     fail(`${e.path} is not a readable attribution map (${(err as Error).message})`, "rerun the `segcause explain` or `segcause evaluate` that wrote it, or remove its folder");
   }
   const { data, shape } = npy;
-  if (shape.length !== 2 || shape[0] * shape[1] !== data.length) fail(`${e.path} is not a 2-D attribution map (shape [${shape.join(", ")}])`, "pass folders written by `segcause evaluate` or `segcause explain`");
+  const redo = "rerun the `segcause explain` or `segcause evaluate` that wrote it, or remove its folder";
+  if (shape.length !== 2) fail(`${e.path} is not a 2-D attribution map (shape [${shape.join(", ")}])`, "pass folders written by `segcause evaluate` or `segcause explain`");
+  if (shape[0] * shape[1] !== data.length) fail(`${e.path} is damaged: ${data.length} values for its shape [${shape.join(", ")}]`, redo);
+  if (e.height && e.width && (shape[0] !== e.height || shape[1] !== e.width)) fail(`${e.path} is ${shape[0]}x${shape[1]} but its cell records a ${e.height}x${e.width} map`, redo);
+  const bad = data.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) fail(`${e.path} holds a non-finite value (${data[bad]}) at row ${Math.floor(bad / shape[1])}, col ${bad % shape[1]}`, redo);
   return { map: data, height: shape[0], width: shape[1] };
 }
 
@@ -120,6 +125,7 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   const maps = new Map<string, Float32Array>();
   for (const e of entries) {
     const { map, height, width } = loadMap(e);
+    if (settings.block > Math.min(height, width)) fail(`--block ${settings.block} is larger than the ${height}x${width} map ${e.path}`, `use a block size of at most ${Math.min(height, width)} px (default ${STRATEGY_DEFAULTS.block})`);
     const stats = strategyStats(map, height, width, e.roiRect, { ...settings, tau: opts.settings?.tau ?? e.tau });
     results.push({ ...e, height, width, stats });
     maps.set(e.path, map);
