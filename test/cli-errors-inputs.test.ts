@@ -40,7 +40,9 @@ describe("explain: bad values are refused before anything runs", () => {
     ["negative fill of the zero ablation", ["--method", "zero", "--fill", "-5"], /--fill must be a number in \[0, 255\]/],
     ["gradient baseline outside 0..255", ["--method", "ig", "--fill", "256", "--steps", "1"], /--fill must be a number in \[0, 255\]/],
     ["fast schedule with fewer samples than one round", ["--bank", "BANK", "--samples", "2"], /--samples must be >= 4, got 2 .*--schedule paper/],
-    ["negative samples", ["--bank", "BANK", "--samples", "-1", "--schedule", "paper"], /--samples must be an integer >= 0, got -1/],
+    ["negative samples", ["--bank", "BANK", "--samples", "-1", "--schedule", "paper"], /--samples must be an integer >= 1, got -1/],
+    ["no samples with the paper schedule (significant blocks would keep their screening draws)", ["--bank", "BANK", "--samples", "0", "--schedule", "paper"], /--samples must be an integer >= 1, got 0/],
+    ["more threads than ONNX Runtime takes", ["--method", "zero", "--threads", "1000"], /threads must be an integer in 1\.\.256, got 1000 \(use --threads 1\.\.\d+ \(this machine's cores\)\)/],
     ["negative map noise", ["--bank", "BANK", "--map-noise", "-1"], /--map-noise must be a number >= 0/],
     ["keep probability 1", ["--method", "rise", "--keep-probability", "1"], /--keep-probability must be a number in \(0, 1\)/],
     ["RoI with empty fields", ["--roi", ",,,"], /cannot parse RoI ',,,'/],
@@ -70,6 +72,10 @@ describe("explain: bad values are refused before anything runs", () => {
       expect(existsSync(join(out, "manifest.json"))).toBe(false);
     });
   }
+
+  it("the demo refuses a block size its bundled bank cannot fill, and names the way out", () => {
+    expectOneLineError(segcause("demo", "--block", "16", "--out", join(dir, "demo16"), "--no-progress"), /the demo's patch bank holds 8x8 patches, so its pdcr blocks are 8 px \(drop --block, or run `segcause explain` with a bank built with `segcause bank build --patch-size 16`\)/);
+  });
 
   it("a missing required option is one line too", () => {
     expectOneLineError(segcause("explain", "--model", model), /required option '--image <file>' not specified \(see `segcause explain --help`\)/);

@@ -208,6 +208,8 @@ describe("RoI files that select nothing", () => {
     const c = { id: "a", image: "a.png", split: "test" };
     expect(() => readManifest(man("dup.json", [c, { ...c, image: "b.png" }]))).toThrow(/lists case id 'a' twice/);
     expect(() => readManifest(man("none.json", []))).toThrow(/lists no cases/);
+    const mask = new Uint8Array(32 * 32).fill(1, 0, 512);
+    expect(() => selectRois(parseRoiSpec("boundary:8", 500), "img", mask, 32, 32, 0)).toThrow(/--roi-align 500 is larger than the 32x32 model input/);
   });
 });
 

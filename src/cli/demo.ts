@@ -4,6 +4,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { join } from "node:path";
 import { fail } from "../errors.js";
+import { PatchBank } from "../data/patchbank.js";
 import { allMethods, methodNames } from "../explain/catalog.js";
 import { addMethodFlags, describeResult, runExplain } from "./explain.js";
 import { intOrAuto, oneOf, seed } from "./options.js";
@@ -42,7 +43,14 @@ export function demoCommand(): Command {
   return cmd.action(async (f: { out: string; method: string; seed: number; batchSize?: number | "auto"; threads?: number | "auto"; workers?: number | "auto"; progress: boolean; [k: string]: unknown }) => {
     const cfg = demoConfig();
     const at = (p: string) => join(PACKAGE_ROOT, p);
-    process.stdout.write(`segcause demo: ${cfg.description}\n`);
+    // The description names PdCR and its bank; another method gets the same case without them.
+    const description = f.method === "pdcr" ? cfg.description : `${f.method} map${cfg.description.replace(/^PdCR map/, "").replace(/, with natural patches.*$/, "")}`;
+    const needsBank = allMethods().find((m) => m.name === f.method)?.needsBank;
+    if (needsBank && f.block !== undefined) {
+      const P = (await PatchBank.load(at(cfg.bank))).patchSize;
+      if (f.block !== P) fail(`the demo's patch bank holds ${P}x${P} patches, so its ${f.method} blocks are ${P} px`, `drop --block, or run \`segcause explain\` with a bank built with \`segcause bank build --patch-size ${String(f.block)}\``);
+    }
+    process.stdout.write(`segcause demo: ${description}\n`);
     const r = await runExplain({
       ...f,
       model: at(cfg.model),

@@ -125,6 +125,7 @@ export function selectRois(spec: RoiSpec, imageId: string, mask: Uint8Array | un
       });
   }
   if (!mask) fail(`image ${imageId} has no ground-truth mask, so RoI rules cannot be applied`, "give --rois file.csv");
+  if (spec.align > Math.min(height, width)) fail(`--roi-align ${spec.align} is larger than the ${height}x${width} model input: every RoI would snap to the corner`, "use --roi-align 8 (the block grid)");
   const out: PlacedRoi[] = [];
   for (const rule of spec.rules) {
     if (rule.size > Math.min(height, width)) fail(`RoI size ${rule.size} does not fit the ${height}x${width} model input`);

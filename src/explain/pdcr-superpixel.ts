@@ -65,7 +65,7 @@ export const pdcrSuperpixelMethod: MethodDefinition = {
     { name: "compactness", type: "number", description: "SLIC compactness (larger = squarer superpixels)", default: PDCR_SUPERPIXEL_DEFAULTS.compactness, min: 0, minExclusive: true },
     { name: "colorSpace", type: "string", choices: ["lab", "rgb"], description: "colour space of SLIC's colour distance", default: PDCR_SUPERPIXEL_DEFAULTS.colorSpace },
     { name: "screen", type: "int", description: "screening draws S per unit", default: PDCR_SUPERPIXEL_DEFAULTS.screen, min: 1 },
-    { name: "samples", type: "int", description: "fresh draws N per unit passing the screen", default: PDCR_SUPERPIXEL_DEFAULTS.samples, min: 0 },
+    { name: "samples", type: "int", description: "fresh draws N per unit passing the screen", default: PDCR_SUPERPIXEL_DEFAULTS.samples, min: 1 },
     { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_SUPERPIXEL_DEFAULTS.tau, min: 0 },
   ],
   explain: (ctx) =>

@@ -7,6 +7,7 @@
  * never run at the same time, and a run on the main thread would also block it from feeding the
  * others. The in-thread `session` always exists (gradients and components use it).
  */
+import { availableParallelism } from "node:os";
 import ort from "onnxruntime-node";
 import { fail } from "../errors.js";
 import { readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
@@ -84,7 +85,7 @@ export class Model {
     const workers = opts.workers ?? 1;
     const threads = opts.threads ?? (workers > 1 ? 1 : 2);
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail(`workers must be an integer in 1..64, got ${workers}`, "use --workers 1 or 2");
-    if (!Number.isInteger(threads) || threads < 1 || threads > 256) fail(`threads must be a positive integer, got ${threads}`, "use --threads 1 or 2");
+    if (!Number.isInteger(threads) || threads < 1 || threads > 256) fail(`threads must be an integer in 1..256, got ${threads}`, `use --threads 1..${availableParallelism()} (this machine's cores)`);
     let session: ort.InferenceSession | undefined;
     const remotes: SessionWorker[] = [];
     try {
@@ -145,7 +146,12 @@ export class Model {
         ? await this.remotes[worker].run(this.inputName, input, dims, this.outputName)
         : ((await this.session.run({ [this.inputName]: new ort.Tensor("float32", input, dims) }, [this.outputName]))[this.outputName] as RunResult);
     } catch (e) {
-      fail(`ONNX Runtime failed to run ${this.path}: ${(e as Error).message.split("\n")[0]}`, "check that the model card's input size and channels match the model");
+      const msg = (e as Error).message.split("\n")[0];
+      // An allocation failure is memory, not a mismatched card: say which knob lowers it.
+      const hint = /fail(ed)? to allocate|bad_alloc|out of memory/i.test(msg)
+        ? `a batch of ${n} inputs of ${this.channels}x${this.height}x${this.width} does not fit in memory: lower --batch-size (or use --batch-size auto)`
+        : "check that the model card's input size and channels match the model";
+      fail(`ONNX Runtime failed to run ${this.path}: ${msg}`, hint);
     }
     if (out.type !== "float32") fail(`model output '${this.outputName}' is ${out.type}, segcause needs float32`, "export the output as float32");
     this.outputLayout ??= this.checkOutput(out.dims, n);
