@@ -46,6 +46,8 @@ describe("explain: bad values are refused before anything runs", () => {
     ["negative map noise", ["--bank", "BANK", "--map-noise", "-1"], /--map-noise must be a number >= 0/],
     ["keep probability 1", ["--method", "rise", "--keep-probability", "1"], /--keep-probability must be a number in \(0, 1\)/],
     ["RoI with empty fields", ["--roi", ",,,"], /cannot parse RoI ',,,'/],
+    ["RoI in hexadecimal (Number() would read 16)", ["--roi", "0x10,0,8,8"], /cannot parse RoI '0x10,0,8,8'/],
+    ["a folder as --card", ["--method", "zero", "--card", "CARDDIR"], /model card .* is a folder \(give the card's JSON file/],
     ["both --roi and --roi-mask", ["--roi-mask", "ROIMASK"], /both --roi and --roi-mask are given/],
     ["ground-truth mask of another size", ["--method", "zero", "--mask", "SMALLMASK"], /mask .*small-mask.png is 16x16 pixels but the image .* is 32x32/],
     ["--out is a file", ["--method", "zero", "--out", "AFILE"], /--out .*a-file is a file, not a folder/],
@@ -65,7 +67,7 @@ describe("explain: bad values are refused before anything runs", () => {
   for (const [name, extra, pattern] of cases) {
     it(name, () => {
       const out = join(dir, `bad-${name.replace(/\W+/g, "-")}`);
-      const subst = (a: string) => a.replace("BANK", bank).replace("ROIMASK", join(dir, "roi-mask.png")).replace("SMALLMASK", join(dir, "small-mask.png")).replace("AFILE", aFile);
+      const subst = (a: string) => a.replace("BANK", bank).replace("ROIMASK", join(dir, "roi-mask.png")).replace("SMALLMASK", join(dir, "small-mask.png")).replace("AFILE", aFile).replace("CARDDIR", dir);
       const args = extra.map(subst);
       const r = segcause("explain", "--model", model, "--image", image, "--roi", "16,0,8,8", ...(args.includes("--out") ? [] : ["--out", out]), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1", ...args);
       expectOneLineError(r, pattern);
@@ -145,6 +147,7 @@ describe("evaluate: bad arguments fail before any cell", () => {
     ["negative --images", ["--images", "-1"], /--images must be an integer >= 1, got '-1'/],
     ["--set out of range", ["--set", "occlusion.block=0"], /--set occlusion.block must be an integer >= 1, got 0/],
     ["--batch-size 0", ["--batch-size", "0"], /--batch-size must be an integer >= 1/],
+    ["--min-range 0 (normalised AUCs would divide by a zero range)", ["--min-range", "0"], /--min-range must be > 0, got '0'/],
   ];
   for (const [name, extra, pattern] of cases) {
     it(name, () => {

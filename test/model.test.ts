@@ -169,6 +169,11 @@ describe("unusual but valid exports, and invalid ones", () => {
     await m.release();
   });
 
+  it("a card of another schema version is refused with the one it must be", async () => {
+    const p = writeModel(dir, "schema9.onnx", regionMeanModel([], 0), { schema: "foo/9", input: { height: 32, width: 32, channels: "rgb" }, output: { kind: "probabilities" } });
+    await expect(Model.load(p)).rejects.toThrow(/schema: schema must be "segcause\.modelcard\/1"/);
+  });
+
   it("a card that reads a Sigmoid output as logits is refused (it would apply the sigmoid twice)", async () => {
     const p = writeModel(dir, "sig-as-logits.onnx", regionMeanModel([], 0));
     await expect(Model.load(p, { overrides: { outputKind: "logits" } })).rejects.toThrow(/reads output 'mask' as logits, but the graph produces it with Sigmoid/);

@@ -71,7 +71,7 @@ export function componentsCommand(): Command {
     .option("--cell <px>", "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)", intAtLeast("cell"))
     .option("--ablation <kind>", "resample (donor activations), mean (donor mean) or zero", oneOf("ablation", ["resample", "mean", "zero"] as const), "resample")
     .option("--screen <n>", "screening draws (resample)", int("screen"), 3)
-    .option("--samples <n>", "draws for components passing the screen (resample)", int("samples"), 50)
+    .option("--samples <n>", "draws for components passing the screen (resample)", intAtLeast("samples"), 50)
     .option("--tau <t>", "effects below tau are set to 0", num("tau"), 0.02)
     .option("--seed <n>", "random seed", seed(), 0)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), "dice")

@@ -11,7 +11,7 @@ import { parseFills } from "../evaluate/fills.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
 import { readJson, runRecordPath, writeAtomic, type RunRecord } from "../evaluate/store.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
-import { int, intAtLeast, num, numIn, numList, oneOf, seed } from "./options.js";
+import { int, intAtLeast, num, numIn, numList, oneOf, positive, seed } from "./options.js";
 import { checkOutputDir, makeOutputDir } from "../util/files.js";
 import { stderrProgress } from "../util/progress.js";
 
@@ -101,7 +101,7 @@ export function evaluateCommand(): Command {
     .option("--blur-sigma <px>", "sigma of the blur fill", numIn("blur-sigma", 0.3), d.blurSigma)
     .option("--topk <list>", "top-k% of the attribution mass", numList("topk"), d.topk.map((k) => k * 100))
     .option("--radius <px>", "leakage radius around the RoI", numIn("radius", 0), d.radius)
-    .option("--min-range <d>", "normalised AUCs need m(X) − m(removed) >= this (outcome units)", num("min-range"), d.minRange)
+    .option("--min-range <d>", "normalised AUCs need m(X) − m(removed) >= this (outcome units)", positive("min-range"), d.minRange)
     .option("--stability", "also run each method on a noisy copy and with seed+1 (triples the method cost)")
     .option("--noise-sigma <g>", "pixel noise sd for --stability (0..255 units)", numIn("noise-sigma", 0), d.noiseSigma)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), d.outcome)

@@ -130,7 +130,7 @@ export function describeResult(r: ExplainResult): string {
       : `  ${s.units} ${what}: ${s.positive} with importance > 0 (red; this map is unsigned), ${s.zero} with none`,
     `  values range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
-  if (top.length) lines.push(`  strongest support: ${top.map((u) => `${a.unitKind} (${u.row},${u.col}) ${u.effect.toFixed(2)}±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}`).join(", ")}`);
+  if (top.length) lines.push(`  strongest support: ${top.map((u) => `${a.unitKind} (${u.row},${u.col}) ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`);
   for (const n of a.notes) lines.push(`  note: ${n}`);
   lines.push(`  wrote ${Object.keys(r.written.files).join(", ")} to ${r.written.dir}`);
   return lines.join("\n");

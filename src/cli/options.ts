@@ -48,6 +48,15 @@ export function numIn(name: string, min: number, max = Infinity) {
   };
 }
 
+/** A number > 0 (a range that divides). */
+export function positive(name: string) {
+  return (v: string): number => {
+    const n = num(name)(v);
+    if (!(n > 0)) fail(`--${name} must be > 0, got '${v}'`);
+    return n;
+  };
+}
+
 /** An image size "H,W" in pixels: two positive integers. */
 export function sizeHW(name: string) {
   return (v: string): number[] => {

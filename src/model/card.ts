@@ -3,7 +3,7 @@
  * sidecar (`model.onnx.json`), from explicit overrides, or, for what neither gives, from the ONNX
  * graph plus stated assumptions — every assumption is recorded so the user can see it.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { fail } from "../errors.js";
 import type { GraphSummary } from "../onnx/graph.js";
@@ -36,7 +36,7 @@ export type OutputSpec = z.infer<typeof OutputSpec>;
 
 export const ModelCardSchema = z
   .object({
-    schema: z.string().default("segcause.modelcard/1"),
+    schema: z.literal("segcause.modelcard/1", { error: () => 'schema must be "segcause.modelcard/1" (the only card version)' }).default("segcause.modelcard/1"),
     name: z.string().optional(),
     architecture: z.string().optional(),
     dataset: z.string().optional(),
@@ -77,6 +77,7 @@ export function sidecarPath(modelPath: string): string {
 
 function readSidecar(path: string): ModelCard {
   let raw: unknown;
+  if (statSync(path).isDirectory()) fail(`model card ${path} is a folder`, "give the card's JSON file (--card m.onnx.json)");
   try {
     raw = JSON.parse(readFileSync(path, "utf8"));
   } catch (e) {

@@ -85,7 +85,8 @@ export class Region {
 export function parseRoi(spec: string): RoiRect {
   const parts = spec.split(",").map((s) => s.trim());
   const nums = parts.map(Number);
-  if ((parts.length !== 3 && parts.length !== 4) || parts.some((p) => p === "") || nums.some((n) => !Number.isFinite(n))) {
+  // Plain decimal numbers only: Number() would also read "0x10" as 16 and "1e1" as 10.
+  if ((parts.length !== 3 && parts.length !== 4) || parts.some((p) => !/^[+-]?\d+(\.\d+)?$/.test(p))) {
     fail(`cannot parse RoI '${spec}'`, "use --roi row,col,height,width (or row,col,size for a square), in model-input pixels");
   }
   const [row, col, height, width = height] = nums;
