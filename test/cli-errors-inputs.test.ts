@@ -100,6 +100,14 @@ describe("explain: bad values are refused before anything runs", () => {
     expect(r.stdout).toMatch(/note: the colour image was converted to grey \(luma\) for the model's 1-channel input/);
     const same = segcause("explain", "--method", "zero", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", join(dir, "rgb"), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1");
     expect(same.stdout).not.toMatch(/was converted/);
+    expect(same.stdout).not.toMatch(/was enlarged/);
+  });
+
+  it("an image much smaller than the model input is enlarged with a note", async () => {
+    const tiny = await writeImage(dir, "tiny8.png", () => 230, 8);
+    const r = segcause("explain", "--method", "zero", "--model", model, "--image", tiny, "--roi", "16,0,8,8", "--out", join(dir, "tiny8"), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/note: the 8x8 image was enlarged 4\.0x to the model's 32x32 input/);
   });
 
   it("option ranges are declared once and checked by resolveOptions (every caller)", () => {

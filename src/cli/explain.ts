@@ -88,8 +88,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       const p = tuned.probe.map((c) => `${c.workers}x${c.threads} threads batch ${c.batchSize}: ${c.perSecond.toFixed(1)}/s`).join("; ");
       attribution.notes.push(`execution ${tuned.cached ? "(cached probe)" : "probed"}: ${tuned.workers} session(s) x ${tuned.threads} thread(s), batch ${tuned.batchSize} [${p}]`);
     }
-    const converted = channelConversion(kase, model);
-    if (converted) attribution.notes.push(converted);
+    for (const note of [channelConversion(kase, model), enlargement(kase, model)]) if (note) attribution.notes.push(note);
     const region = "mask" in roi ? Region.mask(roi.mask, model.height, model.width) : undefined;
     const written = await writeAttribution(attribution, kase, f.out, region);
     await Checkpoint.open(run.checkpointPath, null).remove();
@@ -107,6 +106,14 @@ export function channelConversion(kase: Case, model: Model): string | undefined 
   return colour
     ? `the colour image was converted to grey (luma) for the model's 1-channel input: check that the model is meant for this kind of image`
     : `the grey image was replicated into RGB for the model's 3-channel input: check that the model is meant for this kind of image`;
+}
+
+/** A note when the image is much smaller than the model input: the model then sees a blown-up, blurred image. */
+export function enlargement(kase: Case, model: Model): string | undefined {
+  if (!kase.source) return undefined;
+  const f = Math.max(model.height / kase.source.height, model.width / kase.source.width);
+  if (f < 2) return undefined;
+  return `the ${kase.source.height}x${kase.source.width} image was enlarged ${f.toFixed(f < 10 ? 1 : 0)}x to the model's ${model.height}x${model.width} input: check that this is the image the model is meant for`;
 }
 
 /** An RoI mask at the size of the image or of the model input (in model-input pixels after resizing). */
