@@ -275,6 +275,13 @@ describe("components: bad arguments", () => {
   it("--max-donors 0 says so", () => {
     expectOneLineError(segcause(...base(), "--out", join(dir, "c4"), "--max-donors", "0"), /--max-donors must be an integer >= 1/);
   });
+  it("a donor folder without images, and the model's input named as --tensor, say what they are", () => {
+    const empty = join(dir, "no-images");
+    mkdirSync(empty, { recursive: true });
+    const resample = base().map((a) => (a === "zero" ? "resample" : a));
+    expectOneLineError(segcause(...resample, "--out", join(dir, "c11"), "--donors", empty), /donor folder .*no-images holds no image/);
+    expectOneLineError(segcause(...base(), "--out", join(dir, "c12"), "--level", "channel", "--tensor", "image"), /'image' is the model's input, not a tensor inside the network/);
+  });
   it("--list with a missing model or a folder", () => {
     expectOneLineError(segcause("components", "--list", "--model", join(dir, "nope.onnx")), /cannot read model .*nope.onnx \(ENOENT\)/);
     expectOneLineError(segcause("components", "--list", "--model", dir), /cannot read model .* \(EISDIR\)/);

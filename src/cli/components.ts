@@ -52,7 +52,9 @@ function donorPaths(spec: string, splits: string): string[] {
   if (spec.endsWith(".json") || (isDir && (() => { try { return statSync(`${spec}/manifest.json`).isFile(); } catch { return false; } })())) {
     return casesInSplits(readManifest(spec), splits.split(",").map((s) => s.trim())).map((c) => c.image);
   }
-  return listImages(spec);
+  const images = listImages(spec);
+  if (images.length === 0) fail(`donor folder ${spec} holds no image (PNG, JPEG, BMP, TIFF or WebP)`, "pass a folder of images of the same domain, or a dataset manifest");
+  return images;
 }
 
 export function componentsCommand(): Command {
@@ -82,6 +84,8 @@ export function componentsCommand(): Command {
   addCardFlags(cmd);
   return cmd.action(async (f: ComponentFlags, self: Command) => {
     if (f.list) {
+      // channel and spatial components live inside one tensor: list the layers whose tensors --tensor can name
+      if ((f.level === "channel" || f.level === "spatial") && !f.tensor?.length) process.stderr.write(`--level ${f.level} splits one tensor (--tensor <name>); these are the layers and their tensors:\n`);
       const lv: ComponentLevel = f.level === "channel" || f.level === "spatial" ? "layer" : f.level;
       const comps = listComponents(readModelFile(f.model).proto, lv);
       for (const c of comps) process.stdout.write(`${c.name}\t${c.outputs.join(" ")}\n`);

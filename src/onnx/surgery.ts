@@ -104,7 +104,9 @@ export function tensorNames(model: ModelProto): string[] {
 
 export function checkTensors(model: ModelProto, tensors: string[]): void {
   const known = new Set(tensorNames(model));
+  const inputs = new Set(model.graph!.input.map((i) => i.name));
   for (const t of tensors) {
+    if (inputs.has(t)) fail(`'${t}' is the model's input, not a tensor inside the network`, "name a tensor a node produces (`segcause components --list --level layer`); the input itself is what `segcause explain` intervenes on");
     if (!known.has(t)) {
       const list = [...known];
       fail(`unknown tensor '${t}'; valid tensors include ${list.slice(0, 8).join(", ")}${list.length > 8 ? ` … (${list.length} in all)` : ""}`, "`segcause components --list --level layer` lists the components and their tensors");
