@@ -134,6 +134,11 @@ describe("strategies report", () => {
     await expect(writeStrategyReport([cell("shape", localBlob, [N, N], 2 * N)], join(root, "o2"))).rejects.toThrow(new RegExp(`is ${N}x${N} but its cell records a ${2 * N}x${2 * N} map`));
     const ok = cell("ok", localBlob, [N, N]);
     await expect(writeStrategyReport([ok], join(root, "o3"), { settings: { block: N + 8 } })).rejects.toThrow(new RegExp(`--block ${N + 8} is larger than the ${N}x${N} map`));
+    const broken = join(root, "broken-explain");
+    mkdirSync(broken, { recursive: true });
+    writeFileSync(join(broken, "map.npy"), encodeNpy(localBlob, [N, N]));
+    writeFileSync(join(broken, "manifest.json"), "{ not json");
+    await expect(writeStrategyReport([broken], join(root, "o4"))).rejects.toThrow(/no attribution maps found .*; 1 map\.npy had an unreadable record beside it \(.*broken-explain\/manifest\.json\)/);
     const cli = segcause("strategies", "--maps", ok, "--out", ok);
     expect(cli.code).not.toBe(0);
     expect(cli.stderr).toMatch(/holds the output of `segcause evaluate`: the strategy report would overwrite its files/);

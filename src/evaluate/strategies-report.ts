@@ -48,7 +48,7 @@ function readJsonFile(path: string): any {
 }
 
 /** Every map under the given folders (evaluate cells or explain outputs), in a stable order. */
-export function findMaps(dirs: readonly string[]): MapEntry[] {
+export function findMaps(dirs: readonly string[], unreadable: string[] = []): MapEntry[] {
   const out: MapEntry[] = [];
   const visit = (dir: string) => {
     let entries;
@@ -62,13 +62,15 @@ export function findMaps(dirs: readonly string[]): MapEntry[] {
       const npy = join(dir, "map.npy");
       if (names.has("cell.json")) {
         const c = readJsonFile(join(dir, "cell.json")) as CellRecord | undefined;
-        if (c?.format === "segcause.evalcell/1") {
+        if (c?.format !== "segcause.evalcell/1") unreadable.push(join(dir, "cell.json"));
+        else {
           const meta = readJsonFile(join(dir, "attribution.json"));
           out.push({ dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, roiRect: c.roiRect, height: meta?.height ?? 0, width: meta?.width ?? 0, tau: Number(c.options.tau ?? 0) || 0, signed: c.signed, path: npy });
         }
       } else if (names.has("manifest.json")) {
         const m = readJsonFile(join(dir, "manifest.json"));
-        if (m?.format === "segcause.attribution/1") {
+        if (m?.format !== "segcause.attribution/1") unreadable.push(join(dir, "manifest.json"));
+        else {
           const prov = m.provenance ?? {};
           const imagePath: string = prov.case?.imagePath ?? "";
           const ds = /\/([^/]+)\/images\/[^/]+$/.exec(imagePath)?.[1] ?? "-";
@@ -118,9 +120,13 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   const settings = { ...STRATEGY_DEFAULTS, ...opts.settings };
   checkStrategySettings(settings);
   if (opts.gallery !== undefined && !(Number.isInteger(opts.gallery) && opts.gallery >= 0)) fail(`--gallery must be an integer >= 0, got ${opts.gallery}`, "use --gallery 6");
-  let entries = findMaps(dirs);
+  const unreadable: string[] = [];
+  let entries = findMaps(dirs, unreadable);
   if (opts.methods) entries = entries.filter((e) => opts.methods!.includes(e.method));
-  if (entries.length === 0) fail(`no attribution maps found in ${dirs.join(", ")}${opts.methods ? ` for methods ${opts.methods.join(",")}` : ""}`, "pass folders written by `segcause evaluate` (cells/) or `segcause explain`");
+  if (entries.length === 0) {
+    const why = unreadable.length ? `; ${unreadable.length} map.npy had an unreadable record beside it (${unreadable[0]}${unreadable.length > 1 ? ", ..." : ""})` : "";
+    fail(`no attribution maps found in ${dirs.join(", ")}${opts.methods ? ` for methods ${opts.methods.join(",")}` : ""}${why}`, "pass folders written by `segcause evaluate` (cells/) or `segcause explain`");
+  }
   const results: MapResult[] = [];
   const maps = new Map<string, Float32Array>();
   for (const e of entries) {
