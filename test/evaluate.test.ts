@@ -170,6 +170,17 @@ describe("RoI rules", () => {
   });
 });
 
+describe("a bank built from the evaluated split", () => {
+  it("leaves each image's own patches out of its natural-patch fill and notes the overlap", async () => {
+    const o = tmp("segcause-eval-banksplit-");
+    const s = await runEvaluation(config(o, ["zero"], { bankSplits: ["train", "test"], images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, fills: ["patches"], steps: 2 } }), ctl());
+    expect(s.computed).toBe(2);
+    expect(s.notes.join("\n")).toMatch(/built from split 'test', which is also evaluated: each image's own patches are left out/);
+    const cell = listCells(o)[0];
+    expect(cell.metrics["del_auc:patches"]).toEqual(expect.any(Number));
+  });
+});
+
 describe("whole-run progress", () => {
   it("each finished cell logs how many of the run's cells are accounted for, with an ETA", async () => {
     const o = tmp("segcause-eval-progress-");

@@ -190,7 +190,10 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
       loaded.set(path, { model, runner: new Runner(model, { batchSize: cfg.batchSize }) });
     }
     if (needBank && cfg.bank) banks.set(cfg.bank, await PatchBank.load(cfg.bank));
-    else if (needBank) casesInSplits(ds, cfg.bankSplits);
+    else if (needBank) {
+      casesInSplits(ds, cfg.bankSplits);
+      if (cfg.bankSplits.includes(cfg.split)) summary.notes.push(`the patch bank is built from split '${cfg.split}', which is also evaluated: each image's own patches are left out of its draws, the other evaluated images' patches stay in`);
+    }
     await ctl.onValidated?.();
     // Whole-run progress for the log: cells accounted for (computed, found, skipped, refused) of
     // about how many (less when a rule places fewer RoIs than it asks for), and an ETA from the time
