@@ -1,5 +1,5 @@
 import { spawnSync } from "node:child_process";
-import { readFileSync, statSync, writeFileSync, existsSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync, existsSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { registerMethod, type MethodDefinition } from "../src/explain/methods.js";
@@ -14,6 +14,10 @@ import { gini, spearman, trapezoidAuc } from "../src/evaluate/map-metrics.js";
 import { massPrefix, rankBySupport, stepCounts } from "../src/evaluate/ordering.js";
 import { candidates, parseRoiSpec, selectRois } from "../src/evaluate/rois.js";
 import { readManifest } from "../src/data/manifest.js";
+import { PatchBank } from "../src/data/patchbank.js";
+import { loadCase } from "../src/data/case.js";
+import { Model } from "../src/model/model.js";
+import { makeFills } from "../src/evaluate/fills.js";
 import { uniform } from "../src/util/rng.js";
 import { fail } from "../src/errors.js";
 import { regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
@@ -178,6 +182,16 @@ describe("a bank built from the evaluated split", () => {
     expect(s.notes.join("\n")).toMatch(/built from split 'test', which is also evaluated: each image's own patches are left out/);
     const cell = listCells(o)[0];
     expect(cell.metrics["del_auc:patches"]).toEqual(expect.any(Number));
+    // the fill of one image draws from the other images' patches only
+    const bank = await PatchBank.load(join(o, "banks", readdirSync(join(o, "banks")).find((f) => f.endsWith(".scbank"))!));
+    const model = await Model.load(modelPath, { threads: 1 });
+    const kase = await loadCase(model, join(dir, "img3.png"), join(dir, "img3_mask.png"));
+    const [fill] = await makeFills(model, kase, ["patches"], { patchDraws: 1, blurSigma: 5, seed: 0 }, bank);
+    const own = bank.header.sources.find((x) => x.sha256 === kase.imageSha256)!;
+    expect(own.patches).toBeGreaterThan(0);
+    expect(fill.intervention.draws).toBe(bank.count - own.patches);
+    expect(fill.intervention.notes?.join(" ")).toMatch(/img3\.png\); they were left out/);
+    await model.release();
   });
 });
 
@@ -214,13 +228,14 @@ describe("RoI files that select nothing", () => {
     const csv = (name: string, text: string) => (writeFileSync(join(o, name), text), join(o, name));
     expect(() => parseRoiSpec(csv("dup.csv", "image,row,col,size\nimg3,0,0,8\nimg4,0,0,8\nimg3,0,0,8\n"))).toThrow(/line 4 repeats line 2 \(img3,0,0,8\)/);
     expect(() => parseRoiSpec(csv("zero.csv", "image,row,col,size\nimg3,0,0,0\n"))).toThrow(/line 2: size must be at least 1, got 0/);
+    expect(() => parseRoiSpec(csv("hex.csv", "image,row,col,size\nimg3,0x10,0,8\n"))).toThrow(/line 2: row, col and size must be integers/);
     expect(() => parseRoiSpec(o)).toThrow(/is a folder, not a RoI rule or a \.csv RoI file/);
     const man = (name: string, cases: unknown[]) => (writeFileSync(join(o, name), JSON.stringify({ name: "m", cases })), join(o, name));
     const c = { id: "a", image: "a.png", split: "test" };
     expect(() => readManifest(man("dup.json", [c, { ...c, image: "b.png" }]))).toThrow(/lists case id 'a' twice/);
     expect(() => readManifest(man("none.json", []))).toThrow(/lists no cases/);
     const mask = new Uint8Array(32 * 32).fill(1, 0, 512);
-    expect(() => selectRois(parseRoiSpec("boundary:8", 500), "img", mask, 32, 32, 0)).toThrow(/--roi-align 500 is larger than the 32x32 model input/);
+    expect(() => selectRois(parseRoiSpec("boundary:8", 500), "img", mask, 32, 32, 0)).toThrow(/--roi-align 500 is not smaller than the 32x32 model input/);
   });
 });
 

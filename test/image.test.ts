@@ -71,9 +71,9 @@ describe("image decoding", () => {
     return Buffer.concat([Buffer.from([137, 80, 78, 71, 13, 10, 26, 10]), chunk("IHDR", ihdr), chunk("IDAT", deflateSync(rows)), chunk("IEND", Buffer.alloc(0))]);
   }
 
-  /** An 8x8 mask whose left half is `fg` and right half `bg` (16-bit when asked; `noise` added to every third pixel). */
+  /** An 8x8 mask whose left half is `fg` and right half `bg` (16-bit when asked; `noise` added to one pixel). */
   async function halfMask(name: string, fg: number, bg: number, bits16 = false, noise = 0): Promise<string> {
-    const values = Array.from({ length: 64 }, (_, i) => Math.max(0, Math.min(bits16 ? 65535 : 255, (i % 8 < 4 ? fg : bg) + (i % 3 === 0 ? noise : 0))));
+    const values = Array.from({ length: 64 }, (_, i) => Math.max(0, Math.min(bits16 ? 65535 : 255, (i % 8 < 4 ? fg : bg) + (i === 5 ? noise : 0))));
     const path = join(dir, name);
     if (bits16) writeFileSync(path, png16(8, 8, values));
     else await sharp(Uint8Array.from(values), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(path);
@@ -94,6 +94,20 @@ describe("image decoding", () => {
     const labels = join(dir, "labels.png");
     await sharp(Uint8Array.from({ length: 64 }, (_, i) => i % 3), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(labels);
     await expect(loadMask(labels, 8, 8)).rejects.toThrow(/labels\.png is not binary: it has 3 distinct values \(0, 1, 2\)/);
+    // a JPEG of a 0/255 disc (dozens of noise values around its edge) reads as the disc
+    const disc = Uint8Array.from({ length: 64 * 64 }, (_, i) => ((Math.floor(i / 64) - 30) ** 2 + ((i % 64) - 34) ** 2 < 400 ? 255 : 0));
+    const discPng = join(dir, "disc.png"), discJpg = join(dir, "disc.jpg");
+    await sharp(disc, { raw: { width: 64, height: 64, channels: 1 } }).png().toFile(discPng);
+    await sharp(disc, { raw: { width: 64, height: 64, channels: 1 } }).jpeg({ quality: 75 }).toFile(discJpg);
+    expect(new Set((await sharp(discJpg).raw().toBuffer()).values()).size).toBeGreaterThan(10);
+    expect(Array.from(await loadMask(discJpg, 64, 64))).toEqual(Array.from(await loadMask(discPng, 64, 64)));
+    // VOC style: object 1 with a void border 255; and a 0/1/2 label map whose label 1 is small
+    const voc = join(dir, "voc.png");
+    await sharp(Uint8Array.from({ length: 64 }, (_, i) => (i % 8 === 0 ? 255 : i % 8 < 4 ? 1 : 0)), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(voc);
+    await expect(loadMask(voc, 8, 8)).rejects.toThrow(/voc\.png is not binary: it has 3 distinct values \(0, 1, 255\)/);
+    const small = join(dir, "small-label.png");
+    await sharp(Uint8Array.from({ length: 64 }, (_, i) => (i === 0 ? 1 : i < 32 ? 2 : 0)), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(small);
+    await expect(loadMask(small, 8, 8)).rejects.toThrow(/not binary: it has 3 distinct values \(0, 1, 2\)/);
     const soft = join(dir, "soft.png");
     await sharp(Uint8Array.from({ length: 64 }, (_, i) => i * 4), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(soft);
     await expect(loadMask(soft, 8, 8)).rejects.toThrow(/not binary: it has 64 distinct values \(0, 4, 8, \.\.\., 248, 252\)/);

@@ -167,6 +167,16 @@ describe("the patch bank against the explained case", () => {
       for (const u of a.units) expect(u.effect).toBeCloseTo(isCausal(u) ? -100 : 0, 6);
       expect(a.notes.join("\n")).toMatch(/holds 5 patches of the explained image \(bright\.png\); they were left out/);
       expect(a.provenance.intervention).toMatchObject({ excluded: { image: "bright.png", patches: 5 } });
+      // The explained image listed twice, in the middle and at the end: both copies are left out.
+      const px3 = new Uint8Array(20 * P * P * 3);
+      px3.fill(20, 0, 5 * P * P * 3);
+      px3.fill(230, 5 * P * P * 3, 10 * P * P * 3);
+      px3.fill(20, 10 * P * P * 3, 15 * P * P * 3);
+      px3.fill(230, 15 * P * P * 3);
+      const twice = new PatchBank({ ...bank.header, count: 20, sources: [sources[1], sources[0], { ...sources[1], sha256: "2".repeat(64) }, { ...sources[0], name: "bright-copy.png" }] }, px3, "test-bank-4");
+      const t = await explainPdcr(model, kase, { roi: ROI }, { bank: twice, samples: 24 });
+      for (const u of t.units) expect(u.effect).toBeCloseTo(isCausal(u) ? -100 : 0, 6);
+      expect(t.notes.join("\n")).toMatch(/holds 10 patches of the explained image \(bright\.png, bright-copy\.png\)/);
       // A bank cropped at another size is used as given, with a note.
       const resized = new PatchBank({ ...bank.header, sources: [sources[1], { ...sources[0], sha256: "1".repeat(64) }], resizedTo: { height: 64, width: 64, filter: "bilinear" } }, px, "test-bank-2");
       const b = await explainPdcr(model, kase, { roi: ROI }, { bank: resized, schedule: "paper", samples: 4 });

@@ -139,8 +139,10 @@ describe("strategies report", () => {
     writeFileSync(join(broken, "map.npy"), encodeNpy(localBlob, [N, N]));
     writeFileSync(join(broken, "manifest.json"), "{ not json");
     await expect(writeStrategyReport([broken], join(root, "o4"))).rejects.toThrow(/no attribution maps found .*; 1 map\.npy had an unreadable record beside it \(.*broken-explain\/manifest\.json\)/);
+    writeFileSync(join(ok, "report.html"), "<p>evaluate's report</p>");
     const cli = segcause("strategies", "--maps", ok, "--out", ok);
     expect(cli.code).not.toBe(0);
-    expect(cli.stderr).toMatch(/holds the output of `segcause evaluate`: the strategy report would overwrite its files/);
+    expect(cli.stderr).toMatch(/holds the output of `segcause evaluate`: the strategy report would overwrite its report\.html/);
+    expect(readFileSync(join(ok, "report.html"), "utf8")).toBe("<p>evaluate's report</p>");
   });
 });

@@ -44,9 +44,10 @@ export function demoCommand(): Command {
     const cfg = demoConfig();
     const at = (p: string) => join(PACKAGE_ROOT, p);
     // The description names PdCR and its bank; another method gets the same case without them.
-    const description = f.method === "pdcr" ? cfg.description : `${f.method} map${cfg.description.replace(/^PdCR map/, "").replace(/, with natural patches.*$/, "")}`;
-    const needsBank = allMethods().find((m) => m.name === f.method)?.needsBank;
-    if (needsBank && f.block !== undefined) {
+    const def = allMethods().find((m) => m.name === f.method);
+    const rest = cfg.description.replace(/^PdCR map/, "");
+    const description = f.method === "pdcr" ? cfg.description : `${f.method} map${def?.needsBank ? rest : rest.replace(/, with natural patches.*$/, "")}`;
+    if (def?.needsBank && def.options.some((o) => o.name === "block") && f.block !== undefined) {
       const P = (await PatchBank.load(at(cfg.bank))).patchSize;
       if (f.block !== P) fail(`the demo's patch bank holds ${P}x${P} patches, so its ${f.method} blocks are ${P} px`, `drop --block, or run \`segcause explain\` with a bank built with \`segcause bank build --patch-size ${String(f.block)}\``);
     }

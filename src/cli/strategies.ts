@@ -33,9 +33,9 @@ export function strategiesCommand(): Command {
     .option("--gallery <n>", "example maps per model in the gallery", int("gallery"), 6)
     .action(async (f: StrategyFlags) => {
       checkOutputDir(f.out);
-      // evaluate and explain write their own report.html / manifest.json there
-      if (existsSync(join(f.out, "cells")) || existsSync(join(f.out, "manifest.json"))) {
-        fail(`--out ${f.out} holds the output of \`segcause ${existsSync(join(f.out, "cells")) ? "evaluate" : "explain"}\`: the strategy report would overwrite its files`, `use --out ${join(f.out, "strategies")}`);
+      // evaluate writes a report.html of its own there
+      if (existsSync(join(f.out, "cells")) && existsSync(join(f.out, "report.html"))) {
+        fail(`--out ${f.out} holds the output of \`segcause evaluate\`: the strategy report would overwrite its report.html`, `use --out ${join(f.out, "strategies")}`);
       }
       const r = await writeStrategyReport(f.maps, f.out, {
         methods: f.methods?.split(",").map((s) => s.trim()),

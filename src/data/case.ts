@@ -18,6 +18,13 @@ export interface Case {
   maskSha256?: string;
   /** size and channels of the image file as stored, before resizing and channel conversion */
   source?: ImageInfo;
+  /** sha256 of the image file a derived case (a noisy copy) was made from */
+  derivedFrom?: string;
+}
+
+/** The image files a case's pixels come from: the bank's patches of these are not "other images". */
+export function caseImageHashes(kase: Case): string[] {
+  return kase.derivedFrom ? [kase.imageSha256, kase.derivedFrom] : [kase.imageSha256];
 }
 
 export async function loadCase(model: Model, imagePath: string, maskPath?: string): Promise<Case> {

@@ -100,8 +100,9 @@ function convertChannels(data: Buffer, from: number, to: 1 | 3): Uint8Array {
  * A binary mask, resized with nearest neighbour to height x width. Read at the file's own depth
  * (a 16-bit 0/1 PNG is not rounded away) and accepted when it is binary: exactly two values (the
  * higher is the structure: 0/255, 0/1, a one-label map 0/2 ...), or nearly so (JPEG or resampling
- * noise: 98% of the pixels within 1/8 of either end, cut at half the maximum). Anything else (a
- * label map with several labels, a soft or probability mask) is refused with its values.
+ * noise: 98% of the pixels within 1/8 of either end of the full range, no third value on 5% of
+ * them; cut at half the maximum). Anything else (a label map with several labels, a soft or
+ * probability mask) is refused with its values.
  */
 export async function loadMask(path: string, height: number, width: number): Promise<Uint8Array> {
   return decodeMask(await readInput(path), path, height, width);
@@ -144,10 +145,16 @@ function binaryRule(data: Uint8Array | Uint16Array, path: string): (v: number) =
   const values = [...counts.keys()].sort((a, b) => a - b);
   if (values.length === 1) return values[0] === 0 ? () => false : () => true;
   if (values.length === 2) return (v) => v === values[1];
+  // Nearly binary (JPEG or resampling noise): a full-range mask whose pixels lie within 1/8 of
+  // either end, cut at half the maximum. Noise spreads over many values, each rare (a JPEG'd PH2 or
+  // vessel mask: at most 2% of the pixels on any value but the two commonest); a value on 5% or more
+  // is a label (0/1/2, VOC's 0/1/255 with its void border) and the mask is refused, not guessed at.
   const max = values[values.length - 1];
+  const full = data instanceof Uint16Array ? 32768 : 128;
   let nearEnds = 0;
   for (const [v, k] of counts) if (v <= max / 8 || v >= (7 * max) / 8) nearEnds += k;
-  if (nearEnds >= 0.98 * data.length) return (v) => v > max / 2;
+  const [, , third] = [...counts.values()].sort((x, y) => y - x);
+  if (max >= full && nearEnds >= 0.98 * data.length && third < 0.05 * data.length) return (v) => v > max / 2;
   const shown = values.length <= 6 ? values.join(", ") : `${values.slice(0, 3).join(", ")}, ..., ${values.slice(-2).join(", ")}`;
   fail(
     `mask ${path} is not binary: it has ${values.length} distinct values (${shown})`,

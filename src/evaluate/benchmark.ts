@@ -8,7 +8,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { fail, SegcauseError } from "../errors.js";
-import { loadCase, type Case } from "../data/case.js";
+import { caseImageHashes, loadCase, type Case } from "../data/case.js";
 import { casesInSplits, readManifest, type Dataset } from "../data/manifest.js";
 import { buildPatchBank, PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
@@ -155,7 +155,7 @@ export function noisyCase(kase: Case, sigma: number, seed: number): Case {
     const z = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
     data[i] = Math.max(0, Math.min(255, Math.round(kase.image.data[i] + sigma * z)));
   }
-  return { ...kase, image: { ...kase.image, data }, imageSha256: sha256(data) };
+  return { ...kase, image: { ...kase.image, data }, imageSha256: sha256(data), derivedFrom: kase.derivedFrom ?? kase.imageSha256 };
 }
 
 function curveMetrics(prefix: string, c: CurvePair, m: Record<string, number | null>, fill: string): void {
@@ -261,7 +261,11 @@ async function evaluateRoi(
   defs: Def[], bank: PatchBank | undefined, protocolKey: unknown, log: (s: string) => void, progress: () => string,
 ): Promise<boolean> {
   const P = cfg.protocol;
-  const groupKey = { protocol: protocolKey, model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null, roi: roi.rect, bank: bank?.sha256 ?? null };
+  // A bank holding this image: its patches are left out (PatchIntervention), which a folder
+  // computed before that rule must not mix with; the key changes only for such banks.
+  const own = caseImageHashes(kase);
+  const ownPatches = bank?.header.sources.some((s) => own.includes(s.sha256)) ? { bankOwnPatches: "left out" } : {};
+  const groupKey = { protocol: protocolKey, model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null, roi: roi.rect, bank: bank?.sha256 ?? null, ...ownPatches };
   const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: d.options, ...(d.def.revision ? { revision: d.def.revision } : {}) })));
   const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));
   const existing = dirs.map((d) => readJson<CellRecord>(join(d, "cell.json")));

@@ -48,7 +48,7 @@ export async function makeFills(model: Model, kase: Case, names: readonly FillNa
     if (name === "patches") {
       if (!bank) fail("the natural-patch fill needs a patch bank", "pass --bank, or let evaluate build one from the dataset's train split");
       if (!Number.isInteger(st.patchDraws) || st.patchDraws < 1) fail(`--patch-draws must be a positive integer, got ${st.patchDraws}`);
-      const intervention = new PatchIntervention(bank, model, undefined, kase.imageSha256);
+      const intervention = new PatchIntervention(bank, model, undefined, kase);
       const draws = Array.from({ length: st.patchDraws }, (_, j) => randomInt(st.seed, STREAM.fillDraws, j, intervention.draws));
       out.push({ name, intervention, draws });
     } else {

@@ -77,7 +77,8 @@ export function readRoiCsv(path: string): RoiFileRow[] {
   return lines.map((l, n) => {
     const f = l.split(",").map((s) => s.trim());
     const row = Number(f[cr]), c = Number(f[cc]), size = Number(f[cs]);
-    if ([f[cr], f[cc], f[cs]].some((v) => !v) || ![row, c, size].every(Number.isInteger)) fail(`RoI file ${path} line ${n + 2}: row, col and size must be integers`);
+    // plain decimal integers only (Number() also reads "0x10" and "1e1")
+    if ([f[cr], f[cc], f[cs]].some((v) => !/^[+-]?\d+$/.test(v ?? ""))) fail(`RoI file ${path} line ${n + 2}: row, col and size must be integers`);
     if (size < 1) fail(`RoI file ${path} line ${n + 2}: size must be at least 1, got ${size}`);
     // A repeated RoI would be computed twice and counted twice in every mean and test.
     const key = `${f[ci]},${row},${c},${size}`;
@@ -125,7 +126,7 @@ export function selectRois(spec: RoiSpec, imageId: string, mask: Uint8Array | un
       });
   }
   if (!mask) fail(`image ${imageId} has no ground-truth mask, so RoI rules cannot be applied`, "give --rois file.csv");
-  if (spec.align > Math.min(height, width)) fail(`--roi-align ${spec.align} is larger than the ${height}x${width} model input: every RoI would snap to the corner`, "use --roi-align 8 (the block grid)");
+  if (spec.align >= Math.min(height, width)) fail(`--roi-align ${spec.align} is not smaller than the ${height}x${width} model input: every RoI would snap to the corner`, "use --roi-align 8 (the block grid)");
   const out: PlacedRoi[] = [];
   for (const rule of spec.rules) {
     if (rule.size > Math.min(height, width)) fail(`RoI size ${rule.size} does not fit the ${height}x${width} model input`);

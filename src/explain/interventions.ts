@@ -7,6 +7,7 @@ import type { PatchBank } from "../data/patchbank.js";
 import sharp from "sharp";
 import type { RasterImage } from "../data/image.js";
 import type { Model } from "../model/model.js";
+import { caseImageHashes, type Case } from "../data/case.js";
 import { randomInt } from "../util/rng.js";
 import { forEachPixel, type Unit } from "./units.js";
 
@@ -50,8 +51,8 @@ export class PatchIntervention implements Intervention {
     model: Model,
     /** the block size the patches must match; omit for units tiled with patches (superpixels) */
     blockSize?: number,
-    /** the explained image's sha256: its own patches are left out */
-    explainedImage?: string,
+    /** the explained case: the bank's patches of its image are left out */
+    explained?: Case,
   ) {
     if (blockSize !== undefined && bank.patchSize !== blockSize) {
       fail(
@@ -65,17 +66,25 @@ export class PatchIntervention implements Intervention {
     if (height !== model.height || width !== model.width) {
       this.notes.push(`the patch bank was cropped from images resized to ${height}x${width}, but the model input is ${model.height}x${model.width}: its patches show structures at another scale (rebuild it with \`segcause bank build --model <this model>\`)`);
     }
-    if (model.channels === 3 && bank.isGrey) this.notes.push("the patch bank holds grey patches but the model takes colour images: the replacements are unlike any natural image it sees (build the bank from images of its own kind)");
-    let start = 0;
+    const colourImage = (explained?.source?.channels ?? 3) >= 3;
+    if (model.channels === 3 && colourImage && bank.isGrey) this.notes.push("the patch bank holds grey patches but the model takes colour images: the replacements are unlike any natural image it sees (build the bank from images of its own kind)");
+    // Every source that is the explained image (a bank may list one file twice) is left out.
+    const own = explained ? caseImageHashes(explained) : [];
+    const keep: number[] = [];
+    let start = 0, left = 0;
+    const names: string[] = [];
     for (const s of bank.header.sources) {
-      if (explainedImage !== undefined && s.sha256 === explainedImage && s.patches > 0) {
-        if (s.patches >= bank.count) fail(`every patch of the bank comes from the explained image ${s.name}`, "build the bank from other images of the same kind");
-        this.index = Int32Array.from({ length: bank.count - s.patches }, (_, k) => (k < start ? k : k + s.patches));
-        this.excluded = { image: s.name, patches: s.patches };
-        this.notes.push(`the patch bank holds ${s.patches} patches of the explained image (${s.name}); they were left out, so every patch comes from another image`);
-        break;
-      }
+      if (own.includes(s.sha256)) {
+        left += s.patches;
+        names.push(s.name);
+      } else for (let k = 0; k < s.patches; k++) keep.push(start + k);
       start += s.patches;
+    }
+    if (left > 0) {
+      if (keep.length === 0) fail(`every patch of the bank comes from the explained image ${names[0]}`, "build the bank from other images of the same kind");
+      this.index = Int32Array.from(keep);
+      this.excluded = { image: names.join(", "), patches: left };
+      this.notes.push(`the patch bank holds ${left} patches of the explained image (${names.join(", ")}); they were left out, so every patch comes from another image`);
     }
   }
 
@@ -122,7 +131,7 @@ export class PatchIntervention implements Intervention {
 
   describe(): Record<string, unknown> {
     const d: Record<string, unknown> = { name: this.name, bankSha256: this.bank.sha256, bankPatches: this.bank.count, patchSize: this.bank.patchSize, bankSeed: this.bank.header.seed, bankResizedTo: this.bank.header.resizedTo };
-    // Only when patches were left out, so that the records (and evaluate's cell keys) of every other run stay as they were.
+    // Only when patches were left out, so that the records of every other run stay as they were.
     if (this.excluded) d.excluded = this.excluded;
     return d;
   }

@@ -46,7 +46,7 @@ export async function explainPdcrSuperpixel(model: Model, kase: Case, target: Ta
       method: "pdcr-superpixel",
       blockSize: opts.bank.patchSize,
       estimator: { screen: o.screen, samples: o.samples, tau: o.tau },
-      makeIntervention: (m, k) => new PatchIntervention(opts.bank, m, undefined, k.imageSha256),
+      makeIntervention: (m, k) => new PatchIntervention(opts.bank, m, undefined, k),
       units: (t) => superpixelPartition(kase.image, t.region, slicOpts),
       settings: { partition: "superpixels", ...slicOpts },
     },

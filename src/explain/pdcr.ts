@@ -55,7 +55,7 @@ export function explainPdcr(model: Model, kase: Case, target: TargetSpec, opts: 
       blockSize,
       estimator,
       adaptive: schedule === "fast" ? { ...FAST_SCHEDULE, tau: estimator.tau, maxSamples: estimator.samples, ...opts.fast } : undefined,
-      makeIntervention: (m, k) => new PatchIntervention(opts.bank, m, blockSize, k.imageSha256),
+      makeIntervention: (m, k) => new PatchIntervention(opts.bank, m, blockSize, k),
       settings: { schedule },
     },
     opts,

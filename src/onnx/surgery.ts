@@ -104,7 +104,9 @@ export function tensorNames(model: ModelProto): string[] {
 
 export function checkTensors(model: ModelProto, tensors: string[]): void {
   const known = new Set(tensorNames(model));
-  const inputs = new Set(model.graph!.input.map((i) => i.name));
+  // Older exports list the weights among the graph inputs too: only a true input is refused here.
+  const weights = new Set(model.graph!.initializer.map((w) => w.name));
+  const inputs = new Set(model.graph!.input.map((i) => i.name).filter((n) => !weights.has(n)));
   for (const t of tensors) {
     if (inputs.has(t)) fail(`'${t}' is the model's input, not a tensor inside the network`, "name a tensor a node produces (`segcause components --list --level layer`); the input itself is what `segcause explain` intervenes on");
     if (!known.has(t)) {

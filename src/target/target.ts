@@ -73,7 +73,8 @@ export function checkBaseOutput(model: Model, output: Float32Array): void {
       "check the model export and the input normalisation in the model card (scale, mean, std)",
     );
   }
-  const tol = 1e-3;
+  // Loose: a Sigmoid followed by a bicubic Resize overshoots [0, 1] a little; raw scores do by far more.
+  const tol = 0.1;
   if (model.card.output.kind === "probabilities" && (min < -tol || max > 1 + tol)) {
     fail(
       `the model card reads the output as probabilities, but its values range from ${min.toPrecision(4)} to ${max.toPrecision(4)}, outside [0, 1]`,
