@@ -42,6 +42,7 @@ describe("explain: bad values are refused before anything runs", () => {
     ["fast schedule with fewer samples than one round", ["--bank", "BANK", "--samples", "2"], /--samples must be >= 4, got 2 .*--schedule paper/],
     ["negative samples", ["--bank", "BANK", "--samples", "-1", "--schedule", "paper"], /--samples must be an integer >= 1, got -1/],
     ["no samples with the paper schedule (significant blocks would keep their screening draws)", ["--bank", "BANK", "--samples", "0", "--schedule", "paper"], /--samples must be an integer >= 1, got 0/],
+    ["a batch too large for memory (used to allocate it and fail inside ONNX Runtime)", ["--method", "zero", "--batch-size", "200000"], /a batch of 200000 inputs of 3x32x32 needs 2\.3 GiB of input buffers \(lower --batch-size/],
     ["more threads than ONNX Runtime takes", ["--method", "zero", "--threads", "1000"], /threads must be an integer in 1\.\.256, got 1000 \(use --threads 1\.\.\d+ \(this machine's cores\)\)/],
     ["negative map noise", ["--bank", "BANK", "--map-noise", "-1"], /--map-noise must be a number >= 0/],
     ["keep probability 1", ["--method", "rise", "--keep-probability", "1"], /--keep-probability must be a number in \(0, 1\)/],

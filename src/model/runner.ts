@@ -47,6 +47,12 @@ export class Runner {
       this.batchSize = requested;
     }
     const workers = Array.from({ length: model.workers }, (_, w) => w);
+    // Input buffers (and as much again for outputs) are allocated up front: refuse a batch that
+    // cannot fit rather than let the allocation or ONNX Runtime fail later.
+    const bytes = this.batchSize * model.inputSize * 4 * workers.length * (model.threaded ? 2 : 1);
+    if (bytes > 2 ** 31) {
+      fail(`a batch of ${this.batchSize} inputs of ${model.channels}x${model.height}x${model.width} needs ${(bytes / 2 ** 30).toFixed(1)} GiB of input buffers`, "lower --batch-size: a few dozen inputs already keep ONNX Runtime busy (or use --batch-size auto)");
+    }
     this.slots = (model.threaded ? [...workers, ...workers] : workers).map((worker) => ({ worker, buf: model.batchBuffer(this.batchSize * model.inputSize) }));
   }
 
