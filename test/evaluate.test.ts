@@ -236,6 +236,7 @@ describe("RoI files that select nothing", () => {
     expect(() => readManifest(man("none.json", []))).toThrow(/lists no cases/);
     const mask = new Uint8Array(32 * 32).fill(1, 0, 512);
     expect(() => selectRois(parseRoiSpec("boundary:8", 500), "img", mask, 32, 32, 0)).toThrow(/--roi-align 500 is not smaller than the 32x32 model input/);
+    expect(() => selectRois(parseRoiSpec("inside:32"), "img", mask, 32, 32, 0)).toThrow(/RoI size 32 spans the 32x32 model input/);
   });
 });
 

@@ -129,7 +129,9 @@ export function selectRois(spec: RoiSpec, imageId: string, mask: Uint8Array | un
   if (spec.align >= Math.min(height, width)) fail(`--roi-align ${spec.align} is not smaller than the ${height}x${width} model input: every RoI would snap to the corner`, "use --roi-align 8 (the block grid)");
   const out: PlacedRoi[] = [];
   for (const rule of spec.rules) {
-    if (rule.size > Math.min(height, width)) fail(`RoI size ${rule.size} does not fit the ${height}x${width} model input`);
+    if (rule.size > Math.min(height, width)) fail(`RoI size ${rule.size} does not fit the ${height}x${width} model input`, `use a size below ${Math.min(height, width)}`);
+    // A RoI as tall or wide as the input leaves too little outside it for curves and block maps.
+    if (rule.size >= Math.min(height, width)) fail(`RoI size ${rule.size} spans the ${height}x${width} model input: nothing outside it is left to intervene on`, `use a smaller size, e.g. --rois ${rule.kind}:${Math.max(8, Math.floor(Math.min(height, width) / 8))}`);
     const cand = candidates(mask, height, width, rule.kind);
     if (cand.length === 0) {
       notes.push(`${imageId}: no ${rule.kind} pixel in the mask, no ${rule.kind} RoI`);
