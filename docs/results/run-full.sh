@@ -28,12 +28,24 @@ if [ -n "${REPORT:-}" ]; then
   node bin/segcause.js strategies --maps "$OUT" --out "$OUT/strategies"
   DEST=${DEST:-docs/results}
   rm -rf "$DEST/plots" "$DEST/strategies"; mkdir -p "$DEST/plots" "$DEST/strategies/plots"
-  cp "$OUT"/{cells.csv,cells.jsonl,summary.csv,summary.json,pairs.csv,report.html,report.md,run.json} "$DEST/"
+  cp "$OUT"/{cells.csv,summary.csv,summary.json,pairs.csv,report.html,report.md,run.json} "$DEST/"
+  # every cell with its curves: about 5 KB a cell, so it is published compressed (gunzip -k to read)
+  rm -f "$DEST/cells.jsonl"; gzip -9n -c "$OUT/cells.jsonl" > "$DEST/cells.jsonl.gz"
   cp "$OUT"/plots/*.png "$DEST/plots/"
   cp "$OUT"/strategies/{maps.csv,models.csv,model-pairs.csv,strategies.json,report.html} "$DEST/strategies/"
   cp "$OUT"/strategies/plots/*.png "$DEST/strategies/plots/"
   rm -rf "$DEST/runs"; mkdir -p "$DEST/runs"
   if compgen -G "$OUT/runs/*.json" > /dev/null; then cp "$OUT"/runs/*.json "$DEST/runs/"; fi
+  # The stability run (STREAM=stability) has its own folder and report.
+  rm -rf "$DEST/stability"
+  if [ -d "$OUT-stability/cells" ]; then
+    node bin/segcause.js evaluate --report-only --out "$OUT-stability"
+    mkdir -p "$DEST/stability/plots" "$DEST/stability/runs"
+    cp "$OUT-stability"/{cells.csv,summary.csv,summary.json,pairs.csv,report.html,report.md,run.json} "$DEST/stability/"
+    gzip -9n -c "$OUT-stability/cells.jsonl" > "$DEST/stability/cells.jsonl.gz"
+    cp "$OUT-stability"/plots/*.png "$DEST/stability/plots/"
+    if compgen -G "$OUT-stability/runs/*.json" > /dev/null; then cp "$OUT-stability"/runs/*.json "$DEST/stability/runs/"; fi
+  fi
   exit 0
 fi
 for n in $(seq 1 "$IMAGES"); do
