@@ -13,6 +13,7 @@ import { parseRoiSpec } from "../src/evaluate/rois.js";
 import { getMethod } from "../src/explain/catalog.js";
 import { resolveOptions } from "../src/explain/methods.js";
 import { strategyStats } from "../src/evaluate/strategies.js";
+import { decimal, decimalInteger } from "../src/util/decimal.js";
 
 
 /** The project's standard for a user mistake. */
@@ -33,6 +34,15 @@ beforeAll(async () => {
   await writeMask(dir, "roi-mask.png", (y, x) => y >= 16 && y < 24 && x < 8);
 });
 
+describe("numbers in flags and RoI lists: plain decimals only, one parser", () => {
+  it("reads decimal notation and refuses what Number() would also accept", () => {
+    expect(["12", " -0.5 ", ".5", "5.", "1e-3", "+2E2"].map(decimal)).toEqual([12, -0.5, 0.5, 5, 0.001, 200]);
+    for (const bad of ["0x10", "0b11", "0o7", "Infinity", "NaN", "", " ", "1,5", "1e999", "--1", "1e"]) expect(decimal(bad), bad).toBeUndefined();
+    expect(["16", "-3", "+0", "007"].map(decimalInteger)).toEqual([16, -3, 0, 7]);
+    for (const bad of ["1e1", "16.0", "1.5", "0x10", "", "9007199254740993"]) expect(decimalInteger(bad), bad).toBeUndefined();
+  });
+});
+
 describe("explain: bad values are refused before anything runs", () => {
   const cases: [string, string[], RegExp][] = [
     ["negative masks", ["--method", "rise", "--masks", "-1"], /--masks must be an integer >= 2, got -1/],
@@ -48,6 +58,9 @@ describe("explain: bad values are refused before anything runs", () => {
     ["keep probability 1", ["--method", "rise", "--keep-probability", "1"], /--keep-probability must be a number in \(0, 1\)/],
     ["RoI with empty fields", ["--roi", ",,,"], /cannot parse RoI ',,,'/],
     ["RoI in hexadecimal (Number() would read 16)", ["--roi", "0x10,0,8,8"], /cannot parse RoI '0x10,0,8,8'/],
+    ["block size in hexadecimal (Number() read 16)", ["--method", "occlusion", "--block", "0x10"], /--block must be a whole number written in digits, got '0x10'/],
+    ["threshold in hexadecimal", ["--method", "zero", "--threshold", "0x1"], /--threshold must be a decimal number, got '0x1'/],
+    ["seed as a fraction", ["--method", "zero", "--seed", "1.5"], /--seed must be an integer in 0\.\.4294967295, got '1\.5'/],
     ["a folder as --card", ["--method", "zero", "--card", "CARDDIR"], /model card .* is a folder \(give the card's JSON file/],
     ["both --roi and --roi-mask", ["--roi-mask", "ROIMASK"], /both --roi and --roi-mask are given/],
     ["ground-truth mask of another size", ["--method", "zero", "--mask", "SMALLMASK"], /mask .*small-mask.png is 16x16 pixels but the image .* is 32x32/],

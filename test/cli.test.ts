@@ -96,7 +96,7 @@ describe("bad inputs give one clear line and no complete-looking output", () => 
     ["model that outputs NaN", () => ["--model", writeModel(dir, "nan.onnx", nanModel())], /NaN/],
     ["empty ground-truth mask", () => ["--mask", join(dir, "empty-mask.png")], /mask .* is empty/],
     ["ground truth absent from the RoI", () => ["--mask", join(dir, "far-mask.png")], /empty inside the RoI/],
-    ["bad number", () => ["--samples", "many"], /--samples must be a number/],
+    ["bad number", () => ["--samples", "many"], /--samples must be a whole number written in digits, got 'many'/],
   ];
 
   beforeAll(async () => {

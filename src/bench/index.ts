@@ -24,6 +24,7 @@ import { makeOutcome } from "../target/outcome.js";
 import { Region } from "../target/roi.js";
 import { demoConfig, PACKAGE_ROOT } from "../cli/demo.js";
 import { Rng } from "../util/rng.js";
+import { intAtLeast, positive } from "../cli/options.js";
 
 const ROUNDS = 3;
 const SECONDS_PER_ROUND = 4;
@@ -217,10 +218,10 @@ async function main(): Promise<void> {
   const f = new Command("bench")
     .option("--models <list>", "demo, all, or comma-separated shipped model names", "demo")
     .option("--fidelity", "fast-vs-paper schedule and fidelity against a converged reference (slow the first time: references are cached)", false)
-    .option("--ref-samples <n>", "draws per block of the reference", (v) => Number(v), 500)
-    .option("--batch <n>", "batch size of the throughput comparison", (v) => Number(v), 8)
-    .option("--rounds <n>", "interleaved rounds per throughput measurement", (v) => Number(v), ROUNDS)
-    .option("--seconds <s>", "seconds per round", (v) => Number(v), SECONDS_PER_ROUND)
+    .option("--ref-samples <n>", "draws per block of the reference", intAtLeast("ref-samples"), 500)
+    .option("--batch <n>", "batch size of the throughput comparison", intAtLeast("batch"), 8)
+    .option("--rounds <n>", "interleaved rounds per throughput measurement", intAtLeast("rounds"), ROUNDS)
+    .option("--seconds <s>", "seconds per round", positive("seconds"), SECONDS_PER_ROUND)
     .option("--no-throughput", "skip the throughput comparison")
     .option("--no-demo", "skip the demo with both schedules")
     .option("--json <file>", "also write the results as JSON")

@@ -4,14 +4,14 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fail } from "../errors.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
-import { checkOptionValue, kebab, resolveOptions, type MethodOption } from "../explain/methods.js";
+import { checkOptionValue, kebab, resolveOptions } from "../explain/methods.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { PROTOCOL_DEFAULTS, runEvaluation, type MethodRun } from "../evaluate/benchmark.js";
 import { parseFills } from "../evaluate/fills.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
 import { readJson, runRecordPath, writeAtomic, type RunRecord } from "../evaluate/store.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
-import { int, intAtLeast, num, numIn, numList, oneOf, positive, seed } from "./options.js";
+import { intAtLeast, methodOptionParser, numIn, numList, oneOf, positive, seed } from "./options.js";
 import { checkOutputDir, makeOutputDir } from "../util/files.js";
 import { stderrProgress } from "../util/progress.js";
 
@@ -49,13 +49,6 @@ interface EvaluateFlags {
 
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 
-function parseValue(o: MethodOption, raw: string, label: string): unknown {
-  if (o.type === "int") return int(label)(raw);
-  if (o.type === "number") return num(label)(raw);
-  if (o.type === "numbers") return numList(label)(raw);
-  return o.choices ? oneOf(label, o.choices)(raw) : raw;
-}
-
 /** `--set pdcr.samples=10` (option names in camelCase or kebab-case), checked against the method's declared options. */
 export function parseMethodRuns(methods: string, sets: readonly string[]): MethodRun[] {
   const names = methods.split(",").map((s) => s.trim()).filter(Boolean);
@@ -69,7 +62,7 @@ export function parseMethodRuns(methods: string, sets: readonly string[]): Metho
     const def = getMethod(m[1]);
     const o = def.options.find((x) => x.name === camel(m[2]));
     if (!o) fail(`--set ${s}: ${m[1]} has no option '${m[2]}'`, `its options: ${def.options.map((x) => x.name).join(", ")}`);
-    run.options[o.name] = parseValue(o, m[3], `set ${m[1]}.${m[2]}`);
+    run.options[o.name] = methodOptionParser(o, `set ${m[1]}.${m[2]}`)(m[3]);
     // Ranges are checked now, not cell by cell after hours of other methods.
     checkOptionValue(o, run.options[o.name], `--set ${m[1]}.${m[2]}`);
   }

@@ -16,7 +16,7 @@ import type { TargetSpec } from "../target/target.js";
 import { writeAttribution, type WrittenOutputs } from "../report/write.js";
 import { stderrProgress } from "../util/progress.js";
 import { Checkpoint } from "../explain/checkpoint.js";
-import { addCardFlags, cardOverrides, fixedOrUndefined, int, intOrAuto, num, numList, oneOf, seed, type CardFlags } from "./options.js";
+import { addCardFlags, cardOverrides, fixedOrUndefined, intOrAuto, methodOptionParser, oneOf, seed, type CardFlags } from "./options.js";
 import { t975 } from "../util/tdist.js";
 import { tuneExecution, type ExecutionPlan } from "../model/tune.js";
 
@@ -143,14 +143,6 @@ export function describeResult(r: ExplainResult): string {
   return lines.join("\n");
 }
 
-function optionParser(o: MethodOption): (v: string) => unknown {
-  const flag = kebab(o.name);
-  if (o.type === "int") return int(flag);
-  if (o.type === "number") return num(flag);
-  if (o.type === "numbers") return numList(flag);
-  return o.choices ? oneOf(flag, o.choices) : (v: string) => v;
-}
-
 /** Adds one flag per method option (shared by name across methods), with each method's default in the help. */
 export function addMethodFlags(cmd: Command, methods: readonly MethodDefinition[]): Command {
   const seen = new Map<string, { o: MethodOption; defaults: string[] }>();
@@ -163,7 +155,7 @@ export function addMethodFlags(cmd: Command, methods: readonly MethodDefinition[
   }
   for (const [name, { o, defaults }] of seen) {
     const arg = o.type === "string" ? (o.choices ? o.choices.join("|") : "value") : o.type === "numbers" ? "a,b,..." : "n";
-    cmd.option(`--${kebab(name)} <${arg}>`, `${o.description} (default: ${defaults.join("; ")})`, optionParser(o));
+    cmd.option(`--${kebab(name)} <${arg}>`, `${o.description} (default: ${defaults.join("; ")})`, methodOptionParser(o, kebab(o.name)));
   }
   return cmd;
 }

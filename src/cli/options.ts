@@ -1,21 +1,15 @@
 /** Parsing helpers shared by the commands: every bad flag value is a one-line SegcauseError. */
 import { fail } from "../errors.js";
+import { decimal, decimalInteger } from "../util/decimal.js";
 import type { CardOverrides } from "../model/card.js";
+import type { MethodOption } from "../explain/methods.js";
 
 export function num(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isFinite(n)) fail(`--${name} must be a number, got '${v}'`);
-    return n;
-  };
+  return (v: string): number => decimal(v) ?? fail(`--${name} must be a decimal number, got '${v}'`);
 }
 
 export function int(name: string) {
-  return (v: string): number => {
-    const n = num(name)(v);
-    if (!Number.isInteger(n)) fail(`--${name} must be an integer, got '${v}'`);
-    return n;
-  };
+  return (v: string): number => decimalInteger(v) ?? fail(`--${name} must be a whole number written in digits, got '${v}'`);
 }
 
 /** An integer >= min (1 unless told): counts, sizes and batch sizes. */
@@ -33,8 +27,8 @@ export const MAX_SEED = 2 ** 32 - 1;
 /** A random seed (`--seed` of every command): an integer in 0..2^32-1. */
 export function seed(name = "seed") {
   return (v: string): number => {
-    const n = Number(v);
-    if (v.trim() === "" || !Number.isInteger(n) || n < 0 || n > MAX_SEED) fail(`--${name} must be an integer in 0..${MAX_SEED}, got '${v}'`, `e.g. --${name} 0`);
+    const n = decimalInteger(v);
+    if (n === undefined || n < 0 || n > MAX_SEED) fail(`--${name} must be an integer in 0..${MAX_SEED}, got '${v}'`, `e.g. --${name} 0`);
     return n;
   };
 }
@@ -61,9 +55,9 @@ export function positive(name: string) {
 export function sizeHW(name: string) {
   return (v: string): number[] => {
     const parts = v.split(",").map((s) => s.trim());
-    const n = parts.map(Number);
-    if (parts.length !== 2 || parts.some((p) => p === "") || n.some((x) => !Number.isInteger(x) || x < 1)) fail(`--${name} must be two positive integers H,W, got '${v}'`, `e.g. --${name} 256,256`);
-    return n;
+    const n = parts.map(decimalInteger);
+    if (parts.length !== 2 || n.some((x) => x === undefined || x < 1)) fail(`--${name} must be two positive integers H,W, got '${v}'`, `e.g. --${name} 256,256`);
+    return n as number[];
   };
 }
 
@@ -84,6 +78,14 @@ export function fixedOrUndefined(v: number | "auto" | undefined): number | undef
 
 export function numList(name: string) {
   return (v: string): number[] => v.split(",").map((s) => num(name)(s));
+}
+
+/** The parser of one method option's value (a flag of explain, or `--set method.option=value` of evaluate). */
+export function methodOptionParser(o: MethodOption, label: string): (v: string) => unknown {
+  if (o.type === "int") return int(label);
+  if (o.type === "number") return num(label);
+  if (o.type === "numbers") return numList(label);
+  return o.choices ? oneOf(label, o.choices) : (v: string) => v;
 }
 
 export function oneOf<T extends string>(name: string, allowed: readonly T[]) {

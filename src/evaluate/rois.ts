@@ -18,6 +18,7 @@ import { fail } from "../errors.js";
 import { hash3, uniform } from "../util/rng.js";
 import type { RoiRect } from "../target/roi.js";
 import { STREAM } from "./ordering.js";
+import { decimalInteger } from "../util/decimal.js";
 
 export type RoiKind = "boundary" | "inside" | "outside";
 
@@ -76,9 +77,8 @@ export function readRoiCsv(path: string): RoiFileRow[] {
   const seen = new Map<string, number>();
   return lines.map((l, n) => {
     const f = l.split(",").map((s) => s.trim());
-    const row = Number(f[cr]), c = Number(f[cc]), size = Number(f[cs]);
-    // plain decimal integers only (Number() also reads "0x10" and "1e1")
-    if ([f[cr], f[cc], f[cs]].some((v) => !/^[+-]?\d+$/.test(v ?? ""))) fail(`RoI file ${path} line ${n + 2}: row, col and size must be integers`);
+    const [row, c, size] = [f[cr], f[cc], f[cs]].map((v) => decimalInteger(v ?? ""));
+    if (row === undefined || c === undefined || size === undefined) fail(`RoI file ${path} line ${n + 2}: row, col and size must be integers`);
     if (size < 1) fail(`RoI file ${path} line ${n + 2}: size must be at least 1, got ${size}`);
     // A repeated RoI would be computed twice and counted twice in every mean and test.
     const key = `${f[ci]},${row},${c},${size}`;

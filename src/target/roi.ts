@@ -1,5 +1,6 @@
 /** Region of interest: a rectangle or a mask, as the list of its pixels plus a bounding box. */
 import { fail } from "../errors.js";
+import { decimal } from "../util/decimal.js";
 
 export interface RoiRect {
   row: number;
@@ -84,11 +85,10 @@ export class Region {
 /** Parses "row,col,height,width" or "row,col,size" (square). */
 export function parseRoi(spec: string): RoiRect {
   const parts = spec.split(",").map((s) => s.trim());
-  const nums = parts.map(Number);
-  // Plain decimal numbers only: Number() would also read "0x10" as 16 and "1e1" as 10.
-  if ((parts.length !== 3 && parts.length !== 4) || parts.some((p) => !/^[+-]?\d+(\.\d+)?$/.test(p))) {
+  const nums = parts.map(decimal);
+  if ((parts.length !== 3 && parts.length !== 4) || nums.some((n) => n === undefined)) {
     fail(`cannot parse RoI '${spec}'`, "use --roi row,col,height,width (or row,col,size for a square), in model-input pixels");
   }
-  const [row, col, height, width = height] = nums;
+  const [row, col, height, width = height] = nums as number[];
   return { row, col, height, width };
 }
