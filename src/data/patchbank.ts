@@ -11,6 +11,7 @@ import { sha256 } from "../util/hash.js";
 import { Rng } from "../util/rng.js";
 import { VERSION } from "../version.js";
 import { decodeImage } from "./image.js";
+import { caseImageHashes, type Case } from "./case.js";
 import type { ResizeFilter } from "../model/card.js";
 
 const MAGIC = "SEGCAUSE-PATCHBANK-1\n";
@@ -40,6 +41,15 @@ export class PatchBank {
   }
   get patchSize(): number {
     return this.header.patchSize;
+  }
+
+  /**
+   * Whether each source was cropped from the case's image (or the image it was derived from): such
+   * patches would replace a block by a piece of the same image. A bank may list one file twice.
+   */
+  sourcesOf(kase: Case): boolean[] {
+    const own = caseImageHashes(kase);
+    return this.header.sources.map((s) => own.includes(s.sha256));
   }
 
   private grey?: boolean;

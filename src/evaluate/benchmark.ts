@@ -8,7 +8,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { fail, SegcauseError } from "../errors.js";
-import { caseImageHashes, loadCase, type Case } from "../data/case.js";
+import { loadCase, type Case } from "../data/case.js";
 import { casesInSplits, readManifest, type Dataset } from "../data/manifest.js";
 import { buildPatchBank, PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
@@ -263,8 +263,7 @@ async function evaluateRoi(
   const P = cfg.protocol;
   // A bank holding this image: its patches are left out (PatchIntervention), which a folder
   // computed before that rule must not mix with; the key changes only for such banks.
-  const own = caseImageHashes(kase);
-  const ownPatches = bank?.header.sources.some((s) => own.includes(s.sha256)) ? { bankOwnPatches: "left out" } : {};
+  const ownPatches = bank?.sourcesOf(kase).some(Boolean) ? { bankOwnPatches: "left out" } : {};
   const groupKey = { protocol: protocolKey, model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null, roi: roi.rect, bank: bank?.sha256 ?? null, ...ownPatches };
   const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: d.options, ...(d.def.revision ? { revision: d.def.revision } : {}) })));
   const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));

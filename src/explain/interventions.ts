@@ -7,7 +7,7 @@ import type { PatchBank } from "../data/patchbank.js";
 import sharp from "sharp";
 import type { RasterImage } from "../data/image.js";
 import type { Model } from "../model/model.js";
-import { caseImageHashes, type Case } from "../data/case.js";
+import type { Case } from "../data/case.js";
 import { randomInt } from "../util/rng.js";
 import { forEachPixel, type Unit } from "./units.js";
 
@@ -68,13 +68,12 @@ export class PatchIntervention implements Intervention {
     }
     const colourImage = (explained?.source?.channels ?? 3) >= 3;
     if (model.channels === 3 && colourImage && bank.isGrey) this.notes.push("the patch bank holds grey patches but the model takes colour images: the replacements are unlike any natural image it sees (build the bank from images of its own kind)");
-    // Every source that is the explained image (a bank may list one file twice) is left out.
-    const own = explained ? caseImageHashes(explained) : [];
+    const own = explained ? bank.sourcesOf(explained) : [];
     const keep: number[] = [];
     let start = 0, left = 0;
     const names: string[] = [];
-    for (const s of bank.header.sources) {
-      if (own.includes(s.sha256)) {
+    for (const [i, s] of bank.header.sources.entries()) {
+      if (own[i]) {
         left += s.patches;
         names.push(s.name);
       } else for (let k = 0; k < s.patches; k++) keep.push(start + k);
