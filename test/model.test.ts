@@ -8,6 +8,9 @@ import { loadCase } from "../src/data/case.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { checkBaseOutput } from "../src/target/target.js";
+import { explainSaliency } from "../src/explain/saliency.js";
+import { bilinearMatrix } from "../src/onnx/adapt.js";
+import { listComponents } from "../src/onnx/surgery.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 let dir: string;
@@ -148,24 +151,13 @@ describe("unusual but valid exports, and invalid ones", () => {
     await m.release();
   });
 
-  it("a channels-last (NHWC) input is refused as such", async () => {
-    const g = new GraphBuilder("nhwc");
-    const x = g.input("x", ["N", 16, 16, 3]);
-    const t = g.node("Transpose", [x], { perm: [0, 3, 1, 2] });
-    g.output(g.node("Conv", [t, g.constant([1, 3, 1, 1], [1, 1, 1])], { kernel_shape: [1, 1] }, ["y"]), ["N", 1, 16, 16]);
-    const p = writeModel(dir, "nhwc.onnx", g.toBytes());
-    await expect(Model.load(p)).rejects.toThrow(/input 'x' is \[N, 16, 16, 3\]: channels-last \(NHWC\)/);
-    writeFileSync(`${p}.json`, JSON.stringify({ input: { height: 16, width: 16, channels: "rgb" }, output: { kind: "logits" } }));
-    await expect(Model.load(p)).rejects.toThrow(/channels-last \(NHWC\)/);
-  });
-
-  it("an output smaller than the input is refused with the reason", async () => {
-    const g = new GraphBuilder("down");
-    const x = g.input("x", ["N", 3, 32, 32]);
-    const out = g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] }, ["y"]);
-    g.output(out, ["N", 3, 16, 16]);
-    const m = await Model.load(writeModel(dir, "down.onnx", g.toBytes()), { threads: 1 });
-    await expect(new Runner(m).evaluate([0], (_, d) => d.fill(0), () => 0)).rejects.toThrow(/output is 16x16 but its input is 32x32/);
+  it("an output larger than the input is refused with the reason", async () => {
+    const g = new GraphBuilder("up");
+    const x = g.input("x", ["N", 3, 16, 16]);
+    const out = g.node("Resize", [x, "", g.constant([4], [1, 1, 2, 2])], { mode: "nearest" }, ["y"]);
+    g.output(out, ["N", 3, 32, 32]);
+    const m = await Model.load(writeModel(dir, "up.onnx", g.toBytes()), { threads: 1 });
+    await expect(new Runner(m).evaluate([0], (_, d) => d.fill(0), () => 0)).rejects.toThrow(/output is 32x32 but its input is 16x16/);
     await m.release();
   });
 
@@ -271,5 +263,110 @@ describe("workers in worker threads", () => {
     expect(r.stderr).toBe("");
     expect(r.stdout.trim()).toBe("done");
     expect(r.status).toBe(0);
+  });
+});
+
+describe("layout adapters: channels-last and low-resolution exports run as NCHW at the input size", () => {
+  const W3 = [1, -1, 0.5];
+
+  /** A Keras-style export: input [N, 16, 16, 3], output sigmoid([N, 16, 16, 1]) of a 1x1 convolution. */
+  function nhwcModel(): Uint8Array {
+    const g = new GraphBuilder("nhwc");
+    const x = g.input("x", ["N", 16, 16, 3]);
+    const t = g.node("Transpose", [x], { perm: [0, 3, 1, 2] }, undefined, "/net/in/Transpose");
+    const c = g.node("Conv", [t, g.constant([1, 3, 1, 1], W3), g.constant([1], [0.1])], { kernel_shape: [1, 1] }, undefined, "/net/conv/Conv");
+    const back = g.node("Transpose", [c], { perm: [0, 2, 3, 1] }, undefined, "/net/out/Transpose");
+    g.output(g.node("Sigmoid", [back], {}, ["y"], "/net/out/Sigmoid"), ["N", 16, 16, 1]);
+    return g.toBytes();
+  }
+
+  /** The same network exported channels-first. */
+  function nchwTwin(): Uint8Array {
+    const g = new GraphBuilder("nchw");
+    const x = g.input("x", ["N", 3, 16, 16]);
+    const c = g.node("Conv", [x, g.constant([1, 3, 1, 1], W3), g.constant([1], [0.1])], { kernel_shape: [1, 1] });
+    g.output(g.node("Sigmoid", [c], {}, ["y"]), ["N", 1, 16, 16]);
+    return g.toBytes();
+  }
+
+  /** Logits at 1/4 or 7/32 of the input size (a head without its final upsampling); `resize` appends ONNX Resize as the reference. */
+  function lowRes(kind: "pool4" | "conv7", resize = false): Uint8Array {
+    const g = new GraphBuilder(kind);
+    const x = g.input("x", ["N", 3, 32, 32]);
+    const k = kind === "pool4" ? 4 : 8;
+    const w = g.constant([1, 3, k, k], Array.from({ length: 3 * k * k }, (_, i) => Math.sin(i) / 20));
+    const y = g.node("Conv", [x, w], { kernel_shape: [k, k], strides: [4, 4] }, resize ? undefined : ["y"]);
+    if (!resize) g.output(y, ["N", 1, "h", "w"]);
+    else {
+      // 7 -> 32 has no exact float scale, so that reference gives sizes (forward only: sizes fix the batch axis)
+      const how = kind === "pool4" ? ["", g.constant([4], [1, 1, 4, 4])] : ["", "", g.constantInt64([1, 1, 32, 32])];
+      g.output(g.node("Resize", [y, ...how], { mode: "linear", coordinate_transformation_mode: "half_pixel" }, ["y"]), ["N", 1, 32, 32]);
+    }
+    return g.toBytes();
+  }
+
+  async function outputOf(m: Model, image: string): Promise<Float32Array> {
+    const kase = await loadCase(m, image);
+    return Float32Array.from(await m.infer(m.preprocess(kase.image), 1));
+  }
+
+  it("a channels-last model is transposed in the graph: same outputs and gradients as its channels-first twin", async () => {
+    const img = await writeImage(dir, "rgbish16.png", (y, x) => (37 * y + 11 * x) % 256, 16);
+    const a = await Model.load(writeModel(dir, "keras.onnx", nhwcModel()), { threads: 1 });
+    const b = await Model.load(writeModel(dir, "twin.onnx", nchwTwin()), { threads: 1 });
+    expect(a.card.input).toMatchObject({ layout: "nhwc", height: 16, width: 16, channels: "rgb" });
+    expect(a.card.output.layout).toBe("nhwc");
+    expect(a.resolved.assumptions.join("\n")).toMatch(/input 'x' is \[N, 16, 16, 3\]: read as channels-last/);
+    expect(a.resolved.assumptions.join("\n")).toMatch(/output 'y' is channels-last \[N, H, W, K\]: transposed/);
+    expect(a.inputName).toBe("x");
+    expect(a.outputName).toBe("y");
+    const [ya, yb] = [await outputOf(a, img), await outputOf(b, img)];
+    expect(ya.length).toBe(256);
+    for (let i = 0; i < 256; i++) expect(ya[i]).toBeCloseTo(yb[i], 6);
+    const roi = { roi: { row: 4, col: 4, height: 8, width: 8 } };
+    const [sa, sb] = [await explainSaliency(a, await loadCase(a, img), roi), await explainSaliency(b, await loadCase(b, img), roi)];
+    expect(Math.max(...sa.map)).toBeGreaterThan(0);
+    sa.map.forEach((v, i) => expect(v).toBeCloseTo(sb.map[i], 6));
+    // the adapter's Transposes are not components of the network
+    expect(listComponents(a.proto(), "layer").map((c) => c.name)).toEqual(["in", "conv", "out"]);
+    expect(a.sha256).not.toBe(b.sha256);
+    await Promise.all([a.release(), b.release()]);
+  });
+
+  it("a card can state the layouts; a fixed size that contradicts the card is still refused", async () => {
+    const p = writeModel(dir, "keras-card.onnx", nhwcModel(), { input: { layout: "nhwc", height: 16, width: 16, channels: "rgb" }, output: { kind: "probabilities" } });
+    const m = await Model.load(p, { threads: 1 });
+    expect(m.resolved.assumptions.join("\n")).not.toMatch(/read as channels-last/);
+    expect(m.card.output.layout).toBe("nhwc");
+    await m.release();
+    await expect(Model.load(p, { overrides: { height: 32, width: 32 } })).rejects.toThrow(/model input height is 16 in the graph but the model card says 32/);
+  });
+
+  for (const kind of ["pool4", "conv7"] as const) {
+    it(`a ${kind === "pool4" ? "1/4" : "7/32"}-resolution output is upsampled bilinearly in the graph, as ONNX Resize (half-pixel) does`, async () => {
+      const img = await writeImage(dir, "ramp32.png", (y, x) => (7 * y * y + 13 * x) % 256);
+      const a = await Model.load(writeModel(dir, `${kind}.onnx`, lowRes(kind)), { threads: 1 });
+      const ref = await Model.load(writeModel(dir, `${kind}-resize.onnx`, lowRes(kind, true)), { threads: 1 });
+      const side = kind === "pool4" ? 8 : 7;
+      expect(a.resolved.assumptions.join("\n")).toContain(`output 'y' is ${side}x${side} but the input is 32x32: upsampled bilinearly`);
+      const [ya, yr] = [await outputOf(a, img), await outputOf(ref, img)];
+      expect(ya.length).toBe(32 * 32);
+      for (let i = 0; i < ya.length; i++) expect(ya[i]).toBeCloseTo(yr[i], 5);
+      if (kind === "conv7") return void (await Promise.all([a.release(), ref.release()]));
+      // gradients flow through the upsampling exactly as through the Resize
+      const roi = { roi: { row: 8, col: 12, height: 8, width: 8 } };
+      const [sa, sr] = [await explainSaliency(a, await loadCase(a, img), roi), await explainSaliency(ref, await loadCase(ref, img), roi)];
+      expect(Math.max(...sa.map)).toBeGreaterThan(0);
+      sa.map.forEach((v, i) => expect(v).toBeCloseTo(sr.map[i], 5));
+      await Promise.all([a.release(), ref.release()]);
+    });
+  }
+
+  it("bilinearMatrix: rows sum to 1, identity at equal size, PyTorch's half-pixel weights", () => {
+    const R = bilinearMatrix(2, 4);
+    expect(Array.from(R)).toEqual([1, 0, 0.75, 0.25, 0.25, 0.75, 0, 1]);
+    expect(Array.from(bilinearMatrix(3, 3))).toEqual([1, 0, 0, 0, 1, 0, 0, 0, 1]);
+    const S = bilinearMatrix(7, 32);
+    for (let o = 0; o < 32; o++) expect(S.slice(o * 7, o * 7 + 7).reduce((x, y) => x + y, 0)).toBeCloseTo(1, 6);
   });
 });

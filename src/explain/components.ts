@@ -5,13 +5,11 @@
  * patches), by their mean over donors, or by zeros. The prefix runs once per image and donor;
  * each intervention then only runs the suffix of the graph after the component.
  */
-import { readFile } from "node:fs/promises";
 import ort from "onnxruntime-node";
 import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
-import { parseModel } from "../onnx/graph.js";
 import { buildSuffix, exposeTensors, listComponents, planCut, type Component, type ComponentLevel, type CutPlan, type TensorType } from "../onnx/surgery.js";
 import { resolveTarget, type TargetSpec } from "../target/target.js";
 import { randomInt } from "../util/rng.js";
@@ -122,7 +120,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   const ablation = opts.ablation ?? "resample";
   const donors = opts.donors ?? [];
   if (ablation !== "zero" && donors.length === 0) fail(`${ablation} ablation needs donor images`, "pass --donors <folder or manifest> with images of the same domain, or use --ablation zero");
-  const proto = parseModel(await readFile(model.path), model.path);
+  const proto = model.proto();
   const requested = opts.level ?? "stage";
   const inTensor = requested === "channel" || requested === "spatial";
   if (inTensor && !opts.tensors?.length) fail(`the ${requested} level needs --tensor <name>`, "`segcause components --list --level layer` shows the tensors");

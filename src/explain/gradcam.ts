@@ -16,11 +16,10 @@
  * stage; DeepLab: the ASPP projection; SegFormer: the decoder's projection of the last stage.
  */
 import type { ModelProto } from "onnx-buf";
-import { readFile } from "node:fs/promises";
 import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
-import { parseModel, withInputSize } from "../onnx/graph.js";
+import { withInputSize } from "../onnx/graph.js";
 import { inferStatic } from "../onnx/shapes.js";
 import type { TargetSpec } from "../target/target.js";
 import { resizeBilinear } from "../util/bilinear.js";
@@ -98,7 +97,7 @@ export interface GradCamOptions extends RunOptions {
 export function explainGradCam(model: Model, kase: Case, target: TargetSpec, opts: GradCamOptions = {}): Promise<Attribution> {
   const layer = opts.layer ?? "auto";
   return explainGradient(model, kase, target, opts, "gradcam", { layer }, async (env) => {
-    const proto = withInputSize(parseModel(await readFile(model.path), model.path), model.inputName, [model.channels, model.height, model.width]);
+    const proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
     const { map: L, rule } = chooseLayer(proto, model, layer);
     const s = await env.session({ layers: [L.name] });
     const hw = L.height * L.width;

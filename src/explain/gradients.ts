@@ -22,7 +22,6 @@
  * pushed in fixed-size batches (tail padded with copies, as the Runner does), but a call with fewer
  * inputs than the batch size runs at its own size, so a one-input method costs one pass.
  */
-import { readFile } from "node:fs/promises";
 import { clone, create, fromBinary } from "@bufbuild/protobuf";
 import ort from "onnxruntime-node";
 import { AttributeProtoSchema, AttributeProto_AttributeType, ModelProtoSchema, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from "onnx-buf";
@@ -31,7 +30,7 @@ import type { Case } from "../data/case.js";
 import type { Model, OutputLayout } from "../model/model.js";
 import { DEFAULT_BATCH_SIZE, Runner, type InputWriter, type OutputReader } from "../model/runner.js";
 import { buildGradientModel, type GradientModel } from "../onnx/gradient.js";
-import { parseModel, withInputSize } from "../onnx/graph.js";
+import { withInputSize } from "../onnx/graph.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { ProgressTracker } from "../util/progress.js";
 import type { Attribution } from "./attribution.js";
@@ -138,7 +137,7 @@ export class GradientSession {
     if (!layout) throw new Error("internal: run the model once before building its gradient session");
     const rule = opts.rule ?? "gradient";
     const layers = opts.layers ?? [];
-    let proto = withInputSize(parseModel(await readFile(model.path), model.path), model.inputName, [model.channels, model.height, model.width]);
+    let proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
     let output = model.outputName;
     const outInfo = model.graph.outputs.find((o) => o.name === output);
     const outputRank = outInfo?.dims.length === 3 ? 3 : 4;

@@ -11,8 +11,13 @@ import type { GraphSummary } from "../onnx/graph.js";
 export const ResizeFilter = z.enum(["nearest", "bilinear", "bicubic", "lanczos"]);
 export type ResizeFilter = z.infer<typeof ResizeFilter>;
 
+/** Axis order of a tensor: channels first (PyTorch) or last (Keras/TensorFlow). */
+export const Layout = z.enum(["nchw", "nhwc"]);
+
 export const InputSpec = z.object({
   name: z.string().optional(),
+  /** default: read from the graph's input shape (nhwc when its last axis is 1 or 3 and its second cannot be channels) */
+  layout: Layout.optional(),
   height: z.number().int().positive(),
   width: z.number().int().positive(),
   channels: z.enum(["rgb", "gray"]),
@@ -26,6 +31,8 @@ export type InputSpec = z.infer<typeof InputSpec>;
 
 export const OutputSpec = z.object({
   name: z.string().optional(),
+  /** default: the input's layout */
+  layout: Layout.optional(),
   /** probabilities are thresholded as exported; logits get sigmoid (1 channel) or softmax first */
   kind: z.enum(["probabilities", "logits"]),
   channel: z.number().int().nonnegative().default(0),
@@ -107,6 +114,12 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   }
   const inp = { ...card.input };
   const out = { ...card.output };
+  // Set only when channels-last: a channels-first card stays as it was, and so do the cell keys of
+  // evaluate runs that include the card.
+  if (inputLayout(card, graph, assumptions) === "nhwc") {
+    inp.layout = "nhwc";
+    out.layout ??= "nhwc";
+  }
   if (overrides.height !== undefined) inp.height = overrides.height;
   if (overrides.width !== undefined) inp.width = overrides.width;
   if (overrides.channels !== undefined) inp.channels = overrides.channels;
@@ -141,17 +154,24 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
 }
 
 /**
- * An input [N, H, W, 1|3] whose second axis cannot be a channel count is a channels-last (NHWC) export:
- * refused with that diagnosis rather than read as an image with hundreds of channels.
+ * An input [N, H, W, 1|3] whose second axis cannot be a channel count is a channels-last (NHWC)
+ * export (Keras, TensorFlow); it is adapted in the graph (src/onnx/adapt.ts), not read as an image
+ * with hundreds of channels.
  */
-export function refuseChannelsLast(name: string, dims: readonly (number | string | undefined)[]): void {
+export function looksChannelsLast(dims: readonly (number | string | undefined)[]): boolean {
   const [, c, h, w] = dims;
-  if (dims.length === 4 && typeof c === "number" && c > 4 && (w === 1 || w === 3) && (typeof h !== "number" || h > 4)) {
-    fail(
-      `model input '${name}' is [${dims.map((d) => d ?? "?").join(", ")}]: channels-last (NHWC), but segcause feeds NCHW images`,
-      "export the model with an NCHW input (e.g. wrap it with x.permute(0, 2, 3, 1) inside forward and export with input [N, C, H, W])",
-    );
+  return dims.length === 4 && typeof c === "number" && c > 4 && (w === 1 || w === 3) && (typeof h !== "number" || h > 4);
+}
+
+/** The input's layout: the card's, else the graph's shape says (recorded as an assumption when channels-last). */
+function inputLayout(card: ModelCard, graph: GraphSummary, assumptions: string[]): "nchw" | "nhwc" {
+  if (card.input.layout) return card.input.layout;
+  const input = graph.inputs[0];
+  if (input && looksChannelsLast(input.dims)) {
+    assumptions.push(`input '${input.name}' is [${input.dims.map((d) => d ?? "?").join(", ")}]: read as channels-last (NHWC); set input.layout in the card if not`);
+    return "nhwc";
   }
+  return "nchw";
 }
 
 const FLAG_OF: Record<string, string> = { scale: "--scale", mean: "--mean", std: "--std", height: "--input-size", width: "--input-size", channel: "--channel", threshold: "--threshold" };
@@ -179,8 +199,7 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
   if (input.dims.length !== 4) {
     fail(`model input '${input.name}' has rank ${input.dims.length}; segcause needs an NCHW image input of rank 4`, "export with input shape [N, C, H, W]");
   }
-  const [, c, h, w] = input.dims;
-  refuseChannelsLast(input.name, input.dims);
+  const [, c, h, w] = looksChannelsLast(input.dims) ? [input.dims[0], input.dims[3], input.dims[1], input.dims[2]] : input.dims;
   let channels: "rgb" | "gray";
   if (o.channels) channels = o.channels;
   else if (c === 3) channels = "rgb";
@@ -207,9 +226,11 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
   // A Squeeze/Reshape/Transpose after the Sigmoid does not make the output logits.
   const ends = layout.length > 0 ? `${lastOp} (then ${layout.join(", ")})` : lastOp;
   const staticDims = graph.outputStaticDims?.[output.name];
-  let outC = output.dims.length === 4 ? output.dims[1] : 1;
+  // Channels of a channels-last output (same layout as the input unless the card says) are last.
+  const cAxis = looksChannelsLast(input.dims) ? 3 : 1;
+  let outC = output.dims.length === 4 ? output.dims[cAxis] : 1;
   if (typeof outC !== "number" && staticDims?.length === 4) {
-    outC = staticDims[1];
+    outC = staticDims[cAxis];
     assumptions.push(`output '${output.name}' has ${outC} channel(s), computed from the graph's shapes (the graph does not declare them)`);
   }
   let kind: "probabilities" | "logits";

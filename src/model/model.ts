@@ -10,9 +10,12 @@
 import { availableParallelism } from "node:os";
 import ort from "onnxruntime-node";
 import { fail } from "../errors.js";
-import { readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
+import { toBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema, type ModelProto } from "onnx-buf";
+import { parseModel, readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
+import { adaptLayout } from "../onnx/adapt.js";
 import { sha256 } from "../util/hash.js";
-import { refuseChannelsLast, resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
+import { resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
 import type { RasterImage } from "../data/image.js";
 import { SessionWorker, type RunResult } from "./session-worker.js";
 
@@ -42,7 +45,10 @@ export class Model {
 
   private constructor(
     readonly path: string,
+    /** of the file as given (the model's identity in provenance) */
     readonly sha256: string,
+    /** the ONNX model as run: the file, or its NCHW/full-resolution adaptation (src/onnx/adapt.ts) */
+    readonly bytes: Uint8Array,
     readonly graph: GraphSummary,
     readonly resolved: ResolvedCard,
     /** the in-thread session: the only worker when workers = 1 */
@@ -69,18 +75,33 @@ export class Model {
     return this.graph.inputs[0].name;
   }
   get outputName(): string {
-    return this.card.output.name && this.graph.outputs.some((o) => o.name === this.card.output.name)
-      ? this.card.output.name
-      : this.graph.outputs[0].name;
+    return outputNameOf(this.card, this.graph);
+  }
+
+  /** A fresh parse of the model as run, for graph surgery (gradients, feature maps, components). */
+  proto(): ModelProto {
+    return parseModel(this.bytes, this.path);
   }
   get inputSize(): number {
     return this.channels * this.height * this.width;
   }
 
   static async load(path: string, opts: ModelLoadOptions = {}): Promise<Model> {
-    const { bytes, proto } = readModelFile(path);
-    const graph = summarize(proto);
-    const resolved = resolveCard(path, graph, opts.overrides, opts.card);
+    const file = readModelFile(path);
+    const fileGraph = summarize(file.proto);
+    const resolved = resolveCard(path, fileGraph, opts.overrides, opts.card);
+    // Channels-last or low-resolution exports become NCHW at the input size, in the graph itself.
+    const { card } = resolved;
+    const adapted =
+      fileGraph.inputs.length === 1 && fileGraph.inputs[0].dims.length === 4
+        ? adaptLayout(file.proto, {
+            input: { name: fileGraph.inputs[0].name, layout: card.input.layout ?? "nchw", channels: card.input.channels === "rgb" ? 3 : 1, height: card.input.height, width: card.input.width },
+            output: { name: outputNameOf(card, fileGraph), layout: card.output.layout ?? "nchw" },
+          })
+        : undefined;
+    if (adapted) resolved.assumptions.push(...adapted.notes);
+    const bytes = adapted ? toBinary(ModelProtoSchema, adapted.proto) : file.bytes;
+    const graph = adapted ? summarize(adapted.proto) : fileGraph;
     checkInputMatchesCard(path, graph, resolved.card);
     const workers = opts.workers ?? 1;
     const threads = opts.threads ?? (workers > 1 ? 1 : 2);
@@ -96,7 +117,7 @@ export class Model {
       await Promise.all([session?.release(), ...remotes.map((r) => r.release())]);
       fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, "check that the file is a complete ONNX export (opset <= 21)");
     }
-    return new Model(path, sha256(bytes), graph, resolved, session, remotes, threads);
+    return new Model(path, sha256(file.bytes), bytes, graph, resolved, session, remotes, threads);
   }
 
   /** HWC 8-bit image at the model's size → CHW float32 input, as the card says. */
@@ -198,7 +219,6 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
   }
   const dims = graph.inputs[0].dims;
   if (dims.length !== 4) fail(`${path}: input '${graph.inputs[0].name}' has rank ${dims.length}, expected NCHW (rank 4)`, "export with input shape [N, C, H, W]");
-  refuseChannelsLast(graph.inputs[0].name, dims);
   const want = [card.input.channels === "rgb" ? 3 : 1, card.input.height, card.input.width];
   const names = ["channels", "height", "width"];
   for (let i = 0; i < 3; i++) {
@@ -210,4 +230,9 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
       );
     }
   }
+}
+
+/** The output the card names when the graph has it, else the graph's first. */
+function outputNameOf(card: ModelCard, graph: GraphSummary): string {
+  return card.output.name && graph.outputs.some((o) => o.name === card.output.name) ? card.output.name : graph.outputs[0].name;
 }

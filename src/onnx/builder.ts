@@ -25,7 +25,7 @@ import {
 
 export type AttrValue = number | number[] | string | { ints: number[] } | { floats: number[] } | TensorProto;
 
-function attribute(name: string, v: AttrValue): AttributeProto {
+export function attribute(name: string, v: AttrValue): AttributeProto {
   const T = AttributeProto_AttributeType;
   if (typeof v === "string") return create(AttributeProtoSchema, { name, type: T.STRING, s: new TextEncoder().encode(v) });
   if (typeof v === "number") {

@@ -7,6 +7,7 @@ import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto, type NodeProto } from "onnx-buf";
 import { fail } from "../errors.js";
 import { valueInfo } from "./builder.js";
+import { ADAPTER_NODE_PREFIX } from "./adapt.js";
 
 export type ComponentLevel = "stage" | "block" | "layer";
 const DEPTH: Record<ComponentLevel, number> = { stage: 1, block: 2, layer: 3 };
@@ -70,6 +71,7 @@ export function listComponents(model: ModelProto, level: ComponentLevel): Compon
   const owner = new Map<string, string>();
   nodes.forEach((n, i) => {
     if (!active.has(n)) return; // parameters and shape arithmetic, not computation on the image
+    if (n.name.startsWith(ADAPTER_NODE_PREFIX)) return; // layout glue added at load, not the network's
     const p = paths[i].slice(root);
     const key = p.length > 0 ? p.slice(0, DEPTH[level]).join("/") : n.name || `${n.opType}_${i}`;
     let g = groups.get(key);
