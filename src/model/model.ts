@@ -187,7 +187,9 @@ export class Model {
     if (layout.height !== this.height || layout.width !== this.width) {
       fail(
         `model output is ${layout.width}x${layout.height} but its input is ${this.width}x${this.height}`,
-        "segcause compares masks at the input size: export the model with its final upsampling",
+        layout.height < this.height && layout.width < this.width
+          ? "segcause upsamples a smaller output when the graph tells its size, and this one's could not be computed: export the model with its final upsampling, or with a fixed output size"
+          : "segcause compares masks at the input size: export the model with an output at the input's size",
       );
     }
     if (this.card.output.channel >= layout.channels) {
