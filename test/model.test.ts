@@ -1,5 +1,7 @@
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from "onnx-buf";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Model } from "../src/model/model.js";
@@ -368,5 +370,53 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     expect(Array.from(bilinearMatrix(3, 3))).toEqual([1, 0, 0, 0, 1, 0, 0, 0, 1]);
     const S = bilinearMatrix(7, 32);
     for (let o = 0; o < 32; o++) expect(S.slice(o * 7, o * 7 + 7).reduce((x, y) => x + y, 0)).toBeCloseTo(1, 6);
+  });
+});
+
+describe("weights saved as external data", () => {
+  /** twoClassLogits with its initializers moved to `file` (onnx.save(..., save_as_external_data=True) layout). */
+  function externalise(folder: string, name: string, file: string): string {
+    const m = fromBinary(ModelProtoSchema, twoClassLogits());
+    const chunks: Uint8Array[] = [];
+    let offset = 0;
+    for (const t of m.graph!.initializer) {
+      chunks.push(t.rawData);
+      t.externalData = [
+        create(StringStringEntryProtoSchema, { key: "location", value: file }),
+        create(StringStringEntryProtoSchema, { key: "offset", value: String(offset) }),
+        create(StringStringEntryProtoSchema, { key: "length", value: String(t.rawData.length) }),
+      ];
+      offset += t.rawData.length;
+      t.rawData = new Uint8Array(0);
+      t.dataLocation = TensorProto_DataLocation.EXTERNAL;
+    }
+    writeFileSync(join(folder, file), Buffer.concat(chunks));
+    return writeModel(folder, name, toBinary(ModelProtoSchema, m));
+  }
+
+  it("are read from the file next to the model: same outputs, and the model's hash covers them", async () => {
+    const folder = tmp("segcause-extdata-");
+    const p = externalise(folder, "ext.onnx", "ext.weights");
+    const inline = await Model.load(writeModel(folder, "inline.onnx", twoClassLogits()), { threads: 1 });
+    const ext = await Model.load(p, { threads: 1 });
+    const input = new Float32Array(256).map((_, i) => (i % 7) / 7);
+    expect(Array.from(await ext.infer(input, 1))).toEqual(Array.from(await inline.infer(input, 1)));
+    await Promise.all([ext.release(), inline.release()]);
+    // other weights in the external file: another model, another hash
+    const w = readFileSync(join(folder, "ext.weights"));
+    w[0] ^= 0xff;
+    writeFileSync(join(folder, "ext.weights"), w);
+    const other = await Model.load(p, { threads: 1 });
+    expect(other.sha256).not.toBe(ext.sha256);
+    await other.release();
+  });
+
+  it("a missing or short external data file is named", async () => {
+    const folder = tmp("segcause-extdata-");
+    const p = externalise(folder, "ext.onnx", "ext.weights");
+    writeFileSync(join(folder, "ext.weights"), Buffer.alloc(4));
+    await expect(Model.load(p)).rejects.toThrow(/tensor '.*' reads bytes \d+\.\.\d+ of ext\.weights, which holds 4/);
+    rmSync(join(folder, "ext.weights"));
+    await expect(Model.load(p)).rejects.toThrow(/ext\.onnx keeps the weights of tensor '.*' in ext\.weights, which cannot be read \(ENOENT\)/);
   });
 });

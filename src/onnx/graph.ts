@@ -1,7 +1,8 @@
 /** Reading ONNX graphs: what the model's inputs and outputs are and which ops produce them. */
-import { clone, fromBinary } from "@bufbuild/protobuf";
-import { ModelProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto, TensorProto_DataType } from "onnx-buf";
+import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto, TensorProto_DataType, TensorProto_DataLocation } from "onnx-buf";
 import { readFileSync } from "node:fs";
+import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
 import { fail } from "../errors.js";
 import { inferStatic, type StaticInfo } from "./shapes.js";
 
@@ -31,15 +32,54 @@ export interface GraphSummary {
   opTypes: string[];
 }
 
-/** Reads and parses an ONNX file; an unreadable path or a non-ONNX file is a one-line error. */
-export function readModelFile(path: string): { bytes: Buffer; proto: ModelProto } {
-  let bytes: Buffer;
+/**
+ * Reads and parses an ONNX file; an unreadable path or a non-ONNX file is a one-line error. Weights
+ * saved as external data (files next to the model) are read into the model, so `bytes` is always the
+ * complete model: what every session is built from, and what the model's hash covers.
+ */
+export function readModelFile(path: string): { bytes: Uint8Array; proto: ModelProto } {
+  let bytes: Uint8Array;
   try {
     bytes = readFileSync(path);
   } catch (e) {
     fail(`cannot read model ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the --model path");
   }
-  return { bytes, proto: parseModel(bytes, path) };
+  const proto = parseModel(bytes, path);
+  return inlineExternalData(proto, path) ? { bytes: toBinary(ModelProtoSchema, proto), proto } : { bytes, proto };
+}
+
+/** Moves external tensor data into the tensors (in place); true when there was any. */
+function inlineExternalData(model: ModelProto, path: string): boolean {
+  const tensors = [...model.graph!.initializer, ...model.graph!.node.flatMap((n) => n.attribute.flatMap((a) => (a.t ? [a.t] : [])))];
+  const external = tensors.filter((t) => t.dataLocation === TensorProto_DataLocation.EXTERNAL);
+  if (external.length === 0) return false;
+  const files = new Map<string, Buffer>();
+  for (const t of external) {
+    const entry = Object.fromEntries(t.externalData.map((e) => [e.key, e.value]));
+    const location = entry.location ?? "";
+    const file = resolve(dirname(path), location);
+    if (!location || isAbsolute(location) || relative(dirname(path), file).startsWith("..")) {
+      fail(`${path}: tensor '${t.name}' names its external data file as '${location}'`, "external data must be a file in the model's folder (onnx.save(..., save_as_external_data=True) writes it so)");
+    }
+    let data = files.get(file);
+    if (!data) {
+      try {
+        data = readFileSync(file);
+      } catch (e) {
+        fail(`${path} keeps the weights of tensor '${t.name}' in ${location}, which cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, `keep ${location} next to ${basename(path)}`);
+      }
+      files.set(file, data);
+    }
+    const offset = Number(entry.offset ?? 0);
+    const length = entry.length !== undefined ? Number(entry.length) : data.length - offset;
+    if (!(offset >= 0 && length >= 0 && offset + length <= data.length)) {
+      fail(`${path}: tensor '${t.name}' reads bytes ${offset}..${offset + length} of ${location}, which holds ${data.length}`, `the external data file does not belong to this model: export it again`);
+    }
+    t.rawData = Uint8Array.from(data.subarray(offset, offset + length));
+    t.externalData = [];
+    t.dataLocation = TensorProto_DataLocation.DEFAULT;
+  }
+  return true;
 }
 
 export function parseModel(bytes: Uint8Array, path = "model"): ModelProto {
