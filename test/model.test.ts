@@ -1,7 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from "onnx-buf";
+import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation, TensorProto_DataType } from "onnx-buf";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Model } from "../src/model/model.js";
@@ -193,6 +193,13 @@ describe("unusual but valid exports, and invalid ones", () => {
     const b = g.input("b", ["N", 3, 8, 8]);
     g.output(g.node("Add", [a, b], {}, ["y"]), ["N", 3, 8, 8]);
     await expect(Model.load(writeModel(dir, "twoin.onnx", g.toBytes()))).rejects.toThrow(/2 inputs .*exactly one image input/);
+  });
+
+  it("an input that is not float32 is refused with the type (ONNX Runtime's own message named no fix)", async () => {
+    const g = new GraphBuilder("uint8-in");
+    const x = g.input("x", ["N", 3, 8, 8], TensorProto_DataType.UINT8);
+    g.output(g.node("Cast", [x], { to: TensorProto_DataType.FLOAT }, ["y"]), ["N", 3, 8, 8]);
+    await expect(Model.load(writeModel(dir, "u8.onnx", g.toBytes()))).rejects.toThrow(/model input 'x' is UINT8, but segcause feeds float32 images$/);
   });
 });
 

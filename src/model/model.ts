@@ -219,7 +219,13 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
   if (graph.inputs.length !== 1) {
     fail(`${path} has ${graph.inputs.length} inputs; segcause needs exactly one image input`, "export the model with a single NCHW image input");
   }
-  const dims = graph.inputs[0].dims;
+  const { dims, elemType, name } = graph.inputs[0];
+  if (elemType !== "FLOAT") {
+    fail(
+      `model input '${name}' is ${elemType}, but segcause feeds float32 images`,
+      elemType === "FLOAT16" ? "export the model in float32 (model.float() before torch.onnx.export)" : "export the model with a float32 image input (cast inside the model if it needs integers)",
+    );
+  }
   if (dims.length !== 4) fail(`${path}: input '${graph.inputs[0].name}' has rank ${dims.length}, expected NCHW (rank 4)`, "export with input shape [N, C, H, W]");
   const want = [card.input.channels === "rgb" ? 3 : 1, card.input.height, card.input.width];
   const names = ["channels", "height", "width"];

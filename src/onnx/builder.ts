@@ -88,8 +88,8 @@ export class GraphBuilder {
 
   constructor(readonly name = "graph") {}
 
-  input(name: string, dims: (number | string)[]): string {
-    this.inputs.push(valueInfo(name, dims));
+  input(name: string, dims: (number | string)[], elemType = TensorProto_DataType.FLOAT): string {
+    this.inputs.push(valueInfo(name, dims, elemType));
     return name;
   }
 
