@@ -11,7 +11,7 @@ import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { checkBaseOutput } from "../src/target/target.js";
 import { explainSaliency } from "../src/explain/saliency.js";
-import { bilinearMatrix } from "../src/onnx/adapt.js";
+import { bilinearMatrix, downscaleFactor } from "../src/onnx/adapt.js";
 import { listComponents } from "../src/onnx/surgery.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
@@ -298,18 +298,21 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     return g.toBytes();
   }
 
-  /** Logits at 1/4 or 7/32 of the input size (a head without its final upsampling); `resize` appends ONNX Resize as the reference. */
-  function lowRes(kind: "pool4" | "conv7", resize = false): Uint8Array {
+  /**
+   * Logits of a stride-4 convolution: 8x8 from 32x32 ("pool4"), or ceil(30/4) = 8 from 30x30 with
+   * padding ("pad30", no exact float scale); `resize` appends ONNX Resize (linear, half-pixel) as the reference.
+   */
+  function lowRes(kind: "pool4" | "pad30", resize = false): Uint8Array {
+    const n = kind === "pool4" ? 32 : 30;
     const g = new GraphBuilder(kind);
-    const x = g.input("x", ["N", 3, 32, 32]);
-    const k = kind === "pool4" ? 4 : 8;
-    const w = g.constant([1, 3, k, k], Array.from({ length: 3 * k * k }, (_, i) => Math.sin(i) / 20));
-    const y = g.node("Conv", [x, w], { kernel_shape: [k, k], strides: [4, 4] }, resize ? undefined : ["y"]);
+    const x = g.input("x", ["N", 3, n, n]);
+    const w = g.constant([1, 3, 4, 4], Array.from({ length: 48 }, (_, i) => Math.sin(i) / 20));
+    const y = g.node("Conv", [x, w], { kernel_shape: [4, 4], strides: [4, 4], pads: kind === "pool4" ? [0, 0, 0, 0] : [0, 0, 2, 2] }, resize ? undefined : ["y"]);
     if (!resize) g.output(y, ["N", 1, "h", "w"]);
     else {
-      // 7 -> 32 has no exact float scale, so that reference gives sizes (forward only: sizes fix the batch axis)
-      const how = kind === "pool4" ? ["", g.constant([4], [1, 1, 4, 4])] : ["", "", g.constantInt64([1, 1, 32, 32])];
-      g.output(g.node("Resize", [y, ...how], { mode: "linear", coordinate_transformation_mode: "half_pixel" }, ["y"]), ["N", 1, 32, 32]);
+      // 8 -> 30 has no exact float scale, so that reference gives sizes (forward only: sizes fix the batch axis)
+      const how = kind === "pool4" ? ["", g.constant([4], [1, 1, 4, 4])] : ["", "", g.constantInt64([1, 1, n, n])];
+      g.output(g.node("Resize", [y, ...how], { mode: "linear", coordinate_transformation_mode: "half_pixel" }, ["y"]), ["N", 1, n, n]);
     }
     return g.toBytes();
   }
@@ -351,17 +354,17 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     await expect(Model.load(p, { overrides: { height: 32, width: 32 } })).rejects.toThrow(/model input height is 16 in the graph but the model card says 32/);
   });
 
-  for (const kind of ["pool4", "conv7"] as const) {
-    it(`a ${kind === "pool4" ? "1/4" : "7/32"}-resolution output is upsampled bilinearly in the graph, as ONNX Resize (half-pixel) does`, async () => {
-      const img = await writeImage(dir, "ramp32.png", (y, x) => (7 * y * y + 13 * x) % 256);
+  for (const kind of ["pool4", "pad30"] as const) {
+    it(`a ${kind === "pool4" ? "32 -> 8" : "30 -> 8 (padded)"} stride-4 output is upsampled bilinearly in the graph, as ONNX Resize (half-pixel) does`, async () => {
+      const n = kind === "pool4" ? 32 : 30;
+      const img = await writeImage(dir, `ramp${n}.png`, (y, x) => (7 * y * y + 13 * x) % 256, n);
       const a = await Model.load(writeModel(dir, `${kind}.onnx`, lowRes(kind)), { threads: 1 });
       const ref = await Model.load(writeModel(dir, `${kind}-resize.onnx`, lowRes(kind, true)), { threads: 1 });
-      const side = kind === "pool4" ? 8 : 7;
-      expect(a.resolved.assumptions.join("\n")).toContain(`output 'y' is ${side}x${side} but the input is 32x32: upsampled bilinearly`);
+      expect(a.resolved.assumptions.join("\n")).toContain(`output 'y' is 8x8 but the input is ${n}x${n}: upsampled bilinearly`);
       const [ya, yr] = [await outputOf(a, img), await outputOf(ref, img)];
-      expect(ya.length).toBe(32 * 32);
+      expect(ya.length).toBe(n * n);
       for (let i = 0; i < ya.length; i++) expect(ya[i]).toBeCloseTo(yr[i], 5);
-      if (kind === "conv7") return void (await Promise.all([a.release(), ref.release()]));
+      if (kind === "pad30") return void (await Promise.all([a.release(), ref.release()]));
       // gradients flow through the upsampling exactly as through the Resize
       const roi = { roi: { row: 8, col: 12, height: 8, width: 8 } };
       const [sa, sr] = [await explainSaliency(a, await loadCase(a, img), roi), await explainSaliency(ref, await loadCase(ref, img), roi)];
@@ -370,6 +373,14 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
       await Promise.all([a.release(), ref.release()]);
     });
   }
+
+  it("a smaller output that is no stride of the input (a valid-convolution U-Net) is refused at load, not stretched", async () => {
+    const g = new GraphBuilder("valid");
+    const x = g.input("x", ["N", 3, 32, 32]);
+    g.output(g.node("Conv", [x, g.constant([1, 3, 8, 8], new Array(192).fill(0.01))], { kernel_shape: [8, 8] }, ["y"]), ["N", 1, 25, 25]);
+    await expect(Model.load(writeModel(dir, "valid.onnx", g.toBytes()))).rejects.toThrow(/output 'y' is 25x25 but the input is 32x32, which is not the input size divided by a stride/);
+    expect([downscaleFactor(572, 388), downscaleFactor(512, 128), downscaleFactor(30, 8), downscaleFactor(513, 65)]).toEqual([undefined, 4, 4, 8]);
+  });
 
   it("bilinearMatrix: rows sum to 1, identity at equal size, PyTorch's half-pixel weights", () => {
     const R = bilinearMatrix(2, 4);

@@ -45,6 +45,12 @@ export function bilinearMatrix(inSize: number, outSize: number): Float32Array {
   return R;
 }
 
+/** The stride s in 2..64 with out = floor or ceil of in / s, if any. */
+export function downscaleFactor(inSize: number, outSize: number): number | undefined {
+  for (let s = 2; s <= 64; s++) if (outSize === Math.floor(inSize / s) || outSize === Math.ceil(inSize / s)) return s;
+  return undefined;
+}
+
 /** Dims of a value info, symbolic ones as undefined. */
 function declaredDims(v: ValueInfoProto | undefined): (number | undefined)[] | undefined {
   if (v?.type?.value.case !== "tensorType") return undefined;
@@ -126,6 +132,14 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted | und
     changed = true;
   }
   if (rank === 4 && h !== undefined && w !== undefined && (h !== H || w !== W) && h <= H && w <= W) {
+    // A strided head gives floor or ceil of size/stride; any other smaller size (a valid-convolution
+    // U-Net's 388 from 572) covers only part of the input, and stretching it would misplace every pixel.
+    if (downscaleFactor(H, h) === undefined || downscaleFactor(W, w) === undefined) {
+      fail(
+        `model output '${output.name}' is ${w}x${h} but the input is ${W}x${H}, which is not the input size divided by a stride: segcause cannot tell which input pixel each output pixel belongs to`,
+        "export the model with an output at the input's size (add the final upsampling, or pad the input of a valid-convolution network)",
+      );
+    }
     // out[n, k] = Rh · x[n, k] · Rwᵀ: two MatMuls with constant matrices, valid at every opset and
     // differentiable by the gradient builder (a Resize would need a batch-dependent `sizes` input).
     const source = out === output.name ? fresh("lowres") : out;
