@@ -11,6 +11,7 @@ import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { checkBaseOutput } from "../src/target/target.js";
 import { explainSaliency } from "../src/explain/saliency.js";
+import { bottleneck, featureMaps } from "../src/explain/gradcam.js";
 import { bilinearMatrix, downscaleFactor } from "../src/onnx/adapt.js";
 import { listComponents } from "../src/onnx/surgery.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
@@ -351,7 +352,7 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     expect(m.resolved.assumptions.join("\n")).not.toMatch(/read as channels-last/);
     expect(m.card.output.layout).toBe("nhwc");
     await m.release();
-    await expect(Model.load(p, { overrides: { height: 32, width: 32 } })).rejects.toThrow(/model input height is 16 in the graph but the model card says 32/);
+    await expect(Model.load(p, { overrides: { height: 32, width: 32 } })).rejects.toThrow(/model input height is 16 in the graph \[N, 16, 16, 3\] read as channels-last, but the model card says 32/);
   });
 
   for (const kind of ["pool4", "pad30"] as const) {
@@ -378,8 +379,76 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     const g = new GraphBuilder("valid");
     const x = g.input("x", ["N", 3, 32, 32]);
     g.output(g.node("Conv", [x, g.constant([1, 3, 8, 8], new Array(192).fill(0.01))], { kernel_shape: [8, 8] }, ["y"]), ["N", 1, 25, 25]);
-    await expect(Model.load(writeModel(dir, "valid.onnx", g.toBytes()))).rejects.toThrow(/output 'y' is 25x25 but the input is 32x32, which is not the input size divided by a stride/);
-    expect([downscaleFactor(572, 388), downscaleFactor(512, 128), downscaleFactor(30, 8), downscaleFactor(513, 65)]).toEqual([undefined, 4, 4, 8]);
+    await expect(Model.load(writeModel(dir, "valid.onnx", g.toBytes()))).rejects.toThrow(/output 'y' \[\?, 1, 25, 25\] read as channels-first is 25x25, but the input is 32x32 and that is not the input size divided by one stride/);
+    // a classifier's [N, 2, 1, 1] is no segmentation head either
+    const c = new GraphBuilder("classifier");
+    const cx = c.input("x", ["N", 3, 32, 32]);
+    c.output(c.node("Conv", [c.node("GlobalAveragePool", [cx]), c.constant([2, 3, 1, 1], [1, 0, 0, 0, 1, 0])], { kernel_shape: [1, 1] }, ["y"]), ["N", 2, 1, 1]);
+    await expect(Model.load(writeModel(dir, "classifier.onnx", c.toBytes()))).rejects.toThrow(/is 1x1, but the input is 32x32/);
+    const cases: [number, number, number, number][] = [[572, 572, 388, 388], [512, 512, 128, 128], [30, 30, 8, 8], [513, 513, 65, 65], [32, 32, 1, 1], [32, 64, 2, 32], [256, 512, 64, 128]];
+    expect(cases.map((x) => downscaleFactor(...x))).toEqual([undefined, 4, 4, 8, undefined, undefined, 4]);
+  });
+
+  it("channels-last pitfalls: a uint8 input, an NCHW output behind an NHWC input, a dynamic-size export, a wrong card", async () => {
+    const u8 = new GraphBuilder("u8-nhwc");
+    const ux = u8.input("x", ["N", 16, 16, 3], TensorProto_DataType.UINT8);
+    const ut = u8.node("Transpose", [u8.node("Cast", [ux], { to: TensorProto_DataType.FLOAT })], { perm: [0, 3, 1, 2] });
+    u8.output(u8.node("Conv", [ut, u8.constant([1, 3, 1, 1], W3)], { kernel_shape: [1, 1] }, ["y"]), ["N", 1, 16, 16]);
+    await expect(Model.load(writeModel(dir, "u8-nhwc.onnx", u8.toBytes()))).rejects.toThrow(/model input 'x' is UINT8, but segcause feeds float32 images$/);
+
+    // NHWC in, NCHW 2-class softmax out: the output's shape says it is channels-first
+    const mixed = new GraphBuilder("mixed");
+    const mx = mixed.input("x", ["N", 16, 16, 3]);
+    const mc = mixed.node("Conv", [mixed.node("Transpose", [mx], { perm: [0, 3, 1, 2] }), mixed.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])], { kernel_shape: [1, 1] });
+    mixed.output(mixed.node("Softmax", [mc], { axis: 1 }, ["y"]), ["N", 2, 16, 16]);
+    const m = await Model.load(writeModel(dir, "mixed.onnx", mixed.toBytes()), { threads: 1 });
+    expect(m.card.output.layout).toBeUndefined();
+    expect(m.graph.outputs[0].dims).toEqual(["N", 2, 16, 16]);
+    expect(m.card.output.channel).toBe(1);
+    await m.release();
+
+    // tf2onnx's usual [N, H, W, 3] with symbolic sizes
+    const dyn = new GraphBuilder("dyn-nhwc");
+    const dx = dyn.input("x", ["N", "H", "W", 3]);
+    const dc = dyn.node("Conv", [dyn.node("Transpose", [dx], { perm: [0, 3, 1, 2] }), dyn.constant([1, 3, 1, 1], W3), dyn.constant([1], [0.1])], { kernel_shape: [1, 1] });
+    dyn.output(dyn.node("Sigmoid", [dyn.node("Transpose", [dc], { perm: [0, 2, 3, 1] })], {}, ["y"]), ["N", "H", "W", 1]);
+    const d = await Model.load(writeModel(dir, "dyn-nhwc.onnx", dyn.toBytes()), { threads: 1, overrides: { height: 16, width: 16 } });
+    expect([d.card.input.layout, d.card.output.layout]).toEqual(["nhwc", "nhwc"]);
+    const img = await writeImage(dir, "rgbish16b.png", (y, x) => (37 * y + 11 * x) % 256, 16);
+    const twin = await Model.load(writeModel(dir, "twin2.onnx", nchwTwin()), { threads: 1 });
+    const [yd, yt] = [await outputOf(d, img), await outputOf(twin, img)];
+    for (let i = 0; i < 256; i++) expect(yd[i]).toBeCloseTo(yt[i], 5);
+    await Promise.all([d.release(), twin.release()]);
+
+    // a card (or flag) that says channels-last for a channels-first model is named as such
+    const p = writeModel(dir, "twin3.onnx", nchwTwin());
+    await expect(Model.load(p, { overrides: { layout: "nhwc" } })).rejects.toThrow(/model input channels is 16 in the graph \[N, 3, 16, 16\] read as channels-last, but the model card says 3/);
+  });
+
+  it("an [N, h, w] output below the input size is upsampled too, and Grad-CAM never picks the model's own output", async () => {
+    const g = new GraphBuilder("rank3");
+    const x = g.input("x", ["N", 3, 32, 32]);
+    const f = g.node("Relu", [g.node("Conv", [x, g.constant([4, 3, 4, 4], Array.from({ length: 192 }, (_, i) => Math.cos(i) / 10))], { kernel_shape: [4, 4], strides: [4, 4] })]);
+    const logits = g.node("Conv", [f, g.constant([1, 4, 1, 1], [1, -1, 0.5, 0.25])], { kernel_shape: [1, 1] }, undefined, "/head/Conv");
+    g.output(g.node("Squeeze", [logits, g.constantInt64([1])], {}, ["y"], "/head/Squeeze"), ["N", 8, 8]);
+    const m = await Model.load(writeModel(dir, "rank3.onnx", g.toBytes()), { threads: 1 });
+    expect(m.resolved.assumptions.join("\n")).toContain("output 'y' is 8x8 but the input is 32x32: upsampled bilinearly");
+    expect(m.graph.outputs[0].dims).toEqual(["N", 32, 32]);
+    await m.release();
+    // 2-class logits straight from the head: renamed y::segcause_lowres by the adapter, the output is
+    // the deepest 8x8 map, which Grad-CAM's default (smallest, then deepest) would pick
+    const g2 = new GraphBuilder("two-class-lowres");
+    const x2 = g2.input("x", ["N", 3, 32, 32]);
+    const f2 = g2.node("Relu", [g2.node("Conv", [x2, g2.constant([4, 3, 4, 4], Array.from({ length: 192 }, (_, i) => Math.cos(i) / 10))], { kernel_shape: [4, 4], strides: [4, 4] })], {}, undefined, "/enc/Relu");
+    g2.output(g2.node("Conv", [f2, g2.constant([2, 4, 1, 1], [1, -1, 0.5, 0.25, -1, 1, -0.5, -0.25])], { kernel_shape: [1, 1] }, ["y"], "/head/Conv"), ["N", 2, 8, 8]);
+    const m2 = await Model.load(writeModel(dir, "two-class-lowres.onnx", g2.toBytes()), { threads: 1 });
+    expect(m2.proto().graph!.node.some((n) => n.output.includes("y::segcause_lowres"))).toBe(true);
+    const maps = featureMaps(m2.proto(), 32, 32);
+    expect(maps.length).toBe(2);
+    expect(maps.map((x) => x.name)).toContain(f2);
+    expect(maps.some((x) => x.name.startsWith("y"))).toBe(false);
+    expect(bottleneck(maps)?.name).toBe(f2);
+    await m2.release();
   });
 
   it("bilinearMatrix: rows sum to 1, identity at equal size, PyTorch's half-pixel weights", () => {
@@ -414,16 +483,17 @@ describe("weights saved as external data", () => {
 
   it("are read from the file next to the model: same outputs, and the model's hash covers them", async () => {
     const folder = tmp("segcause-extdata-");
-    const p = externalise(folder, "ext.onnx", "ext.weights");
+    // a file name that starts with two dots is still in the model's folder
+    const p = externalise(folder, "ext.onnx", "..ext.weights");
     const inline = await Model.load(writeModel(folder, "inline.onnx", twoClassLogits()), { threads: 1 });
     const ext = await Model.load(p, { threads: 1 });
     const input = new Float32Array(256).map((_, i) => (i % 7) / 7);
     expect(Array.from(await ext.infer(input, 1))).toEqual(Array.from(await inline.infer(input, 1)));
     await Promise.all([ext.release(), inline.release()]);
     // other weights in the external file: another model, another hash
-    const w = readFileSync(join(folder, "ext.weights"));
+    const w = readFileSync(join(folder, "..ext.weights"));
     w[0] ^= 0xff;
-    writeFileSync(join(folder, "ext.weights"), w);
+    writeFileSync(join(folder, "..ext.weights"), w);
     const other = await Model.load(p, { threads: 1 });
     expect(other.sha256).not.toBe(ext.sha256);
     await other.release();

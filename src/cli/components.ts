@@ -6,7 +6,6 @@ import { loadCase, type Case } from "../data/case.js";
 import { listImages } from "../data/patchbank.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
-import { readModelFile } from "../onnx/graph.js";
 import { checkOutputDir } from "../util/files.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
 import { explainComponents, type Ablation, type UnitLevel } from "../explain/components.js";
@@ -87,8 +86,13 @@ export function componentsCommand(): Command {
       // channel and spatial components live inside one tensor: list the layers whose tensors --tensor can name
       if ((f.level === "channel" || f.level === "spatial") && !f.tensor?.length) process.stderr.write(`--level ${f.level} splits one tensor (--tensor <name>); these are the layers and their tensors:\n`);
       const lv: ComponentLevel = f.level === "channel" || f.level === "spatial" ? "layer" : f.level;
-      const comps = listComponents(readModelFile(f.model).proto, lv);
-      for (const c of comps) process.stdout.write(`${c.name}\t${c.outputs.join(" ")}\n`);
+      // The model as it runs (layout adapters included), so the names listed are those --tensor takes.
+      const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: 1 });
+      try {
+        for (const c of listComponents(model.proto(), lv)) process.stdout.write(`${c.name}\t${c.outputs.join(" ")}\n`);
+      } finally {
+        await model.release();
+      }
       return;
     }
     if (!f.image || !f.roi || !f.out) fail("components needs --image, --roi and --out", "or pass --list to see the components");

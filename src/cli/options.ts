@@ -112,6 +112,8 @@ export function cardOverrides(f: CardFlags): CardOverrides {
     mean: f.mean,
     std: f.std,
     resize: f.resize,
+    layout: f.layout,
+    outputLayout: f.outputLayout,
     outputKind: f.outputKind,
     channel: f.channel,
     threshold: f.threshold,
@@ -129,6 +131,8 @@ export function addCardFlags(cmd: Command): Command {
     .option("--mean <m>", "per-channel mean after scaling, e.g. 0.485,0.456,0.406", numList("mean"))
     .option("--std <s>", "per-channel std after scaling", numList("std"))
     .option("--resize <filter>", "resize filter: nearest, bilinear, bicubic, lanczos", oneOf("resize", ["nearest", "bilinear", "bicubic", "lanczos"] as const))
+    .option("--layout <nchw|nhwc>", "input axis order (default: read from the graph; nhwc for [N, H, W, 1|3])", oneOf("layout", ["nchw", "nhwc"] as const))
+    .option("--output-layout <nchw|nhwc>", "output axis order (default: read from its shape, else the input's)", oneOf("output-layout", ["nchw", "nhwc"] as const))
     .option("--output-kind <kind>", "probabilities (thresholded as exported) or logits (sigmoid/softmax first)", oneOf("output-kind", ["probabilities", "logits"] as const))
     .option("--channel <n>", "output class channel", int("channel"))
     .option("--threshold <t>", "binarisation threshold on the class probability", num("threshold"))

@@ -20,6 +20,7 @@ import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import { withInputSize } from "../onnx/graph.js";
+import { isAdapterTensor } from "../onnx/adapt.js";
 import { inferStatic } from "../onnx/shapes.js";
 import type { TargetSpec } from "../target/target.js";
 import { resizeBilinear } from "../util/bilinear.js";
@@ -50,7 +51,8 @@ export function featureMaps(proto: ModelProto, inputHeight: number, inputWidth: 
     if (n.opType === "Constant") return;
     for (const t of n.output) {
       const info = t ? infos.get(t) : undefined;
-      if (!info || info.dtype !== FLOAT || info.dims.length !== 4 || outputs.has(t)) continue;
+      // The model's output, also when the layout adapter renamed it (src/onnx/adapt.ts), is no feature map.
+      if (!info || info.dtype !== FLOAT || info.dims.length !== 4 || outputs.has(t) || isAdapterTensor(t)) continue;
       const [b, k, h, w] = info.dims;
       if (b !== 1 || k < 2 || h < 2 || w < 2 || h > inputHeight || w > inputWidth) continue;
       if (Math.abs(h / inputHeight - w / inputWidth) > 0.5 / Math.min(h, w)) continue;

@@ -7,12 +7,14 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { fail } from "../errors.js";
 import type { GraphSummary } from "../onnx/graph.js";
+import { outputLayoutOf } from "../onnx/adapt.js";
 
 export const ResizeFilter = z.enum(["nearest", "bilinear", "bicubic", "lanczos"]);
 export type ResizeFilter = z.infer<typeof ResizeFilter>;
 
 /** Axis order of a tensor: channels first (PyTorch) or last (Keras/TensorFlow). */
 export const Layout = z.enum(["nchw", "nhwc"]);
+export type Layout = z.infer<typeof Layout>;
 
 export const InputSpec = z.object({
   name: z.string().optional(),
@@ -31,7 +33,7 @@ export type InputSpec = z.infer<typeof InputSpec>;
 
 export const OutputSpec = z.object({
   name: z.string().optional(),
-  /** default: the input's layout */
+  /** default: read from the output's shape (the input's layout when the shape cannot tell) */
   layout: Layout.optional(),
   /** probabilities are thresholded as exported; logits get sigmoid (1 channel) or softmax first */
   kind: z.enum(["probabilities", "logits"]),
@@ -65,6 +67,10 @@ export interface CardOverrides {
   mean?: number[];
   std?: number[];
   resize?: ResizeFilter;
+  /** the input's axis order */
+  layout?: Layout;
+  /** the output's axis order */
+  outputLayout?: Layout;
   outputKind?: "probabilities" | "logits";
   channel?: number;
   threshold?: number;
@@ -114,12 +120,11 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   }
   const inp = { ...card.input };
   const out = { ...card.output };
-  // Set only when channels-last: a channels-first card stays as it was, and so do the cell keys of
-  // evaluate runs that include the card.
-  if (inputLayout(card, graph, assumptions) === "nhwc") {
-    inp.layout = "nhwc";
-    out.layout ??= "nhwc";
-  }
+  // Set only when stated or channels-last: a channels-first card stays as it was, and so do the cell
+  // keys of evaluate runs that include the card.
+  if (overrides.layout !== undefined) inp.layout = overrides.layout;
+  else if (inputLayout(card, graph, assumptions) === "nhwc") inp.layout = "nhwc";
+  if (overrides.outputLayout !== undefined) out.layout = overrides.outputLayout;
   if (overrides.height !== undefined) inp.height = overrides.height;
   if (overrides.width !== undefined) inp.width = overrides.width;
   if (overrides.channels !== undefined) inp.channels = overrides.channels;
@@ -160,7 +165,9 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
  */
 export function looksChannelsLast(dims: readonly (number | string | undefined)[]): boolean {
   const [, c, h, w] = dims;
-  return dims.length === 4 && typeof c === "number" && c > 4 && (w === 1 || w === 3) && (typeof h !== "number" || h > 4);
+  if (dims.length !== 4 || (w !== 1 && w !== 3)) return false;
+  // [N, 256, 256, 3], or [N, H, W, 3] with symbolic sizes (tf2onnx's usual export)
+  return typeof c === "number" ? c > 4 && (typeof h !== "number" || h > 4) : typeof h !== "number";
 }
 
 /** The input's layout: the card's, else the graph's shape says (recorded as an assumption when channels-last). */
@@ -168,7 +175,7 @@ function inputLayout(card: ModelCard, graph: GraphSummary, assumptions: string[]
   if (card.input.layout) return card.input.layout;
   const input = graph.inputs[0];
   if (input && looksChannelsLast(input.dims)) {
-    assumptions.push(`input '${input.name}' is [${input.dims.map((d) => d ?? "?").join(", ")}]: read as channels-last (NHWC); set input.layout in the card if not`);
+    assumptions.push(`input '${input.name}' is [${input.dims.map((d) => d ?? "?").join(", ")}]: read as channels-last (NHWC); if it is not, pass --layout nchw (or set input.layout in the card)`);
     return "nhwc";
   }
   return "nchw";
@@ -226,8 +233,9 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
   // A Squeeze/Reshape/Transpose after the Sigmoid does not make the output logits.
   const ends = layout.length > 0 ? `${lastOp} (then ${layout.join(", ")})` : lastOp;
   const staticDims = graph.outputStaticDims?.[output.name];
-  // Channels of a channels-last output (same layout as the input unless the card says) are last.
-  const cAxis = looksChannelsLast(input.dims) ? 3 : 1;
+  // The class axis: last for a channels-last output (src/onnx/adapt.ts decides the layout the same way).
+  const outDims = output.dims.every((d) => typeof d === "number") || !staticDims ? output.dims : staticDims;
+  const cAxis = outputLayoutOf(outDims, height, width, looksChannelsLast(input.dims) ? "nhwc" : "nchw", o.outputLayout) === "nhwc" ? 3 : 1;
   let outC = output.dims.length === 4 ? output.dims[cAxis] : 1;
   if (typeof outC !== "number" && staticDims?.length === 4) {
     outC = staticDims[cAxis];

@@ -90,19 +90,19 @@ export class Model {
     const file = readModelFile(path);
     const fileGraph = summarize(file.proto);
     const resolved = resolveCard(path, fileGraph, opts.overrides, opts.card);
-    // Channels-last or low-resolution exports become NCHW at the input size, in the graph itself.
     const { card } = resolved;
-    const adapted =
-      fileGraph.inputs.length === 1 && fileGraph.inputs[0].dims.length === 4
-        ? adaptLayout(file.proto, {
-            input: { name: fileGraph.inputs[0].name, layout: card.input.layout ?? "nchw", channels: card.input.channels === "rgb" ? 3 : 1, height: card.input.height, width: card.input.width },
-            output: { name: outputNameOf(card, fileGraph), layout: card.output.layout ?? "nchw" },
-          })
-        : undefined;
-    if (adapted) resolved.assumptions.push(...adapted.notes);
+    checkInputMatchesCard(path, fileGraph, card);
+    // Channels-last or low-resolution exports become NCHW at the input size, in the graph itself.
+    const adapted = adaptLayout(file.proto, {
+      input: { name: fileGraph.inputs[0].name, layout: card.input.layout ?? "nchw", channels: card.input.channels === "rgb" ? 3 : 1, height: card.input.height, width: card.input.width },
+      output: { name: outputNameOf(card, fileGraph), layout: card.output.layout },
+    });
+    if (adapted) {
+      resolved.assumptions.push(...adapted.notes);
+      if (adapted.outputLayout === "nhwc") card.output.layout = "nhwc";
+    }
     const bytes = adapted ? toBinary(ModelProtoSchema, adapted.proto) : file.bytes;
     const graph = adapted ? summarize(adapted.proto) : fileGraph;
-    checkInputMatchesCard(path, graph, resolved.card);
     const workers = opts.workers ?? 1;
     const threads = opts.threads ?? (workers > 1 ? 1 : 2);
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail(`workers must be an integer in 1..64, got ${workers}`, "use --workers 1 or 2");
@@ -215,6 +215,7 @@ export function sessionOptions(threads: number): ort.InferenceSession.SessionOpt
   };
 }
 
+/** The file's input against the card, in the card's layout, before any adaptation. */
 function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCard): void {
   if (graph.inputs.length !== 1) {
     fail(`${path} has ${graph.inputs.length} inputs; segcause needs exactly one image input`, "export the model with a single NCHW image input");
@@ -226,15 +227,22 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
       elemType === "FLOAT16" ? "export the model in float32 (model.float() before torch.onnx.export)" : "export the model with a float32 image input (cast inside the model if it needs integers)",
     );
   }
-  if (dims.length !== 4) fail(`${path}: input '${graph.inputs[0].name}' has rank ${dims.length}, expected NCHW (rank 4)`, "export with input shape [N, C, H, W]");
+  if (dims.length !== 4) fail(`${path}: input '${name}' has rank ${dims.length}, expected an image of rank 4 ([N, C, H, W] or [N, H, W, C])`, "export with input shape [N, C, H, W]");
+  const layout = card.input.layout ?? "nchw";
+  const chw = (l: string) => (l === "nhwc" ? [dims[3], dims[1], dims[2]] : [dims[1], dims[2], dims[3]]);
   const want = [card.input.channels === "rgb" ? 3 : 1, card.input.height, card.input.width];
+  const fits = (l: string) => chw(l).every((d, i) => typeof d !== "number" || d === want[i]);
   const names = ["channels", "height", "width"];
+  const got = chw(layout);
   for (let i = 0; i < 3; i++) {
-    const d = dims[i + 1];
+    const d = got[i];
     if (typeof d === "number" && d !== want[i]) {
+      const other = layout === "nhwc" ? "nchw" : "nhwc";
       fail(
-        `model input ${names[i]} is ${d} in the graph but the model card says ${want[i]}`,
-        "fix the model card (or the --input-size/--channels flags) to match the ONNX graph",
+        `model input ${names[i]} is ${d} in the graph [${dims.map((x) => x ?? "?").join(", ")}] read as ${layout === "nhwc" ? "channels-last" : "channels-first"}, but the model card says ${want[i]}`,
+        fits(other)
+          ? `the input reads correctly as ${other === "nhwc" ? "channels-last" : "channels-first"}: pass --layout ${other} (or set input.layout "${other}" in the card)`
+          : "fix the model card (or the --input-size/--channels flags) to match the ONNX graph",
       );
     }
   }

@@ -17,16 +17,26 @@ export type Layout = "nchw" | "nhwc";
 
 /** Names of the nodes the adapter adds: not part of the network, so never listed as components. */
 export const ADAPTER_NODE_PREFIX = "segcause_adapt_";
+/** Marks the tensors the adapter renamed or added (the network's own output becomes `<name>::segcause_...`). */
+const ADAPTER_TENSOR_MARK = "::segcause_";
+
+/** True for a tensor the adapter renamed or added: not a feature map of the network. */
+export function isAdapterTensor(name: string): boolean {
+  return name.includes(ADAPTER_TENSOR_MARK);
+}
 
 export interface AdaptRequest {
   input: { name: string; layout: Layout; channels: number; height: number; width: number };
-  output: { name: string; layout: Layout };
+  /** layout undefined: read from the output's shape (the input's layout when the shape cannot tell) */
+  output: { name: string; layout?: Layout };
 }
 
 export interface Adapted {
   proto: ModelProto;
   /** what was changed, in words (recorded with the card's assumptions) */
   notes: string[];
+  /** the output's layout as adapted */
+  outputLayout: Layout;
 }
 
 /**
@@ -45,16 +55,45 @@ export function bilinearMatrix(inSize: number, outSize: number): Float32Array {
   return R;
 }
 
-/** The stride s in 2..64 with out = floor or ceil of in / s, if any. */
-export function downscaleFactor(inSize: number, outSize: number): number | undefined {
-  for (let s = 2; s <= 64; s++) if (outSize === Math.floor(inSize / s) || outSize === Math.ceil(inSize / s)) return s;
-  return undefined;
+/** The strides s in 2..32 with out = floor or ceil of in / s (a strided head's output size). */
+function strides(inSize: number, outSize: number): number[] {
+  const out: number[] = [];
+  for (let s = 2; s <= 32; s++) if (outSize === Math.floor(inSize / s) || outSize === Math.ceil(inSize / s)) out.push(s);
+  return out;
+}
+
+/**
+ * The stride of an h x w output of an H x W input: one stride for both axes, and at least 2 output
+ * pixels a side (a 1x1 output is a classifier's, not a segmentation head's). Undefined when none fits.
+ */
+export function downscaleFactor(H: number, W: number, h: number, w: number): number | undefined {
+  if (h < 2 || w < 2) return undefined;
+  const sw = new Set(strides(W, w));
+  return strides(H, h).find((s) => sw.has(s));
+}
+
+/** How an output of spatial size h x w relates to an H x W input: 2 same size, 1 a stride of it, 0 neither. */
+function fit(H: number, W: number, h: number | undefined, w: number | undefined): number {
+  if (h === undefined || w === undefined) return 0;
+  return h === H && w === W ? 2 : downscaleFactor(H, W, h, w) !== undefined ? 1 : 0;
+}
+
+/**
+ * The output's layout: the stated one, else the one under which its spatial axes are the input's size
+ * (or a stride of it), else the input's (Keras models are channels-last throughout, PyTorch ones first).
+ */
+export function outputLayoutOf(dims: readonly (number | string | undefined)[] | undefined, H: number, W: number, inputLayout: Layout, stated?: Layout): Layout {
+  if (stated) return stated;
+  if (dims?.length !== 4) return inputLayout;
+  const n = (d: number | string | undefined) => (typeof d === "number" ? d : undefined);
+  const [first, last] = [fit(H, W, n(dims[2]), n(dims[3])), fit(H, W, n(dims[1]), n(dims[2]))];
+  return first === last ? inputLayout : first > last ? "nchw" : "nhwc";
 }
 
 /** Dims of a value info, symbolic ones as undefined. */
 function declaredDims(v: ValueInfoProto | undefined): (number | undefined)[] | undefined {
-  if (v?.type?.value.case !== "tensorType") return undefined;
-  return (v.type.value.value.shape?.dim ?? []).map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : undefined));
+  if (v?.type?.value.case !== "tensorType" || !v.type.value.value.shape) return undefined;
+  return v.type.value.value.shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : undefined));
 }
 
 /** Renames tensor `from` to `to` everywhere it is produced, consumed or described. */
@@ -80,68 +119,77 @@ function addNode(model: ModelProto, at: "first" | "last", opType: string, inputs
   else model.graph!.node.push(node);
 }
 
+/** The output's dims: declared in the graph, else computed from its shapes at the card's input size. */
+function outputDims(model: ModelProto, req: AdaptRequest, declared: (number | undefined)[] | undefined): (number | undefined)[] | undefined {
+  if (declared && declared.slice(1).every((d) => d !== undefined)) return declared;
+  const { name, layout, channels: C, height: H, width: W } = req.input;
+  try {
+    const info = inferStatic(withInputSize(model, name, layout === "nhwc" ? [H, W, C] : [C, H, W]), 1).get(req.output.name);
+    if (info && !info.unknown) return info.dims;
+  } catch {
+    // shapes the inference cannot follow: only the declared rank (if any) is known
+  }
+  return declared;
+}
+
 /**
- * Returns the model rewritten to NCHW input and full-resolution NCHW output, or undefined when it
- * already is. The output's size is read from the graph or computed from its shapes at the card's
- * input size; an output whose size cannot be known is left as it is (Model then names the mismatch).
+ * Returns the model rewritten to NCHW input and a full-resolution NCHW (or [N, H, W]) output, or
+ * undefined when it already is. Refuses an output smaller than the input that no stride explains.
  */
 export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted | undefined {
   const { input, output } = req;
   const m = clone(ModelProtoSchema, model);
   const g = m.graph!;
   const notes: string[] = [];
-  const { channels: C, height: H, width: W } = input;
-  const fileDims = input.layout === "nhwc" ? [H, W, C] : [C, H, W];
+  const { height: H, width: W } = input;
   const outInfo = g.output.find((o) => o.name === output.name);
   if (!outInfo) fail(`model output '${output.name}' is not an output of the graph`, "check output.name in the model card");
-  let outDims = declaredDims(outInfo);
-  if (!outDims || outDims.slice(1).some((d) => d === undefined)) {
-    try {
-      const info = inferStatic(withInputSize(model, input.name, fileDims), 1).get(output.name);
-      if (info && !info.unknown) outDims = info.dims;
-    } catch {
-      // shapes the inference cannot follow: the size stays unknown
-    }
-  }
-  let out = output.name;
-  const fresh = (what: string) => `${output.name}::segcause_${what}`;
+  const dims = outputDims(model, req, declaredDims(outInfo));
+  const rank = dims?.length;
   let changed = false;
 
   if (input.layout === "nhwc") {
-    const inner = `${input.name}::segcause_nhwc`;
+    const inner = `${input.name}${ADAPTER_TENSOR_MARK}nhwc`;
     renameTensor(m, input.name, inner);
     addNode(m, "first", "Transpose", [input.name], inner, { perm: [0, 2, 3, 1] });
-    // The file's own dims, reordered: a fixed size that differs from the card's is still caught by Model.
+    // The file's own dims and element type, reordered (Model checks them against the card).
     const vi = g.input.find((i) => i.name === input.name)!;
-    const dims = (vi.type?.value.case === "tensorType" ? vi.type.value.value.shape?.dim ?? [] : []).map((d, i) =>
-      d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" && d.value.value ? d.value.value : ["N", "H", "W", "C"][i],
-    );
-    g.input[g.input.indexOf(vi)] = valueInfo(input.name, [dims[0], dims[3], dims[1], dims[2]]);
+    const t = vi.type?.value.case === "tensorType" ? vi.type.value.value : undefined;
+    const d = (t?.shape?.dim ?? []).map((x, i) => (x.value.case === "dimValue" ? Number(x.value.value) : x.value.case === "dimParam" && x.value.value ? x.value.value : ["N", "H", "W", "C"][i]));
+    g.input[g.input.indexOf(vi)] = valueInfo(input.name, [d[0] ?? "N", d[3] ?? "C", d[1] ?? "H", d[2] ?? "W"], t?.elemType);
     notes.push(`input '${input.name}' is channels-last [N, H, W, C]: segcause feeds [N, C, H, W] and transposes it inside the graph`);
     changed = true;
   }
 
-  const rank = outDims?.length;
-  let k: number | undefined, h: number | undefined, w: number | undefined;
-  if (outDims && rank === 4) [k, h, w] = output.layout === "nhwc" ? [outDims[3], outDims[1], outDims[2]] : [outDims[1], outDims[2], outDims[3]];
-  if (output.layout === "nhwc" && rank === 4) {
+  const layout = outputLayoutOf(dims, H, W, input.layout, output.layout);
+  let h: number | undefined, w: number | undefined, k: number | undefined;
+  if (dims && rank === 4) [k, h, w] = layout === "nhwc" ? [dims[3], dims[1], dims[2]] : [dims[1], dims[2], dims[3]];
+  else if (dims && rank === 3) [h, w] = [dims[1], dims[2]];
+
+  let out = output.name;
+  const fresh = (what: string) => `${output.name}${ADAPTER_TENSOR_MARK}${what}`;
+  // An output of unknown rank is taken as [N, H, W, K] when channels-last (ONNX Runtime names it otherwise).
+  if (layout === "nhwc" && (rank === 4 || rank === undefined)) {
     renameTensor(m, out, fresh("nhwc"));
     addNode(m, "last", "Transpose", [fresh("nhwc")], fresh("nchw"), { perm: [0, 3, 1, 2] });
     out = fresh("nchw");
-    notes.push(`output '${output.name}' is channels-last [N, H, W, K]: transposed to [N, K, H, W] inside the graph`);
+    notes.push(`output '${output.name}' is channels-last [N, H, W, K]${rank === undefined ? " (assumed: the graph does not give its shape)" : ""}: transposed to [N, K, H, W] inside the graph`);
     changed = true;
   }
-  if (rank === 4 && h !== undefined && w !== undefined && (h !== H || w !== W) && h <= H && w <= W) {
+  if (h !== undefined && w !== undefined && (h !== H || w !== W) && h <= H && w <= W) {
     // A strided head gives floor or ceil of size/stride; any other smaller size (a valid-convolution
     // U-Net's 388 from 572) covers only part of the input, and stretching it would misplace every pixel.
-    if (downscaleFactor(H, h) === undefined || downscaleFactor(W, w) === undefined) {
+    if (downscaleFactor(H, W, h, w) === undefined) {
+      const other = rank === 4 && dims ? (layout === "nhwc" ? fit(H, W, dims[2], dims[3]) : fit(H, W, dims[1], dims[2])) : 0;
       fail(
-        `model output '${output.name}' is ${w}x${h} but the input is ${W}x${H}, which is not the input size divided by a stride: segcause cannot tell which input pixel each output pixel belongs to`,
-        "export the model with an output at the input's size (add the final upsampling, or pad the input of a valid-convolution network)",
+        `model output '${output.name}' [${dims!.map((x) => x ?? "?").join(", ")}] read as ${layout === "nhwc" ? "channels-last" : "channels-first"} is ${w}x${h}, but the input is ${W}x${H} and that is not the input size divided by one stride: segcause cannot tell which input pixel each output pixel belongs to`,
+        other > 0
+          ? `the output reads correctly as ${layout === "nhwc" ? "channels-first" : "channels-last"}: set output.layout "${layout === "nhwc" ? "nchw" : "nhwc"}" in the model card`
+          : "export the model with an output at the input's size (add the final upsampling, or pad the input of a valid-convolution network)",
       );
     }
-    // out[n, k] = Rh · x[n, k] · Rwᵀ: two MatMuls with constant matrices, valid at every opset and
-    // differentiable by the gradient builder (a Resize would need a batch-dependent `sizes` input).
+    // out[n, k] = Rh · x[n, k] · Rwᵀ: two MatMuls with constant matrices (broadcast over N and K), valid
+    // at every opset and differentiable by the gradient builder (a Resize would need a batch-dependent `sizes`).
     const source = out === output.name ? fresh("lowres") : out;
     if (out === output.name) renameTensor(m, out, source);
     const rw = fresh("resize_w"), rh = fresh("resize_h");
@@ -158,8 +206,8 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted | und
   if (out !== output.name) {
     // The last new tensor takes the output's name, so the card and every caller keep using it.
     renameTensor(m, out, output.name);
-    const batch = outDims?.[0];
-    g.output[g.output.indexOf(outInfo)] = valueInfo(output.name, [batch ?? "N", k ?? "K", H, W]);
+    const batch = dims?.[0] ?? "N";
+    g.output[g.output.indexOf(outInfo)] = valueInfo(output.name, rank === 3 ? [batch, H, W] : [batch, k ?? "K", H, W]);
   }
-  return { proto: m, notes };
+  return { proto: m, notes, outputLayout: layout };
 }

@@ -2,7 +2,7 @@
 import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto, TensorProto_DataType, TensorProto_DataLocation } from "onnx-buf";
 import { readFileSync } from "node:fs";
-import { basename, dirname, isAbsolute, relative, resolve } from "node:path";
+import { basename, dirname, isAbsolute, relative, resolve, sep } from "node:path";
 import { fail } from "../errors.js";
 import { inferStatic, type StaticInfo } from "./shapes.js";
 
@@ -58,7 +58,8 @@ function inlineExternalData(model: ModelProto, path: string): boolean {
     const entry = Object.fromEntries(t.externalData.map((e) => [e.key, e.value]));
     const location = entry.location ?? "";
     const file = resolve(dirname(path), location);
-    if (!location || isAbsolute(location) || relative(dirname(path), file).startsWith("..")) {
+    const rel = relative(dirname(path), file);
+    if (!location || isAbsolute(location) || rel === ".." || rel.startsWith(`..${sep}`)) {
       fail(`${path}: tensor '${t.name}' names its external data file as '${location}'`, "external data must be a file in the model's folder (onnx.save(..., save_as_external_data=True) writes it so)");
     }
     let data = files.get(file);
