@@ -14,6 +14,8 @@ import { getMethod } from "../src/explain/catalog.js";
 import { resolveOptions } from "../src/explain/methods.js";
 import { strategyStats } from "../src/evaluate/strategies.js";
 import { decimal, decimalInteger } from "../src/util/decimal.js";
+import { Command } from "commander";
+import { addCardFlags, CARD_FLAG_KEYS } from "../src/cli/options.js";
 
 
 /** The project's standard for a user mistake. */
@@ -40,6 +42,13 @@ describe("numbers in flags and RoI lists: plain decimals only, one parser", () =
     for (const bad of ["0x10", "0b11", "0o7", "Infinity", "NaN", "", " ", "1,5", "1e999", "--1", "1e"]) expect(decimal(bad), bad).toBeUndefined();
     expect(["16", "-3", "+0", "007"].map(decimalInteger)).toEqual([16, -3, 0, 7]);
     for (const bad of ["1e1", "16.0", "1.5", "0x10", "", "9007199254740993"]) expect(decimalInteger(bad), bad).toBeUndefined();
+  });
+});
+
+describe("card flags", () => {
+  it("CARD_FLAG_KEYS lists exactly the options addCardFlags adds (explain tells them from method options by it)", () => {
+    const keys = addCardFlags(new Command()).options.map((o) => o.attributeName());
+    expect([...keys].sort()).toEqual([...CARD_FLAG_KEYS].sort());
   });
 });
 
@@ -70,6 +79,7 @@ describe("explain: bad values are refused before anything runs", () => {
     ["zero --scale (was a misleading NaN error)", ["--method", "zero", "--scale", "0"], /model input.scale setting is invalid.*check --scale or the model card/],
     ["negative --channel (was 'prediction empty')", ["--method", "zero", "--channel", "-1"], /model output.channel setting is invalid/],
     ["--threshold outside (0, 1)", ["--method", "zero", "--threshold", "5"], /model output.threshold setting is invalid/],
+    ["--layout that contradicts the graph (the flag reaches the card, not the method options)", ["--method", "zero", "--layout", "nhwc"], /read as channels-last, but the model card or its flags say 3 \(the input reads correctly as channels-first: pass --layout nchw/],
     ["misspelt option", ["--bnak", "x"], /unknown option '--bnak' \(Did you mean --bank\?; see `segcause explain --help`\)/],
     ["--screen with the default (fast) schedule, which ignores it", ["--bank", "BANK", "--screen", "5"], /--screen applies only to --schedule paper; --schedule is fast by default, which ignores it \(add --schedule paper, or drop --screen\)/],
     ["--screen with --schedule fast", ["--bank", "BANK", "--schedule", "fast", "--screen", "3"], /--screen applies only to --schedule paper; --schedule is fast, which/],

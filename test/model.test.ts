@@ -352,7 +352,7 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     expect(m.resolved.assumptions.join("\n")).not.toMatch(/read as channels-last/);
     expect(m.card.output.layout).toBe("nhwc");
     await m.release();
-    await expect(Model.load(p, { overrides: { height: 32, width: 32 } })).rejects.toThrow(/model input height is 16 in the graph \[N, 16, 16, 3\] read as channels-last, but the model card says 32/);
+    await expect(Model.load(p, { overrides: { height: 32, width: 32 } })).rejects.toThrow(/model input height is 16 in the graph \[N, 16, 16, 3\] read as channels-last, but the model card or its flags say 32/);
   });
 
   for (const kind of ["pool4", "pad30"] as const) {
@@ -422,7 +422,28 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
 
     // a card (or flag) that says channels-last for a channels-first model is named as such
     const p = writeModel(dir, "twin3.onnx", nchwTwin());
-    await expect(Model.load(p, { overrides: { layout: "nhwc" } })).rejects.toThrow(/model input channels is 16 in the graph \[N, 3, 16, 16\] read as channels-last, but the model card says 3/);
+    await expect(Model.load(p, { overrides: { layout: "nhwc" } })).rejects.toThrow(/model input channels is 16 in the graph \[N, 3, 16, 16\] read as channels-last, but the model card or its flags say 3/);
+  });
+
+  it("symbolic sizes: the output's layout and class channel are read from the dim names, and batched runs keep a symbolic batch", async () => {
+    // input [N, H, W, 3], output [N, 2, H, W] (softmax over axis 1): channel 1, channels-first output
+    const g = new GraphBuilder("dyn-mixed");
+    const x = g.input("x", ["N", "H", "W", 3]);
+    const c = g.node("Conv", [g.node("Transpose", [x], { perm: [0, 3, 1, 2] }), g.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])], { kernel_shape: [1, 1] });
+    g.output(g.node("Softmax", [c], { axis: 1 }, ["y"]), ["N", 2, "H", "W"]);
+    const m = await Model.load(writeModel(dir, "dyn-mixed.onnx", g.toBytes()), { threads: 1, overrides: { height: 16, width: 16 } });
+    expect(m.card.output.channel).toBe(1);
+    expect(m.card.output.layout).toBeUndefined();
+    await m.release();
+    // input [N, 3, H, W], output [N, H, W, 2]: channels-last output, channel 1, no batch-1 shape declared
+    const h = new GraphBuilder("dyn-outnhwc");
+    const hx = h.input("x", ["N", 3, "H", "W"]);
+    const hc = h.node("Conv", [hx, h.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])], { kernel_shape: [1, 1] });
+    h.output(h.node("Softmax", [h.node("Transpose", [hc], { perm: [0, 2, 3, 1] })], { axis: -1 }, ["y"]), ["N", "H", "W", 2]);
+    const n = await Model.load(writeModel(dir, "dyn-outnhwc.onnx", h.toBytes()), { threads: 1, overrides: { height: 16, width: 16 } });
+    expect([n.card.output.channel, n.card.output.layout]).toEqual([1, "nhwc"]);
+    expect(n.graph.outputs[0].dims).toEqual(["N", 2, 16, 16]);
+    await n.release();
   });
 
   it("an [N, h, w] output below the input size is upsampled too, and Grad-CAM never picks the model's own output", async () => {

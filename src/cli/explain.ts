@@ -16,7 +16,7 @@ import type { TargetSpec } from "../target/target.js";
 import { writeAttribution, type WrittenOutputs } from "../report/write.js";
 import { stderrProgress } from "../util/progress.js";
 import { Checkpoint } from "../explain/checkpoint.js";
-import { addCardFlags, cardOverrides, fixedOrUndefined, intOrAuto, methodOptionParser, oneOf, seed, type CardFlags } from "./options.js";
+import { addCardFlags, CARD_FLAG_KEYS, cardOverrides, fixedOrUndefined, intOrAuto, methodOptionParser, oneOf, seed, type CardFlags } from "./options.js";
 import { t975 } from "../util/tdist.js";
 import { tuneExecution, type ExecutionPlan } from "../model/tune.js";
 
@@ -40,7 +40,7 @@ export interface ExplainFlags extends CardFlags {
 }
 
 /** The flags that are not method options. */
-const COMMON = new Set(["model", "image", "mask", "roi", "roiMask", "bank", "out", "method", "seed", "outcome", "reference", "batchSize", "workers", "progress", "card", "inputSize", "channels", "scale", "mean", "std", "resize", "outputKind", "channel", "threshold", "threads"]);
+const COMMON = new Set<string>(["model", "image", "mask", "roi", "roiMask", "bank", "out", "method", "seed", "outcome", "reference", "batchSize", "workers", "progress", ...CARD_FLAG_KEYS]);
 
 export interface ExplainResult {
   attribution: Attribution;

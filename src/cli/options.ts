@@ -122,6 +122,9 @@ export function cardOverrides(f: CardFlags): CardOverrides {
 
 import type { Command } from "commander";
 
+/** The option keys addCardFlags adds (commands that also take method options must tell them apart). */
+export const CARD_FLAG_KEYS = ["card", "inputSize", "channels", "layout", "outputLayout", "scale", "mean", "std", "resize", "outputKind", "channel", "threshold", "threads"] as const;
+
 export function addCardFlags(cmd: Command): Command {
   return cmd
     .option("--card <file>", "model card JSON (default: <model>.json next to the model, when present)")

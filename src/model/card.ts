@@ -206,7 +206,8 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
   if (input.dims.length !== 4) {
     fail(`model input '${input.name}' has rank ${input.dims.length}; segcause needs an NCHW image input of rank 4`, "export with input shape [N, C, H, W]");
   }
-  const [, c, h, w] = looksChannelsLast(input.dims) ? [input.dims[0], input.dims[3], input.dims[1], input.dims[2]] : input.dims;
+  const inLayout = o.layout ?? (looksChannelsLast(input.dims) ? "nhwc" : "nchw");
+  const [, c, h, w] = inLayout === "nhwc" ? [input.dims[0], input.dims[3], input.dims[1], input.dims[2]] : input.dims;
   let channels: "rgb" | "gray";
   if (o.channels) channels = o.channels;
   else if (c === 3) channels = "rgb";
@@ -219,7 +220,7 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
   let width = typeof w === "number" ? w : undefined;
   if (height === undefined || width === undefined) {
     if (o.height === undefined || o.width === undefined) {
-      assumptions.push(`input height/width are dynamic in the graph; assumed 256x256 (use --input-size H,W to change)`);
+      assumptions.push(`input height/width are dynamic in the graph; assumed 256x256 (set the size with --input-size H,W or in the model card)`);
     }
     height ??= 256;
     width ??= 256;
@@ -235,7 +236,8 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
   const staticDims = graph.outputStaticDims?.[output.name];
   // The class axis: last for a channels-last output (src/onnx/adapt.ts decides the layout the same way).
   const outDims = output.dims.every((d) => typeof d === "number") || !staticDims ? output.dims : staticDims;
-  const cAxis = outputLayoutOf(outDims, height, width, looksChannelsLast(input.dims) ? "nhwc" : "nchw", o.outputLayout) === "nhwc" ? 3 : 1;
+  const inNames = inLayout === "nhwc" ? input.dims.slice(1, 3) : input.dims.slice(2, 4);
+  const cAxis = outputLayoutOf(outDims, o.height ?? height, o.width ?? width, inLayout, o.outputLayout, inNames) === "nhwc" ? 3 : 1;
   let outC = output.dims.length === 4 ? output.dims[cAxis] : 1;
   if (typeof outC !== "number" && staticDims?.length === 4) {
     outC = staticDims[cAxis];

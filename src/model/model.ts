@@ -231,7 +231,9 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
   const layout = card.input.layout ?? "nchw";
   const chw = (l: string) => (l === "nhwc" ? [dims[3], dims[1], dims[2]] : [dims[1], dims[2], dims[3]]);
   const want = [card.input.channels === "rgb" ? 3 : 1, card.input.height, card.input.width];
-  const fits = (l: string) => chw(l).every((d, i) => typeof d !== "number" || d === want[i]);
+  // The other layout is the likely fix when it gives the card's channel count (a card inferred under the
+  // wrong layout has its height and width from the wrong axes too).
+  const fits = (l: string) => chw(l)[0] === want[0];
   const names = ["channels", "height", "width"];
   const got = chw(layout);
   for (let i = 0; i < 3; i++) {
@@ -239,7 +241,7 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
     if (typeof d === "number" && d !== want[i]) {
       const other = layout === "nhwc" ? "nchw" : "nhwc";
       fail(
-        `model input ${names[i]} is ${d} in the graph [${dims.map((x) => x ?? "?").join(", ")}] read as ${layout === "nhwc" ? "channels-last" : "channels-first"}, but the model card says ${want[i]}`,
+        `model input ${names[i]} is ${d} in the graph [${dims.map((x) => x ?? "?").join(", ")}] read as ${layout === "nhwc" ? "channels-last" : "channels-first"}, but the model card or its flags say ${want[i]}`,
         fits(other)
           ? `the input reads correctly as ${other === "nhwc" ? "channels-last" : "channels-first"}: pass --layout ${other} (or set input.layout "${other}" in the card)`
           : "fix the model card (or the --input-size/--channels flags) to match the ONNX graph",

@@ -72,21 +72,29 @@ export function downscaleFactor(H: number, W: number, h: number, w: number): num
   return strides(H, h).find((s) => sw.has(s));
 }
 
-/** How an output of spatial size h x w relates to an H x W input: 2 same size, 1 a stride of it, 0 neither. */
-function fit(H: number, W: number, h: number | undefined, w: number | undefined): number {
-  if (h === undefined || w === undefined) return 0;
-  return h === H && w === W ? 2 : downscaleFactor(H, W, h, w) !== undefined ? 1 : 0;
+type Dim = number | string | undefined;
+
+/**
+ * How plausible it is that spatial axes (a, b) of an output belong to an H x W input: 2 the same size
+ * (or the input's own symbolic names), 1 a stride of it (or both symbolic), 0 neither.
+ */
+function fit(H: number, W: number, a: Dim, b: Dim, inputNames: readonly Dim[] = []): number {
+  if (typeof a === "number" && typeof b === "number") return a === H && b === W ? 2 : downscaleFactor(H, W, a, b) !== undefined ? 1 : 0;
+  if (typeof a === "string" && typeof b === "string") return a === inputNames[0] && b === inputNames[1] ? 2 : 1;
+  return 0;
 }
 
 /**
- * The output's layout: the stated one, else the one under which its spatial axes are the input's size
- * (or a stride of it), else the input's (Keras models are channels-last throughout, PyTorch ones first).
+ * The output's layout: the stated one, else the reading under which its spatial axes fit the input
+ * (same size, a stride of it, or the input's symbolic names) and its class axis is a fixed count, else
+ * the input's (Keras models are channels-last throughout, PyTorch ones channels-first).
+ * `inputNames`: the input's height and width dims as the graph gives them (symbolic names count).
  */
-export function outputLayoutOf(dims: readonly (number | string | undefined)[] | undefined, H: number, W: number, inputLayout: Layout, stated?: Layout): Layout {
+export function outputLayoutOf(dims: readonly Dim[] | undefined, H: number, W: number, inputLayout: Layout, stated?: Layout, inputNames: readonly Dim[] = []): Layout {
   if (stated) return stated;
   if (dims?.length !== 4) return inputLayout;
-  const n = (d: number | string | undefined) => (typeof d === "number" ? d : undefined);
-  const [first, last] = [fit(H, W, n(dims[2]), n(dims[3])), fit(H, W, n(dims[1]), n(dims[2]))];
+  const score = (c: Dim, a: Dim, b: Dim) => 2 * fit(H, W, a, b, inputNames) + (typeof c === "number" ? 1 : 0);
+  const [first, last] = [score(dims[1], dims[2], dims[3]), score(dims[3], dims[1], dims[2])];
   return first === last ? inputLayout : first > last ? "nchw" : "nhwc";
 }
 
@@ -161,7 +169,18 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted | und
     changed = true;
   }
 
-  const layout = outputLayoutOf(dims, H, W, input.layout, output.layout);
+  // Symbolic names help where the shapes cannot be computed: [N, 2, "H", "W"] behind an input [N, "H", "W", 3].
+  const named = (v: ValueInfoProto | undefined): Dim[] =>
+    v?.type?.value.case === "tensorType" ? (v.type.value.value.shape?.dim ?? []).map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" ? d.value.value : undefined)) : [];
+  const inDims = named(model.graph!.input.find((i) => i.name === input.name));
+  const layout = outputLayoutOf(
+    dims && dims.every((d) => d !== undefined) ? dims : named(outInfo),
+    H,
+    W,
+    input.layout,
+    output.layout,
+    input.layout === "nhwc" ? inDims.slice(1, 3) : inDims.slice(2, 4),
+  );
   let h: number | undefined, w: number | undefined, k: number | undefined;
   if (dims && rank === 4) [k, h, w] = layout === "nhwc" ? [dims[3], dims[1], dims[2]] : [dims[1], dims[2], dims[3]];
   else if (dims && rank === 3) [h, w] = [dims[1], dims[2]];
@@ -206,7 +225,8 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted | und
   if (out !== output.name) {
     // The last new tensor takes the output's name, so the card and every caller keep using it.
     renameTensor(m, out, output.name);
-    const batch = dims?.[0] ?? "N";
+    // The declared batch only: the shapes were computed at batch 1, which the batched runs are not.
+    const batch = declaredDims(outInfo)?.[0] ?? "N";
     g.output[g.output.indexOf(outInfo)] = valueInfo(output.name, rank === 3 ? [batch, H, W] : [batch, k ?? "K", H, W]);
   }
   return { proto: m, notes, outputLayout: layout };
