@@ -169,6 +169,10 @@ describe("segcause bank build", () => {
     expect(b.header.sources.map((s) => s.name)).toEqual(["a.png", "b.png"]);
     expect(b.header.seed).toBe(3);
     expect(readFileSync(out1).equals(readFileSync(out2))).toBe(true);
+    // more patches per image than a 32x32 image has aligned 8x8 cells: said, not silently capped
+    const r = segcause("bank", "build", "--images", imgs, "--size", "32,32", "--per-image", "100", "--out", join(dir, "b3.scbank"), "--no-progress");
+    expect(r.stderr).toContain("a 32x32 image has 16 aligned cells of 8x8, so each image gives 16 patches, not --per-image 100");
+    expect((await PatchBank.load(join(dir, "b3.scbank"))).count).toBe(32);
   });
 
   it("asks for the input size when neither --model nor --size is given", () => {

@@ -52,6 +52,8 @@ export function bankCommand(): Command {
       const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f) });
       ({ height, width } = model);
       filter = model.card.input.resize;
+      // The bank is cut at the card's size with its filter: what was assumed about those shapes every patch.
+      for (const a of model.resolved.assumptions.filter((x) => /^(input height\/width|resize filter)/.test(x))) process.stderr.write(`note: assumed: ${a}\n`);
       await model.release();
     } else if (f.size) {
       [height, width] = f.size;
@@ -71,6 +73,8 @@ export function bankCommand(): Command {
     const tracker = new ProgressTracker("bank", images.length, f.progress ? stderrProgress() : undefined);
     const bank = await buildPatchBank(images, { height, width, filter, patchSize: f.patchSize, perImage: f.perImage, seed: f.seed, onImage: () => tracker.add(1) });
     await bank.save(f.out);
+    const cells = Math.floor(height / f.patchSize) * Math.floor(width / f.patchSize);
+    if (f.perImage > cells) process.stderr.write(`note: a ${height}x${width} image has ${cells} aligned cells of ${f.patchSize}x${f.patchSize}, so each image gives ${cells} patches, not --per-image ${f.perImage}\n`);
     process.stdout.write(`wrote ${bank.count} patches of ${f.patchSize}x${f.patchSize} from ${images.length} images of ${from} (resized to ${height}x${width}) to ${f.out}\n`);
   });
   bank.addCommand(build);
