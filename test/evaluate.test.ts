@@ -7,7 +7,7 @@ import "../src/explain/catalog.js";
 import type { Attribution, Provenance } from "../src/explain/attribution.js";
 import { PROTOCOL_DEFAULTS, runEvaluation, type EvaluateConfig, type RunControl } from "../src/evaluate/benchmark.js";
 import { listCells, listControls, cellDir } from "../src/evaluate/store.js";
-import { summarize } from "../src/evaluate/summary.js";
+import { summarize, winners, type StatRow, type Summary } from "../src/evaluate/summary.js";
 import { writeEvaluationReport } from "../src/evaluate/report.js";
 import { wilcoxon, normalSf } from "../src/evaluate/wilcoxon.js";
 import { gini, spearman, trapezoidAuc } from "../src/evaluate/map-metrics.js";
@@ -293,6 +293,12 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     expect(rnd.mean).toBeGreaterThan(0.05);
     expect(rnd.mean).toBeLessThan(0.5);
     expect(s.stats.find((r) => r.scope === "all" && r.method === "t-oracle" && r.metric === "del_norm:zero")!.mean).toBeLessThan(rnd.mean);
+  });
+
+  it("winners: methods tied with the top mean share the place", () => {
+    const row = (method: string, mean: number): StatRow => ({ scope: "model", dataset: "d", model: "m", method, metric: "del_norm:zero", mean, sd: 0, n: 3 });
+    const s: Summary = { format: "segcause.evalsummary/1", cells: 9, controls: 0, skippedRois: 0, methods: ["a", "b", "c"], models: [{ dataset: "d", model: "m" }], stats: [row("a", 0.4), row("b", 0.2), row("c", 0.2)], pairs: [] };
+    expect(winners(s, "del_norm:zero")[0]).toMatchObject({ best: "b = c", mean: 0.2 });
   });
 
   it("writes tables, plots and a self-contained HTML report", async () => {

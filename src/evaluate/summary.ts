@@ -174,6 +174,8 @@ export function winners(s: Summary, metric: string): { dataset: string; model: s
   const key = (r: StatRow) => `${r.dataset === "*" ? "\uffff" : r.dataset}|${r.model === "*" ? "\uffff" : r.model}`;
   return [...groups.values()].sort((a, b) => (key(a[0]) < key(b[0]) ? -1 : key(a[0]) > key(b[0]) ? 1 : 0)).map((rs) => {
     const ranking = rs.map((r) => ({ method: r.method, mean: r.mean, n: r.n })).sort((x, y) => (dir === "higher" ? y.mean - x.mean : x.mean - y.mean));
-    return { dataset: rs[0].dataset, model: rs[0].model, best: ranking[0].method, mean: ranking[0].mean, ranking };
+    // Methods tied with the top mean share the place (e.g. every map 0 on a tiny model).
+    const best = ranking.filter((r) => r.mean === ranking[0].mean).map((r) => r.method).join(" = ");
+    return { dataset: rs[0].dataset, model: rs[0].model, best, mean: ranking[0].mean, ranking };
   });
 }
