@@ -196,6 +196,25 @@ describe("unusual but valid exports, and invalid ones", () => {
     await expect(Model.load(writeModel(dir, "twoin.onnx", g.toBytes()))).rejects.toThrow(/2 inputs .*exactly one image input/);
   });
 
+  it("several outputs: the explained one is named, and a card naming a missing one is refused (it fell back to the first)", async () => {
+    const g = new GraphBuilder("two-out");
+    const x = g.input("x", ["N", 3, 8, 8]);
+    g.output(g.node("Sigmoid", [g.node("ReduceMean", [x], { axes: [1], keepdims: 1 })], {}, ["aux"]), ["N", 1, 8, 8]);
+    g.output(g.node("Sigmoid", [g.node("ReduceMax", [x], { axes: [1], keepdims: 1 })], {}, ["main"]), ["N", 1, 8, 8]);
+    const p = writeModel(dir, "twoout.onnx", g.toBytes());
+    const m = await Model.load(p, { threads: 1 });
+    expect(m.outputName).toBe("aux");
+    expect(m.resolved.assumptions.join("\n")).toContain("the model has 2 outputs (aux, main); 'aux' is the one explained");
+    await m.release();
+    writeFileSync(`${p}.json`, JSON.stringify({ input: { height: 8, width: 8, channels: "rgb" }, output: { name: "main", kind: "probabilities" } }));
+    const n = await Model.load(p, { threads: 1 });
+    expect(n.outputName).toBe("main");
+    expect(n.resolved.assumptions).toEqual([]);
+    await n.release();
+    writeFileSync(`${p}.json`, JSON.stringify({ input: { height: 8, width: 8, channels: "rgb" }, output: { name: "mian", kind: "probabilities" } }));
+    await expect(Model.load(p)).rejects.toThrow(/the model card names output 'mian', but the graph's outputs are 'aux', 'main'/);
+  });
+
   it("an input that is not float32 is refused with the type (ONNX Runtime's own message named no fix)", async () => {
     const g = new GraphBuilder("uint8-in");
     const x = g.input("x", ["N", 3, 8, 8], TensorProto_DataType.UINT8);

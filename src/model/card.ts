@@ -139,6 +139,14 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   // threshold outside (0, 1) would otherwise surface later as a misleading NaN or empty prediction.
   checkedCard(InputSpec, inp, "input");
   checkedCard(OutputSpec, out, "output");
+  // A card naming an output the graph lacks would otherwise fall back to the first output, silently.
+  const outputNames = graph.outputs.map((o) => o.name);
+  if (out.name !== undefined && !outputNames.includes(out.name)) {
+    fail(`the model card names output '${out.name}', but the graph's outputs are ${outputNames.map((n) => `'${n}'`).join(", ")}`, "set output.name in the card to one of them");
+  }
+  if (outputNames.length > 1 && (source === "inferred" || card.output.name === undefined)) {
+    assumptions.push(`the model has ${outputNames.length} outputs (${outputNames.join(", ")}); '${out.name ?? outputNames[0]}' is the one explained (set output.name in the card to choose another)`);
+  }
   // Logits read from a Sigmoid/Softmax output would be squashed twice (a sigmoid of a probability
   // lies in 0.5..0.73, so the 0.5 threshold marks nearly every pixel as foreground).
   const outName = out.name ?? graph.outputs[0]?.name;
