@@ -352,6 +352,8 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     expect(a.resolved.assumptions.join("\n")).toMatch(/output 'y' is channels-last \[N, H, W, K\]: transposed/);
     expect(a.inputName).toBe("x");
     expect(a.outputName).toBe("y");
+    expect([a.fileGraph.inputs[0].dims, a.graph.inputs[0].dims]).toEqual([["N", 16, 16, 3], ["N", 3, 16, 16]]);
+    expect(b.fileGraph).toBe(b.graph);
     const [ya, yb] = [await outputOf(a, img), await outputOf(b, img)];
     expect(ya.length).toBe(256);
     for (let i = 0; i < 256; i++) expect(ya[i]).toBeCloseTo(yb[i], 6);

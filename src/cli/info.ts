@@ -16,6 +16,8 @@ export function infoCommand(): Command {
       producer: g.producer,
       inputs: g.inputs,
       outputs: g.outputs,
+      // what the file declares, when segcause adapted it (see the assumptions)
+      ...(model.fileGraph !== g ? { fileInputs: model.fileGraph.inputs, fileOutputs: model.fileGraph.outputs } : {}),
       batch: model.fixedBatch === undefined ? "dynamic" : `fixed at ${model.fixedBatch}`,
       cardSource: model.resolved.source === "sidecar" ? model.resolved.sidecarPath : "inferred from the graph",
       card: model.card,

@@ -56,6 +56,8 @@ export class Model {
     /** with workers > 1, every worker: one session per worker thread */
     private readonly remotes: SessionWorker[],
     readonly threads: number,
+    /** the graph as the file has it (differs from `graph` when a layout adapter rewrote it) */
+    readonly fileGraph: GraphSummary,
   ) {
     const inp = graph.inputs[0];
     this.fixedBatch = typeof inp.dims[0] === "number" ? inp.dims[0] : undefined;
@@ -117,7 +119,7 @@ export class Model {
       await Promise.all([session?.release(), ...remotes.map((r) => r.release())]);
       fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, "check that the file is a complete ONNX export (opset <= 21)");
     }
-    return new Model(path, sha256(file.bytes), bytes, graph, resolved, session, remotes, threads);
+    return new Model(path, sha256(file.bytes), bytes, graph, resolved, session, remotes, threads, fileGraph);
   }
 
   /** HWC 8-bit image at the model's size → CHW float32 input, as the card says. */
