@@ -15,6 +15,7 @@ import { resolveOptions } from "../src/explain/methods.js";
 import { strategyStats } from "../src/evaluate/strategies.js";
 import { decimal, decimalInteger } from "../src/util/decimal.js";
 import { Command } from "commander";
+import sharp from "sharp";
 import { addCardFlags, CARD_FLAG_KEYS } from "../src/cli/options.js";
 
 
@@ -132,6 +133,15 @@ describe("explain: bad values are refused before anything runs", () => {
     const r = segcause("explain", "--method", "zero", "--model", model, "--image", tiny, "--roi", "16,0,8,8", "--out", join(dir, "tiny8"), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/note: the 8x8 image was enlarged 4\.0x to the model's 32x32 input/);
+  });
+
+  it("an image with an EXIF orientation is read as stored, with a note saying so", async () => {
+    const px = Buffer.alloc(32 * 32 * 3, 230);
+    const rotated = join(dir, "exif6.jpg");
+    await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).jpeg().withMetadata({ orientation: 6 }).toFile(rotated);
+    const r = segcause("explain", "--method", "zero", "--model", model, "--image", rotated, "--roi", "16,0,8,8", "--out", join(dir, "exif6"), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/note: the image file carries EXIF orientation 6 \(viewers show it rotated\); segcause reads the stored pixels unrotated/);
   });
 
   it("option ranges are declared once and checked by resolveOptions (every caller)", () => {

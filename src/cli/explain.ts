@@ -88,7 +88,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       const p = tuned.probe.map((c) => `${c.workers}x${c.threads} threads batch ${c.batchSize}: ${c.perSecond.toFixed(1)}/s`).join("; ");
       attribution.notes.push(`execution ${tuned.cached ? "(cached probe)" : "probed"}: ${tuned.workers} session(s) x ${tuned.threads} thread(s), batch ${tuned.batchSize} [${p}]`);
     }
-    for (const note of [channelConversion(kase, model), enlargement(kase, model)]) if (note) attribution.notes.push(note);
+    for (const note of [channelConversion(kase, model), enlargement(kase, model), exifOrientation(kase)]) if (note) attribution.notes.push(note);
     const region = "mask" in roi ? Region.mask(roi.mask, model.height, model.width) : undefined;
     const written = await writeAttribution(attribution, kase, f.out, region);
     await Checkpoint.open(run.checkpointPath, null).remove();
@@ -114,6 +114,16 @@ export function enlargement(kase: Case, model: Model): string | undefined {
   const f = Math.max(model.height / kase.source.height, model.width / kase.source.width);
   if (f < 2) return undefined;
   return `the ${kase.source.height}x${kase.source.width} image was enlarged ${f.toFixed(f < 10 ? 1 : 0)}x to the model's ${model.height}x${model.width} input: check that this is the image the model is meant for`;
+}
+
+/**
+ * A note when the file carries an EXIF orientation: segcause, like PIL's Image.open and the paper's
+ * code, reads the stored pixels as they are, while viewers (and OpenCV) show them rotated.
+ */
+export function exifOrientation(kase: Case): string | undefined {
+  const o = kase.source?.orientation;
+  if (!o) return undefined;
+  return `the image file carries EXIF orientation ${o} (viewers show it ${o >= 5 ? "rotated" : "flipped or rotated"}); segcause reads the stored pixels unrotated, as PIL's Image.open does: if the model or the mask expects the displayed orientation, save the image rotated`;
 }
 
 /** An RoI mask at the size of the image or of the model input (in model-input pixels after resizing). */

@@ -45,13 +45,15 @@ export interface ImageInfo {
   height: number;
   width: number;
   channels: number;
+  /** EXIF orientation 2..8 (the file is displayed flipped or rotated); absent for 1 or none */
+  orientation?: number;
 }
 
 export async function imageInfo(bytes: Buffer, label: string): Promise<ImageInfo> {
   try {
     const m = await sharp(bytes).metadata();
     if (!m.width || !m.height) throw new Error("no image size in the file");
-    return { height: m.height, width: m.width, channels: m.channels ?? 0 };
+    return { height: m.height, width: m.width, channels: m.channels ?? 0, ...(m.orientation && m.orientation > 1 ? { orientation: m.orientation } : {}) };
   } catch (e) {
     fail(`cannot decode image ${label} (${(e as Error).message.split("\n")[0]})`, "give a PNG or JPEG file");
   }
