@@ -183,6 +183,22 @@ describe("channel and spatial units with a known answer", () => {
     }
   });
 
+  it("a channels-last activation is refused at the spatial level (its cells would cut across channels)", async () => {
+    const g = new GraphBuilder("nhwc-inside");
+    const x = g.input("image", ["N", 1, 16, 16]);
+    const f = g.node("Conv", [x, g.constant([4, 1, 1, 1], [0.3, 0.2, 1, 0.1])], { kernel_shape: [1, 1] }, ["feat"], "/enc/conv/Conv");
+    const t = g.node("Transpose", [f], { perm: [0, 2, 3, 1] }, ["feat_nhwc"], "/enc/t/Transpose");
+    const back = g.node("Transpose", [g.node("Relu", [t], {}, ["act_nhwc"], "/mid/Relu")], { perm: [0, 3, 1, 2] }, ["act"], "/mid/t/Transpose");
+    const s = g.node("Conv", [back, g.constant([1, 4, 1, 1], [0.01, 0.01, 1, 0.01])], { kernel_shape: [1, 1] }, ["s"], "/head/conv/Conv");
+    g.output(g.node("Sigmoid", [g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])]), g.constant([1], [20])])], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
+    const m = await Model.load(writeModel(tmp(), "nhwc-inside.onnx", g.toBytes()), { threads: 1 });
+    const k = await loadCase(m, kase.imagePath!);
+    await expect(explainComponents(m, k, { roi: ROI }, { level: "spatial", tensors: ["act_nhwc"], cell: 4, donors, ablation: "zero" })).rejects.toThrow(/tensor act_nhwc is \[\d+, 16, 16, 4\], which reads as channels-last/);
+    const ok = await explainComponents(m, k, { roi: ROI }, { level: "spatial", tensors: ["act"], cell: 4, donors, ablation: "zero" });
+    expect(ok.units).toHaveLength(16);
+    await m.release();
+  });
+
   it("the channel level needs exactly one tensor", async () => {
     await expect(explainComponents(model, kase, { roi: ROI }, { level: "channel", donors })).rejects.toThrow(/needs --tensor/);
     await expect(explainComponents(model, kase, { roi: ROI }, { level: "channel", tensors: ["feat", "s"], donors })).rejects.toThrow(/exactly one --tensor/);

@@ -10,6 +10,7 @@ import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
+import { outputLayoutOf } from "../onnx/adapt.js";
 import { buildSuffix, exposeTensors, listComponents, planCut, type Component, type ComponentLevel, type CutPlan, type TensorType } from "../onnx/surgery.js";
 import { resolveTarget, type TargetSpec } from "../target/target.js";
 import { randomInt } from "../util/rng.js";
@@ -176,6 +177,11 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
       const t = c.outputs[0];
       const d = baseRun[t].dims;
       if (d.length !== 4) fail(`tensor ${t} has shape [${d.join(", ")}]; the ${level} level needs an NCHW feature map`, "choose a convolutional feature map");
+      // A channels-last activation (Keras/tf2onnx graphs carry them between Transposes) would be cut
+      // into cells along its channels; the shape tells it when only the NHWC reading fits the input.
+      if (outputLayoutOf(d, model.height, model.width, "nchw") === "nhwc") {
+        fail(`tensor ${t} is [${d.join(", ")}], which reads as channels-last [N, H, W, C]; the ${level} level splits [N, C, H, W] feature maps`, "choose a channels-first tensor, e.g. the output of the Transpose next to it (components --list --level layer)");
+      }
       const [, C, H, W] = d;
       tensorDims[t] = [C, H, W];
       if (level === "channel") {
