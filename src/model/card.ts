@@ -7,19 +7,18 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { fail } from "../errors.js";
 import type { GraphSummary } from "../onnx/graph.js";
-import { outputLayoutOf } from "../onnx/adapt.js";
+import { outputLayoutOf, type Layout } from "../onnx/adapt.js";
 
 export const ResizeFilter = z.enum(["nearest", "bilinear", "bicubic", "lanczos"]);
 export type ResizeFilter = z.infer<typeof ResizeFilter>;
 
 /** Axis order of a tensor: channels first (PyTorch) or last (Keras/TensorFlow). */
-export const Layout = z.enum(["nchw", "nhwc"]);
-export type Layout = z.infer<typeof Layout>;
+const LayoutSpec = z.enum(["nchw", "nhwc"]) satisfies z.ZodType<Layout>;
 
 export const InputSpec = z.object({
   name: z.string().optional(),
   /** default: read from the graph's input shape (nhwc when its last axis is 1 or 3 and its second cannot be channels) */
-  layout: Layout.optional(),
+  layout: LayoutSpec.optional(),
   height: z.number().int().positive(),
   width: z.number().int().positive(),
   channels: z.enum(["rgb", "gray"]),
@@ -34,7 +33,7 @@ export type InputSpec = z.infer<typeof InputSpec>;
 export const OutputSpec = z.object({
   name: z.string().optional(),
   /** default: read from the output's shape (the input's layout when the shape cannot tell) */
-  layout: Layout.optional(),
+  layout: LayoutSpec.optional(),
   /** probabilities are thresholded as exported; logits get sigmoid (1 channel) or softmax first */
   kind: z.enum(["probabilities", "logits"]),
   channel: z.number().int().nonnegative().default(0),
@@ -179,7 +178,7 @@ export function looksChannelsLast(dims: readonly (number | string | undefined)[]
 }
 
 /** The input's layout: the card's, else the graph's shape says (recorded as an assumption when channels-last). */
-function inputLayout(card: ModelCard, graph: GraphSummary, assumptions: string[]): "nchw" | "nhwc" {
+function inputLayout(card: ModelCard, graph: GraphSummary, assumptions: string[]): Layout {
   if (card.input.layout) return card.input.layout;
   const input = graph.inputs[0];
   if (input && looksChannelsLast(input.dims)) {
