@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation, TensorProto_DataType } from "onnx-buf";
@@ -337,6 +338,12 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     return g.toBytes();
   }
 
+  /** Removes the declared shape of the model's first output. */
+  function dropShape(model: ReturnType<typeof fromBinary<typeof ModelProtoSchema>>): void {
+    const t = model.graph!.output[0].type!.value;
+    if (t.case === "tensorType") t.value.shape = undefined;
+  }
+
   async function outputOf(m: Model, image: string): Promise<Float32Array> {
     const kase = await loadCase(m, image);
     return Float32Array.from(await m.infer(m.preprocess(kase.image), 1));
@@ -467,6 +474,46 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     await n.release();
   });
 
+  it("review fixes: class channel from the shapes at the card's size, non-float outputs, channels-last outputs of unknown rank", async () => {
+    // tf2onnx style: every size symbolic; the 2-class output's class count is known only at the card's size
+    const g = new GraphBuilder("tf2onnx-2class");
+    const x = g.input("x", ["N", "unk1", "unk2", 3]);
+    const c = g.node("Conv", [g.node("Transpose", [x], { perm: [0, 3, 1, 2] }), g.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])], { kernel_shape: [1, 1] });
+    g.output(g.node("Transpose", [c], { perm: [0, 2, 3, 1] }, ["y"]), ["N", "unk3", "unk4", "unk5"]);
+    const m = await Model.load(writeModel(dir, "tf2onnx-2class.onnx", g.toBytes()), { threads: 1, overrides: { height: 16, width: 16 } });
+    expect(m.card.output.channel).toBe(1);
+    expect(m.resolved.assumptions.join("\n")).toContain("output 'y' has 2 channel(s) at the input size: class channel 1");
+    expect(m.graph.outputs[0].dims).toEqual(["N", 2, 16, 16]);
+    await m.release();
+
+    // an output without any declared shape: the class count comes from the shapes too
+    const u = new GraphBuilder("noshape");
+    const ux = u.input("x", [1, 3, 16, 16]);
+    u.output(u.node("Conv", [ux, u.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])], { kernel_shape: [1, 1] }, ["y"]), []);
+    const bytes = fromBinary(ModelProtoSchema, u.toBytes());
+    dropShape(bytes);
+    const n = await Model.load(writeModel(dir, "noshape.onnx", toBinary(ModelProtoSchema, bytes)), { threads: 1 });
+    expect(n.card.output.channel).toBe(1);
+    await n.release();
+
+    // an ArgMax output is named as such at load (ONNX Runtime's type error blamed the export)
+    const a = new GraphBuilder("argmax");
+    const ax = a.input("x", ["N", 16, 16, 3]);
+    a.output(a.node("ArgMax", [ax], { axis: 3, keepdims: 1 }, ["y"]), ["N", 16, 16, 1]);
+    const ab = fromBinary(ModelProtoSchema, a.toBytes());
+    const t = ab.graph!.output[0].type!.value;
+    if (t.case === "tensorType") t.value.elemType = TensorProto_DataType.INT64;
+    await expect(Model.load(writeModel(dir, "argmax.onnx", toBinary(ModelProtoSchema, ab)))).rejects.toThrow(/model output 'y' is INT64, segcause needs float32 scores or probabilities/);
+
+    // a wrong channels-last reading of an output without a declared shape: its shape is computed, and the misfit named
+    await expect(Model.load(p3(), { overrides: { outputLayout: "nhwc" } })).rejects.toThrow(/model output 'y' \[1, 1, 16, 16\] read as channels-last is 16x1/);
+    function p3(): string {
+      const b = fromBinary(ModelProtoSchema, nchwTwin());
+      dropShape(b);
+      return writeModel(dir, "twin-noshape.onnx", toBinary(ModelProtoSchema, b));
+    }
+  });
+
   it("an [N, h, w] output below the input size is upsampled too, and Grad-CAM never picks the model's own output", async () => {
     const g = new GraphBuilder("rank3");
     const x = g.input("x", ["N", 3, 32, 32]);
@@ -531,6 +578,8 @@ describe("weights saved as external data", () => {
     const ext = await Model.load(p, { threads: 1 });
     const input = new Float32Array(256).map((_, i) => (i % 7) / 7);
     expect(Array.from(await ext.infer(input, 1))).toEqual(Array.from(await inline.infer(input, 1)));
+    // the hash is of the files as stored (the .onnx, then its data file), not of a re-serialisation
+    expect(ext.sha256).toBe(createHash("sha256").update(Buffer.concat([readFileSync(p), readFileSync(join(folder, "..ext.weights"))])).digest("hex"));
     await Promise.all([ext.release(), inline.release()]);
     // other weights in the external file: another model, another hash
     const w = readFileSync(join(folder, "..ext.weights"));

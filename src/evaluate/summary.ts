@@ -166,7 +166,7 @@ export function winners(s: Summary, metric: string): { dataset: string; model: s
   const dir = direction(metric);
   const groups = new Map<string, StatRow[]>();
   for (const r of s.stats) {
-    if (r.metric !== metric || r.method === RANDOM) continue;
+    if (r.metric !== metric || r.method === RANDOM || !Number.isFinite(r.mean)) continue;
     const k = `${r.dataset}|${r.model}`;
     if (!groups.has(k)) groups.set(k, []);
     groups.get(k)!.push(r);

@@ -211,7 +211,7 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
   const input = graph.inputs[0];
   const output = graph.outputs[0];
   if (input.dims.length !== 4) {
-    fail(`model input '${input.name}' has rank ${input.dims.length}; segcause needs an NCHW image input of rank 4`, "export with input shape [N, C, H, W]");
+    fail(`model input '${input.name}' has rank ${input.dims.length}; segcause needs an image input of rank 4 ([N, C, H, W] or [N, H, W, C])`, "export with input shape [N, C, H, W]");
   }
   const inLayout = o.layout ?? (looksChannelsLast(input.dims) ? "nhwc" : "nchw");
   const [, c, h, w] = inLayout === "nhwc" ? [input.dims[0], input.dims[3], input.dims[1], input.dims[2]] : input.dims;
@@ -245,7 +245,8 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
   const outDims = output.dims.every((d) => typeof d === "number") || !staticDims ? output.dims : staticDims;
   const inNames = inLayout === "nhwc" ? input.dims.slice(1, 3) : input.dims.slice(2, 4);
   const cAxis = outputLayoutOf(outDims, o.height ?? height, o.width ?? width, inLayout, o.outputLayout, inNames) === "nhwc" ? 3 : 1;
-  let outC = output.dims.length === 4 ? output.dims[cAxis] : 1;
+  // An output without a declared shape leaves the class count open (Model reads it from the shapes).
+  let outC = output.dims.length === 4 ? output.dims[cAxis] : output.dims.length === 3 ? 1 : undefined;
   if (typeof outC !== "number" && staticDims?.length === 4) {
     outC = staticDims[cAxis];
     assumptions.push(`output '${output.name}' has ${outC} channel(s), computed from the graph's shapes (the graph does not declare them)`);

@@ -14,7 +14,6 @@ import { toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto } from "onnx-buf";
 import { parseModel, readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
 import { adaptLayout } from "../onnx/adapt.js";
-import { sha256 } from "../util/hash.js";
 import { resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
 import type { RasterImage } from "../data/image.js";
 import { SessionWorker, type RunResult } from "./session-worker.js";
@@ -94,17 +93,19 @@ export class Model {
     const resolved = resolveCard(path, fileGraph, opts.overrides, opts.card);
     const { card } = resolved;
     checkInputMatchesCard(path, fileGraph, card);
+    const outputName = outputNameOf(card, fileGraph);
+    const outType = fileGraph.outputs.find((o) => o.name === outputName)!.elemType;
+    if (outType !== "FLOAT") fail(`model output '${outputName}' is ${outType}, segcause needs float32 scores or probabilities`, "export the output as float32 (before any ArgMax or Cast)");
     // Channels-last or low-resolution exports become NCHW at the input size, in the graph itself.
     const adapted = adaptLayout(file.proto, {
       input: { name: fileGraph.inputs[0].name, layout: card.input.layout ?? "nchw", channels: card.input.channels === "rgb" ? 3 : 1, height: card.input.height, width: card.input.width },
-      output: { name: outputNameOf(card, fileGraph), layout: card.output.layout },
+      output: { name: outputName, layout: card.output.layout },
     });
-    if (adapted) {
-      resolved.assumptions.push(...adapted.notes);
-      if (adapted.outputLayout === "nhwc") card.output.layout = "nhwc";
-    }
-    const bytes = adapted ? toBinary(ModelProtoSchema, adapted.proto) : file.bytes;
-    const graph = adapted ? summarize(adapted.proto) : fileGraph;
+    resolved.assumptions.push(...adapted.notes);
+    if (adapted.outputLayout === "nhwc") card.output.layout = "nhwc";
+    if (resolved.source === "inferred" && opts.overrides?.channel === undefined) inferClassChannel(resolved, outputName, adapted.classes);
+    const bytes = adapted.proto ? toBinary(ModelProtoSchema, adapted.proto) : file.bytes;
+    const graph = adapted.proto ? summarize(adapted.proto) : fileGraph;
     const workers = opts.workers ?? 1;
     const threads = opts.threads ?? (workers > 1 ? 1 : 2);
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail(`workers must be an integer in 1..64, got ${workers}`, "use --workers 1 or 2");
@@ -117,9 +118,14 @@ export class Model {
       if (workers > 1) for (let k = 0; k < workers; k++) remotes.push(await SessionWorker.create(bytes, sessionOptions(threads)));
     } catch (e) {
       await Promise.all([session?.release(), ...remotes.map((r) => r.release())]);
-      fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, "check that the file is a complete ONNX export (opset <= 21)");
+      fail(
+        `ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`,
+        adapted.proto
+          ? `segcause rewrote the model's layout at load (${adapted.notes.join("; ")}); if that reading is wrong, pass --layout/--output-layout (or set them in the card)`
+          : "check that the file is a complete ONNX export (opset <= 21)",
+      );
     }
-    return new Model(path, sha256(file.bytes), bytes, graph, resolved, session, remotes, threads, fileGraph);
+    return new Model(path, file.sha256, bytes, graph, resolved, session, remotes, threads, fileGraph);
   }
 
   /** HWC 8-bit image at the model's size → CHW float32 input, as the card says. */
@@ -250,6 +256,23 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
       );
     }
   }
+}
+
+/**
+ * The default class channel of an inferred card, from the output's class count at the card's input
+ * size (computed while adapting): the graph's declared dims may not tell it (symbolic or absent).
+ */
+function inferClassChannel(resolved: ResolvedCard, outputName: string, classes: number | undefined): void {
+  if (classes === undefined) return;
+  const channel = classes >= 2 ? 1 : 0;
+  const out = resolved.card.output;
+  const stated = `output '${outputName}' has ${classes} channel(s) at the input size`;
+  const i = resolved.assumptions.findIndex((a) => a.startsWith("output class channel not stated"));
+  if (out.channel === channel && i < 0) return;
+  out.channel = channel;
+  const note = `${stated}: class channel ${channel}${classes > 2 ? " assumed (set --channel or output.channel to choose another)" : ""}`;
+  if (i >= 0) resolved.assumptions.splice(i, 1, note);
+  else resolved.assumptions.push(note);
 }
 
 /** The output the card names when the graph has it, else the graph's first. */

@@ -7,10 +7,10 @@
  * the same model. Names of the input and output are kept (the original tensors are renamed).
  */
 import { clone, create } from "@bufbuild/protobuf";
-import { ModelProtoSchema, NodeProtoSchema, type ModelProto, type ValueInfoProto } from "onnx-buf";
+import { ModelProtoSchema, NodeProtoSchema, type ModelProto } from "onnx-buf";
 import { fail } from "../errors.js";
 import { attribute, floatTensor, valueInfo } from "./builder.js";
-import { withInputSize } from "./graph.js";
+import { declaredShape, withInputSize } from "./graph.js";
 import { inferStatic } from "./shapes.js";
 
 export type Layout = "nchw" | "nhwc";
@@ -32,11 +32,14 @@ export interface AdaptRequest {
 }
 
 export interface Adapted {
-  proto: ModelProto;
+  /** the rewritten model, or undefined when it needs no change */
+  proto: ModelProto | undefined;
   /** what was changed, in words (recorded with the card's assumptions) */
   notes: string[];
-  /** the output's layout as adapted */
+  /** the output's layout as read */
   outputLayout: Layout;
+  /** the output's class count at the card's input size (1 for [N, H, W]), when known */
+  classes: number | undefined;
 }
 
 /**
@@ -98,12 +101,6 @@ export function outputLayoutOf(dims: readonly Dim[] | undefined, H: number, W: n
   return first === last ? inputLayout : first > last ? "nchw" : "nhwc";
 }
 
-/** Dims of a value info, symbolic ones as undefined. */
-function declaredDims(v: ValueInfoProto | undefined): (number | undefined)[] | undefined {
-  if (v?.type?.value.case !== "tensorType" || !v.type.value.value.shape) return undefined;
-  return v.type.value.value.shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : undefined));
-}
-
 /** Renames tensor `from` to `to` everywhere it is produced, consumed or described. */
 function renameTensor(model: ModelProto, from: string, to: string): void {
   const g = model.graph!;
@@ -128,8 +125,9 @@ function addNode(model: ModelProto, at: "first" | "last", opType: string, inputs
 }
 
 /** The output's dims: declared in the graph, else computed from its shapes at the card's input size. */
-function outputDims(model: ModelProto, req: AdaptRequest, declared: (number | undefined)[] | undefined): (number | undefined)[] | undefined {
-  if (declared && declared.slice(1).every((d) => d !== undefined)) return declared;
+function outputDims(model: ModelProto, req: AdaptRequest, declared: Dim[] | undefined): (number | undefined)[] | undefined {
+  const numeric = declared?.map((d) => (typeof d === "number" ? d : undefined));
+  if (numeric && numeric.slice(1).every((d) => d !== undefined)) return numeric;
   const { name, layout, channels: C, height: H, width: W } = req.input;
   try {
     const info = inferStatic(withInputSize(model, name, layout === "nhwc" ? [H, W, C] : [C, H, W]), 1).get(req.output.name);
@@ -137,44 +135,46 @@ function outputDims(model: ModelProto, req: AdaptRequest, declared: (number | un
   } catch {
     // shapes the inference cannot follow: only the declared rank (if any) is known
   }
-  return declared;
+  return numeric;
 }
 
 /**
- * Returns the model rewritten to NCHW input and a full-resolution NCHW (or [N, H, W]) output, or
- * undefined when it already is. Refuses an output smaller than the input that no stride explains.
+ * Rewrites the model to NCHW input and a full-resolution NCHW (or [N, H, W]) output; `proto` is
+ * undefined when it already is. Also returns the output's class count at the card's size when known.
+ * Refuses an output smaller than the input that no stride explains.
  */
-export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted | undefined {
+export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted {
   const { input, output } = req;
   const m = clone(ModelProtoSchema, model);
   const g = m.graph!;
   const notes: string[] = [];
   const { height: H, width: W } = input;
-  const outInfo = g.output.find((o) => o.name === output.name);
-  if (!outInfo) fail(`model output '${output.name}' is not an output of the graph`, "check output.name in the model card");
-  const dims = outputDims(model, req, declaredDims(outInfo));
+  const outInfo = g.output.find((o) => o.name === output.name)!;
+  const declared = declaredShape(outInfo);
+  const dims = outputDims(model, req, declared);
   const rank = dims?.length;
   let changed = false;
 
   if (input.layout === "nhwc") {
+    // A control-flow body reading the input by its outer name would see the transposed tensor.
+    const body = g.node.find((n) => n.attribute.some((a) => a.g || a.graphs.length > 0));
+    if (body) fail(`the model is channels-last and contains control flow (${body.opType} node '${body.name}'), which segcause cannot adapt`, "export the model with an NCHW input, or without data-dependent control flow (trace it)");
     const inner = `${input.name}${ADAPTER_TENSOR_MARK}nhwc`;
     renameTensor(m, input.name, inner);
     addNode(m, "first", "Transpose", [input.name], inner, { perm: [0, 2, 3, 1] });
     // The file's own dims and element type, reordered (Model checks them against the card).
     const vi = g.input.find((i) => i.name === input.name)!;
-    const t = vi.type?.value.case === "tensorType" ? vi.type.value.value : undefined;
-    const d = (t?.shape?.dim ?? []).map((x, i) => (x.value.case === "dimValue" ? Number(x.value.value) : x.value.case === "dimParam" && x.value.value ? x.value.value : ["N", "H", "W", "C"][i]));
-    g.input[g.input.indexOf(vi)] = valueInfo(input.name, [d[0] ?? "N", d[3] ?? "C", d[1] ?? "H", d[2] ?? "W"], t?.elemType);
+    const d = declaredShape(vi) ?? [];
+    const elemType = vi.type?.value.case === "tensorType" ? vi.type.value.value.elemType : undefined;
+    g.input[g.input.indexOf(vi)] = valueInfo(input.name, [d[0] ?? "N", d[3] ?? "C", d[1] ?? "H", d[2] ?? "W"], elemType);
     notes.push(`input '${input.name}' is channels-last [N, H, W, C]: segcause feeds [N, C, H, W] and transposes it inside the graph`);
     changed = true;
   }
 
   // Symbolic names help where the shapes cannot be computed: [N, 2, "H", "W"] behind an input [N, "H", "W", 3].
-  const named = (v: ValueInfoProto | undefined): Dim[] =>
-    v?.type?.value.case === "tensorType" ? (v.type.value.value.shape?.dim ?? []).map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" ? d.value.value : undefined)) : [];
-  const inDims = named(model.graph!.input.find((i) => i.name === input.name));
+  const inDims = declaredShape(model.graph!.input.find((i) => i.name === input.name)) ?? [];
   const layout = outputLayoutOf(
-    dims && dims.every((d) => d !== undefined) ? dims : named(outInfo),
+    dims && dims.every((d) => d !== undefined) ? dims : declared,
     H,
     W,
     input.layout,
@@ -183,27 +183,34 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted | und
   );
   let h: number | undefined, w: number | undefined, k: number | undefined;
   if (dims && rank === 4) [k, h, w] = layout === "nhwc" ? [dims[3], dims[1], dims[2]] : [dims[1], dims[2], dims[3]];
-  else if (dims && rank === 3) [h, w] = [dims[1], dims[2]];
+  else if (dims && rank === 3) [h, w, k] = [dims[1], dims[2], 1];
 
   let out = output.name;
   const fresh = (what: string) => `${output.name}${ADAPTER_TENSOR_MARK}${what}`;
-  // An output of unknown rank is taken as [N, H, W, K] when channels-last (ONNX Runtime names it otherwise).
-  if (layout === "nhwc" && (rank === 4 || rank === undefined)) {
+  if (layout === "nhwc" && rank !== 4) {
+    fail(
+      `model output '${output.name}' is read as channels-last [N, H, W, K], but the graph ${rank === undefined ? "does not give its shape" : `gives it rank ${rank}`}`,
+      rank === undefined ? "pass --output-layout nchw if it is channels-first (or set output.layout in the card), or export the output with its shape" : "pass --output-layout nchw (or set output.layout in the card)",
+    );
+  }
+  if (layout === "nhwc") {
     renameTensor(m, out, fresh("nhwc"));
     addNode(m, "last", "Transpose", [fresh("nhwc")], fresh("nchw"), { perm: [0, 3, 1, 2] });
     out = fresh("nchw");
-    notes.push(`output '${output.name}' is channels-last [N, H, W, K]${rank === undefined ? " (assumed: the graph does not give its shape)" : ""}: transposed to [N, K, H, W] inside the graph`);
+    notes.push(`output '${output.name}' is channels-last [N, H, W, K]: transposed to [N, K, H, W] inside the graph`);
     changed = true;
   }
+  let upsampled = false;
   if (h !== undefined && w !== undefined && (h !== H || w !== W) && h <= H && w <= W) {
     // A strided head gives floor or ceil of size/stride; any other smaller size (a valid-convolution
     // U-Net's 388 from 572) covers only part of the input, and stretching it would misplace every pixel.
     if (downscaleFactor(H, W, h, w) === undefined) {
       const other = rank === 4 && dims ? (layout === "nhwc" ? fit(H, W, dims[2], dims[3]) : fit(H, W, dims[1], dims[2])) : 0;
+      const flip = layout === "nhwc" ? "nchw" : "nhwc";
       fail(
         `model output '${output.name}' [${dims!.map((x) => x ?? "?").join(", ")}] read as ${layout === "nhwc" ? "channels-last" : "channels-first"} is ${w}x${h}, but the input is ${W}x${H} and that is not the input size divided by one stride: segcause cannot tell which input pixel each output pixel belongs to`,
         other > 0
-          ? `the output reads correctly as ${layout === "nhwc" ? "channels-first" : "channels-last"}: set output.layout "${layout === "nhwc" ? "nchw" : "nhwc"}" in the model card`
+          ? `the output reads correctly as ${flip === "nhwc" ? "channels-last" : "channels-first"}: pass --output-layout ${flip} (or set output.layout "${flip}" in the model card)`
           : "export the model with an output at the input's size (add the final upsampling, or pad the input of a valid-convolution network)",
       );
     }
@@ -219,15 +226,17 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted | und
     addNode(m, "last", "MatMul", [rh, fresh("wide")], fresh("full"));
     out = fresh("full");
     notes.push(`output '${output.name}' is ${w}x${h} but the input is ${W}x${H}: upsampled bilinearly inside the graph (half-pixel centres, as PyTorch's interpolate with align_corners=False)`);
-    changed = true;
+    changed = upsampled = true;
   }
-  if (!changed) return undefined;
-  if (out !== output.name) {
+  if (changed && out !== output.name) {
     // The last new tensor takes the output's name, so the card and every caller keep using it.
     renameTensor(m, out, output.name);
-    // The declared batch only: the shapes were computed at batch 1, which the batched runs are not.
-    const batch = declaredDims(outInfo)?.[0] ?? "N";
-    g.output[g.output.indexOf(outInfo)] = valueInfo(output.name, rank === 3 ? [batch, H, W] : [batch, k ?? "K", H, W]);
+    // Declared as known: the batch as the file declares it (shapes were computed at batch 1), the
+    // spatial size only where known or upsampled, and the file's element type.
+    const batch = declared?.[0] ?? "N";
+    const [oh, ow] = upsampled ? [H, W] : [h ?? "H", w ?? "W"];
+    const elemType = outInfo.type?.value.case === "tensorType" ? outInfo.type.value.value.elemType : undefined;
+    g.output[g.output.indexOf(outInfo)] = valueInfo(output.name, rank === 3 ? [batch, oh, ow] : [batch, k ?? "K", oh, ow], elemType);
   }
-  return { proto: m, notes, outputLayout: layout };
+  return { proto: changed ? m : undefined, notes, outputLayout: layout, classes: k };
 }

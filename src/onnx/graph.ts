@@ -5,6 +5,7 @@ import { readFileSync } from "node:fs";
 import { basename, dirname, isAbsolute, relative, resolve, sep } from "node:path";
 import { fail } from "../errors.js";
 import { inferStatic, type StaticInfo } from "./shapes.js";
+import { sha256 } from "../util/hash.js";
 
 /** A tensor dimension: a fixed size, or a symbolic/unknown one (string or undefined). */
 export type Dim = number | string | undefined;
@@ -37,7 +38,7 @@ export interface GraphSummary {
  * saved as external data (files next to the model) are read into the model, so `bytes` is always the
  * complete model: what every session is built from, and what the model's hash covers.
  */
-export function readModelFile(path: string): { bytes: Uint8Array; proto: ModelProto } {
+export function readModelFile(path: string): { bytes: Uint8Array; proto: ModelProto; sha256: string } {
   let bytes: Uint8Array;
   try {
     bytes = readFileSync(path);
@@ -45,14 +46,23 @@ export function readModelFile(path: string): { bytes: Uint8Array; proto: ModelPr
     fail(`cannot read model ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the --model path");
   }
   const proto = parseModel(bytes, path);
-  return inlineExternalData(proto, path) ? { bytes: toBinary(ModelProtoSchema, proto), proto } : { bytes, proto };
+  const data = inlineExternalData(proto, path);
+  if (data.length === 0) return { bytes, proto, sha256: sha256(bytes) };
+  // The identity of the model is its file and its data files as stored, not a re-serialisation.
+  return { bytes: toBinary(ModelProtoSchema, proto), proto, sha256: sha256(Buffer.concat([bytes, ...data])) };
 }
 
-/** Moves external tensor data into the tensors (in place); true when there was any. */
-function inlineExternalData(model: ModelProto, path: string): boolean {
+/** Protobuf's limit on one message: a model whose weights exceed it cannot be inlined. */
+const PROTOBUF_LIMIT = 2 ** 31 - 1;
+
+/** Moves external tensor data into the tensors (in place); returns the data files read, in order. */
+function inlineExternalData(model: ModelProto, path: string): Buffer[] {
   const tensors = [...model.graph!.initializer, ...model.graph!.node.flatMap((n) => n.attribute.flatMap((a) => (a.t ? [a.t] : [])))];
   const external = tensors.filter((t) => t.dataLocation === TensorProto_DataLocation.EXTERNAL);
-  if (external.length === 0) return false;
+  if (external.length === 0) {
+    if (hasExternal(model)) fail(`${path} keeps tensor data outside the file in a place segcause does not read (a sparse initializer, a tensor list or a subgraph)`, "save the model with its weights inside the .onnx file");
+    return [];
+  }
   const files = new Map<string, Buffer>();
   for (const t of external) {
     const entry = Object.fromEntries(t.externalData.map((e) => [e.key, e.value]));
@@ -80,7 +90,20 @@ function inlineExternalData(model: ModelProto, path: string): boolean {
     t.externalData = [];
     t.dataLocation = TensorProto_DataLocation.DEFAULT;
   }
-  return true;
+  const total = tensors.reduce((n, t) => n + t.rawData.length, 0);
+  if (total > PROTOBUF_LIMIT) fail(`${path} has ${(total / 2 ** 30).toFixed(1)} GiB of weights, more than one ONNX file can hold in memory (2 GiB)`, "segcause builds its sessions from one in-memory model; use a smaller model (or fp32 weights under 2 GiB)");
+  if (hasExternal(model)) fail(`${path} keeps tensor data outside the file in a place segcause does not read (a sparse initializer, a tensor list or a subgraph)`, "save the model with its weights inside the .onnx file");
+  return [...files.values()];
+}
+
+/** Whether any tensor anywhere in the model (subgraphs, tensor lists, sparse initializers) is still external. */
+function hasExternal(model: ModelProto): boolean {
+  const ext = (t: { dataLocation: number } | undefined) => t?.dataLocation === TensorProto_DataLocation.EXTERNAL;
+  const graph = (g: NonNullable<ModelProto["graph"]>): boolean =>
+    g.initializer.some(ext) ||
+    g.sparseInitializer.some((s) => ext(s.values) || ext(s.indices)) ||
+    g.node.some((n) => n.attribute.some((a) => ext(a.t) || a.tensors.some(ext) || (a.g !== undefined && graph(a.g)) || a.graphs.some(graph)));
+  return graph(model.graph!);
 }
 
 export function parseModel(bytes: Uint8Array, path = "model"): ModelProto {
@@ -96,14 +119,16 @@ export function parseModel(bytes: Uint8Array, path = "model"): ModelProto {
   return model;
 }
 
+/** A tensor's declared dims (symbolic ones by name), or undefined when the graph gives no shape. */
+export function declaredShape(v: ValueInfoProto | undefined): Dim[] | undefined {
+  if (v?.type?.value.case !== "tensorType" || !v.type.value.value.shape) return undefined;
+  return v.type.value.value.shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" && d.value.value ? d.value.value : undefined));
+}
+
 function tensorInfo(v: ValueInfoProto): TensorInfo {
-  const t = v.type?.value;
-  if (v.type?.value.case !== "tensorType" || !t) return { name: v.name, elemType: "non-tensor", dims: [] };
-  const tensor = v.type.value.value;
-  const dims: Dim[] = (tensor.shape?.dim ?? []).map((d) =>
-    d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" ? d.value.value : undefined,
-  );
-  return { name: v.name, elemType: TensorProto_DataType[tensor.elemType] ?? String(tensor.elemType), dims };
+  if (v.type?.value.case !== "tensorType") return { name: v.name, elemType: "non-tensor", dims: [] };
+  const elemType = v.type.value.value.elemType;
+  return { name: v.name, elemType: TensorProto_DataType[elemType] ?? String(elemType), dims: declaredShape(v) ?? [] };
 }
 
 /** Ops that only move, reshape, select or retype their first input's values (a sigmoid stays a sigmoid). */

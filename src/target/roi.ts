@@ -1,6 +1,6 @@
 /** Region of interest: a rectangle or a mask, as the list of its pixels plus a bounding box. */
 import { fail } from "../errors.js";
-import { decimal } from "../util/decimal.js";
+import { decimalInteger } from "../util/decimal.js";
 
 export interface RoiRect {
   row: number;
@@ -85,7 +85,8 @@ export class Region {
 /** Parses "row,col,height,width" or "row,col,size" (square). */
 export function parseRoi(spec: string): RoiRect {
   const parts = spec.split(",").map((s) => s.trim());
-  const nums = parts.map(decimal);
+  // Whole pixels written in digits, as in RoI CSV files.
+  const nums = parts.map(decimalInteger);
   if ((parts.length !== 3 && parts.length !== 4) || nums.some((n) => n === undefined)) {
     fail(`cannot parse RoI '${spec}'`, "use --roi row,col,height,width (or row,col,size for a square), in model-input pixels");
   }
