@@ -7,7 +7,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { z } from "zod";
 import { fail } from "../errors.js";
 import type { GraphSummary } from "../onnx/graph.js";
-import { outputLayoutOf, type Layout } from "../onnx/adapt.js";
+import { chwOf, outputLayoutOf, type Layout } from "../onnx/adapt.js";
 
 export const ResizeFilter = z.enum(["nearest", "bilinear", "bicubic", "lanczos"]);
 export type ResizeFilter = z.infer<typeof ResizeFilter>;
@@ -214,7 +214,7 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
     fail(`model input '${input.name}' has rank ${input.dims.length}; segcause needs an image input of rank 4 ([N, C, H, W] or [N, H, W, C])`, "export with input shape [N, C, H, W]");
   }
   const inLayout = o.layout ?? (looksChannelsLast(input.dims) ? "nhwc" : "nchw");
-  const [, c, h, w] = inLayout === "nhwc" ? [input.dims[0], input.dims[3], input.dims[1], input.dims[2]] : input.dims;
+  const [c, h, w] = chwOf(input.dims, inLayout);
   let channels: "rgb" | "gray";
   if (o.channels) channels = o.channels;
   else if (c === 3) channels = "rgb";

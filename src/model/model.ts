@@ -13,7 +13,7 @@ import { fail } from "../errors.js";
 import { toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto } from "onnx-buf";
 import { parseModel, readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
-import { adaptLayout } from "../onnx/adapt.js";
+import { adaptLayout, chwOf, type Layout } from "../onnx/adapt.js";
 import { resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
 import type { RasterImage } from "../data/image.js";
 import { SessionWorker, type RunResult } from "./session-worker.js";
@@ -237,17 +237,17 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
   }
   if (dims.length !== 4) fail(`${path}: input '${name}' has rank ${dims.length}, expected an image of rank 4 ([N, C, H, W] or [N, H, W, C])`, "export with input shape [N, C, H, W]");
   const layout = card.input.layout ?? "nchw";
-  const chw = (l: string) => (l === "nhwc" ? [dims[3], dims[1], dims[2]] : [dims[1], dims[2], dims[3]]);
+  const chw = (l: Layout) => chwOf(dims, l);
   const want = [card.input.channels === "rgb" ? 3 : 1, card.input.height, card.input.width];
   // The other layout is the likely fix when it gives the card's channel count (a card inferred under the
   // wrong layout has its height and width from the wrong axes too).
-  const fits = (l: string) => chw(l)[0] === want[0];
+  const fits = (l: Layout) => chw(l)[0] === want[0];
   const names = ["channels", "height", "width"];
   const got = chw(layout);
   for (let i = 0; i < 3; i++) {
     const d = got[i];
     if (typeof d === "number" && d !== want[i]) {
-      const other = layout === "nhwc" ? "nchw" : "nhwc";
+      const other: Layout = layout === "nhwc" ? "nchw" : "nhwc";
       fail(
         `model input ${names[i]} is ${d} in the graph [${dims.map((x) => x ?? "?").join(", ")}] read as ${layout === "nhwc" ? "channels-last" : "channels-first"}, but the model card or its flags say ${want[i]}`,
         fits(other)

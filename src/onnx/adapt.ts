@@ -15,6 +15,11 @@ import { inferStatic } from "./shapes.js";
 
 export type Layout = "nchw" | "nhwc";
 
+/** The channel, height and width dims of a rank-4 tensor [N, ...] in the given layout. */
+export function chwOf<T>(dims: readonly T[], layout: Layout): [T, T, T] {
+  return layout === "nhwc" ? [dims[3], dims[1], dims[2]] : [dims[1], dims[2], dims[3]];
+}
+
 /** Names of the nodes the adapter adds: not part of the network, so never listed as components. */
 export const ADAPTER_NODE_PREFIX = "segcause_adapt_";
 /** Marks the tensors the adapter renamed or added (the network's own output becomes `<name>::segcause_...`). */
@@ -182,7 +187,7 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted {
     input.layout === "nhwc" ? inDims.slice(1, 3) : inDims.slice(2, 4),
   );
   let h: number | undefined, w: number | undefined, k: number | undefined;
-  if (dims && rank === 4) [k, h, w] = layout === "nhwc" ? [dims[3], dims[1], dims[2]] : [dims[1], dims[2], dims[3]];
+  if (dims && rank === 4) [k, h, w] = chwOf(dims, layout);
   else if (dims && rank === 3) [h, w, k] = [dims[1], dims[2], 1];
 
   let out = output.name;
