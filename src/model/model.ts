@@ -237,13 +237,12 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
   }
   if (dims.length !== 4) fail(`${path}: input '${name}' has rank ${dims.length}, expected an image of rank 4 ([N, C, H, W] or [N, H, W, C])`, "export with input shape [N, C, H, W]");
   const layout = card.input.layout ?? "nchw";
-  const chw = (l: Layout) => chwOf(dims, l);
   const want = [card.input.channels === "rgb" ? 3 : 1, card.input.height, card.input.width];
   // The other layout is the likely fix when it gives the card's channel count (a card inferred under the
   // wrong layout has its height and width from the wrong axes too).
-  const fits = (l: Layout) => chw(l)[0] === want[0];
+  const fits = (l: Layout) => chwOf(dims, l)[0] === want[0];
   const names = ["channels", "height", "width"];
-  const got = chw(layout);
+  const got = chwOf(dims, layout);
   for (let i = 0; i < 3; i++) {
     const d = got[i];
     if (typeof d === "number" && d !== want[i]) {
