@@ -73,7 +73,8 @@ export function bankCommand(): Command {
     const tracker = new ProgressTracker("bank", images.length, f.progress ? stderrProgress() : undefined);
     const bank = await buildPatchBank(images, { height, width, filter, patchSize: f.patchSize, perImage: f.perImage, seed: f.seed, onImage: () => tracker.add(1) });
     await bank.save(f.out);
-    const cells = Math.floor(height / f.patchSize) * Math.floor(width / f.patchSize);
+    // Every image gives min(--per-image, its aligned cells) patches, as the bank records per source.
+    const cells = bank.header.sources[0]?.patches ?? f.perImage;
     if (f.perImage > cells) process.stderr.write(`note: a ${height}x${width} image has ${cells} aligned cells of ${f.patchSize}x${f.patchSize}, so each image gives ${cells} patches, not --per-image ${f.perImage}\n`);
     process.stdout.write(`wrote ${bank.count} patches of ${f.patchSize}x${f.patchSize} from ${images.length} images of ${from} (resized to ${height}x${width}) to ${f.out}\n`);
   });
