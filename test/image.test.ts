@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { crc32, deflateSync } from "node:zlib";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { loadImage, loadMask } from "../src/data/image.js";
+import { decodeImage, imageInfo, loadImage, loadMask } from "../src/data/image.js";
 import { tmp } from "./helpers/tiny.js";
 
 let dir: string;
@@ -112,4 +112,55 @@ describe("image decoding", () => {
     await sharp(Uint8Array.from({ length: 64 }, (_, i) => i * 4), { raw: { width: 8, height: 8, channels: 1 } }).png().toFile(soft);
     await expect(loadMask(soft, 8, 8)).rejects.toThrow(/not binary: it has 64 distinct values \(0, 4, 8, \.\.\., 248, 252\)/);
   });
+
+  it("reads BMP files as Windows writes them (24-bit bottom-up, 8-bit grey palette, 32-bit top-down, a gap before the pixels)", async () => {
+    // 5 wide (rows padded to 4 bytes), 3 high; pixel (x, y) = (40x, 60y, 7) so every row and column differs.
+    const W = 5, H = 3;
+    const rgbAt = (x: number, y: number) => [40 * x, 60 * y, 7];
+    const want = Array.from({ length: W * H }, (_, i) => rgbAt(i % W, Math.floor(i / W))).flat();
+    const bmp24 = writeBmp(W, H, 24, rgbAt, { bottomUp: true });
+    expect(Array.from((await decodeImage(bmp24, "a.bmp", { channels: "rgb" })).data)).toEqual(want);
+    expect(await imageInfo(bmp24, "a.bmp")).toEqual({ height: H, width: W, channels: 3 });
+    const bmp32 = writeBmp(W, H, 32, rgbAt, { bottomUp: false });
+    expect(Array.from((await decodeImage(bmp32, "b.bmp", { channels: "rgb" })).data)).toEqual(want);
+    const gap = writeBmp(W, H, 24, rgbAt, { bottomUp: true, gap: 10 });
+    expect(Array.from((await decodeImage(gap, "c.bmp", { channels: "rgb" })).data)).toEqual(want);
+    // a PH2-style mask: 8-bit palette, lesion 255 on the left two columns
+    const maskPath = join(dir, "mask.bmp");
+    writeFileSync(maskPath, writeBmp(W, H, 8, (x) => (x < 2 ? [255, 255, 255] : [0, 0, 0]), { bottomUp: true }));
+    expect(await imageInfo(writeBmp(W, H, 8, () => [9, 9, 9], { bottomUp: true }), "g.bmp")).toEqual({ height: H, width: W, channels: 1 });
+    expect(Array.from(await loadMask(maskPath, H, W))).toEqual(Array.from({ length: W * H }, (_, i) => (i % W < 2 ? 1 : 0)));
+    // resized and greyed through the same sharp pipeline as a PNG of the same pixels
+    const png = await sharp(Uint8Array.from(want), { raw: { width: W, height: H, channels: 3 } }).png().toBuffer();
+    const opts = { channels: "gray" as const, height: 6, width: 4, resize: "bilinear" as const };
+    expect(Array.from((await decodeImage(bmp24, "a.bmp", opts)).data)).toEqual(Array.from((await decodeImage(png, "a.png", opts)).data));
+    await expect(decodeImage(bmp24.subarray(0, 30), "cut.bmp", { channels: "rgb" })).rejects.toThrow(/cannot decode image cut\.bmp \(BMP of 30 bytes is shorter than its headers\)/);
+  });
 });
+
+/** A BITMAPINFOHEADER BMP written by hand (independent of the decoder under test). */
+function writeBmp(width: number, height: number, bits: 8 | 24 | 32, rgbAt: (x: number, y: number) => number[], opts: { bottomUp: boolean; gap?: number }): Buffer {
+  const palette = bits === 8 ? 256 * 4 : 0;
+  const stride = Math.ceil((width * bits) / 32) * 4;
+  const offset = 54 + palette + (opts.gap ?? 0);
+  const buf = Buffer.alloc(offset + stride * height);
+  buf.write("BM", 0, "ascii");
+  buf.writeUInt32LE(buf.length, 2);
+  buf.writeUInt32LE(offset, 10);
+  buf.writeUInt32LE(40, 14);
+  buf.writeInt32LE(width, 18);
+  buf.writeInt32LE(opts.bottomUp ? height : -height, 22);
+  buf.writeUInt16LE(1, 26);
+  buf.writeUInt16LE(bits, 28);
+  buf.writeUInt32LE(stride * height, 34);
+  for (let i = 0; i < palette / 4; i++) buf.fill(i, 54 + i * 4, 54 + i * 4 + 3); // grey palette, BGR0
+  for (let y = 0; y < height; y++) {
+    const row = offset + (opts.bottomUp ? height - 1 - y : y) * stride;
+    for (let x = 0; x < width; x++) {
+      const [r, g, b] = rgbAt(x, y);
+      if (bits === 8) buf[row + x] = r;
+      else buf.set([b, g, r], row + x * (bits / 8));
+    }
+  }
+  return buf;
+}

@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { statSync } from "node:fs";
 import { fail } from "../errors.js";
 import { loadCase, type Case } from "../data/case.js";
+import { IMAGE_FORMATS } from "../data/image.js";
 import { listImages } from "../data/patchbank.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
@@ -52,7 +53,7 @@ function donorPaths(spec: string, splits: string): string[] {
     return casesInSplits(readManifest(spec), splits.split(",").map((s) => s.trim())).map((c) => c.image);
   }
   const images = listImages(spec);
-  if (images.length === 0) fail(`donor folder ${spec} holds no image (PNG, JPEG, BMP, TIFF or WebP)`, "pass a folder of images of the same domain, or a dataset manifest");
+  if (images.length === 0) fail(`donor folder ${spec} holds no image (${IMAGE_FORMATS})`, "pass a folder of images of the same domain, or a dataset manifest");
   return images;
 }
 

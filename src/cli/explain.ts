@@ -3,7 +3,7 @@ import { Command } from "commander";
 import { join } from "node:path";
 import { fail } from "../errors.js";
 import { checkMaskSize, loadCase, type Case } from "../data/case.js";
-import { loadMask, readInput } from "../data/image.js";
+import { IMAGE_FORMATS, loadMask, readInput } from "../data/image.js";
 import { checkOutputDir, makeOutputDir } from "../util/files.js";
 import { PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
@@ -174,7 +174,7 @@ export function explainCommand(): Command {
   const cmd = new Command("explain")
     .description("map of which parts of the image drive the model's segmentation inside a region of interest")
     .requiredOption("--model <file>", "ONNX segmentation model")
-    .requiredOption("--image <file>", "image to explain (PNG/JPEG)")
+    .requiredOption("--image <file>", `image to explain (${IMAGE_FORMATS})`)
     .option("--mask <file>", "ground-truth mask (0/255 or 0/1 PNG); without it Dice is measured against the model's own prediction")
     .option("--roi <r,c,h,w>", "RoI rectangle in model-input pixels: row,col,height,width (or row,col,size)")
     .option("--roi-mask <file>", "RoI as a mask image instead of a rectangle")

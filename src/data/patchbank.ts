@@ -10,7 +10,7 @@ import { fail } from "../errors.js";
 import { sha256 } from "../util/hash.js";
 import { Rng } from "../util/rng.js";
 import { VERSION } from "../version.js";
-import { decodeImage } from "./image.js";
+import { decodeImage, IMAGE_EXTENSIONS, IMAGE_FORMATS } from "./image.js";
 import { caseImageHashes, type Case } from "./case.js";
 import type { ResizeFilter } from "../model/card.js";
 
@@ -134,18 +134,16 @@ export interface BankBuildOptions {
   onImage?: (done: number, total: number) => void;
 }
 
-const IMAGE_EXT = new Set([".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"]);
-
 /** Image files directly in a folder, sorted by name so the bank does not depend on the file system. */
 export function listImages(dir: string): string[] {
   let names: string[];
   try {
     names = readdirSync(dir);
   } catch {
-    fail(`cannot list images in ${dir}`, "pass a folder of PNG/JPEG images or a dataset manifest");
+    fail(`cannot list images in ${dir}`, `pass a folder of images (${IMAGE_FORMATS}) or a dataset manifest`);
   }
   return names
-    .filter((n) => IMAGE_EXT.has(extname(n).toLowerCase()) && statSync(join(dir, n)).isFile())
+    .filter((n) => IMAGE_EXTENSIONS.has(extname(n).toLowerCase()) && statSync(join(dir, n)).isFile())
     .sort()
     .map((n) => join(dir, n));
 }
@@ -159,7 +157,7 @@ export async function buildPatchBank(images: string[], opts: BankBuildOptions): 
   const perImage = opts.perImage ?? 100;
   const seed = opts.seed ?? 0;
   const filter = opts.filter ?? "bilinear";
-  if (images.length === 0) fail("no images to build the patch bank from", "pass a folder with PNG/JPEG images or a manifest with non-test cases");
+  if (images.length === 0) fail("no images to build the patch bank from", `pass a folder with images (${IMAGE_FORMATS}) or a manifest with non-test cases`);
   for (const [k, v] of [["height", opts.height], ["width", opts.width]] as const) if (!Number.isInteger(v) || v < 1) fail(`the bank's image ${k} must be a positive integer, got ${v}`, "pass --size H,W or a --model whose card gives the input size");
   if (!Number.isInteger(P) || P < 1 || P > Math.min(opts.height, opts.width)) fail(`patch size ${P} does not fit a ${opts.height}x${opts.width} image`, "use a patch size such as 8");
   if (!Number.isInteger(perImage) || perImage < 1) fail(`patches per image must be a positive integer, got ${perImage}`, "use --per-image 100");
