@@ -14,6 +14,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto } from "onnx-buf";
 import { parseModel, readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
 import { adaptLayout, chwOf, type Layout } from "../onnx/adapt.js";
+import { widenFloat16 } from "../onnx/widen.js";
 import { resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
 import type { RasterImage } from "../data/image.js";
 import { SessionWorker, type RunResult } from "./session-worker.js";
@@ -46,7 +47,7 @@ export class Model {
     readonly path: string,
     /** of the file as given (the model's identity in provenance) */
     readonly sha256: string,
-    /** the ONNX model as run: the file, or its NCHW/full-resolution adaptation (src/onnx/adapt.ts) */
+    /** the ONNX model as run: the file, or its float32 widening (src/onnx/widen.ts) and NCHW/full-resolution adaptation (src/onnx/adapt.ts) */
     readonly bytes: Uint8Array,
     readonly graph: GraphSummary,
     readonly resolved: ResolvedCard,
@@ -55,7 +56,7 @@ export class Model {
     /** with workers > 1, every worker: one session per worker thread */
     private readonly remotes: SessionWorker[],
     readonly threads: number,
-    /** the graph as the file has it (differs from `graph` when a layout adapter rewrote it) */
+    /** the graph as the file has it (differs from `graph` when it was widened to float32 or a layout adapter rewrote it) */
     readonly fileGraph: GraphSummary,
   ) {
     const inp = graph.inputs[0];
@@ -95,17 +96,23 @@ export class Model {
     checkInputMatchesCard(path, fileGraph, card);
     const outputName = outputNameOf(card, fileGraph);
     const outType = fileGraph.outputs.find((o) => o.name === outputName)!.elemType;
-    if (outType !== "FLOAT") fail(`model output '${outputName}' is ${outType}, segcause needs float32 scores or probabilities`, "export the output as float32 (before any ArgMax or Cast)");
+    if (!FLOAT_TYPES.has(outType)) fail(`model output '${outputName}' is ${outType}, segcause needs float32 scores or probabilities`, "export the output as float32 (before any ArgMax or Cast)");
+    // A half-precision export becomes float32 first (the CPU provider lacks most float16 kernels), so
+    // the adapter's float32 nodes and every method see one float32 graph.
+    const widened = widenFloat16(file.proto);
+    if (widened) resolved.assumptions.push(...widened.notes);
+    const source = widened?.proto ?? file.proto;
     // Channels-last or low-resolution exports become NCHW at the input size, in the graph itself.
-    const adapted = adaptLayout(file.proto, {
+    const adapted = adaptLayout(source, {
       input: { name: fileGraph.inputs[0].name, layout: card.input.layout ?? "nchw", channels: card.input.channels === "rgb" ? 3 : 1, height: card.input.height, width: card.input.width },
       output: { name: outputName, layout: card.output.layout },
     });
     resolved.assumptions.push(...adapted.notes);
     if (adapted.outputLayout === "nhwc") card.output.layout = "nhwc";
     if (resolved.source === "inferred" && opts.overrides?.channel === undefined) inferClassChannel(resolved, outputName, adapted.classes);
-    const bytes = adapted.proto ? toBinary(ModelProtoSchema, adapted.proto) : file.bytes;
-    const graph = adapted.proto ? summarize(adapted.proto) : fileGraph;
+    const run = adapted.proto ?? widened?.proto;
+    const bytes = run ? toBinary(ModelProtoSchema, run) : file.bytes;
+    const graph = run ? summarize(run) : fileGraph;
     const workers = opts.workers ?? 1;
     const threads = opts.threads ?? (workers > 1 ? 1 : 2);
     if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail(`workers must be an integer in 1..64, got ${workers}`, "use --workers 1 or 2");
@@ -122,7 +129,9 @@ export class Model {
         `ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`,
         adapted.proto
           ? `segcause rewrote the model's layout at load (${adapted.notes.join("; ")}); if that reading is wrong, pass --layout/--output-layout (or set them in the card)`
-          : "check that the file is a complete ONNX export (opset <= 21)",
+          : widened
+            ? "segcause widened the model's half-precision tensors to float32 at load; if an op still refuses, export the model in float32 (model.float() before torch.onnx.export)"
+            : "check that the file is a complete ONNX export (opset <= 21)",
       );
     }
     return new Model(path, file.sha256, bytes, graph, resolved, session, remotes, threads, fileGraph);
@@ -223,18 +232,16 @@ export function sessionOptions(threads: number): ort.InferenceSession.SessionOpt
   };
 }
 
+/** Element types of the image input and output that run as float32: (b)float16 ones are widened at load (src/onnx/widen.ts). */
+const FLOAT_TYPES = new Set(["FLOAT", "FLOAT16", "BFLOAT16"]);
+
 /** The file's input against the card, in the card's layout, before any adaptation. */
 function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCard): void {
   if (graph.inputs.length !== 1) {
     fail(`${path} has ${graph.inputs.length} inputs; segcause needs exactly one image input`, "export the model with a single NCHW image input");
   }
   const { dims, elemType, name } = graph.inputs[0];
-  if (elemType !== "FLOAT") {
-    fail(
-      `model input '${name}' is ${elemType}, but segcause feeds float32 images`,
-      elemType === "FLOAT16" ? "export the model in float32 (model.float() before torch.onnx.export)" : "export the model with a float32 image input (cast inside the model if it needs integers)",
-    );
-  }
+  if (!FLOAT_TYPES.has(elemType)) fail(`model input '${name}' is ${elemType}, but segcause feeds float32 images`, "export the model with a float32 image input (cast inside the model if it needs integers)");
   if (dims.length !== 4) fail(`${path}: input '${name}' has rank ${dims.length}, expected an image of rank 4 ([N, C, H, W] or [N, H, W, C])`, "export with input shape [N, C, H, W]");
   const layout = card.input.layout ?? "nchw";
   const want = [card.input.channels === "rgb" ? 3 : 1, card.input.height, card.input.width];

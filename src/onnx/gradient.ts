@@ -86,6 +86,7 @@ export interface GradientModel {
 
 /** Where |x - x_ref| is at most this, DeepLIFT's secant falls back to the derivative. */
 export const DEEPLIFT_EPS = 1e-5;
+/** Types a gradient flows along. Models reach here as float32 (Model.load widens (b)float16, src/onnx/widen.ts); others are refused by checkSupported. */
 const FLOAT_TYPES = new Set<number>([DT.FLOAT, DT.DOUBLE, DT.FLOAT16, DT.BFLOAT16]);
 const SEED = "segcause_seed";
 const REFERENCE = "segcause_reference";
