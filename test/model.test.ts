@@ -120,6 +120,13 @@ describe("unusual but valid exports, and invalid ones", () => {
     expect(assumed.height).toBe(256);
     expect(assumed.resolved.assumptions.join(" ")).toMatch(/dynamic.*assumed 256x256/);
     await assumed.release();
+    // The card alone (what a patch bank needs) says the same, by setting, without a session.
+    const card = Model.readCard(p);
+    expect([card.card.input.height, card.card.input.width]).toEqual([256, 256]);
+    expect(card.assumed.size).toMatch(/dynamic.*assumed 256x256/);
+    expect(card.assumed.resize).toBe("resize filter not stated: assumed bilinear");
+    expect(Model.readCard(p, { overrides: { height: 24, width: 40, resize: "nearest" } }).assumed).toEqual({});
+    expect(() => Model.readCard(p, { overrides: { channels: "gray" } })).toThrow(/model input channels is 3 in the graph/);
     const m = await Model.load(p, { overrides: { height: 24, width: 40 }, threads: 1 });
     expect([m.height, m.width]).toEqual([24, 40]);
     expect(m.resolved.assumptions.join(" ")).not.toMatch(/assumed 256x256/);

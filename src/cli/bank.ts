@@ -49,12 +49,10 @@ export function bankCommand(): Command {
     checkOutputFile(f.out);
     if (f.model && f.size) fail("--size and --model both give the input size", "pass only --model (its card gives the size) or only --size H,W");
     if (f.model) {
-      const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f) });
-      ({ height, width } = model);
-      filter = model.card.input.resize;
+      const resolved = Model.readCard(f.model, { card: f.card, overrides: cardOverrides(f) });
+      ({ height, width, resize: filter } = resolved.card.input);
       // The bank is cut at the card's size with its filter: what was assumed about those shapes every patch.
-      for (const a of model.resolved.assumptions.filter((x) => /^(input height\/width|resize filter)/.test(x))) process.stderr.write(`note: assumed: ${a}\n`);
-      await model.release();
+      for (const a of [resolved.assumed.size, resolved.assumed.resize]) if (a !== undefined) process.stderr.write(`note: assumed: ${a}\n`);
     } else if (f.size) {
       [height, width] = f.size;
     } else {

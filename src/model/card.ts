@@ -81,7 +81,12 @@ export interface ResolvedCard {
   sidecarPath?: string;
   /** what was not stated anywhere and had to be assumed, in words */
   assumptions: string[];
+  /** the assumptions about settings other steps act on (also in `assumptions`), by setting */
+  assumed: Partial<Record<AssumedSetting, string>>;
 }
+
+/** Settings whose assumption a later step reads: a patch bank inherits the size and filter; the class channel is revised at load. */
+export type AssumedSetting = "size" | "resize" | "classChannel";
 
 export function sidecarPath(modelPath: string): string {
   return `${modelPath}.json`;
@@ -106,6 +111,7 @@ function readSidecar(path: string): ModelCard {
 /** Builds the card: sidecar (if present) < graph inference for gaps < explicit overrides. */
 export function resolveCard(modelPath: string, graph: GraphSummary, overrides: CardOverrides = {}, explicitCard?: string): ResolvedCard {
   const assumptions: string[] = [];
+  const assumed: ResolvedCard["assumed"] = {};
   const side = explicitCard ?? sidecarPath(modelPath);
   if (explicitCard && !existsSync(explicitCard)) fail(`model card ${explicitCard} does not exist`, "check the --card path");
   let card: ModelCard;
@@ -114,7 +120,10 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
     card = readSidecar(side);
     source = "sidecar";
   } else {
-    card = inferCard(graph, overrides, assumptions);
+    card = inferCard(graph, overrides, (text, setting) => {
+      assumptions.push(text);
+      if (setting) assumed[setting] = text;
+    });
     source = "inferred";
   }
   const inp = { ...card.input };
@@ -162,7 +171,7 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
       fail(`model card ${k} has ${v.length} values but the input has ${nc} channel(s)`, nc === 1 ? "give 1 value" : `give 1 or ${nc} values`);
     }
   }
-  return { card: { ...card, input: inp, output: out }, source, sidecarPath: source === "sidecar" ? side : undefined, assumptions };
+  return { card: { ...card, input: inp, output: out }, source, sidecarPath: source === "sidecar" ? side : undefined, assumptions, assumed };
 }
 
 /**
@@ -201,7 +210,7 @@ function checkedCard<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
 }
 
 /** What can be read from the graph, and explicit assumptions for the rest. */
-function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[]): ModelCard {
+function inferCard(graph: GraphSummary, o: CardOverrides, assume: (text: string, setting?: AssumedSetting) => void): ModelCard {
   if (graph.inputs.length !== 1) {
     fail(
       `the model has ${graph.inputs.length} inputs (${graph.inputs.map((i) => i.name).join(", ")}); segcause needs exactly one image input`,
@@ -221,21 +230,21 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
   else if (c === 1) channels = "gray";
   else {
     channels = "rgb";
-    assumptions.push(`input channel count is not fixed in the graph (${String(c)}); assumed RGB (3 channels)`);
+    assume(`input channel count is not fixed in the graph (${String(c)}); assumed RGB (3 channels)`);
   }
   let height = typeof h === "number" ? h : undefined;
   let width = typeof w === "number" ? w : undefined;
   if (height === undefined || width === undefined) {
     if (o.height === undefined || o.width === undefined) {
-      assumptions.push(`input height/width are dynamic in the graph; assumed 256x256 (set the size with --input-size H,W or in the model card)`);
+      assume(`input height/width are dynamic in the graph; assumed 256x256 (set the size with --input-size H,W or in the model card)`, "size");
     }
     height ??= 256;
     width ??= 256;
   }
   if (o.scale === undefined && o.mean === undefined && o.std === undefined) {
-    assumptions.push("normalisation not stated: assumed pixel/255 with no mean/std (input in [0,1])");
+    assume("normalisation not stated: assumed pixel/255 with no mean/std (input in [0,1])");
   }
-  if (o.resize === undefined) assumptions.push("resize filter not stated: assumed bilinear");
+  if (o.resize === undefined) assume("resize filter not stated: assumed bilinear", "resize");
   const lastOp = graph.outputOps[output.name] ?? "?";
   const layout = graph.outputLayoutOps?.[output.name] ?? [];
   // A Squeeze/Reshape/Transpose after the Sigmoid does not make the output logits.
@@ -249,23 +258,23 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assumptions: string[])
   let outC = output.dims.length === 4 ? output.dims[cAxis] : output.dims.length === 3 ? 1 : undefined;
   if (typeof outC !== "number" && staticDims?.length === 4) {
     outC = staticDims[cAxis];
-    assumptions.push(`output '${output.name}' has ${outC} channel(s), computed from the graph's shapes (the graph does not declare them)`);
+    assume(`output '${output.name}' has ${outC} channel(s), computed from the graph's shapes (the graph does not declare them)`);
   }
   let kind: "probabilities" | "logits";
   if (o.outputKind) kind = o.outputKind;
   else if (lastOp === "Sigmoid" || lastOp === "Softmax") {
     kind = "probabilities";
-    assumptions.push(`output '${output.name}' ends in ${ends}: read as probabilities`);
+    assume(`output '${output.name}' ends in ${ends}: read as probabilities`);
   } else {
     kind = "logits";
-    assumptions.push(
+    assume(
       `output '${output.name}' ends in ${ends}, not Sigmoid/Softmax: read as logits (sigmoid for 1 channel, softmax across channels) before the threshold`,
     );
   }
   let channel = o.channel;
   if (channel === undefined) {
     channel = typeof outC === "number" && outC >= 2 ? 1 : 0;
-    if (typeof outC !== "number" || outC > 2) assumptions.push(`output class channel not stated: assumed channel ${channel}`);
+    if (typeof outC !== "number" || outC > 2) assume(`output class channel not stated: assumed channel ${channel}`, "classChannel");
   }
   return checkedCard(ModelCardSchema, {
     input: { name: input.name, height, width, channels, mean: channels === "rgb" ? [0, 0, 0] : [0], std: channels === "rgb" ? [1, 1, 1] : [1] },

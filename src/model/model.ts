@@ -88,12 +88,17 @@ export class Model {
     return this.channels * this.height * this.width;
   }
 
+  /**
+   * The model file's card, checked against its graph, without starting ONNX Runtime: all a step
+   * needs that only cuts images at the model's size (a patch bank).
+   */
+  static readCard(path: string, opts: Pick<ModelLoadOptions, "card" | "overrides"> = {}): ResolvedCard {
+    return readChecked(path, opts).resolved;
+  }
+
   static async load(path: string, opts: ModelLoadOptions = {}): Promise<Model> {
-    const file = readModelFile(path);
-    const fileGraph = summarize(file.proto);
-    const resolved = resolveCard(path, fileGraph, opts.overrides, opts.card);
+    const { file, fileGraph, resolved } = readChecked(path, opts);
     const { card } = resolved;
-    checkInputMatchesCard(path, fileGraph, card);
     const outputName = outputNameOf(card, fileGraph);
     const outType = fileGraph.outputs.find((o) => o.name === outputName)!.elemType;
     if (!FLOAT_TYPES.has(outType)) fail(`model output '${outputName}' is ${outType}, segcause needs float32 scores or probabilities`, "export the output as float32 (before any ArgMax or Cast)");
@@ -235,6 +240,15 @@ export function sessionOptions(threads: number): ort.InferenceSession.SessionOpt
 /** Element types of the image input and output that run as float32: (b)float16 ones are widened at load (src/onnx/widen.ts). */
 const FLOAT_TYPES = new Set(["FLOAT", "FLOAT16", "BFLOAT16"]);
 
+/** The file, its graph and its card, the file's input checked against the card. */
+function readChecked(path: string, opts: Pick<ModelLoadOptions, "card" | "overrides">) {
+  const file = readModelFile(path);
+  const fileGraph = summarize(file.proto);
+  const resolved = resolveCard(path, fileGraph, opts.overrides, opts.card);
+  checkInputMatchesCard(path, fileGraph, resolved.card);
+  return { file, fileGraph, resolved };
+}
+
 /** The file's input against the card, in the card's layout, before any adaptation. */
 function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCard): void {
   if (graph.inputs.length !== 1) {
@@ -273,12 +287,14 @@ function inferClassChannel(resolved: ResolvedCard, outputName: string, classes: 
   const channel = classes >= 2 ? 1 : 0;
   const out = resolved.card.output;
   const stated = `output '${outputName}' has ${classes} channel(s) at the input size`;
-  const i = resolved.assumptions.findIndex((a) => a.startsWith("output class channel not stated"));
-  if (out.channel === channel && i < 0) return;
+  const assumed = resolved.assumed.classChannel;
+  if (out.channel === channel && assumed === undefined) return;
   out.channel = channel;
   const note = `${stated}: class channel ${channel}${classes > 2 ? " assumed (set --channel or output.channel to choose another)" : ""}`;
+  const i = assumed === undefined ? -1 : resolved.assumptions.indexOf(assumed);
   if (i >= 0) resolved.assumptions.splice(i, 1, note);
   else resolved.assumptions.push(note);
+  resolved.assumed.classChannel = note;
 }
 
 /** The output the card names when the graph has it, else the graph's first. */
