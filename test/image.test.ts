@@ -136,6 +136,79 @@ describe("image decoding", () => {
     expect(Array.from((await decodeImage(bmp24, "a.bmp", opts)).data)).toEqual(Array.from((await decodeImage(png, "a.png", opts)).data));
     await expect(decodeImage(bmp24.subarray(0, 30), "cut.bmp", { channels: "rgb" })).rejects.toThrow(/cannot decode image cut\.bmp \(BMP of 30 bytes is shorter than its headers\)/);
   });
+
+  it("reads the other BMP kinds writers produce with the colours the file encodes: 1/4/8-bit colour palettes, RLE8/RLE4, 16-bit 5-5-5 and 5-6-5, OS/2 headers, alpha", async () => {
+    const rgbOf = async (bmp: Buffer) => Array.from((await decodeImage(bmp, "x.bmp", { channels: "rgb" })).data);
+    const PAL = [[255, 0, 0], [0, 255, 0], [0, 0, 255], [10, 20, 30], [200, 100, 50], [1, 2, 3], [7, 8, 9], [90, 80, 70]];
+    const idx = (x: number, y: number) => (x + 3 * y) % 8;
+    const want = (w: number, h: number, at: (x: number, y: number) => number[]) => Array.from({ length: w * h }, (_, i) => at(i % w, Math.floor(i / w))).flat();
+    // palette indices packed MSB first, odd widths (rows padded to 4 bytes), a colour palette shorter than 2^bits
+    for (const [bits, w] of [[1, 11], [4, 5], [8, 5]] as const) {
+      const at = bits === 1 ? (x: number, y: number) => (x + y) % 2 : idx;
+      const row = (y: number) => {
+        const b = Buffer.alloc(Math.ceil((w * bits) / 8));
+        for (let x = 0; x < w; x++) b[(x * bits) >> 3] |= at(x, y) << (8 - bits - ((x * bits) & 7));
+        return b;
+      };
+      expect(await rgbOf(bmpFile({ width: w, height: 3, bits, palette: PAL.slice(0, 1 << Math.min(bits, 3)), rows: row })), `${bits}-bit`).toEqual(want(w, 3, (x, y) => PAL[at(x, y)]));
+    }
+    // a grey 8-bit image is grey, not (0, v, v)
+    const greyBmp = bmpFile({ width: 5, height: 3, bits: 8, palette: Array.from({ length: 256 }, (_, i) => [i, i, i]), rows: (y) => Buffer.from([0, 1, 2, 3, 4].map((x) => 10 * x + 50 * y)) });
+    expect(Array.from((await decodeImage(greyBmp, "g.bmp", { channels: "gray" })).data)).toEqual(want(5, 3, (x, y) => [10 * x + 50 * y]));
+    // RLE8: a literal run of 3 (padded), runs, a delta, end of line, end of bitmap; skipped pixels are index 0
+    const rle8 = Buffer.from([0, 3, 1, 2, 3, 0, 2, 4, 0, 0, /* row 1: */ 1, 5, 0, 2, 2, 0, 2, 6, 0, 0, /* row 2: */ 5, 7, 0, 1]);
+    expect(await rgbOf(bmpFile({ width: 5, height: 3, bits: 8, compression: 1, palette: PAL, pixels: rle8 }))).toEqual(
+      [[7, 7, 7, 7, 7], [5, 0, 0, 6, 6], [1, 2, 3, 4, 4]].flat().map((i) => PAL[i]).flat(),
+    );
+    // RLE4: every run starts on the high nibble; a literal run of 5 nibbles takes 3 bytes, padded to 4
+    const rle4 = Buffer.from([3, 0x12, 2, 0x34, 0, 0, /* row 1: */ 0, 5, 0x56, 0x71, 0x20, 0, 0, 1]);
+    expect(await rgbOf(bmpFile({ width: 5, height: 2, bits: 4, compression: 2, palette: PAL, pixels: rle4 }))).toEqual(
+      [[5, 6, 7, 1, 2], [1, 2, 1, 3, 4]].flat().map((i) => PAL[i]).flat(),
+    );
+    // 16 bits: 5-5-5 (the default) and 5-6-5 bit fields, scaled so that the top value is 255
+    const q = [[31, 0, 16], [0, 31, 1]];
+    const px555 = () => Buffer.from(Uint16Array.from([0, 1].map((x) => (q[x][0] << 10) | (q[x][1] << 5) | q[x][2])).buffer);
+    const scale5 = (v: number) => Math.round((v * 255) / 31);
+    expect(await rgbOf(bmpFile({ width: 2, height: 1, bits: 16, rows: px555 }))).toEqual(q.map((c) => c.map(scale5)).flat());
+    const px565 = () => Buffer.from(Uint16Array.from([(31 << 11) | (63 << 5) | 0, (1 << 11) | (32 << 5) | 31]).buffer);
+    expect(await rgbOf(bmpFile({ width: 2, height: 1, bits: 16, compression: 3, masks: [0xf800, 0x07e0, 0x001f], rows: px565 }))).toEqual([255, 255, 0, 8, 130, 255]);
+    // OS/2 1.x header: 16-bit sizes, 3-byte palette entries
+    expect(await rgbOf(bmpFile({ width: 5, height: 2, bits: 8, header: 12, palette: PAL, rows: (y) => Buffer.from([0, 1, 2, 3, 4].map((x) => idx(x, y))) }))).toEqual(want(5, 2, (x, y) => PAL[idx(x, y)]));
+    // 32 bits with an alpha mask (V5 header, as GIMP writes) is flattened on black like the same PNG;
+    // alpha left 0 everywhere (no real alpha) is ignored
+    const bgra = (a: (x: number) => number) => () => Buffer.from([0, 1, 2].flatMap((x) => [10 * x, 100, 200, a(x)]));
+    const v5 = { width: 3, height: 1, bits: 32, header: 124, compression: 3, masks: [0xff0000, 0xff00, 0xff, 0xff000000] } as const;
+    const png = await sharp(Uint8Array.from([200, 100, 0, 255, 200, 100, 10, 128, 200, 100, 20, 0]), { raw: { width: 3, height: 1, channels: 4 } }).png().toBuffer();
+    expect(await rgbOf(bmpFile({ ...v5, rows: bgra((x) => [255, 128, 0][x]) }))).toEqual(Array.from((await decodeImage(png, "a.png", { channels: "rgb" })).data));
+    expect(await rgbOf(bmpFile({ ...v5, rows: bgra(() => 0) }))).toEqual([200, 100, 0, 200, 100, 10, 200, 100, 20]);
+    // a PH2-style 1-bit mask reads as the mask
+    const maskPath = join(dir, "mask1.bmp");
+    const on = (x: number, y: number) => (x > y ? 1 : 0);
+    writeFileSync(maskPath, bmpFile({ width: 11, height: 3, bits: 1, palette: [[0, 0, 0], [255, 255, 255]], rows: (y) => Buffer.from([Array.from({ length: 8 }, (_, x) => on(x, y) << (7 - x)).reduce((a, b) => a | b), Array.from({ length: 3 }, (_, x) => on(x + 8, y) << (7 - x)).reduce((a, b) => a | b)]) }));
+    expect(Array.from(await loadMask(maskPath, 3, 11))).toEqual(want(11, 3, (x, y) => [on(x, y)]));
+  });
+
+  it("refuses damaged or absurd BMP files with one line, before allocating what their header claims", async () => {
+    const ok = bmpFile({ width: 5, height: 3, bits: 24, rows: () => Buffer.alloc(15, 9) });
+    const set = (...fields: [number, number][]) => {
+      const b = Buffer.from(ok);
+      for (const [at, v] of fields) b.writeInt32LE(v, at);
+      return b;
+    };
+    const cases: [Buffer, RegExp][] = [
+      [set([18, 100000], [22, 100000]), /BMP of 100000x100000 pixels is larger than segcause reads/],
+      [set([22, 100000]), /BMP is truncated: its pixels need 1599999 bytes, the file holds 48 after its headers/],
+      [set([18, -5]), /BMP size -5x3 is invalid/],
+      [ok.subarray(0, ok.length - 10), /BMP is truncated/],
+      [set([30, 4]), /BMP holding a JPEG stream/],
+      [set([14, 20]), /BMP header of 20 bytes is of no known kind/],
+      [bmpFile({ width: 5, height: 3, bits: 8, compression: 1, palette: [[0, 0, 0]], pixels: Buffer.from([5, 0, 0, 0]) }), /BMP is truncated: its RLE pixel data ends at row 1 of 3/],
+    ];
+    for (const [bytes, message] of cases) {
+      await expect(decodeImage(bytes, "bad.bmp", { channels: "rgb" })).rejects.toThrow(new RegExp(`^cannot decode image bad\\.bmp \\(${message.source}`));
+      await expect(imageInfo(bytes, "bad.bmp")).rejects.toThrow(message);
+    }
+  });
 });
 
 /** A BITMAPINFOHEADER BMP written by hand (independent of the decoder under test). */
@@ -163,4 +236,35 @@ function writeBmp(width: number, height: number, bits: 8 | 24 | 32, rgbAt: (x: n
     }
   }
   return buf;
+}
+
+/** Any BMP kind, written by hand: `rows(y)` gives row y's bytes (top row 0, unpadded), or `pixels` the whole (RLE) pixel data. */
+function bmpFile(o: { width: number; height: number; bits: number; header?: number; compression?: number; masks?: readonly number[]; palette?: number[][]; rows?: (y: number) => Buffer; pixels?: Buffer }): Buffer {
+  const header = o.header ?? 40;
+  const stride = Math.ceil((o.width * o.bits) / 32) * 4;
+  let pixels = o.pixels;
+  if (!pixels) {
+    pixels = Buffer.alloc(stride * o.height);
+    for (let y = 0; y < o.height; y++) o.rows!(y).copy(pixels, (o.height - 1 - y) * stride);
+  }
+  const palette = Buffer.from((o.palette ?? []).flatMap(([r, g, b]) => (header === 12 ? [b, g, r] : [b, g, r, 0])));
+  const h = Buffer.alloc(header);
+  h.writeUInt32LE(header, 0);
+  if (header === 12) [o.width, o.height, 1, o.bits].forEach((v, i) => h.writeUInt16LE(v, 4 + 2 * i));
+  else {
+    h.writeInt32LE(o.width, 4);
+    h.writeInt32LE(o.height, 8);
+    h.writeUInt16LE(1, 12);
+    h.writeUInt16LE(o.bits, 14);
+    h.writeUInt32LE(o.compression ?? 0, 16);
+    h.writeUInt32LE(o.palette && o.palette.length < 1 << o.bits ? o.palette.length : 0, 32);
+    if (header > 40) (o.masks ?? []).forEach((m, i) => h.writeUInt32LE(m >>> 0, 40 + 4 * i)); // inside V2 and later headers
+  }
+  const masks = header === 40 && o.masks ? Buffer.from(Uint32Array.from(o.masks).buffer) : Buffer.alloc(0);
+  const file = Buffer.alloc(14);
+  file.write("BM", 0, "ascii");
+  const offset = 14 + header + masks.length + palette.length;
+  file.writeUInt32LE(offset + pixels.length, 2);
+  file.writeUInt32LE(offset, 10);
+  return Buffer.concat([file, h, masks, palette, pixels]);
 }

@@ -127,6 +127,12 @@ describe("unusual but valid exports, and invalid ones", () => {
     expect(card.assumed.resize).toBe("resize filter not stated: assumed bilinear");
     expect(Model.readCard(p, { overrides: { height: 24, width: 40, resize: "nearest" } }).assumed).toEqual({});
     expect(() => Model.readCard(p, { overrides: { channels: "gray" } })).toThrow(/model input channels is 3 in the graph/);
+    // one axis fixed: the note names the size used, not 256x256
+    const half = new GraphBuilder("dyn-w");
+    half.output(half.node("Sigmoid", [half.input("x", ["N", 1, 128, "W"])], {}, ["y"]), ["N", 1, 128, "W"]);
+    const fixedH = Model.readCard(writeModel(dir, "dynw.onnx", half.toBytes()));
+    expect([fixedH.card.input.height, fixedH.card.input.width]).toEqual([128, 256]);
+    expect(fixedH.assumed.size).toMatch(/^input width is dynamic in the graph; assumed 128x256 /);
     const m = await Model.load(p, { overrides: { height: 24, width: 40 }, threads: 1 });
     expect([m.height, m.width]).toEqual([24, 40]);
     expect(m.resolved.assumptions.join(" ")).not.toMatch(/assumed 256x256/);

@@ -1,11 +1,11 @@
 /**
- * Image and mask IO with sharp: decode PNG, JPEG, TIFF, WebP and GIF (and BMP through bmp-ts, since
- * the libvips in sharp has no BMP loader), convert channels, resize as the card says.
+ * Image and mask IO with sharp: decode PNG, JPEG, TIFF, WebP and GIF (BMP through ./bmp.ts), convert
+ * channels, resize as the card says.
  */
 import { readFile } from "node:fs/promises";
 import sharp, { type Sharp } from "sharp";
-import { decode as decodeBmp } from "bmp-ts";
 import { fail } from "../errors.js";
+import { decodeBmp, isBmp } from "./bmp.js";
 import type { ResizeFilter } from "../model/card.js";
 
 /** Interleaved 8-bit pixels (HWC). */
@@ -56,8 +56,8 @@ export interface ImageInfo {
 export async function imageInfo(bytes: Buffer, label: string): Promise<ImageInfo> {
   try {
     if (isBmp(bytes)) {
-      const bmp = bmpPixels(bytes);
-      return { height: bmp.height, width: bmp.width, channels: bmp.grey ? 1 : 3 };
+      const bmp = decodeBmp(bytes);
+      return { height: bmp.height, width: bmp.width, channels: bmp.grey ? 1 : bmp.channels };
     }
     const m = await sharp(bytes).metadata();
     if (!m.width || !m.height) throw new Error("no image size in the file");
@@ -95,52 +95,11 @@ export const IMAGE_FORMATS = "PNG, JPEG, TIFF, WebP, GIF or BMP";
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".gif", ".bmp"]);
 const DECODE_HINT = `give a ${IMAGE_FORMATS} file (re-save it if it is truncated or unusual)`;
 
-function isBmp(bytes: Buffer): boolean {
-  return bytes.length >= 2 && bytes[0] === 0x42 && bytes[1] === 0x4d; // "BM"
-}
-
 /** A sharp pipeline over the file: BMP is decoded to raw RGB first, everything else by sharp itself. */
 function open(bytes: Buffer): Sharp {
   if (!isBmp(bytes)) return sharp(bytes, { failOn: "error" });
-  const { width, height, rgb } = bmpPixels(bytes);
-  return sharp(rgb, { raw: { width, height, channels: 3 } });
-}
-
-/**
- * A BMP's pixels as RGB, top row first. The alpha byte is dropped, as PIL does: 24-bit files have
- * none and most 32-bit writers leave it 0. `grey` is true for a palette file with a grey palette
- * (PH2's masks), so it is reported as one channel like a grey PNG.
- */
-function bmpPixels(bytes: Buffer): { width: number; height: number; rgb: Buffer; grey: boolean } {
-  const bmp = decodeBmp(pixelsAfterHeaders(bytes), { toRGBA: true });
-  const { width, height } = bmp;
-  if (!(width > 0 && height > 0)) throw new Error(`BMP size ${width}x${height}`);
-  const rgb = Buffer.alloc(width * height * 3);
-  for (let i = 0, n = width * height; i < n; i++) {
-    rgb[i * 3] = bmp.data[i * 4];
-    rgb[i * 3 + 1] = bmp.data[i * 4 + 1];
-    rgb[i * 3 + 2] = bmp.data[i * 4 + 2];
-  }
-  const grey = (bmp.bitPP ?? 24) <= 8 && (bmp.palette ?? []).every((c) => c.red === c.green && c.green === c.blue);
-  return { width, height, rgb, grey };
-}
-
-/**
- * bmp-ts reads the pixels right after the headers and palette; a file whose pixel offset leaves a
- * gap there (allowed, and some writers pad) is closed up so the decoder starts at the real pixels.
- */
-function pixelsAfterHeaders(bytes: Buffer): Buffer {
-  if (bytes.length < 54) throw new Error(`BMP of ${bytes.length} bytes is shorter than its headers`);
-  const offset = bytes.readUInt32LE(10);
-  const headerSize = bytes.readUInt32LE(14);
-  const bitPP = bytes.readUInt16LE(28);
-  const compression = bytes.readUInt32LE(30);
-  const colors = bytes.readUInt32LE(46);
-  const masks = headerSize === 40 ? (compression === 3 ? 12 : compression === 6 ? 16 : 0) : 0;
-  const palette = bitPP <= 8 || colors > 0 ? (colors || 1 << bitPP) * 4 : 0;
-  const end = 14 + headerSize + masks + palette;
-  if (offset > bytes.length) throw new Error(`BMP pixel offset ${offset} is past the end of the file (${bytes.length} bytes)`);
-  return offset > end ? Buffer.concat([bytes.subarray(0, end), bytes.subarray(offset)]) : bytes;
+  const { width, height, channels, pixels } = decodeBmp(bytes);
+  return sharp(pixels, { raw: { width, height, channels } });
 }
 
 function convertChannels(data: Buffer, from: number, to: 1 | 3): Uint8Array {

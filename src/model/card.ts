@@ -235,11 +235,13 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assume: (text: string,
   let height = typeof h === "number" ? h : undefined;
   let width = typeof w === "number" ? w : undefined;
   if (height === undefined || width === undefined) {
-    if (o.height === undefined || o.width === undefined) {
-      assume(`input height/width are dynamic in the graph; assumed 256x256 (set the size with --input-size H,W or in the model card)`, "size");
-    }
+    // One axis may be fixed (an [N, 3, 512, W] export): the note gives the size actually used.
+    const dynamic = height === undefined && width === undefined ? "height/width are" : height === undefined ? "height is" : "width is";
     height ??= 256;
     width ??= 256;
+    if (o.height === undefined || o.width === undefined) {
+      assume(`input ${dynamic} dynamic in the graph; assumed ${o.height ?? height}x${o.width ?? width} (set the size with --input-size H,W or in the model card)`, "size");
+    }
   }
   if (o.scale === undefined && o.mean === undefined && o.std === undefined) {
     assume("normalisation not stated: assumed pixel/255 with no mean/std (input in [0,1])");
