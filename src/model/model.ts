@@ -294,7 +294,9 @@ function inferClassChannel(resolved: ResolvedCard, outputName: string, classes: 
   const i = assumed === undefined ? -1 : resolved.assumptions.indexOf(assumed);
   if (i >= 0) resolved.assumptions.splice(i, 1, note);
   else resolved.assumptions.push(note);
-  resolved.assumed.classChannel = note;
+  // With 1 or 2 classes the channel is read from the shape, not assumed.
+  if (classes > 2) resolved.assumed.classChannel = note;
+  else delete resolved.assumed.classChannel;
 }
 
 /** The output the card names when the graph has it, else the graph's first. */
