@@ -133,6 +133,7 @@ describe("segcause components (CLI)", () => {
     const r = segcause("components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--ablation", "zero", "--out", out, "--no-progress");
     expect(r.code, r.stderr).toBe(0);
     for (const f of ["components.json", "components.csv", "components.png", "depth-profile.png", "manifest.json"]) expect(existsSync(join(out, f)), f).toBe(true);
+    expect(existsSync(join(out, ".checkpoint.json"))).toBe(false); // removed once the results are written
     const csv = readFileSync(join(out, "components.csv"), "utf8").trim().split("\n");
     expect(csv[0]).toMatch(/^rank,unit,network_order,effect/);
     expect(csv.length).toBeGreaterThan(1);

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -142,6 +142,24 @@ describe("component effects with a known answer", () => {
     const runs = [];
     for (const batchSize of [1, 3]) runs.push(await explainComponents(model, kase, { roi: { row: 10, col: 4, height: 4, width: 4 } }, { donors, batchSize, samples: 7 }));
     expect(runs[0].units.map((u) => u.effect)).toEqual(runs[1].units.map((u) => u.effect));
+  });
+
+  it("resumes from its checkpoint with identical effects, and a run with more samples reuses the finished ones", async () => {
+    const roi = { row: 10, col: 4, height: 4, width: 4 };
+    const ck = join(tmp(), ".checkpoint.json");
+    const fresh = await explainComponents(model, kase, { roi }, { donors, samples: 7 });
+    const first = await explainComponents(model, kase, { roi }, { donors, samples: 7, checkpointPath: ck });
+    expect(existsSync(ck)).toBe(true);
+    const again = await explainComponents(model, kase, { roi }, { donors, samples: 7, checkpointPath: ck });
+    for (const r of [first, again]) expect(r.units.map((u) => [u.effect, u.stderr])).toEqual(fresh.units.map((u) => [u.effect, u.stderr]));
+    expect(again.forwardPasses).toBe(fresh.forwardPasses);
+    const reused = first.units.reduce((s, u) => s + u.samples, 0);
+    expect(again.notes).toContain(`resumed from checkpoint: ${reused} samples reused`);
+    const more = await explainComponents(model, kase, { roi }, { donors, samples: 12, checkpointPath: ck });
+    expect(more.notes).toContain(`resumed from checkpoint: ${reused} samples reused`);
+    expect(more.units.map((u) => u.effect)).toEqual((await explainComponents(model, kase, { roi }, { donors, samples: 12 })).units.map((u) => u.effect));
+    // another seed draws other donors for each sample: nothing is reused
+    expect((await explainComponents(model, kase, { roi }, { donors, samples: 7, seed: 1, checkpointPath: ck })).notes.some((n) => n.startsWith("resumed"))).toBe(false);
   });
 });
 

@@ -1,13 +1,15 @@
 /** `segcause components`: causal effects of network components on the RoI outcome. */
 import { Command } from "commander";
 import { statSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
 import { fail } from "../errors.js";
 import { loadCase, type Case } from "../data/case.js";
 import { IMAGE_FORMATS } from "../data/image.js";
 import { listImages } from "../data/patchbank.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
-import { checkOutputDir } from "../util/files.js";
+import { checkOutputDir, makeOutputDir } from "../util/files.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
 import { explainComponents, type Ablation, type UnitLevel } from "../explain/components.js";
 import { Region } from "../target/roi.js";
@@ -119,13 +121,17 @@ export function componentsCommand(): Command {
           if (d.imageSha256 !== kase.imageSha256) donors.push(d);
         }
       }
+      // Finished samples are checkpointed in --out: rerunning the same command after an interruption resumes.
+      makeOutputDir(f.out);
+      const checkpointPath = join(f.out, ".checkpoint.json");
       const e = await explainComponents(model, kase, { roi: roiRect, outcome: f.outcome }, {
         level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
-        onProgress: f.progress ? stderrProgress() : undefined,
+        onProgress: f.progress ? stderrProgress() : undefined, checkpointPath,
       });
       const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`, {
         height: model.height, width: model.width, roi: Region.rect(roiRect, model.height, model.width),
       });
+      await rm(checkpointPath, { force: true });
       const top = [...e.units].sort((a, b) => Math.abs(b.effect) - Math.abs(a.effect)).slice(0, 5);
       process.stdout.write(
         [

@@ -1,6 +1,7 @@
 /** `segcause explain`: a causal map for one image, model and RoI. */
 import { Command } from "commander";
 import { join } from "node:path";
+import { rm } from "node:fs/promises";
 import { fail } from "../errors.js";
 import { checkMaskSize, loadCase, type Case } from "../data/case.js";
 import { IMAGE_FORMATS, loadMask, readInput } from "../data/image.js";
@@ -15,7 +16,6 @@ import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import type { TargetSpec } from "../target/target.js";
 import { writeAttribution, type WrittenOutputs } from "../report/write.js";
 import { stderrProgress } from "../util/progress.js";
-import { Checkpoint } from "../explain/checkpoint.js";
 import { addCardFlags, CARD_FLAG_KEYS, cardOverrides, fixedOrUndefined, intOrAuto, methodOptionParser, oneOf, seed, type CardFlags } from "./options.js";
 import { t975 } from "../util/tdist.js";
 import { tuneExecution, type ExecutionPlan } from "../model/tune.js";
@@ -91,7 +91,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
     for (const note of [channelConversion(kase, model), enlargement(kase, model), exifOrientation(kase)]) if (note) attribution.notes.push(note);
     const region = "mask" in roi ? Region.mask(roi.mask, model.height, model.width) : undefined;
     const written = await writeAttribution(attribution, kase, f.out, region);
-    await Checkpoint.open(run.checkpointPath, null).remove();
+    await rm(run.checkpointPath, { force: true });
     return { attribution, written, kase };
   } finally {
     await model.release();

@@ -10,13 +10,13 @@ import { fail } from "../errors.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { outcomeUnits } from "../target/outcome.js";
 import { randomInt } from "../util/rng.js";
-import { ProgressTracker, type ProgressListener } from "../util/progress.js";
+import type { ProgressListener } from "../util/progress.js";
 import { paint, type Attribution } from "./attribution.js";
-import { Checkpoint } from "./checkpoint.js";
+import { resumableEvaluate } from "./checkpoint.js";
 import { buildProvenance, unperturbedPass } from "./base-pass.js";
 import { screenedAte, type ScreenedAteSettings } from "./estimators.js";
 import type { Intervention } from "./interventions.js";
-import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
+import type { Evaluate } from "./samples.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
 import { adaptiveAte, type AdaptiveSettings } from "./adaptive.js";
 import { buildQuadtree } from "./hierarchy.js";
@@ -59,9 +59,6 @@ export interface BlockMethodSpec {
   units?: (target: Target) => { units: Unit[]; roiCells: number; unitKind: UnitKind };
 }
 
-/** Samples scored per chunk between checkpoints: bounded loss, negligible overhead. */
-const CHUNK = 512;
-
 export async function explainBlocks(model: Model, kase: Case, targetSpec: TargetSpec, spec: BlockMethodSpec, run: RunOptions = {}): Promise<Attribution> {
   const t0 = Date.now();
   const seed = run.seed ?? 0;
@@ -90,7 +87,6 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   };
   const membersOf = (unit: number): Unit[] => (unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]));
 
-  let tracker: ProgressTracker | undefined;
   const raw: Evaluate = async (reqs) => {
     const scores = await runner.evaluate(
       reqs,
@@ -100,7 +96,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
       },
       (data, slot) => target.score(data, slot),
     );
-    tracker?.add(reqs.length);
+    resumable.progress(reqs.length);
     return scores;
   };
   const keyMaterial = {
@@ -111,15 +107,8 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
     units: custom ? spec.settings : undefined,
   };
-  const checkpoint = run.checkpointPath ? Checkpoint.open(run.checkpointPath, keyMaterial) : undefined;
-  const store = checkpoint?.store ?? new OutcomeStore();
-  const cached = cachedEvaluate(raw, store, CHUNK, checkpoint ? () => checkpoint.maybeSave() : undefined);
-  // One progress stage per estimator phase; samples resumed from a checkpoint count as done.
-  const evaluate: Evaluate = (reqs, stage) => {
-    tracker = new ProgressTracker(stage, reqs.length, run.onProgress);
-    tracker.add(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined).length);
-    return cached(reqs, stage);
-  };
+  const resumable = resumableEvaluate(raw, { path: run.checkpointPath, key: keyMaterial, onProgress: run.onProgress });
+  const { evaluate, checkpoint } = resumable;
 
   let estimates;
   let extraPasses = 0;

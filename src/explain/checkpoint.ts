@@ -5,7 +5,8 @@
 import { existsSync, readFileSync } from "node:fs";
 import { rename, rm, writeFile } from "node:fs/promises";
 import { sha256 } from "../util/hash.js";
-import { OutcomeStore } from "./samples.js";
+import { ProgressTracker, type ProgressListener } from "../util/progress.js";
+import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
 
 export class Checkpoint {
   private lastSave = Date.now();
@@ -49,4 +50,37 @@ export class Checkpoint {
   async remove(): Promise<void> {
     await rm(this.path, { force: true });
   }
+}
+
+/** Samples scored between checkpoint saves: bounded loss, negligible overhead. */
+const CHUNK = 512;
+
+export interface Resumable {
+  /** scores only the samples not finished yet, saving them every few seconds; one progress stage per call */
+  evaluate: Evaluate;
+  /** counts `n` samples as done in the current progress stage (called by the raw evaluator as it goes) */
+  progress: (n: number) => void;
+  /** undefined without a checkpoint path */
+  checkpoint: Checkpoint | undefined;
+}
+
+/**
+ * The raw evaluator of a sampled method made resumable: samples finished by an earlier run with the
+ * same key are reused, new ones are checkpointed at `path`, and samples resumed count as done in the
+ * progress shown.
+ */
+export function resumableEvaluate(raw: Evaluate, opts: { path?: string; key: unknown; onProgress?: ProgressListener }): Resumable {
+  const checkpoint = opts.path ? Checkpoint.open(opts.path, opts.key) : undefined;
+  const store = checkpoint?.store ?? new OutcomeStore();
+  const cached = cachedEvaluate(raw, store, CHUNK, checkpoint ? () => checkpoint.maybeSave() : undefined);
+  let tracker: ProgressTracker | undefined;
+  return {
+    checkpoint,
+    progress: (n) => tracker?.add(n),
+    evaluate: (reqs, stage) => {
+      tracker = new ProgressTracker(stage, reqs.length, opts.onProgress);
+      tracker.add(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined).length);
+      return cached(reqs, stage);
+    },
+  };
 }

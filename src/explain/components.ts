@@ -14,11 +14,11 @@ import { outputLayoutOf } from "../onnx/adapt.js";
 import { buildSuffix, exposeTensors, listComponents, planCut, type Component, type ComponentLevel, type CutPlan, type TensorType } from "../onnx/surgery.js";
 import { resolveTarget, type TargetSpec } from "../target/target.js";
 import { randomInt } from "../util/rng.js";
-import { ProgressTracker } from "../util/progress.js";
 import { runtimeVersions } from "../version.js";
 import { screenedAte, PAPER_SCREENED_ATE, type UnitEstimate } from "./estimators.js";
 import type { RunOptions } from "./block-effects.js";
 import type { Evaluate } from "./samples.js";
+import { resumableEvaluate } from "./checkpoint.js";
 
 export type Ablation = "resample" | "mean" | "zero";
 
@@ -150,7 +150,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   const baseBatch = new Float32Array(B * base.length);
   for (let j = 0; j < B; j++) baseBatch.set(base, j * base.length);
   const baseRun = await exposed.run({ [model.inputName]: new ort.Tensor("float32", baseBatch, [B, ...dims]) });
-  let forwardPasses = 1;
+  let forwardPasses = 1; // the base run; then the donors' and every sample's (resumed ones too, as PdCR counts them)
   await model.infer(baseBatch.subarray(0, base.length), 1); // validates the output layout
   // The reference and m(X) come from the same session settings as the interventions.
   const baseOutput = baseRun[outputName].data as Float32Array;
@@ -225,9 +225,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   };
   const draws = ablation === "resample" ? donors.length : 1;
   const fixedFill = new Map<string, Float32Array>();
-  let tracker: ProgressTracker | undefined;
-  const evaluate: Evaluate = async (reqs, stage) => {
-    tracker = new ProgressTracker(stage, reqs.length, opts.onProgress);
+  const raw: Evaluate = async (reqs) => {
     const scores = new Float64Array(reqs.length);
     // Requests of units that share a cut (channels, cells of one tensor) fill batches together.
     const byPlan = new Map<string, number[]>();
@@ -265,18 +263,28 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
         const r = await s.run(feeds, [out]);
         const o = r[out].data as Float32Array;
         chunk.forEach((ri, slot) => (scores[ri] = target.score(o, slot)));
-        forwardPasses += chunk.length;
-        tracker.add(chunk.length);
+        resumable.progress(chunk.length);
       }
     }
     return scores;
   };
+  // A sample is a function of the unit, the draw number and these: screen, samples and τ only decide
+  // which samples are drawn, so a rerun with other values reuses every finished one.
+  const keyMaterial = {
+    method: "components", model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null,
+    target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
+    units: units.map((u) => [u.name, ...u.outputs]), ablation, donors: donors.map((d) => d.imageSha256), seed,
+  };
+  const resumable = resumableEvaluate(raw, { path: opts.checkpointPath, key: keyMaterial, onProgress: opts.onProgress });
   const st = ablation === "resample"
     ? { screen: opts.screen ?? PAPER_SCREENED_ATE.screen, samples: opts.samples ?? PAPER_SCREENED_ATE.samples, tau: opts.tau ?? PAPER_SCREENED_ATE.tau }
     : { screen: 1, samples: 0, tau: opts.tau ?? PAPER_SCREENED_ATE.tau };
-  const estimates = await screenedAte(units.length, target.base, evaluate, st);
+  const estimates = await screenedAte(units.length, target.base, resumable.evaluate, st);
+  await resumable.checkpoint?.save();
+  forwardPasses += estimates.reduce((s, e) => s + e.samples, 0);
   for (const e of sessions.values()) await e.s.release();
   const notes: string[] = [];
+  if (resumable.checkpoint && resumable.checkpoint.resumedSamples > 0) notes.push(`resumed from checkpoint: ${resumable.checkpoint.resumedSamples} samples reused`);
   if (ablation === "resample" && donors.length < 10) notes.push(`only ${donors.length} donor image(s): the resample distribution is coarse; 20 or more are better`);
   return {
     method: "components",
