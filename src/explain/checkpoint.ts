@@ -3,7 +3,7 @@
  * of work. The key ties a checkpoint to everything that decides the samples.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { rename, rm, writeFile } from "node:fs/promises";
+import { rename, writeFile } from "node:fs/promises";
 import { sha256 } from "../util/hash.js";
 import { ProgressTracker, type ProgressListener } from "../util/progress.js";
 import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
@@ -46,10 +46,6 @@ export class Checkpoint {
     await writeFile(tmp, JSON.stringify({ key: this.key, samples: this.store.toJSON() }));
     await rename(tmp, this.path);
   }
-
-  async remove(): Promise<void> {
-    await rm(this.path, { force: true });
-  }
 }
 
 /** Samples scored between checkpoint saves: bounded loss, negligible overhead. */
@@ -69,10 +65,10 @@ export interface Resumable {
  * same key are reused, new ones are checkpointed at `path`, and samples resumed count as done in the
  * progress shown.
  */
-export function resumableEvaluate(raw: Evaluate, opts: { path?: string; key: unknown; onProgress?: ProgressListener }): Resumable {
+export function resumableEvaluate(raw: Evaluate, opts: { path?: string; key: unknown; onProgress?: ProgressListener; chunk?: number }): Resumable {
   const checkpoint = opts.path ? Checkpoint.open(opts.path, opts.key) : undefined;
   const store = checkpoint?.store ?? new OutcomeStore();
-  const cached = cachedEvaluate(raw, store, CHUNK, checkpoint ? () => checkpoint.maybeSave() : undefined);
+  const cached = cachedEvaluate(raw, store, opts.chunk ?? CHUNK, checkpoint ? () => checkpoint.maybeSave() : undefined);
   let tracker: ProgressTracker | undefined;
   return {
     checkpoint,

@@ -9,12 +9,11 @@ import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { outcomeUnits } from "../target/outcome.js";
 import type { Target, TargetSpec } from "../target/target.js";
-import { ProgressTracker } from "../util/progress.js";
 import type { Attribution } from "./attribution.js";
 import { buildProvenance, unperturbedPass } from "./base-pass.js";
 import type { RunOptions } from "./block-effects.js";
-import { Checkpoint } from "./checkpoint.js";
-import { cachedEvaluate, OutcomeStore, type SampleRequest } from "./samples.js";
+import { resumableEvaluate, type Resumable } from "./checkpoint.js";
+import type { Evaluate } from "./samples.js";
 
 export interface Session {
   model: Model;
@@ -45,42 +44,35 @@ const CHUNK = 256;
  * that already holds the unperturbed image.
  */
 export class SampleScorer {
-  private readonly checkpoint?: Checkpoint;
-  private readonly store: OutcomeStore;
+  private readonly resumable: Resumable;
 
   constructor(
-    private readonly s: Session,
+    s: Session,
     keyMaterial: Record<string, unknown>,
     private readonly write: (stream: number, index: number, dst: Float32Array) => void,
   ) {
-    const { model, kase, target, seed, run } = s;
+    const { model, kase, target, seed, run, runner, base } = s;
     const key = {
       model: model.sha256, image: kase.imageSha256, mask: kase.maskSha256 ?? null, card: model.card, seed,
       target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
       ...keyMaterial,
     };
-    this.checkpoint = run.checkpointPath ? Checkpoint.open(run.checkpointPath, key) : undefined;
-    this.store = this.checkpoint?.store ?? new OutcomeStore();
+    const raw: Evaluate = async (rs) => {
+      const out = await runner.evaluate(rs, (r, dst) => { dst.set(base); this.write(r.unit, r.draw, dst); }, (data, slot) => target.score(data, slot));
+      this.resumable.progress(rs.length);
+      return out;
+    };
+    this.resumable = resumableEvaluate(raw, { path: run.checkpointPath, key, onProgress: run.onProgress, chunk: CHUNK });
   }
 
   get resumedSamples(): number {
-    return this.checkpoint?.resumedSamples ?? 0;
+    return this.resumable.checkpoint?.resumedSamples ?? 0;
   }
 
   /** Scores samples `indices` of `stream`, in order; one progress stage per call. */
   async score(stream: number, indices: readonly number[], stage: string): Promise<Float64Array> {
-    const reqs: SampleRequest[] = indices.map((draw) => ({ unit: stream, draw }));
-    const tracker = new ProgressTracker(stage, reqs.length, this.s.run.onProgress);
-    tracker.add(reqs.filter((r) => this.store.get(r.unit, r.draw) !== undefined).length);
-    const { runner, base, target } = this.s;
-    const raw = async (rs: SampleRequest[]) => {
-      const out = await runner.evaluate(rs, (r, dst) => { dst.set(base); this.write(r.unit, r.draw, dst); }, (data, slot) => target.score(data, slot));
-      tracker.add(rs.length);
-      return out;
-    };
-    const cached = cachedEvaluate(raw, this.store, CHUNK, this.checkpoint ? () => this.checkpoint!.maybeSave() : undefined);
-    const out = await cached(reqs, stage);
-    await this.checkpoint?.save();
+    const out = await this.resumable.evaluate(indices.map((draw) => ({ unit: stream, draw })), stage);
+    await this.resumable.checkpoint?.save();
     return out;
   }
 }
