@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -94,15 +95,15 @@ describe("strategies report", () => {
         const d = join(root, "eval", "cells", "synth", model, image, "boundary32-0", "pdcr");
         mkdirSync(d, { recursive: true });
         writeFileSync(join(d, "map.npy"), encodeNpy(map, [N, N]));
-        writeFileSync(join(d, "attribution.json"), JSON.stringify({ height: N, width: N }));
-        writeFileSync(join(d, "cell.json"), JSON.stringify({ format: "segcause.evalcell/1", id: { dataset: "synth", model, image, roi: "boundary32-0" }, method: "pdcr", options: { tau: 0.02 }, roiRect: ROI }));
+        writeFileSync(join(d, "attribution.json"), JSON.stringify({ height: N, width: N, provenance: { model: { sha256: `sha-${model}` } } }));
+        writeFileSync(join(d, "cell.json"), JSON.stringify({ format: "segcause.evalcell/1", key: `key-${model}-${image}`, seed: 3, id: { dataset: "synth", model, image, roi: "boundary32-0" }, method: "pdcr", options: { tau: 0.02 }, roiRect: ROI }));
       }
     }
     // explain layout
     const e = join(root, "explain-out");
     mkdirSync(e, { recursive: true });
     writeFileSync(join(e, "map.npy"), encodeNpy(chain, [N, N]));
-    writeFileSync(join(e, "manifest.json"), JSON.stringify({ format: "segcause.attribution/1", method: "pdcr", provenance: { model: { path: "models/unet-vessels.onnx" }, case: { id: "fundus", imagePath: "/x/data/vessels/images/fundus.png" }, target: { roi: ROI }, settings: { tau: 0.02 } } }));
+    writeFileSync(join(e, "manifest.json"), JSON.stringify({ format: "segcause.attribution/1", method: "pdcr", provenance: { seed: 5, model: { path: "models/unet-vessels.onnx", sha256: "sha-explained" }, case: { id: "fundus", imagePath: "/x/data/vessels/images/fundus.png" }, target: { roi: ROI }, settings: { tau: 0.02 } } }));
     expect(findMaps([root])).toHaveLength(7);
     const out = join(root, "report");
     const r = await writeStrategyReport([join(root, "eval"), e], out, { gallery: 2 });
@@ -116,6 +117,12 @@ describe("strategies report", () => {
     expect(html).not.toMatch(/<script|https?:\/\//);
     const json = JSON.parse(readFileSync(join(out, "strategies.json"), "utf8"));
     expect(json.pairs.length).toBeGreaterThan(0);
+    // provenance: the run's, and each map's own (model hash, seed, cell key, hash of the map read)
+    expect(json.provenance).toMatchObject({ versions: { segcause: expect.any(String) }, inputs: [join(root, "eval"), e], methods: null });
+    const byId = Object.fromEntries(json.maps.map((m: { model: string; image: string }) => [`${m.model}/${m.image}`, m]));
+    expect(byId["chain/b"].source).toEqual({ modelSha256: "sha-chain", seed: 3, cellKey: "key-chain-b" });
+    expect(byId["unet-vessels/fundus"].source).toEqual({ modelSha256: "sha-explained", seed: 5 });
+    expect(byId["chain/a"].mapSha256).toBe(createHash("sha256").update(encodeNpy(chain, [N, N])).digest("hex"));
   });
 
   it("refuses a map with NaN, a map unlike its record, a block larger than the map, and an --out that holds evaluate's files", async () => {

@@ -13,6 +13,8 @@ import { svgToPng } from "../report/charts.js";
 import { heatRgb } from "../report/colormap.js";
 import { Region, type RoiRect } from "../target/roi.js";
 import { decodeNpy } from "../util/npy.js";
+import { sha256 } from "../util/hash.js";
+import { runtimeVersions } from "../version.js";
 import { csv, fmt, page, pngImg, table } from "./html.js";
 import { meanSd } from "./map-metrics.js";
 import { boxPanelsSvg, colourOf, esc, stackedBarsSvg } from "./plots.js";
@@ -33,10 +35,14 @@ export interface MapEntry {
   /** signed map (negative = support) or unsigned importance; unknown for explain outputs */
   signed?: boolean;
   path: string;
+  /** where the map came from, as its own record says: enough to find or recompute it */
+  source: { modelSha256?: string; seed?: number; cellKey?: string };
 }
 
 export interface MapResult extends MapEntry {
   stats: StrategyStats;
+  /** of the map.npy read: ties every statistic to the exact map */
+  mapSha256: string;
 }
 
 function readJsonFile(path: string): any {
@@ -65,7 +71,8 @@ export function findMaps(dirs: readonly string[], unreadable: string[] = []): Ma
         if (c?.format !== "segcause.evalcell/1") unreadable.push(join(dir, "cell.json"));
         else {
           const meta = readJsonFile(join(dir, "attribution.json"));
-          out.push({ dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, roiRect: c.roiRect, height: meta?.height ?? 0, width: meta?.width ?? 0, tau: Number(c.options.tau ?? 0) || 0, signed: c.signed, path: npy });
+          const source = { modelSha256: meta?.provenance?.model?.sha256, seed: c.seed, cellKey: c.key };
+          out.push({ dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, roiRect: c.roiRect, height: meta?.height ?? 0, width: meta?.width ?? 0, tau: Number(c.options.tau ?? 0) || 0, signed: c.signed, path: npy, source });
         }
       } else if (names.has("manifest.json")) {
         const m = readJsonFile(join(dir, "manifest.json"));
@@ -78,6 +85,7 @@ export function findMaps(dirs: readonly string[], unreadable: string[] = []): Ma
           out.push({
             dataset: ds, model: basename(String(prov.model?.path ?? "model")).replace(/\.onnx$/i, ""), image: String(prov.case?.id ?? basename(dir)),
             roi: roi ? `${roi.row},${roi.col},${roi.height}x${roi.width}` : "-", method: String(m.method), roiRect: roi, height: 0, width: 0, tau: Number(prov.settings?.tau ?? 0) || 0, path: npy,
+            source: { modelSha256: prov.model?.sha256, seed: prov.seed },
           });
         }
       }
@@ -91,10 +99,12 @@ export function findMaps(dirs: readonly string[], unreadable: string[] = []): Ma
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-export function loadMap(e: MapEntry): { map: Float32Array; height: number; width: number } {
+export function loadMap(e: MapEntry): { map: Float32Array; height: number; width: number; sha256: string } {
   let npy: { data: Float32Array; shape: number[] };
+  let bytes: Buffer;
   try {
-    npy = decodeNpy(readFileSync(e.path));
+    bytes = readFileSync(e.path);
+    npy = decodeNpy(bytes);
   } catch (err) {
     fail(`${e.path} is not a readable attribution map (${(err as Error).message})`, "rerun the `segcause explain` or `segcause evaluate` that wrote it, or remove its folder");
   }
@@ -105,7 +115,7 @@ export function loadMap(e: MapEntry): { map: Float32Array; height: number; width
   if (e.height && e.width && (shape[0] !== e.height || shape[1] !== e.width)) fail(`${e.path} is ${shape[0]}x${shape[1]} but its cell records a ${e.height}x${e.width} map`, redo);
   const bad = data.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) fail(`${e.path} holds a non-finite value (${data[bad]}) at row ${Math.floor(bad / shape[1])}, col ${bad % shape[1]}`, redo);
-  return { map: data, height: shape[0], width: shape[1] };
+  return { map: data, height: shape[0], width: shape[1], sha256: sha256(bytes) };
 }
 
 const CLASS_COLOURS: Record<string, string> = { local: "#d62728", sequential: "#2ca02c", global: "#1f77b4", null: "#aaaaaa" };
@@ -130,10 +140,10 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   const results: MapResult[] = [];
   const maps = new Map<string, Float32Array>();
   for (const e of entries) {
-    const { map, height, width } = loadMap(e);
+    const { map, height, width, sha256: mapSha256 } = loadMap(e);
     if (settings.block > Math.min(height, width)) fail(`--block ${settings.block} is larger than the ${height}x${width} map ${e.path}`, `use a block size of at most ${Math.min(height, width)} px (default ${STRATEGY_DEFAULTS.block})`);
     const stats = strategyStats(map, height, width, e.roiRect, { ...settings, tau: opts.settings?.tau ?? e.tau });
-    results.push({ ...e, height, width, stats });
+    results.push({ ...e, height, width, stats, mapSha256 });
     maps.set(e.path, map);
   }
   const files: string[] = [];
@@ -180,7 +190,8 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
       }
     }
   }
-  await put("strategies.json", JSON.stringify({ format: "segcause.strategies/1", settings, definitions: DEFINITIONS, perModel, perDataset, pairs, maps: results.map(({ path, ...r }) => ({ ...r, path })) }, null, 1));
+  const provenance = { versions: runtimeVersions(), createdAt: new Date().toISOString(), inputs: [...dirs], methods: opts.methods ?? null };
+  await put("strategies.json", JSON.stringify({ format: "segcause.strategies/1", provenance, settings, definitions: DEFINITIONS, perModel, perDataset, pairs, maps: results.map(({ path, ...r }) => ({ ...r, path })) }, null, 1));
   await put("models.csv", csv(["dataset", "model", "method", "maps", ...STRATEGY_CLASSES, ...STAT_KEYS.flatMap((k) => [`${k}_mean`, `${k}_sd`])], perGroup.map((g) => [g.dataset, g.model, g.method, g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.flatMap((k) => [g.stats[k].mean, g.stats[k].sd])])));
   await put("model-pairs.csv", csv(["dataset", "method", "stat", "a", "b", "n", "mean_diff_a_minus_b", "p", "test"], pairs.map((p) => [p.dataset, p.method, p.stat, p.a, p.b, p.n, p.meanDiff, p.p, p.test])));
 
