@@ -107,7 +107,7 @@ async function fdCase(rest: number[], body: (g: GraphBuilder, x: string) => stri
 }
 
 describe("gradient rules match finite differences", () => {
-  const unary: [string, Record<string, AttrValue>, { lo?: number; hi?: number; gap?: number }][] = [
+  const unary: [string, Record<string, AttrValue>, { lo?: number; hi?: number; gap?: number; opset?: number }][] = [
     ["Relu", {}, { gap: 0.05 }],
     ["LeakyRelu", { alpha: 0.2 }, { gap: 0.05 }],
     ["Sigmoid", {}, {}],
@@ -124,9 +124,29 @@ describe("gradient rules match finite differences", () => {
     ["HardSigmoid", { alpha: 0.3, beta: 0.4 }, { lo: -2, hi: 2, gap: 0.05 }],
     ["HardSwish", {}, { lo: -5, hi: 5 }],
     ["Identity", {}, {}],
+    ["Mish", {}, { lo: -3, hi: 3, opset: 18 }],
+    ["Selu", {}, { gap: 0.05 }],
+    ["Selu", { alpha: 1.2, gamma: 0.8 }, { gap: 0.05 }],
+    ["Celu", { alpha: 0.6 }, { lo: -3, hi: 3 }],
+    ["Softsign", {}, { lo: -3, hi: 3 }],
+    ["ThresholdedRelu", { alpha: 0.5 }, { gap: 0.05 }], // no 1.5x within 0.05 of the threshold
+    ["Sin", {}, { lo: -3, hi: 3 }],
+    ["Cos", {}, { lo: -3, hi: 3 }],
   ];
   it.each(unary)("%s", async (op, attrs, range) => {
     await fdCase([2, 3, 3], (g, x) => g.node(op, [g.node("Mul", [x, g.constant([1], [1.5])])], attrs), range);
+  });
+
+  it("Floor, Ceil, Round, Sign pass no gradient beside a differentiable path", async () => {
+    // 2.7x stays >= 0.06 from every integer and half-integer for these inputs: no jump within h.
+    await fdCase(
+      [2, 3],
+      (g, x) => {
+        const a = g.node("Mul", [x, g.constant([], [2.7])]);
+        return g.node("Sum", [g.node("Floor", [a]), g.node("Ceil", [a]), g.node("Round", [a]), g.node("Sign", [x]), g.node("Tanh", [x])]);
+      },
+      { gap: 0.05 },
+    );
   });
 
   it("Pow with a constant (float or integer) exponent, Clip, Cast float->float", async () => {
@@ -172,8 +192,9 @@ describe("gradient rules match finite differences", () => {
     );
   });
 
-  it("MaxPool: 2x2 stride 2, and overlapping 3x3 stride 2 windows with pads", async () => {
+  it("MaxPool: 2x2 stride 2, overlapping 3x3 stride 2 windows with pads, and its own Indices output", async () => {
     await fdCase([2, 4, 6], (g, x) => g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] }));
+    await fdCase([2, 5, 5], (g, x) => g.node("MaxPool", [x], { kernel_shape: [3, 3], strides: [2, 2] }, ["pooled", "indices"]));
     await fdCase([2, 5, 5], (g, x) => g.node("MaxPool", [x], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }));
   });
 
@@ -286,6 +307,68 @@ describe("gradient rules match finite differences", () => {
     });
   });
 
+  it("ReduceMax, ReduceMin (axes attribute with keepdims 0/1, axes input, noop_with_empty_axes), GlobalMaxPool", async () => {
+    await fdCase([3, 4], (g, x) => g.node("ReduceMax", [x], { axes: [1], keepdims: 0 }));
+    await fdCase([3, 4], (g, x) => g.node("ReduceMin", [x], { axes: [1, -1], keepdims: 1 }));
+    await fdCase([3, 4], (g, x) => g.node("ReduceMax", [x, g.constantInt64([-1])], { keepdims: 0 }), { opset: 18 });
+    await fdCase([3, 4], (g, x) => g.node("ReduceMin", [g.node("Sigmoid", [x]), g.constantInt64([])], { noop_with_empty_axes: 1 }), { opset: 18 });
+    await fdCase([3, 4, 5], (g, x) => g.node("GlobalMaxPool", [x]));
+  });
+
+  it("a CBAM block: channel attention from GlobalMaxPool/GlobalAveragePool, spatial attention from ReduceMax/ReduceMean over channels", async () => {
+    await fdCase([4, 5, 5], (g, x) => {
+      const mlp = (t: string): string => g.node("Conv", [g.node("Relu", [g.node("Conv", [t, weights(g, [2, 4, 1, 1], 71)], { kernel_shape: [1, 1] })]), weights(g, [4, 2, 1, 1], 72)], { kernel_shape: [1, 1] });
+      const channel = g.node("Sigmoid", [g.node("Add", [mlp(g.node("GlobalMaxPool", [x])), mlp(g.node("GlobalAveragePool", [x]))])]);
+      const f = g.node("Mul", [x, channel]);
+      const pooled = g.node("Concat", [g.node("ReduceMax", [f], { axes: [1], keepdims: 1 }), g.node("ReduceMean", [f], { axes: [1], keepdims: 1 })], { axis: 1 });
+      const spatial = g.node("Sigmoid", [g.node("Conv", [pooled, weights(g, [1, 2, 3, 3], 73)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]);
+      return g.node("Mul", [f, spatial]);
+    });
+  });
+
+  it("Max, Min: n inputs with broadcasting, constants among them", async () => {
+    await fdCase([2, 3, 4], (g, x) => g.node("Max", [x, g.node("ReduceMean", [x], { axes: [2], keepdims: 1 }), g.constant([4], [-0.5, 0.2, 0, 0.5])]));
+    await fdCase([2, 3, 4], (g, x) => g.node("Min", [g.node("Tanh", [x]), g.node("ReduceSum", [x, g.constantInt64([1])], { keepdims: 1 })]));
+    await fdCase([2, 3], (g, x) => g.node("Max", [g.node("Sigmoid", [x])]));
+  });
+
+  it("ReduceL2, ReduceSumSquare (axes attribute and input, keepdims 0, noop_with_empty_axes), F.normalize's export", async () => {
+    await fdCase([3, 4], (g, x) => g.node("ReduceL2", [x], { axes: [2], keepdims: 0 }));
+    await fdCase([3, 4], (g, x) => g.node("ReduceSumSquare", [x, g.constantInt64([1])], { keepdims: 1 }), { opset: 18 });
+    await fdCase([3, 4], (g, x) => g.node("ReduceL2", [x, g.constantInt64([])], { noop_with_empty_axes: 1 }), { opset: 18, gap: 0.05 });
+    await fdCase([3, 4], (g, x) => {
+      const norm = g.node("Clip", [g.node("ReduceL2", [x], { axes: [1], keepdims: 1 }), g.constant([], [1e-12])]);
+      return g.node("Div", [x, g.node("Expand", [norm, g.node("Shape", [x])])]);
+    });
+  });
+
+  it("ReduceLogSumExp (axes attribute and input, keepdims 0)", async () => {
+    await fdCase([3, 4], (g, x) => g.node("ReduceLogSumExp", [g.node("Mul", [x, g.constant([], [3])])], { axes: [1, 2], keepdims: 0 }));
+    await fdCase([3, 4], (g, x) => g.node("ReduceLogSumExp", [x, g.constantInt64([-1])], { keepdims: 1 }), { opset: 18 });
+  });
+
+  it("MaxUnpool after a MaxPool that outputs its Indices (default output size, and output_shape for odd sizes)", async () => {
+    await fdCase([2, 4, 6], (g, x) => {
+      g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] }, ["pooled", "indices"]);
+      return g.node("MaxUnpool", [g.node("Tanh", ["pooled"]), "indices"], { kernel_shape: [2, 2], strides: [2, 2] });
+    });
+    await fdCase([2, 5, 5], (g, x) => {
+      g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] }, ["pooled", "indices"]);
+      return g.node("MaxUnpool", [g.node("Mul", ["pooled", "pooled"]), "indices", g.node("Shape", [x])], { kernel_shape: [2, 2], strides: [2, 2] });
+    });
+  });
+
+  it("DepthToSpace (DCR and CRD), SpaceToDepth", async () => {
+    await fdCase([8, 2, 3], (g, x) => g.node("DepthToSpace", [x], { blocksize: 2 }));
+    await fdCase([8, 2, 3], (g, x) => g.node("DepthToSpace", [x], { blocksize: 2, mode: "CRD" }));
+    await fdCase([2, 4, 6], (g, x) => g.node("SpaceToDepth", [x], { blocksize: 2 }));
+  });
+
+  it("Tile", async () => {
+    await fdCase([2, 3], (g, x) => g.node("Tile", [g.node("Sigmoid", [x]), g.constantInt64([1, 2, 3])]));
+    await fdCase([2, 3], (g, x) => g.node("Tile", [x, g.constantInt64([1, 1, 1])]));
+  });
+
   it("a U-Net-like block: Conv, Relu, MaxPool, Resize, Concat, Sigmoid", async () => {
     await fdCase(
       [2, 6, 6],
@@ -358,9 +441,23 @@ describe("gradient graph contract", () => {
   });
 
   it("refuses an op without a rule, naming the op and the node", () => {
-    const bytes = tiny([3], (g, x) => g.node("Cos", [x], {}, undefined, "/block/trig/Cos"));
+    const bytes = tiny([3], (g, x) => g.node("LpNormalization", [x], {}, undefined, "/block/norm/LpNormalization"));
     expect(() => buildGradientModel(parseModel(bytes))).toThrow(SegcauseError);
-    expect(() => buildGradientModel(parseModel(bytes))).toThrow(/Cos node '\/block\/trig\/Cos'/);
+    expect(() => buildGradientModel(parseModel(bytes))).toThrow(/LpNormalization node '\/block\/norm\/LpNormalization'/);
+  });
+
+  it("ties among maxima (minima) share the gradient evenly", async () => {
+    const x = Float32Array.from([1, 3, 3, 2]);
+    const reduce = await ruleRun(tiny([4], (g, t) => g.node("ReduceMax", [t], { axes: [1], keepdims: 1 })), [1, 4], x, Float32Array.from([1]), "gradient");
+    expect(Array.from(reduce.grad, (v) => v + 0)).toEqual([0, 0.5, 0.5, 0]);
+    const min = await ruleRun(tiny([4], (g, t) => g.node("Min", [t, g.constant([4], [1, 3, 0, 2])])), [1, 4], x, Float32Array.from([1, 1, 1, 1]), "gradient");
+    expect(Array.from(min.grad, (v) => v + 0)).toEqual([0.5, 0.5, 0, 0.5]);
+  });
+
+  it("an op whose rule contributes nothing (Floor) leaves a zero gradient", async () => {
+    const bytes = tiny([3], (g, x) => g.node("Floor", [g.node("Mul", [x, g.constant([], [3])])]));
+    const { grad } = await ruleRun(bytes, [1, 3], Float32Array.from([0.5, -1, 2.2]), Float32Array.from([1, 1, 1]), "gradient");
+    expect(Array.from(grad, (v) => v + 0)).toEqual([0, 0, 0]);
   });
 
   it("an op segcause cannot infer is refused on the path to the output, ignored off it", () => {
@@ -443,6 +540,19 @@ describe("guided backpropagation", () => {
     const { grad } = await ruleRun(bytes, [1, 4], Float32Array.from([1, -1, 2, -2]), Float32Array.from([0.5, 0.5, -0.5, -0.5]), "guided");
     expect(Array.from(grad, (v) => v + 0)).toEqual([0.5, 0.125, 0, 0]);
   });
+
+  it("ThresholdedRelu is gated like Relu; max ops route g as the gradient does", async () => {
+    const bytes = tiny([4], (g, x) => g.node("ThresholdedRelu", [x], { alpha: 0.5 }));
+    const { grad } = await ruleRun(bytes, [1, 4], Float32Array.from([1, -1, 2, 0.2]), Float32Array.from([0.5, 0.5, -0.5, -0.5]), "guided");
+    expect(Array.from(grad, (v) => v + 0)).toEqual([0.5, 0, 0, 0]);
+    const maxes = tiny([2, 3], (g, x) => g.node("Max", [g.node("ReduceMax", [x], { axes: [2], keepdims: 1 }), g.node("GlobalMaxPool", [x])]));
+    const x = values(6, 3);
+    const seed = Float32Array.from([0.5, -1]);
+    const guided = await ruleRun(maxes, [1, 2, 3], x, seed, "guided");
+    const plain = await ruleRun(maxes, [1, 2, 3], x, seed, "gradient");
+    expect(Array.from(guided.grad)).toEqual(Array.from(plain.grad));
+    expect(plain.grad.some((v) => v !== 0)).toBe(true);
+  });
 });
 
 describe("DeepLIFT rescale rule", () => {
@@ -461,9 +571,9 @@ describe("DeepLIFT rescale rule", () => {
   });
 
   /** Σ m·(x - x_ref) against Σ seed·(f(x) - f(x_ref)). */
-  async function completeness(bytes: Uint8Array, dims: number[], seedValue = 7): Promise<[number, number]> {
+  async function completeness(bytes: Uint8Array, dims: number[], seedValue = 7, reference?: Float32Array): Promise<[number, number]> {
     const x = values(prod(dims), seedValue, -1, 1);
-    const r = values(prod(dims), seedValue + 1, -0.5, 0.5);
+    const r = reference ?? values(prod(dims), seedValue + 1, -0.5, 0.5);
     const yx = (await run(bytes, { x: new ort.Tensor("float32", x, dims) }))["y"] as ort.Tensor;
     const yr = (await run(bytes, { x: new ort.Tensor("float32", r, dims) }))["y"].data as Float32Array;
     const seed = values(yx.data.length, 5, 0, 1);
@@ -508,6 +618,63 @@ describe("DeepLIFT rescale rule", () => {
     expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
   });
 
+  it("sums to delta through max ops, norms, Tile and the other elementwise nonlinearities", async () => {
+    const bytes = tiny([2, 4, 4], (g, x) => {
+      const h = g.node("Conv", [x, weights(g, [8, 2, 3, 3], 81)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] });
+      const acts = [
+        g.node("Mish", [h]),
+        g.node("Selu", [h]),
+        g.node("Celu", [h], { alpha: 0.7 }),
+        g.node("Softsign", [h]),
+        g.node("ThresholdedRelu", [h], { alpha: 0.2 }),
+        g.node("Sin", [h]),
+        g.node("Cos", [h]),
+        g.node("Round", [g.node("Mul", [h, g.constant([], [2])])]),
+        g.node("Sign", [h]),
+      ];
+      const f = g.node("Sum", acts); // [N,8,4,4]
+      const gated = g.node("Mul", [f, g.node("Sigmoid", [g.node("Conv", [g.node("GlobalMaxPool", [f]), weights(g, [8, 8, 1, 1], 82)], { kernel_shape: [1, 1] })])]);
+      const extremes = g.node("Concat", [g.node("ReduceMax", [gated, g.constantInt64([1])], { keepdims: 1 }), g.node("ReduceMin", [gated, g.constantInt64([1])], { keepdims: 1 })], { axis: 1 });
+      const sp = g.node("Mul", [extremes, g.constant([], [0.1])]); // [N,2,4,4], within about ±2
+      const rows = g.node("Tile", [g.node("ReduceMin", [sp, g.constantInt64([2])], { keepdims: 1 }), g.constantInt64([1, 1, 4, 1])]);
+      // every branch of the Max and the Min wins somewhere, on the input and on the reference
+      const mm = g.node("Min", [g.node("Max", [sp, g.node("Mul", [rows, g.constant([], [0.5])]), g.constant([1], [-0.6])]), g.constant([], [1.2])]);
+      const norm = g.node("Clip", [g.node("ReduceL2", [mm, g.constantInt64([1])], { keepdims: 1 }), g.constant([], [1e-6])]);
+      const unit = g.node("Div", [mm, g.node("Expand", [norm, g.node("Shape", [mm])])]);
+      // both terms of about the same size, so that any wrong multiplier shows
+      const ss = g.node("Mul", [g.node("ReduceSumSquare", [gated, g.constantInt64([1])], { keepdims: 1 }), g.constant([], [0.002])]);
+      return g.node("Add", [g.node("Conv", [unit, weights(g, [1, 2, 1, 1], 83)], { kernel_shape: [1, 1] }), ss]);
+    }, [], 18);
+    const [lhs, rhs] = await completeness(bytes, [1, 2, 4, 4], 9);
+    expect(Math.abs(rhs)).toBeGreaterThan(0.01);
+    expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
+  });
+
+  it("sums to delta through ReduceLogSumExp and DepthToSpace/SpaceToDepth", async () => {
+    const bytes = tiny([2, 4, 4], (g, x) => {
+      const h = g.node("Tanh", [g.node("Conv", [x, weights(g, [8, 2, 3, 3], 84)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]);
+      const f = g.node("SpaceToDepth", [g.node("DepthToSpace", [g.node("Mul", [h, g.constant([], [4])])], { blocksize: 2, mode: "CRD" })], { blocksize: 2 });
+      const lse = g.node("ReduceLogSumExp", [f, g.constantInt64([1])], { keepdims: 1 }); // [N,1,4,4]
+      return g.node("Conv", [g.node("DepthToSpace", [g.node("Mul", [f, lse])], { blocksize: 2 }), weights(g, [1, 2, 1, 1], 85)], { kernel_shape: [1, 1] });
+    }, [], 18);
+    const [lhs, rhs] = await completeness(bytes, [1, 2, 4, 4], 13);
+    expect(Math.abs(rhs)).toBeGreaterThan(0.01);
+    expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
+  });
+
+  it("the max rule stays exact where the reference's maxima tie (a constant baseline: every window alike)", async () => {
+    const bytes = tiny([2, 5, 5], (g, x) => {
+      const h = g.node("Relu", [g.node("Conv", [x, weights(g, [4, 2, 3, 3], 91)], { kernel_shape: [3, 3] })]); // no pads: constant on a constant input
+      const both = g.node("Concat", [g.node("GlobalMaxPool", [h]), g.node("ReduceMin", [h], { axes: [2, 3], keepdims: 1 })], { axis: 1 });
+      const pooled = g.node("Conv", [both, weights(g, [4, 8, 1, 1], 92)], { kernel_shape: [1, 1] });
+      const spatial = g.node("Max", [h, g.node("Mul", [h, g.constant([], [0.5])]), g.node("ReduceMax", [h], { axes: [1], keepdims: 1 })]);
+      return g.node("Sigmoid", [g.node("Conv", [g.node("Add", [spatial, pooled]), weights(g, [1, 4, 1, 1], 93)], { kernel_shape: [1, 1] })]);
+    });
+    const [lhs, rhs] = await completeness(bytes, [1, 2, 5, 5], 11, new Float32Array(50).fill(0.4));
+    expect(Math.abs(rhs)).toBeGreaterThan(0.01);
+    expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
+  });
+
   it("at an intermediate layer: Σ m_T·(T - T_ref) over the returned activations equals the output delta", async () => {
     const g = new GraphBuilder("layer");
     const x = g.input("x", ["N", 2, 6, 6]);
@@ -540,6 +707,13 @@ describe("DeepLIFT rescale rule", () => {
   });
 });
 
+/** The image input's dims, batch 2 where it is symbolic. */
+function inputDims(model: ReturnType<typeof parseModel>): number[] {
+  const t = model.graph!.input[0].type!.value;
+  if (t.case !== "tensorType") throw new Error("the image input is not a tensor");
+  return t.value.shape!.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : 2));
+}
+
 describe("shipped zoo models", () => {
   const models = readdirSync(join(ROOT, "models")).filter((f) => f.endsWith(".onnx"));
   it.each(models)("%s: gradient graph builds and runs; forward output unchanged", async (file) => {
@@ -547,7 +721,7 @@ describe("shipped zoo models", () => {
     const model = parseModel(bytes);
     const gm = buildGradientModel(model);
     // batch 2: the batch dimension stays dynamic through the backward pass
-    const dims = model.graph!.input[0].type!.value.value!.shape!.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : 2));
+    const dims = inputDims(model);
     const x = values(prod(dims), 13, 0, 1);
     const fwd = (await run(bytes, { image: new ort.Tensor("float32", x, dims) }))["mask"] as ort.Tensor;
     const seed = new Float32Array(fwd.data.length);
@@ -568,7 +742,7 @@ describe("static shape inference", () => {
     const model = parseModel(bytes);
     const infos = inferStatic(model, 2);
     const names = tensorNames(model);
-    const dims = model.graph!.input[0].type!.value.value!.shape!.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : 2));
+    const dims = inputDims(model);
     const res = await run(exposeTensors(model, names), { image: new ort.Tensor("float32", new Float32Array(prod(dims)).fill(0.5), dims) });
     for (const n of names) {
       expect(infos.get(n)!.dims, n).toEqual([...(res[n] as ort.Tensor).dims]);

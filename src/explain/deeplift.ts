@@ -44,7 +44,7 @@ export function explainDeepLift(model: Model, kase: Case, target: TargetSpec, op
     const notes = [`baseline: ${describe}`, c.note];
     // InstanceNormalization is also how PyTorch exports GroupNorm.
     const nonLocal = model.graph.opTypes.filter((op) => op === "Softmax" || op === "LayerNormalization" || op === "InstanceNormalization");
-    const switches = model.graph.opTypes.filter((op) => ["Equal", "Greater", "Less", "Where", "ArgMax", "ArgMin"].includes(op));
+    const switches = model.graph.opTypes.filter((op) => ["Equal", "Greater", "Less", "Where", "ArgMax", "ArgMin", "MaxUnpool"].includes(op));
     if (c.gap > 0.05) {
       const why = [
         ...(nonLocal.length ? [`${nonLocal.join(" and ")} use their gradient at x, not a DeepLIFT multiplier`] : []),

@@ -52,15 +52,20 @@ export interface GradientGraphOptions {
   wrt?: string[];
   /**
    * "gradient" = true gradient. "guided" = guided backprop: Relu passes only positive gradient where
-   * its input was positive; LeakyRelu and PRelu pass max(g, 0)·f'(x). "deeplift" = DeepLIFT rescale
-   * rule: every elementwise nonlinearity (Relu, LeakyRelu, PRelu, Elu, Sigmoid, Tanh, Gelu, Erf, Exp,
-   * Log, Sqrt, Pow with a constant exponent, Abs, Clip, Softplus, HardSigmoid, HardSwish, Reciprocal)
-   * uses the multiplier (f(x)-f(x_ref))/(x-x_ref), falling back to f'(x) where |x-x_ref| <= 1e-5;
-   * products of two input-dependent tensors (Mul, MatMul, Gemm, Div) use the exact product rule with
-   * the mean of the actual and reference factors; MaxPool uses the DeepLIFT/Captum max rule; linear
-   * ops use their gradient. Softmax, LayerNormalization and InstanceNormalization are not elementwise
-   * and use their gradient at x, and comparisons (e.g. SegNet's Equal switch masks) carry no
-   * multiplier, so summation-to-delta holds exactly only for networks without them.
+   * its input was positive; LeakyRelu, PRelu and ThresholdedRelu pass max(g, 0)·f'(x); every other op
+   * (max ops included) uses its gradient. "deeplift" = DeepLIFT rescale rule: every elementwise
+   * nonlinearity (Relu, LeakyRelu, PRelu, ThresholdedRelu, Elu, Selu, Celu, Sigmoid, Tanh, Gelu, Mish,
+   * Erf, Exp, Log, Sqrt, Pow with a constant exponent, Abs, Clip, Softplus, Softsign, HardSigmoid,
+   * HardSwish, Reciprocal, Sin, Cos, and the steps Floor, Ceil, Round, Sign) uses the multiplier
+   * (f(x)-f(x_ref))/(x-x_ref), falling back to f'(x) where |x-x_ref| <= 1e-5; products of two
+   * input-dependent tensors (Mul, MatMul, Gemm, Div) use the exact product rule with the mean of the
+   * actual and reference factors; max ops (MaxPool, GlobalMaxPool, ReduceMax/Min, Max/Min) use the
+   * DeepLIFT/Captum max rule; ReduceSumSquare, ReduceL2 and ReduceLogSumExp chain the secants of their
+   * elementwise parts, so they are exact too; linear ops use their gradient. Softmax,
+   * LayerNormalization and InstanceNormalization are not elementwise and use their gradient at x, and
+   * switches (comparisons, e.g. SegNet's Equal masks, and MaxUnpool, which scatters by the actual
+   * input's indices) carry no multiplier, so summation-to-delta holds exactly only for networks
+   * without them.
    */
   rule?: BackwardRule;
 }
@@ -179,8 +184,9 @@ class Emitter {
     return this.op1("Mul", [a, b]);
   }
 
+  /** ReduceSum over `axes`; no axes is the identity (ONNX's default would reduce every axis). */
   reduceSum(x: string, axes: number[], keep = true): string {
-    return this.op1("ReduceSum", [x, this.ints(axes)], { keepdims: { i: keep ? 1 : 0 } });
+    return this.op1("ReduceSum", [x, this.ints(axes)], { keepdims: { i: keep ? 1 : 0 }, noop_with_empty_axes: { i: 1 } });
   }
 
   sum(xs: string[]): string {
@@ -245,15 +251,22 @@ function factor(c: Ctx, t: string): string {
   return c.e.mul(c.e.op1("Add", [t, r]), c.e.scalar(0.5));
 }
 
-/** DeepLIFT multiplier of y = f(x): secant where x moved, derivative `d` elsewhere. */
-function rescale(c: Ctx, x: string, y: string, d: string): string {
+/** DeepLIFT: `num` / (x - x_ref) where x moved, `fallback` (the derivative's term) elsewhere. */
+function perDelta(c: Ctx, x: string, num: string, fallback: string): string {
   const e = c.e;
   const dx = e.op1("Sub", [x, c.ref(x)]);
-  const dy = e.op1("Sub", [y, c.ref(y)]);
   const moved = e.op1("Greater", [e.op1("Abs", [dx]), e.scalar(DEEPLIFT_EPS)]);
   const safe = e.op1("Where", [moved, dx, e.scalar(1)]);
-  return e.op1("Where", [moved, e.op1("Div", [dy, safe]), d]);
+  return e.op1("Where", [moved, e.op1("Div", [num, safe]), fallback]);
 }
+
+/** DeepLIFT multiplier of y = f(x): secant where x moved, derivative `d` elsewhere. */
+function rescale(c: Ctx, x: string, y: string, d: string): string {
+  return perDelta(c, x, c.e.op1("Sub", [y, c.ref(y)]), d);
+}
+
+/** The rectifiers guided backprop gates (Springenberg et al. define it at ReLUs). */
+const GUIDED = new Set(["Relu", "LeakyRelu", "PRelu", "ThresholdedRelu"]);
 
 /** y = f(x) elementwise (other inputs constant); `deriv` emits f'(x) from x and y. */
 function unary(deriv: (c: Ctx, x: string, y: string) => string): Rule {
@@ -262,11 +275,25 @@ function unary(deriv: (c: Ctx, x: string, y: string) => string): Rule {
     const x = c.node.input[0];
     const y = c.node.output[0];
     const d = deriv(c, x, y);
-    const guidedOp = c.node.opType === "Relu" || c.node.opType === "LeakyRelu" || c.node.opType === "PRelu";
-    if (c.rule === "guided" && guidedOp) return [c.e.mul(c.e.op1("Relu", [g0(c)]), d)];
+    if (c.rule === "guided" && GUIDED.has(c.node.opType)) return [c.e.mul(c.e.op1("Relu", [g0(c)]), d)];
     if (c.rule === "deeplift") return [c.e.mul(g0(c), rescale(c, x, y, d))];
     return [c.e.mul(g0(c), d)];
   };
+}
+
+/**
+ * Piecewise-constant ops (Floor, Ceil, Round, Sign): zero gradient, so no contribution at all (a tensor
+ * no gradient reaches gets zeros). DeepLIFT's secant still carries the jump between x_ref and x.
+ */
+const stepRule: Rule = (c) => {
+  only(c, 0);
+  if (c.rule !== "deeplift") return [undefined];
+  return [c.e.mul(g0(c), rescale(c, c.node.input[0], c.node.output[0], c.e.scalar(0)))];
+};
+
+/** f'(x) of a function defined piecewise at 0: `pos` where x > 0, `neg` elsewhere. */
+function bySign(c: Ctx, x: string, pos: string, neg: string): string {
+  return c.e.op1("Where", [c.e.op1("Greater", [x, c.e.scalar(0)]), pos, neg]);
 }
 
 const passThrough: Rule = (c) => {
@@ -314,7 +341,8 @@ function clipDeriv(c: Ctx, x: string): string {
 
 const UNARY: Record<string, Rule> = {
   Relu: unary((c, x) => c.e.mask(c.e.op1("Greater", [x, c.e.scalar(0)]))),
-  LeakyRelu: unary((c, x) => c.e.op1("Where", [c.e.op1("Greater", [x, c.e.scalar(0)]), c.e.scalar(1), c.e.scalar(attrFloat(c.node, "alpha", 0.01))])),
+  LeakyRelu: unary((c, x) => bySign(c, x, c.e.scalar(1), c.e.scalar(attrFloat(c.node, "alpha", 0.01)))),
+  ThresholdedRelu: unary((c, x) => c.e.mask(c.e.op1("Greater", [x, c.e.scalar(attrFloat(c.node, "alpha", 1))]))),
   Sigmoid: unary((c, _x, y) => c.e.mul(y, c.e.op1("Sub", [c.e.scalar(1), y]))),
   Tanh: unary((c, _x, y) => c.e.op1("Sub", [c.e.scalar(1), c.e.mul(y, y)])),
   Gelu: unary((c, x) => gelu(c, x)),
@@ -326,10 +354,26 @@ const UNARY: Record<string, Rule> = {
   Abs: unary((c, x) => c.e.op1("Sign", [x])),
   Softplus: unary((c, x) => c.e.op1("Sigmoid", [x])),
   Clip: unary(clipDeriv),
-  Elu: unary((c, x, y) => {
-    const alpha = c.e.scalar(attrFloat(c.node, "alpha", 1));
-    return c.e.op1("Where", [c.e.op1("Greater", [x, c.e.scalar(0)]), c.e.scalar(1), c.e.op1("Add", [y, alpha])]);
+  // Below 0, Elu = a·(exp(x) - 1), Selu = g·a·(exp(x) - 1), Celu = a·(exp(x/a) - 1): f' = y + a, y + g·a, y/a + 1.
+  Elu: unary((c, x, y) => bySign(c, x, c.e.scalar(1), c.e.op1("Add", [y, c.e.scalar(attrFloat(c.node, "alpha", 1))]))),
+  Selu: unary((c, x, y) => {
+    const gamma = attrFloat(c.node, "gamma", 1.05070102214813232421875);
+    return bySign(c, x, c.e.scalar(gamma), c.e.op1("Add", [y, c.e.scalar(attrFloat(c.node, "alpha", 1.67326319217681884765625) * gamma)]));
   }),
+  Celu: unary((c, x, y) => bySign(c, x, c.e.scalar(1), c.e.op1("Add", [c.e.mul(y, c.e.scalar(1 / attrFloat(c.node, "alpha", 1))), c.e.scalar(1)]))),
+  // f = x·tanh(softplus(x)): f' = t + x·(1 - t^2)·sigmoid(x), t = tanh(softplus(x))
+  Mish: unary((c, x) => {
+    const e = c.e;
+    const t = e.op1("Tanh", [e.op1("Softplus", [x])]);
+    return e.op1("Add", [t, e.mul(e.mul(x, e.op1("Sub", [e.scalar(1), e.mul(t, t)])), e.op1("Sigmoid", [x]))]);
+  }),
+  // f = x/(1 + |x|): f' = 1/(1 + |x|)^2
+  Softsign: unary((c, x) => {
+    const d = c.e.op1("Add", [c.e.scalar(1), c.e.op1("Abs", [x])]);
+    return c.e.op1("Reciprocal", [c.e.mul(d, d)]);
+  }),
+  Sin: unary((c, x) => c.e.op1("Cos", [x])),
+  Cos: unary((c, x) => c.e.op1("Neg", [c.e.op1("Sin", [x])])),
   HardSigmoid: unary((c, x) => {
     // f = clip(alpha·x + beta, 0, 1): f' = alpha inside (0, 1), 0 outside
     const alpha = attrFloat(c.node, "alpha", 0.2);
@@ -343,7 +387,7 @@ const UNARY: Record<string, Rule> = {
     const mid = e.op1("Add", [e.mul(x, e.scalar(1 / 3)), e.scalar(0.5)]);
     return e.op1("Where", [e.op1("Less", [x, e.scalar(-3)]), e.scalar(0), e.op1("Where", [e.op1("Greater", [x, e.scalar(3)]), e.scalar(1), mid])]);
   }),
-  PRelu: unary((c, x) => c.e.op1("Where", [c.e.op1("Greater", [x, c.e.scalar(0)]), c.e.scalar(1), c.e.op1("Expand", [c.node.input[1], c.e.shape(x)])])),
+  PRelu: unary((c, x) => bySign(c, x, c.e.scalar(1), c.e.op1("Expand", [c.node.input[1], c.e.shape(x)]))),
   Pow: unary((c, x) => {
     const p0 = c.node.input[1];
     const p = c.info(p0).dtype === DT.FLOAT ? p0 : c.e.op1("Cast", [p0], { to: { i: DT.FLOAT } }); // Pow allows an integer exponent
@@ -512,23 +556,47 @@ function unpool(c: Ctx, values: string, indices: string, x: string): string {
   return e.reshapeLike(scattered, x);
 }
 
+/** Sends per-output values to the arg-max (arg-min) positions of the actual (ref = false) or reference pass. */
+type Route = (values: string, ref: boolean) => string;
+
+/**
+ * The backward pass of a max-like op (MaxPool, GlobalMaxPool, ReduceMax/Min, Max/Min), for input x:
+ * the gradient routes g to the actual argmax. DeepLIFT's max rule (as Captum's) splits
+ * y - y_ref = (top - y_ref) + (y - top), top = max(y, y_ref) (min for Min ops): the first part goes to the
+ * actual argmax, the second to the reference argmax, each divided by x - x_ref there. Either part is
+ * nonzero only where its argmax moved, so the contributions sum to the output's delta exactly.
+ */
+function maxLike(c: Ctx, top: "Max" | "Min"): (x: string, route: Route) => string {
+  const e = c.e;
+  const g = g0(c);
+  if (c.rule !== "deeplift") return (_x, route) => route(g, false);
+  const y = c.node.output[0];
+  const t = e.op1(top, [y, c.ref(y)]);
+  const toActual = e.mul(g, e.op1("Sub", [t, c.ref(y)]));
+  const toRef = e.mul(g, e.op1("Sub", [y, t]));
+  return (x, route) => perDelta(c, x, e.op1("Add", [route(toActual, false), route(toRef, true)]), route(g, false));
+}
+
+/** Values for the actual (ref = false) and reference passes, each built on first use only. */
+function perPass<T>(build: (ref: boolean) => T): (ref: boolean) => T {
+  const memo = new Map<boolean, T>();
+  return (ref) => (memo.has(ref) ? memo.get(ref)! : memo.set(ref, build(ref)).get(ref)!);
+}
+
 const maxPoolRule: Rule = (c) => {
   only(c, 0);
   if (attrInt(c.node, "storage_order", 0) !== 0) fail(`${describeNode(c.node)}: MaxPool with storage_order=1 is not supported in gradient graphs`);
   const x = c.node.input[0];
-  const [y, idx] = c.node.output;
-  const grad = unpool(c, g0(c), idx, x);
-  if (c.rule !== "deeplift") return [grad];
-  // DeepLIFT max rule (as Captum's): y - y_ref = (max(y, y_ref) - y_ref) + (y - max(y, y_ref)), the first
-  // part routed to the actual argmax, the second to the reference argmax, then divided by x - x_ref.
-  const e = c.e;
-  const top = e.op1("Max", [y, c.ref(y)]);
-  const toActual = unpool(c, e.mul(g0(c), e.op1("Sub", [top, c.ref(y)])), idx, x);
-  const toRef = unpool(c, e.mul(g0(c), e.op1("Sub", [y, top])), c.ref(idx), x);
-  const dx = e.op1("Sub", [x, c.ref(x)]);
-  const moved = e.op1("Greater", [e.op1("Abs", [dx]), e.scalar(DEEPLIFT_EPS)]);
-  const safe = e.op1("Where", [moved, dx, e.scalar(1)]);
-  return [e.op1("Where", [moved, e.op1("Div", [e.op1("Add", [toActual, toRef]), safe]), grad])];
+  // The pool's Indices output (its own, or the one buildGradientModel adds): one argmax per window.
+  const idx = c.node.output[1];
+  return [maxLike(c, "Max")(x, (v, ref) => unpool(c, v, ref ? c.ref(idx) : idx, x))];
+};
+
+/** MaxUnpool scatters X to flat indices over the whole output: each X element's gradient is gY there. */
+const maxUnpoolRule: Rule = (c) => {
+  only(c, 0);
+  const [, indices] = c.node.input;
+  return [c.e.op1("Gather", [c.e.op1("Reshape", [g0(c), c.e.ints([-1])]), indices], { axis: { i: 0 } })];
 };
 
 /** Number of input positions each output position of a pooling window averages (per axis). */
@@ -580,19 +648,161 @@ const globalAveragePoolRule: Rule = (c) => {
   return [c.e.op1("Expand", [c.e.mul(g0(c), c.e.scalar(1 / area)), c.e.shape(x)])];
 };
 
-/** Reduce ops: the gradient of each output element spreads back over the elements it reduced. */
-function reduceRule(mean: boolean): Rule {
+interface Reduction {
+  x: string;
+  /** reduced axes of x (none: noop_with_empty_axes, where y is f(x) elementwise) */
+  axes: number[];
+  /** a tensor shaped like y, with the reduced axes back as size 1 (so it broadcasts against x) */
+  lift: (t: string) => string;
+}
+
+/** Axes of a reduce op (attribute before opset 18, input from it; GlobalMaxPool passes its own), keepdims. */
+function reduction(c: Ctx, fixedAxes?: number[]): Reduction {
+  const x = c.node.input[0];
+  const axes = fixedAxes ?? reduceAxes(c.node, c.node.input.map((t) => (t ? c.info(t) : undefined)), c.info(x).dims.length);
+  const dropped = attrInt(c.node, "keepdims", 1) === 0 && axes.length > 0;
+  return { x, axes, lift: (t) => (dropped ? c.e.op1("Unsqueeze", [t, c.e.ints(axes)]) : t) };
+}
+
+/** A reduce op whose x-gradient `grad` emits from the reduction (for DeepLIFT: its multiplier). */
+function reduceRule(grad: (c: Ctx, r: Reduction) => string, fixedAxes?: (c: Ctx) => number[]): Rule {
   return (c) => {
     only(c, 0);
-    const x = c.node.input[0];
-    const xd = c.info(x).dims;
-    const axes = reduceAxes(c.node, c.node.input.map((t) => (t ? c.info(t) : undefined)), xd.length);
-    let g = g0(c);
-    if (attrInt(c.node, "keepdims", 1) === 0 && axes.length > 0) g = c.e.op1("Unsqueeze", [g, c.e.ints(axes)]);
-    if (mean) g = c.e.mul(g, c.e.scalar(1 / numel(axes.map((a) => xd[a]))));
-    return [c.e.op1("Expand", [g, c.e.shape(x)])];
+    return [grad(c, reduction(c, fixedAxes?.(c)))];
   };
 }
+
+/** ReduceSum, ReduceMean: each output's gradient spreads back over the elements it reduced. */
+function spread(scaled: boolean): Rule {
+  return reduceRule((c, { x, axes, lift }) => {
+    const g = lift(g0(c));
+    const n = numel(axes.map((a) => c.info(x).dims[a]));
+    return c.e.op1("Expand", [scaled ? c.e.mul(g, c.e.scalar(1 / n)) : g, c.e.shape(x)]);
+  });
+}
+
+/**
+ * ReduceMax/Min and GlobalMaxPool. Tied maxima split the gradient evenly (as torch.amax and torch.maximum
+ * do): ONNX returns no index to pick one by, an even split is a true subgradient that keeps the total
+ * passed back equal to g (routing all of g to every tie would multiply it by the tie count), and it keeps
+ * DeepLIFT's max rule exact where the reference ties (a constant baseline makes whole feature maps
+ * constant). MaxPool instead follows ONNX Runtime's one index per window, as torch's max_pool2d does.
+ */
+function extremum(top: "Max" | "Min", fixedAxes?: (c: Ctx) => number[]): Rule {
+  return reduceRule((c, { x, axes, lift }) => {
+    const e = c.e;
+    const y = c.node.output[0];
+    // 1/count at the elements attaining y, 0 elsewhere
+    const weights = perPass((ref) => {
+      const at = e.mask(e.op1("Equal", [ref ? c.ref(x) : x, lift(ref ? c.ref(y) : y)]));
+      return e.op1("Div", [at, e.reduceSum(at, axes)]);
+    });
+    return maxLike(c, top)(x, (v, ref) => e.mul(weights(ref), lift(v)));
+  }, fixedAxes);
+}
+
+/** Elementwise Max/Min of n broadcast inputs: each output's gradient goes to the inputs attaining it, ties split evenly. */
+function elementwiseExtremum(top: "Max" | "Min"): Rule {
+  return (c) => {
+    const e = c.e;
+    const y = c.node.output[0];
+    const yDims = c.info(y).dims;
+    const weights = perPass((ref) => {
+      const at = c.node.input.map((t) => e.mask(e.op1("Equal", [ref ? c.ref(t) : t, ref ? c.ref(y) : y])));
+      const inv = e.op1("Reciprocal", [e.sum(at)]);
+      return at.map((m) => e.mul(m, inv));
+    });
+    const pass = maxLike(c, top);
+    return c.node.input.map((t, k) => (c.need[k] ? unbroadcast(c, pass(t, (v, ref) => e.mul(v, weights(ref)[k])), yDims, t) : undefined));
+  };
+}
+
+/**
+ * ReduceSumSquare y = Σ x², ReduceL2 y = sqrt(Σ x²), ReduceLogSumExp y = log Σ exp(x). For DeepLIFT,
+ * the secants of x² (x + x_ref), sqrt and log chain to exact multipliers.
+ */
+const reduceSumSquareRule = reduceRule((c, { x, lift }) => c.e.mul(lift(g0(c)), c.e.mul(factor(c, x), c.e.scalar(2))));
+
+// dy/dx = x/y; DeepLIFT: (x + x_ref)/(y + y_ref), i.e. the same with mean factors. That denominator is 0
+// only where every x (and x_ref) is 0: the floor keeps 0·(g/0) at 0 there (PyTorch's subgradient), not NaN.
+const reduceL2Rule = reduceRule((c, { x, lift }) => {
+  const y = factor(c, c.node.output[0]);
+  return c.e.mul(lift(c.e.op1("Div", [g0(c), c.e.op1("Max", [y, c.e.scalar(1e-30)])])), factor(c, x));
+});
+
+// dy/dx = exp(x - y) (softmax). DeepLIFT: the exp secant at x over the exp secant at y (the log secant's
+// inverse), both scaled by exp(-M), M = max(y, y_ref) >= every x, x_ref, so no exponential overflows.
+const reduceLogSumExpRule = reduceRule((c, { x, lift }) => {
+  const e = c.e;
+  const y = c.node.output[0];
+  if (c.rule !== "deeplift") return e.mul(lift(g0(c)), e.op1("Exp", [e.op1("Sub", [x, lift(y)])]));
+  const expSecant = (t: string, m: string): string => {
+    const scaled = (v: string): string => e.op1("Exp", [e.op1("Sub", [v, m])]);
+    return perDelta(c, t, e.op1("Sub", [scaled(t), scaled(c.ref(t))]), scaled(t));
+  };
+  const m = e.op1("Max", [y, c.ref(y)]);
+  return e.mul(lift(e.op1("Div", [g0(c), expSecant(y, m)])), expSecant(x, lift(m)));
+});
+
+const spatialAxes = (c: Ctx): number[] => [...Array(c.info(c.node.input[0]).dims.length).keys()].slice(2);
+
+function inversePerm(perm: number[]): number[] {
+  const inverse = new Array<number>(perm.length);
+  perm.forEach((p, i) => (inverse[p] = i));
+  return inverse;
+}
+
+/**
+ * Gradient of a rearrangement y = Reshape(Transpose(Reshape(x, dims), perm)), the form the ONNX spec
+ * defines DepthToSpace and SpaceToDepth in: the inverse rearrangement of g. dims[0] is the batch.
+ */
+function rearrangeBack(c: Ctx, dims: number[], perm: number[]): string {
+  const e = c.e;
+  const permuted = perm.map((p) => dims[p]);
+  permuted[0] = 0; // Reshape's 0 keeps the (dynamic) batch
+  const back = e.op1("Transpose", [e.op1("Reshape", [g0(c), e.ints(permuted)])], { perm: { ints: inversePerm(perm) } });
+  return e.reshapeLike(back, c.node.input[0]);
+}
+
+const depthToSpaceRule: Rule = (c) => {
+  only(c, 0);
+  const [n, ch, h, w] = c.info(c.node.input[0]).dims;
+  const b = attrInt(c.node, "blocksize", 1);
+  const crd = attrString(c.node, "mode", "DCR") === "CRD";
+  return [crd ? rearrangeBack(c, [n, ch / (b * b), b, b, h, w], [0, 1, 4, 2, 5, 3]) : rearrangeBack(c, [n, b, b, ch / (b * b), h, w], [0, 3, 4, 1, 5, 2])];
+};
+
+const spaceToDepthRule: Rule = (c) => {
+  only(c, 0);
+  const [n, ch, h, w] = c.info(c.node.input[0]).dims;
+  const b = attrInt(c.node, "blocksize", 1);
+  return [rearrangeBack(c, [n, ch, h / b, b, w / b, b], [0, 3, 5, 1, 2, 4])];
+};
+
+/** Tile: y holds r_i whole copies of x along axis i, so g viewed as [r_0, d_0, r_1, d_1, ...] sums over the r_i. */
+const tileRule: Rule = (c) => {
+  only(c, 0);
+  const [x, repeats] = c.node.input;
+  const reps = c.info(repeats).value ?? fail(`${describeNode(c.node)}: its repeats are not computable from static shapes`);
+  const view: number[] = [];
+  const copies: number[] = [];
+  let batch = false;
+  c.info(x).dims.forEach((d, i) => {
+    if (reps[i] !== 1) {
+      copies.push(view.length);
+      view.push(reps[i]);
+    }
+    if (c.dynamic(x, i) && !batch) {
+      batch = true;
+      view.push(-1); // Reshape infers it: the batch's own size
+    } else {
+      requireStaticAxis(c, x, i, "Tile");
+      view.push(d);
+    }
+  });
+  if (copies.length === 0) return [g0(c)];
+  return [c.e.reduceSum(c.e.op1("Reshape", [g0(c), c.e.ints(view)]), copies, false)];
+};
 
 const softmaxRule: Rule = (c) => {
   only(c, 0);
@@ -692,9 +902,7 @@ const transposeRule: Rule = (c) => {
   only(c, 0);
   const r = c.info(c.node.input[0]).dims.length;
   const perm = attrInts(c.node, "perm") ?? [...Array(r).keys()].reverse();
-  const inverse = new Array<number>(r);
-  perm.forEach((p, i) => (inverse[p] = i));
-  return [c.e.op1("Transpose", [g0(c)], { perm: { ints: inverse } })];
+  return [c.e.op1("Transpose", [g0(c)], { perm: { ints: inversePerm(perm) } })];
 };
 
 function requireStaticAxis(c: Ctx, t: string, axis: number, what: string): void {
@@ -929,11 +1137,24 @@ const RULES: Record<string, Rule> = {
   Expand: expandRule,
   Conv: convRule,
   ConvTranspose: convTransposeRule,
+  Floor: stepRule,
+  Ceil: stepRule,
+  Round: stepRule,
+  Sign: stepRule,
+  Max: elementwiseExtremum("Max"),
+  Min: elementwiseExtremum("Min"),
   MaxPool: maxPoolRule,
+  MaxUnpool: maxUnpoolRule,
   AveragePool: averagePoolRule,
   GlobalAveragePool: globalAveragePoolRule,
-  ReduceMean: reduceRule(true),
-  ReduceSum: reduceRule(false),
+  GlobalMaxPool: extremum("Max", spatialAxes),
+  ReduceMean: spread(true),
+  ReduceSum: spread(false),
+  ReduceMax: extremum("Max"),
+  ReduceMin: extremum("Min"),
+  ReduceSumSquare: reduceSumSquareRule,
+  ReduceL2: reduceL2Rule,
+  ReduceLogSumExp: reduceLogSumExpRule,
   Softmax: softmaxRule,
   LayerNormalization: layerNormRule,
   InstanceNormalization: instanceNormRule,
@@ -945,6 +1166,9 @@ const RULES: Record<string, Rule> = {
   Squeeze: reshapeBack,
   Unsqueeze: reshapeBack,
   Transpose: transposeRule,
+  DepthToSpace: depthToSpaceRule,
+  SpaceToDepth: spaceToDepthRule,
+  Tile: tileRule,
   Concat: concatRule,
   Split: splitRule,
   Slice: sliceRule,

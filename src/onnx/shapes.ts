@@ -453,6 +453,23 @@ function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: numb
     }
     case "ConvTranspose":
       return [inferConvTranspose(node, x, ins[1]!)];
+    case "DepthToSpace":
+    case "SpaceToDepth": {
+      const b = attrInt(node, "blocksize", 1);
+      const [n, c, h, w] = x.dims;
+      return [{ dtype: x.dtype, dims: op === "DepthToSpace" ? [n, c / (b * b), h * b, w * b] : [n, c * b * b, h / b, w / b] }];
+    }
+    case "MaxUnpool": {
+      if (ins[2]) {
+        if (!ins[2].value) fail(`${describeNode(node)}: its output_shape is not computable from static shapes`);
+        return [{ dtype: x.dtype, dims: [...ins[2].value] }];
+      }
+      const kernel = attrInts(node, "kernel_shape") ?? fail(`${describeNode(node)} has no kernel_shape`);
+      const r = kernel.length;
+      const s = attrInts(node, "strides") ?? new Array(r).fill(1);
+      const p = attrInts(node, "pads") ?? new Array(2 * r).fill(0);
+      return [{ dtype: x.dtype, dims: [x.dims[0], x.dims[1], ...kernel.map((k, i) => (x.dims[i + 2] - 1) * s[i] + k - p[i] - p[i + r])] }];
+    }
     case "GlobalAveragePool":
     case "GlobalMaxPool":
       return [{ dtype: x.dtype, dims: x.dims.map((d, i) => (i < 2 ? d : 1)) }];
@@ -470,6 +487,7 @@ function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: numb
     case "ReduceProd":
     case "ReduceL2":
     case "ReduceSumSquare":
+    case "ReduceLogSumExp":
     case "ArgMax":
     case "ArgMin": {
       const isArg = op.startsWith("Arg");
