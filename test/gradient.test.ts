@@ -281,6 +281,45 @@ describe("gradient rules match finite differences", () => {
     });
   });
 
+  it("Einsum: attention as MONAI's UNETR writes it (blxd,blyd->blxy, Softmax, bhxy,bhyd->bhxd)", async () => {
+    await fdCase([2, 3, 4], (g, x) => {
+      const q = g.node("Tanh", [g.node("MatMul", [x, weights(g, [4, 4], 101)])]);
+      const k = g.node("MatMul", [x, weights(g, [4, 4], 102)]);
+      const v = g.node("MatMul", [x, weights(g, [4, 4], 103)]);
+      const attn = g.node("Softmax", [g.node("Einsum", [q, k], { equation: "blxd,blyd->blxy" })], { axis: -1 });
+      return g.node("Einsum", [attn, v], { equation: "bhxy,bhyd->bhxd" });
+    });
+  });
+
+  it("Einsum in implicit form (labels appearing once, ASCII order) and with an ellipsis, broadcasting or not", async () => {
+    // "azy,yx" -> "axz": the output comes out transposed
+    await fdCase([3, 4], (g, x) => g.node("Einsum", [x, weights(g, [4, 2], 104)], { equation: "azy,yx" }));
+    await fdCase([2, 3, 4], (g, x) => g.node("Einsum", [g.node("Sigmoid", [x]), x], { equation: "...zy,...xy" }));
+    // the first operand's ellipsis [N,1] broadcasts against the second's [N,2]
+    await fdCase([2, 3, 4], (g, x) => {
+      const a = g.node("ReduceSum", [x, g.constantInt64([1])], { keepdims: 1 }); // [N,1,3,4]
+      return g.node("Einsum", [a, g.node("Transpose", [x], { perm: [0, 1, 3, 2] })], { equation: "...ij,...jk->...ik" });
+    });
+  });
+
+  it("Einsum of one operand: a summed index (ij->i) and a transpose (nij->nji)", async () => {
+    await fdCase([4], (g, x) => g.node("Einsum", [g.node("Mul", [x, x])], { equation: "ij->i" }));
+    await fdCase([3, 4], (g, x) => g.node("Einsum", [x], { equation: "nij->nji" }));
+  });
+
+  it("Einsum: an index summed within the input operand alone, size-1 labels that broadcast, three operands", async () => {
+    // i is summed inside x alone: its gradient is expanded back along i
+    await fdCase([3, 4], (g, x) => g.node("Einsum", [g.node("Mul", [x, x]), weights(g, [4, 2], 105)], { equation: "bij,jk->bk" }));
+    // j: size 4 in x, 1 in the constant (the product spreads over j); then size 1 in the input-dependent operand
+    await fdCase([3, 4], (g, x) => g.node("Einsum", [x, weights(g, [1, 2], 106)], { equation: "bij,jk->bik" }));
+    await fdCase([3, 4], (g, x) => g.node("Einsum", [g.node("ReduceSum", [x, g.constantInt64([2])], { keepdims: 1 }), weights(g, [4, 2], 107)], { equation: "bij,jk->bik" }));
+    await fdCase([2, 3], (g, x) =>
+      g.node("Einsum", [g.node("ReduceSum", [x, g.constantInt64([2])], { keepdims: 0 }), g.node("Tanh", [x]), g.node("ReduceMean", [x], { axes: [1], keepdims: 0 }), weights(g, [3], 108)], {
+        equation: "bi,bij,bj,j->bj",
+      }),
+    );
+  });
+
   it("PRelu (per-channel slope), InstanceNormalization", async () => {
     await fdCase([3, 4], (g, x) => g.node("PRelu", [x, g.constant([3, 1], [0.1, 0.5, -0.3])]), { gap: 0.05 });
     await fdCase([2, 3, 4], (g, x) => g.node("InstanceNormalization", [x, g.constant([2], [1.5, -0.5]), g.constant([2], [0.1, 0.2])], { epsilon: 1e-5 }));
@@ -444,6 +483,11 @@ describe("gradient graph contract", () => {
     const bytes = tiny([3], (g, x) => g.node("LpNormalization", [x], {}, undefined, "/block/norm/LpNormalization"));
     expect(() => buildGradientModel(parseModel(bytes))).toThrow(SegcauseError);
     expect(() => buildGradientModel(parseModel(bytes))).toThrow(/LpNormalization node '\/block\/norm\/LpNormalization'/);
+  });
+
+  it("refuses the gradient of an Einsum with a repeated label in one operand (a diagonal), naming the node", () => {
+    const bytes = tiny([3, 3], (g, x) => g.node("Einsum", [x], { equation: "bii->bi" }, undefined, "/attn/Einsum"));
+    expect(() => buildGradientModel(parseModel(bytes))).toThrow(/Einsum node '\/attn\/Einsum'.*diagonal/);
   });
 
   it("ties among maxima (minima) share the gradient evenly", async () => {
@@ -675,6 +719,19 @@ describe("DeepLIFT rescale rule", () => {
     expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
   });
 
+  it("sums to delta through bilinear Einsums (attention without its Softmax) and one-operand Einsums", async () => {
+    const bytes = tiny([2, 3, 4], (g, x) => {
+      const q = g.node("Tanh", [g.node("MatMul", [x, weights(g, [4, 4], 111)])]);
+      const k = g.node("Sigmoid", [g.node("MatMul", [x, weights(g, [4, 4], 112)])]);
+      const scores = g.node("Tanh", [g.node("Einsum", [q, k], { equation: "blxd,blyd->blxy" })]);
+      const out = g.node("Einsum", [scores, g.node("Mul", [x, x])], { equation: "bhxy,bhyd->bhxd" });
+      return g.node("Einsum", [g.node("Einsum", [out], { equation: "bhxd->bdx" }), weights(g, [4], 113)], { equation: "bdx,d->bx" });
+    });
+    const [lhs, rhs] = await completeness(bytes, [1, 2, 3, 4], 15);
+    expect(Math.abs(rhs)).toBeGreaterThan(0.01);
+    expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
+  });
+
   it("at an intermediate layer: Σ m_T·(T - T_ref) over the returned activations equals the output delta", async () => {
     const g = new GraphBuilder("layer");
     const x = g.input("x", ["N", 2, 6, 6]);
@@ -749,6 +806,25 @@ describe("static shape inference", () => {
       const v = infos.get(n)!.value;
       if (v && res[n].type === "int64") expect(v, n).toEqual(Array.from(res[n].data as BigInt64Array, Number));
     }
+  });
+
+  it("Einsum: explicit, implicit (alphabetical output) and ellipsis equations get ONNX Runtime's shapes", async () => {
+    const g = new GraphBuilder("einsum");
+    const x = g.input("x", ["N", 2, 3, 4]);
+    const w = weights(g, [4, 5], 121);
+    const outs = [
+      g.node("Einsum", [x, w], { equation: "blxd,de->bexl" }),
+      g.node("Einsum", [x, w], { equation: "nlxd, da" }), // implicit: "alnx"
+      g.node("Einsum", [x, w], { equation: "...d,de->...e" }),
+      g.node("Einsum", [x, x], { equation: "b...d,b...d" }), // implicit: the ellipsis, then nothing
+      g.node("Einsum", [x], { equation: "blxd->" }),
+    ];
+    outs.forEach((o) => g.output(o, []));
+    const model = parseModel(g.toBytes());
+    const infos = inferStatic(model, 2);
+    const res = await run(g.toBytes(), { x: new ort.Tensor("float32", new Float32Array(48).fill(0.5), [2, 2, 3, 4]) });
+    for (const o of outs) expect(infos.get(o)!.dims, o).toEqual([...(res[o] as ort.Tensor).dims]);
+    expect(infos.get(outs[1])!.dims).toEqual([5, 2, 2, 3]);
   });
 });
 

@@ -30,6 +30,8 @@ import {
   attrInts,
   attrString,
   describeNode,
+  einsumSizes,
+  einsumSubscripts,
   inferStatic,
   normAxis,
   numel,
@@ -58,8 +60,9 @@ export interface GradientGraphOptions {
    * Erf, Exp, Log, Sqrt, Pow with a constant exponent, Abs, Clip, Softplus, Softsign, HardSigmoid,
    * HardSwish, Reciprocal, Sin, Cos, and the steps Floor, Ceil, Round, Sign) uses the multiplier
    * (f(x)-f(x_ref))/(x-x_ref), falling back to f'(x) where |x-x_ref| <= 1e-5; products of two
-   * input-dependent tensors (Mul, MatMul, Gemm, Div) use the exact product rule with the mean of the
-   * actual and reference factors; max ops (MaxPool, GlobalMaxPool, ReduceMax/Min, Max/Min) use the
+   * input-dependent tensors (Mul, MatMul, Gemm, Div, Einsum) use the exact product rule with the mean of
+   * the actual and reference factors (an Einsum of three or more input-dependent operands takes the same
+   * means, which is no longer exact); max ops (MaxPool, GlobalMaxPool, ReduceMax/Min, Max/Min) use the
    * DeepLIFT/Captum max rule; ReduceSumSquare, ReduceL2 and ReduceLogSumExp chain the secants of their
    * elementwise parts, so they are exact too; linear ops use their gradient. Softmax,
    * LayerNormalization and InstanceNormalization are not elementwise and use their gradient at x, and
@@ -880,6 +883,39 @@ const matMulRule: Rule = (c) => {
   ];
 };
 
+/**
+ * Einsum: operand i's gradient is the Einsum of g (output subscripts) with the other operands onto i's
+ * subscripts. A label summed within operand i alone is in none of those, so it comes back by Unsqueeze and
+ * Expand (every element it summed had the same gradient); labels where operand i broadcast (size 1) sum
+ * back. DeepLIFT: the other operands at their mean of actual and reference values (the product rule).
+ */
+const einsumRule: Rule = (c) => {
+  const e = c.e;
+  const ops = c.node.input;
+  const { inputs, output } = einsumSubscripts(c.node, ops.map((t) => c.info(t).dims.length));
+  const yDims = c.info(c.node.output[0]).dims;
+  const means = new Map<number, string>();
+  const mean = (j: number): string => means.get(j) ?? means.set(j, factor(c, ops[j])).get(j)!;
+  return ops.map((x, i) => {
+    if (!c.need[i]) return undefined;
+    const own = [...inputs[i]];
+    if (new Set(own).size !== own.length) {
+      fail(`${describeNode(c.node)}: gradients of an Einsum with a label repeated within one operand (a diagonal, equation '${attrString(c.node, "equation", "")}') are not supported`);
+    }
+    const others = ops.flatMap((_, j) => (j === i ? [] : [j]));
+    const terms = [output, ...others.map((j) => inputs[j])];
+    const sizes = einsumSizes(c.node, terms, [yDims, ...others.map((j) => c.info(ops[j]).dims)]);
+    const equation = `${terms.join(",")}->${own.filter((l) => sizes.has(l)).join("")}`;
+    let g = e.op1("Einsum", [g0(c), ...others.map(mean)], { equation: { s: equation } });
+    const alone = own.flatMap((l, a) => (sizes.has(l) ? [] : [a]));
+    if (alone.length > 0) g = e.op1("Unsqueeze", [g, e.ints(alone)]);
+    const xd = c.info(x).dims;
+    const gDims = own.map((l) => sizes.get(l) ?? 1);
+    if (gDims.some((d, a) => d < xd[a])) g = e.op1("Expand", [g, e.shape(x)]);
+    return unbroadcast(c, g, gDims.map((d, a) => Math.max(d, xd[a])), x);
+  });
+};
+
 const gemmRule: Rule = (c) => {
   const [a, b, cc] = c.node.input;
   const e = c.e;
@@ -1161,6 +1197,7 @@ const RULES: Record<string, Rule> = {
   BatchNormalization: batchNormRule,
   MatMul: matMulRule,
   Gemm: gemmRule,
+  Einsum: einsumRule,
   Reshape: reshapeBack,
   Flatten: reshapeBack,
   Squeeze: reshapeBack,
