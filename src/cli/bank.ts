@@ -2,7 +2,8 @@
 import { Command } from "commander";
 import { statSync } from "node:fs";
 import { fail } from "../errors.js";
-import { buildPatchBank, listImages } from "../data/patchbank.js";
+import { buildPatchBank } from "../data/patchbank.js";
+import { listImages } from "../data/image.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
 import type { ResizeFilter } from "../model/card.js";

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { fail } from "../errors.js";
 import { loadCase, type Case } from "../data/case.js";
 import { IMAGE_FORMATS } from "../data/image.js";
-import { listImages } from "../data/patchbank.js";
+import { listImages } from "../data/image.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
 import { checkOutputDir, makeOutputDir } from "../util/files.js";

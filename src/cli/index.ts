@@ -4,6 +4,7 @@ import { SegcauseError } from "../errors.js";
 import { VERSION } from "../version.js";
 import { bankCommand } from "./bank.js";
 import { componentsCommand } from "./components.js";
+import { datasetCommand } from "./dataset.js";
 import { demoCommand } from "./demo.js";
 import { evaluateCommand } from "./evaluate.js";
 import { explainCommand, methodsCommand } from "./explain.js";
@@ -14,7 +15,7 @@ export function program(): Command {
   const p = new Command("segcause")
     .description("causal explanations (PdCR) for image segmentation models given as ONNX")
     .version(VERSION);
-  for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), infoCommand(), demoCommand(), evaluateCommand(), strategiesCommand()]) p.addCommand(c.exitOverride());
+  for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), datasetCommand(), infoCommand(), demoCommand(), evaluateCommand(), strategiesCommand()]) p.addCommand(c.exitOverride());
   oneLineErrors(p, "segcause");
   return p;
 }

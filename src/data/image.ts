@@ -2,7 +2,9 @@
  * Image and mask IO with sharp: decode PNG, JPEG, TIFF, WebP and GIF (BMP through ./bmp.ts), convert
  * channels, resize as the card says.
  */
+import { readdirSync, statSync } from "node:fs";
 import { readFile } from "node:fs/promises";
+import { extname, join } from "node:path";
 import sharp, { type Sharp } from "sharp";
 import { fail } from "../errors.js";
 import { decodeBmp, isBmp } from "./bmp.js";
@@ -93,6 +95,20 @@ export async function decodeImage(
 /** The formats segcause reads, in words (hints) and as file extensions (folder listings). */
 export const IMAGE_FORMATS = "PNG, JPEG, TIFF, WebP, GIF or BMP";
 export const IMAGE_EXTENSIONS: ReadonlySet<string> = new Set([".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp", ".gif", ".bmp"]);
+/** Image files directly in a folder, sorted by name so the bank does not depend on the file system. */
+export function listImages(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    fail(`cannot list images in ${dir}`, `pass a folder of images (${IMAGE_FORMATS}) or a dataset manifest`);
+  }
+  return names
+    .filter((n) => IMAGE_EXTENSIONS.has(extname(n).toLowerCase()) && statSync(join(dir, n)).isFile())
+    .sort()
+    .map((n) => join(dir, n));
+}
+
 const DECODE_HINT = `give a ${IMAGE_FORMATS} file (re-save it if it is truncated or unusual)`;
 
 /** A sharp pipeline over the file: BMP is decoded to raw RGB first, everything else by sharp itself. */

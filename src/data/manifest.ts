@@ -1,8 +1,10 @@
 /** Dataset manifests (../shared/data/<name>/manifest.json): cases with image, mask and split. */
 import { readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, extname, join, resolve } from "node:path";
 import { z } from "zod";
 import { fail } from "../errors.js";
+import { Rng } from "../util/rng.js";
+import { IMAGE_FORMATS, listImages } from "./image.js";
 
 const CaseEntry = z
   .object({ id: z.string(), image: z.string(), mask: z.string().optional(), split: z.string() })
@@ -37,7 +39,7 @@ export function readManifest(path: string): Dataset {
     fail(`cannot read dataset manifest ${file} (${(e as Error).message})`, "pass a manifest.json");
   }
   const parsed = Manifest.safeParse(raw);
-  if (!parsed.success) fail(`${file} is not a dataset manifest: ${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message}`, "see ../shared/data/README.md for the format");
+  if (!parsed.success) fail(`${file} is not a dataset manifest: ${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message}`, "see README 'Your own dataset' for the format (or write one with `segcause dataset init`)");
   const root = resolve(dirname(file));
   // Case ids name the cells of a benchmark: two cases with one id would share (and skip) cells.
   const ids = new Set<string>();
@@ -49,7 +51,8 @@ export function readManifest(path: string): Dataset {
   return {
     name: parsed.data.name,
     root,
-    cases: parsed.data.cases.map((c) => ({ id: c.id, split: c.split, image: join(root, c.image), mask: c.mask ? join(root, c.mask) : undefined })),
+        // Relative paths are from the manifest's folder; absolute ones stay as they are.
+    cases: parsed.data.cases.map((c) => ({ id: c.id, split: c.split, image: resolve(root, c.image), mask: c.mask ? resolve(root, c.mask) : undefined })),
   };
 }
 
@@ -57,4 +60,86 @@ export function casesInSplits(ds: Dataset, splits: string[]): ManifestCase[] {
   const known = new Set(ds.cases.map((c) => c.split));
   for (const s of splits) if (!known.has(s)) fail(`split '${s}' is not in dataset ${ds.name}`, `choose from ${[...known].join(", ")}`);
   return ds.cases.filter((c) => splits.includes(c.split));
+}
+
+/** How `segcause dataset init` pairs and splits a folder of images (and one of masks). */
+export interface FolderDatasetOptions {
+  images: string;
+  masks?: string;
+  /** mask file stem = image key + this; undefined: the suffix that pairs the most images */
+  maskSuffix?: string;
+  /** image key = image stem without this ending (e.g. DRIVE's "_training") */
+  imageSuffix?: string;
+  /** split names with their shares (one split: every case in it) */
+  splits: { name: string; share: number }[];
+  seed: number;
+  allowMissingMasks?: boolean;
+}
+
+export interface FolderDataset {
+  cases: ManifestCase[];
+  /** the mask suffix used (auto-detected or given) */
+  maskSuffix?: string;
+  /** mask files no image claimed */
+  unpairedMasks: string[];
+}
+
+const stemOf = (path: string): string => basename(path, extname(path));
+
+/**
+ * Cases from folders: every image (sorted by name) with the mask whose stem is its key plus the mask
+ * suffix, split by a seeded shuffle in the given shares. Paths are absolute; the writer makes them
+ * relative to the manifest.
+ */
+export function datasetFromFolders(o: FolderDatasetOptions): FolderDataset {
+  const masks = o.masks ? listImages(o.masks) : [];
+  const maskStems = new Set(masks.map(stemOf));
+  const sameFolder = o.masks !== undefined && resolve(o.masks) === resolve(o.images);
+  if (sameFolder && !o.maskSuffix) fail("--masks is the images folder, so masks and images can only be told apart by --mask-suffix", "pass --mask-suffix (e.g. _mask), or keep the masks in their own folder");
+  // In a shared folder, the masks are not images of the dataset.
+  let images = listImages(o.images);
+  if (sameFolder) images = images.filter((p) => !stemOf(p).endsWith(o.maskSuffix!));
+  if (images.length === 0) fail(`${o.images} holds no image (${IMAGE_FORMATS})`, "pass the folder that holds the images");
+  const keyOf = (p: string): string => {
+    const s = stemOf(p);
+    return o.imageSuffix && s.endsWith(o.imageSuffix) ? s.slice(0, s.length - o.imageSuffix.length) : s;
+  };
+  const keys = images.map(keyOf);
+  const seen = new Map<string, string>();
+  images.forEach((p, i) => {
+    const other = seen.get(keys[i]);
+    if (other) fail(`${basename(other)} and ${basename(p)} both give the case id '${keys[i]}'`, "keep one file per image (ids are file names without extension)");
+    seen.set(keys[i], p);
+  });
+  let suffix = o.maskSuffix;
+  if (o.masks && suffix === undefined) {
+    // The ending that pairs the most images with a mask; ties go to the shortest, then the first by name.
+    const counts = new Map<string, number>();
+    for (const k of keys) for (const m of maskStems) if (m.startsWith(k)) counts.set(m.slice(k.length), (counts.get(m.slice(k.length)) ?? 0) + 1);
+    suffix = [...counts].sort((a, b) => b[1] - a[1] || a[0].length - b[0].length || (a[0] < b[0] ? -1 : 1))[0]?.[0];
+    if (suffix === undefined) fail(`no mask in ${o.masks} is named after an image of ${o.images}`, "masks must be named <image name><suffix>: pass --mask-suffix, or --image-suffix when the image names carry an ending the masks lack");
+  }
+  const maskByStem = new Map(masks.map((m) => [stemOf(m), m]));
+  const paired = keys.map((k) => (o.masks ? maskByStem.get(k + suffix) : undefined));
+  const missing = keys.filter((_, i) => o.masks && !paired[i]);
+  if (missing.length && !o.allowMissingMasks) {
+    fail(`${missing.length} of ${keys.length} images have no mask named <id>${suffix} in ${o.masks} (${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ", ..." : ""})`, "check --mask-suffix / --image-suffix, or pass --allow-missing-masks to list them without a mask");
+  }
+  const used = new Set(paired.filter((m): m is string => m !== undefined));
+  // Seeded shuffle, then consecutive runs of it per split (cumulative rounding: the sizes add up).
+  const order = new Rng(o.seed, 11).sampleWithoutReplacement(keys.length, keys.length);
+  const total = o.splits.reduce((s, x) => s + x.share, 0);
+  const splitOf = new Array<string>(keys.length);
+  let start = 0, cum = 0;
+  for (const s of o.splits) {
+    cum += s.share;
+    const end = Math.round((cum / total) * keys.length);
+    for (let i = start; i < end; i++) splitOf[order[i]] = s.name;
+    start = end;
+  }
+  return {
+    cases: keys.map((id, i) => ({ id, image: images[i], ...(paired[i] ? { mask: paired[i] } : {}), split: splitOf[i] })),
+    maskSuffix: o.masks ? suffix : undefined,
+    unpairedMasks: masks.filter((m) => !used.has(m) && !(sameFolder && images.includes(m))),
+  };
 }

@@ -3,14 +3,13 @@
  * intervention distribution). Stored in one compact file: magic, a JSON header with provenance,
  * then count x size x size x 3 bytes of RGB.
  */
-import { readdirSync, statSync } from "node:fs";
 import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
-import { basename, dirname, extname, join } from "node:path";
+import { basename, dirname } from "node:path";
 import { fail } from "../errors.js";
 import { sha256 } from "../util/hash.js";
 import { Rng } from "../util/rng.js";
 import { VERSION } from "../version.js";
-import { decodeImage, IMAGE_EXTENSIONS, IMAGE_FORMATS } from "./image.js";
+import { decodeImage, IMAGE_FORMATS } from "./image.js";
 import { caseImageHashes, type Case } from "./case.js";
 import type { ResizeFilter } from "../model/card.js";
 
@@ -132,20 +131,6 @@ export interface BankBuildOptions {
   perImage?: number;
   seed?: number;
   onImage?: (done: number, total: number) => void;
-}
-
-/** Image files directly in a folder, sorted by name so the bank does not depend on the file system. */
-export function listImages(dir: string): string[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    fail(`cannot list images in ${dir}`, `pass a folder of images (${IMAGE_FORMATS}) or a dataset manifest`);
-  }
-  return names
-    .filter((n) => IMAGE_EXTENSIONS.has(extname(n).toLowerCase()) && statSync(join(dir, n)).isFile())
-    .sort()
-    .map((n) => join(dir, n));
 }
 
 /**

@@ -1,0 +1,77 @@
+/** `segcause dataset init`: a dataset manifest from a folder of images and one of masks. */
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { basename, dirname, relative, resolve, sep } from "node:path";
+import { Command } from "commander";
+import { fail } from "../errors.js";
+import { datasetFromFolders, readManifest } from "../data/manifest.js";
+import { decimal } from "../util/decimal.js";
+import { checkOutputFile } from "../util/files.js";
+import { VERSION } from "../version.js";
+import { seed } from "./options.js";
+
+interface InitFlags {
+  images: string;
+  masks?: string;
+  maskSuffix?: string;
+  imageSuffix?: string;
+  splits: { name: string; share: number }[];
+  seed: number;
+  name?: string;
+  out: string;
+  allowMissingMasks?: boolean;
+}
+
+/** "test" (every case in one split) or "train=70,val=15,test=15" (seeded shares). */
+function parseSplits(v: string): { name: string; share: number }[] {
+  const parts = v.split(",").map((s) => s.trim());
+  const hint = "use --splits test, or shares such as --splits train=70,val=15,test=15";
+  if (parts.length === 1 && /^[\w-]+$/.test(parts[0])) return [{ name: parts[0], share: 1 }];
+  const splits = parts.map((p) => {
+    const m = /^([\w-]+)=(.+)$/.exec(p);
+    const share = m ? decimal(m[2]) : undefined;
+    if (!m || share === undefined || share <= 0) fail(`--splits: '${p}' is not name=share with a share > 0`, hint);
+    return { name: m[1], share };
+  });
+  const names = splits.map((s) => s.name);
+  const dup = names.find((n, i) => names.indexOf(n) !== i);
+  if (dup) fail(`--splits names '${dup}' twice`, hint);
+  return splits;
+}
+
+export function datasetCommand(): Command {
+  const dataset = new Command("dataset").description("dataset manifests (what evaluate, bank build and components read)");
+  const init = new Command("init")
+    .description("write a manifest.json for a folder of images and a folder of masks, with seeded splits")
+    .requiredOption("--images <dir>", "folder of images")
+    .option("--masks <dir>", "folder of binary masks, named <image name><suffix>")
+    .option("--mask-suffix <s>", "mask name = image name + this (default: the ending that pairs the most images, e.g. _mask, _lesion, _segmentation)")
+    .option("--image-suffix <s>", "an ending of the image names that the masks lack (e.g. DRIVE's _training)")
+    .option("--splits <spec>", "one split for every case, or seeded shares", parseSplits, [{ name: "test", share: 1 }])
+    .option("--seed <n>", "seed of the split shuffle", seed(), 0)
+    .option("--name <name>", "dataset name (default: the name of the manifest's folder)")
+    .option("--allow-missing-masks", "list images without a mask too (explain works without one; evaluate's RoI rules need it)")
+    .requiredOption("--out <file>", "manifest to write (e.g. mydata/manifest.json); paths in it are relative to its folder");
+  init.action((f: InitFlags) => {
+    checkOutputFile(f.out);
+    if (existsSync(f.out)) fail(`${f.out} already exists`, "remove it or choose another --out");
+    const ds = datasetFromFolders({ images: f.images, masks: f.masks, maskSuffix: f.maskSuffix, imageSuffix: f.imageSuffix, splits: f.splits, seed: f.seed, allowMissingMasks: f.allowMissingMasks });
+    const root = dirname(f.out);
+    // Relative and with forward slashes, so the dataset folder can be moved or shared as a whole.
+    const rel = (p: string) => relative(root, p).split(sep).join("/");
+    const name = f.name ?? (basename(resolve(root)) || "dataset");
+    const manifest = {
+      name,
+      source: { createdBy: `segcause ${VERSION} dataset init`, createdAt: new Date().toISOString(), images: f.images, masks: f.masks ?? null, maskSuffix: ds.maskSuffix ?? null, imageSuffix: f.imageSuffix ?? null, splits: f.splits, seed: f.seed },
+      cases: ds.cases.map((c) => ({ id: c.id, image: rel(c.image), ...(c.mask ? { mask: rel(c.mask) } : {}), split: c.split })),
+    };
+    mkdirSync(root, { recursive: true });
+    writeFileSync(f.out, JSON.stringify(manifest, null, 1) + "\n");
+    readManifest(f.out); // what evaluate will read: fails here, not later, if it cannot
+    const counts = f.splits.map((s) => `${ds.cases.filter((c) => c.split === s.name).length} ${s.name}`).join(", ");
+    const withMask = ds.cases.filter((c) => c.mask).length;
+    process.stdout.write(`wrote ${f.out}: ${ds.cases.length} cases (${counts}), ${withMask} with a mask${ds.maskSuffix !== undefined ? ` (suffix '${ds.maskSuffix}')` : ""}\n`);
+    if (ds.unpairedMasks.length) process.stderr.write(`note: ${ds.unpairedMasks.length} file(s) in ${f.masks} match no image (${ds.unpairedMasks.slice(0, 3).map((p) => relative(f.masks!, p)).join(", ")}${ds.unpairedMasks.length > 3 ? ", ..." : ""})\n`);
+  });
+  dataset.addCommand(init);
+  return dataset;
+}

@@ -1,0 +1,80 @@
+import { mkdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { datasetFromFolders, readManifest } from "../src/data/manifest.js";
+import { segcause } from "./helpers/cli.js";
+import { tmp, writeImage, writeMask } from "./helpers/tiny.js";
+
+let root: string;
+const ids = ["a1", "a2", "a3", "a4", "a5", "a6", "a7", "a8", "a9", "a10"];
+
+beforeAll(async () => {
+  root = tmp("segcause-dataset-");
+  for (const d of ["img", "msk", "drive/images", "drive/manual", "mixed"]) mkdirSync(join(root, d), { recursive: true });
+  for (const id of ids) {
+    await writeImage(join(root, "img"), `${id}.png`, () => 100, 8);
+    await writeMask(join(root, "msk"), `${id}_lesion.png`, (r) => r < 4, 8);
+  }
+  // a mask named after a longer id's prefix must not steal the suffix vote (a1 is a prefix of a10)
+  await writeMask(join(root, "msk"), "stray.png", () => true, 8);
+  for (const id of ["21", "22"]) {
+    await writeImage(join(root, "drive/images"), `${id}_training.png`, () => 90, 8);
+    await writeMask(join(root, "drive/manual"), `${id}_manual1.png`, (r) => r > 2, 8);
+    await writeImage(join(root, "mixed"), `${id}.png`, () => 80, 8);
+    await writeMask(join(root, "mixed"), `${id}_mask.png`, (r) => r > 2, 8);
+  }
+});
+
+describe("dataset manifests from folders", () => {
+  const split = [{ name: "test", share: 1 }];
+
+  it("pairs each image with the mask named after it, detecting the suffix, and splits by seeded shares", () => {
+    const shares = [{ name: "train", share: 70 }, { name: "val", share: 15 }, { name: "test", share: 15 }];
+    const ds = datasetFromFolders({ images: join(root, "img"), masks: join(root, "msk"), splits: shares, seed: 0 });
+    expect(ds.maskSuffix).toBe("_lesion");
+    expect(ds.cases.map((c) => c.id)).toEqual([...ids].sort());
+    for (const c of ds.cases) expect(c.mask).toBe(join(root, "msk", `${c.id}_lesion.png`));
+    expect(ds.unpairedMasks).toEqual([join(root, "msk", "stray.png")]);
+    const count = (s: string) => ds.cases.filter((c) => c.split === s).length;
+    expect([count("train"), count("val"), count("test")]).toEqual([7, 2, 1]); // cumulative rounding: 7, 8.5 -> 9, 10
+    // the same seed gives the same splits; another seed another assignment of the same sizes
+    const again = datasetFromFolders({ images: join(root, "img"), masks: join(root, "msk"), splits: shares, seed: 0 });
+    expect(again.cases.map((c) => c.split)).toEqual(ds.cases.map((c) => c.split));
+    const other = datasetFromFolders({ images: join(root, "img"), masks: join(root, "msk"), splits: shares, seed: 1 });
+    expect(other.cases.filter((c) => c.split === "train")).toHaveLength(7);
+    expect(other.cases.map((c) => c.split)).not.toEqual(ds.cases.map((c) => c.split));
+  });
+
+  it("strips an image ending the masks lack (DRIVE), and tells masks from images in one folder by their suffix", () => {
+    const drive = datasetFromFolders({ images: join(root, "drive/images"), masks: join(root, "drive/manual"), imageSuffix: "_training", splits: split, seed: 0 });
+    expect(drive.cases.map((c) => [c.id, c.mask])).toEqual([["21", join(root, "drive/manual/21_manual1.png")], ["22", join(root, "drive/manual/22_manual1.png")]]);
+    expect(drive.maskSuffix).toBe("_manual1");
+    const mixed = datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed"), maskSuffix: "_mask", splits: split, seed: 0 });
+    expect(mixed.cases.map((c) => c.id)).toEqual(["21", "22"]);
+    expect(mixed.unpairedMasks).toEqual([]);
+    expect(() => datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed"), splits: split, seed: 0 })).toThrow(/can only be told apart by --mask-suffix/);
+  });
+
+  it("refuses images without a mask unless allowed, and masks named after no image", () => {
+    expect(() => datasetFromFolders({ images: join(root, "img"), masks: join(root, "msk"), maskSuffix: "_seg", splits: split, seed: 0 })).toThrow(/10 of 10 images have no mask named <id>_seg/);
+    const loose = datasetFromFolders({ images: join(root, "img"), masks: join(root, "msk"), maskSuffix: "_seg", allowMissingMasks: true, splits: split, seed: 0 });
+    expect(loose.cases.every((c) => c.mask === undefined)).toBe(true);
+    expect(() => datasetFromFolders({ images: join(root, "drive/images"), masks: join(root, "drive/manual"), splits: split, seed: 0 })).toThrow(/no mask in .* is named after an image/);
+  });
+
+  it("`segcause dataset init` writes a manifest that evaluate reads, with relative paths and its provenance", () => {
+    const out = join(root, "m", "manifest.json");
+    const r = segcause("dataset", "init", "--images", join(root, "img"), "--masks", join(root, "msk"), "--splits", "train=8,test=2", "--seed", "3", "--out", out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("10 cases (8 train, 2 test), 10 with a mask (suffix '_lesion')");
+    expect(r.stderr).toContain("note: 1 file(s)");
+    const m = JSON.parse(readFileSync(out, "utf8"));
+    expect(m.name).toBe("m");
+    expect(m.cases[0]).toEqual({ id: "a1", image: "../img/a1.png", mask: "../msk/a1_lesion.png", split: m.cases[0].split });
+    expect(m.source).toMatchObject({ maskSuffix: "_lesion", seed: 3, splits: [{ name: "train", share: 8 }, { name: "test", share: 2 }] });
+    expect(readManifest(out).cases[0].image).toBe(join(root, "img", "a1.png"));
+    const again = segcause("dataset", "init", "--images", join(root, "img"), "--out", out);
+    expect(again.stderr).toMatch(/already exists/);
+    expect(segcause("dataset", "init", "--images", join(root, "img"), "--splits", "train=70,train=30", "--out", join(root, "x.json")).stderr).toMatch(/--splits names 'train' twice/);
+  });
+});
