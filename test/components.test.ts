@@ -161,6 +161,21 @@ describe("component effects with a known answer", () => {
     // another seed draws other donors for each sample: nothing is reused
     expect((await explainComponents(model, kase, { roi }, { donors, samples: 7, seed: 1, checkpointPath: ck })).notes.some((n) => n.startsWith("resumed"))).toBe(false);
   });
+
+  it("an interrupted run keeps the batches it finished (not only whole chunks of 512), and the rerun resumes to the same effects", async () => {
+    const roi = { row: 10, col: 4, height: 4, width: 4 };
+    const ck = join(tmp(), ".checkpoint.json");
+    const fresh = await explainComponents(model, kase, { roi }, { donors, samples: 7, batchSize: 2 });
+    // 3 units x 3 screening draws in batches of 2 per unit (2 + 1): stopped at the last batch, 8 samples are done
+    const stop = (e: { stage: string; done: number; total: number }) => {
+      if (e.stage === "screening" && e.done === e.total) throw new Error("interrupted");
+    };
+    await expect(explainComponents(model, kase, { roi }, { donors, samples: 7, batchSize: 2, checkpointPath: ck, checkpointEveryMs: 0, onProgress: stop })).rejects.toThrow("interrupted");
+    expect(existsSync(ck)).toBe(true);
+    const again = await explainComponents(model, kase, { roi }, { donors, samples: 7, batchSize: 2, checkpointPath: ck });
+    expect(again.notes).toContain("resumed from checkpoint: 8 samples reused");
+    expect(again.units.map((u) => [u.effect, u.stderr])).toEqual(fresh.units.map((u) => [u.effect, u.stderr]));
+  });
 });
 
 describe("channel and spatial units with a known answer", () => {

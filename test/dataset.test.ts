@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, readFileSync, symlinkSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { datasetFromFolders, readManifest } from "../src/data/manifest.js";
@@ -62,6 +62,51 @@ describe("dataset manifests from folders", () => {
     expect(() => datasetFromFolders({ images: join(root, "drive/images"), masks: join(root, "drive/manual"), splits: split, seed: 0 })).toThrow(/no mask in .* is named after an image/);
   });
 
+  it("sees the images folder behind a symlink as the same folder, and refuses ambiguous or dropped mask options", () => {
+    // through a symlink the folders looked different: suffix '' won and every image was its own mask
+    symlinkSync(join(root, "mixed"), join(root, "mixed-link"));
+    expect(() => datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed-link"), splits: split, seed: 0 })).toThrow(/can only be told apart by --mask-suffix/);
+    const linked = datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed-link"), maskSuffix: "_mask", splits: split, seed: 0 });
+    expect(linked.cases.map((c) => c.id)).toEqual(["21", "22"]);
+    expect(linked.unpairedMasks).toEqual([]);
+    expect(() => datasetFromFolders({ images: join(root, "img"), maskSuffix: "_mask", splits: split, seed: 0 })).toThrow(/--mask-suffix only applies with --masks/);
+    expect(() => datasetFromFolders({ images: join(root, "nope"), splits: split, seed: 0 })).toThrow(/--images .*nope does not exist/);
+    // two files with one mask name: which one is the mask is not guessed
+    mkdirSync(join(root, "dup"));
+    copyFileSync(join(root, "msk", "a1_lesion.png"), join(root, "dup", "a1_lesion.png"));
+    copyFileSync(join(root, "msk", "a1_lesion.png"), join(root, "dup", "a1_lesion.gif"));
+    expect(() => datasetFromFolders({ images: join(root, "img"), masks: join(root, "dup"), allowMissingMasks: true, splits: split, seed: 0 })).toThrow(/a1_lesion.gif and a1_lesion.png .* both named as the mask of 'a1'/);
+  });
+
+  it("refuses a tied suffix vote instead of guessing, and skips hidden files", async () => {
+    // copies of the images beside their masks: '' ties with '_lesion' and would pair each image with itself
+    mkdirSync(join(root, "both"));
+    for (const id of ["a1", "a2"]) {
+      copyFileSync(join(root, "img", `${id}.png`), join(root, "both", `${id}.png`));
+      copyFileSync(join(root, "msk", `${id}_lesion.png`), join(root, "both", `${id}_lesion.png`));
+    }
+    mkdirSync(join(root, "two"));
+    for (const id of ["a1", "a2"]) copyFileSync(join(root, "img", `${id}.png`), join(root, "two", `${id}.png`));
+    expect(() => datasetFromFolders({ images: join(root, "two"), masks: join(root, "both"), splits: split, seed: 0 })).toThrow(/pair as many images with suffix '' as with '_lesion' \(2 each\)/);
+    expect(datasetFromFolders({ images: join(root, "two"), masks: join(root, "both"), maskSuffix: "_lesion", splits: split, seed: 0 }).cases).toHaveLength(2);
+    // macOS's AppleDouble files end in .png but are no images
+    await writeImage(join(root, "two"), "._a1.png", () => 0, 8);
+    await writeMask(join(root, "both"), "._a1_lesion.png", () => true, 8);
+    const ds = datasetFromFolders({ images: join(root, "two"), masks: join(root, "both"), maskSuffix: "_lesion", splits: split, seed: 0 });
+    expect(ds.cases.map((c) => c.id)).toEqual(["a1", "a2"]);
+  });
+
+  it("`segcause dataset init` notes a split its share left empty, and cannot-write is one line", () => {
+    const out = join(root, "small", "manifest.json");
+    const r = segcause("dataset", "init", "--images", join(root, "drive/images"), "--splits", "train=70,val=15,test=15", "--out", out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("2 cases (1 train, 1 val, 0 test)");
+    expect(r.stderr).toContain("note: split test got no case");
+    const w = segcause("dataset", "init", "--images", join(root, "img"), "--out", "/proc/segcause-manifest.json");
+    expect(w.code).toBe(1);
+    expect(w.stderr).toMatch(/^segcause: error: cannot write \/proc\/segcause-manifest.json \(\w+\) \(give --out a path in a folder you can write to\)\n$/);
+  });
+
   it("`segcause dataset init` writes a manifest that evaluate reads, with relative paths and its provenance", () => {
     const out = join(root, "m", "manifest.json");
     const r = segcause("dataset", "init", "--images", join(root, "img"), "--masks", join(root, "msk"), "--splits", "train=8,test=2", "--seed", "3", "--out", out);
@@ -71,7 +116,8 @@ describe("dataset manifests from folders", () => {
     const m = JSON.parse(readFileSync(out, "utf8"));
     expect(m.name).toBe("m");
     expect(m.cases[0]).toEqual({ id: "a1", image: "../img/a1.png", mask: "../msk/a1_lesion.png", split: m.cases[0].split });
-    expect(m.source).toMatchObject({ maskSuffix: "_lesion", seed: 3, splits: [{ name: "train", share: 8 }, { name: "test", share: 2 }] });
+    // the source folders are relative to the manifest too, not to the shell's folder at the time
+    expect(m.source).toMatchObject({ images: "../img", masks: "../msk", maskSuffix: "_lesion", seed: 3, splits: [{ name: "train", share: 8 }, { name: "test", share: 2 }] });
     expect(readManifest(out).cases[0].image).toBe(join(root, "img", "a1.png"));
     const again = segcause("dataset", "init", "--images", join(root, "img"), "--out", out);
     expect(again.stderr).toMatch(/already exists/);

@@ -1,9 +1,9 @@
-import { writeFileSync } from "node:fs";
+import { mkdirSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { crc32, deflateSync } from "node:zlib";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { decodeImage, imageInfo, loadImage, loadMask } from "../src/data/image.js";
+import { decodeImage, imageInfo, listImages, loadImage, loadMask } from "../src/data/image.js";
 import { tmp } from "./helpers/tiny.js";
 
 let dir: string;
@@ -21,6 +21,16 @@ async function write(name: string, channels: 1 | 2 | 3 | 4, value: (c: number) =
   else await (opts.jpeg ? img.jpeg({ quality: 100 }) : img.png()).toFile(path);
   return path;
 }
+
+describe("image folders", () => {
+  it("lists image files by name, skipping hidden files, dangling links, folders and other files", async () => {
+    const d = join(dir, "listing");
+    mkdirSync(join(d, "sub.png"), { recursive: true });
+    for (const n of ["b.PNG", "a.jpg", "._a.jpg", "notes.txt"]) writeFileSync(join(d, n), "x");
+    symlinkSync(join(d, "nowhere.png"), join(d, "dangling.png"));
+    expect(listImages(d)).toEqual([join(d, "a.jpg"), join(d, "b.PNG")]);
+  });
+});
 
 describe("image decoding", () => {
   it("reads 8-bit RGB, RGBA (alpha dropped), gray and gray+alpha into RGB", async () => {

@@ -123,6 +123,13 @@ describe("strategies report", () => {
     expect(byId["chain/b"].source).toEqual({ modelSha256: "sha-chain", seed: 3, cellKey: "key-chain-b" });
     expect(byId["unet-vessels/fundus"].source).toEqual({ modelSha256: "sha-explained", seed: 5 });
     expect(byId["chain/a"].mapSha256).toBe(createHash("sha256").update(encodeNpy(chain, [N, N])).digest("hex"));
+    // without --tau every map used its own tau: settings.tau must not claim the default 0
+    expect(json.settings).toMatchObject({ tau: null, tauFrom: "each map's own (maps[].tau)" });
+    expect(byId["chain/a"].tau).toBe(0.02);
+    await writeStrategyReport([e], join(root, "report-tau"), { settings: { tau: 0.5 }, gallery: 0 });
+    const forced = JSON.parse(readFileSync(join(root, "report-tau", "strategies.json"), "utf8"));
+    expect(forced.settings).toMatchObject({ tau: 0.5, tauFrom: "--tau, for every map" });
+    expect(forced.maps[0].tau).toBe(0.5); // the tau its statistics used, not the map's own 0.02
   });
 
   it("refuses a map with NaN, a map unlike its record, a block larger than the map, and an --out that holds evaluate's files", async () => {

@@ -9,7 +9,7 @@ import { IMAGE_FORMATS } from "../data/image.js";
 import { listImages } from "../data/image.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
-import { checkOutputDir, makeOutputDir } from "../util/files.js";
+import { checkOutputDir } from "../util/files.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
 import { explainComponents, type Ablation, type UnitLevel } from "../explain/components.js";
 import { Region } from "../target/roi.js";
@@ -122,7 +122,6 @@ export function componentsCommand(): Command {
         }
       }
       // Finished samples are checkpointed in --out: rerunning the same command after an interruption resumes.
-      makeOutputDir(f.out);
       const checkpointPath = join(f.out, ".checkpoint.json");
       const e = await explainComponents(model, kase, { roi: roiRect, outcome: f.outcome }, {
         level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,

@@ -1,7 +1,7 @@
 /** `segcause dataset init`: a dataset manifest from a folder of images and one of masks. */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { basename, dirname, relative, resolve, sep } from "node:path";
-import { Command } from "commander";
+import { Command, Option } from "commander";
 import { fail } from "../errors.js";
 import { datasetFromFolders, readManifest } from "../data/manifest.js";
 import { decimal } from "../util/decimal.js";
@@ -46,7 +46,8 @@ export function datasetCommand(): Command {
     .option("--masks <dir>", "folder of binary masks, named <image name><suffix>")
     .option("--mask-suffix <s>", "mask name = image name + this (default: the ending that pairs the most images, e.g. _mask, _lesion, _segmentation)")
     .option("--image-suffix <s>", "an ending of the image names that the masks lack (e.g. DRIVE's _training)")
-    .option("--splits <spec>", "one split for every case, or seeded shares", parseSplits, [{ name: "test", share: 1 }])
+    // shown as "test" in --help, not as the parsed JSON
+    .addOption(new Option("--splits <spec>", "one split for every case, or seeded shares (e.g. train=70,val=15,test=15)").argParser(parseSplits).default([{ name: "test", share: 1 }], "test"))
     .option("--seed <n>", "seed of the split shuffle", seed(), 0)
     .option("--name <name>", "dataset name (default: the name of the manifest's folder)")
     .option("--allow-missing-masks", "list images without a mask too (explain works without one; evaluate's RoI rules need it)")
@@ -61,15 +62,24 @@ export function datasetCommand(): Command {
     const name = f.name ?? (basename(resolve(root)) || "dataset");
     const manifest = {
       name,
-      source: { createdBy: `segcause ${VERSION} dataset init`, createdAt: new Date().toISOString(), images: f.images, masks: f.masks ?? null, maskSuffix: ds.maskSuffix ?? null, imageSuffix: f.imageSuffix ?? null, splits: f.splits, seed: f.seed },
+      // folders relative to the manifest, like the cases (as typed they would be relative to the shell's folder)
+      source: { createdBy: `segcause ${VERSION} dataset init`, createdAt: new Date().toISOString(), images: rel(resolve(f.images)), masks: f.masks ? rel(resolve(f.masks)) : null, maskSuffix: ds.maskSuffix ?? null, imageSuffix: f.imageSuffix ?? null, splits: f.splits, seed: f.seed },
       cases: ds.cases.map((c) => ({ id: c.id, image: rel(c.image), ...(c.mask ? { mask: rel(c.mask) } : {}), split: c.split })),
     };
-    mkdirSync(root, { recursive: true });
-    writeFileSync(f.out, JSON.stringify(manifest, null, 1) + "\n");
+    try {
+      mkdirSync(root, { recursive: true });
+      writeFileSync(f.out, JSON.stringify(manifest, null, 1) + "\n");
+    } catch (e) {
+      fail(`cannot write ${f.out} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "give --out a path in a folder you can write to");
+    }
     readManifest(f.out); // what evaluate will read: fails here, not later, if it cannot
-    const counts = f.splits.map((s) => `${ds.cases.filter((c) => c.split === s.name).length} ${s.name}`).join(", ");
+    const sizes = f.splits.map((s) => ({ name: s.name, n: ds.cases.filter((c) => c.split === s.name).length }));
+    const counts = sizes.map((s) => `${s.n} ${s.name}`).join(", ");
     const withMask = ds.cases.filter((c) => c.mask).length;
     process.stdout.write(`wrote ${f.out}: ${ds.cases.length} cases (${counts}), ${withMask} with a mask${ds.maskSuffix !== undefined ? ` (suffix '${ds.maskSuffix}')` : ""}\n`);
+    // A share that rounds to no case leaves its split out of the manifest: `--splits val` would then be refused later.
+    const empty = sizes.filter((s) => s.n === 0).map((s) => s.name);
+    if (empty.length) process.stderr.write(`note: split${empty.length > 1 ? "s" : ""} ${empty.join(", ")} got no case (${ds.cases.length} cases at these shares); give ${empty.length > 1 ? "them" : "it"} a larger share or use fewer splits\n`);
     if (ds.unpairedMasks.length) process.stderr.write(`note: ${ds.unpairedMasks.length} file(s) in ${f.masks} match no image (${ds.unpairedMasks.slice(0, 3).map((p) => relative(f.masks!, p)).join(", ")}${ds.unpairedMasks.length > 3 ? ", ..." : ""})\n`);
   });
   dataset.addCommand(init);

@@ -103,8 +103,9 @@ export function listImages(dir: string): string[] {
   } catch {
     fail(`cannot list images in ${dir}`, `pass a folder of images (${IMAGE_FORMATS}) or a dataset manifest`);
   }
+  // Hidden files (macOS's ._a1.png beside a1.png) are not images of the folder; a dangling link is no file.
   return names
-    .filter((n) => IMAGE_EXTENSIONS.has(extname(n).toLowerCase()) && statSync(join(dir, n)).isFile())
+    .filter((n) => !n.startsWith(".") && IMAGE_EXTENSIONS.has(extname(n).toLowerCase()) && statSync(join(dir, n), { throwIfNoEntry: false })?.isFile())
     .sort()
     .map((n) => join(dir, n));
 }

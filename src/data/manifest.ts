@@ -1,5 +1,5 @@
 /** Dataset manifests (../shared/data/<name>/manifest.json): cases with image, mask and split. */
-import { readFileSync, statSync } from "node:fs";
+import { readFileSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { z } from "zod";
 import { fail } from "../errors.js";
@@ -86,19 +86,36 @@ export interface FolderDataset {
 
 const stemOf = (path: string): string => basename(path, extname(path));
 
+function checkFolder(dir: string, flag: string): void {
+  let isDir: boolean;
+  try {
+    isDir = statSync(dir).isDirectory();
+  } catch {
+    fail(`${flag} ${dir} does not exist`, `give ${flag} a folder of images (${IMAGE_FORMATS})`);
+  }
+  if (!isDir) fail(`${flag} ${dir} is a file, not a folder`, `give ${flag} the folder that holds the files`);
+}
+
 /**
  * Cases from folders: every image (sorted by name) with the mask whose stem is its key plus the mask
  * suffix, split by a seeded shuffle in the given shares. Paths are absolute; the writer makes them
  * relative to the manifest.
  */
 export function datasetFromFolders(o: FolderDatasetOptions): FolderDataset {
+  // Mask options without masks would be dropped silently: most likely --masks was forgotten.
+  if (!o.masks && (o.maskSuffix !== undefined || o.allowMissingMasks)) fail(`${o.maskSuffix !== undefined ? "--mask-suffix" : "--allow-missing-masks"} only applies with --masks`, "add --masks <folder of masks>, or drop it");
+  checkFolder(o.images, "--images");
+  if (o.masks) checkFolder(o.masks, "--masks");
   const masks = o.masks ? listImages(o.masks) : [];
   const maskStems = new Set(masks.map(stemOf));
-  const sameFolder = o.masks !== undefined && resolve(o.masks) === resolve(o.images);
+  // Real paths: a symlink or another spelling of the images folder is the same folder (else every
+  // image would pair with itself as its mask, suffix '').
+  const sameFolder = o.masks !== undefined && realpathSync(o.masks) === realpathSync(o.images);
   if (sameFolder && !o.maskSuffix) fail("--masks is the images folder, so masks and images can only be told apart by --mask-suffix", "pass --mask-suffix (e.g. _mask), or keep the masks in their own folder");
   // In a shared folder, the masks are not images of the dataset.
   let images = listImages(o.images);
   if (sameFolder) images = images.filter((p) => !stemOf(p).endsWith(o.maskSuffix!));
+  const imageNames = new Set(images.map((p) => basename(p)));
   if (images.length === 0) fail(`${o.images} holds no image (${IMAGE_FORMATS})`, "pass the folder that holds the images");
   const keyOf = (p: string): string => {
     const s = stemOf(p);
@@ -113,14 +130,23 @@ export function datasetFromFolders(o: FolderDatasetOptions): FolderDataset {
   });
   let suffix = o.maskSuffix;
   if (o.masks && suffix === undefined) {
-    // The ending that pairs the most images with a mask; ties go to the shortest, then the first by name.
+    // The ending that pairs the most images with a mask.
     const counts = new Map<string, number>();
     for (const k of keys) for (const m of maskStems) if (m.startsWith(k)) counts.set(m.slice(k.length), (counts.get(m.slice(k.length)) ?? 0) + 1);
-    suffix = [...counts].sort((a, b) => b[1] - a[1] || a[0].length - b[0].length || (a[0] < b[0] ? -1 : 1))[0]?.[0];
+    const ranked = [...counts].sort((a, b) => b[1] - a[1] || a[0].length - b[0].length || (a[0] < b[0] ? -1 : 1));
+    suffix = ranked[0]?.[0];
+    // A tie is a guess (a1.png and a1_mask.png both in the masks folder: '' would pair every image with a copy of itself).
+    if (ranked.length > 1 && ranked[1][1] === ranked[0][1]) fail(`masks in ${o.masks} pair as many images with suffix '${ranked[0][0]}' as with '${ranked[1][0]}' (${ranked[0][1]} each)`, `pass --mask-suffix '${ranked[1][0]}' (or the one that names the masks)`);
     if (suffix === undefined) fail(`no mask in ${o.masks} is named after an image of ${o.images}`, "masks must be named <image name><suffix>: pass --mask-suffix, or --image-suffix when the image names carry an ending the masks lack");
   }
-  const maskByStem = new Map(masks.map((m) => [stemOf(m), m]));
-  const paired = keys.map((k) => (o.masks ? maskByStem.get(k + suffix) : undefined));
+  const masksByStem = new Map<string, string[]>();
+  for (const m of masks) masksByStem.set(stemOf(m), [...(masksByStem.get(stemOf(m)) ?? []), m]);
+  const paired = keys.map((k) => {
+    const found = o.masks ? (masksByStem.get(k + suffix) ?? []) : [];
+    // a1_mask.png and a1_mask.gif: which one is a1's mask is not for us to guess
+    if (found.length > 1) fail(`${found.map((m) => basename(m)).join(" and ")} in ${o.masks} are both named as the mask of '${k}'`, "keep one mask file per image");
+    return found[0];
+  });
   const missing = keys.filter((_, i) => o.masks && !paired[i]);
   if (missing.length && !o.allowMissingMasks) {
     fail(`${missing.length} of ${keys.length} images have no mask named <id>${suffix} in ${o.masks} (${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ", ..." : ""})`, "check --mask-suffix / --image-suffix, or pass --allow-missing-masks to list them without a mask");
@@ -140,6 +166,7 @@ export function datasetFromFolders(o: FolderDatasetOptions): FolderDataset {
   return {
     cases: keys.map((id, i) => ({ id, image: images[i], ...(paired[i] ? { mask: paired[i] } : {}), split: splitOf[i] })),
     maskSuffix: o.masks ? suffix : undefined,
-    unpairedMasks: masks.filter((m) => !used.has(m) && !(sameFolder && images.includes(m))),
+    // by name: in a shared folder reached through a symlink the two listings spell paths differently
+    unpairedMasks: masks.filter((m) => !used.has(m) && !(sameFolder && imageNames.has(basename(m)))),
   };
 }

@@ -6,7 +6,7 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
-import { basename, dirname, join } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fail } from "../errors.js";
 import { encodePng } from "../data/image.js";
 import { svgToPng } from "../report/charts.js";
@@ -142,8 +142,10 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   for (const e of entries) {
     const { map, height, width, sha256: mapSha256 } = loadMap(e);
     if (settings.block > Math.min(height, width)) fail(`--block ${settings.block} is larger than the ${height}x${width} map ${e.path}`, `use a block size of at most ${Math.min(height, width)} px (default ${STRATEGY_DEFAULTS.block})`);
-    const stats = strategyStats(map, height, width, e.roiRect, { ...settings, tau: opts.settings?.tau ?? e.tau });
-    results.push({ ...e, height, width, stats, mapSha256 });
+    const tau = opts.settings?.tau ?? e.tau;
+    const stats = strategyStats(map, height, width, e.roiRect, { ...settings, tau });
+    // the tau the statistics used (--tau overrides the map's own)
+    results.push({ ...e, height, width, tau, stats, mapSha256 });
     maps.set(e.path, map);
   }
   const files: string[] = [];
@@ -190,8 +192,10 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
       }
     }
   }
-  const provenance = { versions: runtimeVersions(), createdAt: new Date().toISOString(), inputs: [...dirs], methods: opts.methods ?? null };
-  await put("strategies.json", JSON.stringify({ format: "segcause.strategies/1", provenance, settings, definitions: DEFINITIONS, perModel, perDataset, pairs, maps: results.map(({ path, ...r }) => ({ ...r, path })) }, null, 1));
+  const provenance = { versions: runtimeVersions(), createdAt: new Date().toISOString(), inputs: dirs.map((d) => resolve(d)), methods: opts.methods ?? null };
+  // Without --tau, settings.tau (the default, 0) was not what any map used: null, and maps[].tau says.
+  const recorded = { ...settings, tau: opts.settings?.tau ?? null, tauFrom: opts.settings?.tau === undefined ? "each map's own (maps[].tau)" : "--tau, for every map" };
+  await put("strategies.json", JSON.stringify({ format: "segcause.strategies/1", provenance, settings: recorded, definitions: DEFINITIONS, perModel, perDataset, pairs, maps: results.map(({ path, ...r }) => ({ ...r, path })) }, null, 1));
   await put("models.csv", csv(["dataset", "model", "method", "maps", ...STRATEGY_CLASSES, ...STAT_KEYS.flatMap((k) => [`${k}_mean`, `${k}_sd`])], perGroup.map((g) => [g.dataset, g.model, g.method, g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.flatMap((k) => [g.stats[k].mean, g.stats[k].sd])])));
   await put("model-pairs.csv", csv(["dataset", "method", "stat", "a", "b", "n", "mean_diff_a_minus_b", "p", "test"], pairs.map((p) => [p.dataset, p.method, p.stat, p.a, p.b, p.n, p.meanDiff, p.p, p.test])));
 

@@ -3,10 +3,11 @@
  * of work. The key ties a checkpoint to everything that decides the samples.
  */
 import { existsSync, readFileSync } from "node:fs";
-import { rename, writeFile } from "node:fs/promises";
+import { mkdir, rename, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
 import { sha256 } from "../util/hash.js";
 import { ProgressTracker, type ProgressListener } from "../util/progress.js";
-import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
+import { cachedEvaluate, OutcomeStore, type Evaluate, type SampleRequest } from "./samples.js";
 
 export class Checkpoint {
   private lastSave = Date.now();
@@ -43,6 +44,7 @@ export class Checkpoint {
   async save(): Promise<void> {
     this.lastSave = Date.now();
     const tmp = `${this.path}.tmp`;
+    await mkdir(dirname(this.path), { recursive: true }); // the output folder may not exist yet
     await writeFile(tmp, JSON.stringify({ key: this.key, samples: this.store.toJSON() }));
     await rename(tmp, this.path);
   }
@@ -56,6 +58,11 @@ export interface Resumable {
   evaluate: Evaluate;
   /** counts `n` samples as done in the current progress stage (called by the raw evaluator as it goes) */
   progress: (n: number) => void;
+  /**
+   * keeps samples the raw evaluator has just finished (and saves every few seconds): for evaluators
+   * whose one call runs much longer than the save interval (components: a chunk can take minutes)
+   */
+  record: (reqs: readonly SampleRequest[], values: ArrayLike<number>) => Promise<void>;
   /** undefined without a checkpoint path */
   checkpoint: Checkpoint | undefined;
 }
@@ -65,14 +72,19 @@ export interface Resumable {
  * same key are reused, new ones are checkpointed at `path`, and samples resumed count as done in the
  * progress shown.
  */
-export function resumableEvaluate(raw: Evaluate, opts: { path?: string; key: unknown; onProgress?: ProgressListener; chunk?: number }): Resumable {
-  const checkpoint = opts.path ? Checkpoint.open(opts.path, opts.key) : undefined;
+export function resumableEvaluate(raw: Evaluate, opts: { path?: string; key: unknown; onProgress?: ProgressListener; chunk?: number; saveEveryMs?: number }): Resumable {
+  const checkpoint = opts.path ? Checkpoint.open(opts.path, opts.key, opts.saveEveryMs) : undefined;
   const store = checkpoint?.store ?? new OutcomeStore();
   const cached = cachedEvaluate(raw, store, opts.chunk ?? CHUNK, checkpoint ? () => checkpoint.maybeSave() : undefined);
   let tracker: ProgressTracker | undefined;
   return {
     checkpoint,
     progress: (n) => tracker?.add(n),
+    record: async (reqs, values) => {
+      if (!checkpoint) return;
+      reqs.forEach((r, k) => store.set(r.unit, r.draw, values[k]));
+      await checkpoint.maybeSave();
+    },
     evaluate: (reqs, stage) => {
       tracker = new ProgressTracker(stage, reqs.length, opts.onProgress);
       tracker.add(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined).length);

@@ -50,6 +50,8 @@ export interface ComponentOptions extends RunOptions {
   screen?: number;
   samples?: number;
   tau?: number;
+  /** checkpoint save interval (default 5 s; tests use 0) */
+  checkpointEveryMs?: number;
 }
 
 export type ComponentResult = Pick<Component, "name" | "order" | "depth" | "outputs"> & UnitEstimate & { index: number; selection?: Selection };
@@ -264,6 +266,8 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
         const o = r[out].data as Float32Array;
         chunk.forEach((ri, slot) => (scores[ri] = target.score(o, slot)));
         resumable.progress(chunk.length);
+        // saved per batch, not per chunk of 512 samples: at one suffix pass per batch a chunk can take minutes
+        await resumable.record(chunk.map((ri) => reqs[ri]), chunk.map((ri) => scores[ri]));
       }
     }
     return scores;
@@ -275,11 +279,18 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
     units: units.map((u) => [u.name, ...u.outputs]), ablation, donors: donors.map((d) => d.imageSha256), seed,
   };
-  const resumable = resumableEvaluate(raw, { path: opts.checkpointPath, key: keyMaterial, onProgress: opts.onProgress });
+  const resumable = resumableEvaluate(raw, { path: opts.checkpointPath, key: keyMaterial, onProgress: opts.onProgress, saveEveryMs: opts.checkpointEveryMs });
   const st = ablation === "resample"
     ? { screen: opts.screen ?? PAPER_SCREENED_ATE.screen, samples: opts.samples ?? PAPER_SCREENED_ATE.samples, tau: opts.tau ?? PAPER_SCREENED_ATE.tau }
     : { screen: 1, samples: 0, tau: opts.tau ?? PAPER_SCREENED_ATE.tau };
-  const estimates = await screenedAte(units.length, target.base, resumable.evaluate, st);
+  let estimates: UnitEstimate[];
+  try {
+    estimates = await screenedAte(units.length, target.base, resumable.evaluate, st);
+  } catch (e) {
+    // A failed run keeps what it finished, so the rerun after the fix resumes.
+    await resumable.checkpoint?.save().catch(() => undefined);
+    throw e;
+  }
   await resumable.checkpoint?.save();
   forwardPasses += estimates.reduce((s, e) => s + e.samples, 0);
   for (const e of sessions.values()) await e.s.release();
