@@ -1,5 +1,5 @@
 /** `segcause dataset init`: a dataset manifest from a folder of images and one of masks. */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, relative, resolve, sep } from "node:path";
 import { Command, Option } from "commander";
 import { fail } from "../errors.js";
@@ -72,7 +72,13 @@ export function datasetCommand(): Command {
     } catch (e) {
       fail(`cannot write ${f.out} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "give --out a path in a folder you can write to");
     }
-    readManifest(f.out); // what evaluate will read: fails here, not later, if it cannot
+    // What evaluate will read: fails here, not later, if it cannot (and leaves no file that blocks a rerun).
+    try {
+      readManifest(f.out);
+    } catch (e) {
+      rmSync(f.out, { force: true });
+      throw e;
+    }
     const sizes = f.splits.map((s) => ({ name: s.name, n: ds.cases.filter((c) => c.split === s.name).length }));
     const counts = sizes.map((s) => `${s.n} ${s.name}`).join(", ");
     const withMask = ds.cases.filter((c) => c.mask).length;

@@ -175,7 +175,7 @@ export function explainCommand(): Command {
     .description("map of which parts of the image drive the model's segmentation inside a region of interest")
     .requiredOption("--model <file>", "ONNX segmentation model")
     .requiredOption("--image <file>", `image to explain (${IMAGE_FORMATS})`)
-    .option("--mask <file>", "ground-truth mask (0/255 or 0/1 PNG); without it Dice is measured against the model's own prediction")
+    .option("--mask <file>", "ground-truth binary mask (any two values, e.g. 0/255 or 0/1; any image format); without it Dice is measured against the model's own prediction")
     .option("--roi <r,c,h,w>", "RoI rectangle in model-input pixels: row,col,height,width (or row,col,size)")
     .option("--roi-mask <file>", "RoI as a mask image instead of a rectangle")
     .option("--bank <file>", "patch bank built with `segcause bank build` (needed by pdcr)")

@@ -44,6 +44,6 @@ export function strategiesCommand(): Command {
       });
       const counts: Record<string, number> = {};
       for (const m of r.results) counts[m.stats.cls] = (counts[m.stats.cls] ?? 0) + 1;
-      process.stdout.write(`${r.results.length} maps: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ")}\nwrote ${r.files.length} files to ${f.out} (report.html, maps.csv, models.csv, strategies.json, plots/)\n`);
+      process.stdout.write(`${r.results.length} maps: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ")}\nwrote ${r.files.length} files to ${f.out} (report.html, maps.csv, models.csv, model-pairs.csv, strategies.json, plots/)\n`);
     });
 }

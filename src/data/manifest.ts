@@ -51,7 +51,7 @@ export function readManifest(path: string): Dataset {
   return {
     name: parsed.data.name,
     root,
-        // Relative paths are from the manifest's folder; absolute ones stay as they are.
+    // Relative paths are from the manifest's folder; absolute ones stay as they are.
     cases: parsed.data.cases.map((c) => ({ id: c.id, split: c.split, image: resolve(root, c.image), mask: c.mask ? resolve(root, c.mask) : undefined })),
   };
 }
