@@ -3,23 +3,14 @@ import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, relative, resolve, sep } from "node:path";
 import { Command, Option } from "commander";
 import { fail } from "../errors.js";
-import { datasetFromFolders, readManifest } from "../data/manifest.js";
+import { datasetFromFolders, readManifest, type FolderDatasetOptions } from "../data/manifest.js";
 import { decimal } from "../util/decimal.js";
 import { checkOutputFile } from "../util/files.js";
 import { VERSION } from "../version.js";
 import { seed } from "./options.js";
 
-interface InitFlags {
-  images: string;
-  masks?: string;
-  maskSuffix?: string;
-  imageSuffix?: string;
-  splits: { name: string; share: number }[];
-  seed: number;
-  name?: string;
-  out: string;
-  allowMissingMasks?: boolean;
-}
+/** The folder options as commander parses them, plus what only the command needs. */
+type InitFlags = FolderDatasetOptions & { name?: string; out: string };
 
 /** "test" (every case in one split) or "train=70,val=15,test=15" (seeded shares). */
 function parseSplits(v: string): { name: string; share: number }[] {
@@ -55,7 +46,7 @@ export function datasetCommand(): Command {
   init.action((f: InitFlags) => {
     checkOutputFile(f.out);
     if (existsSync(f.out)) fail(`${f.out} already exists`, "remove it or choose another --out");
-    const ds = datasetFromFolders({ images: f.images, masks: f.masks, maskSuffix: f.maskSuffix, imageSuffix: f.imageSuffix, splits: f.splits, seed: f.seed, allowMissingMasks: f.allowMissingMasks });
+    const ds = datasetFromFolders(f);
     const root = dirname(f.out);
     // Relative and with forward slashes, so the dataset folder can be moved or shared as a whole.
     const rel = (p: string) => relative(root, p).split(sep).join("/");
