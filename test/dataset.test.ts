@@ -121,6 +121,10 @@ describe("dataset manifests from folders", () => {
     expect(readManifest(out).cases[0].image).toBe(join(root, "img", "a1.png"));
     const again = segcause("dataset", "init", "--images", join(root, "img"), "--out", out);
     expect(again.stderr).toMatch(/already exists/);
+    expect(r.stderr).not.toContain("every case is in split");
+    const one = segcause("dataset", "init", "--images", join(root, "img"), "--out", join(root, "one", "manifest.json"));
+    expect(one.code, one.stderr).toBe(0);
+    expect(one.stderr).toContain("note: every case is in split test; `bank build` and `evaluate` without --bank take their patches from other splits");
     expect(segcause("dataset", "init", "--images", join(root, "img"), "--splits", "train=70,train=30", "--out", join(root, "x.json")).stderr).toMatch(/--splits names 'train' twice/);
   });
 });
