@@ -7,7 +7,7 @@ import { mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { sha256 } from "../util/hash.js";
 import { ProgressTracker, type ProgressListener } from "../util/progress.js";
-import { cachedEvaluate, OutcomeStore, type Evaluate, type SampleRequest } from "./samples.js";
+import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
 
 export class Checkpoint {
   private lastSave = Date.now();
@@ -58,11 +58,6 @@ export interface Resumable {
   evaluate: Evaluate;
   /** counts `n` samples as done in the current progress stage (called by the raw evaluator as it goes) */
   progress: (n: number) => void;
-  /**
-   * keeps samples the raw evaluator has just finished (and saves every few seconds): for evaluators
-   * whose one call runs much longer than the save interval (components: a chunk can take minutes)
-   */
-  record: (reqs: readonly SampleRequest[], values: ArrayLike<number>) => Promise<void>;
   /** undefined without a checkpoint path */
   checkpoint: Checkpoint | undefined;
 }
@@ -80,11 +75,6 @@ export function resumableEvaluate(raw: Evaluate, opts: { path?: string; key: unk
   return {
     checkpoint,
     progress: (n) => tracker?.add(n),
-    record: async (reqs, values) => {
-      if (!checkpoint) return;
-      reqs.forEach((r, k) => store.set(r.unit, r.draw, values[k]));
-      await checkpoint.maybeSave();
-    },
     evaluate: (reqs, stage) => {
       tracker = new ProgressTracker(stage, reqs.length, opts.onProgress);
       tracker.add(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined).length);

@@ -266,8 +266,6 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
         const o = r[out].data as Float32Array;
         chunk.forEach((ri, slot) => (scores[ri] = target.score(o, slot)));
         resumable.progress(chunk.length);
-        // saved per batch, not per chunk of 512 samples: at one suffix pass per batch a chunk can take minutes
-        await resumable.record(chunk.map((ri) => reqs[ri]), chunk.map((ri) => scores[ri]));
       }
     }
     return scores;
@@ -279,7 +277,8 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
     units: units.map((u) => [u.name, ...u.outputs]), ablation, donors: donors.map((d) => d.imageSha256), seed,
   };
-  const resumable = resumableEvaluate(raw, { path: opts.checkpointPath, key: keyMaterial, onProgress: opts.onProgress, saveEveryMs: opts.checkpointEveryMs });
+  // Checkpoint chunks of one batch, not 512 samples: at one suffix pass per batch a chunk can take minutes.
+  const resumable = resumableEvaluate(raw, { path: opts.checkpointPath, key: keyMaterial, onProgress: opts.onProgress, chunk: B, saveEveryMs: opts.checkpointEveryMs });
   const st = ablation === "resample"
     ? { screen: opts.screen ?? PAPER_SCREENED_ATE.screen, samples: opts.samples ?? PAPER_SCREENED_ATE.samples, tau: opts.tau ?? PAPER_SCREENED_ATE.tau }
     : { screen: 1, samples: 0, tau: opts.tau ?? PAPER_SCREENED_ATE.tau };
