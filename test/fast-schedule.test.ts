@@ -9,6 +9,8 @@ import { stratifyDraws } from "../src/explain/block-effects.js";
 import { blockGrid } from "../src/explain/units.js";
 import { Region } from "../src/target/roi.js";
 import { t975 } from "../src/util/tdist.js";
+import { keyedOptions, resolveOptions } from "../src/explain/methods.js";
+import { pdcrMethod } from "../src/explain/pdcr.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 // 64x64 images, 8x8 blocks: an 8x8 grid of 64 blocks, the RoI (rows 56-63, cols 0-7) is one of them.
@@ -23,7 +25,7 @@ const CAUSAL = [
 ];
 const isCausal = (u: { row: number; col: number }) => CAUSAL.some(([r, c]) => r === u.row && c === u.col);
 
-let dir: string, image: string, causalModel: string, smoothModel: string;
+let dir: string, image: string, causalModel: string, smoothModel: string, wideModel: string;
 
 beforeAll(async () => {
   dir = tmp();
@@ -31,6 +33,8 @@ beforeAll(async () => {
   causalModel = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 32, height: 16, width: 16, weight: 50 }], -40, { size: S }));
   // A smooth effect: one block drives a sigmoid gently, so every patch moves mean-prob by a different amount.
   smoothModel = writeModel(dir, "smooth.onnx", regionMeanModel([{ row: 0, col: 40, height: 8, width: 8, weight: 3 }], -1.5, { size: S }));
+  // Eight blocks (rows 0-15, cols 0-31) drive the sigmoid gently: every block needs many rounds.
+  wideModel = writeModel(dir, "wide.onnx", regionMeanModel([{ row: 0, col: 0, height: 16, width: 32, weight: 3 }], -1.5, { size: S }));
 });
 
 async function run(modelPath: string, bank: number[], opts: Parameters<typeof explainPdcr>[3] extends infer O ? Partial<O> : never, outcome: "dice" | "mean-prob" = "dice") {
@@ -131,5 +135,44 @@ describe("fast PdCR schedule on models with known causal structure", () => {
     const rate = covered / runs;
     expect(rate).toBeGreaterThanOrEqual(0.88);
     expect(rate).toBeLessThanOrEqual(1);
+  });
+
+  describe("pass budget", () => {
+    const bank = [20, 240, 60, 200, 100, 160, 140, 180];
+    // No precision target: without a budget every causal block takes all its 48 draws.
+    const precise = { absTol: 0, fidelity: 0 };
+
+    it("stops the rounds at the budget and says how noisy the map is", async () => {
+      const free = await run(wideModel, bank, { fast: precise }, "mean-prob");
+      const budget = Math.floor(free.forwardPasses / 3);
+      const capped = await run(wideModel, bank, { fast: { ...precise, maxPasses: budget } }, "mean-prob");
+      expect(capped.forwardPasses).toBeLessThanOrEqual(budget);
+      // Rounds cost 4 passes each: all but the last few passes of the budget are used.
+      expect(capped.forwardPasses).toBeGreaterThan(budget - 4);
+      expect(capped.notes.find((n) => n.startsWith("pass budget reached"))).toMatch(new RegExp(`${capped.forwardPasses} of ${budget} passes; the map's noise is [0-9.]+ of its spread`));
+      // The eight causal blocks keep their sign; their SEs are wider than with every draw.
+      const causal = (a: typeof free) => a.units.filter((u) => u.row < 16 && u.col < 32);
+      for (const u of causal(capped)) expect(u.effect).toBeLessThan(0);
+      const se = (a: typeof free) => causal(a).reduce((s, u) => s + u.stderr, 0);
+      expect(se(capped)).toBeGreaterThan(se(free));
+      expect(capped.provenance.settings).toMatchObject({ maxPasses: budget });
+    });
+
+    it("changes nothing when it is not reached, and always completes the screen", async () => {
+      const free = await run(wideModel, bank, {}, "mean-prob");
+      const roomy = await run(wideModel, bank, { fast: { maxPasses: free.forwardPasses } }, "mean-prob");
+      expect(Array.from(roomy.map)).toEqual(Array.from(free.map));
+      expect(roomy.notes.some((n) => n.startsWith("pass budget"))).toBe(false);
+      const tiny = await run(wideModel, bank, { fast: { maxPasses: 10 } }, "mean-prob");
+      expect(tiny.forwardPasses).toBeGreaterThan(10);
+      expect(tiny.units.filter((u) => u.row < 16 && u.col < 32).every((u) => u.samples === 4)).toBe(true);
+      expect(tiny.notes.find((n) => n.startsWith("pass budget exceeded"))).toMatch(new RegExp(`the screen alone needed ${tiny.forwardPasses} passes \\(budget 10\\)`));
+    });
+
+    it("enters evaluate's cell keys only when set, so published folders stay valid", () => {
+      expect(keyedOptions(pdcrMethod, resolveOptions(pdcrMethod, {}))).not.toHaveProperty("maxPasses");
+      expect(keyedOptions(pdcrMethod, resolveOptions(pdcrMethod, { maxPasses: 5000 }))).toMatchObject({ maxPasses: 5000, mapNoise: 0.3 });
+      expect(() => resolveOptions(pdcrMethod, { schedule: "paper", maxPasses: 5000 })).toThrow(/--max-passes applies only to --schedule fast/);
+    });
   });
 });

@@ -14,7 +14,7 @@ import { buildPatchBank, PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { getMethod } from "../explain/catalog.js";
-import { resolveOptions } from "../explain/methods.js";
+import { keyedOptions, resolveOptions } from "../explain/methods.js";
 import { supportMap, type Attribution } from "../explain/attribution.js";
 import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
 import { Region } from "../target/roi.js";
@@ -265,7 +265,7 @@ async function evaluateRoi(
   // computed before that rule must not mix with; the key changes only for such banks.
   const ownPatches = bank?.sourcesOf(kase).some(Boolean) ? { bankOwnPatches: "left out" } : {};
   const groupKey = { protocol: protocolKey, model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null, roi: roi.rect, bank: bank?.sha256 ?? null, ...ownPatches };
-  const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: d.options, ...(d.def.revision ? { revision: d.def.revision } : {}) })));
+  const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: keyedOptions(d.def, d.options), ...(d.def.revision ? { revision: d.def.revision } : {}) })));
   const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));
   const existing = dirs.map((d) => readJson<CellRecord>(join(d, "cell.json")));
   existing.forEach((e, i) => {

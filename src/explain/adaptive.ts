@@ -48,15 +48,37 @@ export interface AdaptiveSettings {
    * rule then stopped far too early or too late depending on the seed.
    */
   commonDraws: boolean;
+  /**
+   * Forward-pass budget of the whole map, the unperturbed pass included (0 = none). The screen
+   * (group tests and every candidate block's first round) always completes, since a block left
+   * unscreened would have no estimate; the sequential rounds then stop at the budget. Cached
+   * samples of a resumed run count too, so a budget gives the same map with or without resuming.
+   */
+  maxPasses: number;
 }
 
-export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 2, strata: 4, minRounds: 1, maxSamples: 48, absTol: 0.01, fidelity: 0.3, commonDraws: false };
+export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 2, strata: 4, minRounds: 1, maxSamples: 48, absTol: 0.01, fidelity: 0.3, commonDraws: false, maxPasses: 0 };
 
 export interface AdaptiveResult {
   estimates: UnitEstimate[];
   /** forward passes spent on group tests */
   groupPasses: number;
   groupsTested: number;
+  /** the map's noise as a fraction of its spread when the rounds stopped (the quantity `fidelity` bounds) */
+  noiseRatio: number;
+  /** set when a pass budget was given */
+  budget?: BudgetUse;
+}
+
+export interface BudgetUse {
+  /** the budget, unperturbed pass included */
+  passes: number;
+  /** passes the map used, unperturbed pass included */
+  spent: number;
+  /** the budget stopped the rounds before the map reached `fidelity` */
+  binding: boolean;
+  /** passes the screen alone needed (it completes even beyond the budget) */
+  screen: number;
 }
 
 export function checkAdaptive(st: AdaptiveSettings): void {
@@ -67,6 +89,7 @@ export function checkAdaptive(st: AdaptiveSettings): void {
   if (!Number.isInteger(st.maxSamples) || st.maxSamples < st.strata) fail(`max samples must be an integer >= strata (${st.strata}), got ${st.maxSamples}`, "set maxSamples to 48");
   if (!Number.isInteger(st.minRounds) || st.minRounds < 1) fail(`min rounds must be >= 1, got ${st.minRounds}`);
   for (const k of ["absTol", "fidelity"] as const) if (!(st[k] >= 0)) fail(`${k} must be >= 0, got ${st[k]}`);
+  if (!Number.isInteger(st.maxPasses) || st.maxPasses < 0) fail(`the pass budget must be an integer >= 0 (0 = none), got ${st.maxPasses}`, "use --max-passes 20000, or leave it out");
 }
 
 /** Per-block running state: Δ values by stratum, one per round. */
@@ -162,8 +185,12 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
     if (s.byStratum.some((v) => Math.abs(v[0]) >= st.tau)) passing.push(b);
   }
 
-  // 3. Sequential rounds until every block, or the map as a whole, is precise enough.
+  // 3. Sequential rounds until every block, or the map as a whole, is precise enough, or the
+  // budget is spent (each round of a block costs R passes).
   const maxRounds = Math.floor(st.maxSamples / R);
+  let spent = 1 + groupPasses + candidates.length * R;
+  const screen = spent;
+  let binding = false, noiseRatio = 0;
   for (;;) {
     const est = new Map(passing.map((b) => [b, stratifiedEstimate(samples.get(b)!, weights)]));
     let sum = 0;
@@ -175,7 +202,7 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
       noise += e.se * e.se;
     }
     // The spread of estimates includes their noise: compare against the spread net of it.
-    // The spread of estimates includes their noise: compare against the spread net of it.
+    noiseRatio = noise === 0 ? 0 : Math.sqrt(noise / Math.max(spread - noise, Number.MIN_VALUE));
     const deficit = noise - st.fidelity * st.fidelity * Math.max(0, spread - noise);
     const need = passing.filter((b) => samples.get(b)!.rounds < st.minRounds);
     if (deficit > 0) {
@@ -192,12 +219,23 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
       }
     }
     if (need.length === 0) break;
+    if (st.maxPasses > 0) {
+      // `need` lists the blocks owed their minimum rounds first, then by squared error removed.
+      const affordable = Math.max(0, Math.floor((st.maxPasses - spent) / R));
+      if (affordable < need.length) {
+        binding = true;
+        need.length = affordable;
+        if (affordable === 0) break;
+      }
+    }
     await runRounds(need, "estimating");
+    spent += need.length * R;
   }
   for (const b of passing) {
     const e = stratifiedEstimate(samples.get(b)!, weights);
     const sig = Math.abs(e.mean) >= st.tau;
     result[b] = { effect: sig ? e.mean : 0, rawEffect: e.mean, stderr: e.se, samples: samples.get(b)!.rounds * R, status: sig ? "significant" : "below-tau", dof: e.df };
   }
-  return { estimates: result, groupPasses, groupsTested };
+  const budget = st.maxPasses > 0 ? { passes: st.maxPasses, spent, binding, screen } : undefined;
+  return { estimates: result, groupPasses, groupsTested, noiseRatio, budget };
 }

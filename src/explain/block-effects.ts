@@ -33,6 +33,11 @@ export function uniformDraw(seed: number, unit: number, draw: number, count: num
   return randomInt(seed, unit, draw, count);
 }
 
+/** A noise-to-spread ratio for a note: "0.42", or "more than 10 times" when the map is mostly noise. */
+function fmtRatio(x: number): string {
+  return x > 10 ? "more than 10 times" : x.toFixed(2);
+}
+
 export interface RunOptions {
   seed?: number;
   batchSize?: number;
@@ -118,6 +123,9 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     estimates = r.estimates;
     extraPasses = r.groupPasses;
     notes.push(`fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`);
+    const b = r.budget;
+    if (b && b.screen > b.passes) notes.push(`pass budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every block has an estimate, but no further rounds ran — raise --max-passes above ${b.screen} or use larger blocks`);
+    else if (b?.binding) notes.push(`pass budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`);
   } else {
     estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
   }

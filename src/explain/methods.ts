@@ -41,6 +41,11 @@ export interface MethodOption {
    * (pdcr's `screen` only with `schedule` paper): giving it otherwise is refused by `resolveOptions`.
    */
   appliesWhen?: { option: string; values: readonly string[] };
+  /**
+   * The option came after evaluate folders were published and its default keeps the old behaviour:
+   * it enters evaluate's cell key only when set to another value, so those folders stay valid.
+   */
+  addedLater?: boolean;
 }
 
 export interface MethodContext {
@@ -162,6 +167,16 @@ export function checkOptionValue(o: MethodOption, v: unknown, label = `--${kebab
       fail(`${label} must be ${describeRange(o) ?? (o.type === "int" ? "an integer" : "a number")}, got ${Array.isArray(v) ? `'${v.join(",")}'` : String(x)}`, `its default is ${d}`);
     }
   }
+}
+
+/** The options that identify a cell of evaluate: all of them, except later additions left at their default. */
+export function keyedOptions(def: MethodDefinition, options: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(options)) {
+    const o = def.options.find((x) => x.name === k);
+    if (!(o?.addedLater && JSON.stringify(v) === JSON.stringify(o.default))) out[k] = v;
+  }
+  return out;
 }
 
 /** Typed accessors for recipes: options arrive resolved, so a missing value is a programming error. */
