@@ -29,7 +29,8 @@ import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model, OutputLayout } from "../model/model.js";
 import { DEFAULT_BATCH_SIZE, Runner, type InputWriter, type OutputReader } from "../model/runner.js";
-import { buildGradientModel, type GradientModel } from "../onnx/gradient.js";
+import { buildGradientModel, GRADIENT_OPSET, type GradientModel } from "../onnx/gradient.js";
+import { upgradeOpset } from "../onnx/opset.js";
 import { withInputSize } from "../onnx/graph.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { ProgressTracker } from "../util/progress.js";
@@ -86,7 +87,9 @@ const OPT_LEVEL = "extended" as const;
 
 /** Appends Sigmoid (one channel) or Softmax (over channels) after a logit output. */
 function withProbabilities(proto: ModelProto, output: string, channels: number): { proto: ModelProto; output: string } {
-  const m = clone(ModelProtoSchema, proto);
+  // Raise the opset first: below 13 the appended Softmax(axis=1) would flatten C x H x W into one
+  // distribution (opset 11's meaning), and upgrading afterwards would keep that meaning.
+  const m = clone(ModelProtoSchema, upgradeOpset(proto, GRADIENT_OPSET));
   const g = m.graph!;
   const prob = `${output}__segcause_prob`;
   g.node.push(

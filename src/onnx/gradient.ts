@@ -102,7 +102,7 @@ const REFERENCE = "segcause_reference";
 const BATCH_A = 7;
 const BATCH_B = 11;
 /** Models older than this are converted to it first (see opset.ts). */
-const GRADIENT_OPSET = 16;
+export const GRADIENT_OPSET = 16;
 
 // ---------------------------------------------------------------------------------------------
 // Emitting nodes
