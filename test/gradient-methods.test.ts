@@ -63,7 +63,7 @@ function oneReluModel(): Uint8Array {
 
 /** Grad-CAM model, gray 8x8: MaxPool 2 → Conv 1x1 (1→2) → Relu = A [2,4,4] → Resize x2 → Conv 1x1 (2→1) → σ. */
 const CW = [1.5, -1], CB = [-0.2, 0.5], CW2 = [2, 1], CB2 = -1;
-function camModel(): Uint8Array {
+function camModel(auxHead = false): Uint8Array {
   const g = new GraphBuilder("cam");
   const x = g.input("image", ["N", 1, 8, 8]);
   const p = g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] });
@@ -72,6 +72,12 @@ function camModel(): Uint8Array {
   const up = g.node("Resize", [a, "", g.constant([4], [1, 1, 2, 2])], { mode: "linear", coordinate_transformation_mode: "half_pixel" });
   const z = g.node("Conv", [up, g.constant([1, 2, 1, 1], CW2), g.constant([1], [CB2])], { kernel_shape: [1, 1] });
   g.output(g.node("Sigmoid", [z], {}, ["mask"]), ["N", 1, 8, 8]);
+  if (auxHead) {
+    // A second, auxiliary output with a smaller feature map ("Aaux" [3,2,2]) that "mask" does not depend on.
+    const pa = g.node("MaxPool", [x], { kernel_shape: [4, 4], strides: [4, 4] });
+    const aa = g.node("Relu", [g.node("Conv", [pa, g.constant([3, 1, 1, 1], [1, -1, 2]), g.constant([3], [0, 1, -0.5])], { kernel_shape: [1, 1] })], {}, ["Aaux"]);
+    g.output(g.node("Sigmoid", [g.node("Conv", [aa, g.constant([1, 3, 1, 1], [1, 1, 1])], { kernel_shape: [1, 1] })], {}, ["aux"]), ["N", 1, 2, 2]);
+  }
   return g.toBytes();
 }
 
@@ -110,6 +116,7 @@ beforeAll(async () => {
   paths.twoClass11 = writeModel(dir, "two-class-11.onnx", twoClassModel(11));
   paths.relu = writeModel(dir, "relu.onnx", oneReluModel());
   paths.cam = writeModel(dir, "cam.onnx", camModel());
+  paths.camAux = writeModel(dir, "cam-aux.onnx", camModel(true));
   // MiSuRe: foreground iff the mean of rows 8..23, cols 24..31 is above half the image's value.
   paths.region = writeModel(dir, "region.onnx", regionMeanModel([{ row: 8, col: 24, height: 16, width: 8, weight: 10 }], -10 * 0.5 * (200 / 255)));
   images.ramp = await writeImage(dir, "ramp.png", (r, c) => (r * 7 + c * 5) % 256);
@@ -355,6 +362,16 @@ describe("Seg-Grad-CAM", () => {
       expect((err as SegcauseError).oneLine()).toMatch(/--layer 'nope' is not a tensor .*feature maps \(smallest first\): A \[2x4x4, Relu\], .*Conv/);
       // a tensor that exists but is not a feature map (1 channel) is refused too
       await expect(explainGradCam(m, k, roi, { layer: "mask" })).rejects.toThrow(/not a spatial feature map/);
+    });
+  });
+
+  it("considers only feature maps the explained output depends on (not an auxiliary head's)", async () => {
+    await withModel(paths.camAux, images.cam, async (m, k) => {
+      expect(m.outputName).toBe("mask");
+      const roi: TargetSpec = { roi: { row: 2, col: 2, height: 4, width: 4 }, outcome: "mean-prob" };
+      const a = await explainGradCam(m, k, roi);
+      expect(a.provenance.settings.layerUsed).toBe("A");
+      await expect(explainGradCam(m, k, roi, { layer: "Aaux" })).rejects.toThrow(/--layer 'Aaux' does not feed the explained output 'mask'/);
     });
   });
 });

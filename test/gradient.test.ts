@@ -237,6 +237,20 @@ describe("gradient rules match finite differences", () => {
     });
     await fdCase([4, 5], (g, x) => g.node("Slice", [x, g.constantInt64([1, -4]), g.constantInt64([100, -1]), g.constantInt64([1, 2])]));
     await fdCase([3, 4], (g, x) => g.node("Pad", [x, g.constantInt64([0, 1, -1, 0, 2, 1])]));
+    // torch's F.pad(x, [1, 2, 0, 1]): its pads reversed pairwise by Reshape → Slice(step -1) → Transpose → Reshape.
+    await fdCase([2, 3, 4], (g, x) => {
+      const pairs = g.node("Reshape", [g.constantInt64([1, 2, 0, 1, 0, 0, 0, 0]), g.constantInt64([-1, 2])]);
+      const reversed = g.node("Slice", [pairs, g.constantInt64([-1]), g.constantInt64([-(2 ** 62)]), g.constantInt64([0]), g.constantInt64([-1])]);
+      const pads = g.node("Reshape", [g.node("Transpose", [reversed], { perm: [1, 0] }), g.constantInt64([-1])]);
+      return g.node("Mul", [g.node("Pad", [x, pads]), g.node("Pad", [x, pads])]);
+    });
+  });
+
+  it("Pad in reflect, edge and wrap modes (Conv padding_mode='reflect', F.pad modes), borders wider than one pixel", async () => {
+    const sq = (g: GraphBuilder, y: string) => g.node("Mul", [y, g.node("Sigmoid", [y])]);
+    await fdCase([2, 5, 6], (g, x) => sq(g, g.node("Pad", [x, g.constantInt64([0, 0, 1, 2, 0, 0, 3, 1])], { mode: "reflect" })));
+    await fdCase([2, 5, 6], (g, x) => sq(g, g.node("Pad", [x, g.constantInt64([0, 0, 2, 0, 0, 0, 1, 3])], { mode: "edge" })));
+    await fdCase([2, 5, 6], (g, x) => sq(g, g.node("Pad", [x, g.constantInt64([0, 0, 5, 2, 0, 0, 1, 6])], { mode: "wrap" })), { opset: 19 });
   });
 
   it("Reshape (target from Shape), Flatten, Transpose, Squeeze, Unsqueeze, Expand", async () => {

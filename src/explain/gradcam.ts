@@ -15,7 +15,7 @@
  * and of them the deepest (last in graph order). U-Net: the last ReLU of the deepest encoder
  * stage; DeepLab: the ASPP projection; SegFormer: the decoder's projection of the last stage.
  */
-import type { ModelProto } from "onnx-buf";
+import type { ModelProto, NodeProto } from "onnx-buf";
 import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
@@ -41,25 +41,50 @@ export interface FeatureMap {
 
 const FLOAT = 1;
 
-/** The spatial feature maps of a model (Grad-CAM layer candidates), in graph order. */
-export function featureMaps(proto: ModelProto, inputHeight: number, inputWidth: number): FeatureMap[] {
+/**
+ * The spatial feature maps of a model (Grad-CAM layer candidates), in graph order; with `output`,
+ * only those it depends on (an auxiliary head's features would give an all-zero map).
+ */
+export function featureMaps(proto: ModelProto, inputHeight: number, inputWidth: number, output?: string): FeatureMap[] {
+  return scanFeatureMaps(proto, inputHeight, inputWidth, output).maps;
+}
+
+/** featureMaps, and why shape inference stopped early if it did (its candidates past that point are unknown). */
+function scanFeatureMaps(proto: ModelProto, inputHeight: number, inputWidth: number, output?: string): { maps: FeatureMap[]; unknown?: string } {
   const infos = inferStatic(proto, 1);
   const graph = proto.graph!;
   const outputs = new Set(graph.output.map((o) => o.name));
+  const feeds = output === undefined ? undefined : ancestors(proto, output);
   const out: FeatureMap[] = [];
+  let unknown: string | undefined;
   graph.node.forEach((n, order) => {
     if (n.opType === "Constant") return;
     for (const t of n.output) {
       const info = t ? infos.get(t) : undefined;
+      if (info?.unknown && !unknown && (!feeds || feeds.has(t))) unknown = info.unknown;
       // The model's output, also when the layout adapter renamed it (src/onnx/adapt.ts), is no feature map.
-      if (!info || info.dtype !== FLOAT || info.dims.length !== 4 || outputs.has(t) || isAdapterTensor(t)) continue;
+      if (!info || info.dtype !== FLOAT || info.dims.length !== 4 || outputs.has(t) || isAdapterTensor(t) || (feeds && !feeds.has(t))) continue;
       const [b, k, h, w] = info.dims;
       if (b !== 1 || k < 2 || h < 2 || w < 2 || h > inputHeight || w > inputWidth) continue;
       if (Math.abs(h / inputHeight - w / inputWidth) > 0.5 / Math.min(h, w)) continue;
       out.push({ name: t, order, op: n.opType, channels: k, height: h, width: w });
     }
   });
-  return out;
+  return { maps: out, unknown };
+}
+
+/** Every tensor `output` is computed from (itself included), through the graph's top-level nodes. */
+function ancestors(proto: ModelProto, output: string): Set<string> {
+  const producer = new Map<string, NodeProto>();
+  for (const n of proto.graph!.node) for (const t of n.output) if (t) producer.set(t, n);
+  const seen = new Set<string>([output]);
+  const stack = [output];
+  while (stack.length > 0) {
+    for (const t of producer.get(stack.pop()!)?.input ?? []) {
+      if (t && !seen.has(t)) (seen.add(t), stack.push(t));
+    }
+  }
+  return seen;
 }
 
 /** The default layer: smallest spatial size, then deepest. */
@@ -76,17 +101,23 @@ function describeMap(m: FeatureMap): string {
 }
 
 /** Resolves `layer` ("auto" or a tensor name) to a feature map, or fails listing the candidates. */
-export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "width" | "path">, layer: string): { map: FeatureMap; rule: string } {
-  const maps = featureMaps(proto, model.height, model.width);
-  if (maps.length === 0) fail(`${model.path} has no spatial feature map [1, K>=2, h, w] for Grad-CAM`, "use another gradient method (saliency, ig)");
+export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "width" | "path" | "outputName">, layer: string): { map: FeatureMap; rule: string } {
+  const { maps, unknown } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
+  const why = unknown ? ` (shape inference stopped early: ${unknown})` : "";
+  if (maps.length === 0) fail(`${model.path} has no spatial feature map [1, K>=2, h, w] for Grad-CAM that output '${model.outputName}' depends on${why}`, "use another gradient method (saliency, ig)");
   if (layer === "auto" || layer === "") return { map: bottleneck(maps)!, rule: "auto: smallest spatial size, deepest" };
   const found = maps.find((m) => m.name === layer);
   if (found) return { map: found, rule: "given" };
   const ranked = [...maps].sort((a, b) => a.height * a.width - b.height * b.width || b.order - a.order);
   const shown = ranked.slice(0, 25).map(describeMap).join(", ");
   const known = proto.graph!.node.some((n) => n.output.includes(layer));
+  const offPath = known && featureMaps(proto, model.height, model.width).some((m) => m.name === layer);
   fail(
-    known ? `--layer '${layer}' is not a spatial feature map [1, K>=2, h, w] usable by Grad-CAM` : `--layer '${layer}' is not a tensor of ${model.path}`,
+    offPath
+      ? `--layer '${layer}' does not feed the explained output '${model.outputName}' (it belongs to another head), so its Grad-CAM would be 0 everywhere`
+      : known
+        ? `--layer '${layer}' is not a spatial feature map [1, K>=2, h, w] usable by Grad-CAM${why}`
+        : `--layer '${layer}' is not a tensor of ${model.path}`,
     `choose one of the ${maps.length} feature maps (smallest first): ${shown}${maps.length > 25 ? ", ..." : ""}; or --layer auto`,
   );
 }

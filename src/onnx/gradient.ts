@@ -987,11 +987,26 @@ const sliceRule: Rule = (c) => {
 const padRule: Rule = (c) => {
   only(c, 0);
   const mode = attrString(c.node, "mode", "constant");
-  if (mode !== "constant") fail(`${describeNode(c.node)}: gradients of Pad in ${mode} mode are not supported`, "only constant padding has a gradient rule");
   const x = c.node.input[0];
   const xi = c.info(x);
   const pads = padAmounts(c.node, xi, c.node.input.map((t) => (t ? c.info(t) : undefined)));
   const r = xi.dims.length;
+  if (mode !== "constant") {
+    // Reflect/edge/wrap copy input values into the border, one axis at a time (the copies of
+    // different axes compose), so each axis's border gradient is folded back onto what it copied.
+    let g = g0(c);
+    for (let a = 0; a < r; a++) {
+      const [b, e] = [pads[a], pads[a + r]];
+      if (b === 0 && e === 0) continue;
+      const d = xi.dims[a];
+      const limit = mode === "reflect" ? d - 1 : mode === "wrap" ? d : Infinity;
+      if (!["reflect", "edge", "wrap"].includes(mode)) fail(`${describeNode(c.node)}: unknown Pad mode '${mode}'`);
+      if (b < 0 || e < 0 || b > limit || e > limit) fail(`${describeNode(c.node)}: gradients of ${mode} padding by [${b}, ${e}] on an axis of ${d} are not supported`, "pads of reflect/edge/wrap padding must be non-negative (and smaller than the axis for reflect)");
+      requireStaticAxis(c, x, a, "Pad");
+      g = foldBorders(c.e, g, a, r, d, b, e, mode);
+    }
+    return [g];
+  }
   let g = g0(c);
   // Negative pads cropped the input: pad the gradient back first, then cut off the added border.
   const crop = pads.map((p) => Math.max(-p, 0));
@@ -1002,6 +1017,34 @@ const padRule: Rule = (c) => {
   const starts = axes.map((a) => Math.max(pads[a], 0));
   return [c.e.op1("Slice", [g, c.e.ints(starts), c.e.ints(axes.map((a, i) => starts[i] + xi.dims[a])), c.e.ints(axes)])];
 };
+
+/**
+ * The gradient of one axis of a reflect/edge/wrap Pad (`b` before, `e` after an axis of `d`): the
+ * middle passes through, and each border's gradient is added where its values were copied from.
+ */
+function foldBorders(E: Emitter, g: string, a: number, r: number, d: number, b: number, e: number, mode: string): string {
+  const slice = (start: number, end: number, step = 1) => E.op1("Slice", [g, E.ints([start]), E.ints([end]), E.ints([a]), E.ints([step])]);
+  const place = (t: string, at: number, len: number) => {
+    const p = new Array<number>(2 * r).fill(0);
+    [p[a], p[a + r]] = [at, d - at - len];
+    return E.op1("Pad", [t, E.ints(p)]);
+  };
+  const BEFORE_START = -(2 ** 62); // the end of a reversed slice that runs to index 0
+  const parts = [slice(b, b + d)];
+  if (b > 0) {
+    // before: output j copied input b - j (reflect), 0 (edge), d - b + j (wrap)
+    if (mode === "reflect") parts.push(place(slice(b - 1, BEFORE_START, -1), 1, b));
+    else if (mode === "edge") parts.push(place(E.reduceSum(slice(0, b), [a]), 0, 1));
+    else parts.push(place(slice(0, b), d - b, b));
+  }
+  if (e > 0) {
+    // after: output b + d + t copied input d - 2 - t (reflect), d - 1 (edge), t (wrap)
+    if (mode === "reflect") parts.push(place(slice(b + d + e - 1, b + d - 1, -1), d - 1 - e, e));
+    else if (mode === "edge") parts.push(place(E.reduceSum(slice(b + d, b + d + e), [a]), d - 1, 1));
+    else parts.push(place(slice(b + d, b + d + e), 0, e));
+  }
+  return E.sum(parts);
+}
 
 const gatherRule: Rule = (c) => {
   only(c, 0);

@@ -414,7 +414,10 @@ function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: numb
     }
     case "Transpose": {
       const perm = attrInts(node, "perm") ?? [...x.dims.keys()].reverse();
-      return [{ dtype: x.dtype, dims: perm.map((p) => x.dims[p]) }];
+      const dims = perm.map((p) => x.dims[p]);
+      // Values too: torch's F.pad computes its pads as Reshape → Slice(step -1) → Transpose → Reshape.
+      const from = x.dims.map((_, a) => perm.indexOf(a));
+      return [{ dtype: x.dtype, dims, value: x.value && gatherValues(x.value, x.dims, dims, (out, a) => out[from[a]]) }];
     }
     case "Expand": {
       if (!ins[1]!.value) fail(`${describeNode(node)}: its shape is not computable from static shapes`);
@@ -566,12 +569,28 @@ function inferSlice(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined
   const { starts, ends, axes, steps } = sliceParams(node, x, ins);
   const dims = [...x.dims];
   axes.forEach((a, i) => (dims[a] = Math.max(Math.ceil((ends[i] - starts[i]) / steps[i]), 0)));
-  let value: number[] | undefined;
-  if (x.dims.length === 1 && x.value) {
-    value = [];
-    for (let k = starts[0]; steps[0] > 0 ? k < ends[0] : k > ends[0]; k += steps[0]) value.push(x.value[k]);
-  }
+  const slot = x.dims.map((_, a) => axes.indexOf(a));
+  const value = x.value && gatherValues(x.value, x.dims, dims, (out, a) => (slot[a] < 0 ? out[a] : starts[slot[a]] + out[a] * steps[slot[a]]));
   return { dtype: x.dtype, dims, value };
+}
+
+/**
+ * Values of an output whose element at index `out` is x's element at coordinates `coord(out, axis)`
+ * (Slice, Transpose), or undefined when the output is too large to carry values.
+ */
+function gatherValues(x: readonly number[], xDims: readonly number[], outDims: readonly number[], coord: (out: number[], axis: number) => number): number[] | undefined {
+  const n = numel([...outDims]);
+  if (n > VALUE_LIMIT) return undefined;
+  const strides = xDims.map((_, a) => numel(xDims.slice(a + 1)));
+  const idx = new Array<number>(outDims.length).fill(0);
+  const out: number[] = [];
+  for (let f = 0; f < n; f++) {
+    let src = 0;
+    for (let a = 0; a < xDims.length; a++) src += coord(idx, a) * strides[a];
+    out.push(x[src]);
+    for (let d = outDims.length - 1; d >= 0 && ++idx[d] === outDims[d]; d--) idx[d] = 0;
+  }
+  return out;
 }
 
 function inferReshape(node: NodeProto, x: StaticInfo, shape: StaticInfo): StaticInfo {
