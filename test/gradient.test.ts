@@ -349,6 +349,13 @@ describe("gradient rules match finite differences", () => {
     );
   });
 
+  it("LogSoftmax (log_softmax outputs), GroupNormalization (opset 18: scale per group; 21: per channel)", async () => {
+    await fdCase([3, 5], (g, x) => g.node("LogSoftmax", [g.node("Mul", [x, g.constant([], [2])])], { axis: -1 }));
+    await fdCase([3, 5], (g, x) => g.node("LogSoftmax", [x], { axis: 1 }));
+    await fdCase([4, 2, 3], (g, x) => g.node("GroupNormalization", [x, g.constant([2], [1.5, -0.5]), g.constant([2], [0.1, 0.2])], { num_groups: 2, epsilon: 1e-5 }), { opset: 18 });
+    await fdCase([4, 2, 3], (g, x) => g.node("GroupNormalization", [x, g.constant([4], [1.5, -0.5, 2, 1]), g.constant([4], [0.1, 0.2, 0, -0.1])], { num_groups: 2, epsilon: 1e-5 }), { opset: 21 });
+  });
+
   it("ReduceMean, ReduceSum (keepdims 0, axes as attribute and input), Gather on data", async () => {
     await fdCase([3, 4], (g, x) => g.node("ReduceMean", [x], { axes: [1], keepdims: 0 }));
     await fdCase([3, 4], (g, x) => g.node("ReduceSum", [g.node("Mul", [x, x]), g.constantInt64([2])], { keepdims: 0 }));

@@ -43,7 +43,7 @@ export function explainDeepLift(model: Model, kase: Case, target: TargetSpec, op
     const c = completenessNote(total, env.baseScore - sBase);
     const notes = [`baseline: ${describe}`, c.note];
     // InstanceNormalization is also how PyTorch exports GroupNorm.
-    const nonLocal = model.graph.opTypes.filter((op) => op === "Softmax" || op === "LayerNormalization" || op === "InstanceNormalization");
+    const nonLocal = model.graph.opTypes.filter((op) => op === "Softmax" || op === "LogSoftmax" || op === "LayerNormalization" || op === "InstanceNormalization" || op === "GroupNormalization");
     const switches = model.graph.opTypes.filter((op) => ["Equal", "Greater", "Less", "Where", "ArgMax", "ArgMin", "MaxUnpool"].includes(op));
     if (c.gap > 0.05) {
       const why = [

@@ -64,8 +64,8 @@ export interface GradientGraphOptions {
    * the actual and reference factors (an Einsum of three or more input-dependent operands takes the same
    * means, which is no longer exact); max ops (MaxPool, GlobalMaxPool, ReduceMax/Min, Max/Min) use the
    * DeepLIFT/Captum max rule; ReduceSumSquare, ReduceL2 and ReduceLogSumExp chain the secants of their
-   * elementwise parts, so they are exact too; linear ops use their gradient. Softmax,
-   * LayerNormalization and InstanceNormalization are not elementwise and use their gradient at x, and
+   * elementwise parts, so they are exact too; linear ops use their gradient. Softmax, LogSoftmax,
+   * LayerNormalization, InstanceNormalization and GroupNormalization are not elementwise and use their gradient at x, and
    * switches (comparisons, e.g. SegNet's Equal masks, and MaxUnpool, which scatters by the actual
    * input's indices) carry no multiplier, so summation-to-delta holds exactly only for networks
    * without them.
@@ -817,20 +817,28 @@ const softmaxRule: Rule = (c) => {
   return [e.mul(y, e.op1("Sub", [g0(c), dot]))];
 };
 
+/** y = x − logsumexp(x) over the axis (log_softmax outputs): dx = g − exp(y)·Σ g. */
+const logSoftmaxRule: Rule = (c) => {
+  only(c, 0);
+  const y = c.node.output[0];
+  const axis = normAxis(attrInt(c.node, "axis", -1), c.info(y).dims.length); // opset >= 13 (older models are upgraded)
+  const e = c.e;
+  return [e.op1("Sub", [g0(c), e.mul(e.op1("Exp", [y]), e.reduceSum(g0(c), [axis]))])];
+};
+
 /**
  * Input gradient of a normalisation over `axes` followed by a per-element scale: recomputes
  * xhat = (x - mu)·r, r = 1/sqrt(var + eps), then dx = r·(gy - mean(gy) - xhat·mean(gy·xhat)), gy = g·scale.
  */
-function normalizationGradient(c: Ctx, x: string, scale: string, axes: number[]): string {
+function normalizationGradient(c: Ctx, x: string, scale: string, axes: number[], g = g0(c), xd = c.info(x).dims): string {
   const e = c.e;
-  const xd = c.info(x).dims;
   const inv = e.scalar(1 / numel(axes.map((a) => xd[a])));
   const mean = (t: string): string => e.mul(e.reduceSum(t, axes), inv);
   const centred = e.op1("Sub", [x, mean(x)]);
   const variance = mean(e.mul(centred, centred));
   const rstd = e.op1("Reciprocal", [e.op1("Sqrt", [e.op1("Add", [variance, e.scalar(attrFloat(c.node, "epsilon", 1e-5))])])]);
   const xhat = e.mul(centred, rstd);
-  const gy = e.mul(g0(c), scale);
+  const gy = e.mul(g, scale);
   const inner = e.op1("Sub", [e.op1("Sub", [gy, mean(gy)]), e.mul(xhat, mean(e.mul(gy, xhat)))]);
   return e.mul(rstd, inner);
 }
@@ -844,6 +852,26 @@ const layerNormRule: Rule = (c) => {
 };
 
 /** InstanceNormalization: per sample and channel over the spatial axes, scale per channel. */
+/**
+ * GroupNormalization (opset 18: scale per group; 21: per channel): x viewed as [N, G, C/G, rest],
+ * normalised over the last two axes.
+ */
+const groupNormRule: Rule = (c) => {
+  only(c, 0);
+  const [x, scale] = c.node.input;
+  const xd = c.info(x).dims;
+  const groups = attrInt(c.node, "num_groups", 0);
+  const C = xd[1];
+  if (!(groups > 0 && C % groups === 0)) fail(`${describeNode(c.node)}: ${C} channels do not split into ${groups} groups`);
+  const rest = numel(xd.slice(2));
+  const view = [xd[0], groups, C / groups, rest];
+  const e = c.e;
+  const reshape = (t: string) => e.op1("Reshape", [t, e.ints([0, groups, C / groups, rest])]);
+  const perChannel = c.info(scale).dims[0] === C;
+  const s = e.op1("Reshape", [scale, e.ints(perChannel ? [groups, C / groups, 1] : [groups, 1, 1])]);
+  return [e.reshapeLike(normalizationGradient(c, reshape(x), s, [2, 3], reshape(g0(c)), view), x)];
+};
+
 const instanceNormRule: Rule = (c) => {
   only(c, 0);
   const [x, scale] = c.node.input;
@@ -1235,8 +1263,10 @@ const RULES: Record<string, Rule> = {
   ReduceL2: reduceL2Rule,
   ReduceLogSumExp: reduceLogSumExpRule,
   Softmax: softmaxRule,
+  LogSoftmax: logSoftmaxRule,
   LayerNormalization: layerNormRule,
   InstanceNormalization: instanceNormRule,
+  GroupNormalization: groupNormRule,
   BatchNormalization: batchNormRule,
   MatMul: matMulRule,
   Gemm: gemmRule,

@@ -171,7 +171,7 @@ const UNARY_VALUES: Record<string, (x: number) => number> = {
 const SAME_SHAPE = new Set([
   ...Object.keys(UNARY_VALUES),
   "Dropout", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Erf", "Softmax", "LogSoftmax", "Clip", "Elu", "Selu", "HardSigmoid",
-  "HardSwish", "Softplus", "Softsign", "Sign", "LayerNormalization", "BatchNormalization", "InstanceNormalization", "Sin", "Cos",
+  "HardSwish", "Softplus", "Softsign", "Sign", "LayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization", "Sin", "Cos",
   "PRelu", "Celu", "Mish", "ThresholdedRelu", "IsNaN", "IsInf", "LpNormalization",
 ]);
 
