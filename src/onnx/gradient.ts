@@ -851,7 +851,6 @@ const layerNormRule: Rule = (c) => {
   return [normalizationGradient(c, x, scale, [...Array(rank).keys()].filter((i) => i >= axis))];
 };
 
-/** InstanceNormalization: per sample and channel over the spatial axes, scale per channel. */
 /**
  * GroupNormalization (opset 18: scale per group; 21: per channel): x viewed as [N, G, C/G, rest],
  * normalised over the last two axes.
@@ -872,6 +871,7 @@ const groupNormRule: Rule = (c) => {
   return [e.reshapeLike(normalizationGradient(c, reshape(x), s, [2, 3], reshape(g0(c)), view), x)];
 };
 
+/** InstanceNormalization: per sample and channel over the spatial axes, scale per channel. */
 const instanceNormRule: Rule = (c) => {
   only(c, 0);
   const [x, scale] = c.node.input;
