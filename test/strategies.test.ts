@@ -132,6 +132,25 @@ describe("strategies report", () => {
     expect(forced.maps[0].tau).toBe(0.5); // the tau its statistics used, not the map's own 0.02
   });
 
+  it("counts each map once (overlapping folders, copies) and refuses two different maps of one cell", async () => {
+    const root = tmp("segcause-strat-dup-");
+    const cell = (folder: string, image: string, key: string, map: Float32Array) => {
+      const d = join(root, folder, "cells", "synth", "m", image, "boundary32-0", "pdcr");
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "map.npy"), encodeNpy(map, [N, N]));
+      writeFileSync(join(d, "attribution.json"), JSON.stringify({ height: N, width: N }));
+      writeFileSync(join(d, "cell.json"), JSON.stringify({ format: "segcause.evalcell/1", key, id: { dataset: "synth", model: "m", image, roi: "boundary32-0" }, method: "pdcr", options: {}, roiRect: ROI }));
+    };
+    for (const image of ["a", "b", "c"]) cell("run", image, `key-${image}`, localBlob);
+    cell("copy", "a", "key-a", localBlob); // a copy of run's cell a
+    const overlapping = await writeStrategyReport([join(root, "run"), join(root, "run", "cells"), join(root, "copy")], join(root, "o1"), { gallery: 0 });
+    expect(overlapping.results).toHaveLength(3);
+    expect(overlapping.duplicates).toHaveLength(4);
+    cell("other", "b", "key-b-seed1", uniform); // the same cell under another protocol
+    await expect(writeStrategyReport([join(root, "run"), join(root, "other")], join(root, "o2"))).rejects.toThrow(/two different pdcr maps for model m, image b, RoI boundary32-0: .*other.* and .*run/);
+    await expect(writeStrategyReport([join(root, "run")], join(root, "o3"), { methods: ["foo"] })).rejects.toMatchObject({ message: expect.stringMatching(/^no maps of method foo in /), hint: "the folders hold maps of: pdcr" });
+  });
+
   it("refuses a map with NaN, a map unlike its record, a block larger than the map, and an --out that holds evaluate's files", async () => {
     const root = tmp("segcause-strat-bad-");
     const cell = (name: string, map: Float32Array, shape: number[], recorded = N) => {

@@ -44,6 +44,7 @@ export function strategiesCommand(): Command {
       });
       const counts: Record<string, number> = {};
       for (const m of r.results) counts[m.stats.cls] = (counts[m.stats.cls] ?? 0) + 1;
+      if (r.duplicates.length) process.stdout.write(`note: ${r.duplicates.length} map(s) reached twice (overlapping --maps folders or copies of a cell) counted once, e.g. ${r.duplicates[0]}\n`);
       process.stdout.write(`${r.results.length} maps: ${Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ")}\nwrote ${r.files.length} files to ${f.out} (report.html, maps.csv, models.csv, model-pairs.csv, strategies.json, plots/)\n`);
     });
 }

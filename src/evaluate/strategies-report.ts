@@ -4,7 +4,7 @@
  * writes per-map and per-model tables (JSON/CSV), paired model comparisons, distribution plots, a
  * gallery of example maps per model and a self-contained HTML report.
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { mkdir, writeFile } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { fail } from "../errors.js";
@@ -54,7 +54,7 @@ function readJsonFile(path: string): any {
 }
 
 /** Every map under the given folders (evaluate cells or explain outputs), in a stable order. */
-export function findMaps(dirs: readonly string[], unreadable: string[] = []): MapEntry[] {
+export function findMaps(dirs: readonly string[], unreadable: string[] = [], duplicates: string[] = []): MapEntry[] {
   const out: MapEntry[] = [];
   const visit = (dir: string) => {
     let entries;
@@ -96,7 +96,42 @@ export function findMaps(dirs: readonly string[], unreadable: string[] = []): Ma
     if (!existsSync(d)) fail(`${d} does not exist`, "pass folders written by `segcause evaluate` or `segcause explain`");
     visit(d);
   }
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return distinctMaps(out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)), duplicates);
+}
+
+/**
+ * One entry per map: the same file reached twice (overlapping or repeated folders, links) or a copy
+ * of the same cell is kept once (listed in `duplicates`), since each map must count once in the
+ * statistics; two different maps for one (dataset, model, image, RoI, method) are refused.
+ */
+function distinctMaps(entries: MapEntry[], duplicates: string[]): MapEntry[] {
+  const byIdentity = new Map<string, MapEntry>();
+  const seenFiles = new Set<string>();
+  const out: MapEntry[] = [];
+  for (const e of entries) {
+    const real = realpathSync(e.path);
+    if (seenFiles.has(real)) {
+      duplicates.push(e.path);
+      continue;
+    }
+    seenFiles.add(real);
+    const id = `${e.dataset}|${e.model}|${e.image}|${e.roi}|${e.method}`;
+    const first = byIdentity.get(id);
+    if (first) {
+      const same = first.source.cellKey !== undefined ? first.source.cellKey === e.source.cellKey : readFileSync(first.path).equals(readFileSync(e.path));
+      if (same) {
+        duplicates.push(e.path);
+        continue;
+      }
+      fail(
+        `two different ${e.method} maps for model ${e.model}, image ${e.image}, RoI ${e.roi}: ${first.path} and ${e.path}`,
+        "each map must count once: pass the folders of one protocol (or seed) at a time",
+      );
+    }
+    byIdentity.set(id, e);
+    out.push(e);
+  }
+  return out;
 }
 
 export function loadMap(e: MapEntry): { map: Float32Array; height: number; width: number; sha256: string } {
@@ -124,6 +159,8 @@ const STAT_KEYS = ["localShare", "spread", "entropy", "chainExtent", "chainBlock
 export interface StrategyReport {
   results: MapResult[];
   files: string[];
+  /** maps reached twice (overlapping folders, copies of a cell), counted once */
+  duplicates: string[];
 }
 
 export async function writeStrategyReport(dirs: readonly string[], out: string, opts: { methods?: string[]; settings?: Partial<StrategySettings>; gallery?: number } = {}): Promise<StrategyReport> {
@@ -131,11 +168,14 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   checkStrategySettings(settings);
   if (opts.gallery !== undefined && !(Number.isInteger(opts.gallery) && opts.gallery >= 0)) fail(`--gallery must be an integer >= 0, got ${opts.gallery}`, "use --gallery 6");
   const unreadable: string[] = [];
-  let entries = findMaps(dirs, unreadable);
+  const duplicates: string[] = [];
+  let entries = findMaps(dirs, unreadable, duplicates);
+  const present = [...new Set(entries.map((e) => e.method))].sort();
   if (opts.methods) entries = entries.filter((e) => opts.methods!.includes(e.method));
   if (entries.length === 0) {
     const why = unreadable.length ? `; ${unreadable.length} map.npy had an unreadable record beside it (${unreadable[0]}${unreadable.length > 1 ? ", ..." : ""})` : "";
-    fail(`no attribution maps found in ${dirs.join(", ")}${opts.methods ? ` for methods ${opts.methods.join(",")}` : ""}${why}`, "pass folders written by `segcause evaluate` (cells/) or `segcause explain`");
+    if (opts.methods && present.length > 0) fail(`no maps of method ${opts.methods.join(",")} in ${dirs.join(", ")}${why}`, `the folders hold maps of: ${present.join(", ")}`);
+    fail(`no attribution maps found in ${dirs.join(", ")}${why}`, "pass folders written by `segcause evaluate` (cells/) or `segcause explain`");
   }
   const results: MapResult[] = [];
   const maps = new Map<string, Float32Array>();
@@ -258,7 +298,7 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   body.push(`<h2>Definitions</h2>` + table(["term", "definition"], DEFINITIONS.map(([k, v]) => [esc(k), esc(v)])));
   body.push(`<h2>Maps</h2>` + table(["dataset", "model", "image", "RoI", "method", "class", "local", "spread", "entropy", "chain blocks", "chain extent", "chain width", "chain mass"], results.map((r) => [esc(r.dataset), esc(r.model), esc(r.image), esc(r.roi), esc(r.method), r.stats.cls, r.stats.localShare, r.stats.spread, r.stats.entropy, r.stats.chainBlocks, r.stats.chainExtent, r.stats.chainWidth, r.stats.chainMass])));
   await put("report.html", page("segcause perceptual strategies", body.join("\n")));
-  return { results, files };
+  return { results, files, duplicates };
 }
 
 export const DEFINITIONS: [string, string][] = [
