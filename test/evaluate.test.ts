@@ -395,6 +395,23 @@ describe("resumption and determinism", () => {
     await runEvaluation(config(o, ["t-oracle"], { images: 1 }), ctl());
     await expect(runEvaluation(config(o, ["t-oracle"], { images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, steps: 10 } }), ctl())).rejects.toThrow(/different settings/);
   });
+
+  it("refuses another dataset under the same name in one folder (its cells would pool with the first's)", async () => {
+    const o = tmp("segcause-eval-samename-");
+    const protocol = { ...PROTOCOL_DEFAULTS, radius: 8, fills: ["patches" as const], steps: 2 };
+    await runEvaluation(config(o, ["t-oracle"], { images: 1, protocol }), ctl());
+    const other = tmp("segcause-eval-other-");
+    const cases = [];
+    for (let i = 0; i < 4; i++) {
+      await writeImage(other, `x${i}.png`, (y, x) => texture(y, x, i + 20));
+      await writeMask(other, `x${i}_mask.png`, (y, x) => x < 16);
+      cases.push({ id: `x${i}`, image: `x${i}.png`, mask: `x${i}_mask.png`, split: i < 2 ? "train" : "test" });
+    }
+    writeFileSync(join(other, "manifest.json"), JSON.stringify({ name: "tiny", cases }));
+    await expect(runEvaluation(config(o, ["t-oracle"], { dataset: join(other, "manifest.json"), images: 1, protocol }), ctl())).rejects.toThrow(/was evaluated on another dataset named 'tiny'/);
+    // the same dataset again resumes
+    expect((await runEvaluation(config(o, ["t-oracle"], { images: 1, protocol }), ctl())).computed).toBe(0);
+  });
 });
 
 describe("stability", () => {

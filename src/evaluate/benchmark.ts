@@ -19,7 +19,7 @@ import { supportMap, type Attribution } from "../explain/attribution.js";
 import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
 import { Region } from "../target/roi.js";
 import type { OutcomeName } from "../target/outcome.js";
-import { sha256 } from "../util/hash.js";
+import { sha256, sha256File } from "../util/hash.js";
 import { encodeNpy } from "../util/npy.js";
 import { uniform } from "../util/rng.js";
 import { fmtDuration, type ProgressListener } from "../util/progress.js";
@@ -131,15 +131,25 @@ async function bankFor(cfg: EvaluateConfig, ds: Dataset, model: Model, cache: Ma
   const name = `${ds.name}-${cfg.bankSplits.join("+")}-${model.height}x${model.width}-${filter}-p${cfg.bankPatchSize}-s${cfg.seed}.scbank`;
   const path = join(cfg.out, "banks", name);
   if (cache.has(path)) return cache.get(path)!;
+  const images = casesInSplits(ds, cfg.bankSplits).map((c) => c.image);
+  // The images' content, not their names: another dataset under the same manifest name (or a
+  // re-split one) must not reuse this bank, nor mix its cells with this folder's.
+  const sources = sha256((await Promise.all(images.map((f) => sha256File(f)))).join("\n"));
   let bank: PatchBank | undefined;
-  if (readJson(path + ".ok")) bank = await PatchBank.load(path);
+  const ok = readJson<{ sourcesSha256?: string }>(path + ".ok");
+  if (ok?.sourcesSha256 !== undefined && ok.sourcesSha256 !== sources) {
+    fail(
+      `${cfg.out} was evaluated on another dataset named '${ds.name}' (its ${cfg.bankSplits.join("+")} images differ from those of ${ds.root})`,
+      "use a new --out folder for this dataset, or give its manifest another \"name\"",
+    );
+  }
+  if (ok) bank = await PatchBank.load(path);
   if (!bank) {
-    const images = casesInSplits(ds, cfg.bankSplits).map((c) => c.image);
     log(`building a patch bank from ${images.length} ${cfg.bankSplits.join("+")} images of ${ds.name} at ${model.height}x${model.width}`);
     bank = await buildPatchBank(images, { height: model.height, width: model.width, filter, patchSize: cfg.bankPatchSize, seed: cfg.seed });
     await mkdir(join(cfg.out, "banks"), { recursive: true });
     await bank.save(path);
-    await writeAtomic(path + ".ok", JSON.stringify({ source: "built by segcause evaluate" }));
+    await writeAtomic(path + ".ok", JSON.stringify({ source: "built by segcause evaluate", images: images.length, sourcesSha256: sources }));
     // Reload: a bank's identity (sha256) is that of its file, the same on every rerun.
     bank = await PatchBank.load(path);
   }
