@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
-import { readdirSync, readFileSync, statSync, writeFileSync, existsSync } from "node:fs";
-import { join } from "node:path";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { basename, join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { registerMethod, type MethodDefinition } from "../src/explain/methods.js";
 import "../src/explain/catalog.js";
@@ -321,6 +321,42 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     expect(s.notes.join(" ")).toMatch(/empty inside the RoI/);
     expect(summarize(listCells(o), listControls(o)).skippedRois).toBe(1);
   });
+
+  it("an empty ground truth skips that image's RoIs; a missing image or a bad mask stops the run before any cell", async () => {
+    const d = tmp("segcause-eval-badcase-");
+    const cases = [];
+    for (let i = 0; i < 3; i++) {
+      await writeImage(d, `c${i}.png`, (y, x) => texture(y, x, i));
+      await writeMask(d, `c${i}_mask.png`, (y, x) => i !== 1 && x < 16); // c1: empty
+      cases.push({ id: `c${i}`, image: `c${i}.png`, mask: `c${i}_mask.png`, split: "test" });
+    }
+    const m = (cs: unknown[]) => {
+      const f = join(d, `m${Math.random().toString(36).slice(2)}.json`);
+      writeFileSync(f, JSON.stringify({ name: "bad", cases: cs }));
+      return f;
+    };
+    const rois = parseRoiSpec("inside:8");
+    const protocol = { ...PROTOCOL_DEFAULTS, radius: 8, fills: ["zero" as const], steps: 2 };
+    const o = tmp("segcause-eval-empty-");
+    const s = await runEvaluation(config(o, ["t-oracle"], { dataset: m(cases), rois, protocol }), ctl());
+    expect(s.computed).toBe(2); // c0 and c2; c1 has no structure to place an inside RoI on
+    expect(s.notes.join(" ")).toMatch(/c1/);
+    // a missing image third in line: refused before the first cell, naming the case; nothing recorded
+    let recorded = 0;
+    const o2 = tmp("segcause-eval-missing-");
+    const missing = [...cases.slice(0, 2), { id: "gone", image: "gone.png", mask: "c0_mask.png", split: "test" }];
+    await expect(runEvaluation(config(o2, ["t-oracle"], { dataset: m(missing), rois, protocol }), ctl({ onValidated: async () => void recorded++ }))).rejects.toThrow(/^case gone: cannot read image/);
+    expect(listCells(o2)).toHaveLength(0);
+    expect(recorded).toBe(0);
+  });
+
+  it("refuses two models with the same file name (they would share cells)", async () => {
+    const d2 = tmp("segcause-eval-samefile-");
+    mkdirSync(join(d2, "a"));
+    const copy = join(d2, "a", basename(modelPath));
+    copyFileSync(modelPath, copy);
+    await expect(runEvaluation(config(tmp("segcause-eval-samefile-out-"), ["t-oracle"], { models: [modelPath, copy] }), ctl())).rejects.toThrow(/have the same file name 'causal\.onnx'/);
+  });
 });
 
 describe("resumption and determinism", () => {
@@ -393,7 +429,9 @@ describe("resumption and determinism", () => {
   it("refuses to mix cells computed with different settings in one folder", async () => {
     const o = tmp("segcause-eval-mix-");
     await runEvaluation(config(o, ["t-oracle"], { images: 1 }), ctl());
-    await expect(runEvaluation(config(o, ["t-oracle"], { images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, steps: 10 } }), ctl())).rejects.toThrow(/different settings/);
+    let recorded = 0;
+    await expect(runEvaluation(config(o, ["t-oracle"], { images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, steps: 10 } }), ctl({ onValidated: async () => void recorded++ }))).rejects.toThrow(/different settings/);
+    expect(recorded).toBe(0); // the refused rerun is not recorded as a command that wrote into the folder
   });
 
   it("refuses another dataset under the same name in one folder (its cells would pool with the first's)", async () => {

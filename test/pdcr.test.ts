@@ -127,6 +127,21 @@ describe("PdCR on models with known causal structure", () => {
     expect(Array.from(a.map)).not.toEqual(Array.from(c.map));
   });
 
+  it("refuses an empty mask, and says so when the structure only vanishes at the model's size", async () => {
+    const model = await Model.load(causalModel, { threads: 1 });
+    try {
+      await expect(loadCase(model, image, await writeMask(dir, "empty.png", () => false))).rejects.toThrow(/empty\.png is empty \(no foreground pixel\)/);
+      // a 1-pixel structure in a 128 px image and mask, shrunk to the model's 32 px input
+      const big = await writeImage(dir, "big.png", () => 230, 128);
+      const dot = await writeMask(dir, "dot.png", (y, x) => y === 65 && x === 66, 128);
+      await expect(loadCase(model, big, dot)).rejects.toThrow(/dot\.png: its structure \(1 pixels at 128x128\) vanishes when the mask is resized to the model's 32x32 input/);
+      // evaluate accepts it (its RoIs are then skipped with the reason)
+      expect((await loadCase(model, big, dot, { allowEmptyMask: true })).mask!.some(Boolean)).toBe(false);
+    } finally {
+      await model.release();
+    }
+  });
+
   it("measures Dice against the ground truth when a mask is given", async () => {
     // GT covers the left half of the RoI; the model predicts the whole RoI: Dice = 2*32/(64+32).
     const mask = await writeMask(dir, "half.png", (y, x) => y >= 16 && y < 24 && x < 4);

@@ -27,7 +27,11 @@ export function caseImageHashes(kase: Case): string[] {
   return kase.derivedFrom ? [kase.imageSha256, kase.derivedFrom] : [kase.imageSha256];
 }
 
-export async function loadCase(model: Model, imagePath: string, maskPath?: string): Promise<Case> {
+/**
+ * An empty mask (no foreground) is refused unless `allowEmptyMask`: evaluate takes it and lets its
+ * RoIs be skipped with the reason (Dice against an empty structure is undefined).
+ */
+export async function loadCase(model: Model, imagePath: string, maskPath?: string, opts: { allowEmptyMask?: boolean } = {}): Promise<Case> {
   const bytes = await readFile(imagePath).catch((e: NodeJS.ErrnoException) => fail(`cannot read image ${imagePath} (${e.code ?? e.message})`, "check the image path (--image, or the case's image in the dataset manifest)"));
   const { height, width, channels, resize } = model.card.input;
   const image = await decodeImage(bytes, imagePath, { channels, height, width, resize });
@@ -39,7 +43,13 @@ export async function loadCase(model: Model, imagePath: string, maskPath?: strin
     kase.mask = await decodeMask(maskBytes, maskPath, height, width);
     kase.maskPath = maskPath;
     kase.maskSha256 = sha256(maskBytes);
-    if (!kase.mask.some((v) => v)) fail(`mask ${maskPath} is empty (no foreground pixel)`, "give a 0/255 or 0/1 mask of the structure, or omit --mask to explain against the model's own prediction");
+    if (!kase.mask.some((v) => v) && !opts.allowEmptyMask) {
+      // A structure of a few pixels can vanish when the mask is resized to the model's input.
+      const m = await imageInfo(maskBytes, maskPath);
+      const native = m.height === height && m.width === width ? kase.mask : await decodeMask(maskBytes, maskPath, m.height, m.width);
+      if (native.some((v) => v)) fail(`mask ${maskPath}: its structure (${native.reduce((a, v) => a + v, 0)} pixels at ${m.height}x${m.width}) vanishes when the mask is resized to the model's ${height}x${width} input`, "explain against the model's own prediction (omit --mask), or use a model with a larger input");
+      fail(`mask ${maskPath} is empty (no foreground pixel)`, "give a 0/255 or 0/1 mask of the structure, or omit --mask to explain against the model's own prediction");
+    }
   }
   return kase;
 }

@@ -175,7 +175,8 @@ function curveMetrics(prefix: string, c: CurvePair, m: Record<string, number | n
   m[`${prefix}ins_norm:${fill}`] = c.insertionAucNorm;
 }
 
-export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): Promise<RunSummary> {
+export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {}): Promise<RunSummary> {
+  const cfg = { ...given, models: [...new Set(given.models)] };
   const log = ctl.log ?? (() => {});
   const P = cfg.protocol;
   const ds = readManifest(cfg.dataset);
@@ -186,6 +187,7 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
   const defs = cfg.methods.map((m) => ({ run: m, def: getMethod(m.name), options: resolveOptions(getMethod(m.name), m.options) }));
   const needBank = P.fills.includes("patches") || defs.some((d) => d.def.needsBank);
   const summary: RunSummary = { computed: 0, resumed: 0, skipped: 0, failed: 0, stoppedEarly: false, notes: [] };
+  if (cfg.models.length < given.models.length) summary.notes.push(`a model given more than once in --models is evaluated once`);
   const banks = new Map<string, PatchBank>();
   const protocolKey = { ...P, seed: cfg.seed };
 
@@ -193,6 +195,13 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
   // images for every model, which is what the paired statistics need. Models stay loaded, so all
   // are loaded up front: a bad model or card fails before anything is written.
   const loaded = new Map<string, { model: Model; runner: Runner; bank?: PatchBank }>();
+  // Cells are filed under the model's file name: two files of one name would share cells.
+  const byName = new Map<string, string>();
+  for (const p of new Set(cfg.models)) {
+    const other = byName.get(modelName(p));
+    if (other) fail(`--models ${other} and ${p} have the same file name '${basename(p)}', which names their cells`, "copy or link one of them under another name");
+    byName.set(modelName(p), p);
+  }
   try {
     for (const path of cfg.models) {
       if (loaded.has(path)) continue;
@@ -204,7 +213,21 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
       casesInSplits(ds, cfg.bankSplits);
       if (cfg.bankSplits.includes(cfg.split)) summary.notes.push(`the patch bank is built from split '${cfg.split}', which is also evaluated: each image's own patches are left out of its draws, the other evaluated images' patches stay in`);
     }
-    await ctl.onValidated?.();
+    // Every chosen image, mask and RoI is read once before the first cell, so that a missing file,
+    // a label-map mask or a RoI outside the image stops the run now rather than hours in.
+    for (const c of cases) {
+      for (const modelPath of cfg.models) {
+        const { model } = loaded.get(modelPath)!;
+        const kase = await inCase(c.id, () => loadCase(model, c.image, c.mask, { allowEmptyMask: true }));
+        await inCase(c.id, async () => selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, []));
+      }
+    }
+    // The run is recorded (run.json) once the first RoI's existing cells match its settings, so a
+    // rerun refused for other settings leaves the folder's record as it was.
+    let recorded = false;
+    const validated = async () => {
+      if (!recorded) (recorded = true), await ctl.onValidated?.();
+    };
     // Whole-run progress for the log: cells accounted for (computed, found, skipped, refused) of
     // about how many (less when a rule places fewer RoIs than it asks for), and an ETA from the time
     // spent on the RoIs that computed cells in this run (not bank building).
@@ -221,7 +244,8 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
         const m = loaded.get(modelPath)!;
         if (needBank && !m.bank) m.bank = await bankFor(cfg, ds, m.model, banks, log);
         const { model, runner, bank } = m;
-        const kase = await loadCase(model, c.image, c.mask);
+        // An empty ground truth is allowed: its RoIs are skipped with the reason (Dice undefined).
+        const kase = await loadCase(model, c.image, c.mask, { allowEmptyMask: true });
         kase.id = c.id;
         const rois = selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, summary.notes);
         total -= (roisPer(c.id) - rois.length) * defs.length;
@@ -229,7 +253,7 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
           const id: CellId = { dataset: ds.name, model: modelName(modelPath), image: c.id, roi: roi.id };
           const computedBefore = summary.computed, start = Date.now();
           // the RoI in progress counts from its start
-          const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log, () => progress(Date.now() - start));
+          const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log, () => progress(Date.now() - start), validated);
           if (summary.computed > computedBefore) busyMs += Date.now() - start;
           if (stop) {
             summary.stoppedEarly = true;
@@ -238,10 +262,21 @@ export async function runEvaluation(cfg: EvaluateConfig, ctl: RunControl = {}): 
         }
       }
     }
+    await validated(); // a run whose RoIs were all skipped is an evaluation too
   } finally {
     for (const m of loaded.values()) await m.model.release();
   }
   return summary;
+}
+
+/** Runs a check of one case, naming the case in its error. */
+async function inCase<T>(id: string, f: () => Promise<T> | T): Promise<T> {
+  try {
+    return await f();
+  } catch (e) {
+    if (e instanceof SegcauseError) throw new SegcauseError(`case ${id}: ${e.message}`, e.hint);
+    throw e;
+  }
 }
 
 /**
@@ -268,7 +303,7 @@ type Def = { run: MethodRun; def: ReturnType<typeof getMethod>; options: Record<
 
 async function evaluateRoi(
   cfg: EvaluateConfig, ctl: RunControl, summary: RunSummary, model: Model, runner: Runner, kase: Case, roi: PlacedRoi, id: CellId,
-  defs: Def[], bank: PatchBank | undefined, protocolKey: unknown, log: (s: string) => void, progress: () => string,
+  defs: Def[], bank: PatchBank | undefined, protocolKey: unknown, log: (s: string) => void, progress: () => string, validated: () => Promise<void>,
 ): Promise<boolean> {
   const P = cfg.protocol;
   // A bank holding this image: its patches are left out (PatchIntervention), which a folder
@@ -281,6 +316,7 @@ async function evaluateRoi(
   existing.forEach((e, i) => {
     if (e && e.key !== cellKeys[i]) fail(`${join(dirs[i], "cell.json")} was computed with different settings`, "use a new --out folder for a different protocol, model, bank or method options");
   });
+  await validated();
   // A method that refused this cell (a SegcauseError, e.g. an op it cannot differentiate) is recorded
   // in failed.json and not retried with the same settings.
   const failed = dirs.map((d, i) => readJson<FailedRecord>(join(d, "failed.json"))?.key === cellKeys[i]);
