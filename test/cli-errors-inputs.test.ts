@@ -65,6 +65,8 @@ describe("explain: bad values are refused before anything runs", () => {
     ["a batch too large for memory (used to allocate it and fail inside ONNX Runtime)", ["--method", "zero", "--batch-size", "200000"], /a batch of 200000 inputs of 3x32x32 needs 2\.3 GiB of input buffers \(lower --batch-size/],
     ["more threads than ONNX Runtime takes", ["--method", "zero", "--threads", "1000"], /threads must be an integer in 1\.\.256, got 1000 \(use --threads 1\.\.\d+ \(this machine's cores\)\)/],
     ["negative map noise", ["--bank", "BANK", "--map-noise", "-1"], /--map-noise must be a number >= 0/],
+    ["blur sigma beyond sharp's 1000 (was an internal error)", ["--method", "occlusion", "--fill-kind", "blur", "--sigma", "5000"], /--sigma must be a number in \[0\.3, 1000\]/],
+    ["MiSuRe mask finer than the input (was an internal error)", ["--method", "misure", "--mask-size", "100000"], /--mask-size 100000 is larger than the model's 32x32 input/],
     ["keep probability 1", ["--method", "rise", "--keep-probability", "1"], /--keep-probability must be a number in \(0, 1\)/],
     ["RoI with empty fields", ["--roi", ",,,"], /cannot parse RoI ',,,'/],
     ["RoI in hexadecimal (Number() would read 16)", ["--roi", "0x10,0,8,8"], /cannot parse RoI '0x10,0,8,8'/],

@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { fail } from "../errors.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
 import { checkOptionValue, kebab, resolveOptions } from "../explain/methods.js";
+import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA } from "../explain/interventions.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { PROTOCOL_DEFAULTS, runEvaluation, type MethodRun } from "../evaluate/benchmark.js";
 import { parseFills } from "../evaluate/fills.js";
@@ -91,7 +92,7 @@ export function evaluateCommand(): Command {
     .option("--steps <K>", "equal-area steps of the deletion/insertion curves", intAtLeast("steps", 2), d.steps)
     .option("--fills <list>", "fills of the curves: patches,blur,zero,mean", d.fills.join(","))
     .option("--patch-draws <n>", "natural-patch draws averaged per curve point", intAtLeast("patch-draws"), d.patchDraws)
-    .option("--blur-sigma <px>", "sigma of the blur fill", numIn("blur-sigma", 0.3), d.blurSigma)
+    .option("--blur-sigma <px>", "sigma of the blur fill", numIn("blur-sigma", MIN_BLUR_SIGMA, MAX_BLUR_SIGMA), d.blurSigma)
     .option("--topk <list>", "top-k% of the attribution mass", numList("topk"), d.topk.map((k) => k * 100))
     .option("--radius <px>", "leakage radius around the RoI", numIn("radius", 0), d.radius)
     .option("--min-range <d>", "normalised AUCs need m(X) − m(removed) >= this (outcome units)", positive("min-range"), d.minRange)

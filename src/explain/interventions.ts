@@ -140,8 +140,9 @@ export type FillKind = "constant" | "mean" | "blur";
 
 /** Range of a pixel value in image units (images are decoded to 8 bits per channel). */
 export const PIXEL_VALUE = { min: 0, max: 255 } as const;
-/** The smallest Gaussian sigma the blur fill accepts (sharp's lower limit). */
+/** The Gaussian sigmas the blur fill accepts (sharp's limits). */
 export const MIN_BLUR_SIGMA = 0.3;
+export const MAX_BLUR_SIGMA = 1000;
 
 export interface FillOptions {
   kind: FillKind;
@@ -175,7 +176,7 @@ export class FillIntervention implements Intervention {
     let pixels: Uint8Array | Float32Array;
     if (opts.kind === "blur") {
       const sigma = opts.sigma ?? 5;
-      if (!(sigma >= MIN_BLUR_SIGMA)) fail(`blur sigma must be at least ${MIN_BLUR_SIGMA}, got ${sigma}`, "use --sigma 5");
+      if (!(sigma >= MIN_BLUR_SIGMA && sigma <= MAX_BLUR_SIGMA)) fail(`blur sigma must be in ${MIN_BLUR_SIGMA}..${MAX_BLUR_SIGMA} px, got ${sigma}`, "use --sigma 5");
       pixels = new Uint8Array(await sharp(image.data, { raw: { width: image.width, height: image.height, channels: C } }).blur(sigma).raw().toBuffer());
     } else {
       const v = opts.value ?? 0;

@@ -11,7 +11,7 @@ import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import type { RunOptions } from "./block-effects.js";
-import { MIN_BLUR_SIGMA, PIXEL_VALUE } from "./interventions.js";
+import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA, PIXEL_VALUE } from "./interventions.js";
 
 export type MethodFamily = "causal" | "perturbation" | "gradient";
 export type OptionType = "int" | "number" | "string" | "numbers";
@@ -193,6 +193,6 @@ export function fillOptions(role: string, defaults: { fillKind: string; fill: nu
   return [
     { name: "fillKind", type: "string", choices: ["constant", "mean", "blur"], description: `${role}: a constant, the image's mean colour, or a Gaussian blur`, default: defaults.fillKind },
     { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units; 0 = black)", default: defaults.fill, ...PIXEL_VALUE, appliesWhen: { option: "fillKind", values: ["constant"] } },
-    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: defaults.sigma, min: MIN_BLUR_SIGMA, appliesWhen: { option: "fillKind", values: ["blur"] } },
+    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: defaults.sigma, min: MIN_BLUR_SIGMA, max: MAX_BLUR_SIGMA, appliesWhen: { option: "fillKind", values: ["blur"] } },
   ];
 }
