@@ -190,6 +190,8 @@ describe("evaluate: bad arguments fail before any cell", () => {
     ["RoI rule with no RoI", ["--rois", "inside:32x0"], /RoI rule 'inside:32x0' asks for no RoI/],
     ["negative --images", ["--images", "-1"], /--images must be an integer >= 1, got '-1'/],
     ["--set out of range", ["--set", "occlusion.block=0"], /--set occlusion.block must be an integer >= 1, got 0/],
+    ["--set twice with different values (the last used to win silently)", ["--set", "occlusion.block=8", "--set", "occlusion.block=16"], /--set occlusion\.block is given twice, with different values/],
+    ["--set on a method without options", ["--methods", "saliency", "--set", "saliency.foo=1"], /saliency has no option 'foo' \(saliency has no options\)/],
     ["--batch-size 0", ["--batch-size", "0"], /--batch-size must be an integer >= 1/],
     ["--min-range 0 (normalised AUCs would divide by a zero range)", ["--min-range", "0"], /--min-range must be > 0, got '0'/],
   ];

@@ -350,6 +350,16 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     expect(recorded).toBe(0);
   });
 
+  it("settings that cannot work on a model stop the run before any cell (not one refusal per cell)", async () => {
+    const o = tmp("segcause-eval-check-");
+    const run = (name: string, options: Record<string, unknown>) => runEvaluation({ ...config(o, []), methods: [{ name, options }] }, ctl());
+    await expect(run("zero", { block: 1000 })).rejects.toThrow(/^--set zero\.block=1000: the block does not fit the 32x32 input/);
+    await expect(run("pdcr", { block: 16 })).rejects.toMatchObject({ message: "--set pdcr.block=16 does not match the bank's 8x8 patches", hint: "make a bank of 16 px patches, or use --set pdcr.block=8" });
+    await expect(run("occlusion", { block: 8, stride: 16 })).rejects.toThrow(/--set occlusion\.stride=16 is larger than the block/);
+    await expect(run("gradcam", { layer: "nope" })).rejects.toThrow(/Grad-CAM/);
+    expect(listCells(o)).toHaveLength(0);
+  });
+
   it("refuses two models with the same file name (they would share cells)", async () => {
     const d2 = tmp("segcause-eval-samefile-");
     mkdirSync(join(d2, "a"));

@@ -62,8 +62,10 @@ export function parseMethodRuns(methods: string, sets: readonly string[]): Metho
     if (!run) fail(`--set ${s}: method ${m[1]} is not in --methods`, `--methods is ${names.join(",")}`);
     const def = getMethod(m[1]);
     const o = def.options.find((x) => x.name === camel(m[2]));
-    if (!o) fail(`--set ${s}: ${m[1]} has no option '${m[2]}'`, `its options: ${def.options.map((x) => x.name).join(", ")}`);
-    run.options[o.name] = methodOptionParser(o, `set ${m[1]}.${m[2]}`)(m[3]);
+    if (!o) fail(`--set ${s}: ${m[1]} has no option '${m[2]}'`, def.options.length ? `its options: ${def.options.map((x) => kebab(x.name)).join(", ")}` : `${m[1]} has no options`);
+    const value = methodOptionParser(o, `set ${m[1]}.${m[2]}`)(m[3]);
+    if (o.name in run.options && JSON.stringify(run.options[o.name]) !== JSON.stringify(value)) fail(`--set ${m[1]}.${m[2]} is given twice, with different values`, "give each option once");
+    run.options[o.name] = value;
     // Ranges are checked now, not cell by cell after hours of other methods.
     checkOptionValue(o, run.options[o.name], `--set ${m[1]}.${m[2]}`);
   }

@@ -14,7 +14,7 @@ import { buildPatchBank, PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { getMethod } from "../explain/catalog.js";
-import { keyedOptions, resolveOptions } from "../explain/methods.js";
+import { kebab, keyedOptions, resolveOptions } from "../explain/methods.js";
 import { supportMap, type Attribution } from "../explain/attribution.js";
 import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
 import { Region } from "../target/roi.js";
@@ -212,6 +212,14 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
     else if (needBank) {
       casesInSplits(ds, cfg.bankSplits);
       if (cfg.bankSplits.includes(cfg.split)) summary.notes.push(`the patch bank is built from split '${cfg.split}', which is also evaluated: each image's own patches are left out of its draws, the other evaluated images' patches stay in`);
+    }
+    // Settings that can never work on a model (a block larger than its input, a bank of another
+    // patch size, an unknown Grad-CAM layer) stop the run now, not as one refusal per cell.
+    for (const { model } of loaded.values()) {
+      for (const d of defs) {
+        const bankPatchSize = d.def.needsBank ? (cfg.bank ? banks.get(cfg.bank)!.patchSize : cfg.bankPatchSize) : undefined;
+        d.def.check?.({ model, options: d.options, bankPatchSize, label: (o, v) => `--set ${d.def.name}.${kebab(o)}${v === undefined ? "" : `=${v}`}` });
+      }
     }
     // Every chosen image, mask and RoI is read once before the first cell, so that a missing file,
     // a label-map mask or a RoI outside the image stops the run now rather than hours in.

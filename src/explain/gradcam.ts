@@ -165,5 +165,7 @@ export const gradCamMethod: MethodDefinition = {
   summary: "Seg-Grad-CAM of the RoI probability sum at --layer (default: the bottleneck = smallest, deepest feature map), ReLU, bilinear upsampling (unsigned)",
   cost: "1 forward + 1 forward/backward",
   options: [{ name: "layer", type: "string", description: "tensor of the Grad-CAM feature map, or auto (smallest spatial size, deepest)", default: "auto" }],
+  // The layer must be a feature map the explained output depends on (chooseLayer lists the candidates).
+  check: (ctx) => void chooseLayer(withInputSize(ctx.model.proto(), ctx.model.inputName, [ctx.model.channels, ctx.model.height, ctx.model.width]), ctx.model, ctx.options.layer as string),
   explain: (ctx) => explainGradCam(ctx.model, ctx.kase, ctx.target, { ...ctx.run, layer: opt(ctx, "layer") }),
 };

@@ -74,7 +74,29 @@ export interface MethodDefinition {
    */
   revision?: string;
   options: MethodOption[];
+  /**
+   * Checks the resolved options against a loaded model (and the patch size of the bank it will be
+   * given) before any map is made: evaluate calls it once per model, so a setting that can never
+   * work stops the run at once instead of being refused cell by cell.
+   */
+  check?(ctx: CheckContext): void;
   explain(ctx: MethodContext): Promise<Attribution>;
+}
+
+export interface CheckContext {
+  model: Model;
+  options: Record<string, unknown>;
+  /** patch size of the bank, for methods with `needsBank` */
+  bankPatchSize?: number;
+  label: OptionLabel;
+}
+
+/** Shared check of block-based methods: the block (and stride) must fit the input. */
+export function checkBlockFits(ctx: CheckContext, block = "block", stride?: string): void {
+  const b = ctx.options[block] as number;
+  const { height, width } = ctx.model;
+  if (b > Math.min(height, width)) fail(`${ctx.label(block, String(b))}: the block does not fit the ${height}x${width} input of ${ctx.model.path}`, `use a block of at most ${Math.min(height, width)} px`);
+  if (stride !== undefined && (ctx.options[stride] as number) > b) fail(`${ctx.label(stride, String(ctx.options[stride]))} is larger than the block (${b} px): windows would leave gaps`, `use a stride of at most ${b}`);
 }
 
 const registry = new Map<string, MethodDefinition>();

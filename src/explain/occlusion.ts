@@ -9,7 +9,7 @@ import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import { explainBlocks, type RunOptions } from "./block-effects.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
-import { fillOptions, opt, type MethodDefinition } from "./methods.js";
+import { checkBlockFits, fillOptions, opt, type MethodDefinition } from "./methods.js";
 
 export interface OcclusionOptions extends RunOptions {
   /** window size in pixels (default 16) */
@@ -57,6 +57,7 @@ export const occlusionMethod: MethodDefinition = {
     ...fillOptions("what replaces the window", { fillKind: OCCLUSION_DEFAULTS.fill, fill: OCCLUSION_DEFAULTS.value, sigma: OCCLUSION_DEFAULTS.sigma }),
     { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: OCCLUSION_DEFAULTS.tau, min: 0 },
   ],
+  check: (ctx) => checkBlockFits(ctx, "block", "stride"),
   explain: (ctx) =>
     explainOcclusion(ctx.model, ctx.kase, ctx.target, {
       ...ctx.run,

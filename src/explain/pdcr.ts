@@ -13,7 +13,7 @@ import { PAPER_SCREENED_ATE } from "./estimators.js";
 import { FAST_SCHEDULE, type AdaptiveSettings } from "./adaptive.js";
 import { fail } from "../errors.js";
 import { FillIntervention, PatchIntervention, PIXEL_VALUE } from "./interventions.js";
-import { opt, type MethodDefinition } from "./methods.js";
+import { checkBlockFits, opt, type MethodDefinition } from "./methods.js";
 
 export interface PdcrOptions extends RunOptions {
   bank: PatchBank;
@@ -104,6 +104,13 @@ export const pdcrMethod: MethodDefinition = {
     { name: "mapNoise", type: "number", description: "fast schedule: stop when the map's noise (root of the summed squared SEs) is this fraction of its spread; smaller = more passes, closer to the converged map", default: FAST_SCHEDULE.fidelity, min: 0, appliesWhen: { option: "schedule", values: ["fast"] } },
     { name: "maxPasses", type: "int", description: "fast schedule: forward-pass budget of the map (0 = none); the screen always completes, then rounds stop at the budget and a note gives the map's noise reached", default: FAST_SCHEDULE.maxPasses, min: 0, appliesWhen: { option: "schedule", values: ["fast"] }, addedLater: true },
   ],
+  check: (ctx) => {
+    checkBlockFits(ctx);
+    const block = ctx.options.block as number;
+    if (ctx.bankPatchSize !== undefined && ctx.bankPatchSize !== block) {
+      fail(`${ctx.label("block", String(block))} does not match the bank's ${ctx.bankPatchSize}x${ctx.bankPatchSize} patches`, `make a bank of ${block} px patches, or use ${ctx.label("block", String(ctx.bankPatchSize))}`);
+    }
+  },
   explain: (ctx) =>
     explainPdcr(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, schedule: opt(ctx, "schedule"), fast: { fidelity: opt(ctx, "mapNoise"), maxPasses: opt(ctx, "maxPasses") }, blockSize: opt(ctx, "block"), screen: opt(ctx, "screen"), samples: opt(ctx, "samples"), tau: opt(ctx, "tau") }),
 };
@@ -118,5 +125,6 @@ export const zeroMethod: MethodDefinition = {
     { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau, min: 0 },
     { name: "fill", type: "number", description: "replacement pixel value (0..255 image units; 0 = black)", default: 0, ...PIXEL_VALUE },
   ],
+  check: (ctx) => checkBlockFits(ctx),
   explain: (ctx) => explainZero(ctx.model, ctx.kase, ctx.target, { ...ctx.run, blockSize: opt(ctx, "block"), tau: opt(ctx, "tau"), fill: opt(ctx, "fill") }),
 };
