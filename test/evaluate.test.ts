@@ -226,6 +226,18 @@ describe("RoI files that select nothing", () => {
     expect(existsSync(join(o, "b"))).toBe(false);
   });
 
+  it("a RoI outside the input (its file line counted with comments) or spanning it is refused before any cell", async () => {
+    const o = tmp("segcause-eval-roioob-");
+    const csv = (name: string, text: string) => (writeFileSync(join(o, name), text), parseRoiSpec(join(o, name)));
+    const late = csv("late.csv", "# RoIs\nimage,row,col,size\n\nimg3,0,0,8\nimg4,28,0,8\n");
+    await expect(runEvaluation(config(join(o, "a"), ["t-oracle"], { rois: late }), ctl())).rejects.toMatchObject({
+      message: expect.stringMatching(/^case img4: RoI file .*late\.csv line 5 \(img4,28,0,8\) lies outside the 32x32 model input$/),
+      hint: expect.stringMatching(/model-input pixels/),
+    });
+    expect(listCells(join(o, "a"))).toHaveLength(0);
+    await expect(runEvaluation(config(join(o, "b"), ["t-oracle"], { rois: csv("whole.csv", "image,row,col,size\nimg3,0,0,32\n") }), ctl())).rejects.toThrow(/line 2 \(img3,0,0,32\) spans the 32x32 model input: nothing outside it/);
+  });
+
   it("a repeated RoI, a size of 0, a folder given as --rois, and a manifest with a repeated case id or no case are refused", () => {
     const o = tmp("segcause-eval-badrois-");
     const csv = (name: string, text: string) => (writeFileSync(join(o, name), text), join(o, name));

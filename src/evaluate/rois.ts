@@ -33,6 +33,8 @@ export interface RoiFileRow {
   row: number;
   col: number;
   size: number;
+  /** line in the file, for messages */
+  line?: number;
 }
 
 export type RoiSpec = { rules: RoiRule[]; align: number } | { file: string; rows: RoiFileRow[] };
@@ -65,8 +67,10 @@ export function readRoiCsv(path: string): RoiFileRow[] {
   } catch {
     fail(`cannot read RoI file ${path}`, "give a CSV with the header image,row,col,size");
   }
-  const lines = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l && !l.startsWith("#"));
-  const head = lines.shift()?.split(",").map((s) => s.trim().toLowerCase()) ?? [];
+  // Keep each line's number in the file for messages (comments and blank lines are skipped).
+  const numbered = text.split(/\r?\n/).map((l, i) => ({ l: l.trim(), at: i + 1 })).filter(({ l }) => l && !l.startsWith("#"));
+  const head = numbered.shift()?.l.split(",").map((s) => s.trim().toLowerCase()) ?? [];
+  const lines = numbered.map(({ l }) => l);
   const col = (name: string) => {
     const i = head.indexOf(name);
     if (i < 0) fail(`RoI file ${path} has no '${name}' column`, "the header must be image,row,col,size");
@@ -75,7 +79,8 @@ export function readRoiCsv(path: string): RoiFileRow[] {
   const [ci, cr, cc, cs] = [col("image"), col("row"), col("col"), col("size")];
   if (lines.length === 0) fail(`RoI file ${path} has a header but no RoI`, "add one line image,row,col,size per RoI");
   const seen = new Map<string, number>();
-  return lines.map((l, n) => {
+  return numbered.map(({ l, at }) => {
+    const n = at - 2; // the messages below say line n + 2
     const f = l.split(",").map((s) => s.trim());
     const [row, c, size] = [f[cr], f[cc], f[cs]].map((v) => decimalInteger(v ?? ""));
     if (row === undefined || c === undefined || size === undefined) fail(`RoI file ${path} line ${n + 2}: row, col and size must be integers`);
@@ -85,7 +90,7 @@ export function readRoiCsv(path: string): RoiFileRow[] {
     const first = seen.get(key);
     if (first !== undefined) fail(`RoI file ${path} line ${n + 2} repeats line ${first} (${key})`, "give each RoI once");
     seen.set(key, n + 2);
-    return { image: f[ci], row, col: c, size };
+    return { image: f[ci], row, col: c, size, line: at };
   });
 }
 
@@ -121,7 +126,11 @@ export function selectRois(spec: RoiSpec, imageId: string, mask: Uint8Array | un
       .map((r, i) => ({ r, i }))
       .filter(({ r }) => r.image === imageId)
       .map(({ r, i }) => {
-        if (r.row < 0 || r.col < 0 || r.row + r.size > height || r.col + r.size > width) fail(`RoI file row ${i + 2} (${imageId}) lies outside the ${height}x${width} model input`);
+        const where = `RoI file ${spec.file}${r.line ? ` line ${r.line}` : ""} (${imageId},${r.row},${r.col},${r.size})`;
+        if (r.row < 0 || r.col < 0 || r.row + r.size > height || r.col + r.size > width) {
+          fail(`${where} lies outside the ${height}x${width} model input`, `RoIs are in model-input pixels (the image resized to ${height}x${width}): row + size <= ${height}, col + size <= ${width}`);
+        }
+        if (r.size >= Math.min(height, width)) fail(`${where} spans the ${height}x${width} model input: nothing outside it is left to intervene on`, "use a smaller RoI");
         return { id: `file-${i}`, kind: "file" as const, rect: { row: r.row, col: r.col, height: r.size, width: r.size } };
       });
   }
