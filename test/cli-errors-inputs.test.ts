@@ -247,6 +247,14 @@ describe("evaluate: bad arguments fail before any cell", () => {
       const ok = run(out);
       expect(ok.code, ok.stderr).toBe(0);
       expect(existsSync(join(out, "run.json"))).toBe(true);
+      // explain and evaluate do not write into each other's folders
+      const ex = ["explain", "--method", "zero", "--model", model, "--image", image, "--roi", "16,0,8,8", "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1"];
+      expectOneLineError(segcause(...ex, "--out", out), /holds the output of `segcause evaluate`, which `segcause explain` would mix with/);
+      const exOut = join(dir, "ex-folder");
+      expect(segcause(...ex, "--out", exOut).code).toBe(0);
+      expectOneLineError(run(exOut), /holds the output of `segcause explain`, which `segcause evaluate` would mix with/);
+      // a folder of images without a manifest names `segcause dataset init`
+      expectOneLineError(run(join(dir, "ev-x"), "--dataset", dir), /holds no manifest\.json \(write one with `segcause dataset init --images/);
     });
   });
 

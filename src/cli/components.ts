@@ -8,7 +8,7 @@ import { loadCase, type Case } from "../data/case.js";
 import { IMAGE_FORMATS, listImages } from "../data/image.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
-import { checkOutputDir } from "../util/files.js";
+import { checkOutputDir, checkOutputKind } from "../util/files.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
 import { explainComponents, type Ablation, type UnitLevel } from "../explain/components.js";
 import { Region } from "../target/roi.js";
@@ -108,6 +108,7 @@ export function componentsCommand(): Command {
     for (const o of ["maxDonors", "splits"]) if (given(o) && !f.donors) fail(`${flag(o)} only applies with --donors (it chooses among the donor images)`, `add --donors <dir|manifest>, or drop ${flag(o)}`);
     const roiRect = parseRoi(f.roi);
     checkOutputDir(f.out);
+    checkOutputKind(f.out, "components");
     const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads) });
     try {
       const kase = await loadCase(model, f.image, f.mask);

@@ -13,7 +13,7 @@ import { parseRoiSpec } from "../evaluate/rois.js";
 import { readJson, runRecordPath, writeAtomic, type RunRecord } from "../evaluate/store.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
 import { intAtLeast, methodOptionParser, numIn, numList, oneOf, positive, seed } from "./options.js";
-import { checkOutputDir, makeOutputDir } from "../util/files.js";
+import { checkOutputDir, checkOutputKind, makeOutputDir } from "../util/files.js";
 import { stderrProgress } from "../util/progress.js";
 
 interface EvaluateFlags {
@@ -109,6 +109,7 @@ export function evaluateCommand(): Command {
     .option("--no-progress", "no progress lines on stderr")
     .action(async (f: EvaluateFlags) => {
       checkOutputDir(f.out);
+      checkOutputKind(f.out, "evaluate");
       if (f.reportOnly && !existsSync(join(f.out, "run.json"))) fail(`--report-only: ${f.out} holds no evaluation (no run.json)`, "give --out the folder of an earlier `segcause evaluate` run");
       if (!f.reportOnly) {
         if (!f.models?.length || !f.dataset) fail("--models and --dataset are required", "give the ONNX models and the dataset manifest (or use --report-only to rewrite the results of --out)");

@@ -3,7 +3,7 @@ import { Command } from "commander";
 import { STRATEGY_DEFAULTS } from "../evaluate/strategies.js";
 import { writeStrategyReport } from "../evaluate/strategies-report.js";
 import { int, num } from "./options.js";
-import { checkOutputDir } from "../util/files.js";
+import { checkOutputDir, checkOutputKind } from "../util/files.js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fail } from "../errors.js";
@@ -37,6 +37,7 @@ export function strategiesCommand(): Command {
       if (existsSync(join(f.out, "cells")) && existsSync(join(f.out, "report.html"))) {
         fail(`--out ${f.out} holds the output of \`segcause evaluate\`: the strategy report would overwrite its report.html`, `use --out ${join(f.out, "strategies")}`);
       }
+      checkOutputKind(f.out, "strategies");
       const r = await writeStrategyReport(f.maps, f.out, {
         methods: f.methods?.split(",").map((s) => s.trim()),
         settings: { block: f.block, radius: f.radius, rel: f.rel, ...(f.tau !== undefined ? { tau: f.tau } : {}) },

@@ -36,7 +36,10 @@ export function readManifest(path: string): Dataset {
   try {
     raw = JSON.parse(readFileSync(file, "utf8"));
   } catch (e) {
-    fail(`cannot read dataset manifest ${file} (${(e as Error).message})`, "pass a manifest.json");
+    const code = (e as NodeJS.ErrnoException).code;
+    // A folder of images without a manifest: say how to make one.
+    if (code === "ENOENT" && file !== path) fail(`${path} holds no manifest.json`, `write one with \`segcause dataset init --images ${path} --masks <mask folder> --out ${file}\` (see README 'Your own dataset')`);
+    fail(`cannot read dataset manifest ${file} (${code ?? (e as Error).message})`, "pass a manifest.json");
   }
   const parsed = Manifest.safeParse(raw);
   if (!parsed.success) fail(`${file} is not a dataset manifest: ${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message}`, "see README 'Your own dataset' for the format (or write one with `segcause dataset init`)");

@@ -181,6 +181,7 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   const P = cfg.protocol;
   const ds = readManifest(cfg.dataset);
   let cases = casesInSplits(ds, [cfg.split]);
+  const inSplit = cases.length;
   if (cfg.images !== undefined) cases = cases.slice(0, cfg.images);
   if (cases.length === 0) fail(`no cases in split '${cfg.split}' of ${ds.name}`);
   if ("file" in cfg.rois) checkRoiFile(cfg.rois.file, cfg.rois.rows, ds, cases, cfg);
@@ -188,6 +189,7 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   const needBank = P.fills.includes("patches") || defs.some((d) => d.def.needsBank);
   const summary: RunSummary = { computed: 0, resumed: 0, skipped: 0, failed: 0, stoppedEarly: false, notes: [] };
   if (cfg.models.length < given.models.length) summary.notes.push(`a model given more than once in --models is evaluated once`);
+  if (cfg.images !== undefined && cfg.images > inSplit) summary.notes.push(`--images ${cfg.images}: split '${cfg.split}' has only ${inSplit} images, all evaluated`);
   const banks = new Map<string, PatchBank>();
   const protocolKey = { ...P, seed: cfg.seed };
 

@@ -43,7 +43,7 @@ export function readModelFile(path: string): { bytes: Uint8Array; proto: ModelPr
   try {
     bytes = readFileSync(path);
   } catch (e) {
-    fail(`cannot read model ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the --model path");
+    fail(`cannot read model ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the model's path");
   }
   const proto = parseModel(bytes, path);
   const data = inlineExternalData(proto, path);

@@ -2,8 +2,8 @@
  * Output paths checked before any work is done: a long run must not end in an unwritable folder,
  * and a path that is a file (or lies under one) is the user's mistake, reported in one line.
  */
-import { mkdirSync, statSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { fail } from "../errors.js";
 
 function kindOf(path: string): "dir" | "file" | "missing" {
@@ -31,6 +31,28 @@ function checkAncestors(path: string, flag: string): void {
 export function checkOutputDir(dir: string, flag = "--out"): void {
   if (kindOf(dir) === "file") fail(`${flag} ${dir} is a file, not a folder`, `give ${flag} a new or existing folder`);
   checkAncestors(dir, flag);
+}
+
+export type OutputKind = "explain" | "components" | "evaluate" | "strategies";
+
+/** Which segcause command wrote the folder `dir`, from the record it leaves (undefined: none). */
+export function outputKind(dir: string): OutputKind | undefined {
+  if (existsSync(join(dir, "run.json")) && existsSync(join(dir, "cells"))) return "evaluate";
+  if (existsSync(join(dir, "strategies.json"))) return "strategies";
+  try {
+    const format = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"))?.format;
+    if (format === "segcause.attribution/1") return "explain";
+    if (format === "segcause.components/1") return "components";
+  } catch {
+    // no manifest (or not ours): not a segcause output
+  }
+  return undefined;
+}
+
+/** Fails when `dir` holds another command's output, which this one would mix with or overwrite. */
+export function checkOutputKind(dir: string, mine: OutputKind, flag = "--out"): void {
+  const kind = outputKind(dir);
+  if (kind && kind !== mine) fail(`${flag} ${dir} holds the output of \`segcause ${kind}\`, which \`segcause ${mine}\` would mix with`, `give ${flag} another folder`);
 }
 
 /** Creates the output folder `dir` (and its parents), or fails in one line when it cannot exist. */
