@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
+import { Checkpoint } from "../src/explain/checkpoint.js";
 import { Model } from "../src/model/model.js";
 import { PatchBank } from "../src/data/patchbank.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
@@ -215,6 +216,22 @@ describe("checkpoint reuse across settings", () => {
     const fresh = await pdcr(causalModel, bank, { samples: 30 });
     expect(Array.from(more.map)).toEqual(Array.from(fresh.map));
     expect(more.notes.some((n) => n.startsWith("resumed from checkpoint: 85 samples"))).toBe(true); // 15 blocks x 3 + 4 x 10
+  });
+});
+
+describe("interruption", () => {
+  it("writes the samples finished since the last save (Ctrl-C), once, and a reopened checkpoint has them", () => {
+    const ck = join(dir, "ck-int.json");
+    const c = Checkpoint.open(ck, { k: 1 }, 60_000);
+    expect(c.saveIfDirty()).toBe(false); // nothing new
+    c.store.set(3, 0, 0.5);
+    c.store.set(3, 1, 0.25);
+    expect(c.saveIfDirty()).toBe(true);
+    expect(c.saveIfDirty()).toBe(false);
+    const again = Checkpoint.open(ck, { k: 1 });
+    expect(again.resumedSamples).toBe(2);
+    expect(again.store.get(3, 1)).toBe(0.25);
+    expect(Checkpoint.open(ck, { k: 2 }).resumedSamples).toBe(0); // other settings: not reused
   });
 });
 

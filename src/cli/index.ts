@@ -1,6 +1,7 @@
 /** The segcause command line: a thin layer over the library. */
 import { Command, CommanderError } from "commander";
 import { SegcauseError } from "../errors.js";
+import { installInterruptHandlers } from "../util/interrupt.js";
 import { VERSION } from "../version.js";
 import { bankCommand } from "./bank.js";
 import { componentsCommand } from "./components.js";
@@ -38,6 +39,7 @@ function oneLineErrors(cmd: Command, path: string): void {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  installInterruptHandlers();
   try {
     await program().parseAsync(argv);
   } catch (e) {

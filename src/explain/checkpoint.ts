@@ -2,10 +2,11 @@
  * Checkpoints of finished samples, so that a long run that is killed loses at most a few seconds
  * of work. The key ties a checkpoint to everything that decides the samples.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { mkdir, rename, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import { sha256 } from "../util/hash.js";
+import { saveOnInterrupt } from "../util/interrupt.js";
 import { ProgressTracker, type ProgressListener } from "../util/progress.js";
 import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
 
@@ -20,7 +21,11 @@ export class Checkpoint {
     private readonly everyMs: number,
   ) {
     this.resumedSamples = store.size;
+    this.savedSize = store.size;
+    saveOnInterrupt(this);
   }
+
+  private savedSize: number;
 
   /** Opens the checkpoint at `path`; reuses its samples only when the key matches. */
   static open(path: string, keyMaterial: unknown, everyMs = 5000): Checkpoint {
@@ -43,10 +48,27 @@ export class Checkpoint {
 
   async save(): Promise<void> {
     this.lastSave = Date.now();
+    const size = this.store.size;
     const tmp = `${this.path}.tmp`;
     await mkdir(dirname(this.path), { recursive: true }); // the output folder may not exist yet
-    await writeFile(tmp, JSON.stringify({ key: this.key, samples: this.store.toJSON() }));
+    await writeFile(tmp, this.serialise());
     await rename(tmp, this.path);
+    this.savedSize = Math.max(this.savedSize, size);
+  }
+
+  /** On interruption: writes the samples finished since the last save, synchronously (see util/interrupt.ts). */
+  saveIfDirty(): boolean {
+    if (this.store.size <= this.savedSize) return false;
+    const tmp = `${this.path}.tmp`;
+    mkdirSync(dirname(this.path), { recursive: true });
+    writeFileSync(tmp, this.serialise());
+    renameSync(tmp, this.path);
+    this.savedSize = this.store.size;
+    return true;
+  }
+
+  private serialise(): string {
+    return JSON.stringify({ key: this.key, samples: this.store.toJSON() });
   }
 }
 
