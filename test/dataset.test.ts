@@ -127,4 +127,21 @@ describe("dataset manifests from folders", () => {
     expect(one.stderr).toContain("note: every case is in split test; `bank build` and `evaluate` without --bank take their patches from other splits");
     expect(segcause("dataset", "init", "--images", join(root, "img"), "--splits", "train=70,train=30", "--out", join(root, "x.json")).stderr).toMatch(/--splits names 'train' twice/);
   });
+
+  it("`segcause dataset init` looks inside the masks: wrong size and label maps refused, empty ones noted", async () => {
+    const d = join(root, "badmasks");
+    for (const sub of ["img", "msk"]) mkdirSync(join(d, sub), { recursive: true });
+    for (const id of ["b1", "b2", "b3"]) await writeImage(join(d, "img"), `${id}.png`, () => 100, 8);
+    await writeMask(join(d, "msk"), "b1_mask.png", (r) => r < 4, 8);
+    await writeMask(join(d, "msk"), "b2_mask.png", () => false, 8); // empty: allowed, noted
+    await writeMask(join(d, "msk"), "b3_mask.png", (r) => r < 4, 4); // another size
+    const out = join(d, "manifest.json");
+    const bad = segcause("dataset", "init", "--images", join(d, "img"), "--masks", join(d, "msk"), "--out", out);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/1 of 3 masks cannot be used: b3_mask\.png is 4x4 pixels but b3\.png is 8x8/);
+    await writeMask(join(d, "msk"), "b3_mask.png", (r) => r < 4, 8);
+    const ok = segcause("dataset", "init", "--images", join(d, "img"), "--masks", join(d, "msk"), "--out", out);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toContain("note: 1 mask(s) hold no structure (b2)");
+  });
 });

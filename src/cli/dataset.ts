@@ -2,7 +2,8 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, relative, resolve, sep } from "node:path";
 import { Command, Option } from "commander";
-import { fail } from "../errors.js";
+import { fail, SegcauseError } from "../errors.js";
+import { decodeMask, imageInfo, readInput } from "../data/image.js";
 import { datasetFromFolders, readManifest, type FolderDatasetOptions } from "../data/manifest.js";
 import { decimal } from "../util/decimal.js";
 import { checkOutputFile } from "../util/files.js";
@@ -43,10 +44,11 @@ export function datasetCommand(): Command {
     .option("--name <name>", "dataset name (default: the name of the manifest's folder)")
     .option("--allow-missing-masks", "list images without a mask too (explain works without one; evaluate's RoI rules need it)")
     .requiredOption("--out <file>", "manifest to write (e.g. mydata/manifest.json); paths in it are relative to its folder");
-  init.action((f: InitFlags) => {
+  init.action(async (f: InitFlags) => {
     checkOutputFile(f.out);
     if (existsSync(f.out)) fail(`${f.out} already exists`, "remove it or choose another --out");
     const ds = datasetFromFolders(f);
+    const emptyMasks = await checkMasks(ds.cases);
     const root = dirname(f.out);
     // Relative and with forward slashes, so the dataset folder can be moved or shared as a whole.
     const rel = (p: string) => relative(root, p).split(sep).join("/");
@@ -79,8 +81,37 @@ export function datasetCommand(): Command {
     if (empty.length) process.stderr.write(`note: split${empty.length > 1 ? "s" : ""} ${empty.join(", ")} got no case (${ds.cases.length} cases at these shares); give ${empty.length > 1 ? "them" : "it"} a larger share or use fewer splits\n`);
     // Patch banks and donors come from other splits than the explained one: say so before bank build fails.
     if (!sizes.some((s) => s.n > 0 && s.name !== "test")) process.stderr.write(`note: every case is in split ${sizes.find((s) => s.n > 0)?.name ?? "test"}; \`bank build\` and \`evaluate\` without --bank take their patches from other splits (default train,val): pass shares such as --splits train=70,val=15,test=15, or a bank built from other images\n`);
+    if (emptyMasks.length) process.stderr.write(`note: ${emptyMasks.length} mask(s) hold no structure (${emptyMasks.slice(0, 3).join(", ")}${emptyMasks.length > 3 ? ", ..." : ""}): evaluate skips their RoIs, explain refuses them as ground truth\n`);
     if (ds.unpairedMasks.length) process.stderr.write(`note: ${ds.unpairedMasks.length} file(s) in ${f.masks} match no image (${ds.unpairedMasks.slice(0, 3).map((p) => relative(f.masks!, p)).join(", ")}${ds.unpairedMasks.length > 3 ? ", ..." : ""})\n`);
   });
   dataset.addCommand(init);
   return dataset;
+}
+
+/**
+ * Looks inside every mask now, as explain and evaluate will: of its image's size and binary (a label
+ * map, a soft mask or a photo is refused with its values). Returns the ids of empty masks.
+ */
+async function checkMasks(cases: readonly { id: string; image: string; mask?: string }[]): Promise<string[]> {
+  const problems: string[] = [];
+  const empty: string[] = [];
+  for (const c of cases) {
+    if (!c.mask) continue;
+    try {
+      const [ib, mb] = await Promise.all([readInput(c.image), readInput(c.mask)]);
+      const [ii, mi] = await Promise.all([imageInfo(ib, c.image), imageInfo(mb, c.mask)]);
+      if (ii.height !== mi.height || ii.width !== mi.width) {
+        problems.push(`${basename(c.mask)} is ${mi.height}x${mi.width} pixels but ${basename(c.image)} is ${ii.height}x${ii.width}`);
+        continue;
+      }
+      if (!(await decodeMask(mb, c.mask, mi.height, mi.width)).some((v) => v)) empty.push(c.id);
+    } catch (e) {
+      if (!(e instanceof SegcauseError)) throw e;
+      problems.push(e.message);
+    }
+  }
+  if (problems.length) {
+    fail(`${problems.length} of ${cases.filter((c) => c.mask).length} masks cannot be used: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? "; ..." : ""}`, "fix or remove them: explain and evaluate need binary masks (any two values) of their image's size");
+  }
+  return empty;
 }
