@@ -3,7 +3,7 @@
  * `segcause: error: <problem> (<fix>)`, exit status 1, nothing that looks like a result.
  * Tiny models only; most cases fail before any model runs.
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { causalFixture, segcause } from "./helpers/cli.js";
@@ -327,6 +327,12 @@ describe("components: bad arguments", () => {
     const resample = base().map((a) => (a === "zero" ? "resample" : a));
     expectOneLineError(segcause(...resample, "--out", join(dir, "c11"), "--donors", empty), /donor folder .*no-images holds no image/);
     expectOneLineError(segcause(...base(), "--out", join(dir, "c12"), "--level", "channel", "--tensor", "image"), /'image' is the model's input, not a tensor inside the network/);
+    // donors that are only the explained image, and --splits with a folder (it chooses from manifests)
+    const self = join(dir, "only-self");
+    mkdirSync(self, { recursive: true });
+    copyFileSync(image, join(self, "same.png"));
+    expectOneLineError(segcause(...resample, "--out", join(dir, "c13"), "--donors", self), /every donor image in .*only-self is the explained image itself/);
+    expectOneLineError(segcause(...resample, "--out", join(dir, "c14"), "--donors", self, "--splits", "train"), /--splits chooses donors from a dataset manifest, but .*only-self is a folder of images/);
   });
   it("--list with a missing model or a folder", () => {
     expectOneLineError(segcause("components", "--list", "--model", join(dir, "nope.onnx")), /cannot read model .*nope.onnx \(ENOENT\)/);

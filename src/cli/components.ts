@@ -43,7 +43,7 @@ interface ComponentFlags extends CardFlags {
   progress: boolean;
 }
 
-function donorPaths(spec: string, splits: string): string[] {
+function donorPaths(spec: string, splits: string, splitsGiven: boolean): string[] {
   let isDir = false;
   try {
     isDir = statSync(spec).isDirectory();
@@ -53,6 +53,7 @@ function donorPaths(spec: string, splits: string): string[] {
   if (spec.endsWith(".json") || (isDir && (() => { try { return statSync(`${spec}/manifest.json`).isFile(); } catch { return false; } })())) {
     return casesInSplits(readManifest(spec), splits.split(",").map((s) => s.trim())).map((c) => c.image);
   }
+  if (splitsGiven) fail(`--splits chooses donors from a dataset manifest, but ${spec} is a folder of images`, "drop --splits (every image of the folder is a donor), or pass the manifest as --donors");
   const images = listImages(spec);
   if (images.length === 0) fail(`donor folder ${spec} holds no image (${IMAGE_FORMATS})`, "pass a folder of images of the same domain, or a dataset manifest");
   return images;
@@ -114,12 +115,13 @@ export function componentsCommand(): Command {
       const kase = await loadCase(model, f.image, f.mask);
       let donors: Case[] = [];
       if (f.donors) {
-        const paths = donorPaths(f.donors, f.splits);
+        const paths = donorPaths(f.donors, f.splits, given("splits"));
         const picked = new Rng(f.seed, 7).sampleWithoutReplacement(paths.length, f.maxDonors).sort((a, b) => a - b);
         for (const i of picked) {
           const d = await loadCase(model, paths[i]);
           if (d.imageSha256 !== kase.imageSha256) donors.push(d);
         }
+        if (donors.length === 0) fail(`every donor image in ${f.donors} is the explained image itself`, "pass other images of the same domain as --donors");
       }
       // Finished samples are checkpointed in --out: rerunning the same command after an interruption resumes.
       const checkpointPath = join(f.out, ".checkpoint.json");
