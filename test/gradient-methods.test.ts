@@ -300,6 +300,17 @@ describe("integrated gradients and DeepLIFT", () => {
 });
 
 describe("SmoothGrad", () => {
+  it("an all-zero map says so (a model whose RoI score ignores its input)", async () => {
+    const flat = writeModel(dir, "flat.onnx", regionMeanModel([], -3));
+    await withModel(flat, images.ramp, async (m, k) => {
+      const sg = await explainSmoothGrad(m, k, MEANPROB, { samples: 2 });
+      expect(sg.map.every((v) => v === 0)).toBe(true);
+      expect(sg.notes.join("\n")).toMatch(/the map is 0 everywhere: the RoI score does not respond to the input/);
+      const sal = await explainSaliency(m, await loadCase(m, images.ramp), MEANPROB);
+      expect(sal.notes.filter((n) => n.includes("0 everywhere"))).toHaveLength(1);
+    });
+  });
+
   it("with zero noise equals saliency", async () => {
     await withModel(paths.smooth, images.ramp, async (m, k) => {
       const sal = await explainSaliency(m, k, MEANPROB);

@@ -377,6 +377,10 @@ export async function explainGradient(
     ...(result.notes ?? []),
     ...model.resolved.assumptions.map((a) => `assumed: ${a}`),
   ];
+  // An all-zero map is an answer worth a word (e.g. SmoothGrad with noise far beyond the input's range).
+  if (!result.map.some((v) => v !== 0) && !notes.some((n) => n.includes("0 everywhere"))) {
+    notes.push("the map is 0 everywhere: the RoI score does not respond to the input here (saturated outputs, or settings such as a large noise that take the inputs out of the model's range)");
+  }
   const forwardPasses = [...runners.values()].reduce((n, r) => n + r.forwardPasses, 0) + sessions.reduce((n, s) => n + s.forwardPasses, 0);
   const backwardPasses = sessions.reduce((n, s) => n + s.backwardPasses, 0);
   const allSettings = { ...settings, ...(result.settings ?? {}), score: "sum of class probability over the RoI" };
