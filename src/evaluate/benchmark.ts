@@ -225,9 +225,10 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
     }
     // Every chosen image, mask and RoI is read once before the first cell, so that a missing file,
     // a label-map mask or a RoI outside the image stops the run now rather than hours in.
+    // Once per input geometry: models of one input size read the same pixels.
+    const geometries = new Map([...loaded.values()].map(({ model }) => [JSON.stringify(model.card.input), model]));
     for (const c of cases) {
-      for (const modelPath of cfg.models) {
-        const { model } = loaded.get(modelPath)!;
+      for (const model of geometries.values()) {
         const kase = await inCase(c.id, () => loadCase(model, c.image, c.mask, { allowEmptyMask: true }));
         await inCase(c.id, async () => selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, []));
       }
