@@ -1,6 +1,7 @@
 import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
+import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
 import { registerMethod, type MethodDefinition } from "../src/explain/methods.js";
 import "../src/explain/catalog.js";
@@ -353,6 +354,17 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     const s = await runEvaluation(config(o, ["t-oracle"], { dataset: m(cases), rois, protocol }), ctl());
     expect(s.computed).toBe(2); // c0 and c2; c1 has no structure to place an inside RoI on
     expect(s.notes.join(" ")).toMatch(/c1/);
+    // an outside RoI can be placed on c1, but Dice against an empty structure is undefined: skipped with the reason
+    const oo = tmp("segcause-eval-empty-out-");
+    const so = await runEvaluation(config(oo, ["t-oracle"], { dataset: m(cases), rois: parseRoiSpec("outside:8"), protocol }), ctl());
+    expect(so.skipped).toBe(3); // outside RoIs hold no ground-truth structure on any image; c1 is no longer an error
+    expect(so.notes.join(" ")).toMatch(/c1 outside8-0: skipped \(.*empty/);
+    // a label-map mask (three values) stops the run before any cell, naming the case
+    const labels = join(d, "labels.png");
+    await sharp(Uint8Array.from({ length: 32 * 32 }, (_, p) => [0, 1, 2][p % 3]), { raw: { width: 32, height: 32, channels: 1 } }).png().toFile(labels);
+    const o3 = tmp("segcause-eval-labels-");
+    await expect(runEvaluation(config(o3, ["t-oracle"], { dataset: m([...cases, { id: "lab", image: "c0.png", mask: "labels.png", split: "test" }]), rois, protocol }), ctl())).rejects.toThrow(/^case lab: /);
+    expect(listCells(o3)).toHaveLength(0);
     // a missing image third in line: refused before the first cell, naming the case; nothing recorded
     let recorded = 0;
     const o2 = tmp("segcause-eval-missing-");

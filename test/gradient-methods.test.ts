@@ -16,7 +16,7 @@ import { explainIg } from "../src/explain/ig.js";
 import { explainSmoothGrad } from "../src/explain/smoothgrad.js";
 import { explainGuided } from "../src/explain/guided.js";
 import { explainDeepLift } from "../src/explain/deeplift.js";
-import { explainGradCam } from "../src/explain/gradcam.js";
+import { autoLayerMovedByOutputPath, explainGradCam } from "../src/explain/gradcam.js";
 import { dilate, diceLoss, explainMisure } from "../src/explain/misure.js";
 import { resizeBilinear, resizeBilinearTranspose } from "../src/util/bilinear.js";
 import { getMethod } from "../src/explain/catalog.js";
@@ -383,7 +383,10 @@ describe("Seg-Grad-CAM", () => {
       const a = await explainGradCam(m, k, roi);
       expect(a.provenance.settings.layerUsed).toBe("A");
       await expect(explainGradCam(m, k, roi, { layer: "Aaux" })).rejects.toThrow(/--layer 'Aaux' does not feed the explained output 'mask'/);
+      // evaluate keys this model's automatic Grad-CAM cells apart from those of the older rule
+      expect(autoLayerMovedByOutputPath(m)).toBe(true);
     });
+    await withModel(paths.cam, images.cam, async (m) => expect(autoLayerMovedByOutputPath(m)).toBe(false));
   });
 });
 

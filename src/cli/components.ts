@@ -9,6 +9,8 @@ import { IMAGE_FORMATS, listImages } from "../data/image.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
 import { checkOutputDir, checkOutputKind } from "../util/files.js";
+import { sha256File } from "../util/hash.js";
+import { markResumable } from "../util/interrupt.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
 import { explainComponents, type Ablation, type UnitLevel } from "../explain/components.js";
 import { Region } from "../target/roi.js";
@@ -110,18 +112,19 @@ export function componentsCommand(): Command {
     const roiRect = parseRoi(f.roi);
     checkOutputDir(f.out);
     checkOutputKind(f.out, "components");
+    markResumable();
     const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads) });
     try {
       const kase = await loadCase(model, f.image, f.mask);
       let donors: Case[] = [];
       if (f.donors) {
-        const paths = donorPaths(f.donors, f.splits, given("splits"));
+        // The explained image (by content) is no donor of itself: left out before the seeded draw.
+        const all = donorPaths(f.donors, f.splits, given("splits"));
+        const paths: string[] = [];
+        for (const p of all) if ((await sha256File(p)) !== kase.imageSha256) paths.push(p);
+        if (paths.length === 0) fail(`every donor image in ${f.donors} is the explained image itself`, "pass other images of the same domain as --donors");
         const picked = new Rng(f.seed, 7).sampleWithoutReplacement(paths.length, f.maxDonors).sort((a, b) => a - b);
-        for (const i of picked) {
-          const d = await loadCase(model, paths[i]);
-          if (d.imageSha256 !== kase.imageSha256) donors.push(d);
-        }
-        if (donors.length === 0) fail(`every donor image in ${f.donors} is the explained image itself`, "pass other images of the same domain as --donors");
+        for (const i of picked) donors.push(await loadCase(model, paths[i]));
       }
       // Finished samples are checkpointed in --out: rerunning the same command after an interruption resumes.
       const checkpointPath = join(f.out, ".checkpoint.json");

@@ -14,6 +14,7 @@ import { readJson, runRecordPath, writeAtomic, type RunRecord } from "../evaluat
 import { writeEvaluationReport } from "../evaluate/report.js";
 import { intAtLeast, methodOptionParser, numIn, numList, oneOf, positive, seed } from "./options.js";
 import { checkOutputDir, checkOutputKind, makeOutputDir } from "../util/files.js";
+import { markResumable } from "../util/interrupt.js";
 import { stderrProgress } from "../util/progress.js";
 
 interface EvaluateFlags {
@@ -110,6 +111,7 @@ export function evaluateCommand(): Command {
     .action(async (f: EvaluateFlags) => {
       checkOutputDir(f.out);
       checkOutputKind(f.out, "evaluate");
+      markResumable();
       if (f.reportOnly && !existsSync(join(f.out, "run.json"))) fail(`--report-only: ${f.out} holds no evaluation (no run.json)`, "give --out the folder of an earlier `segcause evaluate` run");
       if (!f.reportOnly) {
         if (!f.models?.length || !f.dataset) fail("--models and --dataset are required", "give the ONNX models and the dataset manifest (or use --report-only to rewrite the results of --out)");

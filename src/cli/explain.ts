@@ -6,6 +6,7 @@ import { fail } from "../errors.js";
 import { checkMaskSize, loadCase, type Case } from "../data/case.js";
 import { IMAGE_FORMATS, loadMask, readInput } from "../data/image.js";
 import { checkOutputDir, checkOutputKind, makeOutputDir } from "../util/files.js";
+import { markResumable } from "../util/interrupt.js";
 import { PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
@@ -58,6 +59,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const rect = f.roi ? parseRoi(f.roi) : undefined;
   checkOutputDir(f.out);
   checkOutputKind(f.out, "explain");
+  markResumable();
   if (def.needsBank && !f.bank) fail(`${def.name} needs a patch bank of natural patches`, "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank");
   const load = { card: f.card, overrides: cardOverrides(f) };
   let model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });

@@ -6,7 +6,7 @@
  * ends with the same numbers (every random choice is a pure function of the seed and the cell).
  */
 import { mkdir, rm } from "node:fs/promises";
-import { basename, join } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { fail, SegcauseError } from "../errors.js";
 import { loadCase, type Case } from "../data/case.js";
 import { casesInSplits, readManifest, type Dataset } from "../data/manifest.js";
@@ -14,6 +14,8 @@ import { buildPatchBank, PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { getMethod } from "../explain/catalog.js";
+import { autoLayerMovedByOutputPath } from "../explain/gradcam.js";
+import { opsetOf } from "../onnx/opset.js";
 import { kebab, keyedOptions, resolveOptions } from "../explain/methods.js";
 import { supportMap, type Attribution } from "../explain/attribution.js";
 import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
@@ -176,7 +178,8 @@ function curveMetrics(prefix: string, c: CurvePair, m: Record<string, number | n
 }
 
 export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {}): Promise<RunSummary> {
-  const cfg = { ...given, models: [...new Set(given.models)] };
+  // One file named twice (`a.onnx ./a.onnx`) is one model.
+  const cfg = { ...given, models: [...new Map(given.models.map((p) => [resolve(p), p])).values()] };
   const log = ctl.log ?? (() => {});
   const P = cfg.protocol;
   const ds = readManifest(cfg.dataset);
@@ -215,13 +218,23 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
       casesInSplits(ds, cfg.bankSplits);
       if (cfg.bankSplits.includes(cfg.split)) summary.notes.push(`the patch bank is built from split '${cfg.split}', which is also evaluated: each image's own patches are left out of its draws, the other evaluated images' patches stay in`);
     }
-    // Settings that can never work on a model (a block larger than its input, a bank of another
-    // patch size, an unknown Grad-CAM layer) stop the run now, not as one refusal per cell.
-    for (const { model } of loaded.values()) {
-      for (const d of defs) {
-        const bankPatchSize = d.def.needsBank ? (cfg.bank ? banks.get(cfg.bank)!.patchSize : cfg.bankPatchSize) : undefined;
-        d.def.check?.({ model, options: d.options, bankPatchSize, label: (o, v) => `--set ${d.def.name}.${kebab(o)}${v === undefined ? "" : `=${v}`}` });
+    // Settings that can work on none of the models (a block larger than every input, a bank of
+    // another patch size, a Grad-CAM layer no model has) stop the run now, not as one refusal per
+    // cell; a method only some models cannot take is refused on their cells, as before, with a note.
+    for (const d of defs) {
+      if (!d.def.check) continue;
+      const bankPatchSize = d.def.needsBank ? (cfg.bank ? banks.get(cfg.bank)!.patchSize : cfg.bankPatchSize) : undefined;
+      const refusals: { path: string; error: SegcauseError }[] = [];
+      for (const [path, { model }] of loaded) {
+        try {
+          d.def.check({ model, options: d.options, bankPatchSize, label: (o, v) => `--set ${d.def.name}.${kebab(o)}${v === undefined ? "" : `=${v}`}` });
+        } catch (e) {
+          if (!(e instanceof SegcauseError)) throw e;
+          refusals.push({ path, error: e });
+        }
       }
+      if (refusals.length === loaded.size) throw refusals[0].error;
+      for (const r of refusals) summary.notes.push(`${d.def.name} cannot run on ${modelName(r.path)}: ${r.error.message}; its cells of that model will be refused`);
     }
     // Every chosen image, mask and RoI is read once before the first cell, so that a missing file,
     // a label-map mask or a RoI outside the image stops the run now rather than hours in.
@@ -312,6 +325,30 @@ function checkRoiFile(file: string, rows: readonly { image: string }[], ds: Data
 
 type Def = { run: MethodRun; def: ReturnType<typeof getMethod>; options: Record<string, unknown> };
 
+/**
+ * Raised when segcause learns to handle inputs it refused (operators, formats): a refusal recorded
+ * under an older revision is retried once. (2: reflect/edge/wrap Pad, LogSoftmax, GroupNormalization, F.pad's computed pads.)
+ */
+const REFUSALS_REVISION = 2;
+
+/**
+ * Key parts of cells whose maps a fix changed only on some models, so that a folder resumed on such
+ * a model recomputes them and other folders keep their keys: gradient methods on multi-class logit
+ * models below opset 13 (their appended softmax ran over C x H x W), and Grad-CAM's automatic layer
+ * on models with a second head (it could pick that head's features).
+ */
+const fixKeys = new WeakMap<Model, { gradient: object; gradcam: object }>();
+function keyExtras(d: Def, model: Model): object {
+  let k = fixKeys.get(model);
+  if (!k) {
+    const softmaxFix = opsetOf(model.proto()) < 13 && model.card.output.kind === "logits";
+    k = { gradient: softmaxFix ? { probabilities: "softmax over channels (opset >= 13)" } : {}, gradcam: autoLayerMovedByOutputPath(model) ? { autoLayer: "on the explained output's path" } : {} };
+    fixKeys.set(model, k);
+  }
+  if (d.def.family !== "gradient") return {};
+  return { ...k.gradient, ...(d.def.name === "gradcam" && d.options.layer === "auto" ? k.gradcam : {}) };
+}
+
 async function evaluateRoi(
   cfg: EvaluateConfig, ctl: RunControl, summary: RunSummary, model: Model, runner: Runner, kase: Case, roi: PlacedRoi, id: CellId,
   defs: Def[], bank: PatchBank | undefined, protocolKey: unknown, log: (s: string) => void, progress: () => string, validated: () => Promise<void>,
@@ -321,7 +358,7 @@ async function evaluateRoi(
   // computed before that rule must not mix with; the key changes only for such banks.
   const ownPatches = bank?.sourcesOf(kase).some(Boolean) ? { bankOwnPatches: "left out" } : {};
   const groupKey = { protocol: protocolKey, model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null, roi: roi.rect, bank: bank?.sha256 ?? null, ...ownPatches };
-  const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: keyedOptions(d.def, d.options), ...(d.def.revision ? { revision: d.def.revision } : {}) })));
+  const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: keyedOptions(d.def, d.options), ...(d.def.revision ? { revision: d.def.revision } : {}), ...keyExtras(d, model) })));
   const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));
   const existing = dirs.map((d) => readJson<CellRecord>(join(d, "cell.json")));
   existing.forEach((e, i) => {
@@ -330,7 +367,10 @@ async function evaluateRoi(
   await validated();
   // A method that refused this cell (a SegcauseError, e.g. an op it cannot differentiate) is recorded
   // in failed.json and not retried with the same settings.
-  const failed = dirs.map((d, i) => readJson<FailedRecord>(join(d, "failed.json"))?.key === cellKeys[i]);
+  const failed = dirs.map((d, i) => {
+    const f = readJson<FailedRecord>(join(d, "failed.json"));
+    return f?.key === cellKeys[i] && (f.refusals ?? 1) >= REFUSALS_REVISION;
+  });
   const todo = defs.map((_, i) => i).filter((i) => !existing[i] && !failed[i]);
   summary.resumed += existing.filter(Boolean).length;
   summary.failed += failed.filter(Boolean).length;
@@ -393,7 +433,7 @@ async function evaluateRoi(
     } catch (e) {
       if (!(e instanceof SegcauseError)) throw e;
       const reason = e.oneLine();
-      await writeAtomic(join(dir, "failed.json"), JSON.stringify({ format: "segcause.evalfailed/1", key: cellKeys[i], id, method: def.name, options, reason } satisfies FailedRecord, null, 1));
+      await writeAtomic(join(dir, "failed.json"), JSON.stringify({ format: "segcause.evalfailed/1", key: cellKeys[i], id, method: def.name, options, reason, refusals: REFUSALS_REVISION } satisfies FailedRecord, null, 1));
       summary.failed++;
       summary.notes.push(`${id.model} ${id.image} ${id.roi} ${def.name}: failed (${reason})`);
       log(`  failed: ${reason}`);

@@ -72,6 +72,8 @@ export interface FailedRecord {
   method: string;
   options: Record<string, unknown>;
   reason: string;
+  /** the REFUSALS_REVISION it was recorded under (absent: 1); older refusals are retried */
+  refusals?: number;
 }
 
 const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "_");

@@ -123,9 +123,12 @@ function distinctMaps(entries: MapEntry[], duplicates: string[]): MapEntry[] {
         duplicates.push(e.path);
         continue;
       }
+      const otherModel = first.source.modelSha256 && e.source.modelSha256 && first.source.modelSha256 !== e.source.modelSha256;
       fail(
         `two different ${e.method} maps for model ${e.model}, image ${e.image}, RoI ${e.roi}: ${first.path} and ${e.path}`,
-        "each map must count once: pass the folders of one protocol (or seed) at a time",
+        otherModel
+          ? `they come from two different models named '${e.model}' (their hashes differ), whose statistics would be pooled: give the models distinct file names`
+          : "statistics are per (model, image, RoI): pass the folders of one protocol (or seed, or class) at a time",
       );
     }
     byIdentity.set(id, e);

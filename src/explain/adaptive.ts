@@ -75,7 +75,7 @@ export interface BudgetUse {
   passes: number;
   /** passes the map used, unperturbed pass included */
   spent: number;
-  /** the budget stopped the rounds before the map reached `fidelity` */
+  /** the budget stopped the rounds while some were still wanted (the map short of `fidelity`) */
   binding: boolean;
   /** passes the screen alone needed (it completes even beyond the budget) */
   screen: number;
@@ -222,11 +222,11 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
     if (st.maxPasses > 0) {
       // `need` lists the blocks owed their minimum rounds first, then by squared error removed.
       const affordable = Math.max(0, Math.floor((st.maxPasses - spent) / R));
-      if (affordable < need.length) {
-        binding = true;
-        need.length = affordable;
-        if (affordable === 0) break;
+      if (affordable === 0) {
+        binding = true; // rounds were still wanted
+        break;
       }
+      need.length = Math.min(need.length, affordable);
     }
     await runRounds(need, "estimating");
     spent += need.length * R;

@@ -124,8 +124,9 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     extraPasses = r.groupPasses;
     notes.push(`fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`);
     const b = r.budget;
-    if (b && b.screen > b.passes) notes.push(`pass budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every block has an estimate, but no further rounds ran — raise --max-passes above ${b.screen} or use larger blocks`);
-    else if (b?.binding) notes.push(`pass budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`);
+    if (b && b.screen > b.passes) {
+      notes.push(`pass budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every block has an estimate${b.binding ? `, but no further rounds ran — raise --max-passes above ${b.screen} or use larger blocks` : ", and the map needed no further rounds"}`);
+    } else if (b?.binding) notes.push(`pass budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`);
   } else {
     estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
   }

@@ -59,7 +59,8 @@ export class Checkpoint {
   /** On interruption: writes the samples finished since the last save, synchronously (see util/interrupt.ts). */
   saveIfDirty(): boolean {
     if (this.store.size <= this.savedSize) return false;
-    const tmp = `${this.path}.tmp`;
+    // Its own temp file: a periodic save may be half-way through writing `${path}.tmp`.
+    const tmp = `${this.path}.${process.pid}.int.tmp`;
     mkdirSync(dirname(this.path), { recursive: true });
     writeFileSync(tmp, this.serialise());
     renameSync(tmp, this.path);

@@ -122,6 +122,19 @@ export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "wi
   );
 }
 
+/**
+ * Whether `--layer auto` picks another layer than before it was restricted to the explained output's
+ * ancestors (models with a second head): evaluate keys such cells apart from older ones.
+ */
+export function autoLayerMovedByOutputPath(model: Model): boolean {
+  try {
+    const proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
+    return bottleneck(featureMaps(proto, model.height, model.width))?.name !== bottleneck(featureMaps(proto, model.height, model.width, model.outputName))?.name;
+  } catch {
+    return false; // no inferable feature map at all: the cells are refused either way
+  }
+}
+
 export interface GradCamOptions extends RunOptions {
   /** tensor name, or "auto" (default) for the bottleneck */
   layer?: string;

@@ -90,7 +90,8 @@ export function explainMisure(model: Model, kase: Case, target: TargetSpec, opts
   if (!Number.isInteger(o.iterations) || o.iterations < 0) fail(`--iterations must be a non-negative integer, got ${o.iterations}`);
   if (!Number.isInteger(o.maskSize) || o.maskSize < 1) fail(`--mask-size must be a positive integer, got ${o.maskSize}`);
   // The mask is upsampled to the input: a finer mask than the input has no meaning (and no memory).
-  if (o.maskSize > Math.max(model.height, model.width)) fail(`--mask-size ${o.maskSize} is larger than the model's ${model.height}x${model.width} input`, `use at most ${Math.max(model.height, model.width)} (default ${MISURE_DEFAULTS.maskSize})`);
+  const largest = Math.max(model.height, model.width, MISURE_DEFAULTS.maskSize);
+  if (o.maskSize > largest) fail(`--mask-size ${o.maskSize} is larger than the model's ${model.height}x${model.width} input`, `use at most ${largest} (default ${MISURE_DEFAULTS.maskSize})`);
   if (!(o.lr > 0)) fail(`--lr must be positive, got ${o.lr}`, "use --lr 0.01");
   if (!(o.l1 >= 0)) fail(`--l1 must be >= 0, got ${o.l1}`, "use --l1 0.1");
   if (!(o.sufficiency > 0 && o.sufficiency <= 1)) fail(`--sufficiency must be a Dice in (0, 1], got ${o.sufficiency}`, "use --sufficiency 0.9");

@@ -10,6 +10,13 @@ export function saveOnInterrupt(owner: { saveIfDirty(): boolean }): void {
   savers.add(new WeakRef(owner));
 }
 
+let resumable = false;
+
+/** Called by commands that a rerun continues (explain, components, evaluate), so the message says so. */
+export function markResumable(): void {
+  resumable = true;
+}
+
 /** Installs the handlers once per process (the CLI's entry point does). */
 export function installInterruptHandlers(): void {
   for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
@@ -23,7 +30,8 @@ export function installInterruptHandlers(): void {
           // a checkpoint that cannot be written now loses only its last few seconds
         }
       }
-      process.stderr.write(`\nsegcause: interrupted (${signal}); finished work is kept${saved ? " and unsaved samples were checkpointed" : ""}: rerun the same command to continue where it stopped\n`);
+      const next = resumable ? `finished work is kept${saved ? " (unsaved samples were checkpointed)" : ""}: rerun the same command to continue where it stopped` : "a rerun starts over";
+      process.stderr.write(`\nsegcause: interrupted (${signal}); ${next}\n`);
       process.exit(code);
     });
   }
