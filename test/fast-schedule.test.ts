@@ -169,8 +169,24 @@ describe("fast PdCR schedule on models with known causal structure", () => {
       expect(tiny.notes.find((n) => n.startsWith("pass budget exceeded"))).toMatch(new RegExp(`the screen alone needed ${tiny.forwardPasses} passes \\(budget 10\\)`));
     });
 
+    it("a time budget becomes a pass budget after the screen, reported so that --max-passes reproduces the map", async () => {
+      const hurried = await run(wideModel, bank, { fast: { ...precise, maxSeconds: 1e-6 } }, "mean-prob");
+      const note = hurried.notes.find((n) => n.startsWith("time budget"));
+      const passes = Number(/rerun with --max-passes (\d+)/.exec(note ?? "")?.[1]);
+      expect(passes).toBeGreaterThan(0);
+      expect(hurried.provenance.settings).toMatchObject({ timeBudgetPasses: passes });
+      const replay = await run(wideModel, bank, { fast: { ...precise, maxPasses: passes } }, "mean-prob");
+      expect(Array.from(replay.map)).toEqual(Array.from(hurried.map));
+      // ample time: the map of an unbudgeted run
+      const free = await run(wideModel, bank, {}, "mean-prob");
+      const ample = await run(wideModel, bank, { fast: { maxSeconds: 3600 } }, "mean-prob");
+      expect(Array.from(ample.map)).toEqual(Array.from(free.map));
+      expect(ample.notes.some((n) => n.startsWith("time budget"))).toBe(false);
+    });
+
     it("enters evaluate's cell keys only when set, so published folders stay valid", () => {
       expect(keyedOptions(pdcrMethod, resolveOptions(pdcrMethod, {}))).not.toHaveProperty("maxPasses");
+      expect(keyedOptions(pdcrMethod, resolveOptions(pdcrMethod, {}))).not.toHaveProperty("maxTime");
       expect(keyedOptions(pdcrMethod, resolveOptions(pdcrMethod, { maxPasses: 5000 }))).toMatchObject({ maxPasses: 5000, mapNoise: 0.3 });
       expect(() => resolveOptions(pdcrMethod, { schedule: "paper", maxPasses: 5000 })).toThrow(/--max-passes applies only to --schedule fast/);
     });

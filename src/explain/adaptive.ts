@@ -55,9 +55,15 @@ export interface AdaptiveSettings {
    * samples of a resumed run count too, so a budget gives the same map with or without resuming.
    */
   maxPasses: number;
+  /**
+   * Wall-time budget in seconds (0 = none), turned into a pass budget once the screen is done, from
+   * the pass rate measured so far; the map then depends on the machine, so the passes it was given
+   * are reported (rerun with that `maxPasses` to reproduce it exactly).
+   */
+  maxSeconds: number;
 }
 
-export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 2, strata: 4, minRounds: 1, maxSamples: 48, absTol: 0.01, fidelity: 0.3, commonDraws: false, maxPasses: 0 };
+export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 2, strata: 4, minRounds: 1, maxSamples: 48, absTol: 0.01, fidelity: 0.3, commonDraws: false, maxPasses: 0, maxSeconds: 0 };
 
 export interface AdaptiveResult {
   estimates: UnitEstimate[];
@@ -79,6 +85,8 @@ export interface BudgetUse {
   binding: boolean;
   /** passes the screen alone needed (it completes even beyond the budget) */
   screen: number;
+  /** the budget came from `maxSeconds` (smaller than `maxPasses`, if any) */
+  byTime: boolean;
 }
 
 export function checkAdaptive(st: AdaptiveSettings): void {
@@ -90,6 +98,7 @@ export function checkAdaptive(st: AdaptiveSettings): void {
   if (!Number.isInteger(st.minRounds) || st.minRounds < 1) fail(`min rounds must be >= 1, got ${st.minRounds}`);
   for (const k of ["absTol", "fidelity"] as const) if (!(st[k] >= 0)) fail(`${k} must be >= 0, got ${st[k]}`);
   if (!Number.isInteger(st.maxPasses) || st.maxPasses < 0) fail(`the pass budget must be an integer >= 0 (0 = none), got ${st.maxPasses}`, "use --max-passes 20000, or leave it out");
+  if (!(st.maxSeconds >= 0 && Number.isFinite(st.maxSeconds))) fail(`the time budget must be a number of seconds >= 0 (0 = none), got ${st.maxSeconds}`, "use --max-time 60, or leave it out");
 }
 
 /** Per-block running state: Δ values by stratum, one per round. */
@@ -131,7 +140,11 @@ export function stratifiedEstimate(s: BlockSamples, weights: readonly number[]):
   return { mean, se: Math.sqrt(v), df: denom > 0 ? (v * v) / denom : R * (k - 1) };
 }
 
-export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evaluate, st: AdaptiveSettings, weights: readonly number[]): Promise<AdaptiveResult> {
+/**
+ * `passesFor(spent)`, when given, turns the time budget into a pass budget after the screen (the
+ * caller knows the clock and the pass rate).
+ */
+export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evaluate, st: AdaptiveSettings, weights: readonly number[], passesFor?: (spent: number) => number): Promise<AdaptiveResult> {
   checkAdaptive(st);
   const n = tree.blockCount;
   const R = weights.length;
@@ -191,6 +204,12 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
   let spent = 1 + groupPasses + candidates.length * R;
   const screen = spent;
   let binding = false, noiseRatio = 0;
+  let maxPasses = st.maxPasses, byTime = false;
+  const timed = st.maxSeconds > 0 ? passesFor?.(spent) : undefined;
+  if (timed !== undefined && Number.isFinite(timed) && (maxPasses === 0 || timed < maxPasses)) {
+    maxPasses = Math.max(Math.floor(timed), 1);
+    byTime = true;
+  }
   for (;;) {
     const est = new Map(passing.map((b) => [b, stratifiedEstimate(samples.get(b)!, weights)]));
     let sum = 0;
@@ -219,9 +238,9 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
       }
     }
     if (need.length === 0) break;
-    if (st.maxPasses > 0) {
+    if (maxPasses > 0) {
       // `need` lists the blocks owed their minimum rounds first, then by squared error removed.
-      const affordable = Math.max(0, Math.floor((st.maxPasses - spent) / R));
+      const affordable = Math.max(0, Math.floor((maxPasses - spent) / R));
       if (affordable === 0) {
         binding = true; // rounds were still wanted
         break;
@@ -236,6 +255,6 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
     const sig = Math.abs(e.mean) >= st.tau;
     result[b] = { effect: sig ? e.mean : 0, rawEffect: e.mean, stderr: e.se, samples: samples.get(b)!.rounds * R, status: sig ? "significant" : "below-tau", dof: e.df };
   }
-  const budget = st.maxPasses > 0 ? { passes: st.maxPasses, spent, binding, screen } : undefined;
+  const budget = maxPasses > 0 ? { passes: maxPasses, spent, binding, screen, byTime } : undefined;
   return { estimates: result, groupPasses, groupsTested, noiseRatio, budget };
 }

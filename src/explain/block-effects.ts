@@ -92,7 +92,10 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   };
   const membersOf = (unit: number): Unit[] => (unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]));
 
+  // Passes actually run and their time (not samples resumed from a checkpoint): the rate a time budget uses.
+  let ranPasses = 0, ranMs = 0;
   const raw: Evaluate = async (reqs) => {
+    const started = Date.now();
     const scores = await runner.evaluate(
       reqs,
       (r, dst) => {
@@ -102,6 +105,8 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
       (data, slot) => target.score(data, slot),
     );
     resumable.progress(reqs.length);
+    ranPasses += reqs.length;
+    ranMs += Date.now() - started;
     return scores;
   };
   const keyMaterial = {
@@ -117,13 +122,20 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
 
   let estimates;
   let extraPasses = 0;
+  let timeBudgetPasses: number | undefined;
   const notes = [...runner.notes, ...(intervention.notes ?? []), ...model.resolved.assumptions.map((a) => `assumed: ${a}`)];
   if (ad) {
-    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights);
+    // The time left, at the pass rate measured so far (all cached: no limit from the clock).
+    const passesFor = (spent: number) => (ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - (Date.now() - t0)) * ranPasses) / Math.max(ranMs, 1)));
+    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor);
     estimates = r.estimates;
     extraPasses = r.groupPasses;
     notes.push(`fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`);
     const b = r.budget;
+    if (b?.byTime) timeBudgetPasses = b.passes;
+    if (b?.byTime && b.binding) {
+      notes.push(`time budget ${ad.maxSeconds} s: ${b.passes} passes at the pass rate measured during the screen (${((1000 * ranPasses) / Math.max(ranMs, 1)).toFixed(1)}/s); the map depends on the machine's speed — rerun with --max-passes ${b.passes} to reproduce it exactly`);
+    }
     if (b && b.screen > b.passes) {
       notes.push(`pass budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every block has an estimate${b.binding ? `, but no further rounds ran — raise --max-passes above ${b.screen} or use larger blocks` : ", and the map needed no further rounds"}`);
     } else if (b?.binding) notes.push(`pass budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`);
@@ -157,7 +169,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     provenance: buildProvenance(model, kase, target, {
       method: spec.method,
       seed,
-      settings: { blockSize: spec.blockSize, stride: grid.stride, ...(ad ?? spec.estimator), ...spec.settings },
+      settings: { blockSize: spec.blockSize, stride: grid.stride, ...(ad ?? spec.estimator), ...spec.settings, ...(timeBudgetPasses !== undefined ? { timeBudgetPasses } : {}) },
       intervention: intervention.describe(),
       batchSize: runner.batchSize,
     }),

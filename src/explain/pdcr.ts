@@ -103,6 +103,7 @@ export const pdcrMethod: MethodDefinition = {
     { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau, min: 0 },
     { name: "mapNoise", type: "number", description: "fast schedule: stop when the map's noise (root of the summed squared SEs) is this fraction of its spread; smaller = more passes, closer to the converged map", default: FAST_SCHEDULE.fidelity, min: 0, appliesWhen: { option: "schedule", values: ["fast"] } },
     { name: "maxPasses", type: "int", description: "fast schedule: forward-pass budget of the map (0 = none); the screen always completes, then rounds stop at the budget and a note gives the map's noise reached", default: FAST_SCHEDULE.maxPasses, min: 0, appliesWhen: { option: "schedule", values: ["fast"] }, addedLater: true },
+    { name: "maxTime", type: "number", description: "fast schedule: wall-time budget in seconds (0 = none), turned into a pass budget after the screen at the measured pass rate; the note gives the passes used (--max-passes reproduces the map)", default: FAST_SCHEDULE.maxSeconds, min: 0, appliesWhen: { option: "schedule", values: ["fast"] }, addedLater: true },
   ],
   check: (ctx) => {
     checkBlockFits(ctx);
@@ -112,7 +113,7 @@ export const pdcrMethod: MethodDefinition = {
     }
   },
   explain: (ctx) =>
-    explainPdcr(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, schedule: opt(ctx, "schedule"), fast: { fidelity: opt(ctx, "mapNoise"), maxPasses: opt(ctx, "maxPasses") }, blockSize: opt(ctx, "block"), screen: opt(ctx, "screen"), samples: opt(ctx, "samples"), tau: opt(ctx, "tau") }),
+    explainPdcr(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, schedule: opt(ctx, "schedule"), fast: { fidelity: opt(ctx, "mapNoise"), maxPasses: opt(ctx, "maxPasses"), maxSeconds: opt(ctx, "maxTime") }, blockSize: opt(ctx, "block"), screen: opt(ctx, "screen"), samples: opt(ctx, "samples"), tau: opt(ctx, "tau") }),
 };
 
 export const zeroMethod: MethodDefinition = {
