@@ -126,19 +126,25 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   const notes = [...runner.notes, ...(intervention.notes ?? []), ...model.resolved.assumptions.map((a) => `assumed: ${a}`)];
   if (ad) {
     // The time left, at the pass rate measured so far (all cached: no limit from the clock).
-    const passesFor = (spent: number) => (ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - (Date.now() - t0)) * ranPasses) / Math.max(ranMs, 1)));
+    let screenMs = 0;
+    const passesFor = (spent: number) => {
+      screenMs = Date.now() - t0;
+      return ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - screenMs) * ranPasses) / Math.max(ranMs, 1));
+    };
     const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor);
     estimates = r.estimates;
     extraPasses = r.groupPasses;
     notes.push(`fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`);
     const b = r.budget;
     if (b?.byTime) timeBudgetPasses = b.passes;
-    if (b?.byTime && b.binding) {
+    if (b?.byTime && b.binding && screenMs > ad.maxSeconds * 1000) {
+      notes.push(`time budget ${ad.maxSeconds} s: the screen alone took ${(screenMs / 1000).toFixed(screenMs < 10_000 ? 1 : 0)} s (it always completes, so every block has an estimate); no further rounds ran — raise --max-time or use larger blocks (--max-passes ${b.passes} reproduces this map)`);
+    } else if (b?.byTime && b.binding) {
       notes.push(`time budget ${ad.maxSeconds} s: ${b.passes} passes at the pass rate measured during the screen (${((1000 * ranPasses) / Math.max(ranMs, 1)).toFixed(1)}/s); the map depends on the machine's speed — rerun with --max-passes ${b.passes} to reproduce it exactly`);
     }
     if (b && b.screen > b.passes) {
       notes.push(`pass budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every block has an estimate${b.binding ? `, but no further rounds ran — raise --max-passes above ${b.screen} or use larger blocks` : ", and the map needed no further rounds"}`);
-    } else if (b?.binding) notes.push(`pass budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`);
+    } else if (b?.binding) notes.push(`${b.byTime ? "time" : "pass"} budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`);
   } else {
     estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
   }
