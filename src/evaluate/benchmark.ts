@@ -341,7 +341,10 @@ const fixKeys = new WeakMap<Model, { gradient: object; gradcam: object }>();
 function keyExtras(d: Def, model: Model): object {
   let k = fixKeys.get(model);
   if (!k) {
-    const softmaxFix = opsetOf(model.proto()) < 13 && model.card.output.kind === "logits";
+    // A one-channel output gets a Sigmoid, which the fix did not change.
+    const dims = model.graph.outputs.find((o) => o.name === model.outputName)?.dims ?? [];
+    const oneChannel = dims.length === 4 && dims[1] === 1;
+    const softmaxFix = opsetOf(model.proto()) < 13 && model.card.output.kind === "logits" && !oneChannel;
     k = { gradient: softmaxFix ? { probabilities: "softmax over channels (opset >= 13)" } : {}, gradcam: autoLayerMovedByOutputPath(model) ? { autoLayer: "on the explained output's path" } : {} };
     fixKeys.set(model, k);
   }
