@@ -144,13 +144,16 @@ export function describeResult(r: ExplainResult): string {
   const top = [...a.units].filter((u) => u.effect < 0).sort((x, y) => x.effect - y.effect).slice(0, 3);
   const lines = [
     `${a.method} map of ${r.kase.id}: RoI rows ${a.roi.row}..${a.roi.row + a.roi.height - 1}, cols ${a.roi.col}..${a.roi.col + a.roi.width - 1}`,
-    `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
+    a.backwardPasses > 0
+      ? `  gradients of S, the class probability summed over the RoI (see the notes); the RoI's ${a.outcome} vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own prediction"} is ${a.baseOutcome.toFixed(3)}`
+      : `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
     a.signed
       ? `  ${s.units} ${what}: ${s.negative} supported the RoI prediction (red, <0), ${s.positive} worked against it (blue, >0), ${s.zero} had no effect`
       : `  ${s.units} ${what}: ${s.positive} with importance > 0 (red; this map is unsigned), ${s.zero} with none`,
-    `  values range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    `  values${a.unitKind === "pixel" ? " outside the RoI" : ""} range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
-  if (top.length) lines.push(`  strongest support: ${top.map((u) => `${a.unitKind} (${u.row},${u.col}) ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`);
+  const withCi = top.some((u) => u.samples > 1);
+  if (top.length) lines.push(`  strongest support${withCi ? " (effect ± half-width of its 95% interval)" : ""}: ${top.map((u) => `${a.unitKind} (${u.row},${u.col}) ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`);
   for (const n of a.notes) lines.push(`  note: ${n}`);
   lines.push(`  wrote ${Object.keys(r.written.files).join(", ")} to ${r.written.dir}`);
   return lines.join("\n");

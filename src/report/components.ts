@@ -25,7 +25,7 @@ export function componentBarsSvg(e: ComponentEffects, title: string): string {
   const sc = width / 2 / max;
   const p: string[] = [`<rect width="${W}" height="${H}" fill="white"/>`];
   p.push(`<text x="16" y="24" font-family="DejaVu Sans, sans-serif" font-size="15" font-weight="bold">${esc(title)}</text>`);
-  p.push(`<text x="16" y="44" font-family="DejaVu Sans, sans-serif" font-size="11" fill="#444">ATE on RoI ${esc(e.outcome)} (x100) · ${e.ablation} ablation · base ${e.baseOutcome.toFixed(2)} · bars ±1.96 SE</text>`);
+  p.push(`<text x="16" y="44" font-family="DejaVu Sans, sans-serif" font-size="11" fill="#444">ATE on RoI ${esc(e.outcome)} (× 100) · ${e.ablation} ablation · base ${e.baseOutcome.toFixed(2)}${e.ablation === "resample" ? " · bars ±1.96 SE" : " (deterministic: no error bars)"}</text>`);
   p.push(`<line x1="${mid}" y1="${top - 4}" x2="${mid}" y2="${top + e.units.length * rowH}" stroke="#888"/>`);
   e.units.forEach((u, i) => {
     const y = top + i * rowH;

@@ -16,6 +16,12 @@ export interface HistogramBin {
 
 export interface MapStats {
   method: string;
+  /** false: importance >= 0 without a direction (saliency, Grad-CAM...): `positive` counts important units */
+  signed: boolean;
+  /** what a unit is (block, superpixel, pixel...) */
+  unitKind: string;
+  /** what the values are */
+  valueUnits: string;
   outcome: string;
   reference: string;
   baseOutcome: number;
@@ -31,6 +37,7 @@ export interface MapStats {
   sumAbsEffect: number;
   histogram: HistogramBin[];
   forwardPasses: number;
+  backwardPasses: number;
   wallMs: number;
 }
 
@@ -39,7 +46,7 @@ export function histogramEdges(tau: number): number[] {
 }
 
 function fmt(x: number): string {
-  return Number.isFinite(x) ? String(x) : x > 0 ? "inf" : "-inf";
+  return Number.isFinite(x) ? String(Number(x.toPrecision(3))) : x > 0 ? "inf" : "-inf";
 }
 
 /** Bin edges of a pixel map relative to its largest magnitude m. */
@@ -84,6 +91,9 @@ export function mapStats(a: Attribution, tau: number, roi?: Region): MapStats {
   const n = values.length;
   return {
     method: a.method,
+    signed: a.signed,
+    unitKind: a.unitKind,
+    valueUnits: a.valueUnits,
     outcome: a.outcome,
     reference: a.reference,
     baseOutcome: a.baseOutcome,
@@ -99,6 +109,7 @@ export function mapStats(a: Attribution, tau: number, roi?: Region): MapStats {
     sumAbsEffect: sumAbs,
     histogram,
     forwardPasses: a.forwardPasses,
+    backwardPasses: a.backwardPasses,
     wallMs: a.wallMs,
   };
 }

@@ -48,7 +48,10 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
         method: a.method,
         unitKind: a.unitKind,
         effectUnits: a.valueUnits,
-        sign: "negative = the unit's content supported the RoI prediction (red); positive = it hurt (blue)",
+        signed: a.signed,
+        sign: a.signed
+          ? "negative = the unit's content supported the RoI prediction (red); positive = it hurt (blue)"
+          : "unsigned importance >= 0 (red): larger = the unit mattered more, without a direction",
         height: a.height,
         width: a.width,
         roi: a.roi,

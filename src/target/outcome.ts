@@ -93,5 +93,5 @@ export function binarize(spec: OutputSpec, layout: OutputLayout, data: Float32Ar
 
 /** What a difference of outcomes means, for labels and map metadata. */
 export function outcomeUnits(outcome: OutcomeName): string {
-  return outcome === "dice" ? "Dice points (x100)" : `${outcome} x100`;
+  return outcome === "dice" ? "Dice points (Dice × 100)" : `${outcome} points (× 100)`;
 }
