@@ -132,6 +132,27 @@ describe("strategies report", () => {
     expect(forced.maps[0].tau).toBe(0.5); // the tau its statistics used, not the map's own 0.02
   });
 
+  it("reads each map on its own block grid (a pixel map on its model's), unless --block is given", async () => {
+    const root = tmp("segcause-strat-block-");
+    const cell = (method: string, options: Record<string, unknown>) => {
+      const d = join(root, "cells", "synth", "m", "a", "boundary32-0", method);
+      mkdirSync(d, { recursive: true });
+      writeFileSync(join(d, "map.npy"), encodeNpy(localBlob, [N, N]));
+      writeFileSync(join(d, "attribution.json"), JSON.stringify({ height: N, width: N }));
+      writeFileSync(join(d, "cell.json"), JSON.stringify({ format: "segcause.evalcell/1", key: `k-${method}`, id: { dataset: "synth", model: "m", image: "a", roi: "boundary32-0" }, method, options, roiRect: ROI }));
+    };
+    cell("pdcr", { block: 16, tau: 0.02 });
+    cell("saliency", {});
+    const own = await writeStrategyReport([root], join(root, "o1"), { gallery: 0 });
+    expect(Object.fromEntries(own.results.map((r) => [r.method, r.block]))).toEqual({ pdcr: 16, saliency: 16 });
+    const json = JSON.parse(readFileSync(join(root, "o1", "strategies.json"), "utf8"));
+    expect(json.settings).toMatchObject({ block: null, blockFrom: expect.stringMatching(/each map's own block size/) });
+    const forced = await writeStrategyReport([root], join(root, "o2"), { gallery: 0, settings: { block: 8 } });
+    expect(forced.results.every((r) => r.block === 8)).toBe(true);
+    // the statistics follow the grid: 16 px blocks are coarser than 8 px ones
+    expect(own.results[0].stats.blocks).toBeLessThan(forced.results[0].stats.blocks);
+  });
+
   it("counts each map once (overlapping folders, copies) and refuses two different maps of one cell", async () => {
     const root = tmp("segcause-strat-dup-");
     const cell = (folder: string, image: string, key: string, map: Float32Array) => {

@@ -12,7 +12,7 @@ interface StrategyFlags {
   maps: string[];
   out: string;
   methods?: string;
-  block: number;
+  block?: number;
   radius: number;
   rel: number;
   tau?: number;
@@ -26,7 +26,7 @@ export function strategiesCommand(): Command {
     .requiredOption("--maps <dirs...>", "folders written by `segcause evaluate` (their cells/) or `segcause explain`")
     .requiredOption("--out <dir>", "output folder")
     .option("--methods <list>", "only these methods (default: every method found)")
-    .option("--block <px>", "block grid size", int("block"), d.block)
+    .option("--block <px>", `block grid size (default: each map's own block size; pixel maps take their model's block maps', else ${d.block})`, int("block"))
     .option("--radius <blocks>", "local radius r in blocks", int("radius"), d.radius)
     .option("--rel <f>", "blocks with |value| >= rel x the largest are significant (with tau)", num("rel"), d.rel)
     .option("--tau <t>", "absolute significance threshold (default: each map's own tau, 0 if none)", num("tau"))
@@ -40,7 +40,7 @@ export function strategiesCommand(): Command {
       checkOutputKind(f.out, "strategies");
       const r = await writeStrategyReport(f.maps, f.out, {
         methods: f.methods?.split(",").map((s) => s.trim()),
-        settings: { block: f.block, radius: f.radius, rel: f.rel, ...(f.tau !== undefined ? { tau: f.tau } : {}) },
+        settings: { radius: f.radius, rel: f.rel, ...(f.block !== undefined ? { block: f.block } : {}), ...(f.tau !== undefined ? { tau: f.tau } : {}) },
         gallery: f.gallery,
       });
       const counts: Record<string, number> = {};

@@ -34,12 +34,16 @@ export interface MapEntry {
   tau: number;
   /** signed map (negative = support) or unsigned importance; unknown for explain outputs */
   signed?: boolean;
+  /** the map's own block size in px (block methods), when its record gives one */
+  block?: number;
   path: string;
   /** where the map came from, as its own record says: enough to find or recompute it */
   source: { modelSha256?: string; seed?: number; cellKey?: string };
 }
 
 export interface MapResult extends MapEntry {
+  /** the block grid the statistics used (px) */
+  block: number;
   stats: StrategyStats;
   /** of the map.npy read: ties every statistic to the exact map */
   mapSha256: string;
@@ -72,7 +76,8 @@ export function findMaps(dirs: readonly string[], unreadable: string[] = [], dup
         else {
           const meta = readJsonFile(join(dir, "attribution.json"));
           const source = { modelSha256: meta?.provenance?.model?.sha256, seed: c.seed, cellKey: c.key };
-          out.push({ dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, roiRect: c.roiRect, height: meta?.height ?? 0, width: meta?.width ?? 0, tau: Number(c.options.tau ?? 0) || 0, signed: c.signed, path: npy, source });
+          const block = Number(c.options.block) || undefined;
+          out.push({ dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, roiRect: c.roiRect, height: meta?.height ?? 0, width: meta?.width ?? 0, tau: Number(c.options.tau ?? 0) || 0, signed: c.signed, block, path: npy, source });
         }
       } else if (names.has("manifest.json")) {
         const m = readJsonFile(join(dir, "manifest.json"));
@@ -84,7 +89,7 @@ export function findMaps(dirs: readonly string[], unreadable: string[] = [], dup
           const roi: RoiRect = prov.target?.roi;
           out.push({
             dataset: ds, model: basename(String(prov.model?.path ?? "model")).replace(/\.onnx$/i, ""), image: String(prov.case?.id ?? basename(dir)),
-            roi: roi ? `${roi.row},${roi.col},${roi.height}x${roi.width}` : "-", method: String(m.method), roiRect: roi, height: 0, width: 0, tau: Number(prov.settings?.tau ?? 0) || 0, path: npy,
+            roi: roi ? `${roi.row},${roi.col},${roi.height}x${roi.width}` : "-", method: String(m.method), roiRect: roi, height: 0, width: 0, tau: Number(prov.settings?.tau ?? 0) || 0, block: Number(prov.settings?.blockSize) || undefined, path: npy,
             source: { modelSha256: prov.model?.sha256, seed: prov.seed },
           });
         }
@@ -180,15 +185,23 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
     if (opts.methods && present.length > 0) fail(`no maps of method ${opts.methods.join(",")} in ${dirs.join(", ")}${why}`, `the folders hold maps of: ${present.join(", ")}`);
     fail(`no attribution maps found in ${dirs.join(", ")}${why}`, "pass folders written by `segcause evaluate` (cells/) or `segcause explain`");
   }
+  // Without --block, a map is read on its own block grid, and a pixel map on that of its model's
+  // block maps (PdCR's, else any), so that "r blocks" means the same for every map of a model.
+  const modelBlock = new Map<string, number>();
+  for (const e of [...entries].sort((a, b) => Number(b.method === "pdcr") - Number(a.method === "pdcr"))) {
+    const k = `${e.dataset}|${e.model}`;
+    if (e.block && !modelBlock.has(k)) modelBlock.set(k, e.block);
+  }
   const results: MapResult[] = [];
   const maps = new Map<string, Float32Array>();
   for (const e of entries) {
     const { map, height, width, sha256: mapSha256 } = loadMap(e);
-    if (settings.block > Math.min(height, width)) fail(`--block ${settings.block} is larger than the ${height}x${width} map ${e.path}`, `use a block size of at most ${Math.min(height, width)} px (default ${STRATEGY_DEFAULTS.block})`);
+    const block = opts.settings?.block ?? e.block ?? modelBlock.get(`${e.dataset}|${e.model}`) ?? STRATEGY_DEFAULTS.block;
+    if (block > Math.min(height, width)) fail(`--block ${block} is larger than the ${height}x${width} map ${e.path}`, `use a block size of at most ${Math.min(height, width)} px (default: each map's own)`);
     const tau = opts.settings?.tau ?? e.tau;
-    const stats = strategyStats(map, height, width, e.roiRect, { ...settings, tau });
-    // the tau the statistics used (--tau overrides the map's own)
-    results.push({ ...e, height, width, tau, stats, mapSha256 });
+    const stats = strategyStats(map, height, width, e.roiRect, { ...settings, block, tau });
+    // the tau and block the statistics used (--tau / --block override the map's own)
+    results.push({ ...e, height, width, tau, block, stats, mapSha256 });
     maps.set(e.path, map);
   }
   const files: string[] = [];
@@ -198,7 +211,7 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
     files.push(name);
   };
   const statCols = ["cls", "localShare", "spread", "entropy", "chainBlocks", "chainExtent", "chainWidth", "chainMass", "chainGridShare", "significantBlocks", "significantShare", "totalMass", "blocks"] as const;
-  await put("maps.csv", csv(["dataset", "model", "image", "roi", "method", ...statCols, "path"], results.map((r) => [r.dataset, r.model, r.image, r.roi, r.method, ...statCols.map((k) => r.stats[k] as number | string), r.path])));
+  await put("maps.csv", csv(["dataset", "model", "image", "roi", "method", "block", ...statCols, "path"], results.map((r) => [r.dataset, r.model, r.image, r.roi, r.method, r.block, ...statCols.map((k) => r.stats[k] as number | string), r.path])));
 
   // Per (dataset, model, method): class counts and mean ± sd.
   const groups = [...new Map(results.map((r) => [`${r.dataset}|${r.model}|${r.method}`, { dataset: r.dataset, model: r.model, method: r.method }])).values()].sort((a, b) => `${a.method}|${a.dataset}|${a.model}`.localeCompare(`${b.method}|${b.dataset}|${b.model}`));
@@ -237,7 +250,13 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   }
   const provenance = { versions: runtimeVersions(), createdAt: new Date().toISOString(), inputs: dirs.map((d) => resolve(d)), methods: opts.methods ?? null };
   // Without --tau, settings.tau (the default, 0) was not what any map used: null, and maps[].tau says.
-  const recorded = { ...settings, tau: opts.settings?.tau ?? null, tauFrom: opts.settings?.tau === undefined ? "each map's own (maps[].tau)" : "--tau, for every map" };
+  const recorded = {
+    ...settings,
+    tau: opts.settings?.tau ?? null,
+    tauFrom: opts.settings?.tau === undefined ? "each map's own (maps[].tau)" : "--tau, for every map",
+    block: opts.settings?.block ?? null,
+    blockFrom: opts.settings?.block === undefined ? `each map's own block size, else that of its model's block maps, else ${STRATEGY_DEFAULTS.block} px (maps[].block)` : "--block, for every map",
+  };
   await put("strategies.json", JSON.stringify({ format: "segcause.strategies/1", provenance, settings: recorded, definitions: DEFINITIONS, perModel, perDataset, pairs, maps: results.map(({ path, ...r }) => ({ ...r, path })) }, null, 1));
   await put("models.csv", csv(["dataset", "model", "method", "maps", ...STRATEGY_CLASSES, ...STAT_KEYS.flatMap((k) => [`${k}_mean`, `${k}_sd`])], perGroup.map((g) => [g.dataset, g.model, g.method, g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.flatMap((k) => [g.stats[k].mean, g.stats[k].sd])])));
   await put("model-pairs.csv", csv(["dataset", "method", "stat", "a", "b", "n", "mean_diff_a_minus_b", "p", "test"], pairs.map((p) => [p.dataset, p.method, p.stat, p.a, p.b, p.n, p.meanDiff, p.p, p.test])));
@@ -281,7 +300,7 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
         const x = 200 + j * (tile + 10);
         parts.push(`<image x="${x}" y="${y}" width="${tile}" height="${tile}" href="data:image/png;base64,${png.toString("base64")}"/>`);
         parts.push(`<text x="${x}" y="${y + tile + 14}" font-family="DejaVu Sans, sans-serif" font-size="10">${esc(r.image)} · ${esc(r.stats.cls)}</text>`);
-        parts.push(`<text x="${x}" y="${y + tile + 27}" font-family="DejaVu Sans, sans-serif" font-size="10" fill="#555">local ${fmt(r.stats.localShare, 2)} · chain ${r.stats.chainExtent}</text>`);
+        parts.push(`<text x="${x}" y="${y + tile + 27}" font-family="DejaVu Sans, sans-serif" font-size="10" fill="#555">local ${fmt(r.stats.localShare, 3)} · chain ${r.stats.chainExtent}</text>`);
       }
     }
     plots.push({ name: `plots/gallery-${method}.png`, png: await svgToPng(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join("")}</svg>`), caption: `${method}: the first ${n} maps of each model (sorted by image and RoI), with their class.` });
@@ -289,7 +308,8 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   for (const p of plots) await put(p.name, p.png);
 
   const body: string[] = [];
-  body.push(`<p>${results.length} maps from ${esc(dirs.join(", "))}; block grid ${settings.block}×${settings.block} px, local radius ${settings.radius} blocks.</p>`);
+  const grids = [...new Set(results.map((r) => r.block))].sort((a, b) => a - b);
+  body.push(`<p>${results.length} maps from ${esc(dirs.join(", "))}; block grid ${opts.settings?.block !== undefined ? `${opts.settings.block}×${opts.settings.block} px` : `each map's own block size (${grids.map((g) => `${g} px`).join(", ")}; pixel maps take their model's)`}, local radius ${settings.radius} blocks.</p>`);
   body.push(`<h2>Per model (and per dataset: model *)</h2>` + table(
     ["method", "dataset", "model", "maps", ...STRATEGY_CLASSES, ...STAT_KEYS.map(String)],
     perGroup.map((g) => [esc(g.method), esc(g.dataset), esc(g.model), g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.map((k) => `${fmt(g.stats[k].mean)} ± ${fmt(g.stats[k].sd)}`)]),
