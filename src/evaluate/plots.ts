@@ -1,5 +1,9 @@
 /** Small SVG charts (line charts, box/strip plots, stacked bars) rasterised with the project's svgToPng. */
-export const PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#393b79", "#ad494a", "#637939", "#8c6d31", "#7b4173", "#3182bd", "#e6550d", "#31a354", "#756bb1", "#636363", "#9c9ede"];
+/**
+ * Colours far apart from each other on white (after Trubetskoy's 20 distinct colours), so that the
+ * benchmark's 15 methods stay apart in one chart (more methods reuse them in order).
+ */
+export const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990", "#800000", "#808000", "#000075", "#000000", "#bfef45", "#a9a9a9"];
 const FONT = `font-family="DejaVu Sans, sans-serif"`;
 
 export function esc(s: string): string {
@@ -8,8 +12,9 @@ export function esc(s: string): string {
 
 export function colourOf(method: string, methods: readonly string[]): string {
   if (method === "random") return "#555555";
-  const i = methods.filter((m) => m !== "random").indexOf(method);
-  return PALETTE[(i < 0 ? 0 : i) % PALETTE.length];
+  if (method === "pdcr") return PALETTE[0]; // the method the project is about: always red
+  const i = methods.filter((m) => m !== "random" && m !== "pdcr").indexOf(method);
+  return PALETTE[1 + ((i < 0 ? 0 : i) % (PALETTE.length - 1))];
 }
 
 function niceTicks(lo: number, hi: number, n = 5): number[] {
@@ -26,6 +31,8 @@ export interface Series {
   label: string;
   colour: string;
   dashed?: boolean;
+  /** drawn thicker (the method a chart is about, e.g. PdCR) */
+  bold?: boolean;
   /** y at x = k/(n−1), or at `xs` when given */
   ys: number[];
   xs?: number[];
@@ -61,7 +68,7 @@ function panelSvg(p: Panel, x0: number, y0: number, w: number, h: number): strin
   for (const s of p.series) {
     const n = s.ys.length;
     const pts = s.ys.map((v, k) => (Number.isFinite(v) ? `${sx(s.xs ? s.xs[k] : n > 1 ? k / (n - 1) : 0).toFixed(1)},${sy(Math.max(lo, Math.min(hi, v))).toFixed(1)}` : "")).filter(Boolean);
-    if (pts.length) parts.push(`<polyline points="${pts.join(" ")}" fill="none" stroke="${s.colour}" stroke-width="2"${s.dashed ? ` stroke-dasharray="6,4"` : ""}/>`);
+    if (pts.length) parts.push(`<polyline points="${pts.join(" ")}" fill="none" stroke="${s.colour}" stroke-width="${s.bold ? 3.5 : 2}"${s.dashed ? ` stroke-dasharray="6,4"` : ""}/>`);
     if (s.xs) for (const pt of pts) { const [x, y] = pt.split(","); parts.push(`<circle cx="${x}" cy="${y}" r="3" fill="${s.colour}"/>`); }
   }
   return parts.join("");

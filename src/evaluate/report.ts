@@ -97,13 +97,13 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
         if (curves.length === 0) continue;
         const colour = colourOf(m, methods);
         const n = curves.filter((c) => c.deletionAucNorm !== null).length;
-        series.del.push({ label: `${m} (n=${n})`, colour, dashed: m === RANDOM, ys: meanCurve(curves, "deletion") });
-        series.ins.push({ label: `${m} (n=${n})`, colour, dashed: m === RANDOM, ys: meanCurve(curves, "insertion") });
+        series.del.push({ label: `${m} (n=${n})`, colour, dashed: m === RANDOM, bold: m === "pdcr", ys: meanCurve(curves, "deletion") });
+        series.ins.push({ label: `${m} (n=${n})`, colour, dashed: m === RANDOM, bold: m === "pdcr", ys: meanCurve(curves, "insertion") });
         boxes.del.push({ label: m, colour, values: curves.map((c) => c.deletionAucNorm).filter((v): v is number => v !== null) });
         boxes.ins.push({ label: m, colour, values: curves.map((c) => c.insertionAucNorm).filter((v): v is number => v !== null) });
       }
       if (series.del.length === 0) continue;
-      const sub = "curves normalised per cell: (m(k) − m(removed)) / (m(X) − m(removed)); cells where removing all context lowers the outcome by less than --min-range left out";
+      const sub = "per cell (m(k) − m(all removed)) / (m(X) − m(all removed)); cells with a range below --min-range left out (n per method in the legend)";
       plots.push({
         name: `plots/curves-${ds}-${fill}.png`,
         png: await svgToPng(panelsSvg(`${ds}: mean deletion / insertion curves, fill = ${fill}`, [
@@ -128,10 +128,10 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
     const ks = [...new Set(dsCells.flatMap((c) => Object.values(c.fills).flatMap((f) => f!.topk.map((t) => t.k))))].sort((a, b) => a - b);
     if (ks.length === 0) continue;
     const panels = fills.map((fill) => ({
-      title: `fill = ${fill}`, xLabel: "k (% of the positive attribution mass)", yLabel: "mean change of the RoI outcome", xRange: [0, Math.max(...ks) * 100] as [number, number],
+      title: `fill = ${fill}`, xLabel: "k (% of the positive attribution mass)", yLabel: "mean change of the RoI outcome (× 100)", xRange: [0, Math.max(...ks) * 100] as [number, number],
       series: methods.filter((m) => m !== RANDOM).map((m) => {
         const mine = dsCells.filter((c) => c.method === m && c.fills[fill]);
-        return { label: m, colour: colourOf(m, methods), xs: ks.map((k) => k * 100), ys: ks.map((k) => mine.reduce((s, c) => s + (c.fills[fill]!.topk.find((t) => t.k === k)?.effect ?? NaN), 0) / mine.length) };
+        return { label: m, colour: colourOf(m, methods), bold: m === "pdcr", xs: ks.map((k) => k * 100), ys: ks.map((k) => mine.reduce((s, c) => s + (c.fills[fill]!.topk.find((t) => t.k === k)?.effect ?? NaN), 0) / mine.length) };
       }).filter((s) => s.ys.some(Number.isFinite)),
     }));
     const all = panels.flatMap((p) => p.series.flatMap((s) => s.ys)).filter(Number.isFinite);
