@@ -198,7 +198,14 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
 
 /** Markdown tables of the headline numbers (for READMEs): per dataset, mean ± sd (n) per method, and the best method per model. */
 export function markdownSummary(summary: Summary, fills: readonly string[]): string {
-  const lines: string[] = [];
+  const lines: string[] = [
+    "Each entry is mean ± sd over the cells (n in parentheses; n differs between columns where cells whose",
+    "outcome range is below --min-range are left out of the normalised AUCs). ↓ lower is more faithful,",
+    "↑ higher is. `del_norm`/`ins_norm`: normalised deletion/insertion AUC with the fill after the colon;",
+    "`top10`: change of the RoI outcome (× 100, e.g. Dice points) when the top 10% of the support mass is",
+    "replaced; `forward`/`backward`: passes per map; `wall_s`: seconds per map.",
+    "",
+  ];
   const cols = [...fills.flatMap((f) => [`del_norm:${f}`, `ins_norm:${f}`]), ...fills.map((f) => `top10:${f}`), "forward", "backward", "wall_s"];
   const arrow = (m: string) => (direction(m) === "lower" ? " ↓" : direction(m) === "higher" ? " ↑" : "");
   for (const scope of ["dataset", "model"] as const) {
