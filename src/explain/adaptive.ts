@@ -174,7 +174,8 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
 
   // 2. Block screen = the first stratified round.
   const samples = new Map<number, BlockSamples>();
-  const result: UnitEstimate[] = Array.from({ length: n }, () => ({ effect: 0, rawEffect: 0, stderr: 0, samples: 0, status: "screened-out" as const }));
+  // Blocks left out with their quadtree group were never sampled alone: no standard error (NaN).
+  const result: UnitEstimate[] = Array.from({ length: n }, () => ({ effect: 0, rawEffect: 0, stderr: Number.NaN, samples: 0, status: "screened-out" as const }));
   const runRounds = async (blocks: number[], stage: string) => {
     const reqs: SampleRequest[] = [];
     for (const b of blocks) {
