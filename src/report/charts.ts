@@ -10,7 +10,7 @@ function esc(s: string): string {
 
 /** Left: shares of supporting / hurting / null units (important / null for unsigned maps). Right: the value histogram. */
 export function summarySvg(s: MapStats, title: string): string {
-  const W = 900, H = 390;
+  const W = 900, H = 400;
   const unit = s.unitKind === "window" ? "window" : s.unitKind === "superpixel" ? "superpixel" : s.unitKind === "pixel" ? "pixel" : "block";
   const parts: string[] = [];
   parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);
@@ -38,6 +38,25 @@ export function summarySvg(s: MapStats, title: string): string {
     parts.push(`<rect x="${bx}" y="${y}" width="${(bw * share).toFixed(1)}" height="${bh}" fill="${colour}"/>`);
     parts.push(`<text x="${bx}" y="${y + bh + 15}" font-family="DejaVu Sans, sans-serif" font-size="12">${esc(label)}: ${count} (${(share * 100).toFixed(1)}%)</text>`);
   });
+  // The colour scale of heatmap.png and overlay.png (normalised to the largest |value| outside the RoI).
+  const scale = Math.max(Math.abs(s.minEffect), Math.abs(s.maxEffect));
+  const cy = by + 3 * (bh + 26) + 30, cw = 250;
+  const stops = s.signed
+    ? `<stop offset="0" stop-color="rgb(255,0,0)"/><stop offset="0.5" stop-color="white"/><stop offset="1" stop-color="rgb(0,0,255)"/>`
+    : `<stop offset="0" stop-color="white"/><stop offset="1" stop-color="rgb(255,0,0)"/>`;
+  parts.push(`<defs><linearGradient id="scale">${stops}</linearGradient></defs>`);
+  parts.push(`<text x="${bx}" y="${cy - 6}" font-family="DejaVu Sans, sans-serif" font-size="12">heatmap / overlay colours (RoI green)</text>`);
+  parts.push(`<rect x="${bx}" y="${cy}" width="${cw}" height="12" fill="url(#scale)" stroke="#999"/>`);
+  const tick = (x: number, v: string, anchor: string) => parts.push(`<text x="${x}" y="${cy + 25}" text-anchor="${anchor}" font-family="DejaVu Sans, sans-serif" font-size="11">${v}</text>`);
+  const num = (v: number) => esc(v === 0 ? "0" : v.toPrecision(3));
+  if (s.signed) {
+    tick(bx, num(-scale), "start");
+    tick(bx + cw / 2, "0", "middle");
+    tick(bx + cw, num(scale), "end");
+  } else {
+    tick(bx, "0", "start");
+    tick(bx + cw, num(scale), "end");
+  }
   // Histogram.
   const hx = 360, hy = 90, hw = 510, hh = 215;
   const maxCount = Math.max(1, ...s.histogram.map((b) => b.blocks));
