@@ -353,7 +353,7 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     const o = tmp("segcause-eval-empty-");
     const s = await runEvaluation(config(o, ["t-oracle"], { dataset: m(cases), rois, protocol }), ctl());
     expect(s.computed).toBe(2); // c0 and c2; c1 has no structure to place an inside RoI on
-    expect(s.notes.join(" ")).toMatch(/c1/);
+    expect(s.notes.join(" ")).toMatch(/c1 at 32x32: mask .*c1_mask\.png is empty \(no foreground pixel\)/);
     // an outside RoI can be placed on c1, but Dice against an empty structure is undefined: skipped with the reason
     const oo = tmp("segcause-eval-empty-out-");
     const so = await runEvaluation(config(oo, ["t-oracle"], { dataset: m(cases), rois: parseRoiSpec("outside:8"), protocol }), ctl());

@@ -137,7 +137,9 @@ describe("PdCR on models with known causal structure", () => {
       const dot = await writeMask(dir, "dot.png", (y, x) => y === 65 && x === 66, 128);
       await expect(loadCase(model, big, dot)).rejects.toThrow(/dot\.png: its structure \(1 pixels at 128x128\) vanishes when the mask is resized to the model's 32x32 input/);
       // evaluate accepts it (its RoIs are then skipped with the reason)
-      expect((await loadCase(model, big, dot, { allowEmptyMask: true })).mask!.some(Boolean)).toBe(false);
+      const kept = await loadCase(model, big, dot, { allowEmptyMask: true });
+      expect(kept.mask!.some(Boolean)).toBe(false);
+      expect(kept.emptyMask).toMatch(/vanishes when the mask is resized to the model's 32x32 input/);
     } finally {
       await model.release();
     }

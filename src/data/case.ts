@@ -16,6 +16,8 @@ export interface Case {
   mask?: Uint8Array;
   maskPath?: string;
   maskSha256?: string;
+  /** why the mask has no foreground at the model's size (empty, or its structure vanished), when allowed */
+  emptyMask?: string;
   /** size and channels of the image file as stored, before resizing and channel conversion */
   source?: ImageInfo;
   /** sha256 of the image file a derived case (a noisy copy) was made from */
@@ -43,12 +45,16 @@ export async function loadCase(model: Model, imagePath: string, maskPath?: strin
     kase.mask = await decodeMask(maskBytes, maskPath, height, width);
     kase.maskPath = maskPath;
     kase.maskSha256 = sha256(maskBytes);
-    if (!kase.mask.some((v) => v) && !opts.allowEmptyMask) {
+    if (!kase.mask.some((v) => v)) {
       // A structure of a few pixels can vanish when the mask is resized to the model's input.
       const m = await imageInfo(maskBytes, maskPath);
       const native = m.height === height && m.width === width ? kase.mask : await decodeMask(maskBytes, maskPath, m.height, m.width);
-      if (native.some((v) => v)) fail(`mask ${maskPath}: its structure (${native.reduce((a, v) => a + v, 0)} pixels at ${m.height}x${m.width}) vanishes when the mask is resized to the model's ${height}x${width} input`, "explain against the model's own prediction (omit --mask), or use a model with a larger input");
-      fail(`mask ${maskPath} is empty (no foreground pixel)`, "give a 0/255 or 0/1 mask of the structure, or omit --mask to explain against the model's own prediction");
+      const fg = native.reduce((a, v) => a + v, 0);
+      const [problem, fix] = fg > 0
+        ? [`mask ${maskPath}: its structure (${fg} pixels at ${m.height}x${m.width}) vanishes when the mask is resized to the model's ${height}x${width} input`, "explain against the model's own prediction (omit --mask), or use a model with a larger input"]
+        : [`mask ${maskPath} is empty (no foreground pixel)`, "give a 0/255 or 0/1 mask of the structure, or omit --mask to explain against the model's own prediction"];
+      if (!opts.allowEmptyMask) fail(problem, fix);
+      kase.emptyMask = problem;
     }
   }
   return kase;

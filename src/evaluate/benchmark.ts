@@ -239,7 +239,8 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
     // Every chosen image, mask and RoI is read once before the first cell, so that a missing file,
     // a label-map mask or a RoI outside the image stops the run now rather than hours in.
     // Once per input geometry: models of one input size read the same pixels.
-    const geometries = new Map([...loaded.values()].map(({ model }) => [JSON.stringify(model.card.input), model]));
+    const geometry = (model: Model) => JSON.stringify(model.card.input);
+    const geometries = new Map([...loaded.values()].map(({ model }) => [geometry(model), model]));
     for (const c of cases) {
       for (const model of geometries.values()) {
         const kase = await inCase(c.id, () => loadCase(model, c.image, c.mask, { allowEmptyMask: true }));
@@ -264,13 +265,20 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
       return `cells ${done} of about ${total}, ETA ${fmtDuration(eta)}`;
     };
     for (const c of cases) {
+      // Models of one input geometry share the decoded case (read once per image, not per model).
+      const decoded = new Map<string, Case>();
       for (const modelPath of cfg.models) {
         const m = loaded.get(modelPath)!;
         if (needBank && !m.bank) m.bank = await bankFor(cfg, ds, m.model, banks, log);
         const { model, runner, bank } = m;
         // An empty ground truth is allowed: its RoIs are skipped with the reason (Dice undefined).
-        const kase = await loadCase(model, c.image, c.mask, { allowEmptyMask: true });
-        kase.id = c.id;
+        let kase = decoded.get(geometry(model));
+        if (!kase) {
+          kase = await loadCase(model, c.image, c.mask, { allowEmptyMask: true });
+          kase.id = c.id;
+          decoded.set(geometry(model), kase);
+          if (kase.emptyMask) summary.notes.push(`${c.id} at ${model.height}x${model.width}: ${kase.emptyMask}; RoIs that need the structure are not placed, Dice on it is undefined`);
+        }
         const rois = selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, summary.notes);
         total -= (roisPer(c.id) - rois.length) * defs.length;
         for (const roi of rois) {

@@ -49,13 +49,17 @@ export function featureMaps(proto: ModelProto, inputHeight: number, inputWidth: 
   return scanFeatureMaps(proto, inputHeight, inputWidth, output).maps;
 }
 
-/** featureMaps, and why shape inference stopped early if it did (its candidates past that point are unknown). */
-function scanFeatureMaps(proto: ModelProto, inputHeight: number, inputWidth: number, output?: string): { maps: FeatureMap[]; unknown?: string } {
+/**
+ * featureMaps, the feature maps `output` does not depend on (`offPath`, other heads), and why shape
+ * inference stopped early if it did (its candidates past that point are unknown); one inference serves all.
+ */
+function scanFeatureMaps(proto: ModelProto, inputHeight: number, inputWidth: number, output?: string): { maps: FeatureMap[]; offPath: FeatureMap[]; unknown?: string } {
   const infos = inferStatic(proto, 1);
   const graph = proto.graph!;
   const outputs = new Set(graph.output.map((o) => o.name));
   const feeds = output === undefined ? undefined : ancestors(proto, output);
   const out: FeatureMap[] = [];
+  const offPath: FeatureMap[] = [];
   let unknown: string | undefined;
   graph.node.forEach((n, order) => {
     if (n.opType === "Constant") return;
@@ -63,14 +67,14 @@ function scanFeatureMaps(proto: ModelProto, inputHeight: number, inputWidth: num
       const info = t ? infos.get(t) : undefined;
       if (info?.unknown && !unknown && (!feeds || feeds.has(t))) unknown = info.unknown;
       // The model's output, also when the layout adapter renamed it (src/onnx/adapt.ts), is no feature map.
-      if (!info || info.dtype !== FLOAT || info.dims.length !== 4 || outputs.has(t) || isAdapterTensor(t) || (feeds && !feeds.has(t))) continue;
+      if (!info || info.dtype !== FLOAT || info.dims.length !== 4 || outputs.has(t) || isAdapterTensor(t)) continue;
       const [b, k, h, w] = info.dims;
       if (b !== 1 || k < 2 || h < 2 || w < 2 || h > inputHeight || w > inputWidth) continue;
       if (Math.abs(h / inputHeight - w / inputWidth) > 0.5 / Math.min(h, w)) continue;
-      out.push({ name: t, order, op: n.opType, channels: k, height: h, width: w });
+      (feeds && !feeds.has(t) ? offPath : out).push({ name: t, order, op: n.opType, channels: k, height: h, width: w });
     }
   });
-  return { maps: out, unknown };
+  return { maps: out, offPath, unknown };
 }
 
 /** Every tensor `output` is computed from (itself included), through the graph's top-level nodes. */
@@ -102,7 +106,7 @@ function describeMap(m: FeatureMap): string {
 
 /** Resolves `layer` ("auto" or a tensor name) to a feature map, or fails listing the candidates. */
 export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "width" | "path" | "outputName">, layer: string): { map: FeatureMap; rule: string } {
-  const { maps, unknown } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
+  const { maps, offPath: otherHeads, unknown } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
   const why = unknown ? ` (shape inference stopped early: ${unknown})` : "";
   if (maps.length === 0) fail(`${model.path} has no spatial feature map [1, K>=2, h, w] for Grad-CAM that output '${model.outputName}' depends on${why}`, "use another gradient method (saliency, ig)");
   if (layer === "auto" || layer === "") return { map: bottleneck(maps)!, rule: "auto: smallest spatial size, deepest" };
@@ -111,7 +115,7 @@ export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "wi
   const ranked = [...maps].sort((a, b) => a.height * a.width - b.height * b.width || b.order - a.order);
   const shown = ranked.slice(0, 25).map(describeMap).join(", ");
   const known = proto.graph!.node.some((n) => n.output.includes(layer));
-  const offPath = known && featureMaps(proto, model.height, model.width).some((m) => m.name === layer);
+  const offPath = otherHeads.some((m) => m.name === layer);
   fail(
     offPath
       ? `--layer '${layer}' does not feed the explained output '${model.outputName}' (it belongs to another head), so its Grad-CAM would be 0 everywhere`
@@ -129,7 +133,8 @@ export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "wi
 export function autoLayerMovedByOutputPath(model: Model): boolean {
   try {
     const proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
-    return bottleneck(featureMaps(proto, model.height, model.width))?.name !== bottleneck(featureMaps(proto, model.height, model.width, model.outputName))?.name;
+    const { maps, offPath } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
+    return bottleneck([...maps, ...offPath])?.name !== bottleneck(maps)?.name;
   } catch {
     return false; // no inferable feature map at all: the cells are refused either way
   }

@@ -12,6 +12,7 @@ import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import type { RunOptions } from "./block-effects.js";
 import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA, PIXEL_VALUE } from "./interventions.js";
+import { blockFitProblem } from "./units.js";
 
 export type MethodFamily = "causal" | "perturbation" | "gradient";
 export type OptionType = "int" | "number" | "string" | "numbers";
@@ -95,8 +96,10 @@ export interface CheckContext {
 export function checkBlockFits(ctx: CheckContext, block = "block", stride?: string): void {
   const b = ctx.options[block] as number;
   const { height, width } = ctx.model;
-  if (b > Math.min(height, width)) fail(`${ctx.label(block, String(b))}: the block does not fit the ${height}x${width} input of ${ctx.model.path}`, `use a block of at most ${Math.min(height, width)} px`);
-  if (stride !== undefined && (ctx.options[stride] as number) > b) fail(`${ctx.label(stride, String(ctx.options[stride]))} is larger than the block (${b} px): windows would leave gaps`, `use a stride of at most ${b}`);
+  const s = stride === undefined ? b : (ctx.options[stride] as number);
+  const problem = blockFitProblem(height, width, b, s);
+  if (problem === "block") fail(`${ctx.label(block, String(b))}: the block does not fit the ${height}x${width} input of ${ctx.model.path}`, `use a block of at most ${Math.min(height, width)} px`);
+  if (problem === "stride") fail(`${ctx.label(stride ?? block, String(s))} is larger than the block (${b} px): windows would leave gaps`, `use a stride of at most ${b}`);
 }
 
 const registry = new Map<string, MethodDefinition>();

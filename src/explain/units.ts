@@ -52,16 +52,25 @@ function starts(extent: number, size: number, stride: number): number[] {
 }
 
 /**
+ * Which of block size and stride cannot tile a height x width input, if one cannot: shared by
+ * blockGrid and the up-front method checks so both refuse the same settings.
+ */
+export function blockFitProblem(height: number, width: number, size: number, stride = size): "block" | "stride" | undefined {
+  if (!Number.isInteger(size) || size < 1 || size > Math.min(height, width)) return "block";
+  if (!Number.isInteger(stride) || stride < 1 || stride > size) return "stride";
+  return undefined;
+}
+
+/**
  * The grid of size x size blocks over the image (windows every `stride` pixels, default
  * non-overlapping), in row-major order, without the blocks that overlap the RoI. Edge cells of
  * images whose size is not a multiple of the block size are kept, clipped, so every pixel is
  * covered.
  */
 export function blockGrid(height: number, width: number, size: number, region: Region, stride = size): BlockGrid {
-  if (!Number.isInteger(size) || size < 1 || size > Math.min(height, width)) {
-    fail(`block size ${size} does not fit a ${height}x${width} input`, "use --block 8 (or another size dividing the input)");
-  }
-  if (!Number.isInteger(stride) || stride < 1 || stride > size) fail(`stride ${stride} must be an integer in 1..${size} (the block size)`, "use --stride equal to or smaller than --block");
+  const problem = blockFitProblem(height, width, size, stride);
+  if (problem === "block") fail(`block size ${size} does not fit a ${height}x${width} input`, "use --block 8 (or another size dividing the input)");
+  if (problem === "stride") fail(`stride ${stride} must be an integer in 1..${size} (the block size)`, "use --stride equal to or smaller than --block");
   const units: Block[] = [];
   let roiCells = 0, cells = 0;
   for (const r of starts(height, size, stride)) {
