@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { heatRgb, overlayRgb } from "../src/report/colormap.js";
 import { mapStats } from "../src/report/stats.js";
+import { boxPanelsSvg } from "../src/evaluate/plots.js";
 import { Region } from "../src/target/roi.js";
 import { encodeNpy, decodeNpy } from "../src/util/npy.js";
 import type { Attribution } from "../src/explain/attribution.js";
@@ -42,5 +43,23 @@ describe("npy", () => {
     const back = decodeNpy(buf);
     expect(back.shape).toEqual([2, 2]);
     expect(Array.from(back.data)).toEqual(Array.from(data));
+  });
+});
+
+describe("box plots", () => {
+  const ticks = (svg: string) => [...svg.matchAll(/text-anchor="end"[^>]*font-size="10">(-?[\d.]+)</g)].map((m) => Number(m[1]));
+  it("keep the axis on the whiskers and mark outliers beyond it on the edge, with their count", () => {
+    const values = [...Array.from({ length: 20 }, (_, i) => 0.1 + i * 0.005), 100];
+    const svg = boxPanelsSvg("t", [{ title: "p", yLabel: "y", groups: [{ label: "a", colour: "#f00", values }] }]);
+    expect(svg).toMatch(/1 outlier beyond the axes/);
+    expect(Math.max(...ticks(svg))).toBeLessThan(1); // not squashed up to 100
+    expect(svg.match(/<circle/g)).toHaveLength(20); // the outlier is a triangle, not a point
+    expect(svg).toMatch(/<path d="M[^"]+Z" fill="#f00"\/><text[^>]*>1<\/text>/);
+  });
+  it("draw every point when none lies beyond the whiskers", () => {
+    const svg = boxPanelsSvg("t", [{ title: "p", yLabel: "y", groups: [{ label: "a", colour: "#f00", values: [1, 2, 3, 4, 5] }] }]);
+    expect(svg).not.toMatch(/outlier/);
+    expect(svg.match(/<circle/g)).toHaveLength(5);
+    expect(Math.max(...ticks(svg))).toBeGreaterThanOrEqual(5);
   });
 });

@@ -107,15 +107,32 @@ export interface BoxGroup {
   values: number[];
 }
 
-function boxPanelSvg(title: string, yLabel: string, groups: BoxGroup[], x0: number, y0: number, w: number, h: number): string {
+/** Quantile by linear interpolation of sorted values. */
+function quantile(v: readonly number[], f: number): number {
+  const pos = f * (v.length - 1), a = Math.floor(pos), b = Math.ceil(pos);
+  return v[a] + (v[b] - v[a]) * (pos - a);
+}
+
+/** Tukey's whiskers: the most extreme values within 1.5 IQR of the box. */
+function whiskers(v: readonly number[]): [number, number] {
+  const q1 = quantile(v, 0.25), q3 = quantile(v, 0.75), k = 1.5 * (q3 - q1);
+  return [v.find((x) => x >= q1 - k)!, [...v].reverse().find((x) => x <= q3 + k)!];
+}
+
+/**
+ * One box plot panel. The axis spans the whiskers of every group (not the extreme outliers, which
+ * would squash the boxes); points beyond it are drawn as triangles on its edge with their count.
+ */
+function boxPanelSvg(title: string, yLabel: string, groups: BoxGroup[], x0: number, y0: number, w: number, h: number): { svg: string; clipped: number } {
   const parts: string[] = [];
   const L = x0 + 55, R = x0 + w - 10, T = y0 + 28, B = y0 + h - 60;
-  const all = groups.flatMap((g) => g.values).filter(Number.isFinite);
-  let lo = all.length ? Math.min(...all) : 0, hi = all.length ? Math.max(...all) : 1;
+  const sorted = groups.map((g) => g.values.filter(Number.isFinite).sort((a, b) => a - b));
+  const ends = sorted.filter((v) => v.length).map(whiskers);
+  let lo = ends.length ? Math.min(...ends.map((e) => e[0])) : 0, hi = ends.length ? Math.max(...ends.map((e) => e[1])) : 1;
   if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
   const pad = (hi - lo) * 0.05;
   lo -= pad; hi += pad;
-  const sy = (v: number) => B - ((v - lo) / (hi - lo)) * (B - T);
+  const sy = (v: number) => B - ((Math.min(hi, Math.max(lo, v)) - lo) / (hi - lo)) * (B - T);
   parts.push(`<text x="${x0 + w / 2}" y="${y0 + 16}" text-anchor="middle" ${FONT} font-size="13" font-weight="bold">${esc(title)}</text>`);
   for (const t of niceTicks(lo, hi)) {
     parts.push(`<line x1="${L}" x2="${R}" y1="${sy(t).toFixed(1)}" y2="${sy(t).toFixed(1)}" stroke="#e6e6e6"/>`);
@@ -124,30 +141,40 @@ function boxPanelSvg(title: string, yLabel: string, groups: BoxGroup[], x0: numb
   parts.push(`<rect x="${L}" y="${T}" width="${R - L}" height="${B - T}" fill="none" stroke="#333"/>`);
   parts.push(`<text transform="translate(${x0 + 14},${(T + B) / 2}) rotate(-90)" text-anchor="middle" ${FONT} font-size="11">${esc(yLabel)}</text>`);
   const slot = (R - L) / Math.max(1, groups.length);
+  let clipped = 0;
   groups.forEach((g, i) => {
     const cx = L + slot * (i + 0.5);
-    const v = g.values.filter(Number.isFinite).sort((a, b) => a - b);
+    const v = sorted[i];
     if (v.length) {
-      const q = (f: number) => { const pos = f * (v.length - 1), a = Math.floor(pos), b = Math.ceil(pos); return v[a] + (v[b] - v[a]) * (pos - a); };
       const bw = Math.min(40, slot * 0.5);
-      parts.push(`<line x1="${cx}" x2="${cx}" y1="${sy(v[0]).toFixed(1)}" y2="${sy(v[v.length - 1]).toFixed(1)}" stroke="${g.colour}"/>`);
-      parts.push(`<rect x="${(cx - bw / 2).toFixed(1)}" y="${sy(q(0.75)).toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(1, sy(q(0.25)) - sy(q(0.75))).toFixed(1)}" fill="${g.colour}" fill-opacity="0.25" stroke="${g.colour}"/>`);
-      parts.push(`<line x1="${(cx - bw / 2).toFixed(1)}" x2="${(cx + bw / 2).toFixed(1)}" y1="${sy(q(0.5)).toFixed(1)}" y2="${sy(q(0.5)).toFixed(1)}" stroke="${g.colour}" stroke-width="2"/>`);
+      const [wlo, whi] = whiskers(v);
+      parts.push(`<line x1="${cx}" x2="${cx}" y1="${sy(wlo).toFixed(1)}" y2="${sy(whi).toFixed(1)}" stroke="${g.colour}"/>`);
+      parts.push(`<rect x="${(cx - bw / 2).toFixed(1)}" y="${sy(quantile(v, 0.75)).toFixed(1)}" width="${bw.toFixed(1)}" height="${Math.max(1, sy(quantile(v, 0.25)) - sy(quantile(v, 0.75))).toFixed(1)}" fill="${g.colour}" fill-opacity="0.25" stroke="${g.colour}"/>`);
+      parts.push(`<line x1="${(cx - bw / 2).toFixed(1)}" x2="${(cx + bw / 2).toFixed(1)}" y1="${sy(quantile(v, 0.5)).toFixed(1)}" y2="${sy(quantile(v, 0.5)).toFixed(1)}" stroke="${g.colour}" stroke-width="2"/>`);
       // deterministic jitter: golden-ratio sequence
-      v.forEach((y, k) => parts.push(`<circle cx="${(cx + (((k * 0.618034) % 1) - 0.5) * bw * 0.9).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${g.colour}" fill-opacity="0.8"/>`));
+      v.forEach((y, k) => {
+        if (y >= lo && y <= hi) parts.push(`<circle cx="${(cx + (((k * 0.618034) % 1) - 0.5) * bw * 0.9).toFixed(1)}" cy="${sy(y).toFixed(1)}" r="2.5" fill="${g.colour}" fill-opacity="0.8"/>`);
+      });
+      const below = v.filter((y) => y < lo).length, above = v.filter((y) => y > hi).length;
+      clipped += below + above;
+      if (above) parts.push(`<path d="M${cx - 5},${T + 8} L${cx + 5},${T + 8} L${cx},${T + 2} Z" fill="${g.colour}"/><text x="${cx + 8}" y="${T + 10}" ${FONT} font-size="9">${above}</text>`);
+      if (below) parts.push(`<path d="M${cx - 5},${B - 8} L${cx + 5},${B - 8} L${cx},${B - 2} Z" fill="${g.colour}"/><text x="${cx + 8}" y="${B - 3}" ${FONT} font-size="9">${below}</text>`);
     }
     parts.push(`<text transform="translate(${cx.toFixed(1)},${B + 12}) rotate(25)" ${FONT} font-size="10">${esc(g.label)} (n=${v.length})</text>`);
   });
-  return parts.join("");
+  return { svg: parts.join(""), clipped };
 }
 
 export function boxPanelsSvg(title: string, panels: { title: string; yLabel: string; groups: BoxGroup[] }[], subtitle = ""): string {
   const pw = Math.max(420, 80 + 36 * Math.max(0, ...panels.map((p) => p.groups.length))), ph = 340, W = pw * panels.length + 20;
-  const top = subtitle ? 56 : 40;
+  const drawn = panels.map((p, i) => boxPanelSvg(p.title, p.yLabel, p.groups, 10 + i * pw, 0, pw, ph));
+  const clipped = drawn.reduce((a, d) => a + d.clipped, 0);
+  const note = [subtitle, clipped ? `${clipped} outlier${clipped === 1 ? "" : "s"} beyond the axes: triangles on the edge, with counts; whiskers: 1.5 IQR` : ""].filter(Boolean).join(" · ");
+  const top = note ? 56 : 40;
   const H = top + ph + 10;
   const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="20" y="24" ${FONT} font-size="16" font-weight="bold">${esc(title)}</text>`];
-  if (subtitle) parts.push(`<text x="20" y="44" ${FONT} font-size="11" fill="#444">${esc(subtitle)}</text>`);
-  panels.forEach((p, i) => parts.push(boxPanelSvg(p.title, p.yLabel, p.groups, 10 + i * pw, top, pw, ph)));
+  if (note) parts.push(`<text x="20" y="44" ${FONT} font-size="11" fill="#444">${esc(note)}</text>`);
+  parts.push(`<g transform="translate(0,${top})">${drawn.map((d) => d.svg).join("")}</g>`);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join("")}</svg>`;
 }
 
