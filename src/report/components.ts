@@ -85,7 +85,7 @@ async function topChannelsPng(e: ComponentEffects, k = 8): Promise<Buffer | unde
   const act = e.activations;
   if (!act) return undefined;
   const [, H, W] = act.dims;
-  const top = [...e.units].sort((a, b) => Math.abs(b.effect) - Math.abs(a.effect)).slice(0, k);
+  const top = ranked(e).slice(0, k);
   const scale = Math.max(1, Math.floor(128 / Math.max(H, W)));
   const tw = W * scale, th = H * scale, gap = 4;
   const out = new Uint8Array((tw + gap) * top.length * th * 3).fill(255);
