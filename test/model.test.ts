@@ -42,6 +42,20 @@ describe("model card", () => {
     await m.release();
   });
 
+  it("a card that leaves out output.channel of a 2-class output says that channel 0 (the background) is explained", async () => {
+    const p = writeModel(dir, "two-card.onnx", twoClassLogits(), { input: { height: 16, width: 16, channels: "gray" }, output: { kind: "logits" } });
+    const m = await Model.load(p);
+    expect(m.card.output.channel).toBe(0); // a card's default is kept, and said
+    expect(m.resolved.assumptions.join(" ")).toMatch(/the card gives no output\.channel: channel 0 of the 2 channels of output 'logits' is explained/);
+    await m.release();
+    const stated = await Model.load(writeModel(dir, "two-card1.onnx", twoClassLogits(), { input: { height: 16, width: 16, channels: "gray" }, output: { kind: "logits", channel: 1 } }));
+    expect(stated.resolved.assumptions.join(" ")).not.toMatch(/output\.channel/);
+    await stated.release();
+    const flagged = await Model.load(p, { overrides: { channel: 1 } });
+    expect(flagged.resolved.assumptions.join(" ")).not.toMatch(/output\.channel/);
+    await flagged.release();
+  });
+
   it("reads a sidecar and lets flags override it", async () => {
     const p = writeModel(dir, "side.onnx", regionMeanModel([], 0), {
       input: { height: 32, width: 32, channels: "rgb", scale: 1, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25], resize: "nearest" },

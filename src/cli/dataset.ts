@@ -80,7 +80,7 @@ export function datasetCommand(): Command {
     const empty = sizes.filter((s) => s.n === 0).map((s) => s.name);
     if (empty.length) process.stderr.write(`note: split${empty.length > 1 ? "s" : ""} ${empty.join(", ")} got no case (${ds.cases.length} cases at these shares); give ${empty.length > 1 ? "them" : "it"} a larger share or use fewer splits\n`);
     // Patch banks and donors come from other splits than the explained one: say so before bank build fails.
-    if (!sizes.some((s) => s.n > 0 && s.name !== "test")) process.stderr.write(`note: every case is in split ${sizes.find((s) => s.n > 0)?.name ?? "test"}; \`bank build\` and \`evaluate\` without --bank take their patches from other splits (default train,val): pass shares such as --splits train=70,val=15,test=15, or a bank built from other images\n`);
+    if (!sizes.some((s) => s.n > 0 && s.name !== "test")) process.stderr.write(`note: every case is in split ${sizes.find((s) => s.n > 0)?.name ?? "test"}; \`bank build\` and \`evaluate\` without --bank take their patches from other splits (defaults: train,val for \`bank build\`, train for \`evaluate\`): pass shares such as --splits train=70,val=15,test=15, or a bank built from other images\n`);
     if (emptyMasks.length) process.stderr.write(`note: ${emptyMasks.length} mask(s) hold no structure (${emptyMasks.slice(0, 3).join(", ")}${emptyMasks.length > 3 ? ", ..." : ""}): evaluate skips their RoIs, explain refuses them as ground truth\n`);
     if (ds.unpairedMasks.length) process.stderr.write(`note: ${ds.unpairedMasks.length} file(s) in ${f.masks} match no image (${ds.unpairedMasks.slice(0, 3).map((p) => relative(f.masks!, p)).join(", ")}${ds.unpairedMasks.length > 3 ? ", ..." : ""})\n`);
   });

@@ -184,14 +184,14 @@ export function explainCommand(): Command {
     .option("--mask <file>", "ground-truth binary mask (any two values, e.g. 0/255 or 0/1; any image format); without it Dice is measured against the model's own prediction")
     .option("--roi <r,c,h,w>", "RoI rectangle in model-input pixels: row,col,height,width (or row,col,size)")
     .option("--roi-mask <file>", "RoI as a mask image instead of a rectangle")
-    .option("--bank <file>", "patch bank built with `segcause bank build` (needed by pdcr)")
+    .option("--bank <file>", "patch bank built with `segcause bank build` (needed by pdcr and pdcr-superpixel)")
     .requiredOption("--out <dir>", "output folder")
     .option("--method <name>", `method: ${methodNames().join(", ")} (see \`segcause methods\`)`, oneOf("method", methodNames()), "pdcr")
     .option("--seed <n>", "random seed", seed(), 0)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), "dice")
     .option("--reference <kind>", "auto, ground-truth or prediction", oneOf("reference", ["auto", "ground-truth", "prediction"] as const), "auto")
     .option("--batch-size <n|auto>", "inputs per forward call (default auto: probed once per model and machine)", intOrAuto("batch-size"))
-    .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto: 1 session with 2 threads or 2 with 1 thread, whichever the probe finds faster)", intOrAuto("workers"))
+    .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto: 1 session with a thread per core or a session per core with 1 thread each, whichever the probe finds faster)", intOrAuto("workers"))
     .option("--no-progress", "no progress bar on stderr");
   addMethodFlags(cmd, allMethods());
   addCardFlags(cmd);

@@ -99,7 +99,7 @@ export const pdcrMethod: MethodDefinition = {
     { name: "schedule", type: "string", choices: SCHEDULES, description: "sampling schedule: fast (hierarchical screening, stratified sequential draws, per-block standard errors) or paper (exact reproduction)", default: PDCR_DEFAULTS.schedule },
     { name: "block", type: "int", description: "block (unit) size in pixels", default: PDCR_DEFAULTS.blockSize, min: 1 },
     { name: "screen", type: "int", description: "screening draws S per block (paper schedule)", default: PDCR_DEFAULTS.screen, min: 1, appliesWhen: { option: "schedule", values: ["paper"] } },
-    { name: "samples", type: "int", description: "draws N per block passing the screen (paper: exactly N; fast: at most N)", default: PDCR_DEFAULTS.samples, min: 1 },
+    { name: "samples", type: "int", description: "draws N per block passing the screen (paper: exactly N; fast: at most N, in whole rounds of 4)", default: PDCR_DEFAULTS.samples, min: 1 },
     { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau, min: 0 },
     { name: "mapNoise", type: "number", description: "fast schedule: stop when the map's noise (root of the summed squared SEs) is this fraction of its spread; smaller = more passes, closer to the converged map", default: FAST_SCHEDULE.fidelity, min: 0, appliesWhen: { option: "schedule", values: ["fast"] } },
     { name: "maxPasses", type: "int", description: "fast schedule: forward-pass budget of the map (0 = none); the screen always completes, then rounds stop at the budget and a note gives the map's noise reached", default: FAST_SCHEDULE.maxPasses, min: 0, appliesWhen: { option: "schedule", values: ["fast"] }, addedLater: true },

@@ -24,8 +24,9 @@ export const InputSpec = z.object({
   channels: z.enum(["rgb", "gray"]),
   /** pixel values are divided by this (255 maps 8-bit images to [0,1]) */
   scale: z.number().positive().default(255),
-  mean: z.array(z.number()).default([0, 0, 0]),
-  std: z.array(z.number().positive()).default([1, 1, 1]),
+  // one value serves every channel, so the defaults fit grey and colour cards alike
+  mean: z.array(z.number()).default([0]),
+  std: z.array(z.number().positive()).default([1]),
   resize: ResizeFilter.default("bilinear"),
 });
 export type InputSpec = z.infer<typeof InputSpec>;
@@ -83,6 +84,8 @@ export interface ResolvedCard {
   assumptions: string[];
   /** the assumptions about settings other steps act on (also in `assumptions`), by setting */
   assumed: Partial<Record<AssumedSetting, string>>;
+  /** a sidecar that leaves out output.channel (default 0), with no --channel: said at load when the output has 2+ channels */
+  channelUnstated?: boolean;
 }
 
 /** Settings whose assumption a later step reads: a patch bank inherits the size and filter; the class channel is revised at load. */
@@ -92,7 +95,7 @@ export function sidecarPath(modelPath: string): string {
   return `${modelPath}.json`;
 }
 
-function readSidecar(path: string): ModelCard {
+function readSidecar(path: string): { card: ModelCard; channelStated: boolean } {
   let raw: unknown;
   if (statSync(path).isDirectory()) fail(`model card ${path} is a folder`, "give the card's JSON file (--card m.onnx.json)");
   try {
@@ -105,7 +108,8 @@ function readSidecar(path: string): ModelCard {
     const issue = parsed.error.issues[0];
     fail(`model card ${path}: ${issue.path.join(".") || "(root)"}: ${issue.message}`, "see README 'Model cards' for the schema");
   }
-  return parsed.data;
+  const output = (raw as { output?: { channel?: unknown } }).output;
+  return { card: parsed.data, channelStated: output?.channel !== undefined };
 }
 
 /** Builds the card: sidecar (if present) < graph inference for gaps < explicit overrides. */
@@ -116,8 +120,11 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   if (explicitCard && !existsSync(explicitCard)) fail(`model card ${explicitCard} does not exist`, "check the --card path");
   let card: ModelCard;
   let source: ResolvedCard["source"];
+  let channelUnstated = false;
   if (existsSync(side)) {
-    card = readSidecar(side);
+    const read = readSidecar(side);
+    card = read.card;
+    channelUnstated = !read.channelStated && overrides.channel === undefined;
     source = "sidecar";
   } else {
     card = inferCard(graph, overrides, (text, setting) => {
@@ -171,7 +178,7 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
       fail(`model card ${k} has ${v.length} values but the input has ${nc} channel(s)`, nc === 1 ? "give 1 value" : `give 1 or ${nc} values`);
     }
   }
-  return { card: { ...card, input: inp, output: out }, source, sidecarPath: source === "sidecar" ? side : undefined, assumptions, assumed };
+  return { card: { ...card, input: inp, output: out }, source, sidecarPath: source === "sidecar" ? side : undefined, assumptions, assumed, channelUnstated };
 }
 
 /**

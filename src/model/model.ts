@@ -115,6 +115,8 @@ export class Model {
     resolved.assumptions.push(...adapted.notes);
     if (adapted.outputLayout === "nhwc") card.output.layout = "nhwc";
     if (resolved.source === "inferred" && opts.overrides?.channel === undefined) inferClassChannel(resolved, outputName, adapted.classes);
+    // A card's default channel 0 is the background class of a background/foreground softmax.
+    if (resolved.channelUnstated && (adapted.classes ?? 1) >= 2) resolved.assumptions.push(`the card gives no output.channel: channel 0 of the ${adapted.classes} channels of output '${outputName}' is explained (of a background/foreground output, the background); set "channel" in the card's output, or --channel, to choose`);
     const run = adapted.proto ?? widened?.proto;
     const bytes = run ? toBinary(ModelProtoSchema, run) : file.bytes;
     const graph = run ? summarize(run) : fileGraph;
