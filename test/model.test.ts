@@ -46,6 +46,7 @@ describe("model card", () => {
     const p = writeModel(dir, "two-card.onnx", twoClassLogits(), { input: { height: 16, width: 16, channels: "gray" }, output: { kind: "logits" } });
     const m = await Model.load(p);
     expect(m.card.output.channel).toBe(0); // a card's default is kept, and said
+    expect(m.card.input).toMatchObject({ mean: [0], std: [1] }); // a grey card needs no mean/std (defaults fit any channel count)
     expect(m.resolved.assumptions.join(" ")).toMatch(/the card gives no output\.channel: channel 0 of the 2 channels of output 'logits' is explained/);
     await m.release();
     const stated = await Model.load(writeModel(dir, "two-card1.onnx", twoClassLogits(), { input: { height: 16, width: 16, channels: "gray" }, output: { kind: "logits", channel: 1 } }));
@@ -54,6 +55,15 @@ describe("model card", () => {
     const flagged = await Model.load(p, { overrides: { channel: 1 } });
     expect(flagged.resolved.assumptions.join(" ")).not.toMatch(/output\.channel/);
     await flagged.release();
+  });
+
+  it("a colour card without mean/std keeps the stored defaults; equal values fit another channel count", async () => {
+    const p = writeModel(dir, "rgb-nomean.onnx", regionMeanModel([], 0), { input: { height: 32, width: 32, channels: "rgb" }, output: { kind: "probabilities" } });
+    expect(Model.readCard(p).card.input).toMatchObject({ mean: [0, 0, 0], std: [1, 1, 1] }); // evaluate's cell keys hold the card
+    const q = writeModel(dir, "gray-mean3.onnx", twoClassLogits(), { input: { height: 16, width: 16, channels: "gray", mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2] }, output: { kind: "logits", channel: 1 } });
+    expect(Model.readCard(q).card.input).toMatchObject({ mean: [0.5], std: [0.2] }); // equal values: one for the grey channel
+    const r = writeModel(dir, "gray-mean-mixed.onnx", regionMeanModel([], 0), { input: { height: 32, width: 32, channels: "rgb", mean: [0.1, 0.2] }, output: { kind: "probabilities" } });
+    expect(() => Model.readCard(r)).toThrow(/model card mean has 2 values but the input has 3 channel\(s\)/);
   });
 
   it("reads a sidecar and lets flags override it", async () => {

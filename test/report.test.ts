@@ -52,9 +52,20 @@ describe("box plots", () => {
     const values = [...Array.from({ length: 20 }, (_, i) => 0.1 + i * 0.005), 100];
     const svg = boxPanelsSvg("t", [{ title: "p", yLabel: "y", groups: [{ label: "a", colour: "#f00", values }] }]);
     expect(svg).toMatch(/1 outlier beyond the axes/);
+    expect(ticks(svg).length).toBeGreaterThan(2);
     expect(Math.max(...ticks(svg))).toBeLessThan(1); // not squashed up to 100
     expect(svg.match(/<circle/g)).toHaveLength(20); // the outlier is a triangle, not a point
     expect(svg).toMatch(/<path d="M[^"]+Z" fill="#f00"\/><text[^>]*>1<\/text>/);
+  });
+  it("show all the data when the boxes are tied (most values equal), and never cut a box", () => {
+    const panel = (values: number[]) => boxPanelsSvg("t", [{ title: "p", yLabel: "y", groups: [{ label: "a", colour: "#f00", values }] }]);
+    const zeros = panel([...Array(16).fill(0), 3, 5, 8, 12]); // chain extents: 0 but for a few maps
+    expect(zeros).not.toMatch(/outlier/);
+    expect(zeros.match(/<circle/g)).toHaveLength(20);
+    expect(Math.max(...ticks(zeros))).toBeGreaterThanOrEqual(10);
+    const split = panel([0, 0, 10, 10, 10, 10, 10, 10]); // q1 = 7.5: the whisker reaches down at least to the box
+    expect(Math.min(...ticks(split))).toBeLessThanOrEqual(8); // the axis reaches the box (was 9.45..10.55)
+    expect(split).toMatch(/2 outliers beyond the axes/); // the two zeros
   });
   it("draw every point when none lies beyond the whiskers", () => {
     const svg = boxPanelsSvg("t", [{ title: "p", yLabel: "y", groups: [{ label: "a", colour: "#f00", values: [1, 2, 3, 4, 5] }] }]);

@@ -239,7 +239,8 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
     // Every chosen image, mask and RoI is read once before the first cell, so that a missing file,
     // a label-map mask or a RoI outside the image stops the run now rather than hours in.
     // Once per input geometry: models of one input size read the same pixels.
-    const geometry = (model: Model) => JSON.stringify(model.card.input);
+    // What loadCase decodes by: models differing only in normalisation read the same pixels.
+    const geometry = ({ card: { input: i } }: Model) => JSON.stringify([i.height, i.width, i.channels, i.resize]);
     const geometries = new Map([...loaded.values()].map(({ model }) => [geometry(model), model]));
     for (const c of cases) {
       for (const model of geometries.values()) {

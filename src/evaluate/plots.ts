@@ -113,10 +113,10 @@ function quantile(v: readonly number[], f: number): number {
   return v[a] + (v[b] - v[a]) * (pos - a);
 }
 
-/** Tukey's whiskers: the most extreme values within 1.5 IQR of the box. */
+/** Tukey's whiskers: the most extreme values within 1.5 IQR of the box, never inside the box. */
 function whiskers(v: readonly number[]): [number, number] {
   const q1 = quantile(v, 0.25), q3 = quantile(v, 0.75), k = 1.5 * (q3 - q1);
-  return [v.find((x) => x >= q1 - k)!, [...v].reverse().find((x) => x <= q3 + k)!];
+  return [Math.min(q1, v.find((x) => x >= q1 - k)!), Math.max(q3, [...v].reverse().find((x) => x <= q3 + k)!)];
 }
 
 /**
@@ -129,6 +129,8 @@ function boxPanelSvg(title: string, yLabel: string, groups: BoxGroup[], x0: numb
   const sorted = groups.map((g) => g.values.filter(Number.isFinite).sort((a, b) => a - b));
   const ends = sorted.filter((v) => v.length).map(whiskers);
   let lo = ends.length ? Math.min(...ends.map((e) => e[0])) : 0, hi = ends.length ? Math.max(...ends.map((e) => e[1])) : 1;
+  // Boxes of tied values (every map 0 but a few) have no spread to scale by: show all the data.
+  if (!(hi > lo) && ends.length) [lo, hi] = [Math.min(...sorted.flatMap((v) => v.slice(0, 1))), Math.max(...sorted.flatMap((v) => v.slice(-1)))];
   if (!(hi > lo)) { lo -= 0.5; hi += 0.5; }
   const pad = (hi - lo) * 0.05;
   lo -= pad; hi += pad;
@@ -169,7 +171,7 @@ export function boxPanelsSvg(title: string, panels: { title: string; yLabel: str
   const pw = Math.max(420, 80 + 36 * Math.max(0, ...panels.map((p) => p.groups.length))), ph = 340, W = pw * panels.length + 20;
   const drawn = panels.map((p, i) => boxPanelSvg(p.title, p.yLabel, p.groups, 10 + i * pw, 0, pw, ph));
   const clipped = drawn.reduce((a, d) => a + d.clipped, 0);
-  const note = [subtitle, clipped ? `${clipped} outlier${clipped === 1 ? "" : "s"} beyond the axes: triangles on the edge, with counts; whiskers: 1.5 IQR` : ""].filter(Boolean).join(" · ");
+  const note = [subtitle, clipped ? `${clipped} outlier${clipped === 1 ? "" : "s"} beyond the axes: triangles on the edge, with counts` : ""].filter(Boolean).join(" · ");
   const top = note ? 56 : 40;
   const H = top + ph + 10;
   const parts = [`<rect width="${W}" height="${H}" fill="white"/>`, `<text x="20" y="24" ${FONT} font-size="16" font-weight="bold">${esc(title)}</text>`];

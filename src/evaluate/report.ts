@@ -117,7 +117,7 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
         png: await svgToPng(boxPanelsSvg(`${ds}: normalised AUC per cell, fill = ${fill}`, [
           { title: "deletion AUC (lower = more faithful)", yLabel: "del_norm", groups: boxes.del },
           { title: "insertion AUC (higher = more faithful)", yLabel: "ins_norm", groups: boxes.ins },
-        ], "box = quartiles, bar = median, dots = cells")),
+        ], "box = quartiles, bar = median, whiskers = 1.5 IQR, dots = cells")),
         caption: `${ds}, fill ${fill}: normalised deletion and insertion AUC of every cell.`,
       });
     }

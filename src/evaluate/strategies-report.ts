@@ -279,7 +279,7 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
     });
     plots.push({
       name: `plots/stats-${method}.png`,
-      png: await svgToPng(boxPanelsSvg(`${method}: strategy statistics per model`, [panel("localShare", `mass within ${settings.radius} blocks`), panel("spread", "spread (normalised distance)"), panel("entropy", "normalised entropy"), panel("chainExtent", "RoI chain extent (blocks)")])),
+      png: await svgToPng(boxPanelsSvg(`${method}: strategy statistics per model`, [panel("localShare", `mass within ${settings.radius} blocks`), panel("spread", "spread (normalised distance)"), panel("entropy", "normalised entropy"), panel("chainExtent", "RoI chain extent (blocks)")], "box = quartiles, bar = median, whiskers = 1.5 IQR, dots = maps")),
       caption: `${method}: distributions of the strategy statistics per model (one dot per map).`,
     });
     const n = opts.gallery ?? 6;

@@ -50,16 +50,17 @@ export function featureMaps(proto: ModelProto, inputHeight: number, inputWidth: 
 }
 
 /**
- * featureMaps, the feature maps `output` does not depend on (`offPath`, other heads), and why shape
- * inference stopped early if it did (its candidates past that point are unknown); one inference serves all.
+ * featureMaps, every feature map whether `output` depends on it or not (`all`, graph order), and why
+ * shape inference stopped early if it did (its candidates past that point are unknown); one inference
+ * serves all.
  */
-function scanFeatureMaps(proto: ModelProto, inputHeight: number, inputWidth: number, output?: string): { maps: FeatureMap[]; offPath: FeatureMap[]; unknown?: string } {
+function scanFeatureMaps(proto: ModelProto, inputHeight: number, inputWidth: number, output?: string): { maps: FeatureMap[]; all: FeatureMap[]; unknown?: string } {
   const infos = inferStatic(proto, 1);
   const graph = proto.graph!;
   const outputs = new Set(graph.output.map((o) => o.name));
   const feeds = output === undefined ? undefined : ancestors(proto, output);
   const out: FeatureMap[] = [];
-  const offPath: FeatureMap[] = [];
+  const all: FeatureMap[] = [];
   let unknown: string | undefined;
   graph.node.forEach((n, order) => {
     if (n.opType === "Constant") return;
@@ -71,10 +72,12 @@ function scanFeatureMaps(proto: ModelProto, inputHeight: number, inputWidth: num
       const [b, k, h, w] = info.dims;
       if (b !== 1 || k < 2 || h < 2 || w < 2 || h > inputHeight || w > inputWidth) continue;
       if (Math.abs(h / inputHeight - w / inputWidth) > 0.5 / Math.min(h, w)) continue;
-      (feeds && !feeds.has(t) ? offPath : out).push({ name: t, order, op: n.opType, channels: k, height: h, width: w });
+      const map = { name: t, order, op: n.opType, channels: k, height: h, width: w };
+      all.push(map);
+      if (!feeds || feeds.has(t)) out.push(map);
     }
   });
-  return { maps: out, offPath, unknown };
+  return { maps: out, all, unknown };
 }
 
 /** Every tensor `output` is computed from (itself included), through the graph's top-level nodes. */
@@ -106,7 +109,7 @@ function describeMap(m: FeatureMap): string {
 
 /** Resolves `layer` ("auto" or a tensor name) to a feature map, or fails listing the candidates. */
 export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "width" | "path" | "outputName">, layer: string): { map: FeatureMap; rule: string } {
-  const { maps, offPath: otherHeads, unknown } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
+  const { maps, all, unknown } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
   const why = unknown ? ` (shape inference stopped early: ${unknown})` : "";
   if (maps.length === 0) fail(`${model.path} has no spatial feature map [1, K>=2, h, w] for Grad-CAM that output '${model.outputName}' depends on${why}`, "use another gradient method (saliency, ig)");
   if (layer === "auto" || layer === "") return { map: bottleneck(maps)!, rule: "auto: smallest spatial size, deepest" };
@@ -115,7 +118,7 @@ export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "wi
   const ranked = [...maps].sort((a, b) => a.height * a.width - b.height * b.width || b.order - a.order);
   const shown = ranked.slice(0, 25).map(describeMap).join(", ");
   const known = proto.graph!.node.some((n) => n.output.includes(layer));
-  const offPath = otherHeads.some((m) => m.name === layer);
+  const offPath = !maps.some((m) => m.name === layer) && all.some((m) => m.name === layer);
   fail(
     offPath
       ? `--layer '${layer}' does not feed the explained output '${model.outputName}' (it belongs to another head), so its Grad-CAM would be 0 everywhere`
@@ -133,8 +136,8 @@ export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "wi
 export function autoLayerMovedByOutputPath(model: Model): boolean {
   try {
     const proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
-    const { maps, offPath } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
-    return bottleneck([...maps, ...offPath])?.name !== bottleneck(maps)?.name;
+    const { maps, all } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
+    return bottleneck(all)?.name !== bottleneck(maps)?.name;
   } catch {
     return false; // no inferable feature map at all: the cells are refused either way
   }

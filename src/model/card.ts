@@ -24,9 +24,8 @@ export const InputSpec = z.object({
   channels: z.enum(["rgb", "gray"]),
   /** pixel values are divided by this (255 maps 8-bit images to [0,1]) */
   scale: z.number().positive().default(255),
-  // one value serves every channel, so the defaults fit grey and colour cards alike
-  mean: z.array(z.number()).default([0]),
-  std: z.array(z.number().positive()).default([1]),
+  mean: z.array(z.number()).default([0, 0, 0]),
+  std: z.array(z.number().positive()).default([1, 1, 1]),
   resize: ResizeFilter.default("bilinear"),
 });
 export type InputSpec = z.infer<typeof InputSpec>;
@@ -173,7 +172,14 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
     );
   }
   const nc = inp.channels === "rgb" ? 3 : 1;
-  for (const [k, v] of [["mean", inp.mean], ["std", inp.std]] as const) {
+  for (const k of ["mean", "std"] as const) {
+    const v = inp[k];
+    // Equal values are one value for every channel: the defaults (and [0, 0, 0] stated for a grey
+    // input) fit any channel count, while an RGB card's keys keep their stored form.
+    if (v.length > 0 && v.length !== nc && v.every((x) => x === v[0])) {
+      inp[k] = [v[0]];
+      continue;
+    }
     if (v.length !== 1 && v.length !== nc) {
       fail(`model card ${k} has ${v.length} values but the input has ${nc} channel(s)`, nc === 1 ? "give 1 value" : `give 1 or ${nc} values`);
     }
