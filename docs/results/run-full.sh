@@ -2,7 +2,8 @@
 # The full published benchmark (docs/results/README.md): the 5 PH2 models and the 5 vessel models on
 # the first 20 test images of each dataset, all 15 methods, one RoI per image. Two streams run side by
 # side, one core each: STREAM=ph2 and STREAM=vessels (or, once PH2 is done, STREAM=vessels256 and
-# STREAM=vessels512: the 256 px and the two 512 px vessel models). evaluate is resumable, so rerunning a stream
+# STREAM=vessels512: the 256 px and the two 512 px vessel models; once the 256 px ones are done,
+# STREAM=deeplab-vessels and STREAM=segformer-vessels: one 512 px model each). evaluate is resumable, so rerunning a stream
 # continues where it stopped; each stream goes image by image (every model on image 1, then image 2 ...)
 # so that a stopped run holds whole images for every model. STREAM=stability adds the stability
 # metrics on one model per dataset (OUT-stability). Then `REPORT=1 bash run-full.sh` writes the
@@ -49,7 +50,7 @@ if [ -n "${REPORT:-}" ]; then
   exit 0
 fi
 for n in $(seq 1 "$IMAGES"); do
-  case "${STREAM:?set STREAM to ph2, vessels, vessels256, vessels512 or stability}" in
+  case "${STREAM:?set STREAM to ph2, vessels, vessels256, vessels512, deeplab-vessels, segformer-vessels or stability}" in
     ph2)
       node bin/segcause.js evaluate --models models/{unet,attunet,deeplab,segformer,segnet}-ph2.onnx \
         --dataset ../shared/data/ph2 --images "$n" "${COMMON[@]}" $(blocks 16) --out "$OUT" || exit 1 ;;
@@ -62,6 +63,9 @@ for n in $(seq 1 "$IMAGES"); do
         node bin/segcause.js evaluate --models models/{deeplab,segformer}-vessels.onnx \
           --dataset ../shared/data/vessels --images "$n" "${COMMON[@]}" $(blocks 32) --out "$OUT" || exit 1
       fi ;;
+    deeplab-vessels|segformer-vessels)
+      node bin/segcause.js evaluate --models "models/$STREAM.onnx" \
+        --dataset ../shared/data/vessels --images "$n" "${COMMON[@]}" $(blocks 32) --out "$OUT" || exit 1 ;;
     stability)
       # Stability (a noisy copy and a second seed: three times each method's cost) on the fastest model
       # of each dataset, first 5 images, in its own folder (the protocol differs, so the cells do too).
@@ -70,6 +74,6 @@ for n in $(seq 1 "$IMAGES"); do
         "${COMMON[@]}" $(blocks 16) --stability --out "$OUT-stability" || exit 1
       node bin/segcause.js evaluate --models models/segnet-vessels.onnx --dataset ../shared/data/vessels --images "$n" \
         "${COMMON[@]}" $(blocks 16) --stability --out "$OUT-stability" || exit 1 ;;
-    *) echo "STREAM must be ph2, vessels, vessels256, vessels512 or stability" >&2; exit 1 ;;
+    *) echo "STREAM must be ph2, vessels, vessels256, vessels512, deeplab-vessels, segformer-vessels or stability" >&2; exit 1 ;;
   esac
 done

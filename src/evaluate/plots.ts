@@ -168,7 +168,7 @@ function boxPanelSvg(title: string, yLabel: string, groups: BoxGroup[], x0: numb
 }
 
 export function boxPanelsSvg(title: string, panels: { title: string; yLabel: string; groups: BoxGroup[] }[], subtitle = ""): string {
-  const pw = Math.max(420, 80 + 36 * Math.max(0, ...panels.map((p) => p.groups.length))), ph = 340, W = pw * panels.length + 20;
+  const pw = Math.max(420, 80 + 36 * Math.max(0, ...panels.map((p) => p.groups.length))), ph = 340, W = pw * panels.length + 100; // room on the right for the last panel's slanted labels
   const drawn = panels.map((p, i) => boxPanelSvg(p.title, p.yLabel, p.groups, 10 + i * pw, 0, pw, ph));
   const clipped = drawn.reduce((a, d) => a + d.clipped, 0);
   const note = [subtitle, clipped ? `${clipped} outlier${clipped === 1 ? "" : "s"} beyond the axes: triangles on the edge, with counts` : ""].filter(Boolean).join(" · ");
