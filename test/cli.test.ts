@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -53,6 +54,28 @@ describe("segcause explain (CLI)", () => {
     expect(r.code).toBe(0);
     expect(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).forwardPasses).toBe(16);
   });
+});
+
+describe("interruption (CLI)", () => {
+  // The shipped U-Net with the paper's schedule runs for minutes: killed once its first progress line
+  // is out, with two ONNX Runtime worker threads in flight (exiting under them used to abort, exit 134).
+  it("kill during a run with worker threads exits 143 with the message, not an abort", async () => {
+    const root = join(import.meta.dirname, "..");
+    const out = join(dir, "killed");
+    const child = spawn(process.execPath, [join(root, "bin", "segcause.js"), "explain", "--model", join(root, "models/unet-ph2.onnx"),
+      "--image", join(root, "samples/lesion.png"), "--roi", "56,112,32,32", "--bank", join(root, "samples/lesion-bank.scbank"),
+      "--schedule", "paper", "--workers", "2", "--threads", "1", "--batch-size", "4", "--out", out]);
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+      if (/screening/.test(stderr) && !child.killed) child.kill("SIGTERM");
+    });
+    const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    expect(stderr).not.toMatch(/terminate called|Napi::Error/);
+    expect(stderr).toMatch(/segcause: interrupted \(SIGTERM\); (nothing had finished yet, so a rerun starts over|finished work is kept)/);
+    expect(code).toBe(143);
+    expect(existsSync(join(out, "map.npy"))).toBe(false); // no complete-looking output
+  }, 120_000);
 });
 
 describe("segcause methods / occlusion (CLI)", () => {

@@ -112,7 +112,7 @@ export function componentsCommand(): Command {
     const roiRect = parseRoi(f.roi);
     checkOutputDir(f.out);
     checkOutputKind(f.out, "components");
-    markResumable();
+    markResumable("checkpoints");
     const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads) });
     try {
       const kase = await loadCase(model, f.image, f.mask);

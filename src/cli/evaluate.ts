@@ -111,7 +111,7 @@ export function evaluateCommand(): Command {
     .action(async (f: EvaluateFlags) => {
       checkOutputDir(f.out);
       checkOutputKind(f.out, "evaluate");
-      markResumable();
+      markResumable("outputs");
       if (f.reportOnly && !existsSync(join(f.out, "run.json"))) fail(`--report-only: ${f.out} holds no evaluation (no run.json)`, "give --out the folder of an earlier `segcause evaluate` run");
       if (!f.reportOnly) {
         if (!f.models?.length || !f.dataset) fail("--models and --dataset are required", "give the ONNX models and the dataset manifest (or use --report-only to rewrite the results of --out)");

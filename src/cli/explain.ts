@@ -59,7 +59,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const rect = f.roi ? parseRoi(f.roi) : undefined;
   checkOutputDir(f.out);
   checkOutputKind(f.out, "explain");
-  markResumable();
+  markResumable("checkpoints");
   if (def.needsBank && !f.bank) fail(`${def.name} needs a patch bank of natural patches`, "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank");
   const load = { card: f.card, overrides: cardOverrides(f) };
   let model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });

@@ -27,6 +27,11 @@ export class Checkpoint {
 
   private savedSize: number;
 
+  /** samples a rerun would find in the checkpoint file */
+  get kept(): number {
+    return this.savedSize;
+  }
+
   /** Opens the checkpoint at `path`; reuses its samples only when the key matches. */
   static open(path: string, keyMaterial: unknown, everyMs = 5000): Checkpoint {
     const key = sha256(JSON.stringify(keyMaterial));

@@ -14,6 +14,7 @@ import { createRequire } from "node:module";
 import { pathToFileURL } from "node:url";
 import { Worker } from "node:worker_threads";
 import type ort from "onnxruntime-node";
+import { closeOnInterrupt, isInterrupted } from "../util/interrupt.js";
 
 export interface RunResult {
   type: string;
@@ -108,12 +109,15 @@ export class SessionWorker {
     }
     const w = new SessionWorker(worker);
     w.idle();
+    closeOnInterrupt(w);
     return w;
   }
 
   /** Runs one batch; `input` should live on a SharedArrayBuffer (otherwise it is copied). */
   run(inputName: string, input: Float32Array, dims: readonly number[], outputName: string): Promise<RunResult> {
     if (this.dead) return Promise.reject(this.dead);
+    // After Ctrl-C/kill nothing new starts; the caller waits while the process closes and exits.
+    if (isInterrupted()) return new Promise(() => {});
     const id = this.nextId++;
     const done = new Promise<RunResult>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     this.worker.ref(); // keep the process alive while a batch is in flight
@@ -127,6 +131,15 @@ export class SessionWorker {
   }
 
   async release(): Promise<void> {
+    await this.worker.terminate();
+  }
+
+  /** Lets the batches in flight finish, then stops the thread (see closeOnInterrupt). */
+  async closeForExit(): Promise<void> {
+    await Promise.allSettled([...this.pending.keys()].map((id) => new Promise<void>((resolve) => {
+      const p = this.pending.get(id)!;
+      this.pending.set(id, { resolve: (r) => (resolve(), p.resolve(r)), reject: (e) => (resolve(), p.reject(e)) });
+    })));
     await this.worker.terminate();
   }
 }
