@@ -117,6 +117,8 @@ describe("dataset manifests from folders", () => {
     expect(m.name).toBe("m");
     expect(m.cases[0]).toEqual({ id: "a1", image: "../img/a1.png", mask: "../msk/a1_lesion.png", split: m.cases[0].split });
     // the source folders are relative to the manifest too, not to the shell's folder at the time
+    const testIds = m.cases.filter((c: { split: string }) => c.split === "test").map((c: { id: string }) => c.id);
+    expect(r.stdout).toContain(`test cases (to explain): ${testIds.join(", ")}\n`);
     expect(m.source).toMatchObject({ images: "../img", masks: "../msk", maskSuffix: "_lesion", seed: 3, splits: [{ name: "train", share: 8 }, { name: "test", share: 2 }] });
     expect(readManifest(out).cases[0].image).toBe(join(root, "img", "a1.png"));
     const again = segcause("dataset", "init", "--images", join(root, "img"), "--out", out);

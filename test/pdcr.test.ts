@@ -95,6 +95,9 @@ describe("PdCR on models with known causal structure", () => {
     expect(a.units.every((u) => u.effect === 0 && u.samples === 3 && u.status === "screened-out")).toBe(true);
     expect(a.map.every((v) => v === 0)).toBe(true);
     expect(a.forwardPasses).toBe(1 + 3 * 15);
+    expect(a.notes.join(" ")).toMatch(/no block moved the RoI's dice by τ = 0\.02 on average, so the map is 0 everywhere .*try a RoI on the structure's border/);
+    // a map with an effect carries no such note
+    expect((await pdcr(causalModel, [20, 30, 10])).notes.join(" ")).not.toMatch(/0 everywhere/);
   });
 
   it("screening: a block whose 3 draws all move the outcome by less than tau costs 3 passes and gets 0", async () => {

@@ -76,6 +76,9 @@ export function datasetCommand(): Command {
     const counts = sizes.map((s) => `${s.n} ${s.name}`).join(", ");
     const withMask = ds.cases.filter((c) => c.mask).length;
     process.stdout.write(`wrote ${f.out}: ${ds.cases.length} cases (${counts}), ${withMask} with a mask${ds.maskSuffix !== undefined ? ` (suffix '${ds.maskSuffix}')` : ""}\n`);
+    // The explained images are the test split's: name them (the first few), so the next command can use one.
+    const test = ds.cases.filter((c) => c.split === "test");
+    if (test.length) process.stdout.write(`test cases (to explain): ${test.slice(0, 8).map((c) => c.id).join(", ")}${test.length > 8 ? `, ... (all in the manifest)` : ""}\n`);
     // A share that rounds to no case leaves its split out of the manifest: `--splits val` would then be refused later.
     const empty = sizes.filter((s) => s.n === 0).map((s) => s.name);
     if (empty.length) process.stderr.write(`note: split${empty.length > 1 ? "s" : ""} ${empty.join(", ")} got no case (${ds.cases.length} cases at these shares); give ${empty.length > 1 ? "them" : "it"} a larger share or use fewer splits\n`);

@@ -248,6 +248,9 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
         await inCase(c.id, async () => selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, []));
       }
     }
+    // Notes known before the first cell (fewer images than asked, methods some model cannot take)
+    // are shown now, not only in the summary after hours of work.
+    for (const n of summary.notes) log(`note: ${n}`);
     // The run is recorded (run.json) once the first RoI's existing cells match its settings, so a
     // rerun refused for other settings leaves the folder's record as it was.
     let recorded = false;
