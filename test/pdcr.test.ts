@@ -168,6 +168,11 @@ describe("PdCR on models with known causal structure", () => {
     const resumed = await pdcr(causalModel, bank, { checkpointPath: ck });
     expect(Array.from(resumed.map)).toEqual(Array.from(full.map));
     expect(resumed.notes.some((n) => n.startsWith("resumed from checkpoint: 45 samples"))).toBe(true);
+    // another run (another seed) into the same checkpoint: not reused, and said
+    writeFileSync(ck, JSON.stringify(saved));
+    const other = await pdcr(causalModel, bank, { checkpointPath: ck, seed: 9 });
+    expect(other.notes.join(" ")).toMatch(/ck\.json held 45 samples of a run with other settings .*not reused, and replaced/);
+    expect(other.notes.join(" ")).not.toMatch(/resumed from checkpoint/);
   });
 });
 

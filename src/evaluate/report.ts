@@ -203,7 +203,8 @@ export function markdownSummary(summary: Summary, fills: readonly string[]): str
     "outcome range is below --min-range are left out of the normalised AUCs). ↓ lower is more faithful,",
     "↑ higher is. `del_norm`/`ins_norm`: normalised deletion/insertion AUC with the fill after the colon;",
     "`top10`: change of the RoI outcome (× 100, e.g. Dice points) when the top 10% of the support mass is",
-    "replaced; `forward`/`backward`: passes per map; `wall_s`: seconds per map.",
+    "replaced (0 for a map that claims no support: it replaces nothing); `forward`/`backward`: passes per",
+    "map; `wall_s`: seconds per map.",
     "",
   ];
   const cols = [...fills.flatMap((f) => [`del_norm:${f}`, `ins_norm:${f}`]), ...fills.map((f) => `top10:${f}`), "forward", "backward", "wall_s"];

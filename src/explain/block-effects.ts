@@ -151,7 +151,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   await checkpoint?.save();
 
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
-  if (checkpoint && checkpoint.resumedSamples > 0) notes.push(`resumed from checkpoint: ${checkpoint.resumedSamples} samples reused`);
+  notes.push(...(checkpoint?.notes() ?? []));
   // An all-zero map is a finding, but usually of the RoI rather than the model: say why and what to try.
   const tau = (ad ?? spec.estimator).tau;
   if (tau > 0 && results.every((r) => r.effect === 0)) {

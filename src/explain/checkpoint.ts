@@ -26,6 +26,8 @@ export class Checkpoint {
   }
 
   private savedSize: number;
+  /** samples of another run (other settings) found at the path and not reused: the next save replaces them */
+  discardedSamples = 0;
 
   /** samples a rerun would find in the checkpoint file */
   get kept(): number {
@@ -36,15 +38,27 @@ export class Checkpoint {
   static open(path: string, keyMaterial: unknown, everyMs = 5000): Checkpoint {
     const key = sha256(JSON.stringify(keyMaterial));
     let store = new OutcomeStore();
+    let discarded = 0;
     if (existsSync(path)) {
       try {
         const saved = JSON.parse(readFileSync(path, "utf8")) as { key: string; samples: Record<string, (number | null)[]> };
         if (saved.key === key) store = OutcomeStore.fromJSON(saved.samples);
+        else discarded = Object.values(saved.samples ?? {}).reduce((a, v) => a + v.length, 0);
       } catch {
         // An unreadable checkpoint (e.g. killed mid-write on a non-atomic FS) is just ignored.
       }
     }
-    return new Checkpoint(path, key, store, everyMs);
+    const cp = new Checkpoint(path, key, store, everyMs);
+    cp.discardedSamples = discarded;
+    return cp;
+  }
+
+  /** What a result should say about this checkpoint: samples reused, or another run's replaced. */
+  notes(): string[] {
+    const out: string[] = [];
+    if (this.resumedSamples > 0) out.push(`resumed from checkpoint: ${this.resumedSamples} samples reused`);
+    if (this.discardedSamples > 0) out.push(`${this.path} held ${this.discardedSamples} samples of a run with other settings (another command, image, RoI or option): not reused, and replaced`);
+    return out;
   }
 
   async maybeSave(): Promise<void> {

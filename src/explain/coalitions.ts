@@ -130,6 +130,6 @@ export async function explainCoalitions(model: Model, kase: Case, targetSpec: Ta
     settings,
     intervention: fill.describe(),
     notes,
-    resumedSamples: scorer.resumedSamples,
+    checkpointNotes: scorer.checkpointNotes,
   });
 }

@@ -294,7 +294,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   forwardPasses += estimates.reduce((s, e) => s + e.samples, 0);
   for (const e of sessions.values()) await e.s.release();
   const notes: string[] = [];
-  if (resumable.checkpoint && resumable.checkpoint.resumedSamples > 0) notes.push(`resumed from checkpoint: ${resumable.checkpoint.resumedSamples} samples reused`);
+  notes.push(...(resumable.checkpoint?.notes() ?? []));
   if (ablation === "resample" && donors.length < 10) notes.push(`only ${donors.length} donor image(s): the resample distribution is coarse; 20 or more are better`);
   return {
     method: "components",

@@ -131,7 +131,7 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
     settings,
     intervention: fillIv.describe(),
     notes: [`RISE: mean outcome over ${o.masks} masks ${mean.toFixed(4)} (unperturbed ${s.target.base.toFixed(4)})`],
-    resumedSamples: scorer.resumedSamples,
+    checkpointNotes: scorer.checkpointNotes,
   });
 }
 

@@ -65,8 +65,9 @@ export class SampleScorer {
     this.resumable = resumableEvaluate(raw, { path: run.checkpointPath, key, onProgress: run.onProgress, chunk: CHUNK });
   }
 
-  get resumedSamples(): number {
-    return this.resumable.checkpoint?.resumedSamples ?? 0;
+  /** what the result should say about the checkpoint (samples reused, or another run's replaced) */
+  get checkpointNotes(): string[] {
+    return this.resumable.checkpoint?.notes() ?? [];
   }
 
   /** Scores samples `indices` of `stream`, in order; one progress stage per call. */
@@ -90,13 +91,13 @@ export interface AttributionParts {
   settings: Record<string, unknown>;
   intervention: Record<string, unknown>;
   notes?: string[];
-  resumedSamples?: number;
+  checkpointNotes?: string[];
 }
 
 export function finishAttribution(s: Session, p: AttributionParts): Attribution {
   const { model, kase, target, runner } = s;
   const notes = [...runner.notes, ...model.resolved.assumptions.map((a) => `assumed: ${a}`), ...(p.notes ?? [])];
-  if (p.resumedSamples) notes.push(`resumed from checkpoint: ${p.resumedSamples} samples reused`);
+  notes.push(...(p.checkpointNotes ?? []));
   const provenance = buildProvenance(model, kase, target, { method: p.method, seed: s.seed, settings: p.settings, intervention: p.intervention, batchSize: runner.batchSize });
   return {
     method: p.method,
