@@ -69,6 +69,8 @@ export class SessionWorker {
   private readonly pending = new Map<number, { resolve: (r: RunResult) => void; reject: (e: Error) => void }>();
   private nextId = 0;
   private dead: Error | undefined;
+  /** called once nothing is in flight (closeForExit waits for it) */
+  private onIdle: (() => void) | undefined;
 
   private constructor(private readonly worker: Worker) {
     worker.on("message", (m: { id: number; error?: string } & RunResult) => {
@@ -127,8 +129,11 @@ export class SessionWorker {
 
   /** An idle worker must not keep the process alive (a Model that is never released). */
   private idle(): void {
-    if (this.pending.size === 0) this.worker.unref();
+    if (this.pending.size > 0) return;
+    this.worker.unref();
+    this.onIdle?.();
   }
+
 
   async release(): Promise<void> {
     await this.worker.terminate();
@@ -136,10 +141,7 @@ export class SessionWorker {
 
   /** Lets the batches in flight finish, then stops the thread (see closeOnInterrupt). */
   async closeForExit(): Promise<void> {
-    await Promise.allSettled([...this.pending.keys()].map((id) => new Promise<void>((resolve) => {
-      const p = this.pending.get(id)!;
-      this.pending.set(id, { resolve: (r) => (resolve(), p.resolve(r)), reject: (e) => (resolve(), p.reject(e)) });
-    })));
+    if (this.pending.size > 0) await new Promise<void>((resolve) => (this.onIdle = resolve));
     await this.worker.terminate();
   }
 }
