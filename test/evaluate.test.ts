@@ -464,8 +464,13 @@ describe("resumption and determinism", () => {
     const o = tmp("segcause-eval-mix-");
     await runEvaluation(config(o, ["t-oracle"], { images: 1 }), ctl());
     let recorded = 0;
-    await expect(runEvaluation(config(o, ["t-oracle"], { images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, steps: 10 } }), ctl({ onValidated: async () => void recorded++ }))).rejects.toThrow(/different settings/);
+    await expect(runEvaluation(config(o, ["t-oracle"], { images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, steps: 10 } }), ctl({ onValidated: async () => void recorded++ }))).rejects.toThrow(/different settings \(.*another protocol setting \(e\.g\. --steps/);
     expect(recorded).toBe(0); // the refused rerun is not recorded as a command that wrote into the folder
+    // the refusal names what it can see changed: a method option, the seed
+    const z = tmp("segcause-eval-mix-opt-");
+    await runEvaluation({ ...config(z, []), images: 1, methods: [{ name: "zero", options: { block: 8 } }] }, ctl());
+    await expect(runEvaluation({ ...config(z, []), images: 1, methods: [{ name: "zero", options: { block: 4 } }] }, ctl())).rejects.toThrow(/different settings \(--set zero\.block: 8 then, 4 now\)/);
+    await expect(runEvaluation({ ...config(z, []), images: 1, seed: 3, methods: [{ name: "zero", options: { block: 8 } }] }, ctl())).rejects.toThrow(/--seed: 0 then, 3 now/);
   });
 
   it("refuses another dataset under the same name in one folder (its cells would pool with the first's)", async () => {

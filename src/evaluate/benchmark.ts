@@ -364,6 +364,20 @@ function keyExtras(d: Def, model: Model): object {
   return { ...k.gradient, ...(d.def.name === "gradcam" && d.options.layer === "auto" ? k.gradcam : {}) };
 }
 
+/** What a refused rerun changed, as far as the stored cell tells: method options, seed, fills, outcome. */
+function cellDifference(e: CellRecord, d: Def, cfg: EvaluateConfig): string {
+  const was = keyedOptions(d.def, e.options ?? {}), now = keyedOptions(d.def, d.options);
+  const show = (v: unknown) => JSON.stringify(v ?? null);
+  const diffs = [...new Set([...Object.keys(was), ...Object.keys(now)])]
+    .filter((k) => show(was[k]) !== show(now[k]))
+    .map((k) => `--set ${d.def.name}.${kebab(k)}: ${show(was[k])} then, ${show(now[k])} now`);
+  if (e.seed !== cfg.seed) diffs.push(`--seed: ${e.seed} then, ${cfg.seed} now`);
+  const fills = Object.keys(e.fills ?? {});
+  if (show(fills) !== show(cfg.protocol.fills)) diffs.push(`--fills: ${fills.join(",")} then, ${cfg.protocol.fills.join(",")} now`);
+  if (e.outcome !== cfg.protocol.outcome) diffs.push(`--outcome: ${e.outcome} then, ${cfg.protocol.outcome} now`);
+  return diffs.length ? diffs.join("; ") : "the method's options, seed, fills and outcome match: another protocol setting (e.g. --steps, --topk), the model, its card, the bank or the image differs";
+}
+
 async function evaluateRoi(
   cfg: EvaluateConfig, ctl: RunControl, summary: RunSummary, model: Model, runner: Runner, kase: Case, roi: PlacedRoi, id: CellId,
   defs: Def[], bank: PatchBank | undefined, protocolKey: unknown, log: (s: string) => void, progress: () => string, validated: () => Promise<void>,
@@ -377,7 +391,7 @@ async function evaluateRoi(
   const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));
   const existing = dirs.map((d) => readJson<CellRecord>(join(d, "cell.json")));
   existing.forEach((e, i) => {
-    if (e && e.key !== cellKeys[i]) fail(`${join(dirs[i], "cell.json")} was computed with different settings`, "use a new --out folder for a different protocol, model, bank or method options");
+    if (e && e.key !== cellKeys[i]) fail(`${join(dirs[i], "cell.json")} was computed with different settings (${cellDifference(e, defs[i], cfg)})`, "use a new --out folder for a different protocol, model, bank or method options");
   });
   await validated();
   // A method that refused this cell (a SegcauseError, e.g. an op it cannot differentiate) is recorded
