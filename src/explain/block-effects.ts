@@ -155,7 +155,8 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   // An all-zero map is a finding, but usually of the RoI rather than the model: say why and what to try.
   const tau = (ad ?? spec.estimator).tau;
   if (tau > 0 && results.every((r) => r.effect === 0)) {
-    notes.push(`no ${custom ? custom.unitKind : "block"} moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): a RoI well inside the structure or in the background often keeps its Dice whatever one ${custom ? custom.unitKind : "block"} holds — try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`);
+    const unit = custom ? custom.unitKind : "block";
+    notes.push(`no ${unit} moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): a RoI well inside the structure or in the background often keeps its Dice whatever one ${unit} holds — try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`);
   }
   const forwardPasses = 1 + extraPasses + results.reduce((s, r) => s + r.samples, 0);
   return {

@@ -39,7 +39,7 @@ export function summarySvg(s: MapStats, title: string): string {
     parts.push(`<text x="${bx}" y="${y + bh + 15}" font-family="DejaVu Sans, sans-serif" font-size="12">${esc(label)}: ${count} (${(share * 100).toFixed(1)}%)</text>`);
   });
   // The colour scale of heatmap.png and overlay.png (normalised to the largest |value| outside the RoI).
-  const scale = Math.max(Math.abs(s.minEffect), Math.abs(s.maxEffect));
+  const scale = s.colourScaleMaxAbs;
   const cy = by + 3 * (bh + 26) + 30, cw = 250;
   const stops = s.signed
     ? `<stop offset="0" stop-color="rgb(255,0,0)"/><stop offset="0.5" stop-color="white"/><stop offset="1" stop-color="rgb(0,0,255)"/>`

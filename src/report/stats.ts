@@ -35,6 +35,8 @@ export interface MapStats {
   minEffect: number;
   maxEffect: number;
   sumAbsEffect: number;
+  /** the |value| heatmap.png and overlay.png draw at full colour: the largest outside the RoI */
+  colourScaleMaxAbs: number;
   histogram: HistogramBin[];
   forwardPasses: number;
   backwardPasses: number;
@@ -107,6 +109,7 @@ export function mapStats(a: Attribution, tau: number, roi?: Region): MapStats {
     minEffect: min,
     maxEffect: max,
     sumAbsEffect: sumAbs,
+    colourScaleMaxAbs: Math.max(Math.abs(min), Math.abs(max)),
     histogram,
     forwardPasses: a.forwardPasses,
     backwardPasses: a.backwardPasses,

@@ -53,7 +53,7 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
           ? "negative = the unit's content supported the RoI prediction (red); positive = it hurt (blue)"
           : "unsigned importance >= 0 (red): larger = the unit mattered more, without a direction",
         // heatmap.png/overlay.png: full colour at this |value| (the largest outside the RoI), white at 0
-        colourScaleMaxAbs: Math.max(Math.abs(stats.minEffect), Math.abs(stats.maxEffect)),
+        colourScaleMaxAbs: stats.colourScaleMaxAbs,
         height: a.height,
         width: a.width,
         roi: a.roi,
