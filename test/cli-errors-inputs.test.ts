@@ -317,6 +317,8 @@ describe("components: bad arguments", () => {
     const resample = base().map((a) => (a === "zero" ? "resample" : a));
     expectOneLineError(segcause(...resample, "--out", join(dir, "c9"), "--splits", "train"), /--splits only applies with --donors/);
     expectOneLineError(segcause(...resample, "--out", join(dir, "c10"), "--max-donors", "3"), /--max-donors only applies with --donors/);
+    expectOneLineError(segcause(...base(), "--out", join(dir, "c15"), "--donor-sampling", "exact"), /--donor-sampling only applies to --ablation resample/);
+    expectOneLineError(segcause(...resample, "--out", join(dir, "c16"), "--donor-sampling", "exact", "--samples", "10"), /--samples does not apply to --donor-sampling exact/);
   });
   it("--max-donors 0 says so", () => {
     expectOneLineError(segcause(...base(), "--out", join(dir, "c4"), "--max-donors", "0"), /--max-donors must be an integer >= 1/);

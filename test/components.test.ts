@@ -126,53 +126,70 @@ describe("component effects with a known answer", () => {
     for (const v of [10, 30, 20]) donors.push(await loadCase(model, await writeImage(dir, `dark${v}.png`, () => v, 16)));
   });
 
-  for (const ablation of ["resample", "mean", "zero"] as const) {
-    it(`${ablation}: the branch that feeds the RoI has the whole effect, the other exactly 0`, async () => {
-      const e = await explainComponents(model, kase, { roi: { row: 10, col: 4, height: 4, width: 4 } }, { ablation, donors, batchSize: 4 });
+  const ablations = [
+    { ablation: "resample", donorSampling: "exact", idle: "below-tau" },
+    { ablation: "resample", donorSampling: "random", idle: "screened-out" },
+    { ablation: "mean", idle: "screened-out" },
+    { ablation: "zero", idle: "screened-out" },
+  ] as const;
+  for (const { ablation, idle, ...rest } of ablations) {
+    const donorSampling = "donorSampling" in rest ? rest.donorSampling : undefined;
+    it(`${ablation}${donorSampling ? ` (${donorSampling} donors)` : ""}: the branch that feeds the RoI has the whole effect, the other exactly 0`, async () => {
+      const e = await explainComponents(model, kase, { roi: { row: 10, col: 4, height: 4, width: 4 } }, { ablation, donorSampling, donors, batchSize: 4 });
       const byName = Object.fromEntries(e.units.map((u) => [u.name, u]));
       expect(Object.keys(byName)).toEqual(["branchA", "branchB", "head"]);
       expect(byName.branchA.effect).toBeCloseTo(-100, 6);
       expect(byName.branchB.effect).toBe(0);
-      expect(byName.branchB.status).toBe("screened-out");
+      expect(byName.branchB.status).toBe(idle);
       expect(byName.head.effect).toBeCloseTo(-100, 6); // the head produces the output itself
     });
   }
 
+  it("resample defaults to enumerating the donors when that costs no more than the screened draws", async () => {
+    const roi = { row: 10, col: 4, height: 4, width: 4 };
+    const e = await explainComponents(model, kase, { roi }, { donors, batchSize: 4 });
+    expect(e.provenance.settings).toMatchObject({ donorSampling: "exact" });
+    expect(e.units.every((u) => u.samples === donors.length)).toBe(true);
+    expect(e.forwardPasses).toBe(1 + donors.length + 3 * donors.length);
+    const many = await explainComponents(model, kase, { roi }, { donors, batchSize: 4, screen: 1, samples: 1 });
+    expect(many.provenance.settings).toMatchObject({ donorSampling: "random" });
+  });
+
   it("does not depend on the batch size", async () => {
     const runs = [];
-    for (const batchSize of [1, 3]) runs.push(await explainComponents(model, kase, { roi: { row: 10, col: 4, height: 4, width: 4 } }, { donors, batchSize, samples: 7 }));
+    for (const batchSize of [1, 3]) runs.push(await explainComponents(model, kase, { roi: { row: 10, col: 4, height: 4, width: 4 } }, { donors, donorSampling: "random", batchSize, samples: 7 }));
     expect(runs[0].units.map((u) => u.effect)).toEqual(runs[1].units.map((u) => u.effect));
   });
 
   it("resumes from its checkpoint with identical effects, and a run with more samples reuses the finished ones", async () => {
     const roi = { row: 10, col: 4, height: 4, width: 4 };
     const ck = join(tmp(), ".checkpoint.json");
-    const fresh = await explainComponents(model, kase, { roi }, { donors, samples: 7 });
-    const first = await explainComponents(model, kase, { roi }, { donors, samples: 7, checkpointPath: ck });
+    const fresh = await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7 });
+    const first = await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7, checkpointPath: ck });
     expect(existsSync(ck)).toBe(true);
-    const again = await explainComponents(model, kase, { roi }, { donors, samples: 7, checkpointPath: ck });
+    const again = await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7, checkpointPath: ck });
     for (const r of [first, again]) expect(r.units.map((u) => [u.effect, u.stderr])).toEqual(fresh.units.map((u) => [u.effect, u.stderr]));
     expect(again.forwardPasses).toBe(fresh.forwardPasses);
     const reused = first.units.reduce((s, u) => s + u.samples, 0);
     expect(again.notes).toContain(`resumed from checkpoint: ${reused} samples reused`);
-    const more = await explainComponents(model, kase, { roi }, { donors, samples: 12, checkpointPath: ck });
+    const more = await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 12, checkpointPath: ck });
     expect(more.notes).toContain(`resumed from checkpoint: ${reused} samples reused`);
-    expect(more.units.map((u) => u.effect)).toEqual((await explainComponents(model, kase, { roi }, { donors, samples: 12 })).units.map((u) => u.effect));
+    expect(more.units.map((u) => u.effect)).toEqual((await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 12 })).units.map((u) => u.effect));
     // another seed draws other donors for each sample: nothing is reused
-    expect((await explainComponents(model, kase, { roi }, { donors, samples: 7, seed: 1, checkpointPath: ck })).notes.some((n) => n.startsWith("resumed"))).toBe(false);
+    expect((await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7, seed: 1, checkpointPath: ck })).notes.some((n) => n.startsWith("resumed"))).toBe(false);
   });
 
   it("an interrupted run keeps the batches it finished (not only whole chunks of 512), and the rerun resumes to the same effects", async () => {
     const roi = { row: 10, col: 4, height: 4, width: 4 };
     const ck = join(tmp(), ".checkpoint.json");
-    const fresh = await explainComponents(model, kase, { roi }, { donors, samples: 7, batchSize: 2 });
+    const fresh = await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7, batchSize: 2 });
     // 3 units x 3 screening draws in batches of 2 per unit (2 + 1): stopped at the last batch, 8 samples are done
     const stop = (e: { stage: string; done: number; total: number }) => {
       if (e.stage === "screening" && e.done === e.total) throw new Error("interrupted");
     };
-    await expect(explainComponents(model, kase, { roi }, { donors, samples: 7, batchSize: 2, checkpointPath: ck, checkpointEveryMs: 0, onProgress: stop })).rejects.toThrow("interrupted");
+    await expect(explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7, batchSize: 2, checkpointPath: ck, checkpointEveryMs: 0, onProgress: stop })).rejects.toThrow("interrupted");
     expect(existsSync(ck)).toBe(true);
-    const again = await explainComponents(model, kase, { roi }, { donors, samples: 7, batchSize: 2, checkpointPath: ck });
+    const again = await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7, batchSize: 2, checkpointPath: ck });
     expect(again.notes).toContain("resumed from checkpoint: 8 samples reused");
     expect(again.units.map((u) => [u.effect, u.stderr])).toEqual(fresh.units.map((u) => [u.effect, u.stderr]));
   });
@@ -235,5 +252,73 @@ describe("channel and spatial units with a known answer", () => {
   it("the channel level needs exactly one tensor", async () => {
     await expect(explainComponents(model, kase, { roi: ROI }, { level: "channel", donors })).rejects.toThrow(/needs --tensor/);
     await expect(explainComponents(model, kase, { roi: ROI }, { level: "channel", tensors: ["feat", "s"], donors })).rejects.toThrow(/exactly one --tensor/);
+  });
+});
+
+describe("donor enumeration with known answers", () => {
+  // A chain in which every path passes through each component: enc = x·W (W grades the RoI's
+  // columns 1, 2, 3, 4), mid = Relu, head = Sigmoid(20·(mid − 0.5)). Replacing any one of them by a
+  // donor's activation gives that donor's own prediction, so all three have the same true effect.
+  // Donors of gray value v predict the RoI columns whose weight exceeds 0.5·255/v: v = 10 none,
+  // v = 40 one column (Dice 40 against the base prediction's 16 pixels), v = 80 three (Dice 85.71).
+  const ROI = { row: 8, col: 4, height: 4, width: 4 };
+  const dice = [0, 40, (2 * 12) / 28 * 100];
+  let model: Model, kase: Case, donors: Case[];
+  beforeAll(async () => {
+    const g = new GraphBuilder("graded-chain");
+    const x = g.input("image", ["N", 1, 16, 16]);
+    const w = Array.from({ length: 256 }, (_, i) => (Math.floor(i / 16) >= 8 && Math.floor(i / 16) < 12 && i % 16 >= 4 && i % 16 < 8 ? (i % 16) - 3 : 1));
+    const a = g.node("Mul", [x, g.constant([1, 1, 16, 16], w)], {}, ["a"], "/enc/Mul");
+    const b = g.node("Relu", [a], {}, ["b"], "/mid/Relu");
+    const l = g.node("Mul", [g.node("Sub", [b, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["l"], "/head/Mul");
+    g.output(g.node("Sigmoid", [l], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
+    const dir = tmp();
+    model = await Model.load(writeModel(dir, "chain.onnx", g.toBytes()), { threads: 1 });
+    kase = await loadCase(model, await writeImage(dir, "bright.png", () => 220, 16));
+    donors = [];
+    for (const v of [10, 40, 80]) donors.push(await loadCase(model, await writeImage(dir, `d${v}.png`, () => v, 16)));
+  });
+
+  it("every single-path component gets the same exact effect: the mean over donors, with the donor sample's standard error", async () => {
+    const e = await explainComponents(model, kase, { roi: ROI }, { donors, donorSampling: "exact", batchSize: 2 });
+    expect(e.units.map((u) => u.name)).toEqual(["enc", "mid", "head"]);
+    const deltas = dice.map((d) => d - 100);
+    const mean = deltas.reduce((s, d) => s + d, 0) / 3;
+    const sd = Math.sqrt(deltas.reduce((s, d) => s + (d - mean) ** 2, 0) / 2);
+    for (const u of e.units) {
+      expect(u.effect, u.name).toBeCloseTo(mean, 4);
+      expect(u.stderr, u.name).toBeCloseTo(sd / Math.sqrt(3), 4);
+      expect(u.samples).toBe(3);
+    }
+    expect(new Set(e.units.map((u) => u.effect)).size).toBe(1);
+  });
+
+  it("random draws with replacement estimate the same expectation but differ between components", async () => {
+    const e = await explainComponents(model, kase, { roi: ROI }, { donors, donorSampling: "random", batchSize: 2, samples: 20 });
+    expect(new Set(e.units.map((u) => u.effect)).size).toBeGreaterThan(1);
+    for (const u of e.units) expect(Math.abs(u.effect - -58.095)).toBeLessThan(4 * u.stderr);
+  });
+
+  it("redundant paths: replacing one of two copies changes nothing, replacing their join has the whole effect", async () => {
+    // y = Sigmoid(20·(max(a, b) − 0.5)) with a and b both copies of the input: a dark donor in one
+    // branch leaves the other branch's bright value in the max.
+    const g = new GraphBuilder("redundant");
+    const x = g.input("image", ["N", 1, 16, 16]);
+    const a = g.node("Relu", [x], {}, ["a"], "/pathA/Relu");
+    const b = g.node("Relu", [x], {}, ["b"], "/pathB/Relu");
+    const m = g.node("Max", [a, b], {}, ["m"], "/join/Max");
+    const l = g.node("Mul", [g.node("Sub", [m, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["l"], "/head/Mul");
+    g.output(g.node("Sigmoid", [l], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
+    const dir = tmp();
+    const red = await Model.load(writeModel(dir, "redundant.onnx", g.toBytes()), { threads: 1 });
+    const k = await loadCase(red, kase.imagePath!);
+    const ds = [];
+    for (const v of [10, 40]) ds.push(await loadCase(red, await writeImage(dir, `r${v}.png`, () => v, 16)));
+    const e = await explainComponents(red, k, { roi: ROI }, { donors: ds, batchSize: 2 });
+    const byName = Object.fromEntries(e.units.map((u) => [u.name, u.effect]));
+    expect(Object.keys(byName)).toEqual(["pathA", "pathB", "join", "head"]);
+    expect([byName.pathA, byName.pathB]).toEqual([0, 0]);
+    for (const n of ["join", "head"]) expect(byName[n], n).toBeCloseTo(-100, 6);
+    await red.release();
   });
 });

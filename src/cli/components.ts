@@ -12,7 +12,7 @@ import { checkOutputDir, checkOutputKind } from "../util/files.js";
 import { sha256File } from "../util/hash.js";
 import { markResumable } from "../util/interrupt.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
-import { explainComponents, type Ablation, type UnitLevel } from "../explain/components.js";
+import { explainComponents, type Ablation, type DonorSampling, type UnitLevel } from "../explain/components.js";
 import { Region } from "../target/roi.js";
 import { writeComponentEffects } from "../report/components.js";
 import { parseRoi } from "../target/roi.js";
@@ -34,6 +34,7 @@ interface ComponentFlags extends CardFlags {
   cell?: number;
   tensor?: string[];
   ablation: Ablation;
+  donorSampling?: DonorSampling;
   screen: number;
   samples: number;
   tau: number;
@@ -76,6 +77,7 @@ export function componentsCommand(): Command {
     .option("--channel-group <n>", "channels per unit at --level channel", intAtLeast("channel-group"))
     .option("--cell <px>", "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)", intAtLeast("cell"))
     .option("--ablation <kind>", "resample (donor activations), mean (donor mean) or zero", oneOf("ablation", ["resample", "mean", "zero"] as const), "resample")
+    .option("--donor-sampling <kind>", "resample: exact (every unit with each donor once: the expectation over the donors) or random (draws with replacement, screened); default exact when the donors are no more than --screen + --samples", oneOf("donor-sampling", ["exact", "random"] as const))
     .option("--screen <n>", "screening draws (resample)", int("screen"), 3)
     .option("--samples <n>", "draws for components passing the screen (resample)", intAtLeast("samples"), 50)
     .option("--tau <t>", "effects below tau are set to 0", num("tau"), 0.02)
@@ -106,6 +108,8 @@ export function componentsCommand(): Command {
     // Options the chosen ablation would ignore are refused rather than silently dropped.
     const given = (o: string) => self.getOptionValueSource(o) === "cli";
     for (const o of ["screen", "samples"]) if (given(o) && f.ablation !== "resample") fail(`--${o} only applies to --ablation resample (${f.ablation} ablation is deterministic: one pass per component)`, `drop --${o}, or use --ablation resample`);
+    if (f.donorSampling && f.ablation !== "resample") fail(`--donor-sampling only applies to --ablation resample`, "drop --donor-sampling, or use --ablation resample");
+    for (const o of ["screen", "samples"]) if (given(o) && f.donorSampling === "exact") fail(`--${o} does not apply to --donor-sampling exact (every unit is evaluated once with each donor)`, `drop --${o}, or use --donor-sampling random`);
     const flag = (o: string) => `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
     if (f.ablation === "zero") for (const o of ["donors", "maxDonors", "splits"]) if (given(o)) fail(`${flag(o)} only applies to --ablation resample or mean (zero ablation uses no donors)`, `drop it, or use --ablation resample`);
     for (const o of ["maxDonors", "splits"]) if (given(o) && !f.donors) fail(`${flag(o)} only applies with --donors (it chooses among the donor images)`, `add --donors <dir|manifest>, or drop ${flag(o)}`);
@@ -129,7 +133,7 @@ export function componentsCommand(): Command {
       // Finished samples are checkpointed in --out: rerunning the same command after an interruption resumes.
       const checkpointPath = join(f.out, ".checkpoint.json");
       const e = await explainComponents(model, kase, { roi: roiRect, outcome: f.outcome }, {
-        level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
+        level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donorSampling: f.donorSampling, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
         onProgress: f.progress ? stderrProgress() : undefined, checkpointPath,
       });
       const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`, {

@@ -19,8 +19,11 @@ import { screenedAte, PAPER_SCREENED_ATE, type UnitEstimate } from "./estimators
 import type { RunOptions } from "./block-effects.js";
 import type { Evaluate } from "./samples.js";
 import { resumableEvaluate } from "./checkpoint.js";
+import { donorEnumeratedAte } from "./donor-ate.js";
 
 export type Ablation = "resample" | "mean" | "zero";
+
+export type DonorSampling = "exact" | "random";
 
 export type UnitLevel = ComponentLevel | "channel" | "spatial";
 
@@ -47,6 +50,12 @@ export interface ComponentOptions extends RunOptions {
   ablation?: Ablation;
   /** donor cases of the same domain (needed by resample and mean) */
   donors?: Case[];
+  /**
+   * resample: "exact" evaluates every unit once with each donor (the expectation over donors, no
+   * screening); "random" draws donors with replacement under the screened estimator. Default: exact
+   * when it costs no more passes per unit than the screened estimator's S + N.
+   */
+  donorSampling?: DonorSampling;
   screen?: number;
   samples?: number;
   tau?: number;
@@ -226,6 +235,11 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     return e;
   };
   const draws = ablation === "resample" ? donors.length : 1;
+  const st = ablation === "resample"
+    ? { screen: opts.screen ?? PAPER_SCREENED_ATE.screen, samples: opts.samples ?? PAPER_SCREENED_ATE.samples, tau: opts.tau ?? PAPER_SCREENED_ATE.tau }
+    : { screen: 1, samples: 0, tau: opts.tau ?? PAPER_SCREENED_ATE.tau };
+  const donorSampling: DonorSampling | null = ablation !== "resample" ? null : (opts.donorSampling ?? (donors.length <= st.screen + st.samples ? "exact" : "random"));
+  const exact = donorSampling === "exact";
   const fixedFill = new Map<string, Float32Array>();
   const raw: Evaluate = async (reqs) => {
     const scores = new Float64Array(reqs.length);
@@ -250,7 +264,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
           chunk.forEach((ri, slot) => {
             const { unit: u, draw } = reqs[ri];
             let value: Float32Array;
-            if (ablation === "resample") value = donorActs[randomInt(seed, u, draw, draws)][t].data as Float32Array;
+            if (ablation === "resample") value = donorActs[exact ? draw : randomInt(seed, u, draw, draws)][t].data as Float32Array;
             else {
               const key = `${ablation}:${t}`;
               if (!fixedFill.has(key)) fixedFill.set(key, ablation === "mean" ? meanOf(t) : new Float32Array(per));
@@ -276,15 +290,16 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     method: "components", model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null,
     target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
     units: units.map((u) => [u.name, ...u.outputs]), ablation, donors: donors.map((d) => d.imageSha256), seed,
+    // Draw d is donor d when enumerating; the key part keeps those samples apart from random draws.
+    ...(exact ? { donorSampling } : {}),
   };
   // Checkpoint chunks of one batch, not 512 samples: at one suffix pass per batch a chunk can take minutes.
   const resumable = resumableEvaluate(raw, { path: opts.checkpointPath, key: keyMaterial, onProgress: opts.onProgress, chunk: B, saveEveryMs: opts.checkpointEveryMs });
-  const st = ablation === "resample"
-    ? { screen: opts.screen ?? PAPER_SCREENED_ATE.screen, samples: opts.samples ?? PAPER_SCREENED_ATE.samples, tau: opts.tau ?? PAPER_SCREENED_ATE.tau }
-    : { screen: 1, samples: 0, tau: opts.tau ?? PAPER_SCREENED_ATE.tau };
   let estimates: UnitEstimate[];
   try {
-    estimates = await screenedAte(units.length, target.base, resumable.evaluate, st);
+    estimates = exact
+      ? await donorEnumeratedAte(units.length, target.base, resumable.evaluate, { donors: donors.length, tau: st.tau })
+      : await screenedAte(units.length, target.base, resumable.evaluate, st);
   } catch (e) {
     // A failed run keeps what it finished, so the rerun after the fix resumes.
     await resumable.checkpoint?.save().catch(() => undefined);
@@ -321,7 +336,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
       target: { roi: target.region.bbox, roiKind: target.region.kind, outcome: target.outcome, reference: target.referenceKind },
       donors: donors.map((d) => ({ id: d.id, sha256: d.imageSha256 })),
       seed,
-      settings: { level, ablation, ...st, batchSize: B, tensors: opts.tensors ?? null, channelGroup: level === "channel" ? (opts.channelGroup ?? 1) : null, cell: level === "spatial" ? (units[0].selection!.rows[1] - units[0].selection!.rows[0]) : null },
+      settings: { level, ablation, donorSampling, ...(exact ? { tau: st.tau } : st), batchSize: B, tensors: opts.tensors ?? null, channelGroup: level === "channel" ? (opts.channelGroup ?? 1) : null, cell: level === "spatial" ? (units[0].selection!.rows[1] - units[0].selection!.rows[0]) : null },
     },
   };
 }

@@ -33,7 +33,7 @@ export interface ScreenedAteSettings {
 
 export const PAPER_SCREENED_ATE: ScreenedAteSettings = { screen: 3, samples: 50, tau: 0.02 };
 
-function meanSe(xs: ArrayLike<number>, offset: number, n: number, base: number): [number, number] {
+export function meanSe(xs: ArrayLike<number>, offset: number, n: number, base: number): [number, number] {
   let s = 0;
   for (let i = 0; i < n; i++) s += xs[offset + i] - base;
   const mean = s / n;
