@@ -8,7 +8,7 @@ import "../src/explain/catalog.js";
 import type { Attribution, Provenance } from "../src/explain/attribution.js";
 import { PROTOCOL_DEFAULTS, runEvaluation, type EvaluateConfig, type RunControl } from "../src/evaluate/benchmark.js";
 import { listCells, listControls, cellDir } from "../src/evaluate/store.js";
-import { summarize, winners, type StatRow, type Summary } from "../src/evaluate/summary.js";
+import { holmSignificant, summarize, winners, type StatRow, type Summary } from "../src/evaluate/summary.js";
 import { writeEvaluationReport } from "../src/evaluate/report.js";
 import { wilcoxon, normalSf } from "../src/evaluate/wilcoxon.js";
 import { gini, spearman, trapezoidAuc } from "../src/evaluate/map-metrics.js";
@@ -295,13 +295,27 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     expect(by("t-anti", "outside_causal")).toBe(1);
   });
 
-  it("a perfect attribution beats a random one in the paired tests, and the random control sits near 0.5", () => {
+  it("a perfect attribution is favoured over a random one in the paired tests, with images as the unit, and the random control sits near 0.5", () => {
     const s = summarize(listCells(out), listControls(out));
     const pair = s.pairs.find((p) => p.scope === "all" && p.metric === "del_norm:zero" && [p.a, p.b].includes("t-oracle") && [p.a, p.b].includes("t-random"))!;
-    expect(pair.n).toBe(6);
+    // 6 cells = 3 images × 2 RoIs: the two RoIs of an image are averaged, so the test has n = 3
+    expect(pair.cells).toBe(6);
+    expect(pair.n).toBe(3);
     expect(pair.better).toBe("t-oracle");
-    expect(pair.wPlus === 0 || pair.wPlus === 21).toBe(true); // all 6 differences favour the oracle
-    expect(pair.p).toBeLessThan(0.05);
+    expect(pair.wPlus === 0 || pair.wPlus === 6).toBe(true); // all 3 image differences favour the oracle
+    expect(Math.abs(pair.rankBiserial!)).toBe(1);
+    // the 3 image differences are tied (the oracle's curve is the same on every image), so scipy's rule
+    // takes the normal approximation: var = 3·4·7/24 − (3³ − 3)/48 = 3, z = −3/√3, p = 2Φ(−√3)
+    expect(pair.test).toBe("normal");
+    expect(pair.p).toBeCloseTo(2 * normalSf(Math.sqrt(3)), 12);
+    expect(pair.pHolm!).toBeGreaterThanOrEqual(pair.p);
+    expect(holmSignificant(pair)).toBe(false); // 3 images cannot show it at 5%, and the report says so
+    // the mean difference's interval lies on the oracle's side (every image favours it)
+    const sign = pair.a === "t-oracle" ? -1 : 1;
+    expect(sign * pair.ciLow!).toBeGreaterThan(0);
+    const oracleRank = s.ranks!.find((r) => r.scope === "all" && r.metric === "del_norm:zero" && r.method === "t-oracle")!;
+    expect(oracleRank.images).toBe(3);
+    expect(oracleRank.rank).toBeLessThanOrEqual(oracleRank.high);
     const rnd = s.stats.find((r) => r.scope === "all" && r.method === "random" && r.metric === "del_norm:zero")!;
     expect(rnd.mean).toBeGreaterThan(0.05);
     expect(rnd.mean).toBeLessThan(0.5);

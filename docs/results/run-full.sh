@@ -29,7 +29,7 @@ if [ -n "${REPORT:-}" ]; then
   node bin/segcause.js strategies --maps "$OUT" --out "$OUT/strategies"
   DEST=${DEST:-docs/results}
   rm -rf "$DEST/plots" "$DEST/strategies"; mkdir -p "$DEST/plots" "$DEST/strategies/plots"
-  cp "$OUT"/{cells.csv,summary.csv,summary.json,pairs.csv,report.html,report.md,run.json} "$DEST/"
+  cp "$OUT"/{cells.csv,summary.csv,summary.json,pairs.csv,ranks.csv,report.html,report.md,run.json} "$DEST/"
   # every cell with its curves: about 5 KB a cell, so it is published compressed (gunzip -k to read)
   rm -f "$DEST/cells.jsonl"; gzip -9n -c "$OUT/cells.jsonl" > "$DEST/cells.jsonl.gz"
   cp "$OUT"/plots/*.png "$DEST/plots/"

@@ -10,7 +10,7 @@ import type { FillName } from "./fills.js";
 import { csv, fmt, page, pngImg, table } from "./html.js";
 import { boxPanelsSvg, colourOf, esc, panelsSvg, type Series } from "./plots.js";
 import { listCells, listControls, listFailed, listRuns, readJson, writeAtomic, type CellRecord, type ControlRecord, type RunRecord } from "./store.js";
-import { direction, RANDOM, rowsOf, summarize, winners, type Summary } from "./summary.js";
+import { direction, holmSignificant, RANDOM, rowsOf, summarize, winners, type Summary } from "./summary.js";
 
 export const METRIC_DEFINITIONS: [string, string][] = [
   ["domain D", "the pixels outside the RoI; every method explains them and every curve intervenes only on them (the RoI is the target, never the treatment)"],
@@ -26,7 +26,8 @@ export const METRIC_DEFINITIONS: [string, string][] = [
   ["gini", "Gini coefficient of |map| over D (0 = uniform, 1 = one pixel holds everything): sparsity"],
   ["stab_noise / stab_seed", "(with --stability) Spearman rank correlation over D of the support map with the map of the same image plus Gaussian pixel noise (σ = 4 grey levels, seeded), and with the map computed with seed+1"],
   ["forward / backward / wall_s", "passes of the model the method used for its map and its wall time (the curves' own passes are not included)"],
-  ["paired tests", "of del_norm, ins_norm, top10 (per fill), leakage and stability: Wilcoxon signed-rank (two-sided; zero differences dropped; exact when n ≤ 50 without ties, else normal approximation with tie correction, no continuity correction — scipy's defaults) over the cells two methods share (same model, image and RoI)"],
+  ["paired tests", "of del_norm, ins_norm, top10 (per fill), leakage and stability: Wilcoxon signed-rank (two-sided; zero differences dropped; exact when n ≤ 50 without ties, else normal approximation with tie correction, no continuity correction — scipy's defaults) over the images two methods share: the differences of the cells they share (same model, image and RoI) are averaged per image first, so an image explained by 5 models counts once (n = images); p_holm = Holm's adjustment within each family (one scope and metric: every pair of methods); better = the method the test favours (W+ against W−, in the metric's direction), a finding only where p_holm < 0.05; effect sizes: the mean per-image difference with its 95% image-bootstrap interval and the rank-biserial correlation (W+ − W−)/(W+ + W−)"],
+  ["intervals and ranks", "every mean has a 95% percentile bootstrap interval over images (1000 resamples of the per-image means, seeded); ranks (1 = most faithful by mean, random excluded) have a 95% bootstrap interval from re-ranking the means on resampled images; medians are over cells"],
 ];
 
 const HEADLINE = (fills: string[]) => [...fills.flatMap((f) => [`del_norm:${f}`, `ins_norm:${f}`]), ...fills.map((f) => `top10:${f}`), "leakage", "gini", "stab_noise", "stab_seed", "forward", "wall_s"];
@@ -41,6 +42,24 @@ function meanCurve(curves: CurvePair[], which: "deletion" | "insertion"): number
     for (let k = 0; k < K; k++) out[k] += (c[which][k] - removed) / (base - removed) / ok.length;
   }
   return out;
+}
+
+/** The statistics tables as CSV text, by file name (one writer for a run's folder and the published results). */
+export function statisticsCsv(summary: Summary): Record<"summary.csv" | "pairs.csv" | "ranks.csv", string> {
+  return {
+    "summary.csv": csv(
+      ["scope", "dataset", "model", "method", "metric", "direction", "mean", "sd", "n", "median", "images", "mean_ci95_low", "mean_ci95_high"],
+      summary.stats.map((s) => [s.scope, s.dataset, s.model, s.method, s.metric, direction(s.metric), s.mean, s.sd, s.n, s.median, s.images, s.ciLow, s.ciHigh]),
+    ),
+    "pairs.csv": csv(
+      ["scope", "dataset", "model", "metric", "a", "b", "n_images", "n_cells", "mean_diff_a_minus_b", "diff_ci95_low", "diff_ci95_high", "rank_biserial", "w_plus", "statistic", "p", "p_holm", "test", "better"],
+      summary.pairs.map((p) => [p.scope, p.dataset, p.model, p.metric, p.a, p.b, p.n, p.cells, p.meanDiff, p.ciLow, p.ciHigh, p.rankBiserial, p.wPlus, p.statistic, p.p, p.pHolm, p.test, p.better]),
+    ),
+    "ranks.csv": csv(
+      ["scope", "dataset", "model", "metric", "direction", "method", "rank", "rank_ci95_low", "rank_ci95_high", "images"],
+      (summary.ranks ?? []).map((r) => [r.scope, r.dataset, r.model, r.metric, direction(r.metric), r.method, r.rank, r.low, r.high, r.images]),
+    ),
+  };
 }
 
 export interface ReportFiles {
@@ -78,8 +97,7 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
     ),
   );
   await put("summary.json", JSON.stringify({ ...summary, definitions: Object.fromEntries(METRIC_DEFINITIONS), run, runs }));
-  await put("summary.csv", csv(["scope", "dataset", "model", "method", "metric", "direction", "mean", "sd", "n"], summary.stats.map((s) => [s.scope, s.dataset, s.model, s.method, s.metric, direction(s.metric), s.mean, s.sd, s.n])));
-  await put("pairs.csv", csv(["scope", "dataset", "model", "metric", "a", "b", "n", "mean_diff_a_minus_b", "w_plus", "statistic", "p", "test", "better"], summary.pairs.map((p) => [p.scope, p.dataset, p.model, p.metric, p.a, p.b, p.n, p.meanDiff, p.wPlus, p.statistic, p.p, p.test, p.better])));
+  for (const [name, data] of Object.entries(statisticsCsv(summary))) await put(name, data);
 
   // Plots per dataset and fill.
   const fills = [...new Set(cells.flatMap((c) => Object.keys(c.fills)))] as FillName[];
@@ -185,9 +203,9 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
     }
   }
   parts.push(table(["dataset", "model", "metric", "best", "ranking (mean)"], winRows));
-  parts.push(`<h2>Paired Wilcoxon tests (per dataset; all scopes in pairs.csv)</h2>`);
-  const pairRows = summary.pairs.filter((p) => p.scope === "dataset" && /^(del_norm|ins_norm|top10):/.test(p.metric)).map((p) => [esc(p.dataset), esc(p.metric), esc(p.a), esc(p.b), p.n, p.meanDiff, p.statistic, p.p, esc(p.test), esc(p.better)]);
-  parts.push(table(["dataset", "metric", "a", "b", "n", "mean(a−b)", "W", "p", "test", "better on average"], pairRows));
+  parts.push(`<h2>Paired Wilcoxon tests over images (per dataset; all scopes in pairs.csv)</h2>`);
+  const pairRows = summary.pairs.filter((p) => p.scope === "dataset" && /^(del_norm|ins_norm|top10):/.test(p.metric)).map((p) => [esc(p.dataset), esc(p.metric), esc(p.a), esc(p.b), p.n, `${fmt(p.meanDiff)} [${fmt(p.ciLow)}, ${fmt(p.ciHigh)}]`, p.rankBiserial ?? NaN, p.p, p.pHolm ?? NaN, esc(holmSignificant(p) ? p.better : "–")]);
+  parts.push(table(["dataset", "metric", "a", "b", "images", "mean(a−b) [95% CI]", "rank-biserial", "p", "p (Holm)", "better (Holm p < 0.05)"], pairRows));
   parts.push(`<h2>Plots</h2>`);
   for (const p of plots) parts.push(`<figure>${pngImg(p.png, p.caption)}<figcaption class="small">${esc(p.caption)}</figcaption></figure>`);
   parts.push(`<h2>Definitions</h2>` + table(["metric", "definition"], METRIC_DEFINITIONS.map(([k, v]) => [esc(k), esc(v)])));
@@ -199,8 +217,10 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
 /** Markdown tables of the headline numbers (for READMEs): per dataset, mean ± sd (n) per method, and the best method per model. */
 export function markdownSummary(summary: Summary, fills: readonly string[]): string {
   const lines: string[] = [
-    "Each entry is mean ± sd over the cells (n in parentheses; n differs between columns where cells whose",
-    "outcome range is below --min-range are left out of the normalised AUCs). ↓ lower is more faithful,",
+    "Each entry is the mean over the cells with its 95% image-bootstrap interval in brackets (n cells in",
+    "parentheses; the interval resamples images, so an image explained by several models counts once; n",
+    "differs between columns where cells whose outcome range is below --min-range are left out of the",
+    "normalised AUCs; medians and sd are in summary.csv). ↓ lower is more faithful,",
     "↑ higher is. `del_norm`/`ins_norm`: normalised deletion/insertion AUC with the fill after the colon;",
     "`top10`: change of the RoI outcome (× 100, e.g. Dice points) when the top 10% of the support mass is",
     "replaced (0 for a map that claims no support: it replaces nothing); `forward`/`backward`: passes per",
@@ -219,17 +239,31 @@ export function markdownSummary(summary: Summary, fills: readonly string[]): str
       lines.push(`| method | ${present.map((c) => c + arrow(c)).join(" | ")} |`, `|---|${present.map(() => "---").join("|")}|`);
       for (const m of summary.methods) {
         if (!st.some((s) => s.method === m)) continue;
-        lines.push(`| ${m} | ${present.map((c) => { const s = st.find((x) => x.method === m && x.metric === c); return s ? `${fmt(s.mean, c === "forward" || c === "backward" ? 0 : 3)}${s.n > 1 ? ` ± ${fmt(s.sd, c === "forward" || c === "backward" ? 0 : 3)}` : ""} (${s.n})` : "–"; }).join(" | ")} |`);
+        lines.push(`| ${m} | ${present.map((c) => {
+          const s = st.find((x) => x.method === m && x.metric === c);
+          const d = c === "forward" || c === "backward" ? 0 : 3;
+          return s ? `${fmt(s.mean, d)}${Number.isFinite(s.ciLow ?? NaN) ? ` [${fmt(s.ciLow, d)}, ${fmt(s.ciHigh, d)}]` : ""} (${s.n})` : "–";
+        }).join(" | ")} |`);
       }
       lines.push("");
     }
   }
-  lines.push("#### Most faithful method by mean (random control excluded)", "", "| dataset | model | metric | best | pdcr's rank | ranking |", "|---|---|---|---|---|---|");
+  lines.push(
+    "#### Most faithful method by mean (random control excluded)",
+    "",
+    "Ranks by mean; in brackets the 95% image-bootstrap interval of PdCR's rank (a rank whose interval spans",
+    "several places is not a finding).",
+    "",
+    "| dataset | model | metric | best | pdcr's rank [95% CI] | ranking |",
+    "|---|---|---|---|---|---|",
+  );
   for (const f of fills) {
     for (const metric of [`del_norm:${f}`, `ins_norm:${f}`, `top10:${f}`]) {
       for (const w of winners(summary, metric)) {
         const rank = rankOf(w.ranking, "pdcr", metric);
-        lines.push(`| ${w.dataset} | ${w.model} | ${metric}${arrow(metric)} | ${w.best} | ${rank < 0 ? "–" : `${rank + 1} of ${w.ranking.length}`} | ${w.ranking.map((r) => `${r.method} ${fmt(r.mean)}`).join(", ")} |`);
+        const ci = summary.ranks?.find((r) => r.scope !== "all" && r.dataset === w.dataset && r.model === w.model && r.metric === metric && r.method === "pdcr");
+        const ciText = ci && Number.isFinite(ci.low) ? ` [${ci.low}–${ci.high}]` : "";
+        lines.push(`| ${w.dataset} | ${w.model} | ${metric}${arrow(metric)} | ${w.best} | ${rank < 0 ? "–" : `${rank + 1} of ${w.ranking.length}${ciText}`} | ${w.ranking.map((r) => `${r.method} ${fmt(r.mean)}`).join(", ")} |`);
       }
     }
   }
@@ -249,8 +283,39 @@ export function markdownSummary(summary: Summary, fills: readonly string[]): str
       }
     }
     lines.push(...(not.length ? not : ["- nowhere in these cells"]), "", `PdCR is the most faithful by mean on: ${best.length ? best.join("; ") : "none of these metrics"}.`);
+    lines.push("", "#### PdCR in paired tests (per dataset, over images, Holm p < 0.05)", "", ...pdcrPairCounts(summary, fills).map((c) =>
+      `- ${c.dataset}: against the ${c.others} other methods on ${c.metrics} faithfulness metrics (${c.tests} tests), PdCR is better in ${c.better}, worse in ${c.worse}, and no difference is found in ${c.none}; it beats the random order in ${c.beatsRandom} of ${c.randomTests} (deletion/insertion) and loses to it in ${c.losesToRandom}.`));
   }
   return lines.join("\n") + "\n";
+}
+
+/**
+ * PdCR's paired-test record per dataset: faithfulness metrics only (normalised deletion and
+ * insertion AUCs and the top-10% effect, per fill; not leakage, which is descriptive), other methods
+ * and the random control counted apart, a finding only at Holm p < 0.05.
+ */
+export function pdcrPairCounts(summary: Summary, fills: readonly string[]): { dataset: string; others: number; metrics: number; tests: number; better: number; worse: number; none: number; beatsRandom: number; losesToRandom: number; randomTests: number }[] {
+  const metrics = new Set(fills.flatMap((f) => [`del_norm:${f}`, `ins_norm:${f}`, `top10:${f}`]));
+  const datasets = [...new Set(summary.pairs.filter((p) => p.scope === "dataset").map((p) => p.dataset))].sort();
+  return datasets.map((dataset) => {
+    const mine = summary.pairs.filter((p) => p.scope === "dataset" && p.dataset === dataset && metrics.has(p.metric) && (p.a === "pdcr" || p.b === "pdcr"));
+    const vsMethods = mine.filter((p) => p.a !== RANDOM && p.b !== RANDOM);
+    const vsRandom = mine.filter((p) => p.a === RANDOM || p.b === RANDOM);
+    const won = (p: (typeof mine)[number]) => holmSignificant(p) && p.better === "pdcr";
+    const lost = (p: (typeof mine)[number]) => holmSignificant(p) && p.better !== "pdcr";
+    return {
+      dataset,
+      others: new Set(vsMethods.map((p) => (p.a === "pdcr" ? p.b : p.a))).size,
+      metrics: new Set(vsMethods.map((p) => p.metric)).size,
+      tests: vsMethods.length,
+      better: vsMethods.filter(won).length,
+      worse: vsMethods.filter(lost).length,
+      none: vsMethods.filter((p) => !won(p) && !lost(p)).length,
+      beatsRandom: vsRandom.filter(won).length,
+      losesToRandom: vsRandom.filter(lost).length,
+      randomTests: vsRandom.length,
+    };
+  });
 }
 
 /** 0-based rank = number of methods strictly better by mean (ties share the rank); −1 if absent. */

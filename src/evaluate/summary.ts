@@ -1,13 +1,17 @@
 /**
- * Aggregation of whatever cells exist: mean ± sd of every metric per (dataset, model, method), per
- * (dataset, method) and over everything, and paired Wilcoxon signed-rank tests between methods over
- * the cells they share (same dataset, model, image and RoI). The random-order control enters as the
+ * Aggregation of whatever cells exist: mean ± sd, median and an image-bootstrap interval of every
+ * metric per (dataset, model, method), per (dataset, method) and over everything; ranks with bootstrap
+ * intervals; and paired Wilcoxon signed-rank tests between methods. The image is the unit of
+ * independence: where a scope holds several cells of one image (several models, several RoIs), their
+ * values are averaged per image before any interval or test. Tests are Holm-adjusted within their
+ * family (one scope, one metric: every pair of methods). The random-order control enters as the
  * pseudo-method "random" for the curve metrics. The result depends only on the cell files, never on
  * the order they were computed in.
  */
 import type { CellRecord, ControlRecord } from "./store.js";
 import { meanSd } from "./map-metrics.js";
 import { wilcoxon } from "./wilcoxon.js";
+import { bootstrapMeanCi, bootstrapRanks, holm, median } from "./inference.js";
 
 export const RANDOM = "random";
 
@@ -49,7 +53,29 @@ export interface StatRow {
   metric: string;
   mean: number;
   sd: number;
+  /** cells with a value */
   n: number;
+  /** median over the cells */
+  median?: number;
+  /** images the cells come from (the bootstrap's clusters) */
+  images?: number;
+  /** 95% image-bootstrap interval of the mean (per-image means resampled); NaN with fewer than 2 images */
+  ciLow?: number;
+  ciHigh?: number;
+}
+
+/** A method's place among the methods of one scope by mean (1 = most faithful), with its interval. */
+export interface RankRow {
+  scope: "model" | "dataset" | "all";
+  dataset: string;
+  model: string;
+  metric: string;
+  method: string;
+  rank: number;
+  /** 95% image-bootstrap interval of the rank */
+  low: number;
+  high: number;
+  images: number;
 }
 
 export interface PairRow {
@@ -59,14 +85,24 @@ export interface PairRow {
   metric: string;
   a: string;
   b: string;
+  /** images in the test: the paired differences are averaged per image first */
   n: number;
-  /** mean of (a − b) over the paired cells */
+  /** paired cells behind those images */
+  cells?: number;
+  /** mean of the per-image mean (a − b) */
   meanDiff: number;
+  /** 95% image-bootstrap interval of meanDiff */
+  ciLow?: number;
+  ciHigh?: number;
+  /** matched-pairs rank-biserial correlation (W+ − W−) / (W+ + W−): the test's effect size, in [−1, 1] */
+  rankBiserial?: number;
   wPlus: number;
   statistic: number;
   p: number;
+  /** Holm-adjusted p within the family (scope, dataset, model, metric) */
+  pHolm?: number;
   test: "exact" | "normal";
-  /** which method is better on average by the metric's direction ("tie" when equal) */
+  /** the method the test favours (by W+ against W−, in the metric's direction); "tie" when W+ = W− */
   better: string;
 }
 
@@ -78,6 +114,7 @@ export interface Summary {
   methods: string[];
   models: { dataset: string; model: string }[];
   stats: StatRow[];
+  ranks?: RankRow[];
   pairs: PairRow[];
 }
 
@@ -102,10 +139,38 @@ function metricOrder(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
+/** Metrics ranked with intervals: the headline faithfulness comparisons. */
+export function ranked(metric: string): boolean {
+  return /^(del_norm|ins_norm|top10):/.test(metric);
+}
+
+/** Mean of each cluster's (image's) values, in first-seen order of the clusters. */
+function clusterMeans(values: readonly { cluster: string; v: number }[]): Map<string, number> {
+  const acc = new Map<string, [number, number]>();
+  for (const { cluster, v } of values) {
+    const a = acc.get(cluster) ?? acc.set(cluster, [0, 0]).get(cluster)!;
+    a[0] += v;
+    a[1]++;
+  }
+  return new Map([...acc].map(([k, [s, n]]) => [k, s / n]));
+}
+
+const imageOf = (r: Row) => `${r.dataset}|${r.image}`;
+
 export function summarize(cells: readonly CellRecord[], controls: readonly ControlRecord[]): Summary {
-  const rows = rowsOf(cells, controls);
   const methods = [...new Set(cells.map((c) => c.method))].sort();
   if (controls.some((c) => c.status === "ok")) methods.push(RANDOM);
+  return {
+    format: "segcause.evalsummary/1",
+    cells: cells.length,
+    controls: controls.filter((c) => c.status === "ok").length,
+    skippedRois: controls.filter((c) => c.status === "skipped").length,
+    ...summarizeRows(rowsOf(cells, controls), methods),
+  };
+}
+
+/** The statistics of flat rows (`methods` in table order, the random control last when present). */
+export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Summary, "methods" | "models" | "stats" | "ranks" | "pairs"> {
   const models = [...new Map(rows.map((r) => [`${r.dataset}|${r.model}`, { dataset: r.dataset, model: r.model }])).values()].sort((a, b) => metricOrder(`${a.dataset}|${a.model}`, `${b.dataset}|${b.model}`));
   const metricNames = [...new Set(rows.flatMap((r) => Object.keys(r.metrics)))].sort(metricOrder);
   const scopes: { scope: StatRow["scope"]; dataset: string; model: string; pick: (r: Row) => boolean }[] = [
@@ -114,6 +179,7 @@ export function summarize(cells: readonly CellRecord[], controls: readonly Contr
     { scope: "all", dataset: "*", model: "*", pick: () => true },
   ];
   const stats: StatRow[] = [];
+  const ranks: RankRow[] = [];
   const pairs: PairRow[] = [];
   for (const s of scopes) {
     const sel = rows.filter(s.pick);
@@ -121,44 +187,63 @@ export function summarize(cells: readonly CellRecord[], controls: readonly Contr
       const mine = sel.filter((r) => r.method === method);
       if (mine.length === 0) continue;
       for (const metric of metricNames) {
-        const xs = mine.map((r) => r.metrics[metric]).filter((v): v is number => v !== null && v !== undefined);
-        if (xs.length === 0) continue;
+        const vals = mine.flatMap((r) => { const v = r.metrics[metric]; return v === null || v === undefined || !Number.isFinite(v) ? [] : [{ cluster: imageOf(r), v }]; });
+        if (vals.length === 0) continue;
+        const xs = vals.map((x) => x.v);
         const { mean, sd, n } = meanSd(xs);
-        stats.push({ scope: s.scope, dataset: s.dataset, model: s.model, method, metric, mean, sd, n });
+        const perImage = [...clusterMeans(vals).values()];
+        const [ciLow, ciHigh] = bootstrapMeanCi(perImage);
+        stats.push({ scope: s.scope, dataset: s.dataset, model: s.model, method, metric, mean, sd, n, median: median(xs), images: perImage.length, ciLow, ciHigh });
       }
+    }
+    // Ranks: each method's per-image mean on every image of the scope, re-ranked on resampled images.
+    for (const metric of metricNames.filter(ranked)) {
+      const ms = methods.filter((m) => m !== RANDOM && sel.some((r) => r.method === m && Number.isFinite(r.metrics[metric] ?? NaN)));
+      if (ms.length === 0) continue;
+      const perMethod = ms.map((m) => clusterMeans(sel.filter((r) => r.method === m && Number.isFinite(r.metrics[metric] ?? NaN)).map((r) => ({ cluster: imageOf(r), v: r.metrics[metric]! }))));
+      const images = [...new Set(perMethod.flatMap((p) => [...p.keys()]))].sort();
+      const table = perMethod.map((p) => images.map((c) => p.get(c) ?? Number.NaN));
+      bootstrapRanks(table, direction(metric) === "lower").forEach((r, i) => ranks.push({ scope: s.scope, dataset: s.dataset, model: s.model, metric, method: ms[i], rank: r.rank, low: r.low, high: r.high, images: images.length }));
     }
     for (const metric of metricNames.filter(tested)) {
       for (let i = 0; i < methods.length; i++) {
         for (let j = i + 1; j < methods.length; j++) {
           const a = methods[i], b = methods[j];
           const byKey = new Map(sel.filter((r) => r.method === b).map((r) => [r.cellKey, r.metrics[metric]]));
-          const diffs: number[] = [];
+          const diffs: { cluster: string; v: number }[] = [];
           for (const r of sel) {
             if (r.method !== a) continue;
             const va = r.metrics[metric], vb = byKey.get(r.cellKey);
             if (va === null || va === undefined || vb === null || vb === undefined) continue;
-            diffs.push(va - vb);
+            diffs.push({ cluster: imageOf(r), v: va - vb });
           }
           if (diffs.length === 0) continue;
-          const w = wilcoxon(diffs);
-          const meanDiff = diffs.reduce((x, y) => x + y, 0) / diffs.length;
+          const perImage = [...clusterMeans(diffs).values()];
+          const w = wilcoxon(perImage);
+          const meanDiff = perImage.reduce((x, y) => x + y, 0) / perImage.length;
+          const [ciLow, ciHigh] = bootstrapMeanCi(perImage);
           const dir = direction(metric);
-          const better = meanDiff === 0 ? "tie" : (meanDiff < 0) === (dir === "lower") ? a : b;
-          pairs.push({ scope: s.scope, dataset: s.dataset, model: s.model, metric, a, b, n: diffs.length, meanDiff, wPlus: w.wPlus, statistic: w.statistic, p: w.p, test: w.method, better });
+          // The test's own direction: W+ > W− means a − b tends to be positive.
+          const better = w.wPlus === w.wMinus ? "tie" : (w.wPlus < w.wMinus) === (dir === "lower") ? a : b;
+          const rankBiserial = w.wPlus + w.wMinus > 0 ? (w.wPlus - w.wMinus) / (w.wPlus + w.wMinus) : 0;
+          pairs.push({ scope: s.scope, dataset: s.dataset, model: s.model, metric, a, b, n: perImage.length, cells: diffs.length, meanDiff, ciLow, ciHigh, rankBiserial, wPlus: w.wPlus, statistic: w.statistic, p: w.p, pHolm: Number.NaN, test: w.method, better });
         }
       }
     }
   }
-  return {
-    format: "segcause.evalsummary/1",
-    cells: cells.length,
-    controls: controls.filter((c) => c.status === "ok").length,
-    skippedRois: controls.filter((c) => c.status === "skipped").length,
-    methods,
-    models,
-    stats,
-    pairs,
-  };
+  // Holm within each family: one scope and metric, every pair of methods.
+  const families = new Map<string, PairRow[]>();
+  for (const p of pairs) {
+    const k = `${p.scope}|${p.dataset}|${p.model}|${p.metric}`;
+    (families.get(k) ?? families.set(k, []).get(k)!).push(p);
+  }
+  for (const fam of families.values()) holm(fam.map((p) => p.p)).forEach((q, i) => (fam[i].pHolm = q));
+  return { methods, models, stats, ranks, pairs };
+}
+
+/** Tests that find a difference at level α after Holm's adjustment. */
+export function holmSignificant(p: PairRow, alpha = 0.05): boolean {
+  return (p.pHolm ?? Number.NaN) < alpha && p.better !== "tie";
 }
 
 /** The best method (by mean, following the metric's direction) per scope and metric, random excluded. */

@@ -1,0 +1,72 @@
+/**
+ * The published benchmark (docs/results) is re-derived from its own cells: every statistics table and
+ * every generated sentence in the docs must equal what the code computes from docs/results/cells.csv
+ * and strategies/maps.csv. After a statistics or prose-generator change, regenerate with
+ * `UPDATE_PUBLISHED=1 npx vitest run test/published-results.test.ts` and review the diff.
+ */
+import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { publishedStatistics, type PublishedStatistics } from "../src/evaluate/published.js";
+import { budgetClaims, generatedBlocks, rankingClaims, replaceBlock, shortClaims, strategyClaims, strategyRowsFromCsv, type StrategyMapRow } from "../src/evaluate/claims.js";
+
+const ROOT = join(import.meta.dirname, "..");
+const DIR = join(ROOT, "docs", "results");
+const UPDATE = process.env.UPDATE_PUBLISHED === "1";
+
+/** README.md and every markdown file under docs/ (a generated block may live in any of them). */
+function markdownFiles(): string[] {
+  const out = [join(ROOT, "README.md")];
+  const walk = (d: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else if (e.name.endsWith(".md") && e.name !== "report.md") out.push(join(d, e.name));
+    }
+  };
+  walk(join(ROOT, "docs"));
+  return out;
+}
+
+describe("published benchmark", () => {
+  let stats: PublishedStatistics, strategies: StrategyMapRow[], fills: string[], radius: number;
+  beforeAll(() => {
+    stats = publishedStatistics(DIR);
+    strategies = strategyRowsFromCsv(readFileSync(join(DIR, "strategies", "maps.csv"), "utf8"));
+    fills = (JSON.parse(readFileSync(join(DIR, "run.json"), "utf8")) as { protocol: { fills: string[] } }).protocol.fills;
+    radius = (JSON.parse(readFileSync(join(DIR, "strategies", "strategies.json"), "utf8")) as { settings: { radius: number } }).settings.radius;
+    if (UPDATE) for (const [name, text] of Object.entries(stats.files)) writeFileSync(join(DIR, name), text);
+  });
+
+  it("every statistics table equals what the code computes from cells.csv", () => {
+    for (const [name, text] of Object.entries(stats.files)) {
+      // compared as text: a difference shows the first differing line
+      const published = readFileSync(join(DIR, name), "utf8").split("\n");
+      const want = text.split("\n");
+      const first = want.findIndex((l, i) => l !== published[i]);
+      expect(first === -1 ? null : `line ${first + 1}: ${published[first]?.slice(0, 200)} ≠ ${want[first].slice(0, 200)}`, name).toBe(null);
+      expect(published.length, name).toBe(want.length);
+    }
+  });
+
+  it("every generated sentence in the docs equals its generator on the published numbers", () => {
+    const generators: Record<string, () => string> = {
+      "results-ranking": () => rankingClaims(stats.summary, fills),
+      "results-strategies": () => strategyClaims(strategies, radius),
+      "results-short": () => shortClaims(stats.summary, fills, strategies),
+      "results-budgets": () => budgetClaims(stats.summary),
+    };
+    const seen = new Set<string>();
+    for (const file of markdownFiles()) {
+      let md = readFileSync(file, "utf8");
+      for (const b of generatedBlocks(md)) {
+        expect(generators[b.name], `${file}: unknown generated block ${b.name}`).toBeDefined();
+        seen.add(b.name);
+        const want = generators[b.name]();
+        if (UPDATE) md = replaceBlock(md, b.name, want);
+        else expect(b.body, `${file}: block ${b.name}`).toBe(want);
+      }
+      if (UPDATE) writeFileSync(file, md);
+    }
+    expect([...seen].sort()).toEqual(Object.keys(generators).sort());
+  });
+});
