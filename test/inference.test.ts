@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { bootstrapMeanCi, bootstrapRanks, holm, median } from "../src/evaluate/inference.js";
+import { modelPairs } from "../src/evaluate/strategies-report.js";
 import { summarizeRows, type Row } from "../src/evaluate/summary.js";
 
 describe("Holm's adjustment", () => {
@@ -71,5 +72,18 @@ describe("clustered paired tests", () => {
     expect(p.meanDiff).toBeGreaterThan(0); // by mean, b looks better (lower)
     expect(p.wPlus).toBe(8); // the one positive difference has the largest rank
     expect(p.better).toBe("a"); // W− = 28 > W+ = 8: the test favours a
+  });
+});
+
+describe("strategy model comparisons", () => {
+  it("are Holm-adjusted within each (dataset, method, statistic) family of model pairs", () => {
+    const stats = (v: number) => ({ localShare: v, spread: v / 2, entropy: 0.5, chainExtent: Number.NaN }) as unknown as Parameters<typeof modelPairs>[0][number]["stats"];
+    const maps = ["a", "b", "c"].flatMap((model, m) => Array.from({ length: 6 }, (_, i) => ({ dataset: "d", model, image: `img${i}`, roi: "r", roiRect: { row: 0, col: 0, height: 8, width: 8 }, method: "pdcr", stats: stats(m + 0.1 * i * (m + 1)) })));
+    const pairs = modelPairs(maps);
+    const local = pairs.filter((p) => p.stat === "localShare");
+    expect(local.map((p) => `${p.a}-${p.b}`)).toEqual(["a-b", "a-c", "b-c"]);
+    const want = holm(local.map((p) => p.p));
+    local.forEach((p, i) => expect(p.pHolm).toBe(want[i]));
+    expect(pairs.some((p) => p.stat === "chainExtent")).toBe(false); // no finite values: no test
   });
 });

@@ -1,11 +1,12 @@
 /**
  * The statistics of a published benchmark, recomputed from its cells.csv (every cell's metrics and the
- * random control's), so a reader can re-derive every table without the run's folder, and a statistics
+ * random control's) and its strategies.json (every map's statistics), so a reader can re-derive every table without the run's folder, and a statistics
  * revision can be re-published from the same cells.
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { markdownSummary, statisticsCsv } from "./report.js";
+import { modelPairs, modelPairsCsv, type MapResult } from "./strategies-report.js";
 import { summarizeRows, type Row, type Summary } from "./summary.js";
 
 /** Rows of a cells.csv written by the report (header: dataset, model, image, roi, …, method, …, metrics). */
@@ -43,5 +44,10 @@ export function publishedStatistics(dir: string): PublishedStatistics {
   const files: Record<string, string> = { ...statisticsCsv(summary), "report.md": markdownSummary(summary, fills) + (tail >= 0 ? md.slice(tail) : "") };
   const { definitions, run, runs } = previous as unknown as Record<string, unknown>;
   files["summary.json"] = JSON.stringify({ ...summary, definitions, run, runs });
+  // The strategy analysis' model comparisons, from the per-map statistics it published.
+  const strategies = JSON.parse(readFileSync(join(dir, "strategies", "strategies.json"), "utf8")) as Record<string, unknown> & { maps: MapResult[] };
+  const pairs = modelPairs(strategies.maps);
+  files["strategies/model-pairs.csv"] = modelPairsCsv(pairs);
+  files["strategies/strategies.json"] = JSON.stringify({ ...strategies, pairs }, null, 1);
   return { summary, files };
 }

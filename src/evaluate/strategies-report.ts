@@ -20,6 +20,7 @@ import { meanSd } from "./map-metrics.js";
 import { boxPanelsSvg, colourOf, esc, stackedBarsSvg } from "./plots.js";
 import type { CellRecord } from "./store.js";
 import { checkStrategySettings, STRATEGY_CLASSES, STRATEGY_DEFAULTS, strategyStats, type StrategySettings, type StrategyStats } from "./strategies.js";
+import { holm } from "./inference.js";
 import { wilcoxon } from "./wilcoxon.js";
 
 export interface MapEntry {
@@ -164,6 +165,57 @@ export function loadMap(e: MapEntry): { map: Float32Array; height: number; width
 const CLASS_COLOURS: Record<string, string> = { local: "#d62728", sequential: "#2ca02c", global: "#1f77b4", null: "#aaaaaa" };
 const STAT_KEYS = ["localShare", "spread", "entropy", "chainExtent", "chainBlocks", "chainWidth", "chainMass", "significantShare"] as const;
 
+export interface ModelPair {
+  dataset: string;
+  method: string;
+  stat: string;
+  a: string;
+  b: string;
+  n: number;
+  meanDiff: number;
+  p: number;
+  /** Holm-adjusted within the family (dataset, method, statistic): every pair of models */
+  pHolm: number;
+  test: string;
+}
+
+/** Paired model comparisons of each map statistic on the same (dataset, image, RoI, method). */
+export function modelPairs(results: readonly Pick<MapResult, "dataset" | "model" | "image" | "roi" | "roiRect" | "method" | "stats">[]): ModelPair[] {
+  const pairs: ModelPair[] = [];
+  for (const ds of [...new Set(results.map((r) => r.dataset))].sort()) {
+    for (const method of [...new Set(results.map((r) => r.method))].sort()) {
+      const rs = results.filter((r) => r.dataset === ds && r.method === method);
+      const models = [...new Set(rs.map((r) => r.model))].sort();
+      for (let i = 0; i < models.length; i++) {
+        for (let j = i + 1; j < models.length; j++) {
+          const bKey = new Map(rs.filter((r) => r.model === models[j]).map((r) => [`${r.image}|${r.roi}|${r.roiRect.row},${r.roiRect.col}`, r]));
+          for (const stat of ["localShare", "spread", "entropy", "chainExtent"] as const) {
+            const d: number[] = [];
+            for (const r of rs.filter((x) => x.model === models[i])) {
+              const o = bKey.get(`${r.image}|${r.roi}|${r.roiRect.row},${r.roiRect.col}`);
+              if (o && Number.isFinite(r.stats[stat]) && Number.isFinite(o.stats[stat])) d.push(r.stats[stat] - o.stats[stat]);
+            }
+            if (d.length === 0) continue;
+            const w = wilcoxon(d);
+            pairs.push({ dataset: ds, method, stat, a: models[i], b: models[j], n: d.length, meanDiff: d.reduce((s, v) => s + v, 0) / d.length, p: w.p, pHolm: Number.NaN, test: w.method });
+          }
+        }
+      }
+    }
+  }
+  const families = new Map<string, ModelPair[]>();
+  for (const p of pairs) {
+    const k = JSON.stringify([p.dataset, p.method, p.stat]);
+    (families.get(k) ?? families.set(k, []).get(k)!).push(p);
+  }
+  for (const fam of families.values()) holm(fam.map((f) => f.p)).forEach((q, k) => (fam[k].pHolm = q));
+  return pairs;
+}
+
+export function modelPairsCsv(pairs: readonly ModelPair[]): string {
+  return csv(["dataset", "method", "stat", "a", "b", "n", "mean_diff_a_minus_b", "p", "p_holm", "test"], pairs.map((p) => [p.dataset, p.method, p.stat, p.a, p.b, p.n, p.meanDiff, p.p, p.pHolm, p.test]));
+}
+
 export interface StrategyReport {
   results: MapResult[];
   files: string[];
@@ -225,29 +277,7 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   });
   const perModel = perGroup.filter((g) => g.model !== "*");
   const perDataset = perGroup.filter((g) => g.model === "*");
-  // Paired model comparisons on the same (dataset, image, RoI, method).
-  const pairs: { dataset: string; method: string; stat: string; a: string; b: string; n: number; meanDiff: number; p: number; test: string }[] = [];
-  for (const ds of [...new Set(results.map((r) => r.dataset))].sort()) {
-    for (const method of [...new Set(results.map((r) => r.method))].sort()) {
-      const rs = results.filter((r) => r.dataset === ds && r.method === method);
-      const models = [...new Set(rs.map((r) => r.model))].sort();
-      for (let i = 0; i < models.length; i++) {
-        for (let j = i + 1; j < models.length; j++) {
-          const bKey = new Map(rs.filter((r) => r.model === models[j]).map((r) => [`${r.image}|${r.roi}|${r.roiRect.row},${r.roiRect.col}`, r]));
-          for (const stat of ["localShare", "spread", "entropy", "chainExtent"] as const) {
-            const d: number[] = [];
-            for (const r of rs.filter((x) => x.model === models[i])) {
-              const o = bKey.get(`${r.image}|${r.roi}|${r.roiRect.row},${r.roiRect.col}`);
-              if (o && Number.isFinite(r.stats[stat]) && Number.isFinite(o.stats[stat])) d.push(r.stats[stat] - o.stats[stat]);
-            }
-            if (d.length === 0) continue;
-            const w = wilcoxon(d);
-            pairs.push({ dataset: ds, method, stat, a: models[i], b: models[j], n: d.length, meanDiff: d.reduce((s, v) => s + v, 0) / d.length, p: w.p, test: w.method });
-          }
-        }
-      }
-    }
-  }
+  const pairs = modelPairs(results);
   const provenance = { versions: runtimeVersions(), createdAt: new Date().toISOString(), inputs: dirs.map((d) => resolve(d)), methods: opts.methods ?? null };
   // Without --tau, settings.tau (the default, 0) was not what any map used: null, and maps[].tau says.
   const recorded = {
@@ -259,7 +289,7 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   };
   await put("strategies.json", JSON.stringify({ format: "segcause.strategies/1", provenance, settings: recorded, definitions: DEFINITIONS, perModel, perDataset, pairs, maps: results.map(({ path, ...r }) => ({ ...r, path })) }, null, 1));
   await put("models.csv", csv(["dataset", "model", "method", "maps", ...STRATEGY_CLASSES, ...STAT_KEYS.flatMap((k) => [`${k}_mean`, `${k}_sd`])], perGroup.map((g) => [g.dataset, g.model, g.method, g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.flatMap((k) => [g.stats[k].mean, g.stats[k].sd])])));
-  await put("model-pairs.csv", csv(["dataset", "method", "stat", "a", "b", "n", "mean_diff_a_minus_b", "p", "test"], pairs.map((p) => [p.dataset, p.method, p.stat, p.a, p.b, p.n, p.meanDiff, p.p, p.test])));
+  await put("model-pairs.csv", modelPairsCsv(pairs));
 
   // Plots per method: class shares per model, stat distributions per model, gallery.
   const plots: { name: string; png: Buffer; caption: string }[] = [];
@@ -315,7 +345,7 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
     perGroup.map((g) => [esc(g.method), esc(g.dataset), esc(g.model), g.maps, ...STRATEGY_CLASSES.map((c) => g.counts[c]), ...STAT_KEYS.map((k) => `${fmt(g.stats[k].mean)} ± ${fmt(g.stats[k].sd)}`)]),
     { numeric: true },
   ));
-  if (pairs.length) body.push(`<h2>Paired model comparisons (same image and RoI; Wilcoxon signed-rank)</h2>` + table(["dataset", "method", "statistic", "a", "b", "n", "mean(a−b)", "p", "test"], pairs.map((p) => [esc(p.dataset), esc(p.method), p.stat, esc(p.a), esc(p.b), p.n, p.meanDiff, p.p, p.test])));
+  if (pairs.length) body.push(`<h2>Paired model comparisons (same image and RoI; Wilcoxon signed-rank)</h2>` + table(["dataset", "method", "statistic", "a", "b", "n", "mean(a−b)", "p", "p (Holm)", "test"], pairs.map((p) => [esc(p.dataset), esc(p.method), p.stat, esc(p.a), esc(p.b), p.n, p.meanDiff, p.p, p.pHolm, p.test])));
   body.push(`<h2>Plots</h2>`);
   for (const p of plots) body.push(`<figure>${pngImg(p.png, p.caption)}<figcaption class="small">${esc(p.caption)}</figcaption></figure>`);
   body.push(`<h2>Definitions</h2>` + table(["term", "definition"], DEFINITIONS.map(([k, v]) => [esc(k), esc(v)])));
