@@ -5,9 +5,13 @@ import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./tiny.j
 
 const BIN = join(import.meta.dirname, "..", "..", "bin", "segcause.js");
 
+/** A CLI call that hangs fails its test in minutes, not at the suite's limit (generous: CI shares 2 cores). */
+const CLI_TIMEOUT_MS = 240_000;
+
 export function segcause(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
-  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: CLI_TIMEOUT_MS, killSignal: "SIGKILL" });
+  const timedOut = (r.error as NodeJS.ErrnoException | undefined)?.code === "ETIMEDOUT";
+  return { code: r.status, stdout: r.stdout, stderr: timedOut ? `${r.stderr}\n[test harness: segcause ${args[0] ?? ""} killed after ${CLI_TIMEOUT_MS / 1000} s]` : r.stderr };
 }
 
 /**
