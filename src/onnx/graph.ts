@@ -23,10 +23,11 @@ export interface GraphSummary {
   outputs: TensorInfo[];
   /**
    * op type of the node that computes each graph output's values: the producing node, or, when that
-   * only reshapes or selects (Squeeze, Reshape, Transpose, Slice, ...), the node before it
+   * only reshapes, selects, broadcasts or pools (Squeeze, Transpose, Expand, AveragePool, ...), the
+   * node before it
    */
   outputOps: Record<string, string>;
-  /** the value-preserving ops between that node and each graph output, in graph order (usually none) */
+  /** the ops between that node and each graph output that only move, broadcast or average its values (LAYOUT_OPS), in graph order (usually none) */
   outputLayoutOps: Record<string, string[]>;
   /** each output's static dims at batch 1 where the graph does not state them, computed from its shapes */
   outputStaticDims: Record<string, number[] | undefined>;
@@ -131,8 +132,20 @@ function tensorInfo(v: ValueInfoProto): TensorInfo {
   return { name: v.name, elemType: TensorProto_DataType[elemType] ?? String(elemType), dims: declaredShape(v) ?? [] };
 }
 
-/** Ops that only move, reshape, select or retype their first input's values (a sigmoid stays a sigmoid). */
-const LAYOUT_OPS = new Set(["Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose", "Slice", "Gather", "Cast", "Dropout"]);
+/**
+ * Ops whose output values are copies, broadcasts or averages of their first input's values: after a
+ * Sigmoid or Softmax, they still hold probabilities (a Sigmoid on a [N,1,1,1] score broadcast by
+ * Expand or Tile, pooled, padded or resized to the image is still a probability per pixel).
+ */
+const LAYOUT_OPS = new Set([
+  // move, reshape, select, retype
+  "Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose", "Slice", "Gather", "GatherElements", "GatherND", "Cast", "Dropout",
+  "DepthToSpace", "SpaceToDepth", "Compress", "ReverseSequence", "CenterCropPad",
+  // broadcast, pad (a pad value outside [0, 1] is caught on the unperturbed pass), resample
+  "Expand", "Tile", "Pad", "Resize", "Upsample",
+  // pool or reduce to a mean, maximum or minimum
+  "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
+]);
 
 /** The op that computes `t`'s values, looking through layout ops, and the layout ops passed. */
 function valueOp(t: string, producers: Map<string, NodeProto>): { op: string; layout: string[] } {
