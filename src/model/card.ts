@@ -3,11 +3,12 @@
  * sidecar (`model.onnx.json`), from explicit overrides, or, for what neither gives, from the ONNX
  * graph plus stated assumptions — every assumption is recorded so the user can see it.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { z } from "zod";
 import { fail } from "../errors.js";
 import type { GraphSummary } from "../onnx/graph.js";
 import { chwOf, outputLayoutOf, type Layout } from "../onnx/adapt.js";
+import { readJsonBounded } from "../util/read.js";
 
 export const ResizeFilter = z.enum(["nearest", "bilinear", "bicubic", "lanczos"]);
 export type ResizeFilter = z.infer<typeof ResizeFilter>;
@@ -101,13 +102,7 @@ export function sidecarPath(modelPath: string): string {
 }
 
 function readSidecar(path: string): { card: ModelCard; channelStated: boolean } {
-  let raw: unknown;
-  if (statSync(path).isDirectory()) fail(`model card ${path} is a folder`, "give the card's JSON file (--card m.onnx.json)");
-  try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    fail(`model card ${path} is not valid JSON (${(e as Error).message})`, "fix or remove the sidecar file");
-  }
+  const raw = readJsonBounded(path, { what: "model card", kind: "card", hint: "give the card's JSON file (--card m.onnx.json), or fix or remove the sidecar file" });
   const parsed = ModelCardSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -1,9 +1,10 @@
 /** Reading ONNX graphs: what the model's inputs and outputs are and which ops produce them. */
 import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto, TensorProto_DataType, TensorProto_DataLocation } from "onnx-buf";
-import { readFileSync } from "node:fs";
+import { realpathSync } from "node:fs";
 import { basename, dirname, isAbsolute, relative, resolve, sep } from "node:path";
 import { fail } from "../errors.js";
+import { readFileBounded } from "../util/read.js";
 import { inferStatic, type StaticInfo } from "./shapes.js";
 import { sha256 } from "../util/hash.js";
 
@@ -40,12 +41,7 @@ export interface GraphSummary {
  * complete model: what every session is built from, and what the model's hash covers.
  */
 export function readModelFile(path: string): { bytes: Uint8Array; proto: ModelProto; sha256: string } {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    fail(`cannot read model ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the model's path");
-  }
+  const bytes = readFileBounded(path, { what: "model", kind: "model", hint: "give the .onnx file of the model" });
   const proto = parseModel(bytes, path);
   const data = inlineExternalData(proto, path);
   if (data.length === 0) return { bytes, proto, sha256: sha256(bytes) };
@@ -69,17 +65,23 @@ function inlineExternalData(model: ModelProto, path: string): Buffer[] {
     const entry = Object.fromEntries(t.externalData.map((e) => [e.key, e.value]));
     const location = entry.location ?? "";
     const file = resolve(dirname(path), location);
-    const rel = relative(dirname(path), file);
-    if (!location || isAbsolute(location) || rel === ".." || rel.startsWith(`..${sep}`)) {
+    if (!location || isAbsolute(location) || !inside(dirname(path), file)) {
       fail(`${path}: tensor '${t.name}' names its external data file as '${location}'`, "external data must be a file in the model's folder (onnx.save(..., save_as_external_data=True) writes it so)");
     }
     let data = files.get(file);
     if (!data) {
+      const hint = `keep ${location} next to ${basename(path)}`;
+      let real: string;
       try {
-        data = readFileSync(file);
+        real = realpathSync(file);
       } catch (e) {
-        fail(`${path} keeps the weights of tensor '${t.name}' in ${location}, which cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, `keep ${location} next to ${basename(path)}`);
+        fail(`${path} keeps the weights of tensor '${t.name}' in ${location}, which cannot be read (${(e as NodeJS.ErrnoException).code ?? "read error"})`, hint);
       }
+      // A symbolic link in the folder may point anywhere: what is read must lie in the model's (real) folder.
+      if (!inside(realpathSync(dirname(path)), real)) {
+        fail(`${path} keeps the weights of tensor '${t.name}' in ${location}, a link to a file outside the model's folder`, "external data must be a file in the model's folder: copy the file there instead of linking it");
+      }
+      data = readFileBounded(real, { what: `external data file of ${basename(path)}`, kind: "externalData", hint });
       files.set(file, data);
     }
     const offset = Number(entry.offset ?? 0);
@@ -95,6 +97,12 @@ function inlineExternalData(model: ModelProto, path: string): Buffer[] {
   if (total > PROTOBUF_LIMIT) fail(`${path} has ${(total / 2 ** 30).toFixed(1)} GiB of weights, more than one ONNX file can hold in memory (2 GiB)`, "segcause builds its sessions from one in-memory model; use a smaller model (or fp32 weights under 2 GiB)");
   if (hasExternal(model)) fail(`${path} keeps tensor data outside the file in a place segcause does not read (a sparse initializer, a tensor list or a subgraph)`, "save the model with its weights inside the .onnx file");
   return [...files.values()];
+}
+
+/** Whether `file` lies in `folder` or below it (both resolved paths). */
+function inside(folder: string, file: string): boolean {
+  const rel = relative(folder, file);
+  return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
 }
 
 /** Whether any tensor anywhere in the model (subgraphs, tensor lists, sparse initializers) is still external. */
