@@ -10,7 +10,12 @@ import { loadCase } from "../src/data/case.js";
 import { explainPdcr } from "../src/explain/pdcr.js";
 import { explainComponents } from "../src/explain/components.js";
 import { SegcauseError } from "../src/errors.js";
-import { flatBank, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+import { PROTOCOL_DEFAULTS, runEvaluation } from "../src/evaluate/benchmark.js";
+import { parseRoiSpec } from "../src/evaluate/rois.js";
+import "../src/explain/catalog.js";
+import { flatBank, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+import { join } from "node:path";
+import { writeFileSync } from "node:fs";
 
 const S = 64;
 /** the one causal block: rows 40..47, cols 8..15 */
@@ -102,7 +107,7 @@ describe("the output kind follows what the graph computes", () => {
 });
 
 describe("an output read as logits that lies within [0, 1] on the unperturbed image", () => {
-  it("is refused in one line (explain, components, evaluate share the check)", async () => {
+  it("is refused by explain and components (the check every method shares)", async () => {
     const path = writeModel(dir, "clip.onnx", broadcastSigmoidModel("clip"));
     await withModel(path, async (model) => {
       expect(model.card.output.kind).toBe("logits");
@@ -112,6 +117,26 @@ describe("an output read as logits that lies within [0, 1] on the unperturbed im
       await expect(run).rejects.toThrow(/reads output 'mask' as logits, but on the unperturbed image every value lies within \[0, 1\] \(0\.90\d* to 0\.90\d*\)/);
       await expect(explainComponents(model, kase, { roi: ROI }, { ablation: "zero", tensors: ["score"] })).rejects.toThrow(/every value lies within \[0, 1\]/);
     });
+  });
+
+  it("evaluate skips every RoI of such a model, with the reason", async () => {
+    const d = tmp("segcause-eval-unit-");
+    const path = writeModel(d, "clip.onnx", broadcastSigmoidModel("clip"));
+    const cases = [];
+    for (let i = 0; i < 2; i++) {
+      await writeImage(d, `c${i}.png`, () => 230, S);
+      await writeMask(d, `c${i}_mask.png`, (y, x) => x < 32, S);
+      cases.push({ id: `c${i}`, image: `c${i}.png`, mask: `c${i}_mask.png`, split: i === 0 ? "train" : "test" });
+    }
+    const manifest = join(d, "manifest.json");
+    writeFileSync(manifest, JSON.stringify({ name: "unit", cases }));
+    const s = await runEvaluation({
+      models: [path], dataset: manifest, split: "test", methods: [{ name: "occlusion", options: {} }], rois: parseRoiSpec("inside:8"),
+      bankSplits: ["train"], bankPatchSize: 8, out: join(d, "out"), seed: 0, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, fills: ["zero"], steps: 2 }, threads: 1,
+    });
+    expect(s.computed).toBe(0);
+    expect(s.skipped).toBe(1);
+    expect(s.notes.join(" ")).toMatch(/c1 inside8-0: skipped \(.*every value lies within \[0, 1\]/);
   });
 
   it("runs when the card confirms it (output.logitsInUnitRange)", async () => {
