@@ -5,7 +5,7 @@
  * CLI reports as an internal error with exit 2). Seeded, so every run tries the same inputs.
  */
 import { spawnSync } from "node:child_process";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -205,6 +205,7 @@ describe("fuzz: every reader reads a file or refuses it in one line", () => {
       expect(r.status, r.stderr).toBe(1);
       expect(r.stderr).toMatch(/^segcause: error: /);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(existsSync(join(dir, "out", "manifest.json"))).toBe(false);
     }
   });
 });

@@ -28,7 +28,7 @@ const KERNEL: Record<ResizeFilter, Kernel> = {
 
 /** An image or mask file's bytes: a regular file within the image size limit (src/util/read.ts). */
 export async function readInput(path: string, what = "image"): Promise<Buffer> {
-  return readFileBoundedAsync(path, { what, kind: "image", hint: `check the path: give a ${IMAGE_FORMATS} file` });
+  return readFileBoundedAsync(path, { what, kind: "image", hint: `check the path (--image, --mask, or the files a dataset manifest lists): give a ${IMAGE_FORMATS} file` });
 }
 
 /**
