@@ -1,7 +1,7 @@
 /** Reading ONNX graphs: what the model's inputs and outputs are and which ops produce them. */
 import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto, TensorProto_DataType, TensorProto_DataLocation } from "onnx-buf";
-import { realpathSync } from "node:fs";
+import { realpathSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, relative, resolve, sep } from "node:path";
 import { fail } from "../errors.js";
 import { readFileBounded } from "../util/read.js";
@@ -81,6 +81,10 @@ function inlineExternalData(model: ModelProto, path: string): Buffer[] {
       if (!inside(realpathSync(dirname(path)), real)) {
         fail(`${path} keeps the weights of tensor '${t.name}' in ${location}, a link to a file outside the model's folder`, "external data must be a file in the model's folder: copy the file there instead of linking it");
       }
+      // Several data files could add up to more than one model can hold: stop before reading the next.
+      const read = [...files.values()].reduce((n, b) => n + b.length, 0);
+      const size = statSync(real).size;
+      if (read + size > PROTOBUF_LIMIT) tooLarge(path, read + size);
       data = readFileBounded(real, { what: `external data file of ${basename(path)}`, kind: "externalData", hint });
       files.set(file, data);
     }
@@ -94,9 +98,13 @@ function inlineExternalData(model: ModelProto, path: string): Buffer[] {
     t.dataLocation = TensorProto_DataLocation.DEFAULT;
   }
   const total = tensors.reduce((n, t) => n + t.rawData.length, 0);
-  if (total > PROTOBUF_LIMIT) fail(`${path} has ${(total / 2 ** 30).toFixed(1)} GiB of weights, more than one ONNX file can hold in memory (2 GiB)`, "segcause builds its sessions from one in-memory model; use a smaller model (or fp32 weights under 2 GiB)");
+  if (total > PROTOBUF_LIMIT) tooLarge(path, total);
   if (hasExternal(model)) fail(`${path} keeps tensor data outside the file in a place segcause does not read (a sparse initializer, a tensor list or a subgraph)`, "save the model with its weights inside the .onnx file");
   return [...files.values()];
+}
+
+function tooLarge(path: string, bytes: number): never {
+  fail(`${path} has ${(bytes / 2 ** 30).toFixed(1)} GiB of weights, more than one ONNX file can hold in memory (2 GiB)`, "segcause builds its sessions from one in-memory model; use a smaller model (or fp32 weights under 2 GiB)");
 }
 
 /** Whether `file` lies in `folder` or below it (both resolved paths). */
