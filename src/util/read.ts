@@ -5,7 +5,7 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync, type Stats } from "node:fs";
 import { open } from "node:fs/promises";
-import { fail } from "../errors.js";
+import { fail, SegcauseError } from "../errors.js";
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -38,8 +38,9 @@ export interface ReadWhat {
 /** A size in the unit that reads best (bytes, KiB, MiB, GiB). */
 export function formatBytes(n: number): string {
   if (n < 1024) return `${n} bytes`;
-  const [unit, size] = n < MiB ? ["KiB", 1024] : n < GiB ? ["MiB", MiB] : ["GiB", GiB];
-  return `${(n / (size as number)).toFixed(n / (size as number) < 10 ? 1 : 0)} ${unit}`;
+  const [unit, size]: [string, number] = n < MiB ? ["KiB", 1024] : n < GiB ? ["MiB", MiB] : ["GiB", GiB];
+  const v = n / size;
+  return `${Number.isInteger(v) ? v : v.toFixed(v < 10 ? 1 : 0)} ${unit}`;
 }
 
 function kindOfNode(st: Stats): string {
@@ -81,7 +82,7 @@ export function readFileBounded(path: string, w: ReadWhat): Buffer {
     for (let n = 1; got < size && n > 0; got += n) n = readSync(fd, buf, got, Math.min(size - got, 16 * MiB), got);
     return got === size ? buf : buf.subarray(0, got);
   } catch (e) {
-    if ((e as Error).name === "SegcauseError") throw e;
+    if (e instanceof SegcauseError) throw e;
     openFailed(path, e, w);
   } finally {
     closeSync(fd);
@@ -103,7 +104,7 @@ export async function readFileBoundedAsync(path: string, w: ReadWhat): Promise<B
     for (let n = 1; got < size && n > 0; got += n) n = (await fh.read(buf, got, Math.min(size - got, 16 * MiB), got)).bytesRead;
     return got === size ? buf : buf.subarray(0, got);
   } catch (e) {
-    if ((e as Error).name === "SegcauseError") throw e;
+    if (e instanceof SegcauseError) throw e;
     openFailed(path, e, w);
   } finally {
     await fh.close();
