@@ -120,7 +120,11 @@ function writeCache(path: string, value: { key: string; plan: ExecutionPlan }, o
     writeFileSync(tmp, JSON.stringify(value), { mode: 0o600, flag: "wx" });
     renameSync(tmp, path);
   } catch {
-    rmSync(tmp, { force: true });
     // caching is an optimisation only
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      // nothing was left, or nothing can be removed
+    }
   }
 }
