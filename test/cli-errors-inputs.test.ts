@@ -3,6 +3,7 @@
  * `segcause: error: <problem> (<fix>)`, exit status 1, nothing that looks like a result.
  * Tiny models only; most cases fail before any model runs.
  */
+import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -73,7 +74,7 @@ describe("explain: bad values are refused before anything runs", () => {
     ["block size in hexadecimal (Number() read 16)", ["--method", "occlusion", "--block", "0x10"], /--block must be a whole number written in digits, got '0x10'/],
     ["threshold in hexadecimal", ["--method", "zero", "--threshold", "0x1"], /--threshold must be a decimal number, got '0x1'/],
     ["seed as a fraction", ["--method", "zero", "--seed", "1.5"], /--seed must be an integer in 0\.\.4294967295, got '1\.5'/],
-    ["a folder as --card", ["--method", "zero", "--card", "CARDDIR"], /model card .* is a folder \(give the card's JSON file/],
+    ["a folder as --card", ["--method", "zero", "--card", "CARDDIR"], /model card .* is a folder, not a regular file \(give the card's JSON file/],
     ["both --roi and --roi-mask", ["--roi-mask", "ROIMASK"], /both --roi and --roi-mask are given/],
     ["ground-truth mask of another size", ["--method", "zero", "--mask", "SMALLMASK"], /mask .*small-mask.png is 16x16 pixels but the image .* is 32x32/],
     ["--out is a file", ["--method", "zero", "--out", "AFILE"], /--out .*a-file is a file, not a folder/],
@@ -338,7 +339,7 @@ describe("components: bad arguments", () => {
   });
   it("--list with a missing model or a folder", () => {
     expectOneLineError(segcause("components", "--list", "--model", join(dir, "nope.onnx")), /cannot read model .*nope.onnx \(ENOENT\)/);
-    expectOneLineError(segcause("components", "--list", "--model", dir), /cannot read model .* \(EISDIR\)/);
+    expectOneLineError(segcause("components", "--list", "--model", dir), /model .* is a folder, not a regular file/);
   });
 });
 
@@ -366,7 +367,57 @@ describe("bank build: bad arguments", () => {
     expectOneLineError(segcause("bank", "build", "--images", imgs(), "--size", "32,32", "--out", dir), /is a folder; it must be a file name/);
     expectOneLineError(segcause("bank", "build", "--images", imgs(), "--size", "32,32", "--out", join(aFile, "x.scbank")), /a-file is a file, not a folder/);
   });
+  it("without --size or --model, the images' shared size is used (and said)", async () => {
+    const out = join(dir, "bank-inferred.scbank");
+    const r = segcause("bank", "build", "--images", imgs(), "--out", out, "--no-progress", "--per-image", "4");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/note: no --size or --model: the bank is cut at 32x32, the size every image has \(pass --size H,W or --model to cut it at a model's input size\)/);
+    expect(r.stdout).toMatch(/wrote 4 patches of 8x8 from 1 images of .* \(resized to 32x32\)/);
+  });
+  it("without --size or --model, images of several sizes: one line saying which flag to add", async () => {
+    const mixed = join(dir, "bank-mixed");
+    mkdirSync(mixed, { recursive: true });
+    await writeImage(mixed, "a.png", () => 10, 32);
+    await writeImage(mixed, "b.png", () => 10, 16);
+    const out = join(dir, "bank-mixed.scbank");
+    expectOneLineError(segcause("bank", "build", "--images", mixed, "--out", out, "--no-progress"), /the images have 2 sizes \(32x32 in a\.png, 16x16 in b\.png\), so the bank's size cannot be read from them \(add --size H,W \(the model's input size\) or --model m\.onnx\)/);
+    expect(existsSync(out)).toBe(false);
+  });
   it("the library refuses a non-positive per-image count too", async () => {
     await expect(buildPatchBank([image], { height: 32, width: 32, perImage: -5 })).rejects.toThrow(/patches per image must be a positive integer/);
+  });
+});
+
+describe("input files: devices, pipes and secrets", () => {
+  /** The CLI with a timeout: a FIFO used to block the read forever. */
+  const run = (...args: string[]) => {
+    const r = spawnSync(process.execPath, [join(import.meta.dirname, "..", "bin", "segcause.js"), ...args], { encoding: "utf8", timeout: 20_000 });
+    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+  };
+  let fifo: string, secret: string;
+  beforeAll(() => {
+    fifo = join(dir, "fifo");
+    spawnSync("mkfifo", [fifo]);
+    secret = join(dir, "shadow");
+    writeFileSync(secret, "root:*:20245:0:99999:7:::\n");
+  });
+  const explain = (...args: string[]) => ["explain", "--model", model, "--image", image, "--roi", "16,0,8,8", "--method", "zero", "--no-progress", "--threads", "1", "--out", join(dir, "dev-out"), ...args];
+  const swap = (args: string[], flag: string, value: string) => args.map((a, i) => (args[i - 1] === flag ? value : a));
+  for (const [flag, what] of [["--image", "image"], ["--model", "model"], ["--card", "model card"], ["--bank", "patch bank"], ["--mask", "mask"]] as const) {
+    it(`${flag} /dev/zero or a FIFO: refused at once, in one line`, () => {
+      for (const [path, kind] of [["/dev/zero", "a device"], [fifo, "a named pipe \\(FIFO\\)"]]) {
+        const base = explain(...(flag === "--card" || flag === "--mask" ? [flag, "X"] : []), ...(flag === "--bank" ? ["--method", "pdcr", "--bank", "X"] : []));
+        const r = run(...swap(base, flag, path));
+        expectOneLineError(r, new RegExp(`${what} ${path.replace(/[/.]/g, "\\$&")} is ${kind}, not a regular file`));
+      }
+    });
+  }
+  it("--card naming a file that is not JSON: its contents are never shown", () => {
+    const r = run(...explain("--card", secret));
+    expectOneLineError(r, /model card .*shadow is not valid JSON \(a syntax error; its contents are not shown\)/);
+    expect(r.stderr).not.toMatch(/root|20245/);
+  });
+  it("--bank naming a file that is not a bank: not shown either", () => {
+    expectOneLineError(run(...explain("--method", "pdcr", "--bank", secret)), /shadow is not a segcause patch bank/);
   });
 });

@@ -109,7 +109,8 @@ const images: Record<string, string> = {};
 beforeAll(async () => {
   dir = tmp("segcause-grad-");
   paths.linear = writeModel(dir, "linear.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 3 }], -1));
-  paths.logit = writeModel(dir, "logit.onnx", logitRegionModel());
+  // Its logits stay within [0, 1] on the ramp image (0.99 everywhere): the card says that is meant.
+  paths.logit = writeModel(dir, "logit.onnx", logitRegionModel(), { input: { height: SIZE, width: SIZE, channels: "rgb" }, output: { kind: "logits", logitsInUnitRange: true } });
   paths.smooth = writeModel(dir, "smooth.onnx", smoothModel());
   paths.smoothDynamic = writeModel(dir, "smooth-dynamic.onnx", smoothModel("H"));
   paths.twoClass = writeModel(dir, "two-class.onnx", twoClassModel());

@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation, TensorProto_DataType } from "onnx-buf";
 import { join } from "node:path";
@@ -634,5 +634,33 @@ describe("weights saved as external data", () => {
     await expect(Model.load(p)).rejects.toThrow(/tensor '.*' reads bytes \d+\.\.\d+ of ext\.weights, which holds 4/);
     rmSync(join(folder, "ext.weights"));
     await expect(Model.load(p)).rejects.toThrow(/ext\.onnx keeps the weights of tensor '.*' in ext\.weights, which cannot be read \(ENOENT\)/);
+  });
+
+  it("data files that add up to more than one model can hold are refused before the last one is read", async () => {
+    const folder = tmp("segcause-extdata-");
+    const p = externalise(folder, "ext.onnx", "ext.weights");
+    // the second tensor's file: sparse, so nothing is written, and its size alone is within the per-file limit
+    const m = fromBinary(ModelProtoSchema, readFileSync(p));
+    const second = m.graph!.initializer[1];
+    second.externalData = [create(StringStringEntryProtoSchema, { key: "location", value: "huge.weights" })];
+    writeFileSync(p, toBinary(ModelProtoSchema, m));
+    writeFileSync(join(folder, "huge.weights"), "");
+    truncateSync(join(folder, "huge.weights"), 2 ** 31 - 8);
+    await expect(Model.load(p)).rejects.toThrow(/ext\.onnx has 2\.0 GiB of weights, more than one ONNX file can hold in memory/);
+  });
+
+  it("a data file that is a link must resolve inside the model's folder (a link to another file is never read as weights)", async () => {
+    const folder = tmp("segcause-extdata-");
+    const p = externalise(folder, "ext.onnx", "ext.weights");
+    const outside = join(tmp("segcause-elsewhere-"), "secret");
+    renameSync(join(folder, "ext.weights"), outside);
+    symlinkSync(outside, join(folder, "ext.weights"));
+    await expect(Model.load(p)).rejects.toThrow(/ext\.onnx keeps the weights of tensor '.*' in ext\.weights, a link to a file outside the model's folder/);
+    // a link to a file in the same folder is that file
+    rmSync(join(folder, "ext.weights"));
+    renameSync(outside, join(folder, "real.weights"));
+    symlinkSync("real.weights", join(folder, "ext.weights"));
+    const m = await Model.load(p, { threads: 1 });
+    await m.release();
   });
 });

@@ -1,9 +1,10 @@
 /** `segcause bank build`: a patch bank of natural patches from images not being explained. */
 import { Command } from "commander";
 import { statSync } from "node:fs";
+import { basename } from "node:path";
 import { fail } from "../errors.js";
 import { buildPatchBank } from "../data/patchbank.js";
-import { listImages } from "../data/image.js";
+import { imageInfo, listImages, readInput } from "../data/image.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
 import type { ResizeFilter } from "../model/card.js";
@@ -31,6 +32,22 @@ function isManifest(path: string): boolean {
   }
 }
 
+/** The size all the images share (read from their headers); several sizes: which flag to add. */
+async function sharedSize(images: string[]): Promise<[number, number]> {
+  const sizes = new Map<string, string>();
+  for (const path of images) {
+    const info = await imageInfo(await readInput(path), path);
+    const key = `${info.height}x${info.width}`;
+    if (!sizes.has(key)) sizes.set(key, basename(path));
+  }
+  if (sizes.size > 1) {
+    const shown = [...sizes].slice(0, 3).map(([size, name]) => `${size} in ${name}`).join(", ");
+    fail(`the images have ${sizes.size} sizes (${shown}${sizes.size > 3 ? ", ..." : ""}), so the bank's size cannot be read from them`, "add --size H,W (the model's input size) or --model m.onnx");
+  }
+  const [h, w] = [...sizes.keys()][0].split("x").map(Number);
+  return [h, w];
+}
+
 export function bankCommand(): Command {
   const bank = new Command("bank").description("patch banks of natural image patches (PdCR's interventions)");
   const build = new Command("build")
@@ -38,7 +55,7 @@ export function bankCommand(): Command {
     .requiredOption("--images <dir|manifest>", "a folder of images, or a dataset manifest.json (or its folder)")
     .requiredOption("--out <file>", "bank file to write (e.g. bank.scbank)")
     .option("--model <file>", "take the input size and resize filter from this model's card")
-    .option("--size <h,w>", "resize images to this size first (when no --model)", sizeHW("size"))
+    .option("--size <h,w>", "resize images to this size first (when no --model; default: the size all the images share)", sizeHW("size"))
     .option("--splits <list>", "manifest splits to use (never the ones you explain)", "train,val")
     .option("--patch-size <px>", "patch size (must equal the explain block size)", intAtLeast("patch-size"), 8)
     .option("--per-image <n>", "random patches per image", intAtLeast("per-image"), 100)
@@ -46,7 +63,8 @@ export function bankCommand(): Command {
     .option("--no-progress", "no progress on stderr");
   addCardFlags(build);
   build.action(async (f: BankFlags) => {
-    let height: number, width: number, filter: ResizeFilter = f.resize ?? "bilinear";
+    // the size is set below: from --model's card, --size, or the images themselves
+    let height = 0, width = 0, filter: ResizeFilter = f.resize ?? "bilinear";
     checkOutputFile(f.out);
     if (f.model && f.size) fail("--size and --model both give the input size", "pass only --model (its card gives the size) or only --size H,W");
     if (f.model) {
@@ -54,10 +72,6 @@ export function bankCommand(): Command {
       ({ height, width, resize: filter } = resolved.card.input);
       // The bank is cut at the card's size with its filter: what was assumed about those shapes every patch.
       for (const a of [resolved.assumed.size, resolved.assumed.resize]) if (a !== undefined) process.stderr.write(`note: assumed: ${a}\n`);
-    } else if (f.size) {
-      [height, width] = f.size;
-    } else {
-      fail("the bank needs the model input size", "pass --model m.onnx or --size H,W");
     }
     let images: string[];
     let from: string;
@@ -68,6 +82,11 @@ export function bankCommand(): Command {
     } else {
       images = listImages(f.images);
       from = f.images;
+    }
+    if (f.size) [height, width] = f.size;
+    else if (!f.model && images.length > 0) {
+      [height, width] = await sharedSize(images);
+      process.stderr.write(`note: no --size or --model: the bank is cut at ${height}x${width}, the size every image has (pass --size H,W or --model to cut it at a model's input size)\n`);
     }
     const tracker = new ProgressTracker("bank", images.length, f.progress ? stderrProgress() : undefined);
     const bank = await buildPatchBank(images, { height, width, filter, patchSize: f.patchSize, perImage: f.perImage, seed: f.seed, onImage: () => tracker.add(1) });

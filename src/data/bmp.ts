@@ -12,8 +12,15 @@ export function isBmp(bytes: Buffer): boolean {
 const BI_RGB = 0, BI_RLE8 = 1, BI_RLE4 = 2, BI_BITFIELDS = 3, BI_JPEG = 4, BI_PNG = 5, BI_ALPHABITFIELDS = 6;
 /** The header sizes writers use: OS/2 1.x (12), BITMAPINFOHEADER (40), its V2/V3 (52/56), OS/2 2.x (64), V4 (108), V5 (124). */
 const BMP_HEADERS = new Set([12, 40, 52, 56, 64, 108, 124]);
-/** sharp's default pixel limit for the other formats (16383 x 16383): a header cannot make segcause allocate more. */
+/** sharp's default pixel limit (limitInputPixels, 16383 x 16383) for the other formats: a header cannot make segcause allocate more. */
 const MAX_PIXELS = 0x3fff * 0x3fff;
+/**
+ * RLE data can declare pixels it never writes (end of line, delta, end of bitmap), so a file of a few
+ * bytes could make segcause allocate gigabytes. Past 4096 x 4096 pixels, the data must hold at least
+ * one byte per 1032 pixels: deflate's maximum ratio, so no BMP is a cheaper bomb than a PNG.
+ */
+const RLE_FREE_PIXELS = 4096 * 4096;
+const RLE_MAX_RATIO = 1032;
 
 /**
  * A BMP's pixels as RGB, top row first. Every header above; 1/2/4/8-bit
@@ -48,6 +55,10 @@ export function decodeBmp(bytes: Buffer): { width: number; height: number; chann
     (masked && (bits === 16 || bits === 32) && headerSize !== 64); // 3 is Huffman in OS/2 2.x
   if (!fits) throw new Error(`BMP compression ${compression} with ${bits} bits per pixel`);
   if (offset < 14 + headerSize || offset >= bytes.length) throw new Error(`BMP pixel offset ${offset} is outside the file's ${bytes.length} bytes after its headers`);
+  const rle = compression === BI_RLE8 || compression === BI_RLE4;
+  if (rle && width * height > RLE_FREE_PIXELS && width * height > RLE_MAX_RATIO * (bytes.length - offset)) {
+    throw new Error(`BMP declares ${width}x${height} pixels in ${bytes.length - offset} bytes of RLE data, more than ${RLE_MAX_RATIO} pixels per byte (a decompression bomb)`);
+  }
   // the output index of file row r (rows are stored bottom-up unless the height is negative)
   const rowAt = (r: number) => (signedHeight < 0 ? r : height - 1 - r) * width;
 

@@ -1,5 +1,4 @@
 /** Case: one image (at the model's input size), optionally with its ground-truth mask. */
-import { readFile } from "node:fs/promises";
 import { basename } from "node:path";
 import { fail } from "../errors.js";
 import { sha256 } from "../util/hash.js";
@@ -34,13 +33,13 @@ export function caseImageHashes(kase: Case): string[] {
  * RoIs be skipped with the reason (Dice against an empty structure is undefined).
  */
 export async function loadCase(model: Model, imagePath: string, maskPath?: string, opts: { allowEmptyMask?: boolean } = {}): Promise<Case> {
-  const bytes = await readFile(imagePath).catch((e: NodeJS.ErrnoException) => fail(`cannot read image ${imagePath} (${e.code ?? e.message})`, "check the image path (--image, or the case's image in the dataset manifest)"));
+  const bytes = await readInput(imagePath);
   const { height, width, channels, resize } = model.card.input;
   const image = await decodeImage(bytes, imagePath, { channels, height, width, resize });
   const source = await imageInfo(bytes, imagePath);
   const kase: Case = { id: basename(imagePath).replace(/\.[^.]+$/, ""), image, imageSha256: sha256(bytes), imagePath, source };
   if (maskPath) {
-    const maskBytes = await readInput(maskPath);
+    const maskBytes = await readInput(maskPath, "mask");
     await checkMaskSize(maskPath, maskBytes, [{ ...source, what: `the image ${imagePath}` }], "give the ground-truth mask of this image, at its size");
     kase.mask = await decodeMask(maskBytes, maskPath, height, width);
     kase.maskPath = maskPath;

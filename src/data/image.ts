@@ -3,11 +3,11 @@
  * channels, resize as the card says.
  */
 import { readdirSync, statSync } from "node:fs";
-import { readFile } from "node:fs/promises";
 import { extname, join } from "node:path";
 import sharp, { type Sharp } from "sharp";
 import { fail } from "../errors.js";
 import { decodeBmp, isBmp } from "./bmp.js";
+import { readFileBoundedAsync } from "../util/read.js";
 import type { ResizeFilter } from "../model/card.js";
 
 /** Interleaved 8-bit pixels (HWC). */
@@ -26,12 +26,9 @@ const KERNEL: Record<ResizeFilter, Kernel> = {
   lanczos: "lanczos3",
 };
 
-export async function readInput(path: string): Promise<Buffer> {
-  try {
-    return await readFile(path);
-  } catch (e) {
-    fail(`cannot read ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the path");
-  }
+/** An image or mask file's bytes: a regular file within the image size limit (src/util/read.ts). */
+export async function readInput(path: string, what = "image"): Promise<Buffer> {
+  return readFileBoundedAsync(path, { what, kind: "image", hint: `check the path (--image, --mask, or the files a dataset manifest lists): give a ${IMAGE_FORMATS} file` });
 }
 
 /**
@@ -144,7 +141,7 @@ function convertChannels(data: Buffer, from: number, to: 1 | 3): Uint8Array {
  * probability mask) is refused with its values.
  */
 export async function loadMask(path: string, height: number, width: number): Promise<Uint8Array> {
-  return decodeMask(await readInput(path), path, height, width);
+  return decodeMask(await readInput(path, "mask"), path, height, width);
 }
 
 /** `loadMask` for bytes already read (the caller also hashes and size-checks them). */

@@ -1,9 +1,10 @@
 /** Dataset manifests (../shared/data/<name>/manifest.json): cases with image, mask and split. */
-import { readFileSync, realpathSync, statSync } from "node:fs";
+import { existsSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { z } from "zod";
 import { fail } from "../errors.js";
 import { Rng } from "../util/rng.js";
+import { readJsonBounded } from "../util/read.js";
 import { IMAGE_FORMATS, listImages } from "./image.js";
 
 const CaseEntry = z
@@ -32,15 +33,9 @@ export function readManifest(path: string): Dataset {
   } catch {
     fail(`dataset manifest ${path} does not exist`, "pass a manifest.json or the dataset folder holding it");
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    // A folder of images without a manifest: say how to make one.
-    if (code === "ENOENT" && file !== path) fail(`${path} holds no manifest.json`, `write one with \`segcause dataset init --images ${path} --masks <mask folder> --out ${file}\` (see README 'Your own dataset')`);
-    fail(`cannot read dataset manifest ${file} (${code ?? (e as Error).message})`, "pass a manifest.json");
-  }
+  // A folder of images without a manifest: say how to make one.
+  if (file !== path && !existsSync(file)) fail(`${path} holds no manifest.json`, `write one with \`segcause dataset init --images ${path} --masks <mask folder> --out ${file}\` (see README 'Your own dataset')`);
+  const raw = readJsonBounded(file, { what: "dataset manifest", kind: "manifest", hint: "pass a manifest.json" });
   const parsed = Manifest.safeParse(raw);
   if (!parsed.success) fail(`${file} is not a dataset manifest: ${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message}`, "see README 'Your own dataset' for the format (or write one with `segcause dataset init`)");
   const root = resolve(dirname(file));

@@ -3,29 +3,35 @@
  * intervention distribution). Stored in one compact file: magic, a JSON header with provenance,
  * then count x size x size x 3 bytes of RGB.
  */
-import { mkdir, readFile, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { z } from "zod";
 import { basename, dirname } from "node:path";
 import { fail } from "../errors.js";
 import { sha256 } from "../util/hash.js";
 import { Rng } from "../util/rng.js";
 import { VERSION } from "../version.js";
-import { decodeImage, IMAGE_FORMATS } from "./image.js";
+import { decodeImage, IMAGE_FORMATS, readInput } from "./image.js";
 import { caseImageHashes, type Case } from "./case.js";
-import type { ResizeFilter } from "../model/card.js";
+import { ResizeFilter } from "../model/card.js";
+import { parseJson, readFileBoundedAsync } from "../util/read.js";
 
 const MAGIC = "SEGCAUSE-PATCHBANK-1\n";
 
-export interface PatchBankHeader {
-  format: "segcause.patchbank/1";
-  patchSize: number;
-  count: number;
-  perImage: number;
-  seed: number;
-  /** every source image is resized to this before cropping (the model's input size) */
-  resizedTo: { height: number; width: number; filter: ResizeFilter };
-  sources: { name: string; sha256: string; patches: number }[];
-  createdWith: string;
-}
+const count = z.number().int().nonnegative();
+const HeaderSchema = z
+  .object({
+    format: z.literal("segcause.patchbank/1"),
+    patchSize: z.number().int().min(1).max(4096),
+    count,
+    perImage: count,
+    seed: z.number().int(),
+    /** every source image is resized to this before cropping (the model's input size) */
+    resizedTo: z.object({ height: z.number().int().positive(), width: z.number().int().positive(), filter: ResizeFilter }),
+    sources: z.array(z.object({ name: z.string(), sha256: z.string(), patches: count })),
+    createdWith: z.string(),
+  })
+  .passthrough();
+export type PatchBankHeader = z.infer<typeof HeaderSchema>;
 
 export class PatchBank {
   constructor(
@@ -105,19 +111,25 @@ export class PatchBank {
   }
 
   static async load(path: string): Promise<PatchBank> {
-    let buf: Buffer;
-    try {
-      buf = await readFile(path);
-    } catch (e) {
-      fail(`cannot read patch bank ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "build one with `segcause bank build`");
-    }
-    if (buf.toString("latin1", 0, MAGIC.length) !== MAGIC) fail(`${path} is not a segcause patch bank`, "build one with `segcause bank build`");
+    const rebuild = "rebuild it with `segcause bank build`";
+    const buf = await readFileBoundedAsync(path, { what: "patch bank", kind: "bank", hint: "build one with `segcause bank build`" });
+    if (buf.length < MAGIC.length + 4 || buf.toString("latin1", 0, MAGIC.length) !== MAGIC) fail(`${path} is not a segcause patch bank`, "build one with `segcause bank build`");
     const len = buf.readUInt32LE(MAGIC.length);
-    const header = JSON.parse(buf.toString("utf8", MAGIC.length + 4, MAGIC.length + 4 + len)) as PatchBankHeader;
-    const pixels = new Uint8Array(buf.subarray(MAGIC.length + 4 + len));
-    if (pixels.length !== header.count * header.patchSize * header.patchSize * 3) {
-      fail(`patch bank ${path} is truncated (${pixels.length} bytes of pixels for ${header.count} patches)`, "rebuild it with `segcause bank build`");
+    const start = MAGIC.length + 4;
+    if (start + len > buf.length) fail(`patch bank ${path}: its header length ${len} runs past the end of the file (${buf.length} bytes)`, rebuild);
+    const raw = parseJson(buf.toString("utf8", start, start + len), `${path}'s header`, { what: "patch bank", kind: "bank", hint: rebuild });
+    const parsed = HeaderSchema.safeParse(raw);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      fail(`patch bank ${path}: header: ${issue.path.join(".") || "(root)"}: ${issue.message}`, rebuild);
     }
+    const header = parsed.data;
+    const pixels = new Uint8Array(buf.subarray(start + len));
+    const P = header.patchSize;
+    const want = header.count * P * P * 3;
+    const what = `${header.count} patch${header.count === 1 ? "" : "es"} of ${P}x${P} (${want} bytes)`;
+    if (pixels.length < want) fail(`patch bank ${path} is truncated: ${pixels.length} bytes of pixels for ${what}`, rebuild);
+    if (pixels.length > want) fail(`patch bank ${path} holds ${pixels.length} bytes of pixels, ${pixels.length - want} more than its header's ${what}`, rebuild);
     return new PatchBank(header, pixels, sha256(buf));
   }
 }
@@ -150,7 +162,7 @@ export async function buildPatchBank(images: string[], opts: BankBuildOptions): 
   const chunks: Uint8Array[] = [];
   const sources: PatchBankHeader["sources"] = [];
   for (let i = 0; i < images.length; i++) {
-    const bytes = await readFile(images[i]).catch(() => fail(`cannot read ${images[i]}`, "check the image list"));
+    const bytes = await readInput(images[i]);
     const img = await decodeImage(bytes, images[i], { channels: "rgb", height: opts.height, width: opts.width, resize: filter });
     const picks = new Rng(seed, i).sampleWithoutReplacement(rowsG * colsG, perImage);
     for (const g of picks) {

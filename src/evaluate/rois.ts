@@ -13,12 +13,13 @@
  * Or a CSV file with a header `image,row,col,size` (model-input pixels): every row whose image id
  * matches is used, in file order.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { fail } from "../errors.js";
 import { hash3, uniform } from "../util/rng.js";
 import type { RoiRect } from "../target/roi.js";
 import { STREAM } from "./ordering.js";
 import { decimalInteger } from "../util/decimal.js";
+import { readFileBounded } from "../util/read.js";
 
 export type RoiKind = "boundary" | "inside" | "outside";
 
@@ -61,12 +62,7 @@ export function parseRoiSpec(spec: string, align = 8): RoiSpec {
 }
 
 export function readRoiCsv(path: string): RoiFileRow[] {
-  let text: string;
-  try {
-    text = readFileSync(path, "utf8");
-  } catch {
-    fail(`cannot read RoI file ${path}`, "give a CSV with the header image,row,col,size");
-  }
+  const text = readFileBounded(path, { what: "RoI file", kind: "table", hint: "give a CSV with the header image,row,col,size" }).toString("utf8");
   // Keep each line's number in the file for messages (comments and blank lines are skipped).
   const numbered = text.split(/\r?\n/).map((l, i) => ({ l: l.trim(), at: i + 1 })).filter(({ l }) => l && !l.startsWith("#"));
   const head = numbered.shift()?.l.split(",").map((s) => s.trim().toLowerCase()) ?? [];

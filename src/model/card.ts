@@ -3,11 +3,12 @@
  * sidecar (`model.onnx.json`), from explicit overrides, or, for what neither gives, from the ONNX
  * graph plus stated assumptions — every assumption is recorded so the user can see it.
  */
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { z } from "zod";
 import { fail } from "../errors.js";
 import type { GraphSummary } from "../onnx/graph.js";
 import { chwOf, outputLayoutOf, type Layout } from "../onnx/adapt.js";
+import { readJsonBounded } from "../util/read.js";
 
 export const ResizeFilter = z.enum(["nearest", "bilinear", "bicubic", "lanczos"]);
 export type ResizeFilter = z.infer<typeof ResizeFilter>;
@@ -39,6 +40,12 @@ export const OutputSpec = z.object({
   channel: z.number().int().nonnegative().default(0),
   /** on the class probability (after sigmoid/softmax for logits), so strictly between 0 and 1 */
   threshold: z.number().gt(0).lt(1).default(0.5),
+  /**
+   * true: these logits may lie entirely within [0, 1]. Without it, a logits output that does so on
+   * the unperturbed image is refused: it most likely holds probabilities already (squashing them
+   * again would put every pixel above the threshold).
+   */
+  logitsInUnitRange: z.boolean().optional(),
 });
 export type OutputSpec = z.infer<typeof OutputSpec>;
 
@@ -95,13 +102,7 @@ export function sidecarPath(modelPath: string): string {
 }
 
 function readSidecar(path: string): { card: ModelCard; channelStated: boolean } {
-  let raw: unknown;
-  if (statSync(path).isDirectory()) fail(`model card ${path} is a folder`, "give the card's JSON file (--card m.onnx.json)");
-  try {
-    raw = JSON.parse(readFileSync(path, "utf8"));
-  } catch (e) {
-    fail(`model card ${path} is not valid JSON (${(e as Error).message})`, "fix or remove the sidecar file");
-  }
+  const raw = readJsonBounded(path, { what: "model card", kind: "card", hint: "give the card's JSON file (--card m.onnx.json), or fix or remove the sidecar file" });
   const parsed = ModelCardSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -167,7 +168,7 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   const lastOp = outName !== undefined ? graph.outputOps[outName] : undefined;
   if (out.kind === "logits" && (lastOp === "Sigmoid" || lastOp === "Softmax")) {
     fail(
-      `the model card reads output '${outName}' as logits, but the graph produces it with ${lastOp}: it already holds probabilities`,
+      `the model card reads output '${outName}' as logits, but the graph produces it with ${endsIn(graph, outName!)}: it already holds probabilities`,
       "set output.kind to \"probabilities\" in the card (or pass --output-kind probabilities)",
     );
   }
@@ -197,6 +198,13 @@ export function looksChannelsLast(dims: readonly (number | string | undefined)[]
   if (dims.length !== 4 || (w !== 1 && w !== 3)) return false;
   // [N, 256, 256, 3], or [N, H, W, 3] with symbolic sizes (tf2onnx's usual export)
   return typeof c === "number" ? c > 4 && (typeof h !== "number" || h > 4) : typeof h !== "number";
+}
+
+/** The op that computes an output's values, with the ops after it that only move, broadcast or average them. */
+function endsIn(graph: GraphSummary, output: string): string {
+  const op = graph.outputOps[output] ?? "?";
+  const after = graph.outputLayoutOps?.[output] ?? [];
+  return after.length > 0 ? `${op} (then ${after.join(", ")})` : op;
 }
 
 /** The input's layout: the card's, else the graph's shape says (recorded as an assumption when channels-last). */
@@ -261,9 +269,8 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assume: (text: string,
   }
   if (o.resize === undefined) assume("resize filter not stated: assumed bilinear", "resize");
   const lastOp = graph.outputOps[output.name] ?? "?";
-  const layout = graph.outputLayoutOps?.[output.name] ?? [];
-  // A Squeeze/Reshape/Transpose after the Sigmoid does not make the output logits.
-  const ends = layout.length > 0 ? `${lastOp} (then ${layout.join(", ")})` : lastOp;
+  // A Squeeze/Transpose/Expand/AveragePool after the Sigmoid does not make the output logits.
+  const ends = endsIn(graph, output.name);
   const staticDims = graph.outputStaticDims?.[output.name];
   // The class axis: last for a channels-last output (src/onnx/adapt.ts decides the layout the same way).
   const outDims = output.dims.every((d) => typeof d === "number") || !staticDims ? output.dims : staticDims;

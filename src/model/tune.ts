@@ -4,12 +4,14 @@
  * through this model on this machine. The winner is cached per (model, machine, runtime) so the
  * probe runs once; explicit --threads / --workers / --batch-size skip it.
  */
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
-import { cpus, tmpdir } from "node:os";
+import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import { cpus, homedir } from "node:os";
 import { join } from "node:path";
+import { z } from "zod";
 import { Model, type ModelLoadOptions } from "./model.js";
 import { Runner } from "./runner.js";
 import { runtimeVersions } from "../version.js";
+import { readJsonBounded } from "../util/read.js";
 
 export interface ExecutionPlan {
   threads: number;
@@ -26,7 +28,7 @@ export interface TuneRequest {
   batchSize?: number;
   /** seconds spent per candidate (default 0.6) */
   seconds?: number;
-  /** cache file (default in the OS temp folder); null disables caching */
+  /** cache file (default in the user's cache folder, see tuneCachePath); null disables caching */
   cachePath?: string | null;
 }
 
@@ -64,25 +66,65 @@ export async function tuneExecution(path: string, sha256: string, input: Float32
   if (list.length === 1) return { ...list[0], probe: [], cached: false };
   // workers: "all-threads" — plans probed before every extra worker ran in its own thread are re-measured.
   const key = JSON.stringify({ sha256, cores, versions: runtimeVersions(), workers: "all-threads", list });
-  const cachePath = req.cachePath === undefined ? join(tmpdir(), `segcause-tune-${sha256.slice(0, 16)}.json`) : req.cachePath;
-  if (cachePath && existsSync(cachePath)) {
-    try {
-      const saved = JSON.parse(readFileSync(cachePath, "utf8")) as { key: string; plan: ExecutionPlan };
-      if (saved.key === key) return { ...saved.plan, cached: true };
-    } catch {
-      // a damaged cache is re-measured
-    }
-  }
+  const cachePath = req.cachePath === undefined ? tuneCachePath(sha256) : req.cachePath;
+  const saved = cachePath ? readCache(cachePath, key, list) : undefined;
+  if (saved) return { ...saved, cached: true };
   const probe = [];
   for (const c of list) probe.push({ ...c, perSecond: await measure(path, load, c, input, req.seconds ?? 0.6) });
   probe.sort((a, b) => b.perSecond - a.perSecond);
   const plan: ExecutionPlan = { threads: probe[0].threads, workers: probe[0].workers, batchSize: probe[0].batchSize, probe, cached: false };
-  if (cachePath) {
+  if (cachePath) writeCache(cachePath, { key, plan }, req.cachePath === undefined);
+  return plan;
+}
+
+/**
+ * The cache file of a model: in the user's own cache folder ($XDG_CACHE_HOME/segcause, else
+ * ~/.cache/segcause), not the shared temp folder, where another user could plant a plan.
+ */
+export function tuneCachePath(sha256: string): string {
+  const base = process.env.XDG_CACHE_HOME && process.env.XDG_CACHE_HOME.startsWith("/") ? process.env.XDG_CACHE_HOME : join(homedir(), ".cache");
+  return join(base, "segcause", `tune-${sha256.slice(0, 16)}.json`);
+}
+
+const Candidate = { threads: z.number().int().min(1).max(256), workers: z.number().int().min(1).max(64), batchSize: z.number().int().min(1).max(4096) };
+const CacheSchema = z.object({
+  key: z.string(),
+  plan: z.object({ ...Candidate, probe: z.array(z.object({ ...Candidate, perSecond: z.number().nonnegative() })).max(64), cached: z.boolean() }),
+});
+
+/**
+ * A cached plan, trusted only when the file is the user's own, writable by nobody else, valid, and
+ * one of the candidates this run would measure; anything else is measured again.
+ */
+function readCache(path: string, key: string, list: { threads: number; workers: number; batchSize: number }[]): ExecutionPlan | undefined {
+  try {
+    const st = lstatSync(path);
+    if (!st.isFile() || (st.mode & 0o022) !== 0 || (process.getuid && st.uid !== process.getuid())) return undefined;
+    const parsed = CacheSchema.safeParse(readJsonBounded(path, { what: "tuning cache", kind: "cache", hint: "" }));
+    if (!parsed.success || parsed.data.key !== key) return undefined;
+    const p = parsed.data.plan;
+    if (!list.some((c) => c.threads === p.threads && c.workers === p.workers && c.batchSize === p.batchSize)) return undefined;
+    return p;
+  } catch {
+    return undefined; // missing or damaged: measured again
+  }
+}
+
+/** Writes the cache with owner-only permissions (file 0600; segcause's own folder 0700), replacing the file whole. */
+function writeCache(path: string, value: { key: string; plan: ExecutionPlan }, ownFolder: boolean): void {
+  const dir = join(path, "..");
+  const tmp = `${path}.${process.pid}.tmp`;
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (ownFolder) chmodSync(dir, 0o700);
+    writeFileSync(tmp, JSON.stringify(value), { mode: 0o600, flag: "wx" });
+    renameSync(tmp, path);
+  } catch {
+    // caching is an optimisation only
     try {
-      writeFileSync(cachePath, JSON.stringify({ key, plan }));
+      rmSync(tmp, { force: true });
     } catch {
-      // caching is an optimisation only
+      // nothing was left, or nothing can be removed
     }
   }
-  return plan;
 }

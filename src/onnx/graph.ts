@@ -1,9 +1,10 @@
 /** Reading ONNX graphs: what the model's inputs and outputs are and which ops produce them. */
 import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto, TensorProto_DataType, TensorProto_DataLocation } from "onnx-buf";
-import { readFileSync } from "node:fs";
+import { realpathSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, relative, resolve, sep } from "node:path";
 import { fail } from "../errors.js";
+import { readFileBounded } from "../util/read.js";
 import { inferStatic, type StaticInfo } from "./shapes.js";
 import { sha256 } from "../util/hash.js";
 
@@ -23,10 +24,11 @@ export interface GraphSummary {
   outputs: TensorInfo[];
   /**
    * op type of the node that computes each graph output's values: the producing node, or, when that
-   * only reshapes or selects (Squeeze, Reshape, Transpose, Slice, ...), the node before it
+   * only reshapes, selects, broadcasts or pools (Squeeze, Transpose, Expand, AveragePool, ...), the
+   * node before it
    */
   outputOps: Record<string, string>;
-  /** the value-preserving ops between that node and each graph output, in graph order (usually none) */
+  /** the ops between that node and each graph output that only move, broadcast or average its values (LAYOUT_OPS), in graph order (usually none) */
   outputLayoutOps: Record<string, string[]>;
   /** each output's static dims at batch 1 where the graph does not state them, computed from its shapes */
   outputStaticDims: Record<string, number[] | undefined>;
@@ -39,12 +41,7 @@ export interface GraphSummary {
  * complete model: what every session is built from, and what the model's hash covers.
  */
 export function readModelFile(path: string): { bytes: Uint8Array; proto: ModelProto; sha256: string } {
-  let bytes: Uint8Array;
-  try {
-    bytes = readFileSync(path);
-  } catch (e) {
-    fail(`cannot read model ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "check the model's path");
-  }
+  const bytes = readFileBounded(path, { what: "model", kind: "model", hint: "give the .onnx file of the model" });
   const proto = parseModel(bytes, path);
   const data = inlineExternalData(proto, path);
   if (data.length === 0) return { bytes, proto, sha256: sha256(bytes) };
@@ -68,17 +65,27 @@ function inlineExternalData(model: ModelProto, path: string): Buffer[] {
     const entry = Object.fromEntries(t.externalData.map((e) => [e.key, e.value]));
     const location = entry.location ?? "";
     const file = resolve(dirname(path), location);
-    const rel = relative(dirname(path), file);
-    if (!location || isAbsolute(location) || rel === ".." || rel.startsWith(`..${sep}`)) {
+    if (!location || isAbsolute(location) || !inside(dirname(path), file)) {
       fail(`${path}: tensor '${t.name}' names its external data file as '${location}'`, "external data must be a file in the model's folder (onnx.save(..., save_as_external_data=True) writes it so)");
     }
     let data = files.get(file);
     if (!data) {
+      const hint = `keep ${location} next to ${basename(path)}`;
+      let real: string;
       try {
-        data = readFileSync(file);
+        real = realpathSync(file);
       } catch (e) {
-        fail(`${path} keeps the weights of tensor '${t.name}' in ${location}, which cannot be read (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, `keep ${location} next to ${basename(path)}`);
+        fail(`${path} keeps the weights of tensor '${t.name}' in ${location}, which cannot be read (${(e as NodeJS.ErrnoException).code ?? "read error"})`, hint);
       }
+      // A symbolic link in the folder may point anywhere: what is read must lie in the model's (real) folder.
+      if (!inside(realpathSync(dirname(path)), real)) {
+        fail(`${path} keeps the weights of tensor '${t.name}' in ${location}, a link to a file outside the model's folder`, "external data must be a file in the model's folder: copy the file there instead of linking it");
+      }
+      // Several data files could add up to more than one model can hold: stop before reading the next.
+      const read = [...files.values()].reduce((n, b) => n + b.length, 0);
+      const size = statSync(real).size;
+      if (read + size > PROTOBUF_LIMIT) tooLarge(path, read + size);
+      data = readFileBounded(real, { what: `external data file of ${basename(path)}`, kind: "externalData", hint });
       files.set(file, data);
     }
     const offset = Number(entry.offset ?? 0);
@@ -91,9 +98,19 @@ function inlineExternalData(model: ModelProto, path: string): Buffer[] {
     t.dataLocation = TensorProto_DataLocation.DEFAULT;
   }
   const total = tensors.reduce((n, t) => n + t.rawData.length, 0);
-  if (total > PROTOBUF_LIMIT) fail(`${path} has ${(total / 2 ** 30).toFixed(1)} GiB of weights, more than one ONNX file can hold in memory (2 GiB)`, "segcause builds its sessions from one in-memory model; use a smaller model (or fp32 weights under 2 GiB)");
+  if (total > PROTOBUF_LIMIT) tooLarge(path, total);
   if (hasExternal(model)) fail(`${path} keeps tensor data outside the file in a place segcause does not read (a sparse initializer, a tensor list or a subgraph)`, "save the model with its weights inside the .onnx file");
   return [...files.values()];
+}
+
+function tooLarge(path: string, bytes: number): never {
+  fail(`${path} has ${(bytes / 2 ** 30).toFixed(1)} GiB of weights, more than one ONNX file can hold in memory (2 GiB)`, "segcause builds its sessions from one in-memory model; use a smaller model (or fp32 weights under 2 GiB)");
+}
+
+/** Whether `file` lies in `folder` or below it (both resolved paths). */
+function inside(folder: string, file: string): boolean {
+  const rel = relative(folder, file);
+  return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
 }
 
 /** Whether any tensor anywhere in the model (subgraphs, tensor lists, sparse initializers) is still external. */
@@ -131,8 +148,20 @@ function tensorInfo(v: ValueInfoProto): TensorInfo {
   return { name: v.name, elemType: TensorProto_DataType[elemType] ?? String(elemType), dims: declaredShape(v) ?? [] };
 }
 
-/** Ops that only move, reshape, select or retype their first input's values (a sigmoid stays a sigmoid). */
-const LAYOUT_OPS = new Set(["Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose", "Slice", "Gather", "Cast", "Dropout"]);
+/**
+ * Ops whose output values are copies, broadcasts or averages of their first input's values: after a
+ * Sigmoid or Softmax, they still hold probabilities (a Sigmoid on a [N,1,1,1] score broadcast by
+ * Expand or Tile, pooled, padded or resized to the image is still a probability per pixel).
+ */
+const LAYOUT_OPS = new Set([
+  // move, reshape, select, retype
+  "Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose", "Slice", "Gather", "GatherElements", "GatherND", "Cast", "Dropout",
+  "DepthToSpace", "SpaceToDepth", "Compress", "ReverseSequence", "CenterCropPad",
+  // broadcast, pad (a pad value outside [0, 1] is caught on the unperturbed pass), resample
+  "Expand", "Tile", "Pad", "Resize", "Upsample",
+  // pool or reduce to a mean, maximum or minimum
+  "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
+]);
 
 /** The op that computes `t`'s values, looking through layout ops, and the layout ops passed. */
 function valueOp(t: string, producers: Map<string, NodeProto>): { op: string; layout: string[] } {

@@ -73,6 +73,15 @@ export function checkBaseOutput(model: Model, output: Float32Array): void {
       "check the model export and the input normalisation in the model card (scale, mean, std)",
     );
   }
+  // Logits that never leave [0, 1] are most likely probabilities from a graph whose Sigmoid/Softmax
+  // segcause could not see (a sigmoid of them lies in 0.5..0.73: every pixel would be foreground).
+  const { kind, logitsInUnitRange, name } = model.card.output;
+  if (kind === "logits" && !logitsInUnitRange && min >= 0 && max <= 1) {
+    fail(
+      `the model card reads output '${name ?? model.outputName}' as logits, but on the unperturbed image every value lies within [0, 1] (${min.toPrecision(4)} to ${max.toPrecision(4)}): it looks like probabilities`,
+      'if it holds probabilities, set output.kind "probabilities" in the card (or pass --output-kind probabilities); if these really are logits, set output.logitsInUnitRange true in the card',
+    );
+  }
   // Loose: a Sigmoid followed by a bicubic Resize overshoots [0, 1] a little; raw scores do by far more.
   const tol = 0.1;
   if (model.card.output.kind === "probabilities" && (min < -tol || max > 1 + tol)) {
