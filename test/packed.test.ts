@@ -6,41 +6,14 @@
  * as the README says): its CPU binaries ship in the package. Skipped with a message when the registry is
  * unreachable.
  */
-import { spawnSync, type SpawnSyncReturns } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { NPM, npm, run } from "./helpers/npm.js";
 import { tmp } from "./helpers/tiny.js";
 
 const ROOT = join(import.meta.dirname, "..");
-const NPM = process.platform === "win32" ? "npm.cmd" : "npm";
 const demo = JSON.parse(readFileSync(join(ROOT, "samples", "demo.json"), "utf8")) as { model: string; image: string; mask: string; roi: number[] };
-
-/**
- * The environment of a user's shell: npm run (`npm test`) exports the repository's own package and
- * prefix settings as npm_* variables, which would make the child npm act on the repository.
- */
-function userEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" };
-  for (const k of Object.keys(env)) {
-    const key = k.toLowerCase();
-    const inherited = key.startsWith("npm_") && !/^npm_config_(registry|cache|userconfig|globalconfig|cafile|proxy|https_proxy|noproxy|strict_ssl)$/.test(key);
-    if (inherited || key === "init_cwd") delete env[k];
-  }
-  return env;
-}
-
-function run(cmd: string, args: string[], cwd: string, timeoutMs: number): SpawnSyncReturns<string> {
-  const r = spawnSync(cmd, args, { cwd, env: userEnv(), encoding: "utf8", timeout: timeoutMs, maxBuffer: 64 * 2 ** 20 });
-  if (r.error) throw new Error(`${cmd} ${args.join(" ")} in ${cwd}: ${r.error.message}`);
-  return r;
-}
-
-function npm(args: string[], cwd: string, timeoutMs = 300_000): string {
-  const r = run(NPM, args, cwd, timeoutMs);
-  if (r.status !== 0) throw new Error(`npm ${args.join(" ")} in ${cwd} exited ${String(r.status)}:\n${r.stderr}`);
-  return r.stdout;
-}
 
 /** `npm pack` of `dir` into `dest` (running its prepack), returning the tarball's path. */
 function pack(dir: string, dest: string): string {
@@ -66,6 +39,8 @@ describe.skipIf(!reachable)("segcause installed from its packed tarball into an 
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", version: "1.0.0", private: true, type: "module" }));
     npm(["install", "--no-audit", "--no-fund", segcauseTgz], project);
   });
+  // the project holds a few hundred MB of dependencies
+  afterAll(() => rmSync(work, { recursive: true, force: true }));
 
   it("installs only the demo model and ships a built dist/ (no TypeScript at the user's install)", () => {
     const manifest = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { dependencies: Record<string, string> };
