@@ -113,6 +113,17 @@ describe("the npm packages", () => {
     expect(broken).toEqual([]);
   });
 
+  it("runs nothing at a user's install (dist/ is built at pack time), and a checkout without dist/ says how to build it", () => {
+    const pkg = json(join(ROOT, "package.json"));
+    for (const hook of ["preinstall", "install", "postinstall", "prepare"]) expect(pkg.scripts[hook], hook).toBeUndefined();
+    expect(pkg.scripts.prepack).toContain("npm run build");
+    const checkout = tmp();
+    write(join(checkout, "bin", "segcause.js"), readFileSync(join(ROOT, "bin", "segcause.js"), "utf8"));
+    const r = spawnSync(process.execPath, [join(checkout, "bin", "segcause.js"), "demo"], { encoding: "utf8" });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe("segcause: error: dist/ is not built (in a source checkout, run `npm run build` first)\n");
+  });
+
   it("the exports map offers the library API only, the bin stays", () => {
     const pkg = json(join(ROOT, "package.json"));
     expect(Object.keys(pkg.exports)).toEqual([".", "./package.json"]);
