@@ -6,10 +6,11 @@
  * as the README says): its CPU binaries ship in the package. Skipped with a message when the registry is
  * unreachable.
  */
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { NPM, npm, run } from "./helpers/npm.js";
+import { NPM, npm, run, userEnv } from "./helpers/npm.js";
 import { tmp } from "./helpers/tiny.js";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -22,9 +23,10 @@ function pack(dir: string, dest: string): string {
 }
 
 const registry = run(NPM, ["config", "get", "registry"], ROOT, 30_000).stdout.trim();
-const ping = run(NPM, ["ping", "--fetch-retries=0", "--fetch-timeout=15000"], ROOT, 60_000);
+const ping = spawnSync(NPM, ["ping", "--fetch-retries=0", "--fetch-timeout=15000"], { cwd: ROOT, env: userEnv(), encoding: "utf8", timeout: 60_000 });
 const reachable = ping.status === 0;
-if (!reachable) console.warn(`packed-install test skipped: the npm registry ${registry} is unreachable (npm ping: ${ping.stderr.trim().split("\n").pop() ?? ""})`);
+const why = ping.error?.message ?? ping.stderr.split("\n").find((l) => /^npm error (code|FetchError|network|request)/.test(l))?.replace(/^npm error /, "");
+if (!reachable) console.warn(`packed-install test skipped: the npm registry ${registry} is unreachable (${why || "npm ping failed"}); it needs network access to the registry npm is configured with`);
 
 describe.skipIf(!reachable)("segcause installed from its packed tarball into an empty project", () => {
   const work = tmp();
