@@ -7,7 +7,7 @@
  * unreachable.
  */
 import { spawnSync } from "node:child_process";
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { NPM, npm, run, userEnv } from "./helpers/npm.js";
@@ -107,6 +107,8 @@ console.log(JSON.stringify({ version: VERSION, baseOutcome: a.baseOutcome, forwa
     expect(after.stdout).toContain(`12 models; @segcause/zoo 0.1.0 is installed at ${zooDir}`);
     expect(after.stdout).toContain(join(zooDir, "models", "unet-hc18.onnx"));
     // the packed zoo's files are the repository's, byte for byte
-    for (const f of ["unet-hc18.onnx", "unet-hc18.onnx.json"]) expect(readFileSync(join(zooDir, "models", f)).equals(readFileSync(join(ROOT, "models", f))), f).toBe(true);
+    const files = readdirSync(join(ROOT, "models")).filter((f) => f.endsWith(".onnx") || f.endsWith(".onnx.json"));
+    expect(readdirSync(join(zooDir, "models")).sort()).toEqual(files.sort());
+    for (const f of files) expect(readFileSync(join(zooDir, "models", f)).equals(readFileSync(join(ROOT, "models", f))), f).toBe(true);
   });
 });
