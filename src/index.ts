@@ -46,3 +46,4 @@ export { explainGuided } from "./explain/guided.js";
 export { explainDeepLift, type DeepLiftOptions } from "./explain/deeplift.js";
 export { explainGradCam, featureMaps, bottleneck, type GradCamOptions, type FeatureMap } from "./explain/gradcam.js";
 export { explainMisure, MISURE_DEFAULTS, type MisureOptions } from "./explain/misure.js";
+export { models, findModel, findZoo, ZOO_PACKAGE, ZOO_INSTALL, type BundledModel } from "./model/bundled.js";

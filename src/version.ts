@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { findPackage } from "./util/installed-package.js";
 
 const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url), "utf8")) as {
   version: string;
@@ -6,10 +7,11 @@ const pkg = JSON.parse(readFileSync(new URL("../package.json", import.meta.url),
 
 export const VERSION: string = pkg.version;
 
-/** Versions that decide the numbers of a run, recorded in every provenance block. */
+/**
+ * Versions that decide the numbers of a run (inference, image decoding and resizing), recorded in every
+ * provenance block: the copies segcause itself imports, wherever npm placed them.
+ */
 export function runtimeVersions(): Record<string, string> {
-  const ortPkg = JSON.parse(
-    readFileSync(new URL("../node_modules/onnxruntime-node/package.json", import.meta.url), "utf8"),
-  ) as { version: string };
-  return { segcause: VERSION, onnxruntimeNode: ortPkg.version, node: process.version };
+  const version = (name: string) => findPackage(name, import.meta.url)?.version ?? "not found";
+  return { segcause: VERSION, onnxruntimeNode: version("onnxruntime-node"), sharp: version("sharp"), node: process.version };
 }

@@ -11,12 +11,14 @@ import { evaluateCommand } from "./evaluate.js";
 import { explainCommand, methodsCommand } from "./explain.js";
 import { infoCommand } from "./info.js";
 import { strategiesCommand } from "./strategies.js";
+import { zooCommand } from "./zoo.js";
 
 export function program(): Command {
   const p = new Command("segcause")
     .description("causal explanations (PdCR) for image segmentation models given as ONNX")
     .version(VERSION);
   for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), datasetCommand(), infoCommand(), demoCommand(), evaluateCommand(), strategiesCommand()]) p.addCommand(c.exitOverride());
+  p.addCommand(zooCommand().exitOverride());
   oneLineErrors(p, "segcause");
   return p;
 }
