@@ -13,6 +13,7 @@ import type { Attribution, Provenance } from "../src/explain/attribution.js";
 import { PROTOCOL_DEFAULTS, runEvaluation, type EvaluateConfig, type Protocol } from "../src/evaluate/benchmark.js";
 import { listCells, listControls } from "../src/evaluate/store.js";
 import { summarize, withInsMinusDel } from "../src/evaluate/summary.js";
+import { writeEvaluationReport } from "../src/evaluate/report.js";
 import { areaPrefix, distanceUnits, massPrefix, randomUnits, rankUnits, stepPixels } from "../src/evaluate/ordering.js";
 import { blockLabels, domainUnits, parseRankUnits, pixelUnits, unitsFromLabelMap } from "../src/evaluate/rank-units.js";
 import { parseControls, parseTopArea, protocolKey } from "../src/evaluate/protocol.js";
@@ -44,6 +45,22 @@ describe("rank units", () => {
     expect(px.label.length).toBe(91);
     expect([...blockLabels(2, 5, 2)]).toEqual([0, 0, 1, 1, 2, 0, 0, 1, 1, 2]);
     expect([...unitsFromLabelMap([5, 5, 2, 2], Uint32Array.from([0, 1, 3])).label]).toEqual([2, 5]);
+  });
+
+  it("superpixel units are SLIC's superpixels of the image cut by the RoI, covering the domain once", () => {
+    // left half dark, right half bright: 4 superpixels, none crossing the edge at x = 16
+    const data = new Uint8Array(S * S * 3);
+    for (let p = 0; p < S * S; p++) data.fill(p % S < 16 ? 40 : 200, 3 * p, 3 * p + 3);
+    const image = { width: S, height: S, channels: 3 as const, data };
+    const region = rect(8, 12, 8); // straddles the edge
+    const domain = explainedDomain(region);
+    const u = domainUnits({ kind: "superpixel", segments: 4 }, domain, S, S, image);
+    expect(u.label.length).toBe(4);
+    expect([...u.pixels].sort((a, b) => a - b)).toEqual([...domain]);
+    for (let i = 0; i < u.label.length; i++) {
+      const xs = Array.from(u.pixels.subarray(u.start[i], u.start[i + 1]), (p) => p % S);
+      expect(xs.every((x) => x < 16) || xs.every((x) => x >= 16)).toBe(true);
+    }
   });
 
   it("parses --rank-units, --top-area and --controls, refusing bad values with one line", () => {
@@ -229,6 +246,36 @@ describe("the protocol on a model whose causal region hugs the RoI", () => {
     console.log(`deletion AUC (zero fill) over seeds 0-4: distance ${dist.map((v) => v.toFixed(1)).join(", ")}; random ${rnd.map((v) => v.toFixed(1)).join(", ")}`);
     for (let i = 0; i < dist.length; i++) expect(dist[i]).toBeLessThanOrEqual(rnd[i] + 1e-9);
     expect(dist.reduce((a, b) => a + b)).toBeLessThan(rnd.reduce((a, b) => a + b));
+  });
+});
+
+describe("the report of a unit-protocol run", () => {
+  it("lists the controls as methods, insertion − deletion and area-matched top-k in its tables, and plots the area-matched top-k", async () => {
+    const dir = tmp("segcause-protocol-report-");
+    const model = writeModel(dir, "ring.onnx", regionMeanModel([{ row: 0, col: 0, height: 24, width: 24, weight: 50 }], -38));
+    const cases = [];
+    for (let i = 0; i < 4; i++) {
+      await writeImage(dir, `img${i}.png`, (y, x) => (inSquare(y * S + x) ? 230 : 70 + ((x * 37 + y * 23 + 11 * i) % 60)));
+      await writeMask(dir, `img${i}_mask.png`, (y, x) => x < 16);
+      cases.push({ id: `img${i}`, image: `img${i}.png`, mask: `img${i}_mask.png`, split: i < 2 ? "train" : "test" });
+    }
+    writeFileSync(join(dir, "manifest.json"), JSON.stringify({ name: "ring", cases }));
+    const out = tmp("segcause-protocol-report-out-");
+    await runEvaluation({
+      models: [model], dataset: join(dir, "manifest.json"), split: "test", methods: [{ name: "t-farpatch", options: {} }], rois: parseRoiSpec("boundary:8"), bankSplits: ["train"], bankPatchSize: 8, out, seed: 0, threads: 1,
+      protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero"], radius: 8 },
+    });
+    const r = await writeEvaluationReport(out);
+    expect(r.files).toContain("plots/toparea-ring.png");
+    const csvText = readFileSync(join(out, "cells.csv"), "utf8");
+    const head = csvText.split("\n")[0].split(",");
+    expect(head).toEqual(expect.arrayContaining(["ins_minus_del:zero", "ins_minus_del_norm:zero", "toparea10:zero", "toparea10_area"]));
+    const methodCol = head.indexOf("method");
+    expect(new Set(csvText.trim().split("\n").slice(1).map((l) => l.split(",")[methodCol]))).toEqual(new Set(["t-farpatch", "random", "distance"]));
+    const md = readFileSync(join(out, "report.md"), "utf8");
+    expect(md).toMatch(/\| method \| del_norm:zero ↓ \| ins_norm:zero ↑ \| ins_minus_del_norm:zero ↑ \| top10:zero ↓ \| toparea10:zero ↓ \|/);
+    expect(md).toMatch(/\n\| distance \| /);
+    expect(md).toMatch(/random and distance controls excluded/);
   });
 });
 

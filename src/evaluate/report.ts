@@ -167,6 +167,28 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
       caption: `${ds}: mean change of the RoI outcome (Dice points) when the top-k% of each method's positive attribution mass is replaced, per fill.`,
     });
   }
+  // Area-matched top-k per dataset, the controls dashed: the same area for every order.
+  for (const ds of datasets) {
+    const dsCells = cells.filter((c) => c.id.dataset === ds);
+    const dsControls = controls.filter((c) => c.id.dataset === ds && c.status === "ok");
+    const topAreaOf = (m: string, fill: FillName) => m === RANDOM ? dsControls.map((c) => c.fills?.[fill]?.topArea) : m === DISTANCE ? dsControls.map((c) => c.distance?.[fill]?.topArea) : dsCells.filter((c) => c.method === m).map((c) => c.fills[fill]?.topArea);
+    const ks = [...new Set(dsCells.flatMap((c) => Object.values(c.fills).flatMap((f) => (f!.topArea ?? []).map((t) => t.k))))].sort((a, b) => a - b);
+    if (ks.length === 0) continue;
+    const panels = fills.map((fill) => ({
+      title: `fill = ${fill}`, xLabel: "k (% of the explained domain's area)", yLabel: "mean change of the RoI outcome", xRange: [0, Math.max(...ks) * 100] as [number, number],
+      series: methods.map((m) => {
+        const sets = topAreaOf(m, fill).filter((t): t is NonNullable<typeof t> => !!t);
+        return { label: m, colour: colourOf(m, methods), dashed: isControl(m), bold: m === "pdcr", xs: ks.map((k) => k * 100), ys: ks.map((k) => sets.reduce((s, t) => s + (t.find((x) => x.k === k)?.effect ?? NaN), 0) / sets.length) };
+      }).filter((x) => x.ys.some(Number.isFinite)),
+    }));
+    const all = panels.flatMap((p) => p.series.flatMap((x) => x.ys)).filter(Number.isFinite);
+    const yRange: [number, number] = [Math.min(0, ...all), Math.max(0, ...all) || 1];
+    plots.push({
+      name: `plots/toparea-${ds}.png`,
+      png: await svgToPng(panelsSvg(`${ds}: area-matched top-k`, panels.map((p) => ({ ...p, yRange })), "more negative = more faithful; dashed = the random and distance controls")),
+      caption: `${ds}: mean change of the RoI outcome when the first k% of the explained domain's area in each method's unit order is replaced (area-matched top-k), per fill; the controls dashed.`,
+    });
+  }
   for (const p of plots) await put(p.name, p.png);
 
   // HTML.
