@@ -29,7 +29,7 @@ import { curvePair, Prober, topAreaEffects, topKEffects, type CurvePair, type To
 import { makeFills, type FillName } from "./fills.js";
 import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
 import { distanceUnits, randomUnits, rankUnits, STREAM, type Ranking } from "./ordering.js";
-import { protocolKey as protocolKeyOf, type ControlName } from "./protocol.js";
+import { protocolKey as protocolKeyOf, topAreaMetric, type ControlName } from "./protocol.js";
 import { domainUnits, RANK_UNITS_DEFAULT, rankUnitsProblem, type RankUnits } from "./rank-units.js";
 import { selectRois, type PlacedRoi, type RoiSpec } from "./rois.js";
 import { cellDir, controlPath, readJson, writeAtomic, type CellId, type CellRecord, type ControlRecord, type FailedRecord, type FillResult } from "./store.js";
@@ -180,9 +180,6 @@ export function noisyCase(kase: Case, sigma: number, seed: number): Case {
   }
   return { ...kase, image: { ...kase.image, data }, imageSha256: sha256(data), derivedFrom: kase.derivedFrom ?? kase.imageSha256 };
 }
-
-/** A k as the percent in a metric name (toparea10; toparea0.5 for half a percent). */
-const pct = (k: number) => String(Math.round(k * 1e6) / 1e4);
 
 /** The curves of one order (a method's or a control's) and, when the protocol asks, its area-matched top-k effects. */
 async function orderCurves(prober: Prober, r: Ranking, f: Awaited<ReturnType<typeof makeFills>>[number], P: Protocol, ends: { base: number; removed: number }, base: number): Promise<{ curves: CurvePair; topArea?: TopK[] }> {
@@ -507,11 +504,11 @@ async function evaluateRoi(
       results[f.name] = { ends, curves, topk, ...(topArea ? { topArea } : {}) } satisfies FillResult;
       curveMetrics("", curves, metrics, f.name);
       for (const t of topk) metrics[`top${Math.round(t.k * 100)}:${f.name}`] = t.effect;
-      for (const t of topArea ?? []) metrics[`toparea${pct(t.k)}:${f.name}`] = t.effect;
+      for (const t of topArea ?? []) metrics[topAreaMetric(t.k, f.name)] = t.effect;
     }
     const firstFill = results[P.fills[0]];
     for (const t of firstFill?.topk ?? []) metrics[`top${Math.round(t.k * 100)}_area`] = t.area;
-    for (const t of firstFill?.topArea ?? []) metrics[`toparea${pct(t.k)}_area`] = t.area;
+    for (const t of firstFill?.topArea ?? []) metrics[`${topAreaMetric(t.k)}_area`] = t.area;
     const leak = leakage(support, domain, dist, P.radius, causal);
     metrics.leakage = Number.isNaN(leak.farShare) ? null : leak.farShare;
     if (causal) metrics.outside_causal = Number.isNaN(leak.outsideCausal!) ? null : leak.outsideCausal!;

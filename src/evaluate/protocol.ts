@@ -47,6 +47,11 @@ export function parseControls(spec: string): ControlName[] {
   return CONTROL_NAMES.filter((c) => names.includes(c));
 }
 
+/** The metric name of an area-matched top-k effect: toparea10 for k = 0.1 (toparea0.5 for half a percent), with `:<fill>` when given. */
+export function topAreaMetric(k: number, fill?: string): string {
+  return `toparea${Math.round(k * 1e6) / 1e4}${fill === undefined ? "" : `:${fill}`}`;
+}
+
 /** `--top-area 1,5,10,20` (percent of D) or `none`. */
 export function parseTopArea(spec: string): number[] {
   if (spec.trim() === "none") return [];

@@ -12,6 +12,7 @@
 import type { CellRecord, ControlRecord } from "./store.js";
 import { meanSd } from "./map-metrics.js";
 import { wilcoxon } from "./wilcoxon.js";
+import { topAreaMetric } from "./protocol.js";
 import { bootstrapMeanCi, bootstrapRanks, holm, median } from "./inference.js";
 
 export const RANDOM = "random";
@@ -156,7 +157,7 @@ export function rowsOf(cells: readonly CellRecord[], controls: readonly ControlR
         m[`ins_auc:${fill}`] = r!.curves.insertionAuc;
         m[`del_norm:${fill}`] = r!.curves.deletionAucNorm;
         m[`ins_norm:${fill}`] = r!.curves.insertionAucNorm;
-        for (const t of r!.topArea ?? []) m[`toparea${Math.round(t.k * 1e6) / 1e4}:${fill}`] = t.effect;
+        for (const t of r!.topArea ?? []) m[topAreaMetric(t.k, fill)] = t.effect;
       }
       rows.push({ cellKey: `${k.id.dataset}|${k.id.model}|${k.id.image}|${k.id.roi}`, dataset: k.id.dataset, model: k.id.model, image: k.id.image, roi: k.id.roi, method, metrics: withInsMinusDel(m) });
     }
