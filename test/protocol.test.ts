@@ -261,10 +261,12 @@ describe("the report of a unit-protocol run", () => {
     }
     writeFileSync(join(dir, "manifest.json"), JSON.stringify({ name: "ring", cases }));
     const out = tmp("segcause-protocol-report-out-");
-    await runEvaluation({
+    const run = await runEvaluation({
       models: [model], dataset: join(dir, "manifest.json"), split: "test", methods: [{ name: "t-farpatch", options: {} }], rois: parseRoiSpec("boundary:8"), bankSplits: ["train"], bankPatchSize: 8, out, seed: 0, threads: 1,
       protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero"], radius: 8 },
     });
+    // 16 px blocks on a 32 px input: 4 units (the 8 px RoI cuts one) for 20 steps, said once
+    expect(run.notes.filter((n) => /--rank-units block:16 leaves as few as 4 units for --steps 20, so some curve steps remove no unit/.test(n))).toHaveLength(1);
     const r = await writeEvaluationReport(out);
     expect(r.files).toContain("plots/toparea-ring.png");
     const csvText = readFileSync(join(out, "cells.csv"), "utf8");

@@ -30,7 +30,7 @@ import { makeFills, type FillName } from "./fills.js";
 import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
 import { distanceUnits, randomUnits, rankUnits, STREAM, type Ranking } from "./ordering.js";
 import { protocolKey as protocolKeyOf, topAreaMetric, type ControlName } from "./protocol.js";
-import { domainUnits, RANK_UNITS_DEFAULT, rankUnitsProblem, type RankUnits } from "./rank-units.js";
+import { domainUnits, RANK_UNITS_DEFAULT, rankUnitsName, rankUnitsProblem, type RankUnits } from "./rank-units.js";
 import { selectRois, type PlacedRoi, type RoiSpec } from "./rois.js";
 import { cellDir, controlPath, readJson, writeAtomic, type CellId, type CellRecord, type ControlRecord, type FailedRecord, type FillResult } from "./store.js";
 
@@ -450,6 +450,10 @@ async function evaluateRoi(
   const prober = new Prober(model, runner, base, target);
   const domain = explainedDomain(target.region);
   const units = domainUnits(P.rankUnits, domain, model.height, model.width, kase.image);
+  if (units.label.length < P.steps) {
+    const note = `${id.model}: --rank-units ${rankUnitsName(P.rankUnits)} leaves as few as ${units.label.length} units for --steps ${P.steps}, so some curve steps remove no unit (use smaller units or fewer steps)`;
+    if (!summary.notes.some((n) => n.startsWith(`${id.model}: --rank-units`))) summary.notes.push(note);
+  }
   const dist = distanceToRoi(target.region);
 
   if (!control) {
