@@ -35,6 +35,8 @@ export { writeEvaluationReport, METRIC_DEFINITIONS } from "./evaluate/report.js"
 export { summarize, type Summary } from "./evaluate/summary.js";
 export { wilcoxon, type WilcoxonResult } from "./evaluate/wilcoxon.js";
 export { parseRoiSpec, selectRois, type RoiSpec, type PlacedRoi } from "./evaluate/rois.js";
+export { parseRankUnits, domainUnits, type RankUnits, type DomainUnits } from "./evaluate/rank-units.js";
+export { rankUnits, randomUnits, distanceUnits, type Ranking } from "./evaluate/ordering.js";
 export { strategyStats, classify, STRATEGY_DEFAULTS, type StrategyStats, type StrategyClass } from "./evaluate/strategies.js";
 export { writeStrategyReport, findMaps } from "./evaluate/strategies-report.js";
 export { GradientSession, explainGradient, type GradientRule, type GradientSessionOptions, type GradientEnv, type GradientMap } from "./explain/gradients.js";

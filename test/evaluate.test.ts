@@ -12,7 +12,8 @@ import { holmSignificant, summarize, winners, type StatRow, type Summary } from 
 import { writeEvaluationReport } from "../src/evaluate/report.js";
 import { wilcoxon, normalSf } from "../src/evaluate/wilcoxon.js";
 import { gini, spearman, trapezoidAuc } from "../src/evaluate/map-metrics.js";
-import { massPrefix, rankBySupport, stepCounts } from "../src/evaluate/ordering.js";
+import { massPrefix, rankBySupport, rankUnits, stepCounts } from "../src/evaluate/ordering.js";
+import { pixelUnits } from "../src/evaluate/rank-units.js";
 import { candidates, parseRoiSpec, selectRois } from "../src/evaluate/rois.js";
 import { readManifest } from "../src/data/manifest.js";
 import { PatchBank } from "../src/data/patchbank.js";
@@ -86,7 +87,7 @@ beforeAll(async () => {
 function config(out: string, methods: string[], extra: Partial<EvaluateConfig> = {}): EvaluateConfig {
   return {
     models: [modelPath], dataset: manifest, split: "test", methods: methods.map((name) => ({ name, options: {} })), rois: parseRoiSpec("boundary:8x2"),
-    bankSplits: ["train"], bankPatchSize: 8, out, seed: 0, protocol: { ...PROTOCOL_DEFAULTS, radius: 8 }, threads: 1, ...extra,
+    bankSplits: ["train"], bankPatchSize: 8, out, seed: 0, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, rankUnits: { kind: "pixel" } }, threads: 1, ...extra,
   };
 }
 const ctl = (extra: RunControl = {}): RunControl => ({ causalMask: () => causal, ...extra });
@@ -128,11 +129,13 @@ describe("statistics", () => {
     expect(trapezoidAuc([1, 0, 0])).toBeCloseTo(0.25, 12);
     expect(stepCounts(960, 20)).toEqual(Array.from({ length: 21 }, (_, k) => 48 * k));
     const support = Float32Array.from([5, 3, 2, 0, -4]);
-    const order = rankBySupport(support, Uint32Array.from([0, 1, 2, 3, 4]), 0);
-    expect([...order]).toEqual([0, 1, 2, 3, 4]);
-    expect(massPrefix(order, support, 0.5)).toBe(1); // 5 of 10 reaches 50%
-    expect(massPrefix(order, support, 0.6)).toBe(2);
-    expect(massPrefix(order, Float32Array.from([0, -1, 0, 0, 0]), 0.1)).toBe(0); // no positive support: nothing removed
+    const dom = Uint32Array.from([0, 1, 2, 3, 4]);
+    const ranking = rankUnits(pixelUnits(dom), support, 0);
+    expect([...ranking.order]).toEqual([0, 1, 2, 3, 4]);
+    expect([...rankBySupport(support, dom, 0)]).toEqual([0, 1, 2, 3, 4]);
+    expect(massPrefix(ranking, 0.5)).toBe(1); // 5 of 10 reaches 50%
+    expect(massPrefix(ranking, 0.6)).toBe(2);
+    expect(massPrefix(rankUnits(pixelUnits(dom), Float32Array.from([0, -1, 0, 0, 0]), 0), 0.1)).toBe(0); // no positive support: nothing removed
   });
 
   it("ties in the support are broken by a seeded permutation", () => {

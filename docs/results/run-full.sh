@@ -17,7 +17,10 @@ cd "$(dirname "$0")/../.."
 OUT=${OUT:-/work/bench-full}
 IMAGES=${IMAGES:-20}
 METHODS=pdcr,zero,occlusion,rise,lime,kernelshap,pdcr-superpixel,saliency,gradxinput,ig,smoothgrad,guided,deeplift,gradcam,misure
-COMMON=(--split test --rois boundary:32 --steps 8 --patch-draws 1 --fills patches,blur,zero,mean --threads 1 --seed 0
+# The published run's protocol (pixel ranks, mass-matched top-k only, the random control only): these
+# flags keep its cells' keys, so the folder resumes; the unit protocol (the defaults) needs a new --out.
+PROTOCOL=(--rank-units pixel --top-area none --controls random)
+COMMON=(--split test --rois boundary:32 --steps 8 --patch-draws 1 --fills patches,blur,zero,mean --threads 1 --seed 0 "${PROTOCOL[@]}"
         --methods "$METHODS" --set pdcr.samples=10 --set rise.masks=300
         --set lime.segments=50 --set lime.coalitions=150 --set kernelshap.segments=50 --set kernelshap.coalitions=200
         --set pdcr-superpixel.segments=50 --set pdcr-superpixel.samples=5 --set misure.iterations=50

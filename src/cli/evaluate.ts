@@ -9,6 +9,8 @@ import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA } from "../explain/interventions.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { PROTOCOL_DEFAULTS, runEvaluation, type MethodRun } from "../evaluate/benchmark.js";
 import { parseFills } from "../evaluate/fills.js";
+import { parseControls, parseTopArea } from "../evaluate/protocol.js";
+import { parseRankUnits, rankUnitsName } from "../evaluate/rank-units.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
 import { readJson, runRecordPath, writeAtomic, type RunRecord } from "../evaluate/store.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
@@ -32,6 +34,9 @@ interface EvaluateFlags {
   out: string;
   seed: number;
   steps: number;
+  rankUnits: string;
+  topArea: string;
+  controls: string;
   fills: string;
   patchDraws: number;
   blurSigma: number;
@@ -92,11 +97,14 @@ export function evaluateCommand(): Command {
     .option("--bank-patch-size <px>", "patch size of a bank built here", intAtLeast("bank-patch-size"), 8)
     .requiredOption("--out <dir>", "output folder (rerun with the same folder to resume)")
     .option("--seed <n>", "seed of every random choice (RoIs, ties, fills, methods)", seed(), 0)
-    .option("--steps <K>", "equal-area steps of the deletion/insertion curves", intAtLeast("steps", 2), d.steps)
+    .option("--rank-units <units>", "units every map is ranked on and the curves remove: block:N (N px grid cells clipped to the domain), superpixel:N (SLIC) or pixel (the published run's protocol)", rankUnitsName(d.rankUnits))
+    .option("--steps <K>", "steps of the deletion/insertion curves (step k removes round(k·U/K) of the U units)", intAtLeast("steps", 2), d.steps)
     .option("--fills <list>", "fills of the curves: patches,blur,zero,mean", d.fills.join(","))
     .option("--patch-draws <n>", "natural-patch draws averaged per curve point", intAtLeast("patch-draws"), d.patchDraws)
     .option("--blur-sigma <px>", "sigma of the blur fill", numIn("blur-sigma", MIN_BLUR_SIGMA, MAX_BLUR_SIGMA), d.blurSigma)
-    .option("--topk <list>", "top-k% of the attribution mass", numList("topk"), d.topk.map((k) => k * 100))
+    .option("--topk <list>", "top-k% of the attribution mass (metrics top<k>)", numList("topk"), d.topk.map((k) => k * 100))
+    .option("--top-area <list>", "top-k% of the domain's area in each order (metrics toparea<k>), or none", d.topArea.map((k) => k * 100).join(","))
+    .option("--controls <list>", "model-free orders measured beside the methods: random,distance (distance = units nearest the RoI first)", d.controls.join(","))
     .option("--radius <px>", "leakage radius around the RoI", numIn("radius", 0), d.radius)
     .option("--min-range <d>", "normalised AUCs need m(X) − m(removed) >= this (outcome units)", positive("min-range"), d.minRange)
     .option("--stability", "also run each method on a noisy copy and with seed+1 (triples the method cost)")
@@ -116,7 +124,7 @@ export function evaluateCommand(): Command {
       if (!f.reportOnly) {
         if (!f.models?.length || !f.dataset) fail("--models and --dataset are required", "give the ONNX models and the dataset manifest (or use --report-only to rewrite the results of --out)");
         const protocol = {
-          steps: f.steps, fills: parseFills(f.fills), patchDraws: f.patchDraws, blurSigma: f.blurSigma, topk: f.topk.map((k) => k / 100),
+          steps: f.steps, rankUnits: parseRankUnits(f.rankUnits), topArea: parseTopArea(f.topArea), controls: parseControls(f.controls), fills: parseFills(f.fills), patchDraws: f.patchDraws, blurSigma: f.blurSigma, topk: f.topk.map((k) => k / 100),
           radius: f.radius, minRange: f.minRange, stability: !!f.stability, noiseSigma: f.noiseSigma, outcome: f.outcome, reference: f.reference,
         };
         if (protocol.topk.some((k) => !(k > 0 && k <= 1))) fail("--topk values must be percentages in (0, 100]");
@@ -128,7 +136,7 @@ export function evaluateCommand(): Command {
           const runPath = join(f.out, "run.json");
           const prev = readJson<{ commands: string[] }>(runPath);
           const command = ["segcause", ...process.argv.slice(2)].join(" ");
-          const settings = { protocol: { ...protocol, seed: f.seed }, methods };
+          const settings = { protocol: { ...protocol, rankUnits: rankUnitsName(protocol.rankUnits), seed: f.seed }, methods };
           await writeAtomic(runPath, JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], ...settings }, null, 1));
           // run.json holds the latest settings; runs/ keeps every command's own (processes may share --out).
           const recordPath = runRecordPath(f.out, command);

@@ -25,10 +25,12 @@ import { sha256, sha256File } from "../util/hash.js";
 import { encodeNpy } from "../util/npy.js";
 import { uniform } from "../util/rng.js";
 import { fmtDuration, type ProgressListener } from "../util/progress.js";
-import { curvePair, Prober, topKEffects, type CurvePair } from "./curves.js";
+import { curvePair, Prober, topAreaEffects, topKEffects, type CurvePair, type TopK } from "./curves.js";
 import { makeFills, type FillName } from "./fills.js";
 import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
-import { randomOrder, rankBySupport, STREAM } from "./ordering.js";
+import { distanceUnits, randomUnits, rankUnits, STREAM, type Ranking } from "./ordering.js";
+import { protocolKey as protocolKeyOf, topAreaMetric, type ControlName } from "./protocol.js";
+import { domainUnits, RANK_UNITS_DEFAULT, rankUnitsName, rankUnitsProblem, type RankUnits } from "./rank-units.js";
 import { selectRois, type PlacedRoi, type RoiSpec } from "./rois.js";
 import { cellDir, controlPath, readJson, writeAtomic, type CellId, type CellRecord, type ControlRecord, type FailedRecord, type FillResult } from "./store.js";
 
@@ -40,14 +42,20 @@ export interface MethodRun {
 }
 
 export interface Protocol {
-  /** equal-area steps of the curves (default 20) */
+  /** steps of the curves, each removing round(k·U/K) units in all (default 20) */
   steps: number;
+  /** units every map is ranked on (default 16 px blocks clipped to the domain; pixel = the published run's protocol) */
+  rankUnits: RankUnits;
   fills: FillName[];
   /** natural-patch draws averaged per curve point (default 2) */
   patchDraws: number;
   blurSigma: number;
   /** fractions of the positive support mass for the top-k effects (default 0.01, 0.05, 0.1, 0.2) */
   topk: number[];
+  /** fractions of the domain's area for the area-matched top-k effects (default 0.01, 0.05, 0.1, 0.2; empty = none) */
+  topArea: number[];
+  /** model-free orders measured beside the methods: the random order (always) and distance to the RoI (default both) */
+  controls: ControlName[];
   /** leakage radius in pixels (default 32) */
   radius: number;
   /** normalised AUCs are undefined unless removing all of D lowers the outcome by at least this: m(X) − m(removed) ≥ minRange (default 5 outcome units) */
@@ -62,10 +70,13 @@ export interface Protocol {
 
 export const PROTOCOL_DEFAULTS: Protocol = {
   steps: 20,
+  rankUnits: RANK_UNITS_DEFAULT,
   fills: ["patches", "blur", "zero", "mean"],
   patchDraws: 2,
   blurSigma: 5,
   topk: [0.01, 0.05, 0.1, 0.2],
+  topArea: [0.01, 0.05, 0.1, 0.2],
+  controls: ["random", "distance"],
   radius: 32,
   minRange: 5,
   stability: false,
@@ -170,6 +181,12 @@ export function noisyCase(kase: Case, sigma: number, seed: number): Case {
   return { ...kase, image: { ...kase.image, data }, imageSha256: sha256(data), derivedFrom: kase.derivedFrom ?? kase.imageSha256 };
 }
 
+/** The curves of one order (a method's or a control's) and, when the protocol asks, its area-matched top-k effects. */
+async function orderCurves(prober: Prober, r: Ranking, f: Awaited<ReturnType<typeof makeFills>>[number], P: Protocol, ends: { base: number; removed: number }, base: number): Promise<{ curves: CurvePair; topArea?: TopK[] }> {
+  const curves = await curvePair(prober, r, f, P.steps, ends, P.minRange);
+  return P.topArea.length ? { curves, topArea: await topAreaEffects(prober, r, f, P.topArea, base) } : { curves };
+}
+
 function curveMetrics(prefix: string, c: CurvePair, m: Record<string, number | null>, fill: string): void {
   m[`${prefix}del_auc:${fill}`] = c.deletionAuc;
   m[`${prefix}ins_auc:${fill}`] = c.insertionAuc;
@@ -194,7 +211,7 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   if (cfg.models.length < given.models.length) summary.notes.push(`a model given more than once in --models is evaluated once`);
   if (cfg.images !== undefined && cfg.images > inSplit) summary.notes.push(`--images ${cfg.images}: split '${cfg.split}' has only ${inSplit} images, all evaluated`);
   const banks = new Map<string, PatchBank>();
-  const protocolKey = { ...P, seed: cfg.seed };
+  const protocolKey = protocolKeyOf(P, cfg.seed);
 
   // Image-major order (every model on image 1, then image 2, ...): a run stopped early has whole
   // images for every model, which is what the paired statistics need. Models stay loaded, so all
@@ -212,6 +229,8 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
       if (loaded.has(path)) continue;
       const model = await Model.load(path, { threads: cfg.threads });
       loaded.set(path, { model, runner: new Runner(model, { batchSize: cfg.batchSize }) });
+      const problem = rankUnitsProblem(P.rankUnits, model.height, model.width);
+      if (problem) fail(`${problem} of ${basename(path)}`, "use smaller --rank-units (e.g. block:16)");
     }
     if (needBank && cfg.bank) banks.set(cfg.bank, await PatchBank.load(cfg.bank));
     else if (needBank) {
@@ -375,7 +394,8 @@ function cellDifference(e: CellRecord, d: Def, cfg: EvaluateConfig): string {
   const fills = Object.keys(e.fills ?? {});
   if (show(fills) !== show(cfg.protocol.fills)) diffs.push(`--fills: ${fills.join(",")} then, ${cfg.protocol.fills.join(",")} now`);
   if (e.outcome !== cfg.protocol.outcome) diffs.push(`--outcome: ${e.outcome} then, ${cfg.protocol.outcome} now`);
-  return diffs.length ? diffs.join("; ") : "the method's options, seed, fills and outcome match: another protocol setting (e.g. --steps, --topk), the model, its card, the bank or the image differs";
+  const legacy = cfg.protocol.rankUnits.kind === "pixel" && cfg.protocol.topArea.length === 0 && !cfg.protocol.controls.includes("distance");
+  return diffs.length ? diffs.join("; ") : `the method's options, seed, fills and outcome match: another protocol setting (e.g. --steps, --topk${legacy ? "" : ", --rank-units: a folder from before the unit protocol needs --rank-units pixel --top-area none --controls random"}), the model, its card, the bank or the image differs`;
 }
 
 async function evaluateRoi(
@@ -429,21 +449,29 @@ async function evaluateRoi(
   const fills = await makeFills(model, kase, P.fills, { patchDraws: P.patchDraws, blurSigma: P.blurSigma, seed: cfg.seed }, bank);
   const prober = new Prober(model, runner, base, target);
   const domain = explainedDomain(target.region);
+  const units = domainUnits(P.rankUnits, domain, model.height, model.width, kase.image);
+  if (units.label.length < P.steps) {
+    const note = `${id.model}: --rank-units ${rankUnitsName(P.rankUnits)} leaves as few as ${units.label.length} units for --steps ${P.steps}, so some curve steps remove no unit (use smaller units or fewer steps)`;
+    if (!summary.notes.some((n) => n.startsWith(`${id.model}: --rank-units`))) summary.notes.push(note);
+  }
+  const dist = distanceToRoi(target.region);
 
   if (!control) {
     const before = prober.passes;
-    const order = randomOrder(domain, cfg.seed);
+    const random = randomUnits(units, cfg.seed);
+    const near = P.controls.includes("distance") ? distanceUnits(units, dist, cfg.seed) : undefined;
     const perFill: NonNullable<ControlRecord["fills"]> = {};
+    const distance: NonNullable<ControlRecord["distance"]> = {};
     for (const f of fills) {
       const [removed] = await prober.outcomes([domain], f);
       const ends = { base: target.base, removed };
-      perFill[f.name] = { ends, curves: await curvePair(prober, order, f, P.steps, ends, P.minRange) };
+      perFill[f.name] = { ends, ...(await orderCurves(prober, random, f, P, ends, target.base)) };
+      if (near) distance[f.name] = await orderCurves(prober, near, f, P, ends, target.base);
     }
-    control = { format: "segcause.evalcontrol/1", key: ctrlKey, id, roiRect: roi.rect, roiKind: roi.kind, status: "ok", baseOutcome: target.base, outcome: target.outcome, reference: target.referenceKind, fills: perFill, passes: prober.passes - before };
+    control = { format: "segcause.evalcontrol/1", key: ctrlKey, id, roiRect: roi.rect, roiKind: roi.kind, status: "ok", baseOutcome: target.base, outcome: target.outcome, reference: target.referenceKind, fills: perFill, ...(near ? { distance } : {}), passes: prober.passes - before };
     await writeAtomic(ctrlPath, JSON.stringify(control, null, 1));
   }
 
-  const dist = distanceToRoi(target.region);
   const causal = ctl.causalMask?.(kase.id);
   for (const i of todo) {
     if (ctl.signal?.aborted) return true;
@@ -469,20 +497,22 @@ async function evaluateRoi(
       continue;
     }
     const support = supportMap(a);
-    const order = rankBySupport(support, domain, cfg.seed);
+    const order = rankUnits(units, support, cfg.seed);
     const metrics: Record<string, number | null> = {};
     const results: CellRecord["fills"] = {};
     const before = prober.passes;
     for (const f of fills) {
       const ends = control.fills![f.name]!.ends;
-      const curves = await curvePair(prober, order, f, P.steps, ends, P.minRange);
-      const topk = await topKEffects(prober, order, support, f, P.topk, target.base);
-      results[f.name] = { ends, curves, topk } satisfies FillResult;
+      const { curves, topArea } = await orderCurves(prober, order, f, P, ends, target.base);
+      const topk = await topKEffects(prober, order, f, P.topk, target.base);
+      results[f.name] = { ends, curves, topk, ...(topArea ? { topArea } : {}) } satisfies FillResult;
       curveMetrics("", curves, metrics, f.name);
       for (const t of topk) metrics[`top${Math.round(t.k * 100)}:${f.name}`] = t.effect;
+      for (const t of topArea ?? []) metrics[topAreaMetric(t.k, f.name)] = t.effect;
     }
     const firstFill = results[P.fills[0]];
     for (const t of firstFill?.topk ?? []) metrics[`top${Math.round(t.k * 100)}_area`] = t.area;
+    for (const t of firstFill?.topArea ?? []) metrics[`${topAreaMetric(t.k)}_area`] = t.area;
     const leak = leakage(support, domain, dist, P.radius, causal);
     metrics.leakage = Number.isNaN(leak.farShare) ? null : leak.farShare;
     if (causal) metrics.outside_causal = Number.isNaN(leak.outsideCausal!) ? null : leak.outsideCausal!;

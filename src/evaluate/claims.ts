@@ -4,7 +4,7 @@
  * such block against these functions on the published tables (so prose cannot drift from the data).
  */
 import { pdcrPairCounts } from "./report.js";
-import { direction, RANDOM, winners, type Summary } from "./summary.js";
+import { direction, isControl, RANDOM, winners, type Summary } from "./summary.js";
 
 const ORDINAL = (n: number) => `${n}${n % 100 >= 11 && n % 100 <= 13 ? "th" : ["th", "st", "nd", "rd"][n % 10] ?? "th"}`;
 
@@ -58,13 +58,13 @@ export function rankingClaims(summary: Summary, fills: readonly string[]): strin
     lines.push(`- On ${ds} it places ${range(mine.map((p) => p.rank))} of ${mine[0].of} (by fill: ${byFill.join(", ")}), in the top five on ${mine.filter((p) => p.rank <= 5).length} of ${mine.length}; the leaders: ${[...new Set(mine.map((p) => p.best))].join(", ")}.`);
   }
   for (const c of pdcrPairCounts(summary, fills)) {
-    lines.push(`- Paired tests on ${c.dataset} (Wilcoxon over the ${imagesOf(summary, c.dataset)} images, Holm-adjusted within each metric, p < 0.05; the random control and the descriptive leakage metric not counted): of ${c.tests} comparisons with the ${c.others} other methods, PdCR is better in ${c.better}, worse in ${c.worse}, and no difference is found in ${c.none}. Against the random order it is better in ${c.beatsRandom} and worse in ${c.losesToRandom} of ${c.randomTests} deletion/insertion comparisons.`);
+    lines.push(`- Paired tests on ${c.dataset} (Wilcoxon over the ${imagesOf(summary, c.dataset)} images, Holm-adjusted within each metric, p < 0.05; the random control and the descriptive leakage metric not counted): of ${c.tests} comparisons with the ${c.others} other methods, PdCR is better in ${c.better}, worse in ${c.worse}, and no difference is found in ${c.none}. Against the random order it is better in ${c.beatsRandom} and worse in ${c.losesToRandom} of ${c.randomTests} deletion/insertion comparisons${c.distanceTests ? `; against the distance-to-RoI order, better in ${c.beatsDistance} and worse in ${c.losesToDistance} of ${c.distanceTests}` : ""}.`);
   }
   return lines.join("\n");
 }
 
 function imagesOf(summary: Summary, dataset: string): number {
-  return Math.max(0, ...summary.pairs.filter((p) => p.scope === "dataset" && p.dataset === dataset && (p.a === "pdcr" || p.b === "pdcr") && p.a !== RANDOM && p.b !== RANDOM).map((p) => p.n));
+  return Math.max(0, ...summary.pairs.filter((p) => p.scope === "dataset" && p.dataset === dataset && (p.a === "pdcr" || p.b === "pdcr") && !isControl(p.a) && !isControl(p.b)).map((p) => p.n));
 }
 
 /** The passes each method spent per map (medians over all cells, with the range of the cells). */

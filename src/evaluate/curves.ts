@@ -1,10 +1,11 @@
 /**
  * Deletion and insertion curves and top-k effects on the RoI outcome of the method's Target.
  *
- * - Deletion: starting from the image, replace the explained domain's pixels in order (most
- *   supporting first), K equal-area steps; point k = outcome after removing the first round(kN/K).
+ * - Deletion: starting from the image, replace the explained domain's units in rank order (most
+ *   supporting first), K steps; point k = outcome after removing the first round(k·U/K) units
+ *   (with pixel units, round(k·N/K) pixels: equal-area steps).
  * - Insertion: starting from the fully removed image (every domain pixel replaced), restore them in
- *   the same order; point k = outcome with the first round(kN/K) restored.
+ *   the same order; point k = outcome with the first round(k·U/K) units restored.
  * - Both curves share their end points: m(X) (nothing removed) and m(removed) (all removed).
  * - Stochastic fills (natural patches) are averaged over the same draws at every point.
  */
@@ -13,7 +14,7 @@ import type { Runner } from "../model/runner.js";
 import type { Target } from "../target/target.js";
 import type { Unit } from "../explain/units.js";
 import type { CurveFill } from "./fills.js";
-import { massPrefix, stepCounts } from "./ordering.js";
+import { areaPrefix, massPrefix, stepPixels, type Ranking } from "./ordering.js";
 import { trapezoidAuc } from "./map-metrics.js";
 
 /** Runs intervened inputs: base input with a pixel set replaced by a fill, outcome averaged over the fill's draws. */
@@ -68,8 +69,9 @@ export function normalise(auc: number, ends: Endpoints, minRange: number): numbe
   return range >= minRange ? (auc - ends.removed) / range : null;
 }
 
-export async function curvePair(prober: Prober, order: Uint32Array, fill: CurveFill, steps: number, ends: Endpoints, minRange: number): Promise<CurvePair> {
-  const n = stepCounts(order.length, steps);
+export async function curvePair(prober: Prober, ranking: Ranking, fill: CurveFill, steps: number, ends: Endpoints, minRange: number): Promise<CurvePair> {
+  const order = ranking.order;
+  const n = stepPixels(ranking, steps);
   const inner = n.slice(1, -1);
   const sets = [...inner.map((c) => order.subarray(0, c)), ...inner.map((c) => order.subarray(c))];
   const m = await prober.outcomes(sets, fill);
@@ -80,7 +82,7 @@ export async function curvePair(prober: Prober, order: Uint32Array, fill: CurveF
 }
 
 export interface TopK {
-  /** fraction of the positive support mass */
+  /** fraction of the positive support mass (top<k>) or of the domain's area (toparea<k>) */
   k: number;
   /** share of the domain's pixels in the top-k set */
   area: number;
@@ -88,8 +90,18 @@ export interface TopK {
   effect: number;
 }
 
-export async function topKEffects(prober: Prober, order: Uint32Array, support: Float32Array, fill: CurveFill, ks: readonly number[], base: number): Promise<TopK[]> {
-  const lens = ks.map((k) => massPrefix(order, support, k));
-  const m = await prober.outcomes(lens.map((l) => order.subarray(0, l)), fill);
-  return ks.map((k, i) => ({ k, area: lens[i] / order.length, effect: lens[i] === 0 ? 0 : m[i] - base }));
+/** Outcome changes when the first `lens[i]` pixels of the order are replaced (an empty set changes nothing). */
+async function prefixEffects(prober: Prober, r: Ranking, lens: number[], ks: readonly number[], fill: CurveFill, base: number): Promise<TopK[]> {
+  const m = await prober.outcomes(lens.map((l) => r.order.subarray(0, l)), fill);
+  return ks.map((k, i) => ({ k, area: lens[i] / r.order.length, effect: lens[i] === 0 ? 0 : m[i] - base }));
+}
+
+/** Top-k% of the attribution mass (whole units; see massPrefix). */
+export function topKEffects(prober: Prober, r: Ranking, fill: CurveFill, ks: readonly number[], base: number): Promise<TopK[]> {
+  return prefixEffects(prober, r, ks.map((k) => massPrefix(r, k)), ks, fill, base);
+}
+
+/** Top-k% of the domain's area in the order (whole units; see areaPrefix): the same area for every method, up to one unit. */
+export function topAreaEffects(prober: Prober, r: Ranking, fill: CurveFill, ks: readonly number[], base: number): Promise<TopK[]> {
+  return prefixEffects(prober, r, ks.map((k) => areaPrefix(r, k)), ks, fill, base);
 }

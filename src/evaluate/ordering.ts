@@ -1,52 +1,118 @@
 /**
- * Orderings of the explained domain for deletion/insertion curves: pixels sorted by decreasing
- * support, ties broken by a seeded random permutation (so block maps, whose pixels share a value,
- * and maps with many zeros are ordered reproducibly without favouring any position); the random
- * control uses the permutation alone.
+ * Orderings of the explained domain for deletion/insertion curves and top-k sets. The domain is
+ * partitioned into units (rank-units.ts); an order ranks whole units and lists their pixels unit by
+ * unit, so a curve removes or restores whole units. A method's order: units by decreasing mean
+ * support over their pixels. Ties (e.g. the exactly-zero regions of sparse maps, or the blocks of a
+ * block map) are broken by one seeded key per unit, uniform(seed, tieBreak, unit label), the same
+ * rule for every method and control. With pixel units this is the published protocol: pixels by
+ * support, ties by a seeded permutation of the pixels.
  */
 import { uniform } from "../util/rng.js";
+import { pixelUnits, unitCount, type DomainUnits } from "./rank-units.js";
 
 /** Stream numbers of the benchmark's random choices (pure functions of the seed, see util/rng). */
 export const STREAM = { tieBreak: 0x7e51, randomOrder: 0x7e52, fillDraws: 0x7e53, noise: 0x7e54, roi: 0x7e55 } as const;
 
-/** Domain pixels sorted by support (descending), ties by the seeded permutation. */
+/** The domain ranked by units. */
+export interface Ranking {
+  /** domain pixels, unit by unit in rank order */
+  order: Uint32Array;
+  /** ends[i] = pixels in the first i + 1 ranked units */
+  ends: Uint32Array;
+  /** positive mass of each ranked unit, |u| · max(mean support, 0) (0 for the controls) */
+  mass: Float64Array;
+}
+
+/** Units sorted by decreasing score, ties by increasing key; the pixels listed unit by unit. */
+function rankBy(units: DomainUnits, score: Float64Array, key: Float64Array, mass: Float64Array): Ranking {
+  const idx = Array.from({ length: unitCount(units) }, (_, i) => i);
+  idx.sort((a, b) => (score[b] > score[a] ? 1 : score[b] < score[a] ? -1 : 0) || key[a] - key[b]);
+  const order = new Uint32Array(units.pixels.length);
+  const ends = new Uint32Array(idx.length);
+  let n = 0;
+  idx.forEach((u, i) => {
+    order.set(units.pixels.subarray(units.start[u], units.start[u + 1]), n);
+    n += units.start[u + 1] - units.start[u];
+    ends[i] = n;
+  });
+  return { order, ends, mass: Float64Array.from(idx, (u) => mass[u]) };
+}
+
+/** Mean of a per-pixel value over each unit's finite values (−Infinity for a unit without any: it ranks last). */
+export function unitMeans(units: DomainUnits, values: ArrayLike<number>): Float64Array {
+  return Float64Array.from({ length: unitCount(units) }, (_, u) => {
+    let s = 0, n = 0;
+    for (let i = units.start[u]; i < units.start[u + 1]; i++) {
+      const v = values[units.pixels[i]];
+      if (Number.isFinite(v)) (s += v), n++;
+    }
+    return n > 0 ? s / n : -Infinity;
+  });
+}
+
+const tieKeys = (units: DomainUnits, seed: number) => Float64Array.from(units.label, (l) => uniform(seed, STREAM.tieBreak, l));
+const size = (units: DomainUnits, u: number) => units.start[u + 1] - units.start[u];
+
+/** A method's order: units by decreasing mean support, ties by the seeded per-unit key. */
+export function rankUnits(units: DomainUnits, support: ArrayLike<number>, seed: number): Ranking {
+  const mean = unitMeans(units, support);
+  return rankBy(units, mean, tieKeys(units, seed), Float64Array.from(mean, (m, u) => size(units, u) * Math.max(m, 0)));
+}
+
+/** The random control: a seeded uniformly random order of the units. */
+export function randomUnits(units: DomainUnits, seed: number): Ranking {
+  const n = unitCount(units);
+  return rankBy(units, new Float64Array(n), Float64Array.from(units.label, (l) => uniform(seed, STREAM.randomOrder, l)), new Float64Array(n));
+}
+
+/** The distance control: units by increasing mean distance to the RoI (nearest first), ties by the seeded per-unit key. */
+export function distanceUnits(units: DomainUnits, dist: ArrayLike<number>, seed: number): Ranking {
+  const mean = unitMeans(units, dist);
+  return rankBy(units, Float64Array.from(mean, (d) => -d), tieKeys(units, seed), new Float64Array(mean.length));
+}
+
+/** Domain pixels sorted by support (descending), ties by the seeded permutation (pixel units). */
 export function rankBySupport(support: Float32Array, domain: Uint32Array, seed: number): Uint32Array {
-  const key = Float64Array.from(domain, (p) => uniform(seed, STREAM.tieBreak, p));
-  // NaN (no value) ranks last, like the least supportive pixel
-  const s = Float64Array.from(domain, (p) => (Number.isNaN(support[p]) ? -Infinity : support[p]));
-  const idx = Array.from({ length: domain.length }, (_, i) => i);
-  idx.sort((a, b) => (s[b] > s[a] ? 1 : s[b] < s[a] ? -1 : 0) || key[a] - key[b]);
-  return Uint32Array.from(idx, (i) => domain[i]);
+  return rankUnits(pixelUnits(domain), support, seed).order;
 }
 
-/** A seeded uniformly random order of the domain (the control). */
+/** A seeded uniformly random order of the domain's pixels. */
 export function randomOrder(domain: Uint32Array, seed: number): Uint32Array {
-  const key = Float64Array.from(domain, (p) => uniform(seed, STREAM.randomOrder, p));
-  const idx = Array.from({ length: domain.length }, (_, i) => i).sort((a, b) => key[a] - key[b]);
-  return Uint32Array.from(idx, (i) => domain[i]);
+  return randomUnits(pixelUnits(domain), seed).order;
 }
 
-/** Pixels removed after step k of K equal-area steps: the first round(k·N/K) of the order. */
+/** Units removed after step k of K steps: the first round(k·U/K), k = 0..K. */
 export function stepCounts(n: number, steps: number): number[] {
   return Array.from({ length: steps + 1 }, (_, k) => Math.round((k * n) / steps));
 }
 
+/** Pixels removed after each of the K steps: whole units, round(k·U/K) of them at step k. */
+export function stepPixels(r: Ranking, steps: number): number[] {
+  return stepCounts(r.ends.length, steps).map((u) => (u === 0 ? 0 : r.ends[u - 1]));
+}
+
 /**
- * The top-k% of the attribution mass: the shortest prefix of the support order whose cumulative
- * positive support Σ max(s,0) reaches fraction `f` of the total positive support over the domain.
- * Returns its length (0 when the map has no positive support at all: nothing is claimed to support
+ * The top-k% of the attribution mass: the pixels of the shortest prefix of ranked units whose
+ * cumulative positive mass reaches fraction `f` of the total positive mass over the domain. Returns
+ * its length in pixels (0 when the map has no positive support at all: nothing is claimed to support
  * the RoI, so nothing is intervened on).
  */
-export function massPrefix(order: Uint32Array, support: Float32Array, f: number): number {
+export function massPrefix(r: Ranking, f: number): number {
   let total = 0;
-  for (const p of order) if (support[p] > 0) total += support[p];
+  for (const m of r.mass) total += m;
   if (!(total > 0)) return 0;
   const goal = f * total;
   let cum = 0;
-  for (let i = 0; i < order.length; i++) {
-    const s = support[order[i]];
-    if (s > 0) cum += s;
-    if (cum >= goal * (1 - 1e-12)) return i + 1;
+  for (let i = 0; i < r.mass.length; i++) {
+    cum += r.mass[i];
+    if (cum >= goal * (1 - 1e-12)) return r.ends[i];
   }
-  return order.length;
+  return r.order.length;
+}
+
+/** The top-k% of the domain's area: the pixels of the shortest prefix of ranked units covering at least fraction `f` of D. */
+export function areaPrefix(r: Ranking, f: number): number {
+  const goal = f * r.order.length * (1 - 1e-12);
+  for (let i = 0; i < r.ends.length; i++) if (r.ends[i] >= goal) return r.ends[i];
+  return r.order.length;
 }

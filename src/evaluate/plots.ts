@@ -12,8 +12,9 @@ export function esc(s: string): string {
 
 export function colourOf(method: string, methods: readonly string[]): string {
   if (method === "random") return "#555555";
+  if (method === "distance") return "#a0a0a0"; // the other control: grey as well, lighter
   if (method === "pdcr") return PALETTE[0]; // the method the project is about: always red
-  const i = methods.filter((m) => m !== "random" && m !== "pdcr").indexOf(method);
+  const i = methods.filter((m) => m !== "random" && m !== "distance" && m !== "pdcr").indexOf(method);
   return PALETTE[1 + ((i < 0 ? 0 : i) % (PALETTE.length - 1))];
 }
 

@@ -26,6 +26,8 @@ export interface FillResult {
   ends: Endpoints;
   curves: CurvePair;
   topk: TopK[];
+  /** area-matched top-k (--top-area) */
+  topArea?: TopK[];
 }
 
 export interface ControlRecord {
@@ -39,8 +41,10 @@ export interface ControlRecord {
   baseOutcome?: number;
   outcome?: string;
   reference?: string;
-  /** per fill: end points and the random-order curves */
-  fills?: Partial<Record<FillName, { ends: Endpoints; curves: CurvePair }>>;
+  /** per fill: end points and the random-order curves (and area-matched top-k) */
+  fills?: Partial<Record<FillName, { ends: Endpoints; curves: CurvePair; topArea?: TopK[] }>>;
+  /** per fill: the distance-to-RoI order's curves (--controls distance) */
+  distance?: Partial<Record<FillName, { curves: CurvePair; topArea?: TopK[] }>>;
   passes?: number;
 }
 

@@ -4,16 +4,22 @@
  * intervals; and paired Wilcoxon signed-rank tests between methods. The image is the unit of
  * independence: where a scope holds several cells of one image (several models, several RoIs), their
  * values are averaged per image before any interval or test. Tests are Holm-adjusted within their
- * family (one scope, one metric: every pair of methods). The random-order control enters as the
- * pseudo-method "random" for the curve metrics. The result depends only on the cell files, never on
- * the order they were computed in.
+ * family (one scope, one metric: every pair of methods). The model-free controls enter as the
+ * pseudo-methods "random" (random unit order) and "distance" (units nearest the RoI first) for the
+ * curve and area-matched top-k metrics. The result depends only on the cell files, never on the order
+ * they were computed in.
  */
 import type { CellRecord, ControlRecord } from "./store.js";
 import { meanSd } from "./map-metrics.js";
 import { wilcoxon } from "./wilcoxon.js";
+import { topAreaMetric } from "./protocol.js";
 import { bootstrapMeanCi, bootstrapRanks, holm, median } from "./inference.js";
 
 export const RANDOM = "random";
+export const DISTANCE = "distance";
+/** The pseudo-methods: yardsticks a method must beat, not competitors (left out of ranks and winners). */
+export const CONTROLS: readonly string[] = [RANDOM, DISTANCE];
+export const isControl = (method: string) => CONTROLS.includes(method);
 
 export type Direction = "lower" | "higher" | "none";
 
@@ -21,18 +27,19 @@ export type Direction = "lower" | "higher" | "none";
 export function direction(metric: string): Direction {
   const base = metric.split(":")[0];
   if (base === "del_auc" || base === "del_norm" || base === "leakage" || base === "outside_causal") return "lower";
-  if (base === "ins_auc" || base === "ins_norm" || base === "stab_noise" || base === "stab_seed") return "higher";
-  if (/^top\d+$/.test(base)) return "lower"; // a larger drop of the outcome when the claimed support is removed
+  if (base === "ins_auc" || base === "ins_norm" || base === "ins_minus_del" || base === "ins_minus_del_norm" || base === "stab_noise" || base === "stab_seed") return "higher";
+  if (/^top(area)?[\d.]+$/.test(base)) return "lower"; // a larger drop of the outcome when the claimed support is removed
   return "none";
 }
 
 /**
- * Metrics compared pairwise: the normalised AUCs, the top-10% effect, leakage and stability (the
- * raw AUCs and the other top-k levels are summarised but not tested, to keep the table readable;
- * cost, area and sparsity are descriptive).
+ * Metrics compared pairwise: the normalised AUCs and their difference (insertion − deletion), the
+ * top-10% effects (of the mass and of the area), leakage and stability (the raw AUCs and the other
+ * top-k levels are summarised but not tested, to keep the table readable; cost, area and sparsity
+ * are descriptive).
  */
 export function tested(metric: string): boolean {
-  return /^(del_norm|ins_norm|top10):/.test(metric) || ["leakage", "outside_causal", "stab_noise", "stab_seed"].includes(metric);
+  return /^(del_norm|ins_norm|ins_minus_del_norm|top10|toparea10):/.test(metric) || ["leakage", "outside_causal", "stab_noise", "stab_seed"].includes(metric);
 }
 
 export interface Row {
@@ -118,19 +125,42 @@ export interface Summary {
   pairs: PairRow[];
 }
 
-/** Flat rows: one per cell plus one "random" row per control. */
+/**
+ * Insertion − deletion per fill, raw (ins_minus_del, outcome units) and normalised
+ * (ins_minus_del_norm = ins_norm − del_norm, defined where both are): a pure function of the two AUCs,
+ * so it is derived here for every cell and control rather than stored (cells computed before it
+ * existed get it too, with unchanged keys).
+ */
+export function withInsMinusDel(metrics: Record<string, number | null>): Record<string, number | null> {
+  const out = { ...metrics };
+  for (const [name, del] of Object.entries(metrics)) {
+    const m = /^del_(auc|norm):(.+)$/.exec(name);
+    if (!m) continue;
+    const ins = metrics[`ins_${m[1]}:${m[2]}`];
+    if (ins === undefined) continue;
+    out[`ins_minus_del${m[1] === "norm" ? "_norm" : ""}:${m[2]}`] = del === null || ins === null ? null : ins - del;
+  }
+  return out;
+}
+
+/** Flat rows: one per cell plus one "random" (and, when measured, "distance") row per control. */
 export function rowsOf(cells: readonly CellRecord[], controls: readonly ControlRecord[]): Row[] {
-  const rows: Row[] = cells.map((c) => ({ cellKey: `${c.id.dataset}|${c.id.model}|${c.id.image}|${c.id.roi}`, dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, metrics: c.metrics }));
+  const rows: Row[] = cells.map((c) => ({ cellKey: `${c.id.dataset}|${c.id.model}|${c.id.image}|${c.id.roi}`, dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, metrics: withInsMinusDel(c.metrics) }));
   for (const k of controls) {
     if (k.status !== "ok" || !k.fills) continue;
-    const m: Record<string, number | null> = {};
-    for (const [fill, r] of Object.entries(k.fills)) {
-      m[`del_auc:${fill}`] = r!.curves.deletionAuc;
-      m[`ins_auc:${fill}`] = r!.curves.insertionAuc;
-      m[`del_norm:${fill}`] = r!.curves.deletionAucNorm;
-      m[`ins_norm:${fill}`] = r!.curves.insertionAucNorm;
+    const orders: [string, NonNullable<ControlRecord["distance"]>][] = [[RANDOM, k.fills]];
+    if (k.distance) orders.push([DISTANCE, k.distance]);
+    for (const [method, perFill] of orders) {
+      const m: Record<string, number | null> = {};
+      for (const [fill, r] of Object.entries(perFill)) {
+        m[`del_auc:${fill}`] = r!.curves.deletionAuc;
+        m[`ins_auc:${fill}`] = r!.curves.insertionAuc;
+        m[`del_norm:${fill}`] = r!.curves.deletionAucNorm;
+        m[`ins_norm:${fill}`] = r!.curves.insertionAucNorm;
+        for (const t of r!.topArea ?? []) m[topAreaMetric(t.k, fill)] = t.effect;
+      }
+      rows.push({ cellKey: `${k.id.dataset}|${k.id.model}|${k.id.image}|${k.id.roi}`, dataset: k.id.dataset, model: k.id.model, image: k.id.image, roi: k.id.roi, method, metrics: withInsMinusDel(m) });
     }
-    rows.push({ cellKey: `${k.id.dataset}|${k.id.model}|${k.id.image}|${k.id.roi}`, dataset: k.id.dataset, model: k.id.model, image: k.id.image, roi: k.id.roi, method: RANDOM, metrics: m });
   }
   return rows.sort((x, y) => (x.cellKey < y.cellKey ? -1 : x.cellKey > y.cellKey ? 1 : x.method < y.method ? -1 : x.method > y.method ? 1 : 0));
 }
@@ -141,7 +171,7 @@ function metricOrder(a: string, b: string): number {
 
 /** Metrics ranked with intervals: the headline faithfulness comparisons. */
 export function ranked(metric: string): boolean {
-  return /^(del_norm|ins_norm|top10):/.test(metric);
+  return /^(del_norm|ins_norm|ins_minus_del_norm|top10|toparea10):/.test(metric);
 }
 
 /** Mean of each cluster's (image's) values, in first-seen order of the clusters. */
@@ -160,6 +190,7 @@ const imageOf = (r: Row) => `${r.dataset}|${r.image}`;
 export function summarize(cells: readonly CellRecord[], controls: readonly ControlRecord[]): Summary {
   const methods = [...new Set(cells.map((c) => c.method))].sort();
   if (controls.some((c) => c.status === "ok")) methods.push(RANDOM);
+  if (controls.some((c) => c.status === "ok" && c.distance)) methods.push(DISTANCE);
   return {
     format: "segcause.evalsummary/1",
     cells: cells.length,
@@ -198,7 +229,7 @@ export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Sum
     }
     // Ranks: each method's per-image mean on every image of the scope, re-ranked on resampled images.
     for (const metric of metricNames.filter(ranked)) {
-      const ms = methods.filter((m) => m !== RANDOM && sel.some((r) => r.method === m && Number.isFinite(r.metrics[metric] ?? NaN)));
+      const ms = methods.filter((m) => !isControl(m) && sel.some((r) => r.method === m && Number.isFinite(r.metrics[metric] ?? NaN)));
       if (ms.length === 0) continue;
       const perMethod = ms.map((m) => clusterMeans(sel.filter((r) => r.method === m && Number.isFinite(r.metrics[metric] ?? NaN)).map((r) => ({ cluster: imageOf(r), v: r.metrics[metric]! }))));
       const images = [...new Set(perMethod.flatMap((p) => [...p.keys()]))].sort();
@@ -251,7 +282,7 @@ export function winners(s: Summary, metric: string): { dataset: string; model: s
   const dir = direction(metric);
   const groups = new Map<string, StatRow[]>();
   for (const r of s.stats) {
-    if (r.metric !== metric || r.method === RANDOM || !Number.isFinite(r.mean)) continue;
+    if (r.metric !== metric || isControl(r.method) || !Number.isFinite(r.mean)) continue;
     const k = `${r.dataset}|${r.model}`;
     if (!groups.has(k)) groups.set(k, []);
     groups.get(k)!.push(r);
