@@ -3,7 +3,7 @@
  * (disk full) never leaves a folder that looks complete, and no name sends a write outside --out.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join, relative } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -219,6 +219,16 @@ describe("evaluate: names never leave --out", () => {
     expect(cellDir("/o", id, "pdcr")).toBe("/o/cells/ph2/unet-ph2/IMD002/boundary-32-r56c112/pdcr");
     expect(controlPath("/o", id)).toBe("/o/controls/ph2/unet-ph2/IMD002/boundary-32-r56c112.json");
     expect([safe("a b/c"), safe("x\0y"), safe(".."), safe("."), safe(""), safe("..."), safe(".hidden"), safe("v1.2")]).toEqual(["a_b_c", "x_y", "_..", "_.", "_", "_...", ".hidden", "v1.2"]);
+  });
+
+  it("a symbolic link inside --out that points elsewhere is refused, not written through", () => {
+    const out = join(dir, "linked-out"), elsewhere = join(dir, "elsewhere");
+    mkdirSync(join(out, "cells"), { recursive: true });
+    mkdirSync(elsewhere);
+    symlinkSync(elsewhere, join(out, "cells", "tiny"));
+    const id = { dataset: "tiny", model: "m", image: "a", roi: "r" };
+    expect(() => cellDir(out, id, "zero")).toThrow(/refusing to write .*linked-out\/cells\/tiny\/m\/a\/r\/zero: it lies outside .*linked-out/);
+    expect(() => cellDir(out, { ...id, dataset: "other" }, "zero")).not.toThrow();
   });
 });
 

@@ -206,7 +206,7 @@ export function ioProblem(e: unknown, missing?: string): SegcauseError | undefin
   return new SegcauseError(`cannot write ${where}: it ${problem}${missing ? `; ${missing}` : ""}`, err.code === "ENOSPC" || err.code === "EDQUOT" ? "free some space (or give --out a folder on another disk) and rerun the same command" : "give --out a folder you can write to and rerun");
 }
 
-/** Fails (a bug, not the user's) unless `path` lies inside the folder `root`, links resolved. */
+/** Fails unless `path` lies inside the folder `root`, links resolved (names are sanitised: only a link can point elsewhere). */
 export function assertInside(root: string, path: string): void {
   const real = (p: string): string => {
     try {
@@ -217,7 +217,7 @@ export function assertInside(root: string, path: string): void {
     }
   };
   const rel = relative(real(resolve(root)), real(resolve(path)));
-  if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel)) throw new Error(`refusing to write ${path}: it lies outside ${root}`);
+  if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel)) fail(`refusing to write ${path}: it lies outside ${root}`, `a symbolic link inside ${root} points elsewhere: remove it, or give --out another folder`);
 }
 
 /** Creates `path` (exclusive: never through a planted file or link) with `data`, flushed to disk. */

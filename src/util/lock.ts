@@ -71,7 +71,13 @@ export function lockFolder(dir: string, opts: { name?: string; what?: string; wa
   try {
     for (;;) {
       try {
-        linkSync(tmp, path);
+        try {
+          linkSync(tmp, path);
+        } catch (e) {
+          // A file system without hard links: exclusive create (the record is written just after).
+          if (!["EPERM", "ENOTSUP", "ENOSYS", "EOPNOTSUPP"].includes((e as NodeJS.ErrnoException).code ?? "")) throw e;
+          createExclusiveSync(path, mine);
+        }
         break;
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
