@@ -24,7 +24,11 @@ function expectOneLineError(r: { code: number | null; stderr: string }, pattern:
 
 /** The CLI with writes of files matching `pattern` failing with ENOSPC (test/helpers/full-disk.mjs). */
 function onFullDisk(pattern: string, ...args: string[]) {
-  const r = spawnSync(process.execPath, ["--import", FULL_DISK, BIN, ...args], { encoding: "utf8", timeout: 120_000, env: { ...process.env, SEGCAUSE_TEST_FULL_DISK: pattern } });
+  return withFaults({ SEGCAUSE_TEST_FULL_DISK: pattern }, args);
+}
+
+function withFaults(env: Record<string, string>, args: string[]) {
+  const r = spawnSync(process.execPath, ["--import", FULL_DISK, BIN, ...args], { encoding: "utf8", timeout: 120_000, env: { ...process.env, ...env } });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -183,6 +187,16 @@ const readOnlyProbe = (() => {
 if (!readOnlyProbe) console.warn("outputs.test.ts: running as root, which writes into read-only folders: the read-only --out test is skipped");
 
 describe("read-only --out", () => {
+  it("on a read-only file system (injected) is refused before the run, in one line", () => {
+    for (const args of [explain, components, evaluate]) {
+      const out = tmp("segcause-rofs-");
+      const r = withFaults({ SEGCAUSE_TEST_READ_ONLY: `^${out}/` }, args(out));
+      expectOneLineError(r, new RegExp(`cannot write to --out ${out}: it is on a read-only file system \\(EROFS\\) \\(give --out a folder you can write to\\)`));
+      expect(r.stdout).toBe("");
+      expect(readdirSync(out)).toEqual([]);
+    }
+  });
+
   it.runIf(readOnlyProbe)("is refused before the run, in one line", () => {
     for (const args of [explain, components, evaluate]) {
       const out = tmp("segcause-ro-");

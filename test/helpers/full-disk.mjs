@@ -17,3 +17,20 @@ fs.writeFileSync = function (path, ...rest) {
   return writeFileSync.call(this, path, ...rest);
 };
 syncBuiltinESMExports();
+
+// SEGCAUSE_TEST_READ_ONLY (a regular expression): creating or writing a file whose path matches
+// fails with EROFS, as on a read-only mount (which root cannot write either).
+const readOnly = new RegExp(process.env.SEGCAUSE_TEST_READ_ONLY ?? "^$");
+const erofs = (path) => Object.assign(new Error(`EROFS: read-only file system, open '${path}'`), { code: "EROFS", errno: -30, syscall: "open", path: String(path) });
+const writes = (flags) => typeof flags === "string" && /[wa+]/.test(flags);
+const openSync = fs.openSync;
+fs.openSync = function (path, flags, ...rest) {
+  if (writes(flags) && readOnly.test(String(path))) throw erofs(path);
+  return openSync.call(this, path, flags, ...rest);
+};
+const openAsync = fs.promises.open;
+fs.promises.open = async function (path, flags, ...rest) {
+  if (writes(flags) && readOnly.test(String(path))) throw erofs(path);
+  return openAsync.call(this, path, flags, ...rest);
+};
+syncBuiltinESMExports();
