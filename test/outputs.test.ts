@@ -157,6 +157,18 @@ describe("disk full: no folder that looks complete", () => {
     expect(existsSync(join(out, "manifest.json"))).toBe(true);
   });
 
+  it("a quota, a read-only remount or a permission change during the run: one line each, exit 1, no manifest", () => {
+    for (const [code, said] of [
+      ["EDQUOT", /cannot write .*manifest\.json: it is over its disk quota \(EDQUOT\); .* has no manifest\.json/],
+      ["EROFS", /cannot write .*manifest\.json: it is on a read-only file system \(EROFS\); .* has no manifest\.json/],
+      ["EACCES", /cannot access .*manifest\.json: permission denied \(EACCES\); .* has no manifest\.json/],
+    ] as const) {
+      const out = join(dir, `full-${code}`);
+      expectOneLineError(withFaults({ SEGCAUSE_TEST_FULL_DISK: "manifest\\.json", SEGCAUSE_TEST_FULL_DISK_CODE: code }, explain(out)), said);
+      expect(existsSync(join(out, "manifest.json"))).toBe(false);
+    }
+  });
+
   it("components: the same", () => {
     const out = join(dir, "full-components");
     expectOneLineError(onFullDisk("manifest\\.json", ...components(out)), /no space left on its device \(ENOSPC\); .* has no manifest\.json/);

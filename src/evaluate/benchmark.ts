@@ -276,7 +276,7 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
       for (const modelPath of cfg.models) {
         const m = loaded.get(modelPath)!;
         if (needBank && !m.bank) {
-          ctl.beforeWrite?.();
+          if (!cfg.bank) ctl.beforeWrite?.(); // a bank is built into out/banks
           m.bank = await bankFor(cfg, ds, m.model, banks, log);
         }
         const { model, runner, bank } = m;

@@ -203,7 +203,9 @@ export function ioProblem(e: unknown, missing?: string): SegcauseError | undefin
   const problem = err?.code ? IO_PROBLEMS[err.code] : undefined;
   if (!problem) return undefined;
   const where = err.path ?? (err as { dest?: string }).dest ?? "the output";
-  return new SegcauseError(`cannot write ${where}: it ${problem}${missing ? `; ${missing}` : ""}`, err.code === "ENOSPC" || err.code === "EDQUOT" ? "free some space (or give --out a folder on another disk) and rerun the same command" : "give --out a folder you can write to and rerun");
+  // A permission error may come from reading an input as well: it says "access", not "write".
+  if (err.code === "EACCES" || err.code === "EPERM") return new SegcauseError(`cannot access ${where}: permission denied (${err.code})${missing ? `; ${missing}` : ""}`, "check its permissions, or give --out a folder you can write to, and rerun");
+  return new SegcauseError(`cannot write ${where}: it ${problem}${missing ? `; ${missing}` : ""}`, err.code === "EROFS" ? "give --out a folder you can write to and rerun" : "free some space (or give --out a folder on another disk) and rerun the same command");
 }
 
 /** Fails unless `path` lies inside the folder `root`, links resolved (names are sanitised: only a link can point elsewhere). */

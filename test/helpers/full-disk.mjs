@@ -4,7 +4,9 @@ import fs from "node:fs";
 import { syncBuiltinESMExports } from "node:module";
 
 const pattern = new RegExp(process.env.SEGCAUSE_TEST_FULL_DISK ?? "^$");
-const enospc = () => Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC", errno: -28, syscall: "write" });
+// SEGCAUSE_TEST_FULL_DISK_CODE: the error instead of ENOSPC (e.g. EDQUOT, EROFS, EACCES)
+const code = process.env.SEGCAUSE_TEST_FULL_DISK_CODE ?? "ENOSPC";
+const enospc = () => Object.assign(new Error(`${code}: write failed (injected), write`), { code, syscall: "write" });
 const open = fs.promises.open;
 fs.promises.open = async function (path, ...rest) {
   const h = await open.call(this, path, ...rest);
