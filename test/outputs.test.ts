@@ -126,6 +126,20 @@ describe("never replacing files segcause did not write", () => {
     }
   });
 
+  it("strategies too: a folder of other files is refused, its own output is rewritten", () => {
+    const maps = join(dir, "strategies-maps");
+    expect(segcause(...explain(maps)).code).toBe(0);
+    const out = foreign("foreign-strategies");
+    expectOneLineError(segcause("strategies", "--maps", maps, "--out", out), /--out .*foreign-strategies is a folder of other files \(a\.png, manifest\.json, report\.md\), not the output of an earlier `segcause strategies`/);
+    expect(readdirSync(out).sort()).toEqual(["a.png", "manifest.json", "report.md"]);
+    const own = join(dir, "strategies-own");
+    for (let i = 0; i < 2; i++) {
+      const r = segcause("strategies", "--maps", maps, "--out", own);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    expect(existsSync(join(own, "strategies.json"))).toBe(true);
+  });
+
   it("an empty folder, and a folder of the same command's output, are written", () => {
     const out = join(dir, "empty-then-again");
     mkdirSync(out);
