@@ -1,7 +1,7 @@
 /** The segcause command line: a thin layer over the library. */
 import { Command, CommanderError } from "commander";
 import { SegcauseError } from "../errors.js";
-import { ioProblem } from "../util/files.js";
+import { ioProblem } from "../util/atomic.js";
 import { installInterruptHandlers } from "../util/interrupt.js";
 import { VERSION } from "../version.js";
 import { bankCommand } from "./bank.js";

@@ -10,7 +10,8 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
-import { assertInside, writeFileAtomic } from "../util/files.js";
+import { writeFileAtomic } from "../util/atomic.js";
+import { assertInside } from "../util/files.js";
 import { sha256 } from "../util/hash.js";
 import type { RoiRect } from "../target/roi.js";
 import type { CurvePair, Endpoints, TopK } from "./curves.js";

@@ -18,7 +18,7 @@ import { runtimeVersions } from "../version.js";
 import { csv, fmt, page, pngImg, table } from "./html.js";
 import { meanSd } from "./map-metrics.js";
 import { boxPanelsSvg, colourOf, esc, stackedBarsSvg } from "./plots.js";
-import { writeFileAtomic } from "../util/files.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import type { CellRecord } from "./store.js";
 import { checkStrategySettings, STRATEGY_CLASSES, STRATEGY_DEFAULTS, strategyStats, type StrategySettings, type StrategyStats } from "./strategies.js";
 import { wilcoxon } from "./wilcoxon.js";

@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
-import { writeFileAtomic, writeFileAtomicSync } from "../util/files.js";
+import { writeFileAtomic, writeFileAtomicSync } from "../util/atomic.js";
 import { sha256 } from "../util/hash.js";
 import { saveOnInterrupt } from "../util/interrupt.js";
 import { ProgressTracker, type ProgressListener } from "../util/progress.js";

@@ -1,6 +1,6 @@
 /** Writers for component effects: ranked JSON and CSV, a bar chart in network order, a depth profile. */
 import { mkdir, rm } from "node:fs/promises";
-import { writeManifest, writeStaged } from "../util/files.js";
+import { writeManifest, writeStaged } from "../util/atomic.js";
 import { join } from "node:path";
 import type { ComponentEffects } from "../explain/components.js";
 import { svgToPng } from "./charts.js";

@@ -10,7 +10,7 @@ import type { Case } from "../data/case.js";
 import type { Attribution } from "../explain/attribution.js";
 import { Region } from "../target/roi.js";
 import { encodeNpy } from "../util/npy.js";
-import { writeManifest, writeStaged } from "../util/files.js";
+import { writeManifest, writeStaged } from "../util/atomic.js";
 import { t975 } from "../util/tdist.js";
 import { svgToPng, summarySvg } from "./charts.js";
 import { heatRgb, overlayRgb } from "./colormap.js";

@@ -8,7 +8,7 @@ import { linkSync, readFileSync, unlinkSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { fail } from "../errors.js";
-import { createExclusiveSync, tempName } from "./files.js";
+import { createExclusiveSync, tempName } from "./atomic.js";
 
 export interface LockRecord {
   format: "segcause.lock/1";
