@@ -8,6 +8,7 @@ import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { publishedStatistics, type PublishedStatistics } from "../src/evaluate/published.js";
+import { settingsDifference } from "../src/evaluate/run-record.js";
 import { budgetClaims, generatedBlocks, rankingClaims, replaceBlock, shortClaims, strategyClaims, strategyRowsFromCsv, type StrategyMapRow } from "../src/evaluate/claims.js";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -68,5 +69,13 @@ describe("published benchmark", () => {
       if (UPDATE) writeFileSync(file, md);
     }
     expect([...seen].sort()).toEqual(Object.keys(generators).sort());
+  });
+
+  it("the published run.json, written before the unit protocol, agrees with a rerun under the old settings and names what a new protocol changes", () => {
+    const run = JSON.parse(readFileSync(join(DIR, "run.json"), "utf8")) as { protocol: Record<string, unknown>; methods: { name: string; options: Record<string, unknown> }[] };
+    expect(run.protocol.rankUnits).toBeUndefined();
+    const old = { protocol: { ...run.protocol, rankUnits: "pixel", topArea: [], controls: ["random"] }, methods: run.methods };
+    expect(settingsDifference(run, old)).toEqual([]);
+    expect(settingsDifference(run, { ...old, protocol: { ...old.protocol, rankUnits: "block:16" } })).toEqual(['--rank-units: "pixel" there, "block:16" here']);
   });
 });

@@ -8,7 +8,8 @@ import { loadCase, type Case } from "../data/case.js";
 import { IMAGE_FORMATS, listImages } from "../data/image.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { Model } from "../model/model.js";
-import { checkOutputDir, checkOutputKind } from "../util/files.js";
+import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.js";
+import { lockFolder, type FolderLock } from "../util/lock.js";
 import { sha256File } from "../util/hash.js";
 import { markResumable } from "../util/interrupt.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
@@ -114,10 +115,10 @@ export function componentsCommand(): Command {
     if (f.ablation === "zero") for (const o of ["donors", "maxDonors", "splits"]) if (given(o)) fail(`${flag(o)} only applies to --ablation resample or mean (zero ablation uses no donors)`, `drop it, or use --ablation resample`);
     for (const o of ["maxDonors", "splits"]) if (given(o) && !f.donors) fail(`${flag(o)} only applies with --donors (it chooses among the donor images)`, `add --donors <dir|manifest>, or drop ${flag(o)}`);
     const roiRect = parseRoi(f.roi);
-    checkOutputDir(f.out);
-    checkOutputKind(f.out, "components");
+    checkOutputFolder(f.out, "components");
     markResumable("checkpoints");
     const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads) });
+    let lock: FolderLock | undefined;
     try {
       const kase = await loadCase(model, f.image, f.mask);
       let donors: Case[] = [];
@@ -132,10 +133,15 @@ export function componentsCommand(): Command {
       }
       // Finished samples are checkpointed in --out: rerunning the same command after an interruption resumes.
       const checkpointPath = join(f.out, ".checkpoint.json");
+      // One writer per folder from here on: the checkpoint, the files and the manifest are this run's.
+      makeOutputDir(f.out);
+      lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
+      claimOutputDir(f.out, "components");
       const e = await explainComponents(model, kase, { roi: roiRect, outcome: f.outcome }, {
         level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donorSampling: f.donorSampling, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
         onProgress: f.progress ? stderrProgress() : undefined, checkpointPath,
       });
+      if (lock.note) e.notes.push(lock.note);
       const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`, {
         height: model.height, width: model.width, roi: Region.rect(roiRect, model.height, model.width),
       });
@@ -151,6 +157,7 @@ export function componentsCommand(): Command {
         ].join("\n") + "\n",
       );
     } finally {
+      lock?.release();
       await model.release();
     }
   });

@@ -12,10 +12,10 @@ import { parseFills } from "../evaluate/fills.js";
 import { parseControls, parseTopArea } from "../evaluate/protocol.js";
 import { parseRankUnits, rankUnitsName } from "../evaluate/rank-units.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
-import { readJson, runRecordPath, writeAtomic, type RunRecord } from "../evaluate/store.js";
+import { checkCellsMatchRun, recordRun } from "../evaluate/run-record.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
 import { intAtLeast, methodOptionParser, numIn, numList, oneOf, positive, seed } from "./options.js";
-import { checkOutputDir, checkOutputKind, makeOutputDir } from "../util/files.js";
+import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
 import { stderrProgress } from "../util/progress.js";
 
@@ -117,10 +117,10 @@ export function evaluateCommand(): Command {
     .option("--report-only", "only (re)write the tables, plots and HTML from the cells that exist")
     .option("--no-progress", "no progress lines on stderr")
     .action(async (f: EvaluateFlags) => {
-      checkOutputDir(f.out);
-      checkOutputKind(f.out, "evaluate");
+      checkOutputFolder(f.out, "evaluate");
       markResumable("outputs");
       if (f.reportOnly && !existsSync(join(f.out, "run.json"))) fail(`--report-only: ${f.out} holds no evaluation (no run.json)`, "give --out the folder of an earlier `segcause evaluate` run");
+      if (f.reportOnly) checkCellsMatchRun(f.out);
       if (!f.reportOnly) {
         if (!f.models?.length || !f.dataset) fail("--models and --dataset are required", "give the ONNX models and the dataset manifest (or use --report-only to rewrite the results of --out)");
         const protocol = {
@@ -130,26 +130,17 @@ export function evaluateCommand(): Command {
         if (protocol.topk.some((k) => !(k > 0 && k <= 1))) fail("--topk values must be percentages in (0, 100]");
         const methods = parseMethodRuns(f.methods, f.set);
         const rois = parseRoiSpec(f.rois, f.roiAlign);
-        // run.json marks --out as an evaluation: written only once the models, dataset and bank are checked.
-        const recordRun = async () => {
-          makeOutputDir(f.out);
-          const runPath = join(f.out, "run.json");
-          const prev = readJson<{ commands: string[] }>(runPath);
-          const command = ["segcause", ...process.argv.slice(2)].join(" ");
-          const settings = { protocol: { ...protocol, rankUnits: rankUnitsName(protocol.rankUnits), seed: f.seed }, methods };
-          await writeAtomic(runPath, JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], ...settings }, null, 1));
-          // run.json holds the latest settings; runs/ keeps every command's own (processes may share --out).
-          const recordPath = runRecordPath(f.out, command);
-          const started = readJson<RunRecord>(recordPath)?.started ?? new Date().toISOString();
-          await writeAtomic(recordPath, JSON.stringify({ format: "segcause.evalrun/1", command, started, ...settings } satisfies RunRecord, null, 1));
-        };
+        // run.json marks --out as an evaluation: written only once the models, dataset and bank are
+        // checked, and refused (under a lock) when the folder holds an evaluation with other settings.
+        const command = ["segcause", ...process.argv.slice(2)].join(" ");
+        const recordRunSettings = () => recordRun(f.out, { protocol: { ...protocol, rankUnits: rankUnitsName(protocol.rankUnits), seed: f.seed }, methods }, command);
         const t0 = Date.now();
         const s = await runEvaluation(
           {
             models: f.models, dataset: f.dataset, split: f.split, images: f.images, methods, rois, bank: f.bank,
             bankSplits: f.bankSplits.split(","), bankPatchSize: f.bankPatchSize, out: f.out, seed: f.seed, protocol, batchSize: f.batchSize, threads: f.threads,
           },
-          { onValidated: recordRun, maxCells: f.maxCells, onProgress: f.progress ? stderrProgress(30_000) : undefined, log: f.progress ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
+          { onValidated: recordRunSettings, beforeWrite: () => claimOutputDir(f.out, "evaluate"), maxCells: f.maxCells, onProgress: f.progress ? stderrProgress(30_000) : undefined, log: f.progress ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
         );
         process.stdout.write(`${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped, ${s.failed} refused by their method${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}\n`);
         for (const n of s.notes) process.stdout.write(`  note: ${n}\n`);

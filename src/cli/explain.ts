@@ -5,7 +5,8 @@ import { rm } from "node:fs/promises";
 import { fail } from "../errors.js";
 import { checkMaskSize, loadCase, type Case } from "../data/case.js";
 import { IMAGE_FORMATS, loadMask, readInput } from "../data/image.js";
-import { checkOutputDir, checkOutputKind, makeOutputDir } from "../util/files.js";
+import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.js";
+import { lockFolder, type FolderLock } from "../util/lock.js";
 import { markResumable } from "../util/interrupt.js";
 import { PatchBank } from "../data/patchbank.js";
 import { Model } from "../model/model.js";
@@ -57,12 +58,12 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi row,col,height,width (model-input pixels) or --roi-mask mask.png");
   if (f.roi && f.roiMask) fail("both --roi and --roi-mask are given", "pass only one of them");
   const rect = f.roi ? parseRoi(f.roi) : undefined;
-  checkOutputDir(f.out);
-  checkOutputKind(f.out, "explain");
+  checkOutputFolder(f.out, "explain");
   markResumable("checkpoints");
   if (def.needsBank && !f.bank) fail(`${def.name} needs a patch bank of natural patches`, "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank");
   const load = { card: f.card, overrides: cardOverrides(f) };
   let model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
+  let lock: FolderLock | undefined;
   try {
     const kase = await loadCase(model, f.image, f.mask);
     // Anything not fixed by a flag is chosen by a short (cached) probe of this model on this machine.
@@ -85,8 +86,12 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       onProgress: f.progress ? stderrProgress() : undefined,
       checkpointPath: join(f.out, ".checkpoint.json"),
     };
+    // One writer per folder from here on: the checkpoint, the files and the manifest are this run's.
     makeOutputDir(f.out);
+    lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
+    claimOutputDir(f.out, "explain");
     const attribution = await def.explain({ model, kase, target, run, bank, options });
+    if (lock.note) attribution.notes.push(lock.note);
     if (tuned && tuned.probe.length > 0) {
       const p = tuned.probe.map((c) => `${c.workers}x${c.threads} threads batch ${c.batchSize}: ${c.perSecond.toFixed(1)}/s`).join("; ");
       attribution.notes.push(`execution ${tuned.cached ? "(cached probe)" : "probed"}: ${tuned.workers} session(s) x ${tuned.threads} thread(s), batch ${tuned.batchSize} [${p}]`);
@@ -97,6 +102,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
     await rm(run.checkpointPath, { force: true });
     return { attribution, written, kase };
   } finally {
+    lock?.release();
     await model.release();
   }
 }

@@ -1,6 +1,7 @@
 /** The segcause command line: a thin layer over the library. */
 import { Command, CommanderError } from "commander";
 import { SegcauseError } from "../errors.js";
+import { ioProblem } from "../util/atomic.js";
 import { installInterruptHandlers } from "../util/interrupt.js";
 import { VERSION } from "../version.js";
 import { bankCommand } from "./bank.js";
@@ -44,7 +45,9 @@ export async function main(argv: string[]): Promise<void> {
   installInterruptHandlers();
   try {
     await program().parseAsync(argv);
-  } catch (e) {
+  } catch (thrown) {
+    // A full disk, a quota or a read-only folder is the user's condition, not a bug.
+    const e = ioProblem(thrown) ?? thrown;
     if (e instanceof CommanderError) {
       process.exitCode = e.exitCode;
       return;

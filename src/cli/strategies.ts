@@ -3,7 +3,7 @@ import { Command } from "commander";
 import { STRATEGY_DEFAULTS } from "../evaluate/strategies.js";
 import { writeStrategyReport } from "../evaluate/strategies-report.js";
 import { int, num } from "./options.js";
-import { checkOutputDir, checkOutputKind } from "../util/files.js";
+import { checkOutputDir, checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { fail } from "../errors.js";
@@ -37,8 +37,9 @@ export function strategiesCommand(): Command {
       if (existsSync(join(f.out, "cells")) && existsSync(join(f.out, "report.html"))) {
         fail(`--out ${f.out} holds the output of \`segcause evaluate\`: the strategy report would overwrite its report.html`, `use --out ${join(f.out, "strategies")}`);
       }
-      checkOutputKind(f.out, "strategies");
+      checkOutputFolder(f.out, "strategies");
       const r = await writeStrategyReport(f.maps, f.out, {
+        beforeWrite: () => claimOutputDir(f.out, "strategies"),
         methods: f.methods?.split(",").map((s) => s.trim()),
         settings: { radius: f.radius, rel: f.rel, ...(f.block !== undefined ? { block: f.block } : {}), ...(f.tau !== undefined ? { tau: f.tau } : {}) },
         gallery: f.gallery,

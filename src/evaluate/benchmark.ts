@@ -121,6 +121,8 @@ export interface RunControl {
    * anything is written to `out` (the CLI records run.json here, so a refused run leaves none).
    */
   onValidated?: () => void | Promise<void>;
+  /** called before the first file (a patch bank) may be written to `out` (the CLI marks the folder as an evaluation's) */
+  beforeWrite?: () => void;
 }
 
 export interface RunSummary {
@@ -292,7 +294,10 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
       const decoded = new Map<string, Case>();
       for (const modelPath of cfg.models) {
         const m = loaded.get(modelPath)!;
-        if (needBank && !m.bank) m.bank = await bankFor(cfg, ds, m.model, banks, log);
+        if (needBank && !m.bank) {
+          if (!cfg.bank) ctl.beforeWrite?.(); // a bank is built into out/banks
+          m.bank = await bankFor(cfg, ds, m.model, banks, log);
+        }
         const { model, runner, bank } = m;
         // An empty ground truth is allowed: its RoIs are skipped with the reason (Dice undefined).
         let kase = decoded.get(geometry(model));

@@ -29,6 +29,9 @@ export interface KeyedProtocol {
   controls: ControlName[];
 }
 
+/** How run.json records the settings added since the published run, for a run.json written before them. */
+export const SETTINGS_BEFORE_UNITS: Record<string, unknown> = { rankUnits: "pixel", topArea: [], controls: ["random"] };
+
 export function protocolKey(p: KeyedProtocol, seed: number): Record<string, unknown> {
   const { steps, fills, patchDraws, blurSigma, topk, radius, minRange, stability, noiseSigma, outcome, reference } = p;
   return {

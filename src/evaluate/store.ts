@@ -8,8 +8,10 @@
  *   out/controls/<dataset>/<model>/<image>/<roi>.json
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import { writeFileAtomic } from "../util/atomic.js";
+import { assertInside } from "../util/files.js";
 import { sha256 } from "../util/hash.js";
 import type { RoiRect } from "../target/roi.js";
 import type { CurvePair, Endpoints, TopK } from "./curves.js";
@@ -80,21 +82,34 @@ export interface FailedRecord {
   refusals?: number;
 }
 
-const safe = (s: string) => s.replace(/[^A-Za-z0-9._-]+/g, "_");
+/**
+ * One path component from a name (dataset, model, image, RoI, method): separators, NUL and other
+ * characters become "_", and a name that would be no folder of its own ("", ".", "..", "...")
+ * gets a leading "_". Other names keep the component they always had (cells stay where they are).
+ */
+export const safe = (s: string) => {
+  const t = s.replace(/[^A-Za-z0-9._-]+/g, "_");
+  return /^\.*$/.test(t) ? `_${t}` : t;
+};
+
+/** `path` after checking that it lies inside `out` (links resolved): no name can send a write elsewhere. */
+function under(out: string, path: string): string {
+  assertInside(out, path);
+  return path;
+}
 
 export function cellDir(out: string, id: CellId, method: string): string {
-  return join(out, "cells", safe(id.dataset), safe(id.model), safe(id.image), safe(id.roi), safe(method));
+  return under(out, join(out, "cells", safe(id.dataset), safe(id.model), safe(id.image), safe(id.roi), safe(method)));
 }
 
 export function controlPath(out: string, id: CellId): string {
-  return join(out, "controls", safe(id.dataset), safe(id.model), safe(id.image), `${safe(id.roi)}.json`);
+  return under(out, join(out, "controls", safe(id.dataset), safe(id.model), safe(id.image), `${safe(id.roi)}.json`));
 }
 
+/** Writes `path` atomically (unique temp file created exclusively, flushed, renamed), creating its folder. */
 export async function writeAtomic(path: string, data: string | Uint8Array): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
-  await writeFile(tmp, data);
-  await rename(tmp, path);
+  await writeFileAtomic(path, data);
 }
 
 export function readJson<T>(path: string): T | undefined {

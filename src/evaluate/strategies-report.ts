@@ -5,7 +5,7 @@
  * gallery of example maps per model and a self-contained HTML report.
  */
 import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
-import { mkdir, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { basename, dirname, join, resolve } from "node:path";
 import { fail } from "../errors.js";
 import { encodePng } from "../data/image.js";
@@ -18,6 +18,7 @@ import { runtimeVersions } from "../version.js";
 import { csv, fmt, page, pngImg, table } from "./html.js";
 import { meanSd } from "./map-metrics.js";
 import { boxPanelsSvg, colourOf, esc, stackedBarsSvg } from "./plots.js";
+import { writeFileAtomic } from "../util/atomic.js";
 import type { CellRecord } from "./store.js";
 import { checkStrategySettings, STRATEGY_CLASSES, STRATEGY_DEFAULTS, strategyStats, type StrategySettings, type StrategyStats } from "./strategies.js";
 import { holm } from "./inference.js";
@@ -223,7 +224,7 @@ export interface StrategyReport {
   duplicates: string[];
 }
 
-export async function writeStrategyReport(dirs: readonly string[], out: string, opts: { methods?: string[]; settings?: Partial<StrategySettings>; gallery?: number } = {}): Promise<StrategyReport> {
+export async function writeStrategyReport(dirs: readonly string[], out: string, opts: { methods?: string[]; settings?: Partial<StrategySettings>; gallery?: number; beforeWrite?: () => void } = {}): Promise<StrategyReport> {
   const settings = { ...STRATEGY_DEFAULTS, ...opts.settings };
   checkStrategySettings(settings);
   if (opts.gallery !== undefined && !(Number.isInteger(opts.gallery) && opts.gallery >= 0)) fail(`--gallery must be an integer >= 0, got ${opts.gallery}`, "use --gallery 6");
@@ -258,8 +259,9 @@ export async function writeStrategyReport(dirs: readonly string[], out: string, 
   }
   const files: string[] = [];
   const put = async (name: string, data: string | Buffer) => {
+    if (files.length === 0) opts.beforeWrite?.(); // every map is read and checked: the folder becomes the report's
     await mkdir(dirname(join(out, name)), { recursive: true });
-    await writeFile(join(out, name), data);
+    await writeFileAtomic(join(out, name), data); // replaces a planted link instead of writing through it
     files.push(name);
   };
   const statCols = ["cls", "localShare", "spread", "entropy", "chainBlocks", "chainExtent", "chainWidth", "chainMass", "chainGridShare", "significantBlocks", "significantShare", "totalMass", "blocks"] as const;

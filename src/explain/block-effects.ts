@@ -102,9 +102,13 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
         dst.set(base);
         membersOf(r.unit).forEach((u, k) => intervention.apply(dst, u, drawOf(r.unit, r.draw, k)));
       },
-      (data, slot) => target.score(data, slot),
+      // Each sample is recorded as its batch finishes, not at the end of the chunk.
+      (data, slot, r) => {
+        const v = target.score(data, slot);
+        resumable.finished(r, v);
+        return v;
+      },
     );
-    resumable.progress(reqs.length);
     ranPasses += reqs.length;
     ranMs += Date.now() - started;
     return scores;

@@ -2,13 +2,14 @@
  * Checkpoints of finished samples, so that a long run that is killed loses at most a few seconds
  * of work. The key ties a checkpoint to everything that decides the samples.
  */
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { mkdir, rename, writeFile } from "node:fs/promises";
+import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import { dirname } from "node:path";
+import { writeFileAtomic, writeFileAtomicSync } from "../util/atomic.js";
 import { sha256 } from "../util/hash.js";
 import { saveOnInterrupt } from "../util/interrupt.js";
 import { ProgressTracker, type ProgressListener } from "../util/progress.js";
-import { cachedEvaluate, OutcomeStore, type Evaluate } from "./samples.js";
+import { cachedEvaluate, OutcomeStore, type Evaluate, type SampleRequest } from "./samples.js";
 
 export class Checkpoint {
   private lastSave = Date.now();
@@ -61,28 +62,54 @@ export class Checkpoint {
     return out;
   }
 
+  private saving: Promise<void> | undefined;
+  private saveError: unknown;
+
   async maybeSave(): Promise<void> {
+    if (this.saveError) throw this.saveError;
     if (Date.now() - this.lastSave >= this.everyMs) await this.save();
   }
 
-  async save(): Promise<void> {
-    this.lastSave = Date.now();
-    const size = this.store.size;
-    const tmp = `${this.path}.tmp`;
-    await mkdir(dirname(this.path), { recursive: true }); // the output folder may not exist yet
-    await writeFile(tmp, this.serialise());
-    await rename(tmp, this.path);
-    this.savedSize = Math.max(this.savedSize, size);
+  /**
+   * Starts a save in the background when one is due and none is running (called as batches
+   * finish, where nothing can wait); its failure surfaces at the next maybeSave or save.
+   */
+  saveSoon(): void {
+    if (this.saving || this.saveError || Date.now() - this.lastSave < this.everyMs) return;
+    this.save().catch((e) => (this.saveError = e));
   }
+
+  async save(): Promise<void> {
+    if (this.saveError) throw this.saveError;
+    while (this.saving) await this.saving; // one save at a time: an older snapshot never lands last
+    this.lastSave = Date.now();
+    // The snapshot is taken now: samples finished while it is written go into the next save.
+    const size = this.store.size;
+    const text = this.serialise();
+    const write = (async () => {
+      await mkdir(dirname(this.path), { recursive: true }); // the output folder may not exist yet
+      await writeFileAtomic(this.path, text);
+    })();
+    this.saving = write;
+    try {
+      await write;
+    } finally {
+      this.saving = undefined;
+    }
+    this.savedSize = Math.max(this.savedSize, size);
+    // An interruption saved a newer snapshot while this one was written: it must be the one that stays.
+    if (this.interrupted) writeFileAtomicSync(this.path, this.serialise());
+  }
+
+  private interrupted = false;
 
   /** On interruption: writes the samples finished since the last save, synchronously (see util/interrupt.ts). */
   saveIfDirty(): boolean {
+    this.interrupted = true;
     if (this.store.size <= this.savedSize) return false;
-    // Its own temp file: a periodic save may be half-way through writing `${path}.tmp`.
-    const tmp = `${this.path}.${process.pid}.int.tmp`;
+    // Its own temp file (every temp name is unique): a periodic save may be half-way through its own.
     mkdirSync(dirname(this.path), { recursive: true });
-    writeFileSync(tmp, this.serialise());
-    renameSync(tmp, this.path);
+    writeFileAtomicSync(this.path, this.serialise());
     this.savedSize = this.store.size;
     return true;
   }
@@ -92,7 +119,7 @@ export class Checkpoint {
   }
 }
 
-/** Samples scored between checkpoint saves: bounded loss, negligible overhead. */
+/** Samples handed to the raw evaluator at once (its batches run in parallel within a chunk). */
 const CHUNK = 512;
 
 export interface Resumable {
@@ -100,6 +127,12 @@ export interface Resumable {
   evaluate: Evaluate;
   /** counts `n` samples as done in the current progress stage (called by the raw evaluator as it goes) */
   progress: (n: number) => void;
+  /**
+   * Records one finished sample at once (called by the raw evaluator as each batch's outputs are
+   * scored): it counts in the progress, an interruption checkpoints it, and a periodic save
+   * may start, so no finished batch waits for the end of its chunk.
+   */
+  finished: (request: SampleRequest, value: number) => void;
   /** undefined without a checkpoint path */
   checkpoint: Checkpoint | undefined;
 }
@@ -117,6 +150,11 @@ export function resumableEvaluate(raw: Evaluate, opts: { path?: string; key: unk
   return {
     checkpoint,
     progress: (n) => tracker?.add(n),
+    finished: (r, v) => {
+      store.set(r.unit, r.draw, v);
+      tracker?.add(1);
+      checkpoint?.saveSoon();
+    },
     evaluate: (reqs, stage) => {
       tracker = new ProgressTracker(stage, reqs.length, opts.onProgress);
       tracker.add(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined).length);

@@ -58,9 +58,12 @@ export class SampleScorer {
       ...keyMaterial,
     };
     const raw: Evaluate = async (rs) => {
-      const out = await runner.evaluate(rs, (r, dst) => { dst.set(base); this.write(r.unit, r.draw, dst); }, (data, slot) => target.score(data, slot));
-      this.resumable.progress(rs.length);
-      return out;
+      // Each sample is recorded as its batch finishes, not at the end of the chunk.
+      return runner.evaluate(rs, (r, dst) => { dst.set(base); this.write(r.unit, r.draw, dst); }, (data, slot, r) => {
+        const v = target.score(data, slot);
+        this.resumable.finished(r, v);
+        return v;
+      });
     };
     this.resumable = resumableEvaluate(raw, { path: run.checkpointPath, key, onProgress: run.onProgress, chunk: CHUNK });
   }

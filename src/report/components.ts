@@ -1,5 +1,6 @@
 /** Writers for component effects: ranked JSON and CSV, a bar chart in network order, a depth profile. */
-import { mkdir, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
+import { writeManifest, writeStaged } from "../util/atomic.js";
 import { join } from "node:path";
 import type { ComponentEffects } from "../explain/components.js";
 import { svgToPng } from "./charts.js";
@@ -128,7 +129,8 @@ export async function writeComponentEffects(e: ComponentEffects, dir: string, ti
     const top = await topChannelsPng(e);
     if (top) files["top-channels.png"] = top;
   }
-  for (const [name, data] of Object.entries(files)) await writeFile(join(dir, name), data);
-  await writeFile(join(dir, "manifest.json"), JSON.stringify({ format: "segcause.components/1", files: Object.keys(files), notes: e.notes, skipped: e.skipped, forwardPasses: e.forwardPasses, wallMs: e.wallMs, provenance: e.provenance }, null, 2));
+  // Every file complete first, the manifest last: a folder with a manifest is a complete result.
+  await writeStaged(dir, files);
+  await writeManifest(dir, JSON.stringify({ format: "segcause.components/1", files: Object.keys(files), notes: e.notes, skipped: e.skipped, forwardPasses: e.forwardPasses, wallMs: e.wallMs, provenance: e.provenance }, null, 2));
   return [...Object.keys(files), "manifest.json"];
 }

@@ -1,15 +1,16 @@
 /**
  * Writes an Attribution to a folder: map.npy, stderr.npy, map.json, heatmap.png, overlay.png,
  * summary.png, stats.json and manifest.json. Files go to a staging folder first and the manifest
- * is written last, so a folder with a manifest is always complete.
+ * is written last (atomically, flushed to disk), so a folder with a manifest is always complete.
  */
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { encodePng } from "../data/image.js";
 import type { Case } from "../data/case.js";
 import type { Attribution } from "../explain/attribution.js";
 import { Region } from "../target/roi.js";
 import { encodeNpy } from "../util/npy.js";
+import { writeManifest, writeStaged } from "../util/atomic.js";
 import { t975 } from "../util/tdist.js";
 import { svgToPng, summarySvg } from "./charts.js";
 import { heatRgb, overlayRgb } from "./colormap.js";
@@ -68,14 +69,8 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
     "stats.json": JSON.stringify(stats, (_, v) => (v === Infinity ? "inf" : v === -Infinity ? "-inf" : v), 2),
   };
   const files: Record<string, string> = {};
-  const stage = join(dir, `.staging-${process.pid}`);
-  await mkdir(stage, { recursive: true });
-  for (const [name, data] of Object.entries(contents)) await writeFile(join(stage, name), data);
-  for (const name of Object.keys(contents)) {
-    await rename(join(stage, name), join(dir, name));
-    files[name] = join(dir, name);
-  }
-  await rm(stage, { recursive: true, force: true });
+  await writeStaged(dir, contents, "manifest.json");
+  for (const name of Object.keys(contents)) files[name] = join(dir, name);
   const manifest = {
     format: "segcause.attribution/1",
     method: a.method,
@@ -92,7 +87,7 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
     files: Object.keys(contents),
     provenance: a.provenance,
   };
-  await writeFile(join(dir, "manifest.json"), JSON.stringify(manifest, null, 2));
+  await writeManifest(dir, JSON.stringify(manifest, null, 2));
   files["manifest.json"] = join(dir, "manifest.json");
   return { dir, files, stats };
 }

@@ -1,10 +1,12 @@
 /**
  * Output paths checked before any work is done: a long run must not end in an unwritable folder,
- * and a path that is a file (or lies under one) is the user's mistake, reported in one line.
+ * and a path that is a file (or lies under one) is the user's mistake, reported in one line. An
+ * output folder belongs to one command (marked when first written) and never to someone else's files.
  */
-import { existsSync, mkdirSync, readFileSync, statSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, unlinkSync } from "node:fs";
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fail } from "../errors.js";
+import { createExclusiveSync, IO_PROBLEMS, tempName } from "./atomic.js";
 
 function kindOf(path: string): "dir" | "file" | "missing" {
   try {
@@ -51,8 +53,69 @@ export function outputKind(dir: string): OutputKind | undefined {
 
 /** Fails when `dir` holds another command's output, which this one would mix with or overwrite. */
 export function checkOutputKind(dir: string, mine: OutputKind, flag = "--out"): void {
-  const kind = outputKind(dir);
+  const kind = ownedKind(dir);
   if (kind && kind !== mine) fail(`${flag} ${dir} holds the output of \`segcause ${kind}\`, which \`segcause ${mine}\` would mix with`, `give ${flag} another folder`);
+}
+
+/** Written into an output folder when segcause first writes there: the folder is segcause's, of this kind. */
+export const OUTPUT_MARKER = ".segcause-output.json";
+
+/** The kind of output `dir` holds by its marker, or by the record a finished run leaves. */
+function ownedKind(dir: string): OutputKind | undefined {
+  try {
+    const kind = JSON.parse(readFileSync(join(dir, OUTPUT_MARKER), "utf8"))?.kind;
+    if (["explain", "components", "evaluate", "strategies"].includes(kind)) return kind as OutputKind;
+  } catch {
+    // no marker: a folder written before markers, or not segcause's
+  }
+  return outputKind(dir);
+}
+
+/** segcause's own hidden files (lock, checkpoint, staging and temp files), which do not make a folder someone else's. */
+const isOwnHidden = (name: string) => name === OUTPUT_MARKER || name.startsWith(".segcause") || name.startsWith(".checkpoint.json") || name.startsWith(".staging-") || /^\..*\.tmp$/.test(name);
+
+/**
+ * Everything checked about an output folder before a run: a folder (or creatable as one), not
+ * another command's output, not a non-empty folder of files segcause did not write (it would
+ * replace them), and writable. Nothing is created.
+ */
+export function checkOutputFolder(dir: string, mine: OutputKind, flag = "--out"): void {
+  checkOutputDir(dir, flag);
+  checkOutputKind(dir, mine, flag);
+  if (kindOf(dir) === "dir" && !ownedKind(dir)) {
+    const others = readdirSync(dir).filter((n) => !isOwnHidden(n)).sort();
+    if (others.length) {
+      const shown = others.slice(0, 3).join(", ") + (others.length > 3 ? `, ... (${others.length} entries)` : "");
+      fail(`${flag} ${dir} is a folder of other files (${shown}), not the output of an earlier \`segcause ${mine}\``, `give ${flag} a new or empty folder: segcause does not overwrite files it did not write`);
+    }
+  }
+  checkWritable(dir, flag);
+}
+
+/** Fails in one line unless a file can be created in `dir` (or in its nearest existing ancestor): a probe, since permissions alone do not tell (root, read-only mounts). */
+export function checkWritable(dir: string, flag = "--out"): void {
+  let p = resolve(dir);
+  while (kindOf(p) === "missing" && dirname(p) !== p) p = dirname(p);
+  const probe = join(p, tempName(".segcause-probe"));
+  try {
+    createExclusiveSync(probe, "");
+    unlinkSync(probe);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    fail(`cannot write to ${flag} ${dir}: ${p === resolve(dir) ? "it" : p} ${IO_PROBLEMS[code] ?? `cannot be written to (${code})`}`, `give ${flag} a folder you can write to`);
+  }
+}
+
+/** Creates the output folder and marks it as `kind`'s output (idempotent); fails in one line when it cannot. */
+export function claimOutputDir(dir: string, kind: OutputKind, flag = "--out"): void {
+  makeOutputDir(dir, flag);
+  checkOutputKind(dir, kind, flag); // again: another command may have claimed the folder since the first check
+  if (existsSync(join(dir, OUTPUT_MARKER))) return;
+  try {
+    createExclusiveSync(join(dir, OUTPUT_MARKER), JSON.stringify({ format: "segcause.output/1", kind }) + "\n");
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e; // another process of the same run marked it
+  }
 }
 
 /** Creates the output folder `dir` (and its parents), or fails in one line when it cannot exist. */
@@ -69,4 +132,18 @@ export function makeOutputDir(dir: string, flag = "--out"): void {
 export function checkOutputFile(path: string, flag = "--out"): void {
   if (kindOf(path) === "dir") fail(`${flag} ${path} is a folder; it must be a file name`, `give ${flag} the path of the file to write`);
   checkAncestors(path, flag);
+}
+
+/** Fails unless `path` lies inside the folder `root`, links resolved (names are sanitised: only a link can point elsewhere). */
+export function assertInside(root: string, path: string): void {
+  const real = (p: string): string => {
+    try {
+      return realpathSync(p);
+    } catch {
+      const up = dirname(p);
+      return up === p ? p : join(real(up), basename(p));
+    }
+  };
+  const rel = relative(real(resolve(root)), real(resolve(path)));
+  if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel)) fail(`refusing to write ${path}: it lies outside ${root}`, `a symbolic link inside ${root} points elsewhere: remove it, or give --out another folder`);
 }

@@ -44,28 +44,41 @@ export function markResumable(kind: "outputs" | "checkpoints"): void {
   resumable = kind;
 }
 
+/**
+ * Writes the unsaved work of every registered owner, synchronously; how many owners wrote some
+ * and how many finished samples a rerun finds.
+ */
+export function saveInterruptedWork(): { saved: number; kept: number } {
+  let saved = 0, kept = 0;
+  for (const r of savers) {
+    try {
+      const o = r.deref();
+      if (o?.saveIfDirty()) saved++;
+      kept += o?.kept ?? 0;
+    } catch {
+      // a checkpoint that cannot be written now loses only its last few seconds
+    }
+  }
+  return { saved, kept };
+}
+
 /** Installs the handlers once per process (the CLI's entry point does). */
 export function installInterruptHandlers(): void {
   for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
     process.once(signal, () => {
       interrupted = true;
-      let saved = 0, kept = 0;
-      for (const r of savers) {
-        try {
-          const o = r.deref();
-          if (o?.saveIfDirty()) saved++;
-          kept += o?.kept ?? 0;
-        } catch {
-          // a checkpoint that cannot be written now loses only its last few seconds
-        }
-      }
+      const { saved, kept } = saveInterruptedWork();
       const next = !resumable || (resumable === "checkpoints" && kept === 0)
         ? `${resumable ? "nothing had finished yet, so " : ""}a rerun starts over`
         : `finished work is kept${saved ? " (unsaved samples were checkpointed)" : ""}: rerun the same command to continue where it stopped`;
       process.stderr.write(`\nsegcause: interrupted (${signal}); ${next}\n`);
       const closing = [...closers].map((r) => r.deref()?.closeForExit());
       const timeout = new Promise((resolve) => setTimeout(resolve, 10_000).unref());
-      void Promise.race([Promise.allSettled(closing), timeout]).then(() => process.exit(code));
+      // Batches in flight when the signal came finish while the sessions close: their samples are saved too.
+      void Promise.race([Promise.allSettled(closing), timeout]).then(() => {
+        saveInterruptedWork();
+        process.exit(code);
+      });
     });
   }
 }
