@@ -154,10 +154,12 @@ export interface BlockEstimate {
 }
 
 /**
- * The blocks' estimates with moderated standard errors: each block's variance of one draw is
- * shrunk toward a prior fitted to the blocks estimated together (./moderated-variance.ts), so a
- * block whose draws happen to be equal still reports the spread its peers show, and its interval
- * uses the t quantile of its own plus the prior's degrees of freedom.
+ * The blocks' estimates with standard errors that a few equal draws cannot make 0: each block's
+ * variance of one draw is moderated toward a prior fitted to the blocks estimated together
+ * (./moderated-variance.ts), and the block reports the larger of its own and the moderated
+ * variance, with that estimate's degrees of freedom. The moderated variance alone would shrink the
+ * largest variances toward the typical one: those dominate the map's noise, and the stopping rule
+ * would then stop before the map is as precise as it states.
  */
 export function moderatedEstimates(blocks: readonly number[], samples: ReadonlyMap<number, BlockSamples>, weights: readonly number[]): Map<number, BlockEstimate> {
   const w2 = weights.reduce((a, w) => a + w * w, 0);
@@ -169,7 +171,8 @@ export function moderatedEstimates(blocks: readonly number[], samples: ReadonlyM
   const out = new Map<number, BlockEstimate>();
   blocks.forEach((b, i) => {
     const m = moderate(perDraw[i], prior, poolDf - (perDraw[i].v > 0 ? perDraw[i].df : 0));
-    out.set(b, { mean: own[i].e.mean, se: Math.sqrt((m.v * w2) / own[i].k), df: m.df });
+    const v = m.v > perDraw[i].v ? m : perDraw[i];
+    out.set(b, { mean: own[i].e.mean, se: Math.sqrt((v.v * w2) / own[i].k), df: v.df });
   });
   return out;
 }
