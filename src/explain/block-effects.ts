@@ -33,6 +33,11 @@ export function uniformDraw(seed: number, unit: number, draw: number, count: num
   return randomInt(seed, unit, draw, count);
 }
 
+/** An outcome amount for a note: two decimals, or two significant digits below 0.01 (0 stays "0"). */
+function fmtSmall(x: number): string {
+  return x === 0 ? "0" : Math.abs(x) >= 0.01 ? x.toFixed(2) : x.toPrecision(2);
+}
+
 /** A noise-to-spread ratio for a note: "0.42", or "more than 10 times" when the map is mostly noise. */
 function fmtRatio(x: number): string {
   return x > 10 ? "more than 10 times" : x.toFixed(2);
@@ -164,7 +169,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   if (screenLoss && screenLoss.blocks > 0) {
     const total = results.reduce((s, r) => s + Math.abs(r.effect), 0);
     const share = total > 0 ? ` (${((100 * screenLoss.bound) / total).toFixed(1)}% of the map's total |effect|, ${total.toFixed(2)})` : "";
-    notes.push(`the screen set ${screenLoss.blocks} blocks to 0 (${screenLoss.groups} quadtree group${screenLoss.groups === 1 ? "" : "s"} cleared whole, ${screenLoss.alone} block${screenLoss.alone === 1 ? "" : "s"} alone); their largest |Δ| in any screening draw sums to ${screenLoss.bound.toFixed(2)}${share}: with additive block effects, about as much effect as they may hide, unless effects of opposite sign cancel within a group or a rare patch moves the RoI more`);
+    notes.push(`the screen set ${screenLoss.blocks} blocks to 0 (${screenLoss.groups} quadtree group${screenLoss.groups === 1 ? "" : "s"} cleared whole, ${screenLoss.alone} block${screenLoss.alone === 1 ? "" : "s"} alone); their largest |Δ| in any screening draw sums to ${fmtSmall(screenLoss.bound)}${share}: with additive block effects, about as much effect as they may hide, unless effects of opposite sign cancel within a group or a rare patch moves the RoI more`);
   }
   const forwardPasses = 1 + extraPasses + results.reduce((s, r) => s + r.samples, 0);
   return {
