@@ -168,7 +168,7 @@ describe("fast PdCR schedule on models with known causal structure", () => {
     it("stops the rounds at the budget and says how noisy the map is", async () => {
       const free = await run(wideModel, bank, { fast: precise }, "mean-prob");
       // map noise 0 cannot be reached: the note says where the rounds stopped, and why
-      expect(free.notes.find((n) => n.includes("above the target 0 (--map-noise)"))).toMatch(/^the map's noise is [0-9.]+ of its spread, above the target 0 \(--map-noise\): the blocks that carry it reached the cap of 48 draws/);
+      expect(free.notes.find((n) => n.includes("above the target 0 (--map-noise)"))).toMatch(/^the map's noise is [0-9.]+ of its spread, above the target 0 \(--map-noise\): no block could take another round \(each reached the cap of 48 draws, or a standard error below 0\)/);
       const budget = Math.floor(free.forwardPasses / 3);
       const capped = await run(wideModel, bank, { fast: { ...precise, maxPasses: budget } }, "mean-prob");
       expect(capped.forwardPasses).toBeLessThanOrEqual(budget);

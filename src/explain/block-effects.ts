@@ -152,7 +152,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     if (b && b.screen > b.passes) {
       notes.push(`pass budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every block has an estimate${b.binding ? `, but no further rounds ran — raise --max-passes above ${b.screen} or use larger blocks` : ", and the map needed no further rounds"}`);
     } else if (b?.binding) notes.push(`${b.byTime ? "time" : "pass"} budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`);
-    if (r.short) notes.push(`the map's noise is ${fmtRatio(r.noiseRatio)} of its spread, above the target ${ad.fidelity} (--map-noise): the blocks that carry it reached the cap of ${Math.floor(ad.maxSamples / ad.strata) * ad.strata} draws — raise --samples for a closer map; the per-block standard errors say how far to trust each block`);
+    if (r.short) notes.push(`the map's noise is ${fmtRatio(r.noiseRatio)} of its spread, above the target ${ad.fidelity} (--map-noise): no block could take another round (each reached the cap of ${Math.floor(ad.maxSamples / ad.strata) * ad.strata} draws, or a standard error below ${ad.absTol}) — raise --samples for a closer map; the per-block standard errors say how far to trust each block`);
   } else {
     estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
   }
