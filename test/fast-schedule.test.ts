@@ -9,6 +9,7 @@ import { stratifyDraws } from "../src/explain/block-effects.js";
 import { blockGrid } from "../src/explain/units.js";
 import { Region } from "../src/target/roi.js";
 import { t975 } from "../src/util/tdist.js";
+import { writeAttribution } from "../src/report/write.js";
 import { keyedOptions, resolveOptions } from "../src/explain/methods.js";
 import { pdcrMethod } from "../src/explain/pdcr.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
@@ -137,6 +138,28 @@ describe("fast PdCR schedule on models with known causal structure", () => {
     expect(rate).toBeLessThanOrEqual(1);
   });
 
+  it("reports how much effect its screen may have dropped: the cleared groups' largest |Δ|, summed", async () => {
+    // One block barely matters (every patch moves mean-prob by less than τ), all others not at all:
+    // the whole grid is cleared as one quadtree group, whose draws all move the outcome by the same Δ.
+    const weak = writeModel(dir, "weak.onnx", regionMeanModel([{ row: 0, col: 40, height: 8, width: 8, weight: 0.0005 }], 1, { size: S }));
+    const sig = (z: number) => 1 / (1 + Math.exp(-z));
+    const delta = 100 * Math.abs(sig(1) - sig(1 + 0.0005 * (230 / 255)));
+    expect(delta).toBeLessThan(0.02);
+    const a = await run(weak, [0, 0], {}, "mean-prob");
+    expect(a.map.every((v) => v === 0)).toBe(true);
+    expect(a.screenLoss).toMatchObject({ blocks: 63, groups: 1, alone: 0 });
+    expect(a.screenLoss!.bound).toBeCloseTo(delta, 4);
+    expect(a.notes.join("\n")).toMatch(/the screen set 63 blocks to 0 \(1 quadtree group cleared whole, 0 blocks alone\); their largest \|Δ\| in any screening draw sums to 0\.0089:/);
+    // map.json carries it
+    const model = await Model.load(weak, { threads: 1 });
+    const out = join(dir, "weak-out");
+    await writeAttribution(a, await loadCase(model, image), out);
+    await model.release();
+    expect(JSON.parse(readFileSync(join(out, "map.json"), "utf8")).screenLoss).toEqual(a.screenLoss);
+    // the paper schedule has no such bound
+    expect((await run(weak, [0, 0], { schedule: "paper" }, "mean-prob")).screenLoss).toBeUndefined();
+  });
+
   describe("pass budget", () => {
     const bank = [20, 240, 60, 200, 100, 160, 140, 180];
     // No precision target: without a budget every causal block takes all its 48 draws.
@@ -144,6 +167,8 @@ describe("fast PdCR schedule on models with known causal structure", () => {
 
     it("stops the rounds at the budget and says how noisy the map is", async () => {
       const free = await run(wideModel, bank, { fast: precise }, "mean-prob");
+      // map noise 0 cannot be reached: the note says where the rounds stopped, and why
+      expect(free.notes.find((n) => n.includes("above the target 0 (--map-noise)"))).toMatch(/^the map's noise is [0-9.]+ of its spread, above the target 0 \(--map-noise\): no block could take another round \(each reached the cap of 48 draws, or a standard error below 0\)/);
       const budget = Math.floor(free.forwardPasses / 3);
       const capped = await run(wideModel, bank, { fast: { ...precise, maxPasses: budget } }, "mean-prob");
       expect(capped.forwardPasses).toBeLessThanOrEqual(budget);

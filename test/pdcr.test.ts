@@ -4,7 +4,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
 import { Checkpoint } from "../src/explain/checkpoint.js";
 import { Model } from "../src/model/model.js";
-import { PatchBank } from "../src/data/patchbank.js";
+import { buildPatchBank, PatchBank } from "../src/data/patchbank.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import type { Attribution } from "../src/explain/attribution.js";
 import { constantModel, flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
@@ -211,6 +211,28 @@ describe("the patch bank against the explained case", () => {
       // Nothing but the explained image's patches: refused.
       const own = new PatchBank({ ...bank.header, count: 5, sources: [{ ...sources[0] }] }, px.subarray(0, 5 * P * P * 3), "test-bank-3");
       await expect(explainPdcr(model, kase, { roi: ROI }, { bank: own, schedule: "paper" })).rejects.toThrow(/every patch of the bank comes from the explained image bright\.png/);
+    } finally {
+      await model.release();
+    }
+  });
+});
+
+describe("a bank of ready-cut patches", () => {
+  it("built from image files of the patch size (bank build --size 8,8 --per-image 1), it gets no note about the images' size", async () => {
+    const dir = tmp();
+    const files = [];
+    for (const [k, v] of [20, 240, 60].entries()) files.push(await writeImage(dir, `patch${k}.png`, () => v, 8));
+    const bank = await buildPatchBank(files, { height: 8, width: 8, perImage: 1 });
+    expect(bank.count).toBe(3);
+    const model = await Model.load(causalModel, { threads: 1 });
+    try {
+      const kase = await loadCase(model, image);
+      const a = await explainPdcr(model, kase, { roi: ROI }, { bank, schedule: "paper", samples: 4 });
+      expect(a.notes.join("\n")).not.toMatch(/resized to/);
+      // cropped from whole images of another size than the model's: the note stays
+      const other = new PatchBank({ ...bank.header, resizedTo: { height: 16, width: 16, filter: "bilinear" } }, bank.pixels, "test-bank-16");
+      const b = await explainPdcr(model, kase, { roi: ROI }, { bank: other, schedule: "paper", samples: 4 });
+      expect(b.notes.join("\n")).toMatch(/resized to 16x16, but the model input is 32x32/);
     } finally {
       await model.release();
     }

@@ -109,14 +109,27 @@ export interface FidelityOptions {
   log: (s: string) => void;
 }
 
-async function bankFor(model: Model, dataset: string, o: FidelityOptions): Promise<PatchBank> {
-  const path = join(o.cacheDir, `${dataset}-${model.height}x${model.width}.scbank`);
+/** The dataset's bank of `patchSize` px patches at the model's input size, built once into the cache. */
+export async function bankFor(model: Model, dataset: string, o: Pick<FidelityOptions, "cacheDir" | "dataRoot">, patchSize = PDCR_DEFAULTS.blockSize): Promise<PatchBank> {
+  const path = join(o.cacheDir, `${dataset}-${model.height}x${model.width}${patchSize === PDCR_DEFAULTS.blockSize ? "" : `-p${patchSize}`}.scbank`);
   if (existsSync(path)) return PatchBank.load(path);
   const ds = readManifest(join(o.dataRoot, dataset));
   const images = casesInSplits(ds, ["train", "val"]).map((c) => c.image);
-  const bank = await buildPatchBank(images, { height: model.height, width: model.width, filter: model.card.input.resize });
+  const bank = await buildPatchBank(images, { height: model.height, width: model.width, filter: model.card.input.resize, patchSize });
   await bank.save(path);
   return bank;
+}
+
+/** The bench's case: the first test image with a non-empty mask, and a RoI of 1/8 of the side on its boundary. */
+export async function benchCase(model: Model, dataRoot: string, dataset: string): Promise<{ kase: Case; roi: RoiRect } | undefined> {
+  const ds = readManifest(join(dataRoot, dataset));
+  const size = Math.max(8, Math.round(model.height / 8));
+  for (const c of casesInSplits(ds, ["test"])) {
+    const kase = await loadCase(model, c.image, c.mask);
+    const roi = boundaryRoi(kase, model.height, model.width, size);
+    if (roi) return { kase, roi };
+  }
+  return undefined;
 }
 
 export async function fidelityForModel(modelPath: string, o: FidelityOptions): Promise<FidelityResult | string> {
@@ -127,15 +140,10 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
   mkdirSync(o.cacheDir, { recursive: true });
   const model = await Model.load(modelPath);
   try {
-    const ds = readManifest(join(o.dataRoot, dataset));
-    const size = Math.max(8, Math.round(model.height / 8));
-    let kase: Case | undefined, roi: RoiRect | undefined;
-    for (const c of casesInSplits(ds, ["test"])) {
-      kase = await loadCase(model, c.image, c.mask);
-      roi = boundaryRoi(kase, model.height, model.width, size);
-      if (roi) break;
-    }
-    if (!kase || !roi) return `${name}: no test case with a non-empty mask`;
+    const picked = await benchCase(model, o.dataRoot, dataset);
+    if (!picked) return `${name}: no test case with a non-empty mask`;
+    const { kase, roi } = picked;
+    const size = roi.height;
     const bank = await bankFor(model, dataset, o);
     const target = { roi };
     const base = { bank, batchSize: o.batchSize };

@@ -3,7 +3,8 @@
  * batch size and thread settings (one session with two threads, and two single-threaded sessions in
  * two threads),
  * measured side by side in interleaved rounds in one run; the bundled demo with the paper and the
- * fast schedule; and with --fidelity, the fast schedule against a converged reference per model.
+ * fast schedule; with --fidelity, the fast schedule against a converged reference per model; with
+ * --calibration, the coverage of its 95% intervals and the Pearson its stopping rule delivers.
  */
 import { readdirSync } from "node:fs";
 import { join } from "node:path";
@@ -19,6 +20,7 @@ import { Command } from "commander";
 import { writeFileSync } from "node:fs";
 import { fidelityForModel, pearson } from "./fidelity.js";
 import type { OracleBound } from "./oracle.js";
+import { calibrationForModel, type CalibrationRow } from "./calibration.js";
 import { PatchIntervention } from "../explain/interventions.js";
 import { makeOutcome } from "../target/outcome.js";
 import { Region } from "../target/roi.js";
@@ -146,6 +148,10 @@ interface BenchFlags {
   throughput: boolean;
   demo: boolean;
   json?: string;
+  calibration?: string;
+  calSeeds: number;
+  calRefSamples: number;
+  calMapNoise: string;
 }
 
 function selectModels(spec: string, demoModel: string): string[] {
@@ -214,6 +220,27 @@ async function fidelity(paths: string[], f: BenchFlags): Promise<unknown[]> {
   return rows;
 }
 
+async function calibration(f: BenchFlags): Promise<CalibrationRow[]> {
+  const dataRoot = process.env.SEGCAUSE_DATA ?? join(PACKAGE_ROOT, "..", "shared", "data");
+  const cacheDir = join(PACKAGE_ROOT, ".bench-cache");
+  const mapNoise = f.calMapNoise.split(",").map(Number);
+  console.log(`\n## Calibration of the fast schedule: ${f.calSeeds} seeds per model and --map-noise, reference = ${f.calRefSamples} uniform draws per block (tau 0)`);
+  const rows: CalibrationRow[] = [];
+  for (const spec of f.calibration!.split(",")) {
+    const [name, block] = spec.split(":");
+    const [path] = selectModels(name, "");
+    const r = await calibrationForModel(path, { dataRoot, cacheDir, refSamples: f.calRefSamples, block: Number(block ?? 8), seeds: f.calSeeds, mapNoise, log: (s) => console.error(s) });
+    if (typeof r === "string") console.log(`skipped: ${r}`);
+    else rows.push(...r);
+  }
+  console.log("model | case | block | --map-noise | seeds | reference passes | fast passes (mean) | intervals | SE = 0 | coverage of ref mean | coverage, ref noise included | sd of z | ref SE / fast SE | Pearson with ref: mean / min | corrected for ref noise | promised");
+  console.log("---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---");
+  for (const r of rows) {
+    console.log(`${r.model} | ${r.caseId} | ${r.block} | ${r.mapNoise} | ${r.seeds} | ${r.referencePasses} | ${r.fastPasses.toFixed(0)} | ${r.intervals} | ${r.zeroSe} | ${(100 * r.coverage).toFixed(1)}% | ${(100 * r.coverageNoiseAware).toFixed(1)}% | ${r.zSd.toFixed(2)} | ${r.refSeRatio.toFixed(2)} | ${r.pearsonMean.toFixed(3)} / ${r.pearsonMin.toFixed(3)} | ${r.pearsonCorrected.toFixed(3)} | ${r.promised.toFixed(3)}`);
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
   const f = new Command("bench")
     .option("--models <list>", "demo, all, or comma-separated shipped model names", "demo")
@@ -225,6 +252,10 @@ async function main(): Promise<void> {
     .option("--no-throughput", "skip the throughput comparison")
     .option("--no-demo", "skip the demo with both schedules")
     .option("--json <file>", "also write the results as JSON")
+    .option("--calibration <models>", "coverage of the fast schedule's 95% intervals and its Pearson against a reference, as model:block pairs, e.g. deeplab-hc18:8,unet-ph2:16 (resumable, cached in .bench-cache/)")
+    .option("--cal-seeds <n>", "fast-schedule seeds per model and --map-noise value", intAtLeast("cal-seeds"), 8)
+    .option("--cal-ref-samples <n>", "uniform draws per block of the calibration reference", intAtLeast("cal-ref-samples"), 200)
+    .option("--cal-map-noise <list>", "--map-noise values to calibrate", "0.3")
     .parse(process.argv)
     .opts<BenchFlags>();
   const cfg = demoConfig();
@@ -240,6 +271,7 @@ async function main(): Promise<void> {
 
   if (f.demo) out.demo = await demoSchedules(cfg, demoModel);
   if (f.fidelity) out.fidelity = await fidelity(paths, f);
+  if (f.calibration) out.calibration = await calibration(f);
   if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
 }
 

@@ -13,12 +13,14 @@
  *  models, while independent draws stayed at 35-53% with a better same-sign share; see
  *  docs/performance.md.)
  * Every block reports its standard error and degrees of freedom, so the map carries its
- * uncertainty.
+ * uncertainty; the errors are moderated across the blocks estimated together, so a block whose few
+ * discrete draws happen to be equal is not taken for noise-free.
  */
 import { fail } from "../errors.js";
 import type { UnitEstimate } from "./estimators.js";
 import { blockOf, isBlockRef, type Quadtree } from "./hierarchy.js";
 import type { Evaluate, SampleRequest } from "./samples.js";
+import { fitVariancePrior, moderate } from "./moderated-variance.js";
 
 export interface AdaptiveSettings {
   /** τ in outcome units (as the paper: 0.02 Dice points) */
@@ -72,8 +74,11 @@ export interface AdaptiveResult {
   groupsTested: number;
   /** the map's noise as a fraction of its spread when the rounds stopped (the quantity `fidelity` bounds) */
   noiseRatio: number;
+  /** the rounds stopped short of `fidelity` because no block could take another (all at the sample cap, or precise to `absTol`) */
+  short: boolean;
   /** set when a pass budget was given */
   budget?: BudgetUse;
+  screenLoss: ScreenLoss;
 }
 
 export interface BudgetUse {
@@ -113,11 +118,13 @@ class BlockSamples {
 }
 
 /**
- * Stratified mean and its standard error. With one round the within-stratum variance is unknown;
- * the variance of all R values (which includes the between-strata part) bounds it from above, so
- * the first SE is conservative. Degrees of freedom by Welch–Satterthwaite.
+ * A block's own stratified mean and its standard error. With one round the within-stratum variance
+ * is unknown; the variance of all R values (which includes the between-strata part) bounds it from
+ * above, so the first SE is conservative. Degrees of freedom by Welch–Satterthwaite. The SE is 0
+ * when the draws are equal, which discrete outcomes make common: `moderatedEstimates` is what the
+ * schedule uses.
  */
-export function stratifiedEstimate(s: BlockSamples, weights: readonly number[]): { mean: number; se: number; df: number } {
+export function stratifiedEstimate(s: BlockSamples, weights: readonly number[]): BlockEstimate {
   const R = weights.length;
   const k = s.rounds;
   let mean = 0;
@@ -140,6 +147,53 @@ export function stratifiedEstimate(s: BlockSamples, weights: readonly number[]):
   return { mean, se: Math.sqrt(v), df: denom > 0 ? (v * v) / denom : R * (k - 1) };
 }
 
+export interface BlockEstimate {
+  mean: number;
+  se: number;
+  df: number;
+}
+
+/**
+ * The blocks' estimates with standard errors that a few equal draws cannot make 0: each block's
+ * variance of one draw is moderated toward a prior fitted to the blocks estimated together
+ * (./moderated-variance.ts), and the block reports the larger of its own and the moderated
+ * variance, with that estimate's degrees of freedom. The moderated variance alone would shrink the
+ * largest variances toward the typical one: those dominate the map's noise, and the stopping rule
+ * would then stop before the map is as precise as it states.
+ */
+export function moderatedEstimates(blocks: readonly number[], samples: ReadonlyMap<number, BlockSamples>, weights: readonly number[]): Map<number, BlockEstimate> {
+  const w2 = weights.reduce((a, w) => a + w * w, 0);
+  const own = blocks.map((b) => ({ e: stratifiedEstimate(samples.get(b)!, weights), k: samples.get(b)!.rounds }));
+  // Variance of one draw: the scale every block shares, whatever its number of rounds.
+  const perDraw = own.map(({ e, k }) => ({ v: (e.se * e.se * k) / w2, df: e.df }));
+  const prior = fitVariancePrior(perDraw);
+  const poolDf = perDraw.reduce((a, p) => a + (p.v > 0 ? p.df : 0), 0);
+  const out = new Map<number, BlockEstimate>();
+  blocks.forEach((b, i) => {
+    const m = moderate(perDraw[i], prior, poolDf - (perDraw[i].v > 0 ? perDraw[i].df : 0));
+    const v = m.v > perDraw[i].v ? m : perDraw[i];
+    out.set(b, { mean: own[i].e.mean, se: Math.sqrt((v.v * w2) / own[i].k), df: v.df });
+  });
+  return out;
+}
+
+/**
+ * What the screen may have dropped: every quadtree group and block it cleared moved the RoI outcome
+ * by less than τ in each of its draws; `bound` sums their largest |Δ|. Under additive block effects
+ * it bounds the total |ATE| of the cleared blocks as far as the draws show it (effects of opposite
+ * sign within a group cancel in its draws, and a rare patch with a large effect can be missed).
+ */
+export interface ScreenLoss {
+  /** Σ over cleared groups and blocks of the largest |Δ| among their draws (outcome units) */
+  bound: number;
+  /** blocks set to 0 by the screen */
+  blocks: number;
+  /** quadtree groups cleared whole */
+  groups: number;
+  /** blocks cleared by their own first round (the others went with their group) */
+  alone: number;
+}
+
 /**
  * `passesFor(spent)`, when given, turns the time budget into a pass budget after the screen (the
  * caller knows the clock and the pass rate).
@@ -154,6 +208,7 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
   let frontier = tree.top;
   const candidates: number[] = [];
   let groupPasses = 0, groupsTested = 0;
+  const loss: ScreenLoss = { bound: 0, blocks: 0, groups: 0, alone: 0 };
   while (frontier.length > 0) {
     const groups = frontier.filter((r) => !isBlockRef(r));
     for (const r of frontier) if (isBlockRef(r)) candidates.push(blockOf(r));
@@ -165,9 +220,17 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
     groupsTested += groups.length;
     const next: number[] = [];
     groups.forEach((key, gi) => {
-      let active = false;
-      for (let j = 0; j < st.groupDraws; j++) if (moved(out[gi * st.groupDraws + j])) active = true;
+      let active = false, largest = 0;
+      for (let j = 0; j < st.groupDraws; j++) {
+        if (moved(out[gi * st.groupDraws + j])) active = true;
+        largest = Math.max(largest, Math.abs(out[gi * st.groupDraws + j] - base));
+      }
       if (active) next.push(...tree.groups[key - n].children);
+      else {
+        loss.bound += largest;
+        loss.blocks += tree.groups[key - n].members.length;
+        loss.groups++;
+      }
     });
     frontier = next;
   }
@@ -191,12 +254,15 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
   candidates.sort((a, b) => a - b);
   for (const b of candidates) samples.set(b, new BlockSamples(R));
   await runRounds(candidates, "screening blocks");
-  const passing: number[] = [];
-  for (const b of candidates) {
-    const s = samples.get(b)!;
-    const est = stratifiedEstimate(s, weights);
+  const passing = candidates.filter((b) => samples.get(b)!.byStratum.some((v) => Math.abs(v[0]) >= st.tau));
+  // Blocks the screen clears report their first round, its SE moderated among the blocks cleared.
+  const isPassing = new Set(passing);
+  const cleared = candidates.filter((b) => !isPassing.has(b));
+  for (const [b, est] of moderatedEstimates(cleared, samples, weights)) {
     result[b] = { effect: 0, rawEffect: est.mean, stderr: est.se, samples: R, status: "screened-out", dof: est.df };
-    if (s.byStratum.some((v) => Math.abs(v[0]) >= st.tau)) passing.push(b);
+    loss.bound += Math.max(...samples.get(b)!.byStratum.map((v) => Math.abs(v[0])));
+    loss.blocks++;
+    loss.alone++;
   }
 
   // 3. Sequential rounds until every block, or the map as a whole, is precise enough, or the
@@ -204,7 +270,7 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
   const maxRounds = Math.floor(st.maxSamples / R);
   let spent = 1 + groupPasses + candidates.length * R;
   const screen = spent;
-  let binding = false, noiseRatio = 0;
+  let binding = false, noiseRatio = 0, short = false;
   let maxPasses = st.maxPasses, byTime = false;
   const timed = st.maxSeconds > 0 ? passesFor?.(spent) : undefined;
   if (timed !== undefined && Number.isFinite(timed) && (maxPasses === 0 || timed < maxPasses)) {
@@ -212,7 +278,7 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
     byTime = true;
   }
   for (;;) {
-    const est = new Map(passing.map((b) => [b, stratifiedEstimate(samples.get(b)!, weights)]));
+    const est = moderatedEstimates(passing, samples, weights);
     let sum = 0;
     for (const e of est.values()) sum += e.mean;
     const mapMean = sum / n;
@@ -238,7 +304,10 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
         covered += gain(b);
       }
     }
-    if (need.length === 0) break;
+    if (need.length === 0) {
+      short = deficit > 0;
+      break;
+    }
     if (maxPasses > 0) {
       // `need` lists the blocks owed their minimum rounds first, then by squared error removed.
       const affordable = Math.max(0, Math.floor((maxPasses - spent) / R));
@@ -251,11 +320,10 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
     await runRounds(need, "estimating");
     spent += need.length * R;
   }
-  for (const b of passing) {
-    const e = stratifiedEstimate(samples.get(b)!, weights);
+  for (const [b, e] of moderatedEstimates(passing, samples, weights)) {
     const sig = Math.abs(e.mean) >= st.tau;
     result[b] = { effect: sig ? e.mean : 0, rawEffect: e.mean, stderr: e.se, samples: samples.get(b)!.rounds * R, status: sig ? "significant" : "below-tau", dof: e.df };
   }
   const budget = maxPasses > 0 ? { passes: maxPasses, spent, binding, screen, byTime } : undefined;
-  return { estimates: result, groupPasses, groupsTested, noiseRatio, budget };
+  return { estimates: result, groupPasses, groupsTested, noiseRatio, short, budget, screenLoss: loss };
 }

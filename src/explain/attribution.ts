@@ -3,6 +3,7 @@ import type { RoiRect } from "../target/roi.js";
 import type { OutcomeName } from "../target/outcome.js";
 import { forEachPixel, type Unit, type UnitKind } from "./units.js";
 import type { UnitEstimate } from "./estimators.js";
+import type { ScreenLoss } from "./adaptive.js";
 
 export type UnitResult = Unit & UnitEstimate;
 
@@ -50,6 +51,8 @@ export interface Attribution {
   roiCells: number;
   forwardPasses: number;
   backwardPasses: number;
+  /** the fast schedule's screen: how much effect the blocks it set to 0 may carry */
+  screenLoss?: ScreenLoss;
   wallMs: number;
   notes: string[];
   provenance: Provenance;

@@ -18,7 +18,7 @@ import { screenedAte, type ScreenedAteSettings } from "./estimators.js";
 import type { Intervention } from "./interventions.js";
 import type { Evaluate } from "./samples.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
-import { adaptiveAte, type AdaptiveSettings } from "./adaptive.js";
+import { adaptiveAte, type AdaptiveSettings, type ScreenLoss } from "./adaptive.js";
 import { buildQuadtree } from "./hierarchy.js";
 
 /** Splits draws 0..count-1 into R strata of near-equal size by their key (ties by draw number). */
@@ -31,6 +31,11 @@ export function stratifyDraws(count: number, R: number, key: (d: number) => numb
 /** The paper schedule's draw: patch of the j-th draw of a unit, uniform over the bank's `count` patches. */
 export function uniformDraw(seed: number, unit: number, draw: number, count: number): number {
   return randomInt(seed, unit, draw, count);
+}
+
+/** An outcome amount for a note: two decimals, or two significant digits below 0.01 (0 stays "0"). */
+function fmtSmall(x: number): string {
+  return x === 0 ? "0" : Math.abs(x) >= 0.01 ? x.toFixed(2) : x.toPrecision(2);
 }
 
 /** A noise-to-spread ratio for a note: "0.42", or "more than 10 times" when the map is mostly noise. */
@@ -126,6 +131,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
 
   let estimates;
   let extraPasses = 0;
+  let screenLoss: ScreenLoss | undefined;
   let timeBudgetPasses: number | undefined;
   const notes = [...runner.notes, ...(intervention.notes ?? []), ...model.resolved.assumptions.map((a) => `assumed: ${a}`)];
   if (ad) {
@@ -138,6 +144,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor);
     estimates = r.estimates;
     extraPasses = r.groupPasses;
+    screenLoss = r.screenLoss;
     notes.push(`fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`);
     const b = r.budget;
     if (b?.byTime) timeBudgetPasses = b.passes;
@@ -149,6 +156,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     if (b && b.screen > b.passes) {
       notes.push(`pass budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every block has an estimate${b.binding ? `, but no further rounds ran — raise --max-passes above ${b.screen} or use larger blocks` : ", and the map needed no further rounds"}`);
     } else if (b?.binding) notes.push(`${b.byTime ? "time" : "pass"} budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`);
+    if (r.short) notes.push(`the map's noise is ${fmtRatio(r.noiseRatio)} of its spread, above the target ${ad.fidelity} (--map-noise): no block could take another round (each reached the cap of ${Math.floor(ad.maxSamples / ad.strata) * ad.strata} draws, or a standard error below ${ad.absTol}) — raise --samples for a closer map; the per-block standard errors say how far to trust each block`);
   } else {
     estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
   }
@@ -161,6 +169,11 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   if (tau > 0 && results.every((r) => r.effect === 0)) {
     const unit = custom ? custom.unitKind : "block";
     notes.push(`no ${unit} moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): a RoI well inside the structure or in the background often keeps its Dice whatever one ${unit} holds — try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`);
+  }
+  if (screenLoss && screenLoss.blocks > 0) {
+    const total = results.reduce((s, r) => s + Math.abs(r.effect), 0);
+    const share = total > 0 ? ` (${((100 * screenLoss.bound) / total).toFixed(1)}% of the map's total |effect|, ${total.toFixed(2)})` : "";
+    notes.push(`the screen set ${screenLoss.blocks} blocks to 0 (${screenLoss.groups} quadtree group${screenLoss.groups === 1 ? "" : "s"} cleared whole, ${screenLoss.alone} block${screenLoss.alone === 1 ? "" : "s"} alone); their largest |Δ| in any screening draw sums to ${fmtSmall(screenLoss.bound)}${share}: with additive block effects, about as much effect as they may hide, unless effects of opposite sign cancel within a group or a rare patch moves the RoI more`);
   }
   const forwardPasses = 1 + extraPasses + results.reduce((s, r) => s + r.samples, 0);
   return {
@@ -180,6 +193,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     roiCells: grid.roiCells,
     forwardPasses,
     backwardPasses: 0,
+    ...(screenLoss ? { screenLoss } : {}),
     wallMs: Date.now() - t0,
     notes,
     provenance: buildProvenance(model, kase, target, {

@@ -63,7 +63,9 @@ export class PatchIntervention implements Intervention {
     this.geom = { channels: model.channels, height: model.height, width: model.width };
     this.patches = bank.toInputSpace(model.channels as 1 | 3, (c) => model.affine(c));
     const { height, width } = bank.header.resizedTo;
-    if (height !== model.height || width !== model.width) {
+    // A bank whose images are the patch size holds ready-cut patches: no scale to compare.
+    const readyCut = height === bank.patchSize && width === bank.patchSize;
+    if (!readyCut && (height !== model.height || width !== model.width)) {
       this.notes.push(`the patch bank was cropped from images resized to ${height}x${width}, but the model input is ${model.height}x${model.width}: its patches show structures at another scale (rebuild it with \`segcause bank build --model <this model>\`)`);
     }
     const colourImage = (explained?.source?.channels ?? 3) >= 3;

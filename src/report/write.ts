@@ -58,6 +58,8 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
         height: a.height,
         width: a.width,
         roi: a.roi,
+        // the fast schedule's screen: Σ of the largest |Δ| of the groups and blocks it set to 0 (see the notes)
+        ...(a.screenLoss ? { screenLoss: a.screenLoss } : {}),
         units: a.units.map((u) => ({ row: u.row, col: u.col, height: u.height, width: u.width, pixels: u.pixels?.length, effect: u.effect, rawEffect: u.rawEffect, stderr: Number.isNaN(u.stderr) ? null : u.stderr, ci95: ci95(u), samples: u.samples, status: u.status })),
       },
       null,
