@@ -25,7 +25,7 @@ describe("map statistics", () => {
     const effects = [-5, -2, -0.5, -0.1, 0, 0.01, 0.1, 0.5, 2, 5];
     const a = {
       method: "pdcr", outcome: "dice", reference: "ground-truth", baseOutcome: 90, forwardPasses: 10, wallMs: 1, roiCells: 16,
-      units: effects.map((effect, i) => ({ index: i, row: 0, col: 8 * i, height: 8, width: 8, effect, rawEffect: effect, stderr: 0, samples: 53, status: "significant" })),
+      units: effects.map((effect, i) => ({ index: i, row: 0, col: 8 * i, height: 8, width: 8, effect, rawEffect: effect, stderr: 0, samples: 53, status: "above-tau" })),
     } as unknown as Attribution;
     const s = mapStats(a, 0.02);
     expect([s.negative, s.positive, s.zero]).toEqual([4, 5, 1]);
