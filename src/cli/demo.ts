@@ -8,6 +8,8 @@ import { PatchBank } from "../data/patchbank.js";
 import { allMethods, methodNames } from "../explain/catalog.js";
 import { addMethodFlags, describeResult, runExplain } from "./explain.js";
 import { intOrAuto, oneOf, seed } from "./options.js";
+import { readingLine } from "../report/counts.js";
+import { SCALE_HELP } from "../report/scale.js";
 
 export const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -38,6 +40,7 @@ export function demoCommand(): Command {
     .option("--batch-size <n|auto>", "inputs per forward call (default auto)", intOrAuto("batch-size"))
     .option("--threads <n|auto>", "ONNX Runtime intra-op threads per session (default auto)", intOrAuto("threads"))
     .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto)", intOrAuto("workers"))
+    .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
     .option("--no-progress", "no progress bar on stderr");
   addMethodFlags(cmd, allMethods());
   return cmd.action(async (f: { out: string; method: string; seed: number; batchSize?: number | "auto"; threads?: number | "auto"; workers?: number | "auto"; progress: boolean; [k: string]: unknown }) => {
@@ -63,6 +66,6 @@ export function demoCommand(): Command {
       reference: "auto",
     });
     process.stdout.write(describeResult(r) + "\n");
-    process.stdout.write(`  open ${join(f.out, "overlay.png")}: red held up the segmentation of the green RoI, blue worked against it\n`);
+    process.stdout.write(`  ${readingLine(r.attribution.signed, join(f.out, "overlay.png"), r.attribution.units.length > 0)}\n`);
   });
 }

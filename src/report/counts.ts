@@ -108,3 +108,46 @@ export function unitEvidence(units: readonly UnitLike[], fdr = FDR): { perUnit: 
   });
   return { perUnit, counts };
 }
+
+const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? "" : "s"}`;
+
+/** Unit name for counts: "block", "superpixel", ... */
+export function unitName(kind: string): string {
+  return kind === "pixel" ? "pixel" : kind;
+}
+
+/**
+ * The counts in words, one line each, for stdout and summary.png: what differs from zero (with the
+ * correction named), what is above τ but indistinguishable from zero, what was never estimated alone.
+ */
+export function countLines(s: { signed: boolean; unitKind: string; tau: number; units: number; positive: number; negative: number; zero: number; evidence?: EvidenceCounts }): string[] {
+  const u = unitName(s.unitKind);
+  const e = s.evidence;
+  const sides = (c: SignCounts) => (s.signed ? `${c.negative} supported the RoI prediction (red), ${c.positive} worked against it (blue)` : `${c.positive} important (red; unsigned map)`);
+  if (!e) {
+    // Pixel maps (gradients) carry no per-pixel uncertainty: signs only, and said so.
+    return [
+      s.signed
+        ? `${plural(s.units, u)} outside the RoI: ${s.negative} < 0 (red, supports), ${s.positive} > 0 (blue, against), ${s.zero} exactly 0 — signs of the map's values, no test (gradient maps carry no per-pixel uncertainty)`
+        : `${plural(s.units, u)} outside the RoI: ${s.positive} with importance > 0 (red; this map is unsigned), ${s.zero} with none — no test (gradient maps carry no per-pixel uncertainty)`,
+    ];
+  }
+  const lines: string[] = [];
+  const tested = e.excludesZero.total + e.notDistinguishable.total;
+  const tau = `τ = ${s.tau}`;
+  if (tested > 0 || e.noInterval.total === 0) {
+    lines.push(`${plural(e.excludesZero.total, u)} differ from zero (Benjamini–Hochberg, ${e.fdr * 100}% false discovery rate across all ${e.units}; t test on each ${u}'s estimate and standard error)${e.excludesZero.total ? `: ${sides(e.excludesZero)}` : ""}`);
+    lines.push(`${plural(e.notDistinguishable.total, u)} above ${tau} but not distinguishable from zero${e.notDistinguishable.total ? ` (${s.signed ? `${e.notDistinguishable.negative} on the supporting side, ${e.notDistinguishable.positive} against` : `${e.notDistinguishable.positive} important`})` : ""}`);
+  }
+  if (e.noInterval.total > 0) lines.push(`${plural(e.noInterval.total, u)} above ${tau} with no interval (one deterministic pass each, untested): ${sides(e.noInterval)}`);
+  const cleared = e.screenedAlone + e.screenedByGroup;
+  lines.push(`${e.belowTau} estimated below τ and ${cleared} cleared by screening (${e.screenedAlone} by their own draws, ${e.screenedByGroup} with their group, never estimated alone): drawn as 0`);
+  return lines;
+}
+
+/** The closing line of a run: how to read the picture, in the terms of this map's sign convention. */
+export function readingLine(signed: boolean, file: string, markers: boolean): string {
+  return signed
+    ? `open ${file}: red held up the segmentation of the green RoI, blue worked against it${markers ? "; dots mark the units that differ from zero" : ""}`
+    : `open ${file}: red marks where the map puts importance for the green RoI (unsigned: it says how much, not in which direction)`;
+}
