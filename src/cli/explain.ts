@@ -18,6 +18,8 @@ import type { TargetSpec } from "../target/target.js";
 import { writeAttribution, type WrittenOutputs } from "../report/write.js";
 import { countLines } from "../report/counts.js";
 import { parseScale, SCALE_HELP } from "../report/scale.js";
+import { addOutputFlags, emit, showProgress, type OutputFlags } from "./output.js";
+import { explainJson } from "./summary.js";
 import { stderrProgress } from "../util/progress.js";
 import { addCardFlags, CARD_FLAG_KEYS, cardOverrides, fixedOrUndefined, intOrAuto, methodOptionParser, oneOf, seed, type CardFlags } from "./options.js";
 import { t975 } from "../util/tdist.js";
@@ -196,11 +198,12 @@ export function explainCommand(): Command {
     .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto: 1 session with a thread per core or a session per core with 1 thread each, whichever the probe finds faster)", intOrAuto("workers"))
     .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
     .option("--no-progress", "no progress bar on stderr");
+  addOutputFlags(cmd);
   addMethodFlags(cmd, allMethods());
   addCardFlags(cmd);
-  return cmd.action(async (opts: ExplainFlags) => {
-    const r = await runExplain(opts);
-    process.stdout.write(describeResult(r) + "\n");
+  return cmd.action(async (opts: ExplainFlags & OutputFlags) => {
+    const r = await runExplain({ ...opts, progress: showProgress(opts) });
+    emit(opts, () => describeResult(r), () => explainJson(r), r.attribution.notes);
   });
 }
 
