@@ -154,7 +154,7 @@ export function describeResult(r: ExplainResult): string {
       ? `  gradients of S, the class probability summed over the RoI (see the notes); the RoI's ${a.outcome} vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own prediction"} is ${a.baseOutcome.toFixed(3)}`
       : `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
     ...countLines(s).map((l) => `  ${l}`),
-    `  values${a.unitKind === "pixel" ? " outside the RoI" : ""} range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    `  ${s.minEffect === 0 && s.maxEffect === 0 ? `all values${a.unitKind === "pixel" ? " outside the RoI" : ""} are 0 (${a.valueUnits})` : `values${a.unitKind === "pixel" ? " outside the RoI" : ""} range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}`}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
   const withCi = top.some((u) => u.samples > 1);
   if (top.length) lines.push(`  strongest support${withCi ? " (effect ± half-width of its own 95% interval, uncorrected)" : ""}: ${top.map((u) => `${a.unitKind} (${u.row},${u.col}) ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`);

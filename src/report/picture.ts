@@ -41,7 +41,8 @@ export function tickLabel(v: number): string {
 export function colourBarSvg(x: number, y: number, w: number, signed: boolean, scale: ColourScale, valueUnits: string, id = "bar"): string {
   const p: string[] = [];
   if (scale.maxAbs === 0) {
-    p.push(`<text x="${x}" y="${y + 12}" ${FONT} font-size="13" font-weight="bold">all values are 0 outside the RoI: nothing to colour</text>`);
+    p.push(`<text x="${x}" y="${y + 12}" ${FONT} font-size="13" font-weight="bold">all values are 0 outside the RoI:</text>`);
+    p.push(`<text x="${x}" y="${y + 28}" ${FONT} font-size="13" font-weight="bold">the map is blank, nothing to colour</text>`);
     return p.join("");
   }
   const stops = signed
