@@ -103,3 +103,17 @@ describe("pictures", () => {
   });
 });
 
+
+describe("--help", () => {
+  it("shows two or three examples first, each a command of its own", () => {
+    for (const cmd of [["explain"], ["demo"], ["components"], ["evaluate"], ["info"], ["methods"], ["strategies"], ["bank", "build"], ["dataset", "init"]]) {
+      const r = run(...cmd, "--help");
+      expect(r.status, cmd.join(" ")).toBe(0);
+      expect(r.stdout.startsWith(`Examples:\n  segcause ${cmd.join(" ")}`), cmd.join(" ")).toBe(true);
+      const examples = r.stdout.split("\n\n")[0].split("\n").filter((l) => l.startsWith("  segcause "));
+      expect(examples.length, cmd.join(" ")).toBeGreaterThanOrEqual(cmd[0] === "strategies" ? 1 : 2);
+      expect(examples.length).toBeLessThanOrEqual(3);
+      expect(r.stdout).toMatch(/\nUsage: segcause /);
+    }
+  });
+});
