@@ -22,7 +22,7 @@ describe("segcause explain (CLI)", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("model's own unperturbed prediction");
-    for (const f of ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "summary.png", "stats.json", "manifest.json"]) {
+    for (const f of ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "heatmap-input.png", "overlay-input.png", "summary.png", "stats.json", "manifest.json"]) {
       expect(existsSync(join(out, f)), f).toBe(true);
     }
     expect(existsSync(join(out, ".checkpoint.json"))).toBe(false);
