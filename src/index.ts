@@ -27,6 +27,8 @@ export { blockGrid, type Block } from "./explain/units.js";
 export type { Attribution, Provenance, UnitResult } from "./explain/attribution.js";
 export { writeAttribution } from "./report/write.js";
 export { mapStats } from "./report/stats.js";
+export { unitEvidence, countLines, FDR, type EvidenceCounts, type UnitEvidence } from "./report/counts.js";
+export { parseScale, colourScale, type ScaleSpec } from "./report/scale.js";
 export { encodeNpy, decodeNpy } from "./util/npy.js";
 export { explainComponents, type ComponentEffects, type ComponentOptions, type Ablation } from "./explain/components.js";
 export { listComponents, planCut, buildSuffix, exposeTensors, tensorNames, type Component, type ComponentLevel } from "./onnx/surgery.js";

@@ -22,7 +22,7 @@ describe("segcause explain (CLI)", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("model's own unperturbed prediction");
-    for (const f of ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "summary.png", "stats.json", "manifest.json"]) {
+    for (const f of ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "heatmap-input.png", "overlay-input.png", "summary.png", "stats.json", "manifest.json"]) {
       expect(existsSync(join(out, f)), f).toBe(true);
     }
     expect(existsSync(join(out, ".checkpoint.json"))).toBe(false);
@@ -43,6 +43,9 @@ describe("segcause explain (CLI)", () => {
     const stats = JSON.parse(readFileSync(join(out, "stats.json"), "utf8"));
     expect(stats.units).toBe(15);
     expect(stats.negative).toBe(4);
+    // the causal region's 4 blocks (about -67 Dice points each) differ from zero after the correction; the other 11 were cleared
+    expect(stats.evidence.excludesZero).toEqual({ total: 4, negative: 4, positive: 0 });
+    expect(stats.evidence.screenedAlone + stats.evidence.screenedByGroup).toBe(11);
     expect(stats.histogram.reduce((s: number, b: { blocks: number }) => s + b.blocks, 0)).toBe(16);
     const blocks = JSON.parse(readFileSync(join(out, "map.json"), "utf8")).units;
     expect(blocks).toHaveLength(15);

@@ -551,6 +551,11 @@ describe("command line", () => {
     const s = run(["strategies", "--maps", out, "--out", join(out, "strategies")]);
     expect(s.status).toBe(0);
     expect(s.stdout).toMatch(/^3 maps: /);
+    // --json: one JSON document on stdout, nothing else there
+    const j = run([...args, "--json"]);
+    expect(j.status, j.stderr).toBe(0);
+    expect(JSON.parse(j.stdout)).toMatchObject({ format: "segcause.evaluate-summary/1", run: { computed: 0, resumed: 2 }, cells: 3 });
+    expect(JSON.parse(j.stdout).files).toContain("report.html");
   });
 
   it("rejects options a method does not declare", () => {

@@ -79,7 +79,7 @@ describe("fast PdCR schedule on models with known causal structure", () => {
     for (const a of [fast, paper]) {
       for (const u of a.units) expect(u.effect).toBeCloseTo(isCausal(u) ? -100 : 0, 6);
     }
-    for (const u of fast.units) expect(u.status).toBe(isCausal(u) ? "significant" : "screened-out");
+    for (const u of fast.units) expect(u.status).toBe(isCausal(u) ? "above-tau" : "screened-out");
     expect(paper.forwardPasses).toBe(1 + 3 * 63 + 50 * 4);
     // Only the causal quadrant's blocks are screened one by one; a deterministic effect stops after one round.
     expect(fast.units.filter((u) => u.samples > 0).length).toBeLessThanOrEqual(16);

@@ -81,6 +81,23 @@ function camModel(auxHead = false): Uint8Array {
   return g.toBytes();
 }
 
+/**
+ * Grad-CAM model whose bottleneck's map is 0 everywhere: A = Relu(maxpool(x) + 0.1) > 0 [2,4,4], but the
+ * output grows as A shrinks (B = Relu(5 − up(A)_0 − up(A)_1) [2,8,8], z = B_0 + B_1 − 5), so w_k < 0 at A,
+ * while the decoder-side B has w_k > 0 and B > 0.
+ */
+function zeroCamModel(): Uint8Array {
+  const g = new GraphBuilder("zero-cam");
+  const x = g.input("image", ["N", 1, 8, 8]);
+  const p = g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] });
+  const a = g.node("Relu", [g.node("Conv", [p, g.constant([2, 1, 1, 1], [1, 1]), g.constant([2], [0.1, 0.1])], { kernel_shape: [1, 1] })], {}, ["A"]);
+  const up = g.node("Resize", [a, "", g.constant([4], [1, 1, 2, 2])], { mode: "linear", coordinate_transformation_mode: "half_pixel" });
+  const b = g.node("Relu", [g.node("Conv", [up, g.constant([2, 2, 1, 1], [-1, -1, -1, -1]), g.constant([2], [5, 5])], { kernel_shape: [1, 1] })], {}, ["B"]);
+  const z = g.node("Conv", [b, g.constant([1, 2, 1, 1], [1, 1]), g.constant([1], [-5])], { kernel_shape: [1, 1] });
+  g.output(g.node("Sigmoid", [z], {}, ["mask"]), ["N", 1, 8, 8]);
+  return g.toBytes();
+}
+
 /** regionMeanModel without its Sigmoid: a logit output (the card then says kind: logits). */
 function logitRegionModel(): Uint8Array {
   const g = new GraphBuilder("logit");
@@ -118,6 +135,7 @@ beforeAll(async () => {
   paths.relu = writeModel(dir, "relu.onnx", oneReluModel());
   paths.cam = writeModel(dir, "cam.onnx", camModel());
   paths.camAux = writeModel(dir, "cam-aux.onnx", camModel(true));
+  paths.zeroCam = writeModel(dir, "zero-cam.onnx", zeroCamModel());
   // MiSuRe: foreground iff the mean of rows 8..23, cols 24..31 is above half the image's value.
   paths.region = writeModel(dir, "region.onnx", regionMeanModel([{ row: 8, col: 24, height: 16, width: 8, weight: 10 }], -10 * 0.5 * (200 / 255)));
   images.ramp = await writeImage(dir, "ramp.png", (r, c) => (r * 7 + c * 5) % 256);
@@ -371,9 +389,25 @@ describe("Seg-Grad-CAM", () => {
       const roi: TargetSpec = { roi: { row: 2, col: 2, height: 4, width: 4 }, outcome: "mean-prob" };
       const err = await explainGradCam(m, k, roi, { layer: "nope" }).catch((e: SegcauseError) => e);
       expect(err).toBeInstanceOf(SegcauseError);
-      expect((err as SegcauseError).oneLine()).toMatch(/--layer 'nope' is not a tensor .*feature maps \(smallest first\): A \[2x4x4, Relu\], .*Conv/);
+      // candidates one per line, grouped by spatial size, smallest first
+      expect((err as SegcauseError).oneLine()).toMatch(/--layer 'nope' is not a tensor .*feature maps \(smallest first\), or --layer auto:\n {2}4x4 \(\d+\):\n {4}A {2}\[2 channels, Relu\]\n[^]*\n {2}8x8 \(\d+\):\n {4}\S+ {2}\[2 channels, Resize\]/);
       // a tensor that exists but is not a feature map (1 channel) is refused too
       await expect(explainGradCam(m, k, roi, { layer: "mask" })).rejects.toThrow(/not a spatial feature map/);
+    });
+  });
+
+  it("an all-zero map's note names a deeper layer that gives a map here", async () => {
+    await withModel(paths.zeroCam, images.cam, async (m, k) => {
+      const roi: TargetSpec = { roi: { row: 2, col: 2, height: 4, width: 4 }, outcome: "mean-prob" };
+      const a = await explainGradCam(m, k, roi);
+      expect(a.provenance.settings.layerUsed).toBe("A");
+      expect(a.map.every((v) => v === 0)).toBe(true);
+      const note = a.notes.find((n) => /0 everywhere/.test(n))!;
+      const named = /--layer (\S+) gives a nonzero map for this image and RoI/.exec(note)?.[1];
+      expect(named).toBeDefined();
+      expect(named).not.toBe("A");
+      const b = await explainGradCam(m, k, roi, { layer: named });
+      expect(b.map.some((v) => v > 0)).toBe(true);
     });
   });
 
@@ -513,7 +547,7 @@ describe("segcause explain --method <gradient method> (CLI, needs the build)", (
   it("gradcam with an unknown --layer exits 1 listing the candidates", () => {
     const r = cli("--method", "gradcam", "--layer", "nope", "--model", paths.smooth, "--image", images.ramp, "--roi", "16,0,8,8", "--outcome", "mean-prob", "--out", join(dir, "cli-cam"));
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/--layer 'nope' is not a tensor .*feat \[4x16x16, Sigmoid\]/);
+    expect(r.stderr).toMatch(/--layer 'nope' is not a tensor [^]*\n {4}feat {2}\[4 channels, Sigmoid\]/);
   });
 });
 

@@ -64,7 +64,7 @@ describe("PdCR on models with known causal structure", () => {
     expect(a.units).toHaveLength(15); // 16 blocks minus the RoI's one
     for (const u of a.units) {
       expect(u.effect).toBeCloseTo(isCausal(u) ? -100 : 0, 6);
-      expect(u.status).toBe(isCausal(u) ? "significant" : "screened-out");
+      expect(u.status).toBe(isCausal(u) ? "above-tau" : "screened-out");
     }
     // map painted per pixel; the RoI stays 0
     expect(a.map[0 * 32 + 16]).toBe(-100);
@@ -104,7 +104,7 @@ describe("PdCR on models with known causal structure", () => {
     const a = await pdcr(screenModel, [0], {}, undefined, "mean-prob");
     const strong = a.units.find((u) => u.row === 0 && u.col === 24)!;
     const weak = a.units.find((u) => u.row === 24 && u.col === 24)!;
-    expect(strong.status).toBe("significant");
+    expect(strong.status).toBe("above-tau");
     expect(strong.samples).toBe(53);
     expect(strong.effect).toBeLessThan(-90);
     expect(weak.status).toBe("screened-out");

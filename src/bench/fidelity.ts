@@ -98,7 +98,7 @@ export function boundaryRoi(kase: Case, height: number, width: number, size: num
 }
 
 function run(a: Attribution): ScheduleRun {
-  return { forwardPasses: a.forwardPasses, wallMs: a.wallMs, effects: a.units.map((u) => u.effect), significant: a.units.map((u) => u.status === "significant") };
+  return { forwardPasses: a.forwardPasses, wallMs: a.wallMs, effects: a.units.map((u) => u.effect), significant: a.units.map((u) => u.status === "above-tau") };
 }
 
 export interface FidelityOptions {

@@ -284,7 +284,7 @@ async function demoSchedules(cfg: ReturnType<typeof demoConfig>, demoModel: stri
   console.log("\n## The bundled demo, both schedules");
   for (const schedule of ["paper", "fast"] as const) {
     const a = await explainPdcr(model, kase, { roi: { row, col, height, width } }, { bank: await PatchBank.load(join(PACKAGE_ROOT, cfg.bank)), schedule });
-    const significant = a.units.filter((u) => u.status === "significant").length;
+    const significant = a.units.filter((u) => u.status === "above-tau").length;
     demo[schedule] = { forwardPasses: a.forwardPasses, wallMs: a.wallMs, significant, effects: a.units.map((u) => u.effect) };
     console.log(`${schedule}: ${a.forwardPasses} forward passes, ${(a.wallMs / 1000).toFixed(1)} s wall, ${(a.forwardPasses / (a.wallMs / 1000)).toFixed(1)} passes/s, ${significant}/${a.units.length} blocks significant`);
   }

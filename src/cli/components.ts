@@ -20,6 +20,9 @@ import { parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { Rng } from "../util/rng.js";
 import { stderrProgress } from "../util/progress.js";
+import { addOutputFlags, emit, showProgress, type OutputFlags } from "./output.js";
+import { componentsJson } from "./summary.js";
+import { countLines, unitEvidence, type Evidence } from "../report/counts.js";
 import { fixedOrUndefined, addCardFlags, cardOverrides, int, intAtLeast, num, oneOf, seed, type CardFlags } from "./options.js";
 
 interface ComponentFlags extends CardFlags {
@@ -88,8 +91,9 @@ export function componentsCommand(): Command {
     .option("--out <dir>", "output folder")
     .option("--list", "only list the components (and their output tensors) at --level")
     .option("--no-progress", "no progress on stderr");
+  addOutputFlags(cmd);
   addCardFlags(cmd);
-  return cmd.action(async (f: ComponentFlags, self: Command) => {
+  return cmd.action(async (f: ComponentFlags & OutputFlags, self: Command) => {
     if (f.list) {
       // channel and spatial components live inside one tensor: list the layers whose tensors --tensor can name
       if ((f.level === "channel" || f.level === "spatial") && !f.tensor?.length) process.stderr.write(`--level ${f.level} splits one tensor (--tensor <name>); these are the layers and their tensors:\n`);
@@ -97,7 +101,8 @@ export function componentsCommand(): Command {
       // The model as it runs (layout adapters included), so the names listed are those --tensor takes.
       const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: 1 });
       try {
-        for (const c of listComponents(model.proto(), lv)) process.stdout.write(`${c.name}\t${c.outputs.join(" ")}\n`);
+        const list = listComponents(model.proto(), lv);
+        emit(f, () => list.map((c) => `${c.name}\t${c.outputs.join(" ")}`).join("\n"), () => ({ format: "segcause.components-list/1", level: lv, components: list.map((c) => ({ name: c.name, outputs: c.outputs })) }));
       } finally {
         await model.release();
       }
@@ -139,22 +144,29 @@ export function componentsCommand(): Command {
       claimOutputDir(f.out, "components");
       const e = await explainComponents(model, kase, { roi: roiRect, outcome: f.outcome }, {
         level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donorSampling: f.donorSampling, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
-        onProgress: f.progress ? stderrProgress() : undefined, checkpointPath,
+        onProgress: showProgress(f) ? stderrProgress() : undefined, checkpointPath,
       });
       if (lock.note) e.notes.push(lock.note);
       const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`, {
         height: model.height, width: model.width, roi: Region.rect(roiRect, model.height, model.width),
       });
       await rm(checkpointPath, { force: true });
-      const top = [...e.units].sort((a, b) => Math.abs(b.effect) - Math.abs(a.effect)).slice(0, 5);
-      process.stdout.write(
-        [
-          `components of ${f.model} for RoI ${f.roi} of ${kase.id}: ${e.units.length} units, ${e.ablation} ablation${e.ablation !== "zero" ? ` with ${donors.length} donors` : ""}; base ${e.outcome} ${e.baseOutcome.toFixed(3)} vs ${e.reference}`,
-          ...top.map((u) => `  ${u.name}: ATE ${u.effect.toFixed(3)}${Number.isFinite(u.stderr) ? ` ± ${(1.96 * u.stderr).toFixed(3)}` : ""} (${u.status})`),
-          ...e.notes.map((n) => `  note: ${n}`),
-          ...(e.skipped.length ? [`  skipped ${e.skipped.length} component(s); see manifest.json`] : []),
-          `  ${e.forwardPasses} passes in ${(e.wallMs / 1000).toFixed(1)} s; wrote ${files.join(", ")} to ${f.out}`,
-        ].join("\n") + "\n",
+      const ev = unitEvidence(e.units);
+      const top = e.units.map((u, i) => ({ u, ev: ev.perUnit[i] })).sort((a, b) => Math.abs(b.u.effect) - Math.abs(a.u.effect)).slice(0, 5);
+      const say: Record<Evidence, string> = { "excludes-zero": "differs from zero", "not-distinguishable": "above τ, not distinguishable from zero", "no-interval": "above τ, deterministic", "below-tau": "below τ", "screened-alone": "cleared by screening", "screened-by-group": "cleared by screening" };
+      emit(
+        f,
+        () =>
+          [
+            `components of ${f.model} for RoI ${f.roi} of ${kase.id}: ${e.units.length} units, ${e.ablation} ablation${e.ablation !== "zero" ? ` with ${donors.length} donors` : ""}; base ${e.outcome} ${e.baseOutcome.toFixed(3)} vs ${e.reference}`,
+            ...countLines({ signed: true, unitKind: "component", tau: f.tau, units: e.units.length, negative: 0, positive: 0, zero: 0, evidence: ev.counts }).map((l) => `  ${l}`),
+            ...top.map(({ u, ev: x }) => `  ${u.name}: ATE ${u.effect.toFixed(3)}${Number.isFinite(u.stderr) ? ` ± ${(1.96 * u.stderr).toFixed(3)}` : ""} (${say[x.evidence]})`),
+            ...e.notes.map((n) => `  note: ${n}`),
+            ...(e.skipped.length ? [`  skipped ${e.skipped.length} component(s); see manifest.json`] : []),
+            `  ${e.forwardPasses} passes in ${(e.wallMs / 1000).toFixed(1)} s; wrote ${files.join(", ")} to ${f.out}`,
+          ].join("\n"),
+        () => componentsJson(e, f.out!, files, donors.length),
+        e.notes,
       );
     } finally {
       lock?.release();

@@ -8,6 +8,10 @@ import { PatchBank } from "../data/patchbank.js";
 import { allMethods, methodNames } from "../explain/catalog.js";
 import { addMethodFlags, describeResult, runExplain } from "./explain.js";
 import { intOrAuto, oneOf, seed } from "./options.js";
+import { readingLine } from "../report/counts.js";
+import { SCALE_HELP } from "../report/scale.js";
+import { addOutputFlags, emit, humanLine, showProgress, type OutputFlags } from "./output.js";
+import { explainJson } from "./summary.js";
 
 export const PACKAGE_ROOT = fileURLToPath(new URL("../../", import.meta.url));
 
@@ -38,9 +42,11 @@ export function demoCommand(): Command {
     .option("--batch-size <n|auto>", "inputs per forward call (default auto)", intOrAuto("batch-size"))
     .option("--threads <n|auto>", "ONNX Runtime intra-op threads per session (default auto)", intOrAuto("threads"))
     .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto)", intOrAuto("workers"))
+    .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
     .option("--no-progress", "no progress bar on stderr");
+  addOutputFlags(cmd);
   addMethodFlags(cmd, allMethods());
-  return cmd.action(async (f: { out: string; method: string; seed: number; batchSize?: number | "auto"; threads?: number | "auto"; workers?: number | "auto"; progress: boolean; [k: string]: unknown }) => {
+  return cmd.action(async (f: OutputFlags & { out: string; method: string; seed: number; batchSize?: number | "auto"; threads?: number | "auto"; workers?: number | "auto"; progress: boolean; [k: string]: unknown }) => {
     const cfg = demoConfig();
     const at = (p: string) => join(PACKAGE_ROOT, p);
     // The description names PdCR and its bank; another method gets the same case without them.
@@ -51,9 +57,10 @@ export function demoCommand(): Command {
       const P = (await PatchBank.load(at(cfg.bank))).patchSize;
       if (f.block !== P) fail(`the demo's patch bank holds ${P}x${P} patches, so its ${f.method} blocks are ${P} px`, `drop --block, or run \`segcause explain\` with a bank built with \`segcause bank build --patch-size ${String(f.block)}\``);
     }
-    process.stdout.write(`segcause demo: ${description}\n`);
+    humanLine(f, `segcause demo: ${description}`);
     const r = await runExplain({
       ...f,
+      progress: showProgress(f),
       model: at(cfg.model),
       image: at(cfg.image),
       mask: cfg.mask ? at(cfg.mask) : undefined,
@@ -62,7 +69,6 @@ export function demoCommand(): Command {
       outcome: "dice",
       reference: "auto",
     });
-    process.stdout.write(describeResult(r) + "\n");
-    process.stdout.write(`  open ${join(f.out, "overlay.png")}: red held up the segmentation of the green RoI, blue worked against it\n`);
+    emit(f, () => `${describeResult(r)}\n  ${readingLine(r.attribution.signed, join(f.out, "overlay.png"), r.attribution.units.length > 0)}`, () => ({ ...explainJson(r), format: "segcause.demo-summary/1", description }), r.attribution.notes);
   });
 }

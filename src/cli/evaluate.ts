@@ -18,6 +18,7 @@ import { intAtLeast, methodOptionParser, numIn, numList, oneOf, positive, seed }
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
 import { stderrProgress } from "../util/progress.js";
+import { emit, showProgress, type OutputFlags } from "./output.js";
 
 interface EvaluateFlags {
   models: string[];
@@ -116,7 +117,12 @@ export function evaluateCommand(): Command {
     .option("--max-cells <n>", "stop after computing n new cells (rerun to continue)", intAtLeast("max-cells"))
     .option("--report-only", "only (re)write the tables, plots and HTML from the cells that exist")
     .option("--no-progress", "no progress lines on stderr")
-    .action(async (f: EvaluateFlags) => {
+    .option("--json", "print one machine-readable JSON summary on stdout, nothing else there (progress and notes go to stderr)")
+    .option("--quiet", "no progress and no summary (errors still go to stderr; with --json, only the JSON)")
+    .action(async (f: EvaluateFlags & OutputFlags) => {
+      const human: string[] = [];
+      let run: Record<string, unknown> | undefined;
+      const notes: string[] = [];
       checkOutputFolder(f.out, "evaluate");
       markResumable("outputs");
       if (f.reportOnly && !existsSync(join(f.out, "run.json"))) fail(`--report-only: ${f.out} holds no evaluation (no run.json)`, "give --out the folder of an earlier `segcause evaluate` run");
@@ -140,12 +146,15 @@ export function evaluateCommand(): Command {
             models: f.models, dataset: f.dataset, split: f.split, images: f.images, methods, rois, bank: f.bank,
             bankSplits: f.bankSplits.split(","), bankPatchSize: f.bankPatchSize, out: f.out, seed: f.seed, protocol, batchSize: f.batchSize, threads: f.threads,
           },
-          { onValidated: recordRunSettings, beforeWrite: () => claimOutputDir(f.out, "evaluate"), maxCells: f.maxCells, onProgress: f.progress ? stderrProgress(30_000) : undefined, log: f.progress ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
+          { onValidated: recordRunSettings, beforeWrite: () => claimOutputDir(f.out, "evaluate"), maxCells: f.maxCells, onProgress: showProgress(f) ? stderrProgress(30_000) : undefined, log: showProgress(f) ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
         );
-        process.stdout.write(`${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped, ${s.failed} refused by their method${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}\n`);
-        for (const n of s.notes) process.stdout.write(`  note: ${n}\n`);
+        human.push(`${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped, ${s.failed} refused by their method${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}`);
+        for (const n of s.notes) human.push(`  note: ${n}`);
+        run = { computed: s.computed, resumed: s.resumed, skipped: s.skipped, failed: s.failed, stoppedEarly: s.stoppedEarly };
+        notes.push(...s.notes);
       }
       const r = await writeEvaluationReport(f.out);
-      process.stdout.write(`wrote ${r.files.length} files to ${f.out} (report.html, summary.csv, cells.csv, ...) from ${r.summary.cells} cells\n`);
+      human.push(`wrote ${r.files.length} files to ${f.out} (report.html, summary.csv, cells.csv, ...) from ${r.summary.cells} cells`);
+      emit(f, () => human.join("\n"), () => ({ format: "segcause.evaluate-summary/1", run: run ?? null, notes, out: f.out, cells: r.summary.cells, files: r.files }), notes);
     });
 }

@@ -17,6 +17,10 @@ import { Region, parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import type { TargetSpec } from "../target/target.js";
 import { writeAttribution, type WrittenOutputs } from "../report/write.js";
+import { countLines } from "../report/counts.js";
+import { parseScale, SCALE_HELP } from "../report/scale.js";
+import { addOutputFlags, emit, showProgress, type OutputFlags } from "./output.js";
+import { explainJson } from "./summary.js";
 import { stderrProgress } from "../util/progress.js";
 import { addCardFlags, CARD_FLAG_KEYS, cardOverrides, fixedOrUndefined, intOrAuto, methodOptionParser, oneOf, seed, type CardFlags } from "./options.js";
 import { t975 } from "../util/tdist.js";
@@ -37,12 +41,14 @@ export interface ExplainFlags extends CardFlags {
   batchSize?: number | "auto";
   workers?: number | "auto";
   progress: boolean;
+  /** colour scale of the pictures: max, pNN or fixed:V */
+  colourScale?: string;
   /** method options (block, samples, tau, ...), checked against the method's declared options */
   [option: string]: unknown;
 }
 
 /** The flags that are not method options. */
-const COMMON = new Set<string>(["model", "image", "mask", "roi", "roiMask", "bank", "out", "method", "seed", "outcome", "reference", "batchSize", "workers", "progress", ...CARD_FLAG_KEYS]);
+const COMMON = new Set<string>(["model", "image", "mask", "roi", "roiMask", "bank", "out", "method", "seed", "outcome", "reference", "batchSize", "workers", "progress", "colourScale", "json", "quiet", ...CARD_FLAG_KEYS]);
 
 export interface ExplainResult {
   attribution: Attribution;
@@ -58,6 +64,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi row,col,height,width (model-input pixels) or --roi-mask mask.png");
   if (f.roi && f.roiMask) fail("both --roi and --roi-mask are given", "pass only one of them");
   const rect = f.roi ? parseRoi(f.roi) : undefined;
+  const scale = parseScale(f.colourScale ?? "max");
   checkOutputFolder(f.out, "explain");
   markResumable("checkpoints");
   if (def.needsBank && !f.bank) fail(`${def.name} needs a patch bank of natural patches`, "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank");
@@ -98,7 +105,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
     }
     for (const note of [channelConversion(kase, model), enlargement(kase, model), exifOrientation(kase)]) if (note) attribution.notes.push(note);
     const region = "mask" in roi ? Region.mask(roi.mask, model.height, model.width) : undefined;
-    const written = await writeAttribution(attribution, kase, f.out, region);
+    const written = await writeAttribution(attribution, kase, f.out, region, { scale });
     await rm(run.checkpointPath, { force: true });
     return { attribution, written, kase };
   } finally {
@@ -146,20 +153,17 @@ async function loadRoiMask(path: string, model: Model, kase: Case): Promise<Uint
 export function describeResult(r: ExplainResult): string {
   const s = r.written.stats;
   const a = r.attribution;
-  const what = a.unitKind === "pixel" ? "pixels outside the RoI" : `${a.unitKind}s`;
   const top = [...a.units].filter((u) => u.effect < 0).sort((x, y) => x.effect - y.effect).slice(0, 3);
   const lines = [
     `${a.method} map of ${r.kase.id}: RoI rows ${a.roi.row}..${a.roi.row + a.roi.height - 1}, cols ${a.roi.col}..${a.roi.col + a.roi.width - 1}`,
     a.backwardPasses > 0
       ? `  gradients of S, the class probability summed over the RoI (see the notes); the RoI's ${a.outcome} vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own prediction"} is ${a.baseOutcome.toFixed(3)}`
       : `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
-    a.signed
-      ? `  ${s.units} ${what}: ${s.negative} supported the RoI prediction (red, <0), ${s.positive} worked against it (blue, >0), ${s.zero} had no effect`
-      : `  ${s.units} ${what}: ${s.positive} with importance > 0 (red; this map is unsigned), ${s.zero} with none`,
-    `  values${a.unitKind === "pixel" ? " outside the RoI" : ""} range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    ...countLines(s).map((l) => `  ${l}`),
+    `  ${s.minEffect === 0 && s.maxEffect === 0 ? `all values${a.unitKind === "pixel" ? " outside the RoI" : ""} are 0 (${a.valueUnits})` : `values${a.unitKind === "pixel" ? " outside the RoI" : ""} range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}`}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
   const withCi = top.some((u) => u.samples > 1);
-  if (top.length) lines.push(`  strongest support${withCi ? " (effect ± half-width of its 95% interval)" : ""}: ${top.map((u) => `${a.unitKind} (${u.row},${u.col}) ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`);
+  if (top.length) lines.push(`  strongest support${withCi ? " (effect ± half-width of its own 95% interval, uncorrected)" : ""}: ${top.map((u) => `${a.unitKind} (${u.row},${u.col}) ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`);
   for (const n of a.notes) lines.push(`  note: ${n}`);
   lines.push(`  wrote ${Object.keys(r.written.files).join(", ")} to ${r.written.dir}`);
   return lines.join("\n");
@@ -198,12 +202,14 @@ export function explainCommand(): Command {
     .option("--reference <kind>", "auto, ground-truth or prediction", oneOf("reference", ["auto", "ground-truth", "prediction"] as const), "auto")
     .option("--batch-size <n|auto>", "inputs per forward call (default auto: probed once per model and machine)", intOrAuto("batch-size"))
     .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto: 1 session with a thread per core or a session per core with 1 thread each, whichever the probe finds faster)", intOrAuto("workers"))
+    .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
     .option("--no-progress", "no progress bar on stderr");
+  addOutputFlags(cmd);
   addMethodFlags(cmd, allMethods());
   addCardFlags(cmd);
-  return cmd.action(async (opts: ExplainFlags) => {
-    const r = await runExplain(opts);
-    process.stdout.write(describeResult(r) + "\n");
+  return cmd.action(async (opts: ExplainFlags & OutputFlags) => {
+    const r = await runExplain({ ...opts, progress: showProgress(opts) });
+    emit(opts, () => describeResult(r), () => explainJson(r), r.attribution.notes);
   });
 }
 

@@ -9,6 +9,7 @@ import { componentsCommand } from "./components.js";
 import { datasetCommand } from "./dataset.js";
 import { demoCommand } from "./demo.js";
 import { evaluateCommand } from "./evaluate.js";
+import { addExamples } from "./examples.js";
 import { explainCommand, methodsCommand } from "./explain.js";
 import { infoCommand } from "./info.js";
 import { strategiesCommand } from "./strategies.js";
@@ -18,8 +19,10 @@ export function program(): Command {
   const p = new Command("segcause")
     .description("causal explanations (PdCR) for image segmentation models given as ONNX")
     .version(VERSION);
-  for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), datasetCommand(), infoCommand(), demoCommand(), evaluateCommand(), strategiesCommand()]) p.addCommand(c.exitOverride());
-  p.addCommand(zooCommand().exitOverride());
+  for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), datasetCommand(), infoCommand(), demoCommand(), evaluateCommand(), strategiesCommand(), zooCommand()]) {
+    addExamples(c);
+    p.addCommand(c.exitOverride());
+  }
   oneLineErrors(p, "segcause");
   return p;
 }

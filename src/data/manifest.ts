@@ -34,10 +34,10 @@ export function readManifest(path: string): Dataset {
     fail(`dataset manifest ${path} does not exist`, "pass a manifest.json or the dataset folder holding it");
   }
   // A folder of images without a manifest: say how to make one.
-  if (file !== path && !existsSync(file)) fail(`${path} holds no manifest.json`, `write one with \`segcause dataset init --images ${path} --masks <mask folder> --out ${file}\` (see README 'Your own dataset')`);
+  if (file !== path && !existsSync(file)) fail(`${path} holds no manifest.json`, `write one with \`segcause dataset init --images ${path} --masks <mask folder> --out ${file}\` (see docs/commands.md, 'Your own dataset')`);
   const raw = readJsonBounded(file, { what: "dataset manifest", kind: "manifest", hint: "pass a manifest.json" });
   const parsed = Manifest.safeParse(raw);
-  if (!parsed.success) fail(`${file} is not a dataset manifest: ${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message}`, "see README 'Your own dataset' for the format (or write one with `segcause dataset init`)");
+  if (!parsed.success) fail(`${file} is not a dataset manifest: ${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message}`, "see docs/commands.md, 'Your own dataset', for the format (or write one with `segcause dataset init`)");
   const root = resolve(dirname(file));
   // Case ids name the cells of a benchmark: two cases with one id would share (and skip) cells.
   const ids = new Set<string>();

@@ -322,7 +322,7 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
   }
   for (const [b, e] of moderatedEstimates(passing, samples, weights)) {
     const sig = Math.abs(e.mean) >= st.tau;
-    result[b] = { effect: sig ? e.mean : 0, rawEffect: e.mean, stderr: e.se, samples: samples.get(b)!.rounds * R, status: sig ? "significant" : "below-tau", dof: e.df };
+    result[b] = { effect: sig ? e.mean : 0, rawEffect: e.mean, stderr: e.se, samples: samples.get(b)!.rounds * R, status: sig ? "above-tau" : "below-tau", dof: e.df };
   }
   const budget = maxPasses > 0 ? { passes: maxPasses, spent, binding, screen, byTime } : undefined;
   return { estimates: result, groupPasses, groupsTested, noiseRatio, short, budget, screenLoss: loss };

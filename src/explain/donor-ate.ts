@@ -27,7 +27,7 @@ export async function donorEnumeratedAte(unitCount: number, base: number, evalua
   for (let u = 0; u < unitCount; u++) {
     const [m, se] = meanSe(scores, u * D, D, base);
     const sig = Math.abs(m) >= st.tau;
-    result.push({ effect: sig ? m : 0, rawEffect: m, stderr: se, samples: D, status: sig ? "significant" : "below-tau" });
+    result.push({ effect: sig ? m : 0, rawEffect: m, stderr: se, samples: D, status: sig ? "above-tau" : "below-tau" });
   }
   return result;
 }

@@ -6,10 +6,14 @@
 import { fail } from "../errors.js";
 import type { Evaluate, SampleRequest } from "./samples.js";
 
-export type UnitStatus = "screened-out" | "below-tau" | "significant";
+/**
+ * What the τ rule did with a unit: "above-tau" means |mean Δ| >= τ, not a significance test
+ * (src/report/counts.ts tests the effects against zero across the map).
+ */
+export type UnitStatus = "screened-out" | "below-tau" | "above-tau";
 
 export interface UnitEstimate {
-  /** ATE in outcome units (Dice points for the dice outcome); 0 unless significant */
+  /** ATE in outcome units (Dice points for the dice outcome); 0 unless above τ */
   effect: number;
   /** the mean Δ before the τ rule (kept so users can see what was zeroed) */
   rawEffect: number;
@@ -64,7 +68,7 @@ export async function screenedAte(unitCount: number, base: number, evaluate: Eva
     for (const u of passing) {
       const r = result[u];
       const sig = Math.abs(r.rawEffect) >= st.tau;
-      r.status = sig ? "significant" : "below-tau";
+      r.status = sig ? "above-tau" : "below-tau";
       r.effect = sig ? r.rawEffect : 0;
     }
     return result;
@@ -76,7 +80,7 @@ export async function screenedAte(unitCount: number, base: number, evaluate: Eva
   passing.forEach((u, k) => {
     const [m, se] = meanSe(fine, k * N, N, base);
     const sig = Math.abs(m) >= st.tau;
-    result[u] = { effect: sig ? m : 0, rawEffect: m, stderr: se, samples: S + N, status: sig ? "significant" : "below-tau" };
+    result[u] = { effect: sig ? m : 0, rawEffect: m, stderr: se, samples: S + N, status: sig ? "above-tau" : "below-tau" };
   });
   return result;
 }

@@ -107,6 +107,22 @@ function describeMap(m: FeatureMap): string {
   return `${m.name} [${m.channels}x${m.height}x${m.width}, ${m.op}]`;
 }
 
+/** Deeper feature maps tried when the chosen layer's Grad-CAM is all zero. */
+const ALTERNATIVES = 8;
+
+/** ReLU(Σ_k w_k A_k) with w_k the mean of ∂S/∂A_k over the layer's positions. */
+function camOf(g: Float32Array, a: Float32Array, L: FeatureMap): Float32Array {
+  const hw = L.height * L.width;
+  const acc = new Float64Array(hw);
+  for (let k = 0; k < L.channels; k++) {
+    let w = 0;
+    for (let i = 0; i < hw; i++) w += g[k * hw + i];
+    w /= hw;
+    for (let i = 0; i < hw; i++) acc[i] += w * a[k * hw + i];
+  }
+  return Float32Array.from(acc, (v) => Math.max(v, 0));
+}
+
 /** Resolves `layer` ("auto" or a tensor name) to a feature map, or fails listing the candidates. */
 export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "width" | "path" | "outputName">, layer: string): { map: FeatureMap; rule: string } {
   const { maps, all, unknown } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
@@ -115,8 +131,7 @@ export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "wi
   if (layer === "auto" || layer === "") return { map: bottleneck(maps)!, rule: "auto: smallest spatial size, deepest" };
   const found = maps.find((m) => m.name === layer);
   if (found) return { map: found, rule: "given" };
-  const ranked = [...maps].sort((a, b) => a.height * a.width - b.height * b.width || b.order - a.order);
-  const shown = ranked.slice(0, 25).map(describeMap).join(", ");
+  const shown = candidateList(maps);
   const known = proto.graph!.node.some((n) => n.output.includes(layer));
   const offPath = !maps.some((m) => m.name === layer) && all.some((m) => m.name === layer);
   fail(
@@ -125,8 +140,27 @@ export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "wi
       : known
         ? `--layer '${layer}' is not a spatial feature map [1, K>=2, h, w] usable by Grad-CAM${why}`
         : `--layer '${layer}' is not a tensor of ${model.path}`,
-    `choose one of the ${maps.length} feature maps (smallest first): ${shown}${maps.length > 25 ? ", ..." : ""}; or --layer auto`,
+    `choose one of the ${maps.length} feature maps (smallest first), or --layer auto:\n${shown}`,
   );
+}
+
+/**
+ * The candidate layers for an error message: one per line, grouped by spatial size (smallest first,
+ * deepest first within a size), at most `perGroup` per group.
+ */
+export function candidateList(maps: readonly FeatureMap[], perGroup = 6): string {
+  const groups = new Map<string, FeatureMap[]>();
+  for (const m of [...maps].sort((a, b) => a.height * a.width - b.height * b.width || b.order - a.order)) {
+    const key = `${m.height}x${m.width}`;
+    groups.set(key, [...(groups.get(key) ?? []), m]);
+  }
+  const lines: string[] = [];
+  for (const [size, ms] of groups) {
+    lines.push(`  ${size} (${ms.length}):`);
+    for (const m of ms.slice(0, perGroup)) lines.push(`    ${m.name}  [${m.channels} channels, ${m.op}]`);
+    if (ms.length > perGroup) lines.push(`    ... ${ms.length - perGroup} more of ${size}`);
+  }
+  return lines.join("\n");
 }
 
 /**
@@ -153,23 +187,31 @@ export function explainGradCam(model: Model, kase: Case, target: TargetSpec, opt
   return explainGradient(model, kase, target, opts, "gradcam", { layer }, async (env) => {
     const proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
     const { map: L, rule } = chooseLayer(proto, model, layer);
-    const s = await env.session({ layers: [L.name] });
-    const hw = L.height * L.width;
-    let cam: Float32Array = new Float32Array(hw);
-    await s.run([0], (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)), (slot) => {
-      const g = slot.layerGrad(L.name), a = slot.activation(L.name);
-      const acc = new Float64Array(hw);
-      for (let k = 0; k < L.channels; k++) {
-        let w = 0;
-        for (let i = 0; i < hw; i++) w += g[k * hw + i];
-        w /= hw;
-        for (let i = 0; i < hw; i++) acc[i] += w * a[k * hw + i];
-      }
-      cam = Float32Array.from(acc, (v) => Math.max(v, 0));
-    });
+    const cams = async (layers: FeatureMap[]): Promise<Float32Array[]> => {
+      const s = await env.session({ layers: layers.map((l) => l.name) });
+      let out: Float32Array[] = [];
+      await s.run([0], (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)), (slot) => {
+        out = layers.map((l) => camOf(slot.layerGrad(l.name), slot.activation(l.name), l));
+      });
+      return out;
+    };
+    const [cam] = await cams([L]);
     const map = resizeBilinear(cam, L.height, L.width, model.height, model.width);
     const notes = [`Grad-CAM layer: ${describeMap(L)} (${rule})`];
-    if (!cam.some((v) => v > 0)) notes.push("the Grad-CAM is 0 everywhere: sum_k w_k A_k <= 0 at every position of this layer (its features, weighted by the mean gradient, only lower the RoI score); try a decoder layer with --layer");
+    if (!cam.some((v) => v > 0)) {
+      // Name a layer that gives a map on this model and image: the coarsest deeper (decoder-side) feature maps, tried in one extra pass.
+      const { maps } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
+      const tried = maps.filter((m) => m.order > L.order).sort((a, b) => a.height * a.width - b.height * b.width || a.order - b.order).slice(0, ALTERNATIVES);
+      const works = tried.length ? (await cams(tried)).findIndex((c) => c.some((v) => v > 0)) : -1;
+      notes.push(
+        `the Grad-CAM is 0 everywhere: sum_k w_k A_k <= 0 at every position of this layer (its features, weighted by the mean gradient, only lower the RoI score); ` +
+          (works >= 0
+            ? `--layer ${tried[works].name} gives a nonzero map for this image and RoI (checked with one extra pass)`
+            : tried.length
+              ? `none of the ${tried.length} deeper feature maps tried gives a nonzero map either; try saliency or ig`
+              : "no deeper feature map to try; try saliency or ig"),
+      );
+    }
     return {
       map,
       signed: false,

@@ -1,7 +1,7 @@
 /**
  * The method registry: every explanation method is a named recipe (Unit partition + Intervention +
  * Estimator) registered here with its options, defaults and cost. `segcause explain`, `segcause
- * methods`, the README table and the faithfulness benchmark all read this one list, so a method
+ * methods`, the table in docs/methods.md and the faithfulness benchmark all read this one list, so a method
  * added here is available everywhere.
  */
 import { fail } from "../errors.js";

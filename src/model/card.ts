@@ -106,7 +106,7 @@ function readSidecar(path: string): { card: ModelCard; channelStated: boolean } 
   const parsed = ModelCardSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
-    fail(`model card ${path}: ${issue.path.join(".") || "(root)"}: ${issue.message}`, "see README 'Model cards' for the schema");
+    fail(`model card ${path}: ${issue.path.join(".") || "(root)"}: ${issue.message}`, "see docs/model-cards.md for the schema");
   }
   const output = (raw as { output?: { channel?: unknown } }).output;
   return { card: parsed.data, channelStated: output?.channel !== undefined };

@@ -5,14 +5,21 @@
 import type { RasterImage } from "../data/image.js";
 import type { Region } from "../target/roi.js";
 
-export function heatRgb(map: Float32Array, height: number, width: number, roi?: Region): Uint8Array {
-  // Normalise over the visible pixels: the RoI is painted green, and pixel-level maps (gradients)
-  // hold their largest values inside it, which would wash out everything around it.
+/** The largest |value| outside the RoI: the paper's full-colour value. */
+export function maxAbsOutside(map: Float32Array, roi?: Region): number {
   let maxAbs = 0;
   for (let i = 0; i < map.length; i++) if (!roi?.inside[i] && Math.abs(map[i]) > maxAbs) maxAbs = Math.abs(map[i]);
+  return maxAbs;
+}
+
+/** `scale`: the |value| drawn at full colour (default the paper's, the largest outside the RoI); values beyond it saturate. */
+export function heatRgb(map: Float32Array, height: number, width: number, roi?: Region, scale?: number): Uint8Array {
+  // Normalise over the visible pixels: the RoI is painted green, and pixel-level maps (gradients)
+  // hold their largest values inside it, which would wash out everything around it.
+  const maxAbs = scale ?? maxAbsOutside(map, roi);
   const out = new Uint8Array(height * width * 3);
   for (let i = 0; i < height * width; i++) {
-    const h = map[i] / (maxAbs + 1e-8);
+    const h = Math.max(-1, Math.min(1, map[i] / (maxAbs + 1e-8)));
     let r: number, g: number, b: number;
     if (h <= 0) { r = 1; g = 1 + h; b = 1 + h; } else { r = 1 - h; g = 1 - h; b = 1; }
     if (roi?.inside[i]) { r = 0; g = 1; b = 0; }

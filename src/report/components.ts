@@ -7,6 +7,7 @@ import { svgToPng } from "./charts.js";
 import { heatRgb } from "./colormap.js";
 import { encodePng } from "../data/image.js";
 import type { Region } from "../target/roi.js";
+import { unitEvidence } from "./counts.js";
 
 function esc(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
@@ -110,11 +111,13 @@ export async function writeComponentEffects(e: ComponentEffects, dir: string, ti
   await mkdir(dir, { recursive: true });
   await rm(join(dir, "manifest.json"), { force: true });
   const rows = ranked(e);
+  const ev = unitEvidence(e.units);
+  const evOf = new Map(e.units.map((u, i) => [u, ev.perUnit[i]]));
   const header = ["rank", "unit", "network_order", "effect", "raw_effect", "stderr", "samples", "status", "tensors", "channels", "rows", "cols"];
   const sel = (u: (typeof rows)[number], k: "channels" | "rows" | "cols") => (u.selection ? u.selection[k].join(":") : "");
   const csv = [header.join(","), ...rows.map((u, i) => [i + 1, u.name, u.order, u.effect, u.rawEffect, u.stderr, u.samples, u.status, u.outputs.join(" "), sel(u, "channels"), sel(u, "rows"), sel(u, "cols")].map(csvCell).join(","))].join("\n");
   const files: Record<string, string | Buffer> = {
-    "components.json": JSON.stringify({ ...e, units: rows.map((u, i) => ({ rank: i + 1, ...u, stderr: Number.isNaN(u.stderr) ? null : u.stderr })), activations: undefined, provenance: undefined }, null, 1),
+    "components.json": JSON.stringify({ ...e, evidence: ev.counts, units: rows.map((u, i) => ({ rank: i + 1, ...u, stderr: Number.isNaN(u.stderr) ? null : u.stderr, ...evOf.get(u) })), activations: undefined, provenance: undefined }, null, 1),
     "components.csv": csv + "\n",
   };
   if (e.level === "spatial") {

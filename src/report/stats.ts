@@ -1,11 +1,13 @@
 /**
  * Summary statistics of a map, as the paper's code writes them: positive / negative / zero unit
  * counts (RoI units excluded) and a histogram in units over fixed bins, whose [-τ, τ) bin also
- * holds the RoI units. Pixel-level maps (no units) count pixels outside the RoI, binned relative
- * to the map's largest magnitude.
+ * holds the RoI units; plus what the counts rest on (src/report/counts.ts). Pixel-level maps (no
+ * units) count pixels outside the RoI, binned relative to the map's largest magnitude. Unsigned
+ * maps get bins over [0, ∞) only.
  */
 import type { Attribution } from "../explain/attribution.js";
 import type { Region } from "../target/roi.js";
+import { unitEvidence, type EvidenceCounts } from "./counts.js";
 
 export interface HistogramBin {
   label: string;
@@ -25,7 +27,11 @@ export interface MapStats {
   outcome: string;
   reference: string;
   baseOutcome: number;
+  /** τ of the method (0 when it has none) */
+  tau: number;
   units: number;
+  /** what the counts rest on: tested against zero, above τ, cleared by screening (absent for pixel maps, which carry no per-unit uncertainty) */
+  evidence?: EvidenceCounts;
   positive: number;
   negative: number;
   zero: number;
@@ -37,14 +43,16 @@ export interface MapStats {
   sumAbsEffect: number;
   /** the |value| heatmap.png and overlay.png draw at full colour: the largest outside the RoI */
   colourScaleMaxAbs: number;
+  /** how the colour scale was chosen (set by the writer; see src/report/scale.ts) */
+  colourScale?: string;
   histogram: HistogramBin[];
   forwardPasses: number;
   backwardPasses: number;
   wallMs: number;
 }
 
-export function histogramEdges(tau: number): number[] {
-  return [-Infinity, -3, -1, -0.3, -tau, tau, 0.3, 1, 3, Infinity];
+export function histogramEdges(tau: number, signed = true): number[] {
+  return signed ? [-Infinity, -3, -1, -0.3, -tau, tau, 0.3, 1, 3, Infinity] : [0, tau, 0.3, 1, 3, Infinity];
 }
 
 function fmt(x: number): string {
@@ -52,24 +60,25 @@ function fmt(x: number): string {
 }
 
 /** Bin edges of a pixel map relative to its largest magnitude m. */
-function relativeEdges(m: number): number[] {
-  return [-Infinity, -0.5 * m, -0.1 * m, -0.01 * m, -1e-6 * m, 1e-6 * m, 0.01 * m, 0.1 * m, 0.5 * m, Infinity];
+function relativeEdges(m: number, signed: boolean): number[] {
+  return signed ? [-Infinity, -0.5 * m, -0.1 * m, -0.01 * m, -1e-6 * m, 1e-6 * m, 0.01 * m, 0.1 * m, 0.5 * m, Infinity] : [0, 1e-6 * m, 0.01 * m, 0.1 * m, 0.5 * m, Infinity];
 }
 
-export function mapStats(a: Attribution, tau: number, roi?: Region): MapStats {
+export function mapStats(a: Attribution, tau: number, roi?: Region, evidence: EvidenceCounts | undefined = a.units.length > 0 ? unitEvidence(a.units).counts : undefined): MapStats {
+  const signed = a.signed;
   let values: ArrayLike<number>;
   let roiUnits: number;
   let edges: number[];
   if (a.units.length > 0) {
     values = a.units.map((u) => u.effect);
     roiUnits = a.roiCells;
-    edges = histogramEdges(tau);
+    edges = histogramEdges(tau, signed);
   } else {
     const outside: number[] = [];
     for (let i = 0; i < a.map.length; i++) if (!roi?.inside[i]) outside.push(a.map[i]);
     values = outside;
     roiUnits = a.map.length - outside.length;
-    edges = relativeEdges(outside.reduce((m, v) => Math.max(m, Math.abs(v)), 0) || 1);
+    edges = relativeEdges(outside.reduce((m, v) => Math.max(m, Math.abs(v)), 0) || 1, signed);
   }
   const histogram: HistogramBin[] = edges.slice(0, -1).map((lo, i) => ({
     label: `[${fmt(lo)}, ${fmt(edges[i + 1])}${i === edges.length - 2 ? "]" : ")"}`,
@@ -86,10 +95,11 @@ export function mapStats(a: Attribution, tau: number, roi?: Region): MapStats {
     min = Math.min(min, e);
     max = Math.max(max, e);
     sumAbs += Math.abs(e);
-    const k = histogram.findIndex((b, i) => (i === histogram.length - 1 ? e >= b.lo : e >= b.lo && e < b.hi));
+    const k = Math.max(0, histogram.findIndex((b, i) => (i === histogram.length - 1 ? e >= b.lo : e >= b.lo && e < b.hi)));
     histogram[k].blocks++;
   }
-  histogram[4].blocks += roiUnits;
+  // The zero bin ([-τ, τ), or [0, τ) unsigned) also holds the RoI's units.
+  histogram[signed ? 4 : 0].blocks += roiUnits;
   const n = values.length;
   return {
     method: a.method,
@@ -99,7 +109,9 @@ export function mapStats(a: Attribution, tau: number, roi?: Region): MapStats {
     outcome: a.outcome,
     reference: a.reference,
     baseOutcome: a.baseOutcome,
+    tau,
     units: n,
+    evidence,
     positive: pos,
     negative: neg,
     zero,

@@ -1,7 +1,8 @@
 /**
- * Writes an Attribution to a folder: map.npy, stderr.npy, map.json, heatmap.png, overlay.png,
- * summary.png, stats.json and manifest.json. Files go to a staging folder first and the manifest
- * is written last (atomically, flushed to disk), so a folder with a manifest is always complete.
+ * Writes an Attribution to a folder: map.npy, stderr.npy, map.json, heatmap.png, overlay.png (titled,
+ * at the image's aspect ratio), heatmap-input.png, overlay-input.png (model input size, aligned with
+ * map.npy), summary.png, stats.json and manifest.json. Files go to a staging folder first and the
+ * manifest is written last (atomically, flushed to disk), so a folder with a manifest is always complete.
  */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
@@ -15,8 +16,17 @@ import { t975 } from "../util/tdist.js";
 import { svgToPng, summarySvg } from "./charts.js";
 import { heatRgb, overlayRgb } from "./colormap.js";
 import { mapStats, type MapStats } from "./stats.js";
+import { unitEvidence } from "./counts.js";
+import { colourScale, type ScaleSpec } from "./scale.js";
+import { annotatedPng, displaySize } from "./picture.js";
+import { mapTitle } from "./title.js";
 
-export const OUTPUT_FILES = ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "summary.png", "stats.json", "manifest.json"] as const;
+export const OUTPUT_FILES = ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "heatmap-input.png", "overlay-input.png", "summary.png", "stats.json", "manifest.json"] as const;
+
+export interface WriteOptions {
+  /** colour scale of the pictures (default the paper's: the largest |value| outside the RoI) */
+  scale?: ScaleSpec;
+}
 
 export interface WrittenOutputs {
   dir: string;
@@ -30,17 +40,25 @@ function ci95(u: { stderr: number; samples: number; dof?: number }): number | nu
   return Number.isFinite(half) ? half : null;
 }
 
-export async function writeAttribution(a: Attribution, kase: Case, dir: string, roiRegion?: Region): Promise<WrittenOutputs> {
+export async function writeAttribution(a: Attribution, kase: Case, dir: string, roiRegion?: Region, opts: WriteOptions = {}): Promise<WrittenOutputs> {
   await mkdir(dir, { recursive: true });
   // Remove a previous complete result first so that a failure below never leaves a stale manifest.
   await rm(join(dir, "manifest.json"), { force: true });
   const tau = Number(a.provenance.settings.tau ?? 0);
   const region = roiRegion ?? Region.rect(a.roi, a.height, a.width);
-  const stats = mapStats(a, tau, region);
+  const evidence = a.units.length > 0 ? unitEvidence(a.units) : undefined;
+  const scale = colourScale(a.map, region, opts.scale ?? { kind: "max" });
+  const stats: MapStats = { ...mapStats(a, tau, region, evidence?.counts), colourScaleMaxAbs: scale.maxAbs, colourScale: scale.label };
   // Unsigned maps hold importance >= 0: draw it as support (red), like a signed map's negative side.
-  const heat = heatRgb(a.signed ? a.map : a.map.map((v) => -v), a.height, a.width, region);
+  const heat = heatRgb(a.signed ? a.map : a.map.map((v) => -v), a.height, a.width, region, scale.maxAbs);
   const overlay = overlayRgb(heat, kase.image);
-  const title = `${a.method.toUpperCase()} · ${kase.id} · RoI ${a.roi.row},${a.roi.col} ${a.roi.height}x${a.roi.width}`;
+  const { title, subtitle } = mapTitle(a, kase);
+  const picture = (rgb: Uint8Array) =>
+    annotatedPng({
+      rgb, height: a.height, width: a.width, display: displaySize(kase.source, a), title, subtitle, roi: a.roi, roiKind: region.kind,
+      markers: evidence ? a.units.filter((_, i) => evidence.perUnit[i].evidence === "excludes-zero") : [], signed: a.signed, scale, valueUnits: a.valueUnits,
+    });
+  const overlayInput = await encodePng({ width: a.width, height: a.height, channels: 3, data: overlay });
   const contents: Record<string, Buffer | string> = {
     "map.npy": encodeNpy(a.map, [a.height, a.width]),
     "stderr.npy": encodeNpy(a.stderrMap, [a.height, a.width]),
@@ -53,21 +71,25 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
         sign: a.signed
           ? "negative = the unit's content supported the RoI prediction (red); positive = it hurt (blue)"
           : "unsigned importance >= 0 (red): larger = the unit mattered more, without a direction",
-        // heatmap.png/overlay.png: full colour at this |value| (the largest outside the RoI), white at 0
+        // heatmap.png/overlay.png: full colour at this |value|, white at 0
         colourScaleMaxAbs: stats.colourScaleMaxAbs,
+        colourScale: scale.label,
+        evidence: evidence?.counts,
         height: a.height,
         width: a.width,
         roi: a.roi,
         // the fast schedule's screen: Σ of the largest |Δ| of the groups and blocks it set to 0 (see the notes)
         ...(a.screenLoss ? { screenLoss: a.screenLoss } : {}),
-        units: a.units.map((u) => ({ row: u.row, col: u.col, height: u.height, width: u.width, pixels: u.pixels?.length, effect: u.effect, rawEffect: u.rawEffect, stderr: Number.isNaN(u.stderr) ? null : u.stderr, ci95: ci95(u), samples: u.samples, status: u.status })),
+        units: a.units.map((u, i) => ({ row: u.row, col: u.col, height: u.height, width: u.width, pixels: u.pixels?.length, effect: u.effect, rawEffect: u.rawEffect, stderr: Number.isNaN(u.stderr) ? null : u.stderr, ci95: ci95(u), samples: u.samples, status: u.status, ...(evidence ? evidence.perUnit[i] : {}) })),
       },
       null,
       1,
     ),
-    "heatmap.png": await encodePng({ width: a.width, height: a.height, channels: 3, data: heat }),
-    "overlay.png": await encodePng({ width: a.width, height: a.height, channels: 3, data: overlay }),
-    "summary.png": await svgToPng(summarySvg(stats, title)),
+    "heatmap.png": await picture(heat),
+    "overlay.png": await picture(overlay),
+    "heatmap-input.png": await encodePng({ width: a.width, height: a.height, channels: 3, data: heat }),
+    "overlay-input.png": overlayInput,
+    "summary.png": await svgToPng(summarySvg(stats, `${title} · ${subtitle}`, overlayInput)),
     "stats.json": JSON.stringify(stats, (_, v) => (v === Infinity ? "inf" : v === -Infinity ? "-inf" : v), 2),
   };
   const files: Record<string, string> = {};

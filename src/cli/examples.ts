@@ -1,0 +1,34 @@
+/** Two or three examples shown first by `segcause <command> --help`, before the flag list. */
+import type { Command } from "commander";
+
+const EXAMPLES: Record<string, string[]> = {
+  explain: [
+    "segcause explain --model models/unet-ph2.onnx --image samples/lesion.png --mask samples/lesion_mask.png \\\n      --roi 56,112,32,32 --bank samples/lesion-bank.scbank --out out/",
+    "segcause explain --method saliency --model m.onnx --image case.png --roi-mask roi.png --colour-scale p99 --out sal/",
+    "segcause explain ... --json > summary.json        # one JSON summary on stdout, progress on stderr",
+  ],
+  demo: ["segcause demo                                      # PdCR on the bundled sample, into segcause-demo/", "segcause demo --method gradcam --out gradcam-demo/", "segcause demo --json --quiet"],
+  methods: ["segcause methods", "segcause methods --verbose                         # every option with its default"],
+  components: [
+    "segcause components --list --model models/unet-ph2.onnx --level block",
+    "segcause components --model models/unet-ph2.onnx --image samples/lesion.png --roi 56,112,32,32 --ablation zero --out comp/",
+    "segcause components --model m.onnx --image case.png --roi 96,96,32 --donors data/manifest.json --out comp/",
+  ],
+  bank: ["segcause bank build --images data/manifest.json --model m.onnx --out data.scbank"],
+  "bank build": ["segcause bank build --images data/manifest.json --model m.onnx --out data.scbank", "segcause bank build --images my-train-images/ --size 256,256 --out my.scbank"],
+  dataset: ["segcause dataset init --images data/images --masks data/masks --splits train=70,val=15,test=15 --out data/manifest.json"],
+  "dataset init": ["segcause dataset init --images data/images --masks data/masks --splits train=70,val=15,test=15 --out data/manifest.json", "segcause dataset init --images data/images --out data/manifest.json    # images only"],
+  info: ["segcause info --model m.onnx", "segcause info --model m.onnx --json"],
+  evaluate: [
+    "segcause evaluate --models m.onnx --dataset data/manifest.json --images 10 --methods pdcr,occlusion,ig --bank data.scbank --out bench/",
+    "segcause evaluate --out bench/ --report-only       # rewrite the report from the cells that exist",
+  ],
+  strategies: ["segcause strategies --maps bench/ --methods pdcr --out strategies/", "segcause strategies --maps bench/ --out strategies/          # every method found"],
+};
+
+/** Adds the examples of `cmd` and its subcommands (keyed by their path below `segcause`). */
+export function addExamples(cmd: Command, path = cmd.name()): void {
+  const ex = EXAMPLES[path];
+  if (ex) cmd.addHelpText("before", `Examples:\n${ex.map((e) => `  ${e}`).join("\n")}\n`);
+  for (const c of cmd.commands) addExamples(c, `${path} ${c.name()}`);
+}
