@@ -202,9 +202,21 @@ describe("segcause bank build", () => {
     expect((await PatchBank.load(join(dir, "b3.scbank"))).count).toBe(32);
   });
 
-  it("asks for the input size when neither --model nor --size is given", () => {
-    const r = segcause("bank", "build", "--images", dir, "--out", join(dir, "x.scbank"));
+  it("without --model or --size, cuts at the size the images share, and names the flags when they have several", async () => {
+    const same = join(dir, "same-size");
+    mkdirSync(same, { recursive: true });
+    for (const n of ["a", "b"]) await writeImage(same, `${n}.png`, (y, x) => (x * 8) % 256, 32);
+    const ok = segcause("bank", "build", "--images", same, "--out", join(dir, "same.scbank"), "--no-progress");
+    expect(ok.code, ok.stderr).toBe(0);
+    expect((await PatchBank.load(join(dir, "same.scbank"))).header.resizedTo).toMatchObject({ height: 32, width: 32 });
+    const mixed = join(dir, "mixed-size");
+    mkdirSync(mixed, { recursive: true });
+    await writeImage(mixed, "a.png", () => 100, 32);
+    await writeImage(mixed, "b.png", () => 100, 16);
+    const r = segcause("bank", "build", "--images", mixed, "--out", join(dir, "x.scbank"));
     expect(r.code).toBe(1);
-    expect(r.stderr).toMatch(/needs the model input size/);
+    expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    expect(r.stderr).toMatch(/the images have 2 sizes .*add --size H,W \(the model's input size\) or --model m\.onnx/);
+    expect(existsSync(join(dir, "x.scbank"))).toBe(false);
   });
 });

@@ -34,11 +34,23 @@ describe("image bootstrap", () => {
     expect(median([3, 1, 2, 10])).toBe(2.5);
   });
   it("a method better on every image has rank 1 with the interval [1, 1]; two interleaved methods share an interval", () => {
-    const r = bootstrapRanks([[-1, -1, -1, -1, -1], [2, 2, 2, 2, 2], [3, 0, 3, 0, 3]], true);
+    const ones = [1, 1, 1, 1, 1];
+    const r = bootstrapRanks([[-1, -1, -1, -1, -1], [2, 2, 2, 2, 2], [3, 0, 3, 0, 3]], [ones, ones, ones], true);
     expect(r[0]).toEqual({ rank: 1, low: 1, high: 1 });
     // method 2 (mean 1.8) is 2nd or 3rd depending on the images drawn; method 1 the other of the two
     expect(r[2]).toEqual({ rank: 2, low: 2, high: 3 });
     expect(r[1]).toEqual({ rank: 3, low: 2, high: 3 });
+  });
+  it("ranks and intervals rest on the mean over cells: an image with more cells weighs more, as in the tables", () => {
+    // method 0: image 0 has 3 cells summing to 0 (mean 0), image 1 one cell of 10: cell mean 2.5, image-mean mean 5
+    // method 1: one cell of 4 on each image: 4. Lower is better: by cells method 0 ranks first, by images second.
+    const r = bootstrapRanks([[0, 10], [4, 4]], [[3, 1], [1, 1]], true);
+    expect(r.map((x) => x.rank)).toEqual([1, 2]);
+    const [lo, hi] = bootstrapMeanCi([0, 10], [3, 1]);
+    expect(lo).toBeLessThanOrEqual(2.5);
+    expect(hi).toBeGreaterThanOrEqual(2.5);
+    expect(lo).toBeGreaterThanOrEqual(0);
+    expect(hi).toBeLessThanOrEqual(10);
   });
 });
 

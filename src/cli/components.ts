@@ -81,7 +81,7 @@ export function componentsCommand(): Command {
     .option("--channel-group <n>", "channels per unit at --level channel", intAtLeast("channel-group"))
     .option("--cell <px>", "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)", intAtLeast("cell"))
     .option("--ablation <kind>", "resample (donor activations), mean (donor mean) or zero", oneOf("ablation", ["resample", "mean", "zero"] as const), "resample")
-    .option("--donor-sampling <kind>", "resample: exact (every unit with each donor once: the expectation over the donors) or random (draws with replacement, screened); default exact when the donors are no more than --screen + --samples", oneOf("donor-sampling", ["exact", "random"] as const))
+    .option("--donor-sampling <kind>", "resample: exact (every unit with each donor once: the expectation over the donors) or random (draws with replacement, screened); default exact when the donors are no more than --screen + --samples, random when either is given", oneOf("donor-sampling", ["exact", "random"] as const))
     .option("--screen <n>", "screening draws (resample)", int("screen"), 3)
     .option("--samples <n>", "draws for components passing the screen (resample)", intAtLeast("samples"), 50)
     .option("--tau <t>", "effects below tau are set to 0", num("tau"), 0.02)
@@ -115,6 +115,8 @@ export function componentsCommand(): Command {
     const given = (o: string) => self.getOptionValueSource(o) === "cli";
     for (const o of ["screen", "samples"]) if (given(o) && f.ablation !== "resample") fail(`--${o} only applies to --ablation resample (${f.ablation} ablation is deterministic: one pass per component)`, `drop --${o}, or use --ablation resample`);
     if (f.donorSampling && f.ablation !== "resample") fail(`--donor-sampling only applies to --ablation resample`, "drop --donor-sampling, or use --ablation resample");
+    // --screen/--samples set the screened estimator's draws: given alone, they choose random donor draws.
+    const donorSampling = f.donorSampling ?? (f.ablation === "resample" && (given("screen") || given("samples")) ? "random" : undefined);
     for (const o of ["screen", "samples"]) if (given(o) && f.donorSampling === "exact") fail(`--${o} does not apply to --donor-sampling exact (every unit is evaluated once with each donor)`, `drop --${o}, or use --donor-sampling random`);
     const flag = (o: string) => `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
     if (f.ablation === "zero") for (const o of ["donors", "maxDonors", "splits"]) if (given(o)) fail(`${flag(o)} only applies to --ablation resample or mean (zero ablation uses no donors)`, `drop it, or use --ablation resample`);
@@ -143,7 +145,7 @@ export function componentsCommand(): Command {
       lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
       claimOutputDir(f.out, "components");
       const e = await explainComponents(model, kase, { roi: roiRect, outcome: f.outcome }, {
-        level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donorSampling: f.donorSampling, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
+        level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donorSampling, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
         onProgress: showProgress(f) ? stderrProgress() : undefined, checkpointPath,
       });
       if (lock.note) e.notes.push(lock.note);

@@ -18,7 +18,7 @@ import { intAtLeast, methodOptionParser, numIn, numList, oneOf, positive, seed }
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
 import { stderrProgress } from "../util/progress.js";
-import { emit, showProgress, type OutputFlags } from "./output.js";
+import { addOutputFlags, emit, showProgress, type OutputFlags } from "./output.js";
 
 interface EvaluateFlags {
   models: string[];
@@ -83,7 +83,7 @@ export function parseMethodRuns(methods: string, sets: readonly string[]): Metho
 
 export function evaluateCommand(): Command {
   const d = PROTOCOL_DEFAULTS;
-  return new Command("evaluate")
+  const cmd = new Command("evaluate")
     .description("faithfulness benchmark: deletion/insertion curves, top-k effects, leakage, sparsity, stability and cost of every method on models × images × RoIs (resumable)")
     .option("--models <files...>", "ONNX models (each with its model card); required unless --report-only")
     .option("--dataset <path>", "dataset manifest.json or the folder holding it; required unless --report-only")
@@ -116,9 +116,8 @@ export function evaluateCommand(): Command {
     .option("--threads <n>", "ONNX Runtime intra-op threads", intAtLeast("threads"))
     .option("--max-cells <n>", "stop after computing n new cells (rerun to continue)", intAtLeast("max-cells"))
     .option("--report-only", "only (re)write the tables, plots and HTML from the cells that exist")
-    .option("--no-progress", "no progress lines on stderr")
-    .option("--json", "print one machine-readable JSON summary on stdout, nothing else there (progress and notes go to stderr)")
-    .option("--quiet", "no progress and no summary (errors still go to stderr; with --json, only the JSON)")
+    .option("--no-progress", "no progress lines on stderr");
+  return addOutputFlags(cmd)
     .action(async (f: EvaluateFlags & OutputFlags) => {
       const human: string[] = [];
       let run: Record<string, unknown> | undefined;

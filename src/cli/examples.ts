@@ -23,6 +23,8 @@ const EXAMPLES: Record<string, string[]> = {
     "segcause evaluate --models m.onnx --dataset data/manifest.json --images 10 --methods pdcr,occlusion,ig --bank data.scbank --out bench/",
     "segcause evaluate --out bench/ --report-only       # rewrite the report from the cells that exist",
   ],
+  zoo: ["segcause zoo list", "npm i @segcause/zoo && segcause zoo list   # the 12 models of the zoo"],
+  "zoo list": ["segcause zoo list"],
   strategies: ["segcause strategies --maps bench/ --methods pdcr --out strategies/", "segcause strategies --maps bench/ --out strategies/          # every method found"],
 };
 

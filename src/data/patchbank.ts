@@ -3,7 +3,7 @@
  * intervention distribution). Stored in one compact file: magic, a JSON header with provenance,
  * then count x size x size x 3 bytes of RGB.
  */
-import { mkdir, rename, rm, writeFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { z } from "zod";
 import { basename, dirname } from "node:path";
 import { fail } from "../errors.js";
@@ -14,6 +14,7 @@ import { decodeImage, IMAGE_FORMATS, readInput } from "./image.js";
 import { caseImageHashes, type Case } from "./case.js";
 import { ResizeFilter } from "../model/card.js";
 import { parseJson, readFileBoundedAsync } from "../util/read.js";
+import { ioProblem, writeFileAtomic } from "../util/atomic.js";
 
 const MAGIC = "SEGCAUSE-PATCHBANK-1\n";
 
@@ -99,13 +100,12 @@ export class PatchBank {
     const head = Buffer.from(JSON.stringify(this.header), "utf8");
     const len = Buffer.alloc(4);
     len.writeUInt32LE(head.length);
-    const tmp = `${path}.tmp-${process.pid}`;
     try {
       await mkdir(dirname(path), { recursive: true });
-      await writeFile(tmp, Buffer.concat([Buffer.from(MAGIC, "latin1"), len, head, this.pixels]));
-      await rename(tmp, path);
+      await writeFileAtomic(path, Buffer.concat([Buffer.from(MAGIC, "latin1"), len, head, this.pixels]));
     } catch (e) {
-      await rm(tmp, { force: true }).catch(() => undefined);
+      const problem = ioProblem(e);
+      if (problem) throw problem;
       fail(`cannot write patch bank ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "give --out a file path you can write to");
     }
   }

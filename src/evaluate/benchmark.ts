@@ -16,11 +16,12 @@ import { Runner } from "../model/runner.js";
 import { getMethod } from "../explain/catalog.js";
 import { autoLayerMovedByOutputPath } from "../explain/gradcam.js";
 import { opsetOf } from "../onnx/opset.js";
-import { kebab, keyedOptions, resolveOptions } from "../explain/methods.js";
+import { kebab, keyedOptions, resolveOptions, type MethodDefinition } from "../explain/methods.js";
 import { supportMap, type Attribution } from "../explain/attribution.js";
 import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
 import { Region } from "../target/roi.js";
 import type { OutcomeName } from "../target/outcome.js";
+import { assertInside } from "../util/files.js";
 import { sha256, sha256File } from "../util/hash.js";
 import { encodeNpy } from "../util/npy.js";
 import { uniform } from "../util/rng.js";
@@ -32,7 +33,7 @@ import { distanceUnits, randomUnits, rankUnits, STREAM, type Ranking } from "./o
 import { protocolKey as protocolKeyOf, topAreaMetric, type ControlName } from "./protocol.js";
 import { domainUnits, RANK_UNITS_DEFAULT, rankUnitsName, rankUnitsProblem, type RankUnits } from "./rank-units.js";
 import { selectRois, type PlacedRoi, type RoiSpec } from "./rois.js";
-import { cellDir, controlPath, readJson, writeAtomic, type CellId, type CellRecord, type ControlRecord, type FailedRecord, type FillResult } from "./store.js";
+import { cellDir, controlPath, readJson, safe, writeAtomic, type CellId, type CellRecord, type ControlRecord, type FailedRecord, type FillResult } from "./store.js";
 
 export interface MethodRun {
   /** registry name */
@@ -143,8 +144,10 @@ async function bankFor(cfg: EvaluateConfig, ds: Dataset, model: Model, cache: Ma
     return cache.get(cfg.bank)!;
   }
   const filter = model.card.input.resize;
-  const name = `${ds.name}-${cfg.bankSplits.join("+")}-${model.height}x${model.width}-${filter}-p${cfg.bankPatchSize}-s${cfg.seed}.scbank`;
+  const name = `${safe(ds.name)}-${cfg.bankSplits.join("+")}-${model.height}x${model.width}-${filter}-p${cfg.bankPatchSize}-s${cfg.seed}.scbank`;
+  // The dataset's name comes from its manifest: one safe path component, checked to stay inside --out.
   const path = join(cfg.out, "banks", name);
+  assertInside(cfg.out, path);
   if (cache.has(path)) return cache.get(path)!;
   const images = casesInSplits(ds, cfg.bankSplits).map((c) => c.image);
   // The images' content, not their names: another dataset under the same manifest name (or a
@@ -412,7 +415,7 @@ async function evaluateRoi(
   // computed before that rule must not mix with; the key changes only for such banks.
   const ownPatches = bank?.sourcesOf(kase).some(Boolean) ? { bankOwnPatches: "left out" } : {};
   const groupKey = { protocol: protocolKey, model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null, roi: roi.rect, bank: bank?.sha256 ?? null, ...ownPatches };
-  const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: keyedOptions(d.def, d.options), ...(d.def.revision ? { revision: d.def.revision } : {}), ...keyExtras(d, model) })));
+  const cellKeys = defs.map((d) => sha256(JSON.stringify({ ...groupKey, method: d.def.name, options: keyedOptions(d.def, d.options), ...revisionKey(d.def, d.options), ...keyExtras(d, model) })));
   const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));
   const existing = dirs.map((d) => readJson<CellRecord>(join(d, "cell.json")));
   existing.forEach((e, i) => {
@@ -577,3 +580,9 @@ export function attributionMeta(a: Attribution): Record<string, unknown> {
 }
 
 export { Region };
+
+/** The key part of a method's revision for these options (none when the method has none). */
+function revisionKey(def: MethodDefinition, options: Record<string, unknown>): { revision?: string } {
+  const r = typeof def.revision === "function" ? def.revision(options) : def.revision;
+  return r ? { revision: r } : {};
+}

@@ -3,6 +3,7 @@
  * them between `<!-- generated: NAME -->` and `<!-- end generated -->` markers, and a test checks every
  * such block against these functions on the published tables (so prose cannot drift from the data).
  */
+import { csvRecords } from "./html.js";
 import { pdcrPairCounts } from "./report.js";
 import { direction, isControl, RANDOM, winners, type Summary } from "./summary.js";
 
@@ -145,14 +146,8 @@ export function strategyClaims(rows: readonly StrategyMapRow[], radius: number):
 
 /** maps.csv of a strategies folder, as StrategyMapRows. */
 export function strategyRowsFromCsv(text: string): StrategyMapRow[] {
-  const [head, ...lines] = text.trimEnd().split("\n");
-  const cols = head.split(",");
-  const at = (k: string) => cols.indexOf(k);
   const num = (v: string) => (v === "" ? null : Number(v));
-  return lines.map((l) => {
-    const v = l.split(",");
-    return { dataset: v[at("dataset")], model: v[at("model")], method: v[at("method")], cls: v[at("cls")], chainExtent: num(v[at("chainExtent")]), chainMass: num(v[at("chainMass")]), chainWidth: num(v[at("chainWidth")]) };
-  });
+  return csvRecords(text).map((r) => ({ dataset: r.dataset, model: r.model, method: r.method, cls: r.cls, chainExtent: num(r.chainExtent), chainMass: num(r.chainMass), chainWidth: num(r.chainWidth) }));
 }
 
 /** Every `<!-- generated: NAME -->` block of a markdown text, with its current body. */

@@ -36,6 +36,20 @@ ${body}
 `;
 }
 
+/**
+ * Reads back a table csv() wrote with no quoted field (the benchmark's ids and metric names hold no
+ * comma or quote): each row as a record by column name. A quoted or ragged line is refused.
+ */
+export function csvRecords(text: string): Record<string, string>[] {
+  const [head, ...lines] = text.trimEnd().split("\n");
+  const cols = head.split(",");
+  return lines.map((line, i) => {
+    const v = line.split(",");
+    if (v.length !== cols.length || line.includes('"')) throw new Error(`line ${i + 2} of the table has quoted or missing fields (${v.length} fields, ${cols.length} columns)`);
+    return Object.fromEntries(cols.map((c, k) => [c, v[k]]));
+  });
+}
+
 export function csv(headers: string[], rows: (string | number | null | undefined)[][]): string {
   const q = (v: string | number | null | undefined) => {
     if (v === null || v === undefined || (typeof v === "number" && !Number.isFinite(v))) return "";

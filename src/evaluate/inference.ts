@@ -55,16 +55,22 @@ function resamples(n: number): Int32Array {
   return r;
 }
 
-/** 95% percentile bootstrap interval of the mean of per-cluster values (each the mean of its cluster's cells). */
-export function bootstrapMeanCi(values: readonly number[]): [number, number] {
-  const n = values.length;
+/**
+ * 95% percentile bootstrap interval of a mean over cells, resampling whole clusters: `sums[c]` and
+ * `counts[c]` are cluster c's sum and number of values (counts of 1: a plain mean of cluster values).
+ */
+export function bootstrapMeanCi(sums: readonly number[], counts?: readonly number[]): [number, number] {
+  const n = sums.length;
   if (n < 2) return [Number.NaN, Number.NaN];
   const idx = resamples(n);
   const means = new Float64Array(BOOTSTRAP_RESAMPLES);
   for (let b = 0, o = 0; b < BOOTSTRAP_RESAMPLES; b++) {
-    let s = 0;
-    for (let i = 0; i < n; i++, o++) s += values[idx[o]];
-    means[b] = s / n;
+    let s = 0, w = 0;
+    for (let i = 0; i < n; i++, o++) {
+      s += sums[idx[o]];
+      w += counts ? counts[idx[o]] : 1;
+    }
+    means[b] = s / w;
   }
   return [selectPercentile(means, 0.025), selectPercentile(means, 0.975)];
 }
@@ -103,24 +109,24 @@ function select(xs: Float64Array, k: number): number {
 }
 
 /**
- * Rank of each method (1 = most faithful) by mean over clusters, and its 95% bootstrap interval:
- * clusters are resampled with replacement and the means re-ranked. `table[m][c]` is method m's value
- * on cluster c (NaN where absent); a method's mean uses the clusters it has. Ties share the better rank.
+ * Rank of each method (1 = most faithful) by its mean over cells, and its 95% bootstrap interval:
+ * clusters are resampled with replacement and the means re-ranked. `sums[m][c]` and `counts[m][c]` are
+ * method m's sum and number of values on cluster c (0 where absent). Ties share the better rank.
  */
-export function bootstrapRanks(table: readonly (readonly number[])[], lowerIsBetter: boolean): { rank: number; low: number; high: number }[] {
-  const M = table.length;
-  const C = M ? table[0].length : 0;
+export function bootstrapRanks(sums: readonly (readonly number[])[], counts: readonly (readonly number[])[], lowerIsBetter: boolean): { rank: number; low: number; high: number }[] {
+  const M = sums.length;
+  const C = M ? sums[0].length : 0;
   const rankOf = (weights: readonly number[]): number[] => {
-    const means = table.map((row) => {
+    const means = sums.map((row, m) => {
       let s = 0, w = 0;
-      for (let c = 0; c < C; c++) if (weights[c] && Number.isFinite(row[c])) { s += row[c] * weights[c]; w += weights[c]; }
+      for (let c = 0; c < C; c++) if (weights[c]) { s += row[c] * weights[c]; w += counts[m][c] * weights[c]; }
       return w ? s / w : Number.NaN;
     });
     return means.map((m) => (Number.isFinite(m) ? 1 + means.filter((o) => Number.isFinite(o) && (lowerIsBetter ? o < m : o > m)).length : Number.NaN));
   };
   const point = rankOf(new Array<number>(C).fill(1));
   const idx = C > 1 ? resamples(C) : new Int32Array(0);
-  const draws: number[][] = table.map(() => []);
+  const draws: number[][] = sums.map(() => []);
   for (let b = 0; b < BOOTSTRAP_RESAMPLES && C > 1; b++) {
     const w = new Array<number>(C).fill(0);
     for (let i = 0; i < C; i++) w[idx[b * C + i]]++;

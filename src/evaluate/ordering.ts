@@ -76,11 +76,6 @@ export function rankBySupport(support: Float32Array, domain: Uint32Array, seed: 
   return rankUnits(pixelUnits(domain), support, seed).order;
 }
 
-/** A seeded uniformly random order of the domain's pixels. */
-export function randomOrder(domain: Uint32Array, seed: number): Uint32Array {
-  return randomUnits(pixelUnits(domain), seed).order;
-}
-
 /** Units removed after step k of K steps: the first round(k·U/K), k = 0..K. */
 export function stepCounts(n: number, steps: number): number[] {
   return Array.from({ length: steps + 1 }, (_, k) => Math.round((k * n) / steps));

@@ -5,25 +5,18 @@
  */
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { csvRecords } from "./html.js";
 import { markdownSummary, statisticsCsv } from "./report.js";
 import { modelPairs, modelPairsCsv, type MapResult } from "./strategies-report.js";
 import { summarizeRows, type Row, type Summary } from "./summary.js";
 
-/** Rows of a cells.csv written by the report (header: dataset, model, image, roi, …, method, …, metrics). */
+/** Rows of a cells.csv written by the report (dataset, model, image, roi, …, method, …, one column per metric). */
 export function rowsFromCsv(text: string): Row[] {
-  const [head, ...lines] = text.trimEnd().split("\n");
-  const cols = head.split(",");
-  const at = (name: string) => cols.indexOf(name);
   const fixed = new Set(["dataset", "model", "image", "roi", "roi_row", "roi_col", "roi_size", "method", "base_outcome"]);
-  const metricCols = cols.map((c, i) => [c, i] as const).filter(([c]) => !fixed.has(c));
-  return lines.map((line) => {
-    // cells.csv quotes no field of a benchmark run (ids and metric names have no comma or quote)
-    const v = line.split(",");
-    if (v.length !== cols.length) throw new Error(`cells.csv line has ${v.length} fields, expected ${cols.length}: ${line.slice(0, 60)}`);
+  return csvRecords(text).map((r) => {
     const metrics: Record<string, number | null> = {};
-    for (const [c, i] of metricCols) if (v[i] !== "") metrics[c] = Number(v[i]);
-    const [dataset, model, image, roi, method] = ["dataset", "model", "image", "roi", "method"].map((k) => v[at(k)]);
-    return { cellKey: `${dataset}|${model}|${image}|${roi}`, dataset, model, image, roi, method, metrics };
+    for (const [c, v] of Object.entries(r)) if (!fixed.has(c) && v !== "") metrics[c] = Number(v);
+    return { cellKey: `${r.dataset}|${r.model}|${r.image}|${r.roi}`, dataset: r.dataset, model: r.model, image: r.image, roi: r.roi, method: r.method, metrics };
   });
 }
 

@@ -2,9 +2,10 @@
  * Aggregation of whatever cells exist: mean ± sd, median and an image-bootstrap interval of every
  * metric per (dataset, model, method), per (dataset, method) and over everything; ranks with bootstrap
  * intervals; and paired Wilcoxon signed-rank tests between methods. The image is the unit of
- * independence: where a scope holds several cells of one image (several models, several RoIs), their
- * values are averaged per image before any interval or test. Tests are Holm-adjusted within their
- * family (one scope, one metric: every pair of methods). The model-free controls enter as the
+ * independence: where a scope holds several cells of one image (several models, several RoIs), tests
+ * run on the per-image averages of the paired differences, and intervals of means and ranks resample
+ * whole images. Tests are Holm-adjusted within their family (one scope, one metric: every pair of
+ * methods; pairs with a control are a family of their own). The model-free controls enter as the
  * pseudo-methods "random" (random unit order) and "distance" (units nearest the RoI first) for the
  * curve and area-matched top-k metrics. The result depends only on the cell files, never on the order
  * they were computed in.
@@ -174,15 +175,20 @@ export function ranked(metric: string): boolean {
   return /^(del_norm|ins_norm|ins_minus_del_norm|top10|toparea10):/.test(metric);
 }
 
-/** Mean of each cluster's (image's) values, in first-seen order of the clusters. */
-function clusterMeans(values: readonly { cluster: string; v: number }[]): Map<string, number> {
+/** Sum and count of each cluster's (image's) values, in first-seen order of the clusters. */
+function clusterSums(values: readonly { cluster: string; v: number }[]): Map<string, [number, number]> {
   const acc = new Map<string, [number, number]>();
   for (const { cluster, v } of values) {
     const a = acc.get(cluster) ?? acc.set(cluster, [0, 0]).get(cluster)!;
     a[0] += v;
     a[1]++;
   }
-  return new Map([...acc].map(([k, [s, n]]) => [k, s / n]));
+  return acc;
+}
+
+/** Mean of each cluster's values. */
+function clusterMeans(values: readonly { cluster: string; v: number }[]): Map<string, number> {
+  return new Map([...clusterSums(values)].map(([k, [s, n]]) => [k, s / n]));
 }
 
 const imageOf = (r: Row) => `${r.dataset}|${r.image}`;
@@ -222,19 +228,21 @@ export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Sum
         if (vals.length === 0) continue;
         const xs = vals.map((x) => x.v);
         const { mean, sd, n } = meanSd(xs);
-        const perImage = [...clusterMeans(vals).values()];
-        const [ciLow, ciHigh] = bootstrapMeanCi(perImage);
+        // The interval of the cell mean itself, resampling whole images (with all their cells).
+        const perImage = [...clusterSums(vals).values()];
+        const [ciLow, ciHigh] = bootstrapMeanCi(perImage.map((c) => c[0]), perImage.map((c) => c[1]));
         stats.push({ scope: s.scope, dataset: s.dataset, model: s.model, method, metric, mean, sd, n, median: median(xs), images: perImage.length, ciLow, ciHigh });
       }
     }
-    // Ranks: each method's per-image mean on every image of the scope, re-ranked on resampled images.
+    // Ranks by the cell mean (as the tables rank), re-ranked on resampled images.
     for (const metric of metricNames.filter(ranked)) {
       const ms = methods.filter((m) => !isControl(m) && sel.some((r) => r.method === m && Number.isFinite(r.metrics[metric] ?? NaN)));
       if (ms.length === 0) continue;
-      const perMethod = ms.map((m) => clusterMeans(sel.filter((r) => r.method === m && Number.isFinite(r.metrics[metric] ?? NaN)).map((r) => ({ cluster: imageOf(r), v: r.metrics[metric]! }))));
+      const perMethod = ms.map((m) => clusterSums(sel.filter((r) => r.method === m && Number.isFinite(r.metrics[metric] ?? NaN)).map((r) => ({ cluster: imageOf(r), v: r.metrics[metric]! }))));
       const images = [...new Set(perMethod.flatMap((p) => [...p.keys()]))].sort();
-      const table = perMethod.map((p) => images.map((c) => p.get(c) ?? Number.NaN));
-      bootstrapRanks(table, direction(metric) === "lower").forEach((r, i) => ranks.push({ scope: s.scope, dataset: s.dataset, model: s.model, metric, method: ms[i], rank: r.rank, low: r.low, high: r.high, images: images.length }));
+      const sums = perMethod.map((p) => images.map((c) => p.get(c)?.[0] ?? 0));
+      const counts = perMethod.map((p) => images.map((c) => p.get(c)?.[1] ?? 0));
+      bootstrapRanks(sums, counts, direction(metric) === "lower").forEach((r, i) => ranks.push({ scope: s.scope, dataset: s.dataset, model: s.model, metric, method: ms[i], rank: r.rank, low: r.low, high: r.high, images: images.length }));
     }
     for (const metric of metricNames.filter(tested)) {
       for (let i = 0; i < methods.length; i++) {
@@ -262,10 +270,11 @@ export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Sum
       }
     }
   }
-  // Holm within each family: one scope and metric, every pair of methods.
+  // Holm within each family: one scope and metric, every pair of methods; comparisons with a control
+  // are a family of their own (switching a control on must not change the methods' corrections).
   const families = new Map<string, PairRow[]>();
   for (const p of pairs) {
-    const k = `${p.scope}|${p.dataset}|${p.model}|${p.metric}`;
+    const k = `${p.scope}|${p.dataset}|${p.model}|${p.metric}|${isControl(p.a) || isControl(p.b)}`;
     (families.get(k) ?? families.set(k, []).get(k)!).push(p);
   }
   for (const fam of families.values()) holm(fam.map((p) => p.p)).forEach((q, i) => (fam[i].pHolm = q));
@@ -277,7 +286,7 @@ export function holmSignificant(p: PairRow, alpha = 0.05): boolean {
   return (p.pHolm ?? Number.NaN) < alpha && p.better !== "tie";
 }
 
-/** The best method (by mean, following the metric's direction) per scope and metric, random excluded. */
+/** The best method (by mean, following the metric's direction) per scope and metric, controls excluded. */
 export function winners(s: Summary, metric: string): { dataset: string; model: string; best: string; mean: number; ranking: { method: string; mean: number; n: number }[] }[] {
   const dir = direction(metric);
   const groups = new Map<string, StatRow[]>();

@@ -115,7 +115,7 @@ export async function explainCoalitions(model: Model, kase: Case, targetSpec: Ta
   const scored = await scorer.score(0, todo, "coalitions");
   todo.forEach((i, k) => (y[i] = scored[k]));
   const fit = recipe.fit(Z, y, d, s.target.base, fNone);
-  const results: UnitResult[] = units.map((u, j) => ({ ...u, effect: fit.effect[j], rawEffect: fit.effect[j], stderr: fit.stderr[j], samples: n, status: "above-tau" }));
+  const results: UnitResult[] = units.map((u, j) => ({ ...u, effect: fit.effect[j], rawEffect: fit.effect[j], stderr: fit.stderr[j], samples: n, status: "above-tau", ...(n - d - 1 > 0 ? { dof: n - d - 1 } : {}) }));
   const notes = [...fit.notes];
   if (recipe.needsEmpty) notes.push(`outcome with every unit removed f(none) = ${fNone.toFixed(4)}, unperturbed f(all) = ${s.target.base.toFixed(4)}`);
   return finishAttribution(s, {

@@ -80,7 +80,8 @@ export async function screenedAte(unitCount: number, base: number, evaluate: Eva
   passing.forEach((u, k) => {
     const [m, se] = meanSe(fine, k * N, N, base);
     const sig = Math.abs(m) >= st.tau;
-    result[u] = { effect: sig ? m : 0, rawEffect: m, stderr: se, samples: S + N, status: sig ? "above-tau" : "below-tau" };
+    // The SE comes from the N fresh draws only (the screening draws are not in the mean).
+    result[u] = { effect: sig ? m : 0, rawEffect: m, stderr: se, samples: S + N, status: sig ? "above-tau" : "below-tau", dof: N - 1 };
   });
   return result;
 }

@@ -71,9 +71,10 @@ export interface MethodDefinition {
   /**
    * Set (and changed) when the method's maps change for the same options, e.g. a new default
    * inside its schedule: evaluate's cell keys include it, so a folder never mixes cells of two
-   * revisions under one setting.
+   * revisions under one setting. A function gives the revision of the maps these options make (a
+   * change that affects one schedule only leaves the other's cells keyed as they were).
    */
-  revision?: string;
+  revision?: string | ((options: Record<string, unknown>) => string | undefined);
   options: MethodOption[];
   /**
    * Checks the resolved options against a loaded model (and the patch size of the bank it will be

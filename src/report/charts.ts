@@ -1,7 +1,6 @@
 /** Charts as SVG, rasterised to PNG by sharp (librsvg), so no browser or canvas is needed. */
 import sharp from "sharp";
 import type { MapStats } from "./stats.js";
-import { unitName } from "./counts.js";
 import { colourBarSvg } from "./picture.js";
 
 const RED = "#d62728", BLUE = "#1f5fbf", GREY = "#b0b0b0";
@@ -17,7 +16,7 @@ function esc(s: string): string {
 export function summarySvg(s: MapStats, title: string, mapPng?: Buffer): string {
   const mapW = mapPng ? 300 : 0;
   const W = 920 + mapW, H = 440;
-  const unit = unitName(s.unitKind);
+  const unit = s.unitKind;
   const F = `font-family="DejaVu Sans, sans-serif"`;
   const parts: string[] = [];
   parts.push(`<rect width="${W}" height="${H}" fill="white"/>`);

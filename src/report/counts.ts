@@ -56,7 +56,8 @@ type UnitLike = Pick<UnitEstimate, "effect" | "rawEffect" | "stderr" | "samples"
 export function unitP(u: UnitLike): number | null {
   const df = u.dof ?? u.samples - 1;
   if (!Number.isFinite(u.stderr) || !(df > 0) || u.samples < 2) return null;
-  if (u.stderr === 0) return u.rawEffect === 0 ? 1 : 0;
+  // An SE of exactly 0 (equal draws, an exact enumeration) gives no interval to test against.
+  if (u.stderr === 0) return null;
   return tTwoSidedP(u.rawEffect / u.stderr, df);
 }
 
@@ -111,17 +112,12 @@ export function unitEvidence(units: readonly UnitLike[], fdr = FDR): { perUnit: 
 
 const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? "" : "s"}`;
 
-/** Unit name for counts: "block", "superpixel", ... */
-export function unitName(kind: string): string {
-  return kind === "pixel" ? "pixel" : kind;
-}
-
 /**
  * The counts in words, one line each, for stdout and summary.png: what differs from zero (with the
  * correction named), what is above τ but indistinguishable from zero, what was never estimated alone.
  */
 export function countLines(s: { signed: boolean; unitKind: string; tau: number; units: number; positive: number; negative: number; zero: number; evidence?: EvidenceCounts }): string[] {
-  const u = unitName(s.unitKind);
+  const u = s.unitKind;
   const e = s.evidence;
   const sides = (c: SignCounts) => (s.signed ? `${c.negative} supported the RoI prediction (red), ${c.positive} worked against it (blue)` : `${c.positive} important (red; unsigned map)`);
   if (!e) {
