@@ -6,12 +6,11 @@
  * Every run is cached under the cache folder (the reference with a checkpoint), so an interrupted
  * calibration resumes where it stopped.
  */
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Model } from "../model/model.js";
-import { explainPdcr } from "../explain/pdcr.js";
+import { explainPdcr, FAST_REVISION } from "../explain/pdcr.js";
 import { t975 } from "../util/tdist.js";
-import { bankFor, benchCase, pearson } from "./fidelity.js";
+import { bankFor, openBenchCase, pearson } from "./fidelity.js";
 
 export interface CalibrationOptions {
   dataRoot: string;
@@ -71,19 +70,14 @@ function loadOr<T>(path: string, make: () => Promise<T>): Promise<T> {
 }
 
 export async function calibrationForModel(modelPath: string, o: CalibrationOptions): Promise<CalibrationRow[] | string> {
-  const sidecar = JSON.parse(readFileSync(`${modelPath}.json`, "utf8")) as { dataset?: string; name?: string };
-  const name = sidecar.name ?? modelPath.split("/").pop()!.replace(/\.onnx$/, "");
-  const dataset = sidecar.dataset;
-  if (!dataset || !existsSync(join(o.dataRoot, dataset, "manifest.json"))) return `${name}: dataset ${dataset ?? "?"} not found under ${o.dataRoot}`;
-  mkdirSync(o.cacheDir, { recursive: true });
-  const model = await Model.load(modelPath);
+  const opened = await openBenchCase(modelPath, o);
+  if (typeof opened === "string") return opened;
+  const { name, dataset, model, kase, roi } = opened;
   try {
-    const picked = await benchCase(model, o.dataRoot, dataset);
-    if (!picked) return `${name}: no test case with a non-empty mask`;
-    const { kase, roi } = picked;
     const bank = await bankFor(model, dataset, o, o.block);
     const base = { bank, blockSize: o.block };
     const tag = `${name}-b${o.block}`;
+    const fastTag = `${tag}-r${FAST_REVISION}`;
     const toRun = (a: Awaited<ReturnType<typeof explainPdcr>>): BlockRun => ({
       effect: a.units.map((u) => u.effect),
       raw: a.units.map((u) => u.rawEffect),
@@ -101,9 +95,9 @@ export async function calibrationForModel(modelPath: string, o: CalibrationOptio
       const runs: BlockRun[] = [];
       for (let seed = 0; seed < o.seeds; seed++) {
         runs.push(
-          await loadOr(join(o.cacheDir, `calib-fast-${tag}-f${f}-s${seed}.json`), async () => {
+          await loadOr(join(o.cacheDir, `calib-fast-${fastTag}-f${f}-s${seed}.json`), async () => {
             o.log(`  ${name}: fast schedule, --map-noise ${f}, seed ${seed}`);
-            return toRun(await explainPdcr(model, kase, { roi }, { ...base, seed, fast: { fidelity: f }, checkpointPath: join(o.cacheDir, `calib-fast-${tag}-f${f}-s${seed}.ckpt.json`) }));
+            return toRun(await explainPdcr(model, kase, { roi }, { ...base, seed, fast: { fidelity: f }, checkpointPath: join(o.cacheDir, `calib-fast-${fastTag}-f${f}-s${seed}.ckpt.json`) }));
           }),
         );
       }

@@ -132,17 +132,33 @@ export async function benchCase(model: Model, dataRoot: string, dataset: string)
   return undefined;
 }
 
-export async function fidelityForModel(modelPath: string, o: FidelityOptions): Promise<FidelityResult | string> {
+/**
+ * A shipped model with its dataset (from its card's sidecar) and bench case, loaded; or why the model
+ * is skipped. The caller releases the model.
+ */
+export async function openBenchCase(modelPath: string, o: { dataRoot: string; cacheDir: string }): Promise<{ name: string; dataset: string; model: Model; kase: Case; roi: RoiRect } | string> {
   const sidecar = JSON.parse(readFileSync(`${modelPath}.json`, "utf8")) as { dataset?: string; name?: string };
   const name = sidecar.name ?? modelPath.split("/").pop()!.replace(/\.onnx$/, "");
   const dataset = sidecar.dataset;
   if (!dataset || !existsSync(join(o.dataRoot, dataset, "manifest.json"))) return `${name}: dataset ${dataset ?? "?"} not found under ${o.dataRoot}`;
   mkdirSync(o.cacheDir, { recursive: true });
   const model = await Model.load(modelPath);
+  const picked = await benchCase(model, o.dataRoot, dataset).catch(async (e) => {
+    await model.release();
+    throw e;
+  });
+  if (!picked) {
+    await model.release();
+    return `${name}: no test case with a non-empty mask`;
+  }
+  return { name, dataset, model, ...picked };
+}
+
+export async function fidelityForModel(modelPath: string, o: FidelityOptions): Promise<FidelityResult | string> {
+  const opened = await openBenchCase(modelPath, o);
+  if (typeof opened === "string") return opened;
+  const { name, dataset, model, kase, roi } = opened;
   try {
-    const picked = await benchCase(model, o.dataRoot, dataset);
-    if (!picked) return `${name}: no test case with a non-empty mask`;
-    const { kase, roi } = picked;
     const size = roi.height;
     const bank = await bankFor(model, dataset, o);
     const target = { roi };

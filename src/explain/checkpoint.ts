@@ -157,7 +157,7 @@ export function resumableEvaluate(raw: Evaluate, opts: { path?: string; key: unk
     },
     evaluate: (reqs, stage) => {
       tracker = new ProgressTracker(stage, reqs.length, opts.onProgress);
-      tracker.add(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined).length);
+      tracker.resume(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined).length);
       return cached(reqs, stage);
     },
   };

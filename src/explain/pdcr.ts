@@ -34,6 +34,9 @@ export interface PdcrOptions extends RunOptions {
 export type Schedule = "fast" | "paper";
 export const SCHEDULES: readonly Schedule[] = ["fast", "paper"];
 
+/** Revision of the fast schedule's maps (evaluate's cell keys and the calibration bench's caches carry it). */
+export const FAST_REVISION = "3";
+
 export const PDCR_DEFAULTS = { blockSize: 8, ...PAPER_SCREENED_ATE, seed: 0, schedule: "fast" as Schedule };
 
 export function explainPdcr(model: Model, kase: Case, target: TargetSpec, opts: PdcrOptions): Promise<Attribution> {
@@ -93,7 +96,7 @@ export const pdcrMethod: MethodDefinition = {
   // 2: the fast schedule draws patches independently per block (was: common random numbers)
   // 3: its standard errors are never below a variance moderated across blocks (rounds and stopping change)
   // 3: the fast schedule's moderated standard errors; the paper schedule's maps are unchanged since 2.
-  revision: (o) => (o.schedule === "paper" ? "2" : "3"),
+  revision: (o) => (o.schedule === "paper" ? "2" : FAST_REVISION),
   summary: "PdCR: 8x8 blocks replaced by natural patches from a bank, ATE on the RoI's Dice (tau=0.02); fast schedule by default, --schedule paper reproduces the paper (S=3, N=50)",
   cost: "paper: 1 + 3*blocks + 50*(blocks passing the screen); fast: about 23% of that on the demo's local U-Net, about 46% on deeplab-hc18, whose RoI sees the whole image (quadtree screening + stratified sequential draws)",
   needsBank: true,

@@ -56,8 +56,9 @@ type UnitLike = Pick<UnitEstimate, "effect" | "rawEffect" | "stderr" | "samples"
 export function unitP(u: UnitLike): number | null {
   const df = u.dof ?? u.samples - 1;
   if (!Number.isFinite(u.stderr) || !(df > 0) || u.samples < 2) return null;
-  // An SE of exactly 0 (equal draws, an exact enumeration) gives no interval to test against.
-  if (u.stderr === 0) return null;
+  // An SE of exactly 0 comes from an exact computation (an enumeration, or draws that cannot vary
+  // within their strata): the mean is the effect itself, so it is zero or it is not.
+  if (u.stderr === 0) return u.rawEffect === 0 ? 1 : 0;
   return tTwoSidedP(u.rawEffect / u.stderr, df);
 }
 

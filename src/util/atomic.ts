@@ -34,16 +34,13 @@ export function createExclusiveSync(path: string, data: string | Uint8Array): vo
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = join(dirname(path), tempName(path));
   try {
-    const h = await open(tmp, "wx", 0o644);
-    try {
-      await h.writeFile(data);
-      await h.sync();
-    } finally {
-      await h.close();
-    }
+    await writeNew(tmp, data);
     await rename(tmp, path);
   } catch (e) {
     await unlink(tmp).catch(() => undefined);
+    // The message names the file being written, not its temp name.
+    const err = e as NodeJS.ErrnoException;
+    if (err?.path === tmp) err.path = path;
     throw withPath(e, path);
   }
 }

@@ -4,9 +4,9 @@
  * which fails when the name exists). A lock left by a process of this host that is no longer
  * alive is taken over; a lock of another host cannot be checked from here and is refused.
  */
-import { linkSync, readFileSync, unlinkSync } from "node:fs";
+import { linkSync, readFileSync, renameSync, unlinkSync } from "node:fs";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { fail } from "../errors.js";
 import { createExclusiveSync, tempName } from "./atomic.js";
 
@@ -86,15 +86,7 @@ export function lockFolder(dir: string, opts: { name?: string; what?: string; wa
       if (!other) continue;
       const o = other.rec;
       if (o && o.host === rec.host && !alive(o.pid)) {
-        // Re-read just before removing, so that a lock another process has just taken over stays.
-        if (readLock(path)?.text === other.text) {
-          try {
-            unlinkSync(path);
-          } catch {
-            // removed by another process taking over too: the link above decides who owns it
-          }
-          note = `took over the lock of a segcause process that no longer runs (pid ${o.pid}, started ${o.started})`;
-        }
+        if (removeStale(path, other.text)) note = `took over the lock of a segcause process that no longer runs (pid ${o.pid}, started ${o.started})`;
         continue;
       }
       if (Date.now() < deadline) {
@@ -126,6 +118,40 @@ export function lockFolder(dir: string, opts: { name?: string; what?: string; wa
     held.delete(path);
   };
   return { path, note, release };
+}
+
+/**
+ * Removes the lock at `path` if it still holds `staleText`. Checking and then unlinking would let two
+ * processes taking over together remove the lock the faster one has just taken; instead the lock is
+ * moved aside under a unique name (one atomic step) and inspected there: a lock that turns out to be
+ * live is linked back (never over another one).
+ */
+export function removeStale(path: string, staleText: string): boolean {
+  const aside = join(dirname(path), tempName(path));
+  try {
+    renameSync(path, aside);
+  } catch {
+    return false; // moved or removed by another process taking over: the link decides who owns it
+  }
+  let text: string | undefined;
+  try {
+    text = readFileSync(aside, "utf8");
+  } catch {
+    text = undefined;
+  }
+  if (text !== staleText) {
+    try {
+      linkSync(aside, path);
+    } catch {
+      // another process holds the lock now; the one moved aside was taken over after all
+    }
+  }
+  try {
+    unlinkSync(aside);
+  } catch {
+    // already gone
+  }
+  return text === staleText;
 }
 
 function releaseIfMine(path: string, mine: string): void {

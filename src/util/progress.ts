@@ -5,6 +5,13 @@ export interface ProgressEvent {
   total: number;
   elapsedMs: number;
   etaMs: number | undefined;
+  /** of `done`, the units an earlier run finished (resumed from a checkpoint): not part of the rate */
+  resumed?: number;
+}
+
+/** Units per second of this run's own work (resumed units took no time here). */
+export function rateOf(e: ProgressEvent): number {
+  return ((e.done - (e.resumed ?? 0)) / Math.max(e.elapsedMs, 1)) * 1000;
 }
 
 export type ProgressListener = (e: ProgressEvent) => void;
@@ -14,6 +21,7 @@ export class ProgressTracker {
   private readonly start = Date.now();
   private lastEmit = 0;
   private done = 0;
+  private resumed = 0;
 
   constructor(
     readonly stage: string,
@@ -24,6 +32,12 @@ export class ProgressTracker {
 
   setTotal(total: number): void {
     this.total = total;
+  }
+
+  /** Counts `n` units an earlier run finished: done, but not in the rate (so the ETA stays honest). */
+  resume(n: number): void {
+    this.resumed += n;
+    this.add(n);
   }
 
   add(n: number): void {
@@ -37,9 +51,9 @@ export class ProgressTracker {
 
   private event(now: number): ProgressEvent {
     const elapsedMs = now - this.start;
-    const rate = this.done / Math.max(elapsedMs, 1);
-    const etaMs = this.done > 0 ? Math.max(0, (this.total - this.done) / rate) : undefined;
-    return { stage: this.stage, done: this.done, total: this.total, elapsedMs, etaMs };
+    const fresh = this.done - this.resumed;
+    const etaMs = this.done >= this.total ? 0 : fresh > 0 ? (this.total - this.done) / (fresh / Math.max(elapsedMs, 1)) : undefined;
+    return { stage: this.stage, done: this.done, total: this.total, elapsedMs, etaMs, ...(this.resumed ? { resumed: this.resumed } : {}) };
   }
 }
 
@@ -62,8 +76,8 @@ export function stderrProgress(logEveryMs = 10_000): ProgressListener {
   let lastStage = "";
   return (e) => {
     const frac = e.total > 0 ? Math.min(1, e.done / e.total) : 0;
-    const rate = (e.done / Math.max(e.elapsedMs, 1)) * 1000;
-    const text = `${e.stage} ${(frac * 100).toFixed(0).padStart(3)}% ${e.done}/${e.total} ${rate.toFixed(0)}/s elapsed ${fmtDuration(e.elapsedMs)} ETA ${fmtDuration(e.etaMs)}`;
+    const rate = rateOf(e);
+    const text = `${e.stage} ${(frac * 100).toFixed(0).padStart(3)}% ${e.done}/${e.total}${e.resumed ? ` (${e.resumed} resumed)` : ""} ${rate.toFixed(0)}/s elapsed ${fmtDuration(e.elapsedMs)} ETA ${fmtDuration(e.etaMs)}`;
     if (tty) {
       const width = 24;
       const filled = Math.round(frac * width);
