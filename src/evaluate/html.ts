@@ -1,5 +1,5 @@
 /** A self-contained HTML page: inline CSS, PNGs as data URIs, no scripts, no network. Also CSV. */
-import { esc } from "./plots.js";
+import { esc } from "../util/xml.js";
 
 export function table(headers: string[], rows: (string | number)[][], opts: { numeric?: boolean } = {}): string {
   const cell = (v: string | number) => `<td${typeof v === "number" || opts.numeric ? ' class="n"' : ""}>${typeof v === "number" ? fmt(v) : v}</td>`;

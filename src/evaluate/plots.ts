@@ -6,9 +6,7 @@
 export const PALETTE = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324", "#469990", "#800000", "#808000", "#000075", "#000000", "#bfef45", "#a9a9a9"];
 const FONT = `font-family="DejaVu Sans, sans-serif"`;
 
-export function esc(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;");
-}
+import { esc } from "../util/xml.js";
 
 export function colourOf(method: string, methods: readonly string[]): string {
   if (method === "random") return "#555555";

@@ -8,7 +8,8 @@ import { svgToPng } from "../report/charts.js";
 import type { CurvePair } from "./curves.js";
 import type { FillName } from "./fills.js";
 import { csv, fmt, page, pngImg, table } from "./html.js";
-import { boxPanelsSvg, colourOf, esc, panelsSvg, type Series } from "./plots.js";
+import { boxPanelsSvg, colourOf, panelsSvg, type Series } from "./plots.js";
+import { esc } from "../util/xml.js";
 import { listCells, listControls, listFailed, listRuns, readJson, writeAtomic, type CellRecord, type ControlRecord, type RunRecord } from "./store.js";
 import { DISTANCE, direction, holmSignificant, isControl, RANDOM, rowsOf, summarize, winners, type Summary } from "./summary.js";
 

@@ -107,7 +107,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
         dst.set(base);
         membersOf(r.unit).forEach((u, k) => intervention.apply(dst, u, drawOf(r.unit, r.draw, k)));
       },
-      // Each sample is recorded as its batch finishes, not at the end of the chunk.
+      // Recorded as its batch finishes: an interruption keeps every finished batch.
       (data, slot, r) => {
         const v = target.score(data, slot);
         resumable.finished(r, v);

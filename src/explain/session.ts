@@ -58,7 +58,7 @@ export class SampleScorer {
       ...keyMaterial,
     };
     const raw: Evaluate = async (rs) => {
-      // Each sample is recorded as its batch finishes, not at the end of the chunk.
+      // Recorded as its batch finishes: an interruption keeps every finished batch.
       return runner.evaluate(rs, (r, dst) => { dst.set(base); this.write(r.unit, r.draw, dst); }, (data, slot, r) => {
         const v = target.score(data, slot);
         this.resumable.finished(r, v);

@@ -2,12 +2,10 @@
 import sharp from "sharp";
 import type { MapStats } from "./stats.js";
 import { colourBarSvg } from "./picture.js";
+import { esc } from "../util/xml.js";
 
 const RED = "#d62728", BLUE = "#1f5fbf", GREY = "#b0b0b0";
 
-function esc(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
 
 /**
  * Left: the map (overlay at the model's input size). Middle: what the counts rest on (src/report/counts.ts),

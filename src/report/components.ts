@@ -8,10 +8,8 @@ import { heatRgb } from "./colormap.js";
 import { encodePng } from "../data/image.js";
 import type { Region } from "../target/roi.js";
 import { unitEvidence } from "./counts.js";
+import { esc } from "../util/xml.js";
 
-function esc(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
 
 function ranked(e: ComponentEffects) {
   return [...e.units].sort((a, b) => Math.abs(b.effect) - Math.abs(a.effect) || a.order - b.order);

@@ -7,6 +7,7 @@
 import sharp from "sharp";
 import type { RoiRect } from "../target/roi.js";
 import type { ColourScale } from "./scale.js";
+import { esc } from "../util/xml.js";
 
 export interface PictureSpec {
   /** RGB at the model's input size */
@@ -26,9 +27,6 @@ export interface PictureSpec {
   valueUnits: string;
 }
 
-export function esc(s: string): string {
-  return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
-}
 
 const FONT = `font-family="DejaVu Sans, sans-serif"`;
 
