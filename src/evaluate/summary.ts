@@ -220,8 +220,10 @@ export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Sum
   const pairs: PairRow[] = [];
   for (const s of scopes) {
     const sel = rows.filter(s.pick);
+    // Each method's rows of this scope, in row order, split once for the stats, ranks and pairs below.
+    const byMethod = new Map(methods.map((m) => [m, sel.filter((r) => r.method === m)]));
     for (const method of methods) {
-      const mine = sel.filter((r) => r.method === method);
+      const mine = byMethod.get(method)!;
       if (mine.length === 0) continue;
       for (const metric of metricNames) {
         const vals = mine.flatMap((r) => { const v = r.metrics[metric]; return v === null || v === undefined || !Number.isFinite(v) ? [] : [{ cluster: imageOf(r), v }]; });
@@ -236,9 +238,9 @@ export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Sum
     }
     // Ranks by the cell mean (as the tables rank), re-ranked on resampled images.
     for (const metric of metricNames.filter(ranked)) {
-      const ms = methods.filter((m) => !isControl(m) && sel.some((r) => r.method === m && Number.isFinite(r.metrics[metric] ?? NaN)));
+      const ms = methods.filter((m) => !isControl(m) && byMethod.get(m)!.some((r) => Number.isFinite(r.metrics[metric] ?? NaN)));
       if (ms.length === 0) continue;
-      const perMethod = ms.map((m) => clusterSums(sel.filter((r) => r.method === m && Number.isFinite(r.metrics[metric] ?? NaN)).map((r) => ({ cluster: imageOf(r), v: r.metrics[metric]! }))));
+      const perMethod = ms.map((m) => clusterSums(byMethod.get(m)!.filter((r) => Number.isFinite(r.metrics[metric] ?? NaN)).map((r) => ({ cluster: imageOf(r), v: r.metrics[metric]! }))));
       const images = [...new Set(perMethod.flatMap((p) => [...p.keys()]))].sort();
       const sums = perMethod.map((p) => images.map((c) => p.get(c)?.[0] ?? 0));
       const counts = perMethod.map((p) => images.map((c) => p.get(c)?.[1] ?? 0));
@@ -248,10 +250,9 @@ export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Sum
       for (let i = 0; i < methods.length; i++) {
         for (let j = i + 1; j < methods.length; j++) {
           const a = methods[i], b = methods[j];
-          const byKey = new Map(sel.filter((r) => r.method === b).map((r) => [r.cellKey, r.metrics[metric]]));
+          const byKey = new Map(byMethod.get(b)!.map((r) => [r.cellKey, r.metrics[metric]]));
           const diffs: { cluster: string; v: number }[] = [];
-          for (const r of sel) {
-            if (r.method !== a) continue;
+          for (const r of byMethod.get(a)!) {
             const va = r.metrics[metric], vb = byKey.get(r.cellKey);
             if (va === null || va === undefined || vb === null || vb === undefined) continue;
             diffs.push({ cluster: imageOf(r), v: va - vb });
