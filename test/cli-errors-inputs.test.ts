@@ -347,7 +347,7 @@ describe("bank build: bad arguments", () => {
   const imgs = () => join(dir, "bank-images");
   beforeAll(async () => {
     mkdirSync(imgs(), { recursive: true });
-    await writeImage(imgs(), "a.png", (y, x) => (x * 8) % 256);
+    await writeImage(imgs(), "a.png", (_y, x) => (x * 8) % 256);
   });
   const cases: [string, string[], RegExp][] = [
     ["--per-image 0 (used to write an empty bank)", ["--size", "32,32", "--per-image", "0"], /--per-image must be an integer >= 1, got '0'/],

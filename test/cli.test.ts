@@ -183,7 +183,7 @@ describe("segcause bank build", () => {
   it("builds a seeded bank from a folder and records its sources", async () => {
     const imgs = join(dir, "bank-images");
     mkdirSync(imgs);
-    await writeImage(imgs, "a.png", (y, x) => (x * 8) % 256);
+    await writeImage(imgs, "a.png", (_y, x) => (x * 8) % 256);
     await writeImage(imgs, "b.png", (y) => (y * 8) % 256);
     const out1 = join(dir, "b1.scbank"), out2 = join(dir, "b2.scbank");
     for (const out of [out1, out2]) {
@@ -205,7 +205,7 @@ describe("segcause bank build", () => {
   it("without --model or --size, cuts at the size the images share, and names the flags when they have several", async () => {
     const same = join(dir, "same-size");
     mkdirSync(same, { recursive: true });
-    for (const n of ["a", "b"]) await writeImage(same, `${n}.png`, (y, x) => (x * 8) % 256, 32);
+    for (const n of ["a", "b"]) await writeImage(same, `${n}.png`, (_y, x) => (x * 8) % 256, 32);
     const ok = segcause("bank", "build", "--images", same, "--out", join(dir, "same.scbank"), "--no-progress");
     expect(ok.code, ok.stderr).toBe(0);
     expect((await PatchBank.load(join(dir, "same.scbank"))).header.resizedTo).toMatchObject({ height: 32, width: 32 });

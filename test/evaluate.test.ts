@@ -77,7 +77,7 @@ beforeAll(async () => {
     const id = `img${i}`;
     await writeImage(dir, `${id}.png`, (y, x) => texture(y, x, i));
     // ground truth: the left half is the structure (so boundary RoIs exist at cols 8-15)
-    await writeMask(dir, `${id}_mask.png`, (y, x) => x < 16);
+    await writeMask(dir, `${id}_mask.png`, (_y, x) => x < 16);
     cases.push({ id, image: `${id}.png`, mask: `${id}_mask.png`, split: i < 3 ? "train" : "test" });
   }
   manifest = join(dir, "manifest.json");
@@ -357,7 +357,7 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     const cases = [];
     for (let i = 0; i < 3; i++) {
       await writeImage(d, `c${i}.png`, (y, x) => texture(y, x, i));
-      await writeMask(d, `c${i}_mask.png`, (y, x) => i !== 1 && x < 16); // c1: empty
+      await writeMask(d, `c${i}_mask.png`, (_y, x) => i !== 1 && x < 16); // c1: empty
       cases.push({ id: `c${i}`, image: `c${i}.png`, mask: `c${i}_mask.png`, split: "test" });
     }
     const m = (cs: unknown[]) => {
@@ -498,7 +498,7 @@ describe("resumption and determinism", () => {
     const cases = [];
     for (let i = 0; i < 4; i++) {
       await writeImage(other, `x${i}.png`, (y, x) => texture(y, x, i + 20));
-      await writeMask(other, `x${i}_mask.png`, (y, x) => x < 16);
+      await writeMask(other, `x${i}_mask.png`, (_y, x) => x < 16);
       cases.push({ id: `x${i}`, image: `x${i}.png`, mask: `x${i}_mask.png`, split: i < 2 ? "train" : "test" });
     }
     writeFileSync(join(other, "manifest.json"), JSON.stringify({ name: "tiny", cases }));
@@ -546,7 +546,7 @@ describe("command line", () => {
     expect(c.stdout).toMatch(/^1 cells computed/);
     const html = readFileSync(join(out, "report.html"), "utf8");
     expect(html).toContain("settings 1 of 2");
-    expect(html).toMatch(/settings 2 of 2[^]*rise \{(&quot;|")masks(&quot;|"):20\}/);
+    expect(html).toMatch(/settings 2 of 2[\s\S]*rise \{(&quot;|")masks(&quot;|"):20\}/);
     expect(html).toMatch(/occlusion \{(&quot;|")stride(&quot;|"):4/);
     const s = run(["strategies", "--maps", out, "--out", join(out, "strategies")]);
     expect(s.status).toBe(0);

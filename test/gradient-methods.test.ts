@@ -390,7 +390,7 @@ describe("Seg-Grad-CAM", () => {
       const err = await explainGradCam(m, k, roi, { layer: "nope" }).catch((e: SegcauseError) => e);
       expect(err).toBeInstanceOf(SegcauseError);
       // candidates one per line, grouped by spatial size, smallest first
-      expect((err as SegcauseError).oneLine()).toMatch(/--layer 'nope' is not a tensor .*feature maps \(smallest first\), or --layer auto:\n {2}4x4 \(\d+\):\n {4}A {2}\[2 channels, Relu\]\n[^]*\n {2}8x8 \(\d+\):\n {4}\S+ {2}\[2 channels, Resize\]/);
+      expect((err as SegcauseError).oneLine()).toMatch(/--layer 'nope' is not a tensor .*feature maps \(smallest first\), or --layer auto:\n {2}4x4 \(\d+\):\n {4}A {2}\[2 channels, Relu\]\n[\s\S]*\n {2}8x8 \(\d+\):\n {4}\S+ {2}\[2 channels, Resize\]/);
       // a tensor that exists but is not a feature map (1 channel) is refused too
       await expect(explainGradCam(m, k, roi, { layer: "mask" })).rejects.toThrow(/not a spatial feature map/);
     });
@@ -547,7 +547,7 @@ describe("segcause explain --method <gradient method> (CLI, needs the build)", (
   it("gradcam with an unknown --layer exits 1 listing the candidates", () => {
     const r = cli("--method", "gradcam", "--layer", "nope", "--model", paths.smooth, "--image", images.ramp, "--roi", "16,0,8,8", "--outcome", "mean-prob", "--out", join(dir, "cli-cam"));
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/--layer 'nope' is not a tensor [^]*\n {4}feat {2}\[4 channels, Sigmoid\]/);
+    expect(r.stderr).toMatch(/--layer 'nope' is not a tensor [\s\S]*\n {4}feat {2}\[4 channels, Sigmoid\]/);
   });
 });
 

@@ -19,7 +19,10 @@ const SO: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, graphOpt
 
 function rng(seed: number): () => number {
   let s = seed;
-  return () => ((s = (s * 16807) % 2147483647) - 1) / 2147483646;
+  return () => {
+    s = (s * 16807) % 2147483647;
+    return (s - 1) / 2147483646;
+  };
 }
 
 /** Uniform values in [lo, hi] whose magnitude stays at least `gap` away from 0 (no Relu kinks). */
@@ -49,7 +52,7 @@ interface Check {
  * differences (every coordinate, all perturbed inputs in one batch of the forward model).
  */
 async function gradientAndFd(bytes: Uint8Array, dims: number[], x: Float32Array, opts: GradientGraphOptions = {}, h = 1e-3): Promise<Check> {
-  const y0 = (await run(bytes, { x: new ort.Tensor("float32", x, dims) }))["y"] as ort.Tensor;
+  const y0 = (await run(bytes, { x: new ort.Tensor("float32", x, dims) })).y as ort.Tensor;
   const seed = values(y0.data.length, 99, -1, 1);
   const gm = buildGradientModel(parseModel(bytes), opts);
   const res = await run(gm.bytes, { x: new ort.Tensor("float32", x, dims), [gm.seedInput]: new ort.Tensor("float32", seed, y0.dims) });
@@ -62,7 +65,7 @@ async function gradientAndFd(bytes: Uint8Array, dims: number[], x: Float32Array,
     batch[2 * i * n + i] += h;
     batch[(2 * i + 1) * n + i] -= h;
   }
-  const ys = (await run(bytes, { x: new ort.Tensor("float32", batch, [2 * n, ...dims.slice(1)]) }))["y"].data as Float32Array;
+  const ys = (await run(bytes, { x: new ort.Tensor("float32", batch, [2 * n, ...dims.slice(1)]) })).y.data as Float32Array;
   const m = seed.length;
   const fd = new Float64Array(n);
   for (let i = 0; i < n; i++) {
@@ -582,7 +585,7 @@ describe("gradient graph contract", () => {
 /** Runs a gradient model with the given rule; returns the input gradient and the output. */
 async function ruleRun(bytes: Uint8Array, dims: number[], x: Float32Array, seed: Float32Array, rule: "guided" | "deeplift" | "gradient", reference?: Float32Array) {
   const gm = buildGradientModel(parseModel(bytes), { rule });
-  const outDims = [dims[0], ...((await run(bytes, { x: new ort.Tensor("float32", x, dims) }))["y"] as ort.Tensor).dims.slice(1)];
+  const outDims = [dims[0], ...((await run(bytes, { x: new ort.Tensor("float32", x, dims) })).y as ort.Tensor).dims.slice(1)];
   const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor("float32", x, dims), [gm.seedInput]: new ort.Tensor("float32", seed, outDims) };
   if (gm.referenceInput) feeds[gm.referenceInput] = new ort.Tensor("float32", reference ?? new Float32Array(x.length), dims);
   const res = await run(gm.bytes, feeds);
@@ -639,8 +642,8 @@ describe("DeepLIFT rescale rule", () => {
   async function completeness(bytes: Uint8Array, dims: number[], seedValue = 7, reference?: Float32Array): Promise<[number, number]> {
     const x = values(prod(dims), seedValue, -1, 1);
     const r = reference ?? values(prod(dims), seedValue + 1, -0.5, 0.5);
-    const yx = (await run(bytes, { x: new ort.Tensor("float32", x, dims) }))["y"] as ort.Tensor;
-    const yr = (await run(bytes, { x: new ort.Tensor("float32", r, dims) }))["y"].data as Float32Array;
+    const yx = (await run(bytes, { x: new ort.Tensor("float32", x, dims) })).y as ort.Tensor;
+    const yr = (await run(bytes, { x: new ort.Tensor("float32", r, dims) })).y.data as Float32Array;
     const seed = values(yx.data.length, 5, 0, 1);
     const res = await ruleRun(bytes, dims, x, seed, "deeplift", r);
     let lhs = 0;
@@ -774,8 +777,8 @@ describe("DeepLIFT rescale rule", () => {
     const m = res[gm.gradients.t].data as Float32Array;
     const a = res[gm.activations.t].data as Float32Array;
     const ar = res[gm.referenceActivations!.t].data as Float32Array;
-    const yx = (await run(bytes, { x: new ort.Tensor("float32", xv, [1, 2, 6, 6]) }))["y"].data as Float32Array;
-    const yr = (await run(bytes, { x: new ort.Tensor("float32", rv, [1, 2, 6, 6]) }))["y"].data as Float32Array;
+    const yx = (await run(bytes, { x: new ort.Tensor("float32", xv, [1, 2, 6, 6]) })).y.data as Float32Array;
+    const yr = (await run(bytes, { x: new ort.Tensor("float32", rv, [1, 2, 6, 6]) })).y.data as Float32Array;
     let lhs = 0;
     for (let i = 0; i < m.length; i++) lhs += m[i] * (a[i] - ar[i]);
     let rhs = 0;
@@ -801,7 +804,7 @@ describe("shipped zoo models", () => {
     // batch 2: the batch dimension stays dynamic through the backward pass
     const dims = inputDims(model);
     const x = values(prod(dims), 13, 0, 1);
-    const fwd = (await run(bytes, { image: new ort.Tensor("float32", x, dims) }))["mask"] as ort.Tensor;
+    const fwd = (await run(bytes, { image: new ort.Tensor("float32", x, dims) })).mask as ort.Tensor;
     const seed = new Float32Array(fwd.data.length);
     seed.fill(1, 0, seed.length / 2);
     const res = await run(gm.bytes, { image: new ort.Tensor("float32", x, dims), [gm.seedInput]: new ort.Tensor("float32", seed, fwd.dims) });

@@ -168,18 +168,18 @@ describe("image decoding", () => {
     // RLE8: a literal run of 3 (padded), runs, a delta, end of line, end of bitmap; skipped pixels are index 0
     const rle8 = Buffer.from([0, 3, 1, 2, 3, 0, 2, 4, 0, 0, /* row 1: */ 1, 5, 0, 2, 2, 0, 2, 6, 0, 0, /* row 2: */ 5, 7, 0, 1]);
     expect(await rgbOf(bmpFile({ width: 5, height: 3, bits: 8, compression: 1, palette: PAL, pixels: rle8 }))).toEqual(
-      [[7, 7, 7, 7, 7], [5, 0, 0, 6, 6], [1, 2, 3, 4, 4]].flat().map((i) => PAL[i]).flat(),
+      [[7, 7, 7, 7, 7], [5, 0, 0, 6, 6], [1, 2, 3, 4, 4]].flat().flatMap((i) => PAL[i]),
     );
     // RLE4: every run starts on the high nibble; a literal run of 5 nibbles takes 3 bytes, padded to 4
     const rle4 = Buffer.from([3, 0x12, 2, 0x34, 0, 0, /* row 1: */ 0, 5, 0x56, 0x71, 0x20, 0, 0, 1]);
     expect(await rgbOf(bmpFile({ width: 5, height: 2, bits: 4, compression: 2, palette: PAL, pixels: rle4 }))).toEqual(
-      [[5, 6, 7, 1, 2], [1, 2, 1, 3, 4]].flat().map((i) => PAL[i]).flat(),
+      [[5, 6, 7, 1, 2], [1, 2, 1, 3, 4]].flat().flatMap((i) => PAL[i]),
     );
     // 16 bits: 5-5-5 (the default) and 5-6-5 bit fields, scaled so that the top value is 255
     const q = [[31, 0, 16], [0, 31, 1]];
     const px555 = () => Buffer.from(Uint16Array.from([0, 1].map((x) => (q[x][0] << 10) | (q[x][1] << 5) | q[x][2])).buffer);
     const scale5 = (v: number) => Math.round((v * 255) / 31);
-    expect(await rgbOf(bmpFile({ width: 2, height: 1, bits: 16, rows: px555 }))).toEqual(q.map((c) => c.map(scale5)).flat());
+    expect(await rgbOf(bmpFile({ width: 2, height: 1, bits: 16, rows: px555 }))).toEqual(q.flatMap((c) => c.map(scale5)));
     const px565 = () => Buffer.from(Uint16Array.from([(31 << 11) | (63 << 5) | 0, (1 << 11) | (32 << 5) | 31]).buffer);
     expect(await rgbOf(bmpFile({ width: 2, height: 1, bits: 16, compression: 3, masks: [0xf800, 0x07e0, 0x001f], rows: px565 }))).toEqual([255, 255, 0, 8, 130, 255]);
     // OS/2 1.x header: 16-bit sizes, 3-byte palette entries

@@ -125,7 +125,7 @@ describe("an output read as logits that lies within [0, 1] on the unperturbed im
     const cases = [];
     for (let i = 0; i < 2; i++) {
       await writeImage(d, `c${i}.png`, () => 230, S);
-      await writeMask(d, `c${i}_mask.png`, (y, x) => x < 32, S);
+      await writeMask(d, `c${i}_mask.png`, (_y, x) => x < 32, S);
       cases.push({ id: `c${i}`, image: `c${i}.png`, mask: `c${i}_mask.png`, split: i === 0 ? "train" : "test" });
     }
     const manifest = join(d, "manifest.json");

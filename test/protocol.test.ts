@@ -179,7 +179,7 @@ describe("the protocol on a model whose causal region hugs the RoI", () => {
     const cases = [];
     for (let i = 0; i < 4; i++) {
       await writeImage(dir, `img${i}.png`, (y, x) => (inSquare(y * S + x) ? 230 : 70 + ((x * 37 + y * 23 + 11 * i) % 60)));
-      await writeMask(dir, `img${i}_mask.png`, (y, x) => x < 16);
+      await writeMask(dir, `img${i}_mask.png`, (_y, x) => x < 16);
       cases.push({ id: `img${i}`, image: `img${i}.png`, mask: `img${i}_mask.png`, split: i < 2 ? "train" : "test" });
     }
     manifest = join(dir, "manifest.json");
@@ -256,7 +256,7 @@ describe("the report of a unit-protocol run", () => {
     const cases = [];
     for (let i = 0; i < 4; i++) {
       await writeImage(dir, `img${i}.png`, (y, x) => (inSquare(y * S + x) ? 230 : 70 + ((x * 37 + y * 23 + 11 * i) % 60)));
-      await writeMask(dir, `img${i}_mask.png`, (y, x) => x < 16);
+      await writeMask(dir, `img${i}_mask.png`, (_y, x) => x < 16);
       cases.push({ id: `img${i}`, image: `img${i}.png`, mask: `img${i}_mask.png`, split: i < 2 ? "train" : "test" });
     }
     writeFileSync(join(dir, "manifest.json"), JSON.stringify({ name: "ring", cases }));
@@ -299,7 +299,7 @@ describe("the published run's protocol", () => {
     const cases = [];
     for (let i = 0; i < 4; i++) {
       await writeImage(dir, `img${i}.png`, (y, x) => (inC(y * S + x) ? 230 : 70 + ((x * 37 + y * 23 + 11 * i) % 60)));
-      await writeMask(dir, `img${i}_mask.png`, (y, x) => x < 16);
+      await writeMask(dir, `img${i}_mask.png`, (_y, x) => x < 16);
       cases.push({ id: `img${i}`, image: `img${i}.png`, mask: `img${i}_mask.png`, split: i < 2 ? "train" : "test" });
     }
     writeFileSync(join(dir, "manifest.json"), JSON.stringify({ name: "tiny", cases }));

@@ -14,6 +14,7 @@ import { buildPatchBank } from "../src/data/patchbank.js";
 import { allMethods } from "../src/explain/catalog.js";
 import { resolveOptions } from "../src/explain/methods.js";
 import { boundaryRoi } from "../src/bench/fidelity.js";
+import type { RoiRect } from "../src/target/roi.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const DATA = process.env.SEGCAUSE_DATA ?? join(ROOT, "..", "shared", "data");
@@ -46,10 +47,12 @@ describe.skipIf(!haveData)("every method on every shipped model", () => {
       const dataset = (JSON.parse(readFileSync(join(ROOT, "models", `${file}.json`), "utf8")) as { dataset: string }).dataset;
       const model = await Model.load(join(ROOT, "models", file), { threads: 2 });
       try {
-        let kase: Case | undefined, roi;
+        let kase: Case | undefined;
+        let roi: RoiRect | undefined;
         for (const c of casesInSplits(readManifest(join(DATA, dataset)), ["test"])) {
           kase = await loadCase(model, c.image, c.mask);
-          if ((roi = boundaryRoi(kase, model.height, model.width, Math.round(model.height / 8)))) break;
+          roi = boundaryRoi(kase, model.height, model.width, Math.round(model.height / 8));
+          if (roi) break;
         }
         expect(roi).toBeDefined();
         const block = Math.round(model.height / 8);

@@ -17,7 +17,7 @@ const DATA = process.env.SEGCAUSE_DATA ?? join(ROOT, "..", "shared", "data");
 const MODELS = join(ROOT, "models");
 const models = existsSync(MODELS) ? readdirSync(MODELS).filter((f) => f.endsWith(".onnx")).sort() : [];
 
-export function dice(p: Uint8Array, g: Uint8Array): number {
+function dice(p: Uint8Array, g: Uint8Array): number {
   let inter = 0, sp = 0, sg = 0;
   for (let i = 0; i < p.length; i++) {
     sp += p[i];

@@ -19,6 +19,7 @@
  * as the best of fixed allocations, not a proof for every design.
  */
 import { normalSf } from "../evaluate/wilcoxon.js";
+import { getOrInsert } from "../util/maps.js";
 
 export interface OracleBlock {
   /** the block's ATE in the reference (taken as exact) */
@@ -65,7 +66,7 @@ function fit(blocks: readonly OracleBlock[], n: Float64Array, spread: number): F
  * undefined (null) when the budget does not cover that.
  */
 function allocate(blocks: readonly OracleBlock[], budget: number, lambda: number, spread: number): Float64Array | null {
-  const live = blocks.map((b, i) => i).filter((i) => blocks[i].sd > 0);
+  const live = blocks.map((_, i) => i).filter((i) => blocks[i].sd > 0);
   const out = new Float64Array(blocks.length);
   if (live.length === 0) return out;
   if (budget < live.length) return null;
@@ -175,10 +176,7 @@ export function drawSd(values: readonly number[], stratum?: (i: number) => numbe
   if (values.length < 2) return 0;
   const groups = new Map<number, number[]>();
   values.forEach((v, i) => {
-    const h = stratum ? stratum(i) : 0;
-    let g = groups.get(h);
-    if (!g) groups.set(h, (g = []));
-    g.push(v);
+    getOrInsert(groups, stratum ? stratum(i) : 0, () => []).push(v);
   });
   let v = 0;
   for (const g of groups.values()) {

@@ -61,7 +61,7 @@ export function datasetCommand(): Command {
     };
     try {
       mkdirSync(root, { recursive: true });
-      writeFileSync(f.out, JSON.stringify(manifest, null, 1) + "\n");
+      writeFileSync(f.out, `${JSON.stringify(manifest, null, 1)}\n`);
     } catch (e) {
       fail(`cannot write ${f.out} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "give --out a path in a folder you can write to");
     }

@@ -12,7 +12,7 @@ export function zooCommand(): Command {
       const rows = list.map((m) => [m.name, m.card.dataset ?? "-", inputOf(m), diceOf(m), m.path]);
       const head = ["model", "dataset", "input", "Dice", "path"];
       const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-      for (const r of [head, ...rows]) process.stdout.write(r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  ") + "\n");
+      for (const r of [head, ...rows]) process.stdout.write(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]))).join("  ")}\n`);
       const installed = findZoo();
       process.stdout.write(
         installed

@@ -116,7 +116,7 @@ export async function writeComponentEffects(e: ComponentEffects, dir: string, ti
   const csv = [header.join(","), ...rows.map((u, i) => [i + 1, u.name, u.order, u.effect, u.rawEffect, u.stderr, u.samples, u.status, u.outputs.join(" "), sel(u, "channels"), sel(u, "rows"), sel(u, "cols")].map(csvCell).join(","))].join("\n");
   const files: Record<string, string | Buffer> = {
     "components.json": JSON.stringify({ ...e, evidence: ev.counts, units: rows.map((u, i) => ({ rank: i + 1, ...u, stderr: Number.isNaN(u.stderr) ? null : u.stderr, ...evOf.get(u) })), activations: undefined, provenance: undefined }, null, 1),
-    "components.csv": csv + "\n",
+    "components.csv": `${csv}\n`,
   };
   if (e.level === "spatial") {
     if (!image) throw new Error("spatial heatmaps need the image geometry");

@@ -50,7 +50,7 @@ export function makeOutcome(name: OutcomeName, spec: OutputSpec, layout: OutputL
         let inter = 0, sumP = 0;
         for (let i = 0; i < px.length; i++) {
           const v = prob(d, s, px[i]);
-          if (v !== v) nanError();
+          if (Number.isNaN(v)) nanError();
           if (v > t) { sumP++; inter += g[i]; }
         }
         return (100 * 2 * inter) / (sumP + sumG + 1e-10);
@@ -60,7 +60,7 @@ export function makeOutcome(name: OutcomeName, spec: OutputSpec, layout: OutputL
         let inter = 0, sumP = 0;
         for (let i = 0; i < px.length; i++) {
           const v = prob(d, s, px[i]);
-          if (v !== v) nanError();
+          if (Number.isNaN(v)) nanError();
           sumP += v; inter += v * g[i];
         }
         return (100 * 2 * inter) / (sumP + sumG + 1e-10);
@@ -70,7 +70,7 @@ export function makeOutcome(name: OutcomeName, spec: OutputSpec, layout: OutputL
         let sum = 0;
         for (let i = 0; i < px.length; i++) {
           const v = prob(d, s, px[i]);
-          if (v !== v) nanError();
+          if (Number.isNaN(v)) nanError();
           sum += v;
         }
         return (100 * sum) / px.length;
@@ -85,7 +85,7 @@ export function binarize(spec: OutputSpec, layout: OutputLayout, data: Float32Ar
   const out = new Uint8Array(n);
   for (let p = 0; p < n; p++) {
     const v = prob(data, slot, p);
-    if (v !== v) nanError();
+    if (Number.isNaN(v)) nanError();
     out[p] = v > spec.threshold ? 1 : 0;
   }
   return out;

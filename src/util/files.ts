@@ -112,7 +112,7 @@ export function claimOutputDir(dir: string, kind: OutputKind, flag = "--out"): v
   checkOutputKind(dir, kind, flag); // again: another command may have claimed the folder since the first check
   if (existsSync(join(dir, OUTPUT_MARKER))) return;
   try {
-    createExclusiveSync(join(dir, OUTPUT_MARKER), JSON.stringify({ format: "segcause.output/1", kind }) + "\n");
+    createExclusiveSync(join(dir, OUTPUT_MARKER), `${JSON.stringify({ format: "segcause.output/1", kind })}\n`);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e; // another process of the same run marked it
   }

@@ -3,7 +3,7 @@ export function encodeNpy(data: Float32Array, shape: number[]): Buffer {
   const dict = `{'descr': '<f4', 'fortran_order': False, 'shape': (${shape.join(", ")}${shape.length === 1 ? "," : ""}), }`;
   // Header (magic 6 + version 2 + length 2 + dict + newline) must be a multiple of 64 bytes.
   const unpadded = 10 + dict.length + 1;
-  const header = dict + " ".repeat((64 - (unpadded % 64)) % 64) + "\n";
+  const header = `${dict}${" ".repeat((64 - (unpadded % 64)) % 64)}\n`;
   const out = Buffer.alloc(10 + header.length + data.byteLength);
   out.write("\x93NUMPY", 0, "latin1");
   out[6] = 1;
