@@ -2,7 +2,6 @@
  * What the npm package holds and how segcause finds installed packages and its bundled models
  * (the slow end-to-end check, installing the packed tarball, is test/packed.test.ts).
  */
-import { spawnSync } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, normalize } from "node:path";
@@ -10,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { findModel, models, ZOO_INSTALL } from "../src/model/bundled.js";
 import { findPackage } from "../src/util/installed-package.js";
 import { runtimeVersions } from "../src/version.js";
-import { segcause } from "./helpers/cli.js";
+import { runNode, segcause } from "./helpers/cli.js";
 import { packedFiles } from "./helpers/npm.js";
 import { tmp } from "./helpers/tiny.js";
 
@@ -119,8 +118,8 @@ describe("the npm packages", () => {
     expect(pkg.scripts.prepack).toContain("npm run build");
     const checkout = tmp();
     write(join(checkout, "bin", "segcause.js"), readFileSync(join(ROOT, "bin", "segcause.js"), "utf8"));
-    const r = spawnSync(process.execPath, [join(checkout, "bin", "segcause.js"), "demo"], { encoding: "utf8" });
-    expect(r.status).toBe(1);
+    const r = runNode([join(checkout, "bin", "segcause.js"), "demo"]);
+    expect(r.code).toBe(1);
     expect(r.stderr).toBe("segcause: error: dist/ is not built (in a source checkout, run `npm run build` first)\n");
   });
 
@@ -135,15 +134,15 @@ describe("the npm packages", () => {
     const zoo = join(ROOT, "packages", "zoo");
     expect(json(join(zoo, "package.json")).version).toBe(json(join(ROOT, "package.json")).version);
     // prepack copies the models in; --ignore-scripts lists what the package.json would take from them
-    const r = spawnSync(process.execPath, ["assemble.mjs"], { cwd: zoo, encoding: "utf8" });
+    const r = runNode(["assemble.mjs"], { cwd: zoo });
     try {
-      expect(r.status, r.stderr).toBe(0);
+      expect(r.code, r.stderr).toBe(0);
       const files = packedFiles(zoo);
       expect(files.filter((f) => f.endsWith(".onnx")).sort()).toEqual(shippedModels.map((f) => `models/${f}`));
       for (const f of shippedModels) expect(files).toContain(`models/${f}.json`);
       for (const f of ["README.md", "LICENSE", "package.json"]) expect(files).toContain(f);
     } finally {
-      spawnSync(process.execPath, ["assemble.mjs", "--clean"], { cwd: zoo });
+      runNode(["assemble.mjs", "--clean"], { cwd: zoo });
     }
   });
 

@@ -273,7 +273,7 @@ describe("evaluate: bad arguments fail before any cell", () => {
 });
 
 describe("strategies: bad settings and unreadable maps", () => {
-  it("--block 0 (used to exhaust memory) and other settings are refused", () => {
+  it("--block 0 and other impossible settings are refused in one line before any map is read", () => {
     const maps = join(dir, "no-maps");
     mkdirSync(maps, { recursive: true });
     for (const [flag, value, pattern] of [
@@ -300,7 +300,7 @@ describe("strategies: bad settings and unreadable maps", () => {
 
 describe("components: bad arguments", () => {
   const base = () => ["components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--ablation", "zero", "--no-progress"];
-  it("--batch-size 0 (used to be an internal error)", () => {
+  it("--batch-size 0 is refused in one line naming the flag", () => {
     expectOneLineError(segcause(...base(), "--out", join(dir, "c1"), "--batch-size", "0"), /--batch-size must be an integer >= 1/);
   });
   it("--out that is a file is refused before the run", () => {
@@ -389,7 +389,7 @@ describe("bank build: bad arguments", () => {
 });
 
 describe("input files: devices, pipes and secrets", () => {
-  /** The CLI with a timeout: a FIFO used to block the read forever. */
+  /** The CLI with a timeout, so that a read that blocks (a FIFO nobody writes) fails the test in seconds. */
   const run = (...args: string[]) => {
     const r = spawnSync(process.execPath, [join(import.meta.dirname, "..", "bin", "segcause.js"), ...args], { encoding: "utf8", timeout: 20_000 });
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };

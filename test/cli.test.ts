@@ -61,13 +61,13 @@ describe("segcause explain (CLI)", () => {
 
 describe("interruption (CLI)", () => {
   // The shipped U-Net with the paper's schedule runs for minutes: killed once its first progress line
-  // is out, with two ONNX Runtime worker threads in flight (exiting under them used to abort, exit 134).
+  // is out, with two ONNX Runtime worker threads in flight (exiting under running threads aborts, exit 134).
   it("kill during a run with worker threads exits 143 with the message, not an abort", async () => {
     const root = join(import.meta.dirname, "..");
     const out = join(dir, "killed");
     const child = spawn(process.execPath, [join(root, "bin", "segcause.js"), "explain", "--model", join(root, "models/unet-ph2.onnx"),
       "--image", join(root, "samples/lesion.png"), "--roi", "56,112,32,32", "--bank", join(root, "samples/lesion-bank.scbank"),
-      "--schedule", "paper", "--workers", "2", "--threads", "1", "--batch-size", "4", "--out", out]);
+      "--schedule", "paper", "--workers", "2", "--threads", "1", "--batch-size", "4", "--out", out], { timeout: 100_000, killSignal: "SIGKILL" });
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => {
       stderr += d.toString();

@@ -63,7 +63,7 @@ describe("dataset manifests from folders", () => {
   });
 
   it("sees the images folder behind a symlink as the same folder, and refuses ambiguous or dropped mask options", () => {
-    // through a symlink the folders looked different: suffix '' won and every image was its own mask
+    // the masks folder is the images folder through a symlink: read as two folders, suffix '' would win and every image would be its own mask
     symlinkSync(join(root, "mixed"), join(root, "mixed-link"));
     expect(() => datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed-link"), splits: split, seed: 0 })).toThrow(/can only be told apart by --mask-suffix/);
     const linked = datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed-link"), maskSuffix: "_mask", splits: split, seed: 0 });

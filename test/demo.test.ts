@@ -1,9 +1,9 @@
 /** End to end: the CLI on the bundled default (shipped model, shipped sample, shipped bank). */
-import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { decodeNpy } from "../src/util/npy.js";
+import { runNode } from "./helpers/cli.js";
 import { tmp } from "./helpers/tiny.js";
 
 const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
@@ -12,8 +12,9 @@ describe("segcause demo", () => {
   it("explains the bundled sample with the bundled model and says what it wrote", () => {
     const out = join(tmp(), "demo");
     // The default (fast) schedule: a few hundred passes of the shipped U-Net.
-    const r = spawnSync(process.execPath, [BIN, "demo", "--out", out, "--no-progress"], { encoding: "utf8" });
-    expect(r.status, r.stderr).toBe(0);
+    // Killed below the suite's limit so that a hang is reported as one.
+    const r = runNode([BIN, "demo", "--out", out, "--no-progress"], { timeoutMs: 500_000, label: "segcause demo" });
+    expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("ground-truth mask");
     expect(r.stdout).toContain("overlay.png");
     const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));

@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { basename, join } from "node:path";
 import sharp from "sharp";
@@ -22,6 +21,7 @@ import { Model } from "../src/model/model.js";
 import { makeFills } from "../src/evaluate/fills.js";
 import { uniform } from "../src/util/rng.js";
 import { fail } from "../src/errors.js";
+import { segcause } from "./helpers/cli.js";
 import { regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 // Known causal structure: the prediction (the same at every pixel) is foreground iff the mean of
@@ -374,7 +374,7 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     // an outside RoI can be placed on c1, but Dice against an empty structure is undefined: skipped with the reason
     const oo = tmp("segcause-eval-empty-out-");
     const so = await runEvaluation(config(oo, ["t-oracle"], { dataset: m(cases), rois: parseRoiSpec("outside:8"), protocol }), ctl());
-    expect(so.skipped).toBe(3); // outside RoIs hold no ground-truth structure on any image; c1 is no longer an error
+    expect(so.skipped).toBe(3); // outside RoIs hold no ground-truth structure on any image; c1 is skipped, not an error
     expect(so.notes.join(" ")).toMatch(/c1 outside8-0: skipped \(.*empty/);
     // a label-map mask (three values) stops the run before any cell, naming the case
     const labels = join(d, "labels.png");
@@ -522,8 +522,7 @@ describe("stability", () => {
 });
 
 describe("command line", () => {
-  const BIN = join(__dirname, "..", "bin", "segcause.js");
-  const run = (args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8" });
+  const run = (args: string[]) => segcause(...args);
 
   it("evaluate runs, resumes, and strategies reads its cells", () => {
     const out = tmp("segcause-eval-cli-");
@@ -531,7 +530,7 @@ describe("command line", () => {
       "--rois", "boundary:8", "--steps", "5", "--fills", "zero,mean", "--radius", "8", "--threads", "1", "--out", out, "--no-progress"];
     const a = run(args);
     expect(a.stderr).toBe("");
-    expect(a.status).toBe(0);
+    expect(a.code).toBe(0);
     expect(a.stdout).toMatch(/^2 cells computed, 0 already finished, 0 skipped/);
     expect(existsSync(join(out, "report.html"))).toBe(true);
     const cell = JSON.parse(readFileSync(join(cellDir(out, { dataset: "tiny", model: "causal", image: "img3", roi: "boundary8-0" }, "occlusion"), "cell.json"), "utf8"));
@@ -542,25 +541,25 @@ describe("command line", () => {
     expect(JSON.parse(readFileSync(join(out, "run.json"), "utf8")).commands).toHaveLength(1);
     // A second command with other method options into the same folder: the report keeps both settings.
     const c = run([...args.slice(0, args.indexOf("--methods")), "--methods", "rise", "--set", "rise.masks=20", ...args.slice(args.indexOf("--rois"))]);
-    expect(c.status).toBe(0);
+    expect(c.code).toBe(0);
     expect(c.stdout).toMatch(/^1 cells computed/);
     const html = readFileSync(join(out, "report.html"), "utf8");
     expect(html).toContain("settings 1 of 2");
     expect(html).toMatch(/settings 2 of 2[\s\S]*rise \{(&quot;|")masks(&quot;|"):20\}/);
     expect(html).toMatch(/occlusion \{(&quot;|")stride(&quot;|"):4/);
     const s = run(["strategies", "--maps", out, "--out", join(out, "strategies")]);
-    expect(s.status).toBe(0);
+    expect(s.code).toBe(0);
     expect(s.stdout).toMatch(/^3 maps: /);
     // --json: one JSON document on stdout, nothing else there
     const j = run([...args, "--json"]);
-    expect(j.status, j.stderr).toBe(0);
+    expect(j.code, j.stderr).toBe(0);
     expect(JSON.parse(j.stdout)).toMatchObject({ format: "segcause.evaluate-summary/1", run: { computed: 0, resumed: 2 }, cells: 3 });
     expect(JSON.parse(j.stdout).files).toContain("report.html");
   });
 
   it("rejects options a method does not declare", () => {
     const r = run(["evaluate", "--models", modelPath, "--dataset", dir, "--methods", "zero", "--set", "zero.samples=3", "--out", tmp()]);
-    expect(r.status).toBe(1);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/zero has no option 'samples'/);
     const r2 = run(["evaluate", "--models", modelPath, "--dataset", dir, "--methods", "zero", "--set", "pdcr.samples=3", "--out", tmp()]);
     expect(r2.stderr).toMatch(/method pdcr is not in --methods/);

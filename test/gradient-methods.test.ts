@@ -1,4 +1,3 @@
-import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
@@ -21,6 +20,7 @@ import { dilate, diceLoss, explainMisure } from "../src/explain/misure.js";
 import { resizeBilinear, resizeBilinearTranspose } from "../src/util/bilinear.js";
 import { getMethod } from "../src/explain/catalog.js";
 import { resolveOptions } from "../src/explain/methods.js";
+import { segcause } from "./helpers/cli.js";
 import { regionMeanModel, tmp, writeImage, writeModel, SIZE } from "./helpers/tiny.js";
 
 const sig = (z: number) => 1 / (1 + Math.exp(-z));
@@ -527,14 +527,13 @@ describe("registry", () => {
 });
 
 describe("segcause explain --method <gradient method> (CLI, needs the build)", () => {
-  const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
-  const cli = (...args: string[]) => spawnSync(process.execPath, [BIN, "explain", "--threads", "1", "--workers", "1", "--no-progress", ...args], { encoding: "utf8" });
+  const cli = (...args: string[]) => segcause("explain", "--threads", "1", "--workers", "1", "--no-progress", ...args);
 
   it("ig with shared occlusion flags writes a signed pixel map with its passes", () => {
     const out = join(dir, "cli-ig");
     const r = cli("--method", "ig", "--steps", "4", "--fill-kind", "mean", "--batch-size", "2", "--model", paths.smooth, "--image", images.ramp, "--roi", "16,0,8,8", "--outcome", "mean-prob", "--out", out);
     expect(r.stderr).toBe("");
-    expect(r.status).toBe(0);
+    expect(r.code).toBe(0);
     const man = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
     expect(man.method).toBe("ig");
     expect(man.backwardPasses).toBe(4);
@@ -546,7 +545,7 @@ describe("segcause explain --method <gradient method> (CLI, needs the build)", (
 
   it("gradcam with an unknown --layer exits 1 listing the candidates", () => {
     const r = cli("--method", "gradcam", "--layer", "nope", "--model", paths.smooth, "--image", images.ramp, "--roi", "16,0,8,8", "--outcome", "mean-prob", "--out", join(dir, "cli-cam"));
-    expect(r.status).toBe(1);
+    expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--layer 'nope' is not a tensor [\s\S]*\n {4}feat {2}\[4 channels, Sigmoid\]/);
   });
 });

@@ -8,7 +8,7 @@ import { tmp } from "./helpers/tiny.js";
 
 /** The pid of a process that has exited (so certainly not alive, unless the pid is reused at once). */
 function deadPid(): number {
-  return Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" }).stdout);
+  return Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8", timeout: 30_000 }).stdout);
 }
 
 const record = (pid: number) => JSON.stringify({ format: "segcause.lock/1", pid, host: hostname(), started: "2026-01-01T00:00:00.000Z", command: "segcause explain" }, null, 1);

@@ -253,7 +253,7 @@ describe("unusual but valid exports, and invalid ones", () => {
     await expect(Model.load(p)).rejects.toThrow(/the model card names output 'mian', but the graph's outputs are 'aux', 'main'/);
   });
 
-  it("an input that is not float32 is refused with the type (ONNX Runtime's own message named no fix)", async () => {
+  it("an input that is not float32 is refused at load, naming its type and what segcause feeds", async () => {
     const g = new GraphBuilder("uint8-in");
     const x = g.input("x", ["N", 3, 8, 8], TensorProto_DataType.UINT8);
     g.output(g.node("Cast", [x], { to: TensorProto_DataType.FLOAT }, ["y"]), ["N", 3, 8, 8]);
@@ -511,7 +511,7 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     await n.release();
   });
 
-  it("review fixes: class channel from the shapes at the card's size, non-float outputs, channels-last outputs of unknown rank", async () => {
+  it("outputs with symbolic or no declared shapes: the class channel comes from the shapes at the card's size, an integer output and a wrong channels-last reading are named at load", async () => {
     // tf2onnx style: every size symbolic; the 2-class output's class count is known only at the card's size
     const g = new GraphBuilder("tf2onnx-2class");
     const x = g.input("x", ["N", "unk1", "unk2", 3]);
@@ -533,7 +533,7 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     expect(n.card.output.channel).toBe(1);
     await n.release();
 
-    // an ArgMax output is named as such at load (ONNX Runtime's type error blamed the export)
+    // an ArgMax output is named as such at load (ONNX Runtime's own type error would blame the export)
     const a = new GraphBuilder("argmax");
     const ax = a.input("x", ["N", 16, 16, 3]);
     a.output(a.node("ArgMax", [ax], { axis: 3, keepdims: 1 }, ["y"]), ["N", 16, 16, 1]);

@@ -84,7 +84,7 @@ describe("one writer per output folder (explain, components)", () => {
 
   it("the lock of a run that died (same host, no such process) is taken over with a note, and released at the end", () => {
     const out = join(dir, "locked-stale");
-    const dead = spawnSync(process.execPath, ["-e", ""]).pid;
+    const dead = spawnSync(process.execPath, ["-e", ""], { timeout: 30_000 }).pid;
     lockOf(out, { pid: dead, host: hostname() });
     const r = segcause(...explain(out));
     expect(r.code, r.stderr).toBe(0);

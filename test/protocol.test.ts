@@ -286,13 +286,13 @@ describe("the published run's protocol", () => {
     const run = JSON.parse(readFileSync(join(import.meta.dirname, "..", "docs", "results", "run.json"), "utf8")) as { protocol: Record<string, unknown> & { seed: number } };
     const { seed, ...settings } = run.protocol;
     const key = protocolKey({ ...(settings as unknown as Protocol), rankUnits: { kind: "pixel" }, topArea: [], controls: ["random"] }, seed);
-    // the old code keyed cells by JSON.stringify({ ...protocol, seed }), which run.json recorded
+    // the published cells are keyed by JSON.stringify({ ...protocol, seed }) of these settings, which run.json records
     expect(JSON.stringify(key)).toBe(JSON.stringify(run.protocol));
     // any other setting is keyed
     expect(protocolKey({ ...(settings as unknown as Protocol), rankUnits: { kind: "block", size: 16 }, topArea: [0.1], controls: ["random", "distance"] }, seed)).toMatchObject({ rankUnits: "block:16", topArea: [0.1], controls: ["random", "distance"] });
   });
 
-  it("cells computed with it keep the keys, metrics and control curves the code gave before the unit protocol", async () => {
+  it("cells computed with it keep their pinned keys, metrics and control curves", async () => {
     const dir = tmp("segcause-protocol-legacy-");
     const inC = (p: number) => Math.floor(p / S) < 16 && p % S >= 16;
     const modelPath = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
@@ -309,7 +309,7 @@ describe("the published run's protocol", () => {
       protocol: { ...PROTOCOL_DEFAULTS, steps: 8, patchDraws: 1, fills: ["zero", "patches"], rankUnits: { kind: "pixel" }, topArea: [], controls: ["random"] },
     });
     const [cell] = listCells(out), [control] = listControls(out);
-    // pinned from the code before the unit protocol (same model, images, settings)
+    // pinned: the published protocol's cell keys must not change (same model, images, settings)
     expect(cell.key).toBe("10d5ae9ceee80b630ab3d88f0e0f059136bfe3e2a79aa2396829d45ca6c401bf");
     expect(control.key).toBe("74840fbdf33ad70ab4336505c3c703900f50bdeeec880cf98b08bbcbe5f97a61");
     const { wall_s, ...metrics } = cell.metrics;

@@ -23,7 +23,7 @@ const MODELS = readdirSync(join(ROOT, "models")).filter((f) => f.endsWith(".onnx
 /**
  * The cheapest settings that still exercise every part of each method. PdCR's block is an eighth
  * of the input side (64 blocks), with a bank of that patch size cut from the model's own training
- * split: at the default 8 px a 512 px model has 4,096 blocks, tens of minutes per map here.
+ * split: at the default 8 px a 512 px model has 4,096 blocks, far too many passes for a test.
  */
 const CHEAP: Record<string, Record<string, unknown>> = {
   pdcr: { samples: 4, mapNoise: 100 },

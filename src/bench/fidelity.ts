@@ -50,9 +50,9 @@ export interface FidelityResult extends FidelityCase {
   passRatio: number;
   /**
    * The oracle (./oracle.ts: the best split of the passes over unbiased block means) at 10% of the
-   * paper's passes (issue 7's budget), from the reference's per-draw spread: with uniform draws, and
-   * with the fast schedule's brightness strata; and the budget it needs for both targets. Absent
-   * when the reference's draws (its checkpoint) are gone.
+   * paper's passes (the fidelity target's budget, docs/performance.md), from the reference's
+   * per-draw spread: with uniform draws, and with the fast schedule's brightness strata; and the
+   * budget it needs for both targets. Absent when the reference's draws (its checkpoint) are gone.
    */
   oracle10?: { uniform: OracleBound; stratified: OracleBound; budgetForTarget: { uniform: number; stratified: number } };
   /** the oracle (with strata) at the fast schedule's own pass count: how far the fast schedule is from the best possible */

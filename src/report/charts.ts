@@ -73,7 +73,10 @@ export function summarySvg(s: MapStats, title: string, mapPng?: Buffer): string 
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}">${parts.join("")}</svg>`;
 }
 
-/** A rendered plot as a palette PNG: 256 colours look the same for charts and diverging maps and take half the bytes of RGBA (reports embed dozens). */
+/**
+ * A rendered plot as a palette PNG: 256 colours look the same for charts and diverging maps, and one byte
+ * per pixel instead of RGBA's four keeps reports, which embed dozens, small.
+ */
 export function svgToPng(svg: string): Promise<Buffer> {
   return sharp(Buffer.from(svg)).png({ palette: true }).toBuffer();
 }

@@ -8,10 +8,27 @@ const BIN = join(import.meta.dirname, "..", "..", "bin", "segcause.js");
 /** A CLI call that hangs fails its test in minutes, not at the suite's limit (generous: CI shares 2 cores). */
 const CLI_TIMEOUT_MS = 240_000;
 
-export function segcause(...args: string[]): { code: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: CLI_TIMEOUT_MS, killSignal: "SIGKILL" });
+export interface ChildRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * `node <args>` killed after `timeoutMs` (the CLI timeout unless given), so that a hang fails its test with a
+ * line saying so instead of holding the suite until its limit.
+ */
+export function runNode(args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; label?: string } = {}): ChildRun {
+  const timeout = opts.timeoutMs ?? CLI_TIMEOUT_MS;
+  const r = spawnSync(process.execPath, args, { cwd: opts.cwd, env: opts.env, encoding: "utf8", timeout, killSignal: "SIGKILL" });
   const timedOut = (r.error as NodeJS.ErrnoException | undefined)?.code === "ETIMEDOUT";
-  return { code: r.status, stdout: r.stdout, stderr: timedOut ? `${r.stderr}\n[test harness: segcause ${args[0] ?? ""} killed after ${CLI_TIMEOUT_MS / 1000} s]` : r.stderr };
+  const label = opts.label ?? `node ${args[0] ?? ""}`;
+  return { code: r.status, stdout: r.stdout, stderr: timedOut ? `${r.stderr}\n[test harness: ${label} killed after ${timeout / 1000} s]` : r.stderr };
+}
+
+/** The built CLI, as a user runs it. */
+export function segcause(...args: string[]): ChildRun {
+  return runNode([BIN, ...args], { label: `segcause ${args[0] ?? ""}` });
 }
 
 /**
