@@ -418,7 +418,7 @@ describe("Seg-Grad-CAM", () => {
       const a = await explainGradCam(m, k, roi);
       expect(a.provenance.settings.layerUsed).toBe("A");
       await expect(explainGradCam(m, k, roi, { layer: "Aaux" })).rejects.toThrow(/--layer 'Aaux' does not feed the explained output 'mask'/);
-      // evaluate keys this model's automatic Grad-CAM cells apart from those of the older rule
+      // restricting the automatic layer to the output's ancestors moves it on this model, so evaluate keys its Grad-CAM cells apart
       expect(autoLayerMovedByOutputPath(m)).toBe(true);
     });
     await withModel(paths.cam, images.cam, async (m) => expect(autoLayerMovedByOutputPath(m)).toBe(false));

@@ -732,7 +732,8 @@ describe("DeepLIFT rescale rule", () => {
 
   it("the max rule stays exact where the reference's maxima tie (a constant baseline: every window alike)", async () => {
     const bytes = tiny([2, 5, 5], (g, x) => {
-      const h = g.node("Relu", [g.node("Conv", [x, weights(g, [4, 2, 3, 3], 91)], { kernel_shape: [3, 3] })]); // no pads: constant on a constant input
+      // no pads: constant on a constant input
+      const h = g.node("Relu", [g.node("Conv", [x, weights(g, [4, 2, 3, 3], 91)], { kernel_shape: [3, 3] })]);
       const both = g.node("Concat", [g.node("GlobalMaxPool", [h]), g.node("ReduceMin", [h], { axes: [2, 3], keepdims: 1 })], { axis: 1 });
       const pooled = g.node("Conv", [both, weights(g, [4, 8, 1, 1], 92)], { kernel_shape: [1, 1] });
       const spatial = g.node("Max", [h, g.node("Mul", [h, g.constant([], [0.5])]), g.node("ReduceMax", [h], { axes: [1], keepdims: 1 })]);

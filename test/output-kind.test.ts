@@ -146,7 +146,8 @@ describe("an output read as logits that lies within [0, 1] on the unperturbed im
     });
     await withModel(path, async (model) => {
       const kase = await loadCase(model, image);
-      // the clipped score is 0.90 (bright block) or 0.08 (dark patch), and its sigmoid above 0.5 either way:: every pixel foreground, whatever the block holds
+      // the clipped score is 0.90 (bright block) or 0.08 (dark patch), and its sigmoid above 0.5 either way:
+      // every pixel foreground, whatever the block holds
       const a = await explainPdcr(model, kase, { roi: ROI }, { bank: flatBank([20, 20, 20]), schedule: "paper" });
       expect(a.baseOutcome).toBeCloseTo(100, 6);
       expect(a.units.every((u) => u.effect === 0)).toBe(true);

@@ -181,7 +181,7 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
     const oracle = haveDraws ? oracleBlocks(JSON.parse(readFileSync(refDraws, "utf8")).samples, cached, new PatchIntervention(bank, model, undefined, kase), fastAttribution.baseOutcome) : undefined;
     if (haveDraws && !oracle) o.log(`  ${name}: ${refDraws} does not hold the reference's draws (another case or bank?): no oracle bound`);
     const budget10 = 0.1 * cached.paper.forwardPasses;
-    // Issue 7's targets: Pearson >= 0.95 and the same sign on >= 95% of the significant blocks.
+    // The fidelity targets (docs/performance.md): Pearson >= 0.95 and the same sign on >= 95% of the significant blocks.
     const oracle10 = oracle && {
       uniform: oracleBound(oracle.uniform, budget10),
       stratified: oracleBound(oracle.stratified, budget10),

@@ -66,7 +66,7 @@ function ownedKind(dir: string): OutputKind | undefined {
     const kind = JSON.parse(readFileSync(join(dir, OUTPUT_MARKER), "utf8"))?.kind;
     if (["explain", "components", "evaluate", "strategies"].includes(kind)) return kind as OutputKind;
   } catch {
-    // no marker: a folder written before markers, or not segcause's
+    // no marker: an output of a segcause without markers, or not segcause's
   }
   return outputKind(dir);
 }
@@ -92,7 +92,10 @@ export function checkOutputFolder(dir: string, mine: OutputKind, flag = "--out")
   checkWritable(dir, flag);
 }
 
-/** Fails in one line unless a file can be created in `dir` (or in its nearest existing ancestor): a probe, since permissions alone do not tell (root, read-only mounts). */
+/**
+ * Fails in one line unless a file can be created in `dir` (or in its nearest existing ancestor): a probe, since
+ * permissions alone do not tell (root, read-only mounts).
+ */
 export function checkWritable(dir: string, flag = "--out"): void {
   let p = resolve(dir);
   while (kindOf(p) === "missing" && dirname(p) !== p) p = dirname(p);
