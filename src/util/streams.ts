@@ -1,8 +1,9 @@
 /**
  * Every random stream of segcause, named in one place. A random number is a pure function of
- * (seed, stream, index) (util/rng.ts), so two uses that share a seed must use different streams or
- * their draws would be the same numbers. The values never change: every map, RoI, curve and
- * published interval for a given seed is decided by them.
+ * (seed, stream, index) (util/rng.ts), so two uses that share a seed within one computation must
+ * use different streams or their draws would be the same numbers (uses in different computations,
+ * e.g. SmoothGrad's per-sample streams and LIME's coalitions, may overlap). The values never change:
+ * every map, RoI, curve and published interval for a given seed is decided by them.
  *
  * Sample numbering, engine by engine (what (seed, stream, index) means):
  * - Block engine (PdCR, zero ablation, donor ATE; explain/block-effects.ts): the stream is the unit
