@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { csvRecords } from "./html.js";
-import { markdownSummary, statisticsCsv } from "./report.js";
+import { markdownSummary, statisticsCsv } from "./tables.js";
 import type { MapResult } from "./strategies/maps.js";
 import { modelPairs, modelPairsCsv } from "./strategies/pairs.js";
 import { summarizeRows, type Row, type Summary } from "./summary.js";
