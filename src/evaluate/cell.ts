@@ -27,6 +27,7 @@ import { distanceUnits, randomUnits, rankUnits, type Ranking } from "./ordering.
 import { topAreaMetric, type Protocol } from "./protocol.js";
 import { domainUnits, rankUnitsName, type DomainUnits } from "./rank-units.js";
 import type { PlacedRoi } from "./rois.js";
+import { curveMetrics } from "./summary.js";
 import { writeAtomic, type CellId, type CellRecord, type ControlRecord, type FillResult } from "./store.js";
 
 /** What the cells of one (model, image, RoI) share. */
@@ -123,13 +124,6 @@ export function noisyCase(kase: Case, sigma: number, seed: number): Case {
   return { ...kase, image: { ...kase.image, data }, imageSha256: sha256(data), derivedFrom: kase.derivedFrom ?? kase.imageSha256 };
 }
 
-function curveMetrics(c: CurvePair, m: Record<string, number | null>, fill: string): void {
-  m[`del_auc:${fill}`] = c.deletionAuc;
-  m[`ins_auc:${fill}`] = c.insertionAuc;
-  m[`del_norm:${fill}`] = c.deletionAucNorm;
-  m[`ins_norm:${fill}`] = c.insertionAucNorm;
-}
-
 /** Where a cell was computed and with what: the parts of its record that are not measured. */
 export interface CellHeader {
   key: string;
@@ -154,7 +148,7 @@ export async function measureCell(ctx: RoiContext, control: ControlRecord, h: Ce
     const { curves, topArea } = await orderCurves(ctx, order, f, ends);
     const topk = await topKEffects(prober, order, f, P.topk, target.base);
     results[f.name] = { ends, curves, topk, ...(topArea ? { topArea } : {}) } satisfies FillResult;
-    curveMetrics(curves, metrics, f.name);
+    curveMetrics(curves, f.name, metrics);
     for (const t of topk) metrics[`top${Math.round(t.k * 100)}:${f.name}`] = t.effect;
     for (const t of topArea ?? []) metrics[topAreaMetric(t.k, f.name)] = t.effect;
   }
