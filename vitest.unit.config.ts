@@ -14,6 +14,8 @@ export default defineConfig({
       "test/pdcr.test.ts",
       "test/perturbation.test.ts",
       "test/strategies.test.ts",
+      "test/streams.test.ts",
+      "test/cell-key.test.ts",
     ],
     testTimeout: 60_000,
   },

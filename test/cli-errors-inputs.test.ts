@@ -13,7 +13,7 @@ import { buildPatchBank } from "../src/data/patchbank.js";
 import { parseRoiSpec } from "../src/evaluate/rois.js";
 import { getMethod } from "../src/explain/catalog.js";
 import { resolveOptions } from "../src/explain/methods.js";
-import { strategyStats } from "../src/evaluate/strategies.js";
+import { strategyStats } from "../src/evaluate/strategies/stats.js";
 import { decimal, decimalInteger } from "../src/util/decimal.js";
 import { Command } from "commander";
 import sharp from "sharp";

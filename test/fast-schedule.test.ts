@@ -10,7 +10,8 @@ import { blockGrid } from "../src/explain/units.js";
 import { Region } from "../src/target/roi.js";
 import { t975 } from "../src/util/tdist.js";
 import { writeAttribution } from "../src/report/write.js";
-import { keyedOptions, resolveOptions } from "../src/explain/methods.js";
+import { resolveOptions } from "../src/explain/methods.js";
+import { keyedOptions } from "../src/evaluate/cell-key.js";
 import { pdcrMethod } from "../src/explain/pdcr.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 

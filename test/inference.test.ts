@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { bootstrapMeanCi, bootstrapRanks, holm, median } from "../src/evaluate/inference.js";
-import { modelPairs } from "../src/evaluate/strategies-report.js";
+import { modelPairs } from "../src/evaluate/strategies/pairs.js";
 import { summarizeRows, type Row } from "../src/evaluate/summary.js";
 
 describe("Holm's adjustment", () => {

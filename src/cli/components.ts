@@ -19,6 +19,7 @@ import { writeComponentEffects } from "../report/components.js";
 import { parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { Rng } from "../util/rng.js";
+import { STREAM } from "../util/streams.js";
 import { stderrProgress } from "../util/progress.js";
 import { addOutputFlags, emit, showProgress, type OutputFlags } from "./output.js";
 import { componentsJson } from "./summary.js";
@@ -135,7 +136,7 @@ export function componentsCommand(): Command {
         const paths: string[] = [];
         for (const p of all) if ((await sha256File(p)) !== kase.imageSha256) paths.push(p);
         if (paths.length === 0) fail(`every donor image in ${f.donors} is the explained image itself`, "pass other images of the same domain as --donors");
-        const picked = new Rng(f.seed, 7).sampleWithoutReplacement(paths.length, f.maxDonors).sort((a, b) => a - b);
+        const picked = new Rng(f.seed, STREAM.donorPick).sampleWithoutReplacement(paths.length, f.maxDonors).sort((a, b) => a - b);
         for (const i of picked) donors.push(await loadCase(model, paths[i]));
       }
       // Finished samples are checkpointed in --out: rerunning the same command after an interruption resumes.

@@ -7,9 +7,10 @@ import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
 import { checkOptionValue, kebab, resolveOptions } from "../explain/methods.js";
 import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA } from "../explain/interventions.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
-import { PROTOCOL_DEFAULTS, runEvaluation, type MethodRun } from "../evaluate/benchmark.js";
+import { runEvaluation } from "../evaluate/benchmark.js";
+import { recordedProtocol } from "../evaluate/cell-key.js";
 import { parseFills } from "../evaluate/fills.js";
-import { parseControls, parseTopArea } from "../evaluate/protocol.js";
+import { parseControls, parseTopArea, PROTOCOL_DEFAULTS, type MethodRun } from "../evaluate/protocol.js";
 import { parseRankUnits, rankUnitsName } from "../evaluate/rank-units.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
 import { checkCellsMatchRun, recordRun } from "../evaluate/run-record.js";
@@ -138,7 +139,7 @@ export function evaluateCommand(): Command {
         // run.json marks --out as an evaluation: written only once the models, dataset and bank are
         // checked, and refused (under a lock) when the folder holds an evaluation with other settings.
         const command = ["segcause", ...process.argv.slice(2)].join(" ");
-        const recordRunSettings = () => recordRun(f.out, { protocol: { ...protocol, rankUnits: rankUnitsName(protocol.rankUnits), seed: f.seed }, methods }, command);
+        const recordRunSettings = () => recordRun(f.out, { protocol: recordedProtocol(protocol, f.seed), methods }, command);
         const t0 = Date.now();
         const s = await runEvaluation(
           {

@@ -1,7 +1,7 @@
 /** `segcause strategies`: local / global / sequential perceptual strategies from attribution maps. */
 import { Command } from "commander";
-import { STRATEGY_DEFAULTS } from "../evaluate/strategies.js";
-import { writeStrategyReport } from "../evaluate/strategies-report.js";
+import { STRATEGY_DEFAULTS } from "../evaluate/strategies/stats.js";
+import { writeStrategyReport } from "../evaluate/strategies/report.js";
 import { int, num } from "./options.js";
 import { checkOutputDir, checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { existsSync } from "node:fs";

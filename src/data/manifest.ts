@@ -4,6 +4,7 @@ import { basename, dirname, extname, join, resolve } from "node:path";
 import { z } from "zod";
 import { fail } from "../errors.js";
 import { Rng } from "../util/rng.js";
+import { STREAM } from "../util/streams.js";
 import { readJsonBounded } from "../util/read.js";
 import { IMAGE_FORMATS, listImages } from "./image.js";
 
@@ -151,7 +152,7 @@ export function datasetFromFolders(o: FolderDatasetOptions): FolderDataset {
   }
   const used = new Set(paired.filter((m): m is string => m !== undefined));
   // Seeded shuffle, then consecutive runs of it per split (cumulative rounding: the sizes add up).
-  const order = new Rng(o.seed, 11).sampleWithoutReplacement(keys.length, keys.length);
+  const order = new Rng(o.seed, STREAM.splitShuffle).sampleWithoutReplacement(keys.length, keys.length);
   const total = o.splits.reduce((s, x) => s + x.share, 0);
   const splitOf = new Array<string>(keys.length);
   let start = 0, cum = 0;

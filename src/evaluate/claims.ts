@@ -4,7 +4,7 @@
  * such block against these functions on the published tables (so prose cannot drift from the data).
  */
 import { csvRecords } from "./html.js";
-import { pdcrPairCounts } from "./report.js";
+import { pdcrPairCounts } from "./tables.js";
 import { direction, isControl, RANDOM, winners, type Summary } from "./summary.js";
 
 const ORDINAL = (n: number) => `${n}${n % 100 >= 11 && n % 100 <= 13 ? "th" : ["th", "st", "nd", "rd"][n % 10] ?? "th"}`;

@@ -9,7 +9,7 @@ import type { PatchBank } from "../data/patchbank.js";
 import type { Model } from "../model/model.js";
 import { FillIntervention, PatchIntervention, type Intervention } from "../explain/interventions.js";
 import { randomInt } from "../util/rng.js";
-import { STREAM } from "./ordering.js";
+import { STREAM } from "../util/streams.js";
 
 export const FILL_NAMES = ["patches", "blur", "zero", "mean"] as const;
 export type FillName = (typeof FILL_NAMES)[number];

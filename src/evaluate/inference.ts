@@ -4,11 +4,10 @@
  * independent observation, not several) for intervals of means, paired differences and ranks.
  */
 import { Rng } from "../util/rng.js";
+import { STREAM } from "../util/streams.js";
 
 /** Bootstrap resamples behind every interval (percentile intervals; seeded, so reports are reproducible). */
 export const BOOTSTRAP_RESAMPLES = 1000;
-/** Stream of the bootstrap's random numbers (seeded by the cluster count): one stream per purpose, as elsewhere. */
-const BOOTSTRAP_STREAM = 0x5eed_b007;
 
 /**
  * Holm-adjusted p-values: p_(i) · (m − i + 1), made monotone, capped at 1; m counts the finite p.
@@ -47,7 +46,7 @@ const resampleCache = new Map<number, Int32Array>();
 function resamples(n: number): Int32Array {
   let r = resampleCache.get(n);
   if (!r) {
-    const rng = new Rng(n, BOOTSTRAP_STREAM);
+    const rng = new Rng(n, STREAM.bootstrap);
     r = new Int32Array(BOOTSTRAP_RESAMPLES * n);
     for (let i = 0; i < r.length; i++) r[i] = rng.int(n);
     resampleCache.set(n, r);

@@ -8,10 +8,8 @@
  * support, ties by a seeded permutation of the pixels.
  */
 import { uniform } from "../util/rng.js";
+import { STREAM } from "../util/streams.js";
 import { pixelUnits, unitCount, type DomainUnits } from "./rank-units.js";
-
-/** Stream numbers of the benchmark's random choices (pure functions of the seed, see util/rng). */
-export const STREAM = { tieBreak: 0x7e51, randomOrder: 0x7e52, fillDraws: 0x7e53, noise: 0x7e54, roi: 0x7e55 } as const;
 
 /** The domain ranked by units. */
 export interface Ranking {

@@ -1,45 +1,86 @@
 /**
- * The protocol settings that enter every cell's key. The published run's cells were keyed by the
- * settings it had (steps … reference, seed, in that order); a setting added since enters the key
- * only when it differs from what that protocol did (pixel rank units, no area-matched top-k, the
- * random control alone), so a folder computed with those settings keeps its keys and stays
- * resumable, and any other setting gets cells of its own.
+ * What a benchmark run is asked to do: the models, dataset and methods (EvaluateConfig) and the
+ * measurement protocol with its defaults, plus the parsers of the protocol's list flags. How these
+ * settings key the cells is cell-key.ts's job.
  */
 import { fail } from "../errors.js";
-import { rankUnitsName, type RankUnits } from "./rank-units.js";
+import type { OutcomeName } from "../target/outcome.js";
+import type { FillName } from "./fills.js";
+import { RANK_UNITS_DEFAULT, type RankUnits } from "./rank-units.js";
+import type { RoiSpec } from "./rois.js";
 
 export const CONTROL_NAMES = ["random", "distance"] as const;
 export type ControlName = (typeof CONTROL_NAMES)[number];
 
-/** The settings a protocol key is made of (benchmark.ts's Protocol). */
-export interface KeyedProtocol {
-  steps: number;
-  fills: string[];
-  patchDraws: number;
-  blurSigma: number;
-  topk: number[];
-  radius: number;
-  minRange: number;
-  stability: boolean;
-  noiseSigma: number;
-  outcome: string;
-  reference: string;
-  rankUnits: RankUnits;
-  topArea: number[];
-  controls: ControlName[];
+export interface MethodRun {
+  /** registry name */
+  name: string;
+  /** given options (the rest take the method's defaults) */
+  options: Record<string, unknown>;
 }
 
-/** How run.json records the settings added since the published run, for a run.json written before them. */
-export const SETTINGS_BEFORE_UNITS: Record<string, unknown> = { rankUnits: "pixel", topArea: [], controls: ["random"] };
+export interface Protocol {
+  /** steps of the curves, each removing round(k·U/K) units in all (default 20) */
+  steps: number;
+  /** units every map is ranked on (default 16 px blocks clipped to the domain; pixel = the published run's protocol) */
+  rankUnits: RankUnits;
+  fills: FillName[];
+  /** natural-patch draws averaged per curve point (default 2) */
+  patchDraws: number;
+  blurSigma: number;
+  /** fractions of the positive support mass for the top-k effects (default 0.01, 0.05, 0.1, 0.2) */
+  topk: number[];
+  /** fractions of the domain's area for the area-matched top-k effects (default 0.01, 0.05, 0.1, 0.2; empty = none) */
+  topArea: number[];
+  /** model-free orders measured beside the methods: the random order (always) and distance to the RoI (default both) */
+  controls: ControlName[];
+  /** leakage radius in pixels (default 32) */
+  radius: number;
+  /** normalised AUCs are undefined unless removing all of D lowers the outcome by at least this: m(X) − m(removed) ≥ minRange (default 5 outcome units) */
+  minRange: number;
+  /** run each method twice more (noisy input, seed + 1) for the stability metrics */
+  stability: boolean;
+  /** sd of the Gaussian pixel noise for stability, in 0..255 units (default 4) */
+  noiseSigma: number;
+  outcome: OutcomeName;
+  reference: "auto" | "ground-truth" | "prediction";
+}
 
-export function protocolKey(p: KeyedProtocol, seed: number): Record<string, unknown> {
-  const { steps, fills, patchDraws, blurSigma, topk, radius, minRange, stability, noiseSigma, outcome, reference } = p;
-  return {
-    steps, fills, patchDraws, blurSigma, topk, radius, minRange, stability, noiseSigma, outcome, reference, seed,
-    ...(p.rankUnits.kind !== "pixel" ? { rankUnits: rankUnitsName(p.rankUnits) } : {}),
-    ...(p.topArea.length > 0 ? { topArea: p.topArea } : {}),
-    ...(p.controls.includes("distance") ? { controls: p.controls } : {}),
-  };
+export const PROTOCOL_DEFAULTS: Protocol = {
+  steps: 20,
+  rankUnits: RANK_UNITS_DEFAULT,
+  fills: ["patches", "blur", "zero", "mean"],
+  patchDraws: 2,
+  blurSigma: 5,
+  topk: [0.01, 0.05, 0.1, 0.2],
+  topArea: [0.01, 0.05, 0.1, 0.2],
+  controls: ["random", "distance"],
+  radius: 32,
+  minRange: 5,
+  stability: false,
+  noiseSigma: 4,
+  outcome: "dice",
+  reference: "auto",
+};
+
+export interface EvaluateConfig {
+  models: string[];
+  /** manifest.json or a dataset folder */
+  dataset: string;
+  split: string;
+  /** first n cases of the split, in manifest order (default all) */
+  images?: number;
+  methods: MethodRun[];
+  rois: RoiSpec;
+  /** natural-patch bank; default: built per model input size from `bankSplits` of the dataset, cached in out/banks */
+  bank?: string;
+  bankSplits: string[];
+  bankPatchSize: number;
+  out: string;
+  seed: number;
+  protocol: Protocol;
+  batchSize?: number;
+  threads?: number;
 }
 
 /** `random,distance`; the random control is always computed (the curves' end points come with it). */

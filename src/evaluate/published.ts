@@ -6,8 +6,9 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { csvRecords } from "./html.js";
-import { markdownSummary, statisticsCsv } from "./report.js";
-import { modelPairs, modelPairsCsv, type MapResult } from "./strategies-report.js";
+import { markdownSummary, statisticsCsv } from "./tables.js";
+import type { MapResult } from "./strategies/maps.js";
+import { modelPairs, modelPairsCsv } from "./strategies/pairs.js";
 import { summarizeRows, type Row, type Summary } from "./summary.js";
 
 /** Rows of a cells.csv written by the report (dataset, model, image, roi, …, method, …, one column per metric). */

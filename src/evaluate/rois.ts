@@ -17,7 +17,7 @@ import { existsSync, statSync } from "node:fs";
 import { fail } from "../errors.js";
 import { hash3, uniform } from "../util/rng.js";
 import type { RoiRect } from "../target/roi.js";
-import { STREAM } from "./ordering.js";
+import { STREAM } from "../util/streams.js";
 import { decimalInteger } from "../util/decimal.js";
 import { readFileBounded } from "../util/read.js";
 

@@ -1,17 +1,18 @@
 /**
  * The run settings of an evaluation folder (run.json): the protocol (seed included) and each
- * method's options. Several evaluate processes may share a folder (e.g. one per dataset or model)
+ * method's options, and what differs when a run or a cell does not match them (the compatibility
+ * rules themselves are cell-key.ts's). Several evaluate processes may share a folder (e.g. one per dataset or model)
  * only when these agree: the comparison and the update of run.json happen under a lock, so two
  * processes started together cannot both record their own settings and mix their cells.
  */
 import { join } from "node:path";
 import { fail } from "../errors.js";
 import { getMethod } from "../explain/catalog.js";
-import { kebab, keyedOptions, resolveOptions } from "../explain/methods.js";
+import { kebab, resolveOptions, type MethodDefinition } from "../explain/methods.js";
 import { claimOutputDir } from "../util/files.js";
 import { lockFolder } from "../util/lock.js";
-import { SETTINGS_BEFORE_UNITS } from "./protocol.js";
-import type { MethodRun } from "./benchmark.js";
+import { keyedAsPublished, keyedOptions, recordedSetting } from "./cell-key.js";
+import type { EvaluateConfig, MethodRun } from "./protocol.js";
 import { listCells, listRuns, readJson, runRecordPath, writeAtomic, type CellRecord, type RunRecord } from "./store.js";
 
 export interface RunSettings {
@@ -46,7 +47,7 @@ export function settingsDifference(was: Partial<RunSettings>, now: RunSettings):
   const diffs: string[] = [];
   if (was.protocol) {
     // A run.json from before a setting existed ran with that setting's old behaviour.
-    const before = (k: string) => (k in was.protocol! ? was.protocol![k] : SETTINGS_BEFORE_UNITS[k]);
+    const before = (k: string) => recordedSetting(was.protocol!, k);
     for (const k of new Set([...Object.keys(was.protocol), ...Object.keys(now.protocol)])) {
       if (show(before(k)) !== show(now.protocol[k])) diffs.push(`${flagOf(k)}: ${show(before(k))} there, ${show(now.protocol[k])} here`);
     }
@@ -108,4 +109,18 @@ export function checkCellsMatchRun(out: string): void {
     `--report-only: ${out} mixes cells of different runs: ${mixed.length} of ${cells.length} cells differ from its run.json (e.g. ${c.id.model} ${c.id.image} ${c.id.roi} ${c.method}: ${diffs.join("; ")})`,
     "move those cells out of the folder, or rerun `segcause evaluate` into a new folder",
   );
+}
+
+/** What a refused rerun changed, as far as the stored cell tells: method options, seed, fills, outcome. */
+export function cellDifference(e: CellRecord, def: MethodDefinition, options: Record<string, unknown>, cfg: Pick<EvaluateConfig, "seed" | "protocol">): string {
+  const was = keyedOptions(def, e.options ?? {}), now = keyedOptions(def, options);
+  const diffs = [...new Set([...Object.keys(was), ...Object.keys(now)])]
+    .filter((k) => show(was[k]) !== show(now[k]))
+    .map((k) => `--set ${def.name}.${kebab(k)}: ${show(was[k])} then, ${show(now[k])} now`);
+  if (e.seed !== cfg.seed) diffs.push(`--seed: ${e.seed} then, ${cfg.seed} now`);
+  const fills = Object.keys(e.fills ?? {});
+  if (show(fills) !== show(cfg.protocol.fills)) diffs.push(`--fills: ${fills.join(",")} then, ${cfg.protocol.fills.join(",")} now`);
+  if (e.outcome !== cfg.protocol.outcome) diffs.push(`--outcome: ${e.outcome} then, ${cfg.protocol.outcome} now`);
+  const legacy = keyedAsPublished(cfg.protocol);
+  return diffs.length ? diffs.join("; ") : `the method's options, seed, fills and outcome match: another protocol setting (e.g. --steps, --topk${legacy ? "" : ", --rank-units: a folder from before the unit protocol needs --rank-units pixel --top-area none --controls random"}), the model, its card, the bank or the image differs`;
 }

@@ -10,6 +10,7 @@
  * curve and area-matched top-k metrics. The result depends only on the cell files, never on the order
  * they were computed in.
  */
+import type { CurvePair } from "./curves.js";
 import type { CellRecord, ControlRecord } from "./store.js";
 import { meanSd } from "./map-metrics.js";
 import { wilcoxon } from "./wilcoxon.js";
@@ -144,6 +145,14 @@ export function withInsMinusDel(metrics: Record<string, number | null>): Record<
   return out;
 }
 
+/** The flat metrics of a curve pair with one fill (cells and controls are summarised by the same names). */
+export function curveMetrics(c: CurvePair, fill: string, m: Record<string, number | null>): void {
+  m[`del_auc:${fill}`] = c.deletionAuc;
+  m[`ins_auc:${fill}`] = c.insertionAuc;
+  m[`del_norm:${fill}`] = c.deletionAucNorm;
+  m[`ins_norm:${fill}`] = c.insertionAucNorm;
+}
+
 /** Flat rows: one per cell plus one "random" (and, when measured, "distance") row per control. */
 export function rowsOf(cells: readonly CellRecord[], controls: readonly ControlRecord[]): Row[] {
   const rows: Row[] = cells.map((c) => ({ cellKey: `${c.id.dataset}|${c.id.model}|${c.id.image}|${c.id.roi}`, dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, metrics: withInsMinusDel(c.metrics) }));
@@ -154,10 +163,7 @@ export function rowsOf(cells: readonly CellRecord[], controls: readonly ControlR
     for (const [method, perFill] of orders) {
       const m: Record<string, number | null> = {};
       for (const [fill, r] of Object.entries(perFill)) {
-        m[`del_auc:${fill}`] = r!.curves.deletionAuc;
-        m[`ins_auc:${fill}`] = r!.curves.insertionAuc;
-        m[`del_norm:${fill}`] = r!.curves.deletionAucNorm;
-        m[`ins_norm:${fill}`] = r!.curves.insertionAucNorm;
+        curveMetrics(r!.curves, fill, m);
         for (const t of r!.topArea ?? []) m[topAreaMetric(t.k, fill)] = t.effect;
       }
       rows.push({ cellKey: `${k.id.dataset}|${k.id.model}|${k.id.image}|${k.id.roi}`, dataset: k.id.dataset, model: k.id.model, image: k.id.image, roi: k.id.roi, method, metrics: withInsMinusDel(m) });

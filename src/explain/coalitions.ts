@@ -11,6 +11,7 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import { hash3, Rng, uniform } from "../util/rng.js";
+import { STREAM } from "../util/streams.js";
 import { paint, type Attribution, type UnitResult } from "./attribution.js";
 import type { RunOptions } from "./block-effects.js";
 import { FillIntervention, type FillOptions } from "./interventions.js";
@@ -18,7 +19,7 @@ import { makePartition, type PartitionOptions } from "./partition.js";
 import { finishAttribution, openSession, SampleScorer } from "./session.js";
 import { fail } from "../errors.js";
 
-const COALITION_STREAM = 0x5a3c;
+const COALITION_STREAM = STREAM.coalition;
 
 /** Coalition i with every unit kept independently with probability p (LIME's image sampler uses p = 0.5). */
 export function bernoulliCoalition(seed: number, i: number, d: number, p = 0.5): Uint8Array {

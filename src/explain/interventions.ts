@@ -9,6 +9,7 @@ import type { RasterImage } from "../data/image.js";
 import type { Model } from "../model/model.js";
 import type { Case } from "../data/case.js";
 import { randomInt } from "../util/rng.js";
+import { STREAM } from "../util/streams.js";
 import { forEachPixel, type Unit } from "./units.js";
 
 export interface Intervention {
@@ -115,7 +116,7 @@ export class PatchIntervention implements Intervention {
     forEachPixel(u, width, (i) => {
       const dy = Math.floor(i / width) - u.row, dx = (i % width) - u.col;
       const tile = Math.floor(dy / P) * tilesAcross + Math.floor(dx / P);
-      const patch = this.patchOf(tile === 0 ? draw : randomInt(draw, 0x7a11, tile, this.draws));
+      const patch = this.patchOf(tile === 0 ? draw : randomInt(draw, STREAM.patchTile, tile, this.draws));
       const src = patch * channels * P * P + (dy % P) * P + (dx % P);
       for (let c = 0; c < channels; c++) dst[c * plane + i] = this.patches[src + c * P * P];
     });

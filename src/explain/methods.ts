@@ -195,16 +195,6 @@ export function checkOptionValue(o: MethodOption, v: unknown, label = `--${kebab
   }
 }
 
-/** The options that identify a cell of evaluate: all of them, except later additions left at their default. */
-export function keyedOptions(def: MethodDefinition, options: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(options)) {
-    const o = def.options.find((x) => x.name === k);
-    if (!(o?.addedLater && JSON.stringify(v) === JSON.stringify(o.default))) out[k] = v;
-  }
-  return out;
-}
-
 /** Typed accessors for recipes: options arrive resolved, so a missing value is a programming error. */
 export function opt<T>(ctx: MethodContext, name: string): T {
   if (!(name in ctx.options)) throw new Error(`option ${name} is not declared by this method`);

@@ -15,6 +15,7 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import { hash3, uniform } from "../util/rng.js";
+import { STREAM } from "../util/streams.js";
 import { fail } from "../errors.js";
 import type { Attribution } from "./attribution.js";
 import type { RunOptions } from "./block-effects.js";
@@ -42,7 +43,7 @@ export interface RiseOptions extends RunOptions {
 
 export const RISE_DEFAULTS = { masks: 4000, cells: 8, keepProbability: 0.5, fillKind: "mean" as FillKind, fill: 0, sigma: 5 };
 
-const RISE_STREAM = 0x415e;
+const RISE_STREAM = STREAM.rise;
 
 /**
  * Writes RISE mask i (a pure function of seed and i) into `out` (H·W): cells of an s×s Bernoulli(p)

@@ -14,6 +14,7 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import { uniform } from "../util/rng.js";
+import { STREAM } from "../util/streams.js";
 import type { Attribution } from "./attribution.js";
 import type { RunOptions } from "./block-effects.js";
 import { explainGradient, maxAbsOverChannels } from "./gradients.js";
@@ -52,7 +53,7 @@ export function explainSmoothGrad(model: Model, kase: Case, target: TargetSpec, 
     await s.run(
       ids,
       (j, f) => {
-        for (let i = 0; i < n; i++) f.input[i] = x[i] + (sigma > 0 ? sigma * gaussian(env.seed, 0x5600 + j, i) : 0);
+        for (let i = 0; i < n; i++) f.input[i] = x[i] + (sigma > 0 ? sigma * gaussian(env.seed, STREAM.smoothGradNoise + j, i) : 0);
         f.seed.set(env.roiSeed);
       },
       (slot) => {

@@ -23,8 +23,8 @@
  *   RoI, e.g. along a vessel, rather than a blob around it;
  * - global: otherwise (mass spread over the image, not along one chain).
  */
-import { fail } from "../errors.js";
-import type { RoiRect } from "../target/roi.js";
+import { fail } from "../../errors.js";
+import type { RoiRect } from "../../target/roi.js";
 
 export interface StrategySettings {
   block: number;

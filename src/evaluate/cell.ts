@@ -1,0 +1,214 @@
+/**
+ * One RoI of the benchmark and its cells: the unperturbed pass and the Target shared by every order
+ * of the RoI, the model-free controls (random, distance), and for one method its Attribution and
+ * metrics (curves, top-k effects, leakage, sparsity, stability, cost), all on the same units and
+ * fills. Nothing here reads or writes the folder except `writeCell`: the orchestration
+ * (benchmark.ts) decides what is computed, resumed or refused.
+ */
+import { rm } from "node:fs/promises";
+import { join } from "node:path";
+import { SegcauseError } from "../errors.js";
+import type { Case } from "../data/case.js";
+import type { PatchBank } from "../data/patchbank.js";
+import type { Model } from "../model/model.js";
+import type { Runner } from "../model/runner.js";
+import { supportMap, type Attribution } from "../explain/attribution.js";
+import type { MethodDefinition } from "../explain/methods.js";
+import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
+import { sha256 } from "../util/hash.js";
+import { encodeNpy } from "../util/npy.js";
+import { uniform } from "../util/rng.js";
+import { STREAM } from "../util/streams.js";
+import type { ProgressListener } from "../util/progress.js";
+import { curvePair, Prober, topAreaEffects, topKEffects, type CurvePair, type Endpoints, type TopK } from "./curves.js";
+import { makeFills, type CurveFill } from "./fills.js";
+import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
+import { distanceUnits, randomUnits, rankUnits, type Ranking } from "./ordering.js";
+import { topAreaMetric, type Protocol } from "./protocol.js";
+import { domainUnits, rankUnitsName, type DomainUnits } from "./rank-units.js";
+import type { PlacedRoi } from "./rois.js";
+import { curveMetrics } from "./summary.js";
+import { writeAtomic, type CellId, type CellRecord, type ControlRecord, type FillResult } from "./store.js";
+
+/** What the cells of one (model, image, RoI) share. */
+export interface RoiContext {
+  P: Protocol;
+  seed: number;
+  batchSize?: number;
+  onProgress?: ProgressListener;
+  model: Model;
+  kase: Case;
+  roi: PlacedRoi;
+  bank?: PatchBank;
+  spec: TargetSpec;
+  target: Target;
+  fills: CurveFill[];
+  prober: Prober;
+  domain: Uint32Array;
+  units: DomainUnits;
+  dist: Float32Array;
+}
+
+type RoiInputs = Pick<RoiContext, "P" | "seed" | "batchSize" | "onProgress" | "model" | "kase" | "roi" | "bank">;
+
+/**
+ * The unperturbed pass, the Target and everything the orders of the RoI are measured with; or why
+ * the RoI is skipped (its Target cannot be resolved, e.g. Dice on an empty structure).
+ */
+export async function openRoi(inputs: RoiInputs, runner: Runner, id: CellId, notes: string[]): Promise<RoiContext | { skipped: string }> {
+  const { P, seed, model, kase, roi, bank } = inputs;
+  const base = model.preprocess(kase.image);
+  let baseOutput: Float32Array | undefined;
+  await runner.evaluate([0], (_, dst) => dst.set(base), (data) => { baseOutput = data.slice(0, data.length / runner.batchSize); return 0; });
+  const spec: TargetSpec = { roi: roi.rect, outcome: P.outcome, reference: P.reference };
+  let target: Target;
+  try {
+    target = resolveTarget(model, kase, spec, baseOutput!);
+  } catch (e) {
+    if (!(e instanceof SegcauseError)) throw e;
+    return { skipped: e.oneLine() };
+  }
+  const fills = await makeFills(model, kase, P.fills, { patchDraws: P.patchDraws, blurSigma: P.blurSigma, seed }, bank);
+  const prober = new Prober(model, runner, base, target);
+  const domain = explainedDomain(target.region);
+  const units = domainUnits(P.rankUnits, domain, model.height, model.width, kase.image);
+  if (units.label.length < P.steps) {
+    const note = `${id.model}: --rank-units ${rankUnitsName(P.rankUnits)} leaves as few as ${units.label.length} units for --steps ${P.steps}, so some curve steps remove no unit (use smaller units or fewer steps)`;
+    if (!notes.some((n) => n.startsWith(`${id.model}: --rank-units`))) notes.push(note);
+  }
+  return { ...inputs, spec, target, fills, prober, domain, units, dist: distanceToRoi(target.region) };
+}
+
+/** The curves of one order (a method's or a control's) and, when the protocol asks, its area-matched top-k effects. */
+async function orderCurves(ctx: RoiContext, r: Ranking, f: CurveFill, ends: Endpoints): Promise<{ curves: CurvePair; topArea?: TopK[] }> {
+  const { prober, P, target } = ctx;
+  const curves = await curvePair(prober, r, f, P.steps, ends, P.minRange);
+  return P.topArea.length ? { curves, topArea: await topAreaEffects(prober, r, f, P.topArea, target.base) } : { curves };
+}
+
+/** The model-free controls of the RoI: the random order (whose end points every method's curves share) and the distance order. */
+export async function computeControl(ctx: RoiContext, id: CellId, key: string): Promise<ControlRecord> {
+  const { prober, P, seed, units, target, roi } = ctx;
+  const before = prober.passes;
+  const random = randomUnits(units, seed);
+  const near = P.controls.includes("distance") ? distanceUnits(units, ctx.dist, seed) : undefined;
+  const perFill: NonNullable<ControlRecord["fills"]> = {};
+  const distance: NonNullable<ControlRecord["distance"]> = {};
+  for (const f of ctx.fills) {
+    const [removed] = await prober.outcomes([ctx.domain], f);
+    const ends = { base: target.base, removed };
+    perFill[f.name] = { ends, ...(await orderCurves(ctx, random, f, ends)) };
+    if (near) distance[f.name] = await orderCurves(ctx, near, f, ends);
+  }
+  return { format: "segcause.evalcontrol/1", key, id, roiRect: roi.rect, roiKind: roi.kind, status: "ok", baseOutcome: target.base, outcome: target.outcome, reference: target.referenceKind, fills: perFill, ...(near ? { distance } : {}), passes: prober.passes - before };
+}
+
+/** The record of a RoI whose Target could not be resolved. */
+export function skippedControl(ctx: Pick<RoiContext, "roi">, id: CellId, key: string, reason: string): ControlRecord {
+  return { format: "segcause.evalcontrol/1", key, id, roiRect: ctx.roi.rect, roiKind: ctx.roi.kind, status: "skipped", reason };
+}
+
+/** The method's Attribution of `kase` (the RoI's case, or a noisy copy for stability) with the RoI's Target. */
+export function explainCell(ctx: RoiContext, def: MethodDefinition, options: Record<string, unknown>, kase: Case, seed: number, checkpointPath?: string): Promise<Attribution> {
+  return def.explain({ model: ctx.model, kase, target: ctx.spec, run: { seed, batchSize: ctx.batchSize, checkpointPath, onProgress: ctx.onProgress }, bank: def.needsBank ? ctx.bank : undefined, options });
+}
+
+/** Box–Muller Gaussian pixel noise, a pure function of (seed, pixel index). */
+export function noisyCase(kase: Case, sigma: number, seed: number): Case {
+  const data = new Uint8Array(kase.image.data.length);
+  for (let i = 0; i < data.length; i++) {
+    const u1 = Math.max(1e-12, uniform(seed, STREAM.noise, 2 * i)), u2 = uniform(seed, STREAM.noise, 2 * i + 1);
+    const z = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
+    data[i] = Math.max(0, Math.min(255, Math.round(kase.image.data[i] + sigma * z)));
+  }
+  return { ...kase, image: { ...kase.image, data }, imageSha256: sha256(data), derivedFrom: kase.derivedFrom ?? kase.imageSha256 };
+}
+
+/** Where a cell was computed and with what: the parts of its record that are not measured. */
+export interface CellHeader {
+  key: string;
+  id: CellId;
+  def: MethodDefinition;
+  options: Record<string, unknown>;
+}
+
+/**
+ * The metrics of a method's Attribution `a` on the RoI, measured against the control's end points,
+ * as the cell's record. `causal` is the known causal region (tests with tiny models).
+ */
+export async function measureCell(ctx: RoiContext, control: ControlRecord, h: CellHeader, a: Attribution, causal: Uint8Array | undefined): Promise<CellRecord> {
+  const { P, seed, prober, target, domain, kase } = ctx;
+  const support = supportMap(a);
+  const order = rankUnits(ctx.units, support, seed);
+  const metrics: Record<string, number | null> = {};
+  const results: CellRecord["fills"] = {};
+  const before = prober.passes;
+  for (const f of ctx.fills) {
+    const ends = control.fills![f.name]!.ends;
+    const { curves, topArea } = await orderCurves(ctx, order, f, ends);
+    const topk = await topKEffects(prober, order, f, P.topk, target.base);
+    results[f.name] = { ends, curves, topk, ...(topArea ? { topArea } : {}) } satisfies FillResult;
+    curveMetrics(curves, f.name, metrics);
+    for (const t of topk) metrics[`top${Math.round(t.k * 100)}:${f.name}`] = t.effect;
+    for (const t of topArea ?? []) metrics[topAreaMetric(t.k, f.name)] = t.effect;
+  }
+  const firstFill = results[P.fills[0]];
+  for (const t of firstFill?.topk ?? []) metrics[`top${Math.round(t.k * 100)}_area`] = t.area;
+  for (const t of firstFill?.topArea ?? []) metrics[`${topAreaMetric(t.k)}_area`] = t.area;
+  const leak = leakage(support, domain, ctx.dist, P.radius, causal);
+  metrics.leakage = Number.isNaN(leak.farShare) ? null : leak.farShare;
+  if (causal) metrics.outside_causal = Number.isNaN(leak.outsideCausal!) ? null : leak.outsideCausal!;
+  const g = gini(a.map, domain);
+  metrics.gini = Number.isNaN(g) ? null : g;
+  let stabilityPasses = 0;
+  if (P.stability) {
+    const noisy = await explainCell(ctx, h.def, h.options, noisyCase(kase, P.noiseSigma, seed), seed);
+    const reseeded = await explainCell(ctx, h.def, h.options, kase, seed + 1);
+    const sn = spearman(support, supportMap(noisy), domain), ss = spearman(support, supportMap(reseeded), domain);
+    metrics.stab_noise = Number.isNaN(sn) ? null : sn;
+    metrics.stab_seed = Number.isNaN(ss) ? null : ss;
+    stabilityPasses = noisy.forwardPasses + noisy.backwardPasses + reseeded.forwardPasses + reseeded.backwardPasses;
+  }
+  metrics.forward = a.forwardPasses;
+  metrics.backward = a.backwardPasses;
+  metrics.wall_s = a.wallMs / 1000;
+  return {
+    format: "segcause.evalcell/1",
+    key: h.key,
+    id: h.id,
+    method: h.def.name,
+    options: h.options,
+    seed,
+    roiRect: ctx.roi.rect,
+    roiKind: ctx.roi.kind,
+    baseOutcome: target.base,
+    outcome: target.outcome,
+    reference: target.referenceKind,
+    signed: a.signed,
+    fills: results,
+    metrics,
+    cost: { forwardPasses: a.forwardPasses, backwardPasses: a.backwardPasses, wallMs: a.wallMs, evaluationPasses: prober.passes - before, stabilityPasses },
+    notes: a.notes,
+  };
+}
+
+/** Writes a finished cell: the map, the Attribution's metadata, then cell.json last (its presence marks the cell complete). */
+export async function writeCell(dir: string, a: Attribution, record: CellRecord, checkpointPath: string): Promise<void> {
+  await writeAtomic(join(dir, "map.npy"), encodeNpy(a.map, [a.height, a.width]));
+  await writeAtomic(join(dir, "attribution.json"), JSON.stringify(attributionMeta(a), null, 1));
+  await writeAtomic(join(dir, "cell.json"), JSON.stringify(record, null, 1));
+  await rm(checkpointPath, { force: true });
+}
+
+/** The Attribution without its per-pixel arrays and unit list (map.npy holds the map). */
+export function attributionMeta(a: Attribution): Record<string, unknown> {
+  const statuses: Record<string, number> = {};
+  for (const u of a.units) statuses[u.status] = (statuses[u.status] ?? 0) + 1;
+  return {
+    format: "segcause.attribution-meta/1",
+    method: a.method, unitKind: a.unitKind, valueUnits: a.valueUnits, signed: a.signed, height: a.height, width: a.width,
+    roi: a.roi, roiCells: a.roiCells, units: a.units.length, unitStatuses: statuses, baseOutcome: a.baseOutcome, outcome: a.outcome, reference: a.reference,
+    forwardPasses: a.forwardPasses, backwardPasses: a.backwardPasses, wallMs: a.wallMs, notes: a.notes, provenance: a.provenance,
+    sign: a.signed ? "negative = the unit's content supported the RoI prediction; positive = it hurt" : "unsigned importance >= 0 (drawn as support)",
+  };
+}
