@@ -24,26 +24,11 @@ import {
 import { fail } from "../errors.js";
 import { floatTensor, int64Tensor, valueInfo } from "./builder.js";
 import { opsetOf, upgradeOpset } from "./opset.js";
-import {
-  attrFloat,
-  attrInt,
-  attrInts,
-  attrString,
-  describeNode,
-  einsumSizes,
-  einsumSubscripts,
-  inferStatic,
-  normAxis,
-  numel,
-  padAmounts,
-  reduceAxes,
-  resizeGeometry,
-  sliceParams,
-  tensorValues,
-  windowParams,
-  type StaticInfo,
-  type WindowParams,
-} from "./shapes.js";
+import { attrFloat, attrInt, attrInts, attrString, describeNode, tensorValues } from "./attributes.js";
+import { einsumSizes, einsumSubscripts } from "./einsum.js";
+import { normAxis, padAmounts, reduceAxes, resizeGeometry, sliceParams, windowParams, type WindowParams } from "./op-params.js";
+import { inferStatic, type StaticInfo } from "./shapes.js";
+import { numel } from "./values.js";
 
 export type BackwardRule = "gradient" | "guided" | "deeplift";
 

@@ -5,6 +5,7 @@ import { realpathSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, relative, resolve, sep } from "node:path";
 import { fail } from "../errors.js";
 import { readFileBounded } from "../util/read.js";
+import { opsetOf } from "./attributes.js";
 import { inferStatic, type StaticInfo } from "./shapes.js";
 import { sha256 } from "../util/hash.js";
 
@@ -199,9 +200,8 @@ export function summarize(model: ModelProto): GraphSummary {
   for (const n of graph.node) for (const o of n.output) producers.set(o, n);
   const outputs = graph.output.map(tensorInfo);
   const computed = Object.fromEntries(outputs.map((o) => [o.name, valueOp(o.name, producers)]));
-  const opset = Number(model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 0n);
   return {
-    opset,
+    opset: opsetOf(model),
     producer: `${model.producerName} ${model.producerVersion}`.trim(),
     // Older exporters list initializers among the inputs; they are not fed by the user.
     inputs: graph.input.filter((i) => !initializers.has(i.name)).map(tensorInfo),

@@ -8,12 +8,12 @@ import { clone, create } from "@bufbuild/protobuf";
 import { AttributeProtoSchema, AttributeProto_AttributeType as AT, ModelProtoSchema, NodeProtoSchema, type ModelProto, type NodeProto, type TensorProto } from "onnx-buf";
 import { fail } from "../errors.js";
 import { int64Tensor } from "./builder.js";
-import { attr, attrInt, attrInts, describeNode, inferStatic, normAxis } from "./shapes.js";
+import { attr, attrInt, attrInts, describeNode, opsetOf } from "./attributes.js";
+import { normAxis } from "./op-params.js";
+import { inferStatic } from "./shapes.js";
 
-/** The default-domain opset a model imports (0 when none). */
-export function opsetOf(model: ModelProto): number {
-  return Number(model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 0n);
-}
+// Defined with the other readers of model fields, which shape inference imports without a cycle through here.
+export { opsetOf };
 
 /** Ops whose axes (or split sizes) moved from an attribute to an input in opset 13. */
 const AXES_TO_INPUT: Record<string, string> = { Squeeze: "axes", Unsqueeze: "axes", ReduceSum: "axes", Split: "split" };
