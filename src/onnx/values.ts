@@ -82,7 +82,6 @@ export const BINARY: Record<string, (a: number, b: number, int: boolean) => numb
   And: (a, b) => Number(a && b),
   Or: (a, b) => Number(a || b),
 };
-
 export const COMPARISONS = new Set(["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Not"]);
 
 export const UNARY_VALUES: Record<string, (x: number) => number> = {
