@@ -1,9 +1,15 @@
 /**
  * Reading what an ONNX node or model states: node attributes (with the spec's defaults supplied by the
- * caller), the values of constant tensors, the default-domain opset, and a node's name for messages.
+ * caller), the values of constant tensors, declared tensor types, the default-domain opset, and a
+ * node's name for messages.
  */
-import { TensorProto_DataType as DT, type AttributeProto, type ModelProto, type NodeProto, type TensorProto } from "onnx-buf";
+import { TensorProto_DataType as DT, type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type TypeProto_Tensor, type ValueInfoProto } from "onnx-buf";
 import { fail } from "../errors.js";
+
+/** The tensor type (element type and shape) a value_info declares, if it declares a tensor. */
+export function tensorType(v: ValueInfoProto | undefined): TypeProto_Tensor | undefined {
+  return v?.type?.value.case === "tensorType" ? v.type.value.value : undefined;
+}
 
 /** The default-domain opset a model imports (0 when none). */
 export function opsetOf(model: ModelProto): number {

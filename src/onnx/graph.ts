@@ -5,7 +5,7 @@ import { realpathSync, statSync } from "node:fs";
 import { basename, dirname, isAbsolute, relative, resolve, sep } from "node:path";
 import { fail } from "../errors.js";
 import { readFileBounded } from "../util/read.js";
-import { opsetOf } from "./attributes.js";
+import { opsetOf, tensorType } from "./attributes.js";
 import { inferStatic, type StaticInfo } from "./shapes.js";
 import { sha256 } from "../util/hash.js";
 
@@ -137,15 +137,30 @@ export function parseModel(bytes: Uint8Array, path = "model"): ModelProto {
   return model;
 }
 
+/** The inputs a caller feeds: older exporters list the initializers among the graph inputs too. */
+export function graphInputs(model: ModelProto): ValueInfoProto[] {
+  const initializers = new Set(model.graph!.initializer.map((t) => t.name));
+  return model.graph!.input.filter((i) => !initializers.has(i.name));
+}
+
+const CONTROL_FLOW = new Set(["If", "Loop", "Scan"]);
+
+/** The first control-flow node (If, Loop, Scan) of the graph: its subgraphs are neither cut nor differentiated. */
+export function controlFlowNode(model: ModelProto): NodeProto | undefined {
+  return model.graph!.node.find((n) => CONTROL_FLOW.has(n.opType));
+}
+
 /** A tensor's declared dims (symbolic ones by name), or undefined when the graph gives no shape. */
 export function declaredShape(v: ValueInfoProto | undefined): Dim[] | undefined {
-  if (v?.type?.value.case !== "tensorType" || !v.type.value.value.shape) return undefined;
-  return v.type.value.value.shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" && d.value.value ? d.value.value : undefined));
+  const shape = tensorType(v)?.shape;
+  if (!shape) return undefined;
+  return shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" && d.value.value ? d.value.value : undefined));
 }
 
 function tensorInfo(v: ValueInfoProto): TensorInfo {
-  if (v.type?.value.case !== "tensorType") return { name: v.name, elemType: "non-tensor", dims: [] };
-  const elemType = v.type.value.value.elemType;
+  const tt = tensorType(v);
+  if (!tt) return { name: v.name, elemType: "non-tensor", dims: [] };
+  const elemType = tt.elemType;
   return { name: v.name, elemType: TensorProto_DataType[elemType] ?? String(elemType), dims: declaredShape(v) ?? [] };
 }
 
@@ -195,7 +210,6 @@ function staticOutputDims(model: ModelProto, outputs: TensorInfo[]): Record<stri
 
 export function summarize(model: ModelProto): GraphSummary {
   const graph = model.graph!;
-  const initializers = new Set(graph.initializer.map((t) => t.name));
   const producers = new Map<string, NodeProto>();
   for (const n of graph.node) for (const o of n.output) producers.set(o, n);
   const outputs = graph.output.map(tensorInfo);
@@ -203,8 +217,7 @@ export function summarize(model: ModelProto): GraphSummary {
   return {
     opset: opsetOf(model),
     producer: `${model.producerName} ${model.producerVersion}`.trim(),
-    // Older exporters list initializers among the inputs; they are not fed by the user.
-    inputs: graph.input.filter((i) => !initializers.has(i.name)).map(tensorInfo),
+    inputs: graphInputs(model).map(tensorInfo),
     outputs,
     outputOps: Object.fromEntries(outputs.map((o) => [o.name, computed[o.name].op])),
     outputLayoutOps: Object.fromEntries(outputs.map((o) => [o.name, computed[o.name].layout])),
@@ -220,12 +233,10 @@ export function summarize(model: ModelProto): GraphSummary {
  */
 export function withInputSize(model: ModelProto, input: string, chw: number[]): ModelProto {
   const vi = model.graph!.input.find((i) => i.name === input);
-  const shape = vi?.type?.value.case === "tensorType" ? vi.type.value.value.shape : undefined;
+  const shape = tensorType(vi)?.shape;
   if (!shape || shape.dim.slice(1).every((d) => d.value.case === "dimValue")) return model;
   const m = clone(ModelProtoSchema, model);
-  const t = m.graph!.input.find((i) => i.name === input)!.type!.value;
-  if (t.case !== "tensorType") return model;
-  t.value.shape!.dim.forEach((d, i) => {
+  tensorType(m.graph!.input.find((i) => i.name === input))!.shape!.dim.forEach((d, i) => {
     if (i > 0 && d.value.case !== "dimValue" && chw[i - 1] !== undefined) d.value = { case: "dimValue", value: BigInt(chw[i - 1]) };
   });
   return m;

@@ -9,7 +9,7 @@
  */
 import { TensorProto_DataType as DT, type ModelProto, type NodeProto } from "onnx-buf";
 import { fail } from "../errors.js";
-import { attr, attrInt, attrInts, attrString, describeNode, opsetOf, tensorValues } from "./attributes.js";
+import { attr, attrInt, attrInts, attrString, describeNode, opsetOf, tensorType, tensorValues } from "./attributes.js";
 import { einsumSizes, einsumSubscripts } from "./einsum.js";
 import { normAxis, padAmounts, reduceAxes, resizeGeometry, sliceParams, splitEven, windowOutput, windowParams } from "./op-params.js";
 import { BINARY, broadcastValues, COMPARISONS, gatherValues, INT_TYPES, numel, UNARY_VALUES, VALUE_LIMIT } from "./values.js";
@@ -57,7 +57,7 @@ export function inferStatic(model: ModelProto, batch: number): Map<string, Stati
   }
   for (const inp of g.input) {
     if (infos.has(inp.name)) continue;
-    const tt = inp.type?.value.case === "tensorType" ? inp.type.value.value : undefined;
+    const tt = tensorType(inp);
     if (!tt) fail(`graph input '${inp.name}' is not a tensor`);
     const dims = (tt.shape?.dim ?? []).map((d, i) => {
       if (d.value.case === "dimValue") return Number(d.value.value);
@@ -225,10 +225,8 @@ function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: numb
         if (!ins[2].value) fail(`${describeNode(node)}: its output_shape is not computable from static shapes`);
         return [{ dtype: x.dtype, dims: [...ins[2].value] }];
       }
-      const kernel = attrInts(node, "kernel_shape") ?? fail(`${describeNode(node)} has no kernel_shape`);
+      const { kernel, strides: s, pads: p } = windowParams(node, x.dims);
       const r = kernel.length;
-      const s = attrInts(node, "strides") ?? new Array(r).fill(1);
-      const p = attrInts(node, "pads") ?? new Array(2 * r).fill(0);
       return [{ dtype: x.dtype, dims: [x.dims[0], x.dims[1], ...kernel.map((k, i) => (x.dims[i + 2] - 1) * s[i] + k - p[i] - p[i + r])] }];
     }
     case "GlobalAveragePool":
@@ -360,9 +358,8 @@ function inferConvTranspose(node: NodeProto, x: StaticInfo, w: StaticInfo): Stat
   const outShape = attrInts(node, "output_shape");
   const cout = w.dims[1] * group;
   if (outShape) return { dtype: x.dtype, dims: [x.dims[0], cout, ...outShape.slice(-r)] };
-  const kernel = attrInts(node, "kernel_shape") ?? w.dims.slice(2);
-  const st = attrInts(node, "strides") ?? new Array(r).fill(1);
-  const dil = attrInts(node, "dilations") ?? new Array(r).fill(1);
+  // Not its pads: windowParams resolves auto_pad as Conv does, and ConvTranspose's reading follows below.
+  const { kernel, strides: st, dilations: dil } = windowParams(node, x.dims, w.dims);
   const op = attrInts(node, "output_padding") ?? new Array(r).fill(0);
   const autoPad = attrString(node, "auto_pad", "NOTSET");
   const pads = autoPad === "NOTSET" ? attrInts(node, "pads") ?? new Array(2 * r).fill(0) : undefined;

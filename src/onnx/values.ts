@@ -12,7 +12,7 @@ export function numel(dims: number[]): number {
   return dims.reduce((a, b) => a * b, 1);
 }
 
-function strides(dims: number[]): number[] {
+function strides(dims: readonly number[]): number[] {
   const s = new Array(dims.length).fill(1);
   for (let i = dims.length - 2; i >= 0; i--) s[i] = s[i + 1] * dims[i + 1];
   return s;
@@ -51,12 +51,12 @@ export function broadcastValues(ins: StaticInfo[], outDims: number[], f: (...v: 
 export function gatherValues(x: readonly number[], xDims: readonly number[], outDims: readonly number[], coord: (out: number[], axis: number) => number): number[] | undefined {
   const n = numel([...outDims]);
   if (n > VALUE_LIMIT) return undefined;
-  const strides = xDims.map((_, a) => numel(xDims.slice(a + 1)));
+  const xStrides = strides(xDims);
   const idx = new Array<number>(outDims.length).fill(0);
   const out: number[] = [];
   for (let f = 0; f < n; f++) {
     let src = 0;
-    for (let a = 0; a < xDims.length; a++) src += coord(idx, a) * strides[a];
+    for (let a = 0; a < xDims.length; a++) src += coord(idx, a) * xStrides[a];
     out.push(x[src]);
     for (let d = outDims.length - 1; d >= 0 && ++idx[d] === outDims[d]; d--) idx[d] = 0;
   }

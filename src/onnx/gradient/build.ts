@@ -12,6 +12,7 @@ import { ModelProtoSchema, NodeProtoSchema, TensorProto_DataType as DT, ValueInf
 import { fail } from "../../errors.js";
 import { describeNode } from "../attributes.js";
 import { valueInfo } from "../builder.js";
+import { controlFlowNode, declaredShape, graphInputs } from "../graph.js";
 import { upgradeOpset } from "../opset.js";
 import { inferStatic, type StaticInfo } from "../shapes.js";
 import type { BackwardRule, Ctx } from "./context.js";
@@ -75,8 +76,7 @@ const BATCH_B = 11;
 export const GRADIENT_OPSET = 16;
 
 function imageInput(model: ModelProto): string {
-  const inits = new Set(model.graph!.initializer.map((t) => t.name));
-  const inputs = model.graph!.input.filter((i) => !inits.has(i.name));
+  const inputs = graphInputs(model);
   if (inputs.length !== 1) fail(`gradient graphs need a model with one input; this one has ${inputs.length}`);
   return inputs[0].name;
 }
@@ -143,9 +143,8 @@ function backward(active: NodeProto[], relevant: Set<string>, output: string, e:
 }
 
 function batchDimName(v: ValueInfoProto): string {
-  const tt = v.type?.value.case === "tensorType" ? v.type.value.value : undefined;
-  const d0 = tt?.shape?.dim[0]?.value;
-  return d0?.case === "dimParam" && d0.value ? d0.value : "N";
+  const d0 = declaredShape(v)?.[0];
+  return typeof d0 === "string" ? d0 : "N";
 }
 
 /**
@@ -158,7 +157,7 @@ export function buildGradientModel(model: ModelProto, opts: GradientGraphOptions
   const upgraded = upgradeOpset(model, GRADIENT_OPSET);
   const m = upgraded === model ? clone(ModelProtoSchema, model) : upgraded;
   const graph = m.graph!;
-  const control = graph.node.find((n) => ["If", "Loop", "Scan"].includes(n.opType));
+  const control = controlFlowNode(m);
   if (control) fail(`${describeNode(control)}: models with control flow have no gradient graph`, "export the model without data-dependent control flow (trace it)");
   const input = imageInput(m);
   const output = opts.output ?? graph.output[0].name;

@@ -83,14 +83,14 @@ const convTransposeRule: Rule = (c) => {
   if (attrString(c.node, "auto_pad", "NOTSET") !== "NOTSET" || attrInts(c.node, "output_shape")) {
     fail(`${describeNode(c.node)}: gradients of ConvTranspose with auto_pad or output_shape are not supported`, "export with explicit pads and output_padding");
   }
-  const r = c.info(x).dims.length - 2;
-  const wd = c.info(w).dims;
+  // Without auto_pad, the window's pads are ConvTranspose's own: the Conv undoes it exactly.
+  const p = windowParams(c.node, c.info(x).dims, c.info(w).dims);
   return [
     c.e.op1("Conv", [g0(c), w], {
-      kernel_shape: { ints: attrInts(c.node, "kernel_shape") ?? wd.slice(2) },
-      strides: { ints: attrInts(c.node, "strides") ?? new Array(r).fill(1) },
-      dilations: { ints: attrInts(c.node, "dilations") ?? new Array(r).fill(1) },
-      pads: { ints: attrInts(c.node, "pads") ?? new Array(2 * r).fill(0) },
+      kernel_shape: { ints: p.kernel },
+      strides: { ints: p.strides },
+      dilations: { ints: p.dilations },
+      pads: { ints: p.pads },
       group: attrInt(c.node, "group", 1),
     }),
   ];

@@ -194,11 +194,9 @@ const gatherRule: Rule = (c) => {
   if (idx.dims.length === 0) g = e.op1("Unsqueeze", [g, e.ints([axis])]);
   const r = xd.length;
   const toLast = [...Array(r).keys()].filter((a) => a !== axis).concat([axis]);
-  const back = new Array<number>(r);
-  toLast.forEach((p, i) => (back[p] = i));
   const moved = e.op1("Transpose", [g], { perm: { ints: toLast } });
   const scattered = e.op1("MatMul", [moved, e.floats([picks.length, size], oneHot)]);
-  return [e.op1("Transpose", [scattered], { perm: { ints: back } })];
+  return [e.op1("Transpose", [scattered], { perm: { ints: inversePerm(toLast) } })];
 };
 
 /** Reshapes, rearrangements, concatenation, slicing, padding and gathering. */
