@@ -9,7 +9,7 @@ import { describe, expect, it } from "vitest";
 import { SegcauseError } from "../src/errors.js";
 import { GraphBuilder, type AttrValue } from "../src/onnx/builder.js";
 import { buildGradientModel, type GradientGraphOptions } from "../src/onnx/gradient/index.js";
-import { parseModel } from "../src/onnx/graph.js";
+import { parseModel } from "../src/onnx/model-file.js";
 import { inferStatic } from "../src/onnx/shapes.js";
 import { exposeTensors, tensorNames } from "../src/onnx/surgery.js";
 
