@@ -50,6 +50,7 @@ export { explainIg, IG_DEFAULTS, type IgOptions } from "./explain/ig.js";
 export { explainSmoothGrad, SMOOTHGRAD_DEFAULTS, type SmoothGradOptions } from "./explain/smoothgrad.js";
 export { explainGuided } from "./explain/guided.js";
 export { explainDeepLift, type DeepLiftOptions } from "./explain/deeplift.js";
-export { explainGradCam, featureMaps, bottleneck, type GradCamOptions, type FeatureMap } from "./explain/gradcam.js";
+export { explainGradCam, type GradCamOptions } from "./explain/gradcam.js";
+export { featureMaps, bottleneck, type FeatureMap } from "./onnx/feature-maps.js";
 export { explainMisure, MISURE_DEFAULTS, type MisureOptions } from "./explain/misure.js";
 export { models, findModel, findZoo, ZOO_PACKAGE, ZOO_INSTALL, type BundledModel } from "./model/bundled.js";

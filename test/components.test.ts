@@ -4,7 +4,7 @@ import ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { Model } from "../src/model/model.js";
 import { loadCase, type Case } from "../src/data/case.js";
-import { parseModel } from "../src/onnx/graph.js";
+import { parseModel } from "../src/onnx/model-file.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { buildSuffix, exposeTensors, listComponents, planCut, type TensorType } from "../src/onnx/surgery.js";
 import { explainComponents } from "../src/explain/components.js";

@@ -8,8 +8,8 @@ import ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { SegcauseError } from "../src/errors.js";
 import { GraphBuilder, type AttrValue } from "../src/onnx/builder.js";
-import { buildGradientModel, type GradientGraphOptions } from "../src/onnx/gradient.js";
-import { parseModel } from "../src/onnx/graph.js";
+import { buildGradientModel, type GradientGraphOptions } from "../src/onnx/gradient/index.js";
+import { parseModel } from "../src/onnx/model-file.js";
 import { inferStatic } from "../src/onnx/shapes.js";
 import { exposeTensors, tensorNames } from "../src/onnx/surgery.js";
 

@@ -12,7 +12,7 @@ import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { checkBaseOutput } from "../src/target/target.js";
 import { explainSaliency } from "../src/explain/saliency.js";
-import { bottleneck, featureMaps } from "../src/explain/gradcam.js";
+import { bottleneck, featureMaps } from "../src/onnx/feature-maps.js";
 import { bilinearMatrix, downscaleFactor } from "../src/onnx/adapt.js";
 import { listComponents } from "../src/onnx/surgery.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";

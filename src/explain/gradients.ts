@@ -29,7 +29,7 @@ import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model, OutputLayout } from "../model/model.js";
 import { DEFAULT_BATCH_SIZE, Runner, type InputWriter, type OutputReader } from "../model/runner.js";
-import { buildGradientModel, GRADIENT_OPSET, type GradientModel } from "../onnx/gradient.js";
+import { buildGradientModel, GRADIENT_OPSET, type GradientModel } from "../onnx/gradient/index.js";
 import { upgradeOpset } from "../onnx/opset.js";
 import { withInputSize } from "../onnx/graph.js";
 import type { Target, TargetSpec } from "../target/target.js";

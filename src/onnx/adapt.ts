@@ -9,6 +9,7 @@
 import { clone, create } from "@bufbuild/protobuf";
 import { ModelProtoSchema, NodeProtoSchema, type ModelProto } from "onnx-buf";
 import { fail } from "../errors.js";
+import { tensorType } from "./attributes.js";
 import { attribute, floatTensor, valueInfo } from "./builder.js";
 import { declaredShape, withInputSize } from "./graph.js";
 import { inferStatic } from "./shapes.js";
@@ -170,7 +171,7 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted {
     // The file's own dims and element type, reordered (Model checks them against the card).
     const vi = g.input.find((i) => i.name === input.name)!;
     const d = declaredShape(vi) ?? [];
-    const elemType = vi.type?.value.case === "tensorType" ? vi.type.value.value.elemType : undefined;
+    const elemType = tensorType(vi)?.elemType;
     g.input[g.input.indexOf(vi)] = valueInfo(input.name, [d[0] ?? "N", d[3] ?? "C", d[1] ?? "H", d[2] ?? "W"], elemType);
     notes.push(`input '${input.name}' is channels-last [N, H, W, C]: segcause feeds [N, C, H, W] and transposes it inside the graph`);
     changed = true;
@@ -240,7 +241,7 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted {
     // spatial size only where known or upsampled, and the file's element type.
     const batch = declared?.[0] ?? "N";
     const [oh, ow] = upsampled ? [H, W] : [h ?? "H", w ?? "W"];
-    const elemType = outInfo.type?.value.case === "tensorType" ? outInfo.type.value.value.elemType : undefined;
+    const elemType = tensorType(outInfo)?.elemType;
     g.output[g.output.indexOf(outInfo)] = valueInfo(output.name, rank === 3 ? [batch, oh, ow] : [batch, k ?? "K", oh, ow], elemType);
   }
   return { proto: changed ? m : undefined, notes, outputLayout: layout, classes: k };

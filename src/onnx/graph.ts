@@ -1,12 +1,11 @@
 /** Reading ONNX graphs: what the model's inputs and outputs are and which ops produce them. */
-import { clone, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { ModelProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto, TensorProto_DataType, TensorProto_DataLocation } from "onnx-buf";
-import { realpathSync, statSync } from "node:fs";
-import { basename, dirname, isAbsolute, relative, resolve, sep } from "node:path";
-import { fail } from "../errors.js";
-import { readFileBounded } from "../util/read.js";
+import { clone } from "@bufbuild/protobuf";
+import { ModelProtoSchema, TensorProto_DataType, type ModelProto, type NodeProto, type ValueInfoProto } from "onnx-buf";
+import { opsetOf, tensorType } from "./attributes.js";
 import { inferStatic, type StaticInfo } from "./shapes.js";
-import { sha256 } from "../util/hash.js";
+
+// src/model loads models through this module; the file reading itself is model-file.ts.
+export { parseModel, readModelFile } from "./model-file.js";
 
 /** A tensor dimension: a fixed size, or a symbolic/unknown one (string or undefined). */
 export type Dim = number | string | undefined;
@@ -35,116 +34,30 @@ export interface GraphSummary {
   opTypes: string[];
 }
 
-/**
- * Reads and parses an ONNX file; an unreadable path or a non-ONNX file is a one-line error. Weights
- * saved as external data (files next to the model) are read into the model, so `bytes` is always the
- * complete model: what every session is built from, and what the model's hash covers.
- */
-export function readModelFile(path: string): { bytes: Uint8Array; proto: ModelProto; sha256: string } {
-  const bytes = readFileBounded(path, { what: "model", kind: "model", hint: "give the .onnx file of the model" });
-  const proto = parseModel(bytes, path);
-  const data = inlineExternalData(proto, path);
-  if (data.length === 0) return { bytes, proto, sha256: sha256(bytes) };
-  // The identity of the model is its file and its data files as stored, not a re-serialisation.
-  return { bytes: toBinary(ModelProtoSchema, proto), proto, sha256: sha256(Buffer.concat([bytes, ...data])) };
+/** The inputs a caller feeds: older exporters list the initializers among the graph inputs too. */
+export function graphInputs(model: ModelProto): ValueInfoProto[] {
+  const initializers = new Set(model.graph!.initializer.map((t) => t.name));
+  return model.graph!.input.filter((i) => !initializers.has(i.name));
 }
 
-/** Protobuf's limit on one message: a model whose weights exceed it cannot be inlined. */
-const PROTOBUF_LIMIT = 2 ** 31 - 1;
+const CONTROL_FLOW = new Set(["If", "Loop", "Scan"]);
 
-/** Moves external tensor data into the tensors (in place); returns the data files read, in order. */
-function inlineExternalData(model: ModelProto, path: string): Buffer[] {
-  const tensors = [...model.graph!.initializer, ...model.graph!.node.flatMap((n) => n.attribute.flatMap((a) => (a.t ? [a.t] : [])))];
-  const external = tensors.filter((t) => t.dataLocation === TensorProto_DataLocation.EXTERNAL);
-  if (external.length === 0) {
-    if (hasExternal(model)) fail(`${path} keeps tensor data outside the file in a place segcause does not read (a sparse initializer, a tensor list or a subgraph)`, "save the model with its weights inside the .onnx file");
-    return [];
-  }
-  const files = new Map<string, Buffer>();
-  for (const t of external) {
-    const entry = Object.fromEntries(t.externalData.map((e) => [e.key, e.value]));
-    const location = entry.location ?? "";
-    const file = resolve(dirname(path), location);
-    if (!location || isAbsolute(location) || !inside(dirname(path), file)) {
-      fail(`${path}: tensor '${t.name}' names its external data file as '${location}'`, "external data must be a file in the model's folder (onnx.save(..., save_as_external_data=True) writes it so)");
-    }
-    let data = files.get(file);
-    if (!data) {
-      const hint = `keep ${location} next to ${basename(path)}`;
-      let real: string;
-      try {
-        real = realpathSync(file);
-      } catch (e) {
-        fail(`${path} keeps the weights of tensor '${t.name}' in ${location}, which cannot be read (${(e as NodeJS.ErrnoException).code ?? "read error"})`, hint);
-      }
-      // A symbolic link in the folder may point anywhere: what is read must lie in the model's (real) folder.
-      if (!inside(realpathSync(dirname(path)), real)) {
-        fail(`${path} keeps the weights of tensor '${t.name}' in ${location}, a link to a file outside the model's folder`, "external data must be a file in the model's folder: copy the file there instead of linking it");
-      }
-      // Several data files could add up to more than one model can hold: stop before reading the next.
-      const read = [...files.values()].reduce((n, b) => n + b.length, 0);
-      const size = statSync(real).size;
-      if (read + size > PROTOBUF_LIMIT) tooLarge(path, read + size);
-      data = readFileBounded(real, { what: `external data file of ${basename(path)}`, kind: "externalData", hint });
-      files.set(file, data);
-    }
-    const offset = Number(entry.offset ?? 0);
-    const length = entry.length !== undefined ? Number(entry.length) : data.length - offset;
-    if (!(offset >= 0 && length >= 0 && offset + length <= data.length)) {
-      fail(`${path}: tensor '${t.name}' reads bytes ${offset}..${offset + length} of ${location}, which holds ${data.length}`, `the external data file does not belong to this model: export it again`);
-    }
-    t.rawData = Uint8Array.from(data.subarray(offset, offset + length));
-    t.externalData = [];
-    t.dataLocation = TensorProto_DataLocation.DEFAULT;
-  }
-  const total = tensors.reduce((n, t) => n + t.rawData.length, 0);
-  if (total > PROTOBUF_LIMIT) tooLarge(path, total);
-  if (hasExternal(model)) fail(`${path} keeps tensor data outside the file in a place segcause does not read (a sparse initializer, a tensor list or a subgraph)`, "save the model with its weights inside the .onnx file");
-  return [...files.values()];
-}
-
-function tooLarge(path: string, bytes: number): never {
-  fail(`${path} has ${(bytes / 2 ** 30).toFixed(1)} GiB of weights, more than one ONNX file can hold in memory (2 GiB)`, "segcause builds its sessions from one in-memory model; use a smaller model (or fp32 weights under 2 GiB)");
-}
-
-/** Whether `file` lies in `folder` or below it (both resolved paths). */
-function inside(folder: string, file: string): boolean {
-  const rel = relative(folder, file);
-  return rel !== "" && rel !== ".." && !rel.startsWith(`..${sep}`) && !isAbsolute(rel);
-}
-
-/** Whether any tensor anywhere in the model (subgraphs, tensor lists, sparse initializers) is still external. */
-function hasExternal(model: ModelProto): boolean {
-  const ext = (t: { dataLocation: number } | undefined) => t?.dataLocation === TensorProto_DataLocation.EXTERNAL;
-  const graph = (g: NonNullable<ModelProto["graph"]>): boolean =>
-    g.initializer.some(ext) ||
-    g.sparseInitializer.some((s) => ext(s.values) || ext(s.indices)) ||
-    g.node.some((n) => n.attribute.some((a) => ext(a.t) || a.tensors.some(ext) || (a.g !== undefined && graph(a.g)) || a.graphs.some(graph)));
-  return graph(model.graph!);
-}
-
-export function parseModel(bytes: Uint8Array, path = "model"): ModelProto {
-  let model: ModelProto;
-  try {
-    model = fromBinary(ModelProtoSchema, bytes);
-  } catch (e) {
-    fail(`${path} is not a readable ONNX file (${(e as Error).message})`, "the file is truncated or not an ONNX model: copy or export it again (torch.onnx.export)");
-  }
-  if (!model.graph || model.graph.node.length === 0) {
-    fail(`${path} is not an ONNX model: it has no graph nodes`, "pass the .onnx file written by torch.onnx.export");
-  }
-  return model;
+/** The first control-flow node (If, Loop, Scan) of the graph: its subgraphs are neither cut nor differentiated. */
+export function controlFlowNode(model: ModelProto): NodeProto | undefined {
+  return model.graph!.node.find((n) => CONTROL_FLOW.has(n.opType));
 }
 
 /** A tensor's declared dims (symbolic ones by name), or undefined when the graph gives no shape. */
 export function declaredShape(v: ValueInfoProto | undefined): Dim[] | undefined {
-  if (v?.type?.value.case !== "tensorType" || !v.type.value.value.shape) return undefined;
-  return v.type.value.value.shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" && d.value.value ? d.value.value : undefined));
+  const shape = tensorType(v)?.shape;
+  if (!shape) return undefined;
+  return shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" && d.value.value ? d.value.value : undefined));
 }
 
 function tensorInfo(v: ValueInfoProto): TensorInfo {
-  if (v.type?.value.case !== "tensorType") return { name: v.name, elemType: "non-tensor", dims: [] };
-  const elemType = v.type.value.value.elemType;
+  const tt = tensorType(v);
+  if (!tt) return { name: v.name, elemType: "non-tensor", dims: [] };
+  const elemType = tt.elemType;
   return { name: v.name, elemType: TensorProto_DataType[elemType] ?? String(elemType), dims: declaredShape(v) ?? [] };
 }
 
@@ -194,17 +107,14 @@ function staticOutputDims(model: ModelProto, outputs: TensorInfo[]): Record<stri
 
 export function summarize(model: ModelProto): GraphSummary {
   const graph = model.graph!;
-  const initializers = new Set(graph.initializer.map((t) => t.name));
   const producers = new Map<string, NodeProto>();
   for (const n of graph.node) for (const o of n.output) producers.set(o, n);
   const outputs = graph.output.map(tensorInfo);
   const computed = Object.fromEntries(outputs.map((o) => [o.name, valueOp(o.name, producers)]));
-  const opset = Number(model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 0n);
   return {
-    opset,
+    opset: opsetOf(model),
     producer: `${model.producerName} ${model.producerVersion}`.trim(),
-    // Older exporters list initializers among the inputs; they are not fed by the user.
-    inputs: graph.input.filter((i) => !initializers.has(i.name)).map(tensorInfo),
+    inputs: graphInputs(model).map(tensorInfo),
     outputs,
     outputOps: Object.fromEntries(outputs.map((o) => [o.name, computed[o.name].op])),
     outputLayoutOps: Object.fromEntries(outputs.map((o) => [o.name, computed[o.name].layout])),
@@ -220,12 +130,10 @@ export function summarize(model: ModelProto): GraphSummary {
  */
 export function withInputSize(model: ModelProto, input: string, chw: number[]): ModelProto {
   const vi = model.graph!.input.find((i) => i.name === input);
-  const shape = vi?.type?.value.case === "tensorType" ? vi.type.value.value.shape : undefined;
+  const shape = tensorType(vi)?.shape;
   if (!shape || shape.dim.slice(1).every((d) => d.value.case === "dimValue")) return model;
   const m = clone(ModelProtoSchema, model);
-  const t = m.graph!.input.find((i) => i.name === input)!.type!.value;
-  if (t.case !== "tensorType") return model;
-  t.value.shape!.dim.forEach((d, i) => {
+  tensorType(m.graph!.input.find((i) => i.name === input))!.shape!.dim.forEach((d, i) => {
     if (i > 0 && d.value.case !== "dimValue" && chw[i - 1] !== undefined) d.value = { case: "dimValue", value: BigInt(chw[i - 1]) };
   });
   return m;

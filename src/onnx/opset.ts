@@ -5,15 +5,15 @@
  * the same in both opsets. Models older than opset 11 (Upsample, attribute-valued Slice) are refused.
  */
 import { clone, create } from "@bufbuild/protobuf";
-import { AttributeProtoSchema, AttributeProto_AttributeType as AT, ModelProtoSchema, NodeProtoSchema, type ModelProto, type NodeProto, type TensorProto } from "onnx-buf";
+import { ModelProtoSchema, NodeProtoSchema, type ModelProto, type NodeProto, type TensorProto } from "onnx-buf";
 import { fail } from "../errors.js";
-import { int64Tensor } from "./builder.js";
-import { attr, attrInt, attrInts, describeNode, inferStatic, normAxis } from "./shapes.js";
+import { attribute, int64Tensor } from "./builder.js";
+import { attr, attrInt, attrInts, describeNode, opsetOf } from "./attributes.js";
+import { normAxis } from "./op-params.js";
+import { inferStatic } from "./shapes.js";
 
-/** The default-domain opset a model imports (0 when none). */
-export function opsetOf(model: ModelProto): number {
-  return Number(model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 0n);
-}
+// Defined with the other readers of model fields, which shape inference imports without a cycle through here.
+export { opsetOf };
 
 /** Ops whose axes (or split sizes) moved from an attribute to an input in opset 13. */
 const AXES_TO_INPUT: Record<string, string> = { Squeeze: "axes", Unsqueeze: "axes", ReduceSum: "axes", Split: "split" };
@@ -68,7 +68,7 @@ export function upgradeOpset(model: ModelProto, target: number): ModelProto {
       const axis = normAxis(attrInt(n, "axis", 1), rank);
       n.attribute = n.attribute.filter((a) => a.name !== "axis");
       if (axis === rank - 1) {
-        n.attribute.push(create(AttributeProtoSchema, { name: "axis", type: AT.INT, i: BigInt(axis) }));
+        n.attribute.push(attribute("axis", axis));
         nodes.push(n);
         continue;
       }
@@ -76,10 +76,9 @@ export function upgradeOpset(model: ModelProto, target: number): ModelProto {
       const flat = fresh(n, "flat");
       const soft = fresh(n, n.opType);
       const shape = fresh(n, "shape");
-      const axisAttr = (v: number) => create(AttributeProtoSchema, { name: "axis", type: AT.INT, i: BigInt(v) });
       nodes.push(
-        create(NodeProtoSchema, { name: `${n.name}/segcause_flatten`, opType: "Flatten", input: [x], output: [flat], attribute: [axisAttr(axis)] }),
-        create(NodeProtoSchema, { name: n.name, opType: n.opType, input: [flat], output: [soft], attribute: [axisAttr(1)] }),
+        create(NodeProtoSchema, { name: `${n.name}/segcause_flatten`, opType: "Flatten", input: [x], output: [flat], attribute: [attribute("axis", axis)] }),
+        create(NodeProtoSchema, { name: n.name, opType: n.opType, input: [flat], output: [soft], attribute: [attribute("axis", 1)] }),
         create(NodeProtoSchema, { name: `${n.name}/segcause_shape`, opType: "Shape", input: [x], output: [shape] }),
         create(NodeProtoSchema, { name: `${n.name}/segcause_reshape`, opType: "Reshape", input: [soft, shape], output: [n.output[0]] }),
       );
@@ -87,7 +86,7 @@ export function upgradeOpset(model: ModelProto, target: number): ModelProto {
     }
     if (n.opType === "RoiAlign" && !attr(n, "coordinate_transformation_mode")) {
       // RoiAlign-16's default became half_pixel; the older op had no pixel shift.
-      n.attribute.push(create(AttributeProtoSchema, { name: "coordinate_transformation_mode", type: AT.STRING, s: new TextEncoder().encode("output_half_pixel") }));
+      n.attribute.push(attribute("coordinate_transformation_mode", "output_half_pixel"));
     }
     nodes.push(n);
   }

@@ -4,10 +4,15 @@
  * padding, broadcast axes) and the values of the small integer tensors that exported graphs compute
  * from `Shape` (Resize sizes, Reshape targets). The exporters here write no value_info, and ONNX
  * Runtime's session API is asynchronous, so the graph is evaluated here: shapes for every tensor,
- * values for constants and for the small tensors computed from them.
+ * values for constants and for the small tensors computed from them (values.ts). Op parameters
+ * (windows, axes, Slice bounds) come from op-params.ts, which the gradient rules read too.
  */
-import { TensorProto_DataType as DT, type AttributeProto, type ModelProto, type NodeProto, type TensorProto } from "onnx-buf";
+import { TensorProto_DataType as DT, type ModelProto, type NodeProto } from "onnx-buf";
 import { fail } from "../errors.js";
+import { attr, attrInt, attrInts, attrString, describeNode, opsetOf, tensorType, tensorValues } from "./attributes.js";
+import { einsumSizes, einsumSubscripts } from "./einsum.js";
+import { normAxis, padAmounts, reduceAxes, resizeGeometry, sliceParams, splitEven, windowOutput, windowParams } from "./op-params.js";
+import { BINARY, broadcastValues, COMPARISONS, gatherValues, INT_TYPES, numel, UNARY_VALUES, VALUE_LIMIT } from "./values.js";
 
 export interface StaticInfo {
   dtype: number;
@@ -16,73 +21,6 @@ export interface StaticInfo {
   value?: number[];
   /** why nothing is known about this tensor (an op segcause cannot infer, upstream of it) */
   unknown?: string;
-}
-
-/** Tensors up to this size carry their values (shape computations, scales, pads). */
-const VALUE_LIMIT = 4096;
-
-export function numel(dims: number[]): number {
-  return dims.reduce((a, b) => a * b, 1);
-}
-
-/** Flat values of a tensor proto as JS numbers (int64 converted; exact below 2^53). */
-export function tensorValues(t: TensorProto): number[] {
-  if (t.dataLocation === 1) fail(`tensor '${t.name}' stores its data externally`, "save the model with its weights inside the .onnx file");
-  const raw = t.rawData;
-  if (raw.length > 0) {
-    const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
-    const out: number[] = [];
-    switch (t.dataType) {
-      case DT.FLOAT:
-        for (let i = 0; i < raw.length; i += 4) out.push(view.getFloat32(i, true));
-        return out;
-      case DT.DOUBLE:
-        for (let i = 0; i < raw.length; i += 8) out.push(view.getFloat64(i, true));
-        return out;
-      case DT.INT64:
-        for (let i = 0; i < raw.length; i += 8) out.push(Number(view.getBigInt64(i, true)));
-        return out;
-      case DT.INT32:
-        for (let i = 0; i < raw.length; i += 4) out.push(view.getInt32(i, true));
-        return out;
-      case DT.BOOL:
-      case DT.UINT8:
-        return Array.from(raw);
-      case DT.INT8:
-        return Array.from(new Int8Array(raw.buffer, raw.byteOffset, raw.byteLength));
-      default:
-        fail(`tensor '${t.name}' has data type ${DT[t.dataType] ?? t.dataType}, which segcause cannot read`);
-    }
-  }
-  if (t.floatData.length) return [...t.floatData];
-  if (t.doubleData.length) return [...t.doubleData];
-  if (t.int64Data.length) return t.int64Data.map(Number);
-  if (t.int32Data.length) return [...t.int32Data];
-  return [];
-}
-
-export function attr(node: NodeProto, name: string): AttributeProto | undefined {
-  return node.attribute.find((a) => a.name === name);
-}
-export function attrInt(node: NodeProto, name: string, dflt: number): number {
-  const a = attr(node, name);
-  return a ? Number(a.i) : dflt;
-}
-export function attrFloat(node: NodeProto, name: string, dflt: number): number {
-  const a = attr(node, name);
-  return a ? a.f : dflt;
-}
-export function attrInts(node: NodeProto, name: string): number[] | undefined {
-  const a = attr(node, name);
-  return a ? a.ints.map(Number) : undefined;
-}
-export function attrString(node: NodeProto, name: string, dflt: string): string {
-  const a = attr(node, name);
-  return a ? new TextDecoder().decode(a.s) : dflt;
-}
-
-export function describeNode(n: NodeProto): string {
-  return `${n.opType} node '${n.name || n.output[0]}'`;
 }
 
 /** numpy-style broadcast of two shapes. */
@@ -97,76 +35,6 @@ export function broadcastDims(a: number[], b: number[]): number[] {
   return out;
 }
 
-function strides(dims: number[]): number[] {
-  const s = new Array(dims.length).fill(1);
-  for (let i = dims.length - 2; i >= 0; i--) s[i] = s[i + 1] * dims[i + 1];
-  return s;
-}
-
-/** Elementwise op over broadcast inputs with known values. */
-function broadcastValues(ins: StaticInfo[], outDims: number[], f: (...v: number[]) => number): number[] {
-  const n = numel(outDims);
-  const os = strides(outDims);
-  const out = new Array<number>(n);
-  const insStrides = ins.map((x) => {
-    const st = strides(x.dims);
-    const pad = outDims.length - x.dims.length;
-    return outDims.map((_, i) => (i < pad || x.dims[i - pad] === 1 ? 0 : st[i - pad]));
-  });
-  for (let k = 0; k < n; k++) {
-    const args = ins.map((x, j) => {
-      let off = 0;
-      let rem = k;
-      for (let i = 0; i < outDims.length; i++) {
-        const c = Math.floor(rem / os[i]);
-        rem -= c * os[i];
-        off += c * insStrides[j][i];
-      }
-      return x.value![off];
-    });
-    out[k] = f(...args);
-  }
-  return out;
-}
-
-const INT_TYPES = new Set<number>([DT.INT64, DT.INT32, DT.INT8, DT.INT16, DT.UINT8, DT.UINT16, DT.UINT32, DT.UINT64]);
-
-const BINARY: Record<string, (a: number, b: number, int: boolean) => number> = {
-  Add: (a, b) => a + b,
-  Sub: (a, b) => a - b,
-  Mul: (a, b) => a * b,
-  Div: (a, b, int) => (int ? Math.trunc(a / b) : a / b),
-  Pow: (a, b) => a ** b,
-  Max: (a, b) => Math.max(a, b),
-  Min: (a, b) => Math.min(a, b),
-  Mod: (a, b) => a % b,
-  Equal: (a, b) => Number(a === b),
-  Less: (a, b) => Number(a < b),
-  Greater: (a, b) => Number(a > b),
-  LessOrEqual: (a, b) => Number(a <= b),
-  GreaterOrEqual: (a, b) => Number(a >= b),
-  And: (a, b) => Number(a && b),
-  Or: (a, b) => Number(a || b),
-};
-const COMPARISONS = new Set(["Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual", "And", "Or", "Xor", "Not"]);
-
-const UNARY_VALUES: Record<string, (x: number) => number> = {
-  Identity: (x) => x,
-  Neg: (x) => -x,
-  Abs: Math.abs,
-  Floor: Math.floor,
-  Ceil: Math.ceil,
-  Sqrt: Math.sqrt,
-  Relu: (x) => Math.max(x, 0),
-  Not: (x) => Number(!x),
-  Reciprocal: (x) => 1 / x,
-  Exp: Math.exp,
-  Log: Math.log,
-  Round: (x) => {
-    const r = Math.round(x);
-    return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r; // ties to even
-  },
-};
 /** Ops whose (first) output has the shape and type of their first input. */
 const SAME_SHAPE = new Set([
   ...Object.keys(UNARY_VALUES),
@@ -174,116 +42,6 @@ const SAME_SHAPE = new Set([
   "HardSwish", "Softplus", "Softsign", "Sign", "LayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization", "Sin", "Cos",
   "PRelu", "Celu", "Mish", "ThresholdedRelu", "IsNaN", "IsInf", "LpNormalization",
 ]);
-
-/** Axis normalisation (negative axes count from the end). */
-export function normAxis(axis: number, rank: number): number {
-  return axis < 0 ? axis + rank : axis;
-}
-
-/** Explicit [begin..., end...] pads of a conv/pool node, resolving auto_pad from the static sizes. */
-export function convPads(node: NodeProto, inSpatial: number[], kernel: number[], stridesA: number[], dil: number[]): number[] {
-  const r = inSpatial.length;
-  const autoPad = attrString(node, "auto_pad", "NOTSET");
-  if (autoPad === "VALID") return new Array(2 * r).fill(0);
-  if (autoPad === "SAME_UPPER" || autoPad === "SAME_LOWER") {
-    const begin: number[] = [];
-    const end: number[] = [];
-    for (let i = 0; i < r; i++) {
-      const out = Math.ceil(inSpatial[i] / stridesA[i]);
-      const total = Math.max((out - 1) * stridesA[i] + (kernel[i] - 1) * dil[i] + 1 - inSpatial[i], 0);
-      const small = Math.floor(total / 2);
-      begin.push(autoPad === "SAME_UPPER" ? small : total - small);
-      end.push(autoPad === "SAME_UPPER" ? total - small : small);
-    }
-    return [...begin, ...end];
-  }
-  return attrInts(node, "pads") ?? new Array(2 * r).fill(0);
-}
-
-export interface WindowParams {
-  kernel: number[];
-  strides: number[];
-  dilations: number[];
-  pads: number[];
-  ceil: boolean;
-}
-
-/** Kernel, strides, dilations and explicit pads of a Conv/ConvTranspose/pool node. */
-export function windowParams(node: NodeProto, inDims: number[], weightDims?: number[]): WindowParams {
-  const spatial = inDims.slice(2);
-  const r = spatial.length;
-  const kernel = attrInts(node, "kernel_shape") ?? weightDims?.slice(2) ?? fail(`${describeNode(node)} has no kernel_shape`);
-  const st = attrInts(node, "strides") ?? new Array(r).fill(1);
-  const dil = attrInts(node, "dilations") ?? new Array(r).fill(1);
-  return { kernel, strides: st, dilations: dil, pads: convPads(node, spatial, kernel, st, dil), ceil: attrInt(node, "ceil_mode", 0) === 1 };
-}
-
-export function windowOutput(inSize: number, k: number, s: number, d: number, pb: number, pe: number, ceil: boolean): number {
-  const span = inSize + pb + pe - ((k - 1) * d + 1);
-  let out = (ceil ? Math.ceil(span / s) : Math.floor(span / s)) + 1;
-  // With ceil_mode the last window must start inside the input or the begin padding.
-  if (ceil && (out - 1) * s >= inSize + pb) out--;
-  return out;
-}
-
-/** Coordinate-transform scale and output size of each axis of a Resize node. */
-export function resizeGeometry(node: NodeProto, x: StaticInfo, scalesIn?: StaticInfo, sizesIn?: StaticInfo): { scales: number[]; out: number[] } {
-  const r = x.dims.length;
-  if (sizesIn && sizesIn.dims[0] > 0) {
-    if (!sizesIn.value) fail(`${describeNode(node)}: its output sizes are not computable from static shapes`);
-    const policy = attrString(node, "keep_aspect_ratio_policy", "stretch");
-    if (policy !== "stretch") fail(`${describeNode(node)}: Resize with keep_aspect_ratio_policy '${policy}' is not supported`, "export the resize with explicit sizes (stretch)");
-    const axes = attrInts(node, "axes")?.map((a) => normAxis(a, r)) ?? [...Array(r).keys()];
-    const out = [...x.dims];
-    axes.forEach((a, i) => (out[a] = sizesIn.value![i]));
-    return { scales: out.map((o, i) => o / x.dims[i]), out };
-  }
-  if (!scalesIn?.value) fail(`${describeNode(node)}: its scales are not computable from static shapes`);
-  const axes = attrInts(node, "axes")?.map((a) => normAxis(a, r)) ?? [...Array(r).keys()];
-  const scales = new Array(r).fill(1);
-  axes.forEach((a, i) => (scales[a] = scalesIn.value![i]));
-  return { scales, out: x.dims.map((d, i) => Math.floor(d * scales[i] + 1e-9)) };
-}
-
-/** Reduce-op axes (attribute before opset 18 for most reduces, input after), normalised. */
-export function reduceAxes(node: NodeProto, infos: (StaticInfo | undefined)[], rank: number): number[] {
-  const fromAttr = attrInts(node, "axes");
-  let axes = fromAttr;
-  if (!axes && node.input[1]) {
-    const v = infos[1]?.value;
-    if (!v) fail(`${describeNode(node)}: its axes are not computable from static shapes`);
-    axes = v;
-  }
-  if (!axes || axes.length === 0) return attrInt(node, "noop_with_empty_axes", 0) ? [] : [...Array(rank).keys()];
-  return axes.map((a) => normAxis(a, rank));
-}
-
-/** [starts, ends, axes, steps] of a Slice, normalised and clamped against the input dims. */
-export function sliceParams(node: NodeProto, x: StaticInfo, infos: (StaticInfo | undefined)[]): { starts: number[]; ends: number[]; axes: number[]; steps: number[] } {
-  const get = (i: number, a: string): number[] | undefined => attrInts(node, a) ?? (node.input[i] ? infos[i]?.value ?? fail(`${describeNode(node)}: its ${a} are not computable from static shapes`) : undefined);
-  const rawStarts = get(1, "starts")!;
-  const rawEnds = get(2, "ends")!;
-  const axes = (get(3, "axes") ?? rawStarts.map((_, i) => i)).map((a) => normAxis(a, x.dims.length));
-  const steps = get(4, "steps") ?? rawStarts.map(() => 1);
-  const starts: number[] = [];
-  const ends: number[] = [];
-  axes.forEach((a, i) => {
-    const d = x.dims[a];
-    const step = steps[i];
-    let s = rawStarts[i] < 0 ? rawStarts[i] + d : rawStarts[i];
-    let e = rawEnds[i] < 0 ? rawEnds[i] + d : rawEnds[i];
-    if (step > 0) {
-      s = Math.min(Math.max(s, 0), d);
-      e = Math.min(Math.max(e, 0), d);
-    } else {
-      s = Math.min(Math.max(s, 0), d - 1);
-      e = Math.min(Math.max(e, -1), d - 1);
-    }
-    starts.push(s);
-    ends.push(e);
-  });
-  return { starts, ends, axes, steps };
-}
 
 /**
  * Infers every tensor's type and shape (and small values) with the given batch size. A node that cannot
@@ -299,7 +57,7 @@ export function inferStatic(model: ModelProto, batch: number): Map<string, Stati
   }
   for (const inp of g.input) {
     if (infos.has(inp.name)) continue;
-    const tt = inp.type?.value.case === "tensorType" ? inp.type.value.value : undefined;
+    const tt = tensorType(inp);
     if (!tt) fail(`graph input '${inp.name}' is not a tensor`);
     const dims = (tt.shape?.dim ?? []).map((d, i) => {
       if (d.value.case === "dimValue") return Number(d.value.value);
@@ -308,7 +66,7 @@ export function inferStatic(model: ModelProto, batch: number): Map<string, Stati
     });
     infos.set(inp.name, { dtype: tt.elemType, dims });
   }
-  const opset = Number(model.opsetImport.find((o) => o.domain === "" || o.domain === "ai.onnx")?.version ?? 13n);
+  const opset = opsetOf(model) || 13;
   for (const node of g.node) {
     const ins = node.input.map((t) => (t === "" ? undefined : infos.get(t)));
     ins.forEach((v, i) => {
@@ -467,10 +225,8 @@ function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: numb
         if (!ins[2].value) fail(`${describeNode(node)}: its output_shape is not computable from static shapes`);
         return [{ dtype: x.dtype, dims: [...ins[2].value] }];
       }
-      const kernel = attrInts(node, "kernel_shape") ?? fail(`${describeNode(node)} has no kernel_shape`);
+      const { kernel, strides: s, pads: p } = windowParams(node, x.dims);
       const r = kernel.length;
-      const s = attrInts(node, "strides") ?? new Array(r).fill(1);
-      const p = attrInts(node, "pads") ?? new Array(2 * r).fill(0);
       return [{ dtype: x.dtype, dims: [x.dims[0], x.dims[1], ...kernel.map((k, i) => (x.dims[i + 2] - 1) * s[i] + k - p[i] - p[i + r])] }];
     }
     case "GlobalAveragePool":
@@ -574,25 +330,6 @@ function inferSlice(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined
   return { dtype: x.dtype, dims, value };
 }
 
-/**
- * Values of an output whose element at index `out` is x's element at coordinates `coord(out, axis)`
- * (Slice, Transpose), or undefined when the output is too large to carry values.
- */
-function gatherValues(x: readonly number[], xDims: readonly number[], outDims: readonly number[], coord: (out: number[], axis: number) => number): number[] | undefined {
-  const n = numel([...outDims]);
-  if (n > VALUE_LIMIT) return undefined;
-  const strides = xDims.map((_, a) => numel(xDims.slice(a + 1)));
-  const idx = new Array<number>(outDims.length).fill(0);
-  const out: number[] = [];
-  for (let f = 0; f < n; f++) {
-    let src = 0;
-    for (let a = 0; a < xDims.length; a++) src += coord(idx, a) * strides[a];
-    out.push(x[src]);
-    for (let d = outDims.length - 1; d >= 0 && ++idx[d] === outDims[d]; d--) idx[d] = 0;
-  }
-  return out;
-}
-
 function inferReshape(node: NodeProto, x: StaticInfo, shape: StaticInfo): StaticInfo {
   if (!shape.value) fail(`${describeNode(node)}: its target shape is not computable from static shapes`);
   const allowZero = attrInt(node, "allowzero", 0) === 1;
@@ -609,26 +346,6 @@ function inferSplit(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined
   return split.map((s) => ({ dtype: x.dtype, dims: x.dims.map((d, i) => (i === axis ? s : d)) }));
 }
 
-export function splitEven(size: number, n: number): number[] {
-  const chunk = Math.ceil(size / n);
-  return Array.from({ length: n }, (_, i) => Math.max(Math.min(chunk, size - i * chunk), 0));
-}
-
-/** Pads of a Pad node as [begin..., end...] over every axis. */
-export function padAmounts(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined)[]): number[] {
-  const r = x.dims.length;
-  const raw = attrInts(node, "pads") ?? ins[1]?.value ?? fail(`${describeNode(node)}: its pads are not computable from static shapes`);
-  const axesIn = node.input[3] ? ins[3]?.value ?? fail(`${describeNode(node)}: its axes are not computable from static shapes`) : undefined;
-  if (!axesIn) return raw;
-  const pads = new Array(2 * r).fill(0);
-  axesIn.forEach((a0, i) => {
-    const a = normAxis(a0, r);
-    pads[a] = raw[i];
-    pads[a + r] = raw[i + axesIn.length];
-  });
-  return pads;
-}
-
 function inferPad(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined)[]): StaticInfo {
   const pads = padAmounts(node, x, ins);
   const r = x.dims.length;
@@ -641,9 +358,8 @@ function inferConvTranspose(node: NodeProto, x: StaticInfo, w: StaticInfo): Stat
   const outShape = attrInts(node, "output_shape");
   const cout = w.dims[1] * group;
   if (outShape) return { dtype: x.dtype, dims: [x.dims[0], cout, ...outShape.slice(-r)] };
-  const kernel = attrInts(node, "kernel_shape") ?? w.dims.slice(2);
-  const st = attrInts(node, "strides") ?? new Array(r).fill(1);
-  const dil = attrInts(node, "dilations") ?? new Array(r).fill(1);
+  // Not its pads: windowParams resolves auto_pad as Conv does, and ConvTranspose's reading follows below.
+  const { kernel, strides: st, dilations: dil } = windowParams(node, x.dims, w.dims);
   const op = attrInts(node, "output_padding") ?? new Array(r).fill(0);
   const autoPad = attrString(node, "auto_pad", "NOTSET");
   const pads = autoPad === "NOTSET" ? attrInts(node, "pads") ?? new Array(2 * r).fill(0) : undefined;
@@ -657,72 +373,4 @@ function inferMatMul(node: NodeProto, a: StaticInfo, b: StaticInfo): StaticInfo 
   if (a.dims.length < 2 || b.dims.length < 2) fail(`${describeNode(node)}: MatMul with a 1-D operand is not supported in gradient graphs`);
   const batch = broadcastDims(a.dims.slice(0, -2), b.dims.slice(0, -2));
   return { dtype: a.dtype, dims: [...batch, a.dims[a.dims.length - 2], b.dims[b.dims.length - 1]] };
-}
-
-/** Einsum subscripts with one letter per axis: of each operand, and of the output. */
-export interface EinsumSubscripts {
-  inputs: string[];
-  output: string;
-}
-
-/** Lowercase first: ONNX Runtime mishandles uppercase labels in some implicit equations. */
-const LABELS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ";
-
-/**
- * Parses an Einsum equation for operands of the given ranks. An ellipsis becomes letters the equation does
- * not use, right-aligned across operands as numpy broadcasts them, so that every axis has a one-letter
- * label and the gradient can write plain equations. Without "->", the output is the ellipsis followed by
- * the labels that appear once, in ASCII order (numpy's, which the ONNX spec follows).
- */
-export function einsumSubscripts(node: NodeProto, ranks: number[]): EinsumSubscripts {
-  const eq = attrString(node, "equation", "").replace(/\s/g, "");
-  const bad = (why: string): never => fail(`${describeNode(node)}: equation '${eq}' ${why}`);
-  const [lhs, rhs, ...more] = eq.split("->");
-  if (more.length > 0) bad("has more than one '->'");
-  // [before, after] an ellipsis, or [letters] without one
-  const parts = (term: string): string[] => {
-    const p = term.split("...");
-    if (p.length > 2 || p.some((s) => !/^[A-Za-z]*$/.test(s))) bad(`has a term '${term}' that is not letters around at most one '...'`);
-    return p;
-  };
-  const terms = lhs.split(",").map(parts);
-  if (terms.length !== ranks.length) bad(`has ${terms.length} operand terms for ${ranks.length} inputs`);
-  const spans = terms.map((p, k) => {
-    const span = ranks[k] - p.join("").length;
-    if (span < 0 || (p.length === 1 && span !== 0)) bad(`does not match the rank ${ranks[k]} of input ${k}`);
-    return span;
-  });
-  const width = Math.max(0, ...spans);
-  const ellipsis = [...LABELS].filter((l) => !eq.includes(l)).join("");
-  if (ellipsis.length < width) bad("leaves too few unused letters for its ellipsis");
-  const expand = (p: string[], span: number): string => (p.length === 1 ? p[0] : p[0] + ellipsis.slice(width - span, width) + p[1]);
-  const inputs = terms.map((p, k) => expand(p, spans[k]));
-  let output: string;
-  if (rhs === undefined) {
-    const letters = terms.flatMap((p) => [...p.join("")]);
-    const once = [...new Set(letters)].filter((l) => letters.indexOf(l) === letters.lastIndexOf(l)).sort();
-    output = ellipsis.slice(0, width) + once.join("");
-  } else {
-    output = expand(parts(rhs), width);
-    const seen = new Set<string>();
-    for (const l of output) {
-      if (seen.has(l) || !inputs.some((s) => s.includes(l))) bad(`has an output label '${l}' that repeats or is in no input`);
-      seen.add(l);
-    }
-  }
-  return { inputs, output };
-}
-
-/** Each label's size over the subscripted dims; a size 1 broadcasts, as in ONNX Runtime's Einsum. */
-export function einsumSizes(node: NodeProto, subscripts: string[], dims: number[][]): Map<string, number> {
-  const sizes = new Map<string, number>();
-  subscripts.forEach((s, k) =>
-    [...s].forEach((l, a) => {
-      const had = sizes.get(l);
-      const d = dims[k][a];
-      if (had === undefined || had === 1) sizes.set(l, d);
-      else if (d !== 1 && d !== had) fail(`${describeNode(node)}: label '${l}' has sizes ${had} and ${d}`);
-    }),
-  );
-  return sizes;
 }

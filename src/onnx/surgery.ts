@@ -8,10 +8,10 @@ import { ModelProtoSchema, NodeProtoSchema, ValueInfoProtoSchema, type ModelProt
 import { fail } from "../errors.js";
 import { valueInfo } from "./builder.js";
 import { ADAPTER_NODE_PREFIX } from "./adapt.js";
+import { controlFlowNode, graphInputs } from "./graph.js";
 
 export type ComponentLevel = "stage" | "block" | "layer";
 const DEPTH: Record<ComponentLevel, number> = { stage: 1, block: 2, layer: 3 };
-const CONTROL_FLOW = new Set(["If", "Loop", "Scan"]);
 
 export interface Component {
   /** module path, e.g. "downs.0/downs.0.1" */
@@ -26,7 +26,7 @@ export interface Component {
 }
 
 function assertNoControlFlow(model: ModelProto): void {
-  const cf = model.graph!.node.find((n) => CONTROL_FLOW.has(n.opType));
+  const cf = controlFlowNode(model);
   if (cf) fail(`the model contains control flow (${cf.opType} node '${cf.name}'), which segcause cannot cut`, "export the model without data-dependent control flow (trace it)");
 }
 
@@ -47,8 +47,7 @@ const SHAPE_OPS = new Set(["Shape", "Size"]);
  */
 function activationNodes(model: ModelProto): Set<NodeProto> {
   const g = model.graph!;
-  const inits = new Set(g.initializer.map((t) => t.name));
-  const live = new Set(g.input.filter((i) => !inits.has(i.name)).map((i) => i.name));
+  const live = new Set(graphInputs(model).map((i) => i.name));
   return new Set(
     g.node.filter((n) => {
       if (SHAPE_OPS.has(n.opType) || n.opType === "Constant" || !n.input.some((t) => live.has(t))) return false;
@@ -106,9 +105,8 @@ export function tensorNames(model: ModelProto): string[] {
 
 export function checkTensors(model: ModelProto, tensors: string[]): void {
   const known = new Set(tensorNames(model));
-  // Older exports list the weights among the graph inputs too: only a true input is refused here.
-  const weights = new Set(model.graph!.initializer.map((w) => w.name));
-  const inputs = new Set(model.graph!.input.map((i) => i.name).filter((n) => !weights.has(n)));
+  // Only a true input is refused here, not a weight an older exporter lists among the graph inputs.
+  const inputs = new Set(graphInputs(model).map((i) => i.name));
   for (const t of tensors) {
     if (inputs.has(t)) fail(`'${t}' is the model's input, not a tensor inside the network`, "name a tensor a node produces (`segcause components --list --level layer`); the input itself is what `segcause explain` intervenes on");
     if (!known.has(t)) {
