@@ -331,8 +331,13 @@ def write_readme(out_dir):
             f"| {m['n']} | {m['val_per_channel']['whole']:.3f} / {m['val_per_channel']['label1']:.3f} / "
             f"{m['val_per_channel']['label2']:.3f} | {i['depth']}×{i['height']}×{i['width']} | {t['best_epoch']} of {t['epochs']} "
             f"| {t['seconds'] / 60:.1f} min | {floor} |")
-    cmds = [f"- `{json.load(open(p))['name']}`: `{json.load(open(p))['training']['command']}`"
-            for p in sorted(glob.glob(os.path.join(out_dir, "*.onnx.json")))]
+    cmds = []
+    for p in sorted(glob.glob(os.path.join(out_dir, "*.onnx.json"))):
+        c = json.load(open(p))
+        cmds.append(f"- `{c['name']}`: `{c['training']['command']}`")
+        for ch in c["training"].get("schedule_changes", []):
+            cmds.append(f"  (resumed after epoch {ch['after_epoch']} with --epochs {ch['epochs_to']}: the epochs before ran "
+                        f"under the {ch['epochs_from']}-epoch warmup+cosine schedule, later ones under the {ch['epochs_to']}-epoch one)")
     out = [
         "# segcause 3D models (volumes)",
         "",
