@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Train segcause's 3D hippocampus model, export it to ONNX and write its card and models/volumes/README.md.
 
-    nice -n 5 /usr/bin/python3 training/train3d.py --epochs 16 --seed 0      # trains (resumes if a checkpoint exists)
+    nice -n 5 /usr/bin/python3 training/train3d.py --epochs 6 --seed 0       # trains (resumes if a checkpoint exists)
     /usr/bin/python3 training/train3d.py --finish                              # best checkpoint -> test, ONNX, card, README
 
 Train on split=train, keep the weights with the best val whole-hippocampus Dice, report test Dice.
