@@ -347,11 +347,11 @@ class WithSigmoid(nn.Module):
 
 
 def count_flops(model, x):
-    """Multiply-adds x2 of Conv / ConvTranspose / Linear / MatMul for one forward pass of x (per image)."""
+    """Multiply-adds x2 of Conv (2D, 3D) / ConvTranspose / Linear / MatMul for one forward pass of x (per image)."""
     total = [0]
 
     def conv_hook(m, inp, out):
-        k = m.kernel_size[0] * m.kernel_size[1]
+        k = math.prod(m.kernel_size)
         total[0] += out.numel() * (m.in_channels // m.groups) * k * 2
 
     def convt_hook(m, inp, out):
@@ -366,7 +366,7 @@ def count_flops(model, x):
 
     hs = []
     for m in model.modules():
-        if isinstance(m, nn.Conv2d):
+        if isinstance(m, (nn.Conv2d, nn.Conv3d)):
             hs.append(m.register_forward_hook(conv_hook))
         elif isinstance(m, nn.ConvTranspose2d):
             hs.append(m.register_forward_hook(convt_hook))
