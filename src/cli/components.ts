@@ -14,7 +14,6 @@ import { sha256File } from "../util/hash.js";
 import { markResumable } from "../util/interrupt.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
 import { explainComponents, type Ablation, type DonorSampling, type UnitLevel } from "../explain/components.js";
-import { Region } from "../target/roi.js";
 import { writeComponentEffects } from "../report/components.js";
 import { parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
@@ -149,9 +148,7 @@ export function componentsCommand(): Command {
         onProgress: showProgress(f) ? stderrProgress() : undefined, checkpointPath,
       });
       if (lock.note) e.notes.push(lock.note);
-      const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`, {
-        height: model.height, width: model.width, roi: Region.rect(roiRect, model.height, model.width),
-      });
+      const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`);
       await rm(checkpointPath, { force: true });
       const ev = unitEvidence(e.units);
       const top = e.units.map((u, i) => ({ u, ev: ev.perUnit[i] })).sort((a, b) => Math.abs(b.u.effect) - Math.abs(a.u.effect)).slice(0, 5);
@@ -161,7 +158,7 @@ export function componentsCommand(): Command {
         () =>
           [
             `components of ${f.model} for RoI ${f.roi} of ${kase.id}: ${e.units.length} units, ${e.ablation} ablation${e.ablation !== "zero" ? ` with ${donors.length} donors` : ""}; base ${e.outcome} ${e.baseOutcome.toFixed(3)} vs ${e.reference}`,
-            ...countLines({ signed: true, unitKind: "component", tau: f.tau, units: e.units.length, negative: 0, positive: 0, zero: 0, evidence: ev.counts }).map((l) => `  ${l}`),
+            ...countLines({ signed: true, unitKind: "component", tau: e.tau, units: e.units.length, negative: 0, positive: 0, zero: 0, evidence: ev.counts }).map((l) => `  ${l}`),
             ...top.map(({ u, ev: x }) => `  ${u.name}: ATE ${u.effect.toFixed(3)}${Number.isFinite(u.stderr) ? ` ± ${(1.96 * u.stderr).toFixed(3)}` : ""} (${say[x.evidence]})`),
             ...e.notes.map((n) => `  note: ${n}`),
             ...(e.skipped.length ? [`  skipped ${e.skipped.length} component(s); see manifest.json`] : []),
