@@ -15,16 +15,40 @@ import { buildSuffix, exposeTensors, listComponents, planCut, type Component, ty
 import { resolveTarget, type TargetSpec } from "../target/target.js";
 import { screenedAte, PAPER_SCREENED_ATE, type UnitEstimate } from "./estimators.js";
 import type { AttributionCore } from "./attribution.js";
+import { choice, int, num, optionalChoice, optionalInt, optionDefaults, type OptionValues } from "./options.js";
 import type { Resumable } from "./checkpoint.js";
 import { RunContext, type RunOptions } from "./run.js";
 import type { Evaluate } from "./samples.js";
 import { donorEnumeratedAte } from "./donor-ate.js";
 
-export type Ablation = "resample" | "mean" | "zero";
+export const UNIT_LEVELS = ["stage", "block", "layer", "channel", "spatial"] as const;
+export const ABLATIONS = ["resample", "mean", "zero"] as const;
+export const DONOR_SAMPLINGS = ["exact", "random"] as const;
+export type Ablation = (typeof ABLATIONS)[number];
+export type DonorSampling = (typeof DONOR_SAMPLINGS)[number];
+/**
+ * stage/block/layer: module-path groups; channel: channel groups of one `tensors[0]`; spatial:
+ * cells of the feature map of each tensor in `tensors`
+ */
+export type UnitLevel = (typeof UNIT_LEVELS)[number];
 
-export type DonorSampling = "exact" | "random";
+const onlyResample = { appliesWhen: { option: "ablation", values: ["resample"] } };
 
-export type UnitLevel = ComponentLevel | "channel" | "spatial";
+/** The options of `components`, declared as methods declare theirs; the CLI's flags read them. */
+export const COMPONENT_OPTIONS = {
+  level: choice(UNIT_LEVELS, { description: "stage, block or layer (module-path depth); channel or spatial (units inside --tensor)", default: "stage" }),
+  channelGroup: int({ description: "channels per unit at --level channel", default: 1, min: 1, appliesWhen: { option: "level", values: ["channel"] } }),
+  cell: optionalInt({ description: "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)", min: 1, appliesWhen: { option: "level", values: ["spatial"] } }),
+  ablation: choice(ABLATIONS, { description: "resample (donor activations), mean (donor mean) or zero", default: "resample" }),
+  donorSampling: optionalChoice(DONOR_SAMPLINGS, {
+    description: "resample: exact (every unit with each donor once: the expectation over the donors) or random (draws with replacement, screened); default exact when the donors are no more than --screen + --samples, random when either is given",
+    ...onlyResample,
+  }),
+  screen: int({ description: "screening draws (resample)", default: PAPER_SCREENED_ATE.screen, ...onlyResample }),
+  samples: int({ description: "draws for components passing the screen (resample)", default: PAPER_SCREENED_ATE.samples, min: 1, ...onlyResample }),
+  tau: num({ description: "effects below tau are set to 0", default: PAPER_SCREENED_ATE.tau }),
+};
+const DEFAULTS = optionDefaults(COMPONENT_OPTIONS);
 
 /** Part of one tensor that a unit replaces (channel group and/or spatial cell); none = all of it. */
 export interface Selection {
@@ -34,30 +58,11 @@ export interface Selection {
   cols: [number, number];
 }
 
-export interface ComponentOptions extends RunOptions {
-  /**
-   * stage/block/layer: module-path groups (default "stage"); channel: channel groups of one
-   * `tensors[0]`; spatial: cells of the feature map of each tensor in `tensors`
-   */
-  level?: UnitLevel;
-  /** channels per unit at the channel level (default 1) */
-  channelGroup?: number;
-  /** cell size in feature-map pixels at the spatial level (default: a 16x16 grid) */
-  cell?: number;
+export interface ComponentOptions extends RunOptions, Partial<OptionValues<typeof COMPONENT_OPTIONS>> {
   /** explicit tensors, each its own unit, instead of grouped components */
   tensors?: string[];
-  ablation?: Ablation;
   /** donor cases of the same domain (needed by resample and mean) */
   donors?: Case[];
-  /**
-   * resample: "exact" evaluates every unit once with each donor (the expectation over donors, no
-   * screening); "random" draws donors with replacement under the screened estimator. Default: exact
-   * when it costs no more passes per unit than the screened estimator's S + N.
-   */
-  donorSampling?: DonorSampling;
-  screen?: number;
-  samples?: number;
-  tau?: number;
   /** checkpoint save interval (default 5 s; tests use 0) */
   checkpointEveryMs?: number;
 }
@@ -121,11 +126,11 @@ function sliceBatch(r: ort.InferenceSession.OnnxValueMapType, j: number, B: numb
 
 export async function explainComponents(model: Model, kase: Case, targetSpec: TargetSpec, opts: ComponentOptions = {}): Promise<ComponentEffects> {
   const t0 = Date.now();
-  const ablation = opts.ablation ?? "resample";
+  const ablation = opts.ablation ?? DEFAULTS.ablation;
   const donors = opts.donors ?? [];
   if (ablation !== "zero" && donors.length === 0) fail(`${ablation} ablation needs donor images`, "pass --donors <folder or manifest> with images of the same domain, or use --ablation zero");
   const proto = model.proto();
-  const requested = opts.level ?? "stage";
+  const requested = opts.level ?? DEFAULTS.level;
   const inTensor = requested === "channel" || requested === "spatial";
   if (inTensor && !opts.tensors?.length) fail(`the ${requested} level needs --tensor <name>`, "`segcause components --list --level layer` shows the tensors");
   if (requested === "channel" && opts.tensors!.length !== 1) fail("the channel level takes exactly one --tensor", "run once per tensor");
@@ -190,7 +195,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
       const [, C, H, W] = d;
       tensorDims[t] = [C, H, W];
       if (level === "channel") {
-        const g = opts.channelGroup ?? 1;
+        const g = opts.channelGroup ?? DEFAULTS.channelGroup;
         if (!Number.isInteger(g) || g < 1 || g > C) fail(`channel group ${g} must be in 1..${C}`, "use --channel-group 1");
         for (let c0 = 0; c0 < C; c0 += g) {
           const c1 = Math.min(C, c0 + g);
@@ -230,8 +235,8 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   };
   const draws = ablation === "resample" ? donors.length : 1;
   const st = ablation === "resample"
-    ? { screen: opts.screen ?? PAPER_SCREENED_ATE.screen, samples: opts.samples ?? PAPER_SCREENED_ATE.samples, tau: opts.tau ?? PAPER_SCREENED_ATE.tau }
-    : { screen: 1, samples: 0, tau: opts.tau ?? PAPER_SCREENED_ATE.tau };
+    ? { screen: opts.screen ?? DEFAULTS.screen, samples: opts.samples ?? DEFAULTS.samples, tau: opts.tau ?? DEFAULTS.tau }
+    : { screen: 1, samples: 0, tau: opts.tau ?? DEFAULTS.tau };
   const donorSampling: DonorSampling | null = ablation !== "resample" ? null : (opts.donorSampling ?? (donors.length <= st.screen + st.samples ? "exact" : "random"));
   const exact = donorSampling === "exact";
   const fixedFill = new Map<string, Float32Array>();
@@ -308,7 +313,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     method: "components",
     forwardPasses,
     tau: st.tau,
-    settings: { level, ablation, donorSampling, ...(exact ? { tau: st.tau } : st), batchSize: B, tensors: opts.tensors ?? null, channelGroup: level === "channel" ? (opts.channelGroup ?? 1) : null, cell: level === "spatial" ? (units[0].selection!.rows[1] - units[0].selection!.rows[0]) : null },
+    settings: { level, ablation, donorSampling, ...(exact ? { tau: st.tau } : st), batchSize: B, tensors: opts.tensors ?? null, channelGroup: level === "channel" ? (opts.channelGroup ?? DEFAULTS.channelGroup) : null, cell: level === "spatial" ? (units[0].selection!.rows[1] - units[0].selection!.rows[0]) : null },
     intervention: { name: `${ablation} ablation`, donors: donors.map((d) => ({ id: d.id, sha256: d.imageSha256 })) },
     runnerNotes: [],
     batchSize: B,

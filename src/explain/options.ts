@@ -65,6 +65,17 @@ export function choice<const C extends readonly string[]>(choices: C, o: Common<
   return { type: "string", choices, ...o };
 }
 
+/** An integer option whose default is decided at run time (undefined until given). */
+export const optionalInt = (o: Omit<Common<number>, "default"> & Range): OptionDecl<number | undefined> => ({ type: "int", default: undefined, ...o });
+export function optionalChoice<const C extends readonly string[]>(choices: C, o: Omit<Common<C[number]>, "default">): OptionDecl<C[number] | undefined> {
+  return { type: "string", choices, default: undefined, ...o };
+}
+
+/** Every option of a declaration at its default. */
+export function optionDefaults<D extends OptionsDecl>(d: D): OptionValues<D> {
+  return Object.fromEntries(Object.entries(d).map(([k, o]) => [k, o.default])) as OptionValues<D>;
+}
+
 /** The registry's list of a declaration, in declaration order (the order of resolved options and cell keys). */
 export function optionList(d: OptionsDecl): MethodOption[] {
   return Object.entries(d).map(([name, o]) => ({ name, ...o }));
