@@ -25,7 +25,7 @@ export { mapStats } from "./report/stats.js";
 export { unitEvidence, countLines, FDR, type EvidenceCounts, type UnitEvidence } from "./report/counts.js";
 export { parseScale, colourScale, type ScaleSpec } from "./report/scale.js";
 export { encodeNpy, decodeNpy } from "./util/npy.js";
-export { explainComponents, type ComponentEffects, type ComponentOptions, type Ablation } from "./explain/components.js";
+export { explainComponents, COMPONENT_OPTIONS, type ComponentEffects, type ComponentOptions, type Ablation } from "./explain/components.js";
 export { listComponents, planCut, buildSuffix, exposeTensors, tensorNames, type Component, type ComponentLevel } from "./onnx/surgery.js";
 export { runEvaluation, PROTOCOL_DEFAULTS, type EvaluateConfig, type Protocol, type RunControl, type MethodRun } from "./evaluate/benchmark.js";
 export { writeEvaluationReport, METRIC_DEFINITIONS } from "./evaluate/report.js";
