@@ -3,11 +3,13 @@
  * resumes to the identical map, and checkpoint temp files never follow a planted link.
  */
 import { existsSync, readFileSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
 import { Checkpoint } from "../src/explain/checkpoint.js";
-import { explainPdcr } from "../src/explain/pdcr.js";
+import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
+import { explainLime } from "../src/explain/lime.js";
 import { Model } from "../src/model/model.js";
 import { saveInterruptedWork } from "../src/util/interrupt.js";
 import type { ProgressEvent } from "../src/util/progress.js";
@@ -94,5 +96,33 @@ describe("checkpoint temp files", () => {
     expect(readFileSync(victim, "utf8")).toBe("precious");
     expect(lstatSync(ck).isFile()).toBe(true);
     expect(Checkpoint.open(ck, { k: 1 }).resumedSamples).toBe(3);
+  });
+});
+
+describe("checkpoint keys stay those of earlier versions, so their checkpoints still resume", () => {
+  // The key is the sha256 of its material as JSON: field order is part of it, and each engine keeps its own.
+  const keyOf = (path: string) => (JSON.parse(readFileSync(path, "utf8")) as { key: string }).key;
+  const hash = (material: unknown) => createHash("sha256").update(JSON.stringify(material)).digest("hex");
+
+  it("block engine (zero ablation) and coalition engine (LIME on a grid)", async () => {
+    const model = await Model.load(modelPath, { threads: 1 });
+    try {
+      const kase = await loadCase(model, image);
+      const target = { roi: ROI, kind: "rect", outcome: "dice", ref: "prediction" };
+      const zeroCk = join(dir, "keys", "zero.json");
+      const zero = await explainZero(model, kase, { roi: ROI }, { seed: 5, checkpointPath: zeroCk });
+      expect(keyOf(zeroCk)).toBe(hash({
+        model: model.sha256, image: kase.imageSha256, mask: null, target, card: model.card,
+        method: "zero", block: 8, stride: 8, seed: 5, intervention: zero.provenance.intervention, draws: { kind: "uniform" },
+      }));
+      const limeCk = join(dir, "keys", "lime.json");
+      const lime = await explainLime(model, kase, { roi: ROI }, { seed: 5, partition: "grid", block: 16, coalitions: 20, checkpointPath: limeCk });
+      expect(keyOf(limeCk)).toBe(hash({
+        model: model.sha256, image: kase.imageSha256, mask: null, card: model.card, seed: 5, target,
+        method: "lime", settings: lime.provenance.settings, units: lime.units.length, intervention: lime.provenance.intervention,
+      }));
+    } finally {
+      await model.release();
+    }
   });
 });

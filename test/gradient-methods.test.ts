@@ -7,7 +7,7 @@ import { SegcauseError } from "../src/errors.js";
 import { Model } from "../src/model/model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import type { Attribution } from "../src/explain/attribution.js";
-import type { RunOptions } from "../src/explain/block-effects.js";
+import type { RunOptions } from "../src/explain/run.js";
 import type { TargetSpec } from "../src/target/target.js";
 import { explainSaliency } from "../src/explain/saliency.js";
 import { explainGradXInput } from "../src/explain/gradxinput.js";

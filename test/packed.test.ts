@@ -59,11 +59,11 @@ describe.skipIf(!reachable)("segcause installed from its packed tarball into an 
     const script = join(project, "explain.mjs");
     writeFileSync(
       script,
-      `import { Model, loadCase, explainOcclusion, findModel, VERSION } from "segcause";
+      `import { Model, loadCase, explain, findModel, VERSION } from "segcause";
 const [image, mask, row, col, size] = process.argv.slice(2);
 const model = await Model.load(findModel("unet-ph2").path, { threads: 1 });
 const kase = await loadCase(model, image, mask);
-const a = await explainOcclusion(model, kase, { roi: { row: +row, col: +col, height: +size, width: +size } }, { window: 32, stride: 32 });
+const a = await explain("occlusion", { model, case: kase, target: { roi: { row: +row, col: +col, height: +size, width: +size } }, options: { block: 32, stride: 32 } });
 await model.release();
 console.log(JSON.stringify({ version: VERSION, baseOutcome: a.baseOutcome, forwardPasses: a.forwardPasses, nonZero: a.units.filter((u) => u.effect !== 0).length, versions: a.provenance.versions }));
 `,

@@ -13,8 +13,7 @@ import { lockFolder, type FolderLock } from "../util/lock.js";
 import { sha256File } from "../util/hash.js";
 import { markResumable } from "../util/interrupt.js";
 import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
-import { explainComponents, type Ablation, type DonorSampling, type UnitLevel } from "../explain/components.js";
-import { Region } from "../target/roi.js";
+import { ABLATIONS, COMPONENT_OPTIONS, DONOR_SAMPLINGS, explainComponents, UNIT_LEVELS, type Ablation, type DonorSampling, type UnitLevel } from "../explain/components.js";
 import { writeComponentEffects } from "../report/components.js";
 import { parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
@@ -68,6 +67,8 @@ function donorPaths(spec: string, splits: string, splitsGiven: boolean): string[
 }
 
 export function componentsCommand(): Command {
+  // The flags' descriptions and defaults come from the declaration; the parsers keep the CLI's messages.
+  const O = COMPONENT_OPTIONS;
   const cmd = new Command("components")
     .description("causal effects of network components (stages, blocks, layers or named tensors) on the RoI outcome")
     .requiredOption("--model <file>", "ONNX segmentation model")
@@ -77,15 +78,15 @@ export function componentsCommand(): Command {
     .option("--donors <dir|manifest>", "images of the same domain whose activations replace the component's (resample/mean)")
     .option("--splits <list>", "manifest splits for donors", "train,val")
     .option("--max-donors <n>", "donor images drawn (seeded) from the source", intAtLeast("max-donors"), 20)
-    .option("--level <level>", "stage, block or layer (module-path depth); channel or spatial (units inside --tensor)", oneOf("level", ["stage", "block", "layer", "channel", "spatial"] as const), "stage")
+    .option("--level <level>", O.level.description, oneOf("level", UNIT_LEVELS), O.level.default)
     .option("--tensor <name...>", "tensors to intervene on: each its own unit, or the tensor(s) split by --level channel|spatial")
-    .option("--channel-group <n>", "channels per unit at --level channel", intAtLeast("channel-group"))
-    .option("--cell <px>", "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)", intAtLeast("cell"))
-    .option("--ablation <kind>", "resample (donor activations), mean (donor mean) or zero", oneOf("ablation", ["resample", "mean", "zero"] as const), "resample")
-    .option("--donor-sampling <kind>", "resample: exact (every unit with each donor once: the expectation over the donors) or random (draws with replacement, screened); default exact when the donors are no more than --screen + --samples, random when either is given", oneOf("donor-sampling", ["exact", "random"] as const))
-    .option("--screen <n>", "screening draws (resample)", int("screen"), 3)
-    .option("--samples <n>", "draws for components passing the screen (resample)", intAtLeast("samples"), 50)
-    .option("--tau <t>", "effects below tau are set to 0", num("tau"), 0.02)
+    .option("--channel-group <n>", O.channelGroup.description, intAtLeast("channel-group"))
+    .option("--cell <px>", O.cell.description, intAtLeast("cell"))
+    .option("--ablation <kind>", O.ablation.description, oneOf("ablation", ABLATIONS), O.ablation.default)
+    .option("--donor-sampling <kind>", O.donorSampling.description, oneOf("donor-sampling", DONOR_SAMPLINGS))
+    .option("--screen <n>", O.screen.description, int("screen"), O.screen.default)
+    .option("--samples <n>", O.samples.description, intAtLeast("samples"), O.samples.default)
+    .option("--tau <t>", O.tau.description, num("tau"), O.tau.default)
     .option("--seed <n>", "random seed", seed(), 0)
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), "dice")
     .option("--batch-size <n>", "inputs per forward call", intAtLeast("batch-size"))
@@ -150,9 +151,7 @@ export function componentsCommand(): Command {
         onProgress: showProgress(f) ? stderrProgress() : undefined, checkpointPath,
       });
       if (lock.note) e.notes.push(lock.note);
-      const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`, {
-        height: model.height, width: model.width, roi: Region.rect(roiRect, model.height, model.width),
-      });
+      const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`);
       await rm(checkpointPath, { force: true });
       const ev = unitEvidence(e.units);
       const top = e.units.map((u, i) => ({ u, ev: ev.perUnit[i] })).sort((a, b) => Math.abs(b.u.effect) - Math.abs(a.u.effect)).slice(0, 5);
@@ -162,7 +161,7 @@ export function componentsCommand(): Command {
         () =>
           [
             `components of ${f.model} for RoI ${f.roi} of ${kase.id}: ${e.units.length} units, ${e.ablation} ablation${e.ablation !== "zero" ? ` with ${donors.length} donors` : ""}; base ${e.outcome} ${e.baseOutcome.toFixed(3)} vs ${e.reference}`,
-            ...countLines({ signed: true, unitKind: "component", tau: f.tau, units: e.units.length, negative: 0, positive: 0, zero: 0, evidence: ev.counts }).map((l) => `  ${l}`),
+            ...countLines({ signed: true, unitKind: "component", tau: e.tau, units: e.units.length, negative: 0, positive: 0, zero: 0, evidence: ev.counts }).map((l) => `  ${l}`),
             ...top.map(({ u, ev: x }) => `  ${u.name}: ATE ${u.effect.toFixed(3)}${Number.isFinite(u.stderr) ? ` ± ${(1.96 * u.stderr).toFixed(3)}` : ""} (${say[x.evidence]})`),
             ...e.notes.map((n) => `  note: ${n}`),
             ...(e.skipped.length ? [`  skipped ${e.skipped.length} component(s); see manifest.json`] : []),

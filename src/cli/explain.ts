@@ -13,7 +13,7 @@ import { Model } from "../model/model.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
 import { flagLabel, kebab, resolveOptions, type MethodDefinition, type MethodOption } from "../explain/methods.js";
 import type { Attribution } from "../explain/attribution.js";
-import { Region, parseRoi } from "../target/roi.js";
+import { parseRoi } from "../target/roi.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import type { TargetSpec } from "../target/target.js";
 import { writeAttribution, type WrittenOutputs } from "../report/write.js";
@@ -72,6 +72,9 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   let model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
   let lock: FolderLock | undefined;
   try {
+    // A setting that can never work on this model (or bank) stops here, before the case, tuning or any pass.
+    const bank = def.needsBank ? await PatchBank.load(f.bank!) : undefined;
+    def.check?.({ model, options, bankPatchSize: bank?.patchSize, label: flagLabel });
     const kase = await loadCase(model, f.image, f.mask);
     // Anything not fixed by a flag is chosen by a short (cached) probe of this model on this machine.
     let batchSize = fixedOrUndefined(f.batchSize);
@@ -86,7 +89,6 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
     }
     const roi: TargetSpec["roi"] = rect ?? { mask: await loadRoiMask(f.roiMask!, model, kase) };
     const target: TargetSpec = { roi, outcome: f.outcome, reference: f.reference };
-    const bank = def.needsBank ? await PatchBank.load(f.bank!) : undefined;
     const run = {
       seed: f.seed,
       batchSize,
@@ -103,43 +105,13 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       const p = tuned.probe.map((c) => `${c.workers}x${c.threads} threads batch ${c.batchSize}: ${c.perSecond.toFixed(1)}/s`).join("; ");
       attribution.notes.push(`execution ${tuned.cached ? "(cached probe)" : "probed"}: ${tuned.workers} session(s) x ${tuned.threads} thread(s), batch ${tuned.batchSize} [${p}]`);
     }
-    for (const note of [channelConversion(kase, model), enlargement(kase, model), exifOrientation(kase)]) if (note) attribution.notes.push(note);
-    const region = "mask" in roi ? Region.mask(roi.mask, model.height, model.width) : undefined;
-    const written = await writeAttribution(attribution, kase, f.out, region, { scale });
+    const written = await writeAttribution(attribution, kase, f.out, { scale });
     await rm(run.checkpointPath, { force: true });
     return { attribution, written, kase };
   } finally {
     lock?.release();
     await model.release();
   }
-}
-
-/** A note when the image's channels were converted to the model's (a colour image explained by a grey model, or the reverse). */
-export function channelConversion(kase: Case, model: Model): string | undefined {
-  if (!kase.source) return undefined;
-  const colour = kase.source.channels >= 3;
-  if (colour === (model.channels === 3)) return undefined;
-  return colour
-    ? `the colour image was converted to grey (luma) for the model's 1-channel input: check that the model is meant for this kind of image`
-    : `the grey image was replicated into RGB for the model's 3-channel input: check that the model is meant for this kind of image`;
-}
-
-/** A note when the image is much smaller than the model input: the model then sees a blown-up, blurred image. */
-export function enlargement(kase: Case, model: Model): string | undefined {
-  if (!kase.source) return undefined;
-  const f = Math.max(model.height / kase.source.height, model.width / kase.source.width);
-  if (f < 2) return undefined;
-  return `the ${kase.source.height}x${kase.source.width} image was enlarged ${f.toFixed(f < 10 ? 1 : 0)}x to the model's ${model.height}x${model.width} input: check that this is the image the model is meant for`;
-}
-
-/**
- * A note when the file carries an EXIF orientation: segcause, like PIL's Image.open and the paper's
- * code, reads the stored pixels as they are, while viewers (and OpenCV) show them rotated.
- */
-export function exifOrientation(kase: Case): string | undefined {
-  const o = kase.source?.orientation;
-  if (!o) return undefined;
-  return `the image file carries EXIF orientation ${o} (viewers show it ${o >= 5 ? "rotated" : "flipped or rotated"}); segcause reads the stored pixels unrotated, as PIL's Image.open does: if the model or the mask expects the displayed orientation, save the image rotated`;
 }
 
 /** An RoI mask at the size of the image or of the model input (in model-input pixels after resizing). */

@@ -21,6 +21,8 @@ export interface Case {
   source?: ImageInfo;
   /** sha256 of the image file a derived case (a noisy copy) was made from */
   derivedFrom?: string;
+  /** what a reader of any result on this case should know about the input (conversion, enlargement, EXIF) */
+  notes?: string[];
 }
 
 /** The image files a case's pixels come from: the bank's patches of these are not "other images". */
@@ -38,6 +40,7 @@ export async function loadCase(model: Model, imagePath: string, maskPath?: strin
   const image = await decodeImage(bytes, imagePath, { channels, height, width, resize });
   const source = await imageInfo(bytes, imagePath);
   const kase: Case = { id: basename(imagePath).replace(/\.[^.]+$/, ""), image, imageSha256: sha256(bytes), imagePath, source };
+  kase.notes = [channelConversion(kase, model), enlargement(kase, model), exifOrientation(kase)].filter((n): n is string => n !== undefined);
   if (maskPath) {
     const maskBytes = await readInput(maskPath, "mask");
     await checkMaskSize(maskPath, maskBytes, [{ ...source, what: `the image ${imagePath}` }], "give the ground-truth mask of this image, at its size");
@@ -67,4 +70,32 @@ export async function checkMaskSize(path: string, bytes: Buffer, allowed: { heig
   const m = await imageInfo(bytes, path);
   if (allowed.some((a) => a.height === m.height && a.width === m.width)) return;
   fail(`mask ${path} is ${m.height}x${m.width} pixels but ${allowed.map((a) => `${a.what} is ${a.height}x${a.width}`).join(" and ")}`, hint);
+}
+
+/** A note when the image's channels were converted to the model's (a colour image explained by a grey model, or the reverse). */
+export function channelConversion(kase: Case, model: Model): string | undefined {
+  if (!kase.source) return undefined;
+  const colour = kase.source.channels >= 3;
+  if (colour === (model.channels === 3)) return undefined;
+  return colour
+    ? `the colour image was converted to grey (luma) for the model's 1-channel input: check that the model is meant for this kind of image`
+    : `the grey image was replicated into RGB for the model's 3-channel input: check that the model is meant for this kind of image`;
+}
+
+/** A note when the image is much smaller than the model input: the model then sees a blown-up, blurred image. */
+export function enlargement(kase: Case, model: Model): string | undefined {
+  if (!kase.source) return undefined;
+  const f = Math.max(model.height / kase.source.height, model.width / kase.source.width);
+  if (f < 2) return undefined;
+  return `the ${kase.source.height}x${kase.source.width} image was enlarged ${f.toFixed(f < 10 ? 1 : 0)}x to the model's ${model.height}x${model.width} input: check that this is the image the model is meant for`;
+}
+
+/**
+ * A note when the file carries an EXIF orientation: segcause, like PIL's Image.open and the paper's
+ * code, reads the stored pixels as they are, while viewers (and OpenCV) show them rotated.
+ */
+export function exifOrientation(kase: Case): string | undefined {
+  const o = kase.source?.orientation;
+  if (!o) return undefined;
+  return `the image file carries EXIF orientation ${o} (viewers show it ${o >= 5 ? "rotated" : "flipped or rotated"}); segcause reads the stored pixels unrotated, as PIL's Image.open does: if the model or the mask expects the displayed orientation, save the image rotated`;
 }

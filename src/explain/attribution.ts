@@ -1,5 +1,5 @@
 /** Attribution: the result of any method — per-unit effects with uncertainty, a map, provenance. */
-import type { RoiRect } from "../target/roi.js";
+import type { Region, RoiRect } from "../target/roi.js";
 import type { OutcomeName } from "../target/outcome.js";
 import { forEachPixel, type Unit, type UnitKind } from "./units.js";
 import type { UnitEstimate } from "./estimators.js";
@@ -21,12 +21,30 @@ export interface Provenance {
   runner: { batchSize: number; threads: number; workers?: number };
 }
 
-export interface Attribution {
+/** The fields every result shares (maps and component effects), filled by `RunContext.finishCore`. */
+export interface AttributionCore {
   method: string;
+  /** what one unit of the result means, e.g. "Dice points (x100)" or "d(RoI score)/d(pixel)" */
+  valueUnits: string;
+  /** outcome of the unperturbed input, m(X) */
+  baseOutcome: number;
+  outcome: OutcomeName;
+  reference: "ground-truth" | "prediction";
+  roi: RoiRect;
+  /** the resolved RoI (rectangle or mask) the result was computed for */
+  region: Region;
+  /** effects with |ATE| below τ were set to 0 (0: no threshold) */
+  tau: number;
+  forwardPasses: number;
+  backwardPasses: number;
+  wallMs: number;
+  notes: string[];
+  provenance: Provenance;
+}
+
+export interface Attribution extends AttributionCore {
   /** what the units are; "pixel" maps (gradient methods) have no unit list */
   unitKind: UnitKind;
-  /** what one unit of the map means, e.g. "Dice points (x100)" or "d(RoI score)/d(pixel)" */
-  valueUnits: string;
   /**
    * Sign convention shared by every method: a signed map holds the (estimated) change of the RoI
    * outcome when the unit's content is removed — negative = the content supported the prediction
@@ -42,20 +60,10 @@ export interface Attribution {
   stderrMap: Float32Array;
   /** per-unit results; empty for pixel-level maps */
   units: UnitResult[];
-  /** outcome of the unperturbed input, m(X) */
-  baseOutcome: number;
-  outcome: OutcomeName;
-  reference: "ground-truth" | "prediction";
-  roi: RoiRect;
   /** units overlapping the RoI, which are not explained (effect 0 by convention) */
   roiCells: number;
-  forwardPasses: number;
-  backwardPasses: number;
   /** the fast schedule's screen: how much effect the blocks it set to 0 may carry */
   screenLoss?: ScreenLoss;
-  wallMs: number;
-  notes: string[];
-  provenance: Provenance;
 }
 
 /**

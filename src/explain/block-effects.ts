@@ -5,18 +5,14 @@
  */
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
-import { Runner } from "../model/runner.js";
 import { fail } from "../errors.js";
 import type { Target, TargetSpec } from "../target/target.js";
-import { outcomeUnits } from "../target/outcome.js";
 import { randomInt } from "../util/rng.js";
-import type { ProgressListener } from "../util/progress.js";
 import { paint, type Attribution } from "./attribution.js";
-import { resumableEvaluate } from "./checkpoint.js";
-import { buildProvenance, unperturbedPass } from "./base-pass.js";
+import { DEFAULT_CHUNK } from "./checkpoint.js";
+import { RunContext, type RunOptions } from "./run.js";
 import { screenedAte, type ScreenedAteSettings } from "./estimators.js";
 import type { Intervention } from "./interventions.js";
-import type { Evaluate } from "./samples.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
 import { adaptiveAte, type AdaptiveSettings, type ScreenLoss } from "./adaptive.js";
 import { buildQuadtree } from "./hierarchy.js";
@@ -43,14 +39,6 @@ function fmtRatio(x: number): string {
   return x > 10 ? "more than 10 times" : x.toFixed(2);
 }
 
-export interface RunOptions {
-  seed?: number;
-  batchSize?: number;
-  onProgress?: ProgressListener;
-  /** file where finished samples are kept; an interrupted run with the same settings resumes from it */
-  checkpointPath?: string;
-}
-
 export interface BlockMethodSpec {
   method: string;
   blockSize: number;
@@ -71,11 +59,10 @@ export interface BlockMethodSpec {
 
 export async function explainBlocks(model: Model, kase: Case, targetSpec: TargetSpec, spec: BlockMethodSpec, run: RunOptions = {}): Promise<Attribution> {
   const t0 = Date.now();
-  const seed = run.seed ?? 0;
   const intervention = await spec.makeIntervention(model, kase);
-  const runner = new Runner(model, { batchSize: run.batchSize });
   // Unperturbed pass: gives m(X), and the reference mask when explaining the model's own prediction.
-  const { input: base, target } = await unperturbedPass(model, kase, targetSpec, runner);
+  const ctx = await RunContext.open(model, kase, targetSpec, run, { t0 });
+  const { seed, target } = ctx;
   const custom = spec.units?.(target);
   const grid = custom ? { ...custom, stride: spec.blockSize } : blockGrid(model.height, model.width, spec.blockSize, target.region, spec.stride);
   const units = grid.units;
@@ -90,56 +77,39 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   // draws round by round, one per stratum; a group draw gives every member block its own patch.
   const drawOf = (unit: number, draw: number, member = 0): number => {
     if (intervention.draws === 1) return 0;
-    if (unit >= units.length) return randomInt(seed, unit, draw * 65536 + member, intervention.draws);
+    if (unit >= units.length) return ctx.randomInt(unit, draw * 65536 + member, intervention.draws);
     if (!strat) return uniformDraw(seed, unit, draw, intervention.draws);
     const s = strat.strata[draw % strat.strata.length];
-    return s[randomInt(seed, ad!.commonDraws ? -1 : unit, draw, s.length)];
+    return s[ctx.randomInt(ad!.commonDraws ? -1 : unit, draw, s.length)];
   };
   const membersOf = (unit: number): Unit[] => (unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]));
 
-  // Passes actually run and their time (not samples resumed from a checkpoint): the rate a time budget uses.
-  let ranPasses = 0, ranMs = 0;
-  const raw: Evaluate = async (reqs) => {
-    const started = Date.now();
-    const scores = await runner.evaluate(
-      reqs,
-      (r, dst) => {
-        dst.set(base);
-        membersOf(r.unit).forEach((u, k) => intervention.apply(dst, u, drawOf(r.unit, r.draw, k)));
-      },
-      // Recorded as its batch finishes: an interruption keeps every finished batch.
-      (data, slot, r) => {
-        const v = target.score(data, slot);
-        resumable.finished(r, v);
-        return v;
-      },
-    );
-    ranPasses += reqs.length;
-    ranMs += Date.now() - started;
-    return scores;
-  };
-  const keyMaterial = {
-    model: model.sha256, image: kase.imageSha256, mask: kase.maskSha256 ?? null, target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
-    card: model.card, method: spec.method, block: spec.blockSize, stride: grid.stride, seed, intervention: intervention.describe(),
-    // Samples depend only on how draws are numbered, not on S, N or τ: a rerun with more samples
-    // or another τ reuses every finished sample.
-    draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
-    units: custom ? spec.settings : undefined,
-  };
-  const resumable = resumableEvaluate(raw, { path: run.checkpointPath, key: keyMaterial, onProgress: run.onProgress });
-  const { evaluate, checkpoint } = resumable;
+  const key = ctx.checkpointKey([
+    "model", "image", "mask", "target", "card",
+    { method: spec.method, block: spec.blockSize, stride: grid.stride },
+    "seed",
+    {
+      intervention: intervention.describe(),
+      // Samples depend only on how draws are numbered, not on S, N or τ: a rerun with more samples
+      // or another τ reuses every finished sample.
+      draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
+      units: custom ? spec.settings : undefined,
+    },
+  ]);
+  const scorer = ctx.scorer(key, (unit, draw, dst) => membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))), { chunk: DEFAULT_CHUNK });
+  const evaluate = scorer.evaluate;
 
   let estimates;
   let extraPasses = 0;
   let screenLoss: ScreenLoss | undefined;
   let timeBudgetPasses: number | undefined;
-  const notes = [...runner.notes, ...(intervention.notes ?? []), ...model.resolved.assumptions.map((a) => `assumed: ${a}`)];
+  const notes = [...(intervention.notes ?? [])];
   if (ad) {
     // The time left, at the pass rate measured so far (all cached: no limit from the clock).
     let screenMs = 0;
     const passesFor = (spent: number) => {
       screenMs = Date.now() - t0;
-      return ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - screenMs) * ranPasses) / Math.max(ranMs, 1));
+      return scorer.ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - screenMs) * scorer.ranPasses) / Math.max(scorer.ranMs, 1));
     };
     const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor);
     estimates = r.estimates;
@@ -151,7 +121,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     if (b?.byTime && b.binding && screenMs > ad.maxSeconds * 1000) {
       notes.push(`time budget ${ad.maxSeconds} s: the screen alone took ${(screenMs / 1000).toFixed(screenMs < 10_000 ? 1 : 0)} s (it always completes, so every block has an estimate); no further rounds ran — raise --max-time or use larger blocks (--max-passes ${b.passes} reproduces this map)`);
     } else if (b?.byTime && b.binding) {
-      notes.push(`time budget ${ad.maxSeconds} s: ${b.passes} passes at the pass rate measured during the screen (${((1000 * ranPasses) / Math.max(ranMs, 1)).toFixed(1)}/s); the map depends on the machine's speed — rerun with --max-passes ${b.passes} to reproduce it exactly`);
+      notes.push(`time budget ${ad.maxSeconds} s: ${b.passes} passes at the pass rate measured during the screen (${((1000 * scorer.ranPasses) / Math.max(scorer.ranMs, 1)).toFixed(1)}/s); the map depends on the machine's speed — rerun with --max-passes ${b.passes} to reproduce it exactly`);
     }
     if (b && b.screen > b.passes) {
       notes.push(`pass budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every block has an estimate${b.binding ? `, but no further rounds ran — raise --max-passes above ${b.screen} or use larger blocks` : ", and the map needed no further rounds"}`);
@@ -160,10 +130,9 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   } else {
     estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
   }
-  await checkpoint?.save();
+  await scorer.save();
 
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
-  notes.push(...(checkpoint?.notes() ?? []));
   // An all-zero map is a finding, but usually of the RoI rather than the model: say why and what to try.
   const tau = (ad ?? spec.estimator).tau;
   if (tau > 0 && results.every((r) => r.effect === 0)) {
@@ -175,34 +144,19 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     const share = total > 0 ? ` (${((100 * screenLoss.bound) / total).toFixed(1)}% of the map's total |effect|, ${total.toFixed(2)})` : "";
     notes.push(`the screen set ${screenLoss.blocks} blocks to 0 (${screenLoss.groups} quadtree group${screenLoss.groups === 1 ? "" : "s"} cleared whole, ${screenLoss.alone} block${screenLoss.alone === 1 ? "" : "s"} alone); their largest |Δ| in any screening draw sums to ${fmtSmall(screenLoss.bound)}${share}: with additive block effects, about as much effect as they may hide, unless effects of opposite sign cancel within a group or a rare patch moves the RoI more`);
   }
-  const forwardPasses = 1 + extraPasses + results.reduce((s, r) => s + r.samples, 0);
-  return {
+  return ctx.finish({
     method: spec.method,
     unitKind: custom ? custom.unitKind : grid.stride < spec.blockSize ? "window" : "block",
-    valueUnits: outcomeUnits(target.outcome),
     signed: true,
-    height: model.height,
-    width: model.width,
     map: paint(model.height, model.width, units, (i) => results[i].effect),
     stderrMap: paint(model.height, model.width, units, (i) => results[i].stderr, Number.NaN),
     units: results,
-    baseOutcome: target.base,
-    outcome: target.outcome,
-    reference: target.referenceKind,
-    roi: target.region.bbox,
     roiCells: grid.roiCells,
-    forwardPasses,
-    backwardPasses: 0,
-    ...(screenLoss ? { screenLoss } : {}),
-    wallMs: Date.now() - t0,
+    forwardPasses: 1 + extraPasses + results.reduce((s, r) => s + r.samples, 0),
+    tau,
+    screenLoss,
     notes,
-    provenance: buildProvenance(model, kase, target, {
-      method: spec.method,
-      seed,
-      settings: { blockSize: spec.blockSize, stride: grid.stride, ...(ad ?? spec.estimator), ...spec.settings, ...(timeBudgetPasses !== undefined ? { timeBudgetPasses } : {}) },
-      intervention: intervention.describe(),
-      batchSize: runner.batchSize,
-    }),
-  };
+    settings: { blockSize: spec.blockSize, stride: grid.stride, ...(ad ?? spec.estimator), ...spec.settings, ...(timeBudgetPasses !== undefined ? { timeBudgetPasses } : {}) },
+    intervention: intervention.describe(),
+  });
 }
-

@@ -15,8 +15,21 @@ import { deepLiftMethod } from "./deeplift.js";
 import { gradCamMethod } from "./gradcam.js";
 import { misureMethod } from "./misure.js";
 
-for (const m of [pdcrMethod, zeroMethod, occlusionMethod, riseMethod, limeMethod, kernelshapMethod, pdcrSuperpixelMethod]) registerMethod(m);
-const gradientMethods = [saliencyMethod, gradXInputMethod, igMethod, smoothGradMethod, guidedMethod, deepLiftMethod, gradCamMethod, misureMethod];
-for (const m of gradientMethods) registerMethod(m);
+// One call each: every definition has its own option type, which the registry forgets.
+registerMethod(pdcrMethod);
+registerMethod(zeroMethod);
+registerMethod(occlusionMethod);
+registerMethod(riseMethod);
+registerMethod(limeMethod);
+registerMethod(kernelshapMethod);
+registerMethod(pdcrSuperpixelMethod);
+registerMethod(saliencyMethod);
+registerMethod(gradXInputMethod);
+registerMethod(igMethod);
+registerMethod(smoothGradMethod);
+registerMethod(guidedMethod);
+registerMethod(deepLiftMethod);
+registerMethod(gradCamMethod);
+registerMethod(misureMethod);
 
 export { allMethods, getMethod, methodNames };

@@ -120,7 +120,7 @@ export class Checkpoint {
 }
 
 /** Samples handed to the raw evaluator at once (its batches run in parallel within a chunk). */
-const CHUNK = 512;
+export const DEFAULT_CHUNK = 512;
 
 export interface Resumable {
   /** scores only the samples not finished yet, saving them every few seconds; one progress stage per call */
@@ -145,7 +145,7 @@ export interface Resumable {
 export function resumableEvaluate(raw: Evaluate, opts: { path?: string; key: unknown; onProgress?: ProgressListener; chunk?: number; saveEveryMs?: number }): Resumable {
   const checkpoint = opts.path ? Checkpoint.open(opts.path, opts.key, opts.saveEveryMs) : undefined;
   const store = checkpoint?.store ?? new OutcomeStore();
-  const cached = cachedEvaluate(raw, store, opts.chunk ?? CHUNK, checkpoint ? () => checkpoint.maybeSave() : undefined);
+  const cached = cachedEvaluate(raw, store, opts.chunk ?? DEFAULT_CHUNK, checkpoint ? () => checkpoint.maybeSave() : undefined);
   let tracker: ProgressTracker | undefined;
   return {
     checkpoint,

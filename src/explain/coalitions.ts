@@ -13,10 +13,9 @@ import type { TargetSpec } from "../target/target.js";
 import { hash3, Rng, uniform } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
 import { paint, type Attribution, type UnitResult } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
 import { FillIntervention, type FillOptions } from "./interventions.js";
 import { makePartition, type PartitionOptions } from "./partition.js";
-import { finishAttribution, openSession, SampleScorer } from "./session.js";
+import { RunContext, type RunOptions } from "./run.js";
 import { fail } from "../errors.js";
 
 const COALITION_STREAM = STREAM.coalition;
@@ -91,18 +90,18 @@ export function checkCount(name: string, v: number, min: number, hint: string): 
 export async function explainCoalitions(model: Model, kase: Case, targetSpec: TargetSpec, recipe: CoalitionRecipe, run: RunOptions = {}): Promise<Attribution> {
   checkCount("coalitions", recipe.coalitions, 1, "use --coalitions 1000");
   const fill = await FillIntervention.create(model, kase.image, recipe.fill);
-  const s = await openSession(model, kase, targetSpec, run);
+  const s = await RunContext.open(model, kase, targetSpec, run);
   const part = makePartition(kase.image, s.target.region, recipe.partition);
   const units = part.units;
   const d = units.length;
   const n = recipe.count?.(d) ?? recipe.coalitions;
   const Z = new Uint8Array(n * d);
   for (let i = 0; i < n; i++) Z.set(recipe.sample(s.seed, i, d), i * d);
-  const write = (stream: number, i: number, dst: Float32Array) => {
+  const write = (stream: number, i: number, dst: Float32Array): void => {
     for (let j = 0; j < d; j++) if (stream === 1 || Z[i * d + j] === 0) fill.apply(dst, units[j]);
   };
   const settings = { ...part.describe, fill: recipe.fill, coalitions: recipe.coalitions, ...recipe.settings };
-  const scorer = new SampleScorer(s, { method: recipe.method, settings, units: d, intervention: fill.describe() }, write);
+  const scorer = s.scorer(s.checkpointKey(["model", "image", "mask", "card", "seed", "target", { method: recipe.method, settings, units: d, intervention: fill.describe() }]), write);
   // Coalitions keeping every unit are the unperturbed input: their outcome is m(X), no pass needed.
   const y = new Float64Array(n);
   const todo: number[] = [];
@@ -119,7 +118,7 @@ export async function explainCoalitions(model: Model, kase: Case, targetSpec: Ta
   const results: UnitResult[] = units.map((u, j) => ({ ...u, effect: fit.effect[j], rawEffect: fit.effect[j], stderr: fit.stderr[j], samples: n, status: "above-tau", ...(n - d - 1 > 0 ? { dof: n - d - 1 } : {}) }));
   const notes = [...fit.notes];
   if (recipe.needsEmpty) notes.push(`outcome with every unit removed f(none) = ${fNone.toFixed(4)}, unperturbed f(all) = ${s.target.base.toFixed(4)}`);
-  return finishAttribution(s, {
+  return s.finish({
     method: recipe.method,
     unitKind: part.unitKind,
     signed: true,
@@ -127,10 +126,10 @@ export async function explainCoalitions(model: Model, kase: Case, targetSpec: Ta
     stderrMap: paint(model.height, model.width, units, (i) => results[i].stderr, Number.NaN),
     units: results,
     roiCells: part.roiCells,
-    passes: todo.length + (recipe.needsEmpty ? 1 : 0),
+    forwardPasses: 1 + todo.length + (recipe.needsEmpty ? 1 : 0),
+    tau: 0,
     settings,
     intervention: fill.describe(),
     notes,
-    checkpointNotes: scorer.checkpointNotes,
   });
 }

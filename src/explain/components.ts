@@ -13,19 +13,42 @@ import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
 import { outputLayoutOf } from "../onnx/adapt.js";
 import { buildSuffix, exposeTensors, listComponents, planCut, type Component, type ComponentLevel, type CutPlan, type TensorType } from "../onnx/surgery.js";
 import { resolveTarget, type TargetSpec } from "../target/target.js";
-import { randomInt } from "../util/rng.js";
-import { runtimeVersions } from "../version.js";
 import { screenedAte, PAPER_SCREENED_ATE, type UnitEstimate } from "./estimators.js";
-import type { RunOptions } from "./block-effects.js";
+import type { AttributionCore } from "./attribution.js";
+import { choice, int, num, optionalChoice, optionalInt, optionDefaults, type OptionValues } from "./options.js";
+import type { Resumable } from "./checkpoint.js";
+import { RunContext, type RunOptions } from "./run.js";
 import type { Evaluate } from "./samples.js";
-import { resumableEvaluate } from "./checkpoint.js";
 import { donorEnumeratedAte } from "./donor-ate.js";
 
-export type Ablation = "resample" | "mean" | "zero";
+export const UNIT_LEVELS = ["stage", "block", "layer", "channel", "spatial"] as const;
+export const ABLATIONS = ["resample", "mean", "zero"] as const;
+export const DONOR_SAMPLINGS = ["exact", "random"] as const;
+export type Ablation = (typeof ABLATIONS)[number];
+export type DonorSampling = (typeof DONOR_SAMPLINGS)[number];
+/**
+ * stage/block/layer: module-path groups; channel: channel groups of one `tensors[0]`; spatial:
+ * cells of the feature map of each tensor in `tensors`
+ */
+export type UnitLevel = (typeof UNIT_LEVELS)[number];
 
-export type DonorSampling = "exact" | "random";
+const onlyResample = { appliesWhen: { option: "ablation", values: ["resample"] } };
 
-export type UnitLevel = ComponentLevel | "channel" | "spatial";
+/** The options of `components`, declared as methods declare theirs; the CLI's flags read them. */
+export const COMPONENT_OPTIONS = {
+  level: choice(UNIT_LEVELS, { description: "stage, block or layer (module-path depth); channel or spatial (units inside --tensor)", default: "stage" }),
+  channelGroup: int({ description: "channels per unit at --level channel", default: 1, min: 1, appliesWhen: { option: "level", values: ["channel"] } }),
+  cell: optionalInt({ description: "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)", min: 1, appliesWhen: { option: "level", values: ["spatial"] } }),
+  ablation: choice(ABLATIONS, { description: "resample (donor activations), mean (donor mean) or zero", default: "resample" }),
+  donorSampling: optionalChoice(DONOR_SAMPLINGS, {
+    description: "resample: exact (every unit with each donor once: the expectation over the donors) or random (draws with replacement, screened); default exact when the donors are no more than --screen + --samples, random when either is given",
+    ...onlyResample,
+  }),
+  screen: int({ description: "screening draws (resample)", default: PAPER_SCREENED_ATE.screen, ...onlyResample }),
+  samples: int({ description: "draws for components passing the screen (resample)", default: PAPER_SCREENED_ATE.samples, min: 1, ...onlyResample }),
+  tau: num({ description: "effects below tau are set to 0", default: PAPER_SCREENED_ATE.tau }),
+};
+const DEFAULTS = optionDefaults(COMPONENT_OPTIONS);
 
 /** Part of one tensor that a unit replaces (channel group and/or spatial cell); none = all of it. */
 export interface Selection {
@@ -35,30 +58,11 @@ export interface Selection {
   cols: [number, number];
 }
 
-export interface ComponentOptions extends RunOptions {
-  /**
-   * stage/block/layer: module-path groups (default "stage"); channel: channel groups of one
-   * `tensors[0]`; spatial: cells of the feature map of each tensor in `tensors`
-   */
-  level?: UnitLevel;
-  /** channels per unit at the channel level (default 1) */
-  channelGroup?: number;
-  /** cell size in feature-map pixels at the spatial level (default: a 16x16 grid) */
-  cell?: number;
+export interface ComponentOptions extends RunOptions, Partial<OptionValues<typeof COMPONENT_OPTIONS>> {
   /** explicit tensors, each its own unit, instead of grouped components */
   tensors?: string[];
-  ablation?: Ablation;
   /** donor cases of the same domain (needed by resample and mean) */
   donors?: Case[];
-  /**
-   * resample: "exact" evaluates every unit once with each donor (the expectation over donors, no
-   * screening); "random" draws donors with replacement under the screened estimator. Default: exact
-   * when it costs no more passes per unit than the screened estimator's S + N.
-   */
-  donorSampling?: DonorSampling;
-  screen?: number;
-  samples?: number;
-  tau?: number;
   /** checkpoint save interval (default 5 s; tests use 0) */
   checkpointEveryMs?: number;
 }
@@ -71,7 +75,8 @@ interface Unit extends Pick<Component, "name" | "order" | "depth" | "outputs"> {
   selection?: Selection;
 }
 
-export interface ComponentEffects {
+/** The components result: the fields every result shares (AttributionCore), with component units instead of a map. */
+export interface ComponentEffects extends AttributionCore {
   method: "components";
   level: UnitLevel | "tensors";
   /** feature-map size [channels, height, width] of each tensor at the channel/spatial levels */
@@ -81,13 +86,6 @@ export interface ComponentEffects {
   ablation: Ablation;
   units: ComponentResult[];
   skipped: { name: string; reason: string }[];
-  baseOutcome: number;
-  outcome: string;
-  reference: "ground-truth" | "prediction";
-  forwardPasses: number;
-  wallMs: number;
-  notes: string[];
-  provenance: Record<string, unknown>;
 }
 
 // "extended", not "all": the NCHWc layout rewrite of "all" changes float rounding at cut
@@ -128,12 +126,11 @@ function sliceBatch(r: ort.InferenceSession.OnnxValueMapType, j: number, B: numb
 
 export async function explainComponents(model: Model, kase: Case, targetSpec: TargetSpec, opts: ComponentOptions = {}): Promise<ComponentEffects> {
   const t0 = Date.now();
-  const seed = opts.seed ?? 0;
-  const ablation = opts.ablation ?? "resample";
+  const ablation = opts.ablation ?? DEFAULTS.ablation;
   const donors = opts.donors ?? [];
   if (ablation !== "zero" && donors.length === 0) fail(`${ablation} ablation needs donor images`, "pass --donors <folder or manifest> with images of the same domain, or use --ablation zero");
   const proto = model.proto();
-  const requested = opts.level ?? "stage";
+  const requested = opts.level ?? DEFAULTS.level;
   const inTensor = requested === "channel" || requested === "spatial";
   if (inTensor && !opts.tensors?.length) fail(`the ${requested} level needs --tensor <name>`, "`segcause components --list --level layer` shows the tensors");
   if (requested === "channel" && opts.tensors!.length !== 1) fail("the channel level takes exactly one --tensor", "run once per tensor");
@@ -165,7 +162,9 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   await model.infer(baseBatch.subarray(0, base.length), 1); // validates the output layout
   // The reference and m(X) come from the same session settings as the interventions.
   const baseOutput = baseRun[outputName].data as Float32Array;
-  const target = resolveTarget(model, kase, targetSpec, baseOutput.slice(0, baseOutput.length / B));
+  const baseOut = baseOutput.slice(0, baseOutput.length / B);
+  const ctx = RunContext.fromBase(model, kase, opts, { input: base, output: baseOut, target: resolveTarget(model, kase, targetSpec, baseOut) }, t0);
+  const { target, seed } = ctx;
   const types = new Map<string, TensorType>();
   for (const [k, t] of Object.entries(baseRun)) types.set(k, { elemType: ELEM[t.type] ?? 1, dims: [...t.dims] });
   const donorActs = donors.length ? await runExposed(exposed, model.inputName, donors.map((d) => model.preprocess(d.image)), dims, B) : [];
@@ -196,7 +195,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
       const [, C, H, W] = d;
       tensorDims[t] = [C, H, W];
       if (level === "channel") {
-        const g = opts.channelGroup ?? 1;
+        const g = opts.channelGroup ?? DEFAULTS.channelGroup;
         if (!Number.isInteger(g) || g < 1 || g > C) fail(`channel group ${g} must be in 1..${C}`, "use --channel-group 1");
         for (let c0 = 0; c0 < C; c0 += g) {
           const c1 = Math.min(C, c0 + g);
@@ -236,12 +235,12 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   };
   const draws = ablation === "resample" ? donors.length : 1;
   const st = ablation === "resample"
-    ? { screen: opts.screen ?? PAPER_SCREENED_ATE.screen, samples: opts.samples ?? PAPER_SCREENED_ATE.samples, tau: opts.tau ?? PAPER_SCREENED_ATE.tau }
-    : { screen: 1, samples: 0, tau: opts.tau ?? PAPER_SCREENED_ATE.tau };
+    ? { screen: opts.screen ?? DEFAULTS.screen, samples: opts.samples ?? DEFAULTS.samples, tau: opts.tau ?? DEFAULTS.tau }
+    : { screen: 1, samples: 0, tau: opts.tau ?? DEFAULTS.tau };
   const donorSampling: DonorSampling | null = ablation !== "resample" ? null : (opts.donorSampling ?? (donors.length <= st.screen + st.samples ? "exact" : "random"));
   const exact = donorSampling === "exact";
   const fixedFill = new Map<string, Float32Array>();
-  const raw: Evaluate = async (reqs) => {
+  const raw = (resumable: () => Resumable): Evaluate => async (reqs) => {
     const scores = new Float64Array(reqs.length);
     // Requests of units that share a cut (channels, cells of one tensor) fill batches together.
     const byPlan = new Map<string, number[]>();
@@ -264,7 +263,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
           chunk.forEach((ri, slot) => {
             const { unit: u, draw } = reqs[ri];
             let value: Float32Array;
-            if (ablation === "resample") value = donorActs[exact ? draw : randomInt(seed, u, draw, draws)][t].data as Float32Array;
+            if (ablation === "resample") value = donorActs[exact ? draw : ctx.randomInt(u, draw, draws)][t].data as Float32Array;
             else {
               const key = `${ablation}:${t}`;
               if (!fixedFill.has(key)) fixedFill.set(key, ablation === "mean" ? meanOf(t) : new Float32Array(per));
@@ -279,22 +278,22 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
         const r = await s.run(feeds, [out]);
         const o = r[out].data as Float32Array;
         chunk.forEach((ri, slot) => (scores[ri] = target.score(o, slot)));
-        resumable.progress(chunk.length);
+        resumable().progress(chunk.length);
       }
     }
     return scores;
   };
   // A sample is a function of the unit, the draw number and these: screen, samples and τ only decide
   // which samples are drawn, so a rerun with other values reuses every finished one.
-  const keyMaterial = {
-    method: "components", model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null,
-    target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
-    units: units.map((u) => [u.name, ...u.outputs]), ablation, donors: donors.map((d) => d.imageSha256), seed,
+  const key = ctx.checkpointKey([
+    { method: "components" }, "model", "card", "image", "mask", "target",
+    { units: units.map((u) => [u.name, ...u.outputs]), ablation, donors: donors.map((d) => d.imageSha256) },
+    "seed",
     // Draw d is donor d when enumerating; the key part keeps those samples apart from random draws.
-    ...(exact ? { donorSampling } : {}),
-  };
+    exact ? { donorSampling } : {},
+  ]);
   // Checkpoint chunks of one batch, not 512 samples: at one suffix pass per batch a chunk can take minutes.
-  const resumable = resumableEvaluate(raw, { path: opts.checkpointPath, key: keyMaterial, onProgress: opts.onProgress, chunk: B, saveEveryMs: opts.checkpointEveryMs });
+  const resumable = ctx.resumable(raw, key, { chunk: B, saveEveryMs: opts.checkpointEveryMs });
   let estimates: UnitEstimate[];
   try {
     estimates = exact
@@ -309,9 +308,19 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   forwardPasses += estimates.reduce((s, e) => s + e.samples, 0);
   for (const e of sessions.values()) await e.s.release();
   const notes: string[] = [];
-  notes.push(...(resumable.checkpoint?.notes() ?? []));
   if (ablation === "resample" && donors.length < 10) notes.push(`only ${donors.length} donor image(s): the resample distribution is coarse; 20 or more are better`);
+  const core = ctx.finishCore({
+    method: "components",
+    forwardPasses,
+    tau: st.tau,
+    settings: { level, ablation, donorSampling, ...(exact ? { tau: st.tau } : st), batchSize: B, tensors: opts.tensors ?? null, channelGroup: level === "channel" ? (opts.channelGroup ?? DEFAULTS.channelGroup) : null, cell: level === "spatial" ? (units[0].selection!.rows[1] - units[0].selection!.rows[0]) : null },
+    intervention: { name: `${ablation} ablation`, donors: donors.map((d) => ({ id: d.id, sha256: d.imageSha256 })) },
+    runnerNotes: [],
+    batchSize: B,
+    notes,
+  });
   return {
+    ...core,
     method: "components",
     level,
     ablation,
@@ -322,22 +331,6 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
         ? { tensor: opts.tensors![0], dims: tensorDims[opts.tensors![0]], data: (baseRun[opts.tensors![0]].data as Float32Array).slice(0, (baseRun[opts.tensors![0]].data as Float32Array).length / B) }
         : undefined,
     skipped,
-    baseOutcome: target.base,
-    outcome: target.outcome,
-    reference: target.referenceKind,
-    forwardPasses,
-    wallMs: Date.now() - t0,
-    notes,
-    provenance: {
-      versions: runtimeVersions(),
-      createdAt: new Date().toISOString(),
-      model: { path: model.path, sha256: model.sha256, card: model.card, assumptions: model.resolved.assumptions },
-      case: { id: kase.id, imageSha256: kase.imageSha256, maskSha256: kase.maskSha256 },
-      target: { roi: target.region.bbox, roiKind: target.region.kind, outcome: target.outcome, reference: target.referenceKind },
-      donors: donors.map((d) => ({ id: d.id, sha256: d.imageSha256 })),
-      seed,
-      settings: { level, ablation, donorSampling, ...(exact ? { tau: st.tau } : st), batchSize: B, tensors: opts.tensors ?? null, channelGroup: level === "channel" ? (opts.channelGroup ?? 1) : null, cell: level === "spatial" ? (units[0].selection!.rows[1] - units[0].selection!.rows[0]) : null },
-    },
   };
 }
 

@@ -11,10 +11,11 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { BASELINE_OPTIONS, baselineInput, explainGradient, type BaselineOptions } from "./gradients.js";
 import { completenessNote, IG_DEFAULTS } from "./ig.js";
-import { opt, type MethodDefinition } from "./methods.js";
+import { defineMethod } from "./methods.js";
+import { fillOf } from "./options.js";
 
 export interface DeepLiftOptions extends RunOptions {
   baseline?: Partial<BaselineOptions>;
@@ -62,11 +63,12 @@ export function explainDeepLift(model: Model, kase: Case, target: TargetSpec, op
   });
 }
 
-export const deepLiftMethod: MethodDefinition = {
+export const deepLiftMethod = defineMethod({
   name: "deeplift",
   family: "gradient",
   summary: "DeepLIFT (rescale rule) against a black (or mean/blur) baseline; -sum_c contributions per pixel (signed), completeness in the notes",
   cost: "2 forward + 1 DeepLIFT pass (forward of image and baseline, 1 backward)",
-  options: [...BASELINE_OPTIONS],
-  explain: (ctx) => explainDeepLift(ctx.model, ctx.kase, ctx.target, { ...ctx.run, baseline: { kind: opt(ctx, "fillKind"), value: opt(ctx, "fill"), sigma: opt(ctx, "sigma") } }),
-};
+  options: { ...BASELINE_OPTIONS },
+  explain: (ctx, o) => explainDeepLift(ctx.model, ctx.kase, ctx.target, { ...ctx.run, baseline: fillOf(o) }),
+});
+

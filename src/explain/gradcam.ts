@@ -24,9 +24,10 @@ import { bottleneck, scanFeatureMaps, type FeatureMap } from "../onnx/feature-ma
 import type { TargetSpec } from "../target/target.js";
 import { resizeBilinear } from "../util/bilinear.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { explainGradient } from "./gradients.js";
-import { opt, type MethodDefinition } from "./methods.js";
+import { defineMethod } from "./methods.js";
+import { text } from "./options.js";
 
 function describeMap(m: FeatureMap): string {
   return `${m.name} [${m.channels}x${m.height}x${m.width}, ${m.op}]`;
@@ -147,13 +148,14 @@ export function explainGradCam(model: Model, kase: Case, target: TargetSpec, opt
   });
 }
 
-export const gradCamMethod: MethodDefinition = {
+export const gradCamMethod = defineMethod({
   name: "gradcam",
   family: "gradient",
   summary: "Seg-Grad-CAM of the RoI probability sum at --layer (default: the bottleneck = smallest, deepest feature map), ReLU, bilinear upsampling (unsigned)",
   cost: "1 forward + 1 forward/backward",
-  options: [{ name: "layer", type: "string", description: "tensor of the Grad-CAM feature map, or auto (smallest spatial size, deepest)", default: "auto" }],
+  options: { layer: text({ description: "tensor of the Grad-CAM feature map, or auto (smallest spatial size, deepest)", default: "auto" }) },
   // The layer must be a feature map the explained output depends on (chooseLayer lists the candidates).
-  check: (ctx) => void chooseLayer(withInputSize(ctx.model.proto(), ctx.model.inputName, [ctx.model.channels, ctx.model.height, ctx.model.width]), ctx.model, ctx.options.layer as string),
-  explain: (ctx) => explainGradCam(ctx.model, ctx.kase, ctx.target, { ...ctx.run, layer: opt(ctx, "layer") }),
-};
+  check: (ctx) => void chooseLayer(withInputSize(ctx.model.proto(), ctx.model.inputName, [ctx.model.channels, ctx.model.height, ctx.model.width]), ctx.model, ctx.options.layer),
+  explain: (ctx, o) => explainGradCam(ctx.model, ctx.kase, ctx.target, { ...ctx.run, layer: o.layer }),
+});
+

@@ -35,10 +35,9 @@ import { withInputSize } from "../onnx/graph.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { ProgressTracker } from "../util/progress.js";
 import type { Attribution } from "./attribution.js";
-import { buildProvenance, unperturbedPass } from "./base-pass.js";
-import type { RunOptions } from "./block-effects.js";
+import { RunContext, type RunOptions } from "./run.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
-import { fillOptions } from "./methods.js";
+import { fillOptions } from "./options.js";
 
 export type GradientRule = "gradient" | "guided" | "deeplift";
 
@@ -311,7 +310,6 @@ export async function explainGradient(
   body: (env: GradientEnv) => Promise<GradientMap>,
 ): Promise<Attribution> {
   const t0 = Date.now();
-  const seed = run.seed ?? 0;
   const batchSize = run.batchSize ?? DEFAULT_BATCH_SIZE;
   const runners = new Map<number, Runner>();
   const runnerFor = (items: number): Runner => {
@@ -321,21 +319,22 @@ export async function explainGradient(
     return r;
   };
   const forward = <T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>) => runnerFor(items.length).evaluate(items, write, read);
-  const base = await unperturbedPass(model, kase, targetSpec, runnerFor(1));
+  const ctx = await RunContext.open(model, kase, targetSpec, run, { runner: runnerFor(1), t0 });
+  const { target } = ctx;
   const layout = model.outputLayout!;
   const plane = layout.height * layout.width;
   const ch = model.card.output.channel;
   const roiSeed = new Float32Array(layout.channels * plane);
-  for (const p of base.target.region.pixels) roiSeed[ch * plane + p] = 1;
+  for (const p of target.region.pixels) roiSeed[ch * plane + p] = 1;
   const scoreOfProb = (prob: Float32Array): number => {
     let s = 0;
-    for (const p of base.target.region.pixels) s += prob[ch * plane + p];
+    for (const p of target.region.pixels) s += prob[ch * plane + p];
     return s;
   };
   const probOfRaw = rawToProb(model, layout);
   const scoreOfRaw = (data: Float32Array, slot: number): number => {
     let s = 0;
-    for (const p of base.target.region.pixels) s += probOfRaw(data, slot, ch * plane + p);
+    for (const p of target.region.pixels) s += probOfRaw(data, slot, ch * plane + p);
     return s;
   };
   const forwardScores = async (inputs: Float32Array[]): Promise<number[]> => Array.from(await forward(inputs, (x, dst) => dst.set(x), scoreOfRaw));
@@ -343,11 +342,11 @@ export async function explainGradient(
   const env: GradientEnv = {
     model,
     kase,
-    target: base.target,
-    seed,
-    input: base.input,
-    baseOutput: base.output,
-    baseScore: scoreOfRaw(base.output, 0),
+    target,
+    seed: ctx.seed,
+    input: ctx.base,
+    baseOutput: ctx.baseOutput,
+    baseScore: scoreOfRaw(ctx.baseOutput, 0),
     roiSeed,
     scoreOfProb,
     forwardScores,
@@ -371,46 +370,31 @@ export async function explainGradient(
     for (const s of sessions) await s.release();
   }
   const notes = [
-    ...new Set([...runners.values()].flatMap((r) => r.notes)),
-    ...new Set(sessions.flatMap((s) => s.notes)),
-    `gradient target: S = sum of the class-${ch} probability over the ${base.target.region.area} RoI pixels (S(x) = ${env.baseScore.toPrecision(6)}); gradients are w.r.t. the model input tensor (after the card's (pixel/scale - mean)/std)`,
+    `gradient target: S = sum of the class-${ch} probability over the ${target.region.area} RoI pixels (S(x) = ${env.baseScore.toPrecision(6)}); gradients are w.r.t. the model input tensor (after the card's (pixel/scale - mean)/std)`,
     ...(result.notes ?? []),
-    ...model.resolved.assumptions.map((a) => `assumed: ${a}`),
   ];
   // An all-zero map is an answer worth a word (e.g. SmoothGrad with noise far beyond the input's range).
   if (!result.map.some((v) => v !== 0) && !notes.some((n) => n.includes("0 everywhere"))) {
     notes.push("the map is 0 everywhere: the RoI score does not respond to the input here (saturated outputs, or settings such as a large noise that take the inputs out of the model's range)");
   }
-  const forwardPasses = [...runners.values()].reduce((n, r) => n + r.forwardPasses, 0) + sessions.reduce((n, s) => n + s.forwardPasses, 0);
-  const backwardPasses = sessions.reduce((n, s) => n + s.backwardPasses, 0);
-  const allSettings = { ...settings, ...(result.settings ?? {}), score: "sum of class probability over the RoI" };
-  return {
+  return ctx.finish({
     method,
     unitKind: "pixel",
     valueUnits: result.valueUnits,
     signed: result.signed,
-    height: model.height,
-    width: model.width,
     map: result.map,
-    stderrMap: result.stderrMap ?? new Float32Array(model.height * model.width).fill(Number.NaN),
+    stderrMap: result.stderrMap,
     units: [],
-    baseOutcome: base.target.base,
-    outcome: base.target.outcome,
-    reference: base.target.referenceKind,
-    roi: base.target.region.bbox,
     roiCells: 0,
-    forwardPasses,
-    backwardPasses,
-    wallMs: Date.now() - t0,
+    forwardPasses: [...runners.values()].reduce((n, r) => n + r.forwardPasses, 0) + sessions.reduce((n, s) => n + s.forwardPasses, 0),
+    backwardPasses: sessions.reduce((n, s) => n + s.backwardPasses, 0),
+    tau: 0,
+    settings: { ...settings, ...(result.settings ?? {}), score: "sum of class probability over the RoI" },
+    intervention: { name: "gradient", rule: sessions[0]?.rule ?? "gradient" },
+    runnerNotes: [...new Set([...runners.values()].flatMap((r) => r.notes)), ...new Set(sessions.flatMap((s) => s.notes))],
+    batchSize: sessions[0]?.batchSize ?? batchSize,
     notes,
-    provenance: buildProvenance(model, kase, base.target, {
-      method,
-      seed,
-      settings: allSettings,
-      intervention: { name: "gradient", rule: sessions[0]?.rule ?? "gradient" },
-      batchSize: sessions[0]?.batchSize ?? batchSize,
-    }),
-  };
+  });
 }
 
 /** Class probability of flat output index i (channel-major) of batch slot `slot`, per the card. */
@@ -466,6 +450,4 @@ export async function baselineInput(model: Model, kase: Case, b: BaselineOptions
 }
 
 /** The baseline options shared by IG, DeepLIFT and MiSuRe (same names and meaning as occlusion's fill). */
-export const BASELINE_OPTIONS = [
-  ...fillOptions("baseline that replaces the image", { fillKind: "constant", fill: 0, sigma: 5 }),
-];
+export const BASELINE_OPTIONS = fillOptions("baseline that replaces the image", { fillKind: "constant", fill: 0, sigma: 5 });

@@ -11,9 +11,9 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { explainGradient, sumOverChannels } from "./gradients.js";
-import type { MethodDefinition } from "./methods.js";
+import { defineMethod } from "./methods.js";
 
 export function explainGradXInput(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
   return explainGradient(model, kase, target, run, "gradxinput", { baseline: "zero model input" }, async (env) => {
@@ -31,11 +31,12 @@ export function explainGradXInput(model: Model, kase: Case, target: TargetSpec, 
   });
 }
 
-export const gradXInputMethod: MethodDefinition = {
+export const gradXInputMethod = defineMethod({
   name: "gradxinput",
   family: "gradient",
   summary: "gradient x input: -sum_c dS/dx * x, first-order effect of zeroing each pixel of the model input (signed)",
   cost: "1 forward + 1 forward/backward",
-  options: [],
+  options: {},
   explain: (ctx) => explainGradXInput(ctx.model, ctx.kase, ctx.target, ctx.run),
-};
+});
+

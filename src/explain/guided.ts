@@ -7,9 +7,9 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { explainGradient, maxAbsOverChannels } from "./gradients.js";
-import type { MethodDefinition } from "./methods.js";
+import { defineMethod } from "./methods.js";
 
 export function explainGuided(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
   return explainGradient(model, kase, target, run, "guided", { rule: "guided" }, async (env) => {
@@ -23,11 +23,12 @@ export function explainGuided(model: Model, kase: Case, target: TargetSpec, run:
   });
 }
 
-export const guidedMethod: MethodDefinition = {
+export const guidedMethod = defineMethod({
   name: "guided",
   family: "gradient",
   summary: "guided backpropagation: ReLUs pass back only positive gradients; max |.| over channels (unsigned)",
   cost: "1 forward + 1 forward/backward",
-  options: [],
+  options: {},
   explain: (ctx) => explainGuided(ctx.model, ctx.kase, ctx.target, ctx.run),
-};
+});
+

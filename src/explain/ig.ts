@@ -14,9 +14,10 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { BASELINE_OPTIONS, baselineInput, explainGradient, type BaselineOptions } from "./gradients.js";
-import { opt, type MethodDefinition } from "./methods.js";
+import { defineMethod } from "./methods.js";
+import { fillOf, int } from "./options.js";
 
 export interface IgOptions extends RunOptions {
   /** path points m (default 32) */
@@ -77,16 +78,12 @@ export function explainIg(model: Model, kase: Case, target: TargetSpec, opts: Ig
   });
 }
 
-export const igMethod: MethodDefinition = {
+export const igMethod = defineMethod({
   name: "ig",
   family: "gradient",
   summary: "integrated gradients from a black (or mean/blur) baseline, 32 midpoint steps; -sum_c IG per pixel (signed), completeness in the notes",
   cost: "2 forward + steps forward/backward (32)",
-  options: [{ name: "steps", type: "int", description: "points on the path from the baseline to the image", default: IG_DEFAULTS.steps, min: 1 }, ...BASELINE_OPTIONS],
-  explain: (ctx) =>
-    explainIg(ctx.model, ctx.kase, ctx.target, {
-      ...ctx.run,
-      steps: opt(ctx, "steps"),
-      baseline: { kind: opt(ctx, "fillKind"), value: opt(ctx, "fill"), sigma: opt(ctx, "sigma") },
-    }),
-};
+  options: { steps: int({ description: "points on the path from the baseline to the image", default: IG_DEFAULTS.steps, min: 1 }), ...BASELINE_OPTIONS },
+  explain: (ctx, o) => explainIg(ctx.model, ctx.kase, ctx.target, { ...ctx.run, steps: o.steps, baseline: fillOf(o) }),
+});
+

@@ -13,8 +13,8 @@ import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import { checkCount, enumeratedCoalition, explainCoalitions, shapleyCoalition, shapleyKernelWeight } from "./coalitions.js";
-import { COALITION_DEFAULTS, coalitionBasics, coalitionOptionDecls, coalitionOptionValues, defined, type CoalitionCommonOptions } from "./lime.js";
-import type { MethodDefinition } from "./methods.js";
+import { COALITION_DEFAULTS, coalitionBasics, coalitionOptionDecls, defined, type CoalitionCommonOptions } from "./lime.js";
+import { defineMethod } from "./methods.js";
 import { shapleyFit } from "./surrogates.js";
 import { fail } from "../errors.js";
 
@@ -65,11 +65,11 @@ export async function explainKernelShap(model: Model, kase: Case, target: Target
   );
 }
 
-export const kernelshapMethod: MethodDefinition = {
+export const kernelshapMethod = defineMethod({
   name: "kernelshap",
   family: "perturbation",
   summary: "KernelSHAP: Shapley values of ~100 SLIC superpixels (removed = image mean colour), 1000 paired coalitions from the Shapley kernel, efficiency exact; effect = -phi",
   cost: "2 + coalitions (or 2^units when that is smaller: exact)",
   options: coalitionOptionDecls(),
-  explain: (ctx) => explainKernelShap(ctx.model, ctx.kase, ctx.target, coalitionOptionValues(ctx)),
-};
+  explain: (ctx, o) => explainKernelShap(ctx.model, ctx.kase, ctx.target, { ...ctx.run, ...o }),
+});

@@ -11,10 +11,11 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { bernoulliCoalition, checkCount, explainCoalitions } from "./coalitions.js";
 import type { FillKind } from "./interventions.js";
-import { fillOptions, opt, type MethodDefinition, type MethodOption } from "./methods.js";
+import { defineMethod } from "./methods.js";
+import { choice, fillOptions, int, num } from "./options.js";
 import type { ColorSpace, PartitionKind } from "./partition.js";
 import { weightedLeastSquares } from "./surrogates.js";
 import { fail } from "../errors.js";
@@ -40,6 +41,9 @@ export interface CoalitionCommonOptions extends RunOptions {
   /** number of sampled coalitions (default 1000) */
   coalitions?: number;
 }
+
+const PARTITION_KINDS = ["superpixels", "grid"] as const satisfies readonly PartitionKind[];
+const COLOR_SPACES = ["lab", "rgb"] as const satisfies readonly ColorSpace[];
 
 export const COALITION_DEFAULTS = { partition: "superpixels" as PartitionKind, segments: 100, compactness: 10, colorSpace: "lab" as ColorSpace, block: 16, fillKind: "mean" as FillKind, fill: 0, sigma: 5, coalitions: 1000 };
 
@@ -102,43 +106,29 @@ export async function explainLime(model: Model, kase: Case, target: TargetSpec, 
 }
 
 /** Options of the coalition methods in the registry, in declaration order. */
-export function coalitionOptionDecls(): MethodOption[] {
+export function coalitionOptionDecls() {
   const d = COALITION_DEFAULTS;
-  return [
-    { name: "partition", type: "string", choices: ["superpixels", "grid"], description: "units: SLIC superpixels or a grid of --block cells", default: d.partition },
-    { name: "segments", type: "int", description: "approximate number of SLIC superpixels", default: d.segments, min: 2, appliesWhen: { option: "partition", values: ["superpixels"] } },
-    { name: "compactness", type: "number", description: "SLIC compactness (larger = squarer superpixels)", default: d.compactness, min: 0, minExclusive: true, appliesWhen: { option: "partition", values: ["superpixels"] } },
-    { name: "colorSpace", type: "string", choices: ["lab", "rgb"], description: "colour space of SLIC's colour distance", default: d.colorSpace, appliesWhen: { option: "partition", values: ["superpixels"] } },
-    { name: "block", type: "int", description: "grid cell size in pixels", default: d.block, min: 1, appliesWhen: { option: "partition", values: ["grid"] } },
-    { name: "coalitions", type: "int", description: "number of sampled coalitions (forward passes)", default: d.coalitions, min: 2 },
-    ...fillOptions("what replaces a removed unit", d),
-  ];
-}
-
-export function coalitionOptionValues(ctx: Parameters<MethodDefinition["explain"]>[0]): CoalitionCommonOptions {
+  const onlySuperpixels = { appliesWhen: { option: "partition", values: ["superpixels"] } };
   return {
-    ...ctx.run,
-    partition: opt(ctx, "partition"),
-    segments: opt(ctx, "segments"),
-    compactness: opt(ctx, "compactness"),
-    colorSpace: opt(ctx, "colorSpace"),
-    block: opt(ctx, "block"),
-    coalitions: opt(ctx, "coalitions"),
-    fillKind: opt(ctx, "fillKind"),
-    fill: opt(ctx, "fill"),
-    sigma: opt(ctx, "sigma"),
+    partition: choice(PARTITION_KINDS, { description: "units: SLIC superpixels or a grid of --block cells", default: d.partition }),
+    segments: int({ description: "approximate number of SLIC superpixels", default: d.segments, min: 2, ...onlySuperpixels }),
+    compactness: num({ description: "SLIC compactness (larger = squarer superpixels)", default: d.compactness, min: 0, minExclusive: true, ...onlySuperpixels }),
+    colorSpace: choice(COLOR_SPACES, { description: "colour space of SLIC's colour distance", default: d.colorSpace, ...onlySuperpixels }),
+    block: int({ description: "grid cell size in pixels", default: d.block, min: 1, appliesWhen: { option: "partition", values: ["grid"] } }),
+    coalitions: int({ description: "number of sampled coalitions (forward passes)", default: d.coalitions, min: 2 }),
+    ...fillOptions("what replaces a removed unit", d),
   };
 }
 
-export const limeMethod: MethodDefinition = {
+export const limeMethod = defineMethod({
   name: "lime",
   family: "perturbation",
   summary: "LIME: ~100 SLIC superpixels, 1000 coalitions (each unit kept w.p. 1/2, removed = image mean colour), cosine-kernel ridge regression; effect = -coefficient",
   cost: "coalitions (the first coalition is the unperturbed image, scored once)",
-  options: [
+  options: {
     ...coalitionOptionDecls(),
-    { name: "kernelWidth", type: "number", description: "LIME kernel width on the cosine distance to the unperturbed coalition", default: LIME_DEFAULTS.kernelWidth, min: 0, minExclusive: true },
-    { name: "ridge", type: "number", description: "ridge penalty (alpha) of the surrogate regression", default: LIME_DEFAULTS.ridge, min: 0 },
-  ],
-  explain: (ctx) => explainLime(ctx.model, ctx.kase, ctx.target, { ...coalitionOptionValues(ctx), kernelWidth: opt(ctx, "kernelWidth"), ridge: opt(ctx, "ridge") }),
-};
+    kernelWidth: num({ description: "LIME kernel width on the cosine distance to the unperturbed coalition", default: LIME_DEFAULTS.kernelWidth, min: 0, minExclusive: true }),
+    ridge: num({ description: "ridge penalty (alpha) of the surrogate regression", default: LIME_DEFAULTS.ridge, min: 0 }),
+  },
+  explain: (ctx, o) => explainLime(ctx.model, ctx.kase, ctx.target, { ...ctx.run, ...o }),
+});

@@ -10,46 +10,15 @@ import type { PatchBank } from "../data/patchbank.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
-import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA, PIXEL_VALUE } from "./interventions.js";
+import type { RunOptions } from "./run.js";
+import { optionList, type MethodOption, type OptionsDecl, type OptionValues } from "./options.js";
 import { blockFitProblem } from "./units.js";
 
 export type MethodFamily = "causal" | "perturbation" | "gradient";
-export type OptionType = "int" | "number" | "string" | "numbers";
+export type { MethodOption, OptionType } from "./options.js";
 
-/**
- * One option of a method. The same name means the same thing in every method that takes it
- * (Captum's rule): `block` is always a unit size in pixels, `tau` always an effect threshold.
- */
-export interface MethodOption {
-  /** camelCase key; the CLI flag is its kebab-case form (`noiseSamples` → `--noise-samples`) */
-  name: string;
-  type: OptionType;
-  /** allowed values for a string option */
-  choices?: readonly string[];
-  description: string;
-  default: unknown;
-  /** smallest allowed value of a numeric option (of every value of a "numbers" option) */
-  min?: number;
-  /** largest allowed value */
-  max?: number;
-  /** true when `min` itself is not allowed (the value must be greater) */
-  minExclusive?: boolean;
-  /** true when `max` itself is not allowed */
-  maxExclusive?: boolean;
-  /**
-   * The option only has an effect when another option of the method has one of these values
-   * (pdcr's `screen` only with `schedule` paper): giving it otherwise is refused by `resolveOptions`.
-   */
-  appliesWhen?: { option: string; values: readonly string[] };
-  /**
-   * The option came after evaluate folders were published and its default keeps the old behaviour:
-   * it enters evaluate's cell key only when set to another value, so those folders stay valid.
-   */
-  addedLater?: boolean;
-}
-
-export interface MethodContext {
+/** What a method is asked to explain (the options come resolved: see `resolveOptions`). */
+export interface MethodContext<O = Record<string, unknown>> {
   model: Model;
   kase: Case;
   target: TargetSpec;
@@ -57,10 +26,11 @@ export interface MethodContext {
   /** the natural-patch bank, for methods with `needsBank` */
   bank?: PatchBank;
   /** option values with every default filled in (see `resolveOptions`) */
-  options: Record<string, unknown>;
+  options: O;
 }
 
-export interface MethodDefinition {
+/** A method as the registry holds it; made by `defineMethod` from one declaration. */
+export interface MethodDefinition<O = Record<string, unknown>> {
   name: string;
   family: MethodFamily;
   /** one line for `segcause methods` */
@@ -74,38 +44,61 @@ export interface MethodDefinition {
    * revisions under one setting. A function gives the revision of the maps these options make (a
    * change that affects one schedule only leaves the other's cells keyed as they were).
    */
-  revision?: string | ((options: Record<string, unknown>) => string | undefined);
+  revision?: string | ((options: O) => string | undefined);
+  /** the declared options, in declaration order */
   options: MethodOption[];
   /**
    * Checks the resolved options against a loaded model (and the patch size of the bank it will be
-   * given) before any map is made: evaluate calls it once per model, so a setting that can never
-   * work stops the run at once instead of being refused cell by cell.
+   * given) before any map is made: `explain` and evaluate call it before any tuning or map, so a
+   * setting that can never work stops the run at once.
    */
-  check?(ctx: CheckContext): void;
-  explain(ctx: MethodContext): Promise<Attribution>;
+  check?(ctx: CheckContext<O>): void;
+  explain(ctx: MethodContext<O>): Promise<Attribution>;
 }
 
-export interface CheckContext {
+export interface CheckContext<O = Record<string, unknown>> {
   model: Model;
-  options: Record<string, unknown>;
+  options: O;
   /** patch size of the bank, for methods with `needsBank` */
   bankPatchSize?: number;
   label: OptionLabel;
 }
 
-/** Shared check of block-based methods: the block (and stride) must fit the input. */
-export function checkBlockFits(ctx: CheckContext, block = "block", stride?: string): void {
-  const b = ctx.options[block] as number;
+/** One method, declared once: its options' value type comes from the `options` declaration. */
+export interface MethodSpec<D extends OptionsDecl> {
+  name: string;
+  family: MethodFamily;
+  summary: string;
+  cost: string;
+  needsBank?: boolean;
+  revision?: string | ((options: OptionValues<D>) => string | undefined);
+  options: D;
+  check?(ctx: CheckContext<OptionValues<D>>): void;
+  /** the recipe: `o` holds every option, typed by the declaration */
+  explain(ctx: MethodContext<OptionValues<D>>, o: OptionValues<D>): Promise<Attribution>;
+}
+
+export function defineMethod<const D extends OptionsDecl>(spec: MethodSpec<D>): MethodDefinition<OptionValues<D>> {
+  const { explain, options, ...rest } = spec;
+  return { ...rest, options: optionList(options), explain: (ctx) => explain(ctx, ctx.options) };
+}
+
+/** Shared check of block-based methods: the block (and the stride, when the method has one) must fit the input. */
+export function checkBlockFits(ctx: CheckContext<{ block: number; stride?: number }>): void {
+  const b = ctx.options.block;
   const { height, width } = ctx.model;
-  const s = stride === undefined ? b : (ctx.options[stride] as number);
+  const hasStride = ctx.options.stride !== undefined;
+  const s = ctx.options.stride ?? b;
   const problem = blockFitProblem(height, width, b, s);
-  if (problem === "block") fail(`${ctx.label(block, String(b))}: the block does not fit the ${height}x${width} input of ${ctx.model.path}`, `use a block of at most ${Math.min(height, width)} px`);
-  if (problem === "stride") fail(`${ctx.label(stride ?? block, String(s))} is larger than the block (${b} px): windows would leave gaps`, `use a stride of at most ${b}`);
+  if (problem === "block") fail(`${ctx.label("block", String(b))}: the block does not fit the ${height}x${width} input of ${ctx.model.path}`, `use a block of at most ${Math.min(height, width)} px`);
+  if (problem === "stride") fail(`${ctx.label(hasStride ? "stride" : "block", String(s))} is larger than the block (${b} px): windows would leave gaps`, `use a stride of at most ${b}`);
 }
 
 const registry = new Map<string, MethodDefinition>();
 
-export function registerMethod(def: MethodDefinition): void {
+/** Registers a method; the registry holds it untyped (`resolveOptions` gives it the options it declares). */
+export function registerMethod<O>(typed: MethodDefinition<O>): void {
+  const def = typed as unknown as MethodDefinition;
   if (registry.has(def.name)) throw new Error(`method ${def.name} registered twice`);
   for (const o of def.options) {
     const w = o.appliesWhen;
@@ -195,20 +188,3 @@ export function checkOptionValue(o: MethodOption, v: unknown, label = `--${kebab
   }
 }
 
-/** Typed accessors for recipes: options arrive resolved, so a missing value is a programming error. */
-export function opt<T>(ctx: MethodContext, name: string): T {
-  if (!(name in ctx.options)) throw new Error(`option ${name} is not declared by this method`);
-  return ctx.options[name] as T;
-}
-
-/**
- * The three options of a fill (what replaces removed content: occlusion windows, RISE/LIME/SHAP
- * coalitions, gradient baselines), declared once so they mean the same everywhere.
- */
-export function fillOptions(role: string, defaults: { fillKind: string; fill: number; sigma: number }): MethodOption[] {
-  return [
-    { name: "fillKind", type: "string", choices: ["constant", "mean", "blur"], description: `${role}: a constant, the image's mean colour, or a Gaussian blur`, default: defaults.fillKind },
-    { name: "fill", type: "number", description: "pixel value of the constant fill (0..255 image units; 0 = black)", default: defaults.fill, ...PIXEL_VALUE, appliesWhen: { option: "fillKind", values: ["constant"] } },
-    { name: "sigma", type: "number", description: "Gaussian sigma of the blur fill in pixels", default: defaults.sigma, min: MIN_BLUR_SIGMA, max: MAX_BLUR_SIGMA, appliesWhen: { option: "fillKind", values: ["blur"] } },
-  ];
-}

@@ -28,10 +28,11 @@ import type { TargetSpec } from "../target/target.js";
 import { fail } from "../errors.js";
 import { areaDownsample, resizeBilinear, resizeBilinearTranspose } from "../util/bilinear.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { BASELINE_OPTIONS, baselineInput, explainGradient, type BaselineOptions, type GradientEnv } from "./gradients.js";
 import { IG_DEFAULTS } from "./ig.js";
-import { opt, type MethodDefinition } from "./methods.js";
+import { defineMethod } from "./methods.js";
+import { fillOf, int, num } from "./options.js";
 
 export interface MisureOptions extends RunOptions {
   /** optimisation steps (default 100) */
@@ -231,27 +232,20 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
   };
 }
 
-export const misureMethod: MethodDefinition = {
+export const misureMethod = defineMethod({
   name: "misure",
   family: "gradient",
   summary: "MiSuRe: dilate the predicted RoI region until sufficient (Dice >= 0.9), then optimise a 32x32 mask (100 AdamW steps, lr 0.01, L1 0.1) for a minimally sufficient input (unsigned)",
   cost: "1 + dilations + iterations + 1 forward, iterations forward/backward (100)",
-  options: [
-    { name: "iterations", type: "int", description: "optimisation steps of the mask", default: MISURE_DEFAULTS.iterations, min: 0 },
-    { name: "lr", type: "number", description: "AdamW learning rate of the mask", default: MISURE_DEFAULTS.lr, min: 0, minExclusive: true },
-    { name: "l1", type: "number", description: "weight of the mask's mean (sparsity) in the loss", default: MISURE_DEFAULTS.l1, min: 0 },
-    { name: "maskSize", type: "int", description: "side of the optimised low-resolution mask", default: MISURE_DEFAULTS.maskSize, min: 1 },
-    { name: "sufficiency", type: "number", description: "RoI Dice (0..1) at which the dilated region is sufficient", default: MISURE_DEFAULTS.sufficiency, min: 0, max: 1, minExclusive: true },
+  options: {
+    iterations: int({ description: "optimisation steps of the mask", default: MISURE_DEFAULTS.iterations, min: 0 }),
+    lr: num({ description: "AdamW learning rate of the mask", default: MISURE_DEFAULTS.lr, min: 0, minExclusive: true }),
+    l1: num({ description: "weight of the mask's mean (sparsity) in the loss", default: MISURE_DEFAULTS.l1, min: 0 }),
+    maskSize: int({ description: "side of the optimised low-resolution mask", default: MISURE_DEFAULTS.maskSize, min: 1 }),
+    sufficiency: num({ description: "RoI Dice (0..1) at which the dilated region is sufficient", default: MISURE_DEFAULTS.sufficiency, min: 0, max: 1, minExclusive: true }),
     ...BASELINE_OPTIONS,
-  ],
-  explain: (ctx) =>
-    explainMisure(ctx.model, ctx.kase, ctx.target, {
-      ...ctx.run,
-      iterations: opt(ctx, "iterations"),
-      lr: opt(ctx, "lr"),
-      l1: opt(ctx, "l1"),
-      maskSize: opt(ctx, "maskSize"),
-      sufficiency: opt(ctx, "sufficiency"),
-      baseline: { kind: opt(ctx, "fillKind"), value: opt(ctx, "fill"), sigma: opt(ctx, "sigma") },
-    }),
-};
+  },
+  explain: (ctx, o) =>
+    explainMisure(ctx.model, ctx.kase, ctx.target, { ...ctx.run, iterations: o.iterations, lr: o.lr, l1: o.l1, maskSize: o.maskSize, sufficiency: o.sufficiency, baseline: fillOf(o) }),
+});
+

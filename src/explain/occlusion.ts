@@ -7,9 +7,11 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import { explainBlocks, type RunOptions } from "./block-effects.js";
+import { explainBlocks } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
-import { checkBlockFits, fillOptions, opt, type MethodDefinition } from "./methods.js";
+import { checkBlockFits, defineMethod } from "./methods.js";
+import { fillOptions, int, num } from "./options.js";
 
 export interface OcclusionOptions extends RunOptions {
   /** window size in pixels (default 16) */
@@ -46,26 +48,17 @@ export function explainOcclusion(model: Model, kase: Case, target: TargetSpec, o
   );
 }
 
-export const occlusionMethod: MethodDefinition = {
+export const occlusionMethod = defineMethod({
   name: "occlusion",
   family: "perturbation",
   summary: "occlusion: 16x16 window every 8 px filled with a constant (or the image mean, or a blur), overlaps averaged",
   cost: "1 + windows (about 900 at 256x256)",
-  options: [
-    { name: "block", type: "int", description: "window size in pixels", default: OCCLUSION_DEFAULTS.window, min: 1 },
-    { name: "stride", type: "int", description: "window step in pixels", default: OCCLUSION_DEFAULTS.stride, min: 1 },
+  options: {
+    block: int({ description: "window size in pixels", default: OCCLUSION_DEFAULTS.window, min: 1 }),
+    stride: int({ description: "window step in pixels", default: OCCLUSION_DEFAULTS.stride, min: 1 }),
     ...fillOptions("what replaces the window", { fillKind: OCCLUSION_DEFAULTS.fill, fill: OCCLUSION_DEFAULTS.value, sigma: OCCLUSION_DEFAULTS.sigma }),
-    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: OCCLUSION_DEFAULTS.tau, min: 0 },
-  ],
-  check: (ctx) => checkBlockFits(ctx, "block", "stride"),
-  explain: (ctx) =>
-    explainOcclusion(ctx.model, ctx.kase, ctx.target, {
-      ...ctx.run,
-      window: opt(ctx, "block"),
-      stride: opt(ctx, "stride"),
-      fill: opt(ctx, "fillKind"),
-      value: opt(ctx, "fill"),
-      sigma: opt(ctx, "sigma"),
-      tau: opt(ctx, "tau"),
-    }),
-};
+    tau: num({ description: "effects with |ATE| below tau (outcome units) are set to 0", default: OCCLUSION_DEFAULTS.tau, min: 0 }),
+  },
+  check: (ctx) => checkBlockFits(ctx),
+  explain: (ctx, o) => explainOcclusion(ctx.model, ctx.kase, ctx.target, { ...ctx.run, window: o.block, stride: o.stride, fill: o.fillKind, value: o.fill, sigma: o.sigma, tau: o.tau }),
+});

@@ -10,11 +10,13 @@ import type { PatchBank } from "../data/patchbank.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import { explainBlocks, type RunOptions } from "./block-effects.js";
+import { explainBlocks } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { PAPER_SCREENED_ATE } from "./estimators.js";
 import { PatchIntervention } from "./interventions.js";
 import { defined } from "./lime.js";
-import { opt, type MethodDefinition } from "./methods.js";
+import { defineMethod } from "./methods.js";
+import { choice, int, num } from "./options.js";
 import { superpixelPartition, type ColorSpace } from "./partition.js";
 
 export interface PdcrSuperpixelOptions extends RunOptions {
@@ -54,29 +56,19 @@ export async function explainPdcrSuperpixel(model: Model, kase: Case, target: Ta
   );
 }
 
-export const pdcrSuperpixelMethod: MethodDefinition = {
+export const pdcrSuperpixelMethod = defineMethod({
   name: "pdcr-superpixel",
   family: "causal",
   summary: "PdCR on ~100 SLIC superpixels: each replaced by tiled natural patches from the bank, screened ATE (S=3, N=50, tau=0.02)",
   cost: "1 + 3*superpixels + 50*(superpixels passing the screen)",
   needsBank: true,
-  options: [
-    { name: "segments", type: "int", description: "approximate number of SLIC superpixels", default: PDCR_SUPERPIXEL_DEFAULTS.segments, min: 2 },
-    { name: "compactness", type: "number", description: "SLIC compactness (larger = squarer superpixels)", default: PDCR_SUPERPIXEL_DEFAULTS.compactness, min: 0, minExclusive: true },
-    { name: "colorSpace", type: "string", choices: ["lab", "rgb"], description: "colour space of SLIC's colour distance", default: PDCR_SUPERPIXEL_DEFAULTS.colorSpace },
-    { name: "screen", type: "int", description: "screening draws S per unit", default: PDCR_SUPERPIXEL_DEFAULTS.screen, min: 1 },
-    { name: "samples", type: "int", description: "fresh draws N per unit passing the screen", default: PDCR_SUPERPIXEL_DEFAULTS.samples, min: 1 },
-    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_SUPERPIXEL_DEFAULTS.tau, min: 0 },
-  ],
-  explain: (ctx) =>
-    explainPdcrSuperpixel(ctx.model, ctx.kase, ctx.target, {
-      ...ctx.run,
-      bank: ctx.bank!,
-      segments: opt(ctx, "segments"),
-      compactness: opt(ctx, "compactness"),
-      colorSpace: opt(ctx, "colorSpace"),
-      screen: opt(ctx, "screen"),
-      samples: opt(ctx, "samples"),
-      tau: opt(ctx, "tau"),
-    }),
-};
+  options: {
+    segments: int({ description: "approximate number of SLIC superpixels", default: PDCR_SUPERPIXEL_DEFAULTS.segments, min: 2 }),
+    compactness: num({ description: "SLIC compactness (larger = squarer superpixels)", default: PDCR_SUPERPIXEL_DEFAULTS.compactness, min: 0, minExclusive: true }),
+    colorSpace: choice(["lab", "rgb"], { description: "colour space of SLIC's colour distance", default: PDCR_SUPERPIXEL_DEFAULTS.colorSpace }),
+    screen: int({ description: "screening draws S per unit", default: PDCR_SUPERPIXEL_DEFAULTS.screen, min: 1 }),
+    samples: int({ description: "fresh draws N per unit passing the screen", default: PDCR_SUPERPIXEL_DEFAULTS.samples, min: 1 }),
+    tau: num({ description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_SUPERPIXEL_DEFAULTS.tau, min: 0 }),
+  },
+  explain: (ctx, o) => explainPdcrSuperpixel(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, ...o }),
+});

@@ -8,12 +8,14 @@ import type { PatchBank } from "../data/patchbank.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import { explainBlocks, type RunOptions } from "./block-effects.js";
+import { explainBlocks } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { PAPER_SCREENED_ATE } from "./estimators.js";
 import { FAST_SCHEDULE, type AdaptiveSettings } from "./adaptive.js";
 import { fail } from "../errors.js";
 import { FillIntervention, PatchIntervention, PIXEL_VALUE } from "./interventions.js";
-import { checkBlockFits, opt, type MethodDefinition } from "./methods.js";
+import { checkBlockFits, defineMethod } from "./methods.js";
+import { choice, int, num } from "./options.js";
 
 export interface PdcrOptions extends RunOptions {
   bank: PatchBank;
@@ -90,7 +92,11 @@ export function explainZero(model: Model, kase: Case, target: TargetSpec, opts: 
   );
 }
 
-export const pdcrMethod: MethodDefinition = {
+const tau = num({ description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau, min: 0 });
+const block = int({ description: "block (unit) size in pixels", default: PDCR_DEFAULTS.blockSize, min: 1 });
+const onlyFast = { appliesWhen: { option: "schedule", values: ["fast"] } };
+
+export const pdcrMethod = defineMethod({
   name: "pdcr",
   family: "causal",
   // 2: the fast schedule draws patches independently per block (was: common random numbers)
@@ -100,37 +106,37 @@ export const pdcrMethod: MethodDefinition = {
   summary: "PdCR: 8x8 blocks replaced by natural patches from a bank, ATE on the RoI's Dice (tau=0.02); fast schedule by default, --schedule paper reproduces the paper (S=3, N=50)",
   cost: "paper: 1 + 3*blocks + 50*(blocks passing the screen); fast: about 23% of that on the demo's local U-Net, about 46% on deeplab-hc18, whose RoI sees the whole image (quadtree screening + stratified sequential draws)",
   needsBank: true,
-  options: [
-    { name: "schedule", type: "string", choices: SCHEDULES, description: "sampling schedule: fast (hierarchical screening, stratified sequential draws, per-block standard errors) or paper (exact reproduction)", default: PDCR_DEFAULTS.schedule },
-    { name: "block", type: "int", description: "block (unit) size in pixels", default: PDCR_DEFAULTS.blockSize, min: 1 },
-    { name: "screen", type: "int", description: "screening draws S per block (paper schedule)", default: PDCR_DEFAULTS.screen, min: 1, appliesWhen: { option: "schedule", values: ["paper"] } },
-    { name: "samples", type: "int", description: "draws N per block passing the screen (paper: exactly N; fast: at most N, in whole rounds of 4)", default: PDCR_DEFAULTS.samples, min: 1 },
-    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau, min: 0 },
-    { name: "mapNoise", type: "number", description: "fast schedule: stop when the map's noise (root of the summed squared SEs) is this fraction of its spread; smaller = more passes, closer to the converged map", default: FAST_SCHEDULE.fidelity, min: 0, appliesWhen: { option: "schedule", values: ["fast"] } },
-    { name: "maxPasses", type: "int", description: "fast schedule: forward-pass budget of the map (0 = none); the screen always completes, then rounds stop at the budget and a note gives the map's noise reached", default: FAST_SCHEDULE.maxPasses, min: 0, appliesWhen: { option: "schedule", values: ["fast"] }, addedLater: true },
-    { name: "maxTime", type: "number", description: "fast schedule: wall-time budget in seconds (0 = none), turned into a pass budget after the screen at the measured pass rate; the note gives the passes used (--max-passes reproduces the map)", default: FAST_SCHEDULE.maxSeconds, min: 0, appliesWhen: { option: "schedule", values: ["fast"] }, addedLater: true },
-  ],
+  options: {
+    schedule: choice(SCHEDULES, { description: "sampling schedule: fast (hierarchical screening, stratified sequential draws, per-block standard errors) or paper (exact reproduction)", default: PDCR_DEFAULTS.schedule }),
+    block,
+    screen: int({ description: "screening draws S per block (paper schedule)", default: PDCR_DEFAULTS.screen, min: 1, appliesWhen: { option: "schedule", values: ["paper"] } }),
+    samples: int({ description: "draws N per block passing the screen (paper: exactly N; fast: at most N, in whole rounds of 4)", default: PDCR_DEFAULTS.samples, min: 1 }),
+    tau,
+    mapNoise: num({ description: "fast schedule: stop when the map's noise (root of the summed squared SEs) is this fraction of its spread; smaller = more passes, closer to the converged map", default: FAST_SCHEDULE.fidelity, min: 0, ...onlyFast }),
+    maxPasses: int({ description: "fast schedule: forward-pass budget of the map (0 = none); the screen always completes, then rounds stop at the budget and a note gives the map's noise reached", default: FAST_SCHEDULE.maxPasses, min: 0, ...onlyFast, addedLater: true }),
+    maxTime: num({ description: "fast schedule: wall-time budget in seconds (0 = none), turned into a pass budget after the screen at the measured pass rate; the note gives the passes used (--max-passes reproduces the map)", default: FAST_SCHEDULE.maxSeconds, min: 0, ...onlyFast, addedLater: true }),
+  },
   check: (ctx) => {
     checkBlockFits(ctx);
-    const block = ctx.options.block as number;
+    const block = ctx.options.block;
     if (ctx.bankPatchSize !== undefined && ctx.bankPatchSize !== block) {
       fail(`${ctx.label("block", String(block))} does not match the bank's ${ctx.bankPatchSize}x${ctx.bankPatchSize} patches`, `make a bank of ${block} px patches, or use ${ctx.label("block", String(ctx.bankPatchSize))}`);
     }
   },
-  explain: (ctx) =>
-    explainPdcr(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, schedule: opt(ctx, "schedule"), fast: { fidelity: opt(ctx, "mapNoise"), maxPasses: opt(ctx, "maxPasses"), maxSeconds: opt(ctx, "maxTime") }, blockSize: opt(ctx, "block"), screen: opt(ctx, "screen"), samples: opt(ctx, "samples"), tau: opt(ctx, "tau") }),
-};
+  explain: (ctx, o) =>
+    explainPdcr(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, schedule: o.schedule, fast: { fidelity: o.mapNoise, maxPasses: o.maxPasses, maxSeconds: o.maxTime }, blockSize: o.block, screen: o.screen, samples: o.samples, tau: o.tau }),
+});
 
-export const zeroMethod: MethodDefinition = {
+export const zeroMethod = defineMethod({
   name: "zero",
   family: "causal",
   summary: "the paper's ablation: each 8x8 block set to black (or --fill v) once, tau rule",
   cost: "1 + blocks",
-  options: [
-    { name: "block", type: "int", description: "block (unit) size in pixels", default: PDCR_DEFAULTS.blockSize, min: 1 },
-    { name: "tau", type: "number", description: "effects with |ATE| below tau (outcome units) are set to 0", default: PDCR_DEFAULTS.tau, min: 0 },
-    { name: "fill", type: "number", description: "replacement pixel value (0..255 image units; 0 = black)", default: 0, ...PIXEL_VALUE },
-  ],
+  options: {
+    block,
+    tau,
+    fill: num({ description: "replacement pixel value (0..255 image units; 0 = black)", default: 0, ...PIXEL_VALUE }),
+  },
   check: (ctx) => checkBlockFits(ctx),
-  explain: (ctx) => explainZero(ctx.model, ctx.kase, ctx.target, { ...ctx.run, blockSize: opt(ctx, "block"), tau: opt(ctx, "tau"), fill: opt(ctx, "fill") }),
-};
+  explain: (ctx, o) => explainZero(ctx.model, ctx.kase, ctx.target, { ...ctx.run, blockSize: o.block, tau: o.tau, fill: o.fill }),
+});

@@ -18,12 +18,12 @@ import { hash3, uniform } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
 import { fail } from "../errors.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
 import { checkCount } from "./coalitions.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
 import { defined } from "./lime.js";
-import { fillOptions, opt, type MethodDefinition } from "./methods.js";
-import { finishAttribution, openSession, SampleScorer } from "./session.js";
+import { defineMethod } from "./methods.js";
+import { fillOptions, int, num } from "./options.js";
+import { RunContext, type RunOptions } from "./run.js";
 import { MaskAverage } from "./surrogates.js";
 
 export interface RiseOptions extends RunOptions {
@@ -87,7 +87,7 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
   if (!(o.keepProbability > 0 && o.keepProbability < 1)) fail(`keep probability must be in (0, 1), got ${o.keepProbability}`, "use --keep-probability 0.5");
   const H = model.height, W = model.width, plane = H * W, C = model.channels;
   const fillIv = await FillIntervention.create(model, kase.image, { kind: o.fillKind, value: o.fill, sigma: o.sigma });
-  const s = await openSession(model, kase, targetSpec, opts);
+  const s = await RunContext.open(model, kase, targetSpec, opts);
   const filled = Float32Array.from(s.base);
   fillIv.apply(filled, { index: 0, row: 0, col: 0, height: H, width: W });
   const inside = s.target.region.inside;
@@ -104,7 +104,7 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
     }
   };
   const settings = { masks: o.masks, cells: o.cells, keepProbability: o.keepProbability, fill: { kind: o.fillKind, value: o.fill, sigma: o.sigma }, upsampling: "bilinear to (s+1)*ceil(H/s), random shift", estimator: "centred mask-weighted average" };
-  const scorer = new SampleScorer(s, { method: "rise", settings, intervention: fillIv.describe() }, write);
+  const scorer = s.scorer(s.checkpointKey(["model", "image", "mask", "card", "seed", "target", { method: "rise", settings, intervention: fillIv.describe() }]), write);
   const scores = await scorer.score(0, Array.from({ length: o.masks }, (_, i) => i), "masks");
   let mean = 0;
   for (const v of scores) mean += v;
@@ -120,7 +120,7 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
     map[px] = inside[px] ? 0 : effect[px];
     stderrMap[px] = inside[px] ? Number.NaN : stderr[px];
   }
-  return finishAttribution(s, {
+  return s.finish({
     method: "rise",
     unitKind: "pixel",
     signed: true,
@@ -128,33 +128,24 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
     stderrMap,
     units: [],
     roiCells: 0,
-    passes: o.masks,
+    forwardPasses: 1 + o.masks,
+    tau: 0,
     settings,
     intervention: fillIv.describe(),
     notes: [`RISE: mean outcome over ${o.masks} masks ${mean.toFixed(4)} (unperturbed ${s.target.base.toFixed(4)})`],
-    checkpointNotes: scorer.checkpointNotes,
   });
 }
 
-export const riseMethod: MethodDefinition = {
+export const riseMethod = defineMethod({
   name: "rise",
   family: "perturbation",
   summary: "RISE: 4000 random smooth masks (8x8 cells kept w.p. 0.5, bilinear, random shift) blending the image with its mean colour; centred mask-weighted average per pixel",
   cost: "1 + masks",
-  options: [
-    { name: "masks", type: "int", description: "number of random masks N (forward passes)", default: RISE_DEFAULTS.masks, min: 2 },
-    { name: "cells", type: "int", description: "mask grid cells per side s", default: RISE_DEFAULTS.cells, min: 2 },
-    { name: "keepProbability", type: "number", description: "probability p that a mask cell keeps the image", default: RISE_DEFAULTS.keepProbability, min: 0, max: 1, minExclusive: true, maxExclusive: true },
+  options: {
+    masks: int({ description: "number of random masks N (forward passes)", default: RISE_DEFAULTS.masks, min: 2 }),
+    cells: int({ description: "mask grid cells per side s", default: RISE_DEFAULTS.cells, min: 2 }),
+    keepProbability: num({ description: "probability p that a mask cell keeps the image", default: RISE_DEFAULTS.keepProbability, min: 0, max: 1, minExclusive: true, maxExclusive: true }),
     ...fillOptions("what the mask blends the image with", RISE_DEFAULTS),
-  ],
-  explain: (ctx) =>
-    explainRise(ctx.model, ctx.kase, ctx.target, {
-      ...ctx.run,
-      masks: opt(ctx, "masks"),
-      cells: opt(ctx, "cells"),
-      keepProbability: opt(ctx, "keepProbability"),
-      fillKind: opt(ctx, "fillKind"),
-      fill: opt(ctx, "fill"),
-      sigma: opt(ctx, "sigma"),
-    }),
-};
+  },
+  explain: (ctx, o) => explainRise(ctx.model, ctx.kase, ctx.target, { ...ctx.run, ...o }),
+});

@@ -6,9 +6,9 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { explainGradient, maxAbsOverChannels } from "./gradients.js";
-import type { MethodDefinition } from "./methods.js";
+import { defineMethod } from "./methods.js";
 
 export function explainSaliency(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
   return explainGradient(model, kase, target, run, "saliency", {}, async (env) => {
@@ -22,11 +22,12 @@ export function explainSaliency(model: Model, kase: Case, target: TargetSpec, ru
   });
 }
 
-export const saliencyMethod: MethodDefinition = {
+export const saliencyMethod = defineMethod({
   name: "saliency",
   family: "gradient",
   summary: "saliency: |d(RoI probability sum)/d(input)|, max over channels (unsigned)",
   cost: "1 forward + 1 forward/backward",
-  options: [],
+  options: {},
   explain: (ctx) => explainSaliency(ctx.model, ctx.kase, ctx.target, ctx.run),
-};
+});
+

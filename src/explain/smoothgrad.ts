@@ -16,9 +16,10 @@ import type { TargetSpec } from "../target/target.js";
 import { uniform } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./block-effects.js";
+import type { RunOptions } from "./run.js";
 import { explainGradient, maxAbsOverChannels } from "./gradients.js";
-import { opt, type MethodDefinition } from "./methods.js";
+import { defineMethod } from "./methods.js";
+import { int, num } from "./options.js";
 
 export interface SmoothGradOptions extends RunOptions {
   /** noisy samples n (default 25) */
@@ -89,14 +90,15 @@ export function explainSmoothGrad(model: Model, kase: Case, target: TargetSpec, 
   });
 }
 
-export const smoothGradMethod: MethodDefinition = {
+export const smoothGradMethod = defineMethod({
   name: "smoothgrad",
   family: "gradient",
   summary: "SmoothGrad: gradient averaged over 25 noisy copies (sigma 0.15 of the input range), max |.| over channels (unsigned)",
   cost: "1 forward + samples forward/backward (25)",
-  options: [
-    { name: "samples", type: "int", description: "noisy copies of the input", default: SMOOTHGRAD_DEFAULTS.samples, min: 1 },
-    { name: "noise", type: "number", description: "noise standard deviation as a fraction of the model input's range", default: SMOOTHGRAD_DEFAULTS.noise, min: 0 },
-  ],
-  explain: (ctx) => explainSmoothGrad(ctx.model, ctx.kase, ctx.target, { ...ctx.run, samples: opt(ctx, "samples"), noise: opt(ctx, "noise") }),
-};
+  options: {
+    samples: int({ description: "noisy copies of the input", default: SMOOTHGRAD_DEFAULTS.samples, min: 1 }),
+    noise: num({ description: "noise standard deviation as a fraction of the model input's range", default: SMOOTHGRAD_DEFAULTS.noise, min: 0 }),
+  },
+  explain: (ctx, o) => explainSmoothGrad(ctx.model, ctx.kase, ctx.target, { ...ctx.run, samples: o.samples, noise: o.noise }),
+});
+

@@ -105,7 +105,7 @@ async function topChannelsPng(e: ComponentEffects, k = 8): Promise<Buffer | unde
   return encodePng({ width: rowLen, height: th, channels: 3, data: out });
 }
 
-export async function writeComponentEffects(e: ComponentEffects, dir: string, title: string, image?: { height: number; width: number; roi: Region }): Promise<string[]> {
+export async function writeComponentEffects(e: ComponentEffects, dir: string, title: string): Promise<string[]> {
   await mkdir(dir, { recursive: true });
   await rm(join(dir, "manifest.json"), { force: true });
   const rows = ranked(e);
@@ -115,14 +115,14 @@ export async function writeComponentEffects(e: ComponentEffects, dir: string, ti
   const sel = (u: (typeof rows)[number], k: "channels" | "rows" | "cols") => (u.selection ? u.selection[k].join(":") : "");
   const csv = [header.join(","), ...rows.map((u, i) => [i + 1, u.name, u.order, u.effect, u.rawEffect, u.stderr, u.samples, u.status, u.outputs.join(" "), sel(u, "channels"), sel(u, "rows"), sel(u, "cols")].map(csvCell).join(","))].join("\n");
   const files: Record<string, string | Buffer> = {
-    "components.json": JSON.stringify({ ...e, evidence: ev.counts, units: rows.map((u, i) => ({ rank: i + 1, ...u, stderr: Number.isNaN(u.stderr) ? null : u.stderr, ...evOf.get(u) })), activations: undefined, provenance: undefined }, null, 1),
+    "components.json": JSON.stringify({ ...e, evidence: ev.counts, units: rows.map((u, i) => ({ rank: i + 1, ...u, stderr: Number.isNaN(u.stderr) ? null : u.stderr, ...evOf.get(u) })), activations: undefined, provenance: undefined, region: undefined }, null, 1),
     "components.csv": `${csv}\n`,
   };
   if (e.level === "spatial") {
-    if (!image) throw new Error("spatial heatmaps need the image geometry");
+    const { region } = e;
     for (const [i, t] of Object.keys(e.tensorDims).entries()) {
       const name = `spatial-${i}-${t.replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^_+/, "")}.png`;
-      files[name] = await encodePng({ width: image.width, height: image.height, channels: 3, data: spatialHeat(e, t, image.height, image.width, image.roi) });
+      files[name] = await encodePng({ width: region.imageWidth, height: region.imageHeight, channels: 3, data: spatialHeat(e, t, region.imageHeight, region.imageWidth, region) });
     }
   } else {
     files["components.png"] = await svgToPng(componentBarsSvg(e, title));

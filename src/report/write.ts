@@ -9,7 +9,6 @@ import { join } from "node:path";
 import { encodePng } from "../data/image.js";
 import type { Case } from "../data/case.js";
 import type { Attribution } from "../explain/attribution.js";
-import { Region } from "../target/roi.js";
 import { encodeNpy } from "../util/npy.js";
 import { writeManifest, writeStaged } from "../util/atomic.js";
 import { t975 } from "../util/tdist.js";
@@ -40,12 +39,11 @@ function ci95(u: { stderr: number; samples: number; dof?: number }): number | nu
   return Number.isFinite(half) ? half : null;
 }
 
-export async function writeAttribution(a: Attribution, kase: Case, dir: string, roiRegion?: Region, opts: WriteOptions = {}): Promise<WrittenOutputs> {
+export async function writeAttribution(a: Attribution, kase: Case, dir: string, opts: WriteOptions = {}): Promise<WrittenOutputs> {
   await mkdir(dir, { recursive: true });
   // Remove a previous complete result first so that a failure below never leaves a stale manifest.
   await rm(join(dir, "manifest.json"), { force: true });
-  const tau = Number(a.provenance.settings.tau ?? 0);
-  const region = roiRegion ?? Region.rect(a.roi, a.height, a.width);
+  const { tau, region } = a;
   const evidence = a.units.length > 0 ? unitEvidence(a.units) : undefined;
   const scale = colourScale(a.map, region, opts.scale ?? { kind: "max" });
   const stats: MapStats = { ...mapStats(a, tau, region, evidence?.counts), colourScaleMaxAbs: scale.maxAbs, colourScale: scale.label };

@@ -1,0 +1,267 @@
+/**
+ * RunContext: what one explanation run needs, shared by every engine (block, coalition, RISE,
+ * gradient, components): the Model, the Case, the resolved Target, the batch Runner, the seed and
+ * its random streams, one way to make checkpoint keys, the resumable scorer and `finish`, which
+ * assembles the Attribution with its Provenance. A sample's input must be a pure function of
+ * (seed, unit, draw), so that results do not depend on the batch size or on where an interrupted
+ * run resumed.
+ */
+import type { Case } from "../data/case.js";
+import type { Model } from "../model/model.js";
+import { Runner } from "../model/runner.js";
+import { outcomeUnits } from "../target/outcome.js";
+import type { Target, TargetSpec } from "../target/target.js";
+import type { ProgressListener } from "../util/progress.js";
+import { hash3, randomInt, uniform } from "../util/rng.js";
+import type { ScreenLoss } from "./adaptive.js";
+import type { Attribution, AttributionCore, UnitResult } from "./attribution.js";
+import { buildProvenance, unperturbedPass } from "./base-pass.js";
+import { resumableEvaluate, type Resumable } from "./checkpoint.js";
+import type { Evaluate } from "./samples.js";
+import type { UnitKind } from "./units.js";
+
+export interface RunOptions {
+  seed?: number;
+  batchSize?: number;
+  onProgress?: ProgressListener;
+  /** file where finished samples are kept; an interrupted run with the same settings resumes from it */
+  checkpointPath?: string;
+}
+
+/** What decides the unperturbed input and the Target: the part every checkpoint key shares. */
+export interface KeyIdentity {
+  model: string;
+  image: string;
+  mask: string | null;
+  card: unknown;
+  seed: number;
+  target: { roi: Target["region"]["bbox"]; kind: Target["region"]["kind"]; outcome: Target["outcome"]; ref: Target["referenceKind"] };
+}
+
+/**
+ * A checkpoint key, in order: a name takes that field of the identity, an object adds the engine's
+ * own fields. The order is part of the key (it is hashed as JSON), so each engine keeps its own.
+ */
+export type KeyLayout = readonly (keyof KeyIdentity | Record<string, unknown>)[];
+
+/** Samples scored between checkpoint saves by a SampleScorer. */
+const CHUNK = 256;
+
+/** The fields of a result that every engine fills the same way (see `RunContext.finish`). */
+export interface ResultParts {
+  method: string;
+  /** forward passes in all, the unperturbed one included */
+  forwardPasses: number;
+  backwardPasses?: number;
+  /** the τ the effects were thresholded at (0: none) */
+  tau: number;
+  settings: Record<string, unknown>;
+  intervention: Record<string, unknown>;
+  /** the method's notes, after the runner's and the card's */
+  notes?: string[];
+  /** notes of the runner(s) that ran the passes (default: the context's runner) */
+  runnerNotes?: readonly string[];
+  /** batch size recorded in the provenance (default: the context's runner's) */
+  batchSize?: number;
+}
+
+export interface MapParts extends ResultParts {
+  unitKind: UnitKind;
+  signed: boolean;
+  /** default: the outcome's units */
+  valueUnits?: string;
+  map: Float32Array;
+  /** default: NaN everywhere */
+  stderrMap?: Float32Array;
+  units: UnitResult[];
+  roiCells: number;
+  screenLoss?: ScreenLoss;
+}
+
+export class RunContext {
+  readonly seed: number;
+  private readonly resumables: Resumable[] = [];
+
+  private constructor(
+    readonly model: Model,
+    readonly kase: Case,
+    readonly run: RunOptions,
+    readonly target: Target,
+    /** the unperturbed model input (CHW) */
+    readonly base: Float32Array,
+    /** the model's raw output for it (one batch slot) */
+    readonly baseOutput: Float32Array,
+    private readonly batchRunner: Runner | undefined,
+    readonly t0: number,
+  ) {
+    this.seed = run.seed ?? 0;
+  }
+
+  /**
+   * Runs the unperturbed input once (m(X), and the reference when explaining the prediction)
+   * through `runner` (default: a Runner at the run's batch size). `t0` is when the run began.
+   */
+  static async open(model: Model, kase: Case, spec: TargetSpec, run: RunOptions = {}, o: { runner?: Runner; t0?: number } = {}): Promise<RunContext> {
+    const t0 = o.t0 ?? Date.now();
+    const runner = o.runner ?? new Runner(model, { batchSize: run.batchSize });
+    const { input, output, target } = await unperturbedPass(model, kase, spec, runner);
+    return new RunContext(model, kase, run, target, input, output, runner, t0);
+  }
+
+  /** A context for an engine that ran the unperturbed pass on its own sessions (components). */
+  static fromBase(model: Model, kase: Case, run: RunOptions, base: { input: Float32Array; output: Float32Array; target: Target }, t0: number): RunContext {
+    return new RunContext(model, kase, run, base.target, base.input, base.output, undefined, t0);
+  }
+
+  get runner(): Runner {
+    if (!this.batchRunner) throw new Error("internal: this run has no batch runner");
+    return this.batchRunner;
+  }
+
+  /** Uniform integer in [0, n) of the seed's stream `stream` at `index`. */
+  randomInt(stream: number, index: number, n: number): number {
+    return randomInt(this.seed, stream, index, n);
+  }
+
+  /** Uniform in [0, 1) of the seed's stream `stream` at `index`. */
+  uniform(stream: number, index: number): number {
+    return uniform(this.seed, stream, index);
+  }
+
+  /** The seed of sub-stream `index` of `stream` (for draws that need many numbers). */
+  hash(stream: number, index: number): number {
+    return hash3(this.seed, stream, index);
+  }
+
+  get identity(): KeyIdentity {
+    const { model, kase, target } = this;
+    return {
+      model: model.sha256, image: kase.imageSha256, mask: kase.maskSha256 ?? null, card: model.card, seed: this.seed,
+      target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
+    };
+  }
+
+  /** The key material of a checkpoint: everything that decides the samples, in `layout`'s order. */
+  checkpointKey(layout: KeyLayout): Record<string, unknown> {
+    const id = this.identity;
+    const out: Record<string, unknown> = {};
+    for (const part of layout) {
+      if (typeof part === "string") out[part] = id[part];
+      else Object.assign(out, part);
+    }
+    return out;
+  }
+
+  /**
+   * A raw evaluator made resumable under `key` (see checkpoint.ts); its checkpoint notes go into
+   * the result. Engines that score on the batch runner use `scorer` instead.
+   */
+  resumable(raw: (r: () => Resumable) => Evaluate, key: Record<string, unknown>, o: { chunk?: number; saveEveryMs?: number } = {}): Resumable {
+    let resumable: Resumable | undefined;
+    const get = () => resumable!;
+    resumable = resumableEvaluate(raw(get), { path: this.run.checkpointPath, key, onProgress: this.run.onProgress, ...o });
+    this.resumables.push(resumable);
+    return resumable;
+  }
+
+  /**
+   * Scores numbered samples on the batch runner: `write(unit, draw, dst)` fills a model input that
+   * already holds the unperturbed image; the scores are checkpointed under `key`.
+   */
+  scorer(key: Record<string, unknown>, write: (unit: number, draw: number, dst: Float32Array) => void, o: { chunk?: number } = {}): SampleScorer {
+    return new SampleScorer(this, key, write, o.chunk ?? CHUNK);
+  }
+
+  /** What every result says about its checkpoint (samples reused, or another run's replaced). */
+  get checkpointNotes(): string[] {
+    return this.resumables.flatMap((r) => r.checkpoint?.notes() ?? []);
+  }
+
+  /** The fields every result shares, with the Provenance. */
+  finishCore(p: ResultParts): AttributionCore {
+    const { model, kase, target } = this;
+    const notes = [...(p.runnerNotes ?? this.batchRunner?.notes ?? []), ...model.resolved.assumptions.map((a) => `assumed: ${a}`), ...(p.notes ?? []), ...this.checkpointNotes, ...(kase.notes ?? [])];
+    const provenance = buildProvenance(model, kase, target, { method: p.method, seed: this.seed, settings: p.settings, intervention: p.intervention, batchSize: p.batchSize ?? this.runner.batchSize });
+    return {
+      method: p.method,
+      valueUnits: outcomeUnits(target.outcome),
+      baseOutcome: target.base,
+      outcome: target.outcome,
+      reference: target.referenceKind,
+      roi: target.region.bbox,
+      region: target.region,
+      tau: p.tau,
+      forwardPasses: p.forwardPasses,
+      backwardPasses: p.backwardPasses ?? 0,
+      wallMs: Date.now() - this.t0,
+      notes,
+      provenance,
+    };
+  }
+
+  /** The Attribution of a map. */
+  finish(p: MapParts): Attribution {
+    const { model } = this;
+    const core = this.finishCore(p);
+    return {
+      ...core,
+      unitKind: p.unitKind,
+      valueUnits: p.valueUnits ?? core.valueUnits,
+      signed: p.signed,
+      height: model.height,
+      width: model.width,
+      map: p.map,
+      stderrMap: p.stderrMap ?? new Float32Array(model.height * model.width).fill(Number.NaN),
+      units: p.units,
+      roiCells: p.roiCells,
+      ...(p.screenLoss ? { screenLoss: p.screenLoss } : {}),
+    };
+  }
+}
+
+/** Scores numbered samples on the run's batch runner, checkpointed, with progress (see `RunContext.scorer`). */
+export class SampleScorer {
+  private readonly resumable: Resumable;
+  /** passes actually run and their time (not samples resumed from a checkpoint): the rate a time budget uses */
+  ranPasses = 0;
+  ranMs = 0;
+
+  constructor(ctx: RunContext, key: Record<string, unknown>, write: (unit: number, draw: number, dst: Float32Array) => void, chunk: number) {
+    const { runner, base, target } = ctx;
+    this.resumable = ctx.resumable((resumable) => async (reqs) => {
+      const started = Date.now();
+      const scores = await runner.evaluate(
+        reqs,
+        (r, dst) => {
+          dst.set(base);
+          write(r.unit, r.draw, dst);
+        },
+        // Recorded as its batch finishes: an interruption keeps every finished batch.
+        (data, slot, r) => {
+          const v = target.score(data, slot);
+          resumable().finished(r, v);
+          return v;
+        },
+      );
+      this.ranPasses += reqs.length;
+      this.ranMs += Date.now() - started;
+      return scores;
+    }, key, { chunk });
+  }
+
+  /** Scores requests in order (the resumable evaluator, for estimators that choose their own). */
+  get evaluate(): Evaluate {
+    return this.resumable.evaluate;
+  }
+
+  /** Scores samples `draws` of `unit`, in order, and saves the checkpoint; one progress stage per call. */
+  async score(unit: number, draws: readonly number[], stage: string): Promise<Float64Array> {
+    const out = await this.resumable.evaluate(draws.map((draw) => ({ unit, draw })), stage);
+    await this.save();
+    return out;
+  }
+
+  async save(): Promise<void> {
+    await this.resumable.checkpoint?.save();
+  }
+}
