@@ -21,11 +21,12 @@ export function parseLabels(spec: string): number[] {
 /** At most this many distinct values are named in a message; more means the file is not a label map. */
 const MAX_NAMED = 32;
 
-/** The distinct non-zero values of a label map, ascending (undefined when there are more than MAX_NAMED). */
+/** The distinct non-zero values of a label map, ascending; undefined when there are more than MAX_NAMED or one is not a whole number (not a label map). */
 export function labelsPresent(volume: Pick<Volume, "data">): number[] | undefined {
   const seen = new Set<number>();
   for (const v of volume.data) {
     if (v !== 0 && !seen.has(v)) {
+      if (!Number.isInteger(v)) return undefined;
       seen.add(v);
       if (seen.size > MAX_NAMED) return undefined;
     }
@@ -51,7 +52,7 @@ export function labelMask(volume: Pick<Volume, "data">, labels: number[], name =
   const missing = labels.filter((l) => !found.has(l));
   if (missing.length) {
     const present = labelsPresent(volume);
-    const holds = present === undefined ? `it holds more than ${MAX_NAMED} distinct values, so it may be an image rather than a label map` : present.length ? `labels present: ${present.join(", ")}` : "it holds only 0: no labelled voxel";
+    const holds = present === undefined ? `it holds values that are not whole numbers, or more than ${MAX_NAMED} distinct values: it may be an image rather than a label map` : present.length ? `labels present: ${present.join(", ")}` : "it holds only 0: no labelled voxel";
     fail(`label ${missing.join(", ")} ${missing.length > 1 ? "are" : "is"} not in ${name} (${holds})`, LABEL_HINT);
   }
   return out;

@@ -31,7 +31,8 @@ export function niftiAffine(h: NiftiHeader, bytes: Uint8Array, path: string): { 
   if (affine.some((x) => !Number.isFinite(x)) || Math.abs(det3(affine)) < 1e-12) {
     fail(`${path} has an unusable ${from} (${from === "pixdim" ? "voxel sizes" : `${from}_code ${from === "sform" ? f.sform_code : f.qform_code}`}): its affine is singular or not finite`, "fix the header's transform (e.g. nibabel: img.set_sform(affine, code=1)) and save the file again");
   }
-  return { affine, from };
+  // -0 (from a flipped axis times 0) is 0: the same affine whatever transform it came from.
+  return { affine: affine.map((x) => (x === 0 ? 0 : x)), from };
 }
 
 /** srow_x, srow_y, srow_z (12 numbers) from the raw header: float32 at 280 (NIfTI-1), float64 at 400 (NIfTI-2). */

@@ -12,6 +12,7 @@ import { NIFTI1_HEADER_BYTES } from "./nifti-header.js";
 import type { Volume } from "./volume.js";
 
 const gzip = promisify(gzipCallback);
+const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export interface NiftiWriteOptions {
   /** the header's description (descrip, at most 79 ASCII characters are kept) */
@@ -54,8 +55,11 @@ export function niftiBytes(volume: Pick<Volume, "dims" | "affine" | "data">, opt
   const header = new Uint8Array(h.toArrayBuffer());
   const out = new Uint8Array(VOX_OFFSET + 4 * volume.data.length);
   out.set(header.subarray(0, VOX_OFFSET));
-  const dv = new DataView(out.buffer, VOX_OFFSET);
-  for (let i = 0; i < volume.data.length; i++) dv.setFloat32(4 * i, volume.data[i], true);
+  if (LITTLE_ENDIAN_HOST) new Float32Array(out.buffer, VOX_OFFSET, volume.data.length).set(volume.data);
+  else {
+    const dv = new DataView(out.buffer, VOX_OFFSET);
+    for (let i = 0; i < volume.data.length; i++) dv.setFloat32(4 * i, volume.data[i], true);
+  }
   return out;
 }
 
