@@ -385,6 +385,7 @@ describe("sniffing: a volume or a 2D image, by name and by content", () => {
     expect(await refusal(sniffVolume(put("fake.nii.gz", gzipSync(png))))).toMatch(/fake\.nii\.gz is named as a NIfTI volume but holds gzip-compressed data that is not NIfTI \(give a NIfTI-1/);
     expect(await refusal(sniffVolume(put("png.nii", png)))).toMatch(/png\.nii is named as a NIfTI volume but holds a PNG image/);
     expect(await refusal(sniffVolume(Buffer.from([0x1f, 0x8b, 1, 2, 3]), "bad.nii.gz"))).toMatch(/bad\.nii\.gz is named as a NIfTI volume but holds damaged gzip data/);
+    expect(await refusal(sniffVolume(join(dir, "nothing.png")))).toMatch(/^cannot read input file .*nothing\.png \(ENOENT\) \(give an image/);
   });
 });
 

@@ -34,7 +34,7 @@ export async function sniffBytes(bytes: Uint8Array): Promise<VolumeSniff> {
  * .nii/.nii.gz that does not hold a NIfTI volume.
  */
 export async function sniffVolume(input: string | Uint8Array, name = typeof input === "string" ? input : "the input"): Promise<"nifti" | "other"> {
-  const bytes = typeof input === "string" ? await readFileBoundedAsync(input, NIFTI_READ) : input;
+  const bytes = typeof input === "string" ? await readFileBoundedAsync(input, isNiftiPath(input) ? NIFTI_READ : { ...NIFTI_READ, what: "input file", hint: "give an image (PNG, JPEG, TIFF) or a volume (.nii, .nii.gz)" }) : input;
   const s = await sniffBytes(bytes);
   if (s.kind === "nifti") return "nifti";
   if (isNiftiPath(name)) fail(`${name} is named as a NIfTI volume but holds ${s.holds}`, "give a NIfTI-1 or NIfTI-2 .nii/.nii.gz file, or rename the file to match what it holds");
