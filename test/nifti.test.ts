@@ -42,13 +42,17 @@ interface Spec {
   qform?: { code: number; b: number; c: number; d: number; offset: [number, number, number] };
   sform?: { code: number; rows: number[] };
   magic?: string;
+  /** xyzt_units (default 2: mm) */
+  units?: number;
+  /** a 16-byte header extension before the voxels */
+  extension?: boolean;
 }
 
 function build(s: Spec): Buffer {
   const v2 = s.version === 2;
   const le = s.le ?? true;
   const t = TYPES[s.type];
-  const off = v2 ? 544 : 352;
+  const off = (v2 ? 544 : 352) + (s.extension ? 16 : 0);
   const buf = Buffer.alloc(off + s.values.length * t.bytes);
   const dv = new DataView(buf.buffer, buf.byteOffset, buf.length);
   const pixdim = s.pixdim ?? [1, 1, 1, 1, 0, 0, 0, 0];
@@ -62,7 +66,13 @@ function build(s: Spec): Buffer {
     dv.setFloat32(108, off, le);
     dv.setFloat32(112, s.slope ?? 0, le);
     dv.setFloat32(116, s.inter ?? 0, le);
-    dv.setUint8(123, 2);
+    dv.setUint8(123, s.units ?? 2);
+    if (s.extension) {
+      dv.setUint8(348, 1);
+      dv.setInt32(352, 16, le);
+      dv.setInt32(356, 6, le); // ecode 6: a comment
+      buf.write("segcause", 360, "latin1");
+    }
     if (s.qform) {
       dv.setInt16(252, s.qform.code, le);
       [s.qform.b, s.qform.c, s.qform.d, ...s.qform.offset].forEach((x, i) => dv.setFloat32(256 + 4 * i, x, le));
@@ -90,7 +100,7 @@ function build(s: Spec): Buffer {
       dv.setInt32(348, s.sform.code, le);
       s.sform.rows.forEach((x, i) => dv.setFloat64(400 + 8 * i, x, le));
     }
-    dv.setInt32(500, 2, le);
+    dv.setInt32(500, s.units ?? 2, le);
   }
   s.values.forEach((x, i) => t.set(dv, off + i * t.bytes, x, le));
   return buf;
@@ -177,6 +187,16 @@ describe("NIfTI reader: hand-built files with known voxels and geometry", () => 
     const flat = await readNiftiBytes(build({ dim: [2, 2, 3], type: "uint8", values: [1, 2, 3, 4, 5, 6] }), "slice.nii");
     expect(flat.dims).toEqual([2, 3, 1]);
     expect(Array.from(flat.data)).toEqual([1, 2, 3, 4, 5, 6]);
+  });
+
+  it("spatial units other than mm are converted to mm; a header extension before the voxels is skipped", async () => {
+    const micron = await readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "uint8", values: RAMP, units: 3, pixdim: [1, 500, 500, 1000, 0, 0, 0, 0] }), "um.nii");
+    expect(micron.spacing).toEqual([0.5, 0.5, 1]);
+    const metre = await readNiftiBytes(build({ version: 2, dim: [3, 2, 3, 4], type: "uint8", values: RAMP, units: 1, sform: { code: 1, rows: [0.002, 0, 0, 0.1, 0, 0.001, 0, 0, 0, 0, 0.003, -0.05] } }), "m.nii");
+    expect(metre.affine).toEqual([2, 0, 0, 100, 0, 1, 0, 0, 0, 0, 3, -50, 0, 0, 0, 1]);
+    const ext = await readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "int16", values: RAMP, extension: true, sform: { code: 1, rows: SROWS } }), "ext.nii");
+    expect(Array.from(ext.data)).toEqual(RAMP);
+    expect(ext.affine).toEqual([...SROWS, 0, 0, 0, 1]);
   });
 
   it("every supported datatype, in both byte orders, reads exactly", async () => {

@@ -6,6 +6,8 @@
  * (nifti-reader-js prefers the qform when its code is the larger; segcause follows the rule above, so
  * a map written with the sform overlays the input in every viewer.) nibabel's fallback for files with
  * neither transform is Analyze's flipped, centred affine; such files carry no world placement at all.
+ * World units are millimetres: a header stating metres or micrometres (xyzt_units) is converted, as
+ * ITK does, so block sizes in mm mean the same on every volume.
  */
 import { fail } from "../../errors.js";
 import type { NiftiHeader } from "./nifti-header.js";
@@ -31,9 +33,13 @@ export function niftiAffine(h: NiftiHeader, bytes: Uint8Array, path: string): { 
   if (affine.some((x) => !Number.isFinite(x)) || Math.abs(det3(affine)) < 1e-12) {
     fail(`${path} has an unusable ${from} (${from === "pixdim" ? "voxel sizes" : `${from}_code ${from === "sform" ? f.sform_code : f.qform_code}`}): its affine is singular or not finite`, "fix the header's transform (e.g. nibabel: img.set_sform(affine, code=1)) and save the file again");
   }
+  const mm = MM_PER_UNIT[f.xyzt_units & 7] ?? 1;
   // -0 (from a flipped axis times 0) is 0: the same affine whatever transform it came from.
-  return { affine: affine.map((x) => (x === 0 ? 0 : x)), from };
+  return { affine: affine.map((x, n) => (x === 0 ? 0 : n < 12 ? x * mm : x)), from };
 }
+
+/** Millimetres per spatial unit code of xyzt_units (0 unknown and 2 mm are taken as mm). */
+const MM_PER_UNIT: Record<number, number> = { 1: 1000, 3: 0.001 };
 
 /** srow_x, srow_y, srow_z (12 numbers) from the raw header: float32 at 280 (NIfTI-1), float64 at 400 (NIfTI-2). */
 function srows(h: NiftiHeader, bytes: Uint8Array): number[] {
