@@ -51,6 +51,8 @@ async function inflate(file: Uint8Array, path: string): Promise<Buffer> {
   if (r.status === "truncated" && r.data.length < (niftiVersion(r.data)?.version === 2 ? NIFTI2_HEADER_BYTES : NIFTI1_HEADER_BYTES)) {
     fail(`${path} is truncated: its gzip stream ends ${r.data.length ? "inside" : "before"} the NIfTI header`, REDOWNLOAD);
   }
+  // Every voxel came out but the stream stops before its checksum: they cannot be trusted.
+  if (r.status === "truncated" && r.data.length >= parseNiftiHeader(r.data, path).end) fail(`${path} is truncated: its gzip stream stops short of its end, so its checksum cannot be verified`, REDOWNLOAD);
   return r.data;
 }
 
