@@ -46,3 +46,24 @@ export function describeGeometry(v: Pick<Volume, "dims" | "spacing">): string {
   const mm = v.spacing.map((s) => Number(s.toPrecision(4))).join("x");
   return `${v.dims.join("x")} voxels, ${mm} mm`;
 }
+
+/**
+ * The direction each voxel axis (i, j, k) points to most, as nibabel's axis codes: "RAS" means i runs
+ * to the right, j to anterior, k to superior.
+ */
+export function axisCodes(affine: number[]): string {
+  const names = [["L", "R"], ["P", "A"], ["I", "S"]];
+  return [0, 1, 2]
+    .map((c) => {
+      const col = [affine[c], affine[4 + c], affine[8 + c]];
+      const w = col.reduce((best, x, r) => (Math.abs(x) > Math.abs(col[best]) ? r : best), 0);
+      return names[w][col[w] >= 0 ? 1 : 0];
+    })
+    .join("");
+}
+
+/** "origin (1, 1, 1) mm, axes RAS" — where a grid lies in the world, for messages next to describeGeometry. */
+export function describePlacement(v: Pick<Volume, "affine">): string {
+  const o = [3, 7, 11].map((n) => Number(v.affine[n].toPrecision(6))).join(", ");
+  return `origin (${o}) mm, axes ${axisCodes(v.affine)}`;
+}
