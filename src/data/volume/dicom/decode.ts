@@ -7,8 +7,8 @@ import { inflateRawSync } from "node:zlib";
 import { fail } from "../../../errors.js";
 import { encapsulatedFrame, nativePixelBytes } from "./frames.js";
 import { jpegLossless, wasmCodec } from "./libraries.js";
-import type { DicomFile } from "./parse.js";
-import type { PixelFormat } from "./pixel-format.js";
+import { type DicomFile, readDicomFile } from "./parse.js";
+import { type PixelFormat, pixelFormat } from "./pixel-format.js";
 import { decodeRleFrame } from "./rle.js";
 import { nameOf } from "./transfer-syntax.js";
 
@@ -134,4 +134,14 @@ function fromNative(bytes: Uint8Array, fmt: PixelFormat, f: number, bigEndian: b
     res[i] = value(u);
   }
   return res;
+}
+
+/** Every frame's stored values and the pixel format, without geometry (any image or SEG file). */
+export async function readDicomPixels(path: string): Promise<{ file: DicomFile; format: PixelFormat; frames: Float64Array[] }> {
+  const file = readDicomFile(path);
+  const format = pixelFormat(file);
+  checkDecodable(file, format);
+  const frames: Float64Array[] = [];
+  for (let f = 0; f < format.frames; f++) frames.push(await decodeFrame(file, format, f));
+  return { file, format, frames };
 }
