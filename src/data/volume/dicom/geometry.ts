@@ -102,6 +102,7 @@ export function stackGeometry<S extends PlacedSlice>(input: S[], what: string): 
   const ck = normal.map((v) => v * step);
   // LPS → RAS+: negate x and y
   const sign = [-1, -1, 1];
-  const affine = [0, 1, 2].flatMap((a) => [sign[a]! * ci[a]!, sign[a]! * cj[a]!, sign[a]! * ck[a]!, sign[a]! * p0[a]!]).concat([0, 0, 0, 1]);
+  // (+ 0 turns the -0 of a negated zero into 0)
+  const affine = [0, 1, 2].flatMap((a) => [ci[a]!, cj[a]!, ck[a]!, p0[a]!].map((v) => sign[a]! * v + 0)).concat([0, 0, 0, 1]);
   return { slices, dims: [first.columns, first.rows, slices.length], spacing: [dc!, dr!, step], affine };
 }

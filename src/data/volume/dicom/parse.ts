@@ -64,6 +64,6 @@ function inflate(arr: Uint8Array, pos: number, path: string, what: string): Uint
 /** dicom-parser throws strings or objects; keep its reason, drop its prefixes and any data. */
 function parserProblem(e: unknown): string {
   const raw = typeof e === "string" ? e : e instanceof Error ? e.message : typeof e === "object" && e && "exception" in e ? String((e as { exception: unknown }).exception) : "parse error";
-  const text = raw.replace(/^dicomParser\.[A-Za-z0-9_.]+:\s*/, "").split("\n")[0]!;
+  const text = raw.replace(/^[A-Za-z0-9_.:]+:\s*/, "").split("\n")[0]!;
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }
