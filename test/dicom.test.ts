@@ -7,10 +7,11 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { createRequire } from "node:module";
+import { spawnSync } from "node:child_process";
 import { afterAll, describe, expect, it } from "vitest";
 import { SegcauseError } from "../src/errors.js";
 import type { Volume } from "../src/data/volume/volume.js";
-import { readDicomPixels, readDicomSegMask, readDicomVolume, transferSyntax } from "../src/data/volume/dicom/index.js";
+import { PARAMETRIC_MAP_SOP_CLASS, readDicomPixels, readDicomSegMask, readDicomVolume, transferSyntax, writeDicomParametricMap } from "../src/data/volume/dicom/index.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const DATA = join(process.env.SEGCAUSE_DATA ?? join(ROOT, "..", "shared", "data"), "dicom");
@@ -289,5 +290,41 @@ describe.skipIf(!have)("bad and hostile DICOM files", () => {
   });
   it("a file without geometry cannot be a volume", async () => {
     expect(await refused(readDicomVolume(join(DATA, "codecs/JPEG-LL.dcm")))).toContain("has no Image Position");
+  });
+});
+
+describe.skipIf(!have)("DICOM Parametric Map writer", () => {
+  const dciodvfy = spawnSync("dciodvfy", ["-version"]).error === undefined;
+  if (!dciodvfy) console.warn("Parametric Map IOD check skipped: dciodvfy (Debian dicom3tools) not installed");
+  for (const src of ["mr-hippocrop/study1", "multiframe/CT0012.explicit_little_endian.dcm"]) {
+    it(`${src}: a float map written as a Parametric Map reads back with the same values and geometry, referencing the source`, async () => {
+      const v = await readDicomVolume(join(DATA, src));
+      const map = new Float32Array(v.data.length).map((_, i) => Math.sin(i / 97) / 3);
+      const out = join(tmpDir(), "map.dcm");
+      await writeDicomParametricMap(out, map, v, { seriesDescription: "PdCR effect map", quantity: "effect on Dice" });
+      const back = await readDicomVolume(out);
+      expect(back.dims).toEqual(v.dims);
+      expect(back.affine.map((x) => Number(x.toFixed(5)))).toEqual(v.affine.map((x) => Number(x.toFixed(5))));
+      expect(back.data.every((x, i) => x === map[i])).toBe(true);
+      const ds = dicomParser.parseDicom(new Uint8Array(readFileSync(out)));
+      expect(ds.string("x00080016")).toBe(PARAMETRIC_MAP_SOP_CLASS);
+      expect(ds.string("x00200052")).toBe(v.source.kind === "dicom" ? v.source.frameOfReferenceUid : "");
+      const refSeries = ds.elements["x00081115"]!.items![0]!.dataSet!;
+      expect(refSeries.string("x0020000e")).toBe(v.source.kind === "dicom" ? v.source.seriesInstanceUid : "");
+      const refs = ds.elements["x00082112"]!.items!.map((it) => it.dataSet!.string("x00081155"));
+      expect(refs.length).toBe(v.dims[2]);
+      if (v.source.kind === "dicom" && v.source.sopInstanceUids.length === v.dims[2]) expect(refs).toEqual(v.source.sopInstanceUids);
+      if (dciodvfy) {
+        const r = spawnSync("dciodvfy", [out], { encoding: "utf8" });
+        expect(`${r.stdout}${r.stderr}`.split("\n").filter((l) => l.startsWith("Error"))).toEqual([]);
+      }
+    });
+  }
+  it("a map with NaN, or of another size, is refused", async () => {
+    const v = await readDicomVolume(join(DATA, "mr-hippocrop/study1"));
+    const bad = new Float32Array(v.data.length);
+    bad[5] = Number.NaN;
+    expect(await refused(writeDicomParametricMap(join(tmpDir(), "m.dcm"), bad, v))).toContain("not a finite number");
+    expect(await refused(writeDicomParametricMap(join(tmpDir(), "m.dcm"), new Float32Array(3), v))).toContain("the map has 3 values but the series has");
   });
 });

@@ -6,3 +6,4 @@ export { readSeriesFiles, selectSeries, describeSeries, type SeriesOptions, type
 export { readDicomFile, looksLikeDicom, type DicomFile } from "./parse.js";
 export { supportedTransferSyntaxes, transferSyntax, nameOf, type TransferSyntax, type Codec } from "./transfer-syntax.js";
 export { MAX_VOXELS } from "./pixel-format.js";
+export { writeDicomParametricMap, parametricMapDataset, parametricMapBytes, PARAMETRIC_MAP_SOP_CLASS, type ParametricMapOptions } from "./parametric-map.js";
