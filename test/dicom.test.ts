@@ -8,6 +8,7 @@ import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { createRequire } from "node:module";
 import { spawnSync } from "node:child_process";
+import sharp from "sharp";
 import { afterAll, describe, expect, it } from "vitest";
 import { SegcauseError } from "../src/errors.js";
 import type { Volume } from "../src/data/volume/volume.js";
@@ -19,6 +20,10 @@ const have = existsSync(join(DATA, "index.json"));
 if (!have) console.warn(`DICOM tests skipped: ${DATA}/index.json not found (set SEGCAUSE_DATA to the shared data folder)`);
 // the test reads tags independently of the reader under test
 const dicomParser = createRequire(import.meta.url)("dicom-parser") as typeof import("dicom-parser");
+// dcmjs wraps a JPEG stream as a .50 file (no such fixture is shipped); sharp is the reference decoder
+const dcmjs = createRequire(import.meta.url)("dcmjs") as {
+  data: { DicomDict: new (meta: object) => { dict: object; write(): ArrayBuffer }; DicomMetaDictionary: { denaturalizeDataset(d: object): object; uid(): string } };
+};
 
 const tmp = mkdtempSync(join(tmpdir(), "segcause-dicom-"));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -101,6 +106,27 @@ describe.skipIf(!have)("DICOM decoders: every compressed file equals its uncompr
     const got = await readDicomPixels(join(DATA, "codecs/JPEG-LL.dcm"));
     expect([got.format.columns, got.format.rows, got.frames.length]).toEqual([256, 1024, 1]);
     expect(got.frames[0]!.reduce((m, v) => Math.max(m, v), 0)).toBeGreaterThan(255);
+  });
+  it("JPEG Baseline (.50), 8-bit: decodes exactly as libjpeg-turbo (sharp) decodes the same stream", async () => {
+    // a real CT slice windowed to 8 bits, JPEG-encoded, wrapped as an encapsulated .50 file
+    const ct = await readDicomPixels(join(DATA, "ct-liver-seg/01.dcm"));
+    const px = Uint8Array.from(ct.frames[0]!, (v) => Math.max(0, Math.min(255, Math.round((v - 1024 + 160) / 400 * 255))));
+    const jpg = await sharp(Buffer.from(px), { raw: { width: 512, height: 512, channels: 1 } }).toColourspace("b-w").jpeg({ quality: 85 }).toBuffer();
+    const ref = await sharp(jpg).extractChannel(0).raw().toBuffer();
+    const D = dcmjs.data.DicomMetaDictionary;
+    const uid = D.uid();
+    const meta = { FileMetaInformationVersion: [new Uint8Array([0, 1]).buffer], MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.7", MediaStorageSOPInstanceUID: uid, TransferSyntaxUID: "1.2.840.10008.1.2.4.50", ImplementationClassUID: "2.25.1" };
+    const body = { SOPClassUID: "1.2.840.10008.5.1.4.1.1.7", SOPInstanceUID: uid, Modality: "OT", SamplesPerPixel: 1, PhotometricInterpretation: "MONOCHROME2", Rows: 512, Columns: 512, BitsAllocated: 8, BitsStored: 8, HighBit: 7, PixelRepresentation: 0, PixelData: [jpg.buffer.slice(jpg.byteOffset, jpg.byteOffset + jpg.length)], _vrMap: { PixelData: "OB" } };
+    const dict = new dcmjs.data.DicomDict(D.denaturalizeDataset(meta));
+    dict.dict = D.denaturalizeDataset(body);
+    const p = join(tmpDir(), "baseline.dcm");
+    writeFileSync(p, Buffer.from(dict.write()));
+    const got = await readDicomPixels(p);
+    expect(got.file.transferSyntax.uid).toBe("1.2.840.10008.1.2.4.50");
+    expect(got.format.element.encapsulatedPixelData).toBe(true);
+    // the encoder was lossy (so the comparison is with a decoder, not with the original pixels)
+    expect(px.some((v, i) => v !== ref[i])).toBe(true);
+    expect(got.frames[0]!.every((v, i) => v === ref[i])).toBe(true);
   });
   it("JPEG Extended (.51) is refused by name", async () => {
     const line = await refused(readDicomVolume(join(DATA, "multiframe/CT0012.fragmented_no_bot_jpeg_baseline.51.dcm")));
