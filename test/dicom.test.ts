@@ -191,6 +191,32 @@ describe.skipIf(!have)("DICOM series", () => {
     expect(line).toContain("has a gap");
     expect(line).toContain("(0, 0, 15) and (0, 0, 17) are 2 mm apart, the usual step is 1 mm");
   });
+  /** study1 copied, with one slice's element `tag` overwritten (same length) by `edit`. */
+  function study1With(tag: string, edit: (b: Uint8Array, view: DataView, at: number) => void): string {
+    const dir = tmpDir();
+    const src = join(DATA, "mr-hippocrop/study1");
+    for (const f of readdirSync(src)) {
+      const b = new Uint8Array(readFileSync(join(src, f)));
+      if (f === "7.dcm") edit(b, new DataView(b.buffer), dicomParser.parseDicom(b).elements[tag]!.dataOffset);
+      writeFileSync(join(dir, f), b);
+    }
+    return dir;
+  }
+  it("a slice of another orientation in the series is refused", async () => {
+    const dir = study1With("x00200037", (b, _, at) => b.set(Buffer.from("0\\1\\0\\1\\0\\0"), at));
+    expect(await refused(readDicomVolume(dir))).toMatch(/mixes slice orientations: .* and .*7\.dcm differ/);
+  });
+  it("a slice of another size in the series is refused", async () => {
+    const dir = study1With("x00280010", (_, v, at) => v.setUint16(at, 50, true));
+    expect(await refused(readDicomVolume(dir))).toMatch(/mixes slice sizes: .* is 35x51, .*7\.dcm is 35x50/);
+  });
+  it("two slices at one position are refused", async () => {
+    const dir = tmpDir();
+    const src = join(DATA, "mr-hippocrop/study1");
+    for (const f of readdirSync(src)) copyFileSync(join(src, f), join(dir, f));
+    copyFileSync(join(src, "7.dcm"), join(dir, "7-copy.dcm"));
+    expect(await refused(readDicomVolume(dir))).toContain("has two slices at one position (0, 0, 7)");
+  });
   it("a multi-frame Enhanced CT is placed by its per-frame functional groups", async () => {
     const v = await readDicomVolume(join(DATA, "multiframe/CT0012.explicit_little_endian.dcm"));
     expect(v.dims).toEqual([512, 512, 2]);
@@ -249,6 +275,46 @@ describe.skipIf(!have)("DICOM SEG", () => {
       }
     });
   }
+  it("a SEG over a multi-frame source lands by SOP Instance UID and Referenced Frame Number", async () => {
+    const srcPath = join(DATA, "multiframe/CT0012.explicit_little_endian.dcm");
+    const v = await readDicomVolume(srcPath);
+    const src = dicomParser.parseDicom(new Uint8Array(readFileSync(srcPath)));
+    const perFrame = src.elements["x52009230"]!.items!;
+    const positions = perFrame.map((it) => [0, 1, 2].map((i) => it.dataSet!.elements["x00209113"]!.items![0]!.dataSet!.floatString("x00200032", i)!));
+    // SEG frame 1 marks rows 0-9 of source frame 2, SEG frame 2 marks rows 0-19 of source frame 1
+    const marks = [{ frame: 2, rows: 10 }, { frame: 1, rows: 20 }];
+    const plane = 512 * 512;
+    const bits = new Uint8Array((2 * plane) / 8);
+    marks.forEach((m, f) => {
+      for (let i = 0; i < m.rows * 512; i++) bits[(f * plane + i) >> 3]! |= 1 << ((f * plane + i) & 7);
+    });
+    const D = dcmjs.data.DicomMetaDictionary;
+    const uid = D.uid();
+    const meta = { FileMetaInformationVersion: [new Uint8Array([0, 1]).buffer], MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.66.4", MediaStorageSOPInstanceUID: uid, TransferSyntaxUID: "1.2.840.10008.1.2.1", ImplementationClassUID: "2.25.1" };
+    const body = {
+      SOPClassUID: "1.2.840.10008.5.1.4.1.1.66.4", SOPInstanceUID: uid, Modality: "SEG", SegmentationType: "BINARY",
+      SamplesPerPixel: 1, PhotometricInterpretation: "MONOCHROME2", Rows: 512, Columns: 512, NumberOfFrames: "2", BitsAllocated: 1, BitsStored: 1, HighBit: 0, PixelRepresentation: 0,
+      ReferencedSeriesSequence: [{ SeriesInstanceUID: src.string("x0020000e") }],
+      SegmentSequence: [{ SegmentNumber: 1, SegmentLabel: "Box" }],
+      PerFrameFunctionalGroupsSequence: marks.map((m) => ({
+        DerivationImageSequence: [{ SourceImageSequence: [{ ReferencedSOPClassUID: src.string("x00080016"), ReferencedSOPInstanceUID: src.string("x00080018"), ReferencedFrameNumber: String(m.frame) }] }],
+        PlanePositionSequence: [{ ImagePositionPatient: positions[m.frame - 1]!.map(String) }],
+        SegmentIdentificationSequence: [{ ReferencedSegmentNumber: 1 }],
+      })),
+      PixelData: [bits.buffer],
+      _vrMap: { PixelData: "OB" },
+    };
+    const dict = new dcmjs.data.DicomDict(D.denaturalizeDataset(meta));
+    dict.dict = D.denaturalizeDataset(body);
+    const p = join(tmpDir(), "seg.dcm");
+    writeFileSync(p, Buffer.from(dict.write()));
+    const seg = await readDicomSegMask(p, v);
+    expect(seg.frames).toBe(2);
+    // normal -z: source frame 2 (the larger z) is slice k = 0, source frame 1 is k = 1
+    expect(positions[1]![2]! > positions[0]![2]!).toBe(true);
+    const count = (k: number) => seg.mask.subarray(k * plane, (k + 1) * plane).reduce((a, b) => a + b, 0);
+    expect([count(0), count(1)]).toEqual([10 * 512, 20 * 512]);
+  });
   it("a SEG that references another series is refused", async () => {
     const v = await readDicomVolume(join(DATA, "mr-hippocrop/study1"));
     expect(await refused(readDicomSegMask(join(DATA, "codecs/liver.dcm"), v))).toMatch(/references series .* not the image series/);

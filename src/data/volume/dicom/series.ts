@@ -3,7 +3,7 @@
  * Instance UID. A folder with several series is refused listing each (or one is picked by UID);
  * files that are not DICOM (a README, a DICOMDIR) are passed over.
  */
-import { readdirSync, statSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fail } from "../../../errors.js";
 import { readFileBounded } from "../../../util/read.js";
@@ -31,6 +31,22 @@ export interface SeriesOptions {
   what?: string;
 }
 
+/** Whether a file opens with the Part 10 preamble and "DICM" (read only those 132 bytes). */
+function startsLikeDicom(path: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    return false;
+  }
+  try {
+    const head = new Uint8Array(132);
+    return readSync(fd, head, 0, 132, 0) === 132 && looksLikeDicom(head);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /** The files given by `path` (one file or a folder), parsed, grouped by series. */
 export function readSeriesFiles(path: string, what = "DICOM input"): SeriesSummary[] {
   let isDir: boolean;
@@ -52,9 +68,8 @@ export function readSeriesFiles(path: string, what = "DICOM input"): SeriesSumma
       } catch {
         continue;
       }
-      if (!st.isFile()) continue;
+      if (!st.isFile() || !startsLikeDicom(p)) continue;
       const bytes = readFileBounded(p, { what: "DICOM file", kind: "image", hint: DICOM_HINT });
-      if (!looksLikeDicom(bytes)) continue;
       const file = parseDicomBytes(bytes, p);
       if (text(file.dataSet, "x00020002") === DICOMDIR_CLASS) continue;
       files.push(file);
