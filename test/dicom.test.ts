@@ -5,6 +5,7 @@
  */
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
+import { deflateRawSync } from "node:zlib";
 import { basename, join } from "node:path";
 import { createRequire } from "node:module";
 import { spawnSync } from "node:child_process";
@@ -127,6 +128,26 @@ describe.skipIf(!have)("DICOM decoders: every compressed file equals its uncompr
     // the encoder was lossy (so the comparison is with a decoder, not with the original pixels)
     expect(px.some((v, i) => v !== ref[i])).toBe(true);
     expect(got.frames[0]!.every((v, i) => v === ref[i])).toBe(true);
+  });
+  it("Deflated Explicit VR Little Endian (.1.2.1.99) reads as its explicit little-endian original", async () => {
+    // rebuild liver.dcm with its data set deflated and the transfer syntax in the meta group changed
+    const orig = new Uint8Array(readFileSync(join(DATA, "codecs/liver.dcm")));
+    const ds = dicomParser.parseDicom(orig);
+    const meta = Object.values(ds.elements).filter((e) => e.tag.startsWith("x0002"));
+    const metaEnd = Math.max(...meta.map((e) => e.dataOffset + e.length));
+    const ts = ds.elements["x00020010"]!;
+    const uid = Buffer.from("1.2.840.10008.1.2.1.99");
+    const tsElement = Buffer.concat([Buffer.from([0x02, 0x00, 0x10, 0x00]), Buffer.from("UI"), Buffer.from([uid.length, 0]), uid]);
+    const metaBody = Buffer.concat([Buffer.from(orig.subarray(144, ts.dataOffset - 8)), tsElement, Buffer.from(orig.subarray(ts.dataOffset + ts.length, metaEnd))]);
+    const head = Buffer.from(orig.subarray(0, 144));
+    head.writeUInt32LE(metaBody.length, 140);
+    const p = join(tmpDir(), "deflated.dcm");
+    writeFileSync(p, Buffer.concat([head, metaBody, deflateRawSync(orig.subarray(metaEnd))]));
+    const got = await readDicomPixels(p);
+    const want = await readDicomPixels(join(DATA, "codecs/liver.dcm"));
+    expect(got.file.transferSyntax.uid).toBe("1.2.840.10008.1.2.1.99");
+    expect(got.frames.length).toBe(3);
+    for (let f = 0; f < 3; f++) expect(got.frames[f]!.every((v, i) => v === want.frames[f]![i])).toBe(true);
   });
   it("JPEG Extended (.51) is refused by name", async () => {
     const line = await refused(readDicomVolume(join(DATA, "multiframe/CT0012.fragmented_no_bot_jpeg_baseline.51.dcm")));
