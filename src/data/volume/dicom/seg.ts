@@ -4,6 +4,7 @@
  * by their order, so a SEG whose frames run in another order than the slices still lands on the right
  * slices.
  */
+import type { DataSet } from "dicom-parser";
 import { fail } from "../../../errors.js";
 import type { Volume } from "../volume.js";
 import { firstItem, frameGroup, framePlane, items, TAG, text } from "./attributes.js";
@@ -37,7 +38,7 @@ export interface SegOptions {
 const listSegments = (segs: SegSegment[]) => segs.map((s) => `${s.number} "${s.label}"`).join(", ");
 
 /** The segments of a parsed SEG data set. */
-export function segmentsOf(ds: import("dicom-parser").DataSet): SegSegment[] {
+export function segmentsOf(ds: DataSet): SegSegment[] {
   return items(ds, TAG.segmentSeq).map((it) => ({ number: it.uint16(TAG.segmentNumber) ?? 0, label: text(it, TAG.segmentLabel) ?? "" }));
 }
 
@@ -57,14 +58,14 @@ function chooseSegment(segs: SegSegment[], want: number | string | undefined, pa
 }
 
 /** Where each source slice k is found: its SOP Instance UID, and its frame number for multi-frame sources. */
-function sliceIndex(source: Volume): Map<string, number> {
+function sliceIndex(source: Volume & { source: { kind: "dicom" } }): Map<string, number> {
   const src = source.source;
-  if (src.kind !== "dicom") fail(`a DICOM SEG needs its DICOM source series as the image, not ${src.kind} file ${src.path}`, "give the DICOM series the SEG was drawn on");
   const index = new Map<string, number>();
   const nz = source.dims[2];
-  if (src.sopInstanceUids.length === nz) src.sopInstanceUids.forEach((uid, k) => index.set(`${uid}#1`, k));
+  // one file per slice: the UID alone names the slice
+  if (src.sopInstanceUids.length === nz && new Set(src.sopInstanceUids).size === nz) src.sopInstanceUids.forEach((uid, k) => index.set(`${uid}#1`, k));
   else {
-    // a multi-frame source: frames are ordered by position in the Volume, so read which frame is slice k
+    // multi-frame files: frames are ordered by position in the Volume, so read which frame is slice k
     const g = readDicomGeometry(src.path, { seriesUid: src.seriesInstanceUid });
     g.slices.forEach((s, k) => index.set(`${s.sopInstanceUid}#${s.frame + 1}`, k));
   }
@@ -88,7 +89,7 @@ export async function readDicomSegMask(path: string, source: Volume, opts: SegOp
   const [nx, ny, nz] = source.dims;
   if (fmt.columns !== nx || fmt.rows !== ny)
     fail(`DICOM SEG ${path} has ${fmt.columns}x${fmt.rows} frames but the image series has ${nx}x${ny} slices`, "give the series the SEG was drawn on as the image");
-  const index = sliceIndex(source);
+  const index = sliceIndex(source as Volume & { source: typeof src });
   const fractional = text(ds, TAG.segmentationType) === "FRACTIONAL";
   const maxFraction = ds.uint16("x0062000e") ?? 255;
   const mask = new Uint8Array(nx * ny * nz);
