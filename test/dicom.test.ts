@@ -376,6 +376,19 @@ describe.skipIf(!have)("bad and hostile DICOM files", () => {
     });
     expect(await refused(readDicomPixels(p))).toContain("claims 65535x65535x99 voxels, more than segcause reads");
   });
+  for (const [file, marker, offset] of [["multiframe/CT0012.fragmented_no_bot_jpeg_lossless.57.dcm", [0xff, 0xc3], 5], ["codecs/693_J2KR.dcm", [0xff, 0x51], 6], ["multiframe/CT0012.not_fragmented_bot_jpeg_ls.80.dcm", [0xff, 0xf7], 5]] as const) {
+    it(`${file}: a frame whose stream claims a huge image is refused before it is decoded`, async () => {
+      const b = new Uint8Array(readFileSync(join(DATA, file)));
+      // the first frame header's size fields (JPEG SOF: Y, X at +5; JPEG 2000 SIZ: Xsiz, Ysiz at +6)
+      let at = -1;
+      for (let i = 0; i + 1 < b.length && at < 0; i++) if (b[i] === marker[0] && b[i + 1] === marker[1]) at = i + offset;
+      if (marker[1] === 0x51) new DataView(b.buffer).setUint32(at, 60000), new DataView(b.buffer).setUint32(at + 4, 60000);
+      else b.set([0xff, 0xf0, 0xff, 0xf0], at);
+      const p = join(tmpDir(), "huge.dcm");
+      writeFileSync(p, b);
+      expect(await refused(readDicomPixels(p))).toMatch(/frame 1 holds a (65520x65520|60000x60000) image, not the 512x512 its DICOM header states/);
+    });
+  }
   it("a header claiming more voxels than the pixel data holds is refused", async () => {
     const p = patched({ x00280010: (v, at) => v.setUint16(at, 4096, true) });
     expect(await refused(readDicomPixels(p))).toMatch(/of pixel data, less than its 64x4096x10 voxels need/);

@@ -10,6 +10,7 @@ import { jpegLossless, wasmCodec } from "./libraries.js";
 import { type DicomFile, readDicomFile } from "./parse.js";
 import { type PixelFormat, pixelFormat } from "./pixel-format.js";
 import { decodeRleFrame } from "./rle.js";
+import { streamSize } from "./stream-size.js";
 import { nameOf } from "./transfer-syntax.js";
 
 /** Refuse a file whose encoding has no decoder, by the encoding's name. */
@@ -44,21 +45,27 @@ export async function decodeFrame(file: DicomFile, fmt: PixelFormat, f: number):
       if (raw.length !== frameBytes) fail(`${where} inflates to ${raw.length} bytes, not ${frameBytes}`, "the file is damaged");
       return fromNative(raw, fmt, 0, false);
     }
-    case "jpeg-lossless": {
-      let out: Uint8Array | Uint16Array;
-      try {
-        out = new jpegLossless.Decoder().decode(bytes.buffer, bytes.byteOffset, bytes.length, fmt.bitsAllocated <= 8 ? 1 : 2);
-      } catch (e) {
-        fail(`${where} does not decode as ${nameOf(file.transferSyntax)} (${e instanceof Error ? e.message : String(e)})`, "the file is damaged");
-      }
-      return fromDecoded(out, fmt, where);
-    }
+    case "jpeg-lossless":
     case "jpeg2000":
     case "jpegls":
     case "jpeg-baseline":
-      return fromDecoded(await decodeWasm(codec, bytes, fmt, where), fmt, where);
+      return fromDecoded(await decodeCompressed(codec, bytes, fmt, where, nameOf(file.transferSyntax)), fmt, where);
     case "native":
       fail(`${where}: ${nameOf(file.transferSyntax)} pixel data should not be encapsulated`, "the file is damaged");
+  }
+}
+
+/** A JPEG-family frame, after its declared size is checked against the DICOM header. */
+async function decodeCompressed(codec: "jpeg-lossless" | keyof typeof WASM, bytes: Uint8Array, fmt: PixelFormat, where: string, syntax: string) {
+  const size = streamSize(bytes);
+  if (!size) fail(`${where} is not a ${syntax} stream (no frame header)`, "the file is damaged");
+  if (size.width !== fmt.columns || size.height !== fmt.rows)
+    fail(`${where} holds a ${size.width}x${size.height} image, not the ${fmt.columns}x${fmt.rows} its DICOM header states`, "the file is damaged");
+  if (codec !== "jpeg-lossless") return decodeWasm(codec, bytes, fmt, where);
+  try {
+    return new jpegLossless.Decoder().decode(bytes.buffer, bytes.byteOffset, bytes.length, fmt.bitsAllocated <= 8 ? 1 : 2);
+  } catch (e) {
+    fail(`${where} does not decode as ${syntax} (${e instanceof Error ? e.message : String(e)})`, "the file is damaged");
   }
 }
 
