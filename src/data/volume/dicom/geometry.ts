@@ -85,7 +85,7 @@ export function stackGeometry<S extends PlacedSlice>(input: S[], what: string): 
     step = median(steps);
     for (let k = 0; k < steps.length; k++)
       if (Math.abs(steps[k]! - step) > STEP_TOLERANCE * step)
-        fail(`${what} has a gap: the slices at ${point(slices[k]!.plane.position!)} and ${point(slices[k + 1]!.plane.position!)} are ${mm(steps[k]!)} mm apart, the usual step is ${mm(step)} mm (a slice is missing)`, "give the complete series");
+        fail(`${what} has a gap: the slices at ${point(slices[k]!.plane.position!)} and ${point(slices[k + 1]!.plane.position!)} are ${mm(steps[k]!)} mm apart, the usual step is ${mm(step)} mm (${steps[k]! > step ? "a slice is missing" : "uneven spacing"})`, "give the complete series, evenly spaced");
     // positions must move along the normal: a tilted (sheared) stack is not a grid of this orientation
     const p0 = slices[0]!.plane.position!;
     for (const s of slices) {
