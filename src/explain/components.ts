@@ -162,7 +162,6 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   for (let j = 0; j < B; j++) baseBatch.set(base, j * base.length);
   const baseRun = await exposed.run({ [model.inputName]: new ort.Tensor("float32", baseBatch, [B, ...dims]) });
   let forwardPasses = 1; // the base run; then the donors' and every sample's (resumed ones too, as PdCR counts them)
-  await model.infer(baseBatch.subarray(0, base.length), 1); // validates the output layout
   // The reference and m(X) come from the same session settings as the interventions.
   const baseOutput = baseRun[outputName].data as Float32Array;
   const target = resolveTarget(model, kase, targetSpec, baseOutput.slice(0, baseOutput.length / B));

@@ -134,10 +134,9 @@ export class GradientSession {
     this.seedDims = outputRank === 3 ? [layout.height, layout.width] : [layout.channels, layout.height, layout.width];
   }
 
-  /** Builds the gradient graph of `model` (whose output layout is known from one forward pass). */
+  /** Builds the gradient graph of `model`. */
   static async create(model: Model, opts: GradientSessionOptions = {}): Promise<GradientSession> {
     const layout = model.outputLayout;
-    if (!layout) throw new Error("internal: run the model once before building its gradient session");
     const rule = opts.rule ?? "gradient";
     const layers = opts.layers ?? [];
     let proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
@@ -322,7 +321,7 @@ export async function explainGradient(
   };
   const forward = <T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>) => runnerFor(items.length).evaluate(items, write, read);
   const base = await unperturbedPass(model, kase, targetSpec, runnerFor(1));
-  const layout = model.outputLayout!;
+  const layout = model.outputLayout;
   const plane = layout.height * layout.width;
   const ch = model.card.output.channel;
   const roiSeed = new Float32Array(layout.channels * plane);
