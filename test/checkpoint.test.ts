@@ -11,6 +11,7 @@ import { Checkpoint } from "../src/explain/checkpoint.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import { explainLime } from "../src/explain/lime.js";
 import { Model } from "../src/model/model.js";
+import type { Sessions } from "../src/model/runtime.js";
 import { saveInterruptedWork } from "../src/util/interrupt.js";
 import type { ProgressEvent } from "../src/util/progress.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
@@ -45,9 +46,10 @@ describe("interrupted runs keep every finished batch", () => {
       const kase = await loadCase(model, image);
       // Call 1 is the unperturbed pass; calls 2-4 are the first three batches of samples. When the
       // fifth starts, the earlier ones have been scored: the signal arrives, and the run stops.
-      const infer = model.infer.bind(model);
+      const sessions = model.sessions;
+      const infer = sessions.run.bind(sessions);
       const started: Promise<unknown>[] = [];
-      model.infer = (async (...args: Parameters<Model["infer"]>) => {
+      sessions.run = (async (...args: Parameters<Sessions["run"]>) => {
         if (started.length === 4) {
           await Promise.allSettled(started);
           saveInterruptedWork(); // what the SIGINT handler does
@@ -57,7 +59,7 @@ describe("interrupted runs keep every finished batch", () => {
         const p = infer(...args).then(async (r) => (await new Promise((res) => setTimeout(res, 250)), r));
         started.push(p);
         return p;
-      }) as Model["infer"];
+      }) as Sessions["run"];
       await expect(explainPdcr(model, kase, { roi: ROI }, { bank: flatBank(BANK), schedule: "paper", batchSize: 4, checkpointPath: ck, onProgress: (e) => events.push({ ...e }) })).rejects.toThrow("interrupted");
     } finally {
       await model.release();

@@ -3,7 +3,7 @@
  * schema, decompression bombs refused before allocating, and no error that quotes a file's contents.
  */
 import { execFileSync } from "node:child_process";
-import { chmodSync, readFileSync, statSync, truncateSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { SegcauseError } from "../src/errors.js";
@@ -176,29 +176,47 @@ describe("the tuning cache", () => {
     const old = process.env.XDG_CACHE_HOME;
     process.env.XDG_CACHE_HOME = home;
     try {
-      const sha = "ab".repeat(32);
-      const path = tuneCachePath(sha);
+      const m = await Model.load(writeModel(tmp(), "tune.onnx", regionMeanModel([], 0)), { threads: 1 });
+      const path = tuneCachePath(m.sha256);
       expect(path.startsWith(join(home, "segcause"))).toBe(true);
-      const m = writeModel(tmp(), "tune.onnx", regionMeanModel([], 0));
       const input = new Float32Array(3 * 32 * 32);
-      const first = await tuneExecution(m, sha, input, {}, { threads: 1, seconds: 0.01 });
+      const first = await tuneExecution(m, input, { threads: 1, seconds: 0.01 });
       expect(first.cached).toBe(false);
       expect(statSync(join(home, "segcause")).mode & 0o777).toBe(0o700);
       expect(statSync(path).mode & 0o777).toBe(0o600);
-      expect((await tuneExecution(m, sha, input, {}, { threads: 1, seconds: 0.01 })).cached).toBe(true);
+      expect((await tuneExecution(m, input, { threads: 1, seconds: 0.01 })).cached).toBe(true);
       // a batch size no candidate has: planted, not measured
       const saved = JSON.parse(readFileSync(path, "utf8"));
       saved.plan.batchSize = 5e7;
       writeFileSync(path, JSON.stringify(saved));
-      const again = await tuneExecution(m, sha, input, {}, { threads: 1, seconds: 0.01 });
+      const again = await tuneExecution(m, input, { threads: 1, seconds: 0.01 });
       expect(again.cached).toBe(false);
       expect([1, 4, 8]).toContain(again.batchSize);
       // a cache file others can write is not trusted either
       chmodSync(path, 0o666);
-      expect((await tuneExecution(m, sha, input, {}, { threads: 1, seconds: 0.01 })).cached).toBe(false);
+      expect((await tuneExecution(m, input, { threads: 1, seconds: 0.01 })).cached).toBe(false);
+      await m.release();
     } finally {
       if (old === undefined) delete process.env.XDG_CACHE_HOME;
       else process.env.XDG_CACHE_HOME = old;
+    }
+  });
+});
+
+describe("tuning", () => {
+  it("reconfigures the loaded model (the file is not read again) and leaves it at the winner's layout", async () => {
+    const home = tmp("segcause-cache-");
+    const file = writeModel(tmp(), "tune-live.onnx", regionMeanModel([], 0));
+    const m = await Model.load(file, { threads: 1 });
+    try {
+      rmSync(file); // every candidate must come from the bytes in memory
+      const plan = await tuneExecution(m, new Float32Array(3 * 32 * 32), { workers: 2, threads: 1, seconds: 0.01, cachePath: join(home, "plan.json") });
+      expect([plan.workers, plan.threads, plan.cached]).toEqual([2, 1, false]);
+      expect([m.workers, m.threads]).toEqual([2, 1]);
+      const x = m.batchBuffer(m.inputSize).fill(0.25);
+      expect((await m.infer(x, 1, 1)).length).toBe(32 * 32);
+    } finally {
+      await m.release();
     }
   });
 });

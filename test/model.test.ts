@@ -192,13 +192,20 @@ describe("unusual but valid exports, and invalid ones", () => {
     await m.release();
   });
 
-  it("an output larger than the input is refused with the reason", async () => {
+  it("an output larger than the input is refused at load, with the reason", async () => {
     const g = new GraphBuilder("up");
     const x = g.input("x", ["N", 3, 16, 16]);
     const out = g.node("Resize", [x, "", g.constant([4], [1, 1, 2, 2])], { mode: "nearest" }, ["y"]);
     g.output(out, ["N", 3, 32, 32]);
-    const m = await Model.load(writeModel(dir, "up.onnx", g.toBytes()), { threads: 1 });
-    await expect(new Runner(m).evaluate([0], (_, d) => d.fill(0), () => 0)).rejects.toThrow(/output is 32x32 but its input is 16x16/);
+    await expect(Model.load(writeModel(dir, "up.onnx", g.toBytes()), { threads: 1 })).rejects.toThrow(/output is 32x32 but its input is 16x16/);
+  });
+
+  it("the output layout is known right after load, before any run", async () => {
+    const g = new GraphBuilder("two-class");
+    const x = g.input("x", ["N", 3, 16, 16]);
+    g.output(g.node("Conv", [x, g.constant([2, 3, 1, 1], new Array(6).fill(0.1))], {}, ["y"]), ["N", 2, 16, 16]);
+    const m = await Model.load(writeModel(dir, "two.onnx", g.toBytes()), { threads: 1 });
+    expect(m.outputLayout).toEqual({ channels: 2, height: 16, width: 16 });
     await m.release();
   });
 

@@ -10,7 +10,8 @@ import { readdirSync } from "node:fs";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { Worker } from "node:worker_threads";
-import { Model, sessionOptions } from "../model/model.js";
+import { Model } from "../model/model.js";
+import { sessionOptions } from "../model/runtime.js";
 import { ortUrl } from "../model/session-worker.js";
 import { Runner } from "../model/runner.js";
 import { loadCase } from "../data/case.js";
@@ -57,8 +58,8 @@ async function runnerLoop(model: Model, batch: number, seconds: number, base: Fl
   const patch = bank ? new PatchIntervention(bank, model, bank.patchSize) : undefined;
   const block = { index: 0, row: 0, col: 0, height: bank?.patchSize ?? 0, width: bank?.patchSize ?? 0 };
   const items = Array.from({ length: batch * 16 }, (_, i) => i);
-  await runner.evaluate(items.slice(0, batch), (_, dst) => dst.set(base), () => 0); // warm-up, learns the output layout
-  const score = makeOutcome("dice", model.card.output, model.outputLayout!, region, reference);
+  await runner.evaluate(items.slice(0, batch), (_, dst) => dst.set(base), () => 0); // warm-up
+  const score = makeOutcome("dice", model.card.output, model.outputLayout, region, reference);
   let n = 0;
   const t0 = performance.now();
   while (performance.now() - t0 < seconds * 1000) {

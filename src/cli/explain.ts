@@ -69,7 +69,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   markResumable("checkpoints");
   if (def.needsBank && !f.bank) fail(`${def.name} needs a patch bank of natural patches`, "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank");
   const load = { card: f.card, overrides: cardOverrides(f) };
-  let model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
+  const model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
   let lock: FolderLock | undefined;
   try {
     // A setting that can never work on this model (or bank) stops here, before the case, tuning or any pass.
@@ -80,11 +80,8 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
     let batchSize = fixedOrUndefined(f.batchSize);
     let tuned: ExecutionPlan | undefined;
     if ([f.threads, f.workers, f.batchSize].some((v) => v === undefined || v === "auto")) {
-      tuned = await tuneExecution(model.path, model.sha256, model.preprocess(kase.image), load, { threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers), batchSize });
-      if (tuned.threads !== model.threads || tuned.workers !== model.workers) {
-        await model.release();
-        model = await Model.load(f.model, { ...load, threads: tuned.threads, workers: tuned.workers });
-      }
+      // Leaves the model at the chosen threads and workers.
+      tuned = await tuneExecution(model, model.preprocess(kase.image), { threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers), batchSize });
       batchSize = tuned.batchSize;
     }
     const roi: TargetSpec["roi"] = rect ?? { mask: await loadRoiMask(f.roiMask!, model, kase) };

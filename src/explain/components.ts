@@ -5,11 +5,12 @@
  * patches), by their mean over donors, or by zeros. The prefix runs once per image and donor;
  * each intervention then only runs the suffix of the graph after the component.
  */
-import ort from "onnxruntime-node";
 import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
+import { BatchRunner } from "../model/batches.js";
+import { Sessions, type SessionConfig, type TensorData } from "../model/runtime.js";
 import { outputLayoutOf } from "../onnx/adapt.js";
 import { buildSuffix, exposeTensors, listComponents, planCut, type Component, type ComponentLevel, type CutPlan, type TensorType } from "../onnx/surgery.js";
 import { resolveTarget, type TargetSpec } from "../target/target.js";
@@ -88,38 +89,46 @@ export interface ComponentEffects extends AttributionCore {
   skipped: { name: string; reason: string }[];
 }
 
-// "extended", not "all": the NCHWc layout rewrite of "all" changes float rounding at cut
-// boundaries, while at "extended" prefix + suffix reproduce the full model bit for bit.
-const SESSION_OPTS = (threads: number): ort.InferenceSession.SessionOptions => ({
-  intraOpNumThreads: threads,
-  interOpNumThreads: 1,
-  graphOptimizationLevel: "extended",
-  extra: { session: { intra_op: { allow_spinning: "0" } } },
-});
+/**
+ * Every session of a cut graph: "extended", not "all", since the NCHWc layout rewrite of "all"
+ * changes float rounding at cut boundaries, while at "extended" prefix + suffix reproduce the full
+ * model bit for bit.
+ */
+async function openCut(model: Model, bytes: Uint8Array): Promise<Sessions> {
+  return Sessions.open(bytes, SESSION_OPTS(model.threads));
+}
+const SESSION_OPTS = (threads: number): SessionConfig => ({ threads, optimization: "extended" });
+
+/** ORT's failure on a cut graph of `model` as one line. */
+const cutFailed = (model: Model, what: string) => (e: unknown): never =>
+  fail(`ONNX Runtime failed to run ${what} of ${model.path}: ${(e as Error).message.split("\n")[0]}`, "report this model to the segcause authors; input-level methods still work");
 
 const ELEM: Record<string, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float64: 11 };
 
-/** Runs the exposed model on `images` (each tiled/padded to batch B) and returns per-image tensors. */
-async function runExposed(session: ort.InferenceSession, inputName: string, inputs: Float32Array[], dims: number[], B: number): Promise<ort.InferenceSession.OnnxValueMapType[]> {
-  const size = dims.reduce((a, b) => a * b, 1);
-  const out: ort.InferenceSession.OnnxValueMapType[] = [];
-  for (let s = 0; s < inputs.length; s += B) {
-    const batch = new Float32Array(B * size);
-    for (let j = 0; j < B; j++) batch.set(inputs[Math.min(s + j, inputs.length - 1)], j * size);
-    const r = await session.run({ [inputName]: new ort.Tensor("float32", batch, [B, ...dims]) });
-    for (let j = 0; j < B && s + j < inputs.length; j++) out.push(sliceBatch(r, j, B));
-  }
+type Outputs = Record<string, TensorData>;
+
+/** Runs the exposed model on `inputs` in batches of B (the last padded with copies); the raw batch outputs. */
+async function exposedBatches(session: Sessions, inputName: string, inputs: Float32Array[], dims: number[], B: number, failed: (e: unknown) => never): Promise<Outputs[]> {
+  const out: Outputs[] = [];
+  const runner = new BatchRunner(session, { feeds: [{ name: inputName, dims }], batchSize: B, failed });
+  await runner.run(inputs, (x, [dst]) => dst.set(x), (r, j) => void (j === 0 && out.push(r)));
   return out;
 }
 
+/** Runs the exposed model on `images` (each tiled/padded to batch B) and returns per-image tensors. */
+async function runExposed(session: Sessions, inputName: string, inputs: Float32Array[], dims: number[], B: number, failed: (e: unknown) => never): Promise<Outputs[]> {
+  const batches = await exposedBatches(session, inputName, inputs, dims, B, failed);
+  return inputs.map((_, i) => sliceBatch(batches[Math.floor(i / B)], i % B, B));
+}
+
 /** Item j of every batched float tensor (other tensors are shared). */
-function sliceBatch(r: ort.InferenceSession.OnnxValueMapType, j: number, B: number): ort.InferenceSession.OnnxValueMapType {
-  const o: Record<string, ort.Tensor> = {};
+function sliceBatch(r: Outputs, j: number, B: number): Outputs {
+  const o: Outputs = {};
   for (const [k, t] of Object.entries(r)) {
     if (t.type === "float32" && t.dims[0] === B) {
       const per = (t.data as Float32Array).length / B;
-      o[k] = new ort.Tensor("float32", (t.data as Float32Array).slice(j * per, (j + 1) * per), [1, ...t.dims.slice(1)]);
-    } else o[k] = t as ort.Tensor;
+      o[k] = { type: "float32", data: (t.data as Float32Array).slice(j * per, (j + 1) * per), dims: [1, ...t.dims.slice(1)] };
+    } else o[k] = t;
   }
   return o;
 }
@@ -151,15 +160,18 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   }
   const B = model.fixedBatch ?? opts.batchSize ?? DEFAULT_BATCH_SIZE;
   const needed = [...new Set([...plans.values()].flatMap((p) => p.suffixInputs).concat(outputName))];
-  const exposed = await ort.InferenceSession.create(exposeTensors(proto, needed), SESSION_OPTS(model.threads));
+  const exposed = await openCut(model, exposeTensors(proto, needed));
   const dims = [model.channels, model.height, model.width];
   const base = model.preprocess(kase.image);
-  // Base activations at batch B (shape-carrying tensors then match the suffix batch).
-  const baseBatch = new Float32Array(B * base.length);
-  for (let j = 0; j < B; j++) baseBatch.set(base, j * base.length);
-  const baseRun = await exposed.run({ [model.inputName]: new ort.Tensor("float32", baseBatch, [B, ...dims]) });
+  // Base activations at batch B (the image in every slot): shape-carrying tensors then match the suffix batch.
+  let baseRun: Outputs;
+  try {
+    [baseRun] = await exposedBatches(exposed, model.inputName, [base], dims, B, cutFailed(model, "the exposed graph"));
+  } catch (e) {
+    await exposed.release();
+    throw e;
+  }
   let forwardPasses = 1; // the base run; then the donors' and every sample's (resumed ones too, as PdCR counts them)
-  await model.infer(baseBatch.subarray(0, base.length), 1); // validates the output layout
   // The reference and m(X) come from the same session settings as the interventions.
   const baseOutput = baseRun[outputName].data as Float32Array;
   const baseOut = baseOutput.slice(0, baseOutput.length / B);
@@ -167,7 +179,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   const { target, seed } = ctx;
   const types = new Map<string, TensorType>();
   for (const [k, t] of Object.entries(baseRun)) types.set(k, { elemType: ELEM[t.type] ?? 1, dims: [...t.dims] });
-  const donorActs = donors.length ? await runExposed(exposed, model.inputName, donors.map((d) => model.preprocess(d.image)), dims, B) : [];
+  const donorActs = donors.length ? await runExposed(exposed, model.inputName, donors.map((d) => model.preprocess(d.image)), dims, B, cutFailed(model, "the exposed graph")) : [];
   forwardPasses += donors.length;
   await exposed.release();
 
@@ -222,13 +234,13 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     }
     return m;
   };
-  const sessions = new Map<string, { s: ort.InferenceSession; out: string }>();
+  const sessions = new Map<string, { s: Sessions; out: string }>();
   const suffixOf = async (u: number) => {
     const key = units[u].plan;
     let e = sessions.get(key);
     if (!e) {
       const { bytes, outputName: out } = buildSuffix(proto, plans.get(key)!, types, outputName);
-      e = { s: await ort.InferenceSession.create(bytes, SESSION_OPTS(model.threads)), out };
+      e = { s: await openCut(model, bytes), out };
       sessions.set(key, e);
     }
     return e;
@@ -252,34 +264,35 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
       const first = units[reqs[idx[0]].unit];
       const { s, out } = await suffixOf(reqs[idx[0]].unit);
       const plan = plans.get(first.plan)!;
-      for (let start = 0; start < idx.length; start += B) {
-        const chunk = idx.slice(start, start + B);
-        const feeds: Record<string, ort.Tensor> = {};
-        for (const t of plan.suffixInputs) feeds[t] = baseRun[t] as ort.Tensor;
-        for (const t of first.outputs) {
-          const src = baseRun[t];
-          const per = (src.data as Float32Array).length / B;
-          const data = new Float32Array(src.data as Float32Array);
-          chunk.forEach((ri, slot) => {
-            const { unit: u, draw } = reqs[ri];
+      // The replaced tensors start as the base batch, slot by slot (padding slots keep it); the
+      // suffix's other inputs are the base batch's, whole.
+      const feeds = first.outputs.map((t) => {
+        const src = baseRun[t].data as Float32Array;
+        const per = src.length / B;
+        return { name: t, dims: baseRun[t].dims.slice(1), init: (j: number, dst: Float32Array) => dst.set(src.subarray(j * per, (j + 1) * per)) };
+      });
+      const constants = Object.fromEntries(plan.suffixInputs.filter((t) => !first.outputs.includes(t)).map((t) => [t, baseRun[t]]));
+      const runner = new BatchRunner(s, { feeds, constants, fetches: [out], batchSize: B, failed: cutFailed(model, `the cut at ${first.plan}`) });
+      await runner.run(
+        idx,
+        (ri, slot) => {
+          const { unit: u, draw } = reqs[ri];
+          first.outputs.forEach((t, k) => {
             let value: Float32Array;
             if (ablation === "resample") value = donorActs[exact ? draw : ctx.randomInt(u, draw, draws)][t].data as Float32Array;
             else {
               const key = `${ablation}:${t}`;
-              if (!fixedFill.has(key)) fixedFill.set(key, ablation === "mean" ? meanOf(t) : new Float32Array(per));
+              if (!fixedFill.has(key)) fixedFill.set(key, ablation === "mean" ? meanOf(t) : new Float32Array(slot[k].length));
               value = fixedFill.get(key)!;
             }
             const sel = units[u].selection;
-            if (sel) copySelection(data, value, slot * per, tensorDims[t], sel);
-            else data.set(value, slot * per);
+            if (sel) copySelection(slot[k], value, 0, tensorDims[t], sel);
+            else slot[k].set(value);
           });
-          feeds[t] = new ort.Tensor("float32", data, [...src.dims]);
-        }
-        const r = await s.run(feeds, [out]);
-        const o = r[out].data as Float32Array;
-        chunk.forEach((ri, slot) => (scores[ri] = target.score(o, slot)));
-        resumable().progress(chunk.length);
-      }
+        },
+        (r, j, ri) => (scores[ri] = target.score(r[out].data as Float32Array, j)),
+        (n) => resumable().progress(n),
+      );
     }
     return scores;
   };

@@ -1,6 +1,6 @@
 /**
  * The gradient layer: a gradient graph of the model (src/onnx/gradient.ts) in its own ONNX Runtime
- * session, batched like the Runner, and the scaffolding every gradient method shares.
+ * session, batched by the batch runner (model/batches.ts), and the scaffolding every gradient method shares.
  *
  * What is differentiated. The RoI score is
  *
@@ -23,12 +23,13 @@
  * inputs than the batch size runs at its own size, so a one-input method costs one pass.
  */
 import { clone, create, fromBinary } from "@bufbuild/protobuf";
-import ort from "onnxruntime-node";
 import { AttributeProtoSchema, AttributeProto_AttributeType, ModelProtoSchema, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from "onnx-buf";
 import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { Model, OutputLayout } from "../model/model.js";
-import { DEFAULT_BATCH_SIZE, Runner, type InputWriter, type OutputReader } from "../model/runner.js";
+import { batchSizeOf, DEFAULT_BATCH_SIZE, Runner, type InputWriter, type OutputReader } from "../model/runner.js";
+import { BatchRunner } from "../model/batches.js";
+import { Sessions } from "../model/runtime.js";
 import { buildGradientModel, GRADIENT_OPSET, type GradientModel } from "../onnx/gradient/index.js";
 import { upgradeOpset } from "../onnx/opset.js";
 import { withInputSize } from "../onnx/graph.js";
@@ -109,7 +110,8 @@ function withProbabilities(proto: ModelProto, output: string, channels: number):
 
 /**
  * One gradient graph of a Model in its own ONNX Runtime session (as many intra-op threads as the
- * Model's sessions have together, no spinning). Counts real (non-padding) inputs as forward and backward passes.
+ * Model's sessions have together), driven by the batch runner. Counts real (non-padding) inputs as
+ * forward and backward passes.
  */
 export class GradientSession {
   forwardPasses = 0;
@@ -117,11 +119,13 @@ export class GradientSession {
   readonly notes: string[] = [];
   private readonly inputDims: number[];
   private readonly seedDims: number[];
+  private readonly runner: BatchRunner;
+  private readonly fetches: string[];
 
   private constructor(
     readonly model: Model,
     readonly graph: GradientModel,
-    readonly session: ort.InferenceSession,
+    readonly sessions: Sessions,
     readonly batchSize: number,
     readonly fixedBatch: boolean,
     readonly rule: GradientRule,
@@ -131,12 +135,29 @@ export class GradientSession {
   ) {
     this.inputDims = [model.channels, model.height, model.width];
     this.seedDims = outputRank === 3 ? [layout.height, layout.width] : [layout.channels, layout.height, layout.width];
+    const gIn = graph.gradients[model.inputName];
+    if (!gIn) throw new Error(`internal: the gradient graph has no gradient for ${model.inputName}`);
+    this.fetches = [graph.output, gIn];
+    for (const l of layers) this.fetches.push(graph.gradients[l], graph.activations[l]);
+    if (rule === "deeplift" && !graph.referenceInput) throw new Error("internal: the deeplift graph has no reference input");
+    this.runner = new BatchRunner(sessions, {
+      // Padding: copies of the last real input (and reference) with a zero seed: no gradient, outputs ignored.
+      feeds: [
+        { name: graph.input, dims: this.inputDims },
+        { name: graph.seedInput, dims: this.seedDims, init: "zero" },
+        ...(rule === "deeplift" ? [{ name: graph.referenceInput!, dims: this.inputDims }] : []),
+      ],
+      fetches: this.fetches,
+      batchSize,
+      // A call with fewer inputs than the batch size runs at its own size, so a one-input method costs one pass.
+      shrink: !fixedBatch,
+      failed: (e) => fail(`ONNX Runtime failed to run the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`, "report this model to the segcause authors; perturbation methods still work"),
+    });
   }
 
-  /** Builds the gradient graph of `model` (whose output layout is known from one forward pass). */
+  /** Builds the gradient graph of `model`. */
   static async create(model: Model, opts: GradientSessionOptions = {}): Promise<GradientSession> {
     const layout = model.outputLayout;
-    if (!layout) throw new Error("internal: run the model once before building its gradient session");
     const rule = opts.rule ?? "gradient";
     const layers = opts.layers ?? [];
     let proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
@@ -156,21 +177,15 @@ export class GradientSession {
     const d0 = inVi?.type?.value.case === "tensorType" ? inVi.type.value.value.shape?.dim[0]?.value : undefined;
     const fixed = d0?.case === "dimValue" ? Number(d0.value) : undefined;
     const requested = opts.batchSize ?? DEFAULT_BATCH_SIZE;
-    if (!Number.isInteger(requested) || requested < 1) fail(`batch size must be a positive integer, got ${requested}`, "use --batch-size 1..64");
-    let session: ort.InferenceSession;
+    const batchSize = batchSizeOf(fixed, requested);
+    let sessions: Sessions;
     try {
-      session = await ort.InferenceSession.create(gm.bytes, {
-        // every core the Model's sessions use (workers x threads), in one gradient session
-        intraOpNumThreads: model.threads * model.workers,
-        interOpNumThreads: 1,
-        executionMode: "sequential",
-        graphOptimizationLevel: opts.optimization ?? OPT_LEVEL,
-        extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
-      });
+      // every core the Model's sessions use (workers x threads), in one gradient session
+      sessions = await Sessions.open(gm.bytes, { threads: model.threads * model.workers, optimization: opts.optimization ?? OPT_LEVEL });
     } catch (e) {
       fail(`ONNX Runtime cannot load the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`, "report this model to the segcause authors; perturbation methods still work");
     }
-    const s = new GradientSession(model, gm, session, fixed ?? requested, fixed !== undefined, rule, layers, layout, outputRank);
+    const s = new GradientSession(model, gm, sessions, batchSize, fixed !== undefined, rule, layers, layout, outputRank);
     if (fixed !== undefined && fixed !== requested) s.notes.push(`the gradient graph's batch dimension is fixed at ${fixed}, so it runs ${fixed} input(s) per call`);
     return s;
   }
@@ -180,76 +195,35 @@ export class GradientSession {
    * slot's output and gradients. Items are processed in order, in batches of `batchSize`.
    */
   async run<T>(items: readonly T[], write: GradientWriter<T>, read: GradientReader<T>, onBatch?: (n: number) => void): Promise<void> {
-    if (items.length === 0) return;
-    const B = this.fixedBatch ? this.batchSize : Math.min(this.batchSize, items.length);
+    const B = this.runner.batchFor(items.length);
     const inSize = this.inputDims.reduce((a, b) => a * b, 1);
     const seedSize = this.seedDims.reduce((a, b) => a * b, 1);
-    const input = new Float32Array(B * inSize);
-    const seed = new Float32Array(B * seedSize);
+    const [output, gIn] = this.fetches;
     const deeplift = this.rule === "deeplift";
-    const reference = deeplift ? new Float32Array(B * inSize) : undefined;
-    const gIn = this.graph.gradients[this.model.inputName];
-    if (!gIn) throw new Error(`internal: the gradient graph has no gradient for ${this.model.inputName}`);
-    const fetches = [this.graph.output, gIn];
-    for (const l of this.layers) fetches.push(this.graph.gradients[l], this.graph.activations[l]);
-    for (let start = 0; start < items.length; start += B) {
-      const n = Math.min(B, items.length - start);
-      seed.fill(0);
-      for (let j = 0; j < n; j++) {
-        const feed: GradientFeed = {
-          input: input.subarray(j * inSize, (j + 1) * inSize),
-          seed: seed.subarray(j * seedSize, (j + 1) * seedSize),
-          reference: reference?.subarray(j * inSize, (j + 1) * inSize),
-        };
-        write(items[start + j], feed);
-      }
-      // Padding: copies of the last real input with a zero seed (no gradient, outputs ignored).
-      for (let j = n; j < B; j++) {
-        input.copyWithin(j * inSize, (n - 1) * inSize, n * inSize);
-        reference?.copyWithin(j * inSize, (n - 1) * inSize, n * inSize);
-      }
-      const feeds: Record<string, ort.Tensor> = {
-        [this.graph.input]: new ort.Tensor("float32", input, [B, ...this.inputDims]),
-        [this.graph.seedInput]: new ort.Tensor("float32", seed, [B, ...this.seedDims]),
-      };
-      if (deeplift) {
-        if (!this.graph.referenceInput) throw new Error("internal: the deeplift graph has no reference input");
-        feeds[this.graph.referenceInput] = new ort.Tensor("float32", reference!, [B, ...this.inputDims]);
-      }
-      let result: ort.InferenceSession.OnnxValueMapType;
-      try {
-        result = await this.session.run(feeds, fetches);
-      } catch (e) {
-        fail(`ONNX Runtime failed to run the ${this.rule} graph of ${this.model.path}: ${(e as Error).message.split("\n")[0]}`, "report this model to the segcause authors; perturbation methods still work");
-      }
-      const out = result[this.graph.output].data as Float32Array;
-      const grad = result[gIn].data as Float32Array;
-      const layerData = new Map<string, { g: Float32Array; a: Float32Array }>();
-      for (const l of this.layers) layerData.set(l, { g: result[this.graph.gradients[l]].data as Float32Array, a: result[this.graph.activations[l]].data as Float32Array });
-      for (let j = 0; j < n; j++) {
+    const ofSlot = (d: Float32Array, j: number) => d.subarray((j * d.length) / B, ((j + 1) * d.length) / B);
+    await this.runner.run(
+      items,
+      (item, [input, seed, reference]) => write(item, { input, seed, reference }),
+      (result, j, item, index) => {
         const slot: GradientSlot = {
-          output: out.subarray(j * seedSize, (j + 1) * seedSize),
-          inputGrad: grad.subarray(j * inSize, (j + 1) * inSize),
-          layerGrad: (name) => {
-            const d = layerData.get(name)!.g;
-            return d.subarray((j * d.length) / B, ((j + 1) * d.length) / B);
-          },
-          activation: (name) => {
-            const d = layerData.get(name)!.a;
-            return d.subarray((j * d.length) / B, ((j + 1) * d.length) / B);
-          },
+          output: (result[output].data as Float32Array).subarray(j * seedSize, (j + 1) * seedSize),
+          inputGrad: (result[gIn].data as Float32Array).subarray(j * inSize, (j + 1) * inSize),
+          layerGrad: (name) => ofSlot(result[this.graph.gradients[name]].data as Float32Array, j),
+          activation: (name) => ofSlot(result[this.graph.activations[name]].data as Float32Array, j),
         };
-        read(slot, items[start + j], start + j);
-      }
-      // DeepLIFT graphs run the forward pass of the image and of its reference.
-      this.forwardPasses += deeplift ? 2 * n : n;
-      this.backwardPasses += n;
-      onBatch?.(n);
-    }
+        read(slot, item, index);
+      },
+      (n) => {
+        // DeepLIFT graphs run the forward pass of the image and of its reference.
+        this.forwardPasses += deeplift ? 2 * n : n;
+        this.backwardPasses += n;
+        onBatch?.(n);
+      },
+    );
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    await this.sessions.release();
   }
 }
 
@@ -321,7 +295,7 @@ export async function explainGradient(
   const forward = <T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>) => runnerFor(items.length).evaluate(items, write, read);
   const ctx = await RunContext.open(model, kase, targetSpec, run, { runner: runnerFor(1), t0 });
   const { target } = ctx;
-  const layout = model.outputLayout!;
+  const layout = model.outputLayout;
   const plane = layout.height * layout.width;
   const ch = model.card.output.channel;
   const roiSeed = new Float32Array(layout.channels * plane);

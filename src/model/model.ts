@@ -1,14 +1,11 @@
 /**
- * Model: an ONNX segmentation network with its ModelCard, its ONNX Runtime session(s), and the
- * conversions between 8-bit pixels and the network's input tensor. Several sessions ("workers")
- * with one thread each can keep both cores of a small machine busy with less synchronisation than
- * one session with two threads. With one worker the Runner uses the in-thread `session`; with
- * several, every worker is a session in its own worker thread, since sessions sharing one JS thread
- * never run at the same time, and a run on the main thread would also block it from feeding the
- * others. The in-thread `session` always exists (gradients and components use it).
+ * Model: an ONNX segmentation network with its ModelCard, its ONNX Runtime sessions (runtime.ts),
+ * its output layout, and the conversions between 8-bit pixels and the network's input tensor.
+ * Several sessions ("workers") with one thread each can keep both cores of a small machine busy
+ * with less synchronisation than one session with two threads; `configure` changes that layout
+ * without reading the file again (tuning tries several).
  */
 import { availableParallelism } from "node:os";
-import ort from "onnxruntime-node";
 import { fail } from "../errors.js";
 import { toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, type ModelProto } from "onnx-buf";
@@ -17,7 +14,7 @@ import { adaptLayout, chwOf, type Layout } from "../onnx/adapt.js";
 import { widenFloat16 } from "../onnx/widen.js";
 import { resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
 import type { RasterImage } from "../data/image.js";
-import { SessionWorker, type RunResult } from "./session-worker.js";
+import { Sessions, type TensorData } from "./runtime.js";
 
 export interface ModelLoadOptions {
   /** explicit model-card path; default `<model>.onnx.json` when it exists */
@@ -41,7 +38,8 @@ export class Model {
   readonly channels: number;
   readonly height: number;
   readonly width: number;
-  outputLayout: OutputLayout | undefined;
+  /** the output's channels and size, known from the probe pass at load */
+  readonly outputLayout!: OutputLayout;
 
   private constructor(
     readonly path: string,
@@ -51,11 +49,8 @@ export class Model {
     readonly bytes: Uint8Array,
     readonly graph: GraphSummary,
     readonly resolved: ResolvedCard,
-    /** the in-thread session: the only worker when workers = 1 */
-    readonly session: ort.InferenceSession,
-    /** with workers > 1, every worker: one session per worker thread */
-    private readonly remotes: SessionWorker[],
-    readonly threads: number,
+    /** the model's sessions: one in-thread, or one per worker thread (see configure) */
+    private live: Sessions,
     /** the graph as the file has it (differs from `graph` when it was widened to float32 or a layout adapter rewrote it) */
     readonly fileGraph: GraphSummary,
   ) {
@@ -66,8 +61,16 @@ export class Model {
     this.width = this.card.input.width;
   }
 
+  /** the sessions at the current layout (a Runner drives them) */
+  get sessions(): Sessions {
+    return this.live;
+  }
   get workers(): number {
-    return Math.max(1, this.remotes.length);
+    return this.sessions.workers;
+  }
+  /** intra-op threads of each session */
+  get threads(): number {
+    return this.sessions.threads;
   }
 
   get card(): ModelCard {
@@ -121,27 +124,44 @@ export class Model {
     const bytes = run ? toBinary(ModelProtoSchema, run) : file.bytes;
     const graph = run ? summarize(run) : fileGraph;
     const workers = opts.workers ?? 1;
-    const threads = opts.threads ?? (workers > 1 ? 1 : 2);
-    if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail(`workers must be an integer in 1..64, got ${workers}`, "use --workers 1 or 2");
-    if (!Number.isInteger(threads) || threads < 1 || threads > 256) fail(`threads must be an integer in 1..256, got ${threads}`, `use --threads 1..${availableParallelism()} (this machine's cores)`);
-    let session: ort.InferenceSession | undefined;
-    const remotes: SessionWorker[] = [];
+    const sessions = await openSessions(path, bytes, opts.threads ?? (workers > 1 ? 1 : 2), workers, () =>
+      adapted.proto
+        ? `segcause rewrote the model's layout at load (${adapted.notes.join("; ")}); if that reading is wrong, pass --layout/--output-layout (or set them in the card)`
+        : widened
+          ? "segcause widened the model's half-precision tensors to float32 at load; if an op still refuses, export the model in float32 (model.float() before torch.onnx.export)"
+          : "check that the file is a complete ONNX export (opset <= 21)",
+    );
+    const model = new Model(path, file.sha256, bytes, graph, resolved, sessions, fileGraph);
     try {
-      session = await ort.InferenceSession.create(bytes, sessionOptions(threads));
-      // The same bytes and options in every worker thread, so every worker computes the same outputs.
-      if (workers > 1) for (let k = 0; k < workers; k++) remotes.push(await SessionWorker.create(bytes, sessionOptions(threads)));
+      await model.probe();
     } catch (e) {
-      await Promise.all([session?.release(), ...remotes.map((r) => r.release())]);
-      fail(
-        `ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`,
-        adapted.proto
-          ? `segcause rewrote the model's layout at load (${adapted.notes.join("; ")}); if that reading is wrong, pass --layout/--output-layout (or set them in the card)`
-          : widened
-            ? "segcause widened the model's half-precision tensors to float32 at load; if an op still refuses, export the model in float32 (model.float() before torch.onnx.export)"
-            : "check that the file is a complete ONNX export (opset <= 21)",
-      );
+      await model.release();
+      throw e;
     }
-    return new Model(path, file.sha256, bytes, graph, resolved, session, remotes, threads, fileGraph);
+    return model;
+  }
+
+  /**
+   * Reopens the sessions with another layout (threads per session, workers), from the bytes already
+   * in memory. Runners made before must not be used after: their slots belong to the old layout.
+   */
+  async configure(opts: { threads: number; workers: number }): Promise<void> {
+    if (opts.threads === this.threads && opts.workers === this.workers) return;
+    const next = await openSessions(this.path, this.bytes, opts.threads, opts.workers, () => "check that the file is a complete ONNX export (opset <= 21)");
+    const old = this.live;
+    this.live = next;
+    await old.release();
+  }
+
+  /**
+   * One pass of a zero input at load: the output layout (channels, size) is checked against the
+   * card once, here, so every user of the model can rely on it before running anything.
+   */
+  private async probe(): Promise<void> {
+    const n = this.fixedBatch ?? 1;
+    const out = await this.run(this.batchBuffer(n * this.inputSize), n, 0);
+    this.outputOf(out, n);
+    (this as { outputLayout: OutputLayout }).outputLayout = this.checkOutput(out.dims, n);
   }
 
   /** HWC 8-bit image at the model's size → CHW float32 input, as the card says. */
@@ -170,7 +190,7 @@ export class Model {
 
   /** true when the workers are threads (workers > 1): the Runner then queues two batches per worker */
   get threaded(): boolean {
-    return this.remotes.length > 0;
+    return this.sessions.threaded;
   }
 
   /**
@@ -178,29 +198,47 @@ export class Model {
    * the memory instead of copying it. The caller must not write it while a run is in flight.
    */
   batchBuffer(length: number): Float32Array {
-    return this.threaded ? new Float32Array(new SharedArrayBuffer(length * Float32Array.BYTES_PER_ELEMENT)) : new Float32Array(length);
+    return this.sessions.buffer(length);
   }
 
   /** Runs one batch of `n` inputs laid out contiguously on session `worker`; returns the raw output tensor data. */
   async infer(batch: Float32Array, n: number, worker = 0): Promise<Float32Array> {
+    return this.outputOf(await this.run(batch, n, worker), n);
+  }
+
+  /** The raw output of `n` inputs on session `worker`; ORT's failure as one line with its likely cause. */
+  private async run(batch: Float32Array, n: number, worker: number): Promise<TensorData> {
     const dims = [n, this.channels, this.height, this.width];
-    const input = batch.subarray(0, n * this.inputSize);
-    let out: RunResult;
+    const feeds = { [this.inputName]: { type: "float32" as const, data: batch.subarray(0, n * this.inputSize), dims } };
     try {
-      out = this.threaded
-        ? await this.remotes[worker].run(this.inputName, input, dims, this.outputName)
-        : ((await this.session.run({ [this.inputName]: new ort.Tensor("float32", input, dims) }, [this.outputName]))[this.outputName] as RunResult);
+      return (await this.sessions.run(worker, feeds, [this.outputName]))[this.outputName];
     } catch (e) {
-      const msg = (e as Error).message.split("\n")[0];
-      // An allocation failure is memory, not a mismatched card: say which knob lowers it.
-      const hint = /fail(ed)? to allocate|bad_alloc|out of memory/i.test(msg)
-        ? `a batch of ${n} inputs of ${this.channels}x${this.height}x${this.width} does not fit in memory: lower --batch-size (or use --batch-size auto)`
-        : "check that the model card's input size and channels match the model";
-      fail(`ONNX Runtime failed to run ${this.path}: ${msg}`, hint);
+      this.runFailed(e, n);
     }
+  }
+
+  /** ORT's failure to run a batch of `n` inputs of this model, as one line with its likely cause. */
+  runFailed(e: unknown, n: number): never {
+    const msg = (e as Error).message.split("\n")[0];
+    // An allocation failure is memory, not a mismatched card: say which knob lowers it.
+    const hint = /fail(ed)? to allocate|bad_alloc|out of memory/i.test(msg)
+      ? `a batch of ${n} inputs of ${this.channels}x${this.height}x${this.width} does not fit in memory: lower --batch-size (or use --batch-size auto)`
+      : "check that the model card's input size and channels match the model";
+    fail(`ONNX Runtime failed to run ${this.path}: ${msg}`, hint);
+  }
+
+  /** The output data of a batch of `n`, checked: float32, in the layout found at load. */
+  outputOf(out: TensorData, n: number): Float32Array {
     if (out.type !== "float32") fail(`model output '${this.outputName}' is ${out.type}, segcause needs float32`, "export the output as float32");
-    this.outputLayout ??= this.checkOutput(out.dims, n);
-    return out.data;
+    // Known at load; a graph whose output shape changes with the batch fails here, not silently.
+    if (this.outputLayout) {
+      const { channels, height, width } = this.outputLayout;
+      const want = out.dims.length === 3 ? [n, height, width] : [n, channels, height, width];
+      if (out.dims.length !== want.length || out.dims.some((d, i) => d !== want[i])) {
+        fail(`model output has shape [${out.dims.join(", ")}] for a batch of ${n}, but [${want.join(", ")}] was expected from the pass at load`, "export the model with an output whose shape follows the batch size only");
+      }
+    }
+    return out.data as Float32Array;
   }
 
   private checkOutput(dims: readonly number[], n: number): OutputLayout {
@@ -223,20 +261,19 @@ export class Model {
   }
 
   async release(): Promise<void> {
-    await Promise.all([this.session.release(), ...this.remotes.map((r) => r.release())]);
+    await this.sessions.release();
   }
 }
 
-/** The session options of every worker, in-thread or not: identical options, identical outputs. */
-export function sessionOptions(threads: number): ort.InferenceSession.SessionOptions {
-  return {
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    executionMode: "sequential",
-    graphOptimizationLevel: "all",
-    // Spinning threads burn the second core between small batches; measured slower on 2 cores.
-    extra: { session: { intra_op: { allow_spinning: "0" }, inter_op: { allow_spinning: "0" } } },
-  };
+/** The model's sessions at a layout, checked; ORT's refusal as one line with `hint()`. */
+async function openSessions(path: string, bytes: Uint8Array, threads: number, workers: number, hint: () => string): Promise<Sessions> {
+  if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail(`workers must be an integer in 1..64, got ${workers}`, "use --workers 1 or 2");
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256) fail(`threads must be an integer in 1..256, got ${threads}`, `use --threads 1..${availableParallelism()} (this machine's cores)`);
+  try {
+    return await Sessions.open(bytes, { threads, workers });
+  } catch (e) {
+    fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, hint());
+  }
 }
 
 /** Element types of the image input and output that run as float32: (b)float16 ones are widened at load (src/onnx/widen.ts). */

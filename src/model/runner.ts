@@ -1,12 +1,11 @@
 /**
- * Runner: pushes inputs through a Model in fixed-size batches (the tail padded, so every run has
- * the same shape and ORT reuses its buffers), and turns each output into one number at once.
- * With several workers (sessions) each batch goes to whichever worker is free, and the next batch is
- * written while the others run. Workers in their own threads get two batch slots each, so a worker's
- * next batch is already queued when it finishes.
+ * Runner: pushes model inputs through a Model in fixed-size batches (batches.ts: the tail padded,
+ * so every run has the same shape and ORT reuses its buffers), and turns each output into one
+ * number at once. It uses the Model's sessions as they are when it is made (see Model.configure).
  */
 import { fail } from "../errors.js";
 import type { Model } from "./model.js";
+import { BatchRunner } from "./batches.js";
 
 export interface RunnerOptions {
   /** inputs per forward call; forced to the graph's batch size when that is fixed */
@@ -22,72 +21,61 @@ export type OutputReader<T> = (data: Float32Array, slot: number, item: T) => num
 
 export const DEFAULT_BATCH_SIZE = 8;
 
+/** The batch size a graph runs at: its fixed batch axis when it has one, else the request (checked). */
+export function batchSizeOf(fixed: number | undefined, requested = DEFAULT_BATCH_SIZE): number {
+  if (!Number.isInteger(requested) || requested < 1) fail(`batch size must be a positive integer, got ${requested}`, "use --batch-size 1..64");
+  return fixed ?? requested;
+}
+
 export class Runner {
   readonly batchSize: number;
-  /** real inputs pushed through the model (padding excluded) */
-  forwardPasses = 0;
-  /** model calls, padding included */
-  batches = 0;
   readonly notes: string[] = [];
-  /** one slot per batch in flight: the worker that runs it and its input buffer */
-  private readonly slots: { worker: number; buf: Float32Array }[];
+  private readonly batches_: BatchRunner;
 
   constructor(
     readonly model: Model,
     private readonly opts: RunnerOptions = {},
   ) {
     const requested = opts.batchSize ?? DEFAULT_BATCH_SIZE;
-    if (!Number.isInteger(requested) || requested < 1) fail(`batch size must be a positive integer, got ${requested}`, "use --batch-size 1..64");
-    if (model.fixedBatch !== undefined && model.fixedBatch !== requested) {
+    this.batchSize = batchSizeOf(model.fixedBatch, requested);
+    if (this.batchSize !== requested) {
       this.notes.push(
         `the model's batch dimension is fixed at ${model.fixedBatch} in the graph, so it runs ${model.fixedBatch} input(s) per call; export with a dynamic batch axis for speed`,
       );
-      this.batchSize = model.fixedBatch;
-    } else {
-      this.batchSize = requested;
     }
-    const workers = Array.from({ length: model.workers }, (_, w) => w);
     // Input buffers (and as much again for outputs) are allocated up front: refuse a batch that
     // cannot fit rather than let the allocation or ONNX Runtime fail later.
-    const bytes = this.batchSize * model.inputSize * 4 * workers.length * (model.threaded ? 2 : 1);
+    const bytes = this.batchSize * model.inputSize * 4 * model.workers * (model.threaded ? 2 : 1);
     if (bytes > 2 ** 31) {
       fail(`a batch of ${this.batchSize} inputs of ${model.channels}x${model.height}x${model.width} needs ${(bytes / 2 ** 30).toFixed(1)} GiB of input buffers`, "lower --batch-size: a few dozen inputs already keep ONNX Runtime busy (or use --batch-size auto)");
     }
-    this.slots = (model.threaded ? [...workers, ...workers] : workers).map((worker) => ({ worker, buf: model.batchBuffer(this.batchSize * model.inputSize) }));
+    this.batches_ = new BatchRunner(model.sessions, {
+      feeds: [{ name: model.inputName, dims: [model.channels, model.height, model.width] }],
+      fetches: [model.outputName],
+      batchSize: this.batchSize,
+      failed: (e, n) => model.runFailed(e, n),
+    });
+  }
+
+  /** real inputs pushed through the model (padding excluded) */
+  get forwardPasses(): number {
+    return this.batches_.items;
+  }
+  /** model calls, padding included */
+  get batches(): number {
+    return this.batches_.batches;
   }
 
   /** Scores every item; result[i] belongs to items[i]. */
   async evaluate<T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>): Promise<Float64Array> {
     const scores = new Float64Array(items.length);
-    const size = this.model.inputSize;
-    const B = this.batchSize;
-    const free = this.slots.map((_, s) => s);
-    const inflight = new Map<number, Promise<number>>(); // slot → its batch, resolving to the slot
-    for (let start = 0; start < items.length; start += B) {
-      if (free.length === 0) {
-        const done = await Promise.race(inflight.values()); // a slot (and its buffer) is free again
-        inflight.delete(done);
-        free.push(done);
-      }
-      const s = free.shift()!;
-      const { worker, buf } = this.slots[s];
-      const n = Math.min(B, items.length - start);
-      const first = start;
-      for (let j = 0; j < n; j++) write(items[first + j], buf.subarray(j * size, (j + 1) * size));
-      // Pad with a copy of the last real input: same shape every call, outputs ignored.
-      for (let j = n; j < B; j++) buf.copyWithin(j * size, (n - 1) * size, n * size);
-      const run = this.model.infer(buf, B, worker).then((out) => {
-        for (let j = 0; j < n; j++) scores[first + j] = read(out, j, items[first + j]);
-        this.forwardPasses += n;
-        this.batches += 1;
-        this.opts.onBatch?.(n);
-        return s;
-      });
-      inflight.set(s, run);
-      // Marked handled here; the error still surfaces at the next race or at the end.
-      run.catch(() => undefined);
-    }
-    await Promise.all(inflight.values());
+    const { model } = this;
+    await this.batches_.run(
+      items,
+      (item, [dst]) => write(item, dst),
+      (out, slot, item, i) => (scores[i] = read(model.outputOf(out[model.outputName], this.batchSize), slot, item)),
+      this.opts.onBatch,
+    );
     return scores;
   }
 }

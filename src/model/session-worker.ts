@@ -4,7 +4,7 @@
  * setImmediate, microsoft/onnxruntime#26968), so several sessions in one thread take turns instead
  * of overlapping; a session in its own thread really runs beside the main one.
  *
- * Inputs are Float32Arrays on a SharedArrayBuffer (see Model.batchBuffer) so posting one shares the
+ * Batch inputs are Float32Arrays on a SharedArrayBuffer (see Sessions.buffer) so posting one shares the
  * memory instead of copying it on the main thread; the binding refuses SharedArrayBuffer-backed
  * tensors ("Invalid argument"), so the worker copies the batch into its own array (one memcpy, off
  * the main thread). The output buffer is transferred back without a copy. The worker only runs the
@@ -16,10 +16,11 @@ import { Worker } from "node:worker_threads";
 import type ort from "onnxruntime-node";
 import { closeOnInterrupt, isInterrupted } from "../util/interrupt.js";
 
-export interface RunResult {
-  type: string;
+/** A tensor as it crosses threads: an ort.Tensor is one, and so is a worker's reply. */
+export interface TensorData {
+  type: ort.Tensor.Type;
   dims: readonly number[];
-  data: Float32Array;
+  data: ort.Tensor.DataType;
 }
 
 /**
@@ -36,19 +37,29 @@ const firstLine = (e) => String((e && e.message) || e).split("\\n")[0];
 ort.InferenceSession.create(workerData.bytes, workerData.options).then(
   (session) => {
     parentPort.postMessage({ ready: true });
-    parentPort.on("message", async ({ id, input, name, dims, output }) => {
+    parentPort.on("message", async ({ id, feeds, fetches }) => {
       try {
-        // slice(): a private copy per run, so a run queued behind another never sees its input change.
-        const result = await session.run({ [name]: new ort.Tensor("float32", input.slice(), dims) }, [output]);
-        const out = result[output];
-        let data = out.data;
-        // Transfer the output's own buffer when it holds exactly the data; copy otherwise.
-        if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength) data = data.slice();
-        const reply = { id, type: out.type, dims: out.dims, data };
+        const tensors = {};
+        // slice() of a shared buffer: the binding refuses SharedArrayBuffer-backed tensors, and a run
+        // queued behind another must not see its input change. Other buffers were copied by postMessage.
+        for (const [k, t] of Object.entries(feeds)) {
+          const data = typeof SharedArrayBuffer !== "undefined" && t.data.buffer instanceof SharedArrayBuffer ? t.data.slice() : t.data;
+          tensors[k] = new ort.Tensor(t.type, data, t.dims);
+        }
+        const result = fetches ? await session.run(tensors, fetches) : await session.run(tensors);
+        const outputs = {};
+        const transfer = [];
+        for (const [k, out] of Object.entries(result)) {
+          let data = out.data;
+          // Transfer the output's own buffer when it holds exactly the data; copy otherwise.
+          if (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength || transfer.includes(data.buffer)) data = data.slice();
+          outputs[k] = { type: out.type, dims: out.dims, data };
+          transfer.push(data.buffer);
+        }
         try {
-          parentPort.postMessage(reply, [data.buffer]);
+          parentPort.postMessage({ id, outputs }, transfer);
         } catch {
-          parentPort.postMessage(reply); // a buffer the runtime will not let go of is copied instead
+          parentPort.postMessage({ id, outputs }); // a buffer the runtime will not let go of is copied instead
         }
       } catch (e) {
         parentPort.postMessage({ id, error: firstLine(e) });
@@ -66,20 +77,20 @@ export function ortUrl(): string {
 }
 
 export class SessionWorker {
-  private readonly pending = new Map<number, { resolve: (r: RunResult) => void; reject: (e: Error) => void }>();
+  private readonly pending = new Map<number, { resolve: (r: Record<string, TensorData>) => void; reject: (e: Error) => void }>();
   private nextId = 0;
   private dead: Error | undefined;
   /** called once nothing is in flight (closeForExit waits for it) */
   private onIdle: (() => void) | undefined;
 
   private constructor(private readonly worker: Worker) {
-    worker.on("message", (m: { id: number; error?: string } & RunResult) => {
+    worker.on("message", (m: { id: number; error?: string; outputs: Record<string, TensorData> }) => {
       const p = this.pending.get(m.id);
       if (!p) return;
       this.pending.delete(m.id);
       this.idle();
       if (m.error !== undefined) p.reject(new Error(m.error));
-      else p.resolve(m);
+      else p.resolve(m.outputs);
     });
     // A crashed worker fails what it had in flight (and anything sent later) instead of hanging.
     const die = (e: Error) => {
@@ -115,15 +126,19 @@ export class SessionWorker {
     return w;
   }
 
-  /** Runs one batch; `input` should live on a SharedArrayBuffer (otherwise it is copied). */
-  run(inputName: string, input: Float32Array, dims: readonly number[], outputName: string): Promise<RunResult> {
+  /**
+   * Runs one batch: `feeds` by input name, `fetches` the outputs wanted (all when omitted). Float
+   * feeds should live on a SharedArrayBuffer (otherwise postMessage copies them).
+   */
+  run(feeds: Record<string, TensorData>, fetches?: readonly string[]): Promise<Record<string, TensorData>> {
     if (this.dead) return Promise.reject(this.dead);
     // After Ctrl-C/kill nothing new starts; the caller waits while the process closes and exits.
     if (isInterrupted()) return new Promise(() => {});
     const id = this.nextId++;
-    const done = new Promise<RunResult>((resolve, reject) => this.pending.set(id, { resolve, reject }));
+    const done = new Promise<Record<string, TensorData>>((resolve, reject) => this.pending.set(id, { resolve, reject }));
     this.worker.ref(); // keep the process alive while a batch is in flight
-    this.worker.postMessage({ id, input, name: inputName, dims, output: outputName });
+    const plain = Object.fromEntries(Object.entries(feeds).map(([k, t]) => [k, { type: t.type, dims: [...t.dims], data: t.data }]));
+    this.worker.postMessage({ id, feeds: plain, fetches });
     return done;
   }
 
@@ -133,7 +148,6 @@ export class SessionWorker {
     this.worker.unref();
     this.onIdle?.();
   }
-
 
   async release(): Promise<void> {
     await this.worker.terminate();

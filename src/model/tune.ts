@@ -1,14 +1,16 @@
 /**
  * Execution tuning: a short probe picks the ONNX Runtime layout (one session with all threads, or
  * one single-threaded session per core) and the batch size that push the most inputs per second
- * through this model on this machine. The winner is cached per (model, machine, runtime) so the
- * probe runs once; explicit --threads / --workers / --batch-size skip it.
+ * through this model on this machine. Each candidate reconfigures the loaded model (its bytes are
+ * already in memory), and the model is left at the winner's layout. The winner is cached per
+ * (model, machine, runtime) in the user's cache folder so the probe runs once; explicit --threads /
+ * --workers / --batch-size skip it.
  */
 import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { cpus, homedir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
-import { Model, type ModelLoadOptions } from "./model.js";
+import type { Model } from "./model.js";
 import { Runner } from "./runner.js";
 import { runtimeVersions } from "../version.js";
 import { readJsonBounded } from "../util/read.js";
@@ -40,41 +42,42 @@ function candidates(req: TuneRequest, cores: number): { threads: number; workers
   return layouts.flatMap((l) => batches.map((batchSize) => ({ ...l, batchSize })));
 }
 
-async function measure(path: string, load: ModelLoadOptions, c: { threads: number; workers: number; batchSize: number }, input: Float32Array, seconds: number): Promise<number> {
-  const model = await Model.load(path, { ...load, threads: c.threads, workers: c.workers });
-  try {
-    const runner = new Runner(model, { batchSize: c.batchSize });
-    const items = Array.from({ length: c.batchSize * c.workers * 2 }, (_, i) => i);
-    const write = (_: number, dst: Float32Array) => dst.set(input);
-    await runner.evaluate(items.slice(0, c.batchSize * c.workers), write, () => 0); // warm-up
-    let n = 0;
-    const t0 = performance.now();
-    while (performance.now() - t0 < seconds * 1000 || n < items.length) {
-      await runner.evaluate(items, write, () => 0);
-      n += items.length;
-    }
-    return n / ((performance.now() - t0) / 1000);
-  } finally {
-    await model.release();
+async function measure(model: Model, c: { threads: number; workers: number; batchSize: number }, input: Float32Array, seconds: number): Promise<number> {
+  await model.configure(c);
+  const runner = new Runner(model, { batchSize: c.batchSize });
+  const items = Array.from({ length: c.batchSize * c.workers * 2 }, (_, i) => i);
+  const write = (_: number, dst: Float32Array) => dst.set(input);
+  await runner.evaluate(items.slice(0, c.batchSize * c.workers), write, () => 0); // warm-up
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < seconds * 1000 || n < items.length) {
+    await runner.evaluate(items, write, () => 0);
+    n += items.length;
   }
+  return n / ((performance.now() - t0) / 1000);
 }
 
-/** Probes the candidates not fixed by the request and returns the fastest plan. */
-export async function tuneExecution(path: string, sha256: string, input: Float32Array, load: ModelLoadOptions, req: TuneRequest = {}): Promise<ExecutionPlan> {
+/**
+ * Probes the candidates not fixed by the request and returns the fastest plan; `model` is left
+ * configured with the plan's threads and workers (the caller makes its Runner with the batch size).
+ */
+export async function tuneExecution(model: Model, input: Float32Array, req: TuneRequest = {}): Promise<ExecutionPlan> {
   const cores = Math.max(1, cpus().length);
   const list = candidates(req, cores);
-  if (list.length === 1) return { ...list[0], probe: [], cached: false };
+  const chosen = async (plan: ExecutionPlan) => (await model.configure(plan), plan);
+  if (list.length === 1) return chosen({ ...list[0], probe: [], cached: false });
+  const { sha256 } = model;
   // workers: "all-threads" — plans probed before every extra worker ran in its own thread are re-measured.
   const key = JSON.stringify({ sha256, cores, versions: runtimeVersions(), workers: "all-threads", list });
   const cachePath = req.cachePath === undefined ? tuneCachePath(sha256) : req.cachePath;
   const saved = cachePath ? readCache(cachePath, key, list) : undefined;
-  if (saved) return { ...saved, cached: true };
+  if (saved) return chosen({ ...saved, cached: true });
   const probe = [];
-  for (const c of list) probe.push({ ...c, perSecond: await measure(path, load, c, input, req.seconds ?? 0.6) });
+  for (const c of list) probe.push({ ...c, perSecond: await measure(model, c, input, req.seconds ?? 0.6) });
   probe.sort((a, b) => b.perSecond - a.perSecond);
   const plan: ExecutionPlan = { threads: probe[0].threads, workers: probe[0].workers, batchSize: probe[0].batchSize, probe, cached: false };
   if (cachePath) writeCache(cachePath, { key, plan }, req.cachePath === undefined);
-  return plan;
+  return chosen(plan);
 }
 
 /**

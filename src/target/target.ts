@@ -37,7 +37,7 @@ export function resolveTarget(model: Model, kase: Case, spec: TargetSpec, baseOu
   const wanted = spec.reference ?? "auto";
   if (wanted === "ground-truth" && !kase.mask) fail("reference 'ground-truth' needs a mask", "pass --mask, or use --reference prediction");
   const referenceKind = wanted === "auto" ? (kase.mask ? "ground-truth" : "prediction") : wanted;
-  const layout = model.outputLayout!;
+  const layout = model.outputLayout;
   const reference = referenceKind === "ground-truth" ? kase.mask! : binarize(model.card.output, layout, baseOutput);
   if (outcome !== "mean-prob") {
     let g = 0;
