@@ -16,6 +16,7 @@ export default defineConfig({
       "test/strategies.test.ts",
       "test/streams.test.ts",
       "test/cell-key.test.ts",
+      "test/architecture-doc.test.ts",
     ],
     testTimeout: 60_000,
   },
