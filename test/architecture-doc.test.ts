@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { generatedBlocks, replaceBlock } from "../src/evaluate/claims.js";
 import { allMethods } from "../src/explain/catalog.js";
+import { markdownPages } from "./helpers/docs.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const DOC = join(ROOT, "docs", "architecture.md");
@@ -83,19 +84,6 @@ function srcFiles(): { name: string; text: string }[] {
   return out;
 }
 
-/** Every markdown file a generated block may live in (as test/published-results.test.ts walks them). */
-function markdownFiles(): string[] {
-  const out = [join(ROOT, "README.md")];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else if (e.name.endsWith(".md") && e.name !== "report.md") out.push(join(d, e.name));
-    }
-  };
-  walk(join(ROOT, "docs"));
-  return out;
-}
-
 describe("docs/architecture.md", () => {
   it("its table of engines equals the registry and the sources", () => {
     const md = readFileSync(DOC, "utf8");
@@ -107,7 +95,7 @@ describe("docs/architecture.md", () => {
   });
 
   it("every generated block in the docs has a test that checks it (this page's here, results-* in published-results)", () => {
-    for (const file of markdownFiles()) {
+    for (const file of markdownPages(ROOT)) {
       for (const b of generatedBlocks(readFileSync(file, "utf8"))) {
         if (b.name.startsWith("results-")) continue;
         expect(`${file}: ${b.name}`).toBe(`${DOC}: architecture-engines`);

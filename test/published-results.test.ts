@@ -4,29 +4,17 @@
  * and strategies/maps.csv. After a statistics or prose-generator change, regenerate with
  * `UPDATE_PUBLISHED=1 npx vitest run test/published-results.test.ts` and review the diff.
  */
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { publishedStatistics, type PublishedStatistics } from "../src/evaluate/published.js";
 import { settingsDifference } from "../src/evaluate/run-record.js";
 import { budgetClaims, generatedBlocks, rankingClaims, replaceBlock, shortClaims, strategyClaims, strategyRowsFromCsv, type StrategyMapRow } from "../src/evaluate/claims.js";
+import { markdownPages } from "./helpers/docs.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const DIR = join(ROOT, "docs", "results");
 const UPDATE = process.env.UPDATE_PUBLISHED === "1";
-
-/** README.md and every markdown file under docs/ (a generated block may live in any of them). */
-function markdownFiles(): string[] {
-  const out = [join(ROOT, "README.md")];
-  const walk = (d: string) => {
-    for (const e of readdirSync(d, { withFileTypes: true })) {
-      if (e.isDirectory()) walk(join(d, e.name));
-      else if (e.name.endsWith(".md") && e.name !== "report.md") out.push(join(d, e.name));
-    }
-  };
-  walk(join(ROOT, "docs"));
-  return out;
-}
 
 describe("published benchmark", () => {
   let stats: PublishedStatistics, strategies: StrategyMapRow[], fills: string[], radius: number;
@@ -57,7 +45,7 @@ describe("published benchmark", () => {
       "results-budgets": () => budgetClaims(stats.summary),
     };
     const seen = new Set<string>();
-    for (const file of markdownFiles()) {
+    for (const file of markdownPages(ROOT)) {
       let md = readFileSync(file, "utf8");
       // results-* blocks; architecture-* blocks are checked by test/architecture-doc.test.ts
       for (const b of generatedBlocks(md).filter((x) => x.name.startsWith("results-"))) {
