@@ -3,8 +3,9 @@
  * (`<!-- generated: architecture-engines -->`, the mechanism of src/evaluate/claims.ts), derived here
  * from the registry (`allMethods()`) and the sources: an engine is an exported function of
  * src/explain that opens a RunContext, and a method runs on the engine its declaring file calls.
- * Every path and every `name()` the page cites must exist. After adding a method or an engine,
- * regenerate with `UPDATE_DOCS=1 npx vitest run test/architecture-doc.test.ts` and review the diff.
+ * Every path, file name, capitalised name and `name()` the page cites must occur in the repository.
+ * After adding a method or an engine, regenerate with
+ * `UPDATE_DOCS=1 npx vitest run test/architecture-doc.test.ts` and review the diff.
  */
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
