@@ -7,11 +7,11 @@
  * one scale (pixels per mm) for all three planes. Display convention: radiological (mosaic-layout.ts).
  *
  * Memory: each panel is sampled straight from the volume at its page size; nothing larger than the page
- * is allocated besides a strided sample of the image for its grey window.
+ * is allocated besides a strided sample of the image for its grey window (and what colourScale needs).
  */
 import sharp from "sharp";
 import { fail } from "../errors.js";
-import { Region } from "../target/roi.js";
+import type { Region } from "../target/roi.js";
 import { esc } from "../util/xml.js";
 import { heatRgb } from "./colormap.js";
 import { type GreyWindow, greyLevel, greyWindow } from "./grey-window.js";
@@ -69,6 +69,15 @@ export interface MosaicLayout {
   roiBox: Box;
   /** false when the patient directions were assumed (no affine, or an oblique one) */
   fromAffine: boolean;
+  scale: ColourScale;
+  /** the grey window, from the voxels near the RoI (undefined: no finite voxel there) */
+  grey: GreyWindow | undefined;
+  /** the voxels the grey window's percentiles come from: the RoI's box grown by its own size on each side */
+  greyBox: Box;
+  /** title, subtitle and display convention */
+  header: [string, string, string];
+  /** the lines beside the colour bar */
+  legend: string[];
 }
 
 const FONT = `font-family="DejaVu Sans, sans-serif"`;
@@ -79,6 +88,7 @@ const PAD = 16,
   ROW_GAP = 10,
   FOOTER = 92,
   BAR_W = 300,
+  LEGEND_X = PAD + BAR_W + 30,
   MIN_WIDTH = 820;
 const OUTLINE: [number, number, number] = [0, 230, 0];
 /** opacity of the map over the image at full colour; lower values are more transparent (square root: small effects stay visible) */
@@ -153,7 +163,40 @@ export function mosaicLayout(s: MosaicSpec): MosaicLayout {
     widest = Math.max(widest, x - COL_GAP + PAD);
     y += CAPTION + height + ROW_GAP;
   }
-  return { width: Math.max(MIN_WIDTH, widest), height: y + FOOTER, panels, pxPerMm, fov, roiBox: box, fromAffine: axes.fromAffine };
+  // colourScale asks a Region only which voxels are inside; building a whole Region (pixel list, bounding box)
+  // over millions of voxels would take seconds for nothing.
+  const scale = colourScale(s.map, { inside: s.roi } as Pick<Region, "inside"> as Region, s.scale ?? { kind: "max" });
+  const greyBox = box.map(([lo, hi], a) => [Math.max(0, lo - (hi - lo + 1)), Math.min(s.dims[a] - 1, hi + (hi - lo + 1))]) as Box;
+  const grey = greyWindow(s.image, s.dims, greyBox);
+  const header = headerText(s, box, axes.fromAffine);
+  const legend = legendText(s, pxPerMm, grey);
+  // Wide enough for every line of text (librsvg does not wrap): the header, the legend beside the bar, the bar's own last line.
+  const barNote = `${(s.valueUnits ?? "").slice(0, 70)}; full colour at the ${scale.label}`;
+  const text = Math.max(
+    textWidth(header[0], 16, true),
+    ...header.slice(1).map((l) => textWidth(l, 12)),
+    LEGEND_X + Math.max(...legend.map((l) => textWidth(l, 11))),
+    textWidth(barNote, 11),
+  );
+  return {
+    width: Math.ceil(Math.max(MIN_WIDTH, widest, PAD + text + PAD)),
+    height: y + FOOTER,
+    panels,
+    pxPerMm,
+    fov,
+    roiBox: box,
+    fromAffine: axes.fromAffine,
+    scale,
+    grey,
+    greyBox,
+    header,
+    legend,
+  };
+}
+
+/** Rendered width of a line of DejaVu Sans, a little generous (its mean advance in these lines is about 0.5 em, bold 0.58). */
+function textWidth(s: string, size: number, bold = false): number {
+  return s.length * size * (bold ? 0.62 : 0.54);
 }
 
 /**
@@ -200,16 +243,36 @@ function renderPanel(s: MosaicSpec, p: Panel, fov: Box, scale: ColourScale, grey
   return out;
 }
 
-function headerSvg(s: MosaicSpec, L: MosaicLayout): string {
-  const [[i0, i1], [j0, j1], [k0, k1]] = L.roiBox;
+function headerText(s: MosaicSpec, box: Box, fromAffine: boolean): [string, string, string] {
+  const [[i0, i1], [j0, j1], [k0, k1]] = box;
   const geometry = `${s.dims.join("x")} voxels, ${s.spacing.map((v) => Number(v.toPrecision(4))).join("x")} mm`;
-  const subtitle = s.subtitle ?? `${geometry} · RoI bounding box i ${i0}–${i1}, j ${j0}–${j1}, k ${k0}–${k1}`;
-  const directions = L.fromAffine ? "patient directions from the affine" : "voxel axes taken as RAS+ (i → right, j → anterior, k → superior)";
-  const convention = `Radiological display: the patient's right on the image's left, anterior up (axial) / on the left (sagittal), superior up; ${directions}.`;
+  const title = s.title ?? "Map over the image: slices through the RoI";
+  const axes = fromAffine ? "directions from the affine" : "no affine, voxel axes taken as RAS+";
   return [
-    `<text x="${PAD}" y="24" ${FONT} font-size="16" font-weight="bold">${esc(s.title ?? "Map over the image: slices through the RoI")}</text>`,
-    `<text x="${PAD}" y="44" ${FONT} font-size="12" fill="#333">${esc(subtitle)}</text>`,
-    `<text x="${PAD}" y="62" ${FONT} font-size="11" fill="#555">${esc(convention)}</text>`,
+    title.length > 150 ? `${title.slice(0, 147)}...` : title,
+    s.subtitle ?? `${geometry} · RoI bounding box i ${i0}–${i1}, j ${j0}–${j1}, k ${k0}–${k1}`,
+    `Radiological display: the patient's right on the image's left; anterior up (axial) and on the left (sagittal); superior up; ${axes}.`,
+  ];
+}
+
+function legendText(s: MosaicSpec, pxPerMm: number, grey: GreyWindow | undefined): string[] {
+  let roiVoxels = 0;
+  for (const v of s.roi) if (v) roiVoxels++;
+  return [
+    `green outline: the RoI (${roiVoxels} voxels); slices evenly spaced through its extent`,
+    grey
+      ? `grey: the image, black..white = ${tickLabel(grey.low)}..${tickLabel(grey.high)} (its percentiles ${grey.lowPercentile} and ${grey.highPercentile} around the RoI)`
+      : "grey: no finite image voxel around the RoI (drawn black)",
+    `${s.signed ? "" : "unsigned map; "}colour opacity grows with |value|; one scale for all panels, ${Number(pxPerMm.toPrecision(3))} px per mm (physical aspect)`,
+  ];
+}
+
+function headerSvg(L: MosaicLayout): string {
+  const [title, subtitle, convention] = L.header.map(esc);
+  return [
+    `<text x="${PAD}" y="24" ${FONT} font-size="16" font-weight="bold">${title}</text>`,
+    `<text x="${PAD}" y="44" ${FONT} font-size="12" fill="#333">${subtitle}</text>`,
+    `<text x="${PAD}" y="62" ${FONT} font-size="12" fill="#555">${convention}</text>`,
   ].join("");
 }
 
@@ -234,21 +297,11 @@ function edgeLettersSvg(p: Panel): string {
   );
 }
 
-function footerSvg(s: MosaicSpec, L: MosaicLayout, scale: ColourScale, grey: GreyWindow | undefined): string {
+function footerSvg(s: MosaicSpec, L: MosaicLayout): string {
   const y = L.height - FOOTER + 14;
-  const lx = PAD + BAR_W + 30;
-  const roiVoxels = s.roi.reduce((n, v) => n + (v ? 1 : 0), 0);
-  const greyText = grey
-    ? `grey: the image, black..white = ${tickLabel(grey.low)}..${tickLabel(grey.high)} (its percentiles ${grey.lowPercentile} and ${grey.highPercentile})`
-    : "grey: the image has no finite voxel (drawn black)";
-  const legend = [
-    `green outline: the RoI (${roiVoxels} voxels); slices evenly spaced through its extent`,
-    greyText,
-    `colour opacity grows with |value|; one scale for all panels, ${Number(L.pxPerMm.toPrecision(3))} px per mm (physical aspect ratio)`,
-  ];
   return (
-    colourBarSvg(PAD, y, BAR_W, s.signed, scale, s.valueUnits ?? "", "mosaicBar") +
-    legend.map((l, n) => `<text x="${lx}" y="${y + 11 + n * 16}" ${FONT} font-size="11" fill="#333">${esc(l)}</text>`).join("")
+    colourBarSvg(PAD, y, BAR_W, s.signed, L.scale, s.valueUnits ?? "", "mosaicBar") +
+    L.legend.map((l, n) => `<text x="${LEGEND_X}" y="${y + 11 + n * 16}" ${FONT} font-size="11" fill="#333">${esc(l)}</text>`).join("")
   );
 }
 
@@ -259,15 +312,12 @@ function isFirstOfRow(p: Panel, n: number, panels: Panel[]): boolean {
 /** The mosaic as a PNG (RGB). */
 export async function volumeMosaic(s: MosaicSpec): Promise<Buffer> {
   const L = mosaicLayout(s);
-  const [nx, ny, nz] = s.dims;
-  // A Region over the volume flattened to (nz·ny) rows of nx: the scale only asks which voxels are inside.
-  const scale = colourScale(s.map, Region.mask(s.roi, nz * ny, nx), s.scale ?? { kind: "max" });
-  const grey = greyWindow(s.image);
-  const background = `<svg xmlns="http://www.w3.org/2000/svg" width="${L.width}" height="${L.height}"><rect width="${L.width}" height="${L.height}" fill="white"/>${headerSvg(s, L)}${L.panels.map((p, n) => captionSvg(p, isFirstOfRow(p, n, L.panels))).join("")}${footerSvg(s, L, scale, grey)}</svg>`;
+  const captions = L.panels.map((p, n) => captionSvg(p, isFirstOfRow(p, n, L.panels))).join("");
+  const background = `<svg xmlns="http://www.w3.org/2000/svg" width="${L.width}" height="${L.height}"><rect width="${L.width}" height="${L.height}" fill="white"/>${headerSvg(L)}${captions}${footerSvg(s, L)}</svg>`;
   const firsts = L.panels.filter((p, n) => isFirstOfRow(p, n, L.panels));
   const letters = `<svg xmlns="http://www.w3.org/2000/svg" width="${L.width}" height="${L.height}">${firsts.map(edgeLettersSvg).join("")}</svg>`;
   const panels = L.panels.map((p) => ({
-    input: Buffer.from(renderPanel(s, p, L.fov, scale, grey)),
+    input: Buffer.from(renderPanel(s, p, L.fov, L.scale, L.grey)),
     raw: { width: p.width, height: p.height, channels: 3 as const },
     left: p.x,
     top: p.y,
