@@ -10,6 +10,7 @@ import { describe, expect, it } from "vitest";
 import { labelMask } from "../src/data/volume/label-mask.js";
 import { readNifti } from "../src/data/volume/nifti.js";
 import { SegcauseError } from "../src/errors.js";
+import { greyWindow } from "../src/report/grey-window.js";
 import { type MosaicSpec, mosaicLayout, volumeMosaic } from "../src/report/mosaic.js";
 import { type Panel, patientAxes, plane, slicesThrough } from "../src/report/mosaic-layout.js";
 
@@ -99,6 +100,42 @@ describe("slices and planes", () => {
     const perm = patientAxes([0, 1, 0, 0, 0, 0, 1, 0, 1, 0, 0, 0, 0, 0, 0, 1]);
     expect(perm.fromAffine).toBe(true);
     expect(plane("axial", perm)).toMatchObject({ normal: 0, col: { axis: 1, flip: true }, row: { axis: 2, flip: true } });
+    // 45° oblique in i/j: both voxel axes point mostly along the same patient axis, so RAS+ is assumed (and said).
+    const oblique = patientAxes([0.7, 0.7, 0, 0, 0.7, 0.7, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1]);
+    expect(oblique).toEqual({ world: [0, 1, 2], toward: [true, true, true], fromAffine: false });
+  });
+});
+
+describe("grey window", () => {
+  it("comes from the box it is given: air around a body does not set its low end", () => {
+    // 10x10x10: -1000 everywhere except i, j, k in 3..6 where the values are 0..63 (each once).
+    const dims: [number, number, number] = [10, 10, 10];
+    const image = new Float32Array(1000).fill(-1000);
+    let n = 0;
+    for (let k = 3; k <= 6; k++) for (let j = 3; j <= 6; j++) for (let i = 3; i <= 6; i++) image[(k * 10 + j) * 10 + i] = n++;
+    // nearest rank: percentile 1 of 64 values is the 1st (0), percentile 99 the 64th (63)
+    expect(
+      greyWindow(image, dims, [
+        [3, 6],
+        [3, 6],
+        [3, 6],
+      ]),
+    ).toEqual({ low: 0, high: 63, lowPercentile: 1, highPercentile: 99 });
+    // over the whole volume 936 of 1000 voxels are air: the low end is -1000 (the high end, the 990th value, is 53)
+    expect(
+      greyWindow(image, dims, [
+        [0, 9],
+        [0, 9],
+        [0, 9],
+      ]),
+    ).toMatchObject({ low: -1000, high: 53 });
+    expect(
+      greyWindow(new Float32Array(1000).fill(Number.NaN), dims, [
+        [0, 9],
+        [0, 9],
+        [0, 9],
+      ]),
+    ).toBeUndefined();
   });
 });
 
@@ -155,6 +192,18 @@ describe("volumeMosaic", () => {
     expect(isBlue(blue.px(...pageOf(p, 4, 12))), `pixel ${blue.px(...pageOf(p, 4, 12))}`).toBe(true);
     const unsigned = await decode(await volumeMosaic(spec(2, { signed: false })));
     expect(isRed(unsigned.px(...pageOf(p, 4, 12)))).toBe(true);
+  });
+
+  it("the colour scale is the one asked for: with a fixed scale 4 times the cube's |value| the cube is pale red", async () => {
+    const p = centrePanel(mosaicLayout(spec(-2)).panels, "axial");
+    const s = spec(-2, { scale: { kind: "fixed", value: 8 } });
+    expect(mosaicLayout(s).scale.maxAbs).toBe(8);
+    const { px } = await decode(await volumeMosaic(s));
+    const [r, g, b] = px(...pageOf(p, 4, 12));
+    // h = -0.25: heat (255, 191, 191) at opacity 0.85·√0.25 = 0.425 over grey, so red exceeds green and blue by 0.425·64 = 27
+    expect(isRed([r, g, b])).toBe(false);
+    expect(g).toBe(b);
+    expect(Math.abs(r - g - 27)).toBeLessThanOrEqual(1);
   });
 
   it("outlines the RoI: green on both sides of its boundary, none inside or far outside", async () => {

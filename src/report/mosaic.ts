@@ -72,7 +72,7 @@ export interface MosaicLayout {
   scale: ColourScale;
   /** the grey window, from the voxels near the RoI (undefined: no finite voxel there) */
   grey: GreyWindow | undefined;
-  /** the voxels the grey window's percentiles come from: the RoI's box grown by its own size on each side */
+  /** the voxels the grey window's percentiles come from: the RoI's box grown on each side by its own size, at least 20 mm */
   greyBox: Box;
   /** title, subtitle and display convention */
   header: [string, string, string];
@@ -91,6 +91,7 @@ const PAD = 16,
   LEGEND_X = PAD + BAR_W + 30,
   MIN_WIDTH = 820;
 const OUTLINE: [number, number, number] = [0, 230, 0];
+const GREY_MARGIN_MM = 20;
 /** opacity of the map over the image at full colour; lower values are more transparent (square root: small effects stay visible) */
 const MAX_ALPHA = 0.85;
 const AXIS_NAMES = ["i", "j", "k"];
@@ -135,7 +136,10 @@ function fieldOfView(box: Box, dims: [number, number, number], spacing: [number,
   }) as Box;
 }
 
-/** Where every panel goes on the page (exported for tests: the panels' sizes follow the physical extent). */
+/**
+ * Everything the picture shows but its pixels: where each panel goes (sizes from the physical extent),
+ * the colour scale, the grey window and the text. Exported so that tests can compute where things are.
+ */
 export function mosaicLayout(s: MosaicSpec): MosaicLayout {
   check(s);
   const box = roiBox(s.roi, s.dims);
@@ -166,7 +170,11 @@ export function mosaicLayout(s: MosaicSpec): MosaicLayout {
   // colourScale asks a Region only which voxels are inside; building a whole Region (pixel list, bounding box)
   // over millions of voxels would take seconds for nothing.
   const scale = colourScale(s.map, { inside: s.roi } as Pick<Region, "inside"> as Region, s.scale ?? { kind: "max" });
-  const greyBox = box.map(([lo, hi], a) => [Math.max(0, lo - (hi - lo + 1)), Math.min(s.dims[a] - 1, hi + (hi - lo + 1))]) as Box;
+  // The grey window looks around the RoI: its box grown by its own size, or GREY_MARGIN_MM if that is more, on each side.
+  const greyBox = box.map(([lo, hi], a) => {
+    const m = Math.max(hi - lo + 1, Math.ceil(GREY_MARGIN_MM / s.spacing[a]));
+    return [Math.max(0, lo - m), Math.min(s.dims[a] - 1, hi + m)];
+  }) as Box;
   const grey = greyWindow(s.image, s.dims, greyBox);
   const header = headerText(s, box, axes.fromAffine);
   const legend = legendText(s, pxPerMm, grey);
