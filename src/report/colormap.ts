@@ -6,7 +6,7 @@ import type { RasterImage } from "../data/image.js";
 import type { Region } from "../target/roi.js";
 
 /** The largest |value| outside the RoI: the paper's full-colour value. */
-export function maxAbsOutside(map: Float32Array, roi?: Region): number {
+export function maxAbsOutside(map: Float32Array, roi?: Pick<Region, "inside">): number {
   let maxAbs = 0;
   for (let i = 0; i < map.length; i++) if (!roi?.inside[i] && Math.abs(map[i]) > maxAbs) maxAbs = Math.abs(map[i]);
   return maxAbs;

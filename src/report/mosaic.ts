@@ -11,7 +11,6 @@
  */
 import sharp from "sharp";
 import { fail } from "../errors.js";
-import type { Region } from "../target/roi.js";
 import { esc } from "../util/xml.js";
 import { heatRgb } from "./colormap.js";
 import { type GreyWindow, greyLevel, greyWindow } from "./grey-window.js";
@@ -169,7 +168,7 @@ export function mosaicLayout(s: MosaicSpec): MosaicLayout {
   }
   // colourScale asks a Region only which voxels are inside; building a whole Region (pixel list, bounding box)
   // over millions of voxels would take seconds for nothing.
-  const scale = colourScale(s.map, { inside: s.roi } as Pick<Region, "inside"> as Region, s.scale ?? { kind: "max" });
+  const scale = colourScale(s.map, { inside: s.roi }, s.scale ?? { kind: "max" });
   // The grey window looks around the RoI: its box grown by its own size, or GREY_MARGIN_MM if that is more, on each side.
   const greyBox = box.map(([lo, hi], a) => {
     const m = Math.max(hi - lo + 1, Math.ceil(GREY_MARGIN_MM / s.spacing[a]));

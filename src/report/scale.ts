@@ -30,15 +30,20 @@ export function parseScale(s: string): ScaleSpec {
 }
 
 /** The p-th percentile (nearest rank) of |value| over the pixels outside the RoI. */
-function percentileOutside(map: Float32Array, roi: Region | undefined, p: number): number {
-  const abs: number[] = [];
-  for (let i = 0; i < map.length; i++) if (!roi?.inside[i]) abs.push(Math.abs(map[i]));
-  if (abs.length === 0) return 0;
-  abs.sort((a, b) => a - b);
-  return abs[Math.min(abs.length - 1, Math.max(0, Math.ceil((p / 100) * abs.length) - 1))];
+function percentileOutside(map: Float32Array, roi: RoiInside | undefined, p: number): number {
+  // A typed array sorts numerically without a comparator, in a fraction of a number[]'s memory (volumes).
+  const abs = new Float32Array(map.length);
+  let n = 0;
+  for (let i = 0; i < map.length; i++) if (!roi?.inside[i]) abs[n++] = Math.abs(map[i]);
+  if (n === 0) return 0;
+  const sorted = abs.subarray(0, n).sort();
+  return sorted[Math.min(n - 1, Math.max(0, Math.ceil((p / 100) * n) - 1))];
 }
 
-export function colourScale(map: Float32Array, roi: Region | undefined, spec: ScaleSpec): ColourScale {
+/** All the colour scale needs of a RoI: which pixels (voxels) it holds. */
+export type RoiInside = Pick<Region, "inside">;
+
+export function colourScale(map: Float32Array, roi: RoiInside | undefined, spec: ScaleSpec): ColourScale {
   const max = maxAbsOutside(map, roi);
   if (spec.kind === "fixed") return { spec: `fixed:${spec.value}`, maxAbs: spec.value, label: `fixed scale ${spec.value}${max > spec.value ? " (larger values saturate)" : ""}` };
   if (spec.kind === "percentile") {
