@@ -145,3 +145,16 @@ describe("the display", () => {
     expect(text).toContain("\r\x1b[2Knote: something\n");
   });
 });
+
+describe("the label", () => {
+  afterEach(() => vi.useRealTimers());
+  it("is the stage under way: a one-pass stage reported already finished does not take it", () => {
+    const { run, statuses } = fakeRun();
+    const masks = new ProgressTracker("masks", 10, run.listener, 0);
+    masks.add(1);
+    new ProgressTracker("unperturbed pass", 1, run.listener, 0).add(1);
+    expect(statuses.at(-1)).toMatchObject({ label: "masks", done: 2, total: 11 });
+    masks.add(9);
+    expect(statuses.at(-1)).toMatchObject({ label: "masks", done: 11, total: 11 });
+  });
+});

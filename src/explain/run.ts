@@ -11,7 +11,7 @@ import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { outcomeUnits } from "../target/outcome.js";
 import type { Target, TargetSpec } from "../target/target.js";
-import { ProgressTracker, type ProgressListener, type WorkPlan } from "../util/progress.js";
+import { ProgressTracker, type ProgressEvent, type ProgressListener, type WorkPlan } from "../util/progress.js";
 import { hash3, randomInt, uniform } from "../util/rng.js";
 import type { ScreenLoss } from "./adaptive.js";
 import type { Attribution, AttributionCore, UnitResult } from "./attribution.js";
@@ -95,9 +95,22 @@ export class RunContext {
     readonly t0: number,
   ) {
     this.seed = run.seed ?? 0;
-    this.progress = run.onProgress && ((e) => run.onProgress!(this.workPlan ? { ...e, plan: this.workPlan } : e));
-    // The unperturbed pass is the run's first unit of work (the WorkPlans count it).
-    new ProgressTracker("unperturbed pass", 1, run.onProgress).add(1);
+    this.progress = run.onProgress && ((e) => this.report(run.onProgress!, e));
+  }
+
+  private baseReported = false;
+
+  /**
+   * Forwards a stage's progress with the latest WorkPlan. The unperturbed pass (which the plans
+   * count) is reported just after the first stage's first event: a display's first line then shows
+   * the run's work, not a finished one-pass stage.
+   */
+  private report(to: ProgressListener, e: ProgressEvent): void {
+    const plan = this.workPlan ? { plan: this.workPlan } : {};
+    to({ ...e, ...plan });
+    if (this.baseReported) return;
+    this.baseReported = true;
+    new ProgressTracker("unperturbed pass", 1, (b) => to({ ...b, ...plan })).add(1);
   }
 
   private workPlan: WorkPlan | undefined;

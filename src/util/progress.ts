@@ -129,6 +129,7 @@ export class RunProgress {
   private firstStart: number | undefined;
   private readonly created: number;
   private lastStage = "";
+  private stageStep: number | undefined;
 
   constructor(
     private readonly show: (s: RunStatus) => void,
@@ -148,7 +149,9 @@ export class RunProgress {
     const step = e.step ?? 0;
     this.stages.set(step, { done: e.done, resumed: e.resumed ?? 0, total: e.total });
     if (e.plan) this.plan = e.plan;
-    this.lastStage = e.stage;
+    // A stage already finished when first heard of (e.g. one pass) does not take the label.
+    if (e.done < e.total || this.stages.size === 1 || this.stageStep === step) this.lastStage = e.stage;
+    if (e.done < e.total) this.stageStep = step;
     this.show(this.status(now));
   };
 
