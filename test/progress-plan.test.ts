@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
 import { explainPdcr } from "../src/explain/pdcr.js";
 import { Model } from "../src/model/model.js";
-import { RunProgress, type ProgressEvent, type RunStatus } from "../src/util/progress.js";
+import { type ProgressEvent, RunProgress, type RunStatus } from "../src/util/progress.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 // The RoI outcome depends only on the four 8x8 blocks of rows 0-15, cols 16-31 (see pdcr.test.ts):

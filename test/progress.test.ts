@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { fastPlan, paperPlan } from "../src/explain/work-plan.js";
-import { progressDisplay, ProgressTracker, RunProgress, rateOf, runStatusText, type ProgressEvent, type RunStatus } from "../src/util/progress.js";
+import { type ProgressEvent, ProgressTracker, progressDisplay, RunProgress, type RunStatus, rateOf, runStatusText } from "../src/util/progress.js";
 
 describe("progress after a resume", () => {
   afterEach(() => vi.useRealTimers());

@@ -195,6 +195,7 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
           const show = ctl.onStatus && ((label: string) => ctl.onStatus!(status(Date.now() - start, label)));
           const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log, () => progress(Date.now() - start), validated, show);
           if (summary.computed > computedBefore) busyMs += Date.now() - start;
+          else show?.(`${id.model} · ${id.image} · ${id.roi}: found, skipped or refused`); // cells found on disk move the count too
           if (stop) {
             summary.stoppedEarly = true;
             return summary;
