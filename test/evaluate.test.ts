@@ -6,6 +6,7 @@ import { registerMethod, type MethodDefinition } from "../src/explain/methods.js
 import "../src/explain/catalog.js";
 import type { Attribution, Provenance } from "../src/explain/attribution.js";
 import { runEvaluation, type RunControl } from "../src/evaluate/benchmark.js";
+import type { RunStatus } from "../src/util/progress.js";
 import { PROTOCOL_DEFAULTS, type EvaluateConfig } from "../src/evaluate/protocol.js";
 import { listCells, listControls, cellDir } from "../src/evaluate/store.js";
 import { holmSignificant, summarize, winners, type StatRow, type Summary } from "../src/evaluate/summary.js";
@@ -217,6 +218,23 @@ describe("whole-run progress", () => {
     await runEvaluation(config(o, ["zero", "occlusion", "gradxinput"], { images: 2 }), ctl({ log: (l) => again.push(l) }));
     // a resumed run counts the cells it finds, and estimates from the ones it computes
     expect(again.filter((l) => l.includes("done:")).at(-1)).toMatch(/cells 12 of about 12, ETA 0:00$/);
+  });
+
+  it("one display in cells: the current cell and its method's stage as the label; resumed cells not in the rate", async () => {
+    const o = tmp("segcause-eval-status-");
+    const statuses: RunStatus[] = [];
+    const lines: string[] = [];
+    await runEvaluation(config(o, ["zero", "occlusion"], { images: 2 }), ctl({ onStatus: (s) => statuses.push(s), log: (l) => lines.push(l) }));
+    expect(lines.some((l) => l.includes("done:"))).toBe(false); // the display shows the cells, not the log
+    expect(statuses.some((s) => /^\S+ · \S+ · \S+ · occlusion: \S.* \d+%$/.test(s.label))).toBe(true);
+    // rules place the RoIs image by image: until the last, 8 cells is a bound
+    expect(statuses[0]).toMatchObject({ unit: "cells", exact: false, bound: 8, total: undefined });
+    expect(statuses.at(-1)).toMatchObject({ unit: "cells", done: 8, total: 8, exact: true, resumed: 0, etaMs: 0 });
+    const again: RunStatus[] = [];
+    await runEvaluation(config(o, ["zero", "occlusion", "gradxinput"], { images: 2 }), ctl({ onStatus: (s) => again.push(s) }));
+    // cells found on disk are done, but not in the rate: before the first new cell is computed there is no ETA
+    expect(again[0]).toMatchObject({ done: 2, resumed: 2, etaMs: undefined });
+    expect(again.at(-1)).toMatchObject({ done: 12, total: 12, resumed: 8 });
   });
 });
 

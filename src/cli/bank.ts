@@ -22,6 +22,7 @@ interface BankFlags extends CardFlags {
   perImage: number;
   seed: number;
   progress: boolean;
+  quiet?: boolean;
 }
 
 function isManifest(path: string): boolean {
@@ -60,7 +61,8 @@ export function bankCommand(): Command {
     .option("--patch-size <px>", "patch size (must equal the explain block size)", intAtLeast("patch-size"), 8)
     .option("--per-image <n>", "random patches per image", intAtLeast("per-image"), 100)
     .option("--seed <n>", "random seed", seed(), 0)
-    .option("--no-progress", "no progress on stderr");
+    .option("--no-progress", "no progress on stderr")
+    .option("--quiet", "no progress, notes or summary (errors still go to stderr)");
   addCardFlags(build);
   build.action(async (f: BankFlags) => {
     // the size is set below: from --model's card, --size, or the images themselves
@@ -86,13 +88,15 @@ export function bankCommand(): Command {
     if (f.size) [height, width] = f.size;
     else if (!f.model && images.length > 0) {
       [height, width] = await sharedSize(images);
-      process.stderr.write(`note: no --size or --model: the bank is cut at ${height}x${width}, the size every image has (pass --size H,W or --model to cut it at a model's input size)\n`);
+      if (!f.quiet) process.stderr.write(`note: no --size or --model: the bank is cut at ${height}x${width}, the size every image has (pass --size H,W or --model to cut it at a model's input size)\n`);
     }
-    const tracker = new ProgressTracker("bank", images.length, f.progress ? stderrProgress() : undefined);
-    const bank = await buildPatchBank(images, { height, width, filter, patchSize: f.patchSize, perImage: f.perImage, seed: f.seed, onImage: () => tracker.add(1) });
+    const progress = f.progress && !f.quiet ? stderrProgress({ unit: "images" }) : undefined;
+    const tracker = new ProgressTracker("cutting patches", images.length, progress);
+    const bank = await buildPatchBank(images, { height, width, filter, patchSize: f.patchSize, perImage: f.perImage, seed: f.seed, onImage: () => tracker.add(1) }).finally(() => progress?.end());
     await bank.save(f.out);
     // Every image gives min(--per-image, its aligned cells) patches, as the bank records per source.
     const cells = bank.header.sources[0]?.patches ?? f.perImage;
+    if (f.quiet) return;
     if (f.perImage > cells) process.stderr.write(`note: a ${height}x${width} image has ${cells} aligned cells of ${f.patchSize}x${f.patchSize}, so each image gives ${cells} patches, not --per-image ${f.perImage}\n`);
     process.stdout.write(`wrote ${bank.count} patches of ${f.patchSize}x${f.patchSize} from ${images.length} images of ${from} (resized to ${height}x${width}) to ${f.out}\n`);
   });

@@ -146,10 +146,11 @@ export function componentsCommand(): Command {
       makeOutputDir(f.out);
       lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
       claimOutputDir(f.out, "components");
+      const progress = showProgress(f) ? stderrProgress() : undefined;
       const e = await explainComponents(model, kase, { roi: roiRect, outcome: f.outcome }, {
         level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donorSampling, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
-        onProgress: showProgress(f) ? stderrProgress() : undefined, checkpointPath,
-      });
+        onProgress: progress, checkpointPath,
+      }).finally(() => progress?.end());
       if (lock.note) e.notes.push(lock.note);
       const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`);
       await rm(checkpointPath, { force: true });

@@ -18,7 +18,7 @@ import { writeEvaluationReport } from "../evaluate/report.js";
 import { intAtLeast, methodOptionParser, numIn, numList, oneOf, positive, seed } from "./options.js";
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
-import { stderrProgress } from "../util/progress.js";
+import { stderrDisplay } from "../util/progress.js";
 import { addOutputFlags, emit, showProgress, type OutputFlags } from "./output.js";
 
 interface EvaluateFlags {
@@ -141,13 +141,15 @@ export function evaluateCommand(): Command {
         const command = ["segcause", ...process.argv.slice(2)].join(" ");
         const recordRunSettings = () => recordRun(f.out, { protocol: recordedProtocol(protocol, f.seed), methods }, command);
         const t0 = Date.now();
+        // One progress display for the whole run, in cells (see util/progress.ts).
+        const display = showProgress(f) ? stderrDisplay() : undefined;
         const s = await runEvaluation(
           {
             models: f.models, dataset: f.dataset, split: f.split, images: f.images, methods, rois, bank: f.bank,
             bankSplits: f.bankSplits.split(","), bankPatchSize: f.bankPatchSize, out: f.out, seed: f.seed, protocol, batchSize: f.batchSize, threads: f.threads,
           },
-          { onValidated: recordRunSettings, beforeWrite: () => claimOutputDir(f.out, "evaluate"), maxCells: f.maxCells, onProgress: showProgress(f) ? stderrProgress(30_000) : undefined, log: showProgress(f) ? (l) => process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}\n`) : undefined },
-        );
+          { onValidated: recordRunSettings, beforeWrite: () => claimOutputDir(f.out, "evaluate"), maxCells: f.maxCells, onStatus: display, log: display && ((l) => display.line(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}`)) },
+        ).finally(() => display?.end());
         human.push(`${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped, ${s.failed} refused by their method${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}`);
         for (const n of s.notes) human.push(`  note: ${n}`);
         run = { computed: s.computed, resumed: s.resumed, skipped: s.skipped, failed: s.failed, stoppedEarly: s.stoppedEarly };

@@ -86,17 +86,19 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
     }
     const roi: TargetSpec["roi"] = rect ?? { mask: await loadRoiMask(f.roiMask!, model, kase) };
     const target: TargetSpec = { roi, outcome: f.outcome, reference: f.reference };
+    // One progress display for the whole run, whatever stages the method goes through.
+    const progress = f.progress ? stderrProgress() : undefined;
     const run = {
       seed: f.seed,
       batchSize,
-      onProgress: f.progress ? stderrProgress() : undefined,
+      onProgress: progress,
       checkpointPath: join(f.out, ".checkpoint.json"),
     };
     // One writer per folder from here on: the checkpoint, the files and the manifest are this run's.
     makeOutputDir(f.out);
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
     claimOutputDir(f.out, "explain");
-    const attribution = await def.explain({ model, kase, target, run, bank, options });
+    const attribution = await def.explain({ model, kase, target, run, bank, options }).finally(() => progress?.end());
     if (lock.note) attribution.notes.push(lock.note);
     if (tuned && tuned.probe.length > 0) {
       const p = tuned.probe.map((c) => `${c.workers}x${c.threads} threads batch ${c.batchSize}: ${c.perSecond.toFixed(1)}/s`).join("; ");

@@ -16,7 +16,7 @@ import { Runner } from "../model/runner.js";
 import { getMethod } from "../explain/catalog.js";
 import { kebab, resolveOptions } from "../explain/methods.js";
 import type { Attribution } from "../explain/attribution.js";
-import { fmtDuration, type ProgressListener } from "../util/progress.js";
+import { etaOf, fmtDuration, type ProgressListener, type RunStatus } from "../util/progress.js";
 import { bankFor } from "./bank-cache.js";
 import { computeControl, explainCell, measureCell, openRoi, skippedControl, writeCell } from "./cell.js";
 import { cellKey, controlKey, groupKey, protocolKey as protocolKeyOf, REFUSALS_REVISION, refusalHolds } from "./cell-key.js";
@@ -35,6 +35,11 @@ export interface RunControl {
   causalMask?: (imageId: string) => Uint8Array | undefined;
   /** progress of each method's own passes */
   onProgress?: ProgressListener;
+  /**
+   * The whole run's progress in cells (the current cell and its method's stage as the label, an ETA
+   * from the time per cell computed so far); when given, `log` gets no per-cell lines (this shows them).
+   */
+  onStatus?: (s: RunStatus) => void;
   /** called before a cell is computed (tests inject failures here) */
   beforeCell?: (id: CellId, method: string) => void;
   /**
@@ -62,6 +67,7 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   // One file named twice (`a.onnx ./a.onnx`) is one model.
   const cfg = { ...given, models: [...new Map(given.models.map((p) => [resolve(p), p])).values()] };
   const log = ctl.log ?? (() => {});
+  const t0 = Date.now();
   const P = cfg.protocol;
   const ds = readManifest(cfg.dataset);
   let cases = casesInSplits(ds, [cfg.split]);
@@ -151,6 +157,17 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
       const eta = summary.computed > 0 ? ((busyMs + runningMs) / summary.computed) * Math.max(0, total - done) : undefined;
       return `cells ${done} of about ${total}, ETA ${fmtDuration(eta)}`;
     };
+    // The same numbers for the run's progress display: the total is exact with a RoI file, else a
+    // bound (rules may place fewer RoIs than they ask for, which is known only image by image).
+    let exact = "file" in cfg.rois;
+    const status = (runningMs: number, label: string): RunStatus => {
+      const done = summary.computed + summary.resumed + summary.skipped + summary.failed;
+      const eta = etaOf(total - done, summary.computed, busyMs + runningMs);
+      return {
+        label, unit: "cells", done, total: exact ? total : undefined, exact, ...(exact ? {} : { bound: total }),
+        resumed: done - summary.computed, elapsedMs: Date.now() - t0, etaMs: exact ? eta : undefined, ...(exact ? {} : { etaBoundMs: eta }),
+      };
+    };
     for (const c of cases) {
       // Models of one input geometry share the decoded case (read once per image, not per model).
       const decoded = new Map<string, Case>();
@@ -175,8 +192,10 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
           const id: CellId = { dataset: ds.name, model: modelName(modelPath), image: c.id, roi: roi.id };
           const computedBefore = summary.computed, start = Date.now();
           // the RoI in progress counts from its start
-          const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log, () => progress(Date.now() - start), validated);
+          const show = ctl.onStatus && ((label: string) => ctl.onStatus!(status(Date.now() - start, label)));
+          const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log, () => progress(Date.now() - start), validated, show);
           if (summary.computed > computedBefore) busyMs += Date.now() - start;
+          else show?.(`${id.model} · ${id.image} · ${id.roi}: found, skipped or refused`); // cells found on disk move the count too
           if (stop) {
             summary.stoppedEarly = true;
             return summary;
@@ -184,6 +203,8 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
         }
       }
     }
+    exact = true; // every image's RoIs are placed
+    ctl.onStatus?.(status(0, "all cells accounted for"));
     await validated(); // a run whose RoIs were all skipped is an evaluation too
   } finally {
     for (const m of loaded.values()) await m.model.release();
@@ -226,7 +247,17 @@ type Def = { run: MethodRun; def: ReturnType<typeof getMethod>; options: Record<
 async function evaluateRoi(
   cfg: EvaluateConfig, ctl: RunControl, summary: RunSummary, model: Model, runner: Runner, kase: Case, roi: PlacedRoi, id: CellId,
   defs: Def[], bank: PatchBank | undefined, protocolKey: Record<string, unknown>, log: (s: string) => void, progress: () => string, validated: () => Promise<void>,
+  show?: (label: string) => void,
 ): Promise<boolean> {
+  let cell = `${id.model} · ${id.image} · ${id.roi}`;
+  // With a progress display the cell and its method's stage are its label, not log lines.
+  const cellLog = show ? () => {} : log;
+  const onProgress: ProgressListener | undefined = show
+    ? (e) => {
+        ctl.onProgress?.(e);
+        show(`${cell}: ${e.stage} ${e.total > 0 ? Math.floor((100 * Math.min(e.done, e.total)) / e.total) : 0}%`);
+      }
+    : ctl.onProgress;
   const group = groupKey(protocolKey, model, kase, roi.rect, bank);
   const cellKeys = defs.map((d) => cellKey(group, d.def, d.options, model));
   const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));
@@ -248,7 +279,7 @@ async function evaluateRoi(
   if (control?.status === "skipped") { summary.skipped += todo.length; return false; }
   if (todo.length === 0 && control) return false;
 
-  const ctx = await openRoi({ P: cfg.protocol, seed: cfg.seed, batchSize: cfg.batchSize, onProgress: ctl.onProgress, model, kase, roi, bank }, runner, id, summary.notes);
+  const ctx = await openRoi({ P: cfg.protocol, seed: cfg.seed, batchSize: cfg.batchSize, onProgress, model, kase, roi, bank }, runner, id, summary.notes);
   if ("skipped" in ctx) {
     await writeAtomic(ctrlPath, JSON.stringify(skippedControl({ roi }, id, ctrlKey, ctx.skipped), null, 1));
     summary.notes.push(`${id.model} ${id.image} ${id.roi}: skipped (${ctx.skipped})`);
@@ -266,7 +297,9 @@ async function evaluateRoi(
     if (ctl.maxCells !== undefined && summary.computed >= ctl.maxCells) return true;
     const { def, options } = defs[i];
     ctl.beforeCell?.(id, def.name);
-    log(`${id.model} · ${id.image} · ${id.roi} · ${def.name}`);
+    cellLog(`${id.model} · ${id.image} · ${id.roi} · ${def.name}`);
+    cell = `${id.model} · ${id.image} · ${id.roi} · ${def.name}`;
+    show?.(cell);
     const dir = dirs[i];
     await mkdir(dir, { recursive: true });
     const checkpointPath = join(dir, ".checkpoint.json");
@@ -285,7 +318,8 @@ async function evaluateRoi(
     const record = await measureCell(ctx, control, { key: cellKeys[i], id, def, options }, a, causal);
     await writeCell(dir, a, record, checkpointPath);
     summary.computed++;
-    log(`  done: ${a.forwardPasses} forward + ${a.backwardPasses} backward passes in ${(a.wallMs / 1000).toFixed(1)} s, curves ${record.cost.evaluationPasses} passes · ${progress()}`);
+    cellLog(`  done: ${a.forwardPasses} forward + ${a.backwardPasses} backward passes in ${(a.wallMs / 1000).toFixed(1)} s, curves ${record.cost.evaluationPasses} passes · ${progress()}`);
+    show?.(`${cell}: done`);
   }
   return false;
 }

@@ -21,6 +21,8 @@ import type { UnitEstimate } from "./estimators.js";
 import { blockOf, isBlockRef, type Quadtree } from "./hierarchy.js";
 import type { Evaluate, SampleRequest } from "./samples.js";
 import { fitVariancePrior, moderate } from "./moderated-variance.js";
+import type { WorkPlan } from "../util/progress.js";
+import { fastPlan } from "./work-plan.js";
 
 export interface AdaptiveSettings {
   /** τ in outcome units (as the paper: 0.02 Dice points) */
@@ -196,13 +198,15 @@ export interface ScreenLoss {
 
 /**
  * `passesFor(spent)`, when given, turns the time budget into a pass budget after the screen (the
- * caller knows the clock and the pass rate).
+ * caller knows the clock and the pass rate). `plan` hears the run's passes as far as they are known.
  */
-export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evaluate, st: AdaptiveSettings, weights: readonly number[], passesFor?: (spent: number) => number): Promise<AdaptiveResult> {
+export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evaluate, st: AdaptiveSettings, weights: readonly number[], passesFor?: (spent: number) => number, plan?: (p: WorkPlan) => void): Promise<AdaptiveResult> {
   checkAdaptive(st);
   const n = tree.blockCount;
   const R = weights.length;
   const moved = (v: number) => Math.abs(v - base) >= st.tau;
+  const capRounds = Math.floor(st.maxSamples / R);
+  plan?.(fastPlan(1, st.groupDraws * tree.groups.length + R * n * capRounds, st.maxPasses, st.groupDraws * tree.groups.length + R * n));
 
   // 1. Hierarchical screening: test groups level by level; collect blocks to screen individually.
   let frontier = tree.top;
@@ -253,6 +257,7 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
   };
   candidates.sort((a, b) => a - b);
   for (const b of candidates) samples.set(b, new BlockSamples(R));
+  plan?.(fastPlan(1 + groupPasses, candidates.length * R * capRounds, st.maxPasses, candidates.length * R));
   await runRounds(candidates, "screening blocks");
   const passing = candidates.filter((b) => samples.get(b)!.byStratum.some((v) => Math.abs(v[0]) >= st.tau));
   // Blocks the screen clears report their first round, its SE moderated among the blocks cleared.
@@ -317,6 +322,7 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
       }
       need.length = Math.min(need.length, affordable);
     }
+    plan?.(fastPlan(spent, passing.reduce((a, b) => a + (maxRounds - samples.get(b)!.rounds) * R, 0), maxPasses, 0, need.length * R));
     await runRounds(need, "estimating");
     spent += need.length * R;
   }

@@ -111,7 +111,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
       screenMs = Date.now() - t0;
       return scorer.ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - screenMs) * scorer.ranPasses) / Math.max(scorer.ranMs, 1));
     };
-    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor);
+    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan);
     estimates = r.estimates;
     extraPasses = r.groupPasses;
     screenLoss = r.screenLoss;
@@ -128,7 +128,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     } else if (b?.binding) notes.push(`${b.byTime ? "time" : "pass"} budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`);
     if (r.short) notes.push(`the map's noise is ${fmtRatio(r.noiseRatio)} of its spread, above the target ${ad.fidelity} (--map-noise): no block could take another round (each reached the cap of ${Math.floor(ad.maxSamples / ad.strata) * ad.strata} draws, or a standard error below ${ad.absTol}) — raise --samples for a closer map; the per-block standard errors say how far to trust each block`);
   } else {
-    estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
+    estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator, ctx.plan);
   }
   await scorer.save();
 

@@ -311,7 +311,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   try {
     estimates = exact
       ? await donorEnumeratedAte(units.length, target.base, resumable.evaluate, { donors: donors.length, tau: st.tau })
-      : await screenedAte(units.length, target.base, resumable.evaluate, st);
+      : await screenedAte(units.length, target.base, resumable.evaluate, st, ctx.plan);
   } catch (e) {
     // A failed run keeps what it finished, so the rerun after the fix resumes.
     await resumable.checkpoint?.save().catch(() => undefined);

@@ -11,7 +11,7 @@ import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { outcomeUnits } from "../target/outcome.js";
 import type { Target, TargetSpec } from "../target/target.js";
-import type { ProgressListener } from "../util/progress.js";
+import { ProgressTracker, type ProgressEvent, type ProgressListener, type WorkPlan } from "../util/progress.js";
 import { hash3, randomInt, uniform } from "../util/rng.js";
 import type { ScreenLoss } from "./adaptive.js";
 import type { Attribution, AttributionCore, UnitResult } from "./attribution.js";
@@ -95,7 +95,33 @@ export class RunContext {
     readonly t0: number,
   ) {
     this.seed = run.seed ?? 0;
+    this.progress = run.onProgress && ((e) => this.report(run.onProgress!, e));
   }
+
+  private baseReported = false;
+
+  /**
+   * Forwards a stage's progress with the latest WorkPlan. The unperturbed pass (which the plans
+   * count) is reported just after the first stage's first event: a display's first line then shows
+   * the run's work, not a finished one-pass stage.
+   */
+  private report(to: ProgressListener, e: ProgressEvent): void {
+    const plan = this.workPlan ? { plan: this.workPlan } : {};
+    to({ ...e, ...plan });
+    if (this.baseReported) return;
+    this.baseReported = true;
+    new ProgressTracker("unperturbed pass", 1, (b) => to({ ...b, ...plan })).add(1);
+  }
+
+  private workPlan: WorkPlan | undefined;
+
+  /** The run's whole work as the engine now knows it: later progress events carry it. */
+  readonly plan = (p: WorkPlan): void => {
+    this.workPlan = p;
+  };
+
+  /** The run's progress listener, with the latest WorkPlan. */
+  private readonly progress: ProgressListener | undefined;
 
   /**
    * Runs the unperturbed input once (m(X), and the reference when explaining the prediction)
@@ -159,7 +185,7 @@ export class RunContext {
   resumable(raw: (r: () => Resumable) => Evaluate, key: Record<string, unknown>, o: { chunk?: number; saveEveryMs?: number } = {}): Resumable {
     let resumable: Resumable | undefined;
     const get = () => resumable!;
-    resumable = resumableEvaluate(raw(get), { path: this.run.checkpointPath, key, onProgress: this.run.onProgress, ...o });
+    resumable = resumableEvaluate(raw(get), { path: this.run.checkpointPath, key, onProgress: this.progress, ...o });
     this.resumables.push(resumable);
     return resumable;
   }
