@@ -78,7 +78,7 @@ describe("volume manifests", () => {
         maskFormat: "dicom-seg",
       },
     ]);
-    expect(() => casesInSplits(ds, ["test"])).toThrow(/dataset d holds volumes \(NIfTI or DICOM\), and this reads 2D images/);
+    expect(() => casesInSplits(ds, ["test"])).toThrow(/dataset d holds volumes \(NIfTI or DICOM\), and this command reads 2D images/);
     expect(() => volumeCasesInSplits(ds, ["train"])).toThrow(/split 'train' is not in dataset d/);
     const flat = join(root, "flat.json");
     writeFileSync(flat, JSON.stringify({ name: "f", cases: [{ id: "a", image: "a.png", split: "test" }] }));

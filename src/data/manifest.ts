@@ -121,7 +121,7 @@ function checkSplits(ds: Dataset, splits: string[]): void {
 
 /** The 2D cases of these splits; a volume data set is refused (its readers take volumeCasesInSplits). */
 export function casesInSplits(ds: Dataset, splits: string[]): ManifestCase[] {
-  if (ds.kind === "volume") fail(`dataset ${ds.name} holds volumes (NIfTI or DICOM), and this reads 2D images`, "give a data set of 2D images here");
+  if (ds.kind === "volume") fail(`dataset ${ds.name} holds volumes (NIfTI or DICOM), and this command reads 2D images`, "give a data set of 2D images here");
   checkSplits(ds, splits);
   return ds.cases.filter((c) => splits.includes(c.split));
 }
