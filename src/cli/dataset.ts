@@ -1,4 +1,4 @@
-/** `segcause dataset init`: a dataset manifest from a folder of images and one of masks. */
+/** `segcause dataset init`: a dataset manifest from a folder of images (or volumes) and one of masks. */
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, relative, resolve, sep } from "node:path";
 import { Command, Option } from "commander";
@@ -45,9 +45,9 @@ function parseSplits(v: string): { name: string; share: number }[] {
 export function datasetCommand(): Command {
   const dataset = new Command("dataset").description("dataset manifests (what evaluate, bank build and components read)");
   const init = new Command("init")
-    .description("write a manifest.json for a folder of images and a folder of masks, with seeded splits")
-    .requiredOption("--images <dir>", "folder of images")
-    .option("--masks <dir>", "folder of binary masks, named <image name><suffix>")
+    .description("write a manifest.json for a folder of images (or NIfTI volumes, or DICOM series) and their masks, with seeded splits")
+    .requiredOption("--images <dir>", "folder of images, of NIfTI volumes, or of DICOM series (one case per series)")
+    .option("--masks <dir>", "folder of binary masks or NIfTI label maps, named <image name><suffix>; or of DICOM SEGs (paired by the series they reference)")
     .option("--mask-suffix <s>", "mask name = image name + this (default: the ending that pairs the most images, e.g. _mask, _lesion, _segmentation)")
     .option("--image-suffix <s>", "an ending of the image names that the masks lack (e.g. DRIVE's _training)")
     // shown as "test" in --help, not as the parsed JSON
