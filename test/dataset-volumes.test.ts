@@ -4,6 +4,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { casesInSplits, niftiDatasetFromFolders, readManifest, volumeCasesInSplits } from "../src/data/manifest.js";
 import { dicomDatasetFromFolders } from "../src/data/volume/dicom-cases.js";
 import { readDicomSegMask, readDicomVolume } from "../src/data/volume/dicom/index.js";
+import { readNifti } from "../src/data/volume/nifti.js";
+import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { readCaseImage, readCaseMask } from "../src/data/volume/volume-case.js";
 import { segcause } from "./helpers/cli.js";
 import { tmp, writeImage } from "./helpers/tiny.js";
@@ -185,6 +187,26 @@ describe.skipIf(!haveData)("volume data sets on the shared data", () => {
       ),
     );
     expect(existsSync(join(bad, "manifest.json"))).toBe(false);
+  });
+
+  it("`segcause dataset init` notes an empty label map and refuses an image given as the label map", async () => {
+    const dir = join(root, "hippo-labels");
+    hippoFolder(dir, ["001"]);
+    const image = await readNifti(join(HIPPO, "images", "hippocampus_001.nii.gz"));
+    mkdirSync(join(dir, "images2"));
+    symlinkSync(join(HIPPO, "images", "hippocampus_001.nii.gz"), join(dir, "images2", "h2.nii.gz"));
+    mkdirSync(join(dir, "labels2"));
+    await writeNifti(join(dir, "labels2", "h2.nii.gz"), { ...image, data: new Float32Array(image.data.length) });
+    const ok = segcause("dataset", "init", "--images", join(dir, "images2"), "--masks", join(dir, "labels2"), "--out", join(dir, "m2.json"));
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(ok.stderr).toContain("note: 1 mask(s) hold no structure (h2)");
+    // the image itself as its label map: intensities, not labels
+    const photo = join(dir, "labels3");
+    mkdirSync(photo);
+    symlinkSync(join(HIPPO, "images", "hippocampus_001.nii.gz"), join(photo, "h2.nii.gz"));
+    const bad = segcause("dataset", "init", "--images", join(dir, "images2"), "--masks", photo, "--out", join(dir, "m3.json"));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/1 of 1 cases cannot be used: mask .*labels3\/h2\.nii\.gz is not a label map/);
   });
 
   it("`segcause dataset init` on DICOM: one case per series folder, a SEG paired with its series by UID whatever its name", async () => {
