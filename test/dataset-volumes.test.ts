@@ -267,6 +267,14 @@ describe.skipIf(!haveData)("volume data sets on the shared data", () => {
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("2 DICOM volume cases (1 train, 1 test), 0 with a mask");
 
+    // a series in one multi-frame file: the file is the image, no series to name
+    const mf = join(root, "multiframe");
+    mkdirSync(mf);
+    copyFileSync(join(DICOM, "multiframe", "CT0012.explicit_little_endian.dcm"), join(mf, "ct.dcm"));
+    const one = dicomDatasetFromFolders({ images: mf, splits: split, seed: 0 });
+    expect(one.cases).toEqual([{ id: "multiframe", image: join(mf, "ct.dcm"), split: "test" }]);
+    expect((await readCaseImage({ ...one.cases[0]!, format: "dicom" })).dims).toEqual([512, 512, 2]);
+
     const segs = join(root, "twosegs");
     mkdirSync(segs);
     copyFileSync(join(DICOM, "codecs", "liver.dcm"), join(segs, "a.dcm"));
