@@ -89,7 +89,6 @@ export function datasetCommand(): Command {
         },
       };
     }
-    const ds = made;
     try {
       mkdirSync(root, { recursive: true });
       writeFileSync(f.out, `${JSON.stringify(made.manifest, null, 1)}\n`);
@@ -103,21 +102,21 @@ export function datasetCommand(): Command {
       rmSync(f.out, { force: true });
       throw e;
     }
-    const sizes = f.splits.map((s) => ({ name: s.name, n: ds.cases.filter((c) => c.split === s.name).length }));
+    const sizes = f.splits.map((s) => ({ name: s.name, n: made.cases.filter((c) => c.split === s.name).length }));
     const counts = sizes.map((s) => `${s.n} ${s.name}`).join(", ");
-    const withMask = ds.cases.filter((c) => c.mask).length;
+    const withMask = made.cases.filter((c) => c.mask).length;
     const what = kind === "image" ? "cases" : `${kind === "nifti" ? "NIfTI" : "DICOM"} volume cases`;
-    process.stdout.write(`wrote ${f.out}: ${ds.cases.length} ${what} (${counts}), ${withMask} with a mask${ds.maskSuffix !== undefined ? ` (suffix '${ds.maskSuffix}')` : ""}\n`);
+    process.stdout.write(`wrote ${f.out}: ${made.cases.length} ${what} (${counts}), ${withMask} with a mask${made.maskSuffix !== undefined ? ` (suffix '${made.maskSuffix}')` : ""}\n`);
     // The explained images are the test split's: name them (the first few), so the next command can use one.
-    const test = ds.cases.filter((c) => c.split === "test");
+    const test = made.cases.filter((c) => c.split === "test");
     if (test.length) process.stdout.write(`test cases (to explain): ${test.slice(0, 8).map((c) => c.id).join(", ")}${test.length > 8 ? `, ... (all in the manifest)` : ""}\n`);
     // A share that rounds to no case leaves its split out of the manifest: `--splits val` would then be refused later.
     const empty = sizes.filter((s) => s.n === 0).map((s) => s.name);
-    if (empty.length) process.stderr.write(`note: split${empty.length > 1 ? "s" : ""} ${empty.join(", ")} got no case (${ds.cases.length} cases at these shares); give ${empty.length > 1 ? "them" : "it"} a larger share or use fewer splits\n`);
+    if (empty.length) process.stderr.write(`note: split${empty.length > 1 ? "s" : ""} ${empty.join(", ")} got no case (${made.cases.length} cases at these shares); give ${empty.length > 1 ? "them" : "it"} a larger share or use fewer splits\n`);
     // Patch banks and donors come from other splits than the explained one: say so before bank build fails.
     if (!sizes.some((s) => s.n > 0 && s.name !== "test")) process.stderr.write(`note: every case is in split ${sizes.find((s) => s.n > 0)?.name ?? "test"}; \`bank build\` and \`evaluate\` without --bank take their patches from other splits (defaults: train,val for \`bank build\`, train for \`evaluate\`): pass shares such as --splits train=70,val=15,test=15, or a bank built from other images\n`);
-    if (ds.emptyMasks.length) process.stderr.write(`note: ${ds.emptyMasks.length} mask(s) hold no structure (${ds.emptyMasks.slice(0, 3).join(", ")}${ds.emptyMasks.length > 3 ? ", ..." : ""}): evaluate skips their RoIs, explain refuses them as ground truth\n`);
-    if (ds.unpairedMasks.length) process.stderr.write(`note: ${ds.unpairedMasks.length} file(s) in ${f.masks ?? f.images} match no image (${ds.unpairedMasks.slice(0, 3).map((p) => relative(f.masks ?? f.images, p)).join(", ")}${ds.unpairedMasks.length > 3 ? ", ..." : ""})\n`);
+    if (made.emptyMasks.length) process.stderr.write(`note: ${made.emptyMasks.length} mask(s) hold no structure (${made.emptyMasks.slice(0, 3).join(", ")}${made.emptyMasks.length > 3 ? ", ..." : ""}): evaluate skips their RoIs, explain refuses them as ground truth\n`);
+    if (made.unpairedMasks.length) process.stderr.write(`note: ${made.unpairedMasks.length} file(s) in ${f.masks ?? f.images} match no image (${made.unpairedMasks.slice(0, 3).map((p) => relative(f.masks ?? f.images, p)).join(", ")}${made.unpairedMasks.length > 3 ? ", ..." : ""})\n`);
   });
   dataset.addCommand(init);
   return dataset;
