@@ -17,7 +17,7 @@ const EXAMPLES: Record<string, string[]> = {
   bank: ["segcause bank build --images data/manifest.json --model m.onnx --out data.scbank"],
   "bank build": ["segcause bank build --images data/manifest.json --model m.onnx --out data.scbank", "segcause bank build --images my-train-images/ --size 256,256 --out my.scbank"],
   dataset: ["segcause dataset init --images data/images --masks data/masks --splits train=70,val=15,test=15 --out data/manifest.json"],
-  "dataset init": ["segcause dataset init --images data/images --masks data/masks --splits train=70,val=15,test=15 --out data/manifest.json", "segcause dataset init --images data/images --out data/manifest.json    # images only"],
+  "dataset init": ["segcause dataset init --images data/images --masks data/masks --splits train=70,val=15,test=15 --out data/manifest.json", "segcause dataset init --images data/images --out data/manifest.json    # images only", "segcause dataset init --images ct/ --masks segs/ --out ct/manifest.json    # DICOM series, SEGs paired by UID"],
   info: ["segcause info --model m.onnx", "segcause info --model m.onnx --json"],
   evaluate: [
     "segcause evaluate --models m.onnx --dataset data/manifest.json --images 10 --methods pdcr,occlusion,ig --bank data.scbank --out bench/",

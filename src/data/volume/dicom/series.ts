@@ -32,7 +32,7 @@ export interface SeriesOptions {
 }
 
 /** Whether a file opens with the Part 10 preamble and "DICM" (read only those 132 bytes). */
-function startsLikeDicom(path: string): boolean {
+export function startsLikeDicom(path: string): boolean {
   let fd: number;
   try {
     fd = openSync(path, "r");
