@@ -37,6 +37,11 @@ export const OutputSpec = z.object({
   layout: LayoutSpec.optional(),
   /** probabilities are thresholded as exported; logits get sigmoid (1 channel) or softmax first */
   kind: z.enum(["probabilities", "logits"]),
+  /**
+   * how logits become probabilities: sigmoid on each channel on its own, or softmax across
+   * channels; unstated (every shipped 2D card): sigmoid for one channel, softmax for several
+   */
+  activation: z.enum(["sigmoid", "softmax"]).optional(),
   channel: z.number().int().nonnegative().default(0),
   /** on the class probability (after sigmoid/softmax for logits), so strictly between 0 and 1 */
   threshold: z.number().gt(0).lt(1).default(0.5),
