@@ -140,7 +140,7 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   const lines = [
     `${a.method} map of ${r.kase.id} (${a.dims.join("x")} voxels): RoI ${a.roi}`,
     `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
-    `  ${a.units.length} boxes of ${a.units[0] ? `${(a.provenance.settings as { block: number }).block}` : "?"} voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect (|mean Δ| >= τ = ${a.tau}); ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect (|mean Δ| >= τ = ${a.tau}); ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
   const withCi = top.some((u) => u.samples > 1);
   if (top.length) lines.push(`  strongest support${withCi ? " (effect ± half-width of its own 95% interval, uncorrected)" : ""}: ${top.map((u) => `box at z,y,x ${toVolume(u)} ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`);

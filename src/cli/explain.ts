@@ -27,7 +27,7 @@ import { t975 } from "../util/tdist.js";
 import { tuneExecution, type ExecutionPlan } from "../model/tune.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import { looksLikeVolume } from "../data/volume/volume-case.js";
-import { checkNoImageFlags, describeVolumeResult, runVolumeExplain, volumeJson } from "./explain-volume.js";
+import { checkNoImageFlags, describeVolumeResult, runVolumeExplain, VOLUME_METHODS, volumeJson } from "./explain-volume.js";
 
 export interface ExplainFlags extends CardFlags {
   model: string;
@@ -204,7 +204,8 @@ export function explainCommand(): Command {
 export function methodsCommand(): Command {
   return new Command("methods").description("list the explanation methods with their cost and options").option("--verbose", "also list every option with its default").action((f: { verbose?: boolean }) => {
     for (const m of allMethods()) {
-      process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}\n`);
+      const volumes = VOLUME_METHODS[m.name] ? `volumes: yes (${VOLUME_METHODS[m.name]})` : "volumes: no";
+      process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}; ${volumes}\n`);
       if (f.verbose) {
         for (const o of m.options) {
           const only = o.appliesWhen ? ` [only with ${o.appliesWhen.values.map((v) => flagLabel(o.appliesWhen!.option, v)).join(" or ")}]` : "";
