@@ -15,14 +15,26 @@ const N = 16;
 function meanModel(): Uint8Array {
   const g = new GraphBuilder("mean-3d");
   const x = g.input("image", ["N", 1, N, N, N]);
-  const conv = g.node("Conv", [x, g.constant([1, 1, N, N, N], new Float32Array(N ** 3).fill(10 / N ** 3)), g.constant([1], [1])], { kernel_shape: [N, N, N] });
+  const conv = g.node("Conv", [x, g.constant([1, 1, N, N, N], new Float32Array(N ** 3).fill(10 / N ** 3)), g.constant([1], [1])], {
+    kernel_shape: [N, N, N],
+  });
   const out = g.node("Add", [conv, g.constant([1, 1, N, N, N], new Float32Array(N ** 3))], {}, ["mask"]);
   g.output(out, ["N", 1, N, N, N]);
   return g.toBytes();
 }
 
 const CARD = {
-  input: { name: "image", layout: "ncdhw", depth: N, height: N, width: N, channels: "gray", normalisation: { kind: "zscore" }, placement: { kind: "centre", fill: 0 }, spacing: [1, 1, 1] },
+  input: {
+    name: "image",
+    layout: "ncdhw",
+    depth: N,
+    height: N,
+    width: N,
+    channels: "gray",
+    normalisation: { kind: "zscore" },
+    placement: { kind: "centre", fill: 0 },
+    spacing: [1, 1, 1],
+  },
   output: { name: "mask", layout: "ncdhw", kind: "logits", activation: "sigmoid", channel: 0 },
 };
 
@@ -52,10 +64,30 @@ function refused(args: string[], pattern: RegExp): void {
 
 describe("explain on a real hippocampus volume with the shipped 3D model", () => {
   it("zero ablation writes map.nii.gz and stderr.nii.gz on the input's grid, with spacing, affine and placement in map.json", async () => {
-    const manifest = JSON.parse(readFileSync(join(HIPPO, "manifest.json"), "utf8")) as { cases: { id: string; image: string; mask: string; split: string }[] };
+    const manifest = JSON.parse(readFileSync(join(HIPPO, "manifest.json"), "utf8")) as {
+      cases: { id: string; image: string; mask: string; split: string }[];
+    };
     const c = manifest.cases.find((x) => x.split === "test")!;
     const out = join(dir, "real");
-    const r = segcause("explain", "--model", MODEL3D, "--image", join(HIPPO, c.image), "--mask", join(HIPPO, c.mask), "--label", "1,2", "--roi-mask", join(HIPPO, c.mask), "--method", "zero", "--block", "16", "--out", out);
+    const r = segcause(
+      "explain",
+      "--model",
+      MODEL3D,
+      "--image",
+      join(HIPPO, c.image),
+      "--mask",
+      join(HIPPO, c.mask),
+      "--label",
+      "1,2",
+      "--roi-mask",
+      join(HIPPO, c.mask),
+      "--method",
+      "zero",
+      "--block",
+      "16",
+      "--out",
+      out,
+    );
     expect(r.code, r.stderr).toBe(0);
     const input = await readNifti(join(HIPPO, c.image));
     const map = await readNifti(join(out, "map.nii.gz"));
@@ -94,11 +126,17 @@ describe("volume inputs that cannot work are refused in one line, exit 1, nothin
   it("a mask on another grid", async () => {
     const other = join(dir, "other.nii.gz");
     await writeNifti(other, { dims: [N, N, N - 1], affine: AFFINE, data: new Float32Array(N * N * (N - 1)).fill(1) });
-    refused(["--model", model, "--image", volume, "--mask", other, "--label", "1", "--roi", "0,0,0,4,4,4", "--method", "zero"], /not on the voxel grid/);
+    refused(
+      ["--model", model, "--image", volume, "--mask", other, "--label", "1", "--roi", "0,0,0,4,4,4", "--method", "zero"],
+      /not on the voxel grid/,
+    );
   });
 
   it("a label the map does not hold", () => {
-    refused(["--model", model, "--image", volume, "--mask", labels, "--label", "7", "--roi", "0,0,0,4,4,4", "--method", "zero"], /label 7 is not in .*labels present: 1/);
+    refused(
+      ["--model", model, "--image", volume, "--mask", labels, "--label", "7", "--roi", "0,0,0,4,4,4", "--method", "zero"],
+      /label 7 is not in .*labels present: 1/,
+    );
   });
 
   it("a RoI outside the volume", () => {

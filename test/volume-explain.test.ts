@@ -1,7 +1,9 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildVolumeBank } from "../src/data/volume/volume-bank.js";
+import { buildVolumeBank, VolumeBank } from "../src/data/volume/volume-bank.js";
+import { Model } from "../src/model/model.js";
+import { readVolumeCard } from "../src/model/volume-card.js";
 import { centrePlacement, fromBox, loadVolumeCase, toBox } from "../src/data/volume/volume-case.js";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { explainVolumeBlocks, type VolumeAttribution } from "../src/explain/volume/engine.js";
@@ -24,7 +26,17 @@ const inCausal = (i: number, j: number, k: number) => k < 8 && j < 8 && i >= 8;
 const CARD = {
   schema: "segcause.modelcard/1",
   name: "causal-box-3d",
-  input: { name: "image", layout: "ncdhw", depth: N, height: N, width: N, channels: "gray", normalisation: { kind: "zscore" }, placement: { kind: "centre", fill: 0 }, spacing: [1, 1, 1] },
+  input: {
+    name: "image",
+    layout: "ncdhw",
+    depth: N,
+    height: N,
+    width: N,
+    channels: "gray",
+    normalisation: { kind: "zscore" },
+    placement: { kind: "centre", fill: 0 },
+    spacing: [1, 1, 1],
+  },
   output: { name: "mask", layout: "ncdhw", kind: "logits", activation: "sigmoid", channel: 0, threshold: 0.5 },
 };
 
@@ -53,7 +65,10 @@ beforeAll(async () => {
   // other volumes of the "data set": noise, whose z-scored boxes have a mean near 0
   const cases = [];
   for (let v = 0; v < 2; v++) {
-    const noise = Float32Array.from({ length: N ** 3 }, (_, i) => Math.sin(i * 12.9898 + v) * 43758.5453 - Math.floor(Math.sin(i * 12.9898 + v) * 43758.5453));
+    const noise = Float32Array.from(
+      { length: N ** 3 },
+      (_, i) => Math.sin(i * 12.9898 + v) * 43758.5453 - Math.floor(Math.sin(i * 12.9898 + v) * 43758.5453),
+    );
     await writeNifti(join(dir, `other${v}.nii.gz`), { dims: [N, N, N], affine: AFFINE, data: noise });
     cases.push({ id: `other${v}`, image: `other${v}.nii.gz`, split: "train" });
   }
@@ -80,19 +95,33 @@ function expectCausalBox(a: VolumeAttribution): void {
     expect(u.effect, `box ${u.z},${u.y},${u.x}`).toBeCloseTo(causal ? -100 : 0, 6);
   }
   // the map on the volume grid: −100 over the causal box's voxels, 0 elsewhere (the RoI included)
-  for (let k = 0; k < N; k++) for (let j = 0; j < N; j++) for (let i = 0; i < N; i++) expect(a.map[(k * N + j) * N + i]).toBeCloseTo(inCausal(i, j, k) ? -100 : 0, 6);
+  for (let k = 0; k < N; k++)
+    for (let j = 0; j < N; j++) for (let i = 0; i < N; i++) expect(a.map[(k * N + j) * N + i]).toBeCloseTo(inCausal(i, j, k) ? -100 : 0, 6);
   expect(a.affine).toEqual(AFFINE);
 }
 
 describe("the block engine on volumes finds exactly the causal box of a known 3D model", () => {
   it("zero ablation", async () => {
-    const a = await explain({ method: "zero", block: 8, estimator: { screen: 1, samples: 0, tau: 0.02 }, intervention: { kind: "constant", value: -0.378, describe: {} }, settings: {} });
+    const a = await explain({
+      method: "zero",
+      block: 8,
+      estimator: { screen: 1, samples: 0, tau: 0.02 },
+      intervention: { kind: "constant", value: -0.378, describe: {} },
+      settings: {},
+    });
     expectCausalBox(a);
     expect(a.forwardPasses).toBe(8);
   });
 
   it("occlusion with overlapping windows keeps the causal box's voxels at −100 and its far side at 0", async () => {
-    const a = await explain({ method: "occlusion", block: 8, stride: 4, estimator: { screen: 1, samples: 0, tau: 0 }, intervention: { kind: "constant", value: -1, describe: {} }, settings: {} });
+    const a = await explain({
+      method: "occlusion",
+      block: 8,
+      stride: 4,
+      estimator: { screen: 1, samples: 0, tau: 0 },
+      intervention: { kind: "constant", value: -1, describe: {} },
+      settings: {},
+    });
     // windows overlapping the causal box by half lower its mean to 0.63·(2.65) − 0.5 < 1: background too
     const at = (i: number, j: number, k: number) => a.map[(k * N + j) * N + i];
     expect(at(12, 2, 2)).toBeCloseTo(-100, 6);
@@ -105,7 +134,14 @@ describe("the block engine on volumes finds exactly the causal box of a known 3D
     await m.release();
     expect(bank.count).toBe(12);
     expect(bank.header.spacing).toEqual([1, 1, 1]);
-    const a = await explain({ method: "pdcr", block: 8, estimator: { screen: 3, samples: 50, tau: 0.02 }, intervention: { kind: "bank", bank }, settings: {}, seed: 3 });
+    const a = await explain({
+      method: "pdcr",
+      block: 8,
+      estimator: { screen: 3, samples: 50, tau: 0.02 },
+      intervention: { kind: "bank", bank },
+      settings: {},
+      seed: 3,
+    });
     expectCausalBox(a);
     const causal = a.units.find((u) => u.z === CAUSAL.z && u.y === CAUSAL.y && u.x === CAUSAL.x)!;
     // its 3 screening draws and 50 fresh ones
@@ -119,7 +155,14 @@ describe("the block engine on volumes finds exactly the causal box of a known 3D
     const m = await VolumeModel.load(model);
     const bank = await buildVolumeBank(manifest, m.card, { size: 8, perVolume: 6, seed: 0, splits: ["train"] });
     await m.release();
-    const spec = { method: "pdcr", block: 8, estimator: { screen: 3, samples: 5, tau: 0 }, intervention: { kind: "bank" as const, bank }, settings: {}, seed: 1 };
+    const spec = {
+      method: "pdcr",
+      block: 8,
+      estimator: { screen: 3, samples: 5, tau: 0 },
+      intervention: { kind: "bank" as const, bank },
+      settings: {},
+      seed: 1,
+    };
     const [a, b] = [await explain({ ...spec, batchSize: 1 }), await explain({ ...spec, batchSize: 3 })];
     expect(Array.from(b.map)).toEqual(Array.from(a.map));
   });
@@ -139,11 +182,12 @@ describe("placement into the model's box", () => {
     expect(box[1]).toBe(values[(1 * 4 + 0) * 3 + 0]);
     expect(box[0]).toBe(-7);
     const back = fromBox(box, dims, p, Number.NaN);
-    for (let k = 0; k < 8; k++) for (let n = 0; n < 12; n++) {
-      const v = back[k * 12 + n];
-      if (k === 0 || k === 7) expect(v).toBeNaN();
-      else expect(v).toBe(values[k * 12 + n]);
-    }
+    for (let k = 0; k < 8; k++)
+      for (let n = 0; n < 12; n++) {
+        const v = back[k * 12 + n];
+        if (k === 0 || k === 7) expect(v).toBeNaN();
+        else expect(v).toBe(values[k * 12 + n]);
+      }
   });
 });
 
@@ -155,5 +199,45 @@ describe("output activation", () => {
     const soft = makeProbability({ kind: "logits", channel: 0, threshold: 0.5 }, layout);
     expect(sig(data, 0, 0)).toBeCloseTo(1 / (1 + Math.exp(-2)), 12);
     expect(soft(data, 0, 0)).toBeCloseTo(Math.exp(2) / (Math.exp(2) + Math.exp(3)), 12);
+  });
+});
+
+describe("volume cards and banks", () => {
+  it("the shipped 3D model's card is a complete volume card, and VolumeModel.load knows its output layout", async () => {
+    const path = "models/volumes/unet3d-hippocampus.onnx";
+    const { card } = readVolumeCard(path);
+    expect(card.input).toMatchObject({
+      layout: "ncdhw",
+      depth: 48,
+      height: 64,
+      width: 48,
+      normalisation: { kind: "zscore" },
+      placement: { kind: "centre", fill: 0 },
+      spacing: [1, 1, 1],
+    });
+    expect(card.output).toMatchObject({ kind: "logits", activation: "sigmoid", channel: 0, threshold: 0.5 });
+    expect(card.training).toMatchObject({ seed: 0, epochs: 6 });
+    const m = await VolumeModel.load(path);
+    expect(m.outputLayout).toEqual({ channels: 3, depth: 48, height: 64, width: 48 });
+    await m.release();
+  });
+
+  it("the 2D Model refuses a 3D model's card in one line", async () => {
+    await expect(Model.load("models/volumes/unet3d-hippocampus.onnx")).rejects.toThrow(/card of a 3D model/);
+  });
+
+  it("a bank round-trips through its file and leaves out the boxes of the volume explained", async () => {
+    const m = await VolumeModel.load(model);
+    const bank = await buildVolumeBank(manifest, m.card, { size: 4, perVolume: 3, seed: 5, splits: ["train"] });
+    await m.release();
+    const path = join(dir, "b.scvbank");
+    await bank.save(path);
+    const back = await VolumeBank.load(path);
+    expect(back.header).toEqual(bank.header);
+    expect(Array.from(back.data)).toEqual(Array.from(bank.data));
+    const { bank: rest, removed } = back.without(back.header.sources[0].sha256);
+    expect(removed).toBe(3);
+    expect(rest.count).toBe(3);
+    expect(Array.from(rest.patch(0))).toEqual(Array.from(back.patch(3)));
   });
 });

@@ -54,12 +54,28 @@ export interface VolumeExplainResult {
 }
 
 /** Flags of 2D runs only: given with a volume they would be silently ignored, so they are refused. */
-const IMAGE_ONLY = ["workers", "inputSize", "channels", "scale", "mean", "std", "resize", "layout", "outputLayout", "outputKind", "channel", "threshold"];
+const IMAGE_ONLY = [
+  "workers",
+  "inputSize",
+  "channels",
+  "scale",
+  "mean",
+  "std",
+  "resize",
+  "layout",
+  "outputLayout",
+  "outputKind",
+  "channel",
+  "threshold",
+];
 
 export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySet<string>): Promise<VolumeExplainResult> {
   if (!(f.method in VOLUME_METHODS)) {
     const known = methodNames().includes(f.method);
-    fail(`${known ? `method ${f.method} does not run on volumes yet` : `unknown method '${f.method}'`}`, `use --method ${Object.keys(VOLUME_METHODS).join(", ")} on a volume (see \`segcause methods\`)`);
+    fail(
+      `${known ? `method ${f.method} does not run on volumes yet` : `unknown method '${f.method}'`}`,
+      `use --method ${Object.keys(VOLUME_METHODS).join(", ")} on a volume (see \`segcause methods\`)`,
+    );
   }
   const def = getMethod(f.method);
   const given = Object.fromEntries(Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series"].includes(k) && v !== undefined));
@@ -67,9 +83,15 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi z,y,x,d,h,w (voxels of the input volume) or --roi-mask labels.nii.gz (with --label)");
   if (f.roi && f.roiMask) fail("both --roi and --roi-mask are given", "pass only one of them");
   const roiBox = f.roi ? parseVolumeRoi(f.roi) : undefined;
-  if (f.method === "pdcr" && !f.bank) fail("pdcr needs a volume bank of natural boxes", "build one with `segcause bank build --images <volume manifest.json> --model <3D model> --patch-size 8 --out bank.scvbank`, then pass --bank");
-  if (f.method === "pdcr" && given.schedule === "fast") fail("the fast schedule does not run on volumes yet (its screening groups blocks by a 2D quadtree)", "use --schedule paper on volumes");
-  if (f.method === "occlusion" && o.fillKind === "blur") fail("occlusion with --fill-kind blur does not run on volumes yet", "use --fill-kind constant or mean on volumes");
+  if (f.method === "pdcr" && !f.bank)
+    fail(
+      "pdcr needs a volume bank of natural boxes",
+      "build one with `segcause bank build --images <volume manifest.json> --model <3D model> --patch-size 8 --out bank.scvbank`, then pass --bank",
+    );
+  if (f.method === "pdcr" && given.schedule === "fast")
+    fail("the fast schedule does not run on volumes yet (its screening groups blocks by a 2D quadtree)", "use --schedule paper on volumes");
+  if (f.method === "occlusion" && o.fillKind === "blur")
+    fail("occlusion with --fill-kind blur does not run on volumes yet", "use --fill-kind constant or mean on volumes");
   checkOutputFolder(f.out, "explain");
   const threads = typeof f.threads === "number" ? f.threads : undefined;
   const model = await VolumeModel.load(f.model, { card: f.card, threads });
@@ -84,7 +106,8 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
     const attribution = await explainVolumeBlocks(model, kase, target, { ...spec, seed: f.seed, batchSize });
-    if (f.method === "pdcr" && given.schedule === undefined) attribution.notes.push("volumes run PdCR's paper schedule (the fast schedule is 2D only for now)");
+    if (f.method === "pdcr" && given.schedule === undefined)
+      attribution.notes.push("volumes run PdCR's paper schedule (the fast schedule is 2D only for now)");
     const written = await writeVolumeAttribution(attribution, kase, f.out);
     await rm(join(f.out, ".checkpoint.json"), { force: true });
     return { attribution, written, kase };
@@ -95,23 +118,48 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
 }
 
 /** The engine settings of a method from its resolved 2D options. */
-function methodSpec(method: string, o: Record<string, unknown>, kase: VolumeCase, bank: VolumeBank | undefined): Omit<VolumeBlockSpec, "seed" | "batchSize"> {
+function methodSpec(
+  method: string,
+  o: Record<string, unknown>,
+  kase: VolumeCase,
+  bank: VolumeBank | undefined,
+): Omit<VolumeBlockSpec, "seed" | "batchSize"> {
   const block = o.block as number;
   const tau = o.tau as number;
   switch (method) {
     case "zero": {
       const raw = o.fill as number;
-      return { method, block, estimator: { screen: 1, samples: 0, tau }, intervention: { kind: "constant", value: kase.normalise(raw), describe: { kind: "constant", raw, normalised: kase.normalise(raw) } }, settings: { fill: raw } };
+      return {
+        method,
+        block,
+        estimator: { screen: 1, samples: 0, tau },
+        intervention: { kind: "constant", value: kase.normalise(raw), describe: { kind: "constant", raw, normalised: kase.normalise(raw) } },
+        settings: { fill: raw },
+      };
     }
     case "occlusion": {
       const kind = o.fillKind as string;
       const raw = kind === "mean" ? mean(kase.volume.data) : (o.fill as number);
-      return { method, block, stride: o.stride as number, estimator: { screen: 1, samples: 0, tau }, intervention: { kind: "constant", value: kase.normalise(raw), describe: { kind, raw, normalised: kase.normalise(raw) } }, settings: { fillKind: kind, fill: raw } };
+      return {
+        method,
+        block,
+        stride: o.stride as number,
+        estimator: { screen: 1, samples: 0, tau },
+        intervention: { kind: "constant", value: kase.normalise(raw), describe: { kind, raw, normalised: kase.normalise(raw) } },
+        settings: { fillKind: kind, fill: raw },
+      };
     }
     default: {
       const { bank: used, removed } = bank!.without(kase.imageSha256);
-      if (used.count === 0) fail("the bank holds only boxes of the volume explained", "build the bank from other volumes of the data set (e.g. --splits train)");
-      const spec: Omit<VolumeBlockSpec, "seed" | "batchSize"> = { method, block, estimator: { screen: o.screen as number, samples: o.samples as number, tau }, intervention: { kind: "bank", bank: used }, settings: { schedule: "paper" } };
+      if (used.count === 0)
+        fail("the bank holds only boxes of the volume explained", "build the bank from other volumes of the data set (e.g. --splits train)");
+      const spec: Omit<VolumeBlockSpec, "seed" | "batchSize"> = {
+        method,
+        block,
+        estimator: { screen: o.screen as number, samples: o.samples as number, tau },
+        intervention: { kind: "bank", bank: used },
+        settings: { schedule: "paper" },
+      };
       if (removed > 0) kase.notes.push(`${removed} boxes of the bank came from the volume explained and were left out`);
       return spec;
     }
@@ -126,12 +174,19 @@ function mean(data: Float32Array): number {
 
 export function checkNoImageFlags(f: Record<string, unknown>): void {
   const given = IMAGE_ONLY.filter((k) => f[k] !== undefined);
-  if (given.length) fail(`--${given[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} applies to 2D images; a volume model's card states its input`, "drop the flag (set the volume model's settings in its card)");
+  if (given.length)
+    fail(
+      `--${given[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} applies to 2D images; a volume model's card states its input`,
+      "drop the flag (set the volume model's settings in its card)",
+    );
 }
 
 export function describeVolumeResult(r: VolumeExplainResult): string {
   const a = r.attribution;
-  const top = [...a.units].filter((u) => u.effect < 0).sort((x, y) => x.effect - y.effect).slice(0, 3);
+  const top = [...a.units]
+    .filter((u) => u.effect < 0)
+    .sort((x, y) => x.effect - y.effect)
+    .slice(0, 3);
   const toVolume = (u: (typeof a.units)[number]) => {
     const p = r.kase.placement;
     return `(${u.z - p.offset[2]},${u.y - p.offset[1]},${u.x - p.offset[0]})`;
@@ -140,10 +195,13 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   const lines = [
     `${a.method} map of ${r.kase.id} (${a.dims.join("x")} voxels): RoI ${a.roi}`,
     `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
-    `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect (|mean Δ| >= τ = ${a.tau}); ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
   const withCi = top.some((u) => u.samples > 1);
-  if (top.length) lines.push(`  strongest support${withCi ? " (effect ± half-width of its own 95% interval, uncorrected)" : ""}: ${top.map((u) => `box at z,y,x ${toVolume(u)} ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`);
+  if (top.length)
+    lines.push(
+      `  strongest support${withCi ? " (effect ± half-width of its own 95% interval, uncorrected)" : ""}: ${top.map((u) => `box at z,y,x ${toVolume(u)} ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`,
+    );
   for (const n of a.notes) lines.push(`  note: ${n}`);
   lines.push(`  wrote ${Object.keys(r.written.files).join(", ")} to ${r.written.dir}`);
   return lines.join("\n");
@@ -151,5 +209,20 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
 
 export function volumeJson(r: VolumeExplainResult): Record<string, unknown> {
   const a = r.attribution;
-  return { method: a.method, case: r.kase.id, dims: a.dims, spacing: a.spacing, baseOutcome: a.baseOutcome, outcome: a.outcome, reference: a.reference, roi: a.roi, units: a.units.length, roiCells: a.roiCells, forwardPasses: a.forwardPasses, wallMs: a.wallMs, notes: a.notes, files: r.written.files };
+  return {
+    method: a.method,
+    case: r.kase.id,
+    dims: a.dims,
+    spacing: a.spacing,
+    baseOutcome: a.baseOutcome,
+    outcome: a.outcome,
+    reference: a.reference,
+    roi: a.roi,
+    units: a.units.length,
+    roiCells: a.roiCells,
+    forwardPasses: a.forwardPasses,
+    wallMs: a.wallMs,
+    notes: a.notes,
+    files: r.written.files,
+  };
 }

@@ -108,6 +108,10 @@ export function sidecarPath(modelPath: string): string {
 
 function readSidecar(path: string): { card: ModelCard; channelStated: boolean } {
   const raw = readJsonBounded(path, { what: "model card", kind: "card", hint: "give the card's JSON file (--card m.onnx.json), or fix or remove the sidecar file" });
+  // A volume card (src/model/volume-card.ts) is read by the volume path; here it is one clear line.
+  if ((raw as { input?: { layout?: unknown } } | null)?.input?.layout === "ncdhw") {
+    fail(`${path} is the card of a 3D model (input [N, C, D, H, W]); this step takes 2D image models`, "explain volumes with `segcause explain --model <3D model> --image <volume.nii.gz or DICOM folder>`");
+  }
   const parsed = ModelCardSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -94,7 +94,11 @@ export function isVolumeModel(modelPath: string, explicitCard?: string): boolean
 /** The volume card of a model, checked against the schema. */
 export function readVolumeCard(modelPath: string, explicitCard?: string): { card: VolumeCard; path: string } {
   const path = explicitCard ?? sidecarPath(modelPath);
-  if (!existsSync(path)) fail(`volume model ${modelPath} has no card (${path})`, "a 3D model needs a card stating its box, normalisation, placement and spacing (see docs/model-cards.md)");
+  if (!existsSync(path))
+    fail(
+      `volume model ${modelPath} has no card (${path})`,
+      "a 3D model needs a card stating its box, normalisation, placement and spacing (see docs/model-cards.md)",
+    );
   const raw = readJsonBounded(path, { what: "model card", kind: "card", hint: "give the card's JSON file, or fix the sidecar file" });
   const parsed = VolumeCardSchema.safeParse(raw);
   if (!parsed.success) {

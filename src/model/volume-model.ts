@@ -40,9 +40,14 @@ export class VolumeModel {
     const graph = summarize(file.proto);
     checkVolumeInput(path, graph, card);
     const outName = card.output.name ?? graph.outputs[0].name;
-    if (!graph.outputs.some((o) => o.name === outName)) fail(`the model card names output '${outName}', but the graph's outputs are ${graph.outputs.map((o) => `'${o.name}'`).join(", ")}`, "set output.name in the card to one of them");
+    if (!graph.outputs.some((o) => o.name === outName))
+      fail(
+        `the model card names output '${outName}', but the graph's outputs are ${graph.outputs.map((o) => `'${o.name}'`).join(", ")}`,
+        "set output.name in the card to one of them",
+      );
     const threads = opts.threads ?? 2;
-    if (!Number.isInteger(threads) || threads < 1 || threads > 256) fail(`threads must be an integer in 1..256, got ${threads}`, `use --threads 1..${availableParallelism()}`);
+    if (!Number.isInteger(threads) || threads < 1 || threads > 256)
+      fail(`threads must be an integer in 1..256, got ${threads}`, `use --threads 1..${availableParallelism()}`);
     let sessions: Sessions;
     try {
       sessions = await Sessions.open(file.bytes, { threads, workers: 1 });
@@ -94,9 +99,13 @@ export class VolumeModel {
     const d = out.dims;
     const [D, H, W] = this.box;
     if (d.length !== 5 || d[0] !== 1 || d[2] !== D || d[3] !== H || d[4] !== W) {
-      fail(`model output '${this.outputName}' has shape [${d.join(", ")}] for one input, but the volume card's box needs [1, C, ${D}, ${H}, ${W}]`, "export the 3D model with an output at its input's size, channels first");
+      fail(
+        `model output '${this.outputName}' has shape [${d.join(", ")}] for one input, but the volume card's box needs [1, C, ${D}, ${H}, ${W}]`,
+        "export the 3D model with an output at its input's size, channels first",
+      );
     }
-    if (this.card.output.channel >= d[1]) fail(`model card asks for output channel ${this.card.output.channel} but the output has ${d[1]}`, `set output.channel to 0..${d[1] - 1}`);
+    if (this.card.output.channel >= d[1])
+      fail(`model card asks for output channel ${this.card.output.channel} but the output has ${d[1]}`, `set output.channel to 0..${d[1] - 1}`);
     (this as { outputLayout: VolumeOutputLayout }).outputLayout = { channels: d[1], depth: D, height: H, width: W };
   }
 
@@ -115,7 +124,10 @@ export class VolumeModel {
 
   runFailed(e: unknown, n: number): never {
     const msg = (e as Error).message.split("\n")[0];
-    fail(`ONNX Runtime failed to run ${this.path} on ${n} box(es) of ${this.box.join("x")}: ${msg}`, "check that the volume card's box matches the model (or lower --batch-size)");
+    fail(
+      `ONNX Runtime failed to run ${this.path} on ${n} box(es) of ${this.box.join("x")}: ${msg}`,
+      "check that the volume card's box matches the model (or lower --batch-size)",
+    );
   }
 
   async release(): Promise<void> {
@@ -125,14 +137,26 @@ export class VolumeModel {
 
 /** The graph's input against the card: rank 5, one channel, the card's box where the graph fixes it. */
 function checkVolumeInput(path: string, graph: GraphSummary, card: VolumeCard): void {
-  if (graph.inputs.length !== 1) fail(`${path} has ${graph.inputs.length} inputs; segcause needs exactly one volume input`, "export the model with a single [N, 1, D, H, W] input");
+  if (graph.inputs.length !== 1)
+    fail(
+      `${path} has ${graph.inputs.length} inputs; segcause needs exactly one volume input`,
+      "export the model with a single [N, 1, D, H, W] input",
+    );
   const { dims, name, elemType } = graph.inputs[0];
   if (elemType !== "FLOAT") fail(`model input '${name}' is ${elemType}, but segcause feeds float32 volumes`, "export the model with a float32 input");
-  if (dims.length !== 5) fail(`${path}: input '${name}' has rank ${dims.length}, but its card declares a volume input [N, C, D, H, W]`, "give a 3D model, or a 2D model's own card");
+  if (dims.length !== 5)
+    fail(
+      `${path}: input '${name}' has rank ${dims.length}, but its card declares a volume input [N, C, D, H, W]`,
+      "give a 3D model, or a 2D model's own card",
+    );
   const want = [1, card.input.depth, card.input.height, card.input.width];
   const names = ["channels", "depth", "height", "width"];
   for (let i = 0; i < 4; i++) {
     const d = dims[i + 1];
-    if (typeof d === "number" && d !== want[i]) fail(`model input ${names[i]} is ${d} in the graph [${dims.map((x) => x ?? "?").join(", ")}], but the volume card says ${want[i]}`, "fix the card's input box to match the ONNX graph");
+    if (typeof d === "number" && d !== want[i])
+      fail(
+        `model input ${names[i]} is ${d} in the graph [${dims.map((x) => x ?? "?").join(", ")}], but the volume card says ${want[i]}`,
+        "fix the card's input box to match the ONNX graph",
+      );
   }
 }

@@ -17,14 +17,25 @@ import { writeManifest, writeStaged } from "../util/atomic.js";
  * PNG views of a volume map (e.g. a mosaic of slices through the RoI): given the volume's dims, the
  * image, the map and the RoI mask on the volume grid, the files to add by name.
  */
-export type VolumeViews = (v: { dims: [number, number, number]; image: Float32Array; map: Float32Array; roiMask: Uint8Array; signed: boolean }) => Promise<Record<string, Uint8Array>>;
+export type VolumeViews = (v: {
+  dims: [number, number, number];
+  image: Float32Array;
+  map: Float32Array;
+  roiMask: Uint8Array;
+  signed: boolean;
+}) => Promise<Record<string, Uint8Array>>;
 
 export interface WrittenVolume {
   dir: string;
   files: Record<string, string>;
 }
 
-export async function writeVolumeAttribution(a: VolumeAttribution, kase: VolumeCase, dir: string, o: { views?: VolumeViews } = {}): Promise<WrittenVolume> {
+export async function writeVolumeAttribution(
+  a: VolumeAttribution,
+  kase: VolumeCase,
+  dir: string,
+  o: { views?: VolumeViews } = {},
+): Promise<WrittenVolume> {
   await rm(join(dir, "manifest.json"), { force: true });
   const grid = { dims: a.dims, affine: a.affine };
   const contents: Record<string, string | Uint8Array> = {
@@ -35,7 +46,13 @@ export async function writeVolumeAttribution(a: VolumeAttribution, kase: VolumeC
   if (kase.volume.source.kind === "dicom") {
     // Viewers of a DICOM series read maps as DICOM objects on the same frame of reference.
     const finite = a.map.map((v) => (Number.isFinite(v) ? v : 0));
-    contents["map-parametric.dcm"] = parametricMapBytes(parametricMapDataset(finite, kase.volume, { seriesDescription: `segcause ${a.method} effect map`, contentLabel: "SEGCAUSE_MAP", quantity: `causal effect on the RoI (${a.valueUnits})` }));
+    contents["map-parametric.dcm"] = parametricMapBytes(
+      parametricMapDataset(finite, kase.volume, {
+        seriesDescription: `segcause ${a.method} effect map`,
+        contentLabel: "SEGCAUSE_MAP",
+        quantity: `causal effect on the RoI (${a.valueUnits})`,
+      }),
+    );
   }
   if (o.views) Object.assign(contents, await o.views({ dims: a.dims, image: kase.volume.data, map: a.map, roiMask: a.roiMask, signed: true }));
   else notes.push("no PNG views for volumes yet: open map.nii.gz over the input volume in a viewer (ITK-SNAP, 3D Slicer, NiiVue)");

@@ -44,28 +44,53 @@ export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: 
   const boxRoi = toBox(roiMask, dims, kase.placement, 0, (n) => new Uint8Array(n));
   const cells: number[] = [];
   for (let c = 0; c < boxRoi.length; c++) if (boxRoi[c]) cells.push(c);
-  if (cells.length < inside) fail(`the RoI (${describe}) reaches outside the model's ${kase.placement.box.join("x")} box: ${inside - cells.length} of its voxels were cropped away`, "give a RoI inside the centre part of the volume that the model sees");
+  if (cells.length < inside)
+    fail(
+      `the RoI (${describe}) reaches outside the model's ${kase.placement.box.join("x")} box: ${inside - cells.length} of its voxels were cropped away`,
+      "give a RoI inside the centre part of the volume that the model sees",
+    );
   const roiCells = Uint32Array.from(cells);
   const [bx, by] = kase.placement.box;
   const b = [Infinity, Infinity, Infinity, -1, -1, -1];
   for (const c of roiCells) {
-    const x = c % bx, y = Math.floor(c / bx) % by, z = Math.floor(c / (bx * by));
+    const x = c % bx,
+      y = Math.floor(c / bx) % by,
+      z = Math.floor(c / (bx * by));
     [z, y, x].forEach((v, a) => ((b[a] = Math.min(b[a], v)), (b[a + 3] = Math.max(b[a + 3], v))));
   }
   const outcome = spec.outcome ?? "dice";
   const wanted = spec.reference ?? "auto";
-  if (wanted === "ground-truth" && !kase.mask) fail("reference 'ground-truth' needs a mask", "pass --mask (with --label), or use --reference prediction");
+  if (wanted === "ground-truth" && !kase.mask)
+    fail("reference 'ground-truth' needs a mask", "pass --mask (with --label), or use --reference prediction");
   const referenceKind = wanted === "auto" ? (kase.mask ? "ground-truth" : "prediction") : wanted;
   const layout = flatLayout(model);
-  for (const v of baseOutput) if (!Number.isFinite(v)) fail("the model produced NaN or Inf on the unperturbed volume", "check the model export and the card's normalisation");
-  const reference = referenceKind === "ground-truth" ? toBox(kase.mask!, dims, kase.placement, 0, (n) => new Uint8Array(n)) : binarize(model.card.output, layout, baseOutput);
+  for (const v of baseOutput)
+    if (!Number.isFinite(v)) fail("the model produced NaN or Inf on the unperturbed volume", "check the model export and the card's normalisation");
+  const reference =
+    referenceKind === "ground-truth"
+      ? toBox(kase.mask!, dims, kase.placement, 0, (n) => new Uint8Array(n))
+      : binarize(model.card.output, layout, baseOutput);
   if (outcome !== "mean-prob") {
     let g = 0;
     for (const c of roiCells) g += reference[c];
-    if (g === 0) fail(`the ${referenceKind === "ground-truth" ? "ground-truth mask" : "model's prediction"} is empty inside the RoI (${describe}), so Dice is 0 whatever the input`, "move the RoI onto the structure, or use --outcome mean-prob");
+    if (g === 0)
+      fail(
+        `the ${referenceKind === "ground-truth" ? "ground-truth mask" : "model's prediction"} is empty inside the RoI (${describe}), so Dice is 0 whatever the input`,
+        "move the RoI onto the structure, or use --outcome mean-prob",
+      );
   }
   const score = makeCellOutcome(outcome, model.card.output, layout, roiCells, reference);
-  return { roiMask, roiCells, roiBounds: b as VolumeTarget["roiBounds"], describe, outcome, referenceKind, reference, score, base: score(baseOutput, 0) };
+  return {
+    roiMask,
+    roiCells,
+    roiBounds: b as VolumeTarget["roiBounds"],
+    describe,
+    outcome,
+    referenceKind,
+    reference,
+    score,
+    base: score(baseOutput, 0),
+  };
 }
 
 /** The output read as planes of D*H by W cells, so the 2D outcome code indexes a volume's voxels. */

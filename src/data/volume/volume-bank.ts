@@ -35,7 +35,9 @@ const HeaderSchema = z.object({
 export type VolumeBankHeader = z.infer<typeof HeaderSchema>;
 
 /** The cases of a data set manifest (its `cases`, with `image` relative to the manifest's folder). */
-const ManifestCases = z.object({ cases: z.array(z.object({ id: z.string(), image: z.string(), split: z.string().optional() }).passthrough()) }).passthrough();
+const ManifestCases = z
+  .object({ cases: z.array(z.object({ id: z.string(), image: z.string(), split: z.string().optional() }).passthrough()) })
+  .passthrough();
 
 export class VolumeBank {
   constructor(
@@ -65,7 +67,7 @@ export class VolumeBank {
     const keep: number[] = [];
     let removed = 0;
     for (const s of this.header.sources) {
-      for (let k = 0; k < s.patches; k++) (s.sha256 === sha ? removed++ : keep.push(at + k));
+      for (let k = 0; k < s.patches; k++) s.sha256 === sha ? removed++ : keep.push(at + k);
       at += s.patches;
     }
     if (removed === 0) return { bank: this, removed };
@@ -74,7 +76,18 @@ export class VolumeBank {
 
   describe(): Record<string, unknown> {
     const { format, size, count, perVolume, seed, normalisation, spacing } = this.header;
-    return { kind: "volume-bank", format, size, count, used: this.count, perVolume, seed, normalisation, spacing, sources: this.header.sources.length };
+    return {
+      kind: "volume-bank",
+      format,
+      size,
+      count,
+      used: this.count,
+      perVolume,
+      seed,
+      normalisation,
+      spacing,
+      sources: this.header.sources.length,
+    };
   }
 
   async save(path: string): Promise<void> {
@@ -84,7 +97,11 @@ export class VolumeBank {
   }
 
   static async load(path: string): Promise<VolumeBank> {
-    const bytes = await readFileBoundedAsync(path, { what: "volume bank", kind: "bank", hint: "build one with `segcause bank build --images manifest.json --model m.onnx` on a volume data set" });
+    const bytes = await readFileBoundedAsync(path, {
+      what: "volume bank",
+      kind: "bank",
+      hint: "build one with `segcause bank build --images manifest.json --model m.onnx` on a volume data set",
+    });
     const hint = "build the bank again with `segcause bank build` on a volume manifest";
     if (bytes.subarray(0, MAGIC.length).toString() !== MAGIC) fail(`${path} is not a segcause volume bank`, hint);
     const nl = bytes.indexOf(10, MAGIC.length);
@@ -127,7 +144,8 @@ export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o:
   const parsed = ManifestCases.safeParse(readJsonBounded(file, { what: "manifest", kind: "manifest", hint: "give a data set's manifest.json" }));
   if (!parsed.success) fail(`${file} is not a data set manifest (no cases with image paths)`, "give a manifest made by `segcause dataset init`");
   const cases = parsed.data.cases.filter((c) => c.split !== undefined && o.splits.includes(c.split));
-  if (cases.length === 0) fail(`${file} has no case in the splits ${o.splits.join(", ")}`, "choose --splits among the manifest's splits (e.g. train,val)");
+  if (cases.length === 0)
+    fail(`${file} has no case in the splits ${o.splits.join(", ")}`, "choose --splits among the manifest's splits (e.g. train,val)");
   const rng = new Rng(o.seed, 0x766f6c);
   const s = o.size;
   const chunks: Float32Array[] = [];
@@ -135,23 +153,39 @@ export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o:
   for (const c of cases) {
     const v = await readNifti(resolve(dirname(file), c.image));
     const want = card.input.spacing;
-    if (v.spacing.some((x, a) => Math.abs(x - want[a]) > 0.01 * want[a])) fail(`${c.image} has voxels of ${v.spacing.join("x")} mm, the model's card ${want.join("x")} mm`, "resample the data set to the model's spacing first");
+    if (v.spacing.some((x, a) => Math.abs(x - want[a]) > 0.01 * want[a]))
+      fail(
+        `${c.image} has voxels of ${v.spacing.join("x")} mm, the model's card ${want.join("x")} mm`,
+        "resample the data set to the model's spacing first",
+      );
     const [nx, ny, nz] = v.dims;
     if (Math.min(nx, ny, nz) < s) fail(`${c.image} (${v.dims.join("x")}) is smaller than a ${s}-voxel box`, "use a smaller --patch-size");
     const norm = volumeNormaliser(v.data, card.input.normalisation);
     const out = new Float32Array(o.perVolume * s ** 3);
     for (let p = 0; p < o.perVolume; p++) {
       const [x0, y0, z0] = [rng.int(nx - s + 1), rng.int(ny - s + 1), rng.int(nz - s + 1)];
-      for (let dz = 0; dz < s; dz++) for (let dy = 0; dy < s; dy++) for (let dx = 0; dx < s; dx++) {
-        out[p * s ** 3 + (dz * s + dy) * s + dx] = norm(v.data[((z0 + dz) * ny + y0 + dy) * nx + x0 + dx]);
-      }
+      for (let dz = 0; dz < s; dz++)
+        for (let dy = 0; dy < s; dy++)
+          for (let dx = 0; dx < s; dx++) {
+            out[p * s ** 3 + (dz * s + dy) * s + dx] = norm(v.data[((z0 + dz) * ny + y0 + dy) * nx + x0 + dx]);
+          }
     }
     chunks.push(out);
     sources.push({ name: c.id, sha256: volumeSha(v), patches: o.perVolume });
   }
   const data = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
   let at = 0;
-  for (const c of chunks) (data.set(c, at), (at += c.length));
-  const header: VolumeBankHeader = { format: "segcause.volumebank/1", size: s, count: cases.length * o.perVolume, perVolume: o.perVolume, seed: o.seed, normalisation: card.input.normalisation, spacing: card.input.spacing, sources, createdWith: `segcause ${VERSION}` };
+  for (const c of chunks) data.set(c, at), (at += c.length);
+  const header: VolumeBankHeader = {
+    format: "segcause.volumebank/1",
+    size: s,
+    count: cases.length * o.perVolume,
+    perVolume: o.perVolume,
+    seed: o.seed,
+    normalisation: card.input.normalisation,
+    spacing: card.input.spacing,
+    sources,
+    createdWith: `segcause ${VERSION}`,
+  };
   return new VolumeBank(header, data);
 }

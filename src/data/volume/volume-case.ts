@@ -109,11 +109,22 @@ function clipTo(lo: number, hi: number): (raw: number) => number {
 /** The card's centre placement of a volume of dims [nx, ny, nz] into its box. */
 export function centrePlacement(dims: [number, number, number], card: VolumeCard): Placement {
   const box: [number, number, number] = [card.input.width, card.input.height, card.input.depth];
-  return { kind: "centre", box, offset: [0, 1, 2].map((a) => Math.floor((box[a] - dims[a]) / 2)) as [number, number, number], fill: card.input.placement.fill };
+  return {
+    kind: "centre",
+    box,
+    offset: [0, 1, 2].map((a) => Math.floor((box[a] - dims[a]) / 2)) as [number, number, number],
+    fill: card.input.placement.fill,
+  };
 }
 
 /** Values on the volume grid (i fastest) → the box (W fastest), `fill` outside the volume. */
-export function toBox<T extends Float32Array | Uint8Array>(values: T, dims: [number, number, number], p: Placement, fill: number, make: (n: number) => T): T {
+export function toBox<T extends Float32Array | Uint8Array>(
+  values: T,
+  dims: [number, number, number],
+  p: Placement,
+  fill: number,
+  make: (n: number) => T,
+): T {
   const [bx, by, bz] = p.box;
   const [nx, ny, nz] = dims;
   const out = make(bx * by * bz);
@@ -124,7 +135,8 @@ export function toBox<T extends Float32Array | Uint8Array>(values: T, dims: [num
     for (let bj = 0; bj < by; bj++) {
       const j = bj - p.offset[1];
       if (j < 0 || j >= ny) continue;
-      const i0 = Math.max(0, -p.offset[0]), i1 = Math.min(nx, bx - p.offset[0]);
+      const i0 = Math.max(0, -p.offset[0]),
+        i1 = Math.min(nx, bx - p.offset[0]);
       const src = (k * ny + j) * nx;
       out.set(values.subarray(src + i0, src + i1) as never, (bk * by + bj) * bx + i0 + p.offset[0]);
     }
@@ -166,10 +178,14 @@ export async function loadVolumeCase(model: { card: VolumeCard }, imagePath: str
   const placement = centrePlacement(volume.dims, card);
   const notes: string[] = [];
   const cropped = placement.offset.some((o) => o < 0);
-  if (cropped) notes.push(`the volume (${volume.dims.join("x")}) is larger than the model's box (${placement.box.join("x")}) on some axis: it was cropped about its centre, and the map is NaN where the model did not see it`);
+  if (cropped)
+    notes.push(
+      `the volume (${volume.dims.join("x")}) is larger than the model's box (${placement.box.join("x")}) on some axis: it was cropped about its centre, and the map is NaN where the model did not see it`,
+    );
   const input = toBox(norm, volume.dims, placement, placement.fill, (n) => new Float32Array(n));
   const kase: VolumeCase = { id: volumeId(imagePath), imagePath, imageSha256: volumeSha(volume), volume, input, placement, normalise, notes };
-  if (opts.label !== undefined && opts.mask === undefined) fail("--label is given without --mask", "pass --mask labels.nii.gz (the label map) with --label");
+  if (opts.label !== undefined && opts.mask === undefined)
+    fail("--label is given without --mask", "pass --mask labels.nii.gz (the label map) with --label");
   if (opts.mask !== undefined) {
     const m = await readStructure(opts.mask, volume, imagePath, opts.label);
     Object.assign(kase, m);
@@ -178,7 +194,12 @@ export async function loadVolumeCase(model: { card: VolumeCard }, imagePath: str
 }
 
 /** A structure's mask from a NIfTI label map (--label) or a DICOM SEG, on the image's grid. */
-export async function readStructure(path: string, image: Volume, imagePath: string, label?: string): Promise<{ mask: Uint8Array; maskPath: string; maskSha256: string; labels?: number[] }> {
+export async function readStructure(
+  path: string,
+  image: Volume,
+  imagePath: string,
+  label?: string,
+): Promise<{ mask: Uint8Array; maskPath: string; maskSha256: string; labels?: number[] }> {
   let dir = false;
   try {
     dir = statSync(path).isDirectory();
@@ -189,21 +210,30 @@ export async function readStructure(path: string, image: Volume, imagePath: stri
     const map = await readNifti(path);
     checkSameGeometry(image, map, [`image ${basename(imagePath)}`, `mask ${basename(path)}`]);
     const labels = label !== undefined ? parseLabels(label) : labelsPresent(map);
-    if (labels === undefined) fail(`mask ${path} is not a label map (its values are not a few whole numbers)`, "give a label map (0 background, 1, 2, ... structures)");
+    if (labels === undefined)
+      fail(`mask ${path} is not a label map (its values are not a few whole numbers)`, "give a label map (0 background, 1, 2, ... structures)");
     if (labels.length === 0) fail(`mask ${path} holds only 0: no labelled voxel`, "give the label map of this volume");
     const mask = labelMask(map, labels, `mask ${basename(path)}`);
     return { mask, maskPath: path, maskSha256: sha256(new Uint8Array(map.data.buffer, map.data.byteOffset, map.data.byteLength)), labels };
   }
-  if (label !== undefined) fail("--label applies to a NIfTI label map; a DICOM SEG's segment is chosen by its number", "drop --label for a DICOM SEG mask");
+  if (label !== undefined)
+    fail("--label applies to a NIfTI label map; a DICOM SEG's segment is chosen by its number", "drop --label for a DICOM SEG mask");
   const seg = await readDicomSegMask(path, image);
   return { mask: seg.mask, maskPath: path, maskSha256: sha256(seg.mask) };
 }
 
 function volumeId(path: string): string {
-  return basename(path).replace(/\.nii(\.gz)?$/i, "").replace(/\.dcm$/i, "");
+  return basename(path)
+    .replace(/\.nii(\.gz)?$/i, "")
+    .replace(/\.dcm$/i, "");
 }
 
 /** The identity of the voxels and their grid (a DICOM series has no single file to hash). */
 export function volumeSha(v: Volume): string {
-  return sha256(Buffer.concat([Buffer.from(JSON.stringify({ dims: v.dims, affine: v.affine })), Buffer.from(v.data.buffer, v.data.byteOffset, v.data.byteLength)]));
+  return sha256(
+    Buffer.concat([
+      Buffer.from(JSON.stringify({ dims: v.dims, affine: v.affine })),
+      Buffer.from(v.data.buffer, v.data.byteOffset, v.data.byteLength),
+    ]),
+  );
 }

@@ -57,7 +57,12 @@ export interface VolumeAttribution {
   roiMask: Uint8Array;
 }
 
-export async function explainVolumeBlocks(model: VolumeModel, kase: VolumeCase, targetSpec: VolumeTargetSpec, spec: VolumeBlockSpec): Promise<VolumeAttribution> {
+export async function explainVolumeBlocks(
+  model: VolumeModel,
+  kase: VolumeCase,
+  targetSpec: VolumeTargetSpec,
+  spec: VolumeBlockSpec,
+): Promise<VolumeAttribution> {
   const t0 = Date.now();
   const seed = spec.seed ?? 0;
   const base = kase.input;
@@ -69,7 +74,11 @@ export async function explainVolumeBlocks(model: VolumeModel, kase: VolumeCase, 
   const grid = boxGrid(kase.placement, kase.volume.dims, spec.block, roiInBox, spec.stride);
   const { units } = grid;
   const iv = spec.intervention;
-  if (iv.kind === "bank" && iv.bank.size !== spec.block) fail(`--block ${spec.block} does not match the bank's ${iv.bank.size}³ boxes`, `build a bank of ${spec.block}-voxel boxes, or use --block ${iv.bank.size}`);
+  if (iv.kind === "bank" && iv.bank.size !== spec.block)
+    fail(
+      `--block ${spec.block} does not match the bank's ${iv.bank.size}³ boxes`,
+      `build a bank of ${spec.block}-voxel boxes, or use --block ${iv.bank.size}`,
+    );
   const draws = iv.kind === "bank" ? iv.bank.count : 1;
   const write = (r: SampleRequest, dst: Float32Array) => {
     dst.set(base);
@@ -83,16 +92,24 @@ export async function explainVolumeBlocks(model: VolumeModel, kase: VolumeCase, 
   const runner = model.runner(spec.batchSize ?? VOLUME_BATCH_SIZE);
   const evaluate = async (reqs: SampleRequest[]) => {
     const scores = new Float64Array(reqs.length);
-    await runner.run(reqs, (r, [dst]) => write(r, dst), (out, slot, _r, i) => (scores[i] = target.score(out[model.outputName].data as Float32Array, slot)));
+    await runner.run(
+      reqs,
+      (r, [dst]) => write(r, dst),
+      (out, slot, _r, i) => (scores[i] = target.score(out[model.outputName].data as Float32Array, slot)),
+    );
     return scores;
   };
   const estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
   const { dims, affine, spacing } = kase.volume;
-  const toVolume = (values: (i: number) => number, fillValue: number) => fromBox(paintBoxes(box, spec.block, units, values, fillValue), dims, kase.placement, Number.NaN);
+  const toVolume = (values: (i: number) => number, fillValue: number) =>
+    fromBox(paintBoxes(box, spec.block, units, values, fillValue), dims, kase.placement, Number.NaN);
   const notes = [...kase.notes, "volume runs keep no checkpoint yet: an interrupted run starts again"];
   const tau = spec.estimator.tau;
-  if (tau > 0 && results.every((r) => r.effect === 0)) notes.push(`no block moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`);
+  if (tau > 0 && results.every((r) => r.effect === 0))
+    notes.push(
+      `no block moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`,
+    );
   const settings = { block: spec.block, stride: spec.stride ?? spec.block, ...spec.estimator, ...spec.settings };
   const intervention = iv.kind === "constant" ? iv.describe : iv.bank.describe();
   return {
@@ -118,9 +135,24 @@ export async function explainVolumeBlocks(model: VolumeModel, kase: VolumeCase, 
       versions: { segcause: VERSION },
       createdAt: new Date().toISOString(),
       model: { path: model.path, sha256: model.sha256, card: model.card, cardPath: model.cardPath },
-      case: { id: kase.id, imagePath: kase.imagePath, imageSha256: kase.imageSha256, source: kase.volume.source.kind, maskPath: kase.maskPath, maskSha256: kase.maskSha256, labels: kase.labels },
+      case: {
+        id: kase.id,
+        imagePath: kase.imagePath,
+        imageSha256: kase.imageSha256,
+        source: kase.volume.source.kind,
+        maskPath: kase.maskPath,
+        maskSha256: kase.maskSha256,
+        labels: kase.labels,
+      },
       volume: { dims, spacing, affine, placement: kase.placement },
-      target: { roi: target.describe, roiBounds: target.roiBounds, outcome: target.outcome, reference: target.referenceKind, channel: model.card.output.channel, threshold: model.card.output.threshold },
+      target: {
+        roi: target.describe,
+        roiBounds: target.roiBounds,
+        outcome: target.outcome,
+        reference: target.referenceKind,
+        channel: model.card.output.channel,
+        threshold: model.card.output.threshold,
+      },
       method: spec.method,
       seed,
       settings,
