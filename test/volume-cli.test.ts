@@ -2,6 +2,7 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readNifti } from "../src/data/volume/nifti.js";
+import { PARAMETRIC_MAP_SOP_CLASS, readDicomFile, readDicomVolume } from "../src/data/volume/dicom/index.js";
 import { niftiBytes, writeNifti } from "../src/data/volume/nifti-write.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { segcause } from "./helpers/cli.js";
@@ -109,6 +110,38 @@ describe("explain on a real hippocampus volume with the shipped 3D model", () =>
     }
     expect(json.baseOutcome).toBeGreaterThan(80);
     expect(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).files).toContain("map.nii.gz");
+  });
+});
+
+describe("explain on a DICOM series", () => {
+  it("writes the NIfTI maps on the series' grid and a DICOM Parametric Map that references it", async () => {
+    const series = join("..", "shared", "data", "dicom", "mr-hippocrop", "study1");
+    const out = join(dir, "dicom");
+    const r = segcause(
+      "explain",
+      "--model",
+      MODEL3D,
+      "--image",
+      series,
+      "--roi",
+      "12,16,14,6,8,6",
+      "--method",
+      "zero",
+      "--block",
+      "16",
+      "--out",
+      out,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const input = await readDicomVolume(series);
+    const map = await readNifti(join(out, "map.nii.gz"));
+    expect(map.dims).toEqual(input.dims);
+    for (let i = 0; i < 16; i++) expect(map.affine[i]).toBeCloseTo(input.affine[i], 4);
+    const pm = readDicomFile(join(out, "map-parametric.dcm"), "DICOM Parametric Map");
+    expect(pm.dataSet.string("x00080016")).toBe(PARAMETRIC_MAP_SOP_CLASS);
+    expect(
+      readFileSync(join(out, "map-parametric.dcm")).includes(Buffer.from(input.source.kind === "dicom" ? input.source.seriesInstanceUid : "?")),
+    ).toBe(true);
   });
 });
 

@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { buildVolumeBank, VolumeBank } from "../src/data/volume/volume-bank.js";
 import { Model } from "../src/model/model.js";
+import { FAST_SCHEDULE } from "../src/explain/adaptive.js";
 import { readVolumeCard } from "../src/model/volume-card.js";
 import { centrePlacement, fromBox, loadVolumeCase, toBox } from "../src/data/volume/volume-case.js";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
@@ -149,6 +150,27 @@ describe("the block engine on volumes finds exactly the causal box of a known 3D
     expect(causal.stderr).toBeCloseTo(0, 9);
     // every other box is screened out after its 3 draws
     expect(a.forwardPasses).toBe(1 + 7 * 3 + 50);
+  });
+
+  it("PdCR's fast schedule (octree screening, stratified draws) finds the same causal box", async () => {
+    const m = await VolumeModel.load(model);
+    const bank = await buildVolumeBank(manifest, m.card, { size: 8, perVolume: 6, seed: 0, splits: ["train"] });
+    await m.release();
+    const a = await explain({
+      method: "pdcr",
+      block: 8,
+      estimator: { screen: 3, samples: 48, tau: 0.02 },
+      adaptive: { ...FAST_SCHEDULE, maxSamples: 48 },
+      intervention: { kind: "bank", bank },
+      settings: {},
+      seed: 3,
+    });
+    expectCausalBox(a);
+    // the grid is 2x2x2 boxes inside a top cube of 8: the nested groups of sides 8, 4 and 2 hold the same
+    // 7 boxes and each moves the RoI (2 draws each); then the 7 boxes are screened alone
+    expect(a.notes.find((n) => n.startsWith("fast schedule"))).toBe(
+      "fast schedule: 3 octree groups tested with 6 passes; 7 of 7 boxes screened individually",
+    );
   });
 
   it("the same seed gives the same map whatever the batch size", async () => {

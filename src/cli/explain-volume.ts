@@ -10,6 +10,7 @@ import { VolumeBank } from "../data/volume/volume-bank.js";
 import { loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
 import { getMethod, methodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
+import { FAST_SCHEDULE } from "../explain/adaptive.js";
 import { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec } from "../explain/volume/engine.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { writeVolumeAttribution, type WrittenVolume } from "../report/volume-write.js";
@@ -24,7 +25,7 @@ import { lockFolder, type FolderLock } from "../util/lock.js";
 export const VOLUME_METHODS: Record<string, string> = {
   zero: "each box set to raw intensity --fill (default 0) once, normalised as the volume is",
   occlusion: "sliding box (--block, --stride) filled with a constant raw intensity or the volume mean; overlaps averaged",
-  pdcr: "boxes replaced by natural boxes of a volume bank (paper schedule: S=3, N=50, tau)",
+  pdcr: "boxes replaced by natural boxes of a volume bank; fast schedule (octree screening, stratified draws) or --schedule paper (S=3, N=50, tau)",
 };
 
 export interface VolumeExplainFlags {
@@ -88,8 +89,13 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
       "pdcr needs a volume bank of natural boxes",
       "build one with `segcause bank build --images <volume manifest.json> --model <3D model> --patch-size 8 --out bank.scvbank`, then pass --bank",
     );
-  if (f.method === "pdcr" && given.schedule === "fast")
-    fail("the fast schedule does not run on volumes yet (its screening groups blocks by a 2D quadtree)", "use --schedule paper on volumes");
+  if (f.method === "pdcr" && o.schedule === "fast" && (o.maxTime as number) > 0)
+    fail("--max-time does not apply to volumes yet", "bound the run with --max-passes instead");
+  if (f.method === "pdcr" && o.schedule === "fast" && !((o.samples as number) >= FAST_SCHEDULE.strata))
+    fail(
+      `the fast schedule draws boxes in rounds of ${FAST_SCHEDULE.strata}, so --samples must be >= ${FAST_SCHEDULE.strata}, got ${o.samples}`,
+      `use --samples ${FAST_SCHEDULE.strata} or more, or --schedule paper`,
+    );
   if (f.method === "occlusion" && o.fillKind === "blur")
     fail("occlusion with --fill-kind blur does not run on volumes yet", "use --fill-kind constant or mean on volumes");
   checkOutputFolder(f.out, "explain");
@@ -106,8 +112,6 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
     const attribution = await explainVolumeBlocks(model, kase, target, { ...spec, seed: f.seed, batchSize });
-    if (f.method === "pdcr" && given.schedule === undefined)
-      attribution.notes.push("volumes run PdCR's paper schedule (the fast schedule is 2D only for now)");
     const written = await writeVolumeAttribution(attribution, kase, f.out);
     await rm(join(f.out, ".checkpoint.json"), { force: true });
     return { attribution, written, kase };
@@ -158,7 +162,11 @@ function methodSpec(
         block,
         estimator: { screen: o.screen as number, samples: o.samples as number, tau },
         intervention: { kind: "bank", bank: used },
-        settings: { schedule: "paper" },
+        adaptive:
+          o.schedule === "fast"
+            ? { ...FAST_SCHEDULE, tau, maxSamples: o.samples as number, fidelity: o.mapNoise as number, maxPasses: o.maxPasses as number }
+            : undefined,
+        settings: { schedule: o.schedule },
       };
       if (removed > 0) kase.notes.push(`${removed} boxes of the bank came from the volume explained and were left out`);
       return spec;

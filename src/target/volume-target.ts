@@ -56,7 +56,10 @@ export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: 
     const x = c % bx,
       y = Math.floor(c / bx) % by,
       z = Math.floor(c / (bx * by));
-    [z, y, x].forEach((v, a) => ((b[a] = Math.min(b[a], v)), (b[a + 3] = Math.max(b[a + 3], v))));
+    [z, y, x].forEach((v, a) => {
+      b[a] = Math.min(b[a], v);
+      b[a + 3] = Math.max(b[a + 3], v);
+    });
   }
   const outcome = spec.outcome ?? "dice";
   const wanted = spec.reference ?? "auto";

@@ -22,6 +22,8 @@ export interface BoxGrid {
   /** grid boxes skipped because they overlap the RoI */
   roiCells: number;
   cells: number;
+  /** the first box's corner, (D, H, W): box u is grid cell ((u.z, u.y, u.x) − origin) / stride */
+  origin: [number, number, number];
 }
 
 /** Starts lo, lo+stride, ... up to the first window reaching hi (clipped there). */
@@ -71,7 +73,7 @@ export function boxGrid(p: Placement, volumeDims: [number, number, number], size
     }
   }
   if (units.length === 0) fail("the RoI covers every block: nothing is left to intervene on", "use a smaller RoI or block size");
-  return { units, roiCells, cells };
+  return { units, roiCells, cells, origin: [range[0][0], range[1][0], range[2][0]] };
 }
 
 function overlaps(u: Omit<BoxUnit, "index">, mask: Uint8Array, bx: number, by: number): boolean {

@@ -11,7 +11,9 @@ import type { VolumeModel } from "../../model/volume-model.js";
 import { resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
 import { outcomeUnits } from "../../target/outcome.js";
 import { VERSION } from "../../version.js";
-import { uniformDraw } from "../block-effects.js";
+import { adaptiveAte, type AdaptiveSettings } from "../adaptive.js";
+import { drawNumbering, stratifyDraws } from "../block-effects.js";
+import { buildTree } from "../hierarchy.js";
 import { screenedAte, type ScreenedAteSettings, type UnitEstimate } from "../estimators.js";
 import type { SampleRequest } from "../samples.js";
 import { boxGrid, forEachCell, paintBoxes, type BoxUnit } from "./boxes.js";
@@ -27,6 +29,8 @@ export interface VolumeBlockSpec {
   block: number;
   stride?: number;
   estimator: ScreenedAteSettings;
+  /** when set, the fast schedule (octree screening, stratified sequential draws) replaces the screened estimator */
+  adaptive?: AdaptiveSettings;
   intervention: VolumeIntervention;
   settings: Record<string, unknown>;
   seed?: number;
@@ -80,14 +84,31 @@ export async function explainVolumeBlocks(
       `build a bank of ${spec.block}-voxel boxes, or use --block ${iv.bank.size}`,
     );
   const draws = iv.kind === "bank" ? iv.bank.count : 1;
+  // The fast schedule: octree screening of boxes, draws stratified by the boxes' mean value.
+  const ad = spec.adaptive && { ...spec.adaptive, strata: Math.min(spec.adaptive.strata, draws) };
+  if (ad && ad.strata < 2)
+    fail(`the fast schedule needs at least 2 distinct draws, the intervention has ${draws}`, "use --schedule paper, or a bank with more boxes");
+  if (ad && (spec.stride ?? spec.block) !== spec.block)
+    fail("the fast schedule needs a partition into boxes (stride = block size)", "use --schedule paper for overlapping windows");
+  const tree = ad
+    ? buildTree(
+        units.map((u) => [u.z, u.y, u.x].map((v, a) => Math.floor((v - grid.origin[a]) / spec.block))),
+        ad.groupSize,
+      )
+    : undefined;
+  const strat = ad && iv.kind === "bank" ? stratifyDraws(draws, ad.strata, (d) => mean(iv.bank.patch(d))) : undefined;
+  const drawOf = drawNumbering(seed, units.length, draws, strat, ad?.commonDraws ?? false);
+  const membersOf = (unit: number): BoxUnit[] =>
+    unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]);
   const write = (r: SampleRequest, dst: Float32Array) => {
     dst.set(base);
-    const u = units[r.unit];
-    if (iv.kind === "constant") forEachCell(u, box, spec.block, (c) => (dst[c] = iv.value));
-    else {
-      const patch = iv.bank.patch(uniformDraw(seed, r.unit, r.draw, draws));
-      forEachCell(u, box, spec.block, (c, l) => (dst[c] = patch[l]));
-    }
+    membersOf(r.unit).forEach((u, k) => {
+      if (iv.kind === "constant") forEachCell(u, box, spec.block, (c) => (dst[c] = iv.value));
+      else {
+        const patch = iv.bank.patch(drawOf(r.unit, r.draw, k));
+        forEachCell(u, box, spec.block, (c, l) => (dst[c] = patch[l]));
+      }
+    });
   };
   const runner = model.runner(spec.batchSize ?? VOLUME_BATCH_SIZE);
   const evaluate = async (reqs: SampleRequest[]) => {
@@ -99,18 +120,32 @@ export async function explainVolumeBlocks(
     );
     return scores;
   };
-  const estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
+  let estimates: UnitEstimate[];
+  let groupPasses = 0;
+  const scheduleNotes: string[] = [];
+  if (ad) {
+    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights);
+    estimates = r.estimates;
+    groupPasses = r.groupPasses;
+    scheduleNotes.push(
+      `fast schedule: ${r.groupsTested} octree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} boxes screened individually`,
+    );
+    if (r.short)
+      scheduleNotes.push(
+        `the map's noise is ${r.noiseRatio.toFixed(2)} of its spread, above the target ${ad.fidelity}: no box could take another round — raise --samples for a closer map`,
+      );
+  } else estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
   const { dims, affine, spacing } = kase.volume;
   const toVolume = (values: (i: number) => number, fillValue: number) =>
     fromBox(paintBoxes(box, spec.block, units, values, fillValue), dims, kase.placement, Number.NaN);
-  const notes = [...kase.notes, "volume runs keep no checkpoint yet: an interrupted run starts again"];
-  const tau = spec.estimator.tau;
+  const notes = [...kase.notes, ...scheduleNotes, "volume runs keep no checkpoint yet: an interrupted run starts again"];
+  const tau = (ad ?? spec.estimator).tau;
   if (tau > 0 && results.every((r) => r.effect === 0))
     notes.push(
       `no block moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`,
     );
-  const settings = { block: spec.block, stride: spec.stride ?? spec.block, ...spec.estimator, ...spec.settings };
+  const settings = { block: spec.block, stride: spec.stride ?? spec.block, ...(ad ?? spec.estimator), ...spec.settings };
   const intervention = iv.kind === "constant" ? iv.describe : iv.bank.describe();
   return {
     method: spec.method,
@@ -127,7 +162,7 @@ export async function explainVolumeBlocks(
     spacing,
     units: results,
     roiCells: grid.roiCells,
-    forwardPasses: 1 + results.reduce((s, r) => s + r.samples, 0),
+    forwardPasses: 1 + groupPasses + results.reduce((s, r) => s + r.samples, 0),
     wallMs: Date.now() - t0,
     notes,
     roiMask: target.roiMask,
@@ -160,4 +195,10 @@ export async function explainVolumeBlocks(
       runner: { batchSize: runner.plan.batchSize, threads: model.threads },
     },
   };
+}
+
+function mean(a: Float32Array): number {
+  let s = 0;
+  for (const v of a) s += v;
+  return s / a.length;
 }
