@@ -165,6 +165,19 @@ describe("volume inputs that cannot work are refused in one line, exit 1, nothin
     );
   });
 
+  it("a volume at another spacing than the model's card (no resampling yet)", async () => {
+    const coarse = join(dir, "coarse.nii.gz");
+    await writeNifti(coarse, {
+      dims: [N, N, N],
+      affine: [2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1],
+      data: Float32Array.from({ length: N ** 3 }, (_, i) => i % 5),
+    });
+    refused(
+      ["--model", model, "--image", coarse, "--roi", "0,0,0,4,4,4", "--method", "zero"],
+      /voxels of 2x2x2 mm, but the model was trained at 1x1x1 mm/,
+    );
+  });
+
   it("a label the map does not hold", () => {
     refused(
       ["--model", model, "--image", volume, "--mask", labels, "--label", "7", "--roi", "0,0,0,4,4,4", "--method", "zero"],

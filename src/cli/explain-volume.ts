@@ -20,6 +20,7 @@ import { parseVolumeRoi } from "../target/volume-roi.js";
 import type { VolumeTargetSpec } from "../target/volume-target.js";
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { lockFolder, type FolderLock } from "../util/lock.js";
+import { markResumable } from "../util/interrupt.js";
 
 /** The methods that run on volumes, and what each does there. */
 export const VOLUME_METHODS: Record<string, string> = {
@@ -99,6 +100,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   if (f.method === "occlusion" && o.fillKind === "blur")
     fail("occlusion with --fill-kind blur does not run on volumes yet", "use --fill-kind constant or mean on volumes");
   checkOutputFolder(f.out, "explain");
+  markResumable("checkpoints");
   const threads = typeof f.threads === "number" ? f.threads : undefined;
   const model = await VolumeModel.load(f.model, { card: f.card, threads });
   let lock: FolderLock | undefined;
@@ -111,7 +113,12 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const batchSize = typeof f.batchSize === "number" ? f.batchSize : undefined;
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
-    const attribution = await explainVolumeBlocks(model, kase, target, { ...spec, seed: f.seed, batchSize });
+    const attribution = await explainVolumeBlocks(model, kase, target, {
+      ...spec,
+      seed: f.seed,
+      batchSize,
+      checkpointPath: join(f.out, ".checkpoint.json"),
+    });
     const written = await writeVolumeAttribution(attribution, kase, f.out);
     await rm(join(f.out, ".checkpoint.json"), { force: true });
     return { attribution, written, kase };

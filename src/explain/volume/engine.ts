@@ -14,6 +14,7 @@ import { VERSION } from "../../version.js";
 import { adaptiveAte, type AdaptiveSettings } from "../adaptive.js";
 import { drawNumbering, stratifyDraws } from "../block-effects.js";
 import { buildTree } from "../hierarchy.js";
+import { DEFAULT_CHUNK, resumableEvaluate, type Resumable } from "../checkpoint.js";
 import { screenedAte, type ScreenedAteSettings, type UnitEstimate } from "../estimators.js";
 import type { SampleRequest } from "../samples.js";
 import { boxGrid, forEachCell, paintBoxes, type BoxUnit } from "./boxes.js";
@@ -35,6 +36,8 @@ export interface VolumeBlockSpec {
   settings: Record<string, unknown>;
   seed?: number;
   batchSize?: number;
+  /** file where finished samples are kept; an interrupted run with the same settings resumes from it */
+  checkpointPath?: string;
 }
 
 export interface VolumeAttribution {
@@ -111,15 +114,35 @@ export async function explainVolumeBlocks(
     });
   };
   const runner = model.runner(spec.batchSize ?? VOLUME_BATCH_SIZE);
-  const evaluate = async (reqs: SampleRequest[]) => {
+  // Everything that decides the samples: a rerun with the same key reuses the finished ones.
+  const key = {
+    model: model.sha256,
+    image: kase.imageSha256,
+    mask: kase.maskSha256 ?? null,
+    card: model.card,
+    target: { roi: target.describe, bounds: target.roiBounds, outcome: target.outcome, ref: target.referenceKind },
+    method: spec.method,
+    block: spec.block,
+    stride: spec.stride ?? spec.block,
+    seed,
+    intervention: iv.kind === "constant" ? iv.describe : iv.bank.describe(),
+    draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
+  };
+  let resumable: Resumable | undefined;
+  const raw = async (reqs: SampleRequest[]) => {
     const scores = new Float64Array(reqs.length);
     await runner.run(
       reqs,
       (r, [dst]) => write(r, dst),
-      (out, slot, _r, i) => (scores[i] = target.score(out[model.outputName].data as Float32Array, slot)),
+      (out, slot, r, i) => {
+        scores[i] = target.score(out[model.outputName].data as Float32Array, slot);
+        resumable!.finished(r, scores[i]);
+      },
     );
     return scores;
   };
+  resumable = resumableEvaluate(raw, { path: spec.checkpointPath, key, chunk: DEFAULT_CHUNK });
+  const evaluate = resumable.evaluate;
   let estimates: UnitEstimate[];
   let groupPasses = 0;
   const scheduleNotes: string[] = [];
@@ -135,11 +158,12 @@ export async function explainVolumeBlocks(
         `the map's noise is ${r.noiseRatio.toFixed(2)} of its spread, above the target ${ad.fidelity}: no box could take another round — raise --samples for a closer map`,
       );
   } else estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
+  await resumable.checkpoint?.save();
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
   const { dims, affine, spacing } = kase.volume;
   const toVolume = (values: (i: number) => number, fillValue: number) =>
     fromBox(paintBoxes(box, spec.block, units, values, fillValue), dims, kase.placement, Number.NaN);
-  const notes = [...kase.notes, ...scheduleNotes, "volume runs keep no checkpoint yet: an interrupted run starts again"];
+  const notes = [...kase.notes, ...scheduleNotes, ...(resumable.checkpoint?.notes() ?? [])];
   const tau = (ad ?? spec.estimator).tau;
   if (tau > 0 && results.every((r) => r.effect === 0))
     notes.push(
