@@ -11,7 +11,7 @@ import { loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/v
 import { getMethod, methodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
 import { FAST_SCHEDULE } from "../explain/adaptive.js";
-import { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec } from "../explain/volume/engine.js";
+import { explainVolumeBlocks, planBoxes, volumeTarget, type VolumeAttribution, type VolumeBlockSpec } from "../explain/volume/engine.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { writeVolumeAttribution, type WrittenVolume } from "../report/volume-write.js";
 import { t975 } from "../util/tdist.js";
@@ -111,9 +111,12 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const target: VolumeTargetSpec = { roi, outcome: f.outcome, reference: f.reference };
     const spec = methodSpec(f.method, o, kase, bank);
     const batchSize = typeof f.batchSize === "number" ? f.batchSize : undefined;
+    // The RoI, the reference and the boxes are checked before the folder is claimed.
+    const resolved = await volumeTarget(model, kase, target);
+    planBoxes(kase, resolved, spec);
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
-    const attribution = await explainVolumeBlocks(model, kase, target, {
+    const attribution = await explainVolumeBlocks(model, kase, resolved, {
       ...spec,
       seed: f.seed,
       batchSize,

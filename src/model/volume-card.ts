@@ -88,7 +88,12 @@ export function declaresVolume(raw: unknown): boolean {
 export function isVolumeModel(modelPath: string, explicitCard?: string): boolean {
   const path = explicitCard ?? sidecarPath(modelPath);
   if (!existsSync(path)) return false;
-  return declaresVolume(readJsonBounded(path, { what: "model card", kind: "card", hint: "fix or remove the card file" }));
+  try {
+    return declaresVolume(readJsonBounded(path, { what: "model card", kind: "card", hint: "fix or remove the card file" }));
+  } catch {
+    // An unreadable card is reported by the step that reads it, in its own words.
+    return false;
+  }
 }
 
 /** The volume card of a model, checked against the schema. */

@@ -64,22 +64,17 @@ export interface VolumeAttribution {
   roiMask: Uint8Array;
 }
 
-export async function explainVolumeBlocks(
-  model: VolumeModel,
-  kase: VolumeCase,
-  targetSpec: VolumeTargetSpec,
-  spec: VolumeBlockSpec,
-): Promise<VolumeAttribution> {
-  const t0 = Date.now();
-  const seed = spec.seed ?? 0;
-  const base = kase.input;
-  const baseOutput = (await model.runOne(base)).data as Float32Array;
-  const target = resolveVolumeTarget(model, kase, targetSpec, baseOutput);
-  const box = kase.placement.box;
-  const roiInBox = new Uint8Array(base.length);
+/** The unperturbed pass and the Target: a RoI that cannot work is refused before anything is written. */
+export async function volumeTarget(model: VolumeModel, kase: VolumeCase, spec: VolumeTargetSpec): Promise<VolumeTarget> {
+  const baseOutput = (await model.runOne(kase.input)).data as Float32Array;
+  return resolveVolumeTarget(model, kase, spec, baseOutput);
+}
+
+/** The boxes and the schedule's settings, checked (the same checks whether called up front or by the engine). */
+export function planBoxes(kase: VolumeCase, target: VolumeTarget, spec: VolumeBlockSpec) {
+  const roiInBox = new Uint8Array(kase.input.length);
   for (const c of target.roiCells) roiInBox[c] = 1;
   const grid = boxGrid(kase.placement, kase.volume.dims, spec.block, roiInBox, spec.stride);
-  const { units } = grid;
   const iv = spec.intervention;
   if (iv.kind === "bank" && iv.bank.size !== spec.block)
     fail(
@@ -93,6 +88,24 @@ export async function explainVolumeBlocks(
     fail(`the fast schedule needs at least 2 distinct draws, the intervention has ${draws}`, "use --schedule paper, or a bank with more boxes");
   if (ad && (spec.stride ?? spec.block) !== spec.block)
     fail("the fast schedule needs a partition into boxes (stride = block size)", "use --schedule paper for overlapping windows");
+  return { grid, draws, ad };
+}
+
+/** `target`: a spec, or a Target resolved by `volumeTarget` (the unperturbed pass is then not run again). */
+export async function explainVolumeBlocks(
+  model: VolumeModel,
+  kase: VolumeCase,
+  targetSpec: VolumeTargetSpec | VolumeTarget,
+  spec: VolumeBlockSpec,
+): Promise<VolumeAttribution> {
+  const t0 = Date.now();
+  const seed = spec.seed ?? 0;
+  const base = kase.input;
+  const target = "score" in targetSpec ? targetSpec : await volumeTarget(model, kase, targetSpec);
+  const box = kase.placement.box;
+  const { grid, draws, ad } = planBoxes(kase, target, spec);
+  const { units } = grid;
+  const iv = spec.intervention;
   const tree = ad
     ? buildTree(
         units.map((u) => [u.z, u.y, u.x].map((v, a) => Math.floor((v - grid.origin[a]) / spec.block))),
