@@ -6,7 +6,7 @@ import { dicomDatasetFromFolders } from "../src/data/volume/dicom-cases.js";
 import { readDicomSegMask, readDicomVolume } from "../src/data/volume/dicom/index.js";
 import { readNifti } from "../src/data/volume/nifti.js";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
-import { readCaseImage, readCaseMask } from "../src/data/volume/volume-case.js";
+import { readCaseImage, readCaseMask } from "../src/data/volume/case-files.js";
 import { segcause } from "./helpers/cli.js";
 import { tmp, writeImage } from "./helpers/tiny.js";
 

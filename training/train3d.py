@@ -277,17 +277,14 @@ def finish(args, name, ckpt):
         + f"; trained on {DATASET} train split (random {'x'.join(map(str, a['crop']))} crops)",
         "input": {
             "name": "image", "layout": "ncdhw", "depth": BOX[0], "height": BOX[1], "width": BOX[2],
-            "axes": {"depth": "k", "height": "j", "width": "i"},
             "channels": "gray",
-            "normalisation": "zscore per volume: (v - mean) / sd over all voxels of the volume, before placement",
-            "placement": "centre: volume index 0 sits at box index floor((box - n) / 2) per axis; an axis longer "
-                         "than the box is cropped by the same rule",
-            "fill": 0,
-            "spacing_mm": [1.0, 1.0, 1.0],
+            "normalisation": {"kind": "zscore"},
+            "placement": {"kind": "centre", "fill": 0},
+            "spacing": [1.0, 1.0, 1.0],
             "orientation": "voxel axes i, j, k along R, A, S (the training volumes' affines are diagonal, RAS+)",
         },
         "output": {"name": "mask", "layout": "ncdhw", "kind": "logits", "activation": "sigmoid", "channel": 0,
-                   "threshold": 0.5, "logit_threshold": 0, "channels": CHANNELS},
+                   "threshold": 0.5, "channels": CHANNELS},
         "metrics": {"split": "test", "n": len(dt), "dice_mean": stat["whole"]["mean"], "dice_sd": stat["whole"]["sd"],
                     "dice_min": stat["whole"]["min"], "dice_max": stat["whole"]["max"],
                     "val_dice": round(float(dv[:, 0].mean()), 6),
@@ -302,11 +299,6 @@ def finish(args, name, ckpt):
                      "split": "manifest split: train 195 / val 26 / test 39",
                      "schedule_changes": state.get("schedule_changes", []),
                      "history": state["history"], "onnx_opset": 17, "onnx_ops": ops},
-        "proposed_fields": ["input.layout ncdhw", "input.depth", "input.axes", "input.normalisation", "input.placement",
-                            "input.fill", "input.spacing_mm", "input.orientation", "output.layout ncdhw",
-                            "output.activation", "output.logit_threshold", "output.channels",
-                            "metrics.per_channel", "metrics.val_per_channel", "metrics.per_volume",
-                            "training.flops_per_volume", "training.history", "training.schedule_changes"],
     }
     with open(onnx_path + ".json", "w") as f:
         json.dump(card, f, indent=2)

@@ -11,6 +11,8 @@ import type { ResizeFilter } from "../model/card.js";
 import { ProgressTracker, stderrProgress } from "../util/progress.js";
 import { addCardFlags, cardOverrides, intAtLeast, sizeHW, seed, type CardFlags } from "./options.js";
 import { checkOutputFile } from "../util/files.js";
+import { buildVolumeBank, isVolumeManifest } from "../data/volume/volume-bank.js";
+import { isVolumeModel, readVolumeCard } from "../model/volume-card.js";
 
 interface BankFlags extends CardFlags {
   images: string;
@@ -49,6 +51,17 @@ async function sharedSize(images: string[]): Promise<[number, number]> {
   return [h, w];
 }
 
+/** A bank of boxes from a volume data set, normalised per volume as the 3D model's card says. */
+async function buildVolumes(f: BankFlags): Promise<void> {
+  if (!f.model || !isVolumeModel(f.model, f.card)) fail("a volume data set's bank needs the 3D model it is for", "pass --model with the 3D model (its card gives the normalisation and spacing)");
+  if (!isVolumeManifest(f.images)) fail(`${f.images} is not a manifest of NIfTI volumes`, "pass the volume data set's manifest.json as --images");
+  const { card } = readVolumeCard(f.model, f.card);
+  const splits = f.splits.split(",").map((s) => s.trim());
+  const bank = await buildVolumeBank(f.images, card, { size: f.patchSize, perVolume: f.perImage, seed: f.seed, splits });
+  await bank.save(f.out);
+  process.stdout.write(`wrote ${bank.count} boxes of ${f.patchSize}³ voxels from ${bank.header.sources.length} volumes (${f.splits}), each normalised as ${card.input.normalisation.kind} per volume at ${card.input.spacing.join("x")} mm, to ${f.out}\n`);
+}
+
 export function bankCommand(): Command {
   const bank = new Command("bank").description("patch banks of natural image patches (PdCR's interventions)");
   const build = new Command("build")
@@ -59,7 +72,7 @@ export function bankCommand(): Command {
     .option("--size <h,w>", "resize images to this size first (when no --model; default: the size all the images share)", sizeHW("size"))
     .option("--splits <list>", "manifest splits to use (never the ones you explain)", "train,val")
     .option("--patch-size <px>", "patch size (must equal the explain block size)", intAtLeast("patch-size"), 8)
-    .option("--per-image <n>", "random patches per image", intAtLeast("per-image"), 100)
+    .option("--per-image <n>", "random patches per image (per volume for a volume data set)", intAtLeast("per-image"), 100)
     .option("--seed <n>", "random seed", seed(), 0)
     .option("--no-progress", "no progress on stderr")
     .option("--quiet", "no progress, notes or summary (errors still go to stderr)");
@@ -68,6 +81,7 @@ export function bankCommand(): Command {
     // the size is set below: from --model's card, --size, or the images themselves
     let height = 0, width = 0, filter: ResizeFilter = f.resize ?? "bilinear";
     checkOutputFile(f.out);
+    if (isVolumeManifest(f.images) || (f.model && isVolumeModel(f.model, f.card))) return buildVolumes(f);
     if (f.model && f.size) fail("--size and --model both give the input size", "pass only --model (its card gives the size) or only --size H,W");
     if (f.model) {
       const resolved = Model.readCard(f.model, { card: f.card, overrides: cardOverrides(f) });

@@ -7,7 +7,7 @@ import { decodeMask, imageInfo, readInput } from "../data/image.js";
 import { datasetFromFolders, niftiDatasetFromFolders, readManifest, type FolderDatasetOptions } from "../data/manifest.js";
 import { type DicomCase, dicomDatasetFromFolders } from "../data/volume/dicom-cases.js";
 import { folderKind } from "../data/volume/folder-kind.js";
-import { readCaseImage, readCaseMask } from "../data/volume/volume-case.js";
+import { readCaseImage, readCaseMask } from "../data/volume/case-files.js";
 import { decimal } from "../util/decimal.js";
 import { checkOutputFile } from "../util/files.js";
 import { VERSION } from "../version.js";

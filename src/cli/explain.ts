@@ -25,6 +25,9 @@ import { stderrProgress } from "../util/progress.js";
 import { addCardFlags, CARD_FLAG_KEYS, cardOverrides, fixedOrUndefined, intOrAuto, methodOptionParser, oneOf, seed, type CardFlags } from "./options.js";
 import { t975 } from "../util/tdist.js";
 import { tuneExecution, type ExecutionPlan } from "../model/tune.js";
+import { isVolumeModel } from "../model/volume-card.js";
+import { looksLikeVolume } from "../data/volume/volume-case.js";
+import { checkNoImageFlags, describeVolumeResult, runVolumeExplain, VOLUME_METHODS, volumeJson } from "./explain-volume.js";
 
 export interface ExplainFlags extends CardFlags {
   model: string;
@@ -32,6 +35,9 @@ export interface ExplainFlags extends CardFlags {
   mask?: string;
   roi?: string;
   roiMask?: string;
+  /** volumes only */
+  label?: string;
+  series?: string;
   bank?: string;
   out: string;
   method: string;
@@ -48,7 +54,7 @@ export interface ExplainFlags extends CardFlags {
 }
 
 /** The flags that are not method options. */
-const COMMON = new Set<string>(["model", "image", "mask", "roi", "roiMask", "bank", "out", "method", "seed", "outcome", "reference", "batchSize", "workers", "progress", "colourScale", "json", "quiet", ...CARD_FLAG_KEYS]);
+const COMMON = new Set<string>(["model", "image", "mask", "roi", "roiMask", "bank", "out", "method", "seed", "outcome", "reference", "batchSize", "workers", "progress", "colourScale", "json", "quiet", "label", "series", ...CARD_FLAG_KEYS]);
 
 export interface ExplainResult {
   attribution: Attribution;
@@ -59,6 +65,7 @@ export interface ExplainResult {
 /** Runs one explanation from flag values; shared by `explain` and `demo`. */
 export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const def = getMethod(f.method);
+  if (f.label !== undefined || f.series !== undefined) fail(`--${f.label !== undefined ? "label" : "series"} applies to volumes (NIfTI or DICOM) explained by a 3D model`, "drop it for a 2D image");
   const given = Object.fromEntries(Object.entries(f).filter(([k]) => !COMMON.has(k)));
   const options = resolveOptions(def, given);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi row,col,height,width (model-input pixels) or --roi-mask mask.png");
@@ -161,10 +168,12 @@ export function explainCommand(): Command {
   const cmd = new Command("explain")
     .description("map of which parts of the image drive the model's segmentation inside a region of interest")
     .requiredOption("--model <file>", "ONNX segmentation model")
-    .requiredOption("--image <file>", `image to explain (${IMAGE_FORMATS})`)
-    .option("--mask <file>", "ground-truth binary mask (any two values, e.g. 0/255 or 0/1; any image format); without it Dice is measured against the model's own prediction")
-    .option("--roi <r,c,h,w>", "RoI rectangle in model-input pixels: row,col,height,width (or row,col,size)")
-    .option("--roi-mask <file>", "RoI as a mask image instead of a rectangle")
+    .requiredOption("--image <file>", `image to explain (${IMAGE_FORMATS}), or a volume for a 3D model (.nii/.nii.gz, a DICOM file or series folder)`)
+    .option("--mask <file>", "ground-truth binary mask (any two values, e.g. 0/255 or 0/1; any image format); without it Dice is measured against the model's own prediction. Volumes: a NIfTI label map (with --label) or a DICOM SEG")
+    .option("--label <n[,n]>", "volumes: the label(s) of the --mask/--roi-mask label map that make the structure (default: every non-zero label)")
+    .option("--series <uid>", "volumes: the Series Instance UID to read from a DICOM folder holding several series")
+    .option("--roi <r,c,h,w>", "RoI rectangle in model-input pixels: row,col,height,width (or row,col,size); volumes: z,y,x,d,h,w in voxels of the input volume")
+    .option("--roi-mask <file>", "RoI as a mask image instead of a rectangle (volumes: a label map on the volume's grid, with --label)")
     .option("--bank <file>", "patch bank built with `segcause bank build` (needed by pdcr and pdcr-superpixel)")
     .requiredOption("--out <dir>", "output folder")
     .option("--method <name>", `method: ${methodNames().join(", ")} (see \`segcause methods\`)`, oneOf("method", methodNames()), "pdcr")
@@ -179,6 +188,16 @@ export function explainCommand(): Command {
   addMethodFlags(cmd, allMethods());
   addCardFlags(cmd);
   return cmd.action(async (opts: ExplainFlags & OutputFlags) => {
+    const volumeModel = isVolumeModel(opts.model, opts.card);
+    const volumeImage = await looksLikeVolume(opts.image);
+    if (volumeModel && !volumeImage) fail(`${opts.model} is a 3D model (its card declares a volume input), but ${opts.image} is not a volume`, "give a NIfTI volume (.nii/.nii.gz) or a DICOM series folder as --image");
+    if (!volumeModel && volumeImage) fail(`${opts.image} is a volume, but ${opts.model} is a 2D model (its input is one image)`, "explain volumes with a 3D model whose card declares input.layout \"ncdhw\" (e.g. models/volumes/unet3d-hippocampus.onnx)");
+    if (volumeModel) {
+      checkNoImageFlags(opts);
+      const r = await runVolumeExplain(opts, COMMON);
+      emit(opts, () => describeVolumeResult(r), () => volumeJson(r), r.attribution.notes);
+      return;
+    }
     const r = await runExplain({ ...opts, progress: showProgress(opts) });
     emit(opts, () => describeResult(r), () => explainJson(r), r.attribution.notes);
   });
@@ -187,7 +206,8 @@ export function explainCommand(): Command {
 export function methodsCommand(): Command {
   return new Command("methods").description("list the explanation methods with their cost and options").option("--verbose", "also list every option with its default").action((f: { verbose?: boolean }) => {
     for (const m of allMethods()) {
-      process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}\n`);
+      const volumes = VOLUME_METHODS[m.name] ? `volumes: yes (${VOLUME_METHODS[m.name]})` : "volumes: no";
+      process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}; ${volumes}\n`);
       if (f.verbose) {
         for (const o of m.options) {
           const only = o.appliesWhen ? ` [only with ${o.appliesWhen.values.map((v) => flagLabel(o.appliesWhen!.option, v)).join(" or ")}]` : "";

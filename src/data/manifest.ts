@@ -36,7 +36,7 @@ export interface Dataset {
 }
 
 /** A case of a volume data set: paths resolved, formats told by name. */
-export interface VolumeCase extends ManifestCase {
+export interface VolumeEntry extends ManifestCase {
   /** "nifti": a .nii/.nii.gz file; "dicom": a DICOM file or a folder of one series' files */
   format: "nifti" | "dicom";
   /** Series Instance UID to read from the image folder (it may hold several series) */
@@ -72,7 +72,7 @@ export function readManifest(path: string): Dataset {
     ids.add(c.id);
   }
   if (parsed.data.cases.length === 0) fail(`${file} lists no cases`, "add the dataset's cases (id, image, mask, split) to the manifest");
-  if (manifestKind(parsed.data, file) === "volume") return { name: parsed.data.name, root, kind: "volume", cases: parsed.data.cases.map((c) => volumeCase(c, root, file)) };
+  if (manifestKind(parsed.data, file) === "volume") return { name: parsed.data.name, root, kind: "volume", cases: parsed.data.cases.map((c) => volumeEntry(c, root, file)) };
   return {
     name: parsed.data.name,
     root,
@@ -97,7 +97,7 @@ function manifestKind(m: z.infer<typeof Manifest>, file: string): "image" | "vol
   return volumes.length ? "volume" : "image";
 }
 
-function volumeCase(c: z.infer<typeof CaseEntry>, root: string, file: string): VolumeCase {
+function volumeEntry(c: z.infer<typeof CaseEntry>, root: string, file: string): VolumeEntry {
   const v = VolumeFields.safeParse(c);
   if (!v.success) fail(`${file}: case '${c.id}': ${v.error.issues[0].path.join(".")}: ${v.error.issues[0].message}`, "shape is [nx, ny, nz] voxels, spacing_mm three positive numbers, series a Series Instance UID");
   const image = resolve(root, c.image);
@@ -127,10 +127,10 @@ export function casesInSplits(ds: Dataset, splits: string[]): ManifestCase[] {
 }
 
 /** The volume cases of these splits, paths resolved; a 2D data set is refused. */
-export function volumeCasesInSplits(ds: Dataset, splits: string[]): VolumeCase[] {
+export function volumeCasesInSplits(ds: Dataset, splits: string[]): VolumeEntry[] {
   if (ds.kind !== "volume") fail(`dataset ${ds.name} holds 2D images, and this reads volumes`, "give a data set of volumes (NIfTI files or DICOM series)");
   checkSplits(ds, splits);
-  return (ds.cases as VolumeCase[]).filter((c) => splits.includes(c.split));
+  return (ds.cases as VolumeEntry[]).filter((c) => splits.includes(c.split));
 }
 
 /** How `segcause dataset init` pairs and splits a folder of images (and one of masks). */

@@ -29,6 +29,21 @@ export function uniformDraw(seed: number, unit: number, draw: number, count: num
   return randomInt(seed, unit, draw, count);
 }
 
+/**
+ * Which draw of the intervention request (unit, draw) uses: the paper draws uniformly; the fast
+ * schedule draws round by round, one per stratum; a group draw (unit >= unitCount) gives every
+ * member block its own patch.
+ */
+export function drawNumbering(seed: number, unitCount: number, draws: number, strat: { strata: number[][] } | undefined, commonDraws: boolean): (unit: number, draw: number, member?: number) => number {
+  return (unit, draw, member = 0) => {
+    if (draws === 1) return 0;
+    if (unit >= unitCount) return randomInt(seed, unit, draw * 65536 + member, draws);
+    if (!strat) return uniformDraw(seed, unit, draw, draws);
+    const s = strat.strata[draw % strat.strata.length];
+    return s[randomInt(seed, commonDraws ? -1 : unit, draw, s.length)];
+  };
+}
+
 /** An outcome amount for a note: two decimals, or two significant digits below 0.01 (0 stays "0"). */
 function fmtSmall(x: number): string {
   return x === 0 ? "0" : Math.abs(x) >= 0.01 ? x.toFixed(2) : x.toPrecision(2);
@@ -73,15 +88,7 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   if (ad && grid.stride !== spec.blockSize) fail("the fast schedule needs a partition into blocks (stride = block size)", "use --schedule paper for overlapping windows");
   const tree = ad ? buildQuadtree(units, grid.stride, ad.groupSize) : undefined;
   const strat = ad ? stratifyDraws(intervention.draws, ad.strata, (d) => intervention.drawKey?.(d) ?? d) : undefined;
-  // Which draw of the intervention a request uses: the paper draws uniformly; the fast schedule
-  // draws round by round, one per stratum; a group draw gives every member block its own patch.
-  const drawOf = (unit: number, draw: number, member = 0): number => {
-    if (intervention.draws === 1) return 0;
-    if (unit >= units.length) return ctx.randomInt(unit, draw * 65536 + member, intervention.draws);
-    if (!strat) return uniformDraw(seed, unit, draw, intervention.draws);
-    const s = strat.strata[draw % strat.strata.length];
-    return s[ctx.randomInt(ad!.commonDraws ? -1 : unit, draw, s.length)];
-  };
+  const drawOf = drawNumbering(seed, units.length, intervention.draws, strat, ad?.commonDraws ?? false);
   const membersOf = (unit: number): Unit[] => (unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]));
 
   const key = ctx.checkpointKey([

@@ -29,39 +29,44 @@ export interface Quadtree {
  * with a single member are not formed: the block is tested directly.
  */
 export function buildQuadtree(units: readonly Block[], stride: number, size: number): Quadtree {
+  return buildTree(units.map((u) => [Math.floor(u.row / stride), Math.floor(u.col / stride)]), size);
+}
+
+/**
+ * The same tree over grid cells of any dimension (a cell is its index along each axis): cubes of
+ * `size` cells per axis, each split into 2^d parts (the first axis the most significant bit) down to
+ * single cells. In 3D it is an octree over boxes.
+ */
+export function buildTree(cellOf: readonly (readonly number[])[], size: number): Quadtree {
   const groups: BlockGroup[] = [];
-  const n = units.length;
-  const cellOf = units.map((u) => [Math.floor(u.row / stride), Math.floor(u.col / stride)] as const);
+  const n = cellOf.length;
+  const dims = cellOf[0]?.length ?? 0;
   // Returns the keys (groups) or negative-encoded block indices (-1 - i) covering the members.
-  const build = (members: number[], r0: number, c0: number, s: number): number[] => {
+  const build = (members: number[], origin: readonly number[], s: number): number[] => {
     if (members.length === 0) return [];
     if (members.length === 1 || s === 1) return members.map((i) => -1 - i);
     const h = s / 2;
-    const parts: number[][] = [[], [], [], []];
+    const parts: number[][] = Array.from({ length: 2 ** dims }, () => []);
     for (const i of members) {
-      const [r, c] = cellOf[i];
-      parts[(r >= r0 + h ? 2 : 0) + (c >= c0 + h ? 1 : 0)].push(i);
+      let part = 0;
+      for (let a = 0; a < dims; a++) part = part * 2 + (cellOf[i][a] >= origin[a] + h ? 1 : 0);
+      parts[part].push(i);
     }
     const key = n + groups.length;
     const g: BlockGroup = { key, members, children: [] };
     groups.push(g);
-    const sub = [build(parts[0], r0, c0, h), build(parts[1], r0, c0 + h, h), build(parts[2], r0 + h, c0, h), build(parts[3], r0 + h, c0 + h, h)].flat();
-    g.children = sub;
+    g.children = parts.flatMap((members, part) => build(members, origin.map((o, a) => o + ((part >> (dims - 1 - a)) & 1) * h), h));
     return [key];
   };
   const byTop = new Map<string, number[]>();
-  units.forEach((_, i) => {
-    const [r, c] = cellOf[i];
-    const k = `${Math.floor(r / size)},${Math.floor(c / size)}`;
+  cellOf.forEach((cell, i) => {
+    const k = cell.map((c) => Math.floor(c / size)).join(",");
     let arr = byTop.get(k);
     if (!arr) byTop.set(k, (arr = []));
     arr.push(i);
   });
   const top: number[] = [];
-  for (const [k, members] of byTop) {
-    const [tr, tc] = k.split(",").map(Number);
-    top.push(...build(members, tr * size, tc * size, size));
-  }
+  for (const [k, members] of byTop) top.push(...build(members, k.split(",").map((t) => Number(t) * size), size));
   return { top, groups, blockCount: n };
 }
 

@@ -37,6 +37,11 @@ export const OutputSpec = z.object({
   layout: LayoutSpec.optional(),
   /** probabilities are thresholded as exported; logits get sigmoid (1 channel) or softmax first */
   kind: z.enum(["probabilities", "logits"]),
+  /**
+   * how logits become probabilities: sigmoid on each channel on its own, or softmax across
+   * channels; unstated (every shipped 2D card): sigmoid for one channel, softmax for several
+   */
+  activation: z.enum(["sigmoid", "softmax"]).optional(),
   channel: z.number().int().nonnegative().default(0),
   /** on the class probability (after sigmoid/softmax for logits), so strictly between 0 and 1 */
   threshold: z.number().gt(0).lt(1).default(0.5),
@@ -103,6 +108,10 @@ export function sidecarPath(modelPath: string): string {
 
 function readSidecar(path: string): { card: ModelCard; channelStated: boolean } {
   const raw = readJsonBounded(path, { what: "model card", kind: "card", hint: "give the card's JSON file (--card m.onnx.json), or fix or remove the sidecar file" });
+  // A volume card (src/model/volume-card.ts) is read by the volume path; here it is one clear line.
+  if ((raw as { input?: { layout?: unknown } } | null)?.input?.layout === "ncdhw") {
+    fail(`${path} is the card of a 3D model (input [N, C, D, H, W]); this step takes 2D image models`, "explain volumes with `segcause explain --model <3D model> --image <volume.nii.gz or DICOM folder>`");
+  }
   const parsed = ModelCardSchema.safeParse(raw);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

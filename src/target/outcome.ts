@@ -10,13 +10,20 @@ import type { Region } from "./roi.js";
 export type OutcomeName = "dice" | "soft-dice" | "mean-prob";
 export const OUTCOMES: readonly OutcomeName[] = ["dice", "soft-dice", "mean-prob"];
 
-/** Class probability of pixel p of batch slot `slot`, following the card's output semantics. */
-export function makeProbability(spec: OutputSpec, layout: OutputLayout): (data: Float32Array, slot: number, p: number) => number {
+/** What reading one output channel as probabilities needs (a 2D card's output, or a volume card's). */
+export type ProbabilitySpec = Pick<OutputSpec, "kind" | "channel" | "threshold" | "activation">;
+
+/**
+ * Class probability of cell p of batch slot `slot`, following the card's output semantics. A
+ * volume's output is read as a plane of D*H by W cells (`layout.height` = D*H).
+ */
+export function makeProbability(spec: ProbabilitySpec, layout: Pick<OutputLayout, "channels" | "height" | "width">): (data: Float32Array, slot: number, p: number) => number {
   const plane = layout.height * layout.width;
   const C = layout.channels;
   const ch = spec.channel;
   if (spec.kind === "probabilities") return (d, s, p) => d[(s * C + ch) * plane + p];
-  if (C === 1) return (d, s, p) => 1 / (1 + Math.exp(-d[s * plane + p]));
+  // Independent sigmoid channels (stated in the card); without it one channel is a sigmoid, several a softmax.
+  if (C === 1 || spec.activation === "sigmoid") return (d, s, p) => 1 / (1 + Math.exp(-d[(s * C + ch) * plane + p]));
   return (d, s, p) => {
     const base = s * C * plane + p;
     let max = -Infinity;
@@ -38,8 +45,12 @@ export type OutcomeFn = (data: Float32Array, slot: number) => number;
  * only the RoI's pixels, so its cost is independent of the image size.
  */
 export function makeOutcome(name: OutcomeName, spec: OutputSpec, layout: OutputLayout, region: Region, reference: Uint8Array): OutcomeFn {
+  return makeCellOutcome(name, spec, layout, region.pixels, reference);
+}
+
+/** The outcome on a list of cells (a region's pixels, or a volume RoI's voxels, as flat indices). */
+export function makeCellOutcome(name: OutcomeName, spec: ProbabilitySpec, layout: Pick<OutputLayout, "channels" | "height" | "width">, px: ArrayLike<number>, reference: Uint8Array): OutcomeFn {
   const prob = makeProbability(spec, layout);
-  const px = region.pixels;
   const g = Uint8Array.from(px, (p) => reference[p]);
   let sumG = 0;
   for (const v of g) sumG += v;
@@ -79,7 +90,7 @@ export function makeOutcome(name: OutcomeName, spec: OutputSpec, layout: OutputL
 }
 
 /** The binarised prediction over the whole image (used as reference when no mask is given). */
-export function binarize(spec: OutputSpec, layout: OutputLayout, data: Float32Array, slot = 0): Uint8Array {
+export function binarize(spec: ProbabilitySpec, layout: Pick<OutputLayout, "channels" | "height" | "width">, data: Float32Array, slot = 0): Uint8Array {
   const prob = makeProbability(spec, layout);
   const n = layout.height * layout.width;
   const out = new Uint8Array(n);

@@ -1,56 +1,239 @@
 /**
- * Reading a volume data set's case (see manifest.ts, VolumeCase): its image as a Volume and its mask
- * on the image's voxel grid. A NIfTI label map must lie on the image's grid (dims and affine); a DICOM
- * SEG must reference the image series. The mask is the whole structure: every label > 0, or every
- * segment of the SEG; `labels` says which were present, so a reader can pick one.
+ * A volume Case: a volume read from NIfTI or DICOM, normalised as the model's card says and placed
+ * into the model's box, with the placement kept so maps go back onto the volume's own grid; plus,
+ * optionally, the mask of one structure (a label map with --label, or a DICOM SEG).
  */
+import { statSync } from "node:fs";
+import { basename } from "node:path";
 import { fail } from "../../errors.js";
-import type { VolumeCase } from "../manifest.js";
-import { readDicomSegMask, readDicomVolume, segmentsOf } from "./dicom/index.js";
-import { readDicomFile } from "./dicom/parse.js";
+import type { VolumeCard, VolumeNormalisation } from "../../model/volume-card.js";
+import { sha256 } from "../../util/hash.js";
+import { readDicomSegMask, readDicomVolume } from "./dicom/index.js";
 import { checkSameGeometry } from "./geometry.js";
-import { labelsPresent } from "./label-mask.js";
+import { labelMask, labelsPresent, parseLabels } from "./label-mask.js";
 import { readNifti } from "./nifti.js";
-import type { Volume } from "./volume.js";
+import { isNiftiPath, sniffVolume } from "./sniff.js";
+import { describeGeometry, type Volume } from "./volume.js";
 
-export interface VolumeCaseMask {
-  /** 1 where any label (or segment) is, else 0; the image's layout */
-  mask: Uint8Array;
-  /** label values (NIfTI) or segment numbers (SEG) the mask holds */
-  labels: number[];
-  /** the label map itself (NIfTI masks), for readers that pick one label (labelMask) */
-  labelMap?: Volume;
+/**
+ * Where the volume lies in the model's box: voxel (i, j, k) of the volume is box voxel
+ * (i + offset[0], j + offset[1], k + offset[2]), the box's (W, H, D) axes being the volume's (i, j, k).
+ * A negative offset crops the volume on that axis.
+ */
+export interface Placement {
+  kind: "centre";
+  /** box size along (i, j, k) = the model's (W, H, D) */
+  box: [number, number, number];
+  offset: [number, number, number];
+  /** box value outside the volume, in normalised units */
+  fill: number;
 }
 
-/** The case's image: a NIfTI file, or the DICOM series (a file, or the folder's series `c.series`). */
-export async function readCaseImage(c: Pick<VolumeCase, "image" | "format" | "series">): Promise<Volume> {
-  return c.format === "nifti" ? readNifti(c.image) : readDicomVolume(c.image, c.series ? { seriesUid: c.series } : {});
+export interface VolumeCase {
+  id: string;
+  imagePath: string;
+  imageSha256: string;
+  volume: Volume;
+  /** the normalised volume in the model's box, (D, H, W) with W fastest: the unperturbed input */
+  input: Float32Array;
+  placement: Placement;
+  /** raw intensity → normalised input value, for fills stated in the volume's own units */
+  normalise: (raw: number) => number;
+  /** the structure's mask on the volume grid (1 inside), when given */
+  mask?: Uint8Array;
+  maskPath?: string;
+  maskSha256?: string;
+  labels?: number[];
+  notes: string[];
 }
 
-/** The case's mask over `image` (read with readCaseImage); refused in one line when it does not fit the image. */
-export async function readCaseMask(c: Pick<VolumeCase, "image" | "mask" | "maskFormat">, image: Volume): Promise<VolumeCaseMask> {
-  if (!c.mask) fail(`case image ${c.image} has no mask in the manifest`, "add its mask, or use a case that has one");
-  if (c.maskFormat === "nifti") {
-    const map = await readNifti(c.mask);
-    checkSameGeometry(image, map, [`image ${c.image}`, `mask ${c.mask}`]);
-    const labels = labelsPresent(map);
+export interface VolumeCaseOptions {
+  mask?: string;
+  /** "1" or "1,2": the labels that make the structure (default: every non-zero label) */
+  label?: string;
+  seriesUid?: string;
+}
+
+/** Reads a volume: NIfTI (by content), or a DICOM file or folder holding one series. */
+export async function readVolume(path: string, opts: { seriesUid?: string } = {}): Promise<Volume> {
+  let dir = false;
+  try {
+    dir = statSync(path).isDirectory();
+  } catch {
+    fail(`volume ${path} does not exist`, "check the --image path (a .nii/.nii.gz file, a DICOM file or a DICOM series folder)");
+  }
+  if (!dir && (isNiftiPath(path) || (await sniffVolume(path)) === "nifti")) return readNifti(path);
+  return readDicomVolume(path, { seriesUid: opts.seriesUid });
+}
+
+/** true when the path is a volume (NIfTI by name or content, a DICOM folder or file) rather than a 2D image. */
+export async function looksLikeVolume(path: string): Promise<boolean> {
+  try {
+    if (statSync(path).isDirectory()) return true;
+  } catch {
+    return false;
+  }
+  if (isNiftiPath(path) || /\.dcm$/i.test(path)) return true;
+  return (await sniffVolume(path).catch(() => "other")) === "nifti";
+}
+
+/** The normalisation of the card as a function of raw intensity, from the volume's own statistics. */
+export function volumeNormaliser(data: Float32Array, n: VolumeNormalisation): (raw: number) => number {
+  switch (n.kind) {
+    case "zscore": {
+      let s = 0;
+      for (const v of data) s += v;
+      const mean = s / data.length;
+      let ss = 0;
+      for (const v of data) ss += (v - mean) ** 2;
+      const sd = Math.sqrt(ss / data.length);
+      // A constant volume has no spread: it becomes 0 everywhere instead of NaN.
+      const inv = sd > 0 ? 1 / sd : 0;
+      return (v) => (v - mean) * inv;
+    }
+    case "percentile": {
+      const sorted = Float32Array.from(data).sort();
+      const at = (p: number) => sorted[Math.min(sorted.length - 1, Math.max(0, Math.round((p / 100) * (sorted.length - 1))))];
+      return clipTo(at(n.low), at(n.high));
+    }
+    case "ct-window":
+      return clipTo(n.centre - n.width / 2, n.centre + n.width / 2);
+  }
+}
+
+function clipTo(lo: number, hi: number): (raw: number) => number {
+  const span = hi > lo ? hi - lo : 1;
+  return (v) => (Math.min(hi, Math.max(lo, v)) - lo) / span;
+}
+
+/** The card's centre placement of a volume of dims [nx, ny, nz] into its box. */
+export function centrePlacement(dims: [number, number, number], card: VolumeCard): Placement {
+  const box: [number, number, number] = [card.input.width, card.input.height, card.input.depth];
+  return {
+    kind: "centre",
+    box,
+    offset: [0, 1, 2].map((a) => Math.floor((box[a] - dims[a]) / 2)) as [number, number, number],
+    fill: card.input.placement.fill,
+  };
+}
+
+/** Values on the volume grid (i fastest) → the box (W fastest), `fill` outside the volume. */
+export function toBox<T extends Float32Array | Uint8Array>(
+  values: T,
+  dims: [number, number, number],
+  p: Placement,
+  fill: number,
+  make: (n: number) => T,
+): T {
+  const [bx, by, bz] = p.box;
+  const [nx, ny, nz] = dims;
+  const out = make(bx * by * bz);
+  out.fill(fill);
+  for (let bk = 0; bk < bz; bk++) {
+    const k = bk - p.offset[2];
+    if (k < 0 || k >= nz) continue;
+    for (let bj = 0; bj < by; bj++) {
+      const j = bj - p.offset[1];
+      if (j < 0 || j >= ny) continue;
+      const i0 = Math.max(0, -p.offset[0]),
+        i1 = Math.min(nx, bx - p.offset[0]);
+      const src = (k * ny + j) * nx;
+      out.set(values.subarray(src + i0, src + i1) as never, (bk * by + bj) * bx + i0 + p.offset[0]);
+    }
+  }
+  return out;
+}
+
+/** A map on the box → the volume grid; voxels the box does not see (cropped) get `outside`. */
+export function fromBox(values: Float32Array, dims: [number, number, number], p: Placement, outside: number): Float32Array {
+  const [bx, by] = p.box;
+  const [nx, ny, nz] = dims;
+  const out = new Float32Array(nx * ny * nz);
+  for (let k = 0; k < nz; k++) {
+    for (let j = 0; j < ny; j++) {
+      for (let i = 0; i < nx; i++) {
+        const b = [i + p.offset[0], j + p.offset[1], k + p.offset[2]];
+        out[(k * ny + j) * nx + i] = b.every((x, a) => x >= 0 && x < p.box[a]) ? values[(b[2] * by + b[1]) * bx + b[0]] : outside;
+      }
+    }
+  }
+  return out;
+}
+
+/** Spacing may differ by this fraction per axis and still be the card's (headers round). */
+const SPACING_TOLERANCE = 0.01;
+
+export async function loadVolumeCase(model: { card: VolumeCard }, imagePath: string, opts: VolumeCaseOptions = {}): Promise<VolumeCase> {
+  const volume = await readVolume(imagePath, { seriesUid: opts.seriesUid });
+  const { card } = model;
+  const want = card.input.spacing;
+  if (volume.spacing.some((s, a) => Math.abs(s - want[a]) > SPACING_TOLERANCE * want[a])) {
+    fail(
+      `${imagePath} has voxels of ${volume.spacing.map((s) => Number(s.toPrecision(4))).join("x")} mm, but the model was trained at ${want.join("x")} mm (${describeGeometry(volume)})`,
+      `resample the volume to ${want.join("x")} mm first (segcause does not resample volumes yet), e.g. with 3D Slicer or nibabel.processing.resample_to_output`,
+    );
+  }
+  const normalise = volumeNormaliser(volume.data, card.input.normalisation);
+  const norm = volume.data.map(normalise);
+  const placement = centrePlacement(volume.dims, card);
+  const notes: string[] = [];
+  const cropped = placement.offset.some((o) => o < 0);
+  if (cropped)
+    notes.push(
+      `the volume (${volume.dims.join("x")}) is larger than the model's box (${placement.box.join("x")}) on some axis: it was cropped about its centre, and the map is NaN where the model did not see it`,
+    );
+  const input = toBox(norm, volume.dims, placement, placement.fill, (n) => new Float32Array(n));
+  const kase: VolumeCase = { id: volumeId(imagePath), imagePath, imageSha256: volumeSha(volume), volume, input, placement, normalise, notes };
+  if (opts.label !== undefined && opts.mask === undefined)
+    fail("--label is given without --mask", "pass --mask labels.nii.gz (the label map) with --label");
+  if (opts.mask !== undefined) {
+    const m = await readStructure(opts.mask, volume, imagePath, opts.label);
+    Object.assign(kase, m);
+  }
+  return kase;
+}
+
+/** A structure's mask from a NIfTI label map (--label) or a DICOM SEG, on the image's grid. */
+export async function readStructure(
+  path: string,
+  image: Volume,
+  imagePath: string,
+  label?: string,
+): Promise<{ mask: Uint8Array; maskPath: string; maskSha256: string; labels?: number[] }> {
+  let dir = false;
+  try {
+    dir = statSync(path).isDirectory();
+  } catch {
+    fail(`mask ${path} does not exist`, "check the --mask path (a NIfTI label map, or a DICOM SEG file)");
+  }
+  if (!dir && (isNiftiPath(path) || (await sniffVolume(path)) === "nifti")) {
+    const map = await readNifti(path);
+    checkSameGeometry(image, map, [`image ${basename(imagePath)}`, `mask ${basename(path)}`]);
+    const labels = label !== undefined ? parseLabels(label) : labelsPresent(map);
     if (labels === undefined)
-      fail(
-        `mask ${c.mask} is not a label map: it holds values that are not whole numbers, or more than 32 distinct values`,
-        "give a label map (0 background, 1, 2 ... structures) or a binary mask",
-      );
-    const mask = new Uint8Array(map.data.length);
-    for (let i = 0; i < mask.length; i++) if (map.data[i] !== 0) mask[i] = 1;
-    return { mask, labels, labelMap: map };
+      fail(`mask ${path} is not a label map (its values are not a few whole numbers)`, "give a label map (0 background, 1, 2, ... structures)");
+    if (labels.length === 0) fail(`mask ${path} holds only 0: no labelled voxel`, "give the label map of this volume");
+    const mask = labelMask(map, labels, `mask ${basename(path)}`);
+    return { mask, maskPath: path, maskSha256: sha256(new Uint8Array(map.data.buffer, map.data.byteOffset, map.data.byteLength)), labels };
   }
-  const segments = segmentsOf(readDicomFile(c.mask, "DICOM SEG").dataSet);
-  const mask = new Uint8Array(image.data.length);
-  const labels: number[] = [];
-  // every segment, so a SEG of several structures is the union of them
-  for (const s of segments.length ? segments : [undefined]) {
-    const m = await readDicomSegMask(c.mask, image, s ? { segment: s.number } : {});
-    if (m.mask.some((v) => v)) labels.push(m.segment.number);
-    for (let i = 0; i < mask.length; i++) mask[i] |= m.mask[i]!;
-  }
-  return { mask, labels };
+  if (label !== undefined)
+    fail("--label applies to a NIfTI label map; a DICOM SEG's segment is chosen by its number", "drop --label for a DICOM SEG mask");
+  const seg = await readDicomSegMask(path, image);
+  return { mask: seg.mask, maskPath: path, maskSha256: sha256(seg.mask) };
+}
+
+function volumeId(path: string): string {
+  return basename(path)
+    .replace(/\.nii(\.gz)?$/i, "")
+    .replace(/\.dcm$/i, "");
+}
+
+/** The identity of the voxels and their grid (a DICOM series has no single file to hash). */
+export function volumeSha(v: Volume): string {
+  return sha256(
+    Buffer.concat([
+      Buffer.from(JSON.stringify({ dims: v.dims, affine: v.affine })),
+      Buffer.from(v.data.buffer, v.data.byteOffset, v.data.byteLength),
+    ]),
+  );
 }

@@ -1,0 +1,191 @@
+/**
+ * VolumeBank: PdCR's natural patches for volumes — boxes cut from other volumes of the same data
+ * set, each volume normalised on its own as the model's card says, at the card's spacing. Stored in
+ * one file: magic, a JSON header line with provenance, then count x size³ float32 (little-endian).
+ */
+import { readFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { z } from "zod";
+import { fail } from "../../errors.js";
+import type { VolumeCard } from "../../model/volume-card.js";
+import { VolumeNormalisation } from "../../model/volume-card.js";
+import { writeFileAtomic } from "../../util/atomic.js";
+import { readFileBoundedAsync, readJsonBounded } from "../../util/read.js";
+import { Rng } from "../../util/rng.js";
+import { VERSION } from "../../version.js";
+import { readNifti } from "./nifti.js";
+import { volumeNormaliser, volumeSha } from "./volume-case.js";
+
+const MAGIC = "SEGCAUSE-VOLUMEBANK-1\n";
+
+const count = z.number().int().nonnegative();
+const HeaderSchema = z.object({
+  format: z.literal("segcause.volumebank/1"),
+  /** box side in voxels (must equal the explain block size) */
+  size: z.number().int().min(1).max(256),
+  count,
+  perVolume: count,
+  seed: z.number().int(),
+  normalisation: VolumeNormalisation,
+  spacing: z.tuple([z.number(), z.number(), z.number()]),
+  /** sha256 of the voxels and grid of each source (as a volume Case's imageSha256) */
+  sources: z.array(z.object({ name: z.string(), sha256: z.string(), patches: count })),
+  createdWith: z.string(),
+});
+export type VolumeBankHeader = z.infer<typeof HeaderSchema>;
+
+/** The cases of a data set manifest (its `cases`, with `image` relative to the manifest's folder). */
+const ManifestCases = z
+  .object({ cases: z.array(z.object({ id: z.string(), image: z.string(), split: z.string().optional() }).passthrough()) })
+  .passthrough();
+
+export class VolumeBank {
+  constructor(
+    readonly header: VolumeBankHeader,
+    /** count x size³ values in normalised units, each box (D, H, W) with W fastest */
+    readonly data: Float32Array,
+    /** patch i of this bank is patch index[i] of the file (after removing a source) */
+    private readonly index?: Uint32Array,
+  ) {}
+
+  get size(): number {
+    return this.header.size;
+  }
+  get count(): number {
+    return this.index ? this.index.length : this.header.count;
+  }
+
+  patch(i: number): Float32Array {
+    const n = this.size ** 3;
+    const j = this.index ? this.index[i] : i;
+    return this.data.subarray(j * n, (j + 1) * n);
+  }
+
+  /** The bank without the patches of the source whose voxels hash to `sha` (the volume explained). */
+  without(sha: string): { bank: VolumeBank; removed: number } {
+    let at = 0;
+    const keep: number[] = [];
+    let removed = 0;
+    for (const s of this.header.sources) {
+      for (let k = 0; k < s.patches; k++) s.sha256 === sha ? removed++ : keep.push(at + k);
+      at += s.patches;
+    }
+    if (removed === 0) return { bank: this, removed };
+    return { bank: new VolumeBank(this.header, this.data, Uint32Array.from(keep)), removed };
+  }
+
+  describe(): Record<string, unknown> {
+    const { format, size, count, perVolume, seed, normalisation, spacing } = this.header;
+    return {
+      kind: "volume-bank",
+      format,
+      size,
+      count,
+      used: this.count,
+      perVolume,
+      seed,
+      normalisation,
+      spacing,
+      sources: this.header.sources.length,
+    };
+  }
+
+  async save(path: string): Promise<void> {
+    const head = Buffer.from(`${MAGIC}${JSON.stringify(this.header)}\n`);
+    const body = Buffer.from(this.data.buffer, this.data.byteOffset, this.data.byteLength);
+    await writeFileAtomic(path, Buffer.concat([head, body]));
+  }
+
+  static async load(path: string): Promise<VolumeBank> {
+    const bytes = await readFileBoundedAsync(path, {
+      what: "volume bank",
+      kind: "bank",
+      hint: "build one with `segcause bank build --images manifest.json --model m.onnx` on a volume data set",
+    });
+    const hint = "build the bank again with `segcause bank build` on a volume manifest";
+    if (bytes.subarray(0, MAGIC.length).toString() !== MAGIC) fail(`${path} is not a segcause volume bank`, hint);
+    const nl = bytes.indexOf(10, MAGIC.length);
+    if (nl < 0) fail(`${path} is truncated (no header)`, hint);
+    const parsed = HeaderSchema.safeParse(JSON.parse(bytes.subarray(MAGIC.length, nl).toString()));
+    if (!parsed.success) fail(`${path}: bank header is invalid (${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message})`, hint);
+    const h = parsed.data;
+    const n = h.count * h.size ** 3;
+    if (bytes.length - nl - 1 !== n * 4) fail(`${path} holds ${bytes.length - nl - 1} bytes of patches, its header says ${n * 4}`, hint);
+    const data = new Float32Array(n);
+    Buffer.from(data.buffer).set(bytes.subarray(nl + 1));
+    return new VolumeBank(h, data);
+  }
+}
+
+/** true when a manifest's first case is a NIfTI volume (a volume data set). */
+export function isVolumeManifest(path: string): boolean {
+  const file = path.endsWith(".json") ? path : `${path}/manifest.json`;
+  try {
+    const m = ManifestCases.parse(JSON.parse(readFileSync(file, "utf8")));
+    return m.cases.length > 0 && /\.nii(\.gz)?$/i.test(m.cases[0].image);
+  } catch {
+    return false;
+  }
+}
+
+export interface VolumeBankOptions {
+  size: number;
+  perVolume: number;
+  seed: number;
+  splits: string[];
+}
+
+/**
+ * Cuts `perVolume` random boxes from each volume of the manifest's splits, each volume normalised
+ * on its own by the card's rule; a volume at another spacing than the card's is refused.
+ */
+export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o: VolumeBankOptions): Promise<VolumeBank> {
+  const file = manifestPath.endsWith(".json") ? manifestPath : `${manifestPath}/manifest.json`;
+  const parsed = ManifestCases.safeParse(readJsonBounded(file, { what: "manifest", kind: "manifest", hint: "give a data set's manifest.json" }));
+  if (!parsed.success) fail(`${file} is not a data set manifest (no cases with image paths)`, "give a manifest made by `segcause dataset init`");
+  const cases = parsed.data.cases.filter((c) => c.split !== undefined && o.splits.includes(c.split));
+  if (cases.length === 0)
+    fail(`${file} has no case in the splits ${o.splits.join(", ")}`, "choose --splits among the manifest's splits (e.g. train,val)");
+  const rng = new Rng(o.seed, 0x766f6c);
+  const s = o.size;
+  const chunks: Float32Array[] = [];
+  const sources: VolumeBankHeader["sources"] = [];
+  for (const c of cases) {
+    const v = await readNifti(resolve(dirname(file), c.image));
+    const want = card.input.spacing;
+    if (v.spacing.some((x, a) => Math.abs(x - want[a]) > 0.01 * want[a]))
+      fail(
+        `${c.image} has voxels of ${v.spacing.join("x")} mm, the model's card ${want.join("x")} mm`,
+        "resample the data set to the model's spacing first",
+      );
+    const [nx, ny, nz] = v.dims;
+    if (Math.min(nx, ny, nz) < s) fail(`${c.image} (${v.dims.join("x")}) is smaller than a ${s}-voxel box`, "use a smaller --patch-size");
+    const norm = volumeNormaliser(v.data, card.input.normalisation);
+    const out = new Float32Array(o.perVolume * s ** 3);
+    for (let p = 0; p < o.perVolume; p++) {
+      const [x0, y0, z0] = [rng.int(nx - s + 1), rng.int(ny - s + 1), rng.int(nz - s + 1)];
+      for (let dz = 0; dz < s; dz++)
+        for (let dy = 0; dy < s; dy++)
+          for (let dx = 0; dx < s; dx++) {
+            out[p * s ** 3 + (dz * s + dy) * s + dx] = norm(v.data[((z0 + dz) * ny + y0 + dy) * nx + x0 + dx]);
+          }
+    }
+    chunks.push(out);
+    sources.push({ name: c.id, sha256: volumeSha(v), patches: o.perVolume });
+  }
+  const data = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) data.set(c, at), (at += c.length);
+  const header: VolumeBankHeader = {
+    format: "segcause.volumebank/1",
+    size: s,
+    count: cases.length * o.perVolume,
+    perVolume: o.perVolume,
+    seed: o.seed,
+    normalisation: card.input.normalisation,
+    spacing: card.input.spacing,
+    sources,
+    createdWith: `segcause ${VERSION}`,
+  };
+  return new VolumeBank(header, data);
+}

@@ -1,0 +1,103 @@
+/**
+ * The Target on a volume: a RoI (a box in the input volume's voxels, or a structure's mask on its
+ * grid) carried into the model's box, the reference (ground truth or the unperturbed prediction)
+ * and the outcome, computed on the RoI's voxels exactly as for 2D images (makeCellOutcome).
+ */
+import { fail } from "../errors.js";
+import type { VolumeCase } from "../data/volume/volume-case.js";
+import { toBox } from "../data/volume/volume-case.js";
+import type { VolumeModel } from "../model/volume-model.js";
+import { binarize, makeCellOutcome, type OutcomeFn, type OutcomeName } from "./outcome.js";
+import { describeVolumeRoi, volumeRoiMask, type VolumeRoiBox } from "./volume-roi.js";
+
+export interface VolumeTargetSpec {
+  /** a box in the input volume's voxels, or a 0/1 mask on its grid */
+  roi: VolumeRoiBox | { mask: Uint8Array; name: string };
+  outcome?: OutcomeName;
+  reference?: "auto" | "ground-truth" | "prediction";
+}
+
+export interface VolumeTarget {
+  /** the RoI on the volume grid (1 inside) */
+  roiMask: Uint8Array;
+  /** the RoI's cells in the model's box (flat (D, H, W) indices, W fastest) */
+  roiCells: Uint32Array;
+  /** the RoI's bounding box in box coordinates, [z0, y0, x0, z1, y1, x1] inclusive */
+  roiBounds: [number, number, number, number, number, number];
+  describe: string;
+  outcome: OutcomeName;
+  referenceKind: "ground-truth" | "prediction";
+  /** the reference mask in the box */
+  reference: Uint8Array;
+  score: OutcomeFn;
+  base: number;
+}
+
+export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: VolumeTargetSpec, baseOutput: Float32Array): VolumeTarget {
+  const { dims } = kase.volume;
+  const isBox = !("mask" in spec.roi);
+  const roiMask = isBox ? volumeRoiMask(spec.roi as VolumeRoiBox, dims) : (spec.roi as { mask: Uint8Array }).mask;
+  const describe = isBox ? `box ${describeVolumeRoi(spec.roi as VolumeRoiBox)}` : `the structure of ${(spec.roi as { name: string }).name}`;
+  let inside = 0;
+  for (const v of roiMask) inside += v;
+  if (inside === 0) fail(`the RoI (${describe}) holds no voxel`, "give a RoI mask with the structure in it, or --roi z,y,x,d,h,w");
+  const boxRoi = toBox(roiMask, dims, kase.placement, 0, (n) => new Uint8Array(n));
+  const cells: number[] = [];
+  for (let c = 0; c < boxRoi.length; c++) if (boxRoi[c]) cells.push(c);
+  if (cells.length < inside)
+    fail(
+      `the RoI (${describe}) reaches outside the model's ${kase.placement.box.join("x")} box: ${inside - cells.length} of its voxels were cropped away`,
+      "give a RoI inside the centre part of the volume that the model sees",
+    );
+  const roiCells = Uint32Array.from(cells);
+  const [bx, by] = kase.placement.box;
+  const b = [Infinity, Infinity, Infinity, -1, -1, -1];
+  for (const c of roiCells) {
+    const x = c % bx,
+      y = Math.floor(c / bx) % by,
+      z = Math.floor(c / (bx * by));
+    [z, y, x].forEach((v, a) => {
+      b[a] = Math.min(b[a], v);
+      b[a + 3] = Math.max(b[a + 3], v);
+    });
+  }
+  const outcome = spec.outcome ?? "dice";
+  const wanted = spec.reference ?? "auto";
+  if (wanted === "ground-truth" && !kase.mask)
+    fail("reference 'ground-truth' needs a mask", "pass --mask (with --label), or use --reference prediction");
+  const referenceKind = wanted === "auto" ? (kase.mask ? "ground-truth" : "prediction") : wanted;
+  const layout = flatLayout(model);
+  for (const v of baseOutput)
+    if (!Number.isFinite(v)) fail("the model produced NaN or Inf on the unperturbed volume", "check the model export and the card's normalisation");
+  const reference =
+    referenceKind === "ground-truth"
+      ? toBox(kase.mask!, dims, kase.placement, 0, (n) => new Uint8Array(n))
+      : binarize(model.card.output, layout, baseOutput);
+  if (outcome !== "mean-prob") {
+    let g = 0;
+    for (const c of roiCells) g += reference[c];
+    if (g === 0)
+      fail(
+        `the ${referenceKind === "ground-truth" ? "ground-truth mask" : "model's prediction"} is empty inside the RoI (${describe}), so Dice is 0 whatever the input`,
+        "move the RoI onto the structure, or use --outcome mean-prob",
+      );
+  }
+  const score = makeCellOutcome(outcome, model.card.output, layout, roiCells, reference);
+  return {
+    roiMask,
+    roiCells,
+    roiBounds: b as VolumeTarget["roiBounds"],
+    describe,
+    outcome,
+    referenceKind,
+    reference,
+    score,
+    base: score(baseOutput, 0),
+  };
+}
+
+/** The output read as planes of D*H by W cells, so the 2D outcome code indexes a volume's voxels. */
+export function flatLayout(model: VolumeModel): { channels: number; height: number; width: number } {
+  const { channels, depth, height, width } = model.outputLayout;
+  return { channels, height: depth * height, width };
+}

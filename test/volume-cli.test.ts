@@ -1,0 +1,209 @@
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { readNifti } from "../src/data/volume/nifti.js";
+import { PARAMETRIC_MAP_SOP_CLASS, readDicomFile, readDicomVolume } from "../src/data/volume/dicom/index.js";
+import { niftiBytes, writeNifti } from "../src/data/volume/nifti-write.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import { segcause } from "./helpers/cli.js";
+import { regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+
+const HIPPO = join("..", "shared", "data", "hippocampus");
+const MODEL3D = join("models", "volumes", "unet3d-hippocampus.onnx");
+const N = 16;
+
+/** A 16³ model whose output is 10·(mean of the input over the whole box) − 1 (enough for refusals). */
+function meanModel(): Uint8Array {
+  const g = new GraphBuilder("mean-3d");
+  const x = g.input("image", ["N", 1, N, N, N]);
+  const conv = g.node("Conv", [x, g.constant([1, 1, N, N, N], new Float32Array(N ** 3).fill(10 / N ** 3)), g.constant([1], [1])], {
+    kernel_shape: [N, N, N],
+  });
+  const out = g.node("Add", [conv, g.constant([1, 1, N, N, N], new Float32Array(N ** 3))], {}, ["mask"]);
+  g.output(out, ["N", 1, N, N, N]);
+  return g.toBytes();
+}
+
+const CARD = {
+  input: {
+    name: "image",
+    layout: "ncdhw",
+    depth: N,
+    height: N,
+    width: N,
+    channels: "gray",
+    normalisation: { kind: "zscore" },
+    placement: { kind: "centre", fill: 0 },
+    spacing: [1, 1, 1],
+  },
+  output: { name: "mask", layout: "ncdhw", kind: "logits", activation: "sigmoid", channel: 0 },
+};
+
+let dir: string, model: string, volume: string, labels: string, png: string, model2d: string;
+const AFFINE = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
+
+beforeAll(async () => {
+  dir = tmp();
+  model = writeModel(dir, "mean3d.onnx", meanModel(), CARD);
+  volume = join(dir, "v.nii.gz");
+  await writeNifti(volume, { dims: [N, N, N], affine: AFFINE, data: Float32Array.from({ length: N ** 3 }, (_, i) => i % 7) });
+  labels = join(dir, "labels.nii.gz");
+  await writeNifti(labels, { dims: [N, N, N], affine: AFFINE, data: Float32Array.from({ length: N ** 3 }, (_, i) => (i % N < 4 ? 1 : 0)) });
+  png = await writeImage(dir, "flat.png", () => 200);
+  model2d = writeModel(dir, "causal2d.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
+});
+
+function refused(args: string[], pattern: RegExp): void {
+  const out = join(dir, `out-${Math.random().toString(36).slice(2)}`);
+  const r = segcause("explain", ...args, "--out", out);
+  expect(r.code, r.stderr).toBe(1);
+  const lines = r.stderr.trim().split("\n");
+  expect(lines, r.stderr).toHaveLength(1);
+  expect(lines[0]).toMatch(pattern);
+  // refused before the output folder is made
+  expect(existsSync(out)).toBe(false);
+}
+
+describe("explain on a real hippocampus volume with the shipped 3D model", () => {
+  it("zero ablation writes map.nii.gz and stderr.nii.gz on the input's grid, with spacing, affine and placement in map.json", async () => {
+    const manifest = JSON.parse(readFileSync(join(HIPPO, "manifest.json"), "utf8")) as {
+      cases: { id: string; image: string; mask: string; split: string }[];
+    };
+    const c = manifest.cases.find((x) => x.split === "test")!;
+    const out = join(dir, "real");
+    const r = segcause(
+      "explain",
+      "--model",
+      MODEL3D,
+      "--image",
+      join(HIPPO, c.image),
+      "--mask",
+      join(HIPPO, c.mask),
+      "--label",
+      "1,2",
+      "--roi-mask",
+      join(HIPPO, c.mask),
+      "--method",
+      "zero",
+      "--block",
+      "16",
+      "--out",
+      out,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const input = await readNifti(join(HIPPO, c.image));
+    const map = await readNifti(join(out, "map.nii.gz"));
+    const se = await readNifti(join(out, "stderr.nii.gz"));
+    for (const v of [map, se]) {
+      expect(v.dims).toEqual(input.dims);
+      for (let i = 0; i < 16; i++) expect(v.affine[i]).toBeCloseTo(input.affine[i], 5);
+    }
+    const json = JSON.parse(readFileSync(join(out, "map.json"), "utf8"));
+    expect(json.provenance.volume.dims).toEqual(input.dims);
+    expect(json.provenance.volume.spacing).toEqual(input.spacing);
+    expect(json.provenance.volume.placement.box).toEqual([48, 64, 48]);
+    // every box's effect is painted over its voxels on the input grid (the RoI's voxels hold 0)
+    const [nx, ny] = input.dims;
+    const p = json.provenance.volume.placement.offset as number[];
+    for (const u of json.units as { z: number; y: number; x: number; effect: number }[]) {
+      const at = ((u.z - p[2]) * ny + (u.y - p[1])) * nx + (u.x - p[0]);
+      expect(map.data[at]).toBeCloseTo(u.effect, 4);
+    }
+    expect(json.baseOutcome).toBeGreaterThan(80);
+    expect(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).files).toContain("map.nii.gz");
+  });
+});
+
+describe("explain on a DICOM series", () => {
+  it("writes the NIfTI maps on the series' grid and a DICOM Parametric Map that references it", async () => {
+    const series = join("..", "shared", "data", "dicom", "mr-hippocrop", "study1");
+    const out = join(dir, "dicom");
+    const r = segcause(
+      "explain",
+      "--model",
+      MODEL3D,
+      "--image",
+      series,
+      "--roi",
+      "12,16,14,6,8,6",
+      "--method",
+      "zero",
+      "--block",
+      "16",
+      "--out",
+      out,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const input = await readDicomVolume(series);
+    const map = await readNifti(join(out, "map.nii.gz"));
+    expect(map.dims).toEqual(input.dims);
+    for (let i = 0; i < 16; i++) expect(map.affine[i]).toBeCloseTo(input.affine[i], 4);
+    const pm = readDicomFile(join(out, "map-parametric.dcm"), "DICOM Parametric Map");
+    expect(pm.dataSet.string("x00080016")).toBe(PARAMETRIC_MAP_SOP_CLASS);
+    expect(
+      readFileSync(join(out, "map-parametric.dcm")).includes(Buffer.from(input.source.kind === "dicom" ? input.source.seriesInstanceUid : "?")),
+    ).toBe(true);
+  });
+});
+
+describe("volume inputs that cannot work are refused in one line, exit 1, nothing complete written", () => {
+  it("a 4D NIfTI", () => {
+    const bytes = niftiBytes({ dims: [N, N, N], affine: AFFINE, data: new Float32Array(N ** 3) });
+    const four = Buffer.concat([Buffer.from(bytes), Buffer.alloc(N ** 3 * 4)]);
+    four.writeInt16LE(4, 40);
+    four.writeInt16LE(2, 48);
+    const path = join(dir, "four.nii");
+    writeFileSync(path, four);
+    refused(["--model", model, "--image", path, "--roi", "0,0,0,4,4,4", "--method", "zero"], /4D NIfTI/);
+  });
+
+  it("a mask on another grid", async () => {
+    const other = join(dir, "other.nii.gz");
+    await writeNifti(other, { dims: [N, N, N - 1], affine: AFFINE, data: new Float32Array(N * N * (N - 1)).fill(1) });
+    refused(
+      ["--model", model, "--image", volume, "--mask", other, "--label", "1", "--roi", "0,0,0,4,4,4", "--method", "zero"],
+      /not on the voxel grid/,
+    );
+  });
+
+  it("a volume at another spacing than the model's card (no resampling yet)", async () => {
+    const coarse = join(dir, "coarse.nii.gz");
+    await writeNifti(coarse, {
+      dims: [N, N, N],
+      affine: [2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1],
+      data: Float32Array.from({ length: N ** 3 }, (_, i) => i % 5),
+    });
+    refused(
+      ["--model", model, "--image", coarse, "--roi", "0,0,0,4,4,4", "--method", "zero"],
+      /voxels of 2x2x2 mm, but the model was trained at 1x1x1 mm/,
+    );
+  });
+
+  it("a label the map does not hold", () => {
+    refused(
+      ["--model", model, "--image", volume, "--mask", labels, "--label", "7", "--roi", "0,0,0,4,4,4", "--method", "zero"],
+      /label 7 is not in .*labels present: 1/,
+    );
+  });
+
+  it("a RoI outside the volume", () => {
+    refused(["--model", model, "--image", volume, "--roi", "0,0,0,40,4,4", "--method", "zero", "--reference", "prediction"], /outside the volume/);
+  });
+
+  it("a 2D model given a volume, and a 3D model given a 2D image", () => {
+    refused(["--model", model2d, "--image", volume, "--roi", "0,0,0,4,4,4", "--method", "zero"], /is a volume, but .* is a 2D model/);
+    refused(["--model", model, "--image", png, "--roi", "0,0,8,8", "--method", "zero"], /is a 3D model .* not a volume/);
+  });
+
+  it("a method without a volume form", () => {
+    refused(["--model", model, "--image", volume, "--roi", "0,0,0,4,4,4", "--method", "rise"], /method rise does not run on volumes yet/);
+  });
+
+  it("segcause methods says which methods run on volumes", () => {
+    const r = segcause("methods");
+    expect(r.code).toBe(0);
+    const line = (m: string) => r.stdout.split("\n").find((l) => l.startsWith(`${m} `)) ?? "";
+    for (const m of ["zero", "occlusion", "pdcr"]) expect(line(m)).toMatch(/volumes: yes/);
+    expect(line("rise")).toMatch(/volumes: no/);
+  });
+});
