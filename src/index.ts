@@ -47,4 +47,4 @@ export { loadVolumeCase, readVolume, type VolumeCase, type Placement } from "./d
 export { VolumeBank, buildVolumeBank } from "./data/volume/volume-bank.js";
 export { resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "./target/volume-target.js";
 export { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec } from "./explain/volume/engine.js";
-export { writeVolumeAttribution, type VolumeViews } from "./report/volume-write.js";
+export { writeVolumeAttribution } from "./report/volume-write.js";

@@ -1,5 +1,8 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import sharp from "sharp";
+import { labelMask } from "../src/data/volume/label-mask.js";
+import { mosaicLayout } from "../src/report/mosaic.js";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readNifti } from "../src/data/volume/nifti.js";
 import { PARAMETRIC_MAP_SOP_CLASS, readDicomFile, readDicomVolume } from "../src/data/volume/dicom/index.js";
@@ -110,7 +113,13 @@ describe("explain on a real hippocampus volume with the shipped 3D model", () =>
       expect(map.data[at]).toBeCloseTo(u.effect, 4);
     }
     expect(json.baseOutcome).toBeGreaterThan(80);
-    expect(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).files).toContain("map.nii.gz");
+    expect(JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")).files).toEqual(expect.arrayContaining(["map.nii.gz", "mosaic.png"]));
+    // the mosaic is the picture mosaicLayout plans for this volume, map and RoI
+    const png = await sharp(join(out, "mosaic.png")).metadata();
+    const roi = labelMask(await readNifti(join(HIPPO, c.mask)), [1, 2]);
+    const seen = map.data.map((v) => (Number.isFinite(v) ? v : 0));
+    const layout = mosaicLayout({ dims: input.dims, spacing: input.spacing, affine: input.affine, image: input.data, map: seen, roi, signed: true });
+    expect([png.width, png.height]).toEqual([layout.width, layout.height]);
   });
 });
 

@@ -11,7 +11,7 @@ import type { ResizeFilter } from "../model/card.js";
 import { ProgressTracker, stderrProgress } from "../util/progress.js";
 import { addCardFlags, cardOverrides, intAtLeast, sizeHW, seed, type CardFlags } from "./options.js";
 import { checkOutputFile } from "../util/files.js";
-import { buildVolumeBank, isVolumeManifest } from "../data/volume/volume-bank.js";
+import { buildVolumeBank } from "../data/volume/volume-bank.js";
 import { isVolumeModel, readVolumeCard } from "../model/volume-card.js";
 
 interface BankFlags extends CardFlags {
@@ -35,6 +35,11 @@ function isManifest(path: string): boolean {
   }
 }
 
+/** A manifest of a volume data set (NIfTI or DICOM cases), as readManifest tells. */
+function isVolumeManifest(path: string): boolean {
+  return isManifest(path) && readManifest(path).kind === "volume";
+}
+
 /** The size all the images share (read from their headers); several sizes: which flag to add. */
 async function sharedSize(images: string[]): Promise<[number, number]> {
   const sizes = new Map<string, string>();
@@ -54,7 +59,7 @@ async function sharedSize(images: string[]): Promise<[number, number]> {
 /** A bank of boxes from a volume data set, normalised per volume as the 3D model's card says. */
 async function buildVolumes(f: BankFlags): Promise<void> {
   if (!f.model || !isVolumeModel(f.model, f.card)) fail("a volume data set's bank needs the 3D model it is for", "pass --model with the 3D model (its card gives the normalisation and spacing)");
-  if (!isVolumeManifest(f.images)) fail(`${f.images} is not a manifest of NIfTI volumes`, "pass the volume data set's manifest.json as --images");
+  if (!isVolumeManifest(f.images)) fail(`${f.images} is not the manifest of a volume data set`, "pass the volume data set's manifest.json (made by `segcause dataset init` on NIfTI or DICOM) as --images");
   const { card } = readVolumeCard(f.model, f.card);
   const splits = f.splits.split(",").map((s) => s.trim());
   const bank = await buildVolumeBank(f.images, card, { size: f.patchSize, perVolume: f.perImage, seed: f.seed, splits });

@@ -13,6 +13,7 @@ import { resolveOptions } from "../explain/methods.js";
 import { FAST_SCHEDULE } from "../explain/adaptive.js";
 import { explainVolumeBlocks, planBoxes, volumeTarget, type VolumeAttribution, type VolumeBlockSpec } from "../explain/volume/engine.js";
 import { VolumeModel } from "../model/volume-model.js";
+import { parseScale } from "../report/scale.js";
 import { writeVolumeAttribution, type WrittenVolume } from "../report/volume-write.js";
 import { t975 } from "../util/tdist.js";
 import type { OutcomeName } from "../target/outcome.js";
@@ -46,6 +47,8 @@ export interface VolumeExplainFlags {
   reference: "auto" | "ground-truth" | "prediction";
   batchSize?: number | "auto";
   threads?: number | "auto";
+  /** the mosaic's colour scale (max, pNN, fixed:V), as for 2D maps */
+  colourScale?: string;
   [option: string]: unknown;
 }
 
@@ -72,6 +75,7 @@ const IMAGE_ONLY = [
 ];
 
 export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySet<string>): Promise<VolumeExplainResult> {
+  const scale = parseScale(f.colourScale ?? "max");
   if (!(f.method in VOLUME_METHODS)) {
     const known = methodNames().includes(f.method);
     fail(
@@ -122,7 +126,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
       batchSize,
       checkpointPath: join(f.out, ".checkpoint.json"),
     });
-    const written = await writeVolumeAttribution(attribution, kase, f.out);
+    const written = await writeVolumeAttribution(attribution, kase, f.out, { scale });
     await rm(join(f.out, ".checkpoint.json"), { force: true });
     return { attribution, written, kase };
   } finally {

@@ -12,18 +12,8 @@ import { parametricMapBytes, parametricMapDataset } from "../data/volume/dicom/i
 import type { VolumeCase } from "../data/volume/volume-case.js";
 import type { VolumeAttribution } from "../explain/volume/engine.js";
 import { writeManifest, writeStaged } from "../util/atomic.js";
-
-/**
- * PNG views of a volume map (e.g. a mosaic of slices through the RoI): given the volume's dims, the
- * image, the map and the RoI mask on the volume grid, the files to add by name.
- */
-export type VolumeViews = (v: {
-  dims: [number, number, number];
-  image: Float32Array;
-  map: Float32Array;
-  roiMask: Uint8Array;
-  signed: boolean;
-}) => Promise<Record<string, Uint8Array>>;
+import { volumeMosaic } from "./mosaic.js";
+import type { ScaleSpec } from "./scale.js";
 
 export interface WrittenVolume {
   dir: string;
@@ -34,7 +24,7 @@ export async function writeVolumeAttribution(
   a: VolumeAttribution,
   kase: VolumeCase,
   dir: string,
-  o: { views?: VolumeViews } = {},
+  o: { scale?: ScaleSpec } = {},
 ): Promise<WrittenVolume> {
   await rm(join(dir, "manifest.json"), { force: true });
   const grid = { dims: a.dims, affine: a.affine };
@@ -43,19 +33,30 @@ export async function writeVolumeAttribution(
     "stderr.nii.gz": gzipSync(niftiBytes({ ...grid, data: a.stderrMap }, { description: `segcause ${a.method} standard error` })),
   };
   const notes = [...a.notes];
+  // Voxels the model's box does not see are NaN in the NIfTI maps, 0 (no effect) in the DICOM map and the picture.
+  const seen = a.map.map((v) => (Number.isFinite(v) ? v : 0));
   if (kase.volume.source.kind === "dicom") {
     // Viewers of a DICOM series read maps as DICOM objects on the same frame of reference.
-    const finite = a.map.map((v) => (Number.isFinite(v) ? v : 0));
     contents["map-parametric.dcm"] = parametricMapBytes(
-      parametricMapDataset(finite, kase.volume, {
+      parametricMapDataset(seen, kase.volume, {
         seriesDescription: `segcause ${a.method} effect map`,
         contentLabel: "SEGCAUSE_MAP",
         quantity: `causal effect on the RoI (${a.valueUnits})`,
       }),
     );
   }
-  if (o.views) Object.assign(contents, await o.views({ dims: a.dims, image: kase.volume.data, map: a.map, roiMask: a.roiMask, signed: true }));
-  else notes.push("no PNG views for volumes yet: open map.nii.gz over the input volume in a viewer (ITK-SNAP, 3D Slicer, NiiVue)");
+  contents["mosaic.png"] = await volumeMosaic({
+    dims: a.dims,
+    spacing: a.spacing,
+    affine: a.affine,
+    image: kase.volume.data,
+    map: seen,
+    roi: a.roiMask,
+    signed: true,
+    scale: o.scale,
+    valueUnits: a.valueUnits,
+    title: `${a.method}: effect of each box on the RoI's ${a.outcome} (${kase.id})`,
+  });
   const { map: _m, stderrMap: _s, roiMask: _r, ...rest } = a;
   contents["map.json"] = JSON.stringify({ ...rest, notes }, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2);
   await writeStaged(dir, contents, "manifest.json");

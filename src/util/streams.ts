@@ -46,4 +46,6 @@ export const STREAM = {
   donorPick: 7,
   /** `segcause dataset`: the seeded shuffle that assigns images to splits */
   splitShuffle: 11,
+  /** `segcause bank build` on volumes: where each box is cut (sequential under the bank's seed) */
+  volumeBank: 0x766f6c,
 } as const;

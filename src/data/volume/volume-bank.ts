@@ -3,17 +3,17 @@
  * set, each volume normalised on its own as the model's card says, at the card's spacing. Stored in
  * one file: magic, a JSON header line with provenance, then count x size³ float32 (little-endian).
  */
-import { readFileSync } from "node:fs";
-import { dirname, resolve } from "node:path";
 import { z } from "zod";
 import { fail } from "../../errors.js";
 import type { VolumeCard } from "../../model/volume-card.js";
 import { VolumeNormalisation } from "../../model/volume-card.js";
 import { writeFileAtomic } from "../../util/atomic.js";
-import { readFileBoundedAsync, readJsonBounded } from "../../util/read.js";
+import { readFileBoundedAsync } from "../../util/read.js";
 import { Rng } from "../../util/rng.js";
+import { STREAM } from "../../util/streams.js";
 import { VERSION } from "../../version.js";
-import { readNifti } from "./nifti.js";
+import { readManifest, volumeCasesInSplits } from "../manifest.js";
+import { readCaseImage } from "./case-files.js";
 import { volumeNormaliser, volumeSha } from "./volume-case.js";
 
 const MAGIC = "SEGCAUSE-VOLUMEBANK-1\n";
@@ -33,11 +33,6 @@ const HeaderSchema = z.object({
   createdWith: z.string(),
 });
 export type VolumeBankHeader = z.infer<typeof HeaderSchema>;
-
-/** The cases of a data set manifest (its `cases`, with `image` relative to the manifest's folder). */
-const ManifestCases = z
-  .object({ cases: z.array(z.object({ id: z.string(), image: z.string(), split: z.string().optional() }).passthrough()) })
-  .passthrough();
 
 export class VolumeBank {
   constructor(
@@ -117,17 +112,6 @@ export class VolumeBank {
   }
 }
 
-/** true when a manifest's first case is a NIfTI volume (a volume data set). */
-export function isVolumeManifest(path: string): boolean {
-  const file = path.endsWith(".json") ? path : `${path}/manifest.json`;
-  try {
-    const m = ManifestCases.parse(JSON.parse(readFileSync(file, "utf8")));
-    return m.cases.length > 0 && /\.nii(\.gz)?$/i.test(m.cases[0].image);
-  } catch {
-    return false;
-  }
-}
-
 export interface VolumeBankOptions {
   size: number;
   perVolume: number;
@@ -140,18 +124,13 @@ export interface VolumeBankOptions {
  * on its own by the card's rule; a volume at another spacing than the card's is refused.
  */
 export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o: VolumeBankOptions): Promise<VolumeBank> {
-  const file = manifestPath.endsWith(".json") ? manifestPath : `${manifestPath}/manifest.json`;
-  const parsed = ManifestCases.safeParse(readJsonBounded(file, { what: "manifest", kind: "manifest", hint: "give a data set's manifest.json" }));
-  if (!parsed.success) fail(`${file} is not a data set manifest (no cases with image paths)`, "give a manifest made by `segcause dataset init`");
-  const cases = parsed.data.cases.filter((c) => c.split !== undefined && o.splits.includes(c.split));
-  if (cases.length === 0)
-    fail(`${file} has no case in the splits ${o.splits.join(", ")}`, "choose --splits among the manifest's splits (e.g. train,val)");
-  const rng = new Rng(o.seed, 0x766f6c);
+  const cases = volumeCasesInSplits(readManifest(manifestPath), o.splits);
+  const rng = new Rng(o.seed, STREAM.volumeBank);
   const s = o.size;
   const chunks: Float32Array[] = [];
   const sources: VolumeBankHeader["sources"] = [];
   for (const c of cases) {
-    const v = await readNifti(resolve(dirname(file), c.image));
+    const v = await readCaseImage(c);
     const want = card.input.spacing;
     if (v.spacing.some((x, a) => Math.abs(x - want[a]) > 0.01 * want[a]))
       fail(
