@@ -1,50 +1,67 @@
 /** segcause library API. */
-export { SegcauseError } from "./errors.js";
-export { VERSION } from "./version.js";
-export { Model, type ModelLoadOptions } from "./model/model.js";
-export { ModelCardSchema, type ModelCard, type CardOverrides } from "./model/card.js";
-export { Runner, type RunnerOptions } from "./model/runner.js";
-export { loadCase, type Case } from "./data/case.js";
+
+export { type Case, loadCase } from "./data/case.js";
 export { listImages, loadImage, loadMask, type RasterImage } from "./data/image.js";
-export { PatchBank, buildPatchBank } from "./data/patchbank.js";
-export { readManifest, casesInSplits, datasetFromFolders, volumeCasesInSplits, type Dataset, type ManifestCase, type VolumeEntry } from "./data/manifest.js";
+export {
+  casesInSplits,
+  type Dataset,
+  datasetFromFolders,
+  type ManifestCase,
+  readManifest,
+  type VolumeEntry,
+  volumeCasesInSplits,
+} from "./data/manifest.js";
+export { buildPatchBank, PatchBank } from "./data/patchbank.js";
 export { readCaseImage, readCaseMask, type VolumeCaseMask } from "./data/volume/case-files.js";
-export { Region, parseRoi, type RoiRect } from "./target/roi.js";
-export { resolveTarget, type Target, type TargetSpec } from "./target/target.js";
-export type { OutcomeName } from "./target/outcome.js";
-// Methods: one entry point and the registry; a method is declared with defineMethod and the option builders.
-export { explain, type ExplainInput } from "./explain/explain.js";
-export { allMethods, getMethod, methodNames } from "./explain/catalog.js";
-export { defineMethod, resolveOptions, type MethodDefinition, type MethodContext, type MethodSpec, type MethodFamily, type CheckContext } from "./explain/methods.js";
-export { int, num, numbers, text, choice, fillOptions, type OptionDecl, type OptionValues, type MethodOption } from "./explain/options.js";
-export { RunContext, SampleScorer, type RunOptions, type KeyLayout } from "./explain/run.js";
-export type { UnitEstimate } from "./explain/estimators.js";
-export type { FillKind } from "./explain/interventions.js";
-export type { Attribution, AttributionCore, Provenance, UnitResult } from "./explain/attribution.js";
-export { writeAttribution } from "./report/write.js";
-export { mapStats } from "./report/stats.js";
-export { unitEvidence, countLines, FDR, type EvidenceCounts, type UnitEvidence } from "./report/counts.js";
-export { parseScale, colourScale, type ScaleSpec } from "./report/scale.js";
-export { encodeNpy, decodeNpy } from "./util/npy.js";
-export { explainComponents, COMPONENT_OPTIONS, type ComponentEffects, type ComponentOptions, type Ablation } from "./explain/components.js";
-export { listComponents, planCut, buildSuffix, exposeTensors, tensorNames, type Component, type ComponentLevel } from "./onnx/surgery.js";
-export { runEvaluation, type RunControl } from "./evaluate/benchmark.js";
-export { PROTOCOL_DEFAULTS, type EvaluateConfig, type Protocol, type MethodRun } from "./evaluate/protocol.js";
-export { writeEvaluationReport, METRIC_DEFINITIONS } from "./evaluate/report.js";
-export { summarize, type Summary } from "./evaluate/summary.js";
-export { wilcoxon, type WilcoxonResult } from "./evaluate/wilcoxon.js";
-export { parseRoiSpec, selectRois, type RoiSpec, type PlacedRoi } from "./evaluate/rois.js";
-export { parseRankUnits, domainUnits, type RankUnits, type DomainUnits } from "./evaluate/rank-units.js";
-export { rankUnits, randomUnits, distanceUnits, type Ranking } from "./evaluate/ordering.js";
-export { strategyStats, classify, STRATEGY_DEFAULTS, type StrategyStats, type StrategyClass } from "./evaluate/strategies/stats.js";
-export { writeStrategyReport } from "./evaluate/strategies/report.js";
+export { buildVolumeBank, VolumeBank } from "./data/volume/volume-bank.js";
+export { loadVolumeCase, type Placement, readVolume, type VolumeCase } from "./data/volume/volume-case.js";
+export { SegcauseError } from "./errors.js";
+export { type RunControl, runEvaluation } from "./evaluate/benchmark.js";
+export { distanceUnits, type Ranking, randomUnits, rankUnits } from "./evaluate/ordering.js";
+export { type EvaluateConfig, type MethodRun, PROTOCOL_DEFAULTS, type Protocol } from "./evaluate/protocol.js";
+export { type DomainUnits, domainUnits, parseRankUnits, type RankUnits } from "./evaluate/rank-units.js";
+export { METRIC_DEFINITIONS, writeEvaluationReport } from "./evaluate/report.js";
+export { type PlacedRoi, parseRoiSpec, type RoiSpec, selectRois } from "./evaluate/rois.js";
 export { findMaps } from "./evaluate/strategies/maps.js";
-export { featureMaps, bottleneck, type FeatureMap } from "./onnx/feature-maps.js";
-export { models, findModel, findZoo, ZOO_PACKAGE, ZOO_INSTALL, type BundledModel } from "./model/bundled.js";
-export { VolumeModel, type VolumeOutputLayout } from "./model/volume-model.js";
-export { VolumeCardSchema, isVolumeModel, type VolumeCard } from "./model/volume-card.js";
-export { loadVolumeCase, readVolume, type VolumeCase, type Placement } from "./data/volume/volume-case.js";
-export { VolumeBank, buildVolumeBank } from "./data/volume/volume-bank.js";
-export { resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "./target/volume-target.js";
+export { writeStrategyReport } from "./evaluate/strategies/report.js";
+export { classify, STRATEGY_DEFAULTS, type StrategyClass, type StrategyStats, strategyStats } from "./evaluate/strategies/stats.js";
+export { type Summary, summarize } from "./evaluate/summary.js";
+export { type WilcoxonResult, wilcoxon } from "./evaluate/wilcoxon.js";
+export type { Attribution, AttributionCore, Provenance, UnitResult } from "./explain/attribution.js";
+export { allMethods, getMethod, methodNames } from "./explain/catalog.js";
+export { type Ablation, COMPONENT_OPTIONS, type ComponentEffects, type ComponentOptions, explainComponents } from "./explain/components.js";
+export type { UnitEstimate } from "./explain/estimators.js";
+// Methods: one entry point and the registry; a method is declared with defineMethod and the option builders.
+export { type ExplainInput, explain } from "./explain/explain.js";
+export type { FillKind } from "./explain/interventions.js";
+export {
+  type CheckContext,
+  defineMethod,
+  type MethodContext,
+  type MethodDefinition,
+  type MethodFamily,
+  type MethodSpec,
+  resolveOptions,
+} from "./explain/methods.js";
+export { choice, fillOptions, int, type MethodOption, num, numbers, type OptionDecl, type OptionValues, text } from "./explain/options.js";
+export { type KeyLayout, RunContext, type RunOptions, SampleScorer } from "./explain/run.js";
 export { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec } from "./explain/volume/engine.js";
+export { type BundledModel, findModel, findZoo, models, ZOO_INSTALL, ZOO_PACKAGE } from "./model/bundled.js";
+export { type CardOverrides, type ModelCard, ModelCardSchema } from "./model/card.js";
+export { Model, type ModelLoadOptions } from "./model/model.js";
+export { Runner, type RunnerOptions } from "./model/runner.js";
+export { isVolumeModel, type VolumeCard, VolumeCardSchema } from "./model/volume-card.js";
+export { VolumeModel, type VolumeOutputLayout } from "./model/volume-model.js";
+export { bottleneck, type FeatureMap, featureMaps } from "./onnx/feature-maps.js";
+export { buildSuffix, type Component, type ComponentLevel, exposeTensors, listComponents, planCut, tensorNames } from "./onnx/surgery.js";
+export { countLines, type EvidenceCounts, FDR, type UnitEvidence, unitEvidence } from "./report/counts.js";
+export { colourScale, parseScale, type ScaleSpec } from "./report/scale.js";
+export { mapStats } from "./report/stats.js";
 export { writeVolumeAttribution } from "./report/volume-write.js";
+export { writeAttribution } from "./report/write.js";
+export type { OutcomeName } from "./target/outcome.js";
+export { parseRoi, Region, type RoiRect } from "./target/roi.js";
+export { resolveTarget, type Target, type TargetSpec } from "./target/target.js";
+export { resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "./target/volume-target.js";
+export { decodeNpy, encodeNpy } from "./util/npy.js";
+export { VERSION } from "./version.js";

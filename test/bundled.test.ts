@@ -15,7 +15,9 @@ import { tmp } from "./helpers/tiny.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const json = (path: string) => JSON.parse(readFileSync(path, "utf8"));
-const shippedModels = readdirSync(join(ROOT, "models")).filter((f) => f.endsWith(".onnx")).sort();
+const shippedModels = readdirSync(join(ROOT, "models"))
+  .filter((f) => f.endsWith(".onnx"))
+  .sort();
 
 function write(path: string, content: unknown): void {
   mkdirSync(dirname(path), { recursive: true });
@@ -154,7 +156,10 @@ describe("the npm packages", () => {
       const version: string = lock.packages[`node_modules/${dep}`].version;
       // ~x.y.z: patch releases only, as these two decide the numbers
       expect(pkg.dependencies[dep]).toMatch(/^~\d+\.\d+\.\d+$/);
-      expect(version.startsWith(`${(pkg.dependencies[dep] as string).slice(1).split(".").slice(0, 2).join(".")}.`), `${dep} ${version} in ${pkg.dependencies[dep]}`).toBe(true);
+      expect(
+        version.startsWith(`${(pkg.dependencies[dep] as string).slice(1).split(".").slice(0, 2).join(".")}.`),
+        `${dep} ${version} in ${pkg.dependencies[dep]}`,
+      ).toBe(true);
       expect(readme).toContain(`${dep} ${version}`);
     }
   });

@@ -7,10 +7,27 @@ const published: Protocol = { ...PROTOCOL_DEFAULTS, rankUnits: { kind: "pixel" }
 describe("cell keys' compatibility rules", () => {
   it("a later protocol setting enters the key only when it differs from the behaviour before it", () => {
     expect(keyedAsPublished(published)).toBe(true);
-    expect(Object.keys(protocolKey(published, 3))).toEqual(["steps", "fills", "patchDraws", "blurSigma", "topk", "radius", "minRange", "stability", "noiseSigma", "outcome", "reference", "seed"]);
+    expect(Object.keys(protocolKey(published, 3))).toEqual([
+      "steps",
+      "fills",
+      "patchDraws",
+      "blurSigma",
+      "topk",
+      "radius",
+      "minRange",
+      "stability",
+      "noiseSigma",
+      "outcome",
+      "reference",
+      "seed",
+    ]);
     expect(keyedAsPublished({ ...published, controls: ["random", "distance"] })).toBe(false);
     expect(protocolKey({ ...published, topArea: [0.1] }, 3)).toMatchObject({ topArea: [0.1] });
-    expect(protocolKey(PROTOCOL_DEFAULTS, 3)).toMatchObject({ rankUnits: "block:16", topArea: [0.01, 0.05, 0.1, 0.2], controls: ["random", "distance"] });
+    expect(protocolKey(PROTOCOL_DEFAULTS, 3)).toMatchObject({
+      rankUnits: "block:16",
+      topArea: [0.01, 0.05, 0.1, 0.2],
+      controls: ["random", "distance"],
+    });
   });
 
   it("a run.json that lacks a later setting ran with the behaviour before it", () => {

@@ -2,14 +2,15 @@
  * Checkpoints keep every finished batch (not only whole chunks of samples), an interrupted run
  * resumes to the identical map, and checkpoint temp files never follow a planted link.
  */
-import { existsSync, readFileSync, symlinkSync, writeFileSync, lstatSync } from "node:fs";
+
 import { createHash } from "node:crypto";
+import { existsSync, lstatSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
 import { Checkpoint } from "../src/explain/checkpoint.js";
-import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import { explainLime } from "../src/explain/lime.js";
+import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import { Model } from "../src/model/model.js";
 import type { Sessions } from "../src/model/runtime.js";
 import { saveInterruptedWork } from "../src/util/interrupt.js";
@@ -26,7 +27,11 @@ beforeAll(async () => {
   modelPath = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
 });
 
-const samplesIn = (path: string) => Object.values(JSON.parse(readFileSync(path, "utf8")).samples as Record<string, (number | null)[]>).reduce((n, a) => n + a.filter((v) => v !== null).length, 0);
+const samplesIn = (path: string) =>
+  Object.values(JSON.parse(readFileSync(path, "utf8")).samples as Record<string, (number | null)[]>).reduce(
+    (n, a) => n + a.filter((v) => v !== null).length,
+    0,
+  );
 const bytes = (m: Float32Array) => Buffer.from(m.buffer, m.byteOffset, m.byteLength);
 
 describe("interrupted runs keep every finished batch", () => {
@@ -60,7 +65,14 @@ describe("interrupted runs keep every finished batch", () => {
         started.push(p);
         return p;
       }) as Sessions["run"];
-      await expect(explainPdcr(model, kase, { roi: ROI }, { bank: flatBank(BANK), schedule: "paper", batchSize: 4, checkpointPath: ck, onProgress: (e) => events.push({ ...e }) })).rejects.toThrow("interrupted");
+      await expect(
+        explainPdcr(
+          model,
+          kase,
+          { roi: ROI },
+          { bank: flatBank(BANK), schedule: "paper", batchSize: 4, checkpointPath: ck, onProgress: (e) => events.push({ ...e }) },
+        ),
+      ).rejects.toThrow("interrupted");
     } finally {
       await model.release();
     }
@@ -72,7 +84,12 @@ describe("interrupted runs keep every finished batch", () => {
     expect(screening.some((e) => e.done > 0 && e.done < e.total)).toBe(true);
     const again = await Model.load(modelPath, { threads: 1 });
     try {
-      const resumed = await explainPdcr(again, await loadCase(again, image), { roi: ROI }, { bank: flatBank(BANK), schedule: "paper", batchSize: 4, checkpointPath: ck });
+      const resumed = await explainPdcr(
+        again,
+        await loadCase(again, image),
+        { roi: ROI },
+        { bank: flatBank(BANK), schedule: "paper", batchSize: 4, checkpointPath: ck },
+      );
       expect(resumed.notes).toContain("resumed from checkpoint: 12 samples reused");
       expect(bytes(resumed.map).equals(bytes(full.map))).toBe(true);
       expect(bytes(resumed.stderrMap).equals(bytes(full.stderrMap))).toBe(true);
@@ -113,16 +130,37 @@ describe("checkpoint keys stay those of earlier versions, so their checkpoints s
       const target = { roi: ROI, kind: "rect", outcome: "dice", ref: "prediction" };
       const zeroCk = join(dir, "keys", "zero.json");
       const zero = await explainZero(model, kase, { roi: ROI }, { seed: 5, checkpointPath: zeroCk });
-      expect(keyOf(zeroCk)).toBe(hash({
-        model: model.sha256, image: kase.imageSha256, mask: null, target, card: model.card,
-        method: "zero", block: 8, stride: 8, seed: 5, intervention: zero.provenance.intervention, draws: { kind: "uniform" },
-      }));
+      expect(keyOf(zeroCk)).toBe(
+        hash({
+          model: model.sha256,
+          image: kase.imageSha256,
+          mask: null,
+          target,
+          card: model.card,
+          method: "zero",
+          block: 8,
+          stride: 8,
+          seed: 5,
+          intervention: zero.provenance.intervention,
+          draws: { kind: "uniform" },
+        }),
+      );
       const limeCk = join(dir, "keys", "lime.json");
       const lime = await explainLime(model, kase, { roi: ROI }, { seed: 5, partition: "grid", block: 16, coalitions: 20, checkpointPath: limeCk });
-      expect(keyOf(limeCk)).toBe(hash({
-        model: model.sha256, image: kase.imageSha256, mask: null, card: model.card, seed: 5, target,
-        method: "lime", settings: lime.provenance.settings, units: lime.units.length, intervention: lime.provenance.intervention,
-      }));
+      expect(keyOf(limeCk)).toBe(
+        hash({
+          model: model.sha256,
+          image: kase.imageSha256,
+          mask: null,
+          card: model.card,
+          seed: 5,
+          target,
+          method: "lime",
+          settings: lime.provenance.settings,
+          units: lime.units.length,
+          intervention: lime.provenance.intervention,
+        }),
+      );
     } finally {
       await model.release();
     }

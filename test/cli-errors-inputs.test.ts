@@ -6,19 +6,18 @@
 import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
-import { causalFixture, segcause } from "./helpers/cli.js";
-import { regionMeanModel, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
-import { buildPatchBank } from "../src/data/patchbank.js";
-import { parseRoiSpec } from "../src/evaluate/rois.js";
-import { getMethod } from "../src/explain/catalog.js";
-import { resolveOptions } from "../src/explain/methods.js";
-import { strategyStats } from "../src/evaluate/strategies/stats.js";
-import { decimal, decimalInteger } from "../src/util/decimal.js";
 import { Command } from "commander";
 import sharp from "sharp";
+import { beforeAll, describe, expect, it } from "vitest";
 import { addCardFlags, CARD_FLAG_KEYS } from "../src/cli/options.js";
-
+import { buildPatchBank } from "../src/data/patchbank.js";
+import { parseRoiSpec } from "../src/evaluate/rois.js";
+import { strategyStats } from "../src/evaluate/strategies/stats.js";
+import { getMethod } from "../src/explain/catalog.js";
+import { resolveOptions } from "../src/explain/methods.js";
+import { decimal, decimalInteger } from "../src/util/decimal.js";
+import { causalFixture, segcause } from "./helpers/cli.js";
+import { regionMeanModel, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 /** The project's standard for a user mistake. */
 function expectOneLineError(r: { code: number | null; stderr: string }, pattern: RegExp): void {
@@ -62,32 +61,84 @@ describe("explain: bad values are refused before anything runs", () => {
     ["gradient baseline outside 0..255", ["--method", "ig", "--fill", "256", "--steps", "1"], /--fill must be a number in \[0, 255\]/],
     ["fast schedule with fewer samples than one round", ["--bank", "BANK", "--samples", "2"], /--samples must be >= 4, got 2 .*--schedule paper/],
     ["negative samples", ["--bank", "BANK", "--samples", "-1", "--schedule", "paper"], /--samples must be an integer >= 1, got -1/],
-    ["no samples with the paper schedule (significant blocks would keep their screening draws)", ["--bank", "BANK", "--samples", "0", "--schedule", "paper"], /--samples must be an integer >= 1, got 0/],
-    ["a batch too large for memory, refused before it is allocated", ["--method", "zero", "--batch-size", "200000"], /a batch of 200000 inputs of 3x32x32 needs 2\.3 GiB of input buffers \(lower --batch-size/],
-    ["more threads than ONNX Runtime takes", ["--method", "zero", "--threads", "1000"], /threads must be an integer in 1\.\.256, got 1000 \(use --threads 1\.\.\d+ \(this machine's cores\)\)/],
+    [
+      "no samples with the paper schedule (significant blocks would keep their screening draws)",
+      ["--bank", "BANK", "--samples", "0", "--schedule", "paper"],
+      /--samples must be an integer >= 1, got 0/,
+    ],
+    [
+      "a batch too large for memory, refused before it is allocated",
+      ["--method", "zero", "--batch-size", "200000"],
+      /a batch of 200000 inputs of 3x32x32 needs 2\.3 GiB of input buffers \(lower --batch-size/,
+    ],
+    [
+      "more threads than ONNX Runtime takes",
+      ["--method", "zero", "--threads", "1000"],
+      /threads must be an integer in 1\.\.256, got 1000 \(use --threads 1\.\.\d+ \(this machine's cores\)\)/,
+    ],
     ["negative map noise", ["--bank", "BANK", "--map-noise", "-1"], /--map-noise must be a number >= 0/],
-    ["blur sigma beyond sharp's 1000", ["--method", "occlusion", "--fill-kind", "blur", "--sigma", "5000"], /--sigma must be a number in \[0\.3, 1000\]/],
-    ["MiSuRe mask finer than the input", ["--method", "misure", "--mask-size", "100000"], /--mask-size 100000 is larger than the model's 32x32 input/],
+    [
+      "blur sigma beyond sharp's 1000",
+      ["--method", "occlusion", "--fill-kind", "blur", "--sigma", "5000"],
+      /--sigma must be a number in \[0\.3, 1000\]/,
+    ],
+    [
+      "MiSuRe mask finer than the input",
+      ["--method", "misure", "--mask-size", "100000"],
+      /--mask-size 100000 is larger than the model's 32x32 input/,
+    ],
     ["keep probability 1", ["--method", "rise", "--keep-probability", "1"], /--keep-probability must be a number in \(0, 1\)/],
     ["RoI with empty fields", ["--roi", ",,,"], /cannot parse RoI ',,,'/],
     ["RoI in hexadecimal (Number() would read 16)", ["--roi", "0x10,0,8,8"], /cannot parse RoI '0x10,0,8,8'/],
-    ["block size in hexadecimal (Number() would read 16)", ["--method", "occlusion", "--block", "0x10"], /--block must be a whole number written in digits, got '0x10'/],
+    [
+      "block size in hexadecimal (Number() would read 16)",
+      ["--method", "occlusion", "--block", "0x10"],
+      /--block must be a whole number written in digits, got '0x10'/,
+    ],
     ["threshold in hexadecimal", ["--method", "zero", "--threshold", "0x1"], /--threshold must be a decimal number, got '0x1'/],
     ["seed as a fraction", ["--method", "zero", "--seed", "1.5"], /--seed must be an integer in 0\.\.4294967295, got '1\.5'/],
     ["a folder as --card", ["--method", "zero", "--card", "CARDDIR"], /model card .* is a folder, not a regular file \(give the card's JSON file/],
     ["both --roi and --roi-mask", ["--roi-mask", "ROIMASK"], /both --roi and --roi-mask are given/],
-    ["ground-truth mask of another size", ["--method", "zero", "--mask", "SMALLMASK"], /mask .*small-mask.png is 16x16 pixels but the image .* is 32x32/],
+    [
+      "ground-truth mask of another size",
+      ["--method", "zero", "--mask", "SMALLMASK"],
+      /mask .*small-mask.png is 16x16 pixels but the image .* is 32x32/,
+    ],
     ["--out is a file", ["--method", "zero", "--out", "AFILE"], /--out .*a-file is a file, not a folder/],
     ["--out under a file", ["--method", "zero", "--out", "AFILE/sub"], /a-file is a file, not a folder/],
     ["--input-size with one number", ["--input-size", "32"], /--input-size must be two positive integers H,W/],
-    ["zero --scale, named as the card's input.scale setting", ["--method", "zero", "--scale", "0"], /model input.scale setting is invalid.*check --scale or the model card/],
-    ["negative --channel, named as the card's output.channel setting", ["--method", "zero", "--channel", "-1"], /model output.channel setting is invalid/],
+    [
+      "zero --scale, named as the card's input.scale setting",
+      ["--method", "zero", "--scale", "0"],
+      /model input.scale setting is invalid.*check --scale or the model card/,
+    ],
+    [
+      "negative --channel, named as the card's output.channel setting",
+      ["--method", "zero", "--channel", "-1"],
+      /model output.channel setting is invalid/,
+    ],
     ["--threshold outside (0, 1)", ["--method", "zero", "--threshold", "5"], /model output.threshold setting is invalid/],
-    ["--layout that contradicts the graph (the flag reaches the card, not the method options)", ["--method", "zero", "--layout", "nhwc"], /read as channels-last, but the model card or its flags say 3 \(the input reads correctly as channels-first: pass --layout nchw/],
+    [
+      "--layout that contradicts the graph (the flag reaches the card, not the method options)",
+      ["--method", "zero", "--layout", "nhwc"],
+      /read as channels-last, but the model card or its flags say 3 \(the input reads correctly as channels-first: pass --layout nchw/,
+    ],
     ["misspelt option", ["--bnak", "x"], /unknown option '--bnak' \(Did you mean --bank\?; see `segcause explain --help`\)/],
-    ["--screen with the default (fast) schedule, which ignores it", ["--bank", "BANK", "--screen", "5"], /--screen applies only to --schedule paper; --schedule is fast by default, which ignores it \(add --schedule paper, or drop --screen\)/],
-    ["--screen with --schedule fast", ["--bank", "BANK", "--schedule", "fast", "--screen", "3"], /--screen applies only to --schedule paper; --schedule is fast, which/],
-    ["--map-noise with --schedule paper", ["--bank", "BANK", "--schedule", "paper", "--map-noise", "0.1"], /--map-noise applies only to --schedule fast; --schedule is paper/],
+    [
+      "--screen with the default (fast) schedule, which ignores it",
+      ["--bank", "BANK", "--screen", "5"],
+      /--screen applies only to --schedule paper; --schedule is fast by default, which ignores it \(add --schedule paper, or drop --screen\)/,
+    ],
+    [
+      "--screen with --schedule fast",
+      ["--bank", "BANK", "--schedule", "fast", "--screen", "3"],
+      /--screen applies only to --schedule paper; --schedule is fast, which/,
+    ],
+    [
+      "--map-noise with --schedule paper",
+      ["--bank", "BANK", "--schedule", "paper", "--map-noise", "0.1"],
+      /--map-noise applies only to --schedule fast; --schedule is paper/,
+    ],
     ["negative --seed", ["--method", "zero", "--seed", "-1"], /--seed must be an integer in 0\.\.4294967295, got '-1' \(e\.g\. --seed 0\)/],
     ["non-integer --seed", ["--method", "zero", "--seed", "1.5"], /--seed must be an integer in 0\.\.4294967295, got '1\.5'/],
     ["--seed above 2^32-1", ["--method", "zero", "--seed", "4294967296"], /--seed must be an integer in 0\.\.4294967295, got '4294967296'/],
@@ -95,16 +146,42 @@ describe("explain: bad values are refused before anything runs", () => {
   for (const [name, extra, pattern] of cases) {
     it(name, () => {
       const out = join(dir, `bad-${name.replace(/\W+/g, "-")}`);
-      const subst = (a: string) => a.replace("BANK", bank).replace("ROIMASK", join(dir, "roi-mask.png")).replace("SMALLMASK", join(dir, "small-mask.png")).replace("AFILE", aFile).replace("CARDDIR", dir);
+      const subst = (a: string) =>
+        a
+          .replace("BANK", bank)
+          .replace("ROIMASK", join(dir, "roi-mask.png"))
+          .replace("SMALLMASK", join(dir, "small-mask.png"))
+          .replace("AFILE", aFile)
+          .replace("CARDDIR", dir);
       const args = extra.map(subst);
-      const r = segcause("explain", "--model", model, "--image", image, "--roi", "16,0,8,8", ...(args.includes("--out") ? [] : ["--out", out]), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1", ...args);
+      const r = segcause(
+        "explain",
+        "--model",
+        model,
+        "--image",
+        image,
+        "--roi",
+        "16,0,8,8",
+        ...(args.includes("--out") ? [] : ["--out", out]),
+        "--no-progress",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--workers",
+        "1",
+        ...args,
+      );
       expectOneLineError(r, pattern);
       expect(existsSync(join(out, "manifest.json"))).toBe(false);
     });
   }
 
   it("the demo refuses a block size its bundled bank cannot fill, and names the way out", () => {
-    expectOneLineError(segcause("demo", "--block", "16", "--out", join(dir, "demo16"), "--no-progress"), /the demo's patch bank holds 8x8 patches, so its pdcr blocks are 8 px \(drop --block, or run `segcause explain` with a bank built with `segcause bank build --patch-size 16`\)/);
+    expectOneLineError(
+      segcause("demo", "--block", "16", "--out", join(dir, "demo16"), "--no-progress"),
+      /the demo's patch bank holds 8x8 patches, so its pdcr blocks are 8 px \(drop --block, or run `segcause explain` with a bank built with `segcause bank build --patch-size 16`\)/,
+    );
   });
 
   it("a missing required option is one line too", () => {
@@ -115,7 +192,10 @@ describe("explain: bad values are refused before anything runs", () => {
     const big = await writeImage(dir, "big.png", () => 230, 64);
     const bigRoi = await writeMask(dir, "big-roi.png", (y, x) => y >= 32 && y < 48 && x < 16, 64);
     const base = ["explain", "--method", "zero", "--model", model, "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1"];
-    expectOneLineError(segcause(...base, "--image", image, "--roi-mask", join(dir, "small-mask.png"), "--out", join(dir, "rm1")), /is 16x16 pixels but the image .* is 32x32 and the model input is 32x32/);
+    expectOneLineError(
+      segcause(...base, "--image", image, "--roi-mask", join(dir, "small-mask.png"), "--out", join(dir, "rm1")),
+      /is 16x16 pixels but the image .* is 32x32 and the model input is 32x32/,
+    );
     const ok = segcause(...base, "--image", big, "--roi-mask", bigRoi, "--out", join(dir, "rm2"));
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/RoI rows 16\.\.23, cols 0\.\.7/);
@@ -123,17 +203,74 @@ describe("explain: bad values are refused before anything runs", () => {
 
   it("an image whose channels differ from the model's is converted with a note, not silently", () => {
     const gray = writeModel(dir, "gray.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40, { channels: 1 }));
-    const r = segcause("explain", "--method", "zero", "--model", gray, "--image", image, "--roi", "16,0,8,8", "--out", join(dir, "gray"), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1");
+    const r = segcause(
+      "explain",
+      "--method",
+      "zero",
+      "--model",
+      gray,
+      "--image",
+      image,
+      "--roi",
+      "16,0,8,8",
+      "--out",
+      join(dir, "gray"),
+      "--no-progress",
+      "--batch-size",
+      "4",
+      "--threads",
+      "1",
+      "--workers",
+      "1",
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/note: the colour image was converted to grey \(luma\) for the model's 1-channel input/);
-    const same = segcause("explain", "--method", "zero", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", join(dir, "rgb"), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1");
+    const same = segcause(
+      "explain",
+      "--method",
+      "zero",
+      "--model",
+      model,
+      "--image",
+      image,
+      "--roi",
+      "16,0,8,8",
+      "--out",
+      join(dir, "rgb"),
+      "--no-progress",
+      "--batch-size",
+      "4",
+      "--threads",
+      "1",
+      "--workers",
+      "1",
+    );
     expect(same.stdout).not.toMatch(/was converted/);
     expect(same.stdout).not.toMatch(/was enlarged/);
   });
 
   it("an image much smaller than the model input is enlarged with a note", async () => {
     const tiny = await writeImage(dir, "tiny8.png", () => 230, 8);
-    const r = segcause("explain", "--method", "zero", "--model", model, "--image", tiny, "--roi", "16,0,8,8", "--out", join(dir, "tiny8"), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1");
+    const r = segcause(
+      "explain",
+      "--method",
+      "zero",
+      "--model",
+      model,
+      "--image",
+      tiny,
+      "--roi",
+      "16,0,8,8",
+      "--out",
+      join(dir, "tiny8"),
+      "--no-progress",
+      "--batch-size",
+      "4",
+      "--threads",
+      "1",
+      "--workers",
+      "1",
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/note: the 8x8 image was enlarged 4\.0x to the model's 32x32 input/);
   });
@@ -141,10 +278,34 @@ describe("explain: bad values are refused before anything runs", () => {
   it("an image with an EXIF orientation is read as stored, with a note saying so", async () => {
     const px = Buffer.alloc(32 * 32 * 3, 230);
     const rotated = join(dir, "exif6.jpg");
-    await sharp(px, { raw: { width: 32, height: 32, channels: 3 } }).jpeg().withMetadata({ orientation: 6 }).toFile(rotated);
-    const r = segcause("explain", "--method", "zero", "--model", model, "--image", rotated, "--roi", "16,0,8,8", "--out", join(dir, "exif6"), "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1");
+    await sharp(px, { raw: { width: 32, height: 32, channels: 3 } })
+      .jpeg()
+      .withMetadata({ orientation: 6 })
+      .toFile(rotated);
+    const r = segcause(
+      "explain",
+      "--method",
+      "zero",
+      "--model",
+      model,
+      "--image",
+      rotated,
+      "--roi",
+      "16,0,8,8",
+      "--out",
+      join(dir, "exif6"),
+      "--no-progress",
+      "--batch-size",
+      "4",
+      "--threads",
+      "1",
+      "--workers",
+      "1",
+    );
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stdout).toMatch(/note: the image file carries EXIF orientation 6 \(viewers show it rotated\); segcause reads the stored pixels unrotated/);
+    expect(r.stdout).toMatch(
+      /note: the image file carries EXIF orientation 6 \(viewers show it rotated\); segcause reads the stored pixels unrotated/,
+    );
   });
 
   it("option ranges are declared once and checked by resolveOptions (every caller)", () => {
@@ -162,9 +323,15 @@ describe("explain: bad values are refused before anything runs", () => {
     expect(resolveOptions(pdcr, { mapNoise: 0.1 })).toMatchObject({ schedule: "fast", mapNoise: 0.1 });
     expect(resolveOptions(getMethod("pdcr-superpixel"), { screen: 2 })).toMatchObject({ screen: 2 });
     // Partition and fill options that the chosen partition or fill would ignore.
-    expect(() => resolveOptions(getMethod("lime"), { block: 16 })).toThrow(/--block applies only to --partition grid; --partition is superpixels by default/);
-    expect(() => resolveOptions(getMethod("kernelshap"), { partition: "grid", segments: 50 })).toThrow(/--segments applies only to --partition superpixels/);
-    expect(() => resolveOptions(getMethod("rise"), { fill: 10 })).toThrow(/--fill applies only to --fill-kind constant; --fill-kind is mean by default/);
+    expect(() => resolveOptions(getMethod("lime"), { block: 16 })).toThrow(
+      /--block applies only to --partition grid; --partition is superpixels by default/,
+    );
+    expect(() => resolveOptions(getMethod("kernelshap"), { partition: "grid", segments: 50 })).toThrow(
+      /--segments applies only to --partition superpixels/,
+    );
+    expect(() => resolveOptions(getMethod("rise"), { fill: 10 })).toThrow(
+      /--fill applies only to --fill-kind constant; --fill-kind is mean by default/,
+    );
     expect(() => resolveOptions(getMethod("occlusion"), { sigma: 3 })).toThrow(/--sigma applies only to --fill-kind blur/);
     expect(resolveOptions(getMethod("ig"), { fillKind: "blur", sigma: 3 })).toMatchObject({ fillKind: "blur", sigma: 3 });
     expect(segcause("methods", "--verbose").stdout).toMatch(/--screen \(default 3\).*\[only with --schedule paper\]/);
@@ -191,8 +358,16 @@ describe("evaluate: bad arguments fail before any cell", () => {
     ["RoI rule with no RoI", ["--rois", "inside:32x0"], /RoI rule 'inside:32x0' asks for no RoI/],
     ["negative --images", ["--images", "-1"], /--images must be an integer >= 1, got '-1'/],
     ["--set out of range", ["--set", "occlusion.block=0"], /--set occlusion.block must be an integer >= 1, got 0/],
-    ["--set twice with different values (neither wins silently)", ["--set", "occlusion.block=8", "--set", "occlusion.block=16"], /--set occlusion\.block is given twice, with different values/],
-    ["--set on a method without options", ["--methods", "saliency", "--set", "saliency.foo=1"], /saliency has no option 'foo' \(saliency has no options\)/],
+    [
+      "--set twice with different values (neither wins silently)",
+      ["--set", "occlusion.block=8", "--set", "occlusion.block=16"],
+      /--set occlusion\.block is given twice, with different values/,
+    ],
+    [
+      "--set on a method without options",
+      ["--methods", "saliency", "--set", "saliency.foo=1"],
+      /saliency has no option 'foo' \(saliency has no options\)/,
+    ],
     ["--batch-size 0", ["--batch-size", "0"], /--batch-size must be an integer >= 1/],
     ["--min-range 0 (normalised AUCs would divide by a zero range)", ["--min-range", "0"], /--min-range must be > 0, got '0'/],
   ];
@@ -210,7 +385,10 @@ describe("evaluate: bad arguments fail before any cell", () => {
 
   it("an option that does not apply with the method's other options (--set pdcr.screen, fast schedule)", () => {
     const out = join(dir, "ev-screen");
-    expectOneLineError(segcause(...base(), "--methods", "pdcr", "--set", "pdcr.screen=3", "--out", out), /--set pdcr.screen applies only to --set pdcr.schedule=paper; --set pdcr.schedule is fast by default.*\(add --set pdcr.schedule=paper, or drop --set pdcr.screen\)/);
+    expectOneLineError(
+      segcause(...base(), "--methods", "pdcr", "--set", "pdcr.screen=3", "--out", out),
+      /--set pdcr.screen applies only to --set pdcr.schedule=paper; --set pdcr.schedule is fast by default.*\(add --set pdcr.schedule=paper, or drop --set pdcr.screen\)/,
+    );
     expect(existsSync(out)).toBe(false);
   });
 
@@ -224,7 +402,24 @@ describe("evaluate: bad arguments fail before any cell", () => {
       manifest = join(data, "manifest.json");
       writeFileSync(manifest, JSON.stringify({ name: "tiny", cases: [{ id: "a", image: "a.png", mask: "a-mask.png", split: "test" }] }));
     });
-    const run = (out: string, ...extra: string[]) => segcause("evaluate", "--models", model, "--dataset", manifest, "--methods", "zero", "--rois", "inside:8", "--fills", "zero", "--no-progress", "--out", out, ...extra);
+    const run = (out: string, ...extra: string[]) =>
+      segcause(
+        "evaluate",
+        "--models",
+        model,
+        "--dataset",
+        manifest,
+        "--methods",
+        "zero",
+        "--rois",
+        "inside:8",
+        "--fills",
+        "zero",
+        "--no-progress",
+        "--out",
+        out,
+        ...extra,
+      );
 
     it("a refused run creates no --out", () => {
       for (const [name, extra, pattern] of [
@@ -249,7 +444,24 @@ describe("evaluate: bad arguments fail before any cell", () => {
       expect(ok.code, ok.stderr).toBe(0);
       expect(existsSync(join(out, "run.json"))).toBe(true);
       // explain and evaluate do not write into each other's folders
-      const ex = ["explain", "--method", "zero", "--model", model, "--image", image, "--roi", "16,0,8,8", "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1"];
+      const ex = [
+        "explain",
+        "--method",
+        "zero",
+        "--model",
+        model,
+        "--image",
+        image,
+        "--roi",
+        "16,0,8,8",
+        "--no-progress",
+        "--batch-size",
+        "4",
+        "--threads",
+        "1",
+        "--workers",
+        "1",
+      ];
       expectOneLineError(segcause(...ex, "--out", out), /holds the output of `segcause evaluate`, which `segcause explain` would mix with/);
       const exOut = join(dir, "ex-folder");
       expect(segcause(...ex, "--out", exOut).code).toBe(0);
@@ -286,14 +498,19 @@ describe("strategies: bad settings and unreadable maps", () => {
       expectOneLineError(segcause("strategies", "--maps", maps, "--out", join(dir, "st"), flag, value), pattern);
     }
     expectOneLineError(segcause("strategies", "--maps", maps, "--out", aFile), /is a file, not a folder/);
-    expect(() => strategyStats(new Float32Array(64), 8, 8, { row: 0, col: 0, height: 2, width: 2 }, { block: 0 })).toThrow(/--block must be an integer >= 1/);
+    expect(() => strategyStats(new Float32Array(64), 8, 8, { row: 0, col: 0, height: 2, width: 2 }, { block: 0 })).toThrow(
+      /--block must be an integer >= 1/,
+    );
   });
 
   it("a corrupt map.npy is named, not an internal error", () => {
     const d = join(dir, "corrupt-map");
     mkdirSync(d, { recursive: true });
     writeFileSync(join(d, "map.npy"), "garbage");
-    writeFileSync(join(d, "manifest.json"), JSON.stringify({ format: "segcause.attribution/1", method: "pdcr", provenance: { target: { roi: { row: 0, col: 0, height: 8, width: 8 } } } }));
+    writeFileSync(
+      join(d, "manifest.json"),
+      JSON.stringify({ format: "segcause.attribution/1", method: "pdcr", provenance: { target: { roi: { row: 0, col: 0, height: 8, width: 8 } } } }),
+    );
     expectOneLineError(segcause("strategies", "--maps", d, "--out", join(dir, "st2")), /corrupt-map\/map.npy is not a readable attribution map/);
   });
 });
@@ -311,15 +528,27 @@ describe("components: bad arguments", () => {
     expectOneLineError(segcause(...base(), "--out", join(dir, "c3"), "--cell", "2"), /--cell only applies to --level spatial/);
   });
   it("options the ablation would ignore are refused", () => {
-    expectOneLineError(segcause(...base(), "--out", join(dir, "c5"), "--samples", "10"), /--samples only applies to --ablation resample \(zero ablation is deterministic/);
+    expectOneLineError(
+      segcause(...base(), "--out", join(dir, "c5"), "--samples", "10"),
+      /--samples only applies to --ablation resample \(zero ablation is deterministic/,
+    );
     expectOneLineError(segcause(...base(), "--out", join(dir, "c6"), "--screen", "2"), /--screen only applies to --ablation resample/);
     expectOneLineError(segcause(...base(), "--out", join(dir, "c7"), "--donors", dir), /--donors only applies to --ablation resample or mean/);
-    expectOneLineError(segcause(...base(), "--out", join(dir, "c8"), "--max-donors", "5"), /--max-donors only applies to --ablation resample or mean/);
+    expectOneLineError(
+      segcause(...base(), "--out", join(dir, "c8"), "--max-donors", "5"),
+      /--max-donors only applies to --ablation resample or mean/,
+    );
     const resample = base().map((a) => (a === "zero" ? "resample" : a));
     expectOneLineError(segcause(...resample, "--out", join(dir, "c9"), "--splits", "train"), /--splits only applies with --donors/);
     expectOneLineError(segcause(...resample, "--out", join(dir, "c10"), "--max-donors", "3"), /--max-donors only applies with --donors/);
-    expectOneLineError(segcause(...base(), "--out", join(dir, "c15"), "--donor-sampling", "exact"), /--donor-sampling only applies to --ablation resample/);
-    expectOneLineError(segcause(...resample, "--out", join(dir, "c16"), "--donor-sampling", "exact", "--samples", "10"), /--samples does not apply to --donor-sampling exact/);
+    expectOneLineError(
+      segcause(...base(), "--out", join(dir, "c15"), "--donor-sampling", "exact"),
+      /--donor-sampling only applies to --ablation resample/,
+    );
+    expectOneLineError(
+      segcause(...resample, "--out", join(dir, "c16"), "--donor-sampling", "exact", "--samples", "10"),
+      /--samples does not apply to --donor-sampling exact/,
+    );
   });
   it("--max-donors 0 says so", () => {
     expectOneLineError(segcause(...base(), "--out", join(dir, "c4"), "--max-donors", "0"), /--max-donors must be an integer >= 1/);
@@ -329,13 +558,22 @@ describe("components: bad arguments", () => {
     mkdirSync(empty, { recursive: true });
     const resample = base().map((a) => (a === "zero" ? "resample" : a));
     expectOneLineError(segcause(...resample, "--out", join(dir, "c11"), "--donors", empty), /donor folder .*no-images holds no image/);
-    expectOneLineError(segcause(...base(), "--out", join(dir, "c12"), "--level", "channel", "--tensor", "image"), /'image' is the model's input, not a tensor inside the network/);
+    expectOneLineError(
+      segcause(...base(), "--out", join(dir, "c12"), "--level", "channel", "--tensor", "image"),
+      /'image' is the model's input, not a tensor inside the network/,
+    );
     // donors that are only the explained image, and --splits with a folder (it chooses from manifests)
     const self = join(dir, "only-self");
     mkdirSync(self, { recursive: true });
     copyFileSync(image, join(self, "same.png"));
-    expectOneLineError(segcause(...resample, "--out", join(dir, "c13"), "--donors", self), /every donor image in .*only-self is the explained image itself/);
-    expectOneLineError(segcause(...resample, "--out", join(dir, "c14"), "--donors", self, "--splits", "train"), /--splits chooses donors from a dataset manifest, but .*only-self is a folder of images/);
+    expectOneLineError(
+      segcause(...resample, "--out", join(dir, "c13"), "--donors", self),
+      /every donor image in .*only-self is the explained image itself/,
+    );
+    expectOneLineError(
+      segcause(...resample, "--out", join(dir, "c14"), "--donors", self, "--splits", "train"),
+      /--splits chooses donors from a dataset manifest, but .*only-self is a folder of images/,
+    );
   });
   it("--list with a missing model or a folder", () => {
     expectOneLineError(segcause("components", "--list", "--model", join(dir, "nope.onnx")), /cannot read model .*nope.onnx \(ENOENT\)/);
@@ -359,19 +597,27 @@ describe("bank build: bad arguments", () => {
   for (const [name, extra, pattern] of cases) {
     it(name, () => {
       const out = join(dir, `bank-${name.replace(/\W+/g, "-")}.scbank`);
-      expectOneLineError(segcause("bank", "build", "--images", imgs(), "--out", out, "--no-progress", ...extra.map((a) => a.replace("MODEL", model))), pattern);
+      expectOneLineError(
+        segcause("bank", "build", "--images", imgs(), "--out", out, "--no-progress", ...extra.map((a) => a.replace("MODEL", model))),
+        pattern,
+      );
       expect(existsSync(out)).toBe(false);
     });
   }
   it("--out that is a folder, or under a file", () => {
     expectOneLineError(segcause("bank", "build", "--images", imgs(), "--size", "32,32", "--out", dir), /is a folder; it must be a file name/);
-    expectOneLineError(segcause("bank", "build", "--images", imgs(), "--size", "32,32", "--out", join(aFile, "x.scbank")), /a-file is a file, not a folder/);
+    expectOneLineError(
+      segcause("bank", "build", "--images", imgs(), "--size", "32,32", "--out", join(aFile, "x.scbank")),
+      /a-file is a file, not a folder/,
+    );
   });
   it("without --size or --model, the images' shared size is used (and said)", async () => {
     const out = join(dir, "bank-inferred.scbank");
     const r = segcause("bank", "build", "--images", imgs(), "--out", out, "--no-progress", "--per-image", "4");
     expect(r.code, r.stderr).toBe(0);
-    expect(r.stderr).toMatch(/note: no --size or --model: the bank is cut at 32x32, the size every image has \(pass --size H,W or --model to cut it at a model's input size\)/);
+    expect(r.stderr).toMatch(
+      /note: no --size or --model: the bank is cut at 32x32, the size every image has \(pass --size H,W or --model to cut it at a model's input size\)/,
+    );
     expect(r.stdout).toMatch(/wrote 4 patches of 8x8 from 1 images of .* \(resized to 32x32\)/);
   });
   it("without --size or --model, images of several sizes: one line saying which flag to add", async () => {
@@ -380,7 +626,10 @@ describe("bank build: bad arguments", () => {
     await writeImage(mixed, "a.png", () => 10, 32);
     await writeImage(mixed, "b.png", () => 10, 16);
     const out = join(dir, "bank-mixed.scbank");
-    expectOneLineError(segcause("bank", "build", "--images", mixed, "--out", out, "--no-progress"), /the images have 2 sizes \(32x32 in a\.png, 16x16 in b\.png\), so the bank's size cannot be read from them \(add --size H,W \(the model's input size\) or --model m\.onnx\)/);
+    expectOneLineError(
+      segcause("bank", "build", "--images", mixed, "--out", out, "--no-progress"),
+      /the images have 2 sizes \(32x32 in a\.png, 16x16 in b\.png\), so the bank's size cannot be read from them \(add --size H,W \(the model's input size\) or --model m\.onnx\)/,
+    );
     expect(existsSync(out)).toBe(false);
   });
   it("the library refuses a non-positive per-image count too", async () => {
@@ -401,12 +650,40 @@ describe("input files: devices, pipes and secrets", () => {
     secret = join(dir, "shadow");
     writeFileSync(secret, "root:*:20245:0:99999:7:::\n");
   });
-  const explain = (...args: string[]) => ["explain", "--model", model, "--image", image, "--roi", "16,0,8,8", "--method", "zero", "--no-progress", "--threads", "1", "--out", join(dir, "dev-out"), ...args];
+  const explain = (...args: string[]) => [
+    "explain",
+    "--model",
+    model,
+    "--image",
+    image,
+    "--roi",
+    "16,0,8,8",
+    "--method",
+    "zero",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--out",
+    join(dir, "dev-out"),
+    ...args,
+  ];
   const swap = (args: string[], flag: string, value: string) => args.map((a, i) => (args[i - 1] === flag ? value : a));
-  for (const [flag, what] of [["--image", "image"], ["--model", "model"], ["--card", "model card"], ["--bank", "patch bank"], ["--mask", "mask"]] as const) {
+  for (const [flag, what] of [
+    ["--image", "image"],
+    ["--model", "model"],
+    ["--card", "model card"],
+    ["--bank", "patch bank"],
+    ["--mask", "mask"],
+  ] as const) {
     it(`${flag} /dev/zero or a FIFO: refused at once, in one line`, () => {
-      for (const [path, kind] of [["/dev/zero", "a device"], [fifo, "a named pipe \\(FIFO\\)"]]) {
-        const base = explain(...(flag === "--card" || flag === "--mask" ? [flag, "X"] : []), ...(flag === "--bank" ? ["--method", "pdcr", "--bank", "X"] : []));
+      for (const [path, kind] of [
+        ["/dev/zero", "a device"],
+        [fifo, "a named pipe \\(FIFO\\)"],
+      ]) {
+        const base = explain(
+          ...(flag === "--card" || flag === "--mask" ? [flag, "X"] : []),
+          ...(flag === "--bank" ? ["--method", "pdcr", "--bank", "X"] : []),
+        );
         const r = run(...swap(base, flag, path));
         expectOneLineError(r, new RegExp(`${what} ${path.replace(/[/.]/g, "\\$&")} is ${kind}, not a regular file`));
       }

@@ -34,13 +34,41 @@ describe("--json and --quiet", () => {
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toBe("");
     expect(r.stderr).toBe("");
-    const j = run("explain", "--model", model, "--image", image, "--roi", "16,0,8,8", "--method", "zero", "--out", join(dir, "q2"), "--quiet", "--json");
+    const j = run(
+      "explain",
+      "--model",
+      model,
+      "--image",
+      image,
+      "--roi",
+      "16,0,8,8",
+      "--method",
+      "zero",
+      "--out",
+      join(dir, "q2"),
+      "--quiet",
+      "--json",
+    );
     expect(JSON.parse(j.stdout).method).toBe("zero");
     expect(j.stderr).toBe("");
   });
 
   it("components --json, with and without --list", () => {
-    const r = run("components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--ablation", "zero", "--out", join(dir, "c1"), "--json", "--no-progress");
+    const r = run(
+      "components",
+      "--model",
+      model,
+      "--image",
+      image,
+      "--roi",
+      "16,0,8,8",
+      "--ablation",
+      "zero",
+      "--out",
+      join(dir, "c1"),
+      "--json",
+      "--no-progress",
+    );
     expect(r.status, r.stderr).toBe(0);
     const s = JSON.parse(r.stdout);
     expect(s.format).toBe("segcause.components-summary/1");
@@ -89,7 +117,9 @@ describe("pictures", () => {
   it("overlay.png keeps the image's aspect ratio; overlay-input.png is the model's size", async () => {
     const sharp = (await import("sharp")).default;
     const wide = join(dir, "wide.png");
-    await sharp({ create: { width: 64, height: 32, channels: 3, background: { r: 230, g: 230, b: 230 } } }).png().toFile(wide);
+    await sharp({ create: { width: 64, height: 32, channels: 3, background: { r: 230, g: 230, b: 230 } } })
+      .png()
+      .toFile(wide);
     const out = join(dir, "wide");
     const r = run("explain", "--model", model, "--image", wide, "--roi", "16,0,8,8", "--bank", bank, "--out", out, "--quiet");
     expect(r.status, r.stderr).toBe(0);
@@ -103,14 +133,26 @@ describe("pictures", () => {
   });
 });
 
-
 describe("--help", () => {
   it("shows two or three examples first, each a command of its own", () => {
-    for (const cmd of [["explain"], ["demo"], ["components"], ["evaluate"], ["info"], ["methods"], ["strategies"], ["bank", "build"], ["dataset", "init"]]) {
+    for (const cmd of [
+      ["explain"],
+      ["demo"],
+      ["components"],
+      ["evaluate"],
+      ["info"],
+      ["methods"],
+      ["strategies"],
+      ["bank", "build"],
+      ["dataset", "init"],
+    ]) {
       const r = run(...cmd, "--help");
       expect(r.status, cmd.join(" ")).toBe(0);
       expect(r.stdout.startsWith(`Examples:\n  segcause ${cmd.join(" ")}`), cmd.join(" ")).toBe(true);
-      const examples = r.stdout.split("\n\n")[0].split("\n").filter((l) => l.startsWith("  segcause "));
+      const examples = r.stdout
+        .split("\n\n")[0]
+        .split("\n")
+        .filter((l) => l.startsWith("  segcause "));
       expect(examples.length, cmd.join(" ")).toBeGreaterThanOrEqual(cmd[0] === "strategies" ? 1 : 2);
       expect(examples.length).toBeLessThanOrEqual(3);
       expect(r.stdout).toMatch(/\nUsage: segcause /);

@@ -1,13 +1,12 @@
 import { spawn } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { causalFixture, segcause } from "./helpers/cli.js";
-import { decodeNpy } from "../src/util/npy.js";
 import { PatchBank } from "../src/data/patchbank.js";
-import { flatBank, nanModel, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 import { methodNames } from "../src/explain/catalog.js";
-
+import { decodeNpy } from "../src/util/npy.js";
+import { causalFixture, segcause } from "./helpers/cli.js";
+import { flatBank, nanModel, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 let dir: string, model: string, image: string, bank: string;
 
@@ -22,7 +21,18 @@ describe("segcause explain (CLI)", () => {
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     expect(r.stdout).toContain("model's own unperturbed prediction");
-    for (const f of ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "heatmap-input.png", "overlay-input.png", "summary.png", "stats.json", "manifest.json"]) {
+    for (const f of [
+      "map.npy",
+      "stderr.npy",
+      "map.json",
+      "heatmap.png",
+      "overlay.png",
+      "heatmap-input.png",
+      "overlay-input.png",
+      "summary.png",
+      "stats.json",
+      "manifest.json",
+    ]) {
       expect(existsSync(join(out, f)), f).toBe(true);
     }
     expect(existsSync(join(out, ".checkpoint.json"))).toBe(false);
@@ -35,7 +45,13 @@ describe("segcause explain (CLI)", () => {
     expect(manifest.provenance.model.sha256).toMatch(/^[0-9a-f]{64}$/);
     expect(manifest.provenance.case.imageSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(manifest.provenance.seed).toBe(0);
-    expect(manifest.provenance.settings).toMatchObject({ blockSize: 8, schedule: "fast", strata: 3 /* the test bank has 3 patches: one stratum each */, maxSamples: 50, tau: 0.02 });
+    expect(manifest.provenance.settings).toMatchObject({
+      blockSize: 8,
+      schedule: "fast",
+      strata: 3 /* the test bank has 3 patches: one stratum each */,
+      maxSamples: 50,
+      tau: 0.02,
+    });
     expect(manifest.provenance.intervention.bankSha256).toMatch(/^[0-9a-f]{64}$/);
     expect(manifest.provenance.versions.segcause).toBeDefined();
     expect(manifest.forwardPasses).toBeGreaterThan(1);
@@ -65,9 +81,32 @@ describe("interruption (CLI)", () => {
   it("kill during a run with worker threads exits 143 with the message, not an abort", async () => {
     const root = join(import.meta.dirname, "..");
     const out = join(dir, "killed");
-    const child = spawn(process.execPath, [join(root, "bin", "segcause.js"), "explain", "--model", join(root, "models/unet-ph2.onnx"),
-      "--image", join(root, "samples/lesion.png"), "--roi", "56,112,32,32", "--bank", join(root, "samples/lesion-bank.scbank"),
-      "--schedule", "paper", "--workers", "2", "--threads", "1", "--batch-size", "4", "--out", out], { timeout: 100_000, killSignal: "SIGKILL" });
+    const child = spawn(
+      process.execPath,
+      [
+        join(root, "bin", "segcause.js"),
+        "explain",
+        "--model",
+        join(root, "models/unet-ph2.onnx"),
+        "--image",
+        join(root, "samples/lesion.png"),
+        "--roi",
+        "56,112,32,32",
+        "--bank",
+        join(root, "samples/lesion-bank.scbank"),
+        "--schedule",
+        "paper",
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        out,
+      ],
+      { timeout: 100_000, killSignal: "SIGKILL" },
+    );
     let stderr = "";
     child.stderr.on("data", (d: Buffer) => {
       stderr += d.toString();
@@ -85,21 +124,53 @@ describe("segcause methods / occlusion (CLI)", () => {
   it("lists every method with one line each", () => {
     const r = segcause("methods");
     expect(r.code).toBe(0);
-    const names = r.stdout.trim().split("\n").map((l) => l.split(" ")[0]);
+    const names = r.stdout
+      .trim()
+      .split("\n")
+      .map((l) => l.split(" ")[0]);
     expect(names).toEqual(methodNames());
     expect(names.slice(0, 3)).toEqual(["pdcr", "zero", "occlusion"]);
   });
 
   it("runs occlusion with its own defaults and records them", () => {
     const out = join(dir, "occ");
-    const r = segcause("explain", "--method", "occlusion", "--fill-kind", "blur", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", out, "--no-progress");
+    const r = segcause(
+      "explain",
+      "--method",
+      "occlusion",
+      "--fill-kind",
+      "blur",
+      "--model",
+      model,
+      "--image",
+      image,
+      "--roi",
+      "16,0,8,8",
+      "--out",
+      out,
+      "--no-progress",
+    );
     expect(r.code, r.stderr).toBe(0);
     const m = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
     expect(m.provenance.settings).toMatchObject({ blockSize: 16, stride: 8, tau: 0, fill: "blur", sigma: 5 });
   });
 
   it("refuses --stride for block-partition methods", () => {
-    const r = segcause("explain", "--method", "zero", "--stride", "4", "--model", model, "--image", image, "--roi", "16,0,8,8", "--out", join(dir, "zs"));
+    const r = segcause(
+      "explain",
+      "--method",
+      "zero",
+      "--stride",
+      "4",
+      "--model",
+      model,
+      "--image",
+      image,
+      "--roi",
+      "16,0,8,8",
+      "--out",
+      join(dir, "zs"),
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--stride is not an option of method zero \(it belongs to: occlusion\)/);
   });
@@ -107,18 +178,58 @@ describe("segcause methods / occlusion (CLI)", () => {
 
 describe("bad inputs give one clear line and no complete-looking output", () => {
   const cases: [string, () => string[], RegExp][] = [
-    ["corrupt ONNX", () => { const p = join(dir, "corrupt.onnx"); writeFileSync(p, Buffer.from([8, 7, 0x12, 0xff, 0xff, 0x01, 3, 4])); return ["--model", p]; }, /ONNX/],
-    ["non-ONNX file", () => { const p = join(dir, "text.onnx"); writeFileSync(p, "hello, I am not a model"); return ["--model", p]; }, /ONNX/],
+    [
+      "corrupt ONNX",
+      () => {
+        const p = join(dir, "corrupt.onnx");
+        writeFileSync(p, Buffer.from([8, 7, 0x12, 0xff, 0xff, 0x01, 3, 4]));
+        return ["--model", p];
+      },
+      /ONNX/,
+    ],
+    [
+      "non-ONNX file",
+      () => {
+        const p = join(dir, "text.onnx");
+        writeFileSync(p, "hello, I am not a model");
+        return ["--model", p];
+      },
+      /ONNX/,
+    ],
     ["missing model", () => ["--model", join(dir, "nope.onnx")], /cannot read model/],
-    ["input size not matching the graph", () => ["--input-size", "64,64"], /height is 32 in the graph \[N, 3, 32, 32\] read as channels-first, but the model card or its flags say 64/],
-    ["channels not matching the graph", () => ["--channels", "gray"], /channels is 3 in the graph \[N, 3, 32, 32\] read as channels-first, but the model card or its flags say 1/],
+    [
+      "input size not matching the graph",
+      () => ["--input-size", "64,64"],
+      /height is 32 in the graph \[N, 3, 32, 32\] read as channels-first, but the model card or its flags say 64/,
+    ],
+    [
+      "channels not matching the graph",
+      () => ["--channels", "gray"],
+      /channels is 3 in the graph \[N, 3, 32, 32\] read as channels-first, but the model card or its flags say 1/,
+    ],
     ["RoI outside the image", () => ["--roi", "30,30,8,8"], /outside the 32x32 model input/],
     ["empty RoI", () => ["--roi", "4,4,0,0"], /RoI is empty/],
     ["unparsable RoI", () => ["--roi", "a,b"], /cannot parse RoI/],
-    ["undecodable image", () => { const p = join(dir, "bad.png"); writeFileSync(p, "not a png"); return ["--image", p]; }, /cannot decode image/],
-    ["bank with the wrong patch size", () => ["--bank", join(dir, "bank4.scbank"), "--block", "8"], /--block 8 does not match the bank's 4x4 patches/],
+    [
+      "undecodable image",
+      () => {
+        const p = join(dir, "bad.png");
+        writeFileSync(p, "not a png");
+        return ["--image", p];
+      },
+      /cannot decode image/,
+    ],
+    [
+      "bank with the wrong patch size",
+      () => ["--bank", join(dir, "bank4.scbank"), "--block", "8"],
+      /--block 8 does not match the bank's 4x4 patches/,
+    ],
     ["block larger than the input", () => ["--block", "64"], /--block 64: the block does not fit the 32x32 input/],
-    ["occlusion stride larger than its window", () => ["--method", "occlusion", "--block", "4", "--stride", "8", "--bank", ""], /--stride 8 is larger than the block \(4 px\)/],
+    [
+      "occlusion stride larger than its window",
+      () => ["--method", "occlusion", "--block", "4", "--stride", "8", "--bank", ""],
+      /--stride 8 is larger than the block \(4 px\)/,
+    ],
     ["not a bank", () => ["--bank", image], /not a segcause patch bank/],
     ["pdcr without a bank", () => ["--bank", ""], /needs a patch bank/],
     ["model that outputs NaN", () => ["--model", writeModel(dir, "nan.onnx", nanModel())], /NaN/],
@@ -160,7 +271,8 @@ describe("segcause components (CLI)", () => {
     const out = join(dir, "comp");
     const r = segcause("components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--ablation", "zero", "--out", out, "--no-progress");
     expect(r.code, r.stderr).toBe(0);
-    for (const f of ["components.json", "components.csv", "components.png", "depth-profile.png", "manifest.json"]) expect(existsSync(join(out, f)), f).toBe(true);
+    for (const f of ["components.json", "components.csv", "components.png", "depth-profile.png", "manifest.json"])
+      expect(existsSync(join(out, f)), f).toBe(true);
     expect(existsSync(join(out, ".checkpoint.json"))).toBe(false); // removed once the results are written
     const csv = readFileSync(join(out, "components.csv"), "utf8").trim().split("\n");
     expect(csv[0]).toMatch(/^rank,unit,network_order,effect/);
@@ -168,7 +280,21 @@ describe("segcause components (CLI)", () => {
   });
 
   it("an unknown tensor is one line that lists valid ones", () => {
-    const r = segcause("components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--ablation", "zero", "--tensor", "nope", "--out", join(dir, "c2"));
+    const r = segcause(
+      "components",
+      "--model",
+      model,
+      "--image",
+      image,
+      "--roi",
+      "16,0,8,8",
+      "--ablation",
+      "zero",
+      "--tensor",
+      "nope",
+      "--out",
+      join(dir, "c2"),
+    );
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n")).toHaveLength(1);
     expect(r.stderr).toMatch(/unknown tensor 'nope'; valid tensors include/);
@@ -187,7 +313,8 @@ describe("segcause bank build", () => {
     mkdirSync(imgs);
     await writeImage(imgs, "a.png", (_y, x) => (x * 8) % 256);
     await writeImage(imgs, "b.png", (y) => (y * 8) % 256);
-    const out1 = join(dir, "b1.scbank"), out2 = join(dir, "b2.scbank");
+    const out1 = join(dir, "b1.scbank"),
+      out2 = join(dir, "b2.scbank");
     for (const out of [out1, out2]) {
       const r = segcause("bank", "build", "--images", imgs, "--size", "32,32", "--per-image", "10", "--seed", "3", "--out", out, "--no-progress");
       expect(r.code, r.stderr).toBe(0);

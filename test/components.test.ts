@@ -2,19 +2,26 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
-import { Model } from "../src/model/model.js";
-import { loadCase, type Case } from "../src/data/case.js";
-import { parseModel } from "../src/onnx/model-file.js";
-import { GraphBuilder } from "../src/onnx/builder.js";
-import { buildSuffix, exposeTensors, listComponents, planCut, type TensorType } from "../src/onnx/surgery.js";
+import { type Case, loadCase } from "../src/data/case.js";
 import { explainComponents } from "../src/explain/components.js";
+import { Model } from "../src/model/model.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import { parseModel } from "../src/onnx/model-file.js";
+import { buildSuffix, exposeTensors, listComponents, planCut, type TensorType } from "../src/onnx/surgery.js";
 import { tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const ELEM: Record<string, number> = { float32: 1, int64: 7 };
 
 /** Runs prefix (the exposed model) then suffix and returns both the cut output and the full output. */
-async function cutAndCompare(bytes: Uint8Array, cut: string[], input: ort.Tensor, inputName: string, outputName: string, so: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, graphOptimizationLevel: "extended" }) {
+async function cutAndCompare(
+  bytes: Uint8Array,
+  cut: string[],
+  input: ort.Tensor,
+  inputName: string,
+  outputName: string,
+  so: ort.InferenceSession.SessionOptions = { intraOpNumThreads: 1, graphOptimizationLevel: "extended" },
+) {
   const proto = parseModel(bytes);
   const plan = planCut(proto, cut, [outputName]);
   const full = await ort.InferenceSession.create(bytes, so);
@@ -34,7 +41,20 @@ async function cutAndCompare(bytes: Uint8Array, cut: string[], input: ort.Tensor
 function skipModel(): Uint8Array {
   const g = new GraphBuilder("skip");
   const x = g.input("x", ["N", 1, 8, 8]);
-  const a = g.node("Conv", [x, g.constant([2, 1, 3, 3], Array.from({ length: 18 }, (_, i) => Math.sin(i))), g.constant([2], [0.1, -0.2])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, ["a"], "/enc/conv/Conv");
+  const a = g.node(
+    "Conv",
+    [
+      x,
+      g.constant(
+        [2, 1, 3, 3],
+        Array.from({ length: 18 }, (_, i) => Math.sin(i)),
+      ),
+      g.constant([2], [0.1, -0.2]),
+    ],
+    { kernel_shape: [3, 3], pads: [1, 1, 1, 1] },
+    ["a"],
+    "/enc/conv/Conv",
+  );
   const c2 = g.node("Conv", [a, g.constant([2, 2, 1, 1], [0.5, -1, 2, 0.25])], { kernel_shape: [1, 1] }, ["c2"], "/mid/conv/Conv");
   const b = g.node("Relu", [c2], {}, ["b"], "/mid/act/Relu");
   const s = g.node("Add", [b, a], {}, ["s"], "/Add");
@@ -46,7 +66,11 @@ function skipModel(): Uint8Array {
 
 describe("graph cutting", () => {
   it("prefix then suffix reproduces a model with a skip connection bit-exactly", async () => {
-    const x = new ort.Tensor("float32", Float32Array.from({ length: 2 * 64 }, (_, i) => Math.cos(i * 0.37)), [2, 1, 8, 8]);
+    const x = new ort.Tensor(
+      "float32",
+      Float32Array.from({ length: 2 * 64 }, (_, i) => Math.cos(i * 0.37)),
+      [2, 1, 8, 8],
+    );
     const { plan, want, got } = await cutAndCompare(skipModel(), ["b"], x, "x", "y");
     expect(plan.suffixInputs).toEqual(["b", "a"]); // the skip tensor crosses the cut
     expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer))).toBe(true);
@@ -57,7 +81,11 @@ describe("graph cutting", () => {
     const proto = parseModel(bytes);
     const comps = listComponents(proto, "stage");
     const bottleneck = comps.find((c) => c.name === "downs.3")!;
-    const x = new ort.Tensor("float32", Float32Array.from({ length: 3 * 256 * 256 }, (_, i) => (i % 251) / 251), [1, 3, 256, 256]);
+    const x = new ort.Tensor(
+      "float32",
+      Float32Array.from({ length: 3 * 256 * 256 }, (_, i) => (i % 251) / 251),
+      [1, 3, 256, 256],
+    );
     const { plan, want, got } = await cutAndCompare(bytes, bottleneck.outputs, x, "image", "mask");
     expect(plan.suffixInputs.length).toBeGreaterThan(1); // encoder skips cross the cut
     let maxDiff = 0;
@@ -113,7 +141,10 @@ describe("component effects with a known answer", () => {
     const x = g.input("image", ["N", 1, 16, 16]);
     const a = g.node("Conv", [x, g.constant([1, 1, 1, 1], [1])], { kernel_shape: [1, 1] }, ["a"], "/branchA/conv/Conv");
     const b = g.node("Conv", [x, g.constant([1, 1, 1, 1], [1])], { kernel_shape: [1, 1] }, ["b"], "/branchB/conv/Conv");
-    const topHalf = g.constant([1, 1, 16, 16], Array.from({ length: 256 }, (_, i) => (i < 128 ? 1 : 0)));
+    const topHalf = g.constant(
+      [1, 1, 16, 16],
+      Array.from({ length: 256 }, (_, i) => (i < 128 ? 1 : 0)),
+    );
     const bm = g.node("Mul", [b, topHalf], {}, ["bm"], "/head/Mul");
     const s = g.node("Add", [a, bm], {}, ["s"], "/head/Add");
     const l = g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["l"], "/head/Mul_1");
@@ -135,7 +166,12 @@ describe("component effects with a known answer", () => {
   for (const { ablation, idle, ...rest } of ablations) {
     const donorSampling = "donorSampling" in rest ? rest.donorSampling : undefined;
     it(`${ablation}${donorSampling ? ` (${donorSampling} donors)` : ""}: the branch that feeds the RoI has the whole effect, the other exactly 0`, async () => {
-      const e = await explainComponents(model, kase, { roi: { row: 10, col: 4, height: 4, width: 4 } }, { ablation, donorSampling, donors, batchSize: 4 });
+      const e = await explainComponents(
+        model,
+        kase,
+        { roi: { row: 10, col: 4, height: 4, width: 4 } },
+        { ablation, donorSampling, donors, batchSize: 4 },
+      );
       const byName = Object.fromEntries(e.units.map((u) => [u.name, u]));
       expect(Object.keys(byName)).toEqual(["branchA", "branchB", "head"]);
       expect(byName.branchA.effect).toBeCloseTo(-100, 6);
@@ -157,7 +193,15 @@ describe("component effects with a known answer", () => {
 
   it("does not depend on the batch size", async () => {
     const runs = [];
-    for (const batchSize of [1, 3]) runs.push(await explainComponents(model, kase, { roi: { row: 10, col: 4, height: 4, width: 4 } }, { donors, donorSampling: "random", batchSize, samples: 7 }));
+    for (const batchSize of [1, 3])
+      runs.push(
+        await explainComponents(
+          model,
+          kase,
+          { roi: { row: 10, col: 4, height: 4, width: 4 } },
+          { donors, donorSampling: "random", batchSize, samples: 7 },
+        ),
+      );
     expect(runs[0].units.map((u) => u.effect)).toEqual(runs[1].units.map((u) => u.effect));
   });
 
@@ -174,9 +218,15 @@ describe("component effects with a known answer", () => {
     expect(again.notes).toContain(`resumed from checkpoint: ${reused} samples reused`);
     const more = await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 12, checkpointPath: ck });
     expect(more.notes).toContain(`resumed from checkpoint: ${reused} samples reused`);
-    expect(more.units.map((u) => u.effect)).toEqual((await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 12 })).units.map((u) => u.effect));
+    expect(more.units.map((u) => u.effect)).toEqual(
+      (await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 12 })).units.map((u) => u.effect),
+    );
     // another seed draws other donors for each sample: nothing is reused
-    expect((await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7, seed: 1, checkpointPath: ck })).notes.some((n) => n.startsWith("resumed"))).toBe(false);
+    expect(
+      (await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7, seed: 1, checkpointPath: ck })).notes.some((n) =>
+        n.startsWith("resumed"),
+      ),
+    ).toBe(false);
   });
 
   it("an interrupted run keeps the batches it finished (not only whole chunks of 512), and the rerun resumes to the same effects", async () => {
@@ -187,7 +237,14 @@ describe("component effects with a known answer", () => {
     const stop = (e: { stage: string; done: number; total: number }) => {
       if (e.stage === "screening" && e.done === e.total) throw new Error("interrupted");
     };
-    await expect(explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7, batchSize: 2, checkpointPath: ck, checkpointEveryMs: 0, onProgress: stop })).rejects.toThrow("interrupted");
+    await expect(
+      explainComponents(
+        model,
+        kase,
+        { roi },
+        { donors, donorSampling: "random", samples: 7, batchSize: 2, checkpointPath: ck, checkpointEveryMs: 0, onProgress: stop },
+      ),
+    ).rejects.toThrow("interrupted");
     expect(existsSync(ck)).toBe(true);
     const again = await explainComponents(model, kase, { roi }, { donors, donorSampling: "random", samples: 7, batchSize: 2, checkpointPath: ck });
     expect(again.notes).toContain("resumed from checkpoint: 8 samples reused");
@@ -240,10 +297,17 @@ describe("channel and spatial units with a known answer", () => {
     const t = g.node("Transpose", [f], { perm: [0, 2, 3, 1] }, ["feat_nhwc"], "/enc/t/Transpose");
     const back = g.node("Transpose", [g.node("Relu", [t], {}, ["act_nhwc"], "/mid/Relu")], { perm: [0, 3, 1, 2] }, ["act"], "/mid/t/Transpose");
     const s = g.node("Conv", [back, g.constant([1, 4, 1, 1], [0.01, 0.01, 1, 0.01])], { kernel_shape: [1, 1] }, ["s"], "/head/conv/Conv");
-    g.output(g.node("Sigmoid", [g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])]), g.constant([1], [20])])], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
+    g.output(g.node("Sigmoid", [g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])]), g.constant([1], [20])])], {}, ["mask"], "/head/Sigmoid"), [
+      "N",
+      1,
+      16,
+      16,
+    ]);
     const m = await Model.load(writeModel(tmp(), "nhwc-inside.onnx", g.toBytes()), { threads: 1 });
     const k = await loadCase(m, kase.imagePath!);
-    await expect(explainComponents(m, k, { roi: ROI }, { level: "spatial", tensors: ["act_nhwc"], cell: 4, donors, ablation: "zero" })).rejects.toThrow(/tensor act_nhwc is \[\d+, 16, 16, 4\], which reads as channels-last/);
+    await expect(
+      explainComponents(m, k, { roi: ROI }, { level: "spatial", tensors: ["act_nhwc"], cell: 4, donors, ablation: "zero" }),
+    ).rejects.toThrow(/tensor act_nhwc is \[\d+, 16, 16, 4\], which reads as channels-last/);
     const ok = await explainComponents(m, k, { roi: ROI }, { level: "spatial", tensors: ["act"], cell: 4, donors, ablation: "zero" });
     expect(ok.units).toHaveLength(16);
     await m.release();
@@ -251,7 +315,9 @@ describe("channel and spatial units with a known answer", () => {
 
   it("the channel level needs exactly one tensor", async () => {
     await expect(explainComponents(model, kase, { roi: ROI }, { level: "channel", donors })).rejects.toThrow(/needs --tensor/);
-    await expect(explainComponents(model, kase, { roi: ROI }, { level: "channel", tensors: ["feat", "s"], donors })).rejects.toThrow(/exactly one --tensor/);
+    await expect(explainComponents(model, kase, { roi: ROI }, { level: "channel", tensors: ["feat", "s"], donors })).rejects.toThrow(
+      /exactly one --tensor/,
+    );
   });
 });
 
@@ -262,12 +328,14 @@ describe("donor enumeration with known answers", () => {
   // Donors of gray value v predict the RoI columns whose weight exceeds 0.5·255/v: v = 10 none,
   // v = 40 one column (Dice 40 against the base prediction's 16 pixels), v = 80 three (Dice 85.71).
   const ROI = { row: 8, col: 4, height: 4, width: 4 };
-  const dice = [0, 40, (2 * 12) / 28 * 100];
+  const dice = [0, 40, ((2 * 12) / 28) * 100];
   let model: Model, kase: Case, donors: Case[];
   beforeAll(async () => {
     const g = new GraphBuilder("graded-chain");
     const x = g.input("image", ["N", 1, 16, 16]);
-    const w = Array.from({ length: 256 }, (_, i) => (Math.floor(i / 16) >= 8 && Math.floor(i / 16) < 12 && i % 16 >= 4 && i % 16 < 8 ? (i % 16) - 3 : 1));
+    const w = Array.from({ length: 256 }, (_, i) =>
+      Math.floor(i / 16) >= 8 && Math.floor(i / 16) < 12 && i % 16 >= 4 && i % 16 < 8 ? (i % 16) - 3 : 1,
+    );
     const a = g.node("Mul", [x, g.constant([1, 1, 16, 16], w)], {}, ["a"], "/enc/Mul");
     const b = g.node("Relu", [a], {}, ["b"], "/mid/Relu");
     const l = g.node("Mul", [g.node("Sub", [b, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["l"], "/head/Mul");

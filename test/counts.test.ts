@@ -1,8 +1,8 @@
 /** Known answers for the statistics behind every printed count: t p-values, Benjamini–Hochberg, unit evidence. */
 import { describe, expect, it } from "vitest";
-import { t975, tTwoSidedP } from "../src/util/tdist.js";
-import { bhAdjust, unitEvidence } from "../src/report/counts.js";
 import type { UnitEstimate } from "../src/explain/estimators.js";
+import { bhAdjust, unitEvidence } from "../src/report/counts.js";
+import { t975, tTwoSidedP } from "../src/util/tdist.js";
 
 describe("two-sided t p-values", () => {
   it("give 5% at the tabulated 97.5% quantiles", () => {
@@ -40,7 +40,12 @@ describe("Benjamini–Hochberg", () => {
 
 describe("unit evidence", () => {
   const u = (status: UnitEstimate["status"], rawEffect: number, stderr: number, samples: number, dof?: number): UnitEstimate => ({
-    status, rawEffect, effect: status === "above-tau" ? rawEffect : 0, stderr, samples, dof,
+    status,
+    rawEffect,
+    effect: status === "above-tau" ? rawEffect : 0,
+    stderr,
+    samples,
+    dof,
   });
   it("sorts units into what their counts rest on", () => {
     const units = [
@@ -54,7 +59,16 @@ describe("unit evidence", () => {
       u("screened-out", 0, Number.NaN, 0),
     ];
     const { perUnit, counts } = unitEvidence(units);
-    expect(perUnit.map((e) => e.evidence)).toEqual(["excludes-zero", "excludes-zero", "not-distinguishable", "no-interval", "below-tau", "screened-alone", "screened-by-group", "screened-by-group"]);
+    expect(perUnit.map((e) => e.evidence)).toEqual([
+      "excludes-zero",
+      "excludes-zero",
+      "not-distinguishable",
+      "no-interval",
+      "below-tau",
+      "screened-alone",
+      "screened-by-group",
+      "screened-by-group",
+    ]);
     expect(counts.excludesZero).toEqual({ total: 2, negative: 1, positive: 1 });
     expect(counts.notDistinguishable).toEqual({ total: 1, negative: 0, positive: 1 });
     expect(counts.noInterval).toEqual({ total: 1, negative: 1, positive: 0 });

@@ -2,11 +2,11 @@ import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { join, resolve } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { casesInSplits, niftiDatasetFromFolders, readManifest, volumeCasesInSplits } from "../src/data/manifest.js";
-import { dicomDatasetFromFolders } from "../src/data/volume/dicom-cases.js";
+import { readCaseImage, readCaseMask } from "../src/data/volume/case-files.js";
 import { readDicomSegMask, readDicomVolume } from "../src/data/volume/dicom/index.js";
+import { dicomDatasetFromFolders } from "../src/data/volume/dicom-cases.js";
 import { readNifti } from "../src/data/volume/nifti.js";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
-import { readCaseImage, readCaseMask } from "../src/data/volume/case-files.js";
 import { segcause } from "./helpers/cli.js";
 import { tmp, writeImage } from "./helpers/tiny.js";
 

@@ -29,7 +29,11 @@ describe("dataset manifests from folders", () => {
   const split = [{ name: "test", share: 1 }];
 
   it("pairs each image with the mask named after it, detecting the suffix, and splits by seeded shares", () => {
-    const shares = [{ name: "train", share: 70 }, { name: "val", share: 15 }, { name: "test", share: 15 }];
+    const shares = [
+      { name: "train", share: 70 },
+      { name: "val", share: 15 },
+      { name: "test", share: 15 },
+    ];
     const ds = datasetFromFolders({ images: join(root, "img"), masks: join(root, "msk"), splits: shares, seed: 0 });
     expect(ds.maskSuffix).toBe("_lesion");
     expect(ds.cases.map((c) => c.id)).toEqual([...ids].sort());
@@ -46,36 +50,64 @@ describe("dataset manifests from folders", () => {
   });
 
   it("strips an image ending the masks lack (DRIVE), and tells masks from images in one folder by their suffix", () => {
-    const drive = datasetFromFolders({ images: join(root, "drive/images"), masks: join(root, "drive/manual"), imageSuffix: "_training", splits: split, seed: 0 });
-    expect(drive.cases.map((c) => [c.id, c.mask])).toEqual([["21", join(root, "drive/manual/21_manual1.png")], ["22", join(root, "drive/manual/22_manual1.png")]]);
+    const drive = datasetFromFolders({
+      images: join(root, "drive/images"),
+      masks: join(root, "drive/manual"),
+      imageSuffix: "_training",
+      splits: split,
+      seed: 0,
+    });
+    expect(drive.cases.map((c) => [c.id, c.mask])).toEqual([
+      ["21", join(root, "drive/manual/21_manual1.png")],
+      ["22", join(root, "drive/manual/22_manual1.png")],
+    ]);
     expect(drive.maskSuffix).toBe("_manual1");
     const mixed = datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed"), maskSuffix: "_mask", splits: split, seed: 0 });
     expect(mixed.cases.map((c) => c.id)).toEqual(["21", "22"]);
     expect(mixed.unpairedMasks).toEqual([]);
-    expect(() => datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed"), splits: split, seed: 0 })).toThrow(/can only be told apart by --mask-suffix/);
+    expect(() => datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed"), splits: split, seed: 0 })).toThrow(
+      /can only be told apart by --mask-suffix/,
+    );
   });
 
   it("refuses images without a mask unless allowed, and masks named after no image", () => {
-    expect(() => datasetFromFolders({ images: join(root, "img"), masks: join(root, "msk"), maskSuffix: "_seg", splits: split, seed: 0 })).toThrow(/10 of 10 images have no mask named <id>_seg/);
-    const loose = datasetFromFolders({ images: join(root, "img"), masks: join(root, "msk"), maskSuffix: "_seg", allowMissingMasks: true, splits: split, seed: 0 });
+    expect(() => datasetFromFolders({ images: join(root, "img"), masks: join(root, "msk"), maskSuffix: "_seg", splits: split, seed: 0 })).toThrow(
+      /10 of 10 images have no mask named <id>_seg/,
+    );
+    const loose = datasetFromFolders({
+      images: join(root, "img"),
+      masks: join(root, "msk"),
+      maskSuffix: "_seg",
+      allowMissingMasks: true,
+      splits: split,
+      seed: 0,
+    });
     expect(loose.cases.every((c) => c.mask === undefined)).toBe(true);
-    expect(() => datasetFromFolders({ images: join(root, "drive/images"), masks: join(root, "drive/manual"), splits: split, seed: 0 })).toThrow(/no mask in .* is named after an image/);
+    expect(() => datasetFromFolders({ images: join(root, "drive/images"), masks: join(root, "drive/manual"), splits: split, seed: 0 })).toThrow(
+      /no mask in .* is named after an image/,
+    );
   });
 
   it("sees the images folder behind a symlink as the same folder, and refuses ambiguous or dropped mask options", () => {
     // the masks folder is the images folder through a symlink: read as two folders, suffix '' would win and every image would be its own mask
     symlinkSync(join(root, "mixed"), join(root, "mixed-link"));
-    expect(() => datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed-link"), splits: split, seed: 0 })).toThrow(/can only be told apart by --mask-suffix/);
+    expect(() => datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed-link"), splits: split, seed: 0 })).toThrow(
+      /can only be told apart by --mask-suffix/,
+    );
     const linked = datasetFromFolders({ images: join(root, "mixed"), masks: join(root, "mixed-link"), maskSuffix: "_mask", splits: split, seed: 0 });
     expect(linked.cases.map((c) => c.id)).toEqual(["21", "22"]);
     expect(linked.unpairedMasks).toEqual([]);
-    expect(() => datasetFromFolders({ images: join(root, "img"), maskSuffix: "_mask", splits: split, seed: 0 })).toThrow(/--mask-suffix only applies with --masks/);
+    expect(() => datasetFromFolders({ images: join(root, "img"), maskSuffix: "_mask", splits: split, seed: 0 })).toThrow(
+      /--mask-suffix only applies with --masks/,
+    );
     expect(() => datasetFromFolders({ images: join(root, "nope"), splits: split, seed: 0 })).toThrow(/--images .*nope does not exist/);
     // two files with one mask name: which one is the mask is not guessed
     mkdirSync(join(root, "dup"));
     copyFileSync(join(root, "msk", "a1_lesion.png"), join(root, "dup", "a1_lesion.png"));
     copyFileSync(join(root, "msk", "a1_lesion.png"), join(root, "dup", "a1_lesion.gif"));
-    expect(() => datasetFromFolders({ images: join(root, "img"), masks: join(root, "dup"), allowMissingMasks: true, splits: split, seed: 0 })).toThrow(/a1_lesion.gif and a1_lesion.png .* both named as the mask of 'a1'/);
+    expect(() =>
+      datasetFromFolders({ images: join(root, "img"), masks: join(root, "dup"), allowMissingMasks: true, splits: split, seed: 0 }),
+    ).toThrow(/a1_lesion.gif and a1_lesion.png .* both named as the mask of 'a1'/);
   });
 
   it("refuses a tied suffix vote instead of guessing, and skips hidden files", async () => {
@@ -87,8 +119,12 @@ describe("dataset manifests from folders", () => {
     }
     mkdirSync(join(root, "two"));
     for (const id of ["a1", "a2"]) copyFileSync(join(root, "img", `${id}.png`), join(root, "two", `${id}.png`));
-    expect(() => datasetFromFolders({ images: join(root, "two"), masks: join(root, "both"), splits: split, seed: 0 })).toThrow(/pair as many images with suffix '' as with '_lesion' \(2 each\)/);
-    expect(datasetFromFolders({ images: join(root, "two"), masks: join(root, "both"), maskSuffix: "_lesion", splits: split, seed: 0 }).cases).toHaveLength(2);
+    expect(() => datasetFromFolders({ images: join(root, "two"), masks: join(root, "both"), splits: split, seed: 0 })).toThrow(
+      /pair as many images with suffix '' as with '_lesion' \(2 each\)/,
+    );
+    expect(
+      datasetFromFolders({ images: join(root, "two"), masks: join(root, "both"), maskSuffix: "_lesion", splits: split, seed: 0 }).cases,
+    ).toHaveLength(2);
     // macOS's AppleDouble files end in .png but are no images
     await writeImage(join(root, "two"), "._a1.png", () => 0, 8);
     await writeMask(join(root, "both"), "._a1_lesion.png", () => true, 8);
@@ -104,12 +140,27 @@ describe("dataset manifests from folders", () => {
     expect(r.stderr).toContain("note: split test got no case");
     const w = segcause("dataset", "init", "--images", join(root, "img"), "--out", "/proc/segcause-manifest.json");
     expect(w.code).toBe(1);
-    expect(w.stderr).toMatch(/^segcause: error: cannot write \/proc\/segcause-manifest.json \(\w+\) \(give --out a path in a folder you can write to\)\n$/);
+    expect(w.stderr).toMatch(
+      /^segcause: error: cannot write \/proc\/segcause-manifest.json \(\w+\) \(give --out a path in a folder you can write to\)\n$/,
+    );
   });
 
   it("`segcause dataset init` writes a manifest that evaluate reads, with relative paths and its provenance", () => {
     const out = join(root, "m", "manifest.json");
-    const r = segcause("dataset", "init", "--images", join(root, "img"), "--masks", join(root, "msk"), "--splits", "train=8,test=2", "--seed", "3", "--out", out);
+    const r = segcause(
+      "dataset",
+      "init",
+      "--images",
+      join(root, "img"),
+      "--masks",
+      join(root, "msk"),
+      "--splits",
+      "train=8,test=2",
+      "--seed",
+      "3",
+      "--out",
+      out,
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain("10 cases (8 train, 2 test), 10 with a mask (suffix '_lesion')");
     expect(r.stderr).toContain("note: 1 file(s)");
@@ -119,15 +170,28 @@ describe("dataset manifests from folders", () => {
     // the source folders are relative to the manifest too, not to the shell's folder at the time
     const testIds = m.cases.filter((c: { split: string }) => c.split === "test").map((c: { id: string }) => c.id);
     expect(r.stdout).toContain(`test cases (to explain): ${testIds.join(", ")}\n`);
-    expect(m.source).toMatchObject({ images: "../img", masks: "../msk", maskSuffix: "_lesion", seed: 3, splits: [{ name: "train", share: 8 }, { name: "test", share: 2 }] });
+    expect(m.source).toMatchObject({
+      images: "../img",
+      masks: "../msk",
+      maskSuffix: "_lesion",
+      seed: 3,
+      splits: [
+        { name: "train", share: 8 },
+        { name: "test", share: 2 },
+      ],
+    });
     expect(readManifest(out).cases[0].image).toBe(join(root, "img", "a1.png"));
     const again = segcause("dataset", "init", "--images", join(root, "img"), "--out", out);
     expect(again.stderr).toMatch(/already exists/);
     expect(r.stderr).not.toContain("every case is in split");
     const one = segcause("dataset", "init", "--images", join(root, "img"), "--out", join(root, "one", "manifest.json"));
     expect(one.code, one.stderr).toBe(0);
-    expect(one.stderr).toContain("note: every case is in split test; `bank build` and `evaluate` without --bank take their patches from other splits");
-    expect(segcause("dataset", "init", "--images", join(root, "img"), "--splits", "train=70,train=30", "--out", join(root, "x.json")).stderr).toMatch(/--splits names 'train' twice/);
+    expect(one.stderr).toContain(
+      "note: every case is in split test; `bank build` and `evaluate` without --bank take their patches from other splits",
+    );
+    expect(segcause("dataset", "init", "--images", join(root, "img"), "--splits", "train=70,train=30", "--out", join(root, "x.json")).stderr).toMatch(
+      /--splits names 'train' twice/,
+    );
   });
 
   it("`segcause dataset init` looks inside the masks: wrong size and label maps refused, empty ones noted", async () => {

@@ -28,14 +28,19 @@ describe("segcause demo", () => {
     expect(stats.negative + stats.positive).toBeGreaterThan(0);
     // The headline counts rest on a stated test: every block is in exactly one of them, and stdout says which.
     const e = stats.evidence;
-    expect(e.excludesZero.total + e.notDistinguishable.total + e.noInterval.total + e.belowTau + e.screenedAlone + e.screenedByGroup).toBe(stats.units);
-    expect(r.stdout).toContain(`${e.excludesZero.total} blocks differ from zero (Benjamini–Hochberg, 5% false discovery rate across all ${stats.units}`);
+    expect(e.excludesZero.total + e.notDistinguishable.total + e.noInterval.total + e.belowTau + e.screenedAlone + e.screenedByGroup).toBe(
+      stats.units,
+    );
+    expect(r.stdout).toContain(
+      `${e.excludesZero.total} blocks differ from zero (Benjamini–Hochberg, 5% false discovery rate across all ${stats.units}`,
+    );
     expect(r.stdout).toContain(`${e.notDistinguishable.total} blocks above τ = 0.02 but not distinguishable from zero`);
     expect(r.stdout).toContain(`${e.screenedByGroup} with their group, never estimated alone`);
     expect(r.stdout).not.toMatch(/had no effect/);
     const map = decodeNpy(readFileSync(join(out, "map.npy")));
     expect(map.shape).toEqual([256, 256]);
     expect(map.data.some((v) => v !== 0)).toBe(true);
-    for (const f of ["heatmap.png", "overlay.png", "heatmap-input.png", "overlay-input.png", "summary.png"]) expect(existsSync(join(out, f))).toBe(true);
+    for (const f of ["heatmap.png", "overlay.png", "heatmap-input.png", "overlay-input.png", "summary.png"])
+      expect(existsSync(join(out, f))).toBe(true);
   });
 });

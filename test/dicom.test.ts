@@ -3,17 +3,25 @@
  * and mixed series refused, SEG frames placed by SOP Instance UID, hostile headers refused before
  * allocation. Needs ../shared/data/dicom (or SEGCAUSE_DATA); skipped with a message when absent.
  */
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { deflateRawSync } from "node:zlib";
-import { basename, join } from "node:path";
-import { createRequire } from "node:module";
+
 import { spawnSync } from "node:child_process";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { deflateRawSync } from "node:zlib";
 import sharp from "sharp";
 import { afterAll, describe, expect, it } from "vitest";
-import { SegcauseError } from "../src/errors.js";
+import {
+  PARAMETRIC_MAP_SOP_CLASS,
+  readDicomPixels,
+  readDicomSegMask,
+  readDicomVolume,
+  transferSyntax,
+  writeDicomParametricMap,
+} from "../src/data/volume/dicom/index.js";
 import type { Volume } from "../src/data/volume/volume.js";
-import { PARAMETRIC_MAP_SOP_CLASS, readDicomPixels, readDicomSegMask, readDicomVolume, transferSyntax, writeDicomParametricMap } from "../src/data/volume/dicom/index.js";
+import { SegcauseError } from "../src/errors.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const DATA = join(process.env.SEGCAUSE_DATA ?? join(ROOT, "..", "shared", "data"), "dicom");
@@ -23,7 +31,10 @@ if (!have) console.warn(`DICOM tests skipped: ${DATA}/index.json not found (set 
 const dicomParser = createRequire(import.meta.url)("dicom-parser") as typeof import("dicom-parser");
 // dcmjs wraps a JPEG stream as a .50 file (no such fixture is shipped); sharp is the reference decoder
 const dcmjs = createRequire(import.meta.url)("dcmjs") as {
-  data: { DicomDict: new (meta: object) => { dict: object; write(): ArrayBuffer }; DicomMetaDictionary: { denaturalizeDataset(d: object): object; uid(): string } };
+  data: {
+    DicomDict: new (meta: object) => { dict: object; write(): ArrayBuffer };
+    DicomMetaDictionary: { denaturalizeDataset(d: object): object; uid(): string };
+  };
 };
 
 const tmp = mkdtempSync(join(tmpdir(), "segcause-dicom-"));
@@ -35,7 +46,12 @@ const tmpDir = () => {
   return d;
 };
 
-interface IndexEntry { file: string; transfer_syntax: string; size: [number, number, number]; modality: string }
+interface IndexEntry {
+  file: string;
+  transfer_syntax: string;
+  size: [number, number, number];
+  modality: string;
+}
 const index: IndexEntry[] = have ? JSON.parse(readFileSync(join(DATA, "index.json"), "utf8")).files : [];
 
 /** The uncompressed twin of a compressed file, by the naming of index.json's entries. */
@@ -72,8 +88,7 @@ function tagsOf(path: string) {
 
 /** JPEG-LS NEAR parameter of a frame (SOS: length, Ns, Ns x (Ci, Tmi), NEAR). */
 function jpegLsNear(frame: Uint8Array): number {
-  for (let i = 0; i + 1 < frame.length; i++)
-    if (frame[i] === 0xff && frame[i + 1] === 0xda) return frame[i + 5 + 2 * frame[i + 4]!]!;
+  for (let i = 0; i + 1 < frame.length; i++) if (frame[i] === 0xff && frame[i + 1] === 0xda) return frame[i + 5 + 2 * frame[i + 4]!]!;
   throw new Error("no SOS marker");
 }
 
@@ -111,13 +126,36 @@ describe.skipIf(!have)("DICOM decoders: every compressed file equals its uncompr
   it("JPEG Baseline (.50), 8-bit: decodes exactly as libjpeg-turbo (sharp) decodes the same stream", async () => {
     // a real CT slice windowed to 8 bits, JPEG-encoded, wrapped as an encapsulated .50 file
     const ct = await readDicomPixels(join(DATA, "ct-liver-seg/01.dcm"));
-    const px = Uint8Array.from(ct.frames[0]!, (v) => Math.max(0, Math.min(255, Math.round((v - 1024 + 160) / 400 * 255))));
-    const jpg = await sharp(Buffer.from(px), { raw: { width: 512, height: 512, channels: 1 } }).toColourspace("b-w").jpeg({ quality: 85 }).toBuffer();
+    const px = Uint8Array.from(ct.frames[0]!, (v) => Math.max(0, Math.min(255, Math.round(((v - 1024 + 160) / 400) * 255))));
+    const jpg = await sharp(Buffer.from(px), { raw: { width: 512, height: 512, channels: 1 } })
+      .toColourspace("b-w")
+      .jpeg({ quality: 85 })
+      .toBuffer();
     const ref = await sharp(jpg).extractChannel(0).raw().toBuffer();
     const D = dcmjs.data.DicomMetaDictionary;
     const uid = D.uid();
-    const meta = { FileMetaInformationVersion: [new Uint8Array([0, 1]).buffer], MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.7", MediaStorageSOPInstanceUID: uid, TransferSyntaxUID: "1.2.840.10008.1.2.4.50", ImplementationClassUID: "2.25.1" };
-    const body = { SOPClassUID: "1.2.840.10008.5.1.4.1.1.7", SOPInstanceUID: uid, Modality: "OT", SamplesPerPixel: 1, PhotometricInterpretation: "MONOCHROME2", Rows: 512, Columns: 512, BitsAllocated: 8, BitsStored: 8, HighBit: 7, PixelRepresentation: 0, PixelData: [jpg.buffer.slice(jpg.byteOffset, jpg.byteOffset + jpg.length)], _vrMap: { PixelData: "OB" } };
+    const meta = {
+      FileMetaInformationVersion: [new Uint8Array([0, 1]).buffer],
+      MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.7",
+      MediaStorageSOPInstanceUID: uid,
+      TransferSyntaxUID: "1.2.840.10008.1.2.4.50",
+      ImplementationClassUID: "2.25.1",
+    };
+    const body = {
+      SOPClassUID: "1.2.840.10008.5.1.4.1.1.7",
+      SOPInstanceUID: uid,
+      Modality: "OT",
+      SamplesPerPixel: 1,
+      PhotometricInterpretation: "MONOCHROME2",
+      Rows: 512,
+      Columns: 512,
+      BitsAllocated: 8,
+      BitsStored: 8,
+      HighBit: 7,
+      PixelRepresentation: 0,
+      PixelData: [jpg.buffer.slice(jpg.byteOffset, jpg.byteOffset + jpg.length)],
+      _vrMap: { PixelData: "OB" },
+    };
     const dict = new dcmjs.data.DicomDict(D.denaturalizeDataset(meta));
     dict.dict = D.denaturalizeDataset(body);
     const p = join(tmpDir(), "baseline.dcm");
@@ -135,10 +173,14 @@ describe.skipIf(!have)("DICOM decoders: every compressed file equals its uncompr
     const ds = dicomParser.parseDicom(orig);
     const meta = Object.values(ds.elements).filter((e) => e.tag.startsWith("x0002"));
     const metaEnd = Math.max(...meta.map((e) => e.dataOffset + e.length));
-    const ts = ds.elements["x00020010"]!;
+    const ts = ds.elements.x00020010!;
     const uid = Buffer.from("1.2.840.10008.1.2.1.99");
     const tsElement = Buffer.concat([Buffer.from([0x02, 0x00, 0x10, 0x00]), Buffer.from("UI"), Buffer.from([uid.length, 0]), uid]);
-    const metaBody = Buffer.concat([Buffer.from(orig.subarray(144, ts.dataOffset - 8)), tsElement, Buffer.from(orig.subarray(ts.dataOffset + ts.length, metaEnd))]);
+    const metaBody = Buffer.concat([
+      Buffer.from(orig.subarray(144, ts.dataOffset - 8)),
+      tsElement,
+      Buffer.from(orig.subarray(ts.dataOffset + ts.length, metaEnd)),
+    ]);
     const head = Buffer.from(orig.subarray(0, 144));
     head.writeUInt32LE(metaBody.length, 140);
     const p = join(tmpDir(), "deflated.dcm");
@@ -190,7 +232,8 @@ describe.skipIf(!have)("DICOM series", () => {
   }
   it("a folder with two series is refused, listing each with the fix; --series picks one", async () => {
     const dir = tmpDir();
-    for (const s of ["study1", "study2"]) for (const f of readdirSync(join(DATA, "mr-hippocrop", s))) copyFileSync(join(DATA, "mr-hippocrop", s, f), join(dir, `${s}-${f}`));
+    for (const s of ["study1", "study2"])
+      for (const f of readdirSync(join(DATA, "mr-hippocrop", s))) copyFileSync(join(DATA, "mr-hippocrop", s, f), join(dir, `${s}-${f}`));
     const line = await refused(readDicomVolume(dir));
     const uid1 = tagsOf(join(DATA, "mr-hippocrop/study1/1.dcm")).ds.string("x0020000e")!;
     const uid2 = tagsOf(join(DATA, "mr-hippocrop/study2/1.dcm")).ds.string("x0020000e")!;
@@ -278,10 +321,15 @@ describe.skipIf(!have)("DICOM SEG", () => {
       ["03.dcm", "01.dcm", "02.dcm"].forEach((f, i) => copyFileSync(join(ct, f), join(dir, `s${2 - i}.dcm`)));
       const read = await readDicomVolume(dir);
       const segPx = await readDicomPixels(join(DATA, `codecs/${enc}.dcm`));
-      const frames = segPx.file.dataSet.elements["x52009230"]!.items!;
-      const refs = frames.map((item) => item.dataSet!.elements["x00089124"]!.items![0]!.dataSet!.elements["x00082112"]!.items![0]!.dataSet!.string("x00081155")!);
+      const frames = segPx.file.dataSet.elements.x52009230!.items!;
+      const refs = frames.map(
+        (item) => item.dataSet!.elements.x00089124!.items![0]!.dataSet!.elements.x00082112!.items![0]!.dataSet!.string("x00081155")!,
+      );
       const plane = 512 * 512;
-      for (const [v, framesInSliceOrder] of [[read, true], [flipK(read), false]] as const) {
+      for (const [v, framesInSliceOrder] of [
+        [read, true],
+        [flipK(read), false],
+      ] as const) {
         const seg = await readDicomSegMask(join(DATA, `codecs/${enc}.dcm`), v);
         expect(seg.segment).toEqual({ number: 1, label: "Liver" });
         expect(seg.frames).toBe(3);
@@ -300,10 +348,13 @@ describe.skipIf(!have)("DICOM SEG", () => {
     const srcPath = join(DATA, "multiframe/CT0012.explicit_little_endian.dcm");
     const v = await readDicomVolume(srcPath);
     const src = dicomParser.parseDicom(new Uint8Array(readFileSync(srcPath)));
-    const perFrame = src.elements["x52009230"]!.items!;
-    const positions = perFrame.map((it) => [0, 1, 2].map((i) => it.dataSet!.elements["x00209113"]!.items![0]!.dataSet!.floatString("x00200032", i)!));
+    const perFrame = src.elements.x52009230!.items!;
+    const positions = perFrame.map((it) => [0, 1, 2].map((i) => it.dataSet!.elements.x00209113!.items![0]!.dataSet!.floatString("x00200032", i)!));
     // SEG frame 1 marks rows 0-9 of source frame 2, SEG frame 2 marks rows 0-19 of source frame 1
-    const marks = [{ frame: 2, rows: 10 }, { frame: 1, rows: 20 }];
+    const marks = [
+      { frame: 2, rows: 10 },
+      { frame: 1, rows: 20 },
+    ];
     const plane = 512 * 512;
     const bits = new Uint8Array((2 * plane) / 8);
     marks.forEach((m, f) => {
@@ -311,14 +362,41 @@ describe.skipIf(!have)("DICOM SEG", () => {
     });
     const D = dcmjs.data.DicomMetaDictionary;
     const uid = D.uid();
-    const meta = { FileMetaInformationVersion: [new Uint8Array([0, 1]).buffer], MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.66.4", MediaStorageSOPInstanceUID: uid, TransferSyntaxUID: "1.2.840.10008.1.2.1", ImplementationClassUID: "2.25.1" };
+    const meta = {
+      FileMetaInformationVersion: [new Uint8Array([0, 1]).buffer],
+      MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.66.4",
+      MediaStorageSOPInstanceUID: uid,
+      TransferSyntaxUID: "1.2.840.10008.1.2.1",
+      ImplementationClassUID: "2.25.1",
+    };
     const body = {
-      SOPClassUID: "1.2.840.10008.5.1.4.1.1.66.4", SOPInstanceUID: uid, Modality: "SEG", SegmentationType: "BINARY",
-      SamplesPerPixel: 1, PhotometricInterpretation: "MONOCHROME2", Rows: 512, Columns: 512, NumberOfFrames: "2", BitsAllocated: 1, BitsStored: 1, HighBit: 0, PixelRepresentation: 0,
+      SOPClassUID: "1.2.840.10008.5.1.4.1.1.66.4",
+      SOPInstanceUID: uid,
+      Modality: "SEG",
+      SegmentationType: "BINARY",
+      SamplesPerPixel: 1,
+      PhotometricInterpretation: "MONOCHROME2",
+      Rows: 512,
+      Columns: 512,
+      NumberOfFrames: "2",
+      BitsAllocated: 1,
+      BitsStored: 1,
+      HighBit: 0,
+      PixelRepresentation: 0,
       ReferencedSeriesSequence: [{ SeriesInstanceUID: src.string("x0020000e") }],
       SegmentSequence: [{ SegmentNumber: 1, SegmentLabel: "Box" }],
       PerFrameFunctionalGroupsSequence: marks.map((m) => ({
-        DerivationImageSequence: [{ SourceImageSequence: [{ ReferencedSOPClassUID: src.string("x00080016"), ReferencedSOPInstanceUID: src.string("x00080018"), ReferencedFrameNumber: String(m.frame) }] }],
+        DerivationImageSequence: [
+          {
+            SourceImageSequence: [
+              {
+                ReferencedSOPClassUID: src.string("x00080016"),
+                ReferencedSOPInstanceUID: src.string("x00080018"),
+                ReferencedFrameNumber: String(m.frame),
+              },
+            ],
+          },
+        ],
         PlanePositionSequence: [{ ImagePositionPatient: positions[m.frame - 1]!.map(String) }],
         SegmentIdentificationSequence: [{ ReferencedSegmentNumber: 1 }],
       })),
@@ -376,7 +454,11 @@ describe.skipIf(!have)("bad and hostile DICOM files", () => {
     });
     expect(await refused(readDicomPixels(p))).toContain("claims 65535x65535x99 voxels, more than segcause reads");
   });
-  for (const [file, marker, offset] of [["multiframe/CT0012.fragmented_no_bot_jpeg_lossless.57.dcm", [0xff, 0xc3], 5], ["codecs/693_J2KR.dcm", [0xff, 0x51], 6], ["multiframe/CT0012.not_fragmented_bot_jpeg_ls.80.dcm", [0xff, 0xf7], 5]] as const) {
+  for (const [file, marker, offset] of [
+    ["multiframe/CT0012.fragmented_no_bot_jpeg_lossless.57.dcm", [0xff, 0xc3], 5],
+    ["codecs/693_J2KR.dcm", [0xff, 0x51], 6],
+    ["multiframe/CT0012.not_fragmented_bot_jpeg_ls.80.dcm", [0xff, 0xf7], 5],
+  ] as const) {
     it(`${file}: a frame whose stream claims a huge image is refused before it is decoded`, async () => {
       const b = new Uint8Array(readFileSync(join(DATA, file)));
       // the first frame header's size fields (JPEG SOF: Y, X at +5; JPEG 2000 SIZ: Xsiz, Ysiz at +6)
@@ -393,7 +475,12 @@ describe.skipIf(!have)("bad and hostile DICOM files", () => {
     const p = patched({ x00280010: (v, at) => v.setUint16(at, 4096, true) });
     expect(await refused(readDicomPixels(p))).toMatch(/of pixel data, less than its 64x4096x10 voxels need/);
   });
-  for (const [file, keep] of [["codecs/693_UNCR.dcm", 300_000], ["codecs/693_J2KR.dcm", 20_000], ["multiframe/CT0012.fragmented_no_bot_jpeg_lossless.57.dcm", 120_000], ["multiframe/CT0012.not_fragmented_bot_rle.dcm", 100_000]] as const) {
+  for (const [file, keep] of [
+    ["codecs/693_UNCR.dcm", 300_000],
+    ["codecs/693_J2KR.dcm", 20_000],
+    ["multiframe/CT0012.fragmented_no_bot_jpeg_lossless.57.dcm", 120_000],
+    ["multiframe/CT0012.not_fragmented_bot_rle.dcm", 100_000],
+  ] as const) {
     it(`${file} cut to ${keep} bytes is refused in one line`, async () => {
       const full = readFileSync(join(DATA, file));
       expect(full.length).toBeGreaterThan(keep);
@@ -435,9 +522,9 @@ describe.skipIf(!have)("DICOM Parametric Map writer", () => {
       const ds = dicomParser.parseDicom(new Uint8Array(readFileSync(out)));
       expect(ds.string("x00080016")).toBe(PARAMETRIC_MAP_SOP_CLASS);
       expect(ds.string("x00200052")).toBe(v.source.kind === "dicom" ? v.source.frameOfReferenceUid : "");
-      const refSeries = ds.elements["x00081115"]!.items![0]!.dataSet!;
+      const refSeries = ds.elements.x00081115!.items![0]!.dataSet!;
       expect(refSeries.string("x0020000e")).toBe(v.source.kind === "dicom" ? v.source.seriesInstanceUid : "");
-      const refs = ds.elements["x00082112"]!.items!.map((it) => it.dataSet!.string("x00081155"));
+      const refs = ds.elements.x00082112!.items!.map((it) => it.dataSet!.string("x00081155"));
       expect(refs.length).toBe(v.dims[2]);
       if (v.source.kind === "dicom" && v.source.sopInstanceUids.length === v.dims[2]) expect(refs).toEqual(v.source.sopInstanceUids);
       if (dciodvfy) {
@@ -451,6 +538,8 @@ describe.skipIf(!have)("DICOM Parametric Map writer", () => {
     const bad = new Float32Array(v.data.length);
     bad[5] = Number.NaN;
     expect(await refused(writeDicomParametricMap(join(tmpDir(), "m.dcm"), bad, v))).toContain("not a finite number");
-    expect(await refused(writeDicomParametricMap(join(tmpDir(), "m.dcm"), new Float32Array(3), v))).toContain("the map has 3 values but the series has");
+    expect(await refused(writeDicomParametricMap(join(tmpDir(), "m.dcm"), new Float32Array(3), v))).toContain(
+      "the map has 3 values but the series has",
+    );
   });
 });

@@ -2,27 +2,27 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSyn
 import { basename, join } from "node:path";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { registerMethod, type MethodDefinition } from "../src/explain/methods.js";
+import { type MethodDefinition, registerMethod } from "../src/explain/methods.js";
 import "../src/explain/catalog.js";
-import type { Attribution, Provenance } from "../src/explain/attribution.js";
-import { runEvaluation, type RunControl } from "../src/evaluate/benchmark.js";
-import type { RunStatus } from "../src/util/progress.js";
-import { PROTOCOL_DEFAULTS, type EvaluateConfig } from "../src/evaluate/protocol.js";
-import { listCells, listControls, cellDir } from "../src/evaluate/store.js";
-import { holmSignificant, summarize, winners, type StatRow, type Summary } from "../src/evaluate/summary.js";
-import { writeEvaluationReport } from "../src/evaluate/report.js";
-import { wilcoxon, normalSf } from "../src/evaluate/wilcoxon.js";
-import { gini, spearman, trapezoidAuc } from "../src/evaluate/map-metrics.js";
-import { massPrefix, rankBySupport, rankUnits, stepCounts } from "../src/evaluate/ordering.js";
-import { pixelUnits } from "../src/evaluate/rank-units.js";
-import { candidates, parseRoiSpec, selectRois } from "../src/evaluate/rois.js";
+import { loadCase } from "../src/data/case.js";
 import { readManifest } from "../src/data/manifest.js";
 import { PatchBank } from "../src/data/patchbank.js";
-import { loadCase } from "../src/data/case.js";
-import { Model } from "../src/model/model.js";
-import { makeFills } from "../src/evaluate/fills.js";
-import { uniform } from "../src/util/rng.js";
 import { fail } from "../src/errors.js";
+import { type RunControl, runEvaluation } from "../src/evaluate/benchmark.js";
+import { makeFills } from "../src/evaluate/fills.js";
+import { gini, spearman, trapezoidAuc } from "../src/evaluate/map-metrics.js";
+import { massPrefix, rankBySupport, rankUnits, stepCounts } from "../src/evaluate/ordering.js";
+import { type EvaluateConfig, PROTOCOL_DEFAULTS } from "../src/evaluate/protocol.js";
+import { pixelUnits } from "../src/evaluate/rank-units.js";
+import { writeEvaluationReport } from "../src/evaluate/report.js";
+import { candidates, parseRoiSpec, selectRois } from "../src/evaluate/rois.js";
+import { cellDir, listCells, listControls } from "../src/evaluate/store.js";
+import { holmSignificant, type StatRow, type Summary, summarize, winners } from "../src/evaluate/summary.js";
+import { normalSf, wilcoxon } from "../src/evaluate/wilcoxon.js";
+import type { Attribution, Provenance } from "../src/explain/attribution.js";
+import { Model } from "../src/model/model.js";
+import type { RunStatus } from "../src/util/progress.js";
+import { uniform } from "../src/util/rng.js";
 import { segcause } from "./helpers/cli.js";
 import { regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
@@ -52,13 +52,31 @@ function handMade(name: string, support: (p: number, seed: number) => number): M
     explain: async (ctx) => {
       calls[name] = (calls[name] ?? 0) + 1;
       if (failOn && failOn.method === name && calls[name] === failOn.call) throw new Error("injected failure");
-      const H = ctx.model.height, W = ctx.model.width;
+      const H = ctx.model.height,
+        W = ctx.model.width;
       const seed = ctx.run.seed ?? 0;
       const map = Float32Array.from({ length: H * W }, (_, p) => support(p, seed));
       const roi = "mask" in ctx.target.roi ? { row: 0, col: 0, height: 1, width: 1 } : ctx.target.roi;
       const a: Attribution = {
-        method: name, unitKind: "pixel", valueUnits: "test", signed: false, height: H, width: W, map, stderrMap: new Float32Array(H * W).fill(Number.NaN),
-        units: [], baseOutcome: 0, outcome: "dice", reference: "ground-truth", roi, roiCells: 0, forwardPasses: 0, backwardPasses: 0, wallMs: 0, notes: [], provenance: {} as Provenance,
+        method: name,
+        unitKind: "pixel",
+        valueUnits: "test",
+        signed: false,
+        height: H,
+        width: W,
+        map,
+        stderrMap: new Float32Array(H * W).fill(Number.NaN),
+        units: [],
+        baseOutcome: 0,
+        outcome: "dice",
+        reference: "ground-truth",
+        roi,
+        roiCells: 0,
+        forwardPasses: 0,
+        backwardPasses: 0,
+        wallMs: 0,
+        notes: [],
+        provenance: {} as Provenance,
       };
       return a;
     },
@@ -67,13 +85,29 @@ function handMade(name: string, support: (p: number, seed: number) => number): M
 registerMethod(handMade("t-oracle", (p) => (inC(p) ? 1 : 0)));
 registerMethod(handMade("t-anti", (p) => (inC(p) ? 0 : 1)));
 registerMethod(handMade("t-random", (p, seed) => uniform(seed + 99, 7, p)));
-registerMethod({ ...handMade("t-refuse", () => 0), explain: async () => { calls["t-refuse"] = (calls["t-refuse"] ?? 0) + 1; return fail("t-refuse cannot explain this model", "it never can"); } });
+registerMethod({
+  ...handMade("t-refuse", () => 0),
+  explain: async () => {
+    calls["t-refuse"] = (calls["t-refuse"] ?? 0) + 1;
+    return fail("t-refuse cannot explain this model", "it never can");
+  },
+});
 
 beforeAll(async () => {
   dir = tmp("segcause-eval-");
   modelPath = writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
   // same threshold on the mean of C, plus a weak dependence on the bottom-left corner
-  modelPath2 = writeModel(dir, "causal2.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 40 }, { row: 24, col: 0, height: 8, width: 8, weight: 0.5 }], -32.2));
+  modelPath2 = writeModel(
+    dir,
+    "causal2.onnx",
+    regionMeanModel(
+      [
+        { row: 0, col: 16, height: 16, width: 16, weight: 40 },
+        { row: 24, col: 0, height: 8, width: 8, weight: 0.5 },
+      ],
+      -32.2,
+    ),
+  );
   const cases = [];
   for (let i = 0; i < 6; i++) {
     const id = `img${i}`;
@@ -88,8 +122,18 @@ beforeAll(async () => {
 
 function config(out: string, methods: string[], extra: Partial<EvaluateConfig> = {}): EvaluateConfig {
   return {
-    models: [modelPath], dataset: manifest, split: "test", methods: methods.map((name) => ({ name, options: {} })), rois: parseRoiSpec("boundary:8x2"),
-    bankSplits: ["train"], bankPatchSize: 8, out, seed: 0, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, rankUnits: { kind: "pixel" } }, threads: 1, ...extra,
+    models: [modelPath],
+    dataset: manifest,
+    split: "test",
+    methods: methods.map((name) => ({ name, options: {} })),
+    rois: parseRoiSpec("boundary:8x2"),
+    bankSplits: ["train"],
+    bankPatchSize: 8,
+    out,
+    seed: 0,
+    protocol: { ...PROTOCOL_DEFAULTS, radius: 8, rankUnits: { kind: "pixel" } },
+    threads: 1,
+    ...extra,
   };
 }
 const ctl = (extra: RunControl = {}): RunControl => ({ causalMask: () => causal, ...extra });
@@ -103,7 +147,8 @@ describe("statistics", () => {
     expect(darwin.method).toBe("exact");
     expect(darwin.p).toBeCloseTo(0.041259765625, 12);
     // paired x, y (scipy): statistic 5, exact p = 0.0390625
-    const x = [1.83, 0.5, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.3], y = [0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29];
+    const x = [1.83, 0.5, 1.62, 2.48, 1.68, 1.88, 1.55, 3.06, 1.3],
+      y = [0.878, 0.647, 0.598, 2.05, 1.06, 1.29, 1.06, 3.14, 1.29];
     const r = wilcoxon(x.map((v, i) => v - y[i]));
     expect(r.statistic).toBe(5);
     expect(r.p).toBeCloseTo(0.0390625, 12);
@@ -116,7 +161,10 @@ describe("statistics", () => {
     expect(t.method).toBe("normal");
     expect(t.statistic).toBe(52.5);
     expect(t.p / 7.606579428084361e-5).toBeCloseTo(1, 5);
-    const t2 = wilcoxon([0.5, -1.2, 2.3, 2.3, -0.4, 1.1, 0.9, -2.2, 3.1, 0.7, 1.5, -0.6, 2.8, 1.9, 0.3, -1.0, 2.2, 1.4, 0.8, 2.5, -0.2, 1.7, 0.6, 2.1, 1.3, 0.9, -0.5, 1.6, 2.0, 0.4]);
+    const t2 = wilcoxon([
+      0.5, -1.2, 2.3, 2.3, -0.4, 1.1, 0.9, -2.2, 3.1, 0.7, 1.5, -0.6, 2.8, 1.9, 0.3, -1.0, 2.2, 1.4, 0.8, 2.5, -0.2, 1.7, 0.6, 2.1, 1.3, 0.9, -0.5,
+      1.6, 2.0, 0.4,
+    ]);
     expect(t2.statistic).toBe(70);
     expect(t2.p / 0.0008291209612085804).toBeCloseTo(1, 5);
     expect(normalSf(1.959963985)).toBeCloseTo(0.025, 7);
@@ -143,7 +191,9 @@ describe("statistics", () => {
   it("ties in the support are broken by a seeded permutation", () => {
     const flat = new Float32Array(100);
     const dom = Uint32Array.from({ length: 100 }, (_, i) => i);
-    const a = rankBySupport(flat, dom, 0), b = rankBySupport(flat, dom, 0), c = rankBySupport(flat, dom, 1);
+    const a = rankBySupport(flat, dom, 0),
+      b = rankBySupport(flat, dom, 0),
+      c = rankBySupport(flat, dom, 1);
     expect([...a]).toEqual([...b]);
     expect([...a]).not.toEqual([...c]);
     expect([...a].sort((x, y) => x - y)).toEqual([...dom]);
@@ -152,7 +202,8 @@ describe("statistics", () => {
 
 describe("RoI rules", () => {
   it("boundary / inside / outside squares are seeded, aligned, clipped and of the right kind", () => {
-    const H = 64, W = 64;
+    const H = 64,
+      W = 64;
     const mask = Uint8Array.from({ length: H * W }, (_, p) => (Math.hypot(Math.floor(p / W) - 30, (p % W) - 34) < 15 ? 1 : 0));
     const spec = parseRoiSpec("boundary:16x3,inside:16,outside:16");
     const a = selectRois(spec, "case1", mask, H, W, 0);
@@ -176,14 +227,20 @@ describe("RoI rules", () => {
     const csvPath = join(tmp(), "rois.csv");
     writeFileSync(csvPath, "image,row,col,size\ncase1,8,16,16\ncase2,0,0,8\ncase1,40,40,8\n");
     const f = selectRois(parseRoiSpec(csvPath), "case1", undefined, H, W, 0);
-    expect(f.map((r) => [r.id, r.rect.row, r.rect.col, r.rect.height])).toEqual([["file-0", 8, 16, 16], ["file-2", 40, 40, 8]]);
+    expect(f.map((r) => [r.id, r.rect.row, r.rect.col, r.rect.height])).toEqual([
+      ["file-0", 8, 16, 16],
+      ["file-2", 40, 40, 8],
+    ]);
   });
 });
 
 describe("a bank built from the evaluated split", () => {
   it("leaves each image's own patches out of its natural-patch fill and notes the overlap", async () => {
     const o = tmp("segcause-eval-banksplit-");
-    const s = await runEvaluation(config(o, ["zero"], { bankSplits: ["train", "test"], images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, fills: ["patches"], steps: 2 } }), ctl());
+    const s = await runEvaluation(
+      config(o, ["zero"], { bankSplits: ["train", "test"], images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, fills: ["patches"], steps: 2 } }),
+      ctl(),
+    );
     expect(s.computed).toBe(2);
     expect(s.notes.join("\n")).toMatch(/built from split 'test', which is also evaluated: each image's own patches are left out/);
     const cell = listCells(o)[0];
@@ -242,8 +299,12 @@ describe("RoI files that select nothing", () => {
   it("an image id the dataset does not have, or RoIs only on images outside the evaluated split, are refused", async () => {
     const o = tmp("segcause-eval-roifile-");
     const csv = (name: string, text: string) => (writeFileSync(join(o, name), text), parseRoiSpec(join(o, name)));
-    await expect(runEvaluation(config(join(o, "a"), ["zero"], { rois: csv("typo.csv", "image,row,col,size\nimg33,0,0,8\nimg3,0,0,8\n") }), ctl())).rejects.toThrow(/names 1 image\(s\) that are not in tiny: img33/);
-    const e = await runEvaluation(config(join(o, "b"), ["zero"], { rois: csv("train.csv", "image,row,col,size\nimg0,0,0,8\n") }), ctl()).catch((x) => x);
+    await expect(
+      runEvaluation(config(join(o, "a"), ["zero"], { rois: csv("typo.csv", "image,row,col,size\nimg33,0,0,8\nimg3,0,0,8\n") }), ctl()),
+    ).rejects.toThrow(/names 1 image\(s\) that are not in tiny: img33/);
+    const e = await runEvaluation(config(join(o, "b"), ["zero"], { rois: csv("train.csv", "image,row,col,size\nimg0,0,0,8\n") }), ctl()).catch(
+      (x) => x,
+    );
     expect(e.oneLine()).toMatch(/none of the 3 images evaluated \(split 'test'\) has a RoI .*use --split train/);
     expect(existsSync(join(o, "a"))).toBe(false);
     expect(existsSync(join(o, "b"))).toBe(false);
@@ -258,13 +319,17 @@ describe("RoI files that select nothing", () => {
       hint: expect.stringMatching(/model-input pixels/),
     });
     expect(listCells(join(o, "a"))).toHaveLength(0);
-    await expect(runEvaluation(config(join(o, "b"), ["t-oracle"], { rois: csv("whole.csv", "image,row,col,size\nimg3,0,0,32\n") }), ctl())).rejects.toThrow(/line 2 \(img3,0,0,32\) spans the 32x32 model input: nothing outside it/);
+    await expect(
+      runEvaluation(config(join(o, "b"), ["t-oracle"], { rois: csv("whole.csv", "image,row,col,size\nimg3,0,0,32\n") }), ctl()),
+    ).rejects.toThrow(/line 2 \(img3,0,0,32\) spans the 32x32 model input: nothing outside it/);
   });
 
   it("a repeated RoI, a size of 0, a folder given as --rois, and a manifest with a repeated case id or no case are refused", () => {
     const o = tmp("segcause-eval-badrois-");
     const csv = (name: string, text: string) => (writeFileSync(join(o, name), text), join(o, name));
-    expect(() => parseRoiSpec(csv("dup.csv", "image,row,col,size\nimg3,0,0,8\nimg4,0,0,8\nimg3,0,0,8\n"))).toThrow(/line 4 repeats line 2 \(img3,0,0,8\)/);
+    expect(() => parseRoiSpec(csv("dup.csv", "image,row,col,size\nimg3,0,0,8\nimg4,0,0,8\nimg3,0,0,8\n"))).toThrow(
+      /line 4 repeats line 2 \(img3,0,0,8\)/,
+    );
     expect(() => parseRoiSpec(csv("zero.csv", "image,row,col,size\nimg3,0,0,0\n"))).toThrow(/line 2: size must be at least 1, got 0/);
     expect(() => parseRoiSpec(csv("hex.csv", "image,row,col,size\nimg3,0x10,0,8\n"))).toThrow(/line 2: row, col and size must be integers/);
     expect(() => parseRoiSpec(o)).toThrow(/is a folder, not a RoI rule or a \.csv RoI file/);
@@ -273,7 +338,9 @@ describe("RoI files that select nothing", () => {
     expect(() => readManifest(man("dup.json", [c, { ...c, image: "b.png" }]))).toThrow(/lists case id 'a' twice/);
     expect(() => readManifest(man("none.json", []))).toThrow(/lists no cases/);
     const mask = new Uint8Array(32 * 32).fill(1, 0, 512);
-    expect(() => selectRois(parseRoiSpec("boundary:8", 500), "img", mask, 32, 32, 0)).toThrow(/--roi-align 500 is not smaller than the 32x32 model input/);
+    expect(() => selectRois(parseRoiSpec("boundary:8", 500), "img", mask, 32, 32, 0)).toThrow(
+      /--roi-align 500 is not smaller than the 32x32 model input/,
+    );
     expect(() => selectRois(parseRoiSpec("inside:32"), "img", mask, 32, 32, 0)).toThrow(/RoI size 32 spans the 32x32 model input/);
   });
 });
@@ -319,7 +386,9 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
 
   it("a perfect attribution is favoured over a random one in the paired tests, with images as the unit, and the random control sits near 0.5", () => {
     const s = summarize(listCells(out), listControls(out));
-    const pair = s.pairs.find((p) => p.scope === "all" && p.metric === "del_norm:zero" && [p.a, p.b].includes("t-oracle") && [p.a, p.b].includes("t-random"))!;
+    const pair = s.pairs.find(
+      (p) => p.scope === "all" && p.metric === "del_norm:zero" && [p.a, p.b].includes("t-oracle") && [p.a, p.b].includes("t-random"),
+    )!;
     // 6 cells = 3 images × 2 RoIs: the two RoIs of an image are averaged, so the test has n = 3
     expect(pair.cells).toBe(6);
     expect(pair.n).toBe(3);
@@ -345,14 +414,42 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
   });
 
   it("winners: methods tied with the top mean share the place", () => {
-    const row = (method: string, mean: number): StatRow => ({ scope: "model", dataset: "d", model: "m", method, metric: "del_norm:zero", mean, sd: 0, n: 3 });
-    const s: Summary = { format: "segcause.evalsummary/1", cells: 9, controls: 0, skippedRois: 0, methods: ["a", "b", "c"], models: [{ dataset: "d", model: "m" }], stats: [row("a", 0.4), row("b", 0.2), row("c", 0.2)], pairs: [] };
+    const row = (method: string, mean: number): StatRow => ({
+      scope: "model",
+      dataset: "d",
+      model: "m",
+      method,
+      metric: "del_norm:zero",
+      mean,
+      sd: 0,
+      n: 3,
+    });
+    const s: Summary = {
+      format: "segcause.evalsummary/1",
+      cells: 9,
+      controls: 0,
+      skippedRois: 0,
+      methods: ["a", "b", "c"],
+      models: [{ dataset: "d", model: "m" }],
+      stats: [row("a", 0.4), row("b", 0.2), row("c", 0.2)],
+      pairs: [],
+    };
     expect(winners(s, "del_norm:zero")[0]).toMatchObject({ best: "b = c", mean: 0.2 });
   });
 
   it("writes tables, plots and a self-contained HTML report", async () => {
     const r = await writeEvaluationReport(out);
-    for (const f of ["cells.jsonl", "cells.csv", "summary.json", "summary.csv", "pairs.csv", "report.html", "plots/curves-tiny-zero.png", "plots/auc-tiny-patches.png"]) expect(r.files).toContain(f);
+    for (const f of [
+      "cells.jsonl",
+      "cells.csv",
+      "summary.json",
+      "summary.csv",
+      "pairs.csv",
+      "report.html",
+      "plots/curves-tiny-zero.png",
+      "plots/auc-tiny-patches.png",
+    ])
+      expect(r.files).toContain(f);
     const html = readFileSync(join(out, "report.html"), "utf8");
     expect(html).toContain("data:image/png;base64,");
     expect(html).not.toMatch(/<script|https?:\/\//);
@@ -397,15 +494,27 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     expect(so.notes.join(" ")).toMatch(/c1 outside8-0: skipped \(.*empty/);
     // a label-map mask (three values) stops the run before any cell, naming the case
     const labels = join(d, "labels.png");
-    await sharp(Uint8Array.from({ length: 32 * 32 }, (_, p) => [0, 1, 2][p % 3]), { raw: { width: 32, height: 32, channels: 1 } }).png().toFile(labels);
+    await sharp(
+      Uint8Array.from({ length: 32 * 32 }, (_, p) => [0, 1, 2][p % 3]),
+      { raw: { width: 32, height: 32, channels: 1 } },
+    )
+      .png()
+      .toFile(labels);
     const o3 = tmp("segcause-eval-labels-");
-    await expect(runEvaluation(config(o3, ["t-oracle"], { dataset: m([...cases, { id: "lab", image: "c0.png", mask: "labels.png", split: "test" }]), rois, protocol }), ctl())).rejects.toThrow(/^case lab: /);
+    await expect(
+      runEvaluation(
+        config(o3, ["t-oracle"], { dataset: m([...cases, { id: "lab", image: "c0.png", mask: "labels.png", split: "test" }]), rois, protocol }),
+        ctl(),
+      ),
+    ).rejects.toThrow(/^case lab: /);
     expect(listCells(o3)).toHaveLength(0);
     // a missing image third in line: refused before the first cell, naming the case; nothing recorded
     let recorded = 0;
     const o2 = tmp("segcause-eval-missing-");
     const missing = [...cases.slice(0, 2), { id: "gone", image: "gone.png", mask: "c0_mask.png", split: "test" }];
-    await expect(runEvaluation(config(o2, ["t-oracle"], { dataset: m(missing), rois, protocol }), ctl({ onValidated: async () => void recorded++ }))).rejects.toThrow(/^case gone: cannot read image/);
+    await expect(
+      runEvaluation(config(o2, ["t-oracle"], { dataset: m(missing), rois, protocol }), ctl({ onValidated: async () => void recorded++ })),
+    ).rejects.toThrow(/^case gone: cannot read image/);
     expect(listCells(o2)).toHaveLength(0);
     expect(recorded).toBe(0);
   });
@@ -414,7 +523,10 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     const o = tmp("segcause-eval-check-");
     const run = (name: string, options: Record<string, unknown>) => runEvaluation({ ...config(o, []), methods: [{ name, options }] }, ctl());
     await expect(run("zero", { block: 1000 })).rejects.toThrow(/^--set zero\.block=1000: the block does not fit the 32x32 input/);
-    await expect(run("pdcr", { block: 16 })).rejects.toMatchObject({ message: "--set pdcr.block=16 does not match the bank's 8x8 patches", hint: "make a bank of 16 px patches, or use --set pdcr.block=8" });
+    await expect(run("pdcr", { block: 16 })).rejects.toMatchObject({
+      message: "--set pdcr.block=16 does not match the bank's 8x8 patches",
+      hint: "make a bank of 16 px patches, or use --set pdcr.block=8",
+    });
     await expect(run("occlusion", { block: 8, stride: 16 })).rejects.toThrow(/--set occlusion\.stride=16 is larger than the block/);
     await expect(run("gradcam", { layer: "nope" })).rejects.toThrow(/Grad-CAM/);
     expect(listCells(o)).toHaveLength(0);
@@ -425,7 +537,9 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
     mkdirSync(join(d2, "a"));
     const copy = join(d2, "a", basename(modelPath));
     copyFileSync(modelPath, copy);
-    await expect(runEvaluation(config(tmp("segcause-eval-samefile-out-"), ["t-oracle"], { models: [modelPath, copy] }), ctl())).rejects.toThrow(/have the same file name 'causal\.onnx'/);
+    await expect(runEvaluation(config(tmp("segcause-eval-samefile-out-"), ["t-oracle"], { models: [modelPath, copy] }), ctl())).rejects.toThrow(
+      /have the same file name 'causal\.onnx'/,
+    );
   });
 });
 
@@ -474,7 +588,9 @@ describe("resumption and determinism", () => {
   });
 
   it("is deterministic for a seed and changes with the seed", async () => {
-    const a = tmp("segcause-eval-a-"), b = tmp("segcause-eval-b-"), c = tmp("segcause-eval-c-");
+    const a = tmp("segcause-eval-a-"),
+      b = tmp("segcause-eval-b-"),
+      c = tmp("segcause-eval-c-");
     await runEvaluation(config(a, ["t-random"]), ctl());
     await runEvaluation(config(b, ["t-random"]), ctl());
     await runEvaluation(config(c, ["t-random"], { seed: 5 }), ctl());
@@ -500,13 +616,22 @@ describe("resumption and determinism", () => {
     const o = tmp("segcause-eval-mix-");
     await runEvaluation(config(o, ["t-oracle"], { images: 1 }), ctl());
     let recorded = 0;
-    await expect(runEvaluation(config(o, ["t-oracle"], { images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, steps: 10 } }), ctl({ onValidated: async () => void recorded++ }))).rejects.toThrow(/different settings \(.*another protocol setting \(e\.g\. --steps/);
+    await expect(
+      runEvaluation(
+        config(o, ["t-oracle"], { images: 1, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, steps: 10 } }),
+        ctl({ onValidated: async () => void recorded++ }),
+      ),
+    ).rejects.toThrow(/different settings \(.*another protocol setting \(e\.g\. --steps/);
     expect(recorded).toBe(0); // the refused rerun is not recorded as a command that wrote into the folder
     // the refusal names what it can see changed: a method option, the seed
     const z = tmp("segcause-eval-mix-opt-");
     await runEvaluation({ ...config(z, []), images: 1, methods: [{ name: "zero", options: { block: 8 } }] }, ctl());
-    await expect(runEvaluation({ ...config(z, []), images: 1, methods: [{ name: "zero", options: { block: 4 } }] }, ctl())).rejects.toThrow(/different settings \(--set zero\.block: 8 then, 4 now\)/);
-    await expect(runEvaluation({ ...config(z, []), images: 1, seed: 3, methods: [{ name: "zero", options: { block: 8 } }] }, ctl())).rejects.toThrow(/--seed: 0 then, 3 now/);
+    await expect(runEvaluation({ ...config(z, []), images: 1, methods: [{ name: "zero", options: { block: 4 } }] }, ctl())).rejects.toThrow(
+      /different settings \(--set zero\.block: 8 then, 4 now\)/,
+    );
+    await expect(runEvaluation({ ...config(z, []), images: 1, seed: 3, methods: [{ name: "zero", options: { block: 8 } }] }, ctl())).rejects.toThrow(
+      /--seed: 0 then, 3 now/,
+    );
   });
 
   it("refuses another dataset under the same name in one folder (its cells would pool with the first's)", async () => {
@@ -521,7 +646,9 @@ describe("resumption and determinism", () => {
       cases.push({ id: `x${i}`, image: `x${i}.png`, mask: `x${i}_mask.png`, split: i < 2 ? "train" : "test" });
     }
     writeFileSync(join(other, "manifest.json"), JSON.stringify({ name: "tiny", cases }));
-    await expect(runEvaluation(config(o, ["t-oracle"], { dataset: join(other, "manifest.json"), images: 1, protocol }), ctl())).rejects.toThrow(/was evaluated on another dataset named 'tiny'/);
+    await expect(runEvaluation(config(o, ["t-oracle"], { dataset: join(other, "manifest.json"), images: 1, protocol }), ctl())).rejects.toThrow(
+      /was evaluated on another dataset named 'tiny'/,
+    );
     // the same dataset again resumes
     expect((await runEvaluation(config(o, ["t-oracle"], { images: 1, protocol }), ctl())).computed).toBe(0);
   });
@@ -545,21 +672,56 @@ describe("command line", () => {
 
   it("evaluate runs, resumes, and strategies reads its cells", () => {
     const out = tmp("segcause-eval-cli-");
-    const args = ["evaluate", "--models", modelPath, "--dataset", dir, "--images", "1", "--methods", "zero,occlusion", "--set", "occlusion.stride=4", "--set", "occlusion.block=8",
-      "--rois", "boundary:8", "--steps", "5", "--fills", "zero,mean", "--radius", "8", "--threads", "1", "--out", out, "--no-progress"];
+    const args = [
+      "evaluate",
+      "--models",
+      modelPath,
+      "--dataset",
+      dir,
+      "--images",
+      "1",
+      "--methods",
+      "zero,occlusion",
+      "--set",
+      "occlusion.stride=4",
+      "--set",
+      "occlusion.block=8",
+      "--rois",
+      "boundary:8",
+      "--steps",
+      "5",
+      "--fills",
+      "zero,mean",
+      "--radius",
+      "8",
+      "--threads",
+      "1",
+      "--out",
+      out,
+      "--no-progress",
+    ];
     const a = run(args);
     expect(a.stderr).toBe("");
     expect(a.code).toBe(0);
     expect(a.stdout).toMatch(/^2 cells computed, 0 already finished, 0 skipped/);
     expect(existsSync(join(out, "report.html"))).toBe(true);
-    const cell = JSON.parse(readFileSync(join(cellDir(out, { dataset: "tiny", model: "causal", image: "img3", roi: "boundary8-0" }, "occlusion"), "cell.json"), "utf8"));
+    const cell = JSON.parse(
+      readFileSync(join(cellDir(out, { dataset: "tiny", model: "causal", image: "img3", roi: "boundary8-0" }, "occlusion"), "cell.json"), "utf8"),
+    );
     expect(cell.options).toMatchObject({ stride: 4, block: 8 });
     expect(cell.fills.zero.curves.deletion).toHaveLength(6);
     const b = run(args);
     expect(b.stdout).toMatch(/^0 cells computed, 2 already finished/);
     expect(JSON.parse(readFileSync(join(out, "run.json"), "utf8")).commands).toHaveLength(1);
     // A second command with other method options into the same folder: the report keeps both settings.
-    const c = run([...args.slice(0, args.indexOf("--methods")), "--methods", "rise", "--set", "rise.masks=20", ...args.slice(args.indexOf("--rois"))]);
+    const c = run([
+      ...args.slice(0, args.indexOf("--methods")),
+      "--methods",
+      "rise",
+      "--set",
+      "rise.masks=20",
+      ...args.slice(args.indexOf("--rois")),
+    ]);
     expect(c.code).toBe(0);
     expect(c.stdout).toMatch(/^1 cells computed/);
     const html = readFileSync(join(out, "report.html"), "utf8");

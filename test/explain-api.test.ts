@@ -1,11 +1,11 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
-import { Model } from "../src/model/model.js";
 import { explain } from "../src/explain/explain.js";
-import { explainZero } from "../src/explain/pdcr.js";
 import { defineMethod } from "../src/explain/methods.js";
 import { choice, int } from "../src/explain/options.js";
+import { explainZero } from "../src/explain/pdcr.js";
 import { RunContext } from "../src/explain/run.js";
+import { Model } from "../src/model/model.js";
 import { regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 // The causal fixture of the PdCR tests: foreground iff the mean of rows 0-15, cols 16-31 > 0.8.
@@ -36,7 +36,12 @@ describe("explain(method, {...}): the library's one entry point", () => {
       const a = await explain("zero", { model, case: kase, target: { roi: ROI }, options: { block: 8 }, run: { seed: 1 } });
       const b = await explainZero(model, kase, { roi: ROI }, { blockSize: 8, seed: 1 });
       expect(Buffer.from(a.map.buffer).equals(Buffer.from(b.map.buffer))).toBe(true);
-      expect(a.units.filter((u) => Math.abs(u.effect + 100) < 1e-6).map((u) => [u.row, u.col])).toEqual([[0, 16], [0, 24], [8, 16], [8, 24]]);
+      expect(a.units.filter((u) => Math.abs(u.effect + 100) < 1e-6).map((u) => [u.row, u.col])).toEqual([
+        [0, 16],
+        [0, 24],
+        [8, 16],
+        [8, 24],
+      ]);
       expect(a.provenance.settings).toMatchObject({ blockSize: 8, tau: 0.02, fill: 0 });
       expect(a.tau).toBe(0.02);
       expect(a.region.kind).toBe("rect");
@@ -48,7 +53,12 @@ describe("explain(method, {...}): the library's one entry point", () => {
     await withModel(async (model) => {
       const kase = await loadCase(model, image);
       const { loadMask } = await import("../src/data/image.js");
-      const a = await explain("occlusion", { model, case: kase, target: { roi: { mask: await loadMask(roiMask, 32, 32) } }, options: { block: 8, stride: 8 } });
+      const a = await explain("occlusion", {
+        model,
+        case: kase,
+        target: { roi: { mask: await loadMask(roiMask, 32, 32) } },
+        options: { block: 8, stride: 8 },
+      });
       expect(a.region.kind).toBe("mask");
       expect(a.region.area).toBe(48);
       expect(a.roi).toEqual({ row: 16, col: 0, height: 8, width: 6 });
@@ -59,8 +69,12 @@ describe("explain(method, {...}): the library's one entry point", () => {
   it("refuses an option the method does not take, and a setting its check rejects, before any pass", async () => {
     await withModel(async (model) => {
       const kase = await loadCase(model, image);
-      await expect(explain("zero", { model, case: kase, target: { roi: ROI }, options: { stride: 4 } })).rejects.toThrow(/^options\.stride is not an option of method zero/);
-      await expect(explain("occlusion", { model, case: kase, target: { roi: ROI }, options: { block: 64 } })).rejects.toThrow(/^options\.block=64: the block does not fit the 32x32 input/);
+      await expect(explain("zero", { model, case: kase, target: { roi: ROI }, options: { stride: 4 } })).rejects.toThrow(
+        /^options\.stride is not an option of method zero/,
+      );
+      await expect(explain("occlusion", { model, case: kase, target: { roi: ROI }, options: { block: 64 } })).rejects.toThrow(
+        /^options\.block=64: the block does not fit the 32x32 input/,
+      );
       await expect(explain("pdcr", { model, case: kase, target: { roi: ROI } })).rejects.toThrow(/pdcr needs a patch bank/);
     });
   });
@@ -81,12 +95,26 @@ describe("explain(method, {...}): the library's one entry point", () => {
       family: "perturbation",
       summary: "every pixel gets the block size (a test of the declaration)",
       cost: "1",
-      options: { block: int({ description: "a size", default: 4, min: 1 }), sign: choice(["plus", "minus"] as const, { description: "a sign", default: "minus" }) },
+      options: {
+        block: int({ description: "a size", default: 4, min: 1 }),
+        sign: choice(["plus", "minus"] as const, { description: "a sign", default: "minus" }),
+      },
       explain: async (ctx, o) => {
         seen.push(o);
         const run = await RunContext.open(ctx.model, ctx.kase, ctx.target, ctx.run);
         const v: number = o.sign === "minus" ? -o.block : o.block;
-        return run.finish({ method: "constant-test", unitKind: "pixel", signed: true, map: new Float32Array(32 * 32).fill(v), units: [], roiCells: 0, forwardPasses: 1, tau: 0, settings: o, intervention: {} });
+        return run.finish({
+          method: "constant-test",
+          unitKind: "pixel",
+          signed: true,
+          map: new Float32Array(32 * 32).fill(v),
+          units: [],
+          roiCells: 0,
+          forwardPasses: 1,
+          tau: 0,
+          settings: o,
+          intervention: {},
+        });
       },
     });
     await withModel(async (model) => {
@@ -96,7 +124,9 @@ describe("explain(method, {...}): the library's one entry point", () => {
       expect(a.map[0]).toBe(-3);
       expect(a.forwardPasses).toBe(1);
       expect(a.provenance.settings).toEqual({ block: 3, sign: "minus" });
-      await expect(explain(constant, { model, case: kase, target: { roi: ROI }, options: { sign: "up" as "plus" } })).rejects.toThrow(/^options\.sign must be one of plus, minus, got 'up'/);
+      await expect(explain(constant, { model, case: kase, target: { roi: ROI }, options: { sign: "up" as "plus" } })).rejects.toThrow(
+        /^options\.sign must be one of plus, minus, got 'up'/,
+      );
     });
   });
 });

@@ -5,11 +5,11 @@
  * three), which is where a per-block variance gives a standard error of 0.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { loadCase, type Case } from "../src/data/case.js";
-import { PatchBank, type PatchBankHeader } from "../src/data/patchbank.js";
-import { Model } from "../src/model/model.js";
-import { explainPdcr } from "../src/explain/pdcr.js";
 import { pearson } from "../src/bench/fidelity.js";
+import { type Case, loadCase } from "../src/data/case.js";
+import { PatchBank, type PatchBankHeader } from "../src/data/patchbank.js";
+import { explainPdcr } from "../src/explain/pdcr.js";
+import { Model } from "../src/model/model.js";
 import { sha256 } from "../src/util/hash.js";
 import { Rng } from "../src/util/rng.js";
 import { t975 } from "../src/util/tdist.js";
@@ -40,8 +40,19 @@ const VALUE = 230;
 
 function textureBank(): PatchBank {
   const px = new Uint8Array(K * 8 * 8 * 3);
-  for (let k = 0; k < K; k++) for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) px.fill(y < 4 && x < 4 ? A[k] : C[k], ((k * 8 + y) * 8 + x) * 3, ((k * 8 + y) * 8 + x) * 3 + 3);
-  const header: PatchBankHeader = { format: "segcause.patchbank/1", patchSize: 8, count: K, perImage: K, seed: 0, resizedTo: { height: S, width: S, filter: "bilinear" }, sources: [{ name: "synthetic-texture", sha256: sha256(px), patches: K }], createdWith: "test" };
+  for (let k = 0; k < K; k++)
+    for (let y = 0; y < 8; y++)
+      for (let x = 0; x < 8; x++) px.fill(y < 4 && x < 4 ? A[k] : C[k], ((k * 8 + y) * 8 + x) * 3, ((k * 8 + y) * 8 + x) * 3 + 3);
+  const header: PatchBankHeader = {
+    format: "segcause.patchbank/1",
+    patchSize: 8,
+    count: K,
+    perImage: K,
+    seed: 0,
+    resizedTo: { height: S, width: S, filter: "bilinear" },
+    sources: [{ name: "synthetic-texture", sha256: sha256(px), patches: K }],
+    createdWith: "test",
+  };
   return new PatchBank(header, px, sha256(px));
 }
 
@@ -52,7 +63,15 @@ beforeAll(async () => {
   const dir = tmp();
   const w = THRESH.map((t) => 255 / (VALUE - t));
   const bias = 1 - w.reduce((s, wb) => s + (wb * VALUE) / 255, 0);
-  const path = writeModel(dir, "discrete.onnx", regionMeanModel(BLOCKS.map(([row, col], b) => ({ row, col, height: 4, width: 4, weight: w[b] })), bias, { size: S }));
+  const path = writeModel(
+    dir,
+    "discrete.onnx",
+    regionMeanModel(
+      BLOCKS.map(([row, col], b) => ({ row, col, height: 4, width: 4, weight: w[b] })),
+      bias,
+      { size: S },
+    ),
+  );
   model = await Model.load(path, { threads: 1 });
   kase = await loadCase(model, await writeImage(dir, "bright.png", () => VALUE, S));
 });
@@ -89,15 +108,20 @@ describe("fast schedule on a model with a discrete outcome", () => {
       out.push({
         raw: a.units.map((u) => (u.status === "screened-out" ? 0 : u.rawEffect)),
         exact,
-        causal: a.units.flatMap((u, i) => (BLOCKS.some(([r, c]) => r === u.row && c === u.col) ? [{ raw: u.rawEffect, se: u.stderr, dof: u.dof!, passing: u.status !== "screened-out", exact: exact[i] }] : [])),
+        causal: a.units.flatMap((u, i) =>
+          BLOCKS.some(([r, c]) => r === u.row && c === u.col)
+            ? [{ raw: u.rawEffect, se: u.stderr, dof: u.dof!, passing: u.status !== "screened-out", exact: exact[i] }]
+            : [],
+        ),
       });
     }
     return out;
   }
   /** Share of the causal blocks' 95% intervals (blocks passing the screen) that hold the exact ATE. */
   function coverage(rs: SeedRun[]): { rate: number; n: number; sd: number } {
-    let covered = 0, n = 0;
-    for (const r of rs) for (const c of r.causal) if (c.passing) (n++, Math.abs(c.raw - c.exact) <= t975(c.dof) * c.se && covered++);
+    let covered = 0,
+      n = 0;
+    for (const r of rs) for (const c of r.causal) if (c.passing) n++, Math.abs(c.raw - c.exact) <= t975(c.dof) * c.se && covered++;
     // n Bernoulli(0.95) trials: the rate's sd is sqrt(0.95·0.05/n), 0.0074 at n = 860; a rate from
     // honest intervals lies within 3 sd of 0.95 with probability 0.997.
     return { rate: covered / n, n, sd: Math.sqrt((0.95 * 0.05) / n) };

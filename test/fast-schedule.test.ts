@@ -2,17 +2,16 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
-import { Model } from "../src/model/model.js";
-import { explainPdcr } from "../src/explain/pdcr.js";
-import { buildQuadtree, isBlockRef } from "../src/explain/hierarchy.js";
+import { keyedOptions } from "../src/evaluate/cell-key.js";
 import { stratifyDraws } from "../src/explain/block-effects.js";
+import { buildQuadtree, isBlockRef } from "../src/explain/hierarchy.js";
+import { resolveOptions } from "../src/explain/methods.js";
+import { explainPdcr, pdcrMethod } from "../src/explain/pdcr.js";
 import { blockGrid } from "../src/explain/units.js";
+import { Model } from "../src/model/model.js";
+import { writeAttribution } from "../src/report/write.js";
 import { Region } from "../src/target/roi.js";
 import { t975 } from "../src/util/tdist.js";
-import { writeAttribution } from "../src/report/write.js";
-import { resolveOptions } from "../src/explain/methods.js";
-import { keyedOptions } from "../src/evaluate/cell-key.js";
-import { pdcrMethod } from "../src/explain/pdcr.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 // 64x64 images, 8x8 blocks: an 8x8 grid of 64 blocks, the RoI (rows 56-63, cols 0-7) is one of them.
@@ -39,7 +38,12 @@ beforeAll(async () => {
   wideModel = writeModel(dir, "wide.onnx", regionMeanModel([{ row: 0, col: 0, height: 16, width: 32, weight: 3 }], -1.5, { size: S }));
 });
 
-async function run(modelPath: string, bank: number[], opts: Parameters<typeof explainPdcr>[3] extends infer O ? Partial<O> : never, outcome: "dice" | "mean-prob" = "dice") {
+async function run(
+  modelPath: string,
+  bank: number[],
+  opts: Parameters<typeof explainPdcr>[3] extends infer O ? Partial<O> : never,
+  outcome: "dice" | "mean-prob" = "dice",
+) {
   const model = await Model.load(modelPath, { threads: 1 });
   try {
     const kase = await loadCase(model, image);
@@ -127,7 +131,12 @@ describe("fast PdCR schedule on models with known causal structure", () => {
     const runs = 120;
     for (let seed = 0; seed < runs; seed++) {
       // Two rounds of four stratified draws per block: a small-sample interval is the hard case.
-      const a = await explainPdcr(model, kase, { roi: ROI, outcome: "mean-prob" }, { bank: flatBank(bank), seed, samples: 8, fast: { absTol: 0, fidelity: 0 } });
+      const a = await explainPdcr(
+        model,
+        kase,
+        { roi: ROI, outcome: "mean-prob" },
+        { bank: flatBank(bank), seed, samples: 8, fast: { absTol: 0, fidelity: 0 } },
+      );
       const u = a.units.find((x) => x.row === 0 && x.col === 40)!;
       expect(u.samples).toBe(8);
       const half = t975(u.dof!) * u.stderr;
@@ -150,7 +159,9 @@ describe("fast PdCR schedule on models with known causal structure", () => {
     expect(a.map.every((v) => v === 0)).toBe(true);
     expect(a.screenLoss).toMatchObject({ blocks: 63, groups: 1, alone: 0 });
     expect(a.screenLoss!.bound).toBeCloseTo(delta, 4);
-    expect(a.notes.join("\n")).toMatch(/the screen set 63 blocks to 0 \(1 quadtree group cleared whole, 0 blocks alone\); their largest \|Δ\| in any screening draw sums to 0\.0089:/);
+    expect(a.notes.join("\n")).toMatch(
+      /the screen set 63 blocks to 0 \(1 quadtree group cleared whole, 0 blocks alone\); their largest \|Δ\| in any screening draw sums to 0\.0089:/,
+    );
     // map.json carries it
     const model = await Model.load(weak, { threads: 1 });
     const out = join(dir, "weak-out");
@@ -169,13 +180,17 @@ describe("fast PdCR schedule on models with known causal structure", () => {
     it("stops the rounds at the budget and says how noisy the map is", async () => {
       const free = await run(wideModel, bank, { fast: precise }, "mean-prob");
       // map noise 0 cannot be reached: the note says where the rounds stopped, and why
-      expect(free.notes.find((n) => n.includes("above the target 0 (--map-noise)"))).toMatch(/^the map's noise is [0-9.]+ of its spread, above the target 0 \(--map-noise\): no block could take another round \(each reached the cap of 48 draws, or a standard error below 0\)/);
+      expect(free.notes.find((n) => n.includes("above the target 0 (--map-noise)"))).toMatch(
+        /^the map's noise is [0-9.]+ of its spread, above the target 0 \(--map-noise\): no block could take another round \(each reached the cap of 48 draws, or a standard error below 0\)/,
+      );
       const budget = Math.floor(free.forwardPasses / 3);
       const capped = await run(wideModel, bank, { fast: { ...precise, maxPasses: budget } }, "mean-prob");
       expect(capped.forwardPasses).toBeLessThanOrEqual(budget);
       // Rounds cost 4 passes each: all but the last few passes of the budget are used.
       expect(capped.forwardPasses).toBeGreaterThan(budget - 4);
-      expect(capped.notes.find((n) => n.startsWith("pass budget reached"))).toMatch(new RegExp(`${capped.forwardPasses} of ${budget} passes; the map's noise is [0-9.]+ of its spread`));
+      expect(capped.notes.find((n) => n.startsWith("pass budget reached"))).toMatch(
+        new RegExp(`${capped.forwardPasses} of ${budget} passes; the map's noise is [0-9.]+ of its spread`),
+      );
       // The eight causal blocks keep their sign; their SEs are wider than with every draw.
       const causal = (a: typeof free) => a.units.filter((u) => u.row < 16 && u.col < 32);
       for (const u of causal(capped)) expect(u.effect).toBeLessThan(0);
@@ -192,7 +207,9 @@ describe("fast PdCR schedule on models with known causal structure", () => {
       const tiny = await run(wideModel, bank, { fast: { maxPasses: 10 } }, "mean-prob");
       expect(tiny.forwardPasses).toBeGreaterThan(10);
       expect(tiny.units.filter((u) => u.row < 16 && u.col < 32).every((u) => u.samples === 4)).toBe(true);
-      expect(tiny.notes.find((n) => n.startsWith("pass budget exceeded"))).toMatch(new RegExp(`the screen alone needed ${tiny.forwardPasses} passes \\(budget 10\\)`));
+      expect(tiny.notes.find((n) => n.startsWith("pass budget exceeded"))).toMatch(
+        new RegExp(`the screen alone needed ${tiny.forwardPasses} passes \\(budget 10\\)`),
+      );
     });
 
     it("a time budget becomes a pass budget after the screen, reported so that --max-passes reproduces the map", async () => {

@@ -9,11 +9,11 @@ import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import sharp from "sharp";
 import { beforeAll, describe, expect, it } from "vitest";
-import { SegcauseError } from "../src/errors.js";
-import { Model } from "../src/model/model.js";
-import { PatchBank } from "../src/data/patchbank.js";
 import { decodeImage, decodeMask, imageInfo } from "../src/data/image.js";
 import { readManifest } from "../src/data/manifest.js";
+import { PatchBank } from "../src/data/patchbank.js";
+import { SegcauseError } from "../src/errors.js";
+import { Model } from "../src/model/model.js";
 import { Rng } from "../src/util/rng.js";
 import { flatBank, regionMeanModel, tmp, writeModel } from "./helpers/tiny.js";
 
@@ -33,12 +33,23 @@ function mutate(src: Buffer, headerBytes = src.length): Buffer {
     // most mutations hit the header, where the reader decides what to allocate and parse
     const at = rng.int(rng.next() < 0.8 ? Math.min(headerBytes, b.length) : b.length);
     switch (rng.int(6)) {
-      case 0: b[at] ^= 1 << rng.int(8); break;
-      case 1: b[at] = byte(); break;
-      case 2: if (at + 4 <= b.length) b.writeUInt32LE([0xffffffff, 0, 0x7fffffff, 0x3fff, 1 + rng.int(1 << 16)][rng.int(5)], at); break;
-      case 3: b = b.subarray(0, at); break;
-      case 4: b = Buffer.concat([b.subarray(0, at), randomBytes(16), b.subarray(at)]); break;
-      default: b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + rng.int(8))]);
+      case 0:
+        b[at] ^= 1 << rng.int(8);
+        break;
+      case 1:
+        b[at] = byte();
+        break;
+      case 2:
+        if (at + 4 <= b.length) b.writeUInt32LE([0xffffffff, 0, 0x7fffffff, 0x3fff, 1 + rng.int(1 << 16)][rng.int(5)], at);
+        break;
+      case 3:
+        b = b.subarray(0, at);
+        break;
+      case 4:
+        b = Buffer.concat([b.subarray(0, at), randomBytes(16), b.subarray(at)]);
+        break;
+      default:
+        b = Buffer.concat([b.subarray(0, at), b.subarray(at + 1 + rng.int(8))]);
     }
   }
   return b;
@@ -95,9 +106,16 @@ function corpus(valid: Buffer, n: number, headerBytes = 64): Buffer[] {
 
 /** An 8x8 BMP: 24-bit, or 8-bit RLE with a grey palette. */
 function bmp(rle: boolean): Buffer {
-  const W = 8, H = 8;
+  const W = 8,
+    H = 8;
   const palette = rle ? Buffer.from(Array.from({ length: 256 }, (_, i) => [i, i, i, 0]).flat()) : Buffer.alloc(0);
-  const pixels = rle ? Buffer.from(Array.from({ length: H }, (_, r) => [W, r * 20, 0, 0]).flat().concat([0, 1])) : Buffer.from(Array.from({ length: W * H * 3 }, (_, i) => i % 256));
+  const pixels = rle
+    ? Buffer.from(
+        Array.from({ length: H }, (_, r) => [W, r * 20, 0, 0])
+          .flat()
+          .concat([0, 1]),
+      )
+    : Buffer.from(Array.from({ length: W * H * 3 }, (_, i) => i % 256));
   const head = Buffer.alloc(54);
   head.write("BM", 0, "latin1");
   head.writeUInt32LE(54 + palette.length + pixels.length, 2);
@@ -133,10 +151,14 @@ describe("fuzz: every reader reads a file or refuses it in one line", () => {
 
   it("ONNX model loaded into ONNX Runtime", async () => {
     // header mutations that still parse reach ONNX Runtime's own checks
-    await fuzz("model load", Array.from({ length: 24 }, () => mutate(modelBytes, 400)), async (bytes, i) => {
-      const m = await Model.load(writeModel(dir, `l${i}.onnx`, bytes), { threads: 1 });
-      await m.release();
-    });
+    await fuzz(
+      "model load",
+      Array.from({ length: 24 }, () => mutate(modelBytes, 400)),
+      async (bytes, i) => {
+        const m = await Model.load(writeModel(dir, `l${i}.onnx`, bytes), { threads: 1 });
+        await m.release();
+      },
+    );
   });
 
   for (const format of ["png", "jpeg", "tiff", "bmp", "rle"]) {
@@ -174,8 +196,17 @@ describe("fuzz: every reader reads a file or refuses it in one line", () => {
   });
 
   it("dataset manifest", async () => {
-    const valid = { name: "d", cases: [{ id: "a", image: "a.png", mask: "a_mask.png", split: "train" }, { id: "b", image: "b.png", split: "test" }] };
-    const inputs = [...Array.from({ length: 100 }, () => Buffer.from(JSON.stringify(mutateJson(valid)))), ...corpus(Buffer.from(JSON.stringify(valid)), 60)];
+    const valid = {
+      name: "d",
+      cases: [
+        { id: "a", image: "a.png", mask: "a_mask.png", split: "train" },
+        { id: "b", image: "b.png", split: "test" },
+      ],
+    };
+    const inputs = [
+      ...Array.from({ length: 100 }, () => Buffer.from(JSON.stringify(mutateJson(valid)))),
+      ...corpus(Buffer.from(JSON.stringify(valid)), 60),
+    ];
     await fuzz("manifest", inputs, (bytes, i) => {
       const p = join(dir, `manifest${i}.json`);
       writeFileSync(p, bytes);
@@ -184,8 +215,15 @@ describe("fuzz: every reader reads a file or refuses it in one line", () => {
   });
 
   it("model card", async () => {
-    const valid = { schema: "segcause.modelcard/1", input: { height: 8, width: 8, channels: "rgb", mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2] }, output: { kind: "probabilities", channel: 0, threshold: 0.5 } };
-    const inputs = [...Array.from({ length: 100 }, () => Buffer.from(JSON.stringify(mutateJson(valid)))), ...corpus(Buffer.from(JSON.stringify(valid)), 60)];
+    const valid = {
+      schema: "segcause.modelcard/1",
+      input: { height: 8, width: 8, channels: "rgb", mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2] },
+      output: { kind: "probabilities", channel: 0, threshold: 0.5 },
+    };
+    const inputs = [
+      ...Array.from({ length: 100 }, () => Buffer.from(JSON.stringify(mutateJson(valid)))),
+      ...corpus(Buffer.from(JSON.stringify(valid)), 60),
+    ];
     await fuzz("card", inputs, (bytes, i) => {
       const p = join(dir, `card${i}.json`);
       writeFileSync(p, bytes);
@@ -199,9 +237,16 @@ describe("fuzz: every reader reads a file or refuses it in one line", () => {
     writeFileSync(image, mutate(images.png, 16));
     const card = join(dir, "bad-card.json");
     writeFileSync(card, JSON.stringify({ input: { height: "8", width: 8, channels: "rgb" }, output: null }));
-    for (const args of [["--image", image], ["--image", join(dir, "ok.png"), "--card", card]]) {
+    for (const args of [
+      ["--image", image],
+      ["--image", join(dir, "ok.png"), "--card", card],
+    ]) {
       writeFileSync(join(dir, "ok.png"), images.png);
-      const r = spawnSync(process.execPath, [bin, "explain", "--model", model, "--roi", "0,0,4,4", "--method", "zero", "--no-progress", "--out", join(dir, "out"), ...args], { encoding: "utf8", timeout: 30_000 });
+      const r = spawnSync(
+        process.execPath,
+        [bin, "explain", "--model", model, "--roi", "0,0,4,4", "--method", "zero", "--no-progress", "--out", join(dir, "out"), ...args],
+        { encoding: "utf8", timeout: 30_000 },
+      );
       expect(r.status, r.stderr).toBe(1);
       expect(r.stderr).toMatch(/^segcause: error: /);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);

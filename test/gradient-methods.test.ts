@@ -1,27 +1,27 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { decodeNpy } from "../src/util/npy.js";
-import { loadCase, type Case } from "../src/data/case.js";
+import { type Case, loadCase } from "../src/data/case.js";
 import { SegcauseError } from "../src/errors.js";
-import { Model } from "../src/model/model.js";
-import { GraphBuilder } from "../src/onnx/builder.js";
 import type { Attribution } from "../src/explain/attribution.js";
-import type { RunOptions } from "../src/explain/run.js";
-import type { TargetSpec } from "../src/target/target.js";
-import { explainSaliency } from "../src/explain/saliency.js";
-import { explainGradXInput } from "../src/explain/gradxinput.js";
-import { explainIg } from "../src/explain/ig.js";
-import { explainSmoothGrad } from "../src/explain/smoothgrad.js";
-import { explainGuided } from "../src/explain/guided.js";
+import { getMethod } from "../src/explain/catalog.js";
 import { explainDeepLift } from "../src/explain/deeplift.js";
 import { autoLayerMovedByOutputPath, explainGradCam } from "../src/explain/gradcam.js";
-import { dilate, diceLoss, explainMisure } from "../src/explain/misure.js";
-import { resizeBilinear, resizeBilinearTranspose } from "../src/util/bilinear.js";
-import { getMethod } from "../src/explain/catalog.js";
+import { explainGradXInput } from "../src/explain/gradxinput.js";
+import { explainGuided } from "../src/explain/guided.js";
+import { explainIg } from "../src/explain/ig.js";
 import { resolveOptions } from "../src/explain/methods.js";
+import { diceLoss, dilate, explainMisure } from "../src/explain/misure.js";
+import type { RunOptions } from "../src/explain/run.js";
+import { explainSaliency } from "../src/explain/saliency.js";
+import { explainSmoothGrad } from "../src/explain/smoothgrad.js";
+import { Model } from "../src/model/model.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import type { TargetSpec } from "../src/target/target.js";
+import { resizeBilinear, resizeBilinearTranspose } from "../src/util/bilinear.js";
+import { decodeNpy } from "../src/util/npy.js";
 import { segcause } from "./helpers/cli.js";
-import { regionMeanModel, tmp, writeImage, writeModel, SIZE } from "./helpers/tiny.js";
+import { regionMeanModel, SIZE, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 const sig = (z: number) => 1 / (1 + Math.exp(-z));
 
@@ -41,7 +41,12 @@ function weights(n: number, seed: number, a = 0.5): number[] {
 function smoothModel(hw: number | string = SIZE): Uint8Array {
   const g = new GraphBuilder("smooth");
   const x = g.input("image", ["N", 3, hw, hw]);
-  const c1 = g.node("Conv", [x, g.constant([4, 3, 3, 3], weights(108, 7, 0.6)), g.constant([4], [0.1, -0.2, 0.3, 0])], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }, ["c1"]);
+  const c1 = g.node(
+    "Conv",
+    [x, g.constant([4, 3, 3, 3], weights(108, 7, 0.6)), g.constant([4], [0.1, -0.2, 0.3, 0])],
+    { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] },
+    ["c1"],
+  );
   const a = g.node("Sigmoid", [c1], {}, ["feat"]);
   const up = g.node("Resize", [a, "", g.constant([4], [1, 1, 2, 2])], { mode: "linear", coordinate_transformation_mode: "half_pixel" }, ["up"]);
   const c2 = g.node("Conv", [up, g.constant([1, 4, 1, 1], [1.5, -1, 1, 0.8]), g.constant([1], [-0.3])], { kernel_shape: [1, 1] }, ["logit"]);
@@ -50,7 +55,10 @@ function smoothModel(hw: number | string = SIZE): Uint8Array {
 }
 
 /** One-ReLU per-pixel model, gray 4x4: h = Relu(w1·x + b1) (2 channels), out = σ(w2·h + b2). */
-const W1 = [2, -1], B1 = [-0.5, 0.3], W2 = [1, -2], B2 = 0.1;
+const W1 = [2, -1],
+  B1 = [-0.5, 0.3],
+  W2 = [1, -2],
+  B2 = 0.1;
 function oneReluModel(): Uint8Array {
   const g = new GraphBuilder("one-relu");
   const x = g.input("image", ["N", 1, 4, 4]);
@@ -62,7 +70,10 @@ function oneReluModel(): Uint8Array {
 }
 
 /** Grad-CAM model, gray 8x8: MaxPool 2 → Conv 1x1 (1→2) → Relu = A [2,4,4] → Resize x2 → Conv 1x1 (2→1) → σ. */
-const CW = [1.5, -1], CB = [-0.2, 0.5], CW2 = [2, 1], CB2 = -1;
+const CW = [1.5, -1],
+  CB = [-0.2, 0.5],
+  CW2 = [2, 1],
+  CB2 = -1;
 function camModel(auxHead = false): Uint8Array {
   const g = new GraphBuilder("cam");
   const x = g.input("image", ["N", 1, 8, 8]);
@@ -75,7 +86,12 @@ function camModel(auxHead = false): Uint8Array {
   if (auxHead) {
     // A second, auxiliary output with a smaller feature map ("Aaux" [3,2,2]) that "mask" does not depend on.
     const pa = g.node("MaxPool", [x], { kernel_shape: [4, 4], strides: [4, 4] });
-    const aa = g.node("Relu", [g.node("Conv", [pa, g.constant([3, 1, 1, 1], [1, -1, 2]), g.constant([3], [0, 1, -0.5])], { kernel_shape: [1, 1] })], {}, ["Aaux"]);
+    const aa = g.node(
+      "Relu",
+      [g.node("Conv", [pa, g.constant([3, 1, 1, 1], [1, -1, 2]), g.constant([3], [0, 1, -0.5])], { kernel_shape: [1, 1] })],
+      {},
+      ["Aaux"],
+    );
     g.output(g.node("Sigmoid", [g.node("Conv", [aa, g.constant([1, 3, 1, 1], [1, 1, 1])], { kernel_shape: [1, 1] })], {}, ["aux"]), ["N", 1, 2, 2]);
   }
   return g.toBytes();
@@ -92,7 +108,12 @@ function zeroCamModel(): Uint8Array {
   const p = g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] });
   const a = g.node("Relu", [g.node("Conv", [p, g.constant([2, 1, 1, 1], [1, 1]), g.constant([2], [0.1, 0.1])], { kernel_shape: [1, 1] })], {}, ["A"]);
   const up = g.node("Resize", [a, "", g.constant([4], [1, 1, 2, 2])], { mode: "linear", coordinate_transformation_mode: "half_pixel" });
-  const b = g.node("Relu", [g.node("Conv", [up, g.constant([2, 2, 1, 1], [-1, -1, -1, -1]), g.constant([2], [5, 5])], { kernel_shape: [1, 1] })], {}, ["B"]);
+  const b = g.node(
+    "Relu",
+    [g.node("Conv", [up, g.constant([2, 2, 1, 1], [-1, -1, -1, -1]), g.constant([2], [5, 5])], { kernel_shape: [1, 1] })],
+    {},
+    ["B"],
+  );
   const z = g.node("Conv", [b, g.constant([1, 2, 1, 1], [1, 1]), g.constant([1], [-5])], { kernel_shape: [1, 1] });
   g.output(g.node("Sigmoid", [z], {}, ["mask"]), ["N", 1, 8, 8]);
   return g.toBytes();
@@ -127,7 +148,10 @@ beforeAll(async () => {
   dir = tmp("segcause-grad-");
   paths.linear = writeModel(dir, "linear.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 3 }], -1));
   // Its logits stay within [0, 1] on the ramp image (0.99 everywhere): the card says that is meant.
-  paths.logit = writeModel(dir, "logit.onnx", logitRegionModel(), { input: { height: SIZE, width: SIZE, channels: "rgb" }, output: { kind: "logits", logitsInUnitRange: true } });
+  paths.logit = writeModel(dir, "logit.onnx", logitRegionModel(), {
+    input: { height: SIZE, width: SIZE, channels: "rgb" },
+    output: { kind: "logits", logitsInUnitRange: true },
+  });
   paths.smooth = writeModel(dir, "smooth.onnx", smoothModel());
   paths.smoothDynamic = writeModel(dir, "smooth-dynamic.onnx", smoothModel("H"));
   paths.twoClass = writeModel(dir, "two-class.onnx", twoClassModel());
@@ -158,7 +182,8 @@ const MEANPROB: TargetSpec = { roi: ROI, outcome: "mean-prob" };
 
 function expectClose(a: ArrayLike<number>, b: ArrayLike<number>, tol: number, what = "") {
   expect(a.length).toBe(b.length);
-  let worst = 0, at = -1;
+  let worst = 0,
+    at = -1;
   for (let i = 0; i < a.length; i++) {
     const d = Math.abs(a[i] - b[i]);
     if (d > worst) (worst = d), (at = i);
@@ -181,10 +206,20 @@ describe("saliency and gradient x input", () => {
       expect(sal.units).toEqual([]);
       expect(sal.forwardPasses).toBe(2);
       expect(sal.backwardPasses).toBe(1);
-      expectClose(sal.map, Float32Array.from({ length: plane }, (_, q) => dS(q)), 1e-6, "saliency");
+      expectClose(
+        sal.map,
+        Float32Array.from({ length: plane }, (_, q) => dS(q)),
+        1e-6,
+        "saliency",
+      );
       const gxi = await explainGradXInput(m, k, MEANPROB);
       expect(gxi.signed).toBe(true);
-      expectClose(gxi.map, Float32Array.from({ length: plane }, (_, q) => -dS(q) * x[q]), 1e-6, "gradxinput");
+      expectClose(
+        gxi.map,
+        Float32Array.from({ length: plane }, (_, q) => -dS(q) * x[q]),
+        1e-6,
+        "gradxinput",
+      );
       expect(sal.notes.join("\n")).toMatch(/sum of the class-0 probability over the 64 RoI pixels/);
     });
   });
@@ -205,7 +240,11 @@ describe("a model exported with dynamic height and width", () => {
     try {
       const k = await loadCase(m, images.ramp);
       const dyn = [await explainSaliency(m, k, MEANPROB), await explainGradCam(m, k, MEANPROB), await explainDeepLift(m, k, MEANPROB)];
-      const fixed = await withModel(paths.smooth, images.ramp, async (f, kf) => [await explainSaliency(f, kf, MEANPROB), await explainGradCam(f, kf, MEANPROB), await explainDeepLift(f, kf, MEANPROB)]);
+      const fixed = await withModel(paths.smooth, images.ramp, async (f, kf) => [
+        await explainSaliency(f, kf, MEANPROB),
+        await explainGradCam(f, kf, MEANPROB),
+        await explainDeepLift(f, kf, MEANPROB),
+      ]);
       dyn.forEach((a, i) => expectClose(a.map, fixed[i].map, 0, a.method));
       expect(dyn[0].map.some((v) => v > 0)).toBe(true);
     } finally {
@@ -217,7 +256,10 @@ describe("a model exported with dynamic height and width", () => {
 describe("multi-class logits", () => {
   // Opset 11: the appended Softmax must still run over the channels (opset 11's Softmax flattens
   // C x H x W into one distribution; the model is raised before the node is added).
-  it.each([["17", "twoClass"], ["11", "twoClass11"]])("a softmax is appended and the card's channel is differentiated (opset %s)", async (_, which) => {
+  it.each([
+    ["17", "twoClass"],
+    ["11", "twoClass11"],
+  ])("a softmax is appended and the card's channel is differentiated (opset %s)", async (_, which) => {
     const m = await Model.load(paths[which], { threads: 1, overrides: { outputKind: "logits", channel: 1 } });
     try {
       const k = await loadCase(m, images.ramp);
@@ -225,13 +267,14 @@ describe("multi-class logits", () => {
       const plane = SIZE * SIZE;
       const a = await explainSaliency(m, k, MEANPROB);
       const want = new Float32Array(plane);
-      for (let y = ROI.row; y < ROI.row + ROI.height; y++) for (let c = ROI.col; c < ROI.col + ROI.width; c++) {
-        const q = y * SIZE + c;
-        const z0 = 0.2 + SW[0] * x[q] + SW[1] * x[plane + q] + SW[2] * x[2 * plane + q];
-        const z1 = -0.1 + SW[3] * x[q] + SW[4] * x[plane + q] + SW[5] * x[2 * plane + q];
-        const p1 = sig(z1 - z0);
-        want[q] = Math.max(...[0, 1, 2].map((ch) => Math.abs(p1 * (1 - p1) * (SW[3 + ch] - SW[ch]))));
-      }
+      for (let y = ROI.row; y < ROI.row + ROI.height; y++)
+        for (let c = ROI.col; c < ROI.col + ROI.width; c++) {
+          const q = y * SIZE + c;
+          const z0 = 0.2 + SW[0] * x[q] + SW[1] * x[plane + q] + SW[2] * x[2 * plane + q];
+          const z1 = -0.1 + SW[3] * x[q] + SW[4] * x[plane + q] + SW[5] * x[2 * plane + q];
+          const p1 = sig(z1 - z0);
+          want[q] = Math.max(...[0, 1, 2].map((ch) => Math.abs(p1 * (1 - p1) * (SW[3 + ch] - SW[ch]))));
+        }
       expectClose(a.map, want, 1e-6, "softmax channel 1");
     } finally {
       await m.release();
@@ -290,16 +333,20 @@ describe("integrated gradients and DeepLIFT", () => {
     await withModel(paths.relu, images.small, async (m, k) => {
       const x = m.preprocess(k.image);
       const roi: TargetSpec = { roi: { row: 0, col: 0, height: 4, width: 4 }, outcome: "mean-prob" };
-      const grad: number[] = [], guided: number[] = [], dl: number[] = [];
+      const grad: number[] = [],
+        guided: number[] = [],
+        dl: number[] = [];
       for (const v of x) {
         const h = W1.map((w, i) => w * v + B1[i]);
         const r = h.map((t) => Math.max(t, 0));
         const z = W2[0] * r[0] + W2[1] * r[1] + B2;
-        const p = sig(z), dp = p * (1 - p);
+        const p = sig(z),
+          dp = p * (1 - p);
         grad.push(dp * (W2[0] * (h[0] > 0 ? 1 : 0) * W1[0] + W2[1] * (h[1] > 0 ? 1 : 0) * W1[1]));
         guided.push(W2.reduce((s, w2, i) => s + Math.max(dp * w2, 0) * (h[i] > 0 ? 1 : 0) * W1[i], 0));
         // DeepLIFT rescale against the black reference (x = 0)
-        const hr = B1, rr = hr.map((t) => Math.max(t, 0));
+        const hr = B1,
+          rr = hr.map((t) => Math.max(t, 0));
         const zr = W2[0] * rr[0] + W2[1] * rr[1] + B2;
         const mr = h.map((t, i) => (Math.abs(t - hr[i]) > 1e-5 ? (r[i] - rr[i]) / (t - hr[i]) : t > 0 ? 1 : 0));
         const ms = Math.abs(z - zr) > 1e-5 ? (p - sig(zr)) / (z - zr) : dp;
@@ -363,19 +410,30 @@ describe("Seg-Grad-CAM", () => {
       const x = m.preprocess(k.image);
       // hand forward: A = Relu(CW·maxpool(x) + CB) [2,4,4]
       const A = new Float64Array(32);
-      for (let u = 0; u < 4; u++) for (let v = 0; v < 4; v++) {
-        const mp = Math.max(x[2 * u * 8 + 2 * v], x[2 * u * 8 + 2 * v + 1], x[(2 * u + 1) * 8 + 2 * v], x[(2 * u + 1) * 8 + 2 * v + 1]);
-        for (let c = 0; c < 2; c++) A[c * 16 + u * 4 + v] = Math.max(CW[c] * mp + CB[c], 0);
-      }
+      for (let u = 0; u < 4; u++)
+        for (let v = 0; v < 4; v++) {
+          const mp = Math.max(x[2 * u * 8 + 2 * v], x[2 * u * 8 + 2 * v + 1], x[(2 * u + 1) * 8 + 2 * v], x[(2 * u + 1) * 8 + 2 * v + 1]);
+          for (let c = 0; c < 2; c++) A[c * 16 + u * 4 + v] = Math.max(CW[c] * mp + CB[c], 0);
+        }
       // z = CW2 · upsample(A) + CB2; dS/dA_c = upsample^T(CW2_c · p(1−p) on the RoI)
       const upA = [0, 1].map((c) => resizeBilinear(A.subarray(c * 16, c * 16 + 16), 4, 4, 8, 8));
       const r = new Float64Array(64);
-      for (let y = 2; y < 6; y++) for (let xx = 2; xx < 6; xx++) {
-        const q = y * 8 + xx;
-        const p = sig(CW2[0] * upA[0][q] + CW2[1] * upA[1][q] + CB2);
-        r[q] = p * (1 - p);
-      }
-      const w = [0, 1].map((c) => resizeBilinearTranspose(r.map((v) => v * CW2[c]), 4, 4, 8, 8).reduce((s, v) => s + v, 0) / 16);
+      for (let y = 2; y < 6; y++)
+        for (let xx = 2; xx < 6; xx++) {
+          const q = y * 8 + xx;
+          const p = sig(CW2[0] * upA[0][q] + CW2[1] * upA[1][q] + CB2);
+          r[q] = p * (1 - p);
+        }
+      const w = [0, 1].map(
+        (c) =>
+          resizeBilinearTranspose(
+            r.map((v) => v * CW2[c]),
+            4,
+            4,
+            8,
+            8,
+          ).reduce((s, v) => s + v, 0) / 16,
+      );
       const cam = Float32Array.from({ length: 16 }, (_, i) => Math.max(w[0] * A[i] + w[1] * A[16 + i], 0));
       expect(cam.some((v) => v > 0)).toBe(true);
       expectClose(a.map, handBilinear(cam, 4, 8), 1e-6, "grad-cam");
@@ -390,7 +448,9 @@ describe("Seg-Grad-CAM", () => {
       const err = await explainGradCam(m, k, roi, { layer: "nope" }).catch((e: SegcauseError) => e);
       expect(err).toBeInstanceOf(SegcauseError);
       // candidates one per line, grouped by spatial size, smallest first
-      expect((err as SegcauseError).oneLine()).toMatch(/--layer 'nope' is not a tensor .*feature maps \(smallest first\), or --layer auto:\n {2}4x4 \(\d+\):\n {4}A {2}\[2 channels, Relu\]\n[\s\S]*\n {2}8x8 \(\d+\):\n {4}\S+ {2}\[2 channels, Resize\]/);
+      expect((err as SegcauseError).oneLine()).toMatch(
+        /--layer 'nope' is not a tensor .*feature maps \(smallest first\), or --layer auto:\n {2}4x4 \(\d+\):\n {4}A {2}\[2 channels, Relu\]\n[\s\S]*\n {2}8x8 \(\d+\):\n {4}\S+ {2}\[2 channels, Resize\]/,
+      );
       // a tensor that exists but is not a feature map (1 channel) is refused too
       await expect(explainGradCam(m, k, roi, { layer: "mask" })).rejects.toThrow(/not a spatial feature map/);
     });
@@ -429,18 +489,25 @@ describe("Seg-Grad-CAM", () => {
 function handBilinear(src: ArrayLike<number>, n: number, N: number): Float32Array {
   const out = new Float32Array(N * N);
   const coord = (o: number) => Math.min(Math.max((o + 0.5) * (n / N) - 0.5, 0), n - 1);
-  for (let y = 0; y < N; y++) for (let x = 0; x < N; x++) {
-    const sy = coord(y), sx = coord(x);
-    const y0 = Math.floor(sy), x0 = Math.floor(sx), y1 = Math.min(y0 + 1, n - 1), x1 = Math.min(x0 + 1, n - 1);
-    const fy = sy - y0, fx = sx - x0;
-    out[y * N + x] = (1 - fy) * ((1 - fx) * src[y0 * n + x0] + fx * src[y0 * n + x1]) + fy * ((1 - fx) * src[y1 * n + x0] + fx * src[y1 * n + x1]);
-  }
+  for (let y = 0; y < N; y++)
+    for (let x = 0; x < N; x++) {
+      const sy = coord(y),
+        sx = coord(x);
+      const y0 = Math.floor(sy),
+        x0 = Math.floor(sx),
+        y1 = Math.min(y0 + 1, n - 1),
+        x1 = Math.min(x0 + 1, n - 1);
+      const fy = sy - y0,
+        fx = sx - x0;
+      out[y * N + x] = (1 - fy) * ((1 - fx) * src[y0 * n + x0] + fx * src[y0 * n + x1]) + fy * ((1 - fx) * src[y1 * n + x0] + fx * src[y1 * n + x1]);
+    }
   return out;
 }
 
 describe("MiSuRe", () => {
   it("dice loss gradient matches finite differences", () => {
-    const p = [0.2, 0.7, 0.9, 0.4], y = [0, 1, 1, 0];
+    const p = [0.2, 0.7, 0.9, 0.4],
+      y = [0, 1, 1, 0];
     const { loss, grad } = diceLoss(p, y);
     for (let i = 0; i < p.length; i++) {
       const q = [...p];
@@ -468,15 +535,23 @@ describe("MiSuRe", () => {
       expect(losses[100]).toBeLessThan(losses[0]);
       expect(a.provenance.settings.finalDice as number).toBeGreaterThanOrEqual(0.9);
       expect(a.provenance.settings.dilations as number).toBeGreaterThan(0);
-      let inR = 0, nR = 0, out = 0, nOut = 0;
-      for (let y = 0; y < SIZE; y++) for (let x = 0; x < SIZE; x++) {
-        const v = a.map[y * SIZE + x];
-        if (y >= 8 && y < 24 && x >= 24) {
-          if (v > 0) (inR += v), nR++;
-        } else (out += v), nOut++;
-      }
+      let inR = 0,
+        nR = 0,
+        out = 0,
+        nOut = 0;
+      for (let y = 0; y < SIZE; y++)
+        for (let x = 0; x < SIZE; x++) {
+          const v = a.map[y * SIZE + x];
+          if (y >= 8 && y < 24 && x >= 24) {
+            if (v > 0) (inR += v), nR++;
+          } else (out += v), nOut++;
+        }
       expect(nR).toBeGreaterThan(0);
-      if (process.env.DEBUG_MISURE) for (let y = 0; y < SIZE; y++) console.log(Array.from(a.map.subarray(y * SIZE, (y + 1) * SIZE), (v) => (v < 0.05 ? "." : Math.min(9, Math.floor(v * 10)).toString())).join(""));
+      if (process.env.DEBUG_MISURE)
+        for (let y = 0; y < SIZE; y++)
+          console.log(
+            Array.from(a.map.subarray(y * SIZE, (y + 1) * SIZE), (v) => (v < 0.05 ? "." : Math.min(9, Math.floor(v * 10)).toString())).join(""),
+          );
       // the kept mass sits on the causal region; elsewhere (the RoI included) the mask is ~0
       expect(inR / nR).toBeGreaterThan(0.3);
       expect(out / nOut).toBeLessThan(0.02);
@@ -531,7 +606,26 @@ describe("segcause explain --method <gradient method> (CLI, needs the build)", (
 
   it("ig with shared occlusion flags writes a signed pixel map with its passes", () => {
     const out = join(dir, "cli-ig");
-    const r = cli("--method", "ig", "--steps", "4", "--fill-kind", "mean", "--batch-size", "2", "--model", paths.smooth, "--image", images.ramp, "--roi", "16,0,8,8", "--outcome", "mean-prob", "--out", out);
+    const r = cli(
+      "--method",
+      "ig",
+      "--steps",
+      "4",
+      "--fill-kind",
+      "mean",
+      "--batch-size",
+      "2",
+      "--model",
+      paths.smooth,
+      "--image",
+      images.ramp,
+      "--roi",
+      "16,0,8,8",
+      "--outcome",
+      "mean-prob",
+      "--out",
+      out,
+    );
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const man = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
@@ -544,7 +638,22 @@ describe("segcause explain --method <gradient method> (CLI, needs the build)", (
   });
 
   it("gradcam with an unknown --layer exits 1 listing the candidates", () => {
-    const r = cli("--method", "gradcam", "--layer", "nope", "--model", paths.smooth, "--image", images.ramp, "--roi", "16,0,8,8", "--outcome", "mean-prob", "--out", join(dir, "cli-cam"));
+    const r = cli(
+      "--method",
+      "gradcam",
+      "--layer",
+      "nope",
+      "--model",
+      paths.smooth,
+      "--image",
+      images.ramp,
+      "--roi",
+      "16,0,8,8",
+      "--outcome",
+      "mean-prob",
+      "--out",
+      join(dir, "cli-cam"),
+    );
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/--layer 'nope' is not a tensor [\s\S]*\n {4}feat {2}\[4 channels, Sigmoid\]/);
   });

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { SegcauseError } from "../src/errors.js";
-import { GraphBuilder, type AttrValue } from "../src/onnx/builder.js";
+import { type AttrValue, GraphBuilder } from "../src/onnx/builder.js";
 import { buildGradientModel, type GradientGraphOptions } from "../src/onnx/gradient/index.js";
 import { parseModel } from "../src/onnx/model-file.js";
 import { inferStatic } from "../src/onnx/shapes.js";
@@ -103,7 +103,11 @@ function weights(g: GraphBuilder, dims: number[], seed: number): string {
   return g.constant(dims, values(prod(dims), seed, -1, 1));
 }
 
-async function fdCase(rest: number[], body: (g: GraphBuilder, x: string) => string, opts: { lo?: number; hi?: number; gap?: number; h?: number; tol?: number; opset?: number } = {}): Promise<void> {
+async function fdCase(
+  rest: number[],
+  body: (g: GraphBuilder, x: string) => string,
+  opts: { lo?: number; hi?: number; gap?: number; h?: number; tol?: number; opset?: number } = {},
+): Promise<void> {
   const bytes = tiny(rest, body, [], opts.opset);
   const x = values(prod(rest), 7, opts.lo ?? -1, opts.hi ?? 1, opts.gap ?? 0);
   expectClose(await gradientAndFd(bytes, [1, ...rest], x, {}, opts.h ?? 1e-3), opts.tol);
@@ -185,13 +189,21 @@ describe("gradient rules match finite differences", () => {
 
   it("Conv with auto_pad SAME_UPPER and SAME_LOWER", async () => {
     for (const autoPad of ["SAME_UPPER", "SAME_LOWER"]) {
-      await fdCase([2, 5, 6], (g, x) => g.node("Conv", [x, weights(g, [3, 2, 3, 3], 2)], { strides: [2, 2], auto_pad: autoPad, kernel_shape: [3, 3] }));
+      await fdCase([2, 5, 6], (g, x) =>
+        g.node("Conv", [x, weights(g, [3, 2, 3, 3], 2)], { strides: [2, 2], auto_pad: autoPad, kernel_shape: [3, 3] }),
+      );
     }
   });
 
   it("ConvTranspose (stride 2, pads, output_padding, groups)", async () => {
     await fdCase([4, 3, 4], (g, x) =>
-      g.node("ConvTranspose", [x, weights(g, [4, 1, 3, 3], 3)], { strides: [2, 2], pads: [1, 0, 1, 1], output_padding: [1, 0], group: 2, kernel_shape: [3, 3] }),
+      g.node("ConvTranspose", [x, weights(g, [4, 1, 3, 3], 3)], {
+        strides: [2, 2],
+        pads: [1, 0, 1, 1],
+        output_padding: [1, 0],
+        group: 2,
+        kernel_shape: [3, 3],
+      }),
     );
   });
 
@@ -203,7 +215,9 @@ describe("gradient rules match finite differences", () => {
 
   it("AveragePool (count_include_pad 0 and 1, ceil_mode), GlobalAveragePool", async () => {
     await fdCase([2, 5, 6], (g, x) => g.node("AveragePool", [x], { kernel_shape: [3, 3], strides: [2, 2], pads: [1, 1, 1, 1] }));
-    await fdCase([2, 5, 6], (g, x) => g.node("AveragePool", [x], { kernel_shape: [3, 2], strides: [2, 2], pads: [1, 0, 1, 1], count_include_pad: 1 }));
+    await fdCase([2, 5, 6], (g, x) =>
+      g.node("AveragePool", [x], { kernel_shape: [3, 2], strides: [2, 2], pads: [1, 0, 1, 1], count_include_pad: 1 }),
+    );
     await fdCase([2, 6, 5], (g, x) => g.node("AveragePool", [x], { kernel_shape: [2, 2], strides: [2, 2], ceil_mode: 1 }));
     await fdCase([3, 4, 5], (g, x) => g.node("GlobalAveragePool", [x]));
   });
@@ -216,7 +230,11 @@ describe("gradient rules match finite differences", () => {
     ["nearest asymmetric floor x2", { mode: "nearest", coordinate_transformation_mode: "asymmetric", nearest_mode: "floor" }, [1, 1, 2, 2]],
     ["nearest half_pixel round_prefer_floor x3", { mode: "nearest", coordinate_transformation_mode: "half_pixel" }, [1, 1, 3, 3]],
     ["cubic half_pixel x2", { mode: "cubic", coordinate_transformation_mode: "half_pixel" }, [1, 1, 2, 2]],
-    ["cubic exclude_outside x2", { mode: "cubic", coordinate_transformation_mode: "half_pixel", exclude_outside: 1, cubic_coeff_a: -0.5 }, [1, 1, 2, 2]],
+    [
+      "cubic exclude_outside x2",
+      { mode: "cubic", coordinate_transformation_mode: "half_pixel", exclude_outside: 1, cubic_coeff_a: -0.5 },
+      [1, 1, 2, 2],
+    ],
   ];
   it.each(resizes)("Resize %s", async (_name, attrs, scales) => {
     await fdCase([2, 4, 6], (g, x) => g.node("Resize", [x, "", g.constant([4], scales)], attrs));
@@ -271,24 +289,28 @@ describe("gradient rules match finite differences", () => {
 
   it("Add, Sub, Mul, Div with broadcasting between two input-dependent tensors", async () => {
     for (const op of ["Add", "Sub", "Mul", "Div"]) {
-      await fdCase(
-        [2, 3, 4],
-        (g, x) => {
-          const row = g.node("Add", [g.node("ReduceMean", [x], { axes: [2], keepdims: 1 }), g.constant([1], [2])]); // [N,2,1,4], away from 0
-          const col = g.node("ReduceSum", [g.node("Sigmoid", [x]), g.constantInt64([1, 2])], { keepdims: 1 }); // [N,1,1,4]
-          return g.node(op, [g.node(op, [x, row]), g.node("Add", [col, g.constant([1], [1])])]);
-        },
-      );
+      await fdCase([2, 3, 4], (g, x) => {
+        const row = g.node("Add", [g.node("ReduceMean", [x], { axes: [2], keepdims: 1 }), g.constant([1], [2])]); // [N,2,1,4], away from 0
+        const col = g.node("ReduceSum", [g.node("Sigmoid", [x]), g.constantInt64([1, 2])], { keepdims: 1 }); // [N,1,1,4]
+        return g.node(op, [g.node(op, [x, row]), g.node("Add", [col, g.constant([1], [1])])]);
+      });
     }
   });
 
   it("Sum and Where", async () => {
     await fdCase([2, 3], (g, x) => g.node("Sum", [x, g.node("Sigmoid", [x]), g.node("ReduceMean", [x], { axes: [2], keepdims: 1 })]));
-    await fdCase([2, 3], (g, x) => g.node("Where", [g.node("Greater", [x, g.constant([], [0])]), g.node("Tanh", [x]), g.node("Mul", [x, x])]), { gap: 0.05 });
+    await fdCase([2, 3], (g, x) => g.node("Where", [g.node("Greater", [x, g.constant([], [0])]), g.node("Tanh", [x]), g.node("Mul", [x, x])]), {
+      gap: 0.05,
+    });
   });
 
   it("MatMul (both operands input-dependent, broadcast batch), Gemm with transposes", async () => {
-    await fdCase([2, 3, 4], (g, x) => g.node("MatMul", [g.node("Transpose", [x], { perm: [0, 1, 3, 2] }), g.node("Slice", [x, g.constantInt64([0]), g.constantInt64([1]), g.constantInt64([1])])]));
+    await fdCase([2, 3, 4], (g, x) =>
+      g.node("MatMul", [
+        g.node("Transpose", [x], { perm: [0, 1, 3, 2] }),
+        g.node("Slice", [x, g.constantInt64([0]), g.constantInt64([1]), g.constantInt64([1])]),
+      ]),
+    );
     await fdCase([3, 4], (g, x) => g.node("MatMul", [x, weights(g, [4, 2], 4)]));
     // Gemm is 2-D: the batch is a row (A) or, transposed, a column (B) of the product.
     await fdCase([6], (g, x) => {
@@ -329,34 +351,62 @@ describe("gradient rules match finite differences", () => {
     await fdCase([3, 4], (g, x) => g.node("Einsum", [g.node("Mul", [x, x]), weights(g, [4, 2], 105)], { equation: "bij,jk->bk" }));
     // j: size 4 in x, 1 in the constant (the product spreads over j); then size 1 in the input-dependent operand
     await fdCase([3, 4], (g, x) => g.node("Einsum", [x, weights(g, [1, 2], 106)], { equation: "bij,jk->bik" }));
-    await fdCase([3, 4], (g, x) => g.node("Einsum", [g.node("ReduceSum", [x, g.constantInt64([2])], { keepdims: 1 }), weights(g, [4, 2], 107)], { equation: "bij,jk->bik" }));
+    await fdCase([3, 4], (g, x) =>
+      g.node("Einsum", [g.node("ReduceSum", [x, g.constantInt64([2])], { keepdims: 1 }), weights(g, [4, 2], 107)], { equation: "bij,jk->bik" }),
+    );
     await fdCase([2, 3], (g, x) =>
-      g.node("Einsum", [g.node("ReduceSum", [x, g.constantInt64([2])], { keepdims: 0 }), g.node("Tanh", [x]), g.node("ReduceMean", [x], { axes: [1], keepdims: 0 }), weights(g, [3], 108)], {
-        equation: "bi,bij,bj,j->bj",
-      }),
+      g.node(
+        "Einsum",
+        [
+          g.node("ReduceSum", [x, g.constantInt64([2])], { keepdims: 0 }),
+          g.node("Tanh", [x]),
+          g.node("ReduceMean", [x], { axes: [1], keepdims: 0 }),
+          weights(g, [3], 108),
+        ],
+        {
+          equation: "bi,bij,bj,j->bj",
+        },
+      ),
     );
   });
 
   it("PRelu (per-channel slope), InstanceNormalization", async () => {
     await fdCase([3, 4], (g, x) => g.node("PRelu", [x, g.constant([3, 1], [0.1, 0.5, -0.3])]), { gap: 0.05 });
-    await fdCase([2, 3, 4], (g, x) => g.node("InstanceNormalization", [x, g.constant([2], [1.5, -0.5]), g.constant([2], [0.1, 0.2])], { epsilon: 1e-5 }));
+    await fdCase([2, 3, 4], (g, x) =>
+      g.node("InstanceNormalization", [x, g.constant([2], [1.5, -0.5]), g.constant([2], [0.1, 0.2])], { epsilon: 1e-5 }),
+    );
   });
 
   it("Softmax, LayerNormalization, BatchNormalization", async () => {
     await fdCase([3, 5], (g, x) => g.node("Softmax", [g.node("Mul", [x, g.constant([], [2])])], { axis: -1 }));
     await fdCase([3, 5], (g, x) => g.node("Softmax", [x], { axis: 1 }));
-    await fdCase([3, 5], (g, x) => g.node("LayerNormalization", [x, g.constant([5], [1, 2, 0.5, -1, 1.5]), g.constant([5], [0, 0.1, 0.2, 0.3, 0.4])], { axis: -1, epsilon: 1e-5 }));
+    await fdCase([3, 5], (g, x) =>
+      g.node("LayerNormalization", [x, g.constant([5], [1, 2, 0.5, -1, 1.5]), g.constant([5], [0, 0.1, 0.2, 0.3, 0.4])], { axis: -1, epsilon: 1e-5 }),
+    );
     await fdCase([2, 3, 4], (g, x) => g.node("LayerNormalization", [x, weights(g, [3, 4], 6), weights(g, [3, 4], 7)], { axis: 1, epsilon: 1e-5 }));
     await fdCase([3, 2, 2], (g, x) =>
-      g.node("BatchNormalization", [x, g.constant([3], [1, 2, -1]), g.constant([3], [0.1, 0, 0]), g.constant([3], [0.5, 0, -1]), g.constant([3], [0.5, 2, 1.5])], { epsilon: 1e-5 }),
+      g.node(
+        "BatchNormalization",
+        [x, g.constant([3], [1, 2, -1]), g.constant([3], [0.1, 0, 0]), g.constant([3], [0.5, 0, -1]), g.constant([3], [0.5, 2, 1.5])],
+        { epsilon: 1e-5 },
+      ),
     );
   });
 
   it("LogSoftmax (log_softmax outputs), GroupNormalization (opset 18: scale per group; 21: per channel)", async () => {
     await fdCase([3, 5], (g, x) => g.node("LogSoftmax", [g.node("Mul", [x, g.constant([], [2])])], { axis: -1 }));
     await fdCase([3, 5], (g, x) => g.node("LogSoftmax", [x], { axis: 1 }));
-    await fdCase([4, 2, 3], (g, x) => g.node("GroupNormalization", [x, g.constant([2], [1.5, -0.5]), g.constant([2], [0.1, 0.2])], { num_groups: 2, epsilon: 1e-5 }), { opset: 18 });
-    await fdCase([4, 2, 3], (g, x) => g.node("GroupNormalization", [x, g.constant([4], [1.5, -0.5, 2, 1]), g.constant([4], [0.1, 0.2, 0, -0.1])], { num_groups: 2, epsilon: 1e-5 }), { opset: 21 });
+    await fdCase(
+      [4, 2, 3],
+      (g, x) => g.node("GroupNormalization", [x, g.constant([2], [1.5, -0.5]), g.constant([2], [0.1, 0.2])], { num_groups: 2, epsilon: 1e-5 }),
+      { opset: 18 },
+    );
+    await fdCase(
+      [4, 2, 3],
+      (g, x) =>
+        g.node("GroupNormalization", [x, g.constant([4], [1.5, -0.5, 2, 1]), g.constant([4], [0.1, 0.2, 0, -0.1])], { num_groups: 2, epsilon: 1e-5 }),
+      { opset: 21 },
+    );
   });
 
   it("ReduceMean, ReduceSum (keepdims 0, axes as attribute and input), Gather on data", async () => {
@@ -380,17 +430,26 @@ describe("gradient rules match finite differences", () => {
 
   it("a CBAM block: channel attention from GlobalMaxPool/GlobalAveragePool, spatial attention from ReduceMax/ReduceMean over channels", async () => {
     await fdCase([4, 5, 5], (g, x) => {
-      const mlp = (t: string): string => g.node("Conv", [g.node("Relu", [g.node("Conv", [t, weights(g, [2, 4, 1, 1], 71)], { kernel_shape: [1, 1] })]), weights(g, [4, 2, 1, 1], 72)], { kernel_shape: [1, 1] });
+      const mlp = (t: string): string =>
+        g.node(
+          "Conv",
+          [g.node("Relu", [g.node("Conv", [t, weights(g, [2, 4, 1, 1], 71)], { kernel_shape: [1, 1] })]), weights(g, [4, 2, 1, 1], 72)],
+          { kernel_shape: [1, 1] },
+        );
       const channel = g.node("Sigmoid", [g.node("Add", [mlp(g.node("GlobalMaxPool", [x])), mlp(g.node("GlobalAveragePool", [x]))])]);
       const f = g.node("Mul", [x, channel]);
-      const pooled = g.node("Concat", [g.node("ReduceMax", [f], { axes: [1], keepdims: 1 }), g.node("ReduceMean", [f], { axes: [1], keepdims: 1 })], { axis: 1 });
+      const pooled = g.node("Concat", [g.node("ReduceMax", [f], { axes: [1], keepdims: 1 }), g.node("ReduceMean", [f], { axes: [1], keepdims: 1 })], {
+        axis: 1,
+      });
       const spatial = g.node("Sigmoid", [g.node("Conv", [pooled, weights(g, [1, 2, 3, 3], 73)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]);
       return g.node("Mul", [f, spatial]);
     });
   });
 
   it("Max, Min: n inputs with broadcasting, constants among them", async () => {
-    await fdCase([2, 3, 4], (g, x) => g.node("Max", [x, g.node("ReduceMean", [x], { axes: [2], keepdims: 1 }), g.constant([4], [-0.5, 0.2, 0, 0.5])]));
+    await fdCase([2, 3, 4], (g, x) =>
+      g.node("Max", [x, g.node("ReduceMean", [x], { axes: [2], keepdims: 1 }), g.constant([4], [-0.5, 0.2, 0, 0.5])]),
+    );
     await fdCase([2, 3, 4], (g, x) => g.node("Min", [g.node("Tanh", [x]), g.node("ReduceSum", [x, g.constantInt64([1])], { keepdims: 1 })]));
     await fdCase([2, 3], (g, x) => g.node("Max", [g.node("Sigmoid", [x])]));
   });
@@ -436,7 +495,9 @@ describe("gradient rules match finite differences", () => {
     await fdCase(
       [2, 6, 6],
       (g, x) => {
-        const c1 = g.node("Relu", [g.node("Conv", [x, weights(g, [3, 2, 3, 3], 11), g.constant([3], [0.1, -0.1, 0.2])], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]);
+        const c1 = g.node("Relu", [
+          g.node("Conv", [x, weights(g, [3, 2, 3, 3], 11), g.constant([3], [0.1, -0.1, 0.2])], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] }),
+        ]);
         const p = g.node("MaxPool", [c1], { kernel_shape: [2, 2], strides: [2, 2] });
         const up = g.node("Resize", [p, "", g.constant([4], [1, 1, 2, 2])], { mode: "linear", coordinate_transformation_mode: "half_pixel" });
         const cat = g.node("Concat", [c1, up], { axis: 1 });
@@ -449,12 +510,17 @@ describe("gradient rules match finite differences", () => {
 
 describe("gradient graph contract", () => {
   it("keeps the dynamic batch: per-sample gradients do not depend on the batch", async () => {
-    const bytes = tiny([2, 4, 4], (g, x) => g.node("Sigmoid", [g.node("Conv", [x, weights(g, [1, 2, 3, 3], 21)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]));
+    const bytes = tiny([2, 4, 4], (g, x) =>
+      g.node("Sigmoid", [g.node("Conv", [x, weights(g, [1, 2, 3, 3], 21)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]),
+    );
     const gm = buildGradientModel(parseModel(bytes));
     const x = values(3 * 32, 3);
     const seed = values(3 * 16, 4);
     const all = await run(gm.bytes, { x: new ort.Tensor("float32", x, [3, 2, 4, 4]), [gm.seedInput]: new ort.Tensor("float32", seed, [3, 1, 4, 4]) });
-    const one = await run(gm.bytes, { x: new ort.Tensor("float32", x.slice(32, 64), [1, 2, 4, 4]), [gm.seedInput]: new ort.Tensor("float32", seed.slice(16, 32), [1, 1, 4, 4]) });
+    const one = await run(gm.bytes, {
+      x: new ort.Tensor("float32", x.slice(32, 64), [1, 2, 4, 4]),
+      [gm.seedInput]: new ort.Tensor("float32", seed.slice(16, 32), [1, 1, 4, 4]),
+    });
     const a = (all[gm.gradients.x].data as Float32Array).slice(32, 64);
     const b = one[gm.gradients.x].data as Float32Array;
     for (let i = 0; i < 32; i++) expect(a[i]).toBeCloseTo(b[i], 6);
@@ -470,7 +536,10 @@ describe("gradient graph contract", () => {
     const gm = buildGradientModel(parseModel(g.toBytes()), { wrt: ["x", "h"] });
     expect(gm.activations).toEqual({ h: "h" });
     const xv = Float32Array.from([0.5, -1, 0.25]);
-    const res = await run(gm.bytes, { x: new ort.Tensor("float32", xv, [1, 3]), [gm.seedInput]: new ort.Tensor("float32", Float32Array.from([1, 1, 1]), [1, 3]) });
+    const res = await run(gm.bytes, {
+      x: new ort.Tensor("float32", xv, [1, 3]),
+      [gm.seedInput]: new ort.Tensor("float32", Float32Array.from([1, 1, 1]), [1, 3]),
+    });
     const hv = res[gm.activations.h].data as Float32Array;
     const gh = res[gm.gradients.h].data as Float32Array;
     const gx = res[gm.gradients.x].data as Float32Array;
@@ -491,7 +560,10 @@ describe("gradient graph contract", () => {
     const gm = buildGradientModel(parseModel(g.toBytes()), { output: "h" });
     expect(gm.output).toBe("h");
     const xv = Float32Array.from([0.5, -1, 2]);
-    const res = await run(gm.bytes, { x: new ort.Tensor("float32", xv, [1, 3]), [gm.seedInput]: new ort.Tensor("float32", Float32Array.from([1, 2, 3]), [1, 3]) });
+    const res = await run(gm.bytes, {
+      x: new ort.Tensor("float32", xv, [1, 3]),
+      [gm.seedInput]: new ort.Tensor("float32", Float32Array.from([1, 2, 3]), [1, 3]),
+    });
     expect(Array.from(res[gm.gradients.x].data as Float32Array)).toEqual([1, -4, 12]);
 
     const c = new GraphBuilder("const");
@@ -499,7 +571,10 @@ describe("gradient graph contract", () => {
     c.node("Sigmoid", [c.constant([1, 3], [1, 2, 3])], {}, ["y"]);
     c.output("y", [1, 3]);
     const cm = buildGradientModel(parseModel(c.toBytes()));
-    const cres = await run(cm.bytes, { x: new ort.Tensor("float32", xv, [1, 3]), [cm.seedInput]: new ort.Tensor("float32", Float32Array.from([1, 1, 1]), [1, 3]) });
+    const cres = await run(cm.bytes, {
+      x: new ort.Tensor("float32", xv, [1, 3]),
+      [cm.seedInput]: new ort.Tensor("float32", Float32Array.from([1, 1, 1]), [1, 3]),
+    });
     expect(Array.from(cres[cm.gradients.x].data as Float32Array)).toEqual([0, 0, 0]);
   });
 
@@ -516,9 +591,21 @@ describe("gradient graph contract", () => {
 
   it("ties among maxima (minima) share the gradient evenly", async () => {
     const x = Float32Array.from([1, 3, 3, 2]);
-    const reduce = await ruleRun(tiny([4], (g, t) => g.node("ReduceMax", [t], { axes: [1], keepdims: 1 })), [1, 4], x, Float32Array.from([1]), "gradient");
+    const reduce = await ruleRun(
+      tiny([4], (g, t) => g.node("ReduceMax", [t], { axes: [1], keepdims: 1 })),
+      [1, 4],
+      x,
+      Float32Array.from([1]),
+      "gradient",
+    );
     expect(Array.from(reduce.grad, (v) => v + 0)).toEqual([0, 0.5, 0.5, 0]);
-    const min = await ruleRun(tiny([4], (g, t) => g.node("Min", [t, g.constant([4], [1, 3, 0, 2])])), [1, 4], x, Float32Array.from([1, 1, 1, 1]), "gradient");
+    const min = await ruleRun(
+      tiny([4], (g, t) => g.node("Min", [t, g.constant([4], [1, 3, 0, 2])])),
+      [1, 4],
+      x,
+      Float32Array.from([1, 1, 1, 1]),
+      "gradient",
+    );
     expect(Array.from(min.grad, (v) => v + 0)).toEqual([0.5, 0.5, 0, 0.5]);
   });
 
@@ -545,9 +632,20 @@ describe("gradient graph contract", () => {
   it("ignores integer shape computations and non-differentiable switches (SegNet-style Equal masks)", async () => {
     await fdCase([1, 4, 4], (g, x) => {
       const p = g.node("MaxPool", [x], { kernel_shape: [2, 2], strides: [2, 2] });
-      const up = g.node("Resize", [p, "", g.constant([4], [1, 1, 2, 2])], { mode: "nearest", coordinate_transformation_mode: "asymmetric", nearest_mode: "floor" });
+      const up = g.node("Resize", [p, "", g.constant([4], [1, 1, 2, 2])], {
+        mode: "nearest",
+        coordinate_transformation_mode: "asymmetric",
+        nearest_mode: "floor",
+      });
       const mask = g.node("Cast", [g.node("Equal", [x, up])], { to: 1 });
-      return g.node("Mul", [g.node("Resize", [g.node("Tanh", [p]), "", g.constant([4], [1, 1, 2, 2])], { mode: "nearest", coordinate_transformation_mode: "asymmetric", nearest_mode: "floor" }), mask]);
+      return g.node("Mul", [
+        g.node("Resize", [g.node("Tanh", [p]), "", g.constant([4], [1, 1, 2, 2])], {
+          mode: "nearest",
+          coordinate_transformation_mode: "asymmetric",
+          nearest_mode: "floor",
+        }),
+        mask,
+      ]);
     });
   });
 
@@ -583,7 +681,14 @@ describe("gradient graph contract", () => {
 });
 
 /** Runs a gradient model with the given rule; returns the input gradient and the output. */
-async function ruleRun(bytes: Uint8Array, dims: number[], x: Float32Array, seed: Float32Array, rule: "guided" | "deeplift" | "gradient", reference?: Float32Array) {
+async function ruleRun(
+  bytes: Uint8Array,
+  dims: number[],
+  x: Float32Array,
+  seed: Float32Array,
+  rule: "guided" | "deeplift" | "gradient",
+  reference?: Float32Array,
+) {
   const gm = buildGradientModel(parseModel(bytes), { rule });
   const outDims = [dims[0], ...((await run(bytes, { x: new ort.Tensor("float32", x, dims) })).y as ort.Tensor).dims.slice(1)];
   const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor("float32", x, dims), [gm.seedInput]: new ort.Tensor("float32", seed, outDims) };
@@ -628,9 +733,23 @@ describe("DeepLIFT rescale rule", () => {
     const x = Float32Array.from([1.5, -1, 2, 0.5, 0.3]);
     const r = Float32Array.from([-0.5, -2, 2, 1, 0.3]);
     const ones = new Float32Array(5).fill(1);
-    const relu = await ruleRun(tiny([5], (g, t) => g.node("Relu", [t])), [1, 5], x, ones, "deeplift", r);
+    const relu = await ruleRun(
+      tiny([5], (g, t) => g.node("Relu", [t])),
+      [1, 5],
+      x,
+      ones,
+      "deeplift",
+      r,
+    );
     expect(Array.from(relu.grad)).toEqual([0.75, 0, 1, 1, 1].map((v) => expect.closeTo(v, 6)));
-    const sig = await ruleRun(tiny([5], (g, t) => g.node("Sigmoid", [t])), [1, 5], x, ones, "deeplift", r);
+    const sig = await ruleRun(
+      tiny([5], (g, t) => g.node("Sigmoid", [t])),
+      [1, 5],
+      x,
+      ones,
+      "deeplift",
+      r,
+    );
     const s = (v: number): number => 1 / (1 + Math.exp(-v));
     x.forEach((xi, i) => {
       const want = xi === r[i] ? s(xi) * (1 - s(xi)) : (s(xi) - s(r[i])) / (xi - r[i]);
@@ -655,7 +774,9 @@ describe("DeepLIFT rescale rule", () => {
 
   it("sums to delta on networks of Relu, MaxPool, attention-gate products and linear ops", async () => {
     const bytes = tiny([2, 8, 8], (g, x) => {
-      const c1 = g.node("Relu", [g.node("Conv", [x, weights(g, [4, 2, 3, 3], 31), g.constant([4], [0.1, -0.1, 0.2, 0])], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]);
+      const c1 = g.node("Relu", [
+        g.node("Conv", [x, weights(g, [4, 2, 3, 3], 31), g.constant([4], [0.1, -0.1, 0.2, 0])], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] }),
+      ]);
       const p = g.node("MaxPool", [c1], { kernel_shape: [2, 2], strides: [2, 2] });
       const c2 = g.node("Relu", [g.node("Conv", [p, weights(g, [4, 4, 3, 3], 32)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]);
       const up = g.node("Resize", [c2, "", g.constant([4], [1, 1, 2, 2])], { mode: "linear", coordinate_transformation_mode: "half_pixel" });
@@ -671,60 +792,91 @@ describe("DeepLIFT rescale rule", () => {
     expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
   });
   it("sums to delta through input-dependent products, quotients and elementwise nonlinearities", async () => {
-    const bytes = tiny([2, 4, 4], (g, x) => {
-      const a = g.node("Tanh", [g.node("Conv", [x, weights(g, [2, 2, 3, 3], 41)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]);
-      const b = g.node("Exp", [g.node("Mul", [x, g.constant([], [0.5])])]);
-      const prodAB = g.node("MatMul", [a, g.node("Transpose", [b], { perm: [0, 1, 3, 2] })]); // [N,2,4,4]
-      const q = g.node("Div", [prodAB, g.node("Add", [g.node("Sqrt", [g.node("Mul", [b, b])]), g.constant([], [0.5])])]);
-      const pooled = g.node("AveragePool", [g.node("Pad", [q, g.constantInt64([0, 0, 1, 1, 0, 0, 1, 1])])], { kernel_shape: [3, 3], strides: [1, 1] });
-      const gelu = g.node("Gelu", [g.node("Slice", [pooled, g.constantInt64([1]), g.constantInt64([4]), g.constantInt64([2])])], { approximate: "tanh" });
-      const flat = g.node("Reshape", [gelu, g.constantInt64([0, -1])]);
-      return g.node("Log", [g.node("Add", [g.node("Sigmoid", [flat]), g.constant([], [0.5])])]);
-    }, [], 20);
+    const bytes = tiny(
+      [2, 4, 4],
+      (g, x) => {
+        const a = g.node("Tanh", [g.node("Conv", [x, weights(g, [2, 2, 3, 3], 41)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]);
+        const b = g.node("Exp", [g.node("Mul", [x, g.constant([], [0.5])])]);
+        const prodAB = g.node("MatMul", [a, g.node("Transpose", [b], { perm: [0, 1, 3, 2] })]); // [N,2,4,4]
+        const q = g.node("Div", [prodAB, g.node("Add", [g.node("Sqrt", [g.node("Mul", [b, b])]), g.constant([], [0.5])])]);
+        const pooled = g.node("AveragePool", [g.node("Pad", [q, g.constantInt64([0, 0, 1, 1, 0, 0, 1, 1])])], {
+          kernel_shape: [3, 3],
+          strides: [1, 1],
+        });
+        const gelu = g.node("Gelu", [g.node("Slice", [pooled, g.constantInt64([1]), g.constantInt64([4]), g.constantInt64([2])])], {
+          approximate: "tanh",
+        });
+        const flat = g.node("Reshape", [gelu, g.constantInt64([0, -1])]);
+        return g.node("Log", [g.node("Add", [g.node("Sigmoid", [flat]), g.constant([], [0.5])])]);
+      },
+      [],
+      20,
+    );
     const [lhs, rhs] = await completeness(bytes, [1, 2, 4, 4], 3);
     expect(Math.abs(rhs)).toBeGreaterThan(0.01);
     expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
   });
 
   it("sums to delta through max ops, norms, Tile and the other elementwise nonlinearities", async () => {
-    const bytes = tiny([2, 4, 4], (g, x) => {
-      const h = g.node("Conv", [x, weights(g, [8, 2, 3, 3], 81)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] });
-      const acts = [
-        g.node("Mish", [h]),
-        g.node("Selu", [h]),
-        g.node("Celu", [h], { alpha: 0.7 }),
-        g.node("Softsign", [h]),
-        g.node("ThresholdedRelu", [h], { alpha: 0.2 }),
-        g.node("Sin", [h]),
-        g.node("Cos", [h]),
-        g.node("Round", [g.node("Mul", [h, g.constant([], [2])])]),
-        g.node("Sign", [h]),
-      ];
-      const f = g.node("Sum", acts); // [N,8,4,4]
-      const gated = g.node("Mul", [f, g.node("Sigmoid", [g.node("Conv", [g.node("GlobalMaxPool", [f]), weights(g, [8, 8, 1, 1], 82)], { kernel_shape: [1, 1] })])]);
-      const extremes = g.node("Concat", [g.node("ReduceMax", [gated, g.constantInt64([1])], { keepdims: 1 }), g.node("ReduceMin", [gated, g.constantInt64([1])], { keepdims: 1 })], { axis: 1 });
-      const sp = g.node("Mul", [extremes, g.constant([], [0.1])]); // [N,2,4,4], within about ±2
-      const rows = g.node("Tile", [g.node("ReduceMin", [sp, g.constantInt64([2])], { keepdims: 1 }), g.constantInt64([1, 1, 4, 1])]);
-      // every branch of the Max and the Min wins somewhere, on the input and on the reference
-      const mm = g.node("Min", [g.node("Max", [sp, g.node("Mul", [rows, g.constant([], [0.5])]), g.constant([1], [-0.6])]), g.constant([], [1.2])]);
-      const norm = g.node("Clip", [g.node("ReduceL2", [mm, g.constantInt64([1])], { keepdims: 1 }), g.constant([], [1e-6])]);
-      const unit = g.node("Div", [mm, g.node("Expand", [norm, g.node("Shape", [mm])])]);
-      // both terms of about the same size, so that any wrong multiplier shows
-      const ss = g.node("Mul", [g.node("ReduceSumSquare", [gated, g.constantInt64([1])], { keepdims: 1 }), g.constant([], [0.002])]);
-      return g.node("Add", [g.node("Conv", [unit, weights(g, [1, 2, 1, 1], 83)], { kernel_shape: [1, 1] }), ss]);
-    }, [], 18);
+    const bytes = tiny(
+      [2, 4, 4],
+      (g, x) => {
+        const h = g.node("Conv", [x, weights(g, [8, 2, 3, 3], 81)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] });
+        const acts = [
+          g.node("Mish", [h]),
+          g.node("Selu", [h]),
+          g.node("Celu", [h], { alpha: 0.7 }),
+          g.node("Softsign", [h]),
+          g.node("ThresholdedRelu", [h], { alpha: 0.2 }),
+          g.node("Sin", [h]),
+          g.node("Cos", [h]),
+          g.node("Round", [g.node("Mul", [h, g.constant([], [2])])]),
+          g.node("Sign", [h]),
+        ];
+        const f = g.node("Sum", acts); // [N,8,4,4]
+        const gated = g.node("Mul", [
+          f,
+          g.node("Sigmoid", [g.node("Conv", [g.node("GlobalMaxPool", [f]), weights(g, [8, 8, 1, 1], 82)], { kernel_shape: [1, 1] })]),
+        ]);
+        const extremes = g.node(
+          "Concat",
+          [g.node("ReduceMax", [gated, g.constantInt64([1])], { keepdims: 1 }), g.node("ReduceMin", [gated, g.constantInt64([1])], { keepdims: 1 })],
+          { axis: 1 },
+        );
+        const sp = g.node("Mul", [extremes, g.constant([], [0.1])]); // [N,2,4,4], within about ±2
+        const rows = g.node("Tile", [g.node("ReduceMin", [sp, g.constantInt64([2])], { keepdims: 1 }), g.constantInt64([1, 1, 4, 1])]);
+        // every branch of the Max and the Min wins somewhere, on the input and on the reference
+        const mm = g.node("Min", [g.node("Max", [sp, g.node("Mul", [rows, g.constant([], [0.5])]), g.constant([1], [-0.6])]), g.constant([], [1.2])]);
+        const norm = g.node("Clip", [g.node("ReduceL2", [mm, g.constantInt64([1])], { keepdims: 1 }), g.constant([], [1e-6])]);
+        const unit = g.node("Div", [mm, g.node("Expand", [norm, g.node("Shape", [mm])])]);
+        // both terms of about the same size, so that any wrong multiplier shows
+        const ss = g.node("Mul", [g.node("ReduceSumSquare", [gated, g.constantInt64([1])], { keepdims: 1 }), g.constant([], [0.002])]);
+        return g.node("Add", [g.node("Conv", [unit, weights(g, [1, 2, 1, 1], 83)], { kernel_shape: [1, 1] }), ss]);
+      },
+      [],
+      18,
+    );
     const [lhs, rhs] = await completeness(bytes, [1, 2, 4, 4], 9);
     expect(Math.abs(rhs)).toBeGreaterThan(0.01);
     expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
   });
 
   it("sums to delta through ReduceLogSumExp and DepthToSpace/SpaceToDepth", async () => {
-    const bytes = tiny([2, 4, 4], (g, x) => {
-      const h = g.node("Tanh", [g.node("Conv", [x, weights(g, [8, 2, 3, 3], 84)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]);
-      const f = g.node("SpaceToDepth", [g.node("DepthToSpace", [g.node("Mul", [h, g.constant([], [4])])], { blocksize: 2, mode: "CRD" })], { blocksize: 2 });
-      const lse = g.node("ReduceLogSumExp", [f, g.constantInt64([1])], { keepdims: 1 }); // [N,1,4,4]
-      return g.node("Conv", [g.node("DepthToSpace", [g.node("Mul", [f, lse])], { blocksize: 2 }), weights(g, [1, 2, 1, 1], 85)], { kernel_shape: [1, 1] });
-    }, [], 18);
+    const bytes = tiny(
+      [2, 4, 4],
+      (g, x) => {
+        const h = g.node("Tanh", [g.node("Conv", [x, weights(g, [8, 2, 3, 3], 84)], { pads: [1, 1, 1, 1], kernel_shape: [3, 3] })]);
+        const f = g.node("SpaceToDepth", [g.node("DepthToSpace", [g.node("Mul", [h, g.constant([], [4])])], { blocksize: 2, mode: "CRD" })], {
+          blocksize: 2,
+        });
+        const lse = g.node("ReduceLogSumExp", [f, g.constantInt64([1])], { keepdims: 1 }); // [N,1,4,4]
+        return g.node("Conv", [g.node("DepthToSpace", [g.node("Mul", [f, lse])], { blocksize: 2 }), weights(g, [1, 2, 1, 1], 85)], {
+          kernel_shape: [1, 1],
+        });
+      },
+      [],
+      18,
+    );
     const [lhs, rhs] = await completeness(bytes, [1, 2, 4, 4], 13);
     expect(Math.abs(rhs)).toBeGreaterThan(0.01);
     expect(Math.abs(lhs - rhs)).toBeLessThan(1e-4 * Math.abs(rhs) + 1e-6);
@@ -819,19 +971,22 @@ describe("shipped zoo models", () => {
 
 describe("static shape inference", () => {
   // deeplab computes Resize sizes and Expand shapes from Shape; segformer folds the batch into tokens.
-  it.each(["deeplab-hc18.onnx", "segformer-ph2.onnx"])("%s: every tensor's shape (and integer value) equals ONNX Runtime's at batch 2", async (file) => {
-    const bytes = readFileSync(join(ROOT, "models", file));
-    const model = parseModel(bytes);
-    const infos = inferStatic(model, 2);
-    const names = tensorNames(model);
-    const dims = inputDims(model);
-    const res = await run(exposeTensors(model, names), { image: new ort.Tensor("float32", new Float32Array(prod(dims)).fill(0.5), dims) });
-    for (const n of names) {
-      expect(infos.get(n)!.dims, n).toEqual([...(res[n] as ort.Tensor).dims]);
-      const v = infos.get(n)!.value;
-      if (v && res[n].type === "int64") expect(v, n).toEqual(Array.from(res[n].data as BigInt64Array, Number));
-    }
-  });
+  it.each(["deeplab-hc18.onnx", "segformer-ph2.onnx"])(
+    "%s: every tensor's shape (and integer value) equals ONNX Runtime's at batch 2",
+    async (file) => {
+      const bytes = readFileSync(join(ROOT, "models", file));
+      const model = parseModel(bytes);
+      const infos = inferStatic(model, 2);
+      const names = tensorNames(model);
+      const dims = inputDims(model);
+      const res = await run(exposeTensors(model, names), { image: new ort.Tensor("float32", new Float32Array(prod(dims)).fill(0.5), dims) });
+      for (const n of names) {
+        expect(infos.get(n)!.dims, n).toEqual([...(res[n] as ort.Tensor).dims]);
+        const v = infos.get(n)!.value;
+        if (v && res[n].type === "int64") expect(v, n).toEqual(Array.from(res[n].data as BigInt64Array, Number));
+      }
+    },
+  );
 
   it("Einsum: explicit, implicit (alphabetical output) and ellipsis equations get ONNX Runtime's shapes", async () => {
     const g = new GraphBuilder("einsum");
@@ -859,7 +1014,11 @@ function readNpy(path: string): { shape: number[]; data: Float32Array } {
   const headerLen = buf.readUInt16LE(8);
   const header = buf.subarray(10, 10 + headerLen).toString("latin1");
   if (!header.includes("'<f4'")) throw new Error(`${path}: expected float32 data`);
-  const shape = header.match(/\(([^)]*)\)/)![1].split(",").filter((s) => s.trim()).map(Number);
+  const shape = header
+    .match(/\(([^)]*)\)/)![1]
+    .split(",")
+    .filter((s) => s.trim())
+    .map(Number);
   const body = buf.subarray(10 + headerLen);
   return { shape, data: new Float32Array(body.buffer.slice(body.byteOffset, body.byteOffset + body.byteLength)) };
 }
@@ -890,7 +1049,10 @@ describe("PyTorch autograd reference", () => {
     const seed = new Float32Array(size * size);
     const { row, col, height, width } = meta.roi;
     for (let y = row; y < row + height; y++) seed.fill(1, y * size + col, y * size + col + width);
-    const res = await run(gm.bytes, { image: new ort.Tensor("float32", syntheticImage(size), [1, 1, size, size]), [gm.seedInput]: new ort.Tensor("float32", seed, [1, 1, size, size]) });
+    const res = await run(gm.bytes, {
+      image: new ort.Tensor("float32", syntheticImage(size), [1, 1, size, size]),
+      [gm.seedInput]: new ort.Tensor("float32", seed, [1, 1, size, size]),
+    });
     const grad = res[gm.gradients.image].data as Float32Array;
     expect(ref.shape).toEqual([1, 1, size, size]);
     let num = 0;

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { bootstrapMeanCi, bootstrapRanks, holm, median } from "../src/evaluate/inference.js";
 import { modelPairs } from "../src/evaluate/strategies/pairs.js";
-import { summarizeRows, type Row } from "../src/evaluate/summary.js";
+import { type Row, summarizeRows } from "../src/evaluate/summary.js";
 
 describe("Holm's adjustment", () => {
   it("multiplies the k-th smallest p by (m − k + 1), keeps the order monotone and caps at 1", () => {
@@ -35,7 +35,15 @@ describe("image bootstrap", () => {
   });
   it("a method better on every image has rank 1 with the interval [1, 1]; two interleaved methods share an interval", () => {
     const ones = [1, 1, 1, 1, 1];
-    const r = bootstrapRanks([[-1, -1, -1, -1, -1], [2, 2, 2, 2, 2], [3, 0, 3, 0, 3]], [ones, ones, ones], true);
+    const r = bootstrapRanks(
+      [
+        [-1, -1, -1, -1, -1],
+        [2, 2, 2, 2, 2],
+        [3, 0, 3, 0, 3],
+      ],
+      [ones, ones, ones],
+      true,
+    );
     expect(r[0]).toEqual({ rank: 1, low: 1, high: 1 });
     // method 2 (mean 1.8) is 2nd or 3rd depending on the images drawn; method 1 the other of the two
     expect(r[2]).toEqual({ rank: 2, low: 2, high: 3 });
@@ -44,7 +52,17 @@ describe("image bootstrap", () => {
   it("ranks and intervals rest on the mean over cells: an image with more cells weighs more, as in the tables", () => {
     // method 0: image 0 has 3 cells summing to 0 (mean 0), image 1 one cell of 10: cell mean 2.5, image-mean mean 5
     // method 1: one cell of 4 on each image: 4. Lower is better: by cells method 0 ranks first, by images second.
-    const r = bootstrapRanks([[0, 10], [4, 4]], [[3, 1], [1, 1]], true);
+    const r = bootstrapRanks(
+      [
+        [0, 10],
+        [4, 4],
+      ],
+      [
+        [3, 1],
+        [1, 1],
+      ],
+      true,
+    );
     expect(r.map((x) => x.rank)).toEqual([1, 2]);
     const [lo, hi] = bootstrapMeanCi([0, 10], [3, 1]);
     expect(lo).toBeLessThanOrEqual(2.5);
@@ -55,13 +73,22 @@ describe("image bootstrap", () => {
 });
 
 describe("clustered paired tests", () => {
-  const row = (model: string, image: string, method: string, v: number): Row => ({ cellKey: `d|${model}|${image}|r`, dataset: "d", model, image, roi: "r", method, metrics: { "del_norm:zero": v } });
+  const row = (model: string, image: string, method: string, v: number): Row => ({
+    cellKey: `d|${model}|${image}|r`,
+    dataset: "d",
+    model,
+    image,
+    roi: "r",
+    method,
+    metrics: { "del_norm:zero": v },
+  });
   it("five models on the same 8 images are 8 observations at the dataset level, not 40", () => {
     const rows: Row[] = [];
-    for (let m = 0; m < 5; m++) for (let i = 0; i < 8; i++) {
-      rows.push(row(`m${m}`, `img${i}`, "a", 0.2 + 0.01 * i));
-      rows.push(row(`m${m}`, `img${i}`, "b", 0.5 + 0.01 * m));
-    }
+    for (let m = 0; m < 5; m++)
+      for (let i = 0; i < 8; i++) {
+        rows.push(row(`m${m}`, `img${i}`, "a", 0.2 + 0.01 * i));
+        rows.push(row(`m${m}`, `img${i}`, "b", 0.5 + 0.01 * m));
+      }
     const s = summarizeRows(rows, ["a", "b"]);
     const ds = s.pairs.find((p) => p.scope === "dataset")!;
     expect(ds.n).toBe(8);
@@ -89,8 +116,19 @@ describe("clustered paired tests", () => {
 
 describe("strategy model comparisons", () => {
   it("are Holm-adjusted within each (dataset, method, statistic) family of model pairs", () => {
-    const stats = (v: number) => ({ localShare: v, spread: v / 2, entropy: 0.5, chainExtent: Number.NaN }) as unknown as Parameters<typeof modelPairs>[0][number]["stats"];
-    const maps = ["a", "b", "c"].flatMap((model, m) => Array.from({ length: 6 }, (_, i) => ({ dataset: "d", model, image: `img${i}`, roi: "r", roiRect: { row: 0, col: 0, height: 8, width: 8 }, method: "pdcr", stats: stats(m + 0.1 * i * (m + 1)) })));
+    const stats = (v: number) =>
+      ({ localShare: v, spread: v / 2, entropy: 0.5, chainExtent: Number.NaN }) as unknown as Parameters<typeof modelPairs>[0][number]["stats"];
+    const maps = ["a", "b", "c"].flatMap((model, m) =>
+      Array.from({ length: 6 }, (_, i) => ({
+        dataset: "d",
+        model,
+        image: `img${i}`,
+        roi: "r",
+        roiRect: { row: 0, col: 0, height: 8, width: 8 },
+        method: "pdcr",
+        stats: stats(m + 0.1 * i * (m + 1)),
+      })),
+    );
     const pairs = modelPairs(maps);
     const local = pairs.filter((p) => p.stat === "localShare");
     expect(local.map((p) => `${p.a}-${p.b}`)).toEqual(["a-b", "a-c", "b-c"]);

@@ -6,14 +6,14 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { decodeBmp } from "../src/data/bmp.js";
+import { loadImage, loadMask } from "../src/data/image.js";
+import { readManifest } from "../src/data/manifest.js";
+import { PatchBank } from "../src/data/patchbank.js";
 import { SegcauseError } from "../src/errors.js";
 import { Model } from "../src/model/model.js";
-import { PatchBank } from "../src/data/patchbank.js";
-import { loadImage, loadMask } from "../src/data/image.js";
-import { decodeBmp } from "../src/data/bmp.js";
-import { readManifest } from "../src/data/manifest.js";
-import { readFileBounded, READ_LIMITS } from "../src/util/read.js";
 import { tuneCachePath, tuneExecution } from "../src/model/tune.js";
+import { READ_LIMITS, readFileBounded } from "../src/util/read.js";
 import { regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 const SECRET = "root:*:20245:0:99999:7:::\nsecret-line\n";
@@ -98,7 +98,16 @@ describe("errors never quote a file's contents", () => {
 
 describe("patch bank files", () => {
   const MAGIC = "SEGCAUSE-PATCHBANK-1\n";
-  const good = { format: "segcause.patchbank/1", patchSize: 2, count: 1, perImage: 1, seed: 0, resizedTo: { height: 8, width: 8, filter: "bilinear" }, sources: [{ name: "a.png", sha256: "0".repeat(64), patches: 1 }], createdWith: "test" };
+  const good = {
+    format: "segcause.patchbank/1",
+    patchSize: 2,
+    count: 1,
+    perImage: 1,
+    seed: 0,
+    resizedTo: { height: 8, width: 8, filter: "bilinear" },
+    sources: [{ name: "a.png", sha256: "0".repeat(64), patches: 1 }],
+    createdWith: "test",
+  };
   function bank(name: string, header: string | unknown, pixels = 12, length?: number): string {
     const head = Buffer.from(typeof header === "string" ? header : JSON.stringify(header));
     const len = Buffer.alloc(4);
@@ -119,7 +128,7 @@ describe("patch bank files", () => {
     ["null", "null", 12, undefined, /header: \(root\): Invalid input: expected object, received null/],
     ["length 0xffffffff", JSON.stringify(good), 12, 0xffffffff, /header length 4294967295 runs past the end of the file/],
     ["no resizedTo", { ...good, resizedTo: undefined }, 12, undefined, /header: resizedTo: Invalid input: expected object, received undefined/],
-    ["patchSize \"8\"", { ...good, patchSize: "8" }, 12, undefined, /header: patchSize: Invalid input: expected number, received string/],
+    ['patchSize "8"', { ...good, patchSize: "8" }, 12, undefined, /header: patchSize: Invalid input: expected number, received string/],
     ["patchSize 0", { ...good, patchSize: 0 }, 12, undefined, /header: patchSize: Too small: expected number to be >=1/],
     ["trailing bytes", good, 20, undefined, /holds 20 bytes of pixels, 8 more than its header's 1 patch of 2x2 \(12 bytes\)/],
     ["missing bytes", good, 5, undefined, /is truncated: 5 bytes of pixels for 1 patch of 2x2 \(12 bytes\)/],
@@ -210,7 +219,12 @@ describe("tuning", () => {
     const m = await Model.load(file, { threads: 1 });
     try {
       rmSync(file); // every candidate must come from the bytes in memory
-      const plan = await tuneExecution(m, new Float32Array(3 * 32 * 32), { workers: 2, threads: 1, seconds: 0.01, cachePath: join(home, "plan.json") });
+      const plan = await tuneExecution(m, new Float32Array(3 * 32 * 32), {
+        workers: 2,
+        threads: 1,
+        seconds: 0.01,
+        cachePath: join(home, "plan.json"),
+      });
       expect([plan.workers, plan.threads, plan.cached]).toEqual([2, 1, false]);
       expect([m.workers, m.threads]).toEqual([2, 1]);
       const x = m.batchBuffer(m.inputSize).fill(0.25);

@@ -11,7 +11,8 @@ function deadPid(): number {
   return Number(spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8", timeout: 30_000 }).stdout);
 }
 
-const record = (pid: number) => JSON.stringify({ format: "segcause.lock/1", pid, host: hostname(), started: "2026-01-01T00:00:00.000Z", command: "segcause explain" }, null, 1);
+const record = (pid: number) =>
+  JSON.stringify({ format: "segcause.lock/1", pid, host: hostname(), started: "2026-01-01T00:00:00.000Z", command: "segcause explain" }, null, 1);
 
 describe("folder locks", () => {
   it("a lock left by a process that no longer runs is taken over, with a note", () => {

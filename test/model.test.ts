@@ -1,20 +1,20 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
 import { readFileSync, renameSync, rmSync, symlinkSync, truncateSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation, TensorProto_DataType } from "onnx-buf";
-import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { Model } from "../src/model/model.js";
-import { Runner } from "../src/model/runner.js";
 import { loadCase } from "../src/data/case.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
-import { GraphBuilder } from "../src/onnx/builder.js";
-import { checkBaseOutput } from "../src/target/target.js";
 import { explainSaliency } from "../src/explain/saliency.js";
-import { bottleneck, featureMaps } from "../src/onnx/feature-maps.js";
+import { Model } from "../src/model/model.js";
+import { Runner } from "../src/model/runner.js";
 import { bilinearMatrix, downscaleFactor } from "../src/onnx/adapt.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import { bottleneck, featureMaps } from "../src/onnx/feature-maps.js";
 import { listComponents } from "../src/onnx/surgery.js";
+import { checkBaseOutput } from "../src/target/target.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 let dir: string;
@@ -47,9 +47,16 @@ describe("model card", () => {
     const m = await Model.load(p);
     expect(m.card.output.channel).toBe(0); // a card's default is kept, and said
     expect(m.card.input).toMatchObject({ mean: [0], std: [1] }); // a grey card needs no mean/std (defaults fit any channel count)
-    expect(m.resolved.assumptions.join(" ")).toMatch(/the card gives no output\.channel: channel 0 of the 2 channels of output 'logits' is explained/);
+    expect(m.resolved.assumptions.join(" ")).toMatch(
+      /the card gives no output\.channel: channel 0 of the 2 channels of output 'logits' is explained/,
+    );
     await m.release();
-    const stated = await Model.load(writeModel(dir, "two-card1.onnx", twoClassLogits(), { input: { height: 16, width: 16, channels: "gray" }, output: { kind: "logits", channel: 1 } }));
+    const stated = await Model.load(
+      writeModel(dir, "two-card1.onnx", twoClassLogits(), {
+        input: { height: 16, width: 16, channels: "gray" },
+        output: { kind: "logits", channel: 1 },
+      }),
+    );
     expect(stated.resolved.assumptions.join(" ")).not.toMatch(/output\.channel/);
     await stated.release();
     const flagged = await Model.load(p, { overrides: { channel: 1 } });
@@ -58,11 +65,20 @@ describe("model card", () => {
   });
 
   it("a colour card without mean/std keeps the stored defaults; equal values fit another channel count", async () => {
-    const p = writeModel(dir, "rgb-nomean.onnx", regionMeanModel([], 0), { input: { height: 32, width: 32, channels: "rgb" }, output: { kind: "probabilities" } });
+    const p = writeModel(dir, "rgb-nomean.onnx", regionMeanModel([], 0), {
+      input: { height: 32, width: 32, channels: "rgb" },
+      output: { kind: "probabilities" },
+    });
     expect(Model.readCard(p).card.input).toMatchObject({ mean: [0, 0, 0], std: [1, 1, 1] }); // evaluate's cell keys hold the card
-    const q = writeModel(dir, "gray-mean3.onnx", twoClassLogits(), { input: { height: 16, width: 16, channels: "gray", mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2] }, output: { kind: "logits", channel: 1 } });
+    const q = writeModel(dir, "gray-mean3.onnx", twoClassLogits(), {
+      input: { height: 16, width: 16, channels: "gray", mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2] },
+      output: { kind: "logits", channel: 1 },
+    });
     expect(Model.readCard(q).card.input).toMatchObject({ mean: [0.5], std: [0.2] }); // equal values: one for the grey channel
-    const r = writeModel(dir, "gray-mean-mixed.onnx", regionMeanModel([], 0), { input: { height: 32, width: 32, channels: "rgb", mean: [0.1, 0.2] }, output: { kind: "probabilities" } });
+    const r = writeModel(dir, "gray-mean-mixed.onnx", regionMeanModel([], 0), {
+      input: { height: 32, width: 32, channels: "rgb", mean: [0.1, 0.2] },
+      output: { kind: "probabilities" },
+    });
     expect(() => Model.readCard(r)).toThrow(/model card mean has 2 values but the input has 3 channel\(s\)/);
   });
 
@@ -111,7 +127,11 @@ describe("runner", () => {
     expect(r.batchSize).toBe(1);
     expect(r.notes[0]).toMatch(/fixed at 1/);
     const vals = [0, 0.25, 1];
-    const scores = await r.evaluate(vals, (v, dst) => dst.fill(v), (d) => d[0]);
+    const scores = await r.evaluate(
+      vals,
+      (v, dst) => dst.fill(v),
+      (d) => d[0],
+    );
     expect(scores[0]).toBeCloseTo(1 / (1 + Math.exp(5)), 5);
     expect(scores[2]).toBeCloseTo(1 / (1 + Math.exp(-5)), 5);
     expect(r.forwardPasses).toBe(3);
@@ -123,7 +143,11 @@ describe("runner", () => {
     const m = await Model.load(p, { threads: 1 });
     const r = new Runner(m, { batchSize: 4 });
     const vals = [0, 0.1, 0.2, 0.3, 0.4, 0.5];
-    const scores = await r.evaluate(vals, (v, dst) => dst.fill(v), (d, slot) => d[slot * 32 * 32]);
+    const scores = await r.evaluate(
+      vals,
+      (v, dst) => dst.fill(v),
+      (d, slot) => d[slot * 32 * 32],
+    );
     vals.forEach((v, i) => expect(scores[i]).toBeCloseTo(1 / (1 + Math.exp(-(10 * v - 5))), 5));
     expect(r.batches).toBe(2);
     expect(r.forwardPasses).toBe(6);
@@ -161,7 +185,11 @@ describe("unusual but valid exports, and invalid ones", () => {
     expect([m.height, m.width]).toEqual([24, 40]);
     expect(m.resolved.assumptions.join(" ")).not.toMatch(/assumed 256x256/);
     const r = new Runner(m, { batchSize: 2 });
-    const s = await r.evaluate([1], (_, dst) => dst.fill(0), (d) => d[0]);
+    const s = await r.evaluate(
+      [1],
+      (_, dst) => dst.fill(0),
+      (d) => d[0],
+    );
     expect(s[0]).toBeCloseTo(0.5, 6);
     expect(m.outputLayout).toEqual({ channels: 1, height: 24, width: 40 });
     await m.release();
@@ -210,19 +238,30 @@ describe("unusual but valid exports, and invalid ones", () => {
   });
 
   it("a card of another schema version is refused with the one it must be", async () => {
-    const p = writeModel(dir, "schema9.onnx", regionMeanModel([], 0), { schema: "foo/9", input: { height: 32, width: 32, channels: "rgb" }, output: { kind: "probabilities" } });
+    const p = writeModel(dir, "schema9.onnx", regionMeanModel([], 0), {
+      schema: "foo/9",
+      input: { height: 32, width: 32, channels: "rgb" },
+      output: { kind: "probabilities" },
+    });
     await expect(Model.load(p)).rejects.toThrow(/schema: schema must be "segcause\.modelcard\/1"/);
   });
 
   it("a card that reads a Sigmoid output as logits is refused (it would apply the sigmoid twice)", async () => {
     const p = writeModel(dir, "sig-as-logits.onnx", regionMeanModel([], 0));
-    await expect(Model.load(p, { overrides: { outputKind: "logits" } })).rejects.toThrow(/reads output 'mask' as logits, but the graph produces it with Sigmoid/);
+    await expect(Model.load(p, { overrides: { outputKind: "logits" } })).rejects.toThrow(
+      /reads output 'mask' as logits, but the graph produces it with Sigmoid/,
+    );
   });
 
   it("raw scores read as probabilities, and NaN or Inf anywhere in the output, are refused before any explanation", async () => {
-    const m = await Model.load(writeModel(dir, "scores.onnx", twoClassLogits()), { threads: 1, overrides: { outputKind: "probabilities", channel: 1 } });
+    const m = await Model.load(writeModel(dir, "scores.onnx", twoClassLogits()), {
+      threads: 1,
+      overrides: { outputKind: "probabilities", channel: 1 },
+    });
     const kase = await loadCase(m, await writeImage(dir, "ramp16.png", (_y, x) => 16 * x, 16));
-    await expect(explainZero(m, kase, { roi: { row: 4, col: 4, height: 8, width: 8 } }, { blockSize: 4 })).rejects.toThrow(/reads the output as probabilities, but its values range from -5\.000 to 5\.000, outside \[0, 1\]/);
+    await expect(explainZero(m, kase, { roi: { row: 4, col: 4, height: 8, width: 8 } }, { blockSize: 4 })).rejects.toThrow(
+      /reads the output as probabilities, but its values range from -5\.000 to 5\.000, outside \[0, 1\]/,
+    );
     await m.release();
     const ok = await Model.load(writeModel(dir, "two-ok.onnx", twoClassLogits()), { threads: 1 });
     const out = new Float32Array(2 * 16 * 16).fill(3);
@@ -272,7 +311,12 @@ describe("workers in worker threads", () => {
   const ROOT = join(import.meta.dirname, "..");
 
   /** PdCR on `path` with 1 worker and with 2 (each 1 thread): the attributions must be bit-identical. */
-  async function both(path: string, image: string, roi: { row: number; col: number; height: number; width: number }, opts: Parameters<typeof explainPdcr>[3]) {
+  async function both(
+    path: string,
+    image: string,
+    roi: { row: number; col: number; height: number; width: number },
+    opts: Parameters<typeof explainPdcr>[3],
+  ) {
     const out = [];
     for (const workers of [1, 2]) {
       const m = await Model.load(path, { threads: 1, workers });
@@ -299,14 +343,19 @@ describe("workers in worker threads", () => {
   });
 
   it("workers=2 gives bit-identical maps to workers=1 on models/unet-hc18.onnx", async () => {
-    const a = await both(join(ROOT, "models", "unet-hc18.onnx"), join(ROOT, "samples", "lesion.png"), { row: 48, col: 48, height: 32, width: 32 }, {
-      bank: flatBank([0, 128, 255], 32),
-      schedule: "paper",
-      blockSize: 32,
-      screen: 2,
-      samples: 3,
-      batchSize: 4,
-    });
+    const a = await both(
+      join(ROOT, "models", "unet-hc18.onnx"),
+      join(ROOT, "samples", "lesion.png"),
+      { row: 48, col: 48, height: 32, width: 32 },
+      {
+        bank: flatBank([0, 128, 255], 32),
+        schedule: "paper",
+        blockSize: 32,
+        screen: 2,
+        samples: 3,
+        batchSize: 4,
+      },
+    );
     expect(a.forwardPasses).toBeGreaterThan(16);
   });
 
@@ -318,7 +367,12 @@ describe("workers in worker threads", () => {
     const [mine, shared] = [local, threaded].map((m) => m.batchBuffer(2 * m.inputSize).fill(0.5));
     expect(shared.buffer).toBeInstanceOf(SharedArrayBuffer);
     const errors = await Promise.all(
-      [local.infer(mine, 2, 0), threaded.infer(shared, 2, 0), threaded.infer(shared, 2, 1)].map((p) => p.then(() => "ran", (e: Error) => `${e.name}: ${e.message}`)),
+      [local.infer(mine, 2, 0), threaded.infer(shared, 2, 0), threaded.infer(shared, 2, 1)].map((p) =>
+        p.then(
+          () => "ran",
+          (e: Error) => `${e.name}: ${e.message}`,
+        ),
+      ),
     );
     expect(errors[0]).toMatch(/^SegcauseError: ONNX Runtime failed to run .*fixed1\.onnx: [^\n]+$/);
     expect(errors[1]).toBe(errors[0]);
@@ -371,8 +425,16 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     const n = kind === "pool4" ? 32 : 30;
     const g = new GraphBuilder(kind);
     const x = g.input("x", ["N", 3, n, n]);
-    const w = g.constant([1, 3, 4, 4], Array.from({ length: 48 }, (_, i) => Math.sin(i) / 20));
-    const y = g.node("Conv", [x, w], { kernel_shape: [4, 4], strides: [4, 4], pads: kind === "pool4" ? [0, 0, 0, 0] : [0, 0, 2, 2] }, resize ? undefined : ["y"]);
+    const w = g.constant(
+      [1, 3, 4, 4],
+      Array.from({ length: 48 }, (_, i) => Math.sin(i) / 20),
+    );
+    const y = g.node(
+      "Conv",
+      [x, w],
+      { kernel_shape: [4, 4], strides: [4, 4], pads: kind === "pool4" ? [0, 0, 0, 0] : [0, 0, 2, 2] },
+      resize ? undefined : ["y"],
+    );
     if (!resize) g.output(y, ["N", 1, "h", "w"]);
     else {
       // 8 -> 30 has no exact float scale, so that reference gives sizes (forward only: sizes fix the batch axis)
@@ -403,7 +465,10 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     expect(a.resolved.assumptions.join("\n")).toMatch(/output 'y' is channels-last \[N, H, W, K\]: transposed/);
     expect(a.inputName).toBe("x");
     expect(a.outputName).toBe("y");
-    expect([a.fileGraph.inputs[0].dims, a.graph.inputs[0].dims]).toEqual([["N", 16, 16, 3], ["N", 3, 16, 16]]);
+    expect([a.fileGraph.inputs[0].dims, a.graph.inputs[0].dims]).toEqual([
+      ["N", 16, 16, 3],
+      ["N", 3, 16, 16],
+    ]);
     expect(b.fileGraph).toBe(b.graph);
     const [ya, yb] = [await outputOf(a, img), await outputOf(b, img)];
     expect(ya.length).toBe(256);
@@ -419,12 +484,17 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
   });
 
   it("a card can state the layouts; a fixed size that contradicts the card is still refused", async () => {
-    const p = writeModel(dir, "keras-card.onnx", nhwcModel(), { input: { layout: "nhwc", height: 16, width: 16, channels: "rgb" }, output: { kind: "probabilities" } });
+    const p = writeModel(dir, "keras-card.onnx", nhwcModel(), {
+      input: { layout: "nhwc", height: 16, width: 16, channels: "rgb" },
+      output: { kind: "probabilities" },
+    });
     const m = await Model.load(p, { threads: 1 });
     expect(m.resolved.assumptions.join("\n")).not.toMatch(/read as channels-last/);
     expect(m.card.output.layout).toBe("nhwc");
     await m.release();
-    await expect(Model.load(p, { overrides: { height: 32, width: 32 } })).rejects.toThrow(/model input height is 16 in the graph \[N, 16, 16, 3\] read as channels-last, but the model card or its flags say 32/);
+    await expect(Model.load(p, { overrides: { height: 32, width: 32 } })).rejects.toThrow(
+      /model input height is 16 in the graph \[N, 16, 16, 3\] read as channels-last, but the model card or its flags say 32/,
+    );
   });
 
   for (const kind of ["pool4", "pad30"] as const) {
@@ -451,13 +521,28 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     const g = new GraphBuilder("valid");
     const x = g.input("x", ["N", 3, 32, 32]);
     g.output(g.node("Conv", [x, g.constant([1, 3, 8, 8], new Array(192).fill(0.01))], { kernel_shape: [8, 8] }, ["y"]), ["N", 1, 25, 25]);
-    await expect(Model.load(writeModel(dir, "valid.onnx", g.toBytes()))).rejects.toThrow(/output 'y' \[\?, 1, 25, 25\] read as channels-first is 25x25, but the input is 32x32 and that is not the input size divided by one stride/);
+    await expect(Model.load(writeModel(dir, "valid.onnx", g.toBytes()))).rejects.toThrow(
+      /output 'y' \[\?, 1, 25, 25\] read as channels-first is 25x25, but the input is 32x32 and that is not the input size divided by one stride/,
+    );
     // a classifier's [N, 2, 1, 1] is no segmentation head either
     const c = new GraphBuilder("classifier");
     const cx = c.input("x", ["N", 3, 32, 32]);
-    c.output(c.node("Conv", [c.node("GlobalAveragePool", [cx]), c.constant([2, 3, 1, 1], [1, 0, 0, 0, 1, 0])], { kernel_shape: [1, 1] }, ["y"]), ["N", 2, 1, 1]);
+    c.output(c.node("Conv", [c.node("GlobalAveragePool", [cx]), c.constant([2, 3, 1, 1], [1, 0, 0, 0, 1, 0])], { kernel_shape: [1, 1] }, ["y"]), [
+      "N",
+      2,
+      1,
+      1,
+    ]);
     await expect(Model.load(writeModel(dir, "classifier.onnx", c.toBytes()))).rejects.toThrow(/is 1x1, but the input is 32x32/);
-    const cases: [number, number, number, number][] = [[572, 572, 388, 388], [512, 512, 128, 128], [30, 30, 8, 8], [513, 513, 65, 65], [32, 32, 1, 1], [32, 64, 2, 32], [256, 512, 64, 128]];
+    const cases: [number, number, number, number][] = [
+      [572, 572, 388, 388],
+      [512, 512, 128, 128],
+      [30, 30, 8, 8],
+      [513, 513, 65, 65],
+      [32, 32, 1, 1],
+      [32, 64, 2, 32],
+      [256, 512, 64, 128],
+    ];
     expect(cases.map((x) => downscaleFactor(...x))).toEqual([undefined, 4, 4, 8, undefined, undefined, 4]);
   });
 
@@ -466,12 +551,18 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     const ux = u8.input("x", ["N", 16, 16, 3], TensorProto_DataType.UINT8);
     const ut = u8.node("Transpose", [u8.node("Cast", [ux], { to: TensorProto_DataType.FLOAT })], { perm: [0, 3, 1, 2] });
     u8.output(u8.node("Conv", [ut, u8.constant([1, 3, 1, 1], W3)], { kernel_shape: [1, 1] }, ["y"]), ["N", 1, 16, 16]);
-    await expect(Model.load(writeModel(dir, "u8-nhwc.onnx", u8.toBytes()))).rejects.toThrow(/model input 'x' is UINT8, but segcause feeds float32 images$/);
+    await expect(Model.load(writeModel(dir, "u8-nhwc.onnx", u8.toBytes()))).rejects.toThrow(
+      /model input 'x' is UINT8, but segcause feeds float32 images$/,
+    );
 
     // NHWC in, NCHW 2-class softmax out: the output's shape says it is channels-first
     const mixed = new GraphBuilder("mixed");
     const mx = mixed.input("x", ["N", 16, 16, 3]);
-    const mc = mixed.node("Conv", [mixed.node("Transpose", [mx], { perm: [0, 3, 1, 2] }), mixed.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])], { kernel_shape: [1, 1] });
+    const mc = mixed.node(
+      "Conv",
+      [mixed.node("Transpose", [mx], { perm: [0, 3, 1, 2] }), mixed.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])],
+      { kernel_shape: [1, 1] },
+    );
     mixed.output(mixed.node("Softmax", [mc], { axis: 1 }, ["y"]), ["N", 2, 16, 16]);
     const m = await Model.load(writeModel(dir, "mixed.onnx", mixed.toBytes()), { threads: 1 });
     expect(m.card.output.layout).toBeUndefined();
@@ -482,7 +573,9 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     // tf2onnx's usual [N, H, W, 3] with symbolic sizes
     const dyn = new GraphBuilder("dyn-nhwc");
     const dx = dyn.input("x", ["N", "H", "W", 3]);
-    const dc = dyn.node("Conv", [dyn.node("Transpose", [dx], { perm: [0, 3, 1, 2] }), dyn.constant([1, 3, 1, 1], W3), dyn.constant([1], [0.1])], { kernel_shape: [1, 1] });
+    const dc = dyn.node("Conv", [dyn.node("Transpose", [dx], { perm: [0, 3, 1, 2] }), dyn.constant([1, 3, 1, 1], W3), dyn.constant([1], [0.1])], {
+      kernel_shape: [1, 1],
+    });
     dyn.output(dyn.node("Sigmoid", [dyn.node("Transpose", [dc], { perm: [0, 2, 3, 1] })], {}, ["y"]), ["N", "H", "W", 1]);
     const d = await Model.load(writeModel(dir, "dyn-nhwc.onnx", dyn.toBytes()), { threads: 1, overrides: { height: 16, width: 16 } });
     expect([d.card.input.layout, d.card.output.layout]).toEqual(["nhwc", "nhwc"]);
@@ -494,14 +587,18 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
 
     // a card (or flag) that says channels-last for a channels-first model is named as such
     const p = writeModel(dir, "twin3.onnx", nchwTwin());
-    await expect(Model.load(p, { overrides: { layout: "nhwc" } })).rejects.toThrow(/model input channels is 16 in the graph \[N, 3, 16, 16\] read as channels-last, but the model card or its flags say 3/);
+    await expect(Model.load(p, { overrides: { layout: "nhwc" } })).rejects.toThrow(
+      /model input channels is 16 in the graph \[N, 3, 16, 16\] read as channels-last, but the model card or its flags say 3/,
+    );
   });
 
   it("symbolic sizes: the output's layout and class channel are read from the dim names, and batched runs keep a symbolic batch", async () => {
     // input [N, H, W, 3], output [N, 2, H, W] (softmax over axis 1): channel 1, channels-first output
     const g = new GraphBuilder("dyn-mixed");
     const x = g.input("x", ["N", "H", "W", 3]);
-    const c = g.node("Conv", [g.node("Transpose", [x], { perm: [0, 3, 1, 2] }), g.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])], { kernel_shape: [1, 1] });
+    const c = g.node("Conv", [g.node("Transpose", [x], { perm: [0, 3, 1, 2] }), g.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])], {
+      kernel_shape: [1, 1],
+    });
     g.output(g.node("Softmax", [c], { axis: 1 }, ["y"]), ["N", 2, "H", "W"]);
     const m = await Model.load(writeModel(dir, "dyn-mixed.onnx", g.toBytes()), { threads: 1, overrides: { height: 16, width: 16 } });
     expect(m.card.output.channel).toBe(1);
@@ -522,7 +619,9 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     // tf2onnx style: every size symbolic; the 2-class output's class count is known only at the card's size
     const g = new GraphBuilder("tf2onnx-2class");
     const x = g.input("x", ["N", "unk1", "unk2", 3]);
-    const c = g.node("Conv", [g.node("Transpose", [x], { perm: [0, 3, 1, 2] }), g.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])], { kernel_shape: [1, 1] });
+    const c = g.node("Conv", [g.node("Transpose", [x], { perm: [0, 3, 1, 2] }), g.constant([2, 3, 1, 1], [...W3, ...W3.map((v) => -v)])], {
+      kernel_shape: [1, 1],
+    });
     g.output(g.node("Transpose", [c], { perm: [0, 2, 3, 1] }, ["y"]), ["N", "unk3", "unk4", "unk5"]);
     const m = await Model.load(writeModel(dir, "tf2onnx-2class.onnx", g.toBytes()), { threads: 1, overrides: { height: 16, width: 16 } });
     expect(m.card.output.channel).toBe(1);
@@ -547,10 +646,14 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     const ab = fromBinary(ModelProtoSchema, a.toBytes());
     const t = ab.graph!.output[0].type!.value;
     if (t.case === "tensorType") t.value.elemType = TensorProto_DataType.INT64;
-    await expect(Model.load(writeModel(dir, "argmax.onnx", toBinary(ModelProtoSchema, ab)))).rejects.toThrow(/model output 'y' is INT64, segcause needs float32 scores or probabilities/);
+    await expect(Model.load(writeModel(dir, "argmax.onnx", toBinary(ModelProtoSchema, ab)))).rejects.toThrow(
+      /model output 'y' is INT64, segcause needs float32 scores or probabilities/,
+    );
 
     // a wrong channels-last reading of an output without a declared shape: its shape is computed, and the misfit named
-    await expect(Model.load(p3(), { overrides: { outputLayout: "nhwc" } })).rejects.toThrow(/model output 'y' \[1, 1, 16, 16\] read as channels-last is 16x1/);
+    await expect(Model.load(p3(), { overrides: { outputLayout: "nhwc" } })).rejects.toThrow(
+      /model output 'y' \[1, 1, 16, 16\] read as channels-last is 16x1/,
+    );
     function p3(): string {
       const b = fromBinary(ModelProtoSchema, nchwTwin());
       dropShape(b);
@@ -561,7 +664,19 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
   it("an [N, h, w] output below the input size is upsampled too, and Grad-CAM never picks the model's own output", async () => {
     const g = new GraphBuilder("rank3");
     const x = g.input("x", ["N", 3, 32, 32]);
-    const f = g.node("Relu", [g.node("Conv", [x, g.constant([4, 3, 4, 4], Array.from({ length: 192 }, (_, i) => Math.cos(i) / 10))], { kernel_shape: [4, 4], strides: [4, 4] })]);
+    const f = g.node("Relu", [
+      g.node(
+        "Conv",
+        [
+          x,
+          g.constant(
+            [4, 3, 4, 4],
+            Array.from({ length: 192 }, (_, i) => Math.cos(i) / 10),
+          ),
+        ],
+        { kernel_shape: [4, 4], strides: [4, 4] },
+      ),
+    ]);
     const logits = g.node("Conv", [f, g.constant([1, 4, 1, 1], [1, -1, 0.5, 0.25])], { kernel_shape: [1, 1] }, undefined, "/head/Conv");
     g.output(g.node("Squeeze", [logits, g.constantInt64([1])], {}, ["y"], "/head/Squeeze"), ["N", 8, 8]);
     const m = await Model.load(writeModel(dir, "rank3.onnx", g.toBytes()), { threads: 1 });
@@ -572,8 +687,29 @@ describe("layout adapters: channels-last and low-resolution exports run as NCHW 
     // the deepest 8x8 map, which Grad-CAM's default (smallest, then deepest) would pick
     const g2 = new GraphBuilder("two-class-lowres");
     const x2 = g2.input("x", ["N", 3, 32, 32]);
-    const f2 = g2.node("Relu", [g2.node("Conv", [x2, g2.constant([4, 3, 4, 4], Array.from({ length: 192 }, (_, i) => Math.cos(i) / 10))], { kernel_shape: [4, 4], strides: [4, 4] })], {}, undefined, "/enc/Relu");
-    g2.output(g2.node("Conv", [f2, g2.constant([2, 4, 1, 1], [1, -1, 0.5, 0.25, -1, 1, -0.5, -0.25])], { kernel_shape: [1, 1] }, ["y"], "/head/Conv"), ["N", 2, 8, 8]);
+    const f2 = g2.node(
+      "Relu",
+      [
+        g2.node(
+          "Conv",
+          [
+            x2,
+            g2.constant(
+              [4, 3, 4, 4],
+              Array.from({ length: 192 }, (_, i) => Math.cos(i) / 10),
+            ),
+          ],
+          { kernel_shape: [4, 4], strides: [4, 4] },
+        ),
+      ],
+      {},
+      undefined,
+      "/enc/Relu",
+    );
+    g2.output(
+      g2.node("Conv", [f2, g2.constant([2, 4, 1, 1], [1, -1, 0.5, 0.25, -1, 1, -0.5, -0.25])], { kernel_shape: [1, 1] }, ["y"], "/head/Conv"),
+      ["N", 2, 8, 8],
+    );
     const m2 = await Model.load(writeModel(dir, "two-class-lowres.onnx", g2.toBytes()), { threads: 1 });
     expect(m2.proto().graph!.node.some((n) => n.output.includes("y::segcause_lowres"))).toBe(true);
     const maps = featureMaps(m2.proto(), 32, 32);
@@ -623,7 +759,11 @@ describe("weights saved as external data", () => {
     const input = new Float32Array(256).map((_, i) => (i % 7) / 7);
     expect(Array.from(await ext.infer(input, 1))).toEqual(Array.from(await inline.infer(input, 1)));
     // the hash is of the files as stored (the .onnx, then its data file), not of a re-serialisation
-    expect(ext.sha256).toBe(createHash("sha256").update(Buffer.concat([readFileSync(p), readFileSync(join(folder, "..ext.weights"))])).digest("hex"));
+    expect(ext.sha256).toBe(
+      createHash("sha256")
+        .update(Buffer.concat([readFileSync(p), readFileSync(join(folder, "..ext.weights"))]))
+        .digest("hex"),
+    );
     await Promise.all([ext.release(), inline.release()]);
     // other weights in the external file: another model, another hash
     const w = readFileSync(join(folder, "..ext.weights"));
@@ -662,7 +802,9 @@ describe("weights saved as external data", () => {
     const outside = join(tmp("segcause-elsewhere-"), "secret");
     renameSync(join(folder, "ext.weights"), outside);
     symlinkSync(outside, join(folder, "ext.weights"));
-    await expect(Model.load(p)).rejects.toThrow(/ext\.onnx keeps the weights of tensor '.*' in ext\.weights, a link to a file outside the model's folder/);
+    await expect(Model.load(p)).rejects.toThrow(
+      /ext\.onnx keeps the weights of tensor '.*' in ext\.weights, a link to a file outside the model's folder/,
+    );
     // a link to a file in the same folder is that file
     rmSync(join(folder, "ext.weights"));
     renameSync(outside, join(folder, "real.weights"));

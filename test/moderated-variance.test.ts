@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { digamma, tetragamma, trigamma, trigammaInverse } from "../src/util/polygamma.js";
 import { fitVariancePrior, moderate } from "../src/explain/moderated-variance.js";
+import { digamma, tetragamma, trigamma, trigammaInverse } from "../src/util/polygamma.js";
 import { Rng } from "../src/util/rng.js";
 
 describe("polygamma functions", () => {
@@ -30,7 +30,12 @@ describe("moderated variances", () => {
   });
 
   it("a zero variance among positive ones gets the prior's share, and adds the prior's degrees of freedom", () => {
-    const prior = fitVariancePrior([{ v: 1, df: 3 }, { v: 4, df: 3 }, { v: 0, df: 3 }, { v: 2, df: 3 }]);
+    const prior = fitVariancePrior([
+      { v: 1, df: 3 },
+      { v: 4, df: 3 },
+      { v: 0, df: 3 },
+      { v: 2, df: 3 },
+    ]);
     const m = moderate({ v: 0, df: 3 }, prior, 9);
     expect(m.v).toBeCloseTo((Math.min(prior.dof, 9) * prior.scale) / (Math.min(prior.dof, 9) + 3), 12);
     expect(m.v).toBeGreaterThan(0);
@@ -38,13 +43,23 @@ describe("moderated variances", () => {
   });
 
   it("all-zero variances stay 0 (a deterministic map); a single positive one is the prior itself", () => {
-    const zero = fitVariancePrior([{ v: 0, df: 3 }, { v: 0, df: 3 }]);
+    const zero = fitVariancePrior([
+      { v: 0, df: 3 },
+      { v: 0, df: 3 },
+    ]);
     expect(moderate({ v: 0, df: 3 }, zero, 3).v).toBe(0);
-    const one = fitVariancePrior([{ v: 0, df: 3 }, { v: 5, df: 3 }]);
+    const one = fitVariancePrior([
+      { v: 0, df: 3 },
+      { v: 5, df: 3 },
+    ]);
     expect(one).toEqual({ scale: 5, dof: 3 });
     expect(moderate({ v: 0, df: 3 }, one, 3)).toEqual({ v: 2.5, df: 6 });
     // equal variances: no spread beyond sampling, every block gets the common value (prior dof capped by the pool)
-    const same = fitVariancePrior([{ v: 2, df: 3 }, { v: 2, df: 3 }, { v: 2, df: 3 }]);
+    const same = fitVariancePrior([
+      { v: 2, df: 3 },
+      { v: 2, df: 3 },
+      { v: 2, df: 3 },
+    ]);
     expect(same.dof).toBe(Number.POSITIVE_INFINITY);
     expect(moderate({ v: 2, df: 3 }, same, 6)).toEqual({ v: same.scale * (6 / 9) + 2 * (3 / 9), df: 9 });
   });

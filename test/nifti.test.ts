@@ -3,7 +3,6 @@ import { join } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { readHeader } from "nifti-reader-js";
 import { beforeAll, describe, expect, it } from "vitest";
-import { SegcauseError } from "../src/errors.js";
 import { checkSameGeometry, sameGeometry } from "../src/data/volume/geometry.js";
 import { labelMask, labelsPresent, parseLabels } from "../src/data/volume/label-mask.js";
 import { readNifti, readNiftiBytes } from "../src/data/volume/nifti.js";
@@ -11,6 +10,7 @@ import { qformOfAffine } from "../src/data/volume/nifti-affine.js";
 import { niftiBytes, writeNifti } from "../src/data/volume/nifti-write.js";
 import { isNiftiPath, sniffBytes, sniffVolume } from "../src/data/volume/sniff.js";
 import { axisCodes, describePlacement, type Volume } from "../src/data/volume/volume.js";
+import { SegcauseError } from "../src/errors.js";
 import { checkVolumeRoi, parseVolumeRoi, volumeRoiMask } from "../src/target/volume-roi.js";
 import { tmp } from "./helpers/tiny.js";
 
@@ -143,7 +143,19 @@ function refusalSync(f: () => unknown): string {
 
 describe("NIfTI reader: hand-built files with known voxels and geometry", () => {
   it("NIfTI-1 with sform and qform: the sform is used (even when qform_code is larger), voxels scaled by slope and intercept", async () => {
-    const p = put("sform.nii", build({ dim: [3, 2, 3, 4], type: "int16", values: RAMP, slope: 2, inter: 1, pixdim: [1, 2, 3, 4, 0, 0, 0, 0], sform: { code: 1, rows: SROWS }, qform: { code: 2, b: 0, c: 0, d: 0, offset: [0, 0, 0] } }));
+    const p = put(
+      "sform.nii",
+      build({
+        dim: [3, 2, 3, 4],
+        type: "int16",
+        values: RAMP,
+        slope: 2,
+        inter: 1,
+        pixdim: [1, 2, 3, 4, 0, 0, 0, 0],
+        sform: { code: 1, rows: SROWS },
+        qform: { code: 2, b: 0, c: 0, d: 0, offset: [0, 0, 0] },
+      }),
+    );
     const v = await readNifti(p);
     expect(v.dims).toEqual([2, 3, 4]);
     expect(v.affine).toEqual([...SROWS, 0, 0, 0, 1]);
@@ -156,7 +168,18 @@ describe("NIfTI reader: hand-built files with known voxels and geometry", () => 
 
   it("NIfTI-1 with a qform only: rotation from the quaternion, qfac from pixdim[0]", async () => {
     // quaternion (b, c, d) = (0, 0, 1): 180 degrees about z; qfac -1 flips k
-    const p = put("qform.nii.gz", gzipSync(build({ dim: [3, 2, 3, 4], type: "uint8", values: RAMP.map((x) => x % 256), pixdim: [-1, 2, 3, 4, 0, 0, 0, 0], qform: { code: 1, b: 0, c: 0, d: 1, offset: [5, 6, 7] } })));
+    const p = put(
+      "qform.nii.gz",
+      gzipSync(
+        build({
+          dim: [3, 2, 3, 4],
+          type: "uint8",
+          values: RAMP.map((x) => x % 256),
+          pixdim: [-1, 2, 3, 4, 0, 0, 0, 0],
+          qform: { code: 1, b: 0, c: 0, d: 1, offset: [5, 6, 7] },
+        }),
+      ),
+    );
     const v = await readNifti(p);
     expect(v.affine).toEqual([-2, 0, 0, 5, 0, -3, 0, 6, 0, 0, -4, 7, 0, 0, 0, 1]);
     expect(v.spacing).toEqual([2, 3, 4]);
@@ -165,7 +188,10 @@ describe("NIfTI reader: hand-built files with known voxels and geometry", () => 
   });
 
   it("NIfTI-1 with neither transform: diag(pixdim) at the origin; a slope of 0 means unscaled", async () => {
-    const v = await readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "float32", values: RAMP.map((x) => x / 4), slope: 0, inter: 5, pixdim: [0, 0.5, 0.5, 2.5, 0, 0, 0, 0] }), "none.nii");
+    const v = await readNiftiBytes(
+      build({ dim: [3, 2, 3, 4], type: "float32", values: RAMP.map((x) => x / 4), slope: 0, inter: 5, pixdim: [0, 0.5, 0.5, 2.5, 0, 0, 0, 0] }),
+      "none.nii",
+    );
     expect(v.affine).toEqual([0.5, 0, 0, 0, 0, 0.5, 0, 0, 0, 0, 2.5, 0, 0, 0, 0, 1]);
     expect(v.spacing).toEqual([0.5, 0.5, 2.5]);
     expect(Array.from(v.data)).toEqual(RAMP.map((x) => x / 4));
@@ -173,7 +199,19 @@ describe("NIfTI reader: hand-built files with known voxels and geometry", () => 
 
   it("NIfTI-2 (little and big endian): 64-bit dims, float64 sform, float64 voxels", async () => {
     for (const le of [true, false]) {
-      const v = await readNiftiBytes(build({ version: 2, le, dim: [3, 2, 3, 4], type: "float64", values: RAMP.map((x) => x + 0.5), slope: 1, inter: -0.5, sform: { code: 2, rows: SROWS } }), "v2.nii");
+      const v = await readNiftiBytes(
+        build({
+          version: 2,
+          le,
+          dim: [3, 2, 3, 4],
+          type: "float64",
+          values: RAMP.map((x) => x + 0.5),
+          slope: 1,
+          inter: -0.5,
+          sform: { code: 2, rows: SROWS },
+        }),
+        "v2.nii",
+      );
       expect(v.dims).toEqual([2, 3, 4]);
       expect(v.affine).toEqual([...SROWS, 0, 0, 0, 1]);
       expect(Array.from(v.data)).toEqual(RAMP);
@@ -182,7 +220,17 @@ describe("NIfTI reader: hand-built files with known voxels and geometry", () => 
   });
 
   it("NIfTI-2 with a qform only, and a 2D file (dim[0] = 2) as one slice", async () => {
-    const v = await readNiftiBytes(build({ version: 2, dim: [3, 2, 3, 4], type: "int16", values: RAMP, pixdim: [1, 1, 1, 2, 0, 0, 0, 0], qform: { code: 1, b: 0, c: 0, d: 0, offset: [-1, -2, -3] } }), "v2q.nii");
+    const v = await readNiftiBytes(
+      build({
+        version: 2,
+        dim: [3, 2, 3, 4],
+        type: "int16",
+        values: RAMP,
+        pixdim: [1, 1, 1, 2, 0, 0, 0, 0],
+        qform: { code: 1, b: 0, c: 0, d: 0, offset: [-1, -2, -3] },
+      }),
+      "v2q.nii",
+    );
     expect(v.affine).toEqual([1, 0, 0, -1, 0, 1, 0, -2, 0, 0, 2, -3, 0, 0, 0, 1]);
     const flat = await readNiftiBytes(build({ dim: [2, 2, 3], type: "uint8", values: [1, 2, 3, 4, 5, 6] }), "slice.nii");
     expect(flat.dims).toEqual([2, 3, 1]);
@@ -190,11 +238,27 @@ describe("NIfTI reader: hand-built files with known voxels and geometry", () => 
   });
 
   it("spatial units other than mm are converted to mm; a header extension before the voxels is skipped", async () => {
-    const micron = await readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "uint8", values: RAMP, units: 3, pixdim: [1, 500, 500, 1000, 0, 0, 0, 0] }), "um.nii");
+    const micron = await readNiftiBytes(
+      build({ dim: [3, 2, 3, 4], type: "uint8", values: RAMP, units: 3, pixdim: [1, 500, 500, 1000, 0, 0, 0, 0] }),
+      "um.nii",
+    );
     expect(micron.spacing).toEqual([0.5, 0.5, 1]);
-    const metre = await readNiftiBytes(build({ version: 2, dim: [3, 2, 3, 4], type: "uint8", values: RAMP, units: 1, sform: { code: 1, rows: [0.002, 0, 0, 0.1, 0, 0.001, 0, 0, 0, 0, 0.003, -0.05] } }), "m.nii");
+    const metre = await readNiftiBytes(
+      build({
+        version: 2,
+        dim: [3, 2, 3, 4],
+        type: "uint8",
+        values: RAMP,
+        units: 1,
+        sform: { code: 1, rows: [0.002, 0, 0, 0.1, 0, 0.001, 0, 0, 0, 0, 0.003, -0.05] },
+      }),
+      "m.nii",
+    );
     expect(metre.affine).toEqual([2, 0, 0, 100, 0, 1, 0, 0, 0, 0, 3, -50, 0, 0, 0, 1]);
-    const ext = await readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "int16", values: RAMP, extension: true, sform: { code: 1, rows: SROWS } }), "ext.nii");
+    const ext = await readNiftiBytes(
+      build({ dim: [3, 2, 3, 4], type: "int16", values: RAMP, extension: true, sform: { code: 1, rows: SROWS } }),
+      "ext.nii",
+    );
     expect(Array.from(ext.data)).toEqual(RAMP);
     expect(ext.affine).toEqual([...SROWS, 0, 0, 0, 1]);
   });
@@ -229,14 +293,26 @@ describe("NIfTI reader: bad inputs are refused in one line naming the problem an
       `${join(dir, "cut.nii")} is truncated: its header describes 2x3x4 int16 voxels (48 bytes) but it holds 40 (the file is incomplete or damaged: copy it again from its source)`,
     );
     const gz = gzipSync(good());
-    expect(await refusal(readNifti(put("cut.nii.gz", gzipSync(cut))))).toMatch(/cut\.nii\.gz is truncated: its header describes 2x3x4 int16 voxels \(48 bytes\) but it holds 40 \(/);
-    expect(await refusal(readNifti(put("cutgz.nii.gz", gz.subarray(0, gz.length - 12))))).toMatch(/cutgz\.nii\.gz is truncated: .* \(the gzip stream ends early\)/);
-    expect(await refusal(readNifti(put("nocrc.nii.gz", gz.subarray(0, gz.length - 4))))).toMatch(/nocrc\.nii\.gz is truncated: its gzip stream stops short of its end, so its checksum cannot be verified \(/);
+    expect(await refusal(readNifti(put("cut.nii.gz", gzipSync(cut))))).toMatch(
+      /cut\.nii\.gz is truncated: its header describes 2x3x4 int16 voxels \(48 bytes\) but it holds 40 \(/,
+    );
+    expect(await refusal(readNifti(put("cutgz.nii.gz", gz.subarray(0, gz.length - 12))))).toMatch(
+      /cutgz\.nii\.gz is truncated: .* \(the gzip stream ends early\)/,
+    );
+    expect(await refusal(readNifti(put("nocrc.nii.gz", gz.subarray(0, gz.length - 4))))).toMatch(
+      /nocrc\.nii\.gz is truncated: its gzip stream stops short of its end, so its checksum cannot be verified \(/,
+    );
     const badCrc = Buffer.from(gz);
     badCrc[gz.length - 8] ^= 0xff;
-    expect(await refusal(readNifti(put("crc.nii.gz", badCrc)))).toMatch(/crc\.nii\.gz is gzip-compressed but cannot be decompressed \(incorrect data check\)/);
-    expect(await refusal(readNifti(put("hdr.nii", good().subarray(0, 200))))).toMatch(/hdr\.nii is truncated: it ends inside its NIfTI-1 header \(200 of 348 bytes\)/);
-    expect(await refusal(readNifti(put("gzhdr.nii.gz", gz.subarray(0, 20))))).toMatch(/gzhdr\.nii\.gz is truncated: its gzip stream ends (before|inside) the NIfTI header/);
+    expect(await refusal(readNifti(put("crc.nii.gz", badCrc)))).toMatch(
+      /crc\.nii\.gz is gzip-compressed but cannot be decompressed \(incorrect data check\)/,
+    );
+    expect(await refusal(readNifti(put("hdr.nii", good().subarray(0, 200))))).toMatch(
+      /hdr\.nii is truncated: it ends inside its NIfTI-1 header \(200 of 348 bytes\)/,
+    );
+    expect(await refusal(readNifti(put("gzhdr.nii.gz", gz.subarray(0, 20))))).toMatch(
+      /gzhdr\.nii\.gz is truncated: its gzip stream ends (before|inside) the NIfTI header/,
+    );
   });
 
   it("wrong magic, not NIfTI at all, a .hdr/.img pair", async () => {
@@ -244,14 +320,22 @@ describe("NIfTI reader: bad inputs are refused in one line naming the problem an
       "m.nii is not a NIfTI file (its header size says NIfTI-1 but the magic string is missing) (give a .nii or .nii.gz volume (NIfTI-1 or NIfTI-2))",
     );
     const png = readFileSync(new URL("../samples/" + "lesion.png", import.meta.url).pathname, { flag: "r" }).subarray(0, 600);
-    expect(await refusal(readNiftiBytes(png, "p.nii"))).toBe("p.nii is not a NIfTI file (it does not start with a NIfTI-1 or NIfTI-2 header) (give a .nii or .nii.gz volume (NIfTI-1 or NIfTI-2))");
-    expect(await refusal(readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "int16", values: RAMP, magic: "ni1\0" }), "pair.hdr"))).toMatch(/pair\.hdr is the header of a NIfTI \.hdr\/\.img pair; segcause reads single-file NIfTI \(convert/);
+    expect(await refusal(readNiftiBytes(png, "p.nii"))).toBe(
+      "p.nii is not a NIfTI file (it does not start with a NIfTI-1 or NIfTI-2 header) (give a .nii or .nii.gz volume (NIfTI-1 or NIfTI-2))",
+    );
+    expect(await refusal(readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "int16", values: RAMP, magic: "ni1\0" }), "pair.hdr"))).toMatch(
+      /pair\.hdr is the header of a NIfTI \.hdr\/\.img pair; segcause reads single-file NIfTI \(convert/,
+    );
   });
 
   it("4D and 5D files name their dims and how to extract one volume", async () => {
     const four = await refusal(readNiftiBytes(build({ dim: [4, 2, 3, 4, 2], type: "int16", values: [...RAMP, ...RAMP] }), "fmri.nii"));
-    expect(four).toBe("fmri.nii is a 4D NIfTI image (2x3x4x2); segcause explains one 3D volume at a time (extract one volume first, e.g. fslroi in.nii.gz vol0.nii.gz 0 1, or nibabel: img.slicer[..., 0])");
-    expect(await refusal(readNiftiBytes(build({ dim: [5, 2, 3, 4, 1, 3], type: "int16", values: [...RAMP, ...RAMP, ...RAMP] }), "v.nii"))).toMatch(/^v\.nii is a 5D NIfTI image \(2x3x4x1x3\)/);
+    expect(four).toBe(
+      "fmri.nii is a 4D NIfTI image (2x3x4x2); segcause explains one 3D volume at a time (extract one volume first, e.g. fslroi in.nii.gz vol0.nii.gz 0 1, or nibabel: img.slicer[..., 0])",
+    );
+    expect(await refusal(readNiftiBytes(build({ dim: [5, 2, 3, 4, 1, 3], type: "int16", values: [...RAMP, ...RAMP, ...RAMP] }), "v.nii"))).toMatch(
+      /^v\.nii is a 5D NIfTI image \(2x3x4x1x3\)/,
+    );
     // a 4th dim of 1 is one volume
     expect((await readNiftiBytes(build({ dim: [4, 2, 3, 4, 1], type: "int16", values: RAMP }), "one.nii")).dims).toEqual([2, 3, 4]);
   });
@@ -260,25 +344,39 @@ describe("NIfTI reader: bad inputs are refused in one line naming the problem an
     expect(await refusal(readNiftiBytes(build({ dim: [3, 2, 3, 2], type: "float64", code: 32, values: RAMP.slice(0, 12) }), "c.nii"))).toBe(
       "c.nii stores its voxels as complex64, which segcause does not read (convert it to a scalar type (uint8, int8, int16, uint16, int32, uint32, float32 or float64), e.g. fslmaths in.nii.gz out.nii.gz -odt float)",
     );
-    expect(await refusal(readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "uint8", code: 128, values: RAMP }), "rgb.nii"))).toMatch(/^rgb\.nii stores its voxels as rgb24, /);
-    expect(await refusal(readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "float64", code: 1024, values: RAMP }), "i64.nii"))).toMatch(/^i64\.nii stores its voxels as int64, /);
+    expect(await refusal(readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "uint8", code: 128, values: RAMP }), "rgb.nii"))).toMatch(
+      /^rgb\.nii stores its voxels as rgb24, /,
+    );
+    expect(await refusal(readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "float64", code: 1024, values: RAMP }), "i64.nii"))).toMatch(
+      /^i64\.nii stores its voxels as int64, /,
+    );
   });
 
   it("gzip garbage, a decompression bomb, and a header claiming too many voxels", async () => {
     const garbage = Buffer.from([0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 3, 0xff, 0xfe, 0xfd, 0xfc, 0xfb, 0xfa, 0xf9, 0xf8, 1, 2, 3]);
-    expect(await refusal(readNifti(put("garbage.nii.gz", garbage)))).toMatch(/garbage\.nii\.gz is gzip-compressed but cannot be decompressed \(.+\) \(the file is incomplete or damaged/);
+    expect(await refusal(readNifti(put("garbage.nii.gz", garbage)))).toMatch(
+      /garbage\.nii\.gz is gzip-compressed but cannot be decompressed \(.+\) \(the file is incomplete or damaged/,
+    );
     // a valid 2x3x4 header followed by 8 MiB of zeros: refused once 1 MiB past the voxels, never held
     const bomb = gzipSync(Buffer.concat([good(), Buffer.alloc(8 * 2 ** 20)]));
     expect(bomb.length).toBeLessThan(2 ** 20);
-    expect(await refusal(readNifti(put("bomb.nii.gz", bomb)))).toMatch(/bomb\.nii\.gz decompresses to more data than its NIfTI header describes \(over 1048576 extra bytes\)/);
+    expect(await refusal(readNifti(put("bomb.nii.gz", bomb)))).toMatch(
+      /bomb\.nii\.gz decompresses to more data than its NIfTI header describes \(over 1048576 extra bytes\)/,
+    );
     const huge = build({ dim: [3, 30000, 30000, 30000], type: "float32", values: [] });
-    expect(await refusal(readNifti(put("huge.nii.gz", gzipSync(huge))))).toMatch(/huge\.nii\.gz has 30000x30000x30000 voxels, more than segcause reads in one volume \(268435456\) \(crop/);
+    expect(await refusal(readNifti(put("huge.nii.gz", gzipSync(huge))))).toMatch(
+      /huge\.nii\.gz has 30000x30000x30000 voxels, more than segcause reads in one volume \(268435456\) \(crop/,
+    );
     // a few trailing bytes after the voxels are dropped, as other readers do
     expect(Array.from((await readNiftiBytes(gzipSync(Buffer.concat([good(), Buffer.alloc(100)])), "t.nii.gz")).data)).toEqual(RAMP);
   });
 
   it("a sform that is singular is refused, naming it", async () => {
-    expect(await refusal(readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "int16", values: RAMP, sform: { code: 1, rows: new Array(12).fill(0) } }), "s.nii"))).toMatch(/^s\.nii has an unusable sform \(sform_code 1\): its affine is singular or not finite/);
+    expect(
+      await refusal(
+        readNiftiBytes(build({ dim: [3, 2, 3, 4], type: "int16", values: RAMP, sform: { code: 1, rows: new Array(12).fill(0) } }), "s.nii"),
+      ),
+    ).toMatch(/^s\.nii has an unusable sform \(sform_code 1\): its affine is singular or not finite/);
   });
 
   it("regular files only, within the size cap", async () => {
@@ -289,7 +387,8 @@ describe("NIfTI reader: bad inputs are refused in one line naming the problem an
 
 describe("NIfTI writer", () => {
   it("writes NIfTI-1 float32 with sform and qform equal to the affine (an oblique, left-handed one)", async () => {
-    const c = Math.cos(Math.PI / 6), s = Math.sin(Math.PI / 6);
+    const c = Math.cos(Math.PI / 6),
+      s = Math.sin(Math.PI / 6);
     // rotation by 30 degrees about x, voxel sizes 0.8, 1.2, 3, k flipped
     const affine = [0.8, 0, 0, -10, 0, 1.2 * c, 3 * s, 20, 0, 1.2 * s, -3 * c, 5.5, 0, 0, 0, 1];
     const data = Float32Array.from(RAMP, (x) => x / 3);
@@ -326,7 +425,9 @@ describe("NIfTI writer", () => {
       const affine = [r[0] * 2, r[1] * 3, r[2] * 4, 1, r[3] * 2, r[4] * 3, r[5] * 4, 2, r[6] * 2, r[7] * 3, r[8] * 4, 3, 0, 0, 0, 1];
       const bytes = niftiBytes({ dims: [1, 1, 1], affine, data: new Float32Array(1) });
       const h = readHeader(bytes.buffer.slice(0) as ArrayBuffer);
-      h.getQformMat().flat().forEach((x, i) => expect(x, `rotation ${r}`).toBeCloseTo(affine[i], 6));
+      h.getQformMat()
+        .flat()
+        .forEach((x, i) => expect(x, `rotation ${r}`).toBeCloseTo(affine[i], 6));
     }
   });
 
@@ -344,7 +445,14 @@ describe("NIfTI writer", () => {
 });
 
 describe("label maps as masks, and the same-grid check", () => {
-  const grid = (over: Partial<Volume> = {}): Volume => ({ dims: [2, 3, 4], spacing: [1, 1, 1], affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], data: new Float32Array(24), source: { kind: "nifti", path: "x", version: 1, datatype: "uint8" }, ...over });
+  const grid = (over: Partial<Volume> = {}): Volume => ({
+    dims: [2, 3, 4],
+    spacing: [1, 1, 1],
+    affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+    data: new Float32Array(24),
+    source: { kind: "nifti", path: "x", version: 1, datatype: "uint8" },
+    ...over,
+  });
 
   it("--label N and --label 1,2 pick voxels; an absent label names the labels present", () => {
     const labels = grid({ data: Float32Array.from([0, 1, 2, 2, 0, 1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) });
@@ -355,7 +463,9 @@ describe("label maps as masks, and the same-grid check", () => {
       "label 3 is not in labels/x.nii.gz (labels present: 1, 2) (give --label N, or --label 1,2 for one structure made of several labels (positive whole numbers))",
     );
     expect(refusalSync(() => labelMask(grid(), [1], "empty.nii"))).toMatch(/^label 1 is not in empty\.nii \(it holds only 0: no labelled voxel\)/);
-    expect(refusalSync(() => labelMask(grid({ data: Float32Array.from({ length: 24 }, (_, i) => i + 0.5) }), [1], "img.nii"))).toMatch(/it holds values that are not whole numbers, or more than 32 distinct values: it may be an image rather than a label map/);
+    expect(refusalSync(() => labelMask(grid({ data: Float32Array.from({ length: 24 }, (_, i) => i + 0.5) }), [1], "img.nii"))).toMatch(
+      /it holds values that are not whole numbers, or more than 32 distinct values: it may be an image rather than a label map/,
+    );
   });
 
   it("--label parsing", () => {
@@ -391,7 +501,9 @@ describe("volume RoI --roi z,y,x,d,h,w", () => {
   it("refuses bad forms and boxes outside the volume", () => {
     expect(refusalSync(() => parseVolumeRoi("1,2,3,4"))).toMatch(/^cannot parse volume RoI '1,2,3,4' \(use --roi z,y,x,d,h,w/);
     expect(refusalSync(() => parseVolumeRoi("1,2,3,4,5,0x6"))).toMatch(/^cannot parse volume RoI/);
-    expect(refusalSync(() => checkVolumeRoi(parseVolumeRoi("3,0,0,2,1,1"), [2, 3, 4]))).toMatch(/^volume RoI z 3\.\.4, y 0\.\.0, x 0\.\.0 \(2x1x1\) is outside the volume of 4x3x2 voxels \(DxHxW\)/);
+    expect(refusalSync(() => checkVolumeRoi(parseVolumeRoi("3,0,0,2,1,1"), [2, 3, 4]))).toMatch(
+      /^volume RoI z 3\.\.4, y 0\.\.0, x 0\.\.0 \(2x1x1\) is outside the volume of 4x3x2 voxels \(DxHxW\)/,
+    );
     expect(refusalSync(() => checkVolumeRoi(parseVolumeRoi("0,0,0,0,1,1"), [2, 3, 4]))).toMatch(/^volume RoI is empty \(0x1x1 voxels\)/);
   });
 });
@@ -402,13 +514,21 @@ describe("sniffing: a volume or a 2D image, by name and by content", () => {
     expect(isNiftiPath("a/b.NII.GZ")).toBe(true);
     expect(isNiftiPath("a/b.png")).toBe(false);
     expect(await sniffBytes(n1)).toEqual({ kind: "nifti", version: 1, gzip: false });
-    expect(await sniffBytes(gzipSync(build({ version: 2, dim: [3, 2, 3, 4], type: "int16", values: RAMP })))).toEqual({ kind: "nifti", version: 2, gzip: true });
+    expect(await sniffBytes(gzipSync(build({ version: 2, dim: [3, 2, 3, 4], type: "int16", values: RAMP })))).toEqual({
+      kind: "nifti",
+      version: 2,
+      gzip: true,
+    });
     const png = readFileSync(new URL("../samples/lesion.png", import.meta.url).pathname);
     expect(await sniffVolume(put("lesion.png", png))).toBe("other");
     expect(await sniffVolume(put("volume.dat", gzipSync(n1)))).toBe("nifti");
-    expect(await refusal(sniffVolume(put("fake.nii.gz", gzipSync(png))))).toMatch(/fake\.nii\.gz is named as a NIfTI volume but holds gzip-compressed data that is not NIfTI \(give a NIfTI-1/);
+    expect(await refusal(sniffVolume(put("fake.nii.gz", gzipSync(png))))).toMatch(
+      /fake\.nii\.gz is named as a NIfTI volume but holds gzip-compressed data that is not NIfTI \(give a NIfTI-1/,
+    );
     expect(await refusal(sniffVolume(put("png.nii", png)))).toMatch(/png\.nii is named as a NIfTI volume but holds a PNG image/);
-    expect(await refusal(sniffVolume(Buffer.from([0x1f, 0x8b, 1, 2, 3]), "bad.nii.gz"))).toMatch(/bad\.nii\.gz is named as a NIfTI volume but holds damaged gzip data/);
+    expect(await refusal(sniffVolume(Buffer.from([0x1f, 0x8b, 1, 2, 3]), "bad.nii.gz"))).toMatch(
+      /bad\.nii\.gz is named as a NIfTI volume but holds damaged gzip data/,
+    );
     expect(await refusal(sniffVolume(join(dir, "nothing.png")))).toMatch(/^cannot read input file .*nothing\.png \(ENOENT\) \(give an image/);
   });
 });
@@ -460,8 +580,12 @@ describe.skipIf(!haveHippo)("hippocampus volumes (Medical Segmentation Decathlon
     expect(img4.data[1234]).toBe(Math.fround(220.4818878173828));
     const lab4 = await readNifti(join(HIPPO, "labels/hippocampus_004.nii.gz"));
     expect([count(labelMask(lab4, [1])), count(labelMask(lab4, [2]))]).toEqual([1832, 1866]);
-    expect(refusalSync(() => checkSameGeometry(img1, lab4, ["image hippocampus_001", "mask hippocampus_004"]))).toMatch(/\(different dims\): image hippocampus_001 is 35x51x35 voxels, 1x1x1 mm, .*; mask hippocampus_004 is 36x52x38 voxels/);
-    expect(refusalSync(() => labelMask(lab1, [3], "labels/hippocampus_001.nii.gz"))).toMatch(/^label 3 is not in labels\/hippocampus_001\.nii\.gz \(labels present: 1, 2\)/);
+    expect(refusalSync(() => checkSameGeometry(img1, lab4, ["image hippocampus_001", "mask hippocampus_004"]))).toMatch(
+      /\(different dims\): image hippocampus_001 is 35x51x35 voxels, 1x1x1 mm, .*; mask hippocampus_004 is 36x52x38 voxels/,
+    );
+    expect(refusalSync(() => labelMask(lab1, [3], "labels/hippocampus_001.nii.gz"))).toMatch(
+      /^label 3 is not in labels\/hippocampus_001\.nii\.gz \(labels present: 1, 2\)/,
+    );
   });
 
   it("round trip: read, write (.nii.gz and .nii), read again: same dims, affine and voxels", async () => {

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
-import { Model } from "../src/model/model.js";
 import { explainOcclusion } from "../src/explain/occlusion.js";
+import { Model } from "../src/model/model.js";
 import { regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 // Same known structure as the PdCR tests: foreground iff the mean of rows 0-15, cols 16-31 > 0.8.
@@ -44,7 +44,10 @@ describe("occlusion", () => {
   it("mean and blur fills of a flat image change nothing", async () => {
     for (const fill of ["mean", "blur"] as const) {
       const a = await run({ fill });
-      expect(a.units.every((u) => u.effect === 0), fill).toBe(true);
+      expect(
+        a.units.every((u) => u.effect === 0),
+        fill,
+      ).toBe(true);
     }
   });
 

@@ -4,19 +4,19 @@
  * that lies entirely within [0, 1] is refused unless the card confirms it.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { GraphBuilder } from "../src/onnx/builder.js";
-import { Model } from "../src/model/model.js";
 import { loadCase } from "../src/data/case.js";
-import { explainPdcr } from "../src/explain/pdcr.js";
-import { explainComponents } from "../src/explain/components.js";
 import { SegcauseError } from "../src/errors.js";
 import { runEvaluation } from "../src/evaluate/benchmark.js";
 import { PROTOCOL_DEFAULTS } from "../src/evaluate/protocol.js";
 import { parseRoiSpec } from "../src/evaluate/rois.js";
+import { explainComponents } from "../src/explain/components.js";
+import { explainPdcr } from "../src/explain/pdcr.js";
+import { Model } from "../src/model/model.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
 import "../src/explain/catalog.js";
-import { flatBank, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
-import { join } from "node:path";
 import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { flatBank, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 const S = 64;
 /** the one causal block: rows 40..47, cols 8..15 */
@@ -45,7 +45,8 @@ function broadcastSigmoidModel(tail: "expand" | "identity-expand" | "tile" | "ex
     if (tail === "expand") out = g.node("Identity", [expanded(sig)], {}, ["mask"]);
     else if (tail === "identity-expand") out = g.node("Expand", [g.node("Identity", [sig]), full], {}, ["mask"]);
     else if (tail === "tile") out = g.node("Tile", [sig, full], {}, ["mask"]);
-    else if (tail === "expand-avgpool") out = g.node("AveragePool", [expanded(sig)], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], count_include_pad: 0 }, ["mask"]);
+    else if (tail === "expand-avgpool")
+      out = g.node("AveragePool", [expanded(sig)], { kernel_shape: [3, 3], pads: [1, 1, 1, 1], count_include_pad: 0 }, ["mask"]);
     else out = g.node("MaxPool", [expanded(sig)], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, ["mask"]);
   }
   g.output(out, ["N", 1, S, S]);
@@ -115,8 +116,12 @@ describe("an output read as logits that lies within [0, 1] on the unperturbed im
       const kase = await loadCase(model, image);
       const run = explainPdcr(model, kase, { roi: ROI }, { bank: flatBank([20, 20, 20]), schedule: "paper" });
       await expect(run).rejects.toThrow(SegcauseError);
-      await expect(run).rejects.toThrow(/reads output 'mask' as logits, but on the unperturbed image every value lies within \[0, 1\] \(0\.90\d* to 0\.90\d*\)/);
-      await expect(explainComponents(model, kase, { roi: ROI }, { ablation: "zero", tensors: ["score"] })).rejects.toThrow(/every value lies within \[0, 1\]/);
+      await expect(run).rejects.toThrow(
+        /reads output 'mask' as logits, but on the unperturbed image every value lies within \[0, 1\] \(0\.90\d* to 0\.90\d*\)/,
+      );
+      await expect(explainComponents(model, kase, { roi: ROI }, { ablation: "zero", tensors: ["score"] })).rejects.toThrow(
+        /every value lies within \[0, 1\]/,
+      );
     });
   });
 
@@ -132,8 +137,17 @@ describe("an output read as logits that lies within [0, 1] on the unperturbed im
     const manifest = join(d, "manifest.json");
     writeFileSync(manifest, JSON.stringify({ name: "unit", cases }));
     const s = await runEvaluation({
-      models: [path], dataset: manifest, split: "test", methods: [{ name: "occlusion", options: {} }], rois: parseRoiSpec("inside:8"),
-      bankSplits: ["train"], bankPatchSize: 8, out: join(d, "out"), seed: 0, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, fills: ["zero"], steps: 2 }, threads: 1,
+      models: [path],
+      dataset: manifest,
+      split: "test",
+      methods: [{ name: "occlusion", options: {} }],
+      rois: parseRoiSpec("inside:8"),
+      bankSplits: ["train"],
+      bankPatchSize: 8,
+      out: join(d, "out"),
+      seed: 0,
+      protocol: { ...PROTOCOL_DEFAULTS, radius: 8, fills: ["zero"], steps: 2 },
+      threads: 1,
     });
     expect(s.computed).toBe(0);
     expect(s.skipped).toBe(1);

@@ -25,8 +25,16 @@ function pack(dir: string, dest: string): string {
 const registry = run(NPM, ["config", "get", "registry"], ROOT, 30_000).stdout.trim();
 const ping = spawnSync(NPM, ["ping", "--fetch-retries=0", "--fetch-timeout=15000"], { cwd: ROOT, env: userEnv(), encoding: "utf8", timeout: 60_000 });
 const reachable = ping.status === 0;
-const why = ping.error?.message ?? ping.stderr.split("\n").find((l) => /^npm error (code|FetchError|network|request)/.test(l))?.replace(/^npm error /, "");
-if (!reachable) console.warn(`packed-install test skipped: the npm registry ${registry} is unreachable (${why || "npm ping failed"}); it needs network access to the registry npm is configured with`);
+const why =
+  ping.error?.message ??
+  ping.stderr
+    .split("\n")
+    .find((l) => /^npm error (code|FetchError|network|request)/.test(l))
+    ?.replace(/^npm error /, "");
+if (!reachable)
+  console.warn(
+    `packed-install test skipped: the npm registry ${registry} is unreachable (${why || "npm ping failed"}); it needs network access to the registry npm is configured with`,
+  );
 
 describe.skipIf(!reachable)("segcause installed from its packed tarball into an empty project", () => {
   const work = tmp();
@@ -69,10 +77,22 @@ console.log(JSON.stringify({ version: VERSION, baseOutcome: a.baseOutcome, forwa
 `,
     );
     const [row, col, size] = demo.roi;
-    const r = run(process.execPath, [script, join(pkgDir, demo.image), join(pkgDir, demo.mask), String(row), String(col), String(size)], project, 120_000);
+    const r = run(
+      process.execPath,
+      [script, join(pkgDir, demo.image), join(pkgDir, demo.mask), String(row), String(col), String(size)],
+      project,
+      120_000,
+    );
     expect(r.status, r.stderr).toBe(0);
-    const out = JSON.parse(r.stdout) as { version: string; baseOutcome: number; forwardPasses: number; nonZero: number; versions: Record<string, string> };
-    const installed = (name: string) => (JSON.parse(readFileSync(join(project, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
+    const out = JSON.parse(r.stdout) as {
+      version: string;
+      baseOutcome: number;
+      forwardPasses: number;
+      nonZero: number;
+      versions: Record<string, string>;
+    };
+    const installed = (name: string) =>
+      (JSON.parse(readFileSync(join(project, "node_modules", name, "package.json"), "utf8")) as { version: string }).version;
     expect(out.version).toBe(installed("segcause"));
     expect(out.versions.onnxruntimeNode).toBe(installed("onnxruntime-node"));
     expect(out.versions.sharp).toBe(installed("sharp"));
@@ -84,10 +104,35 @@ console.log(JSON.stringify({ version: VERSION, baseOutcome: a.baseOutcome, forwa
 
   it("the CLI runs the demo there", () => {
     const out = join(work, "demo-out");
-    const r = run(bin, ["demo", "--method", "occlusion", "--block", "32", "--stride", "32", "--threads", "1", "--workers", "1", "--batch-size", "4", "--out", out, "--no-progress"], project, 120_000);
+    const r = run(
+      bin,
+      [
+        "demo",
+        "--method",
+        "occlusion",
+        "--block",
+        "32",
+        "--stride",
+        "32",
+        "--threads",
+        "1",
+        "--workers",
+        "1",
+        "--batch-size",
+        "4",
+        "--out",
+        out,
+        "--no-progress",
+      ],
+      project,
+      120_000,
+    );
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toContain("overlay.png");
-    const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")) as { forwardPasses: number; provenance: { versions: Record<string, string> } };
+    const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8")) as {
+      forwardPasses: number;
+      provenance: { versions: Record<string, string> };
+    };
     expect(manifest.forwardPasses).toBe(61);
     expect(manifest.provenance.versions.onnxruntimeNode).toMatch(/^1\.30\./);
   });
@@ -97,8 +142,15 @@ console.log(JSON.stringify({ version: VERSION, baseOutcome: a.baseOutcome, forwa
     expect(before.status, before.stderr).toBe(0);
     expect(before.stdout).toContain(join(pkgDir, demo.model));
     expect(before.stdout).toContain("1 model; the model zoo is not installed (npm i @segcause/zoo@0.1 adds it)");
-    const missing = run(process.execPath, ["--input-type=module", "-e", `import { findModel } from "segcause"; try { findModel("unet-hc18"); } catch (e) { console.log(e.oneLine()); }`], project, 60_000);
-    expect(missing.stdout.trim()).toBe("unet-hc18 is not a bundled model (bundled: unet-ph2) (the model zoo is a separate package: npm i @segcause/zoo@0.1)");
+    const missing = run(
+      process.execPath,
+      ["--input-type=module", "-e", `import { findModel } from "segcause"; try { findModel("unet-hc18"); } catch (e) { console.log(e.oneLine()); }`],
+      project,
+      60_000,
+    );
+    expect(missing.stdout.trim()).toBe(
+      "unet-hc18 is not a bundled model (bundled: unet-ph2) (the model zoo is a separate package: npm i @segcause/zoo@0.1)",
+    );
 
     npm(["install", "--no-audit", "--no-fund", segcauseTgz, pack(join(ROOT, "packages", "zoo"), work)], project);
     const after = run(bin, ["zoo", "list"], project, 60_000);

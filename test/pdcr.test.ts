@@ -2,11 +2,11 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
-import { Checkpoint } from "../src/explain/checkpoint.js";
-import { Model } from "../src/model/model.js";
 import { buildPatchBank, PatchBank } from "../src/data/patchbank.js";
-import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import type { Attribution } from "../src/explain/attribution.js";
+import { Checkpoint } from "../src/explain/checkpoint.js";
+import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
+import { Model } from "../src/model/model.js";
 import { constantModel, flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 // The prediction everywhere depends only on the mean of the 16x16 region rows 0-15, cols 16-31
@@ -46,7 +46,13 @@ beforeAll(async () => {
   );
 });
 
-async function pdcr(modelPath: string, bankValues: number[], extra: Partial<Parameters<typeof explainPdcr>[3]> = {}, mask?: string, outcome: "dice" | "mean-prob" = "dice"): Promise<Attribution> {
+async function pdcr(
+  modelPath: string,
+  bankValues: number[],
+  extra: Partial<Parameters<typeof explainPdcr>[3]> = {},
+  mask?: string,
+  outcome: "dice" | "mean-prob" = "dice",
+): Promise<Attribution> {
   const model = await Model.load(modelPath, { threads: 1 });
   try {
     const kase = await loadCase(model, image, mask);
@@ -95,7 +101,9 @@ describe("PdCR on models with known causal structure", () => {
     expect(a.units.every((u) => u.effect === 0 && u.samples === 3 && u.status === "screened-out")).toBe(true);
     expect(a.map.every((v) => v === 0)).toBe(true);
     expect(a.forwardPasses).toBe(1 + 3 * 15);
-    expect(a.notes.join(" ")).toMatch(/no block moved the RoI's dice by τ = 0\.02 on average, so the map is 0 everywhere .*try a RoI on the structure's border/);
+    expect(a.notes.join(" ")).toMatch(
+      /no block moved the RoI's dice by τ = 0\.02 on average, so the map is 0 everywhere .*try a RoI on the structure's border/,
+    );
     // a map with an effect carries no such note
     expect((await pdcr(causalModel, [20, 30, 10])).notes.join(" ")).not.toMatch(/0 everywhere/);
   });
@@ -134,11 +142,15 @@ describe("PdCR on models with known causal structure", () => {
   it("refuses an empty mask, and says so when the structure only vanishes at the model's size", async () => {
     const model = await Model.load(causalModel, { threads: 1 });
     try {
-      await expect(loadCase(model, image, await writeMask(dir, "empty.png", () => false))).rejects.toThrow(/empty\.png is empty \(no foreground pixel\)/);
+      await expect(loadCase(model, image, await writeMask(dir, "empty.png", () => false))).rejects.toThrow(
+        /empty\.png is empty \(no foreground pixel\)/,
+      );
       // a 1-pixel structure in a 128 px image and mask, shrunk to the model's 32 px input
       const big = await writeImage(dir, "big.png", () => 230, 128);
       const dot = await writeMask(dir, "dot.png", (y, x) => y === 65 && x === 66, 128);
-      await expect(loadCase(model, big, dot)).rejects.toThrow(/dot\.png: its structure \(1 pixels at 128x128\) vanishes when the mask is resized to the model's 32x32 input/);
+      await expect(loadCase(model, big, dot)).rejects.toThrow(
+        /dot\.png: its structure \(1 pixels at 128x128\) vanishes when the mask is resized to the model's 32x32 input/,
+      );
       // evaluate accepts it (its RoIs are then skipped with the reason)
       const kept = await loadCase(model, big, dot, { allowEmptyMask: true });
       expect(kept.mask!.some(Boolean)).toBe(false);
@@ -187,7 +199,10 @@ describe("the patch bank against the explained case", () => {
       const px = new Uint8Array(10 * P * P * 3);
       px.fill(230, 0, 5 * P * P * 3);
       px.fill(20, 5 * P * P * 3);
-      const sources = [{ name: "bright.png", sha256: kase.imageSha256, patches: 5 }, { name: "dark.png", sha256: "0".repeat(64), patches: 5 }];
+      const sources = [
+        { name: "bright.png", sha256: kase.imageSha256, patches: 5 },
+        { name: "dark.png", sha256: "0".repeat(64), patches: 5 },
+      ];
       const bank = new PatchBank({ ...flatBank([0]).header, count: 10, perImage: 5, sources }, px, "test-bank");
       const a = await explainPdcr(model, kase, { roi: ROI }, { bank, schedule: "paper", samples: 20 });
       for (const u of a.units) expect(u.effect).toBeCloseTo(isCausal(u) ? -100 : 0, 6);
@@ -199,18 +214,36 @@ describe("the patch bank against the explained case", () => {
       px3.fill(230, 5 * P * P * 3, 10 * P * P * 3);
       px3.fill(20, 10 * P * P * 3, 15 * P * P * 3);
       px3.fill(230, 15 * P * P * 3);
-      const twice = new PatchBank({ ...bank.header, count: 20, sources: [sources[1], sources[0], { ...sources[1], sha256: "2".repeat(64) }, { ...sources[0], name: "bright-copy.png" }] }, px3, "test-bank-4");
+      const twice = new PatchBank(
+        {
+          ...bank.header,
+          count: 20,
+          sources: [sources[1], sources[0], { ...sources[1], sha256: "2".repeat(64) }, { ...sources[0], name: "bright-copy.png" }],
+        },
+        px3,
+        "test-bank-4",
+      );
       const t = await explainPdcr(model, kase, { roi: ROI }, { bank: twice, samples: 24 });
       for (const u of t.units) expect(u.effect).toBeCloseTo(isCausal(u) ? -100 : 0, 6);
       expect(t.notes.join("\n")).toMatch(/holds 10 patches of the explained image \(bright\.png, bright-copy\.png\)/);
       // A bank cropped at another size is used as given, with a note.
-      const resized = new PatchBank({ ...bank.header, sources: [sources[1], { ...sources[0], sha256: "1".repeat(64) }], resizedTo: { height: 64, width: 64, filter: "bilinear" } }, px, "test-bank-2");
+      const resized = new PatchBank(
+        {
+          ...bank.header,
+          sources: [sources[1], { ...sources[0], sha256: "1".repeat(64) }],
+          resizedTo: { height: 64, width: 64, filter: "bilinear" },
+        },
+        px,
+        "test-bank-2",
+      );
       const b = await explainPdcr(model, kase, { roi: ROI }, { bank: resized, schedule: "paper", samples: 4 });
       expect(b.notes.join("\n")).toMatch(/resized to 64x64, but the model input is 32x32/);
       expect(b.provenance.intervention.excluded).toBeUndefined();
       // Nothing but the explained image's patches: refused.
       const own = new PatchBank({ ...bank.header, count: 5, sources: [{ ...sources[0] }] }, px.subarray(0, 5 * P * P * 3), "test-bank-3");
-      await expect(explainPdcr(model, kase, { roi: ROI }, { bank: own, schedule: "paper" })).rejects.toThrow(/every patch of the bank comes from the explained image bright\.png/);
+      await expect(explainPdcr(model, kase, { roi: ROI }, { bank: own, schedule: "paper" })).rejects.toThrow(
+        /every patch of the bank comes from the explained image bright\.png/,
+      );
     } finally {
       await model.release();
     }

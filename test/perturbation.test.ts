@@ -3,20 +3,20 @@ import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
 import type { RasterImage } from "../src/data/image.js";
-import { Model } from "../src/model/model.js";
-import { GraphBuilder } from "../src/onnx/builder.js";
-import { Region } from "../src/target/roi.js";
-import type { TargetSpec } from "../src/target/target.js";
 import type { Attribution } from "../src/explain/attribution.js";
 import { getMethod, methodNames } from "../src/explain/catalog.js";
-import { resolveOptions } from "../src/explain/methods.js";
 import { enumeratedCoalition, shapleyCoalition } from "../src/explain/coalitions.js";
 import { explainKernelShap } from "../src/explain/kernelshap.js";
 import { explainLime } from "../src/explain/lime.js";
 import { cholesky, choleskyInverse, choleskySolve } from "../src/explain/linalg.js";
+import { resolveOptions } from "../src/explain/methods.js";
 import { slic, superpixelPartition } from "../src/explain/partition.js";
 import { explainPdcrSuperpixel } from "../src/explain/pdcr-superpixel.js";
 import { explainRise, riseMask } from "../src/explain/rise.js";
+import { Model } from "../src/model/model.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import { Region } from "../src/target/roi.js";
+import type { TargetSpec } from "../src/target/target.js";
 import { flatBank, regionMeanModel, SIZE, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 // Known structure (as in the PdCR tests): the prediction everywhere is foreground iff the mean of
@@ -38,7 +38,8 @@ function linearBlockModel(weights: number[], bias: number): Uint8Array {
   const x = g.input("image", ["N", 3, SIZE, SIZE]);
   const w = new Float32Array(3 * SIZE * SIZE);
   weights.forEach((wt, j) => {
-    const r = Math.floor(j / 4) * 8, c = (j % 4) * 8;
+    const r = Math.floor(j / 4) * 8,
+      c = (j % 4) * 8;
     for (let y = r; y < r + 8; y++) for (let xx = c; xx < c + 8; xx++) w[y * SIZE + xx] = wt / 64;
   });
   const conv = g.node("Conv", [x, g.constant([1, 3, SIZE, SIZE], w), g.constant([1], [bias])], { kernel_shape: [SIZE, SIZE] });
@@ -81,11 +82,12 @@ describe("linear algebra", () => {
     const x = choleskySolve(L, 3, [1, 2, 3]);
     for (let i = 0; i < 3; i++) expect(A[i * 3] * x[0] + A[i * 3 + 1] * x[1] + A[i * 3 + 2] * x[2]).toBeCloseTo([1, 2, 3][i], 12);
     const inv = choleskyInverse(L, 3);
-    for (let i = 0; i < 3; i++) for (let j = 0; j < 3; j++) {
-      let s = 0;
-      for (let k = 0; k < 3; k++) s += A[i * 3 + k] * inv[k * 3 + j];
-      expect(s).toBeCloseTo(i === j ? 1 : 0, 12);
-    }
+    for (let i = 0; i < 3; i++)
+      for (let j = 0; j < 3; j++) {
+        let s = 0;
+        for (let k = 0; k < 3; k++) s += A[i * 3 + k] * inv[k * 3 + j];
+        expect(s).toBeCloseTo(i === j ? 1 : 0, 12);
+      }
     expect(cholesky(Float64Array.from([1, 2, 2, 1]), 2)).toBeUndefined();
   });
 });
@@ -93,7 +95,8 @@ describe("linear algebra", () => {
 describe("SLIC superpixels", () => {
   // two flat halves (dark left, bright right) with a deterministic texture
   const img: RasterImage = { width: 48, height: 40, channels: 3, data: new Uint8Array(48 * 40 * 3) };
-  for (let y = 0; y < 40; y++) for (let x = 0; x < 48; x++) for (let c = 0; c < 3; c++) img.data[(y * 48 + x) * 3 + c] = (x < 20 ? 40 : 200) + ((x * 7 + y * 13 + c * 5) % 11);
+  for (let y = 0; y < 40; y++)
+    for (let x = 0; x < 48; x++) for (let c = 0; c < 3; c++) img.data[(y * 48 + x) * 3 + c] = (x < 20 ? 40 : 200) + ((x * 7 + y * 13 + c * 5) % 11);
 
   it("is a partition: every pixel in exactly one superpixel, labels 0..count-1, deterministic", () => {
     for (const colorSpace of ["lab", "rgb"] as const) {
@@ -107,11 +110,13 @@ describe("SLIC superpixels", () => {
       expect(a.count).toBeGreaterThanOrEqual(10);
       expect(a.count).toBeLessThanOrEqual(40);
       // superpixels follow the colour edge at x = 20
-      for (let y = 0; y < 40; y++) for (let x = 0; x < 48; x++) if (x !== 19 && x !== 20) {
-        const l = a.labels[y * 48 + x];
-        const other = x < 20 ? a.labels.findIndex((v, p) => v === l && p % 48 >= 20) : a.labels.findIndex((v, p) => v === l && p % 48 < 20);
-        expect(other, `label ${l} straddles the edge`).toBe(-1);
-      }
+      for (let y = 0; y < 40; y++)
+        for (let x = 0; x < 48; x++)
+          if (x !== 19 && x !== 20) {
+            const l = a.labels[y * 48 + x];
+            const other = x < 20 ? a.labels.findIndex((v, p) => v === l && p % 48 >= 20) : a.labels.findIndex((v, p) => v === l && p % 48 < 20);
+            expect(other, `label ${l} straddles the edge`).toBe(-1);
+          }
     }
   });
 
@@ -122,7 +127,8 @@ describe("SLIC superpixels", () => {
     for (const u of p.units) {
       for (const px of u.pixels!) {
         hits[px]++;
-        const y = Math.floor(px / 48), x = px % 48;
+        const y = Math.floor(px / 48),
+          x = px % 48;
         expect(y >= u.row && y < u.row + u.height && x >= u.col && x < u.col + u.width).toBe(true);
       }
     }
@@ -146,7 +152,8 @@ describe("SLIC superpixels", () => {
 describe("coalition samplers", () => {
   it("KernelSHAP pairs are complements; enumeration lists every proper coalition once", () => {
     for (let i = 0; i < 20; i += 2) {
-      const a = shapleyCoalition(3, i, 9), b = shapleyCoalition(3, i + 1, 9);
+      const a = shapleyCoalition(3, i, 9),
+        b = shapleyCoalition(3, i + 1, 9);
       const k = a.reduce((s, v) => s + v, 0);
       expect(k).toBeGreaterThanOrEqual(1);
       expect(k).toBeLessThanOrEqual(8);
@@ -158,7 +165,8 @@ describe("coalition samplers", () => {
   });
 
   it("RISE masks are smooth, in [0,1], and a pure function of (seed, index)", () => {
-    const a = new Float32Array(32 * 32), b = new Float32Array(32 * 32);
+    const a = new Float32Array(32 * 32),
+      b = new Float32Array(32 * 32);
     riseMask(1, 5, 32, 32, 4, 0.5, a);
     riseMask(1, 5, 32, 32, 4, 0.5, b);
     expect(Array.from(a)).toEqual(Array.from(b));
@@ -167,7 +175,10 @@ describe("coalition samplers", () => {
     for (let y = 0; y < 32; y++) for (let x = 1; x < 32; x++) expect(Math.abs(a[y * 32 + x] - a[y * 32 + x - 1])).toBeLessThanOrEqual(0.126);
     // mean over many masks ≈ p
     let s = 0;
-    for (let i = 0; i < 400; i++) { riseMask(2, i, 32, 32, 4, 0.5, a); s += a.reduce((t, v) => t + v, 0) / a.length; }
+    for (let i = 0; i < 400; i++) {
+      riseMask(2, i, 32, 32, 4, 0.5, a);
+      s += a.reduce((t, v) => t + v, 0) / a.length;
+    }
     expect(s / 400).toBeGreaterThan(0.45);
     expect(s / 400).toBeLessThan(0.55);
   });
@@ -216,7 +227,8 @@ describe("LIME", () => {
 
   it("the causal blocks get the strongest support, the others about 0", async () => {
     const a = await withModel(causalModel, (m, k) => explainLime(m, k, target, BLACK));
-    const causal = a.units.filter(isCausal), other = a.units.filter((u) => !isCausal(u));
+    const causal = a.units.filter(isCausal),
+      other = a.units.filter((u) => !isCausal(u));
     expect(Math.max(...causal.map((u) => u.effect))).toBeLessThan(-3);
     for (const u of other) expect(Math.abs(u.effect), `null ${u.row},${u.col}`).toBeLessThan(Math.min(...causal.map((c) => Math.abs(c.effect))) / 2);
     expect(a.units.every((u) => u.stderr > 0)).toBe(true);
@@ -229,8 +241,14 @@ describe("RISE", () => {
     expect(a.unitKind).toBe("pixel");
     expect(a.forwardPasses).toBe(1501);
     const mean = (pred: (y: number, x: number) => boolean) => {
-      let s = 0, n = 0;
-      for (let y = 0; y < 32; y++) for (let x = 0; x < 32; x++) if (pred(y, x)) { s += a.map[y * 32 + x]; n++; }
+      let s = 0,
+        n = 0;
+      for (let y = 0; y < 32; y++)
+        for (let x = 0; x < 32; x++)
+          if (pred(y, x)) {
+            s += a.map[y * 32 + x];
+            n++;
+          }
       return s / n;
     };
     const causal = mean((y, x) => y < 16 && x >= 16);
@@ -276,7 +294,8 @@ describe("every perturbation method", () => {
     rise: (m, k, batchSize) => explainRise(m, k, target, { masks: 60, cells: 4, batchSize, seed: 3 }),
     lime: (m, k, batchSize) => explainLime(m, k, target, { ...BLACK, coalitions: 60, batchSize, seed: 3 }),
     kernelshap: (m, k, batchSize) => explainKernelShap(m, k, target, { ...BLACK, coalitions: 60, batchSize, seed: 3 }),
-    "pdcr-superpixel": (m, k, batchSize) => explainPdcrSuperpixel(m, k, target, { bank: flatBank([20, 240, 20, 100]), segments: 16, samples: 10, batchSize, seed: 3 }),
+    "pdcr-superpixel": (m, k, batchSize) =>
+      explainPdcrSuperpixel(m, k, target, { bank: flatBank([20, 240, 20, 100]), segments: 16, samples: 10, batchSize, seed: 3 }),
   };
   for (const [name, run] of Object.entries(runs)) {
     it(`${name}: batch size 1 and 8 give the same map bit for bit`, async () => {
@@ -299,11 +318,13 @@ describe("every perturbation method", () => {
       for (const [name, g] of Object.entries(given)) {
         const def = getMethod(name);
         const options = resolveOptions(def, g);
-        const a = await def.explain({ model, kase, target, run: { seed: 1 }, bank: flatBank([20, 240]), options, });
+        const a = await def.explain({ model, kase, target, run: { seed: 1 }, bank: flatBank([20, 240]), options });
         expect(a.method).toBe(name);
         expect(a.map).toHaveLength(32 * 32);
         expect(a.signed).toBe(true);
-        for (const [k, v] of Object.entries(g)) if (k !== "fillKind" && k !== "fill" && k !== "sigma" && k !== "partition") expect(JSON.stringify(a.provenance.settings), `${name} ${k}`).toContain(`"${k}":${JSON.stringify(v)}`);
+        for (const [k, v] of Object.entries(g))
+          if (k !== "fillKind" && k !== "fill" && k !== "sigma" && k !== "partition")
+            expect(JSON.stringify(a.provenance.settings), `${name} ${k}`).toContain(`"${k}":${JSON.stringify(v)}`);
       }
     });
   });
@@ -321,7 +342,9 @@ describe("every perturbation method", () => {
       await expect(explainLime(m, k, target, { coalitions: 0 })).rejects.toThrow(/coalitions must be an integer >= 2/);
       await expect(explainLime(m, k, target, { kernelWidth: 0 })).rejects.toThrow(/kernel width must be > 0/);
       await expect(explainKernelShap(m, k, target, { ...BLACK, coalitions: 20 })).rejects.toThrow(/20 coalitions are too few for 15 units/);
-      await expect(explainPdcrSuperpixel(m, k, target, { bank: flatBank([20]), segments: 1 })).rejects.toThrow(/segments must be an integer in 2\.\./);
+      await expect(explainPdcrSuperpixel(m, k, target, { bank: flatBank([20]), segments: 1 })).rejects.toThrow(
+        /segments must be an integer in 2\.\./,
+      );
     });
   });
 });

@@ -7,21 +7,21 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { registerMethod, type MethodDefinition } from "../src/explain/methods.js";
+import { type MethodDefinition, registerMethod } from "../src/explain/methods.js";
 import "../src/explain/catalog.js";
-import type { Attribution, Provenance } from "../src/explain/attribution.js";
+import { SegcauseError } from "../src/errors.js";
 import { runEvaluation } from "../src/evaluate/benchmark.js";
 import { protocolKey } from "../src/evaluate/cell-key.js";
+import { distanceToRoi, explainedDomain } from "../src/evaluate/map-metrics.js";
+import { areaPrefix, distanceUnits, massPrefix, randomUnits, rankUnits, stepPixels } from "../src/evaluate/ordering.js";
+import { type EvaluateConfig, PROTOCOL_DEFAULTS, type Protocol, parseControls, parseTopArea } from "../src/evaluate/protocol.js";
+import { blockLabels, domainUnits, parseRankUnits, pixelUnits, unitsFromLabelMap } from "../src/evaluate/rank-units.js";
+import { writeEvaluationReport } from "../src/evaluate/report.js";
+import { parseRoiSpec } from "../src/evaluate/rois.js";
 import { listCells, listControls } from "../src/evaluate/store.js";
 import { summarize, withInsMinusDel } from "../src/evaluate/summary.js";
-import { writeEvaluationReport } from "../src/evaluate/report.js";
-import { areaPrefix, distanceUnits, massPrefix, randomUnits, rankUnits, stepPixels } from "../src/evaluate/ordering.js";
-import { blockLabels, domainUnits, parseRankUnits, pixelUnits, unitsFromLabelMap } from "../src/evaluate/rank-units.js";
-import { parseControls, parseTopArea, PROTOCOL_DEFAULTS, type EvaluateConfig, type Protocol } from "../src/evaluate/protocol.js";
-import { explainedDomain, distanceToRoi } from "../src/evaluate/map-metrics.js";
-import { parseRoiSpec } from "../src/evaluate/rois.js";
+import type { Attribution, Provenance } from "../src/explain/attribution.js";
 import { Region } from "../src/target/roi.js";
-import { SegcauseError } from "../src/errors.js";
 import { regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 const S = 32;
@@ -124,7 +124,9 @@ describe("unit orders", () => {
   });
 
   it("controls: random is a seeded permutation of the units; distance puts the units nearest the RoI first", () => {
-    const a = randomUnits(units, 0), b = randomUnits(units, 0), c = randomUnits(units, 3);
+    const a = randomUnits(units, 0),
+      b = randomUnits(units, 0),
+      c = randomUnits(units, 3);
     expect([...a.order]).toEqual([...b.order]);
     expect([...a.order]).not.toEqual([...c.order]);
     expect([...a.order].sort((x, y) => x - y)).toEqual([...domain]);
@@ -138,9 +140,27 @@ describe("unit orders", () => {
   });
 
   it("insertion − deletion is derived from the AUCs, raw and normalised, and undefined where a normalised AUC is", () => {
-    expect(withInsMinusDel({ "del_auc:zero": 10, "ins_auc:zero": 60, "del_norm:zero": 0.1, "ins_norm:zero": 0.6, "del_norm:blur": null, "ins_norm:blur": 0.3, leakage: 0.2 })).toEqual({
-      "del_auc:zero": 10, "ins_auc:zero": 60, "del_norm:zero": 0.1, "ins_norm:zero": 0.6, "del_norm:blur": null, "ins_norm:blur": 0.3, leakage: 0.2,
-      "ins_minus_del:zero": 50, "ins_minus_del_norm:zero": 0.5, "ins_minus_del_norm:blur": null,
+    expect(
+      withInsMinusDel({
+        "del_auc:zero": 10,
+        "ins_auc:zero": 60,
+        "del_norm:zero": 0.1,
+        "ins_norm:zero": 0.6,
+        "del_norm:blur": null,
+        "ins_norm:blur": 0.3,
+        leakage: 0.2,
+      }),
+    ).toEqual({
+      "del_auc:zero": 10,
+      "ins_auc:zero": 60,
+      "del_norm:zero": 0.1,
+      "ins_norm:zero": 0.6,
+      "del_norm:blur": null,
+      "ins_norm:blur": 0.3,
+      leakage: 0.2,
+      "ins_minus_del:zero": 50,
+      "ins_minus_del_norm:zero": 0.5,
+      "ins_minus_del_norm:blur": null,
     });
   });
 });
@@ -159,12 +179,33 @@ const farPatch = (p: number) => (Math.floor(p / S) >= 24 && p % S >= 24 ? 1 : 0)
 
 function handMade(name: string, support: (p: number) => number): MethodDefinition {
   return {
-    name, family: "perturbation", summary: `test map ${name}`, cost: "0", options: [],
+    name,
+    family: "perturbation",
+    summary: `test map ${name}`,
+    cost: "0",
+    options: [],
     explain: async (ctx) => {
       const map = Float32Array.from({ length: S * S }, (_, p) => support(p));
       const a: Attribution = {
-        method: name, unitKind: "pixel", valueUnits: "test", signed: false, height: S, width: S, map, stderrMap: new Float32Array(S * S).fill(Number.NaN),
-        units: [], baseOutcome: 0, outcome: "dice", reference: "ground-truth", roi: ctx.target.roi as never, roiCells: 0, forwardPasses: 0, backwardPasses: 0, wallMs: 0, notes: [], provenance: {} as Provenance,
+        method: name,
+        unitKind: "pixel",
+        valueUnits: "test",
+        signed: false,
+        height: S,
+        width: S,
+        map,
+        stderrMap: new Float32Array(S * S).fill(Number.NaN),
+        units: [],
+        baseOutcome: 0,
+        outcome: "dice",
+        reference: "ground-truth",
+        roi: ctx.target.roi as never,
+        roiCells: 0,
+        forwardPasses: 0,
+        backwardPasses: 0,
+        wallMs: 0,
+        notes: [],
+        provenance: {} as Provenance,
       };
       return a;
     },
@@ -189,20 +230,36 @@ describe("the protocol on a model whose causal region hugs the RoI", () => {
     writeFileSync(rois, "image,row,col,size\nimg2,8,8,8\nimg3,8,8,8\n");
   });
   const config = (out: string, protocol: Partial<Protocol>, seed = 0): EvaluateConfig => ({
-    models: [model], dataset: manifest, split: "test", methods: [{ name: "t-farpatch", options: {} }], rois: parseRoiSpec(rois),
-    bankSplits: ["train"], bankPatchSize: 8, out, seed, threads: 1, protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero"], radius: 8, ...protocol },
+    models: [model],
+    dataset: manifest,
+    split: "test",
+    methods: [{ name: "t-farpatch", options: {} }],
+    rois: parseRoiSpec(rois),
+    bankSplits: ["train"],
+    bankPatchSize: 8,
+    out,
+    seed,
+    threads: 1,
+    protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero"], radius: 8, ...protocol },
   });
   const domain = explainedDomain(rect(8, 8, 8));
   const expectedCurve = (order: Uint32Array, ends: number[]) => ends.map((n) => (flipped(order, n) ? 0 : 100));
 
   it("a map with a large exactly-zero region scores differently under pixel and block tie-breaking, each as its order predicts", async () => {
     const auc: Record<string, number> = {};
-    for (const [name, rankUnitsSpec] of [["pixel", "pixel"], ["block:8", "block:8"]] as const) {
+    for (const [name, rankUnitsSpec] of [
+      ["pixel", "pixel"],
+      ["block:8", "block:8"],
+    ] as const) {
       const out = tmp("segcause-protocol-ties-");
       await runEvaluation(config(out, { rankUnits: parseRankUnits(rankUnitsSpec), steps: 20 }));
       const cells = listCells(out);
       expect(cells).toHaveLength(2);
-      const ranking = rankUnits(domainUnits(parseRankUnits(rankUnitsSpec), domain, S, S), Float32Array.from({ length: S * S }, (_, p) => farPatch(p)), 0);
+      const ranking = rankUnits(
+        domainUnits(parseRankUnits(rankUnitsSpec), domain, S, S),
+        Float32Array.from({ length: S * S }, (_, p) => farPatch(p)),
+        0,
+      );
       for (const c of cells) {
         // the known answer: Dice 100 until 91 pixels of the causal square are gone, then 0
         expect(c.fills.zero!.curves.deletion, name).toEqual(expectedCurve(ranking.order, stepPixels(ranking, 20)).map((v) => expect.closeTo(v, 6)));
@@ -211,12 +268,15 @@ describe("the protocol on a model whose causal region hugs the RoI", () => {
     }
     // pixel ties scatter the zero region's removal over the whole domain like salt-and-pepper noise, so
     // the causal square loses 91 pixels long before the first of its cells would be removed whole
-    console.log(`far-patch map, deletion AUC (zero fill, Dice points): pixel ties ${auc.pixel.toFixed(2)}, block:8 ties ${auc["block:8"].toFixed(2)}`);
+    console.log(
+      `far-patch map, deletion AUC (zero fill, Dice points): pixel ties ${auc.pixel.toFixed(2)}, block:8 ties ${auc["block:8"].toFixed(2)}`,
+    );
     expect(Math.abs(auc.pixel - auc["block:8"])).toBeGreaterThan(5);
   });
 
   it("the distance-to-RoI control beats the random control (known curves), and both are pseudo-methods in the summary", async () => {
-    const dist: number[] = [], rnd: number[] = [];
+    const dist: number[] = [],
+      rnd: number[] = [];
     for (const seed of [0, 1, 2, 3, 4]) {
       const out = tmp("segcause-protocol-dist-");
       await runEvaluation(config(out, { rankUnits: { kind: "block", size: 8 }, steps: 20 }, seed));
@@ -244,7 +304,9 @@ describe("the protocol on a model whose causal region hugs the RoI", () => {
       // controls are yardsticks, not ranked
       expect(s.ranks!.some((r) => r.method === "distance" || r.method === "random")).toBe(false);
     }
-    console.log(`deletion AUC (zero fill) over seeds 0-4: distance ${dist.map((v) => v.toFixed(1)).join(", ")}; random ${rnd.map((v) => v.toFixed(1)).join(", ")}`);
+    console.log(
+      `deletion AUC (zero fill) over seeds 0-4: distance ${dist.map((v) => v.toFixed(1)).join(", ")}; random ${rnd.map((v) => v.toFixed(1)).join(", ")}`,
+    );
     for (let i = 0; i < dist.length; i++) expect(dist[i]).toBeLessThanOrEqual(rnd[i] + 1e-9);
     expect(dist.reduce((a, b) => a + b)).toBeLessThan(rnd.reduce((a, b) => a + b));
   });
@@ -263,18 +325,37 @@ describe("the report of a unit-protocol run", () => {
     writeFileSync(join(dir, "manifest.json"), JSON.stringify({ name: "ring", cases }));
     const out = tmp("segcause-protocol-report-out-");
     const run = await runEvaluation({
-      models: [model], dataset: join(dir, "manifest.json"), split: "test", methods: [{ name: "t-farpatch", options: {} }], rois: parseRoiSpec("boundary:8"), bankSplits: ["train"], bankPatchSize: 8, out, seed: 0, threads: 1,
+      models: [model],
+      dataset: join(dir, "manifest.json"),
+      split: "test",
+      methods: [{ name: "t-farpatch", options: {} }],
+      rois: parseRoiSpec("boundary:8"),
+      bankSplits: ["train"],
+      bankPatchSize: 8,
+      out,
+      seed: 0,
+      threads: 1,
       protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero"], radius: 8 },
     });
     // 16 px blocks on a 32 px input: 4 units (the 8 px RoI cuts one) for 20 steps, said once
-    expect(run.notes.filter((n) => /--rank-units block:16 leaves as few as 4 units for --steps 20, so some curve steps remove no unit/.test(n))).toHaveLength(1);
+    expect(
+      run.notes.filter((n) => /--rank-units block:16 leaves as few as 4 units for --steps 20, so some curve steps remove no unit/.test(n)),
+    ).toHaveLength(1);
     const r = await writeEvaluationReport(out);
     expect(r.files).toContain("plots/toparea-ring.png");
     const csvText = readFileSync(join(out, "cells.csv"), "utf8");
     const head = csvText.split("\n")[0].split(",");
     expect(head).toEqual(expect.arrayContaining(["ins_minus_del:zero", "ins_minus_del_norm:zero", "toparea10:zero", "toparea10_area"]));
     const methodCol = head.indexOf("method");
-    expect(new Set(csvText.trim().split("\n").slice(1).map((l) => l.split(",")[methodCol]))).toEqual(new Set(["t-farpatch", "random", "distance"]));
+    expect(
+      new Set(
+        csvText
+          .trim()
+          .split("\n")
+          .slice(1)
+          .map((l) => l.split(",")[methodCol]),
+      ),
+    ).toEqual(new Set(["t-farpatch", "random", "distance"]));
     const md = readFileSync(join(out, "report.md"), "utf8");
     expect(md).toMatch(/\| method \| del_norm:zero ↓ \| ins_norm:zero ↑ \| ins_minus_del_norm:zero ↑ \| top10:zero ↓ \| toparea10:zero ↓ \|/);
     expect(md).toMatch(/\n\| distance \| /);
@@ -284,13 +365,20 @@ describe("the report of a unit-protocol run", () => {
 
 describe("the published run's protocol", () => {
   it("its settings with --rank-units pixel --top-area none --controls random give its protocol key", () => {
-    const run = JSON.parse(readFileSync(join(import.meta.dirname, "..", "docs", "results", "run.json"), "utf8")) as { protocol: Record<string, unknown> & { seed: number } };
+    const run = JSON.parse(readFileSync(join(import.meta.dirname, "..", "docs", "results", "run.json"), "utf8")) as {
+      protocol: Record<string, unknown> & { seed: number };
+    };
     const { seed, ...settings } = run.protocol;
     const key = protocolKey({ ...(settings as unknown as Protocol), rankUnits: { kind: "pixel" }, topArea: [], controls: ["random"] }, seed);
     // the published cells are keyed by JSON.stringify({ ...protocol, seed }) of these settings, which run.json records
     expect(JSON.stringify(key)).toBe(JSON.stringify(run.protocol));
     // any other setting is keyed
-    expect(protocolKey({ ...(settings as unknown as Protocol), rankUnits: { kind: "block", size: 16 }, topArea: [0.1], controls: ["random", "distance"] }, seed)).toMatchObject({ rankUnits: "block:16", topArea: [0.1], controls: ["random", "distance"] });
+    expect(
+      protocolKey(
+        { ...(settings as unknown as Protocol), rankUnits: { kind: "block", size: 16 }, topArea: [0.1], controls: ["random", "distance"] },
+        seed,
+      ),
+    ).toMatchObject({ rankUnits: "block:16", topArea: [0.1], controls: ["random", "distance"] });
   });
 
   it("cells computed with it keep their pinned keys, metrics and control curves", async () => {
@@ -306,22 +394,64 @@ describe("the published run's protocol", () => {
     writeFileSync(join(dir, "manifest.json"), JSON.stringify({ name: "tiny", cases }));
     const out = tmp("segcause-protocol-legacy-out-");
     await runEvaluation({
-      models: [modelPath], dataset: join(dir, "manifest.json"), split: "test", images: 1, methods: [{ name: "zero", options: {} }], rois: parseRoiSpec("boundary:8"), bankSplits: ["train"], bankPatchSize: 8, out, seed: 0, threads: 1,
-      protocol: { ...PROTOCOL_DEFAULTS, steps: 8, patchDraws: 1, fills: ["zero", "patches"], rankUnits: { kind: "pixel" }, topArea: [], controls: ["random"] },
+      models: [modelPath],
+      dataset: join(dir, "manifest.json"),
+      split: "test",
+      images: 1,
+      methods: [{ name: "zero", options: {} }],
+      rois: parseRoiSpec("boundary:8"),
+      bankSplits: ["train"],
+      bankPatchSize: 8,
+      out,
+      seed: 0,
+      threads: 1,
+      protocol: {
+        ...PROTOCOL_DEFAULTS,
+        steps: 8,
+        patchDraws: 1,
+        fills: ["zero", "patches"],
+        rankUnits: { kind: "pixel" },
+        topArea: [],
+        controls: ["random"],
+      },
     });
-    const [cell] = listCells(out), [control] = listControls(out);
+    const [cell] = listCells(out),
+      [control] = listControls(out);
     // pinned: the published protocol's cell keys must not change (same model, images, settings)
     expect(cell.key).toBe("10d5ae9ceee80b630ab3d88f0e0f059136bfe3e2a79aa2396829d45ca6c401bf");
     expect(control.key).toBe("74840fbdf33ad70ab4336505c3c703900f50bdeeec880cf98b08bbcbe5f97a61");
     const { wall_s, ...metrics } = cell.metrics;
     expect(wall_s).toBeGreaterThanOrEqual(0);
     expect(metrics).toEqual({
-      "del_auc:zero": 6.249999999995118, "ins_auc:zero": 81.24999999993653, "del_norm:zero": 0.0625, "ins_norm:zero": 0.8125, "top1:zero": 0, "top5:zero": 0, "top10:zero": 0, "top20:zero": -99.99999999992188,
-      "del_auc:patches": 6.249999999995118, "ins_auc:patches": 81.24999999993653, "del_norm:patches": 0.0625, "ins_norm:patches": 0.8125, "top1:patches": 0, "top5:patches": 0, "top10:patches": 0, "top20:patches": 0,
-      top1_area: 0.003125, top5_area: 0.013541666666666667, top10_area: 0.027083333333333334, top20_area: 0.05416666666666667, leakage: 0, gini: 0.7333333333333333, forward: 16, backward: 0,
+      "del_auc:zero": 6.249999999995118,
+      "ins_auc:zero": 81.24999999993653,
+      "del_norm:zero": 0.0625,
+      "ins_norm:zero": 0.8125,
+      "top1:zero": 0,
+      "top5:zero": 0,
+      "top10:zero": 0,
+      "top20:zero": -99.99999999992188,
+      "del_auc:patches": 6.249999999995118,
+      "ins_auc:patches": 81.24999999993653,
+      "del_norm:patches": 0.0625,
+      "ins_norm:patches": 0.8125,
+      "top1:patches": 0,
+      "top5:patches": 0,
+      "top10:patches": 0,
+      "top20:patches": 0,
+      top1_area: 0.003125,
+      top5_area: 0.013541666666666667,
+      top10_area: 0.027083333333333334,
+      top20_area: 0.05416666666666667,
+      leakage: 0,
+      gini: 0.7333333333333333,
+      forward: 16,
+      backward: 0,
     });
     expect(control.distance).toBeUndefined();
-    expect(control.fills!.patches!.curves.deletion).toEqual([99.99999999992188, 99.99999999992188, 99.99999999992188, 99.99999999992188, 0, 0, 0, 0, 0]);
+    expect(control.fills!.patches!.curves.deletion).toEqual([
+      99.99999999992188, 99.99999999992188, 99.99999999992188, 99.99999999992188, 0, 0, 0, 0, 0,
+    ]);
     expect(control.fills!.patches!.curves.insertion).toEqual([0, 0, 0, 0, 0, 0, 99.99999999992188, 99.99999999992188, 99.99999999992188]);
     expect(Object.keys(cell.fills.zero!)).toEqual(["ends", "curves", "topk"]);
   });

@@ -23,17 +23,26 @@ type Json = Record<string, unknown>;
 /** The cell with every wall-clock field removed: the rest is a pure function of model, image and settings. */
 function withoutWallTimes(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(withoutWallTimes);
-  if (v && typeof v === "object") return Object.fromEntries(Object.entries(v).filter(([k]) => k !== "wallMs" && k !== "wall_s").map(([k, x]) => [k, withoutWallTimes(x)]));
+  if (v && typeof v === "object")
+    return Object.fromEntries(
+      Object.entries(v)
+        .filter(([k]) => k !== "wallMs" && k !== "wall_s")
+        .map(([k, x]) => [k, withoutWallTimes(x)]),
+    );
   return v;
 }
 
 describe("shipped models", () => {
   it("every zoo model and card has the hash in models/SHA256SUMS", () => {
-    const lines = readFileSync(join(ROOT, "models", "SHA256SUMS"), "utf8").trim().split("\n");
+    const lines = readFileSync(join(ROOT, "models", "SHA256SUMS"), "utf8")
+      .trim()
+      .split("\n");
     expect(lines.length).toBe(24);
     for (const line of lines) {
       const [hash, file] = line.split(/\s+/);
-      const actual = createHash("sha256").update(readFileSync(join(ROOT, "models", file!))).digest("hex");
+      const actual = createHash("sha256")
+        .update(readFileSync(join(ROOT, "models", file!)))
+        .digest("hex");
       expect(actual, file).toBe(hash);
     }
   });
@@ -44,19 +53,57 @@ describe.skipIf(!havePh2)("published benchmark cells", () => {
     const out = join(tmp(), "bench");
     // The published run's protocol (docs/results/run.json, first command) restricted to one model and three methods.
     const r = segcause(
-      "evaluate", "--models", join(ROOT, "models", "unet-ph2.onnx"), "--dataset", PH2, "--images", "1", "--split", "test",
-      "--rois", "boundary:32", "--steps", "8", "--patch-draws", "1", "--fills", "patches,blur,zero,mean", "--threads", "1",
-      "--seed", "0", "--no-progress", "--methods", "zero,saliency,deeplift", "--bank-patch-size", "16", "--set", "zero.block=16",
-      "--rank-units", "pixel", "--top-area", "none", "--controls", "random", "--out", out,
+      "evaluate",
+      "--models",
+      join(ROOT, "models", "unet-ph2.onnx"),
+      "--dataset",
+      PH2,
+      "--images",
+      "1",
+      "--split",
+      "test",
+      "--rois",
+      "boundary:32",
+      "--steps",
+      "8",
+      "--patch-draws",
+      "1",
+      "--fills",
+      "patches,blur,zero,mean",
+      "--threads",
+      "1",
+      "--seed",
+      "0",
+      "--no-progress",
+      "--methods",
+      "zero,saliency,deeplift",
+      "--bank-patch-size",
+      "16",
+      "--set",
+      "zero.block=16",
+      "--rank-units",
+      "pixel",
+      "--top-area",
+      "none",
+      "--controls",
+      "random",
+      "--out",
+      out,
     );
     expect(r.stderr).toBe("");
     expect(r.code).toBe(0);
     const published = new Map<string, Json>();
-    for (const line of gunzipSync(readFileSync(join(ROOT, "docs", "results", "cells.jsonl.gz"))).toString("utf8").trim().split("\n")) {
+    for (const line of gunzipSync(readFileSync(join(ROOT, "docs", "results", "cells.jsonl.gz")))
+      .toString("utf8")
+      .trim()
+      .split("\n")) {
       const c = JSON.parse(line) as Json;
       published.set(c.key as string, c);
     }
-    const mine = readFileSync(join(out, "cells.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l) as Json);
+    const mine = readFileSync(join(out, "cells.jsonl"), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l) as Json);
     expect(mine.map((c) => c.method).sort()).toEqual(["deeplift", "saliency", "zero"]);
     for (const cell of mine) {
       const pub = published.get(cell.key as string);

@@ -7,9 +7,18 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { publishedStatistics, type PublishedStatistics } from "../src/evaluate/published.js";
+import {
+  budgetClaims,
+  generatedBlocks,
+  rankingClaims,
+  replaceBlock,
+  type StrategyMapRow,
+  shortClaims,
+  strategyClaims,
+  strategyRowsFromCsv,
+} from "../src/evaluate/claims.js";
+import { type PublishedStatistics, publishedStatistics } from "../src/evaluate/published.js";
 import { settingsDifference } from "../src/evaluate/run-record.js";
-import { budgetClaims, generatedBlocks, rankingClaims, replaceBlock, shortClaims, strategyClaims, strategyRowsFromCsv, type StrategyMapRow } from "../src/evaluate/claims.js";
 import { markdownPages } from "./helpers/docs.js";
 
 const ROOT = join(import.meta.dirname, "..");
@@ -61,10 +70,15 @@ describe("published benchmark", () => {
   });
 
   it("the published run.json (no --rank-units recorded: pixel units) agrees with a rerun under its settings and names what another protocol changes", () => {
-    const run = JSON.parse(readFileSync(join(DIR, "run.json"), "utf8")) as { protocol: Record<string, unknown>; methods: { name: string; options: Record<string, unknown> }[] };
+    const run = JSON.parse(readFileSync(join(DIR, "run.json"), "utf8")) as {
+      protocol: Record<string, unknown>;
+      methods: { name: string; options: Record<string, unknown> }[];
+    };
     expect(run.protocol.rankUnits).toBeUndefined();
     const rerun = { protocol: { ...run.protocol, rankUnits: "pixel", topArea: [], controls: ["random"] }, methods: run.methods };
     expect(settingsDifference(run, rerun)).toEqual([]);
-    expect(settingsDifference(run, { ...rerun, protocol: { ...rerun.protocol, rankUnits: "block:16" } })).toEqual(['--rank-units: "pixel" there, "block:16" here']);
+    expect(settingsDifference(run, { ...rerun, protocol: { ...rerun.protocol, rankUnits: "block:16" } })).toEqual([
+      '--rank-units: "pixel" there, "block:16" here',
+    ]);
   });
 });

@@ -1,14 +1,14 @@
 import { describe, expect, it } from "vitest";
+import { boxPanelsSvg } from "../src/evaluate/plots.js";
+import type { Attribution } from "../src/explain/attribution.js";
+import { summarySvg } from "../src/report/charts.js";
 import { heatRgb, overlayRgb } from "../src/report/colormap.js";
 import { countLines, readingLine } from "../src/report/counts.js";
-import { colourScale, parseScale } from "../src/report/scale.js";
 import { colourBarSvg } from "../src/report/picture.js";
-import { summarySvg } from "../src/report/charts.js";
+import { colourScale, parseScale } from "../src/report/scale.js";
 import { mapStats } from "../src/report/stats.js";
-import { boxPanelsSvg } from "../src/evaluate/plots.js";
 import { Region } from "../src/target/roi.js";
-import { encodeNpy, decodeNpy } from "../src/util/npy.js";
-import type { Attribution } from "../src/explain/attribution.js";
+import { decodeNpy, encodeNpy } from "../src/util/npy.js";
 
 describe("paper colour map", () => {
   it("maps -max to red, +max to blue, 0 to white and the RoI to green", () => {
@@ -28,8 +28,26 @@ describe("map statistics", () => {
   it("counts signs without the RoI blocks and bins effects as the paper's code", () => {
     const effects = [-5, -2, -0.5, -0.1, 0, 0.01, 0.1, 0.5, 2, 5];
     const a = {
-      method: "pdcr", signed: true, outcome: "dice", reference: "ground-truth", baseOutcome: 90, forwardPasses: 10, wallMs: 1, roiCells: 16,
-      units: effects.map((effect, i) => ({ index: i, row: 0, col: 8 * i, height: 8, width: 8, effect, rawEffect: effect, stderr: 0, samples: 53, status: "above-tau" })),
+      method: "pdcr",
+      signed: true,
+      outcome: "dice",
+      reference: "ground-truth",
+      baseOutcome: 90,
+      forwardPasses: 10,
+      wallMs: 1,
+      roiCells: 16,
+      units: effects.map((effect, i) => ({
+        index: i,
+        row: 0,
+        col: 8 * i,
+        height: 8,
+        width: 8,
+        effect,
+        rawEffect: effect,
+        stderr: 0,
+        samples: 53,
+        status: "above-tau",
+      })),
     } as unknown as Attribution;
     const s = mapStats(a, 0.02);
     expect([s.negative, s.positive, s.zero]).toEqual([4, 5, 1]);
@@ -80,9 +98,32 @@ describe("box plots", () => {
 });
 
 describe("honest counts in the stats and the printed lines", () => {
-  const unit = (i: number, status: string, effect: number, stderr: number, samples: number) => ({ index: i, row: 0, col: 8 * i, height: 8, width: 8, effect: status === "above-tau" ? effect : 0, rawEffect: effect, stderr, samples, status });
+  const unit = (i: number, status: string, effect: number, stderr: number, samples: number) => ({
+    index: i,
+    row: 0,
+    col: 8 * i,
+    height: 8,
+    width: 8,
+    effect: status === "above-tau" ? effect : 0,
+    rawEffect: effect,
+    stderr,
+    samples,
+    status,
+  });
   const attribution = (signed: boolean, units: ReturnType<typeof unit>[]) =>
-    ({ method: "pdcr", signed, unitKind: "block", outcome: "dice", reference: "ground-truth", baseOutcome: 90, forwardPasses: 10, backwardPasses: 0, wallMs: 1, roiCells: 0, units }) as unknown as Attribution;
+    ({
+      method: "pdcr",
+      signed,
+      unitKind: "block",
+      outcome: "dice",
+      reference: "ground-truth",
+      baseOutcome: 90,
+      forwardPasses: 10,
+      backwardPasses: 0,
+      wallMs: 1,
+      roiCells: 0,
+      units,
+    }) as unknown as Attribution;
   const units = [
     unit(0, "above-tau", -10, 1, 50), // differs from zero, supports
     unit(1, "above-tau", 0.4, 1, 50), // above τ, not distinguishable
@@ -102,16 +143,23 @@ describe("honest counts in the stats and the printed lines", () => {
 
   it("the printed lines state the correction and never call a screened block 'no effect'", () => {
     const lines = countLines(mapStats(attribution(true, units), 0.02));
-    expect(lines[0]).toBe("1 block differ from zero (Benjamini–Hochberg, 5% false discovery rate across all 6; t test on each block's estimate and standard error): 1 supported the RoI prediction (red), 0 worked against it (blue)");
+    expect(lines[0]).toBe(
+      "1 block differ from zero (Benjamini–Hochberg, 5% false discovery rate across all 6; t test on each block's estimate and standard error): 1 supported the RoI prediction (red), 0 worked against it (blue)",
+    );
     expect(lines[1]).toBe("1 block above τ = 0.02 but not distinguishable from zero (0 on the supporting side, 1 against)");
-    expect(lines[2]).toBe("1 estimated below τ and 3 cleared by screening (1 by their own draws, 2 with their group, never estimated alone): drawn as 0");
+    expect(lines[2]).toBe(
+      "1 estimated below τ and 3 cleared by screening (1 by their own draws, 2 with their group, never estimated alone): drawn as 0",
+    );
     expect(lines.join(" ")).not.toMatch(/had no effect/);
   });
 
   it("deterministic maps say their units are untested", () => {
     const det = [unit(0, "above-tau", -3, Number.NaN, 1), unit(1, "screened-out", 0, Number.NaN, 1)];
     const lines = countLines(mapStats(attribution(true, det), 0.02));
-    expect(lines).toEqual(["1 block above τ = 0.02 with no interval (one deterministic pass each, untested): 1 supported the RoI prediction (red), 0 worked against it (blue)", "0 estimated below τ and 1 cleared by screening (1 by their own draws, 0 with their group, never estimated alone): drawn as 0"]);
+    expect(lines).toEqual([
+      "1 block above τ = 0.02 with no interval (one deterministic pass each, untested): 1 supported the RoI prediction (red), 0 worked against it (blue)",
+      "0 estimated below τ and 1 cleared by screening (1 by their own draws, 0 with their group, never estimated alone): drawn as 0",
+    ]);
   });
 
   it("pixel maps say they carry no test, and unsigned ones no direction", () => {
@@ -119,7 +167,9 @@ describe("honest counts in the stats and the printed lines", () => {
     const a = { ...attribution(false, []), unitKind: "pixel", map: Float32Array.from([9, 0, 2, 1]) } as unknown as Attribution;
     const s = mapStats(a, 0, roi);
     expect(s.evidence).toBeUndefined();
-    expect(countLines(s)).toEqual(["3 pixels outside the RoI: 2 with importance > 0 (red; this map is unsigned), 1 with none — no test (gradient maps carry no per-pixel uncertainty)"]);
+    expect(countLines(s)).toEqual([
+      "3 pixels outside the RoI: 2 with importance > 0 (red; this map is unsigned), 1 with none — no test (gradient maps carry no per-pixel uncertainty)",
+    ]);
     // unsigned histogram: bins over [0, ∞) only, the first holds the zero and the RoI pixel
     expect(s.histogram[0].lo).toBe(0);
     expect(s.histogram.every((b) => b.lo >= 0)).toBe(true);
@@ -167,7 +217,21 @@ describe("colour scales", () => {
 
 describe("summary.png", () => {
   it("an unsigned map gets no 'against' side and no blue bars", () => {
-    const a = { method: "saliency", signed: false, unitKind: "pixel", outcome: "dice", reference: "ground-truth", baseOutcome: 90, forwardPasses: 1, backwardPasses: 1, wallMs: 1, roiCells: 0, units: [], map: Float32Array.from([0, 1, 2, 3]), valueUnits: "d/dx" } as unknown as Attribution;
+    const a = {
+      method: "saliency",
+      signed: false,
+      unitKind: "pixel",
+      outcome: "dice",
+      reference: "ground-truth",
+      baseOutcome: 90,
+      forwardPasses: 1,
+      backwardPasses: 1,
+      wallMs: 1,
+      roiCells: 0,
+      units: [],
+      map: Float32Array.from([0, 1, 2, 3]),
+      valueUnits: "d/dx",
+    } as unknown as Attribution;
     const svg = summarySvg(mapStats(a, 0), "t", Buffer.from([1, 2, 3]));
     expect(svg).not.toMatch(/against/);
     expect(svg).not.toMatch(/#1f5fbf/);

@@ -2,23 +2,25 @@ import { createHash } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { strategyStats } from "../src/evaluate/strategies/stats.js";
 import { findMaps } from "../src/evaluate/strategies/maps.js";
 import { writeStrategyReport } from "../src/evaluate/strategies/report.js";
+import { strategyStats } from "../src/evaluate/strategies/stats.js";
 import { encodeNpy } from "../src/util/npy.js";
-import { tmp } from "./helpers/tiny.js";
 import { segcause } from "./helpers/cli.js";
+import { tmp } from "./helpers/tiny.js";
 
 // A 256x256 map on the 8x8 block grid (32x32 blocks) with a 32x32 RoI at rows/cols 112..143
 // (grid blocks 14..17), written block by block like a PdCR map.
-const N = 256, B = 8;
+const N = 256,
+  B = 8;
 const ROI = { row: 112, col: 112, height: 32, width: 32 };
 function blockMap(value: (gr: number, gc: number) => number): Float32Array {
   const m = new Float32Array(N * N);
-  for (let y = 0; y < N; y++) for (let x = 0; x < N; x++) {
-    const inRoi = y >= ROI.row && y < ROI.row + ROI.height && x >= ROI.col && x < ROI.col + ROI.width;
-    m[y * N + x] = inRoi ? 0 : value(Math.floor(y / B), Math.floor(x / B));
-  }
+  for (let y = 0; y < N; y++)
+    for (let x = 0; x < N; x++) {
+      const inRoi = y >= ROI.row && y < ROI.row + ROI.height && x >= ROI.col && x < ROI.col + ROI.width;
+      m[y * N + x] = inRoi ? 0 : value(Math.floor(y / B), Math.floor(x / B));
+    }
   return m;
 }
 
@@ -76,7 +78,14 @@ describe("strategy statistics and classification", () => {
     const s = strategyStats(far, N, N, ROI);
     expect(s.chainBlocks).toBe(0);
     expect(s.cls).toBe("global");
-    expect(strategyStats(blockMap(() => 0), N, N, ROI).cls).toBe("null");
+    expect(
+      strategyStats(
+        blockMap(() => 0),
+        N,
+        N,
+        ROI,
+      ).cls,
+    ).toBe("null");
   });
 
   it("significance uses the map's tau and the relative threshold", () => {
@@ -97,20 +106,62 @@ describe("strategies report", () => {
         mkdirSync(d, { recursive: true });
         writeFileSync(join(d, "map.npy"), encodeNpy(map, [N, N]));
         writeFileSync(join(d, "attribution.json"), JSON.stringify({ height: N, width: N, provenance: { model: { sha256: `sha-${model}` } } }));
-        writeFileSync(join(d, "cell.json"), JSON.stringify({ format: "segcause.evalcell/1", key: `key-${model}-${image}`, seed: 3, id: { dataset: "synth", model, image, roi: "boundary32-0" }, method: "pdcr", options: { tau: 0.02 }, roiRect: ROI }));
+        writeFileSync(
+          join(d, "cell.json"),
+          JSON.stringify({
+            format: "segcause.evalcell/1",
+            key: `key-${model}-${image}`,
+            seed: 3,
+            id: { dataset: "synth", model, image, roi: "boundary32-0" },
+            method: "pdcr",
+            options: { tau: 0.02 },
+            roiRect: ROI,
+          }),
+        );
       }
     }
     // explain layout
     const e = join(root, "explain-out");
     mkdirSync(e, { recursive: true });
     writeFileSync(join(e, "map.npy"), encodeNpy(chain, [N, N]));
-    writeFileSync(join(e, "manifest.json"), JSON.stringify({ format: "segcause.attribution/1", method: "pdcr", provenance: { seed: 5, model: { path: "models/unet-vessels.onnx", sha256: "sha-explained" }, case: { id: "fundus", imagePath: "/x/data/vessels/images/fundus.png" }, target: { roi: ROI }, settings: { tau: 0.02 } } }));
+    writeFileSync(
+      join(e, "manifest.json"),
+      JSON.stringify({
+        format: "segcause.attribution/1",
+        method: "pdcr",
+        provenance: {
+          seed: 5,
+          model: { path: "models/unet-vessels.onnx", sha256: "sha-explained" },
+          case: { id: "fundus", imagePath: "/x/data/vessels/images/fundus.png" },
+          target: { roi: ROI },
+          settings: { tau: 0.02 },
+        },
+      }),
+    );
     expect(findMaps([root])).toHaveLength(7);
     const out = join(root, "report");
     const r = await writeStrategyReport([join(root, "eval"), e], out, { gallery: 2 });
     const cls = Object.fromEntries(r.results.map((m) => [`${m.model}/${m.image}`, m.stats.cls]));
-    expect(cls).toEqual({ "local-blob/a": "local", "local-blob/b": "local", "uniform/a": "global", "uniform/b": "global", "chain/a": "sequential", "chain/b": "sequential", "unet-vessels/fundus": "sequential" });
-    for (const f of ["maps.csv", "models.csv", "model-pairs.csv", "strategies.json", "report.html", "plots/gallery-pdcr.png", "plots/classes-pdcr.png", "plots/stats-pdcr.png"]) expect(r.files).toContain(f);
+    expect(cls).toEqual({
+      "local-blob/a": "local",
+      "local-blob/b": "local",
+      "uniform/a": "global",
+      "uniform/b": "global",
+      "chain/a": "sequential",
+      "chain/b": "sequential",
+      "unet-vessels/fundus": "sequential",
+    });
+    for (const f of [
+      "maps.csv",
+      "models.csv",
+      "model-pairs.csv",
+      "strategies.json",
+      "report.html",
+      "plots/gallery-pdcr.png",
+      "plots/classes-pdcr.png",
+      "plots/stats-pdcr.png",
+    ])
+      expect(r.files).toContain(f);
     const models = readFileSync(join(out, "models.csv"), "utf8");
     expect(models).toMatch(/synth,chain,pdcr,2,0,2,0,0/);
     const html = readFileSync(join(out, "report.html"), "utf8");
@@ -123,7 +174,11 @@ describe("strategies report", () => {
     const byId = Object.fromEntries(json.maps.map((m: { model: string; image: string }) => [`${m.model}/${m.image}`, m]));
     expect(byId["chain/b"].source).toEqual({ modelSha256: "sha-chain", seed: 3, cellKey: "key-chain-b" });
     expect(byId["unet-vessels/fundus"].source).toEqual({ modelSha256: "sha-explained", seed: 5 });
-    expect(byId["chain/a"].mapSha256).toBe(createHash("sha256").update(encodeNpy(chain, [N, N])).digest("hex"));
+    expect(byId["chain/a"].mapSha256).toBe(
+      createHash("sha256")
+        .update(encodeNpy(chain, [N, N]))
+        .digest("hex"),
+    );
     // without --tau every map used its own tau: settings.tau must not claim the default 0
     expect(json.settings).toMatchObject({ tau: null, tauFrom: "each map's own (maps[].tau)" });
     expect(byId["chain/a"].tau).toBe(0.02);
@@ -140,7 +195,17 @@ describe("strategies report", () => {
       mkdirSync(d, { recursive: true });
       writeFileSync(join(d, "map.npy"), encodeNpy(localBlob, [N, N]));
       writeFileSync(join(d, "attribution.json"), JSON.stringify({ height: N, width: N }));
-      writeFileSync(join(d, "cell.json"), JSON.stringify({ format: "segcause.evalcell/1", key: `k-${method}`, id: { dataset: "synth", model: "m", image: "a", roi: "boundary32-0" }, method, options, roiRect: ROI }));
+      writeFileSync(
+        join(d, "cell.json"),
+        JSON.stringify({
+          format: "segcause.evalcell/1",
+          key: `k-${method}`,
+          id: { dataset: "synth", model: "m", image: "a", roi: "boundary32-0" },
+          method,
+          options,
+          roiRect: ROI,
+        }),
+      );
     };
     cell("pdcr", { block: 16, tau: 0.02 });
     cell("saliency", {});
@@ -161,16 +226,33 @@ describe("strategies report", () => {
       mkdirSync(d, { recursive: true });
       writeFileSync(join(d, "map.npy"), encodeNpy(map, [N, N]));
       writeFileSync(join(d, "attribution.json"), JSON.stringify({ height: N, width: N }));
-      writeFileSync(join(d, "cell.json"), JSON.stringify({ format: "segcause.evalcell/1", key, id: { dataset: "synth", model: "m", image, roi: "boundary32-0" }, method: "pdcr", options: {}, roiRect: ROI }));
+      writeFileSync(
+        join(d, "cell.json"),
+        JSON.stringify({
+          format: "segcause.evalcell/1",
+          key,
+          id: { dataset: "synth", model: "m", image, roi: "boundary32-0" },
+          method: "pdcr",
+          options: {},
+          roiRect: ROI,
+        }),
+      );
     };
     for (const image of ["a", "b", "c"]) cell("run", image, `key-${image}`, localBlob);
     cell("copy", "a", "key-a", localBlob); // a copy of run's cell a
-    const overlapping = await writeStrategyReport([join(root, "run"), join(root, "run", "cells"), join(root, "copy")], join(root, "o1"), { gallery: 0 });
+    const overlapping = await writeStrategyReport([join(root, "run"), join(root, "run", "cells"), join(root, "copy")], join(root, "o1"), {
+      gallery: 0,
+    });
     expect(overlapping.results).toHaveLength(3);
     expect(overlapping.duplicates).toHaveLength(4);
     cell("other", "b", "key-b-seed1", uniform); // the same cell under another protocol
-    await expect(writeStrategyReport([join(root, "run"), join(root, "other")], join(root, "o2"))).rejects.toThrow(/two different pdcr maps for model m, image b, RoI boundary32-0: .*other.* and .*run/);
-    await expect(writeStrategyReport([join(root, "run")], join(root, "o3"), { methods: ["foo"] })).rejects.toMatchObject({ message: expect.stringMatching(/^no maps of method foo in /), hint: "the folders hold maps of: pdcr" });
+    await expect(writeStrategyReport([join(root, "run"), join(root, "other")], join(root, "o2"))).rejects.toThrow(
+      /two different pdcr maps for model m, image b, RoI boundary32-0: .*other.* and .*run/,
+    );
+    await expect(writeStrategyReport([join(root, "run")], join(root, "o3"), { methods: ["foo"] })).rejects.toMatchObject({
+      message: expect.stringMatching(/^no maps of method foo in /),
+      hint: "the folders hold maps of: pdcr",
+    });
   });
 
   it("refuses a map with NaN, a map unlike its record, a block larger than the map, and an --out that holds evaluate's files", async () => {
@@ -180,20 +262,37 @@ describe("strategies report", () => {
       mkdirSync(d, { recursive: true });
       writeFileSync(join(d, "map.npy"), encodeNpy(map, shape));
       writeFileSync(join(d, "attribution.json"), JSON.stringify({ height: recorded, width: recorded }));
-      writeFileSync(join(d, "cell.json"), JSON.stringify({ format: "segcause.evalcell/1", id: { dataset: "synth", model: "m", image: "a", roi: "boundary32-0" }, method: "pdcr", options: {}, roiRect: ROI }));
+      writeFileSync(
+        join(d, "cell.json"),
+        JSON.stringify({
+          format: "segcause.evalcell/1",
+          id: { dataset: "synth", model: "m", image: "a", roi: "boundary32-0" },
+          method: "pdcr",
+          options: {},
+          roiRect: ROI,
+        }),
+      );
       return join(root, name);
     };
     const withNan = Float32Array.from(localBlob);
     withNan[N + 3] = Number.NaN;
-    await expect(writeStrategyReport([cell("nan", withNan, [N, N])], join(root, "o1"))).rejects.toThrow(/holds a non-finite value \(NaN\) at row 1, col 3/);
-    await expect(writeStrategyReport([cell("shape", localBlob, [N, N], 2 * N)], join(root, "o2"))).rejects.toThrow(new RegExp(`is ${N}x${N} but its cell records a ${2 * N}x${2 * N} map`));
+    await expect(writeStrategyReport([cell("nan", withNan, [N, N])], join(root, "o1"))).rejects.toThrow(
+      /holds a non-finite value \(NaN\) at row 1, col 3/,
+    );
+    await expect(writeStrategyReport([cell("shape", localBlob, [N, N], 2 * N)], join(root, "o2"))).rejects.toThrow(
+      new RegExp(`is ${N}x${N} but its cell records a ${2 * N}x${2 * N} map`),
+    );
     const ok = cell("ok", localBlob, [N, N]);
-    await expect(writeStrategyReport([ok], join(root, "o3"), { settings: { block: N + 8 } })).rejects.toThrow(new RegExp(`--block ${N + 8} is larger than the ${N}x${N} map`));
+    await expect(writeStrategyReport([ok], join(root, "o3"), { settings: { block: N + 8 } })).rejects.toThrow(
+      new RegExp(`--block ${N + 8} is larger than the ${N}x${N} map`),
+    );
     const broken = join(root, "broken-explain");
     mkdirSync(broken, { recursive: true });
     writeFileSync(join(broken, "map.npy"), encodeNpy(localBlob, [N, N]));
     writeFileSync(join(broken, "manifest.json"), "{ not json");
-    await expect(writeStrategyReport([broken], join(root, "o4"))).rejects.toThrow(/no attribution maps found .*; 1 map\.npy had an unreadable record beside it \(.*broken-explain\/manifest\.json\)/);
+    await expect(writeStrategyReport([broken], join(root, "o4"))).rejects.toThrow(
+      /no attribution maps found .*; 1 map\.npy had an unreadable record beside it \(.*broken-explain\/manifest\.json\)/,
+    );
     writeFileSync(join(ok, "report.html"), "<p>evaluate's report</p>");
     const cli = segcause("strategies", "--maps", ok, "--out", ok);
     expect(cli.code).not.toBe(0);

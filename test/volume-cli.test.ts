@@ -1,13 +1,13 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import sharp from "sharp";
-import { labelMask } from "../src/data/volume/label-mask.js";
-import { mosaicLayout } from "../src/report/mosaic.js";
 import { beforeAll, describe, expect, it } from "vitest";
-import { readNifti } from "../src/data/volume/nifti.js";
 import { PARAMETRIC_MAP_SOP_CLASS, readDicomFile, readDicomVolume } from "../src/data/volume/dicom/index.js";
+import { labelMask } from "../src/data/volume/label-mask.js";
+import { readNifti } from "../src/data/volume/nifti.js";
 import { niftiBytes, writeNifti } from "../src/data/volume/nifti-write.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
+import { mosaicLayout } from "../src/report/mosaic.js";
 import { segcause } from "./helpers/cli.js";
 import { regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 

@@ -1,17 +1,17 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { buildVolumeBank, VolumeBank } from "../src/data/volume/volume-bank.js";
-import { Model } from "../src/model/model.js";
-import { FAST_SCHEDULE } from "../src/explain/adaptive.js";
-import { readVolumeCard } from "../src/model/volume-card.js";
-import { centrePlacement, fromBox, loadVolumeCase, toBox } from "../src/data/volume/volume-case.js";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
+import { buildVolumeBank, VolumeBank } from "../src/data/volume/volume-bank.js";
+import { centrePlacement, fromBox, loadVolumeCase, toBox } from "../src/data/volume/volume-case.js";
+import { FAST_SCHEDULE } from "../src/explain/adaptive.js";
 import { explainVolumeBlocks, type VolumeAttribution } from "../src/explain/volume/engine.js";
+import { Model } from "../src/model/model.js";
 import type { VolumeCard } from "../src/model/volume-card.js";
+import { readVolumeCard } from "../src/model/volume-card.js";
 import { VolumeModel } from "../src/model/volume-model.js";
-import { makeProbability } from "../src/target/outcome.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
+import { makeProbability } from "../src/target/outcome.js";
 import { tmp, writeModel } from "./helpers/tiny.js";
 
 // Known structure in 3D: a 16³ box; the logit everywhere is 10·(mean of the input over the causal

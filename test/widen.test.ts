@@ -1,26 +1,26 @@
 import { readFileSync } from "node:fs";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
-  AttributeProtoSchema,
   AttributeProto_AttributeType as AT,
+  AttributeProtoSchema,
+  TensorProto_DataType as DT,
   GraphProtoSchema,
+  type ModelProto,
   ModelProtoSchema,
+  type NodeProto,
   NodeProtoSchema,
   OperatorSetIdProtoSchema,
   SparseTensorProtoSchema,
-  TensorProtoSchema,
-  TensorProto_DataType as DT,
-  TypeProtoSchema,
-  TypeProto_SequenceSchema,
-  type ModelProto,
-  type NodeProto,
   type TensorProto,
+  TensorProtoSchema,
+  TypeProto_SequenceSchema,
+  TypeProtoSchema,
 } from "onnx-buf";
 import { beforeAll, describe, expect, it } from "vitest";
-import { Model } from "../src/model/model.js";
 import { loadCase } from "../src/data/case.js";
 import { explainSaliency } from "../src/explain/saliency.js";
-import { GraphBuilder, attribute, int64Tensor, valueInfo, type AttrValue } from "../src/onnx/builder.js";
+import { Model } from "../src/model/model.js";
+import { type AttrValue, attribute, GraphBuilder, int64Tensor, valueInfo } from "../src/onnx/builder.js";
 import { halfToFloat, widenFloat16 } from "../src/onnx/widen.js";
 import { sha256 } from "../src/util/hash.js";
 import { tmp, writeImage, writeModel } from "./helpers/tiny.js";
@@ -55,7 +55,13 @@ function tensor(name: string, dims: number[], values: number[], half: boolean, s
 }
 
 function node(opType: string, input: string[], output: string[], attrs: Record<string, AttrValue> = {}): NodeProto {
-  return create(NodeProtoSchema, { name: `/${opType}_${output[0]}`, opType, input, output, attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)) });
+  return create(NodeProtoSchema, {
+    name: `/${opType}_${output[0]}`,
+    opType,
+    input,
+    output,
+    attribute: Object.entries(attrs).map(([k, v]) => attribute(k, v)),
+  });
 }
 
 const W = [0.5, -0.25, 1, -1, 0.75, 0.125]; // [2, 3, 1, 1]
@@ -83,7 +89,11 @@ function halfModel(half: boolean, opts: { branch?: boolean; stride?: number } = 
   let last = "s2";
   if (opts.branch) {
     const branch = (name: string, v: number) =>
-      create(GraphProtoSchema, { name, node: [node("Constant", [], [`${name}_out`], { value: tensor(`${name}_c`, [1], [v], half) })], output: [valueInfo(`${name}_out`, [1], T)] });
+      create(GraphProtoSchema, {
+        name,
+        node: [node("Constant", [], [`${name}_out`], { value: tensor(`${name}_c`, [1], [v], half) })],
+        output: [valueInfo(`${name}_out`, [1], T)],
+      });
     const cond = create(TensorProtoSchema, { name: "cond", dims: [], dataType: DT.BOOL, int32Data: [1] });
     nodes.push(node("Constant", [], ["cond"], { value: cond }));
     const ifNode = node("If", ["cond"], ["branch"]);
@@ -182,7 +192,11 @@ describe("widening float16 models to float32", () => {
     const m = build(DT.FLOAT16, DT.BFLOAT16);
     m.graph!.initializer.push(bitsTensor("bf", [4], [0x3f80, 0xc000, 0x7f80, 0x0001], DT.BFLOAT16));
     m.graph!.sparseInitializer.push(
-      create(SparseTensorProtoSchema, { dims: [10n], values: bitsTensor("sp", [2], [0x3800, 0xb400], DT.FLOAT16, "int32"), indices: int64Tensor("sp_i", [2], [3, 7]) }),
+      create(SparseTensorProtoSchema, {
+        dims: [10n],
+        values: bitsTensor("sp", [2], [0x3800, 0xb400], DT.FLOAT16, "int32"),
+        indices: int64Tensor("sp_i", [2], [3, 7]),
+      }),
     );
     // a sequence of float16 tensors
     const seq = valueInfo("seq", [2], DT.FLOAT16);
@@ -193,7 +207,8 @@ describe("widening float16 models to float32", () => {
     expect(Array.from(bf)).toEqual([0x3f800000, 0xc0000000, 0x7f800000, 0x00010000]);
     expect(Array.from(floats(w.proto.graph!.sparseInitializer[0].values!))).toEqual([0.5, -0.25]);
     expect(w.proto.graph!.sparseInitializer[0].indices!.int64Data).toEqual([3n, 7n]);
-    const attr = (out: string, name: string) => Number(w.proto.graph!.node.find((n) => n.output[0] === out)!.attribute.find((a) => a.name === name)!.i);
+    const attr = (out: string, name: string) =>
+      Number(w.proto.graph!.node.find((n) => n.output[0] === out)!.attribute.find((a) => a.name === name)!.i);
     expect([attr("eye", "dtype"), attr("noise", "dtype"), attr("ints", "to")]).toEqual([DT.FLOAT, DT.FLOAT, DT.INT64]);
     const t = w.proto.graph!.valueInfo.find((v) => v.name === "seq")!.type!.value;
     expect(t.case === "sequenceType" && t.value.elemType?.value.case === "tensorType" && t.value.elemType.value.value.elemType).toBe(DT.FLOAT);
@@ -257,7 +272,10 @@ describe("widening float16 models to float32", () => {
   });
 
   it("integer image inputs are still refused with their type, float16 weights or not", async () => {
-    for (const [type, name] of [[DT.INT64, "INT64"], [DT.UINT8, "UINT8"]] as const) {
+    for (const [type, name] of [
+      [DT.INT64, "INT64"],
+      [DT.UINT8, "UINT8"],
+    ] as const) {
       const m = fromBinary(ModelProtoSchema, halfModel(true));
       const g = m.graph!;
       g.input[0] = valueInfo("raw", ["N", 3, 16, 16], type);

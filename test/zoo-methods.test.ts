@@ -4,21 +4,23 @@
  * not the quality of the maps). Uses the first test image of each model's dataset; skipped with a
  * message when ../shared/data is absent.
  */
-import { existsSync, readFileSync, readdirSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { Model } from "../src/model/model.js";
-import { loadCase, type Case } from "../src/data/case.js";
+import { boundaryRoi } from "../src/bench/fidelity.js";
+import { type Case, loadCase } from "../src/data/case.js";
 import { casesInSplits, readManifest } from "../src/data/manifest.js";
 import { buildPatchBank } from "../src/data/patchbank.js";
 import { allMethods } from "../src/explain/catalog.js";
 import { resolveOptions } from "../src/explain/methods.js";
-import { boundaryRoi } from "../src/bench/fidelity.js";
+import { Model } from "../src/model/model.js";
 import type { RoiRect } from "../src/target/roi.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const DATA = process.env.SEGCAUSE_DATA ?? join(ROOT, "..", "shared", "data");
-const MODELS = readdirSync(join(ROOT, "models")).filter((f) => f.endsWith(".onnx")).sort();
+const MODELS = readdirSync(join(ROOT, "models"))
+  .filter((f) => f.endsWith(".onnx"))
+  .sort();
 
 /**
  * The cheapest settings that still exercise every part of each method. PdCR's block is an eighth
@@ -56,14 +58,32 @@ describe.skipIf(!haveData)("every method on every shipped model", () => {
         }
         expect(roi).toBeDefined();
         const block = Math.round(model.height / 8);
-        const donors = casesInSplits(readManifest(join(DATA, dataset)), ["train"]).slice(0, 4).map((c) => c.image);
-        const bank = await buildPatchBank(donors, { height: model.height, width: model.width, filter: model.card.input.resize, patchSize: block, perImage: 8 });
+        const donors = casesInSplits(readManifest(join(DATA, dataset)), ["train"])
+          .slice(0, 4)
+          .map((c) => c.image);
+        const bank = await buildPatchBank(donors, {
+          height: model.height,
+          width: model.width,
+          filter: model.card.input.resize,
+          patchSize: block,
+          perImage: 8,
+        });
         for (const def of allMethods()) {
           const options = resolveOptions(def, { ...(def.name === "pdcr" ? { block } : {}), ...CHEAP[def.name] });
-          const a = await def.explain({ model, kase: kase!, target: { roi: roi! }, run: { seed: 0, batchSize: 2 }, bank: def.needsBank ? bank : undefined, options });
+          const a = await def.explain({
+            model,
+            kase: kase!,
+            target: { roi: roi! },
+            run: { seed: 0, batchSize: 2 },
+            bank: def.needsBank ? bank : undefined,
+            options,
+          });
           expect(a.method, def.name).toBe(def.name);
           expect(a.map.length, def.name).toBe(model.height * model.width);
-          expect(a.map.every((v) => Number.isFinite(v)), `${def.name}: finite map`).toBe(true);
+          expect(
+            a.map.every((v) => Number.isFinite(v)),
+            `${def.name}: finite map`,
+          ).toBe(true);
           expect(a.forwardPasses, def.name).toBeGreaterThan(0);
         }
       } finally {

@@ -6,19 +6,25 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { Model } from "../src/model/model.js";
-import { Runner } from "../src/model/runner.js";
 import { loadCase } from "../src/data/case.js";
 import { casesInSplits, readManifest } from "../src/data/manifest.js";
+import { Model } from "../src/model/model.js";
+import { Runner } from "../src/model/runner.js";
 import { binarize } from "../src/target/outcome.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const DATA = process.env.SEGCAUSE_DATA ?? join(ROOT, "..", "shared", "data");
 const MODELS = join(ROOT, "models");
-const models = existsSync(MODELS) ? readdirSync(MODELS).filter((f) => f.endsWith(".onnx")).sort() : [];
+const models = existsSync(MODELS)
+  ? readdirSync(MODELS)
+      .filter((f) => f.endsWith(".onnx"))
+      .sort()
+  : [];
 
 function dice(p: Uint8Array, g: Uint8Array): number {
-  let inter = 0, sp = 0, sg = 0;
+  let inter = 0,
+    sp = 0,
+    sg = 0;
   for (let i = 0; i < p.length; i++) {
     sp += p[i];
     sg += g[i];
@@ -46,10 +52,14 @@ describe("model zoo", () => {
       for (const c of cases) {
         const kase = await loadCase(model, c.image, c.mask);
         let pred: Uint8Array | undefined;
-        await runner.evaluate([0], (_, dst) => model.preprocess(kase.image, dst), (d) => {
-          pred = binarize(model.card.output, model.outputLayout!, d, 0);
-          return 0;
-        });
+        await runner.evaluate(
+          [0],
+          (_, dst) => model.preprocess(kase.image, dst),
+          (d) => {
+            pred = binarize(model.card.output, model.outputLayout!, d, 0);
+            return 0;
+          },
+        );
         dices.push(dice(pred!, kase.mask!));
       }
       await model.release();

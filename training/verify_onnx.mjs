@@ -28,17 +28,27 @@ for (const name of process.argv.slice(2)) {
   const card = JSON.parse(fs.readFileSync(path.join(root, "models", `${name}.onnx.json`), "utf8"));
   const { inDims, outDims } = shapes(card);
   const base = path.basename(name);
-  const rd = (f) => { const b = fs.readFileSync(path.join(here, "checkpoints", f)); return new Float32Array(b.buffer, b.byteOffset, b.length / 4); };
-  const x = rd(`${base}.ref_in.bin`), yref = rd(`${base}.ref_out.bin`);
+  const rd = (f) => {
+    const b = fs.readFileSync(path.join(here, "checkpoints", f));
+    return new Float32Array(b.buffer, b.byteOffset, b.length / 4);
+  };
+  const x = rd(`${base}.ref_in.bin`),
+    yref = rd(`${base}.ref_out.bin`);
   const n = x.length / inDims.reduce((a, b) => a * b, 1);
   const thr = rawThreshold(card.output);
   const sess = await ort.InferenceSession.create(path.join(root, "models", `${name}.onnx`));
   const out = await sess.run({ image: new ort.Tensor("float32", x, [n, ...inDims]) });
   const y = out.mask.data;
-  let maxd = 0, flips = 0;
-  for (let i = 0; i < y.length; i++) { maxd = Math.max(maxd, Math.abs(y[i] - yref[i])); if ((y[i] > thr) !== (yref[i] > thr)) flips++; }
+  let maxd = 0,
+    flips = 0;
+  for (let i = 0; i < y.length; i++) {
+    maxd = Math.max(maxd, Math.abs(y[i] - yref[i]));
+    if (y[i] > thr !== yref[i] > thr) flips++;
+  }
   const ok = y.length === yref.length && maxd < 1e-2 && flips <= 1e-3 * y.length && JSON.stringify(out.mask.dims) === JSON.stringify([n, ...outDims]);
   if (!ok) bad++;
-  console.log(`${name}: dims ${out.mask.dims} max|ort-torch| ${maxd.toExponential(2)} threshold (${thr}) flips ${flips}/${y.length} ${ok ? "OK" : "FAIL"}`);
+  console.log(
+    `${name}: dims ${out.mask.dims} max|ort-torch| ${maxd.toExponential(2)} threshold (${thr}) flips ${flips}/${y.length} ${ok ? "OK" : "FAIL"}`,
+  );
 }
 process.exit(bad ? 1 : 0);

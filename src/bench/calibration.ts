@@ -87,8 +87,23 @@ export async function calibrationForModel(modelPath: string, o: CalibrationOptio
       forwardPasses: a.forwardPasses,
     });
     const ref = await loadOr(join(o.cacheDir, `calib-ref-${tag}-${o.refSamples}.json`), async () => {
-      o.log(`  ${name}: reference, ${o.refSamples} uniform draws per ${o.block} px block on ${kase.id}, RoI ${roi.row},${roi.col} ${roi.height}px (resumable)`);
-      return toRun(await explainPdcr(model, kase, { roi }, { ...base, schedule: "paper", tau: 0, samples: o.refSamples, checkpointPath: join(o.cacheDir, `calib-ref-${tag}-${o.refSamples}.ckpt.json`) }));
+      o.log(
+        `  ${name}: reference, ${o.refSamples} uniform draws per ${o.block} px block on ${kase.id}, RoI ${roi.row},${roi.col} ${roi.height}px (resumable)`,
+      );
+      return toRun(
+        await explainPdcr(
+          model,
+          kase,
+          { roi },
+          {
+            ...base,
+            schedule: "paper",
+            tau: 0,
+            samples: o.refSamples,
+            checkpointPath: join(o.cacheDir, `calib-ref-${tag}-${o.refSamples}.ckpt.json`),
+          },
+        ),
+      );
     });
     const rows: CalibrationRow[] = [];
     for (const f of o.mapNoise) {
@@ -97,7 +112,14 @@ export async function calibrationForModel(modelPath: string, o: CalibrationOptio
         runs.push(
           await loadOr(join(o.cacheDir, `calib-fast-${fastTag}-f${f}-s${seed}.json`), async () => {
             o.log(`  ${name}: fast schedule, --map-noise ${f}, seed ${seed}`);
-            return toRun(await explainPdcr(model, kase, { roi }, { ...base, seed, fast: { fidelity: f }, checkpointPath: join(o.cacheDir, `calib-fast-${fastTag}-f${f}-s${seed}.ckpt.json`) }));
+            return toRun(
+              await explainPdcr(
+                model,
+                kase,
+                { roi },
+                { ...base, seed, fast: { fidelity: f }, checkpointPath: join(o.cacheDir, `calib-fast-${fastTag}-f${f}-s${seed}.ckpt.json`) },
+              ),
+            );
           }),
         );
       }
@@ -111,7 +133,10 @@ export async function calibrationForModel(modelPath: string, o: CalibrationOptio
 
 export function summarise(model: string, caseId: string, block: number, mapNoise: number, ref: BlockRun, runs: BlockRun[]): CalibrationRow {
   const z: number[] = [];
-  let covered = 0, coveredZ = 0, zeroSe = 0, ratio2 = 0;
+  let covered = 0,
+    coveredZ = 0,
+    zeroSe = 0,
+    ratio2 = 0;
   const pearsons: number[] = [];
   // Reliability of the reference map: the share of its spread that is not its own noise.
   const n = ref.raw.length;
@@ -130,7 +155,12 @@ export function summarise(model: string, caseId: string, block: number, mapNoise
       if (Math.abs(zi) <= q) coveredZ++;
       ratio2 += r.se[i] > 0 ? (ref.se[i] / r.se[i]) ** 2 : 0;
     });
-    pearsons.push(pearson(r.raw.map((x, i) => (r.passing[i] ? x : 0)), ref.raw));
+    pearsons.push(
+      pearson(
+        r.raw.map((x, i) => (r.passing[i] ? x : 0)),
+        ref.raw,
+      ),
+    );
   }
   const k = z.length;
   const zm = z.reduce((a, b) => a + b, 0) / k;

@@ -8,18 +8,18 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { Model } from "../model/model.js";
-import { loadCase, type Case } from "../data/case.js";
-import { buildPatchBank, PatchBank } from "../data/patchbank.js";
+import { type Case, loadCase } from "../data/case.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
-import { explainPdcr, PDCR_DEFAULTS } from "../explain/pdcr.js";
-import type { Attribution } from "../explain/attribution.js";
-import type { RoiRect } from "../target/roi.js";
-import { PatchIntervention } from "../explain/interventions.js";
-import { stratifyDraws, uniformDraw } from "../explain/block-effects.js";
+import { buildPatchBank, PatchBank } from "../data/patchbank.js";
 import { FAST_SCHEDULE } from "../explain/adaptive.js";
+import type { Attribution } from "../explain/attribution.js";
+import { stratifyDraws, uniformDraw } from "../explain/block-effects.js";
 import { PAPER_SCREENED_ATE } from "../explain/estimators.js";
-import { drawSd, oracleBound, oracleBudgetFor, type OracleBlock, type OracleBound } from "./oracle.js";
+import { PatchIntervention } from "../explain/interventions.js";
+import { explainPdcr, PDCR_DEFAULTS } from "../explain/pdcr.js";
+import { Model } from "../model/model.js";
+import type { RoiRect } from "../target/roi.js";
+import { drawSd, type OracleBlock, type OracleBound, oracleBound, oracleBudgetFor } from "./oracle.js";
 
 export interface FidelityCase {
   model: string;
@@ -61,8 +61,11 @@ export interface FidelityResult extends FidelityCase {
 
 export function pearson(a: readonly number[], b: readonly number[]): number {
   const n = a.length;
-  const ma = a.reduce((s, v) => s + v, 0) / n, mb = b.reduce((s, v) => s + v, 0) / n;
-  let sab = 0, saa = 0, sbb = 0;
+  const ma = a.reduce((s, v) => s + v, 0) / n,
+    mb = b.reduce((s, v) => s + v, 0) / n;
+  let sab = 0,
+    saa = 0,
+    sbb = 0;
   for (let i = 0; i < n; i++) {
     sab += (a[i] - ma) * (b[i] - mb);
     saa += (a[i] - ma) ** 2;
@@ -73,7 +76,8 @@ export function pearson(a: readonly number[], b: readonly number[]): number {
 
 /** Share of blocks significant in the reference whose effect has the same (nonzero) sign. */
 export function signAgreement(ref: ScheduleRun, other: ScheduleRun): { share: number; n: number } {
-  let n = 0, same = 0;
+  let n = 0,
+    same = 0;
   ref.effects.forEach((e, i) => {
     if (!ref.significant[i]) return;
     n++;
@@ -98,7 +102,12 @@ export function boundaryRoi(kase: Case, height: number, width: number, size: num
 }
 
 function run(a: Attribution): ScheduleRun {
-  return { forwardPasses: a.forwardPasses, wallMs: a.wallMs, effects: a.units.map((u) => u.effect), significant: a.units.map((u) => u.status === "above-tau") };
+  return {
+    forwardPasses: a.forwardPasses,
+    wallMs: a.wallMs,
+    effects: a.units.map((u) => u.effect),
+    significant: a.units.map((u) => u.status === "above-tau"),
+  };
 }
 
 export interface FidelityOptions {
@@ -110,7 +119,12 @@ export interface FidelityOptions {
 }
 
 /** The dataset's bank of `patchSize` px patches at the model's input size, built once into the cache. */
-export async function bankFor(model: Model, dataset: string, o: Pick<FidelityOptions, "cacheDir" | "dataRoot">, patchSize = PDCR_DEFAULTS.blockSize): Promise<PatchBank> {
+export async function bankFor(
+  model: Model,
+  dataset: string,
+  o: Pick<FidelityOptions, "cacheDir" | "dataRoot">,
+  patchSize = PDCR_DEFAULTS.blockSize,
+): Promise<PatchBank> {
   const path = join(o.cacheDir, `${dataset}-${model.height}x${model.width}${patchSize === PDCR_DEFAULTS.blockSize ? "" : `-p${patchSize}`}.scbank`);
   if (existsSync(path)) return PatchBank.load(path);
   const ds = readManifest(join(o.dataRoot, dataset));
@@ -136,9 +150,17 @@ export async function benchCase(model: Model, dataRoot: string, dataset: string)
  * A shipped model with its dataset (from its card's sidecar) and bench case, loaded; or why the model
  * is skipped. The caller releases the model.
  */
-export async function openBenchCase(modelPath: string, o: { dataRoot: string; cacheDir: string }): Promise<{ name: string; dataset: string; model: Model; kase: Case; roi: RoiRect } | string> {
+export async function openBenchCase(
+  modelPath: string,
+  o: { dataRoot: string; cacheDir: string },
+): Promise<{ name: string; dataset: string; model: Model; kase: Case; roi: RoiRect } | string> {
   const sidecar = JSON.parse(readFileSync(`${modelPath}.json`, "utf8")) as { dataset?: string; name?: string };
-  const name = sidecar.name ?? modelPath.split("/").pop()!.replace(/\.onnx$/, "");
+  const name =
+    sidecar.name ??
+    modelPath
+      .split("/")
+      .pop()!
+      .replace(/\.onnx$/, "");
   const dataset = sidecar.dataset;
   if (!dataset || !existsSync(join(o.dataRoot, dataset, "manifest.json"))) return `${name}: dataset ${dataset ?? "?"} not found under ${o.dataRoot}`;
   mkdirSync(o.cacheDir, { recursive: true });
@@ -167,8 +189,15 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
     let cached: { reference: FidelityResult["reference"]; paper: ScheduleRun } | undefined;
     if (existsSync(resultPath)) cached = JSON.parse(readFileSync(resultPath, "utf8"));
     if (!cached) {
-      o.log(`  ${name}: reference (paper schedule, N=${o.refSamples}) on ${kase.id}, RoI ${roi.row},${roi.col} ${size}x${size} — resumable, cached in ${o.cacheDir}`);
-      const ref = await explainPdcr(model, kase, target, { ...base, schedule: "paper", samples: o.refSamples, checkpointPath: join(o.cacheDir, `ref-${name}-${o.refSamples}.ckpt.json`) });
+      o.log(
+        `  ${name}: reference (paper schedule, N=${o.refSamples}) on ${kase.id}, RoI ${roi.row},${roi.col} ${size}x${size} — resumable, cached in ${o.cacheDir}`,
+      );
+      const ref = await explainPdcr(model, kase, target, {
+        ...base,
+        schedule: "paper",
+        samples: o.refSamples,
+        checkpointPath: join(o.cacheDir, `ref-${name}-${o.refSamples}.ckpt.json`),
+      });
       o.log(`  ${name}: paper schedule`);
       const paper = await explainPdcr(model, kase, target, { ...base, schedule: "paper" });
       cached = { reference: { ...run(ref), samples: o.refSamples }, paper: run(paper) };
@@ -178,7 +207,14 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
     const fast = run(fastAttribution);
     const refDraws = join(o.cacheDir, `ref-${name}-${o.refSamples}.ckpt.json`);
     const haveDraws = existsSync(refDraws);
-    const oracle = haveDraws ? oracleBlocks(JSON.parse(readFileSync(refDraws, "utf8")).samples, cached, new PatchIntervention(bank, model, undefined, kase), fastAttribution.baseOutcome) : undefined;
+    const oracle = haveDraws
+      ? oracleBlocks(
+          JSON.parse(readFileSync(refDraws, "utf8")).samples,
+          cached,
+          new PatchIntervention(bank, model, undefined, kase),
+          fastAttribution.baseOutcome,
+        )
+      : undefined;
     if (haveDraws && !oracle) o.log(`  ${name}: ${refDraws} does not hold the reference's draws (another case or bank?): no oracle bound`);
     const budget10 = 0.1 * cached.paper.forwardPasses;
     // The fidelity targets (docs/performance.md): Pearson >= 0.95 and the same sign on >= 95% of the significant blocks.
@@ -187,7 +223,8 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
       stratified: oracleBound(oracle.stratified, budget10),
       budgetForTarget: { uniform: oracleBudgetFor(oracle.uniform, 0.95, 0.95), stratified: oracleBudgetFor(oracle.stratified, 0.95, 0.95) },
     };
-    const sf = signAgreement(cached.reference, fast), sp = signAgreement(cached.reference, cached.paper);
+    const sf = signAgreement(cached.reference, fast),
+      sp = signAgreement(cached.reference, cached.paper);
     return {
       model: name,
       dataset,
@@ -216,14 +253,21 @@ export async function fidelityForModel(modelPath: string, o: FidelityOptions): P
  * uniformDraw(seed, u, j) (the paper schedule's draws; the reference runs at the default seed), so
  * each draw's brightness stratum is known and the within-strata spread can be measured as well.
  */
-function oracleBlocks(samples: Record<string, (number | null)[]>, cached: { reference: ScheduleRun }, patches: PatchIntervention, baseOutcome: number): { uniform: OracleBlock[]; stratified: OracleBlock[] } | undefined {
+function oracleBlocks(
+  samples: Record<string, (number | null)[]>,
+  cached: { reference: ScheduleRun },
+  patches: PatchIntervention,
+  baseOutcome: number,
+): { uniform: OracleBlock[]; stratified: OracleBlock[] } | undefined {
   const strat = stratifyDraws(patches.draws, FAST_SCHEDULE.strata, (d) => patches.drawKey(d));
   const stratumOf = new Int32Array(patches.draws);
   strat.strata.forEach((s, h) => s.forEach((d) => (stratumOf[d] = h)));
   const S = PAPER_SCREENED_ATE.screen;
-  const uniform: OracleBlock[] = [], stratified: OracleBlock[] = [];
+  const uniform: OracleBlock[] = [],
+    stratified: OracleBlock[] = [];
   for (let u = 0; u < cached.reference.effects.length; u++) {
-    const draws: number[] = [], values: number[] = [];
+    const draws: number[] = [],
+      values: number[] = [];
     (samples[u] ?? []).forEach((v, j) => {
       if (j < S || v === null) return;
       draws.push(j);

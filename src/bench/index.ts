@@ -6,28 +6,27 @@
  * fast schedule; with --fidelity, the fast schedule against a converged reference per model; with
  * --calibration, the coverage of its 95% intervals and the Pearson its stopping rule delivers.
  */
-import { readdirSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import ort from "onnxruntime-node";
 import { Worker } from "node:worker_threads";
-import { Model } from "../model/model.js";
-import { sessionOptions } from "../model/runtime.js";
-import { ortUrl } from "../model/session-worker.js";
-import { Runner } from "../model/runner.js";
+import { Command } from "commander";
+import ort from "onnxruntime-node";
+import { demoConfig, PACKAGE_ROOT } from "../cli/demo.js";
+import { intAtLeast, positive } from "../cli/options.js";
 import { loadCase } from "../data/case.js";
 import { PatchBank } from "../data/patchbank.js";
-import { explainPdcr } from "../explain/pdcr.js";
-import { Command } from "commander";
-import { writeFileSync } from "node:fs";
-import { fidelityForModel, pearson } from "./fidelity.js";
-import type { OracleBound } from "./oracle.js";
-import { calibrationForModel, type CalibrationRow } from "./calibration.js";
 import { PatchIntervention } from "../explain/interventions.js";
+import { explainPdcr } from "../explain/pdcr.js";
+import { Model } from "../model/model.js";
+import { Runner } from "../model/runner.js";
+import { sessionOptions } from "../model/runtime.js";
+import { ortUrl } from "../model/session-worker.js";
 import { makeOutcome } from "../target/outcome.js";
 import { Region } from "../target/roi.js";
-import { demoConfig, PACKAGE_ROOT } from "../cli/demo.js";
 import { Rng } from "../util/rng.js";
-import { intAtLeast, positive } from "../cli/options.js";
+import { type CalibrationRow, calibrationForModel } from "./calibration.js";
+import { fidelityForModel, pearson } from "./fidelity.js";
+import type { OracleBound } from "./oracle.js";
 
 const ROUNDS = 3;
 const SECONDS_PER_ROUND = 4;
@@ -52,13 +51,21 @@ async function bareLoop(model: Model, batch: number, seconds: number): Promise<n
 
 async function runnerLoop(model: Model, batch: number, seconds: number, base: Float32Array, bank: PatchBank | undefined): Promise<number> {
   const runner = new Runner(model, { batchSize: batch });
-  const region = Region.rect({ row: Math.floor(model.height / 2) - 16, col: Math.floor(model.width / 2) - 16, height: 32, width: 32 }, model.height, model.width);
+  const region = Region.rect(
+    { row: Math.floor(model.height / 2) - 16, col: Math.floor(model.width / 2) - 16, height: 32, width: 32 },
+    model.height,
+    model.width,
+  );
   const reference = new Uint8Array(model.height * model.width).fill(1);
   // Same per-input work as a PdCR run: copy the image, paste a bank patch, score Dice on the RoI.
   const patch = bank ? new PatchIntervention(bank, model, bank.patchSize) : undefined;
   const block = { index: 0, row: 0, col: 0, height: bank?.patchSize ?? 0, width: bank?.patchSize ?? 0 };
   const items = Array.from({ length: batch * 16 }, (_, i) => i);
-  await runner.evaluate(items.slice(0, batch), (_, dst) => dst.set(base), () => 0); // warm-up
+  await runner.evaluate(
+    items.slice(0, batch),
+    (_, dst) => dst.set(base),
+    () => 0,
+  ); // warm-up
   const score = makeOutcome("dice", model.card.output, model.outputLayout, region, reference);
   let n = 0;
   const t0 = performance.now();
@@ -79,7 +86,10 @@ async function runnerLoop(model: Model, batch: number, seconds: number, base: Fl
 function shippedModels(): string[] {
   const dir = join(PACKAGE_ROOT, "models");
   try {
-    return readdirSync(dir).filter((f) => f.endsWith(".onnx")).sort().map((f) => join(dir, f));
+    return readdirSync(dir)
+      .filter((f) => f.endsWith(".onnx"))
+      .sort()
+      .map((f) => join(dir, f));
   } catch {
     return [];
   }
@@ -175,7 +185,10 @@ async function throughput(paths: string[], f: BenchFlags, base: (m: Model) => Pr
     const one = await Model.load(path, { threads: 2, workers: 1 });
     const two = await Model.load(path, { threads: 1, workers: 2 });
     const input = await base(one);
-    const b1: number[] = [], r1: number[] = [], b2: number[] = [], r2: number[] = [];
+    const b1: number[] = [],
+      r1: number[] = [],
+      b2: number[] = [],
+      r2: number[] = [];
     for (let r = 0; r < f.rounds; r++) {
       b1.push(await bareLoop(one, f.batch, f.seconds));
       r1.push(await runnerLoop(one, f.batch, f.seconds, input, bank));
@@ -214,10 +227,14 @@ async function fidelity(paths: string[], f: BenchFlags): Promise<unknown[]> {
       `${r.model} | ${r.caseId} ${r.roi.row},${r.roi.col} ${r.roi.height}px | ${r.paper.forwardPasses} / ${(r.paper.wallMs / 1000).toFixed(0)} s | ${r.fast.forwardPasses} / ${(r.fast.wallMs / 1000).toFixed(1)} s | ${(100 * r.passRatio).toFixed(1)}% | ${r.pearsonFast.toFixed(3)} | ${(100 * r.signAgreementFast).toFixed(1)}% of ${r.referenceSignificant} | ${r.pearsonPaper.toFixed(3)} | ${(100 * r.signAgreementPaper).toFixed(1)}% | ${oracle(r.oracle10?.uniform)} | ${oracle(r.oracle10?.stratified)} | ${r.oracle10 ? `${pct(r.oracle10.budgetForTarget.stratified / r.paper.forwardPasses)}` : "–"} | ${oracle(r.oracleAtFast)}`,
     );
   }
-  console.log("model | case, RoI | paper: passes / wall | fast: passes / wall | fast/paper passes | Pearson fast vs ref | same sign (fast) | Pearson paper vs ref | same sign (paper) | best possible at 10%: uniform draws | with brightness strata | passes needed for 0.95 / 95% (of paper) | best possible at the fast schedule's passes (strata)");
+  console.log(
+    "model | case, RoI | paper: passes / wall | fast: passes / wall | fast/paper passes | Pearson fast vs ref | same sign (fast) | Pearson paper vs ref | same sign (paper) | best possible at 10%: uniform draws | with brightness strata | passes needed for 0.95 / 95% (of paper) | best possible at the fast schedule's passes (strata)",
+  );
   console.log("---|---|---|---|---|---|---|---|---|---|---|---|---");
   for (const l of lines) console.log(l);
-  console.log("best possible = the best expected Pearson / same-sign share of per-block means when an oracle that knows each block's ATE and per-draw spread (from the reference's draws) splits the passes as well as possible for each measure, with no screening cost (src/bench/oracle.ts); 'passes needed' = the smallest budget at which one split reaches Pearson 0.95 and 95% same sign together (with brightness strata). It bounds fixed allocations of unbiased block means: pooling across blocks, common draws (for Pearson) and sequential stopping are outside it");
+  console.log(
+    "best possible = the best expected Pearson / same-sign share of per-block means when an oracle that knows each block's ATE and per-draw spread (from the reference's draws) splits the passes as well as possible for each measure, with no screening cost (src/bench/oracle.ts); 'passes needed' = the smallest budget at which one split reaches Pearson 0.95 and 95% same sign together (with brightness strata). It bounds fixed allocations of unbiased block means: pooling across blocks, common draws (for Pearson) and sequential stopping are outside it",
+  );
   return rows;
 }
 
@@ -225,19 +242,33 @@ async function calibration(f: BenchFlags): Promise<CalibrationRow[]> {
   const dataRoot = process.env.SEGCAUSE_DATA ?? join(PACKAGE_ROOT, "..", "shared", "data");
   const cacheDir = join(PACKAGE_ROOT, ".bench-cache");
   const mapNoise = f.calMapNoise.split(",").map(Number);
-  console.log(`\n## Calibration of the fast schedule: ${f.calSeeds} seeds per model and --map-noise, reference = ${f.calRefSamples} uniform draws per block (tau 0)`);
+  console.log(
+    `\n## Calibration of the fast schedule: ${f.calSeeds} seeds per model and --map-noise, reference = ${f.calRefSamples} uniform draws per block (tau 0)`,
+  );
   const rows: CalibrationRow[] = [];
   for (const spec of f.calibration!.split(",")) {
     const [name, block] = spec.split(":");
     const [path] = selectModels(name, "");
-    const r = await calibrationForModel(path, { dataRoot, cacheDir, refSamples: f.calRefSamples, block: Number(block ?? 8), seeds: f.calSeeds, mapNoise, log: (s) => console.error(s) });
+    const r = await calibrationForModel(path, {
+      dataRoot,
+      cacheDir,
+      refSamples: f.calRefSamples,
+      block: Number(block ?? 8),
+      seeds: f.calSeeds,
+      mapNoise,
+      log: (s) => console.error(s),
+    });
     if (typeof r === "string") console.log(`skipped: ${r}`);
     else rows.push(...r);
   }
-  console.log("model | case | block | --map-noise | seeds | reference passes | fast passes (mean) | intervals | SE = 0 | coverage of ref mean | coverage, ref noise included | sd of z | ref SE / fast SE | Pearson with ref: mean / min | corrected for ref noise | promised");
+  console.log(
+    "model | case | block | --map-noise | seeds | reference passes | fast passes (mean) | intervals | SE = 0 | coverage of ref mean | coverage, ref noise included | sd of z | ref SE / fast SE | Pearson with ref: mean / min | corrected for ref noise | promised",
+  );
   console.log("---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---");
   for (const r of rows) {
-    console.log(`${r.model} | ${r.caseId} | ${r.block} | ${r.mapNoise} | ${r.seeds} | ${r.referencePasses} | ${r.fastPasses.toFixed(0)} | ${r.intervals} | ${r.zeroSe} | ${(100 * r.coverage).toFixed(1)}% | ${(100 * r.coverageNoiseAware).toFixed(1)}% | ${r.zSd.toFixed(2)} | ${r.refSeRatio.toFixed(2)} | ${r.pearsonMean.toFixed(3)} / ${r.pearsonMin.toFixed(3)} | ${r.pearsonCorrected.toFixed(3)} | ${r.promised.toFixed(3)}`);
+    console.log(
+      `${r.model} | ${r.caseId} | ${r.block} | ${r.mapNoise} | ${r.seeds} | ${r.referencePasses} | ${r.fastPasses.toFixed(0)} | ${r.intervals} | ${r.zeroSe} | ${(100 * r.coverage).toFixed(1)}% | ${(100 * r.coverageNoiseAware).toFixed(1)}% | ${r.zSd.toFixed(2)} | ${r.refSeRatio.toFixed(2)} | ${r.pearsonMean.toFixed(3)} / ${r.pearsonMin.toFixed(3)} | ${r.pearsonCorrected.toFixed(3)} | ${r.promised.toFixed(3)}`,
+    );
   }
   return rows;
 }
@@ -253,7 +284,10 @@ async function main(): Promise<void> {
     .option("--no-throughput", "skip the throughput comparison")
     .option("--no-demo", "skip the demo with both schedules")
     .option("--json <file>", "also write the results as JSON")
-    .option("--calibration <models>", "coverage of the fast schedule's 95% intervals and its Pearson against a reference, as model:block pairs, e.g. deeplab-hc18:8,unet-ph2:16 (resumable, cached in .bench-cache/)")
+    .option(
+      "--calibration <models>",
+      "coverage of the fast schedule's 95% intervals and its Pearson against a reference, as model:block pairs, e.g. deeplab-hc18:8,unet-ph2:16 (resumable, cached in .bench-cache/)",
+    )
     .option("--cal-seeds <n>", "fast-schedule seeds per model and --map-noise value", intAtLeast("cal-seeds"), 8)
     .option("--cal-ref-samples <n>", "uniform draws per block of the calibration reference", intAtLeast("cal-ref-samples"), 200)
     .option("--cal-map-noise <list>", "--map-noise values to calibrate", "0.3")
@@ -264,7 +298,9 @@ async function main(): Promise<void> {
   const paths = selectModels(f.models, demoModel);
   const bank = await PatchBank.load(join(PACKAGE_ROOT, cfg.bank));
   const os = await import("node:os");
-  console.log(`segcause bench · ${os.cpus()[0]?.model ?? "cpu"} · ${os.cpus().length} cores · ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB · node ${process.version} · onnxruntime-node ${ort.env.versions.common}`);
+  console.log(
+    `segcause bench · ${os.cpus()[0]?.model ?? "cpu"} · ${os.cpus().length} cores · ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB · node ${process.version} · onnxruntime-node ${ort.env.versions.common}`,
+  );
   const out: Record<string, unknown> = {};
   // The demo image at each model's own size, as the input of the throughput loops.
   const base = async (m: Model) => m.preprocess((await loadCase(m, join(PACKAGE_ROOT, cfg.image))).image);
@@ -284,13 +320,23 @@ async function demoSchedules(cfg: ReturnType<typeof demoConfig>, demoModel: stri
   const demo: Record<string, unknown> = {};
   console.log("\n## The bundled demo, both schedules");
   for (const schedule of ["paper", "fast"] as const) {
-    const a = await explainPdcr(model, kase, { roi: { row, col, height, width } }, { bank: await PatchBank.load(join(PACKAGE_ROOT, cfg.bank)), schedule });
+    const a = await explainPdcr(
+      model,
+      kase,
+      { roi: { row, col, height, width } },
+      { bank: await PatchBank.load(join(PACKAGE_ROOT, cfg.bank)), schedule },
+    );
     const aboveTau = a.units.filter((u) => u.status === "above-tau").length;
     demo[schedule] = { forwardPasses: a.forwardPasses, wallMs: a.wallMs, aboveTau, effects: a.units.map((u) => u.effect) };
-    console.log(`${schedule}: ${a.forwardPasses} forward passes, ${(a.wallMs / 1000).toFixed(1)} s wall, ${(a.forwardPasses / (a.wallMs / 1000)).toFixed(1)} passes/s, ${aboveTau}/${a.units.length} blocks above tau (|ATE| >= tau, not a test)`);
+    console.log(
+      `${schedule}: ${a.forwardPasses} forward passes, ${(a.wallMs / 1000).toFixed(1)} s wall, ${(a.forwardPasses / (a.wallMs / 1000)).toFixed(1)} passes/s, ${aboveTau}/${a.units.length} blocks above tau (|ATE| >= tau, not a test)`,
+    );
   }
-  const p = demo.paper as { forwardPasses: number; effects: number[] }, q = demo.fast as { forwardPasses: number; effects: number[] };
-  console.log(`fast/paper passes ${(q.forwardPasses / p.forwardPasses).toFixed(3)}; Pearson(fast, paper) ${pearson(q.effects, p.effects).toFixed(3)}`);
+  const p = demo.paper as { forwardPasses: number; effects: number[] },
+    q = demo.fast as { forwardPasses: number; effects: number[] };
+  console.log(
+    `fast/paper passes ${(q.forwardPasses / p.forwardPasses).toFixed(3)}; Pearson(fast, paper) ${pearson(q.effects, p.effects).toFixed(3)}`,
+  );
   await model.release();
   return demo;
 }

@@ -50,7 +50,9 @@ const spreadOf = (blocks: readonly OracleBlock[]) => {
 
 /** Expected Pearson and same-sign share of the per-block means with n[i] draws. */
 function fit(blocks: readonly OracleBlock[], n: Float64Array, spread: number): Fit {
-  let noise = 0, significant = 0, same = 0;
+  let noise = 0,
+    significant = 0,
+    same = 0;
   blocks.forEach((b, i) => {
     if (b.sd > 0) noise += n[i] > 0 ? (b.sd * b.sd) / n[i] : Infinity;
     if (!b.significant) return;
@@ -75,7 +77,8 @@ function allocate(blocks: readonly OracleBlock[], budget: number, lambda: number
     let fixed = new Set<number>();
     for (;;) {
       const free = live.filter((i) => !fixed.has(i));
-      const rest = budget - fixed.size, sFree = free.reduce((s, i) => s + blocks[i].sd, 0);
+      const rest = budget - fixed.size,
+        sFree = free.reduce((s, i) => s + blocks[i].sd, 0);
       const low = free.filter((i) => (rest * blocks[i].sd) / sFree < 1);
       if (low.length === 0) {
         for (const i of live) out[i] = fixed.has(i) ? 1 : (rest * blocks[i].sd) / sFree;
@@ -89,14 +92,16 @@ function allocate(blocks: readonly OracleBlock[], budget: number, lambda: number
   const gain = (b: OracleBlock, n: number) => {
     let g = (lambda * b.sd * b.sd) / (n * n * Math.max(spread, 1e-300));
     if (b.significant) {
-      const c = Math.abs(b.effect) / b.sd, z = c * Math.sqrt(n);
-      g += (Math.exp(-0.5 * z * z) / Math.sqrt(2 * Math.PI)) * (c / (2 * Math.sqrt(n))) / nSig;
+      const c = Math.abs(b.effect) / b.sd,
+        z = c * Math.sqrt(n);
+      g += ((Math.exp(-0.5 * z * z) / Math.sqrt(2 * Math.PI)) * (c / (2 * Math.sqrt(n)))) / nSig;
     }
     return g;
   };
   const drawsAt = (b: OracleBlock, level: number) => {
     if (gain(b, 1) <= level) return 1;
-    let lo = 1, hi = Math.min(2, budget);
+    let lo = 1,
+      hi = Math.min(2, budget);
     while (gain(b, hi) > level && hi < budget) {
       lo = hi;
       hi = Math.min(2 * hi, budget);
@@ -112,7 +117,8 @@ function allocate(blocks: readonly OracleBlock[], budget: number, lambda: number
   const total = (level: number) => live.reduce((s, i) => s + drawsAt(blocks[i], level), 0);
   // The level at which the blocks' draws add up to the budget (log-space bisection).
   // Above the largest first-draw gain every block keeps its one draw; below, bisect in log space.
-  let lo = 1e-300, hi = Math.max(...live.map((i) => gain(blocks[i], 1))) * 2;
+  let lo = 1e-300,
+    hi = Math.max(...live.map((i) => gain(blocks[i], 1))) * 2;
   for (let k = 0; k < 200 && total(hi) < budget && hi / lo > 1 + 1e-9; k++) {
     const mid = Math.sqrt(lo * hi);
     if (total(mid) > budget) lo = mid;
@@ -124,7 +130,8 @@ function allocate(blocks: readonly OracleBlock[], budget: number, lambda: number
 
 export function oracleBound(blocks: readonly OracleBlock[], budget: number): OracleBound {
   const spread = spreadOf(blocks);
-  const neyman = allocate(blocks, budget, Infinity, spread), sign = allocate(blocks, budget, 0, spread);
+  const neyman = allocate(blocks, budget, Infinity, spread),
+    sign = allocate(blocks, budget, 0, spread);
   return {
     budget,
     pearson: neyman ? fit(blocks, neyman, spread).pearson : 0,

@@ -1,18 +1,19 @@
 /** `segcause bank build`: a patch bank of natural patches from images not being explained. */
-import { Command } from "commander";
+
 import { statSync } from "node:fs";
 import { basename } from "node:path";
-import { fail } from "../errors.js";
-import { buildPatchBank } from "../data/patchbank.js";
+import { Command } from "commander";
 import { imageInfo, listImages, readInput } from "../data/image.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
-import { Model } from "../model/model.js";
-import type { ResizeFilter } from "../model/card.js";
-import { ProgressTracker, stderrProgress } from "../util/progress.js";
-import { addCardFlags, cardOverrides, intAtLeast, sizeHW, seed, type CardFlags } from "./options.js";
-import { checkOutputFile } from "../util/files.js";
+import { buildPatchBank } from "../data/patchbank.js";
 import { buildVolumeBank } from "../data/volume/volume-bank.js";
+import { fail } from "../errors.js";
+import type { ResizeFilter } from "../model/card.js";
+import { Model } from "../model/model.js";
 import { isVolumeModel, readVolumeCard } from "../model/volume-card.js";
+import { checkOutputFile } from "../util/files.js";
+import { ProgressTracker, stderrProgress } from "../util/progress.js";
+import { addCardFlags, type CardFlags, cardOverrides, intAtLeast, seed, sizeHW } from "./options.js";
 
 interface BankFlags extends CardFlags {
   images: string;
@@ -49,8 +50,14 @@ async function sharedSize(images: string[]): Promise<[number, number]> {
     if (!sizes.has(key)) sizes.set(key, basename(path));
   }
   if (sizes.size > 1) {
-    const shown = [...sizes].slice(0, 3).map(([size, name]) => `${size} in ${name}`).join(", ");
-    fail(`the images have ${sizes.size} sizes (${shown}${sizes.size > 3 ? ", ..." : ""}), so the bank's size cannot be read from them`, "add --size H,W (the model's input size) or --model m.onnx");
+    const shown = [...sizes]
+      .slice(0, 3)
+      .map(([size, name]) => `${size} in ${name}`)
+      .join(", ");
+    fail(
+      `the images have ${sizes.size} sizes (${shown}${sizes.size > 3 ? ", ..." : ""}), so the bank's size cannot be read from them`,
+      "add --size H,W (the model's input size) or --model m.onnx",
+    );
   }
   const [h, w] = [...sizes.keys()][0].split("x").map(Number);
   return [h, w];
@@ -58,13 +65,20 @@ async function sharedSize(images: string[]): Promise<[number, number]> {
 
 /** A bank of boxes from a volume data set, normalised per volume as the 3D model's card says. */
 async function buildVolumes(f: BankFlags): Promise<void> {
-  if (!f.model || !isVolumeModel(f.model, f.card)) fail("a volume data set's bank needs the 3D model it is for", "pass --model with the 3D model (its card gives the normalisation and spacing)");
-  if (!isVolumeManifest(f.images)) fail(`${f.images} is not the manifest of a volume data set`, "pass the volume data set's manifest.json (made by `segcause dataset init` on NIfTI or DICOM) as --images");
+  if (!f.model || !isVolumeModel(f.model, f.card))
+    fail("a volume data set's bank needs the 3D model it is for", "pass --model with the 3D model (its card gives the normalisation and spacing)");
+  if (!isVolumeManifest(f.images))
+    fail(
+      `${f.images} is not the manifest of a volume data set`,
+      "pass the volume data set's manifest.json (made by `segcause dataset init` on NIfTI or DICOM) as --images",
+    );
   const { card } = readVolumeCard(f.model, f.card);
   const splits = f.splits.split(",").map((s) => s.trim());
   const bank = await buildVolumeBank(f.images, card, { size: f.patchSize, perVolume: f.perImage, seed: f.seed, splits });
   await bank.save(f.out);
-  process.stdout.write(`wrote ${bank.count} boxes of ${f.patchSize}³ voxels from ${bank.header.sources.length} volumes (${f.splits}), each normalised as ${card.input.normalisation.kind} per volume at ${card.input.spacing.join("x")} mm, to ${f.out}\n`);
+  process.stdout.write(
+    `wrote ${bank.count} boxes of ${f.patchSize}³ voxels from ${bank.header.sources.length} volumes (${f.splits}), each normalised as ${card.input.normalisation.kind} per volume at ${card.input.spacing.join("x")} mm, to ${f.out}\n`,
+  );
 }
 
 export function bankCommand(): Command {
@@ -84,7 +98,9 @@ export function bankCommand(): Command {
   addCardFlags(build);
   build.action(async (f: BankFlags) => {
     // the size is set below: from --model's card, --size, or the images themselves
-    let height = 0, width = 0, filter: ResizeFilter = f.resize ?? "bilinear";
+    let height = 0,
+      width = 0,
+      filter: ResizeFilter = f.resize ?? "bilinear";
     checkOutputFile(f.out);
     if (isVolumeManifest(f.images) || (f.model && isVolumeModel(f.model, f.card))) return buildVolumes(f);
     if (f.model && f.size) fail("--size and --model both give the input size", "pass only --model (its card gives the size) or only --size H,W");
@@ -98,7 +114,10 @@ export function bankCommand(): Command {
     let from: string;
     if (isManifest(f.images)) {
       const ds = readManifest(f.images);
-      images = casesInSplits(ds, f.splits.split(",").map((s) => s.trim())).map((c) => c.image);
+      images = casesInSplits(
+        ds,
+        f.splits.split(",").map((s) => s.trim()),
+      ).map((c) => c.image);
       from = `${ds.name} (${f.splits})`;
     } else {
       images = listImages(f.images);
@@ -107,17 +126,33 @@ export function bankCommand(): Command {
     if (f.size) [height, width] = f.size;
     else if (!f.model && images.length > 0) {
       [height, width] = await sharedSize(images);
-      if (!f.quiet) process.stderr.write(`note: no --size or --model: the bank is cut at ${height}x${width}, the size every image has (pass --size H,W or --model to cut it at a model's input size)\n`);
+      if (!f.quiet)
+        process.stderr.write(
+          `note: no --size or --model: the bank is cut at ${height}x${width}, the size every image has (pass --size H,W or --model to cut it at a model's input size)\n`,
+        );
     }
     const progress = f.progress && !f.quiet ? stderrProgress({ unit: "images" }) : undefined;
     const tracker = new ProgressTracker("cutting patches", images.length, progress);
-    const bank = await buildPatchBank(images, { height, width, filter, patchSize: f.patchSize, perImage: f.perImage, seed: f.seed, onImage: () => tracker.add(1) }).finally(() => progress?.end());
+    const bank = await buildPatchBank(images, {
+      height,
+      width,
+      filter,
+      patchSize: f.patchSize,
+      perImage: f.perImage,
+      seed: f.seed,
+      onImage: () => tracker.add(1),
+    }).finally(() => progress?.end());
     await bank.save(f.out);
     // Every image gives min(--per-image, its aligned cells) patches, as the bank records per source.
     const cells = bank.header.sources[0]?.patches ?? f.perImage;
     if (f.quiet) return;
-    if (f.perImage > cells) process.stderr.write(`note: a ${height}x${width} image has ${cells} aligned cells of ${f.patchSize}x${f.patchSize}, so each image gives ${cells} patches, not --per-image ${f.perImage}\n`);
-    process.stdout.write(`wrote ${bank.count} patches of ${f.patchSize}x${f.patchSize} from ${images.length} images of ${from} (resized to ${height}x${width}) to ${f.out}\n`);
+    if (f.perImage > cells)
+      process.stderr.write(
+        `note: a ${height}x${width} image has ${cells} aligned cells of ${f.patchSize}x${f.patchSize}, so each image gives ${cells} patches, not --per-image ${f.perImage}\n`,
+      );
+    process.stdout.write(
+      `wrote ${bank.count} patches of ${f.patchSize}x${f.patchSize} from ${images.length} images of ${from} (resized to ${height}x${width}) to ${f.out}\n`,
+    );
   });
   bank.addCommand(build);
   return bank;

@@ -1,29 +1,39 @@
 /** `segcause components`: causal effects of network components on the RoI outcome. */
-import { Command } from "commander";
+
 import { statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { fail } from "../errors.js";
-import { loadCase, type Case } from "../data/case.js";
+import { Command } from "commander";
+import { type Case, loadCase } from "../data/case.js";
 import { IMAGE_FORMATS, listImages } from "../data/image.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
+import { fail } from "../errors.js";
+import {
+  ABLATIONS,
+  type Ablation,
+  COMPONENT_OPTIONS,
+  DONOR_SAMPLINGS,
+  type DonorSampling,
+  explainComponents,
+  UNIT_LEVELS,
+  type UnitLevel,
+} from "../explain/components.js";
 import { Model } from "../model/model.js";
+import { type ComponentLevel, listComponents } from "../onnx/surgery.js";
+import { writeComponentEffects } from "../report/components.js";
+import { countLines, type Evidence, unitEvidence } from "../report/counts.js";
+import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
+import { parseRoi } from "../target/roi.js";
 import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.js";
-import { lockFolder, type FolderLock } from "../util/lock.js";
 import { sha256File } from "../util/hash.js";
 import { markResumable } from "../util/interrupt.js";
-import { listComponents, type ComponentLevel } from "../onnx/surgery.js";
-import { ABLATIONS, COMPONENT_OPTIONS, DONOR_SAMPLINGS, explainComponents, UNIT_LEVELS, type Ablation, type DonorSampling, type UnitLevel } from "../explain/components.js";
-import { writeComponentEffects } from "../report/components.js";
-import { parseRoi } from "../target/roi.js";
-import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
+import { type FolderLock, lockFolder } from "../util/lock.js";
+import { stderrProgress } from "../util/progress.js";
 import { Rng } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
-import { stderrProgress } from "../util/progress.js";
-import { addOutputFlags, emit, showProgress, type OutputFlags } from "./output.js";
+import { addCardFlags, type CardFlags, cardOverrides, fixedOrUndefined, int, intAtLeast, num, oneOf, seed } from "./options.js";
+import { addOutputFlags, emit, type OutputFlags, showProgress } from "./output.js";
 import { componentsJson } from "./summary.js";
-import { countLines, unitEvidence, type Evidence } from "../report/counts.js";
-import { fixedOrUndefined, addCardFlags, cardOverrides, int, intAtLeast, num, oneOf, seed, type CardFlags } from "./options.js";
 
 interface ComponentFlags extends CardFlags {
   model: string;
@@ -57,12 +67,30 @@ function donorPaths(spec: string, splits: string, splitsGiven: boolean): string[
   } catch {
     fail(`donor source ${spec} does not exist`, "pass a folder of images or a dataset manifest");
   }
-  if (spec.endsWith(".json") || (isDir && (() => { try { return statSync(`${spec}/manifest.json`).isFile(); } catch { return false; } })())) {
-    return casesInSplits(readManifest(spec), splits.split(",").map((s) => s.trim())).map((c) => c.image);
+  if (
+    spec.endsWith(".json") ||
+    (isDir &&
+      (() => {
+        try {
+          return statSync(`${spec}/manifest.json`).isFile();
+        } catch {
+          return false;
+        }
+      })())
+  ) {
+    return casesInSplits(
+      readManifest(spec),
+      splits.split(",").map((s) => s.trim()),
+    ).map((c) => c.image);
   }
-  if (splitsGiven) fail(`--splits chooses donors from a dataset manifest, but ${spec} is a folder of images`, "drop --splits (every image of the folder is a donor), or pass the manifest as --donors");
+  if (splitsGiven)
+    fail(
+      `--splits chooses donors from a dataset manifest, but ${spec} is a folder of images`,
+      "drop --splits (every image of the folder is a donor), or pass the manifest as --donors",
+    );
   const images = listImages(spec);
-  if (images.length === 0) fail(`donor folder ${spec} holds no image (${IMAGE_FORMATS})`, "pass a folder of images of the same domain, or a dataset manifest");
+  if (images.length === 0)
+    fail(`donor folder ${spec} holds no image (${IMAGE_FORMATS})`, "pass a folder of images of the same domain, or a dataset manifest");
   return images;
 }
 
@@ -98,31 +126,54 @@ export function componentsCommand(): Command {
   return cmd.action(async (f: ComponentFlags & OutputFlags, self: Command) => {
     if (f.list) {
       // channel and spatial components live inside one tensor: list the layers whose tensors --tensor can name
-      if ((f.level === "channel" || f.level === "spatial") && !f.tensor?.length) process.stderr.write(`--level ${f.level} splits one tensor (--tensor <name>); these are the layers and their tensors:\n`);
+      if ((f.level === "channel" || f.level === "spatial") && !f.tensor?.length)
+        process.stderr.write(`--level ${f.level} splits one tensor (--tensor <name>); these are the layers and their tensors:\n`);
       const lv: ComponentLevel = f.level === "channel" || f.level === "spatial" ? "layer" : f.level;
       // The model as it runs (layout adapters included), so the names listed are those --tensor takes.
       const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: 1 });
       try {
         const list = listComponents(model.proto(), lv);
-        emit(f, () => list.map((c) => `${c.name}\t${c.outputs.join(" ")}`).join("\n"), () => ({ format: "segcause.components-list/1", level: lv, components: list.map((c) => ({ name: c.name, outputs: c.outputs })) }));
+        emit(
+          f,
+          () => list.map((c) => `${c.name}\t${c.outputs.join(" ")}`).join("\n"),
+          () => ({ format: "segcause.components-list/1", level: lv, components: list.map((c) => ({ name: c.name, outputs: c.outputs })) }),
+        );
       } finally {
         await model.release();
       }
       return;
     }
     if (!f.image || !f.roi || !f.out) fail("components needs --image, --roi and --out", "or pass --list to see the components");
-    if (f.channelGroup !== undefined && f.level !== "channel") fail("--channel-group only applies to --level channel", "add --level channel --tensor <name>, or drop --channel-group");
-    if (f.cell !== undefined && f.level !== "spatial") fail("--cell only applies to --level spatial", "add --level spatial --tensor <name>, or drop --cell");
+    if (f.channelGroup !== undefined && f.level !== "channel")
+      fail("--channel-group only applies to --level channel", "add --level channel --tensor <name>, or drop --channel-group");
+    if (f.cell !== undefined && f.level !== "spatial")
+      fail("--cell only applies to --level spatial", "add --level spatial --tensor <name>, or drop --cell");
     // Options the chosen ablation would ignore are refused rather than silently dropped.
     const given = (o: string) => self.getOptionValueSource(o) === "cli";
-    for (const o of ["screen", "samples"]) if (given(o) && f.ablation !== "resample") fail(`--${o} only applies to --ablation resample (${f.ablation} ablation is deterministic: one pass per component)`, `drop --${o}, or use --ablation resample`);
-    if (f.donorSampling && f.ablation !== "resample") fail(`--donor-sampling only applies to --ablation resample`, "drop --donor-sampling, or use --ablation resample");
+    for (const o of ["screen", "samples"])
+      if (given(o) && f.ablation !== "resample")
+        fail(
+          `--${o} only applies to --ablation resample (${f.ablation} ablation is deterministic: one pass per component)`,
+          `drop --${o}, or use --ablation resample`,
+        );
+    if (f.donorSampling && f.ablation !== "resample")
+      fail(`--donor-sampling only applies to --ablation resample`, "drop --donor-sampling, or use --ablation resample");
     // --screen/--samples set the screened estimator's draws: given alone, they choose random donor draws.
     const donorSampling = f.donorSampling ?? (f.ablation === "resample" && (given("screen") || given("samples")) ? "random" : undefined);
-    for (const o of ["screen", "samples"]) if (given(o) && f.donorSampling === "exact") fail(`--${o} does not apply to --donor-sampling exact (every unit is evaluated once with each donor)`, `drop --${o}, or use --donor-sampling random`);
+    for (const o of ["screen", "samples"])
+      if (given(o) && f.donorSampling === "exact")
+        fail(
+          `--${o} does not apply to --donor-sampling exact (every unit is evaluated once with each donor)`,
+          `drop --${o}, or use --donor-sampling random`,
+        );
     const flag = (o: string) => `--${o.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
-    if (f.ablation === "zero") for (const o of ["donors", "maxDonors", "splits"]) if (given(o)) fail(`${flag(o)} only applies to --ablation resample or mean (zero ablation uses no donors)`, `drop it, or use --ablation resample`);
-    for (const o of ["maxDonors", "splits"]) if (given(o) && !f.donors) fail(`${flag(o)} only applies with --donors (it chooses among the donor images)`, `add --donors <dir|manifest>, or drop ${flag(o)}`);
+    if (f.ablation === "zero")
+      for (const o of ["donors", "maxDonors", "splits"])
+        if (given(o))
+          fail(`${flag(o)} only applies to --ablation resample or mean (zero ablation uses no donors)`, `drop it, or use --ablation resample`);
+    for (const o of ["maxDonors", "splits"])
+      if (given(o) && !f.donors)
+        fail(`${flag(o)} only applies with --donors (it chooses among the donor images)`, `add --donors <dir|manifest>, or drop ${flag(o)}`);
     const roiRect = parseRoi(f.roi);
     checkOutputFolder(f.out, "components");
     markResumable("checkpoints");
@@ -130,13 +181,14 @@ export function componentsCommand(): Command {
     let lock: FolderLock | undefined;
     try {
       const kase = await loadCase(model, f.image, f.mask);
-      let donors: Case[] = [];
+      const donors: Case[] = [];
       if (f.donors) {
         // The explained image (by content) is no donor of itself: left out before the seeded draw.
         const all = donorPaths(f.donors, f.splits, given("splits"));
         const paths: string[] = [];
         for (const p of all) if ((await sha256File(p)) !== kase.imageSha256) paths.push(p);
-        if (paths.length === 0) fail(`every donor image in ${f.donors} is the explained image itself`, "pass other images of the same domain as --donors");
+        if (paths.length === 0)
+          fail(`every donor image in ${f.donors} is the explained image itself`, "pass other images of the same domain as --donors");
         const picked = new Rng(f.seed, STREAM.donorPick).sampleWithoutReplacement(paths.length, f.maxDonors).sort((a, b) => a - b);
         for (const i of picked) donors.push(await loadCase(model, paths[i]));
       }
@@ -147,23 +199,66 @@ export function componentsCommand(): Command {
       lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
       claimOutputDir(f.out, "components");
       const progress = showProgress(f) ? stderrProgress() : undefined;
-      const e = await explainComponents(model, kase, { roi: roiRect, outcome: f.outcome }, {
-        level: f.level, tensors: f.tensor, channelGroup: f.channelGroup, cell: f.cell, ablation: f.ablation, donorSampling, donors, screen: f.screen, samples: f.samples, tau: f.tau, seed: f.seed, batchSize: f.batchSize,
-        onProgress: progress, checkpointPath,
-      }).finally(() => progress?.end());
+      const e = await explainComponents(
+        model,
+        kase,
+        { roi: roiRect, outcome: f.outcome },
+        {
+          level: f.level,
+          tensors: f.tensor,
+          channelGroup: f.channelGroup,
+          cell: f.cell,
+          ablation: f.ablation,
+          donorSampling,
+          donors,
+          screen: f.screen,
+          samples: f.samples,
+          tau: f.tau,
+          seed: f.seed,
+          batchSize: f.batchSize,
+          onProgress: progress,
+          checkpointPath,
+        },
+      ).finally(() => progress?.end());
       if (lock.note) e.notes.push(lock.note);
-      const files = await writeComponentEffects(e, f.out, `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`);
+      const files = await writeComponentEffects(
+        e,
+        f.out,
+        `${f.ablation} ablation of ${e.level === "tensors" ? "tensors" : `${e.level}s`} · ${kase.id}`,
+      );
       await rm(checkpointPath, { force: true });
       const ev = unitEvidence(e.units);
-      const top = e.units.map((u, i) => ({ u, ev: ev.perUnit[i] })).sort((a, b) => Math.abs(b.u.effect) - Math.abs(a.u.effect)).slice(0, 5);
-      const say: Record<Evidence, string> = { "excludes-zero": "differs from zero", "not-distinguishable": "above τ, not distinguishable from zero", "no-interval": "above τ, deterministic", "below-tau": "below τ", "screened-alone": "cleared by screening", "screened-by-group": "cleared by screening" };
+      const top = e.units
+        .map((u, i) => ({ u, ev: ev.perUnit[i] }))
+        .sort((a, b) => Math.abs(b.u.effect) - Math.abs(a.u.effect))
+        .slice(0, 5);
+      const say: Record<Evidence, string> = {
+        "excludes-zero": "differs from zero",
+        "not-distinguishable": "above τ, not distinguishable from zero",
+        "no-interval": "above τ, deterministic",
+        "below-tau": "below τ",
+        "screened-alone": "cleared by screening",
+        "screened-by-group": "cleared by screening",
+      };
       emit(
         f,
         () =>
           [
             `components of ${f.model} for RoI ${f.roi} of ${kase.id}: ${e.units.length} units, ${e.ablation} ablation${e.ablation !== "zero" ? ` with ${donors.length} donors` : ""}; base ${e.outcome} ${e.baseOutcome.toFixed(3)} vs ${e.reference}`,
-            ...countLines({ signed: true, unitKind: "component", tau: e.tau, units: e.units.length, negative: 0, positive: 0, zero: 0, evidence: ev.counts }).map((l) => `  ${l}`),
-            ...top.map(({ u, ev: x }) => `  ${u.name}: ATE ${u.effect.toFixed(3)}${Number.isFinite(u.stderr) ? ` ± ${(1.96 * u.stderr).toFixed(3)}` : ""} (${say[x.evidence]})`),
+            ...countLines({
+              signed: true,
+              unitKind: "component",
+              tau: e.tau,
+              units: e.units.length,
+              negative: 0,
+              positive: 0,
+              zero: 0,
+              evidence: ev.counts,
+            }).map((l) => `  ${l}`),
+            ...top.map(
+              ({ u, ev: x }) =>
+                `  ${u.name}: ATE ${u.effect.toFixed(3)}${Number.isFinite(u.stderr) ? ` ± ${(1.96 * u.stderr).toFixed(3)}` : ""} (${say[x.evidence]})`,
+            ),
             ...e.notes.map((n) => `  note: ${n}`),
             ...(e.skipped.length ? [`  skipped ${e.skipped.length} component(s); see manifest.json`] : []),
             `  ${e.forwardPasses} passes in ${(e.wallMs / 1000).toFixed(1)} s; wrote ${files.join(", ")} to ${f.out}`,

@@ -2,12 +2,12 @@
 import { existsSync, mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, relative, resolve, sep } from "node:path";
 import { Command, Option } from "commander";
-import { fail, SegcauseError } from "../errors.js";
 import { decodeMask, imageInfo, readInput } from "../data/image.js";
-import { datasetFromFolders, niftiDatasetFromFolders, readManifest, type FolderDatasetOptions } from "../data/manifest.js";
+import { datasetFromFolders, type FolderDatasetOptions, niftiDatasetFromFolders, readManifest } from "../data/manifest.js";
+import { readCaseImage, readCaseMask } from "../data/volume/case-files.js";
 import { type DicomCase, dicomDatasetFromFolders } from "../data/volume/dicom-cases.js";
 import { folderKind } from "../data/volume/folder-kind.js";
-import { readCaseImage, readCaseMask } from "../data/volume/case-files.js";
+import { fail, SegcauseError } from "../errors.js";
 import { decimal } from "../util/decimal.js";
 import { checkOutputFile } from "../util/files.js";
 import { VERSION } from "../version.js";
@@ -47,11 +47,18 @@ export function datasetCommand(): Command {
   const init = new Command("init")
     .description("write a manifest.json for a folder of images (or NIfTI volumes, or DICOM series) and their masks, with seeded splits")
     .requiredOption("--images <dir>", "folder of images, of NIfTI volumes, or of DICOM series (one case per series)")
-    .option("--masks <dir>", "folder of binary masks or NIfTI label maps, named <image name><suffix>; or of DICOM SEGs (paired by the series they reference)")
+    .option(
+      "--masks <dir>",
+      "folder of binary masks or NIfTI label maps, named <image name><suffix>; or of DICOM SEGs (paired by the series they reference)",
+    )
     .option("--mask-suffix <s>", "mask name = image name + this (default: the ending that pairs the most images, e.g. _mask, _lesion, _segmentation)")
     .option("--image-suffix <s>", "an ending of the image names that the masks lack (e.g. DRIVE's _training)")
     // shown as "test" in --help, not as the parsed JSON
-    .addOption(new Option("--splits <spec>", "one split for every case, or seeded shares (e.g. train=70,val=15,test=15)").argParser(parseSplits).default([{ name: "test", share: 1 }], "test"))
+    .addOption(
+      new Option("--splits <spec>", "one split for every case, or seeded shares (e.g. train=70,val=15,test=15)")
+        .argParser(parseSplits)
+        .default([{ name: "test", share: 1 }], "test"),
+    )
     .option("--seed <n>", "seed of the split shuffle", seed(), 0)
     .option("--name <name>", "dataset name (default: the name of the manifest's folder)")
     .option("--allow-missing-masks", "list images without a mask too (explain works without one; evaluate's RoI rules need it)")
@@ -65,7 +72,16 @@ export function datasetCommand(): Command {
     const rel = (p: string) => relative(root, p).split(sep).join("/");
     const name = f.name ?? (basename(resolve(root)) || "dataset");
     // folders relative to the manifest, like the cases (as typed they would be relative to the shell's folder)
-    const source = (maskSuffix: string | undefined) => ({ createdBy: `segcause ${VERSION} dataset init`, createdAt: new Date().toISOString(), images: rel(resolve(f.images)), masks: f.masks ? rel(resolve(f.masks)) : null, maskSuffix: maskSuffix ?? null, imageSuffix: f.imageSuffix ?? null, splits: f.splits, seed: f.seed });
+    const source = (maskSuffix: string | undefined) => ({
+      createdBy: `segcause ${VERSION} dataset init`,
+      createdAt: new Date().toISOString(),
+      images: rel(resolve(f.images)),
+      masks: f.masks ? rel(resolve(f.masks)) : null,
+      maskSuffix: maskSuffix ?? null,
+      imageSuffix: f.imageSuffix ?? null,
+      splits: f.splits,
+      seed: f.seed,
+    });
     let made: Made;
     if (kind === "image") {
       const ds = datasetFromFolders(f);
@@ -73,10 +89,15 @@ export function datasetCommand(): Command {
       made = {
         ...ds,
         emptyMasks,
-        manifest: { name, source: source(ds.maskSuffix), cases: ds.cases.map((c) => ({ id: c.id, image: rel(c.image), ...(c.mask ? { mask: rel(c.mask) } : {}), split: c.split })) },
+        manifest: {
+          name,
+          source: source(ds.maskSuffix),
+          cases: ds.cases.map((c) => ({ id: c.id, image: rel(c.image), ...(c.mask ? { mask: rel(c.mask) } : {}), split: c.split })),
+        },
       };
     } else {
-      const ds: { cases: DicomCase[]; maskSuffix?: string; unpairedMasks: string[] } = kind === "nifti" ? niftiDatasetFromFolders(f) : dicomDatasetFromFolders(f);
+      const ds: { cases: DicomCase[]; maskSuffix?: string; unpairedMasks: string[] } =
+        kind === "nifti" ? niftiDatasetFromFolders(f) : dicomDatasetFromFolders(f);
       const { grids, emptyMasks } = await checkVolumes(ds.cases, kind);
       made = {
         ...ds,
@@ -85,7 +106,14 @@ export function datasetCommand(): Command {
           name,
           kind: "volume",
           source: { ...source(ds.maskSuffix), format: kind },
-          cases: ds.cases.map((c, i) => ({ id: c.id, image: rel(c.image), ...(c.series ? { series: c.series } : {}), ...(c.mask ? { mask: rel(c.mask) } : {}), split: c.split, ...grids[i] })),
+          cases: ds.cases.map((c, i) => ({
+            id: c.id,
+            image: rel(c.image),
+            ...(c.series ? { series: c.series } : {}),
+            ...(c.mask ? { mask: rel(c.mask) } : {}),
+            split: c.split,
+            ...grids[i],
+          })),
         },
       };
     }
@@ -106,17 +134,40 @@ export function datasetCommand(): Command {
     const counts = sizes.map((s) => `${s.n} ${s.name}`).join(", ");
     const withMask = made.cases.filter((c) => c.mask).length;
     const what = kind === "image" ? "cases" : `${kind === "nifti" ? "NIfTI" : "DICOM"} volume cases`;
-    process.stdout.write(`wrote ${f.out}: ${made.cases.length} ${what} (${counts}), ${withMask} with a mask${made.maskSuffix !== undefined ? ` (suffix '${made.maskSuffix}')` : ""}\n`);
+    process.stdout.write(
+      `wrote ${f.out}: ${made.cases.length} ${what} (${counts}), ${withMask} with a mask${made.maskSuffix !== undefined ? ` (suffix '${made.maskSuffix}')` : ""}\n`,
+    );
     // The explained images are the test split's: name them (the first few), so the next command can use one.
     const test = made.cases.filter((c) => c.split === "test");
-    if (test.length) process.stdout.write(`test cases (to explain): ${test.slice(0, 8).map((c) => c.id).join(", ")}${test.length > 8 ? `, ... (all in the manifest)` : ""}\n`);
+    if (test.length)
+      process.stdout.write(
+        `test cases (to explain): ${test
+          .slice(0, 8)
+          .map((c) => c.id)
+          .join(", ")}${test.length > 8 ? `, ... (all in the manifest)` : ""}\n`,
+      );
     // A share that rounds to no case leaves its split out of the manifest: `--splits val` would then be refused later.
     const empty = sizes.filter((s) => s.n === 0).map((s) => s.name);
-    if (empty.length) process.stderr.write(`note: split${empty.length > 1 ? "s" : ""} ${empty.join(", ")} got no case (${made.cases.length} cases at these shares); give ${empty.length > 1 ? "them" : "it"} a larger share or use fewer splits\n`);
+    if (empty.length)
+      process.stderr.write(
+        `note: split${empty.length > 1 ? "s" : ""} ${empty.join(", ")} got no case (${made.cases.length} cases at these shares); give ${empty.length > 1 ? "them" : "it"} a larger share or use fewer splits\n`,
+      );
     // Patch banks and donors come from other splits than the explained one: say so before bank build fails.
-    if (!sizes.some((s) => s.n > 0 && s.name !== "test")) process.stderr.write(`note: every case is in split ${sizes.find((s) => s.n > 0)?.name ?? "test"}; \`bank build\` and \`evaluate\` without --bank take their patches from other splits (defaults: train,val for \`bank build\`, train for \`evaluate\`): pass shares such as --splits train=70,val=15,test=15, or a bank built from other images\n`);
-    if (made.emptyMasks.length) process.stderr.write(`note: ${made.emptyMasks.length} mask(s) hold no structure (${made.emptyMasks.slice(0, 3).join(", ")}${made.emptyMasks.length > 3 ? ", ..." : ""}): evaluate skips their RoIs, explain refuses them as ground truth\n`);
-    if (made.unpairedMasks.length) process.stderr.write(`note: ${made.unpairedMasks.length} file(s) in ${f.masks ?? f.images} match no image (${made.unpairedMasks.slice(0, 3).map((p) => relative(f.masks ?? f.images, p)).join(", ")}${made.unpairedMasks.length > 3 ? ", ..." : ""})\n`);
+    if (!sizes.some((s) => s.n > 0 && s.name !== "test"))
+      process.stderr.write(
+        `note: every case is in split ${sizes.find((s) => s.n > 0)?.name ?? "test"}; \`bank build\` and \`evaluate\` without --bank take their patches from other splits (defaults: train,val for \`bank build\`, train for \`evaluate\`): pass shares such as --splits train=70,val=15,test=15, or a bank built from other images\n`,
+      );
+    if (made.emptyMasks.length)
+      process.stderr.write(
+        `note: ${made.emptyMasks.length} mask(s) hold no structure (${made.emptyMasks.slice(0, 3).join(", ")}${made.emptyMasks.length > 3 ? ", ..." : ""}): evaluate skips their RoIs, explain refuses them as ground truth\n`,
+      );
+    if (made.unpairedMasks.length)
+      process.stderr.write(
+        `note: ${made.unpairedMasks.length} file(s) in ${f.masks ?? f.images} match no image (${made.unpairedMasks
+          .slice(0, 3)
+          .map((p) => relative(f.masks ?? f.images, p))
+          .join(", ")}${made.unpairedMasks.length > 3 ? ", ..." : ""})\n`,
+      );
   });
   dataset.addCommand(init);
   return dataset;
@@ -145,7 +196,10 @@ async function checkMasks(cases: readonly { id: string; image: string; mask?: st
     }
   }
   if (problems.length) {
-    fail(`${problems.length} of ${cases.filter((c) => c.mask).length} masks cannot be used: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? "; ..." : ""}`, "fix or remove them: explain and evaluate need binary masks (any two values) of their image's size");
+    fail(
+      `${problems.length} of ${cases.filter((c) => c.mask).length} masks cannot be used: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? "; ..." : ""}`,
+      "fix or remove them: explain and evaluate need binary masks (any two values) of their image's size",
+    );
   }
   return empty;
 }
@@ -158,7 +212,10 @@ const gridOf = (v: { dims: number[]; spacing: number[] }) => ({ shape: [...v.dim
  * a file that is no label map, or a SEG that does not reference its series is refused (one line per
  * case, naming both geometries). Returns each case's grid and the ids of empty masks.
  */
-async function checkVolumes(cases: readonly { id: string; image: string; series?: string; mask?: string }[], kind: "nifti" | "dicom"): Promise<{ grids: ReturnType<typeof gridOf>[]; emptyMasks: string[] }> {
+async function checkVolumes(
+  cases: readonly { id: string; image: string; series?: string; mask?: string }[],
+  kind: "nifti" | "dicom",
+): Promise<{ grids: ReturnType<typeof gridOf>[]; emptyMasks: string[] }> {
   const problems: string[] = [];
   const empty: string[] = [];
   const grids: ReturnType<typeof gridOf>[] = [];
@@ -174,7 +231,10 @@ async function checkVolumes(cases: readonly { id: string; image: string; series?
     }
   }
   if (problems.length) {
-    fail(`${problems.length} of ${cases.length} cases cannot be used: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? "; ..." : ""}`, "fix or remove them: a mask must be a label map on its image's voxel grid (NIfTI) or a SEG of its series (DICOM)");
+    fail(
+      `${problems.length} of ${cases.length} cases cannot be used: ${problems.slice(0, 3).join("; ")}${problems.length > 3 ? "; ..." : ""}`,
+      "fix or remove them: a mask must be a label map on its image's voxel grid (NIfTI) or a SEG of its series (DICOM)",
+    );
   }
   return { grids, emptyMasks: empty };
 }

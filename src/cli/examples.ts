@@ -7,7 +7,11 @@ const EXAMPLES: Record<string, string[]> = {
     "segcause explain --method saliency --model m.onnx --image case.png --roi-mask roi.png --colour-scale p99 --out sal/",
     "segcause explain ... --json > summary.json        # one JSON summary on stdout, progress on stderr",
   ],
-  demo: ["segcause demo                                      # PdCR on the bundled sample, into segcause-demo/", "segcause demo --method gradcam --out gradcam-demo/", "segcause demo --json --quiet"],
+  demo: [
+    "segcause demo                                      # PdCR on the bundled sample, into segcause-demo/",
+    "segcause demo --method gradcam --out gradcam-demo/",
+    "segcause demo --json --quiet",
+  ],
   methods: ["segcause methods", "segcause methods --verbose                         # every option with its default"],
   components: [
     "segcause components --list --model models/unet-ph2.onnx --level block",
@@ -15,9 +19,16 @@ const EXAMPLES: Record<string, string[]> = {
     "segcause components --model m.onnx --image case.png --roi 96,96,32 --donors data/manifest.json --out comp/",
   ],
   bank: ["segcause bank build --images data/manifest.json --model m.onnx --out data.scbank"],
-  "bank build": ["segcause bank build --images data/manifest.json --model m.onnx --out data.scbank", "segcause bank build --images my-train-images/ --size 256,256 --out my.scbank"],
+  "bank build": [
+    "segcause bank build --images data/manifest.json --model m.onnx --out data.scbank",
+    "segcause bank build --images my-train-images/ --size 256,256 --out my.scbank",
+  ],
   dataset: ["segcause dataset init --images data/images --masks data/masks --splits train=70,val=15,test=15 --out data/manifest.json"],
-  "dataset init": ["segcause dataset init --images data/images --masks data/masks --splits train=70,val=15,test=15 --out data/manifest.json", "segcause dataset init --images data/images --out data/manifest.json    # images only", "segcause dataset init --images ct/ --masks segs/ --out ct/manifest.json    # DICOM series, SEGs paired by UID"],
+  "dataset init": [
+    "segcause dataset init --images data/images --masks data/masks --splits train=70,val=15,test=15 --out data/manifest.json",
+    "segcause dataset init --images data/images --out data/manifest.json    # images only",
+    "segcause dataset init --images ct/ --masks segs/ --out ct/manifest.json    # DICOM series, SEGs paired by UID",
+  ],
   info: ["segcause info --model m.onnx", "segcause info --model m.onnx --json"],
   evaluate: [
     "segcause evaluate --models m.onnx --dataset data/manifest.json --images 10 --methods pdcr,occlusion,ig --bank data.scbank --out bench/",
@@ -25,7 +36,10 @@ const EXAMPLES: Record<string, string[]> = {
   ],
   zoo: ["segcause zoo list", "npm i @segcause/zoo && segcause zoo list   # the 12 models of the zoo"],
   "zoo list": ["segcause zoo list"],
-  strategies: ["segcause strategies --maps bench/ --methods pdcr --out strategies/", "segcause strategies --maps bench/ --out strategies/          # every method found"],
+  strategies: [
+    "segcause strategies --maps bench/ --methods pdcr --out strategies/",
+    "segcause strategies --maps bench/ --out strategies/          # every method found",
+  ],
 };
 
 /** Adds the examples of `cmd` and its subcommands (keyed by their path below `segcause`). */

@@ -5,23 +5,23 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { fail } from "../errors.js";
 import { VolumeBank } from "../data/volume/volume-bank.js";
 import { loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
+import { fail } from "../errors.js";
+import { FAST_SCHEDULE } from "../explain/adaptive.js";
 import { getMethod, methodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
-import { FAST_SCHEDULE } from "../explain/adaptive.js";
-import { explainVolumeBlocks, planBoxes, volumeTarget, type VolumeAttribution, type VolumeBlockSpec } from "../explain/volume/engine.js";
+import { explainVolumeBlocks, planBoxes, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../explain/volume/engine.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
-import { writeVolumeAttribution, type WrittenVolume } from "../report/volume-write.js";
-import { t975 } from "../util/tdist.js";
+import { type WrittenVolume, writeVolumeAttribution } from "../report/volume-write.js";
 import type { OutcomeName } from "../target/outcome.js";
 import { parseVolumeRoi } from "../target/volume-roi.js";
 import type { VolumeTargetSpec } from "../target/volume-target.js";
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
-import { lockFolder, type FolderLock } from "../util/lock.js";
 import { markResumable } from "../util/interrupt.js";
+import { type FolderLock, lockFolder } from "../util/lock.js";
+import { t975 } from "../util/tdist.js";
 
 /** The methods that run on volumes, and what each does there. */
 export const VOLUME_METHODS: Record<string, string> = {

@@ -1,33 +1,44 @@
 /** `segcause explain`: a causal map for one image, model and RoI. */
-import { Command } from "commander";
-import { join } from "node:path";
+
 import { rm } from "node:fs/promises";
-import { fail } from "../errors.js";
-import { checkMaskSize, loadCase, type Case } from "../data/case.js";
+import { join } from "node:path";
+import { Command } from "commander";
+import { type Case, checkMaskSize, loadCase } from "../data/case.js";
 import { IMAGE_FORMATS, loadMask, readInput } from "../data/image.js";
-import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.js";
-import { lockFolder, type FolderLock } from "../util/lock.js";
-import { markResumable } from "../util/interrupt.js";
 import { PatchBank } from "../data/patchbank.js";
-import { Model } from "../model/model.js";
-import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
-import { flagLabel, kebab, resolveOptions, type MethodDefinition, type MethodOption } from "../explain/methods.js";
+import { looksLikeVolume } from "../data/volume/volume-case.js";
+import { fail } from "../errors.js";
 import type { Attribution } from "../explain/attribution.js";
-import { parseRoi } from "../target/roi.js";
-import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
-import type { TargetSpec } from "../target/target.js";
-import { writeAttribution, type WrittenOutputs } from "../report/write.js";
+import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
+import { flagLabel, kebab, type MethodDefinition, type MethodOption, resolveOptions } from "../explain/methods.js";
+import { Model } from "../model/model.js";
+import { type ExecutionPlan, tuneExecution } from "../model/tune.js";
+import { isVolumeModel } from "../model/volume-card.js";
 import { countLines } from "../report/counts.js";
 import { parseScale, SCALE_HELP } from "../report/scale.js";
-import { addOutputFlags, emit, showProgress, type OutputFlags } from "./output.js";
-import { explainJson } from "./summary.js";
+import { type WrittenOutputs, writeAttribution } from "../report/write.js";
+import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
+import { parseRoi } from "../target/roi.js";
+import type { TargetSpec } from "../target/target.js";
+import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.js";
+import { markResumable } from "../util/interrupt.js";
+import { type FolderLock, lockFolder } from "../util/lock.js";
 import { stderrProgress } from "../util/progress.js";
-import { addCardFlags, CARD_FLAG_KEYS, cardOverrides, fixedOrUndefined, intOrAuto, methodOptionParser, oneOf, seed, type CardFlags } from "./options.js";
 import { t975 } from "../util/tdist.js";
-import { tuneExecution, type ExecutionPlan } from "../model/tune.js";
-import { isVolumeModel } from "../model/volume-card.js";
-import { looksLikeVolume } from "../data/volume/volume-case.js";
 import { checkNoImageFlags, describeVolumeResult, runVolumeExplain, VOLUME_METHODS, volumeJson } from "./explain-volume.js";
+import {
+  addCardFlags,
+  CARD_FLAG_KEYS,
+  type CardFlags,
+  cardOverrides,
+  fixedOrUndefined,
+  intOrAuto,
+  methodOptionParser,
+  oneOf,
+  seed,
+} from "./options.js";
+import { addOutputFlags, emit, type OutputFlags, showProgress } from "./output.js";
+import { explainJson } from "./summary.js";
 
 export interface ExplainFlags extends CardFlags {
   model: string;
@@ -54,7 +65,28 @@ export interface ExplainFlags extends CardFlags {
 }
 
 /** The flags that are not method options. */
-const COMMON = new Set<string>(["model", "image", "mask", "roi", "roiMask", "bank", "out", "method", "seed", "outcome", "reference", "batchSize", "workers", "progress", "colourScale", "json", "quiet", "label", "series", ...CARD_FLAG_KEYS]);
+const COMMON = new Set<string>([
+  "model",
+  "image",
+  "mask",
+  "roi",
+  "roiMask",
+  "bank",
+  "out",
+  "method",
+  "seed",
+  "outcome",
+  "reference",
+  "batchSize",
+  "workers",
+  "progress",
+  "colourScale",
+  "json",
+  "quiet",
+  "label",
+  "series",
+  ...CARD_FLAG_KEYS,
+]);
 
 export interface ExplainResult {
   attribution: Attribution;
@@ -65,7 +97,8 @@ export interface ExplainResult {
 /** Runs one explanation from flag values; shared by `explain` and `demo`. */
 export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const def = getMethod(f.method);
-  if (f.label !== undefined || f.series !== undefined) fail(`--${f.label !== undefined ? "label" : "series"} applies to volumes (NIfTI or DICOM) explained by a 3D model`, "drop it for a 2D image");
+  if (f.label !== undefined || f.series !== undefined)
+    fail(`--${f.label !== undefined ? "label" : "series"} applies to volumes (NIfTI or DICOM) explained by a 3D model`, "drop it for a 2D image");
   const given = Object.fromEntries(Object.entries(f).filter(([k]) => !COMMON.has(k)));
   const options = resolveOptions(def, given);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi row,col,height,width (model-input pixels) or --roi-mask mask.png");
@@ -74,7 +107,11 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const scale = parseScale(f.colourScale ?? "max");
   checkOutputFolder(f.out, "explain");
   markResumable("checkpoints");
-  if (def.needsBank && !f.bank) fail(`${def.name} needs a patch bank of natural patches`, "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank");
+  if (def.needsBank && !f.bank)
+    fail(
+      `${def.name} needs a patch bank of natural patches`,
+      "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank",
+    );
   const load = { card: f.card, overrides: cardOverrides(f) };
   const model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
   let lock: FolderLock | undefined;
@@ -88,7 +125,11 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
     let tuned: ExecutionPlan | undefined;
     if ([f.threads, f.workers, f.batchSize].some((v) => v === undefined || v === "auto")) {
       // Leaves the model at the chosen threads and workers.
-      tuned = await tuneExecution(model, model.preprocess(kase.image), { threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers), batchSize });
+      tuned = await tuneExecution(model, model.preprocess(kase.image), {
+        threads: fixedOrUndefined(f.threads),
+        workers: fixedOrUndefined(f.workers),
+        batchSize,
+      });
       batchSize = tuned.batchSize;
     }
     const roi: TargetSpec["roi"] = rect ?? { mask: await loadRoiMask(f.roiMask!, model, kase) };
@@ -109,7 +150,9 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
     if (lock.note) attribution.notes.push(lock.note);
     if (tuned && tuned.probe.length > 0) {
       const p = tuned.probe.map((c) => `${c.workers}x${c.threads} threads batch ${c.batchSize}: ${c.perSecond.toFixed(1)}/s`).join("; ");
-      attribution.notes.push(`execution ${tuned.cached ? "(cached probe)" : "probed"}: ${tuned.workers} session(s) x ${tuned.threads} thread(s), batch ${tuned.batchSize} [${p}]`);
+      attribution.notes.push(
+        `execution ${tuned.cached ? "(cached probe)" : "probed"}: ${tuned.workers} session(s) x ${tuned.threads} thread(s), batch ${tuned.batchSize} [${p}]`,
+      );
     }
     const written = await writeAttribution(attribution, kase, f.out, { scale });
     await rm(run.checkpointPath, { force: true });
@@ -131,7 +174,10 @@ async function loadRoiMask(path: string, model: Model, kase: Case): Promise<Uint
 export function describeResult(r: ExplainResult): string {
   const s = r.written.stats;
   const a = r.attribution;
-  const top = [...a.units].filter((u) => u.effect < 0).sort((x, y) => x.effect - y.effect).slice(0, 3);
+  const top = [...a.units]
+    .filter((u) => u.effect < 0)
+    .sort((x, y) => x.effect - y.effect)
+    .slice(0, 3);
   const lines = [
     `${a.method} map of ${r.kase.id}: RoI rows ${a.roi.row}..${a.roi.row + a.roi.height - 1}, cols ${a.roi.col}..${a.roi.col + a.roi.width - 1}`,
     a.backwardPasses > 0
@@ -141,7 +187,10 @@ export function describeResult(r: ExplainResult): string {
     `  ${s.minEffect === 0 && s.maxEffect === 0 ? `all values${a.unitKind === "pixel" ? " outside the RoI" : ""} are 0 (${a.valueUnits})` : `values${a.unitKind === "pixel" ? " outside the RoI" : ""} range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}`}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
   const withCi = top.some((u) => u.samples > 1);
-  if (top.length) lines.push(`  strongest support${withCi ? " (effect ± half-width of its own 95% interval, uncorrected)" : ""}: ${top.map((u) => `${a.unitKind} (${u.row},${u.col}) ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`);
+  if (top.length)
+    lines.push(
+      `  strongest support${withCi ? " (effect ± half-width of its own 95% interval, uncorrected)" : ""}: ${top.map((u) => `${a.unitKind} (${u.row},${u.col}) ${u.effect.toFixed(2)}${u.samples > 1 ? `±${(t975(u.dof ?? u.samples - 1) * u.stderr).toFixed(2)}` : ""}`).join(", ")}`,
+    );
   for (const n of a.notes) lines.push(`  note: ${n}`);
   lines.push(`  wrote ${Object.keys(r.written.files).join(", ")} to ${r.written.dir}`);
   return lines.join("\n");
@@ -169,10 +218,16 @@ export function explainCommand(): Command {
     .description("map of which parts of the image drive the model's segmentation inside a region of interest")
     .requiredOption("--model <file>", "ONNX segmentation model")
     .requiredOption("--image <file>", `image to explain (${IMAGE_FORMATS}), or a volume for a 3D model (.nii/.nii.gz, a DICOM file or series folder)`)
-    .option("--mask <file>", "ground-truth binary mask (any two values, e.g. 0/255 or 0/1; any image format); without it Dice is measured against the model's own prediction. Volumes: a NIfTI label map (with --label) or a DICOM SEG")
+    .option(
+      "--mask <file>",
+      "ground-truth binary mask (any two values, e.g. 0/255 or 0/1; any image format); without it Dice is measured against the model's own prediction. Volumes: a NIfTI label map (with --label) or a DICOM SEG",
+    )
     .option("--label <n[,n]>", "volumes: the label(s) of the --mask/--roi-mask label map that make the structure (default: every non-zero label)")
     .option("--series <uid>", "volumes: the Series Instance UID to read from a DICOM folder holding several series")
-    .option("--roi <r,c,h,w>", "RoI rectangle in model-input pixels: row,col,height,width (or row,col,size); volumes: z,y,x,d,h,w in voxels of the input volume")
+    .option(
+      "--roi <r,c,h,w>",
+      "RoI rectangle in model-input pixels: row,col,height,width (or row,col,size); volumes: z,y,x,d,h,w in voxels of the input volume",
+    )
     .option("--roi-mask <file>", "RoI as a mask image instead of a rectangle (volumes: a label map on the volume's grid, with --label)")
     .option("--bank <file>", "patch bank built with `segcause bank build` (needed by pdcr and pdcr-superpixel)")
     .requiredOption("--out <dir>", "output folder")
@@ -181,7 +236,11 @@ export function explainCommand(): Command {
     .option("--outcome <name>", `RoI outcome: ${OUTCOMES.join(", ")}`, oneOf("outcome", OUTCOMES), "dice")
     .option("--reference <kind>", "auto, ground-truth or prediction", oneOf("reference", ["auto", "ground-truth", "prediction"] as const), "auto")
     .option("--batch-size <n|auto>", "inputs per forward call (default auto: probed once per model and machine)", intOrAuto("batch-size"))
-    .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto: 1 session with a thread per core or a session per core with 1 thread each, whichever the probe finds faster)", intOrAuto("workers"))
+    .option(
+      "--workers <n|auto>",
+      "concurrent ONNX Runtime sessions (default auto: 1 session with a thread per core or a session per core with 1 thread each, whichever the probe finds faster)",
+      intOrAuto("workers"),
+    )
     .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
     .option("--no-progress", "no progress bar on stderr");
   addOutputFlags(cmd);
@@ -190,30 +249,51 @@ export function explainCommand(): Command {
   return cmd.action(async (opts: ExplainFlags & OutputFlags) => {
     const volumeModel = isVolumeModel(opts.model, opts.card);
     const volumeImage = await looksLikeVolume(opts.image);
-    if (volumeModel && !volumeImage) fail(`${opts.model} is a 3D model (its card declares a volume input), but ${opts.image} is not a volume`, "give a NIfTI volume (.nii/.nii.gz) or a DICOM series folder as --image");
-    if (!volumeModel && volumeImage) fail(`${opts.image} is a volume, but ${opts.model} is a 2D model (its input is one image)`, "explain volumes with a 3D model whose card declares input.layout \"ncdhw\" (e.g. models/volumes/unet3d-hippocampus.onnx)");
+    if (volumeModel && !volumeImage)
+      fail(
+        `${opts.model} is a 3D model (its card declares a volume input), but ${opts.image} is not a volume`,
+        "give a NIfTI volume (.nii/.nii.gz) or a DICOM series folder as --image",
+      );
+    if (!volumeModel && volumeImage)
+      fail(
+        `${opts.image} is a volume, but ${opts.model} is a 2D model (its input is one image)`,
+        'explain volumes with a 3D model whose card declares input.layout "ncdhw" (e.g. models/volumes/unet3d-hippocampus.onnx)',
+      );
     if (volumeModel) {
       checkNoImageFlags(opts);
       const r = await runVolumeExplain(opts, COMMON);
-      emit(opts, () => describeVolumeResult(r), () => volumeJson(r), r.attribution.notes);
+      emit(
+        opts,
+        () => describeVolumeResult(r),
+        () => volumeJson(r),
+        r.attribution.notes,
+      );
       return;
     }
     const r = await runExplain({ ...opts, progress: showProgress(opts) });
-    emit(opts, () => describeResult(r), () => explainJson(r), r.attribution.notes);
+    emit(
+      opts,
+      () => describeResult(r),
+      () => explainJson(r),
+      r.attribution.notes,
+    );
   });
 }
 
 export function methodsCommand(): Command {
-  return new Command("methods").description("list the explanation methods with their cost and options").option("--verbose", "also list every option with its default").action((f: { verbose?: boolean }) => {
-    for (const m of allMethods()) {
-      const volumes = VOLUME_METHODS[m.name] ? `volumes: yes (${VOLUME_METHODS[m.name]})` : "volumes: no";
-      process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}; ${volumes}\n`);
-      if (f.verbose) {
-        for (const o of m.options) {
-          const only = o.appliesWhen ? ` [only with ${o.appliesWhen.values.map((v) => flagLabel(o.appliesWhen!.option, v)).join(" or ")}]` : "";
-          process.stdout.write(`${"".padEnd(16)}--${kebab(o.name)} (default ${String(o.default)}): ${o.description}${only}\n`);
+  return new Command("methods")
+    .description("list the explanation methods with their cost and options")
+    .option("--verbose", "also list every option with its default")
+    .action((f: { verbose?: boolean }) => {
+      for (const m of allMethods()) {
+        const volumes = VOLUME_METHODS[m.name] ? `volumes: yes (${VOLUME_METHODS[m.name]})` : "volumes: no";
+        process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}; ${volumes}\n`);
+        if (f.verbose) {
+          for (const o of m.options) {
+            const only = o.appliesWhen ? ` [only with ${o.appliesWhen.values.map((v) => flagLabel(o.appliesWhen!.option, v)).join(" or ")}]` : "";
+            process.stdout.write(`${"".padEnd(16)}--${kebab(o.name)} (default ${String(o.default)}): ${o.description}${only}\n`);
+          }
         }
       }
-    }
-  });
+    });
 }

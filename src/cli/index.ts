@@ -16,10 +16,19 @@ import { strategiesCommand } from "./strategies.js";
 import { zooCommand } from "./zoo.js";
 
 export function program(): Command {
-  const p = new Command("segcause")
-    .description("causal explanations (PdCR) for image segmentation models given as ONNX")
-    .version(VERSION);
-  for (const c of [explainCommand(), methodsCommand(), componentsCommand(), bankCommand(), datasetCommand(), infoCommand(), demoCommand(), evaluateCommand(), strategiesCommand(), zooCommand()]) {
+  const p = new Command("segcause").description("causal explanations (PdCR) for image segmentation models given as ONNX").version(VERSION);
+  for (const c of [
+    explainCommand(),
+    methodsCommand(),
+    componentsCommand(),
+    bankCommand(),
+    datasetCommand(),
+    infoCommand(),
+    demoCommand(),
+    evaluateCommand(),
+    strategiesCommand(),
+    zooCommand(),
+  ]) {
     addExamples(c);
     p.addCommand(c.exitOverride());
   }
@@ -35,7 +44,11 @@ function oneLineErrors(cmd: Command, path: string): void {
   cmd.exitOverride().configureOutput({
     writeErr: (s) => process.stderr.write(s),
     outputError: (str, write) => {
-      const lines = str.trim().split("\n").map((l) => l.trim()).filter(Boolean);
+      const lines = str
+        .trim()
+        .split("\n")
+        .map((l) => l.trim())
+        .filter(Boolean);
       const problem = (lines[0] ?? "invalid command line").replace(/^error:\s*/, "");
       const hints = [...lines.slice(1).map((l) => l.replace(/^\((.*)\)$/, "$1")), `see \`${path} --help\``];
       write(`segcause: error: ${problem} (${hints.join("; ")})\n`);
@@ -61,7 +74,9 @@ export async function main(argv: string[]): Promise<void> {
       return;
     }
     if (process.env.SEGCAUSE_DEBUG) console.error(e);
-    process.stderr.write(`segcause: internal error: ${(e as Error).message} (this is a bug; rerun with SEGCAUSE_DEBUG=1 for the stack trace and report it)\n`);
+    process.stderr.write(
+      `segcause: internal error: ${(e as Error).message} (this is a bug; rerun with SEGCAUSE_DEBUG=1 for the stack trace and report it)\n`,
+    );
     process.exitCode = 2;
   }
 }

@@ -2,14 +2,31 @@
 import { Command } from "commander";
 import { Model } from "../model/model.js";
 import type { TensorInfo } from "../onnx/graph.js";
-import { addCardFlags, cardOverrides, type CardFlags } from "./options.js";
+import { addCardFlags, type CardFlags, cardOverrides } from "./options.js";
 import { addOutputFlags, emit, type OutputFlags } from "./output.js";
 
 const tensor = (t: TensorInfo) => `${t.name} [${t.dims.join(", ")}] ${t.elemType.toLowerCase()}`;
 
 /** The card as a person reads it: input size and normalisation, output semantics, provenance lines. */
-export function describeInfo(out: { model: string; sha256: string; opset: number; producer: string; inputs: TensorInfo[]; outputs: TensorInfo[]; batch: string; cardSource: string; card: Model["card"]; assumptions: string[] }): string {
-  const c = out.card as unknown as { name?: string; description?: string; input: { height: number; width: number; channels: string; scale?: number; mean?: number[]; std?: number[]; resize?: string }; output: { name?: string; kind: string; channel: number; threshold: number }; metrics?: { split?: string; n?: number; dice_mean?: number } };
+export function describeInfo(out: {
+  model: string;
+  sha256: string;
+  opset: number;
+  producer: string;
+  inputs: TensorInfo[];
+  outputs: TensorInfo[];
+  batch: string;
+  cardSource: string;
+  card: Model["card"];
+  assumptions: string[];
+}): string {
+  const c = out.card as unknown as {
+    name?: string;
+    description?: string;
+    input: { height: number; width: number; channels: string; scale?: number; mean?: number[]; std?: number[]; resize?: string };
+    output: { name?: string; kind: string; channel: number; threshold: number };
+    metrics?: { split?: string; n?: number; dice_mean?: number };
+  };
   const lines = [
     `${out.model}${c.name ? ` (${c.name})` : ""}`,
     ...(c.description ? [`  ${c.description}`] : []),
@@ -19,7 +36,9 @@ export function describeInfo(out: { model: string; sha256: string; opset: number
     `  card (${out.cardSource}):`,
     `    input ${c.input.height}x${c.input.width} ${c.input.channels}, resized ${c.input.resize ?? "bilinear"}; pixel / ${c.input.scale ?? 1}, then (x − mean [${(c.input.mean ?? []).join(", ")}]) / std [${(c.input.std ?? []).join(", ")}]`,
     `    output ${c.output.name ?? ""} ${c.output.kind}, channel ${c.output.channel}, threshold ${c.output.threshold}`.replace("output  ", "output "),
-    ...(c.metrics?.dice_mean !== undefined ? [`    test Dice ${c.metrics.dice_mean.toFixed(3)} on ${c.metrics.n ?? "?"} ${c.metrics.split ?? "test"} images`] : []),
+    ...(c.metrics?.dice_mean !== undefined
+      ? [`    test Dice ${c.metrics.dice_mean.toFixed(3)} on ${c.metrics.n ?? "?"} ${c.metrics.split ?? "test"} images`]
+      : []),
     out.assumptions.length ? `  assumed (no card said otherwise):` : `  nothing assumed: the card gives every setting`,
     ...out.assumptions.map((a) => `    - ${a}`),
     `  (--json prints everything, the whole card included)`,
@@ -49,6 +68,10 @@ export function infoCommand(): Command {
       assumptions: model.resolved.assumptions,
     };
     await model.release();
-    emit(f, () => describeInfo(out as Parameters<typeof describeInfo>[0]), () => out);
+    emit(
+      f,
+      () => describeInfo(out as Parameters<typeof describeInfo>[0]),
+      () => out,
+    );
   });
 }

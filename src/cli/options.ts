@@ -1,8 +1,8 @@
 /** Parsing helpers shared by the commands: every bad flag value is a one-line SegcauseError. */
 import { fail } from "../errors.js";
-import { decimal, decimalInteger } from "../util/decimal.js";
-import type { CardOverrides } from "../model/card.js";
 import type { MethodOption } from "../explain/methods.js";
+import type { CardOverrides } from "../model/card.js";
+import { decimal, decimalInteger } from "../util/decimal.js";
 
 export function num(name: string) {
   return (v: string): number => decimal(v) ?? fail(`--${name} must be a decimal number, got '${v}'`);
@@ -56,7 +56,8 @@ export function sizeHW(name: string) {
   return (v: string): number[] => {
     const parts = v.split(",").map((s) => s.trim());
     const n = parts.map(decimalInteger);
-    if (parts.length !== 2 || n.some((x) => x === undefined || x < 1)) fail(`--${name} must be two positive integers H,W, got '${v}'`, `e.g. --${name} 256,256`);
+    if (parts.length !== 2 || n.some((x) => x === undefined || x < 1))
+      fail(`--${name} must be two positive integers H,W, got '${v}'`, `e.g. --${name} 256,256`);
     return n as number[];
   };
 }
@@ -123,7 +124,21 @@ export function cardOverrides(f: CardFlags): CardOverrides {
 import type { Command } from "commander";
 
 /** The option keys addCardFlags adds (commands that also take method options must tell them apart). */
-export const CARD_FLAG_KEYS = ["card", "inputSize", "channels", "layout", "outputLayout", "scale", "mean", "std", "resize", "outputKind", "channel", "threshold", "threads"] as const;
+export const CARD_FLAG_KEYS = [
+  "card",
+  "inputSize",
+  "channels",
+  "layout",
+  "outputLayout",
+  "scale",
+  "mean",
+  "std",
+  "resize",
+  "outputKind",
+  "channel",
+  "threshold",
+  "threads",
+] as const;
 
 export function addCardFlags(cmd: Command): Command {
   return cmd
@@ -133,11 +148,31 @@ export function addCardFlags(cmd: Command): Command {
     .option("--scale <n>", "pixel values are divided by this (255 → [0,1])", num("scale"))
     .option("--mean <m>", "per-channel mean after scaling, e.g. 0.485,0.456,0.406", numList("mean"))
     .option("--std <s>", "per-channel std after scaling", numList("std"))
-    .option("--resize <filter>", "resize filter: nearest, bilinear, bicubic, lanczos", oneOf("resize", ["nearest", "bilinear", "bicubic", "lanczos"] as const))
-    .option("--layout <nchw|nhwc>", "input axis order (default: read from the graph; nhwc for [N, H, W, 1|3])", oneOf("layout", ["nchw", "nhwc"] as const))
-    .option("--output-layout <nchw|nhwc>", "output axis order (default: read from its shape, else the input's)", oneOf("output-layout", ["nchw", "nhwc"] as const))
-    .option("--output-kind <kind>", "probabilities (thresholded as exported) or logits (sigmoid/softmax first)", oneOf("output-kind", ["probabilities", "logits"] as const))
+    .option(
+      "--resize <filter>",
+      "resize filter: nearest, bilinear, bicubic, lanczos",
+      oneOf("resize", ["nearest", "bilinear", "bicubic", "lanczos"] as const),
+    )
+    .option(
+      "--layout <nchw|nhwc>",
+      "input axis order (default: read from the graph; nhwc for [N, H, W, 1|3])",
+      oneOf("layout", ["nchw", "nhwc"] as const),
+    )
+    .option(
+      "--output-layout <nchw|nhwc>",
+      "output axis order (default: read from its shape, else the input's)",
+      oneOf("output-layout", ["nchw", "nhwc"] as const),
+    )
+    .option(
+      "--output-kind <kind>",
+      "probabilities (thresholded as exported) or logits (sigmoid/softmax first)",
+      oneOf("output-kind", ["probabilities", "logits"] as const),
+    )
     .option("--channel <n>", "output class channel", int("channel"))
     .option("--threshold <t>", "binarisation threshold on the class probability", num("threshold"))
-    .option("--threads <n|auto>", "ONNX Runtime intra-op threads per session (default auto: probed where the command supports it, else 2)", intOrAuto("threads"));
+    .option(
+      "--threads <n|auto>",
+      "ONNX Runtime intra-op threads per session (default auto: probed where the command supports it, else 2)",
+      intOrAuto("threads"),
+    );
 }

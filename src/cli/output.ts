@@ -25,7 +25,9 @@ export function showProgress(f: OutputFlags): boolean {
 export function emit(f: OutputFlags, human: () => string, json: () => Record<string, unknown>, notes: readonly string[] = []): void {
   if (f.json) {
     if (!f.quiet) for (const n of notes) process.stderr.write(`note: ${n}\n`);
-    process.stdout.write(`${JSON.stringify(json(), (_, v) => (typeof v === "number" && !Number.isFinite(v) ? (Number.isNaN(v) ? null : v > 0 ? "inf" : "-inf") : v), 2)}\n`);
+    process.stdout.write(
+      `${JSON.stringify(json(), (_, v) => (typeof v === "number" && !Number.isFinite(v) ? (Number.isNaN(v) ? null : v > 0 ? "inf" : "-inf") : v), 2)}\n`,
+    );
   } else if (!f.quiet) {
     const text = human();
     process.stdout.write(text.endsWith("\n") ? text : `${text}\n`);

@@ -1,11 +1,12 @@
 /** The JSON summaries of `explain`, `demo` and `components` (--json): what the human summary says, as data. */
 import { basename } from "node:path";
-import type { ExplainResult } from "./explain.js";
 import type { ComponentEffects } from "../explain/components.js";
 import { unitEvidence } from "../report/counts.js";
+import type { ExplainResult } from "./explain.js";
 
 export function explainJson(r: ExplainResult): Record<string, unknown> {
-  const a = r.attribution, s = r.written.stats;
+  const a = r.attribution,
+    s = r.written.stats;
   return {
     format: "segcause.explain-summary/1",
     method: a.method,
@@ -44,7 +45,15 @@ export function componentsJson(e: ComponentEffects, out: string, files: string[]
     reference: e.reference,
     baseOutcome: e.baseOutcome,
     counts,
-    units: e.units.map((u, i) => ({ name: u.name, order: u.order, effect: u.effect, stderr: Number.isFinite(u.stderr) ? u.stderr : null, samples: u.samples, status: u.status, ...perUnit[i] })),
+    units: e.units.map((u, i) => ({
+      name: u.name,
+      order: u.order,
+      effect: u.effect,
+      stderr: Number.isFinite(u.stderr) ? u.stderr : null,
+      samples: u.samples,
+      status: u.status,
+      ...perUnit[i],
+    })),
     skipped: e.skipped,
     forwardPasses: e.forwardPasses,
     wallMs: e.wallMs,

@@ -1,6 +1,6 @@
 /** `segcause zoo list`: the bundled models (the demo model, and the model zoo when installed) and where they are. */
 import { Command } from "commander";
-import { findZoo, models, ZOO_INSTALL, ZOO_PACKAGE, type BundledModel } from "../model/bundled.js";
+import { type BundledModel, findZoo, models, ZOO_INSTALL, ZOO_PACKAGE } from "../model/bundled.js";
 
 export function zooCommand(): Command {
   const zoo = new Command("zoo").description(`the bundled models (the model zoo is the package ${ZOO_PACKAGE})`);

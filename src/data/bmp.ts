@@ -9,7 +9,13 @@ export function isBmp(bytes: Buffer): boolean {
 }
 
 /** biCompression codes. */
-const BI_RGB = 0, BI_RLE8 = 1, BI_RLE4 = 2, BI_BITFIELDS = 3, BI_JPEG = 4, BI_PNG = 5, BI_ALPHABITFIELDS = 6;
+const BI_RGB = 0,
+  BI_RLE8 = 1,
+  BI_RLE4 = 2,
+  BI_BITFIELDS = 3,
+  BI_JPEG = 4,
+  BI_PNG = 5,
+  BI_ALPHABITFIELDS = 6;
 /** The header sizes writers use: OS/2 1.x (12), BITMAPINFOHEADER (40), its V2/V3 (52/56), OS/2 2.x (64), V4 (108), V5 (124). */
 const BMP_HEADERS = new Set([12, 40, 52, 56, 64, 108, 124]);
 /** sharp's default pixel limit (limitInputPixels, 16383 x 16383) for the other formats: a header cannot make segcause allocate more. */
@@ -45,7 +51,8 @@ export function decodeBmp(bytes: Buffer): { width: number; height: number; chann
   const height = Math.abs(signedHeight);
   if (!(width > 0 && height > 0 && height < 2 ** 31)) throw new Error(`BMP size ${width}x${signedHeight} is invalid`);
   if (width * height > MAX_PIXELS) throw new Error(`BMP of ${width}x${height} pixels is larger than segcause reads (${MAX_PIXELS} pixels)`);
-  if ((compression === BI_JPEG || compression === BI_PNG) && headerSize !== 64) throw new Error(`BMP holding a ${compression === BI_JPEG ? "JPEG" : "PNG"} stream`);
+  if ((compression === BI_JPEG || compression === BI_PNG) && headerSize !== 64)
+    throw new Error(`BMP holding a ${compression === BI_JPEG ? "JPEG" : "PNG"} stream`);
   if (![1, 2, 4, 8, 16, 24, 32].includes(bits)) throw new Error(`BMP of ${bits} bits per pixel`);
   const masked = compression === BI_BITFIELDS || compression === BI_ALPHABITFIELDS;
   const fits =
@@ -54,10 +61,13 @@ export function decodeBmp(bytes: Buffer): { width: number; height: number; chann
     (compression === BI_RLE4 && bits === 4) ||
     (masked && (bits === 16 || bits === 32) && headerSize !== 64); // 3 is Huffman in OS/2 2.x
   if (!fits) throw new Error(`BMP compression ${compression} with ${bits} bits per pixel`);
-  if (offset < 14 + headerSize || offset >= bytes.length) throw new Error(`BMP pixel offset ${offset} is outside the file's ${bytes.length} bytes after its headers`);
+  if (offset < 14 + headerSize || offset >= bytes.length)
+    throw new Error(`BMP pixel offset ${offset} is outside the file's ${bytes.length} bytes after its headers`);
   const rle = compression === BI_RLE8 || compression === BI_RLE4;
   if (rle && width * height > RLE_FREE_PIXELS && width * height > RLE_MAX_RATIO * (bytes.length - offset)) {
-    throw new Error(`BMP declares ${width}x${height} pixels in ${bytes.length - offset} bytes of RLE data, more than ${RLE_MAX_RATIO} pixels per byte (a decompression bomb)`);
+    throw new Error(
+      `BMP declares ${width}x${height} pixels in ${bytes.length - offset} bytes of RLE data, more than ${RLE_MAX_RATIO} pixels per byte (a decompression bomb)`,
+    );
   }
   // the output index of file row r (rows are stored bottom-up unless the height is negative)
   const rowAt = (r: number) => (signedHeight < 0 ? r : height - 1 - r) * width;
@@ -102,7 +112,11 @@ export function decodeBmp(bytes: Buffer): { width: number; height: number; chann
   // for 24 and 32, no alpha.
   const alphaMasked = masked && (compression === BI_ALPHABITFIELDS || headerSize >= 56);
   if (bytes.length < (alphaMasked ? 70 : masked ? 66 : 0)) throw new Error(`BMP of ${bytes.length} bytes is shorter than its colour masks`);
-  const masks = masked ? [bytes.readUInt32LE(54), bytes.readUInt32LE(58), bytes.readUInt32LE(62)] : bits === 16 ? [0x7c00, 0x03e0, 0x001f] : [0xff0000, 0x00ff00, 0x0000ff];
+  const masks = masked
+    ? [bytes.readUInt32LE(54), bytes.readUInt32LE(58), bytes.readUInt32LE(62)]
+    : bits === 16
+      ? [0x7c00, 0x03e0, 0x001f]
+      : [0xff0000, 0x00ff00, 0x0000ff];
   masks.push(alphaMasked ? bytes.readUInt32LE(66) : 0);
   const channels = masks.map(maskChannel);
   const rgba = Buffer.alloc(width * height * 4);
@@ -140,14 +154,22 @@ function maskChannel(mask: number): (px: number) => number {
 /** Uncompressed pixel rows must all be in the file (the last one's padding may be missing). */
 function checkPixelBytes(bytes: Buffer, offset: number, stride: number, rowBytes: number, height: number): void {
   const need = stride * (height - 1) + rowBytes;
-  if (offset + need > bytes.length) throw new Error(`BMP is truncated: its pixels need ${need} bytes, the file holds ${bytes.length - offset} after its headers`);
+  if (offset + need > bytes.length)
+    throw new Error(`BMP is truncated: its pixels need ${need} bytes, the file holds ${bytes.length - offset} after its headers`);
 }
 
 /**
  * RLE8/RLE4 pixel data (runs, literal runs padded to 16 bits, end of line, delta, end of bitmap) as
  * palette indices through `set(x, fileRow, index)`; pixels it skips keep index 0, as in PIL.
  */
-function decodeRle(bytes: Buffer, offset: number, four: boolean, width: number, height: number, set: (x: number, r: number, v: number) => void): void {
+function decodeRle(
+  bytes: Buffer,
+  offset: number,
+  four: boolean,
+  width: number,
+  height: number,
+  set: (x: number, r: number, v: number) => void,
+): void {
   let x = 0;
   let r = 0;
   let p = offset;

@@ -1,9 +1,9 @@
 /** Case: one image (at the model's input size), optionally with its ground-truth mask. */
 import { basename } from "node:path";
 import { fail } from "../errors.js";
-import { sha256 } from "../util/hash.js";
-import { decodeImage, decodeMask, imageInfo, readInput, type ImageInfo, type RasterImage } from "./image.js";
 import type { Model } from "../model/model.js";
+import { sha256 } from "../util/hash.js";
+import { decodeImage, decodeMask, type ImageInfo, imageInfo, type RasterImage, readInput } from "./image.js";
 
 export interface Case {
   id: string;
@@ -43,7 +43,12 @@ export async function loadCase(model: Model, imagePath: string, maskPath?: strin
   kase.notes = [channelConversion(kase, model), enlargement(kase, model), exifOrientation(kase)].filter((n): n is string => n !== undefined);
   if (maskPath) {
     const maskBytes = await readInput(maskPath, "mask");
-    await checkMaskSize(maskPath, maskBytes, [{ ...source, what: `the image ${imagePath}` }], "give the ground-truth mask of this image, at its size");
+    await checkMaskSize(
+      maskPath,
+      maskBytes,
+      [{ ...source, what: `the image ${imagePath}` }],
+      "give the ground-truth mask of this image, at its size",
+    );
     kase.mask = await decodeMask(maskBytes, maskPath, height, width);
     kase.maskPath = maskPath;
     kase.maskSha256 = sha256(maskBytes);
@@ -52,9 +57,16 @@ export async function loadCase(model: Model, imagePath: string, maskPath?: strin
       const m = await imageInfo(maskBytes, maskPath);
       const native = m.height === height && m.width === width ? kase.mask : await decodeMask(maskBytes, maskPath, m.height, m.width);
       const fg = native.reduce((a, v) => a + v, 0);
-      const [problem, fix] = fg > 0
-        ? [`mask ${maskPath}: its structure (${fg} pixels at ${m.height}x${m.width}) vanishes when the mask is resized to the model's ${height}x${width} input`, "explain against the model's own prediction (omit --mask), or use a model with a larger input"]
-        : [`mask ${maskPath} is empty (no foreground pixel)`, "give a 0/255 or 0/1 mask of the structure, or omit --mask to explain against the model's own prediction"];
+      const [problem, fix] =
+        fg > 0
+          ? [
+              `mask ${maskPath}: its structure (${fg} pixels at ${m.height}x${m.width}) vanishes when the mask is resized to the model's ${height}x${width} input`,
+              "explain against the model's own prediction (omit --mask), or use a model with a larger input",
+            ]
+          : [
+              `mask ${maskPath} is empty (no foreground pixel)`,
+              "give a 0/255 or 0/1 mask of the structure, or omit --mask to explain against the model's own prediction",
+            ];
       if (!opts.allowEmptyMask) fail(problem, fix);
       kase.emptyMask = problem;
     }
@@ -66,7 +78,12 @@ export async function loadCase(model: Model, imagePath: string, maskPath?: strin
  * Fails unless the mask has one of the allowed sizes: a mask of another size is a mask of another
  * image (or a crop), and resizing it would silently misalign it.
  */
-export async function checkMaskSize(path: string, bytes: Buffer, allowed: { height: number; width: number; what: string }[], hint: string): Promise<void> {
+export async function checkMaskSize(
+  path: string,
+  bytes: Buffer,
+  allowed: { height: number; width: number; what: string }[],
+  hint: string,
+): Promise<void> {
   const m = await imageInfo(bytes, path);
   if (allowed.some((a) => a.height === m.height && a.width === m.width)) return;
   fail(`mask ${path} is ${m.height}x${m.width} pixels but ${allowed.map((a) => `${a.what} is ${a.height}x${a.width}`).join(" and ")}`, hint);

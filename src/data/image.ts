@@ -6,9 +6,9 @@ import { readdirSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import sharp, { type Sharp } from "sharp";
 import { fail } from "../errors.js";
-import { decodeBmp, isBmp } from "./bmp.js";
-import { readFileBoundedAsync } from "../util/read.js";
 import type { ResizeFilter } from "../model/card.js";
+import { readFileBoundedAsync } from "../util/read.js";
+import { decodeBmp, isBmp } from "./bmp.js";
 
 /** Interleaved 8-bit pixels (HWC). */
 export interface RasterImage {
@@ -28,7 +28,11 @@ const KERNEL: Record<ResizeFilter, Kernel> = {
 
 /** An image or mask file's bytes: a regular file within the image size limit (src/util/read.ts). */
 export async function readInput(path: string, what = "image"): Promise<Buffer> {
-  return readFileBoundedAsync(path, { what, kind: "image", hint: `check the path (--image, --mask, or the files a dataset manifest lists): give a ${IMAGE_FORMATS} file` });
+  return readFileBoundedAsync(path, {
+    what,
+    kind: "image",
+    hint: `check the path (--image, --mask, or the files a dataset manifest lists): give a ${IMAGE_FORMATS} file`,
+  });
 }
 
 /**
@@ -60,7 +64,12 @@ export async function imageInfo(bytes: Buffer, label: string): Promise<ImageInfo
     }
     const m = await sharp(bytes).metadata();
     if (!m.width || !m.height) throw new Error("no image size in the file");
-    return { height: m.height, width: m.width, channels: m.channels ?? 0, ...(m.orientation && m.orientation > 1 ? { orientation: m.orientation } : {}) };
+    return {
+      height: m.height,
+      width: m.width,
+      channels: m.channels ?? 0,
+      ...(m.orientation && m.orientation > 1 ? { orientation: m.orientation } : {}),
+    };
   } catch (e) {
     fail(`cannot decode image ${label} (${(e as Error).message.split("\n")[0]})`, DECODE_HINT);
   }
@@ -102,7 +111,9 @@ export function listImages(dir: string): string[] {
   }
   // Hidden files (macOS's ._a1.png beside a1.png) are not images of the folder; a dangling link is no file.
   return names
-    .filter((n) => !n.startsWith(".") && IMAGE_EXTENSIONS.has(extname(n).toLowerCase()) && statSync(join(dir, n), { throwIfNoEntry: false })?.isFile())
+    .filter(
+      (n) => !n.startsWith(".") && IMAGE_EXTENSIONS.has(extname(n).toLowerCase()) && statSync(join(dir, n), { throwIfNoEntry: false })?.isFile(),
+    )
     .sort()
     .map((n) => join(dir, n));
 }
@@ -164,7 +175,9 @@ export async function decodeMask(bytes: Buffer, path: string, height: number, wi
 async function decodeGreyNative(bytes: Buffer, label: string): Promise<{ width: number; height: number; data: Uint8Array | Uint16Array }> {
   try {
     const sixteen = !isBmp(bytes) && (await sharp(bytes).metadata()).depth === "ushort";
-    const img = open(bytes).flatten({ background: "#000000" }).toColourspace(sixteen ? "grey16" : "b-w");
+    const img = open(bytes)
+      .flatten({ background: "#000000" })
+      .toColourspace(sixteen ? "grey16" : "b-w");
     const { data, info } = await img.raw({ depth: sixteen ? "ushort" : "uchar" }).toBuffer({ resolveWithObject: true });
     const all = sixteen ? new Uint16Array(data.buffer, data.byteOffset, data.length / 2) : new Uint8Array(data);
     const n = info.width * info.height;
@@ -200,5 +213,7 @@ function binaryRule(data: Uint8Array | Uint16Array, path: string): (v: number) =
 
 /** Encodes interleaved 8-bit pixels as PNG. */
 export async function encodePng(img: RasterImage | { width: number; height: number; channels: 3 | 4; data: Uint8Array }): Promise<Buffer> {
-  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: img.channels } }).png().toBuffer();
+  return sharp(img.data, { raw: { width: img.width, height: img.height, channels: img.channels } })
+    .png()
+    .toBuffer();
 }

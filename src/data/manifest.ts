@@ -3,21 +3,23 @@ import { existsSync, readdirSync, realpathSync, statSync } from "node:fs";
 import { basename, dirname, extname, join, resolve } from "node:path";
 import { z } from "zod";
 import { fail } from "../errors.js";
+import { readJsonBounded } from "../util/read.js";
 import { Rng } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
-import { readJsonBounded } from "../util/read.js";
 import { IMAGE_EXTENSIONS, IMAGE_FORMATS, listImages } from "./image.js";
 import { isNiftiPath } from "./volume/sniff.js";
 
-const CaseEntry = z
-  .object({ id: z.string(), image: z.string(), mask: z.string().optional(), split: z.string() })
-  .passthrough();
+const CaseEntry = z.object({ id: z.string(), image: z.string(), mask: z.string().optional(), split: z.string() }).passthrough();
 /** `kind` absent: 2D images, or volumes when every image is named .nii/.nii.gz (manifests written before kinds). */
 const Manifest = z.object({ name: z.string(), kind: z.enum(["image", "volume"]).optional(), cases: z.array(CaseEntry) }).passthrough();
 const triple = (item: z.ZodNumber) => z.tuple([item, item, item]);
 /** What a volume case may add: the series to pick from a folder holding several, and its grid as recorded. */
 const VolumeFields = z
-  .object({ series: z.string().min(1).optional(), shape: triple(z.number().int().positive()).optional(), spacing_mm: triple(z.number().positive()).optional() })
+  .object({
+    series: z.string().min(1).optional(),
+    shape: triple(z.number().int().positive()).optional(),
+    spacing_mm: triple(z.number().positive()).optional(),
+  })
   .passthrough();
 
 export interface ManifestCase {
@@ -60,10 +62,18 @@ export function readManifest(path: string): Dataset {
     fail(`dataset manifest ${path} does not exist`, "pass a manifest.json or the dataset folder holding it");
   }
   // A folder of images without a manifest: say how to make one.
-  if (file !== path && !existsSync(file)) fail(`${path} holds no manifest.json`, `write one with \`segcause dataset init --images ${path} --masks <mask folder> --out ${file}\` (see docs/commands.md, 'Your own dataset')`);
+  if (file !== path && !existsSync(file))
+    fail(
+      `${path} holds no manifest.json`,
+      `write one with \`segcause dataset init --images ${path} --masks <mask folder> --out ${file}\` (see docs/commands.md, 'Your own dataset')`,
+    );
   const raw = readJsonBounded(file, { what: "dataset manifest", kind: "manifest", hint: "pass a manifest.json" });
   const parsed = Manifest.safeParse(raw);
-  if (!parsed.success) fail(`${file} is not a dataset manifest: ${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message}`, "see docs/commands.md, 'Your own dataset', for the format (or write one with `segcause dataset init`)");
+  if (!parsed.success)
+    fail(
+      `${file} is not a dataset manifest: ${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message}`,
+      "see docs/commands.md, 'Your own dataset', for the format (or write one with `segcause dataset init`)",
+    );
   const root = resolve(dirname(file));
   // Case ids name the cells of a benchmark: two cases with one id would share (and skip) cells.
   const ids = new Set<string>();
@@ -72,12 +82,18 @@ export function readManifest(path: string): Dataset {
     ids.add(c.id);
   }
   if (parsed.data.cases.length === 0) fail(`${file} lists no cases`, "add the dataset's cases (id, image, mask, split) to the manifest");
-  if (manifestKind(parsed.data, file) === "volume") return { name: parsed.data.name, root, kind: "volume", cases: parsed.data.cases.map((c) => volumeEntry(c, root, file)) };
+  if (manifestKind(parsed.data, file) === "volume")
+    return { name: parsed.data.name, root, kind: "volume", cases: parsed.data.cases.map((c) => volumeEntry(c, root, file)) };
   return {
     name: parsed.data.name,
     root,
     // Relative paths are from the manifest's folder; absolute ones stay as they are.
-    cases: parsed.data.cases.map((c) => ({ id: c.id, split: c.split, image: resolve(root, c.image), mask: c.mask ? resolve(root, c.mask) : undefined })),
+    cases: parsed.data.cases.map((c) => ({
+      id: c.id,
+      split: c.split,
+      image: resolve(root, c.image),
+      mask: c.mask ? resolve(root, c.mask) : undefined,
+    })),
   };
 }
 
@@ -92,14 +108,20 @@ function manifestKind(m: z.infer<typeof Manifest>, file: string): "image" | "vol
   const images = m.cases.map((c) => c.image);
   const volumes = m.kind === "volume" ? images.filter((p) => !is2dImagePath(p)) : images.filter(isNiftiPath);
   const flat = m.kind === "volume" ? images.filter(is2dImagePath) : images.filter((p) => !isNiftiPath(p));
-  if (volumes.length && flat.length) fail(`${file} mixes 2D images (${flat.length}, e.g. ${flat[0]}) and volumes (${volumes.length}, e.g. ${volumes[0]})`, MIXED_HINT);
-  if (m.kind === "image" && volumes.length) fail(`${file} says kind "image" but lists volumes (e.g. ${volumes[0]})`, `write "kind": "volume", or ${MIXED_HINT}`);
+  if (volumes.length && flat.length)
+    fail(`${file} mixes 2D images (${flat.length}, e.g. ${flat[0]}) and volumes (${volumes.length}, e.g. ${volumes[0]})`, MIXED_HINT);
+  if (m.kind === "image" && volumes.length)
+    fail(`${file} says kind "image" but lists volumes (e.g. ${volumes[0]})`, `write "kind": "volume", or ${MIXED_HINT}`);
   return volumes.length ? "volume" : "image";
 }
 
 function volumeEntry(c: z.infer<typeof CaseEntry>, root: string, file: string): VolumeEntry {
   const v = VolumeFields.safeParse(c);
-  if (!v.success) fail(`${file}: case '${c.id}': ${v.error.issues[0].path.join(".")}: ${v.error.issues[0].message}`, "shape is [nx, ny, nz] voxels, spacing_mm three positive numbers, series a Series Instance UID");
+  if (!v.success)
+    fail(
+      `${file}: case '${c.id}': ${v.error.issues[0].path.join(".")}: ${v.error.issues[0].message}`,
+      "shape is [nx, ny, nz] voxels, spacing_mm three positive numbers, series a Series Instance UID",
+    );
   const image = resolve(root, c.image);
   const mask = c.mask ? resolve(root, c.mask) : undefined;
   return {
@@ -121,14 +143,16 @@ function checkSplits(ds: Dataset, splits: string[]): void {
 
 /** The 2D cases of these splits; a volume data set is refused (its readers take volumeCasesInSplits). */
 export function casesInSplits(ds: Dataset, splits: string[]): ManifestCase[] {
-  if (ds.kind === "volume") fail(`dataset ${ds.name} holds volumes (NIfTI or DICOM), and this command reads 2D images`, "give a data set of 2D images here");
+  if (ds.kind === "volume")
+    fail(`dataset ${ds.name} holds volumes (NIfTI or DICOM), and this command reads 2D images`, "give a data set of 2D images here");
   checkSplits(ds, splits);
   return ds.cases.filter((c) => splits.includes(c.split));
 }
 
 /** The volume cases of these splits, paths resolved; a 2D data set is refused. */
 export function volumeCasesInSplits(ds: Dataset, splits: string[]): VolumeEntry[] {
-  if (ds.kind !== "volume") fail(`dataset ${ds.name} holds 2D images, and this reads volumes`, "give a data set of volumes (NIfTI files or DICOM series)");
+  if (ds.kind !== "volume")
+    fail(`dataset ${ds.name} holds 2D images, and this reads volumes`, "give a data set of volumes (NIfTI files or DICOM series)");
   checkSplits(ds, splits);
   return (ds.cases as VolumeEntry[]).filter((c) => splits.includes(c.split));
 }
@@ -211,7 +235,11 @@ export function niftiDatasetFromFolders(o: FolderDatasetOptions): FolderDataset 
 function pairFolders(o: FolderDatasetOptions, files: PairedFiles): FolderDataset {
   const stemOf = files.stem;
   // Mask options without masks would be dropped silently: most likely --masks was forgotten.
-  if (!o.masks && (o.maskSuffix !== undefined || o.allowMissingMasks)) fail(`${o.maskSuffix !== undefined ? "--mask-suffix" : "--allow-missing-masks"} only applies with --masks`, "add --masks <folder of masks>, or drop it");
+  if (!o.masks && (o.maskSuffix !== undefined || o.allowMissingMasks))
+    fail(
+      `${o.maskSuffix !== undefined ? "--mask-suffix" : "--allow-missing-masks"} only applies with --masks`,
+      "add --masks <folder of masks>, or drop it",
+    );
   checkFolder(o.images, "--images");
   if (o.masks) checkFolder(o.masks, "--masks");
   const masks = o.masks ? files.list(o.masks) : [];
@@ -219,7 +247,11 @@ function pairFolders(o: FolderDatasetOptions, files: PairedFiles): FolderDataset
   // Real paths: a symlink or another spelling of the images folder is the same folder (else every
   // image would pair with itself as its mask, suffix '').
   const sameFolder = o.masks !== undefined && realpathSync(o.masks) === realpathSync(o.images);
-  if (sameFolder && !o.maskSuffix) fail("--masks is the images folder, so masks and images can only be told apart by --mask-suffix", "pass --mask-suffix (e.g. _mask), or keep the masks in their own folder");
+  if (sameFolder && !o.maskSuffix)
+    fail(
+      "--masks is the images folder, so masks and images can only be told apart by --mask-suffix",
+      "pass --mask-suffix (e.g. _mask), or keep the masks in their own folder",
+    );
   // In a shared folder, the masks are not images of the dataset.
   let images = files.list(o.images);
   if (sameFolder) images = images.filter((p) => !stemOf(p).endsWith(o.maskSuffix!));
@@ -233,7 +265,11 @@ function pairFolders(o: FolderDatasetOptions, files: PairedFiles): FolderDataset
   const seen = new Map<string, string>();
   images.forEach((p, i) => {
     const other = seen.get(keys[i]);
-    if (other) fail(`${basename(other)} and ${basename(p)} both give the case id '${keys[i]}'`, "keep one file per image (ids are file names without extension)");
+    if (other)
+      fail(
+        `${basename(other)} and ${basename(p)} both give the case id '${keys[i]}'`,
+        "keep one file per image (ids are file names without extension)",
+      );
     seen.set(keys[i], p);
   });
   let suffix = o.maskSuffix;
@@ -244,20 +280,32 @@ function pairFolders(o: FolderDatasetOptions, files: PairedFiles): FolderDataset
     const ranked = [...counts].sort((a, b) => b[1] - a[1] || a[0].length - b[0].length || (a[0] < b[0] ? -1 : 1));
     suffix = ranked[0]?.[0];
     // A tie is a guess (a1.png and a1_mask.png both in the masks folder: '' would pair every image with a copy of itself).
-    if (ranked.length > 1 && ranked[1][1] === ranked[0][1]) fail(`masks in ${o.masks} pair as many images with suffix '${ranked[0][0]}' as with '${ranked[1][0]}' (${ranked[0][1]} each)`, `pass --mask-suffix '${ranked[1][0]}' (or the one that names the masks)`);
-    if (suffix === undefined) fail(`no mask in ${o.masks} is named after an image of ${o.images}`, "masks must be named <image name><suffix>: pass --mask-suffix, or --image-suffix when the image names carry an ending the masks lack");
+    if (ranked.length > 1 && ranked[1][1] === ranked[0][1])
+      fail(
+        `masks in ${o.masks} pair as many images with suffix '${ranked[0][0]}' as with '${ranked[1][0]}' (${ranked[0][1]} each)`,
+        `pass --mask-suffix '${ranked[1][0]}' (or the one that names the masks)`,
+      );
+    if (suffix === undefined)
+      fail(
+        `no mask in ${o.masks} is named after an image of ${o.images}`,
+        "masks must be named <image name><suffix>: pass --mask-suffix, or --image-suffix when the image names carry an ending the masks lack",
+      );
   }
   const masksByStem = new Map<string, string[]>();
   for (const m of masks) masksByStem.set(stemOf(m), [...(masksByStem.get(stemOf(m)) ?? []), m]);
   const paired = keys.map((k) => {
     const found = o.masks ? (masksByStem.get(k + suffix) ?? []) : [];
     // a1_mask.png and a1_mask.gif: which one is a1's mask is not for us to guess
-    if (found.length > 1) fail(`${found.map((m) => basename(m)).join(" and ")} in ${o.masks} are both named as the mask of '${k}'`, "keep one mask file per image");
+    if (found.length > 1)
+      fail(`${found.map((m) => basename(m)).join(" and ")} in ${o.masks} are both named as the mask of '${k}'`, "keep one mask file per image");
     return found[0];
   });
   const missing = keys.filter((_, i) => o.masks && !paired[i]);
   if (missing.length && !o.allowMissingMasks) {
-    fail(`${missing.length} of ${keys.length} images have no mask named <id>${suffix} in ${o.masks} (${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ", ..." : ""})`, "check --mask-suffix / --image-suffix, or pass --allow-missing-masks to list them without a mask");
+    fail(
+      `${missing.length} of ${keys.length} images have no mask named <id>${suffix} in ${o.masks} (${missing.slice(0, 3).join(", ")}${missing.length > 3 ? ", ..." : ""})`,
+      "check --mask-suffix / --image-suffix, or pass --allow-missing-masks to list them without a mask",
+    );
   }
   const used = new Set(paired.filter((m): m is string => m !== undefined));
   const splitOf = assignSplits(keys.length, o.splits, o.seed);
@@ -277,7 +325,8 @@ export function assignSplits(n: number, splits: { name: string; share: number }[
   const order = new Rng(seed, STREAM.splitShuffle).sampleWithoutReplacement(n, n);
   const total = splits.reduce((s, x) => s + x.share, 0);
   const splitOf = new Array<string>(n);
-  let start = 0, cum = 0;
+  let start = 0,
+    cum = 0;
   for (const s of splits) {
     cum += s.share;
     const end = Math.round((cum / total) * n);

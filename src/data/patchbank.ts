@@ -4,17 +4,17 @@
  * then count x size x size x 3 bytes of RGB.
  */
 import { mkdir } from "node:fs/promises";
-import { z } from "zod";
 import { basename, dirname } from "node:path";
+import { z } from "zod";
 import { fail } from "../errors.js";
+import { ResizeFilter } from "../model/card.js";
+import { ioProblem, writeFileAtomic } from "../util/atomic.js";
 import { sha256 } from "../util/hash.js";
+import { parseJson, readFileBoundedAsync } from "../util/read.js";
 import { Rng } from "../util/rng.js";
 import { VERSION } from "../version.js";
+import { type Case, caseImageHashes } from "./case.js";
 import { decodeImage, IMAGE_FORMATS, readInput } from "./image.js";
-import { caseImageHashes, type Case } from "./case.js";
-import { ResizeFilter } from "../model/card.js";
-import { parseJson, readFileBoundedAsync } from "../util/read.js";
-import { ioProblem, writeFileAtomic } from "../util/atomic.js";
 
 const MAGIC = "SEGCAUSE-PATCHBANK-1\n";
 
@@ -83,7 +83,9 @@ export class PatchBank {
       const src = k * plane * 3;
       const dst = k * channels * plane;
       for (let i = 0; i < plane; i++) {
-        const r = this.pixels[src + i * 3], g = this.pixels[src + i * 3 + 1], b = this.pixels[src + i * 3 + 2];
+        const r = this.pixels[src + i * 3],
+          g = this.pixels[src + i * 3 + 1],
+          b = this.pixels[src + i * 3 + 2];
         if (channels === 3) {
           out[dst + i] = r * coef[0][0] + coef[0][1];
           out[dst + plane + i] = g * coef[1][0] + coef[1][1];
@@ -106,14 +108,18 @@ export class PatchBank {
     } catch (e) {
       const problem = ioProblem(e);
       if (problem) throw problem;
-      fail(`cannot write patch bank ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, "give --out a file path you can write to");
+      fail(
+        `cannot write patch bank ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+        "give --out a file path you can write to",
+      );
     }
   }
 
   static async load(path: string): Promise<PatchBank> {
     const rebuild = "rebuild it with `segcause bank build`";
     const buf = await readFileBoundedAsync(path, { what: "patch bank", kind: "bank", hint: "build one with `segcause bank build`" });
-    if (buf.length < MAGIC.length + 4 || buf.toString("latin1", 0, MAGIC.length) !== MAGIC) fail(`${path} is not a segcause patch bank`, "build one with `segcause bank build`");
+    if (buf.length < MAGIC.length + 4 || buf.toString("latin1", 0, MAGIC.length) !== MAGIC)
+      fail(`${path} is not a segcause patch bank`, "build one with `segcause bank build`");
     const len = buf.readUInt32LE(MAGIC.length);
     const start = MAGIC.length + 4;
     if (start + len > buf.length) fail(`patch bank ${path}: its header length ${len} runs past the end of the file (${buf.length} bytes)`, rebuild);
@@ -129,7 +135,8 @@ export class PatchBank {
     const want = header.count * P * P * 3;
     const what = `${header.count} patch${header.count === 1 ? "" : "es"} of ${P}x${P} (${want} bytes)`;
     if (pixels.length < want) fail(`patch bank ${path} is truncated: ${pixels.length} bytes of pixels for ${what}`, rebuild);
-    if (pixels.length > want) fail(`patch bank ${path} holds ${pixels.length} bytes of pixels, ${pixels.length - want} more than its header's ${what}`, rebuild);
+    if (pixels.length > want)
+      fail(`patch bank ${path} holds ${pixels.length} bytes of pixels, ${pixels.length - want} more than its header's ${what}`, rebuild);
     return new PatchBank(header, pixels, sha256(buf));
   }
 }
@@ -154,11 +161,19 @@ export async function buildPatchBank(images: string[], opts: BankBuildOptions): 
   const perImage = opts.perImage ?? 100;
   const seed = opts.seed ?? 0;
   const filter = opts.filter ?? "bilinear";
-  if (images.length === 0) fail("no images to build the patch bank from", `pass a folder with images (${IMAGE_FORMATS}) or a manifest with non-test cases`);
-  for (const [k, v] of [["height", opts.height], ["width", opts.width]] as const) if (!Number.isInteger(v) || v < 1) fail(`the bank's image ${k} must be a positive integer, got ${v}`, "pass --size H,W or a --model whose card gives the input size");
-  if (!Number.isInteger(P) || P < 1 || P > Math.min(opts.height, opts.width)) fail(`patch size ${P} does not fit a ${opts.height}x${opts.width} image`, "use a patch size such as 8");
+  if (images.length === 0)
+    fail("no images to build the patch bank from", `pass a folder with images (${IMAGE_FORMATS}) or a manifest with non-test cases`);
+  for (const [k, v] of [
+    ["height", opts.height],
+    ["width", opts.width],
+  ] as const)
+    if (!Number.isInteger(v) || v < 1)
+      fail(`the bank's image ${k} must be a positive integer, got ${v}`, "pass --size H,W or a --model whose card gives the input size");
+  if (!Number.isInteger(P) || P < 1 || P > Math.min(opts.height, opts.width))
+    fail(`patch size ${P} does not fit a ${opts.height}x${opts.width} image`, "use a patch size such as 8");
   if (!Number.isInteger(perImage) || perImage < 1) fail(`patches per image must be a positive integer, got ${perImage}`, "use --per-image 100");
-  const rowsG = Math.floor(opts.height / P), colsG = Math.floor(opts.width / P);
+  const rowsG = Math.floor(opts.height / P),
+    colsG = Math.floor(opts.width / P);
   const chunks: Uint8Array[] = [];
   const sources: PatchBankHeader["sources"] = [];
   for (let i = 0; i < images.length; i++) {
@@ -166,7 +181,8 @@ export async function buildPatchBank(images: string[], opts: BankBuildOptions): 
     const img = await decodeImage(bytes, images[i], { channels: "rgb", height: opts.height, width: opts.width, resize: filter });
     const picks = new Rng(seed, i).sampleWithoutReplacement(rowsG * colsG, perImage);
     for (const g of picks) {
-      const r0 = Math.floor(g / colsG) * P, c0 = (g % colsG) * P;
+      const r0 = Math.floor(g / colsG) * P,
+        c0 = (g % colsG) * P;
       const patch = new Uint8Array(P * P * 3);
       for (let y = 0; y < P; y++) patch.set(img.data.subarray(((r0 + y) * opts.width + c0) * 3, ((r0 + y) * opts.width + c0 + P) * 3), y * P * 3);
       chunks.push(patch);

@@ -4,9 +4,9 @@
  */
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
-import { fail } from "../errors.js";
 import { casesInSplits, type Dataset } from "../data/manifest.js";
 import { buildPatchBank, PatchBank } from "../data/patchbank.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import { assertInside } from "../util/files.js";
 import { sha256, sha256File } from "../util/hash.js";
@@ -14,7 +14,13 @@ import type { EvaluateConfig } from "./protocol.js";
 import { readJson, safe, writeAtomic } from "./store.js";
 
 /** The bank for `model`'s cells, loaded or built once per path (`cache`). */
-export async function bankFor(cfg: EvaluateConfig, ds: Dataset, model: Model, cache: Map<string, PatchBank>, log: (s: string) => void): Promise<PatchBank> {
+export async function bankFor(
+  cfg: EvaluateConfig,
+  ds: Dataset,
+  model: Model,
+  cache: Map<string, PatchBank>,
+  log: (s: string) => void,
+): Promise<PatchBank> {
   if (cfg.bank) {
     if (!cache.has(cfg.bank)) cache.set(cfg.bank, await PatchBank.load(cfg.bank));
     return cache.get(cfg.bank)!;
@@ -30,11 +36,11 @@ export async function bankFor(cfg: EvaluateConfig, ds: Dataset, model: Model, ca
   // re-split one) must not reuse this bank, nor mix its cells with this folder's.
   const sources = sha256((await Promise.all(images.map((f) => sha256File(f)))).join("\n"));
   let bank: PatchBank | undefined;
-  const ok = readJson<{ sourcesSha256?: string }>(path + ".ok");
+  const ok = readJson<{ sourcesSha256?: string }>(`${path}.ok`);
   if (ok?.sourcesSha256 !== undefined && ok.sourcesSha256 !== sources) {
     fail(
       `${cfg.out} was evaluated on another dataset named '${ds.name}' (its ${cfg.bankSplits.join("+")} images differ from those of ${ds.root})`,
-      "use a new --out folder for this dataset, or give its manifest another \"name\"",
+      'use a new --out folder for this dataset, or give its manifest another "name"',
     );
   }
   if (ok) bank = await PatchBank.load(path);
@@ -43,7 +49,7 @@ export async function bankFor(cfg: EvaluateConfig, ds: Dataset, model: Model, ca
     bank = await buildPatchBank(images, { height: model.height, width: model.width, filter, patchSize: cfg.bankPatchSize, seed: cfg.seed });
     await mkdir(join(cfg.out, "banks"), { recursive: true });
     await bank.save(path);
-    await writeAtomic(path + ".ok", JSON.stringify({ source: "built by segcause evaluate", images: images.length, sourcesSha256: sources }));
+    await writeAtomic(`${path}.ok`, JSON.stringify({ source: "built by segcause evaluate", images: images.length, sourcesSha256: sources }));
     // Reload: a bank's identity (sha256) is that of its file, the same on every rerun.
     bank = await PatchBank.load(path);
   }

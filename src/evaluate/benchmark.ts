@@ -7,24 +7,24 @@
  */
 import { mkdir } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
-import { fail, SegcauseError } from "../errors.js";
-import { loadCase, type Case } from "../data/case.js";
-import { casesInSplits, readManifest, type Dataset } from "../data/manifest.js";
+import { type Case, loadCase } from "../data/case.js";
+import { casesInSplits, type Dataset, readManifest } from "../data/manifest.js";
 import { PatchBank } from "../data/patchbank.js";
-import { Model } from "../model/model.js";
-import { Runner } from "../model/runner.js";
+import { fail, SegcauseError } from "../errors.js";
+import type { Attribution } from "../explain/attribution.js";
 import { getMethod } from "../explain/catalog.js";
 import { kebab, resolveOptions } from "../explain/methods.js";
-import type { Attribution } from "../explain/attribution.js";
+import { Model } from "../model/model.js";
+import { Runner } from "../model/runner.js";
 import { etaOf, fmtDuration, type ProgressListener, type RunStatus } from "../util/progress.js";
 import { bankFor } from "./bank-cache.js";
 import { computeControl, explainCell, measureCell, openRoi, skippedControl, writeCell } from "./cell.js";
 import { cellKey, controlKey, groupKey, protocolKey as protocolKeyOf, REFUSALS_REVISION, refusalHolds } from "./cell-key.js";
 import type { EvaluateConfig, MethodRun } from "./protocol.js";
 import { rankUnitsProblem } from "./rank-units.js";
-import { selectRois, type PlacedRoi } from "./rois.js";
+import { type PlacedRoi, selectRois } from "./rois.js";
 import { cellDifference } from "./run-record.js";
-import { cellDir, controlPath, readJson, writeAtomic, type CellId, type CellRecord, type ControlRecord, type FailedRecord } from "./store.js";
+import { type CellId, type CellRecord, type ControlRecord, cellDir, controlPath, type FailedRecord, readJson, writeAtomic } from "./store.js";
 
 export interface RunControl {
   signal?: AbortSignal;
@@ -79,7 +79,8 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   const needBank = P.fills.includes("patches") || defs.some((d) => d.def.needsBank);
   const summary: RunSummary = { computed: 0, resumed: 0, skipped: 0, failed: 0, stoppedEarly: false, notes: [] };
   if (cfg.models.length < given.models.length) summary.notes.push(`a model given more than once in --models is evaluated once`);
-  if (cfg.images !== undefined && cfg.images > inSplit) summary.notes.push(`--images ${cfg.images}: split '${cfg.split}' has only ${inSplit} images, all evaluated`);
+  if (cfg.images !== undefined && cfg.images > inSplit)
+    summary.notes.push(`--images ${cfg.images}: split '${cfg.split}' has only ${inSplit} images, all evaluated`);
   const banks = new Map<string, PatchBank>();
   const protocolKey = protocolKeyOf(P, cfg.seed);
 
@@ -91,7 +92,11 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   const byName = new Map<string, string>();
   for (const p of new Set(cfg.models)) {
     const other = byName.get(modelName(p));
-    if (other) fail(`--models ${other} and ${p} have the same file name '${basename(p)}', which names their cells`, "copy or link one of them under another name");
+    if (other)
+      fail(
+        `--models ${other} and ${p} have the same file name '${basename(p)}', which names their cells`,
+        "copy or link one of them under another name",
+      );
     byName.set(modelName(p), p);
   }
   try {
@@ -105,7 +110,10 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
     if (needBank && cfg.bank) banks.set(cfg.bank, await PatchBank.load(cfg.bank));
     else if (needBank) {
       casesInSplits(ds, cfg.bankSplits);
-      if (cfg.bankSplits.includes(cfg.split)) summary.notes.push(`the patch bank is built from split '${cfg.split}', which is also evaluated: each image's own patches are left out of its draws, the other evaluated images' patches stay in`);
+      if (cfg.bankSplits.includes(cfg.split))
+        summary.notes.push(
+          `the patch bank is built from split '${cfg.split}', which is also evaluated: each image's own patches are left out of its draws, the other evaluated images' patches stay in`,
+        );
     }
     // Settings that can work on none of the models (a block larger than every input, a bank of
     // another patch size, a Grad-CAM layer no model has) stop the run now, not as one refusal per
@@ -116,14 +124,20 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
       const refusals: { path: string; error: SegcauseError }[] = [];
       for (const [path, { model }] of loaded) {
         try {
-          d.def.check({ model, options: d.options, bankPatchSize, label: (o, v) => `--set ${d.def.name}.${kebab(o)}${v === undefined ? "" : `=${v}`}` });
+          d.def.check({
+            model,
+            options: d.options,
+            bankPatchSize,
+            label: (o, v) => `--set ${d.def.name}.${kebab(o)}${v === undefined ? "" : `=${v}`}`,
+          });
         } catch (e) {
           if (!(e instanceof SegcauseError)) throw e;
           refusals.push({ path, error: e });
         }
       }
       if (refusals.length === loaded.size) throw refusals[0].error;
-      for (const r of refusals) summary.notes.push(`${d.def.name} cannot run on ${modelName(r.path)}: ${r.error.message}; its cells of that model will be refused`);
+      for (const r of refusals)
+        summary.notes.push(`${d.def.name} cannot run on ${modelName(r.path)}: ${r.error.message}; its cells of that model will be refused`);
     }
     // Every chosen image, mask and RoI is read once before the first cell, so that a missing file,
     // a label-map mask or a RoI outside the image stops the run now rather than hours in.
@@ -149,7 +163,8 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
     // Whole-run progress for the log: cells accounted for (computed, found, skipped, refused) of
     // about how many (less when a rule places fewer RoIs than it asks for), and an ETA from the time
     // spent on the RoIs that computed cells in this run (not bank building).
-    const roisPer = (id: string) => ("file" in cfg.rois ? cfg.rois.rows.filter((r) => r.image === id).length : cfg.rois.rules.reduce((a, r) => a + r.count, 0));
+    const roisPer = (id: string) =>
+      "file" in cfg.rois ? cfg.rois.rows.filter((r) => r.image === id).length : cfg.rois.rules.reduce((a, r) => a + r.count, 0);
     let total = cases.reduce((a, c) => a + roisPer(c.id), 0) * cfg.models.length * defs.length;
     let busyMs = 0;
     const progress = (runningMs: number) => {
@@ -164,8 +179,16 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
       const done = summary.computed + summary.resumed + summary.skipped + summary.failed;
       const eta = etaOf(total - done, summary.computed, busyMs + runningMs);
       return {
-        label, unit: "cells", done, total: exact ? total : undefined, exact, ...(exact ? {} : { bound: total }),
-        resumed: done - summary.computed, elapsedMs: Date.now() - t0, etaMs: exact ? eta : undefined, ...(exact ? {} : { etaBoundMs: eta }),
+        label,
+        unit: "cells",
+        done,
+        total: exact ? total : undefined,
+        exact,
+        ...(exact ? {} : { bound: total }),
+        resumed: done - summary.computed,
+        elapsedMs: Date.now() - t0,
+        etaMs: exact ? eta : undefined,
+        ...(exact ? {} : { etaBoundMs: eta }),
       };
     };
     for (const c of cases) {
@@ -184,16 +207,36 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
           kase = await loadCase(model, c.image, c.mask, { allowEmptyMask: true });
           kase.id = c.id;
           decoded.set(geometry(model), kase);
-          if (kase.emptyMask) summary.notes.push(`${c.id} at ${model.height}x${model.width}: ${kase.emptyMask}; RoIs that need the structure are not placed, Dice on it is undefined`);
+          if (kase.emptyMask)
+            summary.notes.push(
+              `${c.id} at ${model.height}x${model.width}: ${kase.emptyMask}; RoIs that need the structure are not placed, Dice on it is undefined`,
+            );
         }
         const rois = selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, summary.notes);
         total -= (roisPer(c.id) - rois.length) * defs.length;
         for (const roi of rois) {
           const id: CellId = { dataset: ds.name, model: modelName(modelPath), image: c.id, roi: roi.id };
-          const computedBefore = summary.computed, start = Date.now();
+          const computedBefore = summary.computed,
+            start = Date.now();
           // the RoI in progress counts from its start
           const show = ctl.onStatus && ((label: string) => ctl.onStatus!(status(Date.now() - start, label)));
-          const stop = await evaluateRoi(cfg, ctl, summary, model, runner, kase, roi, id, defs, bank, protocolKey, log, () => progress(Date.now() - start), validated, show);
+          const stop = await evaluateRoi(
+            cfg,
+            ctl,
+            summary,
+            model,
+            runner,
+            kase,
+            roi,
+            id,
+            defs,
+            bank,
+            protocolKey,
+            log,
+            () => progress(Date.now() - start),
+            validated,
+            show,
+          );
           if (summary.computed > computedBefore) busyMs += Date.now() - start;
           else show?.(`${id.model} · ${id.image} · ${id.roi}: found, skipped or refused`); // cells found on disk move the count too
           if (stop) {
@@ -230,7 +273,10 @@ function checkRoiFile(file: string, rows: readonly { image: string }[], ds: Data
   const known = new Set(ds.cases.map((c) => c.id));
   const unknown = [...new Set(rows.map((r) => r.image).filter((id) => !known.has(id)))];
   if (unknown.length) {
-    fail(`RoI file ${file} names ${unknown.length} image(s) that are not in ${ds.name}: ${unknown.slice(0, 5).join(", ")}${unknown.length > 5 ? ", ..." : ""}`, `use the manifest's case ids (e.g. ${ds.cases[0]?.id ?? "?"})`);
+    fail(
+      `RoI file ${file} names ${unknown.length} image(s) that are not in ${ds.name}: ${unknown.slice(0, 5).join(", ")}${unknown.length > 5 ? ", ..." : ""}`,
+      `use the manifest's case ids (e.g. ${ds.cases[0]?.id ?? "?"})`,
+    );
   }
   const chosen = new Set(cases.map((c) => c.id));
   if (!rows.some((r) => chosen.has(r.image))) {
@@ -245,8 +291,20 @@ function checkRoiFile(file: string, rows: readonly { image: string }[], ds: Data
 type Def = { run: MethodRun; def: ReturnType<typeof getMethod>; options: Record<string, unknown> };
 
 async function evaluateRoi(
-  cfg: EvaluateConfig, ctl: RunControl, summary: RunSummary, model: Model, runner: Runner, kase: Case, roi: PlacedRoi, id: CellId,
-  defs: Def[], bank: PatchBank | undefined, protocolKey: Record<string, unknown>, log: (s: string) => void, progress: () => string, validated: () => Promise<void>,
+  cfg: EvaluateConfig,
+  ctl: RunControl,
+  summary: RunSummary,
+  model: Model,
+  runner: Runner,
+  kase: Case,
+  roi: PlacedRoi,
+  id: CellId,
+  defs: Def[],
+  bank: PatchBank | undefined,
+  protocolKey: Record<string, unknown>,
+  log: (s: string) => void,
+  progress: () => string,
+  validated: () => Promise<void>,
   show?: (label: string) => void,
 ): Promise<boolean> {
   let cell = `${id.model} · ${id.image} · ${id.roi}`;
@@ -263,7 +321,11 @@ async function evaluateRoi(
   const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));
   const existing = dirs.map((d) => readJson<CellRecord>(join(d, "cell.json")));
   existing.forEach((e, i) => {
-    if (e && e.key !== cellKeys[i]) fail(`${join(dirs[i], "cell.json")} was computed with different settings (${cellDifference(e, defs[i].def, defs[i].options, cfg)})`, "use a new --out folder for a different protocol, model, bank or method options");
+    if (e && e.key !== cellKeys[i])
+      fail(
+        `${join(dirs[i], "cell.json")} was computed with different settings (${cellDifference(e, defs[i].def, defs[i].options, cfg)})`,
+        "use a new --out folder for a different protocol, model, bank or method options",
+      );
   });
   await validated();
   // A method that refused this cell (a SegcauseError, e.g. an op it cannot differentiate) is recorded
@@ -275,11 +337,20 @@ async function evaluateRoi(
   const ctrlPath = controlPath(cfg.out, id);
   const ctrlKey = controlKey(group);
   let control = readJson<ControlRecord>(ctrlPath);
-  if (control && control.key !== ctrlKey) fail(`${ctrlPath} was computed with different settings`, "use a new --out folder for a different protocol, model or bank");
-  if (control?.status === "skipped") { summary.skipped += todo.length; return false; }
+  if (control && control.key !== ctrlKey)
+    fail(`${ctrlPath} was computed with different settings`, "use a new --out folder for a different protocol, model or bank");
+  if (control?.status === "skipped") {
+    summary.skipped += todo.length;
+    return false;
+  }
   if (todo.length === 0 && control) return false;
 
-  const ctx = await openRoi({ P: cfg.protocol, seed: cfg.seed, batchSize: cfg.batchSize, onProgress, model, kase, roi, bank }, runner, id, summary.notes);
+  const ctx = await openRoi(
+    { P: cfg.protocol, seed: cfg.seed, batchSize: cfg.batchSize, onProgress, model, kase, roi, bank },
+    runner,
+    id,
+    summary.notes,
+  );
   if ("skipped" in ctx) {
     await writeAtomic(ctrlPath, JSON.stringify(skippedControl({ roi }, id, ctrlKey, ctx.skipped), null, 1));
     summary.notes.push(`${id.model} ${id.image} ${id.roi}: skipped (${ctx.skipped})`);
@@ -309,7 +380,22 @@ async function evaluateRoi(
     } catch (e) {
       if (!(e instanceof SegcauseError)) throw e;
       const reason = e.oneLine();
-      await writeAtomic(join(dir, "failed.json"), JSON.stringify({ format: "segcause.evalfailed/1", key: cellKeys[i], id, method: def.name, options, reason, refusals: REFUSALS_REVISION } satisfies FailedRecord, null, 1));
+      await writeAtomic(
+        join(dir, "failed.json"),
+        JSON.stringify(
+          {
+            format: "segcause.evalfailed/1",
+            key: cellKeys[i],
+            id,
+            method: def.name,
+            options,
+            reason,
+            refusals: REFUSALS_REVISION,
+          } satisfies FailedRecord,
+          null,
+          1,
+        ),
+      );
       summary.failed++;
       summary.notes.push(`${id.model} ${id.image} ${id.roi} ${def.name}: failed (${reason})`);
       log(`  failed: ${reason}`);
@@ -318,7 +404,9 @@ async function evaluateRoi(
     const record = await measureCell(ctx, control, { key: cellKeys[i], id, def, options }, a, causal);
     await writeCell(dir, a, record, checkpointPath);
     summary.computed++;
-    cellLog(`  done: ${a.forwardPasses} forward + ${a.backwardPasses} backward passes in ${(a.wallMs / 1000).toFixed(1)} s, curves ${record.cost.evaluationPasses} passes · ${progress()}`);
+    cellLog(
+      `  done: ${a.forwardPasses} forward + ${a.backwardPasses} backward passes in ${(a.wallMs / 1000).toFixed(1)} s, curves ${record.cost.evaluationPasses} passes · ${progress()}`,
+    );
     show?.(`${cell}: done`);
   }
   return false;

@@ -23,11 +23,11 @@
  */
 import type { Case } from "../data/case.js";
 import type { PatchBank } from "../data/patchbank.js";
-import type { Model } from "../model/model.js";
-import type { RoiRect } from "../target/roi.js";
 import { autoLayerMovedByOutputPath } from "../explain/gradcam.js";
 import type { MethodDefinition } from "../explain/methods.js";
+import type { Model } from "../model/model.js";
 import { opsetOf } from "../onnx/opset.js";
+import type { RoiRect } from "../target/roi.js";
 import { sha256 } from "../util/hash.js";
 import type { Protocol } from "./protocol.js";
 import { rankUnitsName } from "./rank-units.js";
@@ -45,7 +45,20 @@ const LATER_SETTINGS: { name: string; before: unknown; keyed: (p: Protocol) => u
 /** Rules 1 and 2: the protocol part of every key of a run. */
 export function protocolKey(p: Protocol, seed: number): Record<string, unknown> {
   const { steps, fills, patchDraws, blurSigma, topk, radius, minRange, stability, noiseSigma, outcome, reference } = p;
-  const key: Record<string, unknown> = { steps, fills, patchDraws, blurSigma, topk, radius, minRange, stability, noiseSigma, outcome, reference, seed };
+  const key: Record<string, unknown> = {
+    steps,
+    fills,
+    patchDraws,
+    blurSigma,
+    topk,
+    radius,
+    minRange,
+    stability,
+    noiseSigma,
+    outcome,
+    reference,
+    seed,
+  };
   for (const s of LATER_SETTINGS) {
     const v = s.keyed(p);
     if (v !== undefined) key[s.name] = v;
@@ -93,7 +106,10 @@ function modelFixKey(def: MethodDefinition, options: Record<string, unknown>, mo
     const dims = model.graph.outputs.find((o) => o.name === model.outputName)?.dims ?? [];
     const oneChannel = dims.length === 4 && dims[1] === 1;
     const softmaxFix = opsetOf(model.proto()) < 13 && model.card.output.kind === "logits" && !oneChannel;
-    k = { gradient: softmaxFix ? { probabilities: "softmax over channels (opset >= 13)" } : {}, gradcam: autoLayerMovedByOutputPath(model) ? { autoLayer: "on the explained output's path" } : {} };
+    k = {
+      gradient: softmaxFix ? { probabilities: "softmax over channels (opset >= 13)" } : {},
+      gradcam: autoLayerMovedByOutputPath(model) ? { autoLayer: "on the explained output's path" } : {},
+    };
     fixKeys.set(model, k);
   }
   if (def.family !== "gradient") return {};
@@ -106,7 +122,16 @@ export type GroupKey = Record<string, unknown>;
 /** Rules 1, 2 and 6: the shared part of the keys of one (model, image, RoI). */
 export function groupKey(protocol: Record<string, unknown>, model: Model, kase: Case, roi: RoiRect, bank: PatchBank | undefined): GroupKey {
   const ownPatches = bank?.sourcesOf(kase).some(Boolean) ? { bankOwnPatches: "left out" } : {};
-  return { protocol, model: model.sha256, card: model.card, image: kase.imageSha256, mask: kase.maskSha256 ?? null, roi, bank: bank?.sha256 ?? null, ...ownPatches };
+  return {
+    protocol,
+    model: model.sha256,
+    card: model.card,
+    image: kase.imageSha256,
+    mask: kase.maskSha256 ?? null,
+    roi,
+    bank: bank?.sha256 ?? null,
+    ...ownPatches,
+  };
 }
 
 /** The key of the random (and distance) control of one (model, image, RoI). */
@@ -116,7 +141,15 @@ export function controlKey(group: GroupKey): string {
 
 /** The key of one cell: its group and rules 3 to 5 for the method. */
 export function cellKey(group: GroupKey, def: MethodDefinition, options: Record<string, unknown>, model: Model): string {
-  return sha256(JSON.stringify({ ...group, method: def.name, options: keyedOptions(def, options), ...revisionKey(def, options), ...modelFixKey(def, options, model) }));
+  return sha256(
+    JSON.stringify({
+      ...group,
+      method: def.name,
+      options: keyedOptions(def, options),
+      ...revisionKey(def, options),
+      ...modelFixKey(def, options, model),
+    }),
+  );
 }
 
 /**

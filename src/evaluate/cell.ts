@@ -7,28 +7,28 @@
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { SegcauseError } from "../errors.js";
 import type { Case } from "../data/case.js";
 import type { PatchBank } from "../data/patchbank.js";
+import { SegcauseError } from "../errors.js";
+import { type Attribution, supportMap } from "../explain/attribution.js";
+import type { MethodDefinition } from "../explain/methods.js";
 import type { Model } from "../model/model.js";
 import type { Runner } from "../model/runner.js";
-import { supportMap, type Attribution } from "../explain/attribution.js";
-import type { MethodDefinition } from "../explain/methods.js";
 import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
 import { sha256 } from "../util/hash.js";
 import { encodeNpy } from "../util/npy.js";
+import type { ProgressListener } from "../util/progress.js";
 import { uniform } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
-import type { ProgressListener } from "../util/progress.js";
-import { curvePair, Prober, topAreaEffects, topKEffects, type CurvePair, type Endpoints, type TopK } from "./curves.js";
-import { makeFills, type CurveFill } from "./fills.js";
+import { type CurvePair, curvePair, type Endpoints, Prober, type TopK, topAreaEffects, topKEffects } from "./curves.js";
+import { type CurveFill, makeFills } from "./fills.js";
 import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
-import { distanceUnits, randomUnits, rankUnits, type Ranking } from "./ordering.js";
-import { topAreaMetric, type Protocol } from "./protocol.js";
-import { domainUnits, rankUnitsName, type DomainUnits } from "./rank-units.js";
+import { distanceUnits, type Ranking, randomUnits, rankUnits } from "./ordering.js";
+import { type Protocol, topAreaMetric } from "./protocol.js";
+import { type DomainUnits, domainUnits, rankUnitsName } from "./rank-units.js";
 import type { PlacedRoi } from "./rois.js";
+import { type CellId, type CellRecord, type ControlRecord, type FillResult, writeAtomic } from "./store.js";
 import { curveMetrics } from "./summary.js";
-import { writeAtomic, type CellId, type CellRecord, type ControlRecord, type FillResult } from "./store.js";
 
 /** What the cells of one (model, image, RoI) share. */
 export interface RoiContext {
@@ -59,7 +59,14 @@ export async function openRoi(inputs: RoiInputs, runner: Runner, id: CellId, not
   const { P, seed, model, kase, roi, bank } = inputs;
   const base = model.preprocess(kase.image);
   let baseOutput: Float32Array | undefined;
-  await runner.evaluate([0], (_, dst) => dst.set(base), (data) => { baseOutput = data.slice(0, data.length / runner.batchSize); return 0; });
+  await runner.evaluate(
+    [0],
+    (_, dst) => dst.set(base),
+    (data) => {
+      baseOutput = data.slice(0, data.length / runner.batchSize);
+      return 0;
+    },
+  );
   const spec: TargetSpec = { roi: roi.rect, outcome: P.outcome, reference: P.reference };
   let target: Target;
   try {
@@ -100,7 +107,20 @@ export async function computeControl(ctx: RoiContext, id: CellId, key: string): 
     perFill[f.name] = { ends, ...(await orderCurves(ctx, random, f, ends)) };
     if (near) distance[f.name] = await orderCurves(ctx, near, f, ends);
   }
-  return { format: "segcause.evalcontrol/1", key, id, roiRect: roi.rect, roiKind: roi.kind, status: "ok", baseOutcome: target.base, outcome: target.outcome, reference: target.referenceKind, fills: perFill, ...(near ? { distance } : {}), passes: prober.passes - before };
+  return {
+    format: "segcause.evalcontrol/1",
+    key,
+    id,
+    roiRect: roi.rect,
+    roiKind: roi.kind,
+    status: "ok",
+    baseOutcome: target.base,
+    outcome: target.outcome,
+    reference: target.referenceKind,
+    fills: perFill,
+    ...(near ? { distance } : {}),
+    passes: prober.passes - before,
+  };
 }
 
 /** The record of a RoI whose Target could not be resolved. */
@@ -109,15 +129,30 @@ export function skippedControl(ctx: Pick<RoiContext, "roi">, id: CellId, key: st
 }
 
 /** The method's Attribution of `kase` (the RoI's case, or a noisy copy for stability) with the RoI's Target. */
-export function explainCell(ctx: RoiContext, def: MethodDefinition, options: Record<string, unknown>, kase: Case, seed: number, checkpointPath?: string): Promise<Attribution> {
-  return def.explain({ model: ctx.model, kase, target: ctx.spec, run: { seed, batchSize: ctx.batchSize, checkpointPath, onProgress: ctx.onProgress }, bank: def.needsBank ? ctx.bank : undefined, options });
+export function explainCell(
+  ctx: RoiContext,
+  def: MethodDefinition,
+  options: Record<string, unknown>,
+  kase: Case,
+  seed: number,
+  checkpointPath?: string,
+): Promise<Attribution> {
+  return def.explain({
+    model: ctx.model,
+    kase,
+    target: ctx.spec,
+    run: { seed, batchSize: ctx.batchSize, checkpointPath, onProgress: ctx.onProgress },
+    bank: def.needsBank ? ctx.bank : undefined,
+    options,
+  });
 }
 
 /** Box–Muller Gaussian pixel noise, a pure function of (seed, pixel index). */
 export function noisyCase(kase: Case, sigma: number, seed: number): Case {
   const data = new Uint8Array(kase.image.data.length);
   for (let i = 0; i < data.length; i++) {
-    const u1 = Math.max(1e-12, uniform(seed, STREAM.noise, 2 * i)), u2 = uniform(seed, STREAM.noise, 2 * i + 1);
+    const u1 = Math.max(1e-12, uniform(seed, STREAM.noise, 2 * i)),
+      u2 = uniform(seed, STREAM.noise, 2 * i + 1);
     const z = Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
     data[i] = Math.max(0, Math.min(255, Math.round(kase.image.data[i] + sigma * z)));
   }
@@ -136,7 +171,13 @@ export interface CellHeader {
  * The metrics of a method's Attribution `a` on the RoI, measured against the control's end points,
  * as the cell's record. `causal` is the known causal region (tests with tiny models).
  */
-export async function measureCell(ctx: RoiContext, control: ControlRecord, h: CellHeader, a: Attribution, causal: Uint8Array | undefined): Promise<CellRecord> {
+export async function measureCell(
+  ctx: RoiContext,
+  control: ControlRecord,
+  h: CellHeader,
+  a: Attribution,
+  causal: Uint8Array | undefined,
+): Promise<CellRecord> {
   const { P, seed, prober, target, domain, kase } = ctx;
   const support = supportMap(a);
   const order = rankUnits(ctx.units, support, seed);
@@ -164,7 +205,8 @@ export async function measureCell(ctx: RoiContext, control: ControlRecord, h: Ce
   if (P.stability) {
     const noisy = await explainCell(ctx, h.def, h.options, noisyCase(kase, P.noiseSigma, seed), seed);
     const reseeded = await explainCell(ctx, h.def, h.options, kase, seed + 1);
-    const sn = spearman(support, supportMap(noisy), domain), ss = spearman(support, supportMap(reseeded), domain);
+    const sn = spearman(support, supportMap(noisy), domain),
+      ss = spearman(support, supportMap(reseeded), domain);
     metrics.stab_noise = Number.isNaN(sn) ? null : sn;
     metrics.stab_seed = Number.isNaN(ss) ? null : ss;
     stabilityPasses = noisy.forwardPasses + noisy.backwardPasses + reseeded.forwardPasses + reseeded.backwardPasses;
@@ -187,7 +229,13 @@ export async function measureCell(ctx: RoiContext, control: ControlRecord, h: Ce
     signed: a.signed,
     fills: results,
     metrics,
-    cost: { forwardPasses: a.forwardPasses, backwardPasses: a.backwardPasses, wallMs: a.wallMs, evaluationPasses: prober.passes - before, stabilityPasses },
+    cost: {
+      forwardPasses: a.forwardPasses,
+      backwardPasses: a.backwardPasses,
+      wallMs: a.wallMs,
+      evaluationPasses: prober.passes - before,
+      stabilityPasses,
+    },
     notes: a.notes,
   };
 }
@@ -206,9 +254,24 @@ export function attributionMeta(a: Attribution): Record<string, unknown> {
   for (const u of a.units) statuses[u.status] = (statuses[u.status] ?? 0) + 1;
   return {
     format: "segcause.attribution-meta/1",
-    method: a.method, unitKind: a.unitKind, valueUnits: a.valueUnits, signed: a.signed, height: a.height, width: a.width,
-    roi: a.roi, roiCells: a.roiCells, units: a.units.length, unitStatuses: statuses, baseOutcome: a.baseOutcome, outcome: a.outcome, reference: a.reference,
-    forwardPasses: a.forwardPasses, backwardPasses: a.backwardPasses, wallMs: a.wallMs, notes: a.notes, provenance: a.provenance,
+    method: a.method,
+    unitKind: a.unitKind,
+    valueUnits: a.valueUnits,
+    signed: a.signed,
+    height: a.height,
+    width: a.width,
+    roi: a.roi,
+    roiCells: a.roiCells,
+    units: a.units.length,
+    unitStatuses: statuses,
+    baseOutcome: a.baseOutcome,
+    outcome: a.outcome,
+    reference: a.reference,
+    forwardPasses: a.forwardPasses,
+    backwardPasses: a.backwardPasses,
+    wallMs: a.wallMs,
+    notes: a.notes,
+    provenance: a.provenance,
     sign: a.signed ? "negative = the unit's content supported the RoI prediction; positive = it hurt" : "unsigned importance >= 0 (drawn as support)",
   };
 }

@@ -4,10 +4,10 @@
  * such block against these functions on the published tables (so prose cannot drift from the data).
  */
 import { csvRecords } from "./html.js";
+import { direction, isControl, RANDOM, type Summary, winners } from "./summary.js";
 import { pdcrPairCounts } from "./tables.js";
-import { direction, isControl, RANDOM, winners, type Summary } from "./summary.js";
 
-const ORDINAL = (n: number) => `${n}${n % 100 >= 11 && n % 100 <= 13 ? "th" : ["th", "st", "nd", "rd"][n % 10] ?? "th"}`;
+const ORDINAL = (n: number) => `${n}${n % 100 >= 11 && n % 100 <= 13 ? "th" : (["th", "st", "nd", "rd"][n % 10] ?? "th")}`;
 
 /** The headline comparisons: normalised deletion and insertion AUC and the top-10% effect, per fill. */
 export function headlineMetrics(fills: readonly string[]): string[] {
@@ -56,21 +56,32 @@ export function rankingClaims(summary: Summary, fills: readonly string[]): strin
   for (const ds of datasets) {
     const mine = dataset.filter((p) => p.dataset === ds);
     const byFill = fills.map((f) => `${FILL_NAMES[f] ?? f} ${range(mine.filter((p) => p.metric.endsWith(`:${f}`)).map((p) => p.rank))}`);
-    lines.push(`- On ${ds} it places ${range(mine.map((p) => p.rank))} of ${mine[0].of} (by fill: ${byFill.join(", ")}), in the top five on ${mine.filter((p) => p.rank <= 5).length} of ${mine.length}; the leaders: ${[...new Set(mine.map((p) => p.best))].join(", ")}.`);
+    lines.push(
+      `- On ${ds} it places ${range(mine.map((p) => p.rank))} of ${mine[0].of} (by fill: ${byFill.join(", ")}), in the top five on ${mine.filter((p) => p.rank <= 5).length} of ${mine.length}; the leaders: ${[...new Set(mine.map((p) => p.best))].join(", ")}.`,
+    );
   }
   for (const c of pdcrPairCounts(summary, fills)) {
-    lines.push(`- Paired tests on ${c.dataset} (Wilcoxon over the ${imagesOf(summary, c.dataset)} images, Holm-adjusted within each metric, p < 0.05; the random control and the descriptive leakage metric not counted): of ${c.tests} comparisons with the ${c.others} other methods, PdCR is better in ${c.better}, worse in ${c.worse}, and no difference is found in ${c.none}. Against the random order it is better in ${c.beatsRandom} and worse in ${c.losesToRandom} of ${c.randomTests} deletion/insertion comparisons${c.distanceTests ? `; against the distance-to-RoI order, better in ${c.beatsDistance} and worse in ${c.losesToDistance} of ${c.distanceTests}` : ""}.`);
+    lines.push(
+      `- Paired tests on ${c.dataset} (Wilcoxon over the ${imagesOf(summary, c.dataset)} images, Holm-adjusted within each metric, p < 0.05; the random control and the descriptive leakage metric not counted): of ${c.tests} comparisons with the ${c.others} other methods, PdCR is better in ${c.better}, worse in ${c.worse}, and no difference is found in ${c.none}. Against the random order it is better in ${c.beatsRandom} and worse in ${c.losesToRandom} of ${c.randomTests} deletion/insertion comparisons${c.distanceTests ? `; against the distance-to-RoI order, better in ${c.beatsDistance} and worse in ${c.losesToDistance} of ${c.distanceTests}` : ""}.`,
+    );
   }
   return lines.join("\n");
 }
 
 function imagesOf(summary: Summary, dataset: string): number {
-  return Math.max(0, ...summary.pairs.filter((p) => p.scope === "dataset" && p.dataset === dataset && (p.a === "pdcr" || p.b === "pdcr") && !isControl(p.a) && !isControl(p.b)).map((p) => p.n));
+  return Math.max(
+    0,
+    ...summary.pairs
+      .filter((p) => p.scope === "dataset" && p.dataset === dataset && (p.a === "pdcr" || p.b === "pdcr") && !isControl(p.a) && !isControl(p.b))
+      .map((p) => p.n),
+  );
 }
 
 /** The passes each method spent per map (medians over all cells, with the range of the cells). */
 export function budgetClaims(summary: Summary): string {
-  const rows = summary.stats.filter((r) => r.scope === "all" && r.metric === "forward" && r.method !== RANDOM).sort((a, b) => (b.median ?? 0) - (a.median ?? 0));
+  const rows = summary.stats
+    .filter((r) => r.scope === "all" && r.metric === "forward" && r.method !== RANDOM)
+    .sort((a, b) => (b.median ?? 0) - (a.median ?? 0));
   return `The budgets are not matched: the median forward passes per map are ${rows.map((r) => `${r.method} ${Math.round(r.median ?? NaN)}`).join(", ")} (\`forward\` in the tables; gradient methods also spend backward passes).`;
 }
 
@@ -124,7 +135,12 @@ function strategySummary(rows: readonly StrategyMapRow[]): string {
   const ms = classesByModel(rows);
   const list = (k: string) => ms.filter((m) => kind(m) === k).map((m) => m.model);
   const mixed = ms.filter((m) => kind(m) === "mixed").map((m) => `${m.model} ${m.local} local, ${m.global} global`);
-  return `Its maps are local on every map of ${list("local").join(", ")}; mostly global on ${list("global").map((n) => { const m = ms.find((x) => x.model === n)!; return `${n} (${m.global} of ${m.maps})`; }).join(", ")}${mixed.length ? `; mixed on ${mixed.join(", ")}` : ""}.`;
+  return `Its maps are local on every map of ${list("local").join(", ")}; mostly global on ${list("global")
+    .map((n) => {
+      const m = ms.find((x) => x.model === n)!;
+      return `${n} (${m.global} of ${m.maps})`;
+    })
+    .join(", ")}${mixed.length ? `; mixed on ${mixed.join(", ")}` : ""}.`;
 }
 
 /** The strategy paragraph of docs/results/README.md (r = the local radius in blocks the run used). */
@@ -135,7 +151,13 @@ export function strategyClaims(rows: readonly StrategyMapRow[], radius: number):
   const reach = nonLocal.filter((r) => (r.chainExtent ?? 0) >= 2 * radius);
   const half = reach.filter((r) => (r.chainMass ?? 0) >= 0.5);
   const thin = (r: StrategyMapRow) => (r.chainWidth ?? Infinity) <= 6;
-  const fmtModels = (xs: ModelClasses[]) => xs.map((m) => `${m.model} (${[m.local && `${m.local} local`, m.global && `${m.global} global`, m.sequential && `${m.sequential} sequential`, m.empty && `${m.empty} empty`].filter(Boolean).join(", ")} of ${m.maps})`).join("; ");
+  const fmtModels = (xs: ModelClasses[]) =>
+    xs
+      .map(
+        (m) =>
+          `${m.model} (${[m.local && `${m.local} local`, m.global && `${m.global} global`, m.sequential && `${m.sequential} sequential`, m.empty && `${m.empty} empty`].filter(Boolean).join(", ")} of ${m.maps})`,
+      )
+      .join("; ");
   return [
     `- Local on every map: ${fmtModels(ms.filter((m) => kind(m) === "local"))}.`,
     `- Mostly global (at least 3 maps in 4): ${fmtModels(ms.filter((m) => kind(m) === "global"))}.`,
@@ -147,7 +169,15 @@ export function strategyClaims(rows: readonly StrategyMapRow[], radius: number):
 /** maps.csv of a strategies folder, as StrategyMapRows. */
 export function strategyRowsFromCsv(text: string): StrategyMapRow[] {
   const num = (v: string) => (v === "" ? null : Number(v));
-  return csvRecords(text).map((r) => ({ dataset: r.dataset, model: r.model, method: r.method, cls: r.cls, chainExtent: num(r.chainExtent), chainMass: num(r.chainMass), chainWidth: num(r.chainWidth) }));
+  return csvRecords(text).map((r) => ({
+    dataset: r.dataset,
+    model: r.model,
+    method: r.method,
+    cls: r.cls,
+    chainExtent: num(r.chainExtent),
+    chainMass: num(r.chainMass),
+    chainWidth: num(r.chainWidth),
+  }));
 }
 
 /** Every `<!-- generated: NAME -->` block of a markdown text, with its current body. */

@@ -9,13 +9,14 @@
  * - Both curves share their end points: m(X) (nothing removed) and m(removed) (all removed).
  * - Stochastic fills (natural patches) are averaged over the same draws at every point.
  */
+
+import type { Unit } from "../explain/units.js";
 import type { Model } from "../model/model.js";
 import type { Runner } from "../model/runner.js";
 import type { Target } from "../target/target.js";
-import type { Unit } from "../explain/units.js";
 import type { CurveFill } from "./fills.js";
-import { areaPrefix, massPrefix, stepPixels, type Ranking } from "./ordering.js";
 import { trapezoidAuc } from "./map-metrics.js";
+import { areaPrefix, massPrefix, type Ranking, stepPixels } from "./ordering.js";
 
 /** Runs intervened inputs: base input with a pixel set replaced by a fill, outcome averaged over the fill's draws. */
 export class Prober {
@@ -69,7 +70,14 @@ export function normalise(auc: number, ends: Endpoints, minRange: number): numbe
   return range >= minRange ? (auc - ends.removed) / range : null;
 }
 
-export async function curvePair(prober: Prober, ranking: Ranking, fill: CurveFill, steps: number, ends: Endpoints, minRange: number): Promise<CurvePair> {
+export async function curvePair(
+  prober: Prober,
+  ranking: Ranking,
+  fill: CurveFill,
+  steps: number,
+  ends: Endpoints,
+  minRange: number,
+): Promise<CurvePair> {
   const order = ranking.order;
   const n = stepPixels(ranking, steps);
   const inner = n.slice(1, -1);
@@ -77,8 +85,16 @@ export async function curvePair(prober: Prober, ranking: Ranking, fill: CurveFil
   const m = await prober.outcomes(sets, fill);
   const deletion = [ends.base, ...m.slice(0, inner.length), ends.removed];
   const insertion = [ends.removed, ...m.slice(inner.length), ends.base];
-  const deletionAuc = trapezoidAuc(deletion), insertionAuc = trapezoidAuc(insertion);
-  return { deletion, insertion, deletionAuc, insertionAuc, deletionAucNorm: normalise(deletionAuc, ends, minRange), insertionAucNorm: normalise(insertionAuc, ends, minRange) };
+  const deletionAuc = trapezoidAuc(deletion),
+    insertionAuc = trapezoidAuc(insertion);
+  return {
+    deletion,
+    insertion,
+    deletionAuc,
+    insertionAuc,
+    deletionAucNorm: normalise(deletionAuc, ends, minRange),
+    insertionAucNorm: normalise(insertionAuc, ends, minRange),
+  };
 }
 
 export interface TopK {
@@ -92,16 +108,33 @@ export interface TopK {
 
 /** Outcome changes when the first `lens[i]` pixels of the order are replaced (an empty set changes nothing). */
 async function prefixEffects(prober: Prober, r: Ranking, lens: number[], ks: readonly number[], fill: CurveFill, base: number): Promise<TopK[]> {
-  const m = await prober.outcomes(lens.map((l) => r.order.subarray(0, l)), fill);
+  const m = await prober.outcomes(
+    lens.map((l) => r.order.subarray(0, l)),
+    fill,
+  );
   return ks.map((k, i) => ({ k, area: lens[i] / r.order.length, effect: lens[i] === 0 ? 0 : m[i] - base }));
 }
 
 /** Top-k% of the attribution mass (whole units; see massPrefix). */
 export function topKEffects(prober: Prober, r: Ranking, fill: CurveFill, ks: readonly number[], base: number): Promise<TopK[]> {
-  return prefixEffects(prober, r, ks.map((k) => massPrefix(r, k)), ks, fill, base);
+  return prefixEffects(
+    prober,
+    r,
+    ks.map((k) => massPrefix(r, k)),
+    ks,
+    fill,
+    base,
+  );
 }
 
 /** Top-k% of the domain's area in the order (whole units; see areaPrefix): the same area for every method, up to one unit. */
 export function topAreaEffects(prober: Prober, r: Ranking, fill: CurveFill, ks: readonly number[], base: number): Promise<TopK[]> {
-  return prefixEffects(prober, r, ks.map((k) => areaPrefix(r, k)), ks, fill, base);
+  return prefixEffects(
+    prober,
+    r,
+    ks.map((k) => areaPrefix(r, k)),
+    ks,
+    fill,
+    base,
+  );
 }

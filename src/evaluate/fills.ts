@@ -3,11 +3,12 @@
  * explanation Interventions, so "natural patches" here is exactly PdCR's treatment (bank patches
  * tiled over the removed pixels) and blur/zero/mean are the occlusion fills.
  */
-import { fail } from "../errors.js";
+
 import type { Case } from "../data/case.js";
 import type { PatchBank } from "../data/patchbank.js";
+import { fail } from "../errors.js";
+import { FillIntervention, type Intervention, PatchIntervention } from "../explain/interventions.js";
 import type { Model } from "../model/model.js";
-import { FillIntervention, PatchIntervention, type Intervention } from "../explain/interventions.js";
 import { randomInt } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
 
@@ -32,7 +33,10 @@ export interface FillSettings {
 export const FILL_DEFAULTS: Omit<FillSettings, "seed"> = { patchDraws: 2, blurSigma: 5 };
 
 export function parseFills(spec: string): FillName[] {
-  const names = spec.split(",").map((s) => s.trim()).filter(Boolean);
+  const names = spec
+    .split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
   for (const n of names) if (!(FILL_NAMES as readonly string[]).includes(n)) fail(`unknown fill '${n}'`, `choose from ${FILL_NAMES.join(", ")}`);
   if (names.length === 0) fail("no fill given", `use --fills ${FILL_NAMES.join(",")}`);
   return [...new Set(names)] as FillName[];
@@ -52,7 +56,12 @@ export async function makeFills(model: Model, kase: Case, names: readonly FillNa
       const draws = Array.from({ length: st.patchDraws }, (_, j) => randomInt(st.seed, STREAM.fillDraws, j, intervention.draws));
       out.push({ name, intervention, draws });
     } else {
-      const opts = name === "blur" ? { kind: "blur" as const, sigma: st.blurSigma } : name === "zero" ? { kind: "constant" as const, value: 0 } : { kind: "mean" as const };
+      const opts =
+        name === "blur"
+          ? { kind: "blur" as const, sigma: st.blurSigma }
+          : name === "zero"
+            ? { kind: "constant" as const, value: 0 }
+            : { kind: "mean" as const };
       out.push({ name, intervention: await FillIntervention.create(model, kase.image, opts), draws: [0] });
     }
   }

@@ -45,7 +45,8 @@ export function csvRecords(text: string): Record<string, string>[] {
   const cols = head.split(",");
   return lines.map((line, i) => {
     const v = line.split(",");
-    if (v.length !== cols.length || line.includes('"')) throw new Error(`line ${i + 2} of the table has quoted or missing fields (${v.length} fields, ${cols.length} columns)`);
+    if (v.length !== cols.length || line.includes('"'))
+      throw new Error(`line ${i + 2} of the table has quoted or missing fields (${v.length} fields, ${cols.length} columns)`);
     return Object.fromEntries(cols.map((c, k) => [c, v[k]]));
   });
 }
@@ -56,5 +57,5 @@ export function csv(headers: string[], rows: (string | number | null | undefined
     const s = String(v);
     return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
   };
-  return [headers.map(q).join(","), ...rows.map((r) => r.map(q).join(","))].join("\n") + "\n";
+  return `${[headers.map(q).join(","), ...rows.map((r) => r.map(q).join(","))].join("\n")}\n`;
 }

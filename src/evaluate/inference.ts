@@ -14,7 +14,10 @@ export const BOOTSTRAP_RESAMPLES = 1000;
  * NaN (no test possible) stays NaN and does not enter the family.
  */
 export function holm(ps: readonly number[]): number[] {
-  const idx = ps.map((p, i) => [p, i] as const).filter(([p]) => Number.isFinite(p)).sort((a, b) => a[0] - b[0]);
+  const idx = ps
+    .map((p, i) => [p, i] as const)
+    .filter(([p]) => Number.isFinite(p))
+    .sort((a, b) => a[0] - b[0]);
   const out = ps.map(() => Number.NaN);
   const m = idx.length;
   let running = 0;
@@ -29,12 +32,16 @@ export function holm(ps: readonly number[]): number[] {
 function percentile(sorted: ArrayLike<number>, q: number): number {
   if (sorted.length === 0) return Number.NaN;
   const pos = q * (sorted.length - 1);
-  const lo = Math.floor(pos), hi = Math.ceil(pos);
+  const lo = Math.floor(pos),
+    hi = Math.ceil(pos);
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
 export function median(xs: readonly number[]): number {
-  return percentile([...xs].sort((a, b) => a - b), 0.5);
+  return percentile(
+    [...xs].sort((a, b) => a - b),
+    0.5,
+  );
 }
 
 /**
@@ -64,7 +71,8 @@ export function bootstrapMeanCi(sums: readonly number[], counts?: readonly numbe
   const idx = resamples(n);
   const means = new Float64Array(BOOTSTRAP_RESAMPLES);
   for (let b = 0, o = 0; b < BOOTSTRAP_RESAMPLES; b++) {
-    let s = 0, w = 0;
+    let s = 0,
+      w = 0;
     for (let i = 0; i < n; i++, o++) {
       s += sums[idx[o]];
       w += counts ? counts[idx[o]] : 1;
@@ -77,18 +85,21 @@ export function bootstrapMeanCi(sums: readonly number[], counts?: readonly numbe
 /** percentile() of unsorted values by quickselect (a sort per row would dominate the report's time); reorders xs. */
 function selectPercentile(xs: Float64Array, q: number): number {
   const pos = q * (xs.length - 1);
-  const lo = Math.floor(pos), hi = Math.ceil(pos);
+  const lo = Math.floor(pos),
+    hi = Math.ceil(pos);
   const a = select(xs, lo);
   return hi === lo ? a : a + (select(xs, hi) - a) * (pos - lo);
 }
 
 /** The k-th smallest value (0-based) of xs, by Hoare-partition quickselect with a median-of-three pivot. */
 function select(xs: Float64Array, k: number): number {
-  let left = 0, right = xs.length - 1;
+  let left = 0,
+    right = xs.length - 1;
   while (right > left) {
     const mid = (left + right) >>> 1;
     const pivot = Math.max(Math.min(xs[left], xs[mid]), Math.min(Math.max(xs[left], xs[mid]), xs[right]));
-    let i = left, j = right;
+    let i = left,
+      j = right;
     while (i <= j) {
       while (xs[i] < pivot) i++;
       while (xs[j] > pivot) j--;
@@ -112,16 +123,27 @@ function select(xs: Float64Array, k: number): number {
  * clusters are resampled with replacement and the means re-ranked. `sums[m][c]` and `counts[m][c]` are
  * method m's sum and number of values on cluster c (0 where absent). Ties share the better rank.
  */
-export function bootstrapRanks(sums: readonly (readonly number[])[], counts: readonly (readonly number[])[], lowerIsBetter: boolean): { rank: number; low: number; high: number }[] {
+export function bootstrapRanks(
+  sums: readonly (readonly number[])[],
+  counts: readonly (readonly number[])[],
+  lowerIsBetter: boolean,
+): { rank: number; low: number; high: number }[] {
   const M = sums.length;
   const C = M ? sums[0].length : 0;
   const rankOf = (weights: readonly number[]): number[] => {
     const means = sums.map((row, m) => {
-      let s = 0, w = 0;
-      for (let c = 0; c < C; c++) if (weights[c]) { s += row[c] * weights[c]; w += counts[m][c] * weights[c]; }
+      let s = 0,
+        w = 0;
+      for (let c = 0; c < C; c++)
+        if (weights[c]) {
+          s += row[c] * weights[c];
+          w += counts[m][c] * weights[c];
+        }
       return w ? s / w : Number.NaN;
     });
-    return means.map((m) => (Number.isFinite(m) ? 1 + means.filter((o) => Number.isFinite(o) && (lowerIsBetter ? o < m : o > m)).length : Number.NaN));
+    return means.map((m) =>
+      Number.isFinite(m) ? 1 + means.filter((o) => Number.isFinite(o) && (lowerIsBetter ? o < m : o > m)).length : Number.NaN,
+    );
   };
   const point = rankOf(new Array<number>(C).fill(1));
   const idx = C > 1 ? resamples(C) : new Int32Array(0);
@@ -129,7 +151,9 @@ export function bootstrapRanks(sums: readonly (readonly number[])[], counts: rea
   for (let b = 0; b < BOOTSTRAP_RESAMPLES && C > 1; b++) {
     const w = new Array<number>(C).fill(0);
     for (let i = 0; i < C; i++) w[idx[b * C + i]]++;
-    rankOf(w).forEach((r, m) => { if (Number.isFinite(r)) draws[m].push(r); });
+    rankOf(w).forEach((r, m) => {
+      if (Number.isFinite(r)) draws[m].push(r);
+    });
   }
   return point.map((rank, m) => {
     const d = draws[m].sort((a, b) => a - b);

@@ -15,7 +15,8 @@ export function explainedDomain(region: Region): Uint32Array {
 
 /** Euclidean distance (pixels) from each pixel centre to the nearest RoI pixel centre (0 inside); rectangle RoIs use the box. */
 export function distanceToRoi(region: Region): Float32Array {
-  const H = region.imageHeight, W = region.imageWidth;
+  const H = region.imageHeight,
+    W = region.imageWidth;
   const out = new Float32Array(H * W);
   if (region.kind === "rect") {
     const b = region.bbox;
@@ -31,12 +32,24 @@ export function distanceToRoi(region: Region): Float32Array {
   // Mask RoIs: brute force over the region's border pixels (masks are small in practice).
   const border: number[] = [];
   for (const p of region.pixels) {
-    const y = Math.floor(p / W), x = p % W;
-    if (y === 0 || x === 0 || y === H - 1 || x === W - 1 || !region.inside[p - 1] || !region.inside[p + 1] || !region.inside[p - W] || !region.inside[p + W]) border.push(p);
+    const y = Math.floor(p / W),
+      x = p % W;
+    if (
+      y === 0 ||
+      x === 0 ||
+      y === H - 1 ||
+      x === W - 1 ||
+      !region.inside[p - 1] ||
+      !region.inside[p + 1] ||
+      !region.inside[p - W] ||
+      !region.inside[p + W]
+    )
+      border.push(p);
   }
   for (let p = 0; p < H * W; p++) {
     if (region.inside[p]) continue;
-    const y = Math.floor(p / W), x = p % W;
+    const y = Math.floor(p / W),
+      x = p % W;
     let best = Infinity;
     for (const q of border) best = Math.min(best, (Math.floor(q / W) - y) ** 2 + ((q % W) - x) ** 2);
     out[p] = Math.sqrt(best);
@@ -54,7 +67,9 @@ export interface Leakage {
 }
 
 export function leakage(support: Float32Array, domain: Uint32Array, dist: Float32Array, radius: number, causal?: Uint8Array): Leakage {
-  let mass = 0, far = 0, outside = 0;
+  let mass = 0,
+    far = 0,
+    outside = 0;
   for (const p of domain) {
     const s = support[p];
     if (!(s > 0)) continue;
@@ -71,7 +86,8 @@ export function leakage(support: Float32Array, domain: Uint32Array, dist: Float3
 export function gini(values: Float32Array, domain: Uint32Array): number {
   const xs = Float64Array.from(domain, (p) => Math.abs(values[p])).sort();
   const n = xs.length;
-  let sum = 0, weighted = 0;
+  let sum = 0,
+    weighted = 0;
   for (let i = 0; i < n; i++) {
     sum += xs[i];
     weighted += (2 * (i + 1) - n - 1) * xs[i];
@@ -88,13 +104,23 @@ export function spearman(a: Float32Array, b: Float32Array, domain: Uint32Array):
 
 export function pearson(a: ArrayLike<number>, b: ArrayLike<number>): number {
   const n = a.length;
-  let ma = 0, mb = 0;
-  for (let i = 0; i < n; i++) { ma += a[i]; mb += b[i]; }
-  ma /= n; mb /= n;
-  let sab = 0, saa = 0, sbb = 0;
+  let ma = 0,
+    mb = 0;
   for (let i = 0; i < n; i++) {
-    const da = a[i] - ma, db = b[i] - mb;
-    sab += da * db; saa += da * da; sbb += db * db;
+    ma += a[i];
+    mb += b[i];
+  }
+  ma /= n;
+  mb /= n;
+  let sab = 0,
+    saa = 0,
+    sbb = 0;
+  for (let i = 0; i < n; i++) {
+    const da = a[i] - ma,
+      db = b[i] - mb;
+    sab += da * db;
+    saa += da * da;
+    sbb += db * db;
   }
   return saa > 0 && sbb > 0 ? sab / Math.sqrt(saa * sbb) : Number.NaN;
 }
@@ -122,7 +148,9 @@ export function quartiles(xs: readonly number[]): [number, number, number, numbe
   const v = xs.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (v.length === 0) return [NaN, NaN, NaN, NaN, NaN];
   const q = (f: number) => {
-    const pos = f * (v.length - 1), lo = Math.floor(pos), hi = Math.ceil(pos);
+    const pos = f * (v.length - 1),
+      lo = Math.floor(pos),
+      hi = Math.ceil(pos);
     return v[lo] + (v[hi] - v[lo]) * (pos - lo);
   };
   return [v[0], q(0.25), q(0.5), q(0.75), v[v.length - 1]];

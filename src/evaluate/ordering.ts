@@ -9,7 +9,7 @@
  */
 import { uniform } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
-import { pixelUnits, unitCount, type DomainUnits } from "./rank-units.js";
+import { type DomainUnits, pixelUnits, unitCount } from "./rank-units.js";
 
 /** The domain ranked by units. */
 export interface Ranking {
@@ -39,7 +39,8 @@ function rankBy(units: DomainUnits, score: Float64Array, key: Float64Array, mass
 /** Mean of a per-pixel value over each unit's finite values (−Infinity for a unit without any: it ranks last). */
 export function unitMeans(units: DomainUnits, values: ArrayLike<number>): Float64Array {
   return Float64Array.from({ length: unitCount(units) }, (_, u) => {
-    let s = 0, n = 0;
+    let s = 0,
+      n = 0;
     for (let i = units.start[u]; i < units.start[u + 1]; i++) {
       const v = values[units.pixels[i]];
       if (Number.isFinite(v)) (s += v), n++;
@@ -54,19 +55,34 @@ const size = (units: DomainUnits, u: number) => units.start[u + 1] - units.start
 /** A method's order: units by decreasing mean support, ties by the seeded per-unit key. */
 export function rankUnits(units: DomainUnits, support: ArrayLike<number>, seed: number): Ranking {
   const mean = unitMeans(units, support);
-  return rankBy(units, mean, tieKeys(units, seed), Float64Array.from(mean, (m, u) => size(units, u) * Math.max(m, 0)));
+  return rankBy(
+    units,
+    mean,
+    tieKeys(units, seed),
+    Float64Array.from(mean, (m, u) => size(units, u) * Math.max(m, 0)),
+  );
 }
 
 /** The random control: a seeded uniformly random order of the units. */
 export function randomUnits(units: DomainUnits, seed: number): Ranking {
   const n = unitCount(units);
-  return rankBy(units, new Float64Array(n), Float64Array.from(units.label, (l) => uniform(seed, STREAM.randomOrder, l)), new Float64Array(n));
+  return rankBy(
+    units,
+    new Float64Array(n),
+    Float64Array.from(units.label, (l) => uniform(seed, STREAM.randomOrder, l)),
+    new Float64Array(n),
+  );
 }
 
 /** The distance control: units by increasing mean distance to the RoI (nearest first), ties by the seeded per-unit key. */
 export function distanceUnits(units: DomainUnits, dist: ArrayLike<number>, seed: number): Ranking {
   const mean = unitMeans(units, dist);
-  return rankBy(units, Float64Array.from(mean, (d) => -d), tieKeys(units, seed), new Float64Array(mean.length));
+  return rankBy(
+    units,
+    Float64Array.from(mean, (d) => -d),
+    tieKeys(units, seed),
+    new Float64Array(mean.length),
+  );
 }
 
 /** Domain pixels sorted by support (descending), ties by the seeded permutation (pixel units). */

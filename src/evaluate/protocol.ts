@@ -85,9 +85,18 @@ export interface EvaluateConfig {
 
 /** `random,distance`; the random control is always computed (the curves' end points come with it). */
 export function parseControls(spec: string): ControlName[] {
-  const names = [...new Set(spec.split(",").map((s) => s.trim()).filter(Boolean))];
-  for (const n of names) if (!(CONTROL_NAMES as readonly string[]).includes(n)) fail(`unknown control '${n}'`, `choose from ${CONTROL_NAMES.join(", ")}`);
-  if (!names.includes("random")) fail(`--controls ${spec} leaves out the random order`, "use --controls random,distance (or random alone: the published run's protocol)");
+  const names = [
+    ...new Set(
+      spec
+        .split(",")
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  ];
+  for (const n of names)
+    if (!(CONTROL_NAMES as readonly string[]).includes(n)) fail(`unknown control '${n}'`, `choose from ${CONTROL_NAMES.join(", ")}`);
+  if (!names.includes("random"))
+    fail(`--controls ${spec} leaves out the random order`, "use --controls random,distance (or random alone: the published run's protocol)");
   return CONTROL_NAMES.filter((c) => names.includes(c));
 }
 
@@ -100,6 +109,7 @@ export function topAreaMetric(k: number, fill?: string): string {
 export function parseTopArea(spec: string): number[] {
   if (spec.trim() === "none") return [];
   const ks = spec.split(",").map((s) => Number(s.trim()));
-  if (ks.length === 0 || ks.some((k) => !(k > 0 && k <= 100))) fail(`--top-area '${spec}' must be percentages in (0, 100] or none`, "use --top-area 1,5,10,20");
+  if (ks.length === 0 || ks.some((k) => !(k > 0 && k <= 100)))
+    fail(`--top-area '${spec}' must be percentages in (0, 100] or none`, "use --top-area 1,5,10,20");
   return [...new Set(ks)].sort((a, b) => a - b).map((k) => k / 100);
 }

@@ -6,10 +6,10 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { csvRecords } from "./html.js";
-import { markdownSummary, statisticsCsv } from "./tables.js";
 import type { MapResult } from "./strategies/maps.js";
 import { modelPairs, modelPairsCsv } from "./strategies/pairs.js";
-import { summarizeRows, type Row, type Summary } from "./summary.js";
+import { type Row, type Summary, summarizeRows } from "./summary.js";
+import { markdownSummary, statisticsCsv } from "./tables.js";
 
 /** Rows of a cells.csv written by the report (dataset, model, image, roi, …, method, …, one column per metric). */
 export function rowsFromCsv(text: string): Row[] {
@@ -17,7 +17,15 @@ export function rowsFromCsv(text: string): Row[] {
   return csvRecords(text).map((r) => {
     const metrics: Record<string, number | null> = {};
     for (const [c, v] of Object.entries(r)) if (!fixed.has(c) && v !== "") metrics[c] = Number(v);
-    return { cellKey: `${r.dataset}|${r.model}|${r.image}|${r.roi}`, dataset: r.dataset, model: r.model, image: r.image, roi: r.roi, method: r.method, metrics };
+    return {
+      cellKey: `${r.dataset}|${r.model}|${r.image}|${r.roi}`,
+      dataset: r.dataset,
+      model: r.model,
+      image: r.image,
+      roi: r.roi,
+      method: r.method,
+      metrics,
+    };
   });
 }
 
@@ -30,12 +38,21 @@ export interface PublishedStatistics {
 export function publishedStatistics(dir: string): PublishedStatistics {
   const previous = JSON.parse(readFileSync(join(dir, "summary.json"), "utf8")) as Summary & { run?: { protocol?: { fills?: string[] } } };
   const rows = rowsFromCsv(readFileSync(join(dir, "cells.csv"), "utf8"));
-  const summary: Summary = { format: previous.format, cells: previous.cells, controls: previous.controls, skippedRois: previous.skippedRois, ...summarizeRows(rows, previous.methods) };
+  const summary: Summary = {
+    format: previous.format,
+    cells: previous.cells,
+    controls: previous.controls,
+    skippedRois: previous.skippedRois,
+    ...summarizeRows(rows, previous.methods),
+  };
   const fills = previous.run?.protocol?.fills ?? [];
   // report.md's tail (the cells a method refused) comes from the run's folder, not from cells.csv.
   const md = readFileSync(join(dir, "report.md"), "utf8");
   const tail = md.indexOf("\n#### Cells a method refused");
-  const files: Record<string, string> = { ...statisticsCsv(summary), "report.md": markdownSummary(summary, fills) + (tail >= 0 ? md.slice(tail) : "") };
+  const files: Record<string, string> = {
+    ...statisticsCsv(summary),
+    "report.md": markdownSummary(summary, fills) + (tail >= 0 ? md.slice(tail) : ""),
+  };
   const { definitions, run, runs } = previous as unknown as Record<string, unknown>;
   files["summary.json"] = JSON.stringify({ ...summary, definitions, run, runs });
   // The strategy analysis' model comparisons, from the per-map statistics it published.

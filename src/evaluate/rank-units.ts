@@ -5,9 +5,10 @@
  * protocol). The partition depends on the image and the RoI only, never on the method, so every
  * method and every control is ranked on the same units.
  */
-import { fail } from "../errors.js";
+
 import type { RasterImage } from "../data/image.js";
-import { slic, SLIC_DEFAULTS } from "../explain/partition.js";
+import { fail } from "../errors.js";
+import { SLIC_DEFAULTS, slic } from "../explain/partition.js";
 
 export type RankUnits = { kind: "pixel" } | { kind: "block"; size: number } | { kind: "superpixel"; segments: number };
 
@@ -19,7 +20,11 @@ export function parseRankUnits(spec: string): RankUnits {
   if (s === "pixel") return { kind: "pixel" };
   const m = /^(block|superpixel):(\d+)$/.exec(s);
   const n = m ? Number(m[2]) : NaN;
-  if (!m || !(n >= 1)) fail(`--rank-units '${spec}' is not pixel, block:N or superpixel:N`, "use --rank-units block:16 (the default), superpixel:100 or pixel (the published run's protocol)");
+  if (!m || !(n >= 1))
+    fail(
+      `--rank-units '${spec}' is not pixel, block:N or superpixel:N`,
+      "use --rank-units block:16 (the default), superpixel:100 or pixel (the published run's protocol)",
+    );
   if (m[1] === "superpixel" && n < 2) fail(`--rank-units superpixel:${n} needs at least 2 superpixels`, "use --rank-units superpixel:100");
   return m[1] === "block" ? { kind: "block", size: n } : { kind: "superpixel", segments: n };
 }
@@ -31,7 +36,8 @@ export function rankUnitsName(r: RankUnits): string {
 /** Why the units cannot be made on a height × width input, if they cannot (checked before the first cell). */
 export function rankUnitsProblem(r: RankUnits, height: number, width: number): string | undefined {
   if (r.kind === "block" && r.size > Math.min(height, width)) return `--rank-units block:${r.size} is larger than the ${height}x${width} input`;
-  if (r.kind === "superpixel" && r.segments > Math.floor((height * width) / 4)) return `--rank-units superpixel:${r.segments} asks for more than ${Math.floor((height * width) / 4)} superpixels of the ${height}x${width} input`;
+  if (r.kind === "superpixel" && r.segments > Math.floor((height * width) / 4))
+    return `--rank-units superpixel:${r.segments} asks for more than ${Math.floor((height * width) / 4)} superpixels of the ${height}x${width} input`;
   return undefined;
 }
 

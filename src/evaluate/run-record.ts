@@ -8,12 +8,12 @@
 import { join } from "node:path";
 import { fail } from "../errors.js";
 import { getMethod } from "../explain/catalog.js";
-import { kebab, resolveOptions, type MethodDefinition } from "../explain/methods.js";
+import { kebab, type MethodDefinition, resolveOptions } from "../explain/methods.js";
 import { claimOutputDir } from "../util/files.js";
 import { lockFolder } from "../util/lock.js";
 import { keyedAsPublished, keyedOptions, recordedSetting } from "./cell-key.js";
 import type { EvaluateConfig, MethodRun } from "./protocol.js";
-import { listCells, listRuns, readJson, runRecordPath, writeAtomic, type CellRecord, type RunRecord } from "./store.js";
+import { type CellRecord, listCells, listRuns, type RunRecord, readJson, runRecordPath, writeAtomic } from "./store.js";
 
 export interface RunSettings {
   /** the protocol with the seed */
@@ -39,7 +39,9 @@ function keyed(name: string, options: Record<string, unknown>): Record<string, u
 }
 
 function optionDiffs(method: string, was: Record<string, unknown>, now: Record<string, unknown>): string[] {
-  return [...new Set([...Object.keys(was), ...Object.keys(now)])].filter((k) => show(was[k]) !== show(now[k])).map((k) => `--set ${method}.${kebab(k)}: ${show(was[k])} there, ${show(now[k])} here`);
+  return [...new Set([...Object.keys(was), ...Object.keys(now)])]
+    .filter((k) => show(was[k]) !== show(now[k]))
+    .map((k) => `--set ${method}.${kebab(k)}: ${show(was[k])} there, ${show(now[k])} here`);
 }
 
 /** What differs between recorded settings and these (protocol keys; options of the methods both have); empty when they agree. */
@@ -54,7 +56,8 @@ export function settingsDifference(was: Partial<RunSettings>, now: RunSettings):
   }
   for (const m of now.methods) {
     const prev = was.methods?.find((p) => p.name === m.name);
-    const a = prev && keyed(prev.name, prev.options), b = keyed(m.name, m.options);
+    const a = prev && keyed(prev.name, prev.options),
+      b = keyed(m.name, m.options);
     if (a && b) diffs.push(...optionDiffs(m.name, a, b));
   }
   return diffs;
@@ -71,10 +74,17 @@ export async function recordRun(out: string, settings: RunSettings, command: str
     const runPath = join(out, "run.json");
     const prev = readJson<RunJson>(runPath);
     const diffs = prev ? settingsDifference(prev, settings) : [];
-    if (diffs.length) fail(`--out ${out} holds an evaluation with other settings (${diffs.join("; ")}), whose cells this run would mix with`, "use a new --out folder for other settings, or rerun with those of its run.json");
+    if (diffs.length)
+      fail(
+        `--out ${out} holds an evaluation with other settings (${diffs.join("; ")}), whose cells this run would mix with`,
+        "use a new --out folder for other settings, or rerun with those of its run.json",
+      );
     // Methods of earlier commands stay listed (their options agree with these).
     const methods = [...(prev?.methods ?? []).filter((m) => !settings.methods.some((n) => n.name === m.name)), ...settings.methods];
-    await writeAtomic(runPath, JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], protocol: settings.protocol, methods }, null, 1));
+    await writeAtomic(
+      runPath,
+      JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], protocol: settings.protocol, methods }, null, 1),
+    );
     const recordPath = runRecordPath(out, command);
     const started = readJson<RunRecord>(recordPath)?.started ?? new Date().toISOString();
     await writeAtomic(recordPath, JSON.stringify({ format: "segcause.evalrun/1", command, started, ...settings } satisfies RunRecord, null, 1));
@@ -88,11 +98,17 @@ function cellMismatch(c: CellRecord, protocol: Record<string, unknown>, records:
   const diffs: string[] = [];
   if (protocol.seed !== undefined && c.seed !== protocol.seed) diffs.push(`--seed ${show(c.seed)} in the cell, ${show(protocol.seed)} in run.json`);
   const fills = Object.keys(c.fills ?? {});
-  if (Array.isArray(protocol.fills) && show(fills) !== show(protocol.fills)) diffs.push(`--fills ${fills.join(",")} in the cell, ${(protocol.fills as string[]).join(",")} in run.json`);
-  if (protocol.outcome !== undefined && c.outcome !== protocol.outcome) diffs.push(`--outcome ${c.outcome} in the cell, ${show(protocol.outcome)} in run.json`);
-  const mine = records.filter((r) => r.name === c.method).map((r) => keyed(r.name, r.options)).filter((o): o is Record<string, unknown> => !!o);
+  if (Array.isArray(protocol.fills) && show(fills) !== show(protocol.fills))
+    diffs.push(`--fills ${fills.join(",")} in the cell, ${(protocol.fills as string[]).join(",")} in run.json`);
+  if (protocol.outcome !== undefined && c.outcome !== protocol.outcome)
+    diffs.push(`--outcome ${c.outcome} in the cell, ${show(protocol.outcome)} in run.json`);
+  const mine = records
+    .filter((r) => r.name === c.method)
+    .map((r) => keyed(r.name, r.options))
+    .filter((o): o is Record<string, unknown> => !!o);
   const cell = keyed(c.method, c.options ?? {});
-  if (cell && mine.length && !mine.some((o) => show(o) === show(cell))) diffs.push(...optionDiffs(c.method, cell, mine[0]).map((d) => d.replace(" there, ", " in the cell, ").replace(" here", " in run.json")));
+  if (cell && mine.length && !mine.some((o) => show(o) === show(cell)))
+    diffs.push(...optionDiffs(c.method, cell, mine[0]).map((d) => d.replace(" there, ", " in the cell, ").replace(" here", " in run.json")));
   return diffs;
 }
 
@@ -112,8 +128,14 @@ export function checkCellsMatchRun(out: string): void {
 }
 
 /** What a refused rerun changed, as far as the stored cell tells: method options, seed, fills, outcome. */
-export function cellDifference(e: CellRecord, def: MethodDefinition, options: Record<string, unknown>, cfg: Pick<EvaluateConfig, "seed" | "protocol">): string {
-  const was = keyedOptions(def, e.options ?? {}), now = keyedOptions(def, options);
+export function cellDifference(
+  e: CellRecord,
+  def: MethodDefinition,
+  options: Record<string, unknown>,
+  cfg: Pick<EvaluateConfig, "seed" | "protocol">,
+): string {
+  const was = keyedOptions(def, e.options ?? {}),
+    now = keyedOptions(def, options);
   const diffs = [...new Set([...Object.keys(was), ...Object.keys(now)])]
     .filter((k) => show(was[k]) !== show(now[k]))
     .map((k) => `--set ${def.name}.${kebab(k)}: ${show(was[k])} then, ${show(now[k])} now`);
@@ -122,5 +144,7 @@ export function cellDifference(e: CellRecord, def: MethodDefinition, options: Re
   if (show(fills) !== show(cfg.protocol.fills)) diffs.push(`--fills: ${fills.join(",")} then, ${cfg.protocol.fills.join(",")} now`);
   if (e.outcome !== cfg.protocol.outcome) diffs.push(`--outcome: ${e.outcome} then, ${cfg.protocol.outcome} now`);
   const legacy = keyedAsPublished(cfg.protocol);
-  return diffs.length ? diffs.join("; ") : `the method's options, seed, fills and outcome match: another protocol setting (e.g. --steps, --topk${legacy ? "" : ", --rank-units: a folder from before the unit protocol needs --rank-units pixel --top-area none --controls random"}), the model, its card, the bank or the image differs`;
+  return diffs.length
+    ? diffs.join("; ")
+    : `the method's options, seed, fills and outcome match: another protocol setting (e.g. --steps, --topk${legacy ? "" : ", --rank-units: a folder from before the unit protocol needs --rank-units pixel --top-area none --controls random"}), the model, its card, the bank or the image differs`;
 }

@@ -10,10 +10,10 @@
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
+import type { RoiRect } from "../target/roi.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { assertInside } from "../util/files.js";
 import { sha256 } from "../util/hash.js";
-import type { RoiRect } from "../target/roi.js";
 import type { CurvePair, Endpoints, TopK } from "./curves.js";
 import type { FillName } from "./fills.js";
 
@@ -138,19 +138,28 @@ function walk(dir: string, name: string, found: string[]): void {
 export function listCells(out: string): CellRecord[] {
   const files: string[] = [];
   walk(join(out, "cells"), "cell.json", files);
-  return files.sort().map((f) => readJson<CellRecord>(f)).filter((c): c is CellRecord => c?.format === "segcause.evalcell/1");
+  return files
+    .sort()
+    .map((f) => readJson<CellRecord>(f))
+    .filter((c): c is CellRecord => c?.format === "segcause.evalcell/1");
 }
 
 export function listControls(out: string): ControlRecord[] {
   const files: string[] = [];
   walk(join(out, "controls"), "*.json", files);
-  return files.sort().map((f) => readJson<ControlRecord>(f)).filter((c): c is ControlRecord => c?.format === "segcause.evalcontrol/1");
+  return files
+    .sort()
+    .map((f) => readJson<ControlRecord>(f))
+    .filter((c): c is ControlRecord => c?.format === "segcause.evalcontrol/1");
 }
 
 export function listFailed(out: string): FailedRecord[] {
   const files: string[] = [];
   walk(join(out, "cells"), "failed.json", files);
-  return files.sort().map((f) => readJson<FailedRecord>(f)).filter((c): c is FailedRecord => c?.format === "segcause.evalfailed/1");
+  return files
+    .sort()
+    .map((f) => readJson<FailedRecord>(f))
+    .filter((c): c is FailedRecord => c?.format === "segcause.evalfailed/1");
 }
 
 /**

@@ -11,11 +11,11 @@
  * they were computed in.
  */
 import type { CurvePair } from "./curves.js";
-import type { CellRecord, ControlRecord } from "./store.js";
-import { meanSd } from "./map-metrics.js";
-import { wilcoxon } from "./wilcoxon.js";
-import { topAreaMetric } from "./protocol.js";
 import { bootstrapMeanCi, bootstrapRanks, holm, median } from "./inference.js";
+import { meanSd } from "./map-metrics.js";
+import { topAreaMetric } from "./protocol.js";
+import type { CellRecord, ControlRecord } from "./store.js";
+import { wilcoxon } from "./wilcoxon.js";
 
 export const RANDOM = "random";
 export const DISTANCE = "distance";
@@ -29,7 +29,15 @@ export type Direction = "lower" | "higher" | "none";
 export function direction(metric: string): Direction {
   const base = metric.split(":")[0];
   if (base === "del_auc" || base === "del_norm" || base === "leakage" || base === "outside_causal") return "lower";
-  if (base === "ins_auc" || base === "ins_norm" || base === "ins_minus_del" || base === "ins_minus_del_norm" || base === "stab_noise" || base === "stab_seed") return "higher";
+  if (
+    base === "ins_auc" ||
+    base === "ins_norm" ||
+    base === "ins_minus_del" ||
+    base === "ins_minus_del_norm" ||
+    base === "stab_noise" ||
+    base === "stab_seed"
+  )
+    return "higher";
   if (/^top(area)?[\d.]+$/.test(base)) return "lower"; // a larger drop of the outcome when the claimed support is removed
   return "none";
 }
@@ -41,7 +49,10 @@ export function direction(metric: string): Direction {
  * are descriptive).
  */
 export function tested(metric: string): boolean {
-  return /^(del_norm|ins_norm|ins_minus_del_norm|top10|toparea10):/.test(metric) || ["leakage", "outside_causal", "stab_noise", "stab_seed"].includes(metric);
+  return (
+    /^(del_norm|ins_norm|ins_minus_del_norm|top10|toparea10):/.test(metric) ||
+    ["leakage", "outside_causal", "stab_noise", "stab_seed"].includes(metric)
+  );
 }
 
 export interface Row {
@@ -155,7 +166,15 @@ export function curveMetrics(c: CurvePair, fill: string, m: Record<string, numbe
 
 /** Flat rows: one per cell plus one "random" (and, when measured, "distance") row per control. */
 export function rowsOf(cells: readonly CellRecord[], controls: readonly ControlRecord[]): Row[] {
-  const rows: Row[] = cells.map((c) => ({ cellKey: `${c.id.dataset}|${c.id.model}|${c.id.image}|${c.id.roi}`, dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, metrics: withInsMinusDel(c.metrics) }));
+  const rows: Row[] = cells.map((c) => ({
+    cellKey: `${c.id.dataset}|${c.id.model}|${c.id.image}|${c.id.roi}`,
+    dataset: c.id.dataset,
+    model: c.id.model,
+    image: c.id.image,
+    roi: c.id.roi,
+    method: c.method,
+    metrics: withInsMinusDel(c.metrics),
+  }));
   for (const k of controls) {
     if (k.status !== "ok" || !k.fills) continue;
     const orders: [string, NonNullable<ControlRecord["distance"]>][] = [[RANDOM, k.fills]];
@@ -166,7 +185,15 @@ export function rowsOf(cells: readonly CellRecord[], controls: readonly ControlR
         curveMetrics(r!.curves, fill, m);
         for (const t of r!.topArea ?? []) m[topAreaMetric(t.k, fill)] = t.effect;
       }
-      rows.push({ cellKey: `${k.id.dataset}|${k.id.model}|${k.id.image}|${k.id.roi}`, dataset: k.id.dataset, model: k.id.model, image: k.id.image, roi: k.id.roi, method, metrics: withInsMinusDel(m) });
+      rows.push({
+        cellKey: `${k.id.dataset}|${k.id.model}|${k.id.image}|${k.id.roi}`,
+        dataset: k.id.dataset,
+        model: k.id.model,
+        image: k.id.image,
+        roi: k.id.roi,
+        method,
+        metrics: withInsMinusDel(m),
+      });
     }
   }
   return rows.sort((x, y) => (x.cellKey < y.cellKey ? -1 : x.cellKey > y.cellKey ? 1 : x.method < y.method ? -1 : x.method > y.method ? 1 : 0));
@@ -214,11 +241,20 @@ export function summarize(cells: readonly CellRecord[], controls: readonly Contr
 
 /** The statistics of flat rows (`methods` in table order, the random control last when present). */
 export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Summary, "methods" | "models" | "stats" | "ranks" | "pairs"> {
-  const models = [...new Map(rows.map((r) => [`${r.dataset}|${r.model}`, { dataset: r.dataset, model: r.model }])).values()].sort((a, b) => metricOrder(`${a.dataset}|${a.model}`, `${b.dataset}|${b.model}`));
+  const models = [...new Map(rows.map((r) => [`${r.dataset}|${r.model}`, { dataset: r.dataset, model: r.model }])).values()].sort((a, b) =>
+    metricOrder(`${a.dataset}|${a.model}`, `${b.dataset}|${b.model}`),
+  );
   const metricNames = [...new Set(rows.flatMap((r) => Object.keys(r.metrics)))].sort(metricOrder);
   const scopes: { scope: StatRow["scope"]; dataset: string; model: string; pick: (r: Row) => boolean }[] = [
-    ...models.map((m) => ({ scope: "model" as const, dataset: m.dataset, model: m.model, pick: (r: Row) => r.dataset === m.dataset && r.model === m.model })),
-    ...[...new Set(models.map((m) => m.dataset))].sort().map((d) => ({ scope: "dataset" as const, dataset: d, model: "*", pick: (r: Row) => r.dataset === d })),
+    ...models.map((m) => ({
+      scope: "model" as const,
+      dataset: m.dataset,
+      model: m.model,
+      pick: (r: Row) => r.dataset === m.dataset && r.model === m.model,
+    })),
+    ...[...new Set(models.map((m) => m.dataset))]
+      .sort()
+      .map((d) => ({ scope: "dataset" as const, dataset: d, model: "*", pick: (r: Row) => r.dataset === d })),
     { scope: "all", dataset: "*", model: "*", pick: () => true },
   ];
   const stats: StatRow[] = [];
@@ -232,34 +268,74 @@ export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Sum
       const mine = byMethod.get(method)!;
       if (mine.length === 0) continue;
       for (const metric of metricNames) {
-        const vals = mine.flatMap((r) => { const v = r.metrics[metric]; return v === null || v === undefined || !Number.isFinite(v) ? [] : [{ cluster: imageOf(r), v }]; });
+        const vals = mine.flatMap((r) => {
+          const v = r.metrics[metric];
+          return v === null || v === undefined || !Number.isFinite(v) ? [] : [{ cluster: imageOf(r), v }];
+        });
         if (vals.length === 0) continue;
         const xs = vals.map((x) => x.v);
         const { mean, sd, n } = meanSd(xs);
         // The interval of the cell mean itself, resampling whole images (with all their cells).
         const perImage = [...clusterSums(vals).values()];
-        const [ciLow, ciHigh] = bootstrapMeanCi(perImage.map((c) => c[0]), perImage.map((c) => c[1]));
-        stats.push({ scope: s.scope, dataset: s.dataset, model: s.model, method, metric, mean, sd, n, median: median(xs), images: perImage.length, ciLow, ciHigh });
+        const [ciLow, ciHigh] = bootstrapMeanCi(
+          perImage.map((c) => c[0]),
+          perImage.map((c) => c[1]),
+        );
+        stats.push({
+          scope: s.scope,
+          dataset: s.dataset,
+          model: s.model,
+          method,
+          metric,
+          mean,
+          sd,
+          n,
+          median: median(xs),
+          images: perImage.length,
+          ciLow,
+          ciHigh,
+        });
       }
     }
     // Ranks by the cell mean (as the tables rank), re-ranked on resampled images.
     for (const metric of metricNames.filter(ranked)) {
       const ms = methods.filter((m) => !isControl(m) && byMethod.get(m)!.some((r) => Number.isFinite(r.metrics[metric] ?? NaN)));
       if (ms.length === 0) continue;
-      const perMethod = ms.map((m) => clusterSums(byMethod.get(m)!.filter((r) => Number.isFinite(r.metrics[metric] ?? NaN)).map((r) => ({ cluster: imageOf(r), v: r.metrics[metric]! }))));
+      const perMethod = ms.map((m) =>
+        clusterSums(
+          byMethod
+            .get(m)!
+            .filter((r) => Number.isFinite(r.metrics[metric] ?? NaN))
+            .map((r) => ({ cluster: imageOf(r), v: r.metrics[metric]! })),
+        ),
+      );
       const images = [...new Set(perMethod.flatMap((p) => [...p.keys()]))].sort();
       const sums = perMethod.map((p) => images.map((c) => p.get(c)?.[0] ?? 0));
       const counts = perMethod.map((p) => images.map((c) => p.get(c)?.[1] ?? 0));
-      bootstrapRanks(sums, counts, direction(metric) === "lower").forEach((r, i) => ranks.push({ scope: s.scope, dataset: s.dataset, model: s.model, metric, method: ms[i], rank: r.rank, low: r.low, high: r.high, images: images.length }));
+      bootstrapRanks(sums, counts, direction(metric) === "lower").forEach((r, i) =>
+        ranks.push({
+          scope: s.scope,
+          dataset: s.dataset,
+          model: s.model,
+          metric,
+          method: ms[i],
+          rank: r.rank,
+          low: r.low,
+          high: r.high,
+          images: images.length,
+        }),
+      );
     }
     for (const metric of metricNames.filter(tested)) {
       for (let i = 0; i < methods.length; i++) {
         for (let j = i + 1; j < methods.length; j++) {
-          const a = methods[i], b = methods[j];
+          const a = methods[i],
+            b = methods[j];
           const byKey = new Map(byMethod.get(b)!.map((r) => [r.cellKey, r.metrics[metric]]));
           const diffs: { cluster: string; v: number }[] = [];
           for (const r of byMethod.get(a)!) {
-            const va = r.metrics[metric], vb = byKey.get(r.cellKey);
+            const va = r.metrics[metric],
+              vb = byKey.get(r.cellKey);
             if (va === null || va === undefined || vb === null || vb === undefined) continue;
             diffs.push({ cluster: imageOf(r), v: va - vb });
           }
@@ -270,9 +346,28 @@ export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Sum
           const [ciLow, ciHigh] = bootstrapMeanCi(perImage);
           const dir = direction(metric);
           // The test's own direction: W+ > W− means a − b tends to be positive.
-          const better = w.wPlus === w.wMinus ? "tie" : (w.wPlus < w.wMinus) === (dir === "lower") ? a : b;
+          const better = w.wPlus === w.wMinus ? "tie" : w.wPlus < w.wMinus === (dir === "lower") ? a : b;
           const rankBiserial = w.wPlus + w.wMinus > 0 ? (w.wPlus - w.wMinus) / (w.wPlus + w.wMinus) : 0;
-          pairs.push({ scope: s.scope, dataset: s.dataset, model: s.model, metric, a, b, n: perImage.length, cells: diffs.length, meanDiff, ciLow, ciHigh, rankBiserial, wPlus: w.wPlus, statistic: w.statistic, p: w.p, pHolm: Number.NaN, test: w.method, better });
+          pairs.push({
+            scope: s.scope,
+            dataset: s.dataset,
+            model: s.model,
+            metric,
+            a,
+            b,
+            n: perImage.length,
+            cells: diffs.length,
+            meanDiff,
+            ciLow,
+            ciHigh,
+            rankBiserial,
+            wPlus: w.wPlus,
+            statistic: w.statistic,
+            p: w.p,
+            pHolm: Number.NaN,
+            test: w.method,
+            better,
+          });
         }
       }
     }
@@ -294,7 +389,10 @@ export function holmSignificant(p: PairRow, alpha = 0.05): boolean {
 }
 
 /** The best method (by mean, following the metric's direction) per scope and metric, controls excluded. */
-export function winners(s: Summary, metric: string): { dataset: string; model: string; best: string; mean: number; ranking: { method: string; mean: number; n: number }[] }[] {
+export function winners(
+  s: Summary,
+  metric: string,
+): { dataset: string; model: string; best: string; mean: number; ranking: { method: string; mean: number; n: number }[] }[] {
   const dir = direction(metric);
   const groups = new Map<string, StatRow[]>();
   for (const r of s.stats) {
@@ -304,10 +402,17 @@ export function winners(s: Summary, metric: string): { dataset: string; model: s
     groups.get(k)!.push(r);
   }
   const key = (r: StatRow) => `${r.dataset === "*" ? "\uffff" : r.dataset}|${r.model === "*" ? "\uffff" : r.model}`;
-  return [...groups.values()].sort((a, b) => (key(a[0]) < key(b[0]) ? -1 : key(a[0]) > key(b[0]) ? 1 : 0)).map((rs) => {
-    const ranking = rs.map((r) => ({ method: r.method, mean: r.mean, n: r.n })).sort((x, y) => (dir === "higher" ? y.mean - x.mean : x.mean - y.mean));
-    // Methods tied with the top mean share the place (e.g. every map 0 on a tiny model).
-    const best = ranking.filter((r) => r.mean === ranking[0].mean).map((r) => r.method).join(" = ");
-    return { dataset: rs[0].dataset, model: rs[0].model, best, mean: ranking[0].mean, ranking };
-  });
+  return [...groups.values()]
+    .sort((a, b) => (key(a[0]) < key(b[0]) ? -1 : key(a[0]) > key(b[0]) ? 1 : 0))
+    .map((rs) => {
+      const ranking = rs
+        .map((r) => ({ method: r.method, mean: r.mean, n: r.n }))
+        .sort((x, y) => (dir === "higher" ? y.mean - x.mean : x.mean - y.mean));
+      // Methods tied with the top mean share the place (e.g. every map 0 on a tiny model).
+      const best = ranking
+        .filter((r) => r.mean === ranking[0].mean)
+        .map((r) => r.method)
+        .join(" = ");
+      return { dataset: rs[0].dataset, model: rs[0].model, best, mean: ranking[0].mean, ranking };
+    });
 }

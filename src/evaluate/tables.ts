@@ -3,7 +3,7 @@
  * for a run's folder (report.ts) and for the published results recomputed from cells.csv.
  */
 import { csv, fmt } from "./html.js";
-import { DISTANCE, direction, holmSignificant, isControl, RANDOM, winners, type Summary } from "./summary.js";
+import { DISTANCE, direction, holmSignificant, isControl, RANDOM, type Summary, winners } from "./summary.js";
 
 /** The faithfulness comparisons ranked and tabulated per fill (metrics a run lacks are skipped). */
 export const FAITHFULNESS = (f: string) => [`del_norm:${f}`, `ins_norm:${f}`, `ins_minus_del_norm:${f}`, `top10:${f}`, `toparea10:${f}`];
@@ -13,11 +13,63 @@ export function statisticsCsv(summary: Summary): Record<"summary.csv" | "pairs.c
   return {
     "summary.csv": csv(
       ["scope", "dataset", "model", "method", "metric", "direction", "mean", "sd", "n", "median", "images", "mean_ci95_low", "mean_ci95_high"],
-      summary.stats.map((s) => [s.scope, s.dataset, s.model, s.method, s.metric, direction(s.metric), s.mean, s.sd, s.n, s.median, s.images, s.ciLow, s.ciHigh]),
+      summary.stats.map((s) => [
+        s.scope,
+        s.dataset,
+        s.model,
+        s.method,
+        s.metric,
+        direction(s.metric),
+        s.mean,
+        s.sd,
+        s.n,
+        s.median,
+        s.images,
+        s.ciLow,
+        s.ciHigh,
+      ]),
     ),
     "pairs.csv": csv(
-      ["scope", "dataset", "model", "metric", "a", "b", "n_images", "n_cells", "mean_diff_a_minus_b", "diff_ci95_low", "diff_ci95_high", "rank_biserial", "w_plus", "statistic", "p", "p_holm", "test", "better"],
-      summary.pairs.map((p) => [p.scope, p.dataset, p.model, p.metric, p.a, p.b, p.n, p.cells, p.meanDiff, p.ciLow, p.ciHigh, p.rankBiserial, p.wPlus, p.statistic, p.p, p.pHolm, p.test, p.better]),
+      [
+        "scope",
+        "dataset",
+        "model",
+        "metric",
+        "a",
+        "b",
+        "n_images",
+        "n_cells",
+        "mean_diff_a_minus_b",
+        "diff_ci95_low",
+        "diff_ci95_high",
+        "rank_biserial",
+        "w_plus",
+        "statistic",
+        "p",
+        "p_holm",
+        "test",
+        "better",
+      ],
+      summary.pairs.map((p) => [
+        p.scope,
+        p.dataset,
+        p.model,
+        p.metric,
+        p.a,
+        p.b,
+        p.n,
+        p.cells,
+        p.meanDiff,
+        p.ciLow,
+        p.ciHigh,
+        p.rankBiserial,
+        p.wPlus,
+        p.statistic,
+        p.p,
+        p.pHolm,
+        p.test,
+        p.better,
+      ]),
     ),
     "ranks.csv": csv(
       ["scope", "dataset", "model", "metric", "direction", "method", "rank", "rank_ci95_low", "rank_ci95_high", "images"],
@@ -41,12 +93,21 @@ export function markdownSummary(summary: Summary, fills: readonly string[]): str
   ];
   const has = (re: RegExp) => summary.stats.some((s) => re.test(s.metric));
   if (has(/^(ins_minus_del_norm|toparea10):/) || summary.methods.includes(DISTANCE)) {
-    lines.splice(lines.length - 1, 0,
+    lines.splice(
+      lines.length - 1,
+      0,
       "`ins_minus_del_norm`: normalised insertion − deletion AUC (↑); `toparea10`: change of the RoI outcome",
       "when the first 10% of the explained domain's area in the method's unit order is replaced (the same area",
-      "for every method); `distance`: the control that removes the units nearest the RoI first.");
+      "for every method); `distance`: the control that removes the units nearest the RoI first.",
+    );
   }
-  const cols = [...fills.flatMap((f) => [`del_norm:${f}`, `ins_norm:${f}`, `ins_minus_del_norm:${f}`]), ...fills.flatMap((f) => [`top10:${f}`, `toparea10:${f}`]), "forward", "backward", "wall_s"];
+  const cols = [
+    ...fills.flatMap((f) => [`del_norm:${f}`, `ins_norm:${f}`, `ins_minus_del_norm:${f}`]),
+    ...fills.flatMap((f) => [`top10:${f}`, `toparea10:${f}`]),
+    "forward",
+    "backward",
+    "wall_s",
+  ];
   const arrow = (m: string) => (direction(m) === "lower" ? " ↓" : direction(m) === "higher" ? " ↑" : "");
   for (const scope of ["dataset", "model"] as const) {
     const groups = [...new Set(summary.stats.filter((s) => s.scope === scope).map((s) => `${s.dataset}|${s.model}`))];
@@ -58,11 +119,15 @@ export function markdownSummary(summary: Summary, fills: readonly string[]): str
       lines.push(`| method | ${present.map((c) => c + arrow(c)).join(" | ")} |`, `|---|${present.map(() => "---").join("|")}|`);
       for (const m of summary.methods) {
         if (!st.some((s) => s.method === m)) continue;
-        lines.push(`| ${m} | ${present.map((c) => {
-          const s = st.find((x) => x.method === m && x.metric === c);
-          const d = c === "forward" || c === "backward" ? 0 : 3;
-          return s ? `${fmt(s.mean, d)}${Number.isFinite(s.ciLow ?? NaN) ? ` [${fmt(s.ciLow, d)}, ${fmt(s.ciHigh, d)}]` : ""} (${s.n})` : "–";
-        }).join(" | ")} |`);
+        lines.push(
+          `| ${m} | ${present
+            .map((c) => {
+              const s = st.find((x) => x.method === m && x.metric === c);
+              const d = c === "forward" || c === "backward" ? 0 : 3;
+              return s ? `${fmt(s.mean, d)}${Number.isFinite(s.ciLow ?? NaN) ? ` [${fmt(s.ciLow, d)}, ${fmt(s.ciHigh, d)}]` : ""} (${s.n})` : "–";
+            })
+            .join(" | ")} |`,
+        );
       }
       lines.push("");
     }
@@ -80,9 +145,13 @@ export function markdownSummary(summary: Summary, fills: readonly string[]): str
     for (const metric of FAITHFULNESS(f)) {
       for (const w of winners(summary, metric)) {
         const rank = rankOf(w.ranking, "pdcr", metric);
-        const ci = summary.ranks?.find((r) => r.scope !== "all" && r.dataset === w.dataset && r.model === w.model && r.metric === metric && r.method === "pdcr");
+        const ci = summary.ranks?.find(
+          (r) => r.scope !== "all" && r.dataset === w.dataset && r.model === w.model && r.metric === metric && r.method === "pdcr",
+        );
         const ciText = ci && Number.isFinite(ci.low) ? ` [${ci.low}–${ci.high}]` : "";
-        lines.push(`| ${w.dataset} | ${w.model} | ${metric}${arrow(metric)} | ${w.best} | ${rank < 0 ? "–" : `${rank + 1} of ${w.ranking.length}${ciText}`} | ${w.ranking.map((r) => `${r.method} ${fmt(r.mean)}`).join(", ")} |`);
+        lines.push(
+          `| ${w.dataset} | ${w.model} | ${metric}${arrow(metric)} | ${w.best} | ${rank < 0 ? "–" : `${rank + 1} of ${w.ranking.length}${ciText}`} | ${w.ranking.map((r) => `${r.method} ${fmt(r.mean)}`).join(", ")} |`,
+        );
       }
     }
   }
@@ -97,15 +166,29 @@ export function markdownSummary(summary: Summary, fills: readonly string[]): str
           if (rank < 0) continue;
           const pdcr = w.ranking.find((r) => r.method === "pdcr")!;
           if (rank === 0) best.push(`${w.dataset} ${metric}`);
-          else not.push(`- ${w.dataset}, ${metric}${arrow(metric)}: PdCR ranks ${rank + 1} of ${w.ranking.length} (${fmt(pdcr.mean)}); best ${w.best} (${fmt(w.mean)})`);
+          else
+            not.push(
+              `- ${w.dataset}, ${metric}${arrow(metric)}: PdCR ranks ${rank + 1} of ${w.ranking.length} (${fmt(pdcr.mean)}); best ${w.best} (${fmt(w.mean)})`,
+            );
         }
       }
     }
-    lines.push(...(not.length ? not : ["- nowhere in these cells"]), "", `PdCR is the most faithful by mean on: ${best.length ? best.join("; ") : "none of these metrics"}.`);
-    lines.push("", "#### PdCR in paired tests (per dataset, over images, Holm p < 0.05)", "", ...pdcrPairCounts(summary, fills).map((c) =>
-      `- ${c.dataset}: against the ${c.others} other methods on ${c.metrics} faithfulness metrics (${c.tests} tests), PdCR is better in ${c.better}, worse in ${c.worse}, and no difference is found in ${c.none}; it beats the random order in ${c.beatsRandom} of ${c.randomTests} (deletion/insertion) and loses to it in ${c.losesToRandom}${c.distanceTests ? `; it beats the distance-to-RoI order in ${c.beatsDistance} of ${c.distanceTests} and loses to it in ${c.losesToDistance}` : ""}.`));
+    lines.push(
+      ...(not.length ? not : ["- nowhere in these cells"]),
+      "",
+      `PdCR is the most faithful by mean on: ${best.length ? best.join("; ") : "none of these metrics"}.`,
+    );
+    lines.push(
+      "",
+      "#### PdCR in paired tests (per dataset, over images, Holm p < 0.05)",
+      "",
+      ...pdcrPairCounts(summary, fills).map(
+        (c) =>
+          `- ${c.dataset}: against the ${c.others} other methods on ${c.metrics} faithfulness metrics (${c.tests} tests), PdCR is better in ${c.better}, worse in ${c.worse}, and no difference is found in ${c.none}; it beats the random order in ${c.beatsRandom} of ${c.randomTests} (deletion/insertion) and loses to it in ${c.losesToRandom}${c.distanceTests ? `; it beats the distance-to-RoI order in ${c.beatsDistance} of ${c.distanceTests} and loses to it in ${c.losesToDistance}` : ""}.`,
+      ),
+    );
   }
-  return lines.join("\n") + "\n";
+  return `${lines.join("\n")}\n`;
 }
 
 /**
@@ -113,11 +196,30 @@ export function markdownSummary(summary: Summary, fills: readonly string[]): str
  * insertion AUCs and the top-10% effect, per fill; not leakage, which is descriptive), other methods,
  * the random control and the distance control counted apart, a finding only at Holm p < 0.05.
  */
-export function pdcrPairCounts(summary: Summary, fills: readonly string[]): { dataset: string; others: number; metrics: number; tests: number; better: number; worse: number; none: number; beatsRandom: number; losesToRandom: number; randomTests: number; beatsDistance: number; losesToDistance: number; distanceTests: number }[] {
+export function pdcrPairCounts(
+  summary: Summary,
+  fills: readonly string[],
+): {
+  dataset: string;
+  others: number;
+  metrics: number;
+  tests: number;
+  better: number;
+  worse: number;
+  none: number;
+  beatsRandom: number;
+  losesToRandom: number;
+  randomTests: number;
+  beatsDistance: number;
+  losesToDistance: number;
+  distanceTests: number;
+}[] {
   const metrics = new Set(fills.flatMap((f) => [`del_norm:${f}`, `ins_norm:${f}`, `top10:${f}`]));
   const datasets = [...new Set(summary.pairs.filter((p) => p.scope === "dataset").map((p) => p.dataset))].sort();
   return datasets.map((dataset) => {
-    const mine = summary.pairs.filter((p) => p.scope === "dataset" && p.dataset === dataset && metrics.has(p.metric) && (p.a === "pdcr" || p.b === "pdcr"));
+    const mine = summary.pairs.filter(
+      (p) => p.scope === "dataset" && p.dataset === dataset && metrics.has(p.metric) && (p.a === "pdcr" || p.b === "pdcr"),
+    );
     const vsMethods = mine.filter((p) => !isControl(p.a) && !isControl(p.b));
     const vsRandom = mine.filter((p) => p.a === RANDOM || p.b === RANDOM);
     const vsDistance = mine.filter((p) => p.a === DISTANCE || p.b === DISTANCE);

@@ -43,7 +43,17 @@ export function averageRanks(xs: ArrayLike<number>): { ranks: Float64Array; ties
 export function normalSf(z: number): number {
   const x = Math.abs(z) / Math.SQRT2;
   const t = 1 / (1 + 0.5 * x);
-  const erfc = t * Math.exp(-x * x - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))));
+  const erfc =
+    t *
+    Math.exp(
+      -x * x -
+        1.26551223 +
+        t *
+          (1.00002368 +
+            t *
+              (0.37409196 +
+                t * (0.09678418 + t * (-0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))),
+    );
   return z >= 0 ? erfc / 2 : 1 - erfc / 2;
 }
 
@@ -55,7 +65,9 @@ export function wilcoxon(differences: ArrayLike<number>): WilcoxonResult {
   if (n === 0) return { n, zeros, wPlus: 0, wMinus: 0, statistic: 0, p: Number.NaN, method: "exact" };
   const { ranks, ties } = averageRanks(nonzero.map(Math.abs));
   let wPlus = 0;
-  nonzero.forEach((v, i) => { if (v > 0) wPlus += ranks[i]; });
+  nonzero.forEach((v, i) => {
+    if (v > 0) wPlus += ranks[i];
+  });
   const total = (n * (n + 1)) / 2;
   const wMinus = total - wPlus;
   const statistic = Math.min(wPlus, wMinus);

@@ -17,11 +17,11 @@
  * discrete draws happen to be equal is not taken for noise-free.
  */
 import { fail } from "../errors.js";
+import type { WorkPlan } from "../util/progress.js";
 import type { UnitEstimate } from "./estimators.js";
 import { blockOf, isBlockRef, type Quadtree } from "./hierarchy.js";
-import type { Evaluate, SampleRequest } from "./samples.js";
 import { fitVariancePrior, moderate } from "./moderated-variance.js";
-import type { WorkPlan } from "../util/progress.js";
+import type { Evaluate, SampleRequest } from "./samples.js";
 import { fastPlan } from "./work-plan.js";
 
 export interface AdaptiveSettings {
@@ -67,7 +67,19 @@ export interface AdaptiveSettings {
   maxSeconds: number;
 }
 
-export const FAST_SCHEDULE: AdaptiveSettings = { tau: 0.02, groupSize: 8, groupDraws: 2, strata: 4, minRounds: 1, maxSamples: 48, absTol: 0.01, fidelity: 0.3, commonDraws: false, maxPasses: 0, maxSeconds: 0 };
+export const FAST_SCHEDULE: AdaptiveSettings = {
+  tau: 0.02,
+  groupSize: 8,
+  groupDraws: 2,
+  strata: 4,
+  minRounds: 1,
+  maxSamples: 48,
+  absTol: 0.01,
+  fidelity: 0.3,
+  commonDraws: false,
+  maxPasses: 0,
+  maxSeconds: 0,
+};
 
 export interface AdaptiveResult {
   estimates: UnitEstimate[];
@@ -98,14 +110,18 @@ export interface BudgetUse {
 
 export function checkAdaptive(st: AdaptiveSettings): void {
   if (!(st.tau >= 0)) fail(`tau must be >= 0, got ${st.tau}`, "use --tau 0.02");
-  if (!Number.isInteger(st.groupSize) || st.groupSize < 1 || (st.groupSize & (st.groupSize - 1)) !== 0) fail(`group size must be a power of two >= 1, got ${st.groupSize}`, "set groupSize to 8 (1 disables hierarchical screening)");
+  if (!Number.isInteger(st.groupSize) || st.groupSize < 1 || (st.groupSize & (st.groupSize - 1)) !== 0)
+    fail(`group size must be a power of two >= 1, got ${st.groupSize}`, "set groupSize to 8 (1 disables hierarchical screening)");
   if (!Number.isInteger(st.groupDraws) || st.groupDraws < 1) fail(`group draws must be >= 1, got ${st.groupDraws}`, "set groupDraws to 1 or more");
   if (!Number.isInteger(st.strata) || st.strata < 2) fail(`strata must be an integer >= 2, got ${st.strata}`, "set strata to 4");
-  if (!Number.isInteger(st.maxSamples) || st.maxSamples < st.strata) fail(`max samples must be an integer >= strata (${st.strata}), got ${st.maxSamples}`, "set maxSamples to 48");
+  if (!Number.isInteger(st.maxSamples) || st.maxSamples < st.strata)
+    fail(`max samples must be an integer >= strata (${st.strata}), got ${st.maxSamples}`, "set maxSamples to 48");
   if (!Number.isInteger(st.minRounds) || st.minRounds < 1) fail(`min rounds must be >= 1, got ${st.minRounds}`);
   for (const k of ["absTol", "fidelity"] as const) if (!(st[k] >= 0)) fail(`${k} must be >= 0, got ${st[k]}`);
-  if (!Number.isInteger(st.maxPasses) || st.maxPasses < 0) fail(`the pass budget must be an integer >= 0 (0 = none), got ${st.maxPasses}`, "use --max-passes 20000, or leave it out");
-  if (!(st.maxSeconds >= 0 && Number.isFinite(st.maxSeconds))) fail(`the time budget must be a number of seconds >= 0 (0 = none), got ${st.maxSeconds}`, "use --max-time 60, or leave it out");
+  if (!Number.isInteger(st.maxPasses) || st.maxPasses < 0)
+    fail(`the pass budget must be an integer >= 0 (0 = none), got ${st.maxPasses}`, "use --max-passes 20000, or leave it out");
+  if (!(st.maxSeconds >= 0 && Number.isFinite(st.maxSeconds)))
+    fail(`the time budget must be a number of seconds >= 0 (0 = none), got ${st.maxSeconds}`, "use --max-time 60, or leave it out");
 }
 
 /** Per-block running state: Δ values by stratum, one per round. */
@@ -139,7 +155,8 @@ export function stratifiedEstimate(s: BlockSamples, weights: readonly number[]):
     const w2 = weights.reduce((a, w) => a + w * w, 0);
     return { mean, se: Math.sqrt(w2 * s2), df: R - 1 };
   }
-  let v = 0, denom = 0;
+  let v = 0,
+    denom = 0;
   for (let h = 0; h < R; h++) {
     const s2 = s.byStratum[h].reduce((a, b) => a + (b - means[h]) ** 2, 0) / (k - 1);
     const a = (weights[h] * weights[h] * s2) / k;
@@ -163,7 +180,11 @@ export interface BlockEstimate {
  * largest variances toward the typical one: those dominate the map's noise, and the stopping rule
  * would then stop before the map is as precise as it states.
  */
-export function moderatedEstimates(blocks: readonly number[], samples: ReadonlyMap<number, BlockSamples>, weights: readonly number[]): Map<number, BlockEstimate> {
+export function moderatedEstimates(
+  blocks: readonly number[],
+  samples: ReadonlyMap<number, BlockSamples>,
+  weights: readonly number[],
+): Map<number, BlockEstimate> {
   const w2 = weights.reduce((a, w) => a + w * w, 0);
   const own = blocks.map((b) => ({ e: stratifiedEstimate(samples.get(b)!, weights), k: samples.get(b)!.rounds }));
   // Variance of one draw: the scale every block shares, whatever its number of rounds.
@@ -200,7 +221,15 @@ export interface ScreenLoss {
  * `passesFor(spent)`, when given, turns the time budget into a pass budget after the screen (the
  * caller knows the clock and the pass rate). `plan` hears the run's passes as far as they are known.
  */
-export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evaluate, st: AdaptiveSettings, weights: readonly number[], passesFor?: (spent: number) => number, plan?: (p: WorkPlan) => void): Promise<AdaptiveResult> {
+export async function adaptiveAte(
+  tree: Quadtree,
+  base: number,
+  evaluate: Evaluate,
+  st: AdaptiveSettings,
+  weights: readonly number[],
+  passesFor?: (spent: number) => number,
+  plan?: (p: WorkPlan) => void,
+): Promise<AdaptiveResult> {
   checkAdaptive(st);
   const n = tree.blockCount;
   const R = weights.length;
@@ -211,7 +240,8 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
   // 1. Hierarchical screening: test groups level by level; collect blocks to screen individually.
   let frontier = tree.top;
   const candidates: number[] = [];
-  let groupPasses = 0, groupsTested = 0;
+  let groupPasses = 0,
+    groupsTested = 0;
   const loss: ScreenLoss = { bound: 0, blocks: 0, groups: 0, alone: 0 };
   while (frontier.length > 0) {
     const groups = frontier.filter((r) => !isBlockRef(r));
@@ -224,7 +254,8 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
     groupsTested += groups.length;
     const next: number[] = [];
     groups.forEach((key, gi) => {
-      let active = false, largest = 0;
+      let active = false,
+        largest = 0;
       for (let j = 0; j < st.groupDraws; j++) {
         if (moved(out[gi * st.groupDraws + j])) active = true;
         largest = Math.max(largest, Math.abs(out[gi * st.groupDraws + j] - base));
@@ -242,7 +273,13 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
   // 2. Block screen = the first stratified round.
   const samples = new Map<number, BlockSamples>();
   // Blocks left out with their quadtree group were never sampled alone: no standard error (NaN).
-  const result: UnitEstimate[] = Array.from({ length: n }, () => ({ effect: 0, rawEffect: 0, stderr: Number.NaN, samples: 0, status: "screened-out" as const }));
+  const result: UnitEstimate[] = Array.from({ length: n }, () => ({
+    effect: 0,
+    rawEffect: 0,
+    stderr: Number.NaN,
+    samples: 0,
+    status: "screened-out" as const,
+  }));
   const runRounds = async (blocks: number[], stage: string) => {
     const reqs: SampleRequest[] = [];
     for (const b of blocks) {
@@ -275,8 +312,11 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
   const maxRounds = Math.floor(st.maxSamples / R);
   let spent = 1 + groupPasses + candidates.length * R;
   const screen = spent;
-  let binding = false, noiseRatio = 0, short = false;
-  let maxPasses = st.maxPasses, byTime = false;
+  let binding = false,
+    noiseRatio = 0,
+    short = false;
+  let maxPasses = st.maxPasses,
+    byTime = false;
   const timed = st.maxSeconds > 0 ? passesFor?.(spent) : undefined;
   if (timed !== undefined && Number.isFinite(timed) && (maxPasses === 0 || timed < maxPasses)) {
     maxPasses = Math.max(Math.floor(timed), 1);
@@ -287,7 +327,8 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
     let sum = 0;
     for (const e of est.values()) sum += e.mean;
     const mapMean = sum / n;
-    let spread = (n - passing.length) * mapMean * mapMean, noise = 0;
+    let spread = (n - passing.length) * mapMean * mapMean,
+      noise = 0;
     for (const e of est.values()) {
       spread += (e.mean - mapMean) ** 2;
       noise += e.se * e.se;
@@ -322,13 +363,28 @@ export async function adaptiveAte(tree: Quadtree, base: number, evaluate: Evalua
       }
       need.length = Math.min(need.length, affordable);
     }
-    plan?.(fastPlan(spent, passing.reduce((a, b) => a + (maxRounds - samples.get(b)!.rounds) * R, 0), maxPasses, 0, need.length * R));
+    plan?.(
+      fastPlan(
+        spent,
+        passing.reduce((a, b) => a + (maxRounds - samples.get(b)!.rounds) * R, 0),
+        maxPasses,
+        0,
+        need.length * R,
+      ),
+    );
     await runRounds(need, "estimating");
     spent += need.length * R;
   }
   for (const [b, e] of moderatedEstimates(passing, samples, weights)) {
     const sig = Math.abs(e.mean) >= st.tau;
-    result[b] = { effect: sig ? e.mean : 0, rawEffect: e.mean, stderr: e.se, samples: samples.get(b)!.rounds * R, status: sig ? "above-tau" : "below-tau", dof: e.df };
+    result[b] = {
+      effect: sig ? e.mean : 0,
+      rawEffect: e.mean,
+      stderr: e.se,
+      samples: samples.get(b)!.rounds * R,
+      status: sig ? "above-tau" : "below-tau",
+      dof: e.df,
+    };
   }
   const budget = maxPasses > 0 ? { passes: maxPasses, spent, binding, screen, byTime } : undefined;
   return { estimates: result, groupPasses, groupsTested, noiseRatio, short, budget, screenLoss: loss };

@@ -1,9 +1,10 @@
 /** Attribution: the result of any method — per-unit effects with uncertainty, a map, provenance. */
-import type { Region, RoiRect } from "../target/roi.js";
+
 import type { OutcomeName } from "../target/outcome.js";
-import { forEachPixel, type Unit, type UnitKind } from "./units.js";
-import type { UnitEstimate } from "./estimators.js";
+import type { Region, RoiRect } from "../target/roi.js";
 import type { ScreenLoss } from "./adaptive.js";
+import type { UnitEstimate } from "./estimators.js";
+import { forEachPixel, type Unit, type UnitKind } from "./units.js";
 
 export type UnitResult = Unit & UnitEstimate;
 
@@ -12,7 +13,14 @@ export interface Provenance {
   createdAt: string;
   model: { path: string; sha256: string; card: unknown; cardSource: string; assumptions: string[] };
   case: { id: string; imagePath?: string; imageSha256: string; maskPath?: string; maskSha256?: string };
-  target: { roi: RoiRect; roiKind: "rect" | "mask"; outcome: OutcomeName; reference: "ground-truth" | "prediction"; channel: number; threshold: number };
+  target: {
+    roi: RoiRect;
+    roiKind: "rect" | "mask";
+    outcome: OutcomeName;
+    reference: "ground-truth" | "prediction";
+    channel: number;
+    threshold: number;
+  };
   method: string;
   seed: number;
   /** every setting of the method, defaults included */

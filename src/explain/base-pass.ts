@@ -23,10 +23,14 @@ export interface BasePass {
 export async function unperturbedPass(model: Model, kase: Case, spec: TargetSpec, runner: Runner): Promise<BasePass> {
   const input = model.preprocess(kase.image);
   let output: Float32Array | undefined;
-  await runner.evaluate([0], (_, dst) => dst.set(input), (data) => {
-    output = data.slice(0, data.length / runner.batchSize);
-    return 0;
-  });
+  await runner.evaluate(
+    [0],
+    (_, dst) => dst.set(input),
+    (data) => {
+      output = data.slice(0, data.length / runner.batchSize);
+      return 0;
+    },
+  );
   return { input, output: output!, target: resolveTarget(model, kase, spec, output!) };
 }
 
@@ -44,7 +48,14 @@ export function buildProvenance(model: Model, kase: Case, target: Target, f: Pro
     createdAt: new Date().toISOString(),
     model: { path: model.path, sha256: model.sha256, card: model.card, cardSource: model.resolved.source, assumptions: model.resolved.assumptions },
     case: { id: kase.id, imagePath: kase.imagePath, imageSha256: kase.imageSha256, maskPath: kase.maskPath, maskSha256: kase.maskSha256 },
-    target: { roi: target.region.bbox, roiKind: target.region.kind, outcome: target.outcome, reference: target.referenceKind, channel: model.card.output.channel, threshold: model.card.output.threshold },
+    target: {
+      roi: target.region.bbox,
+      roiKind: target.region.kind,
+      outcome: target.outcome,
+      reference: target.referenceKind,
+      channel: model.card.output.channel,
+      threshold: model.card.output.threshold,
+    },
     method: f.method,
     seed: f.seed,
     settings: f.settings,

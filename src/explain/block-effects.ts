@@ -4,18 +4,18 @@
  * Methods differ only in the Intervention and the estimator settings they pass in.
  */
 import type { Case } from "../data/case.js";
-import type { Model } from "../model/model.js";
 import { fail } from "../errors.js";
+import type { Model } from "../model/model.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { randomInt } from "../util/rng.js";
-import { paint, type Attribution } from "./attribution.js";
+import { type AdaptiveSettings, adaptiveAte, type ScreenLoss } from "./adaptive.js";
+import { type Attribution, paint } from "./attribution.js";
 import { DEFAULT_CHUNK } from "./checkpoint.js";
-import { RunContext, type RunOptions } from "./run.js";
-import { screenedAte, type ScreenedAteSettings } from "./estimators.js";
-import type { Intervention } from "./interventions.js";
-import { blockGrid, type Unit, type UnitKind } from "./units.js";
-import { adaptiveAte, type AdaptiveSettings, type ScreenLoss } from "./adaptive.js";
+import { type ScreenedAteSettings, screenedAte } from "./estimators.js";
 import { buildQuadtree } from "./hierarchy.js";
+import type { Intervention } from "./interventions.js";
+import { RunContext, type RunOptions } from "./run.js";
+import { blockGrid, type Unit, type UnitKind } from "./units.js";
 
 /** Splits draws 0..count-1 into R strata of near-equal size by their key (ties by draw number). */
 export function stratifyDraws(count: number, R: number, key: (d: number) => number): { strata: number[][]; weights: number[] } {
@@ -34,7 +34,13 @@ export function uniformDraw(seed: number, unit: number, draw: number, count: num
  * schedule draws round by round, one per stratum; a group draw (unit >= unitCount) gives every
  * member block its own patch.
  */
-export function drawNumbering(seed: number, unitCount: number, draws: number, strat: { strata: number[][] } | undefined, commonDraws: boolean): (unit: number, draw: number, member?: number) => number {
+export function drawNumbering(
+  seed: number,
+  unitCount: number,
+  draws: number,
+  strat: { strata: number[][] } | undefined,
+  commonDraws: boolean,
+): (unit: number, draw: number, member?: number) => number {
   return (unit, draw, member = 0) => {
     if (draws === 1) return 0;
     if (unit >= unitCount) return randomInt(seed, unit, draw * 65536 + member, draws);
@@ -72,7 +78,13 @@ export interface BlockMethodSpec {
   units?: (target: Target) => { units: Unit[]; roiCells: number; unitKind: UnitKind };
 }
 
-export async function explainBlocks(model: Model, kase: Case, targetSpec: TargetSpec, spec: BlockMethodSpec, run: RunOptions = {}): Promise<Attribution> {
+export async function explainBlocks(
+  model: Model,
+  kase: Case,
+  targetSpec: TargetSpec,
+  spec: BlockMethodSpec,
+  run: RunOptions = {},
+): Promise<Attribution> {
   const t0 = Date.now();
   const intervention = await spec.makeIntervention(model, kase);
   // Unperturbed pass: gives m(X), and the reference mask when explaining the model's own prediction.
@@ -83,16 +95,29 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   const units = grid.units;
   // With fewer distinct draws than strata (a tiny bank) every draw is its own stratum.
   const ad = spec.adaptive && { ...spec.adaptive, strata: Math.min(spec.adaptive.strata, intervention.draws) };
-  if (ad && ad.strata < 2) fail(`the fast schedule needs at least 2 distinct draws, the intervention has ${intervention.draws}`, "use --schedule paper, or a bank with more patches");
-  if (ad && custom) fail("the fast schedule needs a grid of blocks (its quadtree screening groups neighbouring blocks)", "use the paper schedule for irregular units");
-  if (ad && grid.stride !== spec.blockSize) fail("the fast schedule needs a partition into blocks (stride = block size)", "use --schedule paper for overlapping windows");
+  if (ad && ad.strata < 2)
+    fail(
+      `the fast schedule needs at least 2 distinct draws, the intervention has ${intervention.draws}`,
+      "use --schedule paper, or a bank with more patches",
+    );
+  if (ad && custom)
+    fail(
+      "the fast schedule needs a grid of blocks (its quadtree screening groups neighbouring blocks)",
+      "use the paper schedule for irregular units",
+    );
+  if (ad && grid.stride !== spec.blockSize)
+    fail("the fast schedule needs a partition into blocks (stride = block size)", "use --schedule paper for overlapping windows");
   const tree = ad ? buildQuadtree(units, grid.stride, ad.groupSize) : undefined;
   const strat = ad ? stratifyDraws(intervention.draws, ad.strata, (d) => intervention.drawKey?.(d) ?? d) : undefined;
   const drawOf = drawNumbering(seed, units.length, intervention.draws, strat, ad?.commonDraws ?? false);
   const membersOf = (unit: number): Unit[] => (unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]));
 
   const key = ctx.checkpointKey([
-    "model", "image", "mask", "target", "card",
+    "model",
+    "image",
+    "mask",
+    "target",
+    "card",
     { method: spec.method, block: spec.blockSize, stride: grid.stride },
     "seed",
     {
@@ -103,7 +128,9 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
       units: custom ? spec.settings : undefined,
     },
   ]);
-  const scorer = ctx.scorer(key, (unit, draw, dst) => membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))), { chunk: DEFAULT_CHUNK });
+  const scorer = ctx.scorer(key, (unit, draw, dst) => membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))), {
+    chunk: DEFAULT_CHUNK,
+  });
   const evaluate = scorer.evaluate;
 
   let estimates;
@@ -116,24 +143,40 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     let screenMs = 0;
     const passesFor = (spent: number) => {
       screenMs = Date.now() - t0;
-      return scorer.ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - screenMs) * scorer.ranPasses) / Math.max(scorer.ranMs, 1));
+      return scorer.ranPasses === 0
+        ? Infinity
+        : spent + Math.max(0, ((ad.maxSeconds * 1000 - screenMs) * scorer.ranPasses) / Math.max(scorer.ranMs, 1));
     };
     const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan);
     estimates = r.estimates;
     extraPasses = r.groupPasses;
     screenLoss = r.screenLoss;
-    notes.push(`fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`);
+    notes.push(
+      `fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`,
+    );
     const b = r.budget;
     if (b?.byTime) timeBudgetPasses = b.passes;
     if (b?.byTime && b.binding && screenMs > ad.maxSeconds * 1000) {
-      notes.push(`time budget ${ad.maxSeconds} s: the screen alone took ${(screenMs / 1000).toFixed(screenMs < 10_000 ? 1 : 0)} s (it always completes, so every block has an estimate); no further rounds ran — raise --max-time or use larger blocks (--max-passes ${b.passes} reproduces this map)`);
+      notes.push(
+        `time budget ${ad.maxSeconds} s: the screen alone took ${(screenMs / 1000).toFixed(screenMs < 10_000 ? 1 : 0)} s (it always completes, so every block has an estimate); no further rounds ran — raise --max-time or use larger blocks (--max-passes ${b.passes} reproduces this map)`,
+      );
     } else if (b?.byTime && b.binding) {
-      notes.push(`time budget ${ad.maxSeconds} s: ${b.passes} passes at the pass rate measured during the screen (${((1000 * scorer.ranPasses) / Math.max(scorer.ranMs, 1)).toFixed(1)}/s); the map depends on the machine's speed — rerun with --max-passes ${b.passes} to reproduce it exactly`);
+      notes.push(
+        `time budget ${ad.maxSeconds} s: ${b.passes} passes at the pass rate measured during the screen (${((1000 * scorer.ranPasses) / Math.max(scorer.ranMs, 1)).toFixed(1)}/s); the map depends on the machine's speed — rerun with --max-passes ${b.passes} to reproduce it exactly`,
+      );
     }
     if (b && b.screen > b.passes) {
-      notes.push(`pass budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every block has an estimate${b.binding ? `, but no further rounds ran — raise --max-passes above ${b.screen} or use larger blocks` : ", and the map needed no further rounds"}`);
-    } else if (b?.binding) notes.push(`${b.byTime ? "time" : "pass"} budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`);
-    if (r.short) notes.push(`the map's noise is ${fmtRatio(r.noiseRatio)} of its spread, above the target ${ad.fidelity} (--map-noise): no block could take another round (each reached the cap of ${Math.floor(ad.maxSamples / ad.strata) * ad.strata} draws, or a standard error below ${ad.absTol}) — raise --samples for a closer map; the per-block standard errors say how far to trust each block`);
+      notes.push(
+        `pass budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every block has an estimate${b.binding ? `, but no further rounds ran — raise --max-passes above ${b.screen} or use larger blocks` : ", and the map needed no further rounds"}`,
+      );
+    } else if (b?.binding)
+      notes.push(
+        `${b.byTime ? "time" : "pass"} budget reached: ${b.spent} of ${b.passes} passes; the map's noise is ${fmtRatio(r.noiseRatio)} of its spread (the schedule's target: ${ad.fidelity}) — the per-block standard errors say how far to trust each block`,
+      );
+    if (r.short)
+      notes.push(
+        `the map's noise is ${fmtRatio(r.noiseRatio)} of its spread, above the target ${ad.fidelity} (--map-noise): no block could take another round (each reached the cap of ${Math.floor(ad.maxSamples / ad.strata) * ad.strata} draws, or a standard error below ${ad.absTol}) — raise --samples for a closer map; the per-block standard errors say how far to trust each block`,
+      );
   } else {
     estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator, ctx.plan);
   }
@@ -144,12 +187,16 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
   const tau = (ad ?? spec.estimator).tau;
   if (tau > 0 && results.every((r) => r.effect === 0)) {
     const unit = custom ? custom.unitKind : "block";
-    notes.push(`no ${unit} moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): a RoI well inside the structure or in the background often keeps its Dice whatever one ${unit} holds — try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`);
+    notes.push(
+      `no ${unit} moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): a RoI well inside the structure or in the background often keeps its Dice whatever one ${unit} holds — try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`,
+    );
   }
   if (screenLoss && screenLoss.blocks > 0) {
     const total = results.reduce((s, r) => s + Math.abs(r.effect), 0);
     const share = total > 0 ? ` (${((100 * screenLoss.bound) / total).toFixed(1)}% of the map's total |effect|, ${total.toFixed(2)})` : "";
-    notes.push(`the screen set ${screenLoss.blocks} blocks to 0 (${screenLoss.groups} quadtree group${screenLoss.groups === 1 ? "" : "s"} cleared whole, ${screenLoss.alone} block${screenLoss.alone === 1 ? "" : "s"} alone); their largest |Δ| in any screening draw sums to ${fmtSmall(screenLoss.bound)}${share}: with additive block effects, about as much effect as they may hide, unless effects of opposite sign cancel within a group or a rare patch moves the RoI more`);
+    notes.push(
+      `the screen set ${screenLoss.blocks} blocks to 0 (${screenLoss.groups} quadtree group${screenLoss.groups === 1 ? "" : "s"} cleared whole, ${screenLoss.alone} block${screenLoss.alone === 1 ? "" : "s"} alone); their largest |Δ| in any screening draw sums to ${fmtSmall(screenLoss.bound)}${share}: with additive block effects, about as much effect as they may hide, unless effects of opposite sign cancel within a group or a rare patch moves the RoI more`,
+    );
   }
   return ctx.finish({
     method: spec.method,
@@ -163,7 +210,13 @@ export async function explainBlocks(model: Model, kase: Case, targetSpec: Target
     tau,
     screenLoss,
     notes,
-    settings: { blockSize: spec.blockSize, stride: grid.stride, ...(ad ?? spec.estimator), ...spec.settings, ...(timeBudgetPasses !== undefined ? { timeBudgetPasses } : {}) },
+    settings: {
+      blockSize: spec.blockSize,
+      stride: grid.stride,
+      ...(ad ?? spec.estimator),
+      ...spec.settings,
+      ...(timeBudgetPasses !== undefined ? { timeBudgetPasses } : {}),
+    },
     intervention: intervention.describe(),
   });
 }

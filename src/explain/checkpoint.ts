@@ -8,8 +8,8 @@ import { dirname } from "node:path";
 import { writeFileAtomic, writeFileAtomicSync } from "../util/atomic.js";
 import { sha256 } from "../util/hash.js";
 import { saveOnInterrupt } from "../util/interrupt.js";
-import { ProgressTracker, type ProgressListener } from "../util/progress.js";
-import { cachedEvaluate, OutcomeStore, type Evaluate, type SampleRequest } from "./samples.js";
+import { type ProgressListener, ProgressTracker } from "../util/progress.js";
+import { cachedEvaluate, type Evaluate, OutcomeStore, type SampleRequest } from "./samples.js";
 
 export class Checkpoint {
   private lastSave = Date.now();
@@ -58,7 +58,10 @@ export class Checkpoint {
   notes(): string[] {
     const out: string[] = [];
     if (this.resumedSamples > 0) out.push(`resumed from checkpoint: ${this.resumedSamples} samples reused`);
-    if (this.discardedSamples > 0) out.push(`${this.path} held ${this.discardedSamples} samples of a run with other settings (another command, image, RoI or option): not reused, and replaced`);
+    if (this.discardedSamples > 0)
+      out.push(
+        `${this.path} held ${this.discardedSamples} samples of a run with other settings (another command, image, RoI or option): not reused, and replaced`,
+      );
     return out;
   }
 
@@ -142,7 +145,10 @@ export interface Resumable {
  * same key are reused, new ones are checkpointed at `path`, and samples resumed count as done in the
  * progress shown.
  */
-export function resumableEvaluate(raw: Evaluate, opts: { path?: string; key: unknown; onProgress?: ProgressListener; chunk?: number; saveEveryMs?: number }): Resumable {
+export function resumableEvaluate(
+  raw: Evaluate,
+  opts: { path?: string; key: unknown; onProgress?: ProgressListener; chunk?: number; saveEveryMs?: number },
+): Resumable {
   const checkpoint = opts.path ? Checkpoint.open(opts.path, opts.key, opts.saveEveryMs) : undefined;
   const store = checkpoint?.store ?? new OutcomeStore();
   const cached = cachedEvaluate(raw, store, opts.chunk ?? DEFAULT_CHUNK, checkpoint ? () => checkpoint.maybeSave() : undefined);

@@ -8,15 +8,15 @@
  * A method is then a recipe: which coalitions (the neighbourhood) and which fit (the loss).
  */
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import { hash3, Rng, uniform } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
-import { paint, type Attribution, type UnitResult } from "./attribution.js";
+import { type Attribution, paint, type UnitResult } from "./attribution.js";
 import { FillIntervention, type FillOptions } from "./interventions.js";
 import { makePartition, type PartitionOptions } from "./partition.js";
 import { RunContext, type RunOptions } from "./run.js";
-import { fail } from "../errors.js";
 
 const COALITION_STREAM = STREAM.coalition;
 
@@ -42,7 +42,8 @@ export function shapleyCoalition(seed: number, i: number, d: number): Uint8Array
   const s = hash3(seed, COALITION_STREAM + 1, i >> 1);
   let total = 0;
   for (let k = 1; k < d; k++) total += 1 / (k * (d - k));
-  let u = uniform(s, 0, 0) * total, k = 1;
+  let u = uniform(s, 0, 0) * total,
+    k = 1;
   for (; k < d - 1; k++) {
     u -= 1 / (k * (d - k));
     if (u < 0) break;
@@ -87,7 +88,13 @@ export function checkCount(name: string, v: number, min: number, hint: string): 
   if (!Number.isInteger(v) || v < min) fail(`${name} must be an integer >= ${min}, got ${v}`, hint);
 }
 
-export async function explainCoalitions(model: Model, kase: Case, targetSpec: TargetSpec, recipe: CoalitionRecipe, run: RunOptions = {}): Promise<Attribution> {
+export async function explainCoalitions(
+  model: Model,
+  kase: Case,
+  targetSpec: TargetSpec,
+  recipe: CoalitionRecipe,
+  run: RunOptions = {},
+): Promise<Attribution> {
   checkCount("coalitions", recipe.coalitions, 1, "use --coalitions 1000");
   const fill = await FillIntervention.create(model, kase.image, recipe.fill);
   const s = await RunContext.open(model, kase, targetSpec, run);
@@ -101,7 +108,18 @@ export async function explainCoalitions(model: Model, kase: Case, targetSpec: Ta
     for (let j = 0; j < d; j++) if (stream === 1 || Z[i * d + j] === 0) fill.apply(dst, units[j]);
   };
   const settings = { ...part.describe, fill: recipe.fill, coalitions: recipe.coalitions, ...recipe.settings };
-  const scorer = s.scorer(s.checkpointKey(["model", "image", "mask", "card", "seed", "target", { method: recipe.method, settings, units: d, intervention: fill.describe() }]), write);
+  const scorer = s.scorer(
+    s.checkpointKey([
+      "model",
+      "image",
+      "mask",
+      "card",
+      "seed",
+      "target",
+      { method: recipe.method, settings, units: d, intervention: fill.describe() },
+    ]),
+    write,
+  );
   // Coalitions keeping every unit are the unperturbed input: their outcome is m(X), no pass needed.
   const y = new Float64Array(n);
   const todo: number[] = [];
@@ -115,9 +133,18 @@ export async function explainCoalitions(model: Model, kase: Case, targetSpec: Ta
   const scored = await scorer.score(0, todo, "coalitions");
   todo.forEach((i, k) => (y[i] = scored[k]));
   const fit = recipe.fit(Z, y, d, s.target.base, fNone);
-  const results: UnitResult[] = units.map((u, j) => ({ ...u, effect: fit.effect[j], rawEffect: fit.effect[j], stderr: fit.stderr[j], samples: n, status: "above-tau", ...(n - d - 1 > 0 ? { dof: n - d - 1 } : {}) }));
+  const results: UnitResult[] = units.map((u, j) => ({
+    ...u,
+    effect: fit.effect[j],
+    rawEffect: fit.effect[j],
+    stderr: fit.stderr[j],
+    samples: n,
+    status: "above-tau",
+    ...(n - d - 1 > 0 ? { dof: n - d - 1 } : {}),
+  }));
   const notes = [...fit.notes];
-  if (recipe.needsEmpty) notes.push(`outcome with every unit removed f(none) = ${fNone.toFixed(4)}, unperturbed f(all) = ${s.target.base.toFixed(4)}`);
+  if (recipe.needsEmpty)
+    notes.push(`outcome with every unit removed f(none) = ${fNone.toFixed(4)}, unperturbed f(all) = ${s.target.base.toFixed(4)}`);
   return s.finish({
     method: recipe.method,
     unitKind: part.unitKind,

@@ -5,22 +5,32 @@
  * patches), by their mean over donors, or by zeros. The prefix runs once per image and donor;
  * each intervention then only runs the suffix of the graph after the component.
  */
-import { fail } from "../errors.js";
+
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
+import { BatchRunner } from "../model/batches.js";
 import type { Model } from "../model/model.js";
 import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
-import { BatchRunner } from "../model/batches.js";
-import { Sessions, type SessionConfig, type TensorData } from "../model/runtime.js";
+import { type SessionConfig, Sessions, type TensorData } from "../model/runtime.js";
 import { outputLayoutOf } from "../onnx/adapt.js";
-import { buildSuffix, exposeTensors, listComponents, planCut, type Component, type ComponentLevel, type CutPlan, type TensorType } from "../onnx/surgery.js";
+import {
+  buildSuffix,
+  type Component,
+  type ComponentLevel,
+  type CutPlan,
+  exposeTensors,
+  listComponents,
+  planCut,
+  type TensorType,
+} from "../onnx/surgery.js";
 import { resolveTarget, type TargetSpec } from "../target/target.js";
-import { screenedAte, PAPER_SCREENED_ATE, type UnitEstimate } from "./estimators.js";
 import type { AttributionCore } from "./attribution.js";
-import { choice, int, num, optionalChoice, optionalInt, optionDefaults, type OptionValues } from "./options.js";
 import type { Resumable } from "./checkpoint.js";
+import { donorEnumeratedAte } from "./donor-ate.js";
+import { PAPER_SCREENED_ATE, screenedAte, type UnitEstimate } from "./estimators.js";
+import { choice, int, num, type OptionValues, optionalChoice, optionalInt, optionDefaults } from "./options.js";
 import { RunContext, type RunOptions } from "./run.js";
 import type { Evaluate } from "./samples.js";
-import { donorEnumeratedAte } from "./donor-ate.js";
 
 export const UNIT_LEVELS = ["stage", "block", "layer", "channel", "spatial"] as const;
 export const ABLATIONS = ["resample", "mean", "zero"] as const;
@@ -37,12 +47,25 @@ const onlyResample = { appliesWhen: { option: "ablation", values: ["resample"] }
 
 /** The options of `components`, declared as methods declare theirs; the CLI's flags read them. */
 export const COMPONENT_OPTIONS = {
-  level: choice(UNIT_LEVELS, { description: "stage, block or layer (module-path depth); channel or spatial (units inside --tensor)", default: "stage" }),
-  channelGroup: int({ description: "channels per unit at --level channel", default: 1, min: 1, appliesWhen: { option: "level", values: ["channel"] } }),
-  cell: optionalInt({ description: "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)", min: 1, appliesWhen: { option: "level", values: ["spatial"] } }),
+  level: choice(UNIT_LEVELS, {
+    description: "stage, block or layer (module-path depth); channel or spatial (units inside --tensor)",
+    default: "stage",
+  }),
+  channelGroup: int({
+    description: "channels per unit at --level channel",
+    default: 1,
+    min: 1,
+    appliesWhen: { option: "level", values: ["channel"] },
+  }),
+  cell: optionalInt({
+    description: "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)",
+    min: 1,
+    appliesWhen: { option: "level", values: ["spatial"] },
+  }),
   ablation: choice(ABLATIONS, { description: "resample (donor activations), mean (donor mean) or zero", default: "resample" }),
   donorSampling: optionalChoice(DONOR_SAMPLINGS, {
-    description: "resample: exact (every unit with each donor once: the expectation over the donors) or random (draws with replacement, screened); default exact when the donors are no more than --screen + --samples, random when either is given",
+    description:
+      "resample: exact (every unit with each donor once: the expectation over the donors) or random (draws with replacement, screened); default exact when the donors are no more than --screen + --samples, random when either is given",
     ...onlyResample,
   }),
   screen: int({ description: "screening draws (resample)", default: PAPER_SCREENED_ATE.screen, ...onlyResample }),
@@ -100,23 +123,46 @@ async function openCut(model: Model, bytes: Uint8Array): Promise<Sessions> {
 const SESSION_OPTS = (threads: number): SessionConfig => ({ threads, optimization: "extended" });
 
 /** ORT's failure on a cut graph of `model` as one line. */
-const cutFailed = (model: Model, what: string) => (e: unknown): never =>
-  fail(`ONNX Runtime failed to run ${what} of ${model.path}: ${(e as Error).message.split("\n")[0]}`, "report this model to the segcause authors; input-level methods still work");
+const cutFailed =
+  (model: Model, what: string) =>
+  (e: unknown): never =>
+    fail(
+      `ONNX Runtime failed to run ${what} of ${model.path}: ${(e as Error).message.split("\n")[0]}`,
+      "report this model to the segcause authors; input-level methods still work",
+    );
 
 const ELEM: Record<string, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float64: 11 };
 
 type Outputs = Record<string, TensorData>;
 
 /** Runs the exposed model on `inputs` in batches of B (the last padded with copies); the raw batch outputs. */
-async function exposedBatches(session: Sessions, inputName: string, inputs: Float32Array[], dims: number[], B: number, failed: (e: unknown) => never): Promise<Outputs[]> {
+async function exposedBatches(
+  session: Sessions,
+  inputName: string,
+  inputs: Float32Array[],
+  dims: number[],
+  B: number,
+  failed: (e: unknown) => never,
+): Promise<Outputs[]> {
   const out: Outputs[] = [];
   const runner = new BatchRunner(session, { feeds: [{ name: inputName, dims }], batchSize: B, failed });
-  await runner.run(inputs, (x, [dst]) => dst.set(x), (r, j) => void (j === 0 && out.push(r)));
+  await runner.run(
+    inputs,
+    (x, [dst]) => dst.set(x),
+    (r, j) => void (j === 0 && out.push(r)),
+  );
   return out;
 }
 
 /** Runs the exposed model on `images` (each tiled/padded to batch B) and returns per-image tensors. */
-async function runExposed(session: Sessions, inputName: string, inputs: Float32Array[], dims: number[], B: number, failed: (e: unknown) => never): Promise<Outputs[]> {
+async function runExposed(
+  session: Sessions,
+  inputName: string,
+  inputs: Float32Array[],
+  dims: number[],
+  B: number,
+  failed: (e: unknown) => never,
+): Promise<Outputs[]> {
   const batches = await exposedBatches(session, inputName, inputs, dims, B, failed);
   return inputs.map((_, i) => sliceBatch(batches[Math.floor(i / B)], i % B, B));
 }
@@ -137,11 +183,13 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   const t0 = Date.now();
   const ablation = opts.ablation ?? DEFAULTS.ablation;
   const donors = opts.donors ?? [];
-  if (ablation !== "zero" && donors.length === 0) fail(`${ablation} ablation needs donor images`, "pass --donors <folder or manifest> with images of the same domain, or use --ablation zero");
+  if (ablation !== "zero" && donors.length === 0)
+    fail(`${ablation} ablation needs donor images`, "pass --donors <folder or manifest> with images of the same domain, or use --ablation zero");
   const proto = model.proto();
   const requested = opts.level ?? DEFAULTS.level;
   const inTensor = requested === "channel" || requested === "spatial";
-  if (inTensor && !opts.tensors?.length) fail(`the ${requested} level needs --tensor <name>`, "`segcause components --list --level layer` shows the tensors");
+  if (inTensor && !opts.tensors?.length)
+    fail(`the ${requested} level needs --tensor <name>`, "`segcause components --list --level layer` shows the tensors");
   if (requested === "channel" && opts.tensors!.length !== 1) fail("the channel level takes exactly one --tensor", "run once per tensor");
   const level = inTensor ? requested : opts.tensors ? "tensors" : requested;
   const comps: Component[] = opts.tensors
@@ -179,30 +227,45 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   const { target, seed } = ctx;
   const types = new Map<string, TensorType>();
   for (const [k, t] of Object.entries(baseRun)) types.set(k, { elemType: ELEM[t.type] ?? 1, dims: [...t.dims] });
-  const donorActs = donors.length ? await runExposed(exposed, model.inputName, donors.map((d) => model.preprocess(d.image)), dims, B, cutFailed(model, "the exposed graph")) : [];
+  const donorActs = donors.length
+    ? await runExposed(
+        exposed,
+        model.inputName,
+        donors.map((d) => model.preprocess(d.image)),
+        dims,
+        B,
+        cutFailed(model, "the exposed graph"),
+      )
+    : [];
   forwardPasses += donors.length;
   await exposed.release();
 
   // Units: components whose outputs are all batched float activations.
-  const usable = comps.filter((c) => plans.has(c.name)).filter((c) => {
-    const bad = c.outputs.find((t) => baseRun[t].type !== "float32" || baseRun[t].dims[0] !== B);
-    if (bad) {
-      if (opts.tensors) fail(`tensor ${bad} is not a per-image float activation`, "choose a float feature map");
-      skipped.push({ name: c.name, reason: `output ${bad} is not a per-image float activation` });
-    }
-    return !bad;
-  });
+  const usable = comps
+    .filter((c) => plans.has(c.name))
+    .filter((c) => {
+      const bad = c.outputs.find((t) => baseRun[t].type !== "float32" || baseRun[t].dims[0] !== B);
+      if (bad) {
+        if (opts.tensors) fail(`tensor ${bad} is not a per-image float activation`, "choose a float feature map");
+        skipped.push({ name: c.name, reason: `output ${bad} is not a per-image float activation` });
+      }
+      return !bad;
+    });
   const tensorDims: Record<string, number[]> = {};
   const units: Unit[] = inTensor ? [] : usable.map((c) => ({ ...c, plan: c.name }));
   if (inTensor) {
     for (const c of usable) {
       const t = c.outputs[0];
       const d = baseRun[t].dims;
-      if (d.length !== 4) fail(`tensor ${t} has shape [${d.join(", ")}]; the ${level} level needs an NCHW feature map`, "choose a convolutional feature map");
+      if (d.length !== 4)
+        fail(`tensor ${t} has shape [${d.join(", ")}]; the ${level} level needs an NCHW feature map`, "choose a convolutional feature map");
       // A channels-last activation (Keras/tf2onnx graphs carry them between Transposes) would be cut
       // into cells along its channels; the shape tells it when only the NHWC reading fits the input.
       if (outputLayoutOf(d, model.height, model.width, "nchw") === "nhwc") {
-        fail(`tensor ${t} is [${d.join(", ")}], which reads as channels-last [N, H, W, C]; the ${level} level splits [N, C, H, W] feature maps`, "choose a channels-first tensor, e.g. the output of the Transpose next to it (components --list --level layer)");
+        fail(
+          `tensor ${t} is [${d.join(", ")}], which reads as channels-last [N, H, W, C]; the ${level} level splits [N, C, H, W] feature maps`,
+          "choose a channels-first tensor, e.g. the output of the Transpose next to it (components --list --level layer)",
+        );
       }
       const [, C, H, W] = d;
       tensorDims[t] = [C, H, W];
@@ -211,14 +274,28 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
         if (!Number.isInteger(g) || g < 1 || g > C) fail(`channel group ${g} must be in 1..${C}`, "use --channel-group 1");
         for (let c0 = 0; c0 < C; c0 += g) {
           const c1 = Math.min(C, c0 + g);
-          units.push({ name: g === 1 ? `${t}[${c0}]` : `${t}[${c0}:${c1}]`, order: c0, depth: 0, outputs: [t], plan: t, selection: { tensor: t, channels: [c0, c1], rows: [0, H], cols: [0, W] } });
+          units.push({
+            name: g === 1 ? `${t}[${c0}]` : `${t}[${c0}:${c1}]`,
+            order: c0,
+            depth: 0,
+            outputs: [t],
+            plan: t,
+            selection: { tensor: t, channels: [c0, c1], rows: [0, H], cols: [0, W] },
+          });
         }
       } else {
         const cell = opts.cell ?? Math.max(1, Math.ceil(Math.max(H, W) / 16));
         if (!Number.isInteger(cell) || cell < 1) fail(`cell size must be a positive integer, got ${cell}`, "use --cell 1..feature-map size");
         for (let r = 0; r < H; r += cell) {
           for (let k = 0; k < W; k += cell) {
-            units.push({ name: `${t}@${r},${k}`, order: units.length, depth: 0, outputs: [t], plan: t, selection: { tensor: t, channels: [0, C], rows: [r, Math.min(H, r + cell)], cols: [k, Math.min(W, k + cell)] } });
+            units.push({
+              name: `${t}@${r},${k}`,
+              order: units.length,
+              depth: 0,
+              outputs: [t],
+              plan: t,
+              selection: { tensor: t, channels: [0, C], rows: [r, Math.min(H, r + cell)], cols: [k, Math.min(W, k + cell)] },
+            });
           }
         }
       }
@@ -246,60 +323,69 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     return e;
   };
   const draws = ablation === "resample" ? donors.length : 1;
-  const st = ablation === "resample"
-    ? { screen: opts.screen ?? DEFAULTS.screen, samples: opts.samples ?? DEFAULTS.samples, tau: opts.tau ?? DEFAULTS.tau }
-    : { screen: 1, samples: 0, tau: opts.tau ?? DEFAULTS.tau };
-  const donorSampling: DonorSampling | null = ablation !== "resample" ? null : (opts.donorSampling ?? (donors.length <= st.screen + st.samples ? "exact" : "random"));
+  const st =
+    ablation === "resample"
+      ? { screen: opts.screen ?? DEFAULTS.screen, samples: opts.samples ?? DEFAULTS.samples, tau: opts.tau ?? DEFAULTS.tau }
+      : { screen: 1, samples: 0, tau: opts.tau ?? DEFAULTS.tau };
+  const donorSampling: DonorSampling | null =
+    ablation !== "resample" ? null : (opts.donorSampling ?? (donors.length <= st.screen + st.samples ? "exact" : "random"));
   const exact = donorSampling === "exact";
   const fixedFill = new Map<string, Float32Array>();
-  const raw = (resumable: () => Resumable): Evaluate => async (reqs) => {
-    const scores = new Float64Array(reqs.length);
-    // Requests of units that share a cut (channels, cells of one tensor) fill batches together.
-    const byPlan = new Map<string, number[]>();
-    reqs.forEach((r, i) => {
-      const key = units[r.unit].plan;
-      (byPlan.get(key) ?? byPlan.set(key, []).get(key)!).push(i);
-    });
-    for (const idx of byPlan.values()) {
-      const first = units[reqs[idx[0]].unit];
-      const { s, out } = await suffixOf(reqs[idx[0]].unit);
-      const plan = plans.get(first.plan)!;
-      // The replaced tensors start as the base batch, slot by slot (padding slots keep it); the
-      // suffix's other inputs are the base batch's, whole.
-      const feeds = first.outputs.map((t) => {
-        const src = baseRun[t].data as Float32Array;
-        const per = src.length / B;
-        return { name: t, dims: baseRun[t].dims.slice(1), init: (j: number, dst: Float32Array) => dst.set(src.subarray(j * per, (j + 1) * per)) };
+  const raw =
+    (resumable: () => Resumable): Evaluate =>
+    async (reqs) => {
+      const scores = new Float64Array(reqs.length);
+      // Requests of units that share a cut (channels, cells of one tensor) fill batches together.
+      const byPlan = new Map<string, number[]>();
+      reqs.forEach((r, i) => {
+        const key = units[r.unit].plan;
+        (byPlan.get(key) ?? byPlan.set(key, []).get(key)!).push(i);
       });
-      const constants = Object.fromEntries(plan.suffixInputs.filter((t) => !first.outputs.includes(t)).map((t) => [t, baseRun[t]]));
-      const runner = new BatchRunner(s, { feeds, constants, fetches: [out], batchSize: B, failed: cutFailed(model, `the cut at ${first.plan}`) });
-      await runner.run(
-        idx,
-        (ri, slot) => {
-          const { unit: u, draw } = reqs[ri];
-          first.outputs.forEach((t, k) => {
-            let value: Float32Array;
-            if (ablation === "resample") value = donorActs[exact ? draw : ctx.randomInt(u, draw, draws)][t].data as Float32Array;
-            else {
-              const key = `${ablation}:${t}`;
-              if (!fixedFill.has(key)) fixedFill.set(key, ablation === "mean" ? meanOf(t) : new Float32Array(slot[k].length));
-              value = fixedFill.get(key)!;
-            }
-            const sel = units[u].selection;
-            if (sel) copySelection(slot[k], value, 0, tensorDims[t], sel);
-            else slot[k].set(value);
-          });
-        },
-        (r, j, ri) => (scores[ri] = target.score(r[out].data as Float32Array, j)),
-        (n) => resumable().progress(n),
-      );
-    }
-    return scores;
-  };
+      for (const idx of byPlan.values()) {
+        const first = units[reqs[idx[0]].unit];
+        const { s, out } = await suffixOf(reqs[idx[0]].unit);
+        const plan = plans.get(first.plan)!;
+        // The replaced tensors start as the base batch, slot by slot (padding slots keep it); the
+        // suffix's other inputs are the base batch's, whole.
+        const feeds = first.outputs.map((t) => {
+          const src = baseRun[t].data as Float32Array;
+          const per = src.length / B;
+          return { name: t, dims: baseRun[t].dims.slice(1), init: (j: number, dst: Float32Array) => dst.set(src.subarray(j * per, (j + 1) * per)) };
+        });
+        const constants = Object.fromEntries(plan.suffixInputs.filter((t) => !first.outputs.includes(t)).map((t) => [t, baseRun[t]]));
+        const runner = new BatchRunner(s, { feeds, constants, fetches: [out], batchSize: B, failed: cutFailed(model, `the cut at ${first.plan}`) });
+        await runner.run(
+          idx,
+          (ri, slot) => {
+            const { unit: u, draw } = reqs[ri];
+            first.outputs.forEach((t, k) => {
+              let value: Float32Array;
+              if (ablation === "resample") value = donorActs[exact ? draw : ctx.randomInt(u, draw, draws)][t].data as Float32Array;
+              else {
+                const key = `${ablation}:${t}`;
+                if (!fixedFill.has(key)) fixedFill.set(key, ablation === "mean" ? meanOf(t) : new Float32Array(slot[k].length));
+                value = fixedFill.get(key)!;
+              }
+              const sel = units[u].selection;
+              if (sel) copySelection(slot[k], value, 0, tensorDims[t], sel);
+              else slot[k].set(value);
+            });
+          },
+          (r, j, ri) => (scores[ri] = target.score(r[out].data as Float32Array, j)),
+          (n) => resumable().progress(n),
+        );
+      }
+      return scores;
+    };
   // A sample is a function of the unit, the draw number and these: screen, samples and τ only decide
   // which samples are drawn, so a rerun with other values reuses every finished one.
   const key = ctx.checkpointKey([
-    { method: "components" }, "model", "card", "image", "mask", "target",
+    { method: "components" },
+    "model",
+    "card",
+    "image",
+    "mask",
+    "target",
     { units: units.map((u) => [u.name, ...u.outputs]), ablation, donors: donors.map((d) => d.imageSha256) },
     "seed",
     // Draw d is donor d when enumerating; the key part keeps those samples apart from random draws.
@@ -321,12 +407,22 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   forwardPasses += estimates.reduce((s, e) => s + e.samples, 0);
   for (const e of sessions.values()) await e.s.release();
   const notes: string[] = [];
-  if (ablation === "resample" && donors.length < 10) notes.push(`only ${donors.length} donor image(s): the resample distribution is coarse; 20 or more are better`);
+  if (ablation === "resample" && donors.length < 10)
+    notes.push(`only ${donors.length} donor image(s): the resample distribution is coarse; 20 or more are better`);
   const core = ctx.finishCore({
     method: "components",
     forwardPasses,
     tau: st.tau,
-    settings: { level, ablation, donorSampling, ...(exact ? { tau: st.tau } : st), batchSize: B, tensors: opts.tensors ?? null, channelGroup: level === "channel" ? (opts.channelGroup ?? DEFAULTS.channelGroup) : null, cell: level === "spatial" ? (units[0].selection!.rows[1] - units[0].selection!.rows[0]) : null },
+    settings: {
+      level,
+      ablation,
+      donorSampling,
+      ...(exact ? { tau: st.tau } : st),
+      batchSize: B,
+      tensors: opts.tensors ?? null,
+      channelGroup: level === "channel" ? (opts.channelGroup ?? DEFAULTS.channelGroup) : null,
+      cell: level === "spatial" ? units[0].selection!.rows[1] - units[0].selection!.rows[0] : null,
+    },
     intervention: { name: `${ablation} ablation`, donors: donors.map((d) => ({ id: d.id, sha256: d.imageSha256 })) },
     runnerNotes: [],
     batchSize: B,
@@ -337,11 +433,23 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     method: "components",
     level,
     ablation,
-    units: units.map((c, i) => ({ index: i, name: c.name, order: c.order, depth: c.depth, outputs: c.outputs, selection: c.selection, ...estimates[i] })),
+    units: units.map((c, i) => ({
+      index: i,
+      name: c.name,
+      order: c.order,
+      depth: c.depth,
+      outputs: c.outputs,
+      selection: c.selection,
+      ...estimates[i],
+    })),
     tensorDims,
     activations:
       level === "channel"
-        ? { tensor: opts.tensors![0], dims: tensorDims[opts.tensors![0]], data: (baseRun[opts.tensors![0]].data as Float32Array).slice(0, (baseRun[opts.tensors![0]].data as Float32Array).length / B) }
+        ? {
+            tensor: opts.tensors![0],
+            dims: tensorDims[opts.tensors![0]],
+            data: (baseRun[opts.tensors![0]].data as Float32Array).slice(0, (baseRun[opts.tensors![0]].data as Float32Array).length / B),
+          }
         : undefined,
     skipped,
   };

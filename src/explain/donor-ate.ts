@@ -17,7 +17,8 @@ export interface DonorAteSettings {
 }
 
 export async function donorEnumeratedAte(unitCount: number, base: number, evaluate: Evaluate, st: DonorAteSettings): Promise<UnitEstimate[]> {
-  if (!Number.isInteger(st.donors) || st.donors < 1) fail(`donor enumeration needs at least one donor, got ${st.donors}`, "pass --donors with images of the same domain");
+  if (!Number.isInteger(st.donors) || st.donors < 1)
+    fail(`donor enumeration needs at least one donor, got ${st.donors}`, "pass --donors with images of the same domain");
   if (!(st.tau >= 0)) fail(`tau must be >= 0, got ${st.tau}`, "use --tau 0.02");
   const D = st.donors;
   const reqs: SampleRequest[] = [];

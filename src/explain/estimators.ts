@@ -4,8 +4,8 @@
  * mean Δ of N fresh draws, dropped again when |mean| < τ.
  */
 import { fail } from "../errors.js";
-import type { Evaluate, SampleRequest } from "./samples.js";
 import type { WorkPlan } from "../util/progress.js";
+import type { Evaluate, SampleRequest } from "./samples.js";
 import { paperPlan } from "./work-plan.js";
 
 /**
@@ -50,11 +50,18 @@ export function meanSe(xs: ArrayLike<number>, offset: number, n: number, base: n
 }
 
 /** `plan` hears the run's passes: the worst case before the screen, the exact count after it. */
-export async function screenedAte(unitCount: number, base: number, evaluate: Evaluate, st: ScreenedAteSettings, plan?: (p: WorkPlan) => void): Promise<UnitEstimate[]> {
+export async function screenedAte(
+  unitCount: number,
+  base: number,
+  evaluate: Evaluate,
+  st: ScreenedAteSettings,
+  plan?: (p: WorkPlan) => void,
+): Promise<UnitEstimate[]> {
   if (!Number.isInteger(st.screen) || st.screen < 1) fail(`screening draws must be >= 1, got ${st.screen}`, "use --screen 3");
   if (!Number.isInteger(st.samples) || st.samples < 0) fail(`samples must be >= 0, got ${st.samples}`, "use --samples 50");
   if (!(st.tau >= 0)) fail(`tau must be >= 0, got ${st.tau}`, "use --tau 0.02");
-  const S = st.screen, N = st.samples;
+  const S = st.screen,
+    N = st.samples;
   plan?.(paperPlan(unitCount, S, N));
   const screenReqs: SampleRequest[] = [];
   for (let u = 0; u < unitCount; u++) for (let j = 0; j < S; j++) screenReqs.push({ unit: u, draw: j });

@@ -3,14 +3,15 @@
  * run, bank })`. Options are checked and completed as the CLI does (`resolveOptions`), and the
  * method's `check` runs before any pass, so a library caller gets the same refusals as a user.
  */
-import { fail } from "../errors.js";
+
 import type { Case } from "../data/case.js";
 import type { PatchBank } from "../data/patchbank.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import { getMethod } from "./catalog.js";
-import { resolveOptions, type MethodDefinition, type OptionLabel } from "./methods.js";
+import { type MethodDefinition, type OptionLabel, resolveOptions } from "./methods.js";
 import type { RunOptions } from "./run.js";
 
 export interface ExplainInput<O = Record<string, unknown>> {

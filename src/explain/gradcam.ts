@@ -16,18 +16,18 @@
  * stage; DeepLab: the ASPP projection; SegFormer: the decoder's projection of the last stage.
  */
 import type { ModelProto } from "onnx-buf";
-import { fail } from "../errors.js";
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
+import { bottleneck, type FeatureMap, scanFeatureMaps } from "../onnx/feature-maps.js";
 import { withInputSize } from "../onnx/graph.js";
-import { bottleneck, scanFeatureMaps, type FeatureMap } from "../onnx/feature-maps.js";
 import type { TargetSpec } from "../target/target.js";
 import { resizeBilinear } from "../util/bilinear.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./run.js";
 import { explainGradient } from "./gradients.js";
 import { defineMethod } from "./methods.js";
 import { text } from "./options.js";
+import type { RunOptions } from "./run.js";
 
 function describeMap(m: FeatureMap): string {
   return `${m.name} [${m.channels}x${m.height}x${m.width}, ${m.op}]`;
@@ -50,10 +50,18 @@ function camOf(g: Float32Array, a: Float32Array, L: FeatureMap): Float32Array {
 }
 
 /** Resolves `layer` ("auto" or a tensor name) to a feature map, or fails listing the candidates. */
-export function chooseLayer(proto: ModelProto, model: Pick<Model, "height" | "width" | "path" | "outputName">, layer: string): { map: FeatureMap; rule: string } {
+export function chooseLayer(
+  proto: ModelProto,
+  model: Pick<Model, "height" | "width" | "path" | "outputName">,
+  layer: string,
+): { map: FeatureMap; rule: string } {
   const { maps, all, unknown } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
   const why = unknown ? ` (shape inference stopped early: ${unknown})` : "";
-  if (maps.length === 0) fail(`${model.path} has no spatial feature map [1, K>=2, h, w] for Grad-CAM that output '${model.outputName}' depends on${why}`, "use another gradient method (saliency, ig)");
+  if (maps.length === 0)
+    fail(
+      `${model.path} has no spatial feature map [1, K>=2, h, w] for Grad-CAM that output '${model.outputName}' depends on${why}`,
+      "use another gradient method (saliency, ig)",
+    );
   if (layer === "auto" || layer === "") return { map: bottleneck(maps)!, rule: "auto: smallest spatial size, deepest" };
   const found = maps.find((m) => m.name === layer);
   if (found) return { map: found, rule: "given" };
@@ -116,9 +124,13 @@ export function explainGradCam(model: Model, kase: Case, target: TargetSpec, opt
     const cams = async (layers: FeatureMap[]): Promise<Float32Array[]> => {
       const s = await env.session({ layers: layers.map((l) => l.name) });
       let out: Float32Array[] = [];
-      await s.run([0], (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)), (slot) => {
-        out = layers.map((l) => camOf(slot.layerGrad(l.name), slot.activation(l.name), l));
-      });
+      await s.run(
+        [0],
+        (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
+        (slot) => {
+          out = layers.map((l) => camOf(slot.layerGrad(l.name), slot.activation(l.name), l));
+        },
+      );
       return out;
     };
     const [cam] = await cams([L]);
@@ -127,7 +139,10 @@ export function explainGradCam(model: Model, kase: Case, target: TargetSpec, opt
     if (!cam.some((v) => v > 0)) {
       // Name a layer that gives a map on this model and image: the coarsest deeper (decoder-side) feature maps, tried in one extra pass.
       const { maps } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
-      const tried = maps.filter((m) => m.order > L.order).sort((a, b) => a.height * a.width - b.height * b.width || a.order - b.order).slice(0, ALTERNATIVES);
+      const tried = maps
+        .filter((m) => m.order > L.order)
+        .sort((a, b) => a.height * a.width - b.height * b.width || a.order - b.order)
+        .slice(0, ALTERNATIVES);
       const works = tried.length ? (await cams(tried)).findIndex((c) => c.some((v) => v > 0)) : -1;
       notes.push(
         `the Grad-CAM is 0 everywhere: sum_k w_k A_k <= 0 at every position of this layer (its features, weighted by the mean gradient, only lower the RoI score); ` +
@@ -151,11 +166,16 @@ export function explainGradCam(model: Model, kase: Case, target: TargetSpec, opt
 export const gradCamMethod = defineMethod({
   name: "gradcam",
   family: "gradient",
-  summary: "Seg-Grad-CAM of the RoI probability sum at --layer (default: the bottleneck = smallest, deepest feature map), ReLU, bilinear upsampling (unsigned)",
+  summary:
+    "Seg-Grad-CAM of the RoI probability sum at --layer (default: the bottleneck = smallest, deepest feature map), ReLU, bilinear upsampling (unsigned)",
   cost: "1 forward + 1 forward/backward",
   options: { layer: text({ description: "tensor of the Grad-CAM feature map, or auto (smallest spatial size, deepest)", default: "auto" }) },
   // The layer must be a feature map the explained output depends on (chooseLayer lists the candidates).
-  check: (ctx) => void chooseLayer(withInputSize(ctx.model.proto(), ctx.model.inputName, [ctx.model.channels, ctx.model.height, ctx.model.width]), ctx.model, ctx.options.layer),
+  check: (ctx) =>
+    void chooseLayer(
+      withInputSize(ctx.model.proto(), ctx.model.inputName, [ctx.model.channels, ctx.model.height, ctx.model.width]),
+      ctx.model,
+      ctx.options.layer,
+    ),
   explain: (ctx, o) => explainGradCam(ctx.model, ctx.kase, ctx.target, { ...ctx.run, layer: o.layer }),
 });
-

@@ -23,22 +23,29 @@
  * inputs than the batch size runs at its own size, so a one-input method costs one pass.
  */
 import { clone, create, fromBinary } from "@bufbuild/protobuf";
-import { AttributeProtoSchema, AttributeProto_AttributeType, ModelProtoSchema, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto } from "onnx-buf";
-import { fail } from "../errors.js";
+import {
+  AttributeProto_AttributeType,
+  AttributeProtoSchema,
+  type ModelProto,
+  ModelProtoSchema,
+  NodeProtoSchema,
+  ValueInfoProtoSchema,
+} from "onnx-buf";
 import type { Case } from "../data/case.js";
-import type { Model, OutputLayout } from "../model/model.js";
-import { batchSizeOf, DEFAULT_BATCH_SIZE, Runner, type InputWriter, type OutputReader } from "../model/runner.js";
+import { fail } from "../errors.js";
 import { BatchRunner } from "../model/batches.js";
+import type { Model, OutputLayout } from "../model/model.js";
+import { batchSizeOf, DEFAULT_BATCH_SIZE, type InputWriter, type OutputReader, Runner } from "../model/runner.js";
 import { Sessions } from "../model/runtime.js";
 import { buildGradientModel, GRADIENT_OPSET, type GradientModel } from "../onnx/gradient/index.js";
-import { upgradeOpset } from "../onnx/opset.js";
 import { withInputSize } from "../onnx/graph.js";
+import { upgradeOpset } from "../onnx/opset.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { ProgressTracker } from "../util/progress.js";
 import type { Attribution } from "./attribution.js";
-import { RunContext, type RunOptions } from "./run.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
 import { fillOptions } from "./options.js";
+import { RunContext, type RunOptions } from "./run.js";
 
 export type GradientRule = "gradient" | "guided" | "deeplift";
 
@@ -151,7 +158,11 @@ export class GradientSession {
       batchSize,
       // A call with fewer inputs than the batch size runs at its own size, so a one-input method costs one pass.
       shrink: !fixedBatch,
-      failed: (e) => fail(`ONNX Runtime failed to run the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`, "report this model to the segcause authors; perturbation methods still work"),
+      failed: (e) =>
+        fail(
+          `ONNX Runtime failed to run the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`,
+          "report this model to the segcause authors; perturbation methods still work",
+        ),
     });
   }
 
@@ -170,7 +181,10 @@ export class GradientSession {
       gm = buildGradientModel(proto, { output, wrt: [model.inputName, ...layers], rule });
     } catch (e) {
       if ((e as Error).name === "SegcauseError") throw e;
-      fail(`cannot build the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`, "this model uses an operator the gradient builder does not support; use a perturbation method (occlusion, pdcr)");
+      fail(
+        `cannot build the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`,
+        "this model uses an operator the gradient builder does not support; use a perturbation method (occlusion, pdcr)",
+      );
     }
     const gproto = fromBinary(ModelProtoSchema, gm.bytes);
     const inVi = gproto.graph!.input.find((i) => i.name === gm.input);
@@ -183,10 +197,14 @@ export class GradientSession {
       // every core the Model's sessions use (workers x threads), in one gradient session
       sessions = await Sessions.open(gm.bytes, { threads: model.threads * model.workers, optimization: opts.optimization ?? OPT_LEVEL });
     } catch (e) {
-      fail(`ONNX Runtime cannot load the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`, "report this model to the segcause authors; perturbation methods still work");
+      fail(
+        `ONNX Runtime cannot load the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`,
+        "report this model to the segcause authors; perturbation methods still work",
+      );
     }
     const s = new GradientSession(model, gm, sessions, batchSize, fixed !== undefined, rule, layers, layout, outputRank);
-    if (fixed !== undefined && fixed !== requested) s.notes.push(`the gradient graph's batch dimension is fixed at ${fixed}, so it runs ${fixed} input(s) per call`);
+    if (fixed !== undefined && fixed !== requested)
+      s.notes.push(`the gradient graph's batch dimension is fixed at ${fixed}, so it runs ${fixed} input(s) per call`);
     return s;
   }
 
@@ -349,7 +367,9 @@ export async function explainGradient(
   ];
   // An all-zero map is an answer worth a word (e.g. SmoothGrad with noise far beyond the input's range).
   if (!result.map.some((v) => v !== 0) && !notes.some((n) => n.includes("0 everywhere"))) {
-    notes.push("the map is 0 everywhere: the RoI score does not respond to the input here (saturated outputs, or settings such as a large noise that take the inputs out of the model's range)");
+    notes.push(
+      "the map is 0 everywhere: the RoI score does not respond to the input here (saturated outputs, or settings such as a large noise that take the inputs out of the model's range)",
+    );
   }
   return ctx.finish({
     method,
@@ -378,7 +398,8 @@ function rawToProb(model: Model, layout: OutputLayout): (data: Float32Array, slo
   if (model.card.output.kind === "probabilities") return (d, s, i) => d[s * C * plane + i];
   if (C === 1) return (d, s, i) => 1 / (1 + Math.exp(-d[s * plane + i]));
   return (d, s, i) => {
-    const p = i % plane, c = Math.floor(i / plane);
+    const p = i % plane,
+      c = Math.floor(i / plane);
     const base = s * C * plane + p;
     let max = -Infinity;
     for (let k = 0; k < C; k++) max = Math.max(max, d[base + k * plane]);
@@ -398,7 +419,14 @@ export function maxAbsOverChannels(v: ArrayLike<number>, channels: number, plane
 }
 
 /** Σ_c scale · a_c · (b_c − r_c) per pixel (r omitted = 0). */
-export function sumOverChannels(a: ArrayLike<number>, b: ArrayLike<number>, r: ArrayLike<number> | undefined, channels: number, plane: number, scale = 1): Float32Array {
+export function sumOverChannels(
+  a: ArrayLike<number>,
+  b: ArrayLike<number>,
+  r: ArrayLike<number> | undefined,
+  channels: number,
+  plane: number,
+  scale = 1,
+): Float32Array {
   const out = new Float32Array(plane);
   for (let c = 0; c < channels; c++) {
     for (let i = 0; i < plane; i++) out[i] += scale * a[c * plane + i] * (b[c * plane + i] - (r ? r[c * plane + i] : 0));
@@ -419,7 +447,14 @@ export async function baselineInput(model: Model, kase: Case, b: BaselineOptions
   const fill = await FillIntervention.create(model, kase.image, { kind: b.kind, value: b.value, sigma: b.sigma });
   const input = model.preprocess(kase.image);
   fill.apply(input, { index: 0, row: 0, col: 0, height: model.height, width: model.width });
-  const describe = b.kind === "constant" ? (b.value === 0 ? "black image" : `constant ${b.value}`) : b.kind === "mean" ? "the image's mean colour" : `the image blurred (sigma ${b.sigma} px)`;
+  const describe =
+    b.kind === "constant"
+      ? b.value === 0
+        ? "black image"
+        : `constant ${b.value}`
+      : b.kind === "mean"
+        ? "the image's mean colour"
+        : `the image blurred (sigma ${b.sigma} px)`;
   return { input, describe };
 }
 

@@ -11,18 +11,22 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./run.js";
 import { explainGradient, sumOverChannels } from "./gradients.js";
 import { defineMethod } from "./methods.js";
+import type { RunOptions } from "./run.js";
 
 export function explainGradXInput(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
   return explainGradient(model, kase, target, run, "gradxinput", { baseline: "zero model input" }, async (env) => {
     const s = await env.session();
     const plane = model.height * model.width;
     let map: Float32Array = new Float32Array(plane);
-    await s.run([0], (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)), (slot) => {
-      map = sumOverChannels(slot.inputGrad, env.input, undefined, model.channels, plane, -1);
-    });
+    await s.run(
+      [0],
+      (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
+      (slot) => {
+        map = sumOverChannels(slot.inputGrad, env.input, undefined, model.channels, plane, -1);
+      },
+    );
     return {
       map,
       signed: true,
@@ -39,4 +43,3 @@ export const gradXInputMethod = defineMethod({
   options: {},
   explain: (ctx) => explainGradXInput(ctx.model, ctx.kase, ctx.target, ctx.run),
 });
-

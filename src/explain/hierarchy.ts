@@ -29,7 +29,10 @@ export interface Quadtree {
  * with a single member are not formed: the block is tested directly.
  */
 export function buildQuadtree(units: readonly Block[], stride: number, size: number): Quadtree {
-  return buildTree(units.map((u) => [Math.floor(u.row / stride), Math.floor(u.col / stride)]), size);
+  return buildTree(
+    units.map((u) => [Math.floor(u.row / stride), Math.floor(u.col / stride)]),
+    size,
+  );
 }
 
 /**
@@ -55,7 +58,13 @@ export function buildTree(cellOf: readonly (readonly number[])[], size: number):
     const key = n + groups.length;
     const g: BlockGroup = { key, members, children: [] };
     groups.push(g);
-    g.children = parts.flatMap((members, part) => build(members, origin.map((o, a) => o + ((part >> (dims - 1 - a)) & 1) * h), h));
+    g.children = parts.flatMap((members, part) =>
+      build(
+        members,
+        origin.map((o, a) => o + ((part >> (dims - 1 - a)) & 1) * h),
+        h,
+      ),
+    );
     return [key];
   };
   const byTop = new Map<string, number[]>();
@@ -66,7 +75,14 @@ export function buildTree(cellOf: readonly (readonly number[])[], size: number):
     arr.push(i);
   });
   const top: number[] = [];
-  for (const [k, members] of byTop) top.push(...build(members, k.split(",").map((t) => Number(t) * size), size));
+  for (const [k, members] of byTop)
+    top.push(
+      ...build(
+        members,
+        k.split(",").map((t) => Number(t) * size),
+        size,
+      ),
+    );
   return { top, groups, blockCount: n };
 }
 

@@ -9,15 +9,16 @@
  * which is reported in the notes as the completeness gap. Baselines as occlusion's fills: black
  * (default), the image's mean colour, or a Gaussian blur.
  */
-import { fail } from "../errors.js";
+
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./run.js";
-import { BASELINE_OPTIONS, baselineInput, explainGradient, type BaselineOptions } from "./gradients.js";
+import { BASELINE_OPTIONS, type BaselineOptions, baselineInput, explainGradient } from "./gradients.js";
 import { defineMethod } from "./methods.js";
 import { fillOf, int } from "./options.js";
+import type { RunOptions } from "./run.js";
 
 export interface IgOptions extends RunOptions {
   /** path points m (default 32) */
@@ -30,52 +31,63 @@ export const IG_DEFAULTS = { steps: 32, baseline: { kind: "constant", value: 0, 
 /** "Σ attributions = a vs S(x) − S(b) = d (gap g%)", the completeness check of additive methods. */
 export function completenessNote(total: number, diff: number): { note: string; gap: number } {
   const gap = Math.abs(total - diff) / Math.max(Math.abs(diff), 1e-12);
-  return { note: `completeness: sum of attributions = ${total.toPrecision(6)} vs S(x) - S(baseline) = ${diff.toPrecision(6)} (gap ${(100 * gap).toFixed(2)}%)`, gap };
+  return {
+    note: `completeness: sum of attributions = ${total.toPrecision(6)} vs S(x) - S(baseline) = ${diff.toPrecision(6)} (gap ${(100 * gap).toFixed(2)}%)`,
+    gap,
+  };
 }
 
 export function explainIg(model: Model, kase: Case, target: TargetSpec, opts: IgOptions = {}): Promise<Attribution> {
   const steps = opts.steps ?? IG_DEFAULTS.steps;
   const b: BaselineOptions = { ...IG_DEFAULTS.baseline, ...opts.baseline };
   if (!Number.isInteger(steps) || steps < 1) fail(`--steps must be a positive integer, got ${steps}`, "use --steps 32");
-  return explainGradient(model, kase, target, opts, "ig", { steps, rule: "riemann-midpoint", fillKind: b.kind, fill: b.value, sigma: b.sigma }, async (env) => {
-    const { input: base, describe } = await baselineInput(model, kase, b);
-    const x = env.input;
-    const n = x.length;
-    const plane = model.height * model.width;
-    const s = await env.session();
-    const mean = new Float64Array(n);
-    const alphas = Array.from({ length: steps }, (_, k) => (k + 0.5) / steps);
-    await s.run(
-      alphas,
-      (a, f) => {
-        for (let i = 0; i < n; i++) f.input[i] = base[i] + a * (x[i] - base[i]);
-        f.seed.set(env.roiSeed);
-      },
-      (slot) => {
-        for (let i = 0; i < n; i++) mean[i] += slot.inputGrad[i];
-      },
-      env.progress("integrated gradients", steps),
-    );
-    const map = new Float32Array(plane);
-    let total = 0;
-    for (let c = 0; c < model.channels; c++) {
-      for (let p = 0; p < plane; p++) {
-        const i = c * plane + p;
-        const attr = ((x[i] - base[i]) * mean[i]) / steps;
-        map[p] -= attr;
-        total += attr;
+  return explainGradient(
+    model,
+    kase,
+    target,
+    opts,
+    "ig",
+    { steps, rule: "riemann-midpoint", fillKind: b.kind, fill: b.value, sigma: b.sigma },
+    async (env) => {
+      const { input: base, describe } = await baselineInput(model, kase, b);
+      const x = env.input;
+      const n = x.length;
+      const plane = model.height * model.width;
+      const s = await env.session();
+      const mean = new Float64Array(n);
+      const alphas = Array.from({ length: steps }, (_, k) => (k + 0.5) / steps);
+      await s.run(
+        alphas,
+        (a, f) => {
+          for (let i = 0; i < n; i++) f.input[i] = base[i] + a * (x[i] - base[i]);
+          f.seed.set(env.roiSeed);
+        },
+        (slot) => {
+          for (let i = 0; i < n; i++) mean[i] += slot.inputGrad[i];
+        },
+        env.progress("integrated gradients", steps),
+      );
+      const map = new Float32Array(plane);
+      let total = 0;
+      for (let c = 0; c < model.channels; c++) {
+        for (let p = 0; p < plane; p++) {
+          const i = c * plane + p;
+          const attr = ((x[i] - base[i]) * mean[i]) / steps;
+          map[p] -= attr;
+          total += attr;
+        }
       }
-    }
-    const [sBase] = await env.forwardScores([base]);
-    const c = completenessNote(total, env.baseScore - sBase);
-    return {
-      map,
-      signed: true,
-      valueUnits: "change of S (RoI probability sum) attributed to replacing the pixel by the baseline (-sum_c IG)",
-      notes: [`baseline: ${describe}; ${steps} midpoint steps`, c.note],
-      settings: { completenessGap: c.gap, baselineScore: sBase },
-    };
-  });
+      const [sBase] = await env.forwardScores([base]);
+      const c = completenessNote(total, env.baseScore - sBase);
+      return {
+        map,
+        signed: true,
+        valueUnits: "change of S (RoI probability sum) attributed to replacing the pixel by the baseline (-sum_c IG)",
+        notes: [`baseline: ${describe}; ${steps} midpoint steps`, c.note],
+        settings: { completenessGap: c.gap, baselineScore: sBase },
+      };
+    },
+  );
 }
 
 export const igMethod = defineMethod({
@@ -83,7 +95,9 @@ export const igMethod = defineMethod({
   family: "gradient",
   summary: "integrated gradients from a black (or mean/blur) baseline, 32 midpoint steps; -sum_c IG per pixel (signed), completeness in the notes",
   cost: "2 forward + steps forward/backward (32)",
-  options: { steps: int({ description: "points on the path from the baseline to the image", default: IG_DEFAULTS.steps, min: 1 }), ...BASELINE_OPTIONS },
+  options: {
+    steps: int({ description: "points on the path from the baseline to the image", default: IG_DEFAULTS.steps, min: 1 }),
+    ...BASELINE_OPTIONS,
+  },
   explain: (ctx, o) => explainIg(ctx.model, ctx.kase, ctx.target, { ...ctx.run, steps: o.steps, baseline: fillOf(o) }),
 });
-

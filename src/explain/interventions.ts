@@ -2,12 +2,13 @@
  * Interventions: how a unit's content is replaced. Each writes into one model input (CHW, already
  * holding the unperturbed image) given a draw number; deterministic fills have one draw.
  */
-import { fail } from "../errors.js";
-import type { PatchBank } from "../data/patchbank.js";
+
 import sharp from "sharp";
-import type { RasterImage } from "../data/image.js";
-import type { Model } from "../model/model.js";
 import type { Case } from "../data/case.js";
+import type { RasterImage } from "../data/image.js";
+import type { PatchBank } from "../data/patchbank.js";
+import { fail } from "../errors.js";
+import type { Model } from "../model/model.js";
 import { randomInt } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
 import { forEachPixel, type Unit } from "./units.js";
@@ -67,13 +68,19 @@ export class PatchIntervention implements Intervention {
     // A bank whose images are the patch size holds ready-cut patches: no scale to compare.
     const readyCut = height === bank.patchSize && width === bank.patchSize;
     if (!readyCut && (height !== model.height || width !== model.width)) {
-      this.notes.push(`the patch bank was cropped from images resized to ${height}x${width}, but the model input is ${model.height}x${model.width}: its patches show structures at another scale (rebuild it with \`segcause bank build --model <this model>\`)`);
+      this.notes.push(
+        `the patch bank was cropped from images resized to ${height}x${width}, but the model input is ${model.height}x${model.width}: its patches show structures at another scale (rebuild it with \`segcause bank build --model <this model>\`)`,
+      );
     }
     const colourImage = (explained?.source?.channels ?? 3) >= 3;
-    if (model.channels === 3 && colourImage && bank.isGrey) this.notes.push("the patch bank holds grey patches but the model takes colour images: the replacements are unlike any natural image it sees (build the bank from images of its own kind)");
+    if (model.channels === 3 && colourImage && bank.isGrey)
+      this.notes.push(
+        "the patch bank holds grey patches but the model takes colour images: the replacements are unlike any natural image it sees (build the bank from images of its own kind)",
+      );
     const own = explained ? bank.sourcesOf(explained) : [];
     const keep: number[] = [];
-    let start = 0, left = 0;
+    let start = 0,
+      left = 0;
     const names: string[] = [];
     for (const [i, s] of bank.header.sources.entries()) {
       if (own[i]) {
@@ -83,10 +90,13 @@ export class PatchIntervention implements Intervention {
       start += s.patches;
     }
     if (left > 0) {
-      if (keep.length === 0) fail(`every patch of the bank comes from the explained image ${names[0]}`, "build the bank from other images of the same kind");
+      if (keep.length === 0)
+        fail(`every patch of the bank comes from the explained image ${names[0]}`, "build the bank from other images of the same kind");
       this.index = Int32Array.from(keep);
       this.excluded = { image: names.join(", "), patches: left };
-      this.notes.push(`the patch bank holds ${left} patches of the explained image (${names.join(", ")}); they were left out, so every patch comes from another image`);
+      this.notes.push(
+        `the patch bank holds ${left} patches of the explained image (${names.join(", ")}); they were left out, so every patch comes from another image`,
+      );
     }
   }
 
@@ -114,7 +124,8 @@ export class PatchIntervention implements Intervention {
     }
     const tilesAcross = Math.ceil(u.width / P);
     forEachPixel(u, width, (i) => {
-      const dy = Math.floor(i / width) - u.row, dx = (i % width) - u.col;
+      const dy = Math.floor(i / width) - u.row,
+        dx = (i % width) - u.col;
       const tile = Math.floor(dy / P) * tilesAcross + Math.floor(dx / P);
       const patch = this.patchOf(tile === 0 ? draw : randomInt(draw, STREAM.patchTile, tile, this.draws));
       const src = patch * channels * P * P + (dy % P) * P + (dx % P);
@@ -132,7 +143,14 @@ export class PatchIntervention implements Intervention {
   }
 
   describe(): Record<string, unknown> {
-    const d: Record<string, unknown> = { name: this.name, bankSha256: this.bank.sha256, bankPatches: this.bank.count, patchSize: this.bank.patchSize, bankSeed: this.bank.header.seed, bankResizedTo: this.bank.header.resizedTo };
+    const d: Record<string, unknown> = {
+      name: this.name,
+      bankSha256: this.bank.sha256,
+      bankPatches: this.bank.count,
+      patchSize: this.bank.patchSize,
+      bankSeed: this.bank.header.seed,
+      bankResizedTo: this.bank.header.resizedTo,
+    };
     // Only when patches were left out, so that the records of every other run stay as they were.
     if (this.excluded) d.excluded = this.excluded;
     return d;
@@ -179,11 +197,18 @@ export class FillIntervention implements Intervention {
     let pixels: Uint8Array | Float32Array;
     if (opts.kind === "blur") {
       const sigma = opts.sigma ?? 5;
-      if (!(sigma >= MIN_BLUR_SIGMA && sigma <= MAX_BLUR_SIGMA)) fail(`blur sigma must be in ${MIN_BLUR_SIGMA}..${MAX_BLUR_SIGMA} px, got ${sigma}`, "use --sigma 5");
-      pixels = new Uint8Array(await sharp(image.data, { raw: { width: image.width, height: image.height, channels: C } }).blur(sigma).raw().toBuffer());
+      if (!(sigma >= MIN_BLUR_SIGMA && sigma <= MAX_BLUR_SIGMA))
+        fail(`blur sigma must be in ${MIN_BLUR_SIGMA}..${MAX_BLUR_SIGMA} px, got ${sigma}`, "use --sigma 5");
+      pixels = new Uint8Array(
+        await sharp(image.data, { raw: { width: image.width, height: image.height, channels: C } })
+          .blur(sigma)
+          .raw()
+          .toBuffer(),
+      );
     } else {
       const v = opts.value ?? 0;
-      if (opts.kind === "constant" && !(v >= PIXEL_VALUE.min && v <= PIXEL_VALUE.max)) fail(`the constant fill must be a pixel value in ${PIXEL_VALUE.min}..${PIXEL_VALUE.max}, got ${v}`, "use --fill 0 (black) .. 255 (white)");
+      if (opts.kind === "constant" && !(v >= PIXEL_VALUE.min && v <= PIXEL_VALUE.max))
+        fail(`the constant fill must be a pixel value in ${PIXEL_VALUE.min}..${PIXEL_VALUE.max}, got ${v}`, "use --fill 0 (black) .. 255 (white)");
       const values = Array.from({ length: C }, (_, c) => {
         if (opts.kind === "constant") return opts.value ?? 0;
         let sum = 0;

@@ -9,14 +9,14 @@
  * The map holds effect = −φ (removal-effect sign convention): Σ effect = f(none) − f(all).
  */
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import { checkCount, enumeratedCoalition, explainCoalitions, shapleyCoalition, shapleyKernelWeight } from "./coalitions.js";
-import { COALITION_DEFAULTS, coalitionBasics, coalitionOptionDecls, defined, type CoalitionCommonOptions } from "./lime.js";
+import { COALITION_DEFAULTS, type CoalitionCommonOptions, coalitionBasics, coalitionOptionDecls, defined } from "./lime.js";
 import { defineMethod } from "./methods.js";
 import { shapleyFit } from "./surrogates.js";
-import { fail } from "../errors.js";
 
 export type KernelShapOptions = CoalitionCommonOptions;
 export const KERNELSHAP_DEFAULTS = { ...COALITION_DEFAULTS };
@@ -35,7 +35,11 @@ export async function explainKernelShap(model: Model, kase: Case, target: Target
       ...coalitionBasics(o),
       count: (d) => {
         if (enumerable(d, o.coalitions)) return 2 ** d - 2;
-        if (o.coalitions < 2 * d) fail(`${o.coalitions} coalitions are too few for ${d} units (KernelSHAP needs at least 2 per unit, and many more for a precise answer)`, `use ${Math.max(1000, 10 * d)} coalitions (explain: --coalitions; evaluate: --set kernelshap.coalitions=), or fewer units (--segments)`);
+        if (o.coalitions < 2 * d)
+          fail(
+            `${o.coalitions} coalitions are too few for ${d} units (KernelSHAP needs at least 2 per unit, and many more for a precise answer)`,
+            `use ${Math.max(1000, 10 * d)} coalitions (explain: --coalitions; evaluate: --set kernelshap.coalitions=), or fewer units (--segments)`,
+          );
         return o.coalitions;
       },
       sample: (seed, i, d) => (enumerable(d, o.coalitions) ? enumeratedCoalition(i, d) : shapleyCoalition(seed, i, d)),
@@ -56,10 +60,17 @@ export async function explainKernelShap(model: Model, kase: Case, target: Target
         return {
           effect: f.phi.map((v) => -v),
           stderr: exact ? new Float64Array(d) : f.stderr,
-          notes: [exact ? `exact Shapley values: all ${n} coalitions of ${d} units enumerated` : `KernelSHAP: ${n} paired coalitions of ${d} units, weighted R² ${f.r2.toFixed(3)}`],
+          notes: [
+            exact
+              ? `exact Shapley values: all ${n} coalitions of ${d} units enumerated`
+              : `KernelSHAP: ${n} paired coalitions of ${d} units, weighted R² ${f.r2.toFixed(3)}`,
+          ],
         };
       },
-      settings: { sampler: "Shapley kernel sizes, complementary pairs (exact enumeration when 2^d - 2 <= coalitions)", constraint: "sum(phi) = f(all) - f(none)" },
+      settings: {
+        sampler: "Shapley kernel sizes, complementary pairs (exact enumeration when 2^d - 2 <= coalitions)",
+        constraint: "sum(phi) = f(all) - f(none)",
+      },
     },
     opts,
   );
@@ -68,7 +79,8 @@ export async function explainKernelShap(model: Model, kase: Case, target: Target
 export const kernelshapMethod = defineMethod({
   name: "kernelshap",
   family: "perturbation",
-  summary: "KernelSHAP: Shapley values of ~100 SLIC superpixels (removed = image mean colour), 1000 paired coalitions from the Shapley kernel, efficiency exact; effect = -phi",
+  summary:
+    "KernelSHAP: Shapley values of ~100 SLIC superpixels (removed = image mean colour), 1000 paired coalitions from the Shapley kernel, efficiency exact; effect = -phi",
   cost: "2 + coalitions (or 2^units when that is smaller: exact)",
   options: coalitionOptionDecls(),
   explain: (ctx, o) => explainKernelShap(ctx.model, ctx.kase, ctx.target, { ...ctx.run, ...o }),

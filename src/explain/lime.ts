@@ -8,17 +8,17 @@
  * by default (lime_image's default is each superpixel's own mean colour).
  */
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./run.js";
 import { bernoulliCoalition, checkCount, explainCoalitions } from "./coalitions.js";
 import type { FillKind } from "./interventions.js";
 import { defineMethod } from "./methods.js";
 import { choice, fillOptions, int, num } from "./options.js";
 import type { ColorSpace, PartitionKind } from "./partition.js";
+import type { RunOptions } from "./run.js";
 import { weightedLeastSquares } from "./surrogates.js";
-import { fail } from "../errors.js";
 
 /** Partition and fill options shared by the coalition methods (LIME, KernelSHAP). */
 export interface CoalitionCommonOptions extends RunOptions {
@@ -45,7 +45,17 @@ export interface CoalitionCommonOptions extends RunOptions {
 const PARTITION_KINDS = ["superpixels", "grid"] as const satisfies readonly PartitionKind[];
 const COLOR_SPACES = ["lab", "rgb"] as const satisfies readonly ColorSpace[];
 
-export const COALITION_DEFAULTS = { partition: "superpixels" as PartitionKind, segments: 100, compactness: 10, colorSpace: "lab" as ColorSpace, block: 16, fillKind: "mean" as FillKind, fill: 0, sigma: 5, coalitions: 1000 };
+export const COALITION_DEFAULTS = {
+  partition: "superpixels" as PartitionKind,
+  segments: 100,
+  compactness: 10,
+  colorSpace: "lab" as ColorSpace,
+  block: 16,
+  fillKind: "mean" as FillKind,
+  fill: 0,
+  sigma: 5,
+  coalitions: 1000,
+};
 
 export interface LimeOptions extends CoalitionCommonOptions {
   /** kernel width on the cosine distance (default 0.25, lime_image's) */
@@ -99,7 +109,12 @@ export async function explainLime(model: Model, kase: Case, target: TargetSpec, 
           notes: [`LIME surrogate: intercept ${f.intercept.toFixed(4)}, weighted R² ${f.r2.toFixed(3)} on ${n} coalitions of ${d} units`],
         };
       },
-      settings: { kernel: "sqrt(exp(-d^2/w^2)), d = cosine distance to the all-kept coalition", kernelWidth: o.kernelWidth, ridge: o.ridge, sampler: "bernoulli(0.5), first coalition all kept" },
+      settings: {
+        kernel: "sqrt(exp(-d^2/w^2)), d = cosine distance to the all-kept coalition",
+        kernelWidth: o.kernelWidth,
+        ridge: o.ridge,
+        sampler: "bernoulli(0.5), first coalition all kept",
+      },
     },
     opts,
   );
@@ -112,7 +127,13 @@ export function coalitionOptionDecls() {
   return {
     partition: choice(PARTITION_KINDS, { description: "units: SLIC superpixels or a grid of --block cells", default: d.partition }),
     segments: int({ description: "approximate number of SLIC superpixels", default: d.segments, min: 2, ...onlySuperpixels }),
-    compactness: num({ description: "SLIC compactness (larger = squarer superpixels)", default: d.compactness, min: 0, minExclusive: true, ...onlySuperpixels }),
+    compactness: num({
+      description: "SLIC compactness (larger = squarer superpixels)",
+      default: d.compactness,
+      min: 0,
+      minExclusive: true,
+      ...onlySuperpixels,
+    }),
     colorSpace: choice(COLOR_SPACES, { description: "colour space of SLIC's colour distance", default: d.colorSpace, ...onlySuperpixels }),
     block: int({ description: "grid cell size in pixels", default: d.block, min: 1, appliesWhen: { option: "partition", values: ["grid"] } }),
     coalitions: int({ description: "number of sampled coalitions (forward passes)", default: d.coalitions, min: 2 }),
@@ -123,11 +144,17 @@ export function coalitionOptionDecls() {
 export const limeMethod = defineMethod({
   name: "lime",
   family: "perturbation",
-  summary: "LIME: ~100 SLIC superpixels, 1000 coalitions (each unit kept w.p. 1/2, removed = image mean colour), cosine-kernel ridge regression; effect = -coefficient",
+  summary:
+    "LIME: ~100 SLIC superpixels, 1000 coalitions (each unit kept w.p. 1/2, removed = image mean colour), cosine-kernel ridge regression; effect = -coefficient",
   cost: "coalitions (the first coalition is the unperturbed image, scored once)",
   options: {
     ...coalitionOptionDecls(),
-    kernelWidth: num({ description: "LIME kernel width on the cosine distance to the unperturbed coalition", default: LIME_DEFAULTS.kernelWidth, min: 0, minExclusive: true }),
+    kernelWidth: num({
+      description: "LIME kernel width on the cosine distance to the unperturbed coalition",
+      default: LIME_DEFAULTS.kernelWidth,
+      min: 0,
+      minExclusive: true,
+    }),
     ridge: num({ description: "ridge penalty (alpha) of the surrogate regression", default: LIME_DEFAULTS.ridge, min: 0 }),
   },
   explain: (ctx, o) => explainLime(ctx.model, ctx.kase, ctx.target, { ...ctx.run, ...o }),

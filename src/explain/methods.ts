@@ -4,14 +4,15 @@
  * methods`, the table in docs/methods.md and the faithfulness benchmark all read this one list, so a method
  * added here is available everywhere.
  */
-import { fail } from "../errors.js";
+
 import type { Case } from "../data/case.js";
 import type { PatchBank } from "../data/patchbank.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
+import { type MethodOption, type OptionsDecl, type OptionValues, optionList } from "./options.js";
 import type { RunOptions } from "./run.js";
-import { optionList, type MethodOption, type OptionsDecl, type OptionValues } from "./options.js";
 import { blockFitProblem } from "./units.js";
 
 export type MethodFamily = "causal" | "perturbation" | "gradient";
@@ -90,8 +91,16 @@ export function checkBlockFits(ctx: CheckContext<{ block: number; stride?: numbe
   const hasStride = ctx.options.stride !== undefined;
   const s = ctx.options.stride ?? b;
   const problem = blockFitProblem(height, width, b, s);
-  if (problem === "block") fail(`${ctx.label("block", String(b))}: the block does not fit the ${height}x${width} input of ${ctx.model.path}`, `use a block of at most ${Math.min(height, width)} px`);
-  if (problem === "stride") fail(`${ctx.label(hasStride ? "stride" : "block", String(s))} is larger than the block (${b} px): windows would leave gaps`, `use a stride of at most ${b}`);
+  if (problem === "block")
+    fail(
+      `${ctx.label("block", String(b))}: the block does not fit the ${height}x${width} input of ${ctx.model.path}`,
+      `use a block of at most ${Math.min(height, width)} px`,
+    );
+  if (problem === "stride")
+    fail(
+      `${ctx.label(hasStride ? "stride" : "block", String(s))} is larger than the block (${b} px): windows would leave gaps`,
+      `use a stride of at most ${b}`,
+    );
 }
 
 const registry = new Map<string, MethodDefinition>();
@@ -103,7 +112,8 @@ export function registerMethod<O>(typed: MethodDefinition<O>): void {
   for (const o of def.options) {
     const w = o.appliesWhen;
     const on = w && def.options.find((x) => x.name === w.option);
-    if (w && !(on?.choices && w.values.every((v) => on.choices!.includes(v)))) throw new Error(`${def.name}.${o.name}: appliesWhen names no choice of a declared option`);
+    if (w && !(on?.choices && w.values.every((v) => on.choices!.includes(v))))
+      throw new Error(`${def.name}.${o.name}: appliesWhen names no choice of a declared option`);
   }
   registry.set(def.name, def);
 }
@@ -142,8 +152,13 @@ export function resolveOptions(def: MethodDefinition, given: Record<string, unkn
     if (v === undefined) continue;
     const opt = known.get(k);
     if (!opt) {
-      const takers = allMethods().filter((m) => m.options.some((o) => o.name === k)).map((m) => m.name);
-      fail(`${label(k)} is not an option of method ${def.name}`, takers.length ? `it belongs to: ${takers.join(", ")}` : `options of ${def.name}: ${def.options.map((o) => label(o.name)).join(" ")}`);
+      const takers = allMethods()
+        .filter((m) => m.options.some((o) => o.name === k))
+        .map((m) => m.name);
+      fail(
+        `${label(k)} is not an option of method ${def.name}`,
+        takers.length ? `it belongs to: ${takers.join(", ")}` : `options of ${def.name}: ${def.options.map((o) => label(o.name)).join(" ")}`,
+      );
     }
     if (opt.choices && !opt.choices.includes(String(v))) fail(`${label(k)} must be one of ${opt.choices.join(", ")}, got '${v}'`);
     checkOptionValue(opt, v, label(k));
@@ -154,7 +169,10 @@ export function resolveOptions(def: MethodDefinition, given: Record<string, unkn
     const when = o.appliesWhen;
     if (!when || given[o.name] === undefined || when.values.includes(String(out[when.option]))) continue;
     const need = when.values.map((v) => label(when.option, v)).join(" or ");
-    const now = given[when.option] === undefined ? `${label(when.option)} is ${String(out[when.option])} by default` : `${label(when.option)} is ${String(out[when.option])}`;
+    const now =
+      given[when.option] === undefined
+        ? `${label(when.option)} is ${String(out[when.option])} by default`
+        : `${label(when.option)} is ${String(out[when.option])}`;
     fail(`${label(o.name)} applies only to ${need}; ${now}, which ignores it`, `add ${label(when.option, when.values[0])}, or drop ${label(o.name)}`);
   }
   return out;
@@ -163,7 +181,8 @@ export function resolveOptions(def: MethodDefinition, given: Record<string, unkn
 /** The allowed range of a numeric option in words ("an integer >= 1", "a number in (0, 1)"), or undefined. */
 export function describeRange(o: MethodOption): string | undefined {
   const kind = o.type === "int" ? "an integer" : "a number";
-  const lo = o.min !== undefined, hi = o.max !== undefined;
+  const lo = o.min !== undefined,
+    hi = o.max !== undefined;
   if (lo && hi) return `${kind} in ${o.minExclusive ? "(" : "["}${o.min}, ${o.max}${o.maxExclusive ? ")" : "]"}`;
   if (lo) return `${kind} ${o.minExclusive ? ">" : ">="} ${o.min}`;
   if (hi) return `${kind} ${o.maxExclusive ? "<" : "<="} ${o.max}`;
@@ -183,8 +202,10 @@ export function checkOptionValue(o: MethodOption, v: unknown, label = `--${kebab
       (o.max === undefined || (o.maxExclusive ? x < o.max : x <= o.max));
     if (!ok) {
       const d = Array.isArray(o.default) ? o.default.join(",") : String(o.default);
-      fail(`${label} must be ${describeRange(o) ?? (o.type === "int" ? "an integer" : "a number")}, got ${Array.isArray(v) ? `'${v.join(",")}'` : String(x)}`, `its default is ${d}`);
+      fail(
+        `${label} must be ${describeRange(o) ?? (o.type === "int" ? "an integer" : "a number")}, got ${Array.isArray(v) ? `'${v.join(",")}'` : String(x)}`,
+        `its default is ${d}`,
+      );
     }
   }
 }
-

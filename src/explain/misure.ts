@@ -23,16 +23,16 @@
  * importance in [0, 1].
  */
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
-import { fail } from "../errors.js";
 import { areaDownsample, resizeBilinear, resizeBilinearTranspose } from "../util/bilinear.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./run.js";
-import { BASELINE_OPTIONS, baselineInput, explainGradient, type BaselineOptions, type GradientEnv } from "./gradients.js";
+import { BASELINE_OPTIONS, type BaselineOptions, baselineInput, explainGradient, type GradientEnv } from "./gradients.js";
 import { IG_DEFAULTS } from "./ig.js";
 import { defineMethod } from "./methods.js";
 import { fillOf, int, num } from "./options.js";
+import type { RunOptions } from "./run.js";
 
 export interface MisureOptions extends RunOptions {
   /** optimisation steps (default 100) */
@@ -52,7 +52,9 @@ export const MISURE_DEFAULTS = { iterations: 100, lr: 0.01, l1: 0.1, maskSize: 3
 
 /** OpenCV getStructuringElement(MORPH_ELLIPSE, (7, 7)). */
 const ELLIPSE7 = ["0001000", "0111110", "1111111", "1111111", "1111111", "0111110", "0001000"];
-const OFFSETS: [number, number][] = ELLIPSE7.flatMap((row, dy) => [...row].flatMap((c, dx) => (c === "1" ? [[dy - 3, dx - 3] as [number, number]] : [])));
+const OFFSETS: [number, number][] = ELLIPSE7.flatMap((row, dy) =>
+  [...row].flatMap((c, dx) => (c === "1" ? [[dy - 3, dx - 3] as [number, number]] : [])),
+);
 
 export function dilate(mask: Uint8Array, H: number, W: number): Uint8Array {
   const out = new Uint8Array(mask.length);
@@ -60,7 +62,8 @@ export function dilate(mask: Uint8Array, H: number, W: number): Uint8Array {
     for (let x = 0; x < W; x++) {
       if (!mask[y * W + x]) continue;
       for (const [dy, dx] of OFFSETS) {
-        const yy = y + dy, xx = x + dx;
+        const yy = y + dy,
+          xx = x + dx;
         if (yy >= 0 && yy < H && xx >= 0 && xx < W) out[yy * W + xx] = 1;
       }
     }
@@ -71,10 +74,19 @@ export function dilate(mask: Uint8Array, H: number, W: number): Uint8Array {
 /** The soft-Dice loss of the module docstring and its derivative w.r.t. each RoI probability. */
 export function diceLoss(p: ArrayLike<number>, y: ArrayLike<number>): { loss: number; grad: Float64Array } {
   const n = p.length;
-  let P = 0, I = 0, Y = 0;
-  for (let i = 0; i < n; i++) { P += p[i]; I += p[i] * y[i]; Y += y[i]; }
-  const Q = n - P, Z = n - Y, J = Z - P + I;
-  const df = P + Y + 1, db = Q + Z + 1;
+  let P = 0,
+    I = 0,
+    Y = 0;
+  for (let i = 0; i < n; i++) {
+    P += p[i];
+    I += p[i] * y[i];
+    Y += y[i];
+  }
+  const Q = n - P,
+    Z = n - Y,
+    J = Z - P + I;
+  const df = P + Y + 1,
+    db = Q + Z + 1;
   const loss = 1 - (2 * I + 1) / df + 1 - (2 * J + 1) / db;
   const grad = new Float64Array(n);
   for (let i = 0; i < n; i++) {
@@ -86,23 +98,43 @@ export function diceLoss(p: ArrayLike<number>, y: ArrayLike<number>): { loss: nu
 }
 
 export function explainMisure(model: Model, kase: Case, target: TargetSpec, opts: MisureOptions = {}): Promise<Attribution> {
-  const o = { ...MISURE_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof MISURE_DEFAULTS & MisureOptions;
+  const o = { ...MISURE_DEFAULTS, ...Object.fromEntries(Object.entries(opts).filter(([, v]) => v !== undefined)) } as typeof MISURE_DEFAULTS &
+    MisureOptions;
   const b: BaselineOptions = { ...IG_DEFAULTS.baseline, ...opts.baseline };
   if (!Number.isInteger(o.iterations) || o.iterations < 0) fail(`--iterations must be a non-negative integer, got ${o.iterations}`);
   if (!Number.isInteger(o.maskSize) || o.maskSize < 1) fail(`--mask-size must be a positive integer, got ${o.maskSize}`);
   // The mask is upsampled to the input: a finer mask than the input has no meaning (and no memory).
   const largest = Math.max(model.height, model.width, MISURE_DEFAULTS.maskSize);
-  if (o.maskSize > largest) fail(`--mask-size ${o.maskSize} is larger than the model's ${model.height}x${model.width} input`, `use at most ${largest} (default ${MISURE_DEFAULTS.maskSize})`);
+  if (o.maskSize > largest)
+    fail(
+      `--mask-size ${o.maskSize} is larger than the model's ${model.height}x${model.width} input`,
+      `use at most ${largest} (default ${MISURE_DEFAULTS.maskSize})`,
+    );
   if (!(o.lr > 0)) fail(`--lr must be positive, got ${o.lr}`, "use --lr 0.01");
   if (!(o.l1 >= 0)) fail(`--l1 must be >= 0, got ${o.l1}`, "use --l1 0.1");
   if (!(o.sufficiency > 0 && o.sufficiency <= 1)) fail(`--sufficiency must be a Dice in (0, 1], got ${o.sufficiency}`, "use --sufficiency 0.9");
-  const settings = { iterations: o.iterations, lr: o.lr, l1: o.l1, maskSize: o.maskSize, sufficiency: o.sufficiency, weightDecay: o.weightDecay, init: o.init, kernel: "ellipse 7x7", fillKind: b.kind, fill: b.value, sigma: b.sigma };
+  const settings = {
+    iterations: o.iterations,
+    lr: o.lr,
+    l1: o.l1,
+    maskSize: o.maskSize,
+    sufficiency: o.sufficiency,
+    weightDecay: o.weightDecay,
+    init: o.init,
+    kernel: "ellipse 7x7",
+    fillKind: b.kind,
+    fill: b.value,
+    sigma: b.sigma,
+  };
   return explainGradient(model, kase, target, opts, "misure", settings, (env) => misure(env, o, b));
 }
 
 async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOptions) {
   const { model } = env;
-  const H = model.height, W = model.width, plane = H * W, C = model.channels;
+  const H = model.height,
+    W = model.width,
+    plane = H * W,
+    C = model.channels;
   const t = model.card.output.threshold;
   const roi = env.target.region.pixels;
   const x = env.input;
@@ -111,21 +143,36 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
   const T = new Uint8Array(plane);
   let tCount = 0;
   for (const p of roi) if (env.probAt(env.baseOutput, 0, p) > t) (T[p] = 1), tCount++;
-  if (tCount === 0) fail(`the model predicts no foreground inside the RoI (${env.target.region.describe()}), and MiSuRe explains a predicted region`, "move the RoI onto the predicted structure");
+  if (tCount === 0)
+    fail(
+      `the model predicts no foreground inside the RoI (${env.target.region.describe()}), and MiSuRe explains a predicted region`,
+      "move the RoI onto the predicted structure",
+    );
   const y = Float64Array.from(roi, (p) => T[p]);
   const compose = (mask: ArrayLike<number>, dst: Float32Array) => {
-    for (let c = 0; c < C; c++) for (let p = 0; p < plane; p++) { const i = c * plane + p; dst[i] = base[i] + mask[p] * (x[i] - base[i]); }
+    for (let c = 0; c < C; c++)
+      for (let p = 0; p < plane; p++) {
+        const i = c * plane + p;
+        dst[i] = base[i] + mask[p] * (x[i] - base[i]);
+      }
   };
   const roiDice = (data: Float32Array, slot: number) => {
-    let inter = 0, sp = 0;
-    roi.forEach((p, i) => { if (env.probAt(data, slot, p) > t) { sp++; inter += y[i]; } });
+    let inter = 0,
+      sp = 0;
+    roi.forEach((p, i) => {
+      if (env.probAt(data, slot, p) > t) {
+        sp++;
+        inter += y[i];
+      }
+    });
     return (2 * inter) / (sp + tCount + 1e-10);
   };
 
   // Stage 1: dilate until sufficient, evaluating a batch of successive dilations per call.
   const progress1 = env.progress("misure: sufficient region", 1);
   let support: Uint8Array | undefined;
-  let dilations = 0, sufficientDice = NaN;
+  let dilations = 0,
+    sufficientDice = NaN;
   let current: Uint8Array = T;
   let full = false;
   while (!support) {
@@ -156,7 +203,8 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
   const init = new Float64Array(plane);
   for (let p = 0; p < plane; p++) init[p] = T[p] ? 1 : support[p] ? o.init : 0;
   const m = areaDownsample(init, H, W, s, s);
-  const m1 = new Float64Array(s * s), m2 = new Float64Array(s * s);
+  const m1 = new Float64Array(s * s),
+    m2 = new Float64Array(s * s);
   const session = await env.session({ batchSize: 1 });
   const xin = new Float32Array(C * plane);
   const effMask = new Float32Array(plane);
@@ -165,18 +213,23 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
     const u = resizeBilinear(m, s, s, H, W);
     for (let p = 0; p < plane; p++) effMask[p] = support![p] * u[p];
     compose(effMask, xin);
-    let loss = 0, dice = 0;
+    let loss = 0,
+      dice = 0;
     let seed: Float64Array = new Float64Array(0);
-    await env.forward([0], (_, dst) => dst.set(xin), (data, slot) => {
-      const probs = Float64Array.from(roi, (p) => env.probAt(data, slot, p));
-      const d = diceLoss(probs, y);
-      let mean = 0;
-      for (let p = 0; p < plane; p++) mean += u[p];
-      loss = d.loss + (o.l1 * mean) / plane;
-      dice = roiDice(data, slot);
-      seed = d.grad;
-      return 0;
-    });
+    await env.forward(
+      [0],
+      (_, dst) => dst.set(xin),
+      (data, slot) => {
+        const probs = Float64Array.from(roi, (p) => env.probAt(data, slot, p));
+        const d = diceLoss(probs, y);
+        let mean = 0;
+        for (let p = 0; p < plane; p++) mean += u[p];
+        loss = d.loss + (o.l1 * mean) / plane;
+        dice = roiDice(data, slot);
+        seed = d.grad;
+        return 0;
+      },
+    );
     return { loss, dice, seed };
   };
   const progress2 = env.progress("misure: optimisation", o.iterations);
@@ -208,7 +261,8 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
       m[i] *= 1 - o.lr * o.weightDecay;
       m1[i] = 0.9 * m1[i] + 0.1 * g[i];
       m2[i] = 0.999 * m2[i] + 0.001 * g[i] * g[i];
-      const mh = m1[i] / (1 - 0.9 ** step), vh = m2[i] / (1 - 0.999 ** step);
+      const mh = m1[i] / (1 - 0.9 ** step),
+        vh = m2[i] / (1 - 0.999 ** step);
       m[i] = Math.min(1, Math.max(0, m[i] - (o.lr * mh) / (Math.sqrt(vh) + 1e-8)));
     }
     progress2(1);
@@ -235,17 +289,31 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
 export const misureMethod = defineMethod({
   name: "misure",
   family: "gradient",
-  summary: "MiSuRe: dilate the predicted RoI region until sufficient (Dice >= 0.9), then optimise a 32x32 mask (100 AdamW steps, lr 0.01, L1 0.1) for a minimally sufficient input (unsigned)",
+  summary:
+    "MiSuRe: dilate the predicted RoI region until sufficient (Dice >= 0.9), then optimise a 32x32 mask (100 AdamW steps, lr 0.01, L1 0.1) for a minimally sufficient input (unsigned)",
   cost: "1 + dilations + iterations + 1 forward, iterations forward/backward (100)",
   options: {
     iterations: int({ description: "optimisation steps of the mask", default: MISURE_DEFAULTS.iterations, min: 0 }),
     lr: num({ description: "AdamW learning rate of the mask", default: MISURE_DEFAULTS.lr, min: 0, minExclusive: true }),
     l1: num({ description: "weight of the mask's mean (sparsity) in the loss", default: MISURE_DEFAULTS.l1, min: 0 }),
     maskSize: int({ description: "side of the optimised low-resolution mask", default: MISURE_DEFAULTS.maskSize, min: 1 }),
-    sufficiency: num({ description: "RoI Dice (0..1) at which the dilated region is sufficient", default: MISURE_DEFAULTS.sufficiency, min: 0, max: 1, minExclusive: true }),
+    sufficiency: num({
+      description: "RoI Dice (0..1) at which the dilated region is sufficient",
+      default: MISURE_DEFAULTS.sufficiency,
+      min: 0,
+      max: 1,
+      minExclusive: true,
+    }),
     ...BASELINE_OPTIONS,
   },
   explain: (ctx, o) =>
-    explainMisure(ctx.model, ctx.kase, ctx.target, { ...ctx.run, iterations: o.iterations, lr: o.lr, l1: o.l1, maskSize: o.maskSize, sufficiency: o.sufficiency, baseline: fillOf(o) }),
+    explainMisure(ctx.model, ctx.kase, ctx.target, {
+      ...ctx.run,
+      iterations: o.iterations,
+      lr: o.lr,
+      l1: o.l1,
+      maskSize: o.maskSize,
+      sufficiency: o.sufficiency,
+      baseline: fillOf(o),
+    }),
 });
-

@@ -8,10 +8,10 @@ import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import { explainBlocks } from "./block-effects.js";
-import type { RunOptions } from "./run.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
 import { checkBlockFits, defineMethod } from "./methods.js";
 import { fillOptions, int, num } from "./options.js";
+import type { RunOptions } from "./run.js";
 
 export interface OcclusionOptions extends RunOptions {
   /** window size in pixels (default 16) */
@@ -56,9 +56,22 @@ export const occlusionMethod = defineMethod({
   options: {
     block: int({ description: "window size in pixels", default: OCCLUSION_DEFAULTS.window, min: 1 }),
     stride: int({ description: "window step in pixels", default: OCCLUSION_DEFAULTS.stride, min: 1 }),
-    ...fillOptions("what replaces the window", { fillKind: OCCLUSION_DEFAULTS.fill, fill: OCCLUSION_DEFAULTS.value, sigma: OCCLUSION_DEFAULTS.sigma }),
+    ...fillOptions("what replaces the window", {
+      fillKind: OCCLUSION_DEFAULTS.fill,
+      fill: OCCLUSION_DEFAULTS.value,
+      sigma: OCCLUSION_DEFAULTS.sigma,
+    }),
     tau: num({ description: "effects with |ATE| below tau (outcome units) are set to 0", default: OCCLUSION_DEFAULTS.tau, min: 0 }),
   },
   check: (ctx) => checkBlockFits(ctx),
-  explain: (ctx, o) => explainOcclusion(ctx.model, ctx.kase, ctx.target, { ...ctx.run, window: o.block, stride: o.stride, fill: o.fillKind, value: o.fill, sigma: o.sigma, tau: o.tau }),
+  explain: (ctx, o) =>
+    explainOcclusion(ctx.model, ctx.kase, ctx.target, {
+      ...ctx.run,
+      window: o.block,
+      stride: o.stride,
+      fill: o.fillKind,
+      value: o.fill,
+      sigma: o.sigma,
+      tau: o.tau,
+    }),
 });

@@ -3,8 +3,9 @@
  * type of the values its recipe receives is derived from the declaration (`OptionValues`), and the
  * CLI flags, `segcause methods`, evaluate's `--set` and cell keys all read the same declarations.
  */
-import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA, PIXEL_VALUE } from "./interventions.js";
+
 import type { FillKind } from "./interventions.js";
+import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA, PIXEL_VALUE } from "./interventions.js";
 
 export type OptionType = "int" | "number" | "string" | "numbers";
 
@@ -66,8 +67,15 @@ export function choice<const C extends readonly string[]>(choices: C, o: Common<
 }
 
 /** An integer option whose default is decided at run time (undefined until given). */
-export const optionalInt = (o: Omit<Common<number>, "default"> & Range): OptionDecl<number | undefined> => ({ type: "int", default: undefined, ...o });
-export function optionalChoice<const C extends readonly string[]>(choices: C, o: Omit<Common<C[number]>, "default">): OptionDecl<C[number] | undefined> {
+export const optionalInt = (o: Omit<Common<number>, "default"> & Range): OptionDecl<number | undefined> => ({
+  type: "int",
+  default: undefined,
+  ...o,
+});
+export function optionalChoice<const C extends readonly string[]>(
+  choices: C,
+  o: Omit<Common<C[number]>, "default">,
+): OptionDecl<C[number] | undefined> {
   return { type: "string", choices, default: undefined, ...o };
 }
 
@@ -90,8 +98,19 @@ export const FILL_KINDS = ["constant", "mean", "blur"] as const satisfies readon
 export function fillOptions(role: string, defaults: { fillKind: FillKind; fill: number; sigma: number }) {
   return {
     fillKind: choice(FILL_KINDS, { description: `${role}: a constant, the image's mean colour, or a Gaussian blur`, default: defaults.fillKind }),
-    fill: num({ description: "pixel value of the constant fill (0..255 image units; 0 = black)", default: defaults.fill, ...PIXEL_VALUE, appliesWhen: { option: "fillKind", values: ["constant"] } }),
-    sigma: num({ description: "Gaussian sigma of the blur fill in pixels", default: defaults.sigma, min: MIN_BLUR_SIGMA, max: MAX_BLUR_SIGMA, appliesWhen: { option: "fillKind", values: ["blur"] } }),
+    fill: num({
+      description: "pixel value of the constant fill (0..255 image units; 0 = black)",
+      default: defaults.fill,
+      ...PIXEL_VALUE,
+      appliesWhen: { option: "fillKind", values: ["constant"] },
+    }),
+    sigma: num({
+      description: "Gaussian sigma of the blur fill in pixels",
+      default: defaults.sigma,
+      min: MIN_BLUR_SIGMA,
+      max: MAX_BLUR_SIGMA,
+      appliesWhen: { option: "fillKind", values: ["blur"] },
+    }),
   };
 }
 

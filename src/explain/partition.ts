@@ -9,8 +9,9 @@
  * grid the two rules coincide). Superpixels lying entirely inside the RoI are dropped and counted
  * in `roiCells`.
  */
-import { fail } from "../errors.js";
+
 import type { RasterImage } from "../data/image.js";
+import { fail } from "../errors.js";
 import type { Region } from "../target/roi.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
 
@@ -35,8 +36,10 @@ function rgbToLab(r: number, g: number, b: number): [number, number, number] {
     v /= 255;
     return v <= 0.04045 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4;
   };
-  const R = lin(r), G = lin(g), B = lin(b);
-  const f = (t: number) => (t > 216 / 24389 ? Math.cbrt(t) : (24389 / 27 * t + 16) / 116);
+  const R = lin(r),
+    G = lin(g),
+    B = lin(b);
+  const f = (t: number) => (t > 216 / 24389 ? Math.cbrt(t) : ((24389 / 27) * t + 16) / 116);
   const fx = f((0.4124564 * R + 0.3575761 * G + 0.1804375 * B) / 0.95047);
   const fy = f(0.2126729 * R + 0.7151522 * G + 0.072175 * B);
   const fz = f((0.0193339 * R + 0.119192 * G + 0.9503041 * B) / 1.08883);
@@ -49,9 +52,13 @@ function features(img: RasterImage, space: ColorSpace): { f: Float64Array; k: nu
   if (img.channels === 1) return { f: Float64Array.from(img.data, (v) => v / 2.55), k: 1 };
   const f = new Float64Array(3 * n);
   for (let i = 0; i < n; i++) {
-    const r = img.data[3 * i], g = img.data[3 * i + 1], b = img.data[3 * i + 2];
+    const r = img.data[3 * i],
+      g = img.data[3 * i + 1],
+      b = img.data[3 * i + 2];
     const v = space === "lab" ? rgbToLab(r, g, b) : [r / 2.55, g / 2.55, b / 2.55];
-    f[3 * i] = v[0]; f[3 * i + 1] = v[1]; f[3 * i + 2] = v[2];
+    f[3 * i] = v[0];
+    f[3 * i + 1] = v[1];
+    f[3 * i + 2] = v[2];
   }
   return { f, k: 3 };
 }
@@ -66,13 +73,18 @@ export function slic(img: RasterImage, opts: SlicOptions): { labels: Int32Array;
   const { segments, compactness } = opts;
   const space = opts.colorSpace ?? SLIC_DEFAULTS.colorSpace;
   const iterations = opts.iterations ?? SLIC_DEFAULTS.iterations;
-  const H = img.height, W = img.width, n = H * W;
-  if (!Number.isInteger(segments) || segments < 2 || segments > n / 4) fail(`segments must be an integer in 2..${Math.floor(n / 4)}, got ${segments}`, "use --segments 100");
-  if (!(compactness > 0) || !Number.isFinite(compactness)) fail(`compactness must be a positive number, got ${compactness}`, "use --compactness 10 (larger = squarer superpixels)");
+  const H = img.height,
+    W = img.width,
+    n = H * W;
+  if (!Number.isInteger(segments) || segments < 2 || segments > n / 4)
+    fail(`segments must be an integer in 2..${Math.floor(n / 4)}, got ${segments}`, "use --segments 100");
+  if (!(compactness > 0) || !Number.isFinite(compactness))
+    fail(`compactness must be a positive number, got ${compactness}`, "use --compactness 10 (larger = squarer superpixels)");
   if (space !== "lab" && space !== "rgb") fail(`color space must be lab or rgb, got '${space}'`);
   const { f, k } = features(img, space);
   const S = Math.sqrt(n / segments);
-  const ny = Math.max(1, Math.round(H / S)), nx = Math.max(1, Math.round(W / S));
+  const ny = Math.max(1, Math.round(H / S)),
+    nx = Math.max(1, Math.round(W / S));
   const K = ny * nx;
   // centre = [y, x, features...]
   const D = 2 + k;
@@ -81,8 +93,10 @@ export function slic(img: RasterImage, opts: SlicOptions): { labels: Int32Array;
     for (let b = 0; b < nx; b++) {
       const c = (a * nx + b) * D;
       // centre of the grid cell (fractional: a flat image gives exactly the cells)
-      const cy = ((a + 0.5) * H) / ny - 0.5, cx = ((b + 0.5) * W) / nx - 0.5;
-      centres[c] = cy; centres[c + 1] = cx;
+      const cy = ((a + 0.5) * H) / ny - 0.5,
+        cx = ((b + 0.5) * W) / nx - 0.5;
+      centres[c] = cy;
+      centres[c + 1] = cx;
       const p = Math.round(cy) * W + Math.round(cx);
       for (let j = 0; j < k; j++) centres[c + 2 + j] = f[p * k + j];
     }
@@ -91,29 +105,39 @@ export function slic(img: RasterImage, opts: SlicOptions): { labels: Int32Array;
   const dist = new Float64Array(n);
   const spatial = (compactness / S) ** 2;
   const R = Math.ceil(S);
-  const sums = new Float64Array(K * D), counts = new Float64Array(K);
+  const sums = new Float64Array(K * D),
+    counts = new Float64Array(K);
   for (let it = 0; it < iterations; it++) {
     dist.fill(Infinity);
     for (let c = 0; c < K; c++) {
-      const o = c * D, cy = centres[o], cx = centres[o + 1];
-      const y0 = Math.max(0, Math.floor(cy - R)), y1 = Math.min(H - 1, Math.ceil(cy + R));
-      const x0 = Math.max(0, Math.floor(cx - R)), x1 = Math.min(W - 1, Math.ceil(cx + R));
+      const o = c * D,
+        cy = centres[o],
+        cx = centres[o + 1];
+      const y0 = Math.max(0, Math.floor(cy - R)),
+        y1 = Math.min(H - 1, Math.ceil(cy + R));
+      const x0 = Math.max(0, Math.floor(cx - R)),
+        x1 = Math.min(W - 1, Math.ceil(cx + R));
       for (let y = y0; y <= y1; y++) {
         for (let x = x0; x <= x1; x++) {
           const p = y * W + x;
           let dc = 0;
           for (let j = 0; j < k; j++) dc += (f[p * k + j] - centres[o + 2 + j]) ** 2;
           const d = dc + ((y - cy) ** 2 + (x - cx) ** 2) * spatial;
-          if (d < dist[p]) { dist[p] = d; labels[p] = c; }
+          if (d < dist[p]) {
+            dist[p] = d;
+            labels[p] = c;
+          }
         }
       }
     }
-    sums.fill(0); counts.fill(0);
+    sums.fill(0);
+    counts.fill(0);
     for (let p = 0; p < n; p++) {
       const c = labels[p];
       if (c < 0) continue;
       const o = c * D;
-      sums[o] += Math.floor(p / W); sums[o + 1] += p % W;
+      sums[o] += Math.floor(p / W);
+      sums[o + 1] += p % W;
       for (let j = 0; j < k; j++) sums[o + 2 + j] += f[p * k + j];
       counts[c]++;
     }
@@ -133,17 +157,24 @@ function enforceConnectivity(labels: Int32Array, H: number, W: number, minSize: 
   let next = 0;
   for (let start = 0; start < n; start++) {
     if (out[start] >= 0) continue;
-    const y0 = Math.floor(start / W), x0 = start % W;
+    const y0 = Math.floor(start / W),
+      x0 = start % W;
     const adjacent = x0 > 0 ? out[start - 1] : y0 > 0 ? out[start - W] : -1;
     const own = labels[start];
-    let head = 0, tail = 0;
+    let head = 0,
+      tail = 0;
     queue[tail++] = start;
     out[start] = next;
     while (head < tail) {
       const p = queue[head++];
-      const y = Math.floor(p / W), x = p % W;
+      const y = Math.floor(p / W),
+        x = p % W;
       const nb = [x > 0 ? p - 1 : -1, x < W - 1 ? p + 1 : -1, y > 0 ? p - W : -1, y < H - 1 ? p + W : -1];
-      for (const q of nb) if (q >= 0 && out[q] < 0 && labels[q] === own) { out[q] = next; queue[tail++] = q; }
+      for (const q of nb)
+        if (q >= 0 && out[q] < 0 && labels[q] === own) {
+          out[q] = next;
+          queue[tail++] = q;
+        }
     }
     if (tail < minSize && adjacent >= 0) for (let i = 0; i < tail; i++) out[queue[i]] = adjacent;
     else next++;
@@ -174,10 +205,17 @@ export function unitsFromLabels(labels: Int32Array, count: number, W: number, re
       if (seen[l]) roiCells++;
       continue;
     }
-    let r0 = Infinity, r1 = -1, c0 = Infinity, c1 = -1;
+    let r0 = Infinity,
+      r1 = -1,
+      c0 = Infinity,
+      c1 = -1;
     for (const p of px[l]) {
-      const y = Math.floor(p / W), x = p % W;
-      r0 = Math.min(r0, y); r1 = Math.max(r1, y); c0 = Math.min(c0, x); c1 = Math.max(c1, x);
+      const y = Math.floor(p / W),
+        x = p % W;
+      r0 = Math.min(r0, y);
+      r1 = Math.max(r1, y);
+      c0 = Math.min(c0, x);
+      c1 = Math.max(c1, x);
     }
     units.push({ index: units.length, row: r0, col: c0, height: r1 - r0 + 1, width: c1 - c0 + 1, pixels: Uint32Array.from(px[l]) });
   }
@@ -189,7 +227,19 @@ export function superpixelPartition(img: RasterImage, region: Region, opts: Slic
   const { labels, count } = slic(img, opts);
   const { units, roiCells } = unitsFromLabels(labels, count, img.width, region);
   const o = { ...SLIC_DEFAULTS, ...opts };
-  return { units, unitKind: "superpixel", roiCells, describe: { partition: "superpixels", segments: o.segments, compactness: o.compactness, colorSpace: o.colorSpace, iterations: o.iterations, superpixels: count } };
+  return {
+    units,
+    unitKind: "superpixel",
+    roiCells,
+    describe: {
+      partition: "superpixels",
+      segments: o.segments,
+      compactness: o.compactness,
+      colorSpace: o.colorSpace,
+      iterations: o.iterations,
+      superpixels: count,
+    },
+  };
 }
 
 export function gridPartition(height: number, width: number, block: number, region: Region): Partition {

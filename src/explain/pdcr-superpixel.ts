@@ -11,13 +11,13 @@ import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
 import { explainBlocks } from "./block-effects.js";
-import type { RunOptions } from "./run.js";
 import { PAPER_SCREENED_ATE } from "./estimators.js";
 import { PatchIntervention } from "./interventions.js";
 import { defined } from "./lime.js";
 import { defineMethod } from "./methods.js";
 import { choice, int, num } from "./options.js";
-import { superpixelPartition, type ColorSpace } from "./partition.js";
+import { type ColorSpace, superpixelPartition } from "./partition.js";
+import type { RunOptions } from "./run.js";
 
 export interface PdcrSuperpixelOptions extends RunOptions {
   bank: PatchBank;
@@ -64,7 +64,12 @@ export const pdcrSuperpixelMethod = defineMethod({
   needsBank: true,
   options: {
     segments: int({ description: "approximate number of SLIC superpixels", default: PDCR_SUPERPIXEL_DEFAULTS.segments, min: 2 }),
-    compactness: num({ description: "SLIC compactness (larger = squarer superpixels)", default: PDCR_SUPERPIXEL_DEFAULTS.compactness, min: 0, minExclusive: true }),
+    compactness: num({
+      description: "SLIC compactness (larger = squarer superpixels)",
+      default: PDCR_SUPERPIXEL_DEFAULTS.compactness,
+      min: 0,
+      minExclusive: true,
+    }),
     colorSpace: choice(["lab", "rgb"], { description: "colour space of SLIC's colour distance", default: PDCR_SUPERPIXEL_DEFAULTS.colorSpace }),
     screen: int({ description: "screening draws S per unit", default: PDCR_SUPERPIXEL_DEFAULTS.screen, min: 1 }),
     samples: int({ description: "fresh draws N per unit passing the screen", default: PDCR_SUPERPIXEL_DEFAULTS.samples, min: 1 }),

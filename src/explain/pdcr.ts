@@ -5,17 +5,17 @@
  */
 import type { Case } from "../data/case.js";
 import type { PatchBank } from "../data/patchbank.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
+import { type AdaptiveSettings, FAST_SCHEDULE } from "./adaptive.js";
 import type { Attribution } from "./attribution.js";
 import { explainBlocks } from "./block-effects.js";
-import type { RunOptions } from "./run.js";
 import { PAPER_SCREENED_ATE } from "./estimators.js";
-import { FAST_SCHEDULE, type AdaptiveSettings } from "./adaptive.js";
-import { fail } from "../errors.js";
 import { FillIntervention, PatchIntervention, PIXEL_VALUE } from "./interventions.js";
 import { checkBlockFits, defineMethod } from "./methods.js";
 import { choice, int, num } from "./options.js";
+import type { RunOptions } from "./run.js";
 
 export interface PdcrOptions extends RunOptions {
   bank: PatchBank;
@@ -45,11 +45,18 @@ export function explainPdcr(model: Model, kase: Case, target: TargetSpec, opts: 
   const blockSize = opts.blockSize ?? PDCR_DEFAULTS.blockSize;
   const schedule = opts.schedule ?? PDCR_DEFAULTS.schedule;
   if (!SCHEDULES.includes(schedule)) fail(`unknown schedule '${schedule}'`, `use one of ${SCHEDULES.join(", ")}`);
-  const estimator = { screen: opts.screen ?? PDCR_DEFAULTS.screen, samples: opts.samples ?? PDCR_DEFAULTS.samples, tau: opts.tau ?? PDCR_DEFAULTS.tau };
+  const estimator = {
+    screen: opts.screen ?? PDCR_DEFAULTS.screen,
+    samples: opts.samples ?? PDCR_DEFAULTS.samples,
+    tau: opts.tau ?? PDCR_DEFAULTS.tau,
+  };
   // The fast schedule draws in rounds of one patch per stratum: a cap below one round cannot be honoured.
   const strata = opts.fast?.strata ?? FAST_SCHEDULE.strata;
   if (schedule === "fast" && !(estimator.samples >= strata)) {
-    fail(`the fast schedule draws patches in rounds of ${strata} (one per brightness stratum of the bank), so --samples must be >= ${strata}, got ${estimator.samples}`, `use --samples ${strata} or more, or --schedule paper`);
+    fail(
+      `the fast schedule draws patches in rounds of ${strata} (one per brightness stratum of the bank), so --samples must be >= ${strata}, got ${estimator.samples}`,
+      `use --samples ${strata} or more, or --schedule paper`,
+    );
   }
   return explainBlocks(
     model,
@@ -103,28 +110,74 @@ export const pdcrMethod = defineMethod({
   // 3: its standard errors are never below a variance moderated across blocks (rounds and stopping change)
   // 3: the fast schedule's moderated standard errors; the paper schedule's maps are unchanged since 2.
   revision: (o) => (o.schedule === "paper" ? "2" : FAST_REVISION),
-  summary: "PdCR: 8x8 blocks replaced by natural patches from a bank, ATE on the RoI's Dice (tau=0.02); fast schedule by default, --schedule paper reproduces the paper (S=3, N=50)",
+  summary:
+    "PdCR: 8x8 blocks replaced by natural patches from a bank, ATE on the RoI's Dice (tau=0.02); fast schedule by default, --schedule paper reproduces the paper (S=3, N=50)",
   cost: "paper: 1 + 3*blocks + 50*(blocks passing the screen); fast: about 23% of that on the demo's local U-Net, about 46% on deeplab-hc18, whose RoI sees the whole image (quadtree screening + stratified sequential draws)",
   needsBank: true,
   options: {
-    schedule: choice(SCHEDULES, { description: "sampling schedule: fast (hierarchical screening, stratified sequential draws, per-block standard errors) or paper (exact reproduction)", default: PDCR_DEFAULTS.schedule }),
+    schedule: choice(SCHEDULES, {
+      description:
+        "sampling schedule: fast (hierarchical screening, stratified sequential draws, per-block standard errors) or paper (exact reproduction)",
+      default: PDCR_DEFAULTS.schedule,
+    }),
     block,
-    screen: int({ description: "screening draws S per block (paper schedule)", default: PDCR_DEFAULTS.screen, min: 1, appliesWhen: { option: "schedule", values: ["paper"] } }),
-    samples: int({ description: "draws N per block passing the screen (paper: exactly N; fast: at most N, in whole rounds of 4)", default: PDCR_DEFAULTS.samples, min: 1 }),
+    screen: int({
+      description: "screening draws S per block (paper schedule)",
+      default: PDCR_DEFAULTS.screen,
+      min: 1,
+      appliesWhen: { option: "schedule", values: ["paper"] },
+    }),
+    samples: int({
+      description: "draws N per block passing the screen (paper: exactly N; fast: at most N, in whole rounds of 4)",
+      default: PDCR_DEFAULTS.samples,
+      min: 1,
+    }),
     tau,
-    mapNoise: num({ description: "fast schedule: stop when the map's noise (root of the summed squared SEs) is this fraction of its spread; smaller = more passes, closer to the converged map", default: FAST_SCHEDULE.fidelity, min: 0, ...onlyFast }),
-    maxPasses: int({ description: "fast schedule: forward-pass budget of the map (0 = none); the screen always completes, then rounds stop at the budget and a note gives the map's noise reached", default: FAST_SCHEDULE.maxPasses, min: 0, ...onlyFast, addedLater: true }),
-    maxTime: num({ description: "fast schedule: wall-time budget in seconds (0 = none), turned into a pass budget after the screen at the measured pass rate; the note gives the passes used (--max-passes reproduces the map)", default: FAST_SCHEDULE.maxSeconds, min: 0, ...onlyFast, addedLater: true }),
+    mapNoise: num({
+      description:
+        "fast schedule: stop when the map's noise (root of the summed squared SEs) is this fraction of its spread; smaller = more passes, closer to the converged map",
+      default: FAST_SCHEDULE.fidelity,
+      min: 0,
+      ...onlyFast,
+    }),
+    maxPasses: int({
+      description:
+        "fast schedule: forward-pass budget of the map (0 = none); the screen always completes, then rounds stop at the budget and a note gives the map's noise reached",
+      default: FAST_SCHEDULE.maxPasses,
+      min: 0,
+      ...onlyFast,
+      addedLater: true,
+    }),
+    maxTime: num({
+      description:
+        "fast schedule: wall-time budget in seconds (0 = none), turned into a pass budget after the screen at the measured pass rate; the note gives the passes used (--max-passes reproduces the map)",
+      default: FAST_SCHEDULE.maxSeconds,
+      min: 0,
+      ...onlyFast,
+      addedLater: true,
+    }),
   },
   check: (ctx) => {
     checkBlockFits(ctx);
     const block = ctx.options.block;
     if (ctx.bankPatchSize !== undefined && ctx.bankPatchSize !== block) {
-      fail(`${ctx.label("block", String(block))} does not match the bank's ${ctx.bankPatchSize}x${ctx.bankPatchSize} patches`, `make a bank of ${block} px patches, or use ${ctx.label("block", String(ctx.bankPatchSize))}`);
+      fail(
+        `${ctx.label("block", String(block))} does not match the bank's ${ctx.bankPatchSize}x${ctx.bankPatchSize} patches`,
+        `make a bank of ${block} px patches, or use ${ctx.label("block", String(ctx.bankPatchSize))}`,
+      );
     }
   },
   explain: (ctx, o) =>
-    explainPdcr(ctx.model, ctx.kase, ctx.target, { ...ctx.run, bank: ctx.bank!, schedule: o.schedule, fast: { fidelity: o.mapNoise, maxPasses: o.maxPasses, maxSeconds: o.maxTime }, blockSize: o.block, screen: o.screen, samples: o.samples, tau: o.tau }),
+    explainPdcr(ctx.model, ctx.kase, ctx.target, {
+      ...ctx.run,
+      bank: ctx.bank!,
+      schedule: o.schedule,
+      fast: { fidelity: o.mapNoise, maxPasses: o.maxPasses, maxSeconds: o.maxTime },
+      blockSize: o.block,
+      screen: o.screen,
+      samples: o.samples,
+      tau: o.tau,
+    }),
 });
 
 export const zeroMethod = defineMethod({

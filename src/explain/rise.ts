@@ -12,11 +12,11 @@
  * (effect = −(S − f̄·m̄/p)/(1 − p)). Per-pixel standard errors come from the same N terms.
  */
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import { hash3, uniform } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
-import { fail } from "../errors.js";
 import type { Attribution } from "./attribution.js";
 import { checkCount } from "./coalitions.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
@@ -54,11 +54,15 @@ export function riseMask(seed: number, i: number, H: number, W: number, s: numbe
   const h = hash3(seed, RISE_STREAM, i);
   const grid = new Float64Array(s * s);
   for (let k = 0; k < s * s; k++) grid[k] = uniform(h, 0, k) < p ? 1 : 0;
-  const ch = Math.ceil(H / s), cw = Math.ceil(W / s);
-  const dy = Math.floor(uniform(h, 1, 0) * ch), dx = Math.floor(uniform(h, 1, 1) * cw);
+  const ch = Math.ceil(H / s),
+    cw = Math.ceil(W / s);
+  const dy = Math.floor(uniform(h, 1, 0) * ch),
+    dx = Math.floor(uniform(h, 1, 1) * cw);
   const axis = (n: number, shift: number, cell: number) => {
     const up = (s + 1) * cell;
-    const i0 = new Int32Array(n), i1 = new Int32Array(n), f = new Float64Array(n);
+    const i0 = new Int32Array(n),
+      i1 = new Int32Array(n),
+      f = new Float64Array(n);
     for (let t = 0; t < n; t++) {
       const g = Math.min(s - 1, Math.max(0, ((t + shift + 0.5) * s) / up - 0.5));
       i0[t] = Math.floor(g);
@@ -67,11 +71,16 @@ export function riseMask(seed: number, i: number, H: number, W: number, s: numbe
     }
     return { i0, i1, f };
   };
-  const ry = axis(H, dy, ch), rx = axis(W, dx, cw);
+  const ry = axis(H, dy, ch),
+    rx = axis(W, dx, cw);
   for (let y = 0; y < H; y++) {
-    const a0 = ry.i0[y] * s, a1 = ry.i1[y] * s, fy = ry.f[y];
+    const a0 = ry.i0[y] * s,
+      a1 = ry.i1[y] * s,
+      fy = ry.f[y];
     for (let x = 0; x < W; x++) {
-      const b0 = rx.i0[x], b1 = rx.i1[x], fx = rx.f[x];
+      const b0 = rx.i0[x],
+        b1 = rx.i1[x],
+        fx = rx.f[x];
       const top = grid[a0 + b0] + fx * (grid[a0 + b1] - grid[a0 + b0]);
       const bot = grid[a1 + b0] + fx * (grid[a1 + b1] - grid[a1 + b0]);
       out[y * W + x] = top + fy * (bot - top);
@@ -83,9 +92,14 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
   const o = { ...RISE_DEFAULTS, ...defined(opts) };
   checkCount("masks", o.masks, 2, "use --masks 4000");
   checkCount("cells", o.cells, 2, "use --cells 8");
-  if (o.cells > Math.min(model.height, model.width)) fail(`cells (${o.cells}) must not exceed the input size ${model.height}x${model.width}`, "use --cells 8");
-  if (!(o.keepProbability > 0 && o.keepProbability < 1)) fail(`keep probability must be in (0, 1), got ${o.keepProbability}`, "use --keep-probability 0.5");
-  const H = model.height, W = model.width, plane = H * W, C = model.channels;
+  if (o.cells > Math.min(model.height, model.width))
+    fail(`cells (${o.cells}) must not exceed the input size ${model.height}x${model.width}`, "use --cells 8");
+  if (!(o.keepProbability > 0 && o.keepProbability < 1))
+    fail(`keep probability must be in (0, 1), got ${o.keepProbability}`, "use --keep-probability 0.5");
+  const H = model.height,
+    W = model.width,
+    plane = H * W,
+    C = model.channels;
   const fillIv = await FillIntervention.create(model, kase.image, { kind: o.fillKind, value: o.fill, sigma: o.sigma });
   const s = await RunContext.open(model, kase, targetSpec, opts);
   const filled = Float32Array.from(s.base);
@@ -103,9 +117,23 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
       }
     }
   };
-  const settings = { masks: o.masks, cells: o.cells, keepProbability: o.keepProbability, fill: { kind: o.fillKind, value: o.fill, sigma: o.sigma }, upsampling: "bilinear to (s+1)*ceil(H/s), random shift", estimator: "centred mask-weighted average" };
-  const scorer = s.scorer(s.checkpointKey(["model", "image", "mask", "card", "seed", "target", { method: "rise", settings, intervention: fillIv.describe() }]), write);
-  const scores = await scorer.score(0, Array.from({ length: o.masks }, (_, i) => i), "masks");
+  const settings = {
+    masks: o.masks,
+    cells: o.cells,
+    keepProbability: o.keepProbability,
+    fill: { kind: o.fillKind, value: o.fill, sigma: o.sigma },
+    upsampling: "bilinear to (s+1)*ceil(H/s), random shift",
+    estimator: "centred mask-weighted average",
+  };
+  const scorer = s.scorer(
+    s.checkpointKey(["model", "image", "mask", "card", "seed", "target", { method: "rise", settings, intervention: fillIv.describe() }]),
+    write,
+  );
+  const scores = await scorer.score(
+    0,
+    Array.from({ length: o.masks }, (_, i) => i),
+    "masks",
+  );
   let mean = 0;
   for (const v of scores) mean += v;
   mean /= scores.length;
@@ -115,7 +143,8 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
     acc.add(scores[i], mask);
   }
   const { effect, stderr } = acc.result();
-  const map = new Float32Array(plane), stderrMap = new Float32Array(plane);
+  const map = new Float32Array(plane),
+    stderrMap = new Float32Array(plane);
   for (let px = 0; px < plane; px++) {
     map[px] = inside[px] ? 0 : effect[px];
     stderrMap[px] = inside[px] ? Number.NaN : stderr[px];
@@ -139,12 +168,20 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
 export const riseMethod = defineMethod({
   name: "rise",
   family: "perturbation",
-  summary: "RISE: 4000 random smooth masks (8x8 cells kept w.p. 0.5, bilinear, random shift) blending the image with its mean colour; centred mask-weighted average per pixel",
+  summary:
+    "RISE: 4000 random smooth masks (8x8 cells kept w.p. 0.5, bilinear, random shift) blending the image with its mean colour; centred mask-weighted average per pixel",
   cost: "1 + masks",
   options: {
     masks: int({ description: "number of random masks N (forward passes)", default: RISE_DEFAULTS.masks, min: 2 }),
     cells: int({ description: "mask grid cells per side s", default: RISE_DEFAULTS.cells, min: 2 }),
-    keepProbability: num({ description: "probability p that a mask cell keeps the image", default: RISE_DEFAULTS.keepProbability, min: 0, max: 1, minExclusive: true, maxExclusive: true }),
+    keepProbability: num({
+      description: "probability p that a mask cell keeps the image",
+      default: RISE_DEFAULTS.keepProbability,
+      min: 0,
+      max: 1,
+      minExclusive: true,
+      maxExclusive: true,
+    }),
     ...fillOptions("what the mask blends the image with", RISE_DEFAULTS),
   },
   explain: (ctx, o) => explainRise(ctx.model, ctx.kase, ctx.target, { ...ctx.run, ...o }),

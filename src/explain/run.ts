@@ -11,12 +11,12 @@ import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { outcomeUnits } from "../target/outcome.js";
 import type { Target, TargetSpec } from "../target/target.js";
-import { ProgressTracker, type ProgressEvent, type ProgressListener, type WorkPlan } from "../util/progress.js";
+import { type ProgressEvent, type ProgressListener, ProgressTracker, type WorkPlan } from "../util/progress.js";
 import { hash3, randomInt, uniform } from "../util/rng.js";
 import type { ScreenLoss } from "./adaptive.js";
 import type { Attribution, AttributionCore, UnitResult } from "./attribution.js";
 import { buildProvenance, unperturbedPass } from "./base-pass.js";
-import { resumableEvaluate, type Resumable } from "./checkpoint.js";
+import { type Resumable, resumableEvaluate } from "./checkpoint.js";
 import type { Evaluate } from "./samples.js";
 import type { UnitKind } from "./units.js";
 
@@ -135,7 +135,13 @@ export class RunContext {
   }
 
   /** A context for an engine that ran the unperturbed pass on its own sessions (components). */
-  static fromBase(model: Model, kase: Case, run: RunOptions, base: { input: Float32Array; output: Float32Array; target: Target }, t0: number): RunContext {
+  static fromBase(
+    model: Model,
+    kase: Case,
+    run: RunOptions,
+    base: { input: Float32Array; output: Float32Array; target: Target },
+    t0: number,
+  ): RunContext {
     return new RunContext(model, kase, run, base.target, base.input, base.output, undefined, t0);
   }
 
@@ -162,7 +168,11 @@ export class RunContext {
   get identity(): KeyIdentity {
     const { model, kase, target } = this;
     return {
-      model: model.sha256, image: kase.imageSha256, mask: kase.maskSha256 ?? null, card: model.card, seed: this.seed,
+      model: model.sha256,
+      image: kase.imageSha256,
+      mask: kase.maskSha256 ?? null,
+      card: model.card,
+      seed: this.seed,
       target: { roi: target.region.bbox, kind: target.region.kind, outcome: target.outcome, ref: target.referenceKind },
     };
   }
@@ -206,8 +216,20 @@ export class RunContext {
   /** The fields every result shares, with the Provenance. */
   finishCore(p: ResultParts): AttributionCore {
     const { model, kase, target } = this;
-    const notes = [...(p.runnerNotes ?? this.batchRunner?.notes ?? []), ...model.resolved.assumptions.map((a) => `assumed: ${a}`), ...(p.notes ?? []), ...this.checkpointNotes, ...(kase.notes ?? [])];
-    const provenance = buildProvenance(model, kase, target, { method: p.method, seed: this.seed, settings: p.settings, intervention: p.intervention, batchSize: p.batchSize ?? this.runner.batchSize });
+    const notes = [
+      ...(p.runnerNotes ?? this.batchRunner?.notes ?? []),
+      ...model.resolved.assumptions.map((a) => `assumed: ${a}`),
+      ...(p.notes ?? []),
+      ...this.checkpointNotes,
+      ...(kase.notes ?? []),
+    ];
+    const provenance = buildProvenance(model, kase, target, {
+      method: p.method,
+      seed: this.seed,
+      settings: p.settings,
+      intervention: p.intervention,
+      batchSize: p.batchSize ?? this.runner.batchSize,
+    });
     return {
       method: p.method,
       valueUnits: outcomeUnits(target.outcome),
@@ -254,25 +276,29 @@ export class SampleScorer {
 
   constructor(ctx: RunContext, key: Record<string, unknown>, write: (unit: number, draw: number, dst: Float32Array) => void, chunk: number) {
     const { runner, base, target } = ctx;
-    this.resumable = ctx.resumable((resumable) => async (reqs) => {
-      const started = Date.now();
-      const scores = await runner.evaluate(
-        reqs,
-        (r, dst) => {
-          dst.set(base);
-          write(r.unit, r.draw, dst);
-        },
-        // Recorded as its batch finishes: an interruption keeps every finished batch.
-        (data, slot, r) => {
-          const v = target.score(data, slot);
-          resumable().finished(r, v);
-          return v;
-        },
-      );
-      this.ranPasses += reqs.length;
-      this.ranMs += Date.now() - started;
-      return scores;
-    }, key, { chunk });
+    this.resumable = ctx.resumable(
+      (resumable) => async (reqs) => {
+        const started = Date.now();
+        const scores = await runner.evaluate(
+          reqs,
+          (r, dst) => {
+            dst.set(base);
+            write(r.unit, r.draw, dst);
+          },
+          // Recorded as its batch finishes: an interruption keeps every finished batch.
+          (data, slot, r) => {
+            const v = target.score(data, slot);
+            resumable().finished(r, v);
+            return v;
+          },
+        );
+        this.ranPasses += reqs.length;
+        this.ranMs += Date.now() - started;
+        return scores;
+      },
+      key,
+      { chunk },
+    );
   }
 
   /** Scores requests in order (the resumable evaluator, for estimators that choose their own). */
@@ -282,7 +308,10 @@ export class SampleScorer {
 
   /** Scores samples `draws` of `unit`, in order, and saves the checkpoint; one progress stage per call. */
   async score(unit: number, draws: readonly number[], stage: string): Promise<Float64Array> {
-    const out = await this.resumable.evaluate(draws.map((draw) => ({ unit, draw })), stage);
+    const out = await this.resumable.evaluate(
+      draws.map((draw) => ({ unit, draw })),
+      stage,
+    );
     await this.save();
     return out;
   }

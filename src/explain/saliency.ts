@@ -6,18 +6,22 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./run.js";
 import { explainGradient, maxAbsOverChannels } from "./gradients.js";
 import { defineMethod } from "./methods.js";
+import type { RunOptions } from "./run.js";
 
 export function explainSaliency(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
   return explainGradient(model, kase, target, run, "saliency", {}, async (env) => {
     const s = await env.session();
     const plane = model.height * model.width;
     let map: Float32Array = new Float32Array(plane);
-    await s.run([0], (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)), (slot) => {
-      map = maxAbsOverChannels(slot.inputGrad, model.channels, plane);
-    });
+    await s.run(
+      [0],
+      (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
+      (slot) => {
+        map = maxAbsOverChannels(slot.inputGrad, model.channels, plane);
+      },
+    );
     return { map, signed: false, valueUnits: "|dS/dx| (S = RoI probability sum, x = model input), max over channels" };
   });
 }
@@ -30,4 +34,3 @@ export const saliencyMethod = defineMethod({
   options: {},
   explain: (ctx) => explainSaliency(ctx.model, ctx.kase, ctx.target, ctx.run),
 });
-

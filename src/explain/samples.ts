@@ -58,7 +58,10 @@ export function cachedEvaluate(inner: Evaluate, store: OutcomeStore, chunk: numb
     });
     for (let s = 0; s < missing.length; s += chunk) {
       const idx = missing.slice(s, s + chunk);
-      const vals = await inner(idx.map((i) => requests[i]), stage);
+      const vals = await inner(
+        idx.map((i) => requests[i]),
+        stage,
+      );
       idx.forEach((i, k) => {
         out[i] = vals[k];
         store.set(requests[i].unit, requests[i].draw, vals[k]);

@@ -9,17 +9,18 @@
  * counter-based generator keyed by (seed, sample, element), so the map does not depend on the
  * batch size.
  */
-import { fail } from "../errors.js";
+
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import { uniform } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
 import type { Attribution } from "./attribution.js";
-import type { RunOptions } from "./run.js";
 import { explainGradient, maxAbsOverChannels } from "./gradients.js";
 import { defineMethod } from "./methods.js";
 import { int, num } from "./options.js";
+import type { RunOptions } from "./run.js";
 
 export interface SmoothGradOptions extends RunOptions {
   /** noisy samples n (default 25) */
@@ -45,11 +46,16 @@ export function explainSmoothGrad(model: Model, kase: Case, target: TargetSpec, 
   return explainGradient(model, kase, target, opts, "smoothgrad", { samples, noise }, async (env) => {
     const x = env.input;
     const n = x.length;
-    let lo = Infinity, hi = -Infinity;
-    for (const v of x) { lo = Math.min(lo, v); hi = Math.max(hi, v); }
+    let lo = Infinity,
+      hi = -Infinity;
+    for (const v of x) {
+      lo = Math.min(lo, v);
+      hi = Math.max(hi, v);
+    }
     const sigma = noise * (hi - lo);
     const s = await env.session();
-    const mean = new Float64Array(n), sq = new Float64Array(n);
+    const mean = new Float64Array(n),
+      sq = new Float64Array(n);
     const ids = Array.from({ length: samples }, (_, j) => j);
     await s.run(
       ids,
@@ -101,4 +107,3 @@ export const smoothGradMethod = defineMethod({
   },
   explain: (ctx, o) => explainSmoothGrad(ctx.model, ctx.kase, ctx.target, { ...ctx.run, samples: o.samples, noise: o.noise }),
 });
-

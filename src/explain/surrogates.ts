@@ -30,7 +30,14 @@ export interface LinearFit {
  * row-major. With `intercept`, X and y are centred with the weighted means first (the intercept is
  * not penalised), as sklearn's Ridge does.
  */
-export function weightedLeastSquares(X: Float64Array, y: ArrayLike<number>, w: ArrayLike<number>, d: number, ridge: number, intercept: boolean): LinearFit {
+export function weightedLeastSquares(
+  X: Float64Array,
+  y: ArrayLike<number>,
+  w: ArrayLike<number>,
+  d: number,
+  ridge: number,
+  intercept: boolean,
+): LinearFit {
   const n = y.length;
   let sw = 0;
   for (let i = 0; i < n; i++) sw += w[i];
@@ -45,7 +52,9 @@ export function weightedLeastSquares(X: Float64Array, y: ArrayLike<number>, w: A
     ym /= sw;
     for (let j = 0; j < d; j++) xm[j] /= sw;
   }
-  const A = new Float64Array(d * d), M = new Float64Array(d * d), b = new Float64Array(d);
+  const A = new Float64Array(d * d),
+    M = new Float64Array(d * d),
+    b = new Float64Array(d);
   const xc = new Float64Array(d);
   for (let i = 0; i < n; i++) {
     const wi = w[i];
@@ -63,14 +72,22 @@ export function weightedLeastSquares(X: Float64Array, y: ArrayLike<number>, w: A
     }
   }
   for (let j = 0; j < d; j++) {
-    for (let k = 0; k < j; k++) { A[k * d + j] = A[j * d + k]; M[k * d + j] = M[j * d + k]; }
+    for (let k = 0; k < j; k++) {
+      A[k * d + j] = A[j * d + k];
+      M[k * d + j] = M[j * d + k];
+    }
     A[j * d + j] += ridge;
   }
   const L = cholesky(A, d);
-  if (!L) fail(`the surrogate's ${d}x${d} normal equations are singular (${n} samples for ${d} units)`, "sample more coalitions (--coalitions) or use fewer units (--segments), or set --ridge > 0");
+  if (!L)
+    fail(
+      `the surrogate's ${d}x${d} normal equations are singular (${n} samples for ${d} units)`,
+      "sample more coalitions (--coalitions) or use fewer units (--segments), or set --ridge > 0",
+    );
   const coef = choleskySolve(L, d, b);
   const icpt = intercept ? ym - xm.reduce((s, v, j) => s + v * coef[j], 0) : 0;
-  let rss = 0, tss = 0;
+  let rss = 0,
+    tss = 0;
   for (let i = 0; i < n; i++) {
     let yhat = icpt;
     for (let j = 0; j < d; j++) yhat += X[i * d + j] * coef[j];
@@ -81,9 +98,18 @@ export function weightedLeastSquares(X: Float64Array, y: ArrayLike<number>, w: A
   const sigma2 = dof > 0 ? (rss / sw) * (n / dof) : Number.NaN;
   const Ainv = choleskyInverse(L, d);
   // cov = σ² A⁻¹ M A⁻¹
-  const MA = new Float64Array(d * d), cov = new Float64Array(d * d);
-  for (let k = 0; k < d; k++) for (let l = 0; l < d; l++) { const m = M[k * d + l]; if (m !== 0) for (let j = 0; j < d; j++) MA[k * d + j] += m * Ainv[l * d + j]; }
-  for (let i = 0; i < d; i++) for (let k = 0; k < d; k++) { const a = Ainv[i * d + k]; if (a !== 0) for (let j = 0; j < d; j++) cov[i * d + j] += a * MA[k * d + j]; }
+  const MA = new Float64Array(d * d),
+    cov = new Float64Array(d * d);
+  for (let k = 0; k < d; k++)
+    for (let l = 0; l < d; l++) {
+      const m = M[k * d + l];
+      if (m !== 0) for (let j = 0; j < d; j++) MA[k * d + j] += m * Ainv[l * d + j];
+    }
+  for (let i = 0; i < d; i++)
+    for (let k = 0; k < d; k++) {
+      const a = Ainv[i * d + k];
+      if (a !== 0) for (let j = 0; j < d; j++) cov[i * d + j] += a * MA[k * d + j];
+    }
   for (let i = 0; i < d * d; i++) cov[i] *= sigma2;
   const stderr = Float64Array.from({ length: d }, (_, j) => Math.sqrt(Math.max(0, cov[j * d + j])));
   return { coef, stderr, cov, intercept: icpt, r2: tss > 0 ? 1 - rss / tss : Number.NaN };
@@ -94,11 +120,20 @@ export function weightedLeastSquares(X: Float64Array, y: ArrayLike<number>, w: A
  * Σφ = f(all) − f(none), solved exactly by substituting φ_last = Δ − Σ_{j<last} φ_j. Z holds the
  * 0/1 coalitions (n×d). Σφ equals Δ up to float rounding whatever the samples.
  */
-export function shapleyFit(Z: Uint8Array, y: ArrayLike<number>, w: ArrayLike<number>, d: number, fAll: number, fNone: number): { phi: Float64Array; stderr: Float64Array; r2: number } {
+export function shapleyFit(
+  Z: Uint8Array,
+  y: ArrayLike<number>,
+  w: ArrayLike<number>,
+  d: number,
+  fAll: number,
+  fNone: number,
+): { phi: Float64Array; stderr: Float64Array; r2: number } {
   const delta = fAll - fNone;
   if (d === 1) return { phi: Float64Array.of(delta), stderr: Float64Array.of(0), r2: Number.NaN };
-  const n = y.length, m = d - 1;
-  const X = new Float64Array(n * m), yy = new Float64Array(n);
+  const n = y.length,
+    m = d - 1;
+  const X = new Float64Array(n * m),
+    yy = new Float64Array(n);
   for (let i = 0; i < n; i++) {
     const last = Z[i * d + m];
     for (let j = 0; j < m; j++) X[i * m + j] = Z[i * d + j] - last;
@@ -107,7 +142,10 @@ export function shapleyFit(Z: Uint8Array, y: ArrayLike<number>, w: ArrayLike<num
   const fit = weightedLeastSquares(X, yy, w, m, 0, false);
   const phi = new Float64Array(d);
   let rest = 0;
-  for (let j = 0; j < m; j++) { phi[j] = fit.coef[j]; rest += fit.coef[j]; }
+  for (let j = 0; j < m; j++) {
+    phi[j] = fit.coef[j];
+    rest += fit.coef[j];
+  }
   phi[m] = delta - rest;
   // Var(φ_last) = Var(Σ_{j<last} φ_j) = 1ᵀ Cov 1
   const stderr = new Float64Array(d);
@@ -152,7 +190,8 @@ export class MaskAverage {
 
   result(): { effect: Float64Array; stderr: Float64Array } {
     const N = this.count;
-    const effect = new Float64Array(this.sum.length), stderr = new Float64Array(this.sum.length);
+    const effect = new Float64Array(this.sum.length),
+      stderr = new Float64Array(this.sum.length);
     for (let x = 0; x < effect.length; x++) {
       const mean = this.sum[x] / N;
       effect[x] = mean;

@@ -70,14 +70,20 @@ export function blockFitProblem(height: number, width: number, size: number, str
 export function blockGrid(height: number, width: number, size: number, region: Region, stride = size): BlockGrid {
   const problem = blockFitProblem(height, width, size, stride);
   if (problem === "block") fail(`block size ${size} does not fit a ${height}x${width} input`, "use --block 8 (or another size dividing the input)");
-  if (problem === "stride") fail(`stride ${stride} must be an integer in 1..${size} (the block size)`, "use --stride equal to or smaller than --block");
+  if (problem === "stride")
+    fail(`stride ${stride} must be an integer in 1..${size} (the block size)`, "use --stride equal to or smaller than --block");
   const units: Block[] = [];
-  let roiCells = 0, cells = 0;
+  let roiCells = 0,
+    cells = 0;
   for (const r of starts(height, size, stride)) {
     for (const c of starts(width, size, stride)) {
       cells++;
-      const h = Math.min(size, height - r), w = Math.min(size, width - c);
-      if (region.overlaps(r, c, h, w)) { roiCells++; continue; }
+      const h = Math.min(size, height - r),
+        w = Math.min(size, width - c);
+      if (region.overlaps(r, c, h, w)) {
+        roiCells++;
+        continue;
+      }
       units.push({ index: units.length, row: r, col: c, height: h, width: w });
     }
   }

@@ -91,7 +91,12 @@ export class BatchRunner {
           else f.init(j, dst);
         }
       });
-      for (let j = 0; j < n; j++) write(items[first + j], bufs.map((b, k) => b.subarray(j * this.sizes[k], (j + 1) * this.sizes[k])), first + j);
+      for (let j = 0; j < n; j++)
+        write(
+          items[first + j],
+          bufs.map((b, k) => b.subarray(j * this.sizes[k], (j + 1) * this.sizes[k])),
+          first + j,
+        );
       // Padding: a copy of the last real item (its outputs ignored), unless the feed has an init value.
       feeds.forEach((f, k) => {
         if (f.init !== undefined) return;
@@ -121,7 +126,10 @@ export class BatchRunner {
     let slots = this.slots.get(B);
     if (!slots) {
       const workers = Array.from({ length: this.sessions.workers }, (_, w) => w);
-      slots = (this.sessions.threaded ? [...workers, ...workers] : workers).map((worker) => ({ worker, bufs: this.sizes.map((size) => this.sessions.buffer(B * size)) }));
+      slots = (this.sessions.threaded ? [...workers, ...workers] : workers).map((worker) => ({
+        worker,
+        bufs: this.sizes.map((size) => this.sessions.buffer(B * size)),
+      }));
       this.slots.set(B, slots);
     }
     return slots;

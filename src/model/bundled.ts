@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { fail } from "../errors.js";
 import { findPackage, type InstalledPackage } from "../util/installed-package.js";
 import { VERSION } from "../version.js";
-import { ModelCardSchema, sidecarPath, type ModelCard } from "./card.js";
+import { type ModelCard, ModelCardSchema, sidecarPath } from "./card.js";
 
 export const ZOO_PACKAGE = "@segcause/zoo";
 /** The command that installs the zoo matching this segcause (its models' cards follow this card schema). */

@@ -6,8 +6,8 @@
 import { existsSync } from "node:fs";
 import { z } from "zod";
 import { fail } from "../errors.js";
+import { chwOf, type Layout, outputLayoutOf } from "../onnx/adapt.js";
 import type { GraphSummary } from "../onnx/graph.js";
-import { chwOf, outputLayoutOf, type Layout } from "../onnx/adapt.js";
 import { readJsonBounded } from "../util/read.js";
 
 export const ResizeFilter = z.enum(["nearest", "bilinear", "bicubic", "lanczos"]);
@@ -56,7 +56,9 @@ export type OutputSpec = z.infer<typeof OutputSpec>;
 
 export const ModelCardSchema = z
   .object({
-    schema: z.literal("segcause.modelcard/1", { error: () => 'schema must be "segcause.modelcard/1" (the only card version)' }).default("segcause.modelcard/1"),
+    schema: z
+      .literal("segcause.modelcard/1", { error: () => 'schema must be "segcause.modelcard/1" (the only card version)' })
+      .default("segcause.modelcard/1"),
     name: z.string().optional(),
     architecture: z.string().optional(),
     dataset: z.string().optional(),
@@ -107,10 +109,17 @@ export function sidecarPath(modelPath: string): string {
 }
 
 function readSidecar(path: string): { card: ModelCard; channelStated: boolean } {
-  const raw = readJsonBounded(path, { what: "model card", kind: "card", hint: "give the card's JSON file (--card m.onnx.json), or fix or remove the sidecar file" });
+  const raw = readJsonBounded(path, {
+    what: "model card",
+    kind: "card",
+    hint: "give the card's JSON file (--card m.onnx.json), or fix or remove the sidecar file",
+  });
   // A volume card (src/model/volume-card.ts) is read by the volume path; here it is one clear line.
   if ((raw as { input?: { layout?: unknown } } | null)?.input?.layout === "ncdhw") {
-    fail(`${path} is the card of a 3D model (input [N, C, D, H, W]); this step takes 2D image models`, "explain volumes with `segcause explain --model <3D model> --image <volume.nii.gz or DICOM folder>`");
+    fail(
+      `${path} is the card of a 3D model (input [N, C, D, H, W]); this step takes 2D image models`,
+      "explain volumes with `segcause explain --model <3D model> --image <volume.nii.gz or DICOM folder>`",
+    );
   }
   const parsed = ModelCardSchema.safeParse(raw);
   if (!parsed.success) {
@@ -166,10 +175,15 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   // A card naming an output the graph lacks would otherwise fall back to the first output, silently.
   const outputNames = graph.outputs.map((o) => o.name);
   if (out.name !== undefined && !outputNames.includes(out.name)) {
-    fail(`the model card names output '${out.name}', but the graph's outputs are ${outputNames.map((n) => `'${n}'`).join(", ")}`, "set output.name in the card to one of them");
+    fail(
+      `the model card names output '${out.name}', but the graph's outputs are ${outputNames.map((n) => `'${n}'`).join(", ")}`,
+      "set output.name in the card to one of them",
+    );
   }
   if (outputNames.length > 1 && (source === "inferred" || card.output.name === undefined)) {
-    assumptions.push(`the model has ${outputNames.length} outputs (${outputNames.join(", ")}); '${out.name ?? outputNames[0]}' is the one explained (set output.name in the card to choose another)`);
+    assumptions.push(
+      `the model has ${outputNames.length} outputs (${outputNames.join(", ")}); '${out.name ?? outputNames[0]}' is the one explained (set output.name in the card to choose another)`,
+    );
   }
   // Logits read from a Sigmoid/Softmax output would be squashed twice (a sigmoid of a probability
   // lies in 0.5..0.73, so the 0.5 threshold marks nearly every pixel as foreground).
@@ -178,7 +192,7 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   if (out.kind === "logits" && (lastOp === "Sigmoid" || lastOp === "Softmax")) {
     fail(
       `the model card reads output '${outName}' as logits, but the graph produces it with ${endsIn(graph, outName!)}: it already holds probabilities`,
-      "set output.kind to \"probabilities\" in the card (or pass --output-kind probabilities)",
+      'set output.kind to "probabilities" in the card (or pass --output-kind probabilities)',
     );
   }
   const nc = inp.channels === "rgb" ? 3 : 1;
@@ -194,7 +208,14 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
       fail(`model card ${k} has ${v.length} values but the input has ${nc} channel(s)`, nc === 1 ? "give 1 value" : `give 1 or ${nc} values`);
     }
   }
-  return { card: { ...card, input: inp, output: out }, source, sidecarPath: source === "sidecar" ? side : undefined, assumptions, assumed, channelUnstated };
+  return {
+    card: { ...card, input: inp, output: out },
+    source,
+    sidecarPath: source === "sidecar" ? side : undefined,
+    assumptions,
+    assumed,
+    channelUnstated,
+  };
 }
 
 /**
@@ -221,13 +242,23 @@ function inputLayout(card: ModelCard, graph: GraphSummary, assumptions: string[]
   if (card.input.layout) return card.input.layout;
   const input = graph.inputs[0];
   if (input && looksChannelsLast(input.dims)) {
-    assumptions.push(`input '${input.name}' is [${input.dims.map((d) => d ?? "?").join(", ")}]: read as channels-last (NHWC); if it is not, pass --layout nchw (or set input.layout in the card)`);
+    assumptions.push(
+      `input '${input.name}' is [${input.dims.map((d) => d ?? "?").join(", ")}]: read as channels-last (NHWC); if it is not, pass --layout nchw (or set input.layout in the card)`,
+    );
     return "nhwc";
   }
   return "nchw";
 }
 
-const FLAG_OF: Record<string, string> = { scale: "--scale", mean: "--mean", std: "--std", height: "--input-size", width: "--input-size", channel: "--channel", threshold: "--threshold" };
+const FLAG_OF: Record<string, string> = {
+  scale: "--scale",
+  mean: "--mean",
+  std: "--std",
+  height: "--input-size",
+  width: "--input-size",
+  channel: "--channel",
+  threshold: "--threshold",
+};
 
 /** Parses card settings (from a file, the graph or flags) with the schema; an invalid one is a one-line error naming its flag. */
 function checkedCard<T>(schema: z.ZodType<T>, value: unknown, part: string): T {
@@ -250,7 +281,10 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assume: (text: string,
   const input = graph.inputs[0];
   const output = graph.outputs[0];
   if (input.dims.length !== 4) {
-    fail(`model input '${input.name}' has rank ${input.dims.length}; segcause needs an image input of rank 4 ([N, C, H, W] or [N, H, W, C])`, "export with input shape [N, C, H, W]");
+    fail(
+      `model input '${input.name}' has rank ${input.dims.length}; segcause needs an image input of rank 4 ([N, C, H, W] or [N, H, W, C])`,
+      "export with input shape [N, C, H, W]",
+    );
   }
   const inLayout = o.layout ?? (looksChannelsLast(input.dims) ? "nhwc" : "nchw");
   const [c, h, w] = chwOf(input.dims, inLayout);
@@ -270,7 +304,10 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assume: (text: string,
     height ??= 256;
     width ??= 256;
     if (o.height === undefined || o.width === undefined) {
-      assume(`input ${dynamic} dynamic in the graph; assumed ${o.height ?? height}x${o.width ?? width} (set the size with --input-size H,W or in the model card)`, "size");
+      assume(
+        `input ${dynamic} dynamic in the graph; assumed ${o.height ?? height}x${o.width ?? width} (set the size with --input-size H,W or in the model card)`,
+        "size",
+      );
     }
   }
   if (o.scale === undefined && o.mean === undefined && o.std === undefined) {
@@ -307,8 +344,12 @@ function inferCard(graph: GraphSummary, o: CardOverrides, assume: (text: string,
     channel = typeof outC === "number" && outC >= 2 ? 1 : 0;
     if (typeof outC !== "number" || outC > 2) assume(`output class channel not stated: assumed channel ${channel}`, "classChannel");
   }
-  return checkedCard(ModelCardSchema, {
-    input: { name: input.name, height, width, channels, mean: channels === "rgb" ? [0, 0, 0] : [0], std: channels === "rgb" ? [1, 1, 1] : [1] },
-    output: { name: output.name, kind, channel, threshold: o.threshold ?? 0.5 },
-  }, "card");
+  return checkedCard(
+    ModelCardSchema,
+    {
+      input: { name: input.name, height, width, channels, mean: channels === "rgb" ? [0, 0, 0] : [0], std: channels === "rgb" ? [1, 1, 1] : [1] },
+      output: { name: output.name, kind, channel, threshold: o.threshold ?? 0.5 },
+    },
+    "card",
+  );
 }

@@ -6,14 +6,14 @@
  * without reading the file again (tuning tries several).
  */
 import { availableParallelism } from "node:os";
-import { fail } from "../errors.js";
 import { toBinary } from "@bufbuild/protobuf";
-import { ModelProtoSchema, type ModelProto } from "onnx-buf";
-import { parseModel, readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
-import { adaptLayout, chwOf, type Layout } from "../onnx/adapt.js";
-import { widenFloat16 } from "../onnx/widen.js";
-import { resolveCard, type CardOverrides, type ModelCard, type ResolvedCard } from "./card.js";
+import { type ModelProto, ModelProtoSchema } from "onnx-buf";
 import type { RasterImage } from "../data/image.js";
+import { fail } from "../errors.js";
+import { adaptLayout, chwOf, type Layout } from "../onnx/adapt.js";
+import { type GraphSummary, parseModel, readModelFile, summarize } from "../onnx/graph.js";
+import { widenFloat16 } from "../onnx/widen.js";
+import { type CardOverrides, type ModelCard, type ResolvedCard, resolveCard } from "./card.js";
 import { Sessions, type TensorData } from "./runtime.js";
 
 export interface ModelLoadOptions {
@@ -104,7 +104,11 @@ export class Model {
     const { card } = resolved;
     const outputName = outputNameOf(card, fileGraph);
     const outType = fileGraph.outputs.find((o) => o.name === outputName)!.elemType;
-    if (!FLOAT_TYPES.has(outType)) fail(`model output '${outputName}' is ${outType}, segcause needs float32 scores or probabilities`, "export the output as float32 (before any ArgMax or Cast)");
+    if (!FLOAT_TYPES.has(outType))
+      fail(
+        `model output '${outputName}' is ${outType}, segcause needs float32 scores or probabilities`,
+        "export the output as float32 (before any ArgMax or Cast)",
+      );
     // A half-precision export becomes float32 first (the CPU provider lacks most float16 kernels), so
     // the adapter's float32 nodes and every method see one float32 graph.
     const widened = widenFloat16(file.proto);
@@ -112,14 +116,23 @@ export class Model {
     const source = widened?.proto ?? file.proto;
     // Channels-last or low-resolution exports become NCHW at the input size, in the graph itself.
     const adapted = adaptLayout(source, {
-      input: { name: fileGraph.inputs[0].name, layout: card.input.layout ?? "nchw", channels: card.input.channels === "rgb" ? 3 : 1, height: card.input.height, width: card.input.width },
+      input: {
+        name: fileGraph.inputs[0].name,
+        layout: card.input.layout ?? "nchw",
+        channels: card.input.channels === "rgb" ? 3 : 1,
+        height: card.input.height,
+        width: card.input.width,
+      },
       output: { name: outputName, layout: card.output.layout },
     });
     resolved.assumptions.push(...adapted.notes);
     if (adapted.outputLayout === "nhwc") card.output.layout = "nhwc";
     if (resolved.source === "inferred" && opts.overrides?.channel === undefined) inferClassChannel(resolved, outputName, adapted.classes);
     // A card's default channel 0 is the background class of a background/foreground softmax.
-    if (resolved.channelUnstated && (adapted.classes ?? 1) >= 2) resolved.assumptions.push(`the card gives no output.channel: channel 0 of the ${adapted.classes} channels of output '${outputName}' is explained (of a background/foreground output, the background); set "channel" in the card's output, or --channel, to choose`);
+    if (resolved.channelUnstated && (adapted.classes ?? 1) >= 2)
+      resolved.assumptions.push(
+        `the card gives no output.channel: channel 0 of the ${adapted.classes} channels of output '${outputName}' is explained (of a background/foreground output, the background); set "channel" in the card's output, or --channel, to choose`,
+      );
     const run = adapted.proto ?? widened?.proto;
     const bytes = run ? toBinary(ModelProtoSchema, run) : file.bytes;
     const graph = run ? summarize(run) : fileGraph;
@@ -147,7 +160,13 @@ export class Model {
    */
   async configure(opts: { threads: number; workers: number }): Promise<void> {
     if (opts.threads === this.threads && opts.workers === this.workers) return;
-    const next = await openSessions(this.path, this.bytes, opts.threads, opts.workers, () => "check that the file is a complete ONNX export (opset <= 21)");
+    const next = await openSessions(
+      this.path,
+      this.bytes,
+      opts.threads,
+      opts.workers,
+      () => "check that the file is a complete ONNX export (opset <= 21)",
+    );
     const old = this.live;
     this.live = next;
     await old.release();
@@ -235,7 +254,10 @@ export class Model {
       const { channels, height, width } = this.outputLayout;
       const want = out.dims.length === 3 ? [n, height, width] : [n, channels, height, width];
       if (out.dims.length !== want.length || out.dims.some((d, i) => d !== want[i])) {
-        fail(`model output has shape [${out.dims.join(", ")}] for a batch of ${n}, but [${want.join(", ")}] was expected from the pass at load`, "export the model with an output whose shape follows the batch size only");
+        fail(
+          `model output has shape [${out.dims.join(", ")}] for a batch of ${n}, but [${want.join(", ")}] was expected from the pass at load`,
+          "export the model with an output whose shape follows the batch size only",
+        );
       }
     }
     return out.data as Float32Array;
@@ -255,7 +277,10 @@ export class Model {
       );
     }
     if (this.card.output.channel >= layout.channels) {
-      fail(`model card asks for output channel ${this.card.output.channel} but the output has ${layout.channels}`, `use --channel 0..${layout.channels - 1}`);
+      fail(
+        `model card asks for output channel ${this.card.output.channel} but the output has ${layout.channels}`,
+        `use --channel 0..${layout.channels - 1}`,
+      );
     }
     return layout;
   }
@@ -268,7 +293,8 @@ export class Model {
 /** The model's sessions at a layout, checked; ORT's refusal as one line with `hint()`. */
 async function openSessions(path: string, bytes: Uint8Array, threads: number, workers: number, hint: () => string): Promise<Sessions> {
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail(`workers must be an integer in 1..64, got ${workers}`, "use --workers 1 or 2");
-  if (!Number.isInteger(threads) || threads < 1 || threads > 256) fail(`threads must be an integer in 1..256, got ${threads}`, `use --threads 1..${availableParallelism()} (this machine's cores)`);
+  if (!Number.isInteger(threads) || threads < 1 || threads > 256)
+    fail(`threads must be an integer in 1..256, got ${threads}`, `use --threads 1..${availableParallelism()} (this machine's cores)`);
   try {
     return await Sessions.open(bytes, { threads, workers });
   } catch (e) {
@@ -294,8 +320,16 @@ function checkInputMatchesCard(path: string, graph: GraphSummary, card: ModelCar
     fail(`${path} has ${graph.inputs.length} inputs; segcause needs exactly one image input`, "export the model with a single NCHW image input");
   }
   const { dims, elemType, name } = graph.inputs[0];
-  if (!FLOAT_TYPES.has(elemType)) fail(`model input '${name}' is ${elemType}, but segcause feeds float32 images`, "export the model with a float32 image input (cast inside the model if it needs integers)");
-  if (dims.length !== 4) fail(`${path}: input '${name}' has rank ${dims.length}, expected an image of rank 4 ([N, C, H, W] or [N, H, W, C])`, "export with input shape [N, C, H, W]");
+  if (!FLOAT_TYPES.has(elemType))
+    fail(
+      `model input '${name}' is ${elemType}, but segcause feeds float32 images`,
+      "export the model with a float32 image input (cast inside the model if it needs integers)",
+    );
+  if (dims.length !== 4)
+    fail(
+      `${path}: input '${name}' has rank ${dims.length}, expected an image of rank 4 ([N, C, H, W] or [N, H, W, C])`,
+      "export with input shape [N, C, H, W]",
+    );
   const layout = card.input.layout ?? "nchw";
   const want = [card.input.channels === "rgb" ? 3 : 1, card.input.height, card.input.width];
   // The other layout is the likely fix when it gives the card's channel count (a card inferred under the

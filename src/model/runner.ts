@@ -4,8 +4,8 @@
  * number at once. It uses the Model's sessions as they are when it is made (see Model.configure).
  */
 import { fail } from "../errors.js";
-import type { Model } from "./model.js";
 import { BatchRunner } from "./batches.js";
+import type { Model } from "./model.js";
 
 export interface RunnerOptions {
   /** inputs per forward call; forced to the graph's batch size when that is fixed */
@@ -47,7 +47,10 @@ export class Runner {
     // cannot fit rather than let the allocation or ONNX Runtime fail later.
     const bytes = this.batchSize * model.inputSize * 4 * model.workers * (model.threaded ? 2 : 1);
     if (bytes > 2 ** 31) {
-      fail(`a batch of ${this.batchSize} inputs of ${model.channels}x${model.height}x${model.width} needs ${(bytes / 2 ** 30).toFixed(1)} GiB of input buffers`, "lower --batch-size: a few dozen inputs already keep ONNX Runtime busy (or use --batch-size auto)");
+      fail(
+        `a batch of ${this.batchSize} inputs of ${model.channels}x${model.height}x${model.width} needs ${(bytes / 2 ** 30).toFixed(1)} GiB of input buffers`,
+        "lower --batch-size: a few dozen inputs already keep ONNX Runtime busy (or use --batch-size auto)",
+      );
     }
     this.batches_ = new BatchRunner(model.sessions, {
       feeds: [{ name: model.inputName, dims: [model.channels, model.height, model.width] }],

@@ -10,10 +10,10 @@ import { chmodSync, lstatSync, mkdirSync, renameSync, rmSync, writeFileSync } fr
 import { cpus, homedir } from "node:os";
 import { join } from "node:path";
 import { z } from "zod";
+import { readJsonBounded } from "../util/read.js";
+import { runtimeVersions } from "../version.js";
 import type { Model } from "./model.js";
 import { Runner } from "./runner.js";
-import { runtimeVersions } from "../version.js";
-import { readJsonBounded } from "../util/read.js";
 
 export interface ExecutionPlan {
   threads: number;
@@ -35,14 +35,20 @@ export interface TuneRequest {
 }
 
 function candidates(req: TuneRequest, cores: number): { threads: number; workers: number; batchSize: number }[] {
-  const layouts = req.threads !== undefined || req.workers !== undefined
-    ? [{ workers: req.workers ?? 1, threads: req.threads ?? (req.workers && req.workers > 1 ? 1 : cores) }]
-    : [{ workers: 1, threads: cores }, ...(cores > 1 ? [{ workers: cores, threads: 1 }] : [])];
+  const layouts =
+    req.threads !== undefined || req.workers !== undefined
+      ? [{ workers: req.workers ?? 1, threads: req.threads ?? (req.workers && req.workers > 1 ? 1 : cores) }]
+      : [{ workers: 1, threads: cores }, ...(cores > 1 ? [{ workers: cores, threads: 1 }] : [])];
   const batches = req.batchSize !== undefined ? [req.batchSize] : [1, 4, 8];
   return layouts.flatMap((l) => batches.map((batchSize) => ({ ...l, batchSize })));
 }
 
-async function measure(model: Model, c: { threads: number; workers: number; batchSize: number }, input: Float32Array, seconds: number): Promise<number> {
+async function measure(
+  model: Model,
+  c: { threads: number; workers: number; batchSize: number },
+  input: Float32Array,
+  seconds: number,
+): Promise<number> {
   await model.configure(c);
   const runner = new Runner(model, { batchSize: c.batchSize });
   const items = Array.from({ length: c.batchSize * c.workers * 2 }, (_, i) => i);
@@ -85,11 +91,15 @@ export async function tuneExecution(model: Model, input: Float32Array, req: Tune
  * ~/.cache/segcause), not the shared temp folder, where another user could plant a plan.
  */
 export function tuneCachePath(sha256: string): string {
-  const base = process.env.XDG_CACHE_HOME && process.env.XDG_CACHE_HOME.startsWith("/") ? process.env.XDG_CACHE_HOME : join(homedir(), ".cache");
+  const base = process.env.XDG_CACHE_HOME?.startsWith("/") ? process.env.XDG_CACHE_HOME : join(homedir(), ".cache");
   return join(base, "segcause", `tune-${sha256.slice(0, 16)}.json`);
 }
 
-const Candidate = { threads: z.number().int().min(1).max(256), workers: z.number().int().min(1).max(64), batchSize: z.number().int().min(1).max(4096) };
+const Candidate = {
+  threads: z.number().int().min(1).max(256),
+  workers: z.number().int().min(1).max(64),
+  batchSize: z.number().int().min(1).max(4096),
+};
 const CacheSchema = z.object({
   key: z.string(),
   plan: z.object({ ...Candidate, probe: z.array(z.object({ ...Candidate, perSecond: z.number().nonnegative() })).max(64), cached: z.boolean() }),

@@ -5,7 +5,7 @@
  */
 import { availableParallelism } from "node:os";
 import { fail, SegcauseError } from "../errors.js";
-import { readModelFile, summarize, type GraphSummary } from "../onnx/graph.js";
+import { type GraphSummary, readModelFile, summarize } from "../onnx/graph.js";
 import { BatchRunner } from "./batches.js";
 import { Sessions, type TensorData } from "./runtime.js";
 import { readVolumeCard, type VolumeCard } from "./volume-card.js";

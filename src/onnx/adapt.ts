@@ -7,7 +7,7 @@
  * the same model. Names of the input and output are kept (the original tensors are renamed).
  */
 import { clone, create } from "@bufbuild/protobuf";
-import { ModelProtoSchema, NodeProtoSchema, type ModelProto } from "onnx-buf";
+import { type ModelProto, ModelProtoSchema, NodeProtoSchema } from "onnx-buf";
 import { fail } from "../errors.js";
 import { tensorType } from "./attributes.js";
 import { attribute, floatTensor, valueInfo } from "./builder.js";
@@ -57,7 +57,8 @@ export function bilinearMatrix(inSize: number, outSize: number): Float32Array {
   const R = new Float32Array(outSize * inSize);
   for (let o = 0; o < outSize; o++) {
     const x = Math.min(Math.max(((o + 0.5) * inSize) / outSize - 0.5, 0), inSize - 1);
-    const x0 = Math.floor(x), t = x - x0;
+    const x0 = Math.floor(x),
+      t = x - x0;
     R[o * inSize + x0] += 1 - t;
     R[o * inSize + Math.min(x0 + 1, inSize - 1)] += t;
   }
@@ -99,7 +100,14 @@ function fit(H: number, W: number, a: Dim, b: Dim, inputNames: readonly Dim[] = 
  * the input's (Keras models are channels-last throughout, PyTorch ones channels-first).
  * `inputNames`: the input's height and width dims as the graph gives them (symbolic names count).
  */
-export function outputLayoutOf(dims: readonly Dim[] | undefined, H: number, W: number, inputLayout: Layout, stated?: Layout, inputNames: readonly Dim[] = []): Layout {
+export function outputLayoutOf(
+  dims: readonly Dim[] | undefined,
+  H: number,
+  W: number,
+  inputLayout: Layout,
+  stated?: Layout,
+  inputNames: readonly Dim[] = [],
+): Layout {
   if (stated) return stated;
   if (dims?.length !== 4) return inputLayout;
   const score = (c: Dim, a: Dim, b: Dim) => 2 * fit(H, W, a, b, inputNames) + (typeof c === "number" ? 1 : 0);
@@ -118,7 +126,14 @@ function renameTensor(model: ModelProto, from: string, to: string): void {
 }
 
 /** Adds a node first (reading the graph input) or last (reading its output): the graph stays in topological order. */
-function addNode(model: ModelProto, at: "first" | "last", opType: string, inputs: string[], output: string, attrs: Record<string, number[]> = {}): void {
+function addNode(
+  model: ModelProto,
+  at: "first" | "last",
+  opType: string,
+  inputs: string[],
+  output: string,
+  attrs: Record<string, number[]> = {},
+): void {
   const node = create(NodeProtoSchema, {
     name: `${ADAPTER_NODE_PREFIX}${output}`,
     opType,
@@ -133,7 +148,7 @@ function addNode(model: ModelProto, at: "first" | "last", opType: string, inputs
 /** The output's dims: declared in the graph, else computed from its shapes at the card's input size. */
 function outputDims(model: ModelProto, req: AdaptRequest, declared: Dim[] | undefined): (number | undefined)[] | undefined {
   const numeric = declared?.map((d) => (typeof d === "number" ? d : undefined));
-  if (numeric && numeric.slice(1).every((d) => d !== undefined)) return numeric;
+  if (numeric?.slice(1).every((d) => d !== undefined)) return numeric;
   const { name, layout, channels: C, height: H, width: W } = req.input;
   try {
     const info = inferStatic(withInputSize(model, name, layout === "nhwc" ? [H, W, C] : [C, H, W]), 1).get(req.output.name);
@@ -164,7 +179,11 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted {
   if (input.layout === "nhwc") {
     // A control-flow body reading the input by its outer name would see the transposed tensor.
     const body = g.node.find((n) => n.attribute.some((a) => a.g || a.graphs.length > 0));
-    if (body) fail(`the model is channels-last and contains control flow (${body.opType} node '${body.name}'), which segcause cannot adapt`, "export the model with an NCHW input, or without data-dependent control flow (trace it)");
+    if (body)
+      fail(
+        `the model is channels-last and contains control flow (${body.opType} node '${body.name}'), which segcause cannot adapt`,
+        "export the model with an NCHW input, or without data-dependent control flow (trace it)",
+      );
     const inner = `${input.name}${ADAPTER_TENSOR_MARK}nhwc`;
     renameTensor(m, input.name, inner);
     addNode(m, "first", "Transpose", [input.name], inner, { perm: [0, 2, 3, 1] });
@@ -180,7 +199,7 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted {
   // Symbolic names help where the shapes cannot be computed: [N, 2, "H", "W"] behind an input [N, "H", "W", 3].
   const inDims = declaredShape(model.graph!.input.find((i) => i.name === input.name)) ?? [];
   const layout = outputLayoutOf(
-    dims && dims.every((d) => d !== undefined) ? dims : declared,
+    dims?.every((d) => d !== undefined) ? dims : declared,
     H,
     W,
     input.layout,
@@ -196,7 +215,9 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted {
   if (layout === "nhwc" && rank !== 4) {
     fail(
       `model output '${output.name}' is read as channels-last [N, H, W, K], but the graph ${rank === undefined ? "does not give its shape" : `gives it rank ${rank}`}`,
-      rank === undefined ? "pass --output-layout nchw if it is channels-first (or set output.layout in the card), or export the output with its shape" : "pass --output-layout nchw (or set output.layout in the card)",
+      rank === undefined
+        ? "pass --output-layout nchw if it is channels-first (or set output.layout in the card), or export the output with its shape"
+        : "pass --output-layout nchw (or set output.layout in the card)",
     );
   }
   if (layout === "nhwc") {
@@ -224,14 +245,18 @@ export function adaptLayout(model: ModelProto, req: AdaptRequest): Adapted {
     // at every opset and differentiable by the gradient builder (a Resize would need a batch-dependent `sizes`).
     const source = out === output.name ? fresh("lowres") : out;
     if (out === output.name) renameTensor(m, out, source);
-    const rw = fresh("resize_w"), rh = fresh("resize_h");
-    const Rw = bilinearMatrix(w, W), RwT = new Float32Array(w * W);
+    const rw = fresh("resize_w"),
+      rh = fresh("resize_h");
+    const Rw = bilinearMatrix(w, W),
+      RwT = new Float32Array(w * W);
     for (let o = 0; o < W; o++) for (let i = 0; i < w; i++) RwT[i * W + o] = Rw[o * w + i];
     g.initializer.push(floatTensor(rw, [w, W], RwT), floatTensor(rh, [H, h], bilinearMatrix(h, H)));
     addNode(m, "last", "MatMul", [source, rw], fresh("wide"));
     addNode(m, "last", "MatMul", [rh, fresh("wide")], fresh("full"));
     out = fresh("full");
-    notes.push(`output '${output.name}' is ${w}x${h} but the input is ${W}x${H}: upsampled bilinearly inside the graph (half-pixel centres, as PyTorch's interpolate with align_corners=False)`);
+    notes.push(
+      `output '${output.name}' is ${w}x${h} but the input is ${W}x${H}: upsampled bilinearly inside the graph (half-pixel centres, as PyTorch's interpolate with align_corners=False)`,
+    );
     changed = upsampled = true;
   }
   if (changed && out !== output.name) {

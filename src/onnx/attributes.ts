@@ -3,7 +3,15 @@
  * caller), the values of constant tensors, declared tensor types, the default-domain opset, and a
  * node's name for messages.
  */
-import { TensorProto_DataType as DT, type AttributeProto, type ModelProto, type NodeProto, type TensorProto, type TypeProto_Tensor, type ValueInfoProto } from "onnx-buf";
+import {
+  type AttributeProto,
+  TensorProto_DataType as DT,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type TypeProto_Tensor,
+  type ValueInfoProto,
+} from "onnx-buf";
 import { fail } from "../errors.js";
 
 /** The tensor type (element type and shape) a value_info declares, if it declares a tensor. */

@@ -4,23 +4,23 @@
  */
 import { create, toBinary } from "@bufbuild/protobuf";
 import {
-  AttributeProtoSchema,
+  type AttributeProto,
   AttributeProto_AttributeType,
+  AttributeProtoSchema,
   GraphProtoSchema,
   ModelProtoSchema,
+  type NodeProto,
   NodeProtoSchema,
   OperatorSetIdProtoSchema,
-  TensorProtoSchema,
-  TensorProto_DataType,
-  TensorShapeProtoSchema,
-  TensorShapeProto_DimensionSchema,
-  TypeProtoSchema,
-  TypeProto_TensorSchema,
-  ValueInfoProtoSchema,
-  type AttributeProto,
-  type NodeProto,
   type TensorProto,
+  TensorProto_DataType,
+  TensorProtoSchema,
+  TensorShapeProto_DimensionSchema,
+  TensorShapeProtoSchema,
+  TypeProto_TensorSchema,
+  TypeProtoSchema,
   type ValueInfoProto,
+  ValueInfoProtoSchema,
 } from "onnx-buf";
 
 export type AttrValue = number | number[] | string | { ints: number[] } | { floats: number[] } | TensorProto;

@@ -31,7 +31,12 @@ export function featureMaps(proto: ModelProto, inputHeight: number, inputWidth: 
  * shape inference stopped early if it did (its candidates past that point are unknown); one inference
  * serves all.
  */
-export function scanFeatureMaps(proto: ModelProto, inputHeight: number, inputWidth: number, output?: string): { maps: FeatureMap[]; all: FeatureMap[]; unknown?: string } {
+export function scanFeatureMaps(
+  proto: ModelProto,
+  inputHeight: number,
+  inputWidth: number,
+  output?: string,
+): { maps: FeatureMap[]; all: FeatureMap[]; unknown?: string } {
   const infos = inferStatic(proto, 1);
   const graph = proto.graph!;
   const outputs = new Set(graph.output.map((o) => o.name));
@@ -65,7 +70,7 @@ function ancestors(proto: ModelProto, output: string): Set<string> {
   const stack = [output];
   while (stack.length > 0) {
     for (const t of producer.get(stack.pop()!)?.input ?? []) {
-      if (t && !seen.has(t)) (seen.add(t), stack.push(t));
+      if (t && !seen.has(t)) seen.add(t), stack.push(t);
     }
   }
   return seen;

@@ -1,6 +1,6 @@
 /** Reading ONNX graphs: what the model's inputs and outputs are and which ops produce them. */
 import { clone } from "@bufbuild/protobuf";
-import { ModelProtoSchema, TensorProto_DataType, type ModelProto, type NodeProto, type ValueInfoProto } from "onnx-buf";
+import { type ModelProto, ModelProtoSchema, type NodeProto, TensorProto_DataType, type ValueInfoProto } from "onnx-buf";
 import { opsetOf, tensorType } from "./attributes.js";
 import { inferStatic, type StaticInfo } from "./shapes.js";
 
@@ -51,7 +51,9 @@ export function controlFlowNode(model: ModelProto): NodeProto | undefined {
 export function declaredShape(v: ValueInfoProto | undefined): Dim[] | undefined {
   const shape = tensorType(v)?.shape;
   if (!shape) return undefined;
-  return shape.dim.map((d) => (d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" && d.value.value ? d.value.value : undefined));
+  return shape.dim.map((d) =>
+    d.value.case === "dimValue" ? Number(d.value.value) : d.value.case === "dimParam" && d.value.value ? d.value.value : undefined,
+  );
 }
 
 function tensorInfo(v: ValueInfoProto): TensorInfo {
@@ -68,12 +70,37 @@ function tensorInfo(v: ValueInfoProto): TensorInfo {
  */
 const LAYOUT_OPS = new Set([
   // move, reshape, select, retype
-  "Identity", "Squeeze", "Unsqueeze", "Reshape", "Flatten", "Transpose", "Slice", "Gather", "GatherElements", "GatherND", "Cast", "Dropout",
-  "DepthToSpace", "SpaceToDepth", "Compress", "ReverseSequence", "CenterCropPad",
+  "Identity",
+  "Squeeze",
+  "Unsqueeze",
+  "Reshape",
+  "Flatten",
+  "Transpose",
+  "Slice",
+  "Gather",
+  "GatherElements",
+  "GatherND",
+  "Cast",
+  "Dropout",
+  "DepthToSpace",
+  "SpaceToDepth",
+  "Compress",
+  "ReverseSequence",
+  "CenterCropPad",
   // broadcast, pad (a pad value outside [0, 1] is caught on the unperturbed pass), resample
-  "Expand", "Tile", "Pad", "Resize", "Upsample",
+  "Expand",
+  "Tile",
+  "Pad",
+  "Resize",
+  "Upsample",
   // pool or reduce to a mean, maximum or minimum
-  "AveragePool", "MaxPool", "GlobalAveragePool", "GlobalMaxPool", "ReduceMean", "ReduceMax", "ReduceMin",
+  "AveragePool",
+  "MaxPool",
+  "GlobalAveragePool",
+  "GlobalMaxPool",
+  "ReduceMean",
+  "ReduceMax",
+  "ReduceMin",
 ]);
 
 /** The op that computes `t`'s values, looking through layout ops, and the layout ops passed. */

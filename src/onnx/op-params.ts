@@ -65,7 +65,11 @@ export function resizeGeometry(node: NodeProto, x: StaticInfo, scalesIn?: Static
   if (sizesIn && sizesIn.dims[0] > 0) {
     if (!sizesIn.value) fail(`${describeNode(node)}: its output sizes are not computable from static shapes`);
     const policy = attrString(node, "keep_aspect_ratio_policy", "stretch");
-    if (policy !== "stretch") fail(`${describeNode(node)}: Resize with keep_aspect_ratio_policy '${policy}' is not supported`, "export the resize with explicit sizes (stretch)");
+    if (policy !== "stretch")
+      fail(
+        `${describeNode(node)}: Resize with keep_aspect_ratio_policy '${policy}' is not supported`,
+        "export the resize with explicit sizes (stretch)",
+      );
     const axes = attrInts(node, "axes")?.map((a) => normAxis(a, r)) ?? [...Array(r).keys()];
     const out = [...x.dims];
     axes.forEach((a, i) => (out[a] = sizesIn.value![i]));
@@ -92,8 +96,14 @@ export function reduceAxes(node: NodeProto, infos: (StaticInfo | undefined)[], r
 }
 
 /** [starts, ends, axes, steps] of a Slice, normalised and clamped against the input dims. */
-export function sliceParams(node: NodeProto, x: StaticInfo, infos: (StaticInfo | undefined)[]): { starts: number[]; ends: number[]; axes: number[]; steps: number[] } {
-  const get = (i: number, a: string): number[] | undefined => attrInts(node, a) ?? (node.input[i] ? infos[i]?.value ?? fail(`${describeNode(node)}: its ${a} are not computable from static shapes`) : undefined);
+export function sliceParams(
+  node: NodeProto,
+  x: StaticInfo,
+  infos: (StaticInfo | undefined)[],
+): { starts: number[]; ends: number[]; axes: number[]; steps: number[] } {
+  const get = (i: number, a: string): number[] | undefined =>
+    attrInts(node, a) ??
+    (node.input[i] ? (infos[i]?.value ?? fail(`${describeNode(node)}: its ${a} are not computable from static shapes`)) : undefined);
   const rawStarts = get(1, "starts")!;
   const rawEnds = get(2, "ends")!;
   const axes = (get(3, "axes") ?? rawStarts.map((_, i) => i)).map((a) => normAxis(a, x.dims.length));
@@ -127,7 +137,7 @@ export function splitEven(size: number, n: number): number[] {
 export function padAmounts(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined)[]): number[] {
   const r = x.dims.length;
   const raw = attrInts(node, "pads") ?? ins[1]?.value ?? fail(`${describeNode(node)}: its pads are not computable from static shapes`);
-  const axesIn = node.input[3] ? ins[3]?.value ?? fail(`${describeNode(node)}: its axes are not computable from static shapes`) : undefined;
+  const axesIn = node.input[3] ? (ins[3]?.value ?? fail(`${describeNode(node)}: its axes are not computable from static shapes`)) : undefined;
   if (!axesIn) return raw;
   const pads = new Array(2 * r).fill(0);
   axesIn.forEach((a0, i) => {

@@ -5,10 +5,10 @@
  * the same in both opsets. Models older than opset 11 (Upsample, attribute-valued Slice) are refused.
  */
 import { clone, create } from "@bufbuild/protobuf";
-import { ModelProtoSchema, NodeProtoSchema, type ModelProto, type NodeProto, type TensorProto } from "onnx-buf";
+import { type ModelProto, ModelProtoSchema, type NodeProto, NodeProtoSchema, type TensorProto } from "onnx-buf";
 import { fail } from "../errors.js";
-import { attribute, int64Tensor } from "./builder.js";
 import { attr, attrInt, attrInts, describeNode, opsetOf } from "./attributes.js";
+import { attribute, int64Tensor } from "./builder.js";
 import { normAxis } from "./op-params.js";
 import { inferStatic } from "./shapes.js";
 
@@ -27,7 +27,10 @@ export function upgradeOpset(model: ModelProto, target: number): ModelProto {
   const from = opsetOf(model);
   if (from >= target) return model;
   if (from < 11) {
-    fail(`the model uses ONNX opset ${from}; segcause can analyse opset 11 and newer`, "re-export the model with opset_version >= 11 (17 recommended)");
+    fail(
+      `the model uses ONNX opset ${from}; segcause can analyse opset 11 and newer`,
+      "re-export the model with opset_version >= 11 (17 recommended)",
+    );
   }
   const m = clone(ModelProtoSchema, model);
   const graph = m.graph!;
@@ -63,7 +66,11 @@ export function upgradeOpset(model: ModelProto, target: number): ModelProto {
     if (from < 13 && SOFTMAX_FAMILY.has(n.opType)) {
       const x = n.input[0];
       const info = infos?.get(x);
-      if (!info || info.unknown) fail(`${describeNode(n)}: the rank of its input is not computable, so its opset-${from} axis cannot be converted`, "re-export the model with opset_version >= 13");
+      if (!info || info.unknown)
+        fail(
+          `${describeNode(n)}: the rank of its input is not computable, so its opset-${from} axis cannot be converted`,
+          "re-export the model with opset_version >= 13",
+        );
       const rank = info.dims.length;
       const axis = normAxis(attrInt(n, "axis", 1), rank);
       n.attribute = n.attribute.filter((a) => a.name !== "axis");
@@ -77,7 +84,13 @@ export function upgradeOpset(model: ModelProto, target: number): ModelProto {
       const soft = fresh(n, n.opType);
       const shape = fresh(n, "shape");
       nodes.push(
-        create(NodeProtoSchema, { name: `${n.name}/segcause_flatten`, opType: "Flatten", input: [x], output: [flat], attribute: [attribute("axis", axis)] }),
+        create(NodeProtoSchema, {
+          name: `${n.name}/segcause_flatten`,
+          opType: "Flatten",
+          input: [x],
+          output: [flat],
+          attribute: [attribute("axis", axis)],
+        }),
         create(NodeProtoSchema, { name: n.name, opType: n.opType, input: [flat], output: [soft], attribute: [attribute("axis", 1)] }),
         create(NodeProtoSchema, { name: `${n.name}/segcause_shape`, opType: "Shape", input: [x], output: [shape] }),
         create(NodeProtoSchema, { name: `${n.name}/segcause_reshape`, opType: "Reshape", input: [soft, shape], output: [n.output[0]] }),

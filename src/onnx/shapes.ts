@@ -38,9 +38,35 @@ export function broadcastDims(a: number[], b: number[]): number[] {
 /** Ops whose (first) output has the shape and type of their first input. */
 const SAME_SHAPE = new Set([
   ...Object.keys(UNARY_VALUES),
-  "Dropout", "LeakyRelu", "Sigmoid", "Tanh", "Gelu", "Erf", "Softmax", "LogSoftmax", "Clip", "Elu", "Selu", "HardSigmoid",
-  "HardSwish", "Softplus", "Softsign", "Sign", "LayerNormalization", "BatchNormalization", "InstanceNormalization", "GroupNormalization", "Sin", "Cos",
-  "PRelu", "Celu", "Mish", "ThresholdedRelu", "IsNaN", "IsInf", "LpNormalization",
+  "Dropout",
+  "LeakyRelu",
+  "Sigmoid",
+  "Tanh",
+  "Gelu",
+  "Erf",
+  "Softmax",
+  "LogSoftmax",
+  "Clip",
+  "Elu",
+  "Selu",
+  "HardSigmoid",
+  "HardSwish",
+  "Softplus",
+  "Softsign",
+  "Sign",
+  "LayerNormalization",
+  "BatchNormalization",
+  "InstanceNormalization",
+  "GroupNormalization",
+  "Sin",
+  "Cos",
+  "PRelu",
+  "Celu",
+  "Mish",
+  "ThresholdedRelu",
+  "IsNaN",
+  "IsInf",
+  "LpNormalization",
 ]);
 
 /**
@@ -62,7 +88,10 @@ export function inferStatic(model: ModelProto, batch: number): Map<string, Stati
     const dims = (tt.shape?.dim ?? []).map((d, i) => {
       if (d.value.case === "dimValue") return Number(d.value.value);
       if (i === 0) return batch;
-      fail(`graph input '${inp.name}' has a symbolic dimension ${i} ('${d.value.value ?? "?"}')`, "gradient graphs need fixed sizes except the batch dimension; re-export with a fixed input size");
+      fail(
+        `graph input '${inp.name}' has a symbolic dimension ${i} ('${d.value.value ?? "?"}')`,
+        "gradient graphs need fixed sizes except the batch dimension; re-export with a fixed input size",
+      );
     });
     infos.set(inp.name, { dtype: tt.elemType, dims });
   }
@@ -111,7 +140,11 @@ function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: numb
     const stat = { dtype: DT.FLOAT, dims: x.dims.map((d, i) => (i < axis ? d : 1)) };
     return [{ dtype: x.dtype, dims: [...x.dims] }, stat, stat];
   }
-  if (op === "Dropout") return [{ ...x, dims: [...x.dims] }, { dtype: DT.BOOL, dims: [...x.dims] }];
+  if (op === "Dropout")
+    return [
+      { ...x, dims: [...x.dims] },
+      { dtype: DT.BOOL, dims: [...x.dims] },
+    ];
   if (op === "Cast") {
     const to = attrInt(node, "to", DT.FLOAT);
     const v = x.value?.map((a) => (INT_TYPES.has(to) ? Math.trunc(a) : to === DT.BOOL ? Number(a !== 0) : a));
@@ -161,7 +194,12 @@ function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: numb
       return [{ dtype: x.dtype, dims: x.dims.filter((_, i) => !axes.includes(i)), value: x.value }];
     }
     case "Concat":
-      return [inferConcat(node, ins.filter((i): i is StaticInfo => !!i))];
+      return [
+        inferConcat(
+          node,
+          ins.filter((i): i is StaticInfo => !!i),
+        ),
+      ];
     case "Slice":
       return [inferSlice(node, x, ins)];
     case "Reshape":
@@ -208,9 +246,16 @@ function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: numb
     case "LpPool": {
       const w = ins[1];
       const p = windowParams(node, x.dims, op === "Conv" ? w!.dims : undefined);
-      const spatial = x.dims.slice(2).map((d, i) => windowOutput(d, p.kernel[i], p.strides[i], p.dilations[i], p.pads[i], p.pads[i + p.kernel.length], p.ceil));
+      const spatial = x.dims
+        .slice(2)
+        .map((d, i) => windowOutput(d, p.kernel[i], p.strides[i], p.dilations[i], p.pads[i], p.pads[i + p.kernel.length], p.ceil));
       const dims = [x.dims[0], op === "Conv" ? w!.dims[0] : x.dims[1], ...spatial];
-      return op === "MaxPool" ? [{ dtype: x.dtype, dims }, { dtype: DT.INT64, dims }] : [{ dtype: x.dtype, dims }];
+      return op === "MaxPool"
+        ? [
+            { dtype: x.dtype, dims },
+            { dtype: DT.INT64, dims },
+          ]
+        : [{ dtype: x.dtype, dims }];
     }
     case "ConvTranspose":
       return [inferConvTranspose(node, x, ins[1]!)];
@@ -236,8 +281,15 @@ function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: numb
       return [inferMatMul(node, x, ins[1]!)];
     case "Einsum": {
       const operands = ins.map((i) => i!);
-      const { inputs, output } = einsumSubscripts(node, operands.map((i) => i.dims.length));
-      const sizes = einsumSizes(node, inputs, operands.map((i) => i.dims));
+      const { inputs, output } = einsumSubscripts(
+        node,
+        operands.map((i) => i.dims.length),
+      );
+      const sizes = einsumSizes(
+        node,
+        inputs,
+        operands.map((i) => i.dims),
+      );
       return [{ dtype: x.dtype, dims: [...output].map((l) => sizes.get(l)!) }];
     }
     case "Gemm": {
@@ -262,14 +314,18 @@ function inferNode(node: NodeProto, ins: (StaticInfo | undefined)[], opset: numb
       return [{ dtype: isArg ? DT.INT64 : x.dtype, dims }];
     }
     default:
-      fail(`${describeNode(node)}: segcause cannot infer the shapes of op type ${op}`, "gradient graphs support the ops of the shipped model zoo and common CNN/transformer ops");
+      fail(
+        `${describeNode(node)}: segcause cannot infer the shapes of op type ${op}`,
+        "gradient graphs support the ops of the shipped model zoo and common CNN/transformer ops",
+      );
   }
 }
 
 function constantInfo(node: NodeProto): StaticInfo {
   const a = node.attribute[0];
   if (!a) fail(`${describeNode(node)} has no value`);
-  if (a.name === "value" && a.t) return { dtype: a.t.dataType, dims: a.t.dims.map(Number), value: numel(a.t.dims.map(Number)) <= VALUE_LIMIT ? tensorValues(a.t) : undefined };
+  if (a.name === "value" && a.t)
+    return { dtype: a.t.dataType, dims: a.t.dims.map(Number), value: numel(a.t.dims.map(Number)) <= VALUE_LIMIT ? tensorValues(a.t) : undefined };
   if (a.name === "value_float") return { dtype: DT.FLOAT, dims: [], value: [a.f] };
   if (a.name === "value_floats") return { dtype: DT.FLOAT, dims: [a.floats.length], value: [...a.floats] };
   if (a.name === "value_int") return { dtype: DT.INT64, dims: [], value: [Number(a.i)] };
@@ -362,10 +418,16 @@ function inferConvTranspose(node: NodeProto, x: StaticInfo, w: StaticInfo): Stat
   const { kernel, strides: st, dilations: dil } = windowParams(node, x.dims, w.dims);
   const op = attrInts(node, "output_padding") ?? new Array(r).fill(0);
   const autoPad = attrString(node, "auto_pad", "NOTSET");
-  const pads = autoPad === "NOTSET" ? attrInts(node, "pads") ?? new Array(2 * r).fill(0) : undefined;
-  const spatial = x.dims.slice(2).map((d, i) =>
-    pads ? st[i] * (d - 1) + op[i] + (kernel[i] - 1) * dil[i] + 1 - pads[i] - pads[i + r] : autoPad === "VALID" ? st[i] * (d - 1) + op[i] + (kernel[i] - 1) * dil[i] + 1 : d * st[i],
-  );
+  const pads = autoPad === "NOTSET" ? (attrInts(node, "pads") ?? new Array(2 * r).fill(0)) : undefined;
+  const spatial = x.dims
+    .slice(2)
+    .map((d, i) =>
+      pads
+        ? st[i] * (d - 1) + op[i] + (kernel[i] - 1) * dil[i] + 1 - pads[i] - pads[i + r]
+        : autoPad === "VALID"
+          ? st[i] * (d - 1) + op[i] + (kernel[i] - 1) * dil[i] + 1
+          : d * st[i],
+    );
   return { dtype: x.dtype, dims: [x.dims[0], cout, ...spatial] };
 }
 

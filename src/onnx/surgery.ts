@@ -4,10 +4,10 @@
  * every tensor crossing the cut (skip connections included).
  */
 import { clone, create, toBinary } from "@bufbuild/protobuf";
-import { ModelProtoSchema, NodeProtoSchema, ValueInfoProtoSchema, type ModelProto, type NodeProto } from "onnx-buf";
+import { type ModelProto, ModelProtoSchema, type NodeProto, NodeProtoSchema, ValueInfoProtoSchema } from "onnx-buf";
 import { fail } from "../errors.js";
-import { valueInfo } from "./builder.js";
 import { ADAPTER_NODE_PREFIX } from "./adapt.js";
+import { valueInfo } from "./builder.js";
 import { controlFlowNode, graphInputs } from "./graph.js";
 
 export type ComponentLevel = "stage" | "block" | "layer";
@@ -27,7 +27,11 @@ export interface Component {
 
 function assertNoControlFlow(model: ModelProto): void {
   const cf = controlFlowNode(model);
-  if (cf) fail(`the model contains control flow (${cf.opType} node '${cf.name}'), which segcause cannot cut`, "export the model without data-dependent control flow (trace it)");
+  if (cf)
+    fail(
+      `the model contains control flow (${cf.opType} node '${cf.name}'), which segcause cannot cut`,
+      "export the model without data-dependent control flow (trace it)",
+    );
 }
 
 /** Module path of a node name ("/net/inc/inc.0/Conv" → ["net","inc","inc.0"]); unnamed nodes use their op. */
@@ -108,10 +112,17 @@ export function checkTensors(model: ModelProto, tensors: string[]): void {
   // Only a true input is refused here, not a weight an older exporter lists among the graph inputs.
   const inputs = new Set(graphInputs(model).map((i) => i.name));
   for (const t of tensors) {
-    if (inputs.has(t)) fail(`'${t}' is the model's input, not a tensor inside the network`, "name a tensor a node produces (`segcause components --list --level layer`); the input itself is what `segcause explain` intervenes on");
+    if (inputs.has(t))
+      fail(
+        `'${t}' is the model's input, not a tensor inside the network`,
+        "name a tensor a node produces (`segcause components --list --level layer`); the input itself is what `segcause explain` intervenes on",
+      );
     if (!known.has(t)) {
       const list = [...known];
-      fail(`unknown tensor '${t}'; valid tensors include ${list.slice(0, 8).join(", ")}${list.length > 8 ? ` … (${list.length} in all)` : ""}`, "`segcause components --list --level layer` lists the components and their tensors");
+      fail(
+        `unknown tensor '${t}'; valid tensors include ${list.slice(0, 8).join(", ")}${list.length > 8 ? ` … (${list.length} in all)` : ""}`,
+        "`segcause components --list --level layer` lists the components and their tensors",
+      );
     }
   }
 }
@@ -153,7 +164,10 @@ export function planCut(model: ModelProto, cut: string[], outputs?: string[]): C
     }
   });
   if (!targets.some((t) => tainted.has(t))) {
-    fail(`the output does not depend on ${cut.join(", ")}: cutting there does not separate the input from the output`, "choose tensors on a path from the input to the output");
+    fail(
+      `the output does not depend on ${cut.join(", ")}: cutting there does not separate the input from the output`,
+      "choose tensors on a path from the input to the output",
+    );
   }
   // Backward from the outputs, within the downstream nodes.
   const producer = new Map<string, number>();
@@ -196,7 +210,12 @@ export interface TensorType {
  * Builds the suffix model of a plan with one output (`output`, read under the returned name);
  * input types come from a run of the exposed prefix.
  */
-export function buildSuffix(model: ModelProto, plan: CutPlan, types: Map<string, TensorType>, output: string): { bytes: Uint8Array; outputName: string } {
+export function buildSuffix(
+  model: ModelProto,
+  plan: CutPlan,
+  types: Map<string, TensorType>,
+  output: string,
+): { bytes: Uint8Array; outputName: string } {
   const g = model.graph!;
   const m = clone(ModelProtoSchema, model);
   const mg = m.graph!;

@@ -48,7 +48,12 @@ export function broadcastValues(ins: StaticInfo[], outDims: number[], f: (...v: 
  * Values of an output whose element at index `out` is x's element at coordinates `coord(out, axis)`
  * (Slice, Transpose), or undefined when the output is too large to carry values.
  */
-export function gatherValues(x: readonly number[], xDims: readonly number[], outDims: readonly number[], coord: (out: number[], axis: number) => number): number[] | undefined {
+export function gatherValues(
+  x: readonly number[],
+  xDims: readonly number[],
+  outDims: readonly number[],
+  coord: (out: number[], axis: number) => number,
+): number[] | undefined {
   const n = numel([...outDims]);
   if (n > VALUE_LIMIT) return undefined;
   const xStrides = strides(xDims);

@@ -12,15 +12,15 @@
 import { clone } from "@bufbuild/protobuf";
 import {
   AttributeProto_AttributeType as AT,
-  ModelProtoSchema,
-  TensorProto_DataLocation,
+  type AttributeProto,
   TensorProto_DataType as DT,
   type GraphProto,
   type ModelProto,
+  ModelProtoSchema,
   type NodeProto,
-  type AttributeProto,
   type SparseTensorProto,
   type TensorProto,
+  TensorProto_DataLocation,
   type TypeProto,
 } from "onnx-buf";
 import { fail } from "../errors.js";
@@ -94,9 +94,18 @@ class Widener {
     this.tensors++;
     if (!this.apply) return;
     const what = `${DT[t.dataType]} tensor '${t.name}'`;
-    if (t.dataLocation === TensorProto_DataLocation.EXTERNAL) fail(`${what} keeps its data outside the model, where segcause cannot widen it to float32`, "save the model with its weights inside the .onnx file");
-    if (t.segment) fail(`${what} is stored in segments, which segcause cannot widen to float32`, "export the model in float32 (model.float() before torch.onnx.export)");
-    if (t.rawData.length % 2 !== 0) fail(`${what} has ${t.rawData.length} bytes of data, not a whole number of 16-bit values`, "the model file is damaged: export it again");
+    if (t.dataLocation === TensorProto_DataLocation.EXTERNAL)
+      fail(
+        `${what} keeps its data outside the model, where segcause cannot widen it to float32`,
+        "save the model with its weights inside the .onnx file",
+      );
+    if (t.segment)
+      fail(
+        `${what} is stored in segments, which segcause cannot widen to float32`,
+        "export the model in float32 (model.float() before torch.onnx.export)",
+      );
+    if (t.rawData.length % 2 !== 0)
+      fail(`${what} has ${t.rawData.length} bytes of data, not a whole number of 16-bit values`, "the model file is damaged: export it again");
     // The 16-bit patterns: little-endian in raw_data, or one per int32_data entry.
     const raw = t.rawData;
     const n = raw.length > 0 ? raw.length / 2 : t.int32Data.length;
@@ -156,6 +165,8 @@ export function widenFloat16(model: ModelProto): { proto: ModelProto; notes: str
   const what = [`${w.tensors} tensor(s)`, `${w.attributes} Cast/dtype attribute(s)`, `${w.types} declared type(s)`].join(", ");
   return {
     proto,
-    notes: [`${kinds} model widened to float32 at load (${what}): ONNX Runtime's CPU provider lacks most ${kinds} kernels; outputs may differ from a ${kinds} run in the last bits`],
+    notes: [
+      `${kinds} model widened to float32 at load (${what}): ONNX Runtime's CPU provider lacks most ${kinds} kernels; outputs may differ from a ${kinds} run in the last bits`,
+    ],
   };
 }

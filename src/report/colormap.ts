@@ -21,8 +21,20 @@ export function heatRgb(map: Float32Array, height: number, width: number, roi?: 
   for (let i = 0; i < height * width; i++) {
     const h = Math.max(-1, Math.min(1, map[i] / (maxAbs + 1e-8)));
     let r: number, g: number, b: number;
-    if (h <= 0) { r = 1; g = 1 + h; b = 1 + h; } else { r = 1 - h; g = 1 - h; b = 1; }
-    if (roi?.inside[i]) { r = 0; g = 1; b = 0; }
+    if (h <= 0) {
+      r = 1;
+      g = 1 + h;
+      b = 1 + h;
+    } else {
+      r = 1 - h;
+      g = 1 - h;
+      b = 1;
+    }
+    if (roi?.inside[i]) {
+      r = 0;
+      g = 1;
+      b = 0;
+    }
     out[i * 3] = Math.round(r * 255);
     out[i * 3 + 1] = Math.round(g * 255);
     out[i * 3 + 2] = Math.round(b * 255);

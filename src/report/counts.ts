@@ -77,7 +77,11 @@ export function bhAdjust(ps: readonly (number | null)[]): (number | null)[] {
 }
 
 const sign = (effect: number): SignCounts => ({ total: 1, negative: effect < 0 ? 1 : 0, positive: effect > 0 ? 1 : 0 });
-const add = (a: SignCounts, b: SignCounts): SignCounts => ({ total: a.total + b.total, negative: a.negative + b.negative, positive: a.positive + b.positive });
+const add = (a: SignCounts, b: SignCounts): SignCounts => ({
+  total: a.total + b.total,
+  negative: a.negative + b.negative,
+  positive: a.positive + b.positive,
+});
 const none = (): SignCounts => ({ total: 0, negative: 0, positive: 0 });
 
 export function testDescription(units: number, fdr = FDR): string {
@@ -89,8 +93,15 @@ export function unitEvidence(units: readonly UnitLike[], fdr = FDR): { perUnit: 
   const ps = units.map(unitP);
   const qs = bhAdjust(ps);
   const counts: EvidenceCounts = {
-    test: testDescription(units.length, fdr), fdr, units: units.length,
-    excludesZero: none(), notDistinguishable: none(), noInterval: none(), belowTau: 0, screenedAlone: 0, screenedByGroup: 0,
+    test: testDescription(units.length, fdr),
+    fdr,
+    units: units.length,
+    excludesZero: none(),
+    notDistinguishable: none(),
+    noInterval: none(),
+    belowTau: 0,
+    screenedAlone: 0,
+    screenedByGroup: 0,
   };
   const perUnit = units.map((u, i): UnitEvidence => {
     let evidence: Evidence;
@@ -99,12 +110,24 @@ export function unitEvidence(units: readonly UnitLike[], fdr = FDR): { perUnit: 
     else if (qs[i] === null) evidence = "no-interval";
     else evidence = qs[i]! <= fdr ? "excludes-zero" : "not-distinguishable";
     switch (evidence) {
-      case "excludes-zero": counts.excludesZero = add(counts.excludesZero, sign(u.effect)); break;
-      case "not-distinguishable": counts.notDistinguishable = add(counts.notDistinguishable, sign(u.effect)); break;
-      case "no-interval": counts.noInterval = add(counts.noInterval, sign(u.effect)); break;
-      case "below-tau": counts.belowTau++; break;
-      case "screened-alone": counts.screenedAlone++; break;
-      case "screened-by-group": counts.screenedByGroup++; break;
+      case "excludes-zero":
+        counts.excludesZero = add(counts.excludesZero, sign(u.effect));
+        break;
+      case "not-distinguishable":
+        counts.notDistinguishable = add(counts.notDistinguishable, sign(u.effect));
+        break;
+      case "no-interval":
+        counts.noInterval = add(counts.noInterval, sign(u.effect));
+        break;
+      case "below-tau":
+        counts.belowTau++;
+        break;
+      case "screened-alone":
+        counts.screenedAlone++;
+        break;
+      case "screened-by-group":
+        counts.screenedByGroup++;
+        break;
     }
     return { p: ps[i], q: qs[i], evidence };
   });
@@ -117,10 +140,22 @@ const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? "" : "s"}`;
  * The counts in words, one line each, for stdout and summary.png: what differs from zero (with the
  * correction named), what is above τ but indistinguishable from zero, what was never estimated alone.
  */
-export function countLines(s: { signed: boolean; unitKind: string; tau: number; units: number; positive: number; negative: number; zero: number; evidence?: EvidenceCounts }): string[] {
+export function countLines(s: {
+  signed: boolean;
+  unitKind: string;
+  tau: number;
+  units: number;
+  positive: number;
+  negative: number;
+  zero: number;
+  evidence?: EvidenceCounts;
+}): string[] {
   const u = s.unitKind;
   const e = s.evidence;
-  const sides = (c: SignCounts) => (s.signed ? `${c.negative} supported the RoI prediction (red), ${c.positive} worked against it (blue)` : `${c.positive} important (red; unsigned map)`);
+  const sides = (c: SignCounts) =>
+    s.signed
+      ? `${c.negative} supported the RoI prediction (red), ${c.positive} worked against it (blue)`
+      : `${c.positive} important (red; unsigned map)`;
   if (!e) {
     // Pixel maps (gradients) carry no per-pixel uncertainty: signs only, and said so.
     return [
@@ -133,12 +168,19 @@ export function countLines(s: { signed: boolean; unitKind: string; tau: number; 
   const tested = e.excludesZero.total + e.notDistinguishable.total;
   const tau = `τ = ${s.tau}`;
   if (tested > 0 || e.noInterval.total === 0) {
-    lines.push(`${plural(e.excludesZero.total, u)} differ from zero (Benjamini–Hochberg, ${e.fdr * 100}% false discovery rate across all ${e.units}; t test on each ${u}'s estimate and standard error)${e.excludesZero.total ? `: ${sides(e.excludesZero)}` : ""}`);
-    lines.push(`${plural(e.notDistinguishable.total, u)} above ${tau} but not distinguishable from zero${e.notDistinguishable.total ? ` (${s.signed ? `${e.notDistinguishable.negative} on the supporting side, ${e.notDistinguishable.positive} against` : `${e.notDistinguishable.positive} important`})` : ""}`);
+    lines.push(
+      `${plural(e.excludesZero.total, u)} differ from zero (Benjamini–Hochberg, ${e.fdr * 100}% false discovery rate across all ${e.units}; t test on each ${u}'s estimate and standard error)${e.excludesZero.total ? `: ${sides(e.excludesZero)}` : ""}`,
+    );
+    lines.push(
+      `${plural(e.notDistinguishable.total, u)} above ${tau} but not distinguishable from zero${e.notDistinguishable.total ? ` (${s.signed ? `${e.notDistinguishable.negative} on the supporting side, ${e.notDistinguishable.positive} against` : `${e.notDistinguishable.positive} important`})` : ""}`,
+    );
   }
-  if (e.noInterval.total > 0) lines.push(`${plural(e.noInterval.total, u)} above ${tau} with no interval (one deterministic pass each, untested): ${sides(e.noInterval)}`);
+  if (e.noInterval.total > 0)
+    lines.push(`${plural(e.noInterval.total, u)} above ${tau} with no interval (one deterministic pass each, untested): ${sides(e.noInterval)}`);
   const cleared = e.screenedAlone + e.screenedByGroup;
-  lines.push(`${e.belowTau} estimated below τ and ${cleared} cleared by screening (${e.screenedAlone} by their own draws, ${e.screenedByGroup} with their group, never estimated alone): drawn as 0`);
+  lines.push(
+    `${e.belowTau} estimated below τ and ${cleared} cleared by screening (${e.screenedAlone} by their own draws, ${e.screenedByGroup} with their group, never estimated alone): drawn as 0`,
+  );
   return lines;
 }
 

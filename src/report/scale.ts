@@ -18,7 +18,8 @@ export interface ColourScale {
   label: string;
 }
 
-export const SCALE_HELP = "max (the largest |value| outside the RoI, the paper's), pNN (NN-th percentile of |value| outside the RoI, e.g. p99) or fixed:V";
+export const SCALE_HELP =
+  "max (the largest |value| outside the RoI, the paper's), pNN (NN-th percentile of |value| outside the RoI, e.g. p99) or fixed:V";
 
 export function parseScale(s: string): ScaleSpec {
   if (s === "max") return { kind: "max" };
@@ -45,10 +46,20 @@ export type RoiInside = Pick<Region, "inside">;
 
 export function colourScale(map: Float32Array, roi: RoiInside | undefined, spec: ScaleSpec): ColourScale {
   const max = maxAbsOutside(map, roi);
-  if (spec.kind === "fixed") return { spec: `fixed:${spec.value}`, maxAbs: spec.value, label: `fixed scale ${spec.value}${max > spec.value ? " (larger values saturate)" : ""}` };
+  if (spec.kind === "fixed")
+    return {
+      spec: `fixed:${spec.value}`,
+      maxAbs: spec.value,
+      label: `fixed scale ${spec.value}${max > spec.value ? " (larger values saturate)" : ""}`,
+    };
   if (spec.kind === "percentile") {
     const v = percentileOutside(map, roi, spec.p);
-    if (v > 0) return { spec: `p${spec.p}`, maxAbs: v, label: `${spec.p}th percentile of |value| outside the RoI${max > v ? " (larger values saturate)" : ""}` };
+    if (v > 0)
+      return {
+        spec: `p${spec.p}`,
+        maxAbs: v,
+        label: `${spec.p}th percentile of |value| outside the RoI${max > v ? " (larger values saturate)" : ""}`,
+      };
     return { spec: `p${spec.p}`, maxAbs: max, label: `largest |value| outside the RoI (its ${spec.p}th percentile is 0)` };
   }
   return { spec: "max", maxAbs: max, label: "largest |value| outside the RoI" };

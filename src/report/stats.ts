@@ -7,7 +7,7 @@
  */
 import type { Attribution } from "../explain/attribution.js";
 import type { Region } from "../target/roi.js";
-import { unitEvidence, type EvidenceCounts } from "./counts.js";
+import { type EvidenceCounts, unitEvidence } from "./counts.js";
 
 export interface HistogramBin {
   label: string;
@@ -61,10 +61,17 @@ function fmt(x: number): string {
 
 /** Bin edges of a pixel map relative to its largest magnitude m. */
 function relativeEdges(m: number, signed: boolean): number[] {
-  return signed ? [-Infinity, -0.5 * m, -0.1 * m, -0.01 * m, -1e-6 * m, 1e-6 * m, 0.01 * m, 0.1 * m, 0.5 * m, Infinity] : [0, 1e-6 * m, 0.01 * m, 0.1 * m, 0.5 * m, Infinity];
+  return signed
+    ? [-Infinity, -0.5 * m, -0.1 * m, -0.01 * m, -1e-6 * m, 1e-6 * m, 0.01 * m, 0.1 * m, 0.5 * m, Infinity]
+    : [0, 1e-6 * m, 0.01 * m, 0.1 * m, 0.5 * m, Infinity];
 }
 
-export function mapStats(a: Attribution, tau: number, roi?: Region, evidence: EvidenceCounts | undefined = a.units.length > 0 ? unitEvidence(a.units).counts : undefined): MapStats {
+export function mapStats(
+  a: Attribution,
+  tau: number,
+  roi?: Region,
+  evidence: EvidenceCounts | undefined = a.units.length > 0 ? unitEvidence(a.units).counts : undefined,
+): MapStats {
   const signed = a.signed;
   let values: ArrayLike<number>;
   let roiUnits: number;
@@ -86,7 +93,12 @@ export function mapStats(a: Attribution, tau: number, roi?: Region, evidence: Ev
     hi: edges[i + 1],
     blocks: 0,
   }));
-  let pos = 0, neg = 0, zero = 0, min = 0, max = 0, sumAbs = 0;
+  let pos = 0,
+    neg = 0,
+    zero = 0,
+    min = 0,
+    max = 0,
+    sumAbs = 0;
   for (let i = 0; i < values.length; i++) {
     const e = values[i];
     if (e > 0) pos++;
@@ -95,7 +107,10 @@ export function mapStats(a: Attribution, tau: number, roi?: Region, evidence: Ev
     min = Math.min(min, e);
     max = Math.max(max, e);
     sumAbs += Math.abs(e);
-    const k = Math.max(0, histogram.findIndex((b, i) => (i === histogram.length - 1 ? e >= b.lo : e >= b.lo && e < b.hi)));
+    const k = Math.max(
+      0,
+      histogram.findIndex((b, i) => (i === histogram.length - 1 ? e >= b.lo : e >= b.lo && e < b.hi)),
+    );
     histogram[k].blocks++;
   }
   // The zero bin ([-τ, τ), or [0, τ) unsigned) also holds the RoI's units.

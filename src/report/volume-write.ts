@@ -7,8 +7,8 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
-import { niftiBytes } from "../data/volume/nifti-write.js";
 import { parametricMapBytes, parametricMapDataset } from "../data/volume/dicom/index.js";
+import { niftiBytes } from "../data/volume/nifti-write.js";
 import type { VolumeCase } from "../data/volume/volume-case.js";
 import type { VolumeAttribution } from "../explain/volume/engine.js";
 import { writeManifest, writeStaged } from "../util/atomic.js";

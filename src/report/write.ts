@@ -6,21 +6,32 @@
  */
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
-import { encodePng } from "../data/image.js";
 import type { Case } from "../data/case.js";
+import { encodePng } from "../data/image.js";
 import type { Attribution } from "../explain/attribution.js";
-import { encodeNpy } from "../util/npy.js";
 import { writeManifest, writeStaged } from "../util/atomic.js";
+import { encodeNpy } from "../util/npy.js";
 import { t975 } from "../util/tdist.js";
-import { svgToPng, summarySvg } from "./charts.js";
+import { summarySvg, svgToPng } from "./charts.js";
 import { heatRgb, overlayRgb } from "./colormap.js";
-import { mapStats, type MapStats } from "./stats.js";
 import { unitEvidence } from "./counts.js";
-import { colourScale, type ScaleSpec } from "./scale.js";
 import { annotatedPng, displaySize } from "./picture.js";
+import { colourScale, type ScaleSpec } from "./scale.js";
+import { type MapStats, mapStats } from "./stats.js";
 import { mapTitle } from "./title.js";
 
-export const OUTPUT_FILES = ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "heatmap-input.png", "overlay-input.png", "summary.png", "stats.json", "manifest.json"] as const;
+export const OUTPUT_FILES = [
+  "map.npy",
+  "stderr.npy",
+  "map.json",
+  "heatmap.png",
+  "overlay.png",
+  "heatmap-input.png",
+  "overlay-input.png",
+  "summary.png",
+  "stats.json",
+  "manifest.json",
+] as const;
 
 export interface WriteOptions {
   /** colour scale of the pictures (default the paper's: the largest |value| outside the RoI) */
@@ -53,8 +64,18 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
   const { title, subtitle } = mapTitle(a, kase);
   const picture = (rgb: Uint8Array) =>
     annotatedPng({
-      rgb, height: a.height, width: a.width, display: displaySize(kase.source, a), title, subtitle, roi: a.roi, roiKind: region.kind,
-      markers: evidence ? a.units.filter((_, i) => evidence.perUnit[i].evidence === "excludes-zero") : [], signed: a.signed, scale, valueUnits: a.valueUnits,
+      rgb,
+      height: a.height,
+      width: a.width,
+      display: displaySize(kase.source, a),
+      title,
+      subtitle,
+      roi: a.roi,
+      roiKind: region.kind,
+      markers: evidence ? a.units.filter((_, i) => evidence.perUnit[i].evidence === "excludes-zero") : [],
+      signed: a.signed,
+      scale,
+      valueUnits: a.valueUnits,
     });
   const overlayInput = await encodePng({ width: a.width, height: a.height, channels: 3, data: overlay });
   const contents: Record<string, Buffer | string> = {
@@ -78,7 +99,20 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
         roi: a.roi,
         // the fast schedule's screen: Σ of the largest |Δ| of the groups and blocks it set to 0 (see the notes)
         ...(a.screenLoss ? { screenLoss: a.screenLoss } : {}),
-        units: a.units.map((u, i) => ({ row: u.row, col: u.col, height: u.height, width: u.width, pixels: u.pixels?.length, effect: u.effect, rawEffect: u.rawEffect, stderr: Number.isNaN(u.stderr) ? null : u.stderr, ci95: ci95(u), samples: u.samples, status: u.status, ...(evidence ? evidence.perUnit[i] : {}) })),
+        units: a.units.map((u, i) => ({
+          row: u.row,
+          col: u.col,
+          height: u.height,
+          width: u.width,
+          pixels: u.pixels?.length,
+          effect: u.effect,
+          rawEffect: u.rawEffect,
+          stderr: Number.isNaN(u.stderr) ? null : u.stderr,
+          ci95: ci95(u),
+          samples: u.samples,
+          status: u.status,
+          ...(evidence ? evidence.perUnit[i] : {}),
+        })),
       },
       null,
       1,

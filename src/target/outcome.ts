@@ -3,8 +3,8 @@
  * `dice` is the paper's m(X) = 100 * Dice((f(X) > t)[R], G[R]) with 2Σpg / (Σp + Σg + 1e-10).
  */
 import { fail } from "../errors.js";
-import type { OutputLayout } from "../model/model.js";
 import type { OutputSpec } from "../model/card.js";
+import type { OutputLayout } from "../model/model.js";
 import type { Region } from "./roi.js";
 
 export type OutcomeName = "dice" | "soft-dice" | "mean-prob";
@@ -17,7 +17,10 @@ export type ProbabilitySpec = Pick<OutputSpec, "kind" | "channel" | "threshold" 
  * Class probability of cell p of batch slot `slot`, following the card's output semantics. A
  * volume's output is read as a plane of D*H by W cells (`layout.height` = D*H).
  */
-export function makeProbability(spec: ProbabilitySpec, layout: Pick<OutputLayout, "channels" | "height" | "width">): (data: Float32Array, slot: number, p: number) => number {
+export function makeProbability(
+  spec: ProbabilitySpec,
+  layout: Pick<OutputLayout, "channels" | "height" | "width">,
+): (data: Float32Array, slot: number, p: number) => number {
   const plane = layout.height * layout.width;
   const C = layout.channels;
   const ch = spec.channel;
@@ -49,7 +52,13 @@ export function makeOutcome(name: OutcomeName, spec: OutputSpec, layout: OutputL
 }
 
 /** The outcome on a list of cells (a region's pixels, or a volume RoI's voxels, as flat indices). */
-export function makeCellOutcome(name: OutcomeName, spec: ProbabilitySpec, layout: Pick<OutputLayout, "channels" | "height" | "width">, px: ArrayLike<number>, reference: Uint8Array): OutcomeFn {
+export function makeCellOutcome(
+  name: OutcomeName,
+  spec: ProbabilitySpec,
+  layout: Pick<OutputLayout, "channels" | "height" | "width">,
+  px: ArrayLike<number>,
+  reference: Uint8Array,
+): OutcomeFn {
   const prob = makeProbability(spec, layout);
   const g = Uint8Array.from(px, (p) => reference[p]);
   let sumG = 0;
@@ -58,21 +67,27 @@ export function makeCellOutcome(name: OutcomeName, spec: ProbabilitySpec, layout
   switch (name) {
     case "dice":
       return (d, s) => {
-        let inter = 0, sumP = 0;
+        let inter = 0,
+          sumP = 0;
         for (let i = 0; i < px.length; i++) {
           const v = prob(d, s, px[i]);
           if (Number.isNaN(v)) nanError();
-          if (v > t) { sumP++; inter += g[i]; }
+          if (v > t) {
+            sumP++;
+            inter += g[i];
+          }
         }
         return (100 * 2 * inter) / (sumP + sumG + 1e-10);
       };
     case "soft-dice":
       return (d, s) => {
-        let inter = 0, sumP = 0;
+        let inter = 0,
+          sumP = 0;
         for (let i = 0; i < px.length; i++) {
           const v = prob(d, s, px[i]);
           if (Number.isNaN(v)) nanError();
-          sumP += v; inter += v * g[i];
+          sumP += v;
+          inter += v * g[i];
         }
         return (100 * 2 * inter) / (sumP + sumG + 1e-10);
       };
@@ -90,7 +105,12 @@ export function makeCellOutcome(name: OutcomeName, spec: ProbabilitySpec, layout
 }
 
 /** The binarised prediction over the whole image (used as reference when no mask is given). */
-export function binarize(spec: ProbabilitySpec, layout: Pick<OutputLayout, "channels" | "height" | "width">, data: Float32Array, slot = 0): Uint8Array {
+export function binarize(
+  spec: ProbabilitySpec,
+  layout: Pick<OutputLayout, "channels" | "height" | "width">,
+  data: Float32Array,
+  slot = 0,
+): Uint8Array {
   const prob = makeProbability(spec, layout);
   const n = layout.height * layout.width;
   const out = new Uint8Array(n);

@@ -46,11 +46,17 @@ export class Region {
 
   static mask(mask: Uint8Array, imageHeight: number, imageWidth: number): Region {
     if (mask.length !== imageHeight * imageWidth) fail("RoI mask size does not match the model input", "resize the mask to the image");
-    let r0 = Infinity, c0 = Infinity, r1 = -1, c1 = -1;
+    let r0 = Infinity,
+      c0 = Infinity,
+      r1 = -1,
+      c1 = -1;
     for (let y = 0; y < imageHeight; y++) {
       for (let x = 0; x < imageWidth; x++) {
         if (mask[y * imageWidth + x]) {
-          r0 = Math.min(r0, y); r1 = Math.max(r1, y); c0 = Math.min(c0, x); c1 = Math.max(c1, x);
+          r0 = Math.min(r0, y);
+          r1 = Math.max(r1, y);
+          c0 = Math.min(c0, x);
+          c1 = Math.max(c1, x);
         }
       }
     }

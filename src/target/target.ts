@@ -2,8 +2,9 @@
  * Target: what is explained — a region, the class channel and threshold (from the model card),
  * the reference mask (ground truth, or the model's own unperturbed prediction) and the outcome.
  */
-import { fail } from "../errors.js";
+
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import { binarize, makeOutcome, type OutcomeFn, type OutcomeName } from "./outcome.js";
 import { Region, type RoiRect } from "./roi.js";
@@ -31,7 +32,8 @@ export interface Target {
 /** Resolves a spec against the model's unperturbed output (`baseOutput`, batch slot 0). */
 export function resolveTarget(model: Model, kase: Case, spec: TargetSpec, baseOutput: Float32Array): Target {
   checkBaseOutput(model, baseOutput);
-  const H = model.height, W = model.width;
+  const H = model.height,
+    W = model.width;
   const region = "mask" in spec.roi ? Region.mask(spec.roi.mask, H, W) : Region.rect(spec.roi, H, W);
   const outcome = spec.outcome ?? "dice";
   const wanted = spec.reference ?? "auto";
@@ -59,7 +61,9 @@ export function resolveTarget(model: Model, kase: Case, spec: TargetSpec, baseOu
  * as probabilities (raw scores thresholded at 0.5 would give a meaningless mask).
  */
 export function checkBaseOutput(model: Model, output: Float32Array): void {
-  let min = Infinity, max = -Infinity, bad = 0;
+  let min = Infinity,
+    max = -Infinity,
+    bad = 0;
   for (const v of output) {
     if (!Number.isFinite(v)) bad++;
     else {
@@ -87,7 +91,7 @@ export function checkBaseOutput(model: Model, output: Float32Array): void {
   if (model.card.output.kind === "probabilities" && (min < -tol || max > 1 + tol)) {
     fail(
       `the model card reads the output as probabilities, but its values range from ${min.toPrecision(4)} to ${max.toPrecision(4)}, outside [0, 1]`,
-      "if the model outputs raw scores, set output.kind to \"logits\" in the card (or pass --output-kind logits)",
+      'if the model outputs raw scores, set output.kind to "logits" in the card (or pass --output-kind logits)',
     );
   }
 }

@@ -30,7 +30,8 @@ export function parseVolumeRoi(spec: string): VolumeRoiBox {
 /** `box`, if it is a non-empty box inside a volume of dims [nx, ny, nz] (the Volume's i, j, k order). */
 export function checkVolumeRoi(box: VolumeRoiBox, dims: [number, number, number]): VolumeRoiBox {
   const [nx, ny, nz] = dims;
-  if (box.depth <= 0 || box.height <= 0 || box.width <= 0) fail(`volume RoI is empty (${box.depth}x${box.height}x${box.width} voxels)`, "give a positive depth, height and width");
+  if (box.depth <= 0 || box.height <= 0 || box.width <= 0)
+    fail(`volume RoI is empty (${box.depth}x${box.height}x${box.width} voxels)`, "give a positive depth, height and width");
   if (box.z < 0 || box.y < 0 || box.x < 0 || box.z + box.depth > nz || box.y + box.height > ny || box.x + box.width > nx) {
     fail(`volume RoI ${describeVolumeRoi(box)} is outside the volume of ${nz}x${ny}x${nx} voxels (DxHxW)`, HINT);
   }

@@ -3,12 +3,13 @@
  * grid) carried into the model's box, the reference (ground truth or the unperturbed prediction)
  * and the outcome, computed on the RoI's voxels exactly as for 2D images (makeCellOutcome).
  */
-import { fail } from "../errors.js";
+
 import type { VolumeCase } from "../data/volume/volume-case.js";
 import { toBox } from "../data/volume/volume-case.js";
+import { fail } from "../errors.js";
 import type { VolumeModel } from "../model/volume-model.js";
 import { binarize, makeCellOutcome, type OutcomeFn, type OutcomeName } from "./outcome.js";
-import { describeVolumeRoi, volumeRoiMask, type VolumeRoiBox } from "./volume-roi.js";
+import { describeVolumeRoi, type VolumeRoiBox, volumeRoiMask } from "./volume-roi.js";
 
 export interface VolumeTargetSpec {
   /** a box in the input volume's voxels, or a 0/1 mask on its grid */

@@ -4,9 +4,10 @@
  * renamed; results staged and their manifest written last; and a full disk, a quota, a read-only
  * folder or a permission error turned into one line for the user.
  */
+
+import { randomBytes } from "node:crypto";
 import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
 import { mkdir, open, rename, rm, unlink } from "node:fs/promises";
-import { randomBytes } from "node:crypto";
 import { basename, dirname, join, relative } from "node:path";
 import { SegcauseError } from "../errors.js";
 
@@ -77,8 +78,17 @@ export function ioProblem(e: unknown, missing?: string): SegcauseError | undefin
   if (!problem) return undefined;
   const where = err.path ?? (err as { dest?: string }).dest ?? "the output";
   // A permission error may come from reading an input as well: it says "access", not "write".
-  if (err.code === "EACCES" || err.code === "EPERM") return new SegcauseError(`cannot access ${where}: permission denied (${err.code})${missing ? `; ${missing}` : ""}`, "check its permissions, or give --out a folder you can write to, and rerun");
-  return new SegcauseError(`cannot write ${where}: it ${problem}${missing ? `; ${missing}` : ""}`, err.code === "EROFS" ? "give --out a folder you can write to and rerun" : "free some space (or give --out a folder on another disk) and rerun the same command");
+  if (err.code === "EACCES" || err.code === "EPERM")
+    return new SegcauseError(
+      `cannot access ${where}: permission denied (${err.code})${missing ? `; ${missing}` : ""}`,
+      "check its permissions, or give --out a folder you can write to, and rerun",
+    );
+  return new SegcauseError(
+    `cannot write ${where}: it ${problem}${missing ? `; ${missing}` : ""}`,
+    err.code === "EROFS"
+      ? "give --out a folder you can write to and rerun"
+      : "free some space (or give --out a folder on another disk) and rerun the same command",
+  );
 }
 
 /** Creates `path` (exclusive: never through a planted file or link) with `data`, flushed to disk. */

@@ -12,7 +12,9 @@ interface Axis {
 }
 
 function axis(inSize: number, outSize: number): Axis {
-  const i0 = new Int32Array(outSize), i1 = new Int32Array(outSize), w = new Float64Array(outSize);
+  const i0 = new Int32Array(outSize),
+    i1 = new Int32Array(outSize),
+    w = new Float64Array(outSize);
   const scale = inSize / outSize;
   for (let o = 0; o < outSize; o++) {
     const s = Math.min(Math.max((o + 0.5) * scale - 0.5, 0), inSize - 1);
@@ -26,12 +28,17 @@ function axis(inSize: number, outSize: number): Axis {
 
 /** src [h, w] → [H, W]. */
 export function resizeBilinear(src: ArrayLike<number>, h: number, w: number, H: number, W: number): Float32Array {
-  const ay = axis(h, H), ax = axis(w, W);
+  const ay = axis(h, H),
+    ax = axis(w, W);
   const out = new Float32Array(H * W);
   for (let y = 0; y < H; y++) {
-    const r0 = ay.i0[y] * w, r1 = ay.i1[y] * w, wy = ay.w[y];
+    const r0 = ay.i0[y] * w,
+      r1 = ay.i1[y] * w,
+      wy = ay.w[y];
     for (let x = 0; x < W; x++) {
-      const c0 = ax.i0[x], c1 = ax.i1[x], wx = ax.w[x];
+      const c0 = ax.i0[x],
+        c1 = ax.i1[x],
+        wx = ax.w[x];
       const top = src[r0 + c0] * (1 - wx) + src[r0 + c1] * wx;
       const bot = src[r1 + c0] * (1 - wx) + src[r1 + c1] * wx;
       out[y * W + x] = top * (1 - wy) + bot * wy;
@@ -42,14 +49,19 @@ export function resizeBilinear(src: ArrayLike<number>, h: number, w: number, H: 
 
 /** Transpose of `resizeBilinear(·, h, w, H, W)`: grad [H, W] → [h, w] (the gradient w.r.t. src). */
 export function resizeBilinearTranspose(grad: ArrayLike<number>, h: number, w: number, H: number, W: number): Float64Array {
-  const ay = axis(h, H), ax = axis(w, W);
+  const ay = axis(h, H),
+    ax = axis(w, W);
   const out = new Float64Array(h * w);
   for (let y = 0; y < H; y++) {
-    const r0 = ay.i0[y] * w, r1 = ay.i1[y] * w, wy = ay.w[y];
+    const r0 = ay.i0[y] * w,
+      r1 = ay.i1[y] * w,
+      wy = ay.w[y];
     for (let x = 0; x < W; x++) {
       const g = grad[y * W + x];
       if (g === 0) continue;
-      const c0 = ax.i0[x], c1 = ax.i1[x], wx = ax.w[x];
+      const c0 = ax.i0[x],
+        c1 = ax.i1[x],
+        wx = ax.w[x];
       out[r0 + c0] += g * (1 - wy) * (1 - wx);
       out[r0 + c1] += g * (1 - wy) * wx;
       out[r1 + c0] += g * wy * (1 - wx);
@@ -63,9 +75,11 @@ export function resizeBilinearTranspose(grad: ArrayLike<number>, h: number, w: n
 export function areaDownsample(src: ArrayLike<number>, H: number, W: number, h: number, w: number): Float64Array {
   const out = new Float64Array(h * w);
   for (let i = 0; i < h; i++) {
-    const y0 = Math.floor((i * H) / h), y1 = Math.max(y0 + 1, Math.floor(((i + 1) * H) / h));
+    const y0 = Math.floor((i * H) / h),
+      y1 = Math.max(y0 + 1, Math.floor(((i + 1) * H) / h));
     for (let j = 0; j < w; j++) {
-      const x0 = Math.floor((j * W) / w), x1 = Math.max(x0 + 1, Math.floor(((j + 1) * W) / w));
+      const x0 = Math.floor((j * W) / w),
+        x1 = Math.max(x0 + 1, Math.floor(((j + 1) * W) / w));
       let s = 0;
       for (let y = y0; y < y1; y++) for (let x = x0; x < x1; x++) s += src[y * W + x];
       out[i * w + j] = s / ((y1 - y0) * (x1 - x0));

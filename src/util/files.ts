@@ -54,7 +54,8 @@ export function outputKind(dir: string): OutputKind | undefined {
 /** Fails when `dir` holds another command's output, which this one would mix with or overwrite. */
 export function checkOutputKind(dir: string, mine: OutputKind, flag = "--out"): void {
   const kind = ownedKind(dir);
-  if (kind && kind !== mine) fail(`${flag} ${dir} holds the output of \`segcause ${kind}\`, which \`segcause ${mine}\` would mix with`, `give ${flag} another folder`);
+  if (kind && kind !== mine)
+    fail(`${flag} ${dir} holds the output of \`segcause ${kind}\`, which \`segcause ${mine}\` would mix with`, `give ${flag} another folder`);
 }
 
 /** Written into an output folder when segcause first writes there: the folder is segcause's, of this kind. */
@@ -72,7 +73,12 @@ function ownedKind(dir: string): OutputKind | undefined {
 }
 
 /** segcause's own hidden files (lock, checkpoint, staging and temp files), which do not make a folder someone else's. */
-const isOwnHidden = (name: string) => name === OUTPUT_MARKER || name.startsWith(".segcause") || name.startsWith(".checkpoint.json") || name.startsWith(".staging-") || /^\..*\.tmp$/.test(name);
+const isOwnHidden = (name: string) =>
+  name === OUTPUT_MARKER ||
+  name.startsWith(".segcause") ||
+  name.startsWith(".checkpoint.json") ||
+  name.startsWith(".staging-") ||
+  /^\..*\.tmp$/.test(name);
 
 /**
  * Everything checked about an output folder before a run: a folder (or creatable as one), not
@@ -83,10 +89,15 @@ export function checkOutputFolder(dir: string, mine: OutputKind, flag = "--out")
   checkOutputDir(dir, flag);
   checkOutputKind(dir, mine, flag);
   if (kindOf(dir) === "dir" && !ownedKind(dir)) {
-    const others = readdirSync(dir).filter((n) => !isOwnHidden(n)).sort();
+    const others = readdirSync(dir)
+      .filter((n) => !isOwnHidden(n))
+      .sort();
     if (others.length) {
       const shown = others.slice(0, 3).join(", ") + (others.length > 3 ? `, ... (${others.length} entries)` : "");
-      fail(`${flag} ${dir} is a folder of other files (${shown}), not the output of an earlier \`segcause ${mine}\``, `give ${flag} a new or empty folder: segcause does not overwrite files it did not write`);
+      fail(
+        `${flag} ${dir} is a folder of other files (${shown}), not the output of an earlier \`segcause ${mine}\``,
+        `give ${flag} a new or empty folder: segcause does not overwrite files it did not write`,
+      );
     }
   }
   checkWritable(dir, flag);
@@ -105,7 +116,10 @@ export function checkWritable(dir: string, flag = "--out"): void {
     unlinkSync(probe);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
-    fail(`cannot write to ${flag} ${dir}: ${p === resolve(dir) ? "it" : p} ${IO_PROBLEMS[code] ?? `cannot be written to (${code})`}`, `give ${flag} a folder you can write to`);
+    fail(
+      `cannot write to ${flag} ${dir}: ${p === resolve(dir) ? "it" : p} ${IO_PROBLEMS[code] ?? `cannot be written to (${code})`}`,
+      `give ${flag} a folder you can write to`,
+    );
   }
 }
 
@@ -127,7 +141,10 @@ export function makeOutputDir(dir: string, flag = "--out"): void {
   try {
     mkdirSync(dir, { recursive: true });
   } catch (e) {
-    fail(`cannot create the output folder ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`, `give ${flag} a folder you can write to`);
+    fail(
+      `cannot create the output folder ${dir} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      `give ${flag} a folder you can write to`,
+    );
   }
 }
 
@@ -148,5 +165,9 @@ export function assertInside(root: string, path: string): void {
     }
   };
   const rel = relative(real(resolve(root)), real(resolve(path)));
-  if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel)) fail(`refusing to write ${path}: it lies outside ${root}`, `a symbolic link inside ${root} points elsewhere: remove it, or give --out another folder`);
+  if (rel === "" || rel.startsWith(`..${sep}`) || rel === ".." || isAbsolute(rel))
+    fail(
+      `refusing to write ${path}: it lies outside ${root}`,
+      `a symbolic link inside ${root} points elsewhere: remove it, or give --out another folder`,
+    );
 }

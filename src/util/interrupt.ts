@@ -49,7 +49,8 @@ export function markResumable(kind: "outputs" | "checkpoints"): void {
  * and how many finished samples a rerun finds.
  */
 export function saveInterruptedWork(): { saved: number; kept: number } {
-  let saved = 0, kept = 0;
+  let saved = 0,
+    kept = 0;
   for (const r of savers) {
     try {
       const o = r.deref();
@@ -64,13 +65,17 @@ export function saveInterruptedWork(): { saved: number; kept: number } {
 
 /** Installs the handlers once per process (the CLI's entry point does). */
 export function installInterruptHandlers(): void {
-  for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  for (const [signal, code] of [
+    ["SIGINT", 130],
+    ["SIGTERM", 143],
+  ] as const) {
     process.once(signal, () => {
       interrupted = true;
       const { saved, kept } = saveInterruptedWork();
-      const next = !resumable || (resumable === "checkpoints" && kept === 0)
-        ? `${resumable ? "nothing had finished yet, so " : ""}a rerun starts over`
-        : `finished work is kept${saved ? " (unsaved samples were checkpointed)" : ""}: rerun the same command to continue where it stopped`;
+      const next =
+        !resumable || (resumable === "checkpoints" && kept === 0)
+          ? `${resumable ? "nothing had finished yet, so " : ""}a rerun starts over`
+          : `finished work is kept${saved ? " (unsaved samples were checkpointed)" : ""}: rerun the same command to continue where it stopped`;
       process.stderr.write(`\nsegcause: interrupted (${signal}); ${next}\n`);
       const closing = [...closers].map((r) => r.deref()?.closeForExit());
       const timeout = new Promise((resolve) => setTimeout(resolve, 10_000).unref());

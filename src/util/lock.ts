@@ -62,7 +62,13 @@ let exitHook = false;
  */
 export function lockFolder(dir: string, opts: { name?: string; what?: string; wait?: number } = {}): FolderLock {
   const path = join(dir, opts.name ?? LOCK_FILE);
-  const rec: LockRecord = { format: "segcause.lock/1", pid: process.pid, host: hostname(), started: new Date().toISOString(), command: ["segcause", ...process.argv.slice(2)].join(" ") };
+  const rec: LockRecord = {
+    format: "segcause.lock/1",
+    pid: process.pid,
+    host: hostname(),
+    started: new Date().toISOString(),
+    command: ["segcause", ...process.argv.slice(2)].join(" "),
+  };
   const mine = JSON.stringify(rec, null, 1);
   const tmp = join(dir, tempName(opts.name ?? LOCK_FILE));
   createExclusiveSync(tmp, mine);
@@ -95,8 +101,15 @@ export function lockFolder(dir: string, opts: { name?: string; what?: string; wa
       }
       const what = opts.what ?? `${dir} is in use`;
       if (!o) fail(`${what}: it holds a lock file ${path} that is not segcause's`, `if no segcause run uses ${dir}, delete ${path}`);
-      if (o.host !== rec.host) fail(`${what} by segcause on host ${o.host} (pid ${o.pid}, started ${o.started})`, `wait for that run to finish, or, if it no longer runs, delete ${path}; or give --out another folder`);
-      fail(`${what} by another segcause run (pid ${o.pid}, started ${o.started}: ${o.command})`, "wait for it to finish, or give --out another folder");
+      if (o.host !== rec.host)
+        fail(
+          `${what} by segcause on host ${o.host} (pid ${o.pid}, started ${o.started})`,
+          `wait for that run to finish, or, if it no longer runs, delete ${path}; or give --out another folder`,
+        );
+      fail(
+        `${what} by another segcause run (pid ${o.pid}, started ${o.started}: ${o.command})`,
+        "wait for it to finish, or give --out another folder",
+      );
     }
   } finally {
     try {

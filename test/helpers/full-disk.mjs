@@ -10,7 +10,10 @@ const enospc = () => Object.assign(new Error(`${code}: write failed (injected), 
 const open = fs.promises.open;
 fs.promises.open = async function (path, ...rest) {
   const h = await open.call(this, path, ...rest);
-  if (pattern.test(String(path))) h.writeFile = async () => { throw enospc(); };
+  if (pattern.test(String(path)))
+    h.writeFile = async () => {
+      throw enospc();
+    };
   return h;
 };
 const writeFileSync = fs.writeFileSync;
@@ -23,7 +26,8 @@ syncBuiltinESMExports();
 // SEGCAUSE_TEST_READ_ONLY (a regular expression): creating or writing a file whose path matches
 // fails with EROFS, as on a read-only mount (which root cannot write either).
 const readOnly = new RegExp(process.env.SEGCAUSE_TEST_READ_ONLY ?? "^$");
-const erofs = (path) => Object.assign(new Error(`EROFS: read-only file system, open '${path}'`), { code: "EROFS", errno: -30, syscall: "open", path: String(path) });
+const erofs = (path) =>
+  Object.assign(new Error(`EROFS: read-only file system, open '${path}'`), { code: "EROFS", errno: -30, syscall: "open", path: String(path) });
 const writes = (flags) => typeof flags === "string" && /[wa+]/.test(flags);
 const openSync = fs.openSync;
 fs.openSync = function (path, flags, ...rest) {

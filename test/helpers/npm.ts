@@ -1,5 +1,5 @@
 /** Runs npm as a user's shell would, also under `npm test`. */
-import { spawnSync, type SpawnSyncReturns } from "node:child_process";
+import { type SpawnSyncReturns, spawnSync } from "node:child_process";
 
 export const NPM = process.platform === "win32" ? "npm.cmd" : "npm";
 
@@ -12,7 +12,8 @@ export function userEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, ONNXRUNTIME_NODE_INSTALL: "skip" };
   for (const k of Object.keys(env)) {
     const key = k.toLowerCase();
-    const fromNpmRun = key.startsWith("npm_") && !/^npm_config_(registry|cache|userconfig|globalconfig|cafile|proxy|https_proxy|noproxy|strict_ssl)$/.test(key);
+    const fromNpmRun =
+      key.startsWith("npm_") && !/^npm_config_(registry|cache|userconfig|globalconfig|cafile|proxy|https_proxy|noproxy|strict_ssl)$/.test(key);
     if (fromNpmRun || key === "init_cwd") delete env[k];
   }
   return env;

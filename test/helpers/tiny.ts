@@ -6,8 +6,8 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import sharp from "sharp";
-import { GraphBuilder } from "../../src/onnx/builder.js";
 import { PatchBank, type PatchBankHeader } from "../../src/data/patchbank.js";
+import { GraphBuilder } from "../../src/onnx/builder.js";
 import { sha256 } from "../../src/util/hash.js";
 
 export const SIZE = 32;
@@ -29,7 +29,11 @@ export interface RegionWeight {
  * output[n, 0, y, x] = sigmoid(Σ_r weight_r · mean_r(input[n, 0]) + bias) for every pixel: the
  * prediction everywhere (RoI included) depends only on the means of the given regions.
  */
-export function regionMeanModel(regions: RegionWeight[], bias: number, opts: { channels?: number; size?: number; batch?: number | string } = {}): Uint8Array {
+export function regionMeanModel(
+  regions: RegionWeight[],
+  bias: number,
+  opts: { channels?: number; size?: number; batch?: number | string } = {},
+): Uint8Array {
   const C = opts.channels ?? 3;
   const S = opts.size ?? SIZE;
   const g = new GraphBuilder("region-mean");
@@ -74,7 +78,9 @@ export async function writeImage(dir: string, name: string, value: (row: number,
   const data = new Uint8Array(size * size * 3);
   for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) data.fill(value(y, x), (y * size + x) * 3, (y * size + x) * 3 + 3);
   const path = join(dir, name);
-  await sharp(data, { raw: { width: size, height: size, channels: 3 } }).png().toFile(path);
+  await sharp(data, { raw: { width: size, height: size, channels: 3 } })
+    .png()
+    .toFile(path);
   return path;
 }
 
@@ -82,7 +88,9 @@ export async function writeMask(dir: string, name: string, inside: (row: number,
   const data = new Uint8Array(size * size);
   for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) data[y * size + x] = inside(y, x) ? 255 : 0;
   const path = join(dir, name);
-  await sharp(data, { raw: { width: size, height: size, channels: 1 } }).png().toFile(path);
+  await sharp(data, { raw: { width: size, height: size, channels: 1 } })
+    .png()
+    .toFile(path);
   return path;
 }
 

@@ -7,8 +7,8 @@ import { readdirSync, statSync } from "node:fs";
 import { extname, join } from "node:path";
 import { fail } from "../../errors.js";
 import { IMAGE_EXTENSIONS } from "../image.js";
-import { foldersWithDicom } from "./dicom-cases.js";
 import { startsLikeDicom } from "./dicom/index.js";
+import { foldersWithDicom } from "./dicom-cases.js";
 import { isNiftiPath } from "./sniff.js";
 
 export type FolderKind = "image" | "nifti" | "dicom";

@@ -14,7 +14,8 @@ export function parseLabels(spec: string): number[] {
   const labels = parts.map(decimalInteger);
   if (parts.length === 0 || labels.some((n) => n === undefined)) fail(`cannot parse --label '${spec}'`, LABEL_HINT);
   const ok = labels as number[];
-  if (ok.some((n) => n <= 0)) fail(`--label '${spec}' names label ${ok.find((n) => n <= 0)}; 0 is the background and labels are positive`, LABEL_HINT);
+  if (ok.some((n) => n <= 0))
+    fail(`--label '${spec}' names label ${ok.find((n) => n <= 0)}; 0 is the background and labels are positive`, LABEL_HINT);
   return [...new Set(ok)];
 }
 
@@ -52,7 +53,12 @@ export function labelMask(volume: Pick<Volume, "data">, labels: number[], name =
   const missing = labels.filter((l) => !found.has(l));
   if (missing.length) {
     const present = labelsPresent(volume);
-    const holds = present === undefined ? `it holds values that are not whole numbers, or more than ${MAX_NAMED} distinct values: it may be an image rather than a label map` : present.length ? `labels present: ${present.join(", ")}` : "it holds only 0: no labelled voxel";
+    const holds =
+      present === undefined
+        ? `it holds values that are not whole numbers, or more than ${MAX_NAMED} distinct values: it may be an image rather than a label map`
+        : present.length
+          ? `labels present: ${present.join(", ")}`
+          : "it holds only 0: no labelled voxel";
     fail(`label ${missing.join(", ")} ${missing.length > 1 ? "are" : "is"} not in ${name} (${holds})`, LABEL_HINT);
   }
   return out;

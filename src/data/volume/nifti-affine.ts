@@ -31,7 +31,10 @@ export function niftiAffine(h: NiftiHeader, bytes: Uint8Array, path: string): { 
     from = "pixdim";
   }
   if (affine.some((x) => !Number.isFinite(x)) || Math.abs(det3(affine)) < 1e-12) {
-    fail(`${path} has an unusable ${from} (${from === "pixdim" ? "voxel sizes" : `${from}_code ${from === "sform" ? f.sform_code : f.qform_code}`}): its affine is singular or not finite`, "fix the header's transform (e.g. nibabel: img.set_sform(affine, code=1)) and save the file again");
+    fail(
+      `${path} has an unusable ${from} (${from === "pixdim" ? "voxel sizes" : `${from}_code ${from === "sform" ? f.sform_code : f.qform_code}`}): its affine is singular or not finite`,
+      "fix the header's transform (e.g. nibabel: img.set_sform(affine, code=1)) and save the file again",
+    );
   }
   const mm = MM_PER_UNIT[f.xyzt_units & 7] ?? 1;
   // -0 (from a flipped axis times 0) is 0: the same affine whatever transform it came from.
@@ -44,7 +47,9 @@ const MM_PER_UNIT: Record<number, number> = { 1: 1000, 3: 0.001 };
 /** srow_x, srow_y, srow_z (12 numbers) from the raw header: float32 at 280 (NIfTI-1), float64 at 400 (NIfTI-2). */
 function srows(h: NiftiHeader, bytes: Uint8Array): number[] {
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
-  return Array.from({ length: 12 }, (_, n) => (h.version === 1 ? dv.getFloat32(280 + 4 * n, h.littleEndian) : dv.getFloat64(400 + 8 * n, h.littleEndian)));
+  return Array.from({ length: 12 }, (_, n) =>
+    h.version === 1 ? dv.getFloat32(280 + 4 * n, h.littleEndian) : dv.getFloat64(400 + 8 * n, h.littleEndian),
+  );
 }
 
 /** A voxel size of 0, negative or not finite counts as 1 mm (as nifti1_io does). */

@@ -4,7 +4,7 @@
  * by nifti-reader-js; this module decides what segcause accepts, and how many bytes the file must
  * hold, before any voxel buffer is allocated.
  */
-import { NIFTI1, NIFTI2, readHeader } from "nifti-reader-js";
+import { type NIFTI1, type NIFTI2, readHeader } from "nifti-reader-js";
 import { fail } from "../../errors.js";
 
 export const NIFTI1_HEADER_BYTES = 348;
@@ -104,9 +104,13 @@ export function parseNiftiHeader(bytes: Uint8Array, path: string): NiftiHeader {
   if (bytes.length < size) fail(`${path} is truncated: it ends inside its NIfTI-${v.version} header (${bytes.length} of ${size} bytes)`, REDOWNLOAD);
   const magic = niftiMagic(bytes, v.version);
   if (magic === (v.version === 1 ? "ni1\0" : "ni2\0")) {
-    fail(`${path} is the header of a NIfTI .hdr/.img pair; segcause reads single-file NIfTI`, "convert the pair to one .nii.gz (e.g. nibabel: nib.save(nib.load('x.hdr'), 'x.nii.gz'))");
+    fail(
+      `${path} is the header of a NIfTI .hdr/.img pair; segcause reads single-file NIfTI`,
+      "convert the pair to one .nii.gz (e.g. nibabel: nib.save(nib.load('x.hdr'), 'x.nii.gz'))",
+    );
   }
-  if (magic !== (v.version === 1 ? "n+1\0" : "n+2\0")) fail(`${path} is not a NIfTI file (its header size says NIfTI-${v.version} but the magic string is missing)`, HINT);
+  if (magic !== (v.version === 1 ? "n+1\0" : "n+2\0"))
+    fail(`${path} is not a NIfTI file (its header size says NIfTI-${v.version} but the magic string is missing)`, HINT);
 
   let fields: NIFTI1 | NIFTI2;
   try {
@@ -134,9 +138,14 @@ export function parseNiftiHeader(bytes: Uint8Array, path: string): NiftiHeader {
     );
   }
   const voxels = dims[0] * dims[1] * dims[2];
-  if (voxels > MAX_VOLUME_VOXELS) fail(`${path} has ${dims.join("x")} voxels, more than segcause reads in one volume (${MAX_VOLUME_VOXELS})`, "crop the volume around the structure, or resample it to a coarser spacing");
+  if (voxels > MAX_VOLUME_VOXELS)
+    fail(
+      `${path} has ${dims.join("x")} voxels, more than segcause reads in one volume (${MAX_VOLUME_VOXELS})`,
+      "crop the volume around the structure, or resample it to a coarser spacing",
+    );
   const voxOffset = fields.vox_offset;
-  if (!Number.isSafeInteger(voxOffset) || voxOffset < size || voxOffset > MAX_VOX_OFFSET) fail(`${path} has a damaged NIfTI header (vox_offset ${voxOffset})`, REDOWNLOAD);
+  if (!Number.isSafeInteger(voxOffset) || voxOffset < size || voxOffset > MAX_VOX_OFFSET)
+    fail(`${path} has a damaged NIfTI header (vox_offset ${voxOffset})`, REDOWNLOAD);
   const voxelBytes = voxels * datatype.bytes;
   return { version: v.version, littleEndian: v.littleEndian, fields, dims, datatype, voxOffset, voxelBytes, end: voxOffset + voxelBytes };
 }

@@ -5,13 +5,17 @@
  * the file, the problem and the fix.
  */
 import { fail } from "../../errors.js";
-import { readFileBoundedAsync, type ReadWhat } from "../../util/read.js";
+import { type ReadWhat, readFileBoundedAsync } from "../../util/read.js";
 import { gunzipBounded, isGzip } from "./gunzip.js";
 import { niftiAffine, spacingOfAffine } from "./nifti-affine.js";
-import { NIFTI1_HEADER_BYTES, NIFTI2_HEADER_BYTES, niftiVersion, parseNiftiHeader, type NiftiHeader } from "./nifti-header.js";
+import { NIFTI1_HEADER_BYTES, NIFTI2_HEADER_BYTES, type NiftiHeader, niftiVersion, parseNiftiHeader } from "./nifti-header.js";
 import type { Volume } from "./volume.js";
 
-export const NIFTI_READ: ReadWhat = { what: "NIfTI file", kind: "image", hint: "give a .nii or .nii.gz volume of at most 1 GiB (crop it first if it is larger)" };
+export const NIFTI_READ: ReadWhat = {
+  what: "NIfTI file",
+  kind: "image",
+  hint: "give a .nii or .nii.gz volume of at most 1 GiB (crop it first if it is larger)",
+};
 
 /** Output past the voxels that a .nii.gz may hold (dropped); more is not one NIfTI volume. */
 const GZIP_SLACK = 2 ** 20;
@@ -46,13 +50,18 @@ export async function readNiftiBytes(file: Uint8Array, path: string): Promise<Vo
 async function inflate(file: Uint8Array, path: string): Promise<Buffer> {
   const r = await gunzipBounded(file, { headBytes: NIFTI2_HEADER_BYTES, keep: (head) => parseNiftiHeader(head, path).end, slack: GZIP_SLACK });
   if (r.status === "corrupt") fail(`${path} is gzip-compressed but cannot be decompressed (${r.reason})`, REDOWNLOAD);
-  if (r.status === "too-long") fail(`${path} decompresses to more data than its NIfTI header describes (over ${GZIP_SLACK} extra bytes), so it is not one NIfTI volume`, REDOWNLOAD);
+  if (r.status === "too-long")
+    fail(
+      `${path} decompresses to more data than its NIfTI header describes (over ${GZIP_SLACK} extra bytes), so it is not one NIfTI volume`,
+      REDOWNLOAD,
+    );
   // A stream that ends early still holds whatever came before; the caller names what is missing.
   if (r.status === "truncated" && r.data.length < (niftiVersion(r.data)?.version === 2 ? NIFTI2_HEADER_BYTES : NIFTI1_HEADER_BYTES)) {
     fail(`${path} is truncated: its gzip stream ends ${r.data.length ? "inside" : "before"} the NIfTI header`, REDOWNLOAD);
   }
   // Every voxel came out but the stream stops before its checksum: they cannot be trusted.
-  if (r.status === "truncated" && r.data.length >= parseNiftiHeader(r.data, path).end) fail(`${path} is truncated: its gzip stream stops short of its end, so its checksum cannot be verified`, REDOWNLOAD);
+  if (r.status === "truncated" && r.data.length >= parseNiftiHeader(r.data, path).end)
+    fail(`${path} is truncated: its gzip stream stops short of its end, so its checksum cannot be verified`, REDOWNLOAD);
   return r.data;
 }
 

@@ -5,8 +5,8 @@
 import { fail } from "../../errors.js";
 import { readFileBoundedAsync } from "../../util/read.js";
 import { gunzipBounded, isGzip } from "./gunzip.js";
-import { NIFTI2_HEADER_BYTES, niftiMagic, niftiVersion } from "./nifti-header.js";
 import { NIFTI_READ } from "./nifti.js";
+import { NIFTI2_HEADER_BYTES, niftiMagic, niftiVersion } from "./nifti-header.js";
 
 export function isNiftiPath(path: string): boolean {
   return /\.nii(\.gz)?$/i.test(path);
@@ -19,13 +19,19 @@ export async function sniffBytes(bytes: Uint8Array): Promise<VolumeSniff> {
   const gzip = isGzip(bytes);
   let head: Uint8Array = bytes;
   if (gzip) {
-    const r = await gunzipBounded(bytes, { headBytes: NIFTI2_HEADER_BYTES, keep: (h) => Math.min(h.length, NIFTI2_HEADER_BYTES), slack: Infinity, stopAtKeep: true });
+    const r = await gunzipBounded(bytes, {
+      headBytes: NIFTI2_HEADER_BYTES,
+      keep: (h) => Math.min(h.length, NIFTI2_HEADER_BYTES),
+      slack: Infinity,
+      stopAtKeep: true,
+    });
     if (r.status !== "complete" && r.data.length === 0) return { kind: "other", gzip, holds: "damaged gzip data" };
     head = r.data;
   }
   const v = niftiVersion(head);
   if (v && niftiMagic(head, v.version) === (v.version === 1 ? "n+1\0" : "n+2\0")) return { kind: "nifti", version: v.version, gzip };
-  if (v && niftiMagic(head, v.version) === (v.version === 1 ? "ni1\0" : "ni2\0")) return { kind: "other", gzip, holds: "the header of a NIfTI .hdr/.img pair" };
+  if (v && niftiMagic(head, v.version) === (v.version === 1 ? "ni1\0" : "ni2\0"))
+    return { kind: "other", gzip, holds: "the header of a NIfTI .hdr/.img pair" };
   return { kind: "other", gzip, holds: gzip ? "gzip-compressed data that is not NIfTI" : describeContent(head) };
 }
 
@@ -34,10 +40,22 @@ export async function sniffBytes(bytes: Uint8Array): Promise<VolumeSniff> {
  * .nii/.nii.gz that does not hold a NIfTI volume.
  */
 export async function sniffVolume(input: string | Uint8Array, name = typeof input === "string" ? input : "the input"): Promise<"nifti" | "other"> {
-  const bytes = typeof input === "string" ? await readFileBoundedAsync(input, isNiftiPath(input) ? NIFTI_READ : { ...NIFTI_READ, what: "input file", hint: "give an image (PNG, JPEG, TIFF) or a volume (.nii, .nii.gz)" }) : input;
+  const bytes =
+    typeof input === "string"
+      ? await readFileBoundedAsync(
+          input,
+          isNiftiPath(input)
+            ? NIFTI_READ
+            : { ...NIFTI_READ, what: "input file", hint: "give an image (PNG, JPEG, TIFF) or a volume (.nii, .nii.gz)" },
+        )
+      : input;
   const s = await sniffBytes(bytes);
   if (s.kind === "nifti") return "nifti";
-  if (isNiftiPath(name)) fail(`${name} is named as a NIfTI volume but holds ${s.holds}`, "give a NIfTI-1 or NIfTI-2 .nii/.nii.gz file, or rename the file to match what it holds");
+  if (isNiftiPath(name))
+    fail(
+      `${name} is named as a NIfTI volume but holds ${s.holds}`,
+      "give a NIfTI-1 or NIfTI-2 .nii/.nii.gz file, or rename the file to match what it holds",
+    );
   return "other";
 }
 

@@ -52,7 +52,11 @@ export function describeGeometry(v: Pick<Volume, "dims" | "spacing">): string {
  * to the right, j to anterior, k to superior.
  */
 export function axisCodes(affine: number[]): string {
-  const names = [["L", "R"], ["P", "A"], ["I", "S"]];
+  const names = [
+    ["L", "R"],
+    ["P", "A"],
+    ["I", "S"],
+  ];
   return [0, 1, 2]
     .map((c) => {
       const col = [affine[c], affine[4 + c], affine[8 + c]];

@@ -6,8 +6,8 @@ import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fail } from "../../errors.js";
 import type { RoiRect } from "../../target/roi.js";
-import { decodeNpy } from "../../util/npy.js";
 import { sha256 } from "../../util/hash.js";
+import { decodeNpy } from "../../util/npy.js";
 import type { CellRecord } from "../store.js";
 import type { StrategyStats } from "./stats.js";
 
@@ -66,7 +66,21 @@ export function findMaps(dirs: readonly string[], unreadable: string[] = [], dup
           const meta = readJsonFile(join(dir, "attribution.json"));
           const source = { modelSha256: meta?.provenance?.model?.sha256, seed: c.seed, cellKey: c.key };
           const block = Number(c.options.block) || undefined;
-          out.push({ dataset: c.id.dataset, model: c.id.model, image: c.id.image, roi: c.id.roi, method: c.method, roiRect: c.roiRect, height: meta?.height ?? 0, width: meta?.width ?? 0, tau: Number(c.options.tau ?? 0) || 0, signed: c.signed, block, path: npy, source });
+          out.push({
+            dataset: c.id.dataset,
+            model: c.id.model,
+            image: c.id.image,
+            roi: c.id.roi,
+            method: c.method,
+            roiRect: c.roiRect,
+            height: meta?.height ?? 0,
+            width: meta?.width ?? 0,
+            tau: Number(c.options.tau ?? 0) || 0,
+            signed: c.signed,
+            block,
+            path: npy,
+            source,
+          });
         }
       } else if (names.has("manifest.json")) {
         const m = readJsonFile(join(dir, "manifest.json"));
@@ -77,8 +91,17 @@ export function findMaps(dirs: readonly string[], unreadable: string[] = [], dup
           const ds = /\/([^/]+)\/images\/[^/]+$/.exec(imagePath)?.[1] ?? "-";
           const roi: RoiRect = prov.target?.roi;
           out.push({
-            dataset: ds, model: basename(String(prov.model?.path ?? "model")).replace(/\.onnx$/i, ""), image: String(prov.case?.id ?? basename(dir)),
-            roi: roi ? `${roi.row},${roi.col},${roi.height}x${roi.width}` : "-", method: String(m.method), roiRect: roi, height: 0, width: 0, tau: Number(prov.settings?.tau ?? 0) || 0, block: Number(prov.settings?.blockSize) || undefined, path: npy,
+            dataset: ds,
+            model: basename(String(prov.model?.path ?? "model")).replace(/\.onnx$/i, ""),
+            image: String(prov.case?.id ?? basename(dir)),
+            roi: roi ? `${roi.row},${roi.col},${roi.height}x${roi.width}` : "-",
+            method: String(m.method),
+            roiRect: roi,
+            height: 0,
+            width: 0,
+            tau: Number(prov.settings?.tau ?? 0) || 0,
+            block: Number(prov.settings?.blockSize) || undefined,
+            path: npy,
             source: { modelSha256: prov.model?.sha256, seed: prov.seed },
           });
         }
@@ -90,7 +113,10 @@ export function findMaps(dirs: readonly string[], unreadable: string[] = [], dup
     if (!existsSync(d)) fail(`${d} does not exist`, "pass folders written by `segcause evaluate` or `segcause explain`");
     visit(d);
   }
-  return distinctMaps(out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)), duplicates);
+  return distinctMaps(
+    out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0)),
+    duplicates,
+  );
 }
 
 /**
@@ -112,7 +138,8 @@ function distinctMaps(entries: MapEntry[], duplicates: string[]): MapEntry[] {
     const id = `${e.dataset}|${e.model}|${e.image}|${e.roi}|${e.method}`;
     const first = byIdentity.get(id);
     if (first) {
-      const same = first.source.cellKey !== undefined ? first.source.cellKey === e.source.cellKey : readFileSync(first.path).equals(readFileSync(e.path));
+      const same =
+        first.source.cellKey !== undefined ? first.source.cellKey === e.source.cellKey : readFileSync(first.path).equals(readFileSync(e.path));
       if (same) {
         duplicates.push(e.path);
         continue;
@@ -138,13 +165,18 @@ export function loadMap(e: MapEntry): { map: Float32Array; height: number; width
     bytes = readFileSync(e.path);
     npy = decodeNpy(bytes);
   } catch (err) {
-    fail(`${e.path} is not a readable attribution map (${(err as Error).message})`, "rerun the `segcause explain` or `segcause evaluate` that wrote it, or remove its folder");
+    fail(
+      `${e.path} is not a readable attribution map (${(err as Error).message})`,
+      "rerun the `segcause explain` or `segcause evaluate` that wrote it, or remove its folder",
+    );
   }
   const { data, shape } = npy;
   const redo = "rerun the `segcause explain` or `segcause evaluate` that wrote it, or remove its folder";
-  if (shape.length !== 2) fail(`${e.path} is not a 2-D attribution map (shape [${shape.join(", ")}])`, "pass folders written by `segcause evaluate` or `segcause explain`");
+  if (shape.length !== 2)
+    fail(`${e.path} is not a 2-D attribution map (shape [${shape.join(", ")}])`, "pass folders written by `segcause evaluate` or `segcause explain`");
   if (shape[0] * shape[1] !== data.length) fail(`${e.path} is damaged: ${data.length} values for its shape [${shape.join(", ")}]`, redo);
-  if (e.height && e.width && (shape[0] !== e.height || shape[1] !== e.width)) fail(`${e.path} is ${shape[0]}x${shape[1]} but its cell records a ${e.height}x${e.width} map`, redo);
+  if (e.height && e.width && (shape[0] !== e.height || shape[1] !== e.width))
+    fail(`${e.path} is ${shape[0]}x${shape[1]} but its cell records a ${e.height}x${e.width} map`, redo);
   const bad = data.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) fail(`${e.path} holds a non-finite value (${data[bad]}) at row ${Math.floor(bad / shape[1])}, col ${bad % shape[1]}`, redo);
   return { map: data, height: shape[0], width: shape[1], sha256: sha256(bytes) };

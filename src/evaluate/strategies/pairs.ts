@@ -36,7 +36,18 @@ export function modelPairs(results: readonly Pick<MapResult, "dataset" | "model"
             }
             if (d.length === 0) continue;
             const w = wilcoxon(d);
-            pairs.push({ dataset: ds, method, stat, a: models[i], b: models[j], n: d.length, meanDiff: d.reduce((s, v) => s + v, 0) / d.length, p: w.p, pHolm: Number.NaN, test: w.method });
+            pairs.push({
+              dataset: ds,
+              method,
+              stat,
+              a: models[i],
+              b: models[j],
+              n: d.length,
+              meanDiff: d.reduce((s, v) => s + v, 0) / d.length,
+              p: w.p,
+              pHolm: Number.NaN,
+              test: w.method,
+            });
           }
         }
       }
@@ -52,5 +63,8 @@ export function modelPairs(results: readonly Pick<MapResult, "dataset" | "model"
 }
 
 export function modelPairsCsv(pairs: readonly ModelPair[]): string {
-  return csv(["dataset", "method", "stat", "a", "b", "n", "mean_diff_a_minus_b", "p", "p_holm", "test"], pairs.map((p) => [p.dataset, p.method, p.stat, p.a, p.b, p.n, p.meanDiff, p.p, p.pHolm, p.test]));
+  return csv(
+    ["dataset", "method", "stat", "a", "b", "n", "mean_diff_a_minus_b", "p", "p_holm", "test"],
+    pairs.map((p) => [p.dataset, p.method, p.stat, p.a, p.b, p.n, p.meanDiff, p.p, p.pHolm, p.test]),
+  );
 }

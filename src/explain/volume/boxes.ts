@@ -2,8 +2,9 @@
  * Units of a volume: boxes of a regular 3D grid over the part of the model's box that holds the
  * volume (the padding around it is not intervened on), without the boxes that overlap the RoI.
  */
-import { fail } from "../../errors.js";
+
 import type { Placement } from "../../data/volume/volume-case.js";
+import { fail } from "../../errors.js";
 
 export interface BoxUnit {
   index: number;

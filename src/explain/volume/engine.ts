@@ -4,21 +4,22 @@
  * function of (seed, unit, draw); the only copies of the volume are the runner's input buffers.
  * The map goes back through the placement onto the input volume's grid.
  */
-import { fail } from "../../errors.js";
+
+import type { VolumeBank } from "../../data/volume/volume-bank.js";
 import type { VolumeCase } from "../../data/volume/volume-case.js";
 import { fromBox } from "../../data/volume/volume-case.js";
+import { fail } from "../../errors.js";
 import type { VolumeModel } from "../../model/volume-model.js";
-import { resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
 import { outcomeUnits } from "../../target/outcome.js";
+import { resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
 import { VERSION } from "../../version.js";
-import { adaptiveAte, type AdaptiveSettings } from "../adaptive.js";
+import { type AdaptiveSettings, adaptiveAte } from "../adaptive.js";
 import { drawNumbering, stratifyDraws } from "../block-effects.js";
+import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
+import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "../estimators.js";
 import { buildTree } from "../hierarchy.js";
-import { DEFAULT_CHUNK, resumableEvaluate, type Resumable } from "../checkpoint.js";
-import { screenedAte, type ScreenedAteSettings, type UnitEstimate } from "../estimators.js";
 import type { SampleRequest } from "../samples.js";
-import { boxGrid, forEachCell, paintBoxes, type BoxUnit } from "./boxes.js";
-import type { VolumeBank } from "../../data/volume/volume-bank.js";
+import { type BoxUnit, boxGrid, forEachCell, paintBoxes } from "./boxes.js";
 
 export const VOLUME_BATCH_SIZE = 4;
 

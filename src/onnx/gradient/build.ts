@@ -8,7 +8,15 @@
  * An op on the path from a differentiated tensor to the output without a rule is refused by name.
  */
 import { clone, create, toBinary } from "@bufbuild/protobuf";
-import { ModelProtoSchema, NodeProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto } from "onnx-buf";
+import {
+  TensorProto_DataType as DT,
+  type ModelProto,
+  ModelProtoSchema,
+  type NodeProto,
+  NodeProtoSchema,
+  type ValueInfoProto,
+  ValueInfoProtoSchema,
+} from "onnx-buf";
 import { fail } from "../../errors.js";
 import { describeNode } from "../attributes.js";
 import { valueInfo } from "../builder.js";
@@ -113,7 +121,13 @@ function referencePass(nodes: NodeProto[], input: string): { nodes: NodeProto[];
  * Walks the active nodes in reverse, summing the gradient of each tensor over its consumers before its
  * producer's rule runs. Returns the (summed) gradient of a tensor, if any reached it.
  */
-function backward(active: NodeProto[], relevant: Set<string>, output: string, e: Emitter, context: (n: NodeProto, gy: (string | undefined)[]) => Ctx): (t: string) => string | undefined {
+function backward(
+  active: NodeProto[],
+  relevant: Set<string>,
+  output: string,
+  e: Emitter,
+  context: (n: NodeProto, gy: (string | undefined)[]) => Ctx,
+): (t: string) => string | undefined {
   const grads = new Map<string, string[]>();
   const contribute = (t: string, g: string): void => {
     const list = grads.get(t);
@@ -158,7 +172,11 @@ export function buildGradientModel(model: ModelProto, opts: GradientGraphOptions
   const m = upgraded === model ? clone(ModelProtoSchema, model) : upgraded;
   const graph = m.graph!;
   const control = controlFlowNode(m);
-  if (control) fail(`${describeNode(control)}: models with control flow have no gradient graph`, "export the model without data-dependent control flow (trace it)");
+  if (control)
+    fail(
+      `${describeNode(control)}: models with control flow have no gradient graph`,
+      "export the model without data-dependent control flow (trace it)",
+    );
   const input = imageInput(m);
   const output = opts.output ?? graph.output[0].name;
   const infos = inferStatic(m, BATCH_A);
@@ -171,7 +189,8 @@ export function buildGradientModel(model: ModelProto, opts: GradientGraphOptions
   const wrt = opts.wrt && opts.wrt.length > 0 ? [...new Set(opts.wrt)] : [input];
   for (const t of wrt) {
     if (!FLOAT_TYPES.has(info(t).dtype)) fail(`tensor '${t}' is not a floating-point tensor, so it has no gradient`);
-    if (graph.initializer.some((i) => i.name === t)) fail(`'${t}' is a weight (initializer); gradients are computed for the input and activations only`);
+    if (graph.initializer.some((i) => i.name === t))
+      fail(`'${t}' is a weight (initializer); gradients are computed for the input and activations only`);
   }
 
   const relevant = relevantTensors(graph.node, output, taintedFrom(graph.node, wrt, infos));
@@ -216,7 +235,9 @@ export function buildGradientModel(model: ModelProto, opts: GradientGraphOptions
   const referenceActivations: Record<string, string> = {};
   for (const t of wrt) {
     const name = `segcause_grad/${t}`;
-    e.nodes.push(create(NodeProtoSchema, { name: `/segcause/backward/out_${t}`, opType: "Identity", input: [grads(t) ?? e.zerosLike(t)], output: [name] }));
+    e.nodes.push(
+      create(NodeProtoSchema, { name: `/segcause/backward/out_${t}`, opType: "Identity", input: [grads(t) ?? e.zerosLike(t)], output: [name] }),
+    );
     gradients[t] = name;
     outputs.set(name, valueInfo(name, declaredDims(info(t), infos2.get(t)!, batchName)));
     if (t === input) continue;

@@ -32,7 +32,10 @@ export type Rule = (c: Ctx) => (string | undefined)[];
 export function only(c: Ctx, ...inputs: number[]): void {
   c.need.forEach((n, i) => {
     if (n && !inputs.includes(i)) {
-      fail(`${describeNode(c.node)}: gradients through its input ${i} ('${c.node.input[i]}') are not supported`, "weights, scales and similar operands must be constants (initializers)");
+      fail(
+        `${describeNode(c.node)}: gradients through its input ${i} ('${c.node.input[i]}') are not supported`,
+        "weights, scales and similar operands must be constants (initializers)",
+      );
     }
   });
 }

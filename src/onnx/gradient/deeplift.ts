@@ -2,7 +2,7 @@
  * DeepLIFT's rescale, product and max rules as the op rules use them: multipliers from the actual and
  * reference passes. Under the gradient and guided rules they reduce to the gradient.
  */
-import { g0, type Ctx } from "./context.js";
+import { type Ctx, g0 } from "./context.js";
 
 /** Where |x - x_ref| is at most this, DeepLIFT's secant falls back to the derivative. */
 export const DEEPLIFT_EPS = 1e-5;

@@ -1,7 +1,7 @@
 /** Emitting backward nodes and their constants into a gradient graph. */
 import { create } from "@bufbuild/protobuf";
-import { NodeProtoSchema, TensorProto_DataType as DT, type NodeProto, type TensorProto } from "onnx-buf";
-import { attribute, floatTensor, int64Tensor, type AttrValue } from "../builder.js";
+import { TensorProto_DataType as DT, type NodeProto, NodeProtoSchema, type TensorProto } from "onnx-buf";
+import { type AttrValue, attribute, floatTensor, int64Tensor } from "../builder.js";
 
 /** Appends backward nodes and their constants, with fresh names that cannot clash with the model's. */
 export class Emitter {

@@ -50,7 +50,10 @@ export function checkSupported(active: NodeProto[], relevant: Set<string>, info:
     }
     for (const t of [...n.input, ...n.output]) {
       if (relevant.has(t) && info(t).dtype !== DT.FLOAT) {
-        fail(`${describeNode(n)}: tensor '${t}' is ${DT[info(t).dtype]}; gradient graphs are built for float32 models`, "export the model in float32");
+        fail(
+          `${describeNode(n)}: tensor '${t}' is ${DT[info(t).dtype]}; gradient graphs are built for float32 models`,
+          "export the model in float32",
+        );
       }
     }
   }

@@ -10,7 +10,17 @@ import { PRODUCT_RULES } from "./rules/products.js";
 import { REDUCTION_RULES } from "./rules/reductions.js";
 import { RESIZE_RULES } from "./rules/resize.js";
 
-const FAMILIES = [ACTIVATION_RULES, ARITHMETIC_RULES, CONV_RULES, POOLING_RULES, REDUCTION_RULES, NORMALIZATION_RULES, PRODUCT_RULES, LAYOUT_RULES, RESIZE_RULES];
+const FAMILIES = [
+  ACTIVATION_RULES,
+  ARITHMETIC_RULES,
+  CONV_RULES,
+  POOLING_RULES,
+  REDUCTION_RULES,
+  NORMALIZATION_RULES,
+  PRODUCT_RULES,
+  LAYOUT_RULES,
+  RESIZE_RULES,
+];
 
 /** Every op type belongs to one family: a second rule for it would silently replace the first. */
 function merge(families: Record<string, Rule>[]): Record<string, Rule> {

@@ -16,7 +16,11 @@ import { nameOf } from "./transfer-syntax.js";
 /** Refuse a file whose encoding has no decoder, by the encoding's name. */
 export function checkDecodable(file: DicomFile, fmt: PixelFormat): void {
   const ts = file.transferSyntax;
-  if (!ts.codec) fail(`DICOM file ${file.path}: ${nameOf(ts)} is not supported`, "convert it to an uncompressed or lossless transfer syntax (e.g. gdcmconv --raw)");
+  if (!ts.codec)
+    fail(
+      `DICOM file ${file.path}: ${nameOf(ts)} is not supported`,
+      "convert it to an uncompressed or lossless transfer syntax (e.g. gdcmconv --raw)",
+    );
   if (ts.codec === "jpeg-baseline" && fmt.bitsAllocated !== 8)
     fail(`DICOM file ${file.path}: ${nameOf(ts)} with ${fmt.bitsAllocated}-bit samples is not supported`, "convert it with gdcmconv --raw");
 }
@@ -69,9 +73,18 @@ async function decodeCompressed(codec: "jpeg-lossless" | keyof typeof WASM, byte
   }
 }
 
-const WASM = { jpeg2000: ["openjpeg", "J2KDecoder"], jpegls: ["charls", "JpegLSDecoder"], "jpeg-baseline": ["libjpeg-turbo-8bit", "JPEGDecoder"] } as const;
+const WASM = {
+  jpeg2000: ["openjpeg", "J2KDecoder"],
+  jpegls: ["charls", "JpegLSDecoder"],
+  "jpeg-baseline": ["libjpeg-turbo-8bit", "JPEGDecoder"],
+} as const;
 
-async function decodeWasm(codec: keyof typeof WASM, bytes: Uint8Array, fmt: PixelFormat, where: string): Promise<Uint8Array | Uint16Array | Int16Array> {
+async function decodeWasm(
+  codec: keyof typeof WASM,
+  bytes: Uint8Array,
+  fmt: PixelFormat,
+  where: string,
+): Promise<Uint8Array | Uint16Array | Int16Array> {
   const [lib, cls] = WASM[codec];
   const decoder = new (await wasmCodec(lib))[cls]!();
   try {
@@ -79,11 +92,17 @@ async function decodeWasm(codec: keyof typeof WASM, bytes: Uint8Array, fmt: Pixe
     try {
       decoder.decode();
     } catch (e) {
-      fail(`${where} does not decode (${lib}: ${e instanceof Error ? e.message : typeof e === "number" ? "decoder error" : String(e)})`, "the file is damaged");
+      fail(
+        `${where} does not decode (${lib}: ${e instanceof Error ? e.message : typeof e === "number" ? "decoder error" : String(e)})`,
+        "the file is damaged",
+      );
     }
     const info = decoder.getFrameInfo();
     if (info.width !== fmt.columns || info.height !== fmt.rows || info.componentCount !== 1)
-      fail(`${where} decodes to ${info.width}x${info.height}x${info.componentCount} samples, not the ${fmt.columns}x${fmt.rows}x1 its header states`, "the file is damaged");
+      fail(
+        `${where} decodes to ${info.width}x${info.height}x${info.componentCount} samples, not the ${fmt.columns}x${fmt.rows}x1 its header states`,
+        "the file is damaged",
+      );
     const decoded = decoder.getDecodedBuffer();
     // copy out of WASM memory before delete() frees it
     const copy = new Uint8Array(decoded);

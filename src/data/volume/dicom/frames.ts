@@ -34,7 +34,10 @@ export function encapsulatedFrame(file: DicomFile, fmt: PixelFormat, f: number):
     if (fmt.frames === 1) return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, el, 0, fragments.length);
     const codec = file.transferSyntax.codec;
     if (codec !== "jpeg2000" && codec !== "jpegls" && codec !== "jpeg-lossless" && codec !== "jpeg-baseline")
-      fail(`${where} has ${fragments.length} fragments for ${fmt.frames} frames and no basic offset table; ${nameOf(file.transferSyntax)} has no end marker to split them by`, "re-encode the file with one fragment per frame");
+      fail(
+        `${where} has ${fragments.length} fragments for ${fmt.frames} frames and no basic offset table; ${nameOf(file.transferSyntax)} has no end marker to split them by`,
+        "re-encode the file with one fragment per frame",
+      );
     let table = offsetTables.get(fragments);
     if (!table) {
       table = dicomParser.createJPEGBasicOffsetTable(dataSet, el);
@@ -45,6 +48,11 @@ export function encapsulatedFrame(file: DicomFile, fmt: PixelFormat, f: number):
     return dicomParser.readEncapsulatedImageFrame(dataSet, el, f, table);
   } catch (e) {
     if (e instanceof Error && e.name === "SegcauseError") throw e;
-    fail(`${where}: frame ${f + 1} cannot be read from its fragments (${String(e instanceof Error ? e.message : e).replace(/^dicomParser\.[A-Za-z0-9_.]+:\s*/, "").slice(0, 100)})`, "the file is truncated or damaged");
+    fail(
+      `${where}: frame ${f + 1} cannot be read from its fragments (${String(e instanceof Error ? e.message : e)
+        .replace(/^dicomParser\.[A-Za-z0-9_.]+:\s*/, "")
+        .slice(0, 100)})`,
+      "the file is truncated or damaged",
+    );
   }
 }

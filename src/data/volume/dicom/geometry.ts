@@ -53,7 +53,10 @@ export function stackGeometry<S extends PlacedSlice>(input: S[], what: string): 
   for (const s of input) {
     const p = s.plane;
     if (!p.position || !p.orientation || !p.pixelSpacing)
-      fail(`${s.label} has no ${!p.position ? "Image Position" : !p.orientation ? "Image Orientation" : "Pixel Spacing"}, so it cannot be placed in space`, "give an image with its geometry (CT, MR, PET ... not a secondary capture)");
+      fail(
+        `${s.label} has no ${!p.position ? "Image Position" : !p.orientation ? "Image Orientation" : "Pixel Spacing"}, so it cannot be placed in space`,
+        "give an image with its geometry (CT, MR, PET ... not a secondary capture)",
+      );
   }
   const ori = first.plane.orientation!;
   const row = ori.slice(0, 3);
@@ -81,18 +84,27 @@ export function stackGeometry<S extends PlacedSlice>(input: S[], what: string): 
     const steps = along.slice(1).map((a, k) => a - along[k]!);
     for (let k = 0; k < steps.length; k++)
       if (steps[k]! < 1e-4)
-        fail(`${what} has two slices at one position ${point(slices[k + 1]!.plane.position!)}: ${slices[k]!.label} and ${slices[k + 1]!.label}`, "the series may hold several echoes, phases or time points; split it");
+        fail(
+          `${what} has two slices at one position ${point(slices[k + 1]!.plane.position!)}: ${slices[k]!.label} and ${slices[k + 1]!.label}`,
+          "the series may hold several echoes, phases or time points; split it",
+        );
     step = median(steps);
     for (let k = 0; k < steps.length; k++)
       if (Math.abs(steps[k]! - step) > STEP_TOLERANCE * step)
-        fail(`${what} has a gap: the slices at ${point(slices[k]!.plane.position!)} and ${point(slices[k + 1]!.plane.position!)} are ${mm(steps[k]!)} mm apart, the usual step is ${mm(step)} mm (${steps[k]! > step ? "a slice is missing" : "uneven spacing"})`, "give the complete series, evenly spaced");
+        fail(
+          `${what} has a gap: the slices at ${point(slices[k]!.plane.position!)} and ${point(slices[k + 1]!.plane.position!)} are ${mm(steps[k]!)} mm apart, the usual step is ${mm(step)} mm (${steps[k]! > step ? "a slice is missing" : "uneven spacing"})`,
+          "give the complete series, evenly spaced",
+        );
     // positions must move along the normal: a tilted (sheared) stack is not a grid of this orientation
     const p0 = slices[0]!.plane.position!;
     for (const s of slices) {
       const d = s.plane.position!.map((v, i) => v - p0[i]!);
       const off = Math.hypot(dot(d, row), dot(d, col));
       if (off > STEP_TOLERANCE * step)
-        fail(`${what} is sheared: ${s.label} is offset ${mm(off)} mm within the slice plane from the first slice (gantry tilt?)`, "resample the series to an orthogonal grid first");
+        fail(
+          `${what} is sheared: ${s.label} is offset ${mm(off)} mm within the slice plane from the first slice (gantry tilt?)`,
+          "resample the series to an orthogonal grid first",
+        );
     }
   }
   const p0 = slices[0]!.plane.position!;

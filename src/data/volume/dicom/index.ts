@@ -1,9 +1,16 @@
 /** DICOM input: series → Volume, SEG → mask, and what the decoders support. */
-export { readDicomVolume, readDicomGeometry, type DicomSlice } from "./read-volume.js";
-export { readDicomSegMask, segmentsOf, SEG_SOP_CLASS, type SegMask, type SegOptions, type SegSegment } from "./seg.js";
+
 export { readDicomPixels } from "./decode.js";
-export { readSeriesFiles, selectSeries, describeSeries, startsLikeDicom, type SeriesOptions, type SeriesSummary } from "./series.js";
-export { readDicomFile, looksLikeDicom, type DicomFile } from "./parse.js";
-export { supportedTransferSyntaxes, transferSyntax, nameOf, type TransferSyntax, type Codec } from "./transfer-syntax.js";
+export {
+  PARAMETRIC_MAP_SOP_CLASS,
+  type ParametricMapOptions,
+  parametricMapBytes,
+  parametricMapDataset,
+  writeDicomParametricMap,
+} from "./parametric-map.js";
+export { type DicomFile, looksLikeDicom, readDicomFile } from "./parse.js";
 export { MAX_VOXELS } from "./pixel-format.js";
-export { writeDicomParametricMap, parametricMapDataset, parametricMapBytes, PARAMETRIC_MAP_SOP_CLASS, type ParametricMapOptions } from "./parametric-map.js";
+export { type DicomSlice, readDicomGeometry, readDicomVolume } from "./read-volume.js";
+export { readDicomSegMask, SEG_SOP_CLASS, type SegMask, type SegOptions, type SegSegment, segmentsOf } from "./seg.js";
+export { describeSeries, readSeriesFiles, type SeriesOptions, type SeriesSummary, selectSeries, startsLikeDicom } from "./series.js";
+export { type Codec, nameOf, supportedTransferSyntaxes, type TransferSyntax, transferSyntax } from "./transfer-syntax.js";

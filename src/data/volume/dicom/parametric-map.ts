@@ -54,18 +54,27 @@ function ds(v: number): string {
 /** The source's patient/study attributes and the instances each slice comes from. */
 function sourceReferences(source: Volume) {
   const src = source.source;
-  if (src.kind !== "dicom") fail(`a DICOM Parametric Map needs a DICOM source series, not the ${src.kind} file ${src.path}`, "write the map as NIfTI for NIfTI inputs");
+  if (src.kind !== "dicom")
+    fail(`a DICOM Parametric Map needs a DICOM source series, not the ${src.kind} file ${src.path}`, "write the map as NIfTI for NIfTI inputs");
   const g = readDicomGeometry(src.path, { seriesUid: src.seriesInstanceUid });
   if (g.dims.some((d, a) => d !== source.dims[a]))
-    fail(`the DICOM series at ${src.path} is now ${g.dims.join("x")} voxels, not the ${source.dims.join("x")} the map was computed on`, "write the map from the series it was computed on");
+    fail(
+      `the DICOM series at ${src.path} is now ${g.dims.join("x")} voxels, not the ${source.dims.join("x")} the map was computed on`,
+      "write the map from the series it was computed on",
+    );
   const first = g.files[0]!.dataSet;
-  const instances = g.slices.map((s) => ({ classUid: text(s.file.dataSet, TAG.sopClassUid) ?? "", uid: s.sopInstanceUid, frame: s.fmt.frames > 1 ? s.frame + 1 : undefined }));
+  const instances = g.slices.map((s) => ({
+    classUid: text(s.file.dataSet, TAG.sopClassUid) ?? "",
+    uid: s.sopInstanceUid,
+    frame: s.fmt.frames > 1 ? s.frame + 1 : undefined,
+  }));
   return { first, instances, seriesUid: g.seriesUid };
 }
 
 /** The naturalised (dcmjs) data set of a Parametric Map holding `map` over `source`'s grid. */
 export function parametricMapDataset(map: Float32Array, source: Volume, opts: ParametricMapOptions = {}): Record<string, unknown> {
-  if (map.length !== voxelCount(source)) fail(`the map has ${map.length} values but the series has ${voxelCount(source)} voxels`, "write a map computed on this series");
+  if (map.length !== voxelCount(source))
+    fail(`the map has ${map.length} values but the series has ${voxelCount(source)} voxels`, "write a map computed on this series");
   const { first, instances, seriesUid } = sourceReferences(source);
   const [nx, ny, nz] = source.dims;
   const a = source.affine;
@@ -131,7 +140,10 @@ export function parametricMapDataset(map: Float32Array, source: Volume, opts: Pa
     InstanceNumber: "1",
     ContentDate: date,
     ContentTime: time,
-    ContentLabel: (opts.contentLabel ?? "MAP").toUpperCase().replace(/[^A-Z0-9_ ]/g, "_").slice(0, 16),
+    ContentLabel: (opts.contentLabel ?? "MAP")
+      .toUpperCase()
+      .replace(/[^A-Z0-9_ ]/g, "_")
+      .slice(0, 16),
     ContentDescription: (opts.quantity ?? "").slice(0, 64),
     ContentCreatorName: "",
     ContentQualification: "RESEARCH",
@@ -147,7 +159,10 @@ export function parametricMapDataset(map: Float32Array, source: Volume, opts: Pa
     RecognizableVisualFeatures: "NO",
     PixelPresentation: "MONOCHROME",
     ReferencedSeriesSequence: [
-      { SeriesInstanceUID: seriesUid, ReferencedInstanceSequence: referenced.map((r) => ({ ReferencedSOPClassUID: r.classUid, ReferencedSOPInstanceUID: r.uid })) },
+      {
+        SeriesInstanceUID: seriesUid,
+        ReferencedInstanceSequence: referenced.map((r) => ({ ReferencedSOPClassUID: r.classUid, ReferencedSOPInstanceUID: r.uid })),
+      },
     ],
     SourceImageSequence: instances.map((r) => ({
       ReferencedSOPClassUID: r.classUid,
@@ -156,13 +171,24 @@ export function parametricMapDataset(map: Float32Array, source: Volume, opts: Pa
     })),
     DimensionOrganizationSequence: [{ DimensionOrganizationUID: dimensionOrg }],
     DimensionIndexSequence: [
-      { DimensionOrganizationUID: dimensionOrg, DimensionIndexPointer: 0x00200032, FunctionalGroupPointer: 0x00209113, DimensionDescriptionLabel: "Image Position Patient" },
+      {
+        DimensionOrganizationUID: dimensionOrg,
+        DimensionIndexPointer: 0x00200032,
+        FunctionalGroupPointer: 0x00209113,
+        DimensionDescriptionLabel: "Image Position Patient",
+      },
     ],
     AcquisitionContextSequence: [],
     SharedFunctionalGroupsSequence: [
       {
         PlaneOrientationSequence: [{ ImageOrientationPatient: orientation }],
-        PixelMeasuresSequence: [{ PixelSpacing: [ds(source.spacing[1]), ds(source.spacing[0])], SliceThickness: ds(source.spacing[2]), SpacingBetweenSlices: ds(source.spacing[2]) }],
+        PixelMeasuresSequence: [
+          {
+            PixelSpacing: [ds(source.spacing[1]), ds(source.spacing[0])],
+            SliceThickness: ds(source.spacing[2]),
+            SpacingBetweenSlices: ds(source.spacing[2]),
+          },
+        ],
         PixelValueTransformationSequence: [{ RescaleIntercept: "0", RescaleSlope: "1", RescaleType: "US" }],
         ParametricMapFrameTypeSequence: [{ FrameType: frameType }],
         RealWorldValueMappingSequence: [

@@ -7,7 +7,7 @@ import type { DataSet } from "dicom-parser";
 import { fail } from "../../../errors.js";
 import { formatBytes, READ_LIMITS, readFileBounded } from "../../../util/read.js";
 import { dicomParser } from "./libraries.js";
-import { transferSyntax, type TransferSyntax } from "./transfer-syntax.js";
+import { type TransferSyntax, transferSyntax } from "./transfer-syntax.js";
 
 export const DICOM_HINT = "give a DICOM Part 10 file (.dcm) or a folder holding one series";
 
@@ -63,7 +63,14 @@ function inflate(arr: Uint8Array, pos: number, path: string, what: string): Uint
 
 /** dicom-parser throws strings or objects; keep its reason, drop its prefixes and any data. */
 function parserProblem(e: unknown): string {
-  const raw = typeof e === "string" ? e : e instanceof Error ? e.message : typeof e === "object" && e && "exception" in e ? String((e as { exception: unknown }).exception) : "parse error";
+  const raw =
+    typeof e === "string"
+      ? e
+      : e instanceof Error
+        ? e.message
+        : typeof e === "object" && e && "exception" in e
+          ? String((e as { exception: unknown }).exception)
+          : "parse error";
   const text = raw.replace(/^[A-Za-z0-9_.:]+:\s*/, "").split("\n")[0]!;
   return text.length > 120 ? `${text.slice(0, 117)}...` : text;
 }

@@ -46,9 +46,21 @@ export function pixelFormat(file: DicomFile): PixelFormat {
   if (!(rows > 0 && columns > 0 && Number.isInteger(frames) && frames > 0))
     fail(`${where} has an invalid image size (${columns} columns, ${rows} rows, ${frames} frames)`, "the file is damaged");
   if (samples !== 1 || !photometric.startsWith("MONOCHROME"))
-    fail(`${where} is a ${photometric} image with ${samples} samples per pixel; segcause reads greyscale volumes only`, "convert it to greyscale (MONOCHROME2)");
-  if (![1, 8, 16, 32, 64].includes(bitsAllocated) || (bitsAllocated === 64 && !float) || !(bitsStored >= 1 && bitsStored <= bitsAllocated) || highBit < bitsStored - 1 || highBit >= bitsAllocated)
-    fail(`${where} has unsupported bit depths (allocated ${bitsAllocated}, stored ${bitsStored}, high bit ${highBit})`, "the file is damaged or uses a layout segcause does not read");
+    fail(
+      `${where} is a ${photometric} image with ${samples} samples per pixel; segcause reads greyscale volumes only`,
+      "convert it to greyscale (MONOCHROME2)",
+    );
+  if (
+    ![1, 8, 16, 32, 64].includes(bitsAllocated) ||
+    (bitsAllocated === 64 && !float) ||
+    !(bitsStored >= 1 && bitsStored <= bitsAllocated) ||
+    highBit < bitsStored - 1 ||
+    highBit >= bitsAllocated
+  )
+    fail(
+      `${where} has unsupported bit depths (allocated ${bitsAllocated}, stored ${bitsStored}, high bit ${highBit})`,
+      "the file is damaged or uses a layout segcause does not read",
+    );
   const voxels = rows * columns * frames;
   if (voxels > MAX_VOXELS)
     fail(`${where} claims ${columns}x${rows}x${frames} voxels, more than segcause reads (${MAX_VOXELS})`, "crop or split the series");
@@ -58,7 +70,10 @@ export function pixelFormat(file: DicomFile): PixelFormat {
     const need = Math.ceil((voxels * bitsAllocated) / 8);
     const have = Math.min(element.length, ds.byteArray.length - element.dataOffset);
     if (have < need)
-      fail(`${where} has ${formatBytes(Math.max(have, 0))} of pixel data, less than its ${columns}x${rows}x${frames} voxels need (${formatBytes(need)})`, "the file is truncated or damaged");
+      fail(
+        `${where} has ${formatBytes(Math.max(have, 0))} of pixel data, less than its ${columns}x${rows}x${frames} voxels need (${formatBytes(need)})`,
+        "the file is truncated or damaged",
+      );
   } else if (!element.fragments?.length) fail(`${where} has encapsulated pixel data without fragments`, "the file is truncated or damaged");
   return { rows, columns, frames, bitsAllocated, bitsStored, highBit, signed, photometric, float, element };
 }

@@ -8,7 +8,7 @@ import { fail } from "../../../errors.js";
 import type { Volume } from "../volume.js";
 import { framePlane, TAG, text } from "./attributes.js";
 import { checkDecodable, decodeFrame } from "./decode.js";
-import { stackGeometry, type StackGeometry } from "./geometry.js";
+import { type StackGeometry, stackGeometry } from "./geometry.js";
 import type { DicomFile } from "./parse.js";
 import { MAX_VOXELS, type PixelFormat, pixelFormat } from "./pixel-format.js";
 import { type SeriesOptions, selectSeries } from "./series.js";
@@ -44,7 +44,10 @@ export function readDicomGeometry(path: string, opts: SeriesOptions = {}): Stack
     }
   }
   if (slices.length * slices[0]!.rows * slices[0]!.columns > MAX_VOXELS)
-    fail(`DICOM series ${series.uid} at ${path} holds ${slices.length} slices of ${slices[0]!.columns}x${slices[0]!.rows}, more voxels than segcause reads (${MAX_VOXELS})`, "crop or split the series");
+    fail(
+      `DICOM series ${series.uid} at ${path} holds ${slices.length} slices of ${slices[0]!.columns}x${slices[0]!.rows}, more voxels than segcause reads (${MAX_VOXELS})`,
+      "crop or split the series",
+    );
   const what = `DICOM series ${series.uid} at ${path}`;
   return { ...stackGeometry(slices, what), seriesUid: series.uid, files: series.files };
 }

@@ -25,12 +25,12 @@ export function decodeRleFrame(frame: Uint8Array, pixels: number, bytesPerSample
       const n = frame[i++]!;
       if (n < 128) {
         // n+1 literal bytes
-        for (let k = 0; k <= n && i < end && o < pixels; k++) out[(o++) * bytesPerSample + byte] = frame[i++]!;
+        for (let k = 0; k <= n && i < end && o < pixels; k++) out[o++ * bytesPerSample + byte] = frame[i++]!;
       } else if (n > 128) {
         // the next byte repeated 257-n times
         if (i >= end) break;
         const v = frame[i++]!;
-        for (let k = 0; k < 257 - n && o < pixels; k++) out[(o++) * bytesPerSample + byte] = v;
+        for (let k = 0; k < 257 - n && o < pixels; k++) out[o++ * bytesPerSample + byte] = v;
       } // 128 is a no-op
     }
     if (o < pixels) fail(`${where}: RLE segment ${s + 1} decodes to ${o} of ${pixels} bytes`, "the file is truncated or damaged");

@@ -52,7 +52,8 @@ function chooseSegment(segs: SegSegment[], want: number | string | undefined, pa
   const found = typeof want === "number" ? segs.find((s) => s.number === want) : segs.filter((s) => s.label.toLowerCase() === want.toLowerCase());
   if (Array.isArray(found)) {
     if (found.length === 1) return found[0]!;
-    if (found.length > 1) fail(`DICOM SEG ${path} has ${found.length} segments labelled "${want}": ${listSegments(found)}`, "pick one by number with --segment N");
+    if (found.length > 1)
+      fail(`DICOM SEG ${path} has ${found.length} segments labelled "${want}": ${listSegments(found)}`, "pick one by number with --segment N");
   } else if (found) return found;
   fail(`DICOM SEG ${path} has no segment ${typeof want === "number" ? want : `"${want}"`}; it holds ${listSegments(segs)}`, hint);
 }
@@ -63,7 +64,8 @@ function sliceIndex(source: Volume & { source: { kind: "dicom" } }): Map<string,
   const index = new Map<string, number>();
   const nz = source.dims[2];
   // one file per slice: the UID alone names the slice
-  if (src.sopInstanceUids.length === nz && new Set(src.sopInstanceUids).size === nz) src.sopInstanceUids.forEach((uid, k) => index.set(`${uid}#1`, k));
+  if (src.sopInstanceUids.length === nz && new Set(src.sopInstanceUids).size === nz)
+    src.sopInstanceUids.forEach((uid, k) => index.set(`${uid}#1`, k));
   else {
     // multi-frame files: frames are ordered by position in the Volume, so read which frame is slice k
     const g = readDicomGeometry(src.path, { seriesUid: src.seriesInstanceUid });
@@ -76,19 +78,32 @@ function sliceIndex(source: Volume & { source: { kind: "dicom" } }): Map<string,
 export async function readDicomSegMask(path: string, source: Volume, opts: SegOptions = {}): Promise<SegMask> {
   const file = readDicomFile(path, "DICOM SEG");
   const ds = file.dataSet;
-  if (text(ds, TAG.sopClassUid) !== SEG_SOP_CLASS) fail(`DICOM file ${path} is not a DICOM SEG (its modality is ${text(ds, TAG.modality) ?? "not stated"})`, "give a Segmentation Storage object as the mask");
+  if (text(ds, TAG.sopClassUid) !== SEG_SOP_CLASS)
+    fail(
+      `DICOM file ${path} is not a DICOM SEG (its modality is ${text(ds, TAG.modality) ?? "not stated"})`,
+      "give a Segmentation Storage object as the mask",
+    );
   const segments = segmentsOf(ds);
   const segment = chooseSegment(segments, opts.segment, path);
   const src = source.source;
-  if (src.kind !== "dicom") fail(`DICOM SEG ${path} needs its DICOM source series as the image, not a ${src.kind} file`, "give the DICOM series the SEG was drawn on");
-  const referenced = items(ds, TAG.referencedSeriesSeq).map((it) => text(it, TAG.seriesInstanceUid)).filter((u): u is string => !!u);
+  if (src.kind !== "dicom")
+    fail(`DICOM SEG ${path} needs its DICOM source series as the image, not a ${src.kind} file`, "give the DICOM series the SEG was drawn on");
+  const referenced = items(ds, TAG.referencedSeriesSeq)
+    .map((it) => text(it, TAG.seriesInstanceUid))
+    .filter((u): u is string => !!u);
   if (referenced.length && !referenced.includes(src.seriesInstanceUid))
-    fail(`DICOM SEG ${path} references series ${referenced.join(", ")}, not the image series ${src.seriesInstanceUid}`, "give the series the SEG was drawn on as the image");
+    fail(
+      `DICOM SEG ${path} references series ${referenced.join(", ")}, not the image series ${src.seriesInstanceUid}`,
+      "give the series the SEG was drawn on as the image",
+    );
   const fmt = pixelFormat(file);
   checkDecodable(file, fmt);
   const [nx, ny, nz] = source.dims;
   if (fmt.columns !== nx || fmt.rows !== ny)
-    fail(`DICOM SEG ${path} has ${fmt.columns}x${fmt.rows} frames but the image series has ${nx}x${ny} slices`, "give the series the SEG was drawn on as the image");
+    fail(
+      `DICOM SEG ${path} has ${fmt.columns}x${fmt.rows} frames but the image series has ${nx}x${ny} slices`,
+      "give the series the SEG was drawn on as the image",
+    );
   const index = sliceIndex(source as Volume & { source: typeof src });
   const fractional = text(ds, TAG.segmentationType) === "FRACTIONAL";
   const maxFraction = ds.uint16("x0062000e") ?? 255;
@@ -100,11 +115,18 @@ export async function readDicomSegMask(path: string, source: Volume, opts: SegOp
     if (segNumber !== segment.number) continue;
     const sourceImage = firstItem(frameGroup(ds, f, TAG.derivationImageSeq), TAG.sourceImageSeq);
     const uid = text(sourceImage, TAG.referencedSopInstanceUid);
-    if (!uid) fail(`DICOM SEG ${path} frame ${f + 1} does not name its source slice (no Referenced SOP Instance UID in its Derivation Image Sequence)`, "segcause places SEG frames by the UID of the slice they segment; re-export the SEG with source image references");
+    if (!uid)
+      fail(
+        `DICOM SEG ${path} frame ${f + 1} does not name its source slice (no Referenced SOP Instance UID in its Derivation Image Sequence)`,
+        "segcause places SEG frames by the UID of the slice they segment; re-export the SEG with source image references",
+      );
     const frameNumber = sourceImage!.intString(TAG.referencedFrameNumber) ?? 1;
     const k = index.get(`${uid}#${frameNumber}`);
     if (k === undefined)
-      fail(`DICOM SEG ${path} frame ${f + 1} references slice ${uid}${frameNumber > 1 ? ` frame ${frameNumber}` : ""}, which is not in the image series ${src.seriesInstanceUid}`, "give the series the SEG was drawn on as the image (all of its slices)");
+      fail(
+        `DICOM SEG ${path} frame ${f + 1} references slice ${uid}${frameNumber > 1 ? ` frame ${frameNumber}` : ""}, which is not in the image series ${src.seriesInstanceUid}`,
+        "give the series the SEG was drawn on as the image (all of its slices)",
+      );
     checkPosition(framePlane(ds, f).position, source, k, path, f);
     const values = await decodeFrame(file, fmt, f);
     const threshold = fractional ? maxFraction / 2 : 0;
@@ -123,5 +145,8 @@ function checkPosition(position: number[] | undefined, source: Volume, k: number
   const expected = [-(a[2]! * k + a[3]!), -(a[6]! * k + a[7]!), a[10]! * k + a[11]!];
   const off = Math.hypot(...expected.map((v, i) => v - position[i]!));
   if (off > Math.max(0.01, 0.1 * Math.min(...source.spacing)))
-    fail(`DICOM SEG ${path} frame ${f + 1} lies at (${position.map((v) => v.toFixed(2)).join(", ")}) mm, ${off.toFixed(2)} mm from the slice it references (k = ${k})`, "the SEG and the image series disagree; re-export the SEG from this series");
+    fail(
+      `DICOM SEG ${path} frame ${f + 1} lies at (${position.map((v) => v.toFixed(2)).join(", ")}) mm, ${off.toFixed(2)} mm from the slice it references (k = ${k})`,
+      "the SEG and the image series disagree; re-export the SEG from this series",
+    );
 }

@@ -59,7 +59,11 @@ export function readSeriesFiles(path: string, what = "DICOM input"): SeriesSumma
   if (!isDir) files.push(parseDicomBytes(readFileBounded(path, { what: "DICOM file", kind: "image", hint: DICOM_HINT }), path));
   else {
     const names = readdirSync(path).sort();
-    if (names.length > MAX_FOLDER_FILES) fail(`${what} folder ${path} holds ${names.length} entries, more than segcause reads (${MAX_FOLDER_FILES})`, "give a folder holding one series");
+    if (names.length > MAX_FOLDER_FILES)
+      fail(
+        `${what} folder ${path} holds ${names.length} entries, more than segcause reads (${MAX_FOLDER_FILES})`,
+        "give a folder holding one series",
+      );
     for (const name of names) {
       const p = join(path, name);
       let st;
@@ -92,7 +96,11 @@ export function readSeriesFiles(path: string, what = "DICOM input"): SeriesSumma
 
 /** "1.2.3 ("T1 axial", MR, 32 slices)" */
 export function describeSeries(s: SeriesSummary): string {
-  const parts = [s.description ? `"${s.description}"` : "no description", s.modality ?? "no modality", `${s.slices} slice${s.slices === 1 ? "" : "s"}`];
+  const parts = [
+    s.description ? `"${s.description}"` : "no description",
+    s.modality ?? "no modality",
+    `${s.slices} slice${s.slices === 1 ? "" : "s"}`,
+  ];
   return `${s.uid} (${parts.join(", ")})`;
 }
 
@@ -102,7 +110,8 @@ export function selectSeries(path: string, opts: SeriesOptions = {}): SeriesSumm
   const all = readSeriesFiles(path, what);
   if (opts.seriesUid !== undefined) {
     const s = all.find((x) => x.uid === opts.seriesUid);
-    if (!s) fail(`${what} ${path} has no series ${opts.seriesUid}; it holds ${all.map(describeSeries).join("; ")}`, "pick one of these with --series UID");
+    if (!s)
+      fail(`${what} ${path} has no series ${opts.seriesUid}; it holds ${all.map(describeSeries).join("; ")}`, "pick one of these with --series UID");
     return s;
   }
   if (all.length > 1) fail(`${what} ${path} holds ${all.length} series: ${all.map(describeSeries).join("; ")}`, "pick one with --series UID");

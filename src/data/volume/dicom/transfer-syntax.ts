@@ -37,7 +37,11 @@ const TABLE: TransferSyntax[] = [
   { uid: "1.2.840.10008.1.2.4.50", name: "JPEG Baseline (Process 1)", codec: "jpeg-baseline", lossy: true },
   { uid: "1.2.840.10008.1.2.4.51", name: "JPEG Extended (Process 2 & 4)" },
   { uid: "1.2.840.10008.1.2.4.57", name: "JPEG Lossless, Non-Hierarchical (Process 14)", codec: "jpeg-lossless" },
-  { uid: "1.2.840.10008.1.2.4.70", name: "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])", codec: "jpeg-lossless" },
+  {
+    uid: "1.2.840.10008.1.2.4.70",
+    name: "JPEG Lossless, Non-Hierarchical, First-Order Prediction (Process 14 [Selection Value 1])",
+    codec: "jpeg-lossless",
+  },
   { uid: "1.2.840.10008.1.2.4.80", name: "JPEG-LS Lossless", codec: "jpegls" },
   { uid: "1.2.840.10008.1.2.4.81", name: "JPEG-LS Near-Lossless", codec: "jpegls", lossy: true },
   { uid: "1.2.840.10008.1.2.4.90", name: "JPEG 2000 (Lossless Only)", codec: "jpeg2000" },

@@ -1,7 +1,7 @@
 /** Backward rules of elementwise activations and other functions of one input (f'(x), guided, DeepLIFT's secant). */
 import { TensorProto_DataType as DT } from "onnx-buf";
 import { attr, attrFloat, attrString } from "../../attributes.js";
-import { g0, only, type Ctx, type Rule } from "../context.js";
+import { type Ctx, g0, only, type Rule } from "../context.js";
 import { rescale } from "../deeplift.js";
 
 /** The rectifiers guided backprop gates (Springenberg et al. define it at ReLUs). */

@@ -1,6 +1,7 @@
 /** Backward rules of elementwise arithmetic over broadcast inputs, copies and casts. */
+
+import { g0, only, type Rule, unbroadcast } from "../context.js";
 import { factor, maxLike, perPass } from "../deeplift.js";
-import { g0, only, unbroadcast, type Rule } from "../context.js";
 
 const passThrough: Rule = (c) => {
   only(c, 0);
@@ -88,7 +89,16 @@ function elementwiseExtremum(top: "Max" | "Min"): Rule {
       return at.map((m) => e.mul(m, inv));
     });
     const pass = maxLike(c, top);
-    return c.node.input.map((t, k) => (c.need[k] ? unbroadcast(c, pass(t, (v, ref) => e.mul(v, weights(ref)[k])), yDims, t) : undefined));
+    return c.node.input.map((t, k) =>
+      c.need[k]
+        ? unbroadcast(
+            c,
+            pass(t, (v, ref) => e.mul(v, weights(ref)[k])),
+            yDims,
+            t,
+          )
+        : undefined,
+    );
   };
 }
 

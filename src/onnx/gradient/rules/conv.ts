@@ -2,9 +2,9 @@
 import { TensorProto_DataType as DT, type TensorProto } from "onnx-buf";
 import { fail } from "../../../errors.js";
 import { attrInt, attrInts, attrString, describeNode, tensorValues } from "../../attributes.js";
-import { windowParams, type WindowParams } from "../../op-params.js";
+import { type WindowParams, windowParams } from "../../op-params.js";
 import { numel } from "../../values.js";
-import { g0, only, type Ctx, type Rule } from "../context.js";
+import { type Ctx, g0, only, type Rule } from "../context.js";
 
 /** output_padding/pads that make a transposed window op produce exactly `inDims` (spatial). */
 export function transposedPads(p: WindowParams, inSpatial: number[], outSpatial: number[]): { pads: number[]; outputPadding: number[] } {
@@ -81,7 +81,10 @@ const convTransposeRule: Rule = (c) => {
   only(c, 0);
   const [x, w] = c.node.input;
   if (attrString(c.node, "auto_pad", "NOTSET") !== "NOTSET" || attrInts(c.node, "output_shape")) {
-    fail(`${describeNode(c.node)}: gradients of ConvTranspose with auto_pad or output_shape are not supported`, "export with explicit pads and output_padding");
+    fail(
+      `${describeNode(c.node)}: gradients of ConvTranspose with auto_pad or output_shape are not supported`,
+      "export with explicit pads and output_padding",
+    );
   }
   // Without auto_pad, the window's pads are ConvTranspose's own: the Conv undoes it exactly.
   const p = windowParams(c.node, c.info(x).dims, c.info(w).dims);

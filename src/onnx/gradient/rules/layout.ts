@@ -2,7 +2,7 @@
 import { fail } from "../../../errors.js";
 import { attrInt, attrInts, attrString, describeNode } from "../../attributes.js";
 import { normAxis, padAmounts, sliceParams } from "../../op-params.js";
-import { g0, only, requireStaticAxis, type Ctx, type Rule } from "../context.js";
+import { type Ctx, g0, only, type Rule, requireStaticAxis } from "../context.js";
 import type { Emitter } from "../emitter.js";
 
 const reshapeBack: Rule = (c) => {
@@ -40,7 +40,9 @@ const depthToSpaceRule: Rule = (c) => {
   const [n, ch, h, w] = c.info(c.node.input[0]).dims;
   const b = attrInt(c.node, "blocksize", 1);
   const crd = attrString(c.node, "mode", "DCR") === "CRD";
-  return [crd ? rearrangeBack(c, [n, ch / (b * b), b, b, h, w], [0, 1, 4, 2, 5, 3]) : rearrangeBack(c, [n, b, b, ch / (b * b), h, w], [0, 3, 4, 1, 5, 2])];
+  return [
+    crd ? rearrangeBack(c, [n, ch / (b * b), b, b, h, w], [0, 1, 4, 2, 5, 3]) : rearrangeBack(c, [n, b, b, ch / (b * b), h, w], [0, 3, 4, 1, 5, 2]),
+  ];
 };
 
 const spaceToDepthRule: Rule = (c) => {
@@ -102,7 +104,11 @@ const sliceRule: Rule = (c) => {
   only(c, 0);
   const x = c.node.input[0];
   const xi = c.info(x);
-  const { starts, ends, axes, steps } = sliceParams(c.node, xi, c.node.input.map((t) => (t ? c.info(t) : undefined)));
+  const { starts, ends, axes, steps } = sliceParams(
+    c.node,
+    xi,
+    c.node.input.map((t) => (t ? c.info(t) : undefined)),
+  );
   const r = xi.dims.length;
   const pads = new Array(2 * r).fill(0);
   axes.forEach((a, i) => {
@@ -119,7 +125,11 @@ const padRule: Rule = (c) => {
   const mode = attrString(c.node, "mode", "constant");
   const x = c.node.input[0];
   const xi = c.info(x);
-  const pads = padAmounts(c.node, xi, c.node.input.map((t) => (t ? c.info(t) : undefined)));
+  const pads = padAmounts(
+    c.node,
+    xi,
+    c.node.input.map((t) => (t ? c.info(t) : undefined)),
+  );
   const r = xi.dims.length;
   if (mode !== "constant") {
     // Reflect/edge/wrap copy input values into the border, one axis at a time (the copies of
@@ -131,7 +141,11 @@ const padRule: Rule = (c) => {
       const d = xi.dims[a];
       const limit = mode === "reflect" ? d - 1 : mode === "wrap" ? d : Infinity;
       if (!["reflect", "edge", "wrap"].includes(mode)) fail(`${describeNode(c.node)}: unknown Pad mode '${mode}'`);
-      if (b < 0 || e < 0 || b > limit || e > limit) fail(`${describeNode(c.node)}: gradients of ${mode} padding by [${b}, ${e}] on an axis of ${d} are not supported`, "pads of reflect/edge/wrap padding must be non-negative (and smaller than the axis for reflect)");
+      if (b < 0 || e < 0 || b > limit || e > limit)
+        fail(
+          `${describeNode(c.node)}: gradients of ${mode} padding by [${b}, ${e}] on an axis of ${d} are not supported`,
+          "pads of reflect/edge/wrap padding must be non-negative (and smaller than the axis for reflect)",
+        );
       requireStaticAxis(c, x, a, "Pad");
       g = foldBorders(c.e, g, a, r, d, b, e, mode);
     }

@@ -3,7 +3,7 @@ import { fail } from "../../../errors.js";
 import { attrFloat, attrInt, describeNode } from "../../attributes.js";
 import { normAxis } from "../../op-params.js";
 import { numel } from "../../values.js";
-import { g0, only, type Ctx, type Rule } from "../context.js";
+import { type Ctx, g0, only, type Rule } from "../context.js";
 
 const softmaxRule: Rule = (c) => {
   only(c, 0);
@@ -46,7 +46,14 @@ const layerNormRule: Rule = (c) => {
   const [x, scale] = c.node.input;
   const rank = c.info(x).dims.length;
   const axis = normAxis(attrInt(c.node, "axis", -1), rank);
-  return [normalizationGradient(c, x, scale, [...Array(rank).keys()].filter((i) => i >= axis))];
+  return [
+    normalizationGradient(
+      c,
+      x,
+      scale,
+      [...Array(rank).keys()].filter((i) => i >= axis),
+    ),
+  ];
 };
 
 /**
@@ -80,7 +87,8 @@ const instanceNormRule: Rule = (c) => {
 
 const batchNormRule: Rule = (c) => {
   only(c, 0);
-  if (attrInt(c.node, "training_mode", 0) === 1) fail(`${describeNode(c.node)}: BatchNormalization in training mode is not supported`, "export the model in eval mode");
+  if (attrInt(c.node, "training_mode", 0) === 1)
+    fail(`${describeNode(c.node)}: BatchNormalization in training mode is not supported`, "export the model in eval mode");
   const [x, scale, , , variance] = c.node.input;
   const e = c.e;
   const xd = c.info(x).dims;

@@ -3,7 +3,7 @@ import { fail } from "../../../errors.js";
 import { attrInt, describeNode } from "../../attributes.js";
 import { windowParams } from "../../op-params.js";
 import { numel } from "../../values.js";
-import { g0, only, type Ctx, type Rule } from "../context.js";
+import { type Ctx, g0, only, type Rule } from "../context.js";
 import { maxLike } from "../deeplift.js";
 import { transposedPads } from "./conv.js";
 

@@ -2,7 +2,7 @@
 import { fail } from "../../../errors.js";
 import { attrFloat, attrInt, attrString, describeNode } from "../../attributes.js";
 import { einsumSizes, einsumSubscripts } from "../../einsum.js";
-import { g0, unbroadcast, type Ctx, type Rule } from "../context.js";
+import { type Ctx, g0, type Rule, unbroadcast } from "../context.js";
 import { factor } from "../deeplift.js";
 
 /** Transposes the last two axes of `t`, of rank `r`. */
@@ -34,7 +34,10 @@ const matMulRule: Rule = (c) => {
 const einsumRule: Rule = (c) => {
   const e = c.e;
   const ops = c.node.input;
-  const { inputs, output } = einsumSubscripts(c.node, ops.map((t) => c.info(t).dims.length));
+  const { inputs, output } = einsumSubscripts(
+    c.node,
+    ops.map((t) => c.info(t).dims.length),
+  );
   const yDims = c.info(c.node.output[0]).dims;
   const means = new Map<number, string>();
   const mean = (j: number): string => means.get(j) ?? means.set(j, factor(c, ops[j])).get(j)!;
@@ -42,7 +45,9 @@ const einsumRule: Rule = (c) => {
     if (!c.need[i]) return undefined;
     const own = [...inputs[i]];
     if (new Set(own).size !== own.length) {
-      fail(`${describeNode(c.node)}: gradients of an Einsum with a label repeated within one operand (a diagonal, equation '${attrString(c.node, "equation", "")}') are not supported`);
+      fail(
+        `${describeNode(c.node)}: gradients of an Einsum with a label repeated within one operand (a diagonal, equation '${attrString(c.node, "equation", "")}') are not supported`,
+      );
     }
     const others = ops.flatMap((_, j) => (j === i ? [] : [j]));
     const terms = [output, ...others.map((j) => inputs[j])];
@@ -54,7 +59,12 @@ const einsumRule: Rule = (c) => {
     const xd = c.info(x).dims;
     const gDims = own.map((l) => sizes.get(l) ?? 1);
     if (gDims.some((d, a) => d < xd[a])) g = e.op1("Expand", [g, e.shape(x)]);
-    return unbroadcast(c, g, gDims.map((d, a) => Math.max(d, xd[a])), x);
+    return unbroadcast(
+      c,
+      g,
+      gDims.map((d, a) => Math.max(d, xd[a])),
+      x,
+    );
   });
 };
 

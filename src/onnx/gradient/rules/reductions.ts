@@ -2,7 +2,7 @@
 import { attrInt } from "../../attributes.js";
 import { reduceAxes } from "../../op-params.js";
 import { numel } from "../../values.js";
-import { g0, only, type Ctx, type Rule } from "../context.js";
+import { type Ctx, g0, only, type Rule } from "../context.js";
 import { factor, maxLike, perDelta, perPass } from "../deeplift.js";
 
 interface Reduction {
@@ -16,7 +16,13 @@ interface Reduction {
 /** Axes of a reduce op (attribute before opset 18, input from it; GlobalMaxPool passes its own), keepdims. */
 function reduction(c: Ctx, fixedAxes?: number[]): Reduction {
   const x = c.node.input[0];
-  const axes = fixedAxes ?? reduceAxes(c.node, c.node.input.map((t) => (t ? c.info(t) : undefined)), c.info(x).dims.length);
+  const axes =
+    fixedAxes ??
+    reduceAxes(
+      c.node,
+      c.node.input.map((t) => (t ? c.info(t) : undefined)),
+      c.info(x).dims.length,
+    );
   const dropped = attrInt(c.node, "keepdims", 1) === 0 && axes.length > 0;
   return { x, axes, lift: (t) => (dropped ? c.e.op1("Unsqueeze", [t, c.e.ints(axes)]) : t) };
 }

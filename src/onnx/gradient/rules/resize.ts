@@ -3,7 +3,7 @@ import type { NodeProto } from "onnx-buf";
 import { fail } from "../../../errors.js";
 import { attrFloat, attrInt, attrString, describeNode } from "../../attributes.js";
 import { resizeGeometry } from "../../op-params.js";
-import { g0, only, requireStaticAxis, type Rule } from "../context.js";
+import { g0, only, type Rule, requireStaticAxis } from "../context.js";
 
 /** Source coordinate of output position `o` under a Resize coordinate transformation. */
 function sourceCoordinate(mode: string, o: number, scale: number, inSize: number, outSize: number): number {
