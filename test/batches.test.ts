@@ -86,7 +86,10 @@ describe("the batch runner", () => {
       });
       await runner.run(
         [5],
-        (v, [a, b]) => (a.fill(v), (b[0] = 7)),
+        (v, [a, b]) => {
+          a.fill(v);
+          b[0] = 7;
+        },
         () => undefined,
       );
       expect(calls[0].b.data).toEqual([7, 1, 1, 2, 2, 2, 3, 3, 3]);

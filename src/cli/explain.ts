@@ -23,6 +23,7 @@ import type { TargetSpec } from "../target/target.js";
 import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
 import { type FolderLock, lockFolder } from "../util/lock.js";
+import { getOrInsert } from "../util/maps.js";
 import { stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
 import { checkNoImageFlags, describeVolumeResult, runVolumeExplain, VOLUME_METHODS, volumeJson } from "./explain-volume.js";
@@ -201,9 +202,9 @@ export function addMethodFlags(cmd: Command, methods: readonly MethodDefinition[
   const seen = new Map<string, { o: MethodOption; defaults: string[] }>();
   for (const m of methods) {
     for (const o of m.options) {
-      let e = seen.get(o.name);
-      if (!e) seen.set(o.name, (e = { o, defaults: [] }));
-      e.defaults.push(`${m.name} ${Array.isArray(o.default) ? o.default.join(",") : String(o.default)}`);
+      getOrInsert(seen, o.name, () => ({ o, defaults: [] as string[] })).defaults.push(
+        `${m.name} ${Array.isArray(o.default) ? o.default.join(",") : String(o.default)}`,
+      );
     }
   }
   for (const [name, { o, defaults }] of seen) {

@@ -41,7 +41,6 @@ export function pdcrPlacings(summary: Summary, fills: readonly string[]): Placin
 
 const range = (xs: number[]) => (Math.min(...xs) === Math.max(...xs) ? ORDINAL(xs[0]) : `${ORDINAL(Math.min(...xs))}–${ORDINAL(Math.max(...xs))}`);
 const FILL_NAMES: Record<string, string> = { patches: "natural patches", blur: "blur", zero: "zero", mean: "mean" };
-const METRIC_NAMES: Record<string, string> = { del_norm: "deletion", ins_norm: "insertion", top10: "top-10% effect" };
 
 /** The ranking paragraph of docs/results/README.md. */
 export function rankingClaims(summary: Summary, fills: readonly string[]): string {

@@ -5,6 +5,7 @@
  */
 import { join } from "node:path";
 import { svgToPng } from "../report/charts.js";
+import { getOrInsert } from "../util/maps.js";
 import { esc } from "../util/xml.js";
 import type { CurvePair } from "./curves.js";
 import type { FillName } from "./fills.js";
@@ -443,9 +444,7 @@ function settingsGroups(runs: readonly RunRecord[]): { protocol: Record<string, 
   const groups = new Map<string, { protocol: Record<string, unknown>; methods: RunRecord["methods"]; commands: string[] }>();
   for (const r of runs) {
     const key = JSON.stringify([r.protocol, r.methods]);
-    let g = groups.get(key);
-    if (!g) groups.set(key, (g = { protocol: r.protocol, methods: r.methods, commands: [] }));
-    g.commands.push(r.command);
+    getOrInsert(groups, key, () => ({ protocol: r.protocol, methods: r.methods, commands: [] as string[] })).commands.push(r.command);
   }
   return [...groups.values()];
 }

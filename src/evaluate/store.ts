@@ -7,7 +7,7 @@
  *   out/cells/<dataset>/<model>/<image>/<roi>/<method>/{map.npy, attribution.json, cell.json}
  *   out/controls/<dataset>/<model>/<image>/<roi>.json
  */
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { type Dirent, existsSync, readdirSync, readFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import type { RoiRect } from "../target/roi.js";
@@ -122,7 +122,7 @@ export function readJson<T>(path: string): T | undefined {
 }
 
 function walk(dir: string, name: string, found: string[]): void {
-  let entries;
+  let entries: Dirent[];
   try {
     entries = readdirSync(dir, { withFileTypes: true });
   } catch {

@@ -11,7 +11,7 @@ import { randomInt } from "../util/rng.js";
 import { type AdaptiveSettings, adaptiveAte, type ScreenLoss } from "./adaptive.js";
 import { type Attribution, paint } from "./attribution.js";
 import { DEFAULT_CHUNK } from "./checkpoint.js";
-import { type ScreenedAteSettings, screenedAte } from "./estimators.js";
+import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "./estimators.js";
 import { buildQuadtree } from "./hierarchy.js";
 import type { Intervention } from "./interventions.js";
 import { RunContext, type RunOptions } from "./run.js";
@@ -133,7 +133,7 @@ export async function explainBlocks(
   });
   const evaluate = scorer.evaluate;
 
-  let estimates;
+  let estimates: UnitEstimate[];
   let extraPasses = 0;
   let screenLoss: ScreenLoss | undefined;
   let timeBudgetPasses: number | undefined;

@@ -224,7 +224,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   const baseOutput = baseRun[outputName].data as Float32Array;
   const baseOut = baseOutput.slice(0, baseOutput.length / B);
   const ctx = RunContext.fromBase(model, kase, opts, { input: base, output: baseOut, target: resolveTarget(model, kase, targetSpec, baseOut) }, t0);
-  const { target, seed } = ctx;
+  const { target } = ctx;
   const types = new Map<string, TensorType>();
   for (const [k, t] of Object.entries(baseRun)) types.set(k, { elemType: ELEM[t.type] ?? 1, dims: [...t.dims] });
   const donorActs = donors.length

@@ -41,6 +41,7 @@ import { buildGradientModel, GRADIENT_OPSET, type GradientModel } from "../onnx/
 import { withInputSize } from "../onnx/graph.js";
 import { upgradeOpset } from "../onnx/opset.js";
 import type { Target, TargetSpec } from "../target/target.js";
+import { getOrInsert } from "../util/maps.js";
 import { ProgressTracker } from "../util/progress.js";
 import type { Attribution } from "./attribution.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
@@ -306,9 +307,7 @@ export async function explainGradient(
   const runners = new Map<number, Runner>();
   const runnerFor = (items: number): Runner => {
     const b = Math.max(1, Math.min(batchSize, items));
-    let r = runners.get(b);
-    if (!r) runners.set(b, (r = new Runner(model, { batchSize: b })));
-    return r;
+    return getOrInsert(runners, b, () => new Runner(model, { batchSize: b }));
   };
   const forward = <T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>) => runnerFor(items.length).evaluate(items, write, read);
   const ctx = await RunContext.open(model, kase, targetSpec, run, { runner: runnerFor(1), t0 });

@@ -4,6 +4,8 @@
  * tested. Blocks far outside the model's receptive field for the RoI are thus cleared in a few
  * passes per region instead of a few passes per block.
  */
+
+import { getOrInsert } from "../util/maps.js";
 import type { Block } from "./units.js";
 
 export interface BlockGroup {
@@ -70,9 +72,7 @@ export function buildTree(cellOf: readonly (readonly number[])[], size: number):
   const byTop = new Map<string, number[]>();
   cellOf.forEach((cell, i) => {
     const k = cell.map((c) => Math.floor(c / size)).join(",");
-    let arr = byTop.get(k);
-    if (!arr) byTop.set(k, (arr = []));
-    arr.push(i);
+    getOrInsert(byTop, k, () => []).push(i);
   });
   const top: number[] = [];
   for (const [k, members] of byTop)

@@ -53,6 +53,7 @@ export interface MethodOption extends OptionDecl {
 }
 
 // `any`: a record of declarations of different value types (each keeps its own in OptionValues).
+// biome-ignore lint/suspicious/noExplicitAny: each declaration keeps its own value type; unknown would erase them
 export type OptionsDecl = Record<string, OptionDecl<any>>;
 
 /** The values a recipe receives for a declaration: every option resolved, defaults filled in. */

@@ -2,6 +2,7 @@
  * Outcome samples per unit, keyed by draw number. Draws are a pure function of (seed, unit, j),
  * so a store saved mid-run lets an interrupted run resume and give the identical map.
  */
+import { getOrInsert } from "../util/maps.js";
 export interface SampleRequest {
   unit: number;
   /** the j-th draw of this unit's intervention distribution */
@@ -19,9 +20,7 @@ export class OutcomeStore {
   }
 
   set(unit: number, draw: number, value: number): void {
-    let arr = this.byUnit.get(unit);
-    if (!arr) this.byUnit.set(unit, (arr = []));
-    arr[draw] = value;
+    getOrInsert(this.byUnit, unit, () => [])[draw] = value;
   }
 
   get size(): number {

@@ -6,6 +6,7 @@
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { type ModelProto, ModelProtoSchema, type NodeProto, NodeProtoSchema, ValueInfoProtoSchema } from "onnx-buf";
 import { fail } from "../errors.js";
+import { getOrInsert } from "../util/maps.js";
 import { ADAPTER_NODE_PREFIX } from "./adapt.js";
 import { valueInfo } from "./builder.js";
 import { controlFlowNode, graphInputs } from "./graph.js";
@@ -77,8 +78,13 @@ export function listComponents(model: ModelProto, level: ComponentLevel): Compon
     if (n.name.startsWith(ADAPTER_NODE_PREFIX)) return; // layout glue added at load, not the network's
     const p = paths[i].slice(root);
     const key = p.length > 0 ? p.slice(0, DEPTH[level]).join("/") : n.name || `${n.opType}_${i}`;
-    let g = groups.get(key);
-    if (!g) groups.set(key, (g = { name: key, order: i, depth: Math.min(p.length, DEPTH[level]) || 1, nodes: [], outputs: [] }));
+    const g = getOrInsert(groups, key, () => ({
+      name: key,
+      order: i,
+      depth: Math.min(p.length, DEPTH[level]) || 1,
+      nodes: [] as string[],
+      outputs: [] as string[],
+    }));
     g.nodes.push(n.name || `${n.opType}_${i}`);
     for (const o of n.output) owner.set(o, key);
   });

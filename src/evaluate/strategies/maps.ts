@@ -2,7 +2,7 @@
  * The attribution maps a strategy analysis reads: found in evaluate outputs (cells/.../map.npy +
  * cell.json) or explain outputs (map.npy + manifest.json), each counted once, and read with checks.
  */
-import { existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
+import { type Dirent, existsSync, readdirSync, readFileSync, realpathSync } from "node:fs";
 import { basename, join } from "node:path";
 import { fail } from "../../errors.js";
 import type { RoiRect } from "../../target/roi.js";
@@ -38,6 +38,7 @@ export interface MapResult extends MapEntry {
   mapSha256: string;
 }
 
+// biome-ignore lint/suspicious/noExplicitAny: map.json/cell.json of any segcause version, each field checked where it is read
 function readJsonFile(path: string): any {
   try {
     return JSON.parse(readFileSync(path, "utf8"));
@@ -50,7 +51,7 @@ function readJsonFile(path: string): any {
 export function findMaps(dirs: readonly string[], unreadable: string[] = [], duplicates: string[] = []): MapEntry[] {
   const out: MapEntry[] = [];
   const visit = (dir: string) => {
-    let entries;
+    let entries: Dirent[];
     try {
       entries = readdirSync(dir, { withFileTypes: true });
     } catch {

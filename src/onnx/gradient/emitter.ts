@@ -1,6 +1,7 @@
 /** Emitting backward nodes and their constants into a gradient graph. */
 import { create } from "@bufbuild/protobuf";
 import { TensorProto_DataType as DT, type NodeProto, NodeProtoSchema, type TensorProto } from "onnx-buf";
+import { getOrInsert } from "../../util/maps.js";
 import { type AttrValue, attribute, floatTensor, int64Tensor } from "../builder.js";
 
 /** Appends backward nodes and their constants, with fresh names that cannot clash with the model's. */
@@ -47,16 +48,12 @@ export class Emitter {
 
   /** A float32 scalar constant (shared between uses). */
   scalar(v: number): string {
-    let name = this.scalars.get(v);
-    if (!name) this.scalars.set(v, (name = this.floats([], [v])));
-    return name;
+    return getOrInsert(this.scalars, v, () => this.floats([], [v]));
   }
 
   /** The run-time shape of a tensor, so the backward pass keeps a dynamic batch dimension. */
   shape(t: string): string {
-    let s = this.shapes.get(t);
-    if (!s) this.shapes.set(t, (s = this.op1("Shape", [t])));
-    return s;
+    return getOrInsert(this.shapes, t, () => this.op1("Shape", [t]));
   }
 
   zerosLike(t: string): string {

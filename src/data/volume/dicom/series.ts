@@ -3,7 +3,7 @@
  * Instance UID. A folder with several series is refused listing each (or one is picked by UID);
  * files that are not DICOM (a README, a DICOMDIR) are passed over.
  */
-import { closeSync, openSync, readdirSync, readSync, statSync } from "node:fs";
+import { closeSync, openSync, readdirSync, readSync, type Stats, statSync } from "node:fs";
 import { join } from "node:path";
 import { fail } from "../../../errors.js";
 import { readFileBounded } from "../../../util/read.js";
@@ -66,7 +66,7 @@ export function readSeriesFiles(path: string, what = "DICOM input"): SeriesSumma
       );
     for (const name of names) {
       const p = join(path, name);
-      let st;
+      let st: Stats;
       try {
         st = statSync(p);
       } catch {

@@ -87,8 +87,8 @@ export const ACTIVATION_RULES: Record<string, Rule> = {
   // Below 0, Elu = a·(exp(x) - 1), Selu = g·a·(exp(x) - 1), Celu = a·(exp(x/a) - 1): f' = y + a, y + g·a, y/a + 1.
   Elu: unary((c, x, y) => bySign(c, x, c.e.scalar(1), c.e.op1("Add", [y, c.e.scalar(attrFloat(c.node, "alpha", 1))]))),
   Selu: unary((c, x, y) => {
-    const gamma = attrFloat(c.node, "gamma", 1.05070102214813232421875);
-    return bySign(c, x, c.e.scalar(gamma), c.e.op1("Add", [y, c.e.scalar(attrFloat(c.node, "alpha", 1.67326319217681884765625) * gamma)]));
+    const gamma = attrFloat(c.node, "gamma", 1.0507010221481323);
+    return bySign(c, x, c.e.scalar(gamma), c.e.op1("Add", [y, c.e.scalar(attrFloat(c.node, "alpha", 1.6732631921768188) * gamma)]));
   }),
   Celu: unary((c, x, y) => bySign(c, x, c.e.scalar(1), c.e.op1("Add", [c.e.mul(y, c.e.scalar(1 / attrFloat(c.node, "alpha", 1))), c.e.scalar(1)]))),
   // f = x·tanh(softplus(x)): f' = t + x·(1 - t^2)·sigmoid(x), t = tanh(softplus(x))
