@@ -124,13 +124,27 @@ describe("explain on a real hippocampus volume with the shipped 3D model", () =>
 });
 
 describe("explain on a DICOM series", () => {
+  const series = join("..", "shared", "data", "dicom", "mr-hippocrop", "study1");
+
+  it("refuses a series whose voxel axes differ from the model's (LPS slices, a model trained on RAS volumes)", () => {
+    refused(
+      ["--model", MODEL3D, "--image", series, "--roi", "12,16,14,6,8,6", "--method", "zero"],
+      /has voxel axes LPS, but the model was trained on RAS volumes/,
+    );
+  });
+
   it("writes the NIfTI maps on the series' grid and a DICOM Parametric Map that references it", async () => {
-    const series = join("..", "shared", "data", "dicom", "mr-hippocrop", "study1");
+    // The shipped network under a card that declares LPS voxel axes: a model for this series' orientation.
+    const lpsModel = join(dir, "lps-model.onnx");
+    writeFileSync(lpsModel, readFileSync(MODEL3D));
+    const card = JSON.parse(readFileSync(`${MODEL3D}.json`, "utf8"));
+    card.input.axes = "LPS";
+    writeFileSync(`${lpsModel}.json`, JSON.stringify(card));
     const out = join(dir, "dicom");
     const r = segcause(
       "explain",
       "--model",
-      MODEL3D,
+      lpsModel,
       "--image",
       series,
       "--roi",

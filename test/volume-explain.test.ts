@@ -1,4 +1,4 @@
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
@@ -284,5 +284,43 @@ describe("volume cards and banks", () => {
     expect(removed).toBe(3);
     expect(rest.count).toBe(3);
     expect(Array.from(rest.patch(0))).toEqual(Array.from(back.patch(3)));
+  });
+
+  it("a bank file whose header is not JSON, or whose sources do not add up to its count, is refused in one line", async () => {
+    const m = await VolumeModel.load(model);
+    const bank = await buildVolumeBank(manifest, m.card, { size: 4, perVolume: 3, seed: 5, splits: ["train"] });
+    await m.release();
+    const good = join(dir, "g.scvbank");
+    await bank.save(good);
+    const bytes = readFileSync(good);
+    const nl = bytes.indexOf(10, bytes.indexOf(10) + 1);
+    const [magic, header] = bytes.subarray(0, nl).toString().split("\n");
+    const broken = join(dir, "broken.scvbank");
+    writeFileSync(broken, Buffer.concat([Buffer.from(`${magic}\n{not json\n`), bytes.subarray(nl + 1)]));
+    await expect(VolumeBank.load(broken)).rejects.toThrow(/bank header is not JSON/);
+    const h = JSON.parse(header);
+    h.sources[0].patches = 0;
+    const short = join(dir, "short.scvbank");
+    writeFileSync(short, Buffer.concat([Buffer.from(`${magic}\n${JSON.stringify(h)}\n`), bytes.subarray(nl + 1)]));
+    await expect(VolumeBank.load(short)).rejects.toThrow(/its sources hold 3 patches, its header says 6/);
+  });
+
+  it("a volume with NaN voxels, or with axes other than the card's, is refused before any pass", async () => {
+    const m = await VolumeModel.load(model);
+    try {
+      const nan = join(dir, "nan.nii.gz");
+      const data = new Float32Array(N ** 3).fill(1);
+      data[5] = Number.NaN;
+      data[6] = Number.POSITIVE_INFINITY;
+      await writeNifti(nan, { dims: [N, N, N], affine: AFFINE, data });
+      await expect(loadVolumeCase(m, nan)).rejects.toThrow(/has 2 voxels that are NaN or infinite/);
+      const lps = join(dir, "lps.nii.gz");
+      const flipped = [-1, 0, 0, 20, 0, -1, 0, 5, 0, 0, 1, 7.5, 0, 0, 0, 1];
+      await writeNifti(lps, { dims: [N, N, N], affine: flipped, data: new Float32Array(N ** 3) });
+      const ras = { ...m.card, input: { ...m.card.input, axes: "RAS" } };
+      await expect(loadVolumeCase({ card: ras }, lps)).rejects.toThrow(/has voxel axes LPS, but the model was trained on RAS volumes/);
+    } finally {
+      await m.release();
+    }
   });
 });

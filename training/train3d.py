@@ -282,6 +282,7 @@ def finish(args, name, ckpt):
             "placement": {"kind": "centre", "fill": 0},
             "spacing": [1.0, 1.0, 1.0],
             "orientation": "voxel axes i, j, k along R, A, S (the training volumes' affines are diagonal, RAS+)",
+            "axes": "RAS",
         },
         "output": {"name": "mask", "layout": "ncdhw", "kind": "logits", "activation": "sigmoid", "channel": 0,
                    "threshold": 0.5, "channels": CHANNELS},

@@ -73,12 +73,16 @@ async function buildVolumes(f: BankFlags): Promise<void> {
       "pass the volume data set's manifest.json (made by `segcause dataset init` on NIfTI or DICOM) as --images",
     );
   const { card } = readVolumeCard(f.model, f.card);
+  if (f.size) fail("--size applies to 2D images; a volume bank takes its geometry from the 3D model's card", "drop --size");
+  if (f.patchSize > 256)
+    fail(`--patch-size ${f.patchSize} is larger than a volume bank's boxes can be (256 voxels)`, "use the explain --block size (e.g. 16)");
   const splits = f.splits.split(",").map((s) => s.trim());
   const bank = await buildVolumeBank(f.images, card, { size: f.patchSize, perVolume: f.perImage, seed: f.seed, splits });
   await bank.save(f.out);
-  process.stdout.write(
-    `wrote ${bank.count} boxes of ${f.patchSize}³ voxels from ${bank.header.sources.length} volumes (${f.splits}), each normalised as ${card.input.normalisation.kind} per volume at ${card.input.spacing.join("x")} mm, to ${f.out}\n`,
-  );
+  if (!f.quiet)
+    process.stdout.write(
+      `wrote ${bank.count} boxes of ${f.patchSize}³ voxels from ${bank.header.sources.length} volumes (${f.splits}), each normalised as ${card.input.normalisation.kind} per volume at ${card.input.spacing.join("x")} mm, to ${f.out}\n`,
+    );
 }
 
 export function bankCommand(): Command {

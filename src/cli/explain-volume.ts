@@ -12,6 +12,7 @@ import { FAST_SCHEDULE } from "../explain/adaptive.js";
 import { getMethod, methodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
 import { explainVolumeBlocks, planBoxes, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../explain/volume/engine.js";
+import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
 import { type WrittenVolume, writeVolumeAttribution } from "../report/volume-write.js";
@@ -74,6 +75,16 @@ const IMAGE_ONLY = [
   "threshold",
 ];
 
+/** A bank cut under another normalisation or spacing would paste out-of-range content: refused. */
+function checkBankForCard(bank: VolumeBank, card: VolumeCard, path: string): void {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (!same(bank.header.normalisation, card.input.normalisation) || !same(bank.header.spacing, card.input.spacing))
+    fail(
+      `bank ${path} was cut with ${JSON.stringify(bank.header.normalisation)} at ${bank.header.spacing.join("x")} mm, the model's card says ${JSON.stringify(card.input.normalisation)} at ${card.input.spacing.join("x")} mm`,
+      "build the bank again with `segcause bank build --model <this model>`",
+    );
+}
+
 export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySet<string>): Promise<VolumeExplainResult> {
   const scale = parseScale(f.colourScale ?? "max");
   if (!(f.method in VOLUME_METHODS)) {
@@ -88,6 +99,8 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   const o = resolveOptions(def, given);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi z,y,x,d,h,w (voxels of the input volume) or --roi-mask labels.nii.gz (with --label)");
   if (f.roi && f.roiMask) fail("both --roi and --roi-mask are given", "pass only one of them");
+  if (f.label !== undefined && !f.mask && !f.roiMask)
+    fail("--label is given without a label map", "pass --mask and/or --roi-mask labels.nii.gz with --label");
   const roiBox = f.roi ? parseVolumeRoi(f.roi) : undefined;
   if (f.method === "pdcr" && !f.bank)
     fail(
@@ -110,7 +123,8 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   let lock: FolderLock | undefined;
   try {
     const bank = f.bank ? await VolumeBank.load(f.bank) : undefined;
-    const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.label, seriesUid: f.series });
+    if (bank) checkBankForCard(bank, model.card, f.bank!);
+    const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.mask ? f.label : undefined, seriesUid: f.series });
     const roi: VolumeTargetSpec["roi"] = roiBox ?? { mask: (await readStructure(f.roiMask!, kase.volume, f.image, f.label)).mask, name: f.roiMask! };
     const target: VolumeTargetSpec = { roi, outcome: f.outcome, reference: f.reference };
     const spec = methodSpec(f.method, o, kase, bank);

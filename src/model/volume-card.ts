@@ -18,7 +18,9 @@ import { sidecarPath } from "./card.js";
  */
 export const VolumeNormalisation = z.discriminatedUnion("kind", [
   z.object({ kind: z.literal("zscore") }),
-  z.object({ kind: z.literal("percentile"), low: z.number().min(0).max(100), high: z.number().min(0).max(100) }),
+  z
+    .object({ kind: z.literal("percentile"), low: z.number().min(0).max(100), high: z.number().min(0).max(100) })
+    .refine((n) => n.low < n.high, "percentile low must be below high"),
   z.object({ kind: z.literal("ct-window"), centre: z.number(), width: z.number().positive() }),
 ]);
 export type VolumeNormalisation = z.infer<typeof VolumeNormalisation>;
@@ -43,7 +45,16 @@ export const VolumeInputSpec = z.object({
   placement: VolumePlacement,
   /** voxel size in mm along (i, j, k) the model was trained at */
   spacing: z.tuple([z.number().positive(), z.number().positive(), z.number().positive()]),
+  /** in words, for people */
   orientation: z.string().optional(),
+  /**
+   * where the voxel axes i, j, k point, as NIfTI axis codes ("RAS": i toward the patient's right...,
+   * one of R/L, A/P, S/I each): a volume whose axes differ is refused, since the model would see it mirrored
+   */
+  axes: z
+    .string()
+    .regex(/^(?=.*[RL])(?=.*[AP])(?=.*[SI])[RLAPSI]{3}$/, "axes are three NIfTI axis codes, one of R/L, A/P and S/I each (e.g. RAS)")
+    .optional(),
 });
 export type VolumeInputSpec = z.infer<typeof VolumeInputSpec>;
 

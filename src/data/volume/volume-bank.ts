@@ -14,7 +14,7 @@ import { STREAM } from "../../util/streams.js";
 import { VERSION } from "../../version.js";
 import { readManifest, volumeCasesInSplits } from "../manifest.js";
 import { readCaseImage } from "./case-files.js";
-import { volumeNormaliser, volumeSha } from "./volume-case.js";
+import { checkVolumeForCard, volumeNormaliser, volumeSha } from "./volume-case.js";
 
 const MAGIC = "SEGCAUSE-VOLUMEBANK-1\n";
 
@@ -101,9 +101,17 @@ export class VolumeBank {
     if (bytes.subarray(0, MAGIC.length).toString() !== MAGIC) fail(`${path} is not a segcause volume bank`, hint);
     const nl = bytes.indexOf(10, MAGIC.length);
     if (nl < 0) fail(`${path} is truncated (no header)`, hint);
-    const parsed = HeaderSchema.safeParse(JSON.parse(bytes.subarray(MAGIC.length, nl).toString()));
+    let header: unknown;
+    try {
+      header = JSON.parse(bytes.subarray(MAGIC.length, nl).toString());
+    } catch {
+      fail(`${path}: bank header is not JSON`, hint);
+    }
+    const parsed = HeaderSchema.safeParse(header);
     if (!parsed.success) fail(`${path}: bank header is invalid (${parsed.error.issues[0].path.join(".")}: ${parsed.error.issues[0].message})`, hint);
     const h = parsed.data;
+    const fromSources = h.sources.reduce((a, s) => a + s.patches, 0);
+    if (fromSources !== h.count) fail(`${path}: its sources hold ${fromSources} patches, its header says ${h.count}`, hint);
     const n = h.count * h.size ** 3;
     if (bytes.length - nl - 1 !== n * 4) fail(`${path} holds ${bytes.length - nl - 1} bytes of patches, its header says ${n * 4}`, hint);
     const data = new Float32Array(n);
@@ -131,12 +139,7 @@ export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o:
   const sources: VolumeBankHeader["sources"] = [];
   for (const c of cases) {
     const v = await readCaseImage(c);
-    const want = card.input.spacing;
-    if (v.spacing.some((x, a) => Math.abs(x - want[a]) > 0.01 * want[a]))
-      fail(
-        `${c.image} has voxels of ${v.spacing.join("x")} mm, the model's card ${want.join("x")} mm`,
-        "resample the data set to the model's spacing first",
-      );
+    checkVolumeForCard(v, card, c.image);
     const [nx, ny, nz] = v.dims;
     if (Math.min(nx, ny, nz) < s) fail(`${c.image} (${v.dims.join("x")}) is smaller than a ${s}-voxel box`, "use a smaller --patch-size");
     const norm = volumeNormaliser(v.data, card.input.normalisation);

@@ -8,12 +8,12 @@ import { basename } from "node:path";
 import { fail } from "../../errors.js";
 import type { VolumeCard, VolumeNormalisation } from "../../model/volume-card.js";
 import { sha256 } from "../../util/hash.js";
-import { readDicomSegMask, readDicomVolume } from "./dicom/index.js";
+import { readDicomSegMask, readDicomVolume, startsLikeDicom } from "./dicom/index.js";
 import { checkSameGeometry } from "./geometry.js";
 import { labelMask, labelsPresent, parseLabels } from "./label-mask.js";
 import { readNifti } from "./nifti.js";
 import { isNiftiPath, sniffVolume } from "./sniff.js";
-import { describeGeometry, type Volume } from "./volume.js";
+import { axisCodes, describeGeometry, type Volume } from "./volume.js";
 
 /**
  * Where the volume lies in the model's box: voxel (i, j, k) of the volume is box voxel
@@ -73,7 +73,7 @@ export async function looksLikeVolume(path: string): Promise<boolean> {
   } catch {
     return false;
   }
-  if (isNiftiPath(path) || /\.dcm$/i.test(path)) return true;
+  if (isNiftiPath(path) || /\.dcm$/i.test(path) || startsLikeDicom(path)) return true;
   return (await sniffVolume(path).catch(() => "other")) === "nifti";
 }
 
@@ -163,16 +163,35 @@ export function fromBox(values: Float32Array, dims: [number, number, number], p:
 /** Spacing may differ by this fraction per axis and still be the card's (headers round). */
 const SPACING_TOLERANCE = 0.01;
 
-export async function loadVolumeCase(model: { card: VolumeCard }, imagePath: string, opts: VolumeCaseOptions = {}): Promise<VolumeCase> {
-  const volume = await readVolume(imagePath, { seriesUid: opts.seriesUid });
-  const { card } = model;
+/**
+ * Refuses a volume the model cannot take as it is: voxels of another size, axes pointing elsewhere
+ * than the card's (the model would see it mirrored or transposed), or voxels that are not finite
+ * (they would turn the per-volume normalisation into NaN).
+ */
+export function checkVolumeForCard(volume: Volume, card: VolumeCard, name: string): void {
   const want = card.input.spacing;
   if (volume.spacing.some((s, a) => Math.abs(s - want[a]) > SPACING_TOLERANCE * want[a])) {
     fail(
-      `${imagePath} has voxels of ${volume.spacing.map((s) => Number(s.toPrecision(4))).join("x")} mm, but the model was trained at ${want.join("x")} mm (${describeGeometry(volume)})`,
+      `${name} has voxels of ${volume.spacing.map((s) => Number(s.toPrecision(4))).join("x")} mm, but the model was trained at ${want.join("x")} mm (${describeGeometry(volume)})`,
       `resample the volume to ${want.join("x")} mm first (segcause does not resample volumes yet), e.g. with 3D Slicer or nibabel.processing.resample_to_output`,
     );
   }
+  const axes = card.input.axes;
+  const codes = axisCodes(volume.affine);
+  if (axes && codes !== axes)
+    fail(
+      `${name} has voxel axes ${codes}, but the model was trained on ${axes} volumes: it would see this one mirrored or transposed`,
+      `reorient the volume to ${axes} first, e.g. with fslreorient2std or nibabel's as_closest_canonical; segcause does not reorient volumes yet`,
+    );
+  let bad = 0;
+  for (const v of volume.data) if (!Number.isFinite(v)) bad++;
+  if (bad > 0) fail(`${name} has ${bad} voxels that are NaN or infinite`, "replace them (e.g. by 0 or the background value) before explaining");
+}
+
+export async function loadVolumeCase(model: { card: VolumeCard }, imagePath: string, opts: VolumeCaseOptions = {}): Promise<VolumeCase> {
+  const volume = await readVolume(imagePath, { seriesUid: opts.seriesUid });
+  const { card } = model;
+  checkVolumeForCard(volume, card, imagePath);
   const normalise = volumeNormaliser(volume.data, card.input.normalisation);
   const norm = volume.data.map(normalise);
   const placement = centrePlacement(volume.dims, card);

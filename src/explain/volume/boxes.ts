@@ -107,7 +107,7 @@ export function paintBoxes(
 ): Float32Array {
   const n = box[0] * box[1] * box[2];
   const sum = new Float64Array(n);
-  const count = new Uint16Array(n);
+  const count = new Uint32Array(n);
   for (const u of units) {
     const v = values(u.index);
     forEachCell(u, box, size, (c) => {

@@ -43,7 +43,7 @@ export function segmentsOf(ds: DataSet): SegSegment[] {
 }
 
 function chooseSegment(segs: SegSegment[], want: number | string | undefined, path: string): SegSegment {
-  const hint = "pick one with --segment N (a number or a label)";
+  const hint = "give a SEG holding one segment (choosing a segment from the command line is not supported yet)";
   if (!segs.length) fail(`DICOM SEG ${path} lists no segments`, "the file is damaged");
   if (want === undefined) {
     if (segs.length > 1) fail(`DICOM SEG ${path} holds ${segs.length} segments: ${listSegments(segs)}`, hint);
@@ -53,7 +53,10 @@ function chooseSegment(segs: SegSegment[], want: number | string | undefined, pa
   if (Array.isArray(found)) {
     if (found.length === 1) return found[0]!;
     if (found.length > 1)
-      fail(`DICOM SEG ${path} has ${found.length} segments labelled "${want}": ${listSegments(found)}`, "pick one by number with --segment N");
+      fail(
+        `DICOM SEG ${path} has ${found.length} segments labelled "${want}": ${listSegments(found)}`,
+        "give a SEG holding one segment (choosing a segment from the command line is not supported yet)",
+      );
   } else if (found) return found;
   fail(`DICOM SEG ${path} has no segment ${typeof want === "number" ? want : `"${want}"`}; it holds ${listSegments(segs)}`, hint);
 }
