@@ -21,6 +21,7 @@ describe("the random-stream registry", () => {
       patchTile: 0x7a11,
       donorPick: 7,
       splitShuffle: 11,
+      volumeBank: 0x766f6c,
     });
   });
 });
