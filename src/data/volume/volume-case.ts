@@ -69,7 +69,10 @@ export async function readVolume(path: string, opts: { seriesUid?: string } = {}
 /** true when the path is a volume (NIfTI by name or content, a DICOM folder or file) rather than a 2D image. */
 export async function looksLikeVolume(path: string): Promise<boolean> {
   try {
-    if (statSync(path).isDirectory()) return true;
+    const st = statSync(path);
+    if (st.isDirectory()) return true;
+    // Only a regular file is opened to look inside: a FIFO or device would block the open or never end.
+    if (!st.isFile()) return false;
   } catch {
     return false;
   }

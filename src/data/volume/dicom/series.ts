@@ -35,6 +35,8 @@ export interface SeriesOptions {
 export function startsLikeDicom(path: string): boolean {
   let fd: number;
   try {
+    // A FIFO or device is never DICOM here, and opening a FIFO would block until a writer comes.
+    if (!statSync(path).isFile()) return false;
     fd = openSync(path, "r");
   } catch {
     return false;
