@@ -640,7 +640,11 @@ describe("bank build: bad arguments", () => {
 describe("input files: devices, pipes and secrets", () => {
   /** The CLI with a timeout, so that a read that blocks (a FIFO nobody writes) fails the test in seconds. */
   const run = (...args: string[]) => {
-    const r = spawnSync(process.execPath, [join(import.meta.dirname, "..", "bin", "segcause.js"), ...args], { encoding: "utf8", timeout: 20_000 });
+    const r = spawnSync(process.execPath, [join(import.meta.dirname, "..", "bin", "segcause.js"), ...args], {
+      encoding: "utf8",
+      timeout: 20_000,
+      killSignal: "SIGKILL",
+    });
     return { code: r.status, stdout: r.stdout, stderr: r.stderr };
   };
   let fifo: string, secret: string;

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { causalFixture } from "./helpers/cli.js";
 
 const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
-const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 300_000 });
+const run = (...args: string[]) => spawnSync(process.execPath, [BIN, ...args], { encoding: "utf8", timeout: 300_000, killSignal: "SIGKILL" });
 
 let dir: string, model: string, image: string, bank: string;
 beforeAll(async () => {

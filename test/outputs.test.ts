@@ -43,6 +43,7 @@ function withFaults(env: Record<string, string>, args: string[]) {
   const r = spawnSync(process.execPath, ["--import", FULL_DISK, BIN, ...args], {
     encoding: "utf8",
     timeout: 120_000,
+    killSignal: "SIGKILL",
     env: { ...process.env, ...env },
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
