@@ -11,7 +11,7 @@ import { fail } from "../errors.js";
 import { FAST_SCHEDULE } from "../explain/adaptive.js";
 import { getMethod, methodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
-import { explainVolumeBlocks, planBoxes, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../explain/volume/engine.js";
+import { explainVolumeBlocks, mean, planBoxes, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../explain/volume/engine.js";
 import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
@@ -200,12 +200,6 @@ function methodSpec(
       return spec;
     }
   }
-}
-
-function mean(data: Float32Array): number {
-  let s = 0;
-  for (const v of data) s += v;
-  return s / data.length;
 }
 
 export function checkNoImageFlags(f: Record<string, unknown>): void {

@@ -7,12 +7,12 @@ import { promisify } from "node:util";
 import { gzip as gzipCallback } from "node:zlib";
 import { NIFTI1 } from "nifti-reader-js";
 import { writeFileAtomic } from "../../util/atomic.js";
+import { LITTLE_ENDIAN_HOST } from "./nifti.js";
 import { qformOfAffine } from "./nifti-affine.js";
 import { NIFTI1_HEADER_BYTES } from "./nifti-header.js";
 import type { Volume } from "./volume.js";
 
 const gzip = promisify(gzipCallback);
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 export interface NiftiWriteOptions {
   /** the header's description (descrip, at most 79 ASCII characters are kept) */

@@ -65,7 +65,7 @@ async function inflate(file: Uint8Array, path: string): Promise<Buffer> {
   return r.data;
 }
 
-const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+export const LITTLE_ENDIAN_HOST = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 type NumberArray = ArrayLike<number>;
 const ARRAYS: Record<string, new (b: ArrayBuffer) => NumberArray> = {

@@ -235,7 +235,8 @@ export async function explainVolumeBlocks(
   };
 }
 
-function mean(a: Float32Array): number {
+/** Mean of the values (a box of the bank, a whole volume). */
+export function mean(a: Float32Array): number {
   let s = 0;
   for (const v of a) s += v;
   return s / a.length;
