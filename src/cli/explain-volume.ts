@@ -1,17 +1,17 @@
 /**
  * `segcause explain` on a volume: a 3D model (volume card) with a NIfTI file or a DICOM series.
- * The method's options are the 2D method's declared options (same flags, same defaults), run by the
- * block engine on boxes; methods without a volume form are refused in one line.
+ * The method's options are the 2D method's declared options (same flags, same defaults); the method's
+ * volume form in the registry (`volume` in its declaration) runs it; methods without one are refused
+ * in one line naming those that run on volumes.
  */
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { VolumeBank } from "../data/volume/volume-bank.js";
 import { loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
-import { FAST_SCHEDULE } from "../explain/adaptive.js";
-import { getMethod, methodNames } from "../explain/catalog.js";
+import { getMethod, methodNames, volumeMethodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
-import { explainVolumeBlocks, mean, planBoxes, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../explain/volume/engine.js";
+import { type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
 import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
@@ -23,13 +23,6 @@ import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
 import { type FolderLock, lockFolder } from "../util/lock.js";
 import { t975 } from "../util/tdist.js";
-
-/** The methods that run on volumes, and what each does there. */
-export const VOLUME_METHODS: Record<string, string> = {
-  zero: "each box set to raw intensity --fill (default 0) once, normalised as the volume is",
-  occlusion: "sliding box (--block, --stride) filled with a constant raw intensity or the volume mean; overlaps averaged",
-  pdcr: "boxes replaced by natural boxes of a volume bank; fast schedule (octree screening, stratified draws) or --schedule paper (S=3, N=50, tau)",
-};
 
 export interface VolumeExplainFlags {
   model: string;
@@ -87,14 +80,13 @@ function checkBankForCard(bank: VolumeBank, card: VolumeCard, path: string): voi
 
 export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySet<string>): Promise<VolumeExplainResult> {
   const scale = parseScale(f.colourScale ?? "max");
-  if (!(f.method in VOLUME_METHODS)) {
-    const known = methodNames().includes(f.method);
+  const def = methodNames().includes(f.method) ? getMethod(f.method) : undefined;
+  const form = def?.volume;
+  if (!form)
     fail(
-      `${known ? `method ${f.method} does not run on volumes yet` : `unknown method '${f.method}'`}`,
-      `use --method ${Object.keys(VOLUME_METHODS).join(", ")} on a volume (see \`segcause methods\`)`,
+      `${def ? `method ${f.method} does not run on volumes yet` : `unknown method '${f.method}'`}`,
+      `use --method ${volumeMethodNames().join(", ")} on a volume (see \`segcause methods\`)`,
     );
-  }
-  const def = getMethod(f.method);
   const given = Object.fromEntries(Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series"].includes(k) && v !== undefined));
   const o = resolveOptions(def, given);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi z,y,x,d,h,w (voxels of the input volume) or --roi-mask labels.nii.gz (with --label)");
@@ -102,20 +94,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   if (f.label !== undefined && !f.mask && !f.roiMask)
     fail("--label is given without a label map", "pass --mask and/or --roi-mask labels.nii.gz with --label");
   const roiBox = f.roi ? parseVolumeRoi(f.roi) : undefined;
-  if (f.method === "pdcr" && !f.bank)
-    fail(
-      "pdcr needs a volume bank of natural boxes",
-      "build one with `segcause bank build --images <volume manifest.json> --model <3D model> --patch-size 8 --out bank.scvbank`, then pass --bank",
-    );
-  if (f.method === "pdcr" && o.schedule === "fast" && (o.maxTime as number) > 0)
-    fail("--max-time does not apply to volumes yet", "bound the run with --max-passes instead");
-  if (f.method === "pdcr" && o.schedule === "fast" && !((o.samples as number) >= FAST_SCHEDULE.strata))
-    fail(
-      `the fast schedule draws boxes in rounds of ${FAST_SCHEDULE.strata}, so --samples must be >= ${FAST_SCHEDULE.strata}, got ${o.samples}`,
-      `use --samples ${FAST_SCHEDULE.strata} or more, or --schedule paper`,
-    );
-  if (f.method === "occlusion" && o.fillKind === "blur")
-    fail("occlusion with --fill-kind blur does not run on volumes yet", "use --fill-kind constant or mean on volumes");
+  form.check?.(o, { bank: f.bank !== undefined });
   checkOutputFolder(f.out, "explain");
   markResumable("checkpoints");
   const threads = typeof f.threads === "number" ? f.threads : undefined;
@@ -127,78 +106,19 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.mask ? f.label : undefined, seriesUid: f.series });
     const roi: VolumeTargetSpec["roi"] = roiBox ?? { mask: (await readStructure(f.roiMask!, kase.volume, f.image, f.label)).mask, name: f.roiMask! };
     const target: VolumeTargetSpec = { roi, outcome: f.outcome, reference: f.reference };
-    const spec = methodSpec(f.method, o, kase, bank);
     const batchSize = typeof f.batchSize === "number" ? f.batchSize : undefined;
-    // The RoI, the reference and the boxes are checked before the folder is claimed.
+    // The RoI, the reference and the method's settings (boxes, layer, ...) are checked before the folder is claimed.
     const resolved = await volumeTarget(model, kase, target);
-    planBoxes(kase, resolved, spec);
+    const run = await form.plan({ model, kase, target: resolved, bank }, o);
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
-    const attribution = await explainVolumeBlocks(model, kase, resolved, {
-      ...spec,
-      seed: f.seed,
-      batchSize,
-      checkpointPath: join(f.out, ".checkpoint.json"),
-    });
+    const attribution = await run({ seed: f.seed, batchSize, checkpointPath: join(f.out, ".checkpoint.json") });
     const written = await writeVolumeAttribution(attribution, kase, f.out, { scale });
     await rm(join(f.out, ".checkpoint.json"), { force: true });
     return { attribution, written, kase };
   } finally {
     lock?.release();
     await model.release();
-  }
-}
-
-/** The engine settings of a method from its resolved 2D options. */
-function methodSpec(
-  method: string,
-  o: Record<string, unknown>,
-  kase: VolumeCase,
-  bank: VolumeBank | undefined,
-): Omit<VolumeBlockSpec, "seed" | "batchSize"> {
-  const block = o.block as number;
-  const tau = o.tau as number;
-  switch (method) {
-    case "zero": {
-      const raw = o.fill as number;
-      return {
-        method,
-        block,
-        estimator: { screen: 1, samples: 0, tau },
-        intervention: { kind: "constant", value: kase.normalise(raw), describe: { kind: "constant", raw, normalised: kase.normalise(raw) } },
-        settings: { fill: raw },
-      };
-    }
-    case "occlusion": {
-      const kind = o.fillKind as string;
-      const raw = kind === "mean" ? mean(kase.volume.data) : (o.fill as number);
-      return {
-        method,
-        block,
-        stride: o.stride as number,
-        estimator: { screen: 1, samples: 0, tau },
-        intervention: { kind: "constant", value: kase.normalise(raw), describe: { kind, raw, normalised: kase.normalise(raw) } },
-        settings: { fillKind: kind, fill: raw },
-      };
-    }
-    default: {
-      const { bank: used, removed } = bank!.without(kase.imageSha256);
-      if (used.count === 0)
-        fail("the bank holds only boxes of the volume explained", "build the bank from other volumes of the data set (e.g. --splits train)");
-      const spec: Omit<VolumeBlockSpec, "seed" | "batchSize"> = {
-        method,
-        block,
-        estimator: { screen: o.screen as number, samples: o.samples as number, tau },
-        intervention: { kind: "bank", bank: used },
-        adaptive:
-          o.schedule === "fast"
-            ? { ...FAST_SCHEDULE, tau, maxSamples: o.samples as number, fidelity: o.mapNoise as number, maxPasses: o.maxPasses as number }
-            : undefined,
-        settings: { schedule: o.schedule },
-      };
-      if (removed > 0) kase.notes.push(`${removed} boxes of the bank came from the volume explained and were left out`);
-      return spec;
-    }
   }
 }
 
@@ -225,8 +145,12 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   const lines = [
     `${a.method} map of ${r.kase.id} (${a.dims.join("x")} voxels): RoI ${a.roi}`,
     `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
-    `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
+  if (a.unitKind === "voxel") lines.push(...voxelLines(a));
+  else
+    lines.push(
+      `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    );
   const withCi = top.some((u) => u.samples > 1);
   if (top.length)
     lines.push(
@@ -235,6 +159,18 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   for (const n of a.notes) lines.push(`  note: ${n}`);
   lines.push(`  wrote ${Object.keys(r.written.files).join(", ")} to ${r.written.dir}`);
   return lines.join("\n");
+}
+
+/** The summary of a voxel map (gradient methods, RISE): its units, range and passes; no boxes. */
+function voxelLines(a: VolumeAttribution): string[] {
+  let lo = Infinity,
+    hi = -Infinity;
+  for (const v of a.map) if (Number.isFinite(v)) (lo = Math.min(lo, v)), (hi = Math.max(hi, v));
+  const backward = a.backwardPasses ? ` + ${a.backwardPasses} backward` : "";
+  return [
+    `  a value per voxel${a.signed ? "" : " (unsigned)"}: ${a.valueUnits}; range ${lo.toPrecision(3)} .. ${hi.toPrecision(3)}`,
+    `  ${a.forwardPasses} forward${backward} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+  ];
 }
 
 export function volumeJson(r: VolumeExplainResult): Record<string, unknown> {
@@ -248,9 +184,12 @@ export function volumeJson(r: VolumeExplainResult): Record<string, unknown> {
     outcome: a.outcome,
     reference: a.reference,
     roi: a.roi,
+    unitKind: a.unitKind,
+    signed: a.signed,
     units: a.units.length,
     roiCells: a.roiCells,
     forwardPasses: a.forwardPasses,
+    backwardPasses: a.backwardPasses,
     wallMs: a.wallMs,
     notes: a.notes,
     files: r.written.files,

@@ -26,7 +26,7 @@ import { type FolderLock, lockFolder } from "../util/lock.js";
 import { getOrInsert } from "../util/maps.js";
 import { stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
-import { checkNoImageFlags, describeVolumeResult, runVolumeExplain, VOLUME_METHODS, volumeJson } from "./explain-volume.js";
+import { checkNoImageFlags, describeVolumeResult, runVolumeExplain, volumeJson } from "./explain-volume.js";
 import {
   addCardFlags,
   CARD_FLAG_KEYS,
@@ -287,7 +287,7 @@ export function methodsCommand(): Command {
     .option("--verbose", "also list every option with its default")
     .action((f: { verbose?: boolean }) => {
       for (const m of allMethods()) {
-        const volumes = VOLUME_METHODS[m.name] ? `volumes: yes (${VOLUME_METHODS[m.name]})` : "volumes: no";
+        const volumes = m.volume ? `volumes: yes (${m.volume.summary})` : "volumes: no";
         process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}; ${volumes}\n`);
         if (f.verbose) {
           for (const o of m.options) {

@@ -34,12 +34,14 @@ import {
 import type { Case } from "../data/case.js";
 import { fail } from "../errors.js";
 import { BatchRunner } from "../model/batches.js";
-import type { Model, OutputLayout } from "../model/model.js";
+import type { Differentiable } from "../model/differentiable.js";
+import type { Model } from "../model/model.js";
 import { batchSizeOf, DEFAULT_BATCH_SIZE, type InputWriter, type OutputReader, Runner } from "../model/runner.js";
 import { Sessions } from "../model/runtime.js";
 import { buildGradientModel, GRADIENT_OPSET, type GradientModel } from "../onnx/gradient/index.js";
 import { withInputSize } from "../onnx/graph.js";
 import { upgradeOpset } from "../onnx/opset.js";
+import { makeProbability } from "../target/outcome.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { getOrInsert } from "../util/maps.js";
 import { ProgressTracker } from "../util/progress.js";
@@ -93,8 +95,8 @@ export type GradientReader<T> = (slot: GradientSlot, item: T, index: number) => 
 
 const OPT_LEVEL = "extended" as const;
 
-/** Appends Sigmoid (one channel) or Softmax (over channels) after a logit output. */
-function withProbabilities(proto: ModelProto, output: string, channels: number): { proto: ModelProto; output: string } {
+/** Appends a Sigmoid (per channel) or a Softmax (over channels) after a logit output. */
+function withProbabilities(proto: ModelProto, output: string, activation: "sigmoid" | "softmax"): { proto: ModelProto; output: string } {
   // Raise the opset first: below 13 the appended Softmax(axis=1) would flatten C x H x W into one
   // distribution (opset 11's meaning), and upgrading afterwards would keep that meaning.
   const m = clone(ModelProtoSchema, upgradeOpset(proto, GRADIENT_OPSET));
@@ -103,10 +105,10 @@ function withProbabilities(proto: ModelProto, output: string, channels: number):
   g.node.push(
     create(NodeProtoSchema, {
       name: "/segcause/probabilities",
-      opType: channels === 1 ? "Sigmoid" : "Softmax",
+      opType: activation === "sigmoid" ? "Sigmoid" : "Softmax",
       input: [output],
       output: [prob],
-      attribute: channels === 1 ? [] : [create(AttributeProtoSchema, { name: "axis", type: AttributeProto_AttributeType.INT, i: 1n })],
+      attribute: activation === "sigmoid" ? [] : [create(AttributeProtoSchema, { name: "axis", type: AttributeProto_AttributeType.INT, i: 1n })],
     }),
   );
   const vi = g.output.find((o) => o.name === output);
@@ -117,9 +119,9 @@ function withProbabilities(proto: ModelProto, output: string, channels: number):
 }
 
 /**
- * One gradient graph of a Model in its own ONNX Runtime session (as many intra-op threads as the
- * Model's sessions have together), driven by the batch runner. Counts real (non-padding) inputs as
- * forward and backward passes.
+ * One gradient graph of a model (2D or 3D: any Differentiable) in its own ONNX Runtime session (as
+ * many intra-op threads as the model's sessions have together), driven by the batch runner. Counts
+ * real (non-padding) inputs as forward and backward passes.
  */
 export class GradientSession {
   forwardPasses = 0;
@@ -131,18 +133,16 @@ export class GradientSession {
   private readonly fetches: string[];
 
   private constructor(
-    readonly model: Model,
+    readonly model: Differentiable,
     readonly graph: GradientModel,
     readonly sessions: Sessions,
     readonly batchSize: number,
     readonly fixedBatch: boolean,
     readonly rule: GradientRule,
     readonly layers: string[],
-    readonly layout: OutputLayout,
-    readonly outputRank: number,
   ) {
-    this.inputDims = [model.channels, model.height, model.width];
-    this.seedDims = outputRank === 3 ? [layout.height, layout.width] : [layout.channels, layout.height, layout.width];
+    this.inputDims = model.inputDims;
+    this.seedDims = model.outputDims;
     const gIn = graph.gradients[model.inputName];
     if (!gIn) throw new Error(`internal: the gradient graph has no gradient for ${model.inputName}`);
     this.fetches = [graph.output, gIn];
@@ -167,16 +167,13 @@ export class GradientSession {
     });
   }
 
-  /** Builds the gradient graph of `model`. */
-  static async create(model: Model, opts: GradientSessionOptions = {}): Promise<GradientSession> {
-    const layout = model.outputLayout;
+  /** Builds the gradient graph of `model` (its input fixed at the model's input size). */
+  static async create(model: Differentiable, opts: GradientSessionOptions = {}): Promise<GradientSession> {
     const rule = opts.rule ?? "gradient";
     const layers = opts.layers ?? [];
-    let proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
+    let proto = withInputSize(model.proto(), model.inputName, model.inputDims);
     let output = model.outputName;
-    const outInfo = model.graph.outputs.find((o) => o.name === output);
-    const outputRank = outInfo?.dims.length === 3 ? 3 : 4;
-    if (model.card.output.kind === "logits") ({ proto, output } = withProbabilities(proto, output, layout.channels));
+    if (model.activation !== "none") ({ proto, output } = withProbabilities(proto, output, model.activation));
     let gm: GradientModel;
     try {
       gm = buildGradientModel(proto, { output, wrt: [model.inputName, ...layers], rule });
@@ -195,15 +192,14 @@ export class GradientSession {
     const batchSize = batchSizeOf(fixed, requested);
     let sessions: Sessions;
     try {
-      // every core the Model's sessions use (workers x threads), in one gradient session
-      sessions = await Sessions.open(gm.bytes, { threads: model.threads * model.workers, optimization: opts.optimization ?? OPT_LEVEL });
+      sessions = await Sessions.open(gm.bytes, { threads: model.gradientThreads, optimization: opts.optimization ?? OPT_LEVEL });
     } catch (e) {
       fail(
         `ONNX Runtime cannot load the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`,
         "report this model to the segcause authors; perturbation methods still work",
       );
     }
-    const s = new GradientSession(model, gm, sessions, batchSize, fixed !== undefined, rule, layers, layout, outputRank);
+    const s = new GradientSession(model, gm, sessions, batchSize, fixed !== undefined, rule, layers);
     if (fixed !== undefined && fixed !== requested)
       s.notes.push(`the gradient graph's batch dimension is fixed at ${fixed}, so it runs ${fixed} input(s) per call`);
     return s;
@@ -246,24 +242,36 @@ export class GradientSession {
   }
 }
 
-/** Everything a gradient method needs, prepared by `explainGradient`. */
-export interface GradientEnv {
-  model: Model;
-  kase: Case;
-  target: Target;
+/** What every gradient method's body reads, on an image or a volume alike. */
+export interface GradientCore {
   seed: number;
-  /** the unperturbed model input x (CHW) */
+  /** the unperturbed model input x, [C, ...spatial] */
   input: Float32Array;
-  /** the model's raw output for x */
-  baseOutput: Float32Array;
+  /** input channels C and cells per channel (H·W, or D·H·W) */
+  channels: number;
+  plane: number;
   /** S(x) = Σ_RoI prob */
   baseScore: number;
-  /** dS/d(prob): the RoI mask on the card's channel, [C, H, W] */
+  /** dS/d(prob): the RoI mask on the card's channel, shaped like one output */
   roiSeed: Float32Array;
   /** S from a gradient slot's output (probabilities) */
   scoreOfProb(prob: Float32Array): number;
   /** S of plain model inputs (forward passes only), one per input */
   forwardScores(inputs: Float32Array[]): Promise<number[]>;
+  /** a gradient session, released when the method ends; counted in the Attribution */
+  session(opts?: Omit<GradientSessionOptions, "batchSize"> & { batchSize?: number }): Promise<GradientSession>;
+  /** a progress stage over `total` inputs (callback for GradientSession.run) */
+  progress(stage: string, total: number): (n: number) => void;
+  batchSize: number;
+}
+
+/** Everything a gradient method needs on an image, prepared by `explainGradient`. */
+export interface GradientEnv extends GradientCore {
+  model: Model;
+  kase: Case;
+  target: Target;
+  /** the model's raw output for x */
+  baseOutput: Float32Array;
   /**
    * Plain forward passes of the model, counted: batches of at most the batch size, a call with
    * fewer items runs at its own size (no padding to a full batch for one input).
@@ -271,11 +279,35 @@ export interface GradientEnv {
   forward<T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>): Promise<Float64Array>;
   /** class probability at pixel p of batch slot `slot` of a raw model output (card semantics) */
   probAt(data: Float32Array, slot: number, p: number): number;
-  /** a gradient session, released when the method ends; counted in the Attribution */
-  session(opts?: Omit<GradientSessionOptions, "batchSize"> & { batchSize?: number }): Promise<GradientSession>;
-  /** a progress stage over `total` inputs (callback for GradientSession.run) */
-  progress(stage: string, total: number): (n: number) => void;
-  batchSize: number;
+}
+
+/**
+ * The RoI score S over output cells `cells` (flat spatial indices) of the class channel: the seed
+ * dS/d(prob), S of a probability output, and S of a raw output through the card's semantics.
+ */
+export function roiScore(
+  cells: ArrayLike<number>,
+  channels: number,
+  channel: number,
+  plane: number,
+  prob: (data: Float32Array, slot: number, p: number) => number,
+): { roiSeed: Float32Array; scoreOfProb(p: Float32Array): number; scoreOfRaw(data: Float32Array, slot: number): number } {
+  const roiSeed = new Float32Array(channels * plane);
+  const n = cells.length;
+  for (let i = 0; i < n; i++) roiSeed[channel * plane + cells[i]] = 1;
+  return {
+    roiSeed,
+    scoreOfProb: (p) => {
+      let s = 0;
+      for (let i = 0; i < n; i++) s += p[channel * plane + cells[i]];
+      return s;
+    },
+    scoreOfRaw: (data, slot) => {
+      let s = 0;
+      for (let i = 0; i < n; i++) s += prob(data, slot, cells[i]);
+      return s;
+    },
+  };
 }
 
 export interface GradientMap {
@@ -315,19 +347,8 @@ export async function explainGradient(
   const layout = model.outputLayout;
   const plane = layout.height * layout.width;
   const ch = model.card.output.channel;
-  const roiSeed = new Float32Array(layout.channels * plane);
-  for (const p of target.region.pixels) roiSeed[ch * plane + p] = 1;
-  const scoreOfProb = (prob: Float32Array): number => {
-    let s = 0;
-    for (const p of target.region.pixels) s += prob[ch * plane + p];
-    return s;
-  };
-  const probOfRaw = rawToProb(model, layout);
-  const scoreOfRaw = (data: Float32Array, slot: number): number => {
-    let s = 0;
-    for (const p of target.region.pixels) s += probOfRaw(data, slot, ch * plane + p);
-    return s;
-  };
+  const probAt = makeProbability(model.card.output, layout);
+  const { roiSeed, scoreOfProb, scoreOfRaw } = roiScore(target.region.pixels, layout.channels, ch, plane, probAt);
   const forwardScores = async (inputs: Float32Array[]): Promise<number[]> => Array.from(await forward(inputs, (x, dst) => dst.set(x), scoreOfRaw));
   const sessions: GradientSession[] = [];
   const env: GradientEnv = {
@@ -336,13 +357,15 @@ export async function explainGradient(
     target,
     seed: ctx.seed,
     input: ctx.base,
+    channels: model.channels,
+    plane: model.height * model.width,
     baseOutput: ctx.baseOutput,
     baseScore: scoreOfRaw(ctx.baseOutput, 0),
     roiSeed,
     scoreOfProb,
     forwardScores,
     forward,
-    probAt: (data, slot, p) => probOfRaw(data, slot, ch * plane + p),
+    probAt,
     session: async (o = {}) => {
       const s = await GradientSession.create(model, { ...o, batchSize: o.batchSize ?? batchSize });
       sessions.push(s);
@@ -364,12 +387,7 @@ export async function explainGradient(
     `gradient target: S = sum of the class-${ch} probability over the ${target.region.area} RoI pixels (S(x) = ${env.baseScore.toPrecision(6)}); gradients are w.r.t. the model input tensor (after the card's (pixel/scale - mean)/std)`,
     ...(result.notes ?? []),
   ];
-  // An all-zero map is an answer worth a word (e.g. SmoothGrad with noise far beyond the input's range).
-  if (!result.map.some((v) => v !== 0) && !notes.some((n) => n.includes("0 everywhere"))) {
-    notes.push(
-      "the map is 0 everywhere: the RoI score does not respond to the input here (saturated outputs, or settings such as a large noise that take the inputs out of the model's range)",
-    );
-  }
+  zeroMapNote(result.map, notes);
   return ctx.finish({
     method,
     unitKind: "pixel",
@@ -390,22 +408,13 @@ export async function explainGradient(
   });
 }
 
-/** Class probability of flat output index i (channel-major) of batch slot `slot`, per the card. */
-function rawToProb(model: Model, layout: OutputLayout): (data: Float32Array, slot: number, i: number) => number {
-  const C = layout.channels;
-  const plane = layout.height * layout.width;
-  if (model.card.output.kind === "probabilities") return (d, s, i) => d[s * C * plane + i];
-  if (C === 1) return (d, s, i) => 1 / (1 + Math.exp(-d[s * plane + i]));
-  return (d, s, i) => {
-    const p = i % plane,
-      c = Math.floor(i / plane);
-    const base = s * C * plane + p;
-    let max = -Infinity;
-    for (let k = 0; k < C; k++) max = Math.max(max, d[base + k * plane]);
-    let sum = 0;
-    for (let k = 0; k < C; k++) sum += Math.exp(d[base + k * plane] - max);
-    return Math.exp(d[base + c * plane] - max) / sum;
-  };
+/** An all-zero map is an answer worth a word (e.g. SmoothGrad with noise far beyond the input's range). */
+export function zeroMapNote(map: Float32Array, notes: string[]): void {
+  if (!map.some((v) => v !== 0) && !notes.some((n) => n.includes("0 everywhere"))) {
+    notes.push(
+      "the map is 0 everywhere: the RoI score does not respond to the input here (saturated outputs, or settings such as a large noise that take the inputs out of the model's range)",
+    );
+  }
 }
 
 // ---- helpers shared by the methods -------------------------------------------------------------

@@ -11,28 +11,33 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import { explainGradient, sumOverChannels } from "./gradients.js";
+import { explainGradient, type GradientCore, type GradientMap, sumOverChannels } from "./gradients.js";
 import { defineMethod } from "./methods.js";
 import type { RunOptions } from "./run.js";
+import { explainVolumeGradient } from "./volume/gradients.js";
+
+/** The gradient × input map of an image or a volume. */
+export async function gradXInputMap(env: GradientCore): Promise<GradientMap> {
+  const s = await env.session();
+  let map: Float32Array = new Float32Array(env.plane);
+  await s.run(
+    [0],
+    (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
+    (slot) => {
+      map = sumOverChannels(slot.inputGrad, env.input, undefined, env.channels, env.plane, -1);
+    },
+  );
+  return {
+    map,
+    signed: true,
+    valueUnits: "first-order change of S (RoI probability sum) when the pixel is set to 0 in model-input space: -sum_c g*x",
+  };
+}
+
+export const GRADXINPUT_SETTINGS = { baseline: "zero model input" };
 
 export function explainGradXInput(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
-  return explainGradient(model, kase, target, run, "gradxinput", { baseline: "zero model input" }, async (env) => {
-    const s = await env.session();
-    const plane = model.height * model.width;
-    let map: Float32Array = new Float32Array(plane);
-    await s.run(
-      [0],
-      (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
-      (slot) => {
-        map = sumOverChannels(slot.inputGrad, env.input, undefined, model.channels, plane, -1);
-      },
-    );
-    return {
-      map,
-      signed: true,
-      valueUnits: "first-order change of S (RoI probability sum) when the pixel is set to 0 in model-input space: -sum_c g*x",
-    };
-  });
+  return explainGradient(model, kase, target, run, "gradxinput", GRADXINPUT_SETTINGS, gradXInputMap);
 }
 
 export const gradXInputMethod = defineMethod({
@@ -42,4 +47,8 @@ export const gradXInputMethod = defineMethod({
   cost: "1 forward + 1 forward/backward",
   options: {},
   explain: (ctx) => explainGradXInput(ctx.model, ctx.kase, ctx.target, ctx.run),
+  volume: {
+    summary: "-dS/dx * x per voxel, x = the normalised volume (signed)",
+    plan: (ctx) => (run) => explainVolumeGradient(ctx.model, ctx.kase, ctx.target, run, "gradxinput", GRADXINPUT_SETTINGS, gradXInputMap),
+  },
 });

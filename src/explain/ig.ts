@@ -15,10 +15,12 @@ import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import { BASELINE_OPTIONS, type BaselineOptions, baselineInput, explainGradient } from "./gradients.js";
+import { BASELINE_OPTIONS, type BaselineOptions, baselineInput, explainGradient, type GradientCore, type GradientMap } from "./gradients.js";
 import { defineMethod } from "./methods.js";
 import { fillOf, int } from "./options.js";
 import type { RunOptions } from "./run.js";
+import { filledBox, refuseBlur, volumeFill } from "./volume/fills.js";
+import { explainVolumeGradient } from "./volume/gradients.js";
 
 export interface IgOptions extends RunOptions {
   /** path points m (default 32) */
@@ -37,56 +39,62 @@ export function completenessNote(total: number, diff: number): { note: string; g
   };
 }
 
+/** The settings IG records (2D and 3D alike). */
+export function igSettings(steps: number, b: BaselineOptions): Record<string, unknown> {
+  return { steps, rule: "riemann-midpoint", fillKind: b.kind, fill: b.value, sigma: b.sigma };
+}
+
+/** Integrated gradients from `baseline` (model input, same shape as x) on an image or a volume. */
+export async function igMap(env: GradientCore, steps: number, baseline: { input: Float32Array; describe: string }): Promise<GradientMap> {
+  const { input: base, describe } = baseline;
+  const x = env.input;
+  const n = x.length;
+  const plane = env.plane;
+  const s = await env.session();
+  const mean = new Float64Array(n);
+  const alphas = Array.from({ length: steps }, (_, k) => (k + 0.5) / steps);
+  await s.run(
+    alphas,
+    (a, f) => {
+      for (let i = 0; i < n; i++) f.input[i] = base[i] + a * (x[i] - base[i]);
+      f.seed.set(env.roiSeed);
+    },
+    (slot) => {
+      for (let i = 0; i < n; i++) mean[i] += slot.inputGrad[i];
+    },
+    env.progress("integrated gradients", steps),
+  );
+  const map = new Float32Array(plane);
+  let total = 0;
+  for (let c = 0; c < env.channels; c++) {
+    for (let p = 0; p < plane; p++) {
+      const i = c * plane + p;
+      const attr = ((x[i] - base[i]) * mean[i]) / steps;
+      map[p] -= attr;
+      total += attr;
+    }
+  }
+  const [sBase] = await env.forwardScores([base]);
+  const c = completenessNote(total, env.baseScore - sBase);
+  return {
+    map,
+    signed: true,
+    valueUnits: "change of S (RoI probability sum) attributed to replacing the pixel by the baseline (-sum_c IG)",
+    notes: [`baseline: ${describe}; ${steps} midpoint steps`, c.note],
+    settings: { completenessGap: c.gap, baselineScore: sBase },
+  };
+}
+
+export function checkSteps(steps: number): void {
+  if (!Number.isInteger(steps) || steps < 1) fail(`--steps must be a positive integer, got ${steps}`, "use --steps 32");
+}
+
 export function explainIg(model: Model, kase: Case, target: TargetSpec, opts: IgOptions = {}): Promise<Attribution> {
   const steps = opts.steps ?? IG_DEFAULTS.steps;
   const b: BaselineOptions = { ...IG_DEFAULTS.baseline, ...opts.baseline };
-  if (!Number.isInteger(steps) || steps < 1) fail(`--steps must be a positive integer, got ${steps}`, "use --steps 32");
-  return explainGradient(
-    model,
-    kase,
-    target,
-    opts,
-    "ig",
-    { steps, rule: "riemann-midpoint", fillKind: b.kind, fill: b.value, sigma: b.sigma },
-    async (env) => {
-      const { input: base, describe } = await baselineInput(model, kase, b);
-      const x = env.input;
-      const n = x.length;
-      const plane = model.height * model.width;
-      const s = await env.session();
-      const mean = new Float64Array(n);
-      const alphas = Array.from({ length: steps }, (_, k) => (k + 0.5) / steps);
-      await s.run(
-        alphas,
-        (a, f) => {
-          for (let i = 0; i < n; i++) f.input[i] = base[i] + a * (x[i] - base[i]);
-          f.seed.set(env.roiSeed);
-        },
-        (slot) => {
-          for (let i = 0; i < n; i++) mean[i] += slot.inputGrad[i];
-        },
-        env.progress("integrated gradients", steps),
-      );
-      const map = new Float32Array(plane);
-      let total = 0;
-      for (let c = 0; c < model.channels; c++) {
-        for (let p = 0; p < plane; p++) {
-          const i = c * plane + p;
-          const attr = ((x[i] - base[i]) * mean[i]) / steps;
-          map[p] -= attr;
-          total += attr;
-        }
-      }
-      const [sBase] = await env.forwardScores([base]);
-      const c = completenessNote(total, env.baseScore - sBase);
-      return {
-        map,
-        signed: true,
-        valueUnits: "change of S (RoI probability sum) attributed to replacing the pixel by the baseline (-sum_c IG)",
-        notes: [`baseline: ${describe}; ${steps} midpoint steps`, c.note],
-        settings: { completenessGap: c.gap, baselineScore: sBase },
-      };
-    },
+  checkSteps(steps);
+  return explainGradient(model, kase, target, opts, "ig", igSettings(steps, b), async (env) =>
+    igMap(env, steps, await baselineInput(model, kase, b)),
   );
 }
 
@@ -100,4 +108,18 @@ export const igMethod = defineMethod({
     ...BASELINE_OPTIONS,
   },
   explain: (ctx, o) => explainIg(ctx.model, ctx.kase, ctx.target, { ...ctx.run, steps: o.steps, baseline: fillOf(o) }),
+  volume: {
+    summary: "integrated gradients from the volume set to raw intensity --fill (default 0) or its mean, per voxel (signed)",
+    check: (o) => refuseBlur("ig", o.fillKind),
+    plan: (ctx, o) => {
+      checkSteps(o.steps);
+      const f = volumeFill(ctx.kase, o.fillKind, o.fill);
+      const baseline = {
+        input: filledBox(ctx.kase, f.value),
+        describe: f.describe.kind === "mean" ? `the volume's mean intensity ${f.describe.raw.toPrecision(6)}` : `raw intensity ${f.describe.raw}`,
+      };
+      const settings = { ...igSettings(o.steps, fillOf(o)), baseline: f.describe };
+      return (run) => explainVolumeGradient(ctx.model, ctx.kase, ctx.target, run, "ig", settings, (env) => igMap(env, o.steps, baseline));
+    },
+  },
 });

@@ -7,13 +7,19 @@
 
 import type { Case } from "../data/case.js";
 import type { PatchBank } from "../data/patchbank.js";
+import type { VolumeBank } from "../data/volume/volume-bank.js";
+import type { VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
+import type { VolumeModel } from "../model/volume-model.js";
 import type { TargetSpec } from "../target/target.js";
+import type { VolumeTarget } from "../target/volume-target.js";
 import type { Attribution } from "./attribution.js";
 import { type MethodOption, type OptionsDecl, type OptionValues, optionList } from "./options.js";
 import type { RunOptions } from "./run.js";
 import { blockFitProblem } from "./units.js";
+import type { VolumeAttribution } from "./volume/engine.js";
+import type { VolumeRunOptions } from "./volume/gradients.js";
 
 export type MethodFamily = "causal" | "perturbation" | "gradient";
 export type { MethodOption, OptionType } from "./options.js";
@@ -55,6 +61,31 @@ export interface MethodDefinition<O = Record<string, unknown>> {
    */
   check?(ctx: CheckContext<O>): void;
   explain(ctx: MethodContext<O>): Promise<Attribution>;
+  /** what the method does on volumes (3D models); absent = it does not run on volumes */
+  volume?: VolumeForm<O>;
+}
+
+/** What a volume method is given: the loaded 3D model, the volume Case, the resolved Target, the bank if any. */
+export interface VolumeMethodContext {
+  model: VolumeModel;
+  kase: VolumeCase;
+  target: VolumeTarget;
+  bank?: VolumeBank;
+}
+
+/** A planned volume run: everything that can fail on the inputs has been checked. */
+export type VolumeRun = (run: VolumeRunOptions) => Promise<VolumeAttribution>;
+
+/**
+ * A method's form on volumes, declared with the method (same options, same defaults): `check` refuses
+ * option values that have no volume form before any file is read; `plan` checks the options against
+ * the model, the volume and the Target before the output folder is claimed, and returns the run.
+ */
+export interface VolumeForm<O = Record<string, unknown>> {
+  /** one line for `segcause methods`: what the method does on a volume */
+  summary: string;
+  check?(o: O, has: { bank: boolean }): void;
+  plan(ctx: VolumeMethodContext, o: O): VolumeRun | Promise<VolumeRun>;
 }
 
 export interface CheckContext<O = Record<string, unknown>> {
@@ -77,6 +108,7 @@ export interface MethodSpec<D extends OptionsDecl> {
   check?(ctx: CheckContext<OptionValues<D>>): void;
   /** the recipe: `o` holds every option, typed by the declaration */
   explain(ctx: MethodContext<OptionValues<D>>, o: OptionValues<D>): Promise<Attribution>;
+  volume?: VolumeForm<OptionValues<D>>;
 }
 
 export function defineMethod<const D extends OptionsDecl>(spec: MethodSpec<D>): MethodDefinition<OptionValues<D>> {
@@ -120,6 +152,13 @@ export function registerMethod<O>(typed: MethodDefinition<O>): void {
 
 export function methodNames(): string[] {
   return [...registry.keys()];
+}
+
+/** The methods that run on volumes, in registry order. */
+export function volumeMethodNames(): string[] {
+  return allMethods()
+    .filter((m) => m.volume)
+    .map((m) => m.name);
 }
 
 export function allMethods(): MethodDefinition[] {

@@ -12,6 +12,7 @@ import { FillIntervention, type FillKind } from "./interventions.js";
 import { checkBlockFits, defineMethod } from "./methods.js";
 import { fillOptions, int, num } from "./options.js";
 import type { RunOptions } from "./run.js";
+import { occlusionVolume } from "./volume/block-methods.js";
 
 export interface OcclusionOptions extends RunOptions {
   /** window size in pixels (default 16) */
@@ -74,4 +75,5 @@ export const occlusionMethod = defineMethod({
       sigma: o.sigma,
       tau: o.tau,
     }),
+  volume: occlusionVolume,
 });

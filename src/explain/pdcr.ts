@@ -16,6 +16,7 @@ import { FillIntervention, PatchIntervention, PIXEL_VALUE } from "./intervention
 import { checkBlockFits, defineMethod } from "./methods.js";
 import { choice, int, num } from "./options.js";
 import type { RunOptions } from "./run.js";
+import { pdcrVolume, zeroVolume } from "./volume/block-methods.js";
 
 export interface PdcrOptions extends RunOptions {
   bank: PatchBank;
@@ -178,6 +179,7 @@ export const pdcrMethod = defineMethod({
       samples: o.samples,
       tau: o.tau,
     }),
+  volume: pdcrVolume,
 });
 
 export const zeroMethod = defineMethod({
@@ -192,4 +194,5 @@ export const zeroMethod = defineMethod({
   },
   check: (ctx) => checkBlockFits(ctx),
   explain: (ctx, o) => explainZero(ctx.model, ctx.kase, ctx.target, { ...ctx.run, blockSize: o.block, tau: o.tau, fill: o.fill }),
+  volume: zeroVolume,
 });

@@ -15,16 +15,16 @@ import type { Case } from "../data/case.js";
 import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
-import { hash3, uniform } from "../util/rng.js";
-import { STREAM } from "../util/streams.js";
 import type { Attribution } from "./attribution.js";
 import { checkCount } from "./coalitions.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
 import { defined } from "./lime.js";
 import { defineMethod } from "./methods.js";
 import { fillOptions, int, num } from "./options.js";
+import { riseMask } from "./rise-masks.js";
 import { RunContext, type RunOptions } from "./run.js";
 import { MaskAverage } from "./surrogates.js";
+import { riseVolume } from "./volume/rise.js";
 
 export interface RiseOptions extends RunOptions {
   /** number of random masks N (default 4000) */
@@ -41,52 +41,9 @@ export interface RiseOptions extends RunOptions {
   sigma?: number;
 }
 
+export { riseMask };
+
 export const RISE_DEFAULTS = { masks: 4000, cells: 8, keepProbability: 0.5, fillKind: "mean" as FillKind, fill: 0, sigma: 5 };
-
-const RISE_STREAM = STREAM.rise;
-
-/**
- * Writes RISE mask i (a pure function of seed and i) into `out` (H·W): cells of an s×s Bernoulli(p)
- * grid, bilinear upsampling (half-pixel centres, edge-clamped) to (s+1)·⌈H/s⌉ × (s+1)·⌈W/s⌉,
- * cropped at a random shift in [0, ⌈H/s⌉) × [0, ⌈W/s⌉).
- */
-export function riseMask(seed: number, i: number, H: number, W: number, s: number, p: number, out: Float32Array): void {
-  const h = hash3(seed, RISE_STREAM, i);
-  const grid = new Float64Array(s * s);
-  for (let k = 0; k < s * s; k++) grid[k] = uniform(h, 0, k) < p ? 1 : 0;
-  const ch = Math.ceil(H / s),
-    cw = Math.ceil(W / s);
-  const dy = Math.floor(uniform(h, 1, 0) * ch),
-    dx = Math.floor(uniform(h, 1, 1) * cw);
-  const axis = (n: number, shift: number, cell: number) => {
-    const up = (s + 1) * cell;
-    const i0 = new Int32Array(n),
-      i1 = new Int32Array(n),
-      f = new Float64Array(n);
-    for (let t = 0; t < n; t++) {
-      const g = Math.min(s - 1, Math.max(0, ((t + shift + 0.5) * s) / up - 0.5));
-      i0[t] = Math.floor(g);
-      i1[t] = Math.min(s - 1, i0[t] + 1);
-      f[t] = g - i0[t];
-    }
-    return { i0, i1, f };
-  };
-  const ry = axis(H, dy, ch),
-    rx = axis(W, dx, cw);
-  for (let y = 0; y < H; y++) {
-    const a0 = ry.i0[y] * s,
-      a1 = ry.i1[y] * s,
-      fy = ry.f[y];
-    for (let x = 0; x < W; x++) {
-      const b0 = rx.i0[x],
-        b1 = rx.i1[x],
-        fx = rx.f[x];
-      const top = grid[a0 + b0] + fx * (grid[a0 + b1] - grid[a0 + b0]);
-      const bot = grid[a1 + b0] + fx * (grid[a1 + b1] - grid[a1 + b0]);
-      out[y * W + x] = top + fy * (bot - top);
-    }
-  }
-}
 
 export async function explainRise(model: Model, kase: Case, targetSpec: TargetSpec, opts: RiseOptions = {}): Promise<Attribution> {
   const o = { ...RISE_DEFAULTS, ...defined(opts) };
@@ -185,4 +142,5 @@ export const riseMethod = defineMethod({
     ...fillOptions("what the mask blends the image with", RISE_DEFAULTS),
   },
   explain: (ctx, o) => explainRise(ctx.model, ctx.kase, ctx.target, { ...ctx.run, ...o }),
+  volume: riseVolume,
 });

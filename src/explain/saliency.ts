@@ -6,24 +6,27 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import { explainGradient, maxAbsOverChannels } from "./gradients.js";
+import { explainGradient, type GradientCore, type GradientMap, maxAbsOverChannels } from "./gradients.js";
 import { defineMethod } from "./methods.js";
 import type { RunOptions } from "./run.js";
+import { explainVolumeGradient } from "./volume/gradients.js";
+
+/** The saliency map of an image or a volume. */
+export async function saliencyMap(env: GradientCore): Promise<GradientMap> {
+  const s = await env.session();
+  let map: Float32Array = new Float32Array(env.plane);
+  await s.run(
+    [0],
+    (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
+    (slot) => {
+      map = maxAbsOverChannels(slot.inputGrad, env.channels, env.plane);
+    },
+  );
+  return { map, signed: false, valueUnits: "|dS/dx| (S = RoI probability sum, x = model input), max over channels" };
+}
 
 export function explainSaliency(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
-  return explainGradient(model, kase, target, run, "saliency", {}, async (env) => {
-    const s = await env.session();
-    const plane = model.height * model.width;
-    let map: Float32Array = new Float32Array(plane);
-    await s.run(
-      [0],
-      (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
-      (slot) => {
-        map = maxAbsOverChannels(slot.inputGrad, model.channels, plane);
-      },
-    );
-    return { map, signed: false, valueUnits: "|dS/dx| (S = RoI probability sum, x = model input), max over channels" };
-  });
+  return explainGradient(model, kase, target, run, "saliency", {}, saliencyMap);
 }
 
 export const saliencyMethod = defineMethod({
@@ -33,4 +36,8 @@ export const saliencyMethod = defineMethod({
   cost: "1 forward + 1 forward/backward",
   options: {},
   explain: (ctx) => explainSaliency(ctx.model, ctx.kase, ctx.target, ctx.run),
+  volume: {
+    summary: "|dS/dx| per voxel of the model's box (unsigned)",
+    plan: (ctx) => (run) => explainVolumeGradient(ctx.model, ctx.kase, ctx.target, run, "saliency", {}, saliencyMap),
+  },
 });

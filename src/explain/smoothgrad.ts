@@ -17,10 +17,11 @@ import type { TargetSpec } from "../target/target.js";
 import { uniform } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
 import type { Attribution } from "./attribution.js";
-import { explainGradient, maxAbsOverChannels } from "./gradients.js";
+import { explainGradient, type GradientCore, type GradientMap, maxAbsOverChannels } from "./gradients.js";
 import { defineMethod } from "./methods.js";
 import { int, num } from "./options.js";
 import type { RunOptions } from "./run.js";
+import { explainVolumeGradient } from "./volume/gradients.js";
 
 export interface SmoothGradOptions extends RunOptions {
   /** noisy samples n (default 25) */
@@ -38,62 +39,69 @@ export function gaussian(seed: number, stream: number, index: number): number {
   return Math.sqrt(-2 * Math.log(u1)) * Math.cos(2 * Math.PI * u2);
 }
 
+export function checkSmoothGrad(samples: number, noise: number): void {
+  if (!Number.isInteger(samples) || samples < 1) fail(`--samples must be a positive integer, got ${samples}`, "use --samples 25");
+  if (!(noise >= 0)) fail(`--noise must be >= 0, got ${noise}`, "use --noise 0.15 (a fraction of the input range)");
+}
+
+/** The SmoothGrad map of an image or a volume. */
+export async function smoothGradMap(env: GradientCore, samples: number, noise: number): Promise<GradientMap> {
+  const x = env.input;
+  const n = x.length;
+  let lo = Infinity,
+    hi = -Infinity;
+  for (const v of x) {
+    lo = Math.min(lo, v);
+    hi = Math.max(hi, v);
+  }
+  const sigma = noise * (hi - lo);
+  const s = await env.session();
+  const mean = new Float64Array(n),
+    sq = new Float64Array(n);
+  const ids = Array.from({ length: samples }, (_, j) => j);
+  await s.run(
+    ids,
+    (j, f) => {
+      for (let i = 0; i < n; i++) f.input[i] = x[i] + (sigma > 0 ? sigma * gaussian(env.seed, STREAM.smoothGradNoise + j, i) : 0);
+      f.seed.set(env.roiSeed);
+    },
+    (slot) => {
+      for (let i = 0; i < n; i++) {
+        const g = slot.inputGrad[i];
+        mean[i] += g;
+        sq[i] += g * g;
+      }
+    },
+    env.progress("smoothgrad", samples),
+  );
+  for (let i = 0; i < n; i++) mean[i] /= samples;
+  const { plane, channels } = env;
+  const map = maxAbsOverChannels(mean, channels, plane);
+  // Standard error of the mean gradient of the channel that gives the pixel its value.
+  const stderrMap = new Float32Array(plane).fill(Number.NaN);
+  if (samples > 1) {
+    for (let p = 0; p < plane; p++) {
+      let best = 0;
+      for (let c = 1; c < channels; c++) if (Math.abs(mean[c * plane + p]) > Math.abs(mean[best * plane + p])) best = c;
+      const i = best * plane + p;
+      const variance = Math.max(0, (sq[i] - samples * mean[i] * mean[i]) / (samples - 1));
+      stderrMap[p] = Math.sqrt(variance / samples);
+    }
+  }
+  return {
+    map,
+    stderrMap,
+    signed: false,
+    valueUnits: "|mean over noisy copies of dS/dx| (S = RoI probability sum), max over channels",
+    notes: [`noise sigma = ${noise} x input range ${(hi - lo).toPrecision(4)} = ${sigma.toPrecision(4)} (model-input units), ${samples} samples`],
+  };
+}
+
 export function explainSmoothGrad(model: Model, kase: Case, target: TargetSpec, opts: SmoothGradOptions = {}): Promise<Attribution> {
   const samples = opts.samples ?? SMOOTHGRAD_DEFAULTS.samples;
   const noise = opts.noise ?? SMOOTHGRAD_DEFAULTS.noise;
-  if (!Number.isInteger(samples) || samples < 1) fail(`--samples must be a positive integer, got ${samples}`, "use --samples 25");
-  if (!(noise >= 0)) fail(`--noise must be >= 0, got ${noise}`, "use --noise 0.15 (a fraction of the input range)");
-  return explainGradient(model, kase, target, opts, "smoothgrad", { samples, noise }, async (env) => {
-    const x = env.input;
-    const n = x.length;
-    let lo = Infinity,
-      hi = -Infinity;
-    for (const v of x) {
-      lo = Math.min(lo, v);
-      hi = Math.max(hi, v);
-    }
-    const sigma = noise * (hi - lo);
-    const s = await env.session();
-    const mean = new Float64Array(n),
-      sq = new Float64Array(n);
-    const ids = Array.from({ length: samples }, (_, j) => j);
-    await s.run(
-      ids,
-      (j, f) => {
-        for (let i = 0; i < n; i++) f.input[i] = x[i] + (sigma > 0 ? sigma * gaussian(env.seed, STREAM.smoothGradNoise + j, i) : 0);
-        f.seed.set(env.roiSeed);
-      },
-      (slot) => {
-        for (let i = 0; i < n; i++) {
-          const g = slot.inputGrad[i];
-          mean[i] += g;
-          sq[i] += g * g;
-        }
-      },
-      env.progress("smoothgrad", samples),
-    );
-    for (let i = 0; i < n; i++) mean[i] /= samples;
-    const plane = model.height * model.width;
-    const map = maxAbsOverChannels(mean, model.channels, plane);
-    // Standard error of the mean gradient of the channel that gives the pixel its value.
-    const stderrMap = new Float32Array(plane).fill(Number.NaN);
-    if (samples > 1) {
-      for (let p = 0; p < plane; p++) {
-        let best = 0;
-        for (let c = 1; c < model.channels; c++) if (Math.abs(mean[c * plane + p]) > Math.abs(mean[best * plane + p])) best = c;
-        const i = best * plane + p;
-        const variance = Math.max(0, (sq[i] - samples * mean[i] * mean[i]) / (samples - 1));
-        stderrMap[p] = Math.sqrt(variance / samples);
-      }
-    }
-    return {
-      map,
-      stderrMap,
-      signed: false,
-      valueUnits: "|mean over noisy copies of dS/dx| (S = RoI probability sum), max over channels",
-      notes: [`noise sigma = ${noise} x input range ${(hi - lo).toPrecision(4)} = ${sigma.toPrecision(4)} (model-input units), ${samples} samples`],
-    };
-  });
+  checkSmoothGrad(samples, noise);
+  return explainGradient(model, kase, target, opts, "smoothgrad", { samples, noise }, (env) => smoothGradMap(env, samples, noise));
 }
 
 export const smoothGradMethod = defineMethod({
@@ -106,4 +114,13 @@ export const smoothGradMethod = defineMethod({
     noise: num({ description: "noise standard deviation as a fraction of the model input's range", default: SMOOTHGRAD_DEFAULTS.noise, min: 0 }),
   },
   explain: (ctx, o) => explainSmoothGrad(ctx.model, ctx.kase, ctx.target, { ...ctx.run, samples: o.samples, noise: o.noise }),
+  volume: {
+    summary: "gradient averaged over noisy copies of the model's box, |.| per voxel (unsigned)",
+    plan: (ctx, o) => {
+      checkSmoothGrad(o.samples, o.noise);
+      const settings = { samples: o.samples, noise: o.noise };
+      return (run) =>
+        explainVolumeGradient(ctx.model, ctx.kase, ctx.target, run, "smoothgrad", settings, (env) => smoothGradMap(env, o.samples, o.noise));
+    },
+  },
 });

@@ -14,6 +14,7 @@ import { adaptLayout, chwOf, type Layout } from "../onnx/adapt.js";
 import { type GraphSummary, parseModel, readModelFile, summarize } from "../onnx/graph.js";
 import { widenFloat16 } from "../onnx/widen.js";
 import { type CardOverrides, type ModelCard, type ResolvedCard, resolveCard } from "./card.js";
+import type { Differentiable, ProbabilityActivation } from "./differentiable.js";
 import { Sessions, type TensorData } from "./runtime.js";
 
 export interface ModelLoadOptions {
@@ -32,7 +33,7 @@ export interface OutputLayout {
   width: number;
 }
 
-export class Model {
+export class Model implements Differentiable {
   /** batch dimension fixed in the graph (e.g. 1), or undefined when dynamic */
   readonly fixedBatch: number | undefined;
   readonly channels: number;
@@ -89,6 +90,30 @@ export class Model {
   }
   get inputSize(): number {
     return this.channels * this.height * this.width;
+  }
+
+  // ---- Differentiable: what the gradient layer reads ----
+  get inputDims(): number[] {
+    return [this.channels, this.height, this.width];
+  }
+  get outputDims(): number[] {
+    const { channels, height, width } = this.outputLayout;
+    return this.graph.outputs.find((o) => o.name === this.outputName)?.dims.length === 3 ? [height, width] : [channels, height, width];
+  }
+  get outputChannels(): number {
+    return this.outputLayout.channels;
+  }
+  get classChannel(): number {
+    return this.card.output.channel;
+  }
+  /** logits: the card's activation, else a sigmoid for one channel and a softmax across several (as the Target reads them) */
+  get activation(): ProbabilityActivation {
+    const o = this.card.output;
+    if (o.kind !== "logits") return "none";
+    return this.outputLayout.channels === 1 || o.activation === "sigmoid" ? "sigmoid" : "softmax";
+  }
+  get gradientThreads(): number {
+    return this.threads * this.workers;
   }
 
   /**

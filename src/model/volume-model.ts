@@ -4,9 +4,11 @@
  * user can rely on it before running anything. Batches go through the shared BatchRunner.
  */
 import { availableParallelism } from "node:os";
+import type { ModelProto } from "onnx-buf";
 import { fail, SegcauseError } from "../errors.js";
-import { type GraphSummary, readModelFile, summarize } from "../onnx/graph.js";
+import { type GraphSummary, parseModel, readModelFile, summarize } from "../onnx/graph.js";
 import { BatchRunner } from "./batches.js";
+import type { Differentiable, ProbabilityActivation } from "./differentiable.js";
 import { Sessions, type TensorData } from "./runtime.js";
 import { readVolumeCard, type VolumeCard } from "./volume-card.js";
 
@@ -22,7 +24,7 @@ export interface VolumeModelOptions {
   threads?: number;
 }
 
-export class VolumeModel {
+export class VolumeModel implements Differentiable {
   readonly outputLayout!: VolumeOutputLayout;
 
   private constructor(
@@ -32,6 +34,8 @@ export class VolumeModel {
     readonly card: VolumeCard,
     readonly cardPath: string,
     readonly sessions: Sessions,
+    /** the ONNX model as run (the file), for gradient graphs and feature-map scans */
+    readonly bytes: Uint8Array,
   ) {}
 
   static async load(path: string, opts: VolumeModelOptions = {}): Promise<VolumeModel> {
@@ -54,7 +58,7 @@ export class VolumeModel {
     } catch (e) {
       fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, "check that the file is a complete ONNX export (opset <= 21)");
     }
-    const model = new VolumeModel(path, file.sha256, graph, card, cardPath, sessions);
+    const model = new VolumeModel(path, file.sha256, graph, card, cardPath, sessions, file.bytes);
     try {
       await model.probe();
     } catch (e) {
@@ -81,6 +85,30 @@ export class VolumeModel {
   }
   get threads(): number {
     return this.sessions.threads;
+  }
+
+  // ---- Differentiable: what the gradient layer reads ----
+  get inputDims(): number[] {
+    return [1, ...this.box];
+  }
+  get outputDims(): number[] {
+    return [this.outputLayout.channels, ...this.box];
+  }
+  get outputChannels(): number {
+    return this.outputLayout.channels;
+  }
+  get classChannel(): number {
+    return this.card.output.channel;
+  }
+  /** logits become probabilities as the card's output.activation says (as the Target reads them) */
+  get activation(): ProbabilityActivation {
+    return this.card.output.kind === "logits" ? this.card.output.activation : "none";
+  }
+  get gradientThreads(): number {
+    return this.sessions.threads * this.sessions.workers;
+  }
+  proto(): ModelProto {
+    return parseModel(this.bytes, this.path);
   }
 
   /** A batch runner of `batchSize` boxes (its input buffers are the only copies of the input it holds). */

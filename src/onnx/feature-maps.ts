@@ -1,8 +1,9 @@
 /**
  * The spatial feature maps of a model, found with static shape inference: node outputs of shape
  * [1, K, h, w] with K >= 2, 2 <= h <= H, 2 <= w <= W and the same downsampling factor on both axes (so
- * token tensors of transformers and globally pooled 1x1 maps are not candidates). Grad-CAM chooses its
- * layer among them; the bottleneck is the smallest, deepest one.
+ * token tensors of transformers and globally pooled 1x1 maps are not candidates); for a volume model,
+ * [1, K, d, h, w] by the same rules on three axes. Grad-CAM chooses its layer among them; the
+ * bottleneck is the smallest, deepest one.
  */
 import { TensorProto_DataType as DT, type ModelProto, type NodeProto } from "onnx-buf";
 import { isAdapterTensor } from "./adapt.js";
@@ -14,8 +15,20 @@ export interface FeatureMap {
   order: number;
   op: string;
   channels: number;
+  /** volume models only */
+  depth?: number;
   height: number;
   width: number;
+}
+
+/** A feature map's spatial sizes, [h, w] or [d, h, w]. */
+export function spatialOf(m: FeatureMap): number[] {
+  return m.depth === undefined ? [m.height, m.width] : [m.depth, m.height, m.width];
+}
+
+/** Cells of a feature map per channel. */
+export function cellsOf(m: FeatureMap): number {
+  return spatialOf(m).reduce((a, b) => a * b, 1);
 }
 
 /**
@@ -37,6 +50,16 @@ export function scanFeatureMaps(
   inputWidth: number,
   output?: string,
 ): { maps: FeatureMap[]; all: FeatureMap[]; unknown?: string } {
+  return scanSpatialFeatureMaps(proto, [inputHeight, inputWidth], output);
+}
+
+/** scanFeatureMaps for an input of spatial sizes `input` ([H, W] or [D, H, W]). */
+export function scanSpatialFeatureMaps(
+  proto: ModelProto,
+  input: number[],
+  output?: string,
+): { maps: FeatureMap[]; all: FeatureMap[]; unknown?: string } {
+  const r = input.length;
   const infos = inferStatic(proto, 1);
   const graph = proto.graph!;
   const outputs = new Set(graph.output.map((o) => o.name));
@@ -50,11 +73,13 @@ export function scanFeatureMaps(
       const info = t ? infos.get(t) : undefined;
       if (info?.unknown && !unknown && (!feeds || feeds.has(t))) unknown = info.unknown;
       // The model's output, also when the layout adapter renamed it (src/onnx/adapt.ts), is no feature map.
-      if (!info || info.dtype !== DT.FLOAT || info.dims.length !== 4 || outputs.has(t) || isAdapterTensor(t)) continue;
-      const [b, k, h, w] = info.dims;
-      if (b !== 1 || k < 2 || h < 2 || w < 2 || h > inputHeight || w > inputWidth) continue;
-      if (Math.abs(h / inputHeight - w / inputWidth) > 0.5 / Math.min(h, w)) continue;
-      const map = { name: t, order, op: n.opType, channels: k, height: h, width: w };
+      if (!info || info.dtype !== DT.FLOAT || info.dims.length !== r + 2 || outputs.has(t) || isAdapterTensor(t)) continue;
+      const [b, k, ...sp] = info.dims;
+      if (b !== 1 || k < 2 || sp.some((v, a) => v < 2 || v > input[a])) continue;
+      // the same downsampling factor on every pair of axes
+      if (sp.some((v, a) => sp.some((u, c) => c > a && Math.abs(v / input[a] - u / input[c]) > 0.5 / Math.min(v, u)))) continue;
+      const [h, w] = sp.slice(-2);
+      const map: FeatureMap = { name: t, order, op: n.opType, channels: k, ...(r === 3 ? { depth: sp[0] } : {}), height: h, width: w };
       all.push(map);
       if (!feeds || feeds.has(t)) out.push(map);
     }
@@ -80,7 +105,7 @@ function ancestors(proto: ModelProto, output: string): Set<string> {
 export function bottleneck(maps: readonly FeatureMap[]): FeatureMap | undefined {
   let best: FeatureMap | undefined;
   for (const m of maps) {
-    if (!best || m.height * m.width < best.height * best.width || (m.height * m.width === best.height * best.width && m.order > best.order)) best = m;
+    if (!best || cellsOf(m) < cellsOf(best) || (cellsOf(m) === cellsOf(best) && m.order > best.order)) best = m;
   }
   return best;
 }

@@ -1,7 +1,7 @@
 /**
  * Writes a volume Attribution: map.nii.gz and stderr.nii.gz on the input volume's grid with its
- * affine (so they overlay the input in any viewer), map.json (effects per box, notes, provenance
- * with spacing, affine and placement), for a DICOM input a Parametric Map referencing the source
+ * affine (so they overlay the input in any viewer), map.json (effects per box, or no units for a
+ * voxel map; notes, provenance with spacing, affine and placement), for a DICOM input a Parametric Map referencing the source
  * series, then manifest.json last: a folder with a manifest is complete.
  */
 import { rm } from "node:fs/promises";
@@ -28,8 +28,11 @@ export async function writeVolumeAttribution(
 ): Promise<WrittenVolume> {
   await rm(join(dir, "manifest.json"), { force: true });
   const grid = { dims: a.dims, affine: a.affine };
+  // Box methods give causal effects of boxes; gradient methods and RISE a value per voxel, in their own units.
+  const boxes = a.unitKind === "box";
+  const what = boxes ? "effect" : "map";
   const contents: Record<string, string | Uint8Array> = {
-    "map.nii.gz": gzipSync(niftiBytes({ ...grid, data: a.map }, { description: `segcause ${a.method} effect (${a.valueUnits})` })),
+    "map.nii.gz": gzipSync(niftiBytes({ ...grid, data: a.map }, { description: `segcause ${a.method} ${what} (${a.valueUnits})` })),
     "stderr.nii.gz": gzipSync(niftiBytes({ ...grid, data: a.stderrMap }, { description: `segcause ${a.method} standard error` })),
   };
   const notes = [...a.notes];
@@ -39,9 +42,9 @@ export async function writeVolumeAttribution(
     // Viewers of a DICOM series read maps as DICOM objects on the same frame of reference.
     contents["map-parametric.dcm"] = parametricMapBytes(
       parametricMapDataset(seen, kase.volume, {
-        seriesDescription: `segcause ${a.method} effect map`,
+        seriesDescription: `segcause ${a.method} ${boxes ? "effect map" : "map"}`,
         contentLabel: "SEGCAUSE_MAP",
-        quantity: `causal effect on the RoI (${a.valueUnits})`,
+        quantity: boxes ? `causal effect on the RoI (${a.valueUnits})` : a.valueUnits,
       }),
     );
   }
@@ -52,10 +55,10 @@ export async function writeVolumeAttribution(
     image: kase.volume.data,
     map: seen,
     roi: a.roiMask,
-    signed: true,
+    signed: a.signed,
     scale: o.scale,
     valueUnits: a.valueUnits,
-    title: `${a.method}: effect of each box on the RoI's ${a.outcome} (${kase.id})`,
+    title: boxes ? `${a.method}: effect of each box on the RoI's ${a.outcome} (${kase.id})` : `${a.method}: map per voxel for the RoI (${kase.id})`,
   });
   const { map: _m, stderrMap: _s, roiMask: _r, ...rest } = a;
   contents["map.json"] = JSON.stringify({ ...rest, notes }, (_, v) => (typeof v === "number" && !Number.isFinite(v) ? null : v), 2);

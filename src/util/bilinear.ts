@@ -87,3 +87,19 @@ export function areaDownsample(src: ArrayLike<number>, H: number, W: number, h: 
   }
   return out;
 }
+
+/** src [d, h, w] → [D, H, W]: trilinear, half-voxel centres (the 3D form of `resizeBilinear`). */
+export function resizeTrilinear(src: ArrayLike<number>, [d, h, w]: number[], [D, H, W]: number[]): Float32Array {
+  const az = axis(d, D);
+  const out = new Float32Array(D * H * W);
+  // Each source plane resized once, then neighbouring planes mixed along z.
+  const planes = Array.from({ length: d }, (_, k) => resizeBilinear(Array.prototype.slice.call(src, k * h * w, (k + 1) * h * w), h, w, H, W));
+  const n = H * W;
+  for (let z = 0; z < D; z++) {
+    const p0 = planes[az.i0[z]],
+      p1 = planes[az.i1[z]],
+      wz = az.w[z];
+    for (let i = 0; i < n; i++) out[z * n + i] = p0[i] * (1 - wz) + p1[i] * wz;
+  }
+  return out;
+}

@@ -36,10 +36,14 @@ function starts(lo: number, hi: number, size: number, stride: number): number[] 
   }
 }
 
+/** Per axis (D, H, W) = the volume's (k, j, i): the range [lo, hi) of box indices holding volume voxels. */
+export function volumeRange(p: Placement, volumeDims: [number, number, number]): [number, number][] {
+  return [2, 1, 0].map((a) => [Math.max(0, p.offset[a]), Math.min(p.box[a], p.offset[a] + volumeDims[a])]);
+}
+
 /** The grid of size³ boxes (every `stride` voxels) over the volume's part of the box. */
 export function boxGrid(p: Placement, volumeDims: [number, number, number], size: number, roiInBox: Uint8Array, stride = size): BoxGrid {
-  // Per axis (D, H, W) = the volume's (k, j, i): the range of box indices holding volume voxels.
-  const range = [2, 1, 0].map((a) => [Math.max(0, p.offset[a]), Math.min(p.box[a], p.offset[a] + volumeDims[a])]);
+  const range = volumeRange(p, volumeDims);
   const extent = Math.min(...range.map(([lo, hi]) => hi - lo));
   if (!Number.isInteger(size) || size < 1 || size > extent)
     fail(

@@ -12,7 +12,6 @@ import { fail } from "../../errors.js";
 import type { VolumeModel } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
 import { resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
-import { VERSION } from "../../version.js";
 import { type AdaptiveSettings, adaptiveAte } from "../adaptive.js";
 import { drawNumbering, stratifyDraws } from "../block-effects.js";
 import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
@@ -20,6 +19,7 @@ import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "../est
 import { buildTree } from "../hierarchy.js";
 import type { SampleRequest } from "../samples.js";
 import { type BoxUnit, boxGrid, forEachCell, paintBoxes } from "./boxes.js";
+import { volumeProvenance } from "./provenance.js";
 
 export const VOLUME_BATCH_SIZE = 4;
 
@@ -43,6 +43,10 @@ export interface VolumeBlockSpec {
 
 export interface VolumeAttribution {
   method: string;
+  /** "box": effects of boxes (the block engine); "voxel": a map per voxel (gradient methods, RISE), with no box units */
+  unitKind: "box" | "voxel";
+  /** false for maps that are magnitudes (saliency, SmoothGrad, Grad-CAM) */
+  signed: boolean;
   valueUnits: string;
   baseOutcome: number;
   outcome: VolumeTarget["outcome"];
@@ -58,6 +62,8 @@ export interface VolumeAttribution {
   units: (BoxUnit & UnitEstimate)[];
   roiCells: number;
   forwardPasses: number;
+  /** gradient methods: backward passes */
+  backwardPasses?: number;
   wallMs: number;
   notes: string[];
   provenance: Record<string, unknown>;
@@ -187,6 +193,8 @@ export async function explainVolumeBlocks(
   const intervention = iv.kind === "constant" ? iv.describe : iv.bank.describe();
   return {
     method: spec.method,
+    unitKind: "box",
+    signed: true,
     valueUnits: outcomeUnits(target.outcome),
     baseOutcome: target.base,
     outcome: target.outcome,
@@ -204,34 +212,13 @@ export async function explainVolumeBlocks(
     wallMs: Date.now() - t0,
     notes,
     roiMask: target.roiMask,
-    provenance: {
-      versions: { segcause: VERSION },
-      createdAt: new Date().toISOString(),
-      model: { path: model.path, sha256: model.sha256, card: model.card, cardPath: model.cardPath },
-      case: {
-        id: kase.id,
-        imagePath: kase.imagePath,
-        imageSha256: kase.imageSha256,
-        source: kase.volume.source.kind,
-        maskPath: kase.maskPath,
-        maskSha256: kase.maskSha256,
-        labels: kase.labels,
-      },
-      volume: { dims, spacing, affine, placement: kase.placement },
-      target: {
-        roi: target.describe,
-        roiBounds: target.roiBounds,
-        outcome: target.outcome,
-        reference: target.referenceKind,
-        channel: model.card.output.channel,
-        threshold: model.card.output.threshold,
-      },
+    provenance: volumeProvenance(model, kase, target, {
       method: spec.method,
       seed,
       settings,
       intervention,
       runner: { batchSize: runner.plan.batchSize, threads: model.threads },
-    },
+    }),
   };
 }
 

@@ -1,0 +1,159 @@
+/**
+ * RISE on volumes: the 2D recipe and estimator (rise.ts) in three dimensions. Each of N masks is an
+ * s×s×s Bernoulli(p) grid upsampled trilinearly with a random shift (`riseMask3d`) over the part of
+ * the model's box that holds the volume; the input blends the volume (mask 1) with a fill (mask 0:
+ * the volume's mean intensity by default, or a constant raw intensity), the RoI's voxels never masked.
+ * The centred mask-weighted average (MaskAverage) gives each voxel's effect and standard error.
+ * Scores are checkpointed: an interrupted run with the same settings resumes.
+ */
+import { fromBox } from "../../data/volume/volume-case.js";
+import { fail } from "../../errors.js";
+import { outcomeUnits } from "../../target/outcome.js";
+import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
+import { checkCount } from "../coalitions.js";
+import type { FillKind } from "../interventions.js";
+import type { VolumeForm } from "../methods.js";
+import { riseMask3d } from "../rise-masks.js";
+import type { SampleRequest } from "../samples.js";
+import { MaskAverage } from "../surrogates.js";
+import { volumeRange } from "./boxes.js";
+import { VOLUME_BATCH_SIZE } from "./engine.js";
+import { refuseBlur, volumeFill } from "./fills.js";
+import { volumeProvenance } from "./provenance.js";
+
+interface RiseVolumeOptions {
+  masks: number;
+  cells: number;
+  keepProbability: number;
+  fillKind: FillKind;
+  fill: number;
+  sigma: number;
+}
+
+export const riseVolume: VolumeForm<RiseVolumeOptions> = {
+  summary: "random s³-cell masks (trilinear, random shift) blending the volume with its mean (or --fill); centred mask-weighted average per voxel",
+  check: (o) => refuseBlur("rise", o.fillKind),
+  plan: ({ model, kase, target }, o) => {
+    checkCount("masks", o.masks, 2, "use --masks 4000");
+    checkCount("cells", o.cells, 2, "use --cells 8");
+    const range = volumeRange(kase.placement, kase.volume.dims);
+    const sub = range.map(([lo, hi]) => hi - lo);
+    if (o.cells > Math.min(...sub))
+      fail(`cells (${o.cells}) must not exceed the volume's ${sub.join("x")} voxels in the model's box`, "use --cells 4 or 8");
+    return async (run) => {
+      const t0 = Date.now();
+      const seed = run.seed ?? 0;
+      const [D, H, W] = sub;
+      const n = D * H * W;
+      const [bx, by] = kase.placement.box;
+      // cell of the model's box of sub-box index l, and whether the RoI holds it
+      const cellOf = new Uint32Array(n);
+      for (let z = 0; z < D; z++)
+        for (let y = 0; y < H; y++)
+          for (let x = 0; x < W; x++) cellOf[(z * H + y) * W + x] = ((z + range[0][0]) * by + y + range[1][0]) * bx + x + range[2][0];
+      const inRoi = new Uint8Array(kase.input.length);
+      for (const c of target.roiCells) inRoi[c] = 1;
+      const fill = volumeFill(kase, o.fillKind, o.fill);
+      const mask = new Float32Array(n);
+      const write = (r: SampleRequest, dst: Float32Array) => {
+        dst.set(kase.input);
+        riseMask3d(seed, r.draw, sub, o.cells, o.keepProbability, mask);
+        for (let l = 0; l < n; l++) {
+          const c = cellOf[l];
+          if (!inRoi[c]) dst[c] = fill.value + mask[l] * (dst[c] - fill.value);
+        }
+      };
+      const settings = {
+        masks: o.masks,
+        cells: o.cells,
+        keepProbability: o.keepProbability,
+        fill: { kind: o.fillKind, value: o.fill, sigma: o.sigma },
+        upsampling: "trilinear to (s+1)*ceil(n/s) per axis, random shift",
+        estimator: "centred mask-weighted average",
+      };
+      const runner = model.runner(run.batchSize ?? VOLUME_BATCH_SIZE);
+      // Everything that decides the scores: a rerun with the same key reuses the finished ones.
+      const key = {
+        model: model.sha256,
+        image: kase.imageSha256,
+        mask: kase.maskSha256 ?? null,
+        card: model.card,
+        target: { roi: target.describe, bounds: target.roiBounds, outcome: target.outcome, ref: target.referenceKind },
+        method: "rise",
+        seed,
+        settings,
+        intervention: fill.describe,
+      };
+      let resumable: Resumable | undefined;
+      const raw = async (reqs: SampleRequest[]) => {
+        const scores = new Float64Array(reqs.length);
+        await runner.run(
+          reqs,
+          (r, [dst]) => write(r, dst),
+          (out, slot, r, i) => {
+            scores[i] = target.score(out[model.outputName].data as Float32Array, slot);
+            resumable!.finished(r, scores[i]);
+          },
+        );
+        return scores;
+      };
+      resumable = resumableEvaluate(raw, { path: run.checkpointPath, key, chunk: DEFAULT_CHUNK, onProgress: run.onProgress });
+      const scores = await resumable.evaluate(
+        Array.from({ length: o.masks }, (_, i) => ({ unit: 0, draw: i })),
+        "masks",
+      );
+      await resumable.checkpoint?.save();
+      let meanScore = 0;
+      for (const v of scores) meanScore += v;
+      meanScore /= scores.length;
+      const acc = new MaskAverage(n, o.keepProbability, meanScore);
+      for (let i = 0; i < o.masks; i++) {
+        riseMask3d(seed, i, sub, o.cells, o.keepProbability, mask);
+        acc.add(scores[i], mask);
+      }
+      const { effect, stderr } = acc.result();
+      // On the box: the estimate over the volume's part, 0 (stderr NaN) on the RoI, which is never masked.
+      const boxMap = new Float32Array(kase.input.length),
+        boxErr = new Float32Array(kase.input.length).fill(Number.NaN);
+      for (let l = 0; l < n; l++) {
+        const c = cellOf[l];
+        boxMap[c] = inRoi[c] ? 0 : effect[l];
+        boxErr[c] = inRoi[c] ? Number.NaN : stderr[l];
+      }
+      const { dims, affine, spacing } = kase.volume;
+      return {
+        method: "rise",
+        unitKind: "voxel",
+        signed: true,
+        valueUnits: outcomeUnits(target.outcome),
+        baseOutcome: target.base,
+        outcome: target.outcome,
+        reference: target.referenceKind,
+        roi: target.describe,
+        tau: 0,
+        map: fromBox(boxMap, dims, kase.placement, Number.NaN),
+        stderrMap: fromBox(boxErr, dims, kase.placement, Number.NaN),
+        dims,
+        affine,
+        spacing,
+        units: [],
+        roiCells: 0,
+        forwardPasses: 1 + o.masks,
+        wallMs: Date.now() - t0,
+        notes: [
+          ...kase.notes,
+          `RISE: mean outcome over ${o.masks} masks ${meanScore.toFixed(4)} (unperturbed ${target.base.toFixed(4)})`,
+          ...(resumable.checkpoint?.notes() ?? []),
+        ],
+        roiMask: target.roiMask,
+        provenance: volumeProvenance(model, kase, target, {
+          method: "rise",
+          seed,
+          settings,
+          intervention: fill.describe,
+          runner: { batchSize: runner.plan.batchSize, threads: model.threads },
+        }),
+      };
+    };
+  },
+};
