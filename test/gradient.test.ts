@@ -7,7 +7,7 @@ import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { SegcauseError } from "../src/errors.js";
-import { type AttrValue, GraphBuilder } from "../src/onnx/builder.js";
+import { type AttrValue, floatTensor, GraphBuilder } from "../src/onnx/builder.js";
 import { buildGradientModel, type GradientGraphOptions } from "../src/onnx/gradient/index.js";
 import { parseModel } from "../src/onnx/model-file.js";
 import { inferStatic } from "../src/onnx/shapes.js";
@@ -504,6 +504,56 @@ describe("gradient rules match finite differences", () => {
         return g.node("Sigmoid", [g.node("Conv", [cat, weights(g, [1, 6, 1, 1], 12)], { kernel_shape: [1, 1] })]);
       },
       { h: 1e-3, tol: 5e-3 },
+    );
+  });
+});
+
+describe("gradient rules on 5D tensors (volume models) match finite differences", () => {
+  it("Conv 3D with strides, asymmetric pads and groups", async () => {
+    await fdCase([2, 5, 4, 5], (g, x) =>
+      g.node("Conv", [x, weights(g, [4, 1, 3, 2, 3], 31), g.constant([4], [0.1, -0.2, 0.05, 0])], {
+        kernel_shape: [3, 2, 3],
+        strides: [2, 1, 2],
+        pads: [1, 0, 1, 0, 1, 1],
+        group: 2,
+      }),
+    );
+  });
+
+  it("Conv 3D with stride 1 and pads (the flipped-kernel Conv gradient)", async () => {
+    await fdCase([2, 4, 4, 3], (g, x) => g.node("Conv", [x, weights(g, [3, 2, 3, 3, 3], 32)], { kernel_shape: [3, 3, 3], pads: [1, 1, 1, 1, 1, 1] }));
+  });
+
+  it("MaxPool 3D: 2x2x2 stride 2, overlapping 3x3x3 windows with pads", async () => {
+    await fdCase([2, 4, 4, 4], (g, x) => g.node("MaxPool", [x], { kernel_shape: [2, 2, 2], strides: [2, 2, 2] }));
+    await fdCase([1, 5, 4, 5], (g, x) => g.node("MaxPool", [x], { kernel_shape: [3, 3, 3], strides: [2, 2, 2], pads: [1, 1, 1, 1, 1, 1] }));
+  });
+
+  it("Resize trilinear (x2, half_pixel and align_corners) and Concat on the channel axis", async () => {
+    for (const coordinate_transformation_mode of ["half_pixel", "align_corners"])
+      await fdCase([2, 3, 2, 3], (g, x) => {
+        const up = g.node("Resize", [x, "", g.constant([5], [1, 1, 2, 2, 2])], { mode: "linear", coordinate_transformation_mode });
+        return g.node("Concat", [up, g.node("Mul", [up, g.constant([1], [-2])])], { axis: 1 });
+      });
+  });
+
+  it("a 3D U-Net block as the shipped model has it: Conv, Relu, MaxPool, Resize (trilinear), Concat, Constant", async () => {
+    await fdCase(
+      [1, 4, 6, 4],
+      (g, x) => {
+        const c1 = g.node("Relu", [
+          g.node("Conv", [x, weights(g, [3, 1, 3, 3, 3], 41), g.constant([3], [0.1, -0.1, 0.2])], {
+            pads: [1, 1, 1, 1, 1, 1],
+            kernel_shape: [3, 3, 3],
+          }),
+        ]);
+        const p = g.node("MaxPool", [c1], { kernel_shape: [2, 2, 2], strides: [2, 2, 2] });
+        const scales = g.node("Constant", [], { value: floatTensor("scales", [5], [1, 1, 2, 2, 2]) });
+        const up = g.node("Resize", [p, "", scales], { mode: "linear", coordinate_transformation_mode: "half_pixel" });
+        const cat = g.node("Concat", [c1, up], { axis: 1 });
+        return g.node("Conv", [cat, weights(g, [1, 6, 1, 1, 1], 42)], { kernel_shape: [1, 1, 1] });
+      },
+      { gap: 0.05, tol: 5e-3 },
     );
   });
 });

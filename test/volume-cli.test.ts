@@ -218,15 +218,19 @@ describe("volume inputs that cannot work are refused in one line, exit 1, nothin
     refused(["--model", model, "--image", png, "--roi", "0,0,8,8", "--method", "zero"], /is a 3D model .* not a volume/);
   });
 
-  it("a method without a volume form", () => {
-    refused(["--model", model, "--image", volume, "--roi", "0,0,0,4,4,4", "--method", "rise"], /method rise does not run on volumes yet/);
+  it("a method without a volume form, naming those that run on volumes", () => {
+    refused(
+      ["--model", model, "--image", volume, "--roi", "0,0,0,4,4,4", "--method", "lime"],
+      /method lime does not run on volumes yet \(use --method pdcr, zero, occlusion, rise, saliency, gradxinput, ig, smoothgrad, gradcam on a volume/,
+    );
   });
 
   it("segcause methods says which methods run on volumes", () => {
     const r = segcause("methods");
     expect(r.code).toBe(0);
     const line = (m: string) => r.stdout.split("\n").find((l) => l.startsWith(`${m} `)) ?? "";
-    for (const m of ["zero", "occlusion", "pdcr"]) expect(line(m)).toMatch(/volumes: yes/);
-    expect(line("rise")).toMatch(/volumes: no/);
+    for (const m of ["zero", "occlusion", "pdcr", "rise", "saliency", "gradxinput", "ig", "smoothgrad", "gradcam"])
+      expect(line(m)).toMatch(/volumes: yes \(/);
+    for (const m of ["lime", "kernelshap", "pdcr-superpixel", "guided", "deeplift", "misure"]) expect(line(m)).toMatch(/volumes: no/);
   });
 });
