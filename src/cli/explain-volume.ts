@@ -130,7 +130,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const spec = methodSpec(f.method, o, kase, bank);
     const batchSize = typeof f.batchSize === "number" ? f.batchSize : undefined;
     // The RoI, the reference and the boxes are checked before the folder is claimed.
-    const resolved = await volumeTarget(model, kase, target);
+    const resolved = await volumeTarget(model, kase, target, batchSize);
     planBoxes(kase, resolved, spec);
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
@@ -225,7 +225,7 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   const lines = [
     `${a.method} map of ${r.kase.id} (${a.dims.join("x")} voxels): RoI ${a.roi}`,
     `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
-    `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.samples} samples, ${a.forwardPasses} forward passes${a.windows ? ` (windows of ${a.windows.patch.join("x")})` : ""} in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
   const withCi = top.some((u) => u.samples > 1);
   if (top.length)
@@ -250,7 +250,9 @@ export function volumeJson(r: VolumeExplainResult): Record<string, unknown> {
     roi: a.roi,
     units: a.units.length,
     roiCells: a.roiCells,
+    samples: a.samples,
     forwardPasses: a.forwardPasses,
+    ...(a.windows ? { windows: a.windows } : {}),
     wallMs: a.wallMs,
     notes: a.notes,
     files: r.written.files,
