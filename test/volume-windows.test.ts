@@ -7,11 +7,12 @@ import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { buildVolumeBank } from "../src/data/volume/volume-bank.js";
 import { loadVolumeCase, type VolumeCase } from "../src/data/volume/volume-case.js";
 import { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../src/explain/volume/engine.js";
-import { importanceMap, slidingWindows, VolumeForward, windowStarts } from "../src/explain/volume/windows.js";
+import { importanceMap, slidingWindows, windowStarts } from "../src/explain/volume/windows.js";
 import { readVolumeCard } from "../src/model/volume-card.js";
 import { VolumeModel } from "../src/model/volume-model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { readModelFile } from "../src/onnx/model-file.js";
+import { segcause } from "./helpers/cli.js";
 import { tmp, writeModel } from "./helpers/tiny.js";
 
 const AFFINE = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1];
@@ -356,6 +357,40 @@ describe("methods on sliding windows find the known causal box of a local 3D mod
     );
     const a = await withCase(other, shiftImage, (m, k) => explainVolumeBlocks(m, k, { roi: ROI, reference: "prediction" }, spec));
     expect(a.notes.some((n) => n.includes("samples of a run with other settings"))).toBe(true);
+  });
+});
+
+describe("segcause explain with a sliding card", () => {
+  it("prints the samples and the model passes, and records the windows in map.json", () => {
+    const out = join(dir, "cli-out");
+    const r = segcause(
+      "explain",
+      "--model",
+      shift,
+      "--image",
+      shiftImage,
+      "--roi",
+      "4,4,8,4,4,4",
+      "--method",
+      "zero",
+      "--block",
+      "4",
+      "--out",
+      out,
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/95 samples, \d+ forward passes \(windows of 8x8x8\)/);
+    expect(r.stdout).toContain(
+      "sliding windows of 8x8x8 (overlap 0.5, gaussian weights) over the 16x16x24 padded volume: 8 of its 45 windows overlap the RoI",
+    );
+    const json = JSON.parse(readFileSync(join(out, "map.json"), "utf8"));
+    expect(json.samples).toBe(95);
+    expect(json.windows).toEqual({ patch: [8, 8, 8], overlap: 0.5, weighting: "gaussian", total: 45, overRoi: 8 });
+    expect(json.provenance.passes.model).toBe(json.forwardPasses);
+    expect(json.provenance.volume.placement).toMatchObject({ kind: "sliding", patch: [8, 8, 8], box: [24, 16, 16], overlap: 0.5 });
+    // the causal box (z 4, y 4, x 12 in the volume) is the one box with an effect
+    const moved = json.units.filter((u: { effect: number }) => u.effect !== 0);
+    expect(moved.map((u: { z: number; y: number; x: number }) => [u.z, u.y, u.x])).toEqual([[4, 4, 12]]);
   });
 });
 
