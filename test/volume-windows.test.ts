@@ -6,6 +6,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { buildVolumeBank } from "../src/data/volume/volume-bank.js";
 import { loadVolumeCase, type VolumeCase } from "../src/data/volume/volume-case.js";
+import { FAST_SCHEDULE } from "../src/explain/adaptive.js";
 import { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../src/explain/volume/engine.js";
 import { importanceMap, slidingWindows, windowStarts } from "../src/explain/volume/windows.js";
 import { readVolumeCard } from "../src/model/volume-card.js";
@@ -339,6 +340,30 @@ describe("methods on sliding windows find the known causal box of a local 3D mod
     expect([again.samples, again.forwardPasses]).toEqual([first.samples, first.forwardPasses]);
   });
 
+  it("PdCR's fast schedule (octree screening) on windows finds the same box, its group passes counted as windows", async () => {
+    const m = await VolumeModel.load(shift);
+    const bank = await buildVolumeBank(manifest, m.card, { size: 4, perVolume: 3, seed: 0, splits: ["train"] });
+    await m.release();
+    const { a, calls, used } = await explainShift(
+      {
+        method: "pdcr",
+        block: 4,
+        estimator: { screen: 3, samples: 6, tau: 0.02 },
+        adaptive: { ...FAST_SCHEDULE, tau: 0.02, maxSamples: 6 },
+        intervention: { kind: "bank", bank },
+        settings: {},
+        seed: 5,
+      },
+      1,
+    );
+    for (const u of a.units)
+      expect(u.effect, `box ${u.z},${u.y},${u.x}`).toBeCloseTo(u.z === 4 && u.y === 4 && u.x === 12 ? DICE_AFTER(16) - 100 : 0, 9);
+    // every session call ran one window; no window outside the 8 over the RoI ever ran
+    expect(calls).toBe(a.forwardPasses);
+    expect(used).toHaveLength(8);
+    expect(a.samples).toBeGreaterThan(0);
+  });
+
   it("the checkpoint key records the placement: a run with other windows does not reuse the samples", async () => {
     const spec: VolumeBlockSpec = {
       method: "zero",
@@ -360,24 +385,32 @@ describe("methods on sliding windows find the known causal box of a local 3D mod
   });
 });
 
+describe("the centre placement", () => {
+  it("counts its samples too: one model pass each, plus the unperturbed pass", async () => {
+    const a = await withCase(pointwise.whole, pointImage, (m, k) =>
+      explainVolumeBlocks(
+        m,
+        k,
+        { roi: { z: 0, y: 0, x: 0, depth: 2, height: 4, width: 4 }, outcome: "mean-prob" },
+        {
+          method: "zero",
+          block: 2,
+          estimator: { screen: 1, samples: 0, tau: 0 },
+          intervention: { kind: "constant", value: 0, describe: {} },
+          settings: {},
+        },
+      ),
+    );
+    expect(a.windows).toBeUndefined();
+    expect(a.samples).toBe(a.units.length);
+    expect(a.forwardPasses).toBe(1 + a.samples);
+  });
+});
+
 describe("segcause explain with a sliding card", () => {
   it("prints the samples and the model passes, and records the windows in map.json", () => {
     const out = join(dir, "cli-out");
-    const r = segcause(
-      "explain",
-      "--model",
-      shift,
-      "--image",
-      shiftImage,
-      "--roi",
-      "4,4,8,4,4,4",
-      "--method",
-      "zero",
-      "--block",
-      "4",
-      "--out",
-      out,
-    );
+    const r = segcause("explain", "--model", shift, "--image", shiftImage, "--roi", "4,4,8,4,4,4", "--method", "zero", "--block", "4", "--out", out);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/95 samples, \d+ forward passes \(windows of 8x8x8\)/);
     expect(r.stdout).toContain(
