@@ -405,6 +405,23 @@ describe("the centre placement", () => {
     expect(a.samples).toBe(a.units.length);
     expect(a.forwardPasses).toBe(1 + a.samples);
   });
+
+  it("crops a volume larger than its box as before, and its note points to the sliding placement", async () => {
+    const small = writeModel(
+      dir,
+      "pw-small.onnx",
+      pointwiseModel(),
+      card({ kind: "centre", fill: 0 }, [8, 8, 8], { kind: "probabilities", activation: "sigmoid" }),
+    );
+    const m = await VolumeModel.load(small);
+    try {
+      const k = await loadVolumeCase(m, pointImage);
+      expect(k.placement).toEqual({ kind: "centre", box: [8, 8, 8], offset: [-6, -3, 1], fill: 0 });
+      expect(k.notes.join(" ")).toMatch(/cropped about its centre.*input\.placement \{"kind": "sliding"\}/);
+    } finally {
+      await m.release();
+    }
+  });
 });
 
 describe("segcause explain with a sliding card", () => {
