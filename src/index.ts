@@ -45,7 +45,8 @@ export {
 } from "./explain/methods.js";
 export { choice, fillOptions, int, type MethodOption, num, numbers, type OptionDecl, type OptionValues, text } from "./explain/options.js";
 export { type KeyLayout, RunContext, type RunOptions, SampleScorer } from "./explain/run.js";
-export { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec } from "./explain/volume/engine.js";
+export { explainVolumeBlocks, type SlidingCount, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "./explain/volume/engine.js";
+export { importanceMap, slidingWindows, VolumeForward, windowStarts } from "./explain/volume/windows.js";
 export { type BundledModel, findModel, findZoo, models, ZOO_INSTALL, ZOO_PACKAGE } from "./model/bundled.js";
 export { type CardOverrides, type ModelCard, ModelCardSchema } from "./model/card.js";
 export { Model, type ModelLoadOptions } from "./model/model.js";
@@ -62,6 +63,6 @@ export { writeAttribution } from "./report/write.js";
 export type { OutcomeName } from "./target/outcome.js";
 export { parseRoi, Region, type RoiRect } from "./target/roi.js";
 export { resolveTarget, type Target, type TargetSpec } from "./target/target.js";
-export { resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "./target/volume-target.js";
+export { resolveVolumeRoi, resolveVolumeTarget, type VolumeOutput, type VolumeTarget, type VolumeTargetSpec } from "./target/volume-target.js";
 export { decodeNpy, encodeNpy } from "./util/npy.js";
 export { VERSION } from "./version.js";

@@ -108,7 +108,13 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const target: VolumeTargetSpec = { roi, outcome: f.outcome, reference: f.reference };
     const batchSize = typeof f.batchSize === "number" ? f.batchSize : undefined;
     // The RoI, the reference and the method's settings (boxes, layer, ...) are checked before the folder is claimed.
-    const resolved = await volumeTarget(model, kase, target);
+    const resolved = await volumeTarget(model, kase, target, batchSize);
+    const p = kase.placement;
+    if (p.kind === "sliding" && !form.windows && p.box.some((b, a) => b > p.patch[a]))
+      fail(
+        `${f.method} does not run over sliding windows yet, and this volume (${p.box.join("x")} in the model's space) needs more than one ${p.patch.join("x")} window`,
+        "use --method zero, occlusion or pdcr on this volume, or a card whose box holds the whole volume",
+      );
     const run = await form.plan({ model, kase, target: resolved, bank }, o);
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
@@ -149,7 +155,7 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   if (a.unitKind === "voxel") lines.push(...voxelLines(a));
   else
     lines.push(
-      `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+      `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.samples} samples, ${a.forwardPasses} forward passes${a.windows ? ` (windows of ${a.windows.patch.join("x")})` : ""} in ${(a.wallMs / 1000).toFixed(1)} s`,
     );
   const withCi = top.some((u) => u.samples > 1);
   if (top.length)
@@ -188,8 +194,10 @@ export function volumeJson(r: VolumeExplainResult): Record<string, unknown> {
     signed: a.signed,
     units: a.units.length,
     roiCells: a.roiCells,
+    samples: a.samples,
     forwardPasses: a.forwardPasses,
     backwardPasses: a.backwardPasses,
+    ...(a.windows ? { windows: a.windows } : {}),
     wallMs: a.wallMs,
     notes: a.notes,
     files: r.written.files,

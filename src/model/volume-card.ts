@@ -28,9 +28,21 @@ export type VolumeNormalisation = z.infer<typeof VolumeNormalisation>;
 /**
  * How a volume enters the model's box: "centre" puts volume index 0 at box index
  * floor((box - n) / 2) per axis (an axis longer than the box is cropped by the same rule); the
- * rest of the box holds `fill` (in normalised units).
+ * rest of the box holds `fill` (in normalised units). "sliding" takes the box as the model's patch
+ * and runs it over the whole volume in windows that overlap by at least `overlap` of the patch per
+ * axis (an axis shorter than the patch is padded with `fill` about the centre, as "centre" does);
+ * the windows' outputs are averaged with `weighting` (nnU-Net's Gaussian importance map, or equal
+ * weights). See src/explain/volume/windows.ts.
  */
-export const VolumePlacement = z.object({ kind: z.literal("centre"), fill: z.number().default(0) });
+export const VolumePlacement = z.discriminatedUnion("kind", [
+  z.object({ kind: z.literal("centre"), fill: z.number().default(0) }),
+  z.object({
+    kind: z.literal("sliding"),
+    overlap: z.number().min(0).lt(1, "overlap is a fraction of the patch in [0, 1)").default(0.5),
+    weighting: z.enum(["gaussian", "constant"]).default("gaussian"),
+    fill: z.number().default(0),
+  }),
+]);
 export type VolumePlacement = z.infer<typeof VolumePlacement>;
 
 export const VolumeInputSpec = z.object({

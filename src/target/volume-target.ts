@@ -1,14 +1,15 @@
 /**
  * The Target on a volume: a RoI (a box in the input volume's voxels, or a structure's mask on its
  * grid) carried into the model's box, the reference (ground truth or the unperturbed prediction)
- * and the outcome, computed on the RoI's voxels exactly as for 2D images (makeCellOutcome).
+ * and the outcome, computed on the RoI's voxels exactly as for 2D images (makeCellOutcome). With
+ * sliding windows the outcome reads the stitched output on the RoI's cells (VolumeOutput).
  */
 
 import type { VolumeCase } from "../data/volume/volume-case.js";
 import { toBox } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import type { VolumeModel } from "../model/volume-model.js";
-import { binarize, makeCellOutcome, type OutcomeFn, type OutcomeName } from "./outcome.js";
+import { binarize, makeCellOutcome, type OutcomeFn, type OutcomeName, type ProbabilitySpec } from "./outcome.js";
 import { describeVolumeRoi, type VolumeRoiBox, volumeRoiMask } from "./volume-roi.js";
 
 export interface VolumeTargetSpec {
@@ -34,7 +35,8 @@ export interface VolumeTarget {
   base: number;
 }
 
-export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: VolumeTargetSpec, baseOutput: Float32Array): VolumeTarget {
+/** The RoI of a spec, on the volume grid and as cells of the model's box (no pass needed). */
+export function resolveVolumeRoi(kase: VolumeCase, spec: VolumeTargetSpec): Pick<VolumeTarget, "roiMask" | "roiCells" | "roiBounds" | "describe"> {
   const { dims } = kase.volume;
   const isBox = !("mask" in spec.roi);
   const roiMask = isBox ? volumeRoiMask(spec.roi as VolumeRoiBox, dims) : (spec.roi as { mask: Uint8Array }).mask;
@@ -48,7 +50,7 @@ export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: 
   if (cells.length < inside)
     fail(
       `the RoI (${describe}) reaches outside the model's ${kase.placement.box.join("x")} box: ${inside - cells.length} of its voxels were cropped away`,
-      "give a RoI inside the centre part of the volume that the model sees",
+      'give a RoI inside the centre part of the volume that the model sees, or a card with input.placement {"kind": "sliding"}',
     );
   const roiCells = Uint32Array.from(cells);
   const [bx, by] = kase.placement.box;
@@ -62,18 +64,45 @@ export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: 
       b[a + 3] = Math.max(b[a + 3], v);
     });
   }
+  return { roiMask, roiCells, roiBounds: b as VolumeTarget["roiBounds"], describe };
+}
+
+/**
+ * The output the outcome reads: one pass over the model's whole box (centre placement), or the
+ * windows' output stitched on the RoI's cells only, `channels` planes of roiCells.length cells
+ * (sliding placement, src/explain/volume/windows.ts).
+ */
+export type VolumeOutput = Float32Array | { data: Float32Array; channels: number; spec: ProbabilitySpec };
+
+export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: VolumeTargetSpec, baseOutput: VolumeOutput): VolumeTarget {
+  const { dims } = kase.volume;
+  const { roiMask, roiCells, roiBounds, describe } = resolveVolumeRoi(kase, spec);
   const outcome = spec.outcome ?? "dice";
   const wanted = spec.reference ?? "auto";
   if (wanted === "ground-truth" && !kase.mask)
     fail("reference 'ground-truth' needs a mask", "pass --mask (with --label), or use --reference prediction");
   const referenceKind = wanted === "auto" ? (kase.mask ? "ground-truth" : "prediction") : wanted;
-  const layout = flatLayout(model);
-  for (const v of baseOutput)
+  const whole = baseOutput instanceof Float32Array;
+  // What the outcome reads: the whole box's output at the RoI's cells, or the stitched planes cell by cell.
+  const view = whole
+    ? { data: baseOutput, spec: model.card.output as ProbabilitySpec, layout: flatLayout(model), cells: roiCells as ArrayLike<number> }
+    : {
+        data: baseOutput.data,
+        spec: baseOutput.spec,
+        layout: { channels: baseOutput.channels, height: 1, width: roiCells.length },
+        cells: Uint32Array.from(roiCells, (_, i) => i),
+      };
+  for (const v of view.data)
     if (!Number.isFinite(v)) fail("the model produced NaN or Inf on the unperturbed volume", "check the model export and the card's normalisation");
-  const reference =
-    referenceKind === "ground-truth"
-      ? toBox(kase.mask!, dims, kase.placement, 0, (n) => new Uint8Array(n))
-      : binarize(model.card.output, layout, baseOutput);
+  let reference: Uint8Array;
+  if (referenceKind === "ground-truth") reference = toBox(kase.mask!, dims, kase.placement, 0, (n) => new Uint8Array(n));
+  else if (whole) reference = binarize(model.card.output, view.layout, baseOutput);
+  else {
+    // The stitched prediction is known on the RoI's cells only, which is all the outcome reads.
+    const own = binarize(view.spec, view.layout, view.data);
+    reference = new Uint8Array(kase.input.length);
+    roiCells.forEach((c, i) => (reference[c] = own[i]));
+  }
   if (outcome !== "mean-prob") {
     let g = 0;
     for (const c of roiCells) g += reference[c];
@@ -83,18 +112,8 @@ export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: 
         "move the RoI onto the structure, or use --outcome mean-prob",
       );
   }
-  const score = makeCellOutcome(outcome, model.card.output, layout, roiCells, reference);
-  return {
-    roiMask,
-    roiCells,
-    roiBounds: b as VolumeTarget["roiBounds"],
-    describe,
-    outcome,
-    referenceKind,
-    reference,
-    score,
-    base: score(baseOutput, 0),
-  };
+  const score = makeCellOutcome(outcome, view.spec, view.layout, view.cells, whole ? reference : Uint8Array.from(roiCells, (c) => reference[c]));
+  return { roiMask, roiCells, roiBounds, describe, outcome, referenceKind, reference, score, base: score(view.data, 0) };
 }
 
 /** The output read as planes of D*H by W cells, so the 2D outcome code indexes a volume's voxels. */

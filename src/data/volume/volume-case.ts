@@ -18,16 +18,29 @@ import { axisCodes, describeGeometry, type Volume } from "./volume.js";
 /**
  * Where the volume lies in the model's box: voxel (i, j, k) of the volume is box voxel
  * (i + offset[0], j + offset[1], k + offset[2]), the box's (W, H, D) axes being the volume's (i, j, k).
- * A negative offset crops the volume on that axis.
+ * A negative offset crops the volume on that axis. With sliding windows the "box" is the whole
+ * volume, padded to at least the patch on each axis, and the model sees it one patch at a time.
  */
-export interface Placement {
-  kind: "centre";
-  /** box size along (i, j, k) = the model's (W, H, D) */
-  box: [number, number, number];
-  offset: [number, number, number];
-  /** box value outside the volume, in normalised units */
-  fill: number;
-}
+export type Placement =
+  | {
+      kind: "centre";
+      /** box size along (i, j, k) = the model's (W, H, D) */
+      box: [number, number, number];
+      offset: [number, number, number];
+      /** box value outside the volume, in normalised units */
+      fill: number;
+    }
+  | {
+      kind: "sliding";
+      /** the padded volume's size along (i, j, k): max(volume, patch) per axis */
+      box: [number, number, number];
+      offset: [number, number, number];
+      fill: number;
+      /** the model's box (one window) along (i, j, k) */
+      patch: [number, number, number];
+      overlap: number;
+      weighting: "gaussian" | "constant";
+    };
 
 export interface VolumeCase {
   id: string;
@@ -120,6 +133,31 @@ export function centrePlacement(dims: [number, number, number], card: VolumeCard
   };
 }
 
+/**
+ * The card's sliding placement: the volume padded to at least the patch on each axis, below by
+ * floor(diff / 2) and above by the rest (nnU-Net's pad_nd_image; the centre rule), never cropped.
+ */
+export function slidingPlacement(dims: [number, number, number], card: VolumeCard): Placement {
+  const p = card.input.placement;
+  if (p.kind !== "sliding") throw new Error("slidingPlacement needs a sliding card");
+  const patch: [number, number, number] = [card.input.width, card.input.height, card.input.depth];
+  const box = [0, 1, 2].map((a) => Math.max(dims[a], patch[a])) as [number, number, number];
+  return {
+    kind: "sliding",
+    box,
+    offset: [0, 1, 2].map((a) => Math.floor((box[a] - dims[a]) / 2)) as [number, number, number],
+    fill: p.fill,
+    patch,
+    overlap: p.overlap,
+    weighting: p.weighting,
+  };
+}
+
+/** The card's placement of a volume of dims [nx, ny, nz]. */
+export function placeVolume(dims: [number, number, number], card: VolumeCard): Placement {
+  return card.input.placement.kind === "sliding" ? slidingPlacement(dims, card) : centrePlacement(dims, card);
+}
+
 /** Values on the volume grid (i fastest) → the box (W fastest), `fill` outside the volume. */
 export function toBox<T extends Float32Array | Uint8Array>(
   values: T,
@@ -197,12 +235,12 @@ export async function loadVolumeCase(model: { card: VolumeCard }, imagePath: str
   checkVolumeForCard(volume, card, imagePath);
   const normalise = volumeNormaliser(volume.data, card.input.normalisation);
   const norm = volume.data.map(normalise);
-  const placement = centrePlacement(volume.dims, card);
+  const placement = placeVolume(volume.dims, card);
   const notes: string[] = [];
   const cropped = placement.offset.some((o) => o < 0);
   if (cropped)
     notes.push(
-      `the volume (${volume.dims.join("x")}) is larger than the model's box (${placement.box.join("x")}) on some axis: it was cropped about its centre, and the map is NaN where the model did not see it`,
+      `the volume (${volume.dims.join("x")}) is larger than the model's box (${placement.box.join("x")}) on some axis: it was cropped about its centre, and the map is NaN where the model did not see it; a card with input.placement {"kind": "sliding"} runs the model over the whole volume in overlapping windows instead`,
     );
   const input = toBox(norm, volume.dims, placement, placement.fill, (n) => new Float32Array(n));
   const kase: VolumeCase = { id: volumeId(imagePath), imagePath, imageSha256: volumeSha(volume), volume, input, placement, normalise, notes };

@@ -2,7 +2,9 @@
  * The block engine on volumes: unperturbed pass → volume Target → grid of boxes → screened ATE over
  * an intervention, through the shared batch runner and estimator. A sample's input is a pure
  * function of (seed, unit, draw); the only copies of the volume are the runner's input buffers.
- * The map goes back through the placement onto the input volume's grid.
+ * The map goes back through the placement onto the input volume's grid. With a sliding placement
+ * the model sees the volume in windows (windows.ts): a sample re-runs only the windows over the
+ * RoI that hold a changed voxel, and is scored on the stitched output.
  */
 
 import type { VolumeBank } from "../../data/volume/volume-bank.js";
@@ -11,15 +13,16 @@ import { fromBox } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
 import type { VolumeModel } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
-import { resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
+import { resolveVolumeRoi, resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
 import { type AdaptiveSettings, adaptiveAte } from "../adaptive.js";
 import { drawNumbering, stratifyDraws } from "../block-effects.js";
 import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "../estimators.js";
 import { buildTree } from "../hierarchy.js";
-import type { SampleRequest } from "../samples.js";
+import type { Evaluate, SampleRequest } from "../samples.js";
 import { type BoxUnit, boxGrid, forEachCell, paintBoxes } from "./boxes.js";
 import { volumeProvenance } from "./provenance.js";
+import { VolumeForward } from "./windows.js";
 
 export const VOLUME_BATCH_SIZE = 4;
 
@@ -61,9 +64,14 @@ export interface VolumeAttribution {
   spacing: [number, number, number];
   units: (BoxUnit & UnitEstimate)[];
   roiCells: number;
+  /** perturbed inputs scored */
+  samples: number;
+  /** model passes: the unperturbed pass and the samples' (with sliding windows, one per window run) */
   forwardPasses: number;
   /** gradient methods: backward passes */
   backwardPasses?: number;
+  /** sliding windows only: the windows, and how many of them the RoI needs */
+  windows?: SlidingCount;
   wallMs: number;
   notes: string[];
   provenance: Record<string, unknown>;
@@ -71,10 +79,37 @@ export interface VolumeAttribution {
   roiMask: Uint8Array;
 }
 
-/** The unperturbed pass and the Target: a RoI that cannot work is refused before anything is written. */
-export async function volumeTarget(model: VolumeModel, kase: VolumeCase, spec: VolumeTargetSpec): Promise<VolumeTarget> {
-  const baseOutput = (await model.runOne(kase.input)).data as Float32Array;
-  return resolveVolumeTarget(model, kase, spec, baseOutput);
+export interface SlidingCount {
+  patch: [number, number, number];
+  overlap: number;
+  weighting: "gaussian" | "constant";
+  /** windows over the whole padded volume */
+  total: number;
+  /** windows overlapping the RoI: the unperturbed pass */
+  overRoi: number;
+}
+
+/** A resolved Target; with sliding windows it carries the forward holding the unperturbed windows. */
+export type ResolvedVolumeTarget = VolumeTarget & { forward?: VolumeForward };
+
+/**
+ * The unperturbed pass and the Target: a RoI that cannot work is refused before anything is
+ * written. With sliding windows the pass runs the windows overlapping the RoI only.
+ */
+export async function volumeTarget(
+  model: VolumeModel,
+  kase: VolumeCase,
+  spec: VolumeTargetSpec,
+  batchSize = VOLUME_BATCH_SIZE,
+): Promise<ResolvedVolumeTarget> {
+  const p = kase.placement;
+  if (p.kind !== "sliding") {
+    const baseOutput = (await model.runOne(kase.input)).data as Float32Array;
+    return resolveVolumeTarget(model, kase, spec, baseOutput);
+  }
+  const forward = new VolumeForward(model, p, kase.input, resolveVolumeRoi(kase, spec).roiCells);
+  const stitched = await forward.runBase(model.runner(batchSize));
+  return { ...resolveVolumeTarget(model, kase, spec, stitched), forward };
 }
 
 /** The boxes and the schedule's settings, checked (the same checks whether called up front or by the engine). */
@@ -108,7 +143,14 @@ export async function explainVolumeBlocks(
   const t0 = Date.now();
   const seed = spec.seed ?? 0;
   const base = kase.input;
-  const target = "score" in targetSpec ? targetSpec : await volumeTarget(model, kase, targetSpec);
+  const target: ResolvedVolumeTarget = "score" in targetSpec ? targetSpec : await volumeTarget(model, kase, targetSpec, spec.batchSize);
+  const runner = model.runner(spec.batchSize ?? VOLUME_BATCH_SIZE);
+  let forward = target.forward;
+  if (kase.placement.kind === "sliding" && !forward) {
+    // A Target resolved by the caller without its windows: the unperturbed windows are run here.
+    forward = new VolumeForward(model, kase.placement, base, target.roiCells);
+    await forward.runBase(runner);
+  }
   const box = kase.placement.box;
   const { grid, draws, ad } = planBoxes(kase, target, spec);
   const { units } = grid;
@@ -123,17 +165,19 @@ export async function explainVolumeBlocks(
   const drawOf = drawNumbering(seed, units.length, draws, strat, ad?.commonDraws ?? false);
   const membersOf = (unit: number): BoxUnit[] =>
     unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]);
-  const write = (r: SampleRequest, dst: Float32Array) => {
-    dst.set(base);
+  /** Every changed cell of a sample and its value. */
+  const perturb = (r: SampleRequest, put: (cell: number, value: number) => void) =>
     membersOf(r.unit).forEach((u, k) => {
-      if (iv.kind === "constant") forEachCell(u, box, spec.block, (c) => (dst[c] = iv.value));
+      if (iv.kind === "constant") forEachCell(u, box, spec.block, (c) => put(c, iv.value));
       else {
         const patch = iv.bank.patch(drawOf(r.unit, r.draw, k));
-        forEachCell(u, box, spec.block, (c, l) => (dst[c] = patch[l]));
+        forEachCell(u, box, spec.block, (c, l) => put(c, patch[l]));
       }
     });
+  const write = (r: SampleRequest, dst: Float32Array) => {
+    dst.set(base);
+    perturb(r, (c, v) => (dst[c] = v));
   };
-  const runner = model.runner(spec.batchSize ?? VOLUME_BATCH_SIZE);
   // Everything that decides the samples: a rerun with the same key reuses the finished ones.
   const key = {
     model: model.sha256,
@@ -147,9 +191,19 @@ export async function explainVolumeBlocks(
     seed,
     intervention: iv.kind === "constant" ? iv.describe : iv.bank.describe(),
     draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
+    // Centre placement adds nothing, so the checkpoints of earlier versions still resume.
+    ...(kase.placement.kind === "sliding" ? { placement: kase.placement } : {}),
   };
   let resumable: Resumable | undefined;
   const raw = async (reqs: SampleRequest[]) => {
+    if (forward)
+      return forward.evaluate(
+        runner,
+        reqs,
+        { boxes: (r) => membersOf(r.unit), perturb },
+        (stitched) => target.score(stitched.data, 0),
+        (r, _, v) => resumable!.finished(r, v),
+      );
     const scores = new Float64Array(reqs.length);
     await runner.run(
       reqs,
@@ -162,7 +216,15 @@ export async function explainVolumeBlocks(
     return scores;
   };
   resumable = resumableEvaluate(raw, { path: spec.checkpointPath, key, chunk: DEFAULT_CHUNK });
-  const evaluate = resumable.evaluate;
+  // Samples and their model passes, counted from the requests (a resumed run counts the same).
+  const passesOf = new Map<string, number>();
+  const evaluate: Evaluate = (reqs, stage) => {
+    for (const r of reqs) {
+      const k = `${r.unit}:${r.draw}`;
+      if (!passesOf.has(k)) passesOf.set(k, forward ? forward.passesFor(membersOf(r.unit)) : 1);
+    }
+    return resumable!.evaluate(reqs, stage);
+  };
   let estimates: UnitEstimate[];
   let groupPasses = 0;
   const scheduleNotes: string[] = [];
@@ -183,7 +245,26 @@ export async function explainVolumeBlocks(
   const { dims, affine, spacing } = kase.volume;
   const toVolume = (values: (i: number) => number, fillValue: number) =>
     fromBox(paintBoxes(box, spec.block, units, values, fillValue), dims, kase.placement, Number.NaN);
-  const notes = [...kase.notes, ...scheduleNotes, ...(resumable.checkpoint?.notes() ?? [])];
+  const samples = passesOf.size;
+  let samplePasses = 0;
+  for (const n of passesOf.values()) samplePasses += n;
+  const windows: SlidingCount | undefined =
+    forward && kase.placement.kind === "sliding"
+      ? {
+          patch: [kase.placement.patch[2], kase.placement.patch[1], kase.placement.patch[0]],
+          overlap: kase.placement.overlap,
+          weighting: kase.placement.weighting,
+          total: forward.windows.length,
+          overRoi: forward.used.length,
+        }
+      : undefined;
+  const forwardPasses = windows ? windows.overRoi + samplePasses : 1 + groupPasses + results.reduce((s, r) => s + r.samples, 0);
+  const windowNotes = windows
+    ? [
+        `sliding windows of ${windows.patch.join("x")} (overlap ${windows.overlap}, ${windows.weighting} weights) over the ${[...kase.placement.box].reverse().join("x")} padded volume: ${windows.overRoi} of its ${windows.total} windows overlap the RoI and ran unperturbed; the ${samples} samples re-ran only those holding a changed voxel (${samplePasses} passes, ${(samplePasses / Math.max(1, samples)).toFixed(2)} per sample)`,
+      ]
+    : [];
+  const notes = [...kase.notes, ...windowNotes, ...scheduleNotes, ...(resumable.checkpoint?.notes() ?? [])];
   const tau = (ad ?? spec.estimator).tau;
   if (tau > 0 && results.every((r) => r.effect === 0))
     notes.push(
@@ -208,7 +289,9 @@ export async function explainVolumeBlocks(
     spacing,
     units: results,
     roiCells: grid.roiCells,
-    forwardPasses: 1 + groupPasses + results.reduce((s, r) => s + r.samples, 0),
+    samples,
+    forwardPasses,
+    ...(windows ? { windows } : {}),
     wallMs: Date.now() - t0,
     notes,
     roiMask: target.roiMask,
@@ -218,6 +301,7 @@ export async function explainVolumeBlocks(
       settings,
       intervention,
       runner: { batchSize: runner.plan.batchSize, threads: model.threads },
+      passes: { samples, model: forwardPasses, ...(windows ? { windows } : {}) },
     }),
   };
 }

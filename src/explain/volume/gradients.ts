@@ -120,6 +120,7 @@ export async function explainVolumeGradient(
     spacing,
     units: [],
     roiCells: 0,
+    samples: forwardPasses + sessions.reduce((n, s) => n + s.forwardPasses, 0),
     forwardPasses: forwardPasses + sessions.reduce((n, s) => n + s.forwardPasses, 0),
     backwardPasses: sessions.reduce((n, s) => n + s.backwardPasses, 0),
     wallMs: Date.now() - t0,

@@ -11,6 +11,8 @@ export interface VolumeRunRecord {
   settings: Record<string, unknown>;
   intervention: unknown;
   runner: { batchSize: number; threads: number };
+  /** samples scored and model passes run (with sliding windows, one per window) */
+  passes?: Record<string, unknown>;
 }
 
 export function volumeProvenance(model: VolumeModel, kase: VolumeCase, target: VolumeTarget, r: VolumeRunRecord): Record<string, unknown> {
@@ -42,5 +44,6 @@ export function volumeProvenance(model: VolumeModel, kase: VolumeCase, target: V
     settings: r.settings,
     intervention: r.intervention,
     runner: r.runner,
+    ...(r.passes ? { passes: r.passes } : {}),
   };
 }

@@ -138,6 +138,7 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
         spacing,
         units: [],
         roiCells: 0,
+        samples: o.masks,
         forwardPasses: 1 + o.masks,
         wallMs: Date.now() - t0,
         notes: [
