@@ -6,7 +6,7 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { VolumeBank } from "../data/volume/volume-bank.js";
-import { loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
+import { boxCornerOnInput, loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import { FAST_SCHEDULE } from "../explain/adaptive.js";
 import { getMethod, methodNames } from "../explain/catalog.js";
@@ -171,7 +171,7 @@ function methodSpec(
     }
     case "occlusion": {
       const kind = o.fillKind as string;
-      const raw = kind === "mean" ? mean(kase.volume.data) : (o.fill as number);
+      const raw = kind === "mean" ? mean(kase.modelVolume.data) : (o.fill as number);
       return {
         method,
         block,
@@ -217,10 +217,8 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
     .filter((u) => u.effect < 0)
     .sort((x, y) => x.effect - y.effect)
     .slice(0, 3);
-  const toVolume = (u: (typeof a.units)[number]) => {
-    const p = r.kase.placement;
-    return `(${u.z - p.offset[2]},${u.y - p.offset[1]},${u.x - p.offset[0]})`;
-  };
+  // the box's corner in voxels of the input volume, as --roi is given
+  const toVolume = (u: (typeof a.units)[number]) => `(${boxCornerOnInput(r.kase, u.z, u.y, u.x, [u.width, u.height, u.depth]).join(",")})`;
   const nonzero = a.units.filter((u) => u.effect !== 0).length;
   const lines = [
     `${a.method} map of ${r.kase.id} (${a.dims.join("x")} voxels): RoI ${a.roi}`,

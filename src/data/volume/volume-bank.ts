@@ -14,7 +14,7 @@ import { STREAM } from "../../util/streams.js";
 import { VERSION } from "../../version.js";
 import { readManifest, volumeCasesInSplits } from "../manifest.js";
 import { readCaseImage } from "./case-files.js";
-import { checkVolumeForCard, volumeNormaliser, volumeSha } from "./volume-case.js";
+import { intoModelSpace, volumeNormaliser, volumeSha } from "./volume-case.js";
 
 const MAGIC = "SEGCAUSE-VOLUMEBANK-1\n";
 
@@ -129,7 +129,7 @@ export interface VolumeBankOptions {
 
 /**
  * Cuts `perVolume` random boxes from each volume of the manifest's splits, each volume normalised
- * on its own by the card's rule; a volume at another spacing than the card's is refused.
+ * on its own by the card's rule, in model space (reoriented and resampled to the card's axes and spacing).
  */
 export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o: VolumeBankOptions): Promise<VolumeBank> {
   const cases = volumeCasesInSplits(readManifest(manifestPath), o.splits);
@@ -138,8 +138,9 @@ export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o:
   const chunks: Float32Array[] = [];
   const sources: VolumeBankHeader["sources"] = [];
   for (const c of cases) {
-    const v = await readCaseImage(c);
-    checkVolumeForCard(v, card, c.image);
+    const read = await readCaseImage(c);
+    // boxes are cut in model space (the card's axes and spacing), as explain sees volumes
+    const v = intoModelSpace(read, card, c.image).modelVolume;
     const [nx, ny, nz] = v.dims;
     if (Math.min(nx, ny, nz) < s) fail(`${c.image} (${v.dims.join("x")}) is smaller than a ${s}-voxel box`, "use a smaller --patch-size");
     const norm = volumeNormaliser(v.data, card.input.normalisation);
@@ -153,7 +154,7 @@ export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o:
           }
     }
     chunks.push(out);
-    sources.push({ name: c.id, sha256: volumeSha(v), patches: o.perVolume });
+    sources.push({ name: c.id, sha256: volumeSha(read), patches: o.perVolume });
   }
   const data = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
   let at = 0;

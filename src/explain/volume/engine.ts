@@ -5,9 +5,10 @@
  * The map goes back through the placement onto the input volume's grid.
  */
 
+import { modelSpaceRecord } from "../../data/volume/model-space.js";
 import type { VolumeBank } from "../../data/volume/volume-bank.js";
 import type { VolumeCase } from "../../data/volume/volume-case.js";
-import { fromBox } from "../../data/volume/volume-case.js";
+import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
 import type { VolumeModel } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
@@ -75,7 +76,7 @@ export async function volumeTarget(model: VolumeModel, kase: VolumeCase, spec: V
 export function planBoxes(kase: VolumeCase, target: VolumeTarget, spec: VolumeBlockSpec) {
   const roiInBox = new Uint8Array(kase.input.length);
   for (const c of target.roiCells) roiInBox[c] = 1;
-  const grid = boxGrid(kase.placement, kase.volume.dims, spec.block, roiInBox, spec.stride);
+  const grid = boxGrid(kase.placement, kase.space.dims, spec.block, roiInBox, spec.stride);
   const iv = spec.intervention;
   if (iv.kind === "bank" && iv.bank.size !== spec.block)
     fail(
@@ -141,6 +142,8 @@ export async function explainVolumeBlocks(
     seed,
     intervention: iv.kind === "constant" ? iv.describe : iv.bank.describe(),
     draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
+    // only when the volume was moved, so the keys of runs on volumes already in model space stay as they were
+    ...(kase.space.identity ? {} : { modelSpace: modelSpaceRecord(kase.space) }),
   };
   let resumable: Resumable | undefined;
   const raw = async (reqs: SampleRequest[]) => {
@@ -175,8 +178,7 @@ export async function explainVolumeBlocks(
   await resumable.checkpoint?.save();
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
   const { dims, affine, spacing } = kase.volume;
-  const toVolume = (values: (i: number) => number, fillValue: number) =>
-    fromBox(paintBoxes(box, spec.block, units, values, fillValue), dims, kase.placement, Number.NaN);
+  const toVolume = (values: (i: number) => number, fillValue: number) => boxToInput(kase, paintBoxes(box, spec.block, units, values, fillValue));
   const notes = [...kase.notes, ...scheduleNotes, ...(resumable.checkpoint?.notes() ?? [])];
   const tau = (ad ?? spec.estimator).tau;
   if (tau > 0 && results.every((r) => r.effect === 0))
@@ -217,7 +219,7 @@ export async function explainVolumeBlocks(
         maskSha256: kase.maskSha256,
         labels: kase.labels,
       },
-      volume: { dims, spacing, affine, placement: kase.placement },
+      volume: { dims, spacing, affine, placement: kase.placement, modelSpace: modelSpaceRecord(kase.space) },
       target: {
         roi: target.describe,
         roiBounds: target.roiBounds,
