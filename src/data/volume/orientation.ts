@@ -133,7 +133,7 @@ export function orntAffine(affine: readonly number[], dims: readonly number[], o
     let t = affine[r * 4 + 3];
     for (let a = 0; a < 3; a++) {
       const c = affine[r * 4 + o.axis[a]];
-      out[r * 4 + a] = o.flip[a] ? -c : c;
+      out[r * 4 + a] = o.flip[a] ? 0 - c : c; // 0 - c: no -0 in the affine
       if (o.flip[a]) t += c * (dims[o.axis[a]] - 1);
     }
     out[r * 4 + 3] = t;
