@@ -66,7 +66,7 @@ describe("the block engine on volumes finds exactly the causal box of a known 3D
   it("zero ablation", async () => {
     const a = await explain({
       method: "zero",
-      block: 8,
+      block: [8, 8, 8],
       estimator: { screen: 1, samples: 0, tau: 0.02 },
       intervention: { kind: "constant", value: -0.378, describe: {} },
       settings: {},
@@ -78,8 +78,8 @@ describe("the block engine on volumes finds exactly the causal box of a known 3D
   it("occlusion with overlapping windows keeps the causal box's voxels at −100 and its far side at 0", async () => {
     const a = await explain({
       method: "occlusion",
-      block: 8,
-      stride: 4,
+      block: [8, 8, 8],
+      stride: [4, 4, 4],
       estimator: { screen: 1, samples: 0, tau: 0 },
       intervention: { kind: "constant", value: -1, describe: {} },
       settings: {},
@@ -92,13 +92,13 @@ describe("the block engine on volumes finds exactly the causal box of a known 3D
 
   it("PdCR's paper schedule with a 3D bank of boxes from other volumes", async () => {
     const m = await VolumeModel.load(model);
-    const bank = await buildVolumeBank(manifest, m.card, { size: 8, perVolume: 6, seed: 0, splits: ["train"] });
+    const bank = await buildVolumeBank(manifest, m.card, { box: [8, 8, 8], perVolume: 6, seed: 0, splits: ["train"] });
     await m.release();
     expect(bank.count).toBe(12);
     expect(bank.header.spacing).toEqual([1, 1, 1]);
     const a = await explain({
       method: "pdcr",
-      block: 8,
+      block: [8, 8, 8],
       estimator: { screen: 3, samples: 50, tau: 0.02 },
       intervention: { kind: "bank", bank },
       settings: {},
@@ -115,11 +115,11 @@ describe("the block engine on volumes finds exactly the causal box of a known 3D
 
   it("PdCR's fast schedule (octree screening, stratified draws) finds the same causal box", async () => {
     const m = await VolumeModel.load(model);
-    const bank = await buildVolumeBank(manifest, m.card, { size: 8, perVolume: 6, seed: 0, splits: ["train"] });
+    const bank = await buildVolumeBank(manifest, m.card, { box: [8, 8, 8], perVolume: 6, seed: 0, splits: ["train"] });
     await m.release();
     const a = await explain({
       method: "pdcr",
-      block: 8,
+      block: [8, 8, 8],
       estimator: { screen: 3, samples: 48, tau: 0.02 },
       adaptive: { ...FAST_SCHEDULE, maxSamples: 48 },
       intervention: { kind: "bank", bank },
@@ -136,11 +136,11 @@ describe("the block engine on volumes finds exactly the causal box of a known 3D
 
   it("the same seed gives the same map whatever the batch size", async () => {
     const m = await VolumeModel.load(model);
-    const bank = await buildVolumeBank(manifest, m.card, { size: 8, perVolume: 6, seed: 0, splits: ["train"] });
+    const bank = await buildVolumeBank(manifest, m.card, { box: [8, 8, 8], perVolume: 6, seed: 0, splits: ["train"] });
     await m.release();
     const spec = {
       method: "pdcr",
-      block: 8,
+      block: [8, 8, 8],
       estimator: { screen: 3, samples: 5, tau: 0 },
       intervention: { kind: "bank" as const, bank },
       settings: {},
@@ -154,12 +154,12 @@ describe("the block engine on volumes finds exactly the causal box of a known 3D
 describe("checkpoints", () => {
   it("a rerun with the same settings reuses every finished sample and gives the identical map", async () => {
     const m = await VolumeModel.load(model);
-    const bank = await buildVolumeBank(manifest, m.card, { size: 8, perVolume: 6, seed: 0, splits: ["train"] });
+    const bank = await buildVolumeBank(manifest, m.card, { box: [8, 8, 8], perVolume: 6, seed: 0, splits: ["train"] });
     await m.release();
     const checkpointPath = join(dir, "vol.checkpoint.json");
     const spec = {
       method: "pdcr",
-      block: 8,
+      block: [8, 8, 8],
       estimator: { screen: 3, samples: 5, tau: 0 },
       intervention: { kind: "bank" as const, bank },
       settings: {},
@@ -234,7 +234,7 @@ describe("volume cards and banks", () => {
 
   it("a bank round-trips through its file and leaves out the boxes of the volume explained", async () => {
     const m = await VolumeModel.load(model);
-    const bank = await buildVolumeBank(manifest, m.card, { size: 4, perVolume: 3, seed: 5, splits: ["train"] });
+    const bank = await buildVolumeBank(manifest, m.card, { box: [4, 4, 4], perVolume: 3, seed: 5, splits: ["train"] });
     await m.release();
     const path = join(dir, "b.scvbank");
     await bank.save(path);
@@ -249,7 +249,7 @@ describe("volume cards and banks", () => {
 
   it("a bank file whose header is not JSON, or whose sources do not add up to its count, is refused in one line", async () => {
     const m = await VolumeModel.load(model);
-    const bank = await buildVolumeBank(manifest, m.card, { size: 4, perVolume: 3, seed: 5, splits: ["train"] });
+    const bank = await buildVolumeBank(manifest, m.card, { box: [4, 4, 4], perVolume: 3, seed: 5, splits: ["train"] });
     await m.release();
     const good = join(dir, "g.scvbank");
     await bank.save(good);

@@ -168,7 +168,7 @@ describe("a known-answer 3D model finds the same causal box in world coordinates
         { roi },
         {
           method: "zero",
-          block: 8,
+          block: [8, 8, 8],
           estimator: { screen: 1, samples: 0, tau: 0.02 },
           intervention: { kind: "constant", value: -0.378, describe: {} },
           settings: {},

@@ -11,6 +11,7 @@ import { fail } from "../errors.js";
 import { FAST_SCHEDULE } from "../explain/adaptive.js";
 import { getMethod, methodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
+import { type BoxUnitName, boxVoxels, describeSize } from "../explain/volume/box-size.js";
 import { explainVolumeBlocks, mean, planBoxes, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../explain/volume/engine.js";
 import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
@@ -50,6 +51,8 @@ export interface VolumeExplainFlags {
   threads?: number | "auto";
   /** the mosaic's colour scale (max, pNN, fixed:V), as for 2D maps */
   colourScale?: string;
+  /** --block and --stride in millimetres (default) or voxels */
+  boxUnit?: BoxUnitName;
   [option: string]: unknown;
 }
 
@@ -95,7 +98,9 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     );
   }
   const def = getMethod(f.method);
-  const given = Object.fromEntries(Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series"].includes(k) && v !== undefined));
+  const given = Object.fromEntries(
+    Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series", "boxUnit"].includes(k) && v !== undefined),
+  );
   const o = resolveOptions(def, given);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi z,y,x,d,h,w (voxels of the input volume) or --roi-mask labels.nii.gz (with --label)");
   if (f.roi && f.roiMask) fail("both --roi and --roi-mask are given", "pass only one of them");
@@ -127,7 +132,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.mask ? f.label : undefined, seriesUid: f.series });
     const roi: VolumeTargetSpec["roi"] = roiBox ?? { mask: (await readStructure(f.roiMask!, kase.volume, f.image, f.label)).mask, name: f.roiMask! };
     const target: VolumeTargetSpec = { roi, outcome: f.outcome, reference: f.reference };
-    const spec = methodSpec(f.method, o, kase, bank);
+    const spec = methodSpec(f.method, o, kase, bank, f.boxUnit ?? "mm");
     const batchSize = typeof f.batchSize === "number" ? f.batchSize : undefined;
     // The RoI, the reference and the boxes are checked before the folder is claimed.
     const resolved = await volumeTarget(model, kase, target);
@@ -155,8 +160,14 @@ function methodSpec(
   o: Record<string, unknown>,
   kase: VolumeCase,
   bank: VolumeBank | undefined,
+  unit: BoxUnitName,
 ): Omit<VolumeBlockSpec, "seed" | "batchSize"> {
-  const block = o.block as number;
+  // --block (and --stride) in mm become voxels per model-space axis: physically even boxes
+  const spacing = kase.space.spacing;
+  const block = boxVoxels(o.block as number, unit, spacing, "--block");
+  const sizes = unit === "mm" ? { blockMm: o.block as number } : {};
+  if (unit === "mm" && block.some((n, a) => n * spacing[2 - a] !== o.block))
+    kase.notes.push(`--block ${o.block} mm is ${describeSize(block)} voxels (DxHxW) of ${spacing.join("x")} mm in model space`);
   const tau = o.tau as number;
   switch (method) {
     case "zero": {
@@ -166,7 +177,7 @@ function methodSpec(
         block,
         estimator: { screen: 1, samples: 0, tau },
         intervention: { kind: "constant", value: kase.normalise(raw), describe: { kind: "constant", raw, normalised: kase.normalise(raw) } },
-        settings: { fill: raw },
+        settings: { fill: raw, ...sizes },
       };
     }
     case "occlusion": {
@@ -175,10 +186,10 @@ function methodSpec(
       return {
         method,
         block,
-        stride: o.stride as number,
+        stride: boxVoxels(o.stride as number, unit, spacing, "--stride"),
         estimator: { screen: 1, samples: 0, tau },
         intervention: { kind: "constant", value: kase.normalise(raw), describe: { kind, raw, normalised: kase.normalise(raw) } },
-        settings: { fillKind: kind, fill: raw },
+        settings: { fillKind: kind, fill: raw, ...sizes },
       };
     }
     default: {
@@ -194,7 +205,7 @@ function methodSpec(
           o.schedule === "fast"
             ? { ...FAST_SCHEDULE, tau, maxSamples: o.samples as number, fidelity: o.mapNoise as number, maxPasses: o.maxPasses as number }
             : undefined,
-        settings: { schedule: o.schedule },
+        settings: { schedule: o.schedule, ...sizes },
       };
       if (removed > 0) kase.notes.push(`${removed} boxes of the bank came from the volume explained and were left out`);
       return spec;
@@ -223,7 +234,7 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   const lines = [
     `${a.method} map of ${r.kase.id} (${a.dims.join("x")} voxels): RoI ${a.roi}`,
     `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
-    `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    `  ${a.units.length} boxes of ${describeSize(blockOf(a))} voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.forwardPasses} forward passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
   const withCi = top.some((u) => u.samples > 1);
   if (top.length)
@@ -233,6 +244,12 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   for (const n of a.notes) lines.push(`  note: ${n}`);
   lines.push(`  wrote ${Object.keys(r.written.files).join(", ")} to ${r.written.dir}`);
   return lines.join("\n");
+}
+
+/** The attribution's box size (D, H, W), from its settings (one number for a cube). */
+function blockOf(a: VolumeAttribution): number[] {
+  const b = (a.provenance.settings as { block: number | number[] }).block;
+  return typeof b === "number" ? [b, b, b] : b;
 }
 
 export function volumeJson(r: VolumeExplainResult): Record<string, unknown> {

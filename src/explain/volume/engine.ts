@@ -20,6 +20,7 @@ import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "../estimators.js";
 import { buildTree } from "../hierarchy.js";
 import type { SampleRequest } from "../samples.js";
+import { describeSize, type Size3, sizeRecord } from "./box-size.js";
 import { type BoxUnit, boxGrid, forEachCell, paintBoxes } from "./boxes.js";
 
 export const VOLUME_BATCH_SIZE = 4;
@@ -29,8 +30,9 @@ export type VolumeIntervention = { kind: "constant"; value: number; describe: Re
 
 export interface VolumeBlockSpec {
   method: string;
-  block: number;
-  stride?: number;
+  /** box size in model-space voxels, (D, H, W) */
+  block: Size3;
+  stride?: Size3;
   estimator: ScreenedAteSettings;
   /** when set, the fast schedule (octree screening, stratified sequential draws) replaces the screened estimator */
   adaptive?: AdaptiveSettings;
@@ -78,17 +80,17 @@ export function planBoxes(kase: VolumeCase, target: VolumeTarget, spec: VolumeBl
   for (const c of target.roiCells) roiInBox[c] = 1;
   const grid = boxGrid(kase.placement, kase.space.dims, spec.block, roiInBox, spec.stride);
   const iv = spec.intervention;
-  if (iv.kind === "bank" && iv.bank.size !== spec.block)
+  if (iv.kind === "bank" && iv.bank.box.some((n, a) => n !== spec.block[a]))
     fail(
-      `--block ${spec.block} does not match the bank's ${iv.bank.size}³ boxes`,
-      `build a bank of ${spec.block}-voxel boxes, or use --block ${iv.bank.size}`,
+      `the block is ${describeSize(spec.block)} voxels (DxHxW) in model space, the bank's boxes are ${describeSize(iv.bank.box)}`,
+      `build the bank with the same size (bank build --patch-size, in mm on volumes), or give --block ${cubeHint(iv.bank.box)}`,
     );
   const draws = iv.kind === "bank" ? iv.bank.count : 1;
   // The fast schedule: octree screening of boxes, draws stratified by the boxes' mean value.
   const ad = spec.adaptive && { ...spec.adaptive, strata: Math.min(spec.adaptive.strata, draws) };
   if (ad && ad.strata < 2)
     fail(`the fast schedule needs at least 2 distinct draws, the intervention has ${draws}`, "use --schedule paper, or a bank with more boxes");
-  if (ad && (spec.stride ?? spec.block) !== spec.block)
+  if (ad && spec.stride?.some((n, a) => n !== spec.block[a]))
     fail("the fast schedule needs a partition into boxes (stride = block size)", "use --schedule paper for overlapping windows");
   return { grid, draws, ad };
 }
@@ -110,7 +112,7 @@ export async function explainVolumeBlocks(
   const iv = spec.intervention;
   const tree = ad
     ? buildTree(
-        units.map((u) => [u.z, u.y, u.x].map((v, a) => Math.floor((v - grid.origin[a]) / spec.block))),
+        units.map((u) => [u.z, u.y, u.x].map((v, a) => Math.floor((v - grid.origin[a]) / spec.block[a]))),
         ad.groupSize,
       )
     : undefined;
@@ -137,8 +139,8 @@ export async function explainVolumeBlocks(
     card: model.card,
     target: { roi: target.describe, bounds: target.roiBounds, outcome: target.outcome, ref: target.referenceKind },
     method: spec.method,
-    block: spec.block,
-    stride: spec.stride ?? spec.block,
+    block: sizeRecord(spec.block),
+    stride: sizeRecord(spec.stride ?? spec.block),
     seed,
     intervention: iv.kind === "constant" ? iv.describe : iv.bank.describe(),
     draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
@@ -185,7 +187,7 @@ export async function explainVolumeBlocks(
     notes.push(
       `no block moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`,
     );
-  const settings = { block: spec.block, stride: spec.stride ?? spec.block, ...(ad ?? spec.estimator), ...spec.settings };
+  const settings = { block: sizeRecord(spec.block), stride: sizeRecord(spec.stride ?? spec.block), ...(ad ?? spec.estimator), ...spec.settings };
   const intervention = iv.kind === "constant" ? iv.describe : iv.bank.describe();
   return {
     method: spec.method,
@@ -235,6 +237,11 @@ export async function explainVolumeBlocks(
       runner: { batchSize: runner.plan.batchSize, threads: model.threads },
     },
   };
+}
+
+/** "--block 8 --box-unit vox" for a cubic bank box, else the hint to rebuild. */
+function cubeHint(box: readonly number[]): string {
+  return box.every((n) => n === box[0]) ? `${box[0]} --box-unit vox` : "in millimetres that give the bank's box on this model";
 }
 
 /** Mean of the values (a box of the bank, a whole volume). */
