@@ -261,6 +261,37 @@ describe.skipIf(!existsSync(join(HIPPO, "manifest.json")))("a hippocampus volume
   });
 });
 
+describe("blocks in millimetres", () => {
+  it("on a 1 mm card --block 8 (mm) gives the same boxes and map as --block 8 --box-unit vox", async () => {
+    const run = (out: string, ...extra: string[]) =>
+      segcause(
+        "explain",
+        "--model",
+        model,
+        "--image",
+        volume,
+        "--roi",
+        "0,0,0,4,4,4",
+        "--method",
+        "zero",
+        "--reference",
+        "prediction",
+        "--block",
+        "8",
+        ...extra,
+        "--out",
+        out,
+      );
+    const [mm, vox] = [join(dir, "block-mm"), join(dir, "block-vox")];
+    expect(run(mm).code).toBe(0);
+    const r = run(vox, "--box-unit", "vox");
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(join(vox, "map.nii.gz")).equals(readFileSync(join(mm, "map.nii.gz")))).toBe(true);
+    const settings = JSON.parse(readFileSync(join(mm, "map.json"), "utf8")).provenance.settings;
+    expect(settings).toMatchObject({ block: 8, blockMm: 8 });
+  });
+});
+
 describe("volume inputs that cannot work are refused in one line, exit 1, nothing complete written", () => {
   it("a 4D NIfTI", () => {
     const bytes = niftiBytes({ dims: [N, N, N], affine: AFFINE, data: new Float32Array(N ** 3) });
@@ -292,6 +323,10 @@ describe("volume inputs that cannot work are refused in one line, exit 1, nothin
       ["--model", model, "--image", coarse, "--roi", "0,0,0,4,4,4", "--method", "zero"],
       /resampled from 100x100x100 mm to the model's 1x1x1 mm would hold 1600x1600x1600 voxels/,
     );
+  });
+
+  it("--box-unit on a 2D image", () => {
+    refused(["--model", model2d, "--image", png, "--roi", "0,0,8,8", "--method", "zero", "--box-unit", "vox"], /--box-unit applies to volumes/);
   });
 
   it("a label the map does not hold", () => {

@@ -1,11 +1,14 @@
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { mapToInput, maskToModel, modelSpaceOf } from "../src/data/volume/model-space.js";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { applyOrnt, inverseOrnt, obliqueDegrees, orientationCodes, orntAffine, orntDims, orntTo } from "../src/data/volume/orientation.js";
 import { resampledAffine, resampledDims, resampleNearest, resampleTrilinear } from "../src/data/volume/resample.js";
+import { buildVolumeBank } from "../src/data/volume/volume-bank.js";
 import { loadVolumeCase } from "../src/data/volume/volume-case.js";
-import { explainVolumeBlocks, type VolumeAttribution } from "../src/explain/volume/engine.js";
+import { boxVoxels } from "../src/explain/volume/box-size.js";
+import { explainVolumeBlocks, planBoxes, type VolumeAttribution, volumeTarget } from "../src/explain/volume/engine.js";
 import type { VolumeCard } from "../src/model/volume-card.js";
 import { VolumeModel } from "../src/model/volume-model.js";
 import { Rng } from "../src/util/rng.js";
@@ -227,5 +230,101 @@ describe("a known-answer 3D model finds the same causal box in world coordinates
       masks: "nearest",
       dims: [N, N, N],
     });
+  });
+});
+
+describe("blocks in millimetres", () => {
+  it("become voxels per model-space axis by the card's spacing (rounded, at least 1); --box-unit vox takes voxels", () => {
+    expect(boxVoxels(8, "mm", [1, 1, 1], "--block")).toEqual([8, 8, 8]);
+    // (D, H, W) = (k, j, i): 8 mm over 0.8 x 0.8 x 3 mm voxels
+    expect(boxVoxels(8, "mm", [0.8, 0.8, 3], "--block")).toEqual([3, 10, 10]);
+    expect(boxVoxels(1, "mm", [0.8, 0.8, 3], "--block")).toEqual([1, 1, 1]);
+    expect(boxVoxels(8, "vox", [0.8, 0.8, 3], "--block")).toEqual([8, 8, 8]);
+  });
+
+  it("an anisotropic model space gets physically even boxes: the known causal box is split along k and both halves are found", async () => {
+    // the known-answer model on a card at 1 x 1 x 2 mm: --block 8 mm is 4 voxels along k, 8 along j and i
+    const dir = tmp();
+    const card = { ...CARD, input: { ...CARD.input, spacing: [1, 1, 2] } };
+    const model = writeModel(dir, "causal3d-aniso.onnx", causalBoxModel(), card);
+    const affine = [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1];
+    const path = join(dir, "aniso.nii.gz");
+    await writeNifti(path, { dims: [N, N, N], affine, data: causalBoxVolume() });
+    const m = await VolumeModel.load(model);
+    try {
+      const kase = await loadVolumeCase(m, path);
+      expect(kase.space.identity).toBe(true);
+      const block = boxVoxels(8, "mm", kase.space.spacing, "--block");
+      expect(block).toEqual([4, 8, 8]);
+      // a fill far below the volume: half of the causal box replaced is enough to turn every voxel background
+      const a = await explainVolumeBlocks(
+        m,
+        kase,
+        { roi: ROI },
+        {
+          method: "zero",
+          block,
+          estimator: { screen: 1, samples: 0, tau: 0.02 },
+          intervention: { kind: "constant", value: -3, describe: {} },
+          settings: {},
+        },
+      );
+      // 4 x 2 x 2 boxes, the 2 under the RoI (z 8..15, y 8..15, x 0..7) left out
+      expect(a.units).toHaveLength(14);
+      expect(a.units.every((u) => u.depth === 4 && u.height === 8 && u.width === 8)).toBe(true);
+      const found = a.units.filter((u) => u.effect !== 0);
+      expect(found.map((u) => [u.z, u.y, u.x])).toEqual([
+        [0, 0, 8],
+        [4, 0, 8],
+      ]);
+      for (const u of found) expect(u.effect).toBeCloseTo(-100, 6);
+      expect(a.provenance.settings).toMatchObject({ block: [4, 8, 8], stride: [4, 8, 8] });
+    } finally {
+      await m.release();
+    }
+  });
+});
+
+describe("volume banks are cut in model space", () => {
+  it("a bank from LPS copies of the volumes holds exactly the boxes of the bank from the RAS volumes; a bank of other boxes is refused", async () => {
+    const dir = tmp();
+    const model = writeModel(dir, "causal3d.onnx", causalBoxModel(), { ...CARD, input: { ...CARD.input, axes: "RAS" } });
+    const flip = { axis: [0, 1, 2] as V3, flip: [true, true, false] as [boolean, boolean, boolean] };
+    const manifests: Record<string, string> = {};
+    for (const kind of ["ras", "lps"]) {
+      const cases = [];
+      for (let v = 0; v < 2; v++) {
+        const r = new Rng(11 + v, 0);
+        const data = Float32Array.from({ length: N ** 3 }, () => r.next());
+        const [d, a] =
+          kind === "ras" ? [data, AFFINE] : [applyOrnt(data, [N, N, N], flip, (n) => new Float32Array(n)), orntAffine(AFFINE, [N, N, N], flip)];
+        await writeNifti(join(dir, `${kind}${v}.nii.gz`), { dims: [N, N, N], affine: a, data: d });
+        cases.push({ id: `${kind}${v}`, image: `${kind}${v}.nii.gz`, split: "train" });
+      }
+      manifests[kind] = join(dir, `${kind}.json`);
+      writeFileSync(manifests[kind], JSON.stringify({ name: kind, cases }));
+    }
+    const m = await VolumeModel.load(model);
+    try {
+      const opts = { box: [4, 8, 8] as V3, perVolume: 5, seed: 2, splits: ["train"] };
+      const [ras, lps] = [await buildVolumeBank(manifests.ras, m.card, opts), await buildVolumeBank(manifests.lps, m.card, opts)];
+      expect(lps.header.box).toEqual([4, 8, 8]);
+      expect(lps.header.size).toBeUndefined();
+      expect(Array.from(lps.data)).toEqual(Array.from(ras.data));
+      const image = join(dir, "case.nii.gz");
+      await writeNifti(image, { dims: [N, N, N], affine: AFFINE, data: causalBoxVolume() });
+      const kase = await loadVolumeCase(m, image);
+      const target = await volumeTarget(m, kase, { roi: ROI });
+      const spec = {
+        method: "pdcr",
+        block: [8, 8, 8] as V3,
+        estimator: { screen: 3, samples: 5, tau: 0 },
+        intervention: { kind: "bank" as const, bank: lps },
+        settings: {},
+      };
+      expect(() => planBoxes(kase, target, spec)).toThrow(/the block is 8³ voxels \(DxHxW\) in model space, the bank's boxes are 4x8x8/);
+    } finally {
+      await m.release();
+    }
   });
 });
