@@ -2,7 +2,8 @@
  * The block engine on volumes: unperturbed pass → volume Target → grid of boxes → screened ATE over
  * an intervention, through the shared batch runner and estimator. A sample's input is a pure
  * function of (seed, unit, draw); the only copies of the volume are the runner's input buffers.
- * The map goes back through the placement onto the input volume's grid.
+ * Boxes live in model space (the card's axes and spacing); the map goes back through the placement
+ * and the model-space transform onto the input volume's grid.
  */
 
 import { modelSpaceRecord } from "../../data/volume/model-space.js";
