@@ -13,6 +13,7 @@ export {
 } from "./data/manifest.js";
 export { buildPatchBank, PatchBank } from "./data/patchbank.js";
 export { readCaseImage, readCaseMask, type VolumeCaseMask } from "./data/volume/case-files.js";
+export { type ModelSpace, mapToInput, maskToModel, modelSpaceOf } from "./data/volume/model-space.js";
 export { buildVolumeBank, VolumeBank } from "./data/volume/volume-bank.js";
 export { loadVolumeCase, type Placement, readVolume, type VolumeCase } from "./data/volume/volume-case.js";
 export { SegcauseError } from "./errors.js";

@@ -189,6 +189,46 @@ describe.skipIf(!haveData)("volume data sets on the shared data", () => {
     expect(existsSync(join(bad, "manifest.json"))).toBe(false);
   });
 
+  it("`segcause dataset init` notes volumes of several orientations and spacings; bank build cuts their boxes in the model's space", async () => {
+    const dir = join(root, "mixed");
+    for (const sub of ["images", "labels"]) mkdirSync(join(dir, sub), { recursive: true });
+    const n = 12;
+    const data = Float32Array.from({ length: n ** 3 }, (_, i) => (i * 7919) % 13);
+    const labels = Float32Array.from({ length: n ** 3 }, (_, i) => (i % n < 3 ? 1 : 0));
+    const grids = {
+      ras: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1],
+      lps: [-0.8, 0, 0, 10, 0, -0.8, 0, 10, 0, 0, 0.8, 0, 0, 0, 0, 1],
+    };
+    for (const [name, affine] of Object.entries(grids)) {
+      await writeNifti(join(dir, "images", `${name}.nii.gz`), { dims: [n, n, n], affine, data });
+      await writeNifti(join(dir, "labels", `${name}.nii.gz`), { dims: [n, n, n], affine, data: labels });
+    }
+    const manifest = join(dir, "manifest.json");
+    const r = segcause("dataset", "init", "--images", join(dir, "images"), "--masks", join(dir, "labels"), "--splits", "train=1", "--out", manifest);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain("note: the volumes come in 2 orientations/spacings (LPS, 0.8x0.8x0.8 mm: 1; RAS, 1x1x1 mm: 1)");
+    // the shipped model's card: RAS, 1 mm; an 8 mm box is 8 voxels there
+    const bank = join(dir, "bank.scvbank");
+    const b = segcause(
+      "bank",
+      "build",
+      "--images",
+      manifest,
+      "--model",
+      join("models", "volumes", "unet3d-hippocampus.onnx"),
+      "--splits",
+      "train",
+      "--per-image",
+      "3",
+      "--out",
+      bank,
+    );
+    expect(b.code, b.stderr).toBe(0);
+    expect(b.stdout).toContain("wrote 6 boxes of 8³ voxels (8 mm) from 2 volumes");
+    const header = JSON.parse(readFileSync(bank).toString("latin1").split("\n")[1]);
+    expect(header).toMatchObject({ size: 8, count: 6, spacing: [1, 1, 1] });
+  });
+
   it("`segcause dataset init` notes an empty label map and refuses an image given as the label map", async () => {
     const dir = join(root, "hippo-labels");
     hippoFolder(dir, ["001"]);

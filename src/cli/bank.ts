@@ -8,12 +8,13 @@ import { casesInSplits, readManifest } from "../data/manifest.js";
 import { buildPatchBank } from "../data/patchbank.js";
 import { buildVolumeBank } from "../data/volume/volume-bank.js";
 import { fail } from "../errors.js";
+import { BOX_UNITS, type BoxUnitName, boxVoxels, describeSize } from "../explain/volume/box-size.js";
 import type { ResizeFilter } from "../model/card.js";
 import { Model } from "../model/model.js";
 import { isVolumeModel, readVolumeCard } from "../model/volume-card.js";
 import { checkOutputFile } from "../util/files.js";
 import { ProgressTracker, stderrProgress } from "../util/progress.js";
-import { addCardFlags, type CardFlags, cardOverrides, intAtLeast, seed, sizeHW } from "./options.js";
+import { addCardFlags, type CardFlags, cardOverrides, intAtLeast, oneOf, seed, sizeHW } from "./options.js";
 
 interface BankFlags extends CardFlags {
   images: string;
@@ -22,6 +23,7 @@ interface BankFlags extends CardFlags {
   size?: number[];
   splits: string;
   patchSize: number;
+  boxUnit?: BoxUnitName;
   perImage: number;
   seed: number;
   progress: boolean;
@@ -74,14 +76,19 @@ async function buildVolumes(f: BankFlags): Promise<void> {
     );
   const { card } = readVolumeCard(f.model, f.card);
   if (f.size) fail("--size applies to 2D images; a volume bank takes its geometry from the 3D model's card", "drop --size");
-  if (f.patchSize > 256)
-    fail(`--patch-size ${f.patchSize} is larger than a volume bank's boxes can be (256 voxels)`, "use the explain --block size (e.g. 16)");
+  // as explain's --block: millimetres by default, voxels per model-space axis by the card's spacing
+  const box = boxVoxels(f.patchSize, f.boxUnit ?? "mm", card.input.spacing, "--patch-size");
+  if (box.some((n) => n > 256))
+    fail(
+      `--patch-size ${f.patchSize} makes boxes of ${describeSize(box)} voxels, larger than a volume bank's can be (256)`,
+      "use the explain --block size (e.g. 16)",
+    );
   const splits = f.splits.split(",").map((s) => s.trim());
-  const bank = await buildVolumeBank(f.images, card, { size: f.patchSize, perVolume: f.perImage, seed: f.seed, splits });
+  const bank = await buildVolumeBank(f.images, card, { box, perVolume: f.perImage, seed: f.seed, splits });
   await bank.save(f.out);
   if (!f.quiet)
     process.stdout.write(
-      `wrote ${bank.count} boxes of ${f.patchSize}³ voxels from ${bank.header.sources.length} volumes (${f.splits}), each normalised as ${card.input.normalisation.kind} per volume at ${card.input.spacing.join("x")} mm, to ${f.out}\n`,
+      `wrote ${bank.count} boxes of ${describeSize(box)} voxels${(f.boxUnit ?? "mm") === "mm" ? ` (${f.patchSize} mm)` : ""} from ${bank.header.sources.length} volumes (${f.splits}), each normalised as ${card.input.normalisation.kind} per volume at ${card.input.spacing.join("x")} mm, to ${f.out}\n`,
     );
 }
 
@@ -94,7 +101,13 @@ export function bankCommand(): Command {
     .option("--model <file>", "take the input size and resize filter from this model's card")
     .option("--size <h,w>", "resize images to this size first (when no --model; default: the size all the images share)", sizeHW("size"))
     .option("--splits <list>", "manifest splits to use (never the ones you explain)", "train,val")
-    .option("--patch-size <px>", "patch size (must equal the explain block size)", intAtLeast("patch-size"), 8)
+    .option(
+      "--patch-size <px>",
+      "patch size (must equal the explain block size); volume banks: millimetres, converted to voxels by the card's spacing (see --box-unit)",
+      intAtLeast("patch-size"),
+      8,
+    )
+    .option("--box-unit <mm|vox>", "volume banks: --patch-size in mm (default) or in voxels", oneOf("box-unit", BOX_UNITS))
     .option("--per-image <n>", "random patches per image (per volume for a volume data set)", intAtLeast("per-image"), 100)
     .option("--seed <n>", "random seed", seed(), 0)
     .option("--no-progress", "no progress on stderr")
@@ -107,6 +120,7 @@ export function bankCommand(): Command {
       filter: ResizeFilter = f.resize ?? "bilinear";
     checkOutputFile(f.out);
     if (isVolumeManifest(f.images) || (f.model && isVolumeModel(f.model, f.card))) return buildVolumes(f);
+    if (f.boxUnit) fail("--box-unit applies to volume banks (boxes in mm or voxels); 2D patches are in pixels", "drop --box-unit");
     if (f.model && f.size) fail("--size and --model both give the input size", "pass only --model (its card gives the size) or only --size H,W");
     if (f.model) {
       const resolved = Model.readCard(f.model, { card: f.card, overrides: cardOverrides(f) });

@@ -7,6 +7,7 @@ import { datasetFromFolders, type FolderDatasetOptions, niftiDatasetFromFolders,
 import { readCaseImage, readCaseMask } from "../data/volume/case-files.js";
 import { type DicomCase, dicomDatasetFromFolders } from "../data/volume/dicom-cases.js";
 import { folderKind } from "../data/volume/folder-kind.js";
+import { orientationCodes } from "../data/volume/orientation.js";
 import { fail, SegcauseError } from "../errors.js";
 import { decimal } from "../util/decimal.js";
 import { checkOutputFile } from "../util/files.js";
@@ -98,7 +99,11 @@ export function datasetCommand(): Command {
     } else {
       const ds: { cases: DicomCase[]; maskSuffix?: string; unpairedMasks: string[] } =
         kind === "nifti" ? niftiDatasetFromFolders(f) : dicomDatasetFromFolders(f);
-      const { grids, emptyMasks } = await checkVolumes(ds.cases, kind);
+      const { grids, emptyMasks, kinds } = await checkVolumes(ds.cases, kind);
+      if (kinds.size > 1)
+        process.stderr.write(
+          `note: the volumes come in ${kinds.size} orientations/spacings (${[...kinds].map(([k, n]) => `${k}: ${n}`).join("; ")}); explain, evaluate and bank build bring each into the model's axes and spacing (docs/volumes.md)\n`,
+        );
       made = {
         ...ds,
         emptyMasks,
@@ -215,15 +220,21 @@ const gridOf = (v: { dims: number[]; spacing: number[] }) => ({ shape: [...v.dim
 async function checkVolumes(
   cases: readonly { id: string; image: string; series?: string; mask?: string }[],
   kind: "nifti" | "dicom",
-): Promise<{ grids: ReturnType<typeof gridOf>[]; emptyMasks: string[] }> {
+): Promise<{ grids: ReturnType<typeof gridOf>[]; emptyMasks: string[]; kinds: Map<string, number> }> {
   const problems: string[] = [];
   const empty: string[] = [];
   const grids: ReturnType<typeof gridOf>[] = [];
+  // "LPS, 0.8x0.8x3 mm" → cases: explain and bank build bring each kind into the model's axes and spacing
+  const kinds = new Map<string, number>();
   for (const c of cases) {
     try {
       const vc = { ...c, format: kind, maskFormat: kind === "nifti" ? ("nifti" as const) : ("dicom-seg" as const) };
       const image = await readCaseImage(vc);
-      grids.push(gridOf(image));
+      const grid = gridOf(image);
+      // the orientation every model-space transform starts from: a degenerate affine is refused here
+      const geometry = `${orientationCodes(image.affine)}, ${grid.spacing_mm.map((x) => Number(x.toPrecision(4))).join("x")} mm`;
+      kinds.set(geometry, (kinds.get(geometry) ?? 0) + 1);
+      grids.push(grid);
       if (c.mask && !(await readCaseMask(vc, image)).mask.some((v) => v)) empty.push(c.id);
     } catch (e) {
       if (!(e instanceof SegcauseError)) throw e;
@@ -236,5 +247,5 @@ async function checkVolumes(
       "fix or remove them: a mask must be a label map on its image's voxel grid (NIfTI) or a SEG of its series (DICOM)",
     );
   }
-  return { grids, emptyMasks: empty };
+  return { grids, emptyMasks: empty, kinds };
 }

@@ -7,10 +7,11 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { VolumeBank } from "../data/volume/volume-bank.js";
-import { loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
+import { boxCornerOnInput, loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import { getMethod, methodNames, volumeMethodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
+import { type BoxUnitName, describeSize } from "../explain/volume/box-size.js";
 import { type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
 import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
@@ -43,6 +44,8 @@ export interface VolumeExplainFlags {
   threads?: number | "auto";
   /** the mosaic's colour scale (max, pNN, fixed:V), as for 2D maps */
   colourScale?: string;
+  /** --block and --stride in millimetres (default) or voxels */
+  boxUnit?: BoxUnitName;
   [option: string]: unknown;
 }
 
@@ -87,7 +90,9 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
       `${def ? `method ${f.method} does not run on volumes yet` : `unknown method '${f.method}'`}`,
       `use --method ${volumeMethodNames().join(", ")} on a volume (see \`segcause methods\`)`,
     );
-  const given = Object.fromEntries(Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series"].includes(k) && v !== undefined));
+  const given = Object.fromEntries(
+    Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series", "boxUnit"].includes(k) && v !== undefined),
+  );
   const o = resolveOptions(def, given);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi z,y,x,d,h,w (voxels of the input volume) or --roi-mask labels.nii.gz (with --label)");
   if (f.roi && f.roiMask) fail("both --roi and --roi-mask are given", "pass only one of them");
@@ -115,7 +120,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
         `${f.method} does not run over sliding windows yet, and this volume (${p.box.join("x")} in the model's space) needs more than one ${p.patch.join("x")} window`,
         "use --method zero, occlusion or pdcr on this volume, or a card whose box holds the whole volume",
       );
-    const run = await form.plan({ model, kase, target: resolved, bank }, o);
+    const run = await form.plan({ model, kase, target: resolved, bank, boxUnit: f.boxUnit }, o);
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
     const attribution = await run({ seed: f.seed, batchSize, checkpointPath: join(f.out, ".checkpoint.json") });
@@ -143,10 +148,8 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
     .filter((u) => u.effect < 0)
     .sort((x, y) => x.effect - y.effect)
     .slice(0, 3);
-  const toVolume = (u: (typeof a.units)[number]) => {
-    const p = r.kase.placement;
-    return `(${u.z - p.offset[2]},${u.y - p.offset[1]},${u.x - p.offset[0]})`;
-  };
+  // the box's corner in voxels of the input volume, as --roi is given
+  const toVolume = (u: (typeof a.units)[number]) => `(${boxCornerOnInput(r.kase, u.z, u.y, u.x, [u.width, u.height, u.depth]).join(",")})`;
   const nonzero = a.units.filter((u) => u.effect !== 0).length;
   const lines = [
     `${a.method} map of ${r.kase.id} (${a.dims.join("x")} voxels): RoI ${a.roi}`,
@@ -155,7 +158,7 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   if (a.unitKind === "voxel") lines.push(...voxelLines(a));
   else
     lines.push(
-      `  ${a.units.length} boxes of ${(a.provenance.settings as { block: number }).block}³ voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.samples} samples, ${a.forwardPasses} forward passes${a.windows ? ` (windows of ${a.windows.patch.join("x")})` : ""} in ${(a.wallMs / 1000).toFixed(1)} s`,
+      `  ${a.units.length} boxes of ${describeSize(blockOf(a))} voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.samples} samples, ${a.forwardPasses} forward passes${a.windows ? ` (windows of ${a.windows.patch.join("x")})` : ""} in ${(a.wallMs / 1000).toFixed(1)} s`,
     );
   const withCi = top.some((u) => u.samples > 1);
   if (top.length)
@@ -177,6 +180,12 @@ function voxelLines(a: VolumeAttribution): string[] {
     `  a value per voxel${a.signed ? "" : " (unsigned)"}: ${a.valueUnits}; range ${lo.toPrecision(3)} .. ${hi.toPrecision(3)}`,
     `  ${a.forwardPasses} forward${backward} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
   ];
+}
+
+/** The attribution's box size (D, H, W), from its settings (one number for a cube). */
+function blockOf(a: VolumeAttribution): number[] {
+  const b = (a.provenance.settings as { block: number | number[] }).block;
+  return typeof b === "number" ? [b, b, b] : b;
 }
 
 export function volumeJson(r: VolumeExplainResult): Record<string, unknown> {

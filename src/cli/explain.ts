@@ -11,6 +11,7 @@ import { fail } from "../errors.js";
 import type { Attribution } from "../explain/attribution.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
 import { flagLabel, kebab, type MethodDefinition, type MethodOption, resolveOptions } from "../explain/methods.js";
+import { BOX_UNITS } from "../explain/volume/box-size.js";
 import { Model } from "../model/model.js";
 import { type ExecutionPlan, tuneExecution } from "../model/tune.js";
 import { isVolumeModel } from "../model/volume-card.js";
@@ -86,6 +87,7 @@ const COMMON = new Set<string>([
   "quiet",
   "label",
   "series",
+  "boxUnit",
   ...CARD_FLAG_KEYS,
 ]);
 
@@ -100,6 +102,8 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const def = getMethod(f.method);
   if (f.label !== undefined || f.series !== undefined)
     fail(`--${f.label !== undefined ? "label" : "series"} applies to volumes (NIfTI or DICOM) explained by a 3D model`, "drop it for a 2D image");
+  if (f.boxUnit !== undefined)
+    fail("--box-unit applies to volumes (blocks in mm or voxels); 2D blocks are in pixels", "drop --box-unit for a 2D image");
   const given = Object.fromEntries(Object.entries(f).filter(([k]) => !COMMON.has(k)));
   const options = resolveOptions(def, given);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi row,col,height,width (model-input pixels) or --roi-mask mask.png");
@@ -225,6 +229,11 @@ export function explainCommand(): Command {
     )
     .option("--label <n[,n]>", "volumes: the label(s) of the --mask/--roi-mask label map that make the structure (default: every non-zero label)")
     .option("--series <uid>", "volumes: the Series Instance UID to read from a DICOM folder holding several series")
+    .option(
+      "--box-unit <mm|vox>",
+      "volumes: --block and --stride in millimetres (default; converted per axis to voxels by the model's spacing) or in voxels",
+      oneOf("box-unit", BOX_UNITS),
+    )
     .option(
       "--roi <r,c,h,w>",
       "RoI rectangle in model-input pixels: row,col,height,width (or row,col,size); volumes: z,y,x,d,h,w in voxels of the input volume",

@@ -18,6 +18,7 @@ import type { Attribution } from "./attribution.js";
 import { type MethodOption, type OptionsDecl, type OptionValues, optionList } from "./options.js";
 import type { RunOptions } from "./run.js";
 import { blockFitProblem } from "./units.js";
+import type { BoxUnitName } from "./volume/box-size.js";
 import type { VolumeAttribution } from "./volume/engine.js";
 import type { VolumeRunOptions } from "./volume/gradients.js";
 
@@ -71,6 +72,8 @@ export interface VolumeMethodContext {
   kase: VolumeCase;
   target: VolumeTarget;
   bank?: VolumeBank;
+  /** what --block and --stride are given in (millimetres by default) */
+  boxUnit?: BoxUnitName;
 }
 
 /** A planned volume run: everything that can fail on the inputs has been checked. */

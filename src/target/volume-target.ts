@@ -1,10 +1,12 @@
 /**
  * The Target on a volume: a RoI (a box in the input volume's voxels, or a structure's mask on its
- * grid) carried into the model's box, the reference (ground truth or the unperturbed prediction)
- * and the outcome, computed on the RoI's voxels exactly as for 2D images (makeCellOutcome). With
- * sliding windows the outcome reads the stitched output on the RoI's cells (VolumeOutput).
+ * grid) carried into model space (nearest, as every mask) and the model's box, the reference (ground
+ * truth or the unperturbed prediction) and the outcome, computed on the RoI's voxels exactly as for 2D
+ * images (makeCellOutcome). With sliding windows the outcome reads the stitched output on the RoI's
+ * cells (VolumeOutput).
  */
 
+import { maskToModel } from "../data/volume/model-space.js";
 import type { VolumeCase } from "../data/volume/volume-case.js";
 import { toBox } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
@@ -44,12 +46,20 @@ export function resolveVolumeRoi(kase: VolumeCase, spec: VolumeTargetSpec): Pick
   let inside = 0;
   for (const v of roiMask) inside += v;
   if (inside === 0) fail(`the RoI (${describe}) holds no voxel`, "give a RoI mask with the structure in it, or --roi z,y,x,d,h,w");
-  const boxRoi = toBox(roiMask, dims, kase.placement, 0, (n) => new Uint8Array(n));
+  const modelRoi = maskToModel(kase.space, roiMask, (n) => new Uint8Array(n));
+  let inModel = 0;
+  for (const v of modelRoi) inModel += v;
+  if (inModel === 0)
+    fail(
+      `the RoI (${describe}) holds no voxel once resampled to the model's ${kase.space.spacing.join("x")} mm voxels`,
+      "give a RoI at least one model voxel wide on every axis",
+    );
+  const boxRoi = toBox(modelRoi, kase.space.dims, kase.placement, 0, (n) => new Uint8Array(n));
   const cells: number[] = [];
   for (let c = 0; c < boxRoi.length; c++) if (boxRoi[c]) cells.push(c);
-  if (cells.length < inside)
+  if (cells.length < inModel)
     fail(
-      `the RoI (${describe}) reaches outside the model's ${kase.placement.box.join("x")} box: ${inside - cells.length} of its voxels were cropped away`,
+      `the RoI (${describe}) reaches outside the model's ${kase.placement.box.join("x")} box: ${inModel - cells.length} of its voxels were cropped away`,
       'give a RoI inside the centre part of the volume that the model sees, or a card with input.placement {"kind": "sliding"}',
     );
   const roiCells = Uint32Array.from(cells);
@@ -75,7 +85,6 @@ export function resolveVolumeRoi(kase: VolumeCase, spec: VolumeTargetSpec): Pick
 export type VolumeOutput = Float32Array | { data: Float32Array; channels: number; spec: ProbabilitySpec };
 
 export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: VolumeTargetSpec, baseOutput: VolumeOutput): VolumeTarget {
-  const { dims } = kase.volume;
   const { roiMask, roiCells, roiBounds, describe } = resolveVolumeRoi(kase, spec);
   const outcome = spec.outcome ?? "dice";
   const wanted = spec.reference ?? "auto";
@@ -95,7 +104,7 @@ export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: 
   for (const v of view.data)
     if (!Number.isFinite(v)) fail("the model produced NaN or Inf on the unperturbed volume", "check the model export and the card's normalisation");
   let reference: Uint8Array;
-  if (referenceKind === "ground-truth") reference = toBox(kase.mask!, dims, kase.placement, 0, (n) => new Uint8Array(n));
+  if (referenceKind === "ground-truth") reference = toBox(kase.mask!, kase.space.dims, kase.placement, 0, (n) => new Uint8Array(n));
   else if (whole) reference = binarize(model.card.output, view.layout, baseOutput);
   else {
     // The stitched prediction is known on the RoI's cells only, which is all the outcome reads.

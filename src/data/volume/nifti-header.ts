@@ -6,12 +6,11 @@
  */
 import { type NIFTI1, type NIFTI2, readHeader } from "nifti-reader-js";
 import { fail } from "../../errors.js";
+import { MAX_VOLUME_VOXELS } from "./volume.js";
 
 export const NIFTI1_HEADER_BYTES = 348;
 export const NIFTI2_HEADER_BYTES = 540;
 
-/** The most voxels segcause reads from one volume (their float32 copy is 1 GiB). */
-export const MAX_VOLUME_VOXELS = 2 ** 28;
 /** Header extensions end where the voxels start; more than this before them is a damaged header. */
 const MAX_VOX_OFFSET = 64 * 2 ** 20;
 

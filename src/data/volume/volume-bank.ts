@@ -1,10 +1,12 @@
 /**
  * VolumeBank: PdCR's natural patches for volumes — boxes cut from other volumes of the same data
- * set, each volume normalised on its own as the model's card says, at the card's spacing. Stored in
- * one file: magic, a JSON header line with provenance, then count x size³ float32 (little-endian).
+ * set, each volume normalised on its own as the model's card says, in model space (the card's axes and
+ * spacing). Stored in one file: magic, a JSON header line with provenance, then count boxes of
+ * D x H x W float32 (little-endian).
  */
 import { z } from "zod";
 import { fail } from "../../errors.js";
+import { boxCells, cubeSide, type Size3 } from "../../explain/volume/box-size.js";
 import type { VolumeCard } from "../../model/volume-card.js";
 import { VolumeNormalisation } from "../../model/volume-card.js";
 import { writeFileAtomic } from "../../util/atomic.js";
@@ -14,24 +16,29 @@ import { STREAM } from "../../util/streams.js";
 import { VERSION } from "../../version.js";
 import { readManifest, volumeCasesInSplits } from "../manifest.js";
 import { readCaseImage } from "./case-files.js";
-import { checkVolumeForCard, volumeNormaliser, volumeSha } from "./volume-case.js";
+import { intoModelSpace, volumeNormaliser, volumeSha } from "./volume-case.js";
 
 const MAGIC = "SEGCAUSE-VOLUMEBANK-1\n";
 
 const count = z.number().int().nonnegative();
-const HeaderSchema = z.object({
-  format: z.literal("segcause.volumebank/1"),
-  /** box side in voxels (must equal the explain block size) */
-  size: z.number().int().min(1).max(256),
-  count,
-  perVolume: count,
-  seed: z.number().int(),
-  normalisation: VolumeNormalisation,
-  spacing: z.tuple([z.number(), z.number(), z.number()]),
-  /** sha256 of the voxels and grid of each source (as a volume Case's imageSha256) */
-  sources: z.array(z.object({ name: z.string(), sha256: z.string(), patches: count })),
-  createdWith: z.string(),
-});
+const side = z.number().int().min(1).max(256);
+const HeaderSchema = z
+  .object({
+    format: z.literal("segcause.volumebank/1"),
+    /** box side in voxels, for cubic boxes (must equal the explain block size) */
+    size: side.optional(),
+    /** box size in voxels (D, H, W) when it differs per axis (blocks in mm on an anisotropic model space) */
+    box: z.tuple([side, side, side]).optional(),
+    count,
+    perVolume: count,
+    seed: z.number().int(),
+    normalisation: VolumeNormalisation,
+    spacing: z.tuple([z.number(), z.number(), z.number()]),
+    /** sha256 of the voxels and grid of each source (as a volume Case's imageSha256) */
+    sources: z.array(z.object({ name: z.string(), sha256: z.string(), patches: count })),
+    createdWith: z.string(),
+  })
+  .refine((h) => (h.size === undefined) !== (h.box === undefined), "a bank states either size (cubic boxes) or box [D, H, W]");
 export type VolumeBankHeader = z.infer<typeof HeaderSchema>;
 
 export class VolumeBank {
@@ -43,15 +50,17 @@ export class VolumeBank {
     private readonly index?: Uint32Array,
   ) {}
 
-  get size(): number {
-    return this.header.size;
+  /** box size in voxels (D, H, W) */
+  get box(): Size3 {
+    const h = this.header;
+    return h.box ?? [h.size!, h.size!, h.size!];
   }
   get count(): number {
     return this.index ? this.index.length : this.header.count;
   }
 
   patch(i: number): Float32Array {
-    const n = this.size ** 3;
+    const n = boxCells(this.box);
     const j = this.index ? this.index[i] : i;
     return this.data.subarray(j * n, (j + 1) * n);
   }
@@ -70,11 +79,11 @@ export class VolumeBank {
   }
 
   describe(): Record<string, unknown> {
-    const { format, size, count, perVolume, seed, normalisation, spacing } = this.header;
+    const { format, size, box, count, perVolume, seed, normalisation, spacing } = this.header;
     return {
       kind: "volume-bank",
       format,
-      size,
+      ...(box ? { box } : { size }),
       count,
       used: this.count,
       perVolume,
@@ -112,7 +121,7 @@ export class VolumeBank {
     const h = parsed.data;
     const fromSources = h.sources.reduce((a, s) => a + s.patches, 0);
     if (fromSources !== h.count) fail(`${path}: its sources hold ${fromSources} patches, its header says ${h.count}`, hint);
-    const n = h.count * h.size ** 3;
+    const n = h.count * boxCells(h.box ?? [h.size!, h.size!, h.size!]);
     if (bytes.length - nl - 1 !== n * 4) fail(`${path} holds ${bytes.length - nl - 1} bytes of patches, its header says ${n * 4}`, hint);
     const data = new Float32Array(n);
     Buffer.from(data.buffer).set(bytes.subarray(nl + 1));
@@ -121,7 +130,8 @@ export class VolumeBank {
 }
 
 export interface VolumeBankOptions {
-  size: number;
+  /** box size in model-space voxels (D, H, W) */
+  box: Size3;
   perVolume: number;
   seed: number;
   splits: string[];
@@ -129,38 +139,45 @@ export interface VolumeBankOptions {
 
 /**
  * Cuts `perVolume` random boxes from each volume of the manifest's splits, each volume normalised
- * on its own by the card's rule; a volume at another spacing than the card's is refused.
+ * on its own by the card's rule, in model space (reoriented and resampled to the card's axes and spacing).
  */
 export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o: VolumeBankOptions): Promise<VolumeBank> {
   const cases = volumeCasesInSplits(readManifest(manifestPath), o.splits);
   const rng = new Rng(o.seed, STREAM.volumeBank);
-  const s = o.size;
+  const [sd, sh, sw] = o.box;
+  const cells = sd * sh * sw;
   const chunks: Float32Array[] = [];
   const sources: VolumeBankHeader["sources"] = [];
   for (const c of cases) {
-    const v = await readCaseImage(c);
-    checkVolumeForCard(v, card, c.image);
+    const read = await readCaseImage(c);
+    // boxes are cut in model space (the card's axes and spacing), as explain sees volumes
+    const v = intoModelSpace(read, card, c.image).modelVolume;
     const [nx, ny, nz] = v.dims;
-    if (Math.min(nx, ny, nz) < s) fail(`${c.image} (${v.dims.join("x")}) is smaller than a ${s}-voxel box`, "use a smaller --patch-size");
+    if (nx < sw || ny < sh || nz < sd)
+      fail(
+        `${c.image} (${v.dims.join("x")} voxels in model space) is smaller than a box of ${sw}x${sh}x${sd} voxels (i x j x k)`,
+        "use a smaller --patch-size",
+      );
     const norm = volumeNormaliser(v.data, card.input.normalisation);
-    const out = new Float32Array(o.perVolume * s ** 3);
+    const out = new Float32Array(o.perVolume * cells);
     for (let p = 0; p < o.perVolume; p++) {
-      const [x0, y0, z0] = [rng.int(nx - s + 1), rng.int(ny - s + 1), rng.int(nz - s + 1)];
-      for (let dz = 0; dz < s; dz++)
-        for (let dy = 0; dy < s; dy++)
-          for (let dx = 0; dx < s; dx++) {
-            out[p * s ** 3 + (dz * s + dy) * s + dx] = norm(v.data[((z0 + dz) * ny + y0 + dy) * nx + x0 + dx]);
+      const [x0, y0, z0] = [rng.int(nx - sw + 1), rng.int(ny - sh + 1), rng.int(nz - sd + 1)];
+      for (let dz = 0; dz < sd; dz++)
+        for (let dy = 0; dy < sh; dy++)
+          for (let dx = 0; dx < sw; dx++) {
+            out[p * cells + (dz * sh + dy) * sw + dx] = norm(v.data[((z0 + dz) * ny + y0 + dy) * nx + x0 + dx]);
           }
     }
     chunks.push(out);
-    sources.push({ name: c.id, sha256: volumeSha(v), patches: o.perVolume });
+    sources.push({ name: c.id, sha256: volumeSha(read), patches: o.perVolume });
   }
   const data = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
   let at = 0;
   for (const c of chunks) data.set(c, at), (at += c.length);
   const header: VolumeBankHeader = {
     format: "segcause.volumebank/1",
-    size: s,
+    // cubic boxes keep the header banks had before boxes could differ per axis
+    ...(cubeSide(o.box) !== undefined ? { size: sd } : { box: o.box }),
     count: cases.length * o.perVolume,
     perVolume: o.perVolume,
     seed: o.seed,

@@ -11,12 +11,13 @@ import { sha256 } from "../../util/hash.js";
 import { readDicomSegMask, readDicomVolume, startsLikeDicom } from "./dicom/index.js";
 import { checkSameGeometry } from "./geometry.js";
 import { labelMask, labelsPresent, parseLabels } from "./label-mask.js";
+import { describeModelSpace, type ModelSpace, mapToInput, maskToModel, modelSpaceOf, volumeToModel } from "./model-space.js";
 import { readNifti } from "./nifti.js";
 import { isNiftiPath, sniffVolume } from "./sniff.js";
-import { axisCodes, describeGeometry, type Volume } from "./volume.js";
+import type { Volume } from "./volume.js";
 
 /**
- * Where the volume lies in the model's box: voxel (i, j, k) of the volume is box voxel
+ * Where the model-space volume lies in the model's box: voxel (i, j, k) of it is box voxel
  * (i + offset[0], j + offset[1], k + offset[2]), the box's (W, H, D) axes being the volume's (i, j, k).
  * A negative offset crops the volume on that axis. With sliding windows the "box" is the whole
  * volume, padded to at least the patch on each axis, and the model sees it one patch at a time.
@@ -46,13 +47,18 @@ export interface VolumeCase {
   id: string;
   imagePath: string;
   imageSha256: string;
+  /** the volume as read, on its own grid: maps, views and RoIs given in voxels are on this grid */
   volume: Volume;
-  /** the normalised volume in the model's box, (D, H, W) with W fastest: the unperturbed input */
+  /** how the volume was brought into the model's axes and spacing (identity when it already was) */
+  space: ModelSpace;
+  /** the volume in model space (the same object as `volume` when `space.identity`) */
+  modelVolume: Volume;
+  /** the normalised model-space volume in the model's box, (D, H, W) with W fastest: the unperturbed input */
   input: Float32Array;
   placement: Placement;
   /** raw intensity → normalised input value, for fills stated in the volume's own units */
   normalise: (raw: number) => number;
-  /** the structure's mask on the volume grid (1 inside), when given */
+  /** the structure's mask on the model-space grid (1 inside), when given */
   mask?: Uint8Array;
   maskPath?: string;
   maskSha256?: string;
@@ -201,54 +207,82 @@ export function fromBox(values: Float32Array, dims: [number, number, number], p:
   return out;
 }
 
-/** Spacing may differ by this fraction per axis and still be the card's (headers round). */
-const SPACING_TOLERANCE = 0.01;
-
 /**
- * Refuses a volume the model cannot take as it is: voxels of another size, axes pointing elsewhere
- * than the card's (the model would see it mirrored or transposed), or voxels that are not finite
- * (they would turn the per-volume normalisation into NaN).
+ * Refuses voxels that are not finite (they would turn the per-volume normalisation into NaN). Axes and
+ * spacing other than the card's are not refused: the volume is brought into model space (model-space.ts).
  */
-export function checkVolumeForCard(volume: Volume, card: VolumeCard, name: string): void {
-  const want = card.input.spacing;
-  if (volume.spacing.some((s, a) => Math.abs(s - want[a]) > SPACING_TOLERANCE * want[a])) {
-    fail(
-      `${name} has voxels of ${volume.spacing.map((s) => Number(s.toPrecision(4))).join("x")} mm, but the model was trained at ${want.join("x")} mm (${describeGeometry(volume)})`,
-      `resample the volume to ${want.join("x")} mm first (segcause does not resample volumes yet), e.g. with 3D Slicer or nibabel.processing.resample_to_output`,
-    );
-  }
-  const axes = card.input.axes;
-  const codes = axisCodes(volume.affine);
-  if (axes && codes !== axes)
-    fail(
-      `${name} has voxel axes ${codes}, but the model was trained on ${axes} volumes: it would see this one mirrored or transposed`,
-      `reorient the volume to ${axes} first, e.g. with fslreorient2std or nibabel's as_closest_canonical; segcause does not reorient volumes yet`,
-    );
+export function checkVolumeForCard(volume: Volume, name: string): void {
   let bad = 0;
   for (const v of volume.data) if (!Number.isFinite(v)) bad++;
   if (bad > 0) fail(`${name} has ${bad} voxels that are NaN or infinite`, "replace them (e.g. by 0 or the background value) before explaining");
 }
 
+/** The volume checked and brought into the card's axes and spacing: the one path for explain and bank build. */
+export function intoModelSpace(volume: Volume, card: VolumeCard, name: string): { space: ModelSpace; modelVolume: Volume } {
+  checkVolumeForCard(volume, name);
+  const space = modelSpaceOf(volume, card, name);
+  return { space, modelVolume: volumeToModel(volume, space) };
+}
+
+/** Values on the model's box → the input volume's grid (NaN where the box does not see the volume). */
+export function boxToInput(kase: Pick<VolumeCase, "space" | "placement">, values: Float32Array): Float32Array {
+  return mapToInput(kase.space, fromBox(values, kase.space.dims, kase.placement, Number.NaN));
+}
+
+/** A box corner in the model's box, (D, H, W), as voxel (k, j, i) of the input volume: the corner nearest its origin. */
+export function boxCornerOnInput(
+  kase: Pick<VolumeCase, "space" | "placement">,
+  z: number,
+  y: number,
+  x: number,
+  size: number[],
+): [number, number, number] {
+  const s = kase.space;
+  const lo = [x, y, z].map((v, a) => v - kase.placement.offset[a]);
+  const hi = lo.map((v, a) => v + size[a] - 1);
+  const toInput = (p: number[]): number[] => {
+    const r = p.map((v, a) => (s.resample ? ((v + 0.5) * s.resample.to[a]) / s.resample.from[a] - 0.5 : v));
+    const q = [0, 0, 0];
+    s.ornt.axis.forEach((ax, a) => (q[ax] = s.ornt.flip[a] ? s.input.dims[ax] - 1 - r[a] : r[a]));
+    return q;
+  };
+  const a = toInput(lo),
+    b = toInput(hi);
+  const c = a.map((v, i) => Math.max(0, Math.round(Math.min(v, b[i]))));
+  return [c[2], c[1], c[0]];
+}
+
 export async function loadVolumeCase(model: { card: VolumeCard }, imagePath: string, opts: VolumeCaseOptions = {}): Promise<VolumeCase> {
   const volume = await readVolume(imagePath, { seriesUid: opts.seriesUid });
   const { card } = model;
-  checkVolumeForCard(volume, card, imagePath);
-  const normalise = volumeNormaliser(volume.data, card.input.normalisation);
-  const norm = volume.data.map(normalise);
-  const placement = placeVolume(volume.dims, card);
-  const notes: string[] = [];
+  const { space, modelVolume } = intoModelSpace(volume, card, imagePath);
+  const normalise = volumeNormaliser(modelVolume.data, card.input.normalisation);
+  const norm = modelVolume.data.map(normalise);
+  const placement = placeVolume(modelVolume.dims, card);
+  const notes: string[] = describeModelSpace(space);
   const cropped = placement.offset.some((o) => o < 0);
   if (cropped)
     notes.push(
-      `the volume (${volume.dims.join("x")}) is larger than the model's box (${placement.box.join("x")}) on some axis: it was cropped about its centre, and the map is NaN where the model did not see it; a card with input.placement {"kind": "sliding"} runs the model over the whole volume in overlapping windows instead`,
+      `the volume (${modelVolume.dims.join("x")}${space.identity ? "" : " in model space"}) is larger than the model's box (${placement.box.join("x")}) on some axis: it was cropped about its centre, and the map is NaN where the model did not see it; a card with input.placement {"kind": "sliding"} runs the model over the whole volume in overlapping windows instead`,
     );
-  const input = toBox(norm, volume.dims, placement, placement.fill, (n) => new Float32Array(n));
-  const kase: VolumeCase = { id: volumeId(imagePath), imagePath, imageSha256: volumeSha(volume), volume, input, placement, normalise, notes };
+  const input = toBox(norm, modelVolume.dims, placement, placement.fill, (n) => new Float32Array(n));
+  const kase: VolumeCase = {
+    id: volumeId(imagePath),
+    imagePath,
+    imageSha256: volumeSha(volume),
+    volume,
+    space,
+    modelVolume,
+    input,
+    placement,
+    normalise,
+    notes,
+  };
   if (opts.label !== undefined && opts.mask === undefined)
     fail("--label is given without --mask", "pass --mask labels.nii.gz (the label map) with --label");
   if (opts.mask !== undefined) {
     const m = await readStructure(opts.mask, volume, imagePath, opts.label);
-    Object.assign(kase, m);
+    Object.assign(kase, m, { mask: maskToModel(space, m.mask, (n) => new Uint8Array(n)) });
   }
   return kase;
 }

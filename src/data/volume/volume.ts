@@ -37,6 +37,9 @@ export type VolumeSource =
       sopClassUid?: string;
     };
 
+/** The most voxels segcause holds in one volume, read or resampled, whatever the format (their float32 copy is 1 GiB). */
+export const MAX_VOLUME_VOXELS = 2 ** 28;
+
 export function voxelCount(v: Pick<Volume, "dims">): number {
   return v.dims[0] * v.dims[1] * v.dims[2];
 }

@@ -7,10 +7,28 @@ import { fail } from "../../errors.js";
 import { FAST_SCHEDULE } from "../adaptive.js";
 import type { FillKind } from "../interventions.js";
 import type { VolumeForm, VolumeMethodContext, VolumeRun } from "../methods.js";
+import { boxVoxels, describeSize, type Size3 } from "./box-size.js";
 import { explainVolumeBlocks, planBoxes, type VolumeBlockSpec } from "./engine.js";
 import { refuseBlur, volumeFill } from "./fills.js";
 
 type BlockSpec = Omit<VolumeBlockSpec, "seed" | "batchSize" | "checkpointPath">;
+
+/**
+ * --block (and --stride) as voxels per model-space axis: in millimetres by default, so an anisotropic
+ * model space gets physically even boxes; `sizes` records the millimetres given.
+ */
+function boxSizes(ctx: VolumeMethodContext, block: number, stride?: number): { block: Size3; stride?: Size3; sizes: Record<string, number> } {
+  const unit = ctx.boxUnit ?? "mm";
+  const spacing = ctx.kase.space.spacing;
+  const voxels = boxVoxels(block, unit, spacing, "--block");
+  if (unit === "mm" && voxels.some((n, a) => n * spacing[2 - a] !== block))
+    ctx.kase.notes.push(`--block ${block} mm is ${describeSize(voxels)} voxels (DxHxW) of ${spacing.join("x")} mm in model space`);
+  return {
+    block: voxels,
+    ...(stride !== undefined ? { stride: boxVoxels(stride, unit, spacing, "--stride") } : {}),
+    sizes: unit === "mm" ? { blockMm: block } : {},
+  };
+}
 
 /** Plans the boxes (their checks run before the output folder is claimed) and returns the run. */
 function blockRun(ctx: VolumeMethodContext, spec: BlockSpec): VolumeRun {
@@ -23,12 +41,13 @@ export const zeroVolume: VolumeForm<{ block: number; tau: number; fill: number }
   summary: "each box set to raw intensity --fill (default 0) once, normalised as the volume is",
   plan: (ctx, o) => {
     const f = volumeFill(ctx.kase, "constant", o.fill);
+    const { block, sizes } = boxSizes(ctx, o.block);
     return blockRun(ctx, {
       method: "zero",
-      block: o.block,
+      block,
       estimator: { screen: 1, samples: 0, tau: o.tau },
       intervention: { kind: "constant", value: f.value, describe: { kind: "constant", raw: f.describe.raw, normalised: f.value } },
-      settings: { fill: o.fill },
+      settings: { fill: o.fill, ...sizes },
     });
   },
 };
@@ -39,13 +58,14 @@ export const occlusionVolume: VolumeForm<{ block: number; stride: number; tau: n
   check: (o) => refuseBlur("occlusion", o.fillKind),
   plan: (ctx, o) => {
     const f = volumeFill(ctx.kase, o.fillKind, o.fill);
+    const { block, stride, sizes } = boxSizes(ctx, o.block, o.stride);
     return blockRun(ctx, {
       method: "occlusion",
-      block: o.block,
-      stride: o.stride,
+      block,
+      stride,
       estimator: { screen: 1, samples: 0, tau: o.tau },
       intervention: { kind: "constant", value: f.value, describe: f.describe },
-      settings: { fillKind: o.fillKind, fill: f.describe.raw },
+      settings: { fillKind: o.fillKind, fill: f.describe.raw, ...sizes },
     });
   },
 };
@@ -82,14 +102,15 @@ export const pdcrVolume: VolumeForm<PdcrVolumeOptions> = {
     const { bank: used, removed } = ctx.bank!.without(ctx.kase.imageSha256);
     if (used.count === 0)
       fail("the bank holds only boxes of the volume explained", "build the bank from other volumes of the data set (e.g. --splits train)");
+    const { block, sizes } = boxSizes(ctx, o.block);
     const run = blockRun(ctx, {
       method: "pdcr",
-      block: o.block,
+      block,
       estimator: { screen: o.screen, samples: o.samples, tau: o.tau },
       intervention: { kind: "bank", bank: used },
       adaptive:
         o.schedule === "fast" ? { ...FAST_SCHEDULE, tau: o.tau, maxSamples: o.samples, fidelity: o.mapNoise, maxPasses: o.maxPasses } : undefined,
-      settings: { schedule: o.schedule },
+      settings: { schedule: o.schedule, ...sizes },
     });
     if (removed > 0) ctx.kase.notes.push(`${removed} boxes of the bank came from the volume explained and were left out`);
     return run;

@@ -5,6 +5,7 @@
 
 import type { Placement } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
+import { describeSize, type Size3 } from "./box-size.js";
 
 export interface BoxUnit {
   index: number;
@@ -41,33 +42,35 @@ export function volumeRange(p: Placement, volumeDims: [number, number, number]):
   return [2, 1, 0].map((a) => [Math.max(0, p.offset[a]), Math.min(p.box[a], p.offset[a] + volumeDims[a])]);
 }
 
-/** The grid of size³ boxes (every `stride` voxels) over the volume's part of the box. */
-export function boxGrid(p: Placement, volumeDims: [number, number, number], size: number, roiInBox: Uint8Array, stride = size): BoxGrid {
+/** The grid of boxes of `size` voxels (D, H, W), every `stride` voxels, over the volume's part of the box. */
+export function boxGrid(p: Placement, volumeDims: [number, number, number], size: Size3, roiInBox: Uint8Array, stride: Size3 = size): BoxGrid {
   const range = volumeRange(p, volumeDims);
-  const extent = Math.min(...range.map(([lo, hi]) => hi - lo));
-  if (!Number.isInteger(size) || size < 1 || size > extent)
+  if (size.some((n, a) => !Number.isInteger(n) || n < 1 || n > range[a][1] - range[a][0]))
     fail(
-      `block size ${size} does not fit the volume's ${range.map(([lo, hi]) => hi - lo).join("x")} voxels in the model's box`,
-      "use --block 4 or 8 (voxels per side)",
+      `block size ${describeSize(size)} voxels does not fit the volume's ${range.map(([lo, hi]) => hi - lo).join("x")} voxels (DxHxW) in the model's box`,
+      "use a smaller --block (millimetres, or voxels with --box-unit vox)",
     );
-  if (!Number.isInteger(stride) || stride < 1 || stride > size)
-    fail(`stride ${stride} must be an integer in 1..${size} (the block size)`, "use --stride equal to or smaller than --block");
+  if (stride.some((n, a) => !Number.isInteger(n) || n < 1 || n > size[a]))
+    fail(
+      `stride ${describeSize(stride)} must be whole voxels in 1..the block size (${describeSize(size)})`,
+      "use --stride equal to or smaller than --block",
+    );
   const [bx, by] = p.box;
   const units: BoxUnit[] = [];
   let roiCells = 0,
     cells = 0;
-  for (const z of starts(range[0][0], range[0][1], size, stride)) {
-    for (const y of starts(range[1][0], range[1][1], size, stride)) {
-      for (const x of starts(range[2][0], range[2][1], size, stride)) {
+  for (const z of starts(range[0][0], range[0][1], size[0], stride[0])) {
+    for (const y of starts(range[1][0], range[1][1], size[1], stride[1])) {
+      for (const x of starts(range[2][0], range[2][1], size[2], stride[2])) {
         cells++;
         const u = {
           index: units.length,
           z,
           y,
           x,
-          depth: Math.min(size, range[0][1] - z),
-          height: Math.min(size, range[1][1] - y),
-          width: Math.min(size, range[2][1] - x),
+          depth: Math.min(size[0], range[0][1] - z),
+          height: Math.min(size[1], range[1][1] - y),
+          width: Math.min(size[2], range[2][1] - x),
         };
         if (overlaps(u, roiInBox, bx, by)) {
           roiCells++;
@@ -90,13 +93,13 @@ function overlaps(u: Omit<BoxUnit, "index">, mask: Uint8Array, bx: number, by: n
   return false;
 }
 
-/** Calls fn(cell, offsetInUnit) for every cell of a unit; offsetInUnit indexes a size³ box (W fastest). */
-export function forEachCell(u: BoxUnit, box: [number, number, number], size: number, fn: (cell: number, local: number) => void): void {
+/** Calls fn(cell, offsetInUnit) for every cell of a unit; offsetInUnit indexes a box of `size` (D, H, W; W fastest). */
+export function forEachCell(u: BoxUnit, box: [number, number, number], size: Size3, fn: (cell: number, local: number) => void): void {
   const [bx, by] = box;
   for (let dz = 0; dz < u.depth; dz++)
     for (let dy = 0; dy < u.height; dy++) {
       const row = ((u.z + dz) * by + u.y + dy) * bx + u.x;
-      const local = (dz * size + dy) * size;
+      const local = (dz * size[1] + dy) * size[2];
       for (let dx = 0; dx < u.width; dx++) fn(row + dx, local + dx);
     }
 }
@@ -104,7 +107,7 @@ export function forEachCell(u: BoxUnit, box: [number, number, number], size: num
 /** Paints unit values over the box (overlaps averaged); cells no unit covers get `fillValue`. */
 export function paintBoxes(
   box: [number, number, number],
-  size: number,
+  size: Size3,
   units: readonly BoxUnit[],
   values: (i: number) => number,
   fillValue = 0,

@@ -2,14 +2,16 @@
  * The block engine on volumes: unperturbed pass → volume Target → grid of boxes → screened ATE over
  * an intervention, through the shared batch runner and estimator. A sample's input is a pure
  * function of (seed, unit, draw); the only copies of the volume are the runner's input buffers.
- * The map goes back through the placement onto the input volume's grid. With a sliding placement
- * the model sees the volume in windows (windows.ts): a sample re-runs only the windows over the
- * RoI that hold a changed voxel, and is scored on the stitched output.
+ * Boxes live in model space (the card's axes and spacing); the map goes back through the placement
+ * and the model-space transform onto the input volume's grid. With a sliding placement the model sees
+ * the volume in windows (windows.ts): a sample re-runs only the windows over the RoI that hold a
+ * changed voxel, and is scored on the stitched output.
  */
 
+import { modelSpaceRecord } from "../../data/volume/model-space.js";
 import type { VolumeBank } from "../../data/volume/volume-bank.js";
 import type { VolumeCase } from "../../data/volume/volume-case.js";
-import { fromBox } from "../../data/volume/volume-case.js";
+import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
 import type { VolumeModel } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
@@ -20,6 +22,7 @@ import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "../estimators.js";
 import { buildTree } from "../hierarchy.js";
 import type { Evaluate, SampleRequest } from "../samples.js";
+import { describeSize, type Size3, sizeRecord } from "./box-size.js";
 import { type BoxUnit, boxGrid, forEachCell, paintBoxes } from "./boxes.js";
 import { volumeProvenance } from "./provenance.js";
 import { VolumeForward } from "./windows.js";
@@ -31,8 +34,9 @@ export type VolumeIntervention = { kind: "constant"; value: number; describe: Re
 
 export interface VolumeBlockSpec {
   method: string;
-  block: number;
-  stride?: number;
+  /** box size in model-space voxels, (D, H, W) */
+  block: Size3;
+  stride?: Size3;
   estimator: ScreenedAteSettings;
   /** when set, the fast schedule (octree screening, stratified sequential draws) replaces the screened estimator */
   adaptive?: AdaptiveSettings;
@@ -116,19 +120,19 @@ export async function volumeTarget(
 export function planBoxes(kase: VolumeCase, target: VolumeTarget, spec: VolumeBlockSpec) {
   const roiInBox = new Uint8Array(kase.input.length);
   for (const c of target.roiCells) roiInBox[c] = 1;
-  const grid = boxGrid(kase.placement, kase.volume.dims, spec.block, roiInBox, spec.stride);
+  const grid = boxGrid(kase.placement, kase.space.dims, spec.block, roiInBox, spec.stride);
   const iv = spec.intervention;
-  if (iv.kind === "bank" && iv.bank.size !== spec.block)
+  if (iv.kind === "bank" && iv.bank.box.some((n, a) => n !== spec.block[a]))
     fail(
-      `--block ${spec.block} does not match the bank's ${iv.bank.size}³ boxes`,
-      `build a bank of ${spec.block}-voxel boxes, or use --block ${iv.bank.size}`,
+      `the block is ${describeSize(spec.block)} voxels (DxHxW) in model space, the bank's boxes are ${describeSize(iv.bank.box)}`,
+      `build the bank with the same size (bank build --patch-size, in mm on volumes), or give --block ${cubeHint(iv.bank.box)}`,
     );
   const draws = iv.kind === "bank" ? iv.bank.count : 1;
   // The fast schedule: octree screening of boxes, draws stratified by the boxes' mean value.
   const ad = spec.adaptive && { ...spec.adaptive, strata: Math.min(spec.adaptive.strata, draws) };
   if (ad && ad.strata < 2)
     fail(`the fast schedule needs at least 2 distinct draws, the intervention has ${draws}`, "use --schedule paper, or a bank with more boxes");
-  if (ad && (spec.stride ?? spec.block) !== spec.block)
+  if (ad && spec.stride?.some((n, a) => n !== spec.block[a]))
     fail("the fast schedule needs a partition into boxes (stride = block size)", "use --schedule paper for overlapping windows");
   return { grid, draws, ad };
 }
@@ -157,7 +161,7 @@ export async function explainVolumeBlocks(
   const iv = spec.intervention;
   const tree = ad
     ? buildTree(
-        units.map((u) => [u.z, u.y, u.x].map((v, a) => Math.floor((v - grid.origin[a]) / spec.block))),
+        units.map((u) => [u.z, u.y, u.x].map((v, a) => Math.floor((v - grid.origin[a]) / spec.block[a]))),
         ad.groupSize,
       )
     : undefined;
@@ -186,13 +190,15 @@ export async function explainVolumeBlocks(
     card: model.card,
     target: { roi: target.describe, bounds: target.roiBounds, outcome: target.outcome, ref: target.referenceKind },
     method: spec.method,
-    block: spec.block,
-    stride: spec.stride ?? spec.block,
+    block: sizeRecord(spec.block),
+    stride: sizeRecord(spec.stride ?? spec.block),
     seed,
     intervention: iv.kind === "constant" ? iv.describe : iv.bank.describe(),
     draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
     // Centre placement adds nothing, so the checkpoints of earlier versions still resume.
     ...(kase.placement.kind === "sliding" ? { placement: kase.placement } : {}),
+    // only when the volume was moved, so the keys of runs on volumes already in model space stay as they were
+    ...(kase.space.identity ? {} : { modelSpace: modelSpaceRecord(kase.space) }),
   };
   let resumable: Resumable | undefined;
   const raw = async (reqs: SampleRequest[]) => {
@@ -243,8 +249,7 @@ export async function explainVolumeBlocks(
   await resumable.checkpoint?.save();
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
   const { dims, affine, spacing } = kase.volume;
-  const toVolume = (values: (i: number) => number, fillValue: number) =>
-    fromBox(paintBoxes(box, spec.block, units, values, fillValue), dims, kase.placement, Number.NaN);
+  const toVolume = (values: (i: number) => number, fillValue: number) => boxToInput(kase, paintBoxes(box, spec.block, units, values, fillValue));
   const samples = passesOf.size;
   let samplePasses = 0;
   for (const n of passesOf.values()) samplePasses += n;
@@ -270,7 +275,7 @@ export async function explainVolumeBlocks(
     notes.push(
       `no block moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`,
     );
-  const settings = { block: spec.block, stride: spec.stride ?? spec.block, ...(ad ?? spec.estimator), ...spec.settings };
+  const settings = { block: sizeRecord(spec.block), stride: sizeRecord(spec.stride ?? spec.block), ...(ad ?? spec.estimator), ...spec.settings };
   const intervention = iv.kind === "constant" ? iv.describe : iv.bank.describe();
   return {
     method: spec.method,
@@ -304,6 +309,11 @@ export async function explainVolumeBlocks(
       passes: { samples, model: forwardPasses, ...(windows ? { windows } : {}) },
     }),
   };
+}
+
+/** "--block 8 --box-unit vox" for a cubic bank box, else the hint to rebuild. */
+function cubeHint(box: readonly number[]): string {
+  return box.every((n) => n === box[0]) ? `${box[0]} --box-unit vox` : "in millimetres that give the bank's box on this model";
 }
 
 /** Mean of the values (a box of the bank, a whole volume). */

@@ -21,14 +21,14 @@ export function refuseBlur(method: string, kind: FillKind, flag = "--fill-kind")
 }
 
 export function volumeFill(kase: VolumeCase, kind: FillKind, fill: number): VolumeFill {
-  const raw = kind === "mean" ? mean(kase.volume.data) : fill;
+  const raw = kind === "mean" ? mean(kase.modelVolume.data) : fill;
   const normalised = kase.normalise(raw);
   return { value: normalised, describe: { kind, raw, normalised } };
 }
 
 /** 1 for the cells of the model's box that hold a voxel of the volume (the padding around it is 0). */
 export function volumeCells(kase: VolumeCase): Uint8Array {
-  return toBox(new Uint8Array(kase.volume.data.length).fill(1), kase.volume.dims, kase.placement, 0, (n) => new Uint8Array(n));
+  return toBox(new Uint8Array(kase.space.dims.reduce((a, b) => a * b, 1)).fill(1), kase.space.dims, kase.placement, 0, (n) => new Uint8Array(n));
 }
 
 /** The box with every voxel of the volume replaced by `value` (the padding as placed). */

@@ -4,7 +4,7 @@
  * differentiated score is the 2D one, S = Σ_{v ∈ RoI} prob_c(x)[v], over the RoI's voxels in the
  * box; the map (one value per voxel of the box) goes back onto the input volume's grid.
  */
-import { fromBox, type VolumeCase } from "../../data/volume/volume-case.js";
+import { boxToInput, type VolumeCase } from "../../data/volume/volume-case.js";
 import type { VolumeModel } from "../../model/volume-model.js";
 import { makeProbability } from "../../target/outcome.js";
 import { flatLayout, type VolumeTarget } from "../../target/volume-target.js";
@@ -102,7 +102,7 @@ export async function explainVolumeGradient(
   ];
   zeroMapNote(result.map, notes);
   const { dims, affine, spacing } = kase.volume;
-  const toVolume = (m: Float32Array) => fromBox(m, dims, kase.placement, Number.NaN);
+  const toVolume = (m: Float32Array) => boxToInput(kase, m);
   return {
     method,
     unitKind: "voxel",

@@ -1,4 +1,5 @@
 /** The provenance of a volume Attribution, the same for every method on volumes (boxes, voxels). */
+import { modelSpaceRecord } from "../../data/volume/model-space.js";
 import type { VolumeCase } from "../../data/volume/volume-case.js";
 import type { VolumeModel } from "../../model/volume-model.js";
 import type { VolumeTarget } from "../../target/volume-target.js";
@@ -30,7 +31,7 @@ export function volumeProvenance(model: VolumeModel, kase: VolumeCase, target: V
       maskSha256: kase.maskSha256,
       labels: kase.labels,
     },
-    volume: { dims, spacing, affine, placement: kase.placement },
+    volume: { dims, spacing, affine, placement: kase.placement, modelSpace: modelSpaceRecord(kase.space) },
     target: {
       roi: target.describe,
       roiBounds: target.roiBounds,

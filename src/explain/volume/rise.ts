@@ -6,7 +6,7 @@
  * The centred mask-weighted average (MaskAverage) gives each voxel's effect and standard error.
  * Scores are checkpointed: an interrupted run with the same settings resumes.
  */
-import { fromBox } from "../../data/volume/volume-case.js";
+import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
 import { outcomeUnits } from "../../target/outcome.js";
 import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
@@ -36,7 +36,7 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
   plan: ({ model, kase, target }, o) => {
     checkCount("masks", o.masks, 2, "use --masks 4000");
     checkCount("cells", o.cells, 2, "use --cells 8");
-    const range = volumeRange(kase.placement, kase.volume.dims);
+    const range = volumeRange(kase.placement, kase.space.dims);
     const sub = range.map(([lo, hi]) => hi - lo);
     if (o.cells > Math.min(...sub))
       fail(`cells (${o.cells}) must not exceed the volume's ${sub.join("x")} voxels in the model's box`, "use --cells 4 or 8");
@@ -131,8 +131,8 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
         reference: target.referenceKind,
         roi: target.describe,
         tau: 0,
-        map: fromBox(boxMap, dims, kase.placement, Number.NaN),
-        stderrMap: fromBox(boxErr, dims, kase.placement, Number.NaN),
+        map: boxToInput(kase, boxMap),
+        stderrMap: boxToInput(kase, boxErr),
         dims,
         affine,
         spacing,

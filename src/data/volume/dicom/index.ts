@@ -9,7 +9,6 @@ export {
   writeDicomParametricMap,
 } from "./parametric-map.js";
 export { type DicomFile, looksLikeDicom, readDicomFile } from "./parse.js";
-export { MAX_VOXELS } from "./pixel-format.js";
 export { type DicomSlice, readDicomGeometry, readDicomVolume } from "./read-volume.js";
 export { readDicomSegMask, SEG_SOP_CLASS, type SegMask, type SegOptions, type SegSegment, segmentsOf } from "./seg.js";
 export { describeSeries, readSeriesFiles, type SeriesOptions, type SeriesSummary, selectSeries, startsLikeDicom } from "./series.js";

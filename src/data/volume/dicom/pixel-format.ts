@@ -6,12 +6,10 @@
 import type { Element } from "dicom-parser";
 import { fail } from "../../../errors.js";
 import { formatBytes } from "../../../util/read.js";
+import { MAX_VOLUME_VOXELS } from "../volume.js";
 import { frameCount, TAG, text } from "./attributes.js";
 import type { DicomFile } from "./parse.js";
 import { nameOf } from "./transfer-syntax.js";
-
-/** Most voxels one volume may hold (4 bytes each as Float32: 1 GiB). */
-export const MAX_VOXELS = 2 ** 28;
 
 export interface PixelFormat {
   rows: number;
@@ -62,8 +60,8 @@ export function pixelFormat(file: DicomFile): PixelFormat {
       "the file is damaged or uses a layout segcause does not read",
     );
   const voxels = rows * columns * frames;
-  if (voxels > MAX_VOXELS)
-    fail(`${where} claims ${columns}x${rows}x${frames} voxels, more than segcause reads (${MAX_VOXELS})`, "crop or split the series");
+  if (voxels > MAX_VOLUME_VOXELS)
+    fail(`${where} claims ${columns}x${rows}x${frames} voxels, more than segcause reads (${MAX_VOLUME_VOXELS})`, "crop or split the series");
   if (!element.encapsulatedPixelData) {
     if (file.transferSyntax.codec !== "native" && !float)
       fail(`${where} declares ${nameOf(file.transferSyntax)} but its pixel data is not encapsulated`, "the file is damaged");

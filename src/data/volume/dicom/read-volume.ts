@@ -6,11 +6,12 @@
  */
 import { fail } from "../../../errors.js";
 import type { Volume } from "../volume.js";
+import { MAX_VOLUME_VOXELS } from "../volume.js";
 import { framePlane, TAG, text } from "./attributes.js";
 import { checkDecodable, decodeFrame } from "./decode.js";
 import { type StackGeometry, stackGeometry } from "./geometry.js";
 import type { DicomFile } from "./parse.js";
-import { MAX_VOXELS, type PixelFormat, pixelFormat } from "./pixel-format.js";
+import { type PixelFormat, pixelFormat } from "./pixel-format.js";
 import { type SeriesOptions, selectSeries } from "./series.js";
 import { nameOf } from "./transfer-syntax.js";
 
@@ -43,9 +44,9 @@ export function readDicomGeometry(path: string, opts: SeriesOptions = {}): Stack
       slices.push({ file, fmt, frame: f, plane: framePlane(file.dataSet, f), rows: fmt.rows, columns: fmt.columns, label, sopInstanceUid: uid });
     }
   }
-  if (slices.length * slices[0]!.rows * slices[0]!.columns > MAX_VOXELS)
+  if (slices.length * slices[0]!.rows * slices[0]!.columns > MAX_VOLUME_VOXELS)
     fail(
-      `DICOM series ${series.uid} at ${path} holds ${slices.length} slices of ${slices[0]!.columns}x${slices[0]!.rows}, more voxels than segcause reads (${MAX_VOXELS})`,
+      `DICOM series ${series.uid} at ${path} holds ${slices.length} slices of ${slices[0]!.columns}x${slices[0]!.rows}, more voxels than segcause reads (${MAX_VOLUME_VOXELS})`,
       "crop or split the series",
     );
   const what = `DICOM series ${series.uid} at ${path}`;
