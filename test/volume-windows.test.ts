@@ -271,7 +271,7 @@ describe("methods on sliding windows find the known causal box of a local 3D mod
     const { a, calls, used } = await explainShift(
       {
         method: "zero",
-        block: 4,
+        block: [4, 4, 4],
         estimator: { screen: 1, samples: 0, tau: 0.02 },
         intervention: { kind: "constant", value: -1, describe: {} },
         settings: {},
@@ -298,8 +298,8 @@ describe("methods on sliding windows find the known causal box of a local 3D mod
   it("occlusion with overlapping boxes: each box's effect is that of the RoI voxels whose read column it covers", async () => {
     const { a } = await explainShift({
       method: "occlusion",
-      block: 4,
-      stride: 2,
+      block: [4, 4, 4],
+      stride: [2, 2, 2],
       estimator: { screen: 1, samples: 0, tau: 0 },
       intervention: { kind: "constant", value: -1, describe: {} },
       settings: {},
@@ -316,11 +316,11 @@ describe("methods on sliding windows find the known causal box of a local 3D mod
 
   it("PdCR (paper schedule, natural boxes of other volumes) finds the same box; a resumed run is identical", async () => {
     const m = await VolumeModel.load(shift);
-    const bank = await buildVolumeBank(manifest, m.card, { size: 4, perVolume: 3, seed: 0, splits: ["train"] });
+    const bank = await buildVolumeBank(manifest, m.card, { box: [4, 4, 4], perVolume: 3, seed: 0, splits: ["train"] });
     await m.release();
     const spec: VolumeBlockSpec = {
       method: "pdcr",
-      block: 4,
+      block: [4, 4, 4],
       estimator: { screen: 3, samples: 5, tau: 0.02 },
       intervention: { kind: "bank", bank },
       settings: {},
@@ -342,12 +342,12 @@ describe("methods on sliding windows find the known causal box of a local 3D mod
 
   it("PdCR's fast schedule (octree screening) on windows finds the same box, its group passes counted as windows", async () => {
     const m = await VolumeModel.load(shift);
-    const bank = await buildVolumeBank(manifest, m.card, { size: 4, perVolume: 3, seed: 0, splits: ["train"] });
+    const bank = await buildVolumeBank(manifest, m.card, { box: [4, 4, 4], perVolume: 3, seed: 0, splits: ["train"] });
     await m.release();
     const { a, calls, used } = await explainShift(
       {
         method: "pdcr",
-        block: 4,
+        block: [4, 4, 4],
         estimator: { screen: 3, samples: 6, tau: 0.02 },
         adaptive: { ...FAST_SCHEDULE, tau: 0.02, maxSamples: 6 },
         intervention: { kind: "bank", bank },
@@ -367,7 +367,7 @@ describe("methods on sliding windows find the known causal box of a local 3D mod
   it("the checkpoint key records the placement: a run with other windows does not reuse the samples", async () => {
     const spec: VolumeBlockSpec = {
       method: "zero",
-      block: 4,
+      block: [4, 4, 4],
       estimator: { screen: 1, samples: 0, tau: 0.02 },
       intervention: { kind: "constant", value: -1, describe: {} },
       settings: {},
@@ -394,7 +394,7 @@ describe("the centre placement", () => {
         { roi: { z: 0, y: 0, x: 0, depth: 2, height: 4, width: 4 }, outcome: "mean-prob" },
         {
           method: "zero",
-          block: 2,
+          block: [2, 2, 2],
           estimator: { screen: 1, samples: 0, tau: 0 },
           intervention: { kind: "constant", value: 0, describe: {} },
           settings: {},
@@ -499,7 +499,7 @@ describe.skipIf(!haveData)("the shipped 3D model in 32x48x32 sliding windows on 
         { roi: { mask: kase.mask!, name: c.mask } },
         {
           method: "zero",
-          block: 16,
+          block: [16, 16, 16],
           estimator: { screen: 1, samples: 0, tau: 0.02 },
           intervention: { kind: "constant", value: kase.normalise(0), describe: {} },
           settings: {},
