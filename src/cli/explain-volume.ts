@@ -11,7 +11,16 @@ import { fail } from "../errors.js";
 import { FAST_SCHEDULE } from "../explain/adaptive.js";
 import { getMethod, methodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
-import { explainVolumeBlocks, mean, planBoxes, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../explain/volume/engine.js";
+import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js";
+import {
+  explainVolumeBlocks,
+  mean,
+  VOLUME_BATCH_SIZE,
+  type VolumeAttribution,
+  type VolumeBlockSpec,
+  volumeTarget,
+} from "../explain/volume/engine.js";
+import { RunBound, type RunBoundSettings, RunStopped } from "../explain/volume/run-bound.js";
 import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
@@ -22,7 +31,9 @@ import type { VolumeTargetSpec } from "../target/volume-target.js";
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
 import { type FolderLock, lockFolder } from "../util/lock.js";
+import { stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
+import { emit, type OutputFlags } from "./output.js";
 
 /** The methods that run on volumes, and what each does there. */
 export const VOLUME_METHODS: Record<string, string> = {
@@ -50,6 +61,10 @@ export interface VolumeExplainFlags {
   threads?: number | "auto";
   /** the mosaic's colour scale (max, pNN, fixed:V), as for 2D maps */
   colourScale?: string;
+  /** a progress display on stderr (the caller folds --no-progress and --quiet into it) */
+  progress?: boolean;
+  /** no cost line or other stderr lines */
+  quiet?: boolean;
   [option: string]: unknown;
 }
 
@@ -57,6 +72,24 @@ export interface VolumeExplainResult {
   attribution: VolumeAttribution;
   written: WrittenVolume;
   kase: VolumeCase;
+}
+
+/** A run that --max-passes / --max-time stopped before its map was done (only the checkpoint is written). */
+export interface VolumeExplainStopped {
+  stopped: RunStopped;
+}
+
+/**
+ * --max-passes and --max-time on volumes: the fast schedule fits its map to them (as in 2D); a fixed
+ * schedule (paper, zero, occlusion) stops at them and a rerun continues from the checkpoint.
+ */
+function runBounds(f: VolumeExplainFlags): RunBoundSettings {
+  const maxPasses = (f.maxPasses as number | undefined) ?? 0;
+  const maxSeconds = (f.maxTime as number | undefined) ?? 0;
+  if (!Number.isInteger(maxPasses) || maxPasses < 0)
+    fail(`--max-passes must be an integer >= 0 (0 = none), got ${maxPasses}`, "use --max-passes 500");
+  if (!(Number.isFinite(maxSeconds) && maxSeconds >= 0)) fail(`--max-time must be seconds >= 0 (0 = none), got ${maxSeconds}`, "use --max-time 60");
+  return { maxPasses, maxSeconds };
 }
 
 /** Flags of 2D runs only: given with a volume they would be silently ignored, so they are refused. */
@@ -85,7 +118,7 @@ function checkBankForCard(bank: VolumeBank, card: VolumeCard, path: string): voi
     );
 }
 
-export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySet<string>): Promise<VolumeExplainResult> {
+export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySet<string>): Promise<VolumeExplainResult | VolumeExplainStopped> {
   const scale = parseScale(f.colourScale ?? "max");
   if (!(f.method in VOLUME_METHODS)) {
     const known = methodNames().includes(f.method);
@@ -96,7 +129,11 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   }
   const def = getMethod(f.method);
   const given = Object.fromEntries(Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series"].includes(k) && v !== undefined));
-  const o = resolveOptions(def, given);
+  // The bounds are the fast schedule's own options; every other volume run takes them as a stop.
+  const bounds = runBounds(f);
+  const { maxPasses: _p, maxTime: _t, ...fixed } = given;
+  const fast = f.method === "pdcr" && resolveOptions(def, fixed).schedule === "fast";
+  const o = resolveOptions(def, fast ? given : fixed);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi z,y,x,d,h,w (voxels of the input volume) or --roi-mask labels.nii.gz (with --label)");
   if (f.roi && f.roiMask) fail("both --roi and --roi-mask are given", "pass only one of them");
   if (f.label !== undefined && !f.mask && !f.roiMask)
@@ -107,8 +144,6 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
       "pdcr needs a volume bank of natural boxes",
       "build one with `segcause bank build --images <volume manifest.json> --model <3D model> --patch-size 8 --out bank.scvbank`, then pass --bank",
     );
-  if (f.method === "pdcr" && o.schedule === "fast" && (o.maxTime as number) > 0)
-    fail("--max-time does not apply to volumes yet", "bound the run with --max-passes instead");
   if (f.method === "pdcr" && o.schedule === "fast" && !((o.samples as number) >= FAST_SCHEDULE.strata))
     fail(
       `the fast schedule draws boxes in rounds of ${FAST_SCHEDULE.strata}, so --samples must be >= ${FAST_SCHEDULE.strata}, got ${o.samples}`,
@@ -129,19 +164,33 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const target: VolumeTargetSpec = { roi, outcome: f.outcome, reference: f.reference };
     const spec = methodSpec(f.method, o, kase, bank);
     const batchSize = typeof f.batchSize === "number" ? f.batchSize : undefined;
-    // The RoI, the reference and the boxes are checked before the folder is claimed.
+    // The RoI, the reference and the boxes are checked before the folder is claimed, and the cost
+    // is said (one batch of the unperturbed input measures the pass rate).
     const resolved = await volumeTarget(model, kase, target);
-    planBoxes(kase, resolved, spec);
+    const cost = plannedCost(kase, resolved, spec);
+    if (!f.quiet) process.stderr.write(`${costLine(cost, await measurePassMs(model, kase.input, batchSize ?? VOLUME_BATCH_SIZE))}\n`);
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
-    const attribution = await explainVolumeBlocks(model, kase, resolved, {
-      ...spec,
-      seed: f.seed,
-      batchSize,
-      checkpointPath: join(f.out, ".checkpoint.json"),
-    });
+    const progress = f.progress ? stderrProgress() : undefined;
+    const checkpointPath = join(f.out, ".checkpoint.json");
+    let attribution: VolumeAttribution;
+    try {
+      attribution = await explainVolumeBlocks(model, kase, resolved, {
+        ...spec,
+        seed: f.seed,
+        batchSize,
+        checkpointPath,
+        onProgress: progress,
+        bound: fast ? undefined : new RunBound(bounds),
+      });
+    } catch (e) {
+      if (e instanceof RunStopped) return { stopped: e };
+      throw e;
+    } finally {
+      progress?.end();
+    }
     const written = await writeVolumeAttribution(attribution, kase, f.out, { scale });
-    await rm(join(f.out, ".checkpoint.json"), { force: true });
+    await rm(checkpointPath, { force: true });
     return { attribution, written, kase };
   } finally {
     lock?.release();
@@ -192,7 +241,14 @@ function methodSpec(
         intervention: { kind: "bank", bank: used },
         adaptive:
           o.schedule === "fast"
-            ? { ...FAST_SCHEDULE, tau, maxSamples: o.samples as number, fidelity: o.mapNoise as number, maxPasses: o.maxPasses as number }
+            ? {
+                ...FAST_SCHEDULE,
+                tau,
+                maxSamples: o.samples as number,
+                fidelity: o.mapNoise as number,
+                maxPasses: o.maxPasses as number,
+                maxSeconds: o.maxTime as number,
+              }
             : undefined,
         settings: { schedule: o.schedule },
       };
@@ -255,4 +311,31 @@ export function volumeJson(r: VolumeExplainResult): Record<string, unknown> {
     notes: a.notes,
     files: r.written.files,
   };
+}
+
+/** Prints a volume run's summary (or, for a bounded run that stopped, what is kept and how to continue). */
+export function emitVolume(f: OutputFlags, r: VolumeExplainResult | VolumeExplainStopped, extra: Record<string, unknown> = {}): void {
+  if ("stopped" in r) {
+    const s = r.stopped;
+    emit(
+      f,
+      () => s.describe(),
+      () => ({
+        ...extra,
+        complete: false,
+        stoppedAt: s.bound,
+        ranPasses: s.ranPasses,
+        keptSamples: s.keptSamples,
+        checkpoint: s.checkpointPath,
+        plan: s.plan ?? null,
+      }),
+    );
+    return;
+  }
+  emit(
+    f,
+    () => describeVolumeResult(r),
+    () => ({ ...extra, complete: true, ...volumeJson(r) }),
+    r.attribution.notes,
+  );
 }

@@ -26,7 +26,7 @@ import { type FolderLock, lockFolder } from "../util/lock.js";
 import { getOrInsert } from "../util/maps.js";
 import { stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
-import { checkNoImageFlags, describeVolumeResult, runVolumeExplain, VOLUME_METHODS, volumeJson } from "./explain-volume.js";
+import { checkNoImageFlags, emitVolume, runVolumeExplain, VOLUME_METHODS } from "./explain-volume.js";
 import {
   addCardFlags,
   CARD_FLAG_KEYS,
@@ -262,13 +262,7 @@ export function explainCommand(): Command {
       );
     if (volumeModel) {
       checkNoImageFlags(opts);
-      const r = await runVolumeExplain(opts, COMMON);
-      emit(
-        opts,
-        () => describeVolumeResult(r),
-        () => volumeJson(r),
-        r.attribution.notes,
-      );
+      emitVolume(opts, await runVolumeExplain({ ...opts, progress: showProgress(opts) }, COMMON));
       return;
     }
     const r = await runExplain({ ...opts, progress: showProgress(opts) });
