@@ -11,9 +11,13 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { readManifest, volumeCasesInSplits } from "../src/data/manifest.js";
 import { readCaseImage, readCaseMask } from "../src/data/volume/case-files.js";
 import { readDicomVolume } from "../src/data/volume/dicom/index.js";
+import { writeNifti } from "../src/data/volume/nifti-write.js";
 import type { Volume } from "../src/data/volume/volume.js";
-import { readStructure } from "../src/data/volume/volume-case.js";
+import { loadVolumeCase, readStructure } from "../src/data/volume/volume-case.js";
 import { SegcauseError } from "../src/errors.js";
+import { explainVolumeBlocks } from "../src/explain/volume/engine.js";
+import { VolumeModel } from "../src/model/volume-model.js";
+import { AFFINE, N, ROI, writeCausalFixture } from "./helpers/causal3d.js";
 import { segcause } from "./helpers/cli.js";
 import { tmp } from "./helpers/tiny.js";
 
@@ -156,5 +160,40 @@ describe.skipIf(!have)("the segments of a DICOM SEG that make the structure", ()
     const m = await readCaseMask(c!, await readCaseImage(c!));
     expect(m.labels).toEqual([1, 2]);
     expect(perSlice(m.mask)).toEqual([10 * 512, 20 * 512, 0]);
+  });
+});
+
+describe("the labels that made a mask are part of a run's identity", () => {
+  it("a run with --label 1 does not resume from the checkpoint of the same label map read with --label 1,2", async () => {
+    const dir = tmp();
+    const { model, image } = await writeCausalFixture(dir);
+    // label 1 on the RoI's half of the box, label 2 on the other half
+    const labels = join(dir, "labels.nii.gz");
+    await writeNifti(labels, { dims: [N, N, N], affine: AFFINE, data: Float32Array.from({ length: N ** 3 }, (_, i) => (i % N < 8 ? 1 : 2)) });
+    const checkpointPath = join(dir, "labels.checkpoint.json");
+    const m = await VolumeModel.load(model);
+    try {
+      const run = async (label: string) =>
+        explainVolumeBlocks(
+          m,
+          await loadVolumeCase(m, image, { mask: labels, label }),
+          { roi: ROI, reference: "ground-truth" },
+          {
+            method: "zero",
+            block: 8,
+            estimator: { screen: 1, samples: 0, tau: 0 },
+            intervention: { kind: "constant", value: 0, describe: {} },
+            settings: {},
+            checkpointPath,
+          },
+        );
+      await run("1,2");
+      const other = await run("1");
+      expect(other.notes.some((n) => n.startsWith("resumed from checkpoint"))).toBe(false);
+      expect(other.notes.some((n) => /held 7 samples of a run with other settings/.test(n))).toBe(true);
+      expect((await run("1")).notes).toContain("resumed from checkpoint: 7 samples reused");
+    } finally {
+      await m.release();
+    }
   });
 });

@@ -160,7 +160,11 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const bank = f.bank ? await VolumeBank.load(f.bank) : undefined;
     if (bank) checkBankForCard(bank, model.card, f.bank!);
     const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.mask ? f.label : undefined, seriesUid: f.series });
-    const roi: VolumeTargetSpec["roi"] = roiBox ?? { mask: (await readStructure(f.roiMask!, kase.volume, f.image, f.label)).mask, name: f.roiMask! };
+    const roi: VolumeTargetSpec["roi"] = roiBox ?? {
+      mask: (await readStructure(f.roiMask!, kase.volume, f.image, f.label)).mask,
+      // the labels name the structure (and so enter the checkpoint key, with the RoI's bounds)
+      name: f.label === undefined ? f.roiMask! : `${f.roiMask!} (label ${f.label})`,
+    };
     const target: VolumeTargetSpec = { roi, outcome: f.outcome, reference: f.reference };
     const spec = methodSpec(f.method, o, kase, bank);
     const batchSize = typeof f.batchSize === "number" ? f.batchSize : undefined;

@@ -163,6 +163,8 @@ export async function explainVolumeBlocks(
     model: model.sha256,
     image: kase.imageSha256,
     mask: kase.maskSha256 ?? null,
+    // the labels (or SEG segments) that made the reference mask: a label map's hash alone does not say
+    ...(kase.labels ? { labels: kase.labels } : {}),
     card: model.card,
     target: { roi: target.describe, bounds: target.roiBounds, outcome: target.outcome, ref: target.referenceKind },
     method: spec.method,
