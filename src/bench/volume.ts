@@ -75,7 +75,7 @@ async function runOne(schedule: VolumeBenchRow["schedule"], threads: number): Pr
 export function volumeBench(o: { threads: number }): VolumeBenchRow[] {
   const cfg = volumeDemoConfig();
   console.log(`\n## The volume demo (\`segcause demo --volume\`), both schedules, ${o.threads} ONNX Runtime threads`);
-  console.log(`${cfg.description}\n`);
+  console.log(`${cfg.description.replace(/^PdCR map \(fast schedule, /, "PdCR map (")}\n`);
   const rows: VolumeBenchRow[] = [];
   for (const schedule of SCHEDULES) {
     const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), schedule, String(o.threads)], { encoding: "utf8" });

@@ -84,9 +84,10 @@ async function volumeDemo(f: DemoFlags): Promise<void> {
     );
   checkNoImageFlags(f);
   const out = f.out ?? "segcause-demo-volume";
+  // The description names PdCR, its schedule and its bank; another method gets the same case without them.
   const description =
     f.method === "pdcr"
-      ? cfg.description
+      ? cfg.description.replace("(fast schedule,", `(${f.schedule === "paper" ? "paper" : "fast"} schedule,`)
       : `${f.method} map${cfg.description.replace(/^PdCR map \([^)]*\)/, "").replace(/, with natural boxes.*$/, "")}`;
   humanLine(f, `segcause demo --volume: ${description}`);
   const r = await runVolumeExplain(
