@@ -101,6 +101,17 @@ describe("a bounded fixed schedule stops, keeps its samples and resumes to the i
   });
 });
 
+describe("--max-time on the fast schedule", () => {
+  it("becomes a pass budget after the screen, recorded in the provenance (so --max-passes reproduces the map)", async () => {
+    // a budget already spent when the screen ends: no rounds after it
+    const a = await explain({ ...paper(), adaptive: { ...FAST_SCHEDULE, tau: 0, maxSamples: 8, maxSeconds: 1e-6 } });
+    const budget = (a.provenance.settings as { timeBudgetPasses?: number }).timeBudgetPasses;
+    expect(budget).toBe(a.forwardPasses);
+    const again = await explain({ ...paper(), adaptive: { ...FAST_SCHEDULE, tau: 0, maxSamples: 8, maxPasses: budget! } });
+    expect(Array.from(again.map)).toEqual(Array.from(a.map));
+  });
+});
+
 describe("the passes a volume run announces", () => {
   async function watched(spec: VolumeBlockSpec) {
     const events: ProgressEvent[] = [];
