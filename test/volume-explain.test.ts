@@ -219,7 +219,8 @@ describe("volume cards and banks", () => {
     const m = await VolumeModel.load(model);
     const bank = await buildVolumeBank(manifest, m.card, { size: 4, perVolume: 3, seed: 5, splits: ["train"] });
     await m.release();
-    const path = join(dir, "b.scvbank");
+    // into a folder that does not exist yet, as `bank build --out new/b.scvbank` does
+    const path = join(dir, "banks", "b.scvbank");
     await bank.save(path);
     const back = await VolumeBank.load(path);
     expect(back.header).toEqual(bank.header);
