@@ -223,7 +223,10 @@ export function explainCommand(): Command {
       "--mask <file>",
       "ground-truth binary mask (any two values, e.g. 0/255 or 0/1; any image format); without it Dice is measured against the model's own prediction. Volumes: a NIfTI label map (with --label) or a DICOM SEG",
     )
-    .option("--label <n[,n]>", "volumes: the label(s) of the --mask/--roi-mask label map, or the segment number(s) of a DICOM SEG, that make the structure (default: every non-zero label, or the SEG's one segment)")
+    .option(
+      "--label <n[,n]>",
+      "volumes: the label(s) of the --mask/--roi-mask label map, or the segment number(s) of a DICOM SEG, that make the structure (default: every non-zero label, or the SEG's one segment)",
+    )
     .option("--series <uid>", "volumes: the Series Instance UID to read from a DICOM folder holding several series")
     .option(
       "--roi <r,c,h,w>",
