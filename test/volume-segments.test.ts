@@ -4,8 +4,7 @@
  * numbers; a list is their union). On the shared data's CT series and its real liver SEG, and on a
  * two-segment SEG written here over the same series (the shared data holds no multi-segment SEG).
  */
-import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readManifest, volumeCasesInSplits } from "../src/data/manifest.js";
@@ -19,18 +18,12 @@ import { explainVolumeBlocks } from "../src/explain/volume/engine.js";
 import { VolumeModel } from "../src/model/volume-model.js";
 import { AFFINE, N, ROI, writeCausalFixture } from "./helpers/causal3d.js";
 import { segcause } from "./helpers/cli.js";
+import { writeBinarySeg } from "./helpers/seg-writer.js";
 import { tmp } from "./helpers/tiny.js";
 
 const DATA = join(process.env.SEGCAUSE_DATA ?? join(import.meta.dirname, "..", "..", "shared", "data"), "dicom");
 const have = existsSync(join(DATA, "index.json"));
 if (!have) console.warn(`DICOM SEG segment tests skipped: ${DATA}/index.json not found (set SEGCAUSE_DATA to the shared data folder)`);
-
-const dcmjs = createRequire(import.meta.url)("dcmjs") as {
-  data: {
-    DicomDict: new (meta: object) => { dict: object; write(): ArrayBuffer };
-    DicomMetaDictionary: { denaturalizeDataset(d: object): object; uid(): string };
-  };
-};
 
 const CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2";
 const PLANE = 512 * 512;
@@ -38,58 +31,22 @@ const PLANE = 512 * 512;
 /** A binary SEG over `ct`: segment 1 "Upper" marks the first 10 rows of slice 0, segment 2 "Band" the first 20 rows of slice 1. */
 function twoSegmentSeg(ct: Volume, path: string): void {
   const src = ct.source as Extract<Volume["source"], { kind: "dicom" }>;
-  const frames = [
-    { slice: 0, rows: 10, segment: 1 },
-    { slice: 1, rows: 20, segment: 2 },
-  ];
-  const bits = new Uint8Array((frames.length * PLANE) / 8);
-  frames.forEach((f, n) => {
-    for (let i = 0; i < f.rows * 512; i++) bits[(n * PLANE + i) >> 3]! |= 1 << ((n * PLANE + i) & 7);
+  const frame = (slice: number, segment: number, rows: number) => ({
+    sopClassUid: src.sopClassUid ?? CT_IMAGE_STORAGE,
+    sopInstanceUid: src.sopInstanceUids[slice]!,
+    segment,
+    rows,
   });
-  const D = dcmjs.data.DicomMetaDictionary;
-  const uid = D.uid();
-  const meta = {
-    FileMetaInformationVersion: [new Uint8Array([0, 1]).buffer],
-    MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.66.4",
-    MediaStorageSOPInstanceUID: uid,
-    TransferSyntaxUID: "1.2.840.10008.1.2.1",
-    ImplementationClassUID: "2.25.1",
-  };
-  const body = {
-    SOPClassUID: "1.2.840.10008.5.1.4.1.1.66.4",
-    SOPInstanceUID: uid,
-    Modality: "SEG",
-    SegmentationType: "BINARY",
-    SamplesPerPixel: 1,
-    PhotometricInterpretation: "MONOCHROME2",
-    Rows: 512,
-    Columns: 512,
-    NumberOfFrames: String(frames.length),
-    BitsAllocated: 1,
-    BitsStored: 1,
-    HighBit: 0,
-    PixelRepresentation: 0,
-    ReferencedSeriesSequence: [{ SeriesInstanceUID: src.seriesInstanceUid }],
-    SegmentSequence: [
-      { SegmentNumber: 1, SegmentLabel: "Upper" },
-      { SegmentNumber: 2, SegmentLabel: "Band" },
+  writeBinarySeg(path, {
+    seriesUid: src.seriesInstanceUid,
+    rows: 512,
+    columns: 512,
+    segments: [
+      { number: 1, label: "Upper" },
+      { number: 2, label: "Band" },
     ],
-    PerFrameFunctionalGroupsSequence: frames.map((f) => ({
-      DerivationImageSequence: [
-        {
-          SourceImageSequence: [
-            { ReferencedSOPClassUID: src.sopClassUid ?? CT_IMAGE_STORAGE, ReferencedSOPInstanceUID: src.sopInstanceUids[f.slice] },
-          ],
-        },
-      ],
-      SegmentIdentificationSequence: [{ ReferencedSegmentNumber: f.segment }],
-    })),
-    PixelData: [bits.buffer],
-    _vrMap: { PixelData: "OB" },
-  };
-  const dict = new dcmjs.data.DicomDict(D.denaturalizeDataset(meta));
-  dict.dict = D.denaturalizeDataset(body);
-  writeFileSync(path, Buffer.from(dict.write()));
+    frames: [frame(0, 1, 10), frame(1, 2, 20)],
+  });
 }
 
 const perSlice = (mask: Uint8Array) => [0, 1, 2].map((k) => mask.subarray(k * PLANE, (k + 1) * PLANE).reduce((a, b) => a + b, 0));
