@@ -93,11 +93,15 @@ describe("bundled models", () => {
 });
 
 describe("the npm packages", () => {
-  it("segcause ships the demo's model, card, sample and bank, and no other model", () => {
+  it("segcause ships the demos' models, cards, samples and banks (2D and volume), and no other model", () => {
     const files = packedFiles(ROOT);
     const demo = json(join(ROOT, "samples", "demo.json"));
-    for (const f of [demo.model, `${demo.model}.json`, demo.image, demo.mask, demo.bank, "LICENSE", "bin/segcause.js"]) expect(files, f).toContain(f);
-    expect(files.filter((f) => f.endsWith(".onnx"))).toEqual([demo.model]);
+    const volume = json(join(ROOT, "samples", "demo-volume.json"));
+    for (const d of [demo, volume])
+      for (const f of [d.model, `${d.model}.json`, d.image, d.mask, d.bank, "LICENSE", "bin/segcause.js"]) expect(files, f).toContain(f);
+    // the volume case's source and licence (CC-BY-SA 4.0) travel with it
+    expect(files).toContain("samples/volume/README.md");
+    expect(files.filter((f) => f.endsWith(".onnx")).sort()).toEqual([demo.model, volume.model].sort());
   });
 
   it("every relative link of README.md and the docs pages points into the package (they must work in an installed copy)", () => {

@@ -22,6 +22,7 @@ import {
 } from "../src/data/volume/dicom/index.js";
 import type { Volume } from "../src/data/volume/volume.js";
 import { SegcauseError } from "../src/errors.js";
+import { writeBinarySeg } from "./helpers/seg-writer.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const DATA = join(process.env.SEGCAUSE_DATA ?? join(ROOT, "..", "shared", "data"), "dicom");
@@ -356,57 +357,21 @@ describe.skipIf(!have)("DICOM SEG", () => {
       { frame: 1, rows: 20 },
     ];
     const plane = 512 * 512;
-    const bits = new Uint8Array((2 * plane) / 8);
-    marks.forEach((m, f) => {
-      for (let i = 0; i < m.rows * 512; i++) bits[(f * plane + i) >> 3]! |= 1 << ((f * plane + i) & 7);
-    });
-    const D = dcmjs.data.DicomMetaDictionary;
-    const uid = D.uid();
-    const meta = {
-      FileMetaInformationVersion: [new Uint8Array([0, 1]).buffer],
-      MediaStorageSOPClassUID: "1.2.840.10008.5.1.4.1.1.66.4",
-      MediaStorageSOPInstanceUID: uid,
-      TransferSyntaxUID: "1.2.840.10008.1.2.1",
-      ImplementationClassUID: "2.25.1",
-    };
-    const body = {
-      SOPClassUID: "1.2.840.10008.5.1.4.1.1.66.4",
-      SOPInstanceUID: uid,
-      Modality: "SEG",
-      SegmentationType: "BINARY",
-      SamplesPerPixel: 1,
-      PhotometricInterpretation: "MONOCHROME2",
-      Rows: 512,
-      Columns: 512,
-      NumberOfFrames: "2",
-      BitsAllocated: 1,
-      BitsStored: 1,
-      HighBit: 0,
-      PixelRepresentation: 0,
-      ReferencedSeriesSequence: [{ SeriesInstanceUID: src.string("x0020000e") }],
-      SegmentSequence: [{ SegmentNumber: 1, SegmentLabel: "Box" }],
-      PerFrameFunctionalGroupsSequence: marks.map((m) => ({
-        DerivationImageSequence: [
-          {
-            SourceImageSequence: [
-              {
-                ReferencedSOPClassUID: src.string("x00080016"),
-                ReferencedSOPInstanceUID: src.string("x00080018"),
-                ReferencedFrameNumber: String(m.frame),
-              },
-            ],
-          },
-        ],
-        PlanePositionSequence: [{ ImagePositionPatient: positions[m.frame - 1]!.map(String) }],
-        SegmentIdentificationSequence: [{ ReferencedSegmentNumber: 1 }],
-      })),
-      PixelData: [bits.buffer],
-      _vrMap: { PixelData: "OB" },
-    };
-    const dict = new dcmjs.data.DicomDict(D.denaturalizeDataset(meta));
-    dict.dict = D.denaturalizeDataset(body);
     const p = join(tmpDir(), "seg.dcm");
-    writeFileSync(p, Buffer.from(dict.write()));
+    writeBinarySeg(p, {
+      seriesUid: src.string("x0020000e")!,
+      rows: 512,
+      columns: 512,
+      segments: [{ number: 1, label: "Box" }],
+      frames: marks.map((m) => ({
+        sopClassUid: src.string("x00080016")!,
+        sopInstanceUid: src.string("x00080018")!,
+        frameNumber: m.frame,
+        position: positions[m.frame - 1]!,
+        segment: 1,
+        rows: m.rows,
+      })),
+    });
     const seg = await readDicomSegMask(p, v);
     expect(seg.frames).toBe(2);
     // normal -z: source frame 2 (the larger z) is slice k = 0, source frame 1 is k = 1

@@ -11,31 +11,14 @@ import type { VolumeCard } from "../src/model/volume-card.js";
 import { readVolumeCard } from "../src/model/volume-card.js";
 import { VolumeModel } from "../src/model/volume-model.js";
 import { makeProbability } from "../src/target/outcome.js";
-import { AFFINE, CARD, CAUSAL, causalBoxModel, causalBoxVolume, inCausal, N, ROI } from "./helpers/causal-box-3d.js";
-import { tmp, writeModel } from "./helpers/tiny.js";
-
-// The known-answer model and its case: see helpers/causal-box-3d.ts.
+import { AFFINE, CAUSAL, inCausal, N, ROI, writeCausalFixture } from "./helpers/causal3d.js";
+import { tmp } from "./helpers/tiny.js";
 
 let dir: string, model: string, image: string, manifest: string;
 
 beforeAll(async () => {
   dir = tmp();
-  model = writeModel(dir, "causal3d.onnx", causalBoxModel(), CARD);
-  const data = causalBoxVolume();
-  image = join(dir, "case.nii.gz");
-  await writeNifti(image, { dims: [N, N, N], affine: AFFINE, data });
-  // other volumes of the "data set": noise, whose z-scored boxes have a mean near 0
-  const cases = [];
-  for (let v = 0; v < 2; v++) {
-    const noise = Float32Array.from(
-      { length: N ** 3 },
-      (_, i) => Math.sin(i * 12.9898 + v) * 43758.5453 - Math.floor(Math.sin(i * 12.9898 + v) * 43758.5453),
-    );
-    await writeNifti(join(dir, `other${v}.nii.gz`), { dims: [N, N, N], affine: AFFINE, data: noise });
-    cases.push({ id: `other${v}`, image: `other${v}.nii.gz`, split: "train" });
-  }
-  manifest = join(dir, "manifest.json");
-  writeFileSync(manifest, JSON.stringify({ name: "tiny3d", cases }));
+  ({ model, image, manifest } = await writeCausalFixture(dir));
 });
 
 async function explain(spec: Parameters<typeof explainVolumeBlocks>[3]): Promise<VolumeAttribution> {
@@ -236,7 +219,8 @@ describe("volume cards and banks", () => {
     const m = await VolumeModel.load(model);
     const bank = await buildVolumeBank(manifest, m.card, { box: [4, 4, 4], perVolume: 3, seed: 5, splits: ["train"] });
     await m.release();
-    const path = join(dir, "b.scvbank");
+    // into a folder that does not exist yet, as `bank build --out new/b.scvbank` does
+    const path = join(dir, "banks", "b.scvbank");
     await bank.save(path);
     const back = await VolumeBank.load(path);
     expect(back.header).toEqual(bank.header);

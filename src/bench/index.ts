@@ -4,7 +4,8 @@
  * two threads),
  * measured side by side in interleaved rounds in one run; the bundled demo with the paper and the
  * fast schedule; with --fidelity, the fast schedule against a converged reference per model; with
- * --calibration, the coverage of its 95% intervals and the Pearson its stopping rule delivers.
+ * --calibration, the coverage of its 95% intervals and the Pearson its stopping rule delivers; with
+ * --volume, only the volume demo with both schedules (./volume.ts).
  */
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -27,6 +28,7 @@ import { Rng } from "../util/rng.js";
 import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
 import type { OracleBound } from "./oracle.js";
+import { volumeBench } from "./volume.js";
 
 const ROUNDS = 3;
 const SECONDS_PER_ROUND = 4;
@@ -163,6 +165,7 @@ interface BenchFlags {
   calSeeds: number;
   calRefSamples: number;
   calMapNoise: string;
+  volume: boolean;
 }
 
 function selectModels(spec: string, demoModel: string): string[] {
@@ -291,6 +294,11 @@ async function main(): Promise<void> {
     .option("--cal-seeds <n>", "fast-schedule seeds per model and --map-noise value", intAtLeast("cal-seeds"), 8)
     .option("--cal-ref-samples <n>", "uniform draws per block of the calibration reference", intAtLeast("cal-ref-samples"), 200)
     .option("--cal-map-noise <list>", "--map-noise values to calibrate", "0.3")
+    .option(
+      "--volume",
+      "only the volume demo (3D model, bundled hippocampus case) with both schedules: passes, wall time, passes/s, memory peak",
+      false,
+    )
     .parse(process.argv)
     .opts<BenchFlags>();
   const cfg = demoConfig();
@@ -302,6 +310,11 @@ async function main(): Promise<void> {
     `segcause bench · ${os.cpus()[0]?.model ?? "cpu"} · ${os.cpus().length} cores · ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB · node ${process.version} · onnxruntime-node ${ort.env.versions.common}`,
   );
   const out: Record<string, unknown> = {};
+  if (f.volume) {
+    out.volume = volumeBench({ threads: 2 });
+    if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
+    return;
+  }
   // The demo image at each model's own size, as the input of the throughput loops.
   const base = async (m: Model) => m.preprocess((await loadCase(m, join(PACKAGE_ROOT, cfg.image))).image);
   if (f.throughput) out.throughput = await throughput(paths, f, base, bank);

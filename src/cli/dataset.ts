@@ -7,6 +7,7 @@ import { datasetFromFolders, type FolderDatasetOptions, niftiDatasetFromFolders,
 import { readCaseImage, readCaseMask } from "../data/volume/case-files.js";
 import { type DicomCase, dicomDatasetFromFolders } from "../data/volume/dicom-cases.js";
 import { folderKind } from "../data/volume/folder-kind.js";
+import { parseLabels } from "../data/volume/label-mask.js";
 import { orientationCodes } from "../data/volume/orientation.js";
 import { fail, SegcauseError } from "../errors.js";
 import { decimal } from "../util/decimal.js";
@@ -24,7 +25,7 @@ interface Made {
 }
 
 /** The folder options as commander parses them, plus what only the command needs. */
-type InitFlags = FolderDatasetOptions & { name?: string; out: string };
+type InitFlags = FolderDatasetOptions & { name?: string; out: string; label?: string };
 
 /** "test" (every case in one split) or "train=70,val=15,test=15" (seeded shares). */
 function parseSplits(v: string): { name: string; share: number }[] {
@@ -63,11 +64,18 @@ export function datasetCommand(): Command {
     .option("--seed <n>", "seed of the split shuffle", seed(), 0)
     .option("--name <name>", "dataset name (default: the name of the manifest's folder)")
     .option("--allow-missing-masks", "list images without a mask too (explain works without one; evaluate's RoI rules need it)")
+    .option(
+      "--label <n[,n]>",
+      "volumes: the labels of the label maps, or the segment numbers of the DICOM SEGs, that make the structure (default: every label > 0, or a SEG's one segment; a SEG of several segments needs it)",
+    )
     .requiredOption("--out <file>", "manifest to write (e.g. mydata/manifest.json); paths in it are relative to its folder");
   init.action(async (f: InitFlags) => {
     checkOutputFile(f.out);
     if (existsSync(f.out)) fail(`${f.out} already exists`, "remove it or choose another --out");
     const kind = folderKind(f.images);
+    if (f.label !== undefined && kind === "image")
+      fail("--label applies to volume data sets (NIfTI label maps or DICOM SEGs)", "drop --label for 2D images (their masks are binary)");
+    const labels = f.label !== undefined ? parseLabels(f.label) : undefined;
     const root = dirname(f.out);
     // Relative and with forward slashes, so the dataset folder can be moved or shared as a whole.
     const rel = (p: string) => relative(root, p).split(sep).join("/");
@@ -99,7 +107,7 @@ export function datasetCommand(): Command {
     } else {
       const ds: { cases: DicomCase[]; maskSuffix?: string; unpairedMasks: string[] } =
         kind === "nifti" ? niftiDatasetFromFolders(f) : dicomDatasetFromFolders(f);
-      const { grids, emptyMasks, kinds } = await checkVolumes(ds.cases, kind);
+      const { grids, emptyMasks, kinds } = await checkVolumes(ds.cases, kind, labels);
       if (kinds.size > 1)
         process.stderr.write(
           `note: the volumes come in ${kinds.size} orientations/spacings (${[...kinds].map(([k, n]) => `${k}: ${n}`).join("; ")}); explain, evaluate and bank build bring each into the model's axes and spacing (docs/volumes.md)\n`,
@@ -115,7 +123,7 @@ export function datasetCommand(): Command {
             id: c.id,
             image: rel(c.image),
             ...(c.series ? { series: c.series } : {}),
-            ...(c.mask ? { mask: rel(c.mask) } : {}),
+            ...(c.mask ? { mask: rel(c.mask), ...(labels ? { labels } : {}) } : {}),
             split: c.split,
             ...grids[i],
           })),
@@ -220,6 +228,7 @@ const gridOf = (v: { dims: number[]; spacing: number[] }) => ({ shape: [...v.dim
 async function checkVolumes(
   cases: readonly { id: string; image: string; series?: string; mask?: string }[],
   kind: "nifti" | "dicom",
+  labels: number[] | undefined,
 ): Promise<{ grids: ReturnType<typeof gridOf>[]; emptyMasks: string[]; kinds: Map<string, number> }> {
   const problems: string[] = [];
   const empty: string[] = [];
@@ -228,7 +237,7 @@ async function checkVolumes(
   const kinds = new Map<string, number>();
   for (const c of cases) {
     try {
-      const vc = { ...c, format: kind, maskFormat: kind === "nifti" ? ("nifti" as const) : ("dicom-seg" as const) };
+      const vc = { ...c, format: kind, labels };
       const image = await readCaseImage(vc);
       const grid = gridOf(image);
       // the orientation every model-space transform starts from: a degenerate affine is refused here

@@ -6,10 +6,11 @@ import { fileURLToPath } from "node:url";
 import { Command } from "commander";
 import { PatchBank } from "../data/patchbank.js";
 import { fail } from "../errors.js";
-import { allMethods, methodNames } from "../explain/catalog.js";
+import { allMethods, methodNames, volumeMethodNames } from "../explain/catalog.js";
 import { readingLine } from "../report/counts.js";
 import { SCALE_HELP } from "../report/scale.js";
 import { addMethodFlags, describeResult, runExplain } from "./explain.js";
+import { checkNoImageFlags, emitVolume, runVolumeExplain } from "./explain-volume.js";
 import { intOrAuto, oneOf, seed } from "./options.js";
 import { addOutputFlags, emit, humanLine, type OutputFlags, showProgress } from "./output.js";
 import { explainJson } from "./summary.js";
@@ -25,19 +26,96 @@ interface DemoConfig {
   roi: [number, number, number, number];
 }
 
+/** The volume demo's case: a label map as the reference (its labels), a box RoI and the bank's block. */
+interface VolumeDemoConfig extends Omit<DemoConfig, "roi"> {
+  label: string;
+  block: number;
+  roi: [number, number, number, number, number, number];
+}
+
 export function demoConfig(): DemoConfig {
-  const path = join(PACKAGE_ROOT, "samples", "demo.json");
+  return readDemoConfig("demo.json");
+}
+
+export function volumeDemoConfig(): VolumeDemoConfig {
+  return readDemoConfig("demo-volume.json");
+}
+
+function readDemoConfig<T>(name: string): T {
+  const path = join(PACKAGE_ROOT, "samples", name);
   try {
-    return JSON.parse(readFileSync(path, "utf8")) as DemoConfig;
+    return JSON.parse(readFileSync(path, "utf8")) as T;
   } catch {
     fail(`the bundled demo configuration ${path} is missing`, "reinstall segcause");
   }
 }
 
+/** The demo's flags that are not method options (the rest are checked against the method's). */
+const DEMO_FLAGS = new Set([
+  ...["out", "method", "seed", "batchSize", "threads", "workers", "colourScale", "progress", "json", "quiet", "volume"],
+  ...["model", "image", "mask", "label", "roi", "bank", "outcome", "reference"],
+]);
+
+type DemoFlags = OutputFlags & {
+  out?: string;
+  method: string;
+  seed: number;
+  batchSize?: number | "auto";
+  threads?: number | "auto";
+  workers?: number | "auto";
+  progress: boolean;
+  volume?: boolean;
+  [k: string]: unknown;
+};
+
+/** `demo --volume`: the shipped 3D model on the bundled hippocampus case, through `explain`'s volume path. */
+async function volumeDemo(f: DemoFlags): Promise<void> {
+  const cfg = volumeDemoConfig();
+  const at = (p: string) => join(PACKAGE_ROOT, p);
+  if (!volumeMethodNames().includes(f.method))
+    fail(`method ${f.method} does not run on volumes yet`, `use --method ${volumeMethodNames().join(", ")} with --volume (see \`segcause methods\`)`);
+  if (f.method === "pdcr" && f.block !== undefined && f.block !== cfg.block)
+    fail(
+      `the volume demo's bank holds ${cfg.block}³-voxel boxes, so its pdcr blocks are ${cfg.block} voxels`,
+      "drop --block, or run `segcause explain` with a bank built with `segcause bank build --patch-size <n>`",
+    );
+  checkNoImageFlags(f);
+  const out = f.out ?? "segcause-demo-volume";
+  // The description names PdCR, its schedule and its bank; another method gets the same case without them.
+  const description =
+    f.method === "pdcr"
+      ? cfg.description.replace("(fast schedule,", `(${f.schedule === "paper" ? "paper" : "fast"} schedule,`)
+      : `${f.method} map${cfg.description.replace(/^PdCR map \([^)]*\)/, "").replace(/, with natural boxes.*$/, "")}`;
+  humanLine(f, `segcause demo --volume: ${description}`);
+  const r = await runVolumeExplain(
+    {
+      ...f,
+      out,
+      progress: showProgress(f),
+      model: at(cfg.model),
+      image: at(cfg.image),
+      mask: at(cfg.mask!),
+      label: cfg.label,
+      roi: cfg.roi.join(","),
+      bank: f.method === "pdcr" ? at(cfg.bank) : undefined,
+      block: f.block ?? cfg.block,
+      outcome: "dice",
+      reference: "auto",
+    },
+    DEMO_FLAGS,
+  );
+  emitVolume(f, r, { format: "segcause.demo-summary/1", description });
+  if (!("stopped" in r) && !f.quiet && !f.json)
+    process.stdout.write(
+      `  open ${join(out, "mosaic.png")} (slices through the RoI, red boxes held its segmentation up, blue ones worked against it), or load ${join(out, "map.nii.gz")} over ${at(cfg.image)} in ITK-SNAP, 3D Slicer or NiiVue\n`,
+    );
+}
+
 export function demoCommand(): Command {
   const cmd = new Command("demo")
     .description("explain the bundled sample with the bundled model (no arguments needed)")
-    .option("--out <dir>", "output folder", "segcause-demo")
+    .option("--volume", "explain the bundled hippocampus MRI volume with the shipped 3D model instead (methods: pdcr, zero, occlusion)")
+    .option("--out <dir>", "output folder (default segcause-demo, or segcause-demo-volume with --volume)")
     .option("--method <name>", `method: ${methodNames().join(", ")}`, oneOf("method", methodNames()), "pdcr")
     .option("--seed <n>", "random seed", seed(), 0)
     .option("--batch-size <n|auto>", "inputs per forward call (default auto)", intOrAuto("batch-size"))
@@ -47,52 +125,42 @@ export function demoCommand(): Command {
     .option("--no-progress", "no progress bar on stderr");
   addOutputFlags(cmd);
   addMethodFlags(cmd, allMethods());
-  return cmd.action(
-    async (
-      f: OutputFlags & {
-        out: string;
-        method: string;
-        seed: number;
-        batchSize?: number | "auto";
-        threads?: number | "auto";
-        workers?: number | "auto";
-        progress: boolean;
-        [k: string]: unknown;
-      },
-    ) => {
-      const cfg = demoConfig();
-      const at = (p: string) => join(PACKAGE_ROOT, p);
-      // The description names PdCR and its bank; another method gets the same case without them.
-      const def = allMethods().find((m) => m.name === f.method);
-      const rest = cfg.description.replace(/^PdCR map/, "");
-      const description =
-        f.method === "pdcr" ? cfg.description : `${f.method} map${def?.needsBank ? rest : rest.replace(/, with natural patches.*$/, "")}`;
-      if (def?.needsBank && def.options.some((o) => o.name === "block") && f.block !== undefined) {
-        const P = (await PatchBank.load(at(cfg.bank))).patchSize;
-        if (f.block !== P)
-          fail(
-            `the demo's patch bank holds ${P}x${P} patches, so its ${f.method} blocks are ${P} px`,
-            `drop --block, or run \`segcause explain\` with a bank built with \`segcause bank build --patch-size ${String(f.block)}\``,
-          );
-      }
-      humanLine(f, `segcause demo: ${description}`);
-      const r = await runExplain({
-        ...f,
-        progress: showProgress(f),
-        model: at(cfg.model),
-        image: at(cfg.image),
-        mask: cfg.mask ? at(cfg.mask) : undefined,
-        roi: cfg.roi.join(","),
-        bank: at(cfg.bank),
-        outcome: "dice",
-        reference: "auto",
-      });
-      emit(
-        f,
-        () => `${describeResult(r)}\n  ${readingLine(r.attribution.signed, join(f.out, "overlay.png"), r.attribution.units.length > 0)}`,
-        () => ({ ...explainJson(r), format: "segcause.demo-summary/1", description }),
-        r.attribution.notes,
-      );
-    },
-  );
+  return cmd.action(async (f: DemoFlags) => {
+    if (f.volume) return volumeDemo(f);
+    const out = f.out ?? "segcause-demo";
+    const cfg = demoConfig();
+    const at = (p: string) => join(PACKAGE_ROOT, p);
+    // The description names PdCR and its bank; another method gets the same case without them.
+    const def = allMethods().find((m) => m.name === f.method);
+    const rest = cfg.description.replace(/^PdCR map/, "");
+    const description =
+      f.method === "pdcr" ? cfg.description : `${f.method} map${def?.needsBank ? rest : rest.replace(/, with natural patches.*$/, "")}`;
+    if (def?.needsBank && def.options.some((o) => o.name === "block") && f.block !== undefined) {
+      const P = (await PatchBank.load(at(cfg.bank))).patchSize;
+      if (f.block !== P)
+        fail(
+          `the demo's patch bank holds ${P}x${P} patches, so its ${f.method} blocks are ${P} px`,
+          `drop --block, or run \`segcause explain\` with a bank built with \`segcause bank build --patch-size ${String(f.block)}\``,
+        );
+    }
+    humanLine(f, `segcause demo: ${description}`);
+    const r = await runExplain({
+      ...f,
+      out,
+      progress: showProgress(f),
+      model: at(cfg.model),
+      image: at(cfg.image),
+      mask: cfg.mask ? at(cfg.mask) : undefined,
+      roi: cfg.roi.join(","),
+      bank: at(cfg.bank),
+      outcome: "dice",
+      reference: "auto",
+    });
+    emit(
+      f,
+      () => `${describeResult(r)}\n  ${readingLine(r.attribution.signed, join(out, "overlay.png"), r.attribution.units.length > 0)}`,
+      () => ({ ...explainJson(r), format: "segcause.demo-summary/1", description }),
+      r.attribution.notes,
+    );
+  });
 }

@@ -9,8 +9,8 @@ const EXAMPLES: Record<string, string[]> = {
   ],
   demo: [
     "segcause demo                                      # PdCR on the bundled sample, into segcause-demo/",
+    "segcause demo --volume                             # PdCR on the bundled hippocampus MRI volume, into segcause-demo-volume/",
     "segcause demo --method gradcam --out gradcam-demo/",
-    "segcause demo --json --quiet",
   ],
   methods: ["segcause methods", "segcause methods --verbose                         # every option with its default"],
   components: [

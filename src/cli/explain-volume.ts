@@ -12,7 +12,9 @@ import { fail } from "../errors.js";
 import { getMethod, methodNames, volumeMethodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
 import { type BoxUnitName, describeSize } from "../explain/volume/box-size.js";
-import { type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
+import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js";
+import { VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
+import { RunBound, type RunBoundSettings, RunStopped } from "../explain/volume/run-bound.js";
 import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
@@ -23,7 +25,9 @@ import type { VolumeTargetSpec } from "../target/volume-target.js";
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
 import { type FolderLock, lockFolder } from "../util/lock.js";
+import { stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
+import { emit, type OutputFlags } from "./output.js";
 
 export interface VolumeExplainFlags {
   model: string;
@@ -44,8 +48,13 @@ export interface VolumeExplainFlags {
   threads?: number | "auto";
   /** the mosaic's colour scale (max, pNN, fixed:V), as for 2D maps */
   colourScale?: string;
+
   /** --block and --stride in millimetres (default) or voxels */
   boxUnit?: BoxUnitName;
+  /** a progress display on stderr (the caller folds --no-progress and --quiet into it) */
+  progress?: boolean;
+  /** no cost line or other stderr lines */
+  quiet?: boolean;
   [option: string]: unknown;
 }
 
@@ -53,6 +62,24 @@ export interface VolumeExplainResult {
   attribution: VolumeAttribution;
   written: WrittenVolume;
   kase: VolumeCase;
+}
+
+/** A run that --max-passes / --max-time stopped before its map was done (only the checkpoint is written). */
+export interface VolumeExplainStopped {
+  stopped: RunStopped;
+}
+
+/**
+ * --max-passes and --max-time on volumes: the fast schedule fits its map to them (as in 2D); a fixed
+ * schedule (paper, zero, occlusion) stops at them and a rerun continues from the checkpoint.
+ */
+function runBounds(f: VolumeExplainFlags): RunBoundSettings {
+  const maxPasses = (f.maxPasses as number | undefined) ?? 0;
+  const maxSeconds = (f.maxTime as number | undefined) ?? 0;
+  if (!Number.isInteger(maxPasses) || maxPasses < 0)
+    fail(`--max-passes must be an integer >= 0 (0 = none), got ${maxPasses}`, "use --max-passes 500");
+  if (!(Number.isFinite(maxSeconds) && maxSeconds >= 0)) fail(`--max-time must be seconds >= 0 (0 = none), got ${maxSeconds}`, "use --max-time 60");
+  return { maxPasses, maxSeconds };
 }
 
 /** Flags of 2D runs only: given with a volume they would be silently ignored, so they are refused. */
@@ -81,7 +108,7 @@ function checkBankForCard(bank: VolumeBank, card: VolumeCard, path: string): voi
     );
 }
 
-export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySet<string>): Promise<VolumeExplainResult> {
+export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySet<string>): Promise<VolumeExplainResult | VolumeExplainStopped> {
   const scale = parseScale(f.colourScale ?? "max");
   const def = methodNames().includes(f.method) ? getMethod(f.method) : undefined;
   const form = def?.volume;
@@ -93,12 +120,17 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   const given = Object.fromEntries(
     Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series", "boxUnit"].includes(k) && v !== undefined),
   );
-  const o = resolveOptions(def, given);
+  // The bounds are the fast schedule's own options; every other volume run takes them as a stop.
+  const bounds = runBounds(f);
+  const { maxPasses: _p, maxTime: _t, ...fixed } = given;
+  const fast = f.method === "pdcr" && resolveOptions(def, fixed).schedule === "fast";
+  const o = resolveOptions(def, fast ? given : fixed);
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi z,y,x,d,h,w (voxels of the input volume) or --roi-mask labels.nii.gz (with --label)");
   if (f.roi && f.roiMask) fail("both --roi and --roi-mask are given", "pass only one of them");
   if (f.label !== undefined && !f.mask && !f.roiMask)
     fail("--label is given without a label map", "pass --mask and/or --roi-mask labels.nii.gz with --label");
   const roiBox = f.roi ? parseVolumeRoi(f.roi) : undefined;
+
   form.check?.(o, { bank: f.bank !== undefined });
   checkOutputFolder(f.out, "explain");
   markResumable("checkpoints");
@@ -109,10 +141,15 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const bank = f.bank ? await VolumeBank.load(f.bank) : undefined;
     if (bank) checkBankForCard(bank, model.card, f.bank!);
     const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.mask ? f.label : undefined, seriesUid: f.series });
-    const roi: VolumeTargetSpec["roi"] = roiBox ?? { mask: (await readStructure(f.roiMask!, kase.volume, f.image, f.label)).mask, name: f.roiMask! };
+    const roi: VolumeTargetSpec["roi"] = roiBox ?? {
+      mask: (await readStructure(f.roiMask!, kase.volume, f.image, f.label)).mask,
+      // the labels name the structure (and so enter the checkpoint key, with the RoI's bounds)
+      name: f.label === undefined ? f.roiMask! : `${f.roiMask!} (label ${f.label})`,
+    };
     const target: VolumeTargetSpec = { roi, outcome: f.outcome, reference: f.reference };
     const batchSize = typeof f.batchSize === "number" ? f.batchSize : undefined;
-    // The RoI, the reference and the method's settings (boxes, layer, ...) are checked before the folder is claimed.
+    // The RoI, the reference and the method's settings (boxes, layer, ...) are checked before the folder
+    // is claimed, and the cost of a box method is said (one batch of the unperturbed input measures the pass rate).
     const resolved = await volumeTarget(model, kase, target, batchSize);
     const p = kase.placement;
     if (p.kind === "sliding" && !form.windows && p.box.some((b, a) => b > p.patch[a]))
@@ -121,11 +158,25 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
         "use --method zero, occlusion or pdcr on this volume, or a card whose box holds the whole volume",
       );
     const run = await form.plan({ model, kase, target: resolved, bank, boxUnit: f.boxUnit }, o);
+    if (run.blockSpec && !f.quiet)
+      process.stderr.write(
+        `${costLine(plannedCost(kase, resolved, run.blockSpec), await measurePassMs(model, kase.input, batchSize ?? VOLUME_BATCH_SIZE))}\n`,
+      );
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
-    const attribution = await run({ seed: f.seed, batchSize, checkpointPath: join(f.out, ".checkpoint.json") });
+    const progress = f.progress ? stderrProgress() : undefined;
+    const checkpointPath = join(f.out, ".checkpoint.json");
+    let attribution: VolumeAttribution;
+    try {
+      attribution = await run({ seed: f.seed, batchSize, checkpointPath, onProgress: progress, bound: fast ? undefined : new RunBound(bounds) });
+    } catch (e) {
+      if (e instanceof RunStopped) return { stopped: e };
+      throw e;
+    } finally {
+      progress?.end();
+    }
     const written = await writeVolumeAttribution(attribution, kase, f.out, { scale });
-    await rm(join(f.out, ".checkpoint.json"), { force: true });
+    await rm(checkpointPath, { force: true });
     return { attribution, written, kase };
   } finally {
     lock?.release();
@@ -211,4 +262,31 @@ export function volumeJson(r: VolumeExplainResult): Record<string, unknown> {
     notes: a.notes,
     files: r.written.files,
   };
+}
+
+/** Prints a volume run's summary (or, for a bounded run that stopped, what is kept and how to continue). */
+export function emitVolume(f: OutputFlags, r: VolumeExplainResult | VolumeExplainStopped, extra: Record<string, unknown> = {}): void {
+  if ("stopped" in r) {
+    const s = r.stopped;
+    emit(
+      f,
+      () => s.describe(),
+      () => ({
+        ...extra,
+        complete: false,
+        stoppedAt: s.bound,
+        ranPasses: s.ranPasses,
+        keptSamples: s.keptSamples,
+        checkpoint: s.checkpointPath,
+        plan: s.plan ?? null,
+      }),
+    );
+    return;
+  }
+  emit(
+    f,
+    () => describeVolumeResult(r),
+    () => ({ ...extra, complete: true, ...volumeJson(r) }),
+    r.attribution.notes,
+  );
 }

@@ -27,7 +27,7 @@ import { type FolderLock, lockFolder } from "../util/lock.js";
 import { getOrInsert } from "../util/maps.js";
 import { stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
-import { checkNoImageFlags, describeVolumeResult, runVolumeExplain, volumeJson } from "./explain-volume.js";
+import { checkNoImageFlags, emitVolume, runVolumeExplain } from "./explain-volume.js";
 import {
   addCardFlags,
   CARD_FLAG_KEYS,
@@ -227,7 +227,10 @@ export function explainCommand(): Command {
       "--mask <file>",
       "ground-truth binary mask (any two values, e.g. 0/255 or 0/1; any image format); without it Dice is measured against the model's own prediction. Volumes: a NIfTI label map (with --label) or a DICOM SEG",
     )
-    .option("--label <n[,n]>", "volumes: the label(s) of the --mask/--roi-mask label map that make the structure (default: every non-zero label)")
+    .option(
+      "--label <n[,n]>",
+      "volumes: the label(s) of the --mask/--roi-mask label map, or the segment number(s) of a DICOM SEG, that make the structure (default: every non-zero label, or the SEG's one segment)",
+    )
     .option("--series <uid>", "volumes: the Series Instance UID to read from a DICOM folder holding several series")
     .option(
       "--box-unit <mm|vox>",
@@ -271,13 +274,7 @@ export function explainCommand(): Command {
       );
     if (volumeModel) {
       checkNoImageFlags(opts);
-      const r = await runVolumeExplain(opts, COMMON);
-      emit(
-        opts,
-        () => describeVolumeResult(r),
-        () => volumeJson(r),
-        r.attribution.notes,
-      );
+      emitVolume(opts, await runVolumeExplain({ ...opts, progress: showProgress(opts) }, COMMON));
       return;
     }
     const r = await runExplain({ ...opts, progress: showProgress(opts) });

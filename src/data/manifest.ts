@@ -19,6 +19,8 @@ const VolumeFields = z
     series: z.string().min(1).optional(),
     shape: triple(z.number().int().positive()).optional(),
     spacing_mm: triple(z.number().positive()).optional(),
+    /** the labels of the mask (label values, or a SEG's segment numbers) that make the structure */
+    labels: z.array(z.number().int().positive()).min(1).optional(),
   })
   .passthrough();
 
@@ -49,6 +51,8 @@ export interface VolumeEntry extends ManifestCase {
   shape?: [number, number, number];
   /** voxel size in mm along i, j, k, as recorded */
   spacing?: [number, number, number];
+  /** the mask's labels (label values, or SEG segment numbers) that make the structure; absent: every label > 0, or the SEG's one segment */
+  labels?: number[];
 }
 
 const MIXED_HINT = "keep 2D images and volumes in separate data sets, one manifest each";
@@ -120,7 +124,7 @@ function volumeEntry(c: z.infer<typeof CaseEntry>, root: string, file: string): 
   if (!v.success)
     fail(
       `${file}: case '${c.id}': ${v.error.issues[0].path.join(".")}: ${v.error.issues[0].message}`,
-      "shape is [nx, ny, nz] voxels, spacing_mm three positive numbers, series a Series Instance UID",
+      "shape is [nx, ny, nz] voxels, spacing_mm three positive numbers, series a Series Instance UID, labels positive whole numbers",
     );
   const image = resolve(root, c.image);
   const mask = c.mask ? resolve(root, c.mask) : undefined;
@@ -133,6 +137,7 @@ function volumeEntry(c: z.infer<typeof CaseEntry>, root: string, file: string): 
     ...(mask ? { mask, maskFormat: isNiftiPath(mask) ? "nifti" : "dicom-seg" } : {}),
     ...(v.data.shape ? { shape: v.data.shape } : {}),
     ...(v.data.spacing_mm ? { spacing: v.data.spacing_mm } : {}),
+    ...(v.data.labels ? { labels: v.data.labels } : {}),
   };
 }
 

@@ -19,7 +19,7 @@ import { type MethodOption, type OptionsDecl, type OptionValues, optionList } fr
 import type { RunOptions } from "./run.js";
 import { blockFitProblem } from "./units.js";
 import type { BoxUnitName } from "./volume/box-size.js";
-import type { VolumeAttribution } from "./volume/engine.js";
+import type { VolumeAttribution, VolumeBlockSpec } from "./volume/engine.js";
 import type { VolumeRunOptions } from "./volume/gradients.js";
 
 export type MethodFamily = "causal" | "perturbation" | "gradient";
@@ -77,7 +77,10 @@ export interface VolumeMethodContext {
 }
 
 /** A planned volume run: everything that can fail on the inputs has been checked. */
-export type VolumeRun = (run: VolumeRunOptions) => Promise<VolumeAttribution>;
+export type VolumeRun = ((run: VolumeRunOptions) => Promise<VolumeAttribution>) & {
+  /** the box methods' engine settings, from which the cost is said before the run */
+  blockSpec?: VolumeBlockSpec;
+};
 
 /**
  * A method's form on volumes, declared with the method (same options, same defaults): `check` refuses

@@ -143,7 +143,7 @@ export const pdcrMethod = defineMethod({
     }),
     maxPasses: int({
       description:
-        "fast schedule: forward-pass budget of the map (0 = none); the screen always completes, then rounds stop at the budget and a note gives the map's noise reached",
+        "fast schedule: forward-pass budget of the map (0 = none); the screen always completes, then rounds stop at the budget and a note gives the map's noise reached (volumes: also bounds the paper schedule, zero and occlusion, which stop at it and resume on a rerun)",
       default: FAST_SCHEDULE.maxPasses,
       min: 0,
       ...onlyFast,
@@ -151,7 +151,7 @@ export const pdcrMethod = defineMethod({
     }),
     maxTime: num({
       description:
-        "fast schedule: wall-time budget in seconds (0 = none), turned into a pass budget after the screen at the measured pass rate; the note gives the passes used (--max-passes reproduces the map)",
+        "fast schedule: wall-time budget in seconds (0 = none), turned into a pass budget after the screen at the measured pass rate; the note gives the passes used (--max-passes reproduces the map) (volumes: also bounds the paper schedule, zero and occlusion, which stop at it and resume on a rerun)",
       default: FAST_SCHEDULE.maxSeconds,
       min: 0,
       ...onlyFast,

@@ -4,12 +4,14 @@
  * spacing). Stored in one file: magic, a JSON header line with provenance, then count boxes of
  * D x H x W float32 (little-endian).
  */
+import { mkdir } from "node:fs/promises";
+import { dirname } from "node:path";
 import { z } from "zod";
 import { fail } from "../../errors.js";
 import { boxCells, cubeSide, type Size3 } from "../../explain/volume/box-size.js";
 import type { VolumeCard } from "../../model/volume-card.js";
 import { VolumeNormalisation } from "../../model/volume-card.js";
-import { writeFileAtomic } from "../../util/atomic.js";
+import { ioProblem, writeFileAtomic } from "../../util/atomic.js";
 import { readFileBoundedAsync } from "../../util/read.js";
 import { Rng } from "../../util/rng.js";
 import { STREAM } from "../../util/streams.js";
@@ -97,7 +99,18 @@ export class VolumeBank {
   async save(path: string): Promise<void> {
     const head = Buffer.from(`${MAGIC}${JSON.stringify(this.header)}\n`);
     const body = Buffer.from(this.data.buffer, this.data.byteOffset, this.data.byteLength);
-    await writeFileAtomic(path, Buffer.concat([head, body]));
+    // as a 2D bank's save: the folder is made, and a write that fails is one line, not an internal error
+    try {
+      await mkdir(dirname(path), { recursive: true });
+      await writeFileAtomic(path, Buffer.concat([head, body]));
+    } catch (e) {
+      const problem = ioProblem(e);
+      if (problem) throw problem;
+      fail(
+        `cannot write volume bank ${path} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+        "give --out a file path you can write to",
+      );
+    }
   }
 
   static async load(path: string): Promise<VolumeBank> {

@@ -281,39 +281,54 @@ export async function loadVolumeCase(model: { card: VolumeCard }, imagePath: str
   if (opts.label !== undefined && opts.mask === undefined)
     fail("--label is given without --mask", "pass --mask labels.nii.gz (the label map) with --label");
   if (opts.mask !== undefined) {
-    const m = await readStructure(opts.mask, volume, imagePath, opts.label);
+    const { labelMap: _map, ...m } = await readStructure(opts.mask, volume, imagePath, opts.label);
     Object.assign(kase, m, { mask: maskToModel(space, m.mask, (n) => new Uint8Array(n)) });
   }
   return kase;
 }
 
-/** A structure's mask from a NIfTI label map (--label) or a DICOM SEG, on the image's grid. */
+/**
+ * A structure's mask from a NIfTI label map or a DICOM SEG, on the image's grid: the one reader of a
+ * mask file for explain and for data sets. `label` (--label, or a manifest case's `labels`) names the
+ * labels of the map, or the segment numbers of the SEG, that make the structure (several: their
+ * union). Without it a label map gives every label > 0, and a SEG its one segment: a SEG holding
+ * several segments is refused, listing them, since its segments are usually different structures.
+ * `allowEmpty`: a label map holding only 0 gives an empty mask (a data set notes it) instead of an error.
+ */
 export async function readStructure(
   path: string,
   image: Volume,
   imagePath: string,
-  label?: string,
-): Promise<{ mask: Uint8Array; maskPath: string; maskSha256: string; labels?: number[] }> {
+  label?: string | readonly number[],
+  o: { allowEmpty?: boolean } = {},
+): Promise<{ mask: Uint8Array; maskPath: string; maskSha256: string; labels: number[]; labelMap?: Volume }> {
   let dir = false;
   try {
     dir = statSync(path).isDirectory();
   } catch {
     fail(`mask ${path} does not exist`, "check the --mask path (a NIfTI label map, or a DICOM SEG file)");
   }
+  const wanted = typeof label === "string" ? parseLabels(label) : label && [...label];
   if (!dir && (isNiftiPath(path) || (await sniffVolume(path)) === "nifti")) {
     const map = await readNifti(path);
     checkSameGeometry(image, map, [`image ${basename(imagePath)}`, `mask ${basename(path)}`]);
-    const labels = label !== undefined ? parseLabels(label) : labelsPresent(map);
+    const labels = wanted ?? labelsPresent(map);
     if (labels === undefined)
       fail(`mask ${path} is not a label map (its values are not a few whole numbers)`, "give a label map (0 background, 1, 2, ... structures)");
-    if (labels.length === 0) fail(`mask ${path} holds only 0: no labelled voxel`, "give the label map of this volume");
+    if (labels.length === 0 && !o.allowEmpty) fail(`mask ${path} holds only 0: no labelled voxel`, "give the label map of this volume");
     const mask = labelMask(map, labels, `mask ${basename(path)}`);
-    return { mask, maskPath: path, maskSha256: sha256(new Uint8Array(map.data.buffer, map.data.byteOffset, map.data.byteLength)), labels };
+    return {
+      mask,
+      maskPath: path,
+      maskSha256: sha256(new Uint8Array(map.data.buffer, map.data.byteOffset, map.data.byteLength)),
+      labels,
+      labelMap: map,
+    };
   }
-  if (label !== undefined)
-    fail("--label applies to a NIfTI label map; a DICOM SEG's segment is chosen by its number", "drop --label for a DICOM SEG mask");
-  const seg = await readDicomSegMask(path, image);
-  return { mask: seg.mask, maskPath: path, maskSha256: sha256(seg.mask) };
+  const segs = await Promise.all((wanted ?? [undefined]).map((segment) => readDicomSegMask(path, image, segment === undefined ? {} : { segment })));
+  const mask = new Uint8Array(image.data.length);
+  for (const seg of segs) for (let i = 0; i < mask.length; i++) mask[i] |= seg.mask[i]!;
+  return { mask, maskPath: path, maskSha256: sha256(mask), labels: segs.map((s) => s.segment.number) };
 }
 
 function volumeId(path: string): string {

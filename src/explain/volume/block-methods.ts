@@ -33,7 +33,9 @@ function boxSizes(ctx: VolumeMethodContext, block: number, stride?: number): { b
 /** Plans the boxes (their checks run before the output folder is claimed) and returns the run. */
 function blockRun(ctx: VolumeMethodContext, spec: BlockSpec): VolumeRun {
   planBoxes(ctx.kase, ctx.target, spec);
-  return (run) => explainVolumeBlocks(ctx.model, ctx.kase, ctx.target, { ...spec, ...run, seed: run.seed ?? 0 });
+  const run: VolumeRun = (o) => explainVolumeBlocks(ctx.model, ctx.kase, ctx.target, { ...spec, ...o, seed: o.seed ?? 0 });
+  run.blockSpec = spec;
+  return run;
 }
 
 export const zeroVolume: VolumeForm<{ block: number; tau: number; fill: number }> = {
@@ -91,7 +93,6 @@ export const pdcrVolume: VolumeForm<PdcrVolumeOptions> = {
         "pdcr needs a volume bank of natural boxes",
         "build one with `segcause bank build --images <volume manifest.json> --model <3D model> --patch-size 8 --out bank.scvbank`, then pass --bank",
       );
-    if (o.schedule === "fast" && o.maxTime > 0) fail("--max-time does not apply to volumes yet", "bound the run with --max-passes instead");
     if (o.schedule === "fast" && !(o.samples >= FAST_SCHEDULE.strata))
       fail(
         `the fast schedule draws boxes in rounds of ${FAST_SCHEDULE.strata}, so --samples must be >= ${FAST_SCHEDULE.strata}, got ${o.samples}`,
@@ -109,7 +110,9 @@ export const pdcrVolume: VolumeForm<PdcrVolumeOptions> = {
       estimator: { screen: o.screen, samples: o.samples, tau: o.tau },
       intervention: { kind: "bank", bank: used },
       adaptive:
-        o.schedule === "fast" ? { ...FAST_SCHEDULE, tau: o.tau, maxSamples: o.samples, fidelity: o.mapNoise, maxPasses: o.maxPasses } : undefined,
+        o.schedule === "fast"
+          ? { ...FAST_SCHEDULE, tau: o.tau, maxSamples: o.samples, fidelity: o.mapNoise, maxPasses: o.maxPasses, maxSeconds: o.maxTime }
+          : undefined,
       settings: { schedule: o.schedule, ...sizes },
     });
     if (removed > 0) ctx.kase.notes.push(`${removed} boxes of the bank came from the volume explained and were left out`);

@@ -16,15 +16,17 @@ import { fail } from "../../errors.js";
 import type { VolumeModel } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
 import { resolveVolumeRoi, resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
-import { type AdaptiveSettings, adaptiveAte } from "../adaptive.js";
+import { type ProgressEvent, type ProgressListener, ProgressTracker, type WorkPlan } from "../../util/progress.js";
+import { type AdaptiveSettings, adaptiveAte, type BudgetUse } from "../adaptive.js";
 import { drawNumbering, stratifyDraws } from "../block-effects.js";
 import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "../estimators.js";
 import { buildTree } from "../hierarchy.js";
 import type { Evaluate, SampleRequest } from "../samples.js";
 import { describeSize, type Size3, sizeRecord } from "./box-size.js";
-import { type BoxUnit, boxGrid, forEachCell, paintBoxes } from "./boxes.js";
+import { type BoxGrid, type BoxUnit, boxGrid, forEachCell, paintBoxes } from "./boxes.js";
 import { volumeProvenance } from "./provenance.js";
+import { BoundReached, type RunBound, RunStopped } from "./run-bound.js";
 import { VolumeForward } from "./windows.js";
 
 export const VOLUME_BATCH_SIZE = 4;
@@ -46,6 +48,13 @@ export interface VolumeBlockSpec {
   batchSize?: number;
   /** file where finished samples are kept; an interrupted run with the same settings resumes from it */
   checkpointPath?: string;
+  /** hears each stage's progress, with the run's WorkPlan (passes, the unperturbed one included) */
+  onProgress?: ProgressListener;
+  /**
+   * Stops a fixed schedule (no `adaptive`) between batches, throwing RunStopped once the finished
+   * samples are saved; needs `checkpointPath`. The fast schedule takes its budget in `adaptive`.
+   */
+  bound?: RunBound;
 }
 
 export interface VolumeAttribution {
@@ -137,6 +146,14 @@ export function planBoxes(kase: VolumeCase, target: VolumeTarget, spec: VolumeBl
   return { grid, draws, ad };
 }
 
+/** The fast schedule's octree over the grid's boxes. */
+export function boxTree(grid: BoxGrid, block: Size3, groupSize: number) {
+  return buildTree(
+    grid.units.map((u) => [u.z, u.y, u.x].map((v, a) => Math.floor((v - grid.origin[a]) / block[a]))),
+    groupSize,
+  );
+}
+
 /** `target`: a spec, or a Target resolved by `volumeTarget` (the unperturbed pass is then not run again). */
 export async function explainVolumeBlocks(
   model: VolumeModel,
@@ -159,12 +176,7 @@ export async function explainVolumeBlocks(
   const { grid, draws, ad } = planBoxes(kase, target, spec);
   const { units } = grid;
   const iv = spec.intervention;
-  const tree = ad
-    ? buildTree(
-        units.map((u) => [u.z, u.y, u.x].map((v, a) => Math.floor((v - grid.origin[a]) / spec.block[a]))),
-        ad.groupSize,
-      )
-    : undefined;
+  const tree = ad ? boxTree(grid, spec.block, ad.groupSize) : undefined;
   const strat = ad && iv.kind === "bank" ? stratifyDraws(draws, ad.strata, (d) => mean(iv.bank.patch(d))) : undefined;
   const drawOf = drawNumbering(seed, units.length, draws, strat, ad?.commonDraws ?? false);
   const membersOf = (unit: number): BoxUnit[] =>
@@ -182,11 +194,31 @@ export async function explainVolumeBlocks(
     dst.set(base);
     perturb(r, (c, v) => (dst[c] = v));
   };
+  // Progress: every stage's events carry the latest plan; the unperturbed pass (which plans count,
+  // run by volumeTarget) is reported after the first stage's first event, as in 2D runs.
+  let workPlan: WorkPlan | undefined;
+  const plan = (p: WorkPlan) => {
+    workPlan = p;
+  };
+  let baseReported = false;
+  const onProgress =
+    spec.onProgress &&
+    ((e: ProgressEvent) => {
+      const to = spec.onProgress!;
+      to({ ...e, ...(workPlan ? { plan: workPlan } : {}) });
+      if (baseReported) return;
+      baseReported = true;
+      new ProgressTracker("unperturbed pass", 1, (b) => to({ ...b, ...(workPlan ? { plan: workPlan } : {}) })).add(1);
+    });
+  const bound = !ad && spec.bound?.active ? spec.bound : undefined;
+  if (bound && !spec.checkpointPath) fail("a bounded volume run needs a checkpoint to keep its samples", "pass checkpointPath with bound");
   // Everything that decides the samples: a rerun with the same key reuses the finished ones.
   const key = {
     model: model.sha256,
     image: kase.imageSha256,
     mask: kase.maskSha256 ?? null,
+    // the labels (or SEG segments) that made the reference mask: a label map's hash alone does not say
+    ...(kase.labels ? { labels: kase.labels } : {}),
     card: model.card,
     target: { roi: target.describe, bounds: target.roiBounds, outcome: target.outcome, ref: target.referenceKind },
     method: spec.method,
@@ -201,27 +233,47 @@ export async function explainVolumeBlocks(
     ...(kase.space.identity ? {} : { modelSpace: modelSpaceRecord(kase.space) }),
   };
   let resumable: Resumable | undefined;
-  const raw = async (reqs: SampleRequest[]) => {
-    if (forward)
-      return forward.evaluate(
+  // The pass rate of this run's own passes (resumed ones took no time here): a time budget's passes.
+  let ranPasses = 0,
+    ranMs = 0;
+  const runPart = async (reqs: SampleRequest[], scores: Float64Array, at: number) => {
+    const t = Date.now();
+    if (forward) {
+      const part = await forward.evaluate(
         runner,
         reqs,
         { boxes: (r) => membersOf(r.unit), perturb },
         (stitched) => target.score(stitched.data, 0),
         (r, _, v) => resumable!.finished(r, v),
       );
+      scores.set(part, at);
+    } else
+      await runner.run(
+        reqs,
+        (r, [dst]) => write(r, dst),
+        (out, slot, r, i) => {
+          scores[at + i] = target.score(out[model.outputName].data as Float32Array, slot);
+          resumable!.finished(r, scores[at + i]);
+        },
+      );
+    // Budgets and bounds count samples (one model pass each without windows).
+    ranPasses += reqs.length;
+    ranMs += Date.now() - t;
+    bound?.count(reqs.length);
+  };
+  const raw = async (reqs: SampleRequest[]) => {
     const scores = new Float64Array(reqs.length);
-    await runner.run(
-      reqs,
-      (r, [dst]) => write(r, dst),
-      (out, slot, r, i) => {
-        scores[i] = target.score(out[model.outputName].data as Float32Array, slot);
-        resumable!.finished(r, scores[i]);
-      },
-    );
+    if (!bound) await runPart(reqs, scores, 0);
+    // Bounded: a few batches at a time, so the run stops close to its bound.
+    for (let at = 0, step = runner.plan.batchSize * 2; bound && at < reqs.length; ) {
+      const n = bound.allow(Math.min(step, reqs.length - at));
+      if (n === 0) throw new BoundReached();
+      await runPart(reqs.slice(at, at + n), scores, at);
+      at += n;
+    }
     return scores;
   };
-  resumable = resumableEvaluate(raw, { path: spec.checkpointPath, key, chunk: DEFAULT_CHUNK });
+  resumable = resumableEvaluate(raw, { path: spec.checkpointPath, key, chunk: DEFAULT_CHUNK, onProgress });
   // Samples and their model passes, counted from the requests (a resumed run counts the same).
   const passesOf = new Map<string, number>();
   const evaluate: Evaluate = (reqs, stage) => {
@@ -234,18 +286,33 @@ export async function explainVolumeBlocks(
   let estimates: UnitEstimate[];
   let groupPasses = 0;
   const scheduleNotes: string[] = [];
+  let timeBudgetPasses: number | undefined;
   if (ad) {
-    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights);
+    // A time budget becomes a pass budget after the screen, at this run's measured pass rate (as in 2D).
+    const passesFor = (spent: number) =>
+      ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - (Date.now() - t0)) * ranPasses) / Math.max(ranMs, 1));
+    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, plan);
     estimates = r.estimates;
     groupPasses = r.groupPasses;
     scheduleNotes.push(
       `fast schedule: ${r.groupsTested} octree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} boxes screened individually`,
     );
+    scheduleNotes.push(...budgetNotes(r.budget, ad.maxSeconds));
+    if (r.budget?.byTime) timeBudgetPasses = r.budget.passes;
     if (r.short)
       scheduleNotes.push(
         `the map's noise is ${r.noiseRatio.toFixed(2)} of its spread, above the target ${ad.fidelity}: no box could take another round — raise --samples for a closer map`,
       );
-  } else estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator);
+  } else {
+    try {
+      estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator, plan);
+    } catch (e) {
+      if (!(e instanceof BoundReached) || !bound) throw e;
+      await resumable.checkpoint?.save();
+      const kept = resumable.checkpoint?.kept ?? 0;
+      throw new RunStopped(bound.reason(), bound.passes, kept, spec.checkpointPath!, workPlan);
+    }
+  }
   await resumable.checkpoint?.save();
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
   const { dims, affine, spacing } = kase.volume;
@@ -275,7 +342,13 @@ export async function explainVolumeBlocks(
     notes.push(
       `no block moved the RoI's ${target.outcome} by τ = ${tau} on average, so the map is 0 everywhere (base ${target.base.toFixed(2)}): try a RoI on the structure's border, --outcome soft-dice, or a smaller --tau`,
     );
-  const settings = { block: sizeRecord(spec.block), stride: sizeRecord(spec.stride ?? spec.block), ...(ad ?? spec.estimator), ...spec.settings };
+  const settings = {
+    block: sizeRecord(spec.block),
+    stride: sizeRecord(spec.stride ?? spec.block),
+    ...(ad ?? spec.estimator),
+    ...spec.settings,
+    ...(timeBudgetPasses !== undefined ? { timeBudgetPasses } : {}),
+  };
   const intervention = iv.kind === "constant" ? iv.describe : iv.bank.describe();
   return {
     method: spec.method,
@@ -314,6 +387,23 @@ export async function explainVolumeBlocks(
 /** "--block 8 --box-unit vox" for a cubic bank box, else the hint to rebuild. */
 function cubeHint(box: readonly number[]): string {
   return box.every((n) => n === box[0]) ? `${box[0]} --box-unit vox` : "in millimetres that give the bank's box on this model";
+}
+
+/** What a fast-schedule budget did to the map (the 2D notes' volume form). */
+function budgetNotes(b: BudgetUse | undefined, maxSeconds: number): string[] {
+  if (!b) return [];
+  const out: string[] = [];
+  if (b.byTime && b.binding)
+    out.push(
+      `time budget ${maxSeconds} s: ${b.passes} passes at the pass rate measured during the screen; the map depends on the machine's speed — rerun with --max-passes ${b.passes} to reproduce it exactly`,
+    );
+  if (b.screen > b.passes)
+    out.push(`budget exceeded: the screen alone needed ${b.screen} passes (budget ${b.passes}); it always completes, so every box has an estimate`);
+  else if (b.binding)
+    out.push(
+      `${b.byTime ? "time" : "pass"} budget reached: ${b.spent} of ${b.passes} passes; the per-box standard errors say how far to trust each box`,
+    );
+  return out;
 }
 
 /** Mean of the values (a box of the bank, a whole volume). */

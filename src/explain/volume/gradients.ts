@@ -4,6 +4,7 @@
  * differentiated score is the 2D one, S = Σ_{v ∈ RoI} prob_c(x)[v], over the RoI's voxels in the
  * box; the map (one value per voxel of the box) goes back onto the input volume's grid.
  */
+
 import { boxToInput, type VolumeCase } from "../../data/volume/volume-case.js";
 import type { VolumeModel } from "../../model/volume-model.js";
 import { makeProbability } from "../../target/outcome.js";
@@ -13,6 +14,7 @@ import { ProgressTracker } from "../../util/progress.js";
 import { type GradientCore, type GradientMap, GradientSession, roiScore, zeroMapNote } from "../gradients.js";
 import { VOLUME_BATCH_SIZE, type VolumeAttribution } from "./engine.js";
 import { volumeProvenance } from "./provenance.js";
+import type { RunBound } from "./run-bound.js";
 
 export interface VolumeRunOptions {
   seed?: number;
@@ -20,6 +22,8 @@ export interface VolumeRunOptions {
   /** file where finished samples are kept (sampling methods); an interrupted run with the same settings resumes from it */
   checkpointPath?: string;
   onProgress?: ProgressListener;
+  /** box methods' fixed schedules: stops between batches at --max-passes/--max-time (run-bound.ts) */
+  bound?: RunBound;
 }
 
 /** The RoI score on a volume's box: S over the RoI's cells of the card's channel, read with the card's activation. */

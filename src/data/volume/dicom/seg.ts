@@ -43,7 +43,7 @@ export function segmentsOf(ds: DataSet): SegSegment[] {
 }
 
 function chooseSegment(segs: SegSegment[], want: number | string | undefined, path: string): SegSegment {
-  const hint = "give a SEG holding one segment (choosing a segment from the command line is not supported yet)";
+  const hint = "pass --label N with the segment number, or --label 1,2 for one structure made of several segments";
   if (!segs.length) fail(`DICOM SEG ${path} lists no segments`, "the file is damaged");
   if (want === undefined) {
     if (segs.length > 1) fail(`DICOM SEG ${path} holds ${segs.length} segments: ${listSegments(segs)}`, hint);
@@ -55,7 +55,7 @@ function chooseSegment(segs: SegSegment[], want: number | string | undefined, pa
     if (found.length > 1)
       fail(
         `DICOM SEG ${path} has ${found.length} segments labelled "${want}": ${listSegments(found)}`,
-        "give a SEG holding one segment (choosing a segment from the command line is not supported yet)",
+        "choose the segment by its number (--label N)",
       );
   } else if (found) return found;
   fail(`DICOM SEG ${path} has no segment ${typeof want === "number" ? want : `"${want}"`}; it holds ${listSegments(segs)}`, hint);
