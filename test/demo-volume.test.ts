@@ -62,10 +62,10 @@ describe("segcause demo --volume", () => {
   });
 
   it("a method without a volume form is refused in one line", () => {
-    const r = runNode([BIN, "demo", "--volume", "--method", "rise", "--out", join(tmp(), "x")]);
+    const r = runNode([BIN, "demo", "--volume", "--method", "lime", "--out", join(tmp(), "x")]);
     expect(r.code).toBe(1);
     expect(r.stderr.trim().split("\n")).toEqual([
-      "segcause: error: method rise does not run on volumes yet (use --method zero, occlusion, pdcr with --volume (see `segcause methods`))",
+      "segcause: error: method lime does not run on volumes yet (use --method pdcr, zero, occlusion, rise, saliency, gradxinput, ig, smoothgrad, gradcam with --volume (see `segcause methods`))",
     ]);
   });
 });

@@ -25,14 +25,14 @@ beforeAll(async () => {
   dir = tmp();
   ({ model, image, manifest } = await writeCausalFixture(dir));
   const m = await VolumeModel.load(model);
-  bank = await buildVolumeBank(manifest, m.card, { size: 8, perVolume: 6, seed: 0, splits: ["train"] });
+  bank = await buildVolumeBank(manifest, m.card, { box: [8, 8, 8], perVolume: 6, seed: 0, splits: ["train"] });
   await m.release();
 });
 
 /** PdCR's paper schedule with τ = 0: every one of the 7 boxes passes the screen, 1 + 7·3 + 7·5 = 57 passes. */
 const paper = (): VolumeBlockSpec => ({
   method: "pdcr",
-  block: 8,
+  block: [8, 8, 8],
   estimator: { screen: 3, samples: 5, tau: 0 },
   intervention: { kind: "bank", bank },
   settings: {},
@@ -154,7 +154,7 @@ describe("the passes a volume run announces", () => {
       const target = await volumeTarget(m, kase, { roi: ROI });
       const zero: VolumeBlockSpec = {
         method: "zero",
-        block: 8,
+        block: [8, 8, 8],
         estimator: { screen: 1, samples: 0, tau: 0.02 },
         intervention: { kind: "constant", value: 0, describe: {} },
         settings: {},

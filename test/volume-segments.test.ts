@@ -137,7 +137,7 @@ describe("the labels that made a mask are part of a run's identity", () => {
           { roi: ROI, reference: "ground-truth" },
           {
             method: "zero",
-            block: 8,
+            block: [8, 8, 8],
             estimator: { screen: 1, samples: 0, tau: 0 },
             intervention: { kind: "constant", value: 0, describe: {} },
             settings: {},

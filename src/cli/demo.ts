@@ -98,7 +98,8 @@ async function volumeDemo(f: DemoFlags): Promise<void> {
       label: cfg.label,
       roi: cfg.roi.join(","),
       bank: f.method === "pdcr" ? at(cfg.bank) : undefined,
-      block: f.block ?? cfg.block,
+      // the box methods' blocks match the bank's boxes; the other methods take no --block
+      block: ["pdcr", "zero", "occlusion"].includes(f.method) ? (f.block ?? cfg.block) : f.block,
       outcome: "dice",
       reference: "auto",
     },
@@ -114,7 +115,10 @@ async function volumeDemo(f: DemoFlags): Promise<void> {
 export function demoCommand(): Command {
   const cmd = new Command("demo")
     .description("explain the bundled sample with the bundled model (no arguments needed)")
-    .option("--volume", "explain the bundled hippocampus MRI volume with the shipped 3D model instead (methods: pdcr, zero, occlusion)")
+    .option(
+      "--volume",
+      "explain the bundled hippocampus MRI volume with the shipped 3D model instead (the methods `segcause methods` marks for volumes)",
+    )
     .option("--out <dir>", "output folder (default segcause-demo, or segcause-demo-volume with --volume)")
     .option("--method <name>", `method: ${methodNames().join(", ")}`, oneOf("method", methodNames()), "pdcr")
     .option("--seed <n>", "random seed", seed(), 0)
