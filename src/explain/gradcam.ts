@@ -133,16 +133,21 @@ export function explainGradCam(model: Model, kase: Case, target: TargetSpec, opt
       );
       return out;
     };
+    // A map that is 0 everywhere costs one more pass (trying deeper layers): known after the first.
+    env.plan(2, 3);
     const [cam] = await cams([L]);
     const map = resizeBilinear(cam, L.height, L.width, model.height, model.width);
     const notes = [`Grad-CAM layer: ${describeMap(L)} (${rule})`];
-    if (!cam.some((v) => v > 0)) {
-      // Name a layer that gives a map on this model and image: the coarsest deeper (decoder-side) feature maps, tried in one extra pass.
-      const { maps } = scanFeatureMaps(proto, model.height, model.width, model.outputName);
-      const tried = maps
-        .filter((m) => m.order > L.order)
-        .sort((a, b) => a.height * a.width - b.height * b.width || a.order - b.order)
-        .slice(0, ALTERNATIVES);
+    const zero = !cam.some((v) => v > 0);
+    // Name a layer that gives a map on this model and image: the coarsest deeper (decoder-side) feature maps, tried in one extra pass.
+    const tried = zero
+      ? scanFeatureMaps(proto, model.height, model.width, model.outputName)
+          .maps.filter((m) => m.order > L.order)
+          .sort((a, b) => a.height * a.width - b.height * b.width || a.order - b.order)
+          .slice(0, ALTERNATIVES)
+      : [];
+    env.plan(tried.length ? 3 : 2);
+    if (zero) {
       const works = tried.length ? (await cams(tried)).findIndex((c) => c.some((v) => v > 0)) : -1;
       notes.push(
         `the Grad-CAM is 0 everywhere: sum_k w_k A_k <= 0 at every position of this layer (its features, weighted by the mean gradient, only lower the RoI score); ` +

@@ -17,6 +17,7 @@ import type { RunOptions } from "./run.js";
 
 export function explainGradXInput(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
   return explainGradient(model, kase, target, run, "gradxinput", { baseline: "zero model input" }, async (env) => {
+    env.plan(2); // the unperturbed pass and one forward/backward pass
     const s = await env.session();
     const plane = model.height * model.width;
     let map: Float32Array = new Float32Array(plane);

@@ -53,6 +53,8 @@ export function explainIg(model: Model, kase: Case, target: TargetSpec, opts: Ig
       const x = env.input;
       const n = x.length;
       const plane = model.height * model.width;
+      env.plan(steps + 2); // the unperturbed pass, the steps and the baseline's forward pass
+      env.stage("integrated gradients", steps + 1);
       const s = await env.session();
       const mean = new Float64Array(n);
       const alphas = Array.from({ length: steps }, (_, k) => (k + 0.5) / steps);
@@ -65,7 +67,6 @@ export function explainIg(model: Model, kase: Case, target: TargetSpec, opts: Ig
         (slot) => {
           for (let i = 0; i < n; i++) mean[i] += slot.inputGrad[i];
         },
-        env.progress("integrated gradients", steps),
       );
       const map = new Float32Array(plane);
       let total = 0;

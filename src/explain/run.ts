@@ -123,6 +123,16 @@ export class RunContext {
   /** The run's progress listener, with the latest WorkPlan. */
   private readonly progress: ProgressListener | undefined;
 
+  /** A progress stage of this run (for engines that count their own passes, e.g. the gradient layer). */
+  tracker(stage: string, total: number): ProgressTracker {
+    return new ProgressTracker(stage, total, this.progress);
+  }
+
+  /** The run's whole work when it is known exactly (a total of passes, the unperturbed one included). */
+  planExactly(total: number): void {
+    this.plan({ total, bound: total });
+  }
+
   /**
    * Runs the unperturbed input once (m(X), and the reference when explaining the prediction)
    * through `runner` (default: a Runner at the run's batch size). `t0` is when the run began.

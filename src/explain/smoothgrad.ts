@@ -53,6 +53,8 @@ export function explainSmoothGrad(model: Model, kase: Case, target: TargetSpec, 
       hi = Math.max(hi, v);
     }
     const sigma = noise * (hi - lo);
+    env.plan(1 + samples);
+    env.stage("smoothgrad", samples);
     const s = await env.session();
     const mean = new Float64Array(n),
       sq = new Float64Array(n);
@@ -70,7 +72,6 @@ export function explainSmoothGrad(model: Model, kase: Case, target: TargetSpec, 
           sq[i] += g * g;
         }
       },
-      env.progress("smoothgrad", samples),
     );
     for (let i = 0; i < n; i++) mean[i] /= samples;
     const plane = model.height * model.width;
