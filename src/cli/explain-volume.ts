@@ -12,6 +12,7 @@ import { FAST_SCHEDULE } from "../explain/adaptive.js";
 import { getMethod, methodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
 import { explainVolumeBlocks, mean, planBoxes, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../explain/volume/engine.js";
+import type { Device } from "../model/device.js";
 import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
@@ -35,6 +36,8 @@ export interface VolumeExplainFlags {
   model: string;
   image: string;
   card?: string;
+  /** execution provider (default cpu) */
+  device?: Device;
   mask?: string;
   label?: string;
   series?: string;
@@ -119,7 +122,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   checkOutputFolder(f.out, "explain");
   markResumable("checkpoints");
   const threads = typeof f.threads === "number" ? f.threads : undefined;
-  const model = await VolumeModel.load(f.model, { card: f.card, threads });
+  const model = await VolumeModel.load(f.model, { card: f.card, threads, device: f.device });
   let lock: FolderLock | undefined;
   try {
     const bank = f.bank ? await VolumeBank.load(f.bank) : undefined;

@@ -11,6 +11,7 @@ import { fail } from "../errors.js";
 import type { Attribution } from "../explain/attribution.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
 import { flagLabel, kebab, type MethodDefinition, type MethodOption, resolveOptions } from "../explain/methods.js";
+import type { Device } from "../model/device.js";
 import { Model } from "../model/model.js";
 import { type ExecutionPlan, tuneExecution } from "../model/tune.js";
 import { isVolumeModel } from "../model/volume-card.js";
@@ -29,6 +30,7 @@ import { t975 } from "../util/tdist.js";
 import { checkNoImageFlags, describeVolumeResult, runVolumeExplain, VOLUME_METHODS, volumeJson } from "./explain-volume.js";
 import {
   addCardFlags,
+  addDeviceFlag,
   CARD_FLAG_KEYS,
   type CardFlags,
   cardOverrides,
@@ -58,6 +60,8 @@ export interface ExplainFlags extends CardFlags {
   reference: "auto" | "ground-truth" | "prediction";
   batchSize?: number | "auto";
   workers?: number | "auto";
+  /** execution provider (default cpu) */
+  device?: Device;
   progress: boolean;
   /** colour scale of the pictures: max, pNN or fixed:V */
   colourScale?: string;
@@ -80,6 +84,7 @@ const COMMON = new Set<string>([
   "reference",
   "batchSize",
   "workers",
+  "device",
   "progress",
   "colourScale",
   "json",
@@ -113,7 +118,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
       `${def.name} needs a patch bank of natural patches`,
       "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank",
     );
-  const load = { card: f.card, overrides: cardOverrides(f) };
+  const load = { card: f.card, overrides: cardOverrides(f), device: f.device };
   const model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
   let lock: FolderLock | undefined;
   try {
@@ -247,6 +252,7 @@ export function explainCommand(): Command {
   addOutputFlags(cmd);
   addMethodFlags(cmd, allMethods());
   addCardFlags(cmd);
+  addDeviceFlag(cmd);
   return cmd.action(async (opts: ExplainFlags & OutputFlags) => {
     const volumeModel = isVolumeModel(opts.model, opts.card);
     const volumeImage = await looksLikeVolume(opts.image);

@@ -198,8 +198,13 @@ export class GradientSession {
     let sessions: Sessions;
     try {
       // every core the Model's sessions use (workers x threads), in one gradient session
-      sessions = await Sessions.open(gm.bytes, { threads: model.threads * model.workers, optimization: opts.optimization ?? OPT_LEVEL });
+      sessions = await Sessions.open(gm.bytes, {
+        threads: model.threads * model.workers,
+        optimization: opts.optimization ?? OPT_LEVEL,
+        device: model.device,
+      });
     } catch (e) {
+      if ((e as Error).name === "SegcauseError") throw e;
       fail(
         `ONNX Runtime cannot load the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`,
         "report this model to the segcause authors; perturbation methods still work",

@@ -195,6 +195,8 @@ export class RunContext {
       if (typeof part === "string") out[part] = id[part];
       else Object.assign(out, part);
     }
+    // A GPU's last digits may differ from the CPU's: its samples are kept apart. CPU keys are those from before devices.
+    if (this.model.device !== "cpu") out.device = this.model.device;
     return out;
   }
 

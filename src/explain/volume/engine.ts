@@ -141,6 +141,8 @@ export async function explainVolumeBlocks(
     seed,
     intervention: iv.kind === "constant" ? iv.describe : iv.bank.describe(),
     draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
+    // a GPU's samples are kept apart from the CPU's (whose keys are unchanged)
+    ...(model.sessions.device === "cpu" ? {} : { device: model.sessions.device }),
   };
   let resumable: Resumable | undefined;
   const raw = async (reqs: SampleRequest[]) => {
@@ -230,7 +232,7 @@ export async function explainVolumeBlocks(
       seed,
       settings,
       intervention,
-      runner: { batchSize: runner.plan.batchSize, threads: model.threads },
+      runner: { batchSize: runner.plan.batchSize, threads: model.threads, device: model.sessions.device },
     },
   };
 }
