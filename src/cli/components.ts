@@ -33,7 +33,7 @@ import { stderrProgress } from "../util/progress.js";
 import { Rng } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
 import { addCardFlags, addDeviceFlag, type CardFlags, cardOverrides, fixedOrUndefined, int, intAtLeast, num, oneOf, seed } from "./options.js";
-import { addOutputFlags, emit, type OutputFlags, showProgress } from "./output.js";
+import { addOutputFlags, emit, noteReplaced, type OutputFlags, showProgress } from "./output.js";
 import { componentsJson } from "./summary.js";
 
 interface ComponentFlags extends CardFlags {
@@ -179,6 +179,7 @@ export function componentsCommand(): Command {
         fail(`${flag(o)} only applies with --donors (it chooses among the donor images)`, `add --donors <dir|manifest>, or drop ${flag(o)}`);
     const roiRect = parseRoi(f.roi);
     checkOutputFolder(f.out, "components");
+    noteReplaced(f.out, f.quiet === true);
     markResumable("checkpoints");
     const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads), device: f.device });
     let lock: FolderLock | undefined;

@@ -24,6 +24,7 @@ import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
 import { type FolderLock, lockFolder } from "../util/lock.js";
 import { t975 } from "../util/tdist.js";
+import { noteReplaced } from "./output.js";
 
 /** The methods that run on volumes, and what each does there. */
 export const VOLUME_METHODS: Record<string, string> = {
@@ -120,6 +121,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   if (f.method === "occlusion" && o.fillKind === "blur")
     fail("occlusion with --fill-kind blur does not run on volumes yet", "use --fill-kind constant or mean on volumes");
   checkOutputFolder(f.out, "explain");
+  noteReplaced(f.out, f.quiet === true);
   markResumable("checkpoints");
   const threads = typeof f.threads === "number" ? f.threads : undefined;
   const model = await VolumeModel.load(f.model, { card: f.card, threads, device: f.device });

@@ -40,7 +40,7 @@ import {
   oneOf,
   seed,
 } from "./options.js";
-import { addOutputFlags, emit, type OutputFlags, showProgress } from "./output.js";
+import { addOutputFlags, emit, noteReplaced, type OutputFlags, showProgress } from "./output.js";
 import { explainJson } from "./summary.js";
 
 export interface ExplainFlags extends CardFlags {
@@ -112,6 +112,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const rect = f.roi ? parseRoi(f.roi) : undefined;
   const scale = parseScale(f.colourScale ?? "max");
   checkOutputFolder(f.out, "explain");
+  noteReplaced(f.out, f.quiet === true);
   markResumable("checkpoints");
   if (def.needsBank && !f.bank)
     fail(

@@ -16,7 +16,8 @@ import { readManifest, volumeCasesInSplits } from "../manifest.js";
 import { readCaseImage } from "./case-files.js";
 import { checkVolumeForCard, volumeNormaliser, volumeSha } from "./volume-case.js";
 
-const MAGIC = "SEGCAUSE-VOLUMEBANK-1\n";
+export const VOLUMEBANK_MAGIC = "SEGCAUSE-VOLUMEBANK-1\n";
+const MAGIC = VOLUMEBANK_MAGIC;
 
 const count = z.number().int().nonnegative();
 const HeaderSchema = z.object({
