@@ -104,15 +104,31 @@ describe("the npm packages", () => {
     expect(files.filter((f) => f.endsWith(".onnx")).sort()).toEqual([demo.model, volume.model].sort());
   });
 
-  it("every relative link of README.md and the docs pages points into the package (they must work in an installed copy)", () => {
+  it("every relative link of every Markdown page in the package points into the package, and every #anchor to a heading of its page", () => {
     const files = packedFiles(ROOT);
-    const pages = ["README.md", ...files.filter((f) => /^docs\/[^/]+\.md$/.test(f))];
+    // README.md, docs/*.md, docs/results/README.md and report.md, models/README.md: whatever npm ships
+    const pages = files.filter((f) => f.endsWith(".md"));
+    expect(pages).toEqual(expect.arrayContaining(["README.md", "docs/commands.md", "docs/results/README.md", "models/README.md"]));
+    const text = (page: string) => readFileSync(join(ROOT, page), "utf8").replace(/```[\s\S]*?```/g, "");
+    // GitHub's heading ids: lower case, punctuation dropped, spaces as hyphens
+    const anchors = (page: string) =>
+      new Set(
+        [...text(page).matchAll(/^#+\s+(.*)$/gm)].map(([, h]) =>
+          h
+            .replace(/`/g, "")
+            .trim()
+            .toLowerCase()
+            .replace(/[^\p{L}\p{N}_\- ]/gu, "")
+            .replace(/ /g, "-"),
+        ),
+      );
     const broken: string[] = [];
     for (const page of pages) {
-      for (const [, target] of readFileSync(join(ROOT, page), "utf8").matchAll(/\]\(([^)\s#]+)(?:#[^)]*)?\)/g)) {
+      for (const [, target, anchor] of text(page).matchAll(/\]\(([^)\s#]*)(?:#([^)\s]*))?\)/g)) {
         if (/^[a-z]+:/i.test(target)) continue;
-        const path = normalize(join(dirname(page), target)).replace(/\/$/, "");
+        const path = target ? normalize(join(dirname(page), target)).replace(/\/$/, "") : page;
         if (!files.some((f) => f === path || f.startsWith(`${path}/`))) broken.push(`${page}: ${target}`);
+        else if (anchor && path.endsWith(".md") && !anchors(path).has(anchor)) broken.push(`${page}: ${target}#${anchor}`);
       }
     }
     expect(broken).toEqual([]);

@@ -543,6 +543,25 @@ describe("faithfulness benchmark on a model with a known causal region", () => {
   });
 });
 
+describe("a run where no cell's outcome range reaches --min-range", () => {
+  it("writes no empty curve or AUC plot, and says why in the report and its notes", async () => {
+    const out = tmp("segcause-eval-minrange-");
+    const s = await runEvaluation(
+      config(out, ["zero"], { protocol: { ...PROTOCOL_DEFAULTS, radius: 8, rankUnits: { kind: "pixel" }, minRange: 1000 } }),
+      ctl(),
+    );
+    expect(s.computed).toBe(6);
+    const r = await writeEvaluationReport(out);
+    expect(r.files.filter((f) => /^plots\/(curves|auc)-/.test(f))).toEqual([]);
+    const fills = [...new Set(r.summary.stats.map((x) => x.metric.split(":")[1]).filter(Boolean))];
+    expect(fills.length).toBeGreaterThan(0);
+    expect(r.notes).toHaveLength(fills.length);
+    for (const n of r.notes) expect(n).toMatch(/^tiny, fill \S+: no curve or AUC plot, since no cell's m\(X\) − m\(removed\) reaches --min-range /);
+    const html = readFileSync(join(out, "report.html"), "utf8");
+    expect(html).toContain("note: tiny, fill ");
+  });
+});
+
 describe("resumption and determinism", () => {
   const methods = ["t-oracle", "t-random", "zero"];
   const strip = (out: string) => {

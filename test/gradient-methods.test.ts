@@ -20,6 +20,7 @@ import { GraphBuilder } from "../src/onnx/builder.js";
 import type { TargetSpec } from "../src/target/target.js";
 import { resizeBilinear, resizeBilinearTranspose } from "../src/util/bilinear.js";
 import { decodeNpy } from "../src/util/npy.js";
+import { RunProgress, type RunStatus } from "../src/util/progress.js";
 import { segcause } from "./helpers/cli.js";
 import { regionMeanModel, SIZE, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
@@ -459,7 +460,12 @@ describe("Seg-Grad-CAM", () => {
   it("an all-zero map's note names a deeper layer that gives a map here", async () => {
     await withModel(paths.zeroCam, images.cam, async (m, k) => {
       const roi: TargetSpec = { roi: { row: 2, col: 2, height: 4, width: 4 }, outcome: "mean-prob" };
-      const a = await explainGradCam(m, k, roi);
+      // the progress display: ≈2 (≤3) until the first pass, then exactly 3 (the extra pass tries deeper layers)
+      const statuses: RunStatus[] = [];
+      const a = await explainGradCam(m, k, roi, { onProgress: new RunProgress((st) => statuses.push(st)).listener });
+      expect(a.forwardPasses).toBe(3);
+      expect(statuses.filter((st) => !st.exact).every((st) => st.total === 2 && st.bound === 3)).toBe(true);
+      expect(statuses.at(-1)).toMatchObject({ done: 3, total: 3, exact: true });
       expect(a.provenance.settings.layerUsed).toBe("A");
       expect(a.map.every((v) => v === 0)).toBe(true);
       const note = a.notes.find((n) => /0 everywhere/.test(n))!;

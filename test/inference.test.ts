@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { bootstrapMeanCi, bootstrapRanks, holm, median } from "../src/evaluate/inference.js";
 import { modelPairs } from "../src/evaluate/strategies/pairs.js";
-import { type Row, summarizeRows } from "../src/evaluate/summary.js";
+import { holmSignificant, type Row, summarizeRows } from "../src/evaluate/summary.js";
 
 describe("Holm's adjustment", () => {
   it("multiplies the k-th smallest p by (m − k + 1), keeps the order monotone and caps at 1", () => {
@@ -111,6 +111,24 @@ describe("clustered paired tests", () => {
     expect(p.meanDiff).toBeGreaterThan(0); // by mean, b looks better (lower)
     expect(p.wPlus).toBe(8); // the one positive difference has the largest rank
     expect(p.better).toBe("a"); // W− = 28 > W+ = 8: the test favours a
+  });
+  it("'better' is 'none' where the test cannot favour either method: one image, or p = 1", () => {
+    const one = summarizeRows([row("m", "img0", "a", 0.1), row("m", "img0", "b", 0.9)], ["a", "b"]).pairs.find((x) => x.scope === "model")!;
+    expect(one).toMatchObject({ n: 1, p: 1, better: "none" });
+    // two images, differences −0.1 and +0.2: W+ = 2, W− = 1, and the exact two-sided p is 1
+    const two = summarizeRows(
+      [row("m", "img0", "a", 0.4), row("m", "img0", "b", 0.5), row("m", "img1", "a", 0.7), row("m", "img1", "b", 0.5)],
+      ["a", "b"],
+    ).pairs.find((x) => x.scope === "model")!;
+    expect(two).toMatchObject({ n: 2, wPlus: 2, p: 1, better: "none" });
+    expect(holmSignificant({ ...two, pHolm: 0 })).toBe(false);
+    // three images all lower for a: p = 0.25 < 1, so the test favours a (a finding only if Holm's p < 0.05)
+    const three = summarizeRows(
+      ["img0", "img1", "img2"].flatMap((im, i) => [row("m", im, "a", 0.1 + 0.01 * i), row("m", im, "b", 0.5)]),
+      ["a", "b"],
+    ).pairs.find((x) => x.scope === "model")!;
+    expect(three).toMatchObject({ n: 3, better: "a" });
+    expect(three.p).toBeCloseTo(0.25, 12);
   });
 });
 

@@ -34,7 +34,7 @@ const ROUNDS = 3;
 const SECONDS_PER_ROUND = 4;
 
 async function bareLoop(model: Model, batch: number, seconds: number): Promise<number> {
-  const session = await ort.InferenceSession.create(model.path, sessionOptions(model.threads));
+  const session = await ort.InferenceSession.create(model.path, sessionOptions(model.threads, "all", model.device));
   const data = new Float32Array(batch * model.inputSize);
   const rng = new Rng(1);
   for (let i = 0; i < data.length; i++) data[i] = rng.next();

@@ -1,12 +1,12 @@
 /** `segcause bank build`: a patch bank of natural patches from images not being explained. */
 
-import { statSync } from "node:fs";
+import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { Command } from "commander";
 import { imageInfo, listImages, readInput } from "../data/image.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
-import { buildPatchBank } from "../data/patchbank.js";
-import { buildVolumeBank } from "../data/volume/volume-bank.js";
+import { buildPatchBank, PATCHBANK_MAGIC } from "../data/patchbank.js";
+import { buildVolumeBank, VOLUMEBANK_MAGIC } from "../data/volume/volume-bank.js";
 import { fail } from "../errors.js";
 import { BOX_UNITS, type BoxUnitName, boxVoxels, describeSize } from "../explain/volume/box-size.js";
 import type { ResizeFilter } from "../model/card.js";
@@ -65,6 +65,31 @@ async function sharedSize(images: string[]): Promise<[number, number]> {
   return [h, w];
 }
 
+/**
+ * An existing --out file: a bank (segcause's own output, as a rerun leaves it) is replaced with a
+ * note, anything else is refused, as output folders are: segcause does not overwrite files it did not write.
+ */
+function checkReplacedBank(f: BankFlags): void {
+  if (!existsSync(f.out)) return;
+  // only a regular file is opened (a FIFO would block the open)
+  const kind = statSync(f.out).isFile() ? bankKind(f.out) : undefined;
+  if (!kind)
+    fail(`--out ${f.out} exists and is not a segcause bank`, "give --out a new file name: segcause does not overwrite files it did not write");
+  if (!f.quiet) process.stderr.write(`note: --out ${f.out} is an existing ${kind}: this build replaces it\n`);
+}
+
+function bankKind(path: string): string | undefined {
+  const head = Buffer.alloc(VOLUMEBANK_MAGIC.length);
+  const fd = openSync(path, "r");
+  try {
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
+  }
+  const text = head.toString("latin1");
+  return text.startsWith(PATCHBANK_MAGIC) ? "patch bank" : text.startsWith(VOLUMEBANK_MAGIC) ? "volume bank" : undefined;
+}
+
 /** A bank of boxes from a volume data set, normalised per volume as the 3D model's card says. */
 async function buildVolumes(f: BankFlags): Promise<void> {
   if (!f.model || !isVolumeModel(f.model, f.card))
@@ -119,6 +144,7 @@ export function bankCommand(): Command {
       width = 0,
       filter: ResizeFilter = f.resize ?? "bilinear";
     checkOutputFile(f.out);
+    checkReplacedBank(f);
     if (isVolumeManifest(f.images) || (f.model && isVolumeModel(f.model, f.card))) return buildVolumes(f);
     if (f.boxUnit) fail("--box-unit applies to volume banks (boxes in mm or voxels); 2D patches are in pixels", "drop --box-unit");
     if (f.model && f.size) fail("--size and --model both give the input size", "pass only --model (its card gives the size) or only --size H,W");

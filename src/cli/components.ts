@@ -18,6 +18,7 @@ import {
   UNIT_LEVELS,
   type UnitLevel,
 } from "../explain/components.js";
+import type { Device } from "../model/device.js";
 import { Model } from "../model/model.js";
 import { type ComponentLevel, listComponents } from "../onnx/surgery.js";
 import { writeComponentEffects } from "../report/components.js";
@@ -31,12 +32,13 @@ import { type FolderLock, lockFolder } from "../util/lock.js";
 import { stderrProgress } from "../util/progress.js";
 import { Rng } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
-import { addCardFlags, type CardFlags, cardOverrides, fixedOrUndefined, int, intAtLeast, num, oneOf, seed } from "./options.js";
-import { addOutputFlags, emit, type OutputFlags, showProgress } from "./output.js";
+import { addCardFlags, addDeviceFlag, type CardFlags, cardOverrides, fixedOrUndefined, int, intAtLeast, num, oneOf, seed } from "./options.js";
+import { addOutputFlags, emit, noteReplaced, type OutputFlags, showProgress } from "./output.js";
 import { componentsJson } from "./summary.js";
 
 interface ComponentFlags extends CardFlags {
   model: string;
+  device?: Device;
   image?: string;
   mask?: string;
   roi?: string;
@@ -123,6 +125,7 @@ export function componentsCommand(): Command {
     .option("--no-progress", "no progress on stderr");
   addOutputFlags(cmd);
   addCardFlags(cmd);
+  addDeviceFlag(cmd);
   return cmd.action(async (f: ComponentFlags & OutputFlags, self: Command) => {
     if (f.list) {
       // channel and spatial components live inside one tensor: list the layers whose tensors --tensor can name
@@ -176,8 +179,9 @@ export function componentsCommand(): Command {
         fail(`${flag(o)} only applies with --donors (it chooses among the donor images)`, `add --donors <dir|manifest>, or drop ${flag(o)}`);
     const roiRect = parseRoi(f.roi);
     checkOutputFolder(f.out, "components");
+    noteReplaced(f.out, f.quiet === true);
     markResumable("checkpoints");
-    const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads) });
+    const model = await Model.load(f.model, { card: f.card, overrides: cardOverrides(f), threads: fixedOrUndefined(f.threads), device: f.device });
     let lock: FolderLock | undefined;
     try {
       const kase = await loadCase(model, f.image, f.mask);

@@ -11,7 +11,7 @@ import { readingLine } from "../report/counts.js";
 import { SCALE_HELP } from "../report/scale.js";
 import { addMethodFlags, describeResult, runExplain } from "./explain.js";
 import { checkNoImageFlags, emitVolume, runVolumeExplain } from "./explain-volume.js";
-import { intOrAuto, oneOf, seed } from "./options.js";
+import { addDeviceFlag, intOrAuto, oneOf, seed } from "./options.js";
 import { addOutputFlags, emit, humanLine, type OutputFlags, showProgress } from "./output.js";
 import { explainJson } from "./summary.js";
 
@@ -127,6 +127,7 @@ export function demoCommand(): Command {
     .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto)", intOrAuto("workers"))
     .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
     .option("--no-progress", "no progress bar on stderr");
+  addDeviceFlag(cmd);
   addOutputFlags(cmd);
   addMethodFlags(cmd, allMethods());
   return cmd.action(async (f: DemoFlags) => {

@@ -237,6 +237,8 @@ export function evaluateCommand(): Command {
       notes.push(...s.notes);
     }
     const r = await writeEvaluationReport(f.out);
+    notes.push(...r.notes);
+    for (const n of r.notes) human.push(`  note: ${n}`);
     human.push(`wrote ${r.files.length} files to ${f.out} (report.html, summary.csv, cells.csv, ...) from ${r.summary.cells} cells`);
     emit(
       f,

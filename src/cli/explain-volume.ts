@@ -15,6 +15,7 @@ import { type BoxUnitName, describeSize } from "../explain/volume/box-size.js";
 import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js";
 import { VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
 import { RunBound, type RunBoundSettings, RunStopped } from "../explain/volume/run-bound.js";
+import type { Device } from "../model/device.js";
 import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
@@ -27,12 +28,14 @@ import { markResumable } from "../util/interrupt.js";
 import { type FolderLock, lockFolder } from "../util/lock.js";
 import { stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
-import { emit, type OutputFlags } from "./output.js";
+import { emit, noteReplaced, type OutputFlags } from "./output.js";
 
 export interface VolumeExplainFlags {
   model: string;
   image: string;
   card?: string;
+  /** execution provider (default cpu) */
+  device?: Device;
   mask?: string;
   label?: string;
   series?: string;
@@ -133,9 +136,10 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
 
   form.check?.(o, { bank: f.bank !== undefined });
   checkOutputFolder(f.out, "explain");
+  noteReplaced(f.out, f.quiet === true);
   markResumable("checkpoints");
   const threads = typeof f.threads === "number" ? f.threads : undefined;
-  const model = await VolumeModel.load(f.model, { card: f.card, threads });
+  const model = await VolumeModel.load(f.model, { card: f.card, threads, device: f.device });
   let lock: FolderLock | undefined;
   try {
     const bank = f.bank ? await VolumeBank.load(f.bank) : undefined;

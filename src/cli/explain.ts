@@ -12,6 +12,7 @@ import type { Attribution } from "../explain/attribution.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
 import { flagLabel, kebab, type MethodDefinition, type MethodOption, resolveOptions } from "../explain/methods.js";
 import { BOX_UNITS } from "../explain/volume/box-size.js";
+import type { Device } from "../model/device.js";
 import { Model } from "../model/model.js";
 import { type ExecutionPlan, tuneExecution } from "../model/tune.js";
 import { isVolumeModel } from "../model/volume-card.js";
@@ -30,6 +31,7 @@ import { t975 } from "../util/tdist.js";
 import { checkNoImageFlags, emitVolume, runVolumeExplain } from "./explain-volume.js";
 import {
   addCardFlags,
+  addDeviceFlag,
   CARD_FLAG_KEYS,
   type CardFlags,
   cardOverrides,
@@ -39,7 +41,7 @@ import {
   oneOf,
   seed,
 } from "./options.js";
-import { addOutputFlags, emit, type OutputFlags, showProgress } from "./output.js";
+import { addOutputFlags, emit, noteReplaced, type OutputFlags, showProgress } from "./output.js";
 import { explainJson } from "./summary.js";
 
 export interface ExplainFlags extends CardFlags {
@@ -59,6 +61,8 @@ export interface ExplainFlags extends CardFlags {
   reference: "auto" | "ground-truth" | "prediction";
   batchSize?: number | "auto";
   workers?: number | "auto";
+  /** execution provider (default cpu) */
+  device?: Device;
   progress: boolean;
   /** colour scale of the pictures: max, pNN or fixed:V */
   colourScale?: string;
@@ -81,6 +85,7 @@ const COMMON = new Set<string>([
   "reference",
   "batchSize",
   "workers",
+  "device",
   "progress",
   "colourScale",
   "json",
@@ -111,13 +116,14 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const rect = f.roi ? parseRoi(f.roi) : undefined;
   const scale = parseScale(f.colourScale ?? "max");
   checkOutputFolder(f.out, "explain");
+  noteReplaced(f.out, f.quiet === true);
   markResumable("checkpoints");
   if (def.needsBank && !f.bank)
     fail(
       `${def.name} needs a patch bank of natural patches`,
       "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank",
     );
-  const load = { card: f.card, overrides: cardOverrides(f) };
+  const load = { card: f.card, overrides: cardOverrides(f), device: f.device };
   const model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
   let lock: FolderLock | undefined;
   try {
@@ -259,6 +265,7 @@ export function explainCommand(): Command {
   addOutputFlags(cmd);
   addMethodFlags(cmd, allMethods());
   addCardFlags(cmd);
+  addDeviceFlag(cmd);
   return cmd.action(async (opts: ExplainFlags & OutputFlags) => {
     const volumeModel = isVolumeModel(opts.model, opts.card);
     const volumeImage = await looksLikeVolume(opts.image);

@@ -1,9 +1,41 @@
 /** `segcause info`: what segcause reads from a model, and what it had to assume. */
 import { Command } from "commander";
+import type { CardField } from "../model/card.js";
 import { Model } from "../model/model.js";
 import type { TensorInfo } from "../onnx/graph.js";
 import { addCardFlags, type CardFlags, cardOverrides } from "./options.js";
 import { addOutputFlags, emit, type OutputFlags } from "./output.js";
+
+/** A card field the card leaves out, the value segcause uses for it, and where that value comes from. */
+export interface CardDefault {
+  field: CardField;
+  value: unknown;
+  from: string;
+}
+
+const show = (v: unknown) => (Array.isArray(v) ? `[${v.join(", ")}]` : String(v));
+
+/** The fields the model's card file leaves out (and no flag sets), with the values the loaded model uses. */
+export function cardDefaults(model: Model): CardDefault[] {
+  const { input, output } = model.card;
+  const of: Record<CardField, Omit<CardDefault, "field"> | undefined> = {
+    "input.layout": { value: input.layout ?? "nchw", from: "read from the graph's input shape" },
+    "input.scale": { value: input.scale, from: "default" },
+    "input.mean": { value: input.mean, from: "default" },
+    "input.std": { value: input.std, from: "default" },
+    "input.resize": { value: input.resize, from: "default" },
+    "output.name": { value: model.outputName, from: "the graph's first output" },
+    "output.layout": { value: output.layout ?? input.layout ?? "nchw", from: "read from the output's shape" },
+    // only logits are squashed; probabilities have no activation to choose
+    "output.activation":
+      output.kind === "logits"
+        ? { value: model.outputLayout.channels === 1 ? "sigmoid" : "softmax", from: "sigmoid for one channel, softmax for several" }
+        : undefined,
+    "output.channel": { value: output.channel, from: "default" },
+    "output.threshold": { value: output.threshold, from: "default" },
+  };
+  return model.resolved.unstated.flatMap((field) => (of[field] ? [{ field, ...of[field] }] : []));
+}
 
 const tensor = (t: TensorInfo) => `${t.name} [${t.dims.join(", ")}] ${t.elemType.toLowerCase()}`;
 
@@ -19,6 +51,7 @@ export function describeInfo(out: {
   cardSource: string;
   card: Model["card"];
   assumptions: string[];
+  defaults: CardDefault[];
 }): string {
   const c = out.card as unknown as {
     name?: string;
@@ -39,8 +72,15 @@ export function describeInfo(out: {
     ...(c.metrics?.dice_mean !== undefined
       ? [`    test Dice ${c.metrics.dice_mean.toFixed(3)} on ${c.metrics.n ?? "?"} ${c.metrics.split ?? "test"} images`]
       : []),
-    out.assumptions.length ? `  assumed (no card said otherwise):` : `  nothing assumed: the card gives every setting`,
+    out.assumptions.length
+      ? `  assumed (no card said otherwise):`
+      : out.defaults.length
+        ? `  nothing assumed beyond the card's defaults (below)`
+        : `  nothing assumed: the card gives every setting`,
     ...out.assumptions.map((a) => `    - ${a}`),
+    ...(out.defaults.length
+      ? [`  card fields left out of the card (values used):`, ...out.defaults.map((d) => `    - ${d.field} = ${show(d.value)} (${d.from})`)]
+      : []),
     `  (--json prints everything, the whole card included)`,
   ];
   return lines.join("\n");
@@ -66,6 +106,7 @@ export function infoCommand(): Command {
       cardSource: model.resolved.source === "sidecar" ? model.resolved.sidecarPath : "inferred from the graph",
       card: model.card,
       assumptions: model.resolved.assumptions,
+      defaults: cardDefaults(model),
     };
     await model.release();
     emit(

@@ -122,6 +122,7 @@ export function cardOverrides(f: CardFlags): CardOverrides {
 }
 
 import type { Command } from "commander";
+import { checkDevice, DEVICES } from "../model/device.js";
 
 /** The option keys addCardFlags adds (commands that also take method options must tell them apart). */
 export const CARD_FLAG_KEYS = [
@@ -175,4 +176,19 @@ export function addCardFlags(cmd: Command): Command {
       "ONNX Runtime intra-op threads per session (default auto: probed where the command supports it, else 2)",
       intOrAuto("threads"),
     );
+}
+
+/** --device, for the commands that run a model (explain, demo, components). */
+export function addDeviceFlag(cmd: Command): Command {
+  return cmd.option(
+    "--device <cpu|cuda>",
+    "where ONNX Runtime runs the model: cpu, or cuda (an NVIDIA GPU; onnxruntime-node installed with ONNXRUNTIME_NODE_INSTALL=cuda12, see docs/commands.md#gpu-execution)",
+    // checked as it is parsed: a GPU that cannot work stops the command before it does anything
+    (v: string) => {
+      const device = oneOf("device", DEVICES)(v);
+      checkDevice(device);
+      return device;
+    },
+    "cpu",
+  );
 }

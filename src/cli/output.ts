@@ -2,7 +2,9 @@
  * What a command prints on stdout: a summary for a person by default, one JSON document under
  * --json (nothing else on stdout; progress and notes go to stderr), nothing under --quiet.
  */
+
 import type { Command } from "commander";
+import { replacedResultNote } from "../util/files.js";
 
 export interface OutputFlags {
   json?: boolean;
@@ -38,4 +40,10 @@ export function emit(f: OutputFlags, human: () => string, json: () => Record<str
 export function humanLine(f: OutputFlags, line: string): void {
   if (f.quiet) return;
   (f.json ? process.stderr : process.stdout).write(`${line}\n`);
+}
+
+/** Says on stderr (unless --quiet) that the finished result in --out is about to be replaced. */
+export function noteReplaced(dir: string, quiet: boolean): void {
+  const note = replacedResultNote(dir);
+  if (note && !quiet) process.stderr.write(`note: ${note}\n`);
 }

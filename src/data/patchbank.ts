@@ -16,7 +16,8 @@ import { VERSION } from "../version.js";
 import { type Case, caseImageHashes } from "./case.js";
 import { decodeImage, IMAGE_FORMATS, readInput } from "./image.js";
 
-const MAGIC = "SEGCAUSE-PATCHBANK-1\n";
+export const PATCHBANK_MAGIC = "SEGCAUSE-PATCHBANK-1\n";
+const MAGIC = PATCHBANK_MAGIC;
 
 const count = z.number().int().nonnegative();
 const HeaderSchema = z

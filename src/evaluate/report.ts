@@ -84,7 +84,7 @@ export const METRIC_DEFINITIONS: [string, string][] = [
   ["forward / backward / wall_s", "passes of the model the method used for its map and its wall time (the curves' own passes are not included)"],
   [
     "paired tests",
-    "of del_norm, ins_norm, ins_minus_del_norm, top10, toparea10 (per fill), leakage and stability: Wilcoxon signed-rank (two-sided; zero differences dropped; exact when n ≤ 50 without ties, else normal approximation with tie correction, no continuity correction — scipy's defaults) over the images two methods share: the differences of the cells they share (same model, image and RoI) are averaged per image first, so an image explained by 5 models counts once (n = images); p_holm = Holm's adjustment within each family (one scope and metric: every pair of methods; the pairs with a control are a family of their own); better = the method the test favours (W+ against W−, in the metric's direction), a finding only where p_holm < 0.05; effect sizes: the mean per-image difference with its 95% image-bootstrap interval and the rank-biserial correlation (W+ − W−)/(W+ + W−)",
+    "of del_norm, ins_norm, ins_minus_del_norm, top10, toparea10 (per fill), leakage and stability: Wilcoxon signed-rank (two-sided; zero differences dropped; exact when n ≤ 50 without ties, else normal approximation with tie correction, no continuity correction — scipy's defaults) over the images two methods share: the differences of the cells they share (same model, image and RoI) are averaged per image first, so an image explained by 5 models counts once (n = images); p_holm = Holm's adjustment within each family (one scope and metric: every pair of methods; the pairs with a control are a family of their own); better = the method the test favours (W+ against W−, in the metric's direction; 'tie' when W+ = W−, 'none' when one image or p = 1 gives no evidence either way), a finding only where p_holm < 0.05; effect sizes: the mean per-image difference with its 95% image-bootstrap interval and the rank-biserial correlation (W+ − W−)/(W+ + W−)",
   ],
   [
     "intervals and ranks",
@@ -118,6 +118,8 @@ function meanCurve(curves: CurvePair[], which: "deletion" | "insertion"): number
 
 export interface ReportFiles {
   files: string[];
+  /** what the report could not show (e.g. a plot with no cell to draw), also in report.html */
+  notes: string[];
   summary: Summary;
 }
 
@@ -169,6 +171,11 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
   const datasets = [...new Set(rows.map((r) => r.dataset))].sort();
   const methods = summary.methods;
   const plots: { name: string; png: Buffer; caption: string }[] = [];
+  const notes: string[] = [];
+  // the setting as the CLI recorded it (a run through the library records none)
+  const minRange = [run?.protocol, ...runs.map((r) => r.protocol)]
+    .map((p) => (p as { minRange?: number } | undefined)?.minRange)
+    .find((v) => v !== undefined);
   for (const ds of datasets) {
     for (const fill of fills) {
       const series: { del: Series[]; ins: Series[] } = { del: [], ins: [] };
@@ -195,6 +202,13 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
         boxes.ins.push({ label: m, colour, values: curves.map((c) => c.insertionAucNorm).filter((v): v is number => v !== null) });
       }
       if (series.del.length === 0) continue;
+      // Curves are normalised by m(X) − m(removed): with no cell above --min-range there is nothing to draw.
+      if (boxes.del.every((b) => b.values.length === 0)) {
+        notes.push(
+          `${ds}, fill ${fill}: no curve or AUC plot, since no cell's m(X) − m(removed) reaches --min-range${minRange === undefined ? "" : ` ${minRange}`} (replacing all of D never lowers the RoI outcome that much with this fill); a lower --min-range draws them`,
+        );
+        continue;
+      }
       const sub =
         "per cell (m(k) − m(all removed)) / (m(X) − m(all removed)); cells with a range below --min-range left out (n per method in the legend)";
       plots.push({
@@ -420,6 +434,7 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
     table(["dataset", "metric", "a", "b", "images", "mean(a−b) [95% CI]", "rank-biserial", "p", "p (Holm)", "better (Holm p < 0.05)"], pairRows),
   );
   parts.push(`<h2>Plots</h2>`);
+  for (const n of notes) parts.push(`<p class="small">note: ${esc(n)}</p>`);
   for (const p of plots) parts.push(`<figure>${pngImg(p.png, p.caption)}<figcaption class="small">${esc(p.caption)}</figcaption></figure>`);
   parts.push(
     `<h2>Definitions</h2>` +
@@ -436,7 +451,7 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
         ? `\n#### Cells a method refused\n\n${failedCells.map((f) => `- ${f.id.dataset} ${f.id.model} ${f.id.image} ${f.id.roi} ${f.method}: ${f.reason}`).join("\n")}\n`
         : ""),
   );
-  return { files, summary };
+  return { files, summary, notes };
 }
 
 /** Commands grouped by identical protocol and method options (in first-seen order). */

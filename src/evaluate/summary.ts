@@ -122,7 +122,10 @@ export interface PairRow {
   /** Holm-adjusted p within the family (scope, dataset, model, metric) */
   pHolm?: number;
   test: "exact" | "normal";
-  /** the method the test favours (by W+ against W−, in the metric's direction); "tie" when W+ = W− */
+  /**
+   * the method the test favours (by W+ against W−, in the metric's direction); "tie" when W+ = W−;
+   * "none" when the test cannot favour either (one image, or p = 1)
+   */
   better: string;
 }
 
@@ -346,7 +349,8 @@ export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Sum
           const [ciLow, ciHigh] = bootstrapMeanCi(perImage);
           const dir = direction(metric);
           // The test's own direction: W+ > W− means a − b tends to be positive.
-          const better = w.wPlus === w.wMinus ? "tie" : w.wPlus < w.wMinus === (dir === "lower") ? a : b;
+          // One image, or p = 1, is no evidence either way: the test favours neither method.
+          const better = w.wPlus === w.wMinus ? "tie" : perImage.length < 2 || !(w.p < 1) ? "none" : w.wPlus < w.wMinus === (dir === "lower") ? a : b;
           const rankBiserial = w.wPlus + w.wMinus > 0 ? (w.wPlus - w.wMinus) / (w.wPlus + w.wMinus) : 0;
           pairs.push({
             scope: s.scope,
@@ -385,7 +389,7 @@ export function summarizeRows(rows: readonly Row[], methods: string[]): Pick<Sum
 
 /** Tests that find a difference at level α after Holm's adjustment. */
 export function holmSignificant(p: PairRow, alpha = 0.05): boolean {
-  return (p.pHolm ?? Number.NaN) < alpha && p.better !== "tie";
+  return (p.pHolm ?? Number.NaN) < alpha && p.better !== "tie" && p.better !== "none";
 }
 
 /** The best method (by mean, following the metric's direction) per scope and metric, controls excluded. */

@@ -1,5 +1,6 @@
 /** Attribution: the result of any method — per-unit effects with uncertainty, a map, provenance. */
 
+import type { Device } from "../model/device.js";
 import type { OutcomeName } from "../target/outcome.js";
 import type { Region, RoiRect } from "../target/roi.js";
 import type { ScreenLoss } from "./adaptive.js";
@@ -26,7 +27,8 @@ export interface Provenance {
   /** every setting of the method, defaults included */
   settings: Record<string, unknown>;
   intervention: Record<string, unknown>;
-  runner: { batchSize: number; threads: number; workers?: number };
+  /** `device`: where ONNX Runtime ran the passes (cpu or cuda; results may differ in the last digits between them) */
+  runner: { batchSize: number; threads: number; workers?: number; device: Device };
 }
 
 /** The fields every result shares (maps and component effects), filled by `RunContext.finishCore`. */

@@ -60,6 +60,6 @@ export function buildProvenance(model: Model, kase: Case, target: Target, f: Pro
     seed: f.seed,
     settings: f.settings,
     intervention: f.intervention,
-    runner: { batchSize: f.batchSize, threads: model.threads, workers: model.workers },
+    runner: { batchSize: f.batchSize, threads: model.threads, workers: model.workers, device: model.device },
   };
 }

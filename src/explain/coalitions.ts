@@ -129,6 +129,8 @@ export async function explainCoalitions(
     if (all) y[i] = s.target.base;
     else todo.push(i);
   }
+  const passes = 1 + todo.length + (recipe.needsEmpty ? 1 : 0);
+  s.planExactly(passes);
   const fNone = recipe.needsEmpty ? (await scorer.score(1, [0], "empty coalition"))[0] : Number.NaN;
   const scored = await scorer.score(0, todo, "coalitions");
   todo.forEach((i, k) => (y[i] = scored[k]));
@@ -153,7 +155,7 @@ export async function explainCoalitions(
     stderrMap: paint(model.height, model.width, units, (i) => results[i].stderr, Number.NaN),
     units: results,
     roiCells: part.roiCells,
-    forwardPasses: 1 + todo.length + (recipe.needsEmpty ? 1 : 0),
+    forwardPasses: passes,
     tau: 0,
     settings,
     intervention: fill.describe(),

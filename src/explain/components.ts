@@ -118,9 +118,9 @@ export interface ComponentEffects extends AttributionCore {
  * model bit for bit.
  */
 async function openCut(model: Model, bytes: Uint8Array): Promise<Sessions> {
-  return Sessions.open(bytes, SESSION_OPTS(model.threads));
+  return Sessions.open(bytes, SESSION_OPTS(model));
 }
-const SESSION_OPTS = (threads: number): SessionConfig => ({ threads, optimization: "extended" });
+const SESSION_OPTS = (model: Model): SessionConfig => ({ threads: model.threads, optimization: "extended", device: model.device });
 
 /** ORT's failure on a cut graph of `model` as one line. */
 const cutFailed =

@@ -34,6 +34,7 @@ export function explainDeepLift(model: Model, kase: Case, target: TargetSpec, op
       const { input: base, describe } = await baselineInput(model, kase, b);
       const x = env.input;
       const plane = model.height * model.width;
+      env.plan(3); // the unperturbed pass, one DeepLIFT evaluation and the baseline's forward pass
       const s = await env.session({ rule: "deeplift" });
       const map = new Float32Array(plane);
       let total = 0;

@@ -154,17 +154,22 @@ export async function gradCamMap(env: GradientCore, model: Differentiable, layer
     );
     return out;
   };
+  // A map that is 0 everywhere costs one more pass (trying deeper layers): known after the first.
+  env.plan(2, 3);
   const [cam] = await cams([L]);
   const sp = subject.spatial;
   const map = sp.length === 3 ? resizeTrilinear(cam, spatialOf(L), sp) : resizeBilinear(cam, L.height, L.width, sp[0], sp[1]);
   const notes = [`Grad-CAM layer: ${describeMap(L)} (${rule})`];
-  if (!cam.some((v) => v > 0)) {
-    // Name a layer that gives a map on this model and image: the coarsest deeper (decoder-side) feature maps, tried in one extra pass.
-    const { maps } = scanSpatialFeatureMaps(proto, sp, model.outputName);
-    const tried = maps
-      .filter((m) => m.order > L.order)
-      .sort((a, b) => cellsOf(a) - cellsOf(b) || a.order - b.order)
-      .slice(0, ALTERNATIVES);
+  const zero = !cam.some((v) => v > 0);
+  // Name a layer that gives a map on this model and image: the coarsest deeper (decoder-side) feature maps, tried in one extra pass.
+  const tried = zero
+    ? scanSpatialFeatureMaps(proto, sp, model.outputName)
+        .maps.filter((m) => m.order > L.order)
+        .sort((a, b) => cellsOf(a) - cellsOf(b) || a.order - b.order)
+        .slice(0, ALTERNATIVES)
+    : [];
+  env.plan(tried.length ? 3 : 2);
+  if (zero) {
     const works = tried.length ? (await cams(tried)).findIndex((c) => c.some((v) => v > 0)) : -1;
     notes.push(
       `the Grad-CAM is 0 everywhere: sum_k w_k A_k <= 0 at every position of this layer (its features, weighted by the mean gradient, only lower the RoI score); ` +
@@ -191,6 +196,7 @@ export function checkLayer(model: Differentiable, layer: string): void {
 
 export function explainGradCam(model: Model, kase: Case, target: TargetSpec, opts: GradCamOptions = {}): Promise<Attribution> {
   const layer = opts.layer ?? "auto";
+
   return explainGradient(model, kase, target, opts, "gradcam", { layer }, (env) => gradCamMap(env, model, layer));
 }
 

@@ -44,7 +44,7 @@ import { upgradeOpset } from "../onnx/opset.js";
 import { makeProbability } from "../target/outcome.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { getOrInsert } from "../util/maps.js";
-import { ProgressTracker } from "../util/progress.js";
+import type { ProgressTracker } from "../util/progress.js";
 import type { Attribution } from "./attribution.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
 import { fillOptions } from "./options.js";
@@ -126,6 +126,8 @@ function withProbabilities(proto: ModelProto, output: string, activation: "sigmo
 export class GradientSession {
   forwardPasses = 0;
   backwardPasses = 0;
+  /** hears every input evaluated (forward and backward), for the run's progress */
+  onEvaluated?: (n: number) => void;
   readonly notes: string[] = [];
   private readonly inputDims: number[];
   private readonly seedDims: number[];
@@ -192,8 +194,13 @@ export class GradientSession {
     const batchSize = batchSizeOf(fixed, requested);
     let sessions: Sessions;
     try {
-      sessions = await Sessions.open(gm.bytes, { threads: model.gradientThreads, optimization: opts.optimization ?? OPT_LEVEL });
+      sessions = await Sessions.open(gm.bytes, {
+        threads: model.gradientThreads,
+        optimization: opts.optimization ?? OPT_LEVEL,
+        device: model.device,
+      });
     } catch (e) {
+      if ((e as Error).name === "SegcauseError") throw e;
       fail(
         `ONNX Runtime cannot load the ${rule} graph of ${model.path}: ${(e as Error).message.split("\n")[0]}`,
         "report this model to the segcause authors; perturbation methods still work",
@@ -232,6 +239,7 @@ export class GradientSession {
         // DeepLIFT graphs run the forward pass of the image and of its reference.
         this.forwardPasses += deeplift ? 2 * n : n;
         this.backwardPasses += n;
+        this.onEvaluated?.(n);
         onBatch?.(n);
       },
     );
@@ -260,8 +268,16 @@ export interface GradientCore {
   forwardScores(inputs: Float32Array[]): Promise<number[]>;
   /** a gradient session, released when the method ends; counted in the Attribution */
   session(opts?: Omit<GradientSessionOptions, "batchSize"> & { batchSize?: number }): Promise<GradientSession>;
-  /** a progress stage over `total` inputs (callback for GradientSession.run) */
-  progress(stage: string, total: number): (n: number) => void;
+  /**
+   * Names the progress stage of the evaluations that follow (`total` of them, as far as known).
+   * Every evaluation is counted on its own: a forward pass or a forward/backward pass of one input.
+   */
+  stage(name: string, total: number): void;
+  /**
+   * The run's evaluations, the unperturbed pass included: `total` when known (exact when no
+   * `bound` is given), and the worst case `bound` (alone: the total is not known yet).
+   */
+  plan(total: number | undefined, bound?: number): void;
   batchSize: number;
 }
 
@@ -341,8 +357,18 @@ export async function explainGradient(
     const b = Math.max(1, Math.min(batchSize, items));
     return getOrInsert(runners, b, () => new Runner(model, { batchSize: b }));
   };
-  const forward = <T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>) => runnerFor(items.length).evaluate(items, write, read);
   const ctx = await RunContext.open(model, kase, targetSpec, run, { runner: runnerFor(1), t0 });
+  // Every evaluation counts in the current stage (the method's own name until it names one).
+  let stage: ProgressTracker | undefined;
+  const evaluated = (n: number) => {
+    stage ??= ctx.tracker(method, 1);
+    stage.add(n);
+  };
+  const forward = async <T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>) => {
+    const out = await runnerFor(items.length).evaluate(items, write, read);
+    evaluated(items.length);
+    return out;
+  };
   const { target } = ctx;
   const layout = model.outputLayout;
   const plane = layout.height * layout.width;
@@ -368,18 +394,21 @@ export async function explainGradient(
     probAt,
     session: async (o = {}) => {
       const s = await GradientSession.create(model, { ...o, batchSize: o.batchSize ?? batchSize });
+      s.onEvaluated = evaluated;
       sessions.push(s);
       return s;
     },
-    progress: (stage, total) => {
-      const t = new ProgressTracker(stage, total, run.onProgress);
-      return (n) => t.add(n);
+    stage: (name, total) => {
+      stage?.end();
+      stage = ctx.tracker(name, total);
     },
+    plan: (total, bound) => ctx.plan(total === undefined ? { bound: bound! } : { total, bound: bound ?? total }),
     batchSize,
   };
   let result: GradientMap;
   try {
     result = await body(env);
+    stage?.end();
   } finally {
     for (const s of sessions) await s.release();
   }

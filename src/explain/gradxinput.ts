@@ -18,6 +18,7 @@ import { explainVolumeGradient } from "./volume/gradients.js";
 
 /** The gradient × input map of an image or a volume. */
 export async function gradXInputMap(env: GradientCore): Promise<GradientMap> {
+  env.plan(2); // the unperturbed pass and one forward/backward pass
   const s = await env.session();
   let map: Float32Array = new Float32Array(env.plane);
   await s.run(

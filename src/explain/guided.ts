@@ -13,6 +13,7 @@ import type { RunOptions } from "./run.js";
 
 export function explainGuided(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
   return explainGradient(model, kase, target, run, "guided", { rule: "guided" }, async (env) => {
+    env.plan(2); // the unperturbed pass and one forward/backward pass
     const s = await env.session({ rule: "guided" });
     const plane = model.height * model.width;
     let map: Float32Array = new Float32Array(plane);

@@ -50,6 +50,8 @@ export async function igMap(env: GradientCore, steps: number, baseline: { input:
   const x = env.input;
   const n = x.length;
   const plane = env.plane;
+  env.plan(steps + 2); // the unperturbed pass, the steps and the baseline's forward pass
+  env.stage("integrated gradients", steps + 1);
   const s = await env.session();
   const mean = new Float64Array(n);
   const alphas = Array.from({ length: steps }, (_, k) => (k + 0.5) / steps);
@@ -62,7 +64,6 @@ export async function igMap(env: GradientCore, steps: number, baseline: { input:
     (slot) => {
       for (let i = 0; i < n; i++) mean[i] += slot.inputGrad[i];
     },
-    env.progress("integrated gradients", steps),
   );
   const map = new Float32Array(plane);
   let total = 0;
@@ -92,6 +93,7 @@ export function checkSteps(steps: number): void {
 export function explainIg(model: Model, kase: Case, target: TargetSpec, opts: IgOptions = {}): Promise<Attribution> {
   const steps = opts.steps ?? IG_DEFAULTS.steps;
   const b: BaselineOptions = { ...IG_DEFAULTS.baseline, ...opts.baseline };
+
   checkSteps(steps);
   return explainGradient(model, kase, target, opts, "ig", igSettings(steps, b), async (env) =>
     igMap(env, steps, await baselineInput(model, kase, b)),

@@ -168,8 +168,14 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
     return (2 * inter) / (sp + tCount + 1e-10);
   };
 
-  // Stage 1: dilate until sufficient, evaluating a batch of successive dilations per call.
-  const progress1 = env.progress("misure: sufficient region", 1);
+  // Stage 1: dilate until sufficient, evaluating a batch of successive dilations per call. Its
+  // passes are not known in advance: at worst every mask up to the whole image (the kernel holds a
+  // 5x5 square, so each dilation grows the mask by 2 px in every direction).
+  const worstMasks = Math.ceil((Math.max(H, W) - 1) / 2) + 1;
+  const stage2 = 2 * o.iterations + 1; // a forward and a forward/backward pass per step, and the final forward
+  env.plan(undefined, 1 + worstMasks + stage2);
+  env.stage("misure: sufficient region", worstMasks);
+  let masks = 0;
   let support: Uint8Array | undefined;
   let dilations = 0,
     sufficientDice = NaN;
@@ -183,6 +189,7 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
       current = dilate(current, H, W);
     }
     const dice = await env.forward(batch, (m, dst) => compose(m, dst), roiDice);
+    masks += batch.length;
     const k = dice.findIndex((d) => d >= o.sufficiency);
     if (k >= 0) {
       support = batch[k];
@@ -194,7 +201,7 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
       sufficientDice = dice[batch.length - 1];
     } else dilations += batch.length;
   }
-  progress1(1);
+  env.plan(1 + masks + stage2);
   let supportArea = 0;
   for (const v of support) supportArea += v;
 
@@ -232,7 +239,7 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
     );
     return { loss, dice, seed };
   };
-  const progress2 = env.progress("misure: optimisation", o.iterations);
+  env.stage("misure: optimisation", stage2);
   const ch = model.card.output.channel;
   for (let it = 0; it < o.iterations; it++) {
     const { loss, seed } = await evaluate();
@@ -265,7 +272,6 @@ async function misure(env: GradientEnv, o: typeof MISURE_DEFAULTS, b: BaselineOp
         vh = m2[i] / (1 - 0.999 ** step);
       m[i] = Math.min(1, Math.max(0, m[i] - (o.lr * mh) / (Math.sqrt(vh) + 1e-8)));
     }
-    progress2(1);
   }
   const fin = await evaluate();
   losses.push(fin.loss);

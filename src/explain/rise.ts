@@ -86,6 +86,7 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
     s.checkpointKey(["model", "image", "mask", "card", "seed", "target", { method: "rise", settings, intervention: fillIv.describe() }]),
     write,
   );
+  s.planExactly(1 + o.masks);
   const scores = await scorer.score(
     0,
     Array.from({ length: o.masks }, (_, i) => i),

@@ -123,6 +123,16 @@ export class RunContext {
   /** The run's progress listener, with the latest WorkPlan. */
   private readonly progress: ProgressListener | undefined;
 
+  /** A progress stage of this run (for engines that count their own passes, e.g. the gradient layer). */
+  tracker(stage: string, total: number): ProgressTracker {
+    return new ProgressTracker(stage, total, this.progress);
+  }
+
+  /** The run's whole work when it is known exactly (a total of passes, the unperturbed one included). */
+  planExactly(total: number): void {
+    this.plan({ total, bound: total });
+  }
+
   /**
    * Runs the unperturbed input once (m(X), and the reference when explaining the prediction)
    * through `runner` (default: a Runner at the run's batch size). `t0` is when the run began.
@@ -185,6 +195,8 @@ export class RunContext {
       if (typeof part === "string") out[part] = id[part];
       else Object.assign(out, part);
     }
+    // A GPU's last digits may differ from the CPU's: its samples are kept apart. CPU keys are those from before devices.
+    if (this.model.device !== "cpu") out.device = this.model.device;
     return out;
   }
 

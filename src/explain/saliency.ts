@@ -13,6 +13,7 @@ import { explainVolumeGradient } from "./volume/gradients.js";
 
 /** The saliency map of an image or a volume. */
 export async function saliencyMap(env: GradientCore): Promise<GradientMap> {
+  env.plan(2); // the unperturbed pass and one forward/backward pass
   const s = await env.session();
   let map: Float32Array = new Float32Array(env.plane);
   await s.run(

@@ -55,6 +55,8 @@ export async function smoothGradMap(env: GradientCore, samples: number, noise: n
     hi = Math.max(hi, v);
   }
   const sigma = noise * (hi - lo);
+  env.plan(1 + samples);
+  env.stage("smoothgrad", samples);
   const s = await env.session();
   const mean = new Float64Array(n),
     sq = new Float64Array(n);
@@ -72,7 +74,6 @@ export async function smoothGradMap(env: GradientCore, samples: number, noise: n
         sq[i] += g * g;
       }
     },
-    env.progress("smoothgrad", samples),
   );
   for (let i = 0; i < n; i++) mean[i] /= samples;
   const { plane, channels } = env;
@@ -100,6 +101,7 @@ export async function smoothGradMap(env: GradientCore, samples: number, noise: n
 export function explainSmoothGrad(model: Model, kase: Case, target: TargetSpec, opts: SmoothGradOptions = {}): Promise<Attribution> {
   const samples = opts.samples ?? SMOOTHGRAD_DEFAULTS.samples;
   const noise = opts.noise ?? SMOOTHGRAD_DEFAULTS.noise;
+
   checkSmoothGrad(samples, noise);
   return explainGradient(model, kase, target, opts, "smoothgrad", { samples, noise }, (env) => smoothGradMap(env, samples, noise));
 }

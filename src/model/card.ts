@@ -99,7 +99,36 @@ export interface ResolvedCard {
   assumed: Partial<Record<AssumedSetting, string>>;
   /** a sidecar that leaves out output.channel (default 0), with no --channel: said at load when the output has 2+ channels */
   channelUnstated?: boolean;
+  /** the card fields a sidecar leaves out and no flag sets (they take defaults, or are read from the graph), e.g. "input.scale" */
+  unstated: CardField[];
 }
+
+/** Card fields with a default or a value read from the graph when a card leaves them out. */
+export const DEFAULTED_FIELDS = [
+  "input.layout",
+  "input.scale",
+  "input.mean",
+  "input.std",
+  "input.resize",
+  "output.name",
+  "output.layout",
+  "output.activation",
+  "output.channel",
+  "output.threshold",
+] as const;
+export type CardField = (typeof DEFAULTED_FIELDS)[number];
+
+/** The flag that sets each defaulted field (a field a flag sets is stated, not defaulted). */
+const FIELD_OVERRIDE: Partial<Record<CardField, keyof CardOverrides>> = {
+  "input.layout": "layout",
+  "input.scale": "scale",
+  "input.mean": "mean",
+  "input.std": "std",
+  "input.resize": "resize",
+  "output.layout": "outputLayout",
+  "output.channel": "channel",
+  "output.threshold": "threshold",
+};
 
 /** Settings whose assumption a later step reads: a patch bank inherits the size and filter; the class channel is revised at load. */
 export type AssumedSetting = "size" | "resize" | "classChannel";
@@ -108,7 +137,7 @@ export function sidecarPath(modelPath: string): string {
   return `${modelPath}.json`;
 }
 
-function readSidecar(path: string): { card: ModelCard; channelStated: boolean } {
+function readSidecar(path: string): { card: ModelCard; channelStated: boolean; unstated: CardField[] } {
   const raw = readJsonBounded(path, {
     what: "model card",
     kind: "card",
@@ -127,7 +156,11 @@ function readSidecar(path: string): { card: ModelCard; channelStated: boolean } 
     fail(`model card ${path}: ${issue.path.join(".") || "(root)"}: ${issue.message}`, "see docs/model-cards.md for the schema");
   }
   const output = (raw as { output?: { channel?: unknown } }).output;
-  return { card: parsed.data, channelStated: output?.channel !== undefined };
+  const stated = (field: CardField) => {
+    const [part, key] = field.split(".");
+    return (raw as Record<string, Record<string, unknown> | undefined>)[part]?.[key] !== undefined;
+  };
+  return { card: parsed.data, channelStated: output?.channel !== undefined, unstated: DEFAULTED_FIELDS.filter((f) => !stated(f)) };
 }
 
 /** Builds the card: sidecar (if present) < graph inference for gaps < explicit overrides. */
@@ -139,9 +172,11 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
   let card: ModelCard;
   let source: ResolvedCard["source"];
   let channelUnstated = false;
+  let unstated: CardField[] = [];
   if (existsSync(side)) {
     const read = readSidecar(side);
     card = read.card;
+    unstated = read.unstated.filter((f) => FIELD_OVERRIDE[f] === undefined || overrides[FIELD_OVERRIDE[f]] === undefined);
     channelUnstated = !read.channelStated && overrides.channel === undefined;
     source = "sidecar";
   } else {
@@ -215,6 +250,7 @@ export function resolveCard(modelPath: string, graph: GraphSummary, overrides: C
     assumptions,
     assumed,
     channelUnstated,
+    unstated,
   };
 }
 

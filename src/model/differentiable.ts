@@ -3,7 +3,9 @@
  * [N, C, H, W]) and VolumeModel (3D, [N, 1, D, H, W]) satisfy it, so the gradient graph, its
  * session and the methods on it are one code path with 2D or 3D dims.
  */
+
 import type { ModelProto } from "onnx-buf";
+import type { Device } from "./device.js";
 
 /** How the model's output becomes class probabilities: as it is, a sigmoid per channel, or a softmax across channels. */
 export type ProbabilityActivation = "none" | "sigmoid" | "softmax";
@@ -22,6 +24,8 @@ export interface Differentiable {
   readonly activation: ProbabilityActivation;
   /** intra-op threads of a gradient session: every core the model's own sessions use */
   readonly gradientThreads: number;
+  /** execution provider of the model's sessions, used by its gradient sessions too */
+  readonly device: Device;
   /** a fresh parse of the graph as run */
   proto(): ModelProto;
 }

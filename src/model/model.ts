@@ -14,6 +14,8 @@ import { adaptLayout, chwOf, type Layout } from "../onnx/adapt.js";
 import { type GraphSummary, parseModel, readModelFile, summarize } from "../onnx/graph.js";
 import { widenFloat16 } from "../onnx/widen.js";
 import { type CardOverrides, type ModelCard, type ResolvedCard, resolveCard } from "./card.js";
+import type { Device } from "./device.js";
+
 import type { Differentiable, ProbabilityActivation } from "./differentiable.js";
 import { Sessions, type TensorData } from "./runtime.js";
 
@@ -25,6 +27,8 @@ export interface ModelLoadOptions {
   threads?: number;
   /** ONNX Runtime sessions run concurrently (default 1); each gets `threads` threads */
   workers?: number;
+  /** execution provider of every session opened for this model (default "cpu"; see device.ts) */
+  device?: Device;
 }
 
 export interface OutputLayout {
@@ -68,6 +72,10 @@ export class Model implements Differentiable {
   }
   get workers(): number {
     return this.sessions.workers;
+  }
+  /** where every session of this model runs (gradient graphs and component cuts too) */
+  get device(): Device {
+    return this.sessions.device;
   }
   /** intra-op threads of each session */
   get threads(): number {
@@ -162,7 +170,7 @@ export class Model implements Differentiable {
     const bytes = run ? toBinary(ModelProtoSchema, run) : file.bytes;
     const graph = run ? summarize(run) : fileGraph;
     const workers = opts.workers ?? 1;
-    const sessions = await openSessions(path, bytes, opts.threads ?? (workers > 1 ? 1 : 2), workers, () =>
+    const sessions = await openSessions(path, bytes, opts.threads ?? (workers > 1 ? 1 : 2), workers, opts.device ?? "cpu", () =>
       adapted.proto
         ? `segcause rewrote the model's layout at load (${adapted.notes.join("; ")}); if that reading is wrong, pass --layout/--output-layout (or set them in the card)`
         : widened
@@ -190,6 +198,7 @@ export class Model implements Differentiable {
       this.bytes,
       opts.threads,
       opts.workers,
+      this.device,
       () => "check that the file is a complete ONNX export (opset <= 21)",
     );
     const old = this.live;
@@ -316,13 +325,21 @@ export class Model implements Differentiable {
 }
 
 /** The model's sessions at a layout, checked; ORT's refusal as one line with `hint()`. */
-async function openSessions(path: string, bytes: Uint8Array, threads: number, workers: number, hint: () => string): Promise<Sessions> {
+async function openSessions(
+  path: string,
+  bytes: Uint8Array,
+  threads: number,
+  workers: number,
+  device: Device,
+  hint: () => string,
+): Promise<Sessions> {
   if (!Number.isInteger(workers) || workers < 1 || workers > 64) fail(`workers must be an integer in 1..64, got ${workers}`, "use --workers 1 or 2");
   if (!Number.isInteger(threads) || threads < 1 || threads > 256)
     fail(`threads must be an integer in 1..256, got ${threads}`, `use --threads 1..${availableParallelism()} (this machine's cores)`);
   try {
-    return await Sessions.open(bytes, { threads, workers });
+    return await Sessions.open(bytes, { threads, workers, device });
   } catch (e) {
+    if ((e as Error).name === "SegcauseError") throw e;
     fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, hint());
   }
 }

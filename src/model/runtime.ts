@@ -5,6 +5,7 @@
  * component cuts all open their graphs here; the batch Runner (runner.ts) drives them.
  */
 import ort from "onnxruntime-node";
+import { checkDevice, type Device, deviceFailed, executionProviders } from "./device.js";
 import { SessionWorker, type TensorData } from "./session-worker.js";
 
 export type { TensorData } from "./session-worker.js";
@@ -23,11 +24,14 @@ export interface SessionConfig {
    * reproduce the full model's outputs bit for bit.
    */
   optimization?: Optimization;
+  /** execution provider (default "cpu"); see device.ts */
+  device?: Device;
 }
 
 /** The options of every session: identical options, identical outputs. */
-export function sessionOptions(threads: number, optimization: Optimization = "all"): ort.InferenceSession.SessionOptions {
+export function sessionOptions(threads: number, optimization: Optimization = "all", device: Device = "cpu"): ort.InferenceSession.SessionOptions {
   return {
+    ...executionProviders(device),
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     executionMode: "sequential",
@@ -47,6 +51,7 @@ export class Sessions {
   private constructor(
     readonly threads: number,
     readonly optimization: Optimization,
+    readonly device: Device,
     private readonly local: ort.InferenceSession | undefined,
     private readonly remotes: SessionWorker[],
   ) {}
@@ -54,16 +59,21 @@ export class Sessions {
   static async open(bytes: Uint8Array, cfg: SessionConfig): Promise<Sessions> {
     const workers = cfg.workers ?? 1;
     const optimization = cfg.optimization ?? "all";
-    const options = sessionOptions(cfg.threads, optimization);
-    if (workers === 1) return new Sessions(cfg.threads, optimization, await ort.InferenceSession.create(bytes, options), []);
+    const device = cfg.device ?? "cpu";
+    checkDevice(device);
+    const options = sessionOptions(cfg.threads, optimization, device);
+    if (workers === 1) {
+      const local = await ort.InferenceSession.create(bytes, options).catch((e) => deviceFailed(device, e));
+      return new Sessions(cfg.threads, optimization, device, local, []);
+    }
     const remotes: SessionWorker[] = [];
     try {
-      for (let k = 0; k < workers; k++) remotes.push(await SessionWorker.create(bytes, options));
+      for (let k = 0; k < workers; k++) remotes.push(await SessionWorker.create(bytes, options).catch((e) => deviceFailed(device, e)));
     } catch (e) {
       await Promise.all(remotes.map((r) => r.release()));
       throw e;
     }
-    return new Sessions(cfg.threads, optimization, undefined, remotes);
+    return new Sessions(cfg.threads, optimization, device, undefined, remotes);
   }
 
   get workers(): number {

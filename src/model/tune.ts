@@ -74,7 +74,9 @@ export async function tuneExecution(model: Model, input: Float32Array, req: Tune
   if (list.length === 1) return chosen({ ...list[0], probe: [], cached: false });
   const { sha256 } = model;
   // workers: "all-threads" — plans probed before every extra worker ran in its own thread are re-measured.
-  const key = JSON.stringify({ sha256, cores, versions: runtimeVersions(), workers: "all-threads", list });
+  // A GPU's plan is another plan; CPU keys stay as they were before devices existed.
+  const device = model.device === "cpu" ? {} : { device: model.device };
+  const key = JSON.stringify({ sha256, cores, versions: runtimeVersions(), workers: "all-threads", list, ...device });
   const cachePath = req.cachePath === undefined ? tuneCachePath(sha256) : req.cachePath;
   const saved = cachePath ? readCache(cachePath, key, list) : undefined;
   if (saved) return chosen({ ...saved, cached: true });

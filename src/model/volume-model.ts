@@ -8,6 +8,8 @@ import type { ModelProto } from "onnx-buf";
 import { fail, SegcauseError } from "../errors.js";
 import { type GraphSummary, parseModel, readModelFile, summarize } from "../onnx/graph.js";
 import { BatchRunner } from "./batches.js";
+import type { Device } from "./device.js";
+
 import type { Differentiable, ProbabilityActivation } from "./differentiable.js";
 import { Sessions, type TensorData } from "./runtime.js";
 import { readVolumeCard, type VolumeCard } from "./volume-card.js";
@@ -22,6 +24,8 @@ export interface VolumeOutputLayout {
 export interface VolumeModelOptions {
   card?: string;
   threads?: number;
+  /** execution provider (default "cpu"; see device.ts) */
+  device?: Device;
 }
 
 export class VolumeModel implements Differentiable {
@@ -54,8 +58,9 @@ export class VolumeModel implements Differentiable {
       fail(`threads must be an integer in 1..256, got ${threads}`, `use --threads 1..${availableParallelism()}`);
     let sessions: Sessions;
     try {
-      sessions = await Sessions.open(file.bytes, { threads, workers: 1 });
+      sessions = await Sessions.open(file.bytes, { threads, workers: 1, device: opts.device });
     } catch (e) {
+      if ((e as Error).name === "SegcauseError") throw e;
       fail(`ONNX Runtime cannot load ${path}: ${(e as Error).message.split("\n")[0]}`, "check that the file is a complete ONNX export (opset <= 21)");
     }
     const model = new VolumeModel(path, file.sha256, graph, card, cardPath, sessions, file.bytes);
@@ -85,6 +90,9 @@ export class VolumeModel implements Differentiable {
   }
   get threads(): number {
     return this.sessions.threads;
+  }
+  get device(): Device {
+    return this.sessions.device;
   }
 
   // ---- Differentiable: what the gradient layer reads ----

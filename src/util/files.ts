@@ -51,6 +51,29 @@ export function outputKind(dir: string): OutputKind | undefined {
   return undefined;
 }
 
+/** The manifest formats of a finished explain or components result (its manifest is written last). */
+const RESULT_FORMATS = new Set(["segcause.attribution/1", "segcause.volume-result/1", "segcause.components/1"]);
+
+/**
+ * The note a run gives when `dir` holds a finished result that it will replace (segcause replaces
+ * its own outputs on a rerun, but not without a word); undefined when there is none.
+ */
+export function replacedResultNote(dir: string, flag = "--out"): string | undefined {
+  const path = join(dir, "manifest.json");
+  if (kindOf(path) !== "file") return undefined;
+  let m: { format?: unknown; method?: unknown; provenance?: { createdAt?: unknown } } | undefined;
+  try {
+    m = JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return undefined;
+  }
+  if (!RESULT_FORMATS.has(String(m?.format))) return undefined;
+  const created = m?.provenance?.createdAt;
+  const when = typeof created === "string" ? created : statSync(path).mtime.toISOString();
+  const what = m?.format === "segcause.components/1" ? "components result" : `${typeof m?.method === "string" ? `${m.method} ` : ""}result`;
+  return `${flag} ${dir} holds a finished ${what} (written ${when.slice(0, 19).replace("T", " ")} UTC): this run replaces it`;
+}
+
 /** Fails when `dir` holds another command's output, which this one would mix with or overwrite. */
 export function checkOutputKind(dir: string, mine: OutputKind, flag = "--out"): void {
   const kind = ownedKind(dir);

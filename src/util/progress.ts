@@ -64,6 +64,12 @@ export class ProgressTracker {
     this.add(n);
   }
 
+  /** Ends a stage whose total was a worst case: the work done is its total, and the display hears it. */
+  end(): void {
+    this.total = this.done;
+    this.add(0);
+  }
+
   add(n: number): void {
     this.done += n;
     const now = Date.now();

@@ -20,7 +20,8 @@ import { readManifest, volumeCasesInSplits } from "../manifest.js";
 import { readCaseImage } from "./case-files.js";
 import { intoModelSpace, volumeNormaliser, volumeSha } from "./volume-case.js";
 
-const MAGIC = "SEGCAUSE-VOLUMEBANK-1\n";
+export const VOLUMEBANK_MAGIC = "SEGCAUSE-VOLUMEBANK-1\n";
+const MAGIC = VOLUMEBANK_MAGIC;
 
 const count = z.number().int().nonnegative();
 const side = z.number().int().min(1).max(256);

@@ -231,6 +231,8 @@ export async function explainVolumeBlocks(
     ...(kase.placement.kind === "sliding" ? { placement: kase.placement } : {}),
     // only when the volume was moved, so the keys of runs on volumes already in model space stay as they were
     ...(kase.space.identity ? {} : { modelSpace: modelSpaceRecord(kase.space) }),
+    // a GPU's samples are kept apart from the CPU's (whose keys are unchanged)
+    ...(model.sessions.device === "cpu" ? {} : { device: model.sessions.device }),
   };
   let resumable: Resumable | undefined;
   // The pass rate of this run's own passes (resumed ones took no time here): a time budget's passes.
@@ -378,7 +380,7 @@ export async function explainVolumeBlocks(
       seed,
       settings,
       intervention,
-      runner: { batchSize: runner.plan.batchSize, threads: model.threads },
+      runner: { batchSize: runner.plan.batchSize, threads: model.threads, device: model.sessions.device },
       passes: { samples, model: forwardPasses, ...(windows ? { windows } : {}) },
     }),
   };

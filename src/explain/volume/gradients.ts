@@ -9,7 +9,7 @@ import { boxToInput, type VolumeCase } from "../../data/volume/volume-case.js";
 import type { VolumeModel } from "../../model/volume-model.js";
 import { makeProbability } from "../../target/outcome.js";
 import { flatLayout, type VolumeTarget } from "../../target/volume-target.js";
-import type { ProgressListener } from "../../util/progress.js";
+import type { ProgressEvent, ProgressListener, WorkPlan } from "../../util/progress.js";
 import { ProgressTracker } from "../../util/progress.js";
 import { type GradientCore, type GradientMap, GradientSession, roiScore, zeroMapNote } from "../gradients.js";
 import { VOLUME_BATCH_SIZE, type VolumeAttribution } from "./engine.js";
@@ -69,6 +69,14 @@ export async function explainVolumeGradient(
     forwardPasses += inputs.length;
     return volumeForwardScores(model, inputs, batchSize, scoreOfRaw);
   };
+  // Progress as on images: each stage's events carry the run's plan; every evaluation counts in the current stage.
+  let workPlan: WorkPlan | undefined;
+  const listen = run.onProgress && ((e: ProgressEvent) => run.onProgress!({ ...e, ...(workPlan ? { plan: workPlan } : {}) }));
+  let stage: ProgressTracker | undefined;
+  const evaluated = (n: number) => {
+    stage ??= new ProgressTracker(method, 1, listen);
+    stage.add(n);
+  };
   const [baseScore] = await forwardScores([kase.input]);
   const sessions: GradientSession[] = [];
   const env: GradientCore = {
@@ -82,18 +90,23 @@ export async function explainVolumeGradient(
     forwardScores,
     session: async (o = {}) => {
       const s = await GradientSession.create(model, { ...o, batchSize: o.batchSize ?? batchSize });
+      s.onEvaluated = evaluated;
       sessions.push(s);
       return s;
     },
-    progress: (stage, total) => {
-      const t = new ProgressTracker(stage, total, run.onProgress);
-      return (n) => t.add(n);
+    stage: (name, total) => {
+      stage?.end();
+      stage = new ProgressTracker(name, total, listen);
+    },
+    plan: (total, bound) => {
+      workPlan = total === undefined ? { bound: bound! } : { total, bound: bound ?? total };
     },
     batchSize,
   };
   let result: GradientMap;
   try {
     result = await body(env);
+    stage?.end();
   } finally {
     for (const s of sessions) await s.release();
   }
@@ -135,7 +148,7 @@ export async function explainVolumeGradient(
       seed: env.seed,
       settings: { ...settings, ...(result.settings ?? {}), score: "sum of class probability over the RoI" },
       intervention: { name: "gradient", rule: sessions[0]?.rule ?? "gradient" },
-      runner: { batchSize: sessions[0]?.batchSize ?? batchSize, threads: model.threads },
+      runner: { batchSize: sessions[0]?.batchSize ?? batchSize, threads: model.threads, device: model.device },
     }),
   };
 }

@@ -11,7 +11,7 @@ export interface VolumeRunRecord {
   /** every option and run-time setting that changes the map */
   settings: Record<string, unknown>;
   intervention: unknown;
-  runner: { batchSize: number; threads: number };
+  runner: { batchSize: number; threads: number; device?: string };
   /** samples scored and model passes run (with sliding windows, one per window) */
   passes?: Record<string, unknown>;
 }

@@ -152,7 +152,7 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
           seed,
           settings,
           intervention: fill.describe,
-          runner: { batchSize: runner.plan.batchSize, threads: model.threads },
+          runner: { batchSize: runner.plan.batchSize, threads: model.threads, device: model.device },
         }),
       };
     };
