@@ -12,7 +12,7 @@ import { explainVolumeBlocks, planBoxes, type VolumeAttribution, volumeTarget } 
 import type { VolumeCard } from "../src/model/volume-card.js";
 import { VolumeModel } from "../src/model/volume-model.js";
 import { Rng } from "../src/util/rng.js";
-import { AFFINE, CARD, causalBoxModel, causalBoxVolume, N, ROI } from "./helpers/causal-box-3d.js";
+import { AFFINE, CARD, causalBoxModel, causalBoxVolume, N, ROI } from "./helpers/causal3d.js";
 import { tmp, writeModel } from "./helpers/tiny.js";
 
 type V3 = [number, number, number];

@@ -19,6 +19,7 @@ import { volumeForwardScores, volumeRoiScore } from "../src/explain/volume/gradi
 import { VolumeModel } from "../src/model/volume-model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import type { VolumeRoiBox } from "../src/target/volume-roi.js";
+import { N as CAUSAL_N, causalBoxModel, causalBoxVolume } from "./helpers/causal3d.js";
 import { segcause } from "./helpers/cli.js";
 import { tmp, writeModel } from "./helpers/tiny.js";
 
@@ -90,19 +91,8 @@ function camModel(): Uint8Array {
   return g.toBytes();
 }
 
-// RISE: the known structure of test/volume-explain.test.ts (16³; every logit = 10·mean(causal box) − 10).
-const R = 16;
-const inCausal = (i: number, j: number, k: number) => k < 8 && j < 8 && i >= 8;
-function causalBoxModel(): Uint8Array {
-  const g = new GraphBuilder("causal-box-3d");
-  const x = g.input("image", ["N", 1, R, R, R]);
-  const w = new Float32Array(R ** 3);
-  for (let k = 0; k < R; k++) for (let j = 0; j < R; j++) for (let i = 0; i < R; i++) if (inCausal(i, j, k)) w[(k * R + j) * R + i] = 10 / 512;
-  const conv = g.node("Conv", [x, g.constant([1, 1, R, R, R], w), g.constant([1], [-10])], { kernel_shape: [R, R, R] });
-  g.node("Add", [conv, g.constant([1, 1, R, R, R], new Float32Array(R ** 3))], {}, ["mask"]);
-  g.output("mask", ["N", 1, R, R, R]);
-  return g.toBytes();
-}
+// RISE: the known structure of test/helpers/causal3d.ts (16³; every logit = 10·mean(causal box) − 10).
+const R = CAUSAL_N;
 
 let dir: string, image: string, image16: string;
 const models: Record<string, string> = {};
@@ -120,9 +110,7 @@ beforeAll(async () => {
     data: Float32Array.from({ length: CELLS }, (_, i) => 100 + 40 * Math.sin(0.37 * i) + (i % 7)),
   });
   image16 = join(dir, "v16.nii.gz");
-  const data = new Float32Array(R ** 3);
-  for (let k = 0; k < R; k++) for (let j = 0; j < R; j++) for (let i = 0; i < R; i++) data[(k * R + j) * R + i] = inCausal(i, j, k) ? 3 : 1;
-  await writeNifti(image16, { dims: [R, R, R], affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], data });
+  await writeNifti(image16, { dims: [R, R, R], affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], data: causalBoxVolume() });
 });
 
 /** Runs `method` on a volume through its registry volume form, as `segcause explain` does. */

@@ -110,7 +110,7 @@ export function datasetCommand(): Command {
       const { grids, emptyMasks, kinds } = await checkVolumes(ds.cases, kind, labels);
       if (kinds.size > 1)
         process.stderr.write(
-          `note: the volumes come in ${kinds.size} orientations/spacings (${[...kinds].map(([k, n]) => `${k}: ${n}`).join("; ")}); explain, evaluate and bank build bring each into the model's axes and spacing (docs/volumes.md)\n`,
+          `note: the volumes come in ${kinds.size} orientations/spacings (${[...kinds].map(([k, n]) => `${k}: ${n}`).join("; ")}); explain and bank build bring each into the model's axes and spacing (docs/volumes.md)\n`,
         );
       made = {
         ...ds,

@@ -9,7 +9,7 @@ import { fail } from "../errors.js";
 import { allMethods, methodNames, volumeMethodNames } from "../explain/catalog.js";
 import { readingLine } from "../report/counts.js";
 import { SCALE_HELP } from "../report/scale.js";
-import { addMethodFlags, describeResult, runExplain } from "./explain.js";
+import { addMethodFlags, COMMON, describeResult, runExplain } from "./explain.js";
 import { checkNoImageFlags, emitVolume, runVolumeExplain } from "./explain-volume.js";
 import { addDeviceFlag, intOrAuto, oneOf, seed } from "./options.js";
 import { addOutputFlags, emit, humanLine, type OutputFlags, showProgress } from "./output.js";
@@ -51,10 +51,7 @@ function readDemoConfig<T>(name: string): T {
 }
 
 /** The demo's flags that are not method options (the rest are checked against the method's). */
-const DEMO_FLAGS = new Set([
-  ...["out", "method", "seed", "batchSize", "threads", "workers", "colourScale", "progress", "json", "quiet", "volume"],
-  ...["model", "image", "mask", "label", "roi", "bank", "outcome", "reference"],
-]);
+const DEMO_FLAGS = new Set([...COMMON, "threads", "volume"]);
 
 type DemoFlags = OutputFlags & {
   out?: string;

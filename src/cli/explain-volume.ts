@@ -4,6 +4,7 @@
  * volume form in the registry (`volume` in its declaration) runs it; methods without one are refused
  * in one line naming those that run on volumes.
  */
+import { rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { VolumeBank } from "../data/volume/volume-bank.js";
@@ -158,16 +159,23 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const p = kase.placement;
     if (p.kind === "sliding" && !form.windows && p.box.some((b, a) => b > p.patch[a]))
       fail(
-        `${f.method} does not run over sliding windows yet, and this volume (${p.box.join("x")} in the model's space) needs more than one ${p.patch.join("x")} window`,
+        `${f.method} does not run over sliding windows yet, and this volume (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space) needs more than one ${[...p.patch].reverse().join("x")} window`,
         "use --method zero, occlusion or pdcr on this volume, or a card whose box holds the whole volume",
       );
     const run = await form.plan({ model, kase, target: resolved, bank, boxUnit: f.boxUnit }, o);
+    if (!run.blockSpec && (bounds.maxPasses > 0 || bounds.maxSeconds > 0))
+      fail(
+        `--max-passes and --max-time bound the box methods on volumes (zero, occlusion, pdcr); ${f.method} does not take them`,
+        "drop them (rise's cost is --masks; the gradient methods' is a few passes)",
+      );
     if (run.blockSpec && !f.quiet)
       process.stderr.write(
         `${costLine(plannedCost(kase, resolved, run.blockSpec), await measurePassMs(model, kase.input, batchSize ?? VOLUME_BATCH_SIZE))}\n`,
       );
     claimOutputDir(f.out, "explain");
     lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
+    // an earlier result's manifest would make a stopped or failed run's folder look complete
+    rmSync(join(f.out, "manifest.json"), { force: true });
     const progress = f.progress ? stderrProgress() : undefined;
     const checkpointPath = join(f.out, ".checkpoint.json");
     let attribution: VolumeAttribution;

@@ -71,7 +71,8 @@ export interface ExplainFlags extends CardFlags {
 }
 
 /** The flags that are not method options. */
-const COMMON = new Set<string>([
+/** The explain flags that are not method options (the rest are checked against the method's); demo shares them. */
+export const COMMON = new Set<string>([
   "model",
   "image",
   "mask",
@@ -281,7 +282,7 @@ export function explainCommand(): Command {
       );
     if (volumeModel) {
       checkNoImageFlags(opts);
-      emitVolume(opts, await runVolumeExplain({ ...opts, progress: showProgress(opts) }, COMMON));
+      emitVolume(opts, await runVolumeExplain({ ...opts, progress: showProgress(opts) }, COMMON), { format: "segcause.volume-summary/1" });
       return;
     }
     const r = await runExplain({ ...opts, progress: showProgress(opts) });

@@ -61,7 +61,7 @@ export const VolumeInputSpec = z.object({
   orientation: z.string().optional(),
   /**
    * where the voxel axes i, j, k point, as NIfTI axis codes ("RAS": i toward the patient's right...,
-   * one of R/L, A/P, S/I each): a volume whose axes differ is refused, since the model would see it mirrored
+   * one of R/L, A/P, S/I each): a volume whose axes differ is reoriented to them first (model-space.ts), since the model would see it mirrored
    */
   axes: z
     .string()

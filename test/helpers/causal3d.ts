@@ -48,11 +48,17 @@ export function causalBoxModel(): Uint8Array {
 
 export const AFFINE = [1, 0, 0, -20, 0, 1, 0, 5, 0, 0, 1, 7.5, 0, 0, 0, 1];
 
+/** The case volume: raw 3 in the causal box, 1 elsewhere (i fastest). */
+export function causalBoxVolume(): Float32Array {
+  const data = new Float32Array(N ** 3);
+  for (let k = 0; k < N; k++) for (let j = 0; j < N; j++) for (let i = 0; i < N; i++) data[(k * N + j) * N + i] = inCausal(i, j, k) ? 3 : 1;
+  return data;
+}
+
 /** Writes the model (with its card), the volume and a manifest of two noise volumes into `dir`. */
 export async function writeCausalFixture(dir: string): Promise<{ model: string; image: string; manifest: string }> {
   const model = writeModel(dir, "causal3d.onnx", causalBoxModel(), CARD);
-  const data = new Float32Array(N ** 3);
-  for (let k = 0; k < N; k++) for (let j = 0; j < N; j++) for (let i = 0; i < N; i++) data[(k * N + j) * N + i] = inCausal(i, j, k) ? 3 : 1;
+  const data = causalBoxVolume();
   const image = join(dir, "case.nii.gz");
   await writeNifti(image, { dims: [N, N, N], affine: AFFINE, data });
   // other volumes of the "data set": noise, whose z-scored boxes have a mean near 0

@@ -43,7 +43,12 @@ export function plannedCost(kase: VolumeCase, target: VolumeTarget, spec: Volume
   const { screen, samples } = spec.estimator;
   const p = paperPlan(n, screen, samples);
   if (p.total !== undefined)
-    return { units: n, exact: p.total, bound: p.bound, rule: `1 + ${screen} per box${spec.stride && spec.stride < spec.block ? " (window)" : ""}` };
+    return {
+      units: n,
+      exact: p.total,
+      bound: p.bound,
+      rule: `1 + ${screen} per box${spec.stride?.some((v, a) => v < spec.block[a]) ? " (window)" : ""}`,
+    };
   return { units: n, bound: p.bound, rule: `at most 1 + ${screen}·${n} screening + ${samples} per box that passes the screen` };
 }
 

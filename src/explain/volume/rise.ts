@@ -34,6 +34,9 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
   summary: "random s³-cell masks (trilinear, random shift) blending the volume with its mean (or --fill); centred mask-weighted average per voxel",
   check: (o) => refuseBlur("rise", o.fillKind),
   plan: ({ model, kase, target }, o) => {
+    // its scorer reads the whole box's output; a sliding card's Target reads the windows' stitched RoI
+    if (kase.placement.kind === "sliding")
+      fail("rise does not run through sliding windows yet", "use a card with a centre placement, or --method zero, occlusion or pdcr");
     checkCount("masks", o.masks, 2, "use --masks 4000");
     checkCount("cells", o.cells, 2, "use --cells 8");
     const range = volumeRange(kase.placement, kase.space.dims);
@@ -77,6 +80,9 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
         model: model.sha256,
         image: kase.imageSha256,
         mask: kase.maskSha256 ?? null,
+        // the labels that made the reference mask, and a GPU's samples apart (as the box engine's key)
+        ...(kase.labels ? { labels: kase.labels } : {}),
+        ...(model.device === "cpu" ? {} : { device: model.device }),
         card: model.card,
         target: { roi: target.describe, bounds: target.roiBounds, outcome: target.outcome, ref: target.referenceKind },
         method: "rise",
