@@ -44,7 +44,7 @@ import { upgradeOpset } from "../onnx/opset.js";
 import { makeProbability } from "../target/outcome.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { getOrInsert } from "../util/maps.js";
-import type { ProgressTracker } from "../util/progress.js";
+import type { ProgressTracker, WorkPlan } from "../util/progress.js";
 import type { Attribution } from "./attribution.js";
 import { FillIntervention, type FillKind } from "./interventions.js";
 import { fillOptions } from "./options.js";
@@ -338,6 +338,26 @@ export interface GradientMap {
 }
 
 /**
+ * The gradient layer's progress, on images and volumes alike: every evaluation counts in the current
+ * stage (the method's own name until the body names one), and the body's plan goes to `setPlan`.
+ */
+export function gradientProgress(method: string, open: (stage: string, total: number) => ProgressTracker, setPlan: (p: WorkPlan) => void) {
+  let stage: ProgressTracker | undefined;
+  return {
+    evaluated: (n: number) => {
+      stage ??= open(method, 1);
+      stage.add(n);
+    },
+    stage: (name: string, total: number) => {
+      stage?.end();
+      stage = open(name, total);
+    },
+    plan: (total: number | undefined, bound?: number) => setPlan(total === undefined ? { bound: bound! } : { total, bound: bound ?? total }),
+    end: () => stage?.end(),
+  };
+}
+
+/**
  * Runs a gradient method: unperturbed pass and Target (shared with every method), gradient
  * sessions on demand, then the method's body, and assembles the pixel-level Attribution.
  */
@@ -358,12 +378,8 @@ export async function explainGradient(
     return getOrInsert(runners, b, () => new Runner(model, { batchSize: b }));
   };
   const ctx = await RunContext.open(model, kase, targetSpec, run, { runner: runnerFor(1), t0 });
-  // Every evaluation counts in the current stage (the method's own name until it names one).
-  let stage: ProgressTracker | undefined;
-  const evaluated = (n: number) => {
-    stage ??= ctx.tracker(method, 1);
-    stage.add(n);
-  };
+  const progress = gradientProgress(method, (name, total) => ctx.tracker(name, total), ctx.plan);
+  const { evaluated } = progress;
   const forward = async <T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>) => {
     const out = await runnerFor(items.length).evaluate(items, write, read);
     evaluated(items.length);
@@ -398,17 +414,14 @@ export async function explainGradient(
       sessions.push(s);
       return s;
     },
-    stage: (name, total) => {
-      stage?.end();
-      stage = ctx.tracker(name, total);
-    },
-    plan: (total, bound) => ctx.plan(total === undefined ? { bound: bound! } : { total, bound: bound ?? total }),
+    stage: progress.stage,
+    plan: progress.plan,
     batchSize,
   };
   let result: GradientMap;
   try {
     result = await body(env);
-    stage?.end();
+    progress.end();
   } finally {
     for (const s of sessions) await s.release();
   }

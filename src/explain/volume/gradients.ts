@@ -11,7 +11,7 @@ import { makeProbability } from "../../target/outcome.js";
 import { flatLayout, type VolumeTarget } from "../../target/volume-target.js";
 import type { ProgressEvent, ProgressListener, WorkPlan } from "../../util/progress.js";
 import { ProgressTracker } from "../../util/progress.js";
-import { type GradientCore, type GradientMap, GradientSession, roiScore, zeroMapNote } from "../gradients.js";
+import { type GradientCore, type GradientMap, GradientSession, gradientProgress, roiScore, zeroMapNote } from "../gradients.js";
 import { VOLUME_BATCH_SIZE, type VolumeAttribution } from "./engine.js";
 import { volumeProvenance } from "./provenance.js";
 import type { RunBound } from "./run-bound.js";
@@ -72,11 +72,12 @@ export async function explainVolumeGradient(
   // Progress as on images: each stage's events carry the run's plan; every evaluation counts in the current stage.
   let workPlan: WorkPlan | undefined;
   const listen = run.onProgress && ((e: ProgressEvent) => run.onProgress!({ ...e, ...(workPlan ? { plan: workPlan } : {}) }));
-  let stage: ProgressTracker | undefined;
-  const evaluated = (n: number) => {
-    stage ??= new ProgressTracker(method, 1, listen);
-    stage.add(n);
-  };
+  const progress = gradientProgress(
+    method,
+    (name, total) => new ProgressTracker(name, total, listen),
+    (p) => (workPlan = p),
+  );
+  const { evaluated } = progress;
   const [baseScore] = await forwardScores([kase.input]);
   const sessions: GradientSession[] = [];
   const env: GradientCore = {
@@ -94,19 +95,14 @@ export async function explainVolumeGradient(
       sessions.push(s);
       return s;
     },
-    stage: (name, total) => {
-      stage?.end();
-      stage = new ProgressTracker(name, total, listen);
-    },
-    plan: (total, bound) => {
-      workPlan = total === undefined ? { bound: bound! } : { total, bound: bound ?? total };
-    },
+    stage: progress.stage,
+    plan: progress.plan,
     batchSize,
   };
   let result: GradientMap;
   try {
     result = await body(env);
-    stage?.end();
+    progress.end();
   } finally {
     for (const s of sessions) await s.release();
   }
