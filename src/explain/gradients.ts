@@ -338,22 +338,50 @@ export interface GradientMap {
 }
 
 /**
- * The gradient layer's progress, on images and volumes alike: every evaluation counts in the current
- * stage (the method's own name until the body names one), and the body's plan goes to `setPlan`.
+ * What a gradient method's run keeps around its body, on images and volumes alike: the gradient
+ * sessions it opens (released when it ends), and its progress, where every evaluation counts in the
+ * current stage (the method's own name until the body names one) and the body's plan goes to `setPlan`.
  */
-export function gradientProgress(method: string, open: (stage: string, total: number) => ProgressTracker, setPlan: (p: WorkPlan) => void) {
+export function gradientScaffold(
+  method: string,
+  model: Differentiable,
+  batchSize: number,
+  open: (stage: string, total: number) => ProgressTracker,
+  setPlan: (p: WorkPlan) => void,
+) {
   let stage: ProgressTracker | undefined;
-  return {
-    evaluated: (n: number) => {
-      stage ??= open(method, 1);
-      stage.add(n);
+  const sessions: GradientSession[] = [];
+  const evaluated = (n: number) => {
+    stage ??= open(method, 1);
+    stage.add(n);
+  };
+  const parts = {
+    session: async (o: Omit<GradientSessionOptions, "batchSize"> & { batchSize?: number } = {}) => {
+      const s = await GradientSession.create(model, { ...o, batchSize: o.batchSize ?? batchSize });
+      s.onEvaluated = evaluated;
+      sessions.push(s);
+      return s;
     },
     stage: (name: string, total: number) => {
       stage?.end();
       stage = open(name, total);
     },
     plan: (total: number | undefined, bound?: number) => setPlan(total === undefined ? { bound: bound! } : { total, bound: bound ?? total }),
-    end: () => stage?.end(),
+  };
+  return {
+    evaluated,
+    sessions,
+    parts,
+    /** Runs the body, then releases every session it opened. */
+    async run<E>(env: E, body: (env: E) => Promise<GradientMap>): Promise<GradientMap> {
+      try {
+        const result = await body(env);
+        stage?.end();
+        return result;
+      } finally {
+        for (const s of sessions) await s.release();
+      }
+    },
   };
 }
 
@@ -378,8 +406,8 @@ export async function explainGradient(
     return getOrInsert(runners, b, () => new Runner(model, { batchSize: b }));
   };
   const ctx = await RunContext.open(model, kase, targetSpec, run, { runner: runnerFor(1), t0 });
-  const progress = gradientProgress(method, (name, total) => ctx.tracker(name, total), ctx.plan);
-  const { evaluated } = progress;
+  const scaffold = gradientScaffold(method, model, batchSize, (name, total) => ctx.tracker(name, total), ctx.plan);
+  const { evaluated } = scaffold;
   const forward = async <T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>) => {
     const out = await runnerFor(items.length).evaluate(items, write, read);
     evaluated(items.length);
@@ -392,7 +420,7 @@ export async function explainGradient(
   const probAt = makeProbability(model.card.output, layout);
   const { roiSeed, scoreOfProb, scoreOfRaw } = roiScore(target.region.pixels, layout.channels, ch, plane, probAt);
   const forwardScores = async (inputs: Float32Array[]): Promise<number[]> => Array.from(await forward(inputs, (x, dst) => dst.set(x), scoreOfRaw));
-  const sessions: GradientSession[] = [];
+  const { sessions } = scaffold;
   const env: GradientEnv = {
     model,
     kase,
@@ -408,23 +436,10 @@ export async function explainGradient(
     forwardScores,
     forward,
     probAt,
-    session: async (o = {}) => {
-      const s = await GradientSession.create(model, { ...o, batchSize: o.batchSize ?? batchSize });
-      s.onEvaluated = evaluated;
-      sessions.push(s);
-      return s;
-    },
-    stage: progress.stage,
-    plan: progress.plan,
+    ...scaffold.parts,
     batchSize,
   };
-  let result: GradientMap;
-  try {
-    result = await body(env);
-    progress.end();
-  } finally {
-    for (const s of sessions) await s.release();
-  }
+  const result = await scaffold.run(env, body);
   const notes = [
     `gradient target: S = sum of the class-${ch} probability over the ${target.region.area} RoI pixels (S(x) = ${env.baseScore.toPrecision(6)}); gradients are w.r.t. the model input tensor (after the card's (pixel/scale - mean)/std)`,
     ...(result.notes ?? []),

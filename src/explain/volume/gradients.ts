@@ -11,7 +11,7 @@ import { makeProbability } from "../../target/outcome.js";
 import { flatLayout, type VolumeTarget } from "../../target/volume-target.js";
 import type { ProgressEvent, ProgressListener, WorkPlan } from "../../util/progress.js";
 import { ProgressTracker } from "../../util/progress.js";
-import { type GradientCore, type GradientMap, GradientSession, gradientProgress, roiScore, zeroMapNote } from "../gradients.js";
+import { type GradientCore, type GradientMap, gradientScaffold, roiScore, zeroMapNote } from "../gradients.js";
 import { VOLUME_BATCH_SIZE, type VolumeAttribution } from "./engine.js";
 import { volumeProvenance } from "./provenance.js";
 import type { RunBound } from "./run-bound.js";
@@ -72,14 +72,14 @@ export async function explainVolumeGradient(
   // Progress as on images: each stage's events carry the run's plan; every evaluation counts in the current stage.
   let workPlan: WorkPlan | undefined;
   const listen = run.onProgress && ((e: ProgressEvent) => run.onProgress!({ ...e, ...(workPlan ? { plan: workPlan } : {}) }));
-  const progress = gradientProgress(
+  const scaffold = gradientScaffold(
     method,
+    model,
+    batchSize,
     (name, total) => new ProgressTracker(name, total, listen),
     (p) => (workPlan = p),
   );
-  const { evaluated } = progress;
   const [baseScore] = await forwardScores([kase.input]);
-  const sessions: GradientSession[] = [];
   const env: GradientCore = {
     seed: run.seed ?? 0,
     input: kase.input,
@@ -89,23 +89,11 @@ export async function explainVolumeGradient(
     roiSeed,
     scoreOfProb,
     forwardScores,
-    session: async (o = {}) => {
-      const s = await GradientSession.create(model, { ...o, batchSize: o.batchSize ?? batchSize });
-      s.onEvaluated = evaluated;
-      sessions.push(s);
-      return s;
-    },
-    stage: progress.stage,
-    plan: progress.plan,
+    ...scaffold.parts,
     batchSize,
   };
-  let result: GradientMap;
-  try {
-    result = await body(env);
-    progress.end();
-  } finally {
-    for (const s of sessions) await s.release();
-  }
+  const result = await scaffold.run(env, body);
+  const { sessions } = scaffold;
   const ch = model.card.output.channel;
   const notes = [
     ...kase.notes,
