@@ -93,13 +93,15 @@ describe("bundled models", () => {
 });
 
 describe("the npm packages", () => {
-  it("segcause ships the demos' models, cards, samples and banks (2D and volume), and no other model", () => {
+  it("segcause ships the demos' models, cards, samples and banks (2D and volume), and no other model nor any volume", () => {
     const files = packedFiles(ROOT);
     const demo = json(join(ROOT, "samples", "demo.json"));
     const volume = json(join(ROOT, "samples", "demo-volume.json"));
-    for (const d of [demo, volume])
-      for (const f of [d.model, `${d.model}.json`, d.image, d.mask, d.bank, "LICENSE", "bin/segcause.js"]) expect(files, f).toContain(f);
-    // the volume case's source and licence (CC-BY-SA 4.0) travel with it
+    for (const f of [demo.model, `${demo.model}.json`, demo.image, demo.mask, demo.bank, "LICENSE", "bin/segcause.js"]) expect(files, f).toContain(f);
+    // the volume demo's case stays in its data set (read with --data); the model and the bank are shipped
+    for (const f of [volume.model, `${volume.model}.json`, volume.bank]) expect(files, f).toContain(f);
+    expect(files.filter((f) => /\.nii(\.gz)?$|\.dcm$/i.test(f))).toEqual([]);
+    // the bank's source and licence (CC-BY-SA 4.0) travel with it
     expect(files).toContain("samples/volume/README.md");
     expect(files.filter((f) => f.endsWith(".onnx")).sort()).toEqual([demo.model, volume.model].sort());
   });

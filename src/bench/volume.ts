@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { PACKAGE_ROOT, volumeDemoConfig } from "../cli/demo.js";
+import { PACKAGE_ROOT, volumeDemoConfig, volumeDemoData } from "../cli/demo.js";
 import { runVolumeExplain } from "../cli/explain-volume.js";
 import { pearson } from "./fidelity.js";
 
@@ -30,13 +30,14 @@ export interface VolumeBenchRow {
 async function runOne(schedule: VolumeBenchRow["schedule"], threads: number): Promise<VolumeBenchRow> {
   const cfg = volumeDemoConfig();
   const at = (p: string) => join(PACKAGE_ROOT, p);
+  const data = volumeDemoData(cfg);
   const out = mkdtempSync(join(tmpdir(), "segcause-bench-volume-"));
   try {
     const r = await runVolumeExplain(
       {
         model: at(cfg.model),
-        image: at(cfg.image),
-        mask: at(cfg.mask!),
+        image: join(data, cfg.image),
+        mask: join(data, cfg.mask!),
         label: cfg.label,
         roi: cfg.roi.join(","),
         bank: at(cfg.bank),

@@ -1,6 +1,6 @@
 /** `segcause demo`: the main job on the bundled default (a shipped model, a shippable sample). */
 
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Command } from "commander";
@@ -28,6 +28,8 @@ interface DemoConfig {
 
 /** The volume demo's case: a label map as the reference (its labels), a box RoI and the bank's block. */
 interface VolumeDemoConfig extends Omit<DemoConfig, "roi"> {
+  /** the data set's folder name under the data root; `image` and `mask` are relative to that folder */
+  dataset: string;
   label: string;
   block: number;
   roi: [number, number, number, number, number, number];
@@ -51,7 +53,7 @@ function readDemoConfig<T>(name: string): T {
 }
 
 /** The demo's flags that are not method options (the rest are checked against the method's). */
-const DEMO_FLAGS = new Set([...COMMON, "threads", "volume"]);
+const DEMO_FLAGS = new Set([...COMMON, "threads", "volume", "data"]);
 
 type DemoFlags = OutputFlags & {
   out?: string;
@@ -65,10 +67,26 @@ type DemoFlags = OutputFlags & {
   [k: string]: unknown;
 };
 
-/** `demo --volume`: the shipped 3D model on the bundled hippocampus case, through `explain`'s volume path. */
+/**
+ * The folder of the volume demo's data set. Its volumes are not shipped (the data set's files stay
+ * outside the package): `--data`, else `$SEGCAUSE_DATA/<dataset>`, else `../shared/data/<dataset>` beside
+ * the package, as the tests find it.
+ */
+export function volumeDemoData(cfg: VolumeDemoConfig, data?: string): string {
+  const dir = data ?? join(process.env.SEGCAUSE_DATA ?? join(PACKAGE_ROOT, "..", "shared", "data"), cfg.dataset);
+  if (!existsSync(join(dir, cfg.image)))
+    fail(
+      `the volume demo reads ${cfg.image} of the ${cfg.dataset} data set (Medical Segmentation Decathlon Task04), which segcause does not ship, and ${dir} does not hold it`,
+      `pass --data <folder with images/ and labels/ of Task04 Hippocampus> (or set SEGCAUSE_DATA to the folder holding ${cfg.dataset}/); see samples/volume/README.md`,
+    );
+  return dir;
+}
+
+/** `demo --volume`: the shipped 3D model on a hippocampus test case of the data set, through `explain`'s volume path. */
 async function volumeDemo(f: DemoFlags): Promise<void> {
   const cfg = volumeDemoConfig();
   const at = (p: string) => join(PACKAGE_ROOT, p);
+  const data = volumeDemoData(cfg, f.data as string | undefined);
   if (!volumeMethodNames().includes(f.method))
     fail(`method ${f.method} does not run on volumes yet`, `use --method ${volumeMethodNames().join(", ")} with --volume (see \`segcause methods\`)`);
   if (f.method === "pdcr" && f.block !== undefined && f.block !== cfg.block)
@@ -90,8 +108,8 @@ async function volumeDemo(f: DemoFlags): Promise<void> {
       out,
       progress: showProgress(f),
       model: at(cfg.model),
-      image: at(cfg.image),
-      mask: at(cfg.mask!),
+      image: join(data, cfg.image),
+      mask: join(data, cfg.mask!),
       label: cfg.label,
       roi: cfg.roi.join(","),
       bank: f.method === "pdcr" ? at(cfg.bank) : undefined,
@@ -105,7 +123,7 @@ async function volumeDemo(f: DemoFlags): Promise<void> {
   emitVolume(f, r, { format: "segcause.demo-summary/1", description });
   if (!("stopped" in r) && !f.quiet && !f.json)
     process.stdout.write(
-      `  open ${join(out, "mosaic.png")} (slices through the RoI, red boxes held its segmentation up, blue ones worked against it), or load ${join(out, "map.nii.gz")} over ${at(cfg.image)} in ITK-SNAP, 3D Slicer or NiiVue\n`,
+      `  open ${join(out, "mosaic.png")} (slices through the RoI, red boxes held its segmentation up, blue ones worked against it), or load ${join(out, "map.nii.gz")} over ${join(data, cfg.image)} in ITK-SNAP, 3D Slicer or NiiVue\n`,
     );
 }
 
@@ -114,7 +132,11 @@ export function demoCommand(): Command {
     .description("explain the bundled sample with the bundled model (no arguments needed)")
     .option(
       "--volume",
-      "explain the bundled hippocampus MRI volume with the shipped 3D model instead (the methods `segcause methods` marks for volumes)",
+      "explain a hippocampus MRI test case with the shipped 3D model instead (the methods `segcause methods` marks for volumes); the data set is not shipped: see --data",
+    )
+    .option(
+      "--data <dir>",
+      "with --volume: the Task04 Hippocampus folder (images/, labels/); default $SEGCAUSE_DATA/hippocampus or ../shared/data/hippocampus",
     )
     .option("--out <dir>", "output folder (default segcause-demo, or segcause-demo-volume with --volume)")
     .option("--method <name>", `method: ${methodNames().join(", ")}`, oneOf("method", methodNames()), "pdcr")
