@@ -338,6 +338,28 @@ export interface GradientMap {
 }
 
 /**
+ * One forward/backward pass of the unperturbed input, its input gradient reduced to a map by `reduce`:
+ * the whole of saliency, gradient × input and guided backpropagation.
+ */
+export async function inputGradientMap(
+  env: GradientCore,
+  reduce: (inputGrad: Float32Array) => Float32Array,
+  opts: { rule?: GradientRule } = {},
+): Promise<Float32Array> {
+  env.plan(2); // the unperturbed pass and one forward/backward pass
+  const s = await env.session(opts);
+  let map: Float32Array = new Float32Array(env.plane);
+  await s.run(
+    [0],
+    (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
+    (slot) => {
+      map = reduce(slot.inputGrad);
+    },
+  );
+  return map;
+}
+
+/**
  * What a gradient method's run keeps around its body, on images and volumes alike: the gradient
  * sessions it opens (released when it ends), and its progress, where every evaluation counts in the
  * current stage (the method's own name until the body names one) and the body's plan goes to `setPlan`.

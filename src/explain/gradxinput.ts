@@ -11,23 +11,14 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import { explainGradient, type GradientCore, type GradientMap, sumOverChannels } from "./gradients.js";
+import { explainGradient, type GradientCore, type GradientMap, inputGradientMap, sumOverChannels } from "./gradients.js";
 import { defineMethod } from "./methods.js";
 import type { RunOptions } from "./run.js";
 import { explainVolumeGradient } from "./volume/gradients.js";
 
 /** The gradient × input map of an image or a volume. */
 export async function gradXInputMap(env: GradientCore): Promise<GradientMap> {
-  env.plan(2); // the unperturbed pass and one forward/backward pass
-  const s = await env.session();
-  let map: Float32Array = new Float32Array(env.plane);
-  await s.run(
-    [0],
-    (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
-    (slot) => {
-      map = sumOverChannels(slot.inputGrad, env.input, undefined, env.channels, env.plane, -1);
-    },
-  );
+  const map = await inputGradientMap(env, (g) => sumOverChannels(g, env.input, undefined, env.channels, env.plane, -1));
   return {
     map,
     signed: true,

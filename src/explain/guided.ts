@@ -7,23 +7,13 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import { explainGradient, maxAbsOverChannels } from "./gradients.js";
+import { explainGradient, inputGradientMap, maxAbsOverChannels } from "./gradients.js";
 import { defineMethod } from "./methods.js";
 import type { RunOptions } from "./run.js";
 
 export function explainGuided(model: Model, kase: Case, target: TargetSpec, run: RunOptions = {}): Promise<Attribution> {
   return explainGradient(model, kase, target, run, "guided", { rule: "guided" }, async (env) => {
-    env.plan(2); // the unperturbed pass and one forward/backward pass
-    const s = await env.session({ rule: "guided" });
-    const plane = model.height * model.width;
-    let map: Float32Array = new Float32Array(plane);
-    await s.run(
-      [0],
-      (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
-      (slot) => {
-        map = maxAbsOverChannels(slot.inputGrad, model.channels, plane);
-      },
-    );
+    const map = await inputGradientMap(env, (g) => maxAbsOverChannels(g, model.channels, model.height * model.width), { rule: "guided" });
     return { map, signed: false, valueUnits: "|guided-backprop dS/dx| (S = RoI probability sum), max over channels" };
   });
 }

@@ -6,23 +6,14 @@ import type { Case } from "../data/case.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { Attribution } from "./attribution.js";
-import { explainGradient, type GradientCore, type GradientMap, maxAbsOverChannels } from "./gradients.js";
+import { explainGradient, type GradientCore, type GradientMap, inputGradientMap, maxAbsOverChannels } from "./gradients.js";
 import { defineMethod } from "./methods.js";
 import type { RunOptions } from "./run.js";
 import { explainVolumeGradient } from "./volume/gradients.js";
 
 /** The saliency map of an image or a volume. */
 export async function saliencyMap(env: GradientCore): Promise<GradientMap> {
-  env.plan(2); // the unperturbed pass and one forward/backward pass
-  const s = await env.session();
-  let map: Float32Array = new Float32Array(env.plane);
-  await s.run(
-    [0],
-    (_, f) => (f.input.set(env.input), f.seed.set(env.roiSeed)),
-    (slot) => {
-      map = maxAbsOverChannels(slot.inputGrad, env.channels, env.plane);
-    },
-  );
+  const map = await inputGradientMap(env, (g) => maxAbsOverChannels(g, env.channels, env.plane));
   return { map, signed: false, valueUnits: "|dS/dx| (S = RoI probability sum, x = model input), max over channels" };
 }
 
