@@ -115,7 +115,7 @@ function spatialHeat(e: ComponentEffects, tensor: string, height: number, width:
 async function topChannelsPng(e: ComponentReport, k = 8): Promise<Buffer | undefined> {
   const act = e.activations;
   // a row of 2D maps: a volume's [C, D, H, W] channels have no one plane to show
-  if (!act || act.dims.length !== 3) return undefined;
+  if (act?.dims.length !== 3) return undefined;
   const [, H, W] = act.dims;
   const top = ranked(e).slice(0, k);
   const scale = Math.max(1, Math.floor(128 / Math.max(H, W)));
