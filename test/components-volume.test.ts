@@ -6,54 +6,21 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
-import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { loadVolumeCase, type VolumeCase } from "../src/data/volume/volume-case.js";
 import { explainVolumeComponents } from "../src/explain/volume/components.js";
 import { VolumeModel } from "../src/model/volume-model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { spatialOnBox } from "../src/report/volume-components.js";
+import { AFFINE, at, CARD3D, copyChannelModel, head, N, writeFlatVolume } from "./helpers/components3d.js";
 import { tmp, writeModel } from "./helpers/tiny.js";
 
-const N = 8;
-const AFFINE = [1, 0, 0, -3, 0, 1, 0, 2, 0, 0, 1, 5, 0, 0, 0, 1];
-/** raw v → v/255, as a 2D gray image's pixels (a fixed window, so a flat volume keeps its value) */
-const CARD = {
-  schema: "segcause.modelcard/1",
-  name: "tiny-3d",
-  input: {
-    name: "image",
-    layout: "ncdhw",
-    depth: N,
-    height: N,
-    width: N,
-    channels: "gray",
-    normalisation: { kind: "ct-window", centre: 127.5, width: 255 },
-    placement: { kind: "centre", fill: 0 },
-    spacing: [1, 1, 1],
-  },
-  output: { name: "mask", layout: "ncdhw", kind: "logits", activation: "sigmoid", channel: 0, threshold: 0.5 },
-};
-
-/** Flat index of voxel (z, y, x) of the box (x fastest). */
-const at = (z: number, y: number, x: number) => (z * N + y) * N + x;
-
-/** The head every fixture shares: the logit mask = 20·(s − 0.5) (the card's sigmoid reads it), named /head/... */
-function head(g: GraphBuilder, s: string): void {
-  const l = g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["mask"], "/head/Mul");
-  g.output(l, ["N", 1, N, N, N]);
-}
-
 async function load(dir: string, name: string, g: GraphBuilder): Promise<VolumeModel> {
-  return VolumeModel.load(writeModel(dir, name, g.toBytes(), CARD), { threads: 1 });
+  return VolumeModel.load(writeModel(dir, name, g.toBytes(), CARD3D), { threads: 1 });
 }
 
 /** A flat volume of raw value v (or of v(z, y, x)), loaded as the model's case. */
 async function flat(model: VolumeModel, dir: string, name: string, v: number | ((z: number, y: number, x: number) => number)): Promise<VolumeCase> {
-  const data = new Float32Array(N ** 3);
-  for (let z = 0; z < N; z++) for (let y = 0; y < N; y++) for (let x = 0; x < N; x++) data[at(z, y, x)] = typeof v === "number" ? v : v(z, y, x);
-  const path = join(dir, `${name}.nii.gz`);
-  await writeNifti(path, { dims: [N, N, N], affine: AFFINE, data });
-  return loadVolumeCase(model, path);
+  return loadVolumeCase(model, await writeFlatVolume(dir, name, v));
 }
 
 describe("components on a 3D model with a known answer", () => {
@@ -184,17 +151,12 @@ describe("donor enumeration on a 3D model with known answers", () => {
 });
 
 describe("channel and spatial units of [N, C, D, H, W] feature maps with a known answer", () => {
-  // feat = 4 channels of the input, channel 2 an exact copy; the head reads channel 2 with weight 1
-  // and the others with 0.01, per voxel. Only channel 2, and only at the RoI's voxels, decides.
+  // copyChannelModel: only channel 2 of feat, and only at the RoI's voxels, decides.
   let model: VolumeModel, kase: VolumeCase, donors: VolumeCase[];
   const roi = { z: 4, y: 0, x: 4, depth: 4, height: 4, width: 4 };
   beforeAll(async () => {
-    const g = new GraphBuilder("copy-channel-3d");
-    const x = g.input("image", ["N", 1, N, N, N]);
-    g.node("Conv", [x, g.constant([4, 1, 1, 1, 1], [0.3, 0.2, 1, 0.1])], { kernel_shape: [1, 1, 1] }, ["feat"], "/enc/conv/Conv");
-    head(g, g.node("Conv", ["feat", g.constant([1, 4, 1, 1, 1], [0.01, 0.01, 1, 0.01])], { kernel_shape: [1, 1, 1] }, ["s"], "/head/conv/Conv"));
     const dir = tmp();
-    model = await load(dir, "copy3d.onnx", g);
+    model = await VolumeModel.load(writeModel(dir, "copy3d.onnx", copyChannelModel(), CARD3D), { threads: 1 });
     kase = await flat(model, dir, "bright", 200);
     donors = [];
     for (const v of [0, 20, 40]) donors.push(await flat(model, dir, `d${v}`, v));

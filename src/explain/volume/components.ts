@@ -59,13 +59,17 @@ export interface VolumeComponentOptions extends ComponentRunOptions {
   donors?: VolumeCase[];
 }
 
-/** One line when the volume's placement is one the suffix's output cannot be read under. */
+/**
+ * One line when the card's sliding windows would need more than one window for this volume: a
+ * component's activations are those of one pass over one box, and stitching the suffix's windows is
+ * not done. A volume that fits one window is one box (its output is that window's), as with "centre".
+ */
 export function checkComponentPlacement(kase: VolumeCase): void {
   const p = kase.placement;
-  if (p.kind === "sliding")
+  if (p.kind === "sliding" && p.box.some((b, a) => b > p.patch[a]))
     fail(
-      `components do not run over sliding windows: the card of this model places volumes in ${[...p.patch].reverse().join("x")} windows (DxHxW), and a component's activations are those of one window`,
-      'use a card with input.placement {"kind": "centre"} (the model sees one box), or explain the volume with `segcause explain --method pdcr`',
+      `components do not run over sliding windows, and ${kase.id} (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space) needs more than one ${[...p.patch].reverse().join("x")} window of this model's card`,
+      'use a volume that fits one window (crop it about the structure), or a card with input.placement {"kind": "centre"}; `segcause explain --method pdcr` runs over windows',
     );
 }
 
