@@ -3,7 +3,7 @@
  * passes through, redundant paths, a copied channel, one causal cell) built as tiny [N, 1, D, H, W]
  * models; the component engine on their volumes must find the same exact answers.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadVolumeCase, type VolumeCase } from "../src/data/volume/volume-case.js";
@@ -80,6 +80,20 @@ describe("components on a 3D model with a known answer", () => {
       settings: { level: "stage", ablation: "resample", donorSampling: "random", samples: 5 },
     });
     expect(runs[0].roi).toBe("box z 5..6, y 2..4, x 2..4 (2x3x3)");
+  });
+
+  it("a sliding card on a volume that fits one window: that window is the box, and the effects are the centre card's", async () => {
+    const dir = tmp();
+    const card = { ...CARD3D, input: { ...CARD3D.input, placement: { kind: "sliding", overlap: 0.5 } } };
+    const bytes = readFileSync(model.path);
+    const sliding = await VolumeModel.load(writeModel(dir, "sliding.onnx", bytes, card), { threads: 1 });
+    const k = await loadVolumeCase(sliding, kase.imagePath);
+    expect(k.placement.kind).toBe("sliding");
+    const ds = await Promise.all(donors.map((d) => loadVolumeCase(sliding, d.imagePath)));
+    const e = await explainVolumeComponents(sliding, k, { roi }, { donors: ds, batchSize: 4 });
+    const centre = await explainVolumeComponents(model, kase, { roi }, { donors, batchSize: 4 });
+    expect(e.units.map((u) => [u.name, u.effect, u.stderr])).toEqual(centre.units.map((u) => [u.name, u.effect, u.stderr]));
+    await sliding.release();
   });
 
   it("resumes from its checkpoint with identical effects; another RoI reuses nothing", async () => {
