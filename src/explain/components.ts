@@ -186,6 +186,9 @@ const cutFailed =
       "report this model to the segcause authors; input-level methods still work",
     );
 
+/** Suffix sessions kept open at once (least recently used released first). */
+const OPEN_SUFFIXES = 2;
+
 const ELEM: Record<string, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float64: 11 };
 
 type Outputs = Record<string, TensorData>;
@@ -404,15 +407,23 @@ export async function componentEngine<R extends ComponentRun>(
     }
     return m;
   };
+  // Each suffix session holds ORT's memory for its activations: only the most recently used are kept
+  // open, so a run over many cuts (a 3D U-Net's stages hold gigabytes at once) holds a few arenas.
   const sessions = new Map<string, { s: Sessions; out: string }>();
   const suffixOf = async (u: number) => {
     const key = units[u].plan;
     let e = sessions.get(key);
-    if (!e) {
+    if (e) sessions.delete(key);
+    else {
+      if (sessions.size >= OPEN_SUFFIXES) {
+        const [oldest, old] = sessions.entries().next().value!;
+        sessions.delete(oldest);
+        await old.s.release();
+      }
       const { bytes, outputName: out } = buildSuffix(proto, plans.get(key)!, types, outputName);
       e = { s: await openCut(model, bytes), out };
-      sessions.set(key, e);
     }
+    sessions.set(key, e); // the last entry is the most recently used
     return e;
   };
   const draws = ablation === "resample" ? donors.length : 1;

@@ -12,6 +12,7 @@ import { outcomeUnits } from "../../target/outcome.js";
 import { resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
 import { type ComponentParts, type ComponentRunOptions, componentEngine } from "../components.js";
 import { type KeyIdentity, RunCore } from "../run.js";
+import { VOLUME_BATCH_SIZE } from "./engine.js";
 import { volumeProvenance } from "./provenance.js";
 
 /** The run of a volume: the shared RunCore with a volume's identity (voxels and grid, mask, RoI) in its checkpoint keys. */
@@ -81,7 +82,9 @@ export async function explainVolumeComponents(
 ): Promise<VolumeComponentEffects> {
   const t0 = Date.now();
   checkComponentPlacement(kase);
-  const { donors: donorCases = [], ...run } = opts;
+  const { donors: donorCases = [], ...rest } = opts;
+  // boxes of a volume's activations are large: volumes batch as `explain` batches them
+  const run = { ...rest, batchSize: rest.batchSize ?? VOLUME_BATCH_SIZE };
   for (const d of donorCases) checkComponentPlacement(d);
   const r = await componentEngine(
     {
