@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { readDicomVolume } from "../src/data/volume/dicom/index.js";
 import { readNifti } from "../src/data/volume/nifti.js";
 import { segcause } from "./helpers/cli.js";
 import { AFFINE, at, CARD3D, copyChannelModel, N, writeFlatVolume } from "./helpers/components3d.js";
@@ -30,6 +31,16 @@ beforeAll(async () => {
 const out = () => join(dir, `out-${Math.random().toString(36).slice(2)}`);
 
 describe("components on a tiny 3D model (CLI)", () => {
+  it("--list names a 3D model's components and the tensors --tensor takes", () => {
+    const r = segcause("components", "--list", "--model", model, "--level", "layer", "--json");
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).components.map((c: { name: string; outputs: string[] }) => [c.name, c.outputs])).toEqual([
+      ["enc/conv", ["feat"]],
+      ["head/conv", ["s"]],
+      ["head", ["mask"]],
+    ]);
+  });
+
   it("the spatial level writes each tensor's box effects as NIfTI on the input's grid, with its affine", async () => {
     const o = out();
     const ok = segcause(
@@ -246,6 +257,29 @@ describe.skipIf(!haveHippo)("components of the shipped 3D model on a real hippoc
     const effects = new Set(json.units.map((u: { effect: number }) => Math.fround(u.effect)));
     for (const v of map.data) expect(effects.has(v)).toBe(true);
     expect(json.units.some((u: { effect: number }) => u.effect < 0)).toBe(true);
+  });
+});
+
+const DICOM_SERIES = join("..", "shared", "data", "dicom", "mr-hippocrop", "study1");
+
+describe.skipIf(!existsSync(DICOM_SERIES))("components of the shipped 3D model on a DICOM series", () => {
+  it("an LPS series (reoriented to the card's RAS): boxes of the bottleneck, the map back on the series' grid", async () => {
+    const o = out();
+    const bottleneck = "/downs.2/downs.2.1/downs.2.1.2/Relu_output_0";
+    const args = ["--roi", "12,16,14,6,8,6", "--level", "spatial", "--tensor", bottleneck, "--cell", "4", "--ablation", "zero"];
+    const r = segcause("components", "--model", MODEL3D, "--image", DICOM_SERIES, ...args, "--out", o);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/note: reoriented LPS → RAS/);
+    const input = await readDicomVolume(DICOM_SERIES);
+    const map = await readNifti(join(o, readdirNifti(o)));
+    expect(map.dims).toEqual(input.dims);
+    for (let i = 0; i < 16; i++) expect(map.affine[i]).toBeCloseTo(input.affine[i], 4);
+    const prov = JSON.parse(readFileSync(join(o, "manifest.json"), "utf8")).provenance;
+    expect(prov.case.source).toBe("dicom");
+    expect(prov.volume.modelSpace).toMatchObject({ inputAxes: "LPS", flips: [true, true, false], resampled: null });
+    const json = JSON.parse(readFileSync(join(o, "components.json"), "utf8"));
+    const effects = new Set(json.units.map((u: { effect: number }) => Math.fround(u.effect)));
+    for (const v of map.data) expect(Number.isNaN(v) || effects.has(v)).toBe(true);
   });
 });
 
