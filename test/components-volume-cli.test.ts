@@ -141,6 +141,7 @@ describe("components on volumes: bad inputs, one line each, nothing written", ()
     ],
     ["a 2D RoI on a volume", () => base().slice(0, -2).concat(["--roi", "0,0,4,4"]), /cannot parse volume RoI '0,0,4,4'/],
     ["both --roi and --roi-mask", () => base("--roi-mask", image), /both --roi and --roi-mask/],
+    ["resample without donors", () => base(), /resample ablation needs donor volumes/],
     ["no RoI", () => ["components", "--model", model, "--image", image], /components on a 3D model needs --image, --roi \(or --roi-mask\) and --out/],
     ["a 2D card flag", () => base("--input-size", "8,8", "--ablation", "zero"), /--input-size applies to 2D images/],
     ["donors of another geometry", () => base("--donors", bigDir), /donor .*big\.nii\.gz is 12x12x12 voxels .* larger than the model's 8x8x8 box/],

@@ -61,7 +61,7 @@ function donorSources(spec: string, splits: string, splitsGiven: boolean): Donor
 /** The same file (by path, or a regular file's content) as the explained volume: no donor of itself. */
 async function sameSource(a: string, b: string, bHash: string | undefined): Promise<boolean> {
   if (resolve(a) === resolve(b)) return true;
-  if (!bHash || !statSync(a).isFile()) return false;
+  if (!bHash || !statSync(a, { throwIfNoEntry: false })?.isFile()) return false;
   return (await sha256File(a)) === bHash;
 }
 
@@ -88,9 +88,12 @@ export async function runVolumeComponents(f: ComponentFlags & OutputFlags, given
       `${f.model} is a 3D model (its card declares a volume input), but ${f.image} is not a volume`,
       "give a NIfTI volume (.nii/.nii.gz) or a DICOM series folder as --image",
     );
-  checkNoImageFlags(f as unknown as Record<string, unknown>);
+  checkNoImageFlags({ ...f });
   const donorSampling = checkComponentFlags(f, given);
   const roiBox = f.roi ? parseVolumeRoi(f.roi) : undefined;
+  // the engine says the same, but only once the folder is claimed: refused before anything is written
+  if (f.ablation !== "zero" && !f.donors)
+    fail(`${f.ablation} ablation needs donor volumes`, "pass --donors <folder or manifest> with volumes of the same domain, or use --ablation zero");
   checkOutputFolder(f.out, "components");
   noteReplaced(f.out, f.quiet === true);
   markResumable("checkpoints");
