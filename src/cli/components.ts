@@ -196,8 +196,11 @@ export function componentsCommand(): Command {
   const cmd = new Command("components")
     .description("causal effects of network components (stages, blocks, layers or named tensors) on the RoI outcome")
     .requiredOption("--model <file>", "ONNX segmentation model")
-    .option("--image <file>", "image to explain")
-    .option("--mask <file>", "ground-truth mask; without it Dice is against the model's own prediction")
+    .option("--image <file>", "image to explain, or a volume for a 3D model (.nii/.nii.gz, a DICOM file or series folder)")
+    .option(
+      "--mask <file>",
+      "ground-truth mask (volumes: a label map or DICOM SEG, with --label); without it Dice is against the model's own prediction",
+    )
     .option("--roi <r,c,h,w>", "RoI rectangle in model-input pixels; volumes: z,y,x,d,h,w in voxels of the input volume")
     .option("--roi-mask <file>", "volumes: the RoI as a label map on the volume's grid (with --label)")
     .option("--label <n[,n]>", "volumes: the label(s) of the --mask/--roi-mask label map (or DICOM SEG segments) that make the structure")

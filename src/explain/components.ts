@@ -61,7 +61,7 @@ export const COMPONENT_OPTIONS = {
     appliesWhen: { option: "level", values: ["channel"] },
   }),
   cell: optionalInt({
-    description: "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)",
+    description: "cell size in feature-map pixels at --level spatial (default: a 16x16 grid; on volumes boxes of n voxels, an 8x8x8 grid)",
     min: 1,
     appliesWhen: { option: "level", values: ["spatial"] },
   }),
