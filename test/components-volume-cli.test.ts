@@ -263,6 +263,9 @@ describe.skipIf(!haveHippo)("components of the shipped 3D model on a real hippoc
 
 const DICOM_SERIES = join("..", "shared", "data", "dicom", "mr-hippocrop", "study1");
 
+if (!existsSync(DICOM_SERIES))
+  console.warn("components-volume-cli.test.ts: ../shared/data/dicom is absent, so the DICOM series run is skipped (CI has the data)");
+
 describe.skipIf(!existsSync(DICOM_SERIES))("components of the shipped 3D model on a DICOM series", () => {
   it("an LPS series (reoriented to the card's RAS): boxes of the bottleneck, the map back on the series' grid", async () => {
     const o = out();
