@@ -30,7 +30,7 @@ interface BankFlags extends CardFlags {
   quiet?: boolean;
 }
 
-function isManifest(path: string): boolean {
+export function isManifest(path: string): boolean {
   try {
     return path.endsWith(".json") || statSync(`${path}/manifest.json`).isFile();
   } catch {

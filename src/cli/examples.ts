@@ -16,7 +16,7 @@ const EXAMPLES: Record<string, string[]> = {
   components: [
     "segcause components --list --model models/unet-ph2.onnx --level block",
     "segcause components --model models/unet-ph2.onnx --image samples/lesion.png --roi 56,112,32,32 --ablation zero --out comp/",
-    "segcause components --model m.onnx --image case.png --roi 96,96,32 --donors data/manifest.json --out comp/",
+    "segcause components --model models/volumes/unet3d-hippocampus.onnx --image case.nii.gz --roi-mask labels.nii.gz --donors data/manifest.json --out comp3d/",
   ],
   bank: ["segcause bank build --images data/manifest.json --model m.onnx --out data.scbank"],
   "bank build": [

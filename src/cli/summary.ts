@@ -1,6 +1,6 @@
 /** The JSON summaries of `explain`, `demo` and `components` (--json): what the human summary says, as data. */
 import { basename } from "node:path";
-import type { ComponentEffects } from "../explain/components.js";
+import type { ComponentReport } from "../report/components.js";
 import { unitEvidence } from "../report/counts.js";
 import type { ExplainResult } from "./explain.js";
 
@@ -34,7 +34,10 @@ export function explainJson(r: ExplainResult): Record<string, unknown> {
   };
 }
 
-export function componentsJson(e: ComponentEffects, out: string, files: string[], donors: number): Record<string, unknown> {
+/** What a components summary reads, on images or volumes. */
+export type ComponentSummary = ComponentReport & { reference: string; tau: number };
+
+export function componentsJson(e: ComponentSummary, out: string, files: string[], donors: number): Record<string, unknown> {
   const { perUnit, counts } = unitEvidence(e.units);
   return {
     format: "segcause.components-summary/1",

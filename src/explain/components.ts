@@ -6,9 +6,11 @@
  * each intervention then only runs the suffix of the graph after the component.
  */
 
+import type { ModelProto } from "onnx-buf";
 import type { Case } from "../data/case.js";
 import { fail } from "../errors.js";
 import { BatchRunner } from "../model/batches.js";
+import type { Device } from "../model/device.js";
 import type { Model } from "../model/model.js";
 import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
 import { type SessionConfig, Sessions, type TensorData } from "../model/runtime.js";
@@ -23,13 +25,14 @@ import {
   planCut,
   type TensorType,
 } from "../onnx/surgery.js";
+import type { OutcomeFn } from "../target/outcome.js";
 import { resolveTarget, type TargetSpec } from "../target/target.js";
 import type { AttributionCore } from "./attribution.js";
 import type { Resumable } from "./checkpoint.js";
 import { donorEnumeratedAte } from "./donor-ate.js";
 import { PAPER_SCREENED_ATE, screenedAte, type UnitEstimate } from "./estimators.js";
 import { choice, int, num, type OptionValues, optionalChoice, optionalInt, optionDefaults } from "./options.js";
-import { RunContext, type RunOptions } from "./run.js";
+import { RunContext, type RunCore, type RunOptions } from "./run.js";
 import type { Evaluate } from "./samples.js";
 
 export const UNIT_LEVELS = ["stage", "block", "layer", "channel", "spatial"] as const;
@@ -58,7 +61,7 @@ export const COMPONENT_OPTIONS = {
     appliesWhen: { option: "level", values: ["channel"] },
   }),
   cell: optionalInt({
-    description: "cell size in feature-map pixels at --level spatial (default: a 16x16 grid)",
+    description: "cell size in feature-map pixels at --level spatial (default: a 16x16 grid; on volumes boxes of n voxels, an 8x8x8 grid)",
     min: 1,
     appliesWhen: { option: "level", values: ["spatial"] },
   }),
@@ -78,17 +81,23 @@ const DEFAULTS = optionDefaults(COMPONENT_OPTIONS);
 export interface Selection {
   tensor: string;
   channels: [number, number];
+  /** depth range of a volume's [C, D, H, W] feature map (absent on [C, H, W] maps) */
+  slices?: [number, number];
   rows: [number, number];
   cols: [number, number];
 }
 
-export interface ComponentOptions extends RunOptions, Partial<OptionValues<typeof COMPONENT_OPTIONS>> {
+/** The engine's options, whatever the input: images or volumes (their donors are given as model inputs). */
+export interface ComponentRunOptions extends RunOptions, Partial<OptionValues<typeof COMPONENT_OPTIONS>> {
   /** explicit tensors, each its own unit, instead of grouped components */
   tensors?: string[];
-  /** donor cases of the same domain (needed by resample and mean) */
-  donors?: Case[];
   /** checkpoint save interval (default 5 s; tests use 0) */
   checkpointEveryMs?: number;
+}
+
+export interface ComponentOptions extends ComponentRunOptions {
+  /** donor cases of the same domain (needed by resample and mean) */
+  donors?: Case[];
 }
 
 export type ComponentResult = Pick<Component, "name" | "order" | "depth" | "outputs"> & UnitEstimate & { index: number; selection?: Selection };
@@ -99,17 +108,63 @@ interface Unit extends Pick<Component, "name" | "order" | "depth" | "outputs"> {
   selection?: Selection;
 }
 
-/** The components result: the fields every result shares (AttributionCore), with component units instead of a map. */
-export interface ComponentEffects extends AttributionCore {
+/** What every components result holds, on images and on volumes. */
+export interface ComponentParts {
   method: "components";
   level: UnitLevel | "tensors";
-  /** feature-map size [channels, height, width] of each tensor at the channel/spatial levels */
+  /** feature-map size [channels, height, width] (volumes: [channels, depth, height, width]) of each tensor at the channel/spatial levels */
   tensorDims: Record<string, number[]>;
-  /** base activations of the channel-level tensor (one image), for rendering */
+  /** base activations of the channel-level tensor (one input), for rendering */
   activations?: { tensor: string; dims: number[]; data: Float32Array };
   ablation: Ablation;
   units: ComponentResult[];
   skipped: { name: string; reason: string }[];
+}
+
+/** The components result: the fields every result shares (AttributionCore), with component units instead of a map. */
+export interface ComponentEffects extends Omit<AttributionCore, "method">, ComponentParts {}
+
+/** What the engine needs of a model, whatever its input's spatial rank: Model (2D) and VolumeModel (3D) both are one. */
+export interface CutModel {
+  readonly path: string;
+  readonly inputName: string;
+  readonly outputName: string;
+  /** one input without the batch axis: [C, ...spatial] */
+  readonly inputDims: number[];
+  /** the batch size the graph fixes, if it does */
+  readonly fixedBatch: number | undefined;
+  readonly threads: number;
+  readonly device: Device;
+  proto(): ModelProto;
+}
+
+/** The run once the unperturbed output is known: seeds, checkpoints and progress, and the Target's score. */
+export type ComponentRun = RunCore & { readonly target: { score: OutcomeFn; base: number } };
+
+/** What is explained: the model, its unperturbed input, the donors' inputs and how the Target is read. */
+export interface ComponentSubject<R extends ComponentRun> {
+  model: CutModel;
+  input: Float32Array;
+  /** the donors' model inputs, in the donor list's order */
+  donors: Float32Array[];
+  /** what a donor is, in messages ("image", "volume") */
+  donorNoun: string;
+  /** the run, from the unperturbed output (one batch slot) */
+  open(baseOutput: Float32Array): R;
+  /** refuses a feature map whose channel/spatial units would be cut wrongly (a layout the rank does not tell) */
+  checkFeatureMap(tensor: string, dims: readonly number[], level: "channel" | "spatial"): void;
+}
+
+/** The engine's result, before the caller adds what its input kind records (provenance, grid). */
+export interface ComponentRunResult<R extends ComponentRun> {
+  ctx: R;
+  parts: ComponentParts;
+  forwardPasses: number;
+  tau: number;
+  batchSize: number;
+  /** the settings that change the result (provenance) */
+  settings: Record<string, unknown>;
+  notes: string[];
 }
 
 /**
@@ -117,19 +172,22 @@ export interface ComponentEffects extends AttributionCore {
  * changes float rounding at cut boundaries, while at "extended" prefix + suffix reproduce the full
  * model bit for bit.
  */
-async function openCut(model: Model, bytes: Uint8Array): Promise<Sessions> {
+async function openCut(model: CutModel, bytes: Uint8Array): Promise<Sessions> {
   return Sessions.open(bytes, SESSION_OPTS(model));
 }
-const SESSION_OPTS = (model: Model): SessionConfig => ({ threads: model.threads, optimization: "extended", device: model.device });
+const SESSION_OPTS = (model: CutModel): SessionConfig => ({ threads: model.threads, optimization: "extended", device: model.device });
 
 /** ORT's failure on a cut graph of `model` as one line. */
 const cutFailed =
-  (model: Model, what: string) =>
+  (model: CutModel, what: string) =>
   (e: unknown): never =>
     fail(
       `ONNX Runtime failed to run ${what} of ${model.path}: ${(e as Error).message.split("\n")[0]}`,
       "report this model to the segcause authors; input-level methods still work",
     );
+
+/** Suffix sessions kept open at once (least recently used released first). */
+const OPEN_SUFFIXES = 2;
 
 const ELEM: Record<string, number> = { float32: 1, uint8: 2, int8: 3, int32: 6, int64: 7, bool: 9, float64: 11 };
 
@@ -181,10 +239,59 @@ function sliceBatch(r: Outputs, j: number, B: number): Outputs {
 
 export async function explainComponents(model: Model, kase: Case, targetSpec: TargetSpec, opts: ComponentOptions = {}): Promise<ComponentEffects> {
   const t0 = Date.now();
+  const { donors: donorCases = [], ...run } = opts;
+  const input = model.preprocess(kase.image);
+  const r = await componentEngine(
+    {
+      model,
+      input,
+      donors: donorCases.map((d) => model.preprocess(d.image)),
+      donorNoun: "image",
+      open: (output) => RunContext.fromBase(model, kase, opts, { input, output, target: resolveTarget(model, kase, targetSpec, output) }, t0),
+      checkFeatureMap: (t, d, level) => {
+        if (d.length !== 4)
+          fail(`tensor ${t} has shape [${d.join(", ")}]; the ${level} level needs an NCHW feature map`, "choose a convolutional feature map");
+        // A channels-last activation (Keras/tf2onnx graphs carry them between Transposes) would be cut
+        // into cells along its channels; the shape tells it when only the NHWC reading fits the input.
+        if (outputLayoutOf([...d], model.height, model.width, "nchw") === "nhwc") {
+          fail(
+            `tensor ${t} is [${d.join(", ")}], which reads as channels-last [N, H, W, C]; the ${level} level splits [N, C, H, W] feature maps`,
+            "choose a channels-first tensor, e.g. the output of the Transpose next to it (components --list --level layer)",
+          );
+        }
+      },
+    },
+    donorCases.map((d) => d.imageSha256),
+    run,
+  );
+  const core = r.ctx.finishCore({
+    method: "components",
+    forwardPasses: r.forwardPasses,
+    tau: r.tau,
+    settings: r.settings,
+    intervention: { name: `${r.parts.ablation} ablation`, donors: donorCases.map((d) => ({ id: d.id, sha256: d.imageSha256 })) },
+    runnerNotes: [],
+    batchSize: r.batchSize,
+    notes: r.notes,
+  });
+  return { ...core, ...r.parts };
+}
+
+/**
+ * The engine, for images and volumes alike: cut plans, one exposed pass of the input and of each
+ * donor, suffix passes per intervention, the donor-enumerated or screened ATE, checkpointed.
+ * `donorKeys` identify the donors in the checkpoint key (their content hashes).
+ */
+export async function componentEngine<R extends ComponentRun>(
+  subject: ComponentSubject<R>,
+  donorKeys: string[],
+  opts: ComponentRunOptions,
+): Promise<ComponentRunResult<R>> {
+  const { model, donors } = subject;
   const ablation = opts.ablation ?? DEFAULTS.ablation;
-  const donors = opts.donors ?? [];
+  const noun = subject.donorNoun;
   if (ablation !== "zero" && donors.length === 0)
-    fail(`${ablation} ablation needs donor images`, "pass --donors <folder or manifest> with images of the same domain, or use --ablation zero");
+    fail(`${ablation} ablation needs donor ${noun}s`, `pass --donors <folder or manifest> with ${noun}s of the same domain, or use --ablation zero`);
   const proto = model.proto();
   const requested = opts.level ?? DEFAULTS.level;
   const inTensor = requested === "channel" || requested === "spatial";
@@ -197,7 +304,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     : listComponents(proto, level as ComponentLevel);
   const outputName = model.outputName;
   const plans = new Map<string, CutPlan>();
-  const skipped: ComponentEffects["skipped"] = [];
+  const skipped: ComponentParts["skipped"] = [];
   for (const c of comps) {
     try {
       plans.set(c.name, planCut(proto, c.outputs, [outputName]));
@@ -209,9 +316,9 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   const B = model.fixedBatch ?? opts.batchSize ?? DEFAULT_BATCH_SIZE;
   const needed = [...new Set([...plans.values()].flatMap((p) => p.suffixInputs).concat(outputName))];
   const exposed = await openCut(model, exposeTensors(proto, needed));
-  const dims = [model.channels, model.height, model.width];
-  const base = model.preprocess(kase.image);
-  // Base activations at batch B (the image in every slot): shape-carrying tensors then match the suffix batch.
+  const dims = model.inputDims;
+  const base = subject.input;
+  // Base activations at batch B (the input in every slot): shape-carrying tensors then match the suffix batch.
   let baseRun: Outputs;
   try {
     [baseRun] = await exposedBatches(exposed, model.inputName, [base], dims, B, cutFailed(model, "the exposed graph"));
@@ -222,21 +329,11 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   let forwardPasses = 1; // the base run; then the donors' and every sample's (resumed ones too, as PdCR counts them)
   // The reference and m(X) come from the same session settings as the interventions.
   const baseOutput = baseRun[outputName].data as Float32Array;
-  const baseOut = baseOutput.slice(0, baseOutput.length / B);
-  const ctx = RunContext.fromBase(model, kase, opts, { input: base, output: baseOut, target: resolveTarget(model, kase, targetSpec, baseOut) }, t0);
+  const ctx = subject.open(baseOutput.slice(0, baseOutput.length / B));
   const { target } = ctx;
   const types = new Map<string, TensorType>();
   for (const [k, t] of Object.entries(baseRun)) types.set(k, { elemType: ELEM[t.type] ?? 1, dims: [...t.dims] });
-  const donorActs = donors.length
-    ? await runExposed(
-        exposed,
-        model.inputName,
-        donors.map((d) => model.preprocess(d.image)),
-        dims,
-        B,
-        cutFailed(model, "the exposed graph"),
-      )
-    : [];
+  const donorActs = donors.length ? await runExposed(exposed, model.inputName, donors, dims, B, cutFailed(model, "the exposed graph")) : [];
   forwardPasses += donors.length;
   await exposed.release();
 
@@ -246,8 +343,8 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     .filter((c) => {
       const bad = c.outputs.find((t) => baseRun[t].type !== "float32" || baseRun[t].dims[0] !== B);
       if (bad) {
-        if (opts.tensors) fail(`tensor ${bad} is not a per-image float activation`, "choose a float feature map");
-        skipped.push({ name: c.name, reason: `output ${bad} is not a per-image float activation` });
+        if (opts.tensors) fail(`tensor ${bad} is not a per-${noun} float activation`, "choose a float feature map");
+        skipped.push({ name: c.name, reason: `output ${bad} is not a per-${noun} float activation` });
       }
       return !bad;
     });
@@ -257,18 +354,13 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     for (const c of usable) {
       const t = c.outputs[0];
       const d = baseRun[t].dims;
-      if (d.length !== 4)
-        fail(`tensor ${t} has shape [${d.join(", ")}]; the ${level} level needs an NCHW feature map`, "choose a convolutional feature map");
-      // A channels-last activation (Keras/tf2onnx graphs carry them between Transposes) would be cut
-      // into cells along its channels; the shape tells it when only the NHWC reading fits the input.
-      if (outputLayoutOf(d, model.height, model.width, "nchw") === "nhwc") {
-        fail(
-          `tensor ${t} is [${d.join(", ")}], which reads as channels-last [N, H, W, C]; the ${level} level splits [N, C, H, W] feature maps`,
-          "choose a channels-first tensor, e.g. the output of the Transpose next to it (components --list --level layer)",
-        );
-      }
-      const [, C, H, W] = d;
-      tensorDims[t] = [C, H, W];
+      subject.checkFeatureMap(t, d, level as "channel" | "spatial");
+      // [C, H, W], or [C, D, H, W] on volumes: a unit's selection then also has a depth range
+      const [, C, ...space] = d;
+      tensorDims[t] = [C, ...space];
+      const [H, W] = space.slice(-2);
+      const D = space.length === 3 ? space[0] : undefined;
+      const whole = D === undefined ? {} : { slices: [0, D] as [number, number] };
       if (level === "channel") {
         const g = opts.channelGroup ?? DEFAULTS.channelGroup;
         if (!Number.isInteger(g) || g < 1 || g > C) fail(`channel group ${g} must be in 1..${C}`, "use --channel-group 1");
@@ -280,22 +372,26 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
             depth: 0,
             outputs: [t],
             plan: t,
-            selection: { tensor: t, channels: [c0, c1], rows: [0, H], cols: [0, W] },
+            selection: { tensor: t, channels: [c0, c1], ...whole, rows: [0, H], cols: [0, W] },
           });
         }
       } else {
-        const cell = opts.cell ?? Math.max(1, Math.ceil(Math.max(H, W) / 16));
+        // cells are squares of a [C, H, W] map, cubes (boxes) of a [C, D, H, W] one
+        const cell = opts.cell ?? Math.max(1, Math.ceil(Math.max(...space) / (D === undefined ? 16 : 8)));
         if (!Number.isInteger(cell) || cell < 1) fail(`cell size must be a positive integer, got ${cell}`, "use --cell 1..feature-map size");
-        for (let r = 0; r < H; r += cell) {
-          for (let k = 0; k < W; k += cell) {
-            units.push({
-              name: `${t}@${r},${k}`,
-              order: units.length,
-              depth: 0,
-              outputs: [t],
-              plan: t,
-              selection: { tensor: t, channels: [0, C], rows: [r, Math.min(H, r + cell)], cols: [k, Math.min(W, k + cell)] },
-            });
+        for (let z = 0; z < (D ?? 1); z += cell) {
+          for (let r = 0; r < H; r += cell) {
+            for (let k = 0; k < W; k += cell) {
+              const slices = D === undefined ? {} : { slices: [z, Math.min(D, z + cell)] as [number, number] };
+              units.push({
+                name: D === undefined ? `${t}@${r},${k}` : `${t}@${z},${r},${k}`,
+                order: units.length,
+                depth: 0,
+                outputs: [t],
+                plan: t,
+                selection: { tensor: t, channels: [0, C], ...slices, rows: [r, Math.min(H, r + cell)], cols: [k, Math.min(W, k + cell)] },
+              });
+            }
           }
         }
       }
@@ -311,15 +407,23 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     }
     return m;
   };
+  // Each suffix session holds ORT's memory for its activations: only the most recently used are kept
+  // open, so a run over many cuts (a 3D U-Net's stages hold gigabytes at once) holds a few arenas.
   const sessions = new Map<string, { s: Sessions; out: string }>();
   const suffixOf = async (u: number) => {
     const key = units[u].plan;
     let e = sessions.get(key);
-    if (!e) {
+    if (e) sessions.delete(key);
+    else {
+      if (sessions.size >= OPEN_SUFFIXES) {
+        const [oldest, old] = sessions.entries().next().value!;
+        sessions.delete(oldest);
+        await old.s.release();
+      }
       const { bytes, outputName: out } = buildSuffix(proto, plans.get(key)!, types, outputName);
       e = { s: await openCut(model, bytes), out };
-      sessions.set(key, e);
     }
+    sessions.set(key, e); // the last entry is the most recently used
     return e;
   };
   const draws = ablation === "resample" ? donors.length : 1;
@@ -367,7 +471,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
                 value = fixedFill.get(key)!;
               }
               const sel = units[u].selection;
-              if (sel) copySelection(slot[k], value, 0, tensorDims[t], sel);
+              if (sel) copySelection(slot[k], value, tensorDims[t], sel);
               else slot[k].set(value);
             });
           },
@@ -386,7 +490,7 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
     "image",
     "mask",
     "target",
-    { units: units.map((u) => [u.name, ...u.outputs]), ablation, donors: donors.map((d) => d.imageSha256) },
+    { units: units.map((u) => [u.name, ...u.outputs]), ablation, donors: donorKeys },
     "seed",
     // Draw d is donor d when enumerating; the key part keeps those samples apart from random draws.
     exact ? { donorSampling } : {},
@@ -408,11 +512,14 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
   for (const e of sessions.values()) await e.s.release();
   const notes: string[] = [];
   if (ablation === "resample" && donors.length < 10)
-    notes.push(`only ${donors.length} donor image(s): the resample distribution is coarse; 20 or more are better`);
-  const core = ctx.finishCore({
-    method: "components",
+    notes.push(`only ${donors.length} donor ${noun}(s): the resample distribution is coarse; 20 or more are better`);
+  const channelTensor = level === "channel" ? opts.tensors![0] : undefined;
+  return {
+    ctx,
     forwardPasses,
     tau: st.tau,
+    batchSize: B,
+    notes,
     settings: {
       level,
       ablation,
@@ -423,45 +530,46 @@ export async function explainComponents(model: Model, kase: Case, targetSpec: Ta
       channelGroup: level === "channel" ? (opts.channelGroup ?? DEFAULTS.channelGroup) : null,
       cell: level === "spatial" ? units[0].selection!.rows[1] - units[0].selection!.rows[0] : null,
     },
-    intervention: { name: `${ablation} ablation`, donors: donors.map((d) => ({ id: d.id, sha256: d.imageSha256 })) },
-    runnerNotes: [],
-    batchSize: B,
-    notes,
-  });
-  return {
-    ...core,
-    method: "components",
-    level,
-    ablation,
-    units: units.map((c, i) => ({
-      index: i,
-      name: c.name,
-      order: c.order,
-      depth: c.depth,
-      outputs: c.outputs,
-      selection: c.selection,
-      ...estimates[i],
-    })),
-    tensorDims,
-    activations:
-      level === "channel"
+    parts: {
+      method: "components",
+      level,
+      ablation,
+      units: units.map((c, i) => ({
+        index: i,
+        name: c.name,
+        order: c.order,
+        depth: c.depth,
+        outputs: c.outputs,
+        selection: c.selection,
+        ...estimates[i],
+      })),
+      tensorDims,
+      activations: channelTensor
         ? {
-            tensor: opts.tensors![0],
-            dims: tensorDims[opts.tensors![0]],
-            data: (baseRun[opts.tensors![0]].data as Float32Array).slice(0, (baseRun[opts.tensors![0]].data as Float32Array).length / B),
+            tensor: channelTensor,
+            dims: tensorDims[channelTensor],
+            data: (baseRun[channelTensor].data as Float32Array).slice(0, (baseRun[channelTensor].data as Float32Array).length / B),
           }
         : undefined,
-    skipped,
+      skipped,
+    },
   };
 }
 
-/** Copies the selected channels x rows x cols of one item (CHW at `offset` in dst, at 0 in src). */
-function copySelection(dst: Float32Array, src: Float32Array, offset: number, dims: number[], sel: Selection): void {
-  const [, H, W] = dims;
+/**
+ * Copies the selected channels x rows x cols (x slices, on a volume's feature map) of one item from
+ * src to dst; dims are [C, H, W] or [C, D, H, W].
+ */
+function copySelection(dst: Float32Array, src: Float32Array, dims: number[], sel: Selection): void {
+  const [H, W] = dims.slice(-2);
+  const D = dims.length === 4 ? dims[1] : 1;
+  const [z0, z1] = sel.slices ?? [0, 1];
   for (let c = sel.channels[0]; c < sel.channels[1]; c++) {
-    for (let r = sel.rows[0]; r < sel.rows[1]; r++) {
-      const o = c * H * W + r * W;
-      dst.set(src.subarray(o + sel.cols[0], o + sel.cols[1]), offset + o + sel.cols[0]);
+    for (let z = z0; z < z1; z++) {
+      for (let r = sel.rows[0]; r < sel.rows[1]; r++) {
+        const o = ((c * D + z) * H + r) * W;
+        dst.set(src.subarray(o + sel.cols[0], o + sel.cols[1]), o + sel.cols[0]);
+      }
     }
   }
 }

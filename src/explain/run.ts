@@ -78,20 +78,19 @@ export interface MapParts extends ResultParts {
   screenLoss?: ScreenLoss;
 }
 
-export class RunContext {
+/**
+ * What a run needs whatever its model and case are (images or volumes): the seed and its random
+ * streams, progress with the run's WorkPlan, checkpoint keys over the run's identity and the
+ * resumable scorer. RunContext adds the 2D model, case and Target; volume runs add theirs.
+ */
+export abstract class RunCore {
   readonly seed: number;
   private readonly resumables: Resumable[] = [];
 
-  private constructor(
-    readonly model: Model,
-    readonly kase: Case,
+  protected constructor(
     readonly run: RunOptions,
-    readonly target: Target,
-    /** the unperturbed model input (CHW) */
-    readonly base: Float32Array,
-    /** the model's raw output for it (one batch slot) */
-    readonly baseOutput: Float32Array,
-    private readonly batchRunner: Runner | undefined,
+    /** execution provider of the run's sessions (a GPU's samples are kept apart in checkpoints) */
+    private readonly device: string,
     readonly t0: number,
   ) {
     this.seed = run.seed ?? 0;
@@ -121,7 +120,7 @@ export class RunContext {
   };
 
   /** The run's progress listener, with the latest WorkPlan. */
-  private readonly progress: ProgressListener | undefined;
+  protected readonly progress: ProgressListener | undefined;
 
   /** A progress stage of this run (for engines that count their own passes, e.g. the gradient layer). */
   tracker(stage: string, total: number): ProgressTracker {
@@ -131,6 +130,71 @@ export class RunContext {
   /** The run's whole work when it is known exactly (a total of passes, the unperturbed one included). */
   planExactly(total: number): void {
     this.plan({ total, bound: total });
+  }
+
+  /** Uniform integer in [0, n) of the seed's stream `stream` at `index`. */
+  randomInt(stream: number, index: number, n: number): number {
+    return randomInt(this.seed, stream, index, n);
+  }
+
+  /** Uniform in [0, 1) of the seed's stream `stream` at `index`. */
+  uniform(stream: number, index: number): number {
+    return uniform(this.seed, stream, index);
+  }
+
+  /** The seed of sub-stream `index` of `stream` (for draws that need many numbers). */
+  hash(stream: number, index: number): number {
+    return hash3(this.seed, stream, index);
+  }
+
+  /** What decides the unperturbed input and the Target, by the names a KeyLayout takes. */
+  abstract get identity(): Record<keyof KeyIdentity, unknown>;
+
+  /** The key material of a checkpoint: everything that decides the samples, in `layout`'s order. */
+  checkpointKey(layout: KeyLayout): Record<string, unknown> {
+    const id = this.identity;
+    const out: Record<string, unknown> = {};
+    for (const part of layout) {
+      if (typeof part === "string") out[part] = id[part];
+      else Object.assign(out, part);
+    }
+    // A GPU's last digits may differ from the CPU's: its samples are kept apart. CPU keys are those from before devices.
+    if (this.device !== "cpu") out.device = this.device;
+    return out;
+  }
+
+  /**
+   * A raw evaluator made resumable under `key` (see checkpoint.ts); its checkpoint notes go into
+   * the result. Engines that score on the batch runner use `scorer` instead.
+   */
+  resumable(raw: (r: () => Resumable) => Evaluate, key: Record<string, unknown>, o: { chunk?: number; saveEveryMs?: number } = {}): Resumable {
+    let resumable: Resumable | undefined;
+    const get = () => resumable!;
+    resumable = resumableEvaluate(raw(get), { path: this.run.checkpointPath, key, onProgress: this.progress, ...o });
+    this.resumables.push(resumable);
+    return resumable;
+  }
+
+  /** What every result says about its checkpoint (samples reused, or another run's replaced). */
+  get checkpointNotes(): string[] {
+    return this.resumables.flatMap((r) => r.checkpoint?.notes() ?? []);
+  }
+}
+
+export class RunContext extends RunCore {
+  private constructor(
+    readonly model: Model,
+    readonly kase: Case,
+    run: RunOptions,
+    readonly target: Target,
+    /** the unperturbed model input (CHW) */
+    readonly base: Float32Array,
+    /** the model's raw output for it (one batch slot) */
+    readonly baseOutput: Float32Array,
+    private readonly batchRunner: Runner | undefined,
+    t0: number,
+  ) {
+    super(run, model.device, t0);
   }
 
   /**
@@ -160,21 +224,6 @@ export class RunContext {
     return this.batchRunner;
   }
 
-  /** Uniform integer in [0, n) of the seed's stream `stream` at `index`. */
-  randomInt(stream: number, index: number, n: number): number {
-    return randomInt(this.seed, stream, index, n);
-  }
-
-  /** Uniform in [0, 1) of the seed's stream `stream` at `index`. */
-  uniform(stream: number, index: number): number {
-    return uniform(this.seed, stream, index);
-  }
-
-  /** The seed of sub-stream `index` of `stream` (for draws that need many numbers). */
-  hash(stream: number, index: number): number {
-    return hash3(this.seed, stream, index);
-  }
-
   get identity(): KeyIdentity {
     const { model, kase, target } = this;
     return {
@@ -187,42 +236,12 @@ export class RunContext {
     };
   }
 
-  /** The key material of a checkpoint: everything that decides the samples, in `layout`'s order. */
-  checkpointKey(layout: KeyLayout): Record<string, unknown> {
-    const id = this.identity;
-    const out: Record<string, unknown> = {};
-    for (const part of layout) {
-      if (typeof part === "string") out[part] = id[part];
-      else Object.assign(out, part);
-    }
-    // A GPU's last digits may differ from the CPU's: its samples are kept apart. CPU keys are those from before devices.
-    if (this.model.device !== "cpu") out.device = this.model.device;
-    return out;
-  }
-
-  /**
-   * A raw evaluator made resumable under `key` (see checkpoint.ts); its checkpoint notes go into
-   * the result. Engines that score on the batch runner use `scorer` instead.
-   */
-  resumable(raw: (r: () => Resumable) => Evaluate, key: Record<string, unknown>, o: { chunk?: number; saveEveryMs?: number } = {}): Resumable {
-    let resumable: Resumable | undefined;
-    const get = () => resumable!;
-    resumable = resumableEvaluate(raw(get), { path: this.run.checkpointPath, key, onProgress: this.progress, ...o });
-    this.resumables.push(resumable);
-    return resumable;
-  }
-
   /**
    * Scores numbered samples on the batch runner: `write(unit, draw, dst)` fills a model input that
    * already holds the unperturbed image; the scores are checkpointed under `key`.
    */
   scorer(key: Record<string, unknown>, write: (unit: number, draw: number, dst: Float32Array) => void, o: { chunk?: number } = {}): SampleScorer {
     return new SampleScorer(this, key, write, o.chunk ?? CHUNK);
-  }
-
-  /** What every result says about its checkpoint (samples reused, or another run's replaced). */
-  get checkpointNotes(): string[] {
-    return this.resumables.flatMap((r) => r.checkpoint?.notes() ?? []);
   }
 
   /** The fields every result shares, with the Provenance. */

@@ -84,6 +84,11 @@ export class VolumeModel implements Differentiable {
     const { depth, height, width } = this.card.input;
     return [depth, height, width];
   }
+  /** the batch size the graph fixes, if it does (cut graphs then run at it) */
+  get fixedBatch(): number | undefined {
+    const n = this.graph.inputs[0].dims[0];
+    return typeof n === "number" ? n : undefined;
+  }
   get inputSize(): number {
     const [d, h, w] = this.box;
     return d * h * w;

@@ -2,7 +2,7 @@
 import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { encodePng } from "../data/image.js";
-import type { ComponentEffects } from "../explain/components.js";
+import type { ComponentEffects, ComponentParts } from "../explain/components.js";
 import type { Region } from "../target/roi.js";
 import { writeManifest, writeStaged } from "../util/atomic.js";
 import { esc } from "../util/xml.js";
@@ -10,12 +10,22 @@ import { svgToPng } from "./charts.js";
 import { heatRgb } from "./colormap.js";
 import { unitEvidence } from "./counts.js";
 
-function ranked(e: ComponentEffects) {
+/** What the writers read of a components result, on images or volumes. */
+export type ComponentReport = ComponentParts & {
+  outcome: string;
+  baseOutcome: number;
+  notes: string[];
+  forwardPasses: number;
+  wallMs: number;
+  provenance: unknown;
+};
+
+function ranked(e: ComponentReport) {
   return [...e.units].sort((a, b) => Math.abs(b.effect) - Math.abs(a.effect) || a.order - b.order);
 }
 
 /** Horizontal bars, one per component in network order; red = supports the RoI (ATE < 0). */
-export function componentBarsSvg(e: ComponentEffects, title: string): string {
+export function componentBarsSvg(e: ComponentReport, title: string): string {
   const rowH = 18,
     left = 260,
     width = 420,
@@ -52,7 +62,7 @@ export function componentBarsSvg(e: ComponentEffects, title: string): string {
 }
 
 /** |ATE| against position in the network (first node index), a line over the components. */
-export function depthProfileSvg(e: ComponentEffects, title: string): string {
+export function depthProfileSvg(e: ComponentReport, title: string): string {
   const W = 720,
     H = 320,
     l = 60,
@@ -102,9 +112,10 @@ function spatialHeat(e: ComponentEffects, tensor: string, height: number, width:
 }
 
 /** The base activation maps of the top channels, each min-max scaled, in a row. */
-async function topChannelsPng(e: ComponentEffects, k = 8): Promise<Buffer | undefined> {
+async function topChannelsPng(e: ComponentReport, k = 8): Promise<Buffer | undefined> {
   const act = e.activations;
-  if (!act) return undefined;
+  // a row of 2D maps: a volume's [C, D, H, W] channels have no one plane to show
+  if (act?.dims.length !== 3) return undefined;
   const [, H, W] = act.dims;
   const top = ranked(e).slice(0, k);
   const scale = Math.max(1, Math.floor(128 / Math.max(H, W)));
@@ -132,7 +143,27 @@ async function topChannelsPng(e: ComponentEffects, k = 8): Promise<Buffer | unde
   return encodePng({ width: rowLen, height: th, channels: 3, data: out });
 }
 
-export async function writeComponentEffects(e: ComponentEffects, dir: string, title: string): Promise<string[]> {
+/** The spatial level's maps of a 2D result: each tensor's cell effects painted over the image, as PNG. */
+export async function spatialPngs(e: ComponentEffects): Promise<Record<string, Buffer>> {
+  const { region } = e;
+  const files: Record<string, Buffer> = {};
+  for (const [i, t] of Object.keys(e.tensorDims).entries())
+    files[spatialName(i, t, "png")] = await encodePng({
+      width: region.imageWidth,
+      height: region.imageHeight,
+      channels: 3,
+      data: spatialHeat(e, t, region.imageHeight, region.imageWidth, region),
+    });
+  return files;
+}
+
+/** The file of tensor `t`'s spatial map (the i-th tensor). */
+export function spatialName(i: number, t: string, ext: string): string {
+  return `spatial-${i}-${t.replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^_+/, "")}.${ext}`;
+}
+
+/** Writes the result; at the spatial level `spatial` holds the maps (spatialPngs on images, NIfTI on volumes). */
+export async function writeComponentEffects(e: ComponentReport, dir: string, title: string, spatial: Record<string, Buffer> = {}): Promise<string[]> {
   await mkdir(dir, { recursive: true });
   await rm(join(dir, "manifest.json"), { force: true });
   const rows = ranked(e);
@@ -176,18 +207,8 @@ export async function writeComponentEffects(e: ComponentEffects, dir: string, ti
     ),
     "components.csv": `${csv}\n`,
   };
-  if (e.level === "spatial") {
-    const { region } = e;
-    for (const [i, t] of Object.keys(e.tensorDims).entries()) {
-      const name = `spatial-${i}-${t.replace(/[^A-Za-z0-9._-]+/g, "_").replace(/^_+/, "")}.png`;
-      files[name] = await encodePng({
-        width: region.imageWidth,
-        height: region.imageHeight,
-        channels: 3,
-        data: spatialHeat(e, t, region.imageHeight, region.imageWidth, region),
-      });
-    }
-  } else {
+  if (e.level === "spatial") Object.assign(files, spatial);
+  else {
     files["components.png"] = await svgToPng(componentBarsSvg(e, title));
     if (e.level !== "channel") files["depth-profile.png"] = await svgToPng(depthProfileSvg(e, title));
     const top = await topChannelsPng(e);
