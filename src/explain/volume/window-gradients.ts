@@ -57,9 +57,15 @@ export function stitchedUpstream(st: StitchedRoi, keep: readonly number[], seed:
       for (let k = 0; k < K; k++) max = Math.max(max, st.data[k * n + i]);
       const p = new Float64Array(K);
       let sum = 0;
-      for (let k = 0; k < K; k++) sum += p[k] = Math.exp(st.data[k * n + i] - max);
+      for (let k = 0; k < K; k++) {
+        p[k] = Math.exp(st.data[k * n + i] - max);
+        sum += p[k];
+      }
       let mean = 0;
-      for (let k = 0; k < K; k++) mean += s(k, i) * (p[k] /= sum);
+      for (let k = 0; k < K; k++) {
+        p[k] /= sum;
+        mean += s(k, i) * p[k];
+      }
       for (let k = 0; k < K; k++) up[k * n + i] = p[k] * (s(k, i) - mean);
     }
   }
