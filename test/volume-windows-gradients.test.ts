@@ -12,12 +12,21 @@ import { inputGradientMap } from "../src/explain/gradients.js";
 import { resolveOptions } from "../src/explain/methods.js";
 import { riseMask3d } from "../src/explain/rise-masks.js";
 import { MaskAverage } from "../src/explain/surrogates.js";
-import { type ResolvedVolumeTarget, type VolumeAttribution, volumeTarget } from "../src/explain/volume/engine.js";
+import { costLine, plannedCost } from "../src/explain/volume/cost.js";
+import {
+  explainVolumeBlocks,
+  type ResolvedVolumeTarget,
+  type VolumeAttribution,
+  type VolumeBlockSpec,
+  volumeTarget,
+} from "../src/explain/volume/engine.js";
 import { explainVolumeGradient } from "../src/explain/volume/gradients.js";
+import { RunBound, RunStopped } from "../src/explain/volume/run-bound.js";
 import { importanceMap, slidingWindows } from "../src/explain/volume/windows.js";
 import { VolumeModel } from "../src/model/volume-model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import type { VolumeRoiBox } from "../src/target/volume-roi.js";
+import type { ProgressEvent } from "../src/util/progress.js";
 import { tmp, writeModel } from "./helpers/tiny.js";
 
 const PATCH = 8;
@@ -297,3 +306,62 @@ describe("a volume that fits one window", () => {
     expect(Array.from(a.rise.stderrMap)).toEqual(Array.from(b.rise.stderrMap));
   });
 });
+
+describe("box methods through sliding windows count window runs", () => {
+  it("--max-passes, the cost line and the progress count model passes (window runs), not samples", async () => {
+    await withCase(models.sigmoid, async (m, k, t) => {
+      // batch size 1: every session call is one window run
+      let calls = 0;
+      const run = m.sessions.run.bind(m.sessions);
+      m.sessions.run = ((...args: Parameters<typeof run>) => {
+        calls++;
+        return run(...args);
+      }) as typeof run;
+      const spec: VolumeBlockSpec = {
+        method: "zero",
+        block: [4, 4, 4],
+        estimator: { screen: 1, samples: 0, tau: 0 },
+        intervention: { kind: "constant", value: 0, describe: {} },
+        settings: {},
+        batchSize: 1,
+        checkpointPath: join(dir, "zero-bound.checkpoint.json"),
+      };
+      const planned = plannedCost(k, t, spec);
+      const e = await explainVolumeBlocks(m, k, t, { ...spec, bound: new RunBound({ maxPasses: 20, maxSeconds: 0 }) }).catch((x) => x);
+      expect(e).toBeInstanceOf(RunStopped);
+      const stopped = e as RunStopped;
+      // at most 20 window runs, all of them real; a sample runs at most the 8 windows over the RoI
+      expect(stopped.ranPasses).toBe(calls);
+      expect(stopped.ranPasses).toBeLessThanOrEqual(20);
+      expect(stopped.ranPasses).toBeGreaterThan(20 - 8);
+      expect(stopped.keptSamples).toBeLessThan(stopped.ranPasses);
+      expect(stopped.donePasses).toBe(8 + stopped.ranPasses);
+      expect(stopped.describe()).toContain(`${8 + stopped.ranPasses} of ${planned.exact} passes of the map are done`);
+      // the rest of the run: its progress plan, stages and passes in window runs
+      const events: ProgressEvent[] = [];
+      calls = 0;
+      const a = await explainVolumeBlocks(m, k, t, { ...spec, onProgress: (ev) => events.push(ev) });
+      // counted from the geometry: 8 windows over the RoI, and per box those of them it touches
+      const used = slidingWindows(k.placement as never).filter((w) => overlaps(w, ROI));
+      const expected = used.length + a.units.reduce((n, u) => n + used.filter((w) => overlaps(w, u)).length, 0);
+      expect(used).toHaveLength(8);
+      expect(a.forwardPasses).toBe(expected);
+      expect(planned.exact).toBe(expected);
+      expect(calls).toBe(expected - 8 - stopped.ranPasses);
+      expect(costLine(planned, 10)).toContain(`${expected} passes`);
+      expect(costLine(planned, 10)).toContain("a pass is one window run: 8 windows over the RoI");
+      expect(events.at(-1)!.plan).toEqual({ total: expected, bound: expected });
+      const screening = events.filter((ev) => ev.stage === "screening").at(-1)!;
+      expect([screening.done, screening.total, screening.resumed]).toEqual([expected - 8, expected - 8, stopped.ranPasses]);
+    });
+  });
+});
+
+/** Whether a window (patch 8) and a box overlap, from the geometry alone. */
+function overlaps(
+  w: { z: number; y: number; x: number },
+  b: { z: number; y: number; x: number; depth: number; height: number; width: number },
+): boolean {
+  const hit = (lo: number, n: number, at: number) => lo < at + PATCH && lo + n > at;
+  return hit(b.z, b.depth, w.z) && hit(b.y, b.height, w.y) && hit(b.x, b.width, w.x);
+}

@@ -291,6 +291,7 @@ export function emitVolume(f: OutputFlags, r: VolumeExplainResult | VolumeExplai
         stoppedAt: s.bound,
         ranPasses: s.ranPasses,
         keptSamples: s.keptSamples,
+        donePasses: s.donePasses,
         checkpoint: s.checkpointPath,
         plan: s.plan ?? null,
       }),
