@@ -3,7 +3,10 @@
  * stitched outcome computed naively here (every window of the whole volume run, weighted, summed,
  * divided, then the card's activation), its finite-difference gradient, and RISE's scores of it.
  */
-import { join } from "node:path";
+import { existsSync, readFileSync } from "node:fs";
+import { join, resolve } from "node:path";
+import { toBinary } from "@bufbuild/protobuf";
+import { ModelProtoSchema } from "onnx-buf";
 import { beforeAll, describe, expect, it } from "vitest";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { loadVolumeCase, type VolumeCase } from "../src/data/volume/volume-case.js";
@@ -25,8 +28,10 @@ import { RunBound, RunStopped } from "../src/explain/volume/run-bound.js";
 import { importanceMap, slidingWindows } from "../src/explain/volume/windows.js";
 import { VolumeModel } from "../src/model/volume-model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
+import { readModelFile } from "../src/onnx/model-file.js";
 import type { VolumeRoiBox } from "../src/target/volume-roi.js";
 import type { ProgressEvent } from "../src/util/progress.js";
+import { segcause } from "./helpers/cli.js";
 import { tmp, writeModel } from "./helpers/tiny.js";
 
 const PATCH = 8;
@@ -365,3 +370,96 @@ function overlaps(
   const hit = (lo: number, n: number, at: number) => lo < at + PATCH && lo + n > at;
   return hit(b.z, b.depth, w.z) && hit(b.y, b.height, w.y) && hit(b.x, b.width, w.x);
 }
+
+describe("segcause explain through sliding windows", () => {
+  it("writes a saliency map with its window passes, and refuses Grad-CAM in one line with the reason", () => {
+    const out = join(dir, "cli-saliency");
+    const r = segcause("explain", "--model", models.sigmoid, "--image", image, "--roi", "3,3,2,3,3,3", "--method", "saliency", "--out", out);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toContain("24 forward + 8 backward passes");
+    const json = JSON.parse(readFileSync(join(out, "map.json"), "utf8"));
+    expect(json.windows).toEqual({ patch: [8, 8, 8], overlap: 0.5, weighting: "gaussian", total: 12, overRoi: 8 });
+    expect(json.provenance.passes.model).toBe(24);
+    const gc = segcause(
+      "explain",
+      "--model",
+      models.sigmoid,
+      "--image",
+      image,
+      "--roi",
+      "3,3,2,3,3,3",
+      "--method",
+      "gradcam",
+      "--out",
+      join(dir, "cli-gc"),
+    );
+    expect(gc.code).toBe(1);
+    expect(gc.stderr.trim().split("\n")).toHaveLength(1);
+    expect(gc.stderr).toMatch(/gradcam does not run over sliding windows \(Grad-CAM weights one feature map's channels.*use --method .*saliency/);
+    expect(existsSync(join(dir, "cli-gc", "manifest.json"))).toBe(false);
+  });
+});
+
+const HIPPO = resolve("../shared/data/hippocampus");
+const MODEL3D = join("models", "volumes", "unet3d-hippocampus.onnx");
+const haveData = existsSync(join(HIPPO, "manifest.json"));
+if (!haveData) console.log(`skipped: the shipped 3D model through windows needs the hippocampus data set at ${HIPPO}`);
+
+describe.skipIf(!haveData)("the shipped 3D model in 32x48x32 sliding windows on hippocampus_008", () => {
+  it("its saliency through 4 windows matches finite differences of the stitched outcome at its strongest voxels; RISE runs, its passes counted", async () => {
+    // the shipped network with its input and output declared at a smaller patch (it is fully convolutional)
+    const file = readModelFile(MODEL3D);
+    const patch = [32, 48, 32];
+    for (const v of [file.proto.graph!.input[0], file.proto.graph!.output[0]]) {
+      const dims = (v.type!.value.value as { shape: { dim: { value: { case: string; value: unknown } }[] } }).shape.dim;
+      patch.forEach((n, a) => (dims[2 + a].value = { case: "dimValue", value: BigInt(n) }));
+    }
+    const shipped = JSON.parse(readFileSync(`${MODEL3D}.json`, "utf8"));
+    const c = { ...shipped, input: { ...shipped.input, depth: 32, height: 48, width: 32, placement: SLIDING } };
+    const path = writeModel(tmp(), "unet3d-sliding.onnx", toBinary(ModelProtoSchema, file.proto), c);
+    const m = await VolumeModel.load(path);
+    try {
+      const k = await loadVolumeCase(m, join(HIPPO, "images", "hippocampus_008.nii.gz"));
+      const t = await volumeTarget(m, k, { roi: { z: 12, y: 16, x: 14, depth: 6, height: 8, width: 6 }, reference: "prediction" });
+      const f = t.forward!;
+      expect(f.used.length).toBe(4);
+      const g = await gradient(m, k, t);
+      expect([g.forwardPasses, g.backwardPasses]).toEqual([12, 4]);
+      // S by the windows' own stitch (the naive stitch is checked on the tiny models above)
+      const S = async (x: Float32Array) => {
+        const st = await f.stitchOf(m.runner(4), x);
+        let s = 0;
+        for (const v of st.data) s += 1 / (1 + Math.exp(-v));
+        return s;
+      };
+      // the model input is the box; the map is on the volume's grid: the strongest voxels, by their box cell
+      const box = Float32Array.from(k.input);
+      const [bx, by] = k.placement.box;
+      const [ox, oy, oz] = k.placement.offset;
+      const [nx, ny] = k.volume.dims;
+      const top = Array.from(g.map.keys())
+        .sort((a, b) => Math.abs(g.map[b]) - Math.abs(g.map[a]))
+        .slice(0, 3);
+      const h = 0.005;
+      let close = 0;
+      for (const v of top) {
+        const cell = ((Math.floor(v / (nx * ny)) + oz) * by + (Math.floor(v / nx) % ny) + oy) * bx + (v % nx) + ox;
+        const up = Float32Array.from(box),
+          down = Float32Array.from(box);
+        up[cell] += h;
+        down[cell] -= h;
+        const fd = ((await S(up)) - (await S(down))) / (up[cell] - down[cell]);
+        console.log(`voxel ${v}: gradient ${g.map[v].toPrecision(5)}, central difference ${fd.toPrecision(5)}`);
+        if (Math.abs(fd - g.map[v]) <= 0.01 * Math.abs(g.map[v])) close++;
+      }
+      // a ReLU or MaxPool switch within ±h can move one voxel's difference (docs/volumes.md)
+      expect(close).toBeGreaterThanOrEqual(2);
+      const def = getMethod("rise");
+      const a = await (await def.volume!.plan({ model: m, kase: k, target: t }, resolveOptions(def, { masks: 8, cells: 4 })))({ seed: 1 });
+      expect(a.forwardPasses).toBe(4 * 9);
+      expect(a.map.some((v) => Number.isFinite(v) && v !== 0)).toBe(true);
+    } finally {
+      await m.release();
+    }
+  });
+});
