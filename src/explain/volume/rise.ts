@@ -14,9 +14,8 @@ import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.
 import { checkCount } from "../coalitions.js";
 import type { FillKind } from "../interventions.js";
 import type { VolumeForm } from "../methods.js";
-import { riseMask3d } from "../rise-masks.js";
+import { riseEstimate, riseMask3d } from "../rise-masks.js";
 import type { SampleRequest } from "../samples.js";
-import { MaskAverage } from "../surrogates.js";
 import { volumeRange } from "./boxes.js";
 import { VOLUME_BATCH_SIZE } from "./engine.js";
 import { refuseBlur, volumeFill } from "./fills.js";
@@ -137,15 +136,11 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
         "masks",
       );
       await resumable.checkpoint?.save();
-      let meanScore = 0;
-      for (const v of scores) meanScore += v;
-      meanScore /= scores.length;
-      const acc = new MaskAverage(n, o.keepProbability, meanScore);
-      for (let i = 0; i < o.masks; i++) {
-        riseMask3d(seed, i, sub, o.cells, o.keepProbability, mask);
-        acc.add(scores[i], mask);
-      }
-      const { effect, stderr } = acc.result();
+      const {
+        effect,
+        stderr,
+        mean: meanScore,
+      } = riseEstimate(scores, o.keepProbability, n, (i, out) => riseMask3d(seed, i, sub, o.cells, o.keepProbability, out));
       const count = forward && slidingCount(kase, forward);
       // On the box: the estimate over the volume's part, 0 (stderr NaN) on the RoI, which is never masked.
       const boxMap = new Float32Array(kase.input.length),
