@@ -2,7 +2,9 @@
  * The gradient layer on volumes: the same GradientSession and method bodies as on images (saliency,
  * gradient × input, IG, SmoothGrad, Grad-CAM), given the volume's box as the model input. The
  * differentiated score is the 2D one, S = Σ_{v ∈ RoI} prob_c(x)[v], over the RoI's voxels in the
- * box; the map (one value per voxel of the box) goes back onto the input volume's grid.
+ * box; the map (one value per voxel of the box) goes back onto the input volume's grid. Through
+ * sliding windows (a volume needing more than one) S is read on the windows' stitched output and
+ * each evaluation runs window by window (window-gradients.ts); every window run counts as a pass.
  */
 
 import { boxToInput, type Placement, type VolumeCase } from "../../data/volume/volume-case.js";
