@@ -3,13 +3,15 @@
  * stitched outcome computed naively here (every window of the whole volume run, weighted, summed,
  * divided, then the card's activation), its finite-difference gradient, and RISE's scores of it.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { toBinary } from "@bufbuild/protobuf";
 import { ModelProtoSchema } from "onnx-buf";
 import { beforeAll, describe, expect, it } from "vitest";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
+import { buildVolumeBank } from "../src/data/volume/volume-bank.js";
 import { loadVolumeCase, type VolumeCase } from "../src/data/volume/volume-case.js";
+import { FAST_SCHEDULE } from "../src/explain/adaptive.js";
 import { getMethod } from "../src/explain/catalog.js";
 import { inputGradientMap } from "../src/explain/gradients.js";
 import { resolveOptions } from "../src/explain/methods.js";
@@ -99,11 +101,15 @@ beforeAll(async () => {
   });
 });
 
-async function withCase<T>(modelPath: string, fn: (m: VolumeModel, k: VolumeCase, t: ResolvedVolumeTarget) => Promise<T>): Promise<T> {
+async function withCase<T>(
+  modelPath: string,
+  fn: (m: VolumeModel, k: VolumeCase, t: ResolvedVolumeTarget) => Promise<T>,
+  roi: VolumeRoiBox = ROI,
+): Promise<T> {
   const m = await VolumeModel.load(modelPath);
   try {
     const k = await loadVolumeCase(m, image);
-    const t = await volumeTarget(m, k, { roi: ROI, outcome: "mean-prob", reference: "prediction" }, 3);
+    const t = await volumeTarget(m, k, { roi, outcome: "mean-prob", reference: "prediction" }, 3);
     return await fn(m, k, t);
   } finally {
     await m.release();
@@ -359,6 +365,61 @@ describe("box methods through sliding windows count window runs", () => {
       const screening = events.filter((ev) => ev.stage === "screening").at(-1)!;
       expect([screening.done, screening.total, screening.resumed]).toEqual([expected - 8, expected - 8, stopped.ranPasses]);
     });
+  });
+});
+
+describe("the fast schedule through sliding windows", () => {
+  it("takes --max-passes in window runs: the map stops within the budget, every window run counted", async () => {
+    // a "data set" of two noise volumes for the bank of natural boxes
+    const cases = [];
+    for (let v = 0; v < 2; v++) {
+      const data = Float32Array.from({ length: CELLS }, (_, i) => Math.sin(i * 1.7 + v) * 3);
+      await writeNifti(join(dir, `noise${v}.nii.gz`), { dims: [SX, SY, SZ], affine: AFFINE, data });
+      cases.push({ id: `noise${v}`, image: `noise${v}.nii.gz`, split: "train" });
+    }
+    const manifest = join(dir, "noise.json");
+    writeFileSync(manifest, JSON.stringify({ name: "noise3d", cases }));
+    await withCase(
+      models.sigmoid,
+      async (m, k, t) => {
+        const bank = await buildVolumeBank(manifest, m.card, { box: [4, 4, 4], perVolume: 4, seed: 0, splits: ["train"] });
+        let calls = 0;
+        const run = m.sessions.run.bind(m.sessions);
+        m.sessions.run = ((...args: Parameters<typeof run>) => {
+          calls++;
+          return run(...args);
+        }) as typeof run;
+        const spec = (maxPasses: number): VolumeBlockSpec => ({
+          method: "pdcr",
+          block: [4, 4, 4],
+          estimator: { screen: 3, samples: 8, tau: 0.001 },
+          // a very close map wanted: rounds go on after the screen until the budget
+          adaptive: { ...FAST_SCHEDULE, tau: 0.001, maxSamples: 48, fidelity: 0.001, maxPasses },
+          intervention: { kind: "bank", bank },
+          settings: {},
+          seed: 1,
+          batchSize: 1,
+        });
+        // the screen always completes: its passes are the window runs
+        const screen = await explainVolumeBlocks(m, k, t, spec(1));
+        expect(screen.forwardPasses).toBe(8 + calls);
+        expect(screen.notes).toContain(
+          `budget exceeded: the screen alone needed ${screen.forwardPasses} passes (budget 1); it always completes, so every box has an estimate`,
+        );
+        expect(screen.samples).toBeLessThan(screen.forwardPasses);
+        const full = await explainVolumeBlocks(m, k, t, spec(0));
+        expect(full.forwardPasses).toBeGreaterThan(screen.forwardPasses + 40);
+        // a budget between the two: the rounds stop within it, counted in window runs
+        const budget = Math.floor((screen.forwardPasses + full.forwardPasses) / 2);
+        calls = 0;
+        const a = await explainVolumeBlocks(m, k, t, spec(budget));
+        expect(a.forwardPasses).toBe(8 + calls);
+        expect(a.forwardPasses).toBeGreaterThan(screen.forwardPasses);
+        expect(a.forwardPasses).toBeLessThanOrEqual(budget);
+        expect(a.notes.join(" ")).toContain(`pass budget reached: ${a.forwardPasses} of ${budget} passes`);
+      }, // a RoI on a box border, so that boxes next to it reach it through the 3x3x3 conv
+      { z: 4, y: 4, x: 4, depth: 2, height: 2, width: 2 },
+    );
   });
 });
 
