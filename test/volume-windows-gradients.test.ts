@@ -32,7 +32,7 @@ import { VolumeModel } from "../src/model/volume-model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { readModelFile } from "../src/onnx/model-file.js";
 import type { VolumeRoiBox } from "../src/target/volume-roi.js";
-import type { ProgressEvent } from "../src/util/progress.js";
+import { type ProgressEvent, RunProgress, type RunStatus } from "../src/util/progress.js";
 import { segcause } from "./helpers/cli.js";
 import { tmp, writeModel } from "./helpers/tiny.js";
 
@@ -315,6 +315,31 @@ describe("a volume that fits one window", () => {
       expect(a[method].forwardPasses, method).toBe(b[method].forwardPasses);
     }
     expect(Array.from(a.rise.stderrMap)).toEqual(Array.from(b.rise.stderrMap));
+  });
+});
+
+describe("the progress of RISE and the gradient methods", () => {
+  it("ends at the model passes run, through windows and in one box, its plan never below them", async () => {
+    const centre = writeModel(dir, "centre-progress.onnx", convModel(1, false), card({ kind: "centre", fill: 0 }, [SZ, SY, SX], "sigmoid"));
+    for (const path of [models.sigmoid, centre])
+      await withCase(path, async (m, k, t) => {
+        for (const [method, given] of [
+          ["saliency", {}],
+          ["ig", { steps: 3 }],
+          ["smoothgrad", { samples: 2 }],
+          ["rise", { masks: 5, cells: 2 }],
+        ] as const) {
+          const statuses: RunStatus[] = [];
+          let now = 0;
+          const overall = new RunProgress((st) => statuses.push(st), { now: () => (now += 1000) });
+          const def = getMethod(method);
+          const run = await def.volume!.plan({ model: m, kase: k, target: t }, resolveOptions(def, given));
+          const a = await run({ seed: 1, batchSize: 2, onProgress: overall.listener });
+          const label = `${method} ${path === centre ? "in one box" : "through windows"}`;
+          expect(statuses.at(-1), label).toMatchObject({ done: a.forwardPasses, total: a.forwardPasses, exact: true });
+          for (const st of statuses) if (st.bound !== undefined) expect(st.bound, label).toBeGreaterThanOrEqual(a.forwardPasses);
+        }
+      });
   });
 });
 

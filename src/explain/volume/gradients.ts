@@ -79,10 +79,22 @@ export async function explainVolumeGradient(
   const batchSize = run.batchSize ?? VOLUME_BATCH_SIZE;
   // Progress as on images: each stage's events carry the run's plan; every evaluation counts in the current stage.
   let workPlan: WorkPlan | undefined;
-  const listen = run.onProgress && ((e: ProgressEvent) => run.onProgress!({ ...e, ...(workPlan ? { plan: workPlan } : {}) }));
+  const windowed = needsWindows(kase) ? await windowedParts(model, kase, target, batchSize, method) : undefined;
+  // the unperturbed pass (W windows through windows) is reported with the first event, as the box engine does
+  const basePasses = windowed?.forward.used.length ?? 1;
+  let baseReported = false;
+  const to = run.onProgress;
+  const listen =
+    to &&
+    ((e: ProgressEvent) => {
+      const plan = workPlan ? { plan: workPlan } : {};
+      to({ ...e, ...plan });
+      if (baseReported) return;
+      baseReported = true;
+      new ProgressTracker("unperturbed pass", basePasses, (b) => to({ ...b, ...plan })).add(basePasses);
+    });
   const open = (name: string, total: number) => new ProgressTracker(name, total, listen);
   const setPlan = (p: WorkPlan) => (workPlan = p);
-  const windowed = needsWindows(kase) ? await windowedParts(model, kase, target, batchSize, method) : undefined;
   const scaffold = gradientScaffold(method, model, batchSize, open, setPlan, windowed?.create);
   let forwardPasses = 0;
   let parts: Pick<GradientCore, "plane" | "baseScore" | "roiSeed" | "scoreOfProb" | "forwardScores" | "passes">;
@@ -104,7 +116,12 @@ export async function explainVolumeGradient(
       return volumeForwardScores(model, inputs, batchSize, scoreOfRaw);
     };
     const [baseScore] = await forwardScores([kase.input]);
-    parts = { plane: model.inputSize, baseScore, roiSeed, scoreOfProb, forwardScores, passes: { forward: 1, gradient: 1 } };
+    const counted = async (inputs: Float32Array[]) => {
+      const out = await forwardScores(inputs);
+      scaffold.evaluated(inputs.length);
+      return out;
+    };
+    parts = { plane: model.inputSize, baseScore, roiSeed, scoreOfProb, forwardScores: counted, passes: { forward: 1, gradient: 1 } };
   }
   const env: GradientCore = {
     seed: run.seed ?? 0,

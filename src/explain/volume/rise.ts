@@ -9,7 +9,7 @@
 import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
 import { outcomeUnits } from "../../target/outcome.js";
-import type { ProgressEvent } from "../../util/progress.js";
+import { type ProgressEvent, ProgressTracker, type WorkPlan } from "../../util/progress.js";
 import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
 import { checkCount } from "../coalitions.js";
 import type { FillKind } from "../interventions.js";
@@ -126,10 +126,18 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
         );
         return scores;
       };
-      // Progress in model passes: every mask runs W windows.
+      // Progress in model passes: the unperturbed pass (reported with the first event), then W per mask.
       const listen = run.onProgress;
+      const plan: WorkPlan = { total: W * (1 + o.masks), bound: W * (1 + o.masks) };
+      let baseReported = false;
       const onProgress =
-        listen && W > 1 ? (e: ProgressEvent) => listen({ ...e, done: e.done * W, total: e.total * W, resumed: (e.resumed ?? 0) * W }) : listen;
+        listen &&
+        ((e: ProgressEvent) => {
+          listen({ ...e, done: e.done * W, total: e.total * W, resumed: (e.resumed ?? 0) * W, plan });
+          if (baseReported) return;
+          baseReported = true;
+          new ProgressTracker("unperturbed pass", W, (b) => listen({ ...b, plan })).add(W);
+        });
       resumable = resumableEvaluate(raw, { path: run.checkpointPath, key, chunk: DEFAULT_CHUNK, onProgress });
       const scores = await resumable.evaluate(
         Array.from({ length: o.masks }, (_, i) => ({ unit: 0, draw: i })),
