@@ -483,6 +483,11 @@ describe("segcause explain through sliding windows", () => {
     expect(gc.stderr.trim().split("\n")).toHaveLength(1);
     expect(gc.stderr).toMatch(/gradcam does not run over sliding windows \(Grad-CAM weights one feature map's channels.*use --method .*saliency/);
     expect(existsSync(join(dir, "cli-gc", "manifest.json"))).toBe(false);
+    // segcause methods says it
+    const lines = segcause("methods").stdout.split("\n");
+    const line = (m: string) => lines.find((l) => l.startsWith(`${m} `)) ?? "";
+    expect(line("gradcam")).toMatch(/volumes: yes \(.*; not through sliding windows\)$/);
+    for (const m of ["zero", "rise", "saliency", "gradxinput", "ig", "smoothgrad"]) expect(line(m)).not.toContain("not through sliding windows");
   });
 });
 
