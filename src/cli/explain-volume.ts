@@ -159,8 +159,10 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const p = kase.placement;
     if (p.kind === "sliding" && !form.windows && p.box.some((b, a) => b > p.patch[a]))
       fail(
-        `${f.method} does not run over sliding windows yet, and this volume (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space) needs more than one ${[...p.patch].reverse().join("x")} window`,
-        "use --method zero, occlusion or pdcr on this volume, or a card whose box holds the whole volume",
+        `${f.method} does not run over sliding windows${form.noWindows ? ` (${form.noWindows})` : " yet"}, and this volume (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space) needs more than one ${[...p.patch].reverse().join("x")} window`,
+        `use --method ${volumeMethodNames()
+          .filter((m) => getMethod(m).volume?.windows)
+          .join(", ")} on this volume, or a card whose box holds the whole volume`,
       );
     const run = await form.plan({ model, kase, target: resolved, bank, boxUnit: f.boxUnit }, o);
     if (!run.blockSpec && (bounds.maxPasses > 0 || bounds.maxSeconds > 0))
@@ -289,6 +291,7 @@ export function emitVolume(f: OutputFlags, r: VolumeExplainResult | VolumeExplai
         stoppedAt: s.bound,
         ranPasses: s.ranPasses,
         keptSamples: s.keptSamples,
+        donePasses: s.donePasses,
         checkpoint: s.checkpointPath,
         plan: s.plan ?? null,
       }),

@@ -301,7 +301,7 @@ export function methodsCommand(): Command {
     .option("--verbose", "also list every option with its default")
     .action((f: { verbose?: boolean }) => {
       for (const m of allMethods()) {
-        const volumes = m.volume ? `volumes: yes (${m.volume.summary})` : "volumes: no";
+        const volumes = m.volume ? `volumes: yes (${m.volume.summary}${m.volume.windows ? "" : "; not through sliding windows"})` : "volumes: no";
         process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}; ${volumes}\n`);
         if (f.verbose) {
           for (const o of m.options) {

@@ -22,7 +22,7 @@ import type { UnitEstimate } from "./estimators.js";
 import { blockOf, isBlockRef, type Quadtree } from "./hierarchy.js";
 import { fitVariancePrior, moderate } from "./moderated-variance.js";
 import type { Evaluate, SampleRequest } from "./samples.js";
-import { fastPlan } from "./work-plan.js";
+import { fastPlan, ONE_PASS, type PassCost } from "./work-plan.js";
 
 export interface AdaptiveSettings {
   /** τ in outcome units (as the paper: 0.02 Dice points) */
@@ -229,13 +229,18 @@ export async function adaptiveAte(
   weights: readonly number[],
   passesFor?: (spent: number) => number,
   plan?: (p: WorkPlan) => void,
+  /** model passes of a sample of a block or group (its key), and of the unperturbed input: the budget and plans count them */
+  cost: PassCost = ONE_PASS,
 ): Promise<AdaptiveResult> {
   checkAdaptive(st);
   const n = tree.blockCount;
   const R = weights.length;
   const moved = (v: number) => Math.abs(v - base) >= st.tau;
   const capRounds = Math.floor(st.maxSamples / R);
-  plan?.(fastPlan(1, st.groupDraws * tree.groups.length + R * n * capRounds, st.maxPasses, st.groupDraws * tree.groups.length + R * n));
+  const sumOf = (units: readonly number[]) => units.reduce((a, u) => a + cost.of(u), 0);
+  const blocks = Array.from({ length: n }, (_, b) => b);
+  const allGroups = sumOf(tree.groups.map((_, g) => n + g));
+  plan?.(fastPlan(cost.base, st.groupDraws * allGroups + R * sumOf(blocks) * capRounds, st.maxPasses, st.groupDraws * allGroups + R * sumOf(blocks)));
 
   // 1. Hierarchical screening: test groups level by level; collect blocks to screen individually.
   let frontier = tree.top;
@@ -250,7 +255,7 @@ export async function adaptiveAte(
     const reqs: SampleRequest[] = [];
     for (const key of groups) for (let j = 0; j < st.groupDraws; j++) reqs.push({ unit: key, draw: j });
     const out = await evaluate(reqs, "screening groups");
-    groupPasses += reqs.length;
+    groupPasses += st.groupDraws * sumOf(groups);
     groupsTested += groups.length;
     const next: number[] = [];
     groups.forEach((key, gi) => {
@@ -294,7 +299,7 @@ export async function adaptiveAte(
   };
   candidates.sort((a, b) => a - b);
   for (const b of candidates) samples.set(b, new BlockSamples(R));
-  plan?.(fastPlan(1 + groupPasses, candidates.length * R * capRounds, st.maxPasses, candidates.length * R));
+  plan?.(fastPlan(cost.base + groupPasses, sumOf(candidates) * R * capRounds, st.maxPasses, sumOf(candidates) * R));
   await runRounds(candidates, "screening blocks");
   const passing = candidates.filter((b) => samples.get(b)!.byStratum.some((v) => Math.abs(v[0]) >= st.tau));
   // Blocks the screen clears report their first round, its SE moderated among the blocks cleared.
@@ -308,9 +313,9 @@ export async function adaptiveAte(
   }
 
   // 3. Sequential rounds until every block, or the map as a whole, is precise enough, or the
-  // budget is spent (each round of a block costs R passes).
+  // budget is spent (each round of a block costs R samples).
   const maxRounds = Math.floor(st.maxSamples / R);
-  let spent = 1 + groupPasses + candidates.length * R;
+  let spent = cost.base + groupPasses + sumOf(candidates) * R;
   const screen = spent;
   let binding = false,
     noiseRatio = 0,
@@ -355,25 +360,28 @@ export async function adaptiveAte(
       break;
     }
     if (maxPasses > 0) {
-      // `need` lists the blocks owed their minimum rounds first, then by squared error removed.
-      const affordable = Math.max(0, Math.floor((maxPasses - spent) / R));
+      // `need` lists the blocks owed their minimum rounds first, then by squared error removed: the
+      // longest head of it whose rounds fit the budget.
+      let affordable = 0;
+      for (let left = maxPasses - spent; affordable < need.length && R * cost.of(need[affordable]) <= left; affordable++)
+        left -= R * cost.of(need[affordable]);
       if (affordable === 0) {
         binding = true; // rounds were still wanted
         break;
       }
-      need.length = Math.min(need.length, affordable);
+      need.length = affordable;
     }
     plan?.(
       fastPlan(
         spent,
-        passing.reduce((a, b) => a + (maxRounds - samples.get(b)!.rounds) * R, 0),
+        passing.reduce((a, b) => a + (maxRounds - samples.get(b)!.rounds) * R * cost.of(b), 0),
         maxPasses,
         0,
-        need.length * R,
+        sumOf(need) * R,
       ),
     );
     await runRounds(need, "estimating");
-    spent += need.length * R;
+    spent += sumOf(need) * R;
   }
   for (const [b, e] of moderatedEstimates(passing, samples, weights)) {
     const sig = Math.abs(e.mean) >= st.tau;

@@ -147,8 +147,17 @@ export interface Resumable {
  */
 export function resumableEvaluate(
   raw: Evaluate,
-  opts: { path?: string; key: unknown; onProgress?: ProgressListener; chunk?: number; saveEveryMs?: number },
+  opts: {
+    path?: string;
+    key: unknown;
+    onProgress?: ProgressListener;
+    chunk?: number;
+    saveEveryMs?: number;
+    /** model passes of a sample, which the progress counts (one each by default) */
+    passes?: (r: SampleRequest) => number;
+  },
 ): Resumable {
+  const passes = opts.passes ?? (() => 1);
   const checkpoint = opts.path ? Checkpoint.open(opts.path, opts.key, opts.saveEveryMs) : undefined;
   const store = checkpoint?.store ?? new OutcomeStore();
   const cached = cachedEvaluate(raw, store, opts.chunk ?? DEFAULT_CHUNK, checkpoint ? () => checkpoint.maybeSave() : undefined);
@@ -158,12 +167,13 @@ export function resumableEvaluate(
     progress: (n) => tracker?.add(n),
     finished: (r, v) => {
       store.set(r.unit, r.draw, v);
-      tracker?.add(1);
+      tracker?.add(passes(r));
       checkpoint?.saveSoon();
     },
     evaluate: (reqs, stage) => {
-      tracker = new ProgressTracker(stage, reqs.length, opts.onProgress);
-      tracker.resume(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined).length);
+      const sum = (rs: SampleRequest[]) => (opts.passes ? rs.reduce((a, r) => a + passes(r), 0) : rs.length);
+      tracker = new ProgressTracker(stage, sum(reqs), opts.onProgress);
+      tracker.resume(sum(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined)));
       return cached(reqs, stage);
     },
   };

@@ -6,7 +6,7 @@
 import { fail } from "../errors.js";
 import type { WorkPlan } from "../util/progress.js";
 import type { Evaluate, SampleRequest } from "./samples.js";
-import { paperPlan } from "./work-plan.js";
+import { ONE_PASS, type PassCost, paperPlanOf } from "./work-plan.js";
 
 /**
  * What the τ rule did with a unit: "above-tau" means |mean Δ| >= τ, not a significance test
@@ -56,13 +56,15 @@ export async function screenedAte(
   evaluate: Evaluate,
   st: ScreenedAteSettings,
   plan?: (p: WorkPlan) => void,
+  /** the model passes of a sample, for the plan (one each by default) */
+  cost: PassCost = ONE_PASS,
 ): Promise<UnitEstimate[]> {
   if (!Number.isInteger(st.screen) || st.screen < 1) fail(`screening draws must be >= 1, got ${st.screen}`, "use --screen 3");
   if (!Number.isInteger(st.samples) || st.samples < 0) fail(`samples must be >= 0, got ${st.samples}`, "use --samples 50");
   if (!(st.tau >= 0)) fail(`tau must be >= 0, got ${st.tau}`, "use --tau 0.02");
   const S = st.screen,
     N = st.samples;
-  plan?.(paperPlan(unitCount, S, N));
+  plan?.(paperPlanOf(cost, unitCount, S, N));
   const screenReqs: SampleRequest[] = [];
   for (let u = 0; u < unitCount; u++) for (let j = 0; j < S; j++) screenReqs.push({ unit: u, draw: j });
   const screened = await evaluate(screenReqs, "screening");
@@ -75,7 +77,7 @@ export async function screenedAte(
     result.push({ effect: 0, rawEffect: m, stderr: se, samples: S, status: "screened-out" });
     if (any) passing.push(u);
   }
-  plan?.(paperPlan(unitCount, S, N, passing.length));
+  plan?.(paperPlanOf(cost, unitCount, S, N, passing));
   if (N === 0) {
     for (const u of passing) {
       const r = result[u];

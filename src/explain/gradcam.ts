@@ -212,6 +212,8 @@ export const gradCamMethod = defineMethod({
   explain: (ctx, o) => explainGradCam(ctx.model, ctx.kase, ctx.target, { ...ctx.run, layer: o.layer }),
   volume: {
     summary: "Grad-CAM at a 3D feature map [K, d, h, w] (default the bottleneck), ReLU, trilinear upsampling (unsigned)",
+    // Per window there is another feature map with its own channel weights: stitching those CAMs would be another method.
+    noWindows: "Grad-CAM weights one feature map's channels by their mean gradient, and each window has its own feature map and weights",
     plan: (ctx, o) => {
       checkLayer(ctx.model, o.layer);
       return (run) =>

@@ -119,11 +119,27 @@ function withProbabilities(proto: ModelProto, output: string, activation: "sigmo
 }
 
 /**
+ * What a method's body drives: a GradientSession, or one run through sliding windows
+ * (volume/window-gradients.ts). Items are whole model inputs; the passes are model passes.
+ */
+export interface GradientRunner {
+  readonly rule: GradientRule;
+  readonly batchSize: number;
+  readonly notes: string[];
+  readonly forwardPasses: number;
+  readonly backwardPasses: number;
+  /** hears every model pass (forward or forward/backward), for the run's progress */
+  onEvaluated?: (n: number) => void;
+  run<T>(items: readonly T[], write: GradientWriter<T>, read: GradientReader<T>, onBatch?: (n: number) => void): Promise<void>;
+  release(): Promise<void>;
+}
+
+/**
  * One gradient graph of a model (2D or 3D: any Differentiable) in its own ONNX Runtime session (as
  * many intra-op threads as the model's sessions have together), driven by the batch runner. Counts
  * real (non-padding) inputs as forward and backward passes.
  */
-export class GradientSession {
+export class GradientSession implements GradientRunner {
   forwardPasses = 0;
   backwardPasses = 0;
   /** hears every input evaluated (forward and backward), for the run's progress */
@@ -267,7 +283,12 @@ export interface GradientCore {
   /** S of plain model inputs (forward passes only), one per input */
   forwardScores(inputs: Float32Array[]): Promise<number[]>;
   /** a gradient session, released when the method ends; counted in the Attribution */
-  session(opts?: Omit<GradientSessionOptions, "batchSize"> & { batchSize?: number }): Promise<GradientSession>;
+  session(opts?: Omit<GradientSessionOptions, "batchSize"> & { batchSize?: number }): Promise<GradientRunner>;
+  /**
+   * Model passes one evaluation costs, for plans: a forward pass of one input (`forwardScores`) and a
+   * gradient of one input (`session`). 1 and 1, except through sliding windows (one per window run).
+   */
+  passes: { forward: number; gradient: number };
   /**
    * Names the progress stage of the evaluations that follow (`total` of them, as far as known).
    * Every evaluation is counted on its own: a forward pass or a forward/backward pass of one input.
@@ -346,7 +367,7 @@ export async function inputGradientMap(
   reduce: (inputGrad: Float32Array) => Float32Array,
   opts: { rule?: GradientRule } = {},
 ): Promise<Float32Array> {
-  env.plan(2); // the unperturbed pass and one forward/backward pass
+  env.plan(env.passes.forward + env.passes.gradient); // the unperturbed pass and one forward/backward pass
   const s = await env.session(opts);
   let map: Float32Array = new Float32Array(env.plane);
   await s.run(
@@ -370,16 +391,17 @@ export function gradientScaffold(
   batchSize: number,
   open: (stage: string, total: number) => ProgressTracker,
   setPlan: (p: WorkPlan) => void,
+  create: (opts: GradientSessionOptions) => Promise<GradientRunner> = (opts) => GradientSession.create(model, opts),
 ) {
   let stage: ProgressTracker | undefined;
-  const sessions: GradientSession[] = [];
+  const sessions: GradientRunner[] = [];
   const evaluated = (n: number) => {
     stage ??= open(method, 1);
     stage.add(n);
   };
   const parts = {
     session: async (o: Omit<GradientSessionOptions, "batchSize"> & { batchSize?: number } = {}) => {
-      const s = await GradientSession.create(model, { ...o, batchSize: o.batchSize ?? batchSize });
+      const s = await create({ ...o, batchSize: o.batchSize ?? batchSize });
       s.onEvaluated = evaluated;
       sessions.push(s);
       return s;
@@ -459,6 +481,7 @@ export async function explainGradient(
     forward,
     probAt,
     ...scaffold.parts,
+    passes: { forward: 1, gradient: 1 },
     batchSize,
   };
   const result = await scaffold.run(env, body);

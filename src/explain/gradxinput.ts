@@ -41,6 +41,7 @@ export const gradXInputMethod = defineMethod({
   explain: (ctx) => explainGradXInput(ctx.model, ctx.kase, ctx.target, ctx.run),
   volume: {
     summary: "-dS/dx * x per voxel, x = the normalised volume (signed)",
+    windows: true,
     plan: (ctx) => (run) => explainVolumeGradient(ctx.model, ctx.kase, ctx.target, run, "gradxinput", GRADXINPUT_SETTINGS, gradXInputMap),
   },
 });

@@ -50,8 +50,9 @@ export async function igMap(env: GradientCore, steps: number, baseline: { input:
   const x = env.input;
   const n = x.length;
   const plane = env.plane;
-  env.plan(steps + 2); // the unperturbed pass, the steps and the baseline's forward pass
-  env.stage("integrated gradients", steps + 1);
+  const { forward, gradient } = env.passes;
+  env.plan(forward + steps * gradient + forward); // the unperturbed pass, the steps and the baseline's forward pass
+  env.stage("integrated gradients", steps * gradient + forward);
   const s = await env.session();
   const mean = new Float64Array(n);
   const alphas = Array.from({ length: steps }, (_, k) => (k + 0.5) / steps);
@@ -112,6 +113,7 @@ export const igMethod = defineMethod({
   explain: (ctx, o) => explainIg(ctx.model, ctx.kase, ctx.target, { ...ctx.run, steps: o.steps, baseline: fillOf(o) }),
   volume: {
     summary: "integrated gradients from the volume set to raw intensity --fill (default 0) or its mean, per voxel (signed)",
+    windows: true,
     check: (o) => refuseBlur("ig", o.fillKind),
     plan: (ctx, o) => {
       checkSteps(o.steps);

@@ -90,8 +90,10 @@ export type VolumeRun = ((run: VolumeRunOptions) => Promise<VolumeAttribution>) 
 export interface VolumeForm<O = Record<string, unknown>> {
   /** one line for `segcause methods`: what the method does on a volume */
   summary: string;
-  /** true when the method runs the model through sliding windows (the box methods); the others need the volume in one box */
+  /** true when the method runs the model through sliding windows; the others need the volume in one box */
   windows?: boolean;
+  /** why a method does not run through sliding windows, for its refusal */
+  noWindows?: string;
   check?(o: O, has: { bank: boolean }): void;
   plan(ctx: VolumeMethodContext, o: O): VolumeRun | Promise<VolumeRun>;
 }

@@ -21,9 +21,8 @@ import { FillIntervention, type FillKind } from "./interventions.js";
 import { defined } from "./lime.js";
 import { defineMethod } from "./methods.js";
 import { fillOptions, int, num } from "./options.js";
-import { riseMask } from "./rise-masks.js";
+import { riseEstimate, riseMask } from "./rise-masks.js";
 import { RunContext, type RunOptions } from "./run.js";
-import { MaskAverage } from "./surrogates.js";
 import { riseVolume } from "./volume/rise.js";
 
 export interface RiseOptions extends RunOptions {
@@ -92,15 +91,9 @@ export async function explainRise(model: Model, kase: Case, targetSpec: TargetSp
     Array.from({ length: o.masks }, (_, i) => i),
     "masks",
   );
-  let mean = 0;
-  for (const v of scores) mean += v;
-  mean /= scores.length;
-  const acc = new MaskAverage(plane, o.keepProbability, mean);
-  for (let i = 0; i < o.masks; i++) {
-    riseMask(s.seed, i, H, W, o.cells, o.keepProbability, mask);
-    acc.add(scores[i], mask);
-  }
-  const { effect, stderr } = acc.result();
+  const { effect, stderr, mean } = riseEstimate(scores, o.keepProbability, plane, (i, out) =>
+    riseMask(s.seed, i, H, W, o.cells, o.keepProbability, out),
+  );
   const map = new Float32Array(plane),
     stderrMap = new Float32Array(plane);
   for (let px = 0; px < plane; px++) {

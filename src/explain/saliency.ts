@@ -30,6 +30,7 @@ export const saliencyMethod = defineMethod({
   explain: (ctx) => explainSaliency(ctx.model, ctx.kase, ctx.target, ctx.run),
   volume: {
     summary: "|dS/dx| per voxel of the model's box (unsigned)",
+    windows: true,
     plan: (ctx) => (run) => explainVolumeGradient(ctx.model, ctx.kase, ctx.target, run, "saliency", {}, saliencyMap),
   },
 });

@@ -29,6 +29,13 @@ export class OutcomeStore {
     return n;
   }
 
+  /** Σ over the samples held of `weight(unit)` (e.g. the model passes each took). */
+  weighted(weight: (unit: number) => number): number {
+    let n = 0;
+    for (const [u, a] of this.byUnit) for (const v of a) if (v !== undefined) n += weight(u);
+    return n;
+  }
+
   toJSON(): Record<string, (number | null)[]> {
     const out: Record<string, (number | null)[]> = {};
     for (const [u, a] of this.byUnit) out[u] = Array.from(a, (v) => (v === undefined ? null : v));

@@ -55,8 +55,8 @@ export async function smoothGradMap(env: GradientCore, samples: number, noise: n
     hi = Math.max(hi, v);
   }
   const sigma = noise * (hi - lo);
-  env.plan(1 + samples);
-  env.stage("smoothgrad", samples);
+  env.plan(env.passes.forward + samples * env.passes.gradient);
+  env.stage("smoothgrad", samples * env.passes.gradient);
   const s = await env.session();
   const mean = new Float64Array(n),
     sq = new Float64Array(n);
@@ -118,6 +118,7 @@ export const smoothGradMethod = defineMethod({
   explain: (ctx, o) => explainSmoothGrad(ctx.model, ctx.kase, ctx.target, { ...ctx.run, samples: o.samples, noise: o.noise }),
   volume: {
     summary: "gradient averaged over noisy copies of the model's box, |.| per voxel (unsigned)",
+    windows: true,
     plan: (ctx, o) => {
       checkSmoothGrad(o.samples, o.noise);
       const settings = { samples: o.samples, noise: o.noise };

@@ -5,15 +5,35 @@
 import type { WorkPlan } from "../util/progress.js";
 
 /**
+ * Model passes of a schedule's evaluations: the unperturbed input's, and one sample's of a unit
+ * (a block, or a group of blocks). One each, except through sliding windows (one per window run).
+ */
+export interface PassCost {
+  base: number;
+  of(unit: number): number;
+}
+
+export const ONE_PASS: PassCost = { base: 1, of: () => 1 };
+
+/** The paper schedule's plan in model passes: `paperPlan` with each block's own cost. */
+export function paperPlanOf(cost: PassCost, blocks: number, screen: number, samples: number, passing?: readonly number[]): WorkPlan {
+  let all = 0;
+  for (let u = 0; u < blocks; u++) all += cost.of(u);
+  const bound = cost.base + screen * all + samples * all;
+  if (samples === 0) return { total: bound, bound };
+  if (passing === undefined) return { bound };
+  let some = 0;
+  for (const u of passing) some += cost.of(u);
+  const total = cost.base + screen * all + samples * some;
+  return { total, bound: total };
+}
+
+/**
  * The paper schedule: 1 + S·blocks + N·(blocks passing the screen). Before the screen only the worst
  * case (every block passing) is known; once `passing` is known the total is exact.
  */
 export function paperPlan(blocks: number, screen: number, samples: number, passing?: number): WorkPlan {
-  const bound = 1 + screen * blocks + samples * blocks;
-  if (samples === 0) return { total: bound, bound };
-  if (passing === undefined) return { bound };
-  const total = 1 + screen * blocks + samples * passing;
-  return { total, bound: total };
+  return paperPlanOf(ONE_PASS, blocks, screen, samples, passing === undefined ? undefined : Array.from({ length: passing }, (_, u) => u));
 }
 
 /**

@@ -5,10 +5,10 @@
  */
 import type { VolumeCase } from "../../data/volume/volume-case.js";
 import type { VolumeModel } from "../../model/volume-model.js";
-import type { VolumeTarget } from "../../target/volume-target.js";
 import { fmtDuration } from "../../util/progress.js";
-import { paperPlan } from "../work-plan.js";
-import { boxTree, planBoxes, type VolumeBlockSpec } from "./engine.js";
+import { paperPlanOf } from "../work-plan.js";
+import type { BoxUnit } from "./boxes.js";
+import { boxTree, planBoxes, type ResolvedVolumeTarget, type VolumeBlockSpec } from "./engine.js";
 
 export interface PlannedCost {
   /** boxes (or windows) explained */
@@ -23,33 +23,58 @@ export interface PlannedCost {
   rule: string;
 }
 
-/** The passes of `spec` on this case and RoI (checks the boxes as the engine does). */
-export function plannedCost(kase: VolumeCase, target: VolumeTarget, spec: VolumeBlockSpec): PlannedCost {
+/**
+ * The passes of `spec` on this case and RoI (checks the boxes as the engine does). Through sliding
+ * windows (a Target resolved with its windows) a pass is one window run: the unperturbed input runs
+ * the windows over the RoI, a sample those of them its boxes touch.
+ */
+export function plannedCost(kase: VolumeCase, target: ResolvedVolumeTarget, spec: VolumeBlockSpec): PlannedCost {
   const { grid, ad } = planBoxes(kase, target, spec);
   const n = grid.units.length;
+  const f = target.forward;
+  const passesOf = (boxes: BoxUnit[]) => (f ? f.passesFor(boxes) : 1);
+  const blockPasses = grid.units.map((u) => passesOf([u]));
+  const cost = { base: f ? f.used.length : 1, of: (u: number) => blockPasses[u] };
+  const B = blockPasses.reduce((a, b) => a + b, 0);
+  const windows = f
+    ? `; a pass is one window run: ${cost.base} windows over the RoI, ${(B / Math.max(1, n)).toFixed(2)} per box sample on average`
+    : "";
   if (ad) {
-    const G = boxTree(grid, spec.block, ad.groupSize).groups.length;
+    const groups = boxTree(grid, spec.block, ad.groupSize).groups;
+    const G = groups.length;
+    const GP = groups.reduce((a, g) => a + passesOf(g.members.map((i) => grid.units[i])), 0);
     const R = ad.strata;
-    const screen = 1 + ad.groupDraws * G + R * n;
-    let bound = screen + R * n * (Math.floor(ad.maxSamples / R) - 1);
+    const screen = cost.base + ad.groupDraws * GP + R * B;
+    let bound = screen + R * B * (Math.floor(ad.maxSamples / R) - 1);
     if (ad.maxPasses > 0) bound = Math.min(bound, Math.max(ad.maxPasses, screen));
+    const terms = f
+      ? `${cost.base} + ${ad.groupDraws}·${GP} (${G} octree groups) + ${R}·${B} (${n} boxes)`
+      : `1 + ${ad.groupDraws}·${G} octree groups + ${R}·${n} boxes`;
     return {
       units: n,
       estimate: Math.min(screen, bound),
       bound,
-      rule: `fast schedule: the screen takes at most 1 + ${ad.groupDraws}·${G} octree groups + ${R}·${n} boxes = ${screen}, then rounds until the map is precise enough (estimate: the screen's worst case)`,
+      rule: `fast schedule: the screen takes at most ${terms} = ${screen}, then rounds until the map is precise enough (estimate: the screen's worst case)${windows}`,
     };
   }
   const { screen, samples } = spec.estimator;
-  const p = paperPlan(n, screen, samples);
+  const p = paperPlanOf(cost, n, screen, samples);
+  const base = f ? `${cost.base}` : "1";
+  const per = f ? `·${B} window passes of the ${n} boxes` : " per box";
   if (p.total !== undefined)
     return {
       units: n,
       exact: p.total,
       bound: p.bound,
-      rule: `1 + ${screen} per box${spec.stride?.some((v, a) => v < spec.block[a]) ? " (window)" : ""}`,
+      rule: `${base} + ${screen}${per}${spec.stride?.some((v, a) => v < spec.block[a]) ? " (window)" : ""}${windows}`,
     };
-  return { units: n, bound: p.bound, rule: `at most 1 + ${screen}·${n} screening + ${samples} per box that passes the screen` };
+  return {
+    units: n,
+    bound: p.bound,
+    rule: f
+      ? `at most ${base} + ${screen}·${B} screening + ${samples}·${B} if every box passes the screen${windows}`
+      : `at most 1 + ${screen}·${n} screening + ${samples} per box that passes the screen`,
+  };
 }
 
 /**

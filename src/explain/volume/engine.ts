@@ -16,6 +16,7 @@ import { fail } from "../../errors.js";
 import type { VolumeModel } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
 import { resolveVolumeRoi, resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
+import { getOrInsert } from "../../util/maps.js";
 import { type ProgressEvent, type ProgressListener, ProgressTracker, type WorkPlan } from "../../util/progress.js";
 import { type AdaptiveSettings, adaptiveAte, type BudgetUse } from "../adaptive.js";
 import { drawNumbering, stratifyDraws } from "../block-effects.js";
@@ -23,6 +24,7 @@ import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "../estimators.js";
 import { buildTree } from "../hierarchy.js";
 import type { Evaluate, SampleRequest } from "../samples.js";
+import { ONE_PASS, type PassCost } from "../work-plan.js";
 import { describeSize, type Size3, sizeRecord } from "./box-size.js";
 import { type BoxGrid, type BoxUnit, boxGrid, forEachCell, paintBoxes } from "./boxes.js";
 import { volumeProvenance } from "./provenance.js";
@@ -181,6 +183,11 @@ export async function explainVolumeBlocks(
   const drawOf = drawNumbering(seed, units.length, draws, strat, ad?.commonDraws ?? false);
   const membersOf = (unit: number): BoxUnit[] =>
     unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]);
+  // Model passes of a sample: with sliding windows, the windows over the RoI its boxes touch.
+  const unitPasses = new Map<number, number>();
+  const cost: PassCost = forward
+    ? { base: forward.used.length, of: (u) => getOrInsert(unitPasses, u, () => forward!.passesFor(membersOf(u))) }
+    : ONE_PASS;
   /** Every changed cell of a sample and its value. */
   const perturb = (r: SampleRequest, put: (cell: number, value: number) => void) =>
     membersOf(r.unit).forEach((u, k) => {
@@ -208,7 +215,7 @@ export async function explainVolumeBlocks(
       to({ ...e, ...(workPlan ? { plan: workPlan } : {}) });
       if (baseReported) return;
       baseReported = true;
-      new ProgressTracker("unperturbed pass", 1, (b) => to({ ...b, ...(workPlan ? { plan: workPlan } : {}) })).add(1);
+      new ProgressTracker("unperturbed pass", cost.base, (b) => to({ ...b, ...(workPlan ? { plan: workPlan } : {}) })).add(cost.base);
     });
   const bound = !ad && spec.bound?.active ? spec.bound : undefined;
   if (bound && !spec.checkpointPath) fail("a bounded volume run needs a checkpoint to keep its samples", "pass checkpointPath with bound");
@@ -258,30 +265,40 @@ export async function explainVolumeBlocks(
           resumable!.finished(r, scores[at + i]);
         },
       );
-    // Budgets and bounds count samples (one model pass each without windows).
-    ranPasses += reqs.length;
+    // Budgets and bounds count model passes (one per sample without windows, one per window run with them).
+    const passes = reqs.reduce((a, r) => a + cost.of(r.unit), 0);
+    ranPasses += passes;
     ranMs += Date.now() - t;
-    bound?.count(reqs.length);
+    bound?.count(passes);
   };
   const raw = async (reqs: SampleRequest[]) => {
     const scores = new Float64Array(reqs.length);
     if (!bound) await runPart(reqs, scores, 0);
-    // Bounded: a few batches at a time, so the run stops close to its bound.
+    // Bounded: a few batches at a time, so the run stops close to its bound: the samples whose passes it allows.
     for (let at = 0, step = runner.plan.batchSize * 2; bound && at < reqs.length; ) {
-      const n = bound.allow(Math.min(step, reqs.length - at));
+      const next = reqs.slice(at, at + step);
+      let left = bound.allow(next.reduce((a, r) => a + cost.of(r.unit), 0)),
+        n = 0;
+      for (; n < next.length && cost.of(next[n].unit) <= left; n++) left -= cost.of(next[n].unit);
       if (n === 0) throw new BoundReached();
       await runPart(reqs.slice(at, at + n), scores, at);
       at += n;
     }
     return scores;
   };
-  resumable = resumableEvaluate(raw, { path: spec.checkpointPath, key, chunk: DEFAULT_CHUNK, onProgress });
+  resumable = resumableEvaluate(raw, {
+    path: spec.checkpointPath,
+    key,
+    chunk: DEFAULT_CHUNK,
+    onProgress,
+    ...(forward ? { passes: (r: SampleRequest) => cost.of(r.unit) } : {}),
+  });
   // Samples and their model passes, counted from the requests (a resumed run counts the same).
   const passesOf = new Map<string, number>();
   const evaluate: Evaluate = (reqs, stage) => {
     for (const r of reqs) {
       const k = `${r.unit}:${r.draw}`;
-      if (!passesOf.has(k)) passesOf.set(k, forward ? forward.passesFor(membersOf(r.unit)) : 1);
+      if (!passesOf.has(k)) passesOf.set(k, cost.of(r.unit));
     }
     return resumable!.evaluate(reqs, stage);
   };
@@ -293,7 +310,7 @@ export async function explainVolumeBlocks(
     // A time budget becomes a pass budget after the screen, at this run's measured pass rate (as in 2D).
     const passesFor = (spent: number) =>
       ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - (Date.now() - t0)) * ranPasses) / Math.max(ranMs, 1));
-    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, plan);
+    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, plan, cost);
     estimates = r.estimates;
     groupPasses = r.groupPasses;
     scheduleNotes.push(
@@ -307,12 +324,13 @@ export async function explainVolumeBlocks(
       );
   } else {
     try {
-      estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator, plan);
+      estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator, plan, cost);
     } catch (e) {
       if (!(e instanceof BoundReached) || !bound) throw e;
       await resumable.checkpoint?.save();
       const kept = resumable.checkpoint?.kept ?? 0;
-      throw new RunStopped(bound.reason(), bound.passes, kept, spec.checkpointPath!, workPlan);
+      const done = cost.base + (resumable.checkpoint?.store.weighted(cost.of) ?? 0);
+      throw new RunStopped(bound.reason(), bound.passes, kept, spec.checkpointPath!, workPlan, done);
     }
   }
   await resumable.checkpoint?.save();

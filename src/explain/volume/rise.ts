@@ -9,16 +9,17 @@
 import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
 import { outcomeUnits } from "../../target/outcome.js";
+import { type ProgressEvent, ProgressTracker, type WorkPlan } from "../../util/progress.js";
 import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
 import { checkCount } from "../coalitions.js";
 import type { FillKind } from "../interventions.js";
 import type { VolumeForm } from "../methods.js";
-import { riseMask3d } from "../rise-masks.js";
+import { riseEstimate, riseMask3d } from "../rise-masks.js";
 import type { SampleRequest } from "../samples.js";
-import { MaskAverage } from "../surrogates.js";
 import { volumeRange } from "./boxes.js";
 import { VOLUME_BATCH_SIZE } from "./engine.js";
 import { refuseBlur, volumeFill } from "./fills.js";
+import { slidingCount, slidingForward } from "./gradients.js";
 import { volumeProvenance } from "./provenance.js";
 
 interface RiseVolumeOptions {
@@ -32,11 +33,9 @@ interface RiseVolumeOptions {
 
 export const riseVolume: VolumeForm<RiseVolumeOptions> = {
   summary: "random s³-cell masks (trilinear, random shift) blending the volume with its mean (or --fill); centred mask-weighted average per voxel",
+  windows: true,
   check: (o) => refuseBlur("rise", o.fillKind),
   plan: ({ model, kase, target }, o) => {
-    // its scorer reads the whole box's output; a sliding card's Target reads the windows' stitched RoI
-    if (kase.placement.kind === "sliding")
-      fail("rise does not run through sliding windows yet", "use a card with a centre placement, or --method zero, occlusion or pdcr");
     checkCount("masks", o.masks, 2, "use --masks 4000");
     checkCount("cells", o.cells, 2, "use --cells 8");
     const range = volumeRange(kase.placement, kase.space.dims);
@@ -46,14 +45,14 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
     return async (run) => {
       const t0 = Date.now();
       const seed = run.seed ?? 0;
-      const [D, H, W] = sub;
-      const n = D * H * W;
+      const [D, H, W_] = sub;
+      const n = D * H * W_;
       const [bx, by] = kase.placement.box;
       // cell of the model's box of sub-box index l, and whether the RoI holds it
       const cellOf = new Uint32Array(n);
       for (let z = 0; z < D; z++)
         for (let y = 0; y < H; y++)
-          for (let x = 0; x < W; x++) cellOf[(z * H + y) * W + x] = ((z + range[0][0]) * by + y + range[1][0]) * bx + x + range[2][0];
+          for (let x = 0; x < W_; x++) cellOf[(z * H + y) * W_ + x] = ((z + range[0][0]) * by + y + range[1][0]) * bx + x + range[2][0];
       const inRoi = new Uint8Array(kase.input.length);
       for (const c of target.roiCells) inRoi[c] = 1;
       const fill = volumeFill(kase, o.fillKind, o.fill);
@@ -75,6 +74,9 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
         estimator: "centred mask-weighted average",
       };
       const runner = model.runner(run.batchSize ?? VOLUME_BATCH_SIZE);
+      // A sliding card's Target reads the windows' stitched RoI: every mask runs the windows over the RoI.
+      const forward = kase.placement.kind === "sliding" ? await slidingForward(model, kase, target, runner) : undefined;
+      const W = forward?.used.length ?? 1;
       // Everything that decides the scores: a rerun with the same key reuses the finished ones.
       const key = {
         model: model.sha256,
@@ -89,9 +91,30 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
         seed,
         settings,
         intervention: fill.describe,
+        // sliding cards only, so the keys of centre cards stay as they were
+        ...(kase.placement.kind === "sliding" ? { placement: kase.placement } : {}),
       };
       let resumable: Resumable | undefined;
+      // a mask touches the whole volume's part of the box, so it re-runs every window over the RoI
+      const whole = { z: range[0][0], y: range[1][0], x: range[2][0], depth: D, height: H, width: W_ };
+      let maskOf = -1;
+      const perturb = (r: SampleRequest, put: (cell: number, value: number) => void) => {
+        if (maskOf !== r.draw) riseMask3d(seed, r.draw, sub, o.cells, o.keepProbability, mask);
+        maskOf = r.draw;
+        for (let l = 0; l < n; l++) {
+          const c = cellOf[l];
+          if (!inRoi[c]) put(c, fill.value + mask[l] * (kase.input[c] - fill.value));
+        }
+      };
       const raw = async (reqs: SampleRequest[]) => {
+        if (forward)
+          return forward.evaluate(
+            runner,
+            reqs,
+            { boxes: () => [whole], perturb },
+            (st) => target.score(st.data, 0),
+            (r, _, v) => resumable!.finished(r, v),
+          );
         const scores = new Float64Array(reqs.length);
         await runner.run(
           reqs,
@@ -103,21 +126,30 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
         );
         return scores;
       };
-      resumable = resumableEvaluate(raw, { path: run.checkpointPath, key, chunk: DEFAULT_CHUNK, onProgress: run.onProgress });
+      // Progress in model passes: the unperturbed pass (reported with the first event), then W per mask.
+      const listen = run.onProgress;
+      const plan: WorkPlan = { total: W * (1 + o.masks), bound: W * (1 + o.masks) };
+      let baseReported = false;
+      const onProgress =
+        listen &&
+        ((e: ProgressEvent) => {
+          listen({ ...e, done: e.done * W, total: e.total * W, resumed: (e.resumed ?? 0) * W, plan });
+          if (baseReported) return;
+          baseReported = true;
+          new ProgressTracker("unperturbed pass", W, (b) => listen({ ...b, plan })).add(W);
+        });
+      resumable = resumableEvaluate(raw, { path: run.checkpointPath, key, chunk: DEFAULT_CHUNK, onProgress });
       const scores = await resumable.evaluate(
         Array.from({ length: o.masks }, (_, i) => ({ unit: 0, draw: i })),
         "masks",
       );
       await resumable.checkpoint?.save();
-      let meanScore = 0;
-      for (const v of scores) meanScore += v;
-      meanScore /= scores.length;
-      const acc = new MaskAverage(n, o.keepProbability, meanScore);
-      for (let i = 0; i < o.masks; i++) {
-        riseMask3d(seed, i, sub, o.cells, o.keepProbability, mask);
-        acc.add(scores[i], mask);
-      }
-      const { effect, stderr } = acc.result();
+      const {
+        effect,
+        stderr,
+        mean: meanScore,
+      } = riseEstimate(scores, o.keepProbability, n, (i, out) => riseMask3d(seed, i, sub, o.cells, o.keepProbability, out));
+      const count = forward && slidingCount(kase, forward);
       // On the box: the estimate over the volume's part, 0 (stderr NaN) on the RoI, which is never masked.
       const boxMap = new Float32Array(kase.input.length),
         boxErr = new Float32Array(kase.input.length).fill(Number.NaN);
@@ -145,10 +177,16 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
         units: [],
         roiCells: 0,
         samples: o.masks,
-        forwardPasses: 1 + o.masks,
+        forwardPasses: forward ? W * (1 + o.masks) : 1 + o.masks,
+        ...(count ? { windows: count } : {}),
         wallMs: Date.now() - t0,
         notes: [
           ...kase.notes,
+          ...(count
+            ? [
+                `sliding windows of ${count.patch.join("x")} (overlap ${count.overlap}, ${count.weighting} weights) over the ${[...kase.placement.box].reverse().join("x")} padded volume: ${W} of its ${count.total} windows overlap the RoI; each mask re-ran all ${W} (${W * (1 + o.masks)} passes with the unperturbed ones)`,
+              ]
+            : []),
           `RISE: mean outcome over ${o.masks} masks ${meanScore.toFixed(4)} (unperturbed ${target.base.toFixed(4)})`,
           ...(resumable.checkpoint?.notes() ?? []),
         ],
@@ -159,6 +197,7 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
           settings,
           intervention: fill.describe,
           runner: { batchSize: runner.plan.batchSize, threads: model.threads, device: model.device },
+          ...(count ? { passes: { samples: o.masks, model: W * (1 + o.masks), windows: count } } : {}),
         }),
       };
     };

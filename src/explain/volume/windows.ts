@@ -122,6 +122,8 @@ export class VolumeForward {
   /** the unperturbed output of each used window on its RoI cells, channel planes */
   private base: Float32Array[] = [];
   private readonly patch: [number, number, number];
+  /** each window's weight per cell of the patch */
+  private readonly weights: Float32Array;
 
   constructor(
     readonly model: VolumeModel,
@@ -135,6 +137,7 @@ export class VolumeForward {
     const [bx, by] = p.box;
     this.windows = slidingWindows(p);
     const weights = importanceMap(this.patch, p.weighting);
+    this.weights = weights;
     const { channels } = model.outputLayout;
     const out = model.card.output;
     // A softmax reads every channel of a cell; a sigmoid or a probability output only its own.
@@ -195,16 +198,59 @@ export class VolumeForward {
     return out;
   }
 
-  /** Copies window `slot` of the unperturbed padded volume into `dst` (patch-sized). */
-  fillWindow(slot: number, dst: Float32Array): void {
+  /** Copies window `slot` of the padded volume `input` (default: the unperturbed one) into `dst` (patch-sized). */
+  fillWindow(slot: number, dst: Float32Array, input: Float32Array = this.input): void {
     const w = this.used[slot];
     const [pd, ph, pw] = this.patch;
     const [bx, by] = this.placement.box;
     for (let z = 0; z < pd; z++)
       for (let y = 0; y < ph; y++) {
         const src = ((w.z + z) * by + w.y + y) * bx + w.x;
-        dst.set(this.input.subarray(src, src + pw), (z * ph + y) * pw);
+        dst.set(input.subarray(src, src + pw), (z * ph + y) * pw);
       }
+  }
+
+  /** Adds window `slot`'s patch-sized `src` into the padded volume `dst` at the window's place (fillWindow's adjoint). */
+  addWindow(slot: number, src: Float32Array, dst: Float32Array): void {
+    const w = this.used[slot];
+    const [pd, ph, pw] = this.patch;
+    const [bx, by] = this.placement.box;
+    for (let z = 0; z < pd; z++)
+      for (let y = 0; y < ph; y++) {
+        const at = ((w.z + z) * by + w.y + y) * bx + w.x;
+        const from = (z * ph + y) * pw;
+        for (let x = 0; x < pw; x++) dst[at + x] += src[from + x];
+      }
+  }
+
+  /**
+   * The stitch's adjoint for window `slot`: given dS/d(stitched) on the RoI's cells (`upstream`, the
+   * kept channels' planes as `stitch` gives them), writes dS/d(window output) into `dst` (one output,
+   * [C, patch]): each RoI cell's upstream times the window's weight there over the cell's summed weights.
+   */
+  windowSeed(slot: number, upstream: Float32Array, dst: Float32Array): void {
+    const n = this.roiCells.length;
+    const P = this.patch[0] * this.patch[1] * this.patch[2];
+    const cells = this.winCells[slot];
+    const local = this.winLocal[slot];
+    dst.fill(0);
+    this.keep.forEach((c, k) => {
+      for (let pos = 0; pos < cells.length; pos++) {
+        const i = cells[pos];
+        dst[c * P + local[pos]] = (this.weights[local[pos]] / this.weightSum[i]) * upstream[k * n + i];
+      }
+    });
+  }
+
+  /** The stitched RoI output of another padded volume (same geometry): every used window run on it once. */
+  async stitchOf(runner: BatchRunner, input: Float32Array): Promise<StitchedRoi> {
+    const fresh = new Map<number, Float32Array>();
+    await runner.run(
+      this.used.map((_, s) => s),
+      (slot, [dst]) => this.fillWindow(slot, dst, input),
+      (out, s, slot) => fresh.set(slot, this.keptOutput(out[this.model.outputName].data as Float32Array, s, slot)),
+    );
+    return this.stitch(fresh);
   }
 
   /** Sets padded-volume cell `cell` to `value` in window `slot`'s copy `dst`, when the window holds it. */
