@@ -17,6 +17,7 @@ import { rankUnitsProblem } from "./rank-units.js";
 import { type Def, evaluateRoi, type RoiWork } from "./roi-cells.js";
 import { type PlacedRoi, selectRois } from "./rois.js";
 import type { CellId } from "./store.js";
+import { runVolumeEvaluation } from "./volume-benchmark.js";
 
 export interface RunControl {
   signal?: AbortSignal;
@@ -62,6 +63,8 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   const t0 = Date.now();
   const P = cfg.protocol;
   const ds = readManifest(cfg.dataset);
+  if (ds.kind === "volume")
+    return runVolumeEvaluation(cfg, ctl, ds, { computed: 0, resumed: 0, skipped: 0, failed: 0, stoppedEarly: false, notes: [] });
   let cases = casesInSplits(ds, [cfg.split]);
   const inSplit = cases.length;
   if (cfg.images !== undefined) cases = cases.slice(0, cfg.images);
