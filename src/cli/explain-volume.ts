@@ -17,7 +17,6 @@ import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js"
 import { VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
 import { RunBound, type RunBoundSettings, RunStopped } from "../explain/volume/run-bound.js";
 import type { Device } from "../model/device.js";
-import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
 import { type WrittenVolume, writeVolumeAttribution } from "../report/volume-write.js";

@@ -60,7 +60,10 @@ function tiler(kase: VolumeCase, bank: VolumeBank, seed: number): (cell: number,
     const [tz, ty, tx] = [Math.floor(z / sd), Math.floor(y / sh), Math.floor(x / sw)];
     const t = draw * tiles + (tz * ny + ty) * nx + tx;
     let patch = cache.get(t);
-    if (!patch) cache.set(t, (patch = bank.patch(randomInt(seed, STREAM.fillDraws, t, bank.count))));
+    if (!patch) {
+      patch = bank.patch(randomInt(seed, STREAM.fillDraws, t, bank.count));
+      cache.set(t, patch);
+    }
     return patch[((z - tz * sd) * sh + y - ty * sh) * sw + x - tx * sw];
   };
 }
