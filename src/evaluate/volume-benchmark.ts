@@ -245,6 +245,12 @@ function volumeRoiWork(
       return {
         control: (key) => computeControl(ctx, id, key),
         explain: async (d, checkpointPath) => {
+          const p = kase.placement;
+          if (p.kind === "sliding" && !d.def.volume!.windows && p.box.some((b, a) => b > p.patch[a]))
+            fail(
+              `${d.def.name} does not run over sliding windows yet, and this volume needs more than one ${[...p.patch].reverse().join("x")} window`,
+              "evaluate zero, occlusion or pdcr on it, or use a card whose box holds the whole volume",
+            );
           // each method notes its own settings on a copy of the case
           const own = { ...kase, notes: [...kase.notes] };
           const run = await d.def.volume!.plan(
