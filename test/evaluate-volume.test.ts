@@ -1,7 +1,8 @@
-import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import "../src/explain/catalog.js";
+import { readDicomVolume } from "../src/data/volume/dicom/index.js";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { runEvaluation } from "../src/evaluate/benchmark.js";
 import { type EvaluateConfig, PROTOCOL_DEFAULTS } from "../src/evaluate/protocol.js";
@@ -259,5 +260,73 @@ describe.skipIf(!haveHippo)("evaluate on real hippocampus volumes with the shipp
     expect(rows.length).toBe(1 + 2 * 4);
     const run = JSON.parse(readFileSync(join(out, "run.json"), "utf8"));
     expect(JSON.stringify(run)).toContain('"boxUnit":"mm"');
+  });
+});
+
+// A data set of DICOM series folders (the MR series cropped around the hippocampus), each with a label
+// map written here on its grid: the box the explain DICOM test explains (skipped without ../shared/data).
+const DICOM = join(__dirname, "..", "..", "shared", "data", "dicom", "mr-hippocrop");
+const haveDicom = existsSync(join(DICOM, "study1"));
+if (!haveDicom) console.warn("evaluate-volume.test.ts: ../shared/data/dicom is absent, so the DICOM-series run is skipped (CI has the data)");
+
+describe.skipIf(!haveDicom)("evaluate on a data set of DICOM series", () => {
+  it("reads each series folder and its label map, and evaluates zero on the structure", async () => {
+    const ds = join(dir, "dicomset");
+    mkdirSync(ds, { recursive: true });
+    const cases = [];
+    for (const study of ["study1", "study2"]) {
+      const v = await readDicomVolume(join(DICOM, study));
+      const [nx, ny] = v.dims;
+      // the RoI z,y,x 12,16,14 of size 6x8x6 voxels
+      const labels = new Float32Array(v.data.length);
+      for (let k = 12; k < 18; k++) for (let j = 16; j < 24; j++) for (let i = 14; i < 20; i++) labels[(k * ny + j) * nx + i] = 1;
+      await writeNifti(join(ds, `${study}-labels.nii.gz`), { dims: v.dims, affine: v.affine, data: labels });
+      cases.push({ id: study, image: join(DICOM, study), mask: `${study}-labels.nii.gz`, split: "test" });
+    }
+    writeFileSync(join(ds, "manifest.json"), JSON.stringify({ name: "mr-dicom", kind: "volume", cases }));
+    const out = join(dir, "dicom-out");
+    const r = segcause(
+      "evaluate",
+      "--models",
+      join(__dirname, "..", "models", "volumes", "unet3d-hippocampus.onnx"),
+      "--dataset",
+      ds,
+      "--methods",
+      "zero",
+      "--set",
+      "zero.block=16",
+      "--reference",
+      "prediction",
+      "--fills",
+      "zero",
+      "--steps",
+      "4",
+      "--topk",
+      "10",
+      "--top-area",
+      "10",
+      "--controls",
+      "random",
+      "--out",
+      out,
+      "--no-progress",
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(JSON.parse(r.stdout).run).toMatchObject({ computed: 2, failed: 0, skipped: 0 });
+    const cell = JSON.parse(
+      readFileSync(
+        join(cellDir(out, { dataset: "mr-dicom", model: "unet3d-hippocampus", image: "study1", roi: "label-1" }, "zero"), "cell.json"),
+        "utf8",
+      ),
+    );
+    expect(cell.reference).toBe("prediction");
+    expect(cell.fills.zero.curves.deletion).toHaveLength(5);
+    // the map is on the series' own grid, (k, j, i)
+    const v = await readDicomVolume(join(DICOM, "study1"));
+    const npy = readFileSync(
+      join(cellDir(out, { dataset: "mr-dicom", model: "unet3d-hippocampus", image: "study1", roi: "label-1" }, "zero"), "map.npy"),
+    );
+    expect(npy.toString("latin1", 0, 80)).toContain(`'shape': (${v.dims[2]}, ${v.dims[1]}, ${v.dims[0]})`);
   });
 });
