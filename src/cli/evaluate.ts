@@ -157,7 +157,7 @@ export function evaluateCommand(): Command {
     .option("--seed <n>", "seed of every random choice (RoIs, ties, fills, methods)", seed(), 0)
     .option(
       "--rank-units <units>",
-      "units every map is ranked on and the curves remove: block:N (N px grid cells clipped to the domain), superpixel:N (SLIC) or pixel (the published run's protocol)",
+      "units every map is ranked on and the curves remove: block:N (N px grid cells clipped to the domain; on volumes boxes of N mm, default block:8), superpixel:N (SLIC) or pixel (the published run's protocol)",
       rankUnitsName(d.rankUnits),
     )
     .option("--steps <K>", "steps of the deletion/insertion curves (step k removes round(k·U/K) of the U units)", intAtLeast("steps", 2), d.steps)
