@@ -161,6 +161,16 @@ describe("evaluate on a volume data set (known answer)", () => {
       for (const method of ["zero", "pdcr"])
         expect(readCell(stopped, image, method).metrics).toMatchObject({ ...readCell(out, image, method).metrics, wall_s: expect.any(Number) });
 
+    // a case whose label map holds no structure is skipped with the reason, as an empty 2D mask
+    const m = JSON.parse(readFileSync(manifest, "utf8"));
+    await writeNifti(join(dir, "empty.nii.gz"), { dims: [N, N, N], affine: AFFINE, data: new Float32Array(N ** 3) });
+    m.cases.push({ id: "case3", image: "case.nii.gz", mask: "empty.nii.gz", split: "test" });
+    const withEmpty = join(dir, "with-empty.json");
+    writeFileSync(withEmpty, JSON.stringify(m));
+    const more = await runEvaluation(config(out, { dataset: withEmpty }), {});
+    expect(more).toMatchObject({ computed: 0, resumed: 4, skipped: 2 });
+    expect(more.notes.join("\n")).toMatch(/case3: its label map empty.nii.gz holds no labelled voxel/);
+
     // other settings (rank units in mm instead of voxels) are refused in the same folder
     await expect(runEvaluation(config(out, { volume: { boxUnit: "mm" } }), {})).rejects.toThrow(/different settings/);
   });

@@ -91,6 +91,7 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
     for (const c of cases)
       for (const { model } of models.values()) {
         const kase = await inCase(c.id, () => loadCase(model, c, vs));
+        if (isEmpty(kase)) continue; // skipped with its reason below
         await inCase(c.id, () => {
           const roi = resolveVolumeRoi(kase, roiSpec(kase, P));
           rankBox(P.rankUnits, vs.boxUnit, kase);
@@ -116,6 +117,12 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
           m.bank = given ?? (await volumeBankFor(cfg, ds, m.model, vs, log));
         }
         const kase = await loadCase(m.model, c, vs);
+        // As an empty 2D mask: no structure, no RoI; the case is skipped with the reason, not an error.
+        if (isEmpty(kase)) {
+          summary.notes.push(`${c.id}: its label map ${basename(c.mask!)} holds no labelled voxel, so it has no RoI; skipped`);
+          summary.skipped += defs.length;
+          continue;
+        }
         const id: CellId = { dataset: ds.name, model: modelName(path), image: c.id, roi: roiId(kase) };
         const start = Date.now(),
           computedBefore = summary.computed;
@@ -151,7 +158,7 @@ async function loadCase(model: VolumeModel, c: VolumeEntry, vs: VolumeSettings):
     fail(`case ${c.id} has no mask: the RoI of a volume is a structure of its label map`, "give every evaluated case a mask in the manifest");
   const kase = await loadVolumeCase(model, c.image, { seriesUid: c.series });
   // read once: the input-grid mask is the RoI, its model-space form the ground truth (as explain's --mask)
-  const { labelMap: _map, mask, ...m } = await readStructure(c.mask, kase.volume, c.image, vs.label ?? c.labels);
+  const { labelMap: _map, mask, ...m } = await readStructure(c.mask, kase.volume, c.image, vs.label ?? c.labels, { allowEmpty: true });
   return { ...kase, ...m, id: c.id, mask: maskToModel(kase.space, mask, (n) => new Uint8Array(n)), structure: mask };
 }
 
@@ -163,6 +170,8 @@ function roiSpec(kase: LabelledCase, P: EvaluateConfig["protocol"]): VolumeTarge
     reference: P.reference,
   };
 }
+
+const isEmpty = (kase: LabelledCase) => !kase.structure.some((v) => v !== 0);
 
 const roiId = (kase: LabelledCase) => `label-${kase.labels.join("-")}`;
 
