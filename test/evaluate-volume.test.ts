@@ -9,6 +9,7 @@ import { type EvaluateConfig, PROTOCOL_DEFAULTS } from "../src/evaluate/protocol
 import { blockLabels, gridLabels } from "../src/evaluate/rank-units.js";
 import { writeEvaluationReport } from "../src/evaluate/report.js";
 import { cellDir, controlPath } from "../src/evaluate/store.js";
+import { blurVolume } from "../src/explain/volume/blur.js";
 import { AFFINE, causalBoxVolume, inCausal, N, ROI, writeCausalFixture } from "./helpers/causal3d.js";
 import { segcause } from "./helpers/cli.js";
 import { regionMeanModel, tmp, writeModel } from "./helpers/tiny.js";
@@ -73,6 +74,20 @@ beforeAll(async () => {
 });
 
 describe("evaluate on a volume data set (known answer)", () => {
+  it("the 3D blur: constants stay, an impulse spreads symmetrically with sigma in mm", () => {
+    const dims: [number, number, number] = [9, 9, 9];
+    expect([...new Set(blurVolume(new Float32Array(729).fill(2), dims, [1, 1, 1], 2))].map((v) => +v.toFixed(5))).toEqual([2]);
+    const impulse = new Float32Array(729);
+    impulse[(4 * 9 + 4) * 9 + 4] = 1;
+    const b = blurVolume(impulse, dims, [1, 1, 2], 1);
+    expect(b.reduce((a, v) => a + v, 0)).toBeCloseTo(1, 5);
+    const at = (i: number, j: number, k: number) => b[(k * 9 + j) * 9 + i];
+    expect(at(3, 4, 4)).toBeCloseTo(at(5, 4, 4), 7);
+    expect(at(4, 3, 4)).toBeCloseTo(at(3, 4, 4), 7);
+    // k voxels are 2 mm: one voxel along k is as far as two along i
+    expect(at(4, 4, 5)).toBeCloseTo(at(2, 4, 4), 3);
+  });
+
   it("rank-unit grids: 2D blocks as before, 3D boxes from the volume's corner", () => {
     const [H, W, s] = [37, 29, 8];
     const old = Uint32Array.from({ length: H * W }, (_, p) => Math.floor(Math.floor(p / W) / s) * Math.ceil(W / s) + Math.floor((p % W) / s));
@@ -130,7 +145,7 @@ describe("evaluate on a volume data set (known answer)", () => {
       { name: "saliency", options: {} },
       { name: "rise", options: { masks: 16, cells: 2 } },
     ];
-    const s = await runEvaluation(config(out, { methods, protocol: { ...config(out).protocol, fills: ["zero"] } }), {
+    const s = await runEvaluation(config(out, { methods, protocol: { ...config(out).protocol, fills: ["zero", "blur"] } }), {
       causalMask: () => causalCells,
     });
     expect(s).toMatchObject({ computed: 4, failed: 0 });
@@ -140,6 +155,9 @@ describe("evaluate on a volume data set (known answer)", () => {
       expect(round(saliency.fills.zero.curves.deletion)).toEqual([100, 0, 0, 0, 0, 0, 0, 0]);
       expect(saliency.metrics.outside_causal).toBe(0);
       expect(readCell(out, image, "rise").metrics.forward).toBeGreaterThan(0);
+      // the blur fill: the same end point m(X), and the curves' steps
+      expect(saliency.fills.blur.curves.deletion[0]).toBeCloseTo(100, 6);
+      expect(saliency.fills.blur.curves.insertion).toHaveLength(8);
     }
   });
 
@@ -207,14 +225,14 @@ describe("evaluate on a volume data set: bad inputs, one line, exit 1", () => {
     oneLine(r);
   });
 
-  it("2D RoI rules, the blur fill and a method without a volume form on a volume data set", () => {
+  it("2D RoI rules, --stability and a method without a volume form on a volume data set", () => {
     const base = ["evaluate", "--models", model, "--dataset", manifest, "--no-progress", "--box-unit", "vox"];
     const rois = segcause(...base, "--methods", "zero", "--rois", "boundary:8", "--out", join(dir, "bad3"));
     oneLine(rois);
     expect(rois.stderr).toMatch(/--rois/);
-    const blur = segcause(...base, "--methods", "zero", "--fills", "zero,blur", "--out", join(dir, "bad4"));
-    oneLine(blur);
-    expect(blur.stderr).toMatch(/blur/);
+    const stability = segcause(...base, "--methods", "zero", "--fills", "zero", "--stability", "--out", join(dir, "bad4"));
+    oneLine(stability);
+    expect(stability.stderr).toMatch(/--stability/);
     const method = segcause(...base, "--methods", "misure", "--fills", "zero", "--out", join(dir, "bad5"));
     oneLine(method);
     expect(method.stderr).toMatch(/does not run on volumes/);

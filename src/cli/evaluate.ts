@@ -98,9 +98,9 @@ export function parseMethodRuns(methods: string, sets: readonly string[]): Metho
 }
 
 /**
- * A volume data set's settings, and its defaults where the 2D ones do not apply: boxes of 8 mm as
- * rank units, and no blur fill (it has no volume form). The 2D RoI rules are refused (a volume's RoI is
- * its label map's structure); --label and --box-unit are refused on 2D data sets.
+ * A volume data set's settings, and its default rank units (boxes of 8 mm) where the 2D one does not
+ * apply. The 2D RoI rules are refused (a volume's RoI is its label map's structure); --label and
+ * --box-unit are refused on 2D data sets.
  */
 function volumeDefaults(f: EvaluateFlags, source: (name: string) => string | undefined): VolumeSettings | undefined {
   if (readManifest(f.dataset).kind !== "volume") {
@@ -114,7 +114,6 @@ function volumeDefaults(f: EvaluateFlags, source: (name: string) => string | und
       "drop --rois (choose the structure with --label)",
     );
   if (source("rankUnits") === "default") f.rankUnits = VOLUME_RANK_UNITS;
-  if (source("fills") === "default") f.fills = PROTOCOL_DEFAULTS.fills.filter((n) => n !== "blur").join(",");
   return { boxUnit: f.boxUnit ?? "mm", ...(f.label !== undefined ? { label: f.label } : {}) };
 }
 
@@ -163,7 +162,7 @@ export function evaluateCommand(): Command {
     .option("--steps <K>", "steps of the deletion/insertion curves (step k removes round(k·U/K) of the U units)", intAtLeast("steps", 2), d.steps)
     .option("--fills <list>", "fills of the curves: patches,blur,zero,mean", d.fills.join(","))
     .option("--patch-draws <n>", "natural-patch draws averaged per curve point", intAtLeast("patch-draws"), d.patchDraws)
-    .option("--blur-sigma <px>", "sigma of the blur fill", numIn("blur-sigma", MIN_BLUR_SIGMA, MAX_BLUR_SIGMA), d.blurSigma)
+    .option("--blur-sigma <px>", "sigma of the blur fill (mm on volumes)", numIn("blur-sigma", MIN_BLUR_SIGMA, MAX_BLUR_SIGMA), d.blurSigma)
     .option(
       "--topk <list>",
       "top-k% of the attribution mass (metrics top<k>)",

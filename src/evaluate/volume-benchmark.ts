@@ -51,7 +51,6 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
   const P = cfg.protocol;
   const vs: VolumeSettings = cfg.volume ?? { boxUnit: "mm" };
   if (P.stability) fail("--stability does not run on volumes yet", "drop --stability for a volume data set");
-  if (P.fills.includes("blur")) fail("the blur fill does not run on volumes yet", "use --fills patches,zero,mean on a volume data set");
   if (P.rankUnits.kind !== "block")
     fail(
       `--rank-units ${rankUnitsName(P.rankUnits)} does not run on volumes`,

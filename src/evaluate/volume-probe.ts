@@ -1,15 +1,16 @@
 /**
  * The curves' fills and prober on volumes. A fill says what a removed cell of the model's box
  * becomes, in normalised units: `zero` (raw intensity 0, as zero ablation's default fill), `mean` (the
- * volume's mean, as occlusion's mean fill) or `patches` (natural boxes of the volume bank tiled over the
+ * volume's mean, as occlusion's mean fill), `blur` (the input blurred by a Gaussian of --blur-sigma mm) or `patches` (natural boxes of the volume bank tiled over the
  * removed cells, PdCR's treatment; the explained volume's own boxes are left out). The tiles' patches are a
  * pure function of (seed, draw, tile), the same for every method and control of the RoI (common random
  * numbers). The prober runs the model on the box, or with sliding windows only on the windows the
  * changed cells touch (VolumeForward).
  */
 import type { VolumeBank } from "../data/volume/volume-bank.js";
-import type { VolumeCase } from "../data/volume/volume-case.js";
+import { toBox, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
+import { blurVolume } from "../explain/volume/blur.js";
 import { volumeRange } from "../explain/volume/boxes.js";
 import type { ResolvedVolumeTarget } from "../explain/volume/engine.js";
 import { volumeFill } from "../explain/volume/fills.js";
@@ -32,7 +33,13 @@ export interface VolumeCurveFill {
 /** The fills of one (model, volume, RoI); `bank` is needed for `patches`. */
 export function makeVolumeFills(kase: VolumeCase, names: readonly FillName[], st: FillSettings, bank?: VolumeBank): VolumeCurveFill[] {
   return names.map((name): VolumeCurveFill => {
-    if (name === "blur") fail("the blur fill does not run on volumes yet", "use --fills patches,zero,mean on a volume data set");
+    if (name === "blur") {
+      // the model's input blurred in space (sigma in mm), as the 2D fill blurs the image
+      const v = kase.modelVolume;
+      const blurred = blurVolume(v.data.map(kase.normalise), v.dims, kase.space.spacing, st.blurSigma);
+      const box = toBox(blurred, v.dims, kase.placement, kase.placement.fill, (n) => new Float32Array(n));
+      return { name, draws: [0], value: (cell) => box[cell] };
+    }
     if (name !== "patches") {
       const v = volumeFill(kase, name === "zero" ? "constant" : "mean", 0).value;
       return { name, draws: [0], value: () => v };
