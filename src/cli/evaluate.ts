@@ -14,7 +14,7 @@ import { writeEvaluationReport } from "../evaluate/report.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
 import { checkCellsMatchRun, recordRun } from "../evaluate/run-record.js";
 import type { VolumeSettings } from "../evaluate/volume-benchmark.js";
-import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
+import { allMethods, getMethod, methodNames, volumeMethodNames } from "../explain/catalog.js";
 import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA } from "../explain/interventions.js";
 import { checkOptionValue, kebab, resolveOptions } from "../explain/methods.js";
 import { BOX_UNITS, type BoxUnitName } from "../explain/volume/box-size.js";
@@ -98,8 +98,8 @@ export function parseMethodRuns(methods: string, sets: readonly string[]): Metho
 }
 
 /**
- * A volume data set's settings, and its default rank units (boxes of 8 mm) where the 2D one does not
- * apply. The 2D RoI rules are refused (a volume's RoI is its label map's structure); --label and
+ * A volume data set's settings, and its defaults where the 2D ones do not apply: boxes of 8 mm as rank
+ * units, the methods that run on volumes. The 2D RoI rules are refused (a volume's RoI is its label map's structure); --label and
  * --box-unit are refused on 2D data sets.
  */
 function volumeDefaults(f: EvaluateFlags, source: (name: string) => string | undefined): VolumeSettings | undefined {
@@ -114,6 +114,8 @@ function volumeDefaults(f: EvaluateFlags, source: (name: string) => string | und
       "drop --rois (choose the structure with --label)",
     );
   if (source("rankUnits") === "default") f.rankUnits = VOLUME_RANK_UNITS;
+  // every method that runs on volumes, as every method is the default on images
+  if (source("methods") === "default") f.methods = volumeMethodNames().join(",");
   return { boxUnit: f.boxUnit ?? "mm", ...(f.label !== undefined ? { label: f.label } : {}) };
 }
 

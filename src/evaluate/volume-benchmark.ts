@@ -5,6 +5,7 @@
  * ranked on boxes of the model's box (volume-units.ts), and the curves replace box cells by volume
  * fills through a volume prober (volume-probe.ts). Everything is read and checked before the first cell.
  */
+import { existsSync } from "node:fs";
 import { basename } from "node:path";
 import type { Dataset, VolumeEntry } from "../data/manifest.js";
 import { volumeCasesInSplits } from "../data/manifest.js";
@@ -73,7 +74,8 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
   const models = new Map<string, { model: VolumeModel; bank?: { bank: VolumeBank; sha: string } }>();
   try {
     for (const path of cfg.models) {
-      if (!isVolumeModel(path))
+      // a missing file is named by the model loader below
+      if (existsSync(path) && !isVolumeModel(path))
         fail(
           `${basename(path)} is a 2D model, and ${ds.name} holds volumes`,
           "give a 3D model (its card declares a volume input, e.g. models/volumes/unet3d-hippocampus.onnx), or a 2D data set",
