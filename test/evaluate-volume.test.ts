@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import "../src/explain/catalog.js";
@@ -131,6 +131,8 @@ describe("evaluate on a volume data set (known answer)", () => {
       const npy = readFileSync(join(cellDir(out, { dataset: "tiny3d", model: "causal3d", image, roi: "label-1" }, "zero"), "map.npy"));
       expect(npy.toString("latin1", 0, 80)).toContain("'shape': (16, 16, 16)");
     }
+    // the natural-patch fill's and PdCR's volume bank, built as `bank build` does, cached in out/banks
+    expect(readdirSync(join(out, "banks")).filter((n) => n.endsWith(".scvbank"))).toHaveLength(1);
     const r = await writeEvaluationReport(out);
     expect(r.summary.cells).toBeGreaterThan(0);
     const csv = readFileSync(join(out, "cells.csv"), "utf8");
