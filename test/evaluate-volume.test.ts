@@ -235,6 +235,11 @@ describe("evaluate on a volume data set: bad inputs, one line, exit 1", () => {
     const stability = segcause(...base, "--methods", "zero", "--fills", "zero", "--stability", "--out", join(dir, "bad4"));
     oneLine(stability);
     expect(stability.stderr).toMatch(/--stability/);
+    // a block larger than the volume stops the run before the first cell, not as a refusal per cell
+    const block = segcause(...base, "--methods", "zero", "--set", "zero.block=32", "--fills", "zero", "--out", join(dir, "bad6"));
+    oneLine(block);
+    expect(block.stderr).toMatch(/block size 32³ voxels does not fit/);
+    expect(existsSync(join(dir, "bad6", "cells"))).toBe(false);
     const method = segcause(...base, "--methods", "misure", "--fills", "zero", "--out", join(dir, "bad5"));
     oneLine(method);
     expect(method.stderr).toMatch(/does not run on volumes/);

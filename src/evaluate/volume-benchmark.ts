@@ -99,6 +99,7 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
           if (volumeDomain(kase, roi.roiCells).length === 0) fail("the RoI covers the whole volume: nothing is left to intervene on");
         });
       }
+    await checkSettings(cfg, cases, models, defs, vs, given?.bank, summary.notes);
     for (const n of summary.notes) log(`note: ${n}`);
     let recorded = false;
     const validated = async () => {
@@ -148,6 +149,53 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
     for (const m of models.values()) await m.model.release();
   }
   return summary;
+}
+
+/**
+ * Method settings that can work on none of the models (a block larger than the volume, RISE on sliding
+ * windows, a Grad-CAM layer no model has) stop the run now, not as one refusal per cell: each method
+ * plans on each model's first case with a structure (one unperturbed pass). A method only some models
+ * cannot take is refused on their cells, with a note. A method needing a bank that is built later is
+ * checked on its cells.
+ */
+async function checkSettings(
+  cfg: EvaluateConfig,
+  cases: VolumeEntry[],
+  models: Map<string, { model: VolumeModel }>,
+  defs: Def[],
+  vs: VolumeSettings,
+  bank: VolumeBank | undefined,
+  notes: string[],
+): Promise<void> {
+  const refusals = new Map<Def, { path: string; error: SegcauseError }[]>(defs.map((d) => [d, []]));
+  let checked = 0;
+  for (const [path, { model }] of models) {
+    let kase: LabelledCase | undefined;
+    for (const c of cases) if (!kase) kase = await loadCase(model, c, vs).then((k) => (isEmpty(k) ? undefined : k));
+    if (!kase) continue;
+    let target: ResolvedVolumeTarget;
+    try {
+      target = await volumeTarget(model, kase, roiSpec(kase, cfg.protocol), cfg.batchSize ?? VOLUME_BATCH_SIZE);
+    } catch (e) {
+      if (e instanceof SegcauseError) continue; // that case's RoI is skipped with the reason
+      throw e;
+    }
+    checked++;
+    for (const d of defs) {
+      if (d.def.needsBank && !bank) continue;
+      try {
+        const own = { ...kase, notes: [...kase.notes] };
+        await d.def.volume!.plan({ model, kase: own, target, bank: d.def.needsBank ? bank : undefined, boxUnit: vs.boxUnit }, d.options);
+      } catch (e) {
+        if (!(e instanceof SegcauseError)) throw e;
+        refusals.get(d)!.push({ path, error: e });
+      }
+    }
+  }
+  for (const [d, r] of refusals) {
+    if (checked > 0 && r.length === checked) throw r[0].error;
+    for (const x of r) notes.push(`${d.def.name} cannot run on ${modelName(x.path)}: ${x.error.message}; its cells of that model will be refused`);
+  }
 }
 
 /** A volume case with its structure on the input's grid: the RoI, and (in model space) the reference mask. */
