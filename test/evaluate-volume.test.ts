@@ -10,7 +10,8 @@ import { blockLabels, gridLabels } from "../src/evaluate/rank-units.js";
 import { writeEvaluationReport } from "../src/evaluate/report.js";
 import { cellDir, controlPath } from "../src/evaluate/store.js";
 import { blurVolume } from "../src/explain/volume/blur.js";
-import { AFFINE, causalBoxVolume, inCausal, N, ROI, writeCausalFixture } from "./helpers/causal3d.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import { AFFINE, CARD, causalBoxVolume, inCausal, N, ROI, writeCausalFixture } from "./helpers/causal3d.js";
 import { segcause } from "./helpers/cli.js";
 import { regionMeanModel, tmp, writeModel } from "./helpers/tiny.js";
 
@@ -193,6 +194,59 @@ describe("evaluate on a volume data set (known answer)", () => {
 
     // other settings (rank units in mm instead of voxels) are refused in the same folder
     await expect(runEvaluation(config(out, { volume: { boxUnit: "mm" } }), {})).rejects.toThrow(/different settings/);
+  });
+});
+
+// Sliding windows (as test/volume-windows.test.ts): 8³ windows over a 24x16x16 volume, a model whose
+// logit at v is 10·x(v + one voxel along W), the RoI z,y,x 4..7, 4..7, 8..11 bright. Only the RoI's
+// column x = 11 reads outside the RoI (x = 12): the rank unit z 4, y 4, x 12 (4 voxels) is the causal box.
+describe("evaluate on a volume seen in sliding windows", () => {
+  it("the curves run only the windows the changed voxels touch, and find the causal box first", async () => {
+    const d = join(dir, "sliding");
+    mkdirSync(d, { recursive: true });
+    const g = new GraphBuilder("shift-3d");
+    const x = g.input("image", ["N", 1, "D", "H", "W"]);
+    const w = new Float32Array(27);
+    w[(1 * 3 + 1) * 3 + 2] = 10;
+    const conv = g.node("Conv", [x, g.constant([1, 1, 3, 3, 3], w), g.constant([1], [0])], { kernel_shape: [3, 3, 3], pads: [1, 1, 1, 1, 1, 1] });
+    g.output(g.node("Identity", [conv], {}, ["mask"]), ["N", 1, "D", "H", "W"]);
+    const input = { ...CARD.input, depth: 8, height: 8, width: 8, placement: { kind: "sliding", overlap: 0.5, weighting: "gaussian", fill: 0 } };
+    const shift = writeModel(d, "shift.onnx", g.toBytes(), { ...CARD, name: "shift", input });
+    const [SX, SY, SZ] = [24, 16, 16];
+    const roi = (i: number, j: number, k: number) => i >= 8 && i <= 11 && j >= 4 && j <= 7 && k >= 4 && k <= 7;
+    const at = (f: (i: number, j: number, k: number) => number) =>
+      Float32Array.from({ length: SX * SY * SZ }, (_, c) => f(c % SX, Math.floor(c / SX) % SY, Math.floor(c / (SX * SY))));
+    await writeNifti(join(d, "v.nii.gz"), {
+      dims: [SX, SY, SZ],
+      affine: AFFINE,
+      data: at((i, j, k) => (roi(i, j, k) || (i === 12 && j >= 4 && j <= 7 && k >= 4 && k <= 7) ? 3 : 1)),
+    });
+    await writeNifti(join(d, "l.nii.gz"), { dims: [SX, SY, SZ], affine: AFFINE, data: at((i, j, k) => (roi(i, j, k) ? 1 : 0)) });
+    writeFileSync(
+      join(d, "manifest.json"),
+      JSON.stringify({ name: "shift3d", cases: [{ id: "v", image: "v.nii.gz", mask: "l.nii.gz", split: "test" }] }),
+    );
+    const out = join(d, "out");
+    const cfg = config(out, { models: [shift], dataset: join(d, "manifest.json"), methods: [{ name: "zero", options: { block: 4, tau: 0 } }] });
+    const s = await runEvaluation({ ...cfg, protocol: { ...cfg.protocol, steps: 5, fills: ["zero"] } }, {});
+    expect(s).toMatchObject({ computed: 1, failed: 0 });
+    const id = { dataset: "shift3d", model: "shift", image: "v", roi: "label-1" };
+    const c = JSON.parse(readFileSync(join(cellDir(out, id, "zero"), "cell.json"), "utf8"));
+    const control = JSON.parse(readFileSync(controlPath(out, id), "utf8"));
+    const { base, removed } = control.fills.zero.ends;
+    expect(base).toBeCloseTo(100, 6);
+    expect(removed).toBeLessThan(95);
+    // the first step removes the causal box: every later point is the outcome with all of D removed
+    expect(
+      c.fills.zero.curves.deletion
+        .slice(1)
+        .map((v: number) => v - removed)
+        .map((v: number) => Math.abs(v) < 1e-6),
+    ).toEqual([true, true, true, true, true]);
+    // 5x3x3 windows, 8 over the RoI: each of the 10 curve samples (4 + 4 inner points, top-k, top-area)
+    // re-runs at most those 8, never all 45
+    expect(c.cost.evaluationPasses).toBeGreaterThan(10);
+    expect(c.cost.evaluationPasses).toBeLessThanOrEqual(10 * 8);
   });
 });
 

@@ -206,7 +206,7 @@ export function measureCell(
       passes: noisy.forwardPasses + noisy.backwardPasses + reseeded.forwardPasses + reseeded.backwardPasses,
     };
   };
-  return measureOrder(ctx, control, h, { ...a, support: supportMap(a), backwardPasses: a.backwardPasses }, causal, stability);
+  return measureOrder(ctx, control, h, { ...a, support: supportMap(a) }, causal, stability);
 }
 
 /** A method's map on the domain's grid, as the metrics read it, and its cost. */

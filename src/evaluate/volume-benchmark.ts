@@ -13,6 +13,7 @@ import { imageToModel, maskToModel } from "../data/volume/model-space.js";
 import { buildVolumeBank, checkBankForCard, VolumeBank } from "../data/volume/volume-bank.js";
 import { loadVolumeCase, readStructure, toBox, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail, SegcauseError } from "../errors.js";
+import { supportMap } from "../explain/attribution.js";
 import { getMethod, volumeMethodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
 import { type BoxUnitName, boxVoxels, describeSize, type Size3 } from "../explain/volume/box-size.js";
@@ -330,7 +331,7 @@ function measuredMap(kase: VolumeCase, a: VolumeAttribution): MeasuredMap {
   const map = mapOnBox(kase, a.map);
   return {
     map,
-    support: a.signed ? map.map((v) => -v) : map,
+    support: supportMap({ map, signed: a.signed }),
     signed: a.signed,
     forwardPasses: a.forwardPasses,
     backwardPasses: a.backwardPasses ?? 0,
