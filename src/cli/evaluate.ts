@@ -3,6 +3,7 @@
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
+import { readManifest } from "../data/manifest.js";
 import { fail } from "../errors.js";
 import { runEvaluation } from "../evaluate/benchmark.js";
 import { recordedProtocol } from "../evaluate/cell-key.js";
@@ -12,9 +13,11 @@ import { parseRankUnits, rankUnitsName } from "../evaluate/rank-units.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
 import { checkCellsMatchRun, recordRun } from "../evaluate/run-record.js";
-import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
+import type { VolumeSettings } from "../evaluate/volume-benchmark.js";
+import { allMethods, getMethod, methodNames, volumeMethodNames } from "../explain/catalog.js";
 import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA } from "../explain/interventions.js";
 import { checkOptionValue, kebab, resolveOptions } from "../explain/methods.js";
+import { BOX_UNITS, type BoxUnitName } from "../explain/volume/box-size.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
@@ -55,6 +58,8 @@ interface EvaluateFlags {
   maxCells?: number;
   reportOnly?: boolean;
   progress: boolean;
+  label?: string;
+  boxUnit?: BoxUnitName;
 }
 
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -92,6 +97,31 @@ export function parseMethodRuns(methods: string, sets: readonly string[]): Metho
   return [...runs.values()];
 }
 
+/**
+ * A volume data set's settings, and its defaults where the 2D ones do not apply: boxes of 8 mm as rank
+ * units, the methods that run on volumes. The 2D RoI rules are refused (a volume's RoI is its label map's structure); --label and
+ * --box-unit are refused on 2D data sets.
+ */
+function volumeDefaults(f: EvaluateFlags, source: (name: string) => string | undefined): VolumeSettings | undefined {
+  if (readManifest(f.dataset).kind !== "volume") {
+    if (f.label !== undefined || f.boxUnit !== undefined)
+      fail(`--${f.label !== undefined ? "label" : "box-unit"} applies to volume data sets, and ${f.dataset} holds 2D images`, "drop it");
+    return undefined;
+  }
+  if (source("rois") !== "default")
+    fail(
+      "--rois places 2D RoIs; on a volume data set the RoI is the structure of each case's label map",
+      "drop --rois (choose the structure with --label)",
+    );
+  if (source("rankUnits") === "default") f.rankUnits = VOLUME_RANK_UNITS;
+  // every method that runs on volumes, as every method is the default on images
+  if (source("methods") === "default") f.methods = volumeMethodNames().join(",");
+  return { boxUnit: f.boxUnit ?? "mm", ...(f.label !== undefined ? { label: f.label } : {}) };
+}
+
+/** Rank units on volumes unless --rank-units is given: boxes of 8 mm (8 voxels with --box-unit vox). */
+const VOLUME_RANK_UNITS = "block:8";
+
 export function evaluateCommand(): Command {
   const d = PROTOCOL_DEFAULTS;
   const cmd = new Command("evaluate")
@@ -128,13 +158,13 @@ export function evaluateCommand(): Command {
     .option("--seed <n>", "seed of every random choice (RoIs, ties, fills, methods)", seed(), 0)
     .option(
       "--rank-units <units>",
-      "units every map is ranked on and the curves remove: block:N (N px grid cells clipped to the domain), superpixel:N (SLIC) or pixel (the published run's protocol)",
+      "units every map is ranked on and the curves remove: block:N (N px grid cells clipped to the domain; on volumes boxes of N mm, default block:8), superpixel:N (SLIC) or pixel (the published run's protocol)",
       rankUnitsName(d.rankUnits),
     )
     .option("--steps <K>", "steps of the deletion/insertion curves (step k removes round(k·U/K) of the U units)", intAtLeast("steps", 2), d.steps)
     .option("--fills <list>", "fills of the curves: patches,blur,zero,mean", d.fills.join(","))
     .option("--patch-draws <n>", "natural-patch draws averaged per curve point", intAtLeast("patch-draws"), d.patchDraws)
-    .option("--blur-sigma <px>", "sigma of the blur fill", numIn("blur-sigma", MIN_BLUR_SIGMA, MAX_BLUR_SIGMA), d.blurSigma)
+    .option("--blur-sigma <px>", "sigma of the blur fill (mm on volumes)", numIn("blur-sigma", MIN_BLUR_SIGMA, MAX_BLUR_SIGMA), d.blurSigma)
     .option(
       "--topk <list>",
       "top-k% of the attribution mass (metrics top<k>)",
@@ -162,6 +192,15 @@ export function evaluateCommand(): Command {
     .option("--threads <n>", "ONNX Runtime intra-op threads", intAtLeast("threads"))
     .option("--max-cells <n>", "stop after computing n new cells (rerun to continue)", intAtLeast("max-cells"))
     .option("--report-only", "only (re)write the tables, plots and HTML from the cells that exist")
+    .option(
+      "--label <n[,m]>",
+      "volume data sets: the label map's labels that make the RoI's structure (default: the case's labels, else every label > 0)",
+    )
+    .option(
+      "--box-unit <unit>",
+      "volume data sets: --rank-units block:N, --bank-patch-size and the methods' --set <m>.block in mm (default) or vox",
+      oneOf("box-unit", BOX_UNITS),
+    )
     .option("--no-progress", "no progress lines on stderr");
   return addOutputFlags(cmd).action(async (f: EvaluateFlags & OutputFlags) => {
     const human: string[] = [];
@@ -178,6 +217,7 @@ export function evaluateCommand(): Command {
           "--models and --dataset are required",
           "give the ONNX models and the dataset manifest (or use --report-only to rewrite the results of --out)",
         );
+      const volume = volumeDefaults(f, (name) => cmd.getOptionValueSource(name));
       const protocol = {
         steps: f.steps,
         rankUnits: parseRankUnits(f.rankUnits),
@@ -200,7 +240,8 @@ export function evaluateCommand(): Command {
       // run.json marks --out as an evaluation: written only once the models, dataset and bank are
       // checked, and refused (under a lock) when the folder holds an evaluation with other settings.
       const command = ["segcause", ...process.argv.slice(2)].join(" ");
-      const recordRunSettings = () => recordRun(f.out, { protocol: recordedProtocol(protocol, f.seed), methods }, command);
+      const recorded = { ...recordedProtocol(protocol, f.seed), ...(volume ? { volume } : {}) };
+      const recordRunSettings = () => recordRun(f.out, { protocol: recorded, methods }, command);
       const t0 = Date.now();
       // One progress display for the whole run, in cells (see util/progress.ts).
       const display = showProgress(f) ? stderrDisplay() : undefined;
@@ -220,6 +261,7 @@ export function evaluateCommand(): Command {
           protocol,
           batchSize: f.batchSize,
           threads: f.threads,
+          ...(volume ? { volume } : {}),
         },
         {
           onValidated: recordRunSettings,

@@ -7,7 +7,7 @@
 import { rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
-import { VolumeBank } from "../data/volume/volume-bank.js";
+import { checkBankForCard, VolumeBank } from "../data/volume/volume-bank.js";
 import { boxCornerOnInput, loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import { getMethod, methodNames, volumeMethodNames } from "../explain/catalog.js";
@@ -17,7 +17,6 @@ import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js"
 import { VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
 import { RunBound, type RunBoundSettings, RunStopped } from "../explain/volume/run-bound.js";
 import type { Device } from "../model/device.js";
-import type { VolumeCard } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
 import { type WrittenVolume, writeVolumeAttribution } from "../report/volume-write.js";
@@ -101,16 +100,6 @@ const IMAGE_ONLY = [
   "channel",
   "threshold",
 ];
-
-/** A bank cut under another normalisation or spacing would paste out-of-range content: refused. */
-function checkBankForCard(bank: VolumeBank, card: VolumeCard, path: string): void {
-  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
-  if (!same(bank.header.normalisation, card.input.normalisation) || !same(bank.header.spacing, card.input.spacing))
-    fail(
-      `bank ${path} was cut with ${JSON.stringify(bank.header.normalisation)} at ${bank.header.spacing.join("x")} mm, the model's card says ${JSON.stringify(card.input.normalisation)} at ${card.input.spacing.join("x")} mm`,
-      "build the bank again with `segcause bank build --model <this model>`",
-    );
-}
 
 export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySet<string>): Promise<VolumeExplainResult | VolumeExplainStopped> {
   const scale = parseScale(f.colourScale ?? "max");

@@ -1,12 +1,4 @@
-/**
- * The faithfulness benchmark's orchestration: for every (model, image, RoI, method) cell, in
- * image-major order, check it against what the folder holds (cell-key.ts), then compute it
- * (cell.ts) and write it atomically, or resume it, or skip it. A killed run resumes and ends with
- * the same numbers (every random choice is a pure function of the seed and the cell). Up-front
- * checks load every model and read every chosen image first, so bad input fails before any work.
- */
-import { mkdir } from "node:fs/promises";
-import { basename, join, resolve } from "node:path";
+import { basename, resolve } from "node:path";
 import { type Case, loadCase } from "../data/case.js";
 import { casesInSplits, type Dataset, readManifest } from "../data/manifest.js";
 import { PatchBank } from "../data/patchbank.js";
@@ -18,13 +10,14 @@ import { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { etaOf, fmtDuration, type ProgressListener, type RunStatus } from "../util/progress.js";
 import { bankFor } from "./bank-cache.js";
-import { computeControl, explainCell, measureCell, openRoi, skippedControl, writeCell } from "./cell.js";
-import { cellKey, controlKey, groupKey, protocolKey as protocolKeyOf, REFUSALS_REVISION, refusalHolds } from "./cell-key.js";
-import type { EvaluateConfig, MethodRun } from "./protocol.js";
+import { computeControl, explainCell, measureCell, openRoi, writeCell } from "./cell.js";
+import { cellKey, controlKey, groupKey, protocolKey as protocolKeyOf } from "./cell-key.js";
+import type { EvaluateConfig } from "./protocol.js";
 import { rankUnitsProblem } from "./rank-units.js";
+import { type Def, evaluateRoi, type RoiWork } from "./roi-cells.js";
 import { type PlacedRoi, selectRois } from "./rois.js";
-import { cellDifference } from "./run-record.js";
-import { type CellId, type CellRecord, type ControlRecord, cellDir, controlPath, type FailedRecord, readJson, writeAtomic } from "./store.js";
+import type { CellId } from "./store.js";
+import { runVolumeEvaluation } from "./volume-benchmark.js";
 
 export interface RunControl {
   signal?: AbortSignal;
@@ -70,6 +63,8 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   const t0 = Date.now();
   const P = cfg.protocol;
   const ds = readManifest(cfg.dataset);
+  if (ds.kind === "volume")
+    return runVolumeEvaluation(cfg, ctl, ds, { computed: 0, resumed: 0, skipped: 0, failed: 0, stoppedEarly: false, notes: [] });
   let cases = casesInSplits(ds, [cfg.split]);
   const inSplit = cases.length;
   if (cfg.images !== undefined) cases = cases.slice(0, cfg.images);
@@ -224,14 +219,9 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
             cfg,
             ctl,
             summary,
-            model,
-            runner,
-            kase,
-            roi,
+            imageRoiWork(cfg, ctl, summary, { model, runner, kase, roi, bank, id, defs, protocolKey }),
             id,
             defs,
-            bank,
-            protocolKey,
             log,
             () => progress(Date.now() - start),
             validated,
@@ -288,126 +278,34 @@ function checkRoiFile(file: string, rows: readonly { image: string }[], ds: Data
   }
 }
 
-type Def = { run: MethodRun; def: ReturnType<typeof getMethod>; options: Record<string, unknown> };
-
-async function evaluateRoi(
+/** An image's RoI for the shared cell logic (roi-cells.ts): the 2D pass, Target, units and fills. */
+function imageRoiWork(
   cfg: EvaluateConfig,
   ctl: RunControl,
   summary: RunSummary,
-  model: Model,
-  runner: Runner,
-  kase: Case,
-  roi: PlacedRoi,
-  id: CellId,
-  defs: Def[],
-  bank: PatchBank | undefined,
-  protocolKey: Record<string, unknown>,
-  log: (s: string) => void,
-  progress: () => string,
-  validated: () => Promise<void>,
-  show?: (label: string) => void,
-): Promise<boolean> {
-  let cell = `${id.model} · ${id.image} · ${id.roi}`;
-  // With a progress display the cell and its method's stage are its label, not log lines.
-  const cellLog = show ? () => {} : log;
-  const onProgress: ProgressListener | undefined = show
-    ? (e) => {
-        ctl.onProgress?.(e);
-        show(`${cell}: ${e.stage} ${e.total > 0 ? Math.floor((100 * Math.min(e.done, e.total)) / e.total) : 0}%`);
-      }
-    : ctl.onProgress;
-  const group = groupKey(protocolKey, model, kase, roi.rect, bank);
-  const cellKeys = defs.map((d) => cellKey(group, d.def, d.options, model));
-  const dirs = defs.map((d) => cellDir(cfg.out, id, d.def.name));
-  const existing = dirs.map((d) => readJson<CellRecord>(join(d, "cell.json")));
-  existing.forEach((e, i) => {
-    if (e && e.key !== cellKeys[i])
-      fail(
-        `${join(dirs[i], "cell.json")} was computed with different settings (${cellDifference(e, defs[i].def, defs[i].options, cfg)})`,
-        "use a new --out folder for a different protocol, model, bank or method options",
+  r: { model: Model; runner: Runner; kase: Case; roi: PlacedRoi; bank?: PatchBank; id: CellId; defs: Def[]; protocolKey: Record<string, unknown> },
+): RoiWork<Attribution> {
+  const { model, runner, kase, roi, bank, id } = r;
+  const group = groupKey(r.protocolKey, model, kase, roi.rect, bank);
+  return {
+    controlKey: controlKey(group),
+    cellKeys: r.defs.map((d) => cellKey(group, d.def, d.options, model)),
+    place: { roiRect: roi.rect, roiKind: roi.kind },
+    open: async (onProgress) => {
+      const ctx = await openRoi(
+        { P: cfg.protocol, seed: cfg.seed, batchSize: cfg.batchSize, onProgress, model, kase, roi, bank },
+        runner,
+        id,
+        summary.notes,
       );
-  });
-  await validated();
-  // A method that refused this cell (a SegcauseError, e.g. an op it cannot differentiate) is recorded
-  // in failed.json and not retried with the same settings.
-  const failed = dirs.map((d, i) => refusalHolds(readJson<FailedRecord>(join(d, "failed.json")), cellKeys[i]));
-  const todo = defs.map((_, i) => i).filter((i) => !existing[i] && !failed[i]);
-  summary.resumed += existing.filter(Boolean).length;
-  summary.failed += failed.filter(Boolean).length;
-  const ctrlPath = controlPath(cfg.out, id);
-  const ctrlKey = controlKey(group);
-  let control = readJson<ControlRecord>(ctrlPath);
-  if (control && control.key !== ctrlKey)
-    fail(`${ctrlPath} was computed with different settings`, "use a new --out folder for a different protocol, model or bank");
-  if (control?.status === "skipped") {
-    summary.skipped += todo.length;
-    return false;
-  }
-  if (todo.length === 0 && control) return false;
-
-  const ctx = await openRoi(
-    { P: cfg.protocol, seed: cfg.seed, batchSize: cfg.batchSize, onProgress, model, kase, roi, bank },
-    runner,
-    id,
-    summary.notes,
-  );
-  if ("skipped" in ctx) {
-    await writeAtomic(ctrlPath, JSON.stringify(skippedControl({ roi }, id, ctrlKey, ctx.skipped), null, 1));
-    summary.notes.push(`${id.model} ${id.image} ${id.roi}: skipped (${ctx.skipped})`);
-    summary.skipped += todo.length;
-    return false;
-  }
-  if (!control) {
-    control = await computeControl(ctx, id, ctrlKey);
-    await writeAtomic(ctrlPath, JSON.stringify(control, null, 1));
-  }
-
-  const causal = ctl.causalMask?.(kase.id);
-  for (const i of todo) {
-    if (ctl.signal?.aborted) return true;
-    if (ctl.maxCells !== undefined && summary.computed >= ctl.maxCells) return true;
-    const { def, options } = defs[i];
-    ctl.beforeCell?.(id, def.name);
-    cellLog(`${id.model} · ${id.image} · ${id.roi} · ${def.name}`);
-    cell = `${id.model} · ${id.image} · ${id.roi} · ${def.name}`;
-    show?.(cell);
-    const dir = dirs[i];
-    await mkdir(dir, { recursive: true });
-    const checkpointPath = join(dir, ".checkpoint.json");
-    let a: Attribution;
-    try {
-      a = await explainCell(ctx, def, options, kase, cfg.seed, checkpointPath);
-    } catch (e) {
-      if (!(e instanceof SegcauseError)) throw e;
-      const reason = e.oneLine();
-      await writeAtomic(
-        join(dir, "failed.json"),
-        JSON.stringify(
-          {
-            format: "segcause.evalfailed/1",
-            key: cellKeys[i],
-            id,
-            method: def.name,
-            options,
-            reason,
-            refusals: REFUSALS_REVISION,
-          } satisfies FailedRecord,
-          null,
-          1,
-        ),
-      );
-      summary.failed++;
-      summary.notes.push(`${id.model} ${id.image} ${id.roi} ${def.name}: failed (${reason})`);
-      log(`  failed: ${reason}`);
-      continue;
-    }
-    const record = await measureCell(ctx, control, { key: cellKeys[i], id, def, options }, a, causal);
-    await writeCell(dir, a, record, checkpointPath);
-    summary.computed++;
-    cellLog(
-      `  done: ${a.forwardPasses} forward + ${a.backwardPasses} backward passes in ${(a.wallMs / 1000).toFixed(1)} s, curves ${record.cost.evaluationPasses} passes · ${progress()}`,
-    );
-    show?.(`${cell}: done`);
-  }
-  return false;
+      if ("skipped" in ctx) return ctx;
+      const causal = ctl.causalMask?.(kase.id);
+      return {
+        control: (key) => computeControl(ctx, id, key),
+        explain: (d, checkpointPath) => explainCell(ctx, d.def, d.options, kase, cfg.seed, checkpointPath),
+        measure: (control, h, a) => measureCell(ctx, control, h, a, causal),
+        write: writeCell,
+      };
+    },
+  };
 }

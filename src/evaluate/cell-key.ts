@@ -19,13 +19,21 @@
  *    multi-class logits below opset 13; Grad-CAM's automatic layer on models with a second head).
  * 6. Own patches: a bank built from the explained image adds `bankOwnPatches` (they are left out).
  * 7. Refusals: a refusal (failed.json) holds only if recorded under REFUSALS_REVISION or later.
- * The random control of a (model, image, RoI) is keyed by rules 1, 2 and 6 alone (no method).
+ * 8. Volumes: a volume's group names the 3D model, the volume and its label map (with the labels),
+ *    the model space it was brought into (spacing, axes, placement), the RoI, the rank units' box in
+ *    voxels and the unit the sizes were given in (millimetres or voxels), and the volume bank. 2D keys
+ *    never hold these, so they are as they were.
+ * The random control of a (model, image, RoI) is keyed by rules 1, 2, 6 (and 8) alone (no method).
  */
 import type { Case } from "../data/case.js";
 import type { PatchBank } from "../data/patchbank.js";
+import { modelSpaceRecord } from "../data/volume/model-space.js";
+import type { VolumeCase } from "../data/volume/volume-case.js";
 import { autoLayerMovedByOutputPath } from "../explain/gradcam.js";
 import type { MethodDefinition } from "../explain/methods.js";
+import type { BoxUnitName } from "../explain/volume/box-size.js";
 import type { Model } from "../model/model.js";
+import type { VolumeModel } from "../model/volume-model.js";
 import { opsetOf } from "../onnx/opset.js";
 import type { RoiRect } from "../target/roi.js";
 import { sha256 } from "../util/hash.js";
@@ -33,7 +41,7 @@ import type { Protocol } from "./protocol.js";
 import { rankUnitsName } from "./rank-units.js";
 import type { FailedRecord } from "./store.js";
 
-export const CELL_KEY_VERSION = 7;
+export const CELL_KEY_VERSION = 8;
 
 /** Rule 2: each later protocol setting, as run.json records it before it existed, and its key part (undefined: the earlier behaviour). */
 const LATER_SETTINGS: { name: string; before: unknown; keyed: (p: Protocol) => unknown }[] = [
@@ -134,20 +142,55 @@ export function groupKey(protocol: Record<string, unknown>, model: Model, kase: 
   };
 }
 
+/** What rule 8 keys a volume's group on. */
+export interface VolumeGroup {
+  model: VolumeModel;
+  kase: VolumeCase;
+  /** the RoI as the Target describes it, and its bounds in the model's box */
+  roi: { describe: string; bounds: readonly number[] };
+  /** the rank units' box, voxels (D, H, W) of the model's space */
+  rankBox: readonly number[];
+  boxUnit: BoxUnitName;
+  /** the sha256 of the volume bank's file, when a fill or a method uses one */
+  bank: string | null;
+  /** the bank holds boxes of this volume (they are left out) */
+  ownPatches: boolean;
+}
+
+/** Rules 1, 2, 6 and 8: the shared part of the keys of one (model, volume, RoI). */
+export function volumeGroupKey(protocol: Record<string, unknown>, g: VolumeGroup): GroupKey {
+  const { kase } = g;
+  return {
+    protocol,
+    model: g.model.sha256,
+    card: g.model.card,
+    image: kase.imageSha256,
+    mask: kase.maskSha256 ?? null,
+    labels: kase.labels ?? null,
+    modelSpace: modelSpaceRecord(kase.space),
+    placement: kase.placement,
+    roi: g.roi,
+    rankBox: g.rankBox,
+    boxUnit: g.boxUnit,
+    bank: g.bank,
+    ...(g.ownPatches ? { bankOwnPatches: "left out" } : {}),
+  };
+}
+
 /** The key of the random (and distance) control of one (model, image, RoI). */
 export function controlKey(group: GroupKey): string {
   return sha256(JSON.stringify(group));
 }
 
-/** The key of one cell: its group and rules 3 to 5 for the method. */
-export function cellKey(group: GroupKey, def: MethodDefinition, options: Record<string, unknown>, model: Model): string {
+/** The key of one cell: its group and rules 3 to 5 for the method (rule 5 concerns 2D models only). */
+export function cellKey(group: GroupKey, def: MethodDefinition, options: Record<string, unknown>, model?: Model): string {
   return sha256(
     JSON.stringify({
       ...group,
       method: def.name,
       options: keyedOptions(def, options),
       ...revisionKey(def, options),
-      ...modelFixKey(def, options, model),
+      ...(model ? modelFixKey(def, options, model) : {}),
     }),
   );
 }

@@ -20,20 +20,37 @@ import { encodeNpy } from "../util/npy.js";
 import type { ProgressListener } from "../util/progress.js";
 import { uniform } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
-import { type CurvePair, curvePair, type Endpoints, Prober, type TopK, topAreaEffects, topKEffects } from "./curves.js";
-import { type CurveFill, makeFills } from "./fills.js";
+import { type CurvePair, type CurveProber, curvePair, type Endpoints, Prober, type TopK, topAreaEffects, topKEffects } from "./curves.js";
+import { type CurveFill, type FillName, makeFills } from "./fills.js";
 import { distanceToRoi, explainedDomain, gini, leakage, spearman } from "./map-metrics.js";
 import { distanceUnits, type Ranking, randomUnits, rankUnits } from "./ordering.js";
 import { type Protocol, topAreaMetric } from "./protocol.js";
 import { type DomainUnits, domainUnits, rankUnitsName } from "./rank-units.js";
 import type { PlacedRoi } from "./rois.js";
-import { type CellId, type CellRecord, type ControlRecord, type FillResult, writeAtomic } from "./store.js";
+import { type CellId, type CellRecord, type ControlRecord, type FillResult, type RoiPlace, writeAtomic } from "./store.js";
 import { curveMetrics } from "./summary.js";
 
-/** What the cells of one (model, image, RoI) share. */
-export interface RoiContext {
+/**
+ * What the orders of one RoI are measured with, whatever the input's geometry: the cells of the
+ * domain are pixels of an image or cells of a volume's box, and the prober runs the model on them.
+ */
+export interface OrderContext<F extends { name: FillName } = CurveFill> {
   P: Protocol;
   seed: number;
+  prober: CurveProber<F>;
+  fills: F[];
+  /** the explained domain: the cells outside the RoI that the curves replace */
+  domain: Uint32Array;
+  units: DomainUnits;
+  /** every cell's distance to the RoI (pixels; millimetres on volumes) */
+  dist: Float32Array;
+  target: Pick<Target, "base" | "outcome" | "referenceKind">;
+  /** where the records place the RoI: a rectangle on images, the RoI's bounds on volumes */
+  place: RoiPlace;
+}
+
+/** What the cells of one (model, image, RoI) share. */
+export interface RoiContext extends OrderContext<CurveFill> {
   batchSize?: number;
   onProgress?: ProgressListener;
   model: Model;
@@ -42,11 +59,7 @@ export interface RoiContext {
   bank?: PatchBank;
   spec: TargetSpec;
   target: Target;
-  fills: CurveFill[];
   prober: Prober;
-  domain: Uint32Array;
-  units: DomainUnits;
-  dist: Float32Array;
 }
 
 type RoiInputs = Pick<RoiContext, "P" | "seed" | "batchSize" | "onProgress" | "model" | "kase" | "roi" | "bank">;
@@ -83,19 +96,25 @@ export async function openRoi(inputs: RoiInputs, runner: Runner, id: CellId, not
     const note = `${id.model}: --rank-units ${rankUnitsName(P.rankUnits)} leaves as few as ${units.label.length} units for --steps ${P.steps}, so some curve steps remove no unit (use smaller units or fewer steps)`;
     if (!notes.some((n) => n.startsWith(`${id.model}: --rank-units`))) notes.push(note);
   }
-  return { ...inputs, spec, target, fills, prober, domain, units, dist: distanceToRoi(target.region) };
+  const place = { roiRect: roi.rect, roiKind: roi.kind };
+  return { ...inputs, spec, target, fills, prober, domain, units, dist: distanceToRoi(target.region), place };
 }
 
 /** The curves of one order (a method's or a control's) and, when the protocol asks, its area-matched top-k effects. */
-async function orderCurves(ctx: RoiContext, r: Ranking, f: CurveFill, ends: Endpoints): Promise<{ curves: CurvePair; topArea?: TopK[] }> {
+async function orderCurves<F extends { name: FillName }>(
+  ctx: OrderContext<F>,
+  r: Ranking,
+  f: F,
+  ends: Endpoints,
+): Promise<{ curves: CurvePair; topArea?: TopK[] }> {
   const { prober, P, target } = ctx;
   const curves = await curvePair(prober, r, f, P.steps, ends, P.minRange);
   return P.topArea.length ? { curves, topArea: await topAreaEffects(prober, r, f, P.topArea, target.base) } : { curves };
 }
 
 /** The model-free controls of the RoI: the random order (whose end points every method's curves share) and the distance order. */
-export async function computeControl(ctx: RoiContext, id: CellId, key: string): Promise<ControlRecord> {
-  const { prober, P, seed, units, target, roi } = ctx;
+export async function computeControl<F extends { name: FillName }>(ctx: OrderContext<F>, id: CellId, key: string): Promise<ControlRecord> {
+  const { prober, P, seed, units, target } = ctx;
   const before = prober.passes;
   const random = randomUnits(units, seed);
   const near = P.controls.includes("distance") ? distanceUnits(units, ctx.dist, seed) : undefined;
@@ -111,8 +130,7 @@ export async function computeControl(ctx: RoiContext, id: CellId, key: string): 
     format: "segcause.evalcontrol/1",
     key,
     id,
-    roiRect: roi.rect,
-    roiKind: roi.kind,
+    ...ctx.place,
     status: "ok",
     baseOutcome: target.base,
     outcome: target.outcome,
@@ -124,8 +142,8 @@ export async function computeControl(ctx: RoiContext, id: CellId, key: string): 
 }
 
 /** The record of a RoI whose Target could not be resolved. */
-export function skippedControl(ctx: Pick<RoiContext, "roi">, id: CellId, key: string, reason: string): ControlRecord {
-  return { format: "segcause.evalcontrol/1", key, id, roiRect: ctx.roi.rect, roiKind: ctx.roi.kind, status: "skipped", reason };
+export function skippedControl(place: RoiPlace, id: CellId, key: string, reason: string): ControlRecord {
+  return { format: "segcause.evalcontrol/1", key, id, ...place, status: "skipped", reason };
 }
 
 /** The method's Attribution of `kase` (the RoI's case, or a noisy copy for stability) with the RoI's Target. */
@@ -171,15 +189,53 @@ export interface CellHeader {
  * The metrics of a method's Attribution `a` on the RoI, measured against the control's end points,
  * as the cell's record. `causal` is the known causal region (tests with tiny models).
  */
-export async function measureCell(
+export function measureCell(
   ctx: RoiContext,
   control: ControlRecord,
   h: CellHeader,
   a: Attribution,
   causal: Uint8Array | undefined,
 ): Promise<CellRecord> {
-  const { P, seed, prober, target, domain, kase } = ctx;
-  const support = supportMap(a);
+  const { P, seed, kase } = ctx;
+  const stability = async () => {
+    const noisy = await explainCell(ctx, h.def, h.options, noisyCase(kase, P.noiseSigma, seed), seed);
+    const reseeded = await explainCell(ctx, h.def, h.options, kase, seed + 1);
+    return {
+      noisy: supportMap(noisy),
+      reseeded: supportMap(reseeded),
+      passes: noisy.forwardPasses + noisy.backwardPasses + reseeded.forwardPasses + reseeded.backwardPasses,
+    };
+  };
+  return measureOrder(ctx, control, h, { ...a, support: supportMap(a) }, causal, stability);
+}
+
+/** A method's map on the domain's grid, as the metrics read it, and its cost. */
+export interface MeasuredMap {
+  /** on the domain's grid (an image's pixels, a volume's box cells) */
+  map: Float32Array;
+  /** supportMap of it: larger = the cell's content held the RoI outcome up more */
+  support: Float32Array;
+  signed: boolean;
+  forwardPasses: number;
+  backwardPasses: number;
+  wallMs: number;
+  notes: string[];
+}
+
+/** The stability maps (--stability): the method on a noisy copy and at seed + 1, as support maps, and their passes. */
+export type StabilityRun = () => Promise<{ noisy: Float32Array; reseeded: Float32Array; passes: number }>;
+
+/** The cell's record from a method's map on the domain's grid: the one measurement of images and volumes. */
+export async function measureOrder<F extends { name: FillName }>(
+  ctx: OrderContext<F>,
+  control: ControlRecord,
+  h: CellHeader,
+  a: MeasuredMap,
+  causal: Uint8Array | undefined,
+  stability?: StabilityRun,
+): Promise<CellRecord> {
+  const { P, seed, prober, target, domain } = ctx;
+  const support = a.support;
   const order = rankUnits(ctx.units, support, seed);
   const metrics: Record<string, number | null> = {};
   const results: CellRecord["fills"] = {};
@@ -203,13 +259,13 @@ export async function measureCell(
   metrics.gini = Number.isNaN(g) ? null : g;
   let stabilityPasses = 0;
   if (P.stability) {
-    const noisy = await explainCell(ctx, h.def, h.options, noisyCase(kase, P.noiseSigma, seed), seed);
-    const reseeded = await explainCell(ctx, h.def, h.options, kase, seed + 1);
-    const sn = spearman(support, supportMap(noisy), domain),
-      ss = spearman(support, supportMap(reseeded), domain);
+    if (!stability) throw new Error("--stability needs the method run again");
+    const s = await stability();
+    const sn = spearman(support, s.noisy, domain),
+      ss = spearman(support, s.reseeded, domain);
     metrics.stab_noise = Number.isNaN(sn) ? null : sn;
     metrics.stab_seed = Number.isNaN(ss) ? null : ss;
-    stabilityPasses = noisy.forwardPasses + noisy.backwardPasses + reseeded.forwardPasses + reseeded.backwardPasses;
+    stabilityPasses = s.passes;
   }
   metrics.forward = a.forwardPasses;
   metrics.backward = a.backwardPasses;
@@ -221,8 +277,7 @@ export async function measureCell(
     method: h.def.name,
     options: h.options,
     seed,
-    roiRect: ctx.roi.rect,
-    roiKind: ctx.roi.kind,
+    ...ctx.place,
     baseOutcome: target.base,
     outcome: target.outcome,
     reference: target.referenceKind,
@@ -241,9 +296,20 @@ export async function measureCell(
 }
 
 /** Writes a finished cell: the map, the Attribution's metadata, then cell.json last (its presence marks the cell complete). */
-export async function writeCell(dir: string, a: Attribution, record: CellRecord, checkpointPath: string): Promise<void> {
-  await writeAtomic(join(dir, "map.npy"), encodeNpy(a.map, [a.height, a.width]));
-  await writeAtomic(join(dir, "attribution.json"), JSON.stringify(attributionMeta(a), null, 1));
+export function writeCell(dir: string, a: Attribution, record: CellRecord, checkpointPath: string): Promise<void> {
+  return writeCellFiles(dir, encodeNpy(a.map, [a.height, a.width]), attributionMeta(a), record, checkpointPath);
+}
+
+/** The cell's files (an image's or a volume's): the map, the Attribution's metadata, then cell.json last. */
+export async function writeCellFiles(
+  dir: string,
+  npy: Uint8Array,
+  meta: Record<string, unknown>,
+  record: CellRecord,
+  checkpointPath: string,
+): Promise<void> {
+  await writeAtomic(join(dir, "map.npy"), npy);
+  await writeAtomic(join(dir, "attribution.json"), JSON.stringify(meta, null, 1));
   await writeAtomic(join(dir, "cell.json"), JSON.stringify(record, null, 1));
   await rm(checkpointPath, { force: true });
 }

@@ -18,8 +18,18 @@ import type { CurveFill } from "./fills.js";
 import { trapezoidAuc } from "./map-metrics.js";
 import { areaPrefix, massPrefix, type Ranking, stepPixels } from "./ordering.js";
 
+/**
+ * What the curves need of a model: the RoI outcome with each set of domain cells (pixels, or voxels
+ * of a volume's box) replaced by a fill, averaged over the fill's draws.
+ */
+export interface CurveProber<F> {
+  /** model passes run so far */
+  readonly passes: number;
+  outcomes(sets: readonly Uint32Array[], fill: F): Promise<number[]>;
+}
+
 /** Runs intervened inputs: base input with a pixel set replaced by a fill, outcome averaged over the fill's draws. */
-export class Prober {
+export class Prober implements CurveProber<CurveFill> {
   passes = 0;
   constructor(
     private readonly model: Model,
@@ -70,10 +80,10 @@ export function normalise(auc: number, ends: Endpoints, minRange: number): numbe
   return range >= minRange ? (auc - ends.removed) / range : null;
 }
 
-export async function curvePair(
-  prober: Prober,
+export async function curvePair<F>(
+  prober: CurveProber<F>,
   ranking: Ranking,
-  fill: CurveFill,
+  fill: F,
   steps: number,
   ends: Endpoints,
   minRange: number,
@@ -107,7 +117,7 @@ export interface TopK {
 }
 
 /** Outcome changes when the first `lens[i]` pixels of the order are replaced (an empty set changes nothing). */
-async function prefixEffects(prober: Prober, r: Ranking, lens: number[], ks: readonly number[], fill: CurveFill, base: number): Promise<TopK[]> {
+async function prefixEffects<F>(prober: CurveProber<F>, r: Ranking, lens: number[], ks: readonly number[], fill: F, base: number): Promise<TopK[]> {
   const m = await prober.outcomes(
     lens.map((l) => r.order.subarray(0, l)),
     fill,
@@ -116,7 +126,7 @@ async function prefixEffects(prober: Prober, r: Ranking, lens: number[], ks: rea
 }
 
 /** Top-k% of the attribution mass (whole units; see massPrefix). */
-export function topKEffects(prober: Prober, r: Ranking, fill: CurveFill, ks: readonly number[], base: number): Promise<TopK[]> {
+export function topKEffects<F>(prober: CurveProber<F>, r: Ranking, fill: F, ks: readonly number[], base: number): Promise<TopK[]> {
   return prefixEffects(
     prober,
     r,
@@ -128,7 +138,7 @@ export function topKEffects(prober: Prober, r: Ranking, fill: CurveFill, ks: rea
 }
 
 /** Top-k% of the domain's area in the order (whole units; see areaPrefix): the same area for every method, up to one unit. */
-export function topAreaEffects(prober: Prober, r: Ranking, fill: CurveFill, ks: readonly number[], base: number): Promise<TopK[]> {
+export function topAreaEffects<F>(prober: CurveProber<F>, r: Ranking, fill: F, ks: readonly number[], base: number): Promise<TopK[]> {
   return prefixEffects(
     prober,
     r,

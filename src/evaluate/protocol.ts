@@ -8,6 +8,7 @@ import type { OutcomeName } from "../target/outcome.js";
 import type { FillName } from "./fills.js";
 import { RANK_UNITS_DEFAULT, type RankUnits } from "./rank-units.js";
 import type { RoiSpec } from "./rois.js";
+import type { VolumeSettings } from "./volume-benchmark.js";
 
 export const CONTROL_NAMES = ["random", "distance"] as const;
 export type ControlName = (typeof CONTROL_NAMES)[number];
@@ -81,6 +82,8 @@ export interface EvaluateConfig {
   protocol: Protocol;
   batchSize?: number;
   threads?: number;
+  /** volume data sets: what --block, --rank-units and --bank-patch-size are in, and the structure's labels */
+  volume?: VolumeSettings;
 }
 
 /** `random,distance`; the random control is always computed (the curves' end points come with it). */

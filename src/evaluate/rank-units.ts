@@ -82,8 +82,26 @@ export function unitsFromLabelMap(labels: ArrayLike<number>, domain: Uint32Array
 
 /** The grid cell of every pixel (size × size cells from the top-left corner, edge cells clipped). */
 export function blockLabels(height: number, width: number, size: number): Uint32Array {
-  const perRow = Math.ceil(width / size);
-  return Uint32Array.from({ length: height * width }, (_, p) => Math.floor(Math.floor(p / width) / size) * perRow + Math.floor((p % width) / size));
+  return gridLabels([height, width], [size, size]);
+}
+
+/**
+ * The grid cell of every cell of an array of `dims` (slowest axis first, row-major): cells of `size`
+ * per axis from `origin` (edge cells clipped), numbered row-major. Images: 2D blocks from the top-left
+ * corner; volumes: boxes of the model's box from the corner of the volume's part of it (cells before
+ * the origin, in the padding, join the first cell of their axis: they are never in the domain).
+ */
+export function gridLabels(dims: readonly number[], size: readonly number[], origin: readonly number[] = dims.map(() => 0)): Uint32Array {
+  const per = dims.map((d, a) => Math.max(1, Math.ceil((d - origin[a]) / size[a])));
+  const at = dims.map(() => 0);
+  const out = new Uint32Array(dims.reduce((a, b) => a * b, 1));
+  for (let p = 0; p < out.length; p++) {
+    let label = 0;
+    for (let a = 0; a < dims.length; a++) label = label * per[a] + Math.min(per[a] - 1, Math.max(0, Math.floor((at[a] - origin[a]) / size[a])));
+    out[p] = label;
+    for (let a = dims.length - 1; a >= 0 && ++at[a] === dims[a]; a--) at[a] = 0;
+  }
+  return out;
 }
 
 /** The units of `r` over the domain of one (image, RoI); `image` is the model-input image (superpixels). */

@@ -153,9 +153,8 @@ export async function writeEvaluationReport(out: string, title = "segcause faith
           r.model,
           r.image,
           r.roi,
-          src.roiRect.row,
-          src.roiRect.col,
-          src.roiRect.height,
+          // a volume's RoI is a structure, not a square: its bounds are in cell.json
+          ...("roiRect" in src ? [src.roiRect.row, src.roiRect.col, src.roiRect.height] : ["", "", ""]),
           r.method,
           (src as CellRecord).baseOutcome,
           ...metricNames.map((m) => r.metrics[m]),

@@ -32,12 +32,16 @@ export interface FillResult {
   topArea?: TopK[];
 }
 
-export interface ControlRecord {
+/**
+ * Where a record's RoI lies: a rectangle on an image, or on a volume the RoI's bounds in the model's
+ * box, [z0, y0, x0, z1, y1, x1] inclusive (a volume's RoI is a structure of its label map).
+ */
+export type RoiPlace = { roiRect: RoiRect; roiKind: string } | { roiBox: [number, number, number, number, number, number]; roiKind: string };
+
+export type ControlRecord = RoiPlace & {
   format: "segcause.evalcontrol/1";
   key: string;
   id: CellId;
-  roiRect: RoiRect;
-  roiKind: string;
   status: "ok" | "skipped";
   reason?: string;
   baseOutcome?: number;
@@ -48,9 +52,9 @@ export interface ControlRecord {
   /** per fill: the distance-to-RoI order's curves (--controls distance) */
   distance?: Partial<Record<FillName, { curves: CurvePair; topArea?: TopK[] }>>;
   passes?: number;
-}
+};
 
-export interface CellRecord {
+export type CellRecord = RoiPlace & {
   format: "segcause.evalcell/1";
   key: string;
   id: CellId;
@@ -58,8 +62,6 @@ export interface CellRecord {
   /** every option of the method, defaults included */
   options: Record<string, unknown>;
   seed: number;
-  roiRect: RoiRect;
-  roiKind: string;
   baseOutcome: number;
   outcome: string;
   reference: string;
@@ -69,7 +71,7 @@ export interface CellRecord {
   metrics: Record<string, number | null>;
   cost: { forwardPasses: number; backwardPasses: number; wallMs: number; evaluationPasses: number; stabilityPasses: number };
   notes: string[];
-}
+};
 
 export interface FailedRecord {
   format: "segcause.evalfailed/1";

@@ -202,3 +202,13 @@ export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o:
   };
   return new VolumeBank(header, data);
 }
+
+/** A bank cut under another normalisation or spacing would paste out-of-range content: refused. */
+export function checkBankForCard(bank: VolumeBank, card: VolumeCard, path: string): void {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  if (!same(bank.header.normalisation, card.input.normalisation) || !same(bank.header.spacing, card.input.spacing))
+    fail(
+      `bank ${path} was cut with ${JSON.stringify(bank.header.normalisation)} at ${bank.header.spacing.join("x")} mm, the model's card says ${JSON.stringify(card.input.normalisation)} at ${card.input.spacing.join("x")} mm`,
+      "build the bank again with `segcause bank build --model <this model>`",
+    );
+}

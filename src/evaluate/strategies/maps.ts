@@ -63,7 +63,8 @@ export function findMaps(dirs: readonly string[], unreadable: string[] = [], dup
       if (names.has("cell.json")) {
         const c = readJsonFile(join(dir, "cell.json")) as CellRecord | undefined;
         if (c?.format !== "segcause.evalcell/1") unreadable.push(join(dir, "cell.json"));
-        else {
+        // a volume's cell (its RoI has bounds, not a rectangle): strategies classify 2D maps
+        else if ("roiRect" in c) {
           const meta = readJsonFile(join(dir, "attribution.json"));
           const source = { modelSha256: meta?.provenance?.model?.sha256, seed: c.seed, cellKey: c.key };
           const block = Number(c.options.block) || undefined;
