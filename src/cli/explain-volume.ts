@@ -17,8 +17,9 @@ import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js"
 import { VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
 import { RunBound, type RunBoundSettings, RunStopped } from "../explain/volume/run-bound.js";
 import type { Device } from "../model/device.js";
-import type { VolumeCard } from "../model/volume-card.js";
-import { VolumeModel } from "../model/volume-model.js";
+import { SliceModel } from "../model/slice-model.js";
+import { isVolumeModel } from "../model/volume-card.js";
+import { VolumeModel, type VolumeNet } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
 import { type WrittenVolume, writeVolumeAttribution } from "../report/volume-write.js";
 import type { OutcomeName } from "../target/outcome.js";
@@ -40,6 +41,8 @@ export interface VolumeExplainFlags {
   mask?: string;
   label?: string;
   series?: string;
+  /** a 2D model slice by slice: the voxel axis the slices are cut across (default the card's, else k) */
+  sliceAxis?: "i" | "j" | "k";
   roi?: string;
   roiMask?: string;
   bank?: string;
@@ -102,9 +105,16 @@ const IMAGE_ONLY = [
   "threshold",
 ];
 
-/** A bank cut under another normalisation or spacing would paste out-of-range content: refused. */
-function checkBankForCard(bank: VolumeBank, card: VolumeCard, path: string): void {
+/** A bank cut under another normalisation, spacing or slice axis would paste out-of-range or turned content: refused. */
+function checkBankForCard(bank: VolumeBank, model: VolumeNet, path: string): void {
+  const card = model.card;
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const axis = model.slicing?.axis;
+  if (bank.header.sliceAxis !== axis)
+    fail(
+      `bank ${path} was cut ${bank.header.sliceAxis ? `for a 2D model slicing across axis ${bank.header.sliceAxis}` : "for a 3D model"}, this run is ${axis ? `a 2D model slicing across axis ${axis}` : "a 3D model"}`,
+      `build the bank again with \`segcause bank build --model ${model.path}${axis ? ` --slice-axis ${axis}` : ""}\``,
+    );
   if (!same(bank.header.normalisation, card.input.normalisation) || !same(bank.header.spacing, card.input.spacing))
     fail(
       `bank ${path} was cut with ${JSON.stringify(bank.header.normalisation)} at ${bank.header.spacing.join("x")} mm, the model's card says ${JSON.stringify(card.input.normalisation)} at ${card.input.spacing.join("x")} mm`,
@@ -122,7 +132,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
       `use --method ${volumeMethodNames().join(", ")} on a volume (see \`segcause methods\`)`,
     );
   const given = Object.fromEntries(
-    Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series", "boxUnit"].includes(k) && v !== undefined),
+    Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series", "boxUnit", "sliceAxis"].includes(k) && v !== undefined),
   );
   // The bounds are the fast schedule's own options; every other volume run takes them as a stop.
   const bounds = runBounds(f);
@@ -135,17 +145,32 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     fail("--label is given without a label map", "pass --mask and/or --roi-mask labels.nii.gz with --label");
   const roiBox = f.roi ? parseVolumeRoi(f.roi) : undefined;
 
+  // A model whose card is not a volume card is a 2D model: it explains the volume slice by slice.
+  const sliced = !isVolumeModel(f.model, f.card);
+  if (!sliced && f.sliceAxis !== undefined)
+    fail("--slice-axis applies to a 2D model run slice by slice; a 3D model takes the whole volume", "drop --slice-axis");
+  if (sliced && !form.windows)
+    fail(
+      `${f.method} does not run slice by slice (a 2D model on a volume): only the box methods do`,
+      "use --method zero, occlusion or pdcr with a 2D model, or give a 3D model for this method",
+    );
   form.check?.(o, { bank: f.bank !== undefined });
   checkOutputFolder(f.out, "explain");
   noteReplaced(f.out, f.quiet === true);
   markResumable("checkpoints");
   const threads = typeof f.threads === "number" ? f.threads : undefined;
-  const model = await VolumeModel.load(f.model, { card: f.card, threads, device: f.device });
+  const model: VolumeNet = sliced
+    ? await SliceModel.load(f.model, { card: f.card, threads, device: f.device, axis: f.sliceAxis })
+    : await VolumeModel.load(f.model, { card: f.card, threads, device: f.device });
   let lock: FolderLock | undefined;
   try {
     const bank = f.bank ? await VolumeBank.load(f.bank) : undefined;
-    if (bank) checkBankForCard(bank, model.card, f.bank!);
     const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.mask ? f.label : undefined, seriesUid: f.series });
+    if (model instanceof SliceModel) {
+      model.bind(kase.space.spacing);
+      kase.notes.unshift(sliceNote(model, kase));
+    }
+    if (bank) checkBankForCard(bank, model, f.bank!);
     const roi: VolumeTargetSpec["roi"] = roiBox ?? {
       mask: (await readStructure(f.roiMask!, kase.volume, f.image, f.label)).mask,
       // the labels name the structure (and so enter the checkpoint key, with the RoI's bounds)
@@ -196,6 +221,13 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   }
 }
 
+/** How the volume met the 2D model, for the summary and the result's notes. */
+function sliceNote(model: SliceModel, kase: VolumeCase): string {
+  const { axis, window } = model.slicing;
+  const [nx, ny, nz] = kase.space.dims;
+  return `a 2D model slice by slice: ${nz} slices across voxel axis ${axis} (${ny}x${nx} each, rows x columns; the model takes ${model.card.input.height}x${model.card.input.width}, slices are centred or tiled, not resized), each volume windowed to its ${window.low}–${window.high} percentiles → pixels 0..255, then the 2D card's scale/mean/std`;
+}
+
 export function checkNoImageFlags(f: Record<string, unknown>): void {
   const given = IMAGE_ONLY.filter((k) => f[k] !== undefined);
   if (given.length)
@@ -221,7 +253,7 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   if (a.unitKind === "voxel") lines.push(...voxelLines(a));
   else
     lines.push(
-      `  ${a.units.length} boxes of ${describeSize(blockOf(a))} voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.samples} samples, ${a.forwardPasses} forward passes${a.windows ? ` (windows of ${a.windows.patch.join("x")})` : ""} in ${(a.wallMs / 1000).toFixed(1)} s`,
+      `  ${a.units.length} boxes of ${describeSize(blockOf(a))} voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.samples} samples, ${a.forwardPasses} forward passes${a.windows ? (a.windows.sliceAxis ? ` (2D passes, slice by slice along ${a.windows.sliceAxis})` : ` (windows of ${a.windows.patch.join("x")})`) : ""} in ${(a.wallMs / 1000).toFixed(1)} s`,
     );
   const withCi = top.some((u) => u.samples > 1);
   if (top.length)

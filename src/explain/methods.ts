@@ -11,7 +11,7 @@ import type { VolumeBank } from "../data/volume/volume-bank.js";
 import type { VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
-import type { VolumeModel } from "../model/volume-model.js";
+import type { VolumeNet } from "../model/volume-model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { VolumeTarget } from "../target/volume-target.js";
 import type { Attribution } from "./attribution.js";
@@ -68,7 +68,7 @@ export interface MethodDefinition<O = Record<string, unknown>> {
 
 /** What a volume method is given: the loaded 3D model, the volume Case, the resolved Target, the bank if any. */
 export interface VolumeMethodContext {
-  model: VolumeModel;
+  model: VolumeNet;
   kase: VolumeCase;
   target: VolumeTarget;
   bank?: VolumeBank;

@@ -4,11 +4,11 @@
  * and the time they take at a measured pass rate.
  */
 import type { VolumeCase } from "../../data/volume/volume-case.js";
-import type { VolumeModel } from "../../model/volume-model.js";
+import type { VolumeNet } from "../../model/volume-model.js";
 import type { VolumeTarget } from "../../target/volume-target.js";
 import { fmtDuration } from "../../util/progress.js";
 import { paperPlan } from "../work-plan.js";
-import { boxTree, planBoxes, type VolumeBlockSpec } from "./engine.js";
+import { boxTree, planBoxes, type ResolvedVolumeTarget, type VolumeBlockSpec } from "./engine.js";
 
 export interface PlannedCost {
   /** boxes (or windows) explained */
@@ -23,8 +23,32 @@ export interface PlannedCost {
   rule: string;
 }
 
-/** The passes of `spec` on this case and RoI (checks the boxes as the engine does). */
-export function plannedCost(kase: VolumeCase, target: VolumeTarget, spec: VolumeBlockSpec): PlannedCost {
+/**
+ * The passes of `spec` on this case and RoI (checks the boxes as the engine does). With sliding windows
+ * or slices (`target.forward`) a sample costs the windows over the RoI that its boxes touch, and the
+ * unperturbed pass one per window over the RoI: the sample counts are turned into those passes.
+ */
+export function plannedCost(kase: VolumeCase, target: ResolvedVolumeTarget, spec: VolumeBlockSpec): PlannedCost {
+  const c = sampleCost(kase, target, spec);
+  const fw = target.forward;
+  if (!fw) return c;
+  const { grid } = planBoxes(kase, target, spec);
+  const per = grid.units.map((u) => fw.passesFor([u]));
+  const mean = per.reduce((a, b) => a + b, 0) / Math.max(1, per.length);
+  const passes = (samples: number) => fw.used.length + Math.ceil((samples - 1) * mean);
+  const sum = per.reduce((a, b) => a + b, 0);
+  const what = fw.model.slicing ? "slices" : "windows";
+  return {
+    units: c.units,
+    ...(c.exact !== undefined ? { exact: fw.used.length + Math.round((sum * (c.exact - 1)) / Math.max(1, per.length)) } : {}),
+    ...(c.estimate !== undefined ? { estimate: passes(c.estimate) } : {}),
+    bound: passes(c.bound),
+    rule: `${c.rule}; in model passes: ${fw.used.length} ${what} over the RoI unperturbed, then per sample the ${what} over the RoI its boxes touch (${mean.toFixed(2)} per box on average)`,
+  };
+}
+
+/** The samples of `spec` (one pass each without windows), the unperturbed one included. */
+function sampleCost(kase: VolumeCase, target: VolumeTarget, spec: VolumeBlockSpec): PlannedCost {
   const { grid, ad } = planBoxes(kase, target, spec);
   const n = grid.units.length;
   if (ad) {
@@ -56,7 +80,7 @@ export function plannedCost(kase: VolumeCase, target: VolumeTarget, spec: Volume
  * Milliseconds per pass of a full batch of the unperturbed input at the run's batch size: the rate
  * the run will see. These passes are not part of the map.
  */
-export async function measurePassMs(model: VolumeModel, input: Float32Array, batchSize: number): Promise<number> {
+export async function measurePassMs(model: VolumeNet, input: Float32Array, batchSize: number): Promise<number> {
   const runner = model.runner(batchSize);
   const n = runner.plan.batchSize;
   const batch = () =>

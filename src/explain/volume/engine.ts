@@ -13,7 +13,7 @@ import type { VolumeBank } from "../../data/volume/volume-bank.js";
 import type { VolumeCase } from "../../data/volume/volume-case.js";
 import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
-import type { VolumeModel } from "../../model/volume-model.js";
+import type { VolumeNet } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
 import { resolveVolumeRoi, resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
 import { type ProgressEvent, type ProgressListener, ProgressTracker, type WorkPlan } from "../../util/progress.js";
@@ -93,6 +93,8 @@ export interface VolumeAttribution {
 }
 
 export interface SlidingCount {
+  /** a 2D model slice by slice: the voxel axis the slices are cut across (each window is a slice, or a tile of one) */
+  sliceAxis?: "i" | "j" | "k";
   patch: [number, number, number];
   overlap: number;
   weighting: "gaussian" | "constant";
@@ -110,7 +112,7 @@ export type ResolvedVolumeTarget = VolumeTarget & { forward?: VolumeForward };
  * written. With sliding windows the pass runs the windows overlapping the RoI only.
  */
 export async function volumeTarget(
-  model: VolumeModel,
+  model: VolumeNet,
   kase: VolumeCase,
   spec: VolumeTargetSpec,
   batchSize = VOLUME_BATCH_SIZE,
@@ -156,7 +158,7 @@ export function boxTree(grid: BoxGrid, block: Size3, groupSize: number) {
 
 /** `target`: a spec, or a Target resolved by `volumeTarget` (the unperturbed pass is then not run again). */
 export async function explainVolumeBlocks(
-  model: VolumeModel,
+  model: VolumeNet,
   kase: VolumeCase,
   targetSpec: VolumeTargetSpec | VolumeTarget,
   spec: VolumeBlockSpec,
@@ -238,6 +240,8 @@ export async function explainVolumeBlocks(
   // The pass rate of this run's own passes (resumed ones took no time here): a time budget's passes.
   let ranPasses = 0,
     ranMs = 0;
+  /** Model passes a sample runs: one without windows; with windows (or slices) those its boxes touch over the RoI. */
+  const passesOfSample = (r: SampleRequest) => (forward ? forward.passesFor(membersOf(r.unit)) : 1);
   const runPart = async (reqs: SampleRequest[], scores: Float64Array, at: number) => {
     const t = Date.now();
     if (forward) {
@@ -258,17 +262,21 @@ export async function explainVolumeBlocks(
           resumable!.finished(r, scores[at + i]);
         },
       );
-    // Budgets and bounds count samples (one model pass each without windows).
-    ranPasses += reqs.length;
+    // Bounds and the pass rate count model passes (a sample is one pass without windows, one per window or slice it re-runs).
+    const passes = reqs.reduce((n, r) => n + passesOfSample(r), 0);
+    ranPasses += passes;
     ranMs += Date.now() - t;
-    bound?.count(reqs.length);
+    bound?.count(passes);
   };
   const raw = async (reqs: SampleRequest[]) => {
     const scores = new Float64Array(reqs.length);
     if (!bound) await runPart(reqs, scores, 0);
     // Bounded: a few batches at a time, so the run stops close to its bound.
     for (let at = 0, step = runner.plan.batchSize * 2; bound && at < reqs.length; ) {
-      const n = bound.allow(Math.min(step, reqs.length - at));
+      // the samples whose passes fit in what the bound still allows
+      let room = bound.allow(Number.MAX_SAFE_INTEGER),
+        n = 0;
+      while (n < step && at + n < reqs.length && passesOfSample(reqs[at + n]) <= room) room -= passesOfSample(reqs[at + n++]);
       if (n === 0) throw new BoundReached();
       await runPart(reqs.slice(at, at + n), scores, at);
       at += n;
@@ -281,7 +289,7 @@ export async function explainVolumeBlocks(
   const evaluate: Evaluate = (reqs, stage) => {
     for (const r of reqs) {
       const k = `${r.unit}:${r.draw}`;
-      if (!passesOf.has(k)) passesOf.set(k, forward ? forward.passesFor(membersOf(r.unit)) : 1);
+      if (!passesOf.has(k)) passesOf.set(k, passesOfSample(r));
     }
     return resumable!.evaluate(reqs, stage);
   };
@@ -325,6 +333,7 @@ export async function explainVolumeBlocks(
   const windows: SlidingCount | undefined =
     forward && kase.placement.kind === "sliding"
       ? {
+          ...(model.slicing ? { sliceAxis: model.slicing.axis } : {}),
           patch: [kase.placement.patch[2], kase.placement.patch[1], kase.placement.patch[0]],
           overlap: kase.placement.overlap,
           weighting: kase.placement.weighting,
@@ -333,11 +342,15 @@ export async function explainVolumeBlocks(
         }
       : undefined;
   const forwardPasses = windows ? windows.overRoi + samplePasses : 1 + groupPasses + results.reduce((s, r) => s + r.samples, 0);
-  const windowNotes = windows
+  const windowNotes = windows?.sliceAxis
     ? [
-        `sliding windows of ${windows.patch.join("x")} (overlap ${windows.overlap}, ${windows.weighting} weights) over the ${[...kase.placement.box].reverse().join("x")} padded volume: ${windows.overRoi} of its ${windows.total} windows overlap the RoI and ran unperturbed; the ${samples} samples re-ran only those holding a changed voxel (${samplePasses} passes, ${(samplePasses / Math.max(1, samples)).toFixed(2)} per sample)`,
+        `slice by slice along ${windows.sliceAxis}: ${windows.overRoi} of the volume's ${windows.total} slices${windows.total > kase.placement.box[2] ? " (tiles)" : ""} hold the RoI and ran unperturbed; the ${samples} samples re-ran only those holding a changed voxel (${samplePasses} 2D passes, ${(samplePasses / Math.max(1, samples)).toFixed(2)} per sample)`,
       ]
-    : [];
+    : windows
+      ? [
+          `sliding windows of ${windows.patch.join("x")} (overlap ${windows.overlap}, ${windows.weighting} weights) over the ${[...kase.placement.box].reverse().join("x")} padded volume: ${windows.overRoi} of its ${windows.total} windows overlap the RoI and ran unperturbed; the ${samples} samples re-ran only those holding a changed voxel (${samplePasses} passes, ${(samplePasses / Math.max(1, samples)).toFixed(2)} per sample)`,
+        ]
+      : [];
   const notes = [...kase.notes, ...windowNotes, ...scheduleNotes, ...(resumable.checkpoint?.notes() ?? [])];
   const tau = (ad ?? spec.estimator).tau;
   if (tau > 0 && results.every((r) => r.effect === 0))

@@ -8,6 +8,7 @@
  */
 import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
+import { threeDModel } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
 import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
 import { checkCount } from "../coalitions.js";
@@ -33,7 +34,8 @@ interface RiseVolumeOptions {
 export const riseVolume: VolumeForm<RiseVolumeOptions> = {
   summary: "random s³-cell masks (trilinear, random shift) blending the volume with its mean (or --fill); centred mask-weighted average per voxel",
   check: (o) => refuseBlur("rise", o.fillKind),
-  plan: ({ model, kase, target }, o) => {
+  plan: ({ model: net, kase, target }, o) => {
+    const model = threeDModel(net, "rise");
     // its scorer reads the whole box's output; a sliding card's Target reads the windows' stitched RoI
     if (kase.placement.kind === "sliding")
       fail("rise does not run through sliding windows yet", "use a card with a centre placement, or --method zero, occlusion or pdcr");
@@ -82,7 +84,7 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
         mask: kase.maskSha256 ?? null,
         // the labels that made the reference mask, and a GPU's samples apart (as the box engine's key)
         ...(kase.labels ? { labels: kase.labels } : {}),
-        ...(model.device === "cpu" ? {} : { device: model.device }),
+        ...(model.sessions.device === "cpu" ? {} : { device: model.sessions.device }),
         card: model.card,
         target: { roi: target.describe, bounds: target.roiBounds, outcome: target.outcome, ref: target.referenceKind },
         method: "rise",
@@ -158,7 +160,7 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
           seed,
           settings,
           intervention: fill.describe,
-          runner: { batchSize: runner.plan.batchSize, threads: model.threads, device: model.device },
+          runner: { batchSize: runner.plan.batchSize, threads: model.threads, device: model.sessions.device },
         }),
       };
     };
