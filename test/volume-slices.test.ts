@@ -1,0 +1,298 @@
+/**
+ * 2D models on volumes, slice by slice: known-answer maps of a tiny 2D model on a 16³ volume, the
+ * slice reuse against re-running every slice of every sample, and the refusals.
+ */
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { beforeAll, describe, expect, it } from "vitest";
+import { writeNifti } from "../src/data/volume/nifti-write.js";
+import { buildVolumeBank } from "../src/data/volume/volume-bank.js";
+import { loadVolumeCase } from "../src/data/volume/volume-case.js";
+import { FAST_SCHEDULE } from "../src/explain/adaptive.js";
+import { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec } from "../src/explain/volume/engine.js";
+import { SliceModel } from "../src/model/slice-model.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import type { VolumeTargetSpec } from "../src/target/volume-target.js";
+import { segcause } from "./helpers/cli.js";
+import { regionMeanModel, tmp, writeModel } from "./helpers/tiny.js";
+
+// Known structure: a 2D model on 16x16 slices whose probability everywhere is
+// sigmoid(10·mean(rows 0..7, cols 8..15) − 7). The 16³ volume is raw 3 in the box k 0..7, j 0..7, i 8..15
+// and raw 1 elsewhere: its 0.5–99.5 percentile window maps them to 1 and 0. Cut across k, slices k < 8
+// hold the bright rectangle (probability sigmoid(3): foreground), slices k >= 8 do not (background).
+// Only the bright box moves a RoI inside slices k < 8: zeroing it (or pasting noise boxes, whose window
+// mean is about 0.5: logit −2) makes those slices background, −100 Dice points; every other box 0.
+// Cut across j, the slices' planes are (k, i): the same box is the rectangle of slices j < 8.
+const N = 16;
+const inBright = (i: number, j: number, k: number) => k < 8 && j < 8 && i >= 8;
+const BRIGHT = { z: 0, y: 0, x: 8 };
+const CARD2D = {
+  schema: "segcause.modelcard/1",
+  name: "bright-rectangle-2d",
+  input: { name: "image", height: N, width: N, channels: "gray", scale: 255, mean: [0], std: [1], slices: { axis: "k" } },
+  output: { name: "mask", kind: "probabilities", channel: 0, threshold: 0.5 },
+};
+const AFFINE = [1, 0, 0, -8, 0, 1, 0, 3, 0, 0, 1, 2.5, 0, 0, 0, 1];
+
+let dir: string, model: string, image: string, manifest: string;
+
+beforeAll(async () => {
+  dir = tmp();
+  model = writeModel(
+    dir,
+    "bright2d.onnx",
+    regionMeanModel([{ row: 0, col: 8, height: 8, width: 8, weight: 10 }], -7, { channels: 1, size: N }),
+    CARD2D,
+  );
+  const data = new Float32Array(N ** 3);
+  for (let k = 0; k < N; k++) for (let j = 0; j < N; j++) for (let i = 0; i < N; i++) data[(k * N + j) * N + i] = inBright(i, j, k) ? 3 : 1;
+  image = join(dir, "case.nii.gz");
+  await writeNifti(image, { dims: [N, N, N], affine: AFFINE, data });
+  const cases = [];
+  for (let v = 0; v < 2; v++) {
+    const noise = Float32Array.from({ length: N ** 3 }, (_, i) => {
+      const s = Math.sin(i * 12.9898 + v) * 43758.5453;
+      return s - Math.floor(s);
+    });
+    await writeNifti(join(dir, `other${v}.nii.gz`), { dims: [N, N, N], affine: AFFINE, data: noise });
+    cases.push({ id: `other${v}`, image: `other${v}.nii.gz`, split: "train" });
+  }
+  manifest = join(dir, "manifest.json");
+  writeFileSync(manifest, JSON.stringify({ name: "tiny-slices", cases }));
+});
+
+async function explain(axis: "i" | "j" | "k", roi: VolumeTargetSpec["roi"], spec: VolumeBlockSpec, path = model): Promise<VolumeAttribution> {
+  const m = await SliceModel.load(path, { axis });
+  try {
+    const kase = await loadVolumeCase(m, image);
+    m.bind(kase.space.spacing);
+    return await explainVolumeBlocks(m, kase, { roi }, spec);
+  } finally {
+    await m.release();
+  }
+}
+
+const ZERO: VolumeBlockSpec = {
+  method: "zero",
+  block: [8, 8, 8],
+  estimator: { screen: 1, samples: 0, tau: 0.02 },
+  intervention: { kind: "constant", value: 0, describe: {} },
+  settings: {},
+};
+
+/** −100 over the bright box's voxels, 0 elsewhere, on the input volume's grid. */
+function expectBrightBox(a: VolumeAttribution): void {
+  expect(a.baseOutcome).toBeCloseTo(100, 6);
+  expect(a.units).toHaveLength(7);
+  for (let k = 0; k < N; k++)
+    for (let j = 0; j < N; j++) for (let i = 0; i < N; i++) expect(a.map[(k * N + j) * N + i]).toBeCloseTo(inBright(i, j, k) ? -100 : 0, 6);
+  expect(a.affine).toEqual(AFFINE);
+}
+
+describe("a 2D model explains a volume slice by slice, finding exactly the causal box", () => {
+  // across k: the RoI lies in slices 0..7 (z), away from the bright box
+  const roiK = { z: 0, y: 8, x: 0, depth: 8, height: 8, width: 8 };
+
+  it("zero ablation across k: only the RoI's slices run, only the boxes touching them re-run", async () => {
+    const a = await explain("k", roiK, ZERO);
+    expectBrightBox(a);
+    const bright = a.units.find((u) => u.z === BRIGHT.z && u.y === BRIGHT.y && u.x === BRIGHT.x)!;
+    expect(bright.effect).toBeCloseTo(-100, 6);
+    // one 2D pass per RoI slice unperturbed, then per box the RoI slices it holds (boxes of slices 8..15: none)
+    const roiSlices = roiK.depth;
+    const touching = a.units.filter((u) => u.z < roiK.z + roiK.depth && u.z + u.depth > roiK.z).length;
+    expect(a.windows).toMatchObject({ sliceAxis: "k", total: N, overRoi: roiSlices });
+    expect(a.forwardPasses).toBe(roiSlices + touching * roiSlices);
+    expect(a.forwardPasses).toBeLessThan(N + a.samples * N);
+    expect(a.notes.join("\n")).toMatch(/slice by slice along k: 8 of the volume's 16 slices hold the RoI/);
+    const prov = a.provenance as { model: { card: { slicedFrom: { slices: unknown } } }; passes: { model: number } };
+    expect(prov.model.card.slicedFrom.slices).toEqual({ axis: "k", window: { low: 0.5, high: 99.5 } });
+    expect(prov.passes.model).toBe(a.forwardPasses);
+  });
+
+  it("zero ablation across j (--slice-axis over the card's k): the same box", async () => {
+    const a = await explain("j", { z: 8, y: 0, x: 0, depth: 8, height: 8, width: 8 }, ZERO);
+    expectBrightBox(a);
+    expect(a.windows?.sliceAxis).toBe("j");
+  });
+
+  it("PdCR with a slice bank, paper and fast schedule", async () => {
+    const m = await SliceModel.load(model);
+    const bank = await (async () => {
+      try {
+        m.bind([1, 1, 1]);
+        return await buildVolumeBank(manifest, m.card, { box: [8, 8, 8], perVolume: 6, seed: 1, splits: ["train"], slicing: m.slicing });
+      } finally {
+        await m.release();
+      }
+    })();
+    expect(bank.header.sliceAxis).toBe("k");
+    const pdcr = (adaptive: boolean): VolumeBlockSpec => ({
+      method: "pdcr",
+      block: [8, 8, 8],
+      estimator: { screen: 3, samples: 12, tau: 0.02 },
+      intervention: { kind: "bank", bank },
+      adaptive: adaptive ? { ...FAST_SCHEDULE, tau: 0.02, maxSamples: 12 } : undefined,
+      settings: {},
+    });
+    for (const fast of [false, true]) {
+      const a = await explain("k", roiK, pdcr(fast));
+      expectBrightBox(a);
+    }
+  });
+});
+
+// A 3x3 convolution with uneven weights: every voxel of a slice near the RoI moves the outcome a little.
+function convModel(): Uint8Array {
+  const g = new GraphBuilder("conv3x3");
+  const x = g.input("image", ["N", 1, N, N]);
+  const w = [0.9, -1.3, 0.4, 1.7, -2.1, 0.6, -0.5, 1.1, 0.8];
+  const y = g.node("Conv", [x, g.constant([1, 1, 3, 3], w), g.constant([1], [-0.3])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, ["mask"]);
+  g.output(y, ["N", 1, N, N]);
+  return g.toBytes();
+}
+
+describe("the slice reuse gives the map of re-running every slice of every sample", () => {
+  it("occlusion with overlapping windows on a 12x10x9 volume, mean-prob: each box's effect equals the brute-force one", async () => {
+    const d = tmp();
+    const path = writeModel(d, "conv.onnx", convModel(), {
+      input: { name: "image", height: N, width: N, channels: "gray", scale: 255, mean: [0.2], std: [0.5] },
+      output: { name: "mask", kind: "logits", channel: 0 },
+    });
+    const dims: [number, number, number] = [12, 10, 9];
+    const data = Float32Array.from({ length: 12 * 10 * 9 }, (_, i) => {
+      const s = Math.sin(i * 78.233) * 12345.6789;
+      return 100 * (s - Math.floor(s));
+    });
+    const vol = join(d, "noise.nii.gz");
+    await writeNifti(vol, { dims, affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], data });
+    const roi = { z: 2, y: 3, x: 4, depth: 4, height: 5, width: 6 };
+    const m = await SliceModel.load(path);
+    try {
+      const kase = await loadVolumeCase(m, vol);
+      m.bind(kase.space.spacing);
+      const fill = 0.25;
+      const spec: VolumeBlockSpec = {
+        method: "occlusion",
+        block: [3, 3, 3],
+        stride: [2, 2, 2],
+        estimator: { screen: 1, samples: 0, tau: 0 },
+        intervention: { kind: "constant", value: fill, describe: {} },
+        settings: {},
+      };
+      const a = await explainVolumeBlocks(m, kase, { roi, outcome: "mean-prob" }, spec);
+      // brute force: every slice of the padded volume through the 2D model for every sample, outputs stacked
+      const p = kase.placement;
+      const [bx, by, bz] = p.box;
+      const plane = bx * by;
+      expect([bx, by]).toEqual([N, N]);
+      const m2 = m.model2d;
+      const [mul, add] = m2.affine(0);
+      const roiCells: number[] = [];
+      for (let k = roi.z; k < roi.z + roi.depth; k++)
+        for (let j = roi.y; j < roi.y + roi.height; j++)
+          for (let i = roi.x; i < roi.x + roi.width; i++) roiCells.push(((k + p.offset[2]) * by + j + p.offset[1]) * bx + i + p.offset[0]);
+      const outcome = async (input: Float32Array) => {
+        const logits = new Float32Array(input.length);
+        for (let k = 0; k < bz; k++) {
+          const batch = Float32Array.from(input.subarray(k * plane, (k + 1) * plane), (u) => u * 255 * mul + add);
+          logits.set(await m2.infer(batch, 1), k * plane);
+        }
+        let s = 0;
+        for (const c of roiCells) s += 1 / (1 + Math.exp(-logits[c]));
+        return (100 * s) / roiCells.length;
+      };
+      const base = await outcome(kase.input);
+      expect(a.baseOutcome).toBeCloseTo(base, 4);
+      let moved = 0;
+      for (const u of a.units) {
+        const x = Float32Array.from(kase.input);
+        for (let k = u.z; k < u.z + u.depth; k++)
+          for (let j = u.y; j < u.y + u.height; j++) for (let i = u.x; i < u.x + u.width; i++) x[(k * by + j) * bx + i] = fill;
+        const brute = (await outcome(x)) - base;
+        expect(u.effect, `box ${u.z},${u.y},${u.x}`).toBeCloseTo(brute, 4);
+        if (Math.abs(brute) > 1e-3) moved++;
+      }
+      expect(moved).toBeGreaterThan(10);
+      // and fewer passes than the brute force's (every slice, every sample)
+      expect(a.forwardPasses).toBeLessThan((a.samples + 1) * bz);
+    } finally {
+      await m.release();
+    }
+  });
+});
+
+describe("refusals on the slice path, one line each", () => {
+  const oneLine = (r: { code: number | null; stderr: string }, re: RegExp) => {
+    expect(r.code).toBe(1);
+    const lines = r.stderr.trim().split("\n");
+    expect(lines.at(-1)).toMatch(re);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+  };
+  const base = () => ["explain", "--model", model, "--image", image, "--roi", "0,8,0,8,8,8", "--block", "8", "--box-unit", "vox"];
+
+  it("an invalid --slice-axis", () => {
+    const out = join(tmp(), "o");
+    oneLine(segcause(...base(), "--method", "zero", "--slice-axis", "z", "--out", out), /slice-axis.*(i, j, k|i, j or k|one of)/);
+    expect(existsSync(join(out, "manifest.json"))).toBe(false);
+  });
+
+  it("an invalid axis in the card", () => {
+    const d = tmp();
+    const bad = writeModel(d, "bad.onnx", readFileSync(model), { ...CARD2D, input: { ...CARD2D.input, slices: { axis: "z" } } });
+    oneLine(segcause(...base().map((a) => (a === model ? bad : a)), "--method", "zero", "--out", join(d, "o")), /input\.slices\.axis/);
+  });
+
+  it("gradient methods and RISE", () => {
+    for (const method of ["saliency", "rise"]) {
+      const out = join(tmp(), "o");
+      oneLine(
+        segcause(...base().slice(0, -4), "--method", method, "--out", out),
+        new RegExp(`${method} does not run slice by slice.*use --method zero, occlusion or pdcr`),
+      );
+      expect(existsSync(out)).toBe(false);
+    }
+  });
+
+  it("a bank cut across another slice axis", async () => {
+    const d = tmp();
+    const r0 = segcause(
+      "bank",
+      "build",
+      "--images",
+      manifest,
+      "--model",
+      model,
+      "--splits",
+      "train",
+      "--patch-size",
+      "8",
+      "--box-unit",
+      "vox",
+      "--slice-axis",
+      "j",
+      "--out",
+      join(d, "j.scvbank"),
+    );
+    expect(r0.code, r0.stderr).toBe(0);
+    expect(r0.stdout).toMatch(/in the slice space of axis j/);
+    oneLine(
+      segcause(...base(), "--method", "pdcr", "--bank", join(d, "j.scvbank"), "--out", join(d, "o")),
+      /cut for a 2D model slicing across axis j, this run is a 2D model slicing across axis k/,
+    );
+  });
+
+  it("the CLI's summary and map on a good run", () => {
+    const out = join(tmp(), "o");
+    const r = segcause(...base(), "--method", "zero", "--out", out, "--no-progress");
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/forward passes \(2D passes, slice by slice along k\)/);
+    // the cost line's passes are the run's: 2D passes, exact for zero ablation
+    const planned = /planned: 7 boxes, (\d+) passes .*8 slices over the RoI unperturbed/.exec(r.stderr);
+    expect(planned, r.stderr).not.toBeNull();
+    expect(r.stdout).toContain(`${planned![1]} forward passes`);
+    expect(existsSync(join(out, "map.nii.gz"))).toBe(true);
+    const j = JSON.parse(readFileSync(join(out, "map.json"), "utf8"));
+    expect(JSON.stringify(j)).toMatch(/"sliceAxis":"k"/);
+  });
+});
