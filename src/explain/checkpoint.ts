@@ -147,23 +147,33 @@ export interface Resumable {
  */
 export function resumableEvaluate(
   raw: Evaluate,
-  opts: { path?: string; key: unknown; onProgress?: ProgressListener; chunk?: number; saveEveryMs?: number },
+  opts: {
+    path?: string;
+    key: unknown;
+    onProgress?: ProgressListener;
+    chunk?: number;
+    saveEveryMs?: number;
+    /** what a sample counts in the progress (default 1; the model passes it runs, when they differ per sample) */
+    cost?: (r: SampleRequest) => number;
+  },
 ): Resumable {
   const checkpoint = opts.path ? Checkpoint.open(opts.path, opts.key, opts.saveEveryMs) : undefined;
   const store = checkpoint?.store ?? new OutcomeStore();
   const cached = cachedEvaluate(raw, store, opts.chunk ?? DEFAULT_CHUNK, checkpoint ? () => checkpoint.maybeSave() : undefined);
   let tracker: ProgressTracker | undefined;
+  const cost = opts.cost ?? (() => 1);
+  const sum = (reqs: SampleRequest[]) => (opts.cost ? reqs.reduce((n, r) => n + cost(r), 0) : reqs.length);
   return {
     checkpoint,
     progress: (n) => tracker?.add(n),
     finished: (r, v) => {
       store.set(r.unit, r.draw, v);
-      tracker?.add(1);
+      tracker?.add(cost(r));
       checkpoint?.saveSoon();
     },
     evaluate: (reqs, stage) => {
-      tracker = new ProgressTracker(stage, reqs.length, opts.onProgress);
-      tracker.resume(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined).length);
+      tracker = new ProgressTracker(stage, sum(reqs), opts.onProgress);
+      tracker.resume(sum(reqs.filter((r) => store.get(r.unit, r.draw) !== undefined)));
       return cached(reqs, stage);
     },
   };

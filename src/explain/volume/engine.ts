@@ -199,8 +199,14 @@ export async function explainVolumeBlocks(
   // Progress: every stage's events carry the latest plan; the unperturbed pass (which plans count,
   // run by volumeTarget) is reported after the first stage's first event, as in 2D runs.
   let workPlan: WorkPlan | undefined;
+  // With windows (or slices) the plan's samples become model passes: the windows over the RoI unperturbed,
+  // then the mean passes of a box's sample (exact when every box runs once, as zero and occlusion do).
+  const perBox = forward ? units.map((u) => forward.passesFor([u])) : [];
+  const meanPasses = perBox.reduce((a, b) => a + b, 0) / Math.max(1, perBox.length);
+  const basePasses = forward ? forward.used.length : 1;
+  const inPasses = (samples: number) => (forward ? basePasses + Math.round((samples - 1) * meanPasses) : samples);
   const plan = (p: WorkPlan) => {
-    workPlan = p;
+    workPlan = { ...p, bound: inPasses(p.bound), ...(p.total !== undefined ? { total: inPasses(p.total) } : {}) };
   };
   let baseReported = false;
   const onProgress =
@@ -210,7 +216,7 @@ export async function explainVolumeBlocks(
       to({ ...e, ...(workPlan ? { plan: workPlan } : {}) });
       if (baseReported) return;
       baseReported = true;
-      new ProgressTracker("unperturbed pass", 1, (b) => to({ ...b, ...(workPlan ? { plan: workPlan } : {}) })).add(1);
+      new ProgressTracker("unperturbed pass", basePasses, (b) => to({ ...b, ...(workPlan ? { plan: workPlan } : {}) })).add(basePasses);
     });
   const bound = !ad && spec.bound?.active ? spec.bound : undefined;
   if (bound && !spec.checkpointPath) fail("a bounded volume run needs a checkpoint to keep its samples", "pass checkpointPath with bound");
@@ -283,7 +289,13 @@ export async function explainVolumeBlocks(
     }
     return scores;
   };
-  resumable = resumableEvaluate(raw, { path: spec.checkpointPath, key, chunk: DEFAULT_CHUNK, onProgress });
+  resumable = resumableEvaluate(raw, {
+    path: spec.checkpointPath,
+    key,
+    chunk: DEFAULT_CHUNK,
+    onProgress,
+    ...(forward ? { cost: passesOfSample } : {}),
+  });
   // Samples and their model passes, counted from the requests (a resumed run counts the same).
   const passesOf = new Map<string, number>();
   const evaluate: Evaluate = (reqs, stage) => {
