@@ -10,6 +10,7 @@ import { buildVolumeBank } from "../src/data/volume/volume-bank.js";
 import { loadVolumeCase } from "../src/data/volume/volume-case.js";
 import { FAST_SCHEDULE } from "../src/explain/adaptive.js";
 import { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec } from "../src/explain/volume/engine.js";
+import { RunBound, RunStopped } from "../src/explain/volume/run-bound.js";
 import { SliceModel } from "../src/model/slice-model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import type { VolumeTargetSpec } from "../src/target/volume-target.js";
@@ -139,6 +140,49 @@ describe("a 2D model explains a volume slice by slice, finding exactly the causa
       const a = await explain("k", roiK, pdcr(fast));
       expectBrightBox(a);
     }
+  });
+});
+
+describe("--max-passes on the slice path counts 2D passes", () => {
+  const roiK = { z: 0, y: 8, x: 0, depth: 8, height: 8, width: 8 };
+  const bankFor = async () => {
+    const m = await SliceModel.load(model);
+    try {
+      m.bind([1, 1, 1]);
+      return await buildVolumeBank(manifest, m.card, { box: [4, 4, 4], perVolume: 8, seed: 2, splits: ["train"], slicing: m.slicing });
+    } finally {
+      await m.release();
+    }
+  };
+  const spec = (bank: Awaited<ReturnType<typeof bankFor>>, o: Partial<VolumeBlockSpec>): VolumeBlockSpec => ({
+    method: "pdcr",
+    block: [4, 4, 4],
+    estimator: { screen: 3, samples: 8, tau: 0.02 },
+    intervention: { kind: "bank", bank },
+    settings: {},
+    ...o,
+  });
+
+  it("the paper schedule stops within its bound, counted in 2D passes", async () => {
+    const bank = await bankFor();
+    const checkpointPath = join(tmp(), "ck.json");
+    const maxPasses = 50;
+    const err = await explain("k", roiK, spec(bank, { checkpointPath, bound: new RunBound({ maxPasses, maxSeconds: 0 }) })).catch((e) => e);
+    expect(err).toBeInstanceOf(RunStopped);
+    const stopped = err as RunStopped;
+    expect(stopped.ranPasses).toBeLessThanOrEqual(maxPasses);
+    // a box over the RoI's slices costs up to its 4 slices: more than one pass per sample, so fewer samples than the bound
+    expect(stopped.keptSamples).toBeLessThan(stopped.ranPasses);
+  });
+
+  it("the fast schedule's budget counts 2D passes: the screen it always completes is said in the run's passes", async () => {
+    const bank = await bankFor();
+    const a = await explain("k", roiK, spec(bank, { adaptive: { ...FAST_SCHEDULE, tau: 0.02, maxSamples: 16, maxPasses: 1 } }));
+    const screen = a.notes.map((n) => /the screen alone needed (\d+) passes/.exec(n)).find(Boolean);
+    expect(screen, a.notes.join("\n")).toBeTruthy();
+    // only the screen ran (the budget allows no round): its passes are the run's model passes, not its samples
+    expect(Number(screen![1])).toBe(a.forwardPasses);
+    expect(a.forwardPasses).not.toBe(a.samples + 1);
   });
 });
 

@@ -229,8 +229,14 @@ export async function adaptiveAte(
   weights: readonly number[],
   passesFor?: (spent: number) => number,
   plan?: (p: WorkPlan) => void,
+  /**
+   * Model passes of the unperturbed output and of one sample of a unit (block or group), when they are
+   * not one each (sliding windows, slices): the budget and `spent` count them.
+   */
+  cost?: { base: number; unit: (unit: number) => number },
 ): Promise<AdaptiveResult> {
   checkAdaptive(st);
+  const unitCost = cost?.unit ?? (() => 1);
   const n = tree.blockCount;
   const R = weights.length;
   const moved = (v: number) => Math.abs(v - base) >= st.tau;
@@ -250,7 +256,7 @@ export async function adaptiveAte(
     const reqs: SampleRequest[] = [];
     for (const key of groups) for (let j = 0; j < st.groupDraws; j++) reqs.push({ unit: key, draw: j });
     const out = await evaluate(reqs, "screening groups");
-    groupPasses += reqs.length;
+    groupPasses += cost ? reqs.reduce((a, r) => a + unitCost(r.unit), 0) : reqs.length;
     groupsTested += groups.length;
     const next: number[] = [];
     groups.forEach((key, gi) => {
@@ -310,7 +316,7 @@ export async function adaptiveAte(
   // 3. Sequential rounds until every block, or the map as a whole, is precise enough, or the
   // budget is spent (each round of a block costs R passes).
   const maxRounds = Math.floor(st.maxSamples / R);
-  let spent = 1 + groupPasses + candidates.length * R;
+  let spent = (cost?.base ?? 1) + groupPasses + (cost ? candidates.reduce((a, b) => a + unitCost(b) * R, 0) : candidates.length * R);
   const screen = spent;
   let binding = false,
     noiseRatio = 0,
@@ -356,7 +362,13 @@ export async function adaptiveAte(
     }
     if (maxPasses > 0) {
       // `need` lists the blocks owed their minimum rounds first, then by squared error removed.
-      const affordable = Math.max(0, Math.floor((maxPasses - spent) / R));
+      let affordable = Math.max(0, Math.floor((maxPasses - spent) / R));
+      if (cost) {
+        // blocks cost their own passes per round: as many of `need`, in order, as the budget still holds
+        let left = maxPasses - spent;
+        affordable = 0;
+        while (affordable < need.length && unitCost(need[affordable]) * R <= left) left -= unitCost(need[affordable++]) * R;
+      }
       if (affordable === 0) {
         binding = true; // rounds were still wanted
         break;
@@ -373,7 +385,7 @@ export async function adaptiveAte(
       ),
     );
     await runRounds(need, "estimating");
-    spent += need.length * R;
+    spent += cost ? need.reduce((a, b) => a + unitCost(b) * R, 0) : need.length * R;
   }
   for (const [b, e] of moderatedEstimates(passing, samples, weights)) {
     const sig = Math.abs(e.mean) >= st.tau;

@@ -205,8 +205,9 @@ export async function explainVolumeBlocks(
   const meanPasses = perBox.reduce((a, b) => a + b, 0) / Math.max(1, perBox.length);
   const basePasses = forward ? forward.used.length : 1;
   const inPasses = (samples: number) => (forward ? basePasses + Math.round((samples - 1) * meanPasses) : samples);
+  // (the fast schedule counts its spent passes itself, `cost` below; its rounds still to come are in samples)
   const plan = (p: WorkPlan) => {
-    workPlan = { ...p, bound: inPasses(p.bound), ...(p.total !== undefined ? { total: inPasses(p.total) } : {}) };
+    workPlan = ad ? p : { ...p, bound: inPasses(p.bound), ...(p.total !== undefined ? { total: inPasses(p.total) } : {}) };
   };
   let baseReported = false;
   const onProgress =
@@ -313,7 +314,16 @@ export async function explainVolumeBlocks(
     // A time budget becomes a pass budget after the screen, at this run's measured pass rate (as in 2D).
     const passesFor = (spent: number) =>
       ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - (Date.now() - t0)) * ranPasses) / Math.max(ranMs, 1));
-    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, plan);
+    const r = await adaptiveAte(
+      tree!,
+      target.base,
+      evaluate,
+      ad,
+      strat!.weights,
+      passesFor,
+      plan,
+      forward ? { base: basePasses, unit: (u) => forward.passesFor(membersOf(u)) } : undefined,
+    );
     estimates = r.estimates;
     groupPasses = r.groupPasses;
     scheduleNotes.push(
