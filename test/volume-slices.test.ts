@@ -5,6 +5,7 @@
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
+import { readNifti } from "../src/data/volume/nifti.js";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { buildVolumeBank } from "../src/data/volume/volume-bank.js";
 import { loadVolumeCase } from "../src/data/volume/volume-case.js";
@@ -338,5 +339,104 @@ describe("refusals on the slice path, one line each", () => {
     expect(existsSync(join(out, "map.nii.gz"))).toBe(true);
     const j = JSON.parse(readFileSync(join(out, "map.json"), "utf8"));
     expect(JSON.stringify(j)).toMatch(/"sliceAxis":"k"/);
+  });
+});
+
+const HIPPO = join("..", "shared", "data", "hippocampus");
+const haveHippo = existsSync(join(HIPPO, "manifest.json"));
+if (!haveHippo)
+  console.warn("volume-slices.test.ts: ../shared/data/hippocampus is absent, so the real-data slice runs are skipped (CI has the data)");
+const MODEL2D = join("models", "volumes", "unet2d-hippocampus-slices.onnx");
+
+describe.skipIf(!haveHippo)("the shipped 2D slice model explains a real hippocampus volume slice by slice", () => {
+  const cases = () =>
+    (JSON.parse(readFileSync(join(HIPPO, "manifest.json"), "utf8")) as { cases: { id: string; image: string; mask: string; split: string }[] }).cases;
+
+  it("its card is a 2D card with a slice axis; zero ablation reads the Dice of the stacked prediction on the structure", async () => {
+    const card = JSON.parse(readFileSync(`${MODEL2D}.json`, "utf8"));
+    expect(card.input.layout).toBe("nchw");
+    expect(card.input.slices.axis).toBe("k");
+    expect(card.metrics.split).toBe("test");
+    const c = cases().find((x) => x.split === "test")!;
+    const out = join(tmp(), "zero");
+    const r = segcause(
+      "explain",
+      "--model",
+      MODEL2D,
+      "--image",
+      join(HIPPO, c.image),
+      "--mask",
+      join(HIPPO, c.mask),
+      "--roi-mask",
+      join(HIPPO, c.mask),
+      "--method",
+      "zero",
+      "--block",
+      "8",
+      "--out",
+      out,
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    // the RoI is the whole structure: the stacked slices' prediction overlaps the ground truth there
+    expect(j.baseOutcome).toBeGreaterThan(70);
+    expect(j.reference).toBe("ground-truth");
+    expect(j.windows.sliceAxis).toBe("k");
+    expect(j.forwardPasses).toBeLessThan((j.samples + 1) * j.windows.total);
+  });
+
+  it("PdCR (fast schedule) with a slice bank of the training volumes writes a map on the input's grid", async () => {
+    const d = tmp();
+    const bank = join(d, "slices.scvbank");
+    const b = segcause(
+      "bank",
+      "build",
+      "--images",
+      join(HIPPO, "manifest.json"),
+      "--model",
+      MODEL2D,
+      "--splits",
+      "train",
+      "--per-image",
+      "4",
+      "--patch-size",
+      "4",
+      "--out",
+      bank,
+    );
+    expect(b.code, b.stderr).toBe(0);
+    const c = cases().find((x) => x.id === "hippocampus_243")!;
+    const out = join(d, "pdcr");
+    const r = segcause(
+      "explain",
+      "--model",
+      MODEL2D,
+      "--image",
+      join(HIPPO, c.image),
+      "--mask",
+      join(HIPPO, c.mask),
+      "--roi",
+      "8,10,14,6,8,6",
+      "--method",
+      "pdcr",
+      "--block",
+      "4",
+      "--bank",
+      bank,
+      "--out",
+      out,
+      "--no-progress",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/slice by slice along k: 6 of the volume's \d+ slices hold the RoI/);
+    const input = await readNifti(join(HIPPO, c.image));
+    const map = await readNifti(join(out, "map.nii.gz"));
+    expect(map.dims).toEqual(input.dims);
+    for (let i = 0; i < 16; i++) expect(map.affine[i]).toBeCloseTo(input.affine[i], 5);
+    const j = JSON.parse(readFileSync(join(out, "map.json"), "utf8"));
+    expect(j.provenance.model.card.slicedFrom.slices.axis).toBe("k");
+    expect(j.provenance.passes.model).toBeGreaterThan(0);
+    expect(j.units.some((u: { effect: number }) => u.effect < 0)).toBe(true);
   });
 });
