@@ -10,7 +10,7 @@ import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { buildVolumeBank } from "../src/data/volume/volume-bank.js";
 import { loadVolumeCase } from "../src/data/volume/volume-case.js";
 import { FAST_SCHEDULE } from "../src/explain/adaptive.js";
-import { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec } from "../src/explain/volume/engine.js";
+import { explainVolumeBlocks, type VolumeAttribution, type VolumeBlockSpec, volumeTarget } from "../src/explain/volume/engine.js";
 import { RunBound, RunStopped } from "../src/explain/volume/run-bound.js";
 import { SliceModel } from "../src/model/slice-model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
@@ -276,6 +276,13 @@ describe("refusals on the slice path, one line each", () => {
   };
   const base = () => ["explain", "--model", model, "--image", image, "--roi", "0,8,0,8,8,8", "--block", "8", "--box-unit", "vox"];
 
+  it("`segcause methods` says which methods run slice by slice", () => {
+    const r = segcause("methods");
+    const line = (m: string) => r.stdout.split("\n").find((l) => l.startsWith(`${m} `)) ?? "";
+    for (const m of ["zero", "occlusion", "pdcr"]) expect(line(m)).toMatch(/2D model slice by slice: yes/);
+    for (const m of ["saliency", "gradxinput", "ig", "smoothgrad", "gradcam", "rise"]) expect(line(m)).toMatch(/2D model slice by slice: no/);
+  });
+
   it("an invalid --slice-axis", () => {
     const out = join(tmp(), "o");
     oneLine(segcause(...base(), "--method", "zero", "--slice-axis", "z", "--out", out), /slice-axis.*(i, j, k|i, j or k|one of)/);
@@ -384,6 +391,25 @@ describe.skipIf(!haveHippo)("the shipped 2D slice model explains a real hippocam
     expect(j.reference).toBe("ground-truth");
     expect(j.windows.sliceAxis).toBe("k");
     expect(j.forwardPasses).toBeLessThan((j.samples + 1) * j.windows.total);
+  });
+
+  it("the stacked slices' Dice over a whole test volume is the one the training script measured in PyTorch (the card's)", async () => {
+    const card = JSON.parse(readFileSync(`${MODEL2D}.json`, "utf8"));
+    const m = await SliceModel.load(MODEL2D);
+    try {
+      for (const c of cases()
+        .filter((x) => x.split === "test")
+        .slice(0, 3)) {
+        const kase = await loadVolumeCase(m, join(HIPPO, c.image), { mask: join(HIPPO, c.mask) });
+        m.bind(kase.space.spacing);
+        const [nx, ny, nz] = kase.volume.dims;
+        const t = await volumeTarget(m, kase, { roi: { z: 0, y: 0, x: 0, depth: nz, height: ny, width: nx }, reference: "ground-truth" });
+        // the card keeps 6 decimals of the fraction
+        expect(Math.abs(t.base - 100 * card.metrics.per_volume[c.id]), c.id).toBeLessThan(1e-3);
+      }
+    } finally {
+      await m.release();
+    }
   });
 
   it("PdCR (fast schedule) with a slice bank of the training volumes writes a map on the input's grid", async () => {

@@ -13,6 +13,7 @@ floor((box − n)/2), the rest 0), and fed as the card says (pixel/255, gray). O
 the whole hippocampus (label > 0); a pixel is in the mask when its logit > 0.
 """
 import argparse
+import glob
 import json
 import os
 import sys
@@ -88,6 +89,64 @@ def evaluate(net, cases):
             logits = net(torch.from_numpy(slices_of(x))).numpy()
             out[cid] = dice(unslice(logits, x.shape) > 0, y > 0)
     return out
+
+
+SECTION = "## 2D slice models (a 2D model explains a volume slice by slice)"
+
+
+def slice_section(out_dir):
+    """The README section of the 2D slice models beside it, from their cards (train3d.py's README keeps it)."""
+    rows, cmds = [], []
+    for p in sorted(glob.glob(os.path.join(out_dir, "*.onnx.json"))):
+        c = json.load(open(p))
+        if c["input"].get("layout") == "ncdhw":
+            continue
+        m, t, i = c["metrics"], c["training"], c["input"]
+        size = os.path.getsize(p[: -len(".json")]) / 1e6
+        best = max(t["history"], key=lambda h: h["val_dice"])["epoch"]
+        rows.append(
+            f"| `{c['name']}.onnx` | {c['architecture']} | {t['params'] / 1e3:.0f}K | {size:.2f} MB | {t['flops_per_slice'] / 1e6:.0f}M "
+            f"| {m['dice_mean']:.3f} ± {m['dice_sd']:.3f} ({m['dice_min']:.3f}–{m['dice_max']:.3f}) | {m['n']} | {m['val_dice']:.3f} "
+            f"| {i['height']}×{i['width']} across {i['slices']['axis']} | {best} of {t['epochs']} | {t['seconds'] / 60:.1f} min |")
+        cmds.append(f"- `{c['name']}`: `{t['command']}`")
+    if not rows:
+        return []
+    return [
+        SECTION,
+        "",
+        "2D networks with a 2D card (`input.slices` states the slice axis and the per-volume window): segcause runs",
+        "them on a volume slice by slice (docs/volumes.md, \"2D models slice by slice\"). Written by",
+        "`training/train2d_slices.py` from the cards.",
+        "",
+        "| file | architecture | params | ONNX size | FLOPs/slice | test Dice whole mean ± sd (min–max) | n test | val Dice "
+        "| input H×W, slices | best epoch of epochs | training time |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        "Dice is per volume, of the slices' predictions stacked back into the volume (logit > 0) against label > 0",
+        "(whole hippocampus), on the volume's own grid, averaged over the test volumes of the manifest's split. Training",
+        "time: wall time of the epochs on a 2-core CPU shared with other jobs (1 torch thread, nice 10): an upper bound.",
+        "",
+        "Commands:",
+        "",
+        *cmds,
+        "",
+        "Contract: input `image` float32 `[N,1,64,48]` = one axial slice (fixed k) of a RAS volume, rows j, columns i,",
+        "centred (offset floor((64 − nj)/2), floor((48 − ni)/2)), the rest 0; each volume windowed to its 0.5–99.5",
+        "percentiles → 0..255, then /255 (the card's scale). Output `mask` float32 `[N,1,64,48]` logits of the whole",
+        "hippocampus.",
+        "",
+    ]
+
+
+def write_section(out_dir):
+    """Replaces (or appends) the 2D slice models' section of models/volumes/README.md."""
+    path = os.path.join(out_dir, "README.md")
+    text = open(path).read() if os.path.exists(path) else ""
+    if SECTION in text:
+        text = text[: text.index(SECTION)].rstrip("\n") + "\n"
+    with open(path, "w") as f:
+        f.write(text + ("\n" if text else "") + "\n".join(slice_section(out_dir)))
 
 
 def main():
@@ -175,6 +234,7 @@ def main():
     with open(onnx_path + ".json", "w") as f:
         json.dump(card, f, indent=2)
         f.write("\n")
+    write_section(args.out)
     print(f"test Dice {d.mean():.3f} ± {d.std():.3f} ({d.min():.3f}–{d.max():.3f}), val {best:.3f}, {seconds:.0f} s", flush=True)
 
 

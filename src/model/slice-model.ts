@@ -113,7 +113,8 @@ export class SliceModel implements VolumeNet {
       {
         feeds: [{ name: m.inputName, dims: [m.channels, m.height, m.width] }],
         fetches: [m.outputName],
-        batchSize,
+        // a graph with a fixed batch axis takes that many slices per call
+        batchSize: m.fixedBatch ?? batchSize,
         failed: (e, n) => m.runFailed(e, n),
       },
       m,
