@@ -168,7 +168,8 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.mask ? f.label : undefined, seriesUid: f.series });
     if (model instanceof SliceModel) {
       model.bind(kase.space.spacing);
-      kase.notes.unshift(sliceNote(model, kase));
+      // what the 2D card did not state (a model without a card) is said, as for a 2D run
+      kase.notes.unshift(sliceNote(model, kase), ...sliceAssumptions(model));
     }
     if (bank) checkBankForCard(bank, model, f.bank!);
     const roi: VolumeTargetSpec["roi"] = roiBox ?? {
@@ -219,6 +220,12 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     lock?.release();
     await model.release();
   }
+}
+
+/** What the 2D card did not state, but for the resize filter (slices are not resized). */
+function sliceAssumptions(model: SliceModel): string[] {
+  const r = model.model2d.resolved;
+  return r.assumptions.filter((a) => a !== r.assumed.resize).map((a) => `assumed: ${a}`);
 }
 
 /** How the volume met the 2D model, for the summary and the result's notes. */

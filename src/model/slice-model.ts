@@ -6,12 +6,13 @@
  * stacked 3D prediction. One window = one 2D pass.
  *
  * How a volume becomes the 2D model's input: the volume's voxel axes are permuted so the slice axis
- * comes last (slice-space in model-space.ts; nothing is resampled), each volume is windowed to its
+ * comes last (sliceOrnt() in model-space.ts; nothing is resampled), each volume is windowed to its
  * own percentiles (card `input.slices.window`) and mapped to pixels 0..255 (as floats, not rounded to
  * 8 bits), and a slice goes through the 2D card's scale/mean/std (a grey slice is copied into every
  * channel of an RGB model). A slice smaller than the card's height × width is placed in its centre
- * (the rest black: pixel 0); a larger one is cut into card-sized tiles without overlap. Slices are
- * not resized, so the model sees the volume's voxels at their own size.
+ * (the rest black: pixel 0); a larger one is cut into card-sized tiles (the last flush with the
+ * slice's end, overlaps averaged). Slices are not resized, so the model sees the volume's voxels at
+ * their own size (a resize would blur the boxes the map is made of).
  */
 import { BatchRunner, type SlotReader, type SlotWriter } from "./batches.js";
 import type { Device } from "./device.js";

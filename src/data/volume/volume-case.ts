@@ -264,7 +264,8 @@ export async function loadVolumeCase(
   const normalise = volumeNormaliser(modelVolume.data, card.input.normalisation);
   const norm = modelVolume.data.map(normalise);
   const placement = placeVolume(modelVolume.dims, card);
-  const notes: string[] = describeModelSpace(space);
+  // slice by slice, the axes' permutation is the slicing itself (its note is the caller's)
+  const notes: string[] = model.slicing ? [] : describeModelSpace(space);
   const cropped = placement.offset.some((o) => o < 0);
   if (cropped)
     notes.push(

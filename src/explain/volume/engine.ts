@@ -366,7 +366,7 @@ export async function explainVolumeBlocks(
   const forwardPasses = windows ? windows.overRoi + samplePasses : 1 + groupPasses + results.reduce((s, r) => s + r.samples, 0);
   const windowNotes = windows?.sliceAxis
     ? [
-        `slice by slice along ${windows.sliceAxis}: ${windows.overRoi} of the volume's ${windows.total} slices${windows.total > kase.placement.box[2] ? " (tiles)" : ""} hold the RoI and ran unperturbed; the ${samples} samples re-ran only those holding a changed voxel (${samplePasses} 2D passes, ${(samplePasses / Math.max(1, samples)).toFixed(2)} per sample)`,
+        `slice by slice along ${windows.sliceAxis}: ${windows.overRoi} of the volume's ${windows.total > kase.placement.box[2] ? `${windows.total} slice tiles (${kase.placement.box[2]} slices)` : `${windows.total} slices`} hold the RoI and ran unperturbed; the ${samples} samples re-ran only those holding a changed voxel (${samplePasses} 2D passes, ${(samplePasses / Math.max(1, samples)).toFixed(2)} per sample)`,
       ]
     : windows
       ? [
