@@ -237,11 +237,23 @@ export async function adaptiveAte(
 ): Promise<AdaptiveResult> {
   checkAdaptive(st);
   const unitCost = cost?.unit ?? (() => 1);
+  // The plan's samples still to come, in passes at a block's mean cost (exact for one pass per sample).
+  const meanCost = cost
+    ? Array.from({ length: tree.blockCount }, (_, b) => unitCost(b)).reduce((a, c) => a + c, 0) / Math.max(1, tree.blockCount)
+    : 1;
+  const ahead = (samples: number) => (cost ? Math.round(samples * meanCost) : samples);
   const n = tree.blockCount;
   const R = weights.length;
   const moved = (v: number) => Math.abs(v - base) >= st.tau;
   const capRounds = Math.floor(st.maxSamples / R);
-  plan?.(fastPlan(1, st.groupDraws * tree.groups.length + R * n * capRounds, st.maxPasses, st.groupDraws * tree.groups.length + R * n));
+  plan?.(
+    fastPlan(
+      cost?.base ?? 1,
+      ahead(st.groupDraws * tree.groups.length + R * n * capRounds),
+      st.maxPasses,
+      ahead(st.groupDraws * tree.groups.length + R * n),
+    ),
+  );
 
   // 1. Hierarchical screening: test groups level by level; collect blocks to screen individually.
   let frontier = tree.top;
@@ -300,7 +312,8 @@ export async function adaptiveAte(
   };
   candidates.sort((a, b) => a - b);
   for (const b of candidates) samples.set(b, new BlockSamples(R));
-  plan?.(fastPlan(1 + groupPasses, candidates.length * R * capRounds, st.maxPasses, candidates.length * R));
+  const roundOfAll = candidates.reduce((a, b) => a + unitCost(b) * R, 0);
+  plan?.(fastPlan((cost?.base ?? 1) + groupPasses, roundOfAll * capRounds, st.maxPasses, roundOfAll));
   await runRounds(candidates, "screening blocks");
   const passing = candidates.filter((b) => samples.get(b)!.byStratum.some((v) => Math.abs(v[0]) >= st.tau));
   // Blocks the screen clears report their first round, its SE moderated among the blocks cleared.
@@ -378,10 +391,10 @@ export async function adaptiveAte(
     plan?.(
       fastPlan(
         spent,
-        passing.reduce((a, b) => a + (maxRounds - samples.get(b)!.rounds) * R, 0),
+        passing.reduce((a, b) => a + (maxRounds - samples.get(b)!.rounds) * R * unitCost(b), 0),
         maxPasses,
         0,
-        need.length * R,
+        need.reduce((a, b) => a + unitCost(b) * R, 0),
       ),
     );
     await runRounds(need, "estimating");

@@ -205,7 +205,7 @@ export async function explainVolumeBlocks(
   const meanPasses = perBox.reduce((a, b) => a + b, 0) / Math.max(1, perBox.length);
   const basePasses = forward ? forward.used.length : 1;
   const inPasses = (samples: number) => (forward ? basePasses + Math.round((samples - 1) * meanPasses) : samples);
-  // (the fast schedule counts its spent passes itself, `cost` below; its rounds still to come are in samples)
+  // (the fast schedule plans in passes itself, `cost` below)
   const plan = (p: WorkPlan) => {
     workPlan = ad ? p : { ...p, bound: inPasses(p.bound), ...(p.total !== undefined ? { total: inPasses(p.total) } : {}) };
   };
