@@ -328,6 +328,7 @@ export function emitVolume(f: OutputFlags, r: VolumeExplainResult | VolumeExplai
         stoppedAt: s.bound,
         ranPasses: s.ranPasses,
         keptSamples: s.keptSamples,
+        ...(s.keptPasses !== undefined ? { keptPasses: s.keptPasses } : {}),
         checkpoint: s.checkpointPath,
         plan: s.plan ?? null,
       }),

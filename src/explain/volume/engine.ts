@@ -342,7 +342,14 @@ export async function explainVolumeBlocks(
       if (!(e instanceof BoundReached) || !bound) throw e;
       await resumable.checkpoint?.save();
       const kept = resumable.checkpoint?.kept ?? 0;
-      throw new RunStopped(bound.reason(), bound.passes, kept, spec.checkpointPath!, workPlan);
+      // with windows (slices) the map's passes done are the unperturbed windows' and the kept samples' own
+      let keptPasses: number | undefined;
+      if (forward && resumable.checkpoint) {
+        keptPasses = basePasses;
+        for (const [unit, draws] of Object.entries(resumable.checkpoint.store.toJSON()))
+          keptPasses += draws.filter((v) => v !== null).length * passesOfSample({ unit: Number(unit), draw: 0 });
+      }
+      throw new RunStopped(bound.reason(), bound.passes, kept, spec.checkpointPath!, workPlan, keptPasses);
     }
   }
   await resumable.checkpoint?.save();

@@ -72,6 +72,8 @@ export class RunStopped extends Error {
     readonly checkpointPath: string,
     /** the run's whole work as last known (passes, the unperturbed one included) */
     readonly plan: WorkPlan | undefined,
+    /** with sliding windows or slices: the model passes of the map done (unperturbed windows and kept samples) */
+    readonly keptPasses?: number,
   ) {
     super(`stopped at ${bound}`);
     this.name = "RunStopped";
@@ -82,7 +84,7 @@ export class RunStopped extends Error {
     const all = this.plan?.total ?? this.plan?.bound;
     const of = all !== undefined ? ` of ${this.plan?.total === this.plan?.bound ? "" : "at most "}${all}` : "";
     return [
-      `stopped at ${this.bound} after ${this.ranPasses} passes in this run; ${this.keptSamples + 1}${of} passes of the map are done`,
+      `stopped at ${this.bound} after ${this.ranPasses} passes in this run; ${this.keptPasses ?? this.keptSamples + 1}${of} passes of the map are done`,
       `  finished samples are kept in ${this.checkpointPath}: rerun the same command to continue (each run adds at most ${this.bound.replace(/^--max-passes (\S+)$/, "$1 passes").replace(/^--max-time (\S+)$/, "$1 s of passes")}), or drop the bound to finish the map`,
       "  no map was written yet (a folder without manifest.json is not a result)",
     ].join("\n");
