@@ -67,7 +67,8 @@ async function explain(axis: "i" | "j" | "k", roi: VolumeTargetSpec["roi"], spec
   const m = await SliceModel.load(path, { axis });
   try {
     const kase = await loadVolumeCase(m, image);
-    m.bind(kase.space.spacing);
+    // loading the case gives the 2D model's card the volume's spacing (boxes in mm)
+    expect(m.card.input.spacing).toEqual(kase.space.spacing);
     return await explainVolumeBlocks(m, kase, { roi }, spec);
   } finally {
     await m.release();
@@ -218,7 +219,6 @@ describe("the slice reuse gives the map of re-running every slice of every sampl
     const m = await SliceModel.load(path);
     try {
       const kase = await loadVolumeCase(m, vol);
-      m.bind(kase.space.spacing);
       const fill = 0.25;
       const spec: VolumeBlockSpec = {
         method: "occlusion",
@@ -404,7 +404,6 @@ describe.skipIf(!haveHippo)("the shipped 2D slice model explains a real hippocam
         .filter((x) => x.split === "test")
         .slice(0, 3)) {
         const kase = await loadVolumeCase(m, join(HIPPO, c.image), { mask: join(HIPPO, c.mask) });
-        m.bind(kase.space.spacing);
         const [nx, ny, nz] = kase.volume.dims;
         const t = await volumeTarget(m, kase, { roi: { z: 0, y: 0, x: 0, depth: nz, height: ny, width: nx }, reference: "ground-truth" });
         // the card keeps 6 decimals of the fraction

@@ -167,7 +167,6 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const bank = f.bank ? await VolumeBank.load(f.bank) : undefined;
     const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.mask ? f.label : undefined, seriesUid: f.series });
     if (model instanceof SliceModel) {
-      model.bind(kase.space.spacing);
       // what the 2D card did not state (a model without a card) is said, as for a 2D run
       kase.notes.unshift(sliceNote(model, kase), ...sliceAssumptions(model));
     }

@@ -44,7 +44,7 @@ export class SliceModel implements VolumeNet {
     const { channels, height, width } = model2d.outputLayout;
     this.outputLayout = { channels, depth: 1, height, width };
     // The volume card the engine reads: one slice deep, the window as a percentile normalisation (to 0..1,
-    // times 255 in the runner), sliding windows of depth 1. The spacing is the volume's own (set by `bind`).
+    // times 255 in the runner), sliding windows of depth 1. The spacing is the volume's own (`bind`, called by loadVolumeCase).
     this.card = {
       schema: "segcause.modelcard/1",
       name: c.name,

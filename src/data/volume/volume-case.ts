@@ -254,13 +254,15 @@ export function boxCornerOnInput(
 }
 
 export async function loadVolumeCase(
-  model: { card: VolumeCard; slicing?: SliceSetting },
+  model: { card: VolumeCard; slicing?: SliceSetting; bind?: (spacing: [number, number, number]) => void },
   imagePath: string,
   opts: VolumeCaseOptions = {},
 ): Promise<VolumeCase> {
   const volume = await readVolume(imagePath, { seriesUid: opts.seriesUid });
   const { card } = model;
   const { space, modelVolume } = intoModelSpace(volume, card, imagePath, model.slicing);
+  // a 2D model slice by slice takes the volume's own spacing as its card's (boxes in mm, banks)
+  model.bind?.(space.spacing);
   const normalise = volumeNormaliser(modelVolume.data, card.input.normalisation);
   const norm = modelVolume.data.map(normalise);
   const placement = placeVolume(modelVolume.dims, card);
