@@ -66,7 +66,7 @@ export interface MethodDefinition<O = Record<string, unknown>> {
   volume?: VolumeForm<O>;
 }
 
-/** What a volume method is given: the loaded 3D model, the volume Case, the resolved Target, the bank if any. */
+/** What a volume method is given: the loaded volume model (3D, or a 2D model slice by slice), the volume Case, the resolved Target, the bank if any. */
 export interface VolumeMethodContext {
   model: VolumeNet;
   kase: VolumeCase;
