@@ -192,82 +192,99 @@ describe("--max-passes on the slice path counts 2D passes", () => {
 });
 
 // A 3x3 convolution with uneven weights: every voxel of a slice near the RoI moves the outcome a little.
-function convModel(): Uint8Array {
+// With C = 3 each channel has its own kernel, so the grey slice's copy into every channel, each with its
+// own mean/std, is what the map depends on.
+function convModel(C: number): Uint8Array {
   const g = new GraphBuilder("conv3x3");
-  const x = g.input("image", ["N", 1, N, N]);
-  const w = [0.9, -1.3, 0.4, 1.7, -2.1, 0.6, -0.5, 1.1, 0.8];
-  const y = g.node("Conv", [x, g.constant([1, 1, 3, 3], w), g.constant([1], [-0.3])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, ["mask"]);
+  const x = g.input("image", ["N", C, N, N]);
+  const w = Array.from(
+    { length: C * 9 },
+    (_, i) => [0.9, -1.3, 0.4, 1.7, -2.1, 0.6, -0.5, 1.1, 0.8][i % 9] * (1 + 0.7 * Math.floor(i / 9)) * (i >= 9 && i < 18 ? -1 : 1),
+  );
+  const y = g.node("Conv", [x, g.constant([1, C, 3, 3], w), g.constant([1], [-0.3])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }, ["mask"]);
   g.output(y, ["N", 1, N, N]);
   return g.toBytes();
 }
 
+const GREY = { channels: "gray", mean: [0.2], std: [0.5] };
+const RGB = { channels: "rgb", mean: [0.485, 0.456, 0.406], std: [0.229, 0.224, 0.225] };
+
 describe("the slice reuse gives the map of re-running every slice of every sample", () => {
-  it("occlusion with overlapping windows on a 12x10x9 volume, mean-prob: each box's effect equals the brute-force one", async () => {
-    const d = tmp();
-    const path = writeModel(d, "conv.onnx", convModel(), {
-      input: { name: "image", height: N, width: N, channels: "gray", scale: 255, mean: [0.2], std: [0.5] },
-      output: { name: "mask", kind: "logits", channel: 0 },
-    });
-    const dims: [number, number, number] = [12, 10, 9];
-    const data = Float32Array.from({ length: 12 * 10 * 9 }, (_, i) => {
-      const s = Math.sin(i * 78.233) * 12345.6789;
-      return 100 * (s - Math.floor(s));
-    });
-    const vol = join(d, "noise.nii.gz");
-    await writeNifti(vol, { dims, affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], data });
-    const roi = { z: 2, y: 3, x: 4, depth: 4, height: 5, width: 6 };
-    const m = await SliceModel.load(path);
-    try {
-      const kase = await loadVolumeCase(m, vol);
-      const fill = 0.25;
-      const spec: VolumeBlockSpec = {
-        method: "occlusion",
-        block: [3, 3, 3],
-        stride: [2, 2, 2],
-        estimator: { screen: 1, samples: 0, tau: 0 },
-        intervention: { kind: "constant", value: fill, describe: {} },
-        settings: {},
-      };
-      const a = await explainVolumeBlocks(m, kase, { roi, outcome: "mean-prob" }, spec);
-      // brute force: every slice of the padded volume through the 2D model for every sample, outputs stacked
-      const p = kase.placement;
-      const [bx, by, bz] = p.box;
-      const plane = bx * by;
-      expect([bx, by]).toEqual([N, N]);
-      const m2 = m.model2d;
-      const [mul, add] = m2.affine(0);
-      const roiCells: number[] = [];
-      for (let k = roi.z; k < roi.z + roi.depth; k++)
-        for (let j = roi.y; j < roi.y + roi.height; j++)
-          for (let i = roi.x; i < roi.x + roi.width; i++) roiCells.push(((k + p.offset[2]) * by + j + p.offset[1]) * bx + i + p.offset[0]);
-      const outcome = async (input: Float32Array) => {
-        const logits = new Float32Array(input.length);
-        for (let k = 0; k < bz; k++) {
-          const batch = Float32Array.from(input.subarray(k * plane, (k + 1) * plane), (u) => u * 255 * mul + add);
-          logits.set(await m2.infer(batch, 1), k * plane);
+  it.each([
+    ["grey", GREY],
+    ["RGB", RGB],
+  ])(
+    "occlusion with overlapping windows on a 12x10x9 volume, mean-prob, a %s model: each box's effect equals the brute-force one",
+    async (_, input) => {
+      const d = tmp();
+      const C = input.channels === "rgb" ? 3 : 1;
+      const path = writeModel(d, "conv.onnx", convModel(C), {
+        input: { name: "image", height: N, width: N, scale: 255, ...input },
+        output: { name: "mask", kind: "logits", channel: 0 },
+      });
+      const dims: [number, number, number] = [12, 10, 9];
+      const data = Float32Array.from({ length: 12 * 10 * 9 }, (_, i) => {
+        const s = Math.sin(i * 78.233) * 12345.6789;
+        return 100 * (s - Math.floor(s));
+      });
+      const vol = join(d, "noise.nii.gz");
+      await writeNifti(vol, { dims, affine: [1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1], data });
+      const roi = { z: 2, y: 3, x: 4, depth: 4, height: 5, width: 6 };
+      const m = await SliceModel.load(path);
+      try {
+        const kase = await loadVolumeCase(m, vol);
+        const fill = 0.25;
+        const spec: VolumeBlockSpec = {
+          method: "occlusion",
+          block: [3, 3, 3],
+          stride: [2, 2, 2],
+          estimator: { screen: 1, samples: 0, tau: 0 },
+          intervention: { kind: "constant", value: fill, describe: {} },
+          settings: {},
+        };
+        const a = await explainVolumeBlocks(m, kase, { roi, outcome: "mean-prob" }, spec);
+        // brute force: every slice of the padded volume through the 2D model for every sample, outputs stacked
+        const p = kase.placement;
+        const [bx, by, bz] = p.box;
+        const plane = bx * by;
+        expect([bx, by]).toEqual([N, N]);
+        const m2 = m.model2d;
+        const affine = Array.from({ length: C }, (_, c) => m2.affine(c));
+        const roiCells: number[] = [];
+        for (let k = roi.z; k < roi.z + roi.depth; k++)
+          for (let j = roi.y; j < roi.y + roi.height; j++)
+            for (let i = roi.x; i < roi.x + roi.width; i++) roiCells.push(((k + p.offset[2]) * by + j + p.offset[1]) * bx + i + p.offset[0]);
+        const outcome = async (boxInput: Float32Array) => {
+          const logits = new Float32Array(boxInput.length);
+          for (let k = 0; k < bz; k++) {
+            const batch = new Float32Array(C * plane);
+            for (let c = 0; c < C; c++)
+              for (let i = 0; i < plane; i++) batch[c * plane + i] = boxInput[k * plane + i] * 255 * affine[c][0] + affine[c][1];
+            logits.set(await m2.infer(batch, 1), k * plane);
+          }
+          let s = 0;
+          for (const c of roiCells) s += 1 / (1 + Math.exp(-logits[c]));
+          return (100 * s) / roiCells.length;
+        };
+        const base = await outcome(kase.input);
+        expect(a.baseOutcome).toBeCloseTo(base, 4);
+        let moved = 0;
+        for (const u of a.units) {
+          const x = Float32Array.from(kase.input);
+          for (let k = u.z; k < u.z + u.depth; k++)
+            for (let j = u.y; j < u.y + u.height; j++) for (let i = u.x; i < u.x + u.width; i++) x[(k * by + j) * bx + i] = fill;
+          const brute = (await outcome(x)) - base;
+          expect(u.effect, `box ${u.z},${u.y},${u.x}`).toBeCloseTo(brute, 4);
+          if (Math.abs(brute) > 1e-3) moved++;
         }
-        let s = 0;
-        for (const c of roiCells) s += 1 / (1 + Math.exp(-logits[c]));
-        return (100 * s) / roiCells.length;
-      };
-      const base = await outcome(kase.input);
-      expect(a.baseOutcome).toBeCloseTo(base, 4);
-      let moved = 0;
-      for (const u of a.units) {
-        const x = Float32Array.from(kase.input);
-        for (let k = u.z; k < u.z + u.depth; k++)
-          for (let j = u.y; j < u.y + u.height; j++) for (let i = u.x; i < u.x + u.width; i++) x[(k * by + j) * bx + i] = fill;
-        const brute = (await outcome(x)) - base;
-        expect(u.effect, `box ${u.z},${u.y},${u.x}`).toBeCloseTo(brute, 4);
-        if (Math.abs(brute) > 1e-3) moved++;
+        expect(moved).toBeGreaterThan(10);
+        // and fewer passes than the brute force's (every slice, every sample)
+        expect(a.forwardPasses).toBeLessThan((a.samples + 1) * bz);
+      } finally {
+        await m.release();
       }
-      expect(moved).toBeGreaterThan(10);
-      // and fewer passes than the brute force's (every slice, every sample)
-      expect(a.forwardPasses).toBeLessThan((a.samples + 1) * bz);
-    } finally {
-      await m.release();
-    }
-  });
+    },
+  );
 });
 
 describe("refusals on the slice path, one line each", () => {
