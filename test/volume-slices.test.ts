@@ -485,3 +485,36 @@ describe.skipIf(!haveHippo)("the shipped 2D slice model explains a real hippocam
     expect(j.units.some((u: { effect: number }) => u.effect < 0)).toBe(true);
   });
 });
+
+const DICOM_SERIES = join("..", "shared", "data", "dicom", "mr-hippocrop", "study1");
+if (!existsSync(DICOM_SERIES))
+  console.warn("volume-slices.test.ts: ../shared/data/dicom is absent, so the DICOM slice run is skipped (CI has the data)");
+
+describe.skipIf(!existsSync(DICOM_SERIES))("a 2D model on a DICOM series, slice by slice", () => {
+  it("writes the map on the series' grid and a DICOM Parametric Map", () => {
+    const out = join(tmp(), "dcm");
+    const r = segcause(
+      "explain",
+      "--model",
+      MODEL2D,
+      "--image",
+      DICOM_SERIES,
+      "--roi",
+      "10,10,10,6,6,6",
+      "--method",
+      "zero",
+      "--block",
+      "4",
+      "--outcome",
+      "mean-prob",
+      "--out",
+      out,
+      "--json",
+    );
+    expect(r.code, r.stderr).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.windows.sliceAxis).toBe("k");
+    expect(Object.keys(j.files)).toEqual(expect.arrayContaining(["map.nii.gz", "map-parametric.dcm"]));
+    expect(j.forwardPasses).toBeLessThan((j.samples + 1) * j.windows.total);
+  });
+});
