@@ -346,8 +346,11 @@ describe("volume inputs that cannot work are refused in one line, exit 1, nothin
     refused(["--model", model, "--image", volume, "--roi", "0,0,0,40,4,4", "--method", "zero", "--reference", "prediction"], /outside the volume/);
   });
 
-  it("a 2D model given a volume, and a 3D model given a 2D image", () => {
-    refused(["--model", model2d, "--image", volume, "--roi", "0,0,0,4,4,4", "--method", "zero"], /is a volume, but .* is a 2D model/);
+  it("--slice-axis with a 3D model (a 2D model given a volume runs slice by slice), and a 3D model given a 2D image", () => {
+    refused(
+      ["--model", model, "--image", volume, "--roi", "0,0,0,4,4,4", "--method", "zero", "--slice-axis", "k"],
+      /--slice-axis applies to a 2D model run slice by slice/,
+    );
     refused(["--model", model, "--image", png, "--roi", "0,0,8,8", "--method", "zero"], /is a 3D model .* not a volume/);
   });
 

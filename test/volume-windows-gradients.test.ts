@@ -486,7 +486,7 @@ describe("segcause explain through sliding windows", () => {
     // segcause methods says it
     const lines = segcause("methods").stdout.split("\n");
     const line = (m: string) => lines.find((l) => l.startsWith(`${m} `)) ?? "";
-    expect(line("gradcam")).toMatch(/volumes: yes \(.*; not through sliding windows\)$/);
+    expect(line("gradcam")).toMatch(/volumes: yes \(.*; not through sliding windows\); 2D model slice by slice: no$/);
     for (const m of ["zero", "rise", "saliency", "gradxinput", "ig", "smoothgrad"]) expect(line(m)).not.toContain("not through sliding windows");
   });
 });

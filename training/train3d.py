@@ -311,7 +311,9 @@ def finish(args, name, ckpt):
 def write_readme(out_dir):
     """models/volumes/README.md from the cards beside it (numbers come from the cards, which come from the run)."""
     rows = []
-    for p in sorted(glob.glob(os.path.join(out_dir, "*.onnx.json"))):
+    # 3D cards only: the 2D slice models' section comes from train2d_slices.py
+    cards3d = [p for p in sorted(glob.glob(os.path.join(out_dir, "*.onnx.json"))) if json.load(open(p))["input"].get("layout") == "ncdhw"]
+    for p in cards3d:
         c = json.load(open(p))
         m, t, i = c["metrics"], c["training"], c["input"]
         pc = m["per_channel"]
@@ -325,7 +327,7 @@ def write_readme(out_dir):
             f"{m['val_per_channel']['label2']:.3f} | {i['depth']}×{i['height']}×{i['width']} | {t['best_epoch']} of {t['epochs']} "
             f"| {t['seconds'] / 60:.1f} min | {floor} |")
     cmds = []
-    for p in sorted(glob.glob(os.path.join(out_dir, "*.onnx.json"))):
+    for p in cards3d:
         c = json.load(open(p))
         cmds.append(f"- `{c['name']}`: `{c['training']['command']}`")
         for ch in c["training"].get("schedule_changes", []):
@@ -365,8 +367,10 @@ def write_readme(out_dir):
         "  posterior. A voxel is in the mask when its logit > 0 (probability > 0.5).",
         "",
     ]
+    from train2d_slices import slice_section  # noqa: E402 (same folder)
+
     with open(os.path.join(out_dir, "README.md"), "w") as f:
-        f.write("\n".join(out))
+        f.write("\n".join(out + slice_section(out_dir)))
     print(f"wrote {os.path.join(out_dir, 'README.md')}", flush=True)
 
 

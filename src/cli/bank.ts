@@ -4,14 +4,18 @@ import { closeSync, existsSync, openSync, readSync, statSync } from "node:fs";
 import { basename } from "node:path";
 import { Command } from "commander";
 import { imageInfo, listImages, readInput } from "../data/image.js";
-import { casesInSplits, readManifest } from "../data/manifest.js";
+import { casesInSplits, readManifest, volumeCasesInSplits } from "../data/manifest.js";
 import { buildPatchBank, PATCHBANK_MAGIC } from "../data/patchbank.js";
+import { readCaseImage } from "../data/volume/case-files.js";
+import { modelSpaceOf } from "../data/volume/model-space.js";
 import { buildVolumeBank, VOLUMEBANK_MAGIC } from "../data/volume/volume-bank.js";
 import { fail } from "../errors.js";
 import { BOX_UNITS, type BoxUnitName, boxVoxels, describeSize } from "../explain/volume/box-size.js";
 import type { ResizeFilter } from "../model/card.js";
 import { Model } from "../model/model.js";
-import { isVolumeModel, readVolumeCard } from "../model/volume-card.js";
+import { SLICE_AXES, SliceModel } from "../model/slice-model.js";
+import { isVolumeModel, readVolumeCard, type VolumeCard } from "../model/volume-card.js";
+import type { SliceSetting } from "../model/volume-model.js";
 import { checkOutputFile } from "../util/files.js";
 import { ProgressTracker, stderrProgress } from "../util/progress.js";
 import { addCardFlags, type CardFlags, cardOverrides, intAtLeast, oneOf, seed, sizeHW } from "./options.js";
@@ -24,6 +28,8 @@ interface BankFlags extends CardFlags {
   splits: string;
   patchSize: number;
   boxUnit?: BoxUnitName;
+  /** a 2D model on volumes: the voxel axis its slices are cut across */
+  sliceAxis?: "i" | "j" | "k";
   perImage: number;
   seed: number;
   progress: boolean;
@@ -90,16 +96,39 @@ function bankKind(path: string): string | undefined {
   return text.startsWith(PATCHBANK_MAGIC) ? "patch bank" : text.startsWith(VOLUMEBANK_MAGIC) ? "volume bank" : undefined;
 }
 
-/** A bank of boxes from a volume data set, normalised per volume as the 3D model's card says. */
+/**
+ * The card and slicing a volume bank is cut for: a 3D model's card, or a 2D model's slice space (its
+ * window; the spacing of the data set's first volume, which every volume must share).
+ */
+async function bankCard(f: BankFlags & { model: string }, splits: string[]): Promise<{ card: VolumeCard; slicing?: SliceSetting }> {
+  if (isVolumeModel(f.model, f.card)) {
+    if (f.sliceAxis) fail("--slice-axis applies to a 2D model run slice by slice; a 3D model takes the whole volume", "drop --slice-axis");
+    return { card: readVolumeCard(f.model, f.card).card };
+  }
+  const m = await SliceModel.load(f.model, { card: f.card, axis: f.sliceAxis });
+  try {
+    const first = volumeCasesInSplits(readManifest(f.images), splits)[0];
+    if (first) m.bind(modelSpaceOf(await readCaseImage(first), m.card, first.image, m.slicing.axis).spacing);
+    return { card: m.card, slicing: m.slicing };
+  } finally {
+    await m.release();
+  }
+}
+
+/** A bank of boxes from a volume data set, normalised per volume as the model's card says (a 3D model, or a 2D one slice by slice). */
 async function buildVolumes(f: BankFlags): Promise<void> {
-  if (!f.model || !isVolumeModel(f.model, f.card))
-    fail("a volume data set's bank needs the 3D model it is for", "pass --model with the 3D model (its card gives the normalisation and spacing)");
+  if (!f.model)
+    fail(
+      "a volume data set's bank needs the model it is for",
+      "pass --model with the 3D model (its card gives the normalisation and spacing), or the 2D model that explains it slice by slice",
+    );
   if (!isVolumeManifest(f.images))
     fail(
       `${f.images} is not the manifest of a volume data set`,
       "pass the volume data set's manifest.json (made by `segcause dataset init` on NIfTI or DICOM) as --images",
     );
-  const { card } = readVolumeCard(f.model, f.card);
+  const splits = f.splits.split(",").map((s) => s.trim());
+  const { card, slicing } = await bankCard({ ...f, model: f.model }, splits);
   if (f.size) fail("--size applies to 2D images; a volume bank takes its geometry from the 3D model's card", "drop --size");
   // as explain's --block: millimetres by default, voxels per model-space axis by the card's spacing
   const box = boxVoxels(f.patchSize, f.boxUnit ?? "mm", card.input.spacing, "--patch-size");
@@ -108,12 +137,11 @@ async function buildVolumes(f: BankFlags): Promise<void> {
       `--patch-size ${f.patchSize} makes boxes of ${describeSize(box)} voxels, larger than a volume bank's can be (256)`,
       "use the explain --block size (e.g. 16)",
     );
-  const splits = f.splits.split(",").map((s) => s.trim());
-  const bank = await buildVolumeBank(f.images, card, { box, perVolume: f.perImage, seed: f.seed, splits });
+  const bank = await buildVolumeBank(f.images, card, { box, perVolume: f.perImage, seed: f.seed, splits, slicing });
   await bank.save(f.out);
   if (!f.quiet)
     process.stdout.write(
-      `wrote ${bank.count} boxes of ${describeSize(box)} voxels${(f.boxUnit ?? "mm") === "mm" ? ` (${f.patchSize} mm)` : ""} from ${bank.header.sources.length} volumes (${f.splits}), each normalised as ${card.input.normalisation.kind} per volume at ${card.input.spacing.join("x")} mm, to ${f.out}\n`,
+      `wrote ${bank.count} boxes of ${describeSize(box)} voxels${(f.boxUnit ?? "mm") === "mm" ? ` (${f.patchSize} mm)` : ""} from ${bank.header.sources.length} volumes (${f.splits}), each normalised as ${card.input.normalisation.kind} per volume at ${bank.header.spacing.join("x")} mm${slicing ? ` in the slice space of axis ${slicing.axis}` : ""}, to ${f.out}\n`,
     );
 }
 
@@ -133,6 +161,11 @@ export function bankCommand(): Command {
       8,
     )
     .option("--box-unit <mm|vox>", "volume banks: --patch-size in mm (default) or in voxels", oneOf("box-unit", BOX_UNITS))
+    .option(
+      "--slice-axis <i|j|k>",
+      "volume banks for a 2D model: the axis its slices are cut across (default the card's, else k)",
+      oneOf("slice-axis", SLICE_AXES),
+    )
     .option("--per-image <n>", "random patches per image (per volume for a volume data set)", intAtLeast("per-image"), 100)
     .option("--seed <n>", "random seed", seed(), 0)
     .option("--no-progress", "no progress on stderr")

@@ -17,7 +17,9 @@ import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js"
 import { VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
 import { RunBound, type RunBoundSettings, RunStopped } from "../explain/volume/run-bound.js";
 import type { Device } from "../model/device.js";
-import { VolumeModel } from "../model/volume-model.js";
+import { SliceModel } from "../model/slice-model.js";
+import { isVolumeModel } from "../model/volume-card.js";
+import { VolumeModel, type VolumeNet } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
 import { type WrittenVolume, writeVolumeAttribution } from "../report/volume-write.js";
 import type { OutcomeName } from "../target/outcome.js";
@@ -39,6 +41,8 @@ export interface VolumeExplainFlags {
   mask?: string;
   label?: string;
   series?: string;
+  /** a 2D model slice by slice: the voxel axis the slices are cut across (default the card's, else k) */
+  sliceAxis?: "i" | "j" | "k";
   roi?: string;
   roiMask?: string;
   bank?: string;
@@ -111,7 +115,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
       `use --method ${volumeMethodNames().join(", ")} on a volume (see \`segcause methods\`)`,
     );
   const given = Object.fromEntries(
-    Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series", "boxUnit"].includes(k) && v !== undefined),
+    Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series", "boxUnit", "sliceAxis"].includes(k) && v !== undefined),
   );
   // The bounds are the fast schedule's own options; every other volume run takes them as a stop.
   const bounds = runBounds(f);
@@ -124,17 +128,32 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     fail("--label is given without a label map", "pass --mask and/or --roi-mask labels.nii.gz with --label");
   const roiBox = f.roi ? parseVolumeRoi(f.roi) : undefined;
 
+  // A model whose card is not a volume card is a 2D model: it explains the volume slice by slice.
+  const sliced = !isVolumeModel(f.model, f.card);
+  if (!sliced && f.sliceAxis !== undefined)
+    fail("--slice-axis applies to a 2D model run slice by slice; a 3D model takes the whole volume", "drop --slice-axis");
+  if (sliced && !form.slices)
+    fail(
+      `${f.method} does not run slice by slice (a 2D model on a volume): only the box methods do`,
+      "use --method zero, occlusion or pdcr with a 2D model, or give a 3D model for this method",
+    );
   form.check?.(o, { bank: f.bank !== undefined });
   checkOutputFolder(f.out, "explain");
   noteReplaced(f.out, f.quiet === true);
   markResumable("checkpoints");
   const threads = typeof f.threads === "number" ? f.threads : undefined;
-  const model = await VolumeModel.load(f.model, { card: f.card, threads, device: f.device });
+  const model: VolumeNet = sliced
+    ? await SliceModel.load(f.model, { card: f.card, threads, device: f.device, axis: f.sliceAxis })
+    : await VolumeModel.load(f.model, { card: f.card, threads, device: f.device });
   let lock: FolderLock | undefined;
   try {
     const bank = f.bank ? await VolumeBank.load(f.bank) : undefined;
-    if (bank) checkBankForCard(bank, model.card, f.bank!);
     const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.mask ? f.label : undefined, seriesUid: f.series });
+    if (model instanceof SliceModel) {
+      // what the 2D card did not state (a model without a card) is said, as for a 2D run
+      kase.notes.unshift(sliceNote(model, kase), ...sliceAssumptions(model));
+    }
+    if (bank) checkBankForCard(bank, model.card, f.bank!, model.slicing ? { axis: model.slicing.axis, modelPath: model.path } : undefined);
     const roi: VolumeTargetSpec["roi"] = roiBox ?? {
       mask: (await readStructure(f.roiMask!, kase.volume, f.image, f.label)).mask,
       // the labels name the structure (and so enter the checkpoint key, with the RoI's bounds)
@@ -187,6 +206,19 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   }
 }
 
+/** What the 2D card did not state, but for the resize filter (slices are not resized). */
+function sliceAssumptions(model: SliceModel): string[] {
+  const r = model.model2d.resolved;
+  return r.assumptions.filter((a) => a !== r.assumed.resize).map((a) => `assumed: ${a}`);
+}
+
+/** How the volume met the 2D model, for the summary and the result's notes. */
+function sliceNote(model: SliceModel, kase: VolumeCase): string {
+  const { axis, window } = model.slicing;
+  const [nx, ny, nz] = kase.space.dims;
+  return `a 2D model slice by slice: ${nz} slices across voxel axis ${axis} (${ny}x${nx} each, rows x columns; the model takes ${model.card.input.height}x${model.card.input.width}, slices are centred or tiled, not resized), each volume windowed to its ${window.low}–${window.high} percentiles → pixels 0..255, then the 2D card's scale/mean/std`;
+}
+
 export function checkNoImageFlags(f: Record<string, unknown>): void {
   const given = IMAGE_ONLY.filter((k) => f[k] !== undefined);
   if (given.length)
@@ -212,7 +244,7 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   if (a.unitKind === "voxel") lines.push(...voxelLines(a));
   else
     lines.push(
-      `  ${a.units.length} boxes of ${describeSize(blockOf(a))} voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.samples} samples, ${a.forwardPasses} forward passes${a.windows ? ` (windows of ${a.windows.patch.join("x")})` : ""} in ${(a.wallMs / 1000).toFixed(1)} s`,
+      `  ${a.units.length} boxes of ${describeSize(blockOf(a))} voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.samples} samples, ${a.forwardPasses} forward passes${a.windows ? (a.windows.sliceAxis ? ` (2D passes, slice by slice along ${a.windows.sliceAxis})` : ` (windows of ${a.windows.patch.join("x")})`) : ""} in ${(a.wallMs / 1000).toFixed(1)} s`,
     );
   const withCi = top.some((u) => u.samples > 1);
   if (top.length)

@@ -14,6 +14,7 @@ import { flagLabel, kebab, type MethodDefinition, type MethodOption, resolveOpti
 import { BOX_UNITS } from "../explain/volume/box-size.js";
 import type { Device } from "../model/device.js";
 import { Model } from "../model/model.js";
+import { SLICE_AXES } from "../model/slice-model.js";
 import { type ExecutionPlan, tuneExecution } from "../model/tune.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import { countLines } from "../report/counts.js";
@@ -53,6 +54,8 @@ export interface ExplainFlags extends CardFlags {
   /** volumes only */
   label?: string;
   series?: string;
+  /** volumes explained by a 2D model: the voxel axis the slices are cut across */
+  sliceAxis?: "i" | "j" | "k";
   bank?: string;
   out: string;
   method: string;
@@ -94,6 +97,7 @@ export const COMMON = new Set<string>([
   "label",
   "series",
   "boxUnit",
+  "sliceAxis",
   ...CARD_FLAG_KEYS,
 ]);
 
@@ -108,6 +112,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
   const def = getMethod(f.method);
   if (f.label !== undefined || f.series !== undefined)
     fail(`--${f.label !== undefined ? "label" : "series"} applies to volumes (NIfTI or DICOM) explained by a 3D model`, "drop it for a 2D image");
+  if (f.sliceAxis !== undefined) fail("--slice-axis applies to volumes explained by a 2D model slice by slice", "drop --slice-axis for a 2D image");
   if (f.boxUnit !== undefined)
     fail("--box-unit applies to volumes (blocks in mm or voxels); 2D blocks are in pixels", "drop --box-unit for a 2D image");
   const given = Object.fromEntries(Object.entries(f).filter(([k]) => !COMMON.has(k)));
@@ -240,6 +245,11 @@ export function explainCommand(): Command {
     )
     .option("--series <uid>", "volumes: the Series Instance UID to read from a DICOM folder holding several series")
     .option(
+      "--slice-axis <i|j|k>",
+      "volumes with a 2D model: the voxel axis the slices are cut across (default: the card's input.slices.axis, else k = axial for RAS volumes)",
+      oneOf("slice-axis", SLICE_AXES),
+    )
+    .option(
       "--box-unit <mm|vox>",
       "volumes: --block and --stride in millimetres (default; converted per axis to voxels by the model's spacing) or in voxels",
       oneOf("box-unit", BOX_UNITS),
@@ -275,12 +285,8 @@ export function explainCommand(): Command {
         `${opts.model} is a 3D model (its card declares a volume input), but ${opts.image} is not a volume`,
         "give a NIfTI volume (.nii/.nii.gz) or a DICOM series folder as --image",
       );
-    if (!volumeModel && volumeImage)
-      fail(
-        `${opts.image} is a volume, but ${opts.model} is a 2D model (its input is one image)`,
-        'explain volumes with a 3D model whose card declares input.layout "ncdhw" (e.g. models/volumes/unet3d-hippocampus.onnx)',
-      );
-    if (volumeModel) {
+    // A 2D model on a volume runs slice by slice (src/model/slice-model.ts).
+    if (volumeModel || volumeImage) {
       checkNoImageFlags(opts);
       emitVolume(opts, await runVolumeExplain({ ...opts, progress: showProgress(opts) }, COMMON), { format: "segcause.volume-summary/1" });
       return;
@@ -301,7 +307,9 @@ export function methodsCommand(): Command {
     .option("--verbose", "also list every option with its default")
     .action((f: { verbose?: boolean }) => {
       for (const m of allMethods()) {
-        const volumes = m.volume ? `volumes: yes (${m.volume.summary}${m.volume.windows ? "" : "; not through sliding windows"})` : "volumes: no";
+        const volumes = m.volume
+          ? `volumes: yes (${m.volume.summary}${m.volume.windows ? "" : "; not through sliding windows"}); 2D model slice by slice: ${m.volume.slices ? "yes" : "no"}`
+          : "volumes: no";
         process.stdout.write(`${m.name.padEnd(14)} ${m.summary}; passes: ${m.cost}; ${volumes}\n`);
         if (f.verbose) {
           for (const o of m.options) {

@@ -20,6 +20,7 @@ import type { Case } from "../data/case.js";
 import { fail } from "../errors.js";
 import type { Differentiable } from "../model/differentiable.js";
 import type { Model } from "../model/model.js";
+import { threeDModel } from "../model/volume-model.js";
 import { bottleneck, cellsOf, type FeatureMap, scanFeatureMaps, scanSpatialFeatureMaps, spatialOf } from "../onnx/feature-maps.js";
 import { withInputSize } from "../onnx/graph.js";
 import type { TargetSpec } from "../target/target.js";
@@ -215,9 +216,10 @@ export const gradCamMethod = defineMethod({
     // Per window there is another feature map with its own channel weights: stitching those CAMs would be another method.
     noWindows: "Grad-CAM weights one feature map's channels by their mean gradient, and each window has its own feature map and weights",
     plan: (ctx, o) => {
-      checkLayer(ctx.model, o.layer);
+      const model = threeDModel(ctx.model, "gradcam");
+      checkLayer(model, o.layer);
       return (run) =>
-        explainVolumeGradient(ctx.model, ctx.kase, ctx.target, run, "gradcam", { layer: o.layer }, (env) => gradCamMap(env, ctx.model, o.layer));
+        explainVolumeGradient(model, ctx.kase, ctx.target, run, "gradcam", { layer: o.layer }, (env) => gradCamMap(env, model, o.layer));
     },
   },
 });

@@ -11,7 +11,7 @@ import type { VolumeBank } from "../data/volume/volume-bank.js";
 import type { VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
-import type { VolumeModel } from "../model/volume-model.js";
+import type { VolumeNet } from "../model/volume-model.js";
 import type { TargetSpec } from "../target/target.js";
 import type { VolumeTarget } from "../target/volume-target.js";
 import type { Attribution } from "./attribution.js";
@@ -66,9 +66,9 @@ export interface MethodDefinition<O = Record<string, unknown>> {
   volume?: VolumeForm<O>;
 }
 
-/** What a volume method is given: the loaded 3D model, the volume Case, the resolved Target, the bank if any. */
+/** What a volume method is given: the loaded volume model (3D, or a 2D model slice by slice), the volume Case, the resolved Target, the bank if any. */
 export interface VolumeMethodContext {
-  model: VolumeModel;
+  model: VolumeNet;
   kase: VolumeCase;
   target: VolumeTarget;
   bank?: VolumeBank;
@@ -94,6 +94,8 @@ export interface VolumeForm<O = Record<string, unknown>> {
   windows?: boolean;
   /** why a method does not run through sliding windows, for its refusal */
   noWindows?: string;
+  /** true when a 2D model can run it slice by slice (the box methods, through the windows' engine) */
+  slices?: boolean;
   check?(o: O, has: { bank: boolean }): void;
   plan(ctx: VolumeMethodContext, o: O): VolumeRun | Promise<VolumeRun>;
 }

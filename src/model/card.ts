@@ -28,6 +28,18 @@ export const InputSpec = z.object({
   mean: z.array(z.number()).default([0, 0, 0]),
   std: z.array(z.number().positive()).default([1, 1, 1]),
   resize: ResizeFilter.default("bilinear"),
+  /** how the model explains a volume slice by slice (src/model/slice-model.ts); only used with a volume input */
+  slices: z
+    .object({
+      /** the volume's voxel axis the slices are cut across (RAS volumes: k = axial, j = coronal, i = sagittal) */
+      axis: z.enum(["i", "j", "k"]).default("k"),
+      /** per-volume window: these percentiles of the volume's intensities become pixels 0 and 255 */
+      window: z
+        .object({ low: z.number().min(0).max(100), high: z.number().min(0).max(100) })
+        .refine((w) => w.low < w.high, "window low must be below high")
+        .default({ low: 0.5, high: 99.5 }),
+    })
+    .optional(),
 });
 export type InputSpec = z.infer<typeof InputSpec>;
 

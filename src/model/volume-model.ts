@@ -21,6 +21,33 @@ export interface VolumeOutputLayout {
   width: number;
 }
 
+/**
+ * What the volume engine (windows, Target, block methods, provenance) reads of a network that
+ * explains volumes: a 3D VolumeModel, or a 2D model run slice by slice (SliceModel, slice-model.ts),
+ * which looks to the engine like a 3D model whose box is one slice deep.
+ */
+export interface VolumeNet {
+  readonly path: string;
+  readonly sha256: string;
+  readonly card: VolumeCard;
+  readonly cardPath: string;
+  readonly sessions: Sessions;
+  readonly outputLayout: VolumeOutputLayout;
+  readonly outputName: string;
+  readonly threads: number;
+  /** set when a 2D model runs slice by slice */
+  readonly slicing?: SliceSetting;
+  runner(batchSize: number): BatchRunner;
+  runOne(input: Float32Array): Promise<TensorData>;
+  release(): Promise<void>;
+}
+
+/** A 2D model on a volume: the voxel axis the slices are cut across and the per-volume window to pixels 0..255. */
+export interface SliceSetting {
+  axis: "i" | "j" | "k";
+  window: { low: number; high: number };
+}
+
 export interface VolumeModelOptions {
   card?: string;
   threads?: number;
@@ -28,7 +55,7 @@ export interface VolumeModelOptions {
   device?: Device;
 }
 
-export class VolumeModel implements Differentiable {
+export class VolumeModel implements Differentiable, VolumeNet {
   readonly outputLayout!: VolumeOutputLayout;
 
   private constructor(
@@ -200,4 +227,16 @@ function checkVolumeInput(path: string, graph: GraphSummary, card: VolumeCard): 
         "fix the card's input box to match the ONNX graph",
       );
   }
+}
+
+/**
+ * The 3D model a method needs when it reads the graph or the whole box's output (gradient methods,
+ * RISE): a 2D model run slice by slice is refused in one line.
+ */
+export function threeDModel(model: VolumeNet, method: string): VolumeModel {
+  if (model instanceof VolumeModel) return model;
+  fail(
+    `${method} does not run slice by slice (a 2D model on a volume): only the box methods do`,
+    "use --method zero, occlusion or pdcr with a 2D model, or give a 3D model for this method",
+  );
 }

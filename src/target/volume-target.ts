@@ -10,7 +10,7 @@ import { maskToModel } from "../data/volume/model-space.js";
 import type { VolumeCase } from "../data/volume/volume-case.js";
 import { toBox } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
-import type { VolumeModel } from "../model/volume-model.js";
+import type { VolumeNet } from "../model/volume-model.js";
 import { binarize, makeCellOutcome, type OutcomeFn, type OutcomeName, type ProbabilitySpec } from "./outcome.js";
 import { describeVolumeRoi, type VolumeRoiBox, volumeRoiMask } from "./volume-roi.js";
 
@@ -84,7 +84,7 @@ export function resolveVolumeRoi(kase: VolumeCase, spec: VolumeTargetSpec): Pick
  */
 export type VolumeOutput = Float32Array | { data: Float32Array; channels: number; spec: ProbabilitySpec };
 
-export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: VolumeTargetSpec, baseOutput: VolumeOutput): VolumeTarget {
+export function resolveVolumeTarget(model: VolumeNet, kase: VolumeCase, spec: VolumeTargetSpec, baseOutput: VolumeOutput): VolumeTarget {
   const { roiMask, roiCells, roiBounds, describe } = resolveVolumeRoi(kase, spec);
   const outcome = spec.outcome ?? "dice";
   const wanted = spec.reference ?? "auto";
@@ -126,7 +126,7 @@ export function resolveVolumeTarget(model: VolumeModel, kase: VolumeCase, spec: 
 }
 
 /** The output read as planes of D*H by W cells, so the 2D outcome code indexes a volume's voxels. */
-export function flatLayout(model: VolumeModel): { channels: number; height: number; width: number } {
+export function flatLayout(model: VolumeNet): { channels: number; height: number; width: number } {
   const { channels, depth, height, width } = model.outputLayout;
   return { channels, height: depth * height, width };
 }

@@ -47,16 +47,29 @@ export interface ModelSpace {
 
 const fmt = (v: readonly number[]) => v.map((s) => Number(s.toPrecision(4))).join("x");
 
-/** The transform of a grid into the card's space (nothing is computed on voxels here). */
-export function modelSpaceOf(v: Pick<Volume, "dims" | "spacing" | "affine">, card: VolumeCard, name: string): ModelSpace {
+/**
+ * The slice space of a 2D model run slice by slice: the voxel axes permuted so the slice axis comes
+ * last (the engine's depth); the other two keep their order (rows = the slower one). No flip, no resampling.
+ */
+export function sliceOrnt(axis: "i" | "j" | "k"): Ornt {
+  const last = "ijk".indexOf(axis);
+  const rest = [0, 1, 2].filter((a) => a !== last);
+  return { axis: [rest[0], rest[1], last], flip: [false, false, false] };
+}
+
+/**
+ * The transform of a grid into the card's space (nothing is computed on voxels here); with `slices`
+ * (a 2D model slice by slice) into its slice space instead, at the volume's own spacing.
+ */
+export function modelSpaceOf(v: Pick<Volume, "dims" | "spacing" | "affine">, card: VolumeCard, name: string, slices?: "i" | "j" | "k"): ModelSpace {
   const axes = orientationCodes(v.affine);
-  const ornt = card.input.axes ? orntTo(v.affine, card.input.axes) : IDENTITY_ORNT;
+  const ornt = slices ? sliceOrnt(slices) : card.input.axes ? orntTo(v.affine, card.input.axes) : IDENTITY_ORNT;
   const reoriented = {
     dims: orntDims(v.dims, ornt),
     spacing: ornt.axis.map((a) => v.spacing[a]) as V3,
     affine: orntAffine(v.affine, v.dims, ornt),
   };
-  const want = card.input.spacing;
+  const want = slices ? reoriented.spacing : card.input.spacing;
   const differs = reoriented.spacing.some((s, a) => Math.abs(s - want[a]) > SPACING_TOLERANCE * want[a]);
   const resample = differs ? { from: reoriented.spacing, to: [...want] as V3, image: "trilinear" as const, masks: "nearest" as const } : undefined;
   const dims = resample ? resampledDims(reoriented.dims, resample.from, resample.to, name) : reoriented.dims;

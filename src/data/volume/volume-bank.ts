@@ -11,6 +11,7 @@ import { fail } from "../../errors.js";
 import { boxCells, cubeSide, type Size3 } from "../../explain/volume/box-size.js";
 import type { VolumeCard } from "../../model/volume-card.js";
 import { VolumeNormalisation } from "../../model/volume-card.js";
+import type { SliceSetting } from "../../model/volume-model.js";
 import { ioProblem, writeFileAtomic } from "../../util/atomic.js";
 import { readFileBoundedAsync } from "../../util/read.js";
 import { Rng } from "../../util/rng.js";
@@ -18,6 +19,7 @@ import { STREAM } from "../../util/streams.js";
 import { VERSION } from "../../version.js";
 import { readManifest, volumeCasesInSplits } from "../manifest.js";
 import { readCaseImage } from "./case-files.js";
+import { SPACING_TOLERANCE } from "./model-space.js";
 import { intoModelSpace, volumeNormaliser, volumeSha } from "./volume-case.js";
 
 export const VOLUMEBANK_MAGIC = "SEGCAUSE-VOLUMEBANK-1\n";
@@ -37,6 +39,8 @@ const HeaderSchema = z
     seed: z.number().int(),
     normalisation: VolumeNormalisation,
     spacing: z.tuple([z.number(), z.number(), z.number()]),
+    /** a bank for a 2D model slice by slice: boxes cut in its slice space (the slice axis last), at the volumes' own spacing */
+    sliceAxis: z.enum(["i", "j", "k"]).optional(),
     /** sha256 of the voxels and grid of each source (as a volume Case's imageSha256) */
     sources: z.array(z.object({ name: z.string(), sha256: z.string(), patches: count })),
     createdWith: z.string(),
@@ -82,7 +86,7 @@ export class VolumeBank {
   }
 
   describe(): Record<string, unknown> {
-    const { format, size, box, count, perVolume, seed, normalisation, spacing } = this.header;
+    const { format, size, box, count, perVolume, seed, normalisation, spacing, sliceAxis } = this.header;
     return {
       kind: "volume-bank",
       format,
@@ -93,6 +97,7 @@ export class VolumeBank {
       seed,
       normalisation,
       spacing,
+      ...(sliceAxis ? { sliceAxis } : {}),
       sources: this.header.sources.length,
     };
   }
@@ -149,6 +154,8 @@ export interface VolumeBankOptions {
   perVolume: number;
   seed: number;
   splits: string[];
+  /** a 2D model slice by slice: boxes in its slice space; every volume must have the same spacing (the bank's) */
+  slicing?: SliceSetting;
 }
 
 /**
@@ -162,10 +169,17 @@ export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o:
   const cells = sd * sh * sw;
   const chunks: Float32Array[] = [];
   const sources: VolumeBankHeader["sources"] = [];
-  for (const c of cases) {
+  let spacing = card.input.spacing;
+  for (const [n, c] of cases.entries()) {
     const read = await readCaseImage(c);
     // boxes are cut in model space (the card's axes and spacing), as explain sees volumes
-    const v = intoModelSpace(read, card, c.image).modelVolume;
+    const v = intoModelSpace(read, card, c.image, o.slicing).modelVolume;
+    if (o.slicing && n === 0) spacing = [...v.spacing];
+    if (o.slicing && v.spacing.some((s, a) => Math.abs(s - spacing[a]) > SPACING_TOLERANCE * spacing[a]))
+      fail(
+        `${c.image} has ${v.spacing.join("x")} mm voxels, the bank's first volume ${spacing.join("x")} mm: a 2D model's slices are not resampled, so its bank needs one spacing`,
+        "build the bank from volumes of one spacing (e.g. one data set's split)",
+      );
     const [nx, ny, nz] = v.dims;
     if (nx < sw || ny < sh || nz < sd)
       fail(
@@ -196,16 +210,26 @@ export async function buildVolumeBank(manifestPath: string, card: VolumeCard, o:
     perVolume: o.perVolume,
     seed: o.seed,
     normalisation: card.input.normalisation,
-    spacing: card.input.spacing,
+    spacing,
+    ...(o.slicing ? { sliceAxis: o.slicing.axis } : {}),
     sources,
     createdWith: `segcause ${VERSION}`,
   };
   return new VolumeBank(header, data);
 }
 
-/** A bank cut under another normalisation or spacing would paste out-of-range content: refused. */
-export function checkBankForCard(bank: VolumeBank, card: VolumeCard, path: string): void {
+/**
+ * A bank cut under another normalisation, spacing or slice axis would paste out-of-range or turned
+ * content: refused. `slicing`: the run's 2D model slice by slice (its axis and file), else a 3D model.
+ */
+export function checkBankForCard(bank: VolumeBank, card: VolumeCard, path: string, slicing?: { axis: "i" | "j" | "k"; modelPath: string }): void {
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const axis = slicing?.axis;
+  if (bank.header.sliceAxis !== axis)
+    fail(
+      `bank ${path} was cut ${bank.header.sliceAxis ? `for a 2D model slicing across axis ${bank.header.sliceAxis}` : "for a 3D model"}, this run is ${axis ? `a 2D model slicing across axis ${axis}` : "a 3D model"}`,
+      `build the bank again with \`segcause bank build --model ${slicing ? `${slicing.modelPath} --slice-axis ${axis}` : "<this model>"}\``,
+    );
   if (!same(bank.header.normalisation, card.input.normalisation) || !same(bank.header.spacing, card.input.spacing))
     fail(
       `bank ${path} was cut with ${JSON.stringify(bank.header.normalisation)} at ${bank.header.spacing.join("x")} mm, the model's card says ${JSON.stringify(card.input.normalisation)} at ${card.input.spacing.join("x")} mm`,

@@ -7,6 +7,7 @@ import { statSync } from "node:fs";
 import { basename } from "node:path";
 import { fail } from "../../errors.js";
 import type { VolumeCard, VolumeNormalisation } from "../../model/volume-card.js";
+import type { SliceSetting } from "../../model/volume-model.js";
 import { sha256 } from "../../util/hash.js";
 import { readDicomSegMask, readDicomVolume, startsLikeDicom } from "./dicom/index.js";
 import { checkSameGeometry } from "./geometry.js";
@@ -218,9 +219,9 @@ export function checkVolumeForCard(volume: Volume, name: string): void {
 }
 
 /** The volume checked and brought into the card's axes and spacing: the one path for explain and bank build. */
-export function intoModelSpace(volume: Volume, card: VolumeCard, name: string): { space: ModelSpace; modelVolume: Volume } {
+export function intoModelSpace(volume: Volume, card: VolumeCard, name: string, slicing?: SliceSetting): { space: ModelSpace; modelVolume: Volume } {
   checkVolumeForCard(volume, name);
-  const space = modelSpaceOf(volume, card, name);
+  const space = modelSpaceOf(volume, card, name, slicing?.axis);
   return { space, modelVolume: volumeToModel(volume, space) };
 }
 
@@ -252,14 +253,21 @@ export function boxCornerOnInput(
   return [c[2], c[1], c[0]];
 }
 
-export async function loadVolumeCase(model: { card: VolumeCard }, imagePath: string, opts: VolumeCaseOptions = {}): Promise<VolumeCase> {
+export async function loadVolumeCase(
+  model: { card: VolumeCard; slicing?: SliceSetting; bind?: (spacing: [number, number, number]) => void },
+  imagePath: string,
+  opts: VolumeCaseOptions = {},
+): Promise<VolumeCase> {
   const volume = await readVolume(imagePath, { seriesUid: opts.seriesUid });
   const { card } = model;
-  const { space, modelVolume } = intoModelSpace(volume, card, imagePath);
+  const { space, modelVolume } = intoModelSpace(volume, card, imagePath, model.slicing);
+  // a 2D model slice by slice takes the volume's own spacing as its card's (boxes in mm, banks)
+  model.bind?.(space.spacing);
   const normalise = volumeNormaliser(modelVolume.data, card.input.normalisation);
   const norm = modelVolume.data.map(normalise);
   const placement = placeVolume(modelVolume.dims, card);
-  const notes: string[] = describeModelSpace(space);
+  // slice by slice, the axes' permutation is the slicing itself (its note is the caller's)
+  const notes: string[] = model.slicing ? [] : describeModelSpace(space);
   const cropped = placement.offset.some((o) => o < 0);
   if (cropped)
     notes.push(

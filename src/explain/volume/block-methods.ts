@@ -40,6 +40,7 @@ function blockRun(ctx: VolumeMethodContext, spec: BlockSpec): VolumeRun {
 
 export const zeroVolume: VolumeForm<{ block: number; tau: number; fill: number }> = {
   windows: true,
+  slices: true,
   summary: "each box set to raw intensity --fill (default 0) once, normalised as the volume is",
   plan: (ctx, o) => {
     const f = volumeFill(ctx.kase, "constant", o.fill);
@@ -56,6 +57,7 @@ export const zeroVolume: VolumeForm<{ block: number; tau: number; fill: number }
 
 export const occlusionVolume: VolumeForm<{ block: number; stride: number; tau: number; fillKind: FillKind; fill: number }> = {
   windows: true,
+  slices: true,
   summary: "sliding box (--block, --stride) filled with a constant raw intensity or the volume mean; overlaps averaged",
   check: (o) => refuseBlur("occlusion", o.fillKind),
   plan: (ctx, o) => {
@@ -85,6 +87,7 @@ interface PdcrVolumeOptions {
 
 export const pdcrVolume: VolumeForm<PdcrVolumeOptions> = {
   windows: true,
+  slices: true,
   summary:
     "boxes replaced by natural boxes of a volume bank; fast schedule (octree screening, stratified draws) or --schedule paper (S=3, N=50, tau)",
   check: (o, has) => {

@@ -4,7 +4,7 @@
  * and the time they take at a measured pass rate.
  */
 import type { VolumeCase } from "../../data/volume/volume-case.js";
-import type { VolumeModel } from "../../model/volume-model.js";
+import type { VolumeNet } from "../../model/volume-model.js";
 import { fmtDuration } from "../../util/progress.js";
 import { paperPlanOf } from "../work-plan.js";
 import type { BoxUnit } from "./boxes.js";
@@ -81,7 +81,7 @@ export function plannedCost(kase: VolumeCase, target: ResolvedVolumeTarget, spec
  * Milliseconds per pass of a full batch of the unperturbed input at the run's batch size: the rate
  * the run will see. These passes are not part of the map.
  */
-export async function measurePassMs(model: VolumeModel, input: Float32Array, batchSize: number): Promise<number> {
+export async function measurePassMs(model: VolumeNet, input: Float32Array, batchSize: number): Promise<number> {
   const runner = model.runner(batchSize);
   const n = runner.plan.batchSize;
   const batch = () =>

@@ -13,7 +13,7 @@ import type { VolumeBank } from "../../data/volume/volume-bank.js";
 import type { VolumeCase } from "../../data/volume/volume-case.js";
 import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
-import type { VolumeModel } from "../../model/volume-model.js";
+import type { VolumeNet } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
 import { resolveVolumeRoi, resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
 import { getOrInsert } from "../../util/maps.js";
@@ -95,6 +95,8 @@ export interface VolumeAttribution {
 }
 
 export interface SlidingCount {
+  /** a 2D model slice by slice: the voxel axis the slices are cut across (each window is a slice, or a tile of one) */
+  sliceAxis?: "i" | "j" | "k";
   patch: [number, number, number];
   overlap: number;
   weighting: "gaussian" | "constant";
@@ -112,7 +114,7 @@ export type ResolvedVolumeTarget = VolumeTarget & { forward?: VolumeForward };
  * written. With sliding windows the pass runs the windows overlapping the RoI only.
  */
 export async function volumeTarget(
-  model: VolumeModel,
+  model: VolumeNet,
   kase: VolumeCase,
   spec: VolumeTargetSpec,
   batchSize = VOLUME_BATCH_SIZE,
@@ -158,7 +160,7 @@ export function boxTree(grid: BoxGrid, block: Size3, groupSize: number) {
 
 /** `target`: a spec, or a Target resolved by `volumeTarget` (the unperturbed pass is then not run again). */
 export async function explainVolumeBlocks(
-  model: VolumeModel,
+  model: VolumeNet,
   kase: VolumeCase,
   targetSpec: VolumeTargetSpec | VolumeTarget,
   spec: VolumeBlockSpec,
@@ -343,6 +345,7 @@ export async function explainVolumeBlocks(
   const windows: SlidingCount | undefined =
     forward && kase.placement.kind === "sliding"
       ? {
+          ...(model.slicing ? { sliceAxis: model.slicing.axis } : {}),
           patch: [kase.placement.patch[2], kase.placement.patch[1], kase.placement.patch[0]],
           overlap: kase.placement.overlap,
           weighting: kase.placement.weighting,
@@ -351,11 +354,15 @@ export async function explainVolumeBlocks(
         }
       : undefined;
   const forwardPasses = windows ? windows.overRoi + samplePasses : 1 + groupPasses + results.reduce((s, r) => s + r.samples, 0);
-  const windowNotes = windows
+  const windowNotes = windows?.sliceAxis
     ? [
-        `sliding windows of ${windows.patch.join("x")} (overlap ${windows.overlap}, ${windows.weighting} weights) over the ${[...kase.placement.box].reverse().join("x")} padded volume: ${windows.overRoi} of its ${windows.total} windows overlap the RoI and ran unperturbed; the ${samples} samples re-ran only those holding a changed voxel (${samplePasses} passes, ${(samplePasses / Math.max(1, samples)).toFixed(2)} per sample)`,
+        `slice by slice along ${windows.sliceAxis}: ${windows.overRoi} of the volume's ${windows.total > kase.placement.box[2] ? `${windows.total} slice tiles (${kase.placement.box[2]} slices)` : `${windows.total} slices`} hold the RoI and ran unperturbed; the ${samples} samples re-ran only those holding a changed voxel (${samplePasses} 2D passes, ${(samplePasses / Math.max(1, samples)).toFixed(2)} per sample)`,
       ]
-    : [];
+    : windows
+      ? [
+          `sliding windows of ${windows.patch.join("x")} (overlap ${windows.overlap}, ${windows.weighting} weights) over the ${[...kase.placement.box].reverse().join("x")} padded volume: ${windows.overRoi} of its ${windows.total} windows overlap the RoI and ran unperturbed; the ${samples} samples re-ran only those holding a changed voxel (${samplePasses} passes, ${(samplePasses / Math.max(1, samples)).toFixed(2)} per sample)`,
+        ]
+      : [];
   const notes = [...kase.notes, ...windowNotes, ...scheduleNotes, ...(resumable.checkpoint?.notes() ?? [])];
   const tau = (ad ?? spec.estimator).tau;
   if (tau > 0 && results.every((r) => r.effect === 0))

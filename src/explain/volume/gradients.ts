@@ -10,7 +10,7 @@
 import { boxToInput, type Placement, type VolumeCase } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
 import type { BatchRunner } from "../../model/batches.js";
-import type { VolumeModel } from "../../model/volume-model.js";
+import { threeDModel, type VolumeModel, type VolumeNet } from "../../model/volume-model.js";
 import { makeProbability } from "../../target/outcome.js";
 import { flatLayout, type VolumeTarget } from "../../target/volume-target.js";
 import type { ProgressEvent, ProgressListener, WorkPlan } from "../../util/progress.js";
@@ -67,7 +67,7 @@ export async function volumeForwardScores(
 
 /** Runs a gradient method's body on a volume and assembles the voxel-level Attribution. */
 export async function explainVolumeGradient(
-  model: VolumeModel,
+  net: VolumeNet,
   kase: VolumeCase,
   target: VolumeTarget,
   run: VolumeRunOptions,
@@ -75,6 +75,7 @@ export async function explainVolumeGradient(
   settings: Record<string, unknown>,
   body: (env: GradientCore) => Promise<GradientMap>,
 ): Promise<VolumeAttribution> {
+  const model = threeDModel(net, method);
   const t0 = Date.now();
   const batchSize = run.batchSize ?? VOLUME_BATCH_SIZE;
   // Progress as on images: each stage's events carry the run's plan; every evaluation counts in the current stage.

@@ -1,7 +1,7 @@
 /** The provenance of a volume Attribution, the same for every method on volumes (boxes, voxels). */
 import { modelSpaceRecord } from "../../data/volume/model-space.js";
 import type { VolumeCase } from "../../data/volume/volume-case.js";
-import type { VolumeModel } from "../../model/volume-model.js";
+import type { VolumeNet } from "../../model/volume-model.js";
 import type { VolumeTarget } from "../../target/volume-target.js";
 import { VERSION } from "../../version.js";
 
@@ -16,7 +16,7 @@ export interface VolumeRunRecord {
   passes?: Record<string, unknown>;
 }
 
-export function volumeProvenance(model: VolumeModel, kase: VolumeCase, target: VolumeTarget, r: VolumeRunRecord): Record<string, unknown> {
+export function volumeProvenance(model: VolumeNet, kase: VolumeCase, target: VolumeTarget, r: VolumeRunRecord): Record<string, unknown> {
   const { dims, spacing, affine } = kase.volume;
   return {
     versions: { segcause: VERSION },

@@ -8,6 +8,7 @@
  */
 import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
+import { threeDModel } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
 import { type ProgressEvent, ProgressTracker, type WorkPlan } from "../../util/progress.js";
 import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
@@ -35,7 +36,8 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
   summary: "random s³-cell masks (trilinear, random shift) blending the volume with its mean (or --fill); centred mask-weighted average per voxel",
   windows: true,
   check: (o) => refuseBlur("rise", o.fillKind),
-  plan: ({ model, kase, target }, o) => {
+  plan: ({ model: net, kase, target }, o) => {
+    const model = threeDModel(net, "rise");
     checkCount("masks", o.masks, 2, "use --masks 4000");
     checkCount("cells", o.cells, 2, "use --cells 8");
     const range = volumeRange(kase.placement, kase.space.dims);

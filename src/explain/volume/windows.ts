@@ -24,7 +24,7 @@
 
 import type { Placement } from "../../data/volume/volume-case.js";
 import type { BatchRunner } from "../../model/batches.js";
-import type { VolumeModel } from "../../model/volume-model.js";
+import type { VolumeNet } from "../../model/volume-model.js";
 import type { ProbabilitySpec } from "../../target/outcome.js";
 
 /** A window's corner in the padded volume, (D, H, W) order. */
@@ -126,7 +126,7 @@ export class VolumeForward {
   private readonly weights: Float32Array;
 
   constructor(
-    readonly model: VolumeModel,
+    readonly model: VolumeNet,
     readonly placement: Placement & { kind: "sliding" },
     readonly input: Float32Array,
     readonly roiCells: Uint32Array,
