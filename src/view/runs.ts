@@ -10,7 +10,8 @@ import { fileURLToPath } from "node:url";
 import type { RunStatus } from "../util/progress.js";
 import type { ChildMessage } from "./run-child.js";
 
-const CHILD = fileURLToPath(new URL("./run-child.js", import.meta.url));
+/** the built child (also when this module runs from src/ under the tests) */
+const CHILD = fileURLToPath(new URL("../../dist/view/run-child.js", import.meta.url));
 
 export type RunState = "queued" | "running" | "done" | "failed" | "stopped";
 

@@ -22,8 +22,9 @@ import { describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } 
 import { listResults, readResult } from "./results.js";
 import { Run, RunQueue } from "./runs.js";
 
-const WEB = fileURLToPath(new URL("./web/", import.meta.url));
 const PACKAGE = fileURLToPath(new URL("../../", import.meta.url));
+/** the page as `npm run build` bundles it (also when this module runs from src/ under the tests) */
+const WEB = join(PACKAGE, "dist", "view", "web");
 /** uploads larger than this are refused (a medical image as PNG/JPEG is far smaller) */
 export const UPLOAD_LIMIT = 20 * 1024 * 1024;
 const JSON_LIMIT = 64 * 1024;
