@@ -1,0 +1,89 @@
+/**
+ * `segcause view` in a real browser (Debian's chromium, driven by playwright-core): load the page,
+ * drag a RoI with the mouse, run zero ablation on a tiny model whose causal block is known, and
+ * read the rendered map's pixels there and elsewhere. Skipped, with a line saying so, without /usr/bin/chromium.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startViewServer, type ViewServer } from "../src/view/server.js";
+import { causalFixture } from "./helpers/cli.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium)
+  console.warn(`view-browser.test.ts: ${CHROMIUM} is absent, so the browser test is skipped (install it: apt-get install -y chromium)`);
+
+let v: ViewServer;
+let browser: Browser;
+let page: Page;
+let fx: Awaited<ReturnType<typeof causalFixture>>;
+
+/** The colour the page drew at model-input pixel (row, col), read back from the canvas. */
+function pixel(p: Page, row: number, col: number): Promise<number[]> {
+  return p.evaluate(
+    ([r, c]) => {
+      const cv = document.getElementById("view") as HTMLCanvasElement;
+      const z = cv.width / 32;
+      return [...cv.getContext("2d")!.getImageData(Math.floor((c + 0.5) * z), Math.floor((r + 0.5) * z), 1, 1).data];
+    },
+    [row, col],
+  );
+}
+
+describe.skipIf(!haveChromium)("segcause view in chromium", () => {
+  beforeAll(async () => {
+    fx = await causalFixture();
+    v = await startViewServer({ model: fx.model, image: fx.image, runs: join(fx.dir, "runs") });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await v?.close();
+  });
+
+  it("draws a RoI with the mouse, runs zero ablation and shows the map where the causal block is", async () => {
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(v.url);
+    await page.waitForSelector("body[data-ready]");
+    expect(await page.inputValue("#model")).toBe(fx.model);
+    expect(await page.inputValue("#image")).toBe(fx.image);
+    // Drag from pixel (16,0) to (23,7): the RoI 16,0,8,8.
+    const box = (await page.locator("#view").boundingBox())!;
+    const z = box.width / 32;
+    await page.mouse.move(box.x + 0.5 * z, box.y + 16.5 * z);
+    await page.mouse.down();
+    await page.mouse.move(box.x + 4 * z, box.y + 20 * z, { steps: 4 });
+    await page.mouse.move(box.x + 7.5 * z, box.y + 23.5 * z, { steps: 4 });
+    await page.mouse.up();
+    expect(await page.textContent("#roi-text")).toContain("--roi 16,0,8,8");
+    await page.click("#run");
+    await page.waitForSelector('body[data-map="zero"]', { timeout: 120_000 });
+    expect(await page.textContent("#command")).toMatch(
+      /^segcause explain --model \S+causal\.onnx --image \S+bright\.png --roi 16,0,8,8 --method zero --seed 0 --out /,
+    );
+    expect(await page.textContent("#runs")).toContain("zero: done");
+    // Without the prediction's tint: the causal block (rows 0..15, cols 16..31) is red (supported the RoI), a block it does not read keeps the image's gray.
+    await page.uncheck("#show-pred");
+    const [r, g, b] = await pixel(page, 4, 20);
+    expect(r - g).toBeGreaterThan(60);
+    expect(r - b).toBeGreaterThan(60);
+    const gray = await pixel(page, 28, 4);
+    expect(Math.max(...gray.slice(0, 3)) - Math.min(...gray.slice(0, 3))).toBeLessThan(4);
+    // Hovering the block reads its effect.
+    await page.mouse.move(box.x + 20.5 * z, box.y + 4.5 * z);
+    expect(await page.textContent("#hover")).toMatch(/block at \(0, 16\), 8×8: ATE -\d/);
+    await page.check("#show-pred");
+    await page.screenshot({ path: join(fx.dir, "view.png"), fullPage: true });
+    console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view.png")}`);
+    expect(errors).toEqual([]);
+  });
+});
