@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
-import { startViewServer, type ViewServer } from "../src/view/server.js";
+import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
 import { causalFixture, runNode, segcause } from "./helpers/cli.js";
 import { tmp } from "./helpers/tiny.js";
 
@@ -33,7 +33,7 @@ async function call(path: string, body?: unknown, headers: Record<string, string
   const res = await fetch(base + path, {
     method: body === undefined ? "GET" : "POST",
     headers: { "x-segcause-token": v.token, ...headers },
-    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+    body: body === undefined ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body),
   });
   return { status: res.status, json: await res.json() };
 }
@@ -186,6 +186,46 @@ describe("segcause view API", () => {
     // bright image: the region's mean gives sigmoid(50·mean − 40) > 0.5 everywhere
     expect(r.json).toMatchObject({ width: 32, height: 32, area: 32 * 32 });
     expect(r.json.image).toMatch(/^data:image\/png;base64,/);
+  });
+});
+
+describe("segcause view --results", () => {
+  it("lists and opens explain results folders written by the CLI; a folder that is not one is refused", async () => {
+    const results = join(fx.dir, "cli-results");
+    const out = join(results, "zero-run");
+    expect(
+      segcause("explain", "--model", fx.model, "--image", fx.image, "--roi", "16,0,8,8", "--method", "zero", "--out", out, "--no-progress").code,
+    ).toBe(0);
+    const w = await startViewServer({ results, runs: join(fx.dir, "runs-2") });
+    try {
+      const get = async (path: string) => {
+        const res = await fetch(`http://127.0.0.1:${w.port}${path}`, { headers: { "x-segcause-token": w.token } });
+        return { status: res.status, json: (await res.json()) as Json };
+      };
+      expect((await get("/api/state")).json.results).toEqual([out]);
+      const r = await get(`/api/result?dir=${encodeURIComponent(out)}`);
+      expect(r.json).toMatchObject({ method: "zero", width: 32, height: 32 });
+      expect(r.json.mapInfo).toEqual(JSON.parse(readFileSync(join(out, "map.json"), "utf8")));
+      const map = new Float32Array(Buffer.from(r.json.map, "base64").buffer.slice(0));
+      expect(Buffer.from(map.buffer).equals(readFileSync(join(out, "map.npy")).subarray(-map.byteLength))).toBe(true);
+      const notResult = await get(`/api/result?dir=${encodeURIComponent(results)}`);
+      expect(notResult.status).toBe(400);
+      expect(notResult.json.error).toContain("is not a complete explain result");
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("takes an uploaded image (stored by content under the runs folder) and refuses one over the size limit", async () => {
+    const bytes = readFileSync(fx.image);
+    const up = await call("/api/upload?name=dropped.png", bytes as unknown as string, { "content-type": "image/png" });
+    expect(up.status).toBe(200);
+    expect(up.json.path.startsWith(join(fx.dir, "runs", "uploads"))).toBe(true);
+    expect(readFileSync(up.json.path).equals(bytes)).toBe(true);
+    expect((await call("/api/state")).json.images.map((i: { path: string }) => i.path)).toContain(up.json.path);
+    expect((await call("/api/upload?name=notes.txt", "text")).json.error).toContain("is not an image");
+    const big = await call("/api/upload?name=big.png", Buffer.alloc(UPLOAD_LIMIT + 1) as unknown as string);
+    expect(big.status).toBe(413);
   });
 });
 
