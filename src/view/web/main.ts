@@ -82,6 +82,7 @@ const ui = {
   seed: $<HTMLInputElement>("seed"),
   run: $<HTMLButtonElement>("run"),
   stop: $<HTMLButtonElement>("stop"),
+  save: $<HTMLButtonElement>("save"),
   runs: $<HTMLUListElement>("runs"),
   results: $<HTMLUListElement>("results"),
   layer: $<HTMLSelectElement>("layer"),
@@ -239,12 +240,14 @@ function draw(): void {
     const data = new ImageData(w, h);
     for (let p = 0; p < w * h; p++) {
       const [r, gr, b, t] = colourOf(layer, values[p], max);
-      data.data.set([r, gr, b, t === 0 ? 0 : Math.round(255 * opacity * (0.25 + 0.75 * t))], p * 4);
+      // Alpha follows |value| (square root, so mid values stay visible): a block near 0 leaves the image as it is.
+      data.data.set([r, gr, b, Math.round(255 * opacity * Math.sqrt(t))], p * 4);
     }
     off.getContext("2d")!.putImageData(data, 0, 0);
     g.drawImage(off, 0, 0, c.width, c.height);
     drawLegend(layer, max);
   }
+  $("legend").hidden = !result;
   if (roi) {
     g.strokeStyle = "#ffeb3b";
     g.lineWidth = 2;
@@ -258,8 +261,8 @@ function drawLegend(layer: Layer, max: number): void {
   for (let x = 0; x < W; x++) {
     const v = layer === "signed" ? ((x / (W - 1)) * 2 - 1) * max : (x / (W - 1)) * max;
     const [r, gr, b, t] = colourOf(layer, v, max);
-    // on white, as the colour blends over a light background
-    const a = 0.25 + 0.75 * t;
+    // over white, with the map's alpha at full opacity
+    const a = Math.sqrt(t);
     g.fillStyle = `rgb(${Math.round(255 - a * (255 - r))},${Math.round(255 - a * (255 - gr))},${Math.round(255 - a * (255 - b))})`;
     g.fillRect(x, 0, 1, ui.legend.height);
   }
@@ -458,6 +461,12 @@ function wire(): void {
     draw();
   });
   ui.run.onclick = () => void startRuns();
+  ui.save.onclick = () => {
+    const a = document.createElement("a");
+    a.href = ui.canvas.toDataURL("image/png");
+    a.download = `segcause-view-${result?.method ?? "image"}.png`;
+    a.click();
+  };
   ui.stop.onclick = async () => {
     for (const r of runs.values())
       if (r.info.state === "queued" || r.info.state === "running") await api(`/api/runs/${r.info.id}/stop`, { method: "POST" }).catch(() => {});
