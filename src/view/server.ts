@@ -28,6 +28,8 @@ const WEB = join(PACKAGE, "dist", "view", "web");
 /** uploads larger than this are refused (a medical image as PNG/JPEG is far smaller) */
 export const UPLOAD_LIMIT = 20 * 1024 * 1024;
 const JSON_LIMIT = 64 * 1024;
+const DEMO_MODEL = "unet-ph2";
+const DEMO_IMAGE = "lesion.png";
 const IMAGE_EXT = new Set([".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"]);
 
 export interface ViewOptions {
@@ -121,7 +123,9 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   const listModels = () => {
     const list = bundledModels()
       .filter((m) => !isVolumeModel(m.path))
-      .map((m) => ({ name: m.name, path: m.path, description: m.card.description ?? "" }));
+      .map((m) => ({ name: m.name, path: m.path, description: m.card.description ?? "" }))
+      // the demo's model and image first: what a new user explains
+      .sort((a, b) => Number(b.name === DEMO_MODEL) - Number(a.name === DEMO_MODEL));
     if (o.model) list.unshift({ name: basename(o.model), path: resolve(o.model), description: "given with --model" });
     return list;
   };
@@ -130,7 +134,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     if (o.image) list.push({ name: basename(o.image), path: resolve(o.image) });
     for (const dir of [join(PACKAGE, "samples"), uploads]) {
       if (!existsSync(dir)) continue;
-      for (const f of readdirSync(dir).sort())
+      for (const f of readdirSync(dir).sort((a, b) => Number(b === DEMO_IMAGE) - Number(a === DEMO_IMAGE) || a.localeCompare(b)))
         if (IMAGE_EXT.has(extname(f).toLowerCase()) && !/_mask\./.test(f)) list.push({ name: f, path: join(dir, f) });
     }
     return list;

@@ -322,16 +322,16 @@ async function openResult(dir: string, command?: string): Promise<void> {
     };
     ui.command.textContent = command ?? `(opened ${dir}; its manifest.json records how it was made)`;
     ui.notes.replaceChildren(...result.notes.map((n) => Object.assign(document.createElement("div"), { textContent: `note: ${n}` })));
-    // A folder opened on its own: show the image it explains when the server may read it.
-    if (!base || base.width !== r.width || base.height !== r.height) {
-      const m = state?.models.find((x) => x.path === result!.modelPath);
-      const i = state?.images.find((x) => x.path === result!.imagePath);
-      if (m && i) {
+    // The map goes over the image it explains (with its model's prediction) when the server may read them, else over gray.
+    const m = state?.models.find((x) => x.path === result!.modelPath);
+    const i = state?.images.find((x) => x.path === result!.imagePath);
+    if (m && i) {
+      if (!base || ui.model.value !== m.path || ui.image.value !== i.path) {
         ui.model.value = m.path;
         ui.image.value = i.path;
         await showPrediction();
-      } else base = undefined;
-    }
+      }
+    } else base = undefined;
     say(`${r.method} map of ${dir.split("/").slice(-1)[0]}`);
     document.body.dataset.map = r.method;
   } catch (e) {
