@@ -49,6 +49,12 @@ async function events(id: string): Promise<RunEvent[]> {
     .map((b) => JSON.parse(b.slice(b.indexOf("data: ") + 6)) as RunEvent);
 }
 
+/** The server's base64 float32 map as numbers. */
+function floats(b64: string): Float32Array {
+  const b = Buffer.from(b64, "base64");
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
 const ROI = { row: 16, col: 0, height: 8, width: 8 };
 
 describe("segcause view API", () => {
@@ -71,7 +77,7 @@ describe("segcause view API", () => {
     const units = res.json.mapInfo.units as { row: number; col: number; effect: number }[];
     expect(units.filter((u) => u.effect < 0).map((u) => `${u.row},${u.col}`)).toEqual(["0,16", "0,24", "8,16", "8,24"]);
     expect(units.filter((u) => u.effect > 0)).toEqual([]);
-    const map = new Float32Array(Buffer.from(res.json.map, "base64").buffer.slice(0));
+    const map = floats(res.json.map);
     expect(map.length).toBe(32 * 32);
     expect(map[4 * 32 + 20]).toBeLessThan(0);
     expect(map[20 * 32 + 4]).toBe(0);
@@ -190,27 +196,55 @@ describe("segcause view API", () => {
 });
 
 describe("segcause view --results", () => {
-  it("lists and opens explain results folders written by the CLI; a folder that is not one is refused", async () => {
+  it("lists and opens explain and components results folders written by the CLI; a folder that is not one is refused", async () => {
     const results = join(fx.dir, "cli-results");
     const out = join(results, "zero-run");
+    const comp = join(results, "components-run");
     expect(
       segcause("explain", "--model", fx.model, "--image", fx.image, "--roi", "16,0,8,8", "--method", "zero", "--out", out, "--no-progress").code,
     ).toBe(0);
+    const c = segcause(
+      "components",
+      "--model",
+      fx.model,
+      "--image",
+      fx.image,
+      "--roi",
+      "16,0,8,8",
+      "--ablation",
+      "zero",
+      "--out",
+      comp,
+      "--no-progress",
+    );
+    expect(c.stderr).toBe("");
     const w = await startViewServer({ results, runs: join(fx.dir, "runs-2") });
     try {
       const get = async (path: string) => {
         const res = await fetch(`http://127.0.0.1:${w.port}${path}`, { headers: { "x-segcause-token": w.token } });
         return { status: res.status, json: (await res.json()) as Json };
       };
-      expect((await get("/api/state")).json.results).toEqual([out]);
+      expect((await get("/api/state")).json.results).toEqual([
+        { dir: comp, kind: "components" },
+        { dir: out, kind: "explain" },
+      ]);
+      const cr = (await get(`/api/result?dir=${encodeURIComponent(comp)}`)).json;
+      const written = JSON.parse(readFileSync(join(comp, "components.json"), "utf8"));
+      expect(cr).toMatchObject({ kind: "components", level: written.level, ablation: "zero" });
+      expect(cr.units.map((u: { name: string; effect: number }) => [u.name, u.effect])).toEqual(
+        written.units.map((u: { name: string; effect: number }) => [u.name, u.effect]),
+      );
+      expect(cr.pictures).toContain("components.png");
+      const png = await fetch(`http://127.0.0.1:${w.port}/api/image?path=${encodeURIComponent(join(comp, "components.png"))}&token=${w.token}`);
+      expect(Buffer.from(await png.arrayBuffer()).equals(readFileSync(join(comp, "components.png")))).toBe(true);
       const r = await get(`/api/result?dir=${encodeURIComponent(out)}`);
-      expect(r.json).toMatchObject({ method: "zero", width: 32, height: 32 });
+      expect(r.json).toMatchObject({ kind: "explain", method: "zero", width: 32, height: 32 });
       expect(r.json.mapInfo).toEqual(JSON.parse(readFileSync(join(out, "map.json"), "utf8")));
-      const map = new Float32Array(Buffer.from(r.json.map, "base64").buffer.slice(0));
+      const map = floats(r.json.map);
       expect(Buffer.from(map.buffer).equals(readFileSync(join(out, "map.npy")).subarray(-map.byteLength))).toBe(true);
       const notResult = await get(`/api/result?dir=${encodeURIComponent(results)}`);
       expect(notResult.status).toBe(400);
-      expect(notResult.json.error).toContain("is not a complete explain result");
+      expect(notResult.json.error).toContain("is not a complete explain or components result");
     } finally {
       await w.close();
     }

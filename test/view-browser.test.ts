@@ -3,12 +3,12 @@
  * drag a RoI with the mouse, run zero ablation on a tiny model whose causal block is known, and
  * read the rendered map's pixels there and elsewhere. Skipped, with a line saying so, without /usr/bin/chromium.
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
-import { causalFixture } from "./helpers/cli.js";
+import { causalFixture, segcause } from "./helpers/cli.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
@@ -35,7 +35,21 @@ function pixel(p: Page, row: number, col: number): Promise<number[]> {
 describe.skipIf(!haveChromium)("segcause view in chromium", () => {
   beforeAll(async () => {
     fx = await causalFixture();
-    v = await startViewServer({ model: fx.model, image: fx.image, runs: join(fx.dir, "runs") });
+    const c = segcause(
+      "components",
+      "--model",
+      fx.model,
+      "--image",
+      fx.image,
+      "--roi",
+      "16,0,8,8",
+      "--ablation",
+      "zero",
+      "--out",
+      join(fx.dir, "results", "comp"),
+    );
+    expect(c.code, c.stderr).toBe(0);
+    v = await startViewServer({ model: fx.model, image: fx.image, runs: join(fx.dir, "runs"), results: join(fx.dir, "results") });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -85,5 +99,20 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     await page.screenshot({ path: join(fx.dir, "view.png"), fullPage: true });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view.png")}`);
     expect(errors).toEqual([]);
+  });
+
+  it("opens a components result: its ranked effects as a table and the bar chart segcause drew", async () => {
+    await page.locator("#results li", { hasText: "components result: comp" }).click();
+    await page.waitForSelector("body[data-components]");
+    const written = JSON.parse(readFileSync(join(fx.dir, "results", "comp", "components.json"), "utf8"));
+    const rows = await page.locator("#comp-table tbody tr").allTextContents();
+    expect(rows.length).toBe(written.units.length);
+    expect(rows[0]).toContain(written.units[0].name);
+    expect(await page.isHidden("#map-view")).toBe(true);
+    const chart = page.locator('#comp-pictures img[alt="components.png"]');
+    await chart.waitFor();
+    expect(await chart.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
+    await page.screenshot({ path: join(fx.dir, "view-components.png"), fullPage: true });
+    console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-components.png")}`);
   });
 });

@@ -30,7 +30,7 @@ interface State {
   banks: Named[];
   methods: MethodInfo[];
   runs: RunInfo[];
-  results: string[];
+  results: { dir: string; kind: "explain" | "components" }[];
   runsFolder: string;
 }
 interface RunStatus {
@@ -139,9 +139,9 @@ async function refreshState(): Promise<void> {
   fill(ui.image, state.images);
   fill(ui.bank, state.banks);
   ui.results.replaceChildren(
-    ...state.results.map((dir) => {
+    ...state.results.map(({ dir, kind }) => {
       const li = document.createElement("li");
-      li.textContent = `result: ${dir.split("/").slice(-1)[0]}`;
+      li.textContent = `${kind} result: ${dir.split("/").slice(-1)[0]}`;
       li.title = dir;
       li.onclick = () => void openResult(dir);
       return li;
@@ -166,6 +166,7 @@ function renderMethods(): void {
 
 async function showPrediction(): Promise<void> {
   if (!ui.model.value || !ui.image.value) return;
+  showView("map");
   say("loading the model's prediction…");
   try {
     const p = await api<{ width: number; height: number; image: string; mask: string; area: number }>("/api/predict", {
@@ -289,9 +290,69 @@ function hoverText(e: MouseEvent): string {
   return `${result.unitKind} at (${u.row}, ${u.col}), ${u.height}×${u.width}: ATE ${u.effect.toFixed(3)} ${result.effectUnits}, ${ci}, ${u.samples} draw${u.samples === 1 ? "" : "s"}${u.status ? ` · ${u.status}` : ""}`;
 }
 
+interface ComponentsResult {
+  kind: "components";
+  dir: string;
+  level: string;
+  ablation: string;
+  outcome: string;
+  valueUnits: string;
+  baseOutcome: number;
+  units: { rank: number; name: string; effect: number; stderr: number | null; samples: number; status: string }[];
+  pictures: string[];
+  notes: string[];
+}
+
+/** Which of the stage's two views shows: a map over the image, or a components result. */
+function showView(which: "map" | "components"): void {
+  $("map-view").hidden = which !== "map";
+  $("components-view").hidden = which !== "components";
+}
+
+/** A components result: its ranked effects as a table (1.96 SE intervals, as its bar chart) and the pictures segcause drew. */
+function showComponents(c: ComponentsResult): void {
+  showView("components");
+  $("comp-title").textContent =
+    `${c.level} components, ${c.ablation} ablation: ATE on the RoI's ${c.outcome} (${c.valueUnits}), base ${c.baseOutcome.toFixed(2)}`;
+  const cell = (text: string, cls = "") => Object.assign(document.createElement("td"), { textContent: text, className: cls });
+  $("comp-table")
+    .querySelector("tbody")!
+    .replaceChildren(
+      ...c.units.map((u) => {
+        const tr = document.createElement("tr");
+        const ci = u.stderr === null ? "–" : `[${(u.effect - 1.96 * u.stderr).toFixed(2)}, ${(u.effect + 1.96 * u.stderr).toFixed(2)}]`;
+        tr.append(
+          cell(String(u.rank)),
+          cell(u.name),
+          cell(u.effect.toFixed(2), u.effect < 0 ? "support" : u.effect > 0 ? "hurt" : ""),
+          cell(ci),
+          cell(String(u.samples)),
+          cell(u.status),
+        );
+        return tr;
+      }),
+    );
+  $("comp-pictures").replaceChildren(
+    ...c.pictures.map((f) =>
+      Object.assign(document.createElement("img"), {
+        src: `/api/image?path=${encodeURIComponent(`${c.dir}/${f}`)}&token=${encodeURIComponent(token)}`,
+        alt: f,
+        title: f,
+      }),
+    ),
+  );
+  ui.command.textContent = `(opened ${c.dir}; its manifest.json records how it was made)`;
+  ui.notes.replaceChildren(...c.notes.map((n) => Object.assign(document.createElement("div"), { textContent: `note: ${n}` })));
+  say(`components result ${c.dir.split("/").slice(-1)[0]}`);
+  document.body.dataset.components = c.level;
+}
+
 async function openResult(dir: string, command?: string): Promise<void> {
   try {
-    const r = await api<{
+    const any = await api<{ kind: string }>(`/api/result?dir=${encodeURIComponent(dir)}`);
+    if (any.kind === "components") return showComponents(any as ComponentsResult);
+    showView("map");
+    const r = any as unknown as {
       dir: string;
       method: string;
       width: number;
@@ -300,7 +361,7 @@ async function openResult(dir: string, command?: string): Promise<void> {
       stderr: string;
       mapInfo: { units: Unit[]; unitKind: string; effectUnits: string; colourScaleMaxAbs: number };
       manifest: { notes: string[]; provenance: { model: { path: string }; case: { imagePath?: string } } };
-    }>(`/api/result?dir=${encodeURIComponent(dir)}`);
+    };
     const floats = (b64: string) => {
       const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
       return new Float32Array(bytes.buffer);
