@@ -244,7 +244,27 @@ describe("segcause view --results", () => {
       expect(Buffer.from(map.buffer).equals(readFileSync(join(out, "map.npy")).subarray(-map.byteLength))).toBe(true);
       const notResult = await get(`/api/result?dir=${encodeURIComponent(results)}`);
       expect(notResult.status).toBe(400);
-      expect(notResult.json.error).toContain("is not a complete explain or components result");
+      expect(notResult.json.error).toContain("is not a complete explain, components or evaluate result");
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("opens an evaluate folder (the published results): its commands, and its report.html served sandboxed", async () => {
+    const published = join(import.meta.dirname, "..", "docs", "results");
+    const w = await startViewServer({ results: published, runs: join(fx.dir, "runs-3") });
+    try {
+      const headers = { "x-segcause-token": w.token };
+      const state = (await (await fetch(`http://127.0.0.1:${w.port}/api/state`, { headers })).json()) as Json;
+      expect(state.results).toEqual([{ dir: published, kind: "evaluate" }]);
+      const r = (await (await fetch(`http://127.0.0.1:${w.port}/api/result?dir=${encodeURIComponent(published)}`, { headers })).json()) as Json;
+      expect(r.kind).toBe("evaluate");
+      expect(r.commands).toEqual(expect.arrayContaining(JSON.parse(readFileSync(join(published, "run.json"), "utf8")).commands));
+      const report = await fetch(`http://127.0.0.1:${w.port}/api/report?dir=${encodeURIComponent(published)}`, { headers });
+      expect(report.headers.get("content-security-policy")).toBe("sandbox");
+      expect((await report.text()) === readFileSync(join(published, "report.html"), "utf8")).toBe(true);
+      const notEval = await fetch(`http://127.0.0.1:${w.port}/api/report?dir=${encodeURIComponent(join(published, "plots"))}`, { headers });
+      expect(notEval.status).toBe(400);
     } finally {
       await w.close();
     }

@@ -16,6 +16,8 @@ if (!haveChromium)
   console.warn(`view-browser.test.ts: ${CHROMIUM} is absent, so the browser test is skipped (install it: apt-get install -y chromium)`);
 
 let v: ViewServer;
+let w: ViewServer;
+const PUBLISHED = join(import.meta.dirname, "..", "docs", "results");
 let browser: Browser;
 let page: Page;
 let fx: Awaited<ReturnType<typeof causalFixture>>;
@@ -50,6 +52,8 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     );
     expect(c.code, c.stderr).toBe(0);
     v = await startViewServer({ model: fx.model, image: fx.image, runs: join(fx.dir, "runs"), results: join(fx.dir, "results") });
+    // the repository's published evaluate results, opened by a second server
+    w = await startViewServer({ results: PUBLISHED, runs: join(fx.dir, "runs-eval") });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       headless: true,
@@ -61,6 +65,7 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
   afterAll(async () => {
     await browser?.close();
     await v?.close();
+    await w?.close();
   });
 
   it("draws a RoI with the mouse, runs zero ablation and shows the map where the causal block is", async () => {
@@ -114,5 +119,23 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(await chart.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
     await page.screenshot({ path: join(fx.dir, "view-components.png"), fullPage: true });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-components.png")}`);
+  });
+
+  it("opens an evaluate folder: its report's tables and curves are drawn", async () => {
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await p.goto(w.url);
+    await p.waitForSelector("body[data-ready]");
+    await p.locator("#results li", { hasText: "evaluate result: results" }).click();
+    await p.waitForSelector("body[data-evaluate]");
+    const report = p.frameLocator("#report");
+    await report.locator("table").first().waitFor();
+    expect(await report.locator("table").count()).toBeGreaterThan(0);
+    const curve = report.locator("figure img").first();
+    await curve.waitFor();
+    expect(await curve.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
+    expect(await p.textContent("#command")).toContain("segcause evaluate");
+    await p.screenshot({ path: join(fx.dir, "view-evaluate.png") });
+    console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-evaluate.png")}`);
+    await p.close();
   });
 });

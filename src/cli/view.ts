@@ -37,7 +37,7 @@ export function viewCommand(): Command {
     .option("--model <file>", "an ONNX model to offer besides the bundled ones")
     .option("--image <file>", "an image to offer besides the samples (more can be dropped on the page)")
     .option("--bank <file>", "a patch bank for pdcr and pdcr-superpixel (the sample bank is offered too)")
-    .option("--results <dir>", "an explain or components results folder, or a folder of them, to open")
+    .option("--results <dir>", "an explain, components or evaluate results folder, or a folder of them, to open")
     .option("--runs <dir>", "where the viewer's runs write their output folders", "segcause-view-runs")
     .option("--port <n>", "port on 127.0.0.1 (default: a free one)", portNumber, 0)
     .option("--no-open", "print the address only, do not open a browser")

@@ -25,8 +25,9 @@ export interface ResultFolder {
 const KINDS = { "segcause.attribution/1": "explain", "segcause.components/1": "components" } as const;
 export type ResultKind = (typeof KINDS)[keyof typeof KINDS];
 
-/** What complete result `dir` holds (its manifest is written last), or undefined. */
-export function resultKind(dir: string): ResultKind | undefined {
+/** What complete result `dir` holds (an explain or components manifest, written last; an evaluate run with its report), or undefined. */
+export function resultKind(dir: string): ResultKind | "evaluate" | undefined {
+  if (existsSync(join(dir, "run.json")) && existsSync(join(dir, "report.html"))) return "evaluate";
   const m = join(dir, "manifest.json");
   if (!existsSync(m)) return undefined;
   try {
@@ -37,7 +38,7 @@ export function resultKind(dir: string): ResultKind | undefined {
 }
 
 /** `dir` itself when it is a result, else its sub-folders that are (one level). */
-export function listResults(dir: string): { dir: string; kind: ResultKind }[] {
+export function listResults(dir: string): { dir: string; kind: ResultKind | "evaluate" }[] {
   if (!existsSync(dir)) return [];
   const here = resultKind(dir);
   if (here) return [{ dir, kind: here }];
@@ -51,13 +52,14 @@ export function listResults(dir: string): { dir: string; kind: ResultKind }[] {
     });
 }
 
-export function readResult(dir: string): ResultFolder | ComponentsFolder {
+export function readResult(dir: string): ResultFolder | ComponentsFolder | EvaluateFolder {
   const kind = resultKind(dir);
   if (kind === "components") return readComponents(dir);
+  if (kind === "evaluate") return readEvaluate(dir);
   if (kind !== "explain")
     fail(
-      `${dir} is not a complete explain or components result (no segcause manifest)`,
-      "open a folder written by `segcause explain` or `segcause components`",
+      `${dir} is not a complete explain, components or evaluate result (no segcause manifest, nor run.json with report.html)`,
+      "open a folder written by `segcause explain`, `segcause components` or `segcause evaluate`",
     );
   const json = (n: string) => JSON.parse(readFileSync(join(dir, n), "utf8"));
   const map = decodeNpy(readFileSync(join(dir, "map.npy")));
@@ -115,4 +117,23 @@ function readComponents(dir: string): ComponentsFolder {
     pictures: (manifest.files as string[]).filter((f) => f.endsWith(".png")),
     notes: manifest.notes,
   };
+}
+
+export interface EvaluateFolder {
+  kind: "evaluate";
+  dir: string;
+  /** the commands that wrote into the folder */
+  commands: string[];
+}
+
+/** An evaluate folder: the page shows the report.html `segcause evaluate` wrote (its tables and plots). */
+function readEvaluate(dir: string): EvaluateFolder {
+  const run = JSON.parse(readFileSync(join(dir, "run.json"), "utf8"));
+  const runs = join(dir, "runs");
+  const more = existsSync(runs) ? readdirSync(runs).filter((f) => f.endsWith(".json")) : [];
+  const commands = [
+    ...(Array.isArray(run.commands) ? run.commands : []),
+    ...more.map((f) => JSON.parse(readFileSync(join(runs, f), "utf8")).command).filter((c: unknown) => typeof c === "string" && c),
+  ];
+  return { kind: "evaluate", dir, commands: [...new Set(commands as string[])] };
 }

@@ -19,7 +19,7 @@ import { sha256 } from "../util/hash.js";
 import { AllowedPaths } from "./paths.js";
 import { ModelCache, predict } from "./predict.js";
 import { describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
-import { listResults, readResult } from "./results.js";
+import { listResults, readResult, resultKind } from "./results.js";
 import { Run, RunQueue } from "./runs.js";
 
 const PACKAGE = fileURLToPath(new URL("../../", import.meta.url));
@@ -226,6 +226,15 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     if (req.method === "GET" && p === "/api/result") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/result?dir=<results folder>)");
       return send(res, 200, readResult(allowed.check(dir, "results folder")));
+    }
+    if (req.method === "GET" && p === "/api/report") {
+      const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/report?dir=<evaluate folder>)");
+      const real = allowed.check(dir, "evaluate folder");
+      if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder with its report.html`);
+      // A report is a file from disk: shown sandboxed (no scripts, its own origin), it cannot reach the API.
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8", "content-security-policy": "sandbox", "cache-control": "no-store" });
+      res.end(readFileSync(join(real, "report.html")));
+      return;
     }
     if (req.method === "GET" && p === "/api/image") {
       const path = url.searchParams.get("path") ?? bad("no path given (/api/image?path=<image>)");

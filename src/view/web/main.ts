@@ -30,7 +30,7 @@ interface State {
   banks: Named[];
   methods: MethodInfo[];
   runs: RunInfo[];
-  results: { dir: string; kind: "explain" | "components" }[];
+  results: { dir: string; kind: "explain" | "components" | "evaluate" }[];
   runsFolder: string;
 }
 interface RunStatus {
@@ -303,10 +303,22 @@ interface ComponentsResult {
   notes: string[];
 }
 
-/** Which of the stage's two views shows: a map over the image, or a components result. */
-function showView(which: "map" | "components"): void {
+/** Which of the stage's views shows: a map over the image, a components result, or an evaluate report. */
+function showView(which: "map" | "components" | "evaluate"): void {
   $("map-view").hidden = which !== "map";
   $("components-view").hidden = which !== "components";
+  $("evaluate-view").hidden = which !== "evaluate";
+}
+
+/** An evaluate folder: the report.html it wrote (tables, curves), sandboxed, and the commands that wrote it. */
+function showEvaluate(e: { dir: string; commands: string[] }): void {
+  showView("evaluate");
+  $("eval-title").textContent = `evaluate report of ${e.dir}`;
+  $<HTMLIFrameElement>("report").src = `/api/report?dir=${encodeURIComponent(e.dir)}&token=${encodeURIComponent(token)}`;
+  ui.command.textContent = e.commands.join("\n") || `(opened ${e.dir})`;
+  ui.notes.replaceChildren();
+  say(`evaluate report ${e.dir.split("/").slice(-1)[0]}`);
+  document.body.dataset.evaluate = "1";
 }
 
 /** A components result: its ranked effects as a table (1.96 SE intervals, as its bar chart) and the pictures segcause drew. */
@@ -351,6 +363,7 @@ async function openResult(dir: string, command?: string): Promise<void> {
   try {
     const any = await api<{ kind: string }>(`/api/result?dir=${encodeURIComponent(dir)}`);
     if (any.kind === "components") return showComponents(any as ComponentsResult);
+    if (any.kind === "evaluate") return showEvaluate(any as unknown as { dir: string; commands: string[] });
     showView("map");
     const r = any as unknown as {
       dir: string;
