@@ -17,8 +17,14 @@ function send(m: ChildMessage): Promise<void> {
   return new Promise((done) => process.send!(m, () => done()));
 }
 
+let finishing = false;
+
 async function main(args: string[]): Promise<void> {
   installInterruptHandlers();
+  // The server went away (killed, crashed): stop as on Ctrl-C rather than run on unwatched.
+  process.on("disconnect", () => {
+    if (!finishing) process.kill(process.pid, "SIGTERM");
+  });
   let lastSent = 0;
   const progress = new RunProgress((status) => {
     // The page needs a few updates a second, not every batch.
@@ -47,6 +53,7 @@ async function main(args: string[]): Promise<void> {
           : `internal error: ${(e as Error).message} (this is a bug; please report it)`;
     await send({ type: "failed", message });
   }
+  finishing = true;
   process.disconnect();
 }
 
