@@ -73,6 +73,8 @@ describe("segcause view API", () => {
     expect(ev.filter((e) => e.type === "state").map((e) => e.state)).toEqual(["queued", "running", "done"]);
     const res = await call(`/api/result?dir=${encodeURIComponent(info.out)}`);
     expect(res.status).toBe(200);
+    // the listed model and image it was made from, found by content, so the page draws the map over them
+    expect(res.json.match).toEqual({ model: fx.model, image: fx.image });
     // The model reads only the 16x16 region at (0,16): blanking its four blocks lowers the RoI's Dice, no other block matters.
     const units = res.json.mapInfo.units as { row: number; col: number; effect: number }[];
     expect(units.filter((u) => u.effect < 0).map((u) => `${u.row},${u.col}`)).toEqual(["0,16", "0,24", "8,16", "8,24"]);
@@ -162,6 +164,10 @@ describe("segcause view API", () => {
       ["{ not json", "malformed JSON body"],
       [{ model: fx.model, image: fx.image, roi: { row: 0, col: 0, height: 0, width: 4 }, method: "zero" }, "roi.height:"],
       [{ model: fx.model, image: fx.image, roi: ROI, method: "zero", extra: 1 }, "extra"],
+      // a request sets method options only: not the model, the output folder or any other flag
+      [{ model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { out: "/tmp/elsewhere" } }, "options.out: not a method option"],
+      [{ model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { model: "/etc/hostname" } }, "options.model: not a method option"],
+      [{ model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { block: "--out" } }, "options.block: a number or a word"],
     ];
     for (const [body, message] of cases) {
       const r = await call("/api/runs", body);

@@ -3,7 +3,11 @@
  * problem (the same `problem (fix)` form as the CLI's errors).
  */
 import { z } from "zod";
-import { methodNames } from "../explain/catalog.js";
+import { allMethods, methodNames } from "../explain/catalog.js";
+import { kebab } from "../explain/methods.js";
+
+/** Flag names of method options (`block`, `map-noise`, …): the only options a request may set, so it cannot set --model or --out. */
+const METHOD_FLAGS = new Set(allMethods().flatMap((m) => m.options.map((o) => kebab(o.name))));
 
 const path = z.string().min(1).max(4096);
 const pixel = z.number().int().min(0).max(100_000);
@@ -26,7 +30,12 @@ export const RunRequest = z
       .max(2 ** 31 - 1)
       .default(0),
     /** method options by flag name (e.g. block: 16), checked by the method's own declaration in the run */
-    options: z.record(z.string().regex(/^[a-z][a-z-]*$/), z.union([z.number(), z.string().max(200)])).default({}),
+    options: z
+      .record(
+        z.string().refine((k) => METHOD_FLAGS.has(k), { message: "not a method option (see `segcause methods --verbose`)" }),
+        z.union([z.number(), z.string().regex(/^(?!-)[\w.,:+-]{1,200}$/, "a number or a word")]),
+      )
+      .default({}),
   })
   .strict();
 export type RunRequest = z.infer<typeof RunRequest>;
@@ -35,7 +44,9 @@ export type RunRequest = z.infer<typeof RunRequest>;
 export function describeIssue(e: z.ZodError): string {
   const i = e.issues[0];
   const where = i.path.length ? `${i.path.join(".")}: ` : "";
-  return `${where}${i.message}`;
+  // a record's bad key carries the key check's own message inside
+  const inner = i.code === "invalid_key" ? i.issues[0]?.message : undefined;
+  return `${where}${inner ?? i.message}`;
 }
 
 /** The `segcause explain` arguments of a run: shown on the page as the equivalent command, and parsed by the run's child as the CLI parses them. */
@@ -43,7 +54,8 @@ export function explainArgs(r: RunRequest, out: string): string[] {
   const { row, col, height, width } = r.roi;
   const args = ["--model", r.model, "--image", r.image, "--roi", `${row},${col},${height},${width}`, "--method", r.method, "--seed", String(r.seed)];
   if (r.bank) args.push("--bank", r.bank);
-  for (const [k, v] of Object.entries(r.options)) args.push(`--${k}`, String(v));
+  // `--flag=value`: a value is never read as a flag of its own
+  for (const [k, v] of Object.entries(r.options)) args.push(`--${k}=${v}`);
   args.push("--out", out);
   return args;
 }

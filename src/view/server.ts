@@ -5,7 +5,7 @@
  * under the folders the server was given (AllowedPaths).
  */
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { basename, extname, join, resolve } from "node:path";
@@ -147,6 +147,18 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     return list;
   };
 
+  const hashes = new Map<string, { mtimeMs: number; sha: string }>();
+  const byContent = (list: { path: string }[], sha: string): string | undefined =>
+    list.find((f) => {
+      const { mtimeMs } = statSync(f.path);
+      let h = hashes.get(f.path);
+      if (h?.mtimeMs !== mtimeMs) {
+        h = { mtimeMs, sha: sha256(readFileSync(f.path)) };
+        hashes.set(f.path, h);
+      }
+      return h.sha === sha;
+    })?.path;
+
   const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const p = url.pathname;
     if (req.method === "GET" && p === "/api/state") {
@@ -225,7 +237,12 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     }
     if (req.method === "GET" && p === "/api/result") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/result?dir=<results folder>)");
-      return send(res, 200, readResult(allowed.check(dir, "results folder")));
+      const r = readResult(allowed.check(dir, "results folder"));
+      if (r.kind !== "explain") return send(res, 200, r);
+      // The listed model and image this map was made from, found by content (provenance paths may be relative to another folder).
+      const prov = (r.manifest as { provenance: { model: { sha256: string }; case: { imageSha256: string } } }).provenance;
+      const match = { model: byContent(listModels(), prov.model.sha256), image: byContent(listImages(), prov.case.imageSha256) };
+      return send(res, 200, { ...r, match });
     }
     if (req.method === "GET" && p === "/api/report") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/report?dir=<evaluate folder>)");

@@ -372,8 +372,9 @@ async function openResult(dir: string, command?: string): Promise<void> {
       height: number;
       map: string;
       stderr: string;
-      mapInfo: { units: Unit[]; unitKind: string; effectUnits: string; colourScaleMaxAbs: number };
-      manifest: { notes: string[]; provenance: { model: { path: string }; case: { imagePath?: string } } };
+      mapInfo: { units: Unit[]; unitKind: string; effectUnits: string; colourScaleMaxAbs: number; roi: Rect };
+      manifest: { notes: string[] };
+      match: { model?: string; image?: string };
     };
     const floats = (b64: string) => {
       const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
@@ -391,12 +392,14 @@ async function openResult(dir: string, command?: string): Promise<void> {
       effectUnits: r.mapInfo.effectUnits,
       scaleMax: r.mapInfo.colourScaleMaxAbs,
       notes: r.manifest.notes,
-      modelPath: r.manifest.provenance.model.path,
-      imagePath: r.manifest.provenance.case.imagePath,
+      modelPath: r.match.model,
+      imagePath: r.match.image,
     };
     ui.command.textContent = command ?? `(opened ${dir}; its manifest.json records how it was made)`;
     ui.notes.replaceChildren(...result.notes.map((n) => Object.assign(document.createElement("div"), { textContent: `note: ${n}` })));
-    // The map goes over the image it explains (with its model's prediction) when the server may read them, else over gray.
+    roi = r.mapInfo.roi;
+    updateRoi();
+    // The map goes over the image it explains (with its model's prediction) when the server lists them, else over gray.
     const m = state?.models.find((x) => x.path === result!.modelPath);
     const i = state?.images.find((x) => x.path === result!.imagePath);
     if (m && i) {
