@@ -68,7 +68,7 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     await w?.close();
   });
 
-  it("draws a RoI with the mouse, runs zero ablation and shows the map where the causal block is", async () => {
+  it("draws a RoI with the mouse, runs zero ablation with an option and shows the map where the causal block is", async () => {
     const errors: string[] = [];
     page.on("pageerror", (e) => errors.push(e.message));
     await page.goto(v.url);
@@ -84,10 +84,12 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     await page.mouse.move(box.x + 7.5 * z, box.y + 23.5 * z, { steps: 4 });
     await page.mouse.up();
     expect(await page.textContent("#roi-text")).toContain("--roi 16,0,8,8");
+    // 16x16 blocks: the model's causal region is exactly one block
+    await page.fill("#options", "block=16");
     await page.click("#run");
     await page.waitForSelector('body[data-map="zero"]', { timeout: 120_000 });
     expect(await page.textContent("#command")).toMatch(
-      /^segcause explain --model \S+causal\.onnx --image \S+bright\.png --roi 16,0,8,8 --method zero --seed 0 --out /,
+      /^segcause explain --model \S+causal\.onnx --image \S+bright\.png --roi 16,0,8,8 --method zero --seed 0 --block=16 --out /,
     );
     expect(await page.textContent("#runs")).toContain("zero: done");
     // Without the prediction's tint: the causal block (rows 0..15, cols 16..31) is red (supported the RoI), a block it does not read keeps the image's gray.
@@ -99,7 +101,7 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(Math.max(...gray.slice(0, 3)) - Math.min(...gray.slice(0, 3))).toBeLessThan(4);
     // Hovering the block reads its effect.
     await page.mouse.move(box.x + 20.5 * z, box.y + 4.5 * z);
-    expect(await page.textContent("#hover")).toMatch(/block at \(0, 16\), 8×8: ATE -\d/);
+    expect(await page.textContent("#hover")).toMatch(/block at \(0, 16\), 16×16: ATE -\d/);
     await page.check("#show-pred");
     await page.screenshot({ path: join(fx.dir, "view.png"), fullPage: true });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view.png")}`);

@@ -80,6 +80,7 @@ const ui = {
   methods: $<HTMLDivElement>("methods"),
   bank: $<HTMLSelectElement>("bank"),
   seed: $<HTMLInputElement>("seed"),
+  options: $<HTMLInputElement>("options"),
   run: $<HTMLButtonElement>("run"),
   stop: $<HTMLButtonElement>("stop"),
   save: $<HTMLButtonElement>("save"),
@@ -471,8 +472,25 @@ function follow(info: RunInfo): void {
   });
 }
 
+/** `block=16 samples=20` → { block: 16, samples: 20 } (the server checks the names, the run checks the values). */
+function parseOptions(text: string): Record<string, number | string> {
+  const out: Record<string, number | string> = {};
+  for (const part of text.trim().split(/\s+/).filter(Boolean)) {
+    const m = /^-{0,2}([a-z][a-z-]*)=(.+)$/.exec(part);
+    if (!m) throw new Error(`options: '${part}' is not name=value (e.g. block=16)`);
+    out[m[1]] = m[2] !== "" && Number.isFinite(Number(m[2])) ? Number(m[2]) : m[2];
+  }
+  return out;
+}
+
 async function startRuns(): Promise<void> {
   if (!roi || !base) return;
+  let options: Record<string, number | string>;
+  try {
+    options = parseOptions(ui.options.value);
+  } catch (e) {
+    return say((e as Error).message, true);
+  }
   const chosen = [...ui.methods.querySelectorAll<HTMLInputElement>("input:checked")].map((b) => b.value);
   if (chosen.length === 0) return say("choose at least one method", true);
   for (const method of chosen) {
@@ -486,6 +504,7 @@ async function startRuns(): Promise<void> {
           roi,
           method,
           seed: Number(ui.seed.value) || 0,
+          options,
           ...(needsBank && ui.bank.value ? { bank: ui.bank.value } : {}),
         }),
       });
