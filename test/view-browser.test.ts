@@ -51,6 +51,20 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
       join(fx.dir, "results", "comp"),
     );
     expect(c.code, c.stderr).toBe(0);
+    const z8 = segcause(
+      "explain",
+      "--model",
+      fx.model,
+      "--image",
+      fx.image,
+      "--roi",
+      "16,0,8,8",
+      "--method",
+      "zero",
+      "--out",
+      join(fx.dir, "results", "zero8"),
+    );
+    expect(z8.code, z8.stderr).toBe(0);
     v = await startViewServer({ model: fx.model, image: fx.image, runs: join(fx.dir, "runs"), results: join(fx.dir, "results") });
     // the repository's published evaluate results, opened by a second server
     w = await startViewServer({ results: PUBLISHED, runs: join(fx.dir, "runs-eval") });
@@ -103,6 +117,17 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     await page.mouse.move(box.x + 20.5 * z, box.y + 4.5 * z);
     expect(await page.textContent("#hover")).toMatch(/block at \(0, 16\), 16×16: ATE -\d/);
     await page.check("#show-pred");
+    // Side by side with the 8x8 map made by the CLI: one cursor, both maps read out.
+    await page.selectOption("#compare", join(fx.dir, "results", "zero8"));
+    await page.waitForSelector('body[data-compare="zero"]');
+    expect(await page.isVisible("#view2")).toBe(true);
+    const box2 = (await page.locator("#view2").boundingBox())!;
+    const z2 = box2.width / 32;
+    await page.mouse.move(box2.x + 20.5 * z2, box2.y + 4.5 * z2);
+    const lines = (await page.textContent("#hover"))!.split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^zero: block at \(0, 16\), 16×16: ATE -\d/);
+    expect(lines[1]).toMatch(/^zero: block at \(0, 16\), 8×8: ATE -\d/);
     await page.screenshot({ path: join(fx.dir, "view.png"), fullPage: true });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view.png")}`);
     expect(errors).toEqual([]);

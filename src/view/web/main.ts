@@ -84,6 +84,7 @@ const ui = {
   run: $<HTMLButtonElement>("run"),
   stop: $<HTMLButtonElement>("stop"),
   save: $<HTMLButtonElement>("save"),
+  compare: $<HTMLSelectElement>("compare"),
   runs: $<HTMLUListElement>("runs"),
   results: $<HTMLUListElement>("results"),
   layer: $<HTMLSelectElement>("layer"),
@@ -103,6 +104,8 @@ let base: { width: number; height: number; image: HTMLImageElement; mask: HTMLIm
 let roi: Rect | undefined;
 let drag: { row: number; col: number } | undefined;
 let result: Result | undefined;
+let compare: Result | undefined;
+let cursor: { row: number; col: number } | undefined;
 const runs = new Map<string, { info: RunInfo; status?: RunStatus; li: HTMLLIElement }>();
 
 async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
@@ -139,6 +142,8 @@ async function refreshState(): Promise<void> {
   fill(ui.model, state.models);
   fill(ui.image, state.images);
   fill(ui.bank, state.banks);
+  const explains = state.results.filter((r) => r.kind === "explain");
+  fill(ui.compare, [{ name: "—", path: "" }, ...explains.map((r) => ({ name: r.dir.split("/").slice(-1)[0], path: r.dir }))]);
   ui.results.replaceChildren(
     ...state.results.map(({ dir, kind }) => {
       const li = document.createElement("li");
@@ -194,7 +199,8 @@ function zoom(): number {
 
 /** The model-input pixel under a mouse event. */
 function pixelAt(e: MouseEvent): { row: number; col: number } {
-  const r = ui.canvas.getBoundingClientRect();
+  // either map (side by side) or, for a drag that left it, the main one
+  const r = (e.target === ui.canvas || !(e.target instanceof HTMLCanvasElement) ? ui.canvas : e.target).getBoundingClientRect();
   const w = base?.width ?? result?.width ?? 1;
   const h = base?.height ?? result?.height ?? 1;
   const col = Math.floor(((e.clientX - r.left) / r.width) * w);
@@ -213,16 +219,30 @@ function updateRoi(): void {
   ui.run.disabled = !roi || !base;
 }
 
-function currentScale(values: Float32Array): number {
+function currentScale(values: Float32Array, res: Result): number {
   if (ui.scale.value === "fixed") return Math.max(Number(ui.scaleMax.value) || 0, 1e-12);
-  return ui.layer.value === "stderr" || !result ? maxAbs(values) : result.scaleMax;
+  return ui.layer.value === "stderr" ? maxAbs(values) : res.scaleMax;
 }
 
 function draw(): void {
-  const w = base?.width ?? result?.width ?? 256;
-  const h = base?.height ?? result?.height ?? 256;
+  const main = drawInto(ui.canvas, result);
+  if (result && main !== undefined) drawLegend(ui.layer.value as Layer, main);
+  $("legend").hidden = !result || main === undefined;
+  const c2 = $<HTMLCanvasElement>("view2");
+  c2.hidden = !compare;
+  const other = compare ? drawInto(c2, compare) : undefined;
+  $("compare-text").textContent = compare
+    ? other === undefined
+      ? `${compare.method}: a ${compare.width}×${compare.height} map does not fit this ${base?.width ?? "?"}×${base?.height ?? "?"} image`
+      : `left: ${result?.method ?? "no map"} · right: ${compare.method} of ${compare.dir.split("/").slice(-1)[0]} (colour scale ${other.toPrecision(3)} ${compare.effectUnits})`
+    : "";
+}
+
+/** Draws the image, prediction, `res`'s map, the RoI and the cursor into `c`; the map's colour scale, or undefined when no map fits. */
+function drawInto(c: HTMLCanvasElement, res: Result | undefined): number | undefined {
+  const w = base?.width ?? res?.width ?? 256;
+  const h = base?.height ?? res?.height ?? 256;
   const z = zoom();
-  const c = ui.canvas;
   if (c.width !== w * z || c.height !== h * z) {
     c.width = w * z;
     c.height = h * z;
@@ -233,10 +253,11 @@ function draw(): void {
   g.fillRect(0, 0, c.width, c.height);
   if (base) g.drawImage(base.image, 0, 0, c.width, c.height);
   if (base && ui.showPred.checked) g.drawImage(base.mask, 0, 0, c.width, c.height);
-  if (result && result.width === w && result.height === h) {
+  let max: number | undefined;
+  if (res && res.width === w && res.height === h) {
     const layer = ui.layer.value as Layer;
-    const values = layerValues(layer, result.map, result.stderr);
-    const max = currentScale(values);
+    const values = layerValues(layer, res.map, res.stderr);
+    max = currentScale(values, res);
     const opacity = Number(ui.opacity.value);
     const off = new OffscreenCanvas(w, h);
     const data = new ImageData(w, h);
@@ -247,14 +268,19 @@ function draw(): void {
     }
     off.getContext("2d")!.putImageData(data, 0, 0);
     g.drawImage(off, 0, 0, c.width, c.height);
-    drawLegend(layer, max);
   }
-  $("legend").hidden = !result;
   if (roi) {
     g.strokeStyle = "#ffeb3b";
     g.lineWidth = 2;
     g.strokeRect(roi.col * z + 1, roi.row * z + 1, roi.width * z - 2, roi.height * z - 2);
   }
+  // the same cursor on both maps
+  if (cursor && compare) {
+    g.strokeStyle = "#ffffff";
+    g.lineWidth = 1;
+    g.strokeRect(cursor.col * z + 0.5, cursor.row * z + 0.5, z - 1, z - 1);
+  }
+  return max;
 }
 
 function drawLegend(layer: Layer, max: number): void {
@@ -280,15 +306,22 @@ function drawLegend(layer: Layer, max: number): void {
 
 function hoverText(e: MouseEvent): string {
   if (!result) return "";
-  const { row, col } = pixelAt(e);
-  const p = row * result.width + col;
-  const u = result.units.find((x) => row >= x.row && row < x.row + x.height && col >= x.col && col < x.col + x.width);
-  if (!u) return `pixel (${row}, ${col}): ${result.map[p].toPrecision(4)} ${result.effectUnits}`;
+  const at = pixelAt(e);
+  return [result, compare]
+    .filter((r): r is Result => r !== undefined && r.width === result!.width && r.height === result!.height)
+    .map((r) => `${compare ? `${r.method}: ` : ""}${unitText(r, at.row, at.col)}`)
+    .join("\n");
+}
+
+function unitText(res: Result, row: number, col: number): string {
+  const p = row * res.width + col;
+  const u = res.units.find((x) => row >= x.row && row < x.row + x.height && col >= x.col && col < x.col + x.width);
+  if (!u) return `pixel (${row}, ${col}): ${res.map[p].toPrecision(4)} ${res.effectUnits}`;
   const ci =
     u.ci95 === null
       ? "no interval (one draw or a deterministic fill)"
       : `95% interval [${(u.effect - u.ci95).toFixed(3)}, ${(u.effect + u.ci95).toFixed(3)}]`;
-  return `${result.unitKind} at (${u.row}, ${u.col}), ${u.height}×${u.width}: ATE ${u.effect.toFixed(3)} ${result.effectUnits}, ${ci}, ${u.samples} draw${u.samples === 1 ? "" : "s"}${u.status ? ` · ${u.status}` : ""}`;
+  return `${res.unitKind} at (${u.row}, ${u.col}), ${u.height}×${u.width}: ATE ${u.effect.toFixed(3)} ${res.effectUnits}, ${ci}, ${u.samples} draw${u.samples === 1 ? "" : "s"}${u.status ? ` · ${u.status}` : ""}`;
 }
 
 interface ComponentsResult {
@@ -360,42 +393,60 @@ function showComponents(c: ComponentsResult): void {
   document.body.dataset.components = c.level;
 }
 
+interface ExplainPayload {
+  dir: string;
+  method: string;
+  width: number;
+  height: number;
+  map: string;
+  stderr: string;
+  mapInfo: { units: Unit[]; unitKind: string; effectUnits: string; colourScaleMaxAbs: number; roi: Rect };
+  manifest: { notes: string[] };
+  match: { model?: string; image?: string };
+}
+
+function toResult(r: ExplainPayload): Result {
+  const floats = (b64: string) => new Float32Array(Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0)).buffer);
+  return {
+    dir: r.dir,
+    method: r.method,
+    width: r.width,
+    height: r.height,
+    map: floats(r.map),
+    stderr: floats(r.stderr),
+    units: r.mapInfo.units,
+    unitKind: r.mapInfo.unitKind,
+    effectUnits: r.mapInfo.effectUnits,
+    scaleMax: r.mapInfo.colourScaleMaxAbs,
+    notes: r.manifest.notes,
+    modelPath: r.match.model,
+    imagePath: r.match.image,
+  };
+}
+
+/** The second map beside the first (same image, RoI, layer and opacity; its own colour scale unless fixed), or none. */
+async function setCompare(dir: string): Promise<void> {
+  compare = undefined;
+  if (dir) {
+    try {
+      const r = await api<ExplainPayload & { kind: string }>(`/api/result?dir=${encodeURIComponent(dir)}`);
+      compare = toResult(r);
+      document.body.dataset.compare = compare.method;
+    } catch (e) {
+      say((e as Error).message, true);
+    }
+  }
+  draw();
+}
+
 async function openResult(dir: string, command?: string): Promise<void> {
   try {
     const any = await api<{ kind: string }>(`/api/result?dir=${encodeURIComponent(dir)}`);
     if (any.kind === "components") return showComponents(any as ComponentsResult);
     if (any.kind === "evaluate") return showEvaluate(any as unknown as { dir: string; commands: string[] });
     showView("map");
-    const r = any as unknown as {
-      dir: string;
-      method: string;
-      width: number;
-      height: number;
-      map: string;
-      stderr: string;
-      mapInfo: { units: Unit[]; unitKind: string; effectUnits: string; colourScaleMaxAbs: number; roi: Rect };
-      manifest: { notes: string[] };
-      match: { model?: string; image?: string };
-    };
-    const floats = (b64: string) => {
-      const bytes = Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0));
-      return new Float32Array(bytes.buffer);
-    };
-    result = {
-      dir: r.dir,
-      method: r.method,
-      width: r.width,
-      height: r.height,
-      map: floats(r.map),
-      stderr: floats(r.stderr),
-      units: r.mapInfo.units,
-      unitKind: r.mapInfo.unitKind,
-      effectUnits: r.mapInfo.effectUnits,
-      scaleMax: r.mapInfo.colourScaleMaxAbs,
-      notes: r.manifest.notes,
-      modelPath: r.match.model,
-      imagePath: r.match.image,
-    };
+    const r = any as unknown as ExplainPayload;
+    result = toResult(r);
     ui.command.textContent = command ?? `(opened ${dir}; its manifest.json records how it was made)`;
     ui.notes.replaceChildren(...result.notes.map((n) => Object.assign(document.createElement("div"), { textContent: `note: ${n}` })));
     roi = r.mapInfo.roi;
@@ -528,6 +579,15 @@ async function upload(file: File): Promise<void> {
   }
 }
 
+/** The cursor's pixel on either map: read out for both, outlined on both. */
+function hover(e: MouseEvent): void {
+  ui.hover.textContent = hoverText(e);
+  if (compare) {
+    cursor = pixelAt(e);
+    draw();
+  }
+}
+
 function wire(): void {
   ui.model.onchange = () => void showPrediction();
   ui.image.onchange = () => void showPrediction();
@@ -547,8 +607,10 @@ function wire(): void {
       roi = rectFrom(drag, pixelAt(e));
       updateRoi();
       draw();
-    } else ui.hover.textContent = hoverText(e);
+    } else hover(e);
   };
+  $<HTMLCanvasElement>("view2").onmousemove = hover;
+  ui.compare.onchange = () => void setCompare(ui.compare.value);
   window.addEventListener("mouseup", (e) => {
     if (!drag) return;
     roi = rectFrom(drag, pixelAt(e));
