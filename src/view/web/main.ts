@@ -62,6 +62,8 @@ interface Result {
   unitKind: string;
   effectUnits: string;
   scaleMax: number;
+  /** false: importance >= 0 without a direction (saliency, Grad-CAM, …), drawn as support (red) like the written pictures */
+  signed: boolean;
   notes: string[];
   imagePath?: string;
   modelPath?: string;
@@ -224,9 +226,15 @@ function currentScale(values: Float32Array, res: Result): number {
   return ui.layer.value === "stderr" ? maxAbs(values) : res.scaleMax;
 }
 
+/** The layer to draw for `res`: an unsigned map's "signed" view is its importance, red as in the written pictures. */
+function layerOf(res: Result): Layer {
+  const layer = ui.layer.value as Layer;
+  return layer === "signed" && !res.signed ? "abs" : layer;
+}
+
 function draw(): void {
   const main = drawInto(ui.canvas, result);
-  if (result && main !== undefined) drawLegend(ui.layer.value as Layer, main);
+  if (result && main !== undefined) drawLegend(layerOf(result), main);
   $("legend").hidden = !result || main === undefined;
   const c2 = $<HTMLCanvasElement>("view2");
   c2.hidden = !compare;
@@ -255,7 +263,7 @@ function drawInto(c: HTMLCanvasElement, res: Result | undefined): number | undef
   if (base && ui.showPred.checked) g.drawImage(base.mask, 0, 0, c.width, c.height);
   let max: number | undefined;
   if (res && res.width === w && res.height === h) {
-    const layer = ui.layer.value as Layer;
+    const layer = layerOf(res);
     const values = layerValues(layer, res.map, res.stderr);
     max = currentScale(values, res);
     const opacity = Number(ui.opacity.value);
@@ -400,7 +408,7 @@ interface ExplainPayload {
   height: number;
   map: string;
   stderr: string;
-  mapInfo: { units: Unit[]; unitKind: string; effectUnits: string; colourScaleMaxAbs: number; roi: Rect };
+  mapInfo: { units: Unit[]; unitKind: string; effectUnits: string; colourScaleMaxAbs: number; roi: Rect; signed: boolean };
   manifest: { notes: string[] };
   match: { model?: string; image?: string };
 }
@@ -418,6 +426,7 @@ function toResult(r: ExplainPayload): Result {
     unitKind: r.mapInfo.unitKind,
     effectUnits: r.mapInfo.effectUnits,
     scaleMax: r.mapInfo.colourScaleMaxAbs,
+    signed: r.mapInfo.signed,
     notes: r.manifest.notes,
     modelPath: r.match.model,
     imagePath: r.match.image,
