@@ -36,6 +36,11 @@ const EXAMPLES: Record<string, string[]> = {
   ],
   zoo: ["segcause zoo list", "npm i @segcause/zoo && segcause zoo list   # the 12 models of the zoo"],
   "zoo list": ["segcause zoo list"],
+  view: [
+    "segcause view                                     # the bundled models and samples; prints the address and opens it",
+    "segcause view --model m.onnx --image case.png --no-open",
+    "segcause view --results out/                      # open explain results folders",
+  ],
   strategies: [
     "segcause strategies --maps bench/ --methods pdcr --out strategies/",
     "segcause strategies --maps bench/ --out strategies/          # every method found",

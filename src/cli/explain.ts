@@ -27,7 +27,7 @@ import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.
 import { markResumable } from "../util/interrupt.js";
 import { type FolderLock, lockFolder } from "../util/lock.js";
 import { getOrInsert } from "../util/maps.js";
-import { stderrProgress } from "../util/progress.js";
+import { type ProgressListener, stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
 import { checkNoImageFlags, emitVolume, runVolumeExplain } from "./explain-volume.js";
 import {
@@ -107,8 +107,8 @@ export interface ExplainResult {
   kase: Case;
 }
 
-/** Runs one explanation from flag values; shared by `explain` and `demo`. */
-export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
+/** Runs one explanation from flag values; shared by `explain`, `demo` and the viewer's runs (which listen to its progress). */
+export async function runExplain(f: ExplainFlags, hooks: { onProgress?: ProgressListener } = {}): Promise<ExplainResult> {
   const def = getMethod(f.method);
   if (f.label !== undefined || f.series !== undefined)
     fail(`--${f.label !== undefined ? "label" : "series"} applies to volumes (NIfTI or DICOM) explained by a 3D model`, "drop it for a 2D image");
@@ -156,7 +156,7 @@ export async function runExplain(f: ExplainFlags): Promise<ExplainResult> {
     const run = {
       seed: f.seed,
       batchSize,
-      onProgress: progress,
+      onProgress: hooks.onProgress ?? progress,
       checkpointPath: join(f.out, ".checkpoint.json"),
     };
     // One writer per folder from here on: the checkpoint, the files and the manifest are this run's.

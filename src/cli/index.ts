@@ -13,6 +13,7 @@ import { addExamples } from "./examples.js";
 import { explainCommand, methodsCommand } from "./explain.js";
 import { infoCommand } from "./info.js";
 import { strategiesCommand } from "./strategies.js";
+import { viewCommand } from "./view.js";
 import { zooCommand } from "./zoo.js";
 
 export function program(): Command {
@@ -28,6 +29,7 @@ export function program(): Command {
     evaluateCommand(),
     strategiesCommand(),
     zooCommand(),
+    viewCommand(),
   ]) {
     addExamples(c);
     p.addCommand(c.exitOverride());

@@ -1,0 +1,68 @@
+/** `segcause view`: a local browser viewer over the library (src/view/). */
+import { spawn } from "node:child_process";
+import { existsSync } from "node:fs";
+import { resolve } from "node:path";
+import { Command } from "commander";
+import { fail } from "../errors.js";
+import { startViewServer } from "../view/server.js";
+
+interface ViewFlags {
+  model?: string;
+  image?: string;
+  bank?: string;
+  results?: string;
+  runs: string;
+  port: number;
+  open: boolean;
+}
+
+/** The platform's "open this address" command; failures are ignored (the address is printed). */
+function openBrowser(url: string): void {
+  const [cmd, args] =
+    process.platform === "darwin" ? ["open", [url]] : process.platform === "win32" ? ["cmd", ["/c", "start", "", url]] : ["xdg-open", [url]];
+  const child = spawn(cmd, args, { stdio: "ignore", detached: true });
+  child.on("error", () => {});
+  child.unref();
+}
+
+function portNumber(v: string): number {
+  const n = /^\d+$/.test(v) ? Number(v) : Number.NaN;
+  if (!(n >= 0 && n <= 65535)) fail(`--port must be an integer in 0..65535, got '${v}'`, "e.g. --port 8080, or leave it out for a free port");
+  return n;
+}
+
+export function viewCommand(): Command {
+  return new Command("view")
+    .description("local browser viewer: draw a RoI, run methods, look at their maps (127.0.0.1 only)")
+    .option("--model <file>", "an ONNX model to offer besides the bundled ones")
+    .option("--image <file>", "an image to offer besides the samples (more can be dropped on the page)")
+    .option("--bank <file>", "a patch bank for pdcr and pdcr-superpixel (the sample bank is offered too)")
+    .option("--results <dir>", "an explain, components or evaluate results folder, or a folder of them, to open")
+    .option("--runs <dir>", "where the viewer's runs write their output folders", "segcause-view-runs")
+    .option("--port <n>", "port on 127.0.0.1 (default: a free one)", portNumber, 0)
+    .option("--no-open", "print the address only, do not open a browser")
+    .action(async (f: ViewFlags) => {
+      for (const [flag, p] of [
+        ["--model", f.model],
+        ["--image", f.image],
+        ["--bank", f.bank],
+        ["--results", f.results],
+      ] as const)
+        if (p !== undefined && !existsSync(p)) fail(`${flag} ${p} does not exist`, `check the path, or drop ${flag}`);
+      const v = await startViewServer({
+        model: f.model,
+        image: f.image,
+        bank: f.bank,
+        results: f.results,
+        runs: resolve(f.runs),
+        port: f.port,
+      }).catch((e: NodeJS.ErrnoException) => {
+        if (e.code === "EADDRINUSE") fail(`port ${f.port} is in use`, "pick another --port, or leave it out for a free one");
+        throw e;
+      });
+      process.stdout.write(`segcause view: ${v.url}\n  runs write to ${resolve(f.runs)}; Ctrl-C stops the server\n`);
+      if (f.open) openBrowser(v.url);
+      // Serves until Ctrl-C (the CLI's interrupt handler ends the process and the runs checkpoint).
+      await new Promise<never>(() => {});
+    });
+}

@@ -1,0 +1,60 @@
+/**
+ * One viewer run, in its own process: the `segcause explain` arguments are parsed by the CLI's own
+ * command and run by `runExplain()`, the CLI's code, with its progress sent to the server. Stopping
+ * the run is the CLI's Ctrl-C: SIGTERM saves the checkpoint and exits 143, so the shown command resumes it.
+ */
+import { CommanderError } from "commander";
+import { type ExplainFlags, explainCommand, runExplain } from "../cli/explain.js";
+import { explainJson } from "../cli/summary.js";
+import { SegcauseError } from "../errors.js";
+import { ioProblem } from "../util/atomic.js";
+import { installInterruptHandlers } from "../util/interrupt.js";
+import { RunProgress, type RunStatus } from "../util/progress.js";
+
+export type ChildMessage = { type: "progress"; status: RunStatus } | { type: "done"; summary: unknown } | { type: "failed"; message: string };
+
+function send(m: ChildMessage): Promise<void> {
+  return new Promise((done) => process.send!(m, () => done()));
+}
+
+let finishing = false;
+
+async function main(args: string[]): Promise<void> {
+  installInterruptHandlers();
+  // The server went away (killed, crashed): stop as on Ctrl-C rather than run on unwatched.
+  process.on("disconnect", () => {
+    if (!finishing) process.kill(process.pid, "SIGTERM");
+  });
+  let lastSent = 0;
+  const progress = new RunProgress((status) => {
+    // The page needs a few updates a second, not every batch.
+    const now = Date.now();
+    if (now - lastSent < 150 && status.done !== status.total) return;
+    lastSent = now;
+    void send({ type: "progress", status });
+  });
+  const cmd = explainCommand()
+    .exitOverride()
+    .configureOutput({ writeErr: () => {}, writeOut: () => {} });
+  cmd.action(async (flags: ExplainFlags) => {
+    const r = await runExplain({ ...flags, progress: false }, { onProgress: progress.listener });
+    await send({ type: "progress", status: progress.status() });
+    await send({ type: "done", summary: explainJson(r) });
+  });
+  try {
+    await cmd.parseAsync(args, { from: "user" });
+  } catch (thrown) {
+    const e = ioProblem(thrown) ?? thrown;
+    const message =
+      e instanceof SegcauseError
+        ? e.oneLine()
+        : e instanceof CommanderError
+          ? e.message.replace(/^error:\s*/, "")
+          : `internal error: ${(e as Error).message} (this is a bug; please report it)`;
+    await send({ type: "failed", message });
+  }
+  finishing = true;
+  process.disconnect();
+}
+
+void main(process.argv.slice(2));

@@ -1,0 +1,315 @@
+/**
+ * `segcause view`'s HTTP server: static pages built by `npm run build` (dist/view/web) and a JSON
+ * API over the same library code as the CLI. Bound to 127.0.0.1; every API request carries the
+ * random token printed with the address; requests from another origin are refused; files only
+ * under the folders the server was given (AllowedPaths).
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { basename, extname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { z } from "zod";
+import { SegcauseError } from "../errors.js";
+import { allMethods } from "../explain/catalog.js";
+import { models as bundledModels } from "../model/bundled.js";
+import { isVolumeModel } from "../model/volume-card.js";
+import { sha256 } from "../util/hash.js";
+import { AllowedPaths } from "./paths.js";
+import { ModelCache, predict } from "./predict.js";
+import { describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
+import { listResults, readResult, resultKind } from "./results.js";
+import { Run, RunQueue } from "./runs.js";
+
+const PACKAGE = fileURLToPath(new URL("../../", import.meta.url));
+/** the page as `npm run build` bundles it (also when this module runs from src/ under the tests) */
+const WEB = join(PACKAGE, "dist", "view", "web");
+/** uploads larger than this are refused (a medical image as PNG/JPEG is far smaller) */
+export const UPLOAD_LIMIT = 20 * 1024 * 1024;
+const JSON_LIMIT = 64 * 1024;
+const DEMO_MODEL = "unet-ph2";
+const DEMO_IMAGE = "lesion.png";
+const IMAGE_EXT = new Set([".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"]);
+
+export interface ViewOptions {
+  model?: string;
+  image?: string;
+  bank?: string;
+  results?: string;
+  /** where runs write their folders (created) */
+  runs: string;
+  port?: number;
+  host?: string;
+  /** fixed token (tests); random otherwise */
+  token?: string;
+}
+
+export interface ViewServer {
+  url: string;
+  token: string;
+  port: number;
+  server: Server;
+  queue: RunQueue;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+function bad(message: string): never {
+  throw new HttpError(400, message);
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+  const r = schema.safeParse(value);
+  if (!r.success) bad(describeIssue(r.error));
+  return r.data;
+}
+
+async function body(req: IncomingMessage, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const c of req) {
+    size += (c as Buffer).length;
+    if (size > limit) throw new HttpError(413, `request body over ${Math.round(limit / 1024)} KiB (upload a smaller image)`);
+    chunks.push(c as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function jsonBody(req: IncomingMessage): Promise<unknown> {
+  const text = (await body(req, JSON_LIMIT)).toString("utf8");
+  try {
+    return JSON.parse(text);
+  } catch {
+    bad("malformed JSON body (send one JSON object)");
+  }
+}
+
+function send(res: ServerResponse, status: number, value: unknown): void {
+  const text = JSON.stringify(value);
+  res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" });
+  res.end(text);
+}
+
+const STATIC: Record<string, string> = {
+  ".html": "text/html; charset=utf-8",
+  ".js": "text/javascript; charset=utf-8",
+  ".css": "text/css; charset=utf-8",
+};
+
+export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
+  const token = o.token ?? randomBytes(18).toString("base64url");
+  const allowed = new AllowedPaths();
+  mkdirSync(o.runs, { recursive: true });
+  const uploads = join(o.runs, "uploads");
+  mkdirSync(uploads, { recursive: true });
+  for (const d of [o.runs, join(PACKAGE, "models"), join(PACKAGE, "samples")]) if (existsSync(d)) allowed.addFolder(d);
+  for (const f of [o.model, o.image, o.bank]) if (f) allowed.addFileFolder(f);
+  if (o.results) allowed.addFolder(o.results);
+  const runsDir = allowed.check(o.runs, "the runs folder");
+
+  const models = new ModelCache();
+  const queue = new RunQueue();
+  let seq = 0;
+
+  const listModels = () => {
+    const list = bundledModels()
+      .filter((m) => !isVolumeModel(m.path))
+      .map((m) => ({ name: m.name, path: m.path, description: m.card.description ?? "" }))
+      // the demo's model and image first: what a new user explains
+      .sort((a, b) => Number(b.name === DEMO_MODEL) - Number(a.name === DEMO_MODEL));
+    if (o.model) list.unshift({ name: basename(o.model), path: resolve(o.model), description: "given with --model" });
+    return list;
+  };
+  const listImages = () => {
+    const list: { name: string; path: string }[] = [];
+    if (o.image) list.push({ name: basename(o.image), path: resolve(o.image) });
+    for (const dir of [join(PACKAGE, "samples"), uploads]) {
+      if (!existsSync(dir)) continue;
+      for (const f of readdirSync(dir).sort((a, b) => Number(b === DEMO_IMAGE) - Number(a === DEMO_IMAGE) || a.localeCompare(b)))
+        if (IMAGE_EXT.has(extname(f).toLowerCase()) && !/_mask\./.test(f)) list.push({ name: f, path: join(dir, f) });
+    }
+    return list;
+  };
+  const listBanks = () => {
+    const list: { name: string; path: string }[] = [];
+    if (o.bank) list.push({ name: basename(o.bank), path: resolve(o.bank) });
+    const samples = join(PACKAGE, "samples");
+    if (existsSync(samples)) for (const f of readdirSync(samples)) if (f.endsWith(".scbank")) list.push({ name: f, path: join(samples, f) });
+    return list;
+  };
+
+  const hashes = new Map<string, { mtimeMs: number; sha: string }>();
+  const byContent = (list: { path: string }[], sha: string): string | undefined =>
+    list.find((f) => {
+      const { mtimeMs } = statSync(f.path);
+      let h = hashes.get(f.path);
+      if (h?.mtimeMs !== mtimeMs) {
+        h = { mtimeMs, sha: sha256(readFileSync(f.path)) };
+        hashes.set(f.path, h);
+      }
+      return h.sha === sha;
+    })?.path;
+
+  const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
+    const p = url.pathname;
+    if (req.method === "GET" && p === "/api/state") {
+      return send(res, 200, {
+        models: listModels(),
+        images: listImages(),
+        banks: listBanks(),
+        methods: allMethods().map((m) => ({ name: m.name, family: m.family, summary: m.summary, cost: m.cost, needsBank: m.needsBank === true })),
+        runs: queue.list(),
+        results: [...(o.results ? listResults(o.results) : []), ...listResults(runsDir)],
+        runsFolder: runsDir,
+      });
+    }
+    if (req.method === "POST" && p === "/api/predict") {
+      const r = parse(PredictRequest, await jsonBody(req));
+      const model = allowed.check(r.model, "model");
+      if (isVolumeModel(model)) bad(`${r.model} is a 3D model; the viewer shows 2D models only so far (explain volumes with \`segcause explain\`)`);
+      const pr = await predict(models, model, allowed.check(r.image, "image"));
+      return send(res, 200, {
+        width: pr.width,
+        height: pr.height,
+        area: pr.area,
+        image: `data:image/png;base64,${pr.image.toString("base64")}`,
+        mask: `data:image/png;base64,${pr.mask.toString("base64")}`,
+      });
+    }
+    if (req.method === "POST" && p === "/api/upload") {
+      const name = url.searchParams.get("name") ?? "upload.png";
+      const ext = extname(name).toLowerCase();
+      if (!IMAGE_EXT.has(ext)) bad(`${basename(name)} is not an image segcause reads (${[...IMAGE_EXT].join(", ")})`);
+      const bytes = await body(req, UPLOAD_LIMIT);
+      if (bytes.length === 0) bad("empty upload (drop an image file)");
+      // Named by content: the same image dropped twice is one file, and no name from the page reaches the disk.
+      const path = join(uploads, `${sha256(bytes).slice(0, 16)}${ext}`);
+      writeFileSync(path, bytes);
+      return send(res, 200, { name: basename(name), path });
+    }
+    if (req.method === "POST" && p === "/api/runs") {
+      const r = parse(RunRequest, await jsonBody(req));
+      const checked: RunRequest = {
+        ...r,
+        model: allowed.check(r.model, "model"),
+        image: allowed.check(r.image, "image"),
+        ...(r.bank ? { bank: allowed.check(r.bank, "bank") } : {}),
+      };
+      if (isVolumeModel(checked.model))
+        bad(`${r.model} is a 3D model; the viewer runs 2D models only so far (explain volumes with \`segcause explain\`)`);
+      const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
+      let out = join(runsDir, `${stamp}-${r.method}`);
+      while (existsSync(out)) out = join(runsDir, `${stamp}-${r.method}-${++seq}`);
+      const args = explainArgs(checked, out);
+      const run = new Run(`r${++seq}`, checked.model, r.method, out, args, shellCommand(args));
+      queue.add(run);
+      return send(res, 200, run.info());
+    }
+    const m = /^\/api\/runs\/(r\d+)\/(events|stop)$/.exec(p);
+    if (m) {
+      const run =
+        queue.get(m[1]) ??
+        (() => {
+          throw new HttpError(404, `no run ${m[1]} (see /api/state for the runs)`);
+        })();
+      if (m[2] === "stop" && req.method === "POST") {
+        run.stop();
+        return send(res, 200, run.info());
+      }
+      if (m[2] === "events" && req.method === "GET") {
+        res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+        const off = run.listen((e) => {
+          res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
+          if (e.type === "state" && run.finished) res.end();
+        });
+        req.on("close", off);
+        return;
+      }
+    }
+    if (req.method === "GET" && p === "/api/result") {
+      const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/result?dir=<results folder>)");
+      const r = readResult(allowed.check(dir, "results folder"));
+      if (r.kind !== "explain") return send(res, 200, r);
+      // The listed model and image this map was made from, found by content (provenance paths may be relative to another folder).
+      const prov = (r.manifest as { provenance: { model: { sha256: string }; case: { imageSha256: string } } }).provenance;
+      const match = { model: byContent(listModels(), prov.model.sha256), image: byContent(listImages(), prov.case.imageSha256) };
+      return send(res, 200, { ...r, match });
+    }
+    if (req.method === "GET" && p === "/api/report") {
+      const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/report?dir=<evaluate folder>)");
+      const real = allowed.check(dir, "evaluate folder");
+      if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder with its report.html`);
+      // A report is a file from disk: shown sandboxed (no scripts, its own origin), it cannot reach the API.
+      res.writeHead(200, { "content-type": "text/html; charset=utf-8", "content-security-policy": "sandbox", "cache-control": "no-store" });
+      res.end(readFileSync(join(real, "report.html")));
+      return;
+    }
+    if (req.method === "GET" && p === "/api/image") {
+      const path = url.searchParams.get("path") ?? bad("no path given (/api/image?path=<image>)");
+      const real = allowed.check(path, "image");
+      if (extname(real).toLowerCase() !== ".png") bad(`${path} is not a PNG`);
+      res.writeHead(200, { "content-type": "image/png", "cache-control": "no-store" });
+      res.end(readFileSync(real));
+      return;
+    }
+    throw new HttpError(404, `no such request: ${req.method} ${p}`);
+  };
+
+  const server = createServer((req, res) => {
+    const url = new URL(req.url ?? "/", "http://localhost");
+    void (async () => {
+      // A page from another site (or a rebound DNS name) must not reach the API.
+      const host = req.headers.host ?? "";
+      const origin = req.headers.origin;
+      const self = [`127.0.0.1:${port()}`, `localhost:${port()}`, `[::1]:${port()}`];
+      if (!self.includes(host)) throw new HttpError(403, `host ${host} refused (open the address segcause view printed)`);
+      if (origin !== undefined && !self.some((s) => origin === `http://${s}`)) throw new HttpError(403, `origin ${origin} refused`);
+      if (url.pathname.startsWith("/api/")) {
+        if ((req.headers["x-segcause-token"] ?? url.searchParams.get("token")) !== token)
+          throw new HttpError(403, "missing or wrong token (open the address segcause view printed, with its ?token=)");
+        return api(req, res, url);
+      }
+      const file = url.pathname === "/" ? "index.html" : url.pathname.slice(1);
+      if (!/^[\w-]+\.(html|js|css)$/.test(file) || !existsSync(join(WEB, file))) throw new HttpError(404, `no such page: ${url.pathname}`);
+      res.writeHead(200, { "content-type": STATIC[extname(file)], "cache-control": "no-store" });
+      res.end(readFileSync(join(WEB, file)));
+    })().catch((e: unknown) => {
+      const [status, message] =
+        e instanceof HttpError
+          ? [e.status, e.message]
+          : e instanceof SegcauseError
+            ? [400, e.oneLine()]
+            : [500, `internal error: ${(e as Error).message}`];
+      if (res.headersSent) res.end();
+      else send(res, status, { error: message });
+    });
+  });
+  const port = () => (server.address() as AddressInfo).port;
+  await new Promise<void>((ok, ko) => {
+    server.once("error", ko);
+    server.listen(o.port ?? 0, o.host ?? "127.0.0.1", () => ok());
+  });
+  const url = `http://127.0.0.1:${port()}/?token=${token}`;
+  return {
+    url,
+    token,
+    port: port(),
+    server,
+    queue,
+    close: async () => {
+      await queue.stopAll();
+      server.closeAllConnections();
+      await new Promise<void>((ok) => server.close(() => ok()));
+      await models.release();
+    },
+  };
+}

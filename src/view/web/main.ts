@@ -1,0 +1,667 @@
+/**
+ * The viewer's page: pick a model and an image, drag a RoI, run methods through the server (which runs
+ * the CLI's code), follow their progress, and look at the maps. No framework: a few DOM elements and
+ * one canvas, redrawn whole on each change.
+ */
+import { colourOf, type Layer, layerValues, maxAbs } from "./colour.js";
+
+interface Named {
+  name: string;
+  path: string;
+}
+interface MethodInfo {
+  name: string;
+  family: string;
+  summary: string;
+  cost: string;
+  needsBank: boolean;
+}
+interface RunInfo {
+  id: string;
+  method: string;
+  out: string;
+  command: string;
+  state: "queued" | "running" | "done" | "failed" | "stopped";
+  message?: string;
+}
+interface State {
+  models: Named[];
+  images: Named[];
+  banks: Named[];
+  methods: MethodInfo[];
+  runs: RunInfo[];
+  results: { dir: string; kind: "explain" | "components" | "evaluate" }[];
+  runsFolder: string;
+}
+interface RunStatus {
+  label: string;
+  done: number;
+  total?: number;
+  bound?: number;
+  etaMs?: number;
+}
+interface Unit {
+  row: number;
+  col: number;
+  height: number;
+  width: number;
+  effect: number;
+  stderr: number | null;
+  ci95: number | null;
+  samples: number;
+  status?: string;
+}
+interface Result {
+  dir: string;
+  method: string;
+  width: number;
+  height: number;
+  map: Float32Array;
+  stderr: Float32Array;
+  units: Unit[];
+  unitKind: string;
+  effectUnits: string;
+  scaleMax: number;
+  /** false: importance >= 0 without a direction (saliency, Grad-CAM, …), drawn as support (red) like the written pictures */
+  signed: boolean;
+  notes: string[];
+  imagePath?: string;
+  modelPath?: string;
+}
+type Rect = { row: number; col: number; height: number; width: number };
+
+const token = new URLSearchParams(location.search).get("token") ?? "";
+const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+const ui = {
+  status: $<HTMLSpanElement>("status"),
+  model: $<HTMLSelectElement>("model"),
+  image: $<HTMLSelectElement>("image"),
+  drop: $<HTMLDivElement>("drop"),
+  showPred: $<HTMLInputElement>("show-pred"),
+  roiText: $<HTMLOutputElement>("roi-text"),
+  methods: $<HTMLDivElement>("methods"),
+  bank: $<HTMLSelectElement>("bank"),
+  seed: $<HTMLInputElement>("seed"),
+  options: $<HTMLInputElement>("options"),
+  run: $<HTMLButtonElement>("run"),
+  stop: $<HTMLButtonElement>("stop"),
+  save: $<HTMLButtonElement>("save"),
+  compare: $<HTMLSelectElement>("compare"),
+  runs: $<HTMLUListElement>("runs"),
+  results: $<HTMLUListElement>("results"),
+  layer: $<HTMLSelectElement>("layer"),
+  opacity: $<HTMLInputElement>("opacity"),
+  scale: $<HTMLSelectElement>("scale"),
+  scaleMax: $<HTMLInputElement>("scale-max"),
+  canvas: $<HTMLCanvasElement>("view"),
+  legend: $<HTMLCanvasElement>("legend-bar"),
+  legendText: $<HTMLSpanElement>("legend-text"),
+  hover: $<HTMLOutputElement>("hover"),
+  command: $<HTMLElement>("command"),
+  notes: $<HTMLDivElement>("notes"),
+};
+
+let state: State | undefined;
+let base: { width: number; height: number; image: HTMLImageElement; mask: HTMLImageElement } | undefined;
+let roi: Rect | undefined;
+let drag: { row: number; col: number } | undefined;
+let result: Result | undefined;
+let compare: Result | undefined;
+let cursor: { row: number; col: number } | undefined;
+const runs = new Map<string, { info: RunInfo; status?: RunStatus; li: HTMLLIElement }>();
+
+async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const res = await fetch(path, {
+    ...init,
+    headers: { "x-segcause-token": token, ...(init.body && typeof init.body === "string" ? { "content-type": "application/json" } : {}) },
+  });
+  const value = await res.json();
+  if (!res.ok) throw new Error(value.error ?? `${res.status}`);
+  return value as T;
+}
+
+function say(text: string, error = false): void {
+  ui.status.textContent = text;
+  ui.status.className = error ? "error" : "";
+}
+
+function loadImage(src: string): Promise<HTMLImageElement> {
+  return new Promise((ok, ko) => {
+    const img = new Image();
+    img.onload = () => ok(img);
+    img.onerror = () => ko(new Error("image failed to load"));
+    img.src = src;
+  });
+}
+
+function fill(select: HTMLSelectElement, items: Named[], keep = select.value): void {
+  select.replaceChildren(...items.map((i) => new Option(i.name, i.path)));
+  if (items.some((i) => i.path === keep)) select.value = keep;
+}
+
+async function refreshState(): Promise<void> {
+  state = await api<State>("/api/state");
+  fill(ui.model, state.models);
+  fill(ui.image, state.images);
+  fill(ui.bank, state.banks);
+  const explains = state.results.filter((r) => r.kind === "explain");
+  fill(ui.compare, [{ name: "—", path: "" }, ...explains.map((r) => ({ name: r.dir.split("/").slice(-1)[0], path: r.dir }))]);
+  ui.results.replaceChildren(
+    ...state.results.map(({ dir, kind }) => {
+      const li = document.createElement("li");
+      li.textContent = `${kind} result: ${dir.split("/").slice(-1)[0]}`;
+      li.title = dir;
+      li.onclick = () => void openResult(dir);
+      return li;
+    }),
+  );
+}
+
+function renderMethods(): void {
+  ui.methods.replaceChildren(
+    ...state!.methods.map((m) => {
+      const label = document.createElement("label");
+      label.title = `${m.summary} (passes: ${m.cost})`;
+      const box = document.createElement("input");
+      box.type = "checkbox";
+      box.value = m.name;
+      box.checked = m.name === "zero";
+      label.append(box, ` ${m.name}`);
+      return label;
+    }),
+  );
+}
+
+async function showPrediction(): Promise<void> {
+  if (!ui.model.value || !ui.image.value) return;
+  showView("map");
+  say("loading the model's prediction…");
+  try {
+    const p = await api<{ width: number; height: number; image: string; mask: string; area: number }>("/api/predict", {
+      method: "POST",
+      body: JSON.stringify({ model: ui.model.value, image: ui.image.value }),
+    });
+    base = { width: p.width, height: p.height, image: await loadImage(p.image), mask: await loadImage(p.mask) };
+    if (roi && (roi.row + roi.height > p.height || roi.col + roi.width > p.width)) roi = undefined;
+    if (result && (result.width !== p.width || result.height !== p.height)) result = undefined;
+    say(`prediction: ${p.area} pixels of ${p.width}×${p.height}`);
+  } catch (e) {
+    base = undefined;
+    say((e as Error).message, true);
+  }
+  updateRoi();
+  draw();
+}
+
+function zoom(): number {
+  const w = base?.width ?? result?.width ?? 256;
+  const h = base?.height ?? result?.height ?? 256;
+  return Math.max(1, Math.floor(560 / Math.max(w, h)));
+}
+
+/** The model-input pixel under a mouse event. */
+function pixelAt(e: MouseEvent): { row: number; col: number } {
+  // either map (side by side) or, for a drag that left it, the main one
+  const r = (e.target === ui.canvas || !(e.target instanceof HTMLCanvasElement) ? ui.canvas : e.target).getBoundingClientRect();
+  const w = base?.width ?? result?.width ?? 1;
+  const h = base?.height ?? result?.height ?? 1;
+  const col = Math.floor(((e.clientX - r.left) / r.width) * w);
+  const row = Math.floor(((e.clientY - r.top) / r.height) * h);
+  return { row: Math.min(h - 1, Math.max(0, row)), col: Math.min(w - 1, Math.max(0, col)) };
+}
+
+function rectFrom(a: { row: number; col: number }, b: { row: number; col: number }): Rect {
+  const row = Math.min(a.row, b.row),
+    col = Math.min(a.col, b.col);
+  return { row, col, height: Math.abs(a.row - b.row) + 1, width: Math.abs(a.col - b.col) + 1 };
+}
+
+function updateRoi(): void {
+  ui.roiText.textContent = roi ? `--roi ${roi.row},${roi.col},${roi.height},${roi.width} (row, col, height, width)` : "no RoI yet";
+  ui.run.disabled = !roi || !base;
+}
+
+function currentScale(values: Float32Array, res: Result): number {
+  if (ui.scale.value === "fixed") return Math.max(Number(ui.scaleMax.value) || 0, 1e-12);
+  return ui.layer.value === "stderr" ? maxAbs(values) : res.scaleMax;
+}
+
+/** The layer to draw for `res`: an unsigned map's "signed" view is its importance, red as in the written pictures. */
+function layerOf(res: Result): Layer {
+  const layer = ui.layer.value as Layer;
+  return layer === "signed" && !res.signed ? "abs" : layer;
+}
+
+function draw(): void {
+  const main = drawInto(ui.canvas, result);
+  if (result && main !== undefined) drawLegend(layerOf(result), main);
+  $("legend").hidden = !result || main === undefined;
+  const c2 = $<HTMLCanvasElement>("view2");
+  c2.hidden = !compare;
+  const other = compare ? drawInto(c2, compare) : undefined;
+  $("compare-text").textContent = compare
+    ? other === undefined
+      ? `${compare.method}: a ${compare.width}×${compare.height} map does not fit this ${base?.width ?? "?"}×${base?.height ?? "?"} image`
+      : `left: ${result?.method ?? "no map"} · right: ${compare.method} of ${compare.dir.split("/").slice(-1)[0]} (colour scale ${other.toPrecision(3)} ${compare.effectUnits})`
+    : "";
+}
+
+/** Draws the image, prediction, `res`'s map, the RoI and the cursor into `c`; the map's colour scale, or undefined when no map fits. */
+function drawInto(c: HTMLCanvasElement, res: Result | undefined): number | undefined {
+  const w = base?.width ?? res?.width ?? 256;
+  const h = base?.height ?? res?.height ?? 256;
+  const z = zoom();
+  if (c.width !== w * z || c.height !== h * z) {
+    c.width = w * z;
+    c.height = h * z;
+  }
+  const g = c.getContext("2d")!;
+  g.imageSmoothingEnabled = false;
+  g.fillStyle = "#30343a";
+  g.fillRect(0, 0, c.width, c.height);
+  if (base) g.drawImage(base.image, 0, 0, c.width, c.height);
+  if (base && ui.showPred.checked) g.drawImage(base.mask, 0, 0, c.width, c.height);
+  let max: number | undefined;
+  if (res && res.width === w && res.height === h) {
+    const layer = layerOf(res);
+    const values = layerValues(layer, res.map, res.stderr);
+    max = currentScale(values, res);
+    const opacity = Number(ui.opacity.value);
+    const off = new OffscreenCanvas(w, h);
+    const data = new ImageData(w, h);
+    for (let p = 0; p < w * h; p++) {
+      const [r, gr, b, t] = colourOf(layer, values[p], max);
+      // Alpha follows |value| (square root, so mid values stay visible): a block near 0 leaves the image as it is.
+      data.data.set([r, gr, b, Math.round(255 * opacity * Math.sqrt(t))], p * 4);
+    }
+    off.getContext("2d")!.putImageData(data, 0, 0);
+    g.drawImage(off, 0, 0, c.width, c.height);
+  }
+  if (roi) {
+    g.strokeStyle = "#ffeb3b";
+    g.lineWidth = 2;
+    g.strokeRect(roi.col * z + 1, roi.row * z + 1, roi.width * z - 2, roi.height * z - 2);
+  }
+  // the same cursor on both maps
+  if (cursor && compare) {
+    g.strokeStyle = "#ffffff";
+    g.lineWidth = 1;
+    g.strokeRect(cursor.col * z + 0.5, cursor.row * z + 0.5, z - 1, z - 1);
+  }
+  return max;
+}
+
+function drawLegend(layer: Layer, max: number): void {
+  const g = ui.legend.getContext("2d")!;
+  const W = ui.legend.width;
+  for (let x = 0; x < W; x++) {
+    const v = layer === "signed" ? ((x / (W - 1)) * 2 - 1) * max : (x / (W - 1)) * max;
+    const [r, gr, b, t] = colourOf(layer, v, max);
+    // over white, with the map's alpha at full opacity
+    const a = Math.sqrt(t);
+    g.fillStyle = `rgb(${Math.round(255 - a * (255 - r))},${Math.round(255 - a * (255 - gr))},${Math.round(255 - a * (255 - b))})`;
+    g.fillRect(x, 0, 1, ui.legend.height);
+  }
+  const u = result?.effectUnits ?? "";
+  const fmt = (v: number) => v.toPrecision(3);
+  ui.legendText.textContent =
+    layer === "signed"
+      ? `${fmt(-max)} (red: supported the RoI) … 0 … ${fmt(max)} (blue: hurt) ${u}`
+      : layer === "abs"
+        ? `0 … ${fmt(max)} ${u} (|effect|)`
+        : `0 … ${fmt(max)} ${u} (standard error)`;
+}
+
+function hoverText(e: MouseEvent): string {
+  if (!result) return "";
+  const at = pixelAt(e);
+  return [result, compare]
+    .filter((r): r is Result => r !== undefined && r.width === result!.width && r.height === result!.height)
+    .map((r) => `${compare ? `${r.method}: ` : ""}${unitText(r, at.row, at.col)}`)
+    .join("\n");
+}
+
+function unitText(res: Result, row: number, col: number): string {
+  const p = row * res.width + col;
+  const u = res.units.find((x) => row >= x.row && row < x.row + x.height && col >= x.col && col < x.col + x.width);
+  if (!u) return `pixel (${row}, ${col}): ${res.map[p].toPrecision(4)} ${res.effectUnits}`;
+  const ci =
+    u.ci95 === null
+      ? "no interval (one draw or a deterministic fill)"
+      : `95% interval [${(u.effect - u.ci95).toFixed(3)}, ${(u.effect + u.ci95).toFixed(3)}]`;
+  return `${res.unitKind} at (${u.row}, ${u.col}), ${u.height}×${u.width}: ATE ${u.effect.toFixed(3)} ${res.effectUnits}, ${ci}, ${u.samples} draw${u.samples === 1 ? "" : "s"}${u.status ? ` · ${u.status}` : ""}`;
+}
+
+interface ComponentsResult {
+  kind: "components";
+  dir: string;
+  level: string;
+  ablation: string;
+  outcome: string;
+  valueUnits: string;
+  baseOutcome: number;
+  units: { rank: number; name: string; effect: number; stderr: number | null; samples: number; status: string }[];
+  pictures: string[];
+  notes: string[];
+}
+
+/** Which of the stage's views shows: a map over the image, a components result, or an evaluate report. */
+function showView(which: "map" | "components" | "evaluate"): void {
+  $("map-view").hidden = which !== "map";
+  $("components-view").hidden = which !== "components";
+  $("evaluate-view").hidden = which !== "evaluate";
+}
+
+/** An evaluate folder: the report.html it wrote (tables, curves), sandboxed, and the commands that wrote it. */
+function showEvaluate(e: { dir: string; commands: string[] }): void {
+  showView("evaluate");
+  $("eval-title").textContent = `evaluate report of ${e.dir}`;
+  $<HTMLIFrameElement>("report").src = `/api/report?dir=${encodeURIComponent(e.dir)}&token=${encodeURIComponent(token)}`;
+  ui.command.textContent = e.commands.join("\n") || `(opened ${e.dir})`;
+  ui.notes.replaceChildren();
+  say(`evaluate report ${e.dir.split("/").slice(-1)[0]}`);
+  document.body.dataset.evaluate = "1";
+}
+
+/** A components result: its ranked effects as a table (1.96 SE intervals, as its bar chart) and the pictures segcause drew. */
+function showComponents(c: ComponentsResult): void {
+  showView("components");
+  $("comp-title").textContent =
+    `${c.level} components, ${c.ablation} ablation: ATE on the RoI's ${c.outcome} (${c.valueUnits}), base ${c.baseOutcome.toFixed(2)}`;
+  const cell = (text: string, cls = "") => Object.assign(document.createElement("td"), { textContent: text, className: cls });
+  $("comp-table")
+    .querySelector("tbody")!
+    .replaceChildren(
+      ...c.units.map((u) => {
+        const tr = document.createElement("tr");
+        const ci = u.stderr === null ? "–" : `[${(u.effect - 1.96 * u.stderr).toFixed(2)}, ${(u.effect + 1.96 * u.stderr).toFixed(2)}]`;
+        tr.append(
+          cell(String(u.rank)),
+          cell(u.name),
+          cell(u.effect.toFixed(2), u.effect < 0 ? "support" : u.effect > 0 ? "hurt" : ""),
+          cell(ci),
+          cell(String(u.samples)),
+          cell(u.status),
+        );
+        return tr;
+      }),
+    );
+  $("comp-pictures").replaceChildren(
+    ...c.pictures.map((f) =>
+      Object.assign(document.createElement("img"), {
+        src: `/api/image?path=${encodeURIComponent(`${c.dir}/${f}`)}&token=${encodeURIComponent(token)}`,
+        alt: f,
+        title: f,
+      }),
+    ),
+  );
+  ui.command.textContent = `(opened ${c.dir}; its manifest.json records how it was made)`;
+  ui.notes.replaceChildren(...c.notes.map((n) => Object.assign(document.createElement("div"), { textContent: `note: ${n}` })));
+  say(`components result ${c.dir.split("/").slice(-1)[0]}`);
+  document.body.dataset.components = c.level;
+}
+
+interface ExplainPayload {
+  dir: string;
+  method: string;
+  width: number;
+  height: number;
+  map: string;
+  stderr: string;
+  mapInfo: { units: Unit[]; unitKind: string; effectUnits: string; colourScaleMaxAbs: number; roi: Rect; signed: boolean };
+  manifest: { notes: string[] };
+  match: { model?: string; image?: string };
+}
+
+function toResult(r: ExplainPayload): Result {
+  const floats = (b64: string) => new Float32Array(Uint8Array.from(atob(b64), (ch) => ch.charCodeAt(0)).buffer);
+  return {
+    dir: r.dir,
+    method: r.method,
+    width: r.width,
+    height: r.height,
+    map: floats(r.map),
+    stderr: floats(r.stderr),
+    units: r.mapInfo.units,
+    unitKind: r.mapInfo.unitKind,
+    effectUnits: r.mapInfo.effectUnits,
+    scaleMax: r.mapInfo.colourScaleMaxAbs,
+    signed: r.mapInfo.signed,
+    notes: r.manifest.notes,
+    modelPath: r.match.model,
+    imagePath: r.match.image,
+  };
+}
+
+/** The second map beside the first (same image, RoI, layer and opacity; its own colour scale unless fixed), or none. */
+async function setCompare(dir: string): Promise<void> {
+  compare = undefined;
+  if (dir) {
+    try {
+      const r = await api<ExplainPayload & { kind: string }>(`/api/result?dir=${encodeURIComponent(dir)}`);
+      compare = toResult(r);
+      document.body.dataset.compare = compare.method;
+    } catch (e) {
+      say((e as Error).message, true);
+    }
+  }
+  draw();
+}
+
+async function openResult(dir: string, command?: string): Promise<void> {
+  try {
+    const any = await api<{ kind: string }>(`/api/result?dir=${encodeURIComponent(dir)}`);
+    if (any.kind === "components") return showComponents(any as ComponentsResult);
+    if (any.kind === "evaluate") return showEvaluate(any as unknown as { dir: string; commands: string[] });
+    showView("map");
+    const r = any as unknown as ExplainPayload;
+    result = toResult(r);
+    ui.command.textContent = command ?? `(opened ${dir}; its manifest.json records how it was made)`;
+    ui.notes.replaceChildren(...result.notes.map((n) => Object.assign(document.createElement("div"), { textContent: `note: ${n}` })));
+    roi = r.mapInfo.roi;
+    updateRoi();
+    // The map goes over the image it explains (with its model's prediction) when the server lists them, else over gray.
+    const m = state?.models.find((x) => x.path === result!.modelPath);
+    const i = state?.images.find((x) => x.path === result!.imagePath);
+    if (m && i) {
+      if (!base || ui.model.value !== m.path || ui.image.value !== i.path) {
+        ui.model.value = m.path;
+        ui.image.value = i.path;
+        await showPrediction();
+      }
+    } else base = undefined;
+    say(`${r.method} map of ${dir.split("/").slice(-1)[0]}`);
+    document.body.dataset.map = r.method;
+  } catch (e) {
+    say((e as Error).message, true);
+  }
+  draw();
+}
+
+function runText(info: RunInfo, s?: RunStatus): string {
+  if (info.state === "running" && s) {
+    const total = s.total ?? s.bound;
+    const eta = s.etaMs === undefined ? "" : ` · ETA ${Math.floor(s.etaMs / 60000)}:${String(Math.round((s.etaMs % 60000) / 1000)).padStart(2, "0")}`;
+    return `${info.method}: ${s.label} ${s.done}/${total ?? "?"} passes${total !== undefined ? ` (${total - s.done} left)` : ""}${eta}`;
+  }
+  return `${info.method}: ${info.state}${info.message ? ` — ${info.message}` : ""}`;
+}
+
+function renderRun(id: string): void {
+  const r = runs.get(id)!;
+  const s = r.status;
+  const total = s?.total ?? s?.bound;
+  const frac = r.info.state === "done" ? 1 : s && total ? s.done / total : 0;
+  r.li.replaceChildren(document.createTextNode(runText(r.info, s)));
+  const bar = document.createElement("div");
+  bar.className = "bar";
+  const inner = document.createElement("div");
+  inner.style.width = `${Math.round(frac * 100)}%`;
+  bar.append(inner);
+  r.li.append(bar);
+  r.li.className = r.info.state === "failed" ? "error" : "";
+  ui.stop.disabled = ![...runs.values()].some((x) => x.info.state === "queued" || x.info.state === "running");
+}
+
+function follow(info: RunInfo): void {
+  const li = document.createElement("li");
+  li.title = info.out;
+  li.onclick = () => {
+    ui.command.textContent = info.command;
+    if (runs.get(info.id)?.info.state === "done") void openResult(info.out, info.command);
+  };
+  ui.runs.prepend(li);
+  runs.set(info.id, { info, li });
+  renderRun(info.id);
+  const es = new EventSource(`/api/runs/${info.id}/events?token=${encodeURIComponent(token)}`);
+  es.addEventListener("progress", (ev) => {
+    runs.get(info.id)!.status = JSON.parse((ev as MessageEvent).data).status;
+    renderRun(info.id);
+  });
+  es.addEventListener("state", (ev) => {
+    const e = JSON.parse((ev as MessageEvent).data) as { state: RunInfo["state"]; message?: string };
+    const r = runs.get(info.id)!;
+    r.info = { ...r.info, state: e.state, message: e.message };
+    renderRun(info.id);
+    if (e.state === "done" || e.state === "failed" || e.state === "stopped") es.close();
+    if (e.state === "done") {
+      ui.command.textContent = info.command;
+      void openResult(info.out, info.command).then(refreshState);
+    }
+    if (e.state === "failed") say(`${info.method} failed: ${e.message ?? ""}`, true);
+  });
+}
+
+/** `block=16 samples=20` → { block: 16, samples: 20 } (the server checks the names, the run checks the values). */
+function parseOptions(text: string): Record<string, number | string> {
+  const out: Record<string, number | string> = {};
+  for (const part of text.trim().split(/\s+/).filter(Boolean)) {
+    const m = /^-{0,2}([a-z][a-z-]*)=(.+)$/.exec(part);
+    if (!m) throw new Error(`options: '${part}' is not name=value (e.g. block=16)`);
+    out[m[1]] = m[2] !== "" && Number.isFinite(Number(m[2])) ? Number(m[2]) : m[2];
+  }
+  return out;
+}
+
+async function startRuns(): Promise<void> {
+  if (!roi || !base) return;
+  let options: Record<string, number | string>;
+  try {
+    options = parseOptions(ui.options.value);
+  } catch (e) {
+    return say((e as Error).message, true);
+  }
+  const chosen = [...ui.methods.querySelectorAll<HTMLInputElement>("input:checked")].map((b) => b.value);
+  if (chosen.length === 0) return say("choose at least one method", true);
+  for (const method of chosen) {
+    const needsBank = state!.methods.find((m) => m.name === method)?.needsBank;
+    try {
+      const info = await api<RunInfo>("/api/runs", {
+        method: "POST",
+        body: JSON.stringify({
+          model: ui.model.value,
+          image: ui.image.value,
+          roi,
+          method,
+          seed: Number(ui.seed.value) || 0,
+          options,
+          ...(needsBank && ui.bank.value ? { bank: ui.bank.value } : {}),
+        }),
+      });
+      ui.command.textContent = info.command;
+      follow(info);
+    } catch (e) {
+      say(`${method}: ${(e as Error).message}`, true);
+    }
+  }
+}
+
+async function upload(file: File): Promise<void> {
+  say(`uploading ${file.name}…`);
+  try {
+    const r = await api<Named>(`/api/upload?name=${encodeURIComponent(file.name)}`, { method: "POST", body: file });
+    await refreshState();
+    ui.image.value = r.path;
+    await showPrediction();
+  } catch (e) {
+    say((e as Error).message, true);
+  }
+}
+
+/** The cursor's pixel on either map: read out for both, outlined on both. */
+function hover(e: MouseEvent): void {
+  ui.hover.textContent = hoverText(e);
+  if (compare) {
+    cursor = pixelAt(e);
+    draw();
+  }
+}
+
+function wire(): void {
+  ui.model.onchange = () => void showPrediction();
+  ui.image.onchange = () => void showPrediction();
+  for (const el of [ui.showPred, ui.layer, ui.opacity, ui.scaleMax]) el.oninput = draw;
+  ui.scale.onchange = () => {
+    ui.scaleMax.hidden = ui.scale.value !== "fixed";
+    draw();
+  };
+  ui.canvas.onmousedown = (e) => {
+    if (!base) return;
+    drag = pixelAt(e);
+    roi = rectFrom(drag, drag);
+    draw();
+  };
+  ui.canvas.onmousemove = (e) => {
+    if (drag) {
+      roi = rectFrom(drag, pixelAt(e));
+      updateRoi();
+      draw();
+    } else hover(e);
+  };
+  $<HTMLCanvasElement>("view2").onmousemove = hover;
+  ui.compare.onchange = () => void setCompare(ui.compare.value);
+  window.addEventListener("mouseup", (e) => {
+    if (!drag) return;
+    roi = rectFrom(drag, pixelAt(e));
+    drag = undefined;
+    updateRoi();
+    draw();
+  });
+  ui.run.onclick = () => void startRuns();
+  ui.save.onclick = () => {
+    const a = document.createElement("a");
+    a.href = ui.canvas.toDataURL("image/png");
+    a.download = `segcause-view-${result?.method ?? "image"}.png`;
+    a.click();
+  };
+  ui.stop.onclick = async () => {
+    for (const r of runs.values())
+      if (r.info.state === "queued" || r.info.state === "running") await api(`/api/runs/${r.info.id}/stop`, { method: "POST" }).catch(() => {});
+  };
+  ui.drop.ondragover = (e) => {
+    e.preventDefault();
+    ui.drop.classList.add("over");
+  };
+  ui.drop.ondragleave = () => ui.drop.classList.remove("over");
+  ui.drop.ondrop = (e) => {
+    e.preventDefault();
+    ui.drop.classList.remove("over");
+    const f = e.dataTransfer?.files[0];
+    if (f) void upload(f);
+  };
+}
+
+async function start(): Promise<void> {
+  wire();
+  try {
+    await refreshState();
+  } catch (e) {
+    return say((e as Error).message, true);
+  }
+  renderMethods();
+  say(`runs write to ${state!.runsFolder}`);
+  await showPrediction();
+  document.body.dataset.ready = "1";
+}
+
+void start();

@@ -1,0 +1,328 @@
+/**
+ * `segcause view`'s API on a tiny model whose causal block is known: a run streams progress and ends
+ * with the known map, writes the folder the CLI writes for the same command, runs of one model wait
+ * their turn, Stop stops, and bad requests get one clear line.
+ */
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { RunEvent, RunInfo } from "../src/view/runs.js";
+import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
+import { causalFixture, runNode, segcause } from "./helpers/cli.js";
+import { tmp } from "./helpers/tiny.js";
+
+let fx: Awaited<ReturnType<typeof causalFixture>>;
+let v: ViewServer;
+let base: string;
+
+beforeAll(async () => {
+  fx = await causalFixture();
+  v = await startViewServer({ model: fx.model, image: fx.image, bank: fx.bank, runs: join(fx.dir, "runs") });
+  base = `http://127.0.0.1:${v.port}`;
+});
+
+afterAll(async () => {
+  await v?.close();
+});
+
+// biome-ignore lint/suspicious/noExplicitAny: the server's JSON, each field checked by the assertion that reads it
+type Json = any;
+
+async function call(path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: Json }> {
+  const res = await fetch(base + path, {
+    method: body === undefined ? "GET" : "POST",
+    headers: { "x-segcause-token": v.token, ...headers },
+    body: body === undefined ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body),
+  });
+  return { status: res.status, json: await res.json() };
+}
+
+/** The run's events as the page receives them (server-sent events), until it ends. */
+async function events(id: string): Promise<RunEvent[]> {
+  const res = await fetch(`${base}/api/runs/${id}/events?token=${v.token}`);
+  expect(res.headers.get("content-type")).toBe("text/event-stream");
+  const text = await res.text();
+  return text
+    .split("\n\n")
+    .filter((b) => b.includes("data: "))
+    .map((b) => JSON.parse(b.slice(b.indexOf("data: ") + 6)) as RunEvent);
+}
+
+/** The server's base64 float32 map as numbers. */
+function floats(b64: string): Float32Array {
+  const b = Buffer.from(b64, "base64");
+  return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength));
+}
+
+const ROI = { row: 16, col: 0, height: 8, width: 8 };
+
+describe("segcause view API", () => {
+  it("runs zero ablation: progress arrives as server-sent events and the map is the model's causal block", async () => {
+    const r = await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero" });
+    expect(r.status).toBe(200);
+    const info = r.json as RunInfo;
+    expect(info.command).toBe(`segcause explain --model ${fx.model} --image ${fx.image} --roi 16,0,8,8 --method zero --seed 0 --out ${info.out}`);
+    const ev = await events(info.id);
+    const progress = ev.filter((e) => e.type === "progress");
+    expect(progress.length).toBeGreaterThan(0);
+    const last = progress.at(-1)!.status;
+    // one pass per 8x8 block of the 32x32 image (the unperturbed pass is not a stage of its own)
+    expect(last.done).toBe(16);
+    expect(last.total).toBe(last.done);
+    expect(ev.filter((e) => e.type === "state").map((e) => e.state)).toEqual(["queued", "running", "done"]);
+    const res = await call(`/api/result?dir=${encodeURIComponent(info.out)}`);
+    expect(res.status).toBe(200);
+    // the listed model and image it was made from, found by content, so the page draws the map over them
+    expect(res.json.match).toEqual({ model: fx.model, image: fx.image });
+    // The model reads only the 16x16 region at (0,16): blanking its four blocks lowers the RoI's Dice, no other block matters.
+    const units = res.json.mapInfo.units as { row: number; col: number; effect: number }[];
+    expect(units.filter((u) => u.effect < 0).map((u) => `${u.row},${u.col}`)).toEqual(["0,16", "0,24", "8,16", "8,24"]);
+    expect(units.filter((u) => u.effect > 0)).toEqual([]);
+    const map = floats(res.json.map);
+    expect(map.length).toBe(32 * 32);
+    expect(map[4 * 32 + 20]).toBeLessThan(0);
+    expect(map[20 * 32 + 4]).toBe(0);
+  });
+
+  it("writes the same output folder as the CLI for the same command and seed (pdcr, sampled)", async () => {
+    const r = await call("/api/runs", { model: fx.model, image: fx.image, bank: fx.bank, roi: ROI, method: "pdcr", seed: 7 });
+    const info = r.json as RunInfo;
+    expect((await events(info.id)).at(-1)).toEqual({ type: "state", state: "done" });
+    const cliOut = join(fx.dir, "cli-pdcr");
+    const cli = segcause(
+      "explain",
+      "--model",
+      fx.model,
+      "--image",
+      fx.image,
+      "--roi",
+      "16,0,8,8",
+      "--method",
+      "pdcr",
+      "--seed",
+      "7",
+      "--bank",
+      fx.bank,
+      "--out",
+      cliOut,
+      "--no-progress",
+    );
+    expect(cli.stderr).toBe("");
+    expect(cli.code).toBe(0);
+    // Byte for byte, except the wall time (in stats.json and printed on summary.png).
+    for (const f of ["map.npy", "stderr.npy", "map.json", "heatmap.png", "overlay.png", "heatmap-input.png", "overlay-input.png"])
+      expect(readFileSync(join(info.out, f)).equals(readFileSync(join(cliOut, f))), f).toBe(true);
+    const stats = (dir: string) => ({ ...JSON.parse(readFileSync(join(dir, "stats.json"), "utf8")), wallMs: 0 });
+    expect(stats(info.out)).toEqual(stats(cliOut));
+    const manifest = (dir: string) => {
+      const m = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+      // when and how long, and the execution probe (cached or not), are the only differences allowed
+      delete m.wallMs;
+      delete m.provenance.createdAt;
+      m.notes = m.notes.filter((n: string) => !n.startsWith("execution "));
+      return m;
+    };
+    expect(manifest(info.out)).toEqual(manifest(cliOut));
+  });
+
+  it("runs one run at a time per model, in order; Stop ends a queued run before it starts and a running one as Ctrl-C does", async () => {
+    const slow = { model: fx.model, image: fx.image, roi: ROI, method: "rise", options: { masks: 400000 } };
+    const first = (await call("/api/runs", slow)).json as RunInfo;
+    const second = (await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero" })).json as RunInfo;
+    const log: string[] = [];
+    for (const info of [first, second]) v.queue.get(info.id)!.listen((e) => e.type === "state" && log.push(`${info.id} ${e.state}`));
+    expect(log).toEqual([`${first.id} queued`, `${first.id} running`, `${second.id} queued`]);
+    const stopQueued = await call(`/api/runs/${second.id}/stop`, {});
+    expect(stopQueued.json.state).toBe("stopped");
+    // The running one is stopped once it has made progress (its progress events arrive first).
+    const firstEvents = fetch(`${base}/api/runs/${first.id}/events?token=${v.token}`).then((r) => r.text());
+    await new Promise<void>((ok, ko) => {
+      const off = v.queue.get(first.id)!.listen((e) => {
+        if (e.type === "state" && e.state !== "running" && e.state !== "queued")
+          ko(new Error(`the run ended (${e.state}: ${e.message}) before it could be stopped`));
+        if (e.type === "progress" && e.status.done > 1) {
+          queueMicrotask(() => off());
+          ok();
+        }
+      });
+    });
+    expect((await call(`/api/runs/${first.id}/stop`, {})).status).toBe(200);
+    const text = await firstEvents;
+    expect(text).toContain('"state":"stopped"');
+    expect(log).toEqual([`${first.id} queued`, `${first.id} running`, `${second.id} queued`, `${second.id} stopped`, `${first.id} stopped`]);
+    // No result that looks complete: the stopped run's folder has no manifest, the queued one never made a folder.
+    expect((await call(`/api/result?dir=${encodeURIComponent(first.out)}`)).status).toBe(400);
+    expect((await call(`/api/result?dir=${encodeURIComponent(second.out)}`)).json.error).toContain("does not exist");
+  });
+
+  it("refuses bad requests with 400 and one line: a path outside, ../, an unknown method, malformed JSON, a bad RoI", async () => {
+    const cases: [unknown, string][] = [
+      [{ model: "/etc/hostname", image: fx.image, roi: ROI, method: "zero" }, "outside the folders this viewer was started with"],
+      [{ model: fx.model, image: join(fx.dir, "..", "..", "etc", "hostname"), roi: ROI, method: "zero" }, "outside the folders"],
+      [{ model: fx.model, image: fx.image, roi: ROI, method: "magic" }, "method: unknown method (known: pdcr, zero"],
+      ["{ not json", "malformed JSON body"],
+      [{ model: fx.model, image: fx.image, roi: { row: 0, col: 0, height: 0, width: 4 }, method: "zero" }, "roi.height:"],
+      [{ model: fx.model, image: fx.image, roi: ROI, method: "zero", extra: 1 }, "extra"],
+      // a request sets method options only: not the model, the output folder or any other flag
+      [{ model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { out: "/tmp/elsewhere" } }, "options.out: not a method option"],
+      [{ model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { model: "/etc/hostname" } }, "options.model: not a method option"],
+      [{ model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { block: "--out" } }, "options.block: a number or a word"],
+      // the shipped 3D model (the package's models/ folder is offered): volumes are not in the viewer yet
+      [
+        { model: join(import.meta.dirname, "..", "models", "volumes", "unet3d-hippocampus.onnx"), image: fx.image, roi: ROI, method: "zero" },
+        "is a 3D model",
+      ],
+    ];
+    for (const [body, message] of cases) {
+      const r = await call("/api/runs", body);
+      expect(r.status, message).toBe(400);
+      expect(r.json.error).toContain(message);
+      expect(r.json.error).not.toContain("\n");
+    }
+    // An option the method does not have is refused by the method's own declaration, in the run, as the CLI would.
+    const r = await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { samples: 3 } });
+    const ev = await events(r.json.id);
+    expect(ev.at(-1)).toMatchObject({ type: "state", state: "failed" });
+    expect((ev.at(-1) as { message: string }).message).toMatch(/samples/);
+    expect((await call(`/api/image?path=${encodeURIComponent("/etc/passwd")}`)).status).toBe(400);
+  });
+
+  it("requires the token and refuses other origins", async () => {
+    expect((await fetch(`${base}/api/state`)).status).toBe(403);
+    expect((await call("/api/state", undefined, { "x-segcause-token": "wrong" })).status).toBe(403);
+    expect((await call("/api/state", undefined, { origin: "http://evil.example" })).status).toBe(403);
+    const ok = await call("/api/state");
+    expect(ok.status).toBe(200);
+    expect(ok.json.models[0]).toMatchObject({ path: fx.model, description: "given with --model" });
+  });
+
+  it("shows the model's prediction over the image at the model's input size", async () => {
+    const r = await call("/api/predict", { model: fx.model, image: fx.image });
+    expect(r.status).toBe(200);
+    // bright image: the region's mean gives sigmoid(50·mean − 40) > 0.5 everywhere
+    expect(r.json).toMatchObject({ width: 32, height: 32, area: 32 * 32 });
+    expect(r.json.image).toMatch(/^data:image\/png;base64,/);
+  });
+});
+
+describe("segcause view --results", () => {
+  it("lists and opens explain and components results folders written by the CLI; a folder that is not one is refused", async () => {
+    const results = join(fx.dir, "cli-results");
+    const out = join(results, "zero-run");
+    const comp = join(results, "components-run");
+    expect(
+      segcause("explain", "--model", fx.model, "--image", fx.image, "--roi", "16,0,8,8", "--method", "zero", "--out", out, "--no-progress").code,
+    ).toBe(0);
+    const c = segcause(
+      "components",
+      "--model",
+      fx.model,
+      "--image",
+      fx.image,
+      "--roi",
+      "16,0,8,8",
+      "--ablation",
+      "zero",
+      "--out",
+      comp,
+      "--no-progress",
+    );
+    expect(c.stderr).toBe("");
+    const w = await startViewServer({ results, runs: join(fx.dir, "runs-2") });
+    try {
+      const get = async (path: string) => {
+        const res = await fetch(`http://127.0.0.1:${w.port}${path}`, { headers: { "x-segcause-token": w.token } });
+        return { status: res.status, json: (await res.json()) as Json };
+      };
+      expect((await get("/api/state")).json.results).toEqual([
+        { dir: comp, kind: "components" },
+        { dir: out, kind: "explain" },
+      ]);
+      const cr = (await get(`/api/result?dir=${encodeURIComponent(comp)}`)).json;
+      const written = JSON.parse(readFileSync(join(comp, "components.json"), "utf8"));
+      expect(cr).toMatchObject({ kind: "components", level: written.level, ablation: "zero" });
+      expect(cr.units.map((u: { name: string; effect: number }) => [u.name, u.effect])).toEqual(
+        written.units.map((u: { name: string; effect: number }) => [u.name, u.effect]),
+      );
+      expect(cr.pictures).toContain("components.png");
+      const png = await fetch(`http://127.0.0.1:${w.port}/api/image?path=${encodeURIComponent(join(comp, "components.png"))}&token=${w.token}`);
+      expect(Buffer.from(await png.arrayBuffer()).equals(readFileSync(join(comp, "components.png")))).toBe(true);
+      const r = await get(`/api/result?dir=${encodeURIComponent(out)}`);
+      expect(r.json).toMatchObject({ kind: "explain", method: "zero", width: 32, height: 32 });
+      expect(r.json.mapInfo).toEqual(JSON.parse(readFileSync(join(out, "map.json"), "utf8")));
+      const map = floats(r.json.map);
+      expect(Buffer.from(map.buffer).equals(readFileSync(join(out, "map.npy")).subarray(-map.byteLength))).toBe(true);
+      const notResult = await get(`/api/result?dir=${encodeURIComponent(results)}`);
+      expect(notResult.status).toBe(400);
+      expect(notResult.json.error).toContain("is not a complete explain, components or evaluate result");
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("opens an evaluate folder (the published results): its commands, and its report.html served sandboxed", async () => {
+    const published = join(import.meta.dirname, "..", "docs", "results");
+    const w = await startViewServer({ results: published, runs: join(fx.dir, "runs-3") });
+    try {
+      const headers = { "x-segcause-token": w.token };
+      const state = (await (await fetch(`http://127.0.0.1:${w.port}/api/state`, { headers })).json()) as Json;
+      expect(state.results).toEqual([{ dir: published, kind: "evaluate" }]);
+      const r = (await (await fetch(`http://127.0.0.1:${w.port}/api/result?dir=${encodeURIComponent(published)}`, { headers })).json()) as Json;
+      expect(r.kind).toBe("evaluate");
+      expect(r.commands).toEqual(expect.arrayContaining(JSON.parse(readFileSync(join(published, "run.json"), "utf8")).commands));
+      const report = await fetch(`http://127.0.0.1:${w.port}/api/report?dir=${encodeURIComponent(published)}`, { headers });
+      expect(report.headers.get("content-security-policy")).toBe("sandbox");
+      expect((await report.text()) === readFileSync(join(published, "report.html"), "utf8")).toBe(true);
+      const notEval = await fetch(`http://127.0.0.1:${w.port}/api/report?dir=${encodeURIComponent(join(published, "plots"))}`, { headers });
+      expect(notEval.status).toBe(400);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("takes an uploaded image (stored by content under the runs folder) and refuses one over the size limit", async () => {
+    const bytes = readFileSync(fx.image);
+    const up = await call("/api/upload?name=dropped.png", bytes as unknown as string, { "content-type": "image/png" });
+    expect(up.status).toBe(200);
+    expect(up.json.path.startsWith(join(fx.dir, "runs", "uploads"))).toBe(true);
+    expect(readFileSync(up.json.path).equals(bytes)).toBe(true);
+    expect((await call("/api/state")).json.images.map((i: { path: string }) => i.path)).toContain(up.json.path);
+    expect((await call("/api/upload?name=notes.txt", "text")).json.error).toContain("is not an image");
+    const big = await call("/api/upload?name=big.png", Buffer.alloc(UPLOAD_LIMIT + 1) as unknown as string);
+    expect(big.status).toBe(413);
+  });
+});
+
+describe("segcause view (CLI)", () => {
+  it("prints its address and serves the page; a bad flag is one line", async () => {
+    const bin = join(import.meta.dirname, "..", "bin", "segcause.js");
+    const bad = runNode([bin, "view", "--port", "http"]);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toBe(
+      "segcause: error: --port must be an integer in 0..65535, got 'http' (e.g. --port 8080, or leave it out for a free port)",
+    );
+    const missing = runNode([bin, "view", "--model", join(tmp(), "none.onnx"), "--no-open"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/--model .*none.onnx does not exist/);
+    const runs = join(tmp(), "runs");
+    const child = spawn(process.execPath, [bin, "view", "--no-open", "--runs", runs], { stdio: ["ignore", "pipe", "pipe"] });
+    try {
+      const line = await new Promise<string>((ok, ko) => {
+        let out = "";
+        child.stdout.on("data", (d: Buffer) => {
+          out += d.toString();
+          if (out.includes("\n")) ok(out.split("\n")[0]);
+        });
+        child.on("exit", (code) => ko(new Error(`segcause view exited (${code}) before printing its address`)));
+      });
+      const url = new URL(/http:\/\/127\.0\.0\.1:\d+\/\?token=\S+/.exec(line)![0]);
+      const page = await fetch(url);
+      expect(await page.text()).toContain('<script type="module" src="app.js">');
+      const state = await fetch(`${url.origin}/api/state`, { headers: { "x-segcause-token": url.searchParams.get("token")! } });
+      expect((await state.json()).runsFolder).toBe(runs);
+    } finally {
+      child.kill("SIGTERM");
+    }
+  });
+});

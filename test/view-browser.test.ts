@@ -1,0 +1,168 @@
+/**
+ * `segcause view` in a real browser (Debian's chromium, driven by playwright-core): load the page,
+ * drag a RoI with the mouse, run zero ablation on a tiny model whose causal block is known, and
+ * read the rendered map's pixels there and elsewhere. Skipped, with a line saying so, without /usr/bin/chromium.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { type Browser, chromium, type Page } from "playwright-core";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startViewServer, type ViewServer } from "../src/view/server.js";
+import { causalFixture, segcause } from "./helpers/cli.js";
+
+const CHROMIUM = "/usr/bin/chromium";
+const haveChromium = existsSync(CHROMIUM);
+if (!haveChromium)
+  console.warn(`view-browser.test.ts: ${CHROMIUM} is absent, so the browser test is skipped (install it: apt-get install -y chromium)`);
+
+let v: ViewServer;
+let w: ViewServer;
+const PUBLISHED = join(import.meta.dirname, "..", "docs", "results");
+let browser: Browser;
+let page: Page;
+let fx: Awaited<ReturnType<typeof causalFixture>>;
+
+/** The colour the page drew at model-input pixel (row, col), read back from the canvas. */
+function pixel(p: Page, row: number, col: number): Promise<number[]> {
+  return p.evaluate(
+    ([r, c]) => {
+      const cv = document.getElementById("view") as HTMLCanvasElement;
+      const z = cv.width / 32;
+      return [...cv.getContext("2d")!.getImageData(Math.floor((c + 0.5) * z), Math.floor((r + 0.5) * z), 1, 1).data];
+    },
+    [row, col],
+  );
+}
+
+describe.skipIf(!haveChromium)("segcause view in chromium", () => {
+  beforeAll(async () => {
+    fx = await causalFixture();
+    const c = segcause(
+      "components",
+      "--model",
+      fx.model,
+      "--image",
+      fx.image,
+      "--roi",
+      "16,0,8,8",
+      "--ablation",
+      "zero",
+      "--out",
+      join(fx.dir, "results", "comp"),
+    );
+    expect(c.code, c.stderr).toBe(0);
+    const z8 = segcause(
+      "explain",
+      "--model",
+      fx.model,
+      "--image",
+      fx.image,
+      "--roi",
+      "16,0,8,8",
+      "--method",
+      "zero",
+      "--out",
+      join(fx.dir, "results", "zero8"),
+    );
+    expect(z8.code, z8.stderr).toBe(0);
+    v = await startViewServer({ model: fx.model, image: fx.image, runs: join(fx.dir, "runs"), results: join(fx.dir, "results") });
+    // the repository's published evaluate results, opened by a second server
+    w = await startViewServer({ results: PUBLISHED, runs: join(fx.dir, "runs-eval") });
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+    });
+    page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  });
+
+  afterAll(async () => {
+    await browser?.close();
+    await v?.close();
+    await w?.close();
+  });
+
+  it("draws a RoI with the mouse, runs zero ablation with an option and shows the map where the causal block is", async () => {
+    const errors: string[] = [];
+    page.on("pageerror", (e) => errors.push(e.message));
+    await page.goto(v.url);
+    await page.waitForSelector("body[data-ready]");
+    expect(await page.inputValue("#model")).toBe(fx.model);
+    expect(await page.inputValue("#image")).toBe(fx.image);
+    // Drag from pixel (16,0) to (23,7): the RoI 16,0,8,8.
+    const box = (await page.locator("#view").boundingBox())!;
+    const z = box.width / 32;
+    await page.mouse.move(box.x + 0.5 * z, box.y + 16.5 * z);
+    await page.mouse.down();
+    await page.mouse.move(box.x + 4 * z, box.y + 20 * z, { steps: 4 });
+    await page.mouse.move(box.x + 7.5 * z, box.y + 23.5 * z, { steps: 4 });
+    await page.mouse.up();
+    expect(await page.textContent("#roi-text")).toContain("--roi 16,0,8,8");
+    // 16x16 blocks: the model's causal region is exactly one block
+    await page.fill("#options", "block=16");
+    await page.click("#run");
+    await page.waitForSelector('body[data-map="zero"]', { timeout: 120_000 });
+    expect(await page.textContent("#command")).toMatch(
+      /^segcause explain --model \S+causal\.onnx --image \S+bright\.png --roi 16,0,8,8 --method zero --seed 0 --block=16 --out /,
+    );
+    expect(await page.textContent("#runs")).toContain("zero: done");
+    // Without the prediction's tint: the causal block (rows 0..15, cols 16..31) is red (supported the RoI), a block it does not read keeps the image's gray.
+    await page.uncheck("#show-pred");
+    const [r, g, b] = await pixel(page, 4, 20);
+    expect(r - g).toBeGreaterThan(60);
+    expect(r - b).toBeGreaterThan(60);
+    const gray = await pixel(page, 28, 4);
+    expect(Math.max(...gray.slice(0, 3)) - Math.min(...gray.slice(0, 3))).toBeLessThan(4);
+    // Hovering the block reads its effect.
+    await page.mouse.move(box.x + 20.5 * z, box.y + 4.5 * z);
+    expect(await page.textContent("#hover")).toMatch(/block at \(0, 16\), 16×16: ATE -\d/);
+    await page.check("#show-pred");
+    // Side by side with the 8x8 map made by the CLI: one cursor, both maps read out.
+    await page.selectOption("#compare", join(fx.dir, "results", "zero8"));
+    await page.waitForSelector('body[data-compare="zero"]');
+    expect(await page.isVisible("#view2")).toBe(true);
+    const box2 = (await page.locator("#view2").boundingBox())!;
+    const z2 = box2.width / 32;
+    await page.mouse.move(box2.x + 20.5 * z2, box2.y + 4.5 * z2);
+    const lines = (await page.textContent("#hover"))!.split("\n");
+    expect(lines).toHaveLength(2);
+    expect(lines[0]).toMatch(/^zero: block at \(0, 16\), 16×16: ATE -\d/);
+    expect(lines[1]).toMatch(/^zero: block at \(0, 16\), 8×8: ATE -\d/);
+    await page.screenshot({ path: join(fx.dir, "view.png"), fullPage: true });
+    console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view.png")}`);
+    expect(errors).toEqual([]);
+  });
+
+  it("opens a components result: its ranked effects as a table and the bar chart segcause drew", async () => {
+    await page.locator("#results li", { hasText: "components result: comp" }).click();
+    await page.waitForSelector("body[data-components]");
+    const written = JSON.parse(readFileSync(join(fx.dir, "results", "comp", "components.json"), "utf8"));
+    const rows = await page.locator("#comp-table tbody tr").allTextContents();
+    expect(rows.length).toBe(written.units.length);
+    expect(rows[0]).toContain(written.units[0].name);
+    expect(await page.isHidden("#map-view")).toBe(true);
+    const chart = page.locator('#comp-pictures img[alt="components.png"]');
+    await chart.waitFor();
+    expect(await chart.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
+    await page.screenshot({ path: join(fx.dir, "view-components.png"), fullPage: true });
+    console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-components.png")}`);
+  });
+
+  it("opens an evaluate folder: its report's tables and curves are drawn", async () => {
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await p.goto(w.url);
+    await p.waitForSelector("body[data-ready]");
+    await p.locator("#results li", { hasText: "evaluate result: results" }).click();
+    await p.waitForSelector("body[data-evaluate]");
+    const report = p.frameLocator("#report");
+    await report.locator("table").first().waitFor();
+    expect(await report.locator("table").count()).toBeGreaterThan(0);
+    const curve = report.locator("figure img").first();
+    await curve.waitFor();
+    expect(await curve.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
+    expect(await p.textContent("#command")).toContain("segcause evaluate");
+    await p.screenshot({ path: join(fx.dir, "view-evaluate.png") });
+    console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-evaluate.png")}`);
+    await p.close();
+  });
+});
