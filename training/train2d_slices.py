@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Train segcause's 2D hippocampus slice model (explains volumes slice by slice), export it to ONNX with its card.
 
-    nice -n 10 /usr/bin/python3 training/train2d_slices.py --epochs 4 --seed 0
+    nice -n 10 /usr/bin/python3 training/train2d_slices.py --epochs 8 --seed 0
 
 Train on the manifest's split=train (every axial slice, i.e. every k of the RAS volumes), keep the weights with the
 best val whole-hippocampus Dice, report test Dice of the stacked slice predictions per volume (on the volume's grid).

@@ -121,10 +121,19 @@ async function volumeDemo(f: DemoFlags): Promise<void> {
     DEMO_FLAGS,
   );
   emitVolume(f, r, { format: "segcause.demo-summary/1", description });
-  if (!("stopped" in r) && !f.quiet && !f.json)
+  if (!("stopped" in r) && !f.quiet && !f.json) {
+    // a box map is signed (red held the RoI's segmentation up, blue worked against it); a voxel map may be a magnitude
+    const a = r.attribution;
+    const reads =
+      a.unitKind === "box"
+        ? "red boxes held its segmentation up, blue ones worked against it"
+        : a.signed
+          ? "red voxels held its segmentation up, blue ones worked against it"
+          : "warmer voxels matter more to its segmentation (a magnitude, no sign)";
     process.stdout.write(
-      `  open ${join(out, "mosaic.png")} (slices through the RoI, red boxes held its segmentation up, blue ones worked against it), or load ${join(out, "map.nii.gz")} over ${join(data, cfg.image)} in ITK-SNAP, 3D Slicer or NiiVue\n`,
+      `  open ${join(out, "mosaic.png")} (slices through the RoI, ${reads}), or load ${join(out, "map.nii.gz")} over ${join(data, cfg.image)} in ITK-SNAP, 3D Slicer or NiiVue\n`,
     );
+  }
 }
 
 export function demoCommand(): Command {

@@ -167,7 +167,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const p = kase.placement;
     if (p.kind === "sliding" && !form.windows && p.box.some((b, a) => b > p.patch[a]))
       fail(
-        `${f.method} does not run over sliding windows${form.noWindows ? ` (${form.noWindows})` : " yet"}, and this volume (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space) needs more than one ${[...p.patch].reverse().join("x")} window`,
+        `${f.method} does not run over sliding windows${form.noWindows ? ` (${form.noWindows})` : " yet"}, and this volume (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space, padded to at least one window) needs more than one ${[...p.patch].reverse().join("x")} window`,
         `use --method ${volumeMethodNames()
           .filter((m) => getMethod(m).volume?.windows)
           .join(", ")} on this volume, or a card whose box holds the whole volume`,

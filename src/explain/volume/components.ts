@@ -69,7 +69,7 @@ export function checkComponentPlacement(kase: VolumeCase): void {
   const p = kase.placement;
   if (p.kind === "sliding" && p.box.some((b, a) => b > p.patch[a]))
     fail(
-      `components do not run over sliding windows, and ${kase.id} (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space) needs more than one ${[...p.patch].reverse().join("x")} window of this model's card`,
+      `components do not run over sliding windows, and ${kase.id} (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space, padded to at least one window) needs more than one ${[...p.patch].reverse().join("x")} window of this model's card`,
       'use a volume that fits one window (crop it about the structure), or a card with input.placement {"kind": "centre"}; `segcause explain --method pdcr` runs over windows',
     );
 }
