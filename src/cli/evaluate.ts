@@ -4,7 +4,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { Command } from "commander";
 import { readManifest } from "../data/manifest.js";
-import { fail } from "../errors.js";
+import { fail, SegcauseError } from "../errors.js";
 import { runEvaluation } from "../evaluate/benchmark.js";
 import { recordedProtocol } from "../evaluate/cell-key.js";
 import { parseFills } from "../evaluate/fills.js";
@@ -103,7 +103,15 @@ export function parseMethodRuns(methods: string, sets: readonly string[]): Metho
  * --box-unit are refused on 2D data sets.
  */
 function volumeDefaults(f: EvaluateFlags, source: (name: string) => string | undefined): VolumeSettings | undefined {
-  if (readManifest(f.dataset).kind !== "volume") {
+  // an unreadable manifest is refused where the data set is loaded, after the flags' own checks
+  let kind: string | undefined;
+  try {
+    kind = readManifest(f.dataset).kind;
+  } catch (e) {
+    if (e instanceof SegcauseError) return undefined;
+    throw e;
+  }
+  if (kind !== "volume") {
     if (f.label !== undefined || f.boxUnit !== undefined)
       fail(`--${f.label !== undefined ? "label" : "box-unit"} applies to volume data sets, and ${f.dataset} holds 2D images`, "drop it");
     return undefined;
