@@ -4,7 +4,7 @@
  * their turn, Stop stops, and bad requests get one clear line.
  */
 import { spawn } from "node:child_process";
-import { copyFileSync, cpSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, watch, writeFileSync } from "node:fs";
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -515,5 +515,44 @@ describe("segcause view: the hostile review's cases", () => {
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
       expect(r.stderr).toContain(line);
     }
+  });
+});
+
+describe("segcause explain stopped (the viewer's Stop, or kill)", () => {
+  it("leaves no temp file of a checkpoint save that was being written when SIGTERM came", async () => {
+    const bin = join(import.meta.dirname, "..", "bin", "segcause.js");
+    const out = join(tmp(), "killed");
+    mkdirSync(out);
+    const args = [
+      "explain",
+      "--model",
+      fx.model,
+      "--image",
+      fx.image,
+      "--roi",
+      "16,0,8,8",
+      "--method",
+      "rise",
+      "--masks=400000",
+      "--out",
+      out,
+      "--no-progress",
+    ];
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((ok) => child.on("exit", (c) => ok(c)));
+    // SIGTERM the moment a periodic save creates its temp file (the save is then in flight)
+    const watcher = watch(out, (_, name) => {
+      if (name && /^\.checkpoint\.json\..*\.tmp$/.test(name) && !child.killed) child.kill("SIGTERM");
+    });
+    const code = await exited;
+    watcher.close();
+    expect(stderr).toContain("segcause: interrupted (SIGTERM); finished work is kept");
+    expect(code).toBe(143);
+    expect(existsSync(join(out, ".checkpoint.json"))).toBe(true);
+    expect(readdirSync(out).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
 });
