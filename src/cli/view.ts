@@ -5,6 +5,7 @@ import { resolve } from "node:path";
 import { Command } from "commander";
 import { fail } from "../errors.js";
 import { isVolumeModel } from "../model/volume-card.js";
+import { checkOutputDir } from "../util/files.js";
 import { startViewServer } from "../view/server.js";
 
 interface ViewFlags {
@@ -53,8 +54,7 @@ export function viewCommand(): Command {
       // folders, checked now rather than as an error on the page (--runs is created when missing)
       if (f.results !== undefined && !statSync(f.results).isDirectory())
         fail(`--results ${f.results} is a file, not a folder`, "give --results a results folder, or a folder of them");
-      if (existsSync(f.runs) && !statSync(f.runs).isDirectory())
-        fail(`--runs ${f.runs} is a file, not a folder`, "give --runs a new or existing folder");
+      checkOutputDir(f.runs, "--runs");
       if (f.model !== undefined && isVolumeModel(f.model))
         fail(
           `--model ${f.model} is a 3D model; the viewer shows 2D models only so far`,

@@ -130,7 +130,14 @@ export function reserveFolder(dir: string, name: string): string {
 
 /** Refuses an upload that would take the uploads folder over its cap (files or bytes), naming the folder to clear. */
 function checkUploadsCap(dir: string, adding: number, cap: { files: number; bytes: number }): void {
-  const files = readdirSync(dir).map((f) => statSync(join(dir, f)).size);
+  const size = (f: string): number => {
+    try {
+      return statSync(join(dir, f)).size;
+    } catch {
+      return 0; // gone, or a dangling link: holds nothing
+    }
+  };
+  const files = readdirSync(dir).map(size);
   const total = files.reduce((a, b) => a + b, adding);
   if (files.length + 1 > cap.files || total > cap.bytes)
     throw new HttpError(
