@@ -4,9 +4,11 @@
  * their turn, Stop stops, and bad requests get one clear line.
  */
 import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
+import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, watch, writeFileSync } from "node:fs";
+import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ZOO_PACKAGE } from "../src/model/bundled.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
 import { causalFixture, runNode, segcause } from "./helpers/cli.js";
@@ -324,5 +326,233 @@ describe("segcause view (CLI)", () => {
     } finally {
       child.kill("SIGTERM");
     }
+  });
+});
+
+/** One line of a refusal: status 400 (or as given) and the message naming the problem. */
+function refused(r: { status: number; json: Json }, message: string, status = 400): void {
+  expect(r.status, message).toBe(status);
+  expect(r.json.error).toContain(message);
+  expect(r.json.error).not.toContain("\n");
+}
+
+/** A run's end, waited for on the server side (no event stream). */
+function ended(id: string): Promise<RunEvent> {
+  return new Promise((ok) => {
+    const off = v.queue.get(id)!.listen((e) => {
+      if (e.type === "state" && ["done", "failed", "stopped"].includes(e.state)) {
+        queueMicrotask(() => off());
+        ok(e);
+      }
+    });
+  });
+}
+
+describe("segcause view: the hostile review's cases", () => {
+  it("two runs asked for at once get two folders, each with its own complete result", async () => {
+    const ask = () => call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero" });
+    const [a, b] = (await Promise.all([ask(), ask()])).map((r) => r.json as RunInfo);
+    expect(a.out).not.toBe(b.out);
+    expect(await ended(a.id)).toEqual({ type: "state", state: "done" });
+    expect(await ended(b.id)).toEqual({ type: "state", state: "done" });
+    for (const info of [a, b]) expect((await call(`/api/result?dir=${encodeURIComponent(info.out)}`)).json.kind).toBe("explain");
+  });
+
+  it("a late subscriber to a finished run gets its events up to its end, and the server lives on", async () => {
+    const failed = (await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { samples: 3 } })).json as RunInfo;
+    expect((await ended(failed.id)).type).toBe("state");
+    const done = (await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero" })).json as RunInfo;
+    await ended(done.id);
+    for (const [info, last] of [
+      [failed, "failed"],
+      [done, "done"],
+      [failed, "failed"],
+    ] as const) {
+      const ev = await events(info.id);
+      expect(ev.filter((e) => e.type === "state").map((e) => e.state)).toEqual(["queued", "running", last]);
+    }
+    expect((await call("/api/state")).status).toBe(200);
+  });
+
+  it("refuses a __proto__ key instead of dropping it", async () => {
+    const body = `{"model":${JSON.stringify(fx.model)},"image":${JSON.stringify(fx.image)},"roi":${JSON.stringify(ROI)},"method":"zero","options":{"__proto__":{"block":1}}}`;
+    refused(await call("/api/runs", body), '"__proto__" is not a field or option name');
+  });
+
+  it("takes only uploads that decode as images, and caps the uploads folder", async () => {
+    refused(await call("/api/upload?name=fake.png", "not a png at all"), "cannot decode image fake.png");
+    const runs = join(fx.dir, "runs-cap");
+    const w = await startViewServer({ runs, uploadsCap: { files: 1, bytes: UPLOAD_LIMIT } });
+    try {
+      const up = async (path: string) => {
+        const res = await fetch(`http://127.0.0.1:${w.port}/api/upload?name=x.png`, {
+          method: "POST",
+          headers: { "x-segcause-token": w.token },
+          body: readFileSync(path),
+        });
+        return { status: res.status, json: (await res.json()) as Json };
+      };
+      expect((await up(fx.image)).status).toBe(200);
+      // the same image again is the same file: not one more
+      expect((await up(fx.image)).status).toBe(200);
+      const other = join(import.meta.dirname, "..", "samples", "lesion.png");
+      refused(await up(other), "at most 1 images", 413);
+      expect(readdirSync(join(runs, "uploads"))).toHaveLength(1);
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("symbolic links lead nowhere outside, and another Host (DNS rebinding) is refused", async () => {
+    const link = join(fx.dir, "runs", "hostname.png");
+    symlinkSync("/etc/hostname", link);
+    try {
+      refused(await call(`/api/image?path=${encodeURIComponent(link)}`), "is outside the folders this viewer was started with");
+      refused(await call("/api/predict", { model: fx.model, image: link }), "is outside the folders");
+    } finally {
+      rmSync(link);
+    }
+    // fetch() sets Host itself: a raw request sends the rebound name
+    const status = await new Promise<number>((ok, ko) => {
+      const req = request(
+        { host: "127.0.0.1", port: v.port, path: "/api/state", headers: { host: `evil.example:${v.port}`, "x-segcause-token": v.token } },
+        (res) => {
+          res.resume();
+          ok(res.statusCode!);
+        },
+      );
+      req.on("error", ko);
+      req.end();
+    });
+    expect(status).toBe(403);
+  });
+
+  it("a dangling link or a file in the results folders is skipped", async () => {
+    const results = join(fx.dir, "results-odd");
+    mkdirSync(results);
+    symlinkSync(join(fx.dir, "gone"), join(results, "dangling"));
+    writeFileSync(join(results, "notes.txt"), "x");
+    symlinkSync(join(fx.dir, "gone"), join(fx.dir, "runs", "dangling"));
+    const w = await startViewServer({ results, runs: join(fx.dir, "runs") });
+    try {
+      const res = await fetch(`http://127.0.0.1:${w.port}/api/state`, { headers: { "x-segcause-token": w.token } });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as Json).results.filter((r: { dir: string }) => r.dir.startsWith(results))).toEqual([]);
+    } finally {
+      await w.close();
+      rmSync(join(fx.dir, "runs", "dangling"));
+    }
+  });
+
+  it("a result that is not complete any more gets 400 and one line: no provenance, a file deleted, an unreadable runs/*.json", async () => {
+    const run = (await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero" })).json as RunInfo;
+    await ended(run.id);
+    const copy = (name: string) => {
+      const d = join(fx.dir, "runs", name);
+      cpSync(run.out, d, { recursive: true });
+      return d;
+    };
+    const noProv = copy("no-provenance");
+    const m = JSON.parse(readFileSync(join(noProv, "manifest.json"), "utf8"));
+    delete m.provenance;
+    writeFileSync(join(noProv, "manifest.json"), JSON.stringify(m));
+    refused(await call(`/api/result?dir=${encodeURIComponent(noProv)}`), "manifest.json has no provenance");
+    const noMap = copy("no-map");
+    rmSync(join(noMap, "map.npy"));
+    refused(await call(`/api/result?dir=${encodeURIComponent(noMap)}`), "map.npy is missing");
+    const evaluate = join(fx.dir, "runs", "evaluate-bad");
+    mkdirSync(join(evaluate, "runs"), { recursive: true });
+    writeFileSync(join(evaluate, "run.json"), JSON.stringify({ commands: ["segcause evaluate"] }));
+    writeFileSync(join(evaluate, "report.html"), "<p>report</p>");
+    writeFileSync(join(evaluate, "runs", "a.json"), "{ cut");
+    refused(await call(`/api/result?dir=${encodeURIComponent(evaluate)}`), `${join("runs", "a.json")} cannot be read`);
+  });
+
+  it("lists and accepts the models of @segcause/zoo installed next to it (their own folder)", async () => {
+    const home = tmp();
+    const zoo = join(home, "node_modules", ZOO_PACKAGE);
+    mkdirSync(join(zoo, "models"), { recursive: true });
+    writeFileSync(join(zoo, "package.json"), JSON.stringify({ name: ZOO_PACKAGE, version: "0.0.0" }));
+    const model = join(zoo, "models", "zoo-causal.onnx");
+    copyFileSync(fx.model, model);
+    writeFileSync(`${model}.json`, JSON.stringify({ input: { height: 32, width: 32, channels: "rgb" }, output: { kind: "probabilities" } }));
+    const cwd = process.cwd();
+    // the zoo is found from the working directory, as for a project that installed both packages
+    process.chdir(home);
+    try {
+      const w = await startViewServer({ image: fx.image, runs: join(home, "runs") });
+      try {
+        const headers = { "x-segcause-token": w.token };
+        const state = (await (await fetch(`http://127.0.0.1:${w.port}/api/state`, { headers })).json()) as Json;
+        expect(state.models.map((x: { path: string }) => x.path)).toContain(model);
+        const res = await fetch(`http://127.0.0.1:${w.port}/api/predict`, {
+          method: "POST",
+          headers,
+          body: JSON.stringify({ model, image: fx.image }),
+        });
+        expect(res.status).toBe(200);
+        expect(await res.json()).toMatchObject({ width: 32, height: 32, area: 32 * 32 });
+      } finally {
+        await w.close();
+      }
+    } finally {
+      process.chdir(cwd);
+    }
+  });
+
+  it("the command refuses at start, in one line: --results or --runs a file, --model a 3D model", () => {
+    const bin = join(import.meta.dirname, "..", "bin", "segcause.js");
+    const file = join(tmp(), "afile.txt");
+    writeFileSync(file, "x");
+    const volume = join(import.meta.dirname, "..", "models", "volumes", "unet3d-hippocampus.onnx");
+    for (const [args, line] of [
+      [["--results", file], `segcause: error: --results ${file} is a file, not a folder (give --results a results folder, or a folder of them)`],
+      [["--runs", file], `segcause: error: --runs ${file} is a file, not a folder (give --runs a new or existing folder)`],
+      [["--model", volume], `segcause: error: --model ${volume} is a 3D model; the viewer shows 2D models only so far`],
+    ] as const) {
+      const r = runNode([bin, "view", "--no-open", ...args]);
+      expect(r.code, line).toBe(1);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toContain(line);
+    }
+  });
+});
+
+describe("segcause explain stopped (the viewer's Stop, or kill)", () => {
+  it("leaves no temp file of a checkpoint save that was being written when SIGTERM came", async () => {
+    const bin = join(import.meta.dirname, "..", "bin", "segcause.js");
+    const out = join(tmp(), "killed");
+    mkdirSync(out);
+    const args = [
+      "explain",
+      "--model",
+      fx.model,
+      "--image",
+      fx.image,
+      "--roi",
+      "16,0,8,8",
+      "--method",
+      "rise",
+      "--masks=400000",
+      "--out",
+      out,
+      "--no-progress",
+    ];
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+    let stderr = "";
+    child.stderr.on("data", (d: Buffer) => {
+      stderr += d.toString();
+    });
+    const exited = new Promise<number | null>((ok) => child.on("exit", (c) => ok(c)));
+    // SIGTERM the moment a periodic save creates its temp file (the save is then in flight)
+    const watcher = watch(out, (_, name) => {
+      if (name && /^\.checkpoint\.json\..*\.tmp$/.test(name) && !child.killed) child.kill("SIGTERM");
+    });
+    const code = await exited;
+    watcher.close();
+    expect(stderr).toContain("segcause: interrupted (SIGTERM); finished work is kept");
+    expect(code).toBe(143);
+    expect(existsSync(join(out, ".checkpoint.json"))).toBe(true);
+    expect(readdirSync(out).filter((f) => f.endsWith(".tmp"))).toEqual([]);
   });
 });

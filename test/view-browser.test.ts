@@ -133,6 +133,39 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(errors).toEqual([]);
   });
 
+  it("after a reload, lists the server's runs: a running one is followed and can be stopped", async () => {
+    const ROI = { row: 16, col: 0, height: 8, width: 8 };
+    const res = await fetch(`http://127.0.0.1:${v.port}/api/runs`, {
+      method: "POST",
+      headers: { "x-segcause-token": v.token },
+      body: JSON.stringify({ model: fx.model, image: fx.image, roi: ROI, method: "rise", options: { masks: 400000 } }),
+    });
+    const info = (await res.json()) as { id: string };
+    // running, with progress, before the page is (re)loaded
+    await new Promise<void>((ok) => {
+      const off = v.queue.get(info.id)!.listen((e) => {
+        if (e.type === "progress" && e.status.done > 0) {
+          queueMicrotask(() => off());
+          ok();
+        }
+      });
+    });
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    const errors: string[] = [];
+    p.on("pageerror", (e) => errors.push(e.message));
+    await p.goto(v.url);
+    await p.waitForSelector("body[data-ready]");
+    await p.waitForFunction(() => /rise: \S+ \d+\/\d+ passes/.test(document.getElementById("runs")!.textContent ?? ""));
+    // the first test's run, over before this page loaded, is listed too
+    expect(await p.textContent("#runs")).toContain("zero: done");
+    expect(await p.isEnabled("#stop")).toBe(true);
+    await p.click("#stop");
+    await p.waitForFunction(() => (document.getElementById("runs")!.textContent ?? "").includes("rise: stopped"));
+    expect(v.queue.get(info.id)!.state).toBe("stopped");
+    expect(errors).toEqual([]);
+    await p.close();
+  });
+
   it("opens a components result: its ranked effects as a table and the bar chart segcause drew", async () => {
     await page.locator("#results li", { hasText: "components result: comp" }).click();
     await page.waitForSelector("body[data-components]");

@@ -1,9 +1,11 @@
 /** `segcause view`: a local browser viewer over the library (src/view/). */
 import { spawn } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { fail } from "../errors.js";
+import { isVolumeModel } from "../model/volume-card.js";
+import { checkOutputDir } from "../util/files.js";
 import { startViewServer } from "../view/server.js";
 
 interface ViewFlags {
@@ -49,6 +51,15 @@ export function viewCommand(): Command {
         ["--results", f.results],
       ] as const)
         if (p !== undefined && !existsSync(p)) fail(`${flag} ${p} does not exist`, `check the path, or drop ${flag}`);
+      // folders, checked now rather than as an error on the page (--runs is created when missing)
+      if (f.results !== undefined && !statSync(f.results).isDirectory())
+        fail(`--results ${f.results} is a file, not a folder`, "give --results a results folder, or a folder of them");
+      checkOutputDir(f.runs, "--runs");
+      if (f.model !== undefined && isVolumeModel(f.model))
+        fail(
+          `--model ${f.model} is a 3D model; the viewer shows 2D models only so far`,
+          `explain volumes with \`segcause explain --model ${f.model}\``,
+        );
       const v = await startViewServer({
         model: f.model,
         image: f.image,

@@ -6,7 +6,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, openSync, renameSync, unlinkSync, writeSync } from "node:fs";
+import { closeSync, fsyncSync, openSync, renameSync, rmSync, unlinkSync, writeSync } from "node:fs";
 import { mkdir, open, rename, rm, unlink } from "node:fs/promises";
 import { basename, dirname, join, relative } from "node:path";
 import { SegcauseError } from "../errors.js";
@@ -14,6 +14,18 @@ import { SegcauseError } from "../errors.js";
 /** A temp file name next to `final`, unique to this process and call. */
 export function tempName(final: string): string {
   return `.${basename(final).replace(/^\./, "")}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+}
+
+/** Temp files and staging folders of asynchronous writes still in flight: an exit cannot wait for them, so it removes them. */
+const inFlight = new Set<string>();
+
+/**
+ * Removes the temp files and staging folders of writes still in flight (for the interrupt handler, just before
+ * process.exit: the write never completes, and its half file must not be left next to the real one).
+ */
+export function removeInFlightTemps(): void {
+  for (const p of inFlight) rmSync(p, { recursive: true, force: true });
+  inFlight.clear();
 }
 
 /** Creates `path` (which must not exist: a planted file or symlink is never followed) and writes `data` durably. */
@@ -34,6 +46,7 @@ export function createExclusiveSync(path: string, data: string | Uint8Array): vo
  */
 export async function writeFileAtomic(path: string, data: string | Uint8Array): Promise<void> {
   const tmp = join(dirname(path), tempName(path));
+  inFlight.add(tmp);
   try {
     await writeNew(tmp, data);
     await rename(tmp, path);
@@ -43,6 +56,8 @@ export async function writeFileAtomic(path: string, data: string | Uint8Array): 
     const err = e as NodeJS.ErrnoException;
     if (err?.path === tmp) err.path = path;
     throw withPath(e, path);
+  } finally {
+    inFlight.delete(tmp);
   }
 }
 
@@ -122,6 +137,7 @@ export async function writeStaged(dir: string, contents: Record<string, string |
   const stage = join(dir, tempName(".staging"));
   const names = Object.keys(contents);
   const moved = new Set<string>();
+  inFlight.add(stage);
   try {
     await mkdir(stage);
     for (const name of names) await writeNew(join(stage, name), contents[name]);
@@ -136,6 +152,7 @@ export async function writeStaged(dir: string, contents: Record<string, string |
     throw ioProblem(e, `${dir} has no ${manifest}, so it is not a complete result (not written: ${missing.join(", ")})`) ?? e;
   } finally {
     await rm(stage, { recursive: true, force: true });
+    inFlight.delete(stage);
   }
 }
 

@@ -2,6 +2,8 @@
  * Ctrl-C and kill: work that is only in memory (samples not yet checkpointed) is written out
  * synchronously before the process exits, and the user is told that a rerun continues.
  */
+import { removeInFlightTemps } from "./atomic.js";
+
 interface Saver {
   /** writes unsaved work; true if it wrote any */
   saveIfDirty(): boolean;
@@ -82,6 +84,7 @@ export function installInterruptHandlers(): void {
       // Batches in flight when the signal came finish while the sessions close: their samples are saved too.
       void Promise.race([Promise.allSettled(closing), timeout]).then(() => {
         saveInterruptedWork();
+        removeInFlightTemps();
         process.exit(code);
       });
     });

@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fail } from "../errors.js";
+import { outputKind } from "../util/files.js";
 import { decodeNpy } from "../util/npy.js";
 
 export interface ResultFolder {
@@ -22,35 +23,53 @@ export interface ResultFolder {
   manifest: unknown;
 }
 
-const KINDS = { "segcause.attribution/1": "explain", "segcause.components/1": "components" } as const;
-export type ResultKind = (typeof KINDS)[keyof typeof KINDS];
+export type ResultKind = "explain" | "components" | "evaluate";
 
-/** What complete result `dir` holds (an explain or components manifest, written last; an evaluate run with its report), or undefined. */
-export function resultKind(dir: string): ResultKind | "evaluate" | undefined {
+/**
+ * What complete result `dir` holds, or undefined: an explain or components folder by the manifest its command
+ * writes last (outputKind, the CLI's own test), an evaluate folder by its run.json and the report.html the page
+ * shows (a published folder such as docs/results keeps those without its cells/).
+ */
+export function resultKind(dir: string): ResultKind | undefined {
   if (existsSync(join(dir, "run.json")) && existsSync(join(dir, "report.html"))) return "evaluate";
-  const m = join(dir, "manifest.json");
-  if (!existsSync(m)) return undefined;
-  try {
-    return KINDS[JSON.parse(readFileSync(m, "utf8")).format as keyof typeof KINDS];
-  } catch {
-    return undefined;
-  }
+  const kind = outputKind(dir);
+  return kind === "explain" || kind === "components" ? kind : undefined;
 }
 
-/** `dir` itself when it is a result, else its sub-folders that are (one level). */
-export function listResults(dir: string): { dir: string; kind: ResultKind | "evaluate" }[] {
-  if (!existsSync(dir)) return [];
+const isDir = (p: string): boolean => {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false; // a dangling link, or gone since listed
+  }
+};
+
+/** `dir` itself when it is a result, else its sub-folders that are (one level); anything else in it is skipped. */
+export function listResults(dir: string): { dir: string; kind: ResultKind }[] {
+  if (!isDir(dir)) return [];
   const here = resultKind(dir);
   if (here) return [{ dir, kind: here }];
   return readdirSync(dir)
     .sort()
     .map((n) => join(dir, n))
-    .filter((p) => statSync(p).isDirectory())
+    .filter(isDir)
     .flatMap((p) => {
       const kind = resultKind(p);
       return kind ? [{ dir: p, kind }] : [];
     });
 }
+
+/** A file of the result `dir`, parsed: one line naming it when it is missing or unreadable (deleted since, hand-edited). */
+function readPart<T>(dir: string, name: string, parse: (bytes: Buffer) => T): T {
+  try {
+    return parse(readFileSync(join(dir, name)));
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === "ENOENT" ? "is missing" : `cannot be read (${(e as Error).message.split("\n")[0]})`;
+    fail(`${join(dir, name)} ${why}, so ${dir} is not a complete result`, "rerun the command that wrote the folder, or open another one");
+  }
+}
+
+const json = (b: Buffer): unknown => JSON.parse(b.toString("utf8"));
 
 export function readResult(dir: string): ResultFolder | ComponentsFolder | EvaluateFolder {
   const kind = resultKind(dir);
@@ -61,11 +80,10 @@ export function readResult(dir: string): ResultFolder | ComponentsFolder | Evalu
       `${dir} is not a complete explain, components or evaluate result (no segcause manifest, nor run.json with report.html)`,
       "open a folder written by `segcause explain`, `segcause components` or `segcause evaluate`",
     );
-  const json = (n: string) => JSON.parse(readFileSync(join(dir, n), "utf8"));
-  const map = decodeNpy(readFileSync(join(dir, "map.npy")));
-  const se = decodeNpy(readFileSync(join(dir, "stderr.npy")));
+  const map = readPart(dir, "map.npy", decodeNpy);
+  const se = readPart(dir, "stderr.npy", decodeNpy);
   const b64 = (a: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).toString("base64");
-  const manifest = json("manifest.json");
+  const manifest = readPart(dir, "manifest.json", json) as { method: string };
   return {
     kind: "explain",
     dir,
@@ -74,8 +92,8 @@ export function readResult(dir: string): ResultFolder | ComponentsFolder | Evalu
     width: map.shape[1],
     map: b64(map.data),
     stderr: b64(se.data),
-    mapInfo: json("map.json"),
-    stats: json("stats.json"),
+    mapInfo: readPart(dir, "map.json", json),
+    stats: readPart(dir, "stats.json", json),
     manifest,
   };
 }
@@ -96,8 +114,9 @@ export interface ComponentsFolder {
 }
 
 function readComponents(dir: string): ComponentsFolder {
-  const c = JSON.parse(readFileSync(join(dir, "components.json"), "utf8"));
-  const manifest = JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"));
+  // biome-ignore lint/suspicious/noExplicitAny: components.json as the components writer wrote it
+  const c = readPart(dir, "components.json", json) as any;
+  const manifest = readPart(dir, "manifest.json", json) as { files: string[]; notes: string[] };
   return {
     kind: "components",
     dir,
@@ -128,12 +147,14 @@ export interface EvaluateFolder {
 
 /** An evaluate folder: the page shows the report.html `segcause evaluate` wrote (its tables and plots). */
 function readEvaluate(dir: string): EvaluateFolder {
-  const run = JSON.parse(readFileSync(join(dir, "run.json"), "utf8"));
+  const run = readPart(dir, "run.json", json) as { commands?: unknown };
   const runs = join(dir, "runs");
   const more = existsSync(runs) ? readdirSync(runs).filter((f) => f.endsWith(".json")) : [];
   const commands = [
     ...(Array.isArray(run.commands) ? run.commands : []),
-    ...more.map((f) => JSON.parse(readFileSync(join(runs, f), "utf8")).command).filter((c: unknown) => typeof c === "string" && c),
+    ...more
+      .map((f) => (readPart(dir, join("runs", f), json) as { command?: unknown } | null)?.command)
+      .filter((c: unknown) => typeof c === "string" && c),
   ];
   return { kind: "evaluate", dir, commands: [...new Set(commands as string[])] };
 }

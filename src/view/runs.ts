@@ -4,7 +4,7 @@
  * wait in order. Every state change goes to the run's listeners (the page's event streams).
  */
 import { type ChildProcess, fork } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { RunStatus } from "../util/progress.js";
@@ -19,6 +19,11 @@ export type RunEvent =
   | { type: "state"; state: RunState; message?: string }
   | { type: "progress"; status: RunStatus }
   | { type: "done"; summary: unknown };
+
+/** A state a run never leaves. */
+export function isFinal(state: RunState): boolean {
+  return state === "done" || state === "failed" || state === "stopped";
+}
 
 export interface RunInfo {
   id: string;
@@ -49,7 +54,7 @@ export class Run {
   ) {}
 
   get finished(): boolean {
-    return this.state === "done" || this.state === "failed" || this.state === "stopped";
+    return isFinal(this.state);
   }
 
   info(): RunInfo {
@@ -75,8 +80,15 @@ export class Run {
   stop(): void {
     if (this.finished) return;
     this.stopAsked = true;
-    if (!this.child) this.emit({ type: "state", state: "stopped", message: "stopped before it started" });
-    else this.child.kill("SIGTERM");
+    if (!this.child) {
+      // its folder was reserved when it was queued and is still empty: a run that never started leaves nothing
+      try {
+        rmdirSync(this.out);
+      } catch {
+        // not there, or not empty
+      }
+      this.emit({ type: "state", state: "stopped", message: "stopped before it started" });
+    } else this.child.kill("SIGTERM");
   }
 
   /** Runs the child to its end; never rejects. */

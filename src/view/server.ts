@@ -11,6 +11,7 @@ import type { AddressInfo } from "node:net";
 import { basename, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { z } from "zod";
+import { imageInfo } from "../data/image.js";
 import { SegcauseError } from "../errors.js";
 import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
@@ -20,13 +21,15 @@ import { AllowedPaths } from "./paths.js";
 import { ModelCache, predict } from "./predict.js";
 import { describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
 import { listResults, readResult, resultKind } from "./results.js";
-import { Run, RunQueue } from "./runs.js";
+import { isFinal, Run, RunQueue } from "./runs.js";
 
 const PACKAGE = fileURLToPath(new URL("../../", import.meta.url));
 /** the page as `npm run build` bundles it (also when this module runs from src/ under the tests) */
 const WEB = join(PACKAGE, "dist", "view", "web");
 /** uploads larger than this are refused (a medical image as PNG/JPEG is far smaller) */
 export const UPLOAD_LIMIT = 20 * 1024 * 1024;
+/** what `<runs>/uploads/` may hold in all: a page cannot fill the disk */
+export const UPLOADS_CAP = { files: 200, bytes: 1024 * 1024 * 1024 };
 const JSON_LIMIT = 64 * 1024;
 const DEMO_MODEL = "unet-ph2";
 const DEMO_IMAGE = "lesion.png";
@@ -43,6 +46,8 @@ export interface ViewOptions {
   host?: string;
   /** fixed token (tests); random otherwise */
   token?: string;
+  /** the uploads folder's cap (default UPLOADS_CAP) */
+  uploadsCap?: { files: number; bytes: number };
 }
 
 export interface ViewServer {
@@ -86,17 +91,59 @@ async function body(req: IncomingMessage, limit: number): Promise<Buffer> {
 
 async function jsonBody(req: IncomingMessage): Promise<unknown> {
   const text = (await body(req, JSON_LIMIT)).toString("utf8");
+  let proto = false;
+  let value: unknown;
   try {
-    return JSON.parse(text);
+    // A "__proto__" key would be dropped by the checks (it sets a prototype, not a field): refused, not ignored.
+    value = JSON.parse(text, (k, v) => {
+      if (k === "__proto__") proto = true;
+      return v;
+    });
   } catch {
     bad("malformed JSON body (send one JSON object)");
   }
+  if (proto) bad('"__proto__" is not a field or option name (remove it from the request)');
+  return value;
 }
 
 function send(res: ServerResponse, status: number, value: unknown): void {
   const text = JSON.stringify(value);
   res.writeHead(status, { "content-type": "application/json; charset=utf-8", "cache-control": "no-store" });
   res.end(text);
+}
+
+/**
+ * Creates a new run folder `<dir>/<name>` (or `<name>-2`, `-3`, …) and returns it: made at once, exclusively, so two runs
+ * asked for in the same second (or by two viewers on one runs folder) never share a folder.
+ */
+export function reserveFolder(dir: string, name: string): string {
+  for (let n = 1; ; n++) {
+    const out = join(dir, n === 1 ? name : `${name}-${n}`);
+    try {
+      mkdirSync(out);
+      return out;
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e;
+    }
+  }
+}
+
+/** Refuses an upload that would take the uploads folder over its cap (files or bytes), naming the folder to clear. */
+function checkUploadsCap(dir: string, adding: number, cap: { files: number; bytes: number }): void {
+  const size = (f: string): number => {
+    try {
+      return statSync(join(dir, f)).size;
+    } catch {
+      return 0; // gone, or a dangling link: holds nothing
+    }
+  };
+  const files = readdirSync(dir).map(size);
+  const total = files.reduce((a, b) => a + b, adding);
+  if (files.length + 1 > cap.files || total > cap.bytes)
+    throw new HttpError(
+      413,
+      `the uploads folder ${dir} would hold ${files.length + 1} images, ${(total / 1024 / 1024).toFixed(1)} MiB (at most ${cap.files} images, ${Math.round(cap.bytes / 1024 / 1024)} MiB): delete some of them there, or restart with another --runs`,
+    );
 }
 
 const STATIC: Record<string, string> = {
@@ -112,6 +159,8 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   const uploads = join(o.runs, "uploads");
   mkdirSync(uploads, { recursive: true });
   for (const d of [o.runs, join(PACKAGE, "models"), join(PACKAGE, "samples")]) if (existsSync(d)) allowed.addFolder(d);
+  // every model the page lists: the zoo's live in their own package (@segcause/zoo), not under this one
+  for (const m of bundledModels()) allowed.addFileFolder(m.path);
   for (const f of [o.model, o.image, o.bank]) if (f) allowed.addFileFolder(f);
   if (o.results) allowed.addFolder(o.results);
   const runsDir = allowed.check(o.runs, "the runs folder");
@@ -191,8 +240,11 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       if (!IMAGE_EXT.has(ext)) bad(`${basename(name)} is not an image segcause reads (${[...IMAGE_EXT].join(", ")})`);
       const bytes = await body(req, UPLOAD_LIMIT);
       if (bytes.length === 0) bad("empty upload (drop an image file)");
+      // What is stored is an image the runs can read, not just a name ending in .png.
+      await imageInfo(bytes, basename(name));
       // Named by content: the same image dropped twice is one file, and no name from the page reaches the disk.
       const path = join(uploads, `${sha256(bytes).slice(0, 16)}${ext}`);
+      if (!existsSync(path)) checkUploadsCap(uploads, bytes.length, o.uploadsCap ?? UPLOADS_CAP);
       writeFileSync(path, bytes);
       return send(res, 200, { name: basename(name), path });
     }
@@ -206,9 +258,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       };
       if (isVolumeModel(checked.model))
         bad(`${r.model} is a 3D model; the viewer runs 2D models only so far (explain volumes with \`segcause explain\`)`);
-      const stamp = new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19);
-      let out = join(runsDir, `${stamp}-${r.method}`);
-      while (existsSync(out)) out = join(runsDir, `${stamp}-${r.method}-${++seq}`);
+      const out = reserveFolder(runsDir, `${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}-${r.method}`);
       const args = explainArgs(checked, out);
       const run = new Run(`r${++seq}`, checked.model, r.method, out, args, shellCommand(args));
       queue.add(run);
@@ -227,11 +277,14 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       }
       if (m[2] === "events" && req.method === "GET") {
         res.writeHead(200, { "content-type": "text/event-stream", "cache-control": "no-store", connection: "keep-alive" });
+        // Ends on the event's own final state: a late listener is replayed every event, queued and running included.
         const off = run.listen((e) => {
+          if (res.writableEnded) return;
           res.write(`event: ${e.type}\ndata: ${JSON.stringify(e)}\n\n`);
-          if (e.type === "state" && run.finished) res.end();
+          if (e.type === "state" && isFinal(e.state)) res.end();
         });
-        req.on("close", off);
+        if (res.writableEnded) off();
+        else req.on("close", off);
         return;
       }
     }
@@ -240,7 +293,9 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       const r = readResult(allowed.check(dir, "results folder"));
       if (r.kind !== "explain") return send(res, 200, r);
       // The listed model and image this map was made from, found by content (provenance paths may be relative to another folder).
-      const prov = (r.manifest as { provenance: { model: { sha256: string }; case: { imageSha256: string } } }).provenance;
+      const prov = (r.manifest as { provenance?: { model?: { sha256?: unknown }; case?: { imageSha256?: unknown } } }).provenance;
+      if (typeof prov?.model?.sha256 !== "string" || typeof prov.case?.imageSha256 !== "string")
+        bad(`${dir}/manifest.json has no provenance (the model's and image's SHA-256), so it is not a complete explain result (rerun its command)`);
       const match = { model: byContent(listModels(), prov.model.sha256), image: byContent(listImages(), prov.case.imageSha256) };
       return send(res, 200, { ...r, match });
     }

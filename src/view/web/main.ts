@@ -503,7 +503,9 @@ function renderRun(id: string): void {
   ui.stop.disabled = ![...runs.values()].some((x) => x.info.state === "queued" || x.info.state === "running");
 }
 
-function follow(info: RunInfo): void {
+/** Shows a run in the list and follows its events; `openWhenDone`: draw its map when it ends (not for runs already over on a reload). */
+function follow(info: RunInfo, openWhenDone = true): void {
+  if (runs.has(info.id)) return;
   const li = document.createElement("li");
   li.title = info.out;
   li.onclick = () => {
@@ -524,11 +526,11 @@ function follow(info: RunInfo): void {
     r.info = { ...r.info, state: e.state, message: e.message };
     renderRun(info.id);
     if (e.state === "done" || e.state === "failed" || e.state === "stopped") es.close();
-    if (e.state === "done") {
+    if (e.state === "done" && openWhenDone) {
       ui.command.textContent = info.command;
       void openResult(info.out, info.command).then(refreshState);
     }
-    if (e.state === "failed") say(`${info.method} failed: ${e.message ?? ""}`, true);
+    if (e.state === "failed" && openWhenDone) say(`${info.method} failed: ${e.message ?? ""}`, true);
   });
 }
 
@@ -660,6 +662,8 @@ async function start(): Promise<void> {
   }
   renderMethods();
   say(`runs write to ${state!.runsFolder}`);
+  // After a reload: the server's runs (running ones can be followed and stopped again), oldest first as the list prepends.
+  for (const info of state!.runs) follow(info, info.state === "queued" || info.state === "running");
   await showPrediction();
   document.body.dataset.ready = "1";
 }
