@@ -155,7 +155,7 @@ describe("components on volumes: bad inputs, one line each, nothing written", ()
     [
       "a sliding card whose volume needs several windows",
       () => ["components", "--model", sliding, "--image", big, "--roi", "0,0,0,2,2,2", "--ablation", "zero"],
-      /components do not run over sliding windows, and big \(12x12x12 voxels DxHxW in the model's space\) needs more than one 8x8x8 window/,
+      /components do not run over sliding windows, and big \(12x12x12 voxels DxHxW in the model's space, padded to at least one window\) needs more than one 8x8x8 window/,
     ],
   ];
   for (const [what, args, pattern] of cases)
