@@ -4,13 +4,16 @@
  * predicted changed region; perturbing every input cell outside the predicted needed region leaves the
  * RoI's outputs bit-identical; on single conv/pool/resize ops the predicted regions equal brute force.
  */
+import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { describe, expect, it } from "vitest";
 import { type AttrValue, GraphBuilder } from "../src/onnx/builder.js";
-import { parseModel } from "../src/onnx/graph.js";
-import { type Box, changedRegions, firstGlobal, neededRegions, regionGraph } from "../src/onnx/regions.js";
+import { parseModel, readModelFile } from "../src/onnx/graph.js";
+import { incrementalMacs, neededMacs, networkMacs } from "../src/onnx/region-flops.js";
+import { type Box, changedRegions, firstGlobal, neededRegions, type RegionGraph, regionGraph } from "../src/onnx/regions.js";
 import { inferStatic } from "../src/onnx/shapes.js";
 import { Rng } from "../src/util/rng.js";
+import { segcause } from "./helpers/cli.js";
 
 /** One op added to a builder: reads tensor `x` with dims `d` (batch 1), returns its output tensor. */
 type Layer = (g: GraphBuilder, x: string, d: number[], rng: Rng) => string;
@@ -441,5 +444,122 @@ describe("global ops", () => {
       global: false,
     });
     expect(ch.get("y")?.global).toBe(true);
+  });
+});
+
+const MODELS = join(import.meta.dirname, "..", "models");
+
+/** A shipped model's output for a batch of inputs, with the runtime's default (optimised) session. */
+async function runShipped(path: string, inDims: number[], inputs: Float32Array[]): Promise<Float32Array[]> {
+  const session = await ort.InferenceSession.create(path);
+  const n = inputs[0].length;
+  const data = new Float32Array(n * inputs.length);
+  inputs.forEach((x, i) => data.set(x, i * n));
+  const feeds = { [session.inputNames[0]]: new ort.Tensor("float32", data, [inputs.length, ...inDims.slice(1)]) };
+  const out = (await session.run(feeds))[session.outputNames[0]].data as Float32Array;
+  await session.release();
+  const m = out.length / inputs.length;
+  return inputs.map((_, i) => out.subarray(i * m, (i + 1) * m));
+}
+
+describe("region rules on shipped models against brute force", () => {
+  for (const [name, boxSide, roiSide] of [
+    ["segnet-ph2.onnx", 8, 32],
+    ["deeplab-hc18.onnx", 8, 32],
+    ["volumes/unet3d-hippocampus.onnx", 8, 16],
+  ] as const)
+    it(`${name}: a block changes only predicted output cells; inputs outside the RoI's needed region never change its outputs`, async () => {
+      const path = join(MODELS, name);
+      const rg = regionGraph(readModelFile(path).proto);
+      const inDims = rg.dims.get(rg.input)!;
+      const outDims = rg.dims.get(rg.output)!;
+      const rng = new Rng(name.length);
+      const base = rand(
+        rng,
+        inDims.reduce((a, b) => a * b, 1),
+      );
+      const boxes = [0, 1].map(() =>
+        randomBox(rng, inDims, boxSide).map(([lo, hi], i): [number, number] => (i < 2 ? [lo, hi] : [lo, lo + Math.min(boxSide, inDims[i] - lo)])),
+      );
+      const roi = outDims.map((d, i): [number, number] =>
+        i < 2 ? [0, d] : [Math.floor((d - roiSide) / 3), Math.floor((d - roiSide) / 3) + roiSide],
+      );
+      const needed = neededRegions(rg, roi).get(rg.input)!;
+      const outside = perturbInside(inDims, base, needed.box, rng, false);
+      const [y0, y1, y2, yOut] = await runShipped(path, inDims, [base, ...boxes.map((b) => perturbInside(inDims, base, b, rng)), outside]);
+      [y1, y2].forEach((y, t) => {
+        const predicted = changedRegions(rg, boxes[t]).get(rg.output)!.box;
+        const actual = diffBox(outDims, y0, y);
+        expect(actual, "the block changed some output").toBeDefined();
+        actual!.forEach(([lo, hi], a) =>
+          expect(lo >= predicted[a][0] && hi <= predicted[a][1], `axis ${a}: changed ${lo}..${hi} outside ${predicted[a]}`).toBe(true),
+        );
+      });
+      let roiCells = 0;
+      forEachCell(outDims, (flat, c) => {
+        if (!inBox(c, roi)) return;
+        roiCells++;
+        expect(yOut[flat]).toBe(y0[flat]);
+      });
+      expect(roiCells).toBeGreaterThan(0);
+    });
+});
+
+describe("multiply-adds from the region rules", () => {
+  // x [1,2,8,8] → Conv 3×3, 4 channels, pads 1 → Relu → (GlobalAveragePool → Mul with the Relu)
+  function tiny(): RegionGraph {
+    const g = new GraphBuilder("macs");
+    const x = g.input("x", ["N", 2, 8, 8]);
+    const c = g.node("Conv", [x, g.constant([4, 2, 3, 3], new Float32Array(72).fill(0.1))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    const r = g.node("Relu", [c]);
+    g.node("Mul", [r, g.node("GlobalAveragePool", [r])], {}, ["y"]);
+    g.output("y", ["N", 4, 8, 8]);
+    return regionGraph(parseModel(g.toBytes()));
+  }
+
+  it("counts conv exactly, elementwise per element, and splits local from after the first global op", () => {
+    const conv = 8 * 8 * 4 * (2 * 9);
+    const perMap = 4 * 8 * 8;
+    const m = networkMacs(tiny());
+    expect(m).toMatchObject({ full: conv + perMap + perMap + perMap, local: conv + perMap });
+    expect(m.firstGlobal).toMatch(/^GlobalAveragePool /);
+  });
+
+  it("an incremental pass recomputes the changed (and needed) 3×3 of the conv and Relu, and everything after the global op", () => {
+    const g = tiny();
+    const whole = neededRegions(g, [
+      [0, 1],
+      [0, 4],
+      [0, 8],
+      [0, 8],
+    ]);
+    const box: Box = [
+      [0, 1],
+      [0, 2],
+      [4, 5],
+      [4, 5],
+    ];
+    expect(incrementalMacs(g, box, whole)).toBe(9 * 4 * 18 + 9 * 4 + 4 * 64 + 4 * 64);
+    // an RoI of one output pixel of channel 0 needs the whole conv and Relu maps (through the global op), channel 0 of
+    // the pooled vector (64 taps) and its own Mul output
+    const one = neededRegions(g, [
+      [0, 1],
+      [0, 1],
+      [0, 1],
+      [0, 1],
+    ]);
+    expect(neededMacs(g, one)).toBe(8 * 8 * 4 * 18 + 4 * 64 + 64 + 1);
+  });
+
+  it("segcause info says what share is local and names the first global op", () => {
+    const r = segcause("info", "--model", join(MODELS, "deeplab-hc18.onnx"), "--json");
+    expect(r.code, r.stderr).toBe(0);
+    const { regions } = JSON.parse(r.stdout);
+    const g = regionGraph(readModelFile(join(MODELS, "deeplab-hc18.onnx")).proto);
+    expect(regions).toEqual(networkMacs(g));
+    expect(regions.firstGlobal).toMatch(/^GlobalAveragePool/);
+    expect(regions.local).toBeLessThan(regions.full);
+    const t = segcause("info", "--model", join(MODELS, "unet-hc18.onnx"));
+    expect(t.stdout).toMatch(/incremental inference: 100\.0% of the network's [\d.]+ GMAC per pass is local \(no op mixes all positions\)/);
   });
 });
