@@ -144,17 +144,21 @@ function windowMaps(node: NodeProto, x: number[], w: number[] | undefined, out: 
   for (let i = 0; i < r; i++) {
     const [inS, outS, k, s, d] = [x[i + 2], out[i + 2], p.kernel[i], p.strides[i], p.dilations[i]];
     if (op === "ConvTranspose") {
-      // total padding of the transposed window, split as the spec splits auto_pad (explicit pads when NOTSET)
+      // total padding of the transposed window: explicit pads (NOTSET), split as the spec splits auto_pad
+      // (SAME_*), or, with output_shape, every split the spec and ONNX Runtime's integer division allow
       const autoPad = attrString(node, "auto_pad", "NOTSET");
       const outPad = attrInts(node, "output_padding")?.[i] ?? 0;
       const total = s * (inS - 1) + outPad + (k - 1) * d + 1 - outS;
-      const pb =
-        autoPad === "NOTSET" && !attrInts(node, "output_shape")
-          ? (attrInts(node, "pads")?.[i] ?? 0)
-          : autoPad === "SAME_LOWER"
-            ? total - Math.floor(total / 2)
-            : Math.floor(total / 2);
-      spatial.push({ kind: "reads", from: i + 2, reads: transposedReads(inS, outS, k, s, d, pb) });
+      const half = [Math.floor(total / 2), Math.trunc(total / 2)];
+      // (ONNX Runtime pads no less than 0: a larger output_shape only grows the end)
+      const heads = attrInts(node, "output_shape")
+        ? [total, Math.max(total, 0)].flatMap((t) => [Math.floor(t / 2), Math.trunc(t / 2), t - Math.floor(t / 2), t - Math.trunc(t / 2)])
+        : autoPad === "NOTSET"
+          ? [attrInts(node, "pads")?.[i] ?? 0]
+          : [autoPad === "SAME_LOWER" ? total - half[0] : half[0]];
+      const tables = [...new Set(heads)].map((pb) => transposedReads(inS, outS, k, s, d, pb));
+      const reads = tables[0].map((_, o) => [...new Set(tables.flatMap((t) => t[o]))].sort((a, b) => a - b));
+      spatial.push({ kind: "reads", from: i + 2, reads });
     } else spatial.push({ kind: "reads", from: i + 2, reads: windowReads(inS, outS, k, s, d, p.pads[i]) });
   }
   const conv = op === "Conv" || op === "ConvTranspose";
