@@ -506,7 +506,7 @@ export function boxVolume(b: Box): number {
   return b.reduce((v, [lo, hi]) => v * Math.max(hi - lo, 0), 1);
 }
 
-/** Output interval of one axis that reads input interval [lo, hi) of the mapped input axis. */
+/** The interval of one output axis whose outputs read the input box `inBox` along the mapped input axis. */
 function forwardAxis(m: AxisMap, inBox: Box, outSize: number): [number, number] {
   if (m.kind === "id") return inBox[m.from];
   if (m.kind !== "reads") return [0, outSize];
@@ -549,7 +549,7 @@ export function changedRegions(g: RegionGraph, box: Box): Map<string, Region> {
   return out;
 }
 
-/** Input interval of one input axis that output box `outBox` reads. */
+/** The box of an input that output box `outBox` reads through `map` (axes no output axis follows: whole). */
 function backwardAxes(map: InputMap, outBox: Box, inDims: number[]): Box {
   const box: Box = fullBox(inDims);
   map.axes.forEach((m, i) => {
