@@ -313,6 +313,21 @@ async function bruteNeeded(stack: Stack, roi: Box, rng: Rng): Promise<Box | unde
   return box;
 }
 
+/** Resize by `f[i]` on spatial axis i. */
+const resizeBy = (g: GraphBuilder, x: string, d: number[], f: number[], attrs: Record<string, AttrValue>) =>
+  g.node(
+    "Resize",
+    [
+      x,
+      "",
+      g.constant(
+        [d.length],
+        d.map((_, i) => (i < 2 ? 1 : f[i - 2])),
+      ),
+    ],
+    attrs,
+  );
+
 describe("region rules are tight on single ops", () => {
   const single: [string, Layer][] = [
     ["Conv (positive weights)", (g, x, d, rng) => conv(g, x, d, rng, { positive: true })],
@@ -321,19 +336,19 @@ describe("region rules are tight on single ops", () => {
     [
       "nearest Resize",
       (g, x, d, rng) =>
-        g.node(
-          "Resize",
-          [
-            x,
-            "",
-            g.constant(
-              [d.length],
-              d.map((_, i) => (i < 2 ? 1 : pick(rng, [2, 3]))),
-            ),
-          ],
+        resizeBy(
+          g,
+          x,
+          d,
+          d.map(() => pick(rng, [2, 3])),
           { mode: "nearest" },
         ),
     ],
+    [
+      "nearest Resize as PyTorch exports it (asymmetric, floor)",
+      (g, x, d) => resizeBy(g, x, d, [2, 2, 2], { mode: "nearest", coordinate_transformation_mode: "asymmetric", nearest_mode: "floor" }),
+    ],
+    ["linear Resize ×2", (g, x, d) => resizeBy(g, x, d, [2, 2, 2], { mode: "linear" })],
   ];
   for (const [name, layer] of single)
     for (const rank of [2, 3])

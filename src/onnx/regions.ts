@@ -212,14 +212,19 @@ function resizeMaps(node: NodeProto, x: StaticInfo, ins: (StaticInfo | undefined
     const outS = out[a];
     if (inS === outS && scales[a] === 1) return id(a);
     if (antialias && outS < inS) return { kind: "all", from: a }; // the filter widens with the downscale factor
+    // ONNX Runtime computes the coordinate in float32. When the factor it divides by is a float32 and the
+    // coordinate a short binary fraction, that is exact; otherwise a coordinate near a rounding tie (nearest)
+    // or an integer (linear, cubic) may land on either side, and both sides are read.
+    const factor = transform === "align_corners" ? (inS - 1) / Math.max(outS - 1, 1) : scales[a];
+    const exactFactor = Math.fround(factor) === factor && transform !== "half_pixel_symmetric";
     const reads = Array.from({ length: outS }, (_, o) => {
       const c = resizeCoordinate(transform, o, scales[a], inS, outS);
+      const eps = exactFactor && Number.isInteger(c * 1024) ? 0 : 1e-4;
       const clamp = (i: number) => Math.min(Math.max(i, 0), inS - 1);
-      // ONNX Runtime computes the coordinate in float32: at a rounding tie either neighbour may be read
-      if (mode === "nearest") return [...new Set([c - 1e-4, c + 1e-4].map((v) => clamp(nearestIndex(v, nearestMode))))].sort((p, q) => p - q);
-      // linear reads floor(c) and the next input, cubic one more on each side; near an integer coordinate
-      // float32 rounding may put the floor on either side
-      const [lo, hi] = [Math.floor(c - 1e-4), Math.floor(c + 1e-4) + 1];
+      if (mode === "nearest") return [...new Set([c - eps, c + eps].map((v) => clamp(nearestIndex(v, nearestMode))))].sort((p, q) => p - q);
+      // linear reads floor(c) and the next input (unless c is an integer: weight 0), cubic one more on each side
+      const lo = Math.floor(c - eps);
+      const hi = eps === 0 && Number.isInteger(c) ? c : Math.floor(c + eps) + 1;
       const span = mode === "cubic" ? 1 : 0;
       const taps: number[] = [];
       for (let i = clamp(lo - span); i <= clamp(hi + span); i++) taps.push(i);
