@@ -5,7 +5,8 @@
  * measured side by side in interleaved rounds in one run; the bundled demo with the paper and the
  * fast schedule; with --fidelity, the fast schedule against a converged reference per model; with
  * --calibration, the coverage of its 95% intervals and the Pearson its stopping rule delivers; with
- * --volume, only the volume demo with both schedules (./volume.ts).
+ * --volume, only the volume demo with both schedules (./volume.ts); with --regions, only the
+ * multiply-adds per pass counted from the region rules (./regions.ts).
  */
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -28,6 +29,7 @@ import { Rng } from "../util/rng.js";
 import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
 import type { OracleBound } from "./oracle.js";
+import { regionsBench } from "./regions.js";
 import { volumeBench } from "./volume.js";
 
 const ROUNDS = 3;
@@ -166,6 +168,7 @@ interface BenchFlags {
   calRefSamples: number;
   calMapNoise: string;
   volume: boolean;
+  regions: boolean;
 }
 
 function selectModels(spec: string, demoModel: string): string[] {
@@ -299,6 +302,7 @@ async function main(): Promise<void> {
       "only the volume demo (3D model, bundled hippocampus case) with both schedules: passes, wall time, passes/s, memory peak",
       false,
     )
+    .option("--regions", "only the multiply-adds per pass counted from the region rules (full, RoI-cropped, incremental), every shipped model", false)
     .parse(process.argv)
     .opts<BenchFlags>();
   const cfg = demoConfig();
@@ -310,6 +314,11 @@ async function main(): Promise<void> {
     `segcause bench · ${os.cpus()[0]?.model ?? "cpu"} · ${os.cpus().length} cores · ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB · node ${process.version} · onnxruntime-node ${ort.env.versions.common}`,
   );
   const out: Record<string, unknown> = {};
+  if (f.regions) {
+    out.regions = regionsBench();
+    if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
+    return;
+  }
   if (f.volume) {
     out.volume = volumeBench({ threads: 2 });
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));

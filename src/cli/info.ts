@@ -2,7 +2,9 @@
 import { Command } from "commander";
 import type { CardField } from "../model/card.js";
 import { Model } from "../model/model.js";
-import type { TensorInfo } from "../onnx/graph.js";
+import { type TensorInfo, withInputSize } from "../onnx/graph.js";
+import { type NetworkMacs, networkMacs } from "../onnx/region-flops.js";
+import { regionGraph } from "../onnx/regions.js";
 import { addCardFlags, type CardFlags, cardOverrides } from "./options.js";
 import { addOutputFlags, emit, type OutputFlags } from "./output.js";
 
@@ -37,6 +39,26 @@ export function cardDefaults(model: Model): CardDefault[] {
   return model.resolved.unstated.flatMap((field) => (of[field] ? [{ field, ...of[field] }] : []));
 }
 
+/** Region analysis for incremental inference (issue 24), or why the model's graph has none. */
+export type RegionInfo = NetworkMacs | { error: string };
+
+export function regionInfo(model: Model): RegionInfo {
+  try {
+    const proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
+    return networkMacs(regionGraph(proto, { input: model.inputName, output: model.outputName }));
+  } catch (e) {
+    return { error: (e as Error).message };
+  }
+}
+
+function describeRegions(r: RegionInfo): string {
+  if ("error" in r) return `  incremental inference: not analysed (${r.error})`;
+  const share = `${((100 * r.local) / r.full).toFixed(1)}% of the network's ${(r.full / 1e9).toFixed(2)} GMAC per pass is local`;
+  return r.firstGlobal
+    ? `  incremental inference: ${share}; the rest lies downstream of an op that mixes all positions (the first: ${r.firstGlobal}) and is recomputed whole by every pass`
+    : `  incremental inference: ${share} (no op mixes all positions): a block changes, and the RoI needs, only part of every tensor`;
+}
+
 const tensor = (t: TensorInfo) => `${t.name} [${t.dims.join(", ")}] ${t.elemType.toLowerCase()}`;
 
 /** The card as a person reads it: input size and normalisation, output semantics, provenance lines. */
@@ -52,6 +74,7 @@ export function describeInfo(out: {
   card: Model["card"];
   assumptions: string[];
   defaults: CardDefault[];
+  regions: RegionInfo;
 }): string {
   const c = out.card as unknown as {
     name?: string;
@@ -66,6 +89,7 @@ export function describeInfo(out: {
     `  sha256 ${out.sha256} · opset ${out.opset} · ${out.producer || "unknown producer"} · batch ${out.batch}`,
     ...out.inputs.map((t) => `  input:  ${tensor(t)}`),
     ...out.outputs.map((t) => `  output: ${tensor(t)}`),
+    describeRegions(out.regions),
     `  card (${out.cardSource}):`,
     `    input ${c.input.height}x${c.input.width} ${c.input.channels}, resized ${c.input.resize ?? "bilinear"}; pixel / ${c.input.scale ?? 1}, then (x − mean [${(c.input.mean ?? []).join(", ")}]) / std [${(c.input.std ?? []).join(", ")}]`,
     `    output ${c.output.name ?? ""} ${c.output.kind}, channel ${c.output.channel}, threshold ${c.output.threshold}`.replace("output  ", "output "),
@@ -107,6 +131,7 @@ export function infoCommand(): Command {
       card: model.card,
       assumptions: model.resolved.assumptions,
       defaults: cardDefaults(model),
+      regions: regionInfo(model),
     };
     await model.release();
     emit(
