@@ -176,8 +176,8 @@ describe("--max-passes on the slice path counts 2D passes", () => {
     // a box over the RoI's slices costs up to its 4 slices: more than one pass per sample, so fewer samples than the bound
     expect(stopped.keptSamples).toBeLessThan(stopped.ranPasses);
     // the map's passes done: the RoI's slices unperturbed and every kept sample's own passes (all ran in this run)
-    expect(stopped.keptPasses).toBe(roiK.depth + stopped.ranPasses);
-    expect(stopped.describe()).toContain(`${stopped.keptPasses} of`);
+    expect(stopped.donePasses).toBe(roiK.depth + stopped.ranPasses);
+    expect(stopped.describe()).toContain(`${stopped.donePasses} of`);
   });
 
   it("the fast schedule's budget counts 2D passes: the screen it always completes is said in the run's passes", async () => {
