@@ -88,6 +88,19 @@ describe("a bounded fixed schedule stops, keeps its samples and resumes to the i
     expect(done.notes).toContain("resumed from checkpoint: 4 samples reused");
   });
 
+  it("names the bound that refused: a pass bound not yet reached refuses a sample costing more than it leaves", () => {
+    const b = new RunBound({ maxPasses: 10, maxSeconds: 3600 }, () => 0);
+    b.count(8);
+    // a sample of 4 window runs does not fit in the 2 passes left, so the run stops at 8 of its 10
+    expect(b.allow(4)).toBe(2);
+    expect(b.reason()).toBe("--max-passes 10");
+    let t = 0;
+    const timed = new RunBound({ maxPasses: 10, maxSeconds: 4 }, () => t);
+    t = 5000;
+    expect(timed.allow(4)).toBe(0);
+    expect(timed.reason()).toBe("--max-time 4");
+  });
+
   it("the fast schedule takes no stop: its budget is part of the map (as in 2D)", async () => {
     const a = await explain({
       ...paper(),

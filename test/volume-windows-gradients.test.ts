@@ -371,6 +371,9 @@ describe("box methods through sliding windows count window runs", () => {
       expect(stopped.ranPasses).toBeLessThanOrEqual(20);
       expect(stopped.ranPasses).toBeGreaterThan(20 - 8);
       expect(stopped.keptSamples).toBeLessThan(stopped.ranPasses);
+      // stopped because the next sample's windows did not fit in the 20: the pass bound refused, not a time bound
+      expect(stopped.bound).toBe("--max-passes 20");
+      expect(stopped.describe()).toMatch(/^stopped at --max-passes 20 after/);
       expect(stopped.donePasses).toBe(8 + stopped.ranPasses);
       expect(stopped.describe()).toContain(`${8 + stopped.ranPasses} of ${planned.exact} passes of the map are done`);
       // the rest of the run: its progress plan, stages and passes in window runs
