@@ -392,6 +392,14 @@ describe("box methods through sliding windows count window runs", () => {
       expect(events.at(-1)!.plan).toEqual({ total: expected, bound: expected });
       const screening = events.filter((ev) => ev.stage === "screening").at(-1)!;
       expect([screening.done, screening.total, screening.resumed]).toEqual([expected - 8, expected - 8, stopped.ranPasses]);
+      // a pass bound below the costliest sample's window runs would stop every rerun at once: refused before any sample
+      const most = Math.max(...a.units.map((u) => used.filter((w) => overlaps(w, u)).length));
+      calls = 0;
+      const small = { ...spec, checkpointPath: join(dir, "zero-small.checkpoint.json"), bound: new RunBound({ maxPasses: most - 1, maxSeconds: 0 }) };
+      await expect(explainVolumeBlocks(m, k, t, small)).rejects.toThrow(
+        `--max-passes ${most - 1} is below the ${most} passes (window runs) one sample of this run needs`,
+      );
+      expect(calls).toBe(0);
     });
   });
 });

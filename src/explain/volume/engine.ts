@@ -221,6 +221,13 @@ export async function explainVolumeBlocks(
     });
   const bound = !ad && spec.bound?.active ? spec.bound : undefined;
   if (bound && !spec.checkpointPath) fail("a bounded volume run needs a checkpoint to keep its samples", "pass checkpointPath with bound");
+  // A sample's passes run together: a pass bound below the costliest sample would stop every rerun before it.
+  const minPasses = bound && bound.settings.maxPasses > 0 && forward ? units.reduce((m, _, u) => Math.max(m, cost.of(u)), 0) : 0;
+  if (bound && bound.settings.maxPasses < minPasses)
+    fail(
+      `--max-passes ${bound.settings.maxPasses} is below the ${minPasses} passes (window runs) one sample of this run needs, so no run would progress`,
+      `use --max-passes ${minPasses} or more`,
+    );
   // Everything that decides the samples: a rerun with the same key reuses the finished ones.
   const key = {
     model: model.sha256,
