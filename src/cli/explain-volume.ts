@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { checkBankForCard, VolumeBank } from "../data/volume/volume-bank.js";
 import { boxCornerOnInput, loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
-import { getMethod, methodNames, volumeMethodNames } from "../explain/catalog.js";
+import { getMethod, methodNames, volumeMethodNames, windowedMethodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
 import { type BoxUnitName, describeSize } from "../explain/volume/box-size.js";
 import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js";
@@ -168,9 +168,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     if (p.kind === "sliding" && !form.windows && p.box.some((b, a) => b > p.patch[a]))
       fail(
         `${f.method} does not run over sliding windows${form.noWindows ? ` (${form.noWindows})` : " yet"}, and this volume (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space) needs more than one ${[...p.patch].reverse().join("x")} window`,
-        `use --method ${volumeMethodNames()
-          .filter((m) => getMethod(m).volume?.windows)
-          .join(", ")} on this volume, or a card whose box holds the whole volume`,
+        `use --method ${windowedMethodNames().join(", ")} on this volume, or a card whose box holds the whole volume`,
       );
     const run = await form.plan({ model, kase, target: resolved, bank, boxUnit: f.boxUnit }, o);
     if (!run.blockSpec && (bounds.maxPasses > 0 || bounds.maxSeconds > 0))
