@@ -18,7 +18,7 @@ import { VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../expl
 import { RunBound, type RunBoundSettings, RunStopped } from "../explain/volume/run-bound.js";
 import type { Device } from "../model/device.js";
 import { SliceModel } from "../model/slice-model.js";
-import { isVolumeModel } from "../model/volume-card.js";
+import { isVolumeModel, refuseCardless3d } from "../model/volume-card.js";
 import { VolumeModel, type VolumeNet } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
 import { type WrittenVolume, writeVolumeAttribution } from "../report/volume-write.js";
@@ -130,6 +130,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
 
   // A model whose card is not a volume card is a 2D model: it explains the volume slice by slice.
   const sliced = !isVolumeModel(f.model, f.card);
+  if (sliced) refuseCardless3d(f.model, f.card);
   if (!sliced && f.sliceAxis !== undefined)
     fail("--slice-axis applies to a 2D model run slice by slice; a 3D model takes the whole volume", "drop --slice-axis");
   if (sliced && !form.slices)
