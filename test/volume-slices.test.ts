@@ -287,6 +287,17 @@ describe("the slice reuse gives the map of re-running every slice of every sampl
   );
 });
 
+/** 0.5·mean(rows 0..7, cols 8..15) + 0.2 with no Sigmoid: raw values in 0.2..0.7, which a logits card misreads. */
+function unitRangeModel(): Uint8Array {
+  const g = new GraphBuilder("unit-range-2d");
+  const x = g.input("image", ["N", 1, N, N]);
+  const w = new Float32Array(N * N);
+  for (let y = 0; y < 8; y++) for (let c = 8; c < N; c++) w[y * N + c] = 0.5 / 64;
+  const conv = g.node("Conv", [x, g.constant([1, 1, N, N], w), g.constant([1], [0.2])], { kernel_shape: [N, N] });
+  g.output(g.node("Add", [conv, g.constant([1, 1, N, N], new Float32Array(N * N))], {}, ["mask"]), ["N", 1, N, N]);
+  return g.toBytes();
+}
+
 describe("refusals on the slice path, one line each", () => {
   const oneLine = (r: { code: number | null; stderr: string }, re: RegExp) => {
     expect(r.code).toBe(1);
@@ -324,6 +335,16 @@ describe("refusals on the slice path, one line each", () => {
       );
       expect(existsSync(out)).toBe(false);
     }
+  });
+
+  it("a logits card whose unperturbed slices' output lies in [0, 1], as on an image", () => {
+    const d = tmp();
+    const unit = writeModel(d, "unit.onnx", unitRangeModel(), { ...CARD2D, output: { ...CARD2D.output, kind: "logits", activation: "sigmoid" } });
+    const inUnitRange =
+      /reads output 'mask' as logits, but on the unperturbed volume's slices \(on the RoI\) every value lies within \[0, 1\] \(0\.\d+ to 0\.\d+\)/;
+    const out = join(d, "o");
+    oneLine(segcause(...base().map((a) => (a === model ? unit : a)), "--method", "zero", "--out", out), inUnitRange);
+    expect(existsSync(out)).toBe(false);
   });
 
   it("a bank cut across another slice axis", async () => {
