@@ -347,6 +347,33 @@ describe("refusals on the slice path, one line each", () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it("the 2D card flags override the 2D card, as for images; --resize is refused (slices are never resized)", () => {
+    const d = tmp();
+    const unit = writeModel(d, "unit.onnx", unitRangeModel(), { ...CARD2D, output: { ...CARD2D.output, kind: "logits", activation: "sigmoid" } });
+    // the graph the card reads as logits, read as probabilities by --output-kind (a card override) runs
+    const ok = segcause(
+      ...base().map((a) => (a === model ? unit : a)),
+      "--method",
+      "zero",
+      "--output-kind",
+      "probabilities",
+      "--reference",
+      "prediction",
+      "--outcome",
+      "mean-prob",
+      "--out",
+      join(d, "p"),
+      "--json",
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(d, "p", "map.json"), "utf8")).provenance.model.card.slicedFrom.card.output.kind).toBe("probabilities");
+    // --resize does not apply to slices (never resized)
+    oneLine(
+      segcause(...base(), "--method", "zero", "--resize", "bilinear", "--out", join(d, "r")),
+      /--resize does not apply to a 2D model run slice by slice/,
+    );
+  });
+
   it("a bank cut across another slice axis", async () => {
     const d = tmp();
     const r0 = segcause(
