@@ -36,9 +36,13 @@ export function plannedCost(kase: VolumeCase, target: ResolvedVolumeTarget, spec
   const blockPasses = grid.units.map((u) => passesOf([u]));
   const cost = { base: f ? f.used.length : 1, of: (u: number) => blockPasses[u] };
   const B = blockPasses.reduce((a, b) => a + b, 0);
-  const windows = f
-    ? `; a pass is one window run: ${cost.base} windows over the RoI, ${(B / Math.max(1, n)).toFixed(2)} per box sample on average`
-    : "";
+  const perBox = (B / Math.max(1, n)).toFixed(2);
+  // a 2D model slice by slice: its windows are slices, each one 2D pass
+  const windows = !f
+    ? ""
+    : f.model.slicing
+      ? `; a pass is one 2D pass of a slice: ${cost.base} slices over the RoI unperturbed, ${perBox} per box sample on average`
+      : `; a pass is one window run: ${cost.base} windows over the RoI, ${perBox} per box sample on average`;
   if (ad) {
     const groups = boxTree(grid, spec.block, ad.groupSize).groups;
     const G = groups.length;
