@@ -244,12 +244,16 @@ describe("evaluate on a volume seen in sliding windows", () => {
       done,
     ) {
       if (!samples.every((s) => typeof s === "object" && s !== null && "set" in s)) {
-        changed.length = ran = 0;
+        changed.length = 0;
+        ran = 0;
         return evaluate.call(this, runner, samples, sample, score, done);
       }
       for (const s of samples) changed.push([...sample.boxes(s)]);
       const counting = Object.create(runner) as BatchRunner;
-      counting.run = (items, ...rest) => ((ran += items.length), runner.run(items, ...rest));
+      counting.run = (items, ...rest) => {
+        ran += items.length;
+        return runner.run(items, ...rest);
+      };
       return evaluate.call(this, counting, samples, sample, score, done);
     });
     const s = await runEvaluation({ ...cfg, protocol: { ...cfg.protocol, steps: 5, fills: ["zero"] } }, {}).finally(() => spy.mockRestore());
