@@ -229,7 +229,7 @@ export async function explainVolumeBlocks(
   const minPasses = bound && bound.settings.maxPasses > 0 && forward ? units.reduce((m, _, u) => Math.max(m, cost.of(u)), 0) : 0;
   if (bound && bound.settings.maxPasses < minPasses)
     fail(
-      `--max-passes ${bound.settings.maxPasses} is below the ${minPasses} passes (window runs) one sample of this run needs, so no run would progress`,
+      `--max-passes ${bound.settings.maxPasses} is below the ${minPasses} passes (${model.slicing ? "2D passes of slices" : "window runs"}) one sample of this run needs, so no run would progress`,
       `use --max-passes ${minPasses} or more`,
     );
   // Everything that decides the samples: a rerun with the same key reuses the finished ones.
