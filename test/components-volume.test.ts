@@ -107,6 +107,24 @@ describe("components on a 3D model with a known answer", () => {
     const other = await explainVolumeComponents(model, kase, { roi: { ...roi, z: 6 } }, o);
     expect(other.notes.some((n) => n.startsWith("resumed"))).toBe(false);
   });
+
+  it("another --label of the same label map reuses nothing: the chosen labels are in the checkpoint key", async () => {
+    const dir = tmp();
+    const image = await writeFlatVolume(dir, "labelled", 220);
+    // label 1 on the RoI's first slice (z 5), label 2 on its second (z 6): each is a different reference mask
+    const mask = await writeFlatVolume(dir, "labels", (z) => (z === 5 ? 1 : z === 6 ? 2 : 0));
+    const ck = join(dir, ".checkpoint.json");
+    const o = { donors, donorSampling: "random" as const, samples: 6, checkpointPath: ck, checkpointEveryMs: 0 };
+    const one = await loadVolumeCase(model, image, { mask, label: "1" });
+    const two = await loadVolumeCase(model, image, { mask, label: "2" });
+    expect(two.maskSha256).toBe(one.maskSha256);
+    const first = await explainVolumeComponents(model, one, { roi }, o);
+    expect(first.reference).toBe("ground-truth");
+    const second = await explainVolumeComponents(model, two, { roi }, o);
+    expect(second.notes.some((n) => n.startsWith("resumed"))).toBe(false);
+    const again = await explainVolumeComponents(model, two, { roi }, o);
+    expect(again.notes).toContain(`resumed from checkpoint: ${second.units.reduce((n, u) => n + u.samples, 0)} samples reused`);
+  });
 });
 
 describe("donor enumeration on a 3D model with known answers", () => {

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { beforeAll, describe, expect, it } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import "../src/explain/catalog.js";
 import { readDicomVolume } from "../src/data/volume/dicom/index.js";
 import { writeNifti } from "../src/data/volume/nifti-write.js";
@@ -10,6 +10,8 @@ import { blockLabels, gridLabels } from "../src/evaluate/rank-units.js";
 import { writeEvaluationReport } from "../src/evaluate/report.js";
 import { cellDir, controlPath } from "../src/evaluate/store.js";
 import { blurVolume } from "../src/explain/volume/blur.js";
+import { type ChangedBox, VolumeForward } from "../src/explain/volume/windows.js";
+import type { BatchRunner } from "../src/model/batches.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { AFFINE, CARD, causalBoxVolume, inCausal, N, ROI, writeCausalFixture } from "./helpers/causal3d.js";
 import { segcause } from "./helpers/cli.js";
@@ -228,7 +230,33 @@ describe("evaluate on a volume seen in sliding windows", () => {
     );
     const out = join(d, "out");
     const cfg = config(out, { models: [shift], dataset: join(d, "manifest.json"), methods: [{ name: "zero", options: { block: 4, tau: 0 } }] });
-    const s = await runEvaluation({ ...cfg, protocol: { ...cfg.protocol, steps: 5, fills: ["zero"] } }, {});
+    // The cell's curve samples (the prober's items are {set, draw}; the method's own are {unit, draw}, and the
+    // control's curves run before the method): the changed boxes each names, and the windows the runner was given for them.
+    const changed: ChangedBox[][] = [];
+    let ran = 0;
+    const evaluate = VolumeForward.prototype.evaluate;
+    const spy = vi.spyOn(VolumeForward.prototype, "evaluate").mockImplementation(function (
+      this: VolumeForward,
+      runner,
+      samples,
+      sample,
+      score,
+      done,
+    ) {
+      if (!samples.every((s) => typeof s === "object" && s !== null && "set" in s)) {
+        changed.length = 0;
+        ran = 0;
+        return evaluate.call(this, runner, samples, sample, score, done);
+      }
+      for (const s of samples) changed.push([...sample.boxes(s)]);
+      const counting = Object.create(runner) as BatchRunner;
+      counting.run = (items, ...rest) => {
+        ran += items.length;
+        return runner.run(items, ...rest);
+      };
+      return evaluate.call(this, counting, samples, sample, score, done);
+    });
+    const s = await runEvaluation({ ...cfg, protocol: { ...cfg.protocol, steps: 5, fills: ["zero"] } }, {}).finally(() => spy.mockRestore());
     expect(s).toMatchObject({ computed: 1, failed: 0 });
     const id = { dataset: "shift3d", model: "shift", image: "v", roi: "label-1" };
     const c = JSON.parse(readFileSync(join(cellDir(out, id, "zero"), "cell.json"), "utf8"));
@@ -243,10 +271,25 @@ describe("evaluate on a volume seen in sliding windows", () => {
         .map((v: number) => v - removed)
         .map((v: number) => Math.abs(v) < 1e-6),
     ).toEqual([true, true, true, true, true]);
-    // 5x3x3 windows, 8 over the RoI: each of the 10 curve samples (4 + 4 inner points, top-k, top-area)
-    // re-runs at most those 8, never all 45
-    expect(c.cost.evaluationPasses).toBeGreaterThan(10);
-    expect(c.cost.evaluationPasses).toBeLessThanOrEqual(10 * 8);
+    // 8³ windows at stride 4: x from 0, 4, ..., 16, y and z from 0, 4, 8 (45); the RoI (z 4..7, y 4..7, x 8..11)
+    // lies in the 8 starting at z, y in {0, 4} and x in {4, 8}. A curve sample runs those of the 8 its changed
+    // boxes overlap, counted here from that geometry.
+    const starts = (n: number) => Array.from({ length: (n - 8) / 4 + 1 }, (_, i) => 4 * i);
+    const hits = (lo: number, len: number, w0: number) => lo < w0 + 8 && w0 < lo + len;
+    const windows = starts(SZ).flatMap((z) => starts(SY).flatMap((y) => starts(SX).map((x) => ({ z, y, x }))));
+    expect(windows).toHaveLength(45);
+    const overRoi = windows.filter((w) => hits(4, 4, w.z) && hits(4, 4, w.y) && hits(8, 4, w.x));
+    expect(overRoi).toHaveLength(8);
+    const touched = (boxes: ChangedBox[]) =>
+      overRoi.filter((w) => boxes.some((b) => hits(b.z, b.depth, w.z) && hits(b.y, b.height, w.y) && hits(b.x, b.width, w.x))).length;
+    // the 10 curve samples: 4 + 4 inner points of deletion and insertion, top-k and top-area
+    expect(changed).toHaveLength(10);
+    // deletion's first point removes only the causal box's unit (x 12..15): the 4 windows starting at x 8
+    const expected = changed.reduce((n, b) => n + touched(b), 0);
+    expect(changed.map(touched)).toContain(4);
+    expect(expected).toBeLessThan(10 * 8);
+    expect(ran).toBe(expected);
+    expect(c.cost.evaluationPasses).toBe(expected);
   });
 });
 

@@ -21,6 +21,7 @@ import { holmSignificant, type StatRow, type Summary, summarize, winners } from 
 import { normalSf, wilcoxon } from "../src/evaluate/wilcoxon.js";
 import type { Attribution, Provenance } from "../src/explain/attribution.js";
 import { Model } from "../src/model/model.js";
+import { Region } from "../src/target/roi.js";
 import type { RunStatus } from "../src/util/progress.js";
 import { uniform } from "../src/util/rng.js";
 import { segcause } from "./helpers/cli.js";
@@ -71,6 +72,8 @@ function handMade(name: string, support: (p: number, seed: number) => number): M
         outcome: "dice",
         reference: "ground-truth",
         roi,
+        region: "mask" in ctx.target.roi ? Region.mask(ctx.target.roi.mask, H, W) : Region.rect(roi, H, W),
+        tau: 0,
         roiCells: 0,
         forwardPasses: 0,
         backwardPasses: 0,

@@ -5,7 +5,7 @@ import { loadCase } from "../src/data/case.js";
 import { keyedOptions } from "../src/evaluate/cell-key.js";
 import { stratifyDraws } from "../src/explain/block-effects.js";
 import { buildQuadtree, isBlockRef } from "../src/explain/hierarchy.js";
-import { resolveOptions } from "../src/explain/methods.js";
+import { type MethodDefinition, resolveOptions } from "../src/explain/methods.js";
 import { explainPdcr, pdcrMethod } from "../src/explain/pdcr.js";
 import { blockGrid } from "../src/explain/units.js";
 import { Model } from "../src/model/model.js";
@@ -229,10 +229,12 @@ describe("fast PdCR schedule on models with known causal structure", () => {
     });
 
     it("enters evaluate's cell keys only when set, so published folders stay valid", () => {
-      expect(keyedOptions(pdcrMethod, resolveOptions(pdcrMethod, {}))).not.toHaveProperty("maxPasses");
-      expect(keyedOptions(pdcrMethod, resolveOptions(pdcrMethod, {}))).not.toHaveProperty("maxTime");
-      expect(keyedOptions(pdcrMethod, resolveOptions(pdcrMethod, { maxPasses: 5000 }))).toMatchObject({ maxPasses: 5000, mapNoise: 0.3 });
-      expect(() => resolveOptions(pdcrMethod, { schedule: "paper", maxPasses: 5000 })).toThrow(/--max-passes applies only to --schedule fast/);
+      // the registry's untyped view, as evaluate holds it
+      const pdcr = pdcrMethod as unknown as MethodDefinition;
+      expect(keyedOptions(pdcr, resolveOptions(pdcr, {}))).not.toHaveProperty("maxPasses");
+      expect(keyedOptions(pdcr, resolveOptions(pdcr, {}))).not.toHaveProperty("maxTime");
+      expect(keyedOptions(pdcr, resolveOptions(pdcr, { maxPasses: 5000 }))).toMatchObject({ maxPasses: 5000, mapNoise: 0.3 });
+      expect(() => resolveOptions(pdcr, { schedule: "paper", maxPasses: 5000 })).toThrow(/--max-passes applies only to --schedule fast/);
     });
   });
 });

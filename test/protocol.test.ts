@@ -200,6 +200,8 @@ function handMade(name: string, support: (p: number) => number): MethodDefinitio
         outcome: "dice",
         reference: "ground-truth",
         roi: ctx.target.roi as never,
+        region: "mask" in ctx.target.roi ? Region.mask(ctx.target.roi.mask, S, S) : Region.rect(ctx.target.roi, S, S),
+        tau: 0,
         roiCells: 0,
         forwardPasses: 0,
         backwardPasses: 0,

@@ -35,7 +35,7 @@ async function call(path: string, body?: unknown, headers: Record<string, string
   const res = await fetch(base + path, {
     method: body === undefined ? "GET" : "POST",
     headers: { "x-segcause-token": v.token, ...headers },
-    body: body === undefined ? undefined : typeof body === "string" || Buffer.isBuffer(body) ? body : JSON.stringify(body),
+    body: body === undefined ? undefined : typeof body === "string" ? body : Buffer.isBuffer(body) ? new Uint8Array(body) : JSON.stringify(body),
   });
   return { status: res.status, json: await res.json() };
 }

@@ -7,7 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { readNifti } from "../src/data/volume/nifti.js";
-import { buildVolumeBank, type VolumeBank } from "../src/data/volume/volume-bank.js";
+import { buildVolumeBank, checkBankForCard, type VolumeBank } from "../src/data/volume/volume-bank.js";
 import { loadVolumeCase } from "../src/data/volume/volume-case.js";
 import { FAST_SCHEDULE } from "../src/explain/adaptive.js";
 import { plannedCost } from "../src/explain/volume/cost.js";
@@ -88,6 +88,19 @@ describe("a bounded fixed schedule stops, keeps its samples and resumes to the i
     expect(done.notes).toContain("resumed from checkpoint: 4 samples reused");
   });
 
+  it("names the bound that refused: a pass bound not yet reached refuses a sample costing more than it leaves", () => {
+    const b = new RunBound({ maxPasses: 10, maxSeconds: 3600 }, () => 0);
+    b.count(8);
+    // a sample of 4 window runs does not fit in the 2 passes left, so the run stops at 8 of its 10
+    expect(b.allow(4)).toBe(2);
+    expect(b.reason()).toBe("--max-passes 10");
+    let t = 0;
+    const timed = new RunBound({ maxPasses: 10, maxSeconds: 4 }, () => t);
+    t = 5000;
+    expect(timed.allow(4)).toBe(0);
+    expect(timed.reason()).toBe("--max-time 4");
+  });
+
   it("the fast schedule takes no stop: its budget is part of the map (as in 2D)", async () => {
     const a = await explain({
       ...paper(),
@@ -98,6 +111,23 @@ describe("a bounded fixed schedule stops, keeps its samples and resumes to the i
     expect(a.forwardPasses).toBeGreaterThan(5);
     expect(a.forwardPasses).toBeLessThanOrEqual(40);
     expect(a.provenance.settings).toMatchObject({ maxPasses: 40 });
+  });
+});
+
+describe("a bank against the model's card", () => {
+  it("accepts a spacing within the tolerance banks are built with (1%), refuses one beyond it", async () => {
+    const m = await VolumeModel.load(model);
+    await m.release();
+    const at = (f: number) => ({
+      ...m.card,
+      input: { ...m.card.input, spacing: m.card.input.spacing.map((s) => s * f) as [number, number, number] },
+    });
+    expect(bank.header.spacing).toEqual(m.card.input.spacing);
+    expect(() => checkBankForCard(bank, at(1.005), "b.scvbank")).not.toThrow();
+    expect(() => checkBankForCard(bank, at(1 / 1.005), "b.scvbank")).not.toThrow();
+    expect(() => checkBankForCard(bank, at(1.05), "b.scvbank")).toThrow(
+      /bank b\.scvbank was cut with .* at 1x1x1 mm, the model's card says .* at 1\.05x1\.05x1\.05 mm/,
+    );
   });
 });
 

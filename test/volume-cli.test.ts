@@ -354,6 +354,17 @@ describe("volume inputs that cannot work are refused in one line, exit 1, nothin
     refused(["--model", model, "--image", png, "--roi", "0,0,8,8", "--method", "zero"], /is a 3D model .* not a volume/);
   });
 
+  it("a 3D model without a volume card is said to be one (not run as a 2D model slice by slice), naming where the card belongs", () => {
+    const cardless = writeModel(dir, "cardless3d.onnx", meanModel());
+    for (const method of ["zero", "rise"])
+      refused(
+        ["--model", cardless, "--image", volume, "--roi", "0,0,0,4,4,4", "--method", method],
+        new RegExp(
+          `is a 3D model \\(input 'image' of rank 5\\) without a volume card \\(expected at ${cardless.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}\\.json\\)`,
+        ),
+      );
+  });
+
   it("a method without a volume form, naming those that run on volumes", () => {
     refused(
       ["--model", model, "--image", volume, "--roi", "0,0,0,4,4,4", "--method", "lime"],

@@ -5,6 +5,7 @@ import { writeNifti } from "../src/data/volume/nifti-write.js";
 import { buildVolumeBank, VolumeBank } from "../src/data/volume/volume-bank.js";
 import { centrePlacement, fromBox, loadVolumeCase, toBox } from "../src/data/volume/volume-case.js";
 import { FAST_SCHEDULE } from "../src/explain/adaptive.js";
+import type { Size3 } from "../src/explain/volume/box-size.js";
 import { explainVolumeBlocks, type VolumeAttribution } from "../src/explain/volume/engine.js";
 import { Model } from "../src/model/model.js";
 import type { VolumeCard } from "../src/model/volume-card.js";
@@ -123,7 +124,7 @@ describe("the block engine on volumes finds exactly the causal box of a known 3D
     await m.release();
     const spec = {
       method: "pdcr",
-      block: [8, 8, 8],
+      block: [8, 8, 8] as Size3,
       estimator: { screen: 3, samples: 5, tau: 0 },
       intervention: { kind: "bank" as const, bank },
       settings: {},
@@ -142,7 +143,7 @@ describe("checkpoints", () => {
     const checkpointPath = join(dir, "vol.checkpoint.json");
     const spec = {
       method: "pdcr",
-      block: [8, 8, 8],
+      block: [8, 8, 8] as Size3,
       estimator: { screen: 3, samples: 5, tau: 0 },
       intervention: { kind: "bank" as const, bank },
       settings: {},

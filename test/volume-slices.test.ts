@@ -176,8 +176,8 @@ describe("--max-passes on the slice path counts 2D passes", () => {
     // a box over the RoI's slices costs up to its 4 slices: more than one pass per sample, so fewer samples than the bound
     expect(stopped.keptSamples).toBeLessThan(stopped.ranPasses);
     // the map's passes done: the RoI's slices unperturbed and every kept sample's own passes (all ran in this run)
-    expect(stopped.keptPasses).toBe(roiK.depth + stopped.ranPasses);
-    expect(stopped.describe()).toContain(`${stopped.keptPasses} of`);
+    expect(stopped.donePasses).toBe(roiK.depth + stopped.ranPasses);
+    expect(stopped.describe()).toContain(`${stopped.donePasses} of`);
   });
 
   it("the fast schedule's budget counts 2D passes: the screen it always completes is said in the run's passes", async () => {
@@ -287,6 +287,17 @@ describe("the slice reuse gives the map of re-running every slice of every sampl
   );
 });
 
+/** 0.5·mean(rows 0..7, cols 8..15) + 0.2 with no Sigmoid: raw values in 0.2..0.7, which a logits card misreads. */
+function unitRangeModel(): Uint8Array {
+  const g = new GraphBuilder("unit-range-2d");
+  const x = g.input("image", ["N", 1, N, N]);
+  const w = new Float32Array(N * N);
+  for (let y = 0; y < 8; y++) for (let c = 8; c < N; c++) w[y * N + c] = 0.5 / 64;
+  const conv = g.node("Conv", [x, g.constant([1, 1, N, N], w), g.constant([1], [0.2])], { kernel_shape: [N, N] });
+  g.output(g.node("Add", [conv, g.constant([1, 1, N, N], new Float32Array(N * N))], {}, ["mask"]), ["N", 1, N, N]);
+  return g.toBytes();
+}
+
 describe("refusals on the slice path, one line each", () => {
   const oneLine = (r: { code: number | null; stderr: string }, re: RegExp) => {
     expect(r.code).toBe(1);
@@ -324,6 +335,43 @@ describe("refusals on the slice path, one line each", () => {
       );
       expect(existsSync(out)).toBe(false);
     }
+  });
+
+  it("a logits card whose unperturbed slices' output lies in [0, 1], as on an image", () => {
+    const d = tmp();
+    const unit = writeModel(d, "unit.onnx", unitRangeModel(), { ...CARD2D, output: { ...CARD2D.output, kind: "logits", activation: "sigmoid" } });
+    const inUnitRange =
+      /reads output 'mask' as logits, but on the unperturbed volume's slices \(on the RoI\) every value lies within \[0, 1\] \(0\.\d+ to 0\.\d+\)/;
+    const out = join(d, "o");
+    oneLine(segcause(...base().map((a) => (a === model ? unit : a)), "--method", "zero", "--out", out), inUnitRange);
+    expect(existsSync(out)).toBe(false);
+  });
+
+  it("the 2D card flags override the 2D card, as for images; --resize is refused (slices are never resized)", () => {
+    const d = tmp();
+    const unit = writeModel(d, "unit.onnx", unitRangeModel(), { ...CARD2D, output: { ...CARD2D.output, kind: "logits", activation: "sigmoid" } });
+    // the graph the card reads as logits, read as probabilities by --output-kind (a card override) runs
+    const ok = segcause(
+      ...base().map((a) => (a === model ? unit : a)),
+      "--method",
+      "zero",
+      "--output-kind",
+      "probabilities",
+      "--reference",
+      "prediction",
+      "--outcome",
+      "mean-prob",
+      "--out",
+      join(d, "p"),
+      "--json",
+    );
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(readFileSync(join(d, "p", "map.json"), "utf8")).provenance.model.card.slicedFrom.card.output.kind).toBe("probabilities");
+    // --resize does not apply to slices (never resized)
+    oneLine(
+      segcause(...base(), "--method", "zero", "--resize", "bilinear", "--out", join(d, "r")),
+      /--resize does not apply to a 2D model run slice by slice/,
+    );
   });
 
   it("a bank cut across another slice axis", async () => {

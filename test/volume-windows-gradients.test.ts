@@ -371,6 +371,9 @@ describe("box methods through sliding windows count window runs", () => {
       expect(stopped.ranPasses).toBeLessThanOrEqual(20);
       expect(stopped.ranPasses).toBeGreaterThan(20 - 8);
       expect(stopped.keptSamples).toBeLessThan(stopped.ranPasses);
+      // stopped because the next sample's windows did not fit in the 20: the pass bound refused, not a time bound
+      expect(stopped.bound).toBe("--max-passes 20");
+      expect(stopped.describe()).toMatch(/^stopped at --max-passes 20 after/);
       expect(stopped.donePasses).toBe(8 + stopped.ranPasses);
       expect(stopped.describe()).toContain(`${8 + stopped.ranPasses} of ${planned.exact} passes of the map are done`);
       // the rest of the run: its progress plan, stages and passes in window runs
@@ -389,6 +392,14 @@ describe("box methods through sliding windows count window runs", () => {
       expect(events.at(-1)!.plan).toEqual({ total: expected, bound: expected });
       const screening = events.filter((ev) => ev.stage === "screening").at(-1)!;
       expect([screening.done, screening.total, screening.resumed]).toEqual([expected - 8, expected - 8, stopped.ranPasses]);
+      // a pass bound below the costliest sample's window runs would stop every rerun at once: refused before any sample
+      const most = Math.max(...a.units.map((u) => used.filter((w) => overlaps(w, u)).length));
+      calls = 0;
+      const small = { ...spec, checkpointPath: join(dir, "zero-small.checkpoint.json"), bound: new RunBound({ maxPasses: most - 1, maxSeconds: 0 }) };
+      await expect(explainVolumeBlocks(m, k, t, small)).rejects.toThrow(
+        `--max-passes ${most - 1} is below the ${most} passes (window runs) one sample of this run needs`,
+      );
+      expect(calls).toBe(0);
     });
   });
 });

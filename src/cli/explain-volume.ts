@@ -10,15 +10,16 @@ import { join } from "node:path";
 import { checkBankForCard, VolumeBank } from "../data/volume/volume-bank.js";
 import { boxCornerOnInput, loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
-import { getMethod, methodNames, volumeMethodNames } from "../explain/catalog.js";
+import { getMethod, methodNames, volumeMethodNames, windowedMethodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
 import { type BoxUnitName, describeSize } from "../explain/volume/box-size.js";
 import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js";
 import { VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
 import { RunBound, type RunBoundSettings, RunStopped } from "../explain/volume/run-bound.js";
+import type { CardOverrides } from "../model/card.js";
 import type { Device } from "../model/device.js";
 import { SliceModel } from "../model/slice-model.js";
-import { isVolumeModel } from "../model/volume-card.js";
+import { isVolumeModel, refuseCardless3d } from "../model/volume-card.js";
 import { VolumeModel, type VolumeNet } from "../model/volume-model.js";
 import { parseScale } from "../report/scale.js";
 import { type WrittenVolume, writeVolumeAttribution } from "../report/volume-write.js";
@@ -41,6 +42,8 @@ export interface VolumeExplainFlags {
   mask?: string;
   label?: string;
   series?: string;
+  /** a 2D model slice by slice: its 2D card flags (--channel, --output-kind, ...), which win over its card */
+  cardOverrides?: CardOverrides;
   /** a 2D model slice by slice: the voxel axis the slices are cut across (default the card's, else k) */
   sliceAxis?: "i" | "j" | "k";
   roi?: string;
@@ -89,6 +92,9 @@ function runBounds(f: VolumeExplainFlags): RunBoundSettings {
   return { maxPasses, maxSeconds };
 }
 
+/** The image flags a 2D model slice by slice cannot take (the others override its card). */
+const SLICE_REFUSED = ["workers", "resize"];
+
 /** Flags of 2D runs only: given with a volume they would be silently ignored, so they are refused. */
 const IMAGE_ONLY = [
   "workers",
@@ -115,7 +121,9 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
       `use --method ${volumeMethodNames().join(", ")} on a volume (see \`segcause methods\`)`,
     );
   const given = Object.fromEntries(
-    Object.entries(f).filter(([k, v]) => !common.has(k) && !["label", "series", "boxUnit", "sliceAxis"].includes(k) && v !== undefined),
+    Object.entries(f).filter(
+      ([k, v]) => !common.has(k) && !["label", "series", "boxUnit", "sliceAxis", "cardOverrides"].includes(k) && v !== undefined,
+    ),
   );
   // The bounds are the fast schedule's own options; every other volume run takes them as a stop.
   const bounds = runBounds(f);
@@ -130,6 +138,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
 
   // A model whose card is not a volume card is a 2D model: it explains the volume slice by slice.
   const sliced = !isVolumeModel(f.model, f.card);
+  if (sliced) refuseCardless3d(f.model, f.card);
   if (!sliced && f.sliceAxis !== undefined)
     fail("--slice-axis applies to a 2D model run slice by slice; a 3D model takes the whole volume", "drop --slice-axis");
   if (sliced && !form.slices)
@@ -143,7 +152,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
   markResumable("checkpoints");
   const threads = typeof f.threads === "number" ? f.threads : undefined;
   const model: VolumeNet = sliced
-    ? await SliceModel.load(f.model, { card: f.card, threads, device: f.device, axis: f.sliceAxis })
+    ? await SliceModel.load(f.model, { card: f.card, overrides: f.cardOverrides, threads, device: f.device, axis: f.sliceAxis })
     : await VolumeModel.load(f.model, { card: f.card, threads, device: f.device });
   let lock: FolderLock | undefined;
   try {
@@ -168,9 +177,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     if (p.kind === "sliding" && !form.windows && p.box.some((b, a) => b > p.patch[a]))
       fail(
         `${f.method} does not run over sliding windows${form.noWindows ? ` (${form.noWindows})` : " yet"}, and this volume (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space, padded to at least one window) needs more than one ${[...p.patch].reverse().join("x")} window`,
-        `use --method ${volumeMethodNames()
-          .filter((m) => getMethod(m).volume?.windows)
-          .join(", ")} on this volume, or a card whose box holds the whole volume`,
+        `use --method ${windowedMethodNames().join(", ")} on this volume, or a card whose box holds the whole volume`,
       );
     const run = await form.plan({ model, kase, target: resolved, bank, boxUnit: f.boxUnit }, o);
     if (!run.blockSpec && (bounds.maxPasses > 0 || bounds.maxSeconds > 0))
@@ -219,13 +226,24 @@ function sliceNote(model: SliceModel, kase: VolumeCase): string {
   return `a 2D model slice by slice: ${nz} slices across voxel axis ${axis} (${ny}x${nx} each, rows x columns; the model takes ${model.card.input.height}x${model.card.input.width}, slices are centred or tiled, not resized), each volume windowed to its ${window.low}–${window.high} percentiles → pixels 0..255, then the 2D card's scale/mean/std`;
 }
 
-export function checkNoImageFlags(f: Record<string, unknown>): void {
-  const given = IMAGE_ONLY.filter((k) => f[k] !== undefined);
-  if (given.length)
+/**
+ * `model` "volume": a 3D model, whose card states everything. "slices": a 2D model run slice by slice
+ * takes the 2D card flags as for images (they override its card: see cardOverrides), but for
+ * --resize (slices are not resized) and --workers (one session runs the slices).
+ */
+export function checkNoImageFlags(f: Record<string, unknown>, model: "volume" | "slices" = "volume"): void {
+  const flag = (k: string) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const given = IMAGE_ONLY.filter((k) => f[k] !== undefined && (model === "volume" || SLICE_REFUSED.includes(k)));
+  if (!given.length) return;
+  if (model === "volume")
     fail(
-      `--${given[0].replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} applies to 2D images; a volume model's card states its input`,
+      `${flag(given[0])} applies to 2D images; a volume model's card states its input`,
       "drop the flag (set the volume model's settings in its card)",
     );
+  fail(
+    `${flag(given[0])} does not apply to a 2D model run slice by slice (${given[0] === "resize" ? "slices are centred or tiled at their own size, never resized" : "one session runs the slices; set --threads"})`,
+    "drop the flag",
+  );
 }
 
 export function describeVolumeResult(r: VolumeExplainResult): string {

@@ -287,8 +287,11 @@ export function explainCommand(): Command {
       );
     // A 2D model on a volume runs slice by slice (src/model/slice-model.ts).
     if (volumeModel || volumeImage) {
-      checkNoImageFlags(opts);
-      emitVolume(opts, await runVolumeExplain({ ...opts, progress: showProgress(opts) }, COMMON), { format: "segcause.volume-summary/1" });
+      checkNoImageFlags(opts, volumeModel ? "volume" : "slices");
+      const overrides = volumeModel ? undefined : cardOverrides(opts);
+      emitVolume(opts, await runVolumeExplain({ ...opts, cardOverrides: overrides, progress: showProgress(opts) }, COMMON), {
+        format: "segcause.volume-summary/1",
+      });
       return;
     }
     const r = await runExplain({ ...opts, progress: showProgress(opts) });

@@ -14,7 +14,7 @@ import { buildVolumeBank, checkBankForCard, VolumeBank } from "../data/volume/vo
 import { loadVolumeCase, readStructure, toBox, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail, SegcauseError } from "../errors.js";
 import { supportMap } from "../explain/attribution.js";
-import { getMethod, volumeMethodNames } from "../explain/catalog.js";
+import { getMethod, volumeMethodNames, windowedMethodNames } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
 import { type BoxUnitName, boxVoxels, describeSize, type Size3 } from "../explain/volume/box-size.js";
 import { type ResolvedVolumeTarget, VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
@@ -153,8 +153,8 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
 }
 
 /**
- * Method settings that can work on none of the models (a block larger than the volume, RISE on sliding
- * windows, a Grad-CAM layer no model has) stop the run now, not as one refusal per cell: each method
+ * Method settings that can work on none of the models (a block larger than the volume, Grad-CAM on
+ * sliding windows, a Grad-CAM layer no model has) stop the run now, not as one refusal per cell: each method
  * plans on each model's first case with a structure (one unperturbed pass). A method only some models
  * cannot take is refused on their cells, with a note. A method needing a bank that is built later is
  * checked on its cells.
@@ -307,8 +307,8 @@ function volumeRoiWork(
           const p = kase.placement;
           if (p.kind === "sliding" && !d.def.volume!.windows && p.box.some((b, a) => b > p.patch[a]))
             fail(
-              `${d.def.name} does not run over sliding windows yet, and this volume needs more than one ${[...p.patch].reverse().join("x")} window`,
-              "evaluate zero, occlusion or pdcr on it, or use a card whose box holds the whole volume",
+              `${d.def.name} does not run over sliding windows${d.def.volume!.noWindows ? ` (${d.def.volume!.noWindows})` : " yet"}, and this volume needs more than one ${[...p.patch].reverse().join("x")} window`,
+              `evaluate ${windowedMethodNames().join(", ")} on it, or use a card whose box holds the whole volume`,
             );
           // each method notes its own settings on a copy of the case
           const own = { ...kase, notes: [...kase.notes] };

@@ -7,7 +7,7 @@ import { guidedMethod } from "./guided.js";
 import { igMethod } from "./ig.js";
 import { kernelshapMethod } from "./kernelshap.js";
 import { limeMethod } from "./lime.js";
-import { allMethods, getMethod, methodNames, registerMethod, volumeMethodNames } from "./methods.js";
+import { allMethods, getMethod, methodNames, registerMethod, volumeMethodNames, windowedMethodNames } from "./methods.js";
 import { misureMethod } from "./misure.js";
 import { occlusionMethod } from "./occlusion.js";
 import { pdcrMethod, zeroMethod } from "./pdcr.js";
@@ -33,4 +33,4 @@ registerMethod(deepLiftMethod);
 registerMethod(gradCamMethod);
 registerMethod(misureMethod);
 
-export { allMethods, getMethod, methodNames, volumeMethodNames };
+export { allMethods, getMethod, methodNames, volumeMethodNames, windowedMethodNames };

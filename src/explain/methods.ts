@@ -173,6 +173,13 @@ export function volumeMethodNames(): string[] {
     .map((m) => m.name);
 }
 
+/** The volume methods that run through sliding windows (the others need the volume in one model box): for refusals' hints. */
+export function windowedMethodNames(): string[] {
+  return allMethods()
+    .filter((m) => m.volume?.windows)
+    .map((m) => m.name);
+}
+
 export function allMethods(): MethodDefinition[] {
   return [...registry.values()];
 }

@@ -218,7 +218,7 @@ export class Model implements Differentiable {
   }
 
   /** HWC 8-bit image at the model's size → CHW float32 input, as the card says. */
-  preprocess(img: RasterImage, dst = new Float32Array(this.inputSize)): Float32Array {
+  preprocess(img: RasterImage, dst: Float32Array = new Float32Array(this.inputSize)): Float32Array {
     if (img.width !== this.width || img.height !== this.height || img.channels !== this.channels) {
       fail(
         `image is ${img.width}x${img.height}x${img.channels} but the model takes ${this.width}x${this.height}x${this.channels}`,

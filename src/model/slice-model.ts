@@ -15,6 +15,7 @@
  * their own size (a resize would blur the boxes the map is made of).
  */
 import { BatchRunner, type SlotReader, type SlotWriter } from "./batches.js";
+import type { CardOverrides } from "./card.js";
 import type { Device } from "./device.js";
 import { Model } from "./model.js";
 import type { Sessions, TensorData } from "./runtime.js";
@@ -23,6 +24,8 @@ import type { SliceSetting, VolumeNet, VolumeOutputLayout } from "./volume-model
 
 export interface SliceModelOptions {
   card?: string;
+  /** the 2D card flags, as for images */
+  overrides?: CardOverrides;
   threads?: number;
   device?: Device;
   /** --slice-axis: wins over the card's input.slices.axis */
@@ -73,7 +76,7 @@ export class SliceModel implements VolumeNet {
   }
 
   static async load(path: string, o: SliceModelOptions = {}): Promise<SliceModel> {
-    const model2d = await Model.load(path, { card: o.card, threads: o.threads, device: o.device });
+    const model2d = await Model.load(path, { card: o.card, overrides: o.overrides, threads: o.threads, device: o.device });
     const stated = model2d.card.input.slices;
     const slicing: SliceSetting = {
       axis: o.axis ?? stated?.axis ?? "k",

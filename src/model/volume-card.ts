@@ -7,6 +7,7 @@
 import { existsSync } from "node:fs";
 import { z } from "zod";
 import { fail } from "../errors.js";
+import { readModelFile, summarize } from "../onnx/graph.js";
 import { readJsonBounded } from "../util/read.js";
 import { sidecarPath } from "./card.js";
 
@@ -117,6 +118,21 @@ export function isVolumeModel(modelPath: string, explicitCard?: string): boolean
     // An unreadable card is reported by the step that reads it, in its own words.
     return false;
   }
+}
+
+/**
+ * A model with no readable volume card is taken for a 2D model run slice by slice; one whose graph
+ * takes a rank-5 input is a 3D model that lacks its card, which is said in one line instead of the
+ * slice path's refusals.
+ */
+export function refuseCardless3d(modelPath: string, explicitCard?: string): void {
+  const input = summarize(readModelFile(modelPath).proto).inputs[0];
+  if (input?.dims.length !== 5) return;
+  const path = explicitCard ?? sidecarPath(modelPath);
+  fail(
+    `${modelPath} is a 3D model (input '${input.name}' of rank 5) without a volume card (expected at ${path}${existsSync(path) ? ", which is not a volume card" : ""})`,
+    'write its volume card there (input.layout "ncdhw", box, normalisation, placement, spacing; see docs/model-cards.md), or pass --card',
+  );
 }
 
 /** The volume card of a model, checked against the schema. */

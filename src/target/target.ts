@@ -5,6 +5,7 @@
 
 import type { Case } from "../data/case.js";
 import { fail } from "../errors.js";
+import type { ModelCard } from "../model/card.js";
 import type { Model } from "../model/model.js";
 import { binarize, makeOutcome, type OutcomeFn, type OutcomeName } from "./outcome.js";
 import { Region, type RoiRect } from "./roi.js";
@@ -61,10 +62,24 @@ export function resolveTarget(model: Model, kase: Case, spec: TargetSpec, baseOu
  * as probabilities (raw scores thresholded at 0.5 would give a meaningless mask).
  */
 export function checkBaseOutput(model: Model, output: Float32Array): void {
+  checkUnperturbedOutput(output, model.card.output, model.outputName, "image");
+}
+
+/**
+ * checkBaseOutput's checks on any unperturbed output of a 2D model read by `card` (the slice path
+ * passes its slices' outputs on the RoI's cells); `input` names what was run ("image", ...).
+ */
+export function checkUnperturbedOutput(
+  output: ArrayLike<number>,
+  card: Pick<ModelCard["output"], "kind" | "logitsInUnitRange" | "name">,
+  outputName: string,
+  input: string,
+): void {
   let min = Infinity,
     max = -Infinity,
     bad = 0;
-  for (const v of output) {
+  for (let i = 0; i < output.length; i++) {
+    const v = output[i];
     if (!Number.isFinite(v)) bad++;
     else {
       if (v < min) min = v;
@@ -73,22 +88,22 @@ export function checkBaseOutput(model: Model, output: Float32Array): void {
   }
   if (bad > 0) {
     fail(
-      `the model produced NaN or Inf at ${bad} of ${output.length} output values for the unperturbed image`,
+      `the model produced NaN or Inf at ${bad} of ${output.length} output values for the unperturbed ${input}`,
       "check the model export and the input normalisation in the model card (scale, mean, std)",
     );
   }
   // Logits that never leave [0, 1] are most likely probabilities from a graph whose Sigmoid/Softmax
   // segcause could not see (a sigmoid of them lies in 0.5..0.73: every pixel would be foreground).
-  const { kind, logitsInUnitRange, name } = model.card.output;
+  const { kind, logitsInUnitRange, name } = card;
   if (kind === "logits" && !logitsInUnitRange && min >= 0 && max <= 1) {
     fail(
-      `the model card reads output '${name ?? model.outputName}' as logits, but on the unperturbed image every value lies within [0, 1] (${min.toPrecision(4)} to ${max.toPrecision(4)}): it looks like probabilities`,
+      `the model card reads output '${name ?? outputName}' as logits, but on the unperturbed ${input} every value lies within [0, 1] (${min.toPrecision(4)} to ${max.toPrecision(4)}): it looks like probabilities`,
       'if it holds probabilities, set output.kind "probabilities" in the card (or pass --output-kind probabilities); if these really are logits, set output.logitsInUnitRange true in the card',
     );
   }
   // Loose: a Sigmoid followed by a bicubic Resize overshoots [0, 1] a little; raw scores do by far more.
   const tol = 0.1;
-  if (model.card.output.kind === "probabilities" && (min < -tol || max > 1 + tol)) {
+  if (kind === "probabilities" && (min < -tol || max > 1 + tol)) {
     fail(
       `the model card reads the output as probabilities, but its values range from ${min.toPrecision(4)} to ${max.toPrecision(4)}, outside [0, 1]`,
       'if the model outputs raw scores, set output.kind to "logits" in the card (or pass --output-kind logits)',

@@ -230,7 +230,10 @@ export function checkBankForCard(bank: VolumeBank, card: VolumeCard, path: strin
       `bank ${path} was cut ${bank.header.sliceAxis ? `for a 2D model slicing across axis ${bank.header.sliceAxis}` : "for a 3D model"}, this run is ${axis ? `a 2D model slicing across axis ${axis}` : "a 3D model"}`,
       `build the bank again with \`segcause bank build --model ${slicing ? `${slicing.modelPath} --slice-axis ${axis}` : "<this model>"}\``,
     );
-  if (!same(bank.header.normalisation, card.input.normalisation) || !same(bank.header.spacing, card.input.spacing))
+  // the spacing within the tolerance buildVolumeBank and model space accept (a 2D model's card takes each volume's own)
+  const want = card.input.spacing;
+  const spacingDiffers = bank.header.spacing.some((s, a) => Math.abs(s - want[a]) > SPACING_TOLERANCE * want[a]);
+  if (!same(bank.header.normalisation, card.input.normalisation) || spacingDiffers)
     fail(
       `bank ${path} was cut with ${JSON.stringify(bank.header.normalisation)} at ${bank.header.spacing.join("x")} mm, the model's card says ${JSON.stringify(card.input.normalisation)} at ${card.input.spacing.join("x")} mm`,
       "build the bank again with `segcause bank build --model <this model>`",

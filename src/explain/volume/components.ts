@@ -32,7 +32,8 @@ class VolumeComponentRun extends RunCore {
     return {
       model: model.sha256,
       image: kase.imageSha256,
-      mask: kase.maskSha256 ?? null,
+      // a label map's hash is the whole map's: the labels chosen from it (--label) decide the reference too
+      mask: kase.maskSha256 === undefined ? null : kase.labels ? { sha256: kase.maskSha256, labels: kase.labels } : kase.maskSha256,
       card: model.card,
       seed: this.seed,
       target: { roi: target.describe, bounds: target.roiBounds, outcome: target.outcome, ref: target.referenceKind },

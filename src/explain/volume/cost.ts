@@ -36,11 +36,13 @@ export function plannedCost(kase: VolumeCase, target: ResolvedVolumeTarget, spec
   const blockPasses = grid.units.map((u) => passesOf([u]));
   const cost = { base: f ? f.used.length : 1, of: (u: number) => blockPasses[u] };
   const B = blockPasses.reduce((a, b) => a + b, 0);
-  // a 2D model slice by slice runs its slices as windows of depth 1: the line names them as slices
-  const unit = f?.model.slicing ? "slice" : "window";
-  const windows = f
-    ? `; a pass is one ${unit} run: ${cost.base} ${unit}s over the RoI unperturbed, ${(B / Math.max(1, n)).toFixed(2)} per box sample on average`
-    : "";
+  const perBox = (B / Math.max(1, n)).toFixed(2);
+  // a 2D model slice by slice: its windows are slices, each one 2D pass
+  const windows = !f
+    ? ""
+    : f.model.slicing
+      ? `; a pass is one 2D pass of a slice: ${cost.base} slices over the RoI unperturbed, ${perBox} per box sample on average`
+      : `; a pass is one window run: ${cost.base} windows over the RoI, ${perBox} per box sample on average`;
   if (ad) {
     const groups = boxTree(grid, spec.block, ad.groupSize).groups;
     const G = groups.length;
@@ -62,7 +64,7 @@ export function plannedCost(kase: VolumeCase, target: ResolvedVolumeTarget, spec
   const { screen, samples } = spec.estimator;
   const p = paperPlanOf(cost, n, screen, samples);
   const base = f ? `${cost.base}` : "1";
-  const per = f ? `·${B} ${unit} passes of the ${n} boxes` : " per box";
+  const per = f ? `·${B} ${f.model.slicing ? "slice" : "window"} passes of the ${n} boxes` : " per box";
   if (p.total !== undefined)
     return {
       units: n,

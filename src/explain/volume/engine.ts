@@ -13,8 +13,10 @@ import type { VolumeBank } from "../../data/volume/volume-bank.js";
 import type { VolumeCase } from "../../data/volume/volume-case.js";
 import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
+import { SliceModel } from "../../model/slice-model.js";
 import type { VolumeNet } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
+import { checkUnperturbedOutput } from "../../target/target.js";
 import { resolveVolumeRoi, resolveVolumeTarget, type VolumeTarget, type VolumeTargetSpec } from "../../target/volume-target.js";
 import { getOrInsert } from "../../util/maps.js";
 import { type ProgressEvent, type ProgressListener, ProgressTracker, type WorkPlan } from "../../util/progress.js";
@@ -126,6 +128,8 @@ export async function volumeTarget(
   }
   const forward = new VolumeForward(model, p, kase.input, resolveVolumeRoi(kase, spec).roiCells);
   const stitched = await forward.runBase(model.runner(batchSize));
+  // A 2D model's output is checked as on an image: the stitch puts slices side by side (only tiles' overlaps are averaged), so these are its raw values
+  if (model instanceof SliceModel) checkUnperturbedOutput(stitched.data, model.model2d.card.output, model.outputName, "volume's slices (on the RoI)");
   return { ...resolveVolumeTarget(model, kase, spec, stitched), forward };
 }
 
@@ -221,6 +225,13 @@ export async function explainVolumeBlocks(
     });
   const bound = !ad && spec.bound?.active ? spec.bound : undefined;
   if (bound && !spec.checkpointPath) fail("a bounded volume run needs a checkpoint to keep its samples", "pass checkpointPath with bound");
+  // A sample's passes run together: a pass bound below the costliest sample would stop every rerun before it.
+  const minPasses = bound && bound.settings.maxPasses > 0 && forward ? units.reduce((m, _, u) => Math.max(m, cost.of(u)), 0) : 0;
+  if (bound && bound.settings.maxPasses < minPasses)
+    fail(
+      `--max-passes ${bound.settings.maxPasses} is below the ${minPasses} passes (${model.slicing ? "2D passes of slices" : "window runs"}) one sample of this run needs, so no run would progress`,
+      `use --max-passes ${minPasses} or more`,
+    );
   // Everything that decides the samples: a rerun with the same key reuses the finished ones.
   const key = {
     model: model.sha256,

@@ -17,6 +17,8 @@ export interface RunBoundSettings {
 export class RunBound {
   private ran = 0;
   private readonly t0: number;
+  /** the bound that last refused passes: with windows a sample costs several, so the pass bound can refuse before it is reached */
+  private refused: "passes" | "time" | undefined;
 
   constructor(
     readonly settings: RunBoundSettings,
@@ -32,8 +34,13 @@ export class RunBound {
   /** How many of the next `n` passes may run now (0: the bound is reached). */
   allow(n: number): number {
     const { maxPasses, maxSeconds } = this.settings;
-    if (maxSeconds > 0 && this.now() - this.t0 >= maxSeconds * 1000) return 0;
-    return maxPasses > 0 ? Math.max(0, Math.min(n, maxPasses - this.ran)) : n;
+    if (maxSeconds > 0 && this.now() - this.t0 >= maxSeconds * 1000) {
+      this.refused = "time";
+      return 0;
+    }
+    const left = maxPasses > 0 ? Math.max(0, maxPasses - this.ran) : n;
+    if (left < n) this.refused = "passes";
+    return Math.min(n, left);
   }
 
   /** Counts passes this invocation ran. */
@@ -46,10 +53,11 @@ export class RunBound {
     return this.ran;
   }
 
-  /** Which bound stopped the run, as the flag that set it. */
+  /** Which bound stopped the run, as the flag that set it: the one that last refused passes. */
   reason(): string {
     const { maxPasses, maxSeconds } = this.settings;
-    return maxPasses > 0 && this.ran >= maxPasses ? `--max-passes ${maxPasses}` : `--max-time ${maxSeconds}`;
+    const refused = this.refused ?? (maxPasses > 0 && this.ran >= maxPasses ? "passes" : "time");
+    return refused === "passes" ? `--max-passes ${maxPasses}` : `--max-time ${maxSeconds}`;
   }
 }
 
