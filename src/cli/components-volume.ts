@@ -24,7 +24,7 @@ import { stderrProgress } from "../util/progress.js";
 import { Rng } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
 import { isManifest } from "./bank.js";
-import { type ComponentFlags, checkComponentFlags, emitComponents } from "./components.js";
+import { type ComponentFlags, checkComponentFlags, componentRunOptions, emitComponents } from "./components.js";
 import { checkNoImageFlags } from "./explain-volume.js";
 import { fixedOrUndefined } from "./options.js";
 import { noteReplaced, type OutputFlags, showProgress } from "./output.js";
@@ -132,22 +132,7 @@ export async function runVolumeComponents(f: ComponentFlags & OutputFlags, given
       model,
       kase,
       { roi, outcome: f.outcome },
-      {
-        level: f.level,
-        tensors: f.tensor,
-        channelGroup: f.channelGroup,
-        cell: f.cell,
-        ablation: f.ablation,
-        donorSampling,
-        donors,
-        screen: f.screen,
-        samples: f.samples,
-        tau: f.tau,
-        seed: f.seed,
-        batchSize: f.batchSize,
-        onProgress: progress,
-        checkpointPath,
-      },
+      componentRunOptions(f, donors, donorSampling, progress, checkpointPath),
     ).finally(() => progress?.end());
     if (lock.note) e.notes.push(lock.note);
     const files = await writeComponentEffects(

@@ -32,7 +32,7 @@ import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.
 import { sha256File } from "../util/hash.js";
 import { markResumable } from "../util/interrupt.js";
 import { type FolderLock, lockFolder } from "../util/lock.js";
-import { stderrProgress } from "../util/progress.js";
+import { type ProgressListener, stderrProgress } from "../util/progress.js";
 import { Rng } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
 import { runVolumeComponents } from "./components-volume.js";
@@ -141,6 +141,32 @@ export function checkComponentFlags(f: ComponentFlags, given: (o: string) => boo
     if (given(o) && !f.donors)
       fail(`${flagName(o)} only applies with --donors (it chooses among the donor images)`, `add --donors <dir|manifest>, or drop ${flagName(o)}`);
   return donorSampling;
+}
+
+/** The engine's settings from the flags: one list for images and volumes (the donors differ in kind only). */
+export function componentRunOptions<D>(
+  f: ComponentFlags,
+  donors: D[],
+  donorSampling: DonorSampling | undefined,
+  onProgress: ProgressListener | undefined,
+  checkpointPath: string,
+) {
+  return {
+    level: f.level,
+    tensors: f.tensor,
+    channelGroup: f.channelGroup,
+    cell: f.cell,
+    ablation: f.ablation,
+    donorSampling,
+    donors,
+    screen: f.screen,
+    samples: f.samples,
+    tau: f.tau,
+    seed: f.seed,
+    batchSize: f.batchSize,
+    onProgress,
+    checkpointPath,
+  };
 }
 
 /** Prints a components result (text: the counts and the top five; --json: the summary), for images and volumes. */
@@ -292,22 +318,7 @@ export function componentsCommand(): Command {
         model,
         kase,
         { roi: roiRect, outcome: f.outcome },
-        {
-          level: f.level,
-          tensors: f.tensor,
-          channelGroup: f.channelGroup,
-          cell: f.cell,
-          ablation: f.ablation,
-          donorSampling,
-          donors,
-          screen: f.screen,
-          samples: f.samples,
-          tau: f.tau,
-          seed: f.seed,
-          batchSize: f.batchSize,
-          onProgress: progress,
-          checkpointPath,
-        },
+        componentRunOptions(f, donors, donorSampling, progress, checkpointPath),
       ).finally(() => progress?.end());
       if (lock.note) e.notes.push(lock.note);
       const files = await writeComponentEffects(

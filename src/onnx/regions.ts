@@ -13,8 +13,8 @@ import { fail } from "../errors.js";
 import { attrInt, attrInts, attrString, describeNode, opsetOf } from "./attributes.js";
 import { graphInputs } from "./graph.js";
 import { normAxis, padAmounts, resizeGeometry, sliceParams, splitEven, windowParams } from "./op-params.js";
-import { inferStatic, type StaticInfo } from "./shapes.js";
-import { BINARY, numel, UNARY_VALUES } from "./values.js";
+import { inferStatic, POSITIONWISE_OPS, type StaticInfo } from "./shapes.js";
+import { BINARY, numel } from "./values.js";
 
 /** Half-open interval [lo, hi) per axis. */
 export type Box = [number, number][];
@@ -61,38 +61,7 @@ export interface RegionGraph {
 }
 
 /** Per-position ops (any number of broadcast inputs). */
-const ELEMENTWISE = new Set([
-  ...Object.keys(UNARY_VALUES),
-  ...Object.keys(BINARY),
-  "Xor",
-  "Where",
-  "Sum",
-  "Mean",
-  "Dropout",
-  "Cast",
-  "LeakyRelu",
-  "Sigmoid",
-  "Tanh",
-  "Gelu",
-  "Erf",
-  "Clip",
-  "Elu",
-  "Selu",
-  "HardSigmoid",
-  "HardSwish",
-  "Softplus",
-  "Softsign",
-  "Sign",
-  "Sin",
-  "Cos",
-  "PRelu",
-  "Celu",
-  "Mish",
-  "ThresholdedRelu",
-  "IsNaN",
-  "IsInf",
-  "Expand",
-]);
+const ELEMENTWISE = new Set([...POSITIONWISE_OPS, ...Object.keys(BINARY), "Xor", "Where", "Sum", "Mean", "Cast", "Expand"]);
 
 /** Ops whose outputs depend on the input's shape only, never its values. */
 const SHAPE_ONLY = new Set(["Shape", "Size"]);

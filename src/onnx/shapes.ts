@@ -35,8 +35,8 @@ export function broadcastDims(a: number[], b: number[]): number[] {
   return out;
 }
 
-/** Ops whose (first) output has the shape and type of their first input. */
-const SAME_SHAPE = new Set([
+/** Per-position ops of one tensor (PRelu broadcasts its slope): the output cell reads its own input cell. */
+export const POSITIONWISE_OPS = [
   ...Object.keys(UNARY_VALUES),
   "Dropout",
   "LeakyRelu",
@@ -44,8 +44,6 @@ const SAME_SHAPE = new Set([
   "Tanh",
   "Gelu",
   "Erf",
-  "Softmax",
-  "LogSoftmax",
   "Clip",
   "Elu",
   "Selu",
@@ -54,10 +52,6 @@ const SAME_SHAPE = new Set([
   "Softplus",
   "Softsign",
   "Sign",
-  "LayerNormalization",
-  "BatchNormalization",
-  "InstanceNormalization",
-  "GroupNormalization",
   "Sin",
   "Cos",
   "PRelu",
@@ -66,6 +60,17 @@ const SAME_SHAPE = new Set([
   "ThresholdedRelu",
   "IsNaN",
   "IsInf",
+];
+
+/** Ops whose (first) output has the shape and type of their first input. */
+const SAME_SHAPE = new Set([
+  ...POSITIONWISE_OPS,
+  "Softmax",
+  "LogSoftmax",
+  "LayerNormalization",
+  "BatchNormalization",
+  "InstanceNormalization",
+  "GroupNormalization",
   "LpNormalization",
 ]);
 
