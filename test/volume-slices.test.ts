@@ -564,5 +564,8 @@ describe.skipIf(!existsSync(DICOM_SERIES))("a 2D model on a DICOM series, slice 
     expect(j.windows.sliceAxis).toBe("k");
     expect(Object.keys(j.files)).toEqual(expect.arrayContaining(["map.nii.gz", "map-parametric.dcm"]));
     expect(j.forwardPasses).toBeLessThan((j.samples + 1) * j.windows.total);
+    // the series is stored LPS and not reoriented for a 2D model: the run says so
+    const notes = JSON.parse(readFileSync(join(out, "map.json"), "utf8")).notes as string[];
+    expect(notes.some((n) => n.includes("axes LPS, not reoriented"))).toBe(true);
   });
 });

@@ -223,7 +223,7 @@ function sliceAssumptions(model: SliceModel): string[] {
 function sliceNote(model: SliceModel, kase: VolumeCase): string {
   const { axis, window } = model.slicing;
   const [nx, ny, nz] = kase.space.dims;
-  return `a 2D model slice by slice: ${nz} slices across voxel axis ${axis} (${ny}x${nx} each, rows x columns; the model takes ${model.card.input.height}x${model.card.input.width}, slices are centred or tiled, not resized), each volume windowed to its ${window.low}–${window.high} percentiles → pixels 0..255, then the 2D card's scale/mean/std`;
+  return `a 2D model slice by slice: ${nz} slices across voxel axis ${axis} (${ny}x${nx} each, rows x columns; the model takes ${model.card.input.height}x${model.card.input.width}, slices are centred or tiled, not resized), each volume windowed to its ${window.low}–${window.high} percentiles → pixels 0..255, then the 2D card's scale/mean/std; the voxels are taken as stored (axes ${kase.space.input.axes}, not reoriented: a model trained on slices in another orientation sees them turned or mirrored)`;
 }
 
 /**
