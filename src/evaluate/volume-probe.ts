@@ -12,7 +12,7 @@ import { toBox, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import { blurVolume } from "../explain/volume/blur.js";
 import { volumeRange } from "../explain/volume/boxes.js";
-import type { ResolvedVolumeTarget } from "../explain/volume/engine.js";
+import { type ResolvedVolumeTarget, scoreVolumeSamples } from "../explain/volume/engine.js";
 import { volumeFill } from "../explain/volume/fills.js";
 import type { ChangedBox } from "../explain/volume/windows.js";
 import type { BatchRunner } from "../model/batches.js";
@@ -102,35 +102,14 @@ export class VolumeProber implements CurveProber<VolumeCurveFill> {
     const items: { set: number; draw: number }[] = [];
     sets.forEach((_, s) => fill.draws.forEach((d) => items.push({ set: s, draw: d })));
     const { forward } = this.target;
-    let scores: Float64Array;
-    if (forward) {
-      const boxes = sets.map((s) => boundsOf(s, this.kase.placement.box));
-      scores = await forward.evaluate(
-        this.runner,
-        items,
-        {
-          boxes: (it) => boxes[it.set],
-          perturb: (it, put) => {
-            for (const c of sets[it.set]) put(c, fill.value(c, it.draw));
-          },
-        },
-        (stitched) => this.target.score(stitched.data, 0),
-        () => {},
-      );
-      for (const it of items) this.passes += forward.passesFor(boxes[it.set]);
-    } else {
-      scores = new Float64Array(items.length);
-      const base = this.kase.input;
-      await this.runner.run(
-        items,
-        (it, [dst]) => {
-          dst.set(base);
-          for (const c of sets[it.set]) dst[c] = fill.value(c, it.draw);
-        },
-        (out, slot, _it, i) => (scores[i] = this.target.score(out[this.model.outputName].data as Float32Array, slot)),
-      );
-      this.passes += items.length;
-    }
+    const boxes = forward ? sets.map((s) => boundsOf(s, this.kase.placement.box)) : [];
+    const scores = await scoreVolumeSamples(this.model, this.runner, this.target, forward, this.kase.input, items, {
+      boxes: (it) => boxes[it.set],
+      perturb: (it, put) => {
+        for (const c of sets[it.set]) put(c, fill.value(c, it.draw));
+      },
+    });
+    for (const it of items) this.passes += forward ? forward.passesFor(boxes[it.set]) : 1;
     const out = new Array<number>(sets.length).fill(0);
     items.forEach((it, i) => (out[it.set] += scores[i] / fill.draws.length));
     return out;

@@ -13,6 +13,7 @@ import type { VolumeBank } from "../../data/volume/volume-bank.js";
 import type { VolumeCase } from "../../data/volume/volume-case.js";
 import { boxToInput } from "../../data/volume/volume-case.js";
 import { fail } from "../../errors.js";
+import type { BatchRunner } from "../../model/batches.js";
 import { SliceModel } from "../../model/slice-model.js";
 import type { VolumeNet } from "../../model/volume-model.js";
 import { outcomeUnits } from "../../target/outcome.js";
@@ -31,7 +32,7 @@ import { describeSize, type Size3, sizeRecord } from "./box-size.js";
 import { type BoxGrid, type BoxUnit, boxGrid, forEachCell, paintBoxes } from "./boxes.js";
 import { volumeProvenance } from "./provenance.js";
 import { BoundReached, type RunBound, RunStopped } from "./run-bound.js";
-import { VolumeForward } from "./windows.js";
+import { type ChangedBox, VolumeForward } from "./windows.js";
 
 export const VOLUME_BATCH_SIZE = 4;
 
@@ -133,6 +134,44 @@ export async function volumeTarget(
   return { ...resolveVolumeTarget(model, kase, spec, stitched), forward };
 }
 
+/** A sample: the boxes of cells it changes (the windows it touches), and its changed cells' values. */
+export interface VolumeSample<T> {
+  boxes: (s: T) => readonly ChangedBox[];
+  /** writes every changed cell of the (padded) box through `put` */
+  perturb: (s: T, put: (cell: number, value: number) => void) => void;
+}
+
+/**
+ * The RoI outcome of perturbed samples: on the model's box (the unperturbed input with the sample's cells
+ * written in, one pass each), or through the sliding windows of `forward` (only the windows they touch).
+ * `done` hears each score as it is known, for checkpoints.
+ */
+export async function scoreVolumeSamples<T>(
+  model: VolumeNet,
+  runner: BatchRunner,
+  target: VolumeTarget,
+  forward: VolumeForward | undefined,
+  input: Float32Array,
+  samples: readonly T[],
+  sample: VolumeSample<T>,
+  done: (s: T, index: number, value: number) => void = () => {},
+): Promise<Float64Array> {
+  if (forward) return forward.evaluate(runner, samples, sample, (stitched) => target.score(stitched.data, 0), done);
+  const scores = new Float64Array(samples.length);
+  await runner.run(
+    samples,
+    (s, [dst]) => {
+      dst.set(input);
+      sample.perturb(s, (c, v) => (dst[c] = v));
+    },
+    (out, slot, s, i) => {
+      scores[i] = target.score(out[model.outputName].data as Float32Array, slot);
+      done(s, i, scores[i]);
+    },
+  );
+  return scores;
+}
+
 /** The boxes and the schedule's settings, checked (the same checks whether called up front or by the engine). */
 export function planBoxes(kase: VolumeCase, target: VolumeTarget, spec: VolumeBlockSpec) {
   const roiInBox = new Uint8Array(kase.input.length);
@@ -203,10 +242,6 @@ export async function explainVolumeBlocks(
         forEachCell(u, box, spec.block, (c, l) => put(c, patch[l]));
       }
     });
-  const write = (r: SampleRequest, dst: Float32Array) => {
-    dst.set(base);
-    perturb(r, (c, v) => (dst[c] = v));
-  };
   // Progress: every stage's events carry the latest plan; the unperturbed pass (which plans count,
   // run by volumeTarget) is reported after the first stage's first event, as in 2D runs.
   let workPlan: WorkPlan | undefined;
@@ -260,24 +295,10 @@ export async function explainVolumeBlocks(
     ranMs = 0;
   const runPart = async (reqs: SampleRequest[], scores: Float64Array, at: number) => {
     const t = Date.now();
-    if (forward) {
-      const part = await forward.evaluate(
-        runner,
-        reqs,
-        { boxes: (r) => membersOf(r.unit), perturb },
-        (stitched) => target.score(stitched.data, 0),
-        (r, _, v) => resumable!.finished(r, v),
-      );
-      scores.set(part, at);
-    } else
-      await runner.run(
-        reqs,
-        (r, [dst]) => write(r, dst),
-        (out, slot, r, i) => {
-          scores[at + i] = target.score(out[model.outputName].data as Float32Array, slot);
-          resumable!.finished(r, scores[at + i]);
-        },
-      );
+    const part = await scoreVolumeSamples(model, runner, target, forward, base, reqs, { boxes: (r) => membersOf(r.unit), perturb }, (r, _, v) =>
+      resumable!.finished(r, v),
+    );
+    scores.set(part, at);
     // Budgets and bounds count model passes (one per sample without windows, one per window run with them).
     const passes = reqs.reduce((a, r) => a + cost.of(r.unit), 0);
     ranPasses += passes;

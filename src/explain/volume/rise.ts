@@ -18,7 +18,7 @@ import type { VolumeForm } from "../methods.js";
 import { riseEstimate, riseMask3d } from "../rise-masks.js";
 import type { SampleRequest } from "../samples.js";
 import { volumeRange } from "./boxes.js";
-import { VOLUME_BATCH_SIZE } from "./engine.js";
+import { scoreVolumeSamples, VOLUME_BATCH_SIZE } from "./engine.js";
 import { refuseBlur, volumeFill } from "./fills.js";
 import { slidingCount, slidingForward } from "./gradients.js";
 import { volumeProvenance } from "./provenance.js";
@@ -59,14 +59,6 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
       for (const c of target.roiCells) inRoi[c] = 1;
       const fill = volumeFill(kase, o.fillKind, o.fill);
       const mask = new Float32Array(n);
-      const write = (r: SampleRequest, dst: Float32Array) => {
-        dst.set(kase.input);
-        riseMask3d(seed, r.draw, sub, o.cells, o.keepProbability, mask);
-        for (let l = 0; l < n; l++) {
-          const c = cellOf[l];
-          if (!inRoi[c]) dst[c] = fill.value + mask[l] * (dst[c] - fill.value);
-        }
-      };
       const settings = {
         masks: o.masks,
         cells: o.cells,
@@ -108,26 +100,10 @@ export const riseVolume: VolumeForm<RiseVolumeOptions> = {
           if (!inRoi[c]) put(c, fill.value + mask[l] * (kase.input[c] - fill.value));
         }
       };
-      const raw = async (reqs: SampleRequest[]) => {
-        if (forward)
-          return forward.evaluate(
-            runner,
-            reqs,
-            { boxes: () => [whole], perturb },
-            (st) => target.score(st.data, 0),
-            (r, _, v) => resumable!.finished(r, v),
-          );
-        const scores = new Float64Array(reqs.length);
-        await runner.run(
-          reqs,
-          (r, [dst]) => write(r, dst),
-          (out, slot, r, i) => {
-            scores[i] = target.score(out[model.outputName].data as Float32Array, slot);
-            resumable!.finished(r, scores[i]);
-          },
+      const raw = (reqs: SampleRequest[]) =>
+        scoreVolumeSamples(model, runner, target, forward, kase.input, reqs, { boxes: () => [whole], perturb }, (r, _, v) =>
+          resumable!.finished(r, v),
         );
-        return scores;
-      };
       // Progress in model passes: the unperturbed pass (reported with the first event), then W per mask.
       const listen = run.onProgress;
       const plan: WorkPlan = { total: W * (1 + o.masks), bound: W * (1 + o.masks) };
