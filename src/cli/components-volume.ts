@@ -16,10 +16,10 @@ import { writeComponentEffects } from "../report/components.js";
 import { spatialNiftis } from "../report/volume-components.js";
 import { parseVolumeRoi } from "../target/volume-roi.js";
 import type { VolumeTargetSpec } from "../target/volume-target.js";
-import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.js";
+import { checkOutputFolder, takeOutputFolder } from "../util/files.js";
 import { sha256File } from "../util/hash.js";
 import { markResumable } from "../util/interrupt.js";
-import { type FolderLock, lockFolder } from "../util/lock.js";
+import type { FolderLock } from "../util/lock.js";
 import { stderrProgress } from "../util/progress.js";
 import { Rng } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
@@ -124,9 +124,7 @@ export async function runVolumeComponents(f: ComponentFlags & OutputFlags, given
       }
     }
     const checkpointPath = join(f.out, ".checkpoint.json");
-    makeOutputDir(f.out);
-    lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
-    claimOutputDir(f.out, "components");
+    lock = takeOutputFolder(f.out, "components");
     const progress = showProgress(f) ? stderrProgress() : undefined;
     const e = await explainVolumeComponents(
       model,

@@ -28,10 +28,10 @@ import { spatialPngs, writeComponentEffects } from "../report/components.js";
 import { countLines, type Evidence, unitEvidence } from "../report/counts.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { parseRoi } from "../target/roi.js";
-import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.js";
+import { checkOutputFolder, takeOutputFolder } from "../util/files.js";
 import { sha256File } from "../util/hash.js";
 import { markResumable } from "../util/interrupt.js";
-import { type FolderLock, lockFolder } from "../util/lock.js";
+import type { FolderLock } from "../util/lock.js";
 import { type ProgressListener, stderrProgress } from "../util/progress.js";
 import { Rng } from "../util/rng.js";
 import { STREAM } from "../util/streams.js";
@@ -310,9 +310,7 @@ export function componentsCommand(): Command {
       // Finished samples are checkpointed in --out: rerunning the same command after an interruption resumes.
       const checkpointPath = join(f.out, ".checkpoint.json");
       // One writer per folder from here on: the checkpoint, the files and the manifest are this run's.
-      makeOutputDir(f.out);
-      lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
-      claimOutputDir(f.out, "components");
+      lock = takeOutputFolder(f.out, "components");
       const progress = showProgress(f) ? stderrProgress() : undefined;
       const e = await explainComponents(
         model,

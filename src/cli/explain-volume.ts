@@ -26,9 +26,9 @@ import { type WrittenVolume, writeVolumeAttribution } from "../report/volume-wri
 import type { OutcomeName } from "../target/outcome.js";
 import { parseVolumeRoi } from "../target/volume-roi.js";
 import type { VolumeTargetSpec } from "../target/volume-target.js";
-import { checkOutputFolder, claimOutputDir } from "../util/files.js";
+import { checkOutputFolder, takeOutputFolder } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
-import { type FolderLock, lockFolder } from "../util/lock.js";
+import type { FolderLock } from "../util/lock.js";
 import { stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
 import { emit, noteReplaced, type OutputFlags } from "./output.js";
@@ -189,8 +189,7 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
       process.stderr.write(
         `${costLine(plannedCost(kase, resolved, run.blockSpec), await measurePassMs(model, kase.input, batchSize ?? VOLUME_BATCH_SIZE))}\n`,
       );
-    claimOutputDir(f.out, "explain");
-    lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
+    lock = takeOutputFolder(f.out, "explain");
     // an earlier result's manifest would make a stopped or failed run's folder look complete
     rmSync(join(f.out, "manifest.json"), { force: true });
     const progress = f.progress ? stderrProgress() : undefined;

@@ -23,9 +23,9 @@ import { type WrittenOutputs, writeAttribution } from "../report/write.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { parseRoi } from "../target/roi.js";
 import type { TargetSpec } from "../target/target.js";
-import { checkOutputFolder, claimOutputDir, makeOutputDir } from "../util/files.js";
+import { checkOutputFolder, takeOutputFolder } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
-import { type FolderLock, lockFolder } from "../util/lock.js";
+import type { FolderLock } from "../util/lock.js";
 import { getOrInsert } from "../util/maps.js";
 import { type ProgressListener, stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
@@ -160,9 +160,7 @@ export async function runExplain(f: ExplainFlags, hooks: { onProgress?: Progress
       checkpointPath: join(f.out, ".checkpoint.json"),
     };
     // One writer per folder from here on: the checkpoint, the files and the manifest are this run's.
-    makeOutputDir(f.out);
-    lock = lockFolder(f.out, { what: `--out ${f.out} is being written` });
-    claimOutputDir(f.out, "explain");
+    lock = takeOutputFolder(f.out, "explain");
     const attribution = await def.explain({ model, kase, target, run, bank, options }).finally(() => progress?.end());
     if (lock.note) attribution.notes.push(lock.note);
     if (tuned && tuned.probe.length > 0) {

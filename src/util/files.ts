@@ -7,6 +7,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSyn
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from "node:path";
 import { fail } from "../errors.js";
 import { createExclusiveSync, IO_PROBLEMS, tempName } from "./atomic.js";
+import { type FolderLock, lockFolder } from "./lock.js";
 
 function kindOf(path: string): "dir" | "file" | "missing" {
   try {
@@ -156,6 +157,17 @@ export function claimOutputDir(dir: string, kind: OutputKind, flag = "--out"): v
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== "EEXIST") throw e; // another process of the same run marked it
   }
+}
+
+/**
+ * Makes, locks and claims output folder `dir` for one writer (a command of kind `kind`): the lock comes
+ * before the claim so the claim's second kind check sees no other writer's marker appear after it.
+ */
+export function takeOutputFolder(dir: string, kind: OutputKind): FolderLock {
+  makeOutputDir(dir);
+  const lock = lockFolder(dir, { what: `--out ${dir} is being written` });
+  claimOutputDir(dir, kind);
+  return lock;
 }
 
 /** Creates the output folder `dir` (and its parents), or fails in one line when it cannot exist. */
