@@ -67,7 +67,7 @@ async function decodeCompressed(codec: "jpeg-lossless" | keyof typeof WASM, byte
     fail(`${where} holds a ${size.width}x${size.height} image, not the ${fmt.columns}x${fmt.rows} its DICOM header states`, "the file is damaged");
   if (codec !== "jpeg-lossless") return decodeWasm(codec, bytes, fmt, where);
   try {
-    return new jpegLossless.Decoder().decode(bytes.buffer, bytes.byteOffset, bytes.length, fmt.bitsAllocated <= 8 ? 1 : 2);
+    return new (jpegLossless().Decoder)().decode(bytes.buffer, bytes.byteOffset, bytes.length, fmt.bitsAllocated <= 8 ? 1 : 2);
   } catch (e) {
     fail(`${where} does not decode as ${syntax} (${e instanceof Error ? e.message : String(e)})`, "the file is damaged");
   }

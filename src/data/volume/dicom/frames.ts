@@ -28,10 +28,10 @@ export function encapsulatedFrame(file: DicomFile, fmt: PixelFormat, f: number):
     if (el.basicOffsetTable?.length) {
       if (el.basicOffsetTable.length !== fmt.frames)
         fail(`${where} has a basic offset table of ${el.basicOffsetTable.length} entries for ${fmt.frames} frames`, "the file is damaged");
-      return dicomParser.readEncapsulatedImageFrame(dataSet, el, f);
+      return dicomParser().readEncapsulatedImageFrame(dataSet, el, f);
     }
-    if (fragments.length === fmt.frames) return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, el, f, 1);
-    if (fmt.frames === 1) return dicomParser.readEncapsulatedPixelDataFromFragments(dataSet, el, 0, fragments.length);
+    if (fragments.length === fmt.frames) return dicomParser().readEncapsulatedPixelDataFromFragments(dataSet, el, f, 1);
+    if (fmt.frames === 1) return dicomParser().readEncapsulatedPixelDataFromFragments(dataSet, el, 0, fragments.length);
     const codec = file.transferSyntax.codec;
     if (codec !== "jpeg2000" && codec !== "jpegls" && codec !== "jpeg-lossless" && codec !== "jpeg-baseline")
       fail(
@@ -40,12 +40,12 @@ export function encapsulatedFrame(file: DicomFile, fmt: PixelFormat, f: number):
       );
     let table = offsetTables.get(fragments);
     if (!table) {
-      table = dicomParser.createJPEGBasicOffsetTable(dataSet, el);
+      table = dicomParser().createJPEGBasicOffsetTable(dataSet, el);
       offsetTables.set(fragments, table);
     }
     if (table.length !== fmt.frames)
       fail(`${where} has ${table.length} encoded images in its pixel data for ${fmt.frames} frames`, "the file is damaged");
-    return dicomParser.readEncapsulatedImageFrame(dataSet, el, f, table);
+    return dicomParser().readEncapsulatedImageFrame(dataSet, el, f, table);
   } catch (e) {
     if (e instanceof Error && e.name === "SegcauseError") throw e;
     fail(

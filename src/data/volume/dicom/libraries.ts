@@ -1,12 +1,17 @@
 /**
  * The CommonJS libraries the DICOM reader uses, loaded once through `require` (their UMD/Emscripten
  * bundles have no ES-module named exports), with the small part of their API that segcause calls.
+ * Each is loaded on first use, so a command that reads no DICOM does not pay for loading them.
  */
 import { createRequire } from "node:module";
 
 const require = createRequire(import.meta.url);
 
-export const dicomParser = require("dicom-parser") as typeof import("dicom-parser");
+let parser: typeof import("dicom-parser") | undefined;
+export function dicomParser(): typeof import("dicom-parser") {
+  parser ??= require("dicom-parser") as typeof import("dicom-parser");
+  return parser;
+}
 
 /** The Cornerstone WASM decoders (OpenJPEG, CharLS, libjpeg-turbo) share this interface. */
 export interface WasmDecoder {
@@ -37,4 +42,8 @@ export function wasmCodec(name: "openjpeg" | "charls" | "libjpeg-turbo-8bit"): P
 export interface LosslessDecoder {
   decode(buffer: ArrayBufferLike, offset: number, length: number, numBytes: number): Uint8Array | Uint16Array;
 }
-export const jpegLossless = require("jpeg-lossless-decoder-js") as { Decoder: new () => LosslessDecoder };
+let lossless: { Decoder: new () => LosslessDecoder } | undefined;
+export function jpegLossless(): { Decoder: new () => LosslessDecoder } {
+  lossless ??= require("jpeg-lossless-decoder-js") as { Decoder: new () => LosslessDecoder };
+  return lossless;
+}

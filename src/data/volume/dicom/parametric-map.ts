@@ -20,7 +20,12 @@ interface Dcmjs {
     DicomMetaDictionary: { denaturalizeDataset(ds: object): object; uid(): string; date(): string; time(): string };
   };
 }
-const dcmjs = createRequire(import.meta.url)("dcmjs") as Dcmjs;
+let loaded: Dcmjs | undefined;
+/** dcmjs, loaded on first use (only a Parametric Map is written with it). */
+function dcmjs(): Dcmjs {
+  loaded ??= createRequire(import.meta.url)("dcmjs") as Dcmjs;
+  return loaded;
+}
 
 export const PARAMETRIC_MAP_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.30";
 /** segcause's implementation class UID (a UUID-derived 2.25 UID, fixed for the project). */
@@ -84,7 +89,7 @@ export function parametricMapDataset(map: Float32Array, source: Volume, opts: Pa
   const orientation = [...unit(lps(0)), ...unit(lps(1))].map((v) => ds(v + 0));
   const origin = lps(3);
   const kStep = lps(2);
-  const D = dcmjs.data.DicomMetaDictionary;
+  const D = dcmjs().data.DicomMetaDictionary;
   const date = D.date();
   const time = D.time();
   let lo = Infinity;
@@ -215,9 +220,9 @@ export function parametricMapDataset(map: Float32Array, source: Volume, opts: Pa
 
 /** Serialise a Parametric Map to bytes (Explicit VR Little Endian). */
 export function parametricMapBytes(dataset: Record<string, unknown>): Uint8Array {
-  const D = dcmjs.data.DicomMetaDictionary;
+  const { DicomMetaDictionary: D, DicomDict } = dcmjs().data;
   const { _meta, ...body } = dataset;
-  const dict = new dcmjs.data.DicomDict(D.denaturalizeDataset(_meta as object));
+  const dict = new DicomDict(D.denaturalizeDataset(_meta as object));
   dict.dict = D.denaturalizeDataset(body);
   return new Uint8Array(dict.write());
 }

@@ -35,7 +35,7 @@ export function parseDicomBytes(bytes: Uint8Array, path: string, what = "DICOM f
   if (!looksLikeDicom(bytes)) fail(`${what} ${path} is not a DICOM Part 10 file (no "DICM" marker at byte 128)`, DICOM_HINT);
   let dataSet: DataSet;
   try {
-    dataSet = dicomParser.parseDicom(bytes, { inflater: (arr, pos) => inflate(arr, pos, path, what) });
+    dataSet = dicomParser().parseDicom(bytes, { inflater: (arr, pos) => inflate(arr, pos, path, what) });
   } catch (e) {
     if (e instanceof Error && e.name === "SegcauseError") throw e;
     fail(`${what} ${path} is not a readable DICOM file (${parserProblem(e)})`, "the file may be truncated or damaged");
