@@ -9,10 +9,11 @@ import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ZOO_PACKAGE } from "../src/model/bundled.js";
+import { explainArgs } from "../src/view/request.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
 import { causalFixture, runNode, segcause } from "./helpers/cli.js";
-import { tmp } from "./helpers/tiny.js";
+import { flatBank, tmp } from "./helpers/tiny.js";
 
 let fx: Awaited<ReturnType<typeof causalFixture>>;
 let v: ViewServer;
@@ -126,6 +127,39 @@ describe("segcause view API", () => {
       return m;
     };
     expect(manifest(info.out)).toEqual(manifest(cliOut));
+  });
+
+  it("streams the fast schedule's map round by round: the partial maps change, and the last is the map the CLI writes", async () => {
+    // Patches of graded brightness: each round's draws move the causal blocks' means, so the map changes from round to round.
+    const bank = join(fx.dir, "graded.scbank");
+    await flatBank([10, 40, 70, 100, 130, 160, 190, 220, 230, 240, 250, 255]).save(bank);
+    const options = { "map-noise": 0.05 };
+    const r = await call("/api/runs", { model: fx.model, image: fx.image, bank, roi: ROI, method: "pdcr", seed: 7, options });
+    const info = r.json as RunInfo;
+    const ev = await events(info.id);
+    expect(ev.at(-1)).toEqual({ type: "state", state: "done" });
+    const partials = ev.flatMap((e) => (e.type === "partial" ? [e.map] : []));
+    // every partial comes before the run's end, each after more passes than the one before
+    expect(ev.findIndex((e) => e.type === "done")).toBeGreaterThan(ev.map((e) => e.type).lastIndexOf("partial"));
+    for (let i = 1; i < partials.length; i++) expect(partials[i].passes).toBeGreaterThan(partials[i - 1].passes);
+    const effects = partials.map((p) => JSON.stringify(p.units.map((u) => u.effect)));
+    expect(new Set(effects).size).toBeGreaterThanOrEqual(2);
+    // the causal blocks fill in (negative: they supported the RoI); the others stay 0
+    for (const p of partials) expect(p.units.filter((u) => u.effect !== 0).map((u) => `${u.row},${u.col}`)).toEqual(["0,16", "0,24", "8,16", "8,24"]);
+    // The last partial map is the result, which is the map `segcause explain` writes for the same command.
+    const cliOut = join(fx.dir, "cli-pdcr-graded");
+    const cli = segcause(
+      "explain",
+      ...explainArgs({ model: fx.model, image: fx.image, bank, roi: ROI, method: "pdcr", seed: 7, options }, cliOut),
+      "--no-progress",
+    );
+    expect(cli.code, cli.stderr).toBe(0);
+    for (const f of ["map.npy", "stderr.npy", "map.json"])
+      expect(readFileSync(join(info.out, f)).equals(readFileSync(join(cliOut, f))), f).toBe(true);
+    const written = JSON.parse(readFileSync(join(cliOut, "map.json"), "utf8")).units as Record<string, unknown>[];
+    const last = partials.at(-1)!;
+    expect(last.units).toEqual(written.map((u) => Object.fromEntries(Object.keys(last.units[0]).map((k) => [k, u[k]]))));
+    expect(last.passes).toBe(JSON.parse(readFileSync(join(cliOut, "stats.json"), "utf8")).forwardPasses);
   });
 
   it("runs one run at a time per model, in order; Stop ends a queued run before it starts and a running one as Ctrl-C does", async () => {

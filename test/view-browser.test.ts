@@ -9,6 +9,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { causalFixture, segcause } from "./helpers/cli.js";
+import { flatBank } from "./helpers/tiny.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
@@ -21,6 +22,8 @@ const PUBLISHED = join(import.meta.dirname, "..", "docs", "results");
 let browser: Browser;
 let page: Page;
 let fx: Awaited<ReturnType<typeof causalFixture>>;
+/** a bank of graded patches: the fast schedule's rounds move the causal blocks' means */
+let graded: string;
 
 /** The colour the page drew at model-input pixel (row, col), read back from the canvas. */
 function pixel(p: Page, row: number, col: number): Promise<number[]> {
@@ -65,7 +68,9 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
       join(fx.dir, "results", "zero8"),
     );
     expect(z8.code, z8.stderr).toBe(0);
-    v = await startViewServer({ model: fx.model, image: fx.image, runs: join(fx.dir, "runs"), results: join(fx.dir, "results") });
+    graded = join(fx.dir, "graded.scbank");
+    await flatBank([10, 40, 70, 100, 130, 160, 190, 220, 230, 240, 250, 255]).save(graded);
+    v = await startViewServer({ model: fx.model, image: fx.image, bank: graded, runs: join(fx.dir, "runs"), results: join(fx.dir, "results") });
     // the repository's published evaluate results, opened by a second server
     w = await startViewServer({ results: PUBLISHED, runs: join(fx.dir, "runs-eval") });
     browser = await chromium.launch({
@@ -131,6 +136,35 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     await page.screenshot({ path: join(fx.dir, "view.png"), fullPage: true });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view.png")}`);
     expect(errors).toEqual([]);
+  });
+
+  it("fills in the PdCR map round by round as the fast schedule runs, and ends on the written map", async () => {
+    // the RoI of the test above; pdcr alone, with the graded bank and a precise map (many rounds)
+    await page.uncheck('#methods input[value="zero"]');
+    await page.check('#methods input[value="pdcr"]');
+    await page.selectOption("#bank", graded);
+    await page.fill("#seed", "7");
+    await page.fill("#options", "map-noise=0.05");
+    // Each partial map the page draws, as drawn (the canvas), with the line it shows.
+    await page.evaluate(() => {
+      const seen: { png: string; text: string }[] = [];
+      (window as unknown as { partials: typeof seen }).partials = seen;
+      new MutationObserver(() =>
+        seen.push({
+          png: (document.getElementById("view") as HTMLCanvasElement).toDataURL(),
+          text: document.getElementById("status")!.textContent ?? "",
+        }),
+      ).observe(document.body, { attributes: true, attributeFilter: ["data-partial"] });
+    });
+    await page.click("#run");
+    await page.waitForSelector('body[data-map="pdcr"]', { timeout: 120_000 });
+    const partials = await page.evaluate(() => (window as unknown as { partials: { png: string; text: string }[] }).partials);
+    expect(new Set(partials.map((p) => p.png)).size).toBeGreaterThanOrEqual(2);
+    for (const p of partials) expect(p.text).toMatch(/^pdcr: the map after \d+ passes/);
+    // the last partial map is the result: drawn the same once the run's folder is opened
+    const final = await page.evaluate(() => (document.getElementById("view") as HTMLCanvasElement).toDataURL());
+    expect(partials.at(-1)!.png).toBe(final);
+    expect(await page.textContent("#runs")).toContain("pdcr: done");
   });
 
   it("after a reload, lists the server's runs: a running one is followed and can be stopped", async () => {

@@ -69,6 +69,14 @@ interface Result {
   modelPath?: string;
 }
 type Rect = { row: number; col: number; height: number; width: number };
+/** The map so far of a run on the fast schedule (sent after its screen and after each round). */
+interface PartialView {
+  height: number;
+  width: number;
+  valueUnits: string;
+  passes: number;
+  units: Unit[];
+}
 
 const token = new URLSearchParams(location.search).get("token") ?? "";
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -109,6 +117,9 @@ let result: Result | undefined;
 let compare: Result | undefined;
 let cursor: { row: number; col: number } | undefined;
 const runs = new Map<string, { info: RunInfo; status?: RunStatus; li: HTMLLIElement }>();
+/** The run whose map is filling in on the stage; "user" once the page's user opened another result meanwhile. */
+let live: string | undefined;
+let partialsDrawn = 0;
 
 async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   const res = await fetch(path, {
@@ -151,7 +162,10 @@ async function refreshState(): Promise<void> {
       const li = document.createElement("li");
       li.textContent = `${kind} result: ${dir.split("/").slice(-1)[0]}`;
       li.title = dir;
-      li.onclick = () => void openResult(dir);
+      li.onclick = () => {
+        live = "user";
+        void openResult(dir);
+      };
       return li;
     }),
   );
@@ -478,11 +492,14 @@ async function openResult(dir: string, command?: string): Promise<void> {
   draw();
 }
 
+function etaText(s?: RunStatus): string {
+  return s?.etaMs === undefined ? "" : ` · ETA ${Math.floor(s.etaMs / 60000)}:${String(Math.round((s.etaMs % 60000) / 1000)).padStart(2, "0")}`;
+}
+
 function runText(info: RunInfo, s?: RunStatus): string {
   if (info.state === "running" && s) {
     const total = s.total ?? s.bound;
-    const eta = s.etaMs === undefined ? "" : ` · ETA ${Math.floor(s.etaMs / 60000)}:${String(Math.round((s.etaMs % 60000) / 1000)).padStart(2, "0")}`;
-    return `${info.method}: ${s.label} ${s.done}/${total ?? "?"} passes${total !== undefined ? ` (${total - s.done} left)` : ""}${eta}`;
+    return `${info.method}: ${s.label} ${s.done}/${total ?? "?"} passes${total !== undefined ? ` (${total - s.done} left)` : ""}${etaText(s)}`;
   }
   return `${info.method}: ${info.state}${info.message ? ` — ${info.message}` : ""}`;
 }
@@ -510,7 +527,10 @@ function follow(info: RunInfo, openWhenDone = true): void {
   li.title = info.out;
   li.onclick = () => {
     ui.command.textContent = info.command;
-    if (runs.get(info.id)?.info.state === "done") void openResult(info.out, info.command);
+    if (runs.get(info.id)?.info.state === "done") {
+      live = "user";
+      void openResult(info.out, info.command);
+    }
   };
   ui.runs.prepend(li);
   runs.set(info.id, { info, li });
@@ -520,11 +540,18 @@ function follow(info: RunInfo, openWhenDone = true): void {
     runs.get(info.id)!.status = JSON.parse((ev as MessageEvent).data).status;
     renderRun(info.id);
   });
+  es.addEventListener("partial", (ev) => {
+    // One run fills in the stage at a time, and not over a result the user opened meanwhile.
+    if (live !== undefined && live !== info.id) return;
+    live = info.id;
+    showPartial(info, JSON.parse((ev as MessageEvent).data).map as PartialView);
+  });
   es.addEventListener("state", (ev) => {
     const e = JSON.parse((ev as MessageEvent).data) as { state: RunInfo["state"]; message?: string };
     const r = runs.get(info.id)!;
     r.info = { ...r.info, state: e.state, message: e.message };
     renderRun(info.id);
+    if (live === info.id && e.state !== "running" && e.state !== "queued") live = undefined;
     if (e.state === "done" || e.state === "failed" || e.state === "stopped") es.close();
     if (e.state === "done" && openWhenDone) {
       ui.command.textContent = info.command;
@@ -532,6 +559,43 @@ function follow(info: RunInfo, openWhenDone = true): void {
     }
     if (e.state === "failed" && openWhenDone) say(`${info.method} failed: ${e.message ?? ""}`, true);
   });
+}
+
+/** A run's map so far, drawn as a result (its blocks' estimates painted; standard errors as they stand). */
+function showPartial(info: RunInfo, p: PartialView): void {
+  if (base && (base.width !== p.width || base.height !== p.height)) return;
+  const map = new Float32Array(p.width * p.height);
+  const stderr = new Float32Array(p.width * p.height).fill(Number.NaN);
+  let scaleMax = 0;
+  for (const u of p.units) {
+    for (let y = u.row; y < u.row + u.height; y++) {
+      map.fill(u.effect, y * p.width + u.col, y * p.width + u.col + u.width);
+      stderr.fill(u.stderr ?? Number.NaN, y * p.width + u.col, y * p.width + u.col + u.width);
+    }
+    scaleMax = Math.max(scaleMax, Math.abs(u.effect));
+  }
+  showView("map");
+  result = {
+    dir: info.out,
+    method: info.method,
+    width: p.width,
+    height: p.height,
+    map,
+    stderr,
+    units: p.units,
+    unitKind: "block",
+    effectUnits: p.valueUnits,
+    // the written pictures' rule (largest |value| outside the RoI): the blocks are all outside it
+    scaleMax: scaleMax || 1e-12,
+    signed: true,
+    notes: [],
+  };
+  draw();
+  const s = runs.get(info.id)?.status;
+  const total = s?.total ?? s?.bound;
+  const left = total !== undefined ? `, about ${Math.max(0, total - p.passes)} passes left${etaText(s)}` : "";
+  say(`${info.method}: the map after ${p.passes} passes${left}; it fills in as the rounds finish`);
+  document.body.dataset.partial = String(++partialsDrawn);
 }
 
 /** `block=16 samples=20` → { block: 16, samples: 20 } (the server checks the names, the run checks the values). */
@@ -555,6 +619,7 @@ async function startRuns(): Promise<void> {
   }
   const chosen = [...ui.methods.querySelectorAll<HTMLInputElement>("input:checked")].map((b) => b.value);
   if (chosen.length === 0) return say("choose at least one method", true);
+  live = undefined;
   for (const method of chosen) {
     const needsBank = state!.methods.find((m) => m.name === method)?.needsBank;
     try {
