@@ -8,7 +8,9 @@ import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadMask } from "../src/data/image.js";
 import { ZOO_PACKAGE } from "../src/model/bundled.js";
+import { packBits } from "../src/view/predict.js";
 import { explainArgs } from "../src/view/request.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
@@ -59,6 +61,12 @@ function floats(b64: string): Float32Array {
 }
 
 const ROI = { row: 16, col: 0, height: 8, width: 8 };
+
+/** The server's bits (8 a byte, most significant first) as 0/1 values. */
+function unpack(b64: string, n: number): Uint8Array {
+  const bytes = Buffer.from(b64, "base64");
+  return Uint8Array.from({ length: n }, (_, p) => (bytes[p >> 3] >> (7 - (p & 7))) & 1);
+}
 
 describe("segcause view API", () => {
   it("runs zero ablation: progress arrives as server-sent events and the map is the model's causal block", async () => {
@@ -239,6 +247,60 @@ describe("segcause view API", () => {
     // bright image: the region's mean gives sigmoid(50·mean − 40) > 0.5 everywhere
     expect(r.json).toMatchObject({ width: 32, height: 32, area: 32 * 32 });
     expect(r.json.image).toMatch(/^data:image\/png;base64,/);
+    // the binarised prediction as bits, from which the page picks a connected component as a RoI
+    const fg = r.json.foreground as { height: number; width: number; bits: string };
+    expect([fg.height, fg.width]).toEqual([32, 32]);
+    expect(unpack(fg.bits, 32 * 32).reduce((a, v) => a + v, 0)).toBe(r.json.area);
+  });
+
+  it("takes a RoI mask: the run's command names it as --roi-mask (a PNG kept by content) and the map is the causal block's", async () => {
+    // the RoI block 16,0,8,8 as a mask
+    const mask = new Uint8Array(32 * 32);
+    for (let y = 16; y < 24; y++) mask.fill(1, y * 32, y * 32 + 8);
+    const roiMask = { height: 32, width: 32, bits: packBits(mask).toString("base64") };
+    const r = await call("/api/runs", { model: fx.model, image: fx.image, roiMask, method: "zero" });
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    const info = r.json as RunInfo;
+    const file = /--roi-mask (\S+)/.exec(info.command)![1];
+    expect(file).toMatch(/\/runs\/roi-masks\/[0-9a-f]{16}\.png$/);
+    expect(await loadMask(file, 32, 32)).toEqual(mask);
+    expect((await events(info.id)).at(-1)).toEqual({ type: "state", state: "done" });
+    const res = await call(`/api/result?dir=${encodeURIComponent(info.out)}`);
+    const units = res.json.mapInfo.units as { row: number; col: number; effect: number }[];
+    expect(units.filter((u) => u.effect < 0).map((u) => `${u.row},${u.col}`)).toEqual(["0,16", "0,24", "8,16", "8,24"]);
+    expect(res.json.mapInfo.roi).toEqual(ROI);
+    // the same mask again is the same file
+    const again = (await call("/api/runs", { model: fx.model, image: fx.image, roiMask, method: "zero" })).json as RunInfo;
+    expect(/--roi-mask (\S+)/.exec(again.command)![1]).toBe(file);
+    await events(again.id);
+    // a bad mask is one line
+    const cases: [unknown, string][] = [
+      [
+        { model: fx.model, image: fx.image, roiMask: { ...roiMask, bits: "AAAA" }, method: "zero" },
+        "roiMask.bits: 3 bytes for 32×32 pixels (expected 128)",
+      ],
+      [
+        { model: fx.model, image: fx.image, roiMask: { ...roiMask, bits: packBits(new Uint8Array(1024)).toString("base64") }, method: "zero" },
+        "no pixel is in the RoI",
+      ],
+      [
+        {
+          model: fx.model,
+          image: fx.image,
+          roiMask: { ...roiMask, bits: packBits(new Uint8Array(1024).fill(1)).toString("base64") },
+          method: "zero",
+        },
+        "every pixel",
+      ],
+      [{ model: fx.model, image: fx.image, roi: ROI, roiMask, method: "zero" }, "either roi (a rectangle) or roiMask (a mask)"],
+      [{ model: fx.model, image: fx.image, method: "zero" }, "either roi (a rectangle) or roiMask (a mask)"],
+      [{ model: fx.model, image: fx.image, roiMask: { ...roiMask, bits: "not base64!" }, method: "zero" }, "roiMask.bits: base64"],
+    ];
+    for (const [body, message] of cases) {
+      const bad = await call("/api/runs", body);
+      expect(bad.status, message).toBe(400);
+      expect(bad.json.error).toContain(message);
+    }
   });
 });
 

@@ -167,6 +167,105 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(await page.textContent("#runs")).toContain("pdcr: done");
   });
 
+  it("takes a brushed RoI as a mask, hides values under a threshold, and zooms both maps together", async () => {
+    await page.selectOption("#roi-tool", "brush");
+    await page.fill("#brush", "1");
+    const box = (await page.locator("#view").boundingBox())!;
+    const z = box.width / 32;
+    await page.mouse.move(box.x + 2.5 * z, box.y + 18.5 * z);
+    await page.mouse.down();
+    await page.mouse.move(box.x + 5.5 * z, box.y + 21.5 * z, { steps: 6 });
+    await page.mouse.up();
+    expect(await page.textContent("#roi-text")).toMatch(/^a RoI mask of \d+ pixels/);
+    await page.uncheck('#methods input[value="pdcr"]');
+    await page.check('#methods input[value="zero"]');
+    await page.fill("#options", "block=16");
+    await page.fill("#seed", "0");
+    await page.click("#run");
+    await page.waitForSelector('body[data-map="zero"]', { timeout: 120_000 });
+    expect(await page.textContent("#command")).toMatch(/ --roi-mask \S+\/roi-masks\/[0-9a-f]{16}\.png --method zero /);
+    await page.uncheck("#show-pred");
+    const [r, g] = await pixel(page, 4, 20);
+    expect(r - g).toBeGreaterThan(60);
+    // a threshold above every |value| hides the map: the image's gray shows
+    await page.fill("#threshold", "1000");
+    const hidden = await pixel(page, 4, 20);
+    expect(Math.max(...hidden.slice(0, 3)) - Math.min(...hidden.slice(0, 3))).toBeLessThan(4);
+    await page.fill("#threshold", "0");
+    // Zoom about the causal block: it fills more of both maps (the 8×8 map beside it is zoomed the same).
+    await page.selectOption("#compare", join(fx.dir, "results", "zero8"));
+    await page.waitForSelector("#view2:not([hidden])");
+    const redShare = () =>
+      page.evaluate(() =>
+        ["view", "view2"].map((id) => {
+          const c = document.getElementById(id) as HTMLCanvasElement;
+          const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+          let red = 0;
+          for (let i = 0; i < d.length; i += 4) if (d[i] - d[i + 1] > 60) red++;
+          return red / (d.length / 4);
+        }),
+      );
+    const before = await redShare();
+    await page.mouse.move(box.x + 20.5 * z, box.y + 4.5 * z);
+    for (let i = 0; i < 3; i++) await page.mouse.wheel(0, -100);
+    const after = await redShare();
+    expect(after[0]).toBeGreaterThan(before[0] * 1.5);
+    expect(after[1]).toBeGreaterThan(before[1] * 1.5);
+    expect(Math.abs(after[0] - after[1])).toBeLessThan(0.05);
+    // the pixel under the mouse stays where it was: both maps still read the causal block there
+    await page.mouse.move(box.x + 20.5 * z, box.y + 4.5 * z + 1);
+    const lines = (await page.textContent("#hover"))!.split("\n");
+    expect(lines[0]).toMatch(/block at \(0, 16\), 16×16/);
+    expect(lines[1]).toMatch(/block at \(0, 16\), 8×8/);
+    await page.click("#zoom-reset");
+    // as before the zoom, but for the cursor's outline
+    const reset = await redShare();
+    for (const k of [0, 1]) expect(reset[k]).toBeCloseTo(before[k], 2);
+    await page.check("#show-pred");
+    await page.selectOption("#compare", "");
+  });
+
+  it("takes a click on a predicted structure as the RoI: its connected component", async () => {
+    const state = await (await fetch(`http://127.0.0.1:${v.port}/api/state`, { headers: { "x-segcause-token": v.token } })).json();
+    const model = state.models.find((m: { name: string }) => m.name === "unet-ph2")!.path as string;
+    const image = state.images.find((m: { name: string }) => m.name === "lesion.png")!.path as string;
+    const pred = await (
+      await fetch(`http://127.0.0.1:${v.port}/api/predict`, {
+        method: "POST",
+        headers: { "x-segcause-token": v.token },
+        body: JSON.stringify({ model, image }),
+      })
+    ).json();
+    const { height: H, width: W } = pred.foreground as { height: number; width: number };
+    expect([H, W]).toEqual([pred.height, pred.width]);
+    const bytes = Buffer.from(pred.foreground.bits, "base64");
+    const fg = Uint8Array.from({ length: H * W }, (_, p) => (bytes[p >> 3] >> (7 - (p & 7))) & 1);
+    // a predicted pixel near the middle, and the size of its 4-connected component
+    let seed = -1;
+    for (let d = 0; seed < 0 && d < H; d++)
+      for (let p = 0; p < H * W && seed < 0; p++) if (fg[p] && Math.abs(Math.floor(p / W) - H / 2) + Math.abs((p % W) - W / 2) <= d) seed = p;
+    const seen = new Set([seed]);
+    for (const todo = [seed]; todo.length; ) {
+      const p = todo.pop()!;
+      for (const q of [p - W, p + W, p % W ? p - 1 : -1, (p + 1) % W ? p + 1 : -1])
+        if (q >= 0 && q < H * W && fg[q] && !seen.has(q)) seen.add(q) && todo.push(q);
+    }
+    await page.selectOption("#model", model);
+    await page.selectOption("#image", image);
+    await page.waitForFunction(() => /^prediction: \d+ pixels/.test(document.getElementById("status")!.textContent ?? ""));
+    await page.selectOption("#roi-tool", "component");
+    const box = (await page.locator("#view").boundingBox())!;
+    const z = box.width / W;
+    await page.mouse.click(box.x + ((seed % W) + 0.5) * z, box.y + (Math.floor(seed / W) + 0.5) * z);
+    expect(await page.textContent("#roi-text")).toBe(`a RoI mask of ${seen.size} pixels (the run's --roi-mask, a PNG kept in the runs folder)`);
+    expect(await page.isEnabled("#run")).toBe(true);
+    // outside the prediction: a line saying where to click
+    const out = fg.indexOf(0);
+    await page.mouse.click(box.x + ((out % W) + 0.5) * z, box.y + (Math.floor(out / W) + 0.5) * z);
+    expect(await page.textContent("#status")).toContain("no predicted structure there");
+    await page.selectOption("#roi-tool", "rect");
+  });
+
   it("after a reload, lists the server's runs: a running one is followed and can be stopped", async () => {
     const ROI = { row: 16, col: 0, height: 8, width: 8 };
     const res = await fetch(`http://127.0.0.1:${v.port}/api/runs`, {

@@ -11,15 +11,15 @@ import type { AddressInfo } from "node:net";
 import { basename, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { z } from "zod";
-import { imageInfo } from "../data/image.js";
+import { encodePng, imageInfo } from "../data/image.js";
 import { SegcauseError } from "../errors.js";
 import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import { sha256 } from "../util/hash.js";
 import { AllowedPaths } from "./paths.js";
-import { ModelCache, predict } from "./predict.js";
-import { describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
+import { ModelCache, packBits, predict } from "./predict.js";
+import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
 import { listResults, readResult, resultKind } from "./results.js";
 import { isFinal, Run, RunQueue } from "./runs.js";
 
@@ -158,6 +158,8 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   mkdirSync(o.runs, { recursive: true });
   const uploads = join(o.runs, "uploads");
   mkdirSync(uploads, { recursive: true });
+  const roiMasks = join(o.runs, "roi-masks");
+  mkdirSync(roiMasks, { recursive: true });
   for (const d of [o.runs, join(PACKAGE, "models"), join(PACKAGE, "samples")]) if (existsSync(d)) allowed.addFolder(d);
   // every model the page lists: the zoo's live in their own package (@segcause/zoo), not under this one
   for (const m of bundledModels()) allowed.addFileFolder(m.path);
@@ -232,6 +234,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         area: pr.area,
         image: `data:image/png;base64,${pr.image.toString("base64")}`,
         mask: `data:image/png;base64,${pr.mask.toString("base64")}`,
+        foreground: { height: pr.foreground.height, width: pr.foreground.width, bits: packBits(pr.foreground.data).toString("base64") },
       });
     }
     if (req.method === "POST" && p === "/api/upload") {
@@ -258,8 +261,18 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       };
       if (isVolumeModel(checked.model))
         bad(`${r.model} is a 3D model; the viewer runs 2D models only so far (explain volumes with \`segcause explain\`)`);
+      // A mask RoI is a file the command names (`--roi-mask`), kept by content like the uploads, so the shown command reruns it.
+      let maskPath: string | undefined;
+      if (r.roiMask) {
+        const mask = decodeRoiMask(r.roiMask);
+        if (typeof mask === "string") bad(mask);
+        const png = await encodePng({ width: r.roiMask.width, height: r.roiMask.height, channels: 1, data: mask.map((v) => v * 255) });
+        maskPath = join(roiMasks, `${sha256(png).slice(0, 16)}.png`);
+        if (!existsSync(maskPath)) checkUploadsCap(roiMasks, png.length, o.uploadsCap ?? UPLOADS_CAP);
+        writeFileSync(maskPath, png);
+      }
       const out = reserveFolder(runsDir, `${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}-${r.method}`);
-      const args = explainArgs(checked, out);
+      const args = explainArgs(checked, out, maskPath);
       const run = new Run(`r${++seq}`, checked.model, r.method, out, args, shellCommand(args));
       queue.add(run);
       return send(res, 200, run.info());
