@@ -15,7 +15,7 @@ import { explainArgs } from "../src/view/request.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
 import { causalFixture, runNode, segcause } from "./helpers/cli.js";
-import { flatBank, tmp } from "./helpers/tiny.js";
+import { flatBank, tmp, writeImage } from "./helpers/tiny.js";
 
 let fx: Awaited<ReturnType<typeof causalFixture>>;
 let v: ViewServer;
@@ -300,6 +300,64 @@ describe("segcause view API", () => {
       const bad = await call("/api/runs", body);
       expect(bad.status, message).toBe(400);
       expect(bad.json.error).toContain(message);
+    }
+  });
+});
+
+describe("segcause view --dataset", () => {
+  it("lists a manifest's cases as images (its own folder and the folders it names allowed), and predicts on one", async () => {
+    const dir = tmp();
+    const other = join(tmp(), "images");
+    mkdirSync(other);
+    const a = await writeImage(dir, "a.png", () => 230);
+    const beside = await writeImage(join(other, ".."), "beside.png", () => 230);
+    const b = await writeImage(other, "b.png", () => 20);
+    writeFileSync(
+      join(dir, "manifest.json"),
+      JSON.stringify({
+        name: "tiny",
+        cases: [
+          { id: "a", image: "a.png", split: "val" },
+          { id: "b", image: b, split: "test" },
+        ],
+      }),
+    );
+    const d = await startViewServer({ model: fx.model, dataset: dir, runs: join(dir, "runs") });
+    try {
+      const get = (path: string, body?: unknown) =>
+        fetch(`http://127.0.0.1:${d.port}${path}`, {
+          method: body ? "POST" : "GET",
+          headers: { "x-segcause-token": d.token },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+      const state = await (await get("/api/state")).json();
+      expect(state.images.filter((i: { group?: string }) => i.group === "data set tiny")).toEqual([
+        { name: "a (val)", path: a, group: "data set tiny" },
+        { name: "b (test)", path: b, group: "data set tiny" },
+      ]);
+      const pr = await get("/api/predict", { model: fx.model, image: b });
+      expect(pr.status).toBe(200);
+      expect((await pr.json()).area).toBe(0);
+      // the folders the manifest names, not their parent
+      const outside = await get("/api/predict", { model: fx.model, image: beside });
+      expect(outside.status).toBe(400);
+      expect((await outside.json()).error).toContain("outside the folders this viewer was started with");
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("lists the PH2 data set's 200 cases (../shared/data)", async (t) => {
+    const ph2 = join(import.meta.dirname, "..", "..", "shared", "data", "ph2");
+    if (!existsSync(join(ph2, "manifest.json"))) return t.skip(`${ph2} is absent (the shared data sets), so the real-data listing is not checked`);
+    const d = await startViewServer({ dataset: ph2, runs: join(tmp(), "runs") });
+    try {
+      const state = await (await fetch(`http://127.0.0.1:${d.port}/api/state`, { headers: { "x-segcause-token": d.token } })).json();
+      const cases = state.images.filter((i: { group?: string }) => i.group === "data set ph2");
+      expect(cases).toHaveLength(200);
+      expect(cases.every((c: { path: string }) => existsSync(c.path))).toBe(true);
+    } finally {
+      await d.close();
     }
   });
 });
@@ -596,15 +654,20 @@ describe("segcause view: the hostile review's cases", () => {
     }
   });
 
-  it("the command refuses at start, in one line: --results or --runs a file, --model a 3D model", () => {
+  it("the command refuses at start, in one line: --results or --runs a file, --model a 3D model, --dataset missing or of volumes", () => {
     const bin = join(import.meta.dirname, "..", "bin", "segcause.js");
     const file = join(tmp(), "afile.txt");
     writeFileSync(file, "x");
     const volume = join(import.meta.dirname, "..", "models", "volumes", "unet3d-hippocampus.onnx");
+    // a manifest of volumes (the files need not exist to tell its kind)
+    const volumes = join(tmp(), "volumes.json");
+    writeFileSync(volumes, JSON.stringify({ name: "vols", cases: [{ id: "a", image: "a.nii.gz", split: "test" }] }));
     for (const [args, line] of [
       [["--results", file], `segcause: error: --results ${file} is a file, not a folder (give --results a results folder, or a folder of them)`],
       [["--runs", file], `segcause: error: --runs ${file} is a file, not a folder (give --runs a new or existing folder)`],
       [["--model", volume], `segcause: error: --model ${volume} is a 3D model; the viewer shows 2D models only so far`],
+      [["--dataset", join(file, "nowhere.json")], `segcause: error: --dataset ${join(file, "nowhere.json")} does not exist`],
+      [["--dataset", volumes], `segcause: error: --dataset ${volumes} holds volumes; the viewer shows 2D images only so far`],
     ] as const) {
       const r = runNode([bin, "view", "--no-open", ...args]);
       expect(r.code, line).toBe(1);

@@ -12,7 +12,8 @@ import { basename, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { z } from "zod";
 import { encodePng, imageInfo } from "../data/image.js";
-import { SegcauseError } from "../errors.js";
+import { readManifest } from "../data/manifest.js";
+import { fail, SegcauseError } from "../errors.js";
 import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
 import { isVolumeModel } from "../model/volume-card.js";
@@ -40,6 +41,8 @@ export interface ViewOptions {
   image?: string;
   bank?: string;
   results?: string;
+  /** a data set manifest (or its folder) whose cases the page lists as images */
+  dataset?: string;
   /** where runs write their folders (created) */
   runs: string;
   port?: number;
@@ -165,6 +168,14 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   for (const m of bundledModels()) allowed.addFileFolder(m.path);
   for (const f of [o.model, o.image, o.bank]) if (f) allowed.addFileFolder(f);
   if (o.results) allowed.addFolder(o.results);
+  const dataset = o.dataset === undefined ? undefined : readManifest(o.dataset);
+  if (dataset?.kind === "volume")
+    fail(
+      `--dataset ${o.dataset} holds volumes; the viewer shows 2D images only so far`,
+      "explain volumes with `segcause explain`, or give a data set of 2D images",
+    );
+  // the files the manifest names (relative to its folder, or absolute elsewhere) were given on the command line too
+  for (const c of dataset?.cases ?? []) allowed.addFileFolder(c.image);
   const runsDir = allowed.check(o.runs, "the runs folder");
 
   const models = new ModelCache();
@@ -181,8 +192,9 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     return list;
   };
   const listImages = () => {
-    const list: { name: string; path: string }[] = [];
+    const list: { name: string; path: string; group?: string }[] = [];
     if (o.image) list.push({ name: basename(o.image), path: resolve(o.image) });
+    for (const c of dataset?.cases ?? []) list.push({ name: `${c.id} (${c.split})`, path: c.image, group: `data set ${dataset!.name}` });
     for (const dir of [join(PACKAGE, "samples"), uploads]) {
       if (!existsSync(dir)) continue;
       for (const f of readdirSync(dir).sort((a, b) => Number(b === DEMO_IMAGE) - Number(a === DEMO_IMAGE) || a.localeCompare(b)))

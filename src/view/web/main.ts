@@ -8,6 +8,8 @@ import { colourOf, type Layer, layerValues, maxAbs } from "./colour.js";
 interface Named {
   name: string;
   path: string;
+  /** shown under this heading (a data set's cases) */
+  group?: string;
 }
 interface MethodInfo {
   name: string;
@@ -160,7 +162,21 @@ function loadImage(src: string): Promise<HTMLImageElement> {
 }
 
 function fill(select: HTMLSelectElement, items: Named[], keep = select.value): void {
-  select.replaceChildren(...items.map((i) => new Option(i.name, i.path)));
+  const groups = new Map<string, HTMLOptGroupElement>();
+  select.replaceChildren(
+    ...items.flatMap((i) => {
+      if (!i.group) return [new Option(i.name, i.path)];
+      const g = groups.get(i.group);
+      if (g) {
+        g.append(new Option(i.name, i.path));
+        return [];
+      }
+      const made = Object.assign(document.createElement("optgroup"), { label: i.group });
+      made.append(new Option(i.name, i.path));
+      groups.set(i.group, made);
+      return [made];
+    }),
+  );
   if (items.some((i) => i.path === keep)) select.value = keep;
 }
 
