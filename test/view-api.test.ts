@@ -9,6 +9,7 @@ import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadMask } from "../src/data/image.js";
+import { csvRecords } from "../src/evaluate/html.js";
 import { ZOO_PACKAGE } from "../src/model/bundled.js";
 import { packBits } from "../src/view/predict.js";
 import { explainArgs } from "../src/view/request.js";
@@ -432,6 +433,33 @@ describe("segcause view --results", () => {
       expect((await report.text()) === readFileSync(join(published, "report.html"), "utf8")).toBe(true);
       const notEval = await fetch(`http://127.0.0.1:${w.port}/api/report?dir=${encodeURIComponent(join(published, "plots"))}`, { headers });
       expect(notEval.status).toBe(400);
+      // The numbers behind the page's filters, from the folder's tables and cells (not the HTML).
+      const data = (await (await fetch(`http://127.0.0.1:${w.port}/api/evaluate?dir=${encodeURIComponent(published)}`, { headers })).json()) as Json;
+      const summary = csvRecords(readFileSync(join(published, "summary.csv"), "utf8")).filter(
+        (r) => r.scope === "model" && /^(del_auc|ins_auc|del_norm|ins_norm):/.test(r.metric),
+      );
+      expect(data.summary).toHaveLength(summary.length);
+      expect(data.summary[0]).toEqual([
+        summary[0].dataset,
+        summary[0].model,
+        summary[0].method,
+        summary[0].metric,
+        Number(summary[0].mean),
+        Number(summary[0].mean_ci95_low),
+        Number(summary[0].mean_ci95_high),
+        Number(summary[0].n),
+      ]);
+      expect(data.fills).toEqual(["blur", "mean", "patches", "zero"]);
+      // A group's curves average its cells: as many as cells.csv has with that fill's deletion AUC, and the deletion
+      // curve starts at their mean base outcome (nothing removed yet).
+      const cells = csvRecords(readFileSync(join(published, "cells.csv"), "utf8"));
+      for (const g of data.curves.slice(0, 5) as { dataset: string; model: string; method: string; fill: string; n: number; deletion: number[] }[]) {
+        const mine = cells.filter((c) => c.dataset === g.dataset && c.model === g.model && c.method === g.method && c[`del_auc:${g.fill}`] !== "");
+        expect(g.n).toBe(mine.length);
+        expect(g.deletion[0]).toBeCloseTo(mine.reduce((a, c) => a + Number(c.base_outcome), 0) / mine.length, 6);
+      }
+      const notEvalData = await fetch(`http://127.0.0.1:${w.port}/api/evaluate?dir=${encodeURIComponent(join(published, "plots"))}`, { headers });
+      expect((await notEvalData.json()).error).toContain("is not an evaluate folder");
     } finally {
       await w.close();
     }

@@ -314,7 +314,7 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-components.png")}`);
   });
 
-  it("opens an evaluate folder: its report's tables and curves are drawn", async () => {
+  it("opens an evaluate folder: its report's tables and curves are drawn, and its own tables and mean curves filtered by model, method and fill", async () => {
     const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await p.goto(w.url);
     await p.waitForSelector("body[data-ready]");
@@ -327,6 +327,32 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     await curve.waitFor();
     expect(await curve.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
     expect(await p.textContent("#command")).toContain("segcause evaluate");
+    // The filters over the folder's own tables and curves: one model, one method, one fill.
+    await p.waitForSelector("body[data-eval-rows]");
+    const model = (await p.locator("#ev-model option").nth(1).getAttribute("value"))!;
+    const method = (await p.locator("#ev-method option").nth(1).getAttribute("value"))!;
+    await p.selectOption("#ev-model", model);
+    await p.selectOption("#ev-method", method);
+    await p.selectOption("#ev-fill", "blur");
+    const rows = await p.locator("#ev-table tbody tr").allTextContents();
+    expect(rows.length).toBeGreaterThan(0);
+    expect(String(rows.length)).toBe(await p.getAttribute("body", "data-eval-rows"));
+    for (const r of rows) expect(r).toMatch(new RegExp(`${model}${method}(del|ins)_(auc|norm):blur`));
+    expect(await p.getAttribute("body", "data-eval-curves")).toBe("1");
+    // each chart has its method's line (the first colour, red) drawn
+    const red = await p.evaluate(() =>
+      ["ev-deletion", "ev-insertion"].map((id) => {
+        const c = document.getElementById(id) as HTMLCanvasElement;
+        const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 150 && d[i + 1] < 90 && d[i + 2] < 90) n++;
+        return n;
+      }),
+    );
+    expect(red[0]).toBeGreaterThan(100);
+    expect(red[1]).toBeGreaterThan(100);
+    await p.selectOption("#ev-method", "");
+    expect(Number(await p.getAttribute("body", "data-eval-curves"))).toBeGreaterThan(1);
     await p.screenshot({ path: join(fx.dir, "view-evaluate.png") });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-evaluate.png")}`);
     await p.close();

@@ -18,6 +18,7 @@ import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import { sha256 } from "../util/hash.js";
+import { evaluateData } from "./evaluate-data.js";
 import { AllowedPaths } from "./paths.js";
 import { ModelCache, packBits, predict } from "./predict.js";
 import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
@@ -323,6 +324,12 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         bad(`${dir}/manifest.json has no provenance (the model's and image's SHA-256), so it is not a complete explain result (rerun its command)`);
       const match = { model: byContent(listModels(), prov.model.sha256), image: byContent(listImages(), prov.case.imageSha256) };
       return send(res, 200, { ...r, match });
+    }
+    if (req.method === "GET" && p === "/api/evaluate") {
+      const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/evaluate?dir=<evaluate folder>)");
+      const real = allowed.check(dir, "evaluate folder");
+      if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder (no run.json with report.html)`);
+      return send(res, 200, evaluateData(real));
     }
     if (req.method === "GET" && p === "/api/report") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/report?dir=<evaluate folder>)");

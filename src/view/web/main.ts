@@ -4,6 +4,7 @@
  * one canvas, redrawn whole on each change.
  */
 import { colourOf, type Layer, layerValues, maxAbs } from "./colour.js";
+import { type EvaluateData, showEvaluateData } from "./evaluate.js";
 
 interface Named {
   name: string;
@@ -492,6 +493,9 @@ function showView(which: "map" | "components" | "evaluate"): void {
 /** An evaluate folder: the report.html it wrote (tables, curves), sandboxed, and the commands that wrote it. */
 function showEvaluate(e: { dir: string; commands: string[] }): void {
   showView("evaluate");
+  api<EvaluateData>(`/api/evaluate?dir=${encodeURIComponent(e.dir)}`)
+    .then(showEvaluateData)
+    .catch((err: Error) => say(err.message, true));
   $("eval-title").textContent = `evaluate report of ${e.dir}`;
   $<HTMLIFrameElement>("report").src = `/api/report?dir=${encodeURIComponent(e.dir)}&token=${encodeURIComponent(token)}`;
   ui.command.textContent = e.commands.join("\n") || `(opened ${e.dir})`;
