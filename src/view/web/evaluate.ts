@@ -110,7 +110,7 @@ function drawCurves(c: HTMLCanvasElement, title: string, lines: { name: string; 
   g.fillStyle = "#fff";
   g.fillRect(0, 0, c.width, c.height);
   const all = lines.flatMap((l) => l.values);
-  const pad = { left: 40, right: 110, top: 22, bottom: 28 };
+  const pad = { left: 40, right: 140, top: 22, bottom: 28 };
   const w = c.width - pad.left - pad.right;
   const h = c.height - pad.top - pad.bottom;
   g.fillStyle = "#222";
@@ -129,8 +129,11 @@ function drawCurves(c: HTMLCanvasElement, title: string, lines: { name: string; 
   g.fillText("0", pad.left, c.height - 10);
   g.fillText("share of pixels → 1", pad.left + w - 110, c.height - 10);
   lines.forEach((l, k) => {
+    // past the palette's colours, dashed lines
+    const dash = k >= PALETTE.length ? [6, 4] : [];
     g.strokeStyle = PALETTE[k % PALETTE.length];
     g.lineWidth = 2;
+    g.setLineDash(dash);
     g.beginPath();
     l.values.forEach((v, i) => {
       const x = pad.left + (i / Math.max(1, l.values.length - 1)) * w;
@@ -139,7 +142,14 @@ function drawCurves(c: HTMLCanvasElement, title: string, lines: { name: string; 
       else g.lineTo(x, y);
     });
     g.stroke();
+    // the legend: a piece of the line, then the method and its cells
+    const y = pad.top + 8 + 14 * k;
+    g.beginPath();
+    g.moveTo(pad.left + w + 4, y);
+    g.lineTo(pad.left + w + 18, y);
+    g.stroke();
+    g.setLineDash([]);
     g.fillStyle = PALETTE[k % PALETTE.length];
-    g.fillText(`${l.name} (${l.n})`, pad.left + w + 6, pad.top + 12 + 14 * k);
+    g.fillText(`${l.name} (${l.n})`, pad.left + w + 22, y + 4);
   });
 }

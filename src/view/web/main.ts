@@ -137,6 +137,8 @@ const runs = new Map<string, { info: RunInfo; status?: RunStatus; li: HTMLLIElem
 /** The run whose map is filling in on the stage; "user" once the page's user opened another result meanwhile. */
 let live: string | undefined;
 let partialsDrawn = 0;
+/** passes behind the map last drawn while filling in */
+let livePasses: number | undefined;
 
 async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   const res = await fetch(path, {
@@ -667,6 +669,7 @@ function follow(info: RunInfo, openWhenDone = true): void {
   es.addEventListener("progress", (ev) => {
     runs.get(info.id)!.status = JSON.parse((ev as MessageEvent).data).status;
     renderRun(info.id);
+    if (live === info.id && livePasses !== undefined) sayPartial(info);
   });
   es.addEventListener("partial", (ev) => {
     // One run fills in the stage at a time, and not over a result the user opened meanwhile.
@@ -679,7 +682,10 @@ function follow(info: RunInfo, openWhenDone = true): void {
     const r = runs.get(info.id)!;
     r.info = { ...r.info, state: e.state, message: e.message };
     renderRun(info.id);
-    if (live === info.id && e.state !== "running" && e.state !== "queued") live = undefined;
+    if (live === info.id && e.state !== "running" && e.state !== "queued") {
+      live = undefined;
+      livePasses = undefined;
+    }
     if (e.state === "done" || e.state === "failed" || e.state === "stopped") es.close();
     if (e.state === "done" && openWhenDone) {
       ui.command.textContent = info.command;
@@ -719,11 +725,17 @@ function showPartial(info: RunInfo, p: PartialView): void {
     notes: [],
   };
   draw();
+  livePasses = p.passes;
+  sayPartial(info);
+  document.body.dataset.partial = String(++partialsDrawn);
+}
+
+/** The filling map's line: its passes, and the run's passes left and ETA as its progress last said (updated with it). */
+function sayPartial(info: RunInfo): void {
   const s = runs.get(info.id)?.status;
   const total = s?.total ?? s?.bound;
-  const left = total !== undefined ? `, about ${Math.max(0, total - p.passes)} passes left${etaText(s)}` : "";
-  say(`${info.method}: the map after ${p.passes} passes${left}; it fills in as the rounds finish`);
-  document.body.dataset.partial = String(++partialsDrawn);
+  const left = s && total !== undefined ? `; the run: ${Math.max(0, total - s.done)} passes left${etaText(s)}` : "";
+  say(`${info.method}: the map after ${livePasses} passes${left}; it fills in as the rounds finish`);
 }
 
 /** `block=16 samples=20` → { block: 16, samples: 20 } (the server checks the names, the run checks the values). */
