@@ -7,6 +7,7 @@ import { stratifyDraws } from "../src/explain/block-effects.js";
 import { buildQuadtree, isBlockRef } from "../src/explain/hierarchy.js";
 import { type MethodDefinition, resolveOptions } from "../src/explain/methods.js";
 import { explainPdcr, pdcrMethod } from "../src/explain/pdcr.js";
+import type { PartialMap } from "../src/explain/run.js";
 import { blockGrid } from "../src/explain/units.js";
 import { Model } from "../src/model/model.js";
 import { writeAttribution } from "../src/report/write.js";
@@ -103,6 +104,22 @@ describe("fast PdCR schedule on models with known causal structure", () => {
     const m1 = (await run(smoothModel, bank, { batchSize: 1 }, "mean-prob")).map;
     const m8 = (await run(smoothModel, bank, { batchSize: 8 }, "mean-prob")).map;
     expect(Buffer.from(m8.buffer).equals(Buffer.from(m1.buffer))).toBe(true);
+  });
+
+  it("reports its map after every round without changing it: the last report is the result", async () => {
+    const bank = [20, 240, 60, 200, 100, 160, 140, 180];
+    const partials: PartialMap[] = [];
+    const heard = await run(smoothModel, bank, { onPartialMap: (p) => partials.push(p) }, "mean-prob");
+    const plain = await run(smoothModel, bank, {}, "mean-prob");
+    expect(Buffer.from(heard.map.buffer).equals(Buffer.from(plain.map.buffer))).toBe(true);
+    expect(heard.units).toEqual(plain.units);
+    // one report after the screen, one after each round, each with more passes; the maps differ as the rounds go
+    expect(partials.length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < partials.length; i++) expect(partials[i].passes).toBeGreaterThan(partials[i - 1].passes);
+    expect(new Set(partials.map((p) => JSON.stringify(p.units.map((u) => u.effect)))).size).toBeGreaterThanOrEqual(2);
+    const last = partials.at(-1)!;
+    expect([last.height, last.width, last.passes]).toEqual([S, S, heard.forwardPasses]);
+    expect(last.units).toEqual(heard.units);
   });
 
   it("resumes from a checkpoint with the identical map", async () => {

@@ -8,11 +8,15 @@ import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync,
 import { request } from "node:http";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadMask } from "../src/data/image.js";
+import { csvRecords } from "../src/evaluate/html.js";
 import { ZOO_PACKAGE } from "../src/model/bundled.js";
+import { packBits } from "../src/view/predict.js";
+import { explainArgs } from "../src/view/request.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
 import { causalFixture, runNode, segcause } from "./helpers/cli.js";
-import { tmp } from "./helpers/tiny.js";
+import { flatBank, tmp, writeImage } from "./helpers/tiny.js";
 
 let fx: Awaited<ReturnType<typeof causalFixture>>;
 let v: ViewServer;
@@ -58,6 +62,12 @@ function floats(b64: string): Float32Array {
 }
 
 const ROI = { row: 16, col: 0, height: 8, width: 8 };
+
+/** The server's bits (8 a byte, most significant first) as 0/1 values. */
+function unpack(b64: string, n: number): Uint8Array {
+  const bytes = Buffer.from(b64, "base64");
+  return Uint8Array.from({ length: n }, (_, p) => (bytes[p >> 3] >> (7 - (p & 7))) & 1);
+}
 
 describe("segcause view API", () => {
   it("runs zero ablation: progress arrives as server-sent events and the map is the model's causal block", async () => {
@@ -126,6 +136,39 @@ describe("segcause view API", () => {
       return m;
     };
     expect(manifest(info.out)).toEqual(manifest(cliOut));
+  });
+
+  it("streams the fast schedule's map round by round: the partial maps change, and the last is the map the CLI writes", async () => {
+    // Patches of graded brightness: each round's draws move the causal blocks' means, so the map changes from round to round.
+    const bank = join(fx.dir, "graded.scbank");
+    await flatBank([10, 40, 70, 100, 130, 160, 190, 220, 230, 240, 250, 255]).save(bank);
+    const options = { "map-noise": 0.05 };
+    const r = await call("/api/runs", { model: fx.model, image: fx.image, bank, roi: ROI, method: "pdcr", seed: 7, options });
+    const info = r.json as RunInfo;
+    const ev = await events(info.id);
+    expect(ev.at(-1)).toEqual({ type: "state", state: "done" });
+    const partials = ev.flatMap((e) => (e.type === "partial" ? [e.map] : []));
+    // every partial comes before the run's end, each after more passes than the one before
+    expect(ev.findIndex((e) => e.type === "done")).toBeGreaterThan(ev.map((e) => e.type).lastIndexOf("partial"));
+    for (let i = 1; i < partials.length; i++) expect(partials[i].passes).toBeGreaterThan(partials[i - 1].passes);
+    const effects = partials.map((p) => JSON.stringify(p.units.map((u) => u.effect)));
+    expect(new Set(effects).size).toBeGreaterThanOrEqual(2);
+    // the causal blocks fill in (negative: they supported the RoI); the others stay 0
+    for (const p of partials) expect(p.units.filter((u) => u.effect !== 0).map((u) => `${u.row},${u.col}`)).toEqual(["0,16", "0,24", "8,16", "8,24"]);
+    // The last partial map is the result, which is the map `segcause explain` writes for the same command.
+    const cliOut = join(fx.dir, "cli-pdcr-graded");
+    const cli = segcause(
+      "explain",
+      ...explainArgs({ model: fx.model, image: fx.image, bank, roi: ROI, method: "pdcr", seed: 7, options }, cliOut),
+      "--no-progress",
+    );
+    expect(cli.code, cli.stderr).toBe(0);
+    for (const f of ["map.npy", "stderr.npy", "map.json"])
+      expect(readFileSync(join(info.out, f)).equals(readFileSync(join(cliOut, f))), f).toBe(true);
+    const written = JSON.parse(readFileSync(join(cliOut, "map.json"), "utf8")).units as Record<string, unknown>[];
+    const last = partials.at(-1)!;
+    expect(last.units).toEqual(written.map((u) => Object.fromEntries(Object.keys(last.units[0]).map((k) => [k, u[k]]))));
+    expect(last.passes).toBe(JSON.parse(readFileSync(join(cliOut, "stats.json"), "utf8")).forwardPasses);
   });
 
   it("runs one run at a time per model, in order; Stop ends a queued run before it starts and a running one as Ctrl-C does", async () => {
@@ -205,6 +248,118 @@ describe("segcause view API", () => {
     // bright image: the region's mean gives sigmoid(50·mean − 40) > 0.5 everywhere
     expect(r.json).toMatchObject({ width: 32, height: 32, area: 32 * 32 });
     expect(r.json.image).toMatch(/^data:image\/png;base64,/);
+    // the binarised prediction as bits, from which the page picks a connected component as a RoI
+    const fg = r.json.foreground as { height: number; width: number; bits: string };
+    expect([fg.height, fg.width]).toEqual([32, 32]);
+    expect(unpack(fg.bits, 32 * 32).reduce((a, v) => a + v, 0)).toBe(r.json.area);
+  });
+
+  it("takes a RoI mask: the run's command names it as --roi-mask (a PNG kept by content) and the map is the causal block's", async () => {
+    // the RoI block 16,0,8,8 as a mask
+    const mask = new Uint8Array(32 * 32);
+    for (let y = 16; y < 24; y++) mask.fill(1, y * 32, y * 32 + 8);
+    const roiMask = { height: 32, width: 32, bits: packBits(mask).toString("base64") };
+    const r = await call("/api/runs", { model: fx.model, image: fx.image, roiMask, method: "zero" });
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    const info = r.json as RunInfo;
+    const file = /--roi-mask (\S+)/.exec(info.command)![1];
+    expect(file).toMatch(/\/runs\/roi-masks\/[0-9a-f]{16}\.png$/);
+    expect(await loadMask(file, 32, 32)).toEqual(mask);
+    expect((await events(info.id)).at(-1)).toEqual({ type: "state", state: "done" });
+    const res = await call(`/api/result?dir=${encodeURIComponent(info.out)}`);
+    const units = res.json.mapInfo.units as { row: number; col: number; effect: number }[];
+    expect(units.filter((u) => u.effect < 0).map((u) => `${u.row},${u.col}`)).toEqual(["0,16", "0,24", "8,16", "8,24"]);
+    expect(res.json.mapInfo.roi).toEqual(ROI);
+    // the same mask again is the same file
+    const again = (await call("/api/runs", { model: fx.model, image: fx.image, roiMask, method: "zero" })).json as RunInfo;
+    expect(/--roi-mask (\S+)/.exec(again.command)![1]).toBe(file);
+    await events(again.id);
+    // a bad mask is one line
+    const cases: [unknown, string][] = [
+      [
+        { model: fx.model, image: fx.image, roiMask: { ...roiMask, bits: "AAAA" }, method: "zero" },
+        "roiMask.bits: 3 bytes for 32×32 pixels (expected 128)",
+      ],
+      [
+        { model: fx.model, image: fx.image, roiMask: { ...roiMask, bits: packBits(new Uint8Array(1024)).toString("base64") }, method: "zero" },
+        "no pixel is in the RoI",
+      ],
+      [
+        {
+          model: fx.model,
+          image: fx.image,
+          roiMask: { ...roiMask, bits: packBits(new Uint8Array(1024).fill(1)).toString("base64") },
+          method: "zero",
+        },
+        "every pixel",
+      ],
+      [{ model: fx.model, image: fx.image, roi: ROI, roiMask, method: "zero" }, "either roi (a rectangle) or roiMask (a mask)"],
+      [{ model: fx.model, image: fx.image, method: "zero" }, "either roi (a rectangle) or roiMask (a mask)"],
+      [{ model: fx.model, image: fx.image, roiMask: { ...roiMask, bits: "not base64!" }, method: "zero" }, "roiMask.bits: base64"],
+    ];
+    for (const [body, message] of cases) {
+      const bad = await call("/api/runs", body);
+      expect(bad.status, message).toBe(400);
+      expect(bad.json.error).toContain(message);
+    }
+  });
+});
+
+describe("segcause view --dataset", () => {
+  it("lists a manifest's cases as images (its own folder and the folders it names allowed), and predicts on one", async () => {
+    const dir = tmp();
+    const other = join(tmp(), "images");
+    mkdirSync(other);
+    const a = await writeImage(dir, "a.png", () => 230);
+    const beside = await writeImage(join(other, ".."), "beside.png", () => 230);
+    const b = await writeImage(other, "b.png", () => 20);
+    writeFileSync(
+      join(dir, "manifest.json"),
+      JSON.stringify({
+        name: "tiny",
+        cases: [
+          { id: "a", image: "a.png", split: "val" },
+          { id: "b", image: b, split: "test" },
+        ],
+      }),
+    );
+    const d = await startViewServer({ model: fx.model, dataset: dir, runs: join(dir, "runs") });
+    try {
+      const get = (path: string, body?: unknown) =>
+        fetch(`http://127.0.0.1:${d.port}${path}`, {
+          method: body ? "POST" : "GET",
+          headers: { "x-segcause-token": d.token },
+          body: body === undefined ? undefined : JSON.stringify(body),
+        });
+      const state = await (await get("/api/state")).json();
+      expect(state.images.filter((i: { group?: string }) => i.group === "data set tiny")).toEqual([
+        { name: "a (val)", path: a, group: "data set tiny" },
+        { name: "b (test)", path: b, group: "data set tiny" },
+      ]);
+      const pr = await get("/api/predict", { model: fx.model, image: b });
+      expect(pr.status).toBe(200);
+      expect((await pr.json()).area).toBe(0);
+      // the folders the manifest names, not their parent
+      const outside = await get("/api/predict", { model: fx.model, image: beside });
+      expect(outside.status).toBe(400);
+      expect((await outside.json()).error).toContain("outside the folders this viewer was started with");
+    } finally {
+      await d.close();
+    }
+  });
+
+  it("lists the PH2 data set's 200 cases (../shared/data)", async (t) => {
+    const ph2 = join(import.meta.dirname, "..", "..", "shared", "data", "ph2");
+    if (!existsSync(join(ph2, "manifest.json"))) return t.skip(`${ph2} is absent (the shared data sets), so the real-data listing is not checked`);
+    const d = await startViewServer({ dataset: ph2, runs: join(tmp(), "runs") });
+    try {
+      const state = await (await fetch(`http://127.0.0.1:${d.port}/api/state`, { headers: { "x-segcause-token": d.token } })).json();
+      const cases = state.images.filter((i: { group?: string }) => i.group === "data set ph2");
+      expect(cases).toHaveLength(200);
+      expect(cases.every((c: { path: string }) => existsSync(c.path))).toBe(true);
+    } finally {
+      await d.close();
+    }
   });
 });
 
@@ -278,6 +433,33 @@ describe("segcause view --results", () => {
       expect((await report.text()) === readFileSync(join(published, "report.html"), "utf8")).toBe(true);
       const notEval = await fetch(`http://127.0.0.1:${w.port}/api/report?dir=${encodeURIComponent(join(published, "plots"))}`, { headers });
       expect(notEval.status).toBe(400);
+      // The numbers behind the page's filters, from the folder's tables and cells (not the HTML).
+      const data = (await (await fetch(`http://127.0.0.1:${w.port}/api/evaluate?dir=${encodeURIComponent(published)}`, { headers })).json()) as Json;
+      const summary = csvRecords(readFileSync(join(published, "summary.csv"), "utf8")).filter(
+        (r) => r.scope === "model" && /^(del_auc|ins_auc|del_norm|ins_norm):/.test(r.metric),
+      );
+      expect(data.summary).toHaveLength(summary.length);
+      expect(data.summary[0]).toEqual([
+        summary[0].dataset,
+        summary[0].model,
+        summary[0].method,
+        summary[0].metric,
+        Number(summary[0].mean),
+        Number(summary[0].mean_ci95_low),
+        Number(summary[0].mean_ci95_high),
+        Number(summary[0].n),
+      ]);
+      expect(data.fills).toEqual(["blur", "mean", "patches", "zero"]);
+      // A group's curves average its cells: as many as cells.csv has with that fill's deletion AUC, and the deletion
+      // curve starts at their mean base outcome (nothing removed yet).
+      const cells = csvRecords(readFileSync(join(published, "cells.csv"), "utf8"));
+      for (const g of data.curves.slice(0, 5) as { dataset: string; model: string; method: string; fill: string; n: number; deletion: number[] }[]) {
+        const mine = cells.filter((c) => c.dataset === g.dataset && c.model === g.model && c.method === g.method && c[`del_auc:${g.fill}`] !== "");
+        expect(g.n).toBe(mine.length);
+        expect(g.deletion[0]).toBeCloseTo(mine.reduce((a, c) => a + Number(c.base_outcome), 0) / mine.length, 6);
+      }
+      const notEvalData = await fetch(`http://127.0.0.1:${w.port}/api/evaluate?dir=${encodeURIComponent(join(published, "plots"))}`, { headers });
+      expect((await notEvalData.json()).error).toContain("is not an evaluate folder");
     } finally {
       await w.close();
     }
@@ -500,15 +682,20 @@ describe("segcause view: the hostile review's cases", () => {
     }
   });
 
-  it("the command refuses at start, in one line: --results or --runs a file, --model a 3D model", () => {
+  it("the command refuses at start, in one line: --results or --runs a file, --model a 3D model, --dataset missing or of volumes", () => {
     const bin = join(import.meta.dirname, "..", "bin", "segcause.js");
     const file = join(tmp(), "afile.txt");
     writeFileSync(file, "x");
     const volume = join(import.meta.dirname, "..", "models", "volumes", "unet3d-hippocampus.onnx");
+    // a manifest of volumes (the files need not exist to tell its kind)
+    const volumes = join(tmp(), "volumes.json");
+    writeFileSync(volumes, JSON.stringify({ name: "vols", cases: [{ id: "a", image: "a.nii.gz", split: "test" }] }));
     for (const [args, line] of [
       [["--results", file], `segcause: error: --results ${file} is a file, not a folder (give --results a results folder, or a folder of them)`],
       [["--runs", file], `segcause: error: --runs ${file} is a file, not a folder (give --runs a new or existing folder)`],
       [["--model", volume], `segcause: error: --model ${volume} is a 3D model; the viewer shows 2D models only so far`],
+      [["--dataset", join(file, "nowhere.json")], `segcause: error: --dataset ${join(file, "nowhere.json")} does not exist`],
+      [["--dataset", volumes], `segcause: error: --dataset ${volumes} holds volumes; the viewer shows 2D images only so far`],
     ] as const) {
       const r = runNode([bin, "view", "--no-open", ...args]);
       expect(r.code, line).toBe(1);

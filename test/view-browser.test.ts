@@ -9,6 +9,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { causalFixture, segcause } from "./helpers/cli.js";
+import { flatBank } from "./helpers/tiny.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
@@ -21,6 +22,8 @@ const PUBLISHED = join(import.meta.dirname, "..", "docs", "results");
 let browser: Browser;
 let page: Page;
 let fx: Awaited<ReturnType<typeof causalFixture>>;
+/** a bank of graded patches: the fast schedule's rounds move the causal blocks' means */
+let graded: string;
 
 /** The colour the page drew at model-input pixel (row, col), read back from the canvas. */
 function pixel(p: Page, row: number, col: number): Promise<number[]> {
@@ -65,7 +68,9 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
       join(fx.dir, "results", "zero8"),
     );
     expect(z8.code, z8.stderr).toBe(0);
-    v = await startViewServer({ model: fx.model, image: fx.image, runs: join(fx.dir, "runs"), results: join(fx.dir, "results") });
+    graded = join(fx.dir, "graded.scbank");
+    await flatBank([10, 40, 70, 100, 130, 160, 190, 220, 230, 240, 250, 255]).save(graded);
+    v = await startViewServer({ model: fx.model, image: fx.image, bank: graded, runs: join(fx.dir, "runs"), results: join(fx.dir, "results") });
     // the repository's published evaluate results, opened by a second server
     w = await startViewServer({ results: PUBLISHED, runs: join(fx.dir, "runs-eval") });
     browser = await chromium.launch({
@@ -133,6 +138,134 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(errors).toEqual([]);
   });
 
+  it("fills in the PdCR map round by round as the fast schedule runs, and ends on the written map", async () => {
+    // the RoI of the test above; pdcr alone, with the graded bank and a precise map (many rounds)
+    await page.uncheck('#methods input[value="zero"]');
+    await page.check('#methods input[value="pdcr"]');
+    await page.selectOption("#bank", graded);
+    await page.fill("#seed", "7");
+    await page.fill("#options", "map-noise=0.05");
+    // Each partial map the page draws, as drawn (the canvas), with the line it shows.
+    await page.evaluate(() => {
+      const seen: { png: string; text: string }[] = [];
+      (window as unknown as { partials: typeof seen }).partials = seen;
+      new MutationObserver(() =>
+        seen.push({
+          png: (document.getElementById("view") as HTMLCanvasElement).toDataURL(),
+          text: document.getElementById("status")!.textContent ?? "",
+        }),
+      ).observe(document.body, { attributes: true, attributeFilter: ["data-partial"] });
+    });
+    await page.click("#run");
+    await page.waitForSelector('body[data-map="pdcr"]', { timeout: 120_000 });
+    const partials = await page.evaluate(() => (window as unknown as { partials: { png: string; text: string }[] }).partials);
+    expect(new Set(partials.map((p) => p.png)).size).toBeGreaterThanOrEqual(2);
+    for (const p of partials) expect(p.text).toMatch(/^pdcr: the map after \d+ passes/);
+    // the last partial map is the result: drawn the same once the run's folder is opened
+    const final = await page.evaluate(() => (document.getElementById("view") as HTMLCanvasElement).toDataURL());
+    expect(partials.at(-1)!.png).toBe(final);
+    expect(await page.textContent("#runs")).toContain("pdcr: done");
+  });
+
+  it("takes a brushed RoI as a mask, hides values under a threshold, and zooms both maps together", async () => {
+    await page.selectOption("#roi-tool", "brush");
+    await page.fill("#brush", "1");
+    const box = (await page.locator("#view").boundingBox())!;
+    const z = box.width / 32;
+    await page.mouse.move(box.x + 2.5 * z, box.y + 18.5 * z);
+    await page.mouse.down();
+    await page.mouse.move(box.x + 5.5 * z, box.y + 21.5 * z, { steps: 6 });
+    await page.mouse.up();
+    expect(await page.textContent("#roi-text")).toMatch(/^a RoI mask of \d+ pixels/);
+    await page.uncheck('#methods input[value="pdcr"]');
+    await page.check('#methods input[value="zero"]');
+    await page.fill("#options", "block=16");
+    await page.fill("#seed", "0");
+    await page.click("#run");
+    await page.waitForSelector('body[data-map="zero"]', { timeout: 120_000 });
+    expect(await page.textContent("#command")).toMatch(/ --roi-mask \S+\/roi-masks\/[0-9a-f]{16}\.png --method zero /);
+    await page.uncheck("#show-pred");
+    const [r, g] = await pixel(page, 4, 20);
+    expect(r - g).toBeGreaterThan(60);
+    // a threshold above every |value| hides the map: the image's gray shows
+    await page.fill("#threshold", "1000");
+    const hidden = await pixel(page, 4, 20);
+    expect(Math.max(...hidden.slice(0, 3)) - Math.min(...hidden.slice(0, 3))).toBeLessThan(4);
+    await page.fill("#threshold", "0");
+    // Zoom about the causal block: it fills more of both maps (the 8×8 map beside it is zoomed the same).
+    await page.selectOption("#compare", join(fx.dir, "results", "zero8"));
+    await page.waitForSelector("#view2:not([hidden])");
+    const redShare = () =>
+      page.evaluate(() =>
+        ["view", "view2"].map((id) => {
+          const c = document.getElementById(id) as HTMLCanvasElement;
+          const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+          let red = 0;
+          for (let i = 0; i < d.length; i += 4) if (d[i] - d[i + 1] > 60) red++;
+          return red / (d.length / 4);
+        }),
+      );
+    const before = await redShare();
+    await page.mouse.move(box.x + 20.5 * z, box.y + 4.5 * z);
+    for (let i = 0; i < 3; i++) await page.mouse.wheel(0, -100);
+    const after = await redShare();
+    expect(after[0]).toBeGreaterThan(before[0] * 1.5);
+    expect(after[1]).toBeGreaterThan(before[1] * 1.5);
+    expect(Math.abs(after[0] - after[1])).toBeLessThan(0.05);
+    // the pixel under the mouse stays where it was: both maps still read the causal block there
+    await page.mouse.move(box.x + 20.5 * z, box.y + 4.5 * z + 1);
+    const lines = (await page.textContent("#hover"))!.split("\n");
+    expect(lines[0]).toMatch(/block at \(0, 16\), 16×16/);
+    expect(lines[1]).toMatch(/block at \(0, 16\), 8×8/);
+    await page.click("#zoom-reset");
+    // as before the zoom, but for the cursor's outline
+    const reset = await redShare();
+    for (const k of [0, 1]) expect(reset[k]).toBeCloseTo(before[k], 2);
+    await page.check("#show-pred");
+    await page.selectOption("#compare", "");
+  });
+
+  it("takes a click on a predicted structure as the RoI: its connected component", async () => {
+    const state = await (await fetch(`http://127.0.0.1:${v.port}/api/state`, { headers: { "x-segcause-token": v.token } })).json();
+    const model = state.models.find((m: { name: string }) => m.name === "unet-ph2")!.path as string;
+    const image = state.images.find((m: { name: string }) => m.name === "lesion.png")!.path as string;
+    const pred = await (
+      await fetch(`http://127.0.0.1:${v.port}/api/predict`, {
+        method: "POST",
+        headers: { "x-segcause-token": v.token },
+        body: JSON.stringify({ model, image }),
+      })
+    ).json();
+    const { height: H, width: W } = pred.foreground as { height: number; width: number };
+    expect([H, W]).toEqual([pred.height, pred.width]);
+    const bytes = Buffer.from(pred.foreground.bits, "base64");
+    const fg = Uint8Array.from({ length: H * W }, (_, p) => (bytes[p >> 3] >> (7 - (p & 7))) & 1);
+    // a predicted pixel near the middle, and the size of its 4-connected component
+    let seed = -1;
+    for (let d = 0; seed < 0 && d < H; d++)
+      for (let p = 0; p < H * W && seed < 0; p++) if (fg[p] && Math.abs(Math.floor(p / W) - H / 2) + Math.abs((p % W) - W / 2) <= d) seed = p;
+    const seen = new Set([seed]);
+    for (const todo = [seed]; todo.length; ) {
+      const p = todo.pop()!;
+      for (const q of [p - W, p + W, p % W ? p - 1 : -1, (p + 1) % W ? p + 1 : -1])
+        if (q >= 0 && q < H * W && fg[q] && !seen.has(q)) seen.add(q) && todo.push(q);
+    }
+    await page.selectOption("#model", model);
+    await page.selectOption("#image", image);
+    await page.waitForFunction(() => /^prediction: \d+ pixels/.test(document.getElementById("status")!.textContent ?? ""));
+    await page.selectOption("#roi-tool", "component");
+    const box = (await page.locator("#view").boundingBox())!;
+    const z = box.width / W;
+    await page.mouse.click(box.x + ((seed % W) + 0.5) * z, box.y + (Math.floor(seed / W) + 0.5) * z);
+    expect(await page.textContent("#roi-text")).toBe(`a RoI mask of ${seen.size} pixels (the run's --roi-mask, a PNG kept in the runs folder)`);
+    expect(await page.isEnabled("#run")).toBe(true);
+    // outside the prediction: a line saying where to click
+    const out = fg.indexOf(0);
+    await page.mouse.click(box.x + ((out % W) + 0.5) * z, box.y + (Math.floor(out / W) + 0.5) * z);
+    expect(await page.textContent("#status")).toContain("no predicted structure there");
+    await page.selectOption("#roi-tool", "rect");
+  });
+
   it("after a reload, lists the server's runs: a running one is followed and can be stopped", async () => {
     const ROI = { row: 16, col: 0, height: 8, width: 8 };
     const res = await fetch(`http://127.0.0.1:${v.port}/api/runs`, {
@@ -181,7 +314,7 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-components.png")}`);
   });
 
-  it("opens an evaluate folder: its report's tables and curves are drawn", async () => {
+  it("opens an evaluate folder: its report's tables and curves are drawn, and its own tables and mean curves filtered by model, method and fill", async () => {
     const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await p.goto(w.url);
     await p.waitForSelector("body[data-ready]");
@@ -194,6 +327,32 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     await curve.waitFor();
     expect(await curve.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
     expect(await p.textContent("#command")).toContain("segcause evaluate");
+    // The filters over the folder's own tables and curves: one model, one method, one fill.
+    await p.waitForSelector("body[data-eval-rows]");
+    const model = (await p.locator("#ev-model option").nth(1).getAttribute("value"))!;
+    const method = (await p.locator("#ev-method option").nth(1).getAttribute("value"))!;
+    await p.selectOption("#ev-model", model);
+    await p.selectOption("#ev-method", method);
+    await p.selectOption("#ev-fill", "blur");
+    const rows = await p.locator("#ev-table tbody tr").allTextContents();
+    expect(rows.length).toBeGreaterThan(0);
+    expect(String(rows.length)).toBe(await p.getAttribute("body", "data-eval-rows"));
+    for (const r of rows) expect(r).toMatch(new RegExp(`${model}${method}(del|ins)_(auc|norm):blur`));
+    expect(await p.getAttribute("body", "data-eval-curves")).toBe("1");
+    // each chart has its method's line (the first colour, red) drawn
+    const red = await p.evaluate(() =>
+      ["ev-deletion", "ev-insertion"].map((id) => {
+        const c = document.getElementById(id) as HTMLCanvasElement;
+        const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < d.length; i += 4) if (d[i] > 150 && d[i + 1] < 90 && d[i + 2] < 90) n++;
+        return n;
+      }),
+    );
+    expect(red[0]).toBeGreaterThan(100);
+    expect(red[1]).toBeGreaterThan(100);
+    await p.selectOption("#ev-method", "");
+    expect(Number(await p.getAttribute("body", "data-eval-curves"))).toBeGreaterThan(1);
     await p.screenshot({ path: join(fx.dir, "view-evaluate.png") });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-evaluate.png")}`);
     await p.close();

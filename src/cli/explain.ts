@@ -11,6 +11,7 @@ import { fail } from "../errors.js";
 import type { Attribution } from "../explain/attribution.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
 import { flagLabel, kebab, type MethodDefinition, type MethodOption, resolveOptions } from "../explain/methods.js";
+import type { RunOptions } from "../explain/run.js";
 import { BOX_UNITS } from "../explain/volume/box-size.js";
 import type { Device } from "../model/device.js";
 import { Model } from "../model/model.js";
@@ -108,7 +109,10 @@ export interface ExplainResult {
 }
 
 /** Runs one explanation from flag values; shared by `explain`, `demo` and the viewer's runs (which listen to its progress). */
-export async function runExplain(f: ExplainFlags, hooks: { onProgress?: ProgressListener } = {}): Promise<ExplainResult> {
+export async function runExplain(
+  f: ExplainFlags,
+  hooks: { onProgress?: ProgressListener; onPartialMap?: RunOptions["onPartialMap"] } = {},
+): Promise<ExplainResult> {
   const def = getMethod(f.method);
   if (f.label !== undefined || f.series !== undefined)
     fail(`--${f.label !== undefined ? "label" : "series"} applies to volumes (NIfTI or DICOM) explained by a 3D model`, "drop it for a 2D image");
@@ -157,6 +161,7 @@ export async function runExplain(f: ExplainFlags, hooks: { onProgress?: Progress
       seed: f.seed,
       batchSize,
       onProgress: hooks.onProgress ?? progress,
+      onPartialMap: hooks.onPartialMap,
       checkpointPath: join(f.out, ".checkpoint.json"),
     };
     // One writer per folder from here on: the checkpoint, the files and the manifest are this run's.

@@ -13,6 +13,7 @@ interface ViewFlags {
   image?: string;
   bank?: string;
   results?: string;
+  dataset?: string;
   runs: string;
   port: number;
   open: boolean;
@@ -40,6 +41,7 @@ export function viewCommand(): Command {
     .option("--image <file>", "an image to offer besides the samples (more can be dropped on the page)")
     .option("--bank <file>", "a patch bank for pdcr and pdcr-superpixel (the sample bank is offered too)")
     .option("--results <dir>", "an explain, components or evaluate results folder, or a folder of them, to open")
+    .option("--dataset <manifest>", "a data set manifest (or its folder) of 2D images: its cases are listed as images")
     .option("--runs <dir>", "where the viewer's runs write their output folders", "segcause-view-runs")
     .option("--port <n>", "port on 127.0.0.1 (default: a free one)", portNumber, 0)
     .option("--no-open", "print the address only, do not open a browser")
@@ -49,6 +51,7 @@ export function viewCommand(): Command {
         ["--image", f.image],
         ["--bank", f.bank],
         ["--results", f.results],
+        ["--dataset", f.dataset],
       ] as const)
         if (p !== undefined && !existsSync(p)) fail(`${flag} ${p} does not exist`, `check the path, or drop ${flag}`);
       // folders, checked now rather than as an error on the page (--runs is created when missing)
@@ -65,6 +68,7 @@ export function viewCommand(): Command {
         image: f.image,
         bank: f.bank,
         results: f.results,
+        dataset: f.dataset,
         runs: resolve(f.runs),
         port: f.port,
       }).catch((e: NodeJS.ErrnoException) => {

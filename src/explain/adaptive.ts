@@ -231,6 +231,12 @@ export async function adaptiveAte(
   plan?: (p: WorkPlan) => void,
   /** model passes of a sample of a block or group (its key), and of the unperturbed input: the budget and plans count them */
   cost: PassCost = ONE_PASS,
+  /**
+   * Hears the map as it stands after the screen and after each sequential round (the last call is
+   * the result's estimates), with the passes spent so far: for a display that fills in round by round.
+   * An observer only: the draws, the stopping rule and the result are the same with or without it.
+   */
+  onRound?: (estimates: UnitEstimate[], spent: number) => void,
 ): Promise<AdaptiveResult> {
   checkAdaptive(st);
   const n = tree.blockCount;
@@ -327,8 +333,25 @@ export async function adaptiveAte(
     maxPasses = Math.max(Math.floor(timed), 1);
     byTime = true;
   }
-  for (;;) {
-    const est = moderatedEstimates(passing, samples, weights);
+  // The map from the estimates of the blocks past the screen: each round's, and the result's.
+  const mapOf = (est: ReadonlyMap<number, BlockEstimate>): UnitEstimate[] => {
+    const out = result.slice();
+    for (const [b, e] of est) {
+      const sig = Math.abs(e.mean) >= st.tau;
+      out[b] = {
+        effect: sig ? e.mean : 0,
+        rawEffect: e.mean,
+        stderr: e.se,
+        samples: samples.get(b)!.rounds * R,
+        status: sig ? "above-tau" : "below-tau",
+        dof: e.df,
+      };
+    }
+    return out;
+  };
+  let est = moderatedEstimates(passing, samples, weights);
+  for (; ; est = moderatedEstimates(passing, samples, weights)) {
+    onRound?.(mapOf(est), spent);
     let sum = 0;
     for (const e of est.values()) sum += e.mean;
     const mapMean = sum / n;
@@ -383,17 +406,8 @@ export async function adaptiveAte(
     await runRounds(need, "estimating");
     spent += sumOf(need) * R;
   }
-  for (const [b, e] of moderatedEstimates(passing, samples, weights)) {
-    const sig = Math.abs(e.mean) >= st.tau;
-    result[b] = {
-      effect: sig ? e.mean : 0,
-      rawEffect: e.mean,
-      stderr: e.se,
-      samples: samples.get(b)!.rounds * R,
-      status: sig ? "above-tau" : "below-tau",
-      dof: e.df,
-    };
-  }
+  // No round ran since the loop's last estimates (and `onRound`'s last call): they are the result.
+  const estimates = mapOf(est);
   const budget = maxPasses > 0 ? { passes: maxPasses, spent, binding, screen, byTime } : undefined;
-  return { estimates: result, groupPasses, groupsTested, noiseRatio, short, budget, screenLoss: loss };
+  return { estimates, groupPasses, groupsTested, noiseRatio, short, budget, screenLoss: loss };
 }

@@ -6,6 +6,7 @@
 import type { Case } from "../data/case.js";
 import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
+import { outcomeUnits } from "../target/outcome.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { randomInt } from "../util/rng.js";
 import { type AdaptiveSettings, adaptiveAte, type ScreenLoss } from "./adaptive.js";
@@ -147,7 +148,17 @@ export async function explainBlocks(
         ? Infinity
         : spent + Math.max(0, ((ad.maxSeconds * 1000 - screenMs) * scorer.ranPasses) / Math.max(scorer.ranMs, 1));
     };
-    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan);
+    const onRound =
+      run.onPartialMap &&
+      ((est: UnitEstimate[], spent: number) =>
+        run.onPartialMap!({
+          height: model.height,
+          width: model.width,
+          valueUnits: outcomeUnits(target.outcome),
+          passes: spent,
+          units: units.map((u, i) => ({ ...u, ...est[i] })),
+        }));
+    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan, undefined, onRound);
     estimates = r.estimates;
     extraPasses = r.groupPasses;
     screenLoss = r.screenLoss;

@@ -26,6 +26,18 @@ export interface RunOptions {
   onProgress?: ProgressListener;
   /** file where finished samples are kept; an interrupted run with the same settings resumes from it */
   checkpointPath?: string;
+  /** hears the map as the fast schedule's rounds fill it in (an observer: the result is the same without it) */
+  onPartialMap?: (p: PartialMap) => void;
+}
+
+/** A map still being estimated: every unit with its estimate so far, and the forward passes spent (the unperturbed one included). */
+export interface PartialMap {
+  height: number;
+  width: number;
+  /** the effects' units (the outcome's) */
+  valueUnits: string;
+  passes: number;
+  units: UnitResult[];
 }
 
 /** What decides the unperturbed input and the Target: the part every checkpoint key shares. */

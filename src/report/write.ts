@@ -8,7 +8,7 @@ import { mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Case } from "../data/case.js";
 import { encodePng } from "../data/image.js";
-import type { Attribution } from "../explain/attribution.js";
+import type { Attribution, UnitResult } from "../explain/attribution.js";
 import { writeManifest, writeStaged } from "../util/atomic.js";
 import { encodeNpy } from "../util/npy.js";
 import { t975 } from "../util/tdist.js";
@@ -48,6 +48,23 @@ export interface WrittenOutputs {
 function ci95(u: { stderr: number; samples: number; dof?: number }): number | null {
   const half = t975(u.dof ?? u.samples - 1) * u.stderr;
   return Number.isFinite(half) ? half : null;
+}
+
+/** A unit as map.json lists it (also the viewer's partial maps): its box, estimate, standard error and 95% interval. */
+export function unitRecord(u: UnitResult) {
+  return {
+    row: u.row,
+    col: u.col,
+    height: u.height,
+    width: u.width,
+    pixels: u.pixels?.length,
+    effect: u.effect,
+    rawEffect: u.rawEffect,
+    stderr: Number.isNaN(u.stderr) ? null : u.stderr,
+    ci95: ci95(u),
+    samples: u.samples,
+    status: u.status,
+  };
 }
 
 export async function writeAttribution(a: Attribution, kase: Case, dir: string, opts: WriteOptions = {}): Promise<WrittenOutputs> {
@@ -99,20 +116,7 @@ export async function writeAttribution(a: Attribution, kase: Case, dir: string, 
         roi: a.roi,
         // the fast schedule's screen: Σ of the largest |Δ| of the groups and blocks it set to 0 (see the notes)
         ...(a.screenLoss ? { screenLoss: a.screenLoss } : {}),
-        units: a.units.map((u, i) => ({
-          row: u.row,
-          col: u.col,
-          height: u.height,
-          width: u.width,
-          pixels: u.pixels?.length,
-          effect: u.effect,
-          rawEffect: u.rawEffect,
-          stderr: Number.isNaN(u.stderr) ? null : u.stderr,
-          ci95: ci95(u),
-          samples: u.samples,
-          status: u.status,
-          ...(evidence ? evidence.perUnit[i] : {}),
-        })),
+        units: a.units.map((u, i) => ({ ...unitRecord(u), ...(evidence ? evidence.perUnit[i] : {}) })),
       },
       null,
       1,

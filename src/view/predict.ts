@@ -14,6 +14,15 @@ export interface Prediction {
   mask: Buffer;
   /** predicted pixels */
   area: number;
+  /** the binarised prediction at the output's size (the page picks a connected component of it as a RoI) */
+  foreground: { height: number; width: number; data: Uint8Array };
+}
+
+/** 0/1 values as bits, 8 a byte, most significant first (as the page sends a RoI mask). */
+export function packBits(values: Uint8Array): Buffer {
+  const out = Buffer.alloc(Math.ceil(values.length / 8));
+  for (let p = 0; p < values.length; p++) if (values[p]) out[p >> 3] |= 1 << (7 - (p & 7));
+  return out;
 }
 
 /** Loaded models by path, kept while the server runs (a load costs a probe pass). */
@@ -61,5 +70,6 @@ export async function predict(models: ModelCache, modelPath: string, imagePath: 
     image: await encodePng(kase.image),
     mask: await encodePng({ width: layout.width, height: layout.height, channels: 4, data: rgba }),
     area,
+    foreground: { height: layout.height, width: layout.width, data: fg },
   };
 }

@@ -21,7 +21,22 @@ export const RunRequest = z
     image: path,
     bank: path.optional(),
     /** RoI rectangle in model-input pixels, as `--roi row,col,height,width` */
-    roi: z.object({ row: pixel, col: pixel, height: pixel.min(1), width: pixel.min(1) }).strict(),
+    roi: z
+      .object({ row: pixel, col: pixel, height: pixel.min(1), width: pixel.min(1) })
+      .strict()
+      .optional(),
+    /** or a RoI mask (brushed, or a component of the prediction) in model-input pixels: row-major bits, 8 a byte, most significant first, base64 */
+    roiMask: z
+      .object({
+        height: pixel.min(1).max(4096),
+        width: pixel.min(1).max(4096),
+        bits: z
+          .string()
+          .max(48 * 1024)
+          .regex(/^[A-Za-z0-9+/]*={0,2}$/, "base64"),
+      })
+      .strict()
+      .optional(),
     method: z.string().refine((m) => methodNames().includes(m), { message: `unknown method (known: ${methodNames().join(", ")})` }),
     seed: z
       .number()
@@ -37,8 +52,25 @@ export const RunRequest = z
       )
       .default({}),
   })
-  .strict();
+  .strict()
+  .refine((r) => (r.roi === undefined) !== (r.roiMask === undefined), {
+    message: "give the RoI as either roi (a rectangle) or roiMask (a mask), one of them",
+  });
 export type RunRequest = z.infer<typeof RunRequest>;
+
+/** A request's RoI mask as 0/1 per pixel, or a line saying what is wrong with it. */
+export function decodeRoiMask(m: NonNullable<RunRequest["roiMask"]>): Uint8Array | string {
+  const bytes = Buffer.from(m.bits, "base64");
+  const n = m.height * m.width;
+  if (bytes.length !== Math.ceil(n / 8))
+    return `roiMask.bits: ${bytes.length} bytes for ${m.height}×${m.width} pixels (expected ${Math.ceil(n / 8)})`;
+  const mask = new Uint8Array(n);
+  let on = 0;
+  for (let p = 0; p < n; p++) on += mask[p] = (bytes[p >> 3] >> (7 - (p & 7))) & 1;
+  if (on === 0) return "roiMask: no pixel is in the RoI (brush or click on the image first)";
+  if (on === n) return "roiMask: every pixel is in the RoI (it must leave some of the image out)";
+  return mask;
+}
 
 /** The first zod issue as one line: where, what. */
 export function describeIssue(e: z.ZodError): string {
@@ -50,9 +82,9 @@ export function describeIssue(e: z.ZodError): string {
 }
 
 /** The `segcause explain` arguments of a run: shown on the page as the equivalent command, and parsed by the run's child as the CLI parses them. */
-export function explainArgs(r: RunRequest, out: string): string[] {
-  const { row, col, height, width } = r.roi;
-  const args = ["--model", r.model, "--image", r.image, "--roi", `${row},${col},${height},${width}`, "--method", r.method, "--seed", String(r.seed)];
+export function explainArgs(r: RunRequest, out: string, roiMaskPath?: string): string[] {
+  const roi = r.roi ? ["--roi", `${r.roi.row},${r.roi.col},${r.roi.height},${r.roi.width}`] : ["--roi-mask", roiMaskPath!];
+  const args = ["--model", r.model, "--image", r.image, ...roi, "--method", r.method, "--seed", String(r.seed)];
   if (r.bank) args.push("--bank", r.bank);
   // `--flag=value`: a value is never read as a flag of its own
   for (const [k, v] of Object.entries(r.options)) args.push(`--${k}=${v}`);

@@ -7,11 +7,31 @@ import { CommanderError } from "commander";
 import { type ExplainFlags, explainCommand, runExplain } from "../cli/explain.js";
 import { explainJson } from "../cli/summary.js";
 import { SegcauseError } from "../errors.js";
+import type { PartialMap } from "../explain/run.js";
+import { unitRecord } from "../report/write.js";
 import { ioProblem } from "../util/atomic.js";
 import { installInterruptHandlers } from "../util/interrupt.js";
 import { RunProgress, type RunStatus } from "../util/progress.js";
 
-export type ChildMessage = { type: "progress"; status: RunStatus } | { type: "done"; summary: unknown } | { type: "failed"; message: string };
+/** A map still being estimated, its units as map.json lists them. */
+export interface PartialView {
+  height: number;
+  width: number;
+  valueUnits: string;
+  passes: number;
+  units: ReturnType<typeof unitRecord>[];
+}
+
+export type ChildMessage =
+  | { type: "progress"; status: RunStatus }
+  | { type: "partial"; map: PartialView }
+  | { type: "done"; summary: unknown }
+  | { type: "failed"; message: string };
+
+/** Every round's map goes to the page: a round is many passes, so these are few. */
+function sendPartial(p: PartialMap): void {
+  void send({ type: "partial", map: { ...p, units: p.units.map(unitRecord) } });
+}
 
 function send(m: ChildMessage): Promise<void> {
   return new Promise((done) => process.send!(m, () => done()));
@@ -37,7 +57,7 @@ async function main(args: string[]): Promise<void> {
     .exitOverride()
     .configureOutput({ writeErr: () => {}, writeOut: () => {} });
   cmd.action(async (flags: ExplainFlags) => {
-    const r = await runExplain({ ...flags, progress: false }, { onProgress: progress.listener });
+    const r = await runExplain({ ...flags, progress: false }, { onProgress: progress.listener, onPartialMap: sendPartial });
     await send({ type: "progress", status: progress.status() });
     await send({ type: "done", summary: explainJson(r) });
   });

@@ -8,7 +8,7 @@ import { existsSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { RunStatus } from "../util/progress.js";
-import type { ChildMessage } from "./run-child.js";
+import type { ChildMessage, PartialView } from "./run-child.js";
 
 /** the built child (also when this module runs from src/ under the tests) */
 const CHILD = fileURLToPath(new URL("../../dist/view/run-child.js", import.meta.url));
@@ -18,6 +18,8 @@ export type RunState = "queued" | "running" | "done" | "failed" | "stopped";
 export type RunEvent =
   | { type: "state"; state: RunState; message?: string }
   | { type: "progress"; status: RunStatus }
+  /** the map so far (the fast schedule, after each round) */
+  | { type: "partial"; map: PartialView }
   | { type: "done"; summary: unknown };
 
 /** A state a run never leaves. */
@@ -68,6 +70,9 @@ export class Run {
   }
 
   emit(e: RunEvent): void {
+    // A late listener needs the latest map only, not every round's.
+    const previous = e.type === "partial" ? this.events.findIndex((x) => x.type === "partial") : -1;
+    if (previous >= 0) this.events.splice(previous, 1);
     this.events.push(e);
     if (e.type === "state") {
       this.state = e.state;
@@ -105,6 +110,7 @@ export class Run {
       let ended: RunEvent | undefined;
       child.on("message", (m: ChildMessage) => {
         if (m.type === "progress") this.emit({ type: "progress", status: m.status });
+        else if (m.type === "partial") this.emit({ type: "partial", map: m.map });
         else if (m.type === "done") ended = { type: "done", summary: m.summary };
         else ended = { type: "state", state: "failed", message: m.message };
       });

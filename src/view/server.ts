@@ -11,15 +11,17 @@ import type { AddressInfo } from "node:net";
 import { basename, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { z } from "zod";
-import { imageInfo } from "../data/image.js";
-import { SegcauseError } from "../errors.js";
+import { encodePng, imageInfo } from "../data/image.js";
+import { readManifest } from "../data/manifest.js";
+import { fail, SegcauseError } from "../errors.js";
 import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import { sha256 } from "../util/hash.js";
+import { evaluateData } from "./evaluate-data.js";
 import { AllowedPaths } from "./paths.js";
-import { ModelCache, predict } from "./predict.js";
-import { describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
+import { ModelCache, packBits, predict } from "./predict.js";
+import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
 import { listResults, readResult, resultKind } from "./results.js";
 import { isFinal, Run, RunQueue } from "./runs.js";
 
@@ -40,6 +42,8 @@ export interface ViewOptions {
   image?: string;
   bank?: string;
   results?: string;
+  /** a data set manifest (or its folder) whose cases the page lists as images */
+  dataset?: string;
   /** where runs write their folders (created) */
   runs: string;
   port?: number;
@@ -158,11 +162,21 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   mkdirSync(o.runs, { recursive: true });
   const uploads = join(o.runs, "uploads");
   mkdirSync(uploads, { recursive: true });
+  const roiMasks = join(o.runs, "roi-masks");
+  mkdirSync(roiMasks, { recursive: true });
   for (const d of [o.runs, join(PACKAGE, "models"), join(PACKAGE, "samples")]) if (existsSync(d)) allowed.addFolder(d);
   // every model the page lists: the zoo's live in their own package (@segcause/zoo), not under this one
   for (const m of bundledModels()) allowed.addFileFolder(m.path);
   for (const f of [o.model, o.image, o.bank]) if (f) allowed.addFileFolder(f);
   if (o.results) allowed.addFolder(o.results);
+  const dataset = o.dataset === undefined ? undefined : readManifest(o.dataset);
+  if (dataset?.kind === "volume")
+    fail(
+      `--dataset ${o.dataset} holds volumes; the viewer shows 2D images only so far`,
+      "explain volumes with `segcause explain`, or give a data set of 2D images",
+    );
+  // the files the manifest names (relative to its folder, or absolute elsewhere) were given on the command line too
+  for (const c of dataset?.cases ?? []) allowed.addFileFolder(c.image);
   const runsDir = allowed.check(o.runs, "the runs folder");
 
   const models = new ModelCache();
@@ -179,8 +193,9 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     return list;
   };
   const listImages = () => {
-    const list: { name: string; path: string }[] = [];
+    const list: { name: string; path: string; group?: string }[] = [];
     if (o.image) list.push({ name: basename(o.image), path: resolve(o.image) });
+    for (const c of dataset?.cases ?? []) list.push({ name: `${c.id} (${c.split})`, path: c.image, group: `data set ${dataset!.name}` });
     for (const dir of [join(PACKAGE, "samples"), uploads]) {
       if (!existsSync(dir)) continue;
       for (const f of readdirSync(dir).sort((a, b) => Number(b === DEMO_IMAGE) - Number(a === DEMO_IMAGE) || a.localeCompare(b)))
@@ -232,6 +247,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         area: pr.area,
         image: `data:image/png;base64,${pr.image.toString("base64")}`,
         mask: `data:image/png;base64,${pr.mask.toString("base64")}`,
+        foreground: { height: pr.foreground.height, width: pr.foreground.width, bits: packBits(pr.foreground.data).toString("base64") },
       });
     }
     if (req.method === "POST" && p === "/api/upload") {
@@ -258,8 +274,18 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       };
       if (isVolumeModel(checked.model))
         bad(`${r.model} is a 3D model; the viewer runs 2D models only so far (explain volumes with \`segcause explain\`)`);
+      // A mask RoI is a file the command names (`--roi-mask`), kept by content like the uploads, so the shown command reruns it.
+      let maskPath: string | undefined;
+      if (r.roiMask) {
+        const mask = decodeRoiMask(r.roiMask);
+        if (typeof mask === "string") bad(mask);
+        const png = await encodePng({ width: r.roiMask.width, height: r.roiMask.height, channels: 1, data: mask.map((v) => v * 255) });
+        maskPath = join(roiMasks, `${sha256(png).slice(0, 16)}.png`);
+        if (!existsSync(maskPath)) checkUploadsCap(roiMasks, png.length, o.uploadsCap ?? UPLOADS_CAP);
+        writeFileSync(maskPath, png);
+      }
       const out = reserveFolder(runsDir, `${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}-${r.method}`);
-      const args = explainArgs(checked, out);
+      const args = explainArgs(checked, out, maskPath);
       const run = new Run(`r${++seq}`, checked.model, r.method, out, args, shellCommand(args));
       queue.add(run);
       return send(res, 200, run.info());
@@ -298,6 +324,12 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         bad(`${dir}/manifest.json has no provenance (the model's and image's SHA-256), so it is not a complete explain result (rerun its command)`);
       const match = { model: byContent(listModels(), prov.model.sha256), image: byContent(listImages(), prov.case.imageSha256) };
       return send(res, 200, { ...r, match });
+    }
+    if (req.method === "GET" && p === "/api/evaluate") {
+      const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/evaluate?dir=<evaluate folder>)");
+      const real = allowed.check(dir, "evaluate folder");
+      if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder (no run.json with report.html)`);
+      return send(res, 200, evaluateData(real));
     }
     if (req.method === "GET" && p === "/api/report") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/report?dir=<evaluate folder>)");

@@ -4,10 +4,13 @@
  * one canvas, redrawn whole on each change.
  */
 import { colourOf, type Layer, layerValues, maxAbs } from "./colour.js";
+import { type EvaluateData, showEvaluateData } from "./evaluate.js";
 
 interface Named {
   name: string;
   path: string;
+  /** shown under this heading (a data set's cases) */
+  group?: string;
 }
 interface MethodInfo {
   name: string;
@@ -69,6 +72,14 @@ interface Result {
   modelPath?: string;
 }
 type Rect = { row: number; col: number; height: number; width: number };
+/** The map so far of a run on the fast schedule (sent after its screen and after each round). */
+interface PartialView {
+  height: number;
+  width: number;
+  valueUnits: string;
+  passes: number;
+  units: Unit[];
+}
 
 const token = new URLSearchParams(location.search).get("token") ?? "";
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -79,6 +90,9 @@ const ui = {
   drop: $<HTMLDivElement>("drop"),
   showPred: $<HTMLInputElement>("show-pred"),
   roiText: $<HTMLOutputElement>("roi-text"),
+  roiTool: $<HTMLSelectElement>("roi-tool"),
+  brush: $<HTMLInputElement>("brush"),
+  threshold: $<HTMLInputElement>("threshold"),
   methods: $<HTMLDivElement>("methods"),
   bank: $<HTMLSelectElement>("bank"),
   seed: $<HTMLInputElement>("seed"),
@@ -102,13 +116,29 @@ const ui = {
 };
 
 let state: State | undefined;
-let base: { width: number; height: number; image: HTMLImageElement; mask: HTMLImageElement } | undefined;
+interface Bits {
+  height: number;
+  width: number;
+  bits: string;
+}
+let base:
+  | { width: number; height: number; image: HTMLImageElement; mask: HTMLImageElement; foreground: Uint8Array; fgHeight: number; fgWidth: number }
+  | undefined;
+/** The RoI: a rectangle, or a mask (brushed, or a component of the prediction) in model-input pixels; one of them. */
 let roi: Rect | undefined;
+let roiMask: Uint8Array | undefined;
+/** the part of the image both maps show: zoom factor and top-left model-input pixel */
+const view = { scale: 1, row: 0, col: 0 };
 let drag: { row: number; col: number } | undefined;
 let result: Result | undefined;
 let compare: Result | undefined;
 let cursor: { row: number; col: number } | undefined;
 const runs = new Map<string, { info: RunInfo; status?: RunStatus; li: HTMLLIElement }>();
+/** The run whose map is filling in on the stage; "user" once the page's user opened another result meanwhile. */
+let live: string | undefined;
+let partialsDrawn = 0;
+/** passes behind the map last drawn while filling in */
+let livePasses: number | undefined;
 
 async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
   const res = await fetch(path, {
@@ -135,7 +165,21 @@ function loadImage(src: string): Promise<HTMLImageElement> {
 }
 
 function fill(select: HTMLSelectElement, items: Named[], keep = select.value): void {
-  select.replaceChildren(...items.map((i) => new Option(i.name, i.path)));
+  const groups = new Map<string, HTMLOptGroupElement>();
+  select.replaceChildren(
+    ...items.flatMap((i) => {
+      if (!i.group) return [new Option(i.name, i.path)];
+      const g = groups.get(i.group);
+      if (g) {
+        g.append(new Option(i.name, i.path));
+        return [];
+      }
+      const made = Object.assign(document.createElement("optgroup"), { label: i.group });
+      made.append(new Option(i.name, i.path));
+      groups.set(i.group, made);
+      return [made];
+    }),
+  );
   if (items.some((i) => i.path === keep)) select.value = keep;
 }
 
@@ -151,7 +195,10 @@ async function refreshState(): Promise<void> {
       const li = document.createElement("li");
       li.textContent = `${kind} result: ${dir.split("/").slice(-1)[0]}`;
       li.title = dir;
-      li.onclick = () => void openResult(dir);
+      li.onclick = () => {
+        live = "user";
+        void openResult(dir);
+      };
       return li;
     }),
   );
@@ -177,12 +224,22 @@ async function showPrediction(): Promise<void> {
   showView("map");
   say("loading the model's prediction…");
   try {
-    const p = await api<{ width: number; height: number; image: string; mask: string; area: number }>("/api/predict", {
+    const p = await api<{ width: number; height: number; image: string; mask: string; area: number; foreground: Bits }>("/api/predict", {
       method: "POST",
       body: JSON.stringify({ model: ui.model.value, image: ui.image.value }),
     });
-    base = { width: p.width, height: p.height, image: await loadImage(p.image), mask: await loadImage(p.mask) };
+    base = {
+      width: p.width,
+      height: p.height,
+      image: await loadImage(p.image),
+      mask: await loadImage(p.mask),
+      foreground: unpackBits(p.foreground),
+      fgHeight: p.foreground.height,
+      fgWidth: p.foreground.width,
+    };
     if (roi && (roi.row + roi.height > p.height || roi.col + roi.width > p.width)) roi = undefined;
+    if (roiMask && roiMask.length !== p.width * p.height) roiMask = undefined;
+    Object.assign(view, { scale: 1, row: 0, col: 0 });
     if (result && (result.width !== p.width || result.height !== p.height)) result = undefined;
     say(`prediction: ${p.area} pixels of ${p.width}×${p.height}`);
   } catch (e) {
@@ -205,8 +262,8 @@ function pixelAt(e: MouseEvent): { row: number; col: number } {
   const r = (e.target === ui.canvas || !(e.target instanceof HTMLCanvasElement) ? ui.canvas : e.target).getBoundingClientRect();
   const w = base?.width ?? result?.width ?? 1;
   const h = base?.height ?? result?.height ?? 1;
-  const col = Math.floor(((e.clientX - r.left) / r.width) * w);
-  const row = Math.floor(((e.clientY - r.top) / r.height) * h);
+  const col = Math.floor(view.col + ((e.clientX - r.left) / r.width) * (w / view.scale));
+  const row = Math.floor(view.row + ((e.clientY - r.top) / r.height) * (h / view.scale));
   return { row: Math.min(h - 1, Math.max(0, row)), col: Math.min(w - 1, Math.max(0, col)) };
 }
 
@@ -217,8 +274,76 @@ function rectFrom(a: { row: number; col: number }, b: { row: number; col: number
 }
 
 function updateRoi(): void {
-  ui.roiText.textContent = roi ? `--roi ${roi.row},${roi.col},${roi.height},${roi.width} (row, col, height, width)` : "no RoI yet";
-  ui.run.disabled = !roi || !base;
+  const area = roiMask?.reduce((a, v) => a + v, 0) ?? 0;
+  ui.roiText.textContent = roi
+    ? `--roi ${roi.row},${roi.col},${roi.height},${roi.width} (row, col, height, width)`
+    : roiMask && area > 0
+      ? `a RoI mask of ${area} pixels (the run's --roi-mask, a PNG kept in the runs folder)`
+      : "no RoI yet";
+  ui.run.disabled = !(roi || area > 0) || !base;
+}
+
+function unpackBits(b: Bits): Uint8Array {
+  const bytes = Uint8Array.from(atob(b.bits), (ch) => ch.charCodeAt(0));
+  return Uint8Array.from({ length: b.height * b.width }, (_, p) => (bytes[p >> 3] >> (7 - (p & 7))) & 1);
+}
+
+function packBits(values: Uint8Array): string {
+  const bytes = new Uint8Array(Math.ceil(values.length / 8));
+  values.forEach((v, p) => {
+    if (v) bytes[p >> 3] |= 1 << (7 - (p & 7));
+  });
+  return btoa(String.fromCharCode(...bytes));
+}
+
+/** Paints (or, with shift, erases) a disc of the brush's radius into the RoI mask. */
+function brushAt(at: { row: number; col: number }, erase: boolean): void {
+  if (!base) return;
+  if (!roiMask) roiMask = new Uint8Array(base.width * base.height);
+  roi = undefined;
+  const r = Math.max(0, Math.floor(Number(ui.brush.value) || 0));
+  for (let y = Math.max(0, at.row - r); y <= Math.min(base.height - 1, at.row + r); y++)
+    for (let x = Math.max(0, at.col - r); x <= Math.min(base.width - 1, at.col + r); x++)
+      if ((y - at.row) ** 2 + (x - at.col) ** 2 <= r * r) roiMask[y * base.width + x] = erase ? 0 : 1;
+}
+
+/** The RoI mask of the predicted structure under the click: its connected component (4-neighbours), at the model-input size. */
+function componentAt(at: { row: number; col: number }): Uint8Array | undefined {
+  if (!base) return undefined;
+  const { fgHeight: H, fgWidth: W, foreground: fg } = base;
+  // the prediction's pixel under the click (the output may be another size than the input)
+  const fy = Math.min(H - 1, Math.floor(((at.row + 0.5) * H) / base.height));
+  const fx = Math.min(W - 1, Math.floor(((at.col + 0.5) * W) / base.width));
+  if (!fg[fy * W + fx]) return undefined;
+  const inC = new Uint8Array(H * W);
+  const stack = [fy * W + fx];
+  inC[stack[0]] = 1;
+  while (stack.length) {
+    const p = stack.pop()!;
+    const y = Math.floor(p / W),
+      x = p % W;
+    for (const q of [y > 0 ? p - W : -1, y < H - 1 ? p + W : -1, x > 0 ? p - 1 : -1, x < W - 1 ? p + 1 : -1])
+      if (q >= 0 && fg[q] && !inC[q]) {
+        inC[q] = 1;
+        stack.push(q);
+      }
+  }
+  // back to model-input pixels, nearest at pixel centres (as a mask file is read)
+  return Uint8Array.from({ length: base.height * base.width }, (_, p) => {
+    const y = Math.floor(p / base!.width),
+      x = p % base!.width;
+    return inC[Math.min(H - 1, Math.floor(((y + 0.5) * H) / base!.height)) * W + Math.min(W - 1, Math.floor(((x + 0.5) * W) / base!.width))];
+  });
+}
+
+/** Zooms both maps by `factor` about the model-input point under the mouse, kept in place. */
+function zoomAt(factor: number, at: { row: number; col: number }, w: number, h: number): void {
+  const scale = Math.min(16, Math.max(1, view.scale * factor));
+  const keep = (start: number, p: number, extent: number) =>
+    Math.min(extent - extent / scale, Math.max(0, p + 0.5 - ((p + 0.5 - start) * view.scale) / scale));
+  view.row = keep(view.row, at.row, h);
+  view.col = keep(view.col, at.col, w);
+  view.scale = scale;
 }
 
 function currentScale(values: Float32Array, res: Result): number {
@@ -259,34 +384,49 @@ function drawInto(c: HTMLCanvasElement, res: Result | undefined): number | undef
   g.imageSmoothingEnabled = false;
   g.fillStyle = "#30343a";
   g.fillRect(0, 0, c.width, c.height);
-  if (base) g.drawImage(base.image, 0, 0, c.width, c.height);
-  if (base && ui.showPred.checked) g.drawImage(base.mask, 0, 0, c.width, c.height);
+  // the zoomed window of a picture of any size that covers the model input
+  const blit = (src: CanvasImageSource, sw: number, sh: number) =>
+    g.drawImage(src, (view.col * sw) / w, (view.row * sh) / h, sw / view.scale, sh / view.scale, 0, 0, c.width, c.height);
+  const zz = z * view.scale;
+  const X = (col: number) => (col - view.col) * zz;
+  const Y = (row: number) => (row - view.row) * zz;
+  if (base) blit(base.image, base.image.naturalWidth, base.image.naturalHeight);
+  if (base && ui.showPred.checked) blit(base.mask, base.mask.naturalWidth, base.mask.naturalHeight);
   let max: number | undefined;
   if (res && res.width === w && res.height === h) {
     const layer = layerOf(res);
     const values = layerValues(layer, res.map, res.stderr);
     max = currentScale(values, res);
     const opacity = Number(ui.opacity.value);
+    const threshold = Number(ui.threshold.value) || 0;
     const off = new OffscreenCanvas(w, h);
     const data = new ImageData(w, h);
     for (let p = 0; p < w * h; p++) {
+      if (Math.abs(values[p]) < threshold) continue;
       const [r, gr, b, t] = colourOf(layer, values[p], max);
       // Alpha follows |value| (square root, so mid values stay visible): a block near 0 leaves the image as it is.
       data.data.set([r, gr, b, Math.round(255 * opacity * Math.sqrt(t))], p * 4);
     }
     off.getContext("2d")!.putImageData(data, 0, 0);
-    g.drawImage(off, 0, 0, c.width, c.height);
+    blit(off, w, h);
   }
   if (roi) {
     g.strokeStyle = "#ffeb3b";
     g.lineWidth = 2;
-    g.strokeRect(roi.col * z + 1, roi.row * z + 1, roi.width * z - 2, roi.height * z - 2);
+    g.strokeRect(X(roi.col) + 1, Y(roi.row) + 1, roi.width * zz - 2, roi.height * zz - 2);
+  }
+  if (roiMask && roiMask.length === w * h) {
+    const off = new OffscreenCanvas(w, h);
+    const data = new ImageData(w, h);
+    roiMask.forEach((v, p) => v && data.data.set([255, 235, 59, 140], p * 4));
+    off.getContext("2d")!.putImageData(data, 0, 0);
+    blit(off, w, h);
   }
   // the same cursor on both maps
   if (cursor && compare) {
     g.strokeStyle = "#ffffff";
     g.lineWidth = 1;
-    g.strokeRect(cursor.col * z + 0.5, cursor.row * z + 0.5, z - 1, z - 1);
+    g.strokeRect(X(cursor.col) + 0.5, Y(cursor.row) + 0.5, zz - 1, zz - 1);
   }
   return max;
 }
@@ -355,6 +495,9 @@ function showView(which: "map" | "components" | "evaluate"): void {
 /** An evaluate folder: the report.html it wrote (tables, curves), sandboxed, and the commands that wrote it. */
 function showEvaluate(e: { dir: string; commands: string[] }): void {
   showView("evaluate");
+  api<EvaluateData>(`/api/evaluate?dir=${encodeURIComponent(e.dir)}`)
+    .then(showEvaluateData)
+    .catch((err: Error) => say(err.message, true));
   $("eval-title").textContent = `evaluate report of ${e.dir}`;
   $<HTMLIFrameElement>("report").src = `/api/report?dir=${encodeURIComponent(e.dir)}&token=${encodeURIComponent(token)}`;
   ui.command.textContent = e.commands.join("\n") || `(opened ${e.dir})`;
@@ -459,6 +602,7 @@ async function openResult(dir: string, command?: string): Promise<void> {
     ui.command.textContent = command ?? `(opened ${dir}; its manifest.json records how it was made)`;
     ui.notes.replaceChildren(...result.notes.map((n) => Object.assign(document.createElement("div"), { textContent: `note: ${n}` })));
     roi = r.mapInfo.roi;
+    roiMask = undefined;
     updateRoi();
     // The map goes over the image it explains (with its model's prediction) when the server lists them, else over gray.
     const m = state?.models.find((x) => x.path === result!.modelPath);
@@ -478,11 +622,14 @@ async function openResult(dir: string, command?: string): Promise<void> {
   draw();
 }
 
+function etaText(s?: RunStatus): string {
+  return s?.etaMs === undefined ? "" : ` · ETA ${Math.floor(s.etaMs / 60000)}:${String(Math.round((s.etaMs % 60000) / 1000)).padStart(2, "0")}`;
+}
+
 function runText(info: RunInfo, s?: RunStatus): string {
   if (info.state === "running" && s) {
     const total = s.total ?? s.bound;
-    const eta = s.etaMs === undefined ? "" : ` · ETA ${Math.floor(s.etaMs / 60000)}:${String(Math.round((s.etaMs % 60000) / 1000)).padStart(2, "0")}`;
-    return `${info.method}: ${s.label} ${s.done}/${total ?? "?"} passes${total !== undefined ? ` (${total - s.done} left)` : ""}${eta}`;
+    return `${info.method}: ${s.label} ${s.done}/${total ?? "?"} passes${total !== undefined ? ` (${total - s.done} left)` : ""}${etaText(s)}`;
   }
   return `${info.method}: ${info.state}${info.message ? ` — ${info.message}` : ""}`;
 }
@@ -510,7 +657,10 @@ function follow(info: RunInfo, openWhenDone = true): void {
   li.title = info.out;
   li.onclick = () => {
     ui.command.textContent = info.command;
-    if (runs.get(info.id)?.info.state === "done") void openResult(info.out, info.command);
+    if (runs.get(info.id)?.info.state === "done") {
+      live = "user";
+      void openResult(info.out, info.command);
+    }
   };
   ui.runs.prepend(li);
   runs.set(info.id, { info, li });
@@ -519,12 +669,23 @@ function follow(info: RunInfo, openWhenDone = true): void {
   es.addEventListener("progress", (ev) => {
     runs.get(info.id)!.status = JSON.parse((ev as MessageEvent).data).status;
     renderRun(info.id);
+    if (live === info.id && livePasses !== undefined) sayPartial(info);
+  });
+  es.addEventListener("partial", (ev) => {
+    // One run fills in the stage at a time, and not over a result the user opened meanwhile.
+    if (live !== undefined && live !== info.id) return;
+    live = info.id;
+    showPartial(info, JSON.parse((ev as MessageEvent).data).map as PartialView);
   });
   es.addEventListener("state", (ev) => {
     const e = JSON.parse((ev as MessageEvent).data) as { state: RunInfo["state"]; message?: string };
     const r = runs.get(info.id)!;
     r.info = { ...r.info, state: e.state, message: e.message };
     renderRun(info.id);
+    if (live === info.id && e.state !== "running" && e.state !== "queued") {
+      live = undefined;
+      livePasses = undefined;
+    }
     if (e.state === "done" || e.state === "failed" || e.state === "stopped") es.close();
     if (e.state === "done" && openWhenDone) {
       ui.command.textContent = info.command;
@@ -532,6 +693,49 @@ function follow(info: RunInfo, openWhenDone = true): void {
     }
     if (e.state === "failed" && openWhenDone) say(`${info.method} failed: ${e.message ?? ""}`, true);
   });
+}
+
+/** A run's map so far, drawn as a result (its blocks' estimates painted; standard errors as they stand). */
+function showPartial(info: RunInfo, p: PartialView): void {
+  if (base && (base.width !== p.width || base.height !== p.height)) return;
+  const map = new Float32Array(p.width * p.height);
+  const stderr = new Float32Array(p.width * p.height).fill(Number.NaN);
+  let scaleMax = 0;
+  for (const u of p.units) {
+    for (let y = u.row; y < u.row + u.height; y++) {
+      map.fill(u.effect, y * p.width + u.col, y * p.width + u.col + u.width);
+      stderr.fill(u.stderr ?? Number.NaN, y * p.width + u.col, y * p.width + u.col + u.width);
+    }
+    scaleMax = Math.max(scaleMax, Math.abs(u.effect));
+  }
+  showView("map");
+  result = {
+    dir: info.out,
+    method: info.method,
+    width: p.width,
+    height: p.height,
+    map,
+    stderr,
+    units: p.units,
+    unitKind: "block",
+    effectUnits: p.valueUnits,
+    // the written pictures' rule (largest |value| outside the RoI): the blocks are all outside it
+    scaleMax: scaleMax || 1e-12,
+    signed: true,
+    notes: [],
+  };
+  draw();
+  livePasses = p.passes;
+  sayPartial(info);
+  document.body.dataset.partial = String(++partialsDrawn);
+}
+
+/** The filling map's line: its passes, and the run's passes left and ETA as its progress last said (updated with it). */
+function sayPartial(info: RunInfo): void {
+  const s = runs.get(info.id)?.status;
+  const total = s?.total ?? s?.bound;
+  const left = s && total !== undefined ? `; the run: ${Math.max(0, total - s.done)} passes left${etaText(s)}` : "";
+  say(`${info.method}: the map after ${livePasses} passes${left}; it fills in as the rounds finish`);
 }
 
 /** `block=16 samples=20` → { block: 16, samples: 20 } (the server checks the names, the run checks the values). */
@@ -546,7 +750,7 @@ function parseOptions(text: string): Record<string, number | string> {
 }
 
 async function startRuns(): Promise<void> {
-  if (!roi || !base) return;
+  if (!(roi || roiMask) || !base) return;
   let options: Record<string, number | string>;
   try {
     options = parseOptions(ui.options.value);
@@ -555,6 +759,7 @@ async function startRuns(): Promise<void> {
   }
   const chosen = [...ui.methods.querySelectorAll<HTMLInputElement>("input:checked")].map((b) => b.value);
   if (chosen.length === 0) return say("choose at least one method", true);
+  live = undefined;
   for (const method of chosen) {
     const needsBank = state!.methods.find((m) => m.name === method)?.needsBank;
     try {
@@ -563,7 +768,7 @@ async function startRuns(): Promise<void> {
         body: JSON.stringify({
           model: ui.model.value,
           image: ui.image.value,
-          roi,
+          ...(roi ? { roi } : { roiMask: { height: base.height, width: base.width, bits: packBits(roiMask!) } }),
           method,
           seed: Number(ui.seed.value) || 0,
           options,
@@ -602,29 +807,57 @@ function hover(e: MouseEvent): void {
 function wire(): void {
   ui.model.onchange = () => void showPrediction();
   ui.image.onchange = () => void showPrediction();
-  for (const el of [ui.showPred, ui.layer, ui.opacity, ui.scaleMax]) el.oninput = draw;
+  for (const el of [ui.showPred, ui.layer, ui.opacity, ui.scaleMax, ui.threshold]) el.oninput = draw;
   ui.scale.onchange = () => {
     ui.scaleMax.hidden = ui.scale.value !== "fixed";
     draw();
   };
   ui.canvas.onmousedown = (e) => {
     if (!base) return;
-    drag = pixelAt(e);
-    roi = rectFrom(drag, drag);
+    const at = pixelAt(e);
+    if (ui.roiTool.value === "component") {
+      const c = componentAt(at);
+      if (!c) return say("no predicted structure there: click inside the prediction (show it with the box in 1)", true);
+      roi = undefined;
+      roiMask = c;
+    } else if (ui.roiTool.value === "brush") {
+      drag = at;
+      brushAt(at, e.shiftKey);
+    } else {
+      drag = at;
+      roiMask = undefined;
+      roi = rectFrom(drag, drag);
+    }
+    updateRoi();
     draw();
   };
   ui.canvas.onmousemove = (e) => {
     if (drag) {
-      roi = rectFrom(drag, pixelAt(e));
+      if (ui.roiTool.value === "brush") brushAt(pixelAt(e), e.shiftKey);
+      else roi = rectFrom(drag, pixelAt(e));
       updateRoi();
       draw();
     } else hover(e);
+  };
+  for (const c of [ui.canvas, $<HTMLCanvasElement>("view2")])
+    c.onwheel = (e) => {
+      if (!base && !result) return;
+      e.preventDefault();
+      zoomAt(e.deltaY < 0 ? 1.25 : 1 / 1.25, pixelAt(e), base?.width ?? result!.width, base?.height ?? result!.height);
+      draw();
+    };
+  $("zoom-reset").onclick = () => {
+    Object.assign(view, { scale: 1, row: 0, col: 0 });
+    draw();
+  };
+  ui.roiTool.onchange = () => {
+    $("brush-row").hidden = ui.roiTool.value !== "brush";
   };
   $<HTMLCanvasElement>("view2").onmousemove = hover;
   ui.compare.onchange = () => void setCompare(ui.compare.value);
   window.addEventListener("mouseup", (e) => {
     if (!drag) return;
-    roi = rectFrom(drag, pixelAt(e));
+    if (ui.roiTool.value === "rect") roi = rectFrom(drag, pixelAt(e));
     drag = undefined;
     updateRoi();
     draw();

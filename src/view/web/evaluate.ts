@@ -1,0 +1,155 @@
+/**
+ * The evaluate view's own tables and curves: summary.csv's per-model rows and the mean deletion and insertion
+ * curves (from the folder's cells), filtered by model, method and fill. The server reads the files
+ * (src/view/evaluate-data.ts); this draws the selection.
+ */
+
+type SummaryRow = [string, string, string, string, number, number | null, number | null, number];
+interface CurveGroup {
+  dataset: string;
+  model: string;
+  method: string;
+  fill: string;
+  n: number;
+  deletion: number[];
+  insertion: number[];
+}
+export interface EvaluateData {
+  fills: string[];
+  summary: SummaryRow[];
+  curves: CurveGroup[];
+}
+
+const ALL = "";
+/** rows drawn in the table at most (summary.csv has them all) */
+const MAX_ROWS = 300;
+const PALETTE = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"];
+
+const el = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+function options(select: HTMLSelectElement, values: string[], all: string | undefined): void {
+  const keep = select.value;
+  select.replaceChildren(...(all === undefined ? [] : [new Option(all, ALL)]), ...values.map((v) => new Option(v, v)));
+  if ([ALL, ...values].includes(keep) && (keep !== ALL || all !== undefined)) select.value = keep;
+}
+
+let data: EvaluateData | undefined;
+
+/** Shows an evaluate folder's numbers with its filters (kept across folders when they still apply). */
+export function showEvaluateData(d: EvaluateData): void {
+  data = d;
+  const models = [...new Set([...d.summary.map((r) => r[1]), ...d.curves.map((c) => c.model)])].sort();
+  const methods = [...new Set([...d.summary.map((r) => r[2]), ...d.curves.map((c) => c.method)])].sort();
+  options(el("ev-model"), models, "all models");
+  options(el("ev-method"), methods, "all methods");
+  options(el("ev-fill"), d.fills, undefined);
+  for (const id of ["ev-model", "ev-method", "ev-fill"]) el<HTMLSelectElement>(id).onchange = render;
+  render();
+}
+
+function render(): void {
+  if (!data) return;
+  const model = el<HTMLSelectElement>("ev-model").value;
+  const method = el<HTMLSelectElement>("ev-method").value;
+  const fill = el<HTMLSelectElement>("ev-fill").value;
+  const rows = data.summary
+    .filter((r) => (model === ALL || r[1] === model) && (method === ALL || r[2] === method) && r[3].endsWith(`:${fill}`))
+    .sort((a, b) => a[0].localeCompare(b[0]) || a[1].localeCompare(b[1]) || a[3].localeCompare(b[3]) || a[4] - b[4]);
+  const cell = (text: string) => Object.assign(document.createElement("td"), { textContent: text });
+  const f = (v: number | null) => (v === null ? "–" : v.toFixed(3));
+  el("ev-table")
+    .querySelector("tbody")!
+    .replaceChildren(
+      ...rows.slice(0, MAX_ROWS).map((r) => {
+        const tr = document.createElement("tr");
+        tr.append(
+          cell(r[0]),
+          cell(r[1]),
+          cell(r[2]),
+          cell(r[3]),
+          cell(f(r[4])),
+          cell(r[5] === null ? "–" : `[${f(r[5])}, ${f(r[6])}]`),
+          cell(String(r[7])),
+        );
+        return tr;
+      }),
+    );
+  el("ev-count").textContent =
+    `${rows.length} rows of summary.csv (per model, fill ${fill})${rows.length > MAX_ROWS ? `, the first ${MAX_ROWS} shown` : ""}; the curves: the mean over the selection's cells (their number in brackets)`;
+  // Each method's curve over the selection: its groups' means weighted by their cells.
+  const byMethod = new Map<string, { n: number; deletion: number[]; insertion: number[] }>();
+  for (const c of data.curves) {
+    if (c.fill !== fill || (model !== ALL && c.model !== model) || (method !== ALL && c.method !== method)) continue;
+    const m = byMethod.get(c.method);
+    if (!m) byMethod.set(c.method, { n: c.n, deletion: c.deletion.map((v) => v * c.n), insertion: c.insertion.map((v) => v * c.n) });
+    else if (m.deletion.length === c.deletion.length && m.insertion.length === c.insertion.length) {
+      m.n += c.n;
+      c.deletion.forEach((v, i) => (m.deletion[i] += v * c.n));
+      c.insertion.forEach((v, i) => (m.insertion[i] += v * c.n));
+    }
+  }
+  const curves = [...byMethod.entries()].sort(([a], [b]) => a.localeCompare(b));
+  const mean = (v: number[], n: number) => v.map((x) => x / n);
+  drawCurves(
+    el("ev-deletion"),
+    "deletion: top-ranked pixels removed",
+    curves.map(([name, m]) => ({ name, n: m.n, values: mean(m.deletion, m.n) })),
+  );
+  drawCurves(
+    el("ev-insertion"),
+    "insertion: top-ranked pixels restored",
+    curves.map(([name, m]) => ({ name, n: m.n, values: mean(m.insertion, m.n) })),
+  );
+  document.body.dataset.evalRows = String(rows.length);
+  document.body.dataset.evalCurves = String(curves.length);
+}
+
+/** Mean outcome against the share of ranked pixels, one line per method, with its legend. */
+function drawCurves(c: HTMLCanvasElement, title: string, lines: { name: string; n: number; values: number[] }[]): void {
+  const g = c.getContext("2d")!;
+  g.fillStyle = "#fff";
+  g.fillRect(0, 0, c.width, c.height);
+  const all = lines.flatMap((l) => l.values);
+  const pad = { left: 40, right: 140, top: 22, bottom: 28 };
+  const w = c.width - pad.left - pad.right;
+  const h = c.height - pad.top - pad.bottom;
+  g.fillStyle = "#222";
+  g.font = "12px sans-serif";
+  g.fillText(title, pad.left, 14);
+  g.strokeStyle = "#888";
+  g.strokeRect(pad.left, pad.top, w, h);
+  if (all.length === 0) {
+    g.fillText("no curves for this selection", pad.left + 8, pad.top + 20);
+    return;
+  }
+  const lo = Math.min(...all);
+  const hi = Math.max(...all, lo + 1e-9);
+  g.fillText(hi.toFixed(1), 2, pad.top + 10);
+  g.fillText(lo.toFixed(1), 2, pad.top + h);
+  g.fillText("0", pad.left, c.height - 10);
+  g.fillText("share of pixels → 1", pad.left + w - 110, c.height - 10);
+  lines.forEach((l, k) => {
+    // past the palette's colours, dashed lines
+    const dash = k >= PALETTE.length ? [6, 4] : [];
+    g.strokeStyle = PALETTE[k % PALETTE.length];
+    g.lineWidth = 2;
+    g.setLineDash(dash);
+    g.beginPath();
+    l.values.forEach((v, i) => {
+      const x = pad.left + (i / Math.max(1, l.values.length - 1)) * w;
+      const y = pad.top + (1 - (v - lo) / (hi - lo)) * h;
+      if (i === 0) g.moveTo(x, y);
+      else g.lineTo(x, y);
+    });
+    g.stroke();
+    // the legend: a piece of the line, then the method and its cells
+    const y = pad.top + 8 + 14 * k;
+    g.beginPath();
+    g.moveTo(pad.left + w + 4, y);
+    g.lineTo(pad.left + w + 18, y);
+    g.stroke();
+    g.setLineDash([]);
+    g.fillStyle = PALETTE[k % PALETTE.length];
+    g.fillText(`${l.name} (${l.n})`, pad.left + w + 22, y + 4);
+  });
+}
