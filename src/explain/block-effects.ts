@@ -8,12 +8,13 @@ import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { randomInt } from "../util/rng.js";
-import { type AdaptiveSettings, adaptiveAte, type ScreenLoss } from "./adaptive.js";
+import { type AdaptiveResult, type AdaptiveSettings, adaptiveAte, type ScreenLoss } from "./adaptive.js";
 import { type Attribution, paint } from "./attribution.js";
 import { DEFAULT_CHUNK } from "./checkpoint.js";
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "./estimators.js";
 import { buildQuadtree } from "./hierarchy.js";
-import type { Intervention } from "./interventions.js";
+import { FillIntervention, type Intervention } from "./interventions.js";
+import { type PriorResult, priorAte } from "./prior-schedule.js";
 import { RunContext, type RunOptions } from "./run.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
 
@@ -58,6 +59,13 @@ function fmtSmall(x: number): string {
 /** A noise-to-spread ratio for a note: "0.42", or "more than 10 times" when the map is mostly noise. */
 function fmtRatio(x: number): string {
   return x > 10 ? "more than 10 times" : x.toFixed(2);
+}
+
+/** What the prior's fit was, for the run's notes. */
+function priorNote(p: PriorResult, blocks: number): string {
+  const f = p.fit;
+  const drawn = p.estimates.filter((e) => e.samples > 0).length;
+  return `fast schedule with a zero-fill prior: ${blocks} zero-fill passes, a pilot round on ${p.pilot} blocks, ${drawn} of ${blocks} blocks drawn; block means shrunk toward ATE ≈ ${fmtSmall(f.intercept)} + ${f.slope.toFixed(3)}·(zero-fill Δ), between-block sd ${fmtSmall(Math.sqrt(f.tau2))} (fitted on ${f.blocks} blocks): shrinkage estimates, biased toward that line; their intervals hold the ATEs at the nominal rate on average over the blocks`;
 }
 
 export interface BlockMethodSpec {
@@ -124,13 +132,23 @@ export async function explainBlocks(
       intervention: intervention.describe(),
       // Samples depend only on how draws are numbered, not on S, N or τ: a rerun with more samples
       // or another τ reuses every finished sample.
-      draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
+      draws: ad
+        ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws, ...(ad.prior ? { prior: ad.prior } : {}) }
+        : { kind: "uniform" },
       units: custom ? spec.settings : undefined,
     },
   ]);
-  const scorer = ctx.scorer(key, (unit, draw, dst) => membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))), {
-    chunk: DEFAULT_CHUNK,
-  });
+  // With a prior, the cheap map's samples are units past the blocks and groups (draw 0 each).
+  const priorBase = units.length + (tree?.groups.length ?? 0);
+  const cheap = ad?.prior === "zero-fill" ? await FillIntervention.create(model, kase.image, { kind: "constant", value: 0 }) : undefined;
+  const scorer = ctx.scorer(
+    key,
+    (unit, draw, dst) =>
+      cheap && unit >= priorBase
+        ? cheap.apply(dst, units[unit - priorBase])
+        : membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))),
+    { chunk: DEFAULT_CHUNK },
+  );
   const evaluate = scorer.evaluate;
 
   let estimates: UnitEstimate[];
@@ -147,13 +165,23 @@ export async function explainBlocks(
         ? Infinity
         : spent + Math.max(0, ((ad.maxSeconds * 1000 - screenMs) * scorer.ranPasses) / Math.max(scorer.ranMs, 1));
     };
-    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan);
+    let r: AdaptiveResult;
+    if (cheap) {
+      const priorReqs = units.map((_, b) => ({ unit: priorBase + b, draw: 0 }));
+      const cheapMap = Array.from(await evaluate(priorReqs, "zero-fill prior"), (v) => v - target.base);
+      const p = await priorAte(cheapMap, units.length, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan);
+      r = p;
+      extraPasses = p.priorPasses;
+      notes.push(priorNote(p, units.length));
+    } else {
+      r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan);
+      extraPasses = r.groupPasses;
+      screenLoss = r.screenLoss;
+      notes.push(
+        `fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${r.estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`,
+      );
+    }
     estimates = r.estimates;
-    extraPasses = r.groupPasses;
-    screenLoss = r.screenLoss;
-    notes.push(
-      `fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`,
-    );
     const b = r.budget;
     if (b?.byTime) timeBudgetPasses = b.passes;
     if (b?.byTime && b.binding && screenMs > ad.maxSeconds * 1000) {

@@ -8,7 +8,7 @@ import type { PatchBank } from "../data/patchbank.js";
 import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
-import { type AdaptiveSettings, FAST_SCHEDULE } from "./adaptive.js";
+import { type AdaptiveSettings, FAST_SCHEDULE, PRIORS } from "./adaptive.js";
 import type { Attribution } from "./attribution.js";
 import { explainBlocks } from "./block-effects.js";
 import { PAPER_SCREENED_ATE } from "./estimators.js";
@@ -157,6 +157,13 @@ export const pdcrMethod = defineMethod({
       ...onlyFast,
       addedLater: true,
     }),
+    prior: choice(PRIORS, {
+      description:
+        "fast schedule: zero-fill = set each block to black once (one pass per block) and shrink the blocks' draw means toward a regression on that map (empirical Bayes; no screen, rounds go where they remove the most posterior variance); estimates are biased toward the line, see docs/performance.md",
+      default: "none",
+      ...onlyFast,
+      addedLater: true,
+    }),
   },
   check: (ctx) => {
     checkBlockFits(ctx);
@@ -173,7 +180,7 @@ export const pdcrMethod = defineMethod({
       ...ctx.run,
       bank: ctx.bank!,
       schedule: o.schedule,
-      fast: { fidelity: o.mapNoise, maxPasses: o.maxPasses, maxSeconds: o.maxTime },
+      fast: { fidelity: o.mapNoise, maxPasses: o.maxPasses, maxSeconds: o.maxTime, ...(o.prior !== "none" ? { prior: o.prior } : {}) },
       blockSize: o.block,
       screen: o.screen,
       samples: o.samples,
