@@ -10,12 +10,14 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { pearson } from "../src/bench/fidelity.js";
 import { type Case, loadCase } from "../src/data/case.js";
 import { keyedOptions } from "../src/evaluate/cell-key.js";
+import { IS_MIX } from "../src/explain/importance.js";
 import { type MethodDefinition, resolveOptions } from "../src/explain/methods.js";
 import { explainPdcr, pdcrMethod } from "../src/explain/pdcr.js";
 import { pilotBlocks } from "../src/explain/prior-schedule.js";
 import { fitPrior, posterior } from "../src/explain/prior-shrinkage.js";
 import { pdcrVolume } from "../src/explain/volume/block-methods.js";
 import { Model } from "../src/model/model.js";
+import { getOrInsert } from "../src/util/maps.js";
 import { Rng } from "../src/util/rng.js";
 import { t975 } from "../src/util/tdist.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
@@ -203,5 +205,66 @@ describe("fast schedule with a zero-fill prior on a model with known effects", (
     // volumes refuse it rather than ignore it
     const o = { ...resolveOptions(pdcr, { prior: "zero-fill" }) } as unknown as Parameters<NonNullable<typeof pdcrVolume.check>>[0];
     expect(() => pdcrVolume.check!(o, { bank: true } as never)).toThrow(/--prior zero-fill is not available for volumes yet/);
+  });
+});
+
+describe("importance sampling of patches (with the zero-fill prior)", () => {
+  it("its weighted block means are unbiased for the exact ATE, and its weights and effective sample sizes are recorded", async () => {
+    // Every block gets exactly two rounds (8 draws; no stopping rule), so the mean over seeds of a
+    // block's weighted mean estimates its expectation with a known standard error.
+    const seeds = 40;
+    const sums = new Map<number, number[]>();
+    let nonUniform = 0;
+    for (let seed = 0; seed < seeds; seed++) {
+      const a = await run(seed, { sampling: "importance", fidelity: 0, absTol: 0, maxSamples: 8 });
+      a.units.forEach((u, i) => {
+        expect(u.samples).toBe(8);
+        expect(u.weights).toHaveLength(8);
+        for (const w of u.weights!) expect(w).toBeLessThanOrEqual(1 / IS_MIX + 1e-12);
+        if (u.weights!.some((w) => Math.abs(w - 1) > 1e-9)) nonUniform++;
+        expect(u.ess).toBeGreaterThan(0);
+        expect(u.ess).toBeLessThanOrEqual(8 + 1e-9);
+        getOrInsert(sums, i, () => []).push(u.drawMean!);
+      });
+      if (seed === 0) expect(a.notes.find((n) => n.startsWith("importance sampling of patches"))).toMatch(/effective sample size \d+% of the draws/);
+    }
+    // the proposal learned something: most blocks drew from a non-uniform one
+    expect(nonUniform).toBeGreaterThan(seeds * 32);
+    const units = (await run(0, { sampling: "importance", fidelity: 0, absTol: 0, maxSamples: 8 })).units;
+    for (const [i, xs] of sums) {
+      const exact = exactAte(units[i]);
+      const mean = xs.reduce((a, b) => a + b, 0) / seeds;
+      const sd = Math.sqrt(xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (seeds - 1));
+      // 63 blocks: 4.5 sd leaves a chance of about 4e-4 of a false alarm; blocks without effect are exactly 0
+      expect(Math.abs(mean - exact)).toBeLessThanOrEqual(4.5 * (sd / Math.sqrt(seeds)) + 1e-4);
+    }
+  });
+
+  it("its intervals cover the exact ATEs at the nominal rate on average over the blocks", async () => {
+    let covered = 0,
+      n = 0;
+    for (let seed = 0; seed < 30; seed++) {
+      const a = await run(seed, { sampling: "importance", fidelity: 0.3 });
+      for (const u of a.units) {
+        n++;
+        if (Math.abs(u.rawEffect - exactAte(u)) <= t975(u.dof!) * u.stderr) covered++;
+      }
+    }
+    const sd = Math.sqrt((0.95 * 0.05) / n);
+    expect(covered / n).toBeGreaterThanOrEqual(0.95 - 4 * sd);
+    expect(covered / n).toBeLessThanOrEqual(0.99);
+  });
+
+  it("needs a prior, enters the keys only when set, and is refused on volumes", async () => {
+    const pdcr = pdcrMethod as unknown as MethodDefinition;
+    expect(keyedOptions(pdcr, resolveOptions(pdcr, { prior: "zero-fill" }))).not.toHaveProperty("sampling");
+    expect(keyedOptions(pdcr, resolveOptions(pdcr, { prior: "zero-fill", sampling: "importance" }))).toMatchObject({ sampling: "importance" });
+    await expect(explainPdcr(model, kase, { roi: ROI }, { bank: flatBank(BANK), fast: { sampling: "importance" } })).rejects.toThrow(
+      /importance sampling runs in the screen-free schedule of a prior/,
+    );
+    const o = { ...resolveOptions(pdcr, { prior: "zero-fill", sampling: "importance" }) } as unknown as Parameters<
+      NonNullable<typeof pdcrVolume.check>
+    >[0];
+    expect(() => pdcrVolume.check!(o, { bank: true } as never)).toThrow(/--sampling importance is not available for volumes yet/);
   });
 });

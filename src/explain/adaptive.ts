@@ -70,7 +70,11 @@ export interface AdaptiveSettings {
    * It replaces the screen; unset (the default) = the screened schedule above.
    */
   prior?: PriorKind;
+  /** with a prior: "importance" draws patches from a proposal learned online (./importance.ts) instead of stratified rounds */
+  sampling?: "importance";
 }
+
+export const SAMPLINGS = ["stratified", "importance"] as const;
 
 export const PRIORS = ["none", "zero-fill"] as const;
 export type PriorKind = Exclude<(typeof PRIORS)[number], "none">;
@@ -129,6 +133,9 @@ export function checkAdaptive(st: AdaptiveSettings): void {
   if (!Number.isInteger(st.maxPasses) || st.maxPasses < 0)
     fail(`the pass budget must be an integer >= 0 (0 = none), got ${st.maxPasses}`, "use --max-passes 20000, or leave it out");
   if (st.prior !== undefined && !PRIORS.includes(st.prior)) fail(`unknown prior '${st.prior}'`, `use one of ${PRIORS.join(", ")}`);
+  if (st.sampling !== undefined && st.sampling !== "importance") fail(`unknown sampling '${st.sampling}'`, `use one of ${SAMPLINGS.join(", ")}`);
+  if (st.sampling === "importance" && st.prior === undefined)
+    fail("importance sampling runs in the screen-free schedule of a prior", "add --prior zero-fill, or leave --sampling out");
   if (!(st.maxSeconds >= 0 && Number.isFinite(st.maxSeconds)))
     fail(`the time budget must be a number of seconds >= 0 (0 = none), got ${st.maxSeconds}`, "use --max-time 60, or leave it out");
 }

@@ -13,8 +13,9 @@ import { type Attribution, paint } from "./attribution.js";
 import { DEFAULT_CHUNK } from "./checkpoint.js";
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "./estimators.js";
 import { buildQuadtree } from "./hierarchy.js";
+import { ImportanceSampler, IS_BINS, IS_MIX } from "./importance.js";
 import { FillIntervention, type Intervention } from "./interventions.js";
-import { type PriorResult, priorAte } from "./prior-schedule.js";
+import { type PriorResult, priorAte, StratifiedSampler } from "./prior-schedule.js";
 import { RunContext, type RunOptions } from "./run.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
 
@@ -66,6 +67,13 @@ function priorNote(p: PriorResult, blocks: number): string {
   const f = p.fit;
   const drawn = p.estimates.filter((e) => e.samples > 0).length;
   return `fast schedule with a zero-fill prior: ${blocks} zero-fill passes, a pilot round on ${p.pilot} blocks, ${drawn} of ${blocks} blocks drawn; block means shrunk toward ATE ≈ ${fmtSmall(f.intercept)} + ${f.slope.toFixed(3)}·(zero-fill Δ), between-block sd ${fmtSmall(Math.sqrt(f.tau2))} (fitted on ${f.blocks} blocks): shrinkage estimates, biased toward that line; their intervals hold the ATEs at the nominal rate on average over the blocks`;
+}
+
+/** What importance sampling did, for the run's notes. */
+function importanceNote(estimates: readonly UnitEstimate[], q: readonly number[]): string {
+  const ess = estimates.filter((e) => e.ess !== undefined).map((e) => e.ess! / e.samples);
+  const mean = ess.reduce((a, b) => a + b, 0) / Math.max(ess.length, 1);
+  return `importance sampling of patches: ${q.length} brightness bins, proposal at the end ${q.map((x) => x.toFixed(3)).join(" ")} (mixed ${IS_MIX} with uniform, so weights <= ${(1 / IS_MIX).toFixed(2)}); weighted means are unbiased for the uniform-bank ATE; effective sample size ${(100 * mean).toFixed(0)}% of the draws on average (per block in units[].ess, weights in units[].weights)`;
 }
 
 export interface BlockMethodSpec {
@@ -133,7 +141,14 @@ export async function explainBlocks(
       // Samples depend only on how draws are numbered, not on S, N or τ: a rerun with more samples
       // or another τ reuses every finished sample.
       draws: ad
-        ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws, ...(ad.prior ? { prior: ad.prior } : {}) }
+        ? {
+            kind: "stratified",
+            strata: ad.strata,
+            groupSize: ad.groupSize,
+            common: ad.commonDraws,
+            ...(ad.prior ? { prior: ad.prior } : {}),
+            ...(ad.sampling ? { sampling: ad.sampling, bins: IS_BINS, mix: IS_MIX } : {}),
+          }
         : { kind: "uniform" },
       units: custom ? spec.settings : undefined,
     },
@@ -141,12 +156,16 @@ export async function explainBlocks(
   // With a prior, the cheap map's samples are units past the blocks and groups (draw 0 each).
   const priorBase = units.length + (tree?.groups.length ?? 0);
   const cheap = ad?.prior === "zero-fill" ? await FillIntervention.create(model, kase.image, { kind: "constant", value: 0 }) : undefined;
+  // Importance sampling decides a draw's patch when it is requested (from the outcomes before it).
+  let importance: ImportanceSampler | undefined;
   const scorer = ctx.scorer(
     key,
     (unit, draw, dst) =>
       cheap && unit >= priorBase
         ? cheap.apply(dst, units[unit - priorBase])
-        : membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))),
+        : importance
+          ? intervention.apply(dst, units[unit], importance.patch(unit, draw))
+          : membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))),
     { chunk: DEFAULT_CHUNK },
   );
   const evaluate = scorer.evaluate;
@@ -169,10 +188,16 @@ export async function explainBlocks(
     if (cheap) {
       const priorReqs = units.map((_, b) => ({ unit: priorBase + b, draw: 0 }));
       const cheapMap = Array.from(await evaluate(priorReqs, "zero-fill prior"), (v) => v - target.base);
-      const p = await priorAte(cheapMap, units.length, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan);
+      if (ad.sampling === "importance") {
+        const bins = stratifyDraws(intervention.draws, Math.min(IS_BINS, intervention.draws), (d) => intervention.drawKey?.(d) ?? d).strata;
+        importance = new ImportanceSampler(bins, ad.strata, seed, target.base, evaluate);
+      }
+      const sampler = importance ?? new StratifiedSampler(strat!.weights, target.base, evaluate);
+      const p = await priorAte(cheapMap, units.length, sampler, ad, ad.strata, passesFor, ctx.plan);
       r = p;
       extraPasses = p.priorPasses;
       notes.push(priorNote(p, units.length));
+      if (importance) notes.push(importanceNote(p.estimates, importance.proposal()));
     } else {
       r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan);
       extraPasses = r.groupPasses;

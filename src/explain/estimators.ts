@@ -30,6 +30,9 @@ export interface UnitEstimate {
   drawMean?: number;
   /** with a prior: the block's Δ under the cheap intervention the posterior shrinks toward a regression on */
   priorValue?: number;
+  /** with importance sampling: the block's effective sample size (Σw)²/Σw² and its draws' weights p/q, in draw order */
+  ess?: number;
+  weights?: number[];
 }
 
 export interface ScreenedAteSettings {

@@ -9,11 +9,50 @@
  * Estimates are shrinkage estimates, biased toward the line; `drawMean` keeps the unbiased one.
  */
 import type { WorkPlan } from "../util/progress.js";
-import { type AdaptiveResult, type AdaptiveSettings, BlockSamples, checkAdaptive, moderatedEstimates, sampleRounds } from "./adaptive.js";
+import {
+  type AdaptiveResult,
+  type AdaptiveSettings,
+  type BlockEstimate,
+  BlockSamples,
+  checkAdaptive,
+  moderatedEstimates,
+  sampleRounds,
+} from "./adaptive.js";
 import type { UnitEstimate } from "./estimators.js";
 import { fitPrior, type PriorFit, posterior, roundsVariance } from "./prior-shrinkage.js";
 import type { Evaluate } from "./samples.js";
 import { fastPlan, ONE_PASS, type PassCost } from "./work-plan.js";
+
+/** How a block's draws are taken and turned into its mean and SE: stratified rounds, or importance sampling (./importance.ts). */
+export interface BlockSampler {
+  rounds(b: number): number;
+  has(b: number): boolean;
+  addRound(blocks: readonly number[], stage: string): Promise<void>;
+  estimates(blocks: readonly number[]): Map<number, BlockEstimate & { ess?: number; weights?: number[] }>;
+}
+
+/** The fast schedule's stratified rounds (one draw per brightness stratum), as a BlockSampler. */
+export class StratifiedSampler implements BlockSampler {
+  private readonly samples = new Map<number, BlockSamples>();
+  constructor(
+    private readonly weights: readonly number[],
+    private readonly base: number,
+    private readonly evaluate: Evaluate,
+  ) {}
+  rounds(b: number): number {
+    return this.samples.get(b)?.rounds ?? 0;
+  }
+  has(b: number): boolean {
+    return this.samples.has(b);
+  }
+  async addRound(blocks: readonly number[], stage: string): Promise<void> {
+    for (const b of blocks) if (!this.samples.has(b)) this.samples.set(b, new BlockSamples(this.weights.length));
+    await sampleRounds(blocks, this.samples, this.base, this.evaluate, stage);
+  }
+  estimates(blocks: readonly number[]): Map<number, BlockEstimate> {
+    return moderatedEstimates(blocks, this.samples, this.weights);
+  }
+}
 
 /** Rounds a block gets when first drawn (the pilot's, and any block's later). */
 const FIRST_ROUNDS = 2;
@@ -43,27 +82,24 @@ export function pilotBlocks(prior: readonly number[]): number[] {
 export async function priorAte(
   prior: readonly number[],
   priorPasses: number,
-  base: number,
-  evaluate: Evaluate,
+  sampler: BlockSampler,
   st: AdaptiveSettings,
-  weights: readonly number[],
+  /** draws per round */
+  R: number,
   passesFor?: (spent: number) => number,
   plan?: (p: WorkPlan) => void,
   cost: PassCost = ONE_PASS,
 ): Promise<PriorResult> {
   checkAdaptive(st);
   const n = prior.length;
-  const R = weights.length;
   const maxRounds = Math.floor(st.maxSamples / R);
   const sumOf = (units: readonly number[]) => units.reduce((a, u) => a + cost.of(u), 0);
-  const samples = new Map<number, BlockSamples>();
   const pilot = pilotBlocks(prior);
-  for (const b of pilot) samples.set(b, new BlockSamples(R));
   const all = Array.from({ length: n }, (_, b) => b);
   plan?.(fastPlan(cost.base + priorPasses, R * sumOf(all) * maxRounds, st.maxPasses, R * sumOf(pilot)));
   // Two rounds: one stratified round gives no within-stratum variance, and its conservative SE
   // (./adaptive.ts) would make every block look noisier than the spread around the line.
-  for (let k = 0; k < FIRST_ROUNDS; k++) await sampleRounds(pilot, samples, base, evaluate, "pilot rounds");
+  for (let k = 0; k < FIRST_ROUNDS; k++) await sampler.addRound(pilot, "pilot rounds");
   let spent = cost.base + priorPasses + FIRST_ROUNDS * R * sumOf(pilot);
   const screen = spent;
   let maxPasses = st.maxPasses,
@@ -75,8 +111,8 @@ export async function priorAte(
   }
 
   const estimate = () => {
-    const drawn = [...samples.keys()].sort((a, b) => a - b);
-    const own = moderatedEstimates(drawn, samples, weights);
+    const drawn = all.filter((b) => sampler.has(b));
+    const own = sampler.estimates(drawn);
     const fit = fitPrior(
       drawn.map((b) => prior[b]),
       drawn.map((b) => own.get(b)!.mean),
@@ -103,9 +139,9 @@ export async function priorAte(
     if (deficit <= 0) break;
     // Per-round variance of a block's stratified mean: its own, or the typical one before it has draws.
     const perRound = new Map<number, number>();
-    for (const [b, e] of own) perRound.set(b, e.se * e.se * samples.get(b)!.rounds);
+    for (const [b, e] of own) perRound.set(b, e.se * e.se * sampler.rounds(b));
     const typical = [...perRound.values()].sort((a, b) => a - b)[Math.floor(perRound.size / 2)] ?? 0;
-    const rounds = (b: number) => samples.get(b)?.rounds ?? 0;
+    const rounds = (b: number) => sampler.rounds(b);
     const s2 = (b: number) => perRound.get(b) ?? typical;
     // A block's first allocation is FIRST_ROUNDS rounds; the gain is per round taken.
     const step = (b: number) => (rounds(b) === 0 ? FIRST_ROUNDS : 1);
@@ -143,10 +179,9 @@ export async function priorAte(
         passes,
       ),
     );
-    const fresh = need.filter((b) => !samples.has(b));
-    for (const b of fresh) samples.set(b, new BlockSamples(R));
-    await sampleRounds(need, samples, base, evaluate, "estimating");
-    for (let k = 1; k < FIRST_ROUNDS; k++) await sampleRounds(fresh, samples, base, evaluate, "estimating");
+    const fresh = need.filter((b) => !sampler.has(b));
+    await sampler.addRound(need, "estimating");
+    for (let k = 1; k < FIRST_ROUNDS; k++) await sampler.addRound(fresh, "estimating");
     spent += passes;
     cur = estimate();
   }
@@ -159,10 +194,11 @@ export async function priorAte(
       effect: sig ? p.mean : 0,
       rawEffect: p.mean,
       stderr: Math.sqrt(p.variance),
-      samples: (samples.get(b)?.rounds ?? 0) * R,
+      samples: sampler.rounds(b) * R,
       status: sig ? "above-tau" : "below-tau",
       dof: fit.df,
       ...(o ? { drawMean: o.mean } : {}),
+      ...(o?.ess !== undefined ? { ess: o.ess, weights: o.weights } : {}),
       priorValue: prior[b],
     };
   });
