@@ -13,7 +13,7 @@ import { type Attribution, paint } from "./attribution.js";
 import { DEFAULT_CHUNK } from "./checkpoint.js";
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "./estimators.js";
 import { buildQuadtree } from "./hierarchy.js";
-import { ImportanceSampler, IS_BINS, IS_MIX } from "./importance.js";
+import { ImportanceSampler, IS_BINS_PER_STRATUM, IS_MIX } from "./importance.js";
 import { FillIntervention, type Intervention } from "./interventions.js";
 import { type PriorResult, priorAte, StratifiedSampler } from "./prior-schedule.js";
 import { RunContext, type RunOptions } from "./run.js";
@@ -70,10 +70,10 @@ function priorNote(p: PriorResult, blocks: number): string {
 }
 
 /** What importance sampling did, for the run's notes. */
-function importanceNote(estimates: readonly UnitEstimate[], q: readonly number[]): string {
+function importanceNote(estimates: readonly UnitEstimate[], q: readonly (readonly number[])[]): string {
   const ess = estimates.filter((e) => e.ess !== undefined).map((e) => e.ess! / e.samples);
   const mean = ess.reduce((a, b) => a + b, 0) / Math.max(ess.length, 1);
-  return `importance sampling of patches: ${q.length} brightness bins, proposal at the end ${q.map((x) => x.toFixed(3)).join(" ")} (mixed ${IS_MIX} with uniform, so weights <= ${(1 / IS_MIX).toFixed(2)}); weighted means are unbiased for the uniform-bank ATE; effective sample size ${(100 * mean).toFixed(0)}% of the draws on average (per block in units[].ess, weights in units[].weights)`;
+  return `importance sampling of patches: ${IS_BINS_PER_STRATUM} brightness bins per stratum, proposal at the end ${q.map((s) => s.map((x) => x.toFixed(2)).join(" ")).join(" | ")} (mixed ${IS_MIX} with the plain draw, so weights <= ${(1 / IS_MIX).toFixed(2)}); weighted means are unbiased for the uniform-bank ATE; effective sample size ${(100 * mean).toFixed(0)}% of the draws on average (per block in units[].ess, weights in units[].weights)`;
 }
 
 export interface BlockMethodSpec {
@@ -147,7 +147,7 @@ export async function explainBlocks(
             groupSize: ad.groupSize,
             common: ad.commonDraws,
             ...(ad.prior ? { prior: ad.prior } : {}),
-            ...(ad.sampling ? { sampling: ad.sampling, bins: IS_BINS, mix: IS_MIX } : {}),
+            ...(ad.sampling ? { sampling: ad.sampling, bins: IS_BINS_PER_STRATUM, mix: IS_MIX } : {}),
           }
         : { kind: "uniform" },
       units: custom ? spec.settings : undefined,
@@ -189,8 +189,7 @@ export async function explainBlocks(
       const priorReqs = units.map((_, b) => ({ unit: priorBase + b, draw: 0 }));
       const cheapMap = Array.from(await evaluate(priorReqs, "zero-fill prior"), (v) => v - target.base);
       if (ad.sampling === "importance") {
-        const bins = stratifyDraws(intervention.draws, Math.min(IS_BINS, intervention.draws), (d) => intervention.drawKey?.(d) ?? d).strata;
-        importance = new ImportanceSampler(bins, ad.strata, seed, target.base, evaluate);
+        importance = new ImportanceSampler(strat!.strata, strat!.weights, seed, target.base, evaluate);
       }
       const sampler = importance ?? new StratifiedSampler(strat!.weights, target.base, evaluate);
       const p = await priorAte(cheapMap, units.length, sampler, ad, ad.strata, passesFor, ctx.plan);

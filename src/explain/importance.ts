@@ -1,139 +1,142 @@
 /**
- * Importance sampling of patches (--sampling importance, with --prior): a block's draws come from a
- * proposal over the bank's brightness bins instead of uniformly, and its ATE is the mean of w·Δ with
- * w = p/q (p the bin's share of the bank, q its proposal probability; uniform within a bin), which
- * is unbiased for the uniform-bank ATE whatever the proposal. The proposal is learned online from
- * all blocks' earlier draws: bins where the outcome moved more (root mean Δ²) are drawn more, which
- * is the variance-minimising choice for a block like the average; it is mixed with the uniform
- * proposal (share IS_MIX) so that no weight exceeds 1/IS_MIX. It changes only between batches of
- * draws, and only from the outcomes drawn before, so a resumed run draws the same patches.
+ * Importance sampling of patches within the fast schedule's brightness strata (--sampling importance,
+ * with --prior). Each stratum is split into bins by brightness; a round still takes one draw per
+ * stratum, but within its stratum the draw picks bin h with probability q(h|s) instead of its share
+ * p(h|s), then a patch uniformly within the bin, and carries the weight w = p(h|s)/q(h|s). The draw's
+ * value is y = c + w·(Δ − c), with c the mean Δ of the block's earlier draws in that stratum (0 before
+ * any): E[y] = E_p[Δ | s] whatever c and q, as long as both are fixed before the draw. A block's ATE
+ * is the stratified mean of y (Σ_s W_s · mean of y in stratum s): unbiased for the uniform-bank ATE,
+ * with the stratification's gain kept. Centring on c makes the weights work on Δ's spread around the
+ * block's stratum mean rather than on Δ itself (weighting a nearly constant Δ only adds noise).
+ * The proposal is learned online from all blocks' earlier draws: q(h|s) ∝ p(h|s) · rms (Δ − c) in bin
+ * h (the variance-minimising choice for a block like the average), mixed with p(h|s) (share IS_MIX)
+ * so that no weight exceeds 1/IS_MIX. It changes only between batches of draws, and only from the
+ * outcomes drawn before, so a resumed run draws the same patches.
  */
 import { fail } from "../errors.js";
 import { getOrInsert } from "../util/maps.js";
 import { randomInt, uniform } from "../util/rng.js";
-import type { BlockEstimate } from "./adaptive.js";
-import { fitVariancePrior, moderate } from "./moderated-variance.js";
+import { type BlockEstimate, BlockSamples, moderatedEstimates } from "./adaptive.js";
 import type { Evaluate, SampleRequest } from "./samples.js";
 
-/** Brightness bins of the bank the proposal is over, and the uniform proposal's share of the mixture. */
-export const IS_BINS = 16;
+/** Bins per brightness stratum the proposal is over, and the share of the plain within-stratum draw in the mixture. */
+export const IS_BINS_PER_STRATUM = 4;
 export const IS_MIX = 0.3;
-
-export interface ImportanceDraw {
-  patch: number;
-  weight: number;
-  delta: number;
-}
 
 export interface ImportanceEstimate extends BlockEstimate {
   /** effective sample size (Σw)²/Σw² */
   ess: number;
+  /** weights p/q of the block's draws, in draw order */
   weights: number[];
 }
 
 export class ImportanceSampler {
-  private readonly byBlock = new Map<number, ImportanceDraw[]>();
+  /** per block: w·Δ by stratum (the stratified estimator's input) and the weights in draw order */
+  private readonly weighted = new Map<number, BlockSamples>();
+  private readonly weightsOf = new Map<number, number[]>();
+  /** per block and stratum: Σ Δ and count of its draws, for the centring constant c */
+  private readonly raw = new Map<number, { sum: number[]; n: number[] }>();
   private readonly patchOf = new Map<string, number>();
-  private readonly p: number[];
-  private readonly sum2: number[];
-  private readonly count: number[];
+  /** bins[s][i]: the draws of bin i of stratum s */
+  private readonly bins: number[][][];
+  private readonly sum2: number[][];
+  private readonly count: number[][];
 
-  /** `bins`: the bank's draws split into bins (e.g. by brightness); `perRound` draws make one round. */
+  /** `strata`: the bank's draws by brightness stratum, each sorted by brightness; `weights` their shares. */
   constructor(
-    private readonly bins: readonly (readonly number[])[],
-    private readonly perRound: number,
+    strata: readonly (readonly number[])[],
+    private readonly weights: readonly number[],
     private readonly seed: number,
     private readonly base: number,
     private readonly evaluate: Evaluate,
   ) {
-    const K = bins.reduce((a, b) => a + b.length, 0);
-    this.p = bins.map((b) => b.length / K);
-    this.sum2 = bins.map(() => 0);
-    this.count = bins.map(() => 0);
+    this.bins = strata.map((s) => {
+      const G = Math.max(1, Math.min(IS_BINS_PER_STRATUM, s.length));
+      return Array.from({ length: G }, (_, i) => s.slice(Math.floor((i * s.length) / G), Math.floor(((i + 1) * s.length) / G)));
+    });
+    this.sum2 = this.bins.map((b) => b.map(() => 0));
+    this.count = this.bins.map((b) => b.map(() => 0));
   }
 
   rounds(b: number): number {
-    return Math.floor((this.byBlock.get(b)?.length ?? 0) / this.perRound);
+    return this.weighted.get(b)?.rounds ?? 0;
   }
 
   has(b: number): boolean {
-    return this.byBlock.has(b);
+    return this.weighted.has(b);
   }
 
-  /** The patch of (unit, draw), for the intervention: decided by `addRounds` before it evaluates. */
+  /** The patch of (unit, draw), for the intervention: decided by `addRound` before it evaluates. */
   patch(unit: number, draw: number): number {
     const k = this.patchOf.get(`${unit}:${draw}`);
     if (k === undefined) fail(`internal: importance draw ${draw} of unit ${unit} has no patch yet`, "report this as a bug");
     return k;
   }
 
-  /** The current proposal over the bins: (1 − IS_MIX)·(p·rms Δ, normalised) + IS_MIX·p; p itself before any draw moved the outcome. */
-  proposal(): number[] {
-    const seen = this.count.map((c, h) => (c > 0 ? Math.sqrt(this.sum2[h] / c) : Number.NaN));
-    const known = seen.filter((s) => !Number.isNaN(s));
-    if (known.length === 0) return [...this.p];
-    // A bin not drawn yet is taken as the average of the others.
-    const fill = known.reduce((a, b) => a + b, 0) / known.length;
-    const score = seen.map((s, h) => this.p[h] * (Number.isNaN(s) ? fill : s));
-    const total = score.reduce((a, b) => a + b, 0);
-    if (!(total > 0)) return [...this.p];
-    return score.map((s, h) => (1 - IS_MIX) * (s / total) + IS_MIX * this.p[h]);
+  /** p(h|s) of the bins of stratum s. */
+  private share(s: number): number[] {
+    const n = this.bins[s].reduce((a, b) => a + b.length, 0);
+    return this.bins[s].map((b) => b.length / n);
   }
 
-  /** One round (perRound draws from the current proposal) for each of `blocks`. */
+  /** The current proposal q(h|s), stratum by stratum: p(h|s) until a bin of the stratum has been drawn. */
+  proposal(): number[][] {
+    return this.bins.map((bins, s) => {
+      const p = this.share(s);
+      const rms = bins.map((_, h) => (this.count[s][h] > 0 ? Math.sqrt(this.sum2[s][h] / this.count[s][h]) : Number.NaN));
+      const known = rms.filter((x) => !Number.isNaN(x));
+      if (known.length === 0) return p;
+      // A bin not drawn yet is taken as the average of the stratum's others.
+      const fill = known.reduce((a, b) => a + b, 0) / known.length;
+      const score = rms.map((x, h) => p[h] * (Number.isNaN(x) ? fill : x));
+      const total = score.reduce((a, b) => a + b, 0);
+      if (!(total > 0)) return p;
+      return score.map((x, h) => (1 - IS_MIX) * (x / total) + IS_MIX * p[h]);
+    });
+  }
+
+  /** One round (a draw per stratum, from the current proposal) for each of `blocks`. */
   async addRound(blocks: readonly number[], stage: string): Promise<void> {
     const q = this.proposal();
-    const cdf: number[] = [];
-    q.reduce((a, x, h) => (cdf[h] = a + x), 0);
+    const R = this.bins.length;
     const reqs: SampleRequest[] = [];
-    const meta: { b: number; h: number; patch: number }[] = [];
+    const meta: { b: number; s: number; h: number; w: number; c: number }[] = [];
     for (const b of blocks) {
-      const start = this.byBlock.get(b)?.length ?? 0;
-      for (let i = 0; i < this.perRound; i++) {
-        const j = start + i;
-        const u = uniform(this.seed, b, 2 * j) * cdf[cdf.length - 1];
-        let h = cdf.findIndex((c) => u < c);
-        if (h < 0) h = cdf.length - 1;
-        const patch = this.bins[h][randomInt(this.seed, b, 2 * j + 1, this.bins[h].length)];
-        this.patchOf.set(`${b}:${j}`, patch);
+      const r = this.rounds(b);
+      const raw = this.raw.get(b);
+      for (let s = 0; s < R; s++) {
+        const j = r * R + s;
+        const p = this.share(s);
+        let u = uniform(this.seed, b, 2 * j),
+          h = 0;
+        while (h < q[s].length - 1 && u >= q[s][h]) u -= q[s][h++];
+        const bin = this.bins[s][h];
+        this.patchOf.set(`${b}:${j}`, bin[randomInt(this.seed, b, 2 * j + 1, bin.length)]);
         reqs.push({ unit: b, draw: j });
-        meta.push({ b, h, patch });
+        meta.push({ b, s, h, w: p[h] / q[s][h], c: raw && raw.n[s] > 0 ? raw.sum[s] / raw.n[s] : 0 });
       }
     }
     const out = await this.evaluate(reqs, stage);
-    meta.forEach(({ b, h, patch }, i) => {
+    meta.forEach(({ b, s, h, w, c }, i) => {
       const delta = out[i] - this.base;
-      getOrInsert(this.byBlock, b, () => []).push({ patch, weight: this.p[h] / q[h], delta });
-      this.sum2[h] += delta * delta;
-      this.count[h]++;
+      getOrInsert(this.weighted, b, () => new BlockSamples(R)).byStratum[s].push(c + w * (delta - c));
+      getOrInsert(this.weightsOf, b, () => []).push(w);
+      const raw = getOrInsert(this.raw, b, () => ({ sum: new Array(R).fill(0), n: new Array(R).fill(0) }));
+      raw.sum[s] += delta;
+      raw.n[s]++;
+      this.sum2[s][h] += (delta - c) ** 2;
+      this.count[s][h]++;
     });
   }
 
-  /**
-   * Each block's weighted mean Σ w·Δ / n with the SE of that mean; the variance of one weighted draw
-   * is moderated across the blocks (./moderated-variance.ts) as the stratified estimates are, so equal
-   * draws do not give an SE of 0.
-   */
+  /** The stratified estimate of the draws' values y (moderated SEs, ./adaptive.ts), with each block's weights and ESS. */
   estimates(blocks: readonly number[]): Map<number, ImportanceEstimate> {
-    const own = blocks.map((b) => {
-      const d = this.byBlock.get(b)!;
-      const y = d.map((x) => x.weight * x.delta);
-      const n = y.length;
-      const mean = y.reduce((a, v) => a + v, 0) / n;
-      const v = n > 1 ? y.reduce((a, x) => a + (x - mean) ** 2, 0) / (n - 1) : 0;
-      const w = d.map((x) => x.weight);
-      const sw = w.reduce((a, x) => a + x, 0);
-      return { mean, n, per: { v, df: n - 1 }, ess: (sw * sw) / w.reduce((a, x) => a + x * x, 0), weights: w };
-    });
-    const prior = fitVariancePrior(own.map((o) => o.per));
-    const poolDf = own.reduce((a, o) => a + (o.per.v > 0 ? o.per.df : 0), 0);
     const out = new Map<number, ImportanceEstimate>();
-    blocks.forEach((b, i) => {
-      const o = own[i];
-      const m = moderate(o.per, prior, poolDf - (o.per.v > 0 ? o.per.df : 0));
-      const v = m.v > o.per.v ? m : o.per;
-      out.set(b, { mean: o.mean, se: Math.sqrt(v.v / o.n), df: v.df, ess: o.ess, weights: o.weights });
-    });
+    for (const [b, e] of moderatedEstimates(blocks, this.weighted, this.weights)) {
+      const w = this.weightsOf.get(b)!;
+      const sw = w.reduce((a, x) => a + x, 0);
+      out.set(b, { ...e, ess: (sw * sw) / w.reduce((a, x) => a + x * x, 0), weights: [...w] });
+    }
     return out;
   }
 }
