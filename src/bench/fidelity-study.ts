@@ -1,7 +1,7 @@
 /**
  * The fidelity study (issue 25): several images per model, each against a converged reference, and
  * Pearson / rank / sign against forward passes for the paper schedule, the fast schedule and the
- * fast schedule with a zero-fill prior, each at several precisions.
+ * fast schedule with a zero-fill prior (stratified or importance-sampled draws), each at several precisions.
  *  - Reference: the paper schedule with τ = 0 (every block estimated) and `refSamples` uniform draws
  *    per block, at seed REF_SEED (the estimators run at seed 0, so their draws are not the reference's).
  *  - Sign target: the blocks whose reference 95% interval excludes 0 (the reference decides which blocks
@@ -37,7 +37,7 @@ export interface StudyOptions {
 
 /** One estimator setting: a point of a passes curve. */
 export interface StudyConfig {
-  estimator: "paper" | "fast" | "fast+prior";
+  estimator: "paper" | "fast" | "fast+prior" | "fast+prior+is";
   /** paper: N; fast: --map-noise */
   level: number;
 }
@@ -48,6 +48,7 @@ export const STUDY_CONFIGS: StudyConfig[] = [
   ...[0.6, 0.3, 0.15].flatMap((f) => [
     { estimator: "fast" as const, level: f },
     { estimator: "fast+prior" as const, level: f },
+    { estimator: "fast+prior+is" as const, level: f },
   ]),
 ];
 
@@ -177,7 +178,11 @@ export async function studyModel(modelPath: string, o: StudyOptions, configs = S
             ...(c.estimator === "paper"
               ? { schedule: "paper" as const, samples: c.level, checkpointPath: ck("paper") }
               : {
-                  fast: { fidelity: c.level, ...(c.estimator === "fast+prior" ? { prior: "zero-fill" as const } : {}) },
+                  fast: {
+                    fidelity: c.level,
+                    ...(c.estimator !== "fast" ? { prior: "zero-fill" as const } : {}),
+                    ...(c.estimator === "fast+prior+is" ? { sampling: "importance" as const } : {}),
+                  },
                   checkpointPath: ck(c.estimator),
                 }),
           });
