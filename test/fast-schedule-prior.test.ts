@@ -17,6 +17,7 @@ import { pilotBlocks } from "../src/explain/prior-schedule.js";
 import { fitPrior, posterior } from "../src/explain/prior-shrinkage.js";
 import { pdcrVolume } from "../src/explain/volume/block-methods.js";
 import { Model } from "../src/model/model.js";
+import { writeAttribution } from "../src/report/write.js";
 import { getOrInsert } from "../src/util/maps.js";
 import { Rng } from "../src/util/rng.js";
 import { t975 } from "../src/util/tdist.js";
@@ -170,12 +171,18 @@ describe("fast schedule with a zero-fill prior on a model with known effects", (
     expect(a.provenance.settings).toMatchObject({ prior: "zero-fill" });
     expect(a.screenLoss).toBeUndefined();
     expect(a.notes.find((n) => n.startsWith("fast schedule with a zero-fill prior"))).toMatch(
-      /63 zero-fill passes, a pilot round on 32 blocks, \d+ of 63 blocks drawn; block means shrunk toward ATE ≈ .* between-block sd/,
+      /63 zero-fill passes, two pilot rounds on 32 blocks, \d+ of 63 blocks drawn; block means shrunk toward ATE ≈ .* between-block sd/,
     );
     for (const u of a.units) {
       if (u.samples > 0) expect(u.drawMean).toBeTypeOf("number");
       else expect(u.drawMean).toBeUndefined();
     }
+    // map.json carries them
+    const out = join(dir, "out");
+    await writeAttribution(a, kase, out);
+    const written = JSON.parse(readFileSync(join(out, "map.json"), "utf8")).units as Record<string, unknown>[];
+    expect(written.every((u) => typeof u.priorValue === "number")).toBe(true);
+    expect(written.filter((u) => typeof u.drawMean === "number").length).toBe(a.units.filter((u) => u.samples > 0).length);
     // a plain fast run has neither the setting nor the fields
     const plain = await explainPdcr(model, kase, { roi: ROI, outcome: "mean-prob" }, { bank: flatBank(BANK), seed: 4 });
     expect(plain.provenance.settings).not.toHaveProperty("prior");
@@ -226,6 +233,15 @@ describe("importance sampling of patches (with the zero-fill prior)", () => {
         expect(u.ess).toBeLessThanOrEqual(8 + 1e-9);
         getOrInsert(sums, i, () => []).push(u.drawMean!);
       });
+      if (seed === 0) {
+        const out = join(tmp(), "is");
+        await writeAttribution(a, kase, out);
+        const written = JSON.parse(readFileSync(join(out, "map.json"), "utf8")).units as { weights: number[]; ess: number }[];
+        written.forEach((u, i) => {
+          expect(u.weights).toEqual(a.units[i].weights);
+          expect(u.ess).toBe(a.units[i].ess);
+        });
+      }
       if (seed === 0) expect(a.notes.find((n) => n.startsWith("importance sampling of patches"))).toMatch(/effective sample size \d+% of the draws/);
     }
     // the proposal learned something: most blocks drew from a non-uniform one

@@ -66,7 +66,7 @@ function fmtRatio(x: number): string {
 function priorNote(p: PriorResult, blocks: number): string {
   const f = p.fit;
   const drawn = p.estimates.filter((e) => e.samples > 0).length;
-  return `fast schedule with a zero-fill prior: ${blocks} zero-fill passes, a pilot round on ${p.pilot} blocks, ${drawn} of ${blocks} blocks drawn; block means shrunk toward ATE ≈ ${fmtSmall(f.intercept)} + ${f.slope.toFixed(3)}·(zero-fill Δ), between-block sd ${fmtSmall(Math.sqrt(f.tau2))} (fitted on ${f.blocks} blocks): shrinkage estimates, biased toward that line; their intervals hold the ATEs at the nominal rate on average over the blocks`;
+  return `fast schedule with a zero-fill prior: ${blocks} zero-fill passes, two pilot rounds on ${p.pilot} blocks, ${drawn} of ${blocks} blocks drawn; block means shrunk toward ATE ≈ ${fmtSmall(f.intercept)} + ${f.slope.toFixed(3)}·(zero-fill Δ), between-block sd ${fmtSmall(Math.sqrt(f.tau2))} (fitted on ${f.blocks} blocks): shrinkage estimates, biased toward that line; their intervals hold the ATEs at the nominal rate on average over the blocks`;
 }
 
 /** What importance sampling did, for the run's notes. */

@@ -3,7 +3,7 @@
  * by a natural patch drawn uniformly from the bank), estimated by shrinking each block's stratified
  * draw mean toward a regression on a cheap map that costs one pass per block (./prior-shrinkage.ts).
  * There is no screen: the cheap map says where the effects are, so the rounds go straight where
- *  they remove the most posterior variance, starting from a pilot round on blocks spread over the
+ *  they remove the most posterior variance, starting from two pilot rounds on blocks spread over the
  * cheap map's range (the regression needs blocks with draws). A block without draws reports the
  * line's value at its cheap-map value, with the between-block variance as its uncertainty.
  * Estimates are shrinkage estimates, biased toward the line; `drawMean` keeps the unbiased one.
