@@ -131,7 +131,9 @@ export async function bankFor(
   const images = casesInSplits(ds, ["train", "val"]).map((c) => c.image);
   const bank = await buildPatchBank(images, { height: model.height, width: model.width, filter: model.card.input.resize, patchSize });
   await bank.save(path);
-  return bank;
+  // Loaded back: a loaded bank's sha256 is its file's, a freshly built one's its pixels', and the
+  // checkpoint keys carry it, so a reference killed on the run that built the bank would not resume.
+  return PatchBank.load(path);
 }
 
 /** The bench's case: the first test image with a non-empty mask, and a RoI of 1/8 of the side on its boundary. */

@@ -25,9 +25,11 @@ import { sessionOptions } from "../model/runtime.js";
 import { ortUrl } from "../model/session-worker.js";
 import { makeOutcome } from "../target/outcome.js";
 import { Region } from "../target/roi.js";
+import { getOrInsert } from "../util/maps.js";
 import { Rng } from "../util/rng.js";
 import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
+import { type StudyPoint, studyModel } from "./fidelity-study.js";
 import type { OracleBound } from "./oracle.js";
 import { regionsBench } from "./regions.js";
 import { volumeBench } from "./volume.js";
@@ -169,6 +171,9 @@ interface BenchFlags {
   calMapNoise: string;
   volume: boolean;
   regions: boolean;
+  study: boolean;
+  studyCases: number;
+  studyRefSamples: number;
 }
 
 function selectModels(spec: string, demoModel: string): string[] {
@@ -244,6 +249,43 @@ async function fidelity(paths: string[], f: BenchFlags): Promise<unknown[]> {
   return rows;
 }
 
+/** The fidelity study (./fidelity-study.ts): per model, the mean over its images of each estimator's point. */
+async function study(paths: string[], f: BenchFlags): Promise<StudyPoint[]> {
+  const dataRoot = process.env.SEGCAUSE_DATA ?? join(PACKAGE_ROOT, "..", "shared", "data");
+  const cacheDir = join(PACKAGE_ROOT, ".bench-cache");
+  const publishDir = join(PACKAGE_ROOT, "docs", "fidelity-study");
+  console.log(
+    `\n## Fidelity study: ${f.studyCases} test images per model against the paper schedule (τ = 0) with ${f.studyRefSamples} draws per block (cached in .bench-cache/, references published in docs/fidelity-study/)`,
+  );
+  const points: StudyPoint[] = [];
+  for (const path of paths) {
+    const r = await studyModel(path, {
+      dataRoot,
+      cacheDir,
+      publishDir,
+      refSamples: f.studyRefSamples,
+      cases: f.studyCases,
+      log: (s) => console.error(s),
+    });
+    if (typeof r === "string") console.log(`skipped: ${r}`);
+    else points.push(...r);
+  }
+  console.log(
+    "model | estimator | level | images | passes / paper (mean) | Pearson (mean, min) | Spearman (mean) | same sign (mean, of sign-decided blocks)",
+  );
+  console.log("---|---|---|---|---|---|---|---");
+  const groups = new Map<string, StudyPoint[]>();
+  for (const p of points) getOrInsert(groups, `${p.model}|${p.estimator}|${p.level}`, () => []).push(p);
+  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  for (const g of groups.values()) {
+    const p = g[0];
+    console.log(
+      `${p.model} | ${p.estimator} | ${p.estimator === "paper" ? `N=${p.level}` : `map-noise ${p.level}`} | ${g.length} | ${(100 * mean(g.map((x) => x.passRatio ?? Number.NaN))).toFixed(1)}% | ${mean(g.map((x) => x.pearson)).toFixed(3)}, ${Math.min(...g.map((x) => x.pearson)).toFixed(3)} | ${mean(g.map((x) => x.spearman)).toFixed(3)} | ${(100 * mean(g.map((x) => x.sign))).toFixed(1)}% of ${mean(g.map((x) => x.signBlocks)).toFixed(0)}`,
+    );
+  }
+  return points;
+}
+
 async function calibration(f: BenchFlags): Promise<CalibrationRow[]> {
   const dataRoot = process.env.SEGCAUSE_DATA ?? join(PACKAGE_ROOT, "..", "shared", "data");
   const cacheDir = join(PACKAGE_ROOT, ".bench-cache");
@@ -302,6 +344,9 @@ async function main(): Promise<void> {
       "only the volume demo (3D model, bundled hippocampus case) with both schedules: passes, wall time, passes/s, memory peak",
       false,
     )
+    .option("--study", "the fidelity study: several images per model, Pearson/rank/sign vs passes for paper, fast and fast+prior (resumable)", false)
+    .option("--study-cases <n>", "test images per model in the study", intAtLeast("study-cases"), 5)
+    .option("--study-ref-samples <n>", "draws per block of the study's references", intAtLeast("study-ref-samples"), 200)
     .option("--regions", "only the multiply-adds per pass counted from the region rules (full, RoI-cropped, incremental), every shipped model", false)
     .parse(process.argv)
     .opts<BenchFlags>();
@@ -331,6 +376,7 @@ async function main(): Promise<void> {
   if (f.demo) out.demo = await demoSchedules(cfg, demoModel);
   if (f.fidelity) out.fidelity = await fidelity(paths, f);
   if (f.calibration) out.calibration = await calibration(f);
+  if (f.study) out.study = await study(paths, f);
   if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
 }
 

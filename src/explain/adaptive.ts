@@ -65,7 +65,19 @@ export interface AdaptiveSettings {
    * are reported (rerun with that `maxPasses` to reproduce it exactly).
    */
   maxSeconds: number;
+  /**
+   * A cheap map to shrink toward (./prior-schedule.ts): "zero-fill" sets each block to black once.
+   * It replaces the screen; unset (the default) = the screened schedule above.
+   */
+  prior?: PriorKind;
+  /** with a prior: "importance" draws patches from a proposal learned online (./importance.ts) instead of stratified rounds */
+  sampling?: "importance";
 }
+
+export const SAMPLINGS = ["stratified", "importance"] as const;
+
+export const PRIORS = ["none", "zero-fill"] as const;
+export type PriorKind = Exclude<(typeof PRIORS)[number], "none">;
 
 export const FAST_SCHEDULE: AdaptiveSettings = {
   tau: 0.02,
@@ -120,12 +132,16 @@ export function checkAdaptive(st: AdaptiveSettings): void {
   for (const k of ["absTol", "fidelity"] as const) if (!(st[k] >= 0)) fail(`${k} must be >= 0, got ${st[k]}`);
   if (!Number.isInteger(st.maxPasses) || st.maxPasses < 0)
     fail(`the pass budget must be an integer >= 0 (0 = none), got ${st.maxPasses}`, "use --max-passes 20000, or leave it out");
+  if (st.prior !== undefined && !PRIORS.includes(st.prior)) fail(`unknown prior '${st.prior}'`, `use one of ${PRIORS.join(", ")}`);
+  if (st.sampling !== undefined && st.sampling !== "importance") fail(`unknown sampling '${st.sampling}'`, `use one of ${SAMPLINGS.join(", ")}`);
+  if (st.sampling === "importance" && st.prior === undefined)
+    fail("importance sampling runs in the screen-free schedule of a prior", "add --prior zero-fill, or leave --sampling out");
   if (!(st.maxSeconds >= 0 && Number.isFinite(st.maxSeconds)))
     fail(`the time budget must be a number of seconds >= 0 (0 = none), got ${st.maxSeconds}`, "use --max-time 60, or leave it out");
 }
 
 /** Per-block running state: Δ values by stratum, one per round. */
-class BlockSamples {
+export class BlockSamples {
   readonly byStratum: number[][];
   constructor(strata: number) {
     this.byStratum = Array.from({ length: strata }, () => []);
@@ -164,6 +180,28 @@ export function stratifiedEstimate(s: BlockSamples, weights: readonly number[]):
     denom += (a * a) / (k - 1);
   }
   return { mean, se: Math.sqrt(v), df: denom > 0 ? (v * v) / denom : R * (k - 1) };
+}
+
+/** One more stratified round (a draw per stratum) for each of `blocks`, its Δs appended to their samples. */
+export async function sampleRounds(
+  blocks: readonly number[],
+  samples: ReadonlyMap<number, BlockSamples>,
+  base: number,
+  evaluate: Evaluate,
+  stage: string,
+): Promise<void> {
+  const reqs: SampleRequest[] = [];
+  let R = 0;
+  for (const b of blocks) {
+    const s = samples.get(b)!;
+    R = s.byStratum.length;
+    for (let h = 0; h < R; h++) reqs.push({ unit: b, draw: s.rounds * R + h });
+  }
+  const out = await evaluate(reqs, stage);
+  blocks.forEach((b, i) => {
+    const s = samples.get(b)!;
+    for (let h = 0; h < R; h++) s.byStratum[h].push(out[i * R + h] - base);
+  });
 }
 
 export interface BlockEstimate {
@@ -291,18 +329,7 @@ export async function adaptiveAte(
     samples: 0,
     status: "screened-out" as const,
   }));
-  const runRounds = async (blocks: number[], stage: string) => {
-    const reqs: SampleRequest[] = [];
-    for (const b of blocks) {
-      const r = samples.get(b)!.rounds;
-      for (let h = 0; h < R; h++) reqs.push({ unit: b, draw: r * R + h });
-    }
-    const out = await evaluate(reqs, stage);
-    blocks.forEach((b, i) => {
-      const s = samples.get(b)!;
-      for (let h = 0; h < R; h++) s.byStratum[h].push(out[i * R + h] - base);
-    });
-  };
+  const runRounds = (blocks: number[], stage: string) => sampleRounds(blocks, samples, base, evaluate, stage);
   candidates.sort((a, b) => a - b);
   for (const b of candidates) samples.set(b, new BlockSamples(R));
   plan?.(fastPlan(cost.base + groupPasses, sumOf(candidates) * R * capRounds, st.maxPasses, sumOf(candidates) * R));

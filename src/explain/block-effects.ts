@@ -9,12 +9,14 @@ import type { Model } from "../model/model.js";
 import { outcomeUnits } from "../target/outcome.js";
 import type { Target, TargetSpec } from "../target/target.js";
 import { randomInt } from "../util/rng.js";
-import { type AdaptiveSettings, adaptiveAte, type ScreenLoss } from "./adaptive.js";
+import { type AdaptiveResult, type AdaptiveSettings, adaptiveAte, type ScreenLoss } from "./adaptive.js";
 import { type Attribution, paint } from "./attribution.js";
 import { DEFAULT_CHUNK } from "./checkpoint.js";
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "./estimators.js";
 import { buildQuadtree } from "./hierarchy.js";
-import type { Intervention } from "./interventions.js";
+import { ImportanceSampler, IS_BINS_PER_STRATUM, IS_MIX } from "./importance.js";
+import { FillIntervention, type Intervention } from "./interventions.js";
+import { type PriorResult, priorAte, StratifiedSampler } from "./prior-schedule.js";
 import { RunContext, type RunOptions } from "./run.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
 
@@ -59,6 +61,20 @@ function fmtSmall(x: number): string {
 /** A noise-to-spread ratio for a note: "0.42", or "more than 10 times" when the map is mostly noise. */
 function fmtRatio(x: number): string {
   return x > 10 ? "more than 10 times" : x.toFixed(2);
+}
+
+/** What the prior's fit was, for the run's notes. */
+function priorNote(p: PriorResult, blocks: number): string {
+  const f = p.fit;
+  const drawn = p.estimates.filter((e) => e.samples > 0).length;
+  return `fast schedule with a zero-fill prior: ${blocks} zero-fill passes, two pilot rounds on ${p.pilot} blocks, ${drawn} of ${blocks} blocks drawn; block means shrunk toward ATE ≈ ${fmtSmall(f.intercept)} + ${f.slope.toFixed(3)}·(zero-fill Δ), between-block sd ${fmtSmall(Math.sqrt(f.tau2))} (fitted on ${f.blocks} blocks): shrinkage estimates, biased toward that line; their intervals hold the ATEs at the nominal rate on average over the blocks`;
+}
+
+/** What importance sampling did, for the run's notes. */
+function importanceNote(estimates: readonly UnitEstimate[], q: readonly (readonly number[])[]): string {
+  const ess = estimates.filter((e) => e.ess !== undefined).map((e) => e.ess! / e.samples);
+  const mean = ess.reduce((a, b) => a + b, 0) / Math.max(ess.length, 1);
+  return `importance sampling of patches: ${IS_BINS_PER_STRATUM} brightness bins per stratum, proposal at the end ${q.map((s) => s.map((x) => x.toFixed(2)).join(" ")).join(" | ")} (mixed ${IS_MIX} with the plain draw, so weights <= ${(1 / IS_MIX).toFixed(2)}); weighted means are unbiased for the uniform-bank ATE; effective sample size ${(100 * mean).toFixed(0)}% of the draws on average (per block in units[].ess, weights in units[].weights)`;
 }
 
 export interface BlockMethodSpec {
@@ -125,13 +141,34 @@ export async function explainBlocks(
       intervention: intervention.describe(),
       // Samples depend only on how draws are numbered, not on S, N or τ: a rerun with more samples
       // or another τ reuses every finished sample.
-      draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
+      draws: ad
+        ? {
+            kind: "stratified",
+            strata: ad.strata,
+            groupSize: ad.groupSize,
+            common: ad.commonDraws,
+            ...(ad.prior ? { prior: ad.prior } : {}),
+            ...(ad.sampling ? { sampling: ad.sampling, bins: IS_BINS_PER_STRATUM, mix: IS_MIX } : {}),
+          }
+        : { kind: "uniform" },
       units: custom ? spec.settings : undefined,
     },
   ]);
-  const scorer = ctx.scorer(key, (unit, draw, dst) => membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))), {
-    chunk: DEFAULT_CHUNK,
-  });
+  // With a prior, the cheap map's samples are units past the blocks and groups (draw 0 each).
+  const priorBase = units.length + (tree?.groups.length ?? 0);
+  const cheap = ad?.prior === "zero-fill" ? await FillIntervention.create(model, kase.image, { kind: "constant", value: 0 }) : undefined;
+  // Importance sampling decides a draw's patch when it is requested (from the outcomes before it).
+  let importance: ImportanceSampler | undefined;
+  const scorer = ctx.scorer(
+    key,
+    (unit, draw, dst) =>
+      cheap && unit >= priorBase
+        ? cheap.apply(dst, units[unit - priorBase])
+        : importance
+          ? intervention.apply(dst, units[unit], importance.patch(unit, draw))
+          : membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))),
+    { chunk: DEFAULT_CHUNK },
+  );
   const evaluate = scorer.evaluate;
 
   let estimates: UnitEstimate[];
@@ -158,13 +195,28 @@ export async function explainBlocks(
           passes: spent,
           units: units.map((u, i) => ({ ...u, ...est[i] })),
         }));
-    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan, undefined, onRound);
+    let r: AdaptiveResult;
+    if (cheap) {
+      const priorReqs = units.map((_, b) => ({ unit: priorBase + b, draw: 0 }));
+      const cheapMap = Array.from(await evaluate(priorReqs, "zero-fill prior"), (v) => v - target.base);
+      if (ad.sampling === "importance") {
+        importance = new ImportanceSampler(strat!.strata, strat!.weights, seed, target.base, evaluate);
+      }
+      const sampler = importance ?? new StratifiedSampler(strat!.weights, target.base, evaluate);
+      const p = await priorAte(cheapMap, units.length, sampler, ad, ad.strata, passesFor, ctx.plan);
+      r = p;
+      extraPasses = p.priorPasses;
+      notes.push(priorNote(p, units.length));
+      if (importance) notes.push(importanceNote(p.estimates, importance.proposal()));
+    } else {
+      r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, ctx.plan, undefined, onRound);
+      extraPasses = r.groupPasses;
+      screenLoss = r.screenLoss;
+      notes.push(
+        `fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${r.estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`,
+      );
+    }
     estimates = r.estimates;
-    extraPasses = r.groupPasses;
-    screenLoss = r.screenLoss;
-    notes.push(
-      `fast schedule: ${r.groupsTested} quadtree groups tested with ${r.groupPasses} passes; ${estimates.filter((e) => e.samples > 0).length} of ${units.length} blocks screened individually`,
-    );
     const b = r.budget;
     if (b?.byTime) timeBudgetPasses = b.passes;
     if (b?.byTime && b.binding && screenMs > ad.maxSeconds * 1000) {

@@ -26,6 +26,13 @@ export interface UnitEstimate {
   status: UnitStatus;
   /** degrees of freedom of the standard error (for t-based intervals); undefined = samples − 1 */
   dof?: number;
+  /** with a prior (--prior): the block's own stratified draw mean (unbiased; `rawEffect` is the shrunk posterior mean), when it has draws */
+  drawMean?: number;
+  /** with a prior: the block's Δ under the cheap intervention the posterior shrinks toward a regression on */
+  priorValue?: number;
+  /** with importance sampling: the block's effective sample size (Σw)²/Σw² and its draws' weights p/q, in draw order */
+  ess?: number;
+  weights?: number[];
 }
 
 export interface ScreenedAteSettings {

@@ -8,7 +8,7 @@ import type { PatchBank } from "../data/patchbank.js";
 import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
-import { type AdaptiveSettings, FAST_SCHEDULE } from "./adaptive.js";
+import { type AdaptiveSettings, FAST_SCHEDULE, PRIORS, SAMPLINGS } from "./adaptive.js";
 import type { Attribution } from "./attribution.js";
 import { explainBlocks } from "./block-effects.js";
 import { PAPER_SCREENED_ATE } from "./estimators.js";
@@ -157,9 +157,25 @@ export const pdcrMethod = defineMethod({
       ...onlyFast,
       addedLater: true,
     }),
+    prior: choice(PRIORS, {
+      description:
+        "fast schedule: zero-fill = set each block to black once (one pass per block) and shrink the blocks' draw means toward a regression on that map (empirical Bayes; no screen, rounds go where they remove the most posterior variance); estimates are biased toward the line, see docs/performance.md",
+      default: "none",
+      ...onlyFast,
+      addedLater: true,
+    }),
+    sampling: choice(SAMPLINGS, {
+      description:
+        "fast schedule with --prior: importance = draw patches from a proposal over the bank's brightness bins learned online from earlier draws (mixed with uniform, weights <= 3.3), weighted means unbiased, effective sample size per block; stratified = one draw per brightness stratum per round",
+      default: "stratified",
+      ...onlyFast,
+      addedLater: true,
+    }),
   },
   check: (ctx) => {
     checkBlockFits(ctx);
+    if (ctx.options.sampling === "importance" && ctx.options.prior === "none")
+      fail("--sampling importance runs in the screen-free schedule of a prior", "add --prior zero-fill, or leave --sampling out");
     const block = ctx.options.block;
     if (ctx.bankPatchSize !== undefined && ctx.bankPatchSize !== block) {
       fail(
@@ -173,7 +189,13 @@ export const pdcrMethod = defineMethod({
       ...ctx.run,
       bank: ctx.bank!,
       schedule: o.schedule,
-      fast: { fidelity: o.mapNoise, maxPasses: o.maxPasses, maxSeconds: o.maxTime },
+      fast: {
+        fidelity: o.mapNoise,
+        maxPasses: o.maxPasses,
+        maxSeconds: o.maxTime,
+        ...(o.prior !== "none" ? { prior: o.prior } : {}),
+        ...(o.sampling === "importance" ? { sampling: o.sampling } : {}),
+      },
       blockSize: o.block,
       screen: o.screen,
       samples: o.samples,

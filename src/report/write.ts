@@ -64,6 +64,10 @@ export function unitRecord(u: UnitResult) {
     ci95: ci95(u),
     samples: u.samples,
     status: u.status,
+    // with --prior / --sampling importance only (absent otherwise, so other maps are unchanged)
+    ...(u.drawMean !== undefined ? { drawMean: u.drawMean } : {}),
+    ...(u.priorValue !== undefined ? { priorValue: u.priorValue } : {}),
+    ...(u.ess !== undefined ? { ess: u.ess, weights: u.weights } : {}),
   };
 }
 

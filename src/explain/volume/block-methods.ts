@@ -83,6 +83,8 @@ interface PdcrVolumeOptions {
   mapNoise: number;
   maxPasses: number;
   maxTime: number;
+  prior: string;
+  sampling: string;
 }
 
 export const pdcrVolume: VolumeForm<PdcrVolumeOptions> = {
@@ -96,6 +98,10 @@ export const pdcrVolume: VolumeForm<PdcrVolumeOptions> = {
         "pdcr needs a volume bank of natural boxes",
         "build one with `segcause bank build --images <volume manifest.json> --model <3D model> --patch-size 8 --out bank.scvbank`, then pass --bank",
       );
+    if (o.sampling !== "stratified")
+      fail(`--sampling ${o.sampling} is not available for volumes yet (it is a 2D option of the fast schedule)`, "leave --sampling out for volumes");
+    if (o.prior !== "none")
+      fail(`--prior ${o.prior} is not available for volumes yet (it is a 2D option of the fast schedule)`, "leave --prior out for volumes");
     if (o.schedule === "fast" && !(o.samples >= FAST_SCHEDULE.strata))
       fail(
         `the fast schedule draws boxes in rounds of ${FAST_SCHEDULE.strata}, so --samples must be >= ${FAST_SCHEDULE.strata}, got ${o.samples}`,
