@@ -14,6 +14,7 @@ import { DEFAULT_CHUNK } from "./checkpoint.js";
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "./estimators.js";
 import { buildQuadtree } from "./hierarchy.js";
 import type { Intervention } from "./interventions.js";
+import { type IncrementalMode, RoiExecutor } from "./roi-executor.js";
 import { RunContext, type RunOptions } from "./run.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
 
@@ -112,6 +113,53 @@ export async function explainBlocks(
   const drawOf = drawNumbering(seed, units.length, intervention.draws, strat, ad?.commonDraws ?? false);
   const membersOf = (unit: number): Unit[] => (unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]));
 
+  // RoI-cropped passes (off unless asked): the executor's scores equal the full model's up to float
+  // rounding, so it enters the key; blocks outside the input the RoI reads are not run at all.
+  const { executor, why } = await RoiExecutor.open(
+    model,
+    target,
+    { input: ctx.base, output: ctx.baseOutput },
+    run.incremental ?? "off",
+    ctx.runner.batchSize,
+  );
+  try {
+    return await explainWith(ctx, spec, intervention, {
+      units,
+      grid,
+      custom,
+      ad,
+      tree,
+      strat,
+      drawOf,
+      membersOf,
+      executor,
+      why,
+      t0,
+      mode: run.incremental ?? "off",
+    });
+  } finally {
+    await executor?.release();
+  }
+}
+
+interface Plan {
+  units: Unit[];
+  grid: { stride: number; roiCells: number };
+  custom: ReturnType<NonNullable<BlockMethodSpec["units"]>> | undefined;
+  ad: AdaptiveSettings | undefined;
+  tree: ReturnType<typeof buildQuadtree> | undefined;
+  strat: ReturnType<typeof stratifyDraws> | undefined;
+  drawOf: ReturnType<typeof drawNumbering>;
+  membersOf: (unit: number) => Unit[];
+  executor: RoiExecutor | undefined;
+  why: string;
+  t0: number;
+  mode: IncrementalMode;
+}
+
+async function explainWith(ctx: RunContext, spec: BlockMethodSpec, intervention: Intervention, p: Plan): Promise<Attribution> {
+  const { model, target } = ctx;
+  const { units, grid, custom, ad, tree, strat, drawOf, membersOf, executor, t0 } = p;
   const key = ctx.checkpointKey([
     "model",
     "image",
@@ -127,9 +175,13 @@ export async function explainBlocks(
       draws: ad ? { kind: "stratified", strata: ad.strata, groupSize: ad.groupSize, common: ad.commonDraws } : { kind: "uniform" },
       units: custom ? spec.settings : undefined,
     },
+    executor ? { executor: executor.record.executor } : {},
   ]);
+  const skip = executor && ((unit: number) => !membersOf(unit).some((u) => executor.reaches(u.row, u.col, u.height, u.width)));
   const scorer = ctx.scorer(key, (unit, draw, dst) => membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))), {
     chunk: DEFAULT_CHUNK,
+    runner: executor,
+    skip,
   });
   const evaluate = scorer.evaluate;
 
@@ -137,7 +189,8 @@ export async function explainBlocks(
   let extraPasses = 0;
   let screenLoss: ScreenLoss | undefined;
   let timeBudgetPasses: number | undefined;
-  const notes = [...(intervention.notes ?? [])];
+  const notes = [...(intervention.notes ?? []), ...(executor?.notes ?? [])];
+  if (!executor && p.mode !== "off") notes.push(`full passes (--incremental ${p.mode}): ${p.why}`);
   if (ad) {
     // The time left, at the pass rate measured so far (all cached: no limit from the clock).
     let screenMs = 0;
@@ -181,6 +234,13 @@ export async function explainBlocks(
     estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator, ctx.plan);
   }
   await scorer.save();
+  if (skip) {
+    const out = units.filter((u) => !executor!.reaches(u.row, u.col, u.height, u.width)).length;
+    if (out > 0)
+      notes.push(
+        `${out} of ${units.length} ${custom ? custom.unitKind : "block"}s lie outside the input the RoI's outputs read (skipped: outside the RoI's reach): their effect is exactly 0 with standard error 0, and the ${scorer.skippedPasses} samples the schedule drew of them (alone or in quadtree groups of such blocks) took no pass`,
+      );
+  }
 
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
   // An all-zero map is a finding, but usually of the RoI rather than the model: say why and what to try.
@@ -216,6 +276,7 @@ export async function explainBlocks(
       ...(ad ?? spec.estimator),
       ...spec.settings,
       ...(timeBudgetPasses !== undefined ? { timeBudgetPasses } : {}),
+      ...(executor ? { incremental: { ...executor.record, skippedPasses: scorer.skippedPasses } } : {}),
     },
     intervention: intervention.describe(),
   });

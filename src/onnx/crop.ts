@@ -13,7 +13,7 @@ import { type ModelProto, ModelProtoSchema, type NodeProto, NodeProtoSchema } fr
 import { attrInt, attrInts, attrString, describeNode, opsetOf, tensorType } from "./attributes.js";
 import { attribute, floatTensor, int64Tensor } from "./builder.js";
 import { resizeGeometry, windowParams } from "./op-params.js";
-import { type Box, neededRegions, nodeMacs, type RegionGraph, regionGraph } from "./regions.js";
+import { type Box, neededRegions, nodeMacs, regionGraph } from "./regions.js";
 import { inferStatic, POSITIONWISE_OPS, type StaticInfo } from "./shapes.js";
 import { BINARY } from "./values.js";
 
