@@ -354,7 +354,9 @@ export class SampleScorer {
         this.ranMs += Date.now() - started;
         if (reqs.length === all.length) return ran;
         let k = 0;
-        all.forEach((r, i) => !skip!(r.unit) && (scores[i] = ran[k++]));
+        all.forEach((r, i) => {
+          if (!skip!(r.unit)) scores[i] = ran[k++];
+        });
         return scores;
       },
       key,
