@@ -235,7 +235,10 @@ async function explainWith(ctx: RunContext, spec: BlockMethodSpec, intervention:
   }
   await scorer.save();
   if (skip) {
-    const out = units.filter((u) => !executor!.reaches(u.row, u.col, u.height, u.width)).length;
+    // Known exactly, whatever the draws: no Δ, no spread (the schedule's moderated or single-draw SE would say less).
+    const outside = units.map((_, i) => i).filter((i) => skip(i));
+    for (const i of outside) estimates[i] = { ...estimates[i], effect: 0, rawEffect: 0, stderr: 0 };
+    const out = outside.length;
     if (out > 0)
       notes.push(
         `${out} of ${units.length} ${custom ? custom.unitKind : "block"}s lie outside the input the RoI's outputs read (skipped: outside the RoI's reach): their effect is exactly 0 with standard error 0, and the ${scorer.skippedPasses} samples the schedule drew of them (alone or in quadtree groups of such blocks) took no pass`,

@@ -59,8 +59,19 @@ export function cropGraph(model: ModelProto, roi: { rows: [number, number]; cols
   const outBox: Box = fullBox(outDims);
   outBox[r - 2] = roi.rows;
   outBox[r - 1] = roi.cols;
-  const need = neededRegions(g, outBox);
   const inRank = g.dims.get(g.input)!.length;
+  // A windowed Resize outputs floor(window × scale) cells from the window's first: its window must reach
+  // ceil(b / scale) (nearest-floor reads less) and start at or before a / scale.
+  const need = neededRegions(g, outBox, (n, k, read, out) => {
+    if ((n.node.opType !== "Resize" && n.node.opType !== "Upsample") || k !== 0 || read.length !== inRank) return read;
+    const dims = g.dims.get(n.node.input[0])!;
+    const outDims = g.dims.get(n.node.output[0])!;
+    return read.map(([lo, hi], i) => {
+      if (i < 2 || lo >= hi) return [lo, hi];
+      const s = outDims[i] / dims[i];
+      return [Math.max(0, Math.min(lo, Math.floor(out[i][0] / s))), Math.min(dims[i], Math.max(hi, Math.ceil(out[i][1] / s)))];
+    });
+  });
   const dimsOf = (t: string) => g.dims.get(t) ?? infos.get(t)?.dims;
   /** The box a tensor is computed over: its needed box on the spatial axes (2.. of tensors of the input's rank), whole elsewhere. */
   const target = (t: string): Box => {
@@ -151,11 +162,18 @@ export function cropGraph(model: ModelProto, roi: { rows: [number, number]; cols
         const [k, s, d, pb] = [p.kernel[i], p.strides[i], p.dilations[i], p.pads[i]];
         const lo = a * s - pb;
         const hi = (b - 1) * s - pb + (k - 1) * d + 1;
-        if (op !== "MaxPool" && p.ceil && hi > xd[i + 2] + p.pads[i + n])
-          throw new CropRefused(`${describeNode(node)}: ceil_mode window past the padding`);
-        box[i + 2] = [Math.max(lo, 0), Math.min(hi, xd[i + 2])];
-        pads[i] = Math.max(0, -lo);
-        pads[i + n] = Math.max(0, hi - xd[i + 2]);
+        // ceil_mode's last window may pass the end padding: ONNX Runtime leaves those cells out of the average, which
+        // padding in the windowed op would not do when the padding counts
+        if (op === "AveragePool" && attrInt(node, "count_include_pad", 0) === 1 && p.ceil && hi > xd[i + 2] + p.pads[i + n])
+          throw new CropRefused(`${describeNode(node)}: a ceil_mode window past the padding that counts`);
+        // The window's cells from its first to its last tap inside the tensor (with dilation a cell between
+        // taps may lie outside the computed box); the rest of its span becomes padding, which no tap reads
+        // unless the full graph's tap read padding there too.
+        const [rlo, rhi] = readRange(rn, 0, i + 2, a, b);
+        if (!(rlo < rhi)) throw new CropRefused(`${describeNode(node)}: outputs that read only padding`);
+        box[i + 2] = [rlo, rhi];
+        pads[i] = rlo - lo;
+        pads[i + n] = hi - rhi;
       }
       const inputs = [...node.input];
       inputs[0] = sliceTo(x, box, node);
@@ -187,11 +205,17 @@ export function cropGraph(model: ModelProto, roi: { rows: [number, number]; cols
       const box: Box = fullBox(xd);
       const cut: Box = fullBox(yDims);
       for (let i = 2; i < xd.length; i++) {
-        const [lo, hi] = readRange(rn, 0, i, T[i][0], T[i][1]);
+        const [rlo, rhi] = readRange(rn, 0, i, T[i][0], T[i][1]);
+        const [lo, hi] = [
+          Math.max(0, Math.min(rlo, Math.floor(T[i][0] / scales[i]))),
+          Math.min(xd[i], Math.max(rhi, Math.ceil(T[i][1] / scales[i]))),
+        ];
         const off = lo * scales[i];
         const size = Math.floor((hi - lo) * scales[i]);
         if (!Number.isInteger(off) || T[i][1] - off > size || (mode === "pytorch_half_pixel" && size <= 1))
-          throw new CropRefused(`${describeNode(node)}: its window does not start on a whole output cell`);
+          throw new CropRefused(
+            `${describeNode(node)}: its window ${lo}..${hi} (×${scales[i]}) does not cover outputs ${T[i][0]}..${T[i][1]} from a whole output cell`,
+          );
         box[i] = [lo, hi];
         cut[i] = [T[i][0] - off, T[i][1] - off];
       }
