@@ -6,7 +6,8 @@
  * fast schedule; with --fidelity, the fast schedule against a converged reference per model; with
  * --calibration, the coverage of its 95% intervals and the Pearson its stopping rule delivers; with
  * --volume, only the volume demo with both schedules (./volume.ts); with --regions, only the
- * multiply-adds per pass counted from the region rules (./regions.ts).
+ * multiply-adds per pass counted from the region rules (./regions.ts); with --incremental, only maps with
+ * full vs RoI-cropped passes (./incremental.ts).
  */
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -28,6 +29,7 @@ import { Region } from "../target/roi.js";
 import { Rng } from "../util/rng.js";
 import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
+import { incrementalBench } from "./incremental.js";
 import type { OracleBound } from "./oracle.js";
 import { regionsBench } from "./regions.js";
 import { volumeBench } from "./volume.js";
@@ -169,6 +171,7 @@ interface BenchFlags {
   calMapNoise: string;
   volume: boolean;
   regions: boolean;
+  incremental: boolean;
 }
 
 function selectModels(spec: string, demoModel: string): string[] {
@@ -303,6 +306,11 @@ async function main(): Promise<void> {
       false,
     )
     .option("--regions", "only the multiply-adds per pass counted from the region rules (full, RoI-cropped, incremental), every shipped model", false)
+    .option(
+      "--incremental",
+      "only wall time of maps with full vs RoI-cropped passes: the demo's PdCR map, then a zero map per model of --models (default here: every shipped 2D model)",
+      false,
+    )
     .parse(process.argv)
     .opts<BenchFlags>();
   const cfg = demoConfig();
@@ -316,6 +324,12 @@ async function main(): Promise<void> {
   const out: Record<string, unknown> = {};
   if (f.regions) {
     out.regions = regionsBench();
+    if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
+    return;
+  }
+  if (f.incremental) {
+    const models = f.models === "demo" ? shippedModels().filter((p) => !p.includes("/volumes/")) : paths;
+    out.incremental = await incrementalBench(models);
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;
   }
