@@ -30,7 +30,7 @@ export interface IncrementalRow {
 
 const BATCH = 8;
 
-async function pair(model: Model, make: (mode: IncrementalMode) => Promise<Attribution>, name: string, map: string): Promise<IncrementalRow> {
+async function pair(make: (mode: IncrementalMode) => Promise<Attribution>, name: string, map: string): Promise<IncrementalRow> {
   const off = await make("off");
   const on = await make("on");
   let diff = 0;
@@ -68,7 +68,6 @@ export async function incrementalBench(models: string[], log: (s: string) => voi
     const [row, col, height, width] = cfg.roi;
     log(`incremental: demo map (${cfg.model})`);
     const r = await pair(
-      model,
       (incremental) => explainPdcr(model, kase, { roi: { row, col, height, width } }, { bank, seed: 0, batchSize: BATCH, incremental }),
       cfg.model.split("/").pop()!,
       "demo: pdcr fast, 8 px",
@@ -84,7 +83,6 @@ export async function incrementalBench(models: string[], log: (s: string) => voi
       const roi = { row: model.height / 2 - 16, col: model.width / 2 - 16, height: 32, width: 32 };
       log(`incremental: zero map of ${path}`);
       const r = await pair(
-        model,
         (incremental) =>
           explainZero(model, kase, { roi, reference: "prediction", outcome: "mean-prob" }, { blockSize: 16, seed: 0, batchSize: BATCH, incremental }),
         path.split("/").pop()!,
