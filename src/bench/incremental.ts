@@ -51,7 +51,7 @@ async function pair(make: (mode: IncrementalMode) => Promise<Attribution>, name:
   };
 }
 
-export async function incrementalBench(models: string[], log: (s: string) => void = console.error): Promise<IncrementalRow[]> {
+export async function incrementalBench(models: string[], o: { demo: boolean }, log: (s: string) => void = console.error): Promise<IncrementalRow[]> {
   const cfg = demoConfig();
   const rows: IncrementalRow[] = [];
   console.log(`\n## Incremental (RoI-cropped) passes vs full passes (1 session x 2 threads, batch ${BATCH}; wall time of each map, off then on)`);
@@ -62,7 +62,7 @@ export async function incrementalBench(models: string[], log: (s: string) => voi
       `${r.model} | ${r.map} | ${r.passes} | ${(r.fullMs / 1000).toFixed(1)} s | ${(r.incrementalMs / 1000).toFixed(1)} s | ${r.speedup.toFixed(2)}× | ${r.identical ? "identical" : `max |diff| ${r.maxMapDiff.toPrecision(2)}`} | ${r.macShare === undefined ? r.executor : `${(100 * r.macShare).toFixed(0)}%`} | ${r.skippedPasses ?? "–"}`,
     );
   const bank = await PatchBank.load(join(PACKAGE_ROOT, cfg.bank));
-  {
+  if (o.demo) {
     const model = await Model.load(join(PACKAGE_ROOT, cfg.model), { threads: 2, workers: 1 });
     const kase = await loadCase(model, join(PACKAGE_ROOT, cfg.image), cfg.mask && join(PACKAGE_ROOT, cfg.mask));
     const [row, col, height, width] = cfg.roi;

@@ -308,7 +308,7 @@ async function main(): Promise<void> {
     .option("--regions", "only the multiply-adds per pass counted from the region rules (full, RoI-cropped, incremental), every shipped model", false)
     .option(
       "--incremental",
-      "only wall time of maps with full vs RoI-cropped passes: the demo's PdCR map, then a zero map per model of --models (default here: every shipped 2D model)",
+      "only wall time of maps with full vs RoI-cropped passes: the demo's PdCR map (--no-demo skips it), then a zero map per model of --models (default here: every shipped 2D model)",
       false,
     )
     .parse(process.argv)
@@ -329,7 +329,7 @@ async function main(): Promise<void> {
   }
   if (f.incremental) {
     const models = f.models === "demo" ? shippedModels().filter((p) => !p.includes("/volumes/")) : paths;
-    out.incremental = await incrementalBench(models);
+    out.incremental = await incrementalBench(models, { demo: f.demo });
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;
   }
