@@ -59,7 +59,7 @@ export async function incrementalBench(models: string[], o: { demo: boolean }, l
   console.log("---|---|---|---|---|---|---|---|---");
   const print = (r: IncrementalRow) =>
     console.log(
-      `${r.model} | ${r.map} | ${r.passes} | ${(r.fullMs / 1000).toFixed(1)} s | ${(r.incrementalMs / 1000).toFixed(1)} s | ${r.speedup.toFixed(2)}× | ${r.identical ? "identical" : `max |diff| ${r.maxMapDiff.toPrecision(2)}`} | ${r.macShare === undefined ? r.executor : `${(100 * r.macShare).toFixed(0)}%`} | ${r.skippedPasses ?? "–"}`,
+      `${r.model} | ${r.map} | ${r.passes} | ${(r.fullMs / 1000).toFixed(1)} s | ${(r.incrementalMs / 1000).toFixed(1)} s | ${r.speedup.toFixed(2)}× | ${r.identical ? "identical" : `max Δ ${r.maxMapDiff.toPrecision(2)}`} | ${r.macShare === undefined ? r.executor : `${(100 * r.macShare).toFixed(0)}%`} | ${r.skippedPasses ?? "–"}`,
     );
   const bank = await PatchBank.load(join(PACKAGE_ROOT, cfg.bank));
   if (o.demo) {
