@@ -21,8 +21,8 @@ export const INCREMENTAL_MODES: readonly IncrementalMode[] = ["auto", "on", "off
 /**
  * `auto` runs the cropped graph when one pass costs at most this share of the full pass's multiply-adds.
  * A share, not a timed probe: the choice (and so the map's last bits) must not depend on the machine's
- * load. Measured (docs/performance.md): 28% of the MACs ran 3.5-4x faster, 54% (DeepLab, whose global
- * ASPP branch runs whole) 1.2x; above about 60% the Slice copies and smaller kernels eat the saving.
+ * load. Measured (docs/performance.md): 25-29% of the multiply-adds ran 3.3-4.7x faster, 45% 1.7x, 51-54% (the
+ * 128² models, whose short maps barely repay deriving the graph) 1.0-1.3x; per pass it is not slower up to there.
  */
 export const AUTO_MAC_SHARE = 0.6;
 
