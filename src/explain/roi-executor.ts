@@ -10,7 +10,7 @@ import { type BatchPlan, BatchRunner } from "../model/batches.js";
 import type { Model } from "../model/model.js";
 import type { InputWriter, OutputReader } from "../model/runner.js";
 import { Sessions, type TensorData } from "../model/runtime.js";
-import { CropRefused, cropGraph } from "../onnx/crop.js";
+import { cropGraph } from "../onnx/crop.js";
 import type { Box } from "../onnx/regions.js";
 import { binarize } from "../target/outcome.js";
 import type { Target } from "../target/target.js";
@@ -81,13 +81,18 @@ export class RoiExecutor {
     batchSize: number,
   ): Promise<{ executor?: RoiExecutor; why: string }> {
     if (mode === "off") return { why: "--incremental off" };
+    if (model.card.output.layout === "nhwc" || model.outputDims.length !== 3) {
+      const why = "the RoI-cropped graph needs an NCHW output with a channel axis";
+      if (mode === "on") fail(why, "use --incremental auto or off (full passes)");
+      return { why };
+    }
     const b = target.region.bbox;
     let cg: ReturnType<typeof cropGraph>;
     try {
       cg = cropGraph(model.proto(), { rows: [b.row, b.row + b.height], cols: [b.col, b.col + b.width] });
     } catch (e) {
-      if (!(e instanceof CropRefused) && (e as Error).name !== "SegcauseError") throw e;
-      const why = `no RoI-cropped graph for this model: ${(e as Error).message}`;
+      // Any failure to derive it (a refused op, shapes the region rules cannot infer) leaves full passes, which always work.
+      const why = `no RoI-cropped graph for this model: ${(e as Error).message.split("\n")[0]}`;
       if (mode === "on") fail(why, "use --incremental auto or off (full passes)");
       return { why };
     }
@@ -96,8 +101,17 @@ export class RoiExecutor {
       return {
         why: `the RoI-cropped pass would cost ${(100 * share).toFixed(0)}% of a full pass (auto runs it at ${100 * AUTO_MAC_SHARE}% or less)`,
       };
-    const sessions = await Sessions.open(cg.bytes, { threads: model.threads, workers: model.workers, device: model.device });
-    const outputName = Object.keys(await sessions.run(0, probeFeed(model, cg.inputBox, base.input, 1))).at(0)!;
+    let sessions: Sessions | undefined;
+    let outputName: string;
+    try {
+      sessions = await Sessions.open(cg.bytes, { threads: model.threads, workers: model.workers, device: model.device });
+      outputName = Object.keys(await sessions.run(0, probeFeed(model, cg.inputBox, base.input, 1)))[0];
+    } catch (e) {
+      await sessions?.release();
+      const why = `ONNX Runtime cannot run the RoI-cropped graph: ${(e as Error).message.split("\n")[0]}`;
+      if (mode === "on") fail(why, "use --incremental off, and report the model");
+      return { why };
+    }
     const ex = new RoiExecutor(model, sessions, batchSize, cg.inputBox, cg.outputBox, base.output, outputName, {
       executor: "roi-crop",
       inputBox: cg.inputBox.slice(2).map(([lo, hi]) => [lo, hi]),
