@@ -6,7 +6,8 @@
  * fast schedule; with --fidelity, the fast schedule against a converged reference per model; with
  * --calibration, the coverage of its 95% intervals and the Pearson its stopping rule delivers; with
  * --volume, only the volume demo with both schedules (./volume.ts); with --regions, only the
- * multiply-adds per pass counted from the region rules (./regions.ts).
+ * multiply-adds per pass counted from the region rules (./regions.ts); with --incremental, only maps with
+ * full vs RoI-cropped passes (./incremental.ts).
  */
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -30,6 +31,7 @@ import { Rng } from "../util/rng.js";
 import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
 import { type StudyPoint, studyModel } from "./fidelity-study.js";
+import { incrementalBench } from "./incremental.js";
 import type { OracleBound } from "./oracle.js";
 import { regionsBench } from "./regions.js";
 import { volumeBench } from "./volume.js";
@@ -174,6 +176,7 @@ interface BenchFlags {
   study: boolean;
   studyCases: number;
   studyRefSamples: number;
+  incremental: boolean;
 }
 
 function selectModels(spec: string, demoModel: string): string[] {
@@ -348,6 +351,11 @@ async function main(): Promise<void> {
     .option("--study-cases <n>", "test images per model in the study", intAtLeast("study-cases"), 5)
     .option("--study-ref-samples <n>", "draws per block of the study's references", intAtLeast("study-ref-samples"), 200)
     .option("--regions", "only the multiply-adds per pass counted from the region rules (full, RoI-cropped, incremental), every shipped model", false)
+    .option(
+      "--incremental",
+      "only wall time of maps with full vs RoI-cropped passes: the demo's PdCR map (--no-demo skips it), then a zero map per model of --models (default here: every shipped 2D model)",
+      false,
+    )
     .parse(process.argv)
     .opts<BenchFlags>();
   const cfg = demoConfig();
@@ -361,6 +369,12 @@ async function main(): Promise<void> {
   const out: Record<string, unknown> = {};
   if (f.regions) {
     out.regions = regionsBench();
+    if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
+    return;
+  }
+  if (f.incremental) {
+    const models = f.models === "demo" ? shippedModels().filter((p) => !p.includes("/volumes/")) : paths;
+    out.incremental = await incrementalBench(models, { demo: f.demo });
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;
   }

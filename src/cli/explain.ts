@@ -11,6 +11,7 @@ import { fail } from "../errors.js";
 import type { Attribution } from "../explain/attribution.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
 import { flagLabel, kebab, type MethodDefinition, type MethodOption, resolveOptions } from "../explain/methods.js";
+import { INCREMENTAL_MODES, type IncrementalMode } from "../explain/roi-executor.js";
 import type { RunOptions } from "../explain/run.js";
 import { BOX_UNITS } from "../explain/volume/box-size.js";
 import type { Device } from "../model/device.js";
@@ -65,6 +66,8 @@ export interface ExplainFlags extends CardFlags {
   reference: "auto" | "ground-truth" | "prediction";
   batchSize?: number | "auto";
   workers?: number | "auto";
+  /** block-intervention methods on 2D models: RoI-cropped passes (default auto) */
+  incremental?: IncrementalMode;
   /** execution provider (default cpu) */
   device?: Device;
   progress: boolean;
@@ -90,6 +93,7 @@ export const COMMON = new Set<string>([
   "reference",
   "batchSize",
   "workers",
+  "incremental",
   "device",
   "progress",
   "colourScale",
@@ -163,6 +167,7 @@ export async function runExplain(
       onProgress: hooks.onProgress ?? progress,
       onPartialMap: hooks.onPartialMap,
       checkpointPath: join(f.out, ".checkpoint.json"),
+      incremental: f.incremental ?? "auto",
     };
     // One writer per folder from here on: the checkpoint, the files and the manifest are this run's.
     lock = takeOutputFolder(f.out, "explain");
@@ -273,6 +278,12 @@ export function explainCommand(): Command {
       "--workers <n|auto>",
       "concurrent ONNX Runtime sessions (default auto: 1 session with a thread per core or a session per core with 1 thread each, whichever the probe finds faster)",
       intOrAuto("workers"),
+    )
+    .option(
+      "--incremental <auto|on|off>",
+      "pdcr, zero, occlusion on 2D models: run each pass only on what the RoI's outputs need (a derived graph on the cropped input) and skip blocks outside the RoI's reach; auto: when it costs at most 60% of a full pass's multiply-adds",
+      oneOf("incremental", INCREMENTAL_MODES),
+      "auto",
     )
     .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
     .option("--no-progress", "no progress bar on stderr");

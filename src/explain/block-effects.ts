@@ -17,6 +17,7 @@ import { buildQuadtree } from "./hierarchy.js";
 import { ImportanceSampler, IS_BINS_PER_STRATUM, IS_MIX } from "./importance.js";
 import { FillIntervention, type Intervention } from "./interventions.js";
 import { type PriorResult, priorAte, StratifiedSampler } from "./prior-schedule.js";
+import { type IncrementalMode, RoiExecutor } from "./roi-executor.js";
 import { RunContext, type RunOptions } from "./run.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
 
@@ -129,6 +130,53 @@ export async function explainBlocks(
   const drawOf = drawNumbering(seed, units.length, intervention.draws, strat, ad?.commonDraws ?? false);
   const membersOf = (unit: number): Unit[] => (unit < units.length ? [units[unit]] : tree!.groups[unit - units.length].members.map((i) => units[i]));
 
+  // RoI-cropped passes (off unless asked): the executor's scores equal the full model's up to float
+  // rounding, so it enters the key; blocks outside the input the RoI reads are not run at all.
+  const { executor, why } = await RoiExecutor.open(
+    model,
+    target,
+    { input: ctx.base, output: ctx.baseOutput },
+    run.incremental ?? "off",
+    ctx.runner.batchSize,
+  );
+  try {
+    return await explainWith(ctx, spec, intervention, {
+      units,
+      grid,
+      custom,
+      ad,
+      tree,
+      strat,
+      drawOf,
+      membersOf,
+      executor,
+      why,
+      t0,
+      mode: run.incremental ?? "off",
+    });
+  } finally {
+    await executor?.release();
+  }
+}
+
+interface Plan {
+  units: Unit[];
+  grid: { stride: number; roiCells: number };
+  custom: ReturnType<NonNullable<BlockMethodSpec["units"]>> | undefined;
+  ad: AdaptiveSettings | undefined;
+  tree: ReturnType<typeof buildQuadtree> | undefined;
+  strat: ReturnType<typeof stratifyDraws> | undefined;
+  drawOf: ReturnType<typeof drawNumbering>;
+  membersOf: (unit: number) => Unit[];
+  executor: RoiExecutor | undefined;
+  why: string;
+  t0: number;
+  mode: IncrementalMode;
+}
+
+async function explainWith(ctx: RunContext, spec: BlockMethodSpec, intervention: Intervention, p: Plan): Promise<Attribution> {
+  const { model, target } = ctx;
+  const { units, grid, custom, ad, tree, strat, drawOf, membersOf, executor, t0 } = p;
   const key = ctx.checkpointKey([
     "model",
     "image",
@@ -153,12 +201,16 @@ export async function explainBlocks(
         : { kind: "uniform" },
       units: custom ? spec.settings : undefined,
     },
+    executor ? { executor: executor.record.executor } : {},
   ]);
   // With a prior, the cheap map's samples are units past the blocks and groups (draw 0 each).
   const priorBase = units.length + (tree?.groups.length ?? 0);
-  const cheap = ad?.prior === "zero-fill" ? await FillIntervention.create(model, kase.image, { kind: "constant", value: 0 }) : undefined;
+  const cheap = ad?.prior === "zero-fill" ? await FillIntervention.create(model, ctx.kase.image, { kind: "constant", value: 0 }) : undefined;
   // Importance sampling decides a draw's patch when it is requested (from the outcomes before it).
   let importance: ImportanceSampler | undefined;
+  // A perturbation the RoI cannot see (outside the input region it reads) scores m(X) without a pass.
+  const unitOf = (unit: number): Unit[] => (unit >= priorBase ? [units[unit - priorBase]] : membersOf(unit));
+  const skip = executor && ((unit: number) => !unitOf(unit).some((u) => executor.reaches(u.row, u.col, u.height, u.width)));
   const scorer = ctx.scorer(
     key,
     (unit, draw, dst) =>
@@ -167,7 +219,7 @@ export async function explainBlocks(
         : importance
           ? intervention.apply(dst, units[unit], importance.patch(unit, draw))
           : membersOf(unit).forEach((u, k) => intervention.apply(dst, u, drawOf(unit, draw, k))),
-    { chunk: DEFAULT_CHUNK },
+    { chunk: DEFAULT_CHUNK, runner: executor, skip },
   );
   const evaluate = scorer.evaluate;
 
@@ -175,7 +227,8 @@ export async function explainBlocks(
   let extraPasses = 0;
   let screenLoss: ScreenLoss | undefined;
   let timeBudgetPasses: number | undefined;
-  const notes = [...(intervention.notes ?? [])];
+  const notes = [...(intervention.notes ?? []), ...(executor?.notes ?? [])];
+  if (!executor && p.mode !== "off") notes.push(`full passes (--incremental ${p.mode}): ${p.why}`);
   if (ad) {
     // The time left, at the pass rate measured so far (all cached: no limit from the clock).
     let screenMs = 0;
@@ -185,10 +238,11 @@ export async function explainBlocks(
         ? Infinity
         : spent + Math.max(0, ((ad.maxSeconds * 1000 - screenMs) * scorer.ranPasses) / Math.max(scorer.ranMs, 1));
     };
+    const onPartialMap = ctx.run.onPartialMap;
     const onRound =
-      run.onPartialMap &&
+      onPartialMap &&
       ((est: UnitEstimate[], spent: number) =>
-        run.onPartialMap!({
+        onPartialMap({
           height: model.height,
           width: model.width,
           valueUnits: outcomeUnits(target.outcome),
@@ -200,7 +254,7 @@ export async function explainBlocks(
       const priorReqs = units.map((_, b) => ({ unit: priorBase + b, draw: 0 }));
       const cheapMap = Array.from(await evaluate(priorReqs, "zero-fill prior"), (v) => v - target.base);
       if (ad.sampling === "importance") {
-        importance = new ImportanceSampler(strat!.strata, strat!.weights, seed, target.base, evaluate);
+        importance = new ImportanceSampler(strat!.strata, strat!.weights, ctx.seed, target.base, evaluate);
       }
       const sampler = importance ?? new StratifiedSampler(strat!.weights, target.base, evaluate);
       const p = await priorAte(cheapMap, units.length, sampler, ad, ad.strata, passesFor, ctx.plan);
@@ -244,6 +298,16 @@ export async function explainBlocks(
     estimates = await screenedAte(units.length, target.base, evaluate, spec.estimator, ctx.plan);
   }
   await scorer.save();
+  if (skip) {
+    // Known exactly, whatever the draws: no Δ, no spread (the schedule's moderated or single-draw SE would say less).
+    const outside = units.map((_, i) => i).filter((i) => skip(i));
+    for (const i of outside) estimates[i] = { ...estimates[i], effect: 0, rawEffect: 0, stderr: 0 };
+    const out = outside.length;
+    if (out > 0)
+      notes.push(
+        `${out} of ${units.length} ${custom ? custom.unitKind : "block"}s lie outside the input the RoI's outputs read (skipped: outside the RoI's reach): their effect is exactly 0 with standard error 0, and the ${scorer.skippedPasses} samples the schedule drew of them (alone or in quadtree groups of such blocks) took no pass`,
+      );
+  }
 
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
   // An all-zero map is a finding, but usually of the RoI rather than the model: say why and what to try.
@@ -279,6 +343,7 @@ export async function explainBlocks(
       ...(ad ?? spec.estimator),
       ...spec.settings,
       ...(timeBudgetPasses !== undefined ? { timeBudgetPasses } : {}),
+      ...(executor ? { incremental: { ...executor.record, skippedPasses: scorer.skippedPasses } } : {}),
     },
     intervention: intervention.describe(),
   });

@@ -17,6 +17,7 @@ import type { ScreenLoss } from "./adaptive.js";
 import type { Attribution, AttributionCore, UnitResult } from "./attribution.js";
 import { buildProvenance, unperturbedPass } from "./base-pass.js";
 import { type Resumable, resumableEvaluate } from "./checkpoint.js";
+import type { IncrementalMode } from "./roi-executor.js";
 import type { Evaluate } from "./samples.js";
 import type { UnitKind } from "./units.js";
 
@@ -28,6 +29,8 @@ export interface RunOptions {
   checkpointPath?: string;
   /** hears the map as the fast schedule's rounds fill it in (an observer: the result is the same without it) */
   onPartialMap?: (p: PartialMap) => void;
+  /** block-intervention methods: run passes on the RoI-cropped graph (roi-executor.ts); default off */
+  incremental?: IncrementalMode;
 }
 
 /** A map still being estimated: every unit with its estimate so far, and the forward passes spent (the unperturbed one included). */
@@ -39,6 +42,9 @@ export interface PartialMap {
   passes: number;
   units: UnitResult[];
 }
+
+/** What scores a batch of samples: the model's Runner, or the RoI-cropped executor. */
+export type PassRunner = Pick<Runner, "evaluate" | "batchSize">;
 
 /** What decides the unperturbed input and the Target: the part every checkpoint key shares. */
 export interface KeyIdentity {
@@ -252,8 +258,8 @@ export class RunContext extends RunCore {
    * Scores numbered samples on the batch runner: `write(unit, draw, dst)` fills a model input that
    * already holds the unperturbed image; the scores are checkpointed under `key`.
    */
-  scorer(key: Record<string, unknown>, write: (unit: number, draw: number, dst: Float32Array) => void, o: { chunk?: number } = {}): SampleScorer {
-    return new SampleScorer(this, key, write, o.chunk ?? CHUNK);
+  scorer(key: Record<string, unknown>, write: (unit: number, draw: number, dst: Float32Array) => void, o: ScorerOptions = {}): SampleScorer {
+    return new SampleScorer(this, key, write, o);
   }
 
   /** The fields every result shares, with the Provenance. */
@@ -310,19 +316,40 @@ export class RunContext extends RunCore {
   }
 }
 
+export interface ScorerOptions {
+  chunk?: number;
+  /** runs the passes instead of the context's runner (the RoI-cropped executor) */
+  runner?: PassRunner;
+  /** units whose intervention cannot move the RoI's outputs: their samples are m(X) exactly, and no pass runs */
+  skip?: (unit: number) => boolean;
+}
+
 /** Scores numbered samples on the run's batch runner, checkpointed, with progress (see `RunContext.scorer`). */
 export class SampleScorer {
   private readonly resumable: Resumable;
   /** passes actually run and their time (not samples resumed from a checkpoint): the rate a time budget uses */
   ranPasses = 0;
   ranMs = 0;
+  /** samples of skipped units (no pass run) */
+  skippedPasses = 0;
 
-  constructor(ctx: RunContext, key: Record<string, unknown>, write: (unit: number, draw: number, dst: Float32Array) => void, chunk: number) {
-    const { runner, base, target } = ctx;
+  constructor(ctx: RunContext, key: Record<string, unknown>, write: (unit: number, draw: number, dst: Float32Array) => void, o: ScorerOptions) {
+    const { base, target } = ctx;
+    const runner = o.runner ?? ctx.runner;
+    const skip = o.skip;
     this.resumable = ctx.resumable(
-      (resumable) => async (reqs) => {
+      (resumable) => async (all) => {
+        const scores = new Float64Array(all.length);
+        const reqs = skip ? all.filter((r) => !skip(r.unit)) : all;
+        if (reqs.length < all.length)
+          all.forEach((r, i) => {
+            if (!skip!(r.unit)) return;
+            scores[i] = target.base;
+            resumable().finished(r, target.base);
+            this.skippedPasses++;
+          });
         const started = Date.now();
-        const scores = await runner.evaluate(
+        const ran = await runner.evaluate(
           reqs,
           (r, dst) => {
             dst.set(base);
@@ -337,10 +364,15 @@ export class SampleScorer {
         );
         this.ranPasses += reqs.length;
         this.ranMs += Date.now() - started;
+        if (reqs.length === all.length) return ran;
+        let k = 0;
+        all.forEach((r, i) => {
+          if (!skip!(r.unit)) scores[i] = ran[k++];
+        });
         return scores;
       },
       key,
-      { chunk },
+      { chunk: o.chunk ?? CHUNK },
     );
   }
 

@@ -544,8 +544,11 @@ function backwardAxes(map: InputMap, outBox: Box, inDims: number[]): Box {
   return box;
 }
 
-/** The needed region of every tensor for the outputs inside `box` (a box over every output axis). */
-export function neededRegions(g: RegionGraph, box: Box): Map<string, Region> {
+/**
+ * The needed region of every tensor for the outputs inside `box` (a box over every output axis).
+ * `widen(node, k, inBox, outBox)` may enlarge what input k must hold (an executor's halo).
+ */
+export function neededRegions(g: RegionGraph, box: Box, widen?: (n: RegionNode, k: number, inBox: Box, outBox: Box) => Box): Map<string, Region> {
   const need = new Map<string, Region>();
   if (!isEmpty(box)) need.set(g.output, { box, global: false });
   for (let j = g.nodes.length - 1; j >= 0; j--) {
@@ -558,7 +561,8 @@ export function neededRegions(g: RegionGraph, box: Box): Map<string, Region> {
         if (!dims) return; // a static input
         const map = n.maps[m][k];
         const global = r.global || n.global || !map;
-        const b = global ? fullBox(dims) : backwardAxes(map, r.box, dims);
+        const read = global ? fullBox(dims) : backwardAxes(map, r.box, dims);
+        const b = widen && !global ? widen(n, k, read, r.box) : read;
         if (isEmpty(b)) return;
         const prev = need.get(src);
         need.set(src, { box: hull(prev?.box, b), global: global || !!prev?.global });

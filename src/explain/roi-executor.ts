@@ -1,0 +1,212 @@
+/**
+ * The RoI-cropped executor (issue 24, phase 2): block-intervention passes run a derived graph that
+ * computes every tensor only over what the RoI's outputs need (src/onnx/crop.ts), on the input cropped
+ * to its needed box. The outcome reads only the RoI's cells, all inside the computed output box, so
+ * the scores are the full model's up to float rounding (checked on the unperturbed input at open).
+ * A block whose box misses the input's needed box cannot move the RoI: its passes are not run.
+ */
+import { fail } from "../errors.js";
+import { type BatchPlan, BatchRunner } from "../model/batches.js";
+import type { Model } from "../model/model.js";
+import type { InputWriter, OutputReader } from "../model/runner.js";
+import { Sessions, type TensorData } from "../model/runtime.js";
+import { cropGraph } from "../onnx/crop.js";
+import type { Box } from "../onnx/regions.js";
+import { binarize } from "../target/outcome.js";
+import type { Target } from "../target/target.js";
+
+export type IncrementalMode = "auto" | "on" | "off";
+export const INCREMENTAL_MODES: readonly IncrementalMode[] = ["auto", "on", "off"];
+
+/**
+ * `auto` runs the cropped graph when one pass costs at most this share of the full pass's multiply-adds.
+ * A share, not a timed probe: the choice (and so the map's last bits) must not depend on the machine's
+ * load. Measured (docs/performance.md): 25-29% of the multiply-adds ran 3.3-4.7x faster, 45% 1.7x, 51-54% (the
+ * 128² models, whose short maps barely repay deriving the graph) 1.0-1.3x; per pass it is not slower up to there.
+ */
+export const AUTO_MAC_SHARE = 0.6;
+
+/** Largest |difference| between the cropped and the full graph's RoI outputs on the unperturbed input that is accepted as float rounding. */
+const TOLERANCE = 1e-4;
+
+/** What the provenance records of the executor that ran the passes. */
+export interface ExecutorRecord {
+  executor: "roi-crop";
+  /** the input box read (rows, cols) and the share of the full pass's multiply-adds */
+  inputBox: [number, number][];
+  macShare: number;
+  /** max |cropped − full| over the RoI's output cells of the unperturbed input */
+  maxDiff: number;
+  /** ops run whole (no windowed rule), counted */
+  wholeOps: number;
+}
+
+export class RoiExecutor {
+  readonly notes: string[] = [];
+  private readonly batches: BatchRunner;
+  private readonly scratchIn: Float32Array;
+  private readonly scratchOut: Float32Array;
+
+  private constructor(
+    private readonly model: Model,
+    private readonly sessions: Sessions,
+    readonly batchSize: number,
+    readonly inputBox: Box,
+    private readonly outputBox: Box,
+    baseOutput: Float32Array,
+    private readonly outputName: string,
+    readonly record: ExecutorRecord,
+  ) {
+    const [C, h, w] = [model.channels, inputBox[2][1] - inputBox[2][0], inputBox[3][1] - inputBox[3][0]];
+    this.batches = new BatchRunner(sessions, {
+      feeds: [{ name: model.inputName, dims: [C, h, w] }],
+      fetches: [outputName],
+      batchSize,
+      failed: (e, n) => model.runFailed(e, n),
+    } satisfies BatchPlan);
+    this.scratchIn = new Float32Array(model.inputSize);
+    // Outside the RoI's box the outcome reads nothing; it holds the unperturbed output so a reader never sees garbage.
+    this.scratchOut = Float32Array.from(baseOutput.subarray(0, model.outputLayout.channels * model.height * model.width));
+  }
+
+  /**
+   * The executor for `target`'s RoI under `mode`, or undefined (full passes) with the reason in `why`.
+   * `on` fails when the model has no cropped graph; `auto` falls back.
+   */
+  static async open(
+    model: Model,
+    target: Target,
+    base: { input: Float32Array; output: Float32Array },
+    mode: IncrementalMode,
+    batchSize: number,
+  ): Promise<{ executor?: RoiExecutor; why: string }> {
+    if (mode === "off") return { why: "--incremental off" };
+    if (model.card.output.layout === "nhwc" || model.outputDims.length !== 3) {
+      const why = "the RoI-cropped graph needs an NCHW output with a channel axis";
+      if (mode === "on") fail(why, "use --incremental auto or off (full passes)");
+      return { why };
+    }
+    const b = target.region.bbox;
+    let cg: ReturnType<typeof cropGraph>;
+    try {
+      cg = cropGraph(model.proto(), { rows: [b.row, b.row + b.height], cols: [b.col, b.col + b.width] });
+    } catch (e) {
+      // Any failure to derive it (a refused op, shapes the region rules cannot infer) leaves full passes, which always work.
+      const why = `no RoI-cropped graph for this model: ${(e as Error).message.split("\n")[0]}`;
+      if (mode === "on") fail(why, "use --incremental auto or off (full passes)");
+      return { why };
+    }
+    const share = cg.macs / cg.fullMacs;
+    if (mode === "auto" && share > AUTO_MAC_SHARE)
+      return {
+        why: `the RoI-cropped pass would cost ${(100 * share).toFixed(0)}% of a full pass (auto runs it at ${100 * AUTO_MAC_SHARE}% or less)`,
+      };
+    let sessions: Sessions | undefined;
+    let outputName: string;
+    try {
+      sessions = await Sessions.open(cg.bytes, { threads: model.threads, workers: model.workers, device: model.device });
+      outputName = Object.keys(await sessions.run(0, probeFeed(model, cg.inputBox, base.input, 1)))[0];
+    } catch (e) {
+      await sessions?.release();
+      const why = `ONNX Runtime cannot run the RoI-cropped graph: ${(e as Error).message.split("\n")[0]}`;
+      if (mode === "on") fail(why, "use --incremental off, and report the model");
+      return { why };
+    }
+    const ex = new RoiExecutor(model, sessions, batchSize, cg.inputBox, cg.outputBox, base.output, outputName, {
+      executor: "roi-crop",
+      inputBox: cg.inputBox.slice(2).map(([lo, hi]) => [lo, hi]),
+      macShare: Number(share.toFixed(4)),
+      maxDiff: 0,
+      wholeOps: cg.whole.length,
+    });
+    // The unperturbed input through both graphs: the RoI's outputs must agree to float rounding, and its mask exactly.
+    let flips = 0;
+    await ex.evaluate(
+      [0],
+      (_, dst) => dst.set(base.input),
+      (d) => {
+        ex.record.maxDiff = maxRoiDiff(d, base.output, target, model);
+        const [a, b] = [binarize(model.card.output, model.outputLayout, d), binarize(model.card.output, model.outputLayout, base.output)];
+        for (const p of target.region.pixels) if (a[p] !== b[p]) flips++;
+        return 0;
+      },
+    );
+    if (ex.record.maxDiff > TOLERANCE || flips > 0) {
+      await ex.release();
+      const why = `the RoI-cropped graph's outputs differ from the full graph's on the unperturbed input (max |difference| ${ex.record.maxDiff.toPrecision(2)}, ${flips} RoI mask cells flipped)`;
+      if (mode === "on") fail(why, "use --incremental off, and report the model (the region rules missed an op)");
+      return { why };
+    }
+    ex.notes.push(
+      `incremental (RoI-cropped) passes: each pass reads input rows ${cg.inputBox[2][0]}..${cg.inputBox[2][1] - 1}, cols ${cg.inputBox[3][0]}..${cg.inputBox[3][1] - 1} and computes every tensor only where the RoI's outputs need it (${(100 * share).toFixed(0)}% of a full pass's multiply-adds${cg.whole.length ? `; ${cg.whole.length} ops without a windowed rule run whole, from ${cg.whole[0]}` : ""}); max |difference| from full inference on the RoI's outputs of the unperturbed image ${ex.record.maxDiff.toPrecision(2)}`,
+    );
+    return { executor: ex, why: "" };
+  }
+
+  /** Whether a pixel box (row, col, height, width) meets the input the RoI's outputs read. */
+  reaches(row: number, col: number, height: number, width: number): boolean {
+    const [[r0, r1], [c0, c1]] = [this.inputBox[2], this.inputBox[3]];
+    return row < r1 && row + height > r0 && col < c1 && col + width > c0;
+  }
+
+  /** As Runner.evaluate: `write` fills a full model input, `read` sees a full-size output (batch slot 0) whose RoI cells are this pass's. */
+  async evaluate<T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>): Promise<Float64Array> {
+    const scores = new Float64Array(items.length);
+    const { model, scratchIn, scratchOut } = this;
+    const [C, H, W] = [model.channels, model.height, model.width];
+    const [[r0, r1], [c0, c1]] = [this.inputBox[2], this.inputBox[3]];
+    const [[o0, o1], [p0, p1]] = [this.outputBox[this.outputBox.length - 2], this.outputBox[this.outputBox.length - 1]];
+    const OC = model.outputLayout.channels;
+    const [oh, ow] = [o1 - o0, p1 - p0];
+    await this.batches.run(
+      items,
+      (item, [dst]) => {
+        write(item, scratchIn);
+        cropInto(scratchIn, dst, C, H, W, r0, r1, c0, c1);
+      },
+      (out, slot, item, i) => {
+        const d = out[this.outputName].data as Float32Array;
+        const base = slot * OC * oh * ow;
+        for (let c = 0; c < OC; c++)
+          for (let y = 0; y < oh; y++) {
+            const from = base + (c * oh + y) * ow;
+            scratchOut.set(d.subarray(from, from + ow), (c * H + o0 + y) * W + p0);
+          }
+        scores[i] = read(scratchOut, 0, item);
+      },
+    );
+    return scores;
+  }
+
+  async release(): Promise<void> {
+    await this.sessions.release();
+  }
+}
+
+/** rows r0..r1, cols c0..c1 of every channel of a CHW image, packed. */
+function cropInto(src: Float32Array, dst: Float32Array, C: number, H: number, W: number, r0: number, r1: number, c0: number, c1: number): void {
+  let k = 0;
+  for (let c = 0; c < C; c++)
+    for (let y = r0; y < r1; y++) {
+      const at = (c * H + y) * W;
+      dst.set(src.subarray(at + c0, at + c1), k);
+      k += c1 - c0;
+    }
+}
+
+function probeFeed(model: Model, box: Box, input: Float32Array, n: number): Record<string, TensorData> {
+  const [C, H, W] = [model.channels, model.height, model.width];
+  const [[r0, r1], [c0, c1]] = [box[2], box[3]];
+  const data = new Float32Array(n * C * (r1 - r0) * (c1 - c0));
+  cropInto(input, data, C, H, W, r0, r1, c0, c1);
+  return { [model.inputName]: { type: "float32", data, dims: [n, C, r1 - r0, c1 - c0] } };
+}
+
+/** max |a − b| over the RoI's cells of every output channel (both full-size, slot 0). */
+function maxRoiDiff(a: Float32Array, b: Float32Array, target: Target, model: Model): number {
+  const plane = model.height * model.width;
+  let m = 0;
+  for (let c = 0; c < model.outputLayout.channels; c++)
+    for (const p of target.region.pixels) m = Math.max(m, Math.abs(a[c * plane + p] - b[c * plane + p]));
+  return m;
+}

@@ -1,0 +1,338 @@
+/**
+ * RoI-cropped execution (src/onnx/crop.ts, src/explain/roi-executor.ts): the derived graph's outputs
+ * inside the RoI equal full inference on random conv/pool/resize/ConvTranspose/skip stacks; on a tiny
+ * model maps are identical with --incremental on and off and the blocks outside the RoI's reach are
+ * skipped; on shipped models the RoI's outputs and thresholded masks agree with full inference on
+ * every pass of a short run, and maps are identical for a fixed seed.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadCase } from "../src/data/case.js";
+import { explainOcclusion } from "../src/explain/occlusion.js";
+import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
+import { RoiExecutor } from "../src/explain/roi-executor.js";
+import { RunContext } from "../src/explain/run.js";
+import { Model } from "../src/model/model.js";
+import { type AttrValue, GraphBuilder } from "../src/onnx/builder.js";
+import { CropRefused, cropGraph } from "../src/onnx/crop.js";
+import { parseModel } from "../src/onnx/graph.js";
+import { inferStatic } from "../src/onnx/shapes.js";
+import { binarize } from "../src/target/outcome.js";
+import { Rng } from "../src/util/rng.js";
+import { flatBank, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+
+const STACKS = Number(process.env.CROP_STACKS ?? 40);
+const pick = <T>(rng: Rng, xs: T[]): T => xs[rng.int(xs.length)];
+const rand = (rng: Rng, n: number) => Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
+
+/** One random 2D layer on `x` of dims `d`: conv, pool, ×2 resize, ConvTranspose, a channel skip, or a sigmoid. */
+function layer(g: GraphBuilder, x: string, d: number[], rng: Rng): string {
+  const kind = rng.int(6);
+  const c = d[1];
+  if (kind === 0) {
+    const k = pick(rng, [1, 3, 5]);
+    const attrs: Record<string, AttrValue> = {
+      kernel_shape: [k, k],
+      strides: Array(2).fill(pick(rng, [1, 1, 2])),
+      dilations: Array(2).fill(pick(rng, [1, 2])),
+    };
+    if (rng.next() < 0.3 && attrs.dilations !== undefined && (attrs.dilations as number[])[0] === 1)
+      attrs.auto_pad = pick(rng, ["SAME_UPPER", "SAME_LOWER"]);
+    else attrs.pads = Array.from({ length: 4 }, () => rng.int(k));
+    return g.node("Conv", [x, g.constant([2, c, k, k], rand(rng, 2 * c * k * k)), g.constant([2], rand(rng, 2))], attrs);
+  }
+  if (kind === 1) {
+    const k = pick(rng, [2, 3]);
+    return g.node(pick(rng, ["MaxPool", "AveragePool"]), [x], {
+      kernel_shape: [k, k],
+      strides: [2, 2],
+      pads: Array.from({ length: 4 }, () => rng.int(Math.ceil(k / 2))),
+      ceil_mode: rng.int(2),
+    });
+  }
+  if (kind === 2)
+    return g.node("Resize", [x, "", g.constant([4], [1, 1, 2, 2])], {
+      mode: pick(rng, ["nearest", "linear"]),
+      coordinate_transformation_mode: pick(rng, ["half_pixel", "asymmetric"]),
+      nearest_mode: "floor",
+    });
+  if (kind === 3) {
+    const k = pick(rng, [2, 3]);
+    return g.node("ConvTranspose", [x, g.constant([c, 2, k, k], rand(rng, c * 2 * k * k))], {
+      kernel_shape: [k, k],
+      strides: [2, 2],
+      pads: Array.from({ length: 4 }, () => rng.int(k)),
+    });
+  }
+  if (kind === 4) {
+    const branch = g.node("Conv", [x, g.constant([2, c, 3, 3], rand(rng, 2 * c * 9))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    return g.node("Concat", [x, g.node("Relu", [branch])], { axis: 1 });
+  }
+  return g.node("Sigmoid", [x]);
+}
+
+/** A random stack of 3-6 layers on a 1×2×24..39² input whose sizes stay in [4, 64]. */
+function randomStack(rng: Rng): { bytes: Uint8Array; inDims: number[]; outDims: number[] } {
+  const inDims = [1, 2, 24 + rng.int(16), 24 + rng.int(16)];
+  const g = new GraphBuilder("stack");
+  let x = g.input("x", ["N", ...inDims.slice(1)]);
+  let dims = inDims;
+  for (let n = 0, tries = 0; n < 3 + rng.int(4) && tries < 40; tries++) {
+    const trial = new GraphBuilder("probe");
+    const seed = rng.int(1 << 30);
+    const y = layer(trial, trial.input("x", dims), dims, new Rng(seed));
+    const out = inferStatic(parseModel(trial.toBytes()), 1).get(y)?.dims;
+    if (!out || out.slice(2).some((v) => v < 4 || v > 64)) continue;
+    x = layer(g, x, dims, new Rng(seed));
+    dims = [1, ...out.slice(1)];
+    n++;
+  }
+  x = g.node("Identity", [x], {}, ["y"]);
+  g.output("y", ["N", ...dims.slice(1)]);
+  return { bytes: g.toBytes(), inDims, outDims: dims };
+}
+
+async function run(bytes: Uint8Array, input: Float32Array, dims: number[]): Promise<{ data: Float32Array; dims: readonly number[] }> {
+  const s = await ort.InferenceSession.create(bytes, { logSeverityLevel: 3, intraOpNumThreads: 1 });
+  const out = (await s.run({ [s.inputNames[0]]: new ort.Tensor("float32", input, dims) }))[s.outputNames[0]];
+  await s.release();
+  return { data: out.data as Float32Array, dims: out.dims };
+}
+
+/** Rows r0..r1 and cols c0..c1 of every (n, c) plane of an NCHW tensor. */
+function crop(x: Float32Array, dims: number[], [r0, r1]: number[], [c0, c1]: number[]): Float32Array {
+  const [N, C, H, W] = dims;
+  const out = new Float32Array(N * C * (r1 - r0) * (c1 - c0));
+  let k = 0;
+  for (let p = 0; p < N * C; p++) for (let y = r0; y < r1; y++) for (let c = c0; c < c1; c++) out[k++] = x[(p * H + y) * W + c];
+  return out;
+}
+
+describe("the RoI-cropped graph", () => {
+  it("computes the full graph's outputs inside the RoI on random conv/pool/resize/ConvTranspose/skip stacks", async () => {
+    const rng = new Rng(24);
+    let cropped = 0;
+    for (let t = 0; t < STACKS; t++) {
+      const { bytes, inDims, outDims } = randomStack(rng);
+      const [H, W] = outDims.slice(2);
+      const h = 1 + rng.int(Math.min(8, H));
+      const w = 1 + rng.int(Math.min(8, W));
+      const rows = [rng.int(H - h + 1), 0];
+      rows[1] = rows[0] + h;
+      const cols = [rng.int(W - w + 1), 0];
+      cols[1] = cols[0] + w;
+      const cg = cropGraph(parseModel(bytes), { rows: rows as [number, number], cols: cols as [number, number] });
+      expect(cg.whole).toEqual([]);
+      const x = rand(rng, 2 * inDims.slice(1).reduce((a, b) => a * b, 1));
+      const full = await run(bytes, x, [2, ...inDims.slice(1)]);
+      const ib = cg.inputBox;
+      const part = await run(cg.bytes, crop(x, [2, ...inDims.slice(1)], ib[2], ib[3]), [2, inDims[1], ib[2][1] - ib[2][0], ib[3][1] - ib[3][0]]);
+      expect(part.dims.slice(2)).toEqual([h, w]);
+      const want = crop(full.data, [2, outDims[1], H, W], rows, cols);
+      let diff = 0;
+      want.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - part.data[i]))));
+      expect(diff, `stack ${t}`).toBeLessThan(1e-5);
+      if (cg.macs < cg.fullMacs) cropped++;
+    }
+    expect(cropped).toBeGreaterThan(STACKS / 2); // most RoIs need less than the whole network
+  });
+
+  it("runs an op without a windowed rule whole when its input is whole, and refuses it on part of a tensor", () => {
+    const g = new GraphBuilder("global");
+    const x = g.input("x", ["N", 1, 16, 16]);
+    const c = g.node("Conv", [x, g.constant([1, 1, 3, 3], new Float32Array(9).fill(0.1))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    const pooled = g.node("GlobalAveragePool", [c]);
+    g.node("Add", [c, pooled], {}, ["y"]);
+    g.output("y", ["N", 1, 16, 16]);
+    const cg = cropGraph(parseModel(g.toBytes()), { rows: [0, 2], cols: [0, 2] });
+    expect(cg.whole).toHaveLength(1);
+    expect(cg.whole[0]).toMatch(/^GlobalAveragePool/);
+    expect(cg.inputBox.slice(2)).toEqual([
+      [0, 16],
+      [0, 16],
+    ]);
+    const t = new GraphBuilder("transpose");
+    const tx = t.input("x", ["N", 1, 16, 16]);
+    const tc = t.node("Conv", [tx, t.constant([1, 1, 3, 3], new Float32Array(9).fill(0.1))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    t.node("Transpose", [tc], { perm: [0, 1, 3, 2] }, ["y"]);
+    t.output("y", ["N", 1, 16, 16]);
+    expect(() => cropGraph(parseModel(t.toBytes()), { rows: [0, 2], cols: [0, 2] })).toThrow(CropRefused);
+  });
+});
+
+// A local model: two 3×3 convs, so RoI rows/cols 8..15 read input rows/cols 6..17 (9 of the 16 8×8 blocks).
+function localModel(): Uint8Array {
+  const g = new GraphBuilder("local");
+  const x = g.input("image", ["N", 3, 32, 32]);
+  const w1 = new Float32Array(2 * 3 * 9).map((_, i) => ((i * 7) % 11) / 40 - 0.1);
+  const c1 = g.node("Relu", [
+    g.node("Conv", [x, g.constant([2, 3, 3, 3], w1), g.constant([2], [0.1, -0.2])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }),
+  ]);
+  const w2 = new Float32Array(2 * 9).map((_, i) => ((i * 5) % 7) / 10 - 0.2);
+  const c2 = g.node("Conv", [c1, g.constant([1, 2, 3, 3], w2), g.constant([1], [-0.3])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+  g.output(g.node("Sigmoid", [c2], {}, ["mask"]), ["N", 1, 32, 32]);
+  return g.toBytes();
+}
+
+describe("--incremental on a tiny local model", () => {
+  let modelPath: string, image: string;
+  beforeAll(async () => {
+    const dir = tmp();
+    modelPath = writeModel(dir, "local.onnx", localModel());
+    image = await writeImage(dir, "img.png", (y, x) => (y * 7 + x * 13) % 256);
+  });
+  const ROI = { row: 8, col: 8, height: 8, width: 8 };
+
+  it("gives the same maps on and off for zero, occlusion and pdcr, skips the blocks outside the RoI's reach and records the executor", async () => {
+    const model = await Model.load(modelPath, { threads: 1 });
+    try {
+      const kase = await loadCase(model, image);
+      const target = { roi: ROI, outcome: "soft-dice" as const, reference: "prediction" as const };
+      const bank = flatBank([0, 60, 120, 180, 240]);
+      const runs = [
+        (incremental: "on" | "off") => explainZero(model, kase, target, { seed: 3, incremental }),
+        (incremental: "on" | "off") => explainOcclusion(model, kase, target, { seed: 3, incremental, window: 8, stride: 4 }),
+        (incremental: "on" | "off") => explainPdcr(model, kase, target, { seed: 3, incremental, bank, samples: 8 }),
+      ];
+      for (const r of runs) {
+        const [on, off] = [await r("on"), await r("off")];
+        expect(Buffer.from(on.map.buffer).equals(Buffer.from(off.map.buffer))).toBe(true);
+        // standard errors too, except where a block cannot move the RoI: there it is known to be 0
+        const reached = (i: number) => {
+          const [y, x] = [Math.floor(i / 32), i % 32];
+          return on.units.some((u) => y >= u.row && y < u.row + u.height && x >= u.col && x < u.col + u.width && u.stderr !== 0);
+        };
+        on.stderrMap.forEach((v, i) => expect(Object.is(v, off.stderrMap[i]) || (v === 0 && !reached(i))).toBe(true));
+        expect(on.provenance.settings.incremental).toMatchObject({
+          executor: "roi-crop",
+          inputBox: [
+            [6, 18],
+            [6, 18],
+          ],
+          maxDiff: 0,
+        });
+        expect(off.provenance.settings.incremental).toBeUndefined();
+        expect(off.notes.join(" ")).not.toMatch(/incremental|reach/);
+        // every unit wholly outside rows/cols 6..17 has effect exactly 0 (and SE 0 where the schedule draws several)
+        const outside = on.units.filter((u) => u.row >= 18 || u.col >= 18 || u.row + u.height <= 6 || u.col + u.width <= 6);
+        expect(outside.length).toBeGreaterThan(0);
+        for (const u of outside) expect(u.effect, `${on.method} ${JSON.stringify(u)}`).toBe(0);
+        for (const u of outside) expect(u.stderr).toBe(0);
+        expect(on.notes.find((n) => n.includes("outside the RoI's reach"))).toContain(`${outside.length} of ${on.units.length}`);
+      }
+      const zero = await explainZero(model, kase, target, { seed: 3, incremental: "on" });
+      expect(zero.provenance.settings.incremental).toMatchObject({ skippedPasses: 7 });
+    } finally {
+      await model.release();
+    }
+  });
+
+  it("on a model without a cropped graph: auto runs full passes and says why, on fails with one line", async () => {
+    const g = new GraphBuilder("transposed");
+    const x = g.input("image", ["N", 3, 32, 32]);
+    const c = g.node("Conv", [x, g.constant([1, 3, 3, 3], new Float32Array(27).fill(0.05))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    g.output(g.node("Sigmoid", [g.node("Transpose", [c], { perm: [0, 1, 3, 2] })], {}, ["mask"]), ["N", 1, 32, 32]);
+    const path = writeModel(tmp(), "t.onnx", g.toBytes());
+    const model = await Model.load(path, { threads: 1 });
+    try {
+      const kase = await loadCase(model, image);
+      const target = { roi: ROI, outcome: "soft-dice" as const, reference: "prediction" as const };
+      const auto = await explainZero(model, kase, target, { incremental: "auto" });
+      expect(auto.notes.find((n) => n.startsWith("full passes (--incremental auto)"))).toMatch(/Transpose/);
+      await expect(explainZero(model, kase, target, { incremental: "on" })).rejects.toThrow(/no RoI-cropped graph.*Transpose/);
+    } finally {
+      await model.release();
+    }
+  });
+});
+
+const SAMPLE = join(import.meta.dirname, "..", "samples", "lesion.png");
+const shipped = (name: string) => join(import.meta.dirname, "..", "models", `${name}.onnx`);
+
+describe("--incremental on shipped models", () => {
+  for (const [name, roi] of [
+    ["unet-ph2", { row: 56, col: 112, height: 32, width: 32 }],
+    ["segnet-ph2", { row: 112, col: 112, height: 32, width: 32 }],
+    ["deeplab-hc18", { row: 48, col: 48, height: 32, width: 32 }],
+  ] as const) {
+    it(`${name}: the RoI's outputs and mask agree with full inference on every pass of a short zero run`, async () => {
+      if (!existsSync(shipped(name))) return void console.warn(`skipped: ${shipped(name)} is absent`);
+      const model = await Model.load(shipped(name), { threads: 1 });
+      try {
+        const kase = await loadCase(model, SAMPLE);
+        const ctx = await RunContext.open(model, kase, { roi, reference: "prediction", outcome: "mean-prob" }, { batchSize: 4 });
+        const { executor } = await RoiExecutor.open(model, ctx.target, { input: ctx.base, output: ctx.baseOutput }, "on", 4);
+        try {
+          // the passes of a zero run with 32 px blocks, within the RoI's reach (the others are never run)
+          const blocks: [number, number][] = [];
+          for (let r = 0; r < model.height; r += 32)
+            for (let c = 0; c < model.width; c += 32) if (executor!.reaches(r, c, 32, 32)) blocks.push([r, c]);
+          const zeroBlock = ([r, c]: [number, number], dst: Float32Array) => {
+            dst.set(ctx.base);
+            for (let ch = 0; ch < model.channels; ch++) {
+              const [a, b] = model.affine(ch);
+              for (let y = r; y < r + 32; y++)
+                dst.fill(b + 0 * a, (ch * model.height + y) * model.width + c, (ch * model.height + y) * model.width + c + 32);
+            }
+          };
+          const plane = model.height * model.width;
+          const fulls: Float32Array[] = [];
+          await ctx.runner.evaluate(blocks, zeroBlock, (d, slot) => {
+            fulls.push(d.slice(slot * model.outputLayout.channels * plane, (slot + 1) * model.outputLayout.channels * plane));
+            return 0;
+          });
+          let diff = 0;
+          let flips = 0;
+          let k = 0;
+          await executor!.evaluate(blocks, zeroBlock, (d) => {
+            const f = fulls[k++];
+            for (let ch = 0; ch < model.outputLayout.channels; ch++)
+              for (const p of ctx.target.region.pixels) diff = Math.max(diff, Math.abs(d[ch * plane + p] - f[ch * plane + p]));
+            const [a, b] = [binarize(model.card.output, model.outputLayout, d), binarize(model.card.output, model.outputLayout, f)];
+            for (const p of ctx.target.region.pixels) if (a[p] !== b[p]) flips++;
+            return 0;
+          });
+          expect(k).toBe(blocks.length);
+          expect(flips).toBe(0);
+          expect(diff).toBeLessThan(1e-4);
+        } finally {
+          await executor?.release();
+        }
+      } finally {
+        await model.release();
+      }
+    });
+  }
+
+  // unet-ph2's cropped graph is bit-exact (max |difference| 0), so even a continuous outcome gives the same map; deeplab-hc18's
+  // differs by float rounding (1e-7): its maps agree to that, and two runs with the same seed are identical.
+  it("unet-ph2 and deeplab-hc18: zero maps on and off for a fixed seed", async () => {
+    for (const [name, roi, block] of [
+      ["unet-ph2", { row: 56, col: 112, height: 32, width: 32 }, 32],
+      ["deeplab-hc18", { row: 48, col: 48, height: 32, width: 32 }, 16],
+    ] as const) {
+      if (!existsSync(shipped(name))) return void console.warn(`skipped: ${shipped(name)} is absent`);
+      const model = await Model.load(shipped(name), { threads: 1 });
+      try {
+        const kase = await loadCase(model, SAMPLE);
+        const target = { roi, reference: "prediction" as const, outcome: "mean-prob" as const };
+        const on = await explainZero(model, kase, target, { seed: 1, blockSize: block, incremental: "on" });
+        const off = await explainZero(model, kase, target, { seed: 1, blockSize: block, incremental: "off" });
+        expect(on.provenance.settings.incremental, name).toMatchObject({ executor: "roi-crop" });
+        if (name === "unet-ph2") expect(Buffer.from(on.map.buffer).equals(Buffer.from(off.map.buffer)), name).toBe(true);
+        else {
+          const again = await explainZero(model, kase, target, { seed: 1, blockSize: block, incremental: "on" });
+          expect(Buffer.from(on.map.buffer).equals(Buffer.from(again.map.buffer)), name).toBe(true);
+          let diff = 0;
+          on.map.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - off.map[i]))));
+          expect(diff, name).toBeLessThan(1e-4);
+          expect(on.map.some((v) => v !== 0)).toBe(true);
+        }
+      } finally {
+        await model.release();
+      }
+    }
+  });
+});
