@@ -316,12 +316,284 @@ class SegNet(nn.Module):
         return self.head(x)
 
 
+# --------------------------------------------------------------------------------------------
+# 6. UNeXt (Valanarasu & Patel, MICCAI 2022), the PdCR authors' demo model. Re-implemented from
+#    the authors' definition (github.com/jeya-maria-jose/UNeXt-pytorch, archs.py, class UNext_S,
+#    the authors' small width): 3 conv stages (conv-BN-maxpool-ReLU), 2 tokenized MLP stages
+#    (overlapping patch embedding + shifted MLP), a mirrored decoder with additive skips.
+# --------------------------------------------------------------------------------------------
+def shift_chunks(x, axis, size):
+    """Split channels into `size` groups (torch.chunk sizes, as the reference) and shift group g by
+    g - size//2 pixels along `axis` (2 = H, 3 = W) with zero fill: the reference's pad/roll/narrow
+    rolls only padding zeros into view, so pad + slice gives the same values with plain Pad/Slice ops."""
+    pad = size // 2
+    n = x.shape[axis]
+    xp = F.pad(x, (pad, pad, pad, pad))
+    out = []
+    for g, c in enumerate(torch.chunk(xp, size, 1)):
+        s = g - pad  # roll by s: output[i] = padded[i - s]
+        c = c.narrow(axis, pad - s, n)
+        c = c.narrow(5 - axis, pad, x.shape[5 - axis])  # crop the other axis back
+        out.append(c)
+    return torch.cat(out, 1)
+
+
+class ShiftedMLP(nn.Module):
+    """Tokenized MLP block: LN, shift along H, Linear, depthwise 3x3 conv, GELU, shift along W, Linear; residual."""
+
+    def __init__(self, dim, shift=5):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+        self.fc1 = nn.Linear(dim, dim)  # mlp_ratio 1 as in the reference
+        self.dw = nn.Conv2d(dim, dim, 3, 1, 1, groups=dim)
+        self.fc2 = nn.Linear(dim, dim)
+        self.shift = shift
+
+    def forward(self, x):  # x: [B,C,H,W] feature map; tokens are its pixels
+        B, C, H, W = x.shape
+        y = self.norm(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(B, C, H, W)
+        y = shift_chunks(y, 2, self.shift)
+        y = self.fc1(y.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(B, C, H, W)
+        y = F.gelu(self.dw(y))
+        y = shift_chunks(y, 3, self.shift)
+        y = self.fc2(y.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(B, C, H, W)
+        return x + y
+
+
+class TokNorm(nn.LayerNorm):
+    """LayerNorm over the channels of a [B,C,H,W] map (the reference normalises the token sequence)."""
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        return super().forward(x.flatten(2).transpose(1, 2)).transpose(1, 2).reshape(B, C, H, W)
+
+
+class UNeXt(nn.Module):
+    def __init__(self, in_ch=3, convs=(8, 16, 32), embeds=(64, 128)):
+        super().__init__()
+        c1, c2, c3 = convs
+        e1, e2 = embeds
+        self.enc = nn.ModuleList(nn.Sequential(nn.Conv2d(a, b, 3, 1, 1), nn.BatchNorm2d(b)) for a, b in ((in_ch, c1), (c1, c2), (c2, c3)))
+        # overlapping patch embedding: 3x3 stride-2 conv + LayerNorm, then one shifted-MLP block + LayerNorm
+        self.embed1 = nn.Sequential(nn.Conv2d(c3, e1, 3, 2, 1), TokNorm(e1))
+        self.block1, self.norm1 = ShiftedMLP(e1), TokNorm(e1)
+        self.embed2 = nn.Sequential(nn.Conv2d(e1, e2, 3, 2, 1), TokNorm(e2))
+        self.block2, self.norm2 = ShiftedMLP(e2), TokNorm(e2)
+        self.dec1 = nn.Sequential(nn.Conv2d(e2, e1, 3, 1, 1), nn.BatchNorm2d(e1))
+        self.dblock1, self.dnorm1 = ShiftedMLP(e1), TokNorm(e1)
+        self.dec2 = nn.Sequential(nn.Conv2d(e1, c3, 3, 1, 1), nn.BatchNorm2d(c3))
+        self.dblock2, self.dnorm2 = ShiftedMLP(c3), TokNorm(c3)
+        self.dec3 = nn.Sequential(nn.Conv2d(c3, c2, 3, 1, 1), nn.BatchNorm2d(c2))
+        self.dec4 = nn.Sequential(nn.Conv2d(c2, c1, 3, 1, 1), nn.BatchNorm2d(c1))
+        self.dec5 = nn.Conv2d(c1, c1, 3, 1, 1)  # no BatchNorm here, as in the reference
+        self.head = nn.Conv2d(c1, 1, 1)
+
+    @staticmethod
+    def up(x):
+        return F.relu(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
+
+    def forward(self, x):
+        skips = []
+        for e in self.enc:
+            x = F.relu(F.max_pool2d(e(x), 2, 2))
+            skips.append(x)  # t1 (1/2), t2 (1/4), t3 (1/8)
+        t4 = x = self.norm1(self.block1(self.embed1(x)))  # 1/16
+        x = self.norm2(self.block2(self.embed2(x)))  # 1/32 bottleneck
+        x = self.dnorm1(self.dblock1(self.up(self.dec1(x)) + t4))
+        x = self.dnorm2(self.dblock2(self.up(self.dec2(x)) + skips[2]))
+        x = self.up(self.dec3(x)) + skips[1]
+        x = self.up(self.dec4(x)) + skips[0]
+        return self.head(self.up(self.dec5(x)))
+
+
+# --------------------------------------------------------------------------------------------
+# 7. Swin-UNet (Cao et al., ECCV-W 2022), a pure-transformer U-Net. Re-implemented from the authors'
+#    definition (github.com/HuCaoFighting/Swin-Unet, networks/swin_transformer_unet_skip_expand_decoder_sys.py,
+#    SwinTransformerSys with final_upsample="expand_first"), at a small width for CPU training:
+#    4x4 patch embedding, 4 stages of (shifted-)window attention blocks with relative position bias
+#    and patch merging, a symmetric decoder of patch expanding + concatenated skips, x4 final expanding.
+# --------------------------------------------------------------------------------------------
+class DropPath(nn.Module):
+    """Stochastic depth per sample (training only), as timm's DropPath used by the reference."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0:
+            return x
+        keep = (torch.rand(x.shape[0], 1, 1, device=x.device) >= self.p).to(x.dtype)
+        return x * keep / (1 - self.p)
+
+
+def windows(x, w):
+    """[B,H,W,C] -> [B*nW, w*w, C]"""
+    B, H, W, C = x.shape
+    return x.reshape(B, H // w, w, W // w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, w * w, C)
+
+
+def unwindows(t, w, H, W):
+    """[B*nW, w*w, C] -> [B,H,W,C]"""
+    C = t.shape[-1]
+    return t.reshape(-1, H // w, W // w, w, w, C).permute(0, 1, 3, 2, 4, 5).reshape(-1, H, W, C)
+
+
+class SwinBlock(nn.Module):
+    """LN, window attention (shifted by `shift` with the reference's -100 mask across wrapped regions), residual; LN, MLP x4 GELU, residual."""
+
+    def __init__(self, dim, res, heads, window, shift, drop_path):
+        super().__init__()
+        if res <= window:  # the reference: a window covering the whole map, no shift
+            window, shift = res, 0
+        self.res, self.w, self.shift, self.heads = res, window, shift, heads
+        self.n1, self.n2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
+        self.drop = DropPath(drop_path)
+        self.mm1, self.mm2 = MatMul(), MatMul()
+        self.bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
+        nn.init.trunc_normal_(self.bias_table, std=0.02)
+        c = torch.stack(torch.meshgrid(torch.arange(window), torch.arange(window), indexing="ij")).flatten(1)
+        rel = (c[:, :, None] - c[:, None, :]).permute(1, 2, 0) + (window - 1)
+        self.register_buffer("bias_index", rel[..., 0] * (2 * window - 1) + rel[..., 1], persistent=False)
+        mask = None
+        if shift:
+            lab = torch.zeros(1, res, res, 1)
+            cuts = (slice(0, -window), slice(-window, -shift), slice(-shift, None))
+            for i, hs in enumerate(cuts):
+                for j, ws in enumerate(cuts):
+                    lab[:, hs, ws, :] = i * 3 + j
+            lab = windows(lab, window).squeeze(-1)  # [nW, w*w]
+            mask = (lab[:, None, :] - lab[:, :, None] != 0).float() * -100.0
+        self.register_buffer("mask", mask, persistent=False)
+
+    def attention(self, t):
+        Bn, N, C = t.shape
+        h = self.heads
+        q, k, v = self.qkv(t).reshape(Bn, N, 3, h, C // h).permute(2, 0, 3, 1, 4)
+        a = self.mm1(q * (C // h) ** -0.5, k.transpose(-2, -1))
+        a = a + self.bias_table[self.bias_index.reshape(-1)].reshape(N, N, h).permute(2, 0, 1).unsqueeze(0)
+        if self.mask is not None:
+            nW = self.mask.shape[0]
+            a = (a.reshape(Bn // nW, nW, h, N, N) + self.mask[None, :, None]).reshape(Bn, h, N, N)
+        o = self.mm2(torch.softmax(a, dim=-1), v).transpose(1, 2).reshape(Bn, N, C)
+        return self.proj(o)
+
+    def forward(self, x):  # x: [B, L, C] tokens of a res x res map
+        B, L, C = x.shape
+        r, s = self.res, self.shift
+        y = self.n1(x).reshape(B, r, r, C)
+        if s:
+            y = torch.roll(y, (-s, -s), (1, 2))
+        y = unwindows(self.attention(windows(y, self.w)), self.w, r, r)
+        if s:
+            y = torch.roll(y, (s, s), (1, 2))
+        x = x + self.drop(y.reshape(B, L, C))
+        return x + self.drop(self.mlp(self.n2(x)))
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbours concatenated (in the reference's order), LN, Linear 4C -> 2C."""
+
+    def __init__(self, dim, res):
+        super().__init__()
+        self.res = res
+        self.norm = nn.LayerNorm(4 * dim)
+        self.red = nn.Linear(4 * dim, 2 * dim, bias=False)
+
+    def forward(self, x):
+        B, L, C = x.shape
+        r = self.res // 2
+        # the reference's cat of x[0::2,0::2], x[1::2,0::2], x[0::2,1::2], x[1::2,1::2] (column offset major,
+        # row offset minor) as Reshape/Transpose: strided Slices have no gradient rule in segcause
+        x = x.reshape(B, r, 2, r, 2, C).permute(0, 1, 3, 4, 2, 5).reshape(B, r * r, 4 * C)
+        return self.red(self.norm(x))
+
+
+class PatchExpand(nn.Module):
+    """Linear C -> f*f*C/f', pixel-shuffle-like rearrange 'b h w (p1 p2 c) -> b (h p1) (w p2) c', LN (the reference's
+    PatchExpand with f=2, out C/2, and FinalPatchExpand_X4 with f=4, out C)."""
+
+    def __init__(self, dim, res, f, out):
+        super().__init__()
+        self.res, self.f, self.out = res, f, out
+        self.expand = nn.Linear(dim, f * f * out, bias=False)
+        self.norm = nn.LayerNorm(out)
+
+    def forward(self, x):
+        B = x.shape[0]
+        r, f, c = self.res, self.f, self.out
+        x = self.expand(x).reshape(B, r, r, f, f, c).permute(0, 1, 3, 2, 4, 5).reshape(B, -1, c)
+        return self.norm(x)
+
+
+class SwinUNet(nn.Module):
+    def __init__(self, in_ch=3, size=256, dim=24, depths=(2, 2, 2, 2), heads=(1, 2, 4, 8), window=8, patch=4, drop_path=0.1):
+        super().__init__()
+        res = size // patch
+        if size % patch or res % (2 ** (len(depths) - 1)) or res // 2 ** (len(depths) - 1) < 1:
+            raise ValueError(f"swinunet: input size {size} must be a multiple of {patch * 2 ** (len(depths) - 1)}")
+        self.size, self.res = size, res
+        n = len(depths)
+        self.embed = nn.Conv2d(in_ch, dim, patch, patch)
+        self.enorm = nn.LayerNorm(dim)
+        dpr = torch.linspace(0, drop_path, sum(depths)).tolist()
+
+        def stage(i):
+            d, r = dim * 2 ** i, res // 2 ** i
+            rates = dpr[sum(depths[:i]):sum(depths[:i + 1])]
+            return nn.ModuleList(SwinBlock(d, r, heads[i], window, 0 if b % 2 == 0 else window // 2, rates[b]) for b in range(depths[i]))
+
+        self.enc = nn.ModuleList(stage(i) for i in range(n))
+        self.merge = nn.ModuleList(PatchMerging(dim * 2 ** i, res // 2 ** i) for i in range(n - 1))
+        self.norm = nn.LayerNorm(dim * 2 ** (n - 1))
+        # decoder: expand the bottleneck, then per level concat skip, Linear 2C -> C, blocks, expand (not after the last)
+        self.expand = nn.ModuleList(PatchExpand(dim * 2 ** i, res // 2 ** i, 2, dim * 2 ** (i - 1)) for i in reversed(range(1, n)))
+        self.concat = nn.ModuleList(nn.Linear(2 * dim * 2 ** i, dim * 2 ** i) for i in reversed(range(n - 1)))
+        self.dec = nn.ModuleList(stage(i) for i in reversed(range(n - 1)))
+        self.norm_up = nn.LayerNorm(dim)
+        self.final = PatchExpand(dim, res, patch, dim)
+        self.head = nn.Conv2d(dim, 1, 1, bias=False)
+        self.apply(self._init)
+
+    @staticmethod
+    def _init(m):
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        B, _, H, W = x.shape
+        if H != self.size or W != self.size:
+            raise ValueError(f"swinunet is built for {self.size}x{self.size} input (its windows and masks are fixed), got {H}x{W}")
+        t = self.enorm(self.embed(x).flatten(2).transpose(1, 2))
+        skips = []
+        for i, blocks in enumerate(self.enc):
+            skips.append(t)
+            for b in blocks:
+                t = b(t)
+            if i < len(self.merge):
+                t = self.merge[i](t)
+        t = self.norm(t)
+        for i, (ex, cat, blocks) in enumerate(zip(self.expand, self.concat, self.dec)):
+            t = cat(torch.cat([ex(t), skips[len(self.dec) - 1 - i]], -1))
+            for b in blocks:
+                t = b(t)
+        t = self.final(self.norm_up(t))
+        return self.head(t.reshape(B, H, W, -1).permute(0, 3, 1, 2))
+
+
 ARCHS = {
     "unet": UNet,
     "attunet": AttUNet,
     "deeplab": DeepLabV3Plus,
     "segformer": SegFormerLite,
     "segnet": SegNet,
+    "unext": UNeXt,
+    "swinunet": SwinUNet,
 }
 
 DESCRIPTIONS = {
@@ -330,10 +602,19 @@ DESCRIPTIONS = {
     "deeplab": "DeepLabv3+-style: small residual encoder (output stride 16, dilated last stage), ASPP (rates 2/4/6 + image pooling), low-level skip at 1/4",
     "segformer": "SegFormer-lite: 4-stage hierarchical transformer with spatial-reduction softmax self-attention over tokens, Mix-FFN, all-MLP decoder, light 1/2-res refinement",
     "segnet": "SegNet-lite: VGG-style encoder-decoder, decoder upsamples with the max-pooling switches (argmax-mask unpooling)",
+    "unext": "UNeXt (Valanarasu & Patel 2022, the authors' small UNeXt-S widths: conv 8/16/32, tokens 64/128): 3 conv stages, "
+    "2 tokenized shifted-MLP stages, additive skips, bilinear x2 decoder",
+    "swinunet": "Swin-UNet (Cao et al. 2022) at a small width (embed 24, depths 2/2/2/2, heads 1/2/4/8, window 8, patch 4): "
+    "shifted-window attention encoder with patch merging, symmetric patch-expanding decoder with concatenated skips",
 }
 
+# Architectures whose graph is fixed to the input size they are built for (window partitions and shift masks).
+SIZED = {"swinunet"}
 
-def build(arch, in_ch=3, **kw):
+
+def build(arch, in_ch=3, size=None, **kw):
+    if arch in SIZED and size is not None:
+        kw["size"] = size
     return ARCHS[arch](in_ch=in_ch, **kw)
 
 

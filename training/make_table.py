@@ -7,7 +7,7 @@ import os
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODELS = os.path.normpath(os.path.join(HERE, "..", "models"))
 
-ARCH_ORDER = ["unet", "attunet", "deeplab", "segformer", "segnet"]
+ARCH_ORDER = ["unet", "attunet", "deeplab", "segformer", "segnet", "unext", "swinunet"]
 DS_ORDER = ["ph2", "vessels", "hc18"]
 FLOORS = {"ph2": 0.85, "vessels": 0.70, "hc18": 0.90}
 
@@ -61,6 +61,13 @@ def main():
         "Accuracy floors (a model below its floor is not shipped): "
         + ", ".join(f"{k} ≥ {v:.2f}" for k, v in FLOORS.items()) + ".",
         *not_shipped(),
+        "`unext` and `swinunet` are the architecture family of the PdCR paper: UNeXt (Valanarasu & Patel 2022, the",
+        "authors' demo model) and Swin-UNet (Cao et al. 2022), re-implemented in `training/archs.py` from the authors'",
+        "definitions (github.com/jeya-maria-jose/UNeXt-pytorch, github.com/HuCaoFighting/Swin-Unet) at small widths",
+        "for CPU training: UNeXt at the authors' UNeXt-S widths, Swin-UNet at embedding 24 (the paper's: 96); each card's",
+        "description gives the sizes. Swin-UNet's windows and shift masks are fixed to its input size, so it trains on",
+        "whole images (no `--crop`).",
+        "",
         "FLOPs are 2 × multiply-adds of Conv / ConvTranspose / Linear / MatMul for one image, counted with forward hooks.",
         "Training time is wall time of the training loop on a 2-core CPU (no GPU) with 2 torch threads, or 1 where the",
         "command says `--threads 1`; some runs shared the cores with other jobs (test suites, a second training),",

@@ -148,7 +148,7 @@ def main():
     te_ids, xte, yte = load_split(args.dataset, "test", size, chans)
     print(f"[{name}] loaded train {len(xtr)} val {len(xva)} test {len(xte)} at {size} in {time.time()-t0:.1f}s", flush=True)
 
-    net = build(args.arch, in_ch=in_ch)
+    net = build(args.arch, in_ch=in_ch, size=size)
     params = sum(p.numel() for p in net.parameters())
     flops = count_flops(net, torch.zeros(1, in_ch, size, size))
     print(f"[{name}] params {params} flops/image {flops/1e9:.3f} G", flush=True)

@@ -34,7 +34,7 @@ const EXAMPLES: Record<string, string[]> = {
     "segcause evaluate --models m.onnx --dataset data/manifest.json --images 10 --methods pdcr,occlusion,ig --bank data.scbank --out bench/",
     "segcause evaluate --out bench/ --report-only       # rewrite the report from the cells that exist",
   ],
-  zoo: ["segcause zoo list", "npm i @segcause/zoo && segcause zoo list   # the 12 models of the zoo"],
+  zoo: ["segcause zoo list", "npm i @segcause/zoo && segcause zoo list   # every model of the zoo"],
   "zoo list": ["segcause zoo list"],
   view: [
     "segcause view                                     # the bundled models and samples; prints the address and opens it",
