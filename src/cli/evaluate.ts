@@ -18,7 +18,7 @@ import { allMethods, getMethod, methodNames, volumeMethodNames } from "../explai
 import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA } from "../explain/interventions.js";
 import { checkOptionValue, kebab, resolveOptions } from "../explain/methods.js";
 import { BOX_UNITS, type BoxUnitName } from "../explain/volume/box-size.js";
-import { asProblem, RemoteCells } from "../queue/remote-cells.js";
+import { RemoteCells } from "../queue/remote-cells.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
@@ -292,7 +292,7 @@ export function evaluateCommand(): Command {
         },
       )
         .catch((e) => {
-          throw asProblem(e);
+          throw remote ? remote.problem(e) : e;
         })
         .finally(async () => {
           display?.end();

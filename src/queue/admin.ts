@@ -7,6 +7,7 @@ import { REFUSED, REJECTED } from "./jobs.js";
 async function withQueue<T>(url: string, f: (q: Queue, redis: Redis) => Promise<T>): Promise<T> {
   const redis = await connectRedis(url);
   const q = new Queue(CELLS_QUEUE, { connection: redis });
+  q.on("error", () => {});
   try {
     return await f(q, redis);
   } finally {

@@ -3,6 +3,7 @@
  * database number, checked before anything is enqueued or pulled, so a typo or an unreachable server
  * is one line, not a process waiting forever.
  */
+import { isIP } from "node:net";
 import { Redis, type RedisOptions } from "ioredis";
 import { fail } from "../errors.js";
 
@@ -27,14 +28,15 @@ export function redisOptions(url: string): RedisOptions {
   if (!u.hostname) fail(`--queue ${redactUrl(url)} names no host`, "give redis://host:6379/0");
   const db = u.pathname.replace(/^\//, "");
   if (db !== "" && !/^\d+$/.test(db)) fail(`--queue ${redactUrl(url)}: the path must be a database number, not '${db}'`, "e.g. redis://host:6379/0");
+  const host = u.hostname.replace(/^\[(.*)\]$/, "$1");
   return {
-    host: u.hostname.replace(/^\[(.*)\]$/, "$1"),
+    host,
     port: u.port ? Number(u.port) : 6379,
     db: db ? Number(db) : 0,
     ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
     ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
     // rediss://: TLS; a self-signed server certificate is trusted through NODE_EXTRA_CA_CERTS, as for any Node client
-    ...(u.protocol === "rediss:" ? { tls: { servername: u.hostname } } : {}),
+    ...(u.protocol === "rediss:" ? { tls: isIP(host) ? {} : { servername: host } } : {}),
     // BullMQ's workers block on Redis: its commands must wait for a reconnect, not fail after N tries
     maxRetriesPerRequest: null,
     lazyConnect: true,
@@ -50,9 +52,11 @@ export async function connectRedis(url: string, onLost?: (problem: string) => vo
   let lastError = "";
   let downSince: number | undefined;
   let lost = false;
+  let connected = false;
   const client = new Redis({
     ...opts,
     retryStrategy: () => {
+      if (!connected) return null; // the first connection is not retried: an unreachable server is one line now
       downSince ??= Date.now();
       if (Date.now() - downSince > giveUpMs) {
         if (!lost && onLost) (lost = true), onLost(`lost the connection to Redis at ${redactUrl(url)} (${lastError || "closed"})`);
@@ -65,6 +69,7 @@ export async function connectRedis(url: string, onLost?: (problem: string) => vo
     lastError = e.message;
   });
   client.on("ready", () => {
+    connected = true;
     downSince = undefined;
   });
   try {

@@ -59,10 +59,7 @@ export class JobFailed extends Error {
   }
 }
 
-/** The run's failure as the CLI reports it: a job that failed on the workers is the user's one line. */
-export function asProblem(e: unknown): unknown {
-  return e instanceof JobFailed ? new SegcauseError(e.message, e.hint) : e;
-}
+const LOST_HINT = "start Redis again and rerun the same command: finished cells are kept and the queue's jobs are re-attached";
 
 /** Attempts of a job that fails for another reason than a refusal (a worker's crash, a lost connection). */
 const ATTEMPTS = 3;
@@ -86,9 +83,21 @@ export class RemoteCells {
     const queue = new Queue(CELLS_QUEUE, { connection: redis });
     const events = new QueueEvents(CELLS_QUEUE, { connection: redis.duplicate() });
     events.setMaxListeners(0);
+    // connection errors: the client's retry strategy decides, and a lost connection is one line (lost())
+    queue.on("error", () => {});
+    events.on("error", () => {});
     await events.waitUntilReady();
     self = new RemoteCells(url, redis, queue, events);
     return self;
+  }
+
+  /**
+   * The run's failure as the CLI reports it: once the connection is lost, whatever failed for it is
+   * that one line; a job that failed on the workers is its own line.
+   */
+  problem(e: unknown): unknown {
+    if (this.lostProblem && !(e instanceof SegcauseError)) return new SegcauseError(this.lostProblem, LOST_HINT);
+    return e instanceof JobFailed ? new SegcauseError(e.message, e.hint) : e;
   }
 
   private lost(problem: string): void {
@@ -100,8 +109,11 @@ export class RemoteCells {
     for (const l of this.lostListeners) l(e);
   }
 
+  /** Closes the connections; with Redis gone, after a second at most (pending commands are dropped). */
   async close(): Promise<void> {
-    await Promise.allSettled([this.events.close(), this.queue.close()]);
+    const closed = Promise.allSettled([this.events.close(), this.queue.close()]);
+    await Promise.race([closed, new Promise((r) => setTimeout(r, this.lostProblem ? 0 : 1000).unref())]);
+    await Promise.allSettled([this.events.disconnect(), this.queue.disconnect()]);
     this.redis.disconnect();
   }
 

@@ -72,7 +72,10 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   });
   let completed = 0,
     failed = 0;
-  worker.on("completed", () => completed++);
+  worker.on("completed", (job) => {
+    completed++;
+    s.log(`done ${job.name} ${job.id}`);
+  });
   worker.on("failed", (job, e) => {
     failed++;
     if (!e.message.startsWith(REJECTED)) s.log(`job ${job?.id ?? "?"} (${job?.name ?? "?"}) failed: ${e.message}`);
