@@ -3,6 +3,7 @@ import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { Command } from "commander";
 import { runWorker } from "../queue/worker.js";
+import { markResumable } from "../util/interrupt.js";
 import { intAtLeast } from "./options.js";
 
 /** Where a worker keeps the inputs it fetched (verified by sha256) unless --cache is given. */
@@ -19,8 +20,10 @@ export function workerCommand(): Command {
     .option("--stall-seconds <s>", "a job whose worker stops answering for this long goes to another worker (once)", intAtLeast("stall-seconds"), 30)
     .option("--quiet", "no log lines on stderr")
     .action(async (f: { queue: string; concurrency: number; cache?: string; stallSeconds: number; quiet?: boolean }) => {
+      // Ctrl-C or SIGTERM: jobs finished are in Redis; the one in progress goes to another worker after --stall-seconds
+      markResumable("outputs");
       const log = f.quiet ? () => {} : (l: string) => process.stderr.write(`[${new Date().toISOString()}] ${l}\n`);
-      // Runs until killed (Ctrl-C, SIGTERM: a job in progress is handed to another worker after --stall-seconds).
+      // runs until killed
       await runWorker(
         { url: f.queue, concurrency: f.concurrency, cache: resolve(f.cache ?? defaultWorkerCache()), stallSeconds: f.stallSeconds, log },
         new AbortController().signal,

@@ -67,7 +67,17 @@ export const CellJob = roiJob
     cellKey: sha,
     method: z.object({ name: z.string().min(1).max(100), options: z.record(z.string(), z.unknown()) }).strict(),
     /** the RoI's control record (its end points are the cell's) */
-    control: z.record(z.string(), z.unknown()),
+    control: z
+      .object({
+        format: z.literal("segcause.evalcontrol/1"),
+        key: sha,
+        status: z.literal("ok"),
+        fills: z.partialRecord(
+          z.enum(FILL_NAMES),
+          z.object({ ends: z.object({ base: z.number().nullable(), removed: z.number().nullable() }).passthrough() }).passthrough(),
+        ),
+      })
+      .passthrough(),
   })
   .strict();
 export type CellJob = z.infer<typeof CellJob>;

@@ -194,7 +194,12 @@ export class RemoteCells {
       control: async () => known,
       explain: async (d) => {
         const cellKey = r.cellKeys[r.defs.indexOf(d)];
-        const raw = await this.run("cell", cellKey, { ...base, cellKey, method: { name: d.def.name, options: d.run.options }, control: known });
+        const raw = await this.run("cell", cellKey, {
+          ...base,
+          cellKey,
+          method: { name: d.def.name, options: d.run.options },
+          control: known as CellJob["control"],
+        });
         const got = CellResult.safeParse(raw);
         if (!got.success)
           fail(
