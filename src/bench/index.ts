@@ -6,7 +6,8 @@
  * fast schedule; with --fidelity, the fast schedule against a converged reference per model; with
  * --calibration, the coverage of its 95% intervals and the Pearson its stopping rule delivers; with
  * --volume, only the volume demo with both schedules (./volume.ts); with --regions, only the
- * multiply-adds per pass counted from the region rules (./regions.ts).
+ * multiply-adds per pass counted from the region rules (./regions.ts); with --scale, only evaluate
+ * against evaluate --queue with local workers (./scale.ts).
  */
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -30,6 +31,7 @@ import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
 import type { OracleBound } from "./oracle.js";
 import { regionsBench } from "./regions.js";
+import { scaleBench } from "./scale.js";
 import { volumeBench } from "./volume.js";
 
 const ROUNDS = 3;
@@ -169,6 +171,7 @@ interface BenchFlags {
   calMapNoise: string;
   volume: boolean;
   regions: boolean;
+  scale: boolean;
 }
 
 function selectModels(spec: string, demoModel: string): string[] {
@@ -303,6 +306,7 @@ async function main(): Promise<void> {
       false,
     )
     .option("--regions", "only the multiply-adds per pass counted from the region rules (full, RoI-cropped, incremental), every shipped model", false)
+    .option("--scale", "only evaluate run here vs evaluate --queue with 1, 2, 4 local workers on a redis-server started for it (./scale.ts)", false)
     .parse(process.argv)
     .opts<BenchFlags>();
   const cfg = demoConfig();
@@ -316,6 +320,12 @@ async function main(): Promise<void> {
   const out: Record<string, unknown> = {};
   if (f.regions) {
     out.regions = regionsBench();
+    if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
+    return;
+  }
+  if (f.scale) {
+    out.scale = await scaleBench();
+    console.log(JSON.stringify(out.scale, null, 1));
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;
   }
