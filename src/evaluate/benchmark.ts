@@ -17,8 +17,7 @@ import type { EvaluateConfig } from "./protocol.js";
 import { rankUnitsProblem } from "./rank-units.js";
 import { type Def, evaluateRoi, type RoiWork } from "./roi-cells.js";
 import { type PlacedRoi, selectRois } from "./rois.js";
-import type { CellId } from "./store.js";
-import { type ControlRecord, controlPath, readJson } from "./store.js";
+import { type CellId, type ControlRecord, controlPath, readJson } from "./store.js";
 import { runVolumeEvaluation } from "./volume-benchmark.js";
 
 export interface RunControl {
@@ -72,7 +71,9 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   const ds = readManifest(cfg.dataset);
   if (ds.kind === "volume" && ctl.remote)
     fail(`--queue runs the cells of 2D data sets; ${ds.name} holds volumes`, "evaluate volumes without --queue");
-  if (ctl.remote && (ctl.maxCells !== undefined || ctl.causalMask))
+  // a test hook of local runs: the workers do not have it
+  if (ctl.remote && ctl.causalMask) throw new Error("causalMask applies to local runs only");
+  if (ctl.remote && ctl.maxCells !== undefined)
     fail(
       "--max-cells does not apply with --queue (the workers compute every queued cell)",
       "drop --max-cells, or stop the run and rerun it to resume",
