@@ -145,6 +145,8 @@ describe("--help", () => {
       ["strategies"],
       ["bank", "build"],
       ["dataset", "init"],
+      ["worker"],
+      ["queue", "status"],
     ]) {
       const r = run(...cmd, "--help");
       expect(r.status, cmd.join(" ")).toBe(0);

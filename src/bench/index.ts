@@ -7,7 +7,8 @@
  * --calibration, the coverage of its 95% intervals and the Pearson its stopping rule delivers; with
  * --volume, only the volume demo with both schedules (./volume.ts); with --regions, only the
  * multiply-adds per pass counted from the region rules (./regions.ts); with --incremental, only maps with
- * full vs RoI-cropped passes (./incremental.ts).
+ * full vs RoI-cropped passes (./incremental.ts); with --scale, only evaluate
+ * against evaluate --queue with local workers (./scale.ts).
  */
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -34,6 +35,7 @@ import { type StudyPoint, studyModel } from "./fidelity-study.js";
 import { incrementalBench } from "./incremental.js";
 import type { OracleBound } from "./oracle.js";
 import { regionsBench } from "./regions.js";
+import { scaleBench } from "./scale.js";
 import { volumeBench } from "./volume.js";
 
 const ROUNDS = 3;
@@ -177,6 +179,7 @@ interface BenchFlags {
   studyCases: number;
   studyRefSamples: number;
   incremental: boolean;
+  scale: boolean;
 }
 
 function selectModels(spec: string, demoModel: string): string[] {
@@ -356,6 +359,7 @@ async function main(): Promise<void> {
       "only wall time of maps with full vs RoI-cropped passes: the demo's PdCR map (--no-demo skips it), then a zero map per model of --models (default here: every shipped 2D model)",
       false,
     )
+    .option("--scale", "only evaluate run here vs evaluate --queue with 1, 2, 4 local workers on a redis-server started for it (./scale.ts)", false)
     .parse(process.argv)
     .opts<BenchFlags>();
   const cfg = demoConfig();
@@ -375,6 +379,12 @@ async function main(): Promise<void> {
   if (f.incremental) {
     const models = f.models === "demo" ? shippedModels().filter((p) => !p.includes("/volumes/")) : paths;
     out.incremental = await incrementalBench(models, { demo: f.demo });
+    if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
+    return;
+  }
+  if (f.scale) {
+    out.scale = await scaleBench();
+    console.log(JSON.stringify(out.scale, null, 1));
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;
   }

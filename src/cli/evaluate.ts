@@ -18,6 +18,7 @@ import { allMethods, getMethod, methodNames, volumeMethodNames } from "../explai
 import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA } from "../explain/interventions.js";
 import { checkOptionValue, kebab, resolveOptions } from "../explain/methods.js";
 import { BOX_UNITS, type BoxUnitName } from "../explain/volume/box-size.js";
+import { RemoteCells } from "../queue/remote-cells.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
@@ -60,6 +61,7 @@ interface EvaluateFlags {
   progress: boolean;
   label?: string;
   boxUnit?: BoxUnitName;
+  queue?: string;
 }
 
 const camel = (s: string) => s.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
@@ -126,6 +128,9 @@ function volumeDefaults(f: EvaluateFlags, source: (name: string) => string | und
   if (source("methods") === "default") f.methods = volumeMethodNames().join(",");
   return { boxUnit: f.boxUnit ?? "mm", ...(f.label !== undefined ? { label: f.label } : {}) };
 }
+
+/** RoIs handed to the queue at once (each is its control and its methods' cells): enough to keep a fleet busy. */
+const QUEUED_ROIS = 256;
 
 /** Rank units on volumes unless --rank-units is given: boxes of 8 mm (8 voxels with --box-unit vox). */
 const VOLUME_RANK_UNITS = "block:8";
@@ -209,6 +214,10 @@ export function evaluateCommand(): Command {
       "volume data sets: --rank-units block:N, --bank-patch-size and the methods' --set <m>.block in mm (default) or vox",
       oneOf("box-unit", BOX_UNITS),
     )
+    .option(
+      "--queue <url>",
+      "compute the cells on `segcause worker`s pulling from this Redis (redis://host:6379/0, rediss:// for TLS); default: here",
+    )
     .option("--no-progress", "no progress lines on stderr");
   return addOutputFlags(cmd).action(async (f: EvaluateFlags & OutputFlags) => {
     const human: string[] = [];
@@ -253,6 +262,8 @@ export function evaluateCommand(): Command {
       const t0 = Date.now();
       // One progress display for the whole run, in cells (see util/progress.ts).
       const display = showProgress(f) ? stderrDisplay() : undefined;
+      // --queue: connect (one line when Redis is unreachable) before anything is written to --out
+      const remote = f.queue ? await RemoteCells.open(f.queue) : undefined;
       const s = await runEvaluation(
         {
           models: f.models,
@@ -277,8 +288,16 @@ export function evaluateCommand(): Command {
           maxCells: f.maxCells,
           onStatus: display,
           log: display && ((l) => display.line(`[${((Date.now() - t0) / 1000).toFixed(0)} s] ${l}`)),
+          ...(remote ? { remote: { cells: remote, roisAtOnce: QUEUED_ROIS } } : {}),
         },
-      ).finally(() => display?.end());
+      )
+        .catch((e) => {
+          throw remote ? remote.problem(e) : e;
+        })
+        .finally(async () => {
+          display?.end();
+          await remote?.close();
+        });
       human.push(
         `${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped, ${s.failed} refused by their method${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}`,
       );

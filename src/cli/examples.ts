@@ -33,7 +33,16 @@ const EXAMPLES: Record<string, string[]> = {
   evaluate: [
     "segcause evaluate --models m.onnx --dataset data/manifest.json --images 10 --methods pdcr,occlusion,ig --bank data.scbank --out bench/",
     "segcause evaluate --out bench/ --report-only       # rewrite the report from the cells that exist",
+    "segcause evaluate --models m.onnx --dataset data/manifest.json --out bench/ --queue redis://host:6379/0   # cells on `segcause worker`s",
   ],
+  worker: [
+    "segcause worker --queue redis://host:6379/0                    # compute evaluate --queue's cells; one per core",
+    "segcause worker --queue rediss://:password@host:6380/0 --concurrency 2 --cache /var/cache/segcause",
+  ],
+  queue: ["segcause queue status --queue redis://host:6379/0", "segcause queue retry --queue redis://host:6379/0"],
+  "queue status": ["segcause queue status --queue redis://host:6379/0", "segcause queue status --queue redis://host:6379/0 --json"],
+  "queue retry": ["segcause queue retry --queue redis://host:6379/0      # failed jobs back in the queue (not refusals)"],
+  "queue drain": ["segcause queue drain --queue redis://host:6379/0      # remove the waiting jobs"],
   zoo: ["segcause zoo list", "npm i @segcause/zoo && segcause zoo list   # every model of the zoo"],
   "zoo list": ["segcause zoo list"],
   view: [

@@ -12,8 +12,10 @@ import { evaluateCommand } from "./evaluate.js";
 import { addExamples } from "./examples.js";
 import { explainCommand, methodsCommand } from "./explain.js";
 import { infoCommand } from "./info.js";
+import { queueCommand } from "./queue.js";
 import { strategiesCommand } from "./strategies.js";
 import { viewCommand } from "./view.js";
+import { workerCommand } from "./worker.js";
 import { zooCommand } from "./zoo.js";
 
 export function program(): Command {
@@ -30,6 +32,8 @@ export function program(): Command {
     strategiesCommand(),
     zooCommand(),
     viewCommand(),
+    workerCommand(),
+    queueCommand(),
   ]) {
     addExamples(c);
     p.addCommand(c.exitOverride());

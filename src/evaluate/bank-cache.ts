@@ -13,6 +13,9 @@ import { sha256, sha256File } from "../util/hash.js";
 import type { EvaluateConfig } from "./protocol.js";
 import { readJson, safe, writeAtomic } from "./store.js";
 
+/** The file each bank was loaded from (a queued run sends it to the workers). */
+export const bankFile = new WeakMap<PatchBank, string>();
+
 /** The bank for `model`'s cells, loaded or built once per path (`cache`). */
 export async function bankFor(
   cfg: EvaluateConfig,
@@ -23,6 +26,7 @@ export async function bankFor(
 ): Promise<PatchBank> {
   if (cfg.bank) {
     if (!cache.has(cfg.bank)) cache.set(cfg.bank, await PatchBank.load(cfg.bank));
+    bankFile.set(cache.get(cfg.bank)!, cfg.bank);
     return cache.get(cfg.bank)!;
   }
   const filter = model.card.input.resize;
@@ -54,5 +58,6 @@ export async function bankFor(
     bank = await PatchBank.load(path);
   }
   cache.set(path, bank);
+  bankFile.set(bank, path);
   return bank;
 }

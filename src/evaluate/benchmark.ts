@@ -8,15 +8,16 @@ import { getMethod } from "../explain/catalog.js";
 import { kebab, resolveOptions } from "../explain/methods.js";
 import { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
+import type { RemoteCell, RemoteCells } from "../queue/remote-cells.js";
 import { etaOf, fmtDuration, type ProgressListener, type RunStatus } from "../util/progress.js";
-import { bankFor } from "./bank-cache.js";
+import { bankFile, bankFor } from "./bank-cache.js";
 import { computeControl, explainCell, measureCell, openRoi, writeCell } from "./cell.js";
 import { cellKey, controlKey, groupKey, protocolKey as protocolKeyOf } from "./cell-key.js";
 import type { EvaluateConfig } from "./protocol.js";
 import { rankUnitsProblem } from "./rank-units.js";
 import { type Def, evaluateRoi, type RoiWork } from "./roi-cells.js";
 import { type PlacedRoi, selectRois } from "./rois.js";
-import type { CellId } from "./store.js";
+import { type CellId, type ControlRecord, controlPath, readJson } from "./store.js";
 import { runVolumeEvaluation } from "./volume-benchmark.js";
 
 export interface RunControl {
@@ -42,6 +43,11 @@ export interface RunControl {
   onValidated?: () => void | Promise<void>;
   /** called before the first file (a patch bank) may be written to `out` (the CLI marks the folder as an evaluation's) */
   beforeWrite?: () => void;
+  /**
+   * Computes the controls and cells on the workers of a queue (evaluate --queue): the RoIs are then
+   * handed out up to this many at once, and their results written here as a local run writes them.
+   */
+  remote?: { cells: RemoteCells; roisAtOnce: number };
 }
 
 export interface RunSummary {
@@ -63,6 +69,15 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   const t0 = Date.now();
   const P = cfg.protocol;
   const ds = readManifest(cfg.dataset);
+  if (ds.kind === "volume" && ctl.remote)
+    fail(`--queue runs the cells of 2D data sets; ${ds.name} holds volumes`, "evaluate volumes without --queue");
+  // a test hook of local runs: the workers do not have it
+  if (ctl.remote && ctl.causalMask) throw new Error("causalMask applies to local runs only");
+  if (ctl.remote && ctl.maxCells !== undefined)
+    fail(
+      "--max-cells does not apply with --queue (the workers compute every queued cell)",
+      "drop --max-cells, or stop the run and rerun it to resume",
+    );
   if (ds.kind === "volume")
     return runVolumeEvaluation(cfg, ctl, ds, { computed: 0, resumed: 0, skipped: 0, failed: 0, stoppedEarly: false, notes: [] });
   let cases = casesInSplits(ds, [cfg.split]);
@@ -186,6 +201,7 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
         ...(exact ? {} : { etaBoundMs: eta }),
       };
     };
+    const pool = new Pool(ctl.remote?.roisAtOnce ?? 1);
     for (const c of cases) {
       // Models of one input geometry share the decoded case (read once per image, not per model).
       const decoded = new Map<string, Case>();
@@ -213,20 +229,27 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
           const id: CellId = { dataset: ds.name, model: modelName(modelPath), image: c.id, roi: roi.id };
           const computedBefore = summary.computed,
             start = Date.now();
-          // the RoI in progress counts from its start
-          const show = ctl.onStatus && ((label: string) => ctl.onStatus!(status(Date.now() - start, label)));
-          const stop = await evaluateRoi(
+          // the RoI in progress counts from its start (queued: the run's cells are computed at once, so the ETA is from the run's time)
+          const running = () => (ctl.remote ? Date.now() - t0 - busyMs : Date.now() - start);
+          const show = ctl.onStatus && ((label: string) => ctl.onStatus!(status(running(), label)));
+          const at = { model, runner, kase, roi, bank, id, defs, protocolKey };
+          const roiCells = evaluateRoi<Attribution | RemoteCell>(
             cfg,
             ctl,
             summary,
-            imageRoiWork(cfg, ctl, summary, { model, runner, kase, roi, bank, id, defs, protocolKey }),
+            ctl.remote ? queuedRoiWork(cfg, ctl.remote.cells, summary, at) : imageRoiWork(cfg, ctl, summary, at),
             id,
             defs,
             log,
-            () => progress(Date.now() - start),
+            () => progress(running()),
             validated,
             show,
           );
+          if (ctl.remote) {
+            await pool.add(roiCells);
+            continue;
+          }
+          const stop = await roiCells;
           if (summary.computed > computedBefore) busyMs += Date.now() - start;
           else show?.(`${id.model} · ${id.image} · ${id.roi}: found, skipped or refused`); // cells found on disk move the count too
           if (stop) {
@@ -236,6 +259,7 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
         }
       }
     }
+    await pool.all();
     exact = true; // every image's RoIs are placed
     ctl.onStatus?.(status(0, "all cells accounted for"));
     await validated(); // a run whose RoIs were all skipped is an evaluation too
@@ -243,6 +267,29 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
     for (const m of loaded.values()) await m.model.release();
   }
   return summary;
+}
+
+/** RoIs in flight on a queue's workers: at most `size` at once; the first failure stops the run. */
+class Pool {
+  private running = new Set<Promise<unknown>>();
+  private failure: { e: unknown } | undefined;
+  constructor(private size: number) {}
+  async add(p: Promise<unknown>): Promise<void> {
+    const tracked: Promise<unknown> = p.then(
+      () => this.running.delete(tracked),
+      (e) => {
+        this.running.delete(tracked);
+        this.failure ??= { e };
+      },
+    );
+    this.running.add(tracked);
+    while (this.running.size >= this.size && !this.failure) await Promise.race(this.running);
+    if (this.failure) throw this.failure.e;
+  }
+  async all(): Promise<void> {
+    await Promise.all(this.running);
+    if (this.failure) throw this.failure.e;
+  }
 }
 
 /** Runs a check of one case, naming the case in its error. */
@@ -278,18 +325,47 @@ function checkRoiFile(file: string, rows: readonly { image: string }[], ds: Data
   }
 }
 
-/** An image's RoI for the shared cell logic (roi-cells.ts): the 2D pass, Target, units and fills. */
-function imageRoiWork(
-  cfg: EvaluateConfig,
-  ctl: RunControl,
-  summary: RunSummary,
-  r: { model: Model; runner: Runner; kase: Case; roi: PlacedRoi; bank?: PatchBank; id: CellId; defs: Def[]; protocolKey: Record<string, unknown> },
-): RoiWork<Attribution> {
-  const { model, runner, kase, roi, bank, id } = r;
-  const group = groupKey(r.protocolKey, model, kase, roi.rect, bank);
+type ImageRoi = {
+  model: Model;
+  runner: Runner;
+  kase: Case;
+  roi: PlacedRoi;
+  bank?: PatchBank;
+  id: CellId;
+  defs: Def[];
+  protocolKey: Record<string, unknown>;
+};
+
+/** The keys of the RoI's control and of its cells (one per method, in the order of `defs`). */
+function roiKeys(r: ImageRoi): { controlKey: string; cellKeys: string[] } {
+  const group = groupKey(r.protocolKey, r.model, r.kase, r.roi.rect, r.bank);
+  return { controlKey: controlKey(group), cellKeys: r.defs.map((d) => cellKey(group, d.def, d.options, r.model)) };
+}
+
+/** An image's RoI whose control and cells are computed on a queue's workers (evaluate --queue). */
+function queuedRoiWork(cfg: EvaluateConfig, remote: RemoteCells, summary: RunSummary, r: ImageRoi): RoiWork<RemoteCell> {
+  const { roi, bank, id } = r;
+  const keys = roiKeys(r);
   return {
-    controlKey: controlKey(group),
-    cellKeys: r.defs.map((d) => cellKey(group, d.def, d.options, model)),
+    ...keys,
+    place: { roiRect: roi.rect, roiKind: roi.kind },
+    open: () =>
+      remote.open(cfg, {
+        ...r,
+        ...keys,
+        ...(bank ? { bankPath: bankFile.get(bank) } : {}),
+        // the folder's control of this key (evaluateRoi has checked it) is not computed again
+        control: readJson<ControlRecord>(controlPath(cfg.out, id)),
+        notes: summary.notes,
+      }),
+  };
+}
+
+/** An image's RoI for the shared cell logic (roi-cells.ts): the 2D pass, Target, units and fills. */
+function imageRoiWork(cfg: EvaluateConfig, ctl: RunControl, summary: RunSummary, r: ImageRoi): RoiWork<Attribution> {
+  const { model, runner, kase, roi, bank, id } = r;
+  return {
+    ...roiKeys(r),
     place: { roiRect: roi.rect, roiKind: roi.kind },
     open: async (onProgress) => {
       const ctx = await openRoi(

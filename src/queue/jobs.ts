@@ -1,0 +1,111 @@
+/**
+ * The only jobs a worker runs, and what they return: a RoI's controls and one cell of evaluate.
+ * Every payload and every return value is checked against these schemas before it is used; a job of
+ * another name or shape is rejected (logged, failed without retry), never run.
+ */
+import { z } from "zod";
+import { FILL_NAMES } from "../evaluate/fills.js";
+import { CONTROL_NAMES } from "../evaluate/protocol.js";
+import { OUTCOMES } from "../target/outcome.js";
+
+/** Bumped when a payload's meaning changes: a worker refuses jobs of another version. */
+export const JOB_VERSION = 1;
+
+const sha = z.string().regex(/^[0-9a-f]{64}$/);
+const blob = z.object({ sha256: sha, name: z.string().min(1).max(200) }).strict();
+const count = z.number().int().min(1).max(1_000_000);
+const finite = z.number().finite();
+const fraction = z.number().gt(0).lte(1);
+const name = z.string().min(1).max(500);
+
+const protocol = z
+  .object({
+    steps: count,
+    rankUnits: z.discriminatedUnion("kind", [
+      z.object({ kind: z.literal("pixel") }).strict(),
+      z.object({ kind: z.literal("block"), size: count }).strict(),
+      z.object({ kind: z.literal("superpixel"), segments: count }).strict(),
+    ]),
+    fills: z.array(z.enum(FILL_NAMES)).min(1),
+    patchDraws: count,
+    blurSigma: finite,
+    topk: z.array(fraction),
+    topArea: z.array(fraction),
+    controls: z.array(z.enum(CONTROL_NAMES)),
+    radius: z.number().min(0),
+    minRange: finite,
+    stability: z.boolean(),
+    noiseSigma: z.number().min(0),
+    outcome: z.enum(OUTCOMES as [string, ...string[]]),
+    reference: z.enum(["auto", "ground-truth", "prediction"]),
+  })
+  .strict();
+
+const rect = z.object({ row: z.number().int().min(0), col: z.number().int().min(0), height: count, width: count }).strict();
+
+/** What every job of a (model, image, RoI) carries: its inputs as blobs and the run's settings. */
+const roiJob = z.object({
+  v: z.literal(JOB_VERSION),
+  id: z.object({ dataset: name, model: name, image: name, roi: name }).strict(),
+  model: blob,
+  card: blob.nullable(),
+  image: blob,
+  mask: blob.nullable(),
+  bank: blob.nullable(),
+  roi: z.object({ id: name, kind: z.enum(["boundary", "inside", "outside", "file"]), rect }).strict(),
+  protocol,
+  seed: z.number().int(),
+  batchSize: count.optional(),
+  threads: count.optional(),
+});
+
+export const ControlJob = roiJob.extend({ controlKey: sha }).strict();
+export type ControlJob = z.infer<typeof ControlJob>;
+
+export const CellJob = roiJob
+  .extend({
+    cellKey: sha,
+    method: z.object({ name: z.string().min(1).max(100), options: z.record(z.string(), z.unknown()) }).strict(),
+    /** the RoI's control record (its end points are the cell's) */
+    control: z
+      .object({
+        format: z.literal("segcause.evalcontrol/1"),
+        key: sha,
+        status: z.literal("ok"),
+        fills: z.partialRecord(
+          z.enum(FILL_NAMES),
+          z.object({ ends: z.object({ base: z.number().nullable(), removed: z.number().nullable() }).passthrough() }).passthrough(),
+        ),
+      })
+      .passthrough(),
+  })
+  .strict();
+export type CellJob = z.infer<typeof CellJob>;
+
+export const JOB_SCHEMAS = { control: ControlJob, cell: CellJob } as const;
+export type JobName = keyof typeof JOB_SCHEMAS;
+
+/** A control job's result: the control record, or why the RoI is skipped. */
+export const ControlResult = z.union([z.object({ control: z.record(z.string(), z.unknown()) }).strict(), z.object({ skipped: z.string() }).strict()]);
+export type ControlResult = z.infer<typeof ControlResult>;
+
+/** A cell job's result: the files of the cell's folder (map.npy as base64, attribution.json's object, cell.json's record). */
+export const CellResult = z
+  .object({
+    npy: z.string().max(512 * 1024 * 1024),
+    meta: z.record(z.string(), z.unknown()),
+    record: z.object({ format: z.literal("segcause.evalcell/1"), key: sha }).passthrough(),
+  })
+  .strict();
+export type CellResult = z.infer<typeof CellResult>;
+
+/** How a refusal (the method cannot take this input) is told apart from a failure in a job's failedReason. */
+export const REFUSED = "refused: ";
+/** How a rejected job (not one of segcause's, or malformed) is named in its failedReason. */
+export const REJECTED = "rejected: ";
+
+/** The first problem of a failed check, as one line. */
+export function firstIssue(e: z.ZodError): string {
+  const i = e.issues[0];
+  return `${i.path.join(".") || "(root)"}: ${i.message}`;
+}

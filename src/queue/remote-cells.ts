@@ -1,0 +1,236 @@
+/**
+ * The enqueuing side of `evaluate --queue`: a RoI's controls and each of its cells become jobs whose
+ * id is their key (a restarted run re-attaches to them, a finished one is not recomputed), their
+ * inputs go to Redis as blobs, and their results come back as the jobs' return values, which the
+ * shared cell logic (roi-cells.ts) writes exactly as a local run would.
+ */
+import { existsSync } from "node:fs";
+import { Queue, QueueEvents } from "bullmq";
+import type { Redis } from "ioredis";
+import type { Case } from "../data/case.js";
+import type { PatchBank } from "../data/patchbank.js";
+import { fail, SegcauseError } from "../errors.js";
+import { writeCellFiles } from "../evaluate/cell.js";
+import type { EvaluateConfig } from "../evaluate/protocol.js";
+import type { Def, OpenedRoi } from "../evaluate/roi-cells.js";
+import type { PlacedRoi } from "../evaluate/rois.js";
+import type { CellId, CellRecord, ControlRecord } from "../evaluate/store.js";
+import type { Attribution } from "../explain/attribution.js";
+import type { Model } from "../model/model.js";
+import { type BlobRef, putBlob } from "./blobs.js";
+import { CELLS_QUEUE, connectRedis, redactUrl } from "./connection.js";
+import { type CellJob, CellResult, type ControlJob, ControlResult, firstIssue, JOB_VERSION, REFUSED } from "./jobs.js";
+
+/** A cell computed on a worker: its files and its cost, as the cell logic reports it. */
+export interface RemoteCell {
+  result: CellResult;
+  forwardPasses: number;
+  backwardPasses: number;
+  wallMs: number;
+}
+
+/** What a RoI's jobs are made of, from the enqueuer's loaded model, case and bank. */
+export interface RemoteRoi {
+  id: CellId;
+  model: Model;
+  kase: Case;
+  roi: PlacedRoi;
+  bank?: PatchBank;
+  bankPath?: string;
+  controlKey: string;
+  /** one per method, in the order of `defs` */
+  cellKeys: string[];
+  defs: Def[];
+  /** the RoI's control when the folder holds it */
+  control?: ControlRecord;
+  notes: string[];
+}
+
+/**
+ * A job that failed on the workers for another reason than a refusal: not a SegcauseError, so the
+ * cell logic does not record it as the method's refusal; the run stops with its one line (queuedRun).
+ */
+export class JobFailed extends Error {
+  constructor(
+    message: string,
+    readonly hint: string,
+  ) {
+    super(message);
+  }
+}
+
+const LOST_HINT = "start Redis again and rerun the same command: finished cells are kept and the queue's jobs are re-attached";
+
+/** Attempts of a job that fails for another reason than a refusal (a worker's crash, a lost connection). */
+const ATTEMPTS = 3;
+
+export class RemoteCells {
+  private blobs = new Map<string, Promise<BlobRef>>();
+  private lostProblem?: string;
+  private lostListeners = new Set<(e: SegcauseError) => void>();
+
+  private constructor(
+    readonly url: string,
+    private redis: Redis,
+    private queue: Queue,
+    private events: QueueEvents,
+  ) {}
+
+  /** Connects (one line when Redis cannot be reached) and starts listening for finished jobs. */
+  static async open(url: string): Promise<RemoteCells> {
+    let self: RemoteCells | undefined;
+    const redis = await connectRedis(url, (problem) => self?.lost(problem));
+    const queue = new Queue(CELLS_QUEUE, { connection: redis });
+    const events = new QueueEvents(CELLS_QUEUE, { connection: redis.duplicate() });
+    events.setMaxListeners(0);
+    // connection errors: the client's retry strategy decides, and a lost connection is one line (lost())
+    queue.on("error", () => {});
+    events.on("error", () => {});
+    await events.waitUntilReady();
+    self = new RemoteCells(url, redis, queue, events);
+    return self;
+  }
+
+  /**
+   * The run's failure as the CLI reports it: once the connection is lost, whatever failed for it is
+   * that one line; a job that failed on the workers is its own line.
+   */
+  problem(e: unknown): unknown {
+    if (this.lostProblem && !(e instanceof SegcauseError)) return new SegcauseError(this.lostProblem, LOST_HINT);
+    return e instanceof JobFailed ? new SegcauseError(e.message, e.hint) : e;
+  }
+
+  private lost(problem: string): void {
+    this.lostProblem ??= problem;
+    const e = new SegcauseError(
+      problem,
+      "start Redis again and rerun the same command: finished cells are kept and the queue's jobs are re-attached",
+    );
+    for (const l of this.lostListeners) l(e);
+  }
+
+  /** Closes the connections; with Redis gone, after a second at most (pending commands are dropped). */
+  async close(): Promise<void> {
+    const closed = Promise.allSettled([this.events.close(), this.queue.close()]);
+    await Promise.race([closed, new Promise((r) => setTimeout(r, this.lostProblem ? 0 : 1000).unref())]);
+    await Promise.allSettled([this.events.disconnect(), this.queue.disconnect()]);
+    this.redis.disconnect();
+  }
+
+  private blob(path: string): Promise<BlobRef> {
+    let b = this.blobs.get(path);
+    if (!b) {
+      b = putBlob(this.redis, path);
+      this.blobs.set(path, b);
+    }
+    return b;
+  }
+
+  /** Adds the job (or finds the one of this id) and waits for its return value; a refusal is a SegcauseError. */
+  private async run(name: "control" | "cell", jobId: string, data: ControlJob | CellJob): Promise<unknown> {
+    if (this.lostProblem) fail(this.lostProblem);
+    let onLost: ((e: SegcauseError) => void) | undefined;
+    const lost = new Promise<never>((_, reject) => {
+      onLost = reject;
+      this.lostListeners.add(reject);
+    });
+    try {
+      const job = await Promise.race([
+        this.queue.add(name, data, { jobId, attempts: ATTEMPTS, backoff: { type: "exponential", delay: 2000 }, removeOnFail: false }),
+        lost,
+      ]);
+      return await Promise.race([job.waitUntilFinished(this.events), lost]);
+    } catch (e) {
+      if (e instanceof SegcauseError) throw e;
+      const reason = (e as Error).message ?? String(e);
+      if (reason.startsWith(REFUSED)) throw new SegcauseError(reason.slice(REFUSED.length));
+      throw new JobFailed(
+        `job ${jobId.slice(0, 16)}… (${name}) failed on the workers of ${redactUrl(this.url)}: ${reason}`,
+        "see `segcause queue status`; after fixing the cause, `segcause queue retry` and rerun this command",
+      );
+    } finally {
+      this.lostListeners.delete(onLost!);
+    }
+  }
+
+  /** The payload every job of the RoI shares: its inputs as blobs and the run's settings. */
+  private async base(cfg: EvaluateConfig, r: RemoteRoi) {
+    const modelPath = r.model.path;
+    const card = `${modelPath}.json`;
+    const { kase } = r;
+    if (!kase.imagePath) throw new Error("a queued case needs its image file");
+    if (r.bank && !r.bankPath) throw new Error("a queued run needs its bank's file");
+    return {
+      v: JOB_VERSION,
+      id: r.id,
+      model: await this.blob(modelPath),
+      card: existsSync(card) ? await this.blob(card) : null,
+      image: await this.blob(kase.imagePath),
+      mask: kase.maskPath ? await this.blob(kase.maskPath) : null,
+      bank: r.bank ? await this.blob(r.bankPath!) : null,
+      roi: { id: r.roi.id, kind: r.roi.kind, rect: r.roi.rect },
+      protocol: cfg.protocol,
+      seed: cfg.seed,
+      ...(cfg.batchSize !== undefined ? { batchSize: cfg.batchSize } : {}),
+      ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+    } satisfies Omit<ControlJob, "controlKey">;
+  }
+
+  /** The RoI as the cell logic opens it: its control and its cells computed by the workers. */
+  async open(cfg: EvaluateConfig, r: RemoteRoi): Promise<OpenedRoi<RemoteCell> | { skipped: string }> {
+    const base = await this.base(cfg, r);
+    let control = r.control?.status === "ok" ? r.control : undefined;
+    if (!control) {
+      const got = ControlResult.safeParse(await this.run("control", `control-${r.controlKey}`, { ...base, controlKey: r.controlKey }));
+      if (!got.success)
+        fail(`a worker returned a malformed control for ${r.id.image} ${r.id.roi}: ${firstIssue(got.error)}`, "run workers of this segcause version");
+      if ("skipped" in got.data) return { skipped: got.data.skipped };
+      control = got.data.control as ControlRecord;
+      if (control.key !== r.controlKey)
+        fail(`a worker returned the control of another key for ${r.id.image} ${r.id.roi}`, "run workers of this segcause version");
+    }
+    const known = control;
+    return {
+      control: async () => known,
+      explain: async (d) => {
+        const cellKey = r.cellKeys[r.defs.indexOf(d)];
+        const raw = await this.run("cell", cellKey, {
+          ...base,
+          cellKey,
+          method: { name: d.def.name, options: d.run.options },
+          control: known as CellJob["control"],
+        });
+        const got = CellResult.safeParse(raw);
+        if (!got.success)
+          fail(
+            `a worker returned a malformed cell for ${r.id.image} ${r.id.roi} ${d.def.name}: ${firstIssue(got.error)}`,
+            "run workers of this segcause version",
+          );
+        if (got.data.record.key !== cellKey)
+          fail(`a worker returned the cell of another key for ${r.id.image} ${r.id.roi} ${d.def.name}`, "run workers of this segcause version");
+        const cost = (got.data.record as unknown as CellRecord).cost;
+        return { result: got.data, forwardPasses: cost.forwardPasses, backwardPasses: cost.backwardPasses, wallMs: cost.wallMs };
+      },
+      measure: async (_control, _h, c) => c.result.record as unknown as CellRecord,
+      write: (dir, c, record, checkpointPath) =>
+        writeCellFiles(dir, Buffer.from(c.result.npy, "base64"), localProvenance(c.result.meta, r), record, checkpointPath),
+    };
+  }
+}
+
+/**
+ * The Attribution's metadata with the enqueuer's file paths, not the worker's cache paths: the
+ * folder reads as a local run's (the files are the same: the worker checked their sha256).
+ */
+function localProvenance(meta: Record<string, unknown>, r: RemoteRoi): Record<string, unknown> {
+  const p = meta.provenance as Attribution["provenance"] | undefined;
+  if (!p) return meta;
+  return {
+    ...meta,
+    provenance: {
+      ...p,
+      model: { ...p.model, path: r.model.path },
+      case: { ...p.case, imagePath: r.kase.imagePath, maskPath: r.kase.maskPath },
+    },
+  };
+}

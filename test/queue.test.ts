@@ -1,0 +1,399 @@
+/**
+ * evaluate --queue, segcause worker and segcause queue on a real redis-server: the queued run writes
+ * the local run's cells with 1 and 2 workers; a worker killed mid-job, an enqueuer stopped and
+ * restarted, and Redis stopped mid-run lose and double nothing; refusals are recorded once, foreign
+ * or malformed jobs are rejected unrun; passwords and TLS work; bad URLs are one line.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import "../src/explain/catalog.js";
+import { fail } from "../src/errors.js";
+import { runEvaluation } from "../src/evaluate/benchmark.js";
+import { PROTOCOL_DEFAULTS } from "../src/evaluate/protocol.js";
+import { parseRoiSpec } from "../src/evaluate/rois.js";
+import { registerMethod } from "../src/explain/methods.js";
+import { CELLS_QUEUE, redisOptions } from "../src/queue/connection.js";
+import { REFUSED, REJECTED } from "../src/queue/jobs.js";
+import { RemoteCells } from "../src/queue/remote-cells.js";
+import { runWorker } from "../src/queue/worker.js";
+import { segcause } from "./helpers/cli.js";
+import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
+import { flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+
+const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
+const missing = redisMissing();
+if (missing) console.warn(`queue.test.ts: ${missing}, so the queue tests are skipped`);
+
+let dir: string;
+let shared: TestRedis | undefined;
+/** The CI's server (SEGCAUSE_TEST_REDIS) or one of the file's own; each test uses its own database. */
+let sharedUrl: (db: number) => string;
+
+/** A CLI process running in the background (workers, an enqueuer that is killed). */
+interface Bg {
+  child: ChildProcess;
+  out: () => string;
+  err: () => string;
+  done: Promise<number | null>;
+}
+function bg(...args: string[]): Bg {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
+  let out = "",
+    err = "";
+  child.stdout!.on("data", (d) => (out += d));
+  child.stderr!.on("data", (d) => (err += d));
+  const done = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return { child, out: () => out, err: () => err, done };
+}
+const worker = (url: string, ...more: string[]) => bg("worker", "--queue", url, "--cache", tmp("segcause-wcache-"), ...more);
+async function stop(...ps: Bg[]): Promise<void> {
+  for (const p of ps) if (p.child.exitCode === null) p.child.kill("SIGTERM");
+  await Promise.all(ps.map((p) => p.done));
+}
+async function until(what: string, f: () => Promise<boolean> | boolean, ms = 120_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await f())) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** The run's settings: 2 images × 2 boundary RoIs × 3 methods = 12 cells and 4 controls (16 jobs). */
+const evaluateArgs = (out: string, more: string[] = [], methods = ["zero,saliency,rise", "--set", "rise.masks=100"]) => [
+  "evaluate",
+  ...["--models", join(dir, "causal.onnx"), "--dataset", join(dir, "manifest.json"), "--split", "test"],
+  ...["--methods", ...methods, "--rois", "boundary:8x2", "--bank", join(dir, "bank.scbank")],
+  ...["--radius", "8", "--rank-units", "pixel", "--threads", "1", "--no-progress", "--out", out],
+  ...more,
+];
+
+/**
+ * The cells and controls of two folders are the same files, equal but for what differs between any two
+ * runs (the methods' wall time, the creation time in the provenance): maps byte for byte.
+ */
+function expectSameCells(a: string, b: string): void {
+  const list = (d: string) => spawnSync("find", ["cells", "controls", "-type", "f"], { cwd: d, encoding: "utf8" }).stdout.trim().split("\n").sort();
+  const files = list(a);
+  expect(list(b)).toEqual(files);
+  const norm = (f: string, s: string) => {
+    if (f.endsWith("cell.json")) {
+      const r = JSON.parse(s);
+      delete r.cost.wallMs;
+      delete r.metrics.wall_s;
+      return JSON.stringify(r);
+    }
+    if (f.endsWith("attribution.json")) {
+      const r = JSON.parse(s);
+      delete r.wallMs;
+      delete r.provenance.createdAt;
+      return JSON.stringify(r);
+    }
+    return s;
+  };
+  for (const f of files) {
+    if (f.endsWith(".npy")) expect(readFileSync(join(b, f)).equals(readFileSync(join(a, f))), f).toBe(true);
+    else expect(norm(f, readFileSync(join(b, f), "latin1")), f).toBe(norm(f, readFileSync(join(a, f), "latin1")));
+  }
+}
+
+/** The queue as the tests inspect it (its own connection, closed with it). */
+function queueAt(url: string): Queue & { shut(): Promise<void> } {
+  const connection = new Redis(redisOptions(url));
+  const q = new Queue(CELLS_QUEUE, { connection });
+  return Object.assign(q, {
+    shut: async () => {
+      await q.close();
+      connection.disconnect();
+    },
+  });
+}
+
+/** The jobs a worker's log says it finished, by id. */
+const doneJobs = (log: string) => [...log.matchAll(/done (control|cell) (\S+)/g)].map((m) => m[2]);
+
+beforeAll(async () => {
+  if (missing) return;
+  dir = tmp("segcause-queue-");
+  writeModel(dir, "causal.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
+  const cases = [];
+  for (let i = 0; i < 2; i++) {
+    await writeImage(dir, `img${i}.png`, (y, x) => (y < 16 && x >= 16 ? 230 : 70 + ((x * 37 + y * 23 + 11 * i) % 60)));
+    await writeMask(dir, `img${i}_mask.png`, (_y, x) => x < 16);
+    cases.push({ id: `img${i}`, image: `img${i}.png`, mask: `img${i}_mask.png`, split: "test" });
+  }
+  writeFileSync(join(dir, "manifest.json"), JSON.stringify({ name: "tiny", cases }));
+  await flatBank([20, 240, 20]).save(join(dir, "bank.scbank"));
+  const env = process.env.SEGCAUSE_TEST_REDIS;
+  if (!env) shared = await startRedis();
+  const base = (env ?? shared!.url).replace(/\/\d*$/, "");
+  sharedUrl = (db) => `${base}/${db}`;
+  // the local run every queued run is compared with
+  const local = segcause(...evaluateArgs(join(dir, "local")));
+  if (local.code !== 0) throw new Error(local.stderr);
+});
+afterAll(async () => {
+  await shared?.stop();
+});
+
+describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
+  it("a queued run with 1 and with 2 workers writes exactly the local run's cells, each job computed once", async () => {
+    for (const n of [1, 2]) {
+      const url = sharedUrl(n);
+      const workers = Array.from({ length: n }, () => worker(url));
+      const out = join(dir, `queued${n}`);
+      const run = bg(...evaluateArgs(out, ["--queue", url]));
+      const code = await run.done;
+      await stop(...workers);
+      expect(code, run.err()).toBe(0);
+      expect(run.out()).toContain("12 cells computed, 0 already finished");
+      expectSameCells(join(dir, "local"), out);
+      const done = workers.flatMap((w) => doneJobs(w.err()));
+      expect(done.length).toBe(16);
+      expect(new Set(done).size).toBe(16);
+      if (n === 2) expect(workers.every((w) => doneJobs(w.err()).length > 0)).toBe(true);
+      // the status counts the finished jobs and their cost
+      const st = segcause("queue", "status", "--queue", url, "--json");
+      expect(st.code, st.stderr).toBe(0);
+      const s = JSON.parse(st.stdout);
+      expect([s.queued, s.running, s.done, s.failed, s.cost.cells]).toEqual([0, 0, 16, 0, 12]);
+    }
+  });
+
+  it("a worker killed (-9) mid-job: the job goes to another worker after the stall time and completes once", async () => {
+    const url = sharedUrl(3);
+    const out = join(dir, "killed");
+    const w1 = worker(url, "--stall-seconds", "2");
+    const run = bg(...evaluateArgs(out, ["--queue", url, "--images", "1", "--rois", "boundary:8x1"], ["rise", "--set", "rise.masks=8000"]));
+    const q = queueAt(url);
+    try {
+      await until("the cell job runs", async () => (await q.getActive()).some((j) => j.name === "cell"));
+      w1.child.kill("SIGKILL");
+      await w1.done;
+      const w2 = worker(url, "--stall-seconds", "2");
+      const code = await run.done;
+      await stop(w2);
+      expect(code, run.err()).toBe(0);
+      expect(run.out()).toContain("1 cells computed");
+      const cell = JSON.parse(readFileSync(join(out, "cells/tiny/causal/img0/boundary8-0/rise/cell.json"), "utf8"));
+      expect(cell.cost.forwardPasses).toBe(8001); // RISE: 1 + masks
+      const job = (await q.getJob(cell.key))!;
+      expect(await job.getState()).toBe("completed");
+      expect(job.stalledCounter).toBe(1);
+      expect(job.returnvalue.record.key).toBe(cell.key);
+      expect(doneJobs(w1.err())).not.toContain(cell.key);
+      expect(doneJobs(w2.err()).filter((id) => id === cell.key)).toHaveLength(1);
+    } finally {
+      await q.shut();
+    }
+  });
+
+  it("an enqueuer stopped and restarted re-attaches: finished cells are kept and no job is computed twice", async () => {
+    const url = sharedUrl(4);
+    const out = join(dir, "restarted");
+    const w = worker(url);
+    const first = bg(...evaluateArgs(out, ["--queue", url]));
+    await until("a cell is written", () => existsSync(join(out, "cells/tiny/causal/img0/boundary8-0/zero/cell.json")));
+    first.child.kill("SIGKILL");
+    await first.done;
+    const again = bg(...evaluateArgs(out, ["--queue", url]));
+    const code = await again.done;
+    await stop(w);
+    expect(code, again.err()).toBe(0);
+    const [, computed, resumed] = /(\d+) cells computed, (\d+) already finished/.exec(again.out())!.map(Number);
+    expect(resumed).toBeGreaterThan(0);
+    expect(computed + resumed).toBe(12);
+    expectSameCells(join(dir, "local"), out);
+    const done = doneJobs(w.err());
+    expect(new Set(done).size).toBe(done.length);
+    expect(done.length).toBe(16);
+  });
+
+  it("Redis stopped mid-run: the enqueuer stops with one line; with Redis back the same command finishes the run", async () => {
+    const r = await startRedis();
+    try {
+      const out = join(dir, "redis-lost");
+      const run = bg(...evaluateArgs(out, ["--queue", r.url])); // no worker yet: the jobs wait
+      const probe = new Redis(redisOptions(r.url));
+      await until("jobs wait in the queue", async () => (await probe.llen(`bull:${CELLS_QUEUE}:wait`)) > 0);
+      probe.disconnect();
+      await r.stop();
+      expect(await run.done).toBe(1);
+      const lines = run.err().trim().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^segcause: error: lost the connection to Redis at redis:\/\/127\.0\.0\.1:\d+\/0 .*rerun the same command/);
+      await r.start();
+      const w = worker(r.url);
+      const again = bg(...evaluateArgs(out, ["--queue", r.url]));
+      const code = await again.done;
+      await stop(w);
+      expect(code, again.err()).toBe(0);
+      expectSameCells(join(dir, "local"), out);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("with a password: a refused cell is recorded once (not retried); foreign and malformed jobs are rejected, never run", async () => {
+    const r = await startRedis({
+      args: (port) => ["--port", String(port), "--requirepass", "p@ss w0rd"],
+      url: (port) => `redis://:p%40ss%20w0rd@127.0.0.1:${port}/0`,
+    });
+    let explained = 0;
+    registerMethod({
+      name: "t-queue-refuse",
+      family: "perturbation",
+      summary: "refuses every input",
+      cost: "0",
+      options: [],
+      explain: async () => {
+        explained++;
+        return fail("t-queue-refuse cannot explain this model", "it never can");
+      },
+    });
+    const logs: string[] = [];
+    const stopWorker = new AbortController();
+    const working = runWorker(
+      { url: r.url, concurrency: 1, cache: tmp("segcause-wcache-"), stallSeconds: 30, log: (l) => logs.push(l) },
+      stopWorker.signal,
+    );
+    const cells = await RemoteCells.open(r.url);
+    const q = queueAt(r.url);
+    try {
+      const out = join(dir, "refused");
+      const s = await runEvaluation(
+        {
+          models: [join(dir, "causal.onnx")],
+          dataset: join(dir, "manifest.json"),
+          split: "test",
+          images: 1,
+          methods: [{ name: "t-queue-refuse", options: {} }],
+          rois: parseRoiSpec("boundary:8x1"),
+          bankSplits: ["train"],
+          bankPatchSize: 8,
+          out,
+          seed: 0,
+          protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero"], radius: 8, rankUnits: { kind: "pixel" } },
+          threads: 1,
+        },
+        { remote: { cells, roisAtOnce: 4 } },
+      );
+      expect([s.computed, s.failed]).toEqual([0, 1]);
+      const failed = JSON.parse(readFileSync(join(out, "cells/tiny/causal/img0/boundary8-0/t-queue-refuse/failed.json"), "utf8"));
+      expect(failed.reason).toBe("t-queue-refuse cannot explain this model (it never can)");
+      const job = (await q.getJob(failed.key))!;
+      expect(job.failedReason).toBe(`${REFUSED}t-queue-refuse cannot explain this model (it never can)`);
+      expect([job.attemptsMade, explained]).toEqual([1, 1]);
+
+      // a job type segcause does not have, and a cell job whose payload names a path
+      const foreign = await q.add("shell", { cmd: "touch /tmp/owned" }, { attempts: 3 });
+      const malformed = await q.add(
+        "cell",
+        { ...job.data, id: { dataset: "tiny" }, image: { sha256: "../../etc/passwd", name: "x" } },
+        { attempts: 3 },
+      );
+      for (const j of [foreign, malformed]) {
+        await until("the job is rejected", async () => (await q.getJob(j.id!))!.finishedOn !== undefined);
+        const got = (await q.getJob(j.id!))!;
+        expect(got.failedReason.startsWith(REJECTED), got.failedReason).toBe(true);
+        expect(got.attemptsMade).toBe(1);
+      }
+      expect(logs.filter((l) => l.startsWith("rejected job"))).toHaveLength(2);
+      expect(explained).toBe(1);
+      // the wrong password is one line
+      const wrong = segcause("queue", "status", "--queue", r.url.replace("p%40ss", "nope"));
+      expect(wrong.code).toBe(1);
+      expect(wrong.stderr.trim().split("\n")).toHaveLength(1);
+      expect(wrong.stderr).toMatch(/cannot reach Redis at redis:\/\/:\*\*\*@127\.0\.0\.1/);
+    } finally {
+      await q.shut();
+      await cells.close();
+      stopWorker.abort();
+      await working;
+      await r.stop();
+    }
+  });
+
+  it("rediss:// reaches a TLS-only redis-server (a self-signed certificate trusted through NODE_EXTRA_CA_CERTS)", async () => {
+    const certs = tmp("segcause-tls-");
+    const cert = join(certs, "cert.pem"),
+      key = join(certs, "key.pem");
+    const ssl = spawnSync(
+      "openssl",
+      [
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        key,
+        "-out",
+        cert,
+        "-days",
+        "1",
+        "-subj",
+        "/CN=localhost",
+        "-addext",
+        "subjectAltName=DNS:localhost",
+      ],
+      { encoding: "utf8" },
+    );
+    expect(ssl.status, ssl.stderr).toBe(0);
+    const r = await startRedis({
+      args: (port) => [
+        "--port",
+        "0",
+        "--tls-port",
+        String(port),
+        "--tls-cert-file",
+        cert,
+        "--tls-key-file",
+        key,
+        "--tls-ca-cert-file",
+        cert,
+        "--tls-auth-clients",
+        "no",
+      ],
+      url: (port) => `rediss://localhost:${port}/0`,
+    });
+    try {
+      const env = { ...process.env, NODE_EXTRA_CA_CERTS: cert };
+      const w = spawn(process.execPath, [BIN, "worker", "--queue", r.url, "--cache", tmp("segcause-wcache-")], { env, stdio: "ignore" });
+      const run = spawnSync(
+        process.execPath,
+        [BIN, ...evaluateArgs(join(dir, "tls"), ["--queue", r.url, "--images", "1", "--rois", "boundary:8x1"], ["saliency"])],
+        {
+          env,
+          encoding: "utf8",
+          timeout: 240_000,
+        },
+      );
+      w.kill("SIGTERM");
+      expect(run.status, run.stderr).toBe(0);
+      expect(run.stdout).toContain("1 cells computed");
+      const plain = segcause("queue", "status", "--queue", r.url.replace("rediss:", "redis:"));
+      expect(plain.code).toBe(1);
+      expect(plain.stderr.trim().split("\n")).toHaveLength(1);
+    } finally {
+      await r.stop();
+    }
+  });
+
+  it("a bad or unreachable --queue is one line, exit 1, and evaluate writes nothing", async () => {
+    const notRedis = segcause("worker", "--queue", "http://127.0.0.1:6379/0");
+    expect(notRedis.code).toBe(1);
+    expect(notRedis.stderr.trim()).toMatch(/^segcause: error: --queue http:\/\/127\.0\.0\.1:6379\/0 is not a Redis URL \(http:\) \(give redis:/);
+    const r = await startRedis();
+    await r.stop(); // a port nothing listens on
+    const out = join(dir, "unreachable");
+    const down = segcause(...evaluateArgs(out, ["--queue", r.url]));
+    expect(down.code).toBe(1);
+    expect(down.stderr.trim().split("\n")).toHaveLength(1);
+    expect(down.stderr).toContain(`cannot reach Redis at ${r.url}`);
+    expect(existsSync(out)).toBe(false);
+  });
+});
