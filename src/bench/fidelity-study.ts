@@ -21,7 +21,7 @@ import { explainPdcr } from "../explain/pdcr.js";
 import { Model } from "../model/model.js";
 import type { RoiRect } from "../target/roi.js";
 import { t975 } from "../util/tdist.js";
-import { bankFor, boundaryRoi, pearson } from "./fidelity.js";
+import { bankFor, benchModelName, boundaryRoi, pearson } from "./fidelity.js";
 
 export const REF_SEED = 1000;
 
@@ -121,14 +121,7 @@ function cached<T>(path: string, make: () => Promise<T>): Promise<T> {
 }
 
 export async function studyModel(modelPath: string, o: StudyOptions, configs = STUDY_CONFIGS): Promise<StudyPoint[] | string> {
-  const sidecar = JSON.parse(readFileSync(`${modelPath}.json`, "utf8")) as { dataset?: string; name?: string };
-  const name =
-    sidecar.name ??
-    modelPath
-      .split("/")
-      .pop()!
-      .replace(/\.onnx$/, "");
-  const dataset = sidecar.dataset;
+  const { name, dataset } = benchModelName(modelPath);
   if (!dataset || !existsSync(join(o.dataRoot, dataset, "manifest.json"))) return `${name}: dataset ${dataset ?? "?"} not found under ${o.dataRoot}`;
   mkdirSync(o.cacheDir, { recursive: true });
   mkdirSync(o.publishDir, { recursive: true });

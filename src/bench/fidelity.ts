@@ -7,7 +7,7 @@
  * under .bench-cache/.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { type Case, loadCase } from "../data/case.js";
 import { casesInSplits, readManifest } from "../data/manifest.js";
 import { buildPatchBank, PatchBank } from "../data/patchbank.js";
@@ -152,18 +152,17 @@ export async function benchCase(model: Model, dataRoot: string, dataset: string)
  * A shipped model with its dataset (from its card's sidecar) and bench case, loaded; or why the model
  * is skipped. The caller releases the model.
  */
+/** A shipped model's name and data set, from its card beside it (the file name when the card has none). */
+export function benchModelName(modelPath: string): { name: string; dataset?: string } {
+  const sidecar = JSON.parse(readFileSync(`${modelPath}.json`, "utf8")) as { dataset?: string; name?: string };
+  return { name: sidecar.name ?? basename(modelPath).replace(/\.onnx$/, ""), dataset: sidecar.dataset };
+}
+
 export async function openBenchCase(
   modelPath: string,
   o: { dataRoot: string; cacheDir: string },
 ): Promise<{ name: string; dataset: string; model: Model; kase: Case; roi: RoiRect } | string> {
-  const sidecar = JSON.parse(readFileSync(`${modelPath}.json`, "utf8")) as { dataset?: string; name?: string };
-  const name =
-    sidecar.name ??
-    modelPath
-      .split("/")
-      .pop()!
-      .replace(/\.onnx$/, "");
-  const dataset = sidecar.dataset;
+  const { name, dataset } = benchModelName(modelPath);
   if (!dataset || !existsSync(join(o.dataRoot, dataset, "manifest.json"))) return `${name}: dataset ${dataset ?? "?"} not found under ${o.dataRoot}`;
   mkdirSync(o.cacheDir, { recursive: true });
   const model = await Model.load(modelPath);

@@ -6,12 +6,12 @@
  * the bundled lesion: light ones (a few passes each, where the queue's cost dominates) and heavier ones.
  * Each queued run uses a database of its own, so no finished job is reused.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { PACKAGE_ROOT } from "../cli/demo.js";
+import { redisMissing, startLocalRedis } from "../queue/local-redis.js";
 
 const BIN = join(PACKAGE_ROOT, "bin", "segcause.js");
 
@@ -38,19 +38,6 @@ const KINDS: { name: string; flags: string[] }[] = [
   },
 ];
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Runs `segcause <args>` and resolves with its wall time in seconds (rejects on a non-zero exit). */
 function timed(args: string[]): Promise<number> {
   const t0 = performance.now();
@@ -63,7 +50,8 @@ function timed(args: string[]): Promise<number> {
 }
 
 export async function scaleBench(workerCounts = [1, 2, 4]): Promise<ScaleRow[] | { skipped: string }> {
-  if (spawnSync("redis-server", ["--version"]).status !== 0) return { skipped: "redis-server is not installed (apt-get install redis-server)" };
+  const missing = redisMissing();
+  if (missing) return { skipped: missing };
   const dir = mkdtempSync(join(tmpdir(), "segcause-scale-"));
   const samples = join(PACKAGE_ROOT, "samples");
   writeFileSync(
@@ -73,11 +61,8 @@ export async function scaleBench(workerCounts = [1, 2, 4]): Promise<ScaleRow[] |
       cases: [{ id: "lesion", image: join(samples, "lesion.png"), mask: join(samples, "lesion_mask.png"), split: "test" }],
     }),
   );
-  const port = await freePort();
-  const redis = spawn("redis-server", ["--bind", "127.0.0.1", "--port", String(port), "--save", "", "--appendonly", "no", "--dir", dir], {
-    stdio: "ignore",
-  });
-  await sleep(500);
+  const redis = await startLocalRedis(dir);
+  const port = redis.port;
   const rows: ScaleRow[] = [];
   let db = 0;
   try {
@@ -112,7 +97,7 @@ export async function scaleBench(workerCounts = [1, 2, 4]): Promise<ScaleRow[] |
       }
     }
   } finally {
-    redis.kill("SIGKILL");
+    await redis.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   return rows;

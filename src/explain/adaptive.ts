@@ -256,6 +256,21 @@ export interface ScreenLoss {
 }
 
 /**
+ * The pass budget after the screen: --max-passes, or the time budget turned into passes at the rate
+ * measured so far when that is the smaller (0 = none).
+ */
+export function passBudget(
+  st: { maxPasses: number; maxSeconds: number },
+  spent: number,
+  passesFor?: (spent: number) => number,
+): { maxPasses: number; byTime: boolean } {
+  const timed = st.maxSeconds > 0 ? passesFor?.(spent) : undefined;
+  if (timed !== undefined && Number.isFinite(timed) && (st.maxPasses === 0 || timed < st.maxPasses))
+    return { maxPasses: Math.max(Math.floor(timed), 1), byTime: true };
+  return { maxPasses: st.maxPasses, byTime: false };
+}
+
+/**
  * `passesFor(spent)`, when given, turns the time budget into a pass budget after the screen (the
  * caller knows the clock and the pass rate). `plan` hears the run's passes as far as they are known.
  */
@@ -353,13 +368,7 @@ export async function adaptiveAte(
   let binding = false,
     noiseRatio = 0,
     short = false;
-  let maxPasses = st.maxPasses,
-    byTime = false;
-  const timed = st.maxSeconds > 0 ? passesFor?.(spent) : undefined;
-  if (timed !== undefined && Number.isFinite(timed) && (maxPasses === 0 || timed < maxPasses)) {
-    maxPasses = Math.max(Math.floor(timed), 1);
-    byTime = true;
-  }
+  const { maxPasses, byTime } = passBudget(st, spent, passesFor);
   // The map from the estimates of the blocks past the screen: each round's, and the result's.
   const mapOf = (est: ReadonlyMap<number, BlockEstimate>): UnitEstimate[] => {
     const out = result.slice();

@@ -16,6 +16,7 @@ import {
   BlockSamples,
   checkAdaptive,
   moderatedEstimates,
+  passBudget,
   sampleRounds,
 } from "./adaptive.js";
 import type { UnitEstimate } from "./estimators.js";
@@ -102,13 +103,7 @@ export async function priorAte(
   for (let k = 0; k < FIRST_ROUNDS; k++) await sampler.addRound(pilot, "pilot rounds");
   let spent = cost.base + priorPasses + FIRST_ROUNDS * R * sumOf(pilot);
   const screen = spent;
-  let maxPasses = st.maxPasses,
-    byTime = false;
-  const timed = st.maxSeconds > 0 ? passesFor?.(spent) : undefined;
-  if (timed !== undefined && Number.isFinite(timed) && (maxPasses === 0 || timed < maxPasses)) {
-    maxPasses = Math.max(Math.floor(timed), 1);
-    byTime = true;
-  }
+  const { maxPasses, byTime } = passBudget(st, spent, passesFor);
 
   const estimate = () => {
     const drawn = all.filter((b) => sampler.has(b));

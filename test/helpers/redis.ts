@@ -3,69 +3,13 @@
  * no persistence, in a temporary folder. `.ci/run` starts one and exports its URL
  * (SEGCAUSE_TEST_REDIS); tests that stop or reconfigure Redis start their own.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { connect, createServer } from "node:net";
+import { type LocalRedis, startLocalRedis } from "../../src/queue/local-redis.js";
 import { tmp } from "./tiny.js";
 
-/** Why the queue tests cannot run here, or undefined. */
-export function redisMissing(): string | undefined {
-  const r = spawnSync("redis-server", ["--version"], { encoding: "utf8" });
-  return r.status === 0 ? undefined : "redis-server is not installed (apt-get install redis-server; .ci/run installs it)";
-}
+export type { LocalRedis as TestRedis } from "../../src/queue/local-redis.js";
+export { freePort, redisMissing } from "../../src/queue/local-redis.js";
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-export interface TestRedis {
-  port: number;
-  url: string;
-  stop(): Promise<void>;
-  /** starts the same server again (empty: nothing is persisted) */
-  start(): Promise<void>;
-}
-
-/** A redis-server of its own; `args` adds settings (a password, a TLS port), `url` is how clients reach it. */
-export async function startRedis(opts: { args?: (port: number, dir: string) => string[]; url?: (port: number) => string } = {}): Promise<TestRedis> {
-  const dir = tmp("segcause-redis-");
-  const port = await freePort();
-  const args = opts.args?.(port, dir) ?? ["--port", String(port)];
-  let child: ChildProcess | undefined;
-  const r: TestRedis = {
-    port,
-    url: opts.url?.(port) ?? `redis://127.0.0.1:${port}/0`,
-    async start() {
-      child = spawn("redis-server", [...args, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir], { stdio: "ignore" });
-      await waitForPort(port);
-    },
-    async stop() {
-      if (!child || child.exitCode !== null) return;
-      const exited = new Promise((resolve) => child!.once("exit", resolve));
-      child.kill("SIGKILL");
-      await exited;
-    },
-  };
-  await r.start();
-  return r;
-}
-
-/** Waits until the server accepts TCP connections (plain or TLS: no Redis command is sent). */
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = connect(port, "127.0.0.1");
-      c.once("connect", () => (c.destroy(), resolve(true)));
-      c.once("error", () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`redis-server did not listen on port ${port}`);
+/** A redis-server of its own in a new temporary folder (see startLocalRedis). */
+export function startRedis(opts: Parameters<typeof startLocalRedis>[1] = {}): Promise<LocalRedis> {
+  return startLocalRedis(tmp("segcause-redis-"), opts);
 }
