@@ -102,6 +102,8 @@ describe.skipIf(!haveHippo)("segcause view on volumes (shipped 3D U-Net, hippoca
     expect(json(info.out)).toEqual(json(cliOut));
     expect(readFileSync(join(info.out, "manifest.json"), "utf8")).toBe(readFileSync(join(cliOut, "manifest.json"), "utf8"));
 
+    // Not listed among the 2D results (their views do not draw a volume's map).
+    expect((await call("/api/state")).json.results.map((x: { dir: string }) => x.dir)).not.toContain(info.out);
     // The map is served as it lies on disk, with the token only.
     const map = await fetch(`${base}/api/volume?path=${encodeURIComponent(join(info.out, "map.nii.gz"))}&token=${v.token}`);
     expect(map.status).toBe(200);
