@@ -202,11 +202,12 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       .filter((m) => volumeModelAt(m.path))
       .map((m) => ({ name: m.name, path: m.path, description: m.card.description ?? "" }));
     if (o.model && volumeModelAt(o.model)) list.unshift({ name: basename(o.model), path: resolve(o.model), description: "given with --model" });
-    for (const f of [join(PACKAGE, "models", "volumes")])
-      if (existsSync(f))
-        for (const n of readdirSync(f).sort())
-          if (n.endsWith(".onnx") && !list.some((m) => m.path === join(f, n)) && volumeModelAt(join(f, n)))
-            list.push({ name: n, path: join(f, n), description: "the package's 3D model" });
+    // the package's own 3D models (models/volumes/, shipped for `demo --volume`), when the zoo's list leaves them out
+    const dir = join(PACKAGE, "models", "volumes");
+    if (existsSync(dir))
+      for (const n of readdirSync(dir).sort())
+        if (n.endsWith(".onnx") && !list.some((m) => m.path === join(dir, n)) && volumeModelAt(join(dir, n)))
+          list.push({ name: n, path: join(dir, n), description: "the package's 3D model" });
     return list;
   };
   /** NIfTI volumes: --image, a volume data set's cases (with their label maps), uploads */
