@@ -293,8 +293,8 @@ describe("segcause view API", () => {
         },
         "every pixel",
       ],
-      [{ model: fx.model, image: fx.image, roi: ROI, roiMask, method: "zero" }, "give the RoI as one of roi (a rectangle), roiMask (a mask) or roiBox"],
-      [{ model: fx.model, image: fx.image, method: "zero" }, "give the RoI as one of roi (a rectangle), roiMask (a mask) or roiBox"],
+      [{ model: fx.model, image: fx.image, roi: ROI, roiMask, method: "zero" }, "give the RoI as one of roi (a rectangle), roiMask (a mask), roiBox"],
+      [{ model: fx.model, image: fx.image, method: "zero" }, "give the RoI as one of roi (a rectangle), roiMask (a mask), roiBox"],
       [{ model: fx.model, image: fx.image, roiMask: { ...roiMask, bits: "not base64!" }, method: "zero" }, "roiMask.bits: base64"],
     ];
     for (const [body, message] of cases) {

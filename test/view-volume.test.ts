@@ -115,6 +115,20 @@ describe.skipIf(!haveHippo)("segcause view on volumes (shipped 3D U-Net, hippoca
     expect(Buffer.from(await input.arrayBuffer()).equals(readFileSync(IMAGE))).toBe(true);
   });
 
+  it("runs on a RoI of labels of the case's label map, as `--roi-mask <labels> --label 1,2`", async () => {
+    const labels = join(HIPPO, "labels", "hippocampus_008.nii.gz");
+    const r = await call("/api/runs", { model: MODEL, image: IMAGE, roiLabels: { labels, label: "1,2" }, method: "zero", options: { block: 16 } });
+    expect(r.status, JSON.stringify(r.json)).toBe(200);
+    expect(r.json.command).toBe(
+      `segcause explain --model ${MODEL} --image ${IMAGE} --roi-mask ${labels} --label 1,2 --method zero --seed 0 --block=16 --out ${r.json.out}`,
+    );
+    const text = await (await fetch(`${base}/api/runs/${r.json.id}/events?token=${v.token}`)).text();
+    expect(text).toContain('"state":"done"');
+    const map = JSON.parse(readFileSync(join(r.json.out, "map.json"), "utf8"));
+    // the RoI is the labelled hippocampus (labels 1 and 2 of the case's label map), as map.json records it
+    expect(map.roi).toBe(`the structure of ${labels} (label 1,2)`);
+  });
+
   it("confines volume paths to the viewer's folders: ../, a link out, and a file that is not NIfTI are refused", async () => {
     const outside = join(tmp(), "outside.nii.gz");
     writeFileSync(outside, readFileSync(IMAGE).subarray(0, 100));
@@ -143,7 +157,12 @@ describe.skipIf(!haveHippo)("segcause view on volumes (shipped 3D U-Net, hippoca
     const unet2d = (await call("/api/state")).json.models[0].path;
     for (const [body, message] of [
       [{ model: MODEL, image: IMAGE, roi: { row: 0, col: 0, height: 4, width: 4 }, method: "zero" }, "is a volume: give its RoI as roiBox"],
-      [{ model: unet2d, image: png, roiBox: BOX, method: "zero" }, "roiBox is a volume's RoI"],
+      [{ model: unet2d, image: png, roiBox: BOX, method: "zero" }, "roiBox and roiLabels are a volume's RoI"],
+      [
+        { model: MODEL, image: IMAGE, roiLabels: { labels: "/etc/hostname", label: "1" }, method: "zero" },
+        "label map /etc/hostname is outside the folders",
+      ],
+      [{ model: MODEL, image: IMAGE, roiLabels: { labels: IMAGE, label: "1;2" }, method: "zero" }, "roiLabels.label: label numbers"],
       [{ model: MODEL, image: png, roi: { row: 0, col: 0, height: 4, width: 4 }, method: "zero" }, "is a 3D model and"],
       [{ model: MODEL, image: IMAGE, roiBox: { ...BOX, d: 0 }, method: "zero" }, "roiBox.d:"],
       [{ model: MODEL, image: IMAGE, roiBox: BOX, roi: { row: 0, col: 0, height: 4, width: 4 }, method: "zero" }, "give the RoI as one of"],

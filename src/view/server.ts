@@ -310,13 +310,16 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         model: allowed.check(r.model, "model"),
         image: allowed.check(r.image, "image"),
         ...(r.bank ? { bank: allowed.check(r.bank, "bank") } : {}),
+        ...(r.roiLabels ? { roiLabels: { ...r.roiLabels, labels: allowed.check(r.roiLabels.labels, "label map") } } : {}),
       };
       // A volume's RoI is a voxel box (`--roi z,y,x,d,h,w`); an image's a rectangle or a mask.
       const volumeImage = await looksLikeVolume(checked.image);
       if (volumeModelAt(checked.model) && !volumeImage)
         bad(`${r.model} is a 3D model and ${r.image} is not a volume (pick a NIfTI volume for a 3D model)`);
-      if (volumeImage && !r.roiBox) bad(`${r.image} is a volume: give its RoI as roiBox (a voxel box z,y,x,d,h,w of the volume)`);
-      if (!volumeImage && r.roiBox) bad(`roiBox is a volume's RoI and ${r.image} is a 2D image (give roi or roiMask)`);
+      if (volumeImage && !r.roiBox && !r.roiLabels)
+        bad(`${r.image} is a volume: give its RoI as roiBox (a voxel box z,y,x,d,h,w of the volume) or roiLabels (labels of its label map)`);
+      if (!volumeImage && (r.roiBox || r.roiLabels))
+        bad(`roiBox and roiLabels are a volume's RoI and ${r.image} is a 2D image (give roi or roiMask)`);
       // A mask RoI is a file the command names (`--roi-mask`), kept by content like the uploads, so the shown command reruns it.
       let maskPath: string | undefined;
       if (r.roiMask) {
