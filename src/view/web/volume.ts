@@ -9,6 +9,8 @@ interface Named {
   name: string;
   path: string;
   group?: string;
+  /** a data set case's label map */
+  labels?: string;
 }
 
 interface RunInfo {
@@ -43,6 +45,9 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     volume: $<HTMLSelectElement>("v-volume"),
     method: $<HTMLSelectElement>("v-method"),
     size: $<HTMLInputElement>("v-size"),
+    roiKind: $<HTMLSelectElement>("v-roi-kind"),
+    labelRow: $<HTMLElement>("v-label-row"),
+    label: $<HTMLInputElement>("v-label"),
     options: $<HTMLInputElement>("v-options"),
     run: $<HTMLButtonElement>("v-run"),
     show: $<HTMLButtonElement>("v-show"),
@@ -68,9 +73,25 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     const len = lo.map((l, a) => Math.min(s, dims[a] - l));
     return { z: lo[2], y: lo[1], x: lo[0], d: len[2], h: len[1], w: len[0] };
   };
-  const showBox = () => {
+  const labelsOf = () => ctx.volumes.find((x) => x.path === ui.volume.value)?.labels;
+  /** the RoI as the run request takes it, and as the CLI flags it becomes */
+  const roi = (): { request: Record<string, unknown>; flags: string } => {
+    const labels = labelsOf();
+    if (ui.roiKind.value === "labels" && labels)
+      return { request: { roiLabels: { labels, label: ui.label.value } }, flags: `--roi-mask ${labels} --label ${ui.label.value}` };
     const b = box();
-    ui.roi.textContent = `--roi ${b.z},${b.y},${b.x},${b.d},${b.h},${b.w} (voxel ${ijk.join(",")} ± ${Math.floor(Number(ui.size.value) / 2)})`;
+    return {
+      request: { roiBox: b },
+      flags: `--roi ${b.z},${b.y},${b.x},${b.d},${b.h},${b.w} (voxel ${ijk.join(",")} ± ${Math.floor(Number(ui.size.value) / 2)})`,
+    };
+  };
+  const showBox = () => {
+    const labels = labelsOf();
+    // labels only for a case that has a label map
+    (ui.roiKind.options[1] as HTMLOptionElement).disabled = !labels;
+    if (!labels) ui.roiKind.value = "box";
+    ui.labelRow.hidden = ui.roiKind.value !== "labels";
+    ui.roi.textContent = roi().flags;
   };
   nv.onLocationChange = (loc) => {
     const vox = (loc as { vox?: number[] }).vox;
@@ -101,6 +122,8 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
 
   ui.volume.onchange = () => void show(ui.volume.value).catch((e: Error) => ctx.say(e.message, true));
   ui.size.oninput = showBox;
+  ui.label.oninput = showBox;
+  ui.roiKind.onchange = showBox;
   ui.run.onclick = async () => {
     if (ui.view.hidden) await show(ui.volume.value);
     const options: Record<string, number | string> = {};
@@ -112,7 +135,7 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
       const image = ui.volume.value;
       const info = await ctx.api<RunInfo>("/api/runs", {
         method: "POST",
-        body: JSON.stringify({ model: ui.model.value, image, roiBox: box(), method: ui.method.value, options }),
+        body: JSON.stringify({ model: ui.model.value, image, ...roi().request, method: ui.method.value, options }),
       });
       ui.command.textContent = info.command;
       ui.run.disabled = true;
