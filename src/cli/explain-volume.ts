@@ -29,7 +29,7 @@ import type { VolumeTargetSpec } from "../target/volume-target.js";
 import { checkOutputFolder, takeOutputFolder } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
 import type { FolderLock } from "../util/lock.js";
-import { stderrProgress } from "../util/progress.js";
+import { type ProgressListener, stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
 import { emit, noteReplaced, type OutputFlags } from "./output.js";
 
@@ -111,7 +111,11 @@ const IMAGE_ONLY = [
   "threshold",
 ];
 
-export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySet<string>): Promise<VolumeExplainResult | VolumeExplainStopped> {
+export async function runVolumeExplain(
+  f: VolumeExplainFlags,
+  common: ReadonlySet<string>,
+  hooks: { onProgress?: ProgressListener } = {},
+): Promise<VolumeExplainResult | VolumeExplainStopped> {
   const scale = parseScale(f.colourScale ?? "max");
   const def = methodNames().includes(f.method) ? getMethod(f.method) : undefined;
   const form = def?.volume;
@@ -196,7 +200,13 @@ export async function runVolumeExplain(f: VolumeExplainFlags, common: ReadonlySe
     const checkpointPath = join(f.out, ".checkpoint.json");
     let attribution: VolumeAttribution;
     try {
-      attribution = await run({ seed: f.seed, batchSize, checkpointPath, onProgress: progress, bound: fast ? undefined : new RunBound(bounds) });
+      attribution = await run({
+        seed: f.seed,
+        batchSize,
+        checkpointPath,
+        onProgress: hooks.onProgress ?? progress,
+        bound: fast ? undefined : new RunBound(bounds),
+      });
     } catch (e) {
       if (e instanceof RunStopped) return { stopped: e };
       throw e;

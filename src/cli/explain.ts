@@ -31,7 +31,7 @@ import type { FolderLock } from "../util/lock.js";
 import { getOrInsert } from "../util/maps.js";
 import { type ProgressListener, stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
-import { checkNoImageFlags, emitVolume, runVolumeExplain } from "./explain-volume.js";
+import { checkNoImageFlags, emitVolume, runVolumeExplain, type VolumeExplainResult, type VolumeExplainStopped } from "./explain-volume.js";
 import {
   addCardFlags,
   addDeviceFlag,
@@ -292,20 +292,9 @@ export function explainCommand(): Command {
   addCardFlags(cmd);
   addDeviceFlag(cmd);
   return cmd.action(async (opts: ExplainFlags & OutputFlags) => {
-    const volumeModel = isVolumeModel(opts.model, opts.card);
-    const volumeImage = await looksLikeVolume(opts.image);
-    if (volumeModel && !volumeImage)
-      fail(
-        `${opts.model} is a 3D model (its card declares a volume input), but ${opts.image} is not a volume`,
-        "give a NIfTI volume (.nii/.nii.gz) or a DICOM series folder as --image",
-      );
-    // A 2D model on a volume runs slice by slice (src/model/slice-model.ts).
-    if (volumeModel || volumeImage) {
-      checkNoImageFlags(opts, volumeModel ? "volume" : "slices");
-      const overrides = volumeModel ? undefined : cardOverrides(opts);
-      emitVolume(opts, await runVolumeExplain({ ...opts, cardOverrides: overrides, progress: showProgress(opts) }, COMMON), {
-        format: "segcause.volume-summary/1",
-      });
+    const volume = await runVolumeCommand(opts);
+    if (volume) {
+      emitVolume(opts, volume, { format: "segcause.volume-summary/1" });
       return;
     }
     const r = await runExplain({ ...opts, progress: showProgress(opts) });
@@ -316,6 +305,28 @@ export function explainCommand(): Command {
       r.attribution.notes,
     );
   });
+}
+
+/**
+ * The command's volume run (a 3D model, or a 2D model slice by slice on a volume), or undefined for a
+ * 2D image; the viewer's run child calls it too, with its own progress listener.
+ */
+export async function runVolumeCommand(
+  opts: ExplainFlags & OutputFlags,
+  hooks: { onProgress?: ProgressListener } = {},
+): Promise<VolumeExplainResult | VolumeExplainStopped | undefined> {
+  const volumeModel = isVolumeModel(opts.model, opts.card);
+  const volumeImage = await looksLikeVolume(opts.image);
+  if (volumeModel && !volumeImage)
+    fail(
+      `${opts.model} is a 3D model (its card declares a volume input), but ${opts.image} is not a volume`,
+      "give a NIfTI volume (.nii/.nii.gz) or a DICOM series folder as --image",
+    );
+  if (!volumeModel && !volumeImage) return undefined;
+  // A 2D model on a volume runs slice by slice (src/model/slice-model.ts).
+  checkNoImageFlags(opts, volumeModel ? "volume" : "slices");
+  const overrides = volumeModel ? undefined : cardOverrides(opts);
+  return runVolumeExplain({ ...opts, cardOverrides: overrides, progress: hooks.onProgress ? false : showProgress(opts) }, COMMON, hooks);
 }
 
 export function methodsCommand(): Command {

@@ -4,7 +4,6 @@ import { existsSync, statSync } from "node:fs";
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { fail } from "../errors.js";
-import { isVolumeModel } from "../model/volume-card.js";
 import { checkOutputDir } from "../util/files.js";
 import { startViewServer } from "../view/server.js";
 
@@ -37,11 +36,11 @@ function portNumber(v: string): number {
 export function viewCommand(): Command {
   return new Command("view")
     .description("local browser viewer: draw a RoI, run methods, look at their maps (127.0.0.1 only)")
-    .option("--model <file>", "an ONNX model to offer besides the bundled ones")
-    .option("--image <file>", "an image to offer besides the samples (more can be dropped on the page)")
+    .option("--model <file>", "an ONNX model (2D, or 3D with a volume card) to offer besides the bundled ones")
+    .option("--image <file>", "an image or NIfTI volume to offer besides the samples (more can be uploaded)")
     .option("--bank <file>", "a patch bank for pdcr and pdcr-superpixel (the sample bank is offered too)")
     .option("--results <dir>", "an explain, components or evaluate results folder, or a folder of them, to open")
-    .option("--dataset <manifest>", "a data set manifest (or its folder) of 2D images: its cases are listed as images")
+    .option("--dataset <manifest>", "a data set manifest (or its folder) of 2D images or NIfTI volumes: its cases are listed")
     .option("--runs <dir>", "where the viewer's runs write their output folders", "segcause-view-runs")
     .option("--port <n>", "port on 127.0.0.1 (default: a free one)", portNumber, 0)
     .option("--no-open", "print the address only, do not open a browser")
@@ -58,11 +57,6 @@ export function viewCommand(): Command {
       if (f.results !== undefined && !statSync(f.results).isDirectory())
         fail(`--results ${f.results} is a file, not a folder`, "give --results a results folder, or a folder of them");
       checkOutputDir(f.runs, "--runs");
-      if (f.model !== undefined && isVolumeModel(f.model))
-        fail(
-          `--model ${f.model} is a 3D model; the viewer shows 2D models only so far`,
-          `explain volumes with \`segcause explain --model ${f.model}\``,
-        );
       const v = await startViewServer({
         model: f.model,
         image: f.image,

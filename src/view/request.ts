@@ -25,6 +25,16 @@ export const RunRequest = z
       .object({ row: pixel, col: pixel, height: pixel.min(1), width: pixel.min(1) })
       .strict()
       .optional(),
+    /** or, on a volume, a voxel box of the input volume, as `--roi z,y,x,d,h,w` */
+    roiBox: z
+      .object({ z: pixel, y: pixel, x: pixel, d: pixel.min(1), h: pixel.min(1), w: pixel.min(1) })
+      .strict()
+      .optional(),
+    /** or, on a volume, labels of a label map on its grid (a data set case's), as `--roi-mask <labels> --label 1,2` */
+    roiLabels: z
+      .object({ labels: path, label: z.string().regex(/^\d{1,5}(,\d{1,5}){0,31}$/, "label numbers separated by commas, e.g. 1,2") })
+      .strict()
+      .optional(),
     /** or a RoI mask (brushed, or a component of the prediction) in model-input pixels: row-major bits, 8 a byte, most significant first, base64 */
     roiMask: z
       .object({
@@ -53,8 +63,9 @@ export const RunRequest = z
       .default({}),
   })
   .strict()
-  .refine((r) => (r.roi === undefined) !== (r.roiMask === undefined), {
-    message: "give the RoI as either roi (a rectangle) or roiMask (a mask), one of them",
+  .refine((r) => [r.roi, r.roiMask, r.roiBox, r.roiLabels].filter((x) => x !== undefined).length === 1, {
+    message:
+      "give the RoI as one of roi (a rectangle), roiMask (a mask), roiBox (a voxel box of a volume) or roiLabels (labels of a volume's label map)",
   });
 export type RunRequest = z.infer<typeof RunRequest>;
 
@@ -83,7 +94,14 @@ export function describeIssue(e: z.ZodError): string {
 
 /** The `segcause explain` arguments of a run: shown on the page as the equivalent command, and parsed by the run's child as the CLI parses them. */
 export function explainArgs(r: RunRequest, out: string, roiMaskPath?: string): string[] {
-  const roi = r.roi ? ["--roi", `${r.roi.row},${r.roi.col},${r.roi.height},${r.roi.width}`] : ["--roi-mask", roiMaskPath!];
+  const b = r.roiBox;
+  const roi = r.roi
+    ? ["--roi", `${r.roi.row},${r.roi.col},${r.roi.height},${r.roi.width}`]
+    : b
+      ? ["--roi", `${b.z},${b.y},${b.x},${b.d},${b.h},${b.w}`]
+      : r.roiLabels
+        ? ["--roi-mask", r.roiLabels.labels, "--label", r.roiLabels.label]
+        : ["--roi-mask", roiMaskPath!];
   const args = ["--model", r.model, "--image", r.image, ...roi, "--method", r.method, "--seed", String(r.seed)];
   if (r.bank) args.push("--bank", r.bank);
   // `--flag=value`: a value is never read as a flag of its own

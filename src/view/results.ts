@@ -33,6 +33,8 @@ export type ResultKind = "explain" | "components" | "evaluate";
 export function resultKind(dir: string): ResultKind | undefined {
   if (existsSync(join(dir, "run.json")) && existsSync(join(dir, "report.html"))) return "evaluate";
   const kind = outputKind(dir);
+  // a volume's explain folder (map.nii.gz, no map.npy) is not drawn by the 2D views: not listed, rather than listed and failing
+  if (kind === "explain" && !existsSync(join(dir, "map.npy")) && existsSync(join(dir, "map.nii.gz"))) return undefined;
   return kind === "explain" || kind === "components" ? kind : undefined;
 }
 

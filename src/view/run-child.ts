@@ -4,7 +4,8 @@
  * the run is the CLI's Ctrl-C: SIGTERM saves the checkpoint and exits 143, so the shown command resumes it.
  */
 import { CommanderError } from "commander";
-import { type ExplainFlags, explainCommand, runExplain } from "../cli/explain.js";
+import { type ExplainFlags, explainCommand, runExplain, runVolumeCommand } from "../cli/explain.js";
+import { volumeJson } from "../cli/explain-volume.js";
 import { explainJson } from "../cli/summary.js";
 import { SegcauseError } from "../errors.js";
 import type { PartialMap } from "../explain/run.js";
@@ -57,9 +58,16 @@ async function main(args: string[]): Promise<void> {
     .exitOverride()
     .configureOutput({ writeErr: () => {}, writeOut: () => {} });
   cmd.action(async (flags: ExplainFlags) => {
-    const r = await runExplain({ ...flags, progress: false }, { onProgress: progress.listener, onPartialMap: sendPartial });
+    // A volume (a 3D model's NIfTI or DICOM input) runs as the CLI runs it; its map is written whole, with no partial rounds.
+    const volume = await runVolumeCommand(flags, { onProgress: progress.listener });
+    if (volume && "stopped" in volume) {
+      await send({ type: "failed", message: volume.stopped.describe().split("\n")[0] });
+      return;
+    }
+    const summary = volume ? { format: "segcause.volume-summary/1", complete: true, ...volumeJson(volume) } : undefined;
+    const r = summary ? undefined : await runExplain({ ...flags, progress: false }, { onProgress: progress.listener, onPartialMap: sendPartial });
     await send({ type: "progress", status: progress.status() });
-    await send({ type: "done", summary: explainJson(r) });
+    await send({ type: "done", summary: summary ?? explainJson(r!) });
   });
   try {
     await cmd.parseAsync(args, { from: "user" });

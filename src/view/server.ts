@@ -13,7 +13,10 @@ import { fileURLToPath } from "node:url";
 import type { z } from "zod";
 import { encodePng, imageInfo } from "../data/image.js";
 import { readManifest } from "../data/manifest.js";
-import { fail, SegcauseError } from "../errors.js";
+import { readNiftiBytes } from "../data/volume/nifti.js";
+import { isNiftiPath } from "../data/volume/sniff.js";
+import { looksLikeVolume } from "../data/volume/volume-case.js";
+import { SegcauseError } from "../errors.js";
 import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
 import { isVolumeModel } from "../model/volume-card.js";
@@ -170,32 +173,64 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   for (const f of [o.model, o.image, o.bank]) if (f) allowed.addFileFolder(f);
   if (o.results) allowed.addFolder(o.results);
   const dataset = o.dataset === undefined ? undefined : readManifest(o.dataset);
-  if (dataset?.kind === "volume")
-    fail(
-      `--dataset ${o.dataset} holds volumes; the viewer shows 2D images only so far`,
-      "explain volumes with `segcause explain`, or give a data set of 2D images",
-    );
   // the files the manifest names (relative to its folder, or absolute elsewhere) were given on the command line too
-  for (const c of dataset?.cases ?? []) allowed.addFileFolder(c.image);
+  for (const c of dataset?.cases ?? []) for (const f of [c.image, c.mask]) if (f) allowed.addFileFolder(f);
   const runsDir = allowed.check(o.runs, "the runs folder");
 
   const models = new ModelCache();
+  /** whether a model is 3D, read from its card once per path */
+  const volumeCards = new Map<string, boolean>();
+  const volumeModelAt = (path: string): boolean => {
+    if (!volumeCards.has(path)) volumeCards.set(path, isVolumeModel(path));
+    return volumeCards.get(path)!;
+  };
   const queue = new RunQueue();
   let seq = 0;
 
   const listModels = () => {
     const list = bundledModels()
-      .filter((m) => !isVolumeModel(m.path))
+      .filter((m) => !volumeModelAt(m.path))
       .map((m) => ({ name: m.name, path: m.path, description: m.card.description ?? "" }))
       // the demo's model and image first: what a new user explains
       .sort((a, b) => Number(b.name === DEMO_MODEL) - Number(a.name === DEMO_MODEL));
-    if (o.model) list.unshift({ name: basename(o.model), path: resolve(o.model), description: "given with --model" });
+    if (o.model && !volumeModelAt(o.model)) list.unshift({ name: basename(o.model), path: resolve(o.model), description: "given with --model" });
+    return list;
+  };
+  /** 3D models (a volume card), listed apart: the 2D page's models predict and draw on images */
+  const listVolumeModels = () => {
+    const list = bundledModels()
+      .filter((m) => volumeModelAt(m.path))
+      .map((m) => ({ name: m.name, path: m.path, description: m.card.description ?? "" }));
+    if (o.model && volumeModelAt(o.model)) list.unshift({ name: basename(o.model), path: resolve(o.model), description: "given with --model" });
+    // the package's own 3D models (models/volumes/, shipped for `demo --volume`), when the zoo's list leaves them out
+    const dir = join(PACKAGE, "models", "volumes");
+    if (existsSync(dir))
+      for (const n of readdirSync(dir).sort())
+        if (n.endsWith(".onnx") && !list.some((m) => m.path === join(dir, n)) && volumeModelAt(join(dir, n)))
+          list.push({ name: n, path: join(dir, n), description: "the package's 3D model" });
+    return list;
+  };
+  /** NIfTI volumes: --image, a volume data set's cases (with their label maps), uploads */
+  const listVolumes = () => {
+    const list: { name: string; path: string; group?: string; labels?: string }[] = [];
+    if (o.image && isNiftiPath(o.image)) list.push({ name: basename(o.image), path: resolve(o.image) });
+    if (dataset?.kind === "volume")
+      for (const c of dataset.cases)
+        if (isNiftiPath(c.image))
+          list.push({
+            name: `${c.id} (${c.split})`,
+            path: c.image,
+            group: `data set ${dataset.name}`,
+            ...(c.mask && isNiftiPath(c.mask) ? { labels: c.mask } : {}),
+          });
+    for (const f of readdirSync(uploads).sort()) if (isNiftiPath(f)) list.push({ name: f, path: join(uploads, f) });
     return list;
   };
   const listImages = () => {
     const list: { name: string; path: string; group?: string }[] = [];
-    if (o.image) list.push({ name: basename(o.image), path: resolve(o.image) });
-    for (const c of dataset?.cases ?? []) list.push({ name: `${c.id} (${c.split})`, path: c.image, group: `data set ${dataset!.name}` });
+    if (o.image && !isNiftiPath(o.image)) list.push({ name: basename(o.image), path: resolve(o.image) });
+    if (dataset?.kind !== "volume")
+      for (const c of dataset?.cases ?? []) list.push({ name: `${c.id} (${c.split})`, path: c.image, group: `data set ${dataset!.name}` });
     for (const dir of [join(PACKAGE, "samples"), uploads]) {
       if (!existsSync(dir)) continue;
       for (const f of readdirSync(dir).sort((a, b) => Number(b === DEMO_IMAGE) - Number(a === DEMO_IMAGE) || a.localeCompare(b)))
@@ -229,6 +264,8 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       return send(res, 200, {
         models: listModels(),
         images: listImages(),
+        volumeModels: listVolumeModels(),
+        volumes: listVolumes(),
         banks: listBanks(),
         methods: allMethods().map((m) => ({ name: m.name, family: m.family, summary: m.summary, cost: m.cost, needsBank: m.needsBank === true })),
         runs: queue.list(),
@@ -239,7 +276,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     if (req.method === "POST" && p === "/api/predict") {
       const r = parse(PredictRequest, await jsonBody(req));
       const model = allowed.check(r.model, "model");
-      if (isVolumeModel(model)) bad(`${r.model} is a 3D model; the viewer shows 2D models only so far (explain volumes with \`segcause explain\`)`);
+      if (volumeModelAt(model)) bad(`${r.model} is a 3D model: the prediction overlay is for 2D images (run it on a volume with a roiBox)`);
       const pr = await predict(models, model, allowed.check(r.image, "image"));
       return send(res, 200, {
         width: pr.width,
@@ -252,12 +289,14 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     }
     if (req.method === "POST" && p === "/api/upload") {
       const name = url.searchParams.get("name") ?? "upload.png";
-      const ext = extname(name).toLowerCase();
-      if (!IMAGE_EXT.has(ext)) bad(`${basename(name)} is not an image segcause reads (${[...IMAGE_EXT].join(", ")})`);
+      const ext = /\.nii\.gz$/i.test(name) ? ".nii.gz" : extname(name).toLowerCase();
+      if (!IMAGE_EXT.has(ext) && ext !== ".nii" && ext !== ".nii.gz")
+        bad(`${basename(name)} is not an image or volume segcause reads (${[...IMAGE_EXT, ".nii", ".nii.gz"].join(", ")})`);
       const bytes = await body(req, UPLOAD_LIMIT);
-      if (bytes.length === 0) bad("empty upload (drop an image file)");
-      // What is stored is an image the runs can read, not just a name ending in .png.
-      await imageInfo(bytes, basename(name));
+      if (bytes.length === 0) bad("empty upload (drop an image or NIfTI file)");
+      // What is stored is an image or volume the runs can read, not just a name ending in .png or .nii.gz.
+      if (isNiftiPath(ext)) await readNiftiBytes(bytes, basename(name));
+      else await imageInfo(bytes, basename(name));
       // Named by content: the same image dropped twice is one file, and no name from the page reaches the disk.
       const path = join(uploads, `${sha256(bytes).slice(0, 16)}${ext}`);
       if (!existsSync(path)) checkUploadsCap(uploads, bytes.length, o.uploadsCap ?? UPLOADS_CAP);
@@ -271,9 +310,16 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         model: allowed.check(r.model, "model"),
         image: allowed.check(r.image, "image"),
         ...(r.bank ? { bank: allowed.check(r.bank, "bank") } : {}),
+        ...(r.roiLabels ? { roiLabels: { ...r.roiLabels, labels: allowed.check(r.roiLabels.labels, "label map") } } : {}),
       };
-      if (isVolumeModel(checked.model))
-        bad(`${r.model} is a 3D model; the viewer runs 2D models only so far (explain volumes with \`segcause explain\`)`);
+      // A volume's RoI is a voxel box (`--roi z,y,x,d,h,w`); an image's a rectangle or a mask.
+      const volumeImage = await looksLikeVolume(checked.image);
+      if (volumeModelAt(checked.model) && !volumeImage)
+        bad(`${r.model} is a 3D model and ${r.image} is not a volume (pick a NIfTI volume for a 3D model)`);
+      if (volumeImage && !r.roiBox && !r.roiLabels)
+        bad(`${r.image} is a volume: give its RoI as roiBox (a voxel box z,y,x,d,h,w of the volume) or roiLabels (labels of its label map)`);
+      if (!volumeImage && (r.roiBox || r.roiLabels))
+        bad(`roiBox and roiLabels are a volume's RoI and ${r.image} is a 2D image (give roi or roiMask)`);
       // A mask RoI is a file the command names (`--roi-mask`), kept by content like the uploads, so the shown command reruns it.
       let maskPath: string | undefined;
       if (r.roiMask) {
@@ -338,6 +384,15 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       // A report is a file from disk: shown sandboxed (no scripts, its own origin), it cannot reach the API.
       res.writeHead(200, { "content-type": "text/html; charset=utf-8", "content-security-policy": "sandbox", "cache-control": "no-store" });
       res.end(readFileSync(join(real, "report.html")));
+      return;
+    }
+    if (req.method === "GET" && p === "/api/volume") {
+      // a NIfTI file as it lies on disk (an input volume, a label map, or a run's map.nii.gz) for the page's volume viewer
+      const path = url.searchParams.get("path") ?? bad("no path given (/api/volume?path=<file.nii.gz>)");
+      const real = allowed.check(path, "volume");
+      if (!isNiftiPath(real)) bad(`${path} is not a NIfTI file (.nii or .nii.gz)`);
+      res.writeHead(200, { "content-type": "application/octet-stream", "cache-control": "no-store" });
+      res.end(readFileSync(real));
       return;
     }
     if (req.method === "GET" && p === "/api/image") {

@@ -35,6 +35,8 @@ interface State {
   runs: RunInfo[];
   results: { dir: string; kind: "explain" | "components" | "evaluate" }[];
   runsFolder: string;
+  volumeModels: Named[];
+  volumes: Named[];
 }
 interface RunStatus {
   label: string;
@@ -490,6 +492,7 @@ function showView(which: "map" | "components" | "evaluate"): void {
   $("map-view").hidden = which !== "map";
   $("components-view").hidden = which !== "components";
   $("evaluate-view").hidden = which !== "evaluate";
+  $("volume-view").hidden = true;
 }
 
 /** An evaluate folder: the report.html it wrote (tables, curves), sandboxed, and the commands that wrote it. */
@@ -898,6 +901,13 @@ async function start(): Promise<void> {
   // After a reload: the server's runs (running ones can be followed and stopped again), oldest first as the list prepends.
   for (const info of state!.runs) follow(info, info.state === "queued" || info.state === "running");
   await showPrediction();
+  // NiiVue is a chunk of its own, fetched only when there are volumes: the 2D page stays small.
+  if (state!.volumes.length && state!.volumeModels.length) {
+    const { startVolumes } = await import("./volume.js");
+    await startVolumes({ token, models: state!.volumeModels, volumes: state!.volumes, api, say, fill: (s, items) => fill(s, items) }).catch(
+      (e: Error) => say(`volumes: ${e.message}`, true),
+    );
+  }
   document.body.dataset.ready = "1";
 }
 
