@@ -9,28 +9,9 @@ import { join } from "node:path";
 import { gunzipSync } from "node:zlib";
 import { fail } from "../errors.js";
 import { csvRecords } from "../evaluate/html.js";
+import type { CurveGroup, EvaluateData, SummaryRow } from "./api-types.js";
 
-/** One summary row: [dataset, model, method, metric, mean, ci95 low, ci95 high, n] */
-export type SummaryRow = [string, string, string, string, number, number | null, number | null, number];
-
-export interface CurveGroup {
-  dataset: string;
-  model: string;
-  method: string;
-  fill: string;
-  /** cells averaged */
-  n: number;
-  /** mean outcome as the top-ranked pixels are removed (deletion) or restored (insertion), in equal steps */
-  deletion: number[];
-  insertion: number[];
-}
-
-export interface EvaluateData {
-  /** the metrics a fill applies to, as `metric:fill` in summary.csv */
-  fills: string[];
-  summary: SummaryRow[];
-  curves: CurveGroup[];
-}
+export type { CurveGroup, EvaluateData, SummaryRow } from "./api-types.js";
 
 /** the curve metrics the page's table lists (the others are in the report and summary.csv) */
 const METRICS = /^(del_auc|ins_auc|del_norm|ins_norm):/;

@@ -8,6 +8,9 @@ import { join } from "node:path";
 import { fail } from "../errors.js";
 import { outputKind } from "../util/files.js";
 import { decodeNpy } from "../util/npy.js";
+import type { ComponentsFolder } from "./api-types.js";
+
+export type { ComponentsFolder } from "./api-types.js";
 
 export interface ResultFolder {
   kind: "explain";
@@ -98,21 +101,6 @@ export function readResult(dir: string): ResultFolder | ComponentsFolder | Evalu
     stats: readPart(dir, "stats.json", json),
     manifest,
   };
-}
-
-export interface ComponentsFolder {
-  kind: "components";
-  dir: string;
-  level: string;
-  ablation: string;
-  outcome: string;
-  valueUnits: string;
-  baseOutcome: number;
-  /** ranked by |effect| as components.json holds them */
-  units: { rank: number; name: string; effect: number; stderr: number | null; samples: number; status: string }[];
-  /** the PNGs the writer drew (bar chart, depth profile, spatial maps), by file name */
-  pictures: string[];
-  notes: string[];
 }
 
 function readComponents(dir: string): ComponentsFolder {

@@ -4,21 +4,7 @@
  * (src/view/evaluate-data.ts); this draws the selection.
  */
 
-type SummaryRow = [string, string, string, string, number, number | null, number | null, number];
-interface CurveGroup {
-  dataset: string;
-  model: string;
-  method: string;
-  fill: string;
-  n: number;
-  deletion: number[];
-  insertion: number[];
-}
-export interface EvaluateData {
-  fills: string[];
-  summary: SummaryRow[];
-  curves: CurveGroup[];
-}
+import type { CurveGroup, EvaluateData, SummaryRow } from "../api-types.js";
 
 const ALL = "";
 /** rows drawn in the table at most (summary.csv has them all) */

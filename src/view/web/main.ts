@@ -3,8 +3,10 @@
  * the CLI's code), follow their progress, and look at the maps. No framework: a few DOM elements and
  * one canvas, redrawn whole on each change.
  */
+
+import type { ComponentsFolder, EvaluateData } from "../api-types.js";
 import { colourOf, type Layer, layerValues, maxAbs } from "./colour.js";
-import { type EvaluateData, showEvaluateData } from "./evaluate.js";
+import { showEvaluateData } from "./evaluate.js";
 
 interface Named {
   name: string;
@@ -474,19 +476,6 @@ function unitText(res: Result, row: number, col: number): string {
   return `${res.unitKind} at (${u.row}, ${u.col}), ${u.height}×${u.width}: ATE ${u.effect.toFixed(3)} ${res.effectUnits}, ${ci}, ${u.samples} draw${u.samples === 1 ? "" : "s"}${u.status ? ` · ${u.status}` : ""}`;
 }
 
-interface ComponentsResult {
-  kind: "components";
-  dir: string;
-  level: string;
-  ablation: string;
-  outcome: string;
-  valueUnits: string;
-  baseOutcome: number;
-  units: { rank: number; name: string; effect: number; stderr: number | null; samples: number; status: string }[];
-  pictures: string[];
-  notes: string[];
-}
-
 /** Which of the stage's views shows: a map over the image, a components result, or an evaluate report. */
 function showView(which: "map" | "components" | "evaluate"): void {
   $("map-view").hidden = which !== "map";
@@ -510,7 +499,7 @@ function showEvaluate(e: { dir: string; commands: string[] }): void {
 }
 
 /** A components result: its ranked effects as a table (1.96 SE intervals, as its bar chart) and the pictures segcause drew. */
-function showComponents(c: ComponentsResult): void {
+function showComponents(c: ComponentsFolder): void {
   showView("components");
   $("comp-title").textContent =
     `${c.level} components, ${c.ablation} ablation: ATE on the RoI's ${c.outcome} (${c.valueUnits}), base ${c.baseOutcome.toFixed(2)}`;
@@ -597,7 +586,7 @@ async function setCompare(dir: string): Promise<void> {
 async function openResult(dir: string, command?: string): Promise<void> {
   try {
     const any = await api<{ kind: string }>(`/api/result?dir=${encodeURIComponent(dir)}`);
-    if (any.kind === "components") return showComponents(any as ComponentsResult);
+    if (any.kind === "components") return showComponents(any as ComponentsFolder);
     if (any.kind === "evaluate") return showEvaluate(any as unknown as { dir: string; commands: string[] });
     showView("map");
     const r = any as unknown as ExplainPayload;

@@ -1,0 +1,41 @@
+/**
+ * Shapes of the viewer's API answers that the server writes and the page reads. Types only, with no
+ * imports: the page (src/view/web, compiled for the browser) imports them as well as the server.
+ */
+
+export interface ComponentsFolder {
+  kind: "components";
+  dir: string;
+  level: string;
+  ablation: string;
+  outcome: string;
+  valueUnits: string;
+  baseOutcome: number;
+  /** ranked by |effect| as components.json holds them */
+  units: { rank: number; name: string; effect: number; stderr: number | null; samples: number; status: string }[];
+  /** the PNGs the writer drew (bar chart, depth profile, spatial maps), by file name */
+  pictures: string[];
+  notes: string[];
+}
+
+/** One summary row: [dataset, model, method, metric, mean, ci95 low, ci95 high, n] */
+export type SummaryRow = [string, string, string, string, number, number | null, number | null, number];
+
+export interface CurveGroup {
+  dataset: string;
+  model: string;
+  method: string;
+  fill: string;
+  /** cells averaged */
+  n: number;
+  /** mean outcome as the top-ranked pixels are removed (deletion) or restored (insertion), in equal steps */
+  deletion: number[];
+  insertion: number[];
+}
+
+export interface EvaluateData {
+  /** the metrics a fill applies to, as `metric:fill` in summary.csv */
+  fills: string[];
+  summary: SummaryRow[];
+  curves: CurveGroup[];
+}
