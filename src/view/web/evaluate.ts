@@ -4,7 +4,7 @@
  * (src/view/evaluate-data.ts); this draws the selection.
  */
 
-import type { CurveGroup, EvaluateData, SummaryRow } from "../api-types.js";
+import type { EvaluateData } from "../api-types.js";
 
 const ALL = "";
 /** rows drawn in the table at most (summary.csv has them all) */
