@@ -130,7 +130,9 @@ describe("fast schedule with a zero-fill prior on a model with known effects", (
   it("costs one zero-fill pass per block plus its rounds; its 95% intervals cover the exact ATEs at the nominal rate on average over the blocks", async () => {
     for (const f of [0.3, 0.1]) {
       let covered = 0,
-        n = 0;
+        n = 0,
+        coveredEffect = 0,
+        nEffect = 0;
       const pearsons: number[] = [];
       const seeds = 30;
       for (let seed = 0; seed < seeds; seed++) {
@@ -143,10 +145,17 @@ describe("fast schedule with a zero-fill prior on a model with known effects", (
           ),
         );
         for (const u of a.units) {
+          const hit = Math.abs(u.rawEffect - exactAte(u)) <= t975(u.dof!) * u.stderr;
           n++;
-          if (Math.abs(u.rawEffect - exactAte(u)) <= t975(u.dof!) * u.stderr) covered++;
+          if (hit) covered++;
+          if (exactAte(u) !== 0) {
+            nEffect++;
+            if (hit) coveredEffect++;
+          }
         }
       }
+      // the blocks without an effect (about half) are covered by every interval: the others alone too
+      expect(coveredEffect / nEffect).toBeGreaterThanOrEqual(0.95 - 4 * Math.sqrt((0.95 * 0.05) / nEffect));
       // n Bernoulli(0.95) trials (not independent within a run: the line is shared, so 4 sd rather than 3)
       const sd = Math.sqrt((0.95 * 0.05) / n);
       expect(covered / n).toBeGreaterThanOrEqual(0.95 - 4 * sd);
@@ -258,14 +267,22 @@ describe("importance sampling of patches (with the zero-fill prior)", () => {
 
   it("its intervals cover the exact ATEs at the nominal rate on average over the blocks", async () => {
     let covered = 0,
-      n = 0;
+      n = 0,
+      coveredEffect = 0,
+      nEffect = 0;
     for (let seed = 0; seed < 30; seed++) {
       const a = await run(seed, { sampling: "importance", fidelity: 0.3 });
       for (const u of a.units) {
+        const hit = Math.abs(u.rawEffect - exactAte(u)) <= t975(u.dof!) * u.stderr;
         n++;
-        if (Math.abs(u.rawEffect - exactAte(u)) <= t975(u.dof!) * u.stderr) covered++;
+        if (hit) covered++;
+        if (exactAte(u) !== 0) {
+          nEffect++;
+          if (hit) coveredEffect++;
+        }
       }
     }
+    expect(coveredEffect / nEffect).toBeGreaterThanOrEqual(0.95 - 4 * Math.sqrt((0.95 * 0.05) / nEffect));
     const sd = Math.sqrt((0.95 * 0.05) / n);
     expect(covered / n).toBeGreaterThanOrEqual(0.95 - 4 * sd);
     expect(covered / n).toBeLessThanOrEqual(0.99);

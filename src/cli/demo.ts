@@ -9,7 +9,7 @@ import { fail } from "../errors.js";
 import { allMethods, methodNames, volumeMethodNames } from "../explain/catalog.js";
 import { readingLine } from "../report/counts.js";
 import { SCALE_HELP } from "../report/scale.js";
-import { addMethodFlags, COMMON, describeResult, runExplain } from "./explain.js";
+import { addIncrementalFlag, addMethodFlags, COMMON, describeResult, runExplain } from "./explain.js";
 import { checkNoImageFlags, emitVolume, runVolumeExplain } from "./explain-volume.js";
 import { addDeviceFlag, intOrAuto, oneOf, seed } from "./options.js";
 import { addOutputFlags, emit, humanLine, type OutputFlags, showProgress } from "./output.js";
@@ -155,6 +155,7 @@ export function demoCommand(): Command {
     .option("--workers <n|auto>", "concurrent ONNX Runtime sessions (default auto)", intOrAuto("workers"))
     .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
     .option("--no-progress", "no progress bar on stderr");
+  addIncrementalFlag(cmd);
   addDeviceFlag(cmd);
   addOutputFlags(cmd);
   addMethodFlags(cmd, allMethods());

@@ -279,14 +279,9 @@ export function explainCommand(): Command {
       "concurrent ONNX Runtime sessions (default auto: 1 session with a thread per core or a session per core with 1 thread each, whichever the probe finds faster)",
       intOrAuto("workers"),
     )
-    .option(
-      "--incremental <auto|on|off>",
-      "pdcr, zero, occlusion on 2D models: run each pass only on what the RoI's outputs need (a derived graph on the cropped input) and skip blocks outside the RoI's reach; auto: when it costs at most 60% of a full pass's multiply-adds",
-      oneOf("incremental", INCREMENTAL_MODES),
-      "auto",
-    )
     .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
     .option("--no-progress", "no progress bar on stderr");
+  addIncrementalFlag(cmd);
   addOutputFlags(cmd);
   addMethodFlags(cmd, allMethods());
   addCardFlags(cmd);
@@ -347,4 +342,14 @@ export function methodsCommand(): Command {
         }
       }
     });
+}
+
+/** --incremental, shared by explain and demo. */
+export function addIncrementalFlag(cmd: Command): Command {
+  return cmd.option(
+    "--incremental <auto|on|off>",
+    "pdcr, zero, occlusion on 2D models: run each pass only on what the RoI's outputs need (a derived graph on the cropped input) and skip blocks outside the RoI's reach; auto: when it costs at most 60% of a full pass's multiply-adds",
+    oneOf("incremental", INCREMENTAL_MODES),
+    "auto",
+  );
 }

@@ -196,7 +196,9 @@ async function explainWith(ctx: RunContext, spec: BlockMethodSpec, intervention:
             groupSize: ad.groupSize,
             common: ad.commonDraws,
             ...(ad.prior ? { prior: ad.prior } : {}),
-            ...(ad.sampling ? { sampling: ad.sampling, bins: IS_BINS_PER_STRATUM, mix: IS_MIX } : {}),
+            // which patch an importance draw takes depends on every outcome before it, so on every setting
+            // that steers the schedule: a checkpoint resumes only under the same ones
+            ...(ad.sampling ? { sampling: ad.sampling, bins: IS_BINS_PER_STRATUM, mix: IS_MIX, schedule: ad } : {}),
           }
         : { kind: "uniform" },
       units: custom ? spec.settings : undefined,
@@ -299,13 +301,12 @@ async function explainWith(ctx: RunContext, spec: BlockMethodSpec, intervention:
   }
   await scorer.save();
   if (skip) {
-    // Known exactly, whatever the draws: no Δ, no spread (the schedule's moderated or single-draw SE would say less).
-    const outside = units.map((_, i) => i).filter((i) => skip(i));
-    for (const i of outside) estimates[i] = { ...estimates[i], effect: 0, rawEffect: 0, stderr: 0 };
-    const out = outside.length;
+    // Their samples score m(X) exactly, as full passes would: the estimates are those of a run without
+    // the executor (the same schedule, fit and standard errors), only cheaper.
+    const out = units.filter((_, i) => skip(i)).length;
     if (out > 0)
       notes.push(
-        `${out} of ${units.length} ${custom ? custom.unitKind : "block"}s lie outside the input the RoI's outputs read (skipped: outside the RoI's reach): their effect is exactly 0 with standard error 0, and the ${scorer.skippedPasses} samples the schedule drew of them (alone or in quadtree groups of such blocks) took no pass`,
+        `${out} of ${units.length} ${custom ? custom.unitKind : "block"}s lie outside the input the RoI's outputs read (outside the RoI's reach): every draw of them leaves the RoI's outputs unchanged (Δ = 0 exactly), so the ${scorer.skippedPasses} samples the schedule drew of them (alone or in quadtree groups of such blocks) took no pass`,
       );
   }
 

@@ -11,7 +11,7 @@
  * The proposal is learned online from all blocks' earlier draws: q(h|s) ∝ p(h|s) · rms (Δ − c) in bin
  * h (the variance-minimising choice for a block like the average), mixed with p(h|s) (share IS_MIX)
  * so that no weight exceeds 1/IS_MIX. It changes only between batches of draws, and only from the
- * outcomes drawn before, so a resumed run draws the same patches.
+ * outcomes drawn before, so a resumed run with the same settings (all in the checkpoint key) draws the same patches.
  */
 import { fail } from "../errors.js";
 import { getOrInsert } from "../util/maps.js";
