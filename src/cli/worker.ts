@@ -16,7 +16,10 @@ export function workerCommand(): Command {
     .description("pull the cells of `segcause evaluate --queue` from Redis and compute them (run one or more per machine)")
     .requiredOption("--queue <url>", "Redis of the queue: redis://host:6379/0, redis://:password@host:6379/0, rediss:// for TLS")
     .option("--concurrency <n>", "jobs computed at once by this process", intAtLeast("concurrency"), 1)
-    .option("--cache <dir>", "where fetched models, images and banks are kept (default ~/.cache/segcause/worker)")
+    .option(
+      "--cache <dir>",
+      "where fetched models, images and banks are kept (default $XDG_CACHE_HOME/segcause/worker, else ~/.cache/segcause/worker)",
+    )
     .option("--stall-seconds <s>", "a job whose worker stops answering for this long goes to another worker (once)", intAtLeast("stall-seconds"), 30)
     .option("--quiet", "no log lines on stderr")
     .action(async (f: { queue: string; concurrency: number; cache?: string; stallSeconds: number; quiet?: boolean }) => {

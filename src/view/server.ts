@@ -162,6 +162,8 @@ const STATIC: Record<string, string> = {
 export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   const token = o.token ?? randomBytes(18).toString("base64url");
   const allowed = new AllowedPaths();
+  // a bad manifest fails before any folder is made
+  const dataset = o.dataset === undefined ? undefined : readManifest(o.dataset);
   mkdirSync(o.runs, { recursive: true });
   const uploads = join(o.runs, "uploads");
   mkdirSync(uploads, { recursive: true });
@@ -172,7 +174,6 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   for (const m of bundledModels()) allowed.addFileFolder(m.path);
   for (const f of [o.model, o.image, o.bank]) if (f) allowed.addFileFolder(f);
   if (o.results) allowed.addFolder(o.results);
-  const dataset = o.dataset === undefined ? undefined : readManifest(o.dataset);
   // the files the manifest names (relative to its folder, or absolute elsewhere) were given on the command line too
   for (const c of dataset?.cases ?? []) for (const f of [c.image, c.mask]) if (f) allowed.addFileFolder(f);
   const runsDir = allowed.check(o.runs, "the runs folder");
