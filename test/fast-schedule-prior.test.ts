@@ -15,6 +15,7 @@ import { type MethodDefinition, resolveOptions } from "../src/explain/methods.js
 import { explainPdcr, pdcrMethod } from "../src/explain/pdcr.js";
 import { pilotBlocks } from "../src/explain/prior-schedule.js";
 import { fitPrior, posterior } from "../src/explain/prior-shrinkage.js";
+import type { PartialMap } from "../src/explain/run.js";
 import { pdcrVolume } from "../src/explain/volume/block-methods.js";
 import { Model } from "../src/model/model.js";
 import { writeAttribution } from "../src/report/write.js";
@@ -166,6 +167,23 @@ describe("fast schedule with a zero-fill prior on a model with known effects", (
       const psd = Math.sqrt(pearsons.reduce((a, b) => a + (b - mean) ** 2, 0) / (seeds - 1));
       expect(mean).toBeGreaterThanOrEqual(1 / Math.sqrt(1 + f * f) - 3 * (psd / Math.sqrt(seeds)));
     }
+  });
+
+  it("reports its map after the pilot and after every round without changing it: the last report is the result", async () => {
+    const partials: PartialMap[] = [];
+    const heard = await explainPdcr(
+      model,
+      kase,
+      { roi: ROI, outcome: "mean-prob" },
+      { bank: flatBank(BANK), seed: 4, fast: { prior: "zero-fill" }, onPartialMap: (p) => partials.push(p) },
+    );
+    const plain = await run(4);
+    expect(Buffer.from(heard.map.buffer).equals(Buffer.from(plain.map.buffer))).toBe(true);
+    expect(partials.length).toBeGreaterThanOrEqual(2);
+    for (let i = 1; i < partials.length; i++) expect(partials[i].passes).toBeGreaterThan(partials[i - 1].passes);
+    const last = partials.at(-1)!;
+    expect(last.passes).toBe(heard.forwardPasses);
+    expect(last.units).toEqual(heard.units);
   });
 
   it("records the prior in the provenance and the notes, keeps the unbiased draw means, and resumes to the identical map", async () => {

@@ -259,7 +259,7 @@ async function explainWith(ctx: RunContext, spec: BlockMethodSpec, intervention:
         importance = new ImportanceSampler(strat!.strata, strat!.weights, ctx.seed, target.base, evaluate);
       }
       const sampler = importance ?? new StratifiedSampler(strat!.weights, target.base, evaluate);
-      const p = await priorAte(cheapMap, units.length, sampler, ad, ad.strata, passesFor, ctx.plan);
+      const p = await priorAte(cheapMap, units.length, sampler, ad, ad.strata, passesFor, ctx.plan, undefined, onRound);
       r = p;
       extraPasses = p.priorPasses;
       notes.push(priorNote(p, units.length));

@@ -90,6 +90,8 @@ export async function priorAte(
   passesFor?: (spent: number) => number,
   plan?: (p: WorkPlan) => void,
   cost: PassCost = ONE_PASS,
+  /** hears the map after the pilot and after each round (an observer: the result is the same without it) */
+  onRound?: (estimates: UnitEstimate[], spent: number) => void,
 ): Promise<PriorResult> {
   checkAdaptive(st);
   const n = prior.length;
@@ -124,7 +126,25 @@ export async function priorAte(
     short = false,
     noiseRatio = 0;
   let cur = estimate();
+  const mapOf = ({ own, fit, post }: typeof cur): UnitEstimate[] =>
+    all.map((b) => {
+      const p = post[b];
+      const sig = Math.abs(p.mean) >= st.tau;
+      const o = own.get(b);
+      return {
+        effect: sig ? p.mean : 0,
+        rawEffect: p.mean,
+        stderr: Math.sqrt(p.variance),
+        samples: sampler.rounds(b) * R,
+        status: sig ? "above-tau" : "below-tau",
+        dof: fit.df,
+        ...(o ? { drawMean: o.mean } : {}),
+        ...(o?.ess !== undefined ? { ess: o.ess, weights: o.weights } : {}),
+        priorValue: prior[b],
+      };
+    });
   for (;;) {
+    onRound?.(mapOf(cur), spent);
     const { own, fit, post } = cur;
     const mapMean = post.reduce((a, p) => a + p.mean, 0) / n;
     const spread = post.reduce((a, p) => a + (p.mean - mapMean) ** 2, 0);
@@ -180,23 +200,7 @@ export async function priorAte(
     spent += passes;
     cur = estimate();
   }
-  const { own, fit, post } = cur;
-  const estimates: UnitEstimate[] = all.map((b) => {
-    const p = post[b];
-    const sig = Math.abs(p.mean) >= st.tau;
-    const o = own.get(b);
-    return {
-      effect: sig ? p.mean : 0,
-      rawEffect: p.mean,
-      stderr: Math.sqrt(p.variance),
-      samples: sampler.rounds(b) * R,
-      status: sig ? "above-tau" : "below-tau",
-      dof: fit.df,
-      ...(o ? { drawMean: o.mean } : {}),
-      ...(o?.ess !== undefined ? { ess: o.ess, weights: o.weights } : {}),
-      priorValue: prior[b],
-    };
-  });
+  const estimates = mapOf(cur);
   const budget = maxPasses > 0 ? { passes: maxPasses, spent, binding, screen, byTime } : undefined;
   return {
     estimates,
@@ -206,7 +210,7 @@ export async function priorAte(
     short,
     budget,
     screenLoss: { bound: 0, blocks: 0, groups: 0, alone: 0 },
-    fit,
+    fit: cur.fit,
     priorPasses,
     pilot: pilot.length,
   };
