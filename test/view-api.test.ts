@@ -609,6 +609,55 @@ describe("segcause view: the hostile review's cases", () => {
     expect(status).toBe(403);
   });
 
+  it("--host: another address answers its own Host and refuses others; the CLI warns that it is reachable from other machines", async () => {
+    const statusOf = (port: number, token: string, host: string) =>
+      new Promise<number>((ok, ko) => {
+        const req = request({ host: "127.0.0.1", port, path: "/api/state", headers: { host, "x-segcause-token": token } }, (res) => {
+          res.resume();
+          ok(res.statusCode!);
+        });
+        req.on("error", ko);
+        req.end();
+      });
+    const w = await startViewServer({ runs: join(fx.dir, "runs-host"), host: "0.0.0.0" });
+    try {
+      const shown = new URL(w.url);
+      expect(shown.searchParams.get("token")).toBe(w.token);
+      expect(await statusOf(w.port, w.token, shown.host)).toBe(200);
+      expect(await statusOf(w.port, w.token, `127.0.0.1:${w.port}`)).toBe(200);
+      expect(await statusOf(w.port, w.token, `evil.example:${w.port}`)).toBe(403);
+      expect(await statusOf(w.port, "wrong", shown.host)).toBe(403);
+    } finally {
+      await w.close();
+    }
+    const bad = segcause("view", "--host", "somewhere", "--no-open", "--runs", join(fx.dir, "runs-host"));
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim().split("\n")).toEqual([
+      "segcause: error: --host must be an IP address, got 'somewhere' (e.g. --host 127.0.0.1 (the default), or --host 0.0.0.0 for every interface)",
+    ]);
+    const child = spawn(process.execPath, [
+      join(import.meta.dirname, "..", "bin", "segcause.js"),
+      "view",
+      "--host",
+      "0.0.0.0",
+      "--no-open",
+      "--runs",
+      join(fx.dir, "runs-host"),
+    ]);
+    const [out, err] = await new Promise<[string, string]>((ok) => {
+      let o = "",
+        e = "";
+      child.stderr.on("data", (d) => (e += d));
+      child.stdout.on("data", (d) => {
+        o += d;
+        if (o.includes("Ctrl-C")) ok([o, e]);
+      });
+    });
+    child.kill("SIGTERM");
+    expect(out).toMatch(/^segcause view: http:\/\/\S+:\d+\/\?token=/);
+    expect(err).toMatch(/warning: listening on 0\.0\.0\.0, not only this machine/);
+  });
+
   it("a dangling link or a file in the results folders is skipped", async () => {
     const results = join(fx.dir, "results-odd");
     mkdirSync(results);

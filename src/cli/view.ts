@@ -1,11 +1,12 @@
 /** `segcause view`: a local browser viewer over the library (src/view/). */
 import { spawn } from "node:child_process";
 import { existsSync, statSync } from "node:fs";
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import { Command } from "commander";
 import { fail } from "../errors.js";
 import { checkOutputDir } from "../util/files.js";
-import { startViewServer } from "../view/server.js";
+import { isLoopback, startViewServer } from "../view/server.js";
 
 interface ViewFlags {
   model?: string;
@@ -15,6 +16,7 @@ interface ViewFlags {
   dataset?: string;
   runs: string;
   port: number;
+  host?: string;
   open: boolean;
 }
 
@@ -27,6 +29,11 @@ function openBrowser(url: string): void {
   child.unref();
 }
 
+function ipAddress(v: string): string {
+  if (isIP(v) === 0) fail(`--host must be an IP address, got '${v}'`, "e.g. --host 127.0.0.1 (the default), or --host 0.0.0.0 for every interface");
+  return v;
+}
+
 function portNumber(v: string): number {
   const n = /^\d+$/.test(v) ? Number(v) : Number.NaN;
   if (!(n >= 0 && n <= 65535)) fail(`--port must be an integer in 0..65535, got '${v}'`, "e.g. --port 8080, or leave it out for a free port");
@@ -35,14 +42,19 @@ function portNumber(v: string): number {
 
 export function viewCommand(): Command {
   return new Command("view")
-    .description("local browser viewer: draw a RoI, run methods, look at their maps (127.0.0.1 only)")
+    .description("local browser viewer: draw a RoI, run methods, look at their maps (127.0.0.1 unless --host)")
     .option("--model <file>", "an ONNX model (2D, or 3D with a volume card) to offer besides the bundled ones")
     .option("--image <file>", "an image or NIfTI volume to offer besides the samples (more can be uploaded)")
     .option("--bank <file>", "a patch bank for pdcr and pdcr-superpixel (the sample bank is offered too)")
     .option("--results <dir>", "an explain, components or evaluate results folder, or a folder of them, to open")
     .option("--dataset <manifest>", "a data set manifest (or its folder) of 2D images or NIfTI volumes: its cases are listed")
     .option("--runs <dir>", "where the viewer's runs write their output folders", "segcause-view-runs")
-    .option("--port <n>", "port on 127.0.0.1 (default: a free one)", portNumber, 0)
+    .option("--port <n>", "port (default: a free one)", portNumber, 0)
+    .option(
+      "--host <address>",
+      "the IP address to listen on (default 127.0.0.1, this machine only); another address serves every machine that reaches it, protected by the token alone, without TLS",
+      ipAddress,
+    )
     .option("--no-open", "print the address only, do not open a browser")
     .action(async (f: ViewFlags) => {
       for (const [flag, p] of [
@@ -65,10 +77,17 @@ export function viewCommand(): Command {
         dataset: f.dataset,
         runs: resolve(f.runs),
         port: f.port,
+        host: f.host,
       }).catch((e: NodeJS.ErrnoException) => {
         if (e.code === "EADDRINUSE") fail(`port ${f.port} is in use`, "pick another --port, or leave it out for a free one");
+        if (e.code === "EADDRNOTAVAIL")
+          fail(`--host ${f.host} is not an address of this machine`, "give one of its own addresses, or leave --host out for 127.0.0.1");
         throw e;
       });
+      if (f.host !== undefined && !isLoopback(f.host))
+        process.stderr.write(
+          `segcause view: warning: listening on ${f.host}, not only this machine: anyone who can reach it and has the address with its token can run models and read the folders given here; the connection is not encrypted (use an SSH tunnel to 127.0.0.1 instead where you can)\n`,
+        );
       process.stdout.write(`segcause view: ${v.url}\n  runs write to ${resolve(f.runs)}; Ctrl-C stops the server\n`);
       if (f.open) openBrowser(v.url);
       // Serves until Ctrl-C (the CLI's interrupt handler ends the process and the runs checkpoint).

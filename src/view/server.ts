@@ -7,7 +7,8 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { type AddressInfo, isIP } from "node:net";
+import { hostname, networkInterfaces } from "node:os";
 import { basename, extname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { z } from "zod";
@@ -413,7 +414,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       // A page from another site (or a rebound DNS name) must not reach the API.
       const host = req.headers.host ?? "";
       const origin = req.headers.origin;
-      const self = [`127.0.0.1:${port()}`, `localhost:${port()}`, `[::1]:${port()}`];
+      const self = selfHosts(o.host, port());
       if (!self.includes(host)) throw new HttpError(403, `host ${host} refused (open the address segcause view printed)`);
       if (origin !== undefined && !self.some((s) => origin === `http://${s}`)) throw new HttpError(403, `origin ${origin} refused`);
       if (url.pathname.startsWith("/api/")) {
@@ -441,7 +442,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     server.once("error", ko);
     server.listen(o.port ?? 0, o.host ?? "127.0.0.1", () => ok());
   });
-  const url = `http://127.0.0.1:${port()}/?token=${token}`;
+  const url = `http://${hostPart(shownHost(o.host))}:${port()}/?token=${token}`;
   return {
     url,
     token,
@@ -455,4 +456,33 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       await models.release();
     },
   };
+}
+
+/** Whether `address` is a loopback address (the default bind, reachable from this machine only). */
+export function isLoopback(address: string): boolean {
+  return address === "::1" || address.startsWith("127.");
+}
+
+const hostPart = (address: string) => (isIP(address) === 6 ? `[${address}]` : address);
+
+/** The address the printed URL names: the bound one, or for a wildcard bind this machine's first external address. */
+function shownHost(bind: string | undefined): string {
+  if (bind === undefined) return "127.0.0.1";
+  if (bind !== "0.0.0.0" && bind !== "::") return bind;
+  return interfaceAddresses().find((a) => !isLoopback(a) && isIP(a) === 4) ?? "127.0.0.1";
+}
+
+function interfaceAddresses(): string[] {
+  return Object.values(networkInterfaces()).flatMap((list) => (list ?? []).map((i) => i.address));
+}
+
+/**
+ * The Host headers this server answers (anything else may be a rebound DNS name): the loopback names,
+ * and with --host the bound address, or for a wildcard bind every address of this machine and its name.
+ */
+function selfHosts(bind: string | undefined, port: number): string[] {
+  const names = ["127.0.0.1", "localhost", "::1"];
+  if (bind !== undefined) names.push(bind);
+  if (bind === "0.0.0.0" || bind === "::") names.push(...interfaceAddresses(), hostname());
+  return [...new Set(names)].map((n) => `${hostPart(n)}:${port}`);
 }
