@@ -11,12 +11,13 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadMask } from "../src/data/image.js";
 import { csvRecords } from "../src/evaluate/html.js";
 import { ZOO_PACKAGE } from "../src/model/bundled.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
 import { packBits } from "../src/view/predict.js";
 import { explainArgs } from "../src/view/request.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
 import { causalFixture, runNode, segcause } from "./helpers/cli.js";
-import { flatBank, tmp, writeImage } from "./helpers/tiny.js";
+import { flatBank, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 let fx: Awaited<ReturnType<typeof causalFixture>>;
 let v: ViewServer;
@@ -415,6 +416,64 @@ describe("segcause view --results", () => {
       expect(notResult.json.error).toContain("is not a complete explain, components or evaluate result");
     } finally {
       await w.close();
+    }
+  });
+
+  it("opens a spatial components result with its maps and the image its provenance names (found by content)", async () => {
+    // feat = 4 channels of the input, the head reads channel 2 per pixel: only the feature cell under the RoI decides
+    const dir = tmp();
+    const g = new GraphBuilder("copy-channel");
+    const x = g.input("image", ["N", 1, 16, 16]);
+    g.node("Conv", [x, g.constant([4, 1, 1, 1], [0.3, 0.2, 1, 0.1])], { kernel_shape: [1, 1] }, ["feat"], "/enc/conv/Conv");
+    const s = g.node("Conv", ["feat", g.constant([1, 4, 1, 1], [0.01, 0.01, 1, 0.01])], { kernel_shape: [1, 1] }, ["s"], "/head/conv/Conv");
+    const l = g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["l"], "/head/Mul");
+    g.output(g.node("Sigmoid", [l], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
+    const model = writeModel(dir, "copy.onnx", g.toBytes());
+    const image = await writeImage(dir, "bright.png", () => 200, 16);
+    // the image listed under another name: the result is matched by content, not by the path it recorded
+    const listed = join(dir, "listed", "same.png");
+    mkdirSync(join(dir, "listed"));
+    copyFileSync(image, listed);
+    const comp = join(dir, "results", "spatial-run");
+    const args = [
+      "--model",
+      model,
+      "--image",
+      image,
+      "--roi",
+      "8,4,4,4",
+      "--level",
+      "spatial",
+      "--tensor",
+      "feat",
+      "--cell",
+      "4",
+      "--ablation",
+      "zero",
+    ];
+    expect(segcause("components", ...args, "--out", comp, "--no-progress").stderr).toBe("");
+    const w = await startViewServer({ image: listed, results: join(dir, "results"), runs: join(dir, "runs") });
+    try {
+      const res = await fetch(`http://127.0.0.1:${w.port}/api/result?dir=${encodeURIComponent(comp)}`, { headers: { "x-segcause-token": w.token } });
+      const cr = (await res.json()) as Json;
+      expect(cr).toMatchObject({ kind: "components", level: "spatial", spatial: ["spatial-0-feat.png"], match: { image: listed } });
+      expect(cr.units).toHaveLength(16);
+      expect(cr.units[0].effect).toBeCloseTo(-100, 6);
+      for (const u of cr.units.slice(1)) expect(u.effect).toBe(0);
+      const png = await fetch(`http://127.0.0.1:${w.port}/api/image?path=${encodeURIComponent(join(comp, cr.spatial[0]))}&token=${w.token}`);
+      expect(Buffer.from(await png.arrayBuffer()).equals(readFileSync(join(comp, cr.spatial[0])))).toBe(true);
+    } finally {
+      await w.close();
+    }
+    // an image the server does not list is no match (the page then draws the maps alone)
+    const alone = await startViewServer({ results: join(dir, "results"), runs: join(dir, "runs-2") });
+    try {
+      const res = await fetch(`http://127.0.0.1:${alone.port}/api/result?dir=${encodeURIComponent(comp)}`, {
+        headers: { "x-segcause-token": alone.token },
+      });
+      expect(((await res.json()) as Json).match).toEqual({});
+    } finally {
+      await alone.close();
     }
   });
 

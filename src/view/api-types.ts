@@ -15,7 +15,11 @@ export interface ComponentsFolder {
   units: { rank: number; name: string; effect: number; stderr: number | null; samples: number; status: string }[];
   /** the PNGs the writer drew (bar chart, depth profile, spatial maps), by file name */
   pictures: string[];
+  /** at the spatial level: each tensor's map of cell effects (spatial-<i>-<tensor>.png), drawn over the image */
+  spatial: string[];
   notes: string[];
+  /** the listed image the result was made from, found by its provenance's SHA-256 (absent when not listed) */
+  match: { image?: string };
 }
 
 /** One summary row: [dataset, model, method, metric, mean, ci95 low, ci95 high, n] */

@@ -365,6 +365,11 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     if (req.method === "GET" && p === "/api/result") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/result?dir=<results folder>)");
       const r = readResult(allowed.check(dir, "results folder"));
+      if (r.kind === "components") {
+        // its spatial maps go over the image it was made from, found by content as an explain result's is
+        const { imageSha256, ...rest } = r;
+        return send(res, 200, { ...rest, match: { image: imageSha256 ? byContent(listImages(), imageSha256) : undefined } });
+      }
       if (r.kind !== "explain") return send(res, 200, r);
       // The listed model and image this map was made from, found by content (provenance paths may be relative to another folder).
       const prov = (r.manifest as { provenance?: { model?: { sha256?: unknown }; case?: { imageSha256?: unknown } } }).provenance;
