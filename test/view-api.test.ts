@@ -517,6 +517,35 @@ describe("segcause view --results", () => {
         expect(g.n).toBe(mine.length);
         expect(g.deletion[0]).toBeCloseTo(mine.reduce((a, c) => a + Number(c.base_outcome), 0) / mine.length, 6);
       }
+      // The statistics tables, filtered on the server: the same rows as the files, selected here from them
+      expect(data.tables).toEqual(["pairs.csv", "ranks.csv", "strategies/models.csv", "strategies/model-pairs.csv"]);
+      const table = async (name: string, q: string) =>
+        (await (
+          await fetch(`http://127.0.0.1:${w.port}/api/evaluate-table?dir=${encodeURIComponent(published)}&table=${encodeURIComponent(name)}&${q}`, {
+            headers,
+          })
+        ).json()) as Json;
+      const pairs = csvRecords(readFileSync(join(published, "pairs.csv"), "utf8"));
+      const model = pairs[0].model;
+      const method = pairs[0].a;
+      const want = pairs.filter((r) => r.model === model && (r.a === method || r.b === method) && r.metric.endsWith(":zero"));
+      const got = await table("pairs.csv", `model=${model}&method=${method}&fill=zero`);
+      expect(want.length).toBeGreaterThan(0);
+      expect(got.total).toBe(want.length);
+      expect(got.rows.slice(0, 3)).toEqual(want.slice(0, 3).map((r) => got.columns.map((c: string) => r[c])));
+      expect((await table("pairs.csv", "")).total).toBe(pairs.length);
+      expect((await table("pairs.csv", "")).rows).toHaveLength(300);
+      const ranks = csvRecords(readFileSync(join(published, "ranks.csv"), "utf8"));
+      expect((await table("ranks.csv", `method=${method}&fill=blur`)).total).toBe(
+        ranks.filter((r) => r.method === method && r.metric.endsWith(":blur")).length,
+      );
+      const strat = csvRecords(readFileSync(join(published, "strategies", "model-pairs.csv"), "utf8"));
+      expect((await table("strategies/model-pairs.csv", `model=${model}`)).total).toBe(strat.filter((r) => r.a === model || r.b === model).length);
+      const badTable = await fetch(`http://127.0.0.1:${w.port}/api/evaluate-table?dir=${encodeURIComponent(published)}&table=../run.json`, {
+        headers,
+      });
+      expect(badTable.status).toBe(400);
+      expect((await badTable.json()).error).toContain("no table ../run.json in the viewer");
       const notEvalData = await fetch(`http://127.0.0.1:${w.port}/api/evaluate?dir=${encodeURIComponent(join(published, "plots"))}`, { headers });
       expect((await notEvalData.json()).error).toContain("is not an evaluate folder");
     } finally {

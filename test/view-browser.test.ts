@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { csvRecords } from "../src/evaluate/html.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { causalFixture, segcause } from "./helpers/cli.js";
 import { flatBank } from "./helpers/tiny.js";
@@ -307,6 +308,17 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(rows.length).toBe(written.units.length);
     expect(rows[0]).toContain(written.units[0].name);
     expect(await page.isHidden("#map-view")).toBe(true);
+    // the page's own bar chart: one bar a unit, the first one's colour its effect's sign (red supports, blue hurts)
+    const first = written.units[0];
+    const drawn = await page.evaluate(() => {
+      const cv = document.getElementById("comp-bars") as HTMLCanvasElement;
+      const row = [...cv.getContext("2d")!.getImageData(0, 30 + 9, cv.width, 1).data];
+      const colours = new Set<string>();
+      for (let i = 0; i < row.length; i += 4) colours.add(row.slice(i, i + 3).join(","));
+      return { height: cv.height, colours: [...colours] };
+    });
+    expect(drawn.height).toBe(30 + written.units.length * 18 + 10);
+    if (first.effect !== 0) expect(drawn.colours).toContain(first.effect < 0 ? "183,28,28" : "13,71,161");
     const chart = page.locator('#comp-pictures img[alt="components.png"]');
     await chart.waitFor();
     expect(await chart.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
@@ -351,6 +363,17 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     );
     expect(red[0]).toBeGreaterThan(100);
     expect(red[1]).toBeGreaterThan(100);
+    // the pairwise tests for the same selection, then the ranks: as many rows as the files have for it
+    const pairs = csvRecords(readFileSync(join(PUBLISHED, "pairs.csv"), "utf8")).filter(
+      (r) => r.model === model && (r.a === method || r.b === method) && r.metric.endsWith(":blur"),
+    );
+    await p.waitForSelector(`body[data-eval-table="pairs.csv:${pairs.length}"]`);
+    expect(await p.locator("#ev-stats tbody tr").count()).toBe(Math.min(300, pairs.length));
+    await p.selectOption("#ev-stats-name", "ranks.csv");
+    const ranks = csvRecords(readFileSync(join(PUBLISHED, "ranks.csv"), "utf8")).filter(
+      (r) => r.model === model && r.method === method && r.metric.endsWith(":blur"),
+    );
+    await p.waitForSelector(`body[data-eval-table="ranks.csv:${ranks.length}"]`);
     await p.selectOption("#ev-method", "");
     expect(Number(await p.getAttribute("body", "data-eval-curves"))).toBeGreaterThan(1);
     await p.screenshot({ path: join(fx.dir, "view-evaluate.png") });

@@ -42,4 +42,17 @@ export interface EvaluateData {
   fills: string[];
   summary: SummaryRow[];
   curves: CurveGroup[];
+  /** the statistics tables the folder has, each shown filtered (/api/evaluate-table) */
+  tables: EvaluateTableName[];
+}
+
+export type EvaluateTableName = "pairs.csv" | "ranks.csv" | "strategies/models.csv" | "strategies/model-pairs.csv";
+
+/** The rows of one of an evaluate folder's tables that match the page's filters (the first few hundred). */
+export interface EvaluateTable {
+  name: string;
+  columns: string[];
+  /** rows that match, of which `rows` holds the first */
+  total: number;
+  rows: string[][];
 }

@@ -23,6 +23,7 @@ import { models as bundledModels } from "../model/bundled.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import { sha256 } from "../util/hash.js";
 import { evaluateData } from "./evaluate-data.js";
+import { evaluateTable } from "./evaluate-tables.js";
 import { AllowedPaths } from "./paths.js";
 import { ModelCache, packBits, predict } from "./predict.js";
 import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
@@ -383,6 +384,13 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       const real = allowed.check(dir, "evaluate folder");
       if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder (no run.json with report.html)`);
       return send(res, 200, evaluateData(real));
+    }
+    if (req.method === "GET" && p === "/api/evaluate-table") {
+      const q = (k: string) => url.searchParams.get(k) ?? "";
+      const dir = q("dir") || bad("no dir given (/api/evaluate-table?dir=<evaluate folder>&table=pairs.csv)");
+      const real = allowed.check(dir, "evaluate folder");
+      if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder (no run.json with report.html)`);
+      return send(res, 200, evaluateTable(real, q("table"), { model: q("model"), method: q("method"), fill: q("fill") }));
     }
     if (req.method === "GET" && p === "/api/report") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/report?dir=<evaluate folder>)");

@@ -4,7 +4,7 @@
  * (src/view/evaluate-data.ts); this draws the selection.
  */
 
-import type { EvaluateData } from "../api-types.js";
+import type { EvaluateData, EvaluateTable } from "../api-types.js";
 
 const ALL = "";
 /** rows drawn in the table at most (summary.csv has them all) */
@@ -20,10 +20,15 @@ function options(select: HTMLSelectElement, values: string[], all: string | unde
 }
 
 let data: EvaluateData | undefined;
+/** the folder shown and how the page asks the server for one of its tables */
+let tableOf: ((name: string, filter: { model: string; method: string; fill: string }) => Promise<EvaluateTable>) | undefined;
 
 /** Shows an evaluate folder's numbers with its filters (kept across folders when they still apply). */
-export function showEvaluateData(d: EvaluateData): void {
+export function showEvaluateData(d: EvaluateData, getTable: NonNullable<typeof tableOf>): void {
   data = d;
+  tableOf = getTable;
+  options(el("ev-stats-name"), d.tables, undefined);
+  el<HTMLSelectElement>("ev-stats-name").onchange = render;
   const models = [...new Set([...d.summary.map((r) => r[1]), ...d.curves.map((c) => c.model)])].sort();
   const methods = [...new Set([...d.summary.map((r) => r[2]), ...d.curves.map((c) => c.method)])].sort();
   options(el("ev-model"), models, "all models");
@@ -88,6 +93,39 @@ function render(): void {
   );
   document.body.dataset.evalRows = String(rows.length);
   document.body.dataset.evalCurves = String(curves.length);
+  renderTable({ model, method, fill });
+}
+
+/** The chosen statistics table's rows for the filters, as the server selects them from the file. */
+function renderTable(filter: { model: string; method: string; fill: string }): void {
+  const name = el<HTMLSelectElement>("ev-stats-name").value;
+  const head = el("ev-stats").querySelector("thead")!;
+  const body = el("ev-stats").querySelector("tbody")!;
+  if (!name || !tableOf) {
+    head.replaceChildren();
+    body.replaceChildren();
+    el("ev-stats-count").textContent = "this folder has no pairs.csv, ranks.csv nor strategies tables";
+    return;
+  }
+  const asked = JSON.stringify([name, filter]);
+  el("ev-stats").dataset.asked = asked;
+  tableOf(name, filter)
+    .then((t) => {
+      if (el("ev-stats").dataset.asked !== asked) return; // a later choice is on its way
+      const row = (tag: "th" | "td", values: string[]) => {
+        const tr = document.createElement("tr");
+        tr.append(...values.map((v) => Object.assign(document.createElement(tag), { textContent: v })));
+        return tr;
+      };
+      head.replaceChildren(row("th", t.columns));
+      body.replaceChildren(...t.rows.map((r) => row("td", r)));
+      el("ev-stats-count").textContent =
+        `${t.total} rows of ${t.name} for this selection${t.total > t.rows.length ? `, the first ${t.rows.length} shown` : ""} (a pairwise row matches a model or method on either side)`;
+      document.body.dataset.evalTable = `${t.name}:${t.total}`;
+    })
+    .catch((e: Error) => {
+      el("ev-stats-count").textContent = e.message;
+    });
 }
 
 /** Mean outcome against the share of ranked pixels, one line per method, with its legend. */

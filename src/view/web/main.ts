@@ -4,7 +4,7 @@
  * one canvas, redrawn whole on each change.
  */
 
-import type { ComponentsFolder, EvaluateData } from "../api-types.js";
+import type { ComponentsFolder, EvaluateData, EvaluateTable } from "../api-types.js";
 import { colourOf, type Layer, layerValues, maxAbs } from "./colour.js";
 import { drawBars, drawSpatial } from "./components.js";
 import { showEvaluateData } from "./evaluate.js";
@@ -489,7 +489,9 @@ function showView(which: "map" | "components" | "evaluate"): void {
 function showEvaluate(e: { dir: string; commands: string[] }): void {
   showView("evaluate");
   api<EvaluateData>(`/api/evaluate?dir=${encodeURIComponent(e.dir)}`)
-    .then(showEvaluateData)
+    .then((d) =>
+      showEvaluateData(d, (name, f) => api<EvaluateTable>(`/api/evaluate-table?${new URLSearchParams({ dir: e.dir, table: name, ...f })}`)),
+    )
     .catch((err: Error) => say(err.message, true));
   $("eval-title").textContent = `evaluate report of ${e.dir}`;
   $<HTMLIFrameElement>("report").src = `/api/report?dir=${encodeURIComponent(e.dir)}&token=${encodeURIComponent(token)}`;
