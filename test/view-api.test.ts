@@ -17,7 +17,7 @@ import { explainArgs } from "../src/view/request.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
 import { causalFixture, runNode, segcause } from "./helpers/cli.js";
-import { flatBank, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+import { flatBank, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 let fx: Awaited<ReturnType<typeof causalFixture>>;
 let v: ViewServer;
@@ -548,6 +548,72 @@ describe("segcause view --results", () => {
       expect((await badTable.json()).error).toContain("no table ../run.json in the viewer");
       const notEvalData = await fetch(`http://127.0.0.1:${w.port}/api/evaluate?dir=${encodeURIComponent(join(published, "plots"))}`, { headers });
       expect((await notEvalData.json()).error).toContain("is not an evaluate folder");
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("lists an evaluate folder's cells with a map by model and method, and serves a cell's map with the image it explains", async () => {
+    const data = join(fx.dir, "eval-data");
+    mkdirSync(data);
+    for (const [id, v] of [
+      ["a", 230],
+      ["b", 200],
+    ] as const) {
+      await writeImage(data, `${id}.png`, () => v);
+      await writeMask(data, `${id}-mask.png`, (y) => y >= 16);
+    }
+    const manifest = join(data, "manifest.json");
+    writeFileSync(
+      manifest,
+      JSON.stringify({ name: "tiny", cases: ["a", "b"].map((id) => ({ id, image: `${id}.png`, mask: `${id}-mask.png`, split: "test" })) }),
+    );
+    const out = join(fx.dir, "eval-out");
+    const e = segcause(
+      "evaluate",
+      "--models",
+      fx.model,
+      "--dataset",
+      manifest,
+      "--methods",
+      "zero",
+      "--rois",
+      "inside:8x2",
+      "--fills",
+      "zero",
+      "--no-progress",
+      "--out",
+      out,
+    );
+    expect(e.code, e.stderr).toBe(0);
+    const w = await startViewServer({ dataset: manifest, results: out, runs: join(fx.dir, "runs-cells") });
+    try {
+      const get = async (path: string) => {
+        const res = await fetch(`http://127.0.0.1:${w.port}${path}`, { headers: { "x-segcause-token": w.token } });
+        return { status: res.status, json: (await res.json()) as Json };
+      };
+      const q = (o: Record<string, string>) => new URLSearchParams({ dir: out, ...o }).toString();
+      const records = readFileSync(join(out, "cells.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      const list = (await get(`/api/evaluate-cells?${q({ model: "causal", method: "zero" })}`)).json;
+      expect(list.total).toBe(records.length);
+      expect(list.cells).toEqual(records.map((r) => ({ ...r.id, method: r.method })));
+      expect((await get(`/api/evaluate-cells?${q({ method: "rise" })}`)).json).toEqual({ total: 0, cells: [] });
+      const b = list.cells.find((c: { image: string }) => c.image === "b");
+      const cell = (await get(`/api/evaluate-cell?${q(b)}`)).json;
+      const at = join(out, "cells", b.dataset, b.model, b.image, b.roi, b.method);
+      const map = floats(cell.map);
+      expect(Buffer.from(map.buffer).equals(readFileSync(join(at, "map.npy")).subarray(-map.byteLength))).toBe(true);
+      expect(cell).toMatchObject({ width: 32, height: 32, rect: JSON.parse(readFileSync(join(at, "attribution.json"), "utf8")).roi });
+      // b.png, not a.png: the image is found by the content the cell's provenance records
+      expect(cell.match).toEqual({ image: join(data, "b.png") });
+      const missing = await get(`/api/evaluate-cell?${q({ ...b, roi: "nowhere" })}`);
+      expect(missing.status).toBe(400);
+      expect(missing.json.error).toContain("has no map for cell tiny/causal/b/nowhere/zero");
+      const out_ = await get(`/api/evaluate-cell?${q({ ...b, dataset: "..", model: "..", image: "..", roi: ".." })}`);
+      expect(out_.status).toBe(400);
     } finally {
       await w.close();
     }

@@ -3,14 +3,15 @@
  * drag a RoI with the mouse, run zero ablation on a tiny model whose causal block is known, and
  * read the rendered map's pixels there and elsewhere. Skipped, with a line saying so, without /usr/bin/chromium.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { csvRecords } from "../src/evaluate/html.js";
+import { decodeNpy } from "../src/util/npy.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { causalFixture, segcause } from "./helpers/cli.js";
-import { flatBank } from "./helpers/tiny.js";
+import { flatBank, writeImage, writeMask } from "./helpers/tiny.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
@@ -379,5 +380,76 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     await p.screenshot({ path: join(fx.dir, "view-evaluate.png") });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-evaluate.png")}`);
     await p.close();
+  });
+
+  it("draws an evaluate cell's map over its image when chosen from the cell list", async () => {
+    const data = join(fx.dir, "eval-data");
+    mkdirSync(data);
+    await writeImage(data, "a.png", () => 230);
+    await writeMask(data, "a-mask.png", (y) => y >= 16);
+    const manifest = join(data, "manifest.json");
+    writeFileSync(manifest, JSON.stringify({ name: "tiny", cases: [{ id: "a", image: "a.png", mask: "a-mask.png", split: "test" }] }));
+    const out = join(fx.dir, "eval-out");
+    const e = segcause(
+      "evaluate",
+      "--models",
+      fx.model,
+      "--dataset",
+      manifest,
+      "--methods",
+      "zero",
+      "--rois",
+      "inside:8x1",
+      "--fills",
+      "zero",
+      "--no-progress",
+      "--out",
+      out,
+    );
+    expect(e.code, e.stderr).toBe(0);
+    const s = await startViewServer({ dataset: manifest, results: out, runs: join(fx.dir, "runs-cells") });
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await p.goto(s.url);
+      await p.waitForSelector("body[data-ready]");
+      await p.locator("#results li", { hasText: "evaluate result" }).click();
+      await p.waitForSelector('body[data-eval-cells="1"]');
+      await p.locator("#ev-cells li").first().click();
+      await p.waitForSelector("body[data-eval-cell]");
+      const cellDir = join(out, "cells", "tiny", "causal", "a", "inside8-0", "zero");
+      const map = decodeNpy(readFileSync(join(cellDir, "map.npy")));
+      const roi = JSON.parse(readFileSync(join(cellDir, "attribution.json"), "utf8")).roi;
+      const drawn = await p.evaluate(() => {
+        const c = document.getElementById("ev-cell-map") as HTMLCanvasElement;
+        return { w: c.width, data: [...c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data] };
+      });
+      expect(drawn.w).toBe(map.shape[1]);
+      // where the map is 0 the image's gray shows; where it is not, the map's colour (outside the RoI's outline)
+      let zero = 0,
+        coloured = 0;
+      map.data.forEach((v, i) => {
+        const [y, x] = [Math.floor(i / drawn.w), i % drawn.w];
+        const onOutline =
+          (y === roi.row || y === roi.row + roi.height - 1 || x === roi.col || x === roi.col + roi.width - 1) &&
+          y >= roi.row &&
+          y < roi.row + roi.height &&
+          x >= roi.col &&
+          x < roi.col + roi.width;
+        if (onOutline) return;
+        const px = drawn.data.slice(i * 4, i * 4 + 3);
+        if (v === 0) {
+          expect(px).toEqual([230, 230, 230]);
+          zero++;
+        } else {
+          expect(px).not.toEqual([230, 230, 230]);
+          coloured++;
+        }
+      });
+      expect(zero).toBeGreaterThan(0);
+      expect(coloured).toBeGreaterThan(0);
+    } finally {
+      await p.close();
+      await s.close();
+    }
   });
 });

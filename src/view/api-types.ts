@@ -56,3 +56,28 @@ export interface EvaluateTable {
   total: number;
   rows: string[][];
 }
+
+/** The cells of an evaluate folder that kept their map, for the page's filters (the first few hundred). */
+export interface EvaluateCellList {
+  total: number;
+  cells: { dataset: string; model: string; image: string; roi: string; method: string }[];
+}
+
+/** One evaluate cell's map, drawn over its image when the server lists that image. */
+export interface EvaluateCell {
+  dataset: string;
+  model: string;
+  image: string;
+  roi: string;
+  method: string;
+  width: number;
+  height: number;
+  /** float32 little-endian, base64 */
+  map: string;
+  /** the cell's RoI rectangle (attribution.json's roi) */
+  rect: { row: number; col: number; height: number; width: number };
+  signed: boolean;
+  valueUnits: string;
+  /** the listed image with the content the cell explains (absent when not listed) */
+  match: { image?: string };
+}

@@ -22,6 +22,7 @@ import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import { sha256 } from "../util/hash.js";
+import { evaluateCell, evaluateCells } from "./evaluate-cells.js";
 import { evaluateData } from "./evaluate-data.js";
 import { evaluateTable } from "./evaluate-tables.js";
 import { AllowedPaths } from "./paths.js";
@@ -384,6 +385,20 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       const real = allowed.check(dir, "evaluate folder");
       if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder (no run.json with report.html)`);
       return send(res, 200, evaluateData(real));
+    }
+    if (req.method === "GET" && (p === "/api/evaluate-cells" || p === "/api/evaluate-cell")) {
+      const q = (k: string) => url.searchParams.get(k) ?? "";
+      const dir = q("dir") || bad(`no dir given (${p}?dir=<evaluate folder>)`);
+      const real = allowed.check(dir, "evaluate folder");
+      if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder (no run.json with report.html)`);
+      if (p === "/api/evaluate-cells") return send(res, 200, evaluateCells(real, { model: q("model"), method: q("method") }));
+      // the cell's folder is built by the evaluate store's own cellDir (its parts made safe, kept inside the folder)
+      const { imageSha256, ...cell } = evaluateCell(
+        real,
+        { dataset: q("dataset"), model: q("model"), image: q("image"), roi: q("roi") },
+        q("method"),
+      );
+      return send(res, 200, { ...cell, match: { image: imageSha256 ? byContent(listImages(), imageSha256) : undefined } });
     }
     if (req.method === "GET" && p === "/api/evaluate-table") {
       const q = (k: string) => url.searchParams.get(k) ?? "";

@@ -4,7 +4,8 @@
  * (src/view/evaluate-data.ts); this draws the selection.
  */
 
-import type { EvaluateData, EvaluateTable } from "../api-types.js";
+import type { EvaluateCell, EvaluateCellList, EvaluateData, EvaluateTable } from "../api-types.js";
+import { colourOf, maxAbs } from "./colour.js";
 
 const ALL = "";
 /** rows drawn in the table at most (summary.csv has them all) */
@@ -20,13 +21,13 @@ function options(select: HTMLSelectElement, values: string[], all: string | unde
 }
 
 let data: EvaluateData | undefined;
-/** the folder shown and how the page asks the server for one of its tables */
-let tableOf: ((name: string, filter: { model: string; method: string; fill: string }) => Promise<EvaluateTable>) | undefined;
+/** the folder shown, how the page asks the server for JSON, and an image's URL */
+let folder: { dir: string; get: <T>(path: string) => Promise<T>; imageUrl: (path: string) => string } | undefined;
 
 /** Shows an evaluate folder's numbers with its filters (kept across folders when they still apply). */
-export function showEvaluateData(d: EvaluateData, getTable: NonNullable<typeof tableOf>): void {
+export function showEvaluateData(d: EvaluateData, f: NonNullable<typeof folder>): void {
   data = d;
-  tableOf = getTable;
+  folder = f;
   options(el("ev-stats-name"), d.tables, undefined);
   el<HTMLSelectElement>("ev-stats-name").onchange = render;
   const models = [...new Set([...d.summary.map((r) => r[1]), ...d.curves.map((c) => c.model)])].sort();
@@ -101,7 +102,8 @@ function renderTable(filter: { model: string; method: string; fill: string }): v
   const name = el<HTMLSelectElement>("ev-stats-name").value;
   const head = el("ev-stats").querySelector("thead")!;
   const body = el("ev-stats").querySelector("tbody")!;
-  if (!name || !tableOf) {
+  renderCells(filter);
+  if (!name || !folder) {
     head.replaceChildren();
     body.replaceChildren();
     el("ev-stats-count").textContent = "this folder has no pairs.csv, ranks.csv nor strategies tables";
@@ -109,7 +111,8 @@ function renderTable(filter: { model: string; method: string; fill: string }): v
   }
   const asked = JSON.stringify([name, filter]);
   el("ev-stats").dataset.asked = asked;
-  tableOf(name, filter)
+  folder
+    .get<EvaluateTable>(`/api/evaluate-table?${new URLSearchParams({ dir: folder.dir, table: name, ...filter })}`)
     .then((t) => {
       if (el("ev-stats").dataset.asked !== asked) return; // a later choice is on its way
       const row = (tag: "th" | "td", values: string[]) => {
@@ -176,4 +179,70 @@ function drawCurves(c: HTMLCanvasElement, title: string, lines: { name: string; 
     g.fillStyle = PALETTE[k % PALETTE.length];
     g.fillText(`${l.name} (${l.n})`, pad.left + w + 22, y + 4);
   });
+}
+
+/** The cells with a map for the model and method chosen; a click draws one (its fill does not change a map). */
+function renderCells(filter: { model: string; method: string }): void {
+  if (!folder) return;
+  const asked = JSON.stringify([folder.dir, filter]);
+  el("ev-cells").dataset.asked = asked;
+  folder
+    .get<EvaluateCellList>(`/api/evaluate-cells?${new URLSearchParams({ dir: folder.dir, model: filter.model, method: filter.method })}`)
+    .then((list) => {
+      if (el("ev-cells").dataset.asked !== asked) return;
+      el("ev-cells-count").textContent =
+        list.total === 0
+          ? "no per-cell maps for this selection (a published folder keeps none; `segcause evaluate` writes them under cells/)"
+          : `${list.total} cells with a map${list.total > list.cells.length ? `, the first ${list.cells.length} listed` : ""}: click one to draw it`;
+      el("ev-cells").replaceChildren(
+        ...list.cells.map((c) => {
+          const li = document.createElement("li");
+          li.textContent = [c.dataset, c.model, c.image, c.roi, c.method].join(" / ");
+          li.onclick = () => showCell(c);
+          return li;
+        }),
+      );
+      document.body.dataset.evalCells = String(list.total);
+    })
+    .catch((e: Error) => {
+      el("ev-cells-count").textContent = e.message;
+    });
+}
+
+const loadImage = (src: string) =>
+  new Promise<HTMLImageElement>((ok, no) => {
+    const im = new Image();
+    im.onload = () => ok(im);
+    im.onerror = () => no(new Error(`cannot load ${src.split("?")[0]}`));
+    im.src = src;
+  });
+
+/** One cell's map over its image (when listed), in the page's signed colours at its own |max|, with its RoI. */
+async function showCell(c: EvaluateCellList["cells"][number]): Promise<void> {
+  if (!folder) return;
+  try {
+    const cell = await folder.get<EvaluateCell>(`/api/evaluate-cell?${new URLSearchParams({ dir: folder.dir, ...c })}`);
+    const map = new Float32Array(Uint8Array.from(atob(cell.map), (ch) => ch.charCodeAt(0)).buffer);
+    const canvas = el<HTMLCanvasElement>("ev-cell-map");
+    canvas.width = cell.width;
+    canvas.height = cell.height;
+    const g = canvas.getContext("2d")!;
+    g.fillStyle = "#888";
+    g.fillRect(0, 0, cell.width, cell.height);
+    if (cell.match.image) g.drawImage(await loadImage(folder.imageUrl(cell.match.image)), 0, 0, cell.width, cell.height);
+    const under = g.getImageData(0, 0, cell.width, cell.height);
+    const max = maxAbs(map);
+    for (let p = 0; p < map.length; p++) {
+      const [r, gr, b, a] = colourOf(cell.signed ? "signed" : "abs", map[p], max);
+      for (const [k, v] of [r, gr, b].entries()) under.data[p * 4 + k] = Math.round(under.data[p * 4 + k] * (1 - a) + v * a);
+    }
+    g.putImageData(under, 0, 0);
+    g.strokeStyle = "#0f0";
+    g.strokeRect(cell.rect.col + 0.5, cell.rect.row + 0.5, cell.rect.width - 1, cell.rect.height - 1);
+    el("ev-cell-title").textContent =
+      `${[c.dataset, c.model, c.image, c.roi, c.method].join(" / ")}: |max| ${max.toPrecision(3)} ${cell.valueUnits}${cell.match.image ? "" : " (its image is not listed: over gray)"}`;
+    document.body.dataset.evalCell = [c.image, c.roi, c.method].join("/");
+  } catch (e) {
+    el("ev-cell-title").textContent = (e as Error).message;
+  }
 }

@@ -4,7 +4,7 @@
  * one canvas, redrawn whole on each change.
  */
 
-import type { ComponentsFolder, EvaluateData, EvaluateTable } from "../api-types.js";
+import type { ComponentsFolder, EvaluateData } from "../api-types.js";
 import { colourOf, type Layer, layerValues, maxAbs } from "./colour.js";
 import { drawBars, drawSpatial } from "./components.js";
 import { showEvaluateData } from "./evaluate.js";
@@ -490,7 +490,11 @@ function showEvaluate(e: { dir: string; commands: string[] }): void {
   showView("evaluate");
   api<EvaluateData>(`/api/evaluate?dir=${encodeURIComponent(e.dir)}`)
     .then((d) =>
-      showEvaluateData(d, (name, f) => api<EvaluateTable>(`/api/evaluate-table?${new URLSearchParams({ dir: e.dir, table: name, ...f })}`)),
+      showEvaluateData(d, {
+        dir: e.dir,
+        get: api,
+        imageUrl: (path) => `/api/image?path=${encodeURIComponent(path)}&token=${encodeURIComponent(token)}`,
+      }),
     )
     .catch((err: Error) => say(err.message, true));
   $("eval-title").textContent = `evaluate report of ${e.dir}`;
