@@ -39,7 +39,15 @@ export function evaluateCell(dir: string, id: CellId, method: string): Omit<Eval
     fail(`${dir} has no map for cell ${[id.dataset, id.model, id.image, id.roi, method].join("/")}`, "choose a cell from the folder's cell list");
   const map = decodeNpy(readFileSync(join(at, "map.npy")));
   // biome-ignore lint/suspicious/noExplicitAny: attribution.json as the evaluate cell writer wrote it
-  const a = JSON.parse(readFileSync(join(at, "attribution.json"), "utf8")) as any;
+  let a: any;
+  try {
+    a = JSON.parse(readFileSync(join(at, "attribution.json"), "utf8"));
+  } catch (e) {
+    fail(
+      `${join(at, "attribution.json")} cannot be read (${(e as Error).message.split("\n")[0]})`,
+      "rerun the folder's evaluate command to rewrite the cell",
+    );
+  }
   const sha = a.provenance?.case?.imageSha256;
   return {
     ...id,
