@@ -11,13 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadMask } from "../src/data/image.js";
 import { csvRecords } from "../src/evaluate/html.js";
 import { ZOO_PACKAGE } from "../src/model/bundled.js";
-import { GraphBuilder } from "../src/onnx/builder.js";
 import { packBits } from "../src/view/predict.js";
 import { explainArgs } from "../src/view/request.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
 import { causalFixture, runNode, segcause } from "./helpers/cli.js";
-import { flatBank, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+import { copyChannelModel, flatBank, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 let fx: Awaited<ReturnType<typeof causalFixture>>;
 let v: ViewServer;
@@ -420,15 +419,9 @@ describe("segcause view --results", () => {
   });
 
   it("opens a spatial components result with its maps and the image its provenance names (found by content)", async () => {
-    // feat = 4 channels of the input, the head reads channel 2 per pixel: only the feature cell under the RoI decides
+    // copyChannelModel: only the feature cell under the RoI decides
     const dir = tmp();
-    const g = new GraphBuilder("copy-channel");
-    const x = g.input("image", ["N", 1, 16, 16]);
-    g.node("Conv", [x, g.constant([4, 1, 1, 1], [0.3, 0.2, 1, 0.1])], { kernel_shape: [1, 1] }, ["feat"], "/enc/conv/Conv");
-    const s = g.node("Conv", ["feat", g.constant([1, 4, 1, 1], [0.01, 0.01, 1, 0.01])], { kernel_shape: [1, 1] }, ["s"], "/head/conv/Conv");
-    const l = g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["l"], "/head/Mul");
-    g.output(g.node("Sigmoid", [l], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
-    const model = writeModel(dir, "copy.onnx", g.toBytes());
+    const model = writeModel(dir, "copy.onnx", copyChannelModel());
     const image = await writeImage(dir, "bright.png", () => 200, 16);
     // the image listed under another name: the result is matched by content, not by the path it recorded
     const listed = join(dir, "listed", "same.png");

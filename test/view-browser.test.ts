@@ -11,7 +11,7 @@ import { csvRecords } from "../src/evaluate/html.js";
 import { decodeNpy } from "../src/util/npy.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { causalFixture, segcause } from "./helpers/cli.js";
-import { flatBank, writeImage, writeMask } from "./helpers/tiny.js";
+import { copyChannelModel, flatBank, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
@@ -325,6 +325,52 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(await chart.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
     await page.screenshot({ path: join(fx.dir, "view-components.png"), fullPage: true });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-components.png")}`);
+  });
+
+  it("draws a spatial components result's map over the image its provenance names", async () => {
+    const dir = join(fx.dir, "spatial");
+    mkdirSync(dir);
+    const model = writeModel(dir, "copy.onnx", copyChannelModel());
+    const image = await writeImage(dir, "gray.png", () => 200, 16);
+    const comp = join(dir, "results", "spatial-run");
+    const args = [
+      "--model",
+      model,
+      "--image",
+      image,
+      "--roi",
+      "8,4,4,4",
+      "--level",
+      "spatial",
+      "--tensor",
+      "feat",
+      "--cell",
+      "4",
+      "--ablation",
+      "zero",
+    ];
+    expect(segcause("components", ...args, "--out", comp, "--no-progress").stderr).toBe("");
+    const s = await startViewServer({ image, results: join(dir, "results"), runs: join(dir, "runs") });
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await p.goto(s.url);
+      await p.waitForSelector("body[data-ready]");
+      await p.locator("#results li", { hasText: "components result" }).click();
+      await p.waitForSelector('#comp-spatial canvas[data-spatial="spatial-0-feat.png"]');
+      // the written map paints the RoI green and a cell without effect white (its scale is set outside the RoI);
+      // drawn at the page's opacity over the image's gray 200, white becomes a lighter gray: the image shows through
+      const [atRoi, away] = await p.evaluate(() => {
+        const c = document.querySelector("#comp-spatial canvas") as HTMLCanvasElement;
+        const g = c.getContext("2d")!;
+        return [[...g.getImageData(5, 9, 1, 1).data], [...g.getImageData(13, 1, 1, 1).data]];
+      });
+      const opacity = Number(await p.inputValue("#opacity"));
+      expect(atRoi[1] - atRoi[0]).toBeGreaterThan(50);
+      for (const v of away.slice(0, 3)) expect(v).toBeCloseTo(200 * (1 - opacity) + 255 * opacity, -0.5);
+    } finally {
+      await p.close();
+      await s.close();
+    }
   });
 
   it("opens an evaluate folder: its report's tables and curves are drawn, and its own tables and mean curves filtered by model, method and fill", async () => {
