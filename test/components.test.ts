@@ -8,7 +8,7 @@ import { Model } from "../src/model/model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { parseModel } from "../src/onnx/model-file.js";
 import { buildSuffix, exposeTensors, listComponents, planCut, type TensorType } from "../src/onnx/surgery.js";
-import { tmp, writeImage, writeModel } from "./helpers/tiny.js";
+import { copyChannelModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 const ROOT = join(import.meta.dirname, "..");
 const ELEM: Record<string, number> = { float32: 1, int64: 7 };
@@ -258,14 +258,8 @@ describe("channel and spatial units with a known answer", () => {
   let model: Model, kase: Case, donors: Case[];
   const ROI = { row: 8, col: 4, height: 4, width: 4 };
   beforeAll(async () => {
-    const g = new GraphBuilder("copy-channel");
-    const x = g.input("image", ["N", 1, 16, 16]);
-    g.node("Conv", [x, g.constant([4, 1, 1, 1], [0.3, 0.2, 1, 0.1])], { kernel_shape: [1, 1] }, ["feat"], "/enc/conv/Conv");
-    const s = g.node("Conv", ["feat", g.constant([1, 4, 1, 1], [0.01, 0.01, 1, 0.01])], { kernel_shape: [1, 1] }, ["s"], "/head/conv/Conv");
-    const l = g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["l"], "/head/Mul");
-    g.output(g.node("Sigmoid", [l], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
     const dir = tmp();
-    model = await Model.load(writeModel(dir, "copy.onnx", g.toBytes()), { threads: 1 });
+    model = await Model.load(writeModel(dir, "copy.onnx", copyChannelModel()), { threads: 1 });
     kase = await loadCase(model, await writeImage(dir, "bright.png", () => 200, 16));
     donors = [];
     for (const v of [0, 20, 40]) donors.push(await loadCase(model, await writeImage(dir, `d${v}.png`, () => v, 16)));

@@ -16,7 +16,7 @@ import { explainArgs } from "../src/view/request.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
 import { causalFixture, runNode, segcause } from "./helpers/cli.js";
-import { flatBank, tmp, writeImage } from "./helpers/tiny.js";
+import { copyChannelModel, flatBank, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 let fx: Awaited<ReturnType<typeof causalFixture>>;
 let v: ViewServer;
@@ -418,6 +418,58 @@ describe("segcause view --results", () => {
     }
   });
 
+  it("opens a spatial components result with its maps and the image its provenance names (found by content)", async () => {
+    // copyChannelModel: only the feature cell under the RoI decides
+    const dir = tmp();
+    const model = writeModel(dir, "copy.onnx", copyChannelModel());
+    const image = await writeImage(dir, "bright.png", () => 200, 16);
+    // the image listed under another name: the result is matched by content, not by the path it recorded
+    const listed = join(dir, "listed", "same.png");
+    mkdirSync(join(dir, "listed"));
+    copyFileSync(image, listed);
+    const comp = join(dir, "results", "spatial-run");
+    const args = [
+      "--model",
+      model,
+      "--image",
+      image,
+      "--roi",
+      "8,4,4,4",
+      "--level",
+      "spatial",
+      "--tensor",
+      "feat",
+      "--cell",
+      "4",
+      "--ablation",
+      "zero",
+    ];
+    expect(segcause("components", ...args, "--out", comp, "--no-progress").stderr).toBe("");
+    const w = await startViewServer({ image: listed, results: join(dir, "results"), runs: join(dir, "runs") });
+    try {
+      const res = await fetch(`http://127.0.0.1:${w.port}/api/result?dir=${encodeURIComponent(comp)}`, { headers: { "x-segcause-token": w.token } });
+      const cr = (await res.json()) as Json;
+      expect(cr).toMatchObject({ kind: "components", level: "spatial", spatial: ["spatial-0-feat.png"], match: { image: listed } });
+      expect(cr.units).toHaveLength(16);
+      expect(cr.units[0].effect).toBeCloseTo(-100, 6);
+      for (const u of cr.units.slice(1)) expect(u.effect).toBe(0);
+      const png = await fetch(`http://127.0.0.1:${w.port}/api/image?path=${encodeURIComponent(join(comp, cr.spatial[0]))}&token=${w.token}`);
+      expect(Buffer.from(await png.arrayBuffer()).equals(readFileSync(join(comp, cr.spatial[0])))).toBe(true);
+    } finally {
+      await w.close();
+    }
+    // an image the server does not list is no match (the page then draws the maps alone)
+    const alone = await startViewServer({ results: join(dir, "results"), runs: join(dir, "runs-2") });
+    try {
+      const res = await fetch(`http://127.0.0.1:${alone.port}/api/result?dir=${encodeURIComponent(comp)}`, {
+        headers: { "x-segcause-token": alone.token },
+      });
+      expect(((await res.json()) as Json).match).toEqual({});
+    } finally {
+      await alone.close();
+    }
+  });
+
   it("opens an evaluate folder (the published results): its commands, and its report.html served sandboxed", async () => {
     const published = join(import.meta.dirname, "..", "docs", "results");
     const w = await startViewServer({ results: published, runs: join(fx.dir, "runs-3") });
@@ -458,8 +510,103 @@ describe("segcause view --results", () => {
         expect(g.n).toBe(mine.length);
         expect(g.deletion[0]).toBeCloseTo(mine.reduce((a, c) => a + Number(c.base_outcome), 0) / mine.length, 6);
       }
+      // The statistics tables, filtered on the server: the same rows as the files, selected here from them
+      expect(data.tables).toEqual(["pairs.csv", "ranks.csv", "strategies/models.csv", "strategies/model-pairs.csv"]);
+      const table = async (name: string, q: string) =>
+        (await (
+          await fetch(`http://127.0.0.1:${w.port}/api/evaluate-table?dir=${encodeURIComponent(published)}&table=${encodeURIComponent(name)}&${q}`, {
+            headers,
+          })
+        ).json()) as Json;
+      const pairs = csvRecords(readFileSync(join(published, "pairs.csv"), "utf8"));
+      const model = pairs[0].model;
+      const method = pairs[0].a;
+      const want = pairs.filter((r) => r.model === model && (r.a === method || r.b === method) && r.metric.endsWith(":zero"));
+      const got = await table("pairs.csv", `model=${model}&method=${method}&fill=zero`);
+      expect(want.length).toBeGreaterThan(0);
+      expect(got.total).toBe(want.length);
+      expect(got.rows.slice(0, 3)).toEqual(want.slice(0, 3).map((r) => got.columns.map((c: string) => r[c])));
+      expect((await table("pairs.csv", "")).total).toBe(pairs.length);
+      expect((await table("pairs.csv", "")).rows).toHaveLength(300);
+      const ranks = csvRecords(readFileSync(join(published, "ranks.csv"), "utf8"));
+      expect((await table("ranks.csv", `method=${method}&fill=blur`)).total).toBe(
+        ranks.filter((r) => r.method === method && r.metric.endsWith(":blur")).length,
+      );
+      const strat = csvRecords(readFileSync(join(published, "strategies", "model-pairs.csv"), "utf8"));
+      expect((await table("strategies/model-pairs.csv", `model=${model}`)).total).toBe(strat.filter((r) => r.a === model || r.b === model).length);
+      const badTable = await fetch(`http://127.0.0.1:${w.port}/api/evaluate-table?dir=${encodeURIComponent(published)}&table=../run.json`, {
+        headers,
+      });
+      expect(badTable.status).toBe(400);
+      expect((await badTable.json()).error).toContain("no table ../run.json in the viewer");
       const notEvalData = await fetch(`http://127.0.0.1:${w.port}/api/evaluate?dir=${encodeURIComponent(join(published, "plots"))}`, { headers });
       expect((await notEvalData.json()).error).toContain("is not an evaluate folder");
+    } finally {
+      await w.close();
+    }
+  });
+
+  it("lists an evaluate folder's cells with a map by model and method, and serves a cell's map with the image it explains", async () => {
+    const data = join(fx.dir, "eval-data");
+    mkdirSync(data);
+    for (const [id, v] of [
+      ["a", 230],
+      ["b", 200],
+    ] as const) {
+      await writeImage(data, `${id}.png`, () => v);
+      await writeMask(data, `${id}-mask.png`, (y) => y >= 16);
+    }
+    const manifest = join(data, "manifest.json");
+    writeFileSync(
+      manifest,
+      JSON.stringify({ name: "tiny", cases: ["a", "b"].map((id) => ({ id, image: `${id}.png`, mask: `${id}-mask.png`, split: "test" })) }),
+    );
+    const out = join(fx.dir, "eval-out");
+    const e = segcause(
+      "evaluate",
+      "--models",
+      fx.model,
+      "--dataset",
+      manifest,
+      "--methods",
+      "zero",
+      "--rois",
+      "inside:8x2",
+      "--fills",
+      "zero",
+      "--no-progress",
+      "--out",
+      out,
+    );
+    expect(e.code, e.stderr).toBe(0);
+    const w = await startViewServer({ dataset: manifest, results: out, runs: join(fx.dir, "runs-cells") });
+    try {
+      const get = async (path: string) => {
+        const res = await fetch(`http://127.0.0.1:${w.port}${path}`, { headers: { "x-segcause-token": w.token } });
+        return { status: res.status, json: (await res.json()) as Json };
+      };
+      const q = (o: Record<string, string>) => new URLSearchParams({ dir: out, ...o }).toString();
+      const records = readFileSync(join(out, "cells.jsonl"), "utf8")
+        .trim()
+        .split("\n")
+        .map((l) => JSON.parse(l));
+      const list = (await get(`/api/evaluate-cells?${q({ model: "causal", method: "zero" })}`)).json;
+      expect(list.total).toBe(records.length);
+      expect(list.cells).toEqual(records.map((r) => ({ ...r.id, method: r.method })));
+      expect((await get(`/api/evaluate-cells?${q({ method: "rise" })}`)).json).toEqual({ total: 0, cells: [] });
+      const b = list.cells.find((c: { image: string }) => c.image === "b");
+      const cell = (await get(`/api/evaluate-cell?${q(b)}`)).json;
+      const at = join(out, "cells", b.dataset, b.model, b.image, b.roi, b.method);
+      const map = floats(cell.map);
+      expect(Buffer.from(map.buffer).equals(readFileSync(join(at, "map.npy")).subarray(-map.byteLength))).toBe(true);
+      expect(cell).toMatchObject({ width: 32, height: 32, rect: JSON.parse(readFileSync(join(at, "attribution.json"), "utf8")).roi });
+      // b.png, not a.png: the image is found by the content the cell's provenance records
+      expect(cell.match).toEqual({ image: join(data, "b.png") });
+      const missing = await get(`/api/evaluate-cell?${q({ ...b, roi: "nowhere" })}`);
+      expect(missing.status).toBe(400);
+      expect(missing.json.error).toContain("has no map for cell tiny/causal/b/nowhere/zero");
+      const out_ = await get(`/api/evaluate-cell?${q({ ...b, dataset: "..", model: "..", image: "..", roi: ".." })}`);
+      expect(out_.status).toBe(400);
     } finally {
       await w.close();
     }

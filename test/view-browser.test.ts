@@ -3,13 +3,15 @@
  * drag a RoI with the mouse, run zero ablation on a tiny model whose causal block is known, and
  * read the rendered map's pixels there and elsewhere. Skipped, with a line saying so, without /usr/bin/chromium.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { csvRecords } from "../src/evaluate/html.js";
+import { decodeNpy } from "../src/util/npy.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { causalFixture, segcause } from "./helpers/cli.js";
-import { flatBank } from "./helpers/tiny.js";
+import { copyChannelModel, flatBank, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 const CHROMIUM = "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
@@ -307,11 +309,68 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(rows.length).toBe(written.units.length);
     expect(rows[0]).toContain(written.units[0].name);
     expect(await page.isHidden("#map-view")).toBe(true);
+    // the page's own bar chart: one bar a unit, the first one's colour its effect's sign (red supports, blue hurts)
+    const first = written.units[0];
+    const drawn = await page.evaluate(() => {
+      const cv = document.getElementById("comp-bars") as HTMLCanvasElement;
+      const row = [...cv.getContext("2d")!.getImageData(0, 30 + 9, cv.width, 1).data];
+      const colours = new Set<string>();
+      for (let i = 0; i < row.length; i += 4) colours.add(row.slice(i, i + 3).join(","));
+      return { height: cv.height, colours: [...colours] };
+    });
+    expect(drawn.height).toBe(30 + written.units.length * 18 + 10);
+    if (first.effect !== 0) expect(drawn.colours).toContain(first.effect < 0 ? "183,28,28" : "13,71,161");
     const chart = page.locator('#comp-pictures img[alt="components.png"]');
     await chart.waitFor();
     expect(await chart.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
     await page.screenshot({ path: join(fx.dir, "view-components.png"), fullPage: true });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-components.png")}`);
+  });
+
+  it("draws a spatial components result's map over the image its provenance names", async () => {
+    const dir = join(fx.dir, "spatial");
+    mkdirSync(dir);
+    const model = writeModel(dir, "copy.onnx", copyChannelModel());
+    const image = await writeImage(dir, "gray.png", () => 200, 16);
+    const comp = join(dir, "results", "spatial-run");
+    const args = [
+      "--model",
+      model,
+      "--image",
+      image,
+      "--roi",
+      "8,4,4,4",
+      "--level",
+      "spatial",
+      "--tensor",
+      "feat",
+      "--cell",
+      "4",
+      "--ablation",
+      "zero",
+    ];
+    expect(segcause("components", ...args, "--out", comp, "--no-progress").stderr).toBe("");
+    const s = await startViewServer({ image, results: join(dir, "results"), runs: join(dir, "runs") });
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await p.goto(s.url);
+      await p.waitForSelector("body[data-ready]");
+      await p.locator("#results li", { hasText: "components result" }).click();
+      await p.waitForSelector('#comp-spatial canvas[data-spatial="spatial-0-feat.png"]');
+      // the written map paints the RoI green and a cell without effect white (its scale is set outside the RoI);
+      // drawn at the page's opacity over the image's gray 200, white becomes a lighter gray: the image shows through
+      const [atRoi, away] = await p.evaluate(() => {
+        const c = document.querySelector("#comp-spatial canvas") as HTMLCanvasElement;
+        const g = c.getContext("2d")!;
+        return [[...g.getImageData(5, 9, 1, 1).data], [...g.getImageData(13, 1, 1, 1).data]];
+      });
+      const opacity = Number(await p.inputValue("#opacity"));
+      expect(atRoi[1] - atRoi[0]).toBeGreaterThan(50);
+      for (const v of away.slice(0, 3)) expect(v).toBeCloseTo(200 * (1 - opacity) + 255 * opacity, -0.5);
+    } finally {
+      await p.close();
+      await s.close();
+    }
   });
 
   it("opens an evaluate folder: its report's tables and curves are drawn, and its own tables and mean curves filtered by model, method and fill", async () => {
@@ -351,10 +410,92 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     );
     expect(red[0]).toBeGreaterThan(100);
     expect(red[1]).toBeGreaterThan(100);
+    // the pairwise tests for the same selection, then the ranks: as many rows as the files have for it
+    const pairs = csvRecords(readFileSync(join(PUBLISHED, "pairs.csv"), "utf8")).filter(
+      (r) => r.model === model && (r.a === method || r.b === method) && r.metric.endsWith(":blur"),
+    );
+    await p.waitForSelector(`body[data-eval-table="pairs.csv:${pairs.length}"]`);
+    expect(await p.locator("#ev-stats tbody tr").count()).toBe(Math.min(300, pairs.length));
+    await p.selectOption("#ev-stats-name", "ranks.csv");
+    const ranks = csvRecords(readFileSync(join(PUBLISHED, "ranks.csv"), "utf8")).filter(
+      (r) => r.model === model && r.method === method && r.metric.endsWith(":blur"),
+    );
+    await p.waitForSelector(`body[data-eval-table="ranks.csv:${ranks.length}"]`);
     await p.selectOption("#ev-method", "");
     expect(Number(await p.getAttribute("body", "data-eval-curves"))).toBeGreaterThan(1);
     await p.screenshot({ path: join(fx.dir, "view-evaluate.png") });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-evaluate.png")}`);
     await p.close();
+  });
+
+  it("draws an evaluate cell's map over its image when chosen from the cell list", async () => {
+    const data = join(fx.dir, "eval-data");
+    mkdirSync(data);
+    await writeImage(data, "a.png", () => 230);
+    await writeMask(data, "a-mask.png", (y) => y >= 16);
+    const manifest = join(data, "manifest.json");
+    writeFileSync(manifest, JSON.stringify({ name: "tiny", cases: [{ id: "a", image: "a.png", mask: "a-mask.png", split: "test" }] }));
+    const out = join(fx.dir, "eval-out");
+    const e = segcause(
+      "evaluate",
+      "--models",
+      fx.model,
+      "--dataset",
+      manifest,
+      "--methods",
+      "zero",
+      "--rois",
+      "inside:8x1",
+      "--fills",
+      "zero",
+      "--no-progress",
+      "--out",
+      out,
+    );
+    expect(e.code, e.stderr).toBe(0);
+    const s = await startViewServer({ dataset: manifest, results: out, runs: join(fx.dir, "runs-cells") });
+    const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    try {
+      await p.goto(s.url);
+      await p.waitForSelector("body[data-ready]");
+      await p.locator("#results li", { hasText: "evaluate result" }).click();
+      await p.waitForSelector('body[data-eval-cells="1"]');
+      await p.locator("#ev-cells li").first().click();
+      await p.waitForSelector("body[data-eval-cell]");
+      const cellDir = join(out, "cells", "tiny", "causal", "a", "inside8-0", "zero");
+      const map = decodeNpy(readFileSync(join(cellDir, "map.npy")));
+      const roi = JSON.parse(readFileSync(join(cellDir, "attribution.json"), "utf8")).roi;
+      const drawn = await p.evaluate(() => {
+        const c = document.getElementById("ev-cell-map") as HTMLCanvasElement;
+        return { w: c.width, data: [...c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data] };
+      });
+      expect(drawn.w).toBe(map.shape[1]);
+      // where the map is 0 the image's gray shows; where it is not, the map's colour (outside the RoI's outline)
+      let zero = 0,
+        coloured = 0;
+      map.data.forEach((v, i) => {
+        const [y, x] = [Math.floor(i / drawn.w), i % drawn.w];
+        const onOutline =
+          (y === roi.row || y === roi.row + roi.height - 1 || x === roi.col || x === roi.col + roi.width - 1) &&
+          y >= roi.row &&
+          y < roi.row + roi.height &&
+          x >= roi.col &&
+          x < roi.col + roi.width;
+        if (onOutline) return;
+        const px = drawn.data.slice(i * 4, i * 4 + 3);
+        if (v === 0) {
+          expect(px).toEqual([230, 230, 230]);
+          zero++;
+        } else {
+          expect(px).not.toEqual([230, 230, 230]);
+          coloured++;
+        }
+      });
+      expect(zero).toBeGreaterThan(0);
+      expect(coloured).toBeGreaterThan(0);
+    } finally {
+      await p.close();
+      await s.close();
+    }
   });
 });

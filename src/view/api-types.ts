@@ -15,7 +15,11 @@ export interface ComponentsFolder {
   units: { rank: number; name: string; effect: number; stderr: number | null; samples: number; status: string }[];
   /** the PNGs the writer drew (bar chart, depth profile, spatial maps), by file name */
   pictures: string[];
+  /** at the spatial level: each tensor's map of cell effects (spatial-<i>-<tensor>.png), drawn over the image */
+  spatial: string[];
   notes: string[];
+  /** the listed image the result was made from, found by its provenance's SHA-256 (absent when not listed) */
+  match: { image?: string };
 }
 
 /** One summary row: [dataset, model, method, metric, mean, ci95 low, ci95 high, n] */
@@ -38,4 +42,42 @@ export interface EvaluateData {
   fills: string[];
   summary: SummaryRow[];
   curves: CurveGroup[];
+  /** the statistics tables the folder has, each shown filtered (/api/evaluate-table) */
+  tables: EvaluateTableName[];
+}
+
+export type EvaluateTableName = "pairs.csv" | "ranks.csv" | "strategies/models.csv" | "strategies/model-pairs.csv";
+
+/** The rows of one of an evaluate folder's tables that match the page's filters (the first few hundred). */
+export interface EvaluateTable {
+  name: string;
+  columns: string[];
+  /** rows that match, of which `rows` holds the first */
+  total: number;
+  rows: string[][];
+}
+
+/** The cells of an evaluate folder that kept their map, for the page's filters (the first few hundred). */
+export interface EvaluateCellList {
+  total: number;
+  cells: { dataset: string; model: string; image: string; roi: string; method: string }[];
+}
+
+/** One evaluate cell's map, drawn over its image when the server lists that image. */
+export interface EvaluateCell {
+  dataset: string;
+  model: string;
+  image: string;
+  roi: string;
+  method: string;
+  width: number;
+  height: number;
+  /** float32 little-endian, base64 */
+  map: string;
+  /** the cell's RoI rectangle (attribution.json's roi) */
+  rect: { row: number; col: number; height: number; width: number };
+  signed: boolean;
+  valueUnits: string;
+  /** the listed image with the content the cell explains (absent when not listed) */
+  match: { image?: string };
 }

@@ -10,13 +10,14 @@ import { gunzipSync } from "node:zlib";
 import { fail } from "../errors.js";
 import { csvRecords } from "../evaluate/html.js";
 import type { CurveGroup, EvaluateData, SummaryRow } from "./api-types.js";
+import { evaluateTables } from "./evaluate-tables.js";
 
 export type { CurveGroup, EvaluateData, SummaryRow } from "./api-types.js";
 
 /** the curve metrics the page's table lists (the others are in the report and summary.csv) */
 const METRICS = /^(del_auc|ins_auc|del_norm|ins_norm):/;
 
-const cache = new Map<string, { stamp: string; data: EvaluateData }>();
+const cache = new Map<string, { stamp: string; data: Omit<EvaluateData, "tables"> }>();
 
 export function evaluateData(dir: string): EvaluateData {
   const summaryFile = join(dir, "summary.csv");
@@ -26,7 +27,7 @@ export function evaluateData(dir: string): EvaluateData {
     fail(`${dir} has no cells.jsonl (nor cells.jsonl.gz)`, "open a complete `segcause evaluate` folder (rerun its command to finish it)");
   const stamp = [summaryFile, cellsFile].map((f) => statSync(f).mtimeMs).join("|");
   const hit = cache.get(dir);
-  if (hit?.stamp === stamp) return hit.data;
+  if (hit?.stamp === stamp) return { ...hit.data, tables: evaluateTables(dir) };
 
   let records: Record<string, string>[];
   try {
@@ -76,5 +77,5 @@ export function evaluateData(dir: string): EvaluateData {
   const fills = [...new Set([...curves.map((c) => c.fill), ...summary.map((r) => r[3].split(":")[1])])].sort();
   const data = { fills, summary, curves };
   cache.set(dir, { stamp, data });
-  return data;
+  return { ...data, tables: evaluateTables(dir) };
 }

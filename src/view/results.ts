@@ -76,7 +76,10 @@ function readPart<T>(dir: string, name: string, parse: (bytes: Buffer) => T): T 
 
 const json = (b: Buffer): unknown => JSON.parse(b.toString("utf8"));
 
-export function readResult(dir: string): ResultFolder | ComponentsFolder | EvaluateFolder {
+/** A components folder as read, before the server matches its image (by `imageSha256`) to the listed ones. */
+export type ComponentsRead = Omit<ComponentsFolder, "match"> & { imageSha256?: string };
+
+export function readResult(dir: string): ResultFolder | ComponentsRead | EvaluateFolder {
   const kind = resultKind(dir);
   if (kind === "components") return readComponents(dir);
   if (kind === "evaluate") return readEvaluate(dir);
@@ -103,10 +106,12 @@ export function readResult(dir: string): ResultFolder | ComponentsFolder | Evalu
   };
 }
 
-function readComponents(dir: string): ComponentsFolder {
+function readComponents(dir: string): ComponentsRead {
   // biome-ignore lint/suspicious/noExplicitAny: components.json as the components writer wrote it
   const c = readPart(dir, "components.json", json) as any;
-  const manifest = readPart(dir, "manifest.json", json) as { files: string[]; notes: string[] };
+  const manifest = readPart(dir, "manifest.json", json) as { files: string[]; notes: string[]; provenance?: { case?: { imageSha256?: unknown } } };
+  const pictures = manifest.files.filter((f) => f.endsWith(".png"));
+  const sha = manifest.provenance?.case?.imageSha256;
   return {
     kind: "components",
     dir,
@@ -123,8 +128,10 @@ function readComponents(dir: string): ComponentsFolder {
       samples: u.samples,
       status: u.status,
     })),
-    pictures: (manifest.files as string[]).filter((f) => f.endsWith(".png")),
+    pictures,
+    spatial: c.level === "spatial" ? pictures.filter((f) => f.startsWith("spatial-")) : [],
     notes: manifest.notes,
+    imageSha256: typeof sha === "string" ? sha : undefined,
   };
 }
 

@@ -22,7 +22,9 @@ import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import { sha256 } from "../util/hash.js";
+import { evaluateCell, evaluateCells } from "./evaluate-cells.js";
 import { evaluateData } from "./evaluate-data.js";
+import { evaluateTable } from "./evaluate-tables.js";
 import { AllowedPaths } from "./paths.js";
 import { ModelCache, packBits, predict } from "./predict.js";
 import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
@@ -365,6 +367,11 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     if (req.method === "GET" && p === "/api/result") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/result?dir=<results folder>)");
       const r = readResult(allowed.check(dir, "results folder"));
+      if (r.kind === "components") {
+        // its spatial maps go over the image it was made from, found by content as an explain result's is
+        const { imageSha256, ...rest } = r;
+        return send(res, 200, { ...rest, match: { image: imageSha256 ? byContent(listImages(), imageSha256) : undefined } });
+      }
       if (r.kind !== "explain") return send(res, 200, r);
       // The listed model and image this map was made from, found by content (provenance paths may be relative to another folder).
       const prov = (r.manifest as { provenance?: { model?: { sha256?: unknown }; case?: { imageSha256?: unknown } } }).provenance;
@@ -378,6 +385,27 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       const real = allowed.check(dir, "evaluate folder");
       if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder (no run.json with report.html)`);
       return send(res, 200, evaluateData(real));
+    }
+    if (req.method === "GET" && (p === "/api/evaluate-cells" || p === "/api/evaluate-cell")) {
+      const q = (k: string) => url.searchParams.get(k) ?? "";
+      const dir = q("dir") || bad(`no dir given (${p}?dir=<evaluate folder>)`);
+      const real = allowed.check(dir, "evaluate folder");
+      if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder (no run.json with report.html)`);
+      if (p === "/api/evaluate-cells") return send(res, 200, evaluateCells(real, { model: q("model"), method: q("method") }));
+      // the cell's folder is built by the evaluate store's own cellDir (its parts made safe, kept inside the folder)
+      const { imageSha256, ...cell } = evaluateCell(
+        real,
+        { dataset: q("dataset"), model: q("model"), image: q("image"), roi: q("roi") },
+        q("method"),
+      );
+      return send(res, 200, { ...cell, match: { image: imageSha256 ? byContent(listImages(), imageSha256) : undefined } });
+    }
+    if (req.method === "GET" && p === "/api/evaluate-table") {
+      const q = (k: string) => url.searchParams.get(k) ?? "";
+      const dir = q("dir") || bad("no dir given (/api/evaluate-table?dir=<evaluate folder>&table=pairs.csv)");
+      const real = allowed.check(dir, "evaluate folder");
+      if (resultKind(real) !== "evaluate") bad(`${dir} is not an evaluate folder (no run.json with report.html)`);
+      return send(res, 200, evaluateTable(real, q("table"), { model: q("model"), method: q("method"), fill: q("fill") }));
     }
     if (req.method === "GET" && p === "/api/report") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/report?dir=<evaluate folder>)");

@@ -110,3 +110,17 @@ export function flatBank(values: number[], patchSize = 8): PatchBank {
   };
   return new PatchBank(header, px, sha256(px));
 }
+
+/**
+ * A 16×16 model whose tensor `feat` is 4 channels of the input, channel 2 an exact copy, and whose head reads
+ * channel 2 with weight 1 (the others 0.01) per pixel: at `--level spatial` only the feature cell under the RoI decides.
+ */
+export function copyChannelModel(): Uint8Array {
+  const g = new GraphBuilder("copy-channel");
+  const x = g.input("image", ["N", 1, 16, 16]);
+  g.node("Conv", [x, g.constant([4, 1, 1, 1], [0.3, 0.2, 1, 0.1])], { kernel_shape: [1, 1] }, ["feat"], "/enc/conv/Conv");
+  const s = g.node("Conv", ["feat", g.constant([1, 4, 1, 1], [0.01, 0.01, 1, 0.01])], { kernel_shape: [1, 1] }, ["s"], "/head/conv/Conv");
+  const l = g.node("Mul", [g.node("Sub", [s, g.constant([1], [0.5])], {}, ["c"], "/head/Sub"), g.constant([1], [20])], {}, ["l"], "/head/Mul");
+  g.output(g.node("Sigmoid", [l], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
+  return g.toBytes();
+}

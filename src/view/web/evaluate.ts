@@ -4,7 +4,8 @@
  * (src/view/evaluate-data.ts); this draws the selection.
  */
 
-import type { EvaluateData } from "../api-types.js";
+import type { EvaluateCell, EvaluateCellList, EvaluateData, EvaluateTable } from "../api-types.js";
+import { colourOf, maxAbs } from "./colour.js";
 
 const ALL = "";
 /** rows drawn in the table at most (summary.csv has them all) */
@@ -20,10 +21,15 @@ function options(select: HTMLSelectElement, values: string[], all: string | unde
 }
 
 let data: EvaluateData | undefined;
+/** the folder shown, how the page asks the server for JSON, and an image's URL */
+let folder: { dir: string; get: <T>(path: string) => Promise<T>; imageUrl: (path: string) => string } | undefined;
 
 /** Shows an evaluate folder's numbers with its filters (kept across folders when they still apply). */
-export function showEvaluateData(d: EvaluateData): void {
+export function showEvaluateData(d: EvaluateData, f: NonNullable<typeof folder>): void {
   data = d;
+  folder = f;
+  options(el("ev-stats-name"), d.tables, undefined);
+  el<HTMLSelectElement>("ev-stats-name").onchange = render;
   const models = [...new Set([...d.summary.map((r) => r[1]), ...d.curves.map((c) => c.model)])].sort();
   const methods = [...new Set([...d.summary.map((r) => r[2]), ...d.curves.map((c) => c.method)])].sort();
   options(el("ev-model"), models, "all models");
@@ -88,6 +94,41 @@ function render(): void {
   );
   document.body.dataset.evalRows = String(rows.length);
   document.body.dataset.evalCurves = String(curves.length);
+  renderTable({ model, method, fill });
+}
+
+/** The chosen statistics table's rows for the filters, as the server selects them from the file. */
+function renderTable(filter: { model: string; method: string; fill: string }): void {
+  const name = el<HTMLSelectElement>("ev-stats-name").value;
+  const head = el("ev-stats").querySelector("thead")!;
+  const body = el("ev-stats").querySelector("tbody")!;
+  renderCells(filter);
+  if (!name || !folder) {
+    head.replaceChildren();
+    body.replaceChildren();
+    el("ev-stats-count").textContent = "this folder has no pairs.csv, ranks.csv nor strategies tables";
+    return;
+  }
+  const asked = JSON.stringify([name, filter]);
+  el("ev-stats").dataset.asked = asked;
+  folder
+    .get<EvaluateTable>(`/api/evaluate-table?${new URLSearchParams({ dir: folder.dir, table: name, ...filter })}`)
+    .then((t) => {
+      if (el("ev-stats").dataset.asked !== asked) return; // a later choice is on its way
+      const row = (tag: "th" | "td", values: string[]) => {
+        const tr = document.createElement("tr");
+        tr.append(...values.map((v) => Object.assign(document.createElement(tag), { textContent: v })));
+        return tr;
+      };
+      head.replaceChildren(row("th", t.columns));
+      body.replaceChildren(...t.rows.map((r) => row("td", r)));
+      el("ev-stats-count").textContent =
+        `${t.total} rows of ${t.name} for this selection${t.total > t.rows.length ? `, the first ${t.rows.length} shown` : ""} (a pairwise row matches a model or method on either side)`;
+      document.body.dataset.evalTable = `${t.name}:${t.total}`;
+    })
+    .catch((e: Error) => {
+      el("ev-stats-count").textContent = e.message;
+    });
 }
 
 /** Mean outcome against the share of ranked pixels, one line per method, with its legend. */
@@ -138,4 +179,70 @@ function drawCurves(c: HTMLCanvasElement, title: string, lines: { name: string; 
     g.fillStyle = PALETTE[k % PALETTE.length];
     g.fillText(`${l.name} (${l.n})`, pad.left + w + 22, y + 4);
   });
+}
+
+/** The cells with a map for the model and method chosen; a click draws one (its fill does not change a map). */
+function renderCells(filter: { model: string; method: string }): void {
+  if (!folder) return;
+  const asked = JSON.stringify([folder.dir, filter]);
+  el("ev-cells").dataset.asked = asked;
+  folder
+    .get<EvaluateCellList>(`/api/evaluate-cells?${new URLSearchParams({ dir: folder.dir, model: filter.model, method: filter.method })}`)
+    .then((list) => {
+      if (el("ev-cells").dataset.asked !== asked) return;
+      el("ev-cells-count").textContent =
+        list.total === 0
+          ? "no per-cell maps for this selection (a published folder keeps none; `segcause evaluate` writes them under cells/)"
+          : `${list.total} cells with a map${list.total > list.cells.length ? `, the first ${list.cells.length} listed` : ""}: click one to draw it`;
+      el("ev-cells").replaceChildren(
+        ...list.cells.map((c) => {
+          const li = document.createElement("li");
+          li.textContent = [c.dataset, c.model, c.image, c.roi, c.method].join(" / ");
+          li.onclick = () => showCell(c);
+          return li;
+        }),
+      );
+      document.body.dataset.evalCells = String(list.total);
+    })
+    .catch((e: Error) => {
+      el("ev-cells-count").textContent = e.message;
+    });
+}
+
+const loadImage = (src: string) =>
+  new Promise<HTMLImageElement>((ok, no) => {
+    const im = new Image();
+    im.onload = () => ok(im);
+    im.onerror = () => no(new Error(`cannot load ${src.split("?")[0]}`));
+    im.src = src;
+  });
+
+/** One cell's map over its image (when listed), in the page's signed colours at its own |max|, with its RoI. */
+async function showCell(c: EvaluateCellList["cells"][number]): Promise<void> {
+  if (!folder) return;
+  try {
+    const cell = await folder.get<EvaluateCell>(`/api/evaluate-cell?${new URLSearchParams({ dir: folder.dir, ...c })}`);
+    const map = new Float32Array(Uint8Array.from(atob(cell.map), (ch) => ch.charCodeAt(0)).buffer);
+    const canvas = el<HTMLCanvasElement>("ev-cell-map");
+    canvas.width = cell.width;
+    canvas.height = cell.height;
+    const g = canvas.getContext("2d")!;
+    g.fillStyle = "#888";
+    g.fillRect(0, 0, cell.width, cell.height);
+    if (cell.match.image) g.drawImage(await loadImage(folder.imageUrl(cell.match.image)), 0, 0, cell.width, cell.height);
+    const under = g.getImageData(0, 0, cell.width, cell.height);
+    const max = maxAbs(map);
+    for (let p = 0; p < map.length; p++) {
+      const [r, gr, b, a] = colourOf(cell.signed ? "signed" : "abs", map[p], max);
+      for (const [k, v] of [r, gr, b].entries()) under.data[p * 4 + k] = Math.round(under.data[p * 4 + k] * (1 - a) + v * a);
+    }
+    g.putImageData(under, 0, 0);
+    g.strokeStyle = "#0f0";
+    g.strokeRect(cell.rect.col + 0.5, cell.rect.row + 0.5, cell.rect.width - 1, cell.rect.height - 1);
+    el("ev-cell-title").textContent =
+      `${[c.dataset, c.model, c.image, c.roi, c.method].join(" / ")}: |max| ${max.toPrecision(3)} ${cell.valueUnits}${cell.match.image ? "" : " (its image is not listed: over gray)"}`;
+    document.body.dataset.evalCell = [c.image, c.roi, c.method].join("/");
+  } catch (e) {
+    el("ev-cell-title").textContent = (e as Error).message;
+  }
 }

@@ -6,6 +6,7 @@
 
 import type { ComponentsFolder, EvaluateData } from "../api-types.js";
 import { colourOf, type Layer, layerValues, maxAbs } from "./colour.js";
+import { drawBars, drawSpatial } from "./components.js";
 import { showEvaluateData } from "./evaluate.js";
 
 interface Named {
@@ -488,7 +489,13 @@ function showView(which: "map" | "components" | "evaluate"): void {
 function showEvaluate(e: { dir: string; commands: string[] }): void {
   showView("evaluate");
   api<EvaluateData>(`/api/evaluate?dir=${encodeURIComponent(e.dir)}`)
-    .then(showEvaluateData)
+    .then((d) =>
+      showEvaluateData(d, {
+        dir: e.dir,
+        get: api,
+        imageUrl: (path) => `/api/image?path=${encodeURIComponent(path)}&token=${encodeURIComponent(token)}`,
+      }),
+    )
     .catch((err: Error) => say(err.message, true));
   $("eval-title").textContent = `evaluate report of ${e.dir}`;
   $<HTMLIFrameElement>("report").src = `/api/report?dir=${encodeURIComponent(e.dir)}&token=${encodeURIComponent(token)}`;
@@ -521,14 +528,21 @@ function showComponents(c: ComponentsFolder): void {
         return tr;
       }),
     );
+  drawBars($<HTMLCanvasElement>("comp-bars"), c.units, c.valueUnits);
+  const imageUrl = (path: string) => `/api/image?path=${encodeURIComponent(path)}&token=${encodeURIComponent(token)}`;
+  $("comp-spatial").replaceChildren();
+  drawSpatial($("comp-spatial"), c, imageUrl, Number(ui.opacity.value)).catch((err: Error) => say(err.message, true));
+  // the spatial maps are drawn over the image above; the other pictures as segcause drew them
   $("comp-pictures").replaceChildren(
-    ...c.pictures.map((f) =>
-      Object.assign(document.createElement("img"), {
-        src: `/api/image?path=${encodeURIComponent(`${c.dir}/${f}`)}&token=${encodeURIComponent(token)}`,
-        alt: f,
-        title: f,
-      }),
-    ),
+    ...c.pictures
+      .filter((f) => !c.spatial.includes(f))
+      .map((f) =>
+        Object.assign(document.createElement("img"), {
+          src: `/api/image?path=${encodeURIComponent(`${c.dir}/${f}`)}&token=${encodeURIComponent(token)}`,
+          alt: f,
+          title: f,
+        }),
+      ),
   );
   ui.command.textContent = `(opened ${c.dir}; its manifest.json records how it was made)`;
   ui.notes.replaceChildren(...c.notes.map((n) => Object.assign(document.createElement("div"), { textContent: `note: ${n}` })));
