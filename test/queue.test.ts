@@ -5,7 +5,7 @@
  * or malformed jobs are rejected unrun; passwords and TLS work; bad URLs are one line.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
@@ -112,6 +112,12 @@ function queueAt(url: string): Queue & { shut(): Promise<void> } {
   });
 }
 
+/** The job of a cell or control key (its id is the key and a hash of the run's names). */
+async function jobOf(q: Queue, key: string) {
+  const jobs = await q.getJobs(["completed", "failed", "active", "waiting"]);
+  return jobs.find((j) => String(j.id).startsWith(key));
+}
+
 /** The jobs a worker's log says it finished, by id. */
 const doneJobs = (log: string) => [...log.matchAll(/done (control|cell) (\S+)/g)].map((m) => m[2]);
 
@@ -180,12 +186,12 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       expect(run.out()).toContain("1 cells computed");
       const cell = JSON.parse(readFileSync(join(out, "cells/tiny/causal/img0/boundary8-0/rise/cell.json"), "utf8"));
       expect(cell.cost.forwardPasses).toBe(8001); // RISE: 1 + masks
-      const job = (await q.getJob(cell.key))!;
+      const job = (await jobOf(q, cell.key))!;
       expect(await job.getState()).toBe("completed");
       expect(job.stalledCounter).toBe(1);
       expect(job.returnvalue.record.key).toBe(cell.key);
-      expect(doneJobs(w1.err())).not.toContain(cell.key);
-      expect(doneJobs(w2.err()).filter((id) => id === cell.key)).toHaveLength(1);
+      expect(doneJobs(w1.err())).not.toContain(job.id);
+      expect(doneJobs(w2.err()).filter((id) => id === job.id)).toHaveLength(1);
     } finally {
       await q.shut();
     }
@@ -284,7 +290,7 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       expect([s.computed, s.failed]).toEqual([0, 1]);
       const failed = JSON.parse(readFileSync(join(out, "cells/tiny/causal/img0/boundary8-0/t-queue-refuse/failed.json"), "utf8"));
       expect(failed.reason).toBe("t-queue-refuse cannot explain this model (it never can)");
-      const job = (await q.getJob(failed.key))!;
+      const job = (await jobOf(q, failed.key))!;
       expect(job.failedReason).toBe(`${REFUSED}t-queue-refuse cannot explain this model (it never can)`);
       expect([job.attemptsMade, explained]).toEqual([1, 1]);
 
@@ -314,6 +320,41 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       stopWorker.abort();
       await working;
       await r.stop();
+    }
+  });
+
+  it("two models of the same bytes under two names: two jobs, each cell labelled as in a local run", async () => {
+    const copyDir = tmp("segcause-renamed-");
+    copyFileSync(join(dir, "causal.onnx"), join(copyDir, "renamed.onnx"));
+    const url = sharedUrl(6);
+    const stopWorker = new AbortController();
+    const working = runWorker({ url, concurrency: 1, cache: tmp("segcause-wcache-"), stallSeconds: 30, log: () => {} }, stopWorker.signal);
+    const cells = await RemoteCells.open(url);
+    const config = (out: string) => ({
+      models: [join(dir, "causal.onnx"), join(copyDir, "renamed.onnx")],
+      dataset: join(dir, "manifest.json"),
+      split: "test",
+      images: 1,
+      methods: [{ name: "zero", options: {} }],
+      rois: parseRoiSpec("boundary:8x1"),
+      bankSplits: ["train"],
+      bankPatchSize: 8,
+      out,
+      seed: 0,
+      protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero" as const], radius: 8, rankUnits: { kind: "pixel" as const } },
+      threads: 1,
+    });
+    try {
+      await runEvaluation(config(join(dir, "renamed-local")));
+      const s = await runEvaluation(config(join(dir, "renamed-queued")), { remote: { cells, roisAtOnce: 4 } });
+      expect(s.computed).toBe(2);
+      expectSameCells(join(dir, "renamed-local"), join(dir, "renamed-queued"));
+      const id = JSON.parse(readFileSync(join(dir, "renamed-queued/cells/tiny/renamed/img0/boundary8-0/zero/cell.json"), "utf8")).id;
+      expect(id.model).toBe("renamed");
+    } finally {
+      await cells.close();
+      stopWorker.abort();
+      await working;
     }
   });
 

@@ -17,6 +17,7 @@ import type { PlacedRoi } from "../evaluate/rois.js";
 import type { CellId, CellRecord, ControlRecord } from "../evaluate/store.js";
 import type { Attribution } from "../explain/attribution.js";
 import type { Model } from "../model/model.js";
+import { sha256 } from "../util/hash.js";
 import { type BlobRef, putBlob } from "./blobs.js";
 import { CELLS_QUEUE, connectRedis, redactUrl } from "./connection.js";
 import { type CellJob, CellResult, type ControlJob, ControlResult, firstIssue, JOB_VERSION, REFUSED } from "./jobs.js";
@@ -179,9 +180,12 @@ export class RemoteCells {
   /** The RoI as the cell logic opens it: its control and its cells computed by the workers. */
   async open(cfg: EvaluateConfig, r: RemoteRoi): Promise<OpenedRoi<RemoteCell> | { skipped: string }> {
     const base = await this.base(cfg, r);
+    // keys hash content only: the labels (names of the data set, model, image, RoI, files) go into the job
+    // id too, so two cells of the same bytes under other names are two jobs, each returning its own names
+    const labels = sha256(JSON.stringify(base)).slice(0, 16);
     let control = r.control?.status === "ok" ? r.control : undefined;
     if (!control) {
-      const got = ControlResult.safeParse(await this.run("control", `control-${r.controlKey}`, { ...base, controlKey: r.controlKey }));
+      const got = ControlResult.safeParse(await this.run("control", `control-${r.controlKey}-${labels}`, { ...base, controlKey: r.controlKey }));
       if (!got.success)
         fail(`a worker returned a malformed control for ${r.id.image} ${r.id.roi}: ${firstIssue(got.error)}`, "run workers of this segcause version");
       if ("skipped" in got.data) return { skipped: got.data.skipped };
@@ -194,7 +198,7 @@ export class RemoteCells {
       control: async () => known,
       explain: async (d) => {
         const cellKey = r.cellKeys[r.defs.indexOf(d)];
-        const raw = await this.run("cell", cellKey, {
+        const raw = await this.run("cell", `${cellKey}-${labels}`, {
           ...base,
           cellKey,
           method: { name: d.def.name, options: d.run.options },
