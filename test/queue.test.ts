@@ -398,12 +398,19 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
         cert,
         "--tls-auth-clients",
         "no",
+        "--requirepass",
+        "s3/cr@t",
       ],
-      url: (port) => `rediss://localhost:${port}/0`,
+      url: (port) => `rediss://:s3%2Fcr%40t@localhost:${port}/0`,
     });
     try {
       const env = { ...process.env, NODE_EXTRA_CA_CERTS: cert };
-      const w = spawn(process.execPath, [BIN, "worker", "--queue", r.url, "--cache", tmp("segcause-wcache-")], { env, stdio: "ignore" });
+      // the worker's password from the environment, the enqueuer's in the URL: neither is ever written or printed
+      const bare = r.url.replace(/:[^:@]*@/, "");
+      const w = spawn(process.execPath, [BIN, "worker", "--queue", bare, "--cache", tmp("segcause-wcache-")], {
+        env: { ...env, SEGCAUSE_REDIS_PASSWORD: "s3/cr@t" },
+        stdio: "ignore",
+      });
       const run = spawnSync(
         process.execPath,
         [BIN, ...evaluateArgs(join(dir, "tls"), ["--queue", r.url, "--images", "1", "--rois", "boundary:8x1"], ["saliency"])],
@@ -416,6 +423,9 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       w.kill("SIGTERM");
       expect(run.status, run.stderr).toBe(0);
       expect(run.stdout).toContain("1 cells computed");
+      const leaks = spawnSync("grep", ["-rlE", "s3/cr@t|s3%2Fcr%40t|cr%40t", join(dir, "tls")], { encoding: "utf8" });
+      expect(leaks.stdout).toBe("");
+      expect(readFileSync(join(dir, "tls", "run.json"), "utf8")).toContain("rediss://:***@localhost");
       const plain = segcause("queue", "status", "--queue", r.url.replace("rediss:", "redis:"));
       expect(plain.code).toBe(1);
       expect(plain.stderr.trim().split("\n")).toHaveLength(1);
@@ -425,6 +435,14 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
   });
 
   it("a bad or unreachable --queue is one line, exit 1, and evaluate writes nothing", async () => {
+    const percent = segcause("queue", "status", "--queue", "redis://:100%@127.0.0.1:6379/0");
+    expect(percent.code).toBe(1);
+    expect(percent.stderr.trim()).toMatch(
+      /^segcause: error: the password in --queue redis:\/\/:\*\*\*@127\.0\.0\.1:6379\/0 is not percent-encoded \(encode % as %25/,
+    );
+    const slash = segcause("queue", "status", "--queue", "redis://:pa/ss@127.0.0.1:6379/0");
+    expect(slash.code).toBe(1);
+    expect(slash.stderr).not.toContain("ss@");
     const notRedis = segcause("worker", "--queue", "http://127.0.0.1:6379/0");
     expect(notRedis.code).toBe(1);
     expect(notRedis.stderr.trim()).toMatch(/^segcause: error: --queue http:\/\/127\.0\.0\.1:6379\/0 is not a Redis URL \(http:\) \(give redis:/);
