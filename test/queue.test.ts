@@ -7,8 +7,10 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
+import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from "onnx-buf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import "../src/explain/catalog.js";
 import { fail } from "../src/errors.js";
@@ -355,6 +357,62 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       await cells.close();
       stopWorker.abort();
       await working;
+    }
+  });
+
+  it("inputs the queue cannot carry (external weights, a file over Redis' value size) are refused before anything is written", async () => {
+    const r = await startRedis({ args: (port) => ["--port", String(port), "--proto-max-bulk-len", "1mb"] });
+    const cells = await RemoteCells.open(r.url);
+    const q = queueAt(r.url);
+    try {
+      const folder = tmp("segcause-extq-");
+      const m = fromBinary(ModelProtoSchema, regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
+      const chunks: Uint8Array[] = [];
+      let offset = 0;
+      for (const t of m.graph!.initializer) {
+        chunks.push(t.rawData);
+        t.externalData = [
+          create(StringStringEntryProtoSchema, { key: "location", value: "ext.weights" }),
+          create(StringStringEntryProtoSchema, { key: "offset", value: String(offset) }),
+          create(StringStringEntryProtoSchema, { key: "length", value: String(t.rawData.length) }),
+        ];
+        offset += t.rawData.length;
+        t.rawData = new Uint8Array(0);
+        t.dataLocation = TensorProto_DataLocation.EXTERNAL;
+      }
+      writeFileSync(join(folder, "ext.weights"), Buffer.concat(chunks));
+      writeModel(folder, "ext.onnx", toBinary(ModelProtoSchema, m));
+      await flatBank(Array.from({ length: 8000 }, (_, k) => 20 + (k % 200))).save(join(folder, "big.scbank")); // 1.5 MB
+      const config = (model: string, bank: string, out: string) => ({
+        models: [model],
+        dataset: join(dir, "manifest.json"),
+        split: "test",
+        images: 1,
+        methods: [{ name: "zero", options: {} }],
+        rois: parseRoiSpec("boundary:8x1"),
+        bank,
+        bankSplits: ["train"],
+        bankPatchSize: 8,
+        out,
+        seed: 0,
+        protocol: { ...PROTOCOL_DEFAULTS, radius: 8, rankUnits: { kind: "pixel" as const } },
+        threads: 1,
+      });
+      const remote = { remote: { cells, roisAtOnce: 4 } };
+      const ext = join(dir, "ext-queued");
+      await expect(runEvaluation(config(join(folder, "ext.onnx"), join(dir, "bank.scbank"), ext), remote)).rejects.toThrow(
+        /ext\.onnx keeps its weights in external data files, which --queue does not send to the workers/,
+      );
+      const big = join(dir, "big-queued");
+      await expect(runEvaluation(config(join(dir, "causal.onnx"), join(folder, "big.scbank"), big), remote)).rejects.toThrow(
+        /big\.scbank has 1\.5 MB, more than the 1 MB one Redis value of redis:\/\/127\.0\.0\.1:\d+\/0 can hold/,
+      );
+      expect([existsSync(ext), existsSync(big)]).toEqual([false, false]);
+      expect(await q.count()).toBe(0);
+    } finally {
+      await q.shut();
+      await cells.close();
+      await r.stop();
     }
   });
 

@@ -161,6 +161,12 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
         await inCase(c.id, async () => selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, []));
       }
     }
+    // --queue: inputs the queue cannot carry stop the run before run.json is written
+    if (ctl.remote)
+      await ctl.remote.cells.checkInputs(
+        [...loaded.values()].map((l) => l.model),
+        [...(needBank && cfg.bank ? [cfg.bank] : []), ...cases.flatMap((c) => [c.image, ...(c.mask ? [c.mask] : [])])],
+      );
     // Notes known before the first cell (fewer images than asked, methods some model cannot take)
     // are shown now, not only in the summary after hours of work.
     for (const n of summary.notes) log(`note: ${n}`);

@@ -4,7 +4,8 @@
  * inputs go to Redis as blobs, and their results come back as the jobs' return values, which the
  * shared cell logic (roi-cells.ts) writes exactly as a local run would.
  */
-import { existsSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync, statSync } from "node:fs";
 import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Case } from "../data/case.js";
@@ -116,6 +117,39 @@ export class RemoteCells {
     await Promise.race([closed, new Promise((r) => setTimeout(r, this.lostProblem ? 0 : 1000).unref())]);
     await Promise.allSettled([this.events.disconnect(), this.queue.disconnect()]);
     this.redis.disconnect();
+  }
+
+  /**
+   * Refuses, before anything is written or enqueued, inputs the queue cannot carry: a model whose
+   * weights are in external data files (a worker gets the .onnx alone), and a file over Redis' size
+   * of one value (`proto-max-bulk-len`, 512 MB unless the server says otherwise).
+   */
+  async checkInputs(models: Model[], files: string[]): Promise<void> {
+    for (const m of models)
+      if ((await fileSha256(m.path)) !== m.sha256)
+        fail(
+          `${m.path} keeps its weights in external data files, which --queue does not send to the workers`,
+          "save the model with its weights inside the .onnx (onnx.save(model, path) without save_as_external_data), or run without --queue",
+        );
+    const limit = await this.valueLimit();
+    for (const path of new Set([...models.flatMap((m) => [m.path, `${m.path}.json`]), ...files])) {
+      const size = existsSync(path) ? statSync(path).size : 0;
+      if (size > limit)
+        fail(
+          `${path} has ${(size / 2 ** 20).toFixed(1)} MB, more than the ${(limit / 2 ** 20).toFixed(0)} MB one Redis value of ${redactUrl(this.url)} can hold`,
+          "raise proto-max-bulk-len on the Redis server, or run without --queue",
+        );
+    }
+  }
+
+  private async valueLimit(): Promise<number> {
+    try {
+      const got = (await this.redis.config("GET", "proto-max-bulk-len")) as string[];
+      const n = Number(got?.[1]);
+      return Number.isFinite(n) && n > 0 ? n : 512 * 2 ** 20;
+    } catch {
+      return 512 * 2 ** 20; // CONFIG refused (a managed Redis): the default
+    }
   }
 
   private blob(path: string): Promise<BlobRef> {
@@ -237,4 +271,11 @@ function localProvenance(meta: Record<string, unknown>, r: RemoteRoi): Record<st
       case: { ...p.case, imagePath: r.kase.imagePath, maskPath: r.kase.maskPath },
     },
   };
+}
+
+/** A file's sha256, streamed (a model may be larger than one buffer). */
+async function fileSha256(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
 }
