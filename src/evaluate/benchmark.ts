@@ -172,10 +172,9 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
     for (const n of summary.notes) log(`note: ${n}`);
     // The run is recorded (run.json) once the first RoI's existing cells match its settings, so a
     // rerun refused for other settings leaves the folder's record as it was.
-    let recorded = false;
-    const validated = async () => {
-      if (!recorded) (recorded = true), await ctl.onValidated?.();
-    };
+    // Every RoI waits for that one record: RoIs started at once (--queue) enqueue nothing when it is refused.
+    let recording: Promise<void> | undefined;
+    const validated = () => (recording ??= Promise.resolve().then(() => ctl.onValidated?.()));
     // Whole-run progress for the log: cells accounted for (computed, found, skipped, refused) of
     // about how many (less when a rule places fewer RoIs than it asks for), and an ETA from the time
     // spent on the RoIs that computed cells in this run (not bank building).
