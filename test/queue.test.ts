@@ -498,6 +498,9 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
     expect(percent.stderr.trim()).toMatch(
       /^segcause: error: the password in --queue redis:\/\/:\*\*\*@127\.0\.0\.1:6379\/0 is not percent-encoded \(encode % as %25/,
     );
+    const noDb = segcause("queue", "status", "--queue", sharedUrl(99));
+    expect(noDb.code).toBe(1);
+    expect(noDb.stderr.trim()).toMatch(/^segcause: error: --queue redis:\/\/\S+\/99: the server has no database 99 \(ERR DB index is out of range\)/);
     const slash = segcause("queue", "status", "--queue", "redis://:pa/ss@127.0.0.1:6379/0");
     expect(slash.code).toBe(1);
     expect(slash.stderr).not.toContain("ss@");

@@ -109,5 +109,15 @@ export async function connectRedis(url: string, onLost?: (problem: string) => vo
       "start redis-server there, check host, port and password (rediss:// for a TLS port)",
     );
   }
+  // a database the server does not have fails ioredis' SELECT only as an event, and db 0 is used instead
+  try {
+    if (opts.db) await client.select(opts.db);
+  } catch (e) {
+    client.disconnect();
+    fail(
+      `--queue ${redactUrl(url)}: the server has no database ${opts.db} (${(e as Error).message})`,
+      "give a database number below the server's `databases` setting (16 by default)",
+    );
+  }
   return client;
 }
