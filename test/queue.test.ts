@@ -18,6 +18,7 @@ import { runEvaluation } from "../src/evaluate/benchmark.js";
 import { PROTOCOL_DEFAULTS } from "../src/evaluate/protocol.js";
 import { parseRoiSpec } from "../src/evaluate/rois.js";
 import { registerMethod } from "../src/explain/methods.js";
+import { fetchBlob, putBlob } from "../src/queue/blobs.js";
 import { CELLS_QUEUE, redisOptions } from "../src/queue/connection.js";
 import { REFUSED, REJECTED } from "../src/queue/jobs.js";
 import { RemoteCells } from "../src/queue/remote-cells.js";
@@ -353,6 +354,18 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       expectSameCells(join(dir, "renamed-local"), join(dir, "renamed-queued"));
       const id = JSON.parse(readFileSync(join(dir, "renamed-queued/cells/tiny/renamed/img0/boundary8-0/zero/cell.json"), "utf8")).id;
       expect(id.model).toBe("renamed");
+      // a cached input that changed on disk is fetched again, never used
+      const redis = new Redis(redisOptions(url));
+      try {
+        const cache = tmp("segcause-bcache-");
+        const ref = await putBlob(redis, join(dir, "causal.onnx"));
+        const path = await fetchBlob(redis, ref, cache);
+        writeFileSync(path, "garbage");
+        expect(await fetchBlob(redis, ref, cache)).toBe(path);
+        expect(readFileSync(path).equals(readFileSync(join(dir, "causal.onnx")))).toBe(true);
+      } finally {
+        redis.disconnect();
+      }
     } finally {
       await cells.close();
       stopWorker.abort();
