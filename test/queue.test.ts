@@ -5,10 +5,12 @@
  * or malformed jobs are rejected unrun; passwords and TLS work; bad URLs are one line.
  */
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
+import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from "onnx-buf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import "../src/explain/catalog.js";
 import { fail } from "../src/errors.js";
@@ -16,6 +18,7 @@ import { runEvaluation } from "../src/evaluate/benchmark.js";
 import { PROTOCOL_DEFAULTS } from "../src/evaluate/protocol.js";
 import { parseRoiSpec } from "../src/evaluate/rois.js";
 import { registerMethod } from "../src/explain/methods.js";
+import { fetchBlob, putBlob } from "../src/queue/blobs.js";
 import { CELLS_QUEUE, redisOptions } from "../src/queue/connection.js";
 import { REFUSED, REJECTED } from "../src/queue/jobs.js";
 import { RemoteCells } from "../src/queue/remote-cells.js";
@@ -112,6 +115,12 @@ function queueAt(url: string): Queue & { shut(): Promise<void> } {
   });
 }
 
+/** The job of a cell or control key (its id is the key and a hash of the run's names). */
+async function jobOf(q: Queue, key: string) {
+  const jobs = await q.getJobs(["completed", "failed", "active", "waiting"]);
+  return jobs.find((j) => String(j.id).startsWith(key));
+}
+
 /** The jobs a worker's log says it finished, by id. */
 const doneJobs = (log: string) => [...log.matchAll(/done (control|cell) (\S+)/g)].map((m) => m[2]);
 
@@ -180,12 +189,12 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       expect(run.out()).toContain("1 cells computed");
       const cell = JSON.parse(readFileSync(join(out, "cells/tiny/causal/img0/boundary8-0/rise/cell.json"), "utf8"));
       expect(cell.cost.forwardPasses).toBe(8001); // RISE: 1 + masks
-      const job = (await q.getJob(cell.key))!;
+      const job = (await jobOf(q, cell.key))!;
       expect(await job.getState()).toBe("completed");
       expect(job.stalledCounter).toBe(1);
       expect(job.returnvalue.record.key).toBe(cell.key);
-      expect(doneJobs(w1.err())).not.toContain(cell.key);
-      expect(doneJobs(w2.err()).filter((id) => id === cell.key)).toHaveLength(1);
+      expect(doneJobs(w1.err())).not.toContain(job.id);
+      expect(doneJobs(w2.err()).filter((id) => id === job.id)).toHaveLength(1);
     } finally {
       await q.shut();
     }
@@ -284,7 +293,7 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       expect([s.computed, s.failed]).toEqual([0, 1]);
       const failed = JSON.parse(readFileSync(join(out, "cells/tiny/causal/img0/boundary8-0/t-queue-refuse/failed.json"), "utf8"));
       expect(failed.reason).toBe("t-queue-refuse cannot explain this model (it never can)");
-      const job = (await q.getJob(failed.key))!;
+      const job = (await jobOf(q, failed.key))!;
       expect(job.failedReason).toBe(`${REFUSED}t-queue-refuse cannot explain this model (it never can)`);
       expect([job.attemptsMade, explained]).toEqual([1, 1]);
 
@@ -313,6 +322,109 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       await cells.close();
       stopWorker.abort();
       await working;
+      await r.stop();
+    }
+  });
+
+  it("two models of the same bytes under two names: two jobs, each cell labelled as in a local run", async () => {
+    const copyDir = tmp("segcause-renamed-");
+    copyFileSync(join(dir, "causal.onnx"), join(copyDir, "renamed.onnx"));
+    const url = sharedUrl(6);
+    const stopWorker = new AbortController();
+    const working = runWorker({ url, concurrency: 1, cache: tmp("segcause-wcache-"), stallSeconds: 30, log: () => {} }, stopWorker.signal);
+    const cells = await RemoteCells.open(url);
+    const config = (out: string) => ({
+      models: [join(dir, "causal.onnx"), join(copyDir, "renamed.onnx")],
+      dataset: join(dir, "manifest.json"),
+      split: "test",
+      images: 1,
+      methods: [{ name: "zero", options: {} }],
+      rois: parseRoiSpec("boundary:8x1"),
+      bankSplits: ["train"],
+      bankPatchSize: 8,
+      out,
+      seed: 0,
+      protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero" as const], radius: 8, rankUnits: { kind: "pixel" as const } },
+      threads: 1,
+    });
+    try {
+      await runEvaluation(config(join(dir, "renamed-local")));
+      const s = await runEvaluation(config(join(dir, "renamed-queued")), { remote: { cells, roisAtOnce: 4 } });
+      expect(s.computed).toBe(2);
+      expectSameCells(join(dir, "renamed-local"), join(dir, "renamed-queued"));
+      const id = JSON.parse(readFileSync(join(dir, "renamed-queued/cells/tiny/renamed/img0/boundary8-0/zero/cell.json"), "utf8")).id;
+      expect(id.model).toBe("renamed");
+      // a cached input that changed on disk is fetched again, never used
+      const redis = new Redis(redisOptions(url));
+      try {
+        const cache = tmp("segcause-bcache-");
+        const ref = await putBlob(redis, join(dir, "causal.onnx"));
+        const path = await fetchBlob(redis, ref, cache);
+        writeFileSync(path, "garbage");
+        expect(await fetchBlob(redis, ref, cache)).toBe(path);
+        expect(readFileSync(path).equals(readFileSync(join(dir, "causal.onnx")))).toBe(true);
+      } finally {
+        redis.disconnect();
+      }
+    } finally {
+      await cells.close();
+      stopWorker.abort();
+      await working;
+    }
+  });
+
+  it("inputs the queue cannot carry (external weights, a file over Redis' value size) are refused before anything is written", async () => {
+    const r = await startRedis({ args: (port) => ["--port", String(port), "--proto-max-bulk-len", "1mb"] });
+    const cells = await RemoteCells.open(r.url);
+    const q = queueAt(r.url);
+    try {
+      const folder = tmp("segcause-extq-");
+      const m = fromBinary(ModelProtoSchema, regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40));
+      const chunks: Uint8Array[] = [];
+      let offset = 0;
+      for (const t of m.graph!.initializer) {
+        chunks.push(t.rawData);
+        t.externalData = [
+          create(StringStringEntryProtoSchema, { key: "location", value: "ext.weights" }),
+          create(StringStringEntryProtoSchema, { key: "offset", value: String(offset) }),
+          create(StringStringEntryProtoSchema, { key: "length", value: String(t.rawData.length) }),
+        ];
+        offset += t.rawData.length;
+        t.rawData = new Uint8Array(0);
+        t.dataLocation = TensorProto_DataLocation.EXTERNAL;
+      }
+      writeFileSync(join(folder, "ext.weights"), Buffer.concat(chunks));
+      writeModel(folder, "ext.onnx", toBinary(ModelProtoSchema, m));
+      await flatBank(Array.from({ length: 8000 }, (_, k) => 20 + (k % 200))).save(join(folder, "big.scbank")); // 1.5 MB
+      const config = (model: string, bank: string, out: string) => ({
+        models: [model],
+        dataset: join(dir, "manifest.json"),
+        split: "test",
+        images: 1,
+        methods: [{ name: "zero", options: {} }],
+        rois: parseRoiSpec("boundary:8x1"),
+        bank,
+        bankSplits: ["train"],
+        bankPatchSize: 8,
+        out,
+        seed: 0,
+        protocol: { ...PROTOCOL_DEFAULTS, radius: 8, rankUnits: { kind: "pixel" as const } },
+        threads: 1,
+      });
+      const remote = { remote: { cells, roisAtOnce: 4 } };
+      const ext = join(dir, "ext-queued");
+      await expect(runEvaluation(config(join(folder, "ext.onnx"), join(dir, "bank.scbank"), ext), remote)).rejects.toThrow(
+        /ext\.onnx keeps its weights in external data files, which --queue does not send to the workers/,
+      );
+      const big = join(dir, "big-queued");
+      await expect(runEvaluation(config(join(dir, "causal.onnx"), join(folder, "big.scbank"), big), remote)).rejects.toThrow(
+        /big\.scbank has 1\.5 MB, more than the 1 MB one Redis value of redis:\/\/127\.0\.0\.1:\d+\/0 can hold/,
+      );
+      expect([existsSync(ext), existsSync(big)]).toEqual([false, false]);
+      expect(await q.count()).toBe(0);
+    } finally {
+      await q.shut();
+      await cells.close();
       await r.stop();
     }
   });
@@ -357,12 +469,19 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
         cert,
         "--tls-auth-clients",
         "no",
+        "--requirepass",
+        "s3/cr@t",
       ],
-      url: (port) => `rediss://localhost:${port}/0`,
+      url: (port) => `rediss://:s3%2Fcr%40t@localhost:${port}/0`,
     });
     try {
       const env = { ...process.env, NODE_EXTRA_CA_CERTS: cert };
-      const w = spawn(process.execPath, [BIN, "worker", "--queue", r.url, "--cache", tmp("segcause-wcache-")], { env, stdio: "ignore" });
+      // the worker's password from the environment, the enqueuer's in the URL: neither is ever written or printed
+      const bare = r.url.replace(/:[^:@]*@/, "");
+      const w = spawn(process.execPath, [BIN, "worker", "--queue", bare, "--cache", tmp("segcause-wcache-")], {
+        env: { ...env, SEGCAUSE_REDIS_PASSWORD: "s3/cr@t" },
+        stdio: "ignore",
+      });
       const run = spawnSync(
         process.execPath,
         [BIN, ...evaluateArgs(join(dir, "tls"), ["--queue", r.url, "--images", "1", "--rois", "boundary:8x1"], ["saliency"])],
@@ -375,6 +494,9 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       w.kill("SIGTERM");
       expect(run.status, run.stderr).toBe(0);
       expect(run.stdout).toContain("1 cells computed");
+      const leaks = spawnSync("grep", ["-rlE", "s3/cr@t|s3%2Fcr%40t|cr%40t", join(dir, "tls")], { encoding: "utf8" });
+      expect(leaks.stdout).toBe("");
+      expect(readFileSync(join(dir, "tls", "run.json"), "utf8")).toContain("rediss://:***@localhost");
       const plain = segcause("queue", "status", "--queue", r.url.replace("rediss:", "redis:"));
       expect(plain.code).toBe(1);
       expect(plain.stderr.trim().split("\n")).toHaveLength(1);
@@ -384,6 +506,17 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
   });
 
   it("a bad or unreachable --queue is one line, exit 1, and evaluate writes nothing", async () => {
+    const percent = segcause("queue", "status", "--queue", "redis://:100%@127.0.0.1:6379/0");
+    expect(percent.code).toBe(1);
+    expect(percent.stderr.trim()).toMatch(
+      /^segcause: error: the password in --queue redis:\/\/:\*\*\*@127\.0\.0\.1:6379\/0 is not percent-encoded \(encode % as %25/,
+    );
+    const noDb = segcause("queue", "status", "--queue", sharedUrl(99));
+    expect(noDb.code).toBe(1);
+    expect(noDb.stderr.trim()).toMatch(/^segcause: error: --queue redis:\/\/\S+\/99: the server has no database 99 \(ERR DB index is out of range\)/);
+    const slash = segcause("queue", "status", "--queue", "redis://:pa/ss@127.0.0.1:6379/0");
+    expect(slash.code).toBe(1);
+    expect(slash.stderr).not.toContain("ss@");
     const notRedis = segcause("worker", "--queue", "http://127.0.0.1:6379/0");
     expect(notRedis.code).toBe(1);
     expect(notRedis.stderr.trim()).toMatch(/^segcause: error: --queue http:\/\/127\.0\.0\.1:6379\/0 is not a Redis URL \(http:\) \(give redis:/);

@@ -18,6 +18,7 @@ import { allMethods, getMethod, methodNames, volumeMethodNames } from "../explai
 import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA } from "../explain/interventions.js";
 import { checkOptionValue, kebab, resolveOptions } from "../explain/methods.js";
 import { BOX_UNITS, type BoxUnitName } from "../explain/volume/box-size.js";
+import { redactCommand } from "../queue/connection.js";
 import { RemoteCells } from "../queue/remote-cells.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
@@ -256,7 +257,8 @@ export function evaluateCommand(): Command {
       const rois = parseRoiSpec(f.rois, f.roiAlign);
       // run.json marks --out as an evaluation: written only once the models, dataset and bank are
       // checked, and refused (under a lock) when the folder holds an evaluation with other settings.
-      const command = ["segcause", ...process.argv.slice(2)].join(" ");
+      // the Redis password never reaches the folder (run.json, runs/, reports): it changes no result
+      const command = ["segcause", ...redactCommand(process.argv.slice(2))].join(" ");
       const recorded = { ...recordedProtocol(protocol, f.seed), ...(volume ? { volume } : {}) };
       const recordRunSettings = () => recordRun(f.out, { protocol: recorded, methods }, command);
       const t0 = Date.now();

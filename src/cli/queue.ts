@@ -3,7 +3,7 @@ import { Command } from "commander";
 import { queueDrain, queueRetry, queueStatus } from "../queue/admin.js";
 import { addOutputFlags, emit, type OutputFlags } from "./output.js";
 
-const url = "Redis of the queue: redis://host:6379/0 (rediss:// for TLS)";
+const url = "Redis of the queue: redis://host:6379/0 (rediss:// for TLS; a password in $SEGCAUSE_REDIS_PASSWORD)";
 
 export function queueCommand(): Command {
   const cmd = new Command("queue").description("the queue of `segcause evaluate --queue`: status, retry failed jobs, drain waiting ones");

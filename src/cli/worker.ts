@@ -14,7 +14,10 @@ export function defaultWorkerCache(): string {
 export function workerCommand(): Command {
   return new Command("worker")
     .description("pull the cells of `segcause evaluate --queue` from Redis and compute them (run one or more per machine)")
-    .requiredOption("--queue <url>", "Redis of the queue: redis://host:6379/0, redis://:password@host:6379/0, rediss:// for TLS")
+    .requiredOption(
+      "--queue <url>",
+      "Redis of the queue: redis://host:6379/0, rediss:// for TLS; a password in $SEGCAUSE_REDIS_PASSWORD (or redis://:password@host:6379/0)",
+    )
     .option("--concurrency <n>", "jobs computed at once by this process", intAtLeast("concurrency"), 1)
     .option(
       "--cache <dir>",

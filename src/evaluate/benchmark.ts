@@ -161,15 +161,20 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
         await inCase(c.id, async () => selectRois(cfg.rois, c.id, kase.mask, model.height, model.width, cfg.seed, []));
       }
     }
+    // --queue: inputs the queue cannot carry stop the run before run.json is written
+    if (ctl.remote)
+      await ctl.remote.cells.checkInputs(
+        [...loaded.values()].map((l) => l.model),
+        [...(needBank && cfg.bank ? [cfg.bank] : []), ...cases.flatMap((c) => [c.image, ...(c.mask ? [c.mask] : [])])],
+      );
     // Notes known before the first cell (fewer images than asked, methods some model cannot take)
     // are shown now, not only in the summary after hours of work.
     for (const n of summary.notes) log(`note: ${n}`);
     // The run is recorded (run.json) once the first RoI's existing cells match its settings, so a
     // rerun refused for other settings leaves the folder's record as it was.
-    let recorded = false;
-    const validated = async () => {
-      if (!recorded) (recorded = true), await ctl.onValidated?.();
-    };
+    // Every RoI waits for that one record: RoIs started at once (--queue) enqueue nothing when it is refused.
+    let recording: Promise<void> | undefined;
+    const validated = () => (recording ??= Promise.resolve().then(() => ctl.onValidated?.()));
     // Whole-run progress for the log: cells accounted for (computed, found, skipped, refused) of
     // about how many (less when a rule places fewer RoIs than it asks for), and an ETA from the time
     // spent on the RoIs that computed cells in this run (not bank building).

@@ -3,7 +3,7 @@
  * their sha256 (once), a worker fetches each blob once into its cache and checks the hash, so no
  * shared filesystem is needed and a changed or corrupted input can never be used under an old name.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { basename, join } from "node:path";
 import type { Redis } from "ioredis";
@@ -34,6 +34,19 @@ export async function putBlob(redis: Redis, path: string): Promise<BlobRef> {
   return { sha256: sha, name: blobName(path) };
 }
 
+/** Cache files this process has hashed, by path, size and mtime: each is read once, not once per job. */
+const verified = new Map<string, string>();
+
+/** Whether the cached file still has its sha256 (a changed or corrupted one is fetched again). */
+function cachedIsIntact(path: string, sha: string): boolean {
+  const st = statSync(path);
+  const stamp = `${sha} ${st.size} ${st.mtimeMs}`;
+  if (verified.get(path) === stamp) return true;
+  if (sha256(readFileSync(path)) !== sha) return false;
+  verified.set(path, stamp);
+  return true;
+}
+
 /**
  * The blob as a file of the worker's cache, `<cache>/blobs/<sha256>/<name>` (fetched and verified on
  * first use). Files of one sha256 under two names are two copies: readers that look beside a file
@@ -43,7 +56,7 @@ export async function fetchBlob(redis: Redis, ref: BlobRef, cache: string): Prom
   const dir = join(cache, "blobs", ref.sha256);
   const path = join(dir, blobName(ref.name));
   assertInside(cache, path);
-  if (existsSync(path)) return path;
+  if (existsSync(path) && cachedIsIntact(path, ref.sha256)) return path;
   const bytes = await redis.getBuffer(blobKey(ref.sha256));
   if (!bytes) fail(`the queue holds no input of sha256 ${ref.sha256.slice(0, 12)}… (${ref.name})`, "rerun the enqueuing `segcause evaluate --queue`");
   if (sha256(bytes) !== ref.sha256)

@@ -10,9 +10,33 @@ import { fail } from "../errors.js";
 /** The BullMQ queue of evaluate's cells. */
 export const CELLS_QUEUE = "segcause-cells";
 
-/** How the URL is shown in messages: the password is never printed. */
+/** Where a password is read from when the URL has none: argv is visible to every local user (`ps`). */
+export const PASSWORD_ENV = "SEGCAUSE_REDIS_PASSWORD";
+
+/**
+ * How the URL is shown in messages and recorded command lines: the password is never printed. The
+ * user part ends at the last `@` (a password may hold `@` or `/`, as a URL parser reads it).
+ */
 export function redactUrl(url: string): string {
-  return url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@");
+  const start = url.indexOf("://");
+  const at = url.lastIndexOf("@");
+  if (start < 0 || at < start) return url;
+  const user = url.slice(start + 3, at);
+  const colon = user.indexOf(":");
+  return colon < 0 ? url : `${url.slice(0, start + 3)}${user.slice(0, colon)}:***${url.slice(at)}`;
+}
+
+/** A command line as recorded (run.json, runs/, reports): Redis URLs with their password redacted. */
+export function redactCommand(argv: string[]): string[] {
+  return argv.map((a) => (/rediss?:\/\//.test(a) ? a.replace(/rediss?:\/\/.*/, (u) => redactUrl(u)) : a));
+}
+
+function decoded(part: string, url: string, what: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return fail(`the ${what} in --queue ${redactUrl(url)} is not percent-encoded`, "encode % as %25, @ as %40, / as %2F, : as %3A");
+  }
 }
 
 /** ioredis options from a queue URL; refuses anything but redis:// and rediss:// with a host. */
@@ -21,7 +45,10 @@ export function redisOptions(url: string): RedisOptions {
   try {
     u = new URL(url);
   } catch {
-    fail(`--queue ${redactUrl(url)} is not a URL`, "give redis://host:6379/0 (or rediss:// for TLS, redis://:password@host:6379/0 with a password)");
+    fail(
+      `--queue ${redactUrl(url)} is not a URL`,
+      `give redis://host:6379/0 (or rediss:// for TLS; a password in $${PASSWORD_ENV}, or percent-encoded: redis://:password@host:6379/0)`,
+    );
   }
   if (u.protocol !== "redis:" && u.protocol !== "rediss:")
     fail(`--queue ${redactUrl(url)} is not a Redis URL (${u.protocol})`, "give redis://host:6379/0, or rediss:// for TLS");
@@ -33,8 +60,8 @@ export function redisOptions(url: string): RedisOptions {
     host,
     port: u.port ? Number(u.port) : 6379,
     db: db ? Number(db) : 0,
-    ...(u.username ? { username: decodeURIComponent(u.username) } : {}),
-    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.username ? { username: decoded(u.username, url, "user name") } : {}),
+    ...(u.password ? { password: decoded(u.password, url, "password") } : process.env[PASSWORD_ENV] ? { password: process.env[PASSWORD_ENV] } : {}),
     // rediss://: TLS; a self-signed server certificate is trusted through NODE_EXTRA_CA_CERTS, as for any Node client
     ...(u.protocol === "rediss:" ? { tls: isIP(host) ? {} : { servername: host } } : {}),
     // BullMQ's workers block on Redis: its commands must wait for a reconnect, not fail after N tries
@@ -80,6 +107,16 @@ export async function connectRedis(url: string, onLost?: (problem: string) => vo
     fail(
       `cannot reach Redis at ${redactUrl(url)}: ${lastError || (e as Error).message}`,
       "start redis-server there, check host, port and password (rediss:// for a TLS port)",
+    );
+  }
+  // a database the server does not have fails ioredis' SELECT only as an event, and db 0 is used instead
+  try {
+    if (opts.db) await client.select(opts.db);
+  } catch (e) {
+    client.disconnect();
+    fail(
+      `--queue ${redactUrl(url)}: the server has no database ${opts.db} (${(e as Error).message})`,
+      "give a database number below the server's `databases` setting (16 by default)",
     );
   }
   return client;

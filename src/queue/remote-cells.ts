@@ -4,7 +4,8 @@
  * inputs go to Redis as blobs, and their results come back as the jobs' return values, which the
  * shared cell logic (roi-cells.ts) writes exactly as a local run would.
  */
-import { existsSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { createReadStream, existsSync, statSync } from "node:fs";
 import { Queue, QueueEvents } from "bullmq";
 import type { Redis } from "ioredis";
 import type { Case } from "../data/case.js";
@@ -17,6 +18,7 @@ import type { PlacedRoi } from "../evaluate/rois.js";
 import type { CellId, CellRecord, ControlRecord } from "../evaluate/store.js";
 import type { Attribution } from "../explain/attribution.js";
 import type { Model } from "../model/model.js";
+import { sha256 } from "../util/hash.js";
 import { type BlobRef, putBlob } from "./blobs.js";
 import { CELLS_QUEUE, connectRedis, redactUrl } from "./connection.js";
 import { type CellJob, CellResult, type ControlJob, ControlResult, firstIssue, JOB_VERSION, REFUSED } from "./jobs.js";
@@ -117,6 +119,39 @@ export class RemoteCells {
     this.redis.disconnect();
   }
 
+  /**
+   * Refuses, before anything is written or enqueued, inputs the queue cannot carry: a model whose
+   * weights are in external data files (a worker gets the .onnx alone), and a file over Redis' size
+   * of one value (`proto-max-bulk-len`, 512 MB unless the server says otherwise).
+   */
+  async checkInputs(models: Model[], files: string[]): Promise<void> {
+    for (const m of models)
+      if ((await fileSha256(m.path)) !== m.sha256)
+        fail(
+          `${m.path} keeps its weights in external data files, which --queue does not send to the workers`,
+          "save the model with its weights inside the .onnx (onnx.save(model, path) without save_as_external_data), or run without --queue",
+        );
+    const limit = await this.valueLimit();
+    for (const path of new Set([...models.flatMap((m) => [m.path, `${m.path}.json`]), ...files])) {
+      const size = existsSync(path) ? statSync(path).size : 0;
+      if (size > limit)
+        fail(
+          `${path} has ${(size / 2 ** 20).toFixed(1)} MB, more than the ${(limit / 2 ** 20).toFixed(0)} MB one Redis value of ${redactUrl(this.url)} can hold`,
+          "raise proto-max-bulk-len on the Redis server, or run without --queue",
+        );
+    }
+  }
+
+  private async valueLimit(): Promise<number> {
+    try {
+      const got = (await this.redis.config("GET", "proto-max-bulk-len")) as string[];
+      const n = Number(got?.[1]);
+      return Number.isFinite(n) && n > 0 ? n : 512 * 2 ** 20;
+    } catch {
+      return 512 * 2 ** 20; // CONFIG refused (a managed Redis): the default
+    }
+  }
+
   private blob(path: string): Promise<BlobRef> {
     let b = this.blobs.get(path);
     if (!b) {
@@ -179,9 +214,12 @@ export class RemoteCells {
   /** The RoI as the cell logic opens it: its control and its cells computed by the workers. */
   async open(cfg: EvaluateConfig, r: RemoteRoi): Promise<OpenedRoi<RemoteCell> | { skipped: string }> {
     const base = await this.base(cfg, r);
+    // keys hash content only: the labels (names of the data set, model, image, RoI, files) go into the job
+    // id too, so two cells of the same bytes under other names are two jobs, each returning its own names
+    const labels = sha256(JSON.stringify(base)).slice(0, 16);
     let control = r.control?.status === "ok" ? r.control : undefined;
     if (!control) {
-      const got = ControlResult.safeParse(await this.run("control", `control-${r.controlKey}`, { ...base, controlKey: r.controlKey }));
+      const got = ControlResult.safeParse(await this.run("control", `control-${r.controlKey}-${labels}`, { ...base, controlKey: r.controlKey }));
       if (!got.success)
         fail(`a worker returned a malformed control for ${r.id.image} ${r.id.roi}: ${firstIssue(got.error)}`, "run workers of this segcause version");
       if ("skipped" in got.data) return { skipped: got.data.skipped };
@@ -194,7 +232,7 @@ export class RemoteCells {
       control: async () => known,
       explain: async (d) => {
         const cellKey = r.cellKeys[r.defs.indexOf(d)];
-        const raw = await this.run("cell", cellKey, {
+        const raw = await this.run("cell", `${cellKey}-${labels}`, {
           ...base,
           cellKey,
           method: { name: d.def.name, options: d.run.options },
@@ -233,4 +271,11 @@ function localProvenance(meta: Record<string, unknown>, r: RemoteRoi): Record<st
       case: { ...p.case, imagePath: r.kase.imagePath, maskPath: r.kase.maskPath },
     },
   };
+}
+
+/** A file's sha256, streamed (a model may be larger than one buffer). */
+async function fileSha256(path: string): Promise<string> {
+  const h = createHash("sha256");
+  for await (const chunk of createReadStream(path)) h.update(chunk as Buffer);
+  return h.digest("hex");
 }
