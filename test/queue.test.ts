@@ -57,9 +57,17 @@ async function stop(...ps: Bg[]): Promise<void> {
   for (const p of ps) if (p.child.exitCode === null) p.child.kill("SIGTERM");
   await Promise.all(ps.map((p) => p.done));
 }
+/** `p`, or a failure naming `what` after `ms` (a hung Redis call or process fails the test instead of stalling the suite). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, ko) => {
+    timer = setTimeout(() => ko(new Error(`timed out after ${ms} ms waiting until ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
 async function until(what: string, f: () => Promise<boolean> | boolean, ms = 120_000): Promise<void> {
   const end = Date.now() + ms;
-  while (!(await f())) {
+  while (!(await within(Promise.resolve(f()), Math.max(end - Date.now(), 1), what))) {
     if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
     await new Promise((r) => setTimeout(r, 50));
   }
@@ -230,14 +238,14 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       await until("jobs wait in the queue", async () => (await probe.llen(`bull:${CELLS_QUEUE}:wait`)) > 0);
       probe.disconnect();
       await r.stop();
-      expect(await run.done).toBe(1);
+      expect(await within(run.done, 120_000, "the enqueuer stops after Redis went away")).toBe(1);
       const lines = run.err().trim().split("\n");
       expect(lines).toHaveLength(1);
       expect(lines[0]).toMatch(/^segcause: error: lost the connection to Redis at redis:\/\/127\.0\.0\.1:\d+\/0 .*rerun the same command/);
       await r.start();
       const w = worker(r.url);
       const again = bg(...evaluateArgs(out, ["--queue", r.url]));
-      const code = await again.done;
+      const code = await within(again.done, 300_000, "the rerun finishes with Redis back");
       await stop(w);
       expect(code, again.err()).toBe(0);
       expectSameCells(join(dir, "local"), out);
