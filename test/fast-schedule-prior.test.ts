@@ -10,6 +10,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { pearson } from "../src/bench/fidelity.js";
 import { type Case, loadCase } from "../src/data/case.js";
 import { keyedOptions } from "../src/evaluate/cell-key.js";
+import type { UnitResult } from "../src/explain/attribution.js";
 import { IS_MIX } from "../src/explain/importance.js";
 import { type MethodDefinition, resolveOptions } from "../src/explain/methods.js";
 import { explainPdcr, pdcrMethod } from "../src/explain/pdcr.js";
@@ -65,6 +66,36 @@ beforeAll(async () => {
 
 const run = (seed: number, fast: Record<string, unknown> = {}) =>
   explainPdcr(model, kase, { roi: ROI, outcome: "mean-prob" }, { bank: flatBank(BANK), seed, fast: { prior: "zero-fill", ...fast } });
+
+/** How often the 95% intervals cover the exact ATEs: over all blocks, and over the blocks with an effect alone. */
+class Coverage {
+  private n = 0;
+  private covered = 0;
+  private nEffect = 0;
+  private coveredEffect = 0;
+  add(units: readonly UnitResult[]): void {
+    for (const u of units) {
+      const hit = Math.abs(u.rawEffect - exactAte(u)) <= t975(u.dof!) * u.stderr;
+      this.n++;
+      if (hit) this.covered++;
+      if (exactAte(u) !== 0) {
+        this.nEffect++;
+        if (hit) this.coveredEffect++;
+      }
+    }
+  }
+  /**
+   * n Bernoulli(0.95) trials (not independent within a run: the line is shared, so 4 sd rather than 3);
+   * the blocks without an effect (about half) are covered by every interval, so the others alone too;
+   * at most 99% (the floored τ² and the t quantile widen them, but not uselessly).
+   */
+  expectNominal(): void {
+    const sd = (n: number) => Math.sqrt((0.95 * 0.05) / n);
+    expect(this.coveredEffect / this.nEffect).toBeGreaterThanOrEqual(0.95 - 4 * sd(this.nEffect));
+    expect(this.covered / this.n).toBeGreaterThanOrEqual(0.95 - 4 * sd(this.n));
+    expect(this.covered / this.n).toBeLessThanOrEqual(0.99);
+  }
+}
 
 describe("empirical-Bayes shrinkage toward a line", () => {
   it("recovers the line and the between-block variance, and its intervals cover at the nominal rate over the blocks", () => {
@@ -130,10 +161,7 @@ describe("fast schedule with a zero-fill prior on a model with known effects", (
 
   it("costs one zero-fill pass per block plus its rounds; its 95% intervals cover the exact ATEs at the nominal rate on average over the blocks", async () => {
     for (const f of [0.3, 0.1]) {
-      let covered = 0,
-        n = 0,
-        coveredEffect = 0,
-        nEffect = 0;
+      const tally = new Coverage();
       const pearsons: number[] = [];
       const seeds = 30;
       for (let seed = 0; seed < seeds; seed++) {
@@ -145,23 +173,9 @@ describe("fast schedule with a zero-fill prior on a model with known effects", (
             a.units.map((u) => exactAte(u)),
           ),
         );
-        for (const u of a.units) {
-          const hit = Math.abs(u.rawEffect - exactAte(u)) <= t975(u.dof!) * u.stderr;
-          n++;
-          if (hit) covered++;
-          if (exactAte(u) !== 0) {
-            nEffect++;
-            if (hit) coveredEffect++;
-          }
-        }
+        tally.add(a.units);
       }
-      // the blocks without an effect (about half) are covered by every interval: the others alone too
-      expect(coveredEffect / nEffect).toBeGreaterThanOrEqual(0.95 - 4 * Math.sqrt((0.95 * 0.05) / nEffect));
-      // n Bernoulli(0.95) trials (not independent within a run: the line is shared, so 4 sd rather than 3)
-      const sd = Math.sqrt((0.95 * 0.05) / n);
-      expect(covered / n).toBeGreaterThanOrEqual(0.95 - 4 * sd);
-      // conservative (the floored τ², the t quantile of the line's residual df) but not uselessly wide
-      expect(covered / n).toBeLessThanOrEqual(0.99);
+      tally.expectNominal();
       // the stopping rule's promise: expected Pearson with the exact map >= 1/sqrt(1 + f²)
       const mean = pearsons.reduce((a, b) => a + b, 0) / seeds;
       const psd = Math.sqrt(pearsons.reduce((a, b) => a + (b - mean) ** 2, 0) / (seeds - 1));
@@ -284,26 +298,9 @@ describe("importance sampling of patches (with the zero-fill prior)", () => {
   });
 
   it("its intervals cover the exact ATEs at the nominal rate on average over the blocks", async () => {
-    let covered = 0,
-      n = 0,
-      coveredEffect = 0,
-      nEffect = 0;
-    for (let seed = 0; seed < 30; seed++) {
-      const a = await run(seed, { sampling: "importance", fidelity: 0.3 });
-      for (const u of a.units) {
-        const hit = Math.abs(u.rawEffect - exactAte(u)) <= t975(u.dof!) * u.stderr;
-        n++;
-        if (hit) covered++;
-        if (exactAte(u) !== 0) {
-          nEffect++;
-          if (hit) coveredEffect++;
-        }
-      }
-    }
-    expect(coveredEffect / nEffect).toBeGreaterThanOrEqual(0.95 - 4 * Math.sqrt((0.95 * 0.05) / nEffect));
-    const sd = Math.sqrt((0.95 * 0.05) / n);
-    expect(covered / n).toBeGreaterThanOrEqual(0.95 - 4 * sd);
-    expect(covered / n).toBeLessThanOrEqual(0.99);
+    const tally = new Coverage();
+    for (let seed = 0; seed < 30; seed++) tally.add((await run(seed, { sampling: "importance", fidelity: 0.3 })).units);
+    tally.expectNominal();
   });
 
   it("needs a prior, enters the keys only when set, and is refused on volumes", async () => {

@@ -15,7 +15,7 @@ import { packBits } from "../src/view/predict.js";
 import { explainArgs } from "../src/view/request.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
-import { causalFixture, runNode, segcause } from "./helpers/cli.js";
+import { causalFixture, runNode, segcause, spatialComponents } from "./helpers/cli.js";
 import { copyChannelModel, flatBank, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 let fx: Awaited<ReturnType<typeof causalFixture>>;
@@ -428,23 +428,7 @@ describe("segcause view --results", () => {
     mkdirSync(join(dir, "listed"));
     copyFileSync(image, listed);
     const comp = join(dir, "results", "spatial-run");
-    const args = [
-      "--model",
-      model,
-      "--image",
-      image,
-      "--roi",
-      "8,4,4,4",
-      "--level",
-      "spatial",
-      "--tensor",
-      "feat",
-      "--cell",
-      "4",
-      "--ablation",
-      "zero",
-    ];
-    expect(segcause("components", ...args, "--out", comp, "--no-progress").stderr).toBe("");
+    expect(spatialComponents(model, image, comp).stderr).toBe("");
     const w = await startViewServer({ image: listed, results: join(dir, "results"), runs: join(dir, "runs") });
     try {
       const res = await fetch(`http://127.0.0.1:${w.port}/api/result?dir=${encodeURIComponent(comp)}`, { headers: { "x-segcause-token": w.token } });

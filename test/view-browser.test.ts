@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { csvRecords } from "../src/evaluate/html.js";
 import { decodeNpy } from "../src/util/npy.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
-import { causalFixture, segcause } from "./helpers/cli.js";
+import { causalFixture, segcause, spatialComponents } from "./helpers/cli.js";
 import { copyChannelModel, flatBank, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 const CHROMIUM = "/usr/bin/chromium";
@@ -333,23 +333,7 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     const model = writeModel(dir, "copy.onnx", copyChannelModel());
     const image = await writeImage(dir, "gray.png", () => 200, 16);
     const comp = join(dir, "results", "spatial-run");
-    const args = [
-      "--model",
-      model,
-      "--image",
-      image,
-      "--roi",
-      "8,4,4,4",
-      "--level",
-      "spatial",
-      "--tensor",
-      "feat",
-      "--cell",
-      "4",
-      "--ablation",
-      "zero",
-    ];
-    expect(segcause("components", ...args, "--out", comp, "--no-progress").stderr).toBe("");
+    expect(spatialComponents(model, image, comp).stderr).toBe("");
     const s = await startViewServer({ image, results: join(dir, "results"), runs: join(dir, "runs") });
     const p = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     try {

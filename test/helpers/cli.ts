@@ -43,3 +43,9 @@ export async function causalFixture(): Promise<{ dir: string; model: string; ima
   await flatBank([20, 240, 20]).save(bank);
   return { dir, model, image, bank };
 }
+
+/** `segcause components` at the spatial level on the tensor `feat` (cells of 4) with zero ablation, RoI 8,4,4,4, into `out`. */
+export function spatialComponents(model: string, image: string, out: string): ChildRun {
+  const level = ["--level", "spatial", "--tensor", "feat", "--cell", "4", "--ablation", "zero"];
+  return segcause("components", "--model", model, "--image", image, "--roi", "8,4,4,4", ...level, "--out", out, "--no-progress");
+}
