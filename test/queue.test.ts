@@ -208,6 +208,36 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
     }
   });
 
+  it("a worker stopped (SIGTERM) mid-job, twice: the job goes back to the queue at once, not as a stall, and completes once", async () => {
+    const url = sharedUrl(7);
+    const out = join(dir, "stopped");
+    const run = bg(...evaluateArgs(out, ["--queue", url, "--images", "1", "--rois", "boundary:8x1"], ["rise", "--set", "rise.masks=8000"]));
+    const q = queueAt(url);
+    try {
+      for (let k = 0; k < 2; k++) {
+        // a stall time far above the test's waits: the job must come back by the hand-back, not by stalling
+        const w = worker(url, "--stall-seconds", "600");
+        await until("the cell job runs", async () => (await q.getActive()).some((j) => j.name === "cell"));
+        w.child.kill("SIGTERM");
+        expect(await within(w.done, 60_000, "the stopped worker exits")).toBe(143);
+        expect(doneJobs(w.err())).toHaveLength(k === 0 ? 1 : 0); // the RoI's control, then nothing
+        await until("the cell job waits again", async () => (await q.getWaiting()).some((j) => j.name === "cell"), 30_000);
+      }
+      const w3 = worker(url, "--stall-seconds", "600");
+      const code = await within(run.done, 300_000, "the run finishes");
+      await stop(w3);
+      expect(code, run.err()).toBe(0);
+      const cell = JSON.parse(readFileSync(join(out, "cells/tiny/causal/img0/boundary8-0/rise/cell.json"), "utf8"));
+      expect(cell.cost.forwardPasses).toBe(8001);
+      const job = (await jobOf(q, cell.key))!;
+      expect(await job.getState()).toBe("completed");
+      expect(job.stalledCounter).toBe(0);
+      expect(doneJobs(w3.err()).filter((id) => id === job.id)).toHaveLength(1);
+    } finally {
+      await q.shut();
+    }
+  });
+
   it("an enqueuer stopped and restarted re-attaches: finished cells are kept and no job is computed twice", async () => {
     const url = sharedUrl(4);
     const out = join(dir, "restarted");

@@ -18,6 +18,7 @@ import { getMethod } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
 import { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
+import { closeOnInterrupt } from "../util/interrupt.js";
 import { encodeNpy } from "../util/npy.js";
 import { fetchBlob } from "./blobs.js";
 import { CELLS_QUEUE, connectRedis, redactUrl } from "./connection.js";
@@ -35,6 +36,8 @@ export interface WorkerSettings {
 }
 
 /** Runs until `signal` aborts or the connection to Redis is lost (then rejects with one line). */
+const running = new Set<object>();
+
 export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise<{ completed: number; failed: number }> {
   mkdirSync(s.cache, { recursive: true });
   let lostWith: SegcauseError | undefined;
@@ -44,7 +47,17 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
     wake();
   });
   const models = new Map<string, Promise<{ model: Model; runner: Runner }>>();
-  const processor = async (job: Job) => {
+  // Jobs in progress and their lock tokens: a stop hands them back to the queue (see below).
+  const active = new Map<Job, string | undefined>();
+  const processor = async (job: Job, token?: string) => {
+    active.set(job, token);
+    try {
+      return await processJob(job);
+    } finally {
+      active.delete(job);
+    }
+  };
+  const processJob = async (job: Job) => {
     const schema = JOB_SCHEMAS[job.name as keyof typeof JOB_SCHEMAS];
     if (!schema) return reject(job, `job type '${job.name}' is not one of segcause's (control, cell)`);
     const parsed = schema.safeParse(job.data);
@@ -81,12 +94,24 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
     if (!e.message.startsWith(REJECTED)) s.log(`job ${job?.id ?? "?"} (${job?.name ?? "?"}) failed: ${e.message}`);
   });
   worker.on("error", () => {}); // connection errors: the connection's retry strategy decides (connection.ts)
+  // Ctrl-C or SIGTERM (a restart, a scale-down) is not a crash: the jobs in progress go back to the
+  // queue at once instead of waiting out the stall time and counting as stalled (one stall is allowed).
+  const handBack = {
+    closeForExit: async () => {
+      await Promise.allSettled([...active].map(([job, token]) => job.moveToWait(token)));
+      await worker.close(true);
+    },
+  };
+  // closeOnInterrupt holds its owners weakly: this worker's is held here while it runs
+  running.add(handBack);
+  closeOnInterrupt(handBack);
   s.log(`worker pulling from ${redactUrl(s.url)} (${s.concurrency} at once, cache ${s.cache})`);
   await new Promise<void>((resolve) => {
     wake = resolve;
     if (signal.aborted) resolve();
     signal.addEventListener("abort", () => resolve(), { once: true });
   });
+  running.delete(handBack);
   await (lostWith ? worker.close(true) : worker.close());
   redis.disconnect();
   for (const m of models.values()) await (await m).model.release();
