@@ -238,6 +238,30 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
     }
   });
 
+  it("jobs removed while the enqueuer waits (queue drain): one line, exit 1; the same command then queues them again", async () => {
+    const url = sharedUrl(8);
+    const out = join(dir, "drained");
+    const run = bg(...evaluateArgs(out, ["--queue", url, "--images", "1", "--rois", "boundary:8x1"], ["zero"]));
+    const q = queueAt(url);
+    try {
+      await until("a job waits", async () => (await q.getWaitingCount()) > 0);
+      const drain = segcause("queue", "drain", "--queue", url);
+      expect(drain.code, drain.stderr).toBe(0);
+      expect(await within(run.done, 60_000, "the enqueuer notices")).toBe(1);
+      const lines = run.err().trim().split("\n");
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(/^segcause: error: job \S+ left the queue of redis:\/\/\S+ before it finished .*rerun the same command/);
+      const w = worker(url);
+      const again = bg(...evaluateArgs(out, ["--queue", url, "--images", "1", "--rois", "boundary:8x1"], ["zero"]));
+      const code = await within(again.done, 120_000, "the rerun finishes");
+      await stop(w);
+      expect(code, again.err()).toBe(0);
+      expect(again.out()).toContain("1 cells computed, 0 already finished");
+    } finally {
+      await q.shut();
+    }
+  });
+
   it("an enqueuer stopped and restarted re-attaches: finished cells are kept and no job is computed twice", async () => {
     const url = sharedUrl(4);
     const out = join(dir, "restarted");

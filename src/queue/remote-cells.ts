@@ -66,10 +66,16 @@ const LOST_HINT = "start Redis again and rerun the same command: finished cells 
 /** Attempts of a job that fails for another reason than a refusal (a worker's crash, a lost connection). */
 const ATTEMPTS = 3;
 
+/** How often the enqueuer checks that the jobs it waits on are still in the queue. */
+const VANISHED_CHECK_MS = 5_000;
+
 export class RemoteCells {
   private blobs = new Map<string, Promise<BlobRef>>();
   private lostProblem?: string;
   private lostListeners = new Set<(e: SegcauseError) => void>();
+  /** the jobs this process waits on, by id: how each wait fails when its job leaves the queue unfinished */
+  private waiting = new Map<string, (e: SegcauseError) => void>();
+  private watch?: NodeJS.Timeout;
 
   private constructor(
     readonly url: string,
@@ -90,6 +96,9 @@ export class RemoteCells {
     events.on("error", () => {});
     await events.waitUntilReady();
     self = new RemoteCells(url, redis, queue, events);
+    const watched = self;
+    watched.watch = setInterval(() => void watched.checkWaiting(), VANISHED_CHECK_MS);
+    watched.watch.unref();
     return self;
   }
 
@@ -111,8 +120,31 @@ export class RemoteCells {
     for (const l of this.lostListeners) l(e);
   }
 
+  /**
+   * A job removed before it finished (`segcause queue drain`, a Redis restarted without its data) would
+   * be waited on for ever: its wait fails in one line instead. One pipeline of EXISTS for all of them.
+   */
+  private async checkWaiting(): Promise<void> {
+    if (this.waiting.size === 0 || this.lostProblem) return;
+    const ids = [...this.waiting.keys()];
+    const pipeline = this.redis.pipeline();
+    for (const id of ids) pipeline.exists(this.queue.toKey(id));
+    const answers = await pipeline.exec().catch(() => null);
+    if (!answers) return; // a connection problem: lost() reports it
+    answers.forEach(([err, n], i) => {
+      if (err || n !== 0) return;
+      this.waiting.get(ids[i])?.(
+        new SegcauseError(
+          `job ${ids[i].slice(0, 16)}… left the queue of ${redactUrl(this.url)} before it finished (drained, or Redis restarted without its data)`,
+          "rerun the same command: finished cells are kept and the missing jobs are queued again",
+        ),
+      );
+    });
+  }
+
   /** Closes the connections; with Redis gone, after a second at most (pending commands are dropped). */
   async close(): Promise<void> {
+    clearInterval(this.watch);
     const closed = Promise.allSettled([this.events.close(), this.queue.close()]);
     await Promise.race([closed, new Promise((r) => setTimeout(r, this.lostProblem ? 0 : 1000).unref())]);
     await Promise.allSettled([this.events.disconnect(), this.queue.disconnect()]);
@@ -174,7 +206,9 @@ export class RemoteCells {
         this.queue.add(name, data, { jobId, attempts: ATTEMPTS, backoff: { type: "exponential", delay: 2000 }, removeOnFail: false }),
         lost,
       ]);
-      return await Promise.race([job.waitUntilFinished(this.events), lost]);
+      // watched only once added (before, its key is absent for a good reason)
+      const vanished = new Promise<never>((_, reject) => this.waiting.set(jobId, reject));
+      return await Promise.race([job.waitUntilFinished(this.events), lost, vanished]);
     } catch (e) {
       if (e instanceof SegcauseError) throw e;
       const reason = (e as Error).message ?? String(e);
@@ -185,6 +219,7 @@ export class RemoteCells {
       );
     } finally {
       this.lostListeners.delete(onLost!);
+      this.waiting.delete(jobId);
     }
   }
 
