@@ -436,13 +436,13 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     throw new HttpError(404, `no such request: ${req.method} ${p}`);
   };
 
+  let self: string[] = [];
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     void (async () => {
       // A page from another site (or a rebound DNS name) must not reach the API.
       const host = req.headers.host ?? "";
       const origin = req.headers.origin;
-      const self = selfHosts(o.host, port());
       if (!self.includes(host)) throw new HttpError(403, `host ${host} refused (open the address segcause view printed)`);
       if (origin !== undefined && !self.some((s) => origin === `http://${s}`)) throw new HttpError(403, `origin ${origin} refused`);
       if (url.pathname.startsWith("/api/")) {
@@ -470,6 +470,8 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     server.once("error", ko);
     server.listen(o.port ?? 0, o.host ?? "127.0.0.1", () => ok());
   });
+  // the Host and Origin values this server answers, fixed once it listens (not per request)
+  self = selfHosts(o.host, port());
   const url = `http://${hostPart(shownHost(o.host))}:${port()}/?token=${token}`;
   return {
     url,
