@@ -260,7 +260,7 @@ describe("segcause view API", () => {
     expect(cut(pre.json.command)).toBe(cut(run.command));
     expect(run.command).toContain(" --block=16 --tau=0.5 --out ");
     expect((await events(run.id)).at(-1)).toEqual({ type: "state", state: "done" });
-    // zero's defaults are block 8 and tau 0: both set values are the run's settings
+    // zero's defaults are block 8 and tau 0.02: both set values are the run's settings
     expect(JSON.parse(readFileSync(join(run.out, "manifest.json"), "utf8")).provenance.settings).toMatchObject({ blockSize: 16, tau: 0.5 });
   });
 

@@ -288,7 +288,7 @@ async function showCell(c: EvaluateCellList["cells"][number]): Promise<void> {
       max,
       units: cell.valueUnits,
       signed: cell.signed,
-      source: `${folder.dir} (cells/${[c.dataset, c.model, c.image, c.roi, c.method].join("/")})`,
+      source: `${folder.dir}/cells/${[c.dataset, c.model, c.image, c.roi, c.method].join("/")}`,
     };
     el("ev-save-cell").hidden = false;
     el("ev-cell-title").textContent =

@@ -970,7 +970,7 @@ function saveMaps(): void {
           `yellow: the RoI${compares.length ? "; each map at its own colour scale (above it) unless the scale is fixed" : ""}`,
         ]
       : [],
-    file: `segcause-${base ? names(ui.model) : "map"}-${methods.join("+") || "image"}-${roi ? `roi${roi.row},${roi.col},${roi.height},${roi.width}` : roiMask ? "roi-mask" : "no-roi"}`,
+    file: `segcause-${base ? names(ui.model).replace(/\.onnx$/, "") : "map"}-${methods.join("+") || "image"}-${roi ? `roi${roi.row},${roi.col},${roi.height},${roi.width}` : roiMask ? "roi-mask" : "no-roi"}`,
     source: shown.flatMap((r) => (r ? [commands.get(r.dir) ?? `results folder ${r.dir}`] : [])).join("\n") || undefined,
   });
 }
@@ -1020,7 +1020,11 @@ function wire(): void {
   ui.roiTool.onchange = () => {
     $("brush-row").hidden = ui.roiTool.value !== "brush";
   };
-  ui.compare.onchange = () => void setCompares([...ui.compare.selectedOptions].map((o) => o.value));
+  // the maps stay in the order they were picked in
+  ui.compare.onchange = () => {
+    const picked = [...ui.compare.selectedOptions].map((o) => o.value);
+    void setCompares([...compareDirs.filter((d) => picked.includes(d)), ...picked.filter((d) => !compareDirs.includes(d))]);
+  };
   window.addEventListener("mouseup", (e) => {
     pan = undefined;
     if (!drag) return;
