@@ -604,7 +604,8 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
       await p.waitForSelector("body[data-eval-cell]");
       const cellDir = join(out, "cells", "tiny", "causal", "a", "inside8-0", "zero");
       const map = decodeNpy(readFileSync(join(cellDir, "map.npy")));
-      const roi = JSON.parse(readFileSync(join(cellDir, "attribution.json"), "utf8")).roi;
+      const attribution = JSON.parse(readFileSync(join(cellDir, "attribution.json"), "utf8"));
+      const roi = attribution.roi;
       const drawn = await p.evaluate(() => {
         const c = document.getElementById("ev-cell-map") as HTMLCanvasElement;
         return { w: c.width, data: [...c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data] };
@@ -633,6 +634,14 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
       });
       expect(zero).toBeGreaterThan(0);
       expect(coloured).toBeGreaterThan(0);
+      // hovering a pixel reads map.npy's value there (one where the map is not 0, one where it is)
+      const cb = (await p.locator("#ev-cell-map").boundingBox())!;
+      const k = cb.width / drawn.w;
+      for (const i of [map.data.findIndex((v) => v !== 0), map.data.indexOf(0)]) {
+        const [y, x] = [Math.floor(i / drawn.w), i % drawn.w];
+        await p.mouse.move(cb.x + (x + 0.5) * k, cb.y + (y + 0.5) * k);
+        expect(await p.textContent("#ev-cell-hover")).toBe(`pixel (${y}, ${x}): ${Number(map.data[i]).toPrecision(4)} ${attribution.valueUnits}`);
+      }
       // Save PNG of the cell: the map drawn larger, its image's gray and its colours both there
       const png = await saved(p, "#ev-save-cell");
       expect(png.name).toBe("segcause-evaluate-cell-tiny-causal-a-inside8-0-zero.png");

@@ -275,6 +275,12 @@ async function showCell(c: EvaluateCellList["cells"][number]): Promise<void> {
     if (cell.match.image) g.drawImage(await loadImage(folder.imageUrl(cell.match.image)), 0, 0, cell.width, cell.height);
     const under = g.getImageData(0, 0, cell.width, cell.height);
     const max = maxAbs(map);
+    // hover: the map's value under the cursor, as map.npy holds it
+    canvas.onmousemove = (e) => {
+      const col = Math.min(cell.width - 1, Math.floor((e.offsetX / canvas.clientWidth) * cell.width));
+      const row = Math.min(cell.height - 1, Math.floor((e.offsetY / canvas.clientHeight) * cell.height));
+      el("ev-cell-hover").textContent = `pixel (${row}, ${col}): ${map[row * cell.width + col].toPrecision(4)} ${cell.valueUnits}`;
+    };
     for (let p = 0; p < map.length; p++) {
       const [r, gr, b, a] = colourOf(cell.signed ? "signed" : "abs", map[p], max);
       for (const [k, v] of [r, gr, b].entries()) under.data[p * 4 + k] = Math.round(under.data[p * 4 + k] * (1 - a) + v * a);
