@@ -946,6 +946,9 @@ function panTo(e: MouseEvent): void {
 
 /** Save PNG of the map view: every map side by side, each with its method and colour scale, under the model, image and RoI. */
 function saveMaps(): void {
+  // the maps without the cursor's outline
+  cursor = undefined;
+  draw();
   const shown = [result, ...compares];
   const names = (sel: HTMLSelectElement) => sel.selectedOptions[0]?.text ?? "";
   const methods = shown.flatMap((r) => (r ? [r.method] : []));
