@@ -1,0 +1,146 @@
+/**
+ * Changed-region passes (issue 24, phase 3): the unperturbed input runs once through the full graph,
+ * which returns every tensor the changed-region graph (src/onnx/changed.ts) pastes into; each
+ * perturbed pass then feeds only the input's changed window and recomputes every tensor over the part
+ * the change reaches and the RoI needs. An item's changed box is found by diffing the written input
+ * against the unperturbed one, so every block method works unchanged; items with the same box run as
+ * one batch (one session serves every box: window positions and sizes are inputs of the graph).
+ */
+import ort from "onnxruntime-node";
+import type { Model } from "../model/model.js";
+import { Sessions, type TensorData } from "../model/runtime.js";
+import { type BoxPlan, type ChangedGraph, planBox, type Win } from "../onnx/changed.js";
+import { exposeTensors } from "../onnx/surgery.js";
+
+export class ChangedPasses {
+  private readonly plans = new Map<string, BoxPlan>();
+
+  private constructor(
+    private readonly model: Model,
+    readonly cg: ChangedGraph,
+    private readonly sessions: Sessions,
+    private readonly caches: Record<string, ort.Tensor>,
+    private readonly baseInput: Float32Array,
+    /** the input's needed box (rows, cols): changes outside it cannot reach the RoI */
+    private readonly needIn: Win,
+  ) {}
+
+  /**
+   * Runs the unperturbed input (and `check`, a perturbed input) through the full graph with the cached
+   * tensors as outputs; returns the passes and the full graph's output for `check`.
+   */
+  static async open(
+    model: Model,
+    cg: ChangedGraph,
+    baseInput: Float32Array,
+    check: Float32Array,
+  ): Promise<{ passes: ChangedPasses; checkOutput: Float32Array }> {
+    const tensors = [...new Set([cg.output, ...cg.caches.map((c) => c.tensor)])].filter((t) => t !== cg.input);
+    const threads = model.threads * model.workers;
+    const probe = await Sessions.open(exposeTensors(model.proto(), tensors), { threads, workers: 1, device: model.device });
+    let caches: Record<string, ort.Tensor>;
+    let checkOutput: Float32Array;
+    try {
+      const feed = (x: Float32Array) => ({ [model.inputName]: { type: "float32", data: x, dims: [1, ...model.inputDims] } as TensorData });
+      const base = await probe.run(0, feed(baseInput), tensors);
+      caches = Object.fromEntries(
+        cg.caches.map((c) => {
+          const dims = cg.g.dims.get(c.tensor)!;
+          return [c.feed, padded(c.tensor === cg.input ? baseInput : (base[c.tensor].data as Float32Array), dims, c.pad, c.value)];
+        }),
+      );
+      checkOutput = Float32Array.from((await probe.run(0, feed(check), [cg.output]))[cg.output].data as Float32Array);
+    } finally {
+      await probe.release();
+    }
+    const sessions = await Sessions.open(cg.bytes, { threads, workers: 1, device: model.device });
+    const needIn = cg.need.get(cg.input)!.box.slice(2) as Win;
+    return { passes: new ChangedPasses(model, cg, sessions, caches, baseInput, needIn), checkOutput };
+  }
+
+  /** The box (rows, cols) where `x` differs from the unperturbed input inside the input's needed box, or undefined. */
+  diffBox(x: Float32Array): Win | undefined {
+    const { channels: C, height: H, width: W } = this.model;
+    const [[r0, r1], [c0, c1]] = this.needIn;
+    let [y0, y1, x0, x1] = [Infinity, -1, Infinity, -1];
+    for (let c = 0; c < C; c++)
+      for (let y = r0; y < r1; y++) {
+        const at = (c * H + y) * W;
+        for (let i = c0; i < c1; i++)
+          if (x[at + i] !== this.baseInput[at + i]) {
+            if (y < y0) y0 = y;
+            if (y > y1) y1 = y;
+            if (i < x0) x0 = i;
+            if (i > x1) x1 = i;
+          }
+      }
+    return y1 < 0
+      ? undefined
+      : [
+          [y0, y1 + 1],
+          [x0, x1 + 1],
+        ];
+  }
+
+  plan(box: Win): BoxPlan {
+    const key = box.flat().join(",");
+    let p = this.plans.get(key);
+    if (!p) {
+      p = planBox(this.cg, box);
+      this.plans.set(key, p);
+    }
+    return p;
+  }
+
+  /** The input's tile of `box` (every channel) out of a full model input. */
+  tile(
+    x: Float32Array,
+    box: Win,
+    dst: Float32Array = new Float32Array(this.model.channels * (box[0][1] - box[0][0]) * (box[1][1] - box[1][0])),
+  ): Float32Array {
+    const { channels: C, height: H, width: W } = this.model;
+    const [[r0, r1], [c0, c1]] = box;
+    let k = 0;
+    for (let c = 0; c < C; c++)
+      for (let y = r0; y < r1; y++) {
+        const at = (c * H + y) * W;
+        dst.set(x.subarray(at + c0, at + c1), k);
+        k += c1 - c0;
+      }
+    return dst;
+  }
+
+  /** Runs `tiles` (all of one box) as one batch; returns the output's tile [n, OC, oh, ow] and its window. */
+  async run(box: Win, tiles: Float32Array[]): Promise<{ data: Float32Array; window: Win }> {
+    const p = this.plan(box);
+    const [h, w] = [box[0][1] - box[0][0], box[1][1] - box[1][0]];
+    const size = this.model.channels * h * w;
+    const data = new Float32Array(tiles.length * size);
+    tiles.forEach((t, i) => data.set(t, i * size));
+    const feeds: Record<string, TensorData | ort.Tensor> = { ...this.caches };
+    feeds[this.cg.input] = new ort.Tensor("float32", data, [tiles.length, this.model.channels, h, w]);
+    for (const [n, v] of Object.entries(p.ints)) feeds[n] = new ort.Tensor("int64", v, [v.length]);
+    let out: Record<string, TensorData>;
+    try {
+      out = await this.sessions.run(0, feeds as Record<string, TensorData>, [this.cg.output]);
+    } catch (e) {
+      this.model.runFailed(e, tiles.length);
+    }
+    return { data: out[this.cg.output].data as Float32Array, window: p.output };
+  }
+
+  async release(): Promise<void> {
+    await this.sessions.release();
+  }
+}
+
+/** A [1, C, H, W] tensor padded on its spatial axes with `value`. */
+function padded(src: Float32Array, dims: number[], pad: [number, number][], value: number): ort.Tensor {
+  const [C, H, W] = [dims[1], dims[2], dims[3]];
+  const [Hp, Wp] = [H + pad[0][0] + pad[0][1], W + pad[1][0] + pad[1][1]];
+  const dst = new Float32Array(C * Hp * Wp);
+  if (value !== 0) dst.fill(value);
+  for (let c = 0; c < C; c++)
+    for (let y = 0; y < H; y++) dst.set(src.subarray((c * H + y) * W, (c * H + y + 1) * W), (c * Hp + y + pad[0][0]) * Wp + pad[1][0]);
+  return new ort.Tensor("float32", dst, [1, C, Hp, Wp]);
+}
