@@ -9,7 +9,7 @@
 import ort from "onnxruntime-node";
 import type { Model } from "../model/model.js";
 import { Sessions, type TensorData } from "../model/runtime.js";
-import { type BoxPlan, type ChangedGraph, planBox, type Win } from "../onnx/changed.js";
+import { type BoxPlan, type ChangedGraph, cacheDims, paddedCache, planBox, type Win } from "../onnx/changed.js";
 import { exposeTensors } from "../onnx/surgery.js";
 
 export class ChangedPasses {
@@ -46,7 +46,8 @@ export class ChangedPasses {
       caches = Object.fromEntries(
         cg.caches.map((c) => {
           const dims = cg.g.dims.get(c.tensor)!;
-          return [c.feed, padded(c.tensor === cg.input ? baseInput : (base[c.tensor].data as Float32Array), dims, c.pad, c.value)];
+          const data = paddedCache(c, dims, c.tensor === cg.input ? baseInput : (base[c.tensor].data as Float32Array));
+          return [c.feed, new ort.Tensor("float32", data, cacheDims(c, dims))];
         }),
       );
       checkOutput = Float32Array.from((await probe.run(0, feed(check), [cg.output]))[cg.output].data as Float32Array);
@@ -132,15 +133,4 @@ export class ChangedPasses {
   async release(): Promise<void> {
     await this.sessions.release();
   }
-}
-
-/** A [1, C, H, W] tensor padded on its spatial axes with `value`. */
-function padded(src: Float32Array, dims: number[], pad: [number, number][], value: number): ort.Tensor {
-  const [C, H, W] = [dims[1], dims[2], dims[3]];
-  const [Hp, Wp] = [H + pad[0][0] + pad[0][1], W + pad[1][0] + pad[1][1]];
-  const dst = new Float32Array(C * Hp * Wp);
-  if (value !== 0) dst.fill(value);
-  for (let c = 0; c < C; c++)
-    for (let y = 0; y < H; y++) dst.set(src.subarray((c * H + y) * W, (c * H + y + 1) * W), (c * Hp + y + pad[0][0]) * Wp + pad[1][0]);
-  return new ort.Tensor("float32", dst, [1, C, Hp, Wp]);
 }

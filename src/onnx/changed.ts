@@ -56,6 +56,8 @@ interface OpSpec {
   mode?: string;
   /** feed prefix of the slice that cuts a widened window's output to the tile */
   cut?: string;
+  /** AveragePool: the cells its divisor counts (per spatial axis, tensor coordinates), divided out explicitly */
+  counted?: [number, number][];
 }
 
 export interface ChangedGraph {
@@ -161,18 +163,21 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
         const [k, s, d, pb] = [p.kernel[i], p.strides[i], p.dilations[i], p.pads[i]];
         return [pb, Math.max(0, (yDims[i + 2] - 1) * s - pb + (k - 1) * d + 1 - xd[i + 2])];
       });
-      if (op === "AveragePool") {
-        const counts = attrInt(node, "count_include_pad", 0) === 1;
-        const past = pad.some(([, hi], i) => hi > p.pads[i + 2]);
-        if ((!counts && pad.some(([lo, hi]) => lo > 0 || hi > 0)) || (counts && past))
-          throw new CropRefused(`${describeNode(node)}: an average whose windows pass the edge without counting the padding`);
-      }
+      // An average over a window that passes the edge divides by the cells it counts (inside the tensor, or
+      // inside its padding with count_include_pad; ceil_mode's last window never counts beyond the padding).
+      const counted: [number, number][] | undefined =
+        op === "AveragePool" && pad.some(([lo, hi]) => lo > 0 || hi > 0)
+          ? attrInt(node, "count_include_pad", 0) === 1
+            ? [0, 1].map((i): [number, number] => [-p.pads[i], xd[i + 2] + p.pads[i + 2]])
+            : [0, 1].map((i): [number, number] => [0, xd[i + 2]])
+          : undefined;
       ops.push({
         rn,
         kind: "window",
         y,
         reads: [pasted(x, op === "MaxPool" ? MAX_POOL_PAD : 0, pad), ...node.input.slice(1).map(() => undefined)],
         p,
+        counted,
       });
     } else if (
       op === "ConvTranspose" &&
@@ -304,7 +309,25 @@ function buildGraph(
       continue;
     }
     const inputs = node.input.map((t, k) => read(o.reads[k], t));
-    if (o.kind === "window") {
+    if (o.kind === "window" && o.counted) {
+      // mean over the window / share of it counted, both averages over the whole window
+      const attrs = [...drop(node, ["pads", "auto_pad", "ceil_mode", "count_include_pad"]), attribute("pads", [0, 0, 0, 0])];
+      const r = o.reads[0]!;
+      const c = r.cache!;
+      const d = g.dims.get(r.tensor)!;
+      const [Hp, Wp] = [d[2] + c.pad[0][0] + c.pad[0][1], d[3] + c.pad[1][0] + c.pad[1][1]];
+      const inside = (v: number, i: number) => v - c.pad[i][0] >= o.counted![i][0] && v - c.pad[i][0] < o.counted![i][1];
+      const ind = name("counted");
+      inits.push(
+        floatTensor(
+          ind,
+          [1, 1, Hp, Wp],
+          Array.from({ length: Hp * Wp }, (_, k) => (inside(Math.floor(k / Wp), 0) && inside(k % Wp, 1) ? 1 : 0)),
+        ),
+      );
+      const share = emit(node.opType, [slice(ind, `${r.feed}_k`)], attrs, name("share"), node);
+      emit("Div", [emit(node.opType, inputs, attrs, name("mean"), node), share], [], o.y);
+    } else if (o.kind === "window") {
       emit(node.opType, inputs, [...drop(node, ["pads", "auto_pad", "ceil_mode"]), attribute("pads", [0, 0, 0, 0])], o.y, node);
     } else if (o.kind === "transpose") {
       const tmp = emit(
@@ -342,10 +365,7 @@ function buildGraph(
   const inDims = g.dims.get(g.input)!;
   graph.input = [
     valueInfo(g.input, ["N", inDims[1], "h", "w"]),
-    ...caches.map((c) => {
-      const d = g.dims.get(c.tensor)!;
-      return valueInfo(c.feed, [1, d[1], d[2] + c.pad[0][0] + c.pad[0][1], d[3] + c.pad[1][0] + c.pad[1][1]]);
-    }),
+    ...caches.map((c) => valueInfo(c.feed, cacheDims(c, g.dims.get(c.tensor)!))),
     ...ints.map(([n, len]) => valueInfo(n, [len], TensorProto_DataType.INT64)),
   ];
   graph.node = live(nodes, g.output);
@@ -354,6 +374,22 @@ function buildGraph(
   graph.valueInfo = [];
   graph.output = [valueInfo(g.output, ["N", g.dims.get(g.output)![1], "oh", "ow"])];
   return toBinary(ModelProtoSchema, m);
+}
+
+/** The dims of a cached copy: [1, C, H, W] padded. */
+export function cacheDims(c: CacheSpec, dims: number[]): number[] {
+  return [1, dims[1], dims[2] + c.pad[0][0] + c.pad[0][1], dims[3] + c.pad[1][0] + c.pad[1][1]];
+}
+
+/** The cached copy of a [1, C, H, W] tensor: padded on its spatial axes with the spec's value. */
+export function paddedCache(c: CacheSpec, dims: number[], src: Float32Array): Float32Array {
+  const [C, H, W] = [dims[1], dims[2], dims[3]];
+  const [Hp, Wp] = [H + c.pad[0][0] + c.pad[0][1], W + c.pad[1][0] + c.pad[1][1]];
+  const dst = new Float32Array(C * Hp * Wp);
+  if (c.value !== 0) dst.fill(c.value);
+  for (let ch = 0; ch < C; ch++)
+    for (let y = 0; y < H; y++) dst.set(src.subarray((ch * H + y) * W, (ch * H + y + 1) * W), (ch * Hp + y + c.pad[0][0]) * Wp + c.pad[1][0]);
+  return dst;
 }
 
 /** The window of tensor `t` for this box: changed ∩ needed, or one needed cell when the change does not reach it. */
