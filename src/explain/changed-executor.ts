@@ -25,24 +25,18 @@ export class ChangedPasses {
     private readonly needIn: Win,
   ) {}
 
-  /**
-   * Runs the unperturbed input (and `check`, a perturbed input) through the full graph with the cached
-   * tensors as outputs; returns the passes and the full graph's output for `check`.
-   */
-  static async open(
-    model: Model,
-    cg: ChangedGraph,
-    baseInput: Float32Array,
-    check: Float32Array,
-  ): Promise<{ passes: ChangedPasses; checkOutput: Float32Array }> {
-    const tensors = [...new Set([cg.output, ...cg.caches.map((c) => c.tensor)])].filter((t) => t !== cg.input);
+  /** Runs the unperturbed input through the full graph with the cached tensors as outputs, and opens the changed-region graph. */
+  static async open(model: Model, cg: ChangedGraph, baseInput: Float32Array): Promise<ChangedPasses> {
+    const tensors = [...new Set(cg.caches.map((c) => c.tensor))].filter((t) => t !== cg.input);
     const threads = model.threads * model.workers;
-    const probe = await Sessions.open(exposeTensors(model.proto(), tensors), { threads, workers: 1, device: model.device });
     let caches: Record<string, ort.Tensor>;
-    let checkOutput: Float32Array;
+    const probe = tensors.length
+      ? await Sessions.open(exposeTensors(model.proto(), tensors), { threads, workers: 1, device: model.device })
+      : undefined;
     try {
-      const feed = (x: Float32Array) => ({ [model.inputName]: { type: "float32", data: x, dims: [1, ...model.inputDims] } as TensorData });
-      const base = await probe.run(0, feed(baseInput), tensors);
+      const base = probe
+        ? await probe.run(0, { [model.inputName]: { type: "float32", data: baseInput, dims: [1, ...model.inputDims] } }, tensors)
+        : {};
       caches = Object.fromEntries(
         cg.caches.map((c) => {
           const dims = cg.g.dims.get(c.tensor)!;
@@ -50,13 +44,11 @@ export class ChangedPasses {
           return [c.feed, new ort.Tensor("float32", data, cacheDims(c, dims))];
         }),
       );
-      checkOutput = Float32Array.from((await probe.run(0, feed(check), [cg.output]))[cg.output].data as Float32Array);
     } finally {
-      await probe.release();
+      await probe?.release();
     }
     const sessions = await Sessions.open(cg.bytes, { threads, workers: 1, device: model.device });
-    const needIn = cg.need.get(cg.input)!.box.slice(2) as Win;
-    return { passes: new ChangedPasses(model, cg, sessions, caches, baseInput, needIn), checkOutput };
+    return new ChangedPasses(model, cg, sessions, caches, baseInput, cg.need.get(cg.input)!.box.slice(2) as Win);
   }
 
   /** The box (rows, cols) where `x` differs from the unperturbed input inside the input's needed box, or undefined. */
