@@ -231,7 +231,10 @@ export class RoiExecutor {
     await this.evaluateCropped(
       [0],
       (_, dst) => dst.set(check),
-      (d) => ((cropped = Float32Array.from(d)), 0),
+      (d) => {
+        cropped = Float32Array.from(d);
+        return 0;
+      },
     );
     let passes: ChangedPasses;
     try {
