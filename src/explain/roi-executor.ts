@@ -212,7 +212,12 @@ export class RoiExecutor {
       { length: Math.min(32, inReach.length) },
       (_, i) => inReach[Math.floor((i * inReach.length) / Math.min(32, inReach.length))],
     );
-    const share = sample.reduce((s, u) => s + planBox(cg, clip(u)).macs, 0) / sample.length / cg.fullMacs;
+    let share: number;
+    try {
+      share = sample.reduce((s, u) => s + planBox(cg, clip(u)).macs, 0) / sample.length / cg.fullMacs;
+    } catch (e) {
+      return `the changed-region graph cannot plan this model's windows: ${(e as Error).message.split("\n")[0]}`;
+    }
     if (!force && share > CHANGED_SHARE_OF_CROP * cropShare)
       return `a changed-region pass would cost ${(100 * share).toFixed(1)}% of a full pass, the RoI-cropped one ${(100 * cropShare).toFixed(0)}% (changed-region runs at ${100 * CHANGED_SHARE_OF_CROP}% of the cropped or less)`;
     // The check: the block in reach nearest the RoI's centre, every value moved by 0.5, through both graphs.
@@ -316,7 +321,7 @@ export class RoiExecutor {
         scores[i] = read(scratchOut, 0, items[i]);
         continue;
       }
-      if (passes.plan(box).macs >= changed.cropMacs) {
+      if (!(planMacs(passes, box) < changed.cropMacs)) {
         cropped.push(i);
         continue;
       }
@@ -390,6 +395,15 @@ export class RoiExecutor {
 
   async release(): Promise<void> {
     await Promise.all([this.sessions.release(), this.changed?.passes.release()]);
+  }
+}
+
+/** A box's changed-region multiply-adds; NaN (so: run it cropped) when its windows cannot be planned, which the tests never met. */
+function planMacs(passes: ChangedPasses, box: [number, number][]): number {
+  try {
+    return passes.plan(box).macs;
+  } catch {
+    return Number.NaN;
   }
 }
 
