@@ -138,6 +138,7 @@ export async function explainBlocks(
     { input: ctx.base, output: ctx.baseOutput },
     run.incremental ?? "off",
     ctx.runner.batchSize,
+    { units, executor: run.incrementalExecutor },
   );
   try {
     return await explainWith(ctx, spec, intervention, {

@@ -17,7 +17,7 @@ import type { ScreenLoss } from "./adaptive.js";
 import type { Attribution, AttributionCore, UnitResult } from "./attribution.js";
 import { buildProvenance, unperturbedPass } from "./base-pass.js";
 import { type Resumable, resumableEvaluate } from "./checkpoint.js";
-import type { IncrementalMode } from "./roi-executor.js";
+import type { ExecutorChoice, IncrementalMode } from "./roi-executor.js";
 import type { Evaluate } from "./samples.js";
 import type { UnitKind } from "./units.js";
 
@@ -31,6 +31,8 @@ export interface RunOptions {
   onPartialMap?: (p: PartialMap) => void;
   /** block-intervention methods: run passes on the RoI-cropped graph (roi-executor.ts); default off */
   incremental?: IncrementalMode;
+  /** which incremental executor: by the multiply-add counts (default), or forced (tests, the bench) */
+  incrementalExecutor?: ExecutorChoice;
 }
 
 /** A map still being estimated: every unit with its estimate so far, and the forward passes spent (the unperturbed one included). */
