@@ -7,6 +7,7 @@
  * run resumed.
  */
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { outcomeUnits } from "../target/outcome.js";
@@ -31,6 +32,20 @@ export interface RunOptions {
   onPartialMap?: (p: PartialMap) => void;
   /** block-intervention methods: run passes on the RoI-cropped graph (roi-executor.ts); default off */
   incremental?: IncrementalMode;
+  /**
+   * `explain --queue`'s shard on a worker: only the units u with u % count === index are sampled; the
+   * others score m(X) without a pass (their samples are another shard's, and are not returned).
+   * Only the block engine's independent schedules take it (src/queue/shards.ts).
+   */
+  shard?: Shard;
+  /** `explain --queue`'s gathering run: every sample must come from the checkpoint (a pass to run is an error) */
+  replayOnly?: boolean;
+}
+
+/** One shard of a map's units: those with unit % count === index. */
+export interface Shard {
+  index: number;
+  count: number;
 }
 
 /** A map still being estimated: every unit with its estimate so far, and the forward passes spent (the unperturbed one included). */
@@ -336,7 +351,9 @@ export class SampleScorer {
   constructor(ctx: RunContext, key: Record<string, unknown>, write: (unit: number, draw: number, dst: Float32Array) => void, o: ScorerOptions) {
     const { base, target } = ctx;
     const runner = o.runner ?? ctx.runner;
-    const skip = o.skip;
+    const { shard, replayOnly } = ctx.run;
+    // a shard's run scores the other shards' units as m(X), without a pass (those samples are never returned)
+    const skip = shard ? (u: number) => u % shard.count !== shard.index || (o.skip?.(u) ?? false) : o.skip;
     this.resumable = ctx.resumable(
       (resumable) => async (all) => {
         const scores = new Float64Array(all.length);
@@ -348,6 +365,11 @@ export class SampleScorer {
             resumable().finished(r, target.base);
             this.skippedPasses++;
           });
+        if (replayOnly && reqs.length > 0)
+          fail(
+            `the samples gathered from the queue's workers lack ${reqs.length} of this map's (they were computed under other settings or by another segcause version)`,
+            "run the workers with this segcause version and rerun the same command",
+          );
         const started = Date.now();
         const ran = await runner.evaluate(
           reqs,

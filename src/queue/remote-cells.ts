@@ -21,7 +21,7 @@ import type { Model } from "../model/model.js";
 import { sha256 } from "../util/hash.js";
 import { type BlobRef, putBlob } from "./blobs.js";
 import { CELLS_QUEUE, connectRedis, redactUrl } from "./connection.js";
-import { type CellJob, CellResult, type ControlJob, ControlResult, firstIssue, JOB_VERSION, REFUSED } from "./jobs.js";
+import { type CellJob, CellResult, type ControlJob, ControlResult, firstIssue, JOB_VERSION, REFUSED, type ShardJob } from "./jobs.js";
 
 /** A cell computed on a worker: its files and its cost, as the cell logic reports it. */
 export interface RemoteCell {
@@ -184,7 +184,8 @@ export class RemoteCells {
     }
   }
 
-  private blob(path: string): Promise<BlobRef> {
+  /** The file stored in Redis under its sha256 (once per process). */
+  blob(path: string): Promise<BlobRef> {
     let b = this.blobs.get(path);
     if (!b) {
       b = putBlob(this.redis, path);
@@ -193,8 +194,16 @@ export class RemoteCells {
     return b;
   }
 
+  /**
+   * Removes a finished job and its return value (the enqueuer has written what it returned): Redis
+   * keeps no results, and a rerun finds the result in the folder, not in the queue.
+   */
+  async forget(jobId: string): Promise<void> {
+    await this.queue.remove(jobId);
+  }
+
   /** Adds the job (or finds the one of this id) and waits for its return value; a refusal is a SegcauseError. */
-  private async run(name: "control" | "cell", jobId: string, data: ControlJob | CellJob): Promise<unknown> {
+  async run(name: "control" | "cell" | "shard", jobId: string, data: ControlJob | CellJob | ShardJob): Promise<unknown> {
     if (this.lostProblem) fail(this.lostProblem);
     let onLost: ((e: SegcauseError) => void) | undefined;
     const lost = new Promise<never>((_, reject) => {
