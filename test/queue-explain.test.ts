@@ -174,7 +174,9 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     const fast = segcause(...explainArgs(join(dir, "fast"), ["--queue", url]).map((a) => (a === "paper" ? "fast" : a)));
     expect(fast.code).toBe(1);
     expect(fast.stderr.trim().split("\n")).toHaveLength(1);
-    expect(fast.stderr).toMatch(/fast schedule .* cannot be split into shards \(--queue runs pdcr --schedule paper, pdcr-superpixel, zero and occlusion/);
+    expect(fast.stderr).toMatch(
+      /fast schedule .* cannot be split into shards \(--queue runs pdcr --schedule paper, pdcr-superpixel, zero and occlusion/,
+    );
     const rise = segcause(
       ...["explain", "--model", join(dir, "model.onnx"), "--image", join(dir, "img.png"), "--roi", "0,16,8,8", "--method", "rise"],
       ...["--out", join(dir, "rise"), "--queue", url],

@@ -3,12 +3,13 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Command } from "commander";
-import { type Case, checkMaskSize, loadCase } from "../data/case.js";
-import { IMAGE_FORMATS, loadMask, readInput } from "../data/image.js";
+import { type Case, loadCase } from "../data/case.js";
+import { IMAGE_FORMATS } from "../data/image.js";
 import { PatchBank } from "../data/patchbank.js";
 import { looksLikeVolume } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import type { Attribution } from "../explain/attribution.js";
+import { QUEUE_SCHEDULES_FIX } from "../explain/block-effects.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
 import { flagLabel, kebab, type MethodDefinition, type MethodOption, resolveOptions } from "../explain/methods.js";
 import { INCREMENTAL_MODES, type IncrementalMode } from "../explain/roi-executor.js";
@@ -16,14 +17,18 @@ import type { RunOptions } from "../explain/run.js";
 import { BOX_UNITS } from "../explain/volume/box-size.js";
 import type { Device } from "../model/device.js";
 import { Model } from "../model/model.js";
+import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
 import { SLICE_AXES } from "../model/slice-model.js";
 import { type ExecutionPlan, tuneExecution } from "../model/tune.js";
 import { isVolumeModel } from "../model/volume-card.js";
+import { dropShards, gatherShards } from "../queue/remote-explain.js";
+import { unshardable } from "../queue/shards.js";
 import { countLines } from "../report/counts.js";
 import { parseScale, SCALE_HELP } from "../report/scale.js";
 import { type WrittenOutputs, writeAttribution } from "../report/write.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { parseRoi } from "../target/roi.js";
+import { loadRoiMask } from "../target/roi-mask.js";
 import type { TargetSpec } from "../target/target.js";
 import { checkOutputFolder, takeOutputFolder } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
@@ -31,11 +36,6 @@ import type { FolderLock } from "../util/lock.js";
 import { getOrInsert } from "../util/maps.js";
 import { type ProgressListener, stderrProgress } from "../util/progress.js";
 import { t975 } from "../util/tdist.js";
-import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
-import { dropShards, gatherShards } from "../queue/remote-explain.js";
-import { unshardable } from "../queue/shards.js";
-import { QUEUE_SCHEDULES_FIX } from "../explain/block-effects.js";
-import { loadRoiMask } from "../target/roi-mask.js";
 import { checkNoImageFlags, emitVolume, runVolumeExplain, type VolumeExplainResult, type VolumeExplainStopped } from "./explain-volume.js";
 import {
   addCardFlags,
@@ -252,7 +252,9 @@ function recordQueue(a: Attribution, q: NonNullable<Attribution["provenance"]["q
   a.provenance.queue = q;
   // the run read its samples from the shards: that is the queue's note, not a resumed checkpoint's
   a.notes = a.notes.filter((n) => !n.startsWith("resumed from checkpoint"));
-  a.notes.push(`computed on the workers of ${q.url}: ${q.shards} shards, ${q.samples} samples, gathered into the local code's map (identical to a local run's)`);
+  a.notes.push(
+    `computed on the workers of ${q.url}: ${q.shards} shards, ${q.samples} samples, gathered into the local code's map (identical to a local run's)`,
+  );
 }
 
 export function describeResult(r: ExplainResult): string {
@@ -383,7 +385,10 @@ export async function runVolumeCommand(
     );
   if (!volumeModel && !volumeImage) return undefined;
   if (opts.queue)
-    fail("--queue splits maps of 2D images only; a volume's map is not queued yet", "explain the volume without --queue (it resumes from its checkpoint)");
+    fail(
+      "--queue splits maps of 2D images only; a volume's map is not queued yet",
+      "explain the volume without --queue (it resumes from its checkpoint)",
+    );
   // A 2D model on a volume runs slice by slice (src/model/slice-model.ts).
   checkNoImageFlags(opts, volumeModel ? "volume" : "slices");
   const overrides = volumeModel ? undefined : cardOverrides(opts);

@@ -2,7 +2,7 @@
 import { homedir } from "node:os";
 import { join, resolve } from "node:path";
 import { Command } from "commander";
-import { runWorker } from "../queue/worker.js";
+import { DEFAULT_MAX_MODELS, runWorker } from "../queue/worker.js";
 import { markResumable } from "../util/interrupt.js";
 import { intAtLeast } from "./options.js";
 
@@ -30,7 +30,7 @@ export function workerCommand(): Command {
       "--max-models <n>",
       "models kept loaded at once (each holds ONNX Runtime sessions); the least recently used is released first",
       intAtLeast("max-models"),
-      4,
+      DEFAULT_MAX_MODELS,
     )
     .option("--quiet", "no log lines on stderr")
     .action(async (f: { queue: string; concurrency: number; cache?: string; stallSeconds: number; maxModels: number; quiet?: boolean }) => {
@@ -39,7 +39,14 @@ export function workerCommand(): Command {
       const log = f.quiet ? () => {} : (l: string) => process.stderr.write(`[${new Date().toISOString()}] ${l}\n`);
       // runs until killed
       await runWorker(
-        { url: f.queue, concurrency: f.concurrency, cache: resolve(f.cache ?? defaultWorkerCache()), stallSeconds: f.stallSeconds, maxModels: f.maxModels, log },
+        {
+          url: f.queue,
+          concurrency: f.concurrency,
+          cache: resolve(f.cache ?? defaultWorkerCache()),
+          stallSeconds: f.stallSeconds,
+          maxModels: f.maxModels,
+          log,
+        },
         new AbortController().signal,
       );
     });

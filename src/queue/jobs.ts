@@ -104,7 +104,10 @@ export const ShardJob = z
     seed: z.number().int(),
     batchSize: count,
     threads: count.optional(),
-    shard: z.object({ index: z.number().int().min(0), count }).strict().refine((s) => s.index < s.count, "shard index must be below count"),
+    shard: z
+      .object({ index: z.number().int().min(0), count })
+      .strict()
+      .refine((s) => s.index < s.count, "shard index must be below count"),
   })
   .strict();
 export type ShardJob = z.infer<typeof ShardJob>;

@@ -16,7 +16,11 @@ export class ModelCache<T extends Releasable> {
   /** in order of last use, oldest first (a Map keeps insertion order) */
   private readonly entries = new Map<string, Entry<T>>();
 
-  constructor(readonly max: number) {}
+  constructor(
+    readonly max: number,
+    /** told of each value released to stay within `max` */
+    private readonly onRelease: (key: string) => void = () => {},
+  ) {}
 
   get size(): number {
     return this.entries.size;
@@ -50,6 +54,7 @@ export class ModelCache<T extends Releasable> {
       if (e.users > 0) continue;
       this.entries.delete(key);
       await e.value.then((v) => v.release()).catch(() => {});
+      this.onRelease(key);
     }
   }
 

@@ -1,7 +1,7 @@
 /**
  * The enqueuing side of `explain --queue`: the map's units go to the workers as shards (shards.ts),
  * each shard's samples come back as its job's return value and are kept in the output folder
- * (`.segcause-shards/`, so a restarted run does not queue a finished shard again) and removed from
+ * (`.segcause-shards/`, so a restarted run does not queue a finished shard again) and dropped from
  * Redis; once all are back they become the local run's checkpoint, and the local code path then
  * reads every sample from it and computes none, so the map is the local run's bit for bit.
  */
@@ -92,7 +92,7 @@ export async function gatherShards(q: QueuedMap): Promise<NonNullable<Provenance
           progress.add(1);
         }
         // written to the folder: the queue need not keep it (nor a job a killed run left behind)
-        await remote.forget(jobId);
+        await remote.dropResult(jobId);
         return { index, count: q.shards, result };
       }),
     );

@@ -29,7 +29,9 @@ export function shardSamples(samples: Record<string, (number | null)[]>, index: 
  * The shards' samples as one checkpoint of the local run (same key): every shard must have been
  * computed under the same key and hold only its own units.
  */
-export function mergeShards(results: { index: number; count: number; result: ShardResult }[]): { key: string; samples: Record<string, (number | null)[]> } | string {
+export function mergeShards(
+  results: { index: number; count: number; result: ShardResult }[],
+): { key: string; samples: Record<string, (number | null)[]> } | string {
   const keys = new Set(results.map((r) => r.result.key));
   if (keys.size !== 1) return `the shards were computed under ${keys.size} different settings (workers of different segcause versions?)`;
   const samples: Record<string, (number | null)[]> = {};

@@ -37,6 +37,7 @@ import {
 } from "./jobs.js";
 import { ModelCache } from "./model-cache.js";
 import { runShard } from "./shard-worker.js";
+import { recordRejection, tallyDone } from "./tally.js";
 
 export interface WorkerSettings {
   url: string;
@@ -46,10 +47,13 @@ export interface WorkerSettings {
   cache: string;
   /** a job whose worker sent no heartbeat for this long is handed to another worker (once) */
   stallSeconds: number;
-  /** models kept loaded at once (least recently used released first) */
-  maxModels: number;
+  /** models kept loaded at once, least recently used released first (default DEFAULT_MAX_MODELS) */
+  maxModels?: number;
   log: (line: string) => void;
 }
+
+/** Models a worker keeps loaded at once unless told otherwise (--max-models). */
+export const DEFAULT_MAX_MODELS = 4;
 
 /** Runs until `signal` aborts or the connection to Redis is lost (then rejects with one line). */
 const running = new Set<object>();
@@ -62,7 +66,10 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
     lostWith = new SegcauseError(problem, "start Redis again and restart the worker (its jobs are handed to other workers)");
     wake();
   });
-  const models: Models = new ModelCache(s.maxModels);
+  const maxModels = s.maxModels ?? DEFAULT_MAX_MODELS;
+  const models: Models = new ModelCache(maxModels, (key) =>
+    s.log(`released model ${String(JSON.parse(key)[0]).slice(0, 12)}… (--max-models ${maxModels})`),
+  );
   // Jobs in progress and their lock tokens: a stop hands them back to the queue (see below).
   const active = new Map<Job, string | undefined>();
   const processor = async (job: Job, token?: string) => {
@@ -102,13 +109,18 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   });
   let completed = 0,
     failed = 0;
+  // the tally and the rejections are bookkeeping: a failure to record them is logged, never a job's failure
+  const record = (what: string, p: Promise<void>) => p.catch((e: Error) => s.log(`could not record ${what}: ${e.message}`));
   worker.on("completed", (job) => {
     completed++;
     s.log(`done ${job.name} ${job.id}`);
+    void record("the job's cost", tallyDone(redis, job));
   });
   worker.on("failed", (job, e) => {
     failed++;
     if (!e.message.startsWith(REJECTED)) s.log(`job ${job?.id ?? "?"} (${job?.name ?? "?"}) failed: ${e.message}`);
+    // a rejected job leaves the queue (recorded for `queue status`): its id, a cell's key, stays free to be queued again
+    else if (job) void record("a rejection", recordRejection(redis, job, e.message));
   });
   worker.on("error", () => {}); // connection errors: the connection's retry strategy decides (connection.ts)
   // Ctrl-C or SIGTERM (a restart, a scale-down) is not a crash: the jobs in progress go back to the
@@ -175,7 +187,9 @@ async function withJobRoi<R>(
     const kase = await loadCase(model, await fetch(p.image), p.mask ? await fetch(p.mask) : undefined, { allowEmptyMask: true });
     kase.id = p.id.image;
     const bank = p.bank ? await PatchBank.load(await fetch(p.bank)) : undefined;
-    return f(await openRoi({ P: p.protocol as RoiContext["P"], seed: p.seed, batchSize: p.batchSize, model, kase, roi: p.roi, bank }, runner, p.id, []));
+    return f(
+      await openRoi({ P: p.protocol as RoiContext["P"], seed: p.seed, batchSize: p.batchSize, model, kase, roi: p.roi, bank }, runner, p.id, []),
+    );
   });
 }
 
