@@ -5,7 +5,7 @@
  * (the fast schedule, volumes) are refused in one line before anything is written or queued.
  */
 import { type ChildProcess, spawn } from "node:child_process";
-import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
@@ -183,7 +183,13 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     );
     expect(rise.code, rise.stderr).toBe(1);
     expect(rise.stderr).toMatch(/rise's map cannot be split into shards/);
-    expect([existsSync(join(dir, "fast")), existsSync(join(dir, "rise"))]).toEqual([false, false]);
+    // a volume (NIfTI by its name: the refusal comes before the volume is read)
+    writeFileSync(join(dir, "vol.nii.gz"), "not read");
+    const volume = segcause(...explainArgs(join(dir, "volume"), ["--queue", url]).map((a) => (a.endsWith("img.png") ? join(dir, "vol.nii.gz") : a)));
+    expect(volume.code).toBe(1);
+    expect(volume.stderr.trim().split("\n")).toHaveLength(1);
+    expect(volume.stderr).toMatch(/--queue splits maps of 2D images only.*explain the volume without --queue/);
+    expect([existsSync(join(dir, "fast")), existsSync(join(dir, "rise")), existsSync(join(dir, "volume"))]).toEqual([false, false, false]);
     const connection = new Redis(redisOptions(url));
     try {
       expect(await connection.dbsize()).toBe(0);
