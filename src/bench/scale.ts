@@ -58,7 +58,7 @@ function tinyModel(): Uint8Array {
 }
 
 /** The tiny case's files: the model, 16 images with masks (a data set), and a bank of flat 4 px patches. */
-async function tinyFiles(dir: string): Promise<{ model: string; manifest: string; image: string; bank: string }> {
+export async function tinyFiles(dir: string): Promise<{ model: string; manifest: string; image: string; bank: string }> {
   const model = join(dir, "tiny.onnx");
   writeFileSync(model, tinyModel());
   const cases = [];
@@ -139,19 +139,24 @@ export async function scaleBench(workerCounts = [1, 2, 4], cases: readonly Scale
   try {
     if (cases.includes("tiny")) {
       const t = await tinyFiles(dir);
-      const runs: { name: string; jobs: number; args: (out: string) => string[]; queue: string[] }[] = [
+      const runs: { name: string; cells: number; jobs: number; args: (out: string) => string[]; queue: string[] }[] = [
         {
           name: "tiny: evaluate, 16 images x 2 RoIs, zero (16 passes a cell)",
+          cells: 32,
           jobs: 64, // a control and a cell per RoI
           args: (out) => [
             ...["evaluate", "--models", t.model, "--dataset", t.manifest, "--split", "test", "--methods", "zero", "--rois", "boundary:8x2"],
             ...["--steps", "2", "--fills", "zero", "--topk", "10", "--top-area", "none", "--controls", "random", "--radius", "8"],
+            // the mean probability: a RoI beside the structure is not skipped (its Dice would be 0 whatever the input)
+            "--outcome",
+            "mean-prob",
             ...["--threads", "1", "--no-progress", "--out", join(dir, out)],
           ],
           queue: [],
         },
         {
           name: "tiny: explain, pdcr --schedule paper, 4 px blocks, 16 shards",
+          cells: 1,
           jobs: 16,
           args: (out) => [
             ...["explain", "--model", t.model, "--image", t.image, "--roi", "0,16,8,8", "--method", "pdcr", "--schedule", "paper"],
@@ -163,15 +168,15 @@ export async function scaleBench(workerCounts = [1, 2, 4], cases: readonly Scale
       ];
       for (const r of runs) {
         const local = await timed(r.args(`local-${++db}`));
-        rows.push({ cells: r.name, run: "local", count: r.jobs, wallS: local, cellsPerHour: (3600 * r.jobs) / local, load1: load1() });
+        rows.push({ cells: r.name, run: "local", count: r.cells, wallS: local, cellsPerHour: (3600 * r.cells) / local, load1: load1() });
         console.log(`  ${r.name}: local ${local.toFixed(1)} s (load ${load1()})`);
         const wall = await queued(1, (url) => [...r.args(`queued-${db}`), "--queue", url, ...r.queue]);
         rows.push({
           cells: r.name,
           run: 1,
-          count: r.jobs,
+          count: r.cells,
           wallS: wall,
-          cellsPerHour: (3600 * r.jobs) / wall,
+          cellsPerHour: (3600 * r.cells) / wall,
           jobs: r.jobs,
           overheadMsPerJob: (1000 * (wall - local)) / r.jobs,
           load1: load1(),
