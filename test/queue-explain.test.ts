@@ -169,6 +169,46 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     expect(second.length).toBeLessThanOrEqual(8 - kept);
   });
 
+  it("occlusion (overlapping windows) and pdcr-superpixel (irregular units) too, through a Redis with a password that is never recorded", async () => {
+    const r = await startRedis({
+      args: (port) => ["--port", String(port), "--requirepass", "s3cr@t"],
+      url: (port) => `redis://:s3cr%40t@127.0.0.1:${port}/0`,
+    });
+    // the worker's password from the environment, the enqueuer's in the URL
+    const bare = r.url.replace(/:[^:@/]*@/, "");
+    const child = spawn(process.execPath, [BIN, "worker", "--queue", bare, "--cache", tmp("segcause-wcache-")], {
+      env: { ...process.env, SEGCAUSE_REDIS_PASSWORD: "s3cr@t" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let log = "";
+    child.stderr!.on("data", (d) => (log += d));
+    const w: Bg = { child, err: () => log, done: new Promise((resolve) => child.once("exit", resolve)) };
+    try {
+      const methods = [
+        ["--method", "occlusion", "--block", "8", "--stride", "4"],
+        ["--method", "pdcr-superpixel", "--segments", "12", "--samples", "10", "--bank", join(dir, "bank.scbank")],
+      ];
+      for (const m of methods) {
+        const args = (out: string) => [
+          ...["explain", "--model", join(dir, "model.onnx"), "--image", join(dir, "img.png"), "--roi", "0,16,8,8", ...m],
+          ...["--seed", "3", "--batch-size", "4", "--threads", "1", "--workers", "1", "--no-progress", "--out", out],
+        ];
+        const local = segcause(...args(join(dir, `${m[1]}-local`)));
+        expect(local.code, local.stderr).toBe(0);
+        const queued = bg(...args(join(dir, `${m[1]}-queued`)), "--queue", r.url, "--shards", "3");
+        expect(await within(queued.done, 300_000, `the queued ${m[1]} map is written`), queued.err()).toBe(0);
+        expectSameMap(join(dir, `${m[1]}-local`), join(dir, `${m[1]}-queued`));
+        const manifest = readFileSync(join(dir, `${m[1]}-queued`, "manifest.json"), "utf8");
+        expect(JSON.parse(manifest).provenance.queue.url).toBe(r.url.replace("s3cr%40t", "***"));
+        expect(manifest).not.toMatch(/s3cr/);
+      }
+      expect(doneShards(w.err())).toHaveLength(6);
+    } finally {
+      await stop(w);
+      await r.stop();
+    }
+  });
+
   it("maps that cannot be split are one line before anything is written or queued", async () => {
     const url = sharedUrl(13);
     const fast = segcause(...explainArgs(join(dir, "fast"), ["--queue", url]).map((a) => (a === "paper" ? "fast" : a)));
