@@ -229,6 +229,19 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     expect(volume.code).toBe(1);
     expect(volume.stderr.trim().split("\n")).toHaveLength(1);
     expect(volume.stderr).toMatch(/--queue splits maps of 2D images only.*explain the volume without --queue/);
+    // the shipped 3D model on a real hippocampus volume (when ../shared/data is here)
+    const hippo = join("..", "shared", "data", "hippocampus");
+    if (existsSync(join(hippo, "manifest.json"))) {
+      const c = JSON.parse(readFileSync(join(hippo, "manifest.json"), "utf8")).cases[0] as { image: string; mask: string };
+      const real = segcause(
+        ...["explain", "--model", join("models", "volumes", "unet3d-hippocampus.onnx"), "--image", join(hippo, c.image)],
+        ...["--mask", join(hippo, c.mask), "--method", "zero", "--out", join(dir, "real-volume"), "--queue", url],
+      );
+      expect(real.code).toBe(1);
+      expect(real.stderr.trim().split("\n")).toHaveLength(1);
+      expect(real.stderr).toMatch(/--queue splits maps of 2D images only/);
+      expect(existsSync(join(dir, "real-volume"))).toBe(false);
+    } else console.warn("queue-explain.test.ts: ../shared/data/hippocampus is absent, so the real volume's refusal is not run (CI has the data)");
     expect([existsSync(join(dir, "fast")), existsSync(join(dir, "rise")), existsSync(join(dir, "volume"))]).toEqual([false, false, false]);
     const connection = new Redis(redisOptions(url));
     try {
