@@ -223,6 +223,15 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     );
     expect(rise.code, rise.stderr).toBe(1);
     expect(rise.stderr).toMatch(/rise's map cannot be split into shards/);
+    // an unreachable Redis (nothing listens on port 1), and --shards without --queue
+    const down = segcause(...explainArgs(join(dir, "down"), ["--queue", "redis://127.0.0.1:1/0"]));
+    expect(down.code).toBe(1);
+    expect(down.stderr.trim().split("\n")).toHaveLength(1);
+    expect(down.stderr).toContain("cannot reach Redis at redis://127.0.0.1:1/0");
+    const alone = segcause(...explainArgs(join(dir, "alone"), ["--shards", "4"]));
+    expect(alone.code).toBe(1);
+    expect(alone.stderr).toMatch(/--shards applies with --queue/);
+    expect([existsSync(join(dir, "down")), existsSync(join(dir, "alone"))]).toEqual([false, false]);
     // a volume (NIfTI by its name: the refusal comes before the volume is read)
     writeFileSync(join(dir, "vol.nii.gz"), "not read");
     const volume = segcause(...explainArgs(join(dir, "volume"), ["--queue", url]).map((a) => (a.endsWith("img.png") ? join(dir, "vol.nii.gz") : a)));

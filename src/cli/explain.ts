@@ -21,7 +21,8 @@ import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
 import { SLICE_AXES } from "../model/slice-model.js";
 import { type ExecutionPlan, tuneExecution } from "../model/tune.js";
 import { isVolumeModel } from "../model/volume-card.js";
-import { dropShards, gatherShards } from "../queue/remote-explain.js";
+import type { RemoteCells } from "../queue/remote-cells.js";
+import { dropShards, gatherShards, openShardQueue, type QueuedMap } from "../queue/remote-explain.js";
 import { unshardable } from "../queue/shards.js";
 import { countLines } from "../report/counts.js";
 import { parseScale, SCALE_HELP } from "../report/scale.js";
@@ -149,9 +150,12 @@ export async function runExplain(
       "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank",
     );
   if (f.queue) checkQueueable(f, def, options);
+  else if (f.shards !== undefined)
+    fail("--shards applies with --queue (the map's jobs for the workers)", "add --queue redis://host:6379/0, or drop --shards");
   const load = { card: f.card, overrides: cardOverrides(f), device: f.device };
   const model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
   let lock: FolderLock | undefined;
+  let remote: RemoteCells | undefined;
   try {
     // A setting that can never work on this model (or bank) stops here, before the case, tuning or any pass.
     const bank = def.needsBank ? await PatchBank.load(f.bank!) : undefined;
@@ -183,30 +187,33 @@ export async function runExplain(
       checkpointPath: join(f.out, ".checkpoint.json"),
       incremental: f.incremental ?? "auto",
     };
+    // --queue: the workers compute the samples into this run's checkpoint; the run below then computes none
+    const shardQueue: QueuedMap | undefined = f.queue
+      ? {
+          url: f.queue,
+          shards: f.shards ?? DEFAULT_SHARDS,
+          out: f.out,
+          checkpointPath: run.checkpointPath,
+          model,
+          ...(f.card ? { cardPath: f.card } : {}),
+          kase,
+          ...(bank ? { bankPath: f.bank } : {}),
+          roi: rect ?? { maskPath: f.roiMask! },
+          method: { name: def.name, options: given },
+          outcome: f.outcome,
+          reference: f.reference,
+          incremental: run.incremental,
+          seed: f.seed,
+          batchSize: batchSize!,
+          threads: fixedOrUndefined(f.threads),
+          onProgress: run.onProgress,
+        }
+      : undefined;
+    // an unreachable Redis or an input it cannot carry stops here, before the folder is taken
+    remote = shardQueue && (await openShardQueue(shardQueue));
     // One writer per folder from here on: the checkpoint, the files and the manifest are this run's.
     lock = takeOutputFolder(f.out, "explain");
-    // --queue: the workers compute the samples into this run's checkpoint; the run below then computes none
-    const queued =
-      f.queue &&
-      (await gatherShards({
-        url: f.queue,
-        shards: f.shards ?? DEFAULT_SHARDS,
-        out: f.out,
-        checkpointPath: run.checkpointPath,
-        model,
-        ...(f.card ? { cardPath: f.card } : {}),
-        kase,
-        ...(bank ? { bankPath: f.bank } : {}),
-        roi: rect ?? { maskPath: f.roiMask! },
-        method: { name: def.name, options: given },
-        outcome: f.outcome,
-        reference: f.reference,
-        incremental: run.incremental,
-        seed: f.seed,
-        batchSize: batchSize!,
-        threads: fixedOrUndefined(f.threads),
-        onProgress: run.onProgress,
-      }));
+    const queued = shardQueue && remote && (await gatherShards(shardQueue, remote));
     const attribution = await def
       .explain({ model, kase, target, run: { ...run, replayOnly: !!queued }, bank, options })
       .finally(() => progress?.end());
@@ -224,6 +231,7 @@ export async function runExplain(
     return { attribution, written, kase };
   } finally {
     lock?.release();
+    await remote?.close();
     await model.release();
   }
 }

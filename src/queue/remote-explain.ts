@@ -47,21 +47,42 @@ export interface QueuedMap {
 }
 
 /**
+ * Connects to the queue and refuses, before the output folder is taken, inputs it cannot carry (see
+ * RemoteCells.checkInputs): an unreachable Redis or a bad input is one line and nothing is written.
+ */
+export async function openShardQueue(q: QueuedMap): Promise<RemoteCells> {
+  const remote = await RemoteCells.open(q.url);
+  try {
+    await remote.checkInputs([q.model], inputFiles(q));
+    return remote;
+  } catch (e) {
+    await remote.close();
+    throw e;
+  }
+}
+
+/** The files a shard job carries besides the model. */
+function inputFiles(q: QueuedMap): string[] {
+  if (!q.kase.imagePath) throw new Error("a queued map needs its image file");
+  const files = [q.kase.imagePath, q.kase.maskPath, q.bankPath, "maskPath" in q.roi ? q.roi.maskPath : undefined, cardOf(q)];
+  return files.filter((f) => f !== undefined);
+}
+
+const cardOf = (q: QueuedMap) => q.cardPath ?? `${q.model.path}.json`;
+
+/**
  * Queues the shards not finished yet, waits for them, and writes their samples as the local run's
  * checkpoint; returns what the provenance records.
  */
-export async function gatherShards(q: QueuedMap): Promise<NonNullable<Provenance["queue"]>> {
-  const remote = await RemoteCells.open(q.url);
+export async function gatherShards(q: QueuedMap, remote: RemoteCells): Promise<NonNullable<Provenance["queue"]>> {
   try {
-    const card = q.cardPath ?? `${q.model.path}.json`;
-    if (!q.kase.imagePath) throw new Error("a queued map needs its image file");
-    const files = [q.kase.imagePath, q.kase.maskPath, q.bankPath, "maskPath" in q.roi ? q.roi.maskPath : undefined].filter((f) => f !== undefined);
-    await remote.checkInputs([q.model], [...files, card]);
+    const card = cardOf(q);
+    const image = inputFiles(q)[0];
     const base = {
       v: JOB_VERSION,
       model: await remote.blob(q.model.path),
       card: existsSync(card) ? await remote.blob(card) : null,
-      image: await remote.blob(q.kase.imagePath),
+      image: await remote.blob(image),
       mask: q.kase.maskPath ? await remote.blob(q.kase.maskPath) : null,
       bank: q.bankPath ? await remote.blob(q.bankPath) : null,
       roi: "maskPath" in q.roi ? { mask: await remote.blob(q.roi.maskPath) } : q.roi,
@@ -109,8 +130,6 @@ export async function gatherShards(q: QueuedMap): Promise<NonNullable<Provenance
     };
   } catch (e) {
     throw remote.problem(e);
-  } finally {
-    await remote.close();
   }
 }
 
