@@ -8,7 +8,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Queue } from "bullmq";
+import { Queue, UnrecoverableError, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from "onnx-buf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -485,6 +485,37 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       await cells.close();
       stopWorker.abort();
       await working;
+    }
+  });
+
+  it("queue retry removes a rejected job an older worker left failed, so its id can be queued again; other failures go back to the queue", async () => {
+    const url = sharedUrl(15);
+    const q = queueAt(url);
+    const connection = new Redis(redisOptions(url));
+    // an older worker: it failed rejected jobs and kept them
+    const old = new Worker(
+      CELLS_QUEUE,
+      async (job) => {
+        throw job.name === "cell" ? new UnrecoverableError(`${REJECTED}malformed cell job`) : new UnrecoverableError("a crash");
+      },
+      { connection },
+    );
+    try {
+      await q.add("cell", { v: 0 }, { jobId: "t-old-rejected" });
+      await q.add("control", { v: 0 }, { jobId: "t-old-crashed" });
+      await until("both jobs failed", async () => (await q.getFailedCount()) === 2);
+      await old.close();
+      const retry = segcause("queue", "retry", "--queue", url, "--json");
+      expect(retry.code, retry.stderr).toBe(0);
+      expect(JSON.parse(retry.stdout)).toMatchObject({ retried: 1, refused: 0, removed: 1 });
+      expect(await q.getJob("t-old-rejected")).toBeUndefined();
+      expect(await (await q.getJob("t-old-crashed"))!.getState()).toBe("waiting");
+      const again = await q.add("cell", { v: 1 }, { jobId: "t-old-rejected" });
+      expect(again.data).toEqual({ v: 1 });
+    } finally {
+      await old.close();
+      connection.disconnect();
+      await q.shut();
     }
   });
 
