@@ -21,7 +21,7 @@ import { parseModel } from "../src/onnx/graph.js";
 import { inferStatic } from "../src/onnx/shapes.js";
 import { binarize } from "../src/target/outcome.js";
 import { Rng } from "../src/util/rng.js";
-import { flatBank, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+import { flatBank, localConvModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 const STACKS = Number(process.env.CROP_STACKS ?? 40);
 const pick = <T>(rng: Rng, xs: T[]): T => xs[rng.int(xs.length)];
@@ -162,25 +162,11 @@ describe("the RoI-cropped graph", () => {
   });
 });
 
-// A local model: two 3×3 convs, so RoI rows/cols 8..15 read input rows/cols 6..17 (9 of the 16 8×8 blocks).
-function localModel(): Uint8Array {
-  const g = new GraphBuilder("local");
-  const x = g.input("image", ["N", 3, 32, 32]);
-  const w1 = new Float32Array(2 * 3 * 9).map((_, i) => ((i * 7) % 11) / 40 - 0.1);
-  const c1 = g.node("Relu", [
-    g.node("Conv", [x, g.constant([2, 3, 3, 3], w1), g.constant([2], [0.1, -0.2])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }),
-  ]);
-  const w2 = new Float32Array(2 * 9).map((_, i) => ((i * 5) % 7) / 10 - 0.2);
-  const c2 = g.node("Conv", [c1, g.constant([1, 2, 3, 3], w2), g.constant([1], [-0.3])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
-  g.output(g.node("Sigmoid", [c2], {}, ["mask"]), ["N", 1, 32, 32]);
-  return g.toBytes();
-}
-
 describe("--incremental on a tiny local model", () => {
   let modelPath: string, image: string;
   beforeAll(async () => {
     const dir = tmp();
-    modelPath = writeModel(dir, "local.onnx", localModel());
+    modelPath = writeModel(dir, "local.onnx", localConvModel());
     image = await writeImage(dir, "img.png", (y, x) => (y * 7 + x * 13) % 256);
   });
   const ROI = { row: 8, col: 8, height: 8, width: 8 };

@@ -14,7 +14,7 @@ import { CELLS_QUEUE, redisOptions } from "../src/queue/connection.js";
 import { SHARDS_DIR } from "../src/queue/remote-explain.js";
 import { segcause } from "./helpers/cli.js";
 import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
-import { flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+import { flatBank, localConvModel, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
 const missing = redisMissing();
@@ -169,7 +169,7 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     expect(second.length).toBeLessThanOrEqual(8 - kept);
   });
 
-  it("occlusion (overlapping windows) and pdcr-superpixel (irregular units) too, through a Redis with a password that is never recorded", async () => {
+  it("occlusion (overlapping windows), pdcr-superpixel (irregular units) and RoI-cropped zero too, through a Redis with a password never recorded", async () => {
     const r = await startRedis({
       args: (port) => ["--port", String(port), "--requirepass", "s3cr@t"],
       url: (port) => `redis://:s3cr%40t@127.0.0.1:${port}/0`,
@@ -184,25 +184,38 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     child.stderr!.on("data", (d) => (log += d));
     const w: Bg = { child, err: () => log, done: new Promise((resolve) => child.once("exit", resolve)) };
     try {
-      const methods = [
-        ["--method", "occlusion", "--block", "8", "--stride", "4"],
-        ["--method", "pdcr-superpixel", "--segments", "12", "--samples", "10", "--bank", join(dir, "bank.scbank")],
+      writeModel(dir, "local.onnx", localConvModel());
+      const tiny = ["--model", join(dir, "model.onnx"), "--image", join(dir, "img.png"), "--roi", "0,16,8,8"];
+      const maps = [
+        [...tiny, "--method", "occlusion", "--block", "8", "--stride", "4"],
+        [...tiny, "--method", "pdcr-superpixel", "--segments", "12", "--samples", "10", "--bank", join(dir, "bank.scbank")],
+        // RoI-cropped passes: the blocks outside the RoI's reach take no pass on the workers nor here
+        [
+          ...["--model", join(dir, "local.onnx"), "--image", join(dir, "img.png"), "--roi", "8,8,8,8", "--method", "zero", "--block", "8"],
+          ...["--outcome", "soft-dice", "--incremental", "on"],
+        ],
       ];
-      for (const m of methods) {
+      for (const [k, m] of maps.entries()) {
         const args = (out: string) => [
-          ...["explain", "--model", join(dir, "model.onnx"), "--image", join(dir, "img.png"), "--roi", "0,16,8,8", ...m],
+          ...["explain", ...m],
           ...["--seed", "3", "--batch-size", "4", "--threads", "1", "--workers", "1", "--no-progress", "--out", out],
         ];
-        const local = segcause(...args(join(dir, `${m[1]}-local`)));
+        const local = segcause(...args(join(dir, `map${k}-local`)));
         expect(local.code, local.stderr).toBe(0);
-        const queued = bg(...args(join(dir, `${m[1]}-queued`)), "--queue", r.url, "--shards", "3");
-        expect(await within(queued.done, 300_000, `the queued ${m[1]} map is written`), queued.err()).toBe(0);
-        expectSameMap(join(dir, `${m[1]}-local`), join(dir, `${m[1]}-queued`));
-        const manifest = readFileSync(join(dir, `${m[1]}-queued`, "manifest.json"), "utf8");
-        expect(JSON.parse(manifest).provenance.queue.url).toBe(r.url.replace("s3cr%40t", "***"));
-        expect(manifest).not.toMatch(/s3cr/);
+        const queued = bg(...args(join(dir, `map${k}-queued`)), "--queue", r.url, "--shards", "3");
+        expect(await within(queued.done, 300_000, `the queued map ${k} is written`), queued.err()).toBe(0);
+        expectSameMap(join(dir, `map${k}-local`), join(dir, `map${k}-queued`));
+        const text = readFileSync(join(dir, `map${k}-queued`, "manifest.json"), "utf8");
+        expect(text).not.toMatch(/s3cr/);
+        const manifest = JSON.parse(text);
+        expect(manifest.provenance.queue.url).toBe(r.url.replace("s3cr%40t", "***"));
+        // passes, settings (the cropped passes' skipped count included) and notes as the local run records them
+        const mine = JSON.parse(readFileSync(join(dir, `map${k}-local`, "manifest.json"), "utf8"));
+        expect([manifest.forwardPasses, manifest.provenance.settings]).toEqual([mine.forwardPasses, mine.provenance.settings]);
+        expect(manifest.notes.filter((n: string) => !n.startsWith("computed on the workers"))).toEqual(mine.notes);
+        if (k === 2) expect(mine.provenance.settings.incremental.skippedPasses).toBeGreaterThan(0);
       }
-      expect(doneShards(w.err())).toHaveLength(6);
+      expect(doneShards(w.err())).toHaveLength(9);
     } finally {
       await stop(w);
       await r.stop();

@@ -46,6 +46,12 @@ export interface RunOptions {
 export interface Shard {
   index: number;
   count: number;
+  /**
+   * Filled with the shard's units whose samples took no pass because the RoI cannot see them (the
+   * `skip` of ScorerOptions): the shard does not return them, so the gathering run skips them as a
+   * local run does and counts them alike.
+   */
+  skipped?: Set<number>;
 }
 
 /** A map still being estimated: every unit with its estimate so far, and the forward passes spent (the unperturbed one included). */
@@ -361,6 +367,7 @@ export class SampleScorer {
         if (reqs.length < all.length)
           all.forEach((r, i) => {
             if (!skip!(r.unit)) return;
+            if (shard && o.skip?.(r.unit)) shard.skipped?.add(r.unit);
             scores[i] = target.base;
             resumable().finished(r, target.base);
             this.skippedPasses++;

@@ -40,10 +40,14 @@ export async function runShard(p: ShardJob, io: ShardIo): Promise<ShardResult> {
     const kase = await loadCase(model, image, mask);
     const roi: TargetSpec["roi"] = "mask" in p.roi ? { mask: await loadRoiMask(await io.fetch(p.roi.mask), model, kase) } : p.roi;
     const target: TargetSpec = { roi, outcome: p.outcome as OutcomeName, reference: p.reference };
-    const run = { seed: p.seed, batchSize: p.batchSize, checkpointPath: io.checkpointPath, incremental: p.incremental, shard: p.shard };
+    const skipped = new Set<number>();
+    const shard = { ...p.shard, skipped };
+    const run = { seed: p.seed, batchSize: p.batchSize, checkpointPath: io.checkpointPath, incremental: p.incremental, shard };
     await def.explain({ model, kase, target, run, bank, options });
     const saved = JSON.parse(readFileSync(io.checkpointPath, "utf8")) as ShardResult;
     await rm(io.checkpointPath, { force: true });
-    return { key: saved.key, samples: shardSamples(saved.samples, p.shard.index, p.shard.count) };
+    // units the RoI cannot see took no pass: the gathering run skips them itself, as a local run does
+    const mine = shardSamples(saved.samples, p.shard.index, p.shard.count);
+    return { key: saved.key, samples: Object.fromEntries(Object.entries(mine).filter(([u]) => !skipped.has(Number(u)))) };
   });
 }
