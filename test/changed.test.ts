@@ -22,8 +22,8 @@ import { parseModel } from "../src/onnx/graph.js";
 import { exposeTensors } from "../src/onnx/surgery.js";
 import { binarize } from "../src/target/outcome.js";
 import { Rng } from "../src/util/rng.js";
-import { crop, localModel, rand, randomStack } from "./helpers/stacks.js";
-import { flatBank, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+import { crop, rand, randomStack } from "./helpers/stacks.js";
+import { flatBank, localConvModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 const STACKS = Number(process.env.CHANGED_STACKS ?? 30);
 
@@ -119,7 +119,7 @@ describe("changed-region passes on a tiny local model", () => {
   let modelPath: string, image: string;
   beforeAll(async () => {
     const dir = tmp();
-    modelPath = writeModel(dir, "local.onnx", localModel());
+    modelPath = writeModel(dir, "local.onnx", localConvModel());
     image = await writeImage(dir, "img.png", (y, x) => (y * 7 + x * 13) % 256);
   });
 

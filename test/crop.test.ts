@@ -19,8 +19,8 @@ import { CropRefused, cropGraph } from "../src/onnx/crop.js";
 import { parseModel } from "../src/onnx/graph.js";
 import { binarize } from "../src/target/outcome.js";
 import { Rng } from "../src/util/rng.js";
-import { crop, localModel, rand, randomStack, run } from "./helpers/stacks.js";
-import { flatBank, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+import { crop, rand, randomStack, run } from "./helpers/stacks.js";
+import { flatBank, localConvModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 const STACKS = Number(process.env.CROP_STACKS ?? 40);
 /** These tests check phase 2's executor: the counts would pick changed-region passes (changed.test.ts) on some of them. */
@@ -82,7 +82,7 @@ describe("--incremental on a tiny local model", () => {
   let modelPath: string, image: string;
   beforeAll(async () => {
     const dir = tmp();
-    modelPath = writeModel(dir, "local.onnx", localModel());
+    modelPath = writeModel(dir, "local.onnx", localConvModel());
     image = await writeImage(dir, "img.png", (y, x) => (y * 7 + x * 13) % 256);
   });
   const ROI = { row: 8, col: 8, height: 8, width: 8 };
