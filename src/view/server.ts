@@ -30,6 +30,7 @@ import { ModelCache, packBits, predict } from "./predict.js";
 import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
 import { listResults, readResult, resultKind } from "./results.js";
 import { isFinal, Run, RunQueue } from "./runs.js";
+import { volumeBankArgs, volumePdcrUnavailable } from "./volume-bank.js";
 
 const PACKAGE = fileURLToPath(new URL("../../", import.meta.url));
 /** the page as `npm run build` bundles it (also when this module runs from src/ under the tests) */
@@ -271,6 +272,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         volumeModels: listVolumeModels(),
         volumes: listVolumes(),
         banks: listBanks(),
+        volumePdcrUnavailable: volumePdcrUnavailable(dataset, o.bank) ?? null,
         methods: allMethods().map((m) => ({ name: m.name, family: m.family, summary: m.summary, cost: m.cost, needsBank: m.needsBank === true })),
         runs: queue.list(),
         results: [...(o.results ? listResults(o.results) : []), ...listResults(runsDir)],
@@ -296,14 +298,18 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       const ext = /\.nii\.gz$/i.test(name) ? ".nii.gz" : extname(name).toLowerCase();
       if (!IMAGE_EXT.has(ext) && ext !== ".nii" && ext !== ".nii.gz")
         bad(`${basename(name)} is not an image or volume segcause reads (${[...IMAGE_EXT, ".nii", ".nii.gz"].join(", ")})`);
+      // a RoI drawn on a volume (NiiVue's drawing as NIfTI) is kept with the RoI masks, not listed as a volume
+      const roi = url.searchParams.get("purpose") === "roi";
+      if (roi && !isNiftiPath(ext)) bad(`${basename(name)}: a drawn volume RoI is a NIfTI file (.nii, .nii.gz)`);
       const bytes = await body(req, UPLOAD_LIMIT);
       if (bytes.length === 0) bad("empty upload (drop an image or NIfTI file)");
       // What is stored is an image or volume the runs can read, not just a name ending in .png or .nii.gz.
       if (isNiftiPath(ext)) await readNiftiBytes(bytes, basename(name));
       else await imageInfo(bytes, basename(name));
       // Named by content: the same image dropped twice is one file, and no name from the page reaches the disk.
-      const path = join(uploads, `${sha256(bytes).slice(0, 16)}${ext}`);
-      if (!existsSync(path)) checkUploadsCap(uploads, bytes.length, o.uploadsCap ?? UPLOADS_CAP);
+      const dir = roi ? roiMasks : uploads;
+      const path = join(dir, `${sha256(bytes).slice(0, 16)}${ext}`);
+      if (!existsSync(path)) checkUploadsCap(dir, bytes.length, o.uploadsCap ?? UPLOADS_CAP);
       writeFileSync(path, bytes);
       return send(res, 200, { name: basename(name), path });
     }
@@ -334,9 +340,19 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         if (!existsSync(maskPath)) checkUploadsCap(roiMasks, png.length, o.uploadsCap ?? UPLOADS_CAP);
         writeFileSync(maskPath, png);
       }
+      // pdcr on a volume without a bank: the bank `bank build` cuts from the --dataset's train split, built by the run when not there yet
+      let bank: ReturnType<typeof volumeBankArgs> | undefined;
+      if (volumeImage && r.method === "pdcr" && !r.bank && o.bank?.endsWith(".scvbank")) checked.bank = allowed.check(o.bank, "bank");
+      else if (volumeImage && r.method === "pdcr" && !r.bank) {
+        if (dataset?.kind !== "volume" || !o.dataset) bad(volumePdcrUnavailable(dataset, o.bank)!);
+        const manifest = statSync(o.dataset).isDirectory() ? join(o.dataset, "manifest.json") : o.dataset;
+        bank = volumeBankArgs(runsDir, resolve(manifest), dataset.name, checked.model, r.options);
+        checked.bank = bank.out;
+      }
       const out = reserveFolder(runsDir, `${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}-${r.method}`);
       const args = explainArgs(checked, out, maskPath);
-      const run = new Run(`r${++seq}`, checked.model, r.method, out, args, shellCommand(args));
+      const command = bank ? `${shellCommand(bank.args, "bank build")} && ${shellCommand(args)}` : shellCommand(args);
+      const run = new Run(`r${++seq}`, checked.model, r.method, out, args, command, bank?.args);
       queue.add(run);
       return send(res, 200, run.info());
     }

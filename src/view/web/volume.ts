@@ -3,7 +3,7 @@
  * its size): the volume and a finished map in three orientations, a voxel-box RoI around the crosshair,
  * and a run of `segcause explain` on it followed as for images.
  */
-import { Niivue, SLICE_TYPE } from "@niivue/niivue";
+import { Niivue, NVImage, SLICE_TYPE } from "@niivue/niivue";
 
 interface Named {
   name: string;
@@ -21,10 +21,19 @@ interface RunInfo {
   message?: string;
 }
 
+interface Status {
+  label: string;
+  done: number;
+  total?: number;
+  etaMs?: number;
+}
+
 export interface VolumeContext {
   token: string;
   models: Named[];
   volumes: Named[];
+  /** why pdcr cannot run on volumes here, with the flag that gives it (null: it can) */
+  pdcrUnavailable: string | null;
   api<T>(path: string, init?: RequestInit): Promise<T>;
   say(text: string, error?: boolean): void;
   /** fills a select (with the data set's groups) as the 2D page does */
@@ -32,6 +41,13 @@ export interface VolumeContext {
 }
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
+
+/** A run's progress line: passes done of all, passes left and the ETA (as the 2D runs say them). */
+function progressText(id: string, s: Status): string {
+  const eta = s.etaMs === undefined ? "" : ` · ETA ${Math.floor(s.etaMs / 60000)}:${String(Math.round((s.etaMs % 60000) / 1000)).padStart(2, "0")}`;
+  const left = s.total === undefined ? "" : ` (${Math.max(0, s.total - s.done)} left)`;
+  return `volume run ${id}: ${s.label} ${s.done}/${s.total ?? "?"} passes${left}${eta}`;
+}
 
 /** A NIfTI file as the server serves it; the name tells NiiVue its format. */
 function volumeUrl(token: string, path: string): { url: string; name: string } {
@@ -51,6 +67,11 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     options: $<HTMLInputElement>("v-options"),
     run: $<HTMLButtonElement>("v-run"),
     show: $<HTMLButtonElement>("v-show"),
+    save: $<HTMLButtonElement>("v-save"),
+    pdcrNote: $<HTMLOutputElement>("v-pdcr-note"),
+    brushRow: $<HTMLElement>("v-brush-row"),
+    undo: $<HTMLButtonElement>("v-undo"),
+    clear: $<HTMLButtonElement>("v-clear"),
     roi: $<HTMLOutputElement>("v-roi"),
     view: $<HTMLElement>("volume-view"),
     canvas: $<HTMLCanvasElement>("nv"),
@@ -77,6 +98,7 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
   /** the RoI as the run request takes it, and as the CLI flags it becomes */
   const roi = (): { request: Record<string, unknown>; flags: string } => {
     const labels = labelsOf();
+    if (ui.roiKind.value === "brush") return { request: {}, flags: "--roi-mask <the drawing, saved as NIfTI when the run starts> --label 1" };
     if (ui.roiKind.value === "labels" && labels)
       return { request: { roiLabels: { labels, label: ui.label.value } }, flags: `--roi-mask ${labels} --label ${ui.label.value}` };
     const b = box();
@@ -89,9 +111,25 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     const labels = labelsOf();
     // labels only for a case that has a label map
     (ui.roiKind.options[1] as HTMLOptionElement).disabled = !labels;
-    if (!labels) ui.roiKind.value = "box";
+    if (!labels && ui.roiKind.value === "labels") ui.roiKind.value = "box";
     ui.labelRow.hidden = ui.roiKind.value !== "labels";
+    // the brush is NiiVue's own pen (value 1, red); while it is out, a click draws instead of moving the crosshair
+    const brush = ui.roiKind.value === "brush";
+    ui.brushRow.hidden = !brush;
+    if (brush && !nv.drawBitmap && nv.volumes.length) nv.createEmptyDrawing();
+    nv.setDrawingEnabled(brush);
+    if (brush) nv.setPenValue(1, false);
     ui.roi.textContent = roi().flags;
+    // pdcr on a volume needs a bank: one line saying why it is not there and which flag gives it
+    const pdcr = ui.method.value === "pdcr";
+    ui.pdcrNote.hidden = !(pdcr && ctx.pdcrUnavailable);
+    ui.pdcrNote.textContent = ctx.pdcrUnavailable ?? "";
+    ui.run.disabled = pdcr && ctx.pdcrUnavailable !== null;
+  };
+  /** The drawn RoI as NIfTI on the volume's own grid (NiiVue writes its drawing back in the volume's voxel order), or undefined when nothing is drawn. */
+  const drawing = async (): Promise<Uint8Array | undefined> => {
+    if (!nv.drawBitmap?.some((v) => v > 0)) return undefined;
+    return await nv.volumes[0].saveToUint8Array("roi.nii", nv.drawBitmap);
   };
   nv.onLocationChange = (loc) => {
     const vox = (loc as { vox?: number[] }).vox;
@@ -99,19 +137,28 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     showBox();
   };
 
+  /** Puts a map over the volume (a finished run's map.nii.gz, or a partial map's NIfTI bytes), replacing the one shown. */
+  const overlay = async (map: { url: string; name: string }) => {
+    const m = await NVImage.loadFromUrl({ ...map, colormap: "warm", colormapNegative: "winter", opacity: 0.7 });
+    for (const old of nv.volumes.slice(1)) nv.removeVolume(old);
+    nv.addVolume(m);
+    // A symmetric scale on the map's largest |effect|; boxes under 5% of it stay transparent (as the 2D map's threshold).
+    const a = Math.max(Math.abs(m.global_min ?? 0), Math.abs(m.global_max ?? 0)) || 1;
+    Object.assign(m, { cal_min: 0.05 * a, cal_max: a, cal_minNeg: -a, cal_maxNeg: -0.05 * a });
+    nv.updateGLVolume();
+  };
+  let shown = "";
   const show = async (image: string, map?: string) => {
     ui.view.hidden = false;
     for (const id of ["map-view", "components-view", "evaluate-view"]) $(id).hidden = true;
-    const list: Parameters<Niivue["loadVolumes"]>[0] = [{ ...volumeUrl(ctx.token, image), colormap: "gray" }];
-    if (map) list.push({ ...volumeUrl(ctx.token, map), colormap: "warm", colormapNegative: "winter", opacity: 0.7 });
-    await nv.loadVolumes(list);
-    const m = nv.volumes[1];
-    if (m) {
-      // A symmetric scale on the map's largest |effect|; boxes under 5% of it stay transparent (as the 2D map's threshold).
-      const a = Math.max(Math.abs(m.global_min ?? 0), Math.abs(m.global_max ?? 0)) || 1;
-      Object.assign(m, { cal_min: 0.05 * a, cal_max: a, cal_minNeg: -a, cal_maxNeg: -0.05 * a });
-      nv.updateGLVolume();
+    // the same volume keeps its crosshair and drawing: only the map changes
+    if (shown === image && nv.volumes.length) {
+      if (map) await overlay(volumeUrl(ctx.token, map));
+      return;
     }
+    await nv.loadVolumes([{ ...volumeUrl(ctx.token, image), colormap: "gray" }]);
+    shown = image;
+    if (map) await overlay(volumeUrl(ctx.token, map));
     const d = nv.volumes[0].hdr!.dims;
     dims = [d[1], d[2], d[3]];
     // the crosshair starts at the middle: a box there is what Run explains until the user clicks elsewhere
@@ -124,6 +171,20 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
   ui.size.oninput = showBox;
   ui.label.oninput = showBox;
   ui.roiKind.onchange = showBox;
+  ui.method.onchange = showBox;
+  ui.undo.onclick = () => nv.drawUndo();
+  ui.clear.onclick = () => {
+    nv.closeDrawing();
+    nv.createEmptyDrawing();
+  };
+  // NiiVue's saveScene draws the scene and reads the canvas in the same task, so the WebGL buffer still holds it
+  ui.save.onclick = () => {
+    const name = ui.volume.value
+      .split("/")
+      .pop()!
+      .replace(/\.nii(\.gz)?$/, "");
+    void nv.saveScene(`${name}${nv.volumes.length > 1 ? "-map" : ""}.png`).catch((e: Error) => ctx.say(e.message, true));
+  };
   ui.run.onclick = async () => {
     if (ui.view.hidden) await show(ui.volume.value);
     const options: Record<string, number | string> = {};
@@ -133,25 +194,51 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     }
     try {
       const image = ui.volume.value;
+      let request = roi().request;
+      if (ui.roiKind.value === "brush") {
+        // the drawing goes to the server as a NIfTI file (kept with the RoI masks, named by content), run as `--roi-mask <it> --label 1`
+        const mask = await drawing();
+        if (!mask) return ctx.say("draw the RoI on a slice first (the brush paints in red)", true);
+        const up = await ctx.api<{ path: string }>("/api/upload?name=roi.nii&purpose=roi", { method: "POST", body: new Uint8Array(mask) });
+        request = { roiLabels: { labels: up.path, label: "1" } };
+      }
       const info = await ctx.api<RunInfo>("/api/runs", {
         method: "POST",
-        body: JSON.stringify({ model: ui.model.value, image, ...roi().request, method: ui.method.value, options }),
+        body: JSON.stringify({ model: ui.model.value, image, ...request, method: ui.method.value, options }),
       });
       ui.command.textContent = info.command;
       ui.run.disabled = true;
       const es = new EventSource(`/api/runs/${info.id}/events?token=${encodeURIComponent(ctx.token)}`);
+      let status: Status | undefined;
+      let partial = "";
+      const say = () => ctx.say(`${status ? progressText(info.id, status) : `volume run ${info.id}`}${partial}`);
       es.addEventListener("progress", (m) => {
-        const s = JSON.parse((m as MessageEvent).data).status as { done: number; total: number };
-        ctx.say(`volume run ${info.id}: ${s.done}/${s.total} passes`);
+        status = JSON.parse((m as MessageEvent).data).status as Status;
+        say();
+      });
+      // pdcr's fast schedule: the map so far after each round, drawn over the volume as it fills in
+      let drawn = Promise.resolve();
+      es.addEventListener("partial", (m) => {
+        const p = JSON.parse((m as MessageEvent).data).map as { volume?: string; passes: number };
+        if (!p.volume) return;
+        const bytes = Uint8Array.from(atob(p.volume), (c) => c.charCodeAt(0));
+        partial = ` · map so far after ${p.passes} passes`;
+        say();
+        drawn = drawn
+          .then(() => show(image))
+          .then(() => overlay({ url: URL.createObjectURL(new Blob([bytes])), name: "partial.nii.gz" }))
+          .then(() => document.body.setAttribute("data-volume-partial", String(p.passes)))
+          .catch((err: Error) => ctx.say(err.message, true));
       });
       es.addEventListener("state", (m) => {
         const e = JSON.parse((m as MessageEvent).data) as { state: string; message?: string };
+        if (e.state === "running" && e.message) return ctx.say(`volume run ${info.id}: ${e.message}`);
         if (!["done", "failed", "stopped"].includes(e.state)) return;
         es.close();
         ui.run.disabled = false;
         if (e.state !== "done") return ctx.say(`volume run ${info.id} ${e.state}: ${e.message ?? ""}`, true);
         ctx.say(`volume run ${info.id} done: its map over the volume`);
-        void show(image, `${info.out}/map.nii.gz`).catch((err: Error) => ctx.say(err.message, true));
+        drawn = drawn.then(() => show(image, `${info.out}/map.nii.gz`)).catch((err: Error) => ctx.say(err.message, true));
       });
     } catch (e) {
       ctx.say((e as Error).message, true);
