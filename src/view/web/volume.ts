@@ -113,6 +113,7 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     (ui.roiKind.options[1] as HTMLOptionElement).disabled = !labels;
     if (!labels && ui.roiKind.value === "labels") ui.roiKind.value = "box";
     ui.labelRow.hidden = ui.roiKind.value !== "labels";
+    $("v-size-row").hidden = ui.roiKind.value !== "box";
     // the brush is NiiVue's own pen (value 1, red); while it is out, a click draws instead of moving the crosshair
     const brush = ui.roiKind.value === "brush";
     ui.brushRow.hidden = !brush;
