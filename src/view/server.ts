@@ -15,8 +15,9 @@ import type { z } from "zod";
 import { encodePng, imageInfo } from "../data/image.js";
 import { readManifest } from "../data/manifest.js";
 import { readNiftiBytes } from "../data/volume/nifti.js";
+import { niftiBytes } from "../data/volume/nifti-write.js";
 import { isNiftiPath } from "../data/volume/sniff.js";
-import { looksLikeVolume } from "../data/volume/volume-case.js";
+import { looksLikeVolume, readVolume } from "../data/volume/volume-case.js";
 import { SegcauseError } from "../errors.js";
 import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
@@ -181,6 +182,8 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   // the files the manifest names (relative to its folder, or absolute elsewhere) were given on the command line too
   for (const c of dataset?.cases ?? []) for (const f of [c.image, c.mask]) if (f) allowed.addFileFolder(f);
   const runsDir = allowed.check(o.runs, "the runs folder");
+  // --image may be a volume that is not NIfTI: a DICOM series folder or file (listed with the volumes, shown as NIfTI)
+  const imageIsVolume = o.image !== undefined && (await looksLikeVolume(o.image));
 
   const models = new ModelCache();
   /** whether a model is 3D, read from its card once per path */
@@ -218,7 +221,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   /** NIfTI volumes: --image, a volume data set's cases (with their label maps), uploads */
   const listVolumes = () => {
     const list: { name: string; path: string; group?: string; labels?: string }[] = [];
-    if (o.image && isNiftiPath(o.image)) list.push({ name: basename(o.image), path: resolve(o.image) });
+    if (o.image && imageIsVolume) list.push({ name: basename(o.image), path: resolve(o.image) });
     if (dataset?.kind === "volume")
       for (const c of dataset.cases)
         if (isNiftiPath(c.image))
@@ -233,7 +236,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   };
   const listImages = () => {
     const list: { name: string; path: string; group?: string }[] = [];
-    if (o.image && !isNiftiPath(o.image)) list.push({ name: basename(o.image), path: resolve(o.image) });
+    if (o.image && !imageIsVolume) list.push({ name: basename(o.image), path: resolve(o.image) });
     if (dataset?.kind !== "volume")
       for (const c of dataset?.cases ?? []) list.push({ name: `${c.id} (${c.split})`, path: c.image, group: `data set ${dataset!.name}` });
     for (const dir of [join(PACKAGE, "samples"), uploads]) {
@@ -262,6 +265,18 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       }
       return h.sha === sha;
     })?.path;
+
+  /** A DICOM series as the NIfTI the page's viewer reads: read by the CLI's own reader (the voxels and affine a run sees), kept per path and time. */
+  const dicomNifti = new Map<string, { mtimeMs: number; bytes: Uint8Array }>();
+  const dicomAsNifti = async (path: string): Promise<Uint8Array> => {
+    const { mtimeMs } = statSync(path);
+    const kept = dicomNifti.get(path);
+    if (kept?.mtimeMs === mtimeMs) return kept.bytes;
+    const v = await readVolume(path);
+    const bytes = niftiBytes(v, { description: "segcause view: a DICOM series" });
+    dicomNifti.set(path, { mtimeMs, bytes });
+    return bytes;
+  };
 
   const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const p = url.pathname;
@@ -436,9 +451,9 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       // a NIfTI file as it lies on disk (an input volume, a label map, or a run's map.nii.gz) for the page's volume viewer
       const path = url.searchParams.get("path") ?? bad("no path given (/api/volume?path=<file.nii.gz>)");
       const real = allowed.check(path, "volume");
-      if (!isNiftiPath(real)) bad(`${path} is not a NIfTI file (.nii or .nii.gz)`);
+      if (!isNiftiPath(real) && !(await looksLikeVolume(real))) bad(`${path} is not a NIfTI file (.nii or .nii.gz) or a DICOM series`);
       res.writeHead(200, { "content-type": "application/octet-stream", "cache-control": "no-store" });
-      res.end(readFileSync(real));
+      res.end(isNiftiPath(real) ? readFileSync(real) : await dicomAsNifti(real));
       return;
     }
     if (req.method === "GET" && p === "/api/image") {

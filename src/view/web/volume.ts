@@ -51,7 +51,12 @@ function progressText(id: string, s: Status): string {
 
 /** A NIfTI file as the server serves it; the name tells NiiVue its format. */
 function volumeUrl(token: string, path: string): { url: string; name: string } {
-  return { url: `/api/volume?path=${encodeURIComponent(path)}&token=${encodeURIComponent(token)}`, name: path.split("/").pop()! };
+  const name = path.split("/").pop()!;
+  // a DICOM series is served as NIfTI (the server reads it as a run does)
+  return {
+    url: `/api/volume?path=${encodeURIComponent(path)}&token=${encodeURIComponent(token)}`,
+    name: /\.nii(\.gz)?$/i.test(name) ? name : `${name}.nii`,
+  };
 }
 
 export async function startVolumes(ctx: VolumeContext): Promise<void> {
