@@ -31,6 +31,7 @@ import { ModelCache, packBits, predict } from "./predict.js";
 import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
 import { listResults, readResult, resultKind } from "./results.js";
 import { isFinal, Run, RunQueue } from "./runs.js";
+import { keepSeries, SERIES_LIMIT, SERIES_PREFIX, unpackSeries } from "./series-upload.js";
 import { volumeBankArgs, volumePdcrUnavailable } from "./volume-bank.js";
 
 const PACKAGE = fileURLToPath(new URL("../../", import.meta.url));
@@ -144,7 +145,9 @@ export function reserveFolder(dir: string, name: string): string {
 function checkUploadsCap(dir: string, adding: number, cap: { files: number; bytes: number }): void {
   const size = (f: string): number => {
     try {
-      return statSync(join(dir, f)).size;
+      const st = statSync(join(dir, f));
+      // a dropped DICOM series is a folder of its files
+      return st.isDirectory() ? readdirSync(join(dir, f)).reduce((n, g) => n + statSync(join(dir, f, g)).size, 0) : st.size;
     } catch {
       return 0; // gone, or a dangling link: holds nothing
     }
@@ -231,7 +234,10 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
             group: `data set ${dataset.name}`,
             ...(c.mask && isNiftiPath(c.mask) ? { labels: c.mask } : {}),
           });
-    for (const f of readdirSync(uploads).sort()) if (isNiftiPath(f)) list.push({ name: f, path: join(uploads, f) });
+    for (const f of readdirSync(uploads).sort())
+      if (isNiftiPath(f)) list.push({ name: f, path: join(uploads, f) });
+      else if (f.startsWith(SERIES_PREFIX) && !f.endsWith(".partial"))
+        list.push({ name: `DICOM series ${f.slice(SERIES_PREFIX.length)} (${readdirSync(join(uploads, f)).length} files)`, path: join(uploads, f) });
     return list;
   };
   const listImages = () => {
@@ -327,6 +333,15 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       if (!existsSync(path)) checkUploadsCap(dir, bytes.length, o.uploadsCap ?? UPLOADS_CAP);
       writeFileSync(path, bytes);
       return send(res, 200, { name: basename(name), path });
+    }
+    if (req.method === "POST" && p === "/api/upload-series") {
+      const bytes = await body(req, SERIES_LIMIT);
+      const files = unpackSeries(bytes);
+      if (typeof files === "string") bad(files);
+      const dir = join(uploads, `${SERIES_PREFIX}${sha256(bytes).slice(0, 16)}`);
+      if (!existsSync(dir)) checkUploadsCap(uploads, bytes.length, o.uploadsCap ?? UPLOADS_CAP);
+      const path = existsSync(dir) ? dir : await keepSeries(uploads, bytes, files);
+      return send(res, 200, { name: basename(path), path });
     }
     if (req.method === "POST" && p === "/api/runs") {
       const r = parse(RunRequest, await jsonBody(req));

@@ -173,6 +173,44 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     showBox();
   };
 
+  // a dropped NIfTI file is an upload as on the 2D page; a series' files go together, framed (4-byte length, bytes), to be read as one volume
+  const drop = $<HTMLElement>("v-drop");
+  drop.ondragover = (e) => {
+    e.preventDefault();
+    drop.classList.add("over");
+  };
+  drop.ondragleave = () => drop.classList.remove("over");
+  drop.ondrop = async (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const files = [...(e.dataTransfer?.files ?? [])];
+    if (!files.length) return;
+    ctx.say(`uploading ${files.length === 1 ? files[0].name : `${files.length} files of a DICOM series`}…`);
+    try {
+      const nifti = files.length === 1 && /\.nii(\.gz)?$/i.test(files[0].name);
+      let up: Named;
+      if (nifti) up = await ctx.api<Named>(`/api/upload?name=${encodeURIComponent(files[0].name)}`, { method: "POST", body: files[0] });
+      else {
+        const parts = await Promise.all(files.map(async (f) => new Uint8Array(await f.arrayBuffer())));
+        const body = new Uint8Array(parts.reduce((n, p) => n + 4 + p.length, 0));
+        let at = 0;
+        for (const p of parts) {
+          new DataView(body.buffer).setUint32(at, p.length);
+          body.set(p, at + 4);
+          at += 4 + p.length;
+        }
+        up = await ctx.api<Named>("/api/upload-series", { method: "POST", body });
+      }
+      const state = await ctx.api<{ volumes: Named[] }>("/api/state");
+      ctx.volumes.splice(0, ctx.volumes.length, ...state.volumes);
+      ctx.fill(ui.volume, ctx.volumes);
+      ui.volume.value = up.path;
+      await show(up.path);
+      ctx.say(`${up.name}: shown; pick a RoI and run`);
+    } catch (err) {
+      ctx.say((err as Error).message, true);
+    }
+  };
   ui.volume.onchange = () => void show(ui.volume.value).catch((e: Error) => ctx.say(e.message, true));
   ui.size.oninput = showBox;
   ui.label.oninput = showBox;
