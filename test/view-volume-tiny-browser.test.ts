@@ -2,7 +2,8 @@
  * The viewer's volume panel in a real browser on the known-answer 3D fixture (test/helpers/causal3d.ts):
  * a RoI brushed with NiiVue's pen on a slice runs pdcr with the bank of the --dataset's train split as
  * `--roi-mask <the drawing> --label 1`; the map fills in round by round over the volume; the run's RoI is
- * the drawn voxels; Save PNG downloads the three orientations with the map's colours.
+ * the drawn voxels; Save PNG downloads the three orientations with the map's colours; the standard-error layer
+ * (all 0 for this known answer) draws nothing; the run's folder, opened from the volume results, draws the map again.
  * Skipped, with a line saying so, without /usr/bin/chromium.
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -110,7 +111,8 @@ describe.skipIf(!ready)("segcause view's volume panel in chromium (known-answer 
     const causal = m.units.find((u: { z: number; y: number; x: number }) => u.z === CAUSAL.z && u.y === CAUSAL.y && u.x === CAUSAL.x);
     expect(causal?.effect ?? Number.NaN).toBeCloseTo(-100, 6);
 
-    // Save PNG: the three orientations with the map's colours
+    // Save PNG: the three orientations with the map's colours (the drawing, in the pen's red, cleared first)
+    await page.click("#v-clear");
     await expect.poll(async () => (await mapPixels(await page.locator("#nv").screenshot())).map, { timeout: 20_000 }).toBeGreaterThan(500);
     const [download] = await Promise.all([page.waitForEvent("download"), page.click("#v-save")]);
     expect(download.suggestedFilename()).toBe("case-map.png");
@@ -118,6 +120,20 @@ describe.skipIf(!ready)("segcause view's volume panel in chromium (known-answer 
     const saved = await mapPixels(png);
     expect(saved.stdev).toBeGreaterThan(20);
     expect(saved.map).toBeGreaterThan(500);
+
+    // the standard errors: every draw of the causal box gives −100 and every other box 0, so none is drawn
+    const shown = async () => (await mapPixels(await page.locator("#nv").screenshot())).map;
+    await page.selectOption("#v-layer", "stderr");
+    await expect.poll(shown, { timeout: 20_000 }).toBeLessThan(20);
+    await page.selectOption("#v-layer", "map");
+    await expect.poll(shown, { timeout: 20_000 }).toBeGreaterThan(500);
+    // Show puts the map away; opening the run's folder from the volume results draws it again
+    await page.click("#v-show");
+    await expect.poll(shown, { timeout: 20_000 }).toBeLessThan(20);
+    await page.selectOption("#v-results", out);
+    await page.click("#v-open");
+    await page.waitForFunction(() => document.getElementById("status")!.textContent!.startsWith("pdcr map of case.nii.gz"));
+    await expect.poll(shown, { timeout: 20_000 }).toBeGreaterThan(500);
     expect(errors).toEqual([]);
   });
 });

@@ -6,7 +6,8 @@
  * the shown command writes. Without a volume data set pdcr is refused in one line naming the flag. A RoI
  * drawn on the volume (a NIfTI upload for the RoI masks) runs as `--roi-mask <it> --label 1`.
  */
-import { readFileSync, statSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { copyFileSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,7 +16,6 @@ import { niftiBytes } from "../src/data/volume/nifti-write.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { AFFINE, CAUSAL, inCausal, N, writeCausalFixture } from "./helpers/causal3d.js";
-import { segcause } from "./helpers/cli.js";
 import { tmp } from "./helpers/tiny.js";
 
 /** a 4-voxel-a-side box in the box of the RoI (z 8.., y 8.., x 0..): every other 8-voxel box is outside it */
@@ -36,6 +36,14 @@ async function call(v: ViewServer, path: string, body?: unknown): Promise<{ stat
     body: body === undefined ? undefined : body instanceof Uint8Array ? new Uint8Array(body) : JSON.stringify(body),
   });
   return { status: res.status, json: await res.json() };
+}
+
+/** The built CLI, without holding this process's event loop (the server under test lives in it). */
+function segcause(...args: string[]): Promise<{ code: number; stderr: string }> {
+  const bin = join(import.meta.dirname, "..", "bin", "segcause.js");
+  return new Promise((done) =>
+    execFile(process.execPath, [bin, ...args], { timeout: 240_000 }, (e, _out, stderr) => done({ code: e ? Number(e.code ?? 1) : 0, stderr })),
+  );
 }
 
 async function events(v: ViewServer, id: string): Promise<RunEvent[]> {
@@ -132,13 +140,13 @@ describe("segcause view: pdcr on a volume with the --dataset's bank", () => {
     expect(ev2.some((x) => x.type === "state" && x.message?.startsWith("building"))).toBe(false);
     expect(statSync(bank).mtimeMs).toBe(mtime);
     expect(again.json.command).toContain(`--bank ${bank}`);
-    // the shown command, run (last: spawnSync holds the server's event loop, and its idle sockets with it): the same bank bytes and the same folder
+    // the shown command, run: the same bank bytes and the same folder
     const cliBank = join(dir, "cli.scvbank");
-    const b = segcause(...build.map((a) => (a === bank ? cliBank : a)), "--quiet");
+    const b = await segcause(...build.map((a) => (a === bank ? cliBank : a)), "--quiet");
     expect(b.code, b.stderr).toBe(0);
     expect(readFileSync(cliBank).equals(readFileSync(bank))).toBe(true);
-    const cliOut = join(dir, "cli-pdcr");
-    const e = segcause(...explain.map((a) => (a === info.out ? cliOut : a)), "--no-progress");
+    const cliOut = join(dir, "cli", "pdcr");
+    const e = await segcause(...explain.map((a) => (a === info.out ? cliOut : a)), "--no-progress");
     expect(e.code, e.stderr).toBe(0);
     for (const f of ["map.nii.gz", "stderr.nii.gz", "mosaic.png", "manifest.json"])
       expect(readFileSync(join(info.out, f)).equals(readFileSync(join(cliOut, f))), f).toBe(true);
@@ -165,6 +173,31 @@ describe("segcause view: pdcr on a volume with the --dataset's bank", () => {
     const png = await call(v, "/api/upload?name=roi.png&purpose=roi", new Uint8Array([1, 2, 3]));
     expect(png.status).toBe(400);
     expect(png.json.error).toBe("roi.png: a drawn volume RoI is a NIfTI file (.nii, .nii.gz)");
+  });
+
+  it("lists the volume results and opens one over the listed volume it was made from (by path, else by content)", async () => {
+    const state = (await call(v, "/api/state")).json;
+    const runs = state.volumeResults as string[];
+    expect(runs.length).toBe(3);
+    expect(state.results.map((x: { dir: string }) => x.dir)).not.toContain(runs[0]);
+    const r = await call(v, `/api/volume-result?dir=${encodeURIComponent(runs[0])}`);
+    const m = JSON.parse(readFileSync(join(runs[0], "map.json"), "utf8"));
+    expect(r.json).toEqual({ dir: runs[0], method: "pdcr", roi: m.roi, valueUnits: m.valueUnits, image });
+    expect(m.roi).toContain("10..13");
+    // the CLI's folder, opened in a viewer that lists the same volume under another name: found by its content
+    const copy = join(tmp(), "same-volume.nii.gz");
+    copyFileSync(image, copy);
+    const w = await startViewServer({ image: copy, results: join(dir, "cli"), runs: join(dir, "runs-results") });
+    try {
+      const listed = (await call(w, "/api/state")).json.volumeResults;
+      expect(listed).toEqual([join(dir, "cli", "pdcr")]);
+      expect((await call(w, `/api/volume-result?dir=${encodeURIComponent(listed[0])}`)).json.image).toBe(copy);
+      const notOne = await call(w, `/api/volume-result?dir=${encodeURIComponent(join(dir, "cli"))}`);
+      expect(notOne.status).toBe(400);
+      expect(notOne.json.error).toContain("map.json is missing");
+    } finally {
+      await w.close();
+    }
   });
 
   it("without a volume data set, pdcr on a volume is refused in one line naming the flags that give it", async () => {

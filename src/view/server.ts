@@ -17,7 +17,7 @@ import { readManifest } from "../data/manifest.js";
 import { readNiftiBytes } from "../data/volume/nifti.js";
 import { niftiBytes } from "../data/volume/nifti-write.js";
 import { isNiftiPath } from "../data/volume/sniff.js";
-import { looksLikeVolume, readVolume } from "../data/volume/volume-case.js";
+import { looksLikeVolume, readVolume, volumeSha } from "../data/volume/volume-case.js";
 import { SegcauseError } from "../errors.js";
 import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
@@ -29,7 +29,7 @@ import { evaluateTable } from "./evaluate-tables.js";
 import { AllowedPaths } from "./paths.js";
 import { ModelCache, packBits, predict } from "./predict.js";
 import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
-import { listResults, readResult, resultKind } from "./results.js";
+import { listResults, listVolumeResults, readResult, readVolumeResult, resultKind } from "./results.js";
 import { isFinal, Run, RunQueue } from "./runs.js";
 import { keepSeries, SERIES_LIMIT, SERIES_PREFIX, unpackSeries } from "./series-upload.js";
 import { volumeBankArgs, volumePdcrUnavailable } from "./volume-bank.js";
@@ -284,6 +284,19 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     return bytes;
   };
 
+  /** A listed volume's content hash (volumeSha, as a result's provenance records it), kept per path and time: reading a volume is not cheap. */
+  const volumeShas = new Map<string, { mtimeMs: number; sha: string }>();
+  const volumeContent = async (path: string): Promise<string | undefined> => {
+    try {
+      const { mtimeMs } = statSync(path);
+      let h = volumeShas.get(path);
+      if (h?.mtimeMs !== mtimeMs) volumeShas.set(path, (h = { mtimeMs, sha: volumeSha(await readVolume(path)) }));
+      return h.sha;
+    } catch {
+      return undefined; // gone, or not readable: not the volume
+    }
+  };
+
   const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const p = url.pathname;
     if (req.method === "GET" && p === "/api/state") {
@@ -294,6 +307,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         volumes: listVolumes(),
         banks: listBanks(),
         volumePdcrUnavailable: volumePdcrUnavailable(dataset, o.bank) ?? null,
+        volumeResults: [...(o.results ? listVolumeResults(o.results) : []), ...listVolumeResults(runsDir)],
         methods: allMethods().map((m) => ({ name: m.name, family: m.family, summary: m.summary, cost: m.cost, needsBank: m.needsBank === true })),
         runs: queue.list(),
         results: [...(o.results ? listResults(o.results) : []), ...listResults(runsDir)],
@@ -425,6 +439,19 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         bad(`${dir}/manifest.json has no provenance (the model's and image's SHA-256), so it is not a complete explain result (rerun its command)`);
       const match = { model: byContent(listModels(), prov.model.sha256), image: byContent(listImages(), prov.case.imageSha256) };
       return send(res, 200, { ...r, match });
+    }
+    if (req.method === "GET" && p === "/api/volume-result") {
+      const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/volume-result?dir=<volume results folder>)");
+      const { imagePath, imageSha256, ...r } = readVolumeResult(allowed.check(dir, "results folder"));
+      // the listed volume it was made from: at its recorded path, else one with its content (voxels and affine, as the provenance hashes them)
+      const listed = listVolumes();
+      let image = listed.find((x) => imagePath !== undefined && resolve(x.path) === resolve(imagePath) && existsSync(x.path))?.path;
+      for (const x of image ? [] : listed)
+        if ((await volumeContent(x.path)) === imageSha256) {
+          image = x.path;
+          break;
+        }
+      return send(res, 200, { ...r, image });
     }
     if (req.method === "GET" && p === "/api/evaluate") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/evaluate?dir=<evaluate folder>)");

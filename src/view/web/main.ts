@@ -41,6 +41,7 @@ interface State {
   volumeModels: Named[];
   volumes: Named[];
   volumePdcrUnavailable: string | null;
+  volumeResults: string[];
 }
 interface RunStatus {
   label: string;
@@ -909,7 +910,7 @@ async function start(): Promise<void> {
   if (state!.volumes.length && state!.volumeModels.length) {
     const { startVolumes } = await import("./volume.js");
     const s = state!;
-    const volumes = { token, models: s.volumeModels, volumes: s.volumes, pdcrUnavailable: s.volumePdcrUnavailable };
+    const volumes = { token, models: s.volumeModels, volumes: s.volumes, pdcrUnavailable: s.volumePdcrUnavailable, results: s.volumeResults };
     await startVolumes({ ...volumes, api, say, fill: (sel, items) => fill(sel, items) }).catch((e: Error) => say(`volumes: ${e.message}`, true));
   }
   document.body.dataset.ready = "1";

@@ -34,6 +34,8 @@ export interface VolumeContext {
   volumes: Named[];
   /** why pdcr cannot run on volumes here, with the flag that gives it (null: it can) */
   pdcrUnavailable: string | null;
+  /** volume results folders (the --results ones and the finished runs) */
+  results: string[];
   api<T>(path: string, init?: RequestInit): Promise<T>;
   say(text: string, error?: boolean): void;
   /** fills a select (with the data set's groups) as the 2D page does */
@@ -77,6 +79,9 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     brushRow: $<HTMLElement>("v-brush-row"),
     undo: $<HTMLButtonElement>("v-undo"),
     clear: $<HTMLButtonElement>("v-clear"),
+    results: $<HTMLSelectElement>("v-results"),
+    open: $<HTMLButtonElement>("v-open"),
+    layer: $<HTMLSelectElement>("v-layer"),
     roi: $<HTMLOutputElement>("v-roi"),
     view: $<HTMLElement>("volume-view"),
     canvas: $<HTMLCanvasElement>("nv"),
@@ -143,28 +148,36 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     showBox();
   };
 
-  /** Puts a map over the volume (a finished run's map.nii.gz, or a partial map's NIfTI bytes), replacing the one shown. */
-  const overlay = async (map: { url: string; name: string }) => {
-    const m = await NVImage.loadFromUrl({ ...map, colormap: "warm", colormapNegative: "winter", opacity: 0.7 });
+  /** Puts a map over the volume (a result's map.nii.gz or stderr.nii.gz, or a partial map's NIfTI bytes), replacing the one shown. */
+  const overlay = async (map: { url: string; name: string }, signed = true) => {
+    const m = await NVImage.loadFromUrl({ ...map, colormap: "warm", colormapNegative: signed ? "winter" : "", opacity: 0.7 });
     for (const old of nv.volumes.slice(1)) nv.removeVolume(old);
     nv.addVolume(m);
     // A symmetric scale on the map's largest |effect|; boxes under 5% of it stay transparent (as the 2D map's threshold).
+    // Standard errors (>= 0, NaN where a box has none) run from 0 to their largest.
     const a = Math.max(Math.abs(m.global_min ?? 0), Math.abs(m.global_max ?? 0)) || 1;
-    Object.assign(m, { cal_min: 0.05 * a, cal_max: a, cal_minNeg: -a, cal_maxNeg: -0.05 * a });
+    Object.assign(m, signed ? { cal_min: 0.05 * a, cal_max: a, cal_minNeg: -a, cal_maxNeg: -0.05 * a } : { cal_min: 0.05 * a, cal_max: a });
     nv.updateGLVolume();
   };
+  /** the result drawn now (a finished run's or an opened folder), whose layer the *Show* select picks */
+  let result: { image: string; dir: string } | undefined;
+  const drawResult = () => (result ? show(result.image, `${result.dir}/${ui.layer.value}.nii.gz`, ui.layer.value === "map") : Promise.resolve());
+  const listResults = (dirs: string[]) => {
+    ui.results.replaceChildren(...dirs.map((d) => new Option(d.split("/").slice(-2).join("/"), d)));
+  };
+  listResults(ctx.results);
   let shown = "";
-  const show = async (image: string, map?: string) => {
+  const show = async (image: string, map?: string, signed = true) => {
     ui.view.hidden = false;
     for (const id of ["map-view", "components-view", "evaluate-view"]) $(id).hidden = true;
     // the same volume keeps its crosshair and drawing: only the map changes
     if (shown === image && nv.volumes.length) {
-      if (map) await overlay(volumeUrl(ctx.token, map));
+      if (map) await overlay(volumeUrl(ctx.token, map), signed);
       return;
     }
     await nv.loadVolumes([{ ...volumeUrl(ctx.token, image), colormap: "gray" }]);
     shown = image;
-    if (map) await overlay(volumeUrl(ctx.token, map));
+    if (map) await overlay(volumeUrl(ctx.token, map), signed);
     const d = nv.volumes[0].hdr!.dims;
     dims = [d[1], d[2], d[3]];
     // the crosshair starts at the middle: a box there is what Run explains until the user clicks elsewhere
@@ -282,11 +295,39 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
         ui.run.disabled = false;
         if (e.state !== "done") return ctx.say(`volume run ${info.id} ${e.state}: ${e.message ?? ""}`, true);
         ctx.say(`volume run ${info.id} done: its map over the volume`);
-        drawn = drawn.then(() => show(image, `${info.out}/map.nii.gz`)).catch((err: Error) => ctx.say(err.message, true));
+        result = { image, dir: info.out };
+        ui.layer.value = "map";
+        drawn = drawn
+          .then(drawResult)
+          .then(() => ctx.api<{ volumeResults: string[] }>("/api/state"))
+          .then((s) => listResults(s.volumeResults))
+          .catch((err: Error) => ctx.say(err.message, true));
       });
     } catch (e) {
       ctx.say((e as Error).message, true);
     }
   };
-  ui.show.onclick = () => void show(ui.volume.value).catch((e: Error) => ctx.say(e.message, true));
+  ui.layer.onchange = () => void drawResult().catch((e: Error) => ctx.say(e.message, true));
+  ui.open.onclick = async () => {
+    try {
+      const r = await ctx.api<{ dir: string; method: string; roi: string; image?: string }>(
+        `/api/volume-result?dir=${encodeURIComponent(ui.results.value)}`,
+      );
+      if (!r.image) return ctx.say(`${r.dir}: the volume it was made from is not listed (start segcause view with its --image or --dataset)`, true);
+      ui.volume.value = r.image;
+      result = { image: r.image, dir: r.dir };
+      await drawResult();
+      ctx.say(`${r.method} map of ${r.image.split("/").pop()}, RoI ${r.roi}`);
+    } catch (e) {
+      ctx.say((e as Error).message, true);
+    }
+  };
+  // Show: the volume alone (a map shown over it is put away; the crosshair and a drawing stay)
+  ui.show.onclick = () =>
+    void show(ui.volume.value)
+      .then(() => {
+        for (const old of nv.volumes.slice(1)) nv.removeVolume(old);
+        result = undefined;
+      })
+      .catch((e: Error) => ctx.say(e.message, true));
 }
