@@ -290,7 +290,10 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     try {
       const { mtimeMs } = statSync(path);
       let h = volumeShas.get(path);
-      if (h?.mtimeMs !== mtimeMs) volumeShas.set(path, (h = { mtimeMs, sha: volumeSha(await readVolume(path)) }));
+      if (h?.mtimeMs !== mtimeMs) {
+        h = { mtimeMs, sha: volumeSha(await readVolume(path)) };
+        volumeShas.set(path, h);
+      }
       return h.sha;
     } catch {
       return undefined; // gone, or not readable: not the volume
