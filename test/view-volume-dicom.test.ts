@@ -83,6 +83,11 @@ describe.skipIf(!have)("segcause view --image <DICOM series folder>", () => {
     for (const [a, x] of map.affine.entries()) expect(x).toBeCloseTo(nifti.affine[a], 4);
   });
 
+  it("refuses at start, in one line, an --image folder that is not a DICOM series", async () => {
+    const empty = tmp();
+    await expect(startViewServer({ image: empty, runs: join(tmp(), "runs") })).rejects.toThrow(`DICOM input folder ${empty} holds no DICOM files`);
+  });
+
   it("keeps a dropped series' files as one folder when they read as a volume, and refuses a file that is not DICOM", async () => {
     const r = await call("/api/upload-series", framed(seriesFiles()));
     expect(r.status, JSON.stringify(r.json)).toBe(200);

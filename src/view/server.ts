@@ -283,6 +283,8 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
     dicomNifti.set(path, { mtimeMs, bytes });
     return bytes;
   };
+  // a folder given as --image must read as a DICOM series now: a wrong folder is one line at start, not an error on the page
+  if (imageIsVolume && statSync(o.image!).isDirectory()) await dicomAsNifti(resolve(o.image!));
 
   /** A listed volume's content hash (volumeSha, as a result's provenance records it), kept per path and time: reading a volume is not cheap. */
   const volumeShas = new Map<string, { mtimeMs: number; sha: string }>();
