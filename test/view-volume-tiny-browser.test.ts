@@ -84,6 +84,13 @@ describe.skipIf(!ready)("segcause view's volume panel in chromium (known-answer 
     for (let s = 1; s <= 10; s++) await page.mouse.move(x0 + (tile * 0.3 * s) / 10, y0, { steps: 2 });
     await page.mouse.up();
 
+    // every status line the run shows, as it shows them
+    await page.evaluate(() => {
+      const lines: string[] = [];
+      (window as unknown as { statusLines: string[] }).statusLines = lines;
+      const status = document.getElementById("status")!;
+      new MutationObserver(() => lines.push(status.textContent!)).observe(status, { childList: true, characterData: true, subtree: true });
+    });
     await page.click("#v-run");
     await page.waitForFunction(() => /volume run \S+ (done|failed|stopped)/.test(document.getElementById("status")!.textContent!), null, {
       timeout: 120_000,
@@ -91,6 +98,18 @@ describe.skipIf(!ready)("segcause view's volume panel in chromium (known-answer 
     expect(await page.textContent("#status")).toContain("done");
     // the map was drawn over the volume after a round, before the run ended
     expect(Number(await page.getAttribute("body", "data-volume-partial"))).toBeGreaterThan(1);
+    // with the run's progress (passes done; of all, and left, once the schedule knows them: this run is too short) and the map's passes
+    const lines = await page.evaluate(() => (window as unknown as { statusLines: string[] }).statusLines);
+    expect(
+      lines.some((l) => /^volume run r1: building the volume bank/.test(l)),
+      lines.join("\n"),
+    ).toBe(true);
+    expect(
+      lines.some((l) =>
+        /^volume run r1: screening \w+ \d+\/(\?|\d+) passes( \(\d+ left\))?( · ETA \d+:\d\d)? · map so far after \d+ passes$/.test(l),
+      ),
+      lines.join("\n"),
+    ).toBe(true);
     const command = (await page.textContent("#command"))!;
     const mask = /--roi-mask (\S+) --label 1 --method pdcr/.exec(command)?.[1];
     expect(mask, command).toBeDefined();

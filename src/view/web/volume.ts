@@ -25,6 +25,8 @@ interface Status {
   label: string;
   done: number;
   total?: number;
+  /** worst case of the total when it is not known yet */
+  bound?: number;
   etaMs?: number;
 }
 
@@ -47,8 +49,10 @@ const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as 
 /** A run's progress line: passes done of all, passes left and the ETA (as the 2D runs say them). */
 function progressText(id: string, s: Status): string {
   const eta = s.etaMs === undefined ? "" : ` · ETA ${Math.floor(s.etaMs / 60000)}:${String(Math.round((s.etaMs % 60000) / 1000)).padStart(2, "0")}`;
-  const left = s.total === undefined ? "" : ` (${Math.max(0, s.total - s.done)} left)`;
-  return `volume run ${id}: ${s.label} ${s.done}/${s.total ?? "?"} passes${left}${eta}`;
+  // the fast schedule's total is known once its screen has planned the rounds (until then its worst case, if any)
+  const total = s.total ?? s.bound;
+  const left = total === undefined ? "" : ` (${Math.max(0, total - s.done)} left)`;
+  return `volume run ${id}: ${s.label} ${s.done}/${total ?? "?"} passes${left}${eta}`;
 }
 
 /** A NIfTI file as the server serves it; the name tells NiiVue its format. */
