@@ -179,6 +179,8 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
       if (map) await overlay(volumeUrl(ctx.token, map), signed);
       return;
     }
+    // a drawing is on the grid of the volume it was drawn on: another volume starts without one
+    if (nv.drawBitmap) nv.closeDrawing();
     await nv.loadVolumes([{ ...volumeUrl(ctx.token, image), colormap: "gray" }]);
     shown = image;
     if (map) await overlay(volumeUrl(ctx.token, map), signed);
