@@ -12,6 +12,7 @@ import { type Browser, chromium, type Page } from "playwright-core";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readNiftiBytes } from "../src/data/volume/nifti.js";
+import { volumeMethodNames } from "../src/explain/catalog.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { CAUSAL, N, writeCausalFixture } from "./helpers/causal3d.js";
 import { tmp } from "./helpers/tiny.js";
@@ -68,6 +69,9 @@ describe.skipIf(!ready)("segcause view's volume panel in chromium (known-answer 
     await page.selectOption("#v-volume", fx.image);
     await page.click("#v-show");
     await page.waitForFunction(() => document.getElementById("v-roi")!.textContent!.startsWith("--roi "));
+    // every method with a volume form is offered, zero ablation chosen
+    expect(await page.$$eval("#v-method option", (o) => o.map((x) => (x as HTMLOptionElement).value))).toEqual(volumeMethodNames());
+    expect(await page.inputValue("#v-method")).toBe("zero");
     await page.selectOption("#v-method", "pdcr");
     // the data set gives the bank: pdcr runs, with no line saying why it cannot
     expect(await page.isVisible("#v-pdcr-note")).toBe(false);

@@ -313,7 +313,15 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         banks: listBanks(),
         volumePdcrUnavailable: volumePdcrUnavailable(dataset, o.bank) ?? null,
         volumeResults: [...(o.results ? listVolumeResults(o.results) : []), ...listVolumeResults(runsDir)],
-        methods: allMethods().map((m) => ({ name: m.name, family: m.family, summary: m.summary, cost: m.cost, needsBank: m.needsBank === true })),
+        methods: allMethods().map((m) => ({
+          name: m.name,
+          family: m.family,
+          summary: m.summary,
+          cost: m.cost,
+          needsBank: m.needsBank === true,
+          // with a volume form in the registry: the volume panel offers it
+          ...(m.volume ? { volume: m.volume.summary } : {}),
+        })),
         runs: queue.list(),
         results: [...(o.results ? listResults(o.results) : []), ...listResults(runsDir)],
         runsFolder: runsDir,

@@ -94,6 +94,10 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
   ui.panel.hidden = false;
   ctx.fill(ui.model, ctx.models);
   ctx.fill(ui.volume, ctx.volumes);
+  // the methods with a volume form in the registry (what `segcause methods` marks `volumes: yes`), zero ablation first chosen
+  const { methods } = await ctx.api<{ methods: { name: string; volume?: string }[] }>("/api/state");
+  ui.method.replaceChildren(...methods.filter((m) => m.volume).map((m) => Object.assign(new Option(m.name, m.name), { title: m.volume! })));
+  ui.method.value = "zero";
   const nv = new Niivue({ crosshairColor: [0, 1, 0, 0.7], show3Dcrosshair: false, isColorbar: true });
   await nv.attachToCanvas(ui.canvas);
   nv.setSliceType(SLICE_TYPE.MULTIPLANAR);
