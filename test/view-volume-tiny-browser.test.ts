@@ -3,7 +3,8 @@
  * a RoI brushed with NiiVue's pen on a slice runs pdcr with the bank of the --dataset's train split as
  * `--roi-mask <the drawing> --label 1`; the map fills in round by round over the volume; the run's RoI is
  * the drawn voxels; Save PNG downloads the three orientations with the map's colours; the standard-error layer
- * (all 0 for this known answer) draws nothing; the run's folder, opened from the volume results, draws the map again.
+ * (all 0 for this known answer) draws nothing; the run's folder, opened from the volume results, draws the map again;
+ * Stop ends a long RISE run as Ctrl-C does.
  * Skipped, with a line saying so, without /usr/bin/chromium.
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -157,6 +158,22 @@ describe.skipIf(!ready)("segcause view's volume panel in chromium (known-answer 
     await page.click("#v-open");
     await page.waitForFunction(() => document.getElementById("status")!.textContent!.startsWith("pdcr map of case.nii.gz"));
     await expect.poll(shown, { timeout: 20_000 }).toBeGreaterThan(500);
+
+    // Stop: a long RISE run on the crosshair's box stops as on Ctrl-C once it has started
+    await page.selectOption("#v-roi-kind", "box");
+    await page.selectOption("#v-method", "rise");
+    await page.fill("#v-options", "masks=200000");
+    await page.click("#v-run");
+    await page.waitForFunction(() => /^volume run r2: .* \d+\/\d+ passes/.test(document.getElementById("status")!.textContent!), null, {
+      timeout: 60_000,
+    });
+    expect(await page.isEnabled("#v-stop")).toBe(true);
+    await page.click("#v-stop");
+    await page.waitForFunction(() => /^volume run r2 stopped: stopped/.test(document.getElementById("status")!.textContent!), null, {
+      timeout: 60_000,
+    });
+    expect(await page.isEnabled("#v-stop")).toBe(false);
+    expect(await page.textContent("#command")).toContain("--method rise --seed 0 --masks=200000");
     expect(errors).toEqual([]);
   });
 });

@@ -83,6 +83,7 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     brushRow: $<HTMLElement>("v-brush-row"),
     undo: $<HTMLButtonElement>("v-undo"),
     clear: $<HTMLButtonElement>("v-clear"),
+    stop: $<HTMLButtonElement>("v-stop"),
     results: $<HTMLSelectElement>("v-results"),
     open: $<HTMLButtonElement>("v-open"),
     layer: $<HTMLSelectElement>("v-layer"),
@@ -275,6 +276,9 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
       });
       ui.command.textContent = info.command;
       ui.run.disabled = true;
+      // Stop: as on Ctrl-C (a box method or RISE keeps its checkpoint: the shown command continues it)
+      ui.stop.disabled = false;
+      ui.stop.onclick = () => void ctx.api(`/api/runs/${info.id}/stop`, { method: "POST" }).catch((err: Error) => ctx.say(err.message, true));
       const es = new EventSource(`/api/runs/${info.id}/events?token=${encodeURIComponent(ctx.token)}`);
       let status: Status | undefined;
       let partial = "";
@@ -303,6 +307,7 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
         if (!["done", "failed", "stopped"].includes(e.state)) return;
         es.close();
         ui.run.disabled = false;
+        ui.stop.disabled = true;
         if (e.state !== "done") return ctx.say(`volume run ${info.id} ${e.state}: ${e.message ?? ""}`, true);
         ctx.say(`volume run ${info.id} done: its map over the volume`);
         result = { image, dir: info.out };
