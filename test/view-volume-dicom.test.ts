@@ -2,7 +2,7 @@
  * `segcause view --image <DICOM series folder>`: a real MR series (../shared/data/dicom/mr-hippocrop/study1)
  * is listed with the volumes, served to the page as the NIfTI of what the CLI's DICOM reader reads (voxels and
  * affine), and a run on it with the shipped 3D U-Net is `segcause explain --image <the folder>`, whose map lies
- * on the series' grid. A series' files dropped together (one framed upload) are kept as one folder when they
+ * on the series' grid, and a RoI drawn on the served NIfTI runs on the series. A series' files dropped together (one framed upload) are kept as one folder when they
  * read as a volume, and refused in one line when one of them is not DICOM; in chromium, dropping them on the
  * volume panel shows the series. Skipped, with a line saying so, without ../shared/data/dicom (the browser
  * part without /usr/bin/chromium).
@@ -13,6 +13,7 @@ import { chromium } from "playwright-core";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readNiftiBytes } from "../src/data/volume/nifti.js";
+import { niftiBytes } from "../src/data/volume/nifti-write.js";
 import { readVolume } from "../src/data/volume/volume-case.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { tmp } from "./helpers/tiny.js";
@@ -81,6 +82,23 @@ describe.skipIf(!have)("segcause view --image <DICOM series folder>", () => {
     const map = await readNiftiBytes(readFileSync(join(r.json.out, "map.nii.gz")), "map.nii.gz");
     expect(map.dims).toEqual(dicom.dims);
     for (const [a, x] of map.affine.entries()) expect(x).toBeCloseTo(nifti.affine[a], 4);
+
+    // a RoI drawn over the served NIfTI (a mask with its header's grid, as NiiVue saves a drawing) runs on the series
+    const drawn = new Float32Array(nifti.data.length);
+    for (let j = box.y; j < box.y + 8; j++) for (let i = box.x; i < box.x + 6; i++) drawn[(box.z * ny + j) * nx + i] = 1;
+    const up = await call("/api/upload?name=roi.nii&purpose=roi", niftiBytes({ dims: nifti.dims, affine: nifti.affine, data: drawn }));
+    expect(up.status, JSON.stringify(up.json)).toBe(200);
+    const d = await call("/api/runs", {
+      model: MODEL,
+      image: SERIES,
+      roiLabels: { labels: up.json.path, label: "1" },
+      method: "zero",
+      options: { block: 16 },
+    });
+    expect(d.status, JSON.stringify(d.json)).toBe(200);
+    const dtext = await (await fetch(`http://127.0.0.1:${v.port}/api/runs/${d.json.id}/events?token=${v.token}`)).text();
+    expect(dtext).toContain('"state":"done"');
+    expect(JSON.parse(readFileSync(join(d.json.out, "map.json"), "utf8")).roi).toBe(`the structure of ${up.json.path} (label 1)`);
   });
 
   it("refuses at start, in one line, an --image folder that is not a DICOM series", async () => {
