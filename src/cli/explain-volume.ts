@@ -14,7 +14,7 @@ import { getMethod, methodNames, volumeMethodNames, windowedMethodNames } from "
 import { resolveOptions } from "../explain/methods.js";
 import { type BoxUnitName, describeSize } from "../explain/volume/box-size.js";
 import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js";
-import { VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
+import { VOLUME_BATCH_SIZE, type VolumeAttribution, type VolumePartialMap, volumeTarget } from "../explain/volume/engine.js";
 import { RunBound, type RunBoundSettings, RunStopped } from "../explain/volume/run-bound.js";
 import type { CardOverrides } from "../model/card.js";
 import type { Device } from "../model/device.js";
@@ -114,7 +114,7 @@ const IMAGE_ONLY = [
 export async function runVolumeExplain(
   f: VolumeExplainFlags,
   common: ReadonlySet<string>,
-  hooks: { onProgress?: ProgressListener } = {},
+  hooks: { onProgress?: ProgressListener; onPartialMap?: (p: VolumePartialMap) => void } = {},
 ): Promise<VolumeExplainResult | VolumeExplainStopped> {
   const scale = parseScale(f.colourScale ?? "max");
   const def = methodNames().includes(f.method) ? getMethod(f.method) : undefined;
@@ -205,6 +205,7 @@ export async function runVolumeExplain(
         batchSize,
         checkpointPath,
         onProgress: hooks.onProgress ?? progress,
+        onPartialMap: hooks.onPartialMap,
         bound: fast ? undefined : new RunBound(bounds),
       });
     } catch (e) {

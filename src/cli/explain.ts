@@ -382,7 +382,7 @@ export function explainCommand(): Command {
  */
 export async function runVolumeCommand(
   opts: ExplainFlags & OutputFlags,
-  hooks: { onProgress?: ProgressListener } = {},
+  hooks: Parameters<typeof runVolumeExplain>[2] = {},
 ): Promise<VolumeExplainResult | VolumeExplainStopped | undefined> {
   const volumeModel = isVolumeModel(opts.model, opts.card);
   const volumeImage = await looksLikeVolume(opts.image);

@@ -44,10 +44,16 @@ export function viewCommand(): Command {
   return new Command("view")
     .description("local browser viewer: draw a RoI, run methods, look at their maps (127.0.0.1 unless --host)")
     .option("--model <file>", "an ONNX model (2D, or 3D with a volume card) to offer besides the bundled ones")
-    .option("--image <file>", "an image or NIfTI volume to offer besides the samples (more can be uploaded)")
-    .option("--bank <file>", "a patch bank for pdcr and pdcr-superpixel (the sample bank is offered too)")
+    .option("--image <file>", "an image, a NIfTI volume or a DICOM series (folder or file) to offer besides the samples (more can be dropped)")
+    .option(
+      "--bank <file>",
+      "a patch bank for pdcr and pdcr-superpixel (the sample bank is offered too), or a volume bank (.scvbank) for pdcr on volumes",
+    )
     .option("--results <dir>", "an explain, components or evaluate results folder, or a folder of them, to open")
-    .option("--dataset <manifest>", "a data set manifest (or its folder) of 2D images or NIfTI volumes: its cases are listed")
+    .option(
+      "--dataset <manifest>",
+      "a data set manifest (or its folder) of 2D images or volumes: its cases are listed; a volume data set's train split gives pdcr on volumes its bank",
+    )
     .option("--runs <dir>", "where the viewer's runs write their output folders", "segcause-view-runs")
     .option("--port <n>", "port (default: a free one)", portNumber, 0)
     .option(

@@ -111,6 +111,6 @@ export function explainArgs(r: RunRequest, out: string, roiMaskPath?: string): s
 }
 
 /** A shell-safe rendering of the command (POSIX quoting where needed). */
-export function shellCommand(args: string[]): string {
-  return ["segcause", "explain", ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(" ");
+export function shellCommand(args: string[], command = "explain"): string {
+  return ["segcause", ...command.split(" "), ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replaceAll("'", "'\\''")}'`)).join(" ");
 }

@@ -41,6 +41,15 @@ export function resultKind(dir: string): ResultKind | undefined {
   return kind === "explain" || kind === "components" ? kind : undefined;
 }
 
+/** A volume's complete explain folder, by the manifest `segcause explain` writes last on a volume: the volume panel draws it. */
+export function isVolumeResult(dir: string): boolean {
+  try {
+    return JSON.parse(readFileSync(join(dir, "manifest.json"), "utf8"))?.format === "segcause.volume-result/1" && existsSync(join(dir, "map.nii.gz"));
+  } catch {
+    return false; // no manifest (or not ours)
+  }
+}
+
 const isDir = (p: string): boolean => {
   try {
     return statSync(p).isDirectory();
@@ -50,18 +59,54 @@ const isDir = (p: string): boolean => {
 };
 
 /** `dir` itself when it is a result, else its sub-folders that are (one level); anything else in it is skipped. */
-export function listResults(dir: string): { dir: string; kind: ResultKind }[] {
+export function listResults<K extends string = ResultKind>(
+  dir: string,
+  kindOf: (dir: string) => K | undefined = resultKind as never,
+): { dir: string; kind: K }[] {
   if (!isDir(dir)) return [];
-  const here = resultKind(dir);
+  const here = kindOf(dir);
   if (here) return [{ dir, kind: here }];
   return readdirSync(dir)
     .sort()
     .map((n) => join(dir, n))
     .filter(isDir)
     .flatMap((p) => {
-      const kind = resultKind(p);
+      const kind = kindOf(p);
       return kind ? [{ dir: p, kind }] : [];
     });
+}
+
+/** The volume results in `dir` (itself, or one level down), as listResults finds the 2D ones. */
+export function listVolumeResults(dir: string): string[] {
+  return listResults(dir, (d) => (isVolumeResult(d) ? "volume" : undefined)).map((r) => r.dir);
+}
+
+/** What the volume panel needs of a volume result: its method, RoI and the volume it was made from (as its provenance records). */
+export function readVolumeResult(dir: string): {
+  dir: string;
+  method: string;
+  roi: string;
+  valueUnits: string;
+  imagePath?: string;
+  imageSha256?: string;
+} {
+  const m = readPart(dir, "map.json", (b) => JSON.parse(b.toString("utf8"))) as {
+    method?: string;
+    roi?: string;
+    valueUnits?: string;
+    provenance?: { case?: { imagePath?: string; imageSha256?: string } };
+  };
+  const c = m.provenance?.case;
+  if (typeof m.method !== "string" || typeof c?.imageSha256 !== "string")
+    fail(`${dir}/map.json has no method or provenance (the volume's SHA-256), so it is not a complete volume result`, "rerun its command");
+  return {
+    dir,
+    method: m.method,
+    roi: String(m.roi ?? ""),
+    valueUnits: String(m.valueUnits ?? ""),
+    imagePath: c.imagePath,
+    imageSha256: c.imageSha256,
+  };
 }
 
 /** A file of the result `dir`, parsed: one line naming it when it is missing or unreadable (deleted since, hand-edited). */

@@ -8,10 +8,13 @@ import { existsSync, rmdirSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { RunStatus } from "../util/progress.js";
-import type { ChildMessage, PartialView } from "./run-child.js";
+import type { ChildMessage, PartialView, VolumePartialView } from "./run-child.js";
 
 /** the built child (also when this module runs from src/ under the tests) */
 const CHILD = fileURLToPath(new URL("../../dist/view/run-child.js", import.meta.url));
+
+/** the environment variable that hands a run's bank build to its child */
+export const BANK_ENV = "SEGCAUSE_VIEW_BANK_BUILD";
 
 export type RunState = "queued" | "running" | "done" | "failed" | "stopped";
 
@@ -19,7 +22,7 @@ export type RunEvent =
   | { type: "state"; state: RunState; message?: string }
   | { type: "progress"; status: RunStatus }
   /** the map so far (the fast schedule, after each round) */
-  | { type: "partial"; map: PartialView }
+  | { type: "partial"; map: PartialView | VolumePartialView }
   | { type: "done"; summary: unknown };
 
 /** A state a run never leaves. */
@@ -53,6 +56,8 @@ export class Run {
     readonly out: string,
     readonly args: string[],
     readonly command: string,
+    /** `segcause bank build` arguments of a bank the run builds first when its file is not there yet (pdcr on a volume) */
+    readonly bankArgs?: string[],
   ) {}
 
   get finished(): boolean {
@@ -101,7 +106,8 @@ export class Run {
     if (this.stopAsked) return Promise.resolve();
     this.emit({ type: "state", state: "running" });
     return new Promise((resolve) => {
-      const child = fork(CHILD, this.args, { stdio: ["ignore", "ignore", "pipe", "ipc"] });
+      const env = this.bankArgs ? { ...process.env, [BANK_ENV]: JSON.stringify(this.bankArgs) } : process.env;
+      const child = fork(CHILD, this.args, { stdio: ["ignore", "ignore", "pipe", "ipc"], env });
       this.child = child;
       let stderr = "";
       child.stderr!.on("data", (d: Buffer) => {
@@ -110,6 +116,7 @@ export class Run {
       let ended: RunEvent | undefined;
       child.on("message", (m: ChildMessage) => {
         if (m.type === "progress") this.emit({ type: "progress", status: m.status });
+        else if (m.type === "note") this.emit({ type: "state", state: "running", message: m.message });
         else if (m.type === "partial") this.emit({ type: "partial", map: m.map });
         else if (m.type === "done") ended = { type: "done", summary: m.summary };
         else ended = { type: "state", state: "failed", message: m.message };

@@ -15,8 +15,9 @@ import type { z } from "zod";
 import { encodePng, imageInfo } from "../data/image.js";
 import { readManifest } from "../data/manifest.js";
 import { readNiftiBytes } from "../data/volume/nifti.js";
+import { niftiBytes } from "../data/volume/nifti-write.js";
 import { isNiftiPath } from "../data/volume/sniff.js";
-import { looksLikeVolume } from "../data/volume/volume-case.js";
+import { looksLikeVolume, readVolume, volumeSha } from "../data/volume/volume-case.js";
 import { SegcauseError } from "../errors.js";
 import { allMethods } from "../explain/catalog.js";
 import { models as bundledModels } from "../model/bundled.js";
@@ -29,8 +30,10 @@ import { checkRunOptions, optionFields } from "./method-options.js";
 import { AllowedPaths } from "./paths.js";
 import { ModelCache, packBits, predict } from "./predict.js";
 import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
-import { listResults, readResult, resultKind } from "./results.js";
+import { listResults, listVolumeResults, readResult, readVolumeResult, resultKind } from "./results.js";
 import { isFinal, Run, RunQueue } from "./runs.js";
+import { keepSeries, SERIES_LIMIT, SERIES_PREFIX, unpackSeries } from "./series-upload.js";
+import { volumeBankArgs, volumePdcrUnavailable } from "./volume-bank.js";
 
 const PACKAGE = fileURLToPath(new URL("../../", import.meta.url));
 /** the page as `npm run build` bundles it (also when this module runs from src/ under the tests) */
@@ -143,7 +146,9 @@ export function reserveFolder(dir: string, name: string): string {
 function checkUploadsCap(dir: string, adding: number, cap: { files: number; bytes: number }): void {
   const size = (f: string): number => {
     try {
-      return statSync(join(dir, f)).size;
+      const st = statSync(join(dir, f));
+      // a dropped DICOM series is a folder of its files
+      return st.isDirectory() ? readdirSync(join(dir, f)).reduce((n, g) => n + statSync(join(dir, f, g)).size, 0) : st.size;
     } catch {
       return 0; // gone, or a dangling link: holds nothing
     }
@@ -181,6 +186,8 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   // the files the manifest names (relative to its folder, or absolute elsewhere) were given on the command line too
   for (const c of dataset?.cases ?? []) for (const f of [c.image, c.mask]) if (f) allowed.addFileFolder(f);
   const runsDir = allowed.check(o.runs, "the runs folder");
+  // --image may be a volume that is not NIfTI: a DICOM series folder or file (listed with the volumes, shown as NIfTI)
+  const imageIsVolume = o.image !== undefined && (await looksLikeVolume(o.image));
 
   const models = new ModelCache();
   /** whether a model is 3D, read from its card once per path */
@@ -218,7 +225,7 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   /** NIfTI volumes: --image, a volume data set's cases (with their label maps), uploads */
   const listVolumes = () => {
     const list: { name: string; path: string; group?: string; labels?: string }[] = [];
-    if (o.image && isNiftiPath(o.image)) list.push({ name: basename(o.image), path: resolve(o.image) });
+    if (o.image && imageIsVolume) list.push({ name: basename(o.image), path: resolve(o.image) });
     if (dataset?.kind === "volume")
       for (const c of dataset.cases)
         if (isNiftiPath(c.image))
@@ -228,12 +235,15 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
             group: `data set ${dataset.name}`,
             ...(c.mask && isNiftiPath(c.mask) ? { labels: c.mask } : {}),
           });
-    for (const f of readdirSync(uploads).sort()) if (isNiftiPath(f)) list.push({ name: f, path: join(uploads, f) });
+    for (const f of readdirSync(uploads).sort())
+      if (isNiftiPath(f)) list.push({ name: f, path: join(uploads, f) });
+      else if (f.startsWith(SERIES_PREFIX) && !f.endsWith(".partial"))
+        list.push({ name: `DICOM series ${f.slice(SERIES_PREFIX.length)} (${readdirSync(join(uploads, f)).length} files)`, path: join(uploads, f) });
     return list;
   };
   const listImages = () => {
     const list: { name: string; path: string; group?: string }[] = [];
-    if (o.image && !isNiftiPath(o.image)) list.push({ name: basename(o.image), path: resolve(o.image) });
+    if (o.image && !imageIsVolume) list.push({ name: basename(o.image), path: resolve(o.image) });
     if (dataset?.kind !== "volume")
       for (const c of dataset?.cases ?? []) list.push({ name: `${c.id} (${c.split})`, path: c.image, group: `data set ${dataset!.name}` });
     for (const dir of [join(PACKAGE, "samples"), uploads]) {
@@ -263,6 +273,36 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       return h.sha === sha;
     })?.path;
 
+  /** A DICOM series as the NIfTI the page's viewer reads: read by the CLI's own reader (the voxels and affine a run sees), kept per path and time. */
+  const dicomNifti = new Map<string, { mtimeMs: number; bytes: Uint8Array }>();
+  const dicomAsNifti = async (path: string): Promise<Uint8Array> => {
+    const { mtimeMs } = statSync(path);
+    const kept = dicomNifti.get(path);
+    if (kept?.mtimeMs === mtimeMs) return kept.bytes;
+    const v = await readVolume(path);
+    const bytes = niftiBytes(v, { description: "segcause view: a DICOM series" });
+    dicomNifti.set(path, { mtimeMs, bytes });
+    return bytes;
+  };
+  // a folder given as --image must read as a DICOM series now: a wrong folder is one line at start, not an error on the page
+  if (imageIsVolume && statSync(o.image!).isDirectory()) await dicomAsNifti(resolve(o.image!));
+
+  /** A listed volume's content hash (volumeSha, as a result's provenance records it), kept per path and time: reading a volume is not cheap. */
+  const volumeShas = new Map<string, { mtimeMs: number; sha: string }>();
+  const volumeContent = async (path: string): Promise<string | undefined> => {
+    try {
+      const { mtimeMs } = statSync(path);
+      let h = volumeShas.get(path);
+      if (h?.mtimeMs !== mtimeMs) {
+        h = { mtimeMs, sha: volumeSha(await readVolume(path)) };
+        volumeShas.set(path, h);
+      }
+      return h.sha;
+    } catch {
+      return undefined; // gone, or not readable: not the volume
+    }
+  };
+
   const api = async (req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> => {
     const p = url.pathname;
     if (req.method === "GET" && p === "/api/state") {
@@ -272,6 +312,8 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         volumeModels: listVolumeModels(),
         volumes: listVolumes(),
         banks: listBanks(),
+        volumePdcrUnavailable: volumePdcrUnavailable(dataset, o.bank) ?? null,
+        volumeResults: [...(o.results ? listVolumeResults(o.results) : []), ...listVolumeResults(runsDir)],
         methods: allMethods().map((m) => ({
           name: m.name,
           family: m.family,
@@ -279,6 +321,8 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
           cost: m.cost,
           needsBank: m.needsBank === true,
           options: optionFields(m),
+          // with a volume form in the registry: the volume panel offers it
+          ...(m.volume ? { volume: m.volume.summary } : {}),
         })),
         runs: queue.list(),
         results: [...(o.results ? listResults(o.results) : []), ...listResults(runsDir)],
@@ -304,16 +348,29 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       const ext = /\.nii\.gz$/i.test(name) ? ".nii.gz" : extname(name).toLowerCase();
       if (!IMAGE_EXT.has(ext) && ext !== ".nii" && ext !== ".nii.gz")
         bad(`${basename(name)} is not an image or volume segcause reads (${[...IMAGE_EXT, ".nii", ".nii.gz"].join(", ")})`);
+      // a RoI drawn on a volume (NiiVue's drawing as NIfTI) is kept with the RoI masks, not listed as a volume
+      const roi = url.searchParams.get("purpose") === "roi";
+      if (roi && !isNiftiPath(ext)) bad(`${basename(name)}: a drawn volume RoI is a NIfTI file (.nii, .nii.gz)`);
       const bytes = await body(req, UPLOAD_LIMIT);
       if (bytes.length === 0) bad("empty upload (drop an image or NIfTI file)");
       // What is stored is an image or volume the runs can read, not just a name ending in .png or .nii.gz.
       if (isNiftiPath(ext)) await readNiftiBytes(bytes, basename(name));
       else await imageInfo(bytes, basename(name));
       // Named by content: the same image dropped twice is one file, and no name from the page reaches the disk.
-      const path = join(uploads, `${sha256(bytes).slice(0, 16)}${ext}`);
-      if (!existsSync(path)) checkUploadsCap(uploads, bytes.length, o.uploadsCap ?? UPLOADS_CAP);
+      const dir = roi ? roiMasks : uploads;
+      const path = join(dir, `${sha256(bytes).slice(0, 16)}${ext}`);
+      if (!existsSync(path)) checkUploadsCap(dir, bytes.length, o.uploadsCap ?? UPLOADS_CAP);
       writeFileSync(path, bytes);
       return send(res, 200, { name: basename(name), path });
+    }
+    if (req.method === "POST" && p === "/api/upload-series") {
+      const bytes = await body(req, SERIES_LIMIT);
+      const files = unpackSeries(bytes);
+      if (typeof files === "string") bad(files);
+      const dir = join(uploads, `${SERIES_PREFIX}${sha256(bytes).slice(0, 16)}`);
+      if (!existsSync(dir)) checkUploadsCap(uploads, bytes.length, o.uploadsCap ?? UPLOADS_CAP);
+      const path = existsSync(dir) ? dir : await keepSeries(uploads, bytes, files);
+      return send(res, 200, { name: basename(path), path });
     }
     // `/api/runs/preview`: the same checks and command, nothing written or queued (the page's form shows the command as it changes)
     if (req.method === "POST" && (p === "/api/runs" || p === "/api/runs/preview")) {
@@ -345,11 +402,21 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         if (!dry && !existsSync(maskPath)) checkUploadsCap(roiMasks, png.length, o.uploadsCap ?? UPLOADS_CAP);
         if (!dry) writeFileSync(maskPath, png);
       }
+      // pdcr on a volume without a bank: the bank `bank build` cuts from the --dataset's train split, built by the run when not there yet
+      let bank: ReturnType<typeof volumeBankArgs> | undefined;
+      if (volumeImage && r.method === "pdcr" && !r.bank && o.bank?.endsWith(".scvbank")) checked.bank = allowed.check(o.bank, "bank");
+      else if (volumeImage && r.method === "pdcr" && !r.bank) {
+        if (dataset?.kind !== "volume" || !o.dataset) bad(volumePdcrUnavailable(dataset, o.bank)!);
+        const manifest = statSync(o.dataset).isDirectory() ? join(o.dataset, "manifest.json") : o.dataset;
+        bank = volumeBankArgs(runsDir, resolve(manifest), dataset.name, checked.model, r.options);
+        checked.bank = bank.out;
+      }
       const folder = `${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}-${r.method}`;
       const out = dry ? join(runsDir, folder) : reserveFolder(runsDir, folder);
       const args = explainArgs(checked, out, maskPath);
-      if (dry) return send(res, 200, { command: shellCommand(args) });
-      const run = new Run(`r${++seq}`, checked.model, r.method, out, args, shellCommand(args));
+      const command = bank ? `${shellCommand(bank.args, "bank build")} && ${shellCommand(args)}` : shellCommand(args);
+      if (dry) return send(res, 200, { command });
+      const run = new Run(`r${++seq}`, checked.model, r.method, out, args, command, bank?.args);
       queue.add(run);
       return send(res, 200, run.info());
     }
@@ -393,6 +460,19 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       const match = { model: byContent(listModels(), prov.model.sha256), image: byContent(listImages(), prov.case.imageSha256) };
       return send(res, 200, { ...r, match });
     }
+    if (req.method === "GET" && p === "/api/volume-result") {
+      const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/volume-result?dir=<volume results folder>)");
+      const { imagePath, imageSha256, ...r } = readVolumeResult(allowed.check(dir, "results folder"));
+      // the listed volume it was made from: at its recorded path, else one with its content (voxels and affine, as the provenance hashes them)
+      const listed = listVolumes();
+      let image = listed.find((x) => imagePath !== undefined && resolve(x.path) === resolve(imagePath) && existsSync(x.path))?.path;
+      for (const x of image ? [] : listed)
+        if ((await volumeContent(x.path)) === imageSha256) {
+          image = x.path;
+          break;
+        }
+      return send(res, 200, { ...r, image });
+    }
     if (req.method === "GET" && p === "/api/evaluate") {
       const dir = url.searchParams.get("dir") ?? bad("no dir given (/api/evaluate?dir=<evaluate folder>)");
       const real = allowed.check(dir, "evaluate folder");
@@ -433,9 +513,9 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       // a NIfTI file as it lies on disk (an input volume, a label map, or a run's map.nii.gz) for the page's volume viewer
       const path = url.searchParams.get("path") ?? bad("no path given (/api/volume?path=<file.nii.gz>)");
       const real = allowed.check(path, "volume");
-      if (!isNiftiPath(real)) bad(`${path} is not a NIfTI file (.nii or .nii.gz)`);
+      if (!isNiftiPath(real) && !(await looksLikeVolume(real))) bad(`${path} is not a NIfTI file (.nii or .nii.gz) or a DICOM series`);
       res.writeHead(200, { "content-type": "application/octet-stream", "cache-control": "no-store" });
-      res.end(readFileSync(real));
+      res.end(isNiftiPath(real) ? readFileSync(real) : await dicomAsNifti(real));
       return;
     }
     if (req.method === "GET" && p === "/api/image") {

@@ -60,6 +60,17 @@ export interface VolumeBlockSpec {
    * samples are saved; needs `checkpointPath`. The fast schedule takes its budget in `adaptive`.
    */
   bound?: RunBound;
+  /** hears the map as the fast schedule's rounds fill it in (an observer: the result is the same without it) */
+  onPartialMap?: (p: VolumePartialMap) => void;
+}
+
+/** A volume map still being estimated: the effects so far on the input volume's grid (as map.nii.gz), and the passes spent. */
+export interface VolumePartialMap {
+  dims: [number, number, number];
+  affine: number[];
+  map: Float32Array;
+  valueUnits: string;
+  passes: number;
 }
 
 export interface VolumeAttribution {
@@ -336,6 +347,7 @@ export async function explainVolumeBlocks(
     }
     return resumable!.evaluate(reqs, stage);
   };
+  const toVolume = (values: (i: number) => number, fillValue: number) => boxToInput(kase, paintBoxes(box, spec.block, units, values, fillValue));
   let estimates: UnitEstimate[];
   let groupPasses = 0;
   const scheduleNotes: string[] = [];
@@ -344,7 +356,18 @@ export async function explainVolumeBlocks(
     // A time budget becomes a pass budget after the screen, at this run's measured pass rate (as in 2D).
     const passesFor = (spent: number) =>
       ranPasses === 0 ? Infinity : spent + Math.max(0, ((ad.maxSeconds * 1000 - (Date.now() - t0)) * ranPasses) / Math.max(ranMs, 1));
-    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, plan, cost);
+    const onPartial = spec.onPartialMap;
+    const onRound =
+      onPartial &&
+      ((est: UnitEstimate[], spent: number) =>
+        onPartial({
+          dims: kase.volume.dims,
+          affine: kase.volume.affine,
+          map: toVolume((i) => est[i].effect, 0),
+          valueUnits: outcomeUnits(target.outcome),
+          passes: spent,
+        }));
+    const r = await adaptiveAte(tree!, target.base, evaluate, ad, strat!.weights, passesFor, plan, cost, onRound);
     estimates = r.estimates;
     groupPasses = r.groupPasses;
     scheduleNotes.push(
@@ -370,7 +393,6 @@ export async function explainVolumeBlocks(
   await resumable.checkpoint?.save();
   const results = units.map((u, i) => ({ ...u, ...estimates[i] }));
   const { dims, affine, spacing } = kase.volume;
-  const toVolume = (values: (i: number) => number, fillValue: number) => boxToInput(kase, paintBoxes(box, spec.block, units, values, fillValue));
   const samples = passesOf.size;
   let samplePasses = 0;
   for (const n of passesOf.values()) samplePasses += n;

@@ -24,7 +24,7 @@ import {
   roiScore,
   zeroMapNote,
 } from "../gradients.js";
-import { type ResolvedVolumeTarget, type SlidingCount, VOLUME_BATCH_SIZE, type VolumeAttribution } from "./engine.js";
+import { type ResolvedVolumeTarget, type SlidingCount, VOLUME_BATCH_SIZE, type VolumeAttribution, type VolumePartialMap } from "./engine.js";
 import { volumeProvenance } from "./provenance.js";
 import type { RunBound } from "./run-bound.js";
 import { rawOutput, WindowedGradientSession } from "./window-gradients.js";
@@ -38,6 +38,8 @@ export interface VolumeRunOptions {
   onProgress?: ProgressListener;
   /** box methods' fixed schedules: stops between batches at --max-passes/--max-time (run-bound.ts) */
   bound?: RunBound;
+  /** the box methods' fast schedule: hears the map after each round (an observer only) */
+  onPartialMap?: (p: VolumePartialMap) => void;
 }
 
 /** The RoI score on a volume's box: S over the RoI's cells of the card's channel, read with the card's activation. */

@@ -43,6 +43,8 @@ interface State {
   runsFolder: string;
   volumeModels: Named[];
   volumes: Named[];
+  volumePdcrUnavailable: string | null;
+  volumeResults: string[];
 }
 interface RunStatus {
   label: string;
@@ -1071,9 +1073,9 @@ async function start(): Promise<void> {
   // NiiVue is a chunk of its own, fetched only when there are volumes: the 2D page stays small.
   if (state!.volumes.length && state!.volumeModels.length) {
     const { startVolumes } = await import("./volume.js");
-    await startVolumes({ token, models: state!.volumeModels, volumes: state!.volumes, api, say, fill: (s, items) => fill(s, items) }).catch(
-      (e: Error) => say(`volumes: ${e.message}`, true),
-    );
+    const s = state!;
+    const volumes = { token, models: s.volumeModels, volumes: s.volumes, pdcrUnavailable: s.volumePdcrUnavailable, results: s.volumeResults };
+    await startVolumes({ ...volumes, api, say, fill: (sel, items) => fill(sel, items) }).catch((e: Error) => say(`volumes: ${e.message}`, true));
   }
   document.body.dataset.ready = "1";
 }
