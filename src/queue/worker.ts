@@ -140,7 +140,12 @@ async function openJobRoi(p: ControlJob | CellJob, redis: Redis, s: WorkerSettin
   const kase = await loadCase(model, await fetch(p.image), p.mask ? await fetch(p.mask) : undefined, { allowEmptyMask: true });
   kase.id = p.id.image;
   const bank = p.bank ? await PatchBank.load(await fetch(p.bank)) : undefined;
-  return openRoi({ P: p.protocol as RoiContext["P"], seed: p.seed, batchSize: p.batchSize, model, kase, roi: p.roi, bank }, runner, p.id, []);
+  return openRoi(
+    { P: p.protocol as RoiContext["P"], seed: p.seed, batchSize: p.batchSize, incremental: p.incremental, model, kase, roi: p.roi, bank },
+    runner,
+    p.id,
+    [],
+  );
 }
 
 async function runControl(p: ControlJob, redis: Redis, s: WorkerSettings, models: Models): Promise<ControlResult> {
