@@ -5,8 +5,9 @@
  * segcause's ONNX reader), only when Debian's torch is installed. It runs the paper schedule as their
  * released code does (batches of S and N draws per block, float32 Dice × 100) on segcause's paper-schedule
  * draw numbers, so its passes are the paper schedule's and its map can be compared with segcause's block
- * by block. Side by side in one run, same threads: the torch loop (within a time budget: on a loaded
- * machine the whole map takes hours, so its time is then extrapolated from the blocks it ran), segcause's
+ * by block. Side by side in one run, same threads: the torch loop (within a time budget, blocks nearest the
+ * RoI first: on a loaded machine the whole map takes hours, so its time is then extrapolated from the
+ * batches it ran), segcause's
  * paper schedule and its fast schedule with `--incremental auto`, and optionally the paper schedule with
  * full passes.
  */
