@@ -7,7 +7,6 @@
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
-import ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
 import { explainOcclusion } from "../src/explain/occlusion.js";
@@ -15,100 +14,17 @@ import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
 import { RoiExecutor } from "../src/explain/roi-executor.js";
 import { RunContext } from "../src/explain/run.js";
 import { Model } from "../src/model/model.js";
-import { type AttrValue, GraphBuilder } from "../src/onnx/builder.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
 import { CropRefused, cropGraph } from "../src/onnx/crop.js";
 import { parseModel } from "../src/onnx/graph.js";
-import { inferStatic } from "../src/onnx/shapes.js";
 import { binarize } from "../src/target/outcome.js";
 import { Rng } from "../src/util/rng.js";
-import { flatBank, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+import { crop, rand, randomStack, run } from "./helpers/stacks.js";
+import { flatBank, localConvModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 const STACKS = Number(process.env.CROP_STACKS ?? 40);
-const pick = <T>(rng: Rng, xs: T[]): T => xs[rng.int(xs.length)];
-const rand = (rng: Rng, n: number) => Float32Array.from({ length: n }, () => rng.next() * 2 - 1);
-
-/** One random 2D layer on `x` of dims `d`: conv, pool, ×2 resize, ConvTranspose, a channel skip, or a sigmoid. */
-function layer(g: GraphBuilder, x: string, d: number[], rng: Rng): string {
-  const kind = rng.int(6);
-  const c = d[1];
-  if (kind === 0) {
-    const k = pick(rng, [1, 3, 5]);
-    const attrs: Record<string, AttrValue> = {
-      kernel_shape: [k, k],
-      strides: Array(2).fill(pick(rng, [1, 1, 2])),
-      dilations: Array(2).fill(pick(rng, [1, 2])),
-    };
-    if (rng.next() < 0.3 && attrs.dilations !== undefined && (attrs.dilations as number[])[0] === 1)
-      attrs.auto_pad = pick(rng, ["SAME_UPPER", "SAME_LOWER"]);
-    else attrs.pads = Array.from({ length: 4 }, () => rng.int(k));
-    return g.node("Conv", [x, g.constant([2, c, k, k], rand(rng, 2 * c * k * k)), g.constant([2], rand(rng, 2))], attrs);
-  }
-  if (kind === 1) {
-    const k = pick(rng, [2, 3]);
-    return g.node(pick(rng, ["MaxPool", "AveragePool"]), [x], {
-      kernel_shape: [k, k],
-      strides: [2, 2],
-      pads: Array.from({ length: 4 }, () => rng.int(Math.ceil(k / 2))),
-      ceil_mode: rng.int(2),
-    });
-  }
-  if (kind === 2)
-    return g.node("Resize", [x, "", g.constant([4], [1, 1, 2, 2])], {
-      mode: pick(rng, ["nearest", "linear"]),
-      coordinate_transformation_mode: pick(rng, ["half_pixel", "asymmetric"]),
-      nearest_mode: "floor",
-    });
-  if (kind === 3) {
-    const k = pick(rng, [2, 3]);
-    return g.node("ConvTranspose", [x, g.constant([c, 2, k, k], rand(rng, c * 2 * k * k))], {
-      kernel_shape: [k, k],
-      strides: [2, 2],
-      pads: Array.from({ length: 4 }, () => rng.int(k)),
-    });
-  }
-  if (kind === 4) {
-    const branch = g.node("Conv", [x, g.constant([2, c, 3, 3], rand(rng, 2 * c * 9))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
-    return g.node("Concat", [x, g.node("Relu", [branch])], { axis: 1 });
-  }
-  return g.node("Sigmoid", [x]);
-}
-
-/** A random stack of 3-6 layers on a 1×2×24..39² input whose sizes stay in [4, 64]. */
-function randomStack(rng: Rng): { bytes: Uint8Array; inDims: number[]; outDims: number[] } {
-  const inDims = [1, 2, 24 + rng.int(16), 24 + rng.int(16)];
-  const g = new GraphBuilder("stack");
-  let x = g.input("x", ["N", ...inDims.slice(1)]);
-  let dims = inDims;
-  for (let n = 0, tries = 0; n < 3 + rng.int(4) && tries < 40; tries++) {
-    const trial = new GraphBuilder("probe");
-    const seed = rng.int(1 << 30);
-    const y = layer(trial, trial.input("x", dims), dims, new Rng(seed));
-    const out = inferStatic(parseModel(trial.toBytes()), 1).get(y)?.dims;
-    if (!out || out.slice(2).some((v) => v < 4 || v > 64)) continue;
-    x = layer(g, x, dims, new Rng(seed));
-    dims = [1, ...out.slice(1)];
-    n++;
-  }
-  x = g.node("Identity", [x], {}, ["y"]);
-  g.output("y", ["N", ...dims.slice(1)]);
-  return { bytes: g.toBytes(), inDims, outDims: dims };
-}
-
-async function run(bytes: Uint8Array, input: Float32Array, dims: number[]): Promise<{ data: Float32Array; dims: readonly number[] }> {
-  const s = await ort.InferenceSession.create(bytes, { logSeverityLevel: 3, intraOpNumThreads: 1 });
-  const out = (await s.run({ [s.inputNames[0]]: new ort.Tensor("float32", input, dims) }))[s.outputNames[0]];
-  await s.release();
-  return { data: out.data as Float32Array, dims: out.dims };
-}
-
-/** Rows r0..r1 and cols c0..c1 of every (n, c) plane of an NCHW tensor. */
-function crop(x: Float32Array, dims: number[], [r0, r1]: number[], [c0, c1]: number[]): Float32Array {
-  const [N, C, H, W] = dims;
-  const out = new Float32Array(N * C * (r1 - r0) * (c1 - c0));
-  let k = 0;
-  for (let p = 0; p < N * C; p++) for (let y = r0; y < r1; y++) for (let c = c0; c < c1; c++) out[k++] = x[(p * H + y) * W + c];
-  return out;
-}
+/** These tests check phase 2's executor: the counts would pick changed-region passes (changed.test.ts) on some of them. */
+const CROP = { incrementalExecutor: "roi-crop" } as const;
 
 describe("the RoI-cropped graph", () => {
   it("computes the full graph's outputs inside the RoI on random conv/pool/resize/ConvTranspose/skip stacks", async () => {
@@ -162,25 +78,11 @@ describe("the RoI-cropped graph", () => {
   });
 });
 
-// A local model: two 3×3 convs, so RoI rows/cols 8..15 read input rows/cols 6..17 (9 of the 16 8×8 blocks).
-function localModel(): Uint8Array {
-  const g = new GraphBuilder("local");
-  const x = g.input("image", ["N", 3, 32, 32]);
-  const w1 = new Float32Array(2 * 3 * 9).map((_, i) => ((i * 7) % 11) / 40 - 0.1);
-  const c1 = g.node("Relu", [
-    g.node("Conv", [x, g.constant([2, 3, 3, 3], w1), g.constant([2], [0.1, -0.2])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }),
-  ]);
-  const w2 = new Float32Array(2 * 9).map((_, i) => ((i * 5) % 7) / 10 - 0.2);
-  const c2 = g.node("Conv", [c1, g.constant([1, 2, 3, 3], w2), g.constant([1], [-0.3])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
-  g.output(g.node("Sigmoid", [c2], {}, ["mask"]), ["N", 1, 32, 32]);
-  return g.toBytes();
-}
-
 describe("--incremental on a tiny local model", () => {
   let modelPath: string, image: string;
   beforeAll(async () => {
     const dir = tmp();
-    modelPath = writeModel(dir, "local.onnx", localModel());
+    modelPath = writeModel(dir, "local.onnx", localConvModel());
     image = await writeImage(dir, "img.png", (y, x) => (y * 7 + x * 13) % 256);
   });
   const ROI = { row: 8, col: 8, height: 8, width: 8 };
@@ -192,9 +94,9 @@ describe("--incremental on a tiny local model", () => {
       const target = { roi: ROI, outcome: "soft-dice" as const, reference: "prediction" as const };
       const bank = flatBank([0, 60, 120, 180, 240]);
       const runs = [
-        (incremental: "on" | "off") => explainZero(model, kase, target, { seed: 3, incremental }),
-        (incremental: "on" | "off") => explainOcclusion(model, kase, target, { seed: 3, incremental, window: 8, stride: 4 }),
-        (incremental: "on" | "off") => explainPdcr(model, kase, target, { seed: 3, incremental, bank, samples: 8 }),
+        (incremental: "on" | "off") => explainZero(model, kase, target, { seed: 3, incremental, ...CROP }),
+        (incremental: "on" | "off") => explainOcclusion(model, kase, target, { seed: 3, incremental, window: 8, stride: 4, ...CROP }),
+        (incremental: "on" | "off") => explainPdcr(model, kase, target, { seed: 3, incremental, bank, samples: 8, ...CROP }),
       ];
       for (const r of runs) {
         const [on, off] = [await r("on"), await r("off")];
@@ -220,7 +122,7 @@ describe("--incremental on a tiny local model", () => {
         for (const u of outside) expect(u.effect, `${on.method} ${JSON.stringify(u)}`).toBe(0);
         expect(on.notes.find((n) => n.includes("outside the RoI's reach"))).toContain(`${outside.length} of ${on.units.length}`);
       }
-      const zero = await explainZero(model, kase, target, { seed: 3, incremental: "on" });
+      const zero = await explainZero(model, kase, target, { seed: 3, incremental: "on", ...CROP });
       expect(zero.provenance.settings.incremental).toMatchObject({ skippedPasses: 7 });
     } finally {
       await model.release();
@@ -316,12 +218,12 @@ describe("--incremental on shipped models", () => {
       try {
         const kase = await loadCase(model, SAMPLE);
         const target = { roi, reference: "prediction" as const, outcome: "mean-prob" as const };
-        const on = await explainZero(model, kase, target, { seed: 1, blockSize: block, incremental: "on" });
+        const on = await explainZero(model, kase, target, { seed: 1, blockSize: block, incremental: "on", ...CROP });
         const off = await explainZero(model, kase, target, { seed: 1, blockSize: block, incremental: "off" });
         expect(on.provenance.settings.incremental, name).toMatchObject({ executor: "roi-crop" });
         if (name === "unet-ph2") expect(Buffer.from(on.map.buffer).equals(Buffer.from(off.map.buffer)), name).toBe(true);
         else {
-          const again = await explainZero(model, kase, target, { seed: 1, blockSize: block, incremental: "on" });
+          const again = await explainZero(model, kase, target, { seed: 1, blockSize: block, incremental: "on", ...CROP });
           expect(Buffer.from(on.map.buffer).equals(Buffer.from(again.map.buffer)), name).toBe(true);
           let diff = 0;
           on.map.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - off.map[i]))));

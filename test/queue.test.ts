@@ -8,7 +8,7 @@ import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
-import { Queue } from "bullmq";
+import { Queue, UnrecoverableError, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { ModelProtoSchema, StringStringEntryProtoSchema, TensorProto_DataLocation } from "onnx-buf";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -177,6 +177,15 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       expect(st.code, st.stderr).toBe(0);
       const s = JSON.parse(st.stdout);
       expect([s.queued, s.running, s.done, s.failed, s.cost.cells]).toEqual([0, 0, 16, 0, 12]);
+      // the cells' maps left Redis once written (the jobs stay: a rerun re-attaches to them)
+      const q = queueAt(url);
+      try {
+        const finished = await q.getCompleted();
+        expect(finished.filter((j) => j.name === "cell").map((j) => j.returnvalue ?? null)).toEqual(Array(12).fill(null));
+        expect(finished.filter((j) => j.name === "control").every((j) => j.returnvalue?.control)).toBe(true);
+      } finally {
+        await q.shut();
+      }
     }
   });
 
@@ -200,7 +209,7 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       const job = (await jobOf(q, cell.key))!;
       expect(await job.getState()).toBe("completed");
       expect(job.stalledCounter).toBe(1);
-      expect(job.returnvalue.record.key).toBe(cell.key);
+      expect(job.returnvalue ?? null).toBeNull(); // written to the folder, so dropped from Redis
       expect(doneJobs(w1.err())).not.toContain(job.id);
       expect(doneJobs(w2.err()).filter((id) => id === job.id)).toHaveLength(1);
     } finally {
@@ -361,18 +370,24 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
 
       // a job type segcause does not have, and a cell job whose payload names a path
       const foreign = await q.add("shell", { cmd: "touch /tmp/owned" }, { attempts: 3 });
-      const malformed = await q.add(
-        "cell",
-        { ...job.data, id: { dataset: "tiny" }, image: { sha256: "../../etc/passwd", name: "x" } },
-        { attempts: 3 },
-      );
-      for (const j of [foreign, malformed]) {
-        await until("the job is rejected", async () => (await q.getJob(j.id!))!.finishedOn !== undefined);
-        const got = (await q.getJob(j.id!))!;
-        expect(got.failedReason.startsWith(REJECTED), got.failedReason).toBe(true);
-        expect(got.attemptsMade).toBe(1);
-      }
-      expect(logs.filter((l) => l.startsWith("rejected job"))).toHaveLength(2);
+      const bad = { ...job.data, id: { dataset: "tiny" }, image: { sha256: "../../etc/passwd", name: "x" } };
+      const malformed = await q.add("cell", bad, { attempts: 3, jobId: "t-malformed" });
+      // a rejected job leaves the queue (its id is free again) and is listed by `queue status`
+      const rejectedOnce = async (ids: string[]) => {
+        for (const id of ids) await until("the job is rejected and removed", async () => (await q.getJob(id)) === undefined);
+      };
+      await rejectedOnce([foreign.id!, malformed.id!]);
+      const st = segcause("queue", "status", "--queue", r.url, "--json");
+      expect(st.code, st.stderr).toBe(0);
+      const status = JSON.parse(st.stdout);
+      expect(status.rejected).toBe(2);
+      expect(status.rejections.map((x: { type: string }) => x.type).sort()).toEqual(["cell", "shell"]);
+      expect(status.rejections.every((x: { reason: string }) => x.reason.startsWith(REJECTED))).toBe(true);
+      // the same id queued again is a new job (BullMQ would have returned the old, failed one) and is rejected again, unrun
+      const again = await q.add("cell", bad, { attempts: 3, jobId: "t-malformed" });
+      expect(again.timestamp).toBeGreaterThan(malformed.timestamp);
+      await rejectedOnce([again.id!]);
+      expect(logs.filter((l) => l.startsWith("rejected job"))).toHaveLength(3);
       expect(explained).toBe(1);
       // the wrong password is one line
       const wrong = segcause("queue", "status", "--queue", r.url.replace("p%40ss", "nope"));
@@ -432,6 +447,75 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       await cells.close();
       stopWorker.abort();
       await working;
+    }
+  });
+
+  it("a worker bounded to one loaded model (--max-models 1) releases the least recently used and writes the local run's cells", async () => {
+    const other = tmp("segcause-other-");
+    writeModel(other, "other.onnx", regionMeanModel([{ row: 8, col: 8, height: 16, width: 16, weight: 30 }], -20));
+    const url = sharedUrl(14);
+    const logs: string[] = [];
+    const stopWorker = new AbortController();
+    const working = runWorker(
+      { url, concurrency: 1, cache: tmp("segcause-wcache-"), stallSeconds: 30, maxModels: 1, log: (l) => logs.push(l) },
+      stopWorker.signal,
+    );
+    const cells = await RemoteCells.open(url);
+    const config = (out: string) => ({
+      models: [join(dir, "causal.onnx"), join(other, "other.onnx")],
+      dataset: join(dir, "manifest.json"),
+      split: "test",
+      images: 2,
+      methods: [{ name: "zero", options: {} }],
+      rois: parseRoiSpec("boundary:8x1"),
+      bankSplits: ["train"],
+      bankPatchSize: 8,
+      out,
+      seed: 0,
+      protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero" as const], radius: 8, rankUnits: { kind: "pixel" as const } },
+      threads: 1,
+    });
+    try {
+      await runEvaluation(config(join(dir, "bounded-local")));
+      const s = await runEvaluation(config(join(dir, "bounded-queued")), { remote: { cells, roisAtOnce: 1 } });
+      expect(s.computed).toBe(4);
+      expectSameCells(join(dir, "bounded-local"), join(dir, "bounded-queued"));
+      expect(logs.filter((l) => /^released model [0-9a-f]{12}… \(--max-models 1\)$/.test(l)).length).toBeGreaterThan(0);
+    } finally {
+      await cells.close();
+      stopWorker.abort();
+      await working;
+    }
+  });
+
+  it("queue retry removes a rejected job an older worker left failed, so its id can be queued again; other failures go back to the queue", async () => {
+    const url = sharedUrl(15);
+    const q = queueAt(url);
+    const connection = new Redis(redisOptions(url));
+    // an older worker: it failed rejected jobs and kept them
+    const old = new Worker(
+      CELLS_QUEUE,
+      async (job) => {
+        throw job.name === "cell" ? new UnrecoverableError(`${REJECTED}malformed cell job`) : new UnrecoverableError("a crash");
+      },
+      { connection },
+    );
+    try {
+      await q.add("cell", { v: 0 }, { jobId: "t-old-rejected" });
+      await q.add("control", { v: 0 }, { jobId: "t-old-crashed" });
+      await until("both jobs failed", async () => (await q.getFailedCount()) === 2);
+      await old.close();
+      const retry = segcause("queue", "retry", "--queue", url, "--json");
+      expect(retry.code, retry.stderr).toBe(0);
+      expect(JSON.parse(retry.stdout)).toMatchObject({ retried: 1, refused: 0, removed: 1 });
+      expect(await q.getJob("t-old-rejected")).toBeUndefined();
+      expect(await (await q.getJob("t-old-crashed"))!.getState()).toBe("waiting");
+      const again = await q.add("cell", { v: 1 }, { jobId: "t-old-rejected" });
+      expect(again.data).toEqual({ v: 1 });
+    } finally {
+      await old.close();
+      connection.disconnect();
+      await q.shut();
     }
   });
 

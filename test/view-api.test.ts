@@ -10,6 +10,8 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadMask } from "../src/data/image.js";
 import { csvRecords } from "../src/evaluate/html.js";
+import { getMethod } from "../src/explain/catalog.js";
+import { kebab } from "../src/explain/methods.js";
 import { ZOO_PACKAGE } from "../src/model/bundled.js";
 import { packBits } from "../src/view/predict.js";
 import { explainArgs } from "../src/view/request.js";
@@ -201,6 +203,67 @@ describe("segcause view API", () => {
     expect((await call(`/api/result?dir=${encodeURIComponent(second.out)}`)).json.error).toContain("does not exist");
   });
 
+  it("checks method options as the CLI does: the form's fields are the catalogue's, a bad value gets the CLI's line, a set one reaches the provenance", async () => {
+    // the page's form: each method's options as the method declares them (the catalogue the CLI reads)
+    const state = (await call("/api/state")).json;
+    for (const name of ["zero", "occlusion", "pdcr"]) {
+      const def = getMethod(name);
+      const fields = state.methods.find((m: { name: string }) => m.name === name).options as {
+        name: string;
+        type: string;
+        default?: string;
+        choices?: string[];
+      }[];
+      expect(fields.map((f) => [f.name, f.type, f.choices])).toEqual(def.options.map((o) => [kebab(o.name), o.type, o.choices]));
+      expect(fields.map((f) => f.default)).toEqual(def.options.map((o) => (o.default === undefined ? undefined : String(o.default))));
+    }
+    const ask = (method: string, options: Record<string, number | string>, path = "/api/runs") =>
+      call(path, { model: fx.model, image: fx.image, roi: ROI, method, options });
+    // a bad value: the same line as `segcause explain` prints for the same flag, from the run and from the preview
+    const cases: [string, Record<string, number | string>, string][] = [
+      ["zero", { block: 0 }, "--block=0"],
+      ["zero", { block: 1.5 }, "--block=1.5"],
+      ["occlusion", { "fill-kind": "bogus" }, "--fill-kind=bogus"],
+      ["occlusion", { sigma: 2 }, "--sigma=2"],
+    ];
+    const before = readdirSync(join(fx.dir, "runs")).length;
+    for (const [method, options, flag] of cases) {
+      const cli = segcause(
+        "explain",
+        "--model",
+        fx.model,
+        "--image",
+        fx.image,
+        "--roi",
+        "16,0,8,8",
+        "--method",
+        method,
+        flag,
+        "--out",
+        join(fx.dir, "cli-bad"),
+      );
+      expect(cli.code).toBe(1);
+      const line = cli.stderr.trim().replace(/^segcause: error: /, "");
+      for (const path of ["/api/runs", "/api/runs/preview"]) {
+        const r = await ask(method, options, path);
+        expect(r.status, flag).toBe(400);
+        expect(r.json.error).toBe(line);
+      }
+    }
+    expect(readdirSync(join(fx.dir, "runs")).length).toBe(before);
+    // a good value: the preview is the command the run then shows (but for the folder's time), and writes nothing
+    const pre = await ask("zero", { block: 16, tau: 0.5 }, "/api/runs/preview");
+    expect(pre.status).toBe(200);
+    expect(readdirSync(join(fx.dir, "runs")).length).toBe(before);
+    const run = (await ask("zero", { block: 16, tau: 0.5 })).json as RunInfo;
+    const cut = (c: string) => c.replace(/ --out \S+$/, "");
+    expect(cut(pre.json.command)).toBe(cut(run.command));
+    expect(run.command).toContain(" --block=16 --tau=0.5 --out ");
+    expect((await events(run.id)).at(-1)).toEqual({ type: "state", state: "done" });
+    // zero's defaults are block 8 and tau 0.02: both set values are the run's settings
+    expect(JSON.parse(readFileSync(join(run.out, "manifest.json"), "utf8")).provenance.settings).toMatchObject({ blockSize: 16, tau: 0.5 });
+  });
+
   it("refuses bad requests with 400 and one line: a path outside, ../, an unknown method, malformed JSON, a bad RoI", async () => {
     const cases: [unknown, string][] = [
       [{ model: "/etc/hostname", image: fx.image, roi: ROI, method: "zero" }, "outside the folders this viewer was started with"],
@@ -225,11 +288,15 @@ describe("segcause view API", () => {
       expect(r.json.error).toContain(message);
       expect(r.json.error).not.toContain("\n");
     }
-    // An option the method does not have is refused by the method's own declaration, in the run, as the CLI would.
-    const r = await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { samples: 3 } });
+    // An option the method does not have is refused at once with the CLI's line (the method's own declaration).
+    const refused = await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { samples: 3 } });
+    expect(refused.status).toBe(400);
+    expect(refused.json.error).toMatch(/^--samples is not an option of method zero \(it belongs to: pdcr, /);
+    // What needs the model (a block larger than its 32×32 input) is checked in the run, as the CLI checks it, and fails the run.
+    const r = await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { block: 64 } });
     const ev = await events(r.json.id);
     expect(ev.at(-1)).toMatchObject({ type: "state", state: "failed" });
-    expect((ev.at(-1) as { message: string }).message).toMatch(/samples/);
+    expect((ev.at(-1) as { message: string }).message).toMatch(/--block 64: the block does not fit the 32x32 input/);
     expect((await call(`/api/image?path=${encodeURIComponent("/etc/passwd")}`)).status).toBe(400);
   });
 
@@ -672,7 +739,7 @@ describe("segcause view: the hostile review's cases", () => {
   });
 
   it("a late subscriber to a finished run gets its events up to its end, and the server lives on", async () => {
-    const failed = (await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { samples: 3 } })).json as RunInfo;
+    const failed = (await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero", options: { block: 64 } })).json as RunInfo;
     expect((await ended(failed.id)).type).toBe("state");
     const done = (await call("/api/runs", { model: fx.model, image: fx.image, roi: ROI, method: "zero" })).json as RunInfo;
     await ended(done.id);

@@ -6,6 +6,7 @@
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
+import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { csvRecords } from "../src/evaluate/html.js";
 import { decodeNpy } from "../src/util/npy.js";
@@ -38,6 +39,24 @@ function pixel(p: Page, row: number, col: number): Promise<number[]> {
     [row, col],
   );
 }
+
+/** Clicks a Save PNG button and reads the download: its name, pixels (RGB) and text chunks. */
+async function saved(p: Page, button: string) {
+  const [download] = await Promise.all([p.waitForEvent("download"), p.click(button)]);
+  const bytes = readFileSync((await download.path())!);
+  const meta = await sharp(bytes).metadata();
+  const { data, info } = await sharp(bytes).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const at = (x: number, y: number) => [...data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3)];
+  /** pixels in columns [x0, x1) whose colour passes `test` */
+  const count = (test: (rgb: number[]) => boolean, x0 = 0, x1 = info.width) => {
+    let n = 0;
+    for (let y = 0; y < info.height; y++) for (let x = x0; x < x1; x++) if (test(at(x, y))) n++;
+    return n;
+  };
+  return { name: download.suggestedFilename(), width: info.width, height: info.height, count, text: meta.comments ?? [] };
+}
+const isRed = ([r, g, b]: number[]) => r - g > 60 && r - b > 60;
+const chromatic = ([r, g, b]: number[]) => Math.max(r, g, b) - Math.min(r, g, b) > 60;
 
 describe.skipIf(!haveChromium)("segcause view in chromium", () => {
   beforeAll(async () => {
@@ -97,16 +116,29 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(await page.inputValue("#model")).toBe(fx.model);
     expect(await page.inputValue("#image")).toBe(fx.image);
     // Drag from pixel (16,0) to (23,7): the RoI 16,0,8,8.
-    const box = (await page.locator("#view").boundingBox())!;
-    const z = box.width / 32;
+    let box = (await page.locator("#view").boundingBox())!;
+    let z = box.width / 32;
     await page.mouse.move(box.x + 0.5 * z, box.y + 16.5 * z);
     await page.mouse.down();
     await page.mouse.move(box.x + 4 * z, box.y + 20 * z, { steps: 4 });
     await page.mouse.move(box.x + 7.5 * z, box.y + 23.5 * z, { steps: 4 });
     await page.mouse.up();
     expect(await page.textContent("#roi-text")).toContain("--roi 16,0,8,8");
-    // 16x16 blocks: the model's causal region is exactly one block
-    await page.fill("#options", "block=16");
+    // 16x16 blocks: the model's causal region is exactly one block. A bad value first: the CLI's line under the form, and Run refuses it.
+    await page.fill("#opt-zero-block", "0");
+    await page.waitForFunction(() =>
+      /^--block must be an integer >= 1, got 0 \(its default is 8\)$/.test(document.querySelector('[data-method="zero"] output')?.textContent ?? ""),
+    );
+    expect(await page.textContent("#command")).toMatch(/^zero: --block must be/);
+    await page.click("#run");
+    await page.waitForFunction(() =>
+      (document.getElementById("status")!.textContent ?? "").startsWith("zero: --block must be an integer >= 1, got 0"),
+    );
+    expect(await page.locator("#runs li").count()).toBe(0);
+    await page.fill("#opt-zero-block", "16");
+    // the equivalent command follows the form
+    await page.waitForFunction(() => / --method zero --seed 0 --block=16 --out /.test(document.getElementById("command")!.textContent ?? ""));
+    expect(await page.textContent('[data-method="zero"] output')).toBe("");
     await page.click("#run");
     await page.waitForSelector('body[data-map="zero"]', { timeout: 120_000 });
     expect(await page.textContent("#command")).toMatch(
@@ -120,7 +152,9 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(r - b).toBeGreaterThan(60);
     const gray = await pixel(page, 28, 4);
     expect(Math.max(...gray.slice(0, 3)) - Math.min(...gray.slice(0, 3))).toBeLessThan(4);
-    // Hovering the block reads its effect.
+    // Hovering the block reads its effect (where the map is now: the option form's field may have scrolled the page).
+    box = (await page.locator("#view").boundingBox())!;
+    z = box.width / 32;
     await page.mouse.move(box.x + 20.5 * z, box.y + 4.5 * z);
     expect(await page.textContent("#hover")).toMatch(/block at \(0, 16\), 16×16: ATE -\d/);
     await page.check("#show-pred");
@@ -137,6 +171,18 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(lines[1]).toMatch(/^zero: block at \(0, 16\), 8×8: ATE -\d/);
     await page.screenshot({ path: join(fx.dir, "view.png"), fullPage: true });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view.png")}`);
+    // Save PNG: both maps side by side under the title, the causal block red in each half, the run's command kept in the PNG
+    const png = await saved(page, "#save");
+    expect(png.name).toBe("segcause-causal-zero+zero-roi16,0,8,8.png");
+    const canvasW = (await page.locator("#view").evaluate((c: HTMLCanvasElement) => c.width)) as number;
+    expect(png.width).toBeGreaterThanOrEqual(2 * canvasW);
+    expect(png.height).toBeGreaterThan(canvasW);
+    const half = Math.floor(png.width / 2);
+    expect(png.count(isRed, 0, half)).toBeGreaterThan(100);
+    expect(png.count(isRed, half, png.width)).toBeGreaterThan(100);
+    const kept = png.text.find((t) => t.keyword === "segcause")!.text.split("\n");
+    expect(kept[0]).toMatch(/^segcause explain --model \S+causal\.onnx .* --method zero --seed 0 --block=16 --out /);
+    expect(kept[1]).toBe(`results folder ${join(fx.dir, "results", "zero8")}`);
     expect(errors).toEqual([]);
   });
 
@@ -146,7 +192,7 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     await page.check('#methods input[value="pdcr"]');
     await page.selectOption("#bank", graded);
     await page.fill("#seed", "7");
-    await page.fill("#options", "map-noise=0.05");
+    await page.fill("#opt-pdcr-map-noise", "0.05");
     // Each partial map the page draws, as drawn (the canvas), with the line it shows.
     await page.evaluate(() => {
       const seen: { png: string; text: string }[] = [];
@@ -172,8 +218,8 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
   it("takes a brushed RoI as a mask, hides values under a threshold, and zooms both maps together", async () => {
     await page.selectOption("#roi-tool", "brush");
     await page.fill("#brush", "1");
-    const box = (await page.locator("#view").boundingBox())!;
-    const z = box.width / 32;
+    let box = (await page.locator("#view").boundingBox())!;
+    let z = box.width / 32;
     await page.mouse.move(box.x + 2.5 * z, box.y + 18.5 * z);
     await page.mouse.down();
     await page.mouse.move(box.x + 5.5 * z, box.y + 21.5 * z, { steps: 6 });
@@ -181,7 +227,7 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     expect(await page.textContent("#roi-text")).toMatch(/^a RoI mask of \d+ pixels/);
     await page.uncheck('#methods input[value="pdcr"]');
     await page.check('#methods input[value="zero"]');
-    await page.fill("#options", "block=16");
+    await page.fill("#opt-zero-block", "16");
     await page.fill("#seed", "0");
     await page.click("#run");
     await page.waitForSelector('body[data-map="zero"]', { timeout: 120_000 });
@@ -196,7 +242,10 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     await page.fill("#threshold", "0");
     // Zoom about the causal block: it fills more of both maps (the 8×8 map beside it is zoomed the same).
     await page.selectOption("#compare", join(fx.dir, "results", "zero8"));
-    await page.waitForSelector("#view2:not([hidden])");
+    await page.waitForSelector("#view2");
+    // where the map is now and its size (the option form's field may have scrolled the page, and two maps share the row)
+    box = (await page.locator("#view").boundingBox())!;
+    z = box.width / 32;
     const redShare = () =>
       page.evaluate(() =>
         ["view", "view2"].map((id) => {
@@ -224,7 +273,91 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     const reset = await redShare();
     for (const k of [0, 1]) expect(reset[k]).toBeCloseTo(before[k], 2);
     await page.check("#show-pred");
-    await page.selectOption("#compare", "");
+    await page.selectOption("#compare", []);
+    await page.waitForSelector("#view2", { state: "detached" });
+  });
+
+  it("compares three maps: two methods run together side by side, a third added; one zoom, cursor and pan; one PNG", async () => {
+    await page.selectOption("#roi-tool", "rect");
+    const box = (await page.locator("#view").boundingBox())!;
+    const z = box.width / 32;
+    await page.mouse.move(box.x + 0.5 * z, box.y + 16.5 * z);
+    await page.mouse.down();
+    await page.mouse.move(box.x + 7.5 * z, box.y + 23.5 * z, { steps: 4 });
+    await page.mouse.up();
+    expect(await page.textContent("#roi-text")).toContain("--roi 16,0,8,8");
+    await page.check('#methods input[value="occlusion"]');
+    await page.fill("#opt-zero-block", "16");
+    await page.fill("#opt-occlusion-block", "16");
+    await page.fill("#opt-occlusion-stride", "16");
+    await page.click("#run");
+    // zero ends first (one run a model at a time): drawn first, occlusion beside it when it ends
+    await page.waitForSelector('body[data-compare="occlusion"]', { timeout: 120_000 });
+    expect(await page.getAttribute("body", "data-map")).toBe("zero");
+    const chosen = await page.$$eval("#compare option:checked", (os) => os.map((o) => (o as HTMLOptionElement).value));
+    expect(chosen).toHaveLength(1);
+    await page.selectOption("#compare", [...chosen, join(fx.dir, "results", "zero8")]);
+    await page.waitForSelector('body[data-compare="occlusion,zero"]');
+    const ids = ["view", "view2", "view3"];
+    for (const id of ids) expect(await page.isVisible(`#${id}`)).toBe(true);
+    await page.uncheck("#show-pred");
+    // one cursor: hovering the third map reads out all three at the causal block
+    const b3 = (await page.locator("#view3").boundingBox())!;
+    const z3 = b3.width / 32;
+    const at = { x: b3.x + 20.5 * z3, y: b3.y + 4.5 * z3 };
+    await page.mouse.move(at.x, at.y);
+    let lines = (await page.textContent("#hover"))!.split("\n");
+    expect(lines).toHaveLength(3);
+    expect(lines[0]).toMatch(/^zero: block at \(0, 16\), 16×16: ATE -\d/);
+    expect(lines[1]).toMatch(/^occlusion: (\S+ at \(0, 16\), 16×16|pixel \(4, 20\): -\d)/);
+    expect(lines[2]).toMatch(/^zero: block at \(0, 16\), 8×8: ATE -\d/);
+    // one zoom: the wheel over the third map zooms all three (each map's coloured part grows alike)
+    const shares = () =>
+      page.evaluate(
+        (list) =>
+          list.map((id) => {
+            const c = document.getElementById(id) as HTMLCanvasElement;
+            const d = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (Math.max(d[i], d[i + 1], d[i + 2]) - Math.min(d[i], d[i + 1], d[i + 2]) > 60) n++;
+            return n / (d.length / 4);
+          }),
+        ids,
+      );
+    const before = await shares();
+    for (const s of before) expect(s).toBeGreaterThan(0.05);
+    for (let i = 0; i < 3; i++) await page.mouse.wheel(0, -100);
+    const zoomed = await shares();
+    for (const k of [0, 1, 2]) expect(zoomed[k]).toBeGreaterThan(before[k] * 1.5);
+    // one pan: dragging the second map right by half its width shows every map's content further left under the cursor
+    const b2 = (await page.locator("#view2").boundingBox())!;
+    await page.mouse.move(b2.x + b2.width / 4, b2.y + b2.height / 2);
+    await page.mouse.down();
+    await page.mouse.move(b2.x + (3 * b2.width) / 4, b2.y + b2.height / 2, { steps: 5 });
+    await page.mouse.up();
+    const panned = await shares();
+    for (const k of [0, 1, 2]) expect(panned[k]).not.toBeCloseTo(zoomed[k], 3);
+    await page.mouse.move(at.x, at.y);
+    lines = (await page.textContent("#hover"))!.split("\n");
+    expect(lines[0]).toMatch(/^zero: block at \(0, 0\), 16×16/);
+    expect(lines[2]).toMatch(/^zero: block at \(0, 8\), 8×8/);
+    // Save PNG: three panels, each with its coloured map, and the three folders' commands in the PNG
+    await page.click("#zoom-reset");
+    const png = await saved(page, "#save");
+    expect(png.name).toBe("segcause-causal-zero+occlusion+zero-roi16,0,8,8.png");
+    const third = Math.floor(png.width / 3);
+    for (const k of [0, 1, 2]) expect(png.count(chromatic, k * third, (k + 1) * third)).toBeGreaterThan(100);
+    const kept = png.text.find((t) => t.keyword === "segcause")!.text.split("\n");
+    expect(kept.map((l) => / --method (\w+) /.exec(l)?.[1] ?? l)).toEqual([
+      "zero",
+      "occlusion",
+      `results folder ${join(fx.dir, "results", "zero8")}`,
+    ]);
+    await page.screenshot({ path: join(fx.dir, "view-compare.png") });
+    console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-compare.png")}`);
+    await page.check("#show-pred");
+    await page.uncheck('#methods input[value="occlusion"]');
+    await page.selectOption("#compare", []);
   });
 
   it("takes a click on a predicted structure as the RoI: its connected component", async () => {
@@ -323,6 +456,14 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     const chart = page.locator('#comp-pictures img[alt="components.png"]');
     await chart.waitFor();
     expect(await chart.evaluate((img: HTMLImageElement) => img.complete && img.naturalWidth > 0)).toBe(true);
+    // Save PNG of the chart: the page's bars (at least the chart's size) with the first bar's colour, and the folder kept in the PNG
+    const png = await saved(page, "#comp-save-bars");
+    expect(png.name).toBe("segcause-components-comp-chart.png");
+    expect(png.width).toBeGreaterThanOrEqual(720);
+    expect(png.height).toBeGreaterThan(drawn.height);
+    const barColour = first.effect < 0 ? [183, 28, 28] : [13, 71, 161];
+    if (first.effect !== 0) expect(png.count((rgb) => rgb.every((v, i) => v === barColour[i]))).toBeGreaterThan(50);
+    expect(png.text).toContainEqual({ keyword: "segcause", text: join(fx.dir, "results", "comp") });
     await page.screenshot({ path: join(fx.dir, "view-components.png"), fullPage: true });
     console.info(`view-browser.test.ts: screenshot at ${join(fx.dir, "view-components.png")}`);
   });
@@ -351,6 +492,11 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
       const opacity = Number(await p.inputValue("#opacity"));
       expect(atRoi[1] - atRoi[0]).toBeGreaterThan(50);
       for (const v of away.slice(0, 3)) expect(v).toBeCloseTo(200 * (1 - opacity) + 255 * opacity, -0.5);
+      // Save PNG of the spatial maps: the map drawn larger, its green RoI cell there
+      const png = await saved(p, "#comp-save-spatial");
+      expect(png.name).toBe("segcause-components-spatial-run-spatial.png");
+      expect(png.width).toBeGreaterThanOrEqual(256);
+      expect(png.count(([r, g]) => g - r > 50)).toBeGreaterThan(16 * 16);
     } finally {
       await p.close();
       await s.close();
@@ -400,6 +546,16 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     );
     await p.waitForSelector(`body[data-eval-table="pairs.csv:${pairs.length}"]`);
     expect(await p.locator("#ev-stats tbody tr").count()).toBe(Math.min(300, pairs.length));
+    // Save PNG of the curves: both charts, the method's red line in each half, the folder kept in the PNG
+    const png = await saved(p, "#ev-save-curves");
+    expect(png.name).toMatch(/^segcause-evaluate-results-.+-fill_blur\.png$/);
+    expect(png.name).toContain(method);
+    expect(png.width).toBeGreaterThanOrEqual(2 * 440);
+    const half = Math.floor(png.width / 2);
+    const redLine = ([r, g, b]: number[]) => r > 150 && g < 90 && b < 90;
+    expect(png.count(redLine, 0, half)).toBeGreaterThan(100);
+    expect(png.count(redLine, half, png.width)).toBeGreaterThan(100);
+    expect(png.text).toContainEqual({ keyword: "segcause", text: PUBLISHED });
     await p.selectOption("#ev-stats-name", "ranks.csv");
     const ranks = csvRecords(readFileSync(join(PUBLISHED, "ranks.csv"), "utf8")).filter(
       (r) => r.model === model && r.method === method && r.metric.endsWith(":blur"),
@@ -448,7 +604,8 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
       await p.waitForSelector("body[data-eval-cell]");
       const cellDir = join(out, "cells", "tiny", "causal", "a", "inside8-0", "zero");
       const map = decodeNpy(readFileSync(join(cellDir, "map.npy")));
-      const roi = JSON.parse(readFileSync(join(cellDir, "attribution.json"), "utf8")).roi;
+      const attribution = JSON.parse(readFileSync(join(cellDir, "attribution.json"), "utf8"));
+      const roi = attribution.roi;
       const drawn = await p.evaluate(() => {
         const c = document.getElementById("ev-cell-map") as HTMLCanvasElement;
         return { w: c.width, data: [...c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data] };
@@ -477,6 +634,21 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
       });
       expect(zero).toBeGreaterThan(0);
       expect(coloured).toBeGreaterThan(0);
+      // hovering a pixel reads map.npy's value there (one where the map is not 0, one where it is)
+      const cb = (await p.locator("#ev-cell-map").boundingBox())!;
+      const k = cb.width / drawn.w;
+      for (const i of [map.data.findIndex((v) => v !== 0), map.data.indexOf(0)]) {
+        const [y, x] = [Math.floor(i / drawn.w), i % drawn.w];
+        await p.mouse.move(cb.x + (x + 0.5) * k, cb.y + (y + 0.5) * k);
+        expect(await p.textContent("#ev-cell-hover")).toBe(`pixel (${y}, ${x}): ${Number(map.data[i]).toPrecision(4)} ${attribution.valueUnits}`);
+      }
+      // Save PNG of the cell: the map drawn larger, its image's gray and its colours both there
+      const png = await saved(p, "#ev-save-cell");
+      expect(png.name).toBe("segcause-evaluate-cell-tiny-causal-a-inside8-0-zero.png");
+      expect(png.width).toBeGreaterThanOrEqual(256);
+      expect(png.count((rgb) => rgb.every((v) => v === 230))).toBeGreaterThan(zero);
+      expect(png.count((rgb) => Math.max(...rgb) > Math.min(...rgb))).toBeGreaterThan(coloured);
+      expect(png.text[0].text).toContain(join(out, "cells"));
     } finally {
       await p.close();
       await s.close();

@@ -37,7 +37,7 @@ import { type StudyPoint, studyModel } from "./fidelity-study.js";
 import { incrementalBench } from "./incremental.js";
 import type { OracleBound } from "./oracle.js";
 import { regionsBench } from "./regions.js";
-import { scaleBench } from "./scale.js";
+import { SCALE_CASES, type ScaleCase, scaleBench } from "./scale.js";
 import { volumeBench } from "./volume.js";
 
 const ROUNDS = 3;
@@ -185,6 +185,7 @@ interface BenchFlags {
   authors: boolean;
   authorsSeconds: number;
   authorsFull: boolean;
+  scaleCases: string;
 }
 
 function selectModels(spec: string, demoModel: string): string[] {
@@ -364,7 +365,12 @@ async function main(): Promise<void> {
       "only wall time of maps with full vs RoI-cropped passes: the demo's PdCR map (--no-demo skips it), then a zero map per model of --models (default here: every shipped 2D model)",
       false,
     )
-    .option("--scale", "only evaluate run here vs evaluate --queue with 1, 2, 4 local workers on a redis-server started for it (./scale.ts)", false)
+    .option(
+      "--scale",
+      "only evaluate (and a tiny explain) run here vs --queue with local workers on a redis-server started for it (./scale.ts)",
+      false,
+    )
+    .option("--scale-cases <list>", `with --scale: which cases, of ${SCALE_CASES.join(", ")}`, SCALE_CASES.join(","))
     .option(
       "--authors",
       "only segcause (paper schedule, fast schedule with --incremental auto) against the authors' torch loop on the demo case (--models: default unet-ph2; needs Debian's python3-torch, else skipped)",
@@ -405,7 +411,10 @@ async function main(): Promise<void> {
     return;
   }
   if (f.scale) {
-    out.scale = await scaleBench();
+    const cases = f.scaleCases.split(",").map((c) => c.trim());
+    const unknown = cases.filter((c) => !(SCALE_CASES as readonly string[]).includes(c));
+    if (unknown.length) throw new Error(`--scale-cases: no case ${unknown.join(", ")}; choose from ${SCALE_CASES.join(", ")}`);
+    out.scale = await scaleBench([1, 2, 4], cases as ScaleCase[]);
     console.log(JSON.stringify(out.scale, null, 1));
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;

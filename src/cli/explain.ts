@@ -3,12 +3,13 @@
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { Command } from "commander";
-import { type Case, checkMaskSize, loadCase } from "../data/case.js";
-import { IMAGE_FORMATS, loadMask, readInput } from "../data/image.js";
+import { type Case, loadCase } from "../data/case.js";
+import { IMAGE_FORMATS } from "../data/image.js";
 import { PatchBank } from "../data/patchbank.js";
 import { looksLikeVolume } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import type { Attribution } from "../explain/attribution.js";
+import { QUEUE_SCHEDULES_FIX } from "../explain/block-effects.js";
 import { allMethods, getMethod, methodNames } from "../explain/catalog.js";
 import { flagLabel, kebab, type MethodDefinition, type MethodOption, resolveOptions } from "../explain/methods.js";
 import { INCREMENTAL_MODES, type IncrementalMode } from "../explain/roi-executor.js";
@@ -16,14 +17,19 @@ import type { RunOptions } from "../explain/run.js";
 import { BOX_UNITS } from "../explain/volume/box-size.js";
 import type { Device } from "../model/device.js";
 import { Model } from "../model/model.js";
+import { DEFAULT_BATCH_SIZE } from "../model/runner.js";
 import { SLICE_AXES } from "../model/slice-model.js";
 import { type ExecutionPlan, tuneExecution } from "../model/tune.js";
 import { isVolumeModel } from "../model/volume-card.js";
+import type { RemoteCells } from "../queue/remote-cells.js";
+import { dropShards, gatherShards, openShardQueue, type QueuedMap } from "../queue/remote-explain.js";
+import { unshardable } from "../queue/shards.js";
 import { countLines } from "../report/counts.js";
 import { parseScale, SCALE_HELP } from "../report/scale.js";
 import { type WrittenOutputs, writeAttribution } from "../report/write.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { parseRoi } from "../target/roi.js";
+import { loadRoiMask } from "../target/roi-mask.js";
 import type { TargetSpec } from "../target/target.js";
 import { checkOutputFolder, takeOutputFolder } from "../util/files.js";
 import { markResumable } from "../util/interrupt.js";
@@ -39,6 +45,7 @@ import {
   type CardFlags,
   cardOverrides,
   fixedOrUndefined,
+  intAtLeast,
   intOrAuto,
   methodOptionParser,
   oneOf,
@@ -73,6 +80,9 @@ export interface ExplainFlags extends CardFlags {
   progress: boolean;
   /** colour scale of the pictures: max, pNN or fixed:V */
   colourScale?: string;
+  /** Redis URL: the map's samples are computed by `segcause worker`s, in `shards` shards */
+  queue?: string;
+  shards?: number;
   /** method options (block, samples, tau, ...), checked against the method's declared options */
   [option: string]: unknown;
 }
@@ -97,6 +107,8 @@ export const COMMON = new Set<string>([
   "device",
   "progress",
   "colourScale",
+  "queue",
+  "shards",
   "json",
   "quiet",
   "label",
@@ -137,9 +149,13 @@ export async function runExplain(
       `${def.name} needs a patch bank of natural patches`,
       "build one with `segcause bank build --images <dir> --model <model> --out bank.scbank`, then pass --bank",
     );
+  if (f.queue) checkQueueable(f, def, options);
+  else if (f.shards !== undefined)
+    fail("--shards applies with --queue (the map's jobs for the workers)", "add --queue redis://host:6379/0, or drop --shards");
   const load = { card: f.card, overrides: cardOverrides(f), device: f.device };
   const model = await Model.load(f.model, { ...load, threads: fixedOrUndefined(f.threads), workers: fixedOrUndefined(f.workers) });
   let lock: FolderLock | undefined;
+  let remote: RemoteCells | undefined;
   try {
     // A setting that can never work on this model (or bank) stops here, before the case, tuning or any pass.
     const bank = def.needsBank ? await PatchBank.load(f.bank!) : undefined;
@@ -148,7 +164,9 @@ export async function runExplain(
     // Anything not fixed by a flag is chosen by a short (cached) probe of this model on this machine.
     let batchSize = fixedOrUndefined(f.batchSize);
     let tuned: ExecutionPlan | undefined;
-    if ([f.threads, f.workers, f.batchSize].some((v) => v === undefined || v === "auto")) {
+    // --queue: the passes run on the workers, at the given batch size (or the default), so nothing is probed here
+    if (f.queue) batchSize ??= DEFAULT_BATCH_SIZE;
+    else if ([f.threads, f.workers, f.batchSize].some((v) => v === undefined || v === "auto")) {
       // Leaves the model at the chosen threads and workers.
       tuned = await tuneExecution(model, model.preprocess(kase.image), {
         threads: fixedOrUndefined(f.threads),
@@ -169,9 +187,37 @@ export async function runExplain(
       checkpointPath: join(f.out, ".checkpoint.json"),
       incremental: f.incremental ?? "auto",
     };
+    // --queue: the workers compute the samples into this run's checkpoint; the run below then computes none
+    const shardQueue: QueuedMap | undefined = f.queue
+      ? {
+          url: f.queue,
+          shards: f.shards ?? DEFAULT_SHARDS,
+          out: f.out,
+          checkpointPath: run.checkpointPath,
+          model,
+          ...(f.card ? { cardPath: f.card } : {}),
+          kase,
+          ...(bank ? { bankPath: f.bank } : {}),
+          roi: rect ?? { maskPath: f.roiMask! },
+          method: { name: def.name, options: given },
+          outcome: f.outcome,
+          reference: f.reference,
+          incremental: run.incremental,
+          seed: f.seed,
+          batchSize: batchSize!,
+          threads: fixedOrUndefined(f.threads),
+          onProgress: run.onProgress,
+        }
+      : undefined;
+    // an unreachable Redis or an input it cannot carry stops here, before the folder is taken
+    remote = shardQueue && (await openShardQueue(shardQueue));
     // One writer per folder from here on: the checkpoint, the files and the manifest are this run's.
     lock = takeOutputFolder(f.out, "explain");
-    const attribution = await def.explain({ model, kase, target, run, bank, options }).finally(() => progress?.end());
+    const queued = shardQueue && remote && (await gatherShards(shardQueue, remote));
+    const attribution = await def
+      .explain({ model, kase, target, run: { ...run, replayOnly: !!queued }, bank, options })
+      .finally(() => progress?.end());
+    if (queued) recordQueue(attribution, queued);
     if (lock.note) attribution.notes.push(lock.note);
     if (tuned && tuned.probe.length > 0) {
       const p = tuned.probe.map((c) => `${c.workers}x${c.threads} threads batch ${c.batchSize}: ${c.perSecond.toFixed(1)}/s`).join("; ");
@@ -181,19 +227,42 @@ export async function runExplain(
     }
     const written = await writeAttribution(attribution, kase, f.out, { scale });
     await rm(run.checkpointPath, { force: true });
+    if (queued) dropShards(f.out);
     return { attribution, written, kase };
   } finally {
     lock?.release();
+    await remote?.close();
     await model.release();
   }
 }
 
-/** An RoI mask at the size of the image or of the model input (in model-input pixels after resizing). */
-async function loadRoiMask(path: string, model: Model, kase: Case): Promise<Uint8Array> {
-  const allowed = [{ height: model.height, width: model.width, what: "the model input" }];
-  if (kase.source) allowed.unshift({ ...kase.source, what: `the image ${kase.imagePath ?? kase.id}` });
-  await checkMaskSize(path, await readInput(path), allowed, "draw the RoI mask on the image, at its size or at the model input size");
-  return loadMask(path, model.height, model.width);
+/** Shards per `explain --queue` map unless --shards says otherwise. */
+export const DEFAULT_SHARDS = 8;
+
+/** What --queue cannot take, refused before anything is loaded, written or queued. */
+function checkQueueable(f: ExplainFlags, def: MethodDefinition, options: Record<string, unknown>): void {
+  const problem = unshardable(def, options);
+  if (problem) fail(problem, QUEUE_SCHEDULES_FIX);
+  if (f.device && f.device !== "cpu")
+    fail(`--device ${f.device} does not apply with --queue (the workers run on their CPUs)`, "drop --device, or run without --queue");
+  const overrides = Object.entries(cardOverrides(f)).filter(([, v]) => v !== undefined);
+  if (overrides.length > 0)
+    fail(
+      "card flags (--input-size, --channels, --mean, ...) do not reach the queue's workers",
+      "write them into a card file and pass it with --card, or run without --queue",
+    );
+  if (f.workers !== undefined && f.workers !== 1 && f.workers !== "auto")
+    fail("--workers applies to a local run; with --queue, start more `segcause worker`s", "drop --workers");
+}
+
+/** The provenance and notes of a map whose samples the queue's workers computed. */
+function recordQueue(a: Attribution, q: NonNullable<Attribution["provenance"]["queue"]>): void {
+  a.provenance.queue = q;
+  // the run read its samples from the shards: that is the queue's note, not a resumed checkpoint's
+  a.notes = a.notes.filter((n) => !n.startsWith("resumed from checkpoint"));
+  a.notes.push(
+    `computed on the workers of ${q.url}: ${q.shards} shards, ${q.samples} samples, gathered into the local code's map (identical to a local run's)`,
+  );
 }
 
 export function describeResult(r: ExplainResult): string {
@@ -279,6 +348,11 @@ export function explainCommand(): Command {
       "concurrent ONNX Runtime sessions (default auto: 1 session with a thread per core or a session per core with 1 thread each, whichever the probe finds faster)",
       intOrAuto("workers"),
     )
+    .option(
+      "--queue <url>",
+      "compute the map's samples on `segcause worker`s through this Redis (redis://host:6379/0; rediss:// for TLS); the map is the local run's bit for bit. pdcr --schedule paper, pdcr-superpixel, zero and occlusion; 2D images",
+    )
+    .option("--shards <n>", `with --queue: the map's units are split into this many jobs (default ${DEFAULT_SHARDS})`, intAtLeast("shards"))
     .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
     .option("--no-progress", "no progress bar on stderr");
   addIncrementalFlag(cmd);
@@ -318,6 +392,11 @@ export async function runVolumeCommand(
       "give a NIfTI volume (.nii/.nii.gz) or a DICOM series folder as --image",
     );
   if (!volumeModel && !volumeImage) return undefined;
+  if (opts.queue)
+    fail(
+      "--queue splits maps of 2D images only; a volume's map is not queued yet",
+      "explain the volume without --queue (it resumes from its checkpoint)",
+    );
   // A 2D model on a volume runs slice by slice (src/model/slice-model.ts).
   checkNoImageFlags(opts, volumeModel ? "volume" : "slices");
   const overrides = volumeModel ? undefined : cardOverrides(opts);
@@ -348,7 +427,7 @@ export function methodsCommand(): Command {
 export function addIncrementalFlag(cmd: Command): Command {
   return cmd.option(
     "--incremental <auto|on|off>",
-    "pdcr, zero, occlusion on 2D models: run each pass only on what the RoI's outputs need (a derived graph on the cropped input) and skip blocks outside the RoI's reach; auto: when it costs at most 60% of a full pass's multiply-adds",
+    "pdcr, zero, occlusion on 2D models: run each pass only on what the RoI's outputs need (a derived graph on the cropped input) and skip blocks outside the RoI's reach; on local models (U-Net, SegNet) recompute only what each block changes, from the unperturbed pass's tensors, when that costs at most half the cropped pass; auto: when it costs at most 60% of a full pass's multiply-adds",
     oneOf("incremental", INCREMENTAL_MODES),
     "auto",
   );

@@ -28,7 +28,8 @@ export function queueCommand(): Command {
       const n = await queueRetry(f.queue);
       emit(
         f,
-        () => `${n.retried} failed job(s) queued again${n.refused ? `, ${n.refused} refusal(s) kept` : ""}`,
+        () =>
+          `${n.retried} failed job(s) queued again${n.refused ? `, ${n.refused} refusal(s) kept` : ""}${n.removed ? `, ${n.removed} rejected job(s) removed (their ids can be queued again)` : ""}`,
         () => ({ format: "segcause.queue-retry/1", ...n }),
       );
     }),

@@ -29,6 +29,8 @@ export interface Provenance {
   intervention: Record<string, unknown>;
   /** `device`: where ONNX Runtime ran the passes (cpu or cuda; results may differ in the last digits between them) */
   runner: { batchSize: number; threads: number; workers?: number; device: Device };
+  /** `explain --queue`: where the samples were computed (password redacted); the map is the local run's over them */
+  queue?: { url: string; shards: number; samples: number; identicalToLocalRun: true; how: string };
 }
 
 /** The fields every result shares (maps and component effects), filled by `RunContext.finishCore`. */

@@ -78,6 +78,9 @@ function importanceNote(estimates: readonly UnitEstimate[], q: readonly (readonl
   return `importance sampling of patches: ${IS_BINS_PER_STRATUM} brightness bins per stratum, proposal at the end ${q.map((s) => s.map((x) => x.toFixed(2)).join(" ")).join(" | ")} (mixed ${IS_MIX} with the plain draw, so weights <= ${(1 / IS_MIX).toFixed(2)}); weighted means are unbiased for the uniform-bank ATE; effective sample size ${(100 * mean).toFixed(0)}% of the draws on average (per block in units[].ess, weights in units[].weights)`;
 }
 
+/** What `explain --queue` can split into shards, as a fix to give when it cannot. */
+export const QUEUE_SCHEDULES_FIX = "--queue runs pdcr --schedule paper, pdcr-superpixel, zero and occlusion; run other maps without --queue";
+
 export interface BlockMethodSpec {
   method: string;
   blockSize: number;
@@ -125,6 +128,8 @@ export async function explainBlocks(
     );
   if (ad && grid.stride !== spec.blockSize)
     fail("the fast schedule needs a partition into blocks (stride = block size)", "use --schedule paper for overlapping windows");
+  // a shard of the units is the map only when every unit's samples depend on that unit's outcomes alone
+  if (run.shard && ad) fail("the fast schedule's rounds depend on every block at once, so its map cannot be split into shards", QUEUE_SCHEDULES_FIX);
   const tree = ad ? buildQuadtree(units, grid.stride, ad.groupSize) : undefined;
   const strat = ad ? stratifyDraws(intervention.draws, ad.strata, (d) => intervention.drawKey?.(d) ?? d) : undefined;
   const drawOf = drawNumbering(seed, units.length, intervention.draws, strat, ad?.commonDraws ?? false);
@@ -138,6 +143,7 @@ export async function explainBlocks(
     { input: ctx.base, output: ctx.baseOutput },
     run.incremental ?? "off",
     ctx.runner.batchSize,
+    { units, executor: run.incrementalExecutor },
   );
   try {
     return await explainWith(ctx, spec, intervention, {

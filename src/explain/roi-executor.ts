@@ -10,10 +10,12 @@ import { type BatchPlan, BatchRunner } from "../model/batches.js";
 import type { Model } from "../model/model.js";
 import type { InputWriter, OutputReader } from "../model/runner.js";
 import { Sessions, type TensorData } from "../model/runtime.js";
+import { changedGraph, planBox } from "../onnx/changed.js";
 import { cropGraph } from "../onnx/crop.js";
 import type { Box } from "../onnx/regions.js";
 import { binarize } from "../target/outcome.js";
 import type { Target } from "../target/target.js";
+import { ChangedPasses } from "./changed-executor.js";
 
 export type IncrementalMode = "auto" | "on" | "off";
 export const INCREMENTAL_MODES: readonly IncrementalMode[] = ["auto", "on", "off"];
@@ -26,12 +28,22 @@ export const INCREMENTAL_MODES: readonly IncrementalMode[] = ["auto", "on", "off
  */
 export const AUTO_MAC_SHARE = 0.6;
 
+/**
+ * `auto` and `on` run changed-region passes (phase 3) instead of RoI-cropped ones when their mean
+ * multiply-adds over the run's blocks are at most this share of the cropped pass's: a count again. Below
+ * it the saving pays for what the counts leave out (pasting each tile into its cached tensor, many small ops).
+ */
+export const CHANGED_SHARE_OF_CROP = 0.5;
+
+/** Which incremental executor to run: chosen by the counts, or forced (tests, the bench). */
+export type ExecutorChoice = "counts" | "roi-crop" | "changed-region";
+
 /** Largest |difference| between the cropped and the full graph's RoI outputs on the unperturbed input that is accepted as float rounding. */
 const TOLERANCE = 1e-4;
 
 /** What the provenance records of the executor that ran the passes. */
 export interface ExecutorRecord {
-  executor: "roi-crop";
+  executor: "roi-crop" | "changed-region";
   /** the input box read (rows, cols) and the share of the full pass's multiply-adds */
   inputBox: [number, number][];
   macShare: number;
@@ -39,6 +51,18 @@ export interface ExecutorRecord {
   maxDiff: number;
   /** ops run whole (no windowed rule), counted */
   wholeOps: number;
+  /** changed-region passes: the RoI-cropped pass's share (macShare is then the mean changed-region pass's over the run's blocks in reach) */
+  cropMacShare?: number;
+  /** changed-region passes: the block (row, col, height, width) checked against the cropped graph at open; maxDiff is its */
+  checkBlock?: number[];
+}
+
+/** A perturbation box of the input, as the block methods' units give it. */
+export interface PixelBox {
+  row: number;
+  col: number;
+  height: number;
+  width: number;
 }
 
 export class RoiExecutor {
@@ -46,6 +70,9 @@ export class RoiExecutor {
   private readonly batches: BatchRunner;
   private readonly scratchIn: Float32Array;
   private readonly scratchOut: Float32Array;
+  private readonly baseOutput: Float32Array;
+  /** phase 3: changed-region passes, with the cropped pass's multiply-adds (a box costing more runs cropped) */
+  private changed?: { passes: ChangedPasses; cropMacs: number };
 
   private constructor(
     private readonly model: Model,
@@ -67,6 +94,7 @@ export class RoiExecutor {
     this.scratchIn = new Float32Array(model.inputSize);
     // Outside the RoI's box the outcome reads nothing; it holds the unperturbed output so a reader never sees garbage.
     this.scratchOut = Float32Array.from(baseOutput.subarray(0, model.outputLayout.channels * model.height * model.width));
+    this.baseOutput = Float32Array.from(this.scratchOut);
   }
 
   /**
@@ -79,6 +107,7 @@ export class RoiExecutor {
     base: { input: Float32Array; output: Float32Array },
     mode: IncrementalMode,
     batchSize: number,
+    opts: { units?: readonly PixelBox[]; executor?: ExecutorChoice } = {},
   ): Promise<{ executor?: RoiExecutor; why: string }> {
     if (mode === "off") return { why: "--incremental off" };
     if (model.card.output.layout === "nhwc" || model.outputDims.length !== 3) {
@@ -137,10 +166,124 @@ export class RoiExecutor {
       if (mode === "on") fail(why, "use --incremental off, and report the model (the region rules missed an op)");
       return { why };
     }
+    if (opts.executor !== "roi-crop" && opts.units?.length) {
+      const why3 = await ex.openChanged(target, base, share, opts.units, opts.executor === "changed-region");
+      if (why3 && opts.executor === "changed-region") {
+        await ex.release();
+        fail(why3, "use --incremental off, or the RoI-cropped executor");
+      }
+      if (!why3) return { executor: ex, why: "" };
+      ex.notes.push(`RoI-cropped rather than changed-region passes: ${why3}`);
+    }
     ex.notes.push(
       `incremental (RoI-cropped) passes: each pass reads input rows ${cg.inputBox[2][0]}..${cg.inputBox[2][1] - 1}, cols ${cg.inputBox[3][0]}..${cg.inputBox[3][1] - 1} and computes every tensor only where the RoI's outputs need it (${(100 * share).toFixed(0)}% of a full pass's multiply-adds${cg.whole.length ? `; ${cg.whole.length} ops without a windowed rule run whole, from ${cg.whole[0]}` : ""}); max |difference| from full inference on the RoI's outputs of the unperturbed image ${ex.record.maxDiff.toPrecision(2)}`,
     );
     return { executor: ex, why: "" };
+  }
+
+  /**
+   * Phase 3: derives the changed-region graph, estimates its mean multiply-adds over (up to 32 of) the
+   * run's blocks in reach, and when the counts choose it (or `force`), checks one perturbed block against
+   * the RoI-cropped graph (checked against full inference on the unperturbed input before). Returns why not, or "" when changed-region passes are on.
+   */
+  private async openChanged(
+    target: Target,
+    base: { input: Float32Array; output: Float32Array },
+    cropShare: number,
+    units: readonly PixelBox[],
+    force: boolean,
+  ): Promise<string> {
+    const { model } = this;
+    const b = target.region.bbox;
+    let cg: ReturnType<typeof changedGraph>;
+    try {
+      cg = changedGraph(model.proto(), { rows: [b.row, b.row + b.height], cols: [b.col, b.col + b.width] });
+    } catch (e) {
+      return `no changed-region graph for this model: ${(e as Error).message.split("\n")[0]}`;
+    }
+    const [[r0, r1], [c0, c1]] = [this.inputBox[2], this.inputBox[3]];
+    const clip = (u: PixelBox): [number, number][] => [
+      [Math.max(u.row, r0), Math.min(u.row + u.height, r1)],
+      [Math.max(u.col, c0), Math.min(u.col + u.width, c1)],
+    ];
+    const inReach = units.filter((u) => this.reaches(u.row, u.col, u.height, u.width));
+    if (inReach.length === 0) return "no block reaches the RoI";
+    const sample = Array.from(
+      { length: Math.min(32, inReach.length) },
+      (_, i) => inReach[Math.floor((i * inReach.length) / Math.min(32, inReach.length))],
+    );
+    let share: number;
+    try {
+      share = sample.reduce((s, u) => s + planBox(cg, clip(u)).macs, 0) / sample.length / cg.fullMacs;
+    } catch (e) {
+      return `the changed-region graph cannot plan this model's windows: ${(e as Error).message.split("\n")[0]}`;
+    }
+    if (!force && share > CHANGED_SHARE_OF_CROP * cropShare)
+      return `a changed-region pass would cost ${(100 * share).toFixed(1)}% of a full pass, the RoI-cropped one ${(100 * cropShare).toFixed(0)}% (changed-region runs at ${100 * CHANGED_SHARE_OF_CROP}% of the cropped or less)`;
+    // The check: the block in reach nearest the RoI's centre, every value moved by 0.5, through both graphs.
+    const [cy, cx] = [b.row + b.height / 2, b.col + b.width / 2];
+    const u = inReach.reduce((best, v) =>
+      Math.hypot(v.row + v.height / 2 - cy, v.col + v.width / 2 - cx) < Math.hypot(best.row + best.height / 2 - cy, best.col + best.width / 2 - cx)
+        ? v
+        : best,
+    );
+    const check = Float32Array.from(base.input);
+    const [C, H, W] = [model.channels, model.height, model.width];
+    for (let c = 0; c < C; c++)
+      for (let y = u.row; y < u.row + u.height; y++) for (let x = u.col; x < u.col + u.width; x++) check[(c * H + y) * W + x] += 0.5;
+    // The reference: the RoI-cropped graph, checked against full inference on the unperturbed input above.
+    let cropped: Float32Array | undefined;
+    await this.evaluateCropped(
+      [0],
+      (_, dst) => dst.set(check),
+      (d) => {
+        cropped = Float32Array.from(d);
+        return 0;
+      },
+    );
+    let passes: ChangedPasses;
+    try {
+      passes = await ChangedPasses.open(model, cg, base.input);
+    } catch (e) {
+      return `ONNX Runtime cannot run the changed-region graph: ${(e as Error).message.split("\n")[0]}`;
+    }
+    const cropMacs = cropShare * cg.fullMacs;
+    this.changed = { passes, cropMacs: Infinity };
+    let maxDiff = 0;
+    let flips = 0;
+    try {
+      await this.evaluate(
+        [0],
+        (_, dst) => dst.set(check),
+        (d) => {
+          maxDiff = maxRoiDiff(d, cropped!, target, model);
+          const [p, q] = [binarize(model.card.output, model.outputLayout, d), binarize(model.card.output, model.outputLayout, cropped!)];
+          for (const i of target.region.pixels) if (p[i] !== q[i]) flips++;
+          return 0;
+        },
+      );
+    } catch (e) {
+      await passes.release();
+      this.changed = undefined;
+      return `ONNX Runtime cannot run the changed-region graph: ${(e as Error).message.split("\n")[0]}`;
+    }
+    if (maxDiff > TOLERANCE || flips > 0) {
+      await passes.release();
+      this.changed = undefined;
+      return `the changed-region graph's outputs differ from the RoI-cropped graph's for block ${u.row},${u.col} (max |difference| ${maxDiff.toPrecision(2)}, ${flips} RoI mask cells flipped)`;
+    }
+    this.changed.cropMacs = cropMacs;
+    Object.assign(this.record, {
+      executor: "changed-region",
+      macShare: Number(share.toFixed(4)),
+      cropMacShare: this.record.macShare,
+      maxDiff,
+      checkBlock: [u.row, u.col, u.height, u.width],
+    } satisfies Partial<ExecutorRecord>);
+    this.notes.push(
+      `incremental (changed-region) passes: the unperturbed image's tensors are kept, and each pass recomputes every tensor only where the perturbation changes it and the RoI's outputs need it (input rows ${r0}..${r1 - 1}, cols ${c0}..${c1 - 1} can reach the RoI); ${(100 * share).toFixed(1)}% of a full pass's multiply-adds on average over the blocks (the RoI-cropped pass: ${(100 * cropShare).toFixed(0)}%; a box whose changed-region pass would cost more runs cropped); max |difference| from the RoI-cropped pass (itself checked against full inference) on the RoI's outputs for block ${u.row},${u.col}: ${maxDiff.toPrecision(2)}`,
+    );
+    return "";
   }
 
   /** Whether a pixel box (row, col, height, width) meets the input the RoI's outputs read. */
@@ -151,6 +294,78 @@ export class RoiExecutor {
 
   /** As Runner.evaluate: `write` fills a full model input, `read` sees a full-size output (batch slot 0) whose RoI cells are this pass's. */
   async evaluate<T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>): Promise<Float64Array> {
+    return this.changed ? this.evaluateChanged(items, write, read, this.changed) : this.evaluateCropped(items, write, read);
+  }
+
+  /**
+   * Changed-region passes: each item's changed box (its input diffed against the unperturbed one), items
+   * grouped by box and run as batches; an item that changes nothing the RoI reads scores the unperturbed
+   * output, a box whose changed-region pass would cost more than the cropped pass runs cropped.
+   */
+  private async evaluateChanged<T>(
+    items: readonly T[],
+    write: InputWriter<T>,
+    read: OutputReader<T>,
+    changed: { passes: ChangedPasses; cropMacs: number },
+  ): Promise<Float64Array> {
+    const scores = new Float64Array(items.length);
+    const { scratchIn, scratchOut, baseOutput, model } = this;
+    const { passes } = changed;
+    const groups = new Map<string, { box: [number, number][]; at: number[]; tiles: Float32Array[] }>();
+    const cropped: number[] = [];
+    scratchOut.set(baseOutput);
+    for (let i = 0; i < items.length; i++) {
+      write(items[i], scratchIn);
+      const box = passes.diffBox(scratchIn);
+      if (!box) {
+        scores[i] = read(scratchOut, 0, items[i]);
+        continue;
+      }
+      if (!(planMacs(passes, box) < changed.cropMacs)) {
+        cropped.push(i);
+        continue;
+      }
+      const key = box.flat().join(",");
+      const grp = groups.get(key) ?? { box, at: [], tiles: [] };
+      grp.at.push(i);
+      grp.tiles.push(passes.tile(scratchIn, box));
+      groups.set(key, grp);
+    }
+    if (cropped.length) {
+      const s = await this.evaluateCropped(
+        cropped.map((i) => items[i]),
+        write,
+        read,
+      );
+      cropped.forEach((i, k) => (scores[i] = s[k]));
+      scratchOut.set(baseOutput);
+    }
+    const [H, W] = [model.height, model.width];
+    const OC = model.outputLayout.channels;
+    const [[o0, o1], [p0, p1]] = [this.outputBox[this.outputBox.length - 2], this.outputBox[this.outputBox.length - 1]];
+    for (const grp of groups.values())
+      for (let start = 0; start < grp.at.length; start += this.batchSize) {
+        const at = grp.at.slice(start, start + this.batchSize);
+        const { data, window } = await passes.run(grp.box, grp.tiles.slice(start, start + this.batchSize));
+        const [[w0, w1], [v0, v1]] = window;
+        const [oh, ow] = [w1 - w0, v1 - v0];
+        // paste the tile's part inside the RoI's box, read, and put the unperturbed values back
+        const [y0, y1, x0, x1] = [Math.max(w0, o0), Math.min(w1, o1), Math.max(v0, p0), Math.min(v1, p1)];
+        at.forEach((i, slot) => {
+          for (let c = 0; c < OC; c++)
+            for (let y = y0; y < y1; y++) {
+              const from = ((slot * OC + c) * oh + y - w0) * ow;
+              scratchOut.set(data.subarray(from + x0 - v0, from + x1 - v0), (c * H + y) * W + x0);
+            }
+          scores[i] = read(scratchOut, 0, items[i]);
+          for (let c = 0; c < OC; c++)
+            for (let y = y0; y < y1; y++) scratchOut.set(baseOutput.subarray((c * H + y) * W + x0, (c * H + y) * W + x1), (c * H + y) * W + x0);
+        });
+      }
+    return scores;
+  }
+
+  private async evaluateCropped<T>(items: readonly T[], write: InputWriter<T>, read: OutputReader<T>): Promise<Float64Array> {
     const scores = new Float64Array(items.length);
     const { model, scratchIn, scratchOut } = this;
     const [C, H, W] = [model.channels, model.height, model.width];
@@ -179,7 +394,16 @@ export class RoiExecutor {
   }
 
   async release(): Promise<void> {
-    await this.sessions.release();
+    await Promise.all([this.sessions.release(), this.changed?.passes.release()]);
+  }
+}
+
+/** A box's changed-region multiply-adds; NaN (so: run it cropped) when its windows cannot be planned, which the tests never met. */
+function planMacs(passes: ChangedPasses, box: [number, number][]): number {
+  try {
+    return passes.plan(box).macs;
+  } catch {
+    return Number.NaN;
   }
 }
 

@@ -7,6 +7,7 @@
  * run resumed.
  */
 import type { Case } from "../data/case.js";
+import { fail } from "../errors.js";
 import type { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { outcomeUnits } from "../target/outcome.js";
@@ -17,7 +18,7 @@ import type { ScreenLoss } from "./adaptive.js";
 import type { Attribution, AttributionCore, UnitResult } from "./attribution.js";
 import { buildProvenance, unperturbedPass } from "./base-pass.js";
 import { type Resumable, resumableEvaluate } from "./checkpoint.js";
-import type { IncrementalMode } from "./roi-executor.js";
+import type { ExecutorChoice, IncrementalMode } from "./roi-executor.js";
 import type { Evaluate } from "./samples.js";
 import type { UnitKind } from "./units.js";
 
@@ -31,6 +32,28 @@ export interface RunOptions {
   onPartialMap?: (p: PartialMap) => void;
   /** block-intervention methods: run passes on the RoI-cropped graph (roi-executor.ts); default off */
   incremental?: IncrementalMode;
+  /** which incremental executor: by the multiply-add counts (default), or forced (tests, the bench) */
+  incrementalExecutor?: ExecutorChoice;
+  /**
+   * `explain --queue`'s shard on a worker: only the units u with u % count === index are sampled; the
+   * others score m(X) without a pass (their samples are another shard's, and are not returned).
+   * Only the block engine's independent schedules take it (src/queue/shards.ts).
+   */
+  shard?: Shard;
+  /** `explain --queue`'s gathering run: every sample must come from the checkpoint (a pass to run is an error) */
+  replayOnly?: boolean;
+}
+
+/** One shard of a map's units: those with unit % count === index. */
+export interface Shard {
+  index: number;
+  count: number;
+  /**
+   * Filled with the shard's units whose samples took no pass because the RoI cannot see them (the
+   * `skip` of ScorerOptions): the shard does not return them, so the gathering run skips them as a
+   * local run does and counts them alike.
+   */
+  skipped?: Set<number>;
 }
 
 /** A map still being estimated: every unit with its estimate so far, and the forward passes spent (the unperturbed one included). */
@@ -336,7 +359,9 @@ export class SampleScorer {
   constructor(ctx: RunContext, key: Record<string, unknown>, write: (unit: number, draw: number, dst: Float32Array) => void, o: ScorerOptions) {
     const { base, target } = ctx;
     const runner = o.runner ?? ctx.runner;
-    const skip = o.skip;
+    const { shard, replayOnly } = ctx.run;
+    // a shard's run scores the other shards' units as m(X), without a pass (those samples are never returned)
+    const skip = shard ? (u: number) => u % shard.count !== shard.index || (o.skip?.(u) ?? false) : o.skip;
     this.resumable = ctx.resumable(
       (resumable) => async (all) => {
         const scores = new Float64Array(all.length);
@@ -344,10 +369,16 @@ export class SampleScorer {
         if (reqs.length < all.length)
           all.forEach((r, i) => {
             if (!skip!(r.unit)) return;
+            if (shard && o.skip?.(r.unit)) shard.skipped?.add(r.unit);
             scores[i] = target.base;
             resumable().finished(r, target.base);
             this.skippedPasses++;
           });
+        if (replayOnly && reqs.length > 0)
+          fail(
+            `the samples gathered from the queue's workers lack ${reqs.length} of this map's (they were computed under other settings or by another segcause version)`,
+            "run the workers with this segcause version and rerun the same command",
+          );
         const started = Date.now();
         const ran = await runner.evaluate(
           reqs,

@@ -13,7 +13,7 @@ import { type ModelProto, ModelProtoSchema, type NodeProto, NodeProtoSchema } fr
 import { attrInt, attrInts, attrString, describeNode, opsetOf, tensorType } from "./attributes.js";
 import { attribute, floatTensor, int64Tensor } from "./builder.js";
 import { resizeGeometry, windowParams } from "./op-params.js";
-import { type Box, neededRegions, nodeMacs, regionGraph } from "./regions.js";
+import { type Box, neededRegions, nodeMacs, type Region, type RegionGraph, regionGraph } from "./regions.js";
 import { inferStatic, POSITIONWISE_OPS, type StaticInfo } from "./shapes.js";
 import { BINARY } from "./values.js";
 
@@ -60,18 +60,7 @@ export function cropGraph(model: ModelProto, roi: { rows: [number, number]; cols
   outBox[r - 2] = roi.rows;
   outBox[r - 1] = roi.cols;
   const inRank = g.dims.get(g.input)!.length;
-  // A windowed Resize outputs floor(window × scale) cells from the window's first: its window must reach
-  // ceil(b / scale) (nearest-floor reads less) and start at or before a / scale.
-  const need = neededRegions(g, outBox, (n, k, read, out) => {
-    if ((n.node.opType !== "Resize" && n.node.opType !== "Upsample") || k !== 0 || read.length !== inRank) return read;
-    const dims = g.dims.get(n.node.input[0])!;
-    const outDims = g.dims.get(n.node.output[0])!;
-    return read.map(([lo, hi], i) => {
-      if (i < 2 || lo >= hi) return [lo, hi];
-      const s = outDims[i] / dims[i];
-      return [Math.max(0, Math.min(lo, Math.floor(out[i][0] / s))), Math.min(dims[i], Math.max(hi, Math.ceil(out[i][1] / s)))];
-    });
-  });
+  const need = roiNeeded(g, outBox);
   const dimsOf = (t: string) => g.dims.get(t) ?? infos.get(t)?.dims;
   /** The box a tensor is computed over: its needed box on the spatial axes (2.. of tensors of the input's rank), whole elsewhere. */
   const target = (t: string): Box => {
@@ -305,8 +294,28 @@ export function cropGraph(model: ModelProto, roi: { rows: [number, number]; cols
   return { bytes: toBinary(ModelProtoSchema, m), inputBox: inBox, outputBox: outTarget, macs, fullMacs, whole };
 }
 
+/**
+ * The needed region of every tensor for the output cells in `outBox`, as the RoI-cropped and the
+ * changed-region graphs compute them: a windowed Resize outputs floor(window × scale) cells from the
+ * window's first, so its input must reach ceil(b / scale) (nearest-floor reads less) and start at or
+ * before a / scale.
+ */
+export function roiNeeded(g: RegionGraph, outBox: Box): Map<string, Region> {
+  const inRank = g.dims.get(g.input)!.length;
+  return neededRegions(g, outBox, (n, k, read, out) => {
+    if ((n.node.opType !== "Resize" && n.node.opType !== "Upsample") || k !== 0 || read.length !== inRank) return read;
+    const dims = g.dims.get(n.node.input[0])!;
+    const outDims = g.dims.get(n.node.output[0])!;
+    return read.map(([lo, hi], i) => {
+      if (i < 2 || lo >= hi) return [lo, hi];
+      const s = outDims[i] / dims[i];
+      return [Math.max(0, Math.min(lo, Math.floor(out[i][0] / s))), Math.min(dims[i], Math.max(hi, Math.ceil(out[i][1] / s)))];
+    });
+  });
+}
+
 /** The nodes the output depends on (constants whose only reader was rewritten are dropped). */
-function live(nodes: NodeProto[], output: string): NodeProto[] {
+export function live(nodes: NodeProto[], output: string): NodeProto[] {
   const wanted = new Set([output]);
   const keep: NodeProto[] = [];
   for (let i = nodes.length - 1; i >= 0; i--) {

@@ -480,19 +480,37 @@ export function boxVolume(b: Box): number {
   return b.reduce((v, [lo, hi]) => v * Math.max(hi - lo, 0), 1);
 }
 
+/** Per input index of a reads table: the first and last output that reads it (-1 when none); built once per table. */
+const readers = new WeakMap<number[][], { first: Int32Array; last: Int32Array }>();
+function readersOf(reads: number[][]): { first: Int32Array; last: Int32Array } {
+  let r = readers.get(reads);
+  if (!r) {
+    const size = reads.reduce((m, rs) => rs.reduce((n, i) => Math.max(n, i + 1), m), 0);
+    r = { first: new Int32Array(size).fill(-1), last: new Int32Array(size).fill(-1) };
+    reads.forEach((rs, o) => {
+      for (const i of rs) {
+        if (r!.first[i] < 0) r!.first[i] = o;
+        r!.last[i] = o;
+      }
+    });
+    readers.set(reads, r);
+  }
+  return r;
+}
+
 /** The interval of one output axis whose outputs read the input box `inBox` along the mapped input axis. */
 function forwardAxis(m: AxisMap, inBox: Box, outSize: number): [number, number] {
   if (m.kind === "id") return inBox[m.from];
   if (m.kind !== "reads") return [0, outSize];
   const [lo, hi] = inBox[m.from];
+  const { first: f, last: l } = readersOf(m.reads);
   let first = -1;
   let last = -1;
-  m.reads.forEach((r, o) => {
-    if (r.some((i) => i >= lo && i < hi)) {
-      if (first < 0) first = o;
-      last = o;
+  for (let i = Math.max(lo, 0); i < Math.min(hi, f.length); i++)
+    if (f[i] >= 0) {
+      if (first < 0 || f[i] < first) first = f[i];
+      if (l[i] > last) last = l[i];
     }
-  });
   return first < 0 ? [0, 0] : [first, last + 1];
 }
 

@@ -1,11 +1,13 @@
 /**
- * The only jobs a worker runs, and what they return: a RoI's controls and one cell of evaluate.
+ * The only jobs a worker runs, and what they return: a RoI's controls and one cell of evaluate, and
+ * one shard of an `explain --queue` map.
  * Every payload and every return value is checked against these schemas before it is used; a job of
  * another name or shape is rejected (logged, failed without retry), never run.
  */
 import { z } from "zod";
 import { FILL_NAMES } from "../evaluate/fills.js";
 import { CONTROL_NAMES } from "../evaluate/protocol.js";
+import { INCREMENTAL_MODES, type IncrementalMode } from "../explain/roi-executor.js";
 import { OUTCOMES } from "../target/outcome.js";
 
 /** Bumped when a payload's meaning changes: a worker refuses jobs of another version. */
@@ -84,7 +86,35 @@ export const CellJob = roiJob
   .strict();
 export type CellJob = z.infer<typeof CellJob>;
 
-export const JOB_SCHEMAS = { control: ControlJob, cell: CellJob } as const;
+/**
+ * A shard of one `explain --queue` map: the samples of the units u with u % count === index, under the
+ * run's settings (the flags of `explain`, as the enqueuer checked them; the worker resolves them again).
+ */
+export const ShardJob = z
+  .object({
+    v: z.literal(JOB_VERSION),
+    model: blob,
+    card: blob.nullable(),
+    image: blob,
+    mask: blob.nullable(),
+    bank: blob.nullable(),
+    roi: z.union([rect, z.object({ mask: blob }).strict()]),
+    method: z.object({ name: z.string().min(1).max(100), options: z.record(z.string(), z.unknown()) }).strict(),
+    outcome: z.enum(OUTCOMES as [string, ...string[]]),
+    reference: z.enum(["auto", "ground-truth", "prediction"]),
+    incremental: z.enum(INCREMENTAL_MODES as [IncrementalMode, ...IncrementalMode[]]),
+    seed: z.number().int(),
+    batchSize: count,
+    threads: count.optional(),
+    shard: z
+      .object({ index: z.number().int().min(0), count })
+      .strict()
+      .refine((s) => s.index < s.count, "shard index must be below count"),
+  })
+  .strict();
+export type ShardJob = z.infer<typeof ShardJob>;
+
+export const JOB_SCHEMAS = { control: ControlJob, cell: CellJob, shard: ShardJob } as const;
 export type JobName = keyof typeof JOB_SCHEMAS;
 
 /** A control job's result: the control record, or why the RoI is skipped. */
@@ -100,6 +130,15 @@ export const CellResult = z
   })
   .strict();
 export type CellResult = z.infer<typeof CellResult>;
+
+/** A shard's result: its samples (unit -> outcome by draw number) and the checkpoint key they were computed under. */
+export const ShardResult = z
+  .object({
+    key: sha,
+    samples: z.record(z.string().regex(/^\d+$/), z.array(z.number().nullable())),
+  })
+  .strict();
+export type ShardResult = z.infer<typeof ShardResult>;
 
 /** How a refusal (the method cannot take this input) is told apart from a failure in a job's failedReason. */
 export const REFUSED = "refused: ";

@@ -21,10 +21,12 @@ import type { Model } from "../model/model.js";
 import { sha256 } from "../util/hash.js";
 import { type BlobRef, putBlob } from "./blobs.js";
 import { CELLS_QUEUE, connectRedis, redactUrl } from "./connection.js";
-import { type CellJob, CellResult, type ControlJob, ControlResult, firstIssue, JOB_VERSION, REFUSED } from "./jobs.js";
+import { type CellJob, CellResult, type ControlJob, ControlResult, firstIssue, JOB_VERSION, REFUSED, type ShardJob } from "./jobs.js";
 
 /** A cell computed on a worker: its files and its cost, as the cell logic reports it. */
 export interface RemoteCell {
+  /** the job that computed it (its result is dropped from Redis once the cell is written) */
+  jobId: string;
   result: CellResult;
   forwardPasses: number;
   backwardPasses: number;
@@ -184,7 +186,8 @@ export class RemoteCells {
     }
   }
 
-  private blob(path: string): Promise<BlobRef> {
+  /** The file stored in Redis under its sha256 (once per process). */
+  blob(path: string): Promise<BlobRef> {
     let b = this.blobs.get(path);
     if (!b) {
       b = putBlob(this.redis, path);
@@ -193,15 +196,24 @@ export class RemoteCells {
     return b;
   }
 
+  /**
+   * Drops a finished job's return value once the enqueuer has written it to its folder: Redis keeps
+   * the job (its state, attempts and stalls, which `queue status` counts) but not its map, and a
+   * rerun finds the result in the folder, not in the queue.
+   */
+  async dropResult(jobId: string): Promise<void> {
+    await this.redis.hdel(this.queue.toKey(jobId), "returnvalue");
+  }
+
   /** Adds the job (or finds the one of this id) and waits for its return value; a refusal is a SegcauseError. */
-  private async run(name: "control" | "cell", jobId: string, data: ControlJob | CellJob): Promise<unknown> {
+  async run(name: "control" | "cell" | "shard", jobId: string, data: ControlJob | CellJob | ShardJob): Promise<unknown> {
     if (this.lostProblem) fail(this.lostProblem);
     let onLost: ((e: SegcauseError) => void) | undefined;
     const lost = new Promise<never>((_, reject) => {
       onLost = reject;
       this.lostListeners.add(reject);
     });
-    try {
+    const once = async () => {
       const job = await Promise.race([
         this.queue.add(name, data, { jobId, attempts: ATTEMPTS, backoff: { type: "exponential", delay: 2000 }, removeOnFail: false }),
         lost,
@@ -209,6 +221,13 @@ export class RemoteCells {
       // watched only once added (before, its key is absent for a good reason)
       const vanished = new Promise<never>((_, reject) => this.waiting.set(jobId, reject));
       return await Promise.race([job.waitUntilFinished(this.events), lost, vanished]);
+    };
+    try {
+      const got = await once();
+      if (got !== null && got !== undefined) return got;
+      // a finished job whose result was dropped once written (dropResult), and the written files are gone since: computed again
+      await this.queue.remove(jobId);
+      return await once();
     } catch (e) {
       if (e instanceof SegcauseError) throw e;
       const reason = (e as Error).message ?? String(e);
@@ -269,7 +288,8 @@ export class RemoteCells {
       control: async () => known,
       explain: async (d) => {
         const cellKey = r.cellKeys[r.defs.indexOf(d)];
-        const raw = await this.run("cell", `${cellKey}-${labels}`, {
+        const jobId = `${cellKey}-${labels}`;
+        const raw = await this.run("cell", jobId, {
           ...base,
           cellKey,
           method: { name: d.def.name, options: d.run.options },
@@ -284,11 +304,14 @@ export class RemoteCells {
         if (got.data.record.key !== cellKey)
           fail(`a worker returned the cell of another key for ${r.id.image} ${r.id.roi} ${d.def.name}`, "run workers of this segcause version");
         const cost = (got.data.record as unknown as CellRecord).cost;
-        return { result: got.data, forwardPasses: cost.forwardPasses, backwardPasses: cost.backwardPasses, wallMs: cost.wallMs };
+        return { jobId, result: got.data, forwardPasses: cost.forwardPasses, backwardPasses: cost.backwardPasses, wallMs: cost.wallMs };
       },
       measure: async (_control, _h, c) => c.result.record as unknown as CellRecord,
-      write: (dir, c, record, checkpointPath) =>
-        writeCellFiles(dir, Buffer.from(c.result.npy, "base64"), localProvenance(c.result.meta, r), record, checkpointPath),
+      write: async (dir, c, record, checkpointPath) => {
+        await writeCellFiles(dir, Buffer.from(c.result.npy, "base64"), localProvenance(c.result.meta, r), record, checkpointPath);
+        // written: Redis need not keep the map (the job stays, so a rerun still re-attaches to it)
+        await this.dropResult(c.jobId);
+      },
     };
   }
 }

@@ -1,6 +1,7 @@
 /**
  * `segcause worker`: pulls evaluate's jobs from the queue and runs them with the local cell code
- * (openRoi, computeControl, explainCell, measureCell). Only the job types of jobs.ts run, each after
+ * (openRoi, computeControl, explainCell, measureCell), and the shards of `explain --queue` maps
+ * (shard-worker.ts). Only the job types of jobs.ts run, each after
  * its payload is checked; the worker reads its inputs from its cache of verified blobs and writes
  * nowhere else.
  */
@@ -20,9 +21,23 @@ import { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import { closeOnInterrupt } from "../util/interrupt.js";
 import { encodeNpy } from "../util/npy.js";
-import { fetchBlob } from "./blobs.js";
+import { type BlobRef, blobName, fetchBlob } from "./blobs.js";
 import { CELLS_QUEUE, connectRedis, redactUrl } from "./connection.js";
-import { type CellJob, type CellResult, type ControlJob, type ControlResult, firstIssue, JOB_SCHEMAS, REFUSED, REJECTED } from "./jobs.js";
+import {
+  type CellJob,
+  type CellResult,
+  type ControlJob,
+  type ControlResult,
+  firstIssue,
+  JOB_SCHEMAS,
+  REFUSED,
+  REJECTED,
+  type ShardJob,
+  type ShardResult,
+} from "./jobs.js";
+import { ModelCache } from "./model-cache.js";
+import { runShard } from "./shard-worker.js";
+import { recordRejection, tallyDone } from "./tally.js";
 
 export interface WorkerSettings {
   url: string;
@@ -32,8 +47,13 @@ export interface WorkerSettings {
   cache: string;
   /** a job whose worker sent no heartbeat for this long is handed to another worker (once) */
   stallSeconds: number;
+  /** models kept loaded at once, least recently used released first (default DEFAULT_MAX_MODELS) */
+  maxModels?: number;
   log: (line: string) => void;
 }
+
+/** Models a worker keeps loaded at once unless told otherwise (--max-models). */
+export const DEFAULT_MAX_MODELS = 4;
 
 /** Runs until `signal` aborts or the connection to Redis is lost (then rejects with one line). */
 const running = new Set<object>();
@@ -46,7 +66,10 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
     lostWith = new SegcauseError(problem, "start Redis again and restart the worker (its jobs are handed to other workers)");
     wake();
   });
-  const models = new Map<string, Promise<{ model: Model; runner: Runner }>>();
+  const maxModels = s.maxModels ?? DEFAULT_MAX_MODELS;
+  const models: Models = new ModelCache(maxModels, (key) =>
+    s.log(`released model ${String(JSON.parse(key)[0]).slice(0, 12)}… (--max-models ${maxModels})`),
+  );
   // Jobs in progress and their lock tokens: a stop hands them back to the queue (see below).
   const active = new Map<Job, string | undefined>();
   const processor = async (job: Job, token?: string) => {
@@ -59,10 +82,11 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   };
   const processJob = async (job: Job) => {
     const schema = JOB_SCHEMAS[job.name as keyof typeof JOB_SCHEMAS];
-    if (!schema) return reject(job, `job type '${job.name}' is not one of segcause's (control, cell)`);
+    if (!schema) return reject(job, `job type '${job.name}' is not one of segcause's (control, cell, shard)`);
     const parsed = schema.safeParse(job.data);
     if (!parsed.success) return reject(job, `malformed ${job.name} job: ${firstIssue(parsed.error)}`);
     try {
+      if (job.name === "shard") return await runShardJob(String(job.id), parsed.data as ShardJob, redis, s, models);
       return job.name === "control"
         ? await runControl(parsed.data as ControlJob, redis, s, models)
         : await runCell(parsed.data as CellJob, redis, s, models);
@@ -85,13 +109,18 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   });
   let completed = 0,
     failed = 0;
+  // the tally and the rejections are bookkeeping: a failure to record them is logged, never a job's failure
+  const record = (what: string, p: Promise<void>) => p.catch((e: Error) => s.log(`could not record ${what}: ${e.message}`));
   worker.on("completed", (job) => {
     completed++;
     s.log(`done ${job.name} ${job.id}`);
+    void record("the job's cost", tallyDone(redis, job));
   });
   worker.on("failed", (job, e) => {
     failed++;
     if (!e.message.startsWith(REJECTED)) s.log(`job ${job?.id ?? "?"} (${job?.name ?? "?"}) failed: ${e.message}`);
+    // a rejected job leaves the queue (recorded for `queue status`): its id, a cell's key, stays free to be queued again
+    else if (job) void record("a rejection", recordRejection(redis, job, e.message));
   });
   worker.on("error", () => {}); // connection errors: the connection's retry strategy decides (connection.ts)
   // Ctrl-C or SIGTERM (a restart, a scale-down) is not a crash: the jobs in progress go back to the
@@ -114,51 +143,91 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   running.delete(handBack);
   await (lostWith ? worker.close(true) : worker.close());
   redis.disconnect();
-  for (const m of models.values()) await (await m).model.release();
+  await models.clear();
   if (lostWith) throw lostWith;
   return { completed, failed };
 }
 
-type Models = Map<string, Promise<{ model: Model; runner: Runner }>>;
+interface Loaded {
+  model: Model;
+  runner: Runner;
+  release(): Promise<void>;
+}
+type Models = ModelCache<Loaded>;
 
-/** The job's RoI opened as the local run opens it, from the verified blobs. */
-async function openJobRoi(p: ControlJob | CellJob, redis: Redis, s: WorkerSettings, models: Models): Promise<RoiContext | { skipped: string }> {
-  const fetch = (b: { sha256: string; name: string }) => fetchBlob(redis, b, s.cache);
+/** Runs `f` with the job's model (and a Runner at its batch size) from the worker's bounded cache. */
+async function withJobModel<R>(
+  p: { model: BlobRef; card: BlobRef | null; threads?: number; batchSize?: number },
+  redis: Redis,
+  s: WorkerSettings,
+  models: Models,
+  f: (m: Loaded) => Promise<R>,
+): Promise<R> {
+  const fetch = (b: BlobRef) => fetchBlob(redis, b, s.cache);
   const modelPath = await fetch(p.model);
   const card = p.card ? await fetch(p.card) : undefined;
   const mk = JSON.stringify([p.model.sha256, p.card?.sha256 ?? null, p.threads ?? null, p.batchSize ?? null]);
-  let m = models.get(mk);
-  if (!m) {
-    m = Model.load(modelPath, { ...(card ? { card } : {}), threads: p.threads }).then((model) => ({
-      model,
-      runner: new Runner(model, { batchSize: p.batchSize }),
-    }));
-    models.set(mk, m);
-    m.catch(() => models.delete(mk));
-  }
-  const { model, runner } = await m;
-  const kase = await loadCase(model, await fetch(p.image), p.mask ? await fetch(p.mask) : undefined, { allowEmptyMask: true });
-  kase.id = p.id.image;
-  const bank = p.bank ? await PatchBank.load(await fetch(p.bank)) : undefined;
-  return openRoi(
-    { P: p.protocol as RoiContext["P"], seed: p.seed, batchSize: p.batchSize, incremental: p.incremental, model, kase, roi: p.roi, bank },
-    runner,
-    p.id,
-    [],
-  );
+  const load = async (): Promise<Loaded> => {
+    const model = await Model.load(modelPath, { ...(card ? { card } : {}), threads: p.threads });
+    return { model, runner: new Runner(model, { batchSize: p.batchSize }), release: () => model.release() };
+  };
+  return models.use(mk, load, f);
+}
+
+/** Runs `f` on the job's RoI opened as the local run opens it, from the verified blobs. */
+async function withJobRoi<R>(
+  p: ControlJob | CellJob,
+  redis: Redis,
+  s: WorkerSettings,
+  models: Models,
+  f: (ctx: RoiContext | { skipped: string }) => Promise<R>,
+): Promise<R> {
+  const fetch = (b: BlobRef) => fetchBlob(redis, b, s.cache);
+  return withJobModel(p, redis, s, models, async ({ model, runner }) => {
+    const kase = await loadCase(model, await fetch(p.image), p.mask ? await fetch(p.mask) : undefined, { allowEmptyMask: true });
+    kase.id = p.id.image;
+    const bank = p.bank ? await PatchBank.load(await fetch(p.bank)) : undefined;
+    return f(
+      await openRoi(
+        { P: p.protocol as RoiContext["P"], seed: p.seed, batchSize: p.batchSize, incremental: p.incremental, model, kase, roi: p.roi, bank },
+        runner,
+        p.id,
+        [],
+      ),
+    );
+  });
 }
 
 async function runControl(p: ControlJob, redis: Redis, s: WorkerSettings, models: Models): Promise<ControlResult> {
-  const ctx = await openJobRoi(p, redis, s, models);
-  if ("skipped" in ctx) return { skipped: ctx.skipped };
-  return { control: { ...(await computeControl(ctx, p.id, p.controlKey)) } };
+  return withJobRoi(p, redis, s, models, async (ctx) => {
+    if ("skipped" in ctx) return { skipped: ctx.skipped };
+    return { control: { ...(await computeControl(ctx, p.id, p.controlKey)) } };
+  });
+}
+
+async function runShardJob(id: string, p: ShardJob, redis: Redis, s: WorkerSettings, models: Models): Promise<ShardResult> {
+  mkdirSync(join(s.cache, "checkpoints"), { recursive: true });
+  return runShard(p, {
+    fetch: (b) => fetchBlob(redis, b, s.cache),
+    withModel: (f) => withJobModel(p, redis, s, models, ({ model }) => f(model)),
+    checkpointPath: join(s.cache, "checkpoints", `${blobName(id)}.json`),
+  });
 }
 
 async function runCell(p: CellJob, redis: Redis, s: WorkerSettings, models: Models): Promise<CellResult> {
   const def = getMethod(p.method.name);
   // the options as the user gave them, resolved (and checked) here as the enqueuer resolved them for the cell's key
   const options = resolveOptions(def, p.method.options);
-  const ctx = await openJobRoi(p, redis, s, models);
+  return withJobRoi(p, redis, s, models, (ctx) => cellOf(p, def, options, ctx, s));
+}
+
+async function cellOf(
+  p: CellJob,
+  def: ReturnType<typeof getMethod>,
+  options: Record<string, unknown>,
+  ctx: RoiContext | { skipped: string },
+  s: WorkerSettings,
+): Promise<CellResult> {
   if ("skipped" in ctx) throw new UnrecoverableError(`the RoI's control was computed but its Target now fails: ${ctx.skipped}`);
   // A checkpoint in the worker's cache: a job retried on this machine resumes its method's passes.
   const checkpointPath = join(s.cache, "checkpoints", `${p.cellKey}.json`);

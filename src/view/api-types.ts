@@ -81,3 +81,19 @@ export interface EvaluateCell {
   /** the listed image with the content the cell explains (absent when not listed) */
   match: { image?: string };
 }
+
+/** One method option as the page's form shows it: its flag name (without --), type, default, range or choices and help. */
+export interface OptionField {
+  name: string;
+  type: "int" | "number" | "string" | "numbers";
+  /** the default as the CLI's help prints it (absent: decided at run time) */
+  default?: string;
+  min?: number;
+  max?: number;
+  /** the range in words ("an integer >= 1"), as the CLI's error says it */
+  range?: string;
+  choices?: readonly string[];
+  help: string;
+  /** it applies only while this other option has one of these values (it is refused otherwise) */
+  appliesWhen?: { option: string; values: readonly string[] };
+}

@@ -25,6 +25,7 @@ import { sha256 } from "../util/hash.js";
 import { evaluateCell, evaluateCells } from "./evaluate-cells.js";
 import { evaluateData } from "./evaluate-data.js";
 import { evaluateTable } from "./evaluate-tables.js";
+import { checkRunOptions, optionFields } from "./method-options.js";
 import { AllowedPaths } from "./paths.js";
 import { ModelCache, packBits, predict } from "./predict.js";
 import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, shellCommand } from "./request.js";
@@ -271,7 +272,14 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         volumeModels: listVolumeModels(),
         volumes: listVolumes(),
         banks: listBanks(),
-        methods: allMethods().map((m) => ({ name: m.name, family: m.family, summary: m.summary, cost: m.cost, needsBank: m.needsBank === true })),
+        methods: allMethods().map((m) => ({
+          name: m.name,
+          family: m.family,
+          summary: m.summary,
+          cost: m.cost,
+          needsBank: m.needsBank === true,
+          options: optionFields(m),
+        })),
         runs: queue.list(),
         results: [...(o.results ? listResults(o.results) : []), ...listResults(runsDir)],
         runsFolder: runsDir,
@@ -307,8 +315,11 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
       writeFileSync(path, bytes);
       return send(res, 200, { name: basename(name), path });
     }
-    if (req.method === "POST" && p === "/api/runs") {
+    // `/api/runs/preview`: the same checks and command, nothing written or queued (the page's form shows the command as it changes)
+    if (req.method === "POST" && (p === "/api/runs" || p === "/api/runs/preview")) {
+      const dry = p === "/api/runs/preview";
       const r = parse(RunRequest, await jsonBody(req));
+      checkRunOptions(r.method, r.options);
       const checked: RunRequest = {
         ...r,
         model: allowed.check(r.model, "model"),
@@ -331,11 +342,13 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
         if (typeof mask === "string") bad(mask);
         const png = await encodePng({ width: r.roiMask.width, height: r.roiMask.height, channels: 1, data: mask.map((v) => v * 255) });
         maskPath = join(roiMasks, `${sha256(png).slice(0, 16)}.png`);
-        if (!existsSync(maskPath)) checkUploadsCap(roiMasks, png.length, o.uploadsCap ?? UPLOADS_CAP);
-        writeFileSync(maskPath, png);
+        if (!dry && !existsSync(maskPath)) checkUploadsCap(roiMasks, png.length, o.uploadsCap ?? UPLOADS_CAP);
+        if (!dry) writeFileSync(maskPath, png);
       }
-      const out = reserveFolder(runsDir, `${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}-${r.method}`);
+      const folder = `${new Date().toISOString().replace(/[:.]/g, "-").slice(0, 19)}-${r.method}`;
+      const out = dry ? join(runsDir, folder) : reserveFolder(runsDir, folder);
       const args = explainArgs(checked, out, maskPath);
+      if (dry) return send(res, 200, { command: shellCommand(args) });
       const run = new Run(`r${++seq}`, checked.model, r.method, out, args, shellCommand(args));
       queue.add(run);
       return send(res, 200, run.info());

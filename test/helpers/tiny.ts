@@ -124,3 +124,17 @@ export function copyChannelModel(): Uint8Array {
   g.output(g.node("Sigmoid", [l], {}, ["mask"], "/head/Sigmoid"), ["N", 1, 16, 16]);
   return g.toBytes();
 }
+
+/** A local model: two 3×3 convs, so RoI rows/cols 8..15 read input rows/cols 6..17 (9 of the 16 8×8 blocks). */
+export function localConvModel(): Uint8Array {
+  const g = new GraphBuilder("local");
+  const x = g.input("image", ["N", 3, 32, 32]);
+  const w1 = new Float32Array(2 * 3 * 9).map((_, i) => ((i * 7) % 11) / 40 - 0.1);
+  const c1 = g.node("Relu", [
+    g.node("Conv", [x, g.constant([2, 3, 3, 3], w1), g.constant([2], [0.1, -0.2])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }),
+  ]);
+  const w2 = new Float32Array(2 * 9).map((_, i) => ((i * 5) % 7) / 10 - 0.2);
+  const c2 = g.node("Conv", [c1, g.constant([1, 2, 3, 3], w2), g.constant([1], [-0.3])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+  g.output(g.node("Sigmoid", [c2], {}, ["mask"]), ["N", 1, 32, 32]);
+  return g.toBytes();
+}

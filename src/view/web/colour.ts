@@ -25,3 +25,18 @@ export function maxAbs(values: Float32Array): number {
   for (const v of values) if (Number.isFinite(v) && Math.abs(v) > m) m = Math.abs(v);
   return m;
 }
+
+/**
+ * A colour bar of `layer` from its low end to `max`, over white at full opacity: alpha √t as the page's maps are
+ * drawn (mid values stay visible), or t as an evaluate cell's map is blended (`sqrt` false).
+ */
+export function drawBar(c: HTMLCanvasElement, layer: Layer, max: number, sqrt = true): void {
+  const g = c.getContext("2d")!;
+  for (let x = 0; x < c.width; x++) {
+    const v = layer === "signed" ? ((x / (c.width - 1)) * 2 - 1) * max : (x / (c.width - 1)) * max;
+    const [r, gr, b, t] = colourOf(layer, v, max);
+    const a = sqrt ? Math.sqrt(t) : t;
+    g.fillStyle = `rgb(${Math.round(255 - a * (255 - r))},${Math.round(255 - a * (255 - gr))},${Math.round(255 - a * (255 - b))})`;
+    g.fillRect(x, 0, 1, c.height);
+  }
+}

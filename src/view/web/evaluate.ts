@@ -5,7 +5,8 @@
  */
 
 import type { EvaluateCell, EvaluateCellList, EvaluateData, EvaluateTable } from "../api-types.js";
-import { colourOf, maxAbs } from "./colour.js";
+import { colourOf, drawBar, maxAbs } from "./colour.js";
+import { saveFigure } from "./save.js";
 
 const ALL = "";
 /** rows drawn in the table at most (summary.csv has them all) */
@@ -36,7 +37,49 @@ export function showEvaluateData(d: EvaluateData, f: NonNullable<typeof folder>)
   options(el("ev-method"), methods, "all methods");
   options(el("ev-fill"), d.fills, undefined);
   for (const id of ["ev-model", "ev-method", "ev-fill"]) el<HTMLSelectElement>(id).onchange = render;
+  el("ev-save-curves").onclick = saveCurves;
+  el("ev-save-cell").onclick = saveCell;
+  el("ev-save-cell").hidden = true;
   render();
+}
+
+/** The selection's filters in words, or in a file name. */
+function selection(sep: string): string {
+  const v = (id: string, all: string) => el<HTMLSelectElement>(id).value || all;
+  return [v("ev-model", "all models"), v("ev-method", "all methods"), `fill ${v("ev-fill", "")}`].join(sep);
+}
+
+function saveCurves(): void {
+  if (!folder) return;
+  const name = folder.dir.split("/").slice(-1)[0];
+  void saveFigure({
+    title: `segcause evaluate ${name}: mean deletion and insertion curves · ${selection(", ")}`,
+    panels: [{ canvas: el("ev-deletion") }, { canvas: el("ev-insertion") }],
+    legend: [
+      "one line per method: its mean outcome over the selection's cells (their number in brackets) as the top-ranked pixels are removed / restored",
+    ],
+    file: `segcause-evaluate-${name}-${selection("-")}`,
+    source: folder.dir,
+  });
+}
+
+let cellShown: { name: string; max: number; units: string; signed: boolean; source: string } | undefined;
+
+function saveCell(): void {
+  if (!cellShown) return;
+  const bar = Object.assign(document.createElement("canvas"), { width: 256, height: 12 });
+  const { max, units, signed } = cellShown;
+  drawBar(bar, signed ? "signed" : "abs", max, false);
+  void saveFigure({
+    title: `segcause evaluate cell ${cellShown.name}`,
+    panels: [{ canvas: el("ev-cell-map") }],
+    bar,
+    legend: [
+      `${signed ? `${(-max).toPrecision(3)} (red: supported the RoI) … 0 … ${max.toPrecision(3)} (blue: hurt)` : `0 … ${max.toPrecision(3)} (importance)`} ${units}, the map's own |max|; green: the RoI`,
+    ],
+    file: `segcause-evaluate-cell-${cellShown.name.replaceAll(" / ", "-")}`,
+    source: cellShown.source,
+  });
 }
 
 function render(): void {
@@ -232,6 +275,12 @@ async function showCell(c: EvaluateCellList["cells"][number]): Promise<void> {
     if (cell.match.image) g.drawImage(await loadImage(folder.imageUrl(cell.match.image)), 0, 0, cell.width, cell.height);
     const under = g.getImageData(0, 0, cell.width, cell.height);
     const max = maxAbs(map);
+    // hover: the map's value under the cursor, as map.npy holds it
+    canvas.onmousemove = (e) => {
+      const col = Math.min(cell.width - 1, Math.floor((e.offsetX / canvas.clientWidth) * cell.width));
+      const row = Math.min(cell.height - 1, Math.floor((e.offsetY / canvas.clientHeight) * cell.height));
+      el("ev-cell-hover").textContent = `pixel (${row}, ${col}): ${map[row * cell.width + col].toPrecision(4)} ${cell.valueUnits}`;
+    };
     for (let p = 0; p < map.length; p++) {
       const [r, gr, b, a] = colourOf(cell.signed ? "signed" : "abs", map[p], max);
       for (const [k, v] of [r, gr, b].entries()) under.data[p * 4 + k] = Math.round(under.data[p * 4 + k] * (1 - a) + v * a);
@@ -239,8 +288,17 @@ async function showCell(c: EvaluateCellList["cells"][number]): Promise<void> {
     g.putImageData(under, 0, 0);
     g.strokeStyle = "#0f0";
     g.strokeRect(cell.rect.col + 0.5, cell.rect.row + 0.5, cell.rect.width - 1, cell.rect.height - 1);
+    const name = [c.dataset, c.model, c.image, c.roi, c.method].join(" / ");
+    cellShown = {
+      name,
+      max,
+      units: cell.valueUnits,
+      signed: cell.signed,
+      source: `${folder.dir}/cells/${[c.dataset, c.model, c.image, c.roi, c.method].join("/")}`,
+    };
+    el("ev-save-cell").hidden = false;
     el("ev-cell-title").textContent =
-      `${[c.dataset, c.model, c.image, c.roi, c.method].join(" / ")}: |max| ${max.toPrecision(3)} ${cell.valueUnits}${cell.match.image ? "" : " (its image is not listed: over gray)"}`;
+      `${name}: |max| ${max.toPrecision(3)} ${cell.valueUnits}${cell.match.image ? "" : " (its image is not listed: over gray)"}`;
     document.body.dataset.evalCell = [c.image, c.roi, c.method].join("/");
   } catch (e) {
     el("ev-cell-title").textContent = (e as Error).message;

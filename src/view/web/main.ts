@@ -1,13 +1,15 @@
 /**
  * The viewer's page: pick a model and an image, drag a RoI, run methods through the server (which runs
  * the CLI's code), follow their progress, and look at the maps. No framework: a few DOM elements and
- * one canvas, redrawn whole on each change.
+ * a canvas per map (the first, then the compared ones), redrawn whole on each change.
  */
 
-import type { ComponentsFolder, EvaluateData } from "../api-types.js";
-import { colourOf, type Layer, layerValues, maxAbs } from "./colour.js";
+import type { ComponentsFolder, EvaluateData, OptionField } from "../api-types.js";
+import { colourOf, drawBar, type Layer, layerValues, maxAbs } from "./colour.js";
 import { drawBars, drawSpatial } from "./components.js";
 import { showEvaluateData } from "./evaluate.js";
+import { methodForm } from "./options-form.js";
+import { saveFigure } from "./save.js";
 
 interface Named {
   name: string;
@@ -21,6 +23,7 @@ interface MethodInfo {
   summary: string;
   cost: string;
   needsBank: boolean;
+  options: OptionField[];
 }
 interface RunInfo {
   id: string;
@@ -101,7 +104,7 @@ const ui = {
   methods: $<HTMLDivElement>("methods"),
   bank: $<HTMLSelectElement>("bank"),
   seed: $<HTMLInputElement>("seed"),
-  options: $<HTMLInputElement>("options"),
+  methodOptions: $<HTMLDivElement>("method-options"),
   run: $<HTMLButtonElement>("run"),
   stop: $<HTMLButtonElement>("stop"),
   save: $<HTMLButtonElement>("save"),
@@ -132,11 +135,22 @@ let base:
 /** The RoI: a rectangle, or a mask (brushed, or a component of the prediction) in model-input pixels; one of them. */
 let roi: Rect | undefined;
 let roiMask: Uint8Array | undefined;
-/** the part of the image both maps show: zoom factor and top-left model-input pixel */
+/** the part of the image every map shows: zoom factor and top-left model-input pixel */
 const view = { scale: 1, row: 0, col: 0 };
 let drag: { row: number; col: number } | undefined;
+/** a pan in progress: where the mouse went down, the view's corner then, and the map it went down on */
+let pan: { x: number; y: number; row: number; col: number; c: HTMLCanvasElement } | undefined;
 let result: Result | undefined;
-let compare: Result | undefined;
+/** the maps beside the first (same image, RoI, layer, zoom and cursor), left to right, and the folders asked for */
+let compares: Result[] = [];
+let compareDirs: string[] = [];
+let compareAsked = 0;
+/** each drawn map's colour scale (undefined: it does not fit the image), the first map's first */
+let scales: (number | undefined)[] = [];
+/** the runs started together by one Run: the first to finish is drawn, the others beside it */
+let batch: { ids: Set<string>; main?: string } | undefined;
+/** the command that wrote each run's folder (kept in a saved PNG) */
+const commands = new Map<string, string>();
 let cursor: { row: number; col: number } | undefined;
 const runs = new Map<string, { info: RunInfo; status?: RunStatus; li: HTMLLIElement }>();
 /** The run whose map is filling in on the stage; "user" once the page's user opened another result meanwhile. */
@@ -193,8 +207,11 @@ async function refreshState(): Promise<void> {
   fill(ui.model, state.models);
   fill(ui.image, state.images);
   fill(ui.bank, state.banks);
-  const explains = state.results.filter((r) => r.kind === "explain");
-  fill(ui.compare, [{ name: "—", path: "" }, ...explains.map((r) => ({ name: r.dir.split("/").slice(-1)[0], path: r.dir }))]);
+  ui.compare.replaceChildren(
+    ...state.results
+      .filter((r) => r.kind === "explain")
+      .map((r) => new Option(r.dir.split("/").slice(-1)[0], r.dir, false, compareDirs.includes(r.dir))),
+  );
   ui.results.replaceChildren(
     ...state.results.map(({ dir, kind }) => {
       const li = document.createElement("li");
@@ -218,10 +235,84 @@ function renderMethods(): void {
       box.type = "checkbox";
       box.value = m.name;
       box.checked = m.name === "zero";
+      box.onchange = renderOptions;
       label.append(box, ` ${m.name}`);
       return label;
     }),
   );
+  renderOptions();
+}
+
+const chosenMethods = () => [...ui.methods.querySelectorAll<HTMLInputElement>("input:checked")].map((b) => b.value);
+
+/** One form per ticked method (kept while it stays ticked, so typed values survive ticking another). */
+function renderOptions(): void {
+  const keep = new Map([...ui.methodOptions.querySelectorAll<HTMLElement>("[data-method]")].map((f) => [f.dataset.method!, f]));
+  ui.methodOptions.replaceChildren(
+    ...chosenMethods().flatMap((name) => {
+      const fields = state!.methods.find((m) => m.name === name)?.options ?? [];
+      return fields.length ? [keep.get(name) ?? methodForm(name, fields, schedulePreview)] : [];
+    }),
+  );
+  schedulePreview();
+}
+
+/** A method's options as typed in its form: by flag name, numbers as numbers; an empty field keeps the default (not sent). */
+function optionsOf(method: string): Record<string, number | string> {
+  const out: Record<string, number | string> = {};
+  for (const input of ui.methodOptions.querySelectorAll<HTMLInputElement | HTMLSelectElement>(`[data-method="${method}"] [data-option]`)) {
+    const v = input.value.trim();
+    if (v !== "") out[input.dataset.option!] = input.dataset.numeric && Number.isFinite(Number(v)) ? Number(v) : v;
+  }
+  return out;
+}
+
+/** The request of a run of `method` on the page's model, image and RoI (undefined without a RoI). */
+function runRequest(method: string): Record<string, unknown> | undefined {
+  if (!base || !(roi || roiMask)) return undefined;
+  const needsBank = state!.methods.find((m) => m.name === method)?.needsBank;
+  return {
+    model: ui.model.value,
+    image: ui.image.value,
+    ...(roi ? { roi } : { roiMask: { height: base.height, width: base.width, bits: packBits(roiMask!) } }),
+    method,
+    seed: Number(ui.seed.value) || 0,
+    options: optionsOf(method),
+    ...(needsBank && ui.bank.value ? { bank: ui.bank.value } : {}),
+  };
+}
+
+let previewTimer: ReturnType<typeof setTimeout> | undefined;
+let previewAsked = 0;
+function schedulePreview(): void {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(() => void preview(), 250);
+}
+
+/**
+ * The server checks each ticked method's options as the CLI would (its one line under the form when one is
+ * wrong) and gives the command a run would be, shown as the equivalent command.
+ */
+async function preview(): Promise<void> {
+  const asked = ++previewAsked;
+  const lines = await Promise.all(
+    chosenMethods().map(async (method) => {
+      const body = runRequest(method);
+      const out = ui.methodOptions.querySelector<HTMLOutputElement>(`[data-method="${method}"] output`);
+      if (!body) return undefined;
+      try {
+        const r = await api<{ command: string }>("/api/runs/preview", { method: "POST", body: JSON.stringify(body) });
+        if (out) out.textContent = "";
+        return r.command;
+      } catch (e) {
+        if (out) out.textContent = (e as Error).message;
+        return `${method}: ${(e as Error).message}`;
+      }
+    }),
+  );
+  if (asked !== previewAsked || lines.every((l) => l === undefined)) return;
+  ui.command.textContent = lines.filter((l) => l !== undefined).join("\n");
+  document.body.dataset.preview = String(asked);
 }
 
 async function showPrediction(): Promise<void> {
@@ -366,14 +457,34 @@ function draw(): void {
   const main = drawInto(ui.canvas, result);
   if (result && main !== undefined) drawLegend(layerOf(result), main);
   $("legend").hidden = !result || main === undefined;
-  const c2 = $<HTMLCanvasElement>("view2");
-  c2.hidden = !compare;
-  const other = compare ? drawInto(c2, compare) : undefined;
-  $("compare-text").textContent = compare
-    ? other === undefined
-      ? `${compare.method}: a ${compare.width}×${compare.height} map does not fit this ${base?.width ?? "?"}×${base?.height ?? "?"} image`
-      : `left: ${result?.method ?? "no map"} · right: ${compare.method} of ${compare.dir.split("/").slice(-1)[0]} (colour scale ${other.toPrecision(3)} ${compare.effectUnits})`
+  const canvases = compareCanvases();
+  scales = [main, ...compares.map((c, i) => drawInto(canvases[i], c))];
+  $("compare-text").textContent = compares.length
+    ? [result, ...compares]
+        .map((r, i) =>
+          !r
+            ? `${i + 1}: no map`
+            : scales[i] === undefined
+              ? `${i + 1}: ${r.method}: a ${r.width}×${r.height} map does not fit this ${base?.width ?? "?"}×${base?.height ?? "?"} image`
+              : `${i + 1}: ${r.method} of ${r.dir.split("/").slice(-1)[0]} (colour scale ${scales[i]!.toPrecision(3)} ${r.effectUnits})`,
+        )
+        .join("\n")
     : "";
+}
+
+/** The compared maps' canvases (ids view2, view3, …), one per map, made or removed as the maps change. */
+function compareCanvases(): HTMLCanvasElement[] {
+  const wrap = $("canvas-wrap");
+  const have = [...wrap.querySelectorAll<HTMLCanvasElement>("canvas.compared")];
+  for (const c of have.slice(compares.length)) c.remove();
+  for (let i = have.length; i < compares.length; i++) {
+    const c = Object.assign(document.createElement("canvas"), { id: `view${i + 2}`, className: "compared" });
+    c.onmousemove = hover;
+    c.onwheel = wheel;
+    c.onmousedown = startPan;
+    wrap.append(c);
+  }
+  return [...wrap.querySelectorAll<HTMLCanvasElement>("canvas.compared")];
 }
 
 /** Draws the image, prediction, `res`'s map, the RoI and the cursor into `c`; the map's colour scale, or undefined when no map fits. */
@@ -427,8 +538,8 @@ function drawInto(c: HTMLCanvasElement, res: Result | undefined): number | undef
     off.getContext("2d")!.putImageData(data, 0, 0);
     blit(off, w, h);
   }
-  // the same cursor on both maps
-  if (cursor && compare) {
+  // the same cursor on every map
+  if (cursor && compares.length) {
     g.strokeStyle = "#ffffff";
     g.lineWidth = 1;
     g.strokeRect(X(cursor.col) + 0.5, Y(cursor.row) + 0.5, zz - 1, zz - 1);
@@ -437,16 +548,7 @@ function drawInto(c: HTMLCanvasElement, res: Result | undefined): number | undef
 }
 
 function drawLegend(layer: Layer, max: number): void {
-  const g = ui.legend.getContext("2d")!;
-  const W = ui.legend.width;
-  for (let x = 0; x < W; x++) {
-    const v = layer === "signed" ? ((x / (W - 1)) * 2 - 1) * max : (x / (W - 1)) * max;
-    const [r, gr, b, t] = colourOf(layer, v, max);
-    // over white, with the map's alpha at full opacity
-    const a = Math.sqrt(t);
-    g.fillStyle = `rgb(${Math.round(255 - a * (255 - r))},${Math.round(255 - a * (255 - gr))},${Math.round(255 - a * (255 - b))})`;
-    g.fillRect(x, 0, 1, ui.legend.height);
-  }
+  drawBar(ui.legend, layer, max);
   const u = result?.effectUnits ?? "";
   const fmt = (v: number) => v.toPrecision(3);
   ui.legendText.textContent =
@@ -460,9 +562,9 @@ function drawLegend(layer: Layer, max: number): void {
 function hoverText(e: MouseEvent): string {
   if (!result) return "";
   const at = pixelAt(e);
-  return [result, compare]
-    .filter((r): r is Result => r !== undefined && r.width === result!.width && r.height === result!.height)
-    .map((r) => `${compare ? `${r.method}: ` : ""}${unitText(r, at.row, at.col)}`)
+  return [result, ...compares]
+    .filter((r) => r.width === result!.width && r.height === result!.height)
+    .map((r) => `${compares.length ? `${r.method}: ` : ""}${unitText(r, at.row, at.col)}`)
     .join("\n");
 }
 
@@ -546,7 +648,29 @@ function showComponents(c: ComponentsFolder): void {
   );
   ui.command.textContent = `(opened ${c.dir}; its manifest.json records how it was made)`;
   ui.notes.replaceChildren(...c.notes.map((n) => Object.assign(document.createElement("div"), { textContent: `note: ${n}` })));
-  say(`components result ${c.dir.split("/").slice(-1)[0]}`);
+  const name = c.dir.split("/").slice(-1)[0];
+  $("comp-save-bars").onclick = () =>
+    void saveFigure({
+      title: `segcause components ${name}: ${$("comp-title").textContent}`,
+      panels: [{ canvas: $<HTMLCanvasElement>("comp-bars") }],
+      legend: [
+        `the ${Math.min(40, c.units.length)} largest |ATE| of ${c.units.length} units; red: supports the RoI's outcome (ATE < 0), blue: hurts it; whiskers: 95% interval (±1.96 SE)`,
+      ],
+      file: `segcause-components-${name}-chart`,
+      source: c.dir,
+    });
+  $("comp-save-spatial").hidden = c.spatial.length === 0;
+  $("comp-save-spatial").onclick = () =>
+    void saveFigure({
+      title: `segcause components ${name}: spatial maps (${c.ablation} ablation, ATE on the RoI's ${c.outcome}, ${c.valueUnits})`,
+      panels: [...$("comp-spatial").querySelectorAll("canvas")].map((canvas) => ({ canvas, caption: canvas.dataset.spatial })),
+      legend: [
+        `each tensor's map of cell effects in the colours segcause components drew${c.match.image ? `, over the image it was made from at opacity ${ui.opacity.value}` : " (its image is not listed)"}`,
+      ],
+      file: `segcause-components-${name}-spatial`,
+      source: c.dir,
+    });
+  say(`components result ${name}`);
   document.body.dataset.components = c.level;
 }
 
@@ -582,18 +706,21 @@ function toResult(r: ExplainPayload): Result {
   };
 }
 
-/** The second map beside the first (same image, RoI, layer and opacity; its own colour scale unless fixed), or none. */
-async function setCompare(dir: string): Promise<void> {
-  compare = undefined;
-  if (dir) {
-    try {
-      const r = await api<ExplainPayload & { kind: string }>(`/api/result?dir=${encodeURIComponent(dir)}`);
-      compare = toResult(r);
-      document.body.dataset.compare = compare.method;
-    } catch (e) {
-      say((e as Error).message, true);
-    }
-  }
+/** The maps beside the first (same image, RoI, layer, opacity and zoom; each its own colour scale unless fixed), in this order. */
+async function setCompares(dirs: string[]): Promise<void> {
+  compareDirs = dirs;
+  const asked = ++compareAsked;
+  const got = await Promise.all(
+    dirs.map((dir) =>
+      api<ExplainPayload>(`/api/result?dir=${encodeURIComponent(dir)}`)
+        .then(toResult)
+        .catch((e: Error) => say(e.message, true)),
+    ),
+  );
+  if (asked !== compareAsked) return; // a later choice is on its way
+  compares = got.filter((r): r is Result => r !== undefined);
+  for (const o of ui.compare.options) o.selected = dirs.includes(o.value);
+  document.body.dataset.compare = compares.map((c) => c.method).join(",");
   draw();
 }
 
@@ -670,6 +797,7 @@ function follow(info: RunInfo, openWhenDone = true): void {
   };
   ui.runs.prepend(li);
   runs.set(info.id, { info, li });
+  commands.set(info.out, info.command);
   renderRun(info.id);
   const es = new EventSource(`/api/runs/${info.id}/events?token=${encodeURIComponent(token)}`);
   es.addEventListener("progress", (ev) => {
@@ -694,8 +822,13 @@ function follow(info: RunInfo, openWhenDone = true): void {
     }
     if (e.state === "done" || e.state === "failed" || e.state === "stopped") es.close();
     if (e.state === "done" && openWhenDone) {
-      ui.command.textContent = info.command;
-      void openResult(info.out, info.command).then(refreshState);
+      // runs started together: the first done is drawn, each other one beside it as it finishes
+      if (batch?.ids.has(info.id) && batch.main !== undefined) void refreshState().then(() => setCompares([...compareDirs, info.out]));
+      else {
+        if (batch?.ids.has(info.id)) batch.main = info.id;
+        ui.command.textContent = info.command;
+        void openResult(info.out, info.command).then(refreshState);
+      }
     }
     if (e.state === "failed" && openWhenDone) say(`${info.method} failed: ${e.message ?? ""}`, true);
   });
@@ -744,44 +877,21 @@ function sayPartial(info: RunInfo): void {
   say(`${info.method}: the map after ${livePasses} passes${left}; it fills in as the rounds finish`);
 }
 
-/** `block=16 samples=20` → { block: 16, samples: 20 } (the server checks the names, the run checks the values). */
-function parseOptions(text: string): Record<string, number | string> {
-  const out: Record<string, number | string> = {};
-  for (const part of text.trim().split(/\s+/).filter(Boolean)) {
-    const m = /^-{0,2}([a-z][a-z-]*)=(.+)$/.exec(part);
-    if (!m) throw new Error(`options: '${part}' is not name=value (e.g. block=16)`);
-    out[m[1]] = m[2] !== "" && Number.isFinite(Number(m[2])) ? Number(m[2]) : m[2];
-  }
-  return out;
-}
-
 async function startRuns(): Promise<void> {
   if (!(roi || roiMask) || !base) return;
-  let options: Record<string, number | string>;
-  try {
-    options = parseOptions(ui.options.value);
-  } catch (e) {
-    return say((e as Error).message, true);
-  }
-  const chosen = [...ui.methods.querySelectorAll<HTMLInputElement>("input:checked")].map((b) => b.value);
+  const chosen = chosenMethods();
   if (chosen.length === 0) return say("choose at least one method", true);
+  // a preview on its way would overwrite the runs' commands
+  clearTimeout(previewTimer);
+  previewAsked++;
   live = undefined;
+  batch = { ids: new Set() };
+  await setCompares([]);
   for (const method of chosen) {
-    const needsBank = state!.methods.find((m) => m.name === method)?.needsBank;
     try {
-      const info = await api<RunInfo>("/api/runs", {
-        method: "POST",
-        body: JSON.stringify({
-          model: ui.model.value,
-          image: ui.image.value,
-          ...(roi ? { roi } : { roiMask: { height: base.height, width: base.width, bits: packBits(roiMask!) } }),
-          method,
-          seed: Number(ui.seed.value) || 0,
-          options,
-          ...(needsBank && ui.bank.value ? { bank: ui.bank.value } : {}),
-        }),
-      });
+      const info = await api<RunInfo>("/api/runs", { method: "POST", body: JSON.stringify(runRequest(method)) });
       ui.command.textContent = info.command;
+      batch.ids.add(info.id);
       follow(info);
     } catch (e) {
       say(`${method}: ${(e as Error).message}`, true);
@@ -801,13 +911,71 @@ async function upload(file: File): Promise<void> {
   }
 }
 
-/** The cursor's pixel on either map: read out for both, outlined on both. */
+/** The cursor's pixel on any map: read out for every map, outlined on every map. */
 function hover(e: MouseEvent): void {
+  if (pan) return;
   ui.hover.textContent = hoverText(e);
-  if (compare) {
+  if (compares.length) {
     cursor = pixelAt(e);
     draw();
   }
+}
+
+function wheel(e: WheelEvent): void {
+  if (!base && !result) return;
+  e.preventDefault();
+  zoomAt(e.deltaY < 0 ? 1.25 : 1 / 1.25, pixelAt(e), base?.width ?? result!.width, base?.height ?? result!.height);
+  draw();
+}
+
+function startPan(e: MouseEvent): void {
+  pan = { x: e.clientX, y: e.clientY, row: view.row, col: view.col, c: e.currentTarget as HTMLCanvasElement };
+}
+
+/** Drags the zoomed window with the mouse (every map together), kept inside the image. */
+function panTo(e: MouseEvent): void {
+  if (!pan) return;
+  const w = base?.width ?? result?.width ?? 1;
+  const h = base?.height ?? result?.height ?? 1;
+  const r = pan.c.getBoundingClientRect();
+  const clamp = (v: number, extent: number) => Math.min(extent - extent / view.scale, Math.max(0, v));
+  view.col = clamp(pan.col - ((e.clientX - pan.x) / r.width) * (w / view.scale), w);
+  view.row = clamp(pan.row - ((e.clientY - pan.y) / r.height) * (h / view.scale), h);
+  draw();
+}
+
+/** Save PNG of the map view: every map side by side, each with its method and colour scale, under the model, image and RoI. */
+function saveMaps(): void {
+  // the maps without the cursor's outline
+  cursor = undefined;
+  draw();
+  const shown = [result, ...compares];
+  const names = (sel: HTMLSelectElement) => sel.selectedOptions[0]?.text ?? "";
+  const methods = shown.flatMap((r) => (r ? [r.method] : []));
+  void saveFigure({
+    title: `segcause · ${base ? `model ${names(ui.model)} · image ${names(ui.image)}` : "over gray (its image is not listed)"} · ${ui.roiText.textContent} · ${ui.layer.selectedOptions[0].text}`,
+    panels: [ui.canvas, ...compareCanvases()].map((canvas, i) => {
+      const r = shown[i];
+      const s = scales[i];
+      return {
+        canvas,
+        caption: !r
+          ? "no map"
+          : s === undefined
+            ? `${r.method} (does not fit this image)`
+            : `${r.method} · colour scale ${s.toPrecision(3)} ${r.effectUnits}`,
+      };
+    }),
+    bar: result ? ui.legend : undefined,
+    legend: result
+      ? [
+          ui.legendText.textContent ?? "",
+          `yellow: the RoI${compares.length ? "; each map at its own colour scale (above it) unless the scale is fixed" : ""}`,
+        ]
+      : [],
+    file: `segcause-${base ? names(ui.model).replace(/\.onnx$/, "") : "map"}-${methods.join("+") || "image"}-${roi ? `roi${roi.row},${roi.col},${roi.height},${roi.width}` : roiMask ? "roi-mask" : "no-roi"}`,
+    source: shown.flatMap((r) => (r ? [commands.get(r.dir) ?? `results folder ${r.dir}`] : [])).join("\n") || undefined,
+  });
 }
 
 function wire(): void {
@@ -819,6 +987,7 @@ function wire(): void {
     draw();
   };
   ui.canvas.onmousedown = (e) => {
+    if (ui.roiTool.value === "pan") return startPan(e);
     if (!base) return;
     const at = pixelAt(e);
     if (ui.roiTool.value === "component") {
@@ -845,13 +1014,8 @@ function wire(): void {
       draw();
     } else hover(e);
   };
-  for (const c of [ui.canvas, $<HTMLCanvasElement>("view2")])
-    c.onwheel = (e) => {
-      if (!base && !result) return;
-      e.preventDefault();
-      zoomAt(e.deltaY < 0 ? 1.25 : 1 / 1.25, pixelAt(e), base?.width ?? result!.width, base?.height ?? result!.height);
-      draw();
-    };
+  ui.canvas.onwheel = wheel;
+  window.addEventListener("mousemove", panTo);
   $("zoom-reset").onclick = () => {
     Object.assign(view, { scale: 1, row: 0, col: 0 });
     draw();
@@ -859,9 +1023,13 @@ function wire(): void {
   ui.roiTool.onchange = () => {
     $("brush-row").hidden = ui.roiTool.value !== "brush";
   };
-  $<HTMLCanvasElement>("view2").onmousemove = hover;
-  ui.compare.onchange = () => void setCompare(ui.compare.value);
+  // the maps stay in the order they were picked in
+  ui.compare.onchange = () => {
+    const picked = [...ui.compare.selectedOptions].map((o) => o.value);
+    void setCompares([...compareDirs.filter((d) => picked.includes(d)), ...picked.filter((d) => !compareDirs.includes(d))]);
+  };
   window.addEventListener("mouseup", (e) => {
+    pan = undefined;
     if (!drag) return;
     if (ui.roiTool.value === "rect") roi = rectFrom(drag, pixelAt(e));
     drag = undefined;
@@ -869,12 +1037,8 @@ function wire(): void {
     draw();
   });
   ui.run.onclick = () => void startRuns();
-  ui.save.onclick = () => {
-    const a = document.createElement("a");
-    a.href = ui.canvas.toDataURL("image/png");
-    a.download = `segcause-view-${result?.method ?? "image"}.png`;
-    a.click();
-  };
+  ui.save.onclick = saveMaps;
+  ui.seed.oninput = schedulePreview;
   ui.stop.onclick = async () => {
     for (const r of runs.values())
       if (r.info.state === "queued" || r.info.state === "running") await api(`/api/runs/${r.info.id}/stop`, { method: "POST" }).catch(() => {});

@@ -1,0 +1,220 @@
+/**
+ * Changed-region execution (src/onnx/changed.ts, src/explain/changed-executor.ts): on random
+ * conv/pool/resize/ConvTranspose/skip stacks, a perturbed box recomputed over the changed and needed
+ * windows from the cached unperturbed tensors gives the full graph's RoI outputs; on a tiny model maps
+ * are identical with changed-region passes and full passes for zero, occlusion and pdcr; on shipped
+ * U-Net and SegNet every pass of a short zero run agrees with full inference with no RoI mask flip.
+ */
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+import ort from "onnxruntime-node";
+import { beforeAll, describe, expect, it } from "vitest";
+import { loadCase } from "../src/data/case.js";
+import { explainOcclusion } from "../src/explain/occlusion.js";
+import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
+import { RoiExecutor } from "../src/explain/roi-executor.js";
+import { RunContext } from "../src/explain/run.js";
+import { Model } from "../src/model/model.js";
+import { GraphBuilder } from "../src/onnx/builder.js";
+import { cacheDims, changedGraph, paddedCache, planBox } from "../src/onnx/changed.js";
+import { CropRefused } from "../src/onnx/crop.js";
+import { parseModel } from "../src/onnx/graph.js";
+import { exposeTensors } from "../src/onnx/surgery.js";
+import { binarize } from "../src/target/outcome.js";
+import { Rng } from "../src/util/rng.js";
+import { crop, rand, randomStack } from "./helpers/stacks.js";
+import { flatBank, localConvModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+
+const STACKS = Number(process.env.CHANGED_STACKS ?? 30);
+
+async function session(bytes: Uint8Array): Promise<ort.InferenceSession> {
+  return ort.InferenceSession.create(bytes, { logSeverityLevel: 3, intraOpNumThreads: 1 });
+}
+
+describe("the changed-region graph", () => {
+  it("gives the full graph's RoI outputs for a perturbed box on random conv/pool/resize/ConvTranspose/skip stacks", async () => {
+    const rng = new Rng(15);
+    let checked = 0;
+    let worst = 0;
+    for (let t = 0; t < STACKS; t++) {
+      const { bytes, inDims, outDims } = randomStack(rng);
+      const [H, W] = outDims.slice(2);
+      const [h, w] = [1 + rng.int(Math.min(8, H)), 1 + rng.int(Math.min(8, W))];
+      const rows: [number, number] = [rng.int(H - h + 1), 0];
+      rows[1] = rows[0] + h;
+      const cols: [number, number] = [rng.int(W - w + 1), 0];
+      cols[1] = cols[0] + w;
+      const cg = changedGraph(parseModel(bytes), { rows, cols });
+      // the unperturbed input and its tensors; a random box of the input (inside what the RoI reads) redrawn
+      const n = inDims.slice(1).reduce((a, b) => a * b, 1);
+      const x = rand(rng, n);
+      const cached = cg.caches.map((c) => c.tensor).filter((t) => t !== cg.input);
+      const probe = await session(exposeTensors(parseModel(bytes), [...new Set(cached)]));
+      const base = cached.length ? await probe.run({ x: new ort.Tensor("float32", x, inDims) }) : {};
+      await probe.release();
+      const [[r0, r1], [c0, c1]] = cg.need.get(cg.input)!.box.slice(2);
+      const [bh, bw] = [1 + rng.int(Math.min(8, r1 - r0)), 1 + rng.int(Math.min(8, c1 - c0))];
+      const box: [number, number][] = [
+        [r0 + rng.int(r1 - r0 - bh + 1), 0],
+        [c0 + rng.int(c1 - c0 - bw + 1), 0],
+      ];
+      box[0][1] = box[0][0] + bh;
+      box[1][1] = box[1][0] + bw;
+      const xp = Float32Array.from(x);
+      const [C, IH, IW] = inDims.slice(1);
+      for (let c = 0; c < C; c++)
+        for (let y = box[0][0]; y < box[0][1]; y++) for (let i = box[1][0]; i < box[1][1]; i++) xp[(c * IH + y) * IW + i] = rng.next() * 2 - 1;
+      const full = await session(bytes);
+      const want = crop((await full.run({ x: new ort.Tensor("float32", xp, inDims) })).y.data as Float32Array, outDims, rows, cols);
+      await full.release();
+      // the changed-region pass
+      const plan = planBox(cg, box);
+      const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor("float32", crop(xp, inDims, box[0], box[1]), [1, C, bh, bw]) };
+      for (const c of cg.caches) {
+        const d = cg.g.dims.get(c.tensor)!;
+        feeds[c.feed] = new ort.Tensor(
+          "float32",
+          paddedCache(c, d, c.tensor === cg.input ? x : (base[c.tensor].data as Float32Array)),
+          cacheDims(c, d),
+        );
+      }
+      for (const [k, v] of Object.entries(plan.ints)) feeds[k] = new ort.Tensor("int64", v, [v.length]);
+      const s = await session(cg.bytes);
+      const out = (await s.run(feeds)).y;
+      await s.release();
+      // the output tile covers every RoI cell the box changes; the others keep their unperturbed values
+      const [[w0, w1], [v0, v1]] = plan.output;
+      expect(out.dims.slice(2)).toEqual([w1 - w0, v1 - v0]);
+      const baseOut = await session(bytes).then(async (f) => {
+        const o = (await f.run({ x: new ort.Tensor("float32", x, inDims) })).y.data as Float32Array;
+        await f.release();
+        return o;
+      });
+      const got = Float32Array.from(baseOut);
+      const tile = out.data as Float32Array;
+      for (let c = 0; c < outDims[1]; c++)
+        for (let y = w0; y < w1; y++) for (let i = v0; i < v1; i++) got[(c * H + y) * W + i] = tile[(c * (w1 - w0) + y - w0) * (v1 - v0) + i - v0];
+      const mine = crop(got, outDims, rows, cols);
+      let diff = 0;
+      want.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - mine[i]))));
+      expect(diff, `stack ${t}`).toBeLessThan(1e-5);
+      worst = Math.max(worst, diff);
+      if (plan.macs < cg.fullMacs) checked++;
+    }
+    expect(checked).toBeGreaterThan(STACKS / 2); // most boxes recompute less than the whole network
+    console.log(`changed-region graph on ${STACKS} random stacks: max |difference| from full inference ${worst.toPrecision(2)}`);
+  });
+
+  it("refuses an op without a changed-region rule", () => {
+    const g = new GraphBuilder("global");
+    const x = g.input("x", ["N", 1, 16, 16]);
+    const c = g.node("Conv", [x, g.constant([1, 1, 3, 3], new Float32Array(9).fill(0.1))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    g.node("Add", [c, g.node("GlobalAveragePool", [c])], {}, ["y"]);
+    g.output("y", ["N", 1, 16, 16]);
+    expect(() => changedGraph(parseModel(g.toBytes()), { rows: [0, 2], cols: [0, 2] })).toThrow(CropRefused);
+  });
+});
+
+describe("changed-region passes on a tiny local model", () => {
+  let modelPath: string, image: string;
+  beforeAll(async () => {
+    const dir = tmp();
+    modelPath = writeModel(dir, "local.onnx", localConvModel());
+    image = await writeImage(dir, "img.png", (y, x) => (y * 7 + x * 13) % 256);
+  });
+
+  it("gives the same maps as full passes for zero, occlusion and pdcr and records the executor", async () => {
+    const model = await Model.load(modelPath, { threads: 1 });
+    try {
+      const kase = await loadCase(model, image);
+      const target = { roi: { row: 8, col: 8, height: 8, width: 8 }, outcome: "soft-dice" as const, reference: "prediction" as const };
+      const bank = flatBank([0, 60, 120, 180, 240]);
+      const CHANGED = { incrementalExecutor: "changed-region" } as const;
+      const runs = [
+        (incremental: "on" | "off") => explainZero(model, kase, target, { seed: 3, incremental, blockSize: 4, ...CHANGED }),
+        (incremental: "on" | "off") => explainOcclusion(model, kase, target, { seed: 3, incremental, window: 8, stride: 4, ...CHANGED }),
+        (incremental: "on" | "off") => explainPdcr(model, kase, target, { seed: 3, incremental, bank, samples: 8, ...CHANGED }),
+      ];
+      for (const r of runs) {
+        const [on, off] = [await r("on"), await r("off")];
+        expect(Buffer.from(on.map.buffer).equals(Buffer.from(off.map.buffer)), on.method).toBe(true);
+        expect(Buffer.from(on.stderrMap.buffer).equals(Buffer.from(off.stderrMap.buffer))).toBe(true);
+        expect(on.provenance.settings.incremental).toMatchObject({ executor: "changed-region", cropMacShare: expect.any(Number) });
+        const rec = on.provenance.settings.incremental as { macShare: number; cropMacShare: number; maxDiff: number };
+        expect(rec.macShare).toBeLessThan(rec.cropMacShare);
+        expect(rec.maxDiff).toBeLessThan(1e-6);
+        expect(on.notes.join(" ")).toMatch(/incremental \(changed-region\) passes/);
+      }
+      // the counts choose it by themselves here (a 4 px block costs far less than the crop)
+      const auto = await explainZero(model, kase, target, { seed: 3, incremental: "auto", blockSize: 4 });
+      expect(auto.provenance.settings.incremental).toMatchObject({ executor: "changed-region" });
+    } finally {
+      await model.release();
+    }
+  });
+});
+
+const SAMPLE = join(import.meta.dirname, "..", "samples", "lesion.png");
+const shipped = (name: string) => join(import.meta.dirname, "..", "models", `${name}.onnx`);
+
+describe("changed-region passes on shipped models", () => {
+  for (const [name, roi] of [
+    ["unet-ph2", { row: 56, col: 112, height: 32, width: 32 }],
+    ["segnet-ph2", { row: 112, col: 112, height: 32, width: 32 }],
+  ] as const) {
+    it(`${name}: the RoI's outputs and mask agree with full inference on every pass of a short zero run`, async () => {
+      if (!existsSync(shipped(name))) return void console.warn(`skipped: ${shipped(name)} is absent`);
+      const model = await Model.load(shipped(name), { threads: 1 });
+      try {
+        const kase = await loadCase(model, SAMPLE);
+        const ctx = await RunContext.open(model, kase, { roi, reference: "prediction", outcome: "mean-prob" }, { batchSize: 4 });
+        const units: { row: number; col: number; height: number; width: number }[] = [];
+        for (let r = 0; r < model.height; r += 32) for (let c = 0; c < model.width; c += 32) units.push({ row: r, col: c, height: 32, width: 32 });
+        const { executor } = await RoiExecutor.open(model, ctx.target, { input: ctx.base, output: ctx.baseOutput }, "on", 4, {
+          units,
+          executor: "changed-region",
+        });
+        try {
+          expect(executor!.record.executor).toBe("changed-region");
+          // every third 32 px block in reach, and one 64 px box (a quadtree group), zero-filled
+          const blocks = units.filter((u) => executor!.reaches(u.row, u.col, u.height, u.width)).filter((_, i) => i % 3 === 0);
+          blocks.push({ row: 96, col: 96, height: 64, width: 64 });
+          const zeroBlock = (u: (typeof units)[0], dst: Float32Array) => {
+            dst.set(ctx.base);
+            for (let ch = 0; ch < model.channels; ch++) {
+              const [, b] = model.affine(ch);
+              for (let y = u.row; y < u.row + u.height; y++)
+                dst.fill(b, (ch * model.height + y) * model.width + u.col, (ch * model.height + y) * model.width + u.col + u.width);
+            }
+          };
+          const plane = model.height * model.width;
+          const fulls: Float32Array[] = [];
+          await ctx.runner.evaluate(blocks, zeroBlock, (d, slot) => {
+            fulls.push(d.slice(slot * model.outputLayout.channels * plane, (slot + 1) * model.outputLayout.channels * plane));
+            return 0;
+          });
+          let diff = 0;
+          let flips = 0;
+          let k = 0;
+          await executor!.evaluate(blocks, zeroBlock, (d, _, u) => {
+            const f = fulls[blocks.indexOf(u)];
+            k++;
+            for (let ch = 0; ch < model.outputLayout.channels; ch++)
+              for (const p of ctx.target.region.pixels) diff = Math.max(diff, Math.abs(d[ch * plane + p] - f[ch * plane + p]));
+            const [a, b] = [binarize(model.card.output, model.outputLayout, d), binarize(model.card.output, model.outputLayout, f)];
+            for (const p of ctx.target.region.pixels) if (a[p] !== b[p]) flips++;
+            return 0;
+          });
+          expect(k).toBe(blocks.length);
+          expect(flips).toBe(0);
+          expect(diff).toBeLessThan(1e-4);
+          console.log(`${name}: ${blocks.length} changed-region passes, max |difference| from full inference ${diff.toPrecision(2)}, ${flips} flips`);
+        } finally {
+          await executor?.release();
+        }
+      } finally {
+        await model.release();
+      }
+    });
+  }
+});

@@ -1,0 +1,275 @@
+/**
+ * explain --queue on a real redis-server: one map split into shards of blocks, computed by
+ * `segcause worker`s and gathered into the local run's folder, bit for bit (1 and 2 workers); an
+ * enqueuer killed mid-run resumes without computing a finished shard again; maps that cannot be split
+ * (the fast schedule, volumes) are refused in one line before anything is written or queued.
+ */
+import { type ChildProcess, spawn } from "node:child_process";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { Queue } from "bullmq";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CELLS_QUEUE, redisOptions } from "../src/queue/connection.js";
+import { SHARDS_DIR } from "../src/queue/remote-explain.js";
+import { segcause } from "./helpers/cli.js";
+import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
+import { flatBank, localConvModel, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+
+const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
+const missing = redisMissing();
+if (missing) console.warn(`queue-explain.test.ts: ${missing}, so the explain --queue tests are skipped`);
+
+let dir: string;
+let shared: TestRedis | undefined;
+let sharedUrl: (db: number) => string;
+
+interface Bg {
+  child: ChildProcess;
+  err: () => string;
+  done: Promise<number | null>;
+}
+function bg(...args: string[]): Bg {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "ignore", "pipe"] });
+  let err = "";
+  child.stderr!.on("data", (d) => (err += d));
+  const done = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  return { child, err: () => err, done };
+}
+const worker = (url: string) => bg("worker", "--queue", url, "--cache", tmp("segcause-wcache-"));
+async function stop(...ps: Bg[]): Promise<void> {
+  for (const p of ps) if (p.child.exitCode === null) p.child.kill("SIGTERM");
+  await Promise.all(ps.map((p) => p.done));
+}
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, ko) => {
+    timer = setTimeout(() => ko(new Error(`timed out after ${ms} ms waiting until ${what}`)), ms);
+  });
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
+}
+async function until(what: string, f: () => boolean, ms = 120_000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!f()) {
+    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+/** The shard jobs a worker's log says it finished. */
+const doneShards = (log: string) => [...log.matchAll(/done shard (\S+)/g)].map((m) => m[1]);
+
+/** A paper-schedule PdCR map of the tiny model, 4 px blocks (60 blocks outside the RoI), at a fixed batch size and thread count. */
+const explainArgs = (out: string, more: string[] = []) => [
+  "explain",
+  ...["--model", join(dir, "model.onnx"), "--image", join(dir, "img.png"), "--mask", join(dir, "mask.png")],
+  ...["--roi", "0,16,8,8", "--method", "pdcr", "--schedule", "paper", "--block", "4", "--bank", join(dir, "bank.scbank")],
+  ...["--samples", "20", "--seed", "7", "--batch-size", "4", "--threads", "1", "--workers", "1", "--no-progress", "--out", out],
+  ...more,
+];
+
+/** The map's files are the local run's, byte for byte (stats.json but for the run's wall time). */
+function expectSameMap(a: string, b: string): void {
+  for (const f of ["map.npy", "stderr.npy", "map.json"]) expect(readFileSync(join(b, f)).equals(readFileSync(join(a, f))), f).toBe(true);
+  const stats = (d: string) => ({ ...JSON.parse(readFileSync(join(d, "stats.json"), "utf8")), wallMs: 0 });
+  expect(stats(b)).toEqual(stats(a));
+  // a map with effects (an all-zero one would compare equal for many wrong reasons)
+  expect(JSON.parse(readFileSync(join(a, "map.json"), "utf8")).units.filter((u: { effect: number }) => u.effect !== 0).length).toBeGreaterThan(2);
+}
+
+beforeAll(async () => {
+  if (missing) return;
+  dir = tmp("segcause-qexplain-");
+  writeModel(
+    dir,
+    "model.onnx",
+    regionMeanModel(
+      [
+        { row: 0, col: 16, height: 16, width: 16, weight: 40 },
+        { row: 20, col: 0, height: 8, width: 8, weight: -15 },
+      ],
+      -27.5,
+    ),
+  );
+  await writeImage(dir, "img.png", (y, x) => (y < 16 && x >= 16 ? 220 : 60 + ((x * 37 + y * 23) % 90)));
+  await writeMask(dir, "mask.png", (y, x) => y < 16 && x >= 16);
+  await flatBank([10, 60, 120, 180, 240], 4).save(join(dir, "bank.scbank"));
+  const env = process.env.SEGCAUSE_TEST_REDIS;
+  if (!env) shared = await startRedis();
+  const base = (env ?? shared!.url).replace(/\/\d*$/, "");
+  sharedUrl = (db) => `${base}/${db}`;
+  const local = segcause(...explainArgs(join(dir, "local")));
+  if (local.code !== 0) throw new Error(local.stderr);
+});
+afterAll(async () => {
+  await shared?.stop();
+});
+
+describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
+  it("with 1 and with 2 workers the map is the local run's bit for bit, each shard computed once, and Redis keeps no result", async () => {
+    for (const n of [1, 2]) {
+      const url = sharedUrl(9 + n);
+      const workers = Array.from({ length: n }, () => worker(url));
+      const out = join(dir, `queued${n}`);
+      const run = bg(...explainArgs(out, ["--queue", url, "--shards", "5"]));
+      const code = await within(run.done, 300_000, "the queued map is written");
+      await stop(...workers);
+      expect(code, run.err()).toBe(0);
+      expectSameMap(join(dir, "local"), out);
+      const done = workers.flatMap((w) => doneShards(w.err()));
+      expect(done.length).toBe(5);
+      expect(new Set(done).size).toBe(5);
+      const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
+      const local = JSON.parse(readFileSync(join(dir, "local", "manifest.json"), "utf8"));
+      expect(manifest.provenance.queue).toMatchObject({ url, shards: 5, identicalToLocalRun: true });
+      expect(manifest.provenance.queue.samples).toBe(local.forwardPasses - 1); // every sample but the unperturbed pass
+      expect(manifest.forwardPasses).toBe(local.forwardPasses);
+      expect(existsSync(join(out, SHARDS_DIR))).toBe(false);
+      expect(existsSync(join(out, ".checkpoint.json"))).toBe(false);
+      // the finished jobs hold no result once the enqueuer has written it
+      const connection = new Redis(redisOptions(url));
+      const q = new Queue(CELLS_QUEUE, { connection });
+      try {
+        const jobs = await q.getCompleted();
+        expect(jobs.length).toBe(5);
+        expect(jobs.every((j) => j.returnvalue === null)).toBe(true);
+      } finally {
+        await q.close();
+        connection.disconnect();
+      }
+    }
+  });
+
+  it("an enqueuer killed mid-run, rerun: finished shards are not computed again and the map is the local run's", async () => {
+    const url = sharedUrl(12);
+    const out = join(dir, "resumed");
+    const args = explainArgs(out, ["--queue", url, "--shards", "8"]);
+    const first = bg(...args);
+    const w1 = worker(url);
+    // the worker is paused as soon as the first shard is in the folder, then the enqueuer is killed
+    await until("a shard is written", () => existsSync(join(out, SHARDS_DIR)) && readdirSync(join(out, SHARDS_DIR)).some((f) => f.endsWith(".json")));
+    w1.child.kill("SIGSTOP");
+    first.child.kill("SIGKILL");
+    await first.done;
+    const kept = readdirSync(join(out, SHARDS_DIR)).filter((f) => f.endsWith(".json")).length;
+    w1.child.kill("SIGCONT");
+    await stop(w1);
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(8);
+    const w2 = worker(url);
+    const again = bg(...args);
+    const code = await within(again.done, 300_000, "the rerun finishes");
+    await stop(w2);
+    expect(code, again.err()).toBe(0);
+    expectSameMap(join(dir, "local"), out);
+    const first1 = doneShards(w1.err()),
+      second = doneShards(w2.err());
+    // nothing doubled: every shard computed once over both runs, the kept ones never again
+    expect(first1.length + second.length).toBe(8);
+    expect(new Set([...first1, ...second]).size).toBe(8);
+    expect(second.length).toBeLessThanOrEqual(8 - kept);
+  });
+
+  it("occlusion (overlapping windows), pdcr-superpixel (irregular units) and RoI-cropped zero too, through a Redis with a password never recorded", async () => {
+    const r = await startRedis({
+      args: (port) => ["--port", String(port), "--requirepass", "s3cr@t"],
+      url: (port) => `redis://:s3cr%40t@127.0.0.1:${port}/0`,
+    });
+    // the worker's password from the environment, the enqueuer's in the URL
+    const bare = r.url.replace(/:[^:@/]*@/, "");
+    const child = spawn(process.execPath, [BIN, "worker", "--queue", bare, "--cache", tmp("segcause-wcache-")], {
+      env: { ...process.env, SEGCAUSE_REDIS_PASSWORD: "s3cr@t" },
+      stdio: ["ignore", "ignore", "pipe"],
+    });
+    let log = "";
+    child.stderr!.on("data", (d) => (log += d));
+    const w: Bg = { child, err: () => log, done: new Promise((resolve) => child.once("exit", resolve)) };
+    try {
+      writeModel(dir, "local.onnx", localConvModel());
+      const tiny = ["--model", join(dir, "model.onnx"), "--image", join(dir, "img.png"), "--roi", "0,16,8,8"];
+      const maps = [
+        [...tiny, "--method", "occlusion", "--block", "8", "--stride", "4"],
+        [...tiny, "--method", "pdcr-superpixel", "--segments", "12", "--samples", "10", "--bank", join(dir, "bank.scbank")],
+        // RoI-cropped passes: the blocks outside the RoI's reach take no pass on the workers nor here
+        [
+          ...["--model", join(dir, "local.onnx"), "--image", join(dir, "img.png"), "--roi", "8,8,8,8", "--method", "zero", "--block", "8"],
+          ...["--outcome", "soft-dice", "--incremental", "on"],
+        ],
+      ];
+      for (const [k, m] of maps.entries()) {
+        const args = (out: string) => [
+          ...["explain", ...m],
+          ...["--seed", "3", "--batch-size", "4", "--threads", "1", "--workers", "1", "--no-progress", "--out", out],
+        ];
+        const local = segcause(...args(join(dir, `map${k}-local`)));
+        expect(local.code, local.stderr).toBe(0);
+        const queued = bg(...args(join(dir, `map${k}-queued`)), "--queue", r.url, "--shards", "3");
+        expect(await within(queued.done, 300_000, `the queued map ${k} is written`), queued.err()).toBe(0);
+        expectSameMap(join(dir, `map${k}-local`), join(dir, `map${k}-queued`));
+        const text = readFileSync(join(dir, `map${k}-queued`, "manifest.json"), "utf8");
+        expect(text).not.toMatch(/s3cr/);
+        const manifest = JSON.parse(text);
+        expect(manifest.provenance.queue.url).toBe(r.url.replace("s3cr%40t", "***"));
+        // passes, settings (the cropped passes' skipped count included) and notes as the local run records them
+        const mine = JSON.parse(readFileSync(join(dir, `map${k}-local`, "manifest.json"), "utf8"));
+        expect([manifest.forwardPasses, manifest.provenance.settings]).toEqual([mine.forwardPasses, mine.provenance.settings]);
+        expect(manifest.notes.filter((n: string) => !n.startsWith("computed on the workers"))).toEqual(mine.notes);
+        if (k === 2) expect(mine.provenance.settings.incremental.skippedPasses).toBeGreaterThan(0);
+      }
+      expect(doneShards(w.err())).toHaveLength(9);
+    } finally {
+      await stop(w);
+      await r.stop();
+    }
+  });
+
+  it("maps that cannot be split are one line before anything is written or queued", async () => {
+    const url = sharedUrl(13);
+    const fast = segcause(...explainArgs(join(dir, "fast"), ["--queue", url]).map((a) => (a === "paper" ? "fast" : a)));
+    expect(fast.code).toBe(1);
+    expect(fast.stderr.trim().split("\n")).toHaveLength(1);
+    expect(fast.stderr).toMatch(
+      /fast schedule .* cannot be split into shards \(--queue runs pdcr --schedule paper, pdcr-superpixel, zero and occlusion/,
+    );
+    const rise = segcause(
+      ...["explain", "--model", join(dir, "model.onnx"), "--image", join(dir, "img.png"), "--roi", "0,16,8,8", "--method", "rise"],
+      ...["--out", join(dir, "rise"), "--queue", url],
+    );
+    expect(rise.code, rise.stderr).toBe(1);
+    expect(rise.stderr).toMatch(/rise's map cannot be split into shards/);
+    // an unreachable Redis (nothing listens on port 1), and --shards without --queue
+    const down = segcause(...explainArgs(join(dir, "down"), ["--queue", "redis://127.0.0.1:1/0"]));
+    expect(down.code).toBe(1);
+    expect(down.stderr.trim().split("\n")).toHaveLength(1);
+    expect(down.stderr).toContain("cannot reach Redis at redis://127.0.0.1:1/0");
+    const alone = segcause(...explainArgs(join(dir, "alone"), ["--shards", "4"]));
+    expect(alone.code).toBe(1);
+    expect(alone.stderr).toMatch(/--shards applies with --queue/);
+    expect([existsSync(join(dir, "down")), existsSync(join(dir, "alone"))]).toEqual([false, false]);
+    // a volume (NIfTI by its name: the refusal comes before the volume is read)
+    writeFileSync(join(dir, "vol.nii.gz"), "not read");
+    const volume = segcause(...explainArgs(join(dir, "volume"), ["--queue", url]).map((a) => (a.endsWith("img.png") ? join(dir, "vol.nii.gz") : a)));
+    expect(volume.code).toBe(1);
+    expect(volume.stderr.trim().split("\n")).toHaveLength(1);
+    expect(volume.stderr).toMatch(/--queue splits maps of 2D images only.*explain the volume without --queue/);
+    // the shipped 3D model on a real hippocampus volume (when ../shared/data is here)
+    const hippo = join("..", "shared", "data", "hippocampus");
+    if (existsSync(join(hippo, "manifest.json"))) {
+      const c = JSON.parse(readFileSync(join(hippo, "manifest.json"), "utf8")).cases[0] as { image: string; mask: string };
+      const real = segcause(
+        ...["explain", "--model", join("models", "volumes", "unet3d-hippocampus.onnx"), "--image", join(hippo, c.image)],
+        ...["--mask", join(hippo, c.mask), "--method", "zero", "--out", join(dir, "real-volume"), "--queue", url],
+      );
+      expect(real.code).toBe(1);
+      expect(real.stderr.trim().split("\n")).toHaveLength(1);
+      expect(real.stderr).toMatch(/--queue splits maps of 2D images only/);
+      expect(existsSync(join(dir, "real-volume"))).toBe(false);
+    } else console.warn("queue-explain.test.ts: ../shared/data/hippocampus is absent, so the real volume's refusal is not run (CI has the data)");
+    expect([existsSync(join(dir, "fast")), existsSync(join(dir, "rise")), existsSync(join(dir, "volume"))]).toEqual([false, false, false]);
+    const connection = new Redis(redisOptions(url));
+    try {
+      expect(await connection.dbsize()).toBe(0);
+    } finally {
+      connection.disconnect();
+    }
+  });
+});
