@@ -8,7 +8,8 @@
  * --volume, only the volume demo with both schedules (./volume.ts); with --regions, only the
  * multiply-adds per pass counted from the region rules (./regions.ts); with --incremental, only maps with
  * full vs RoI-cropped passes (./incremental.ts); with --scale, only evaluate
- * against evaluate --queue with local workers (./scale.ts).
+ * against evaluate --queue with local workers (./scale.ts); with --authors, only segcause against the authors'
+ * torch loop (./authors.ts).
  */
 import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -29,6 +30,7 @@ import { makeOutcome } from "../target/outcome.js";
 import { Region } from "../target/roi.js";
 import { getOrInsert } from "../util/maps.js";
 import { Rng } from "../util/rng.js";
+import { authorsBench } from "./authors.js";
 import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
 import { type StudyPoint, studyModel } from "./fidelity-study.js";
@@ -180,6 +182,9 @@ interface BenchFlags {
   studyRefSamples: number;
   incremental: boolean;
   scale: boolean;
+  authors: boolean;
+  authorsSeconds: number;
+  authorsFull: boolean;
   scaleCases: string;
 }
 
@@ -366,6 +371,18 @@ async function main(): Promise<void> {
       false,
     )
     .option("--scale-cases <list>", `with --scale: which cases, of ${SCALE_CASES.join(", ")}`, SCALE_CASES.join(","))
+    .option(
+      "--authors",
+      "only segcause (paper schedule, fast schedule with --incremental auto) against the authors' torch loop on the demo case (--models: default unet-ph2; needs Debian's python3-torch, else skipped)",
+      false,
+    )
+    .option(
+      "--authors-seconds <s>",
+      "time budget of the authors' torch loop; past it the whole map's time is extrapolated",
+      positive("authors-seconds"),
+      600,
+    )
+    .option("--authors-full", "with --authors, also segcause's paper schedule with full passes (--incremental off)", false)
     .parse(process.argv)
     .opts<BenchFlags>();
   const cfg = demoConfig();
@@ -385,6 +402,11 @@ async function main(): Promise<void> {
   if (f.incremental) {
     const models = f.models === "demo" ? shippedModels().filter((p) => !p.includes("/volumes/")) : paths;
     out.incremental = await incrementalBench(models, { demo: f.demo });
+    if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
+    return;
+  }
+  if (f.authors) {
+    out.authors = await authorsBench(paths, { seconds: f.authorsSeconds, full: f.authorsFull });
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;
   }

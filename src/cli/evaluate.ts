@@ -17,6 +17,7 @@ import type { VolumeSettings } from "../evaluate/volume-benchmark.js";
 import { allMethods, getMethod, methodNames, volumeMethodNames } from "../explain/catalog.js";
 import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA } from "../explain/interventions.js";
 import { checkOptionValue, kebab, resolveOptions } from "../explain/methods.js";
+import { INCREMENTAL_MODES, type IncrementalMode } from "../explain/roi-executor.js";
 import { BOX_UNITS, type BoxUnitName } from "../explain/volume/box-size.js";
 import { redactCommand } from "../queue/connection.js";
 import { RemoteCells } from "../queue/remote-cells.js";
@@ -57,6 +58,7 @@ interface EvaluateFlags {
   reference: "auto" | "ground-truth" | "prediction";
   batchSize?: number;
   threads?: number;
+  incremental: IncrementalMode;
   maxCells?: number;
   reportOnly?: boolean;
   progress: boolean;
@@ -204,6 +206,12 @@ export function evaluateCommand(): Command {
     )
     .option("--batch-size <n>", "inputs per forward call", intAtLeast("batch-size"))
     .option("--threads <n>", "ONNX Runtime intra-op threads", intAtLeast("threads"))
+    .option(
+      "--incremental <auto|on|off>",
+      "pdcr, pdcr-superpixel, zero and occlusion cells on 2D models: each pass only on what the RoI's outputs need (see explain --incremental); auto/on enter the cell keys, off keeps published keys",
+      oneOf("incremental", INCREMENTAL_MODES),
+      "off",
+    )
     .option("--max-cells <n>", "stop after computing n new cells (rerun to continue)", intAtLeast("max-cells"))
     .option("--report-only", "only (re)write the tables, plots and HTML from the cells that exist")
     .option(
@@ -282,6 +290,7 @@ export function evaluateCommand(): Command {
           protocol,
           batchSize: f.batchSize,
           threads: f.threads,
+          incremental: f.incremental,
           ...(volume ? { volume } : {}),
         },
         {

@@ -6,6 +6,7 @@ import { fail, SegcauseError } from "../errors.js";
 import type { Attribution } from "../explain/attribution.js";
 import { getMethod } from "../explain/catalog.js";
 import { kebab, resolveOptions } from "../explain/methods.js";
+import type { IncrementalMode } from "../explain/roi-executor.js";
 import { Model } from "../model/model.js";
 import { Runner } from "../model/runner.js";
 import type { RemoteCell, RemoteCells } from "../queue/remote-cells.js";
@@ -77,6 +78,11 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
     fail(
       "--max-cells does not apply with --queue (the workers compute every queued cell)",
       "drop --max-cells, or stop the run and rerun it to resume",
+    );
+  if (ds.kind === "volume" && cfg.incremental && cfg.incremental !== "off")
+    fail(
+      `--incremental ${cfg.incremental} runs 2D block methods on RoI-cropped passes; ${ds.name} holds volumes`,
+      "drop --incremental for volume data sets",
     );
   if (ds.kind === "volume")
     return runVolumeEvaluation(cfg, ctl, ds, { computed: 0, resumed: 0, skipped: 0, failed: 0, stoppedEarly: false, notes: [] });
@@ -342,15 +348,15 @@ type ImageRoi = {
 };
 
 /** The keys of the RoI's control and of its cells (one per method, in the order of `defs`). */
-function roiKeys(r: ImageRoi): { controlKey: string; cellKeys: string[] } {
+function roiKeys(r: ImageRoi, incremental: IncrementalMode | undefined): { controlKey: string; cellKeys: string[] } {
   const group = groupKey(r.protocolKey, r.model, r.kase, r.roi.rect, r.bank);
-  return { controlKey: controlKey(group), cellKeys: r.defs.map((d) => cellKey(group, d.def, d.options, r.model)) };
+  return { controlKey: controlKey(group), cellKeys: r.defs.map((d) => cellKey(group, d.def, d.options, r.model, incremental)) };
 }
 
 /** An image's RoI whose control and cells are computed on a queue's workers (evaluate --queue). */
 function queuedRoiWork(cfg: EvaluateConfig, remote: RemoteCells, summary: RunSummary, r: ImageRoi): RoiWork<RemoteCell> {
   const { roi, bank, id } = r;
-  const keys = roiKeys(r);
+  const keys = roiKeys(r, cfg.incremental);
   return {
     ...keys,
     place: { roiRect: roi.rect, roiKind: roi.kind },
@@ -370,11 +376,11 @@ function queuedRoiWork(cfg: EvaluateConfig, remote: RemoteCells, summary: RunSum
 function imageRoiWork(cfg: EvaluateConfig, ctl: RunControl, summary: RunSummary, r: ImageRoi): RoiWork<Attribution> {
   const { model, runner, kase, roi, bank, id } = r;
   return {
-    ...roiKeys(r),
+    ...roiKeys(r, cfg.incremental),
     place: { roiRect: roi.rect, roiKind: roi.kind },
     open: async (onProgress) => {
       const ctx = await openRoi(
-        { P: cfg.protocol, seed: cfg.seed, batchSize: cfg.batchSize, onProgress, model, kase, roi, bank },
+        { P: cfg.protocol, seed: cfg.seed, batchSize: cfg.batchSize, incremental: cfg.incremental, onProgress, model, kase, roi, bank },
         runner,
         id,
         summary.notes,

@@ -23,6 +23,9 @@
  *    the model space it was brought into (spacing, axes, placement), the RoI, the rank units' box in
  *    voxels and the unit the sizes were given in (millimetres or voxels), and the volume bank. 2D keys
  *    never hold these, so they are as they were.
+ * 9. Incremental: a block method's cell (INCREMENTAL_METHODS) run with `--incremental on|auto` adds
+ *    `incremental` (the mode): the RoI-cropped passes equal full ones up to float rounding, so the last
+ *    bits of a map may differ. `off` (the default) adds nothing, and other methods never run on it.
  * The random control of a (model, image, RoI) is keyed by rules 1, 2, 6 (and 8) alone (no method).
  */
 import type { Case } from "../data/case.js";
@@ -31,6 +34,7 @@ import { modelSpaceRecord } from "../data/volume/model-space.js";
 import type { VolumeCase } from "../data/volume/volume-case.js";
 import { autoLayerMovedByOutputPath } from "../explain/gradcam.js";
 import type { MethodDefinition } from "../explain/methods.js";
+import type { IncrementalMode } from "../explain/roi-executor.js";
 import type { BoxUnitName } from "../explain/volume/box-size.js";
 import type { Model } from "../model/model.js";
 import type { VolumeModel } from "../model/volume-model.js";
@@ -41,7 +45,15 @@ import type { Protocol } from "./protocol.js";
 import { rankUnitsName } from "./rank-units.js";
 import type { FailedRecord } from "./store.js";
 
-export const CELL_KEY_VERSION = 8;
+export const CELL_KEY_VERSION = 9;
+
+/** The methods whose passes run on the RoI-cropped executor under --incremental (the block-intervention engine's). */
+export const INCREMENTAL_METHODS: ReadonlySet<string> = new Set(["pdcr", "pdcr-superpixel", "zero", "occlusion"]);
+
+/** Rule 9: the key part of --incremental for this method (none when off or when the method does not use it). */
+export function incrementalKey(def: MethodDefinition, mode: IncrementalMode | undefined): { incremental?: IncrementalMode } {
+  return mode && mode !== "off" && INCREMENTAL_METHODS.has(def.name) ? { incremental: mode } : {};
+}
 
 /** Rule 2: each later protocol setting, as run.json records it before it existed, and its key part (undefined: the earlier behaviour). */
 const LATER_SETTINGS: { name: string; before: unknown; keyed: (p: Protocol) => unknown }[] = [
@@ -182,8 +194,14 @@ export function controlKey(group: GroupKey): string {
   return sha256(JSON.stringify(group));
 }
 
-/** The key of one cell: its group and rules 3 to 5 for the method (rule 5 concerns 2D models only). */
-export function cellKey(group: GroupKey, def: MethodDefinition, options: Record<string, unknown>, model?: Model): string {
+/** The key of one cell: its group and rules 3 to 5 and 9 for the method (rules 5 and 9 concern 2D models only). */
+export function cellKey(
+  group: GroupKey,
+  def: MethodDefinition,
+  options: Record<string, unknown>,
+  model?: Model,
+  incremental?: IncrementalMode,
+): string {
   return sha256(
     JSON.stringify({
       ...group,
@@ -191,6 +209,7 @@ export function cellKey(group: GroupKey, def: MethodDefinition, options: Record<
       options: keyedOptions(def, options),
       ...revisionKey(def, options),
       ...(model ? modelFixKey(def, options, model) : {}),
+      ...incrementalKey(def, incremental),
     }),
   );
 }

@@ -12,6 +12,7 @@ import type { PatchBank } from "../data/patchbank.js";
 import { SegcauseError } from "../errors.js";
 import { type Attribution, supportMap } from "../explain/attribution.js";
 import type { MethodDefinition } from "../explain/methods.js";
+import type { IncrementalMode } from "../explain/roi-executor.js";
 import type { Model } from "../model/model.js";
 import type { Runner } from "../model/runner.js";
 import { resolveTarget, type Target, type TargetSpec } from "../target/target.js";
@@ -52,6 +53,8 @@ export interface OrderContext<F extends { name: FillName } = CurveFill> {
 /** What the cells of one (model, image, RoI) share. */
 export interface RoiContext extends OrderContext<CurveFill> {
   batchSize?: number;
+  /** --incremental for the block methods' passes (undefined: off) */
+  incremental?: IncrementalMode;
   onProgress?: ProgressListener;
   model: Model;
   kase: Case;
@@ -62,7 +65,7 @@ export interface RoiContext extends OrderContext<CurveFill> {
   prober: Prober;
 }
 
-type RoiInputs = Pick<RoiContext, "P" | "seed" | "batchSize" | "onProgress" | "model" | "kase" | "roi" | "bank">;
+type RoiInputs = Pick<RoiContext, "P" | "seed" | "batchSize" | "incremental" | "onProgress" | "model" | "kase" | "roi" | "bank">;
 
 /**
  * The unperturbed pass, the Target and everything the orders of the RoI are measured with; or why
@@ -159,7 +162,7 @@ export function explainCell(
     model: ctx.model,
     kase,
     target: ctx.spec,
-    run: { seed, batchSize: ctx.batchSize, checkpointPath, onProgress: ctx.onProgress },
+    run: { seed, batchSize: ctx.batchSize, checkpointPath, onProgress: ctx.onProgress, incremental: ctx.incremental },
     bank: def.needsBank ? ctx.bank : undefined,
     options,
   });

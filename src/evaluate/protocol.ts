@@ -3,7 +3,9 @@
  * measurement protocol with its defaults, plus the parsers of the protocol's list flags. How these
  * settings key the cells is cell-key.ts's job.
  */
+
 import { fail } from "../errors.js";
+import type { IncrementalMode } from "../explain/roi-executor.js";
 import type { OutcomeName } from "../target/outcome.js";
 import type { FillName } from "./fills.js";
 import { RANK_UNITS_DEFAULT, type RankUnits } from "./rank-units.js";
@@ -82,6 +84,8 @@ export interface EvaluateConfig {
   protocol: Protocol;
   batchSize?: number;
   threads?: number;
+  /** block-method cells (pdcr, pdcr-superpixel, zero, occlusion) on the RoI-cropped executor; undefined = off */
+  incremental?: IncrementalMode;
   /** volume data sets: what --block, --rank-units and --bank-patch-size are in, and the structure's labels */
   volume?: VolumeSettings;
 }

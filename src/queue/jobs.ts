@@ -59,6 +59,8 @@ const roiJob = z.object({
   seed: z.number().int(),
   batchSize: count.optional(),
   threads: count.optional(),
+  /** evaluate --incremental on|auto (absent: off) */
+  incremental: z.enum(["auto", "on"]).optional(),
 });
 
 export const ControlJob = roiJob.extend({ controlKey: sha }).strict();

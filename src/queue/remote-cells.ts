@@ -262,6 +262,8 @@ export class RemoteCells {
       seed: cfg.seed,
       ...(cfg.batchSize !== undefined ? { batchSize: cfg.batchSize } : {}),
       ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+      // only when on: the jobs (and their ids) of a run without it are as before
+      ...(cfg.incremental && cfg.incremental !== "off" ? { incremental: cfg.incremental } : {}),
     } satisfies Omit<ControlJob, "controlKey">;
   }
 

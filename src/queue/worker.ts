@@ -188,7 +188,12 @@ async function withJobRoi<R>(
     kase.id = p.id.image;
     const bank = p.bank ? await PatchBank.load(await fetch(p.bank)) : undefined;
     return f(
-      await openRoi({ P: p.protocol as RoiContext["P"], seed: p.seed, batchSize: p.batchSize, model, kase, roi: p.roi, bank }, runner, p.id, []),
+      await openRoi(
+        { P: p.protocol as RoiContext["P"], seed: p.seed, batchSize: p.batchSize, incremental: p.incremental, model, kase, roi: p.roi, bank },
+        runner,
+        p.id,
+        [],
+      ),
     );
   });
 }
