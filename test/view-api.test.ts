@@ -149,7 +149,8 @@ describe("segcause view API", () => {
     const info = r.json as RunInfo;
     const ev = await events(info.id);
     expect(ev.at(-1)).toEqual({ type: "state", state: "done" });
-    const partials = ev.flatMap((e) => (e.type === "partial" ? [e.map] : []));
+    const partials = ev.flatMap((e) => (e.type === "partial" && "units" in e.map ? [e.map] : []));
+    expect(partials.length).toBe(ev.filter((e) => e.type === "partial").length);
     // every partial comes before the run's end, each after more passes than the one before
     expect(ev.findIndex((e) => e.type === "done")).toBeGreaterThan(ev.map((e) => e.type).lastIndexOf("partial"));
     for (let i = 1; i < partials.length; i++) expect(partials[i].passes).toBeGreaterThan(partials[i - 1].passes);
