@@ -354,8 +354,8 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
   });
 });
 
-describe("a shard's worker, restarted", () => {
-  it("returns the same samples when its job resumes from its checkpoint (units out of the RoI's reach are never returned)", async () => {
+describe("a shard's worker", () => {
+  it("rejects a job of other versions, and, restarted, returns the same samples when its job resumes from its checkpoint (units out of the RoI's reach are never returned)", async () => {
     const d = tmp("segcause-shard-restart-");
     const modelPath = writeModel(d, "local.onnx", localConvModel());
     const image = await writeImage(d, "img.png", (y, x) => 60 + ((x * 37 + y * 23) % 90));
@@ -374,6 +374,10 @@ describe("a shard's worker, restarted", () => {
         withModel: <R>(f: (m: Model) => Promise<R>) => f(model),
         checkpointPath,
       });
+      // a job of another version is rejected before anything runs (its samples could differ)
+      await expect(runShard("shard-x", { ...job, onnxruntime: "0.0.0-other" }, io(join(d, "other.json")))).rejects.toThrow(
+        /^rejected: the job was queued by onnxruntime 0\.0\.0-other \(this worker: .*\); run workers of the enqueuer's versions$/,
+      );
       const fresh = await runShard("shard-x", job, io(join(d, "fresh.json")));
       // the job killed after its last checkpoint: every sample, the unreachable units' included, is in it
       const cp = join(d, "killed.json");
