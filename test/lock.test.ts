@@ -15,6 +15,23 @@ const record = (pid: number) =>
   JSON.stringify({ format: "segcause.lock/1", pid, host: hostname(), started: "2026-01-01T00:00:00.000Z", command: "segcause explain" }, null, 1);
 
 describe("folder locks", () => {
+  it("record the command line without a Redis password, for explain's and evaluate's locks alike", () => {
+    const argv = process.argv;
+    process.argv = [argv[0], "segcause.js", "evaluate", "--queue", "redis://u:s3cr%40t@127.0.0.1:6379/1", "--out", "x"];
+    try {
+      for (const name of [LOCK_FILE, ".segcause-run.lock"]) {
+        const dir = tmp();
+        const lock = lockFolder(dir, { name });
+        const text = readFileSync(join(dir, name), "utf8");
+        lock.release();
+        expect(JSON.parse(text).command).toBe("segcause evaluate --queue redis://u:***@127.0.0.1:6379/1 --out x");
+        expect(text).not.toMatch(/s3cr/);
+      }
+    } finally {
+      process.argv = argv;
+    }
+  });
+
   it("a lock left by a process that no longer runs is taken over, with a note", () => {
     const dir = tmp();
     writeFileSync(join(dir, LOCK_FILE), record(deadPid()));

@@ -2,16 +2,26 @@
  * explain --queue on a real redis-server: one map split into shards of blocks, computed by
  * `segcause worker`s and gathered into the local run's folder, bit for bit (1 and 2 workers); an
  * enqueuer killed mid-run resumes without computing a finished shard again; maps that cannot be split
- * (the fast schedule, volumes) are refused in one line before anything is written or queued.
+ * (the fast schedule, volumes) are refused in one line before anything is written or queued; a bad
+ * shard result (malformed, of another version, under another key) is refused, never kept, and the rerun
+ * with real workers completes; the password is in no lock file; a worker restart returns the same shard.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
-import { Queue } from "bullmq";
+import { type Job, Queue, Worker } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadCase } from "../src/data/case.js";
+import { getMethod } from "../src/explain/catalog.js";
+import { resolveOptions } from "../src/explain/methods.js";
+import { Model } from "../src/model/model.js";
 import { CELLS_QUEUE, redisOptions } from "../src/queue/connection.js";
+import type { ShardJob } from "../src/queue/jobs.js";
 import { SHARDS_DIR } from "../src/queue/remote-explain.js";
+import { shardMachine, shardVersions } from "../src/queue/shard-env.js";
+import { runShard } from "../src/queue/shard-worker.js";
 import { segcause } from "./helpers/cli.js";
 import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
 import { flatBank, localConvModel, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
@@ -55,6 +65,28 @@ async function until(what: string, f: () => boolean, ms = 120_000): Promise<void
     await new Promise((r) => setTimeout(r, 20));
   }
 }
+/** A worker that is not segcause's: answers the first job it takes with `answer(job)`, then stops. */
+async function answerOnce(url: string, answer: (job: Job) => unknown): Promise<void> {
+  const connection = new Redis(redisOptions(url));
+  let took!: () => void;
+  const taken = new Promise<void>((resolve) => (took = resolve));
+  const w: Worker = new Worker(
+    CELLS_QUEUE,
+    async (job) => {
+      void w.close(); // takes no further job
+      took();
+      return answer(job);
+    },
+    { connection, concurrency: 1 },
+  );
+  try {
+    await within(taken, 120_000, "the fake worker takes a job");
+    await w.close();
+  } finally {
+    connection.disconnect();
+  }
+}
+
 /** The shard jobs a worker's log says it finished. */
 const doneShards = (log: string) => [...log.matchAll(/done shard (\S+)/g)].map((m) => m[1]);
 
@@ -120,7 +152,10 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
       expect(new Set(done).size).toBe(5);
       const manifest = JSON.parse(readFileSync(join(out, "manifest.json"), "utf8"));
       const local = JSON.parse(readFileSync(join(dir, "local", "manifest.json"), "utf8"));
-      expect(manifest.provenance.queue).toMatchObject({ url, shards: 5, identicalToLocalRun: true });
+      // the workers ran here: their machine and versions are this one's, and the provenance says so
+      expect(manifest.provenance.queue).toMatchObject({ url, shards: 5, segcause: shardVersions().segcause, workersLikeThisMachine: true });
+      expect(manifest.provenance.queue.workers).toEqual([{ ...shardMachine(), onnxruntime: shardVersions().onnxruntime }]);
+      expect(manifest.provenance.queue.workers[0].host).toBe(hostname());
       expect(manifest.provenance.queue.samples).toBe(local.forwardPasses - 1); // every sample but the unperturbed pass
       expect(manifest.forwardPasses).toBe(local.forwardPasses);
       expect(existsSync(join(out, SHARDS_DIR))).toBe(false);
@@ -139,7 +174,7 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     }
   });
 
-  it("an enqueuer killed mid-run, rerun: finished shards are not computed again and the map is the local run's", async () => {
+  it("an enqueuer interrupted mid-run (Ctrl-C) says its kept shards are kept; rerun: they are not computed again and the map is the local run's", async () => {
     const url = sharedUrl(12);
     const out = join(dir, "resumed");
     const args = explainArgs(out, ["--queue", url, "--shards", "8"]);
@@ -148,8 +183,9 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     // the worker is paused as soon as the first shard is in the folder, then the enqueuer is killed
     await until("a shard is written", () => existsSync(join(out, SHARDS_DIR)) && readdirSync(join(out, SHARDS_DIR)).some((f) => f.endsWith(".json")));
     w1.child.kill("SIGSTOP");
-    first.child.kill("SIGKILL");
-    await first.done;
+    first.child.kill("SIGINT");
+    expect(await first.done).toBe(130);
+    expect(first.err()).toMatch(/interrupted \(SIGINT\); finished work is kept.*rerun the same command/);
     const kept = readdirSync(join(out, SHARDS_DIR)).filter((f) => f.endsWith(".json")).length;
     w1.child.kill("SIGCONT");
     await stop(w1);
@@ -174,6 +210,18 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
       args: (port) => ["--port", String(port), "--requirepass", "s3cr@t"],
       url: (port) => `redis://:s3cr%40t@127.0.0.1:${port}/0`,
     });
+    // no worker yet: the run waits with its folder locked; neither the lock file nor a second run's "in use" line holds the password
+    const locked = join(dir, "locked");
+    const lockArgs = [...explainArgs(locked, ["--queue", r.url, "--shards", "2"])];
+    const waiting = bg(...lockArgs);
+    await until("the folder is locked", () => existsSync(join(locked, ".segcause.lock")));
+    const lockText = readFileSync(join(locked, ".segcause.lock"), "utf8");
+    expect(lockText).toContain("--queue redis://:***@127.0.0.1");
+    expect(lockText).not.toMatch(/s3cr/);
+    const second = segcause(...lockArgs);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/is being written by another segcause run .*--queue redis:\/\/:\*\*\*@/);
+    expect(second.stderr).not.toMatch(/s3cr/);
     // the worker's password from the environment, the enqueuer's in the URL
     const bare = r.url.replace(/:[^:@/]*@/, "");
     const child = spawn(process.execPath, [BIN, "worker", "--queue", bare, "--cache", tmp("segcause-wcache-")], {
@@ -215,11 +263,43 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
         expect(manifest.notes.filter((n: string) => !n.startsWith("computed on the workers"))).toEqual(mine.notes);
         if (k === 2) expect(mine.provenance.settings.incremental.skippedPasses).toBeGreaterThan(0);
       }
-      expect(doneShards(w.err())).toHaveLength(9);
+      expect(await within(waiting.done, 300_000, "the locked run finishes"), waiting.err()).toBe(0);
+      expectSameMap(join(dir, "local"), locked);
+      expect(doneShards(w.err())).toHaveLength(11);
     } finally {
-      await stop(w);
+      await stop(w, waiting);
       await r.stop();
     }
+  });
+
+  it("a bad shard result (malformed, of another version, under another key) is refused and not kept; the rerun with real workers is the local map", async () => {
+    const url = sharedUrl(14);
+    const out = join(dir, "refused");
+    const args = explainArgs(out, ["--queue", url, "--shards", "3"]);
+    const good = (job: Job) => ({ job: job.id, ...shardVersions(), machine: shardMachine(), key: "a".repeat(64), samples: {} });
+    const refused = async (answer: (job: Job) => unknown, before?: () => Bg): Promise<string> => {
+      const run = bg(...args);
+      await answerOnce(url, answer);
+      const w = before?.();
+      expect(await within(run.done, 300_000, "the run refuses the shard"), run.err()).toBe(1);
+      if (w) await stop(w);
+      expect(run.err().trim().split("\n")).toHaveLength(1);
+      return run.err();
+    };
+    expect(await refused(() => ({ key: "nope", samples: {} }))).toMatch(
+      /a worker returned a bad shard \d of 3 of the map: malformed .*run workers of segcause/,
+    );
+    expect(await refused((job) => ({ ...good(job), segcause: "0.0.0-other" }))).toMatch(/computed by segcause 0\.0\.0-other \(this run: /);
+    // a result under a key of its own (here first), then real workers' results: none of the shards is kept
+    expect(await refused(good, () => worker(url))).toMatch(/computed under other settings than the others.*kept shards are deleted/);
+    expect(existsSync(join(out, SHARDS_DIR))).toBe(false);
+    // nothing refused is left in Redis: the rerun queues it again and gathers the local run's map
+    const w = worker(url);
+    const again = bg(...args);
+    const code = await within(again.done, 300_000, "the rerun finishes");
+    await stop(w);
+    expect(code, again.err()).toBe(0);
+    expectSameMap(join(dir, "local"), out);
   });
 
   it("maps that cannot be split are one line before anything is written or queued", async () => {
@@ -270,6 +350,54 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
       expect(await connection.dbsize()).toBe(0);
     } finally {
       connection.disconnect();
+    }
+  });
+});
+
+describe("a shard's worker", () => {
+  it("rejects a job of other versions, and, restarted, returns the same samples when its job resumes from its checkpoint (units out of the RoI's reach are never returned)", async () => {
+    const d = tmp("segcause-shard-restart-");
+    const modelPath = writeModel(d, "local.onnx", localConvModel());
+    const image = await writeImage(d, "img.png", (y, x) => 60 + ((x * 37 + y * 23) % 90));
+    const blobOf = (path: string) => ({ sha256: "0".repeat(64), name: path });
+    const job: ShardJob = {
+      v: 1,
+      ...shardVersions(),
+      ...{ model: blobOf(modelPath), card: null, image: blobOf(image), mask: null, bank: null, roi: { row: 8, col: 8, height: 8, width: 8 } },
+      ...{ method: { name: "zero", options: { block: 8 } }, outcome: "soft-dice", reference: "auto", incremental: "on" },
+      ...{ seed: 3, batchSize: 4, threads: 1, shard: { index: 0, count: 2 } },
+    };
+    const model = await Model.load(modelPath, { threads: 1 });
+    try {
+      const io = (checkpointPath: string) => ({
+        fetch: async (b: { name: string }) => b.name,
+        withModel: <R>(f: (m: Model) => Promise<R>) => f(model),
+        checkpointPath,
+      });
+      // a job of another version is rejected before anything runs (its samples could differ)
+      await expect(runShard("shard-x", { ...job, onnxruntime: "0.0.0-other" }, io(join(d, "other.json")))).rejects.toThrow(
+        /^rejected: the job was queued by onnxruntime 0\.0\.0-other \(this worker: .*\); run workers of the enqueuer's versions$/,
+      );
+      const fresh = await runShard("shard-x", job, io(join(d, "fresh.json")));
+      // the job killed after its last checkpoint: every sample, the unreachable units' included, is in it
+      const cp = join(d, "killed.json");
+      const def = getMethod("zero");
+      const kase = await loadCase(model, image);
+      const target = {
+        roi: job.roi as { row: number; col: number; height: number; width: number },
+        outcome: "soft-dice" as const,
+        reference: "auto" as const,
+      };
+      const run = { seed: 3, batchSize: 4, checkpointPath: cp, incremental: "on" as const, shard: { index: 0, count: 2 } };
+      await def.explain({ model, kase, target, run, options: resolveOptions(def, { block: 8 }) });
+      const inCheckpoint = Object.keys(JSON.parse(readFileSync(cp, "utf8")).samples).filter((u) => Number(u) % 2 === 0);
+      const resumed = await runShard("shard-x", job, io(cp));
+      expect(resumed).toEqual(fresh);
+      // the case the bug lived in: the checkpoint holds units the shard does not return
+      expect(Object.keys(fresh.samples).length).toBeGreaterThan(0);
+      expect(inCheckpoint.length).toBeGreaterThan(Object.keys(fresh.samples).length);
+    } finally {
+      await model.release();
     }
   });
 });

@@ -215,7 +215,14 @@ export async function runExplain(
     lock = takeOutputFolder(f.out, "explain");
     const queued = shardQueue && remote && (await gatherShards(shardQueue, remote));
     const attribution = await def
-      .explain({ model, kase, target, run: { ...run, replayOnly: !!queued }, bank, options })
+      .explain({
+        model,
+        kase,
+        target,
+        run: { ...run, ...(queued ? { replayOnly: true, onReplayMiss: () => dropShards(f.out) } : {}) },
+        bank,
+        options,
+      })
       .finally(() => progress?.end());
     if (queued) recordQueue(attribution, queued);
     if (lock.note) attribution.notes.push(lock.note);
@@ -261,7 +268,11 @@ function recordQueue(a: Attribution, q: NonNullable<Attribution["provenance"]["q
   // the run read its samples from the shards: that is the queue's note, not a resumed checkpoint's
   a.notes = a.notes.filter((n) => !n.startsWith("resumed from checkpoint"));
   a.notes.push(
-    `computed on the workers of ${q.url}: ${q.shards} shards, ${q.samples} samples, gathered into the local code's map (identical to a local run's)`,
+    `computed on the workers of ${q.url}: ${q.shards} shards, ${q.samples} samples, gathered into the local code's map (${
+      q.workersLikeThisMachine
+        ? "every worker had this machine's CPU model, core count and ONNX Runtime version"
+        : "a worker had another CPU model, core count or ONNX Runtime version than this machine: the last digits may differ from a local run's"
+    }; workers: ${q.workers.map((w) => `${w.host} (${w.cpu}, ${w.cores} cores, onnxruntime ${w.onnxruntime})`).join(", ")})`,
   );
 }
 

@@ -30,7 +30,18 @@ export interface Provenance {
   /** `device`: where ONNX Runtime ran the passes (cpu or cuda; results may differ in the last digits between them) */
   runner: { batchSize: number; threads: number; workers?: number; device: Device };
   /** `explain --queue`: where the samples were computed (password redacted); the map is the local run's over them */
-  queue?: { url: string; shards: number; samples: number; identicalToLocalRun: true; how: string };
+  queue?: {
+    url: string;
+    shards: number;
+    samples: number;
+    /** the version of segcause every shard was computed with (the enqueuer's: others are refused) */
+    segcause: string;
+    /** the distinct machines and ONNX Runtime versions that computed the shards */
+    workers: { host: string; cpu: string; cores: number; onnxruntime: string }[];
+    /** every worker had this machine's CPU model, core count and ONNX Runtime version (not a proof of identical numbers) */
+    workersLikeThisMachine: boolean;
+    how: string;
+  };
 }
 
 /** The fields every result shares (maps and component effects), filled by `RunContext.finishCore`. */

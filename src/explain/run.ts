@@ -42,6 +42,8 @@ export interface RunOptions {
   shard?: Shard;
   /** `explain --queue`'s gathering run: every sample must come from the checkpoint (a pass to run is an error) */
   replayOnly?: boolean;
+  /** called when the replay lacks samples, before it fails: the gathered shards are not this run's (a rerun computes them again) */
+  onReplayMiss?: () => void;
 }
 
 /** One shard of a map's units: those with unit % count === index. */
@@ -49,11 +51,12 @@ export interface Shard {
   index: number;
   count: number;
   /**
-   * Filled with the shard's units whose samples took no pass because the RoI cannot see them (the
-   * `skip` of ScorerOptions): the shard does not return them, so the gathering run skips them as a
-   * local run does and counts them alike.
+   * Set by the scorer to the `skip` of ScorerOptions (units the RoI cannot see: no pass runs): the
+   * shard does not return their samples, so the gathering run skips them as a local run does and
+   * counts them alike. A predicate, not the units met while scoring: a retried job resumes samples
+   * from its checkpoint without scoring them again.
    */
-  skipped?: Set<number>;
+  unreachable?: (unit: number) => boolean;
 }
 
 /** A map still being estimated: every unit with its estimate so far, and the forward passes spent (the unperturbed one included). */
@@ -362,6 +365,7 @@ export class SampleScorer {
     const { shard, replayOnly } = ctx.run;
     // a shard's run scores the other shards' units as m(X), without a pass (those samples are never returned)
     const skip = shard ? (u: number) => u % shard.count !== shard.index || (o.skip?.(u) ?? false) : o.skip;
+    if (shard && o.skip) shard.unreachable = o.skip;
     this.resumable = ctx.resumable(
       (resumable) => async (all) => {
         const scores = new Float64Array(all.length);
@@ -369,16 +373,17 @@ export class SampleScorer {
         if (reqs.length < all.length)
           all.forEach((r, i) => {
             if (!skip!(r.unit)) return;
-            if (shard && o.skip?.(r.unit)) shard.skipped?.add(r.unit);
             scores[i] = target.base;
             resumable().finished(r, target.base);
             this.skippedPasses++;
           });
-        if (replayOnly && reqs.length > 0)
+        if (replayOnly && reqs.length > 0) {
+          ctx.run.onReplayMiss?.();
           fail(
             `the samples gathered from the queue's workers lack ${reqs.length} of this map's (they were computed under other settings or by another segcause version)`,
-            "run the workers with this segcause version and rerun the same command",
+            "run the workers with this segcause version and rerun the same command (the gathered shards are deleted, so it computes them again)",
           );
+        }
         const started = Date.now();
         const ran = await runner.evaluate(
           reqs,

@@ -6,30 +6,16 @@
 import { isIP } from "node:net";
 import { Redis, type RedisOptions } from "ioredis";
 import { fail } from "../errors.js";
+import { redactUrl } from "../util/redact.js";
+
+// the redaction lives in util (the folder lock records command lines too); re-exported for the queue's callers
+export { redactCommand, redactUrl } from "../util/redact.js";
 
 /** The BullMQ queue of evaluate's cells. */
 export const CELLS_QUEUE = "segcause-cells";
 
 /** Where a password is read from when the URL has none: argv is visible to every local user (`ps`). */
 export const PASSWORD_ENV = "SEGCAUSE_REDIS_PASSWORD";
-
-/**
- * How the URL is shown in messages and recorded command lines: the password is never printed. The
- * user part ends at the last `@` (a password may hold `@` or `/`, as a URL parser reads it).
- */
-export function redactUrl(url: string): string {
-  const start = url.indexOf("://");
-  const at = url.lastIndexOf("@");
-  if (start < 0 || at < start) return url;
-  const user = url.slice(start + 3, at);
-  const colon = user.indexOf(":");
-  return colon < 0 ? url : `${url.slice(0, start + 3)}${user.slice(0, colon)}:***${url.slice(at)}`;
-}
-
-/** A command line as recorded (run.json, runs/, reports): Redis URLs with their password redacted. */
-export function redactCommand(argv: string[]): string[] {
-  return argv.map((a) => (/rediss?:\/\//.test(a) ? a.replace(/rediss?:\/\/.*/, (u) => redactUrl(u)) : a));
-}
 
 function decoded(part: string, url: string, what: string): string {
   try {

@@ -93,6 +93,9 @@ export type CellJob = z.infer<typeof CellJob>;
 export const ShardJob = z
   .object({
     v: z.literal(JOB_VERSION),
+    /** the enqueuer's versions: a worker of other versions rejects the job (its samples could differ) */
+    segcause: z.string().min(1).max(100),
+    onnxruntime: z.string().min(1).max(100),
     model: blob,
     card: blob.nullable(),
     image: blob,
@@ -131,9 +134,16 @@ export const CellResult = z
   .strict();
 export type CellResult = z.infer<typeof CellResult>;
 
-/** A shard's result: its samples (unit -> outcome by draw number) and the checkpoint key they were computed under. */
+/**
+ * A shard's result: its samples (unit -> outcome by draw number), the checkpoint key they were computed
+ * under, the job it answers (its id: the payload's hash, so the run's settings), and what computed it.
+ */
 export const ShardResult = z
   .object({
+    job: z.string().regex(/^shard-[0-9a-f]{40}$/),
+    segcause: z.string().min(1).max(100),
+    onnxruntime: z.string().min(1).max(100),
+    machine: z.object({ host: z.string().max(300), cpu: z.string().max(300), cores: z.number().int().min(0) }).strict(),
     key: sha,
     samples: z.record(z.string().regex(/^\d+$/), z.array(z.number().nullable())),
   })

@@ -205,6 +205,11 @@ export class RemoteCells {
     await this.redis.hdel(this.queue.toKey(jobId), "returnvalue");
   }
 
+  /** Removes a finished job whose result was refused: a rerun queues it again instead of re-reading that result. */
+  async forget(jobId: string): Promise<void> {
+    await this.queue.remove(jobId);
+  }
+
   /** Adds the job (or finds the one of this id) and waits for its return value; a refusal is a SegcauseError. */
   async run(name: "control" | "cell" | "shard", jobId: string, data: ControlJob | CellJob | ShardJob): Promise<unknown> {
     if (this.lostProblem) fail(this.lostProblem);

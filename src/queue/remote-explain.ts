@@ -5,7 +5,7 @@
  * Redis; once all are back they become the local run's checkpoint, and the local code path then
  * reads every sample from it and computes none, so the map is the local run's bit for bit.
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import type { Case } from "../data/case.js";
 import { fail } from "../errors.js";
@@ -15,11 +15,13 @@ import type { Model } from "../model/model.js";
 import type { TargetSpec } from "../target/target.js";
 import { writeFileAtomic } from "../util/atomic.js";
 import { sha256 } from "../util/hash.js";
+import { saveOnInterrupt } from "../util/interrupt.js";
 import { type ProgressListener, ProgressTracker } from "../util/progress.js";
 import { redactUrl } from "./connection.js";
 import { firstIssue, JOB_VERSION, type ShardJob, ShardResult } from "./jobs.js";
 import { RemoteCells } from "./remote-cells.js";
-import { mergeShards } from "./shards.js";
+import { type ShardVersions, shardMachine, shardVersions, versionMismatch } from "./shard-env.js";
+import { mergeShards, ownsUnit } from "./shards.js";
 
 /** Where the finished shards of a run are kept in its output folder until the map is written. */
 export const SHARDS_DIR = ".segcause-shards";
@@ -72,14 +74,17 @@ const cardOf = (q: QueuedMap) => q.cardPath ?? `${q.model.path}.json`;
 
 /**
  * Queues the shards not finished yet, waits for them, and writes their samples as the local run's
- * checkpoint; returns what the provenance records.
+ * checkpoint; returns what the provenance records. A shard's result is checked before it is kept
+ * (acceptShard); a refused one is dropped from Redis too, so the rerun the message asks for queues it again.
  */
 export async function gatherShards(q: QueuedMap, remote: RemoteCells): Promise<NonNullable<Provenance["queue"]>> {
   try {
     const card = cardOf(q);
     const image = inputFiles(q)[0];
+    const versions = shardVersions();
     const base = {
       v: JOB_VERSION,
+      ...versions,
       model: await remote.blob(q.model.path),
       card: existsSync(card) ? await remote.blob(card) : null,
       image: await remote.blob(image),
@@ -96,52 +101,132 @@ export async function gatherShards(q: QueuedMap, remote: RemoteCells): Promise<N
     } satisfies Omit<ShardJob, "shard">;
     const dir = join(q.out, SHARDS_DIR);
     mkdirSync(dir, { recursive: true });
+    // Ctrl-C: the shards kept in the folder are finished work a rerun continues from
+    const keptShards = {
+      saveIfDirty: () => false,
+      get kept() {
+        return countShards(q.out);
+      },
+    };
+    saveOnInterrupt(keptShards);
     const progress = new ProgressTracker(`${q.shards} shards on the workers of ${redactUrl(q.url)}`, q.shards, q.onProgress);
+    const jobs = Array.from({ length: q.shards }, (_, index) => {
+      const job: ShardJob = { ...base, shard: { index, count: q.shards } };
+      // the id is the payload's hash: a rerun of the same command finds the same jobs (or their files)
+      const id = `shard-${sha256(JSON.stringify(job)).slice(0, 40)}`;
+      return { index, job, id, file: join(dir, `${id}.json`) };
+    });
+    // the kept shards are read first (synchronously): the key they share is the one a new shard must have
+    const kept = jobs.map((j) => readShard(j.file, j.id, j.index, q.shards));
+    const keys = new Set(kept.flatMap((r) => (r ? [r.key] : [])));
+    if (keys.size > 1) {
+      dropShards(q.out);
+      fail(
+        `the kept shards of ${q.out} were computed under ${keys.size} different settings; they are deleted`,
+        "rerun the same command to compute them again",
+      );
+    }
+    let key: string | undefined = [...keys][0];
     const results = await Promise.all(
-      Array.from({ length: q.shards }, async (_, index) => {
-        const job: ShardJob = { ...base, shard: { index, count: q.shards } };
-        // the id is the payload's hash: a rerun of the same command finds the same jobs (or their files)
-        const jobId = `shard-${sha256(JSON.stringify(job)).slice(0, 40)}`;
-        const file = join(dir, `${jobId}.json`);
-        let result = readShard(file);
+      jobs.map(async ({ index, job, id, file }, k) => {
+        let result = kept[k];
         if (result) progress.resume(1);
         else {
-          const got = ShardResult.safeParse(await remote.run("shard", jobId, job));
-          if (!got.success) fail(`a worker returned a malformed shard of the map: ${firstIssue(got.error)}`, "run workers of this segcause version");
-          result = got.data;
+          const raw = await remote.run("shard", id, job);
+          const problem = shardProblem(raw, id, index, q.shards);
+          const got = problem ? undefined : (raw as ShardResult);
+          const foreign = got && key !== undefined && got.key !== key;
+          if (problem || foreign) {
+            // a refused result is never kept, here nor in Redis: the rerun queues its shard again
+            await remote.forget(id);
+            if (problem) fail(`a worker returned a bad shard ${index + 1} of ${q.shards} of the map: ${problem}`, RERUN_HINT(versions));
+            // two shards under different keys: which one is this run's is not known here, so none is kept
+            dropShards(q.out);
+            fail(
+              `shard ${index + 1} of ${q.shards} was computed under other settings than the others (a worker on another machine or build?); the kept shards are deleted`,
+              RERUN_HINT(versions),
+            );
+          }
+          result = got!;
+          key ??= result.key;
           await writeFileAtomic(file, JSON.stringify(result));
           progress.add(1);
         }
         // written to the folder: the queue need not keep it (nor a job a killed run left behind)
-        await remote.dropResult(jobId);
+        await remote.dropResult(id);
         return { index, count: q.shards, result };
       }),
     );
     const merged = mergeShards(results);
-    if (typeof merged === "string") fail(merged, "run the workers with this segcause version and rerun the same command");
+    if (typeof merged === "string") fail(merged, RERUN_HINT(versions));
     await writeFileAtomic(q.checkpointPath, JSON.stringify(merged));
+    void keptShards; // registered for Ctrl-C until the samples are the checkpoint's
     const samples = Object.values(merged.samples).reduce((a, v) => a + v.filter((x) => x !== null).length, 0);
+    const here = shardMachine();
+    const machines = distinct(results.map((r) => ({ ...r.result.machine, onnxruntime: r.result.onnxruntime })));
+    const sameMachine = machines.every((m) => m.cpu === here.cpu && m.cores === here.cores && m.onnxruntime === versions.onnxruntime);
     return {
       url: redactUrl(q.url),
       shards: q.shards,
       samples,
-      identicalToLocalRun: true,
-      how: "the workers computed the samples the local schedule draws for their shards of the units; this run read every sample from them and computed none, with the local code",
+      segcause: versions.segcause,
+      workers: machines,
+      workersLikeThisMachine: sameMachine,
+      how: `the workers computed the samples the local schedule draws for their shards of the units; this run read every sample from them and computed none, with the local code${
+        sameMachine
+          ? " (every worker had this machine's CPU model, core count and ONNX Runtime version; on this machine queued and local maps were tested bit-identical)"
+          : " (a worker had another CPU model, core count or ONNX Runtime version than this machine: its samples, and so the map, may differ from a local run's in the last digits)"
+      }`,
     };
   } catch (e) {
     throw remote.problem(e);
   }
 }
 
-/** A shard finished by an earlier run of the same command, or undefined. */
-function readShard(file: string): ShardResult | undefined {
+const RERUN_HINT = (v: ShardVersions) =>
+  `run workers of segcause ${v.segcause} with onnxruntime-node ${v.onnxruntime} on the queue, then rerun the same command (the refused shard is queued again)`;
+
+/**
+ * Why a worker's result cannot be this shard's, or undefined: its shape, the job it answers (so the
+ * run's settings), the versions it was computed with, and units that are not the shard's.
+ */
+function shardProblem(raw: unknown, id: string, index: number, count: number): string | undefined {
+  const got = ShardResult.safeParse(raw);
+  if (!got.success) return `malformed (${firstIssue(got.error)})`;
+  const r = got.data;
+  if (r.job !== id) return `it answers job ${r.job.slice(0, 16)}…, not ${id.slice(0, 16)}… (other settings)`;
+  const other = versionMismatch(r);
+  if (other) return `it was computed by ${other}`;
+  const stray = Object.keys(r.samples).find((u) => !ownsUnit(index, count, Number(u)));
+  return stray === undefined ? undefined : `it holds samples of unit ${stray}, which is not its own`;
+}
+
+/** A shard finished by an earlier run of the same command (and of these versions), or undefined; a kept file that is not is deleted. */
+function readShard(file: string, id: string, index: number, count: number): ShardResult | undefined {
   if (!existsSync(file)) return undefined;
+  let raw: unknown;
   try {
-    const got = ShardResult.safeParse(JSON.parse(readFileSync(file, "utf8")));
-    return got.success ? got.data : undefined;
+    raw = JSON.parse(readFileSync(file, "utf8"));
   } catch {
-    return undefined; // unreadable: computed again
+    raw = undefined; // unreadable: computed again
   }
+  if (raw !== undefined && !shardProblem(raw, id, index, count)) return raw as ShardResult;
+  rmSync(file, { force: true });
+  return undefined;
+}
+
+/** The finished shards kept in the folder. */
+function countShards(out: string): number {
+  try {
+    return readdirSync(join(out, SHARDS_DIR)).filter((f) => f.endsWith(".json")).length;
+  } catch {
+    return 0;
+  }
+}
+
+function distinct<T>(xs: T[]): T[] {
+  const seen = new Map(xs.map((x) => [JSON.stringify(x), x]));
+  return [...seen.values()];
 }
 
 /** Once the map is written, the shards kept for a restart go. */

@@ -10,11 +10,13 @@ import { loadCase } from "../data/case.js";
 import { PatchBank } from "../data/patchbank.js";
 import { getMethod } from "../explain/catalog.js";
 import { flagLabel, resolveOptions } from "../explain/methods.js";
+import type { Shard } from "../explain/run.js";
 import type { Model } from "../model/model.js";
 import type { OutcomeName } from "../target/outcome.js";
 import { loadRoiMask } from "../target/roi-mask.js";
 import type { TargetSpec } from "../target/target.js";
 import { REJECTED, type ShardJob, type ShardResult } from "./jobs.js";
+import { shardMachine, shardVersions, versionMismatch } from "./shard-env.js";
 import { shardSamples, unshardable } from "./shards.js";
 
 export interface ShardIo {
@@ -26,7 +28,13 @@ export interface ShardIo {
   checkpointPath: string;
 }
 
-export async function runShard(p: ShardJob, io: ShardIo): Promise<ShardResult> {
+export async function runShard(jobId: string, p: ShardJob, io: ShardIo): Promise<ShardResult> {
+  // samples of other versions may differ: such a job waits for workers of its own version
+  const other = versionMismatch(p, shardVersions());
+  if (other)
+    throw new UnrecoverableError(
+      `${REJECTED}the job was queued by ${other.replace(/this run/g, "this worker")}; run workers of the enqueuer's versions`,
+    );
   const def = getMethod(p.method.name);
   const options = resolveOptions(def, p.method.options);
   // the enqueuer refuses these; a job that asks anyway is not segcause's own
@@ -40,14 +48,14 @@ export async function runShard(p: ShardJob, io: ShardIo): Promise<ShardResult> {
     const kase = await loadCase(model, image, mask);
     const roi: TargetSpec["roi"] = "mask" in p.roi ? { mask: await loadRoiMask(await io.fetch(p.roi.mask), model, kase) } : p.roi;
     const target: TargetSpec = { roi, outcome: p.outcome as OutcomeName, reference: p.reference };
-    const skipped = new Set<number>();
-    const shard = { ...p.shard, skipped };
+    const shard: Shard = { ...p.shard };
     const run = { seed: p.seed, batchSize: p.batchSize, checkpointPath: io.checkpointPath, incremental: p.incremental, shard };
     await def.explain({ model, kase, target, run, bank, options });
     const saved = JSON.parse(readFileSync(io.checkpointPath, "utf8")) as ShardResult;
     await rm(io.checkpointPath, { force: true });
     // units the RoI cannot see took no pass: the gathering run skips them itself, as a local run does
     const mine = shardSamples(saved.samples, p.shard.index, p.shard.count);
-    return { key: saved.key, samples: Object.fromEntries(Object.entries(mine).filter(([u]) => !skipped.has(Number(u)))) };
+    const samples = Object.fromEntries(Object.entries(mine).filter(([u]) => !shard.unreachable?.(Number(u))));
+    return { job: jobId, ...shardVersions(), machine: shardMachine(), key: saved.key, samples };
   });
 }

@@ -207,7 +207,7 @@ async function runControl(p: ControlJob, redis: Redis, s: WorkerSettings, models
 
 async function runShardJob(id: string, p: ShardJob, redis: Redis, s: WorkerSettings, models: Models): Promise<ShardResult> {
   mkdirSync(join(s.cache, "checkpoints"), { recursive: true });
-  return runShard(p, {
+  return runShard(id, p, {
     fetch: (b) => fetchBlob(redis, b, s.cache),
     withModel: (f) => withJobModel(p, redis, s, models, ({ model }) => f(model)),
     checkpointPath: join(s.cache, "checkpoints", `${blobName(id)}.json`),

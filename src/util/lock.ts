@@ -9,6 +9,7 @@ import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { fail } from "../errors.js";
 import { createExclusiveSync, tempName } from "./atomic.js";
+import { redactCommand } from "./redact.js";
 
 export interface LockRecord {
   format: "segcause.lock/1";
@@ -67,7 +68,8 @@ export function lockFolder(dir: string, opts: { name?: string; what?: string; wa
     pid: process.pid,
     host: hostname(),
     started: new Date().toISOString(),
-    command: ["segcause", ...process.argv.slice(2)].join(" "),
+    // the lock is readable by every local user and printed by a second run: no password in it
+    command: ["segcause", ...redactCommand(process.argv.slice(2))].join(" "),
   };
   const mine = JSON.stringify(rec, null, 1);
   const tmp = join(dir, tempName(opts.name ?? LOCK_FILE));
