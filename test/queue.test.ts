@@ -303,7 +303,7 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       await r.stop();
       expect(await within(run.done, 120_000, "the enqueuer stops after Redis went away")).toBe(1);
       const lines = run.err().trim().split("\n");
-      expect(lines).toHaveLength(1);
+      expect(lines, run.err()).toHaveLength(1);
       expect(lines[0]).toMatch(/^segcause: error: lost the connection to Redis at redis:\/\/127\.0\.0\.1:\d+\/0 .*rerun the same command/);
       await r.start();
       const w = worker(r.url);
