@@ -33,6 +33,7 @@ import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
 import { type StudyPoint, studyModel } from "./fidelity-study.js";
 import { incrementalBench } from "./incremental.js";
+import { opCostBench } from "./op-cost.js";
 import type { OracleBound } from "./oracle.js";
 import { regionsBench } from "./regions.js";
 import { SCALE_CASES, type ScaleCase, scaleBench } from "./scale.js";
@@ -179,6 +180,7 @@ interface BenchFlags {
   studyCases: number;
   studyRefSamples: number;
   incremental: boolean;
+  opCost: boolean;
   scale: boolean;
   scaleCases: string;
 }
@@ -360,6 +362,7 @@ async function main(): Promise<void> {
       "only wall time of maps with full vs RoI-cropped passes: the demo's PdCR map (--no-demo skips it), then a zero map per model of --models (default here: every shipped 2D model)",
       false,
     )
+    .option("--op-cost", "only the executor cost model's constants, measured on --models (default here: unet-ph2) (./op-cost.ts)", false)
     .option(
       "--scale",
       "only evaluate (and a tiny explain) run here vs --queue with local workers on a redis-server started for it (./scale.ts)",
@@ -385,6 +388,13 @@ async function main(): Promise<void> {
   if (f.incremental) {
     const models = f.models === "demo" ? shippedModels().filter((p) => !p.includes("/volumes/")) : paths;
     out.incremental = await incrementalBench(models, { demo: f.demo });
+    if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
+    return;
+  }
+  if (f.opCost) {
+    const models = f.models === "demo" ? selectModels("unet-ph2", demoModel) : paths;
+    out.opCost = [];
+    for (const m of models) (out.opCost as unknown[]).push(await opCostBench(m));
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;
   }

@@ -16,6 +16,7 @@ import type { Box } from "../onnx/regions.js";
 import { binarize } from "../target/outcome.js";
 import type { Target } from "../target/target.js";
 import { ChangedPasses } from "./changed-executor.js";
+import { executorCosts } from "./executor-cost.js";
 
 export type IncrementalMode = "auto" | "on" | "off";
 export const INCREMENTAL_MODES: readonly IncrementalMode[] = ["auto", "on", "off"];
@@ -28,14 +29,7 @@ export const INCREMENTAL_MODES: readonly IncrementalMode[] = ["auto", "on", "off
  */
 export const AUTO_MAC_SHARE = 0.6;
 
-/**
- * `auto` and `on` run changed-region passes (phase 3) instead of RoI-cropped ones when their mean
- * multiply-adds over the run's blocks are at most this share of the cropped pass's: a count again. Below
- * it the saving pays for what the counts leave out (pasting each tile into its cached tensor, many small ops).
- */
-export const CHANGED_SHARE_OF_CROP = 0.5;
-
-/** Which incremental executor to run: chosen by the counts, or forced (tests, the bench). */
+/** Which incremental executor to run: chosen by the cost model (./executor-cost.ts), or forced (tests, the bench). */
 export type ExecutorChoice = "counts" | "roi-crop" | "changed-region";
 
 /** Largest |difference| between the cropped and the full graph's RoI outputs on the unperturbed input that is accepted as float rounding. */
@@ -55,6 +49,22 @@ export interface ExecutorRecord {
   cropMacShare?: number;
   /** changed-region passes: the block (row, col, height, width) checked against the cropped graph at open; maxDiff is its */
   checkBlock?: number[];
+  /** the cost model's estimate of the run with cropped and with changed-region passes, in full passes' multiply-adds, and what it picks */
+  cost?: {
+    cropped: number;
+    changed: number;
+    pick: "roi-crop" | "changed-region";
+    /** what it was given besides the multiply-add shares: passes in reach, items per call, the graphs' ops (full, cropped, changed-region) */
+    passes: number;
+    itemsPerBox: number;
+    ops: [number, number, number];
+  };
+}
+
+/** How the run's passes are shaped, for the cost model: items per call of one block, and passes per block in reach (a lower bound when the schedule adapts). */
+export interface PassShape {
+  itemsPerBox: number;
+  passesPerBlock: number;
 }
 
 /** A perturbation box of the input, as the block methods' units give it. */
@@ -107,7 +117,7 @@ export class RoiExecutor {
     base: { input: Float32Array; output: Float32Array },
     mode: IncrementalMode,
     batchSize: number,
-    opts: { units?: readonly PixelBox[]; executor?: ExecutorChoice } = {},
+    opts: { units?: readonly PixelBox[]; executor?: ExecutorChoice; shape?: PassShape } = {},
   ): Promise<{ executor?: RoiExecutor; why: string }> {
     if (mode === "off") return { why: "--incremental off" };
     if (model.card.output.layout === "nhwc" || model.outputDims.length !== 3) {
@@ -167,7 +177,8 @@ export class RoiExecutor {
       return { why };
     }
     if (opts.executor !== "roi-crop" && opts.units?.length) {
-      const why3 = await ex.openChanged(target, base, share, opts.units, opts.executor === "changed-region");
+      const shape = opts.shape ?? { itemsPerBox: 1, passesPerBlock: 1 };
+      const why3 = await ex.openChanged(target, base, { share, ops: cg.nodes }, opts.units, shape, opts.executor === "changed-region");
       if (why3 && opts.executor === "changed-region") {
         await ex.release();
         fail(why3, "use --incremental off, or the RoI-cropped executor");
@@ -183,14 +194,15 @@ export class RoiExecutor {
 
   /**
    * Phase 3: derives the changed-region graph, estimates its mean multiply-adds over (up to 32 of) the
-   * run's blocks in reach, and when the counts choose it (or `force`), checks one perturbed block against
+   * run's blocks in reach, and when the cost model chooses it (or `force`), checks one perturbed block against
    * the RoI-cropped graph (checked against full inference on the unperturbed input before). Returns why not, or "" when changed-region passes are on.
    */
   private async openChanged(
     target: Target,
     base: { input: Float32Array; output: Float32Array },
-    cropShare: number,
+    crop: { share: number; ops: number },
     units: readonly PixelBox[],
+    shape: PassShape,
     force: boolean,
   ): Promise<string> {
     const { model } = this;
@@ -218,8 +230,32 @@ export class RoiExecutor {
     } catch (e) {
       return `the changed-region graph cannot plan this model's windows: ${(e as Error).message.split("\n")[0]}`;
     }
-    if (!force && share > CHANGED_SHARE_OF_CROP * cropShare)
-      return `a changed-region pass would cost ${(100 * share).toFixed(1)}% of a full pass, the RoI-cropped one ${(100 * cropShare).toFixed(0)}% (changed-region runs at ${100 * CHANGED_SHARE_OF_CROP}% of the cropped or less)`;
+    const cropShare = crop.share;
+    const F = cg.fullMacs;
+    const nPasses = inReach.length * shape.passesPerBlock;
+    const fullOps = model.proto().graph!.node.length;
+    const est = executorCosts({
+      fullMacs: F,
+      fullOps,
+      cropMacs: cropShare * F,
+      cropOps: crop.ops,
+      changedMacs: share * F,
+      changedOps: cg.nodes,
+      batch: this.batchSize,
+      itemsPerBox: shape.itemsPerBox,
+      passes: nPasses,
+    });
+    const cost = {
+      cropped: Number((est.cropped / F).toFixed(2)),
+      changed: Number((est.changed / F).toFixed(2)),
+      pick: est.pick,
+      passes: nPasses,
+      itemsPerBox: shape.itemsPerBox,
+      ops: [fullOps, crop.ops, cg.nodes] as [number, number, number],
+    };
+    this.record.cost = cost;
+    if (!force && est.pick !== "changed-region")
+      return `the cost model puts ${nPasses} changed-region passes (${(100 * share).toFixed(1)}% of a full pass's multiply-adds each, ${cg.nodes} ops, ${shape.itemsPerBox} item${shape.itemsPerBox === 1 ? "" : "s"} per call, plus opening them) at ${cost.changed} full passes, the RoI-cropped ones (${(100 * cropShare).toFixed(0)}%, ${crop.ops} ops, batch ${this.batchSize}) at ${cost.cropped}`;
     // The check: the block in reach nearest the RoI's centre, every value moved by 0.5, through both graphs.
     const [cy, cx] = [b.row + b.height / 2, b.col + b.width / 2];
     const u = inReach.reduce((best, v) =>
