@@ -394,7 +394,7 @@ async function main(): Promise<void> {
   if (f.opCost) {
     const models = f.models === "demo" ? selectModels("unet-ph2", demoModel) : paths;
     out.opCost = [];
-    for (const m of models) (out.opCost as unknown[]).push(await opCostBench(m));
+    for (const m of models) for (const threads of [1, 2]) (out.opCost as unknown[]).push(await opCostBench(m, threads));
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;
   }

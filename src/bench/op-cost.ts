@@ -1,6 +1,6 @@
 /**
  * `npm run bench -- --op-cost`: measures the constants of the executor cost model (src/explain/executor-cost.ts).
- * On one model (one session, one thread), the CPU time of a call of the full graph, the RoI-cropped graph
+ * On one model (one session, 1 and 2 threads), the CPU time of a call of the full graph, the RoI-cropped graph
  * (centre 32 px RoI), the changed-region graph (16 px blocks in reach) and a one-op graph, fitted by
  * least squares as a·MACs + b·ops + c; prints b/a (OP_MACS), c/a (RUN_MACS) and the changed-region
  * executor's opening time per op over a (OPEN_MACS_PER_OP). CPU time, not wall time: on a loaded machine it scatters less.
@@ -10,13 +10,14 @@ import { ModelProtoSchema, NodeProtoSchema } from "onnx-buf";
 import { ChangedPasses } from "../explain/changed-executor.js";
 import { Model } from "../model/model.js";
 import { Sessions, type TensorData } from "../model/runtime.js";
+import { valueInfo } from "../onnx/builder.js";
 import { changedGraph, planBox, type Win } from "../onnx/changed.js";
 import { cropGraph } from "../onnx/crop.js";
-import { valueInfo } from "../onnx/builder.js";
 
 export interface OpCostResult {
   model: string;
-  rows: { graph: string; macs: number; ops: number; cpuMs: number }[];
+  threads: number;
+  rows: { graph: string; macs: number; ops: number; cpuMs: number; firstMs?: number }[];
   usPerMac: number;
   usPerOp: number;
   usPerRun: number;
@@ -74,9 +75,9 @@ function fit(rows: { macs: number; ops: number; cpuMs: number }[], c: number): [
   return [(smt * snn - snt * smn) / det, (snt * smm - smt * smn) / det];
 }
 
-export async function opCostBench(path: string, reps = 9, log: (s: string) => void = console.error): Promise<OpCostResult> {
-  const model = await Model.load(path, { threads: 1, workers: 1 });
-  const cfg = { threads: 1, workers: 1, device: model.device };
+export async function opCostBench(path: string, threads: number, reps = 9, log: (s: string) => void = console.error): Promise<OpCostResult> {
+  const model = await Model.load(path, { threads, workers: 1 });
+  const cfg = { threads, workers: 1, device: model.device };
   const [C, H, W] = [model.channels, model.height, model.width];
   const input = new Float32Array(C * H * W).map((_, i) => Math.sin(i) * 0.5 + 0.5);
   const roi = { rows: [H / 2 - 16, H / 2 + 16] as [number, number], cols: [W / 2 - 16, W / 2 + 16] as [number, number] };
@@ -86,8 +87,7 @@ export async function opCostBench(path: string, reps = 9, log: (s: string) => vo
     log(`op-cost: ${path}`);
     const one = await Sessions.open(oneOpModel(), cfg);
     opened.push(one);
-    const usPerRun =
-      1000 * (await perCall(() => one.run(0, { x: { type: "float32", data: new Float32Array(1), dims: [1, 1, 1, 1] } }), 5 * reps));
+    const usPerRun = 1000 * (await perCall(() => one.run(0, { x: { type: "float32", data: new Float32Array(1), dims: [1, 1, 1, 1] } }), 5 * reps));
     const full = await Sessions.open(model.bytes, cfg);
     opened.push(full);
     const fullOps = model.proto().graph!.node.length;
@@ -115,7 +115,12 @@ export async function opCostBench(path: string, reps = 9, log: (s: string) => vo
           ]);
       for (const box of boxes.slice(0, 12)) {
         const tile = passes.tile(input, box);
+        // the first call of a box: a new box means new window shapes, which ONNX Runtime plans again
+        const t1 = cpu();
+        await passes.run(box, [tile]);
+        const firstMs = cpu() - t1;
         rows.push({
+          firstMs,
           graph: `changed-region ${box[0][0]},${box[1][0]}`,
           macs: planBox(cg0, box).macs,
           ops: cg0.nodes,
@@ -129,6 +134,7 @@ export async function opCostBench(path: string, reps = 9, log: (s: string) => vo
     const [a, b] = fit(rows, c);
     const r: OpCostResult = {
       model: path.split("/").pop()!,
+      threads,
       rows,
       usPerMac: 1000 * a,
       usPerOp: 1000 * b,
@@ -138,16 +144,17 @@ export async function opCostBench(path: string, reps = 9, log: (s: string) => vo
       runMacs: c / a,
       openMacsPerOp: (openMs - rows[0].cpuMs) / (fullOps + cg0.nodes) / a,
     };
-    console.log(`\n## Executor cost model (${r.model}, 1 thread, median CPU ms per call)`);
-    console.log("graph | MACs | ops | CPU ms");
-    console.log("---|---|---|---");
-    for (const x of rows) console.log(`${x.graph} | ${(x.macs / 1e6).toFixed(1)} M | ${x.ops} | ${x.cpuMs.toFixed(2)}`);
+    console.log(`\n## Executor cost model (${r.model}, 1 session × ${threads} thread(s), median CPU ms per call)`);
+    console.log("graph | MACs | ops | CPU ms | first call of a box");
+    console.log("---|---|---|---|---");
+    for (const x of rows)
+      console.log(
+        `${x.graph} | ${(x.macs / 1e6).toFixed(1)} M | ${x.ops} | ${x.cpuMs.toFixed(2)} | ${x.firstMs === undefined ? "–" : x.firstMs.toFixed(2)}`,
+      );
     console.log(
       `\nfit: ${(1e6 * r.usPerMac).toFixed(3)} µs per MMAC, ${r.usPerOp.toFixed(1)} µs per op, ${r.usPerRun.toFixed(1)} µs per call; opening changed-region passes ${openMs.toFixed(0)} ms CPU`,
     );
-    console.log(
-      `OP_MACS = ${r.opMacs.toPrecision(2)}, RUN_MACS = ${r.runMacs.toPrecision(2)}, OPEN_MACS_PER_OP = ${r.openMacsPerOp.toPrecision(2)}`,
-    );
+    console.log(`OP_MACS = ${r.opMacs.toPrecision(2)}, RUN_MACS = ${r.runMacs.toPrecision(2)}, OPEN_MACS_PER_OP = ${r.openMacsPerOp.toPrecision(2)}`);
     return r;
   } finally {
     await Promise.all(opened.map((s) => s.release()));

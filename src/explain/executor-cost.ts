@@ -11,13 +11,14 @@
  * (src/bench/op-cost.ts): one session, one thread, median CPU time per call fitted as a·MACs + b·ops + c
  * over the full, RoI-cropped and changed-region graphs (16 px blocks, centre 32 px RoI), c from a one-op
  * graph; OP_MACS = b/a, RUN_MACS = c/a, OPEN_MACS_PER_OP = (CPU time of opening changed-region passes,
- * less its full pass) / (ops of the full and the changed-region graph) / a. Medians of four fits, on
- * unet-ph2 (3) and segnet-ph2 (1), 2026-12-07, 2-core AMD EPYC under load: b/a 1.2–1.4e6, c/a 1.6–4.0e6,
- * opening 1.5–2.1e8 per op (about 0.9 s, 26 full passes of unet-ph2). With two threads per session the
- * per-op share is larger (each op also synchronises the threads), so these constants favour changed-region passes a little.
+ * less its full pass) / (ops of the full and the changed-region graph) / a. Medians of ten fits, on
+ * unet-ph2 (7) and segnet-ph2 (3), 1 and 2 threads, 2026-12-07, 2-core AMD EPYC under load: b/a 0.85–1.7e6,
+ * c/a 1.4–7.9e6, opening 1.1–2.3e8 per op (about 1 s of CPU, 26 full passes of unet-ph2). Two threads
+ * gave the same per-op share as one. Not modelled: a box's first call (new window shapes) costing about a
+ * third more, and the JavaScript side (diffing the input, planning a box's windows).
  */
 export const OP_MACS = 1.25e6;
-export const RUN_MACS = 2.6e6;
+export const RUN_MACS = 2.3e6;
 export const OPEN_MACS_PER_OP = 1.9e8;
 
 /** What the model's graphs cost per pass and how the run's passes are shaped. */

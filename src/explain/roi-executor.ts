@@ -10,24 +10,25 @@ import { type BatchPlan, BatchRunner } from "../model/batches.js";
 import type { Model } from "../model/model.js";
 import type { InputWriter, OutputReader } from "../model/runner.js";
 import { Sessions, type TensorData } from "../model/runtime.js";
-import { changedGraph, planBox } from "../onnx/changed.js";
+import { changedGraph } from "../onnx/changed.js";
 import { cropGraph } from "../onnx/crop.js";
 import type { Box } from "../onnx/regions.js";
 import { binarize } from "../target/outcome.js";
 import type { Target } from "../target/target.js";
 import { ChangedPasses } from "./changed-executor.js";
+import { AUTO_MAC_SHARE, changedShare, type PixelBox } from "./executor-choice.js";
 import { executorCosts } from "./executor-cost.js";
 
 export type IncrementalMode = "auto" | "on" | "off";
 export const INCREMENTAL_MODES: readonly IncrementalMode[] = ["auto", "on", "off"];
 
 /**
- * `auto` runs the cropped graph when one pass costs at most this share of the full pass's multiply-adds.
+ * `auto` runs the cropped graph when one pass costs at most AUTO_MAC_SHARE of the full pass's multiply-adds.
  * A share, not a timed probe: the choice (and so the map's last bits) must not depend on the machine's
  * load. Measured (docs/performance.md): 25-29% of the multiply-adds ran 3.3-4.7x faster, 45% 1.7x, 51-54% (the
  * 128² models, whose short maps barely repay deriving the graph) 1.0-1.3x; per pass it is not slower up to there.
  */
-export const AUTO_MAC_SHARE = 0.6;
+export { AUTO_MAC_SHARE, type PixelBox } from "./executor-choice.js";
 
 /** Which incremental executor to run: chosen by the cost model (./executor-cost.ts), or forced (tests, the bench). */
 export type ExecutorChoice = "counts" | "roi-crop" | "changed-region";
@@ -65,14 +66,6 @@ export interface ExecutorRecord {
 export interface PassShape {
   itemsPerBox: number;
   passesPerBlock: number;
-}
-
-/** A perturbation box of the input, as the block methods' units give it. */
-export interface PixelBox {
-  row: number;
-  col: number;
-  height: number;
-  width: number;
 }
 
 export class RoiExecutor {
@@ -214,22 +207,14 @@ export class RoiExecutor {
       return `no changed-region graph for this model: ${(e as Error).message.split("\n")[0]}`;
     }
     const [[r0, r1], [c0, c1]] = [this.inputBox[2], this.inputBox[3]];
-    const clip = (u: PixelBox): [number, number][] => [
-      [Math.max(u.row, r0), Math.min(u.row + u.height, r1)],
-      [Math.max(u.col, c0), Math.min(u.col + u.width, c1)],
-    ];
-    const inReach = units.filter((u) => this.reaches(u.row, u.col, u.height, u.width));
-    if (inReach.length === 0) return "no block reaches the RoI";
-    const sample = Array.from(
-      { length: Math.min(32, inReach.length) },
-      (_, i) => inReach[Math.floor((i * inReach.length) / Math.min(32, inReach.length))],
-    );
     let share: number;
+    let inReach: PixelBox[];
     try {
-      share = sample.reduce((s, u) => s + planBox(cg, clip(u)).macs, 0) / sample.length / cg.fullMacs;
+      ({ inReach, share } = changedShare(cg, this.inputBox, units));
     } catch (e) {
       return `the changed-region graph cannot plan this model's windows: ${(e as Error).message.split("\n")[0]}`;
     }
+    if (inReach.length === 0) return "no block reaches the RoI";
     const cropShare = crop.share;
     const F = cg.fullMacs;
     const nPasses = inReach.length * shape.passesPerBlock;
