@@ -8,7 +8,7 @@ import type { ModelProto } from "onnx-buf";
 import { type ChangedGraph, changedGraph, planBox } from "../onnx/changed.js";
 import { cropGraph } from "../onnx/crop.js";
 import type { Box } from "../onnx/regions.js";
-import { executorCosts } from "./executor-cost.js";
+import { type ExecutorCosts, executorCosts } from "./executor-cost.js";
 
 /** A perturbation box of the input, as the block methods' units give it. */
 export interface PixelBox {
@@ -33,6 +33,31 @@ export function changedShare(cg: ChangedGraph, inputBox: Box, units: readonly Pi
     [Math.max(u.col, c0), Math.min(u.col + u.width, c1)],
   ];
   return { inReach, share: sample.reduce((s, u) => s + planBox(cg, clip(u)).macs, 0) / n / cg.fullMacs };
+}
+
+/** The cost model's estimate for a run of `blocksInReach` blocks, `itemsPerBox` items per call each (one round), batch `batch`. */
+export function runCosts(
+  cg: ChangedGraph,
+  fullOps: number,
+  crop: { macs: number; ops: number },
+  changedShare: number,
+  blocksInReach: number,
+  shape: { itemsPerBox: number; passesPerBlock: number },
+  batch: number,
+): ExecutorCosts & { passes: number } {
+  const passes = blocksInReach * shape.passesPerBlock;
+  const c = executorCosts({
+    fullMacs: cg.fullMacs,
+    fullOps,
+    cropMacs: crop.macs,
+    cropOps: crop.ops,
+    changedMacs: changedShare * cg.fullMacs,
+    changedOps: cg.nodes,
+    batch,
+    itemsPerBox: shape.itemsPerBox,
+    passes,
+  });
+  return { ...c, passes };
 }
 
 export interface AutoPreview {
@@ -75,17 +100,15 @@ export function previewAuto(model: ModelProto, H: number, W: number, blocks: num
     for (let y = 0; y < H; y += block) for (let x = 0; x < W; x += block) units.push({ row: y, col: x, height: block, width: block });
     const { inReach, share } = changedShare(cg, crop.inputBox, units);
     for (const k of itemsPerBox) {
-      const c = executorCosts({
-        fullMacs: cg.fullMacs,
-        fullOps: model.graph!.node.length,
-        cropMacs: crop.macs,
-        cropOps: crop.nodes,
-        changedMacs: share * cg.fullMacs,
-        changedOps: cg.nodes,
-        batch: 8,
-        itemsPerBox: k,
-        passes: inReach.length * k,
-      });
+      const c = runCosts(
+        cg,
+        model.graph!.node.length,
+        { macs: crop.macs, ops: crop.nodes },
+        share,
+        inReach.length,
+        { itemsPerBox: k, passesPerBlock: k },
+        8,
+      );
       out.push({ block, itemsPerBox: k, pick: c.pick, cropShare, changedShare: share, cost: [c.cropped / cg.fullMacs, c.changed / cg.fullMacs] });
     }
   }

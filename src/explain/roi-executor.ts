@@ -16,8 +16,7 @@ import type { Box } from "../onnx/regions.js";
 import { binarize } from "../target/outcome.js";
 import type { Target } from "../target/target.js";
 import { ChangedPasses } from "./changed-executor.js";
-import { AUTO_MAC_SHARE, changedShare, type PixelBox } from "./executor-choice.js";
-import { executorCosts } from "./executor-cost.js";
+import { AUTO_MAC_SHARE, changedShare, type PixelBox, runCosts } from "./executor-choice.js";
 
 export type IncrementalMode = "auto" | "on" | "off";
 export const INCREMENTAL_MODES: readonly IncrementalMode[] = ["auto", "on", "off"];
@@ -217,19 +216,9 @@ export class RoiExecutor {
     if (inReach.length === 0) return "no block reaches the RoI";
     const cropShare = crop.share;
     const F = cg.fullMacs;
-    const nPasses = inReach.length * shape.passesPerBlock;
     const fullOps = model.proto().graph!.node.length;
-    const est = executorCosts({
-      fullMacs: F,
-      fullOps,
-      cropMacs: cropShare * F,
-      cropOps: crop.ops,
-      changedMacs: share * F,
-      changedOps: cg.nodes,
-      batch: this.batchSize,
-      itemsPerBox: shape.itemsPerBox,
-      passes: nPasses,
-    });
+    const est = runCosts(cg, fullOps, { macs: cropShare * F, ops: crop.ops }, share, inReach.length, shape, this.batchSize);
+    const nPasses = est.passes;
     const cost = {
       cropped: Number((est.cropped / F).toFixed(2)),
       changed: Number((est.changed / F).toFixed(2)),
