@@ -75,7 +75,7 @@ function describeExecutors(p: AutoPreview[] | { error: string }): string[] {
     `  --incremental auto, centre 32 px RoI (RoI-cropped pass ${(100 * first.cropShare!).toFixed(0)}% of a full pass's multiply-adds; the whole network it needs can run changed-region):`,
     ...p.map(
       (x) =>
-        `    ${x.block} px blocks, ${x.itemsPerBox === 1 ? "1 item per call (zero, occlusion)" : `${x.itemsPerBox} items per call (a PdCR round)`}: ${x.pick} (changed-region pass ${(100 * x.changedShare!).toFixed(1)}%; run cost ${x.cost![1].toFixed(0)} vs ${x.cost![0].toFixed(0)} full passes cropped)`,
+        `    ${x.block} px blocks, ${x.itemsPerBox === 1 ? "1 item per call (zero, occlusion)" : `${x.itemsPerBox} items per call (a PdCR round)`}: ${x.pick} (changed-region pass ${(100 * x.changedShare!).toFixed(1)}%; the run costs ${x.cost![1].toFixed(0)} full passes' worth so, ${x.cost![0].toFixed(0)} cropped)`,
     ),
   ];
 }
