@@ -9,10 +9,13 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
+import { executorInfo } from "../src/cli/info.js";
 import { loadCase } from "../src/data/case.js";
+import type { AutoPreview } from "../src/explain/executor-choice.js";
+import { executorCosts, type RunShape } from "../src/explain/executor-cost.js";
 import { explainOcclusion } from "../src/explain/occlusion.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
-import { RoiExecutor } from "../src/explain/roi-executor.js";
+import { type ExecutorRecord, RoiExecutor } from "../src/explain/roi-executor.js";
 import { RunContext } from "../src/explain/run.js";
 import { Model } from "../src/model/model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
@@ -145,12 +148,50 @@ describe("changed-region passes on a tiny local model", () => {
         expect(rec.maxDiff).toBeLessThan(1e-6);
         expect(on.notes.join(" ")).toMatch(/incremental \(changed-region\) passes/);
       }
-      // the counts choose it by themselves here (a 4 px block costs far less than the crop)
+      // auto follows the cost model: on 4 px blocks the changed-region pass has fewer multiply-adds, but on a model this small
+      // the per-op overhead of its many small ops and its opening cost dominate, so the cropped passes are cheaper
       const auto = await explainZero(model, kase, target, { seed: 3, incremental: "auto", blockSize: 4 });
-      expect(auto.provenance.settings.incremental).toMatchObject({ executor: "changed-region" });
+      const rec = auto.provenance.settings.incremental as ExecutorRecord;
+      expect(rec.executor).toBe(rec.cost!.pick);
+      expect(rec.cost!.changed).toBeGreaterThan(rec.cost!.cropped);
+      expect(rec.executor).toBe("roi-crop");
+      expect(auto.notes.join(" ")).toMatch(/RoI-cropped rather than changed-region passes: the cost model/);
     } finally {
       await model.release();
     }
+  });
+});
+
+describe("the executor cost model", () => {
+  // a 256² U-Net's shape: a cropped pass of 29% of the multiply-adds, a changed-region pass of 3% with six times the ops
+  const shape: RunShape = {
+    fullMacs: 3e9,
+    fullOps: 60,
+    cropMacs: 0.29 * 3e9,
+    cropOps: 62,
+    changedMacs: 0.03 * 3e9,
+    changedOps: 360,
+    batch: 8,
+    itemsPerBox: 1,
+    passes: 250,
+  };
+  it("charges per op and per call, shares them among the items of a call, and amortises the opening over the passes", () => {
+    const at = (s: Partial<RunShape>) => executorCosts({ ...shape, ...s });
+    // per-op overhead: more ops in the changed-region graph cost more, fewer multiply-adds cost less
+    expect(at({ changedOps: 720 }).changed).toBeGreaterThan(at({}).changed);
+    expect(at({ changedMacs: 0.01 * 3e9 }).changed).toBeLessThan(at({}).changed);
+    // the draws of one block share a call: more items per box, cheaper per pass (up to the batch size)
+    expect(at({ itemsPerBox: 4 }).changed).toBeLessThan(at({}).changed);
+    expect(at({ itemsPerBox: 64 }).changed).toBe(at({ itemsPerBox: 8 }).changed);
+    // the opening is paid once: with no passes the cropped run costs nothing and wins, with many the per-pass cost decides
+    expect(at({ passes: 0 }).pick).toBe("roi-crop");
+    const perPass = (s: Partial<RunShape>) => (at({ ...s, passes: 2000 }).changed - at({ ...s, passes: 1000 }).changed) / 1000;
+    const cropPerPass = (at({ passes: 2000 }).cropped - at({ passes: 1000 }).cropped) / 1000;
+    expect(perPass({ itemsPerBox: 4 })).toBeLessThan(cropPerPass);
+    expect(at({ itemsPerBox: 4, passes: 1e5 }).pick).toBe("changed-region");
+    // the choice is strict: equal costs keep the cropped passes
+    const c = at({});
+    expect(c.pick).toBe(c.changed < c.cropped ? "changed-region" : "roi-crop");
   });
 });
 
@@ -158,6 +199,79 @@ const SAMPLE = join(import.meta.dirname, "..", "samples", "lesion.png");
 const shipped = (name: string) => join(import.meta.dirname, "..", "models", `${name}.onnx`);
 
 describe("changed-region passes on shipped models", () => {
+  it("unet-ph2: auto picks what the cost model says, changed-region for several draws per block, and records the estimate", async () => {
+    if (!existsSync(shipped("unet-ph2"))) return void console.warn(`skipped: ${shipped("unet-ph2")} is absent`);
+    const model = await Model.load(shipped("unet-ph2"), { threads: 1 });
+    try {
+      const kase = await loadCase(model, SAMPLE);
+      const roi = { row: 112, col: 112, height: 32, width: 32 };
+      const ctx = await RunContext.open(model, kase, { roi, reference: "prediction", outcome: "mean-prob" }, { batchSize: 8 });
+      const units: { row: number; col: number; height: number; width: number }[] = [];
+      for (let r = 0; r < model.height; r += 16) for (let c = 0; c < model.width; c += 16) units.push({ row: r, col: c, height: 16, width: 16 });
+      const fullMacs = changedGraph(model.proto(), { rows: [112, 144], cols: [112, 144] }).fullMacs;
+      // what `segcause info` says for the centre 32 px RoI and 16 px blocks: the same picks and estimates
+      const info = executorInfo(model) as AutoPreview[];
+      for (const k of [4, 1]) {
+        const { executor } = await RoiExecutor.open(model, ctx.target, { input: ctx.base, output: ctx.baseOutput }, "auto", 8, {
+          units,
+          shape: { itemsPerBox: k, passesPerBlock: k },
+        });
+        try {
+          const rec = executor!.record;
+          const cost = rec.cost!;
+          expect(rec.executor).toBe(cost.pick);
+          expect(cost.itemsPerBox).toBe(k);
+          const inReach = units.filter((u) => executor!.reaches(u.row, u.col, u.height, u.width)).length;
+          expect(cost.passes).toBe(inReach * k);
+          // the estimate again from what the record says (its shares are rounded to 4 digits)
+          const changedShare = rec.executor === "changed-region" ? rec.macShare : undefined;
+          const cropShare = rec.cropMacShare ?? rec.macShare;
+          if (changedShare !== undefined) {
+            const again = executorCosts({
+              fullMacs,
+              fullOps: cost.ops[0],
+              cropMacs: cropShare * fullMacs,
+              cropOps: cost.ops[1],
+              changedMacs: changedShare * fullMacs,
+              changedOps: cost.ops[2],
+              batch: 8,
+              itemsPerBox: k,
+              passes: cost.passes,
+            });
+            expect(again.changed / fullMacs).toBeCloseTo(cost.changed, 0);
+            expect(again.cropped / fullMacs).toBeCloseTo(cost.cropped, 0);
+          }
+          // four draws of a block per call (PdCR's rounds) share the changed-region graph's overhead: it wins on this 256² U-Net
+          if (k === 4) expect(rec.executor).toBe("changed-region");
+          const said = info.find((x) => x.block === 16 && x.itemsPerBox === k)!;
+          expect(said.pick).toBe(rec.executor);
+          expect(said.cost![0]).toBeCloseTo(cost.cropped, 1);
+          expect(said.cost![1]).toBeCloseTo(cost.changed, 1);
+          console.log(`unet-ph2, ${k} item(s) per call: cost model ${cost.changed} vs ${cost.cropped} full passes -> ${cost.pick}`);
+        } finally {
+          await executor?.release();
+        }
+      }
+    } finally {
+      await model.release();
+    }
+  });
+
+  it("deeplab-hc18: segcause info says auto keeps RoI-cropped passes, since the global pooling leaves no changed-region graph", async () => {
+    if (!existsSync(shipped("deeplab-hc18"))) return void console.warn(`skipped: ${shipped("deeplab-hc18")} is absent`);
+    const model = await Model.load(shipped("deeplab-hc18"), { threads: 1 });
+    try {
+      const info = executorInfo(model) as AutoPreview[];
+      expect(info.length).toBe(4);
+      for (const x of info) {
+        expect(x.pick).toBe("roi-crop");
+        expect(x.why).toMatch(/no changed-region graph: GlobalAveragePool/);
+      }
+    } finally {
+      await model.release();
+    }
+  });
+
   for (const [name, roi] of [
     ["unet-ph2", { row: 56, col: 112, height: 32, width: 32 }],
     ["segnet-ph2", { row: 112, col: 112, height: 32, width: 32 }],

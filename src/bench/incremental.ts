@@ -11,7 +11,7 @@ import { loadCase } from "../data/case.js";
 import { PatchBank } from "../data/patchbank.js";
 import type { Attribution } from "../explain/attribution.js";
 import { explainPdcr, explainZero } from "../explain/pdcr.js";
-import { AUTO_MAC_SHARE, CHANGED_SHARE_OF_CROP, type IncrementalMode } from "../explain/roi-executor.js";
+import { AUTO_MAC_SHARE, type ExecutorRecord, type IncrementalMode } from "../explain/roi-executor.js";
 import { Model } from "../model/model.js";
 
 export interface IncrementalRow {
@@ -58,7 +58,7 @@ async function trio(make: Make, name: string, map: string): Promise<IncrementalR
   let changed: IncrementalRow["changed"];
   try {
     const { a: ch, cpuMs } = await timed(make, "on", "changed-region");
-    const rec = ch.provenance.settings.incremental as { macShare: number; cropMacShare: number };
+    const rec = ch.provenance.settings.incremental as ExecutorRecord;
     changed = {
       ms: ch.wallMs,
       speedup: off.wallMs / ch.wallMs,
@@ -66,7 +66,7 @@ async function trio(make: Make, name: string, map: string): Promise<IncrementalR
       identical: same(ch, off),
       maxMapDiff: mapDiff(ch, off),
       macShare: rec.macShare,
-      autoPicks: rec.macShare <= CHANGED_SHARE_OF_CROP * rec.cropMacShare ? "changed-region" : "roi-crop",
+      autoPicks: rec.cost ? `${rec.cost.pick} (${rec.cost.changed} vs ${rec.cost.cropped})` : "?",
     };
   } catch (e) {
     changed = { none: (e as Error).message.split("\n")[0] };

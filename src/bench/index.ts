@@ -35,6 +35,7 @@ import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
 import { type StudyPoint, studyModel } from "./fidelity-study.js";
 import { incrementalBench } from "./incremental.js";
+import { opCostBench } from "./op-cost.js";
 import type { OracleBound } from "./oracle.js";
 import { regionsBench } from "./regions.js";
 import { SCALE_CASES, type ScaleCase, scaleBench } from "./scale.js";
@@ -181,6 +182,7 @@ interface BenchFlags {
   studyCases: number;
   studyRefSamples: number;
   incremental: boolean;
+  opCost: boolean;
   scale: boolean;
   authors: boolean;
   authorsSeconds: number;
@@ -365,6 +367,7 @@ async function main(): Promise<void> {
       "only wall time of maps with full vs RoI-cropped passes: the demo's PdCR map (--no-demo skips it), then a zero map per model of --models (default here: every shipped 2D model)",
       false,
     )
+    .option("--op-cost", "only the executor cost model's constants, measured on --models (default here: unet-ph2) (./op-cost.ts)", false)
     .option(
       "--scale",
       "only evaluate (and a tiny explain) run here vs --queue with local workers on a redis-server started for it (./scale.ts)",
@@ -407,6 +410,13 @@ async function main(): Promise<void> {
   }
   if (f.authors) {
     out.authors = await authorsBench(paths, { seconds: f.authorsSeconds, full: f.authorsFull });
+    if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
+    return;
+  }
+  if (f.opCost) {
+    const models = f.models === "demo" ? selectModels("unet-ph2", demoModel) : paths;
+    out.opCost = [];
+    for (const m of models) for (const threads of [1, 2]) (out.opCost as unknown[]).push(await opCostBench(m, threads));
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;
   }

@@ -1,5 +1,6 @@
 /** `segcause info`: what segcause reads from a model, and what it had to assume. */
 import { Command } from "commander";
+import { type AutoPreview, previewAuto } from "../explain/executor-choice.js";
 import type { CardField } from "../model/card.js";
 import { Model } from "../model/model.js";
 import { type TensorInfo, withInputSize } from "../onnx/graph.js";
@@ -51,6 +52,34 @@ export function regionInfo(model: Model): RegionInfo {
   }
 }
 
+/** `--incremental auto`'s pick for a centre 32 px RoI, 8 and 16 px blocks, one and four items per call (zero ablation, a PdCR round). */
+export function executorInfo(model: Model): AutoPreview[] | { error: string } {
+  if (model.inputDims.length !== 3 || model.card.output.layout === "nhwc") return { error: "the incremental executors are 2D (NCHW) only" };
+  try {
+    const proto = withInputSize(model.proto(), model.inputName, [model.channels, model.height, model.width]);
+    return previewAuto(proto, model.height, model.width, [8, 16], [1, 4]);
+  } catch (e) {
+    return { error: (e as Error).message.split("\n")[0] };
+  }
+}
+
+function describeExecutors(p: AutoPreview[] | { error: string }): string[] {
+  if ("error" in p) return [`  --incremental auto: not analysed (${p.error})`];
+  const first = p[0];
+  if (first.pick === "full") return [`  --incremental auto, centre 32 px RoI: full passes (${first.why})`];
+  if (first.changedShare === undefined)
+    return [
+      `  --incremental auto, centre 32 px RoI: RoI-cropped passes (${(100 * first.cropShare!).toFixed(0)}% of a full pass's multiply-adds); ${first.why}, so no part of the network runs changed-region`,
+    ];
+  return [
+    `  --incremental auto, centre 32 px RoI (RoI-cropped pass ${(100 * first.cropShare!).toFixed(0)}% of a full pass's multiply-adds; the whole network it needs can run changed-region):`,
+    ...p.map(
+      (x) =>
+        `    ${x.block} px blocks, ${x.itemsPerBox === 1 ? "1 item per call (zero, occlusion)" : `${x.itemsPerBox} items per call (a PdCR round)`}: ${x.pick} (changed-region pass ${(100 * x.changedShare!).toFixed(1)}%; the run costs ${x.cost![1].toFixed(0)} full passes' worth so, ${x.cost![0].toFixed(0)} cropped)`,
+    ),
+  ];
+}
+
 function describeRegions(r: RegionInfo): string {
   if ("error" in r) return `  incremental inference: not analysed (${r.error})`;
   const share = `${((100 * r.local) / r.full).toFixed(1)}% of the network's ${(r.full / 1e9).toFixed(2)} GMAC per pass is local`;
@@ -75,6 +104,7 @@ export function describeInfo(out: {
   assumptions: string[];
   defaults: CardDefault[];
   regions: RegionInfo;
+  executors?: AutoPreview[] | { error: string };
 }): string {
   const c = out.card as unknown as {
     name?: string;
@@ -90,6 +120,7 @@ export function describeInfo(out: {
     ...out.inputs.map((t) => `  input:  ${tensor(t)}`),
     ...out.outputs.map((t) => `  output: ${tensor(t)}`),
     describeRegions(out.regions),
+    ...(out.executors ? describeExecutors(out.executors) : []),
     `  card (${out.cardSource}):`,
     `    input ${c.input.height}x${c.input.width} ${c.input.channels}, resized ${c.input.resize ?? "bilinear"}; pixel / ${c.input.scale ?? 1}, then (x − mean [${(c.input.mean ?? []).join(", ")}]) / std [${(c.input.std ?? []).join(", ")}]`,
     `    output ${c.output.name ?? ""} ${c.output.kind}, channel ${c.output.channel}, threshold ${c.output.threshold}`.replace("output  ", "output "),
@@ -132,6 +163,7 @@ export function infoCommand(): Command {
       assumptions: model.resolved.assumptions,
       defaults: cardDefaults(model),
       regions: regionInfo(model),
+      executors: executorInfo(model),
     };
     await model.release();
     emit(

@@ -143,7 +143,7 @@ export async function explainBlocks(
     { input: ctx.base, output: ctx.baseOutput },
     run.incremental ?? "off",
     ctx.runner.batchSize,
-    { units, executor: run.incrementalExecutor },
+    { units, executor: run.incrementalExecutor, shape: passShape(intervention.draws, ad ? ad.strata : spec.estimator.screen) },
   );
   try {
     return await explainWith(ctx, spec, intervention, {
@@ -163,6 +163,17 @@ export async function explainBlocks(
   } finally {
     await executor?.release();
   }
+}
+
+/**
+ * How the run's passes come, for the executor's cost model: a block's draws of one round run in one call
+ * (its screen: S draws, or one per stratum; a deterministic fill repeats none), and every block in reach
+ * is screened once at least (a lower bound: the fast schedule's quadtree may clear blocks in groups, and
+ * passing blocks take more rounds).
+ */
+function passShape(draws: number, perRound: number): { itemsPerBox: number; passesPerBlock: number } {
+  const k = Math.max(1, Math.min(draws, perRound));
+  return { itemsPerBox: k, passesPerBlock: k };
 }
 
 interface Plan {

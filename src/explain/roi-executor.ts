@@ -10,32 +10,26 @@ import { type BatchPlan, BatchRunner } from "../model/batches.js";
 import type { Model } from "../model/model.js";
 import type { InputWriter, OutputReader } from "../model/runner.js";
 import { Sessions, type TensorData } from "../model/runtime.js";
-import { changedGraph, planBox } from "../onnx/changed.js";
+import { changedGraph } from "../onnx/changed.js";
 import { cropGraph } from "../onnx/crop.js";
 import type { Box } from "../onnx/regions.js";
 import { binarize } from "../target/outcome.js";
 import type { Target } from "../target/target.js";
 import { ChangedPasses } from "./changed-executor.js";
+import { AUTO_MAC_SHARE, changedShare, type PixelBox, runCosts } from "./executor-choice.js";
 
 export type IncrementalMode = "auto" | "on" | "off";
 export const INCREMENTAL_MODES: readonly IncrementalMode[] = ["auto", "on", "off"];
 
 /**
- * `auto` runs the cropped graph when one pass costs at most this share of the full pass's multiply-adds.
+ * `auto` runs the cropped graph when one pass costs at most AUTO_MAC_SHARE of the full pass's multiply-adds.
  * A share, not a timed probe: the choice (and so the map's last bits) must not depend on the machine's
  * load. Measured (docs/performance.md): 25-29% of the multiply-adds ran 3.3-4.7x faster, 45% 1.7x, 51-54% (the
  * 128² models, whose short maps barely repay deriving the graph) 1.0-1.3x; per pass it is not slower up to there.
  */
-export const AUTO_MAC_SHARE = 0.6;
+export { AUTO_MAC_SHARE, type PixelBox } from "./executor-choice.js";
 
-/**
- * `auto` and `on` run changed-region passes (phase 3) instead of RoI-cropped ones when their mean
- * multiply-adds over the run's blocks are at most this share of the cropped pass's: a count again. Below
- * it the saving pays for what the counts leave out (pasting each tile into its cached tensor, many small ops).
- */
-export const CHANGED_SHARE_OF_CROP = 0.5;
-
-/** Which incremental executor to run: chosen by the counts, or forced (tests, the bench). */
+/** Which incremental executor to run: chosen by the cost model (./executor-cost.ts), or forced (tests, the bench). */
 export type ExecutorChoice = "counts" | "roi-crop" | "changed-region";
 
 /** Largest |difference| between the cropped and the full graph's RoI outputs on the unperturbed input that is accepted as float rounding. */
@@ -55,14 +49,22 @@ export interface ExecutorRecord {
   cropMacShare?: number;
   /** changed-region passes: the block (row, col, height, width) checked against the cropped graph at open; maxDiff is its */
   checkBlock?: number[];
+  /** the cost model's estimate of the run with cropped and with changed-region passes, in full passes' multiply-adds, and what it picks */
+  cost?: {
+    cropped: number;
+    changed: number;
+    pick: "roi-crop" | "changed-region";
+    /** what it was given besides the multiply-add shares: passes in reach, items per call, the graphs' ops (full, cropped, changed-region) */
+    passes: number;
+    itemsPerBox: number;
+    ops: [number, number, number];
+  };
 }
 
-/** A perturbation box of the input, as the block methods' units give it. */
-export interface PixelBox {
-  row: number;
-  col: number;
-  height: number;
-  width: number;
+/** How the run's passes are shaped, for the cost model: items per call of one block, and passes per block in reach (a lower bound when the schedule adapts). */
+export interface PassShape {
+  itemsPerBox: number;
+  passesPerBlock: number;
 }
 
 export class RoiExecutor {
@@ -107,7 +109,7 @@ export class RoiExecutor {
     base: { input: Float32Array; output: Float32Array },
     mode: IncrementalMode,
     batchSize: number,
-    opts: { units?: readonly PixelBox[]; executor?: ExecutorChoice } = {},
+    opts: { units?: readonly PixelBox[]; executor?: ExecutorChoice; shape?: PassShape } = {},
   ): Promise<{ executor?: RoiExecutor; why: string }> {
     if (mode === "off") return { why: "--incremental off" };
     if (model.card.output.layout === "nhwc" || model.outputDims.length !== 3) {
@@ -167,7 +169,8 @@ export class RoiExecutor {
       return { why };
     }
     if (opts.executor !== "roi-crop" && opts.units?.length) {
-      const why3 = await ex.openChanged(target, base, share, opts.units, opts.executor === "changed-region");
+      const shape = opts.shape ?? { itemsPerBox: 1, passesPerBlock: 1 };
+      const why3 = await ex.openChanged(target, base, { share, ops: cg.nodes }, opts.units, shape, opts.executor === "changed-region");
       if (why3 && opts.executor === "changed-region") {
         await ex.release();
         fail(why3, "use --incremental off, or the RoI-cropped executor");
@@ -183,14 +186,15 @@ export class RoiExecutor {
 
   /**
    * Phase 3: derives the changed-region graph, estimates its mean multiply-adds over (up to 32 of) the
-   * run's blocks in reach, and when the counts choose it (or `force`), checks one perturbed block against
+   * run's blocks in reach, and when the cost model chooses it (or `force`), checks one perturbed block against
    * the RoI-cropped graph (checked against full inference on the unperturbed input before). Returns why not, or "" when changed-region passes are on.
    */
   private async openChanged(
     target: Target,
     base: { input: Float32Array; output: Float32Array },
-    cropShare: number,
+    crop: { share: number; ops: number },
     units: readonly PixelBox[],
+    shape: PassShape,
     force: boolean,
   ): Promise<string> {
     const { model } = this;
@@ -202,24 +206,30 @@ export class RoiExecutor {
       return `no changed-region graph for this model: ${(e as Error).message.split("\n")[0]}`;
     }
     const [[r0, r1], [c0, c1]] = [this.inputBox[2], this.inputBox[3]];
-    const clip = (u: PixelBox): [number, number][] => [
-      [Math.max(u.row, r0), Math.min(u.row + u.height, r1)],
-      [Math.max(u.col, c0), Math.min(u.col + u.width, c1)],
-    ];
-    const inReach = units.filter((u) => this.reaches(u.row, u.col, u.height, u.width));
-    if (inReach.length === 0) return "no block reaches the RoI";
-    const sample = Array.from(
-      { length: Math.min(32, inReach.length) },
-      (_, i) => inReach[Math.floor((i * inReach.length) / Math.min(32, inReach.length))],
-    );
     let share: number;
+    let inReach: PixelBox[];
     try {
-      share = sample.reduce((s, u) => s + planBox(cg, clip(u)).macs, 0) / sample.length / cg.fullMacs;
+      ({ inReach, share } = changedShare(cg, this.inputBox, units));
     } catch (e) {
       return `the changed-region graph cannot plan this model's windows: ${(e as Error).message.split("\n")[0]}`;
     }
-    if (!force && share > CHANGED_SHARE_OF_CROP * cropShare)
-      return `a changed-region pass would cost ${(100 * share).toFixed(1)}% of a full pass, the RoI-cropped one ${(100 * cropShare).toFixed(0)}% (changed-region runs at ${100 * CHANGED_SHARE_OF_CROP}% of the cropped or less)`;
+    if (inReach.length === 0) return "no block reaches the RoI";
+    const cropShare = crop.share;
+    const F = cg.fullMacs;
+    const fullOps = model.proto().graph!.node.length;
+    const est = runCosts(cg, fullOps, { macs: cropShare * F, ops: crop.ops }, share, inReach.length, shape, this.batchSize);
+    const nPasses = est.passes;
+    const cost = {
+      cropped: Number((est.cropped / F).toFixed(2)),
+      changed: Number((est.changed / F).toFixed(2)),
+      pick: est.pick,
+      passes: nPasses,
+      itemsPerBox: shape.itemsPerBox,
+      ops: [fullOps, crop.ops, cg.nodes] as [number, number, number],
+    };
+    this.record.cost = cost;
+    if (!force && est.pick !== "changed-region")
+      return `the cost model puts ${nPasses} changed-region passes (${(100 * share).toFixed(1)}% of a full pass's multiply-adds each, ${cg.nodes} ops, ${shape.itemsPerBox} item${shape.itemsPerBox === 1 ? "" : "s"} per call, plus opening them) at ${cost.changed} full passes, the RoI-cropped ones (${(100 * cropShare).toFixed(0)}%, ${crop.ops} ops, batch ${this.batchSize}) at ${cost.cropped}`;
     // The check: the block in reach nearest the RoI's centre, every value moved by 0.5, through both graphs.
     const [cy, cx] = [b.row + b.height / 2, b.col + b.width / 2];
     const u = inReach.reduce((best, v) =>

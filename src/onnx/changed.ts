@@ -74,6 +74,8 @@ export interface ChangedGraph {
   canvases: Map<string, string>;
   /** multiply-adds of one full pass */
   fullMacs: number;
+  /** ops of the derived graph (the model's own and the pastes' slices, pads and Wheres): each costs a pass its overhead */
+  nodes: number;
 }
 
 /** The int64 feeds, the tile windows and the multiply-adds of one perturbation box. */
@@ -225,8 +227,9 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
     } else throw new CropRefused(`${describeNode(node)} has no changed-region rule`);
   }
   const fullMacs = g.nodes.reduce((s, n) => s + nodeMacs(g, n), 0);
+  const built = buildGraph(model, g, infos, ops, [...caches.values()], canvases);
   return {
-    bytes: buildGraph(model, g, infos, ops, [...caches.values()], canvases),
+    ...built,
     g,
     need,
     input: g.input,
@@ -248,7 +251,7 @@ function buildGraph(
   ops: OpSpec[],
   caches: CacheSpec[],
   canvases: Map<string, string>,
-): Uint8Array {
+): { bytes: Uint8Array; nodes: number } {
   const nodes: NodeProto[] = [];
   const inits = [int64Tensor(`${PREFIX}axes`, [2], [2, 3])];
   const ints: [string, number][] = [];
@@ -373,7 +376,7 @@ function buildGraph(
   graph.initializer = [...graph.initializer, ...inits].filter((t) => used.has(t.name));
   graph.valueInfo = [];
   graph.output = [valueInfo(g.output, ["N", g.dims.get(g.output)![1], "oh", "ow"])];
-  return toBinary(ModelProtoSchema, m);
+  return { bytes: toBinary(ModelProtoSchema, m), nodes: graph.node.length };
 }
 
 /** The dims of a cached copy: [1, C, H, W] padded. */

@@ -29,6 +29,8 @@ export interface CroppedGraph {
   fullMacs: number;
   /** ops run on whole tensors because they have no windowed rule (op and name), in graph order */
   whole: string[];
+  /** ops of the derived graph (a pass's per-op overhead scales with them) */
+  nodes: number;
 }
 
 /** Ops that read their own position of every (broadcast) input. */
@@ -291,7 +293,7 @@ export function cropGraph(model: ModelProto, roi: { rows: [number, number]; cols
   graph.output = [outVi];
   if (opsetOf(m) < 10) throw new CropRefused("opset below 10 has no Slice with inputs");
   const fullMacs = g.nodes.reduce((s, n) => s + nodeMacs(g, n), 0);
-  return { bytes: toBinary(ModelProtoSchema, m), inputBox: inBox, outputBox: outTarget, macs, fullMacs, whole };
+  return { bytes: toBinary(ModelProtoSchema, m), inputBox: inBox, outputBox: outTarget, macs, fullMacs, whole, nodes: graph.node.length };
 }
 
 /**
