@@ -116,6 +116,26 @@ describe("the changed-region graph", () => {
     g.output("y", ["N", 1, 16, 16]);
     expect(() => changedGraph(parseModel(g.toBytes()), { rows: [0, 2], cols: [0, 2] })).toThrow(CropRefused);
   });
+
+  it("refuses a rank-1 constant that broadcasts along the width (a tile would read the wrong columns)", () => {
+    const g = new GraphBuilder("row-vector");
+    const x = g.input("x", ["N", 1, 16, 16]);
+    const c = g.node("Conv", [x, g.constant([1, 1, 3, 3], new Float32Array(9).fill(0.1))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    g.node(
+      "Add",
+      [
+        c,
+        g.constant(
+          [16],
+          Float32Array.from({ length: 16 }, (_, i) => i / 16),
+        ),
+      ],
+      {},
+      ["y"],
+    );
+    g.output("y", ["N", 1, 16, 16]);
+    expect(() => changedGraph(parseModel(g.toBytes()), { rows: [0, 2], cols: [0, 2] })).toThrow(/constant with spatial extent/);
+  });
 });
 
 describe("changed-region passes on a tiny local model", () => {

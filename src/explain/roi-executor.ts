@@ -187,7 +187,7 @@ export class RoiExecutor {
   /**
    * Phase 3: derives the changed-region graph, estimates its mean multiply-adds over (up to 32 of) the
    * run's blocks in reach, and when the cost model chooses it (or `force`), checks one perturbed block against
-   * the RoI-cropped graph (checked against full inference on the unperturbed input before). Returns why not, or "" when changed-region passes are on.
+   * one full pass. Returns why not, or "" when changed-region passes are on.
    */
   private async openChanged(
     target: Target,
@@ -241,16 +241,8 @@ export class RoiExecutor {
     const [C, H, W] = [model.channels, model.height, model.width];
     for (let c = 0; c < C; c++)
       for (let y = u.row; y < u.row + u.height; y++) for (let x = u.col; x < u.col + u.width; x++) check[(c * H + y) * W + x] += 0.5;
-    // The reference: the RoI-cropped graph, checked against full inference on the unperturbed input above.
-    let cropped: Float32Array | undefined;
-    await this.evaluateCropped(
-      [0],
-      (_, dst) => dst.set(check),
-      (d) => {
-        cropped = Float32Array.from(d);
-        return 0;
-      },
-    );
+    // The reference is one full pass: the cropped graph comes from the same needed-region rules, so it could share their error.
+    const full = await model.infer(check, 1);
     let passes: ChangedPasses;
     try {
       passes = await ChangedPasses.open(model, cg, base.input);
@@ -258,6 +250,15 @@ export class RoiExecutor {
       return `ONNX Runtime cannot run the changed-region graph: ${(e as Error).message.split("\n")[0]}`;
     }
     const cropMacs = cropShare * cg.fullMacs;
+    // The check must run the changed-region graph itself: a box it cannot plan would silently run cropped in evaluate.
+    const checkBox = passes.diffBox(check);
+    try {
+      if (!checkBox) throw new Error("the check block changes nothing the RoI reads");
+      passes.plan(checkBox);
+    } catch (e) {
+      await passes.release();
+      return `the changed-region graph cannot plan the check block ${u.row},${u.col}: ${(e as Error).message.split("\n")[0]}`;
+    }
     this.changed = { passes, cropMacs: Infinity };
     let maxDiff = 0;
     let flips = 0;
@@ -266,8 +267,8 @@ export class RoiExecutor {
         [0],
         (_, dst) => dst.set(check),
         (d) => {
-          maxDiff = maxRoiDiff(d, cropped!, target, model);
-          const [p, q] = [binarize(model.card.output, model.outputLayout, d), binarize(model.card.output, model.outputLayout, cropped!)];
+          maxDiff = maxRoiDiff(d, full, target, model);
+          const [p, q] = [binarize(model.card.output, model.outputLayout, d), binarize(model.card.output, model.outputLayout, full)];
           for (const i of target.region.pixels) if (p[i] !== q[i]) flips++;
           return 0;
         },
@@ -280,7 +281,7 @@ export class RoiExecutor {
     if (maxDiff > TOLERANCE || flips > 0) {
       await passes.release();
       this.changed = undefined;
-      return `the changed-region graph's outputs differ from the RoI-cropped graph's for block ${u.row},${u.col} (max |difference| ${maxDiff.toPrecision(2)}, ${flips} RoI mask cells flipped)`;
+      return `the changed-region graph's outputs differ from full inference for block ${u.row},${u.col} (max |difference| ${maxDiff.toPrecision(2)}, ${flips} RoI mask cells flipped)`;
     }
     this.changed.cropMacs = cropMacs;
     Object.assign(this.record, {
@@ -291,7 +292,7 @@ export class RoiExecutor {
       checkBlock: [u.row, u.col, u.height, u.width],
     } satisfies Partial<ExecutorRecord>);
     this.notes.push(
-      `incremental (changed-region) passes: the unperturbed image's tensors are kept, and each pass recomputes every tensor only where the perturbation changes it and the RoI's outputs need it (input rows ${r0}..${r1 - 1}, cols ${c0}..${c1 - 1} can reach the RoI); ${(100 * share).toFixed(1)}% of a full pass's multiply-adds on average over the blocks (the RoI-cropped pass: ${(100 * cropShare).toFixed(0)}%; a box whose changed-region pass would cost more runs cropped); max |difference| from the RoI-cropped pass (itself checked against full inference) on the RoI's outputs for block ${u.row},${u.col}: ${maxDiff.toPrecision(2)}`,
+      `incremental (changed-region) passes: the unperturbed image's tensors are kept, and each pass recomputes every tensor only where the perturbation changes it and the RoI's outputs need it (input rows ${r0}..${r1 - 1}, cols ${c0}..${c1 - 1} can reach the RoI); ${(100 * share).toFixed(1)}% of a full pass's multiply-adds on average over the blocks (the RoI-cropped pass: ${(100 * cropShare).toFixed(0)}%; a box whose changed-region pass would cost more runs cropped); max |difference| from full inference on the RoI's outputs for block ${u.row},${u.col}: ${maxDiff.toPrecision(2)}`,
     );
     return "";
   }

@@ -212,7 +212,8 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
       const reads = node.input.map((t, k): ReadSpec | undefined => {
         if (!dyn[k]) {
           const d = dimsOf(t);
-          if (t && (!d || (d.slice(-2).some((s) => s > 1) && d.length >= 2)))
+          // trailing-aligned broadcasting: a rank-1 [W] constant spans the width too (BatchNormalization's [C] inputs are per channel)
+          if (t && (!d || (op !== "BatchNormalization" && d.some((s, i) => i + 4 - d.length >= 2 && s > 1))))
             throw new CropRefused(`${describeNode(node)}: a constant with spatial extent`);
           return undefined;
         }
