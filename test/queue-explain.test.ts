@@ -6,7 +6,6 @@
  * shard result (malformed, of another version, under another key) is refused, never kept, and the rerun
  * with real workers completes; the password is in no lock file; a worker restart returns the same shard.
  */
-import { type ChildProcess, spawn } from "node:child_process";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
@@ -23,10 +22,10 @@ import { SHARDS_DIR } from "../src/queue/remote-explain.js";
 import { shardMachine, shardVersions } from "../src/queue/shard-env.js";
 import { runShard } from "../src/queue/shard-worker.js";
 import { segcause } from "./helpers/cli.js";
+import { type Bg, bg, bgEnv, stop, until, within, worker } from "./helpers/processes.js";
 import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
 import { flatBank, localConvModel, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
-const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
 const missing = redisMissing();
 if (missing) console.warn(`queue-explain.test.ts: ${missing}, so the explain --queue tests are skipped`);
 
@@ -34,37 +33,6 @@ let dir: string;
 let shared: TestRedis | undefined;
 let sharedUrl: (db: number) => string;
 
-interface Bg {
-  child: ChildProcess;
-  err: () => string;
-  done: Promise<number | null>;
-}
-function bg(...args: string[]): Bg {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "ignore", "pipe"] });
-  let err = "";
-  child.stderr!.on("data", (d) => (err += d));
-  const done = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, err: () => err, done };
-}
-const worker = (url: string) => bg("worker", "--queue", url, "--cache", tmp("segcause-wcache-"));
-async function stop(...ps: Bg[]): Promise<void> {
-  for (const p of ps) if (p.child.exitCode === null) p.child.kill("SIGTERM");
-  await Promise.all(ps.map((p) => p.done));
-}
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, ko) => {
-    timer = setTimeout(() => ko(new Error(`timed out after ${ms} ms waiting until ${what}`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-async function until(what: string, f: () => boolean, ms = 120_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!f()) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 /** A worker that is not segcause's: answers the first job it takes with `answer(job)`, then stops. */
 async function answerOnce(url: string, answer: (job: Job) => unknown): Promise<void> {
   const connection = new Redis(redisOptions(url));
@@ -224,13 +192,7 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     expect(second.stderr).not.toMatch(/s3cr/);
     // the worker's password from the environment, the enqueuer's in the URL
     const bare = r.url.replace(/:[^:@/]*@/, "");
-    const child = spawn(process.execPath, [BIN, "worker", "--queue", bare, "--cache", tmp("segcause-wcache-")], {
-      env: { ...process.env, SEGCAUSE_REDIS_PASSWORD: "s3cr@t" },
-      stdio: ["ignore", "ignore", "pipe"],
-    });
-    let log = "";
-    child.stderr!.on("data", (d) => (log += d));
-    const w: Bg = { child, err: () => log, done: new Promise((resolve) => child.once("exit", resolve)) };
+    const w = bgEnv({ SEGCAUSE_REDIS_PASSWORD: "s3cr@t" }, "worker", "--queue", bare, "--cache", tmp("segcause-wcache-"));
     try {
       writeModel(dir, "local.onnx", localConvModel());
       const tiny = ["--model", join(dir, "model.onnx"), "--image", join(dir, "img.png"), "--roi", "0,16,8,8"];

@@ -4,7 +4,7 @@
  * restarted, and Redis stopped mid-run lose and double nothing; refusals are recorded once, foreign
  * or malformed jobs are rejected unrun; passwords and TLS work; bad URLs are one line.
  */
-import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -24,6 +24,7 @@ import { REFUSED, REJECTED } from "../src/queue/jobs.js";
 import { RemoteCells } from "../src/queue/remote-cells.js";
 import { runWorker } from "../src/queue/worker.js";
 import { segcause } from "./helpers/cli.js";
+import { bg, stop, until, within, worker } from "./helpers/processes.js";
 import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
@@ -35,43 +36,6 @@ let dir: string;
 let shared: TestRedis | undefined;
 /** The CI's server (SEGCAUSE_TEST_REDIS) or one of the file's own; each test uses its own database. */
 let sharedUrl: (db: number) => string;
-
-/** A CLI process running in the background (workers, an enqueuer that is killed). */
-interface Bg {
-  child: ChildProcess;
-  out: () => string;
-  err: () => string;
-  done: Promise<number | null>;
-}
-function bg(...args: string[]): Bg {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ["ignore", "pipe", "pipe"] });
-  let out = "",
-    err = "";
-  child.stdout!.on("data", (d) => (out += d));
-  child.stderr!.on("data", (d) => (err += d));
-  const done = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  return { child, out: () => out, err: () => err, done };
-}
-const worker = (url: string, ...more: string[]) => bg("worker", "--queue", url, "--cache", tmp("segcause-wcache-"), ...more);
-async function stop(...ps: Bg[]): Promise<void> {
-  for (const p of ps) if (p.child.exitCode === null) p.child.kill("SIGTERM");
-  await Promise.all(ps.map((p) => p.done));
-}
-/** `p`, or a failure naming `what` after `ms` (a hung Redis call or process fails the test instead of stalling the suite). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, ko) => {
-    timer = setTimeout(() => ko(new Error(`timed out after ${ms} ms waiting until ${what}`)), ms);
-  });
-  return Promise.race([p, late]).finally(() => clearTimeout(timer));
-}
-async function until(what: string, f: () => Promise<boolean> | boolean, ms = 120_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await within(Promise.resolve(f()), Math.max(end - Date.now(), 1), what))) {
-    if (Date.now() > end) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 /** The run's settings: 2 images × 2 boundary RoIs × 3 methods = 12 cells and 4 controls (16 jobs). */
 const evaluateArgs = (out: string, more: string[] = [], methods = ["zero,saliency,rise", "--set", "rise.masks=100"]) => [

@@ -341,27 +341,13 @@ function buildGraph(
         name("transposed"),
         node,
       );
-      nodes.push(
-        create(NodeProtoSchema, {
-          opType: "Slice",
-          input: [tmp, intFeed(`${o.cut}_s`, 2), intFeed(`${o.cut}_e`, 2), `${PREFIX}axes`],
-          output: [o.y],
-          name: name("cut"),
-        }),
-      );
+      emit("Slice", [tmp, intFeed(`${o.cut}_s`, 2), intFeed(`${o.cut}_e`, 2), `${PREFIX}axes`], [], o.y); // the wanted part of the widened window
     } else if (o.kind === "resize") {
       const sc = name("scales");
       inits.push(floatTensor(sc, [4], o.scales!));
       const legacy = node.input.length <= 2;
       const tmp = emit(node.opType, [inputs[0], ...(legacy ? [] : [node.input[1] ?? ""]), sc], node.attribute, name("resized"), node);
-      nodes.push(
-        create(NodeProtoSchema, {
-          opType: "Slice",
-          input: [tmp, intFeed(`${o.cut}_s`, 2), intFeed(`${o.cut}_e`, 2), `${PREFIX}axes`],
-          output: [o.y],
-          name: name("cut"),
-        }),
-      );
+      emit("Slice", [tmp, intFeed(`${o.cut}_s`, 2), intFeed(`${o.cut}_e`, 2), `${PREFIX}axes`], [], o.y); // the wanted part of the widened window
     } else emit(node.opType, inputs, node.attribute, o.y, node);
   }
   const m = clone(ModelProtoSchema, model);
