@@ -298,6 +298,8 @@ describe("segcause view API", () => {
     const ev = await events(r.json.id);
     expect(ev.at(-1)).toMatchObject({ type: "state", state: "failed" });
     expect((ev.at(-1) as { message: string }).message).toMatch(/--block 64: the block does not fit the 32x32 input/);
+    // a run that failed before writing anything leaves no folder that looks like a run
+    expect(existsSync(r.json.out)).toBe(false);
     expect((await call(`/api/image?path=${encodeURIComponent("/etc/passwd")}`)).status).toBe(400);
   });
 
@@ -943,6 +945,14 @@ describe("segcause view: the hostile review's cases", () => {
       expect(r.code, line).toBe(1);
       expect(r.stderr.trim().split("\n")).toHaveLength(1);
       expect(r.stderr).toContain(line);
+    }
+    // a file that is not what its flag says: one line naming it, before the server listens (its folder is never opened)
+    for (const flag of ["--image", "--model", "--bank"]) {
+      const r = runNode([bin, "view", "--no-open", flag, file]);
+      expect(r.code, flag).toBe(1);
+      expect(r.stderr.trim().split("\n"), r.stderr).toHaveLength(1);
+      expect(r.stderr).toMatch(/^segcause: error: .*afile\.txt/);
+      expect(r.stdout).not.toContain("http://");
     }
   });
 });

@@ -101,6 +101,13 @@ describe.skipIf(!have)("segcause view --image <DICOM series folder>", () => {
     expect(JSON.parse(readFileSync(join(d.json.out, "map.json"), "utf8")).roi).toBe(`the structure of ${up.json.path} (label 1)`);
   });
 
+  it("opens the --image series folder alone: a sibling series is refused", async () => {
+    const sibling = resolve(SERIES, "..", "study2");
+    const r = await fetch(`http://127.0.0.1:${v.port}/api/volume?path=${encodeURIComponent(sibling)}&token=${v.token}`);
+    expect(r.status).toBe(400);
+    expect((await r.json()).error).toContain("is outside the folders this viewer was started with");
+  });
+
   it("refuses at start, in one line, an --image folder that is not a DICOM series", async () => {
     const empty = tmp();
     await expect(startViewServer({ image: empty, runs: join(tmp(), "runs") })).rejects.toThrow(`DICOM input folder ${empty} holds no DICOM files`);

@@ -4,9 +4,10 @@
  * wait in order. Every state change goes to the run's listeners (the page's event streams).
  */
 import { type ChildProcess, fork } from "node:child_process";
-import { existsSync, rmdirSync } from "node:fs";
+import { existsSync, readdirSync, rmdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { OUTPUT_MARKER } from "../util/files.js";
 import type { RunStatus } from "../util/progress.js";
 import type { ChildMessage, PartialView, VolumePartialView } from "./run-child.js";
 
@@ -122,6 +123,7 @@ export class Run {
         else ended = { type: "state", state: "failed", message: m.message };
       });
       child.on("exit", (code) => {
+        if (!(ended?.type === "done" && code === 0)) dropUnwritten(this.out);
         if (ended?.type === "done" && code === 0) {
           this.emit(ended);
           this.emit({ type: "state", state: "done" });
@@ -172,5 +174,14 @@ export class RunQueue {
   async stopAll(): Promise<void> {
     for (const r of this.runs.values()) r.stop();
     await Promise.all(this.tails.values());
+  }
+}
+
+/** A run that ended before writing anything (only the output marker, or nothing) leaves no folder that looks like a run. */
+function dropUnwritten(dir: string): void {
+  try {
+    if (readdirSync(dir).every((f) => f === OUTPUT_MARKER)) rmSync(dir, { recursive: true, force: true });
+  } catch {
+    // not there
   }
 }

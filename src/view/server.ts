@@ -33,6 +33,7 @@ import { decodeRoiMask, describeIssue, explainArgs, PredictRequest, RunRequest, 
 import { listResults, listVolumeResults, readResult, readVolumeResult, resultKind } from "./results.js";
 import { isFinal, Run, RunQueue } from "./runs.js";
 import { keepSeries, SERIES_LIMIT, SERIES_PREFIX, unpackSeries } from "./series-upload.js";
+import { checkStartInputs } from "./start-inputs.js";
 import { volumeBankArgs, volumePdcrUnavailable } from "./volume-bank.js";
 
 const PACKAGE = fileURLToPath(new URL("../../", import.meta.url));
@@ -181,13 +182,19 @@ export async function startViewServer(o: ViewOptions): Promise<ViewServer> {
   for (const d of [o.runs, join(PACKAGE, "models"), join(PACKAGE, "samples")]) if (existsSync(d)) allowed.addFolder(d);
   // every model the page lists: the zoo's live in their own package (@segcause/zoo), not under this one
   for (const m of bundledModels()) allowed.addFileFolder(m.path);
-  for (const f of [o.model, o.image, o.bank]) if (f) allowed.addFileFolder(f);
+  // a folder given as --image (a DICOM series) is allowed itself, not its parent with its sibling series
+  for (const f of [o.model, o.image, o.bank]) {
+    if (!f) continue;
+    if (statSync(f).isDirectory()) allowed.addFolder(f);
+    else allowed.addFileFolder(f);
+  }
   if (o.results) allowed.addFolder(o.results);
   // the files the manifest names (relative to its folder, or absolute elsewhere) were given on the command line too
   for (const c of dataset?.cases ?? []) for (const f of [c.image, c.mask]) if (f) allowed.addFileFolder(f);
   const runsDir = allowed.check(o.runs, "the runs folder");
   // --image may be a volume that is not NIfTI: a DICOM series folder or file (listed with the volumes, shown as NIfTI)
   const imageIsVolume = o.image !== undefined && (await looksLikeVolume(o.image));
+  await checkStartInputs(o, imageIsVolume);
 
   const models = new ModelCache();
   /** whether a model is 3D, read from its card once per path */

@@ -4,6 +4,7 @@
  * and a run of `segcause explain` on it followed as for images.
  */
 import { Niivue, NVImage, SLICE_TYPE } from "@niivue/niivue";
+import { saveFigure } from "./save.js";
 
 interface Named {
   name: string;
@@ -245,13 +246,21 @@ export async function startVolumes(ctx: VolumeContext): Promise<void> {
     nv.closeDrawing();
     nv.createEmptyDrawing();
   };
-  // NiiVue's saveScene draws the scene and reads the canvas in the same task, so the WebGL buffer still holds it
+  // The shared Save PNG (title, command in the text chunk). The scene is drawn and read in one task: the WebGL
+  // buffer (not preserved between frames) still holds it when saveFigure copies the canvas synchronously.
   ui.save.onclick = () => {
     const name = ui.volume.value
       .split("/")
       .pop()!
       .replace(/\.nii(\.gz)?$/, "");
-    void nv.saveScene(`${name}${nv.volumes.length > 1 ? "-map" : ""}.png`).catch((e: Error) => ctx.say(e.message, true));
+    const model = ui.model.value.split("/").pop()!;
+    nv.drawScene();
+    void saveFigure({
+      title: `${model} · ${name}${result ? ` · ${ui.layer.value} of ${result.dir.split("/").pop()}` : ""}`,
+      panels: [{ canvas: ui.canvas }],
+      file: `${name}${nv.volumes.length > 1 ? "-map" : ""}`,
+      source: result ? `results folder ${result.dir}` : ui.command.textContent || undefined,
+    }).catch((e: Error) => ctx.say(e.message, true));
   };
   ui.run.onclick = async () => {
     if (ui.view.hidden) await show(ui.volume.value);
