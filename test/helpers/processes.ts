@@ -27,7 +27,8 @@ export function bgEnv(env: Record<string, string>, ...args: string[]): Bg {
     err = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (err += d));
-  const done = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  // "close", not "exit": a process's last lines (a worker's log of its last job) can arrive after its exit
+  const done = new Promise<number | null>((resolve) => child.once("close", (code) => resolve(code)));
   return { child, out: () => out, err: () => err, done };
 }
 
