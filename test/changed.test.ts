@@ -9,7 +9,7 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
-import { executorInfo } from "../src/cli/info.js";
+import { describeExecutors, executorInfo } from "../src/cli/info.js";
 import { loadCase } from "../src/data/case.js";
 import type { AutoPreview } from "../src/explain/executor-choice.js";
 import { executorCosts, type RunShape } from "../src/explain/executor-cost.js";
@@ -20,18 +20,79 @@ import { RunContext } from "../src/explain/run.js";
 import { Model } from "../src/model/model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { cacheDims, changedGraph, paddedCache, planBox } from "../src/onnx/changed.js";
-import { CropRefused } from "../src/onnx/crop.js";
 import { parseModel } from "../src/onnx/graph.js";
 import { exposeTensors } from "../src/onnx/surgery.js";
 import { binarize } from "../src/target/outcome.js";
 import { Rng } from "../src/util/rng.js";
 import { crop, rand, randomStack } from "./helpers/stacks.js";
-import { flatBank, localConvModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
+import { flatBank, globalBranchModel, localConvModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 const STACKS = Number(process.env.CHANGED_STACKS ?? 30);
+const GLOBAL_STACKS = Number(process.env.CHANGED_STACKS ?? 24);
 
 async function session(bytes: Uint8Array): Promise<ort.InferenceSession> {
   return ort.InferenceSession.create(bytes, { logSeverityLevel: 3, intraOpNumThreads: 1 });
+}
+
+/** A random RoI of the stack's output and a random perturbed box of the input it reads: max |changed-region pass − full graph| over the RoI. */
+async function changedVsFull(
+  rng: Rng,
+  bytes: Uint8Array,
+  inDims: number[],
+  outDims: number[],
+): Promise<{ diff: number; partial: boolean; whole: number }> {
+  const [H, W] = outDims.slice(2);
+  const [h, w] = [1 + rng.int(Math.min(8, H)), 1 + rng.int(Math.min(8, W))];
+  const rows: [number, number] = [rng.int(H - h + 1), 0];
+  rows[1] = rows[0] + h;
+  const cols: [number, number] = [rng.int(W - w + 1), 0];
+  cols[1] = cols[0] + w;
+  const cg = changedGraph(parseModel(bytes), { rows, cols });
+  // the unperturbed input and its tensors; a random box of the input (inside what the RoI reads) redrawn
+  const n = inDims.slice(1).reduce((a, b) => a * b, 1);
+  const x = rand(rng, n);
+  const cached = cg.caches.map((c) => c.tensor).filter((t) => t !== cg.input);
+  const probe = await session(exposeTensors(parseModel(bytes), [...new Set(cached)]));
+  const base = cached.length ? await probe.run({ x: new ort.Tensor("float32", x, inDims) }) : {};
+  await probe.release();
+  const [[r0, r1], [c0, c1]] = cg.need.get(cg.input)!.box.slice(2);
+  const [bh, bw] = [1 + rng.int(Math.min(8, r1 - r0)), 1 + rng.int(Math.min(8, c1 - c0))];
+  const box: [number, number][] = [
+    [r0 + rng.int(r1 - r0 - bh + 1), 0],
+    [c0 + rng.int(c1 - c0 - bw + 1), 0],
+  ];
+  box[0][1] = box[0][0] + bh;
+  box[1][1] = box[1][0] + bw;
+  const xp = Float32Array.from(x);
+  const [C, IH, IW] = inDims.slice(1);
+  for (let c = 0; c < C; c++)
+    for (let y = box[0][0]; y < box[0][1]; y++) for (let i = box[1][0]; i < box[1][1]; i++) xp[(c * IH + y) * IW + i] = rng.next() * 2 - 1;
+  const full = await session(bytes);
+  const want = crop((await full.run({ x: new ort.Tensor("float32", xp, inDims) })).y.data as Float32Array, outDims, rows, cols);
+  const baseOut = (await full.run({ x: new ort.Tensor("float32", x, inDims) })).y.data as Float32Array;
+  await full.release();
+  // the changed-region pass
+  const plan = planBox(cg, box);
+  const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor("float32", crop(xp, inDims, box[0], box[1]), [1, C, bh, bw]) };
+  for (const c of cg.caches) {
+    const d = cg.g.dims.get(c.tensor)!;
+    feeds[c.feed] = new ort.Tensor("float32", paddedCache(c, d, c.tensor === cg.input ? x : (base[c.tensor].data as Float32Array)), cacheDims(c, d));
+  }
+  for (const [k, v] of Object.entries(plan.ints)) feeds[k] = new ort.Tensor("int64", v, [v.length]);
+  const s = await session(cg.bytes);
+  const out = (await s.run(feeds)).y;
+  await s.release();
+  // the output tile covers every RoI cell the box changes; the others keep their unperturbed values
+  const [[w0, w1], [v0, v1]] = plan.output;
+  expect(out.dims.slice(2)).toEqual([w1 - w0, v1 - v0]);
+  const got = Float32Array.from(baseOut);
+  const tile = out.data as Float32Array;
+  for (let c = 0; c < outDims[1]; c++)
+    for (let y = w0; y < w1; y++) for (let i = v0; i < v1; i++) got[(c * H + y) * W + i] = tile[(c * (w1 - w0) + y - w0) * (v1 - v0) + i - v0];
+  const mine = crop(got, outDims, rows, cols);
+  let diff = 0;
+  want.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - mine[i]))));
+  return { diff, partial: plan.macs < cg.fullMacs, whole: cg.wholeOps.length };
 }
 
 describe("the changed-region graph", () => {
@@ -41,91 +102,46 @@ describe("the changed-region graph", () => {
     let worst = 0;
     for (let t = 0; t < STACKS; t++) {
       const { bytes, inDims, outDims } = randomStack(rng);
-      const [H, W] = outDims.slice(2);
-      const [h, w] = [1 + rng.int(Math.min(8, H)), 1 + rng.int(Math.min(8, W))];
-      const rows: [number, number] = [rng.int(H - h + 1), 0];
-      rows[1] = rows[0] + h;
-      const cols: [number, number] = [rng.int(W - w + 1), 0];
-      cols[1] = cols[0] + w;
-      const cg = changedGraph(parseModel(bytes), { rows, cols });
-      // the unperturbed input and its tensors; a random box of the input (inside what the RoI reads) redrawn
-      const n = inDims.slice(1).reduce((a, b) => a * b, 1);
-      const x = rand(rng, n);
-      const cached = cg.caches.map((c) => c.tensor).filter((t) => t !== cg.input);
-      const probe = await session(exposeTensors(parseModel(bytes), [...new Set(cached)]));
-      const base = cached.length ? await probe.run({ x: new ort.Tensor("float32", x, inDims) }) : {};
-      await probe.release();
-      const [[r0, r1], [c0, c1]] = cg.need.get(cg.input)!.box.slice(2);
-      const [bh, bw] = [1 + rng.int(Math.min(8, r1 - r0)), 1 + rng.int(Math.min(8, c1 - c0))];
-      const box: [number, number][] = [
-        [r0 + rng.int(r1 - r0 - bh + 1), 0],
-        [c0 + rng.int(c1 - c0 - bw + 1), 0],
-      ];
-      box[0][1] = box[0][0] + bh;
-      box[1][1] = box[1][0] + bw;
-      const xp = Float32Array.from(x);
-      const [C, IH, IW] = inDims.slice(1);
-      for (let c = 0; c < C; c++)
-        for (let y = box[0][0]; y < box[0][1]; y++) for (let i = box[1][0]; i < box[1][1]; i++) xp[(c * IH + y) * IW + i] = rng.next() * 2 - 1;
-      const full = await session(bytes);
-      const want = crop((await full.run({ x: new ort.Tensor("float32", xp, inDims) })).y.data as Float32Array, outDims, rows, cols);
-      await full.release();
-      // the changed-region pass
-      const plan = planBox(cg, box);
-      const feeds: Record<string, ort.Tensor> = { x: new ort.Tensor("float32", crop(xp, inDims, box[0], box[1]), [1, C, bh, bw]) };
-      for (const c of cg.caches) {
-        const d = cg.g.dims.get(c.tensor)!;
-        feeds[c.feed] = new ort.Tensor(
-          "float32",
-          paddedCache(c, d, c.tensor === cg.input ? x : (base[c.tensor].data as Float32Array)),
-          cacheDims(c, d),
-        );
-      }
-      for (const [k, v] of Object.entries(plan.ints)) feeds[k] = new ort.Tensor("int64", v, [v.length]);
-      const s = await session(cg.bytes);
-      const out = (await s.run(feeds)).y;
-      await s.release();
-      // the output tile covers every RoI cell the box changes; the others keep their unperturbed values
-      const [[w0, w1], [v0, v1]] = plan.output;
-      expect(out.dims.slice(2)).toEqual([w1 - w0, v1 - v0]);
-      const baseOut = await session(bytes).then(async (f) => {
-        const o = (await f.run({ x: new ort.Tensor("float32", x, inDims) })).y.data as Float32Array;
-        await f.release();
-        return o;
-      });
-      const got = Float32Array.from(baseOut);
-      const tile = out.data as Float32Array;
-      for (let c = 0; c < outDims[1]; c++)
-        for (let y = w0; y < w1; y++) for (let i = v0; i < v1; i++) got[(c * H + y) * W + i] = tile[(c * (w1 - w0) + y - w0) * (v1 - v0) + i - v0];
-      const mine = crop(got, outDims, rows, cols);
-      let diff = 0;
-      want.forEach((v, i) => (diff = Math.max(diff, Math.abs(v - mine[i]))));
+      const { diff, partial } = await changedVsFull(rng, bytes, inDims, outDims);
       expect(diff, `stack ${t}`).toBeLessThan(1e-5);
       worst = Math.max(worst, diff);
-      if (plan.macs < cg.fullMacs) checked++;
+      if (partial) checked++;
     }
     expect(checked).toBeGreaterThan(STACKS / 2); // most boxes recompute less than the whole network
     console.log(`changed-region graph on ${STACKS} random stacks: max |difference| from full inference ${worst.toPrecision(2)}`);
   });
 
-  it("refuses an op without a changed-region rule", () => {
-    const g = new GraphBuilder("global");
-    const x = g.input("x", ["N", 1, 16, 16]);
-    const c = g.node("Conv", [x, g.constant([1, 1, 3, 3], new Float32Array(9).fill(0.1))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
-    g.node("Add", [c, g.node("GlobalAveragePool", [c])], {}, ["y"]);
-    g.output("y", ["N", 1, 16, 16]);
-    expect(() => changedGraph(parseModel(g.toBytes()), { rows: [0, 2], cols: [0, 2] })).toThrow(CropRefused);
+  it("computes ops without a windowed rule whole and stays exact: random stacks with a pooled, normalised or token block", async () => {
+    // kinds in turn: GAP expanded and concatenated with a local branch (ASPP), GAP added broadcast, x − ReduceMean, Flatten + MatMul tokens
+    const rng = new Rng(24);
+    let worst = 0;
+    let partial = 0;
+    for (let t = 0; t < GLOBAL_STACKS; t++) {
+      const { bytes, inDims, outDims } = randomStack(rng, { global: true, kind: t % 4 });
+      const r = await changedVsFull(rng, bytes, inDims, outDims);
+      expect(r.whole, `stack ${t}`).toBeGreaterThan(0);
+      expect(r.diff, `stack ${t}`).toBeLessThan(1e-5);
+      worst = Math.max(worst, r.diff);
+      if (r.partial) partial++;
+    }
+    expect(partial).toBeGreaterThan(0); // the prefix before the global block still runs by changed regions
+    console.log(`changed-region graph on ${GLOBAL_STACKS} random stacks with a global block: max |difference| ${worst.toPrecision(2)}`);
   });
 
-  it("refuses a rank-1 constant that broadcasts along the width (a tile would read the wrong columns)", () => {
-    const g = new GraphBuilder("row-vector");
-    const x = g.input("x", ["N", 1, 16, 16]);
-    const c = g.node("Conv", [x, g.constant([1, 1, 3, 3], new Float32Array(9).fill(0.1))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
-    g.node(
+  it("computes a GlobalAveragePool branch and a rank-1 constant broadcast along the width whole, and says where locality breaks", async () => {
+    const gap = new GraphBuilder("global");
+    let x = gap.input("x", ["N", 1, 16, 16]);
+    let c = gap.node("Conv", [x, gap.constant([1, 1, 3, 3], new Float32Array(9).fill(0.1))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    gap.node("Add", [c, gap.node("GlobalAveragePool", [c])], {}, ["y"]);
+    gap.output("y", ["N", 1, 16, 16]);
+    const row = new GraphBuilder("row-vector");
+    x = row.input("x", ["N", 1, 16, 16]);
+    c = row.node("Conv", [x, row.constant([1, 1, 3, 3], new Float32Array(9).fill(0.1))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+    row.node(
       "Add",
       [
         c,
-        g.constant(
+        row.constant(
           [16],
           Float32Array.from({ length: 16 }, (_, i) => i / 16),
         ),
@@ -133,53 +149,70 @@ describe("the changed-region graph", () => {
       {},
       ["y"],
     );
-    g.output("y", ["N", 1, 16, 16]);
-    expect(() => changedGraph(parseModel(g.toBytes()), { rows: [0, 2], cols: [0, 2] })).toThrow(/constant with spatial extent/);
+    row.output("y", ["N", 1, 16, 16]);
+    const rng = new Rng(3);
+    for (const [g, breaks] of [
+      [gap, /^GlobalAveragePool/],
+      [row, /^Add/],
+    ] as const) {
+      const cg = changedGraph(parseModel(g.toBytes()), { rows: [0, 2], cols: [0, 2] });
+      expect(cg.wholeOps[0]).toMatch(breaks);
+      expect(cg.localMacs).toBe(9 * 256); // the conv runs by changed regions
+      for (let k = 0; k < 5; k++) expect((await changedVsFull(rng, g.toBytes(), [1, 1, 16, 16], [1, 1, 16, 16])).diff).toBeLessThan(1e-5);
+    }
   });
 });
 
 describe("changed-region passes on a tiny local model", () => {
-  let modelPath: string, image: string;
+  let modelPath: string, globalPath: string, image: string;
   beforeAll(async () => {
     const dir = tmp();
     modelPath = writeModel(dir, "local.onnx", localConvModel());
+    globalPath = writeModel(dir, "global.onnx", globalBranchModel());
     image = await writeImage(dir, "img.png", (y, x) => (y * 7 + x * 13) % 256);
   });
 
-  it("gives the same maps as full passes for zero, occlusion and pdcr and records the executor", async () => {
-    const model = await Model.load(modelPath, { threads: 1 });
-    try {
-      const kase = await loadCase(model, image);
-      const target = { roi: { row: 8, col: 8, height: 8, width: 8 }, outcome: "soft-dice" as const, reference: "prediction" as const };
-      const bank = flatBank([0, 60, 120, 180, 240]);
-      const CHANGED = { incrementalExecutor: "changed-region" } as const;
-      const runs = [
-        (incremental: "on" | "off") => explainZero(model, kase, target, { seed: 3, incremental, blockSize: 4, ...CHANGED }),
-        (incremental: "on" | "off") => explainOcclusion(model, kase, target, { seed: 3, incremental, window: 8, stride: 4, ...CHANGED }),
-        (incremental: "on" | "off") => explainPdcr(model, kase, target, { seed: 3, incremental, bank, samples: 8, ...CHANGED }),
-      ];
-      for (const r of runs) {
-        const [on, off] = [await r("on"), await r("off")];
-        expect(Buffer.from(on.map.buffer).equals(Buffer.from(off.map.buffer)), on.method).toBe(true);
-        expect(Buffer.from(on.stderrMap.buffer).equals(Buffer.from(off.stderrMap.buffer))).toBe(true);
-        expect(on.provenance.settings.incremental).toMatchObject({ executor: "changed-region", cropMacShare: expect.any(Number) });
-        const rec = on.provenance.settings.incremental as { macShare: number; cropMacShare: number; maxDiff: number };
-        expect(rec.macShare).toBeLessThan(rec.cropMacShare);
-        expect(rec.maxDiff).toBeLessThan(1e-6);
-        expect(on.notes.join(" ")).toMatch(/incremental \(changed-region\) passes/);
+  for (const which of ["local", "global-branch"] as const)
+    it(`gives the same maps as full passes for zero, occlusion and pdcr and records the executor (${which})`, async () => {
+      const model = await Model.load(which === "local" ? modelPath : globalPath, { threads: 1 });
+      try {
+        const kase = await loadCase(model, image);
+        const target = { roi: { row: 8, col: 8, height: 8, width: 8 }, outcome: "soft-dice" as const, reference: "prediction" as const };
+        const bank = flatBank([0, 60, 120, 180, 240]);
+        const CHANGED = { incrementalExecutor: "changed-region" } as const;
+        const runs = [
+          (incremental: "on" | "off") => explainZero(model, kase, target, { seed: 3, incremental, blockSize: 4, ...CHANGED }),
+          (incremental: "on" | "off") => explainOcclusion(model, kase, target, { seed: 3, incremental, window: 8, stride: 4, ...CHANGED }),
+          (incremental: "on" | "off") => explainPdcr(model, kase, target, { seed: 3, incremental, bank, samples: 8, ...CHANGED }),
+        ];
+        for (const r of runs) {
+          const [on, off] = [await r("on"), await r("off")];
+          expect(Buffer.from(on.map.buffer).equals(Buffer.from(off.map.buffer)), on.method).toBe(true);
+          expect(Buffer.from(on.stderrMap.buffer).equals(Buffer.from(off.stderrMap.buffer))).toBe(true);
+          expect(on.provenance.settings.incremental).toMatchObject({ executor: "changed-region", cropMacShare: expect.any(Number) });
+          const rec = on.provenance.settings.incremental as ExecutorRecord;
+          expect(rec.macShare).toBeLessThan(rec.cropMacShare!);
+          expect(rec.maxDiff).toBeLessThan(1e-6);
+          expect(on.notes.join(" ")).toMatch(/incremental \(changed-region\) passes/);
+          // the global branch: every block reaches the RoI through the pooling, which is computed whole
+          if (which === "global-branch") {
+            expect(rec.breaksAt).toMatch(/^GlobalAveragePool/);
+            expect(on.notes.join(" ")).toMatch(/locality breaks at GlobalAveragePool/);
+          } else expect(rec.breaksAt).toBeUndefined();
+        }
+        if (which === "global-branch") return;
+        // auto follows the cost model: on 4 px blocks the changed-region pass has fewer multiply-adds, but on a model this small
+        // the per-op overhead of its many small ops and its opening cost dominate, so the cropped passes are cheaper
+        const auto = await explainZero(model, kase, target, { seed: 3, incremental: "auto", blockSize: 4 });
+        const rec = auto.provenance.settings.incremental as ExecutorRecord;
+        expect(rec.executor).toBe(rec.cost!.pick);
+        expect(rec.cost!.changed).toBeGreaterThan(rec.cost!.cropped);
+        expect(rec.executor).toBe("roi-crop");
+        expect(auto.notes.join(" ")).toMatch(/RoI-cropped rather than changed-region passes: the cost model/);
+      } finally {
+        await model.release();
       }
-      // auto follows the cost model: on 4 px blocks the changed-region pass has fewer multiply-adds, but on a model this small
-      // the per-op overhead of its many small ops and its opening cost dominate, so the cropped passes are cheaper
-      const auto = await explainZero(model, kase, target, { seed: 3, incremental: "auto", blockSize: 4 });
-      const rec = auto.provenance.settings.incremental as ExecutorRecord;
-      expect(rec.executor).toBe(rec.cost!.pick);
-      expect(rec.cost!.changed).toBeGreaterThan(rec.cost!.cropped);
-      expect(rec.executor).toBe("roi-crop");
-      expect(auto.notes.join(" ")).toMatch(/RoI-cropped rather than changed-region passes: the cost model/);
-    } finally {
-      await model.release();
-    }
-  });
+    });
 });
 
 describe("the executor cost model", () => {
@@ -277,16 +310,24 @@ describe("changed-region passes on shipped models", () => {
     }
   });
 
-  it("deeplab-hc18: segcause info says auto keeps RoI-cropped passes, since the global pooling leaves no changed-region graph", async () => {
+  it("deeplab-hc18: segcause info names the global pooling where locality breaks, and picks what the cost model says", async () => {
     if (!existsSync(shipped("deeplab-hc18"))) return void console.warn(`skipped: ${shipped("deeplab-hc18")} is absent`);
     const model = await Model.load(shipped("deeplab-hc18"), { threads: 1 });
     try {
       const info = executorInfo(model) as AutoPreview[];
       expect(info.length).toBe(4);
       for (const x of info) {
-        expect(x.pick).toBe("roi-crop");
-        expect(x.why).toMatch(/no changed-region graph: GlobalAveragePool/);
+        expect(x.breaksAt).toMatch(/^GlobalAveragePool/);
+        expect(x.localShare!).toBeGreaterThan(0.3);
+        expect(x.localShare!).toBeLessThan(0.7);
+        // a changed-region pass costs less than a cropped one; the part past the pooling is the same for every block
+        expect(x.changedShare!).toBeLessThan(x.cropShare!);
+        expect(x.fixedShare!).toBeGreaterThan(0);
+        expect(x.fixedShare!).toBeLessThan(x.changedShare!);
+        expect(x.pick).toBe(x.cost![1] < x.cost![0] ? "changed-region" : "roi-crop");
       }
+      // the printed line says it
+      expect(describeExecutors(info).join("\n")).toMatch(/locality breaks at GlobalAveragePool node '[^']+' \(2 ops run whole\)/);
     } finally {
       await model.release();
     }
@@ -295,6 +336,7 @@ describe("changed-region passes on shipped models", () => {
   for (const [name, roi] of [
     ["unet-ph2", { row: 56, col: 112, height: 32, width: 32 }],
     ["segnet-ph2", { row: 112, col: 112, height: 32, width: 32 }],
+    ["deeplab-hc18", { row: 48, col: 48, height: 32, width: 32 }],
   ] as const) {
     it(`${name}: the RoI's outputs and mask agree with full inference on every pass of a short zero run`, async () => {
       if (!existsSync(shipped(name))) return void console.warn(`skipped: ${shipped(name)} is absent`);
@@ -310,9 +352,11 @@ describe("changed-region passes on shipped models", () => {
         });
         try {
           expect(executor!.record.executor).toBe("changed-region");
+          // DeepLab: the ASPP's global pooling runs whole, the backbone before it by changed regions
+          if (name === "deeplab-hc18") expect(executor!.record.breaksAt).toMatch(/^GlobalAveragePool/);
           // every third 32 px block in reach, and one 64 px box (a quadtree group), zero-filled
           const blocks = units.filter((u) => executor!.reaches(u.row, u.col, u.height, u.width)).filter((_, i) => i % 3 === 0);
-          blocks.push({ row: 96, col: 96, height: 64, width: 64 });
+          blocks.push({ row: model.height / 2 - 32, col: model.width / 2 - 32, height: 64, width: 64 });
           const zeroBlock = (u: (typeof units)[0], dst: Float32Array) => {
             dst.set(ctx.base);
             for (let ch = 0; ch < model.channels; ch++) {

@@ -63,7 +63,7 @@ export function executorInfo(model: Model): AutoPreview[] | { error: string } {
   }
 }
 
-function describeExecutors(p: AutoPreview[] | { error: string }): string[] {
+export function describeExecutors(p: AutoPreview[] | { error: string }): string[] {
   if ("error" in p) return [`  --incremental auto: not analysed (${p.error})`];
   const first = p[0];
   if (first.pick === "full") return [`  --incremental auto, centre 32 px RoI: full passes (${first.why})`];
@@ -71,11 +71,15 @@ function describeExecutors(p: AutoPreview[] | { error: string }): string[] {
     return [
       `  --incremental auto, centre 32 px RoI: RoI-cropped passes (${(100 * first.cropShare!).toFixed(0)}% of a full pass's multiply-adds); ${first.why}, so no part of the network runs changed-region`,
     ];
+  const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
+  const scope = first.breaksAt
+    ? `changed-region passes compute ${pct(first.localShare!)} of the network's multiply-adds by changed regions; locality breaks at ${first.breaksAt} (${first.wholeOps} op${first.wholeOps === 1 ? "" : "s"} run whole), and from there on every op runs over what the RoI needs`
+    : "the whole network it needs can run changed-region";
   return [
-    `  --incremental auto, centre 32 px RoI (RoI-cropped pass ${(100 * first.cropShare!).toFixed(0)}% of a full pass's multiply-adds; the whole network it needs can run changed-region):`,
+    `  --incremental auto, centre 32 px RoI (RoI-cropped pass ${(100 * first.cropShare!).toFixed(0)}% of a full pass's multiply-adds; ${scope}):`,
     ...p.map(
       (x) =>
-        `    ${x.block} px blocks, ${x.itemsPerBox === 1 ? "1 item per call (zero, occlusion)" : `${x.itemsPerBox} items per call (a PdCR round)`}: ${x.pick} (changed-region pass ${(100 * x.changedShare!).toFixed(1)}%; the run costs ${x.cost![1].toFixed(0)} full passes' worth so, ${x.cost![0].toFixed(0)} cropped)`,
+        `    ${x.block} px blocks, ${x.itemsPerBox === 1 ? "1 item per call (zero, occlusion)" : `${x.itemsPerBox} items per call (a PdCR round)`}: ${x.pick} (changed-region pass ${pct(x.changedShare!)}${x.breaksAt ? `, of which ${pct(x.fixedShare!)} past the break, the same for every block` : ""}; the run costs ${x.cost![1].toFixed(0)} full passes' worth so, ${x.cost![0].toFixed(0)} cropped)`,
     ),
   ];
 }

@@ -21,18 +21,30 @@ export interface PixelBox {
 /** `auto` runs the cropped graph when one pass costs at most this share of the full pass's multiply-adds (see roi-executor.ts). */
 export const AUTO_MAC_SHARE = 0.6;
 
-/** The blocks meeting the input box the RoI reads, and the mean changed-region multiply-adds of (up to 32 of) them as a share of a full pass. */
-export function changedShare(cg: ChangedGraph, inputBox: Box, units: readonly PixelBox[]): { inReach: PixelBox[]; share: number } {
+/**
+ * The blocks meeting the input box the RoI reads, and the mean changed-region multiply-adds of (up to 32 of) them as a share of a full
+ * pass; `fixedShare` is the part of it past the op where locality breaks (computed whole or over needed boxes, the same for every block).
+ */
+export function changedShare(
+  cg: ChangedGraph,
+  inputBox: Box,
+  units: readonly PixelBox[],
+): { inReach: PixelBox[]; share: number; fixedShare: number } {
   const [[r0, r1], [c0, c1]] = [inputBox[2], inputBox[3]];
   const inReach = units.filter((u) => u.row < r1 && u.row + u.height > r0 && u.col < c1 && u.col + u.width > c0);
-  if (inReach.length === 0) return { inReach, share: Number.NaN };
+  if (inReach.length === 0) return { inReach, share: Number.NaN, fixedShare: Number.NaN };
   const n = Math.min(32, inReach.length);
   const sample = Array.from({ length: n }, (_, i) => inReach[Math.floor((i * inReach.length) / n)]);
   const clip = (u: PixelBox): [number, number][] => [
     [Math.max(u.row, r0), Math.min(u.row + u.height, r1)],
     [Math.max(u.col, c0), Math.min(u.col + u.width, c1)],
   ];
-  return { inReach, share: sample.reduce((s, u) => s + planBox(cg, clip(u)).macs, 0) / n / cg.fullMacs };
+  const plans = sample.map((u) => planBox(cg, clip(u)));
+  return {
+    inReach,
+    share: plans.reduce((s, p) => s + p.macs, 0) / n / cg.fullMacs,
+    fixedShare: plans.reduce((s, p) => s + p.fixedMacs, 0) / n / cg.fullMacs,
+  };
 }
 
 /** The cost model's estimate for a run of `blocksInReach` blocks, `itemsPerBox` items per call each (one round), batch `batch`. */
@@ -66,6 +78,12 @@ export interface AutoPreview {
   pick: "full" | "roi-crop" | "changed-region";
   cropShare?: number;
   changedShare?: number;
+  /** of changedShare: the part past the op where locality breaks (the same for every block) */
+  fixedShare?: number;
+  /** the changed-region graph: the share of the network's multiply-adds it computes by changed regions, the first op it computes whole, and how many */
+  localShare?: number;
+  breaksAt?: string;
+  wholeOps?: number;
   /** the run's cost in full passes (cost model), cropped and changed-region */
   cost?: [number, number];
   why?: string;
@@ -98,7 +116,7 @@ export function previewAuto(model: ModelProto, H: number, W: number, blocks: num
   for (const block of blocks) {
     const units: PixelBox[] = [];
     for (let y = 0; y < H; y += block) for (let x = 0; x < W; x += block) units.push({ row: y, col: x, height: block, width: block });
-    const { inReach, share } = changedShare(cg, crop.inputBox, units);
+    const { inReach, share, fixedShare } = changedShare(cg, crop.inputBox, units);
     for (const k of itemsPerBox) {
       const c = runCosts(
         cg,
@@ -109,7 +127,18 @@ export function previewAuto(model: ModelProto, H: number, W: number, blocks: num
         { itemsPerBox: k, passesPerBlock: k },
         8,
       );
-      out.push({ block, itemsPerBox: k, pick: c.pick, cropShare, changedShare: share, cost: [c.cropped / cg.fullMacs, c.changed / cg.fullMacs] });
+      out.push({
+        block,
+        itemsPerBox: k,
+        pick: c.pick,
+        cropShare,
+        changedShare: share,
+        fixedShare,
+        localShare: cg.localMacs / cg.fullMacs,
+        breaksAt: cg.wholeOps[0],
+        wholeOps: cg.wholeOps.length,
+        cost: [c.cropped / cg.fullMacs, c.changed / cg.fullMacs],
+      });
     }
   }
   return out;

@@ -49,6 +49,14 @@ export interface ExecutorRecord {
   cropMacShare?: number;
   /** changed-region passes: the block (row, col, height, width) checked against the cropped graph at open; maxDiff is its */
   checkBlock?: number[];
+  /**
+   * changed-region passes on a model where locality breaks: the first op computed whole (global pooling, tokens, ...), the share of
+   * the network's multiply-adds computed by changed regions (upstream of it), and the part of macShare past it (computed whole or
+   * over the RoI's needed boxes, the same for every block)
+   */
+  breaksAt?: string;
+  localMacShare?: number;
+  fixedMacShare?: number;
   /** the cost model's estimate of the run with cropped and with changed-region passes, in full passes' multiply-adds, and what it picks */
   cost?: {
     cropped: number;
@@ -207,9 +215,10 @@ export class RoiExecutor {
     }
     const [[r0, r1], [c0, c1]] = [this.inputBox[2], this.inputBox[3]];
     let share: number;
+    let fixedShare: number;
     let inReach: PixelBox[];
     try {
-      ({ inReach, share } = changedShare(cg, this.inputBox, units));
+      ({ inReach, share, fixedShare } = changedShare(cg, this.inputBox, units));
     } catch (e) {
       return `the changed-region graph cannot plan this model's windows: ${(e as Error).message.split("\n")[0]}`;
     }
@@ -290,9 +299,19 @@ export class RoiExecutor {
       cropMacShare: this.record.macShare,
       maxDiff,
       checkBlock: [u.row, u.col, u.height, u.width],
+      ...(cg.wholeOps.length
+        ? {
+            breaksAt: cg.wholeOps[0],
+            localMacShare: Number((cg.localMacs / cg.fullMacs).toFixed(4)),
+            fixedMacShare: Number(fixedShare.toFixed(4)),
+          }
+        : {}),
     } satisfies Partial<ExecutorRecord>);
+    const breaks = cg.wholeOps.length
+      ? `; locality breaks at ${cg.wholeOps[0]}: ${cg.wholeOps.length} op${cg.wholeOps.length === 1 ? "" : "s"} without a windowed rule run whole on their inputs (the changed tile pasted into the unperturbed tensor), and every op from there on runs over what the RoI needs (${(100 * fixedShare).toFixed(1)}% of a full pass's multiply-adds, the same for every block; ${(100 * (cg.localMacs / cg.fullMacs)).toFixed(1)}% of the network's multiply-adds lie upstream and run by changed regions)`
+      : "";
     this.notes.push(
-      `incremental (changed-region) passes: the unperturbed image's tensors are kept, and each pass recomputes every tensor only where the perturbation changes it and the RoI's outputs need it (input rows ${r0}..${r1 - 1}, cols ${c0}..${c1 - 1} can reach the RoI); ${(100 * share).toFixed(1)}% of a full pass's multiply-adds on average over the blocks (the RoI-cropped pass: ${(100 * cropShare).toFixed(0)}%; a box whose changed-region pass would cost more runs cropped); max |difference| from full inference on the RoI's outputs for block ${u.row},${u.col}: ${maxDiff.toPrecision(2)}`,
+      `incremental (changed-region) passes: the unperturbed image's tensors are kept, and each pass recomputes every tensor only where the perturbation changes it and the RoI's outputs need it (input rows ${r0}..${r1 - 1}, cols ${c0}..${c1 - 1} can reach the RoI); ${(100 * share).toFixed(1)}% of a full pass's multiply-adds on average over the blocks (the RoI-cropped pass: ${(100 * cropShare).toFixed(0)}%; a box whose changed-region pass would cost more runs cropped); max |difference| from full inference on the RoI's outputs for block ${u.row},${u.col}: ${maxDiff.toPrecision(2)}${breaks}`,
     );
     return "";
   }

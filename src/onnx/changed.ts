@@ -14,10 +14,17 @@
  * A tile holds the true perturbed values wherever the tensor is needed: there it is computed from
  * inputs that are true where needed (by induction), and a needed cell outside the window is not
  * changed, so the cache is right. Cells outside the needed region may be stale; nothing needed reads them.
+ *
+ * Where locality breaks (issue 24, step 4: an op without a windowed rule, such as global pooling, a
+ * reshape into tokens or a MatMul), the op runs whole on whole inputs: a changed-region input is its
+ * tile pasted into the cached tensor. From there on a tensor's changed region is all of it, so its
+ * window is static: its needed box (as crop.ts computes it), or whole for an op run whole; such an
+ * input is read as a fixed slice of its tile, padded where the read passes its window (only padding,
+ * or cells no tap reads). An op mixing both kinds of input (ASPP's Concat) reads each its own way.
  */
 import { clone, create, toBinary } from "@bufbuild/protobuf";
 import { type ModelProto, ModelProtoSchema, type NodeProto, NodeProtoSchema, TensorProto_DataType } from "onnx-buf";
-import { attrInt, attrInts, attrString, describeNode, opsetOf } from "./attributes.js";
+import { attr, attrInt, attrInts, attrString, describeNode, opsetOf } from "./attributes.js";
 import { attribute, floatTensor, int64Tensor, valueInfo } from "./builder.js";
 import { CropRefused, live, roiNeeded } from "./crop.js";
 import { resizeGeometry, type WindowParams, windowParams } from "./op-params.js";
@@ -38,19 +45,26 @@ export interface CacheSpec {
 
 interface ReadSpec {
   tensor: string;
-  /** undefined: the op reads the producer's tile directly (same window by construction) */
-  cache?: CacheSpec;
+  /** the feed prefix of this read's int64 inputs ("" for a direct read) */
   feed: string;
+  /** pasted into the cached copy: the input's window moves with the box (undefined with no `fixed`: the producer's tile, same window) */
+  cache?: CacheSpec;
+  /** with `cache`: the whole tensor (a global op's input), the tile padded to its size and pasted into the cache */
+  whole?: boolean;
+  /** the input's window is static (computed over its needed box, or whole): the box R it reads, sliced from its tile and padded with `value` where R passes the window */
+  fixed?: { R: Win; value: number };
 }
 
-type OpKind = "window" | "transpose" | "resize" | "pointwise";
+type OpKind = "window" | "transpose" | "resize" | "pointwise" | "whole";
 
 interface OpSpec {
   rn: RegionNode;
   kind: OpKind;
   y: string;
-  /** per node input: how it is read (undefined for a static input) */
+  /** per node input: how it is read (undefined for a static input, or a tensor computed whole) */
   reads: (ReadSpec | undefined)[];
+  /** its output's window is static (it lies downstream of an op computed whole): its needed box, or whole for a "whole" op */
+  fixed: boolean;
   p?: WindowParams;
   scales?: number[];
   mode?: string;
@@ -72,8 +86,14 @@ export interface ChangedGraph {
   ops: OpSpec[];
   /** tensors read through a canvas (pasted), with their feed prefix */
   canvases: Map<string, string>;
+  /** the static window of every 4D tensor downstream of an op computed whole (its needed box, or whole) */
+  fixedWin: Map<string, Win>;
   /** multiply-adds of one full pass */
   fullMacs: number;
+  /** of which in ops computed by changed regions (upstream of every op computed whole) */
+  localMacs: number;
+  /** the ops computed whole (no windowed rule: global pooling, tokens, ...), as describeNode says them, in graph order */
+  wholeOps: string[];
   /** ops of the derived graph (the model's own and the pastes' slices, pads and Wheres): each costs a pass its overhead */
   nodes: number;
 }
@@ -84,6 +104,8 @@ export interface BoxPlan {
   input: Win;
   output: Win;
   macs: number;
+  /** of which in ops with a static window (downstream of an op computed whole): the same for every box */
+  fixedMacs: number;
 }
 
 const PREFIX = "segcause_chg_";
@@ -95,10 +117,27 @@ const isPow2 = (x: number) => x > 0 && Number.isInteger(Math.log2(x));
 const MAX_POOL_PAD = -3.4028234663852886e38;
 
 const spatial = (b: Box): Win => [b[2], b[3]];
+const wholeWin = (dims: number[]): Win => [
+  [0, dims[2]],
+  [0, dims[3]],
+];
+const winEq = (a: Win, b: Win) => a.every(([lo, hi], i) => lo === b[i][0] && hi === b[i][1]);
+
+/** How a windowed op reads one dynamic input, before the read is bound to a cache or a static slice. */
+interface ReadWant {
+  t: string;
+  value: number;
+  pad: [number, number][];
+  /** may read the producer's tile directly when both are computed by changed regions */
+  direct: boolean;
+}
 
 /**
  * The changed-region graph of `model` (static shapes, one NCHW image input, 2D) for the RoI `roi`.
- * Throws CropRefused when an op the RoI needs has no changed-region rule (a global op, a reshape, ...).
+ * Ops without a windowed rule (global pooling, reshapes into tokens, MatMul, ...) are computed whole on
+ * their inputs' whole tensors (a changed-region input pasted into its cached copy), and from there on
+ * every tensor is computed over its needed box (as crop.ts does): locality breaks there, and the
+ * unchanged prefix is still reused. Throws CropRefused when a graph cannot be built at all.
  */
 export function changedGraph(model: ModelProto, roi: { rows: [number, number]; cols: [number, number] }): ChangedGraph {
   if (opsetOf(model) < 11) throw new CropRefused("opset below 11 has no Pad with inputs");
@@ -107,10 +146,10 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
   const inDims = g.dims.get(g.input)!;
   if (inDims.length !== 4) throw new CropRefused("the changed-region graph is 2D (NCHW) only");
   const outDims = g.dims.get(g.output)!;
-  const r = outDims.length;
+  if (outDims.length !== 4) throw new CropRefused("the changed-region graph needs an NCHW output");
   const outBox: Box = outDims.map((d) => [0, d]);
-  outBox[r - 2] = roi.rows;
-  outBox[r - 1] = roi.cols;
+  outBox[2] = roi.rows;
+  outBox[3] = roi.cols;
   const need = roiNeeded(g, outBox);
   const dimsOf = (t: string) => g.dims.get(t) ?? infos.get(t)?.dims;
 
@@ -135,27 +174,29 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
     return c;
   };
   const canvases = new Map<string, string>();
+  const materialised = new Map<string, string>();
   let nRead = 0;
-  const pasted = (
-    x: string,
-    value = 0,
-    pad: [number, number][] = [
-      [0, 0],
-      [0, 0],
-    ],
-  ): ReadSpec => {
-    if (!canvases.has(x)) canvases.set(x, `${PREFIX}canvas${canvases.size}`);
-    return { tensor: x, cache: cacheFor(x, value, pad), feed: `${PREFIX}read${nRead++}` };
+  let nCut = 0;
+  const fixedWin = new Map<string, Win>();
+  /** a tensor with a static window: downstream of an op computed whole (every non-4D tensor is) */
+  const isFixed = (t: string) => fixedWin.has(t) || g.dims.get(t)!.length !== 4;
+  const bind = (w: ReadWant): ReadSpec => {
+    if (isFixed(w.t)) return { tensor: w.t, feed: "", fixed: { R: [], value: w.value } };
+    if (w.direct) return { tensor: w.t, feed: "" };
+    if (!canvases.has(w.t)) canvases.set(w.t, `${PREFIX}canvas${canvases.size}`);
+    return { tensor: w.t, cache: cacheFor(w.t, w.value, w.pad), feed: `${PREFIX}read${nRead++}` };
   };
+  const noPad: [number, number][] = [
+    [0, 0],
+    [0, 0],
+  ];
 
-  const ops: OpSpec[] = [];
-  for (const rn of live) {
+  /** The op's windowed form, or CropRefused when it has none (then it is computed whole). */
+  const windowed = (rn: RegionNode, fixedOut: boolean): Omit<OpSpec, "reads" | "fixed"> & { wants: (ReadWant | undefined)[] } => {
     const node = rn.node;
     const op = node.opType;
     const y = node.output[0];
     const yDims = g.dims.get(y)!;
-    if (rn.global) throw new CropRefused(`${describeNode(node)} mixes all positions`);
-    if (yDims.length !== 4 || node.output.length !== 1) throw new CropRefused(`${describeNode(node)} is not one NCHW tensor`);
     const dyn = node.input.map((t) => !!t && g.dims.has(t));
     const x = node.input[0];
     if (WINDOW.has(op) && !dyn.slice(1).some(Boolean)) {
@@ -173,15 +214,10 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
             ? [0, 1].map((i): [number, number] => [-p.pads[i], xd[i + 2] + p.pads[i + 2]])
             : [0, 1].map((i): [number, number] => [0, xd[i + 2]])
           : undefined;
-      ops.push({
-        rn,
-        kind: "window",
-        y,
-        reads: [pasted(x, op === "MaxPool" ? MAX_POOL_PAD : 0, pad), ...node.input.slice(1).map(() => undefined)],
-        p,
-        counted,
-      });
-    } else if (
+      const value = op === "MaxPool" ? MAX_POOL_PAD : 0;
+      return { rn, kind: "window", y, wants: [{ t: x, value, pad, direct: false }, ...node.input.slice(1).map(() => undefined)], p, counted };
+    }
+    if (
       op === "ConvTranspose" &&
       !dyn.slice(1).some(Boolean) &&
       attrString(node, "auto_pad", "NOTSET") === "NOTSET" &&
@@ -189,27 +225,36 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
       (attrInts(node, "output_padding") ?? [0, 0]).every((o, i) => o <= (attrInts(node, "pads") ?? [0, 0, 0, 0])[i + 2])
     ) {
       const p = windowParams(node, g.dims.get(x)!, dimsOf(node.input[1]));
-      ops.push({ rn, kind: "transpose", y, reads: [pasted(x), ...node.input.slice(1).map(() => undefined)], p, cut: `${PREFIX}cut${ops.length}` });
-    } else if ((op === "Resize" || op === "Upsample") && !attrInts(node, "axes") && !dyn.slice(1).some(Boolean)) {
+      return {
+        rn,
+        kind: "transpose",
+        y,
+        wants: [{ t: x, value: 0, pad: noPad, direct: false }, ...node.input.slice(1).map(() => undefined)],
+        p,
+        cut: `${PREFIX}cut${nCut++}`,
+      };
+    }
+    if ((op === "Resize" || op === "Upsample") && !attrInts(node, "axes") && !dyn.slice(1).some(Boolean)) {
       const legacy = node.input.length <= 2;
       const mode = attrString(node, "coordinate_transformation_mode", legacy ? "asymmetric" : "half_pixel");
       const info = (t: string | undefined): StaticInfo | undefined => (t ? infos.get(t) : undefined);
       const { scales } = resizeGeometry(node, infos.get(x)!, info(node.input[legacy ? 1 : 2]), info(node.input[3]));
       if (!SHIFTABLE_RESIZE.has(mode) || scales.some((s, i) => (i < 2 ? s !== 1 : !isPow2(s) || s < 1)))
         throw new CropRefused(`${describeNode(node)}: a Resize (${mode}, scales ${scales.join("x")}) that does not commute with a shift`);
-      ops.push({
+      return {
         rn,
         kind: "resize",
         y,
-        reads: [pasted(x), ...node.input.slice(1).map(() => undefined)],
+        wants: [{ t: x, value: 0, pad: noPad, direct: false }, ...node.input.slice(1).map(() => undefined)],
         scales,
         mode,
-        cut: `${PREFIX}cut${ops.length}`,
-      });
-    } else if (POINTWISE.has(op) || op === "Concat") {
+        cut: `${PREFIX}cut${nCut++}`,
+      };
+    }
+    if (POINTWISE.has(op) || op === "Concat") {
       if (op === "Concat" && (attrInt(node, "axis", 0) + 4) % 4 >= 2)
         throw new CropRefused(`${describeNode(node)} concatenates along a spatial axis`);
-      const reads = node.input.map((t, k): ReadSpec | undefined => {
+      const wants = node.input.map((t, k): ReadWant | undefined => {
         if (!dyn[k]) {
           const d = dimsOf(t);
           // trailing-aligned broadcasting: a rank-1 [W] constant spans the width too (BatchNormalization's [C] inputs are per channel)
@@ -217,18 +262,80 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
             throw new CropRefused(`${describeNode(node)}: a constant with spatial extent`);
           return undefined;
         }
-        if ((op === "BatchNormalization" && k > 0) || g.dims.get(t)!.length !== 4 || g.dims.get(t)!.some((s, i) => s !== yDims[i] && i >= 2))
+        const td = g.dims.get(t)!;
+        // an input of one position broadcast over the output's (ASPP's pooled branch) is read whole: only with static windows
+        const bcast = td.some((s, i) => i >= 2 && s !== yDims[i]);
+        if (
+          (op === "BatchNormalization" && k > 0) ||
+          td.length !== 4 ||
+          (bcast && !(fixedOut && td.every((s, i) => i < 2 || s === 1 || s === yDims[i])))
+        )
           throw new CropRefused(`${describeNode(node)}: input '${t}' is broadcast over the positions`);
         // A unary op on a tensor nobody else reads: the same window (changed and needed regions pass through unchanged).
         const direct =
-          dyn.filter(Boolean).length === 1 && op !== "Concat" && readers.get(t) === 1 && t !== g.input && sameWin(need.get(t)!, need.get(y)!);
-        return direct ? { tensor: t, feed: "" } : pasted(t);
+          !fixedOut &&
+          dyn.filter(Boolean).length === 1 &&
+          op !== "Concat" &&
+          readers.get(t) === 1 &&
+          t !== g.input &&
+          sameWin(need.get(t)!, need.get(y)!);
+        return { t, value: 0, pad: noPad, direct };
       });
-      ops.push({ rn, kind: "pointwise", y, reads });
-    } else throw new CropRefused(`${describeNode(node)} has no changed-region rule`);
+      return { rn, kind: "pointwise", y, wants };
+    }
+    throw new CropRefused(`${describeNode(node)} has no changed-region rule`);
+  };
+
+  const ops: OpSpec[] = [];
+  const wholeOps: string[] = [];
+  let localMacs = 0;
+  for (const rn of live) {
+    const node = rn.node;
+    const y = node.output[0];
+    const yDims = g.dims.get(y)!;
+    const dynIn = node.input.filter((t) => t && g.dims.has(t));
+    const fixedOut = dynIn.some(isFixed);
+    let spec: OpSpec | undefined;
+    if (!rn.global && yDims.length === 4 && node.output.length === 1 && dynIn.every((t) => g.dims.get(t)!.length === 4)) {
+      let w: ReturnType<typeof windowed> | undefined;
+      let boxes: [number, number][] | undefined;
+      try {
+        w = windowed(rn, fixedOut);
+        // a static window: the needed box, and the box it reads of each input
+        if (fixedOut) boxes = spatial(need.get(y)!.box).map(([a, b], i) => readBox({ ...w!, reads: [], fixed: true }, g, i, a, b).R);
+      } catch (e) {
+        if (!(e instanceof CropRefused) && !(e instanceof Error && e.message.startsWith("internal:"))) throw e;
+        w = undefined;
+      }
+      if (w) {
+        spec = { ...w, fixed: fixedOut, reads: w.wants.map((want) => want && bind(want)) };
+        for (const r of spec.reads)
+          if (r?.fixed) {
+            const xd = g.dims.get(r.tensor)!;
+            r.fixed.R = boxes!.map((b, i) => (w!.kind === "pointwise" && xd[i + 2] === 1 ? [0, 1] : b));
+          }
+        if (fixedOut) fixedWin.set(y, spatial(need.get(y)!.box));
+      }
+    }
+    if (!spec) {
+      // Computed whole, on whole inputs: a changed-region input is pasted into its cached copy, a static one padded to its size.
+      const reads = node.input.map((t): ReadSpec | undefined => {
+        if (!t || !g.dims.has(t) || g.dims.get(t)!.length !== 4) return undefined;
+        const whole = wholeWin(g.dims.get(t)!);
+        const fw = fixedWin.get(t);
+        if (fw) return winEq(fw, whole) ? undefined : { tensor: t, feed: "", fixed: { R: whole, value: 0 } };
+        if (!materialised.has(t)) materialised.set(t, `${PREFIX}whole${materialised.size}`);
+        return { tensor: t, cache: cacheFor(t, 0, noPad), whole: true, feed: materialised.get(t)! };
+      });
+      spec = { rn, kind: "whole", y, reads, fixed: true };
+      for (const t of node.output) if (t && g.dims.get(t)?.length === 4) fixedWin.set(t, wholeWin(g.dims.get(t)!));
+      wholeOps.push(describeNode(node));
+    }
+    if (!spec.fixed) localMacs += nodeMacs(g, rn);
+    ops.push(spec);
   }
   const fullMacs = g.nodes.reduce((s, n) => s + nodeMacs(g, n), 0);
-  const built = buildGraph(model, g, infos, ops, [...caches.values()], canvases);
+  const built = buildGraph(model, g, infos, ops, [...caches.values()], canvases, fixedWin);
   return {
     ...built,
     g,
@@ -238,9 +345,19 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
     caches: [...caches.values()],
     ops,
     canvases,
+    fixedWin,
     fullMacs,
+    localMacs,
+    wholeOps,
   };
 }
+
+/** Whether a tensor is computed whole in the changed-region graph (its Shape is the full graph's). */
+const computedWhole = (g: RegionGraph, fixedWin: Map<string, Win>, t: string) => {
+  const d = g.dims.get(t)!;
+  const w = fixedWin.get(t);
+  return d.length !== 4 || (!!w && winEq(w, wholeWin(d)));
+};
 
 const sameWin = (a: Region, b: Region) =>
   a.box[2][0] === b.box[2][0] && a.box[2][1] === b.box[2][1] && a.box[3][0] === b.box[3][0] && a.box[3][1] === b.box[3][1];
@@ -252,6 +369,7 @@ function buildGraph(
   ops: OpSpec[],
   caches: CacheSpec[],
   canvases: Map<string, string>,
+  fixedWin: Map<string, Win>,
 ): { bytes: Uint8Array; nodes: number } {
   const nodes: NodeProto[] = [];
   const inits = [int64Tensor(`${PREFIX}axes`, [2], [2, 3])];
@@ -289,9 +407,50 @@ function buildGraph(
     }
     return c;
   };
+  const constInts = (values: number[]) => {
+    const n = name("c");
+    inits.push(int64Tensor(n, [values.length], values));
+    return n;
+  };
+  /** A static read: the box R of a tensor with a static window, sliced from its tile and padded with `value` where R passes the window. */
+  const fixedRead = (x: string, R: Win, value: number): string => {
+    const Wx = fixedWin.get(x)!;
+    const cut = R.map(([lo, hi], i): [number, number] => [Math.max(lo, Wx[i][0]), Math.min(hi, Wx[i][1])]);
+    if (cut.some(([lo, hi]) => hi <= lo)) throw new CropRefused(`a read of '${x}' misses its computed window`);
+    let out = x;
+    if (!winEq(cut, Wx))
+      out = emit("Slice", [x, constInts(cut.map(([lo], i) => lo - Wx[i][0])), constInts(cut.map(([, hi], i) => hi - Wx[i][0])), `${PREFIX}axes`]);
+    const pads = [0, 0, cut[0][0] - R[0][0], cut[1][0] - R[1][0], 0, 0, R[0][1] - cut[0][1], R[1][1] - cut[1][1]];
+    if (pads.some((v) => v !== 0)) {
+      const v = name("value");
+      inits.push(floatTensor(v, [], [value]));
+      out = emit("Pad", [out, constInts(pads), v]);
+    }
+    return out;
+  };
+  // A changed-region tensor read whole (by an op computed whole): its tile padded to the tensor's size, pasted into the cache.
+  const wholeOf = new Map<string, string>();
+  const materialise = (r: ReadSpec): string => {
+    let out = wholeOf.get(r.tensor);
+    if (!out) {
+      const c = r.cache!;
+      const d = g.dims.get(r.tensor)!;
+      const pads = intFeed(`${r.feed}_pads`, 8);
+      const ones = emit("ConstantOfShape", [intFeed(`${r.feed}_shape`, 4)], [attribute("value", floatTensor(name("one"), [1], [1]))]);
+      const mask = emit("Cast", [emit("Pad", [ones, pads])], [attribute("to", TensorProto_DataType.BOOL)]);
+      const cached = c.pad.some(([lo, hi]) => lo > 0 || hi > 0)
+        ? emit("Slice", [c.feed, constInts([c.pad[0][0], c.pad[1][0]]), constInts([c.pad[0][0] + d[2], c.pad[1][0] + d[3]]), `${PREFIX}axes`])
+        : c.feed;
+      out = emit("Where", [mask, emit("Pad", [r.tensor, pads]), cached]);
+      wholeOf.set(r.tensor, out);
+    }
+    return out;
+  };
   const read = (r: ReadSpec | undefined, t: string): string => {
     if (!r) return t;
+    if (r.fixed) return fixedRead(r.tensor, r.fixed.R, r.fixed.value);
     if (!r.cache) return r.tensor;
+    if (r.whole) return materialise(r);
     const c = canvas(r.tensor);
     const mask = emit("Cast", [slice(c.mask, `${r.feed}_c`)], [attribute("to", TensorProto_DataType.BOOL)]);
     return emit("Where", [mask, slice(c.tile, `${r.feed}_c`), slice(r.cache.feed, `${r.feed}_k`)]);
@@ -299,16 +458,30 @@ function buildGraph(
   const drop = (node: NodeProto, names: string[]) => node.attribute.filter((a) => !names.includes(a.name));
 
   const specs = new Map(ops.map((o) => [o.rn.node, o]));
+  const computed = new Set([g.input, ...ops.flatMap((o) => o.rn.node.output)]);
   for (const node of model.graph!.node) {
     const o = specs.get(node);
     if (!o) {
       if (g.nodes.some((n) => n.node === node)) continue; // computed from the input, not needed
       const reads = node.input.filter((t) => g.dims.has(t));
       if (reads.length === 0) nodes.push(node);
+      else if ((node.opType === "Shape" || node.opType === "Size") && reads.every((t) => computedWhole(g, fixedWin, t))) nodes.push(node);
       else if (node.opType === "Shape" || node.opType === "Size") {
         const v = infos.get(node.output[0])?.value;
         if (!v) throw new CropRefused(`${describeNode(node)}: its value is not known statically`);
-        inits.push(int64Tensor(node.output[0], node.opType === "Size" ? [] : [v.length], v));
+        if (node.opType === "Shape" && v.length > 0 && !attr(node, "start") && !attr(node, "end") && computed.has(reads[0])) {
+          // the full graph's shape, with the batch of the tile (a reshape into tokens keeps the call's items apart)
+          const batch = emit("Slice", [emit("Shape", [reads[0]]), constInts([0]), constInts([1])]);
+          nodes.push(
+            create(NodeProtoSchema, {
+              opType: "Concat",
+              input: [batch, constInts(v.slice(1))],
+              output: [node.output[0]],
+              attribute: [attribute("axis", 0)],
+              name: name("shape"),
+            }),
+          );
+        } else inits.push(int64Tensor(node.output[0], node.opType === "Size" ? [] : [v.length], v));
       } else throw new CropRefused(`${describeNode(node)} reads a tensor computed from the input outside the region rules`);
       continue;
     }
@@ -317,10 +490,13 @@ function buildGraph(
       // mean over the window / share of it counted, both averages over the whole window
       const attrs = [...drop(node, ["pads", "auto_pad", "ceil_mode", "count_include_pad"]), attribute("pads", [0, 0, 0, 0])];
       const r = o.reads[0]!;
-      const c = r.cache!;
       const d = g.dims.get(r.tensor)!;
-      const [Hp, Wp] = [d[2] + c.pad[0][0] + c.pad[0][1], d[3] + c.pad[1][0] + c.pad[1][1]];
-      const inside = (v: number, i: number) => v - c.pad[i][0] >= o.counted![i][0] && v - c.pad[i][0] < o.counted![i][1];
+      // the indicator over the padded tensor (sliced like the cache), or over the static read box
+      const origin = r.fixed ? r.fixed.R.map(([lo]) => lo) : r.cache!.pad.map(([lo]) => -lo);
+      const [Hp, Wp] = r.fixed
+        ? r.fixed.R.map(([lo, hi]) => hi - lo)
+        : [d[2] + r.cache!.pad[0][0] + r.cache!.pad[0][1], d[3] + r.cache!.pad[1][0] + r.cache!.pad[1][1]];
+      const inside = (v: number, i: number) => v + origin[i] >= o.counted![i][0] && v + origin[i] < o.counted![i][1];
       const ind = name("counted");
       inits.push(
         floatTensor(
@@ -329,7 +505,7 @@ function buildGraph(
           Array.from({ length: Hp * Wp }, (_, k) => (inside(Math.floor(k / Wp), 0) && inside(k % Wp, 1) ? 1 : 0)),
         ),
       );
-      const share = emit(node.opType, [slice(ind, `${r.feed}_k`)], attrs, name("share"), node);
+      const share = emit(node.opType, [r.fixed ? ind : slice(ind, `${r.feed}_k`)], attrs, name("share"), node);
       emit("Div", [emit(node.opType, inputs, attrs, name("mean"), node), share], [], o.y);
     } else if (o.kind === "window") {
       emit(node.opType, inputs, [...drop(node, ["pads", "auto_pad", "ceil_mode"]), attribute("pads", [0, 0, 0, 0])], o.y, node);
@@ -348,7 +524,18 @@ function buildGraph(
       const legacy = node.input.length <= 2;
       const tmp = emit(node.opType, [inputs[0], ...(legacy ? [] : [node.input[1] ?? ""]), sc], node.attribute, name("resized"), node);
       emit("Slice", [tmp, intFeed(`${o.cut}_s`, 2), intFeed(`${o.cut}_e`, 2), `${PREFIX}axes`], [], o.y); // the wanted part of the widened window
-    } else emit(node.opType, inputs, node.attribute, o.y, node);
+    } else if (o.kind === "whole")
+      nodes.push(
+        create(NodeProtoSchema, {
+          opType: node.opType,
+          input: inputs,
+          output: node.output,
+          attribute: node.attribute,
+          name: name(node.name || node.opType),
+          domain: node.domain,
+        }),
+      );
+    else emit(node.opType, inputs, node.attribute, o.y, node);
   }
   const m = clone(ModelProtoSchema, model);
   const graph = m.graph!;
@@ -428,12 +615,30 @@ export function planBox(cg: ChangedGraph, input: Win): BoxPlan {
   const inDims = g.dims.get(g.input)!;
   const changed = changedRegions(g, [[0, inDims[0]], [0, inDims[1]], ...input]);
   const win = new Map<string, Win>([[g.input, input]]);
-  for (const o of cg.ops) win.set(o.y, windowOf(cg, changed, o.y));
+  for (const o of cg.ops) {
+    if (!o.fixed) win.set(o.y, windowOf(cg, changed, o.y));
+    else for (const t of o.rn.node.output) if (cg.fixedWin.has(t)) win.set(t, cg.fixedWin.get(t)!);
+  }
   const ints: Record<string, BigInt64Array> = {};
   const put = (n: string, v: number[]) => (ints[n] = BigInt64Array.from(v.map((x) => BigInt(x))));
   const reads: { r: ReadSpec; R: Win }[] = [];
   let macs = 0;
+  let fixedMacs = 0;
   for (const o of cg.ops) {
+    if (o.kind === "whole") {
+      // the tile of a changed-region input, padded to the whole tensor
+      for (const r of o.reads)
+        if (r?.whole) {
+          const W = win.get(r.tensor)!;
+          const d = g.dims.get(r.tensor)!;
+          put(`${r.feed}_pads`, [0, 0, W[0][0], W[1][0], 0, 0, d[2] - W[0][1], d[3] - W[1][1]]);
+          put(`${r.feed}_shape`, [1, 1, W[0][1] - W[0][0], W[1][1] - W[1][0]]);
+        }
+      const m = nodeMacs(g, o.rn);
+      macs += m;
+      fixedMacs += m;
+      continue;
+    }
     const W = win.get(o.y)!;
     const boxes = W.map(([a, b], i) => readBox(o, g, i, a, b));
     const yDims = g.dims.get(o.y)!;
@@ -466,7 +671,9 @@ export function planBox(cg: ChangedGraph, input: Win): BoxPlan {
       // ConvTranspose's count is per input element: scale it to the window it scatters from
       if (o.kind === "transpose") outBox = [[0, 1], [0, yDims[1]], ...W];
     } else outBox = [[0, 1], [0, yDims[1]], ...W];
-    macs += nodeMacs(g, o.rn, outBox);
+    const m = nodeMacs(g, o.rn, outBox);
+    macs += m;
+    if (o.fixed) fixedMacs += m;
   }
   // Canvases: the tile padded by the longest read on each side, so a read disjoint from the tile slices only padding.
   const longest = new Map<string, number[]>();
@@ -506,5 +713,5 @@ export function planBox(cg: ChangedGraph, input: Win): BoxPlan {
       R.map(([, hi], i) => hi + c.pad[i][0]),
     );
   }
-  return { ints, input, output: win.get(g.output)!, macs };
+  return { ints, input, output: win.get(g.output)!, macs, fixedMacs };
 }

@@ -57,13 +57,47 @@ export function layer(g: GraphBuilder, x: string, d: number[], rng: Rng): string
   return g.node("Sigmoid", [x]);
 }
 
-/** A random stack of 3-6 layers on a 1×2×24..39² input whose sizes stay in [4, 64]. */
-export function randomStack(rng: Rng): { bytes: Uint8Array; inDims: number[]; outDims: number[] } {
+/**
+ * One block that mixes all positions of `x` (dims `d`), joined to a local path as DeepLab's ASPP, a
+ * normalisation or a token MLP does: global average pooling expanded and concatenated with a local
+ * branch, or added broadcast; x minus its ReduceMean over the spatial axes; a Flatten into tokens, a
+ * MatMul over channels and a Reshape back, added to x. Returns the output and its channels.
+ */
+export function globalLayer(g: GraphBuilder, x: string, d: number[], rng: Rng, kind = rng.int(4)): { y: string; channels: number } {
+  const [c, H, W] = d.slice(1);
+  const conv1 = (t: string, cin: number, cout: number) =>
+    g.node("Conv", [t, g.constant([cout, cin, 1, 1], rand(rng, cout * cin)), g.constant([cout], rand(rng, cout))], { kernel_shape: [1, 1] });
+  if (kind === 0) {
+    const pooled = g.node("Relu", [conv1(g.node("GlobalAveragePool", [x]), c, 2)]);
+    const local = g.node("Relu", [g.node("Conv", [x, g.constant([2, c, 3, 3], rand(rng, 2 * c * 9))], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] })]);
+    const wide = g.node("Expand", [pooled, g.constantInt64([1, 2, H, W])]);
+    return { y: g.node("Concat", [local, x, wide], { axis: 1 }), channels: c + 4 };
+  }
+  if (kind === 1) return { y: g.node("Add", [x, g.node("Sigmoid", [conv1(g.node("GlobalAveragePool", [x]), c, c)])]), channels: c };
+  if (kind === 2) return { y: g.node("Sub", [x, g.node("ReduceMean", [x], { axes: [2, 3], keepdims: 1 })]), channels: c };
+  const tokens = g.node("Transpose", [g.node("Flatten", [x], { axis: 2 })], { perm: [1, 0] });
+  const mixed = g.node("MatMul", [tokens, g.constant([c, c], rand(rng, c * c))]);
+  const back = g.node("Reshape", [g.node("Transpose", [mixed], { perm: [1, 0] }), g.constantInt64([1, c, H, W])]);
+  return { y: g.node("Add", [x, back]), channels: c };
+}
+
+/**
+ * A random stack of 3-6 layers on a 1×2×24..39² input whose sizes stay in [4, 64]; with `global`, one
+ * block from globalLayer() (of `kind`, else random) after the first layer (batch 1 only for the token block).
+ */
+export function randomStack(rng: Rng, opts: { global?: boolean; kind?: number } = {}): { bytes: Uint8Array; inDims: number[]; outDims: number[] } {
   const inDims = [1, 2, 24 + rng.int(16), 24 + rng.int(16)];
   const g = new GraphBuilder("stack");
   let x = g.input("x", ["N", ...inDims.slice(1)]);
   let dims = inDims;
+  let global = !!opts.global;
   for (let n = 0, tries = 0; n < 3 + rng.int(4) && tries < 40; tries++) {
+    if (global && n === 1) {
+      const { y, channels } = globalLayer(g, x, dims, rng, opts.kind);
+      x = y;
+      dims = [1, channels, ...dims.slice(2)];
+      global = false;
+    }
     const trial = new GraphBuilder("probe");
     const seed = rng.int(1 << 30);
     const y = layer(trial, trial.input("x", dims), dims, new Rng(seed));

@@ -138,3 +138,22 @@ export function localConvModel(): Uint8Array {
   g.output(g.node("Sigmoid", [c2], {}, ["mask"]), ["N", 1, 32, 32]);
   return g.toBytes();
 }
+
+// The local model with an ASPP-like global branch after its first conv: c1 + sigmoid(1×1 conv of GAP(c1)), broadcast over
+// the positions. Every block then reaches the RoI (through the pooling); the changed-region graph computes GAP whole.
+export function globalBranchModel(): Uint8Array {
+  const g = new GraphBuilder("global-branch");
+  const x = g.input("image", ["N", 3, 32, 32]);
+  const w1 = new Float32Array(2 * 3 * 9).map((_, i) => ((i * 7) % 11) / 40 - 0.1);
+  const c1 = g.node("Relu", [
+    g.node("Conv", [x, g.constant([2, 3, 3, 3], w1), g.constant([2], [0.1, -0.2])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] }),
+  ]);
+  const pooled = g.node("Sigmoid", [
+    g.node("Conv", [g.node("GlobalAveragePool", [c1]), g.constant([2, 2, 1, 1], [0.8, -0.5, 0.3, 1.1])], { kernel_shape: [1, 1] }),
+  ]);
+  const mixed = g.node("Add", [c1, pooled]);
+  const w2 = new Float32Array(2 * 9).map((_, i) => ((i * 5) % 7) / 10 - 0.2);
+  const c2 = g.node("Conv", [mixed, g.constant([1, 2, 3, 3], w2), g.constant([1], [-0.3])], { kernel_shape: [3, 3], pads: [1, 1, 1, 1] });
+  g.output(g.node("Sigmoid", [c2], {}, ["mask"]), ["N", 1, 32, 32]);
+  return g.toBytes();
+}
