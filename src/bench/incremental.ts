@@ -2,7 +2,8 @@
  * `npm run bench -- --incremental`: wall time of maps with full passes, RoI-cropped passes (phase 2)
  * and changed-region passes (phase 3), same seed, schedule and session layout, side by side in one run: the demo's
  * PdCR map (fast schedule, its bank and RoI), then a zero-ablation map (16 px blocks, a 32 px RoI at
- * the centre, mean probability against the prediction) per shipped 2D model. Says whether the maps are
+ * the centre, mean probability against the prediction) per shipped 2D model, and with --incremental-pdcr
+ * a PdCR map (fast schedule, the demo's bank, same RoI) per model too. Says whether the maps are
  * identical, else their largest difference.
  */
 import { join } from "node:path";
@@ -89,7 +90,11 @@ async function trio(make: Make, name: string, map: string): Promise<IncrementalR
   };
 }
 
-export async function incrementalBench(models: string[], o: { demo: boolean }, log: (s: string) => void = console.error): Promise<IncrementalRow[]> {
+export async function incrementalBench(
+  models: string[],
+  o: { demo: boolean; pdcr?: boolean },
+  log: (s: string) => void = console.error,
+): Promise<IncrementalRow[]> {
   const cfg = demoConfig();
   const rows: IncrementalRow[] = [];
   console.log(
@@ -142,6 +147,23 @@ export async function incrementalBench(models: string[], o: { demo: boolean }, l
       );
       rows.push(r);
       print(r);
+      // several draws per block and call (the case where changed-region passes share a call's overhead), with the demo's bank
+      if (o.pdcr) {
+        log(`incremental: pdcr map of ${path}`);
+        const p = await trio(
+          (incremental, incrementalExecutor) =>
+            explainPdcr(
+              model,
+              kase,
+              { roi, reference: "prediction", outcome: "mean-prob" },
+              { bank, seed: 0, batchSize: BATCH, incremental, incrementalExecutor },
+            ),
+          path.split("/").pop()!,
+          `pdcr fast, ${bank.patchSize} px, centre RoI`,
+        );
+        rows.push(p);
+        print(p);
+      }
     } finally {
       await model.release();
     }

@@ -182,6 +182,7 @@ interface BenchFlags {
   studyCases: number;
   studyRefSamples: number;
   incremental: boolean;
+  incrementalPdcr: boolean;
   opCost: boolean;
   scale: boolean;
   authors: boolean;
@@ -367,6 +368,7 @@ async function main(): Promise<void> {
       "only wall time of maps with full vs RoI-cropped passes: the demo's PdCR map (--no-demo skips it), then a zero map per model of --models (default here: every shipped 2D model)",
       false,
     )
+    .option("--incremental-pdcr", "with --incremental, also a PdCR map (fast schedule, the demo's bank, centre RoI) per model", false)
     .option("--op-cost", "only the executor cost model's constants, measured on --models (default here: unet-ph2) (./op-cost.ts)", false)
     .option(
       "--scale",
@@ -404,7 +406,7 @@ async function main(): Promise<void> {
   }
   if (f.incremental) {
     const models = f.models === "demo" ? shippedModels().filter((p) => !p.includes("/volumes/")) : paths;
-    out.incremental = await incrementalBench(models, { demo: f.demo });
+    out.incremental = await incrementalBench(models, { demo: f.demo, pdcr: f.incrementalPdcr });
     if (f.json) writeFileSync(f.json, JSON.stringify(out, null, 1));
     return;
   }

@@ -88,7 +88,7 @@ function describeRegions(r: RegionInfo): string {
   if ("error" in r) return `  incremental inference: not analysed (${r.error})`;
   const share = `${((100 * r.local) / r.full).toFixed(1)}% of the network's ${(r.full / 1e9).toFixed(2)} GMAC per pass is local`;
   return r.firstGlobal
-    ? `  incremental inference: ${share}; the rest lies downstream of an op that mixes all positions (the first: ${r.firstGlobal}) and is recomputed whole by every pass`
+    ? `  incremental inference: ${share}; the rest lies downstream of an op that mixes all positions (the first: ${r.firstGlobal}) and is recomputed by every pass (whole, or where the RoI needs it)`
     : `  incremental inference: ${share} (no op mixes all positions): a block changes, and the RoI needs, only part of every tensor`;
 }
 
