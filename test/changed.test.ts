@@ -1,9 +1,11 @@
 /**
  * Changed-region execution (src/onnx/changed.ts, src/explain/changed-executor.ts): on random
- * conv/pool/resize/ConvTranspose/skip stacks, a perturbed box recomputed over the changed and needed
- * windows from the cached unperturbed tensors gives the full graph's RoI outputs; on a tiny model maps
- * are identical with changed-region passes and full passes for zero, occlusion and pdcr; on shipped
- * U-Net and SegNet every pass of a short zero run agrees with full inference with no RoI mask flip.
+ * conv/pool/resize/ConvTranspose/skip stacks, with or without a block that mixes all positions (GAP/ASPP,
+ * ReduceMean, Flatten + MatMul tokens, computed whole), a perturbed box recomputed over the changed and
+ * needed windows from the cached unperturbed tensors gives the full graph's RoI outputs; on tiny models
+ * (local, and with a global branch) maps are identical with changed-region passes and full passes for
+ * zero, occlusion and pdcr; on shipped U-Net, SegNet and DeepLab every pass of a short zero run agrees
+ * with full inference with no RoI mask flip.
  */
 import { existsSync } from "node:fs";
 import { join } from "node:path";
