@@ -288,6 +288,7 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
 
   const ops: OpSpec[] = [];
   const wholeOps: string[] = [];
+  const liveOutputs = new Set(live.flatMap((n) => n.node.output));
   let localMacs = 0;
   for (const rn of live) {
     const node = rn.node;
@@ -321,6 +322,9 @@ export function changedGraph(model: ModelProto, roi: { rows: [number, number]; c
       // Computed whole, on whole inputs: a changed-region input is pasted into its cached copy, a static one padded to its size.
       const reads = node.input.map((t): ReadSpec | undefined => {
         if (!t || !g.dims.has(t) || g.dims.get(t)!.length !== 4) return undefined;
+        // An input the RoI needs none of is not computed, so the op cannot run whole on it (e.g. a roll's unused half).
+        if (t !== g.input && !liveOutputs.has(t))
+          throw new CropRefused(`${describeNode(node)} runs whole but reads '${t}', of which the RoI needs nothing`);
         const whole = wholeWin(g.dims.get(t)!);
         const fw = fixedWin.get(t);
         if (fw) return winEq(fw, whole) ? undefined : { tensor: t, feed: "", fixed: { R: whole, value: 0 } };
@@ -469,19 +473,28 @@ function buildGraph(
       else if (node.opType === "Shape" || node.opType === "Size") {
         const v = infos.get(node.output[0])?.value;
         if (!v) throw new CropRefused(`${describeNode(node)}: its value is not known statically`);
-        if (node.opType === "Shape" && v.length > 0 && !attr(node, "start") && !attr(node, "end") && computed.has(reads[0])) {
-          // the full graph's shape, with the batch of the tile (a reshape into tokens keeps the call's items apart)
+        const full = g.dims.get(reads[0])!;
+        const rank = full.length;
+        // Shape's start/end (opset 15) select a range of axes; negative values count from the end, out-of-range ones clamp.
+        const axis = (a: number | undefined, dflt: number) => (a === undefined ? dflt : Math.min(rank, Math.max(0, a < 0 ? a + rank : a)));
+        const given = (n: string) => (attr(node, n) ? Number(attr(node, n)!.i) : undefined);
+        const [s, e] = [axis(given("start"), 0), axis(given("end"), rank)];
+        const readsBatch = computed.has(reads[0]) && rank > 0 && (node.opType === "Size" || s === 0) && e > s;
+        if (!readsBatch) inits.push(int64Tensor(node.output[0], node.opType === "Size" ? [] : [v.length], v));
+        else {
+          // The value has the tile's batch in place of the full graph's, so a reshape into tokens keeps a call's items apart.
           const batch = emit("Slice", [emit("Shape", [reads[0]]), constInts([0]), constInts([1])]);
-          nodes.push(
-            create(NodeProtoSchema, {
-              opType: "Concat",
-              input: [batch, constInts(v.slice(1))],
-              output: [node.output[0]],
-              attribute: [attribute("axis", 0)],
-              name: name("shape"),
-            }),
-          );
-        } else inits.push(int64Tensor(node.output[0], node.opType === "Size" ? [] : [v.length], v));
+          const out = { output: [node.output[0]], name: name(node.opType.toLowerCase()) };
+          if (node.opType === "Size") {
+            const perItem = full.slice(1).reduce((a, b) => a * b, 1);
+            const scaled = emit("Mul", [batch, constInts([perItem])]);
+            nodes.push(create(NodeProtoSchema, { opType: "Reshape", input: [scaled, constInts([])], ...out })); // a scalar, as Size gives
+          } else if (e - s === 1) nodes.push(create(NodeProtoSchema, { opType: "Identity", input: [batch], ...out }));
+          else
+            nodes.push(
+              create(NodeProtoSchema, { opType: "Concat", input: [batch, constInts(full.slice(1, e))], attribute: [attribute("axis", 0)], ...out }),
+            );
+        }
       } else throw new CropRefused(`${describeNode(node)} reads a tensor computed from the input outside the region rules`);
       continue;
     }
