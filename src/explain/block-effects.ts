@@ -17,7 +17,7 @@ import { buildQuadtree } from "./hierarchy.js";
 import { ImportanceSampler, IS_BINS_PER_STRATUM, IS_MIX } from "./importance.js";
 import { FillIntervention, type Intervention } from "./interventions.js";
 import { type PriorResult, priorAte, StratifiedSampler } from "./prior-schedule.js";
-import { type IncrementalMode, RoiExecutor } from "./roi-executor.js";
+import { type FullRecord, type IncrementalMode, type PassShape, RoiExecutor } from "./roi-executor.js";
 import { RunContext, type RunOptions } from "./run.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
 
@@ -137,13 +137,13 @@ export async function explainBlocks(
 
   // RoI-cropped passes (off unless asked): the executor's scores equal the full model's up to float
   // rounding, so it enters the key; blocks outside the input the RoI reads are not run at all.
-  const { executor, why } = await RoiExecutor.open(
+  const { executor, why, full } = await RoiExecutor.open(
     model,
     target,
     { input: ctx.base, output: ctx.baseOutput },
     run.incremental ?? "off",
     ctx.runner.batchSize,
-    { units, executor: run.incrementalExecutor, shape: passShape(intervention.draws, ad ? ad.strata : spec.estimator.screen) },
+    { units, executor: run.incrementalExecutor, shape: passShape(intervention.draws, ad ? ad.strata : spec.estimator.screen, ad) },
   );
   try {
     return await explainWith(ctx, spec, intervention, {
@@ -157,6 +157,7 @@ export async function explainBlocks(
       membersOf,
       executor,
       why,
+      full,
       t0,
       mode: run.incremental ?? "off",
     });
@@ -167,13 +168,14 @@ export async function explainBlocks(
 
 /**
  * How the run's passes come, for the executor's cost model: a block's draws of one round run in one call
- * (its screen: S draws, or one per stratum; a deterministic fill repeats none), and every block in reach
- * is screened once at least (a lower bound: the fast schedule's quadtree may clear blocks in groups, and
- * passing blocks take more rounds).
+ * (its screen: S draws, or one per stratum; a deterministic fill repeats none); every block in reach is
+ * screened once (the paper's schedule, zero, occlusion: a lower bound, passing blocks take more draws), or
+ * the fast schedule's quadtree screens groups first (executor-choice.ts quadtreeScreen estimates its passes;
+ * with a zero-fill prior there is no quadtree: one pass per block first).
  */
-function passShape(draws: number, perRound: number): { itemsPerBox: number; passesPerBlock: number } {
+function passShape(draws: number, perRound: number, ad: AdaptiveSettings | undefined): PassShape {
   const k = Math.max(1, Math.min(draws, perRound));
-  return { itemsPerBox: k, passesPerBlock: k };
+  return { itemsPerBox: k, passesPerBlock: k, ...(ad && !ad.prior ? { quadtree: { groupSize: ad.groupSize, groupDraws: ad.groupDraws } } : {}) };
 }
 
 interface Plan {
@@ -187,6 +189,8 @@ interface Plan {
   membersOf: (unit: number) => Unit[];
   executor: RoiExecutor | undefined;
   why: string;
+  /** auto's cost model chose full passes: its record */
+  full?: FullRecord;
   t0: number;
   mode: IncrementalMode;
 }
@@ -361,7 +365,7 @@ async function explainWith(ctx: RunContext, spec: BlockMethodSpec, intervention:
       ...(ad ?? spec.estimator),
       ...spec.settings,
       ...(timeBudgetPasses !== undefined ? { timeBudgetPasses } : {}),
-      ...(executor ? { incremental: { ...executor.record, skippedPasses: scorer.skippedPasses } } : {}),
+      ...(executor ? { incremental: { ...executor.record, skippedPasses: scorer.skippedPasses } } : p.full ? { incremental: p.full } : {}),
     },
     intervention: intervention.describe(),
   });
