@@ -13,7 +13,7 @@ import ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { describeExecutors, executorInfo } from "../src/cli/info.js";
 import { loadCase } from "../src/data/case.js";
-import { type AutoPreview, type PixelBox, quadtreeScreen, runCosts } from "../src/explain/executor-choice.js";
+import { type AutoPreview, type PixelBox, runCosts } from "../src/explain/executor-choice.js";
 import { type ExecutorPick, executorCosts, fallbackPick, incrementalPick, type RunShape } from "../src/explain/executor-cost.js";
 import { explainOcclusion } from "../src/explain/occlusion.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
@@ -266,10 +266,6 @@ describe("the executor cost model", () => {
     for (const k of ["full", "cropped", "changed"] as const) expect(at({ passes: 500 })[k]).toBeGreaterThan(at({})[k]);
     expect(at({ fullPasses: 400 }).full).toBeGreaterThan(at({}).full);
     expect(at({ fullPasses: 400 }).cropped).toBe(at({}).cropped);
-    // quadtree group passes run cropped in both incremental executors: they add the same to both
-    const g = at({ groupPasses: 100 });
-    expect(g.changed - at({}).changed).toBeCloseTo(g.cropped - at({}).cropped, 0);
-    expect(g.full).toBeGreaterThan(at({}).full);
     // the choice is the cheapest of the three, strict: ties keep the simpler executor
     for (const s of [{}, { itemsPerBox: 4 }, { passes: 10 }, { passes: 1e5, itemsPerBox: 4 }]) expect(at(s).pick).toBe(cheapest(at(s)));
     // without a changed-region graph the choice is between full and cropped passes
@@ -297,39 +293,29 @@ describe("the executor cost model", () => {
     expect(executorCosts({ ...unext, itemsPerBox: 4, passes: 20 }).pick).not.toBe("changed-region");
   });
 
-  it("estimates the fast schedule's quadtree screen: groups on the way down to the blocks next to the RoI, then those blocks", () => {
-    // a 64² input of 8 px blocks (one quadtree group of 8x8 blocks) with the RoI on block (0,0): 63 units, all in reach
+  it("prices the run over the blocks: the executors skip those out of the RoI's reach, full passes run them", () => {
+    // a 64² input of 8 px blocks with the RoI on block (0,0): 63 units; an input box of the top half reaches 31 of them
     const units: PixelBox[] = [];
     for (let y = 0; y < 64; y += 8) for (let x = 0; x < 64; x += 8) if (y || x) units.push({ row: y, col: x, height: 8, width: 8 });
-    const whole: Box = [
-      [0, 1],
-      [0, 3],
-      [0, 64],
-      [0, 64],
-    ];
-    const roi: [number, number][] = [
-      [0, 8],
-      [0, 8],
-    ];
-    // tested: the top group, its 4 quadrants, the top-left quadrant's 4 pairs of 2x2 (9 groups, 2 draws each); screened alone:
-    // the 3 members of the top-left 2x2 group, 4 draws each
-    expect(quadtreeScreen(units, roi, whole, { groupSize: 8, groupDraws: 2 }, 4)).toEqual({ groupPasses: 18, blockPasses: 12, fullPasses: 30 });
-    // only blocks in reach run on the executors: an input box of the top half leaves the bottom quadrants' passes to full passes
     const top: Box = [
       [0, 1],
       [0, 3],
       [0, 32],
       [0, 64],
     ];
-    expect(quadtreeScreen(units, roi, top, { groupSize: 8, groupDraws: 2 }, 4)).toEqual({ groupPasses: 14, blockPasses: 12, fullPasses: 30 });
-    // the run's estimate takes it for the fast schedule, one screen per block otherwise
     const g = { fullMacs: 1e9, fullOps: 60, crop: { macs: 0.5e9, ops: 62 } };
-    expect(runCosts(g, units, roi, whole, { itemsPerBox: 4, passesPerBlock: 4, quadtree: { groupSize: 8, groupDraws: 2 } }, 8)).toMatchObject({
-      passes: 12,
-      groupPasses: 18,
-      fullPasses: 30,
+    const c = runCosts(g, units, top, { itemsPerBox: 1, passesPerBlock: 3 }, 8);
+    expect(c).toMatchObject({ passes: 93, fullPasses: 189, changed: Infinity });
+    const same = executorCosts({
+      ...shape,
+      fullMacs: 1e9,
+      cropMacs: 0.5e9,
+      changedMacs: undefined,
+      changedOps: undefined,
+      passes: 93,
+      fullPasses: 189,
     });
-    expect(runCosts(g, units, roi, top, { itemsPerBox: 1, passesPerBlock: 1 }, 8)).toMatchObject({ passes: 31, groupPasses: 0, fullPasses: 63 });
+    expect([c.full, c.cropped, c.pick]).toEqual([same.full, same.cropped, same.pick]);
   });
 });
 
@@ -365,8 +351,7 @@ describe("changed-region passes on shipped models", () => {
           expect(cost.pick).toBe(cheapest(cost));
           expect(cost.itemsPerBox).toBe(k);
           const inReach = units.filter((u) => executor!.reaches(u.row, u.col, u.height, u.width)).length;
-          if (k === 1) expect([cost.passes, cost.groupPasses]).toEqual([inReach, 0]);
-          else expect(cost.passes + cost.groupPasses).toBeLessThan((inReach * k) / 4); // the quadtree screens most blocks in groups
+          expect([cost.passes, cost.fullPasses]).toEqual([inReach * k, units.length * k]);
           // the estimate again from what the record says (its shares are rounded to 4 digits)
           const changedShare = rec.executor === "changed-region" ? rec.macShare : undefined;
           const cropShare = rec.cropMacShare ?? rec.macShare;
@@ -381,7 +366,6 @@ describe("changed-region passes on shipped models", () => {
               batch: 8,
               itemsPerBox: k,
               passes: cost.passes,
-              groupPasses: cost.groupPasses,
               fullPasses: cost.fullPasses,
             });
             for (const x of ["full", "cropped", "changed"] as const) expect(again[x] / fullMacs).toBeCloseTo(cost[x]!, 0);

@@ -68,7 +68,7 @@ async function trio(make: Make, name: string, map: string): Promise<IncrementalR
       maxMapDiff: mapDiff(ch, off),
       macShare: rec.macShare,
       autoPicks: rec.cost
-        ? `${rec.cost.pick} (full ${rec.cost.full}, cropped ${rec.cost.cropped}, changed ${rec.cost.changed ?? "–"}; ${rec.cost.passes} + ${rec.cost.groupPasses} group passes assumed)`
+        ? `${rec.cost.pick} (full ${rec.cost.full}, cropped ${rec.cost.cropped}, changed ${rec.cost.changed ?? "–"}; ${rec.cost.passes} passes assumed)`
         : "?",
     };
   } catch (e) {

@@ -143,7 +143,7 @@ export async function explainBlocks(
     { input: ctx.base, output: ctx.baseOutput },
     run.incremental ?? "off",
     ctx.runner.batchSize,
-    { units, executor: run.incrementalExecutor, shape: passShape(intervention.draws, ad ? ad.strata : spec.estimator.screen, ad) },
+    { units, executor: run.incrementalExecutor, shape: passShape(intervention.draws, ad ? ad.strata : spec.estimator.screen) },
   );
   try {
     return await explainWith(ctx, spec, intervention, {
@@ -168,14 +168,13 @@ export async function explainBlocks(
 
 /**
  * How the run's passes come, for the executor's cost model: a block's draws of one round run in one call
- * (its screen: S draws, or one per stratum; a deterministic fill repeats none); every block in reach is
- * screened once (the paper's schedule, zero, occlusion: a lower bound, passing blocks take more draws), or
- * the fast schedule's quadtree screens groups first (executor-choice.ts quadtreeScreen estimates its passes;
- * with a zero-fill prior there is no quadtree: one pass per block first).
+ * (its screen: S draws, or one per stratum; a deterministic fill repeats none), and every block in reach
+ * is screened once. Not a bound when the schedule adapts: passing blocks take more rounds, and the fast
+ * schedule's quadtree clears most blocks in groups (its maps in docs/performance.md ran 5-55% of it).
  */
-function passShape(draws: number, perRound: number, ad: AdaptiveSettings | undefined): PassShape {
+function passShape(draws: number, perRound: number): PassShape {
   const k = Math.max(1, Math.min(draws, perRound));
-  return { itemsPerBox: k, passesPerBlock: k, ...(ad && !ad.prior ? { quadtree: { groupSize: ad.groupSize, groupDraws: ad.groupDraws } } : {}) };
+  return { itemsPerBox: k, passesPerBlock: k };
 }
 
 interface Plan {

@@ -5,12 +5,10 @@
  * `segcause info` prints them for a centre 32 px RoI.
  */
 import type { ModelProto } from "onnx-buf";
-import { type ChangedGraph, changedGraph, planBox, type Win } from "../onnx/changed.js";
+import { type ChangedGraph, changedGraph, planBox } from "../onnx/changed.js";
 import { cropGraph } from "../onnx/crop.js";
 import type { Box } from "../onnx/regions.js";
-import { FAST_SCHEDULE } from "./adaptive.js";
 import { type ExecutorCosts, type ExecutorPick, executorCosts } from "./executor-cost.js";
-import { blockOf, buildQuadtree, isBlockRef } from "./hierarchy.js";
 
 /** A perturbation box of the input, as the block methods' units give it. */
 export interface PixelBox {
@@ -61,73 +59,24 @@ export interface GraphCounts {
   changed?: { macs: number; ops: number };
 }
 
-/** How a run's passes come: items per call of one block, passes per block (one screen), and the fast schedule's quadtree, if any. */
+/** How a run's passes come: items per call of one block, and passes per block (one screen). */
 export interface PassShape {
   itemsPerBox: number;
   passesPerBlock: number;
-  quadtree?: { groupSize: number; groupDraws: number };
-}
-
-/**
- * The passes of the fast schedule's screen if the blocks within one block of the RoI move its outcome and no other block does:
- * `groupDraws` for every quadtree group tested on the way down to them, and one round for every block screened alone (the
- * members of a group that moved). An estimate, not a bound (blocks passing the screen take more rounds; a group may clear
- * or pass otherwise): counting every block in reach as screened alone overstated the screen 6-20 times (docs/performance.md).
- */
-export function quadtreeScreen(
-  units: readonly PixelBox[],
-  roi: Win,
-  inputBox: Box,
-  q: { groupSize: number; groupDraws: number },
-  perRound: number,
-): { groupPasses: number; blockPasses: number; fullPasses: number } {
-  if (units.length === 0) return { groupPasses: 0, blockPasses: 0, fullPasses: 0 };
-  const stride = units[0].height;
-  const tree = buildQuadtree(
-    units.map((u, index) => ({ ...u, index })),
-    stride,
-    q.groupSize,
-  );
-  const [[y0, y1], [x0, x1]] = roi;
-  const near = (u: PixelBox) => u.row < y1 + stride && u.row + u.height > y0 - stride && u.col < x1 + stride && u.col + u.width > x0 - stride;
-  const reach = new Set(blocksInReach(inputBox, units));
-  let [groupPasses, blockPasses, fullPasses] = [0, 0, 0];
-  let frontier = tree.top;
-  while (frontier.length) {
-    const next: number[] = [];
-    for (const ref of frontier) {
-      if (isBlockRef(ref)) {
-        fullPasses += perRound;
-        if (reach.has(units[blockOf(ref)])) blockPasses += perRound;
-        continue;
-      }
-      const members = tree.groups[ref - tree.blockCount].members.map((i) => units[i]);
-      fullPasses += q.groupDraws;
-      if (members.some((u) => reach.has(u))) groupPasses += q.groupDraws;
-      if (members.some(near)) next.push(...tree.groups[ref - tree.blockCount].children);
-    }
-    frontier = next;
-  }
-  return { groupPasses, blockPasses, fullPasses };
 }
 
 /**
  * The cost model's estimate for a run over `units` (the blocks; those meeting the input box `inputBox` the RoI reads are in
- * reach), one screen each (`passesPerBlock` passes, `itemsPerBox` items per call), or the fast schedule's quadtree screen
- * (quadtreeScreen), batch `batch`.
+ * reach, the executors skip the others), one screen each (`passesPerBlock` passes, `itemsPerBox` items per call), batch `batch`.
  */
 export function runCosts(
   g: GraphCounts,
   units: readonly PixelBox[],
-  roi: Win,
   inputBox: Box,
   shape: PassShape,
   batch: number,
-): ExecutorCosts & { passes: number; groupPasses: number; fullPasses: number } {
-  const inReach = blocksInReach(inputBox, units).length;
-  const n = shape.quadtree
-    ? quadtreeScreen(units, roi, inputBox, shape.quadtree, shape.passesPerBlock)
-    : { groupPasses: 0, blockPasses: inReach * shape.passesPerBlock, fullPasses: units.length * shape.passesPerBlock };
+): ExecutorCosts & { passes: number; fullPasses: number } {
+  const n = { passes: blocksInReach(inputBox, units).length * shape.passesPerBlock, fullPasses: units.length * shape.passesPerBlock };
   const c = executorCosts({
     fullMacs: g.fullMacs,
     fullOps: g.fullOps,
@@ -137,11 +86,10 @@ export function runCosts(
     changedOps: g.changed?.ops,
     batch,
     itemsPerBox: shape.itemsPerBox,
-    passes: n.blockPasses,
-    groupPasses: n.groupPasses,
+    passes: n.passes,
     fullPasses: n.fullPasses,
   });
-  return { ...c, passes: n.blockPasses, groupPasses: n.groupPasses, fullPasses: n.fullPasses };
+  return { ...c, ...n };
 }
 
 export interface AutoPreview {
@@ -164,8 +112,8 @@ export interface AutoPreview {
 
 /**
  * `auto`'s pick for a square RoI of `roi` px (at most the input's side) at the output's centre, blocks of each size in `blocks` on a
- * grid from 0, batch 8: with 1 item per call one pass per block (zero, occlusion), with more a fast-schedule PdCR map's screen
- * (its quadtree, rounds of `itemsPerBox` draws).
+ * grid from 0 (the cells not overlapping the RoI), one pass per block in reach with `itemsPerBox` items per call (1: zero/occlusion;
+ * 4: a PdCR round), batch 8.
  */
 export function previewAuto(model: ModelProto, H: number, W: number, blocks: number[], itemsPerBox: number[], roi = 32): AutoPreview[] {
   roi = Math.min(roi, H, W);
@@ -204,13 +152,8 @@ export function previewAuto(model: ModelProto, H: number, W: number, blocks: num
           changed: cg && ch ? { macs: ch.share * F, ops: cg.nodes } : undefined,
         },
         units,
-        [r.rows, r.cols],
         crop.inputBox,
-        {
-          itemsPerBox: k,
-          passesPerBlock: k,
-          ...(k > 1 ? { quadtree: { groupSize: FAST_SCHEDULE.groupSize, groupDraws: FAST_SCHEDULE.groupDraws } } : {}),
-        },
+        { itemsPerBox: k, passesPerBlock: k },
         8,
       );
       out.push({

@@ -37,11 +37,9 @@ export interface RunShape {
   batch: number;
   /** items per call of the changed-region graph: the draws of one block in one round (1 for a deterministic fill) */
   itemsPerBox: number;
-  /** single-block passes the run makes in reach of the RoI (see executor-choice.ts runCosts: an estimate when the schedule adapts) */
+  /** passes the run makes in reach of the RoI (one screen per block in reach: see block-effects.ts passShape) */
   passes: number;
-  /** passes on quadtree groups in reach (the fast schedule's screen): both incremental executors run them cropped (a group's box is large) */
-  groupPasses?: number;
-  /** every pass full passes make, out of reach included (default passes + groupPasses): the executors skip those out of reach */
+  /** every pass full passes make, out of reach included (default: passes): the executors skip those out of reach */
   fullPasses?: number;
 }
 
@@ -64,18 +62,15 @@ const perPass = (macs: number, ops: number, items: number) => macs + (OP_MACS * 
  * is the cheapest; on a tie the simpler executor (full, then cropped).
  */
 export function executorCosts(s: RunShape): ExecutorCosts {
-  const groups = s.groupPasses ?? 0;
-  const full = (s.fullPasses ?? s.passes + groups) * perPass(s.fullMacs, s.fullOps, s.batch);
+  const full = (s.fullPasses ?? s.passes) * perPass(s.fullMacs, s.fullOps, s.batch);
   const openCrop = perPass(s.cropMacs, s.cropOps, 1);
-  const groupsCropped = groups * perPass(s.cropMacs, s.cropOps, s.batch);
-  const cropped = openCrop + groupsCropped + s.passes * perPass(s.cropMacs, s.cropOps, s.batch);
+  const cropped = openCrop + s.passes * perPass(s.cropMacs, s.cropOps, s.batch);
   const changed =
     s.changedMacs === undefined || s.changedOps === undefined
       ? Infinity
       : openCrop +
         perPass(s.fullMacs, s.fullOps, 1) +
         OPEN_MACS_PER_OP * (s.fullOps + s.changedOps) +
-        groupsCropped +
         s.passes * perPass(s.changedMacs, s.changedOps, Math.min(s.itemsPerBox, s.batch));
   const ranked: [ExecutorPick, number][] = [
     ["full", full],

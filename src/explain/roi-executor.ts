@@ -59,8 +59,8 @@ export interface ExecutorRecord {
 /**
  * The cost model's estimate of the run with full, RoI-cropped and changed-region passes, in full passes' multiply-adds (changed
  * absent without a changed-region graph), what `auto` picks (`on` runs the cheaper incremental one), and what it was given besides the
- * multiply-add shares: the single-block passes in reach, the quadtree group passes in reach and every pass full passes make
- * (estimated for the fast schedule), items per call, the graphs' ops (full, cropped, changed-region).
+ * multiply-add shares: the passes in reach and every pass full passes make (one screen per block), items per call, the graphs'
+ * ops (full, cropped, changed-region).
  */
 export interface CostRecord {
   full: number;
@@ -68,7 +68,6 @@ export interface CostRecord {
   changed?: number;
   pick: ExecutorPick;
   passes: number;
-  groupPasses: number;
   fullPasses: number;
   itemsPerBox: number;
   ops: number[];
@@ -155,7 +154,7 @@ export class RoiExecutor {
     const counted = mode === "auto" && !opts.executor;
     const pick = choice && (counted ? choice.cost.pick : incrementalPick(choice.costs));
     const fullWhy = (c: CostRecord, lead: string) =>
-      `${lead}the cost model puts the run at ${c.full} full passes' worth with full passes, ${c.cropped} with RoI-cropped ones (${(100 * share).toFixed(0)}% of a full pass's multiply-adds each, ${c.ops[1]} ops against ${c.ops[0]})${c.changed === undefined ? "" : `, ${c.changed} with changed-region ones`} (${c.passes} single-block and ${c.groupPasses} group passes in reach, ${c.fullPasses} full)`;
+      `${lead}the cost model puts the run at ${c.full} full passes' worth with full passes, ${c.cropped} with RoI-cropped ones (${(100 * share).toFixed(0)}% of a full pass's multiply-adds each, ${c.ops[1]} ops against ${c.ops[0]})${c.changed === undefined ? "" : `, ${c.changed} with changed-region ones`} (${c.passes} passes in reach, ${c.fullPasses} with full passes)`;
     if (choice && pick === "full") {
       const why = fullWhy(choice.cost, "");
       return { why, full: { executor: "full", why, cost: choice.cost } };
@@ -210,7 +209,7 @@ export class RoiExecutor {
       }
       if (!why3) {
         const c = choice.cost;
-        why3 = `the cost model puts ${c.passes} changed-region passes (${(100 * choice.changed!.share).toFixed(1)}% of a full pass's multiply-adds each, ${c.ops[2]} ops, ${c.itemsPerBox} item${c.itemsPerBox === 1 ? "" : "s"} per call, plus opening them) and ${c.groupPasses} group passes at ${c.changed} full passes, the RoI-cropped ones (${(100 * share).toFixed(0)}%, ${c.ops[1]} ops, batch ${batchSize}) at ${c.cropped}, full passes at ${c.full}`;
+        why3 = `the cost model puts ${c.passes} changed-region passes (${(100 * choice.changed!.share).toFixed(1)}% of a full pass's multiply-adds each, ${c.ops[2]} ops, ${c.itemsPerBox} item${c.itemsPerBox === 1 ? "" : "s"} per call, plus opening them) at ${c.changed} full passes, the RoI-cropped ones (${(100 * share).toFixed(0)}%, ${c.ops[1]} ops, batch ${batchSize}) at ${c.cropped}, full passes at ${c.full}`;
       } else if (counted && fallbackPick(choice.costs) === "full") {
         // the changed-region passes were picked but failed: the cheaper of the other two runs
         await ex.release();
@@ -471,7 +470,6 @@ function choose(
       changed: changed && { macs: changed.share * F, ops: changed.cg.nodes },
     },
     units,
-    roi,
     crop.inputBox,
     shape,
     batch,
@@ -483,7 +481,6 @@ function choose(
     ...(Number.isFinite(costs.changed) ? { changed: r(costs.changed) } : {}),
     pick: costs.pick,
     passes: costs.passes,
-    groupPasses: costs.groupPasses,
     fullPasses: costs.fullPasses,
     itemsPerBox: shape.itemsPerBox,
     ops: [fullOps, crop.nodes, ...(changed ? [changed.cg.nodes] : [])],
