@@ -56,7 +56,7 @@ const perPass = (macs: number, ops: number, items: number) => macs + (OP_MACS * 
 
 /**
  * The run's cost with full, RoI-cropped and changed-region passes. Opening: the cropped passes pay their check pass (the
- * session of the cropped graph is not charged: on unext-ph2, 1,800 ops, the whole cropped run took less CPU than
+ * session of the cropped graph is not charged: on unext-ph2, 1,514 ops, the whole cropped run took less CPU than
  * OPEN_MACS_PER_OP per op would charge); the changed-region passes open the cropped ones first (checked first, they run the
  * boxes that cost more) and then pay their own opening as measured (a full pass keeping every tensor, two sessions). The pick
  * is the cheapest; on a tie the simpler executor (full, then cropped).
