@@ -13,16 +13,17 @@ import ort from "onnxruntime-node";
 import { beforeAll, describe, expect, it } from "vitest";
 import { describeExecutors, executorInfo } from "../src/cli/info.js";
 import { loadCase } from "../src/data/case.js";
-import type { AutoPreview } from "../src/explain/executor-choice.js";
-import { executorCosts, type RunShape } from "../src/explain/executor-cost.js";
+import { type AutoPreview, type PixelBox, runCosts } from "../src/explain/executor-choice.js";
+import { type ExecutorPick, executorCosts, fallbackPick, incrementalPick, type RunShape } from "../src/explain/executor-cost.js";
 import { explainOcclusion } from "../src/explain/occlusion.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
-import { type ExecutorRecord, RoiExecutor } from "../src/explain/roi-executor.js";
+import { type ExecutorRecord, type FullRecord, RoiExecutor } from "../src/explain/roi-executor.js";
 import { RunContext } from "../src/explain/run.js";
 import { Model } from "../src/model/model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { cacheDims, changedGraph, paddedCache, planBox } from "../src/onnx/changed.js";
 import { parseModel } from "../src/onnx/graph.js";
+import type { Box } from "../src/onnx/regions.js";
 import { exposeTensors } from "../src/onnx/surgery.js";
 import { binarize } from "../src/target/outcome.js";
 import { Rng } from "../src/util/rng.js";
@@ -204,18 +205,33 @@ describe("changed-region passes on a tiny local model", () => {
         }
         if (which === "global-branch") return;
         // auto follows the cost model: on 4 px blocks the changed-region pass has fewer multiply-adds, but on a model this small
-        // the per-op overhead of its many small ops and its opening cost dominate, so the cropped passes are cheaper
+        // the per-op overhead of its many small ops and its opening cost dominate, so it is never picked; full passes (fewest ops)
+        // or cropped ones run, as the model says, and the record gives all three estimates
         const auto = await explainZero(model, kase, target, { seed: 3, incremental: "auto", blockSize: 4 });
-        const rec = auto.provenance.settings.incremental as ExecutorRecord;
-        expect(rec.executor).toBe(rec.cost!.pick);
-        expect(rec.cost!.changed).toBeGreaterThan(rec.cost!.cropped);
-        expect(rec.executor).toBe("roi-crop");
-        expect(auto.notes.join(" ")).toMatch(/RoI-cropped rather than changed-region passes: the cost model/);
+        const rec = auto.provenance.settings.incremental as ExecutorRecord | FullRecord;
+        const c = rec.cost!;
+        expect(rec.executor).toBe(c.pick);
+        expect(c.pick).toBe(cheapest(c));
+        expect(c.changed!).toBeGreaterThan(Math.min(c.full, c.cropped));
+        if (rec.executor === "full") {
+          expect(auto.notes.join(" ")).toMatch(
+            /full passes \(--incremental auto\): the cost model puts the run at [\d.]+ full passes' worth with full passes/,
+          );
+          // the same map as full passes, bit for bit, since full passes ran
+          const off = await explainZero(model, kase, target, { seed: 3, incremental: "off", blockSize: 4 });
+          expect(Buffer.from(auto.map.buffer).equals(Buffer.from(off.map.buffer))).toBe(true);
+        } else expect(auto.notes.join(" ")).toMatch(/RoI-cropped rather than changed-region passes: the cost model/);
       } finally {
         await model.release();
       }
     });
 });
+
+/** The cheapest of the three estimates (ties: full, then cropped), as the cost model picks. */
+function cheapest(c: { full: number; cropped: number; changed?: number }): ExecutorPick {
+  const changed = c.changed ?? Infinity;
+  return c.full <= c.cropped && c.full <= changed ? "full" : c.cropped <= changed ? "roi-crop" : "changed-region";
+}
 
 describe("the executor cost model", () => {
   // a 256² U-Net's shape: a cropped pass of 29% of the multiply-adds, a changed-region pass of 3% with six times the ops
@@ -230,23 +246,76 @@ describe("the executor cost model", () => {
     itemsPerBox: 1,
     passes: 250,
   };
+  const at = (s: Partial<RunShape>) => executorCosts({ ...shape, ...s });
   it("charges per op and per call, shares them among the items of a call, and amortises the opening over the passes", () => {
-    const at = (s: Partial<RunShape>) => executorCosts({ ...shape, ...s });
     // per-op overhead: more ops in the changed-region graph cost more, fewer multiply-adds cost less
     expect(at({ changedOps: 720 }).changed).toBeGreaterThan(at({}).changed);
     expect(at({ changedMacs: 0.01 * 3e9 }).changed).toBeLessThan(at({}).changed);
     // the draws of one block share a call: more items per box, cheaper per pass (up to the batch size)
     expect(at({ itemsPerBox: 4 }).changed).toBeLessThan(at({}).changed);
     expect(at({ itemsPerBox: 64 }).changed).toBe(at({ itemsPerBox: 8 }).changed);
-    // the opening is paid once: with no passes the cropped run costs nothing and wins, with many the per-pass cost decides
-    expect(at({ passes: 0 }).pick).toBe("roi-crop");
+    // the opening is paid once: with no passes the full run costs nothing and wins, with many the per-pass cost decides
+    expect(at({ passes: 0 }).pick).toBe("full");
     const perPass = (s: Partial<RunShape>) => (at({ ...s, passes: 2000 }).changed - at({ ...s, passes: 1000 }).changed) / 1000;
     const cropPerPass = (at({ passes: 2000 }).cropped - at({ passes: 1000 }).cropped) / 1000;
+    const fullPerPass = (at({ passes: 2000 }).full - at({ passes: 1000 }).full) / 1000;
     expect(perPass({ itemsPerBox: 4 })).toBeLessThan(cropPerPass);
+    expect(cropPerPass).toBeLessThan(fullPerPass);
     expect(at({ itemsPerBox: 4, passes: 1e5 }).pick).toBe("changed-region");
-    // the choice is strict: equal costs keep the cropped passes
-    const c = at({});
-    expect(c.pick).toBe(c.changed < c.cropped ? "changed-region" : "roi-crop");
+    // every estimate grows with the passes; full passes also pay for the blocks out of the RoI's reach, the executors skip them
+    for (const k of ["full", "cropped", "changed"] as const) expect(at({ passes: 500 })[k]).toBeGreaterThan(at({})[k]);
+    expect(at({ fullPasses: 400 }).full).toBeGreaterThan(at({}).full);
+    expect(at({ fullPasses: 400 }).cropped).toBe(at({}).cropped);
+    // the choice is the cheapest of the three, strict: ties keep the simpler executor
+    for (const s of [{}, { itemsPerBox: 4 }, { passes: 10 }, { passes: 1e5, itemsPerBox: 4 }]) expect(at(s).pick).toBe(cheapest(at(s)));
+    // without a changed-region graph the choice is between full and cropped passes
+    expect(at({ changedMacs: undefined, changedOps: undefined }).changed).toBe(Infinity);
+    expect(at({ changedMacs: undefined, changedOps: undefined }).pick).toBe("roi-crop");
+  });
+
+  it("picks changed-region over full passes when the cropped pass costs more than 60% (a UNeXt-like shape), and falls back to the cheaper", () => {
+    // a light network whose cropped pass keeps 81% of the multiply-adds, but whose changed-region pass computes 5%
+    const unext: RunShape = { ...shape, fullMacs: 1e9, fullOps: 60, cropMacs: 0.81e9, cropOps: 70, changedMacs: 0.05e9, changedOps: 300 };
+    const c = executorCosts({ ...unext, itemsPerBox: 4, passes: 2000 });
+    expect(unext.cropMacs / unext.fullMacs).toBeGreaterThan(0.6);
+    expect(c.pick).toBe("changed-region");
+    expect(c.changed).toBeLessThan(c.full);
+    expect(c.cropped).toBeLessThan(c.full);
+    // the changed-region check fails at open: auto runs the cheaper of the other two (here cropped), on runs cropped
+    expect(fallbackPick(c)).toBe("roi-crop");
+    expect(incrementalPick(c)).toBe("changed-region");
+    // a cropped graph with many more ops than the full one costs more than full passes: that is the fallback then
+    const d = executorCosts({ ...unext, cropOps: 2000, itemsPerBox: 4, passes: 2000 });
+    expect(d.pick).toBe("changed-region");
+    expect(d.cropped).toBeGreaterThan(d.full);
+    expect(fallbackPick(d)).toBe("full");
+    // short maps do not repay opening the changed-region passes
+    expect(executorCosts({ ...unext, itemsPerBox: 4, passes: 20 }).pick).not.toBe("changed-region");
+  });
+
+  it("prices the run over the blocks: the executors skip those out of the RoI's reach, full passes run them", () => {
+    // a 64² input of 8 px blocks with the RoI on block (0,0): 63 units; an input box of the top half reaches 31 of them
+    const units: PixelBox[] = [];
+    for (let y = 0; y < 64; y += 8) for (let x = 0; x < 64; x += 8) if (y || x) units.push({ row: y, col: x, height: 8, width: 8 });
+    const top: Box = [
+      [0, 1],
+      [0, 3],
+      [0, 32],
+      [0, 64],
+    ];
+    const g = { fullMacs: 1e9, fullOps: 60, crop: { macs: 0.5e9, ops: 62 } };
+    const c = runCosts(g, units, top, { itemsPerBox: 1, passesPerBlock: 3 }, 8);
+    expect(c).toMatchObject({ passes: 93, fullPasses: 189, changed: Infinity });
+    const same = executorCosts({
+      ...shape,
+      fullMacs: 1e9,
+      cropMacs: 0.5e9,
+      changedMacs: undefined,
+      changedOps: undefined,
+      passes: 93,
+      fullPasses: 189,
+    });
+    expect([c.full, c.cropped, c.pick]).toEqual([same.full, same.cropped, same.pick]);
   });
 });
 
@@ -254,30 +323,35 @@ const SAMPLE = join(import.meta.dirname, "..", "samples", "lesion.png");
 const shipped = (name: string) => join(import.meta.dirname, "..", "models", `${name}.onnx`);
 
 describe("changed-region passes on shipped models", () => {
-  it("unet-ph2: auto picks what the cost model says, changed-region for several draws per block, and records the estimate", async () => {
+  it("unet-ph2: auto picks what the cost model says, changed-region for a PdCR map at 8 px, and records the three estimates", async () => {
     if (!existsSync(shipped("unet-ph2"))) return void console.warn(`skipped: ${shipped("unet-ph2")} is absent`);
     const model = await Model.load(shipped("unet-ph2"), { threads: 1 });
     try {
       const kase = await loadCase(model, SAMPLE);
       const roi = { row: 112, col: 112, height: 32, width: 32 };
       const ctx = await RunContext.open(model, kase, { roi, reference: "prediction", outcome: "mean-prob" }, { batchSize: 8 });
-      const units: { row: number; col: number; height: number; width: number }[] = [];
-      for (let r = 0; r < model.height; r += 16) for (let c = 0; c < model.width; c += 16) units.push({ row: r, col: c, height: 16, width: 16 });
       const fullMacs = changedGraph(model.proto(), { rows: [112, 144], cols: [112, 144] }).fullMacs;
-      // what `segcause info` says for the centre 32 px RoI and 16 px blocks: the same picks and estimates
+      // what `segcause info` says for the centre 32 px RoI: the same picks and estimates
       const info = executorInfo(model) as AutoPreview[];
-      for (const k of [4, 1]) {
-        const { executor } = await RoiExecutor.open(model, ctx.target, { input: ctx.base, output: ctx.baseOutput }, "auto", 8, {
-          units,
-          shape: { itemsPerBox: k, passesPerBlock: k },
-        });
+      // a zero map of 16 px blocks (one item per call), a fast-schedule PdCR map of 8 px blocks (its quadtree screen, 4 per call)
+      for (const [block, k] of [
+        [8, 4],
+        [16, 1],
+      ]) {
+        const units: PixelBox[] = [];
+        for (let r = 0; r < model.height; r += block)
+          for (let c = 0; c < model.width; c += block)
+            if (!(r < 144 && r + block > 112 && c < 144 && c + block > 112)) units.push({ row: r, col: c, height: block, width: block });
+        const shape = { itemsPerBox: k, passesPerBlock: k, ...(k > 1 ? { quadtree: { groupSize: 8, groupDraws: 2 } } : {}) };
+        const { executor } = await RoiExecutor.open(model, ctx.target, { input: ctx.base, output: ctx.baseOutput }, "auto", 8, { units, shape });
         try {
           const rec = executor!.record;
           const cost = rec.cost!;
           expect(rec.executor).toBe(cost.pick);
+          expect(cost.pick).toBe(cheapest(cost));
           expect(cost.itemsPerBox).toBe(k);
           const inReach = units.filter((u) => executor!.reaches(u.row, u.col, u.height, u.width)).length;
-          expect(cost.passes).toBe(inReach * k);
+          expect([cost.passes, cost.fullPasses]).toEqual([inReach * k, units.length * k]);
           // the estimate again from what the record says (its shares are rounded to 4 digits)
           const changedShare = rec.executor === "changed-region" ? rec.macShare : undefined;
           const cropShare = rec.cropMacShare ?? rec.macShare;
@@ -292,17 +366,20 @@ describe("changed-region passes on shipped models", () => {
               batch: 8,
               itemsPerBox: k,
               passes: cost.passes,
+              fullPasses: cost.fullPasses,
             });
-            expect(again.changed / fullMacs).toBeCloseTo(cost.changed, 0);
-            expect(again.cropped / fullMacs).toBeCloseTo(cost.cropped, 0);
+            for (const x of ["full", "cropped", "changed"] as const) expect(again[x] / fullMacs).toBeCloseTo(cost[x]!, 0);
           }
-          // four draws of a block per call (PdCR's rounds) share the changed-region graph's overhead: it wins on this 256² U-Net
+          // four draws of a block per call (PdCR's rounds) share the changed-region graph's overhead: it wins on this 256² U-Net at 8 px
           if (k === 4) expect(rec.executor).toBe("changed-region");
-          const said = info.find((x) => x.block === 16 && x.itemsPerBox === k)!;
+          const said = info.find((x) => x.block === block && x.itemsPerBox === k)!;
           expect(said.pick).toBe(rec.executor);
-          expect(said.cost![0]).toBeCloseTo(cost.cropped, 1);
-          expect(said.cost![1]).toBeCloseTo(cost.changed, 1);
-          console.log(`unet-ph2, ${k} item(s) per call: cost model ${cost.changed} vs ${cost.cropped} full passes -> ${cost.pick}`);
+          expect(said.cost!.full).toBeCloseTo(cost.full, 1);
+          expect(said.cost!.cropped).toBeCloseTo(cost.cropped, 1);
+          expect(said.cost!.changed!).toBeCloseTo(cost.changed!, 1);
+          console.log(
+            `unet-ph2, ${block} px, ${k} item(s) per call: full ${cost.full}, cropped ${cost.cropped}, changed ${cost.changed} -> ${cost.pick}`,
+          );
         } finally {
           await executor?.release();
         }
@@ -326,10 +403,34 @@ describe("changed-region passes on shipped models", () => {
         expect(x.changedShare!).toBeLessThan(x.cropShare!);
         expect(x.fixedShare!).toBeGreaterThan(0);
         expect(x.fixedShare!).toBeLessThan(x.changedShare!);
-        expect(x.pick).toBe(x.cost![1] < x.cost![0] ? "changed-region" : "roi-crop");
+        expect(x.pick).toBe(cheapest(x.cost!));
       }
       // the printed line says it
       expect(describeExecutors(info).join("\n")).toMatch(/locality breaks at GlobalAveragePool node '[^']+' \(2 ops run whole\)/);
+    } finally {
+      await model.release();
+    }
+  });
+
+  it("unext-ph2: its cropped pass costs more than 60%, yet auto prices all three executors and takes the cheapest", async () => {
+    if (!existsSync(shipped("unext-ph2"))) return void console.warn(`skipped: ${shipped("unext-ph2")} is absent`);
+    const model = await Model.load(shipped("unext-ph2"), { threads: 1 });
+    try {
+      const info = executorInfo(model) as AutoPreview[];
+      expect(info.length).toBe(4);
+      for (const x of info) {
+        expect(x.cropShare!).toBeGreaterThan(0.6);
+        expect(x.changedShare!).toBeLessThan(0.3);
+        expect(x.pick).toBe(cheapest(x.cost!));
+        // before, auto ran full passes here without asking the cost model; the model puts cropped passes below full ones
+        expect(x.cost!.cropped).toBeLessThan(x.cost!.full);
+        expect(x.pick).toBe("roi-crop");
+      }
+      const text = describeExecutors(info).join("\n");
+      expect(text).toMatch(/RoI-cropped pass 81%/);
+      expect(text).toMatch(
+        /16 px blocks, 1 item per call \(zero, occlusion\): roi-crop \(\d+ full, \d+ cropped, \d+ changed-region; changed-region pass 2\d\.\d%/,
+      );
     } finally {
       await model.release();
     }

@@ -47,7 +47,7 @@ export interface AuthorsRow {
   paperFullMs?: number;
   paperAutoMs: number;
   fastAutoMs: number;
-  /** executor the `auto` runs chose ("roi-crop" or "full") */
+  /** executor the `auto` runs chose ("full", "roi-crop" or "changed-region") */
   executor: string;
   /** the torch loop's map against segcause's paper map (same draws), on the blocks it ran */
   sameMap: { blocks: number; identical: number; maxDiff: number; statusFlips: number };
@@ -276,7 +276,8 @@ export async function authorsBench(models: string[], o: AuthorsOptions, log: (s:
         paperFullMs: paperFull?.wallMs,
         paperAutoMs: paperAuto.wallMs,
         fastAutoMs: fastAuto.wallMs,
-        executor: fastAuto.provenance.settings.incremental ? "roi-crop" : "full",
+        // auto's record: the executor that ran, or "full" when the cost model chose full passes (absent: no executor)
+        executor: (fastAuto.provenance.settings.incremental as { executor?: string } | undefined)?.executor ?? "full",
         sameMap: compareMaps(torch.effects, paperAuto),
         maxDiffOrt: torch.maxDiffOrt,
         load: [load0, loadavg()[0]],

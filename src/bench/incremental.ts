@@ -12,7 +12,7 @@ import { loadCase } from "../data/case.js";
 import { PatchBank } from "../data/patchbank.js";
 import type { Attribution } from "../explain/attribution.js";
 import { explainPdcr, explainZero } from "../explain/pdcr.js";
-import { AUTO_MAC_SHARE, type ExecutorRecord, type IncrementalMode } from "../explain/roi-executor.js";
+import type { ExecutorRecord, IncrementalMode } from "../explain/roi-executor.js";
 import { Model } from "../model/model.js";
 
 export interface IncrementalRow {
@@ -67,7 +67,9 @@ async function trio(make: Make, name: string, map: string): Promise<IncrementalR
       identical: same(ch, off),
       maxMapDiff: mapDiff(ch, off),
       macShare: rec.macShare,
-      autoPicks: rec.cost ? `${rec.cost.pick} (${rec.cost.changed} vs ${rec.cost.cropped})` : "?",
+      autoPicks: rec.cost
+        ? `${rec.cost.pick} (full ${rec.cost.full}, cropped ${rec.cost.cropped}, changed ${rec.cost.changed ?? "–"}; ${rec.cost.passes} passes assumed)`
+        : "?",
     };
   } catch (e) {
     changed = { none: (e as Error).message.split("\n")[0] };
@@ -109,7 +111,7 @@ export async function incrementalBench(
     const c = r.changed && "ms" in r.changed ? r.changed : undefined;
     const none = r.changed && "none" in r.changed ? r.changed.none : "–";
     console.log(
-      `${r.model} | ${r.map} | ${r.passes} | ${(r.fullMs / 1000).toFixed(1)} s | ${(r.incrementalMs / 1000).toFixed(1)} s | ${c ? `${(c.ms / 1000).toFixed(1)} s` : none} | ${r.speedup.toFixed(2)}× | ${c ? `${c.speedup.toFixed(2)}×` : "–"} | ${(r.fullCpuMs / 1000).toFixed(1)} / ${(r.incrementalCpuMs / 1000).toFixed(1)} / ${c ? (c.cpuMs / 1000).toFixed(1) : "–"} | ${maps(r.identical, r.maxMapDiff)} | ${c ? maps(c.identical, c.maxMapDiff) : "–"} | ${r.macShare === undefined ? r.executor : `${(100 * r.macShare).toFixed(0)}%`} | ${c ? `${(100 * c.macShare).toFixed(1)}%` : "–"} | ${c ? c.autoPicks : r.macShare !== undefined && r.macShare <= AUTO_MAC_SHARE ? "roi-crop" : "full"} | ${r.skippedPasses ?? "–"}`,
+      `${r.model} | ${r.map} | ${r.passes} | ${(r.fullMs / 1000).toFixed(1)} s | ${(r.incrementalMs / 1000).toFixed(1)} s | ${c ? `${(c.ms / 1000).toFixed(1)} s` : none} | ${r.speedup.toFixed(2)}× | ${c ? `${c.speedup.toFixed(2)}×` : "–"} | ${(r.fullCpuMs / 1000).toFixed(1)} / ${(r.incrementalCpuMs / 1000).toFixed(1)} / ${c ? (c.cpuMs / 1000).toFixed(1) : "–"} | ${maps(r.identical, r.maxMapDiff)} | ${c ? maps(c.identical, c.maxMapDiff) : "–"} | ${r.macShare === undefined ? r.executor : `${(100 * r.macShare).toFixed(0)}%`} | ${c ? `${(100 * c.macShare).toFixed(1)}%` : "–"} | ${c ? c.autoPicks : "?"} | ${r.skippedPasses ?? "–"}`,
     );
   };
   const bank = await PatchBank.load(join(PACKAGE_ROOT, cfg.bank));

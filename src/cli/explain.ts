@@ -438,7 +438,7 @@ export function methodsCommand(): Command {
 export function addIncrementalFlag(cmd: Command): Command {
   return cmd.option(
     "--incremental <auto|on|off>",
-    "pdcr, pdcr-superpixel, zero, occlusion on 2D models: run each pass only on what the RoI's outputs need (a derived graph on the cropped input) and skip blocks outside the RoI's reach; on local models (U-Net, SegNet) recompute only what each block changes, from the unperturbed pass's tensors, when a cost model (multiply-adds plus a cost per op, per call and for opening it; see segcause info) puts the run below the cropped passes; auto: when a cropped pass costs at most 60% of a full pass's multiply-adds",
+    "pdcr, pdcr-superpixel, zero, occlusion on 2D models: run each pass only on what the RoI's outputs need (a derived graph on the cropped input) and skip blocks outside the RoI's reach; on local models (U-Net, SegNet) recompute only what each block changes, from the unperturbed pass's tensors, when a cost model (multiply-adds plus a cost per op, per call and for opening it; see segcause info) puts the run below the cropped passes; auto: the cheapest of full, cropped and changed-region passes by that cost model; on: the cheaper incremental one",
     oneOf("incremental", INCREMENTAL_MODES),
     "auto",
   );

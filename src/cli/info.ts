@@ -66,20 +66,21 @@ export function executorInfo(model: Model): AutoPreview[] | { error: string } {
 export function describeExecutors(p: AutoPreview[] | { error: string }): string[] {
   if ("error" in p) return [`  --incremental auto: not analysed (${p.error})`];
   const first = p[0];
-  if (first.pick === "full") return [`  --incremental auto, centre 32 px RoI: full passes (${first.why})`];
-  if (first.changedShare === undefined)
-    return [
-      `  --incremental auto, centre 32 px RoI: RoI-cropped passes (${(100 * first.cropShare!).toFixed(0)}% of a full pass's multiply-adds); ${first.why}, so no part of the network runs changed-region`,
-    ];
+  if (first.cropShare === undefined) return [`  --incremental auto, centre 32 px RoI: full passes (${first.why})`];
   const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
-  const scope = first.breaksAt
-    ? `changed-region passes compute ${pct(first.localShare!)} of the network's multiply-adds by changed regions; locality breaks at ${first.breaksAt} (${first.wholeOps} op${first.wholeOps === 1 ? "" : "s"} run whole), and from there on every op runs over what the RoI needs`
-    : "the whole network it needs can run changed-region";
+  const scope =
+    first.changedShare === undefined
+      ? `${first.why}`
+      : first.breaksAt
+        ? `changed-region passes compute ${pct(first.localShare!)} of the network's multiply-adds by changed regions; locality breaks at ${first.breaksAt} (${first.wholeOps} op${first.wholeOps === 1 ? "" : "s"} run whole), and from there on every op runs over what the RoI needs`
+        : "the whole network it needs can run changed-region";
+  const cost = (c: NonNullable<AutoPreview["cost"]>) =>
+    `${c.full.toFixed(0)} full, ${c.cropped.toFixed(0)} cropped${c.changed === undefined ? "" : `, ${c.changed.toFixed(0)} changed-region`}`;
   return [
-    `  --incremental auto, centre 32 px RoI (RoI-cropped pass ${(100 * first.cropShare!).toFixed(0)}% of a full pass's multiply-adds; ${scope}):`,
+    `  --incremental auto, centre 32 px RoI (RoI-cropped pass ${(100 * first.cropShare).toFixed(0)}% of a full pass's multiply-adds; ${scope}); the cost model's estimate of a run of one screen per block in reach, in full passes' worth:`,
     ...p.map(
       (x) =>
-        `    ${x.block} px blocks, ${x.itemsPerBox === 1 ? "1 item per call (zero, occlusion)" : `${x.itemsPerBox} items per call (a PdCR round)`}: ${x.pick} (changed-region pass ${pct(x.changedShare!)}${x.breaksAt ? `, of which ${pct(x.fixedShare!)} past the break, the same for every block` : ""}; the run costs ${x.cost![1].toFixed(0)} full passes' worth so, ${x.cost![0].toFixed(0)} cropped)`,
+        `    ${x.block} px blocks, ${x.itemsPerBox === 1 ? "1 item per call (zero, occlusion)" : `${x.itemsPerBox} items per call (a PdCR round)`}: ${x.pick} (${cost(x.cost!)}${x.changedShare === undefined ? "" : `; changed-region pass ${pct(x.changedShare)}${x.breaksAt ? `, of which ${pct(x.fixedShare!)} past the break, the same for every block` : ""}`})`,
     ),
   ];
 }

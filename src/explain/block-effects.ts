@@ -17,7 +17,7 @@ import { buildQuadtree } from "./hierarchy.js";
 import { ImportanceSampler, IS_BINS_PER_STRATUM, IS_MIX } from "./importance.js";
 import { FillIntervention, type Intervention } from "./interventions.js";
 import { type PriorResult, priorAte, StratifiedSampler } from "./prior-schedule.js";
-import { type IncrementalMode, RoiExecutor } from "./roi-executor.js";
+import { type FullRecord, type IncrementalMode, type PassShape, RoiExecutor } from "./roi-executor.js";
 import { RunContext, type RunOptions } from "./run.js";
 import { blockGrid, type Unit, type UnitKind } from "./units.js";
 
@@ -137,7 +137,7 @@ export async function explainBlocks(
 
   // RoI-cropped passes (off unless asked): the executor's scores equal the full model's up to float
   // rounding, so it enters the key; blocks outside the input the RoI reads are not run at all.
-  const { executor, why } = await RoiExecutor.open(
+  const { executor, why, full } = await RoiExecutor.open(
     model,
     target,
     { input: ctx.base, output: ctx.baseOutput },
@@ -157,6 +157,7 @@ export async function explainBlocks(
       membersOf,
       executor,
       why,
+      full,
       t0,
       mode: run.incremental ?? "off",
     });
@@ -168,10 +169,10 @@ export async function explainBlocks(
 /**
  * How the run's passes come, for the executor's cost model: a block's draws of one round run in one call
  * (its screen: S draws, or one per stratum; a deterministic fill repeats none), and every block in reach
- * is screened once at least (a lower bound: the fast schedule's quadtree may clear blocks in groups, and
- * passing blocks take more rounds).
+ * is screened once. Not a bound when the schedule adapts: passing blocks take more rounds, and the fast
+ * schedule's quadtree clears most blocks in groups (its maps in docs/performance.md ran 5-55% of it).
  */
-function passShape(draws: number, perRound: number): { itemsPerBox: number; passesPerBlock: number } {
+function passShape(draws: number, perRound: number): PassShape {
   const k = Math.max(1, Math.min(draws, perRound));
   return { itemsPerBox: k, passesPerBlock: k };
 }
@@ -187,6 +188,8 @@ interface Plan {
   membersOf: (unit: number) => Unit[];
   executor: RoiExecutor | undefined;
   why: string;
+  /** auto's cost model chose full passes: its record */
+  full?: FullRecord;
   t0: number;
   mode: IncrementalMode;
 }
@@ -361,7 +364,7 @@ async function explainWith(ctx: RunContext, spec: BlockMethodSpec, intervention:
       ...(ad ?? spec.estimator),
       ...spec.settings,
       ...(timeBudgetPasses !== undefined ? { timeBudgetPasses } : {}),
-      ...(executor ? { incremental: { ...executor.record, skippedPasses: scorer.skippedPasses } } : {}),
+      ...(executor ? { incremental: { ...executor.record, skippedPasses: scorer.skippedPasses } } : p.full ? { incremental: p.full } : {}),
     },
     intervention: intervention.describe(),
   });

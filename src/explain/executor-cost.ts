@@ -21,34 +21,72 @@ export const OP_MACS = 1.25e6;
 export const RUN_MACS = 2.3e6;
 export const OPEN_MACS_PER_OP = 1.9e8;
 
+/** The passes a run can make: the model as it is, the RoI-cropped graph, the changed-region graph. */
+export type ExecutorPick = "full" | "roi-crop" | "changed-region";
+
 /** What the model's graphs cost per pass and how the run's passes are shaped. */
 export interface RunShape {
   fullMacs: number;
   fullOps: number;
   cropMacs: number;
   cropOps: number;
-  /** mean multiply-adds of a changed-region pass over the run's blocks in reach */
-  changedMacs: number;
-  changedOps: number;
-  /** items per call of the RoI-cropped graph (the batch size) */
+  /** mean multiply-adds of a changed-region pass over the run's blocks in reach (absent: the model has no changed-region graph) */
+  changedMacs?: number;
+  changedOps?: number;
+  /** items per call of the full and the RoI-cropped graph (the batch size) */
   batch: number;
   /** items per call of the changed-region graph: the draws of one block in one round (1 for a deterministic fill) */
   itemsPerBox: number;
-  /** passes the run makes in reach of the RoI (known, or the schedule's first round: a lower bound) */
+  /** passes the run makes in reach of the RoI (one screen per block in reach: see block-effects.ts passShape) */
   passes: number;
+  /** every pass full passes make, out of reach included (default: passes): the executors skip those out of reach */
+  fullPasses?: number;
 }
 
 export interface ExecutorCosts {
-  /** the whole run's cost, in multiply-add equivalents */
+  /** the whole run's cost, in multiply-add equivalents (changed: Infinity without a changed-region graph) */
+  full: number;
   cropped: number;
   changed: number;
-  pick: "roi-crop" | "changed-region";
+  pick: ExecutorPick;
 }
 
-/** The run's cost with RoI-cropped and with changed-region passes; changed-region wins only when strictly cheaper. */
+/** The cost of a call of `ops` ops computing `macs` multiply-adds per item, per item when `items` share it. */
+const perPass = (macs: number, ops: number, items: number) => macs + (OP_MACS * ops + RUN_MACS) / Math.max(1, items);
+
+/**
+ * The run's cost with full, RoI-cropped and changed-region passes. Opening: the cropped passes pay their check pass (the
+ * session of the cropped graph is not charged: on unext-ph2, 1,514 ops, the whole cropped run took less CPU than
+ * OPEN_MACS_PER_OP per op would charge); the changed-region passes open the cropped ones first (checked first, they run the
+ * boxes that cost more) and then pay their own opening as measured (a full pass keeping every tensor, two sessions). The pick
+ * is the cheapest; on a tie the simpler executor (full, then cropped).
+ */
 export function executorCosts(s: RunShape): ExecutorCosts {
-  const cropped = s.passes * (s.cropMacs + (OP_MACS * s.cropOps + RUN_MACS) / Math.max(1, s.batch));
-  const open = s.fullMacs + OP_MACS * s.fullOps + RUN_MACS + OPEN_MACS_PER_OP * (s.fullOps + s.changedOps);
-  const changed = open + s.passes * (s.changedMacs + (OP_MACS * s.changedOps + RUN_MACS) / Math.max(1, Math.min(s.itemsPerBox, s.batch)));
-  return { cropped, changed, pick: changed < cropped ? "changed-region" : "roi-crop" };
+  const full = (s.fullPasses ?? s.passes) * perPass(s.fullMacs, s.fullOps, s.batch);
+  const openCrop = perPass(s.cropMacs, s.cropOps, 1);
+  const cropped = openCrop + s.passes * perPass(s.cropMacs, s.cropOps, s.batch);
+  const changed =
+    s.changedMacs === undefined || s.changedOps === undefined
+      ? Infinity
+      : openCrop +
+        perPass(s.fullMacs, s.fullOps, 1) +
+        OPEN_MACS_PER_OP * (s.fullOps + s.changedOps) +
+        s.passes * perPass(s.changedMacs, s.changedOps, Math.min(s.itemsPerBox, s.batch));
+  const ranked: [ExecutorPick, number][] = [
+    ["full", full],
+    ["roi-crop", cropped],
+    ["changed-region", changed],
+  ];
+  const pick = ranked.reduce((best, c) => (c[1] < best[1] ? c : best))[0];
+  return { full, cropped, changed, pick };
+}
+
+/** `--incremental on`'s pick: the cheaper incremental executor (changed-region only when strictly cheaper). */
+export function incrementalPick(c: ExecutorCosts): "roi-crop" | "changed-region" {
+  return c.changed < c.cropped ? "changed-region" : "roi-crop";
+}
+
+/** The cheaper of full and RoI-cropped passes (auto's fallback when the changed-region graph fails its check at open). */
+export function fallbackPick(c: ExecutorCosts): "full" | "roi-crop" {
+  return c.cropped < c.full ? "roi-crop" : "full";
 }

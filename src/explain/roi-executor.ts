@@ -10,24 +10,19 @@ import { type BatchPlan, BatchRunner } from "../model/batches.js";
 import type { Model } from "../model/model.js";
 import type { InputWriter, OutputReader } from "../model/runner.js";
 import { Sessions, type TensorData } from "../model/runtime.js";
-import { changedGraph } from "../onnx/changed.js";
+import { type ChangedGraph, changedGraph, type Win } from "../onnx/changed.js";
 import { cropGraph } from "../onnx/crop.js";
 import type { Box } from "../onnx/regions.js";
 import { binarize } from "../target/outcome.js";
 import type { Target } from "../target/target.js";
 import { ChangedPasses } from "./changed-executor.js";
-import { AUTO_MAC_SHARE, changedShare, type PixelBox, runCosts } from "./executor-choice.js";
+import { changedShare, type PassShape, type PixelBox, runCosts } from "./executor-choice.js";
+import { type ExecutorCosts, type ExecutorPick, fallbackPick, incrementalPick } from "./executor-cost.js";
 
 export type IncrementalMode = "auto" | "on" | "off";
 export const INCREMENTAL_MODES: readonly IncrementalMode[] = ["auto", "on", "off"];
 
-/**
- * `auto` runs the cropped graph when one pass costs at most AUTO_MAC_SHARE of the full pass's multiply-adds.
- * A share, not a timed probe: the choice (and so the map's last bits) must not depend on the machine's
- * load. Measured (docs/performance.md): 25-29% of the multiply-adds ran 3.3-4.7x faster, 45% 1.7x, 51-54% (the
- * 128² models, whose short maps barely repay deriving the graph) 1.0-1.3x; per pass it is not slower up to there.
- */
-export { AUTO_MAC_SHARE, type PixelBox } from "./executor-choice.js";
+export type { PassShape, PixelBox } from "./executor-choice.js";
 
 /** Which incremental executor to run: chosen by the cost model (./executor-cost.ts), or forced (tests, the bench). */
 export type ExecutorChoice = "counts" | "roi-crop" | "changed-region";
@@ -57,22 +52,32 @@ export interface ExecutorRecord {
   breaksAt?: string;
   localMacShare?: number;
   fixedMacShare?: number;
-  /** the cost model's estimate of the run with cropped and with changed-region passes, in full passes' multiply-adds, and what it picks */
-  cost?: {
-    cropped: number;
-    changed: number;
-    pick: "roi-crop" | "changed-region";
-    /** what it was given besides the multiply-add shares: passes in reach, items per call, the graphs' ops (full, cropped, changed-region) */
-    passes: number;
-    itemsPerBox: number;
-    ops: [number, number, number];
-  };
+  /** the cost model's estimate of the run, and what it picked */
+  cost?: CostRecord;
 }
 
-/** How the run's passes are shaped, for the cost model: items per call of one block, and passes per block in reach (a lower bound when the schedule adapts). */
-export interface PassShape {
+/**
+ * The cost model's estimate of the run with full, RoI-cropped and changed-region passes, in full passes' multiply-adds (changed
+ * absent without a changed-region graph), what `auto` picks (`on` runs the cheaper incremental one), and what it was given besides the
+ * multiply-add shares: the passes in reach and every pass full passes make (one screen per block), items per call, the graphs'
+ * ops (full, cropped, changed-region).
+ */
+export interface CostRecord {
+  full: number;
+  cropped: number;
+  changed?: number;
+  pick: ExecutorPick;
+  passes: number;
+  fullPasses: number;
   itemsPerBox: number;
-  passesPerBlock: number;
+  ops: number[];
+}
+
+/** What the provenance records when `auto`'s cost model (or its fallback) leaves full passes. */
+export interface FullRecord {
+  executor: "full";
+  why: string;
+  cost: CostRecord;
 }
 
 export class RoiExecutor {
@@ -108,8 +113,8 @@ export class RoiExecutor {
   }
 
   /**
-   * The executor for `target`'s RoI under `mode`, or undefined (full passes) with the reason in `why`.
-   * `on` fails when the model has no cropped graph; `auto` falls back.
+   * The executor for `target`'s RoI under `mode`, or undefined (full passes) with the reason in `why`, and, when `auto`'s cost
+   * model (or its fallback) chose full passes, its record in `full`. `on` fails when the model has no cropped graph; `auto` falls back.
    */
   static async open(
     model: Model,
@@ -118,7 +123,7 @@ export class RoiExecutor {
     mode: IncrementalMode,
     batchSize: number,
     opts: { units?: readonly PixelBox[]; executor?: ExecutorChoice; shape?: PassShape } = {},
-  ): Promise<{ executor?: RoiExecutor; why: string }> {
+  ): Promise<{ executor?: RoiExecutor; why: string; full?: FullRecord }> {
     if (mode === "off") return { why: "--incremental off" };
     if (model.card.output.layout === "nhwc" || model.outputDims.length !== 3) {
       const why = "the RoI-cropped graph needs an NCHW output with a channel axis";
@@ -126,9 +131,13 @@ export class RoiExecutor {
       return { why };
     }
     const b = target.region.bbox;
+    const roi: Win = [
+      [b.row, b.row + b.height],
+      [b.col, b.col + b.width],
+    ];
     let cg: ReturnType<typeof cropGraph>;
     try {
-      cg = cropGraph(model.proto(), { rows: [b.row, b.row + b.height], cols: [b.col, b.col + b.width] });
+      cg = cropGraph(model.proto(), { rows: roi[0], cols: roi[1] });
     } catch (e) {
       // Any failure to derive it (a refused op, shapes the region rules cannot infer) leaves full passes, which always work.
       const why = `no RoI-cropped graph for this model: ${(e as Error).message.split("\n")[0]}`;
@@ -136,10 +145,20 @@ export class RoiExecutor {
       return { why };
     }
     const share = cg.macs / cg.fullMacs;
-    if (mode === "auto" && share > AUTO_MAC_SHARE)
-      return {
-        why: `the RoI-cropped pass would cost ${(100 * share).toFixed(0)}% of a full pass (auto runs it at ${100 * AUTO_MAC_SHARE}% or less)`,
-      };
+    // The choice, from counts alone: full passes are an option only under auto and when no executor is forced.
+    const choice =
+      opts.executor !== "roi-crop" && opts.units?.length
+        ? choose(model, cg, roi, opts.units, opts.shape ?? { itemsPerBox: 1, passesPerBlock: 1 }, batchSize)
+        : undefined;
+    // auto takes the cost model's pick; on (and a forced executor) the cheaper incremental one
+    const counted = mode === "auto" && !opts.executor;
+    const pick = choice && (counted ? choice.cost.pick : incrementalPick(choice.costs));
+    const fullWhy = (c: CostRecord, lead: string) =>
+      `${lead}the cost model puts the run at ${c.full} full passes' worth with full passes, ${c.cropped} with RoI-cropped ones (${(100 * share).toFixed(0)}% of a full pass's multiply-adds each, ${c.ops[1]} ops against ${c.ops[0]})${c.changed === undefined ? "" : `, ${c.changed} with changed-region ones`} (${c.passes} passes in reach, ${c.fullPasses} with full passes)`;
+    if (choice && pick === "full") {
+      const why = fullWhy(choice.cost, "");
+      return { why, full: { executor: "full", why, cost: choice.cost } };
+    }
     let sessions: Sessions | undefined;
     let outputName: string;
     try {
@@ -157,6 +176,7 @@ export class RoiExecutor {
       macShare: Number(share.toFixed(4)),
       maxDiff: 0,
       wholeOps: cg.whole.length,
+      ...(choice ? { cost: choice.cost } : {}),
     });
     // The unperturbed input through both graphs: the RoI's outputs must agree to float rounding, and its mask exactly.
     let flips = 0;
@@ -176,14 +196,26 @@ export class RoiExecutor {
       if (mode === "on") fail(why, "use --incremental off, and report the model (the region rules missed an op)");
       return { why };
     }
-    if (opts.executor !== "roi-crop" && opts.units?.length) {
-      const shape = opts.shape ?? { itemsPerBox: 1, passesPerBlock: 1 };
-      const why3 = await ex.openChanged(target, base, { share, ops: cg.nodes }, opts.units, shape, opts.executor === "changed-region");
-      if (why3 && opts.executor === "changed-region") {
+    if (choice) {
+      const forced = opts.executor === "changed-region";
+      let why3 = choice.why3;
+      if (!why3 && choice.changed && (forced || pick === "changed-region")) {
+        why3 = await ex.openChanged(target, base, share, choice.changed);
+        if (!why3) return { executor: ex, why: "" };
+      }
+      if (why3 && forced) {
         await ex.release();
         fail(why3, "use --incremental off, or the RoI-cropped executor");
       }
-      if (!why3) return { executor: ex, why: "" };
+      if (!why3) {
+        const c = choice.cost;
+        why3 = `the cost model puts ${c.passes} changed-region passes (${(100 * choice.changed!.share).toFixed(1)}% of a full pass's multiply-adds each, ${c.ops[2]} ops, ${c.itemsPerBox} item${c.itemsPerBox === 1 ? "" : "s"} per call, plus opening them) at ${c.changed} full passes, the RoI-cropped ones (${(100 * share).toFixed(0)}%, ${c.ops[1]} ops, batch ${batchSize}) at ${c.cropped}, full passes at ${c.full}`;
+      } else if (counted && fallbackPick(choice.costs) === "full") {
+        // the changed-region passes were picked but failed: the cheaper of the other two runs
+        await ex.release();
+        const why = fullWhy(choice.cost, `changed-region passes cannot run (${why3}), and `);
+        return { why, full: { executor: "full", why, cost: choice.cost } };
+      }
       ex.notes.push(`RoI-cropped rather than changed-region passes: ${why3}`);
     }
     ex.notes.push(
@@ -193,52 +225,19 @@ export class RoiExecutor {
   }
 
   /**
-   * Phase 3: derives the changed-region graph, estimates its mean multiply-adds over (up to 32 of) the
-   * run's blocks in reach, and when the cost model chooses it (or `force`), checks one perturbed block against
-   * one full pass. Returns why not, or "" when changed-region passes are on.
+   * Phase 3: with the changed-region graph the cost model chose (or that is forced), checks one perturbed block against one full
+   * pass. Returns why not, or "" when changed-region passes are on.
    */
   private async openChanged(
     target: Target,
     base: { input: Float32Array; output: Float32Array },
-    crop: { share: number; ops: number },
-    units: readonly PixelBox[],
-    shape: PassShape,
-    force: boolean,
+    cropShare: number,
+    plan: ChangedPlan,
   ): Promise<string> {
     const { model } = this;
     const b = target.region.bbox;
-    let cg: ReturnType<typeof changedGraph>;
-    try {
-      cg = changedGraph(model.proto(), { rows: [b.row, b.row + b.height], cols: [b.col, b.col + b.width] });
-    } catch (e) {
-      return `no changed-region graph for this model: ${(e as Error).message.split("\n")[0]}`;
-    }
+    const { cg, share, fixedShare, inReach } = plan;
     const [[r0, r1], [c0, c1]] = [this.inputBox[2], this.inputBox[3]];
-    let share: number;
-    let fixedShare: number;
-    let inReach: PixelBox[];
-    try {
-      ({ inReach, share, fixedShare } = changedShare(cg, this.inputBox, units));
-    } catch (e) {
-      return `the changed-region graph cannot plan this model's windows: ${(e as Error).message.split("\n")[0]}`;
-    }
-    if (inReach.length === 0) return "no block reaches the RoI";
-    const cropShare = crop.share;
-    const F = cg.fullMacs;
-    const fullOps = model.proto().graph!.node.length;
-    const est = runCosts(cg, fullOps, { macs: cropShare * F, ops: crop.ops }, share, inReach.length, shape, this.batchSize);
-    const nPasses = est.passes;
-    const cost = {
-      cropped: Number((est.cropped / F).toFixed(2)),
-      changed: Number((est.changed / F).toFixed(2)),
-      pick: est.pick,
-      passes: nPasses,
-      itemsPerBox: shape.itemsPerBox,
-      ops: [fullOps, crop.ops, cg.nodes] as [number, number, number],
-    };
-    this.record.cost = cost;
-    if (!force && est.pick !== "changed-region")
-      return `the cost model puts ${nPasses} changed-region passes (${(100 * share).toFixed(1)}% of a full pass's multiply-adds each, ${cg.nodes} ops, ${shape.itemsPerBox} item${shape.itemsPerBox === 1 ? "" : "s"} per call, plus opening them) at ${cost.changed} full passes, the RoI-cropped ones (${(100 * cropShare).toFixed(0)}%, ${crop.ops} ops, batch ${this.batchSize}) at ${cost.cropped}`;
     // The check: the block in reach nearest the RoI's centre, every value moved by 0.5, through both graphs.
     const [cy, cx] = [b.row + b.height / 2, b.col + b.width / 2];
     const u = inReach.reduce((best, v) =>
@@ -426,6 +425,67 @@ export class RoiExecutor {
   async release(): Promise<void> {
     await Promise.all([this.sessions.release(), this.changed?.passes.release()]);
   }
+}
+
+/** The changed-region graph of a run and its mean pass over (up to 32 of) the blocks in reach. */
+interface ChangedPlan {
+  cg: ChangedGraph;
+  share: number;
+  fixedShare: number;
+  inReach: PixelBox[];
+}
+
+/**
+ * Prices the run with full, RoI-cropped and changed-region passes (./executor-cost.ts). `why3` says why there are no
+ * changed-region passes to price (the graph cannot be derived or planned, or no block reaches the RoI).
+ */
+function choose(
+  model: Model,
+  crop: ReturnType<typeof cropGraph>,
+  roi: Win,
+  units: readonly PixelBox[],
+  shape: PassShape,
+  batch: number,
+): { cost: CostRecord; costs: ExecutorCosts; changed?: ChangedPlan; why3?: string } {
+  let changed: ChangedPlan | undefined;
+  let why3: string | undefined;
+  try {
+    const cg = changedGraph(model.proto(), { rows: roi[0], cols: roi[1] });
+    try {
+      changed = { cg, ...changedShare(cg, crop.inputBox, units) };
+      if (changed.inReach.length === 0) [changed, why3] = [undefined, "no block reaches the RoI"];
+    } catch (e) {
+      why3 = `the changed-region graph cannot plan this model's windows: ${(e as Error).message.split("\n")[0]}`;
+    }
+  } catch (e) {
+    why3 = `no changed-region graph for this model: ${(e as Error).message.split("\n")[0]}`;
+  }
+  const F = crop.fullMacs;
+  const fullOps = model.proto().graph!.node.length;
+  const costs = runCosts(
+    {
+      fullMacs: F,
+      fullOps,
+      crop: { macs: crop.macs, ops: crop.nodes },
+      changed: changed && { macs: changed.share * F, ops: changed.cg.nodes },
+    },
+    units,
+    crop.inputBox,
+    shape,
+    batch,
+  );
+  const r = (x: number) => Number((x / F).toFixed(2));
+  const cost: CostRecord = {
+    full: r(costs.full),
+    cropped: r(costs.cropped),
+    ...(Number.isFinite(costs.changed) ? { changed: r(costs.changed) } : {}),
+    pick: costs.pick,
+    passes: costs.passes,
+    fullPasses: costs.fullPasses,
+    itemsPerBox: shape.itemsPerBox,
+    ops: [fullOps, crop.nodes, ...(changed ? [changed.cg.nodes] : [])],
+  };
+  return { cost, costs, changed, why3 };
 }
 
 /** A box's changed-region multiply-adds; NaN (so: run it cropped) when its windows cannot be planned, which the tests never met. */
