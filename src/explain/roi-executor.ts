@@ -249,8 +249,11 @@ export class RoiExecutor {
     const [C, H, W] = [model.channels, model.height, model.width];
     for (let c = 0; c < C; c++)
       for (let y = u.row; y < u.row + u.height; y++) for (let x = u.col; x < u.col + u.width; x++) check[(c * H + y) * W + x] += 0.5;
-    // The reference is one full pass: the cropped graph comes from the same needed-region rules, so it could share their error.
-    const full = await model.infer(check, 1);
+    // A second item, the same block moved by -0.5, runs in the same call: a graph that mixed a call's items (a batch read as a
+    // constant past a token reshape) would pass a one-item check.
+    const check2 = Float32Array.from(check, (v, i) => (v === base.input[i] ? v : v - 1));
+    // The references are full passes: the cropped graph comes from the same needed-region rules, so it could share their error.
+    const fulls = [await model.infer(check, 1), await model.infer(check2, 1)];
     let passes: ChangedPasses;
     try {
       passes = await ChangedPasses.open(model, cg, base.input);
@@ -272,10 +275,11 @@ export class RoiExecutor {
     let flips = 0;
     try {
       await this.evaluate(
-        [0],
-        (_, dst) => dst.set(check),
-        (d) => {
-          maxDiff = maxRoiDiff(d, full, target, model);
+        [0, 1],
+        (i, dst) => dst.set(i ? check2 : check),
+        (d, _, i) => {
+          const full = fulls[i];
+          maxDiff = Math.max(maxDiff, maxRoiDiff(d, full, target, model));
           const [p, q] = [binarize(model.card.output, model.outputLayout, d), binarize(model.card.output, model.outputLayout, full)];
           for (const i of target.region.pixels) if (p[i] !== q[i]) flips++;
           return 0;
