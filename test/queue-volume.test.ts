@@ -6,7 +6,7 @@
  * enqueuer interrupted mid-run resumes without computing a finished shard again; a bad shard result is
  * refused and not kept; maps that cannot be split are refused in one line before anything is written.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
@@ -16,6 +16,7 @@ import { buildVolumeBank } from "../src/data/volume/volume-bank.js";
 import { readVolume } from "../src/data/volume/volume-case.js";
 import { VolumeModel } from "../src/model/volume-model.js";
 import { CELLS_QUEUE, redisOptions } from "../src/queue/connection.js";
+import { packFolder, unpackFolder } from "../src/queue/folder-blob.js";
 import { SHARDS_DIR } from "../src/queue/remote-explain.js";
 import { shardMachine, shardVersions } from "../src/queue/shard-env.js";
 import { AFFINE, causalBoxVolume, N, writeCausalFixture } from "./helpers/causal3d.js";
@@ -328,5 +329,36 @@ describe.skipIf(!!missing)("explain --queue on volumes, on a real redis-server",
       await stop(w);
     }
     expect(doneShards(w.err())).toHaveLength(2 * maps.length);
+  });
+});
+
+describe("a DICOM series folder as one blob", () => {
+  it("packs the folder's DICOM files in the reader's order and unpacks them byte for byte; a truncated or foreign blob is one line", async () => {
+    const d = tmp("segcause-pack-");
+    const src = join(d, "series");
+    mkdirSync(src);
+    // DICOM by content (the 128-byte preamble and DICM): b before a.dcm in no order but the sorted one; notes.txt is not DICOM
+    const dicom = (tail: string) => Buffer.concat([Buffer.alloc(128), Buffer.from(`DICM${tail}`)]);
+    writeFileSync(join(src, "b 2.dcm"), dicom("second"));
+    writeFileSync(join(src, "a1.dcm"), dicom("first"));
+    writeFileSync(join(src, "notes.txt"), "not DICOM");
+    const packed = join(d, "series.pack");
+    writeFileSync(packed, packFolder(src));
+    const out = await unpackFolder(packed, join(d, "cache"), "series");
+    const names = readdirSync(out);
+    expect(names).toEqual(["0-a1.dcm", "1-b_2.dcm"]);
+    expect(names.map((n) => readFileSync(join(out, n)).toString("latin1").slice(132))).toEqual(["first", "second"]);
+    // unpacked once: a second call finds the folder
+    expect(await unpackFolder(packed, join(d, "cache"), "series")).toBe(out);
+    const bytes = readFileSync(packed);
+    writeFileSync(join(d, "short.pack"), bytes.subarray(0, bytes.length - 3));
+    await expect(unpackFolder(join(d, "short.pack"), join(d, "cache"), "short")).rejects.toThrow(
+      /^the queue's input short is a truncated packed DICOM folder$/,
+    );
+    writeFileSync(join(d, "other.pack"), "{}\nxyz");
+    await expect(unpackFolder(join(d, "other.pack"), join(d, "cache"), "other")).rejects.toThrow(
+      /^the queue's input other is not a packed DICOM folder$/,
+    );
+    expect(existsSync(join(d, "cache", "short"))).toBe(false);
   });
 });
