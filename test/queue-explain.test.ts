@@ -2,14 +2,14 @@
  * explain --queue on a real redis-server: one map split into shards of blocks, computed by
  * `segcause worker`s and gathered into the local run's folder, bit for bit (1 and 2 workers); an
  * enqueuer killed mid-run resumes without computing a finished shard again; maps that cannot be split
- * (the fast schedule, volumes) are refused in one line before anything is written or queued; a bad
+ * (the fast schedule, RISE) are refused in one line before anything is written or queued; a bad
  * shard result (malformed, of another version, under another key) is refused, never kept, and the rerun
  * with real workers completes; the password is in no lock file; a worker restart returns the same shard.
  */
-import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
-import { type Job, Queue, Worker } from "bullmq";
+import { type Job, Queue } from "bullmq";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
@@ -23,6 +23,7 @@ import { shardMachine, shardVersions } from "../src/queue/shard-env.js";
 import { runShard } from "../src/queue/shard-worker.js";
 import { segcause } from "./helpers/cli.js";
 import { type Bg, bg, bgEnv, stop, until, within, worker } from "./helpers/processes.js";
+import { answerOnce, doneShards } from "./helpers/queue-jobs.js";
 import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
 import { flatBank, localConvModel, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
@@ -32,31 +33,6 @@ if (missing) console.warn(`queue-explain.test.ts: ${missing}, so the explain --q
 let dir: string;
 let shared: TestRedis | undefined;
 let sharedUrl: (db: number) => string;
-
-/** A worker that is not segcause's: answers the first job it takes with `answer(job)`, then stops. */
-async function answerOnce(url: string, answer: (job: Job) => unknown): Promise<void> {
-  const connection = new Redis(redisOptions(url));
-  let took!: () => void;
-  const taken = new Promise<void>((resolve) => (took = resolve));
-  const w: Worker = new Worker(
-    CELLS_QUEUE,
-    async (job) => {
-      void w.close(); // takes no further job
-      took();
-      return answer(job);
-    },
-    { connection, concurrency: 1 },
-  );
-  try {
-    await within(taken, 120_000, "the fake worker takes a job");
-    await w.close();
-  } finally {
-    connection.disconnect();
-  }
-}
-
-/** The shard jobs a worker's log says it finished. */
-const doneShards = (log: string) => [...log.matchAll(/done shard (\S+)/g)].map((m) => m[1]);
 
 /** A paper-schedule PdCR map of the tiny model, 4 px blocks (60 blocks outside the RoI), at a fixed batch size and thread count. */
 const explainArgs = (out: string, more: string[] = []) => [
@@ -287,26 +263,7 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
     expect(alone.code).toBe(1);
     expect(alone.stderr).toMatch(/--shards applies with --queue/);
     expect([existsSync(join(dir, "down")), existsSync(join(dir, "alone"))]).toEqual([false, false]);
-    // a volume (NIfTI by its name: the refusal comes before the volume is read)
-    writeFileSync(join(dir, "vol.nii.gz"), "not read");
-    const volume = segcause(...explainArgs(join(dir, "volume"), ["--queue", url]).map((a) => (a.endsWith("img.png") ? join(dir, "vol.nii.gz") : a)));
-    expect(volume.code).toBe(1);
-    expect(volume.stderr.trim().split("\n")).toHaveLength(1);
-    expect(volume.stderr).toMatch(/--queue splits maps of 2D images only.*explain the volume without --queue/);
-    // the shipped 3D model on a real hippocampus volume (when ../shared/data is here)
-    const hippo = join("..", "shared", "data", "hippocampus");
-    if (existsSync(join(hippo, "manifest.json"))) {
-      const c = JSON.parse(readFileSync(join(hippo, "manifest.json"), "utf8")).cases[0] as { image: string; mask: string };
-      const real = segcause(
-        ...["explain", "--model", join("models", "volumes", "unet3d-hippocampus.onnx"), "--image", join(hippo, c.image)],
-        ...["--mask", join(hippo, c.mask), "--method", "zero", "--out", join(dir, "real-volume"), "--queue", url],
-      );
-      expect(real.code).toBe(1);
-      expect(real.stderr.trim().split("\n")).toHaveLength(1);
-      expect(real.stderr).toMatch(/--queue splits maps of 2D images only/);
-      expect(existsSync(join(dir, "real-volume"))).toBe(false);
-    } else console.warn("queue-explain.test.ts: ../shared/data/hippocampus is absent, so the real volume's refusal is not run (CI has the data)");
-    expect([existsSync(join(dir, "fast")), existsSync(join(dir, "rise")), existsSync(join(dir, "volume"))]).toEqual([false, false, false]);
+    expect([existsSync(join(dir, "fast")), existsSync(join(dir, "rise"))]).toEqual([false, false]);
     const connection = new Redis(redisOptions(url));
     try {
       expect(await connection.dbsize()).toBe(0);

@@ -25,6 +25,7 @@ import { RemoteCells } from "../src/queue/remote-cells.js";
 import { runWorker } from "../src/queue/worker.js";
 import { segcause } from "./helpers/cli.js";
 import { bg, stop, until, within, worker } from "./helpers/processes.js";
+import { expectSameCells } from "./helpers/queue-jobs.js";
 import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
@@ -45,35 +46,6 @@ const evaluateArgs = (out: string, more: string[] = [], methods = ["zero,salienc
   ...["--radius", "8", "--rank-units", "pixel", "--threads", "1", "--no-progress", "--out", out],
   ...more,
 ];
-
-/**
- * The cells and controls of two folders are the same files, equal but for what differs between any two
- * runs (the methods' wall time, the creation time in the provenance): maps byte for byte.
- */
-function expectSameCells(a: string, b: string): void {
-  const list = (d: string) => spawnSync("find", ["cells", "controls", "-type", "f"], { cwd: d, encoding: "utf8" }).stdout.trim().split("\n").sort();
-  const files = list(a);
-  expect(list(b)).toEqual(files);
-  const norm = (f: string, s: string) => {
-    if (f.endsWith("cell.json")) {
-      const r = JSON.parse(s);
-      delete r.cost.wallMs;
-      delete r.metrics.wall_s;
-      return JSON.stringify(r);
-    }
-    if (f.endsWith("attribution.json")) {
-      const r = JSON.parse(s);
-      delete r.wallMs;
-      delete r.provenance.createdAt;
-      return JSON.stringify(r);
-    }
-    return s;
-  };
-  for (const f of files) {
-    if (f.endsWith(".npy")) expect(readFileSync(join(b, f)).equals(readFileSync(join(a, f))), f).toBe(true);
-    else expect(norm(f, readFileSync(join(b, f), "latin1")), f).toBe(norm(f, readFileSync(join(a, f), "latin1")));
-  }
-}
 
 /** The queue as the tests inspect it (its own connection, closed with it). */
 function queueAt(url: string): Queue & { shut(): Promise<void> } {

@@ -11,6 +11,7 @@ import { checkBankForCard, VolumeBank } from "../data/volume/volume-bank.js";
 import { boxCornerOnInput, loadVolumeCase, readStructure, type VolumeCase } from "../data/volume/volume-case.js";
 import { fail } from "../errors.js";
 import { getMethod, methodNames, volumeMethodNames, windowedMethodNames } from "../explain/catalog.js";
+import type { VolumeForm, VolumeRun } from "../explain/methods.js";
 import { resolveOptions } from "../explain/methods.js";
 import { type BoxUnitName, describeSize } from "../explain/volume/box-size.js";
 import { costLine, measurePassMs, plannedCost } from "../explain/volume/cost.js";
@@ -21,9 +22,13 @@ import type { Device } from "../model/device.js";
 import { SliceModel } from "../model/slice-model.js";
 import { isVolumeModel, refuseCardless3d } from "../model/volume-card.js";
 import { VolumeModel, type VolumeNet } from "../model/volume-model.js";
+import { dropShards, recordQueue } from "../queue/remote-explain.js";
+import { DEFAULT_SHARDS } from "../queue/shards.js";
+import { openVolumeShardQueue, QUEUE_VOLUME_FIX, unshardableVolume, type VolumeShardQueue } from "../queue/volume-enqueue.js";
 import { parseScale } from "../report/scale.js";
 import { type WrittenVolume, writeVolumeAttribution } from "../report/volume-write.js";
 import type { OutcomeName } from "../target/outcome.js";
+import type { VolumeRoiBox } from "../target/volume-roi.js";
 import { parseVolumeRoi } from "../target/volume-roi.js";
 import type { VolumeTargetSpec } from "../target/volume-target.js";
 import { checkOutputFolder, takeOutputFolder } from "../util/files.js";
@@ -65,6 +70,9 @@ export interface VolumeExplainFlags {
   progress?: boolean;
   /** no cost line or other stderr lines */
   quiet?: boolean;
+  /** Redis URL: the map's samples are computed by `segcause worker`s, in `shards` shards */
+  queue?: string;
+  shards?: number;
   [option: string]: unknown;
 }
 
@@ -83,7 +91,7 @@ export interface VolumeExplainStopped {
  * --max-passes and --max-time on volumes: the fast schedule fits its map to them (as in 2D); a fixed
  * schedule (paper, zero, occlusion) stops at them and a rerun continues from the checkpoint.
  */
-function runBounds(f: VolumeExplainFlags): RunBoundSettings {
+function runBounds(f: Record<string, unknown>): RunBoundSettings {
   const maxPasses = (f.maxPasses as number | undefined) ?? 0;
   const maxSeconds = (f.maxTime as number | undefined) ?? 0;
   if (!Number.isInteger(maxPasses) || maxPasses < 0)
@@ -111,54 +119,95 @@ const IMAGE_ONLY = [
   "threshold",
 ];
 
-export async function runVolumeExplain(
-  f: VolumeExplainFlags,
-  common: ReadonlySet<string>,
-  hooks: { onProgress?: ProgressListener; onPartialMap?: (p: VolumePartialMap) => void } = {},
-): Promise<VolumeExplainResult | VolumeExplainStopped> {
-  const scale = parseScale(f.colourScale ?? "max");
-  const def = methodNames().includes(f.method) ? getMethod(f.method) : undefined;
+/** A volume method's form and options, resolved and checked before any file is read (a local run and a queue worker alike). */
+export interface VolumeMethod {
+  name: string;
+  form: VolumeForm;
+  /** the options as given (the method's flags), which a queue's worker resolves again */
+  given: Record<string, unknown>;
+  options: Record<string, unknown>;
+  /** pdcr's fast schedule (it takes --max-passes/--max-time as its budget) */
+  fast: boolean;
+  bounds: RunBoundSettings;
+}
+
+export function volumeMethod(method: string, given: Record<string, unknown>): VolumeMethod {
+  const def = methodNames().includes(method) ? getMethod(method) : undefined;
   const form = def?.volume;
   if (!form)
     fail(
-      `${def ? `method ${f.method} does not run on volumes yet` : `unknown method '${f.method}'`}`,
+      `${def ? `method ${method} does not run on volumes yet` : `unknown method '${method}'`}`,
       `use --method ${volumeMethodNames().join(", ")} on a volume (see \`segcause methods\`)`,
     );
-  const given = Object.fromEntries(
-    Object.entries(f).filter(
-      ([k, v]) => !common.has(k) && !["label", "series", "boxUnit", "sliceAxis", "cardOverrides"].includes(k) && v !== undefined,
-    ),
-  );
   // The bounds are the fast schedule's own options; every other volume run takes them as a stop.
-  const bounds = runBounds(f);
+  const bounds = runBounds(given);
   const { maxPasses: _p, maxTime: _t, ...fixed } = given;
-  const fast = f.method === "pdcr" && resolveOptions(def, fixed).schedule === "fast";
-  const o = resolveOptions(def, fast ? given : fixed);
+  const fast = method === "pdcr" && resolveOptions(def, fixed).schedule === "fast";
+  const options = resolveOptions(def, fast ? given : fixed);
+  return { name: method, form: form as VolumeForm, given, options, fast, bounds };
+}
+
+/** What a volume run reads: a local run's flags, or the files a queue worker fetched for its shard. */
+export interface VolumeInputs {
+  model: string;
+  image: string;
+  card?: string;
+  device?: Device;
+  mask?: string;
+  label?: string;
+  series?: string;
+  cardOverrides?: CardOverrides;
+  sliceAxis?: "i" | "j" | "k";
+  roi?: string;
+  roiMask?: string;
+  /** the RoI structure's name (it enters the checkpoint key): a worker's is the enqueuer's --roi-mask */
+  roiName?: string;
+  bank?: string;
+  batchSize?: number | "auto";
+  threads?: number | "auto";
+  boxUnit?: BoxUnitName;
+  outcome: OutcomeName;
+  reference: "auto" | "ground-truth" | "prediction";
+}
+
+/** The flags' checks that read no file; the RoI box, and whether a 2D model runs slice by slice. */
+export function checkVolumeInputs(f: VolumeInputs, m: VolumeMethod): { roiBox?: VolumeRoiBox; sliced: boolean } {
   if (!f.roi && !f.roiMask) fail("no RoI given", "pass --roi z,y,x,d,h,w (voxels of the input volume) or --roi-mask labels.nii.gz (with --label)");
   if (f.roi && f.roiMask) fail("both --roi and --roi-mask are given", "pass only one of them");
   if (f.label !== undefined && !f.mask && !f.roiMask)
     fail("--label is given without a label map", "pass --mask and/or --roi-mask labels.nii.gz with --label");
   const roiBox = f.roi ? parseVolumeRoi(f.roi) : undefined;
-
   // A model whose card is not a volume card is a 2D model: it explains the volume slice by slice.
   const sliced = !isVolumeModel(f.model, f.card);
   if (sliced) refuseCardless3d(f.model, f.card);
   if (!sliced && f.sliceAxis !== undefined)
     fail("--slice-axis applies to a 2D model run slice by slice; a 3D model takes the whole volume", "drop --slice-axis");
-  if (sliced && !form.slices)
+  if (sliced && !m.form.slices)
     fail(
-      `${f.method} does not run slice by slice (a 2D model on a volume): only the box methods do`,
+      `${m.name} does not run slice by slice (a 2D model on a volume): only the box methods do`,
       "use --method zero, occlusion or pdcr with a 2D model, or give a 3D model for this method",
     );
-  form.check?.(o, { bank: f.bank !== undefined });
-  checkOutputFolder(f.out, "explain");
-  noteReplaced(f.out, f.quiet === true);
-  markResumable("checkpoints");
+  m.form.check?.(m.options, { bank: f.bank !== undefined });
+  return { roiBox, sliced };
+}
+
+export interface OpenedVolumeRun {
+  model: VolumeNet;
+  kase: VolumeCase;
+  resolved: Awaited<ReturnType<typeof volumeTarget>>;
+  run: VolumeRun;
+  batchSize?: number;
+}
+
+/**
+ * Loads the model, the bank and the volume, runs the unperturbed pass (the Target) and plans the
+ * method: every check on the inputs, before anything is written. The caller releases `model`.
+ */
+export async function openVolumeRun(f: VolumeInputs, m: VolumeMethod, checked: ReturnType<typeof checkVolumeInputs>): Promise<OpenedVolumeRun> {
   const threads = typeof f.threads === "number" ? f.threads : undefined;
-  const model: VolumeNet = sliced
+  const model: VolumeNet = checked.sliced
     ? await SliceModel.load(f.model, { card: f.card, overrides: f.cardOverrides, threads, device: f.device, axis: f.sliceAxis })
     : await VolumeModel.load(f.model, { card: f.card, threads, device: f.device });
-  let lock: FolderLock | undefined;
   try {
     const bank = f.bank ? await VolumeBank.load(f.bank) : undefined;
     const kase = await loadVolumeCase(model, f.image, { mask: f.mask, label: f.mask ? f.label : undefined, seriesUid: f.series });
@@ -167,29 +216,71 @@ export async function runVolumeExplain(
       kase.notes.unshift(sliceNote(model, kase), ...sliceAssumptions(model));
     }
     if (bank) checkBankForCard(bank, model.card, f.bank!, model.slicing ? { axis: model.slicing.axis, modelPath: model.path } : undefined);
-    const roi: VolumeTargetSpec["roi"] = roiBox ?? {
+    const roiName = f.roiName ?? f.roiMask!;
+    const roi: VolumeTargetSpec["roi"] = checked.roiBox ?? {
       mask: (await readStructure(f.roiMask!, kase.volume, f.image, f.label)).mask,
       // the labels name the structure (and so enter the checkpoint key, with the RoI's bounds)
-      name: f.label === undefined ? f.roiMask! : `${f.roiMask!} (label ${f.label})`,
+      name: f.label === undefined ? roiName : `${roiName} (label ${f.label})`,
     };
     const target: VolumeTargetSpec = { roi, outcome: f.outcome, reference: f.reference };
     const batchSize = typeof f.batchSize === "number" ? f.batchSize : undefined;
-    // The RoI, the reference and the method's settings (boxes, layer, ...) are checked before the folder
-    // is claimed, and the cost of a box method is said (one batch of the unperturbed input measures the pass rate).
     const resolved = await volumeTarget(model, kase, target, batchSize);
     const p = kase.placement;
-    if (p.kind === "sliding" && !form.windows && p.box.some((b, a) => b > p.patch[a]))
+    if (p.kind === "sliding" && !m.form.windows && p.box.some((b, a) => b > p.patch[a]))
       fail(
-        `${f.method} does not run over sliding windows${form.noWindows ? ` (${form.noWindows})` : " yet"}, and this volume (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space, padded to at least one window) needs more than one ${[...p.patch].reverse().join("x")} window`,
+        `${m.name} does not run over sliding windows${m.form.noWindows ? ` (${m.form.noWindows})` : " yet"}, and this volume (${[...p.box].reverse().join("x")} voxels DxHxW in the model's space, padded to at least one window) needs more than one ${[...p.patch].reverse().join("x")} window`,
         `use --method ${windowedMethodNames().join(", ")} on this volume, or a card whose box holds the whole volume`,
       );
-    const run = await form.plan({ model, kase, target: resolved, bank, boxUnit: f.boxUnit }, o);
-    if (!run.blockSpec && (bounds.maxPasses > 0 || bounds.maxSeconds > 0))
+    const run = await m.form.plan({ model, kase, target: resolved, bank, boxUnit: f.boxUnit }, m.options);
+    if (!run.blockSpec && (m.bounds.maxPasses > 0 || m.bounds.maxSeconds > 0))
       fail(
-        `--max-passes and --max-time bound the box methods on volumes (zero, occlusion, pdcr); ${f.method} does not take them`,
+        `--max-passes and --max-time bound the box methods on volumes (zero, occlusion, pdcr); ${m.name} does not take them`,
         "drop them (rise's cost is --masks; the gradient methods' is a few passes)",
       );
-    if (run.blockSpec && !f.quiet)
+    return { model, kase, resolved, run, batchSize };
+  } catch (e) {
+    await model.release();
+    throw e;
+  }
+}
+
+export async function runVolumeExplain(
+  f: VolumeExplainFlags,
+  common: ReadonlySet<string>,
+  hooks: { onProgress?: ProgressListener; onPartialMap?: (p: VolumePartialMap) => void } = {},
+): Promise<VolumeExplainResult | VolumeExplainStopped> {
+  const scale = parseScale(f.colourScale ?? "max");
+  const given = Object.fromEntries(
+    Object.entries(f).filter(
+      ([k, v]) => !common.has(k) && !["label", "series", "boxUnit", "sliceAxis", "cardOverrides"].includes(k) && v !== undefined,
+    ),
+  );
+  const m = volumeMethod(f.method, given);
+  const checked = checkVolumeInputs(f, m);
+  if (f.queue) checkVolumeQueueable(f, m);
+  checkOutputFolder(f.out, "explain");
+  noteReplaced(f.out, f.quiet === true);
+  markResumable("checkpoints");
+  const { model, kase, resolved, run, batchSize } = await openVolumeRun(f, m, checked);
+  let lock: FolderLock | undefined;
+  let queue: VolumeShardQueue | undefined;
+  try {
+    const checkpointPath = join(f.out, ".checkpoint.json");
+    // --queue: the workers compute the samples into this run's checkpoint; the run below then computes none.
+    // An unreachable Redis or an input it cannot carry stops here, before the folder is taken.
+    queue = f.queue
+      ? await openVolumeShardQueue({
+          url: f.queue,
+          shards: f.shards ?? DEFAULT_SHARDS,
+          out: f.out,
+          checkpointPath,
+          model,
+          inputs: f,
+          method: m,
+          batchSize,
+        })
+      : undefined;
+    if (run.blockSpec && !f.quiet && !queue)
       process.stderr.write(
         `${costLine(plannedCost(kase, resolved, run.blockSpec), await measurePassMs(model, kase.input, batchSize ?? VOLUME_BATCH_SIZE))}\n`,
       );
@@ -197,7 +288,7 @@ export async function runVolumeExplain(
     // an earlier result's manifest would make a stopped or failed run's folder look complete
     rmSync(join(f.out, "manifest.json"), { force: true });
     const progress = f.progress ? stderrProgress() : undefined;
-    const checkpointPath = join(f.out, ".checkpoint.json");
+    const queued = await queue?.gather(hooks.onProgress ?? progress);
     let attribution: VolumeAttribution;
     try {
       attribution = await run({
@@ -206,7 +297,8 @@ export async function runVolumeExplain(
         checkpointPath,
         onProgress: hooks.onProgress ?? progress,
         onPartialMap: hooks.onPartialMap,
-        bound: fast ? undefined : new RunBound(bounds),
+        bound: m.fast ? undefined : new RunBound(m.bounds),
+        ...(queued ? { replayOnly: true, onReplayMiss: () => dropShards(f.out) } : {}),
       });
     } catch (e) {
       if (e instanceof RunStopped) return { stopped: e };
@@ -214,13 +306,31 @@ export async function runVolumeExplain(
     } finally {
       progress?.end();
     }
+    if (queued) recordQueue(attribution, queued);
     const written = await writeVolumeAttribution(attribution, kase, f.out, { scale });
     await rm(checkpointPath, { force: true });
+    if (queued) dropShards(f.out);
     return { attribution, written, kase };
   } finally {
     lock?.release();
+    await queue?.close();
     await model.release();
   }
+}
+
+/** What --queue cannot take on a volume, refused before anything is read, written or queued. */
+function checkVolumeQueueable(f: VolumeExplainFlags, m: VolumeMethod): void {
+  const problem = unshardableVolume(m);
+  if (problem) fail(problem, QUEUE_VOLUME_FIX);
+  if (m.bounds.maxPasses > 0 || m.bounds.maxSeconds > 0)
+    fail("--max-passes and --max-time stop a local run; a queued map is computed whole", "drop them, or run without --queue");
+  if (f.device && f.device !== "cpu")
+    fail(`--device ${f.device} does not apply with --queue (the workers run on their CPUs)`, "drop --device, or run without --queue");
+  if (f.cardOverrides && Object.values(f.cardOverrides).some((v) => v !== undefined))
+    fail(
+      "card flags (--channel, --output-kind, ...) do not reach the queue's workers",
+      "write them into a card file and pass it with --card, or run without --queue",
+    );
 }
 
 /** What the 2D card did not state, but for the resize filter (slices are not resized). */

@@ -22,8 +22,8 @@ import { SLICE_AXES } from "../model/slice-model.js";
 import { type ExecutionPlan, tuneExecution } from "../model/tune.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import type { RemoteCells } from "../queue/remote-cells.js";
-import { dropShards, gatherShards, openShardQueue, type QueuedMap } from "../queue/remote-explain.js";
-import { unshardable } from "../queue/shards.js";
+import { dropShards, gatherShards, openShardQueue, type QueuedMap, recordQueue } from "../queue/remote-explain.js";
+import { DEFAULT_SHARDS, unshardable } from "../queue/shards.js";
 import { countLines } from "../report/counts.js";
 import { parseScale, SCALE_HELP } from "../report/scale.js";
 import { type WrittenOutputs, writeAttribution } from "../report/write.js";
@@ -243,9 +243,6 @@ export async function runExplain(
   }
 }
 
-/** Shards per `explain --queue` map unless --shards says otherwise. */
-export const DEFAULT_SHARDS = 8;
-
 /** What --queue cannot take, refused before anything is loaded, written or queued. */
 function checkQueueable(f: ExplainFlags, def: MethodDefinition, options: Record<string, unknown>): void {
   const problem = unshardable(def, options);
@@ -260,20 +257,6 @@ function checkQueueable(f: ExplainFlags, def: MethodDefinition, options: Record<
     );
   if (f.workers !== undefined && f.workers !== 1 && f.workers !== "auto")
     fail("--workers applies to a local run; with --queue, start more `segcause worker`s", "drop --workers");
-}
-
-/** The provenance and notes of a map whose samples the queue's workers computed. */
-function recordQueue(a: Attribution, q: NonNullable<Attribution["provenance"]["queue"]>): void {
-  a.provenance.queue = q;
-  // the run read its samples from the shards: that is the queue's note, not a resumed checkpoint's
-  a.notes = a.notes.filter((n) => !n.startsWith("resumed from checkpoint"));
-  a.notes.push(
-    `computed on the workers of ${q.url}: ${q.shards} shards, ${q.samples} samples, gathered into the local code's map (${
-      q.workersLikeThisMachine
-        ? "every worker had this machine's CPU model, core count and ONNX Runtime version"
-        : "a worker had another CPU model, core count or ONNX Runtime version than this machine: the last digits may differ from a local run's"
-    }; workers: ${q.workers.map((w) => `${w.host} (${w.cpu}, ${w.cores} cores, onnxruntime ${w.onnxruntime})`).join(", ")})`,
-  );
 }
 
 export function describeResult(r: ExplainResult): string {
@@ -361,7 +344,7 @@ export function explainCommand(): Command {
     )
     .option(
       "--queue <url>",
-      "compute the map's samples on `segcause worker`s through this Redis (redis://host:6379/0; rediss:// for TLS); the map is the local run's bit for bit. pdcr --schedule paper, pdcr-superpixel, zero and occlusion; 2D images",
+      "compute the map's samples on `segcause worker`s through this Redis (redis://host:6379/0; rediss:// for TLS); the map is the local run's bit for bit. pdcr --schedule paper, pdcr-superpixel, zero and occlusion; volumes: pdcr --schedule paper, zero and occlusion",
     )
     .option("--shards <n>", `with --queue: the map's units are split into this many jobs (default ${DEFAULT_SHARDS})`, intAtLeast("shards"))
     .option("--colour-scale <rule>", `colour scale of heatmap.png and overlay.png: ${SCALE_HELP}`, "max")
@@ -403,11 +386,8 @@ export async function runVolumeCommand(
       "give a NIfTI volume (.nii/.nii.gz) or a DICOM series folder as --image",
     );
   if (!volumeModel && !volumeImage) return undefined;
-  if (opts.queue)
-    fail(
-      "--queue splits maps of 2D images only; a volume's map is not queued yet",
-      "explain the volume without --queue (it resumes from its checkpoint)",
-    );
+  if (opts.shards !== undefined && !opts.queue)
+    fail("--shards applies with --queue (the map's jobs for the workers)", "add --queue redis://host:6379/0, or drop --shards");
   // A 2D model on a volume runs slice by slice (src/model/slice-model.ts).
   checkNoImageFlags(opts, volumeModel ? "volume" : "slices");
   const overrides = volumeModel ? undefined : cardOverrides(opts);

@@ -14,6 +14,7 @@ import { etaOf, fmtDuration, type ProgressListener, type RunStatus } from "../ut
 import { bankFile, bankFor } from "./bank-cache.js";
 import { computeControl, explainCell, measureCell, openRoi, writeCell } from "./cell.js";
 import { cellKey, controlKey, groupKey, protocolKey as protocolKeyOf } from "./cell-key.js";
+import { Pool } from "./pool.js";
 import type { EvaluateConfig } from "./protocol.js";
 import { rankUnitsProblem } from "./rank-units.js";
 import { type Def, evaluateRoi, type RoiWork } from "./roi-cells.js";
@@ -70,8 +71,6 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
   const t0 = Date.now();
   const P = cfg.protocol;
   const ds = readManifest(cfg.dataset);
-  if (ds.kind === "volume" && ctl.remote)
-    fail(`--queue runs the cells of 2D data sets; ${ds.name} holds volumes`, "evaluate volumes without --queue");
   // a test hook of local runs: the workers do not have it
   if (ctl.remote && ctl.causalMask) throw new Error("causalMask applies to local runs only");
   if (ctl.remote && ctl.maxCells !== undefined)
@@ -278,29 +277,6 @@ export async function runEvaluation(given: EvaluateConfig, ctl: RunControl = {})
     for (const m of loaded.values()) await m.model.release();
   }
   return summary;
-}
-
-/** RoIs in flight on a queue's workers: at most `size` at once; the first failure stops the run. */
-class Pool {
-  private running = new Set<Promise<unknown>>();
-  private failure: { e: unknown } | undefined;
-  constructor(private size: number) {}
-  async add(p: Promise<unknown>): Promise<void> {
-    const tracked: Promise<unknown> = p.then(
-      () => this.running.delete(tracked),
-      (e) => {
-        this.running.delete(tracked);
-        this.failure ??= { e };
-      },
-    );
-    this.running.add(tracked);
-    while (this.running.size >= this.size && !this.failure) await Promise.race(this.running);
-    if (this.failure) throw this.failure.e;
-  }
-  async all(): Promise<void> {
-    await Promise.all(this.running);
-    if (this.failure) throw this.failure.e;
-  }
 }
 
 /** Runs a check of one case, naming the case in its error. */

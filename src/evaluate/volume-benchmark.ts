@@ -20,6 +20,8 @@ import { type BoxUnitName, boxVoxels, describeSize, type Size3 } from "../explai
 import { type ResolvedVolumeTarget, VOLUME_BATCH_SIZE, type VolumeAttribution, volumeTarget } from "../explain/volume/engine.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import { VolumeModel } from "../model/volume-model.js";
+import { PackedInputs } from "../queue/folder-blob.js";
+import type { RemoteCell } from "../queue/remote-cells.js";
 import { resolveVolumeRoi, type VolumeTargetSpec } from "../target/volume-target.js";
 import { assertInside } from "../util/files.js";
 import { sha256, sha256File } from "../util/hash.js";
@@ -28,10 +30,11 @@ import type { RunStatus } from "../util/progress.js";
 import type { RunControl, RunSummary } from "./benchmark.js";
 import { computeControl, type MeasuredMap, measureOrder, type OrderContext, writeCellFiles } from "./cell.js";
 import { cellKey, controlKey, protocolKey as protocolKeyOf, volumeGroupKey } from "./cell-key.js";
+import { Pool } from "./pool.js";
 import type { EvaluateConfig } from "./protocol.js";
 import { rankUnitsName } from "./rank-units.js";
-import { type Def, evaluateRoi, type RoiWork } from "./roi-cells.js";
-import { type CellId, readJson, safe, writeAtomic } from "./store.js";
+import { type Def, evaluateRoi, type OpenedRoi, type RoiWork } from "./roi-cells.js";
+import { type CellId, type ControlRecord, controlPath, readJson, safe, writeAtomic } from "./store.js";
 import { makeVolumeFills, type VolumeCurveFill, VolumeProber } from "./volume-probe.js";
 import { rankBox, volumeDistance, volumeDomain, volumeUnits } from "./volume-units.js";
 
@@ -72,7 +75,9 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
   }
   const needBank = P.fills.includes("patches") || defs.some((d) => d.def.needsBank);
   const protocolKey = protocolKeyOf(P, cfg.seed);
-  const models = new Map<string, { model: VolumeModel; bank?: { bank: VolumeBank; sha: string } }>();
+  const models = new Map<string, { model: VolumeModel; bank?: VolumeBankFile }>();
+  // --queue: a DICOM series folder travels packed into one file (made once, removed at the end)
+  const packs = new PackedInputs();
   try {
     for (const path of cfg.models) {
       // a missing file is named by the model loader below
@@ -87,7 +92,7 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
         fail(`two models in --models have the file name '${basename(path)}', which names their cells`, "copy or link one of them under another name");
       models.set(path, { model: await VolumeModel.load(path, { threads: cfg.threads }) });
     }
-    const given = needBank && cfg.bank ? { bank: await VolumeBank.load(cfg.bank), sha: await sha256File(cfg.bank) } : undefined;
+    const given = needBank && cfg.bank ? { bank: await VolumeBank.load(cfg.bank), sha: await sha256File(cfg.bank), path: cfg.bank } : undefined;
     for (const m of models.values()) if (given) checkBankForCard(given.bank, m.model.card, cfg.bank!);
     // Every volume, label map, RoI and unit grid is read and checked before the first cell.
     for (const c of cases)
@@ -101,6 +106,14 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
         });
       }
     await checkSettings(cfg, cases, models, defs, vs, given?.bank, summary.notes);
+    // --queue: inputs the queue cannot carry stop the run before run.json is written
+    if (ctl.remote) {
+      const files = await Promise.all(cases.flatMap((c) => [packs.file(c.image), c.mask!]));
+      await ctl.remote.cells.checkInputs(
+        [...models.values()].map((m) => m.model),
+        [...(given ? [given.path] : []), ...files],
+      );
+    }
     for (const n of summary.notes) log(`note: ${n}`);
     let recorded = false;
     const validated = async () => {
@@ -113,6 +126,7 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
       const eta = summary.computed > 0 ? ((busyMs + runningMs) / summary.computed) * Math.max(0, total - done) : undefined;
       return { label, unit: "cells", done, total, exact: true, resumed: done - summary.computed, elapsedMs: Date.now() - t0, etaMs: eta };
     };
+    const pool = new Pool(ctl.remote?.roisAtOnce ?? 1);
     for (const c of cases) {
       for (const [path, m] of models) {
         if (needBank && !m.bank) {
@@ -130,12 +144,42 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
         const start = Date.now(),
           computedBefore = summary.computed;
         const show = ctl.onStatus && ((label: string) => ctl.onStatus!(status(Date.now() - start, label)));
-        const work = volumeRoiWork(cfg, ctl, vs, { model: m.model, kase, bank: m.bank, id, defs, protocolKey });
+        const local = volumeRoiWork(cfg, ctl, vs, { model: m.model, kase, bank: m.bank, id, defs, protocolKey });
+        const remote = ctl.remote?.cells;
+        const work: RoiWork<VolumeAttribution | RemoteCell> = remote
+          ? {
+              ...local,
+              open: async () =>
+                remote.openVolume(cfg, {
+                  id,
+                  model: m.model,
+                  imagePath: c.image,
+                  imageFile: await packs.file(c.image),
+                  imageFolder: PackedInputs.isFolder(c.image),
+                  ...(c.series !== undefined ? { series: c.series } : {}),
+                  maskPath: c.mask!,
+                  ...((vs.label ?? c.labels) !== undefined ? { label: vs.label ?? c.labels } : {}),
+                  ...(m.bank ? { bankPath: m.bank.path } : {}),
+                  boxUnit: vs.boxUnit,
+                  controlKey: local.controlKey,
+                  cellKeys: local.cellKeys,
+                  defs,
+                  // the folder's control of this key (evaluateRoi has checked it) is not computed again
+                  control: readJson<ControlRecord>(controlPath(cfg.out, id)),
+                }),
+            }
+          : local;
         const progress = () => {
           const done = summary.computed + summary.resumed + summary.skipped + summary.failed;
           return `cells ${done} of ${total}`;
         };
-        const stop = await evaluateRoi(cfg, ctl, summary, work, id, defs, log, progress, validated, show);
+        const roiCells = evaluateRoi<VolumeAttribution | RemoteCell>(cfg, ctl, summary, work, id, defs, log, progress, validated, show);
+        if (remote) {
+          // the RoIs' jobs are on the workers at once
+          await pool.add(roiCells);
+          continue;
+        }
+        const stop = await roiCells;
         if (summary.computed > computedBefore) busyMs += Date.now() - start;
         else show?.(`${id.model} · ${id.image} · ${id.roi}: found, skipped or refused`);
         if (stop) {
@@ -144,10 +188,12 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
         }
       }
     }
+    await pool.all();
     ctl.onStatus?.(status(0, "all cells accounted for"));
     await validated();
   } finally {
     for (const m of models.values()) await m.model.release();
+    await packs.dispose();
   }
   return summary;
 }
@@ -240,15 +286,47 @@ export function mapOnBox(kase: Pick<VolumeCase, "space" | "placement">, map: Flo
   return toBox(imageToModel(kase.space, map), kase.space.dims, kase.placement, Number.NaN, (n) => new Float32Array(n));
 }
 
+/** The run settings a volume RoI's work reads. */
+type RoiSettings = Pick<EvaluateConfig, "protocol" | "seed" | "batchSize">;
+
+/**
+ * A case of a volume data set opened on a queue's worker as the local run opens it (evaluate --queue):
+ * its structure read from the label map (`c.mask`, a file of the worker's cache; `maskPath` is the
+ * enqueuer's name of it), its RoI's pass, Target, units and fills; or why it is skipped.
+ */
+export async function openVolumeRoi(
+  cfg: RoiSettings,
+  model: VolumeModel,
+  c: VolumeEntry,
+  vs: VolumeSettings,
+  bank: { bank: VolumeBank; sha: string } | undefined,
+  id: CellId,
+  defs: Def[],
+  maskPath: string,
+): Promise<OpenedRoi<VolumeAttribution> | { skipped: string }> {
+  // the label map as the enqueuer names it: the RoI is named after it, as in the local run
+  const kase = { ...(await loadCase(model, c, vs)), maskPath };
+  if (isEmpty(kase)) return { skipped: `its label map ${basename(c.mask!)} holds no labelled voxel, so it has no RoI` };
+  return volumeRoiWork(cfg, {}, vs, { model, kase, bank, id, defs, protocolKey: {} }).open(undefined);
+}
+
+/** A volume cell's files: map.npy ((k, j, i) on the input volume's grid) and attribution.json's object. */
+export function volumeCellFiles(a: VolumeAttribution): { npy: Uint8Array; meta: Record<string, unknown> } {
+  return { npy: encodeNpy(a.map, [a.dims[2], a.dims[1], a.dims[0]]), meta: volumeMeta(a) };
+}
+
+/** A bank of a run and its file (sent to a queue's workers). */
+type VolumeBankFile = { bank: VolumeBank; sha: string; path: string };
+
 /** A volume's RoI for the shared cell logic (roi-cells.ts). */
 function volumeRoiWork(
-  cfg: EvaluateConfig,
+  cfg: RoiSettings,
   ctl: RunControl,
   vs: VolumeSettings,
   r: {
     model: VolumeModel;
     kase: LabelledCase;
-    bank?: { bank: VolumeBank; sha: string };
+    bank?: Pick<VolumeBankFile, "bank" | "sha">;
     id: CellId;
     defs: Def[];
     protocolKey: Record<string, unknown>;
@@ -319,8 +397,10 @@ function volumeRoiWork(
           return run({ seed: cfg.seed, batchSize, checkpointPath, onProgress });
         },
         measure: (control, h, a) => measureOrder(ctx, control, h, measuredMap(kase, a), causal),
-        write: (dir, a, record, checkpointPath) =>
-          writeCellFiles(dir, encodeNpy(a.map, [a.dims[2], a.dims[1], a.dims[0]]), volumeMeta(a), record, checkpointPath),
+        write: (dir, a, record, checkpointPath) => {
+          const { npy, meta } = volumeCellFiles(a);
+          return writeCellFiles(dir, npy, meta, record, checkpointPath);
+        },
       };
     },
   };
@@ -379,7 +459,7 @@ async function volumeBankFor(
   model: VolumeModel,
   vs: VolumeSettings,
   log: (s: string) => void,
-): Promise<{ bank: VolumeBank; sha: string }> {
+): Promise<VolumeBankFile> {
   const box: Size3 = boxVoxels(cfg.bankPatchSize, vs.boxUnit, model.card.input.spacing, "--bank-patch-size");
   const sources = volumeCasesInSplits(ds, cfg.bankSplits).map((c) => [c.id, c.image, c.series ?? null]);
   const input = sha256(JSON.stringify(model.card.input));
@@ -402,5 +482,5 @@ async function volumeBankFor(
   }
   const bank = await VolumeBank.load(path);
   checkBankForCard(bank, model.card, path);
-  return { bank, sha: await sha256File(path) };
+  return { bank, sha: await sha256File(path), path };
 }

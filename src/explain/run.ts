@@ -46,6 +46,15 @@ export interface RunOptions {
   onReplayMiss?: () => void;
 }
 
+/** `explain --queue`'s gathering run met `missing` samples it would have to compute: the gathered shards are not this run's. */
+export function replayMiss(missing: number, onReplayMiss?: () => void): never {
+  onReplayMiss?.();
+  fail(
+    `the samples gathered from the queue's workers lack ${missing} of this map's (they were computed under other settings or by another segcause version)`,
+    "run the workers with this segcause version and rerun the same command (the gathered shards are deleted, so it computes them again)",
+  );
+}
+
 /** One shard of a map's units: those with unit % count === index. */
 export interface Shard {
   index: number;
@@ -377,13 +386,7 @@ export class SampleScorer {
             resumable().finished(r, target.base);
             this.skippedPasses++;
           });
-        if (replayOnly && reqs.length > 0) {
-          ctx.run.onReplayMiss?.();
-          fail(
-            `the samples gathered from the queue's workers lack ${reqs.length} of this map's (they were computed under other settings or by another segcause version)`,
-            "run the workers with this segcause version and rerun the same command (the gathered shards are deleted, so it computes them again)",
-          );
-        }
+        if (replayOnly && reqs.length > 0) replayMiss(reqs.length, ctx.run.onReplayMiss);
         const started = Date.now();
         const ran = await runner.evaluate(
           reqs,

@@ -8,6 +8,8 @@ import { z } from "zod";
 import { FILL_NAMES } from "../evaluate/fills.js";
 import { CONTROL_NAMES } from "../evaluate/protocol.js";
 import { INCREMENTAL_MODES, type IncrementalMode } from "../explain/roi-executor.js";
+import { BOX_UNITS } from "../explain/volume/box-size.js";
+import { SLICE_AXES } from "../model/slice-model.js";
 import { OUTCOMES } from "../target/outcome.js";
 
 /** Bumped when a payload's meaning changes: a worker refuses jobs of another version. */
@@ -87,6 +89,37 @@ export const CellJob = roiJob
 export type CellJob = z.infer<typeof CellJob>;
 
 /**
+ * What every job of a volume data set's (model, case, structure) carries (evaluate --queue on volumes):
+ * its inputs as blobs (the image as it is, or a DICOM series folder packed: `imageFolder`), the label
+ * map and the labels that make the structure, the run's settings.
+ */
+const volumeRoiJob = z.object({
+  v: z.literal(JOB_VERSION),
+  id: z.object({ dataset: name, model: name, image: name, roi: name }).strict(),
+  model: blob,
+  card: blob.nullable(),
+  image: blob,
+  imageFolder: z.boolean(),
+  series: z.string().min(1).max(200).optional(),
+  mask: blob,
+  /** the label map's path as the enqueuer's manifest gives it: it names the RoI (and the provenance's maskPath) */
+  maskPath: z.string().min(1).max(1000),
+  label: z.union([z.string().min(1).max(200), z.array(z.number().int())]).optional(),
+  bank: blob.nullable(),
+  boxUnit: z.enum(BOX_UNITS),
+  protocol,
+  seed: z.number().int(),
+  batchSize: count.optional(),
+  threads: count.optional(),
+});
+
+export const VolumeControlJob = volumeRoiJob.extend({ controlKey: sha }).strict();
+export type VolumeControlJob = z.infer<typeof VolumeControlJob>;
+
+export const VolumeCellJob = volumeRoiJob.extend({ cellKey: sha, method: CellJob.shape.method, control: CellJob.shape.control }).strict();
+export type VolumeCellJob = z.infer<typeof VolumeCellJob>;
+
+/**
  * A shard of one `explain --queue` map: the samples of the units u with u % count === index, under the
  * run's settings (the flags of `explain`, as the enqueuer checked them; the worker resolves them again).
  */
@@ -117,7 +150,51 @@ export const ShardJob = z
   .strict();
 export type ShardJob = z.infer<typeof ShardJob>;
 
-export const JOB_SCHEMAS = { control: ControlJob, cell: CellJob, shard: ShardJob } as const;
+/**
+ * A shard of one `explain --queue` map of a volume (a 3D model, or a 2D model slice by slice): the
+ * samples of the boxes u with u % count === index. The image is a NIfTI or DICOM file, or a DICOM
+ * series folder packed into one blob (folder-blob.ts: `imageFolder`); the worker reads it with the
+ * local run's readers. `roi` is a box (--roi's text) or a label map with the name the local run gives
+ * its structure (the name enters the checkpoint key).
+ */
+export const VolumeShardJob = z
+  .object({
+    v: z.literal(JOB_VERSION),
+    segcause: z.string().min(1).max(100),
+    onnxruntime: z.string().min(1).max(100),
+    model: blob,
+    card: blob.nullable(),
+    image: blob,
+    imageFolder: z.boolean(),
+    series: z.string().min(1).max(200).optional(),
+    mask: blob.nullable(),
+    label: z.string().min(1).max(200).optional(),
+    bank: blob.nullable(),
+    roi: z.union([z.object({ box: z.string().min(1).max(200) }).strict(), z.object({ mask: blob, name: name }).strict()]),
+    boxUnit: z.enum(BOX_UNITS).optional(),
+    sliceAxis: z.enum(SLICE_AXES).optional(),
+    method: z.object({ name: z.string().min(1).max(100), options: z.record(z.string(), z.unknown()) }).strict(),
+    outcome: z.enum(OUTCOMES as [string, ...string[]]),
+    reference: z.enum(["auto", "ground-truth", "prediction"]),
+    seed: z.number().int(),
+    batchSize: count.optional(),
+    threads: count.optional(),
+    shard: z
+      .object({ index: z.number().int().min(0), count })
+      .strict()
+      .refine((s) => s.index < s.count, "shard index must be below count"),
+  })
+  .strict();
+export type VolumeShardJob = z.infer<typeof VolumeShardJob>;
+
+export const JOB_SCHEMAS = {
+  control: ControlJob,
+  cell: CellJob,
+  shard: ShardJob,
+  "volume-shard": VolumeShardJob,
+  "volume-control": VolumeControlJob,
+  "volume-cell": VolumeCellJob,
+} as const;
 export type JobName = keyof typeof JOB_SCHEMAS;
 
 /** A control job's result: the control record, or why the RoI is skipped. */

@@ -17,11 +17,26 @@ import type { Def, OpenedRoi } from "../evaluate/roi-cells.js";
 import type { PlacedRoi } from "../evaluate/rois.js";
 import type { CellId, CellRecord, ControlRecord } from "../evaluate/store.js";
 import type { Attribution } from "../explain/attribution.js";
+import type { BoxUnitName } from "../explain/volume/box-size.js";
 import type { Model } from "../model/model.js";
+import type { VolumeNet } from "../model/volume-model.js";
 import { sha256 } from "../util/hash.js";
 import { type BlobRef, putBlob } from "./blobs.js";
 import { CELLS_QUEUE, connectRedis, redactUrl } from "./connection.js";
-import { type CellJob, CellResult, type ControlJob, ControlResult, firstIssue, JOB_VERSION, REFUSED, type ShardJob } from "./jobs.js";
+import {
+  type CellJob,
+  CellResult,
+  type ControlJob,
+  ControlResult,
+  firstIssue,
+  JOB_VERSION,
+  type JobName,
+  REFUSED,
+  type ShardJob,
+  type VolumeCellJob,
+  type VolumeControlJob,
+  type VolumeShardJob,
+} from "./jobs.js";
 
 /** A cell computed on a worker: its files and its cost, as the cell logic reports it. */
 export interface RemoteCell {
@@ -48,6 +63,21 @@ export interface RemoteRoi {
   /** the RoI's control when the folder holds it */
   control?: ControlRecord;
   notes: string[];
+}
+
+/** A volume data set's (model, case, structure) whose jobs the workers compute. */
+export interface RemoteVolumeRoi extends Pick<RemoteRoi, "id" | "controlKey" | "cellKeys" | "defs" | "control"> {
+  model: Pick<VolumeNet, "path" | "cardPath">;
+  /** the case's image as the manifest names it (the provenance's), and the file that carries it (a series folder packed) */
+  imagePath: string;
+  imageFile: string;
+  imageFolder: boolean;
+  series?: string;
+  maskPath: string;
+  /** --label, else the case's labels */
+  label?: string | number[];
+  bankPath?: string;
+  boxUnit: BoxUnitName;
 }
 
 /**
@@ -158,7 +188,7 @@ export class RemoteCells {
    * weights are in external data files (a worker gets the .onnx alone), and a file over Redis' size
    * of one value (`proto-max-bulk-len`, 512 MB unless the server says otherwise).
    */
-  async checkInputs(models: Model[], files: string[]): Promise<void> {
+  async checkInputs(models: Pick<Model, "path" | "sha256">[], files: string[]): Promise<void> {
     for (const m of models)
       if ((await fileSha256(m.path)) !== m.sha256)
         fail(
@@ -211,7 +241,11 @@ export class RemoteCells {
   }
 
   /** Adds the job (or finds the one of this id) and waits for its return value; a refusal is a SegcauseError. */
-  async run(name: "control" | "cell" | "shard", jobId: string, data: ControlJob | CellJob | ShardJob): Promise<unknown> {
+  async run(
+    name: JobName,
+    jobId: string,
+    data: ControlJob | CellJob | ShardJob | VolumeShardJob | VolumeControlJob | VolumeCellJob,
+  ): Promise<unknown> {
     if (this.lostProblem) fail(this.lostProblem);
     let onLost: ((e: SegcauseError) => void) | undefined;
     const lost = new Promise<never>((_, reject) => {
@@ -274,13 +308,47 @@ export class RemoteCells {
 
   /** The RoI as the cell logic opens it: its control and its cells computed by the workers. */
   async open(cfg: EvaluateConfig, r: RemoteRoi): Promise<OpenedRoi<RemoteCell> | { skipped: string }> {
-    const base = await this.base(cfg, r);
+    return this.openJobs(await this.base(cfg, r), r, ["control", "cell"], (meta) => localProvenance(meta, r));
+  }
+
+  /** A volume case's structure (evaluate --queue on a volume data set): its control and its cells computed by the workers. */
+  async openVolume(cfg: EvaluateConfig, r: RemoteVolumeRoi): Promise<OpenedRoi<RemoteCell> | { skipped: string }> {
+    const base = {
+      v: JOB_VERSION,
+      id: r.id,
+      model: await this.blob(r.model.path),
+      card: existsSync(r.model.cardPath) ? await this.blob(r.model.cardPath) : null,
+      image: await this.blob(r.imageFile),
+      imageFolder: r.imageFolder,
+      ...(r.series !== undefined ? { series: r.series } : {}),
+      mask: await this.blob(r.maskPath),
+      maskPath: r.maskPath,
+      ...(r.label !== undefined ? { label: r.label } : {}),
+      bank: r.bankPath ? await this.blob(r.bankPath) : null,
+      boxUnit: r.boxUnit,
+      protocol: cfg.protocol,
+      seed: cfg.seed,
+      ...(cfg.batchSize !== undefined ? { batchSize: cfg.batchSize } : {}),
+      ...(cfg.threads !== undefined ? { threads: cfg.threads } : {}),
+    } satisfies Omit<VolumeControlJob, "controlKey">;
+    return this.openJobs(base, r, ["volume-control", "volume-cell"], (meta) => localVolumeProvenance(meta, r));
+  }
+
+  /** The control and cell jobs of a RoI whose payloads share `base`. */
+  private async openJobs(
+    base: Omit<ControlJob, "controlKey"> | Omit<VolumeControlJob, "controlKey">,
+    r: Pick<RemoteRoi, "id" | "controlKey" | "cellKeys" | "defs" | "control">,
+    [controlJob, cellJob]: ["control", "cell"] | ["volume-control", "volume-cell"],
+    provenance: (meta: Record<string, unknown>) => Record<string, unknown>,
+  ): Promise<OpenedRoi<RemoteCell> | { skipped: string }> {
     // keys hash content only: the labels (names of the data set, model, image, RoI, files) go into the job
     // id too, so two cells of the same bytes under other names are two jobs, each returning its own names
     const labels = sha256(JSON.stringify(base)).slice(0, 16);
     let control = r.control?.status === "ok" ? r.control : undefined;
     if (!control) {
-      const got = ControlResult.safeParse(await this.run("control", `control-${r.controlKey}-${labels}`, { ...base, controlKey: r.controlKey }));
+      const got = ControlResult.safeParse(
+        await this.run(controlJob, `control-${r.controlKey}-${labels}`, { ...base, controlKey: r.controlKey } as ControlJob | VolumeControlJob),
+      );
       if (!got.success)
         fail(`a worker returned a malformed control for ${r.id.image} ${r.id.roi}: ${firstIssue(got.error)}`, "run workers of this segcause version");
       if ("skipped" in got.data) return { skipped: got.data.skipped };
@@ -294,12 +362,12 @@ export class RemoteCells {
       explain: async (d) => {
         const cellKey = r.cellKeys[r.defs.indexOf(d)];
         const jobId = `${cellKey}-${labels}`;
-        const raw = await this.run("cell", jobId, {
+        const raw = await this.run(cellJob, jobId, {
           ...base,
           cellKey,
           method: { name: d.def.name, options: d.run.options },
           control: known as CellJob["control"],
-        });
+        } as CellJob | VolumeCellJob);
         const got = CellResult.safeParse(raw);
         if (!got.success)
           fail(
@@ -313,7 +381,7 @@ export class RemoteCells {
       },
       measure: async (_control, _h, c) => c.result.record as unknown as CellRecord,
       write: async (dir, c, record, checkpointPath) => {
-        await writeCellFiles(dir, Buffer.from(c.result.npy, "base64"), localProvenance(c.result.meta, r), record, checkpointPath);
+        await writeCellFiles(dir, Buffer.from(c.result.npy, "base64"), provenance(c.result.meta), record, checkpointPath);
         // written: Redis need not keep the map (the job stays, so a rerun still re-attaches to it)
         await this.dropResult(c.jobId);
       },
@@ -334,6 +402,20 @@ function localProvenance(meta: Record<string, unknown>, r: RemoteRoi): Record<st
       ...p,
       model: { ...p.model, path: r.model.path },
       case: { ...p.case, imagePath: r.kase.imagePath, maskPath: r.kase.maskPath },
+    },
+  };
+}
+
+/** The volume Attribution's metadata with the enqueuer's file paths (model, card, image, label map), as localProvenance. */
+function localVolumeProvenance(meta: Record<string, unknown>, r: RemoteVolumeRoi): Record<string, unknown> {
+  const p = meta.provenance as { model: Record<string, unknown>; case: Record<string, unknown> } | undefined;
+  if (!p) return meta;
+  return {
+    ...meta,
+    provenance: {
+      ...p,
+      model: { ...p.model, path: r.model.path, cardPath: r.model.cardPath },
+      case: { ...p.case, imagePath: r.imagePath, maskPath: r.maskPath },
     },
   };
 }

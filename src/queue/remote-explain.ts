@@ -18,7 +18,7 @@ import { sha256 } from "../util/hash.js";
 import { saveOnInterrupt } from "../util/interrupt.js";
 import { type ProgressListener, ProgressTracker } from "../util/progress.js";
 import { redactUrl } from "./connection.js";
-import { firstIssue, JOB_VERSION, type ShardJob, ShardResult } from "./jobs.js";
+import { firstIssue, JOB_VERSION, type ShardJob, ShardResult, type VolumeShardJob } from "./jobs.js";
 import { RemoteCells } from "./remote-cells.js";
 import { type ShardVersions, shardMachine, shardVersions, versionMismatch } from "./shard-env.js";
 import { mergeShards, ownsUnit } from "./shards.js";
@@ -72,22 +72,29 @@ function inputFiles(q: QueuedMap): string[] {
 
 const cardOf = (q: QueuedMap) => q.cardPath ?? `${q.model.path}.json`;
 
-/**
- * Queues the shards not finished yet, waits for them, and writes their samples as the local run's
- * checkpoint; returns what the provenance records. A shard's result is checked before it is kept
- * (acceptShard); a refused one is dropped from Redis too, so the rerun the message asks for queues it again.
- */
-export async function gatherShards(q: QueuedMap, remote: RemoteCells): Promise<NonNullable<Provenance["queue"]>> {
-  try {
+/** What gathering one map's shards needs, whatever the map (an image's or a volume's). */
+export interface ShardGathering {
+  url: string;
+  shards: number;
+  out: string;
+  /** the local run's checkpoint, which the gathered samples become */
+  checkpointPath: string;
+  name: "shard" | "volume-shard";
+  /** the jobs' payload but for their `shard` (its inputs are stored in Redis when it is called) */
+  base: () => Promise<Omit<ShardJob, "shard"> | Omit<VolumeShardJob, "shard">>;
+  onProgress?: ProgressListener;
+}
+
+/** An image's map: its jobs carry the model, card, image, mask, bank and RoI as blobs. */
+export function gatherShards(q: QueuedMap, remote: RemoteCells): Promise<QueueRecord> {
+  const base = async () => {
     const card = cardOf(q);
-    const image = inputFiles(q)[0];
-    const versions = shardVersions();
-    const base = {
+    return {
       v: JOB_VERSION,
-      ...versions,
+      ...shardVersions(),
       model: await remote.blob(q.model.path),
       card: existsSync(card) ? await remote.blob(card) : null,
-      image: await remote.blob(image),
+      image: await remote.blob(inputFiles(q)[0]),
       mask: q.kase.maskPath ? await remote.blob(q.kase.maskPath) : null,
       bank: q.bankPath ? await remote.blob(q.bankPath) : null,
       roi: "maskPath" in q.roi ? { mask: await remote.blob(q.roi.maskPath) } : q.roi,
@@ -99,6 +106,20 @@ export async function gatherShards(q: QueuedMap, remote: RemoteCells): Promise<N
       batchSize: q.batchSize,
       ...(q.threads !== undefined ? { threads: q.threads } : {}),
     } satisfies Omit<ShardJob, "shard">;
+  };
+  const { url, shards, out, checkpointPath, onProgress } = q;
+  return gatherMapShards({ url, shards, out, checkpointPath, onProgress, name: "shard", base }, remote);
+}
+
+/**
+ * Queues the shards not finished yet, waits for them, and writes their samples as the local run's
+ * checkpoint; returns what the provenance records. A shard's result is checked before it is kept
+ * (acceptShard); a refused one is dropped from Redis too, so the rerun the message asks for queues it again.
+ */
+export async function gatherMapShards(q: ShardGathering, remote: RemoteCells): Promise<QueueRecord> {
+  try {
+    const versions = shardVersions();
+    const base = await q.base();
     const dir = join(q.out, SHARDS_DIR);
     mkdirSync(dir, { recursive: true });
     // Ctrl-C: the shards kept in the folder are finished work a rerun continues from
@@ -111,7 +132,7 @@ export async function gatherShards(q: QueuedMap, remote: RemoteCells): Promise<N
     saveOnInterrupt(keptShards);
     const progress = new ProgressTracker(`${q.shards} shards on the workers of ${redactUrl(q.url)}`, q.shards, q.onProgress);
     const jobs = Array.from({ length: q.shards }, (_, index) => {
-      const job: ShardJob = { ...base, shard: { index, count: q.shards } };
+      const job = { ...base, shard: { index, count: q.shards } } as ShardJob | VolumeShardJob;
       // the id is the payload's hash: a rerun of the same command finds the same jobs (or their files)
       const id = `shard-${sha256(JSON.stringify(job)).slice(0, 40)}`;
       return { index, job, id, file: join(dir, `${id}.json`) };
@@ -132,7 +153,7 @@ export async function gatherShards(q: QueuedMap, remote: RemoteCells): Promise<N
         let result = kept[k];
         if (result) progress.resume(1);
         else {
-          const raw = await remote.run("shard", id, job);
+          const raw = await remote.run(q.name, id, job);
           const problem = shardProblem(raw, id, index, q.shards);
           const got = problem ? undefined : (raw as ShardResult);
           const foreign = got && key !== undefined && got.key !== key;
@@ -140,8 +161,10 @@ export async function gatherShards(q: QueuedMap, remote: RemoteCells): Promise<N
             // a refused result is never kept, here nor in Redis: the rerun queues its shard again
             await remote.forget(id);
             if (problem) fail(`a worker returned a bad shard ${index + 1} of ${q.shards} of the map: ${problem}`, RERUN_HINT(versions));
-            // two shards under different keys: which one is this run's is not known here, so none is kept
+            // two shards under different keys: which one is this run's is not known here, so none is kept,
+            // here nor in Redis (a finished job whose result was not yet dropped would be read again)
             dropShards(q.out);
+            await Promise.allSettled(jobs.map((j) => remote.forget(j.id)));
             fail(
               `shard ${index + 1} of ${q.shards} was computed under other settings than the others (a worker on another machine or build?); the kept shards are deleted`,
               RERUN_HINT(versions),
@@ -227,6 +250,23 @@ function countShards(out: string): number {
 function distinct<T>(xs: T[]): T[] {
   const seen = new Map(xs.map((x) => [JSON.stringify(x), x]));
   return [...seen.values()];
+}
+
+/** What the provenance of a map whose samples the queue's workers computed records. */
+export type QueueRecord = NonNullable<Provenance["queue"]>;
+
+/** The provenance and notes of a map (an image's or a volume's) whose samples the queue's workers computed. */
+export function recordQueue(a: { notes: string[]; provenance: object }, q: QueueRecord): void {
+  (a.provenance as { queue?: QueueRecord }).queue = q;
+  // the run read its samples from the shards: that is the queue's note, not a resumed checkpoint's
+  a.notes = a.notes.filter((n) => !n.startsWith("resumed from checkpoint"));
+  a.notes.push(
+    `computed on the workers of ${q.url}: ${q.shards} shards, ${q.samples} samples, gathered into the local code's map (${
+      q.workersLikeThisMachine
+        ? "every worker had this machine's CPU model, core count and ONNX Runtime version"
+        : "a worker had another CPU model, core count or ONNX Runtime version than this machine: the last digits may differ from a local run's"
+    }; workers: ${q.workers.map((w) => `${w.host} (${w.cpu}, ${w.cores} cores, onnxruntime ${w.onnxruntime})`).join(", ")})`,
+  );
 }
 
 /** Once the map is written, the shards kept for a restart go. */

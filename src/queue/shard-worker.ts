@@ -16,7 +16,7 @@ import type { OutcomeName } from "../target/outcome.js";
 import { loadRoiMask } from "../target/roi-mask.js";
 import type { TargetSpec } from "../target/target.js";
 import { REJECTED, type ShardJob, type ShardResult } from "./jobs.js";
-import { shardMachine, shardVersions, versionMismatch } from "./shard-env.js";
+import { type ShardVersions, shardMachine, shardVersions, versionMismatch } from "./shard-env.js";
 import { shardSamples, unshardable } from "./shards.js";
 
 export interface ShardIo {
@@ -28,13 +28,17 @@ export interface ShardIo {
   checkpointPath: string;
 }
 
-export async function runShard(jobId: string, p: ShardJob, io: ShardIo): Promise<ShardResult> {
-  // samples of other versions may differ: such a job waits for workers of its own version
+/** Samples of other versions may differ: such a job is rejected, and waits for workers of its own version. */
+export function rejectOtherVersions(p: ShardVersions): void {
   const other = versionMismatch(p, shardVersions());
   if (other)
     throw new UnrecoverableError(
       `${REJECTED}the job was queued by ${other.replace(/this run/g, "this worker")}; run workers of the enqueuer's versions`,
     );
+}
+
+export async function runShard(jobId: string, p: ShardJob, io: ShardIo): Promise<ShardResult> {
+  rejectOtherVersions(p);
   const def = getMethod(p.method.name);
   const options = resolveOptions(def, p.method.options);
   // the enqueuer refuses these; a job that asks anyway is not segcause's own

@@ -8,6 +8,9 @@
 import type { MethodDefinition } from "../explain/methods.js";
 import type { ShardResult } from "./jobs.js";
 
+/** Shards per `explain --queue` map unless --shards says otherwise. */
+export const DEFAULT_SHARDS = 8;
+
 /** Why the method (with these options) cannot be split into shards, or undefined when it can. */
 export function unshardable(def: MethodDefinition, options: Record<string, unknown>): string | undefined {
   if (def.name === "pdcr" && options.schedule !== "paper")

@@ -22,12 +22,12 @@ export interface Tally {
 
 /** Adds a completed job's cost to the tally (called once per completion, by the worker that completed it). */
 export async function tallyDone(redis: Redis, job: Job): Promise<void> {
-  if (job.name === "shard") {
+  if (job.name === "shard" || job.name === "volume-shard") {
     await redis.hincrby(TALLY, "shards", 1);
     return;
   }
   const cost = (job.returnvalue as { record?: { cost?: Record<string, number> } } | null)?.record?.cost;
-  if (job.name !== "cell" || !cost) return;
+  if ((job.name !== "cell" && job.name !== "volume-cell") || !cost) return;
   const int = (v: unknown) => (typeof v === "number" && Number.isFinite(v) ? Math.round(v) : 0);
   await redis
     .multi()

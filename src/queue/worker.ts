@@ -23,6 +23,7 @@ import { closeOnInterrupt } from "../util/interrupt.js";
 import { encodeNpy } from "../util/npy.js";
 import { type BlobRef, blobName, fetchBlob } from "./blobs.js";
 import { CELLS_QUEUE, connectRedis, redactUrl } from "./connection.js";
+import { unpackFolder } from "./folder-blob.js";
 import {
   type CellJob,
   type CellResult,
@@ -34,10 +35,15 @@ import {
   REJECTED,
   type ShardJob,
   type ShardResult,
+  type VolumeCellJob,
+  type VolumeControlJob,
+  type VolumeShardJob,
 } from "./jobs.js";
 import { ModelCache } from "./model-cache.js";
 import { runShard } from "./shard-worker.js";
 import { recordRejection, tallyDone } from "./tally.js";
+import { runVolumeCell, runVolumeControl } from "./volume-cell-worker.js";
+import { runVolumeShard } from "./volume-shard-worker.js";
 
 export interface WorkerSettings {
   url: string;
@@ -82,11 +88,14 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   };
   const processJob = async (job: Job) => {
     const schema = JOB_SCHEMAS[job.name as keyof typeof JOB_SCHEMAS];
-    if (!schema) return reject(job, `job type '${job.name}' is not one of segcause's (control, cell, shard)`);
+    if (!schema) return reject(job, `job type '${job.name}' is not one of segcause's (${Object.keys(JOB_SCHEMAS).join(", ")})`);
     const parsed = schema.safeParse(job.data);
     if (!parsed.success) return reject(job, `malformed ${job.name} job: ${firstIssue(parsed.error)}`);
     try {
       if (job.name === "shard") return await runShardJob(String(job.id), parsed.data as ShardJob, redis, s, models);
+      if (job.name === "volume-shard") return await runVolumeShardJob(String(job.id), parsed.data as VolumeShardJob, redis, s);
+      if (job.name === "volume-control") return await runVolumeControl(parsed.data as VolumeControlJob, volumeIo(redis, s));
+      if (job.name === "volume-cell") return await runVolumeCell(parsed.data as VolumeCellJob, volumeIo(redis, s));
       return job.name === "control"
         ? await runControl(parsed.data as ControlJob, redis, s, models)
         : await runCell(parsed.data as CellJob, redis, s, models);
@@ -212,6 +221,23 @@ async function runShardJob(id: string, p: ShardJob, redis: Redis, s: WorkerSetti
     withModel: (f) => withJobModel(p, redis, s, models, ({ model }) => f(model)),
     checkpointPath: join(s.cache, "checkpoints", `${blobName(id)}.json`),
   });
+}
+
+/** How a volume job reads its blobs (a packed series folder unpacked into the cache) and where its checkpoints go. */
+function volumeIo(redis: Redis, s: WorkerSettings) {
+  const checkpoints = join(s.cache, "checkpoints");
+  mkdirSync(checkpoints, { recursive: true });
+  return {
+    fetch: (b: BlobRef) => fetchBlob(redis, b, s.cache),
+    unpack: (file: string, b: BlobRef) => unpackFolder(file, join(s.cache, "folders", b.sha256), b.name),
+    checkpoints,
+  };
+}
+
+/** A volume's shard: its model is loaded for the job and released after it (volume jobs are long; --max-models bounds the 2D models). */
+function runVolumeShardJob(id: string, p: VolumeShardJob, redis: Redis, s: WorkerSettings): Promise<ShardResult> {
+  const io = volumeIo(redis, s);
+  return runVolumeShard(id, p, { ...io, checkpointPath: join(io.checkpoints, `${blobName(id)}.json`) });
 }
 
 async function runCell(p: CellJob, redis: Redis, s: WorkerSettings, models: Models): Promise<CellResult> {

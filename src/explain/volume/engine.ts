@@ -22,10 +22,11 @@ import { resolveVolumeRoi, resolveVolumeTarget, type VolumeTarget, type VolumeTa
 import { getOrInsert } from "../../util/maps.js";
 import { type ProgressEvent, type ProgressListener, ProgressTracker, type WorkPlan } from "../../util/progress.js";
 import { type AdaptiveSettings, adaptiveAte, type BudgetUse } from "../adaptive.js";
-import { drawNumbering, stratifyDraws } from "../block-effects.js";
+import { drawNumbering, QUEUE_SCHEDULES_FIX, stratifyDraws } from "../block-effects.js";
 import { DEFAULT_CHUNK, type Resumable, resumableEvaluate } from "../checkpoint.js";
 import { type ScreenedAteSettings, screenedAte, type UnitEstimate } from "../estimators.js";
 import { buildTree } from "../hierarchy.js";
+import { replayMiss, type Shard } from "../run.js";
 import type { Evaluate, SampleRequest } from "../samples.js";
 import { ONE_PASS, type PassCost } from "../work-plan.js";
 import { describeSize, type Size3, sizeRecord } from "./box-size.js";
@@ -62,6 +63,15 @@ export interface VolumeBlockSpec {
   bound?: RunBound;
   /** hears the map as the fast schedule's rounds fill it in (an observer: the result is the same without it) */
   onPartialMap?: (p: VolumePartialMap) => void;
+  /**
+   * `explain --queue` (fixed schedules only): a worker's shard, whose run samples only the units u with
+   * u % count === index and scores the others m(X) without a pass (their samples are not returned)
+   */
+  shard?: Shard;
+  /** `explain --queue`'s gathering run: every sample must come from the checkpoint (a pass to run is an error) */
+  replayOnly?: boolean;
+  /** called when the replay lacks samples, before it fails */
+  onReplayMiss?: () => void;
 }
 
 /** A volume map still being estimated: the effects so far on the input volume's grid (as map.nii.gz), and the passes spent. */
@@ -234,6 +244,9 @@ export async function explainVolumeBlocks(
   const { grid, draws, ad } = planBoxes(kase, target, spec);
   const { units } = grid;
   const iv = spec.intervention;
+  // a shard of the units is the map only when every unit's samples depend on that unit's outcomes alone
+  if (ad && (spec.shard || spec.replayOnly))
+    fail("the fast schedule's rounds depend on every box at once, so its map cannot be split into shards", QUEUE_SCHEDULES_FIX);
   const tree = ad ? boxTree(grid, spec.block, ad.groupSize) : undefined;
   const strat = ad && iv.kind === "bank" ? stratifyDraws(draws, ad.strata, (d) => mean(iv.bank.patch(d))) : undefined;
   const drawOf = drawNumbering(seed, units.length, draws, strat, ad?.commonDraws ?? false);
@@ -316,7 +329,24 @@ export async function explainVolumeBlocks(
     ranMs += Date.now() - t;
     bound?.count(passes);
   };
-  const raw = async (reqs: SampleRequest[]) => {
+  const { shard, replayOnly } = spec;
+  const raw = async (all: SampleRequest[]) => {
+    // a shard's run scores the other shards' units as m(X), without a pass (those samples are never returned)
+    const reqs = shard ? all.filter((r) => r.unit % shard.count === shard.index) : all;
+    if (replayOnly && reqs.length > 0) replayMiss(reqs.length, spec.onReplayMiss);
+    if (reqs.length < all.length) return otherShards(all, await rawOf(reqs));
+    return rawOf(reqs);
+  };
+  /** The shard's scores in the order of `all`, m(X) for the other shards' units (kept in the worker's checkpoint, never returned). */
+  const otherShards = (all: SampleRequest[], mine: Float64Array) => {
+    let k = 0;
+    return Float64Array.from(all, (r) => {
+      if (r.unit % shard!.count === shard!.index) return mine[k++];
+      resumable!.finished(r, target.base);
+      return target.base;
+    });
+  };
+  const rawOf = async (reqs: SampleRequest[]) => {
     const scores = new Float64Array(reqs.length);
     if (!bound) await runPart(reqs, scores, 0);
     // Bounded: a few batches at a time, so the run stops close to its bound: the samples whose passes it allows.

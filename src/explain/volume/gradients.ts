@@ -24,6 +24,7 @@ import {
   roiScore,
   zeroMapNote,
 } from "../gradients.js";
+import type { Shard } from "../run.js";
 import { type ResolvedVolumeTarget, type SlidingCount, VOLUME_BATCH_SIZE, type VolumeAttribution, type VolumePartialMap } from "./engine.js";
 import { volumeProvenance } from "./provenance.js";
 import type { RunBound } from "./run-bound.js";
@@ -40,6 +41,10 @@ export interface VolumeRunOptions {
   bound?: RunBound;
   /** the box methods' fast schedule: hears the map after each round (an observer only) */
   onPartialMap?: (p: VolumePartialMap) => void;
+  /** `explain --queue` (box methods' fixed schedules): a worker's shard of the units, or the gathering run that only replays */
+  shard?: Shard;
+  replayOnly?: boolean;
+  onReplayMiss?: () => void;
 }
 
 /** The RoI score on a volume's box: S over the RoI's cells of the card's channel, read with the card's activation. */
