@@ -1,5 +1,7 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { estimatesOf, type ReferenceMap, scoreAgainst } from "../src/bench/fidelity-study.js";
+import { estimatesOf, executorOf, type ReferenceMap, referenceFiles, referenceMismatch, scoreAgainst } from "../src/bench/fidelity-study.js";
 import { t975 } from "../src/util/tdist.js";
 
 describe("fidelity study scoring", () => {
@@ -42,5 +44,50 @@ describe("fidelity study scoring", () => {
       { status: "below-tau" as const, rawEffect: 0.01 },
     ];
     expect(estimatesOf({ units } as never)).toEqual([2, 0, 0.01]);
+  });
+
+  describe("reusing a published reference", () => {
+    const want = {
+      model: "m",
+      caseId: "c",
+      roi: { row: 0, col: 0, height: 8, width: 8 },
+      samples: 100,
+      seed: 1000,
+      modelSha256: "aa",
+      bankSha256: "bb",
+    };
+
+    it("a reference of the same model, case, RoI, draws and seed stands for the run; hashes count only where recorded", () => {
+      expect(referenceMismatch(ref, want)).toBeUndefined();
+      expect(referenceMismatch({ ...ref, modelSha256: "aa", bankSha256: "bb" }, want)).toBeUndefined();
+    });
+
+    it("each difference is named", () => {
+      expect(referenceMismatch({ ...ref, samples: 50 }, want)).toBe("samples 50 (this run: 100)");
+      expect(referenceMismatch({ ...ref, caseId: "d" }, want)).toBe("caseId d (this run: c)");
+      expect(referenceMismatch({ ...ref, roi: { row: 8, col: 0, height: 8, width: 8 } }, want)).toBe("RoI 8,0 8x8 (this run: 0,0 8x8)");
+      expect(referenceMismatch({ ...ref, modelSha256: "zz" }, want)).toBe("model sha256 (the model file changed)");
+      expect(referenceMismatch({ ...ref, bankSha256: "zz" }, want)).toBe("bank sha256 (the patch bank changed)");
+      expect(referenceMismatch({ ...ref, se: [1] }, want)).toBe("its block arrays are missing or of unequal length");
+      expect(referenceMismatch({ ...ref, seed: 1, model: "n" }, want)).toBe("model n (this run: m); seed 1 (this run: 1000)");
+    });
+
+    it("the published references are whole and name themselves as the study names their files", () => {
+      const dir = join(__dirname, "..", "docs", "fidelity-study");
+      const files = readdirSync(dir).filter((f) => f.startsWith("study-ref-") && f.endsWith(".json"));
+      expect(files.length).toBeGreaterThanOrEqual(2);
+      for (const f of files) {
+        const r = JSON.parse(readFileSync(join(dir, f), "utf8")) as ReferenceMap;
+        expect(referenceMismatch(r, { ...r, modelSha256: r.modelSha256 ?? "", bankSha256: r.bankSha256 ?? "" })).toBeUndefined();
+        const named = referenceFiles({ cacheDir: "/c", publishDir: dir, refSamples: r.samples }, `${r.model}-${r.caseId}`);
+        expect(named.published).toBe(join(dir, f));
+        expect(named.checkpoint).toBe(join("/c", f.replace(/\.json$/, ".ckpt.json")));
+      }
+    });
+  });
+
+  it("the executor a map ran on comes from its provenance, full passes without a record", () => {
+    expect(executorOf({ provenance: { settings: {} } } as never)).toBe("full");
+    expect(executorOf({ provenance: { settings: { incremental: { executor: "changed-region" } } } } as never)).toBe("changed-region");
   });
 });
