@@ -45,8 +45,11 @@ export interface StudyOptions {
 export const STUDY_INCREMENTAL = "auto" as const;
 
 /** One estimator setting: a point of a passes curve. */
+export const STUDY_ESTIMATORS = ["paper", "fast", "fast+prior", "fast+prior+is", "fast+split"] as const;
+
 export interface StudyConfig {
-  estimator: "paper" | "fast" | "fast+prior" | "fast+prior+is";
+  /** fast+split: the fast schedule with --prior zero-fill-split (session 16) */
+  estimator: (typeof STUDY_ESTIMATORS)[number];
   /** paper: N; fast: --map-noise */
   level: number;
 }
@@ -58,6 +61,7 @@ export const STUDY_CONFIGS: StudyConfig[] = [
     { estimator: "fast" as const, level: f },
     { estimator: "fast+prior" as const, level: f },
     { estimator: "fast+prior+is" as const, level: f },
+    { estimator: "fast+split" as const, level: f },
   ]),
 ];
 
@@ -286,7 +290,8 @@ async function studyRun(model: Model, bank: PatchBank, kase: Case, roi: RoiRect,
 /** The fast schedule's settings of a fast-family estimator beyond its precision. */
 function estimatorSettings(e: StudyConfig["estimator"]): Partial<AdaptiveSettings> {
   return {
-    ...(e !== "fast" && e !== "paper" ? { prior: "zero-fill" as const } : {}),
+    ...(e === "fast+prior" || e === "fast+prior+is" ? { prior: "zero-fill" as const } : {}),
+    ...(e === "fast+split" ? { prior: "zero-fill-split" as const } : {}),
     ...(e === "fast+prior+is" ? { sampling: "importance" as const } : {}),
   };
 }

@@ -33,7 +33,7 @@ import { Rng } from "../util/rng.js";
 import { authorsBench } from "./authors.js";
 import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
-import { STUDY_INCREMENTAL, type StudyPoint, studyModel } from "./fidelity-study.js";
+import { STUDY_CONFIGS, STUDY_ESTIMATORS, STUDY_INCREMENTAL, type StudyPoint, studyModel } from "./fidelity-study.js";
 import { incrementalBench } from "./incremental.js";
 import { opCostBench } from "./op-cost.js";
 import type { OracleBound } from "./oracle.js";
@@ -182,6 +182,7 @@ interface BenchFlags {
   studyCases: number;
   studyRefSamples: number;
   studyCache?: string;
+  studyEstimators?: string;
   incremental: boolean;
   opCost: boolean;
   scale: boolean;
@@ -272,16 +273,24 @@ async function study(paths: string[], f: BenchFlags): Promise<StudyPoint[]> {
   console.log(
     `\n## Fidelity study: ${f.studyCases} test images per model against the paper schedule (τ = 0) with ${f.studyRefSamples} draws per block (cached in ${cacheDir}, references published in docs/fidelity-study/; every run --incremental ${STUDY_INCREMENTAL})`,
   );
+  const only = f.studyEstimators?.split(",").map((e) => e.trim());
+  const unknown = only?.filter((e) => !(STUDY_ESTIMATORS as readonly string[]).includes(e)) ?? [];
+  if (unknown.length) throw new Error(`--study-estimators: no estimator ${unknown.join(", ")}; choose from ${STUDY_ESTIMATORS.join(", ")}`);
+  const configs = only ? STUDY_CONFIGS.filter((c) => only.includes(c.estimator)) : STUDY_CONFIGS;
   const points: StudyPoint[] = [];
   for (const path of paths) {
-    const r = await studyModel(path, {
-      dataRoot,
-      cacheDir,
-      publishDir,
-      refSamples: f.studyRefSamples,
-      cases: f.studyCases,
-      log: (s) => console.error(s),
-    });
+    const r = await studyModel(
+      path,
+      {
+        dataRoot,
+        cacheDir,
+        publishDir,
+        refSamples: f.studyRefSamples,
+        cases: f.studyCases,
+        log: (s) => console.error(s),
+      },
+      configs,
+    );
     if (typeof r === "string") console.log(`skipped: ${r}`);
     else points.push(...r);
   }
@@ -362,6 +371,7 @@ async function main(): Promise<void> {
     .option("--study", "the fidelity study: several images per model, Pearson/rank/sign vs passes for paper, fast and fast+prior (resumable)", false)
     .option("--study-cases <n>", "test images per model in the study", intAtLeast("study-cases"), 5)
     .option("--study-ref-samples <n>", "draws per block of the study's references", intAtLeast("study-ref-samples"), 200)
+    .option("--study-estimators <list>", `only these estimators in the study, comma-separated (default all: ${STUDY_ESTIMATORS.join(", ")})`)
     .option(
       "--study-cache <dir>",
       "the study's cache folder (default .bench-cache/ in the package): references' checkpoints (study-ref-*.ckpt.json) and the patch bank (*.scbank) copied into it are resumed",
