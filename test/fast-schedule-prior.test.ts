@@ -343,6 +343,12 @@ describe("the zero-fill prior split at |zero-fill Δ| = τ (--prior zero-fill-sp
     expect(keyedOptions(pdcr, resolveOptions(pdcr, { prior: "zero-fill-split" }))).toMatchObject({ prior: "zero-fill-split" });
     const a = await run(4, { prior: "zero-fill-split" });
     expect(a.provenance.settings).toMatchObject({ prior: "zero-fill-split" });
+    // with importance sampling: weights and effective sample sizes of the drawn blocks, as with the one-line prior
+    const is = await run(4, { prior: "zero-fill-split", sampling: "importance" });
+    expect(is.provenance.settings).toMatchObject({ prior: "zero-fill-split", sampling: "importance" });
+    const drawn = is.units.filter((u) => u.samples > 0);
+    expect(drawn.length).toBeGreaterThan(0);
+    for (const u of drawn) expect(u.weights).toHaveLength(u.samples);
     expect(a.notes.find((n) => n.startsWith("fast schedule with a zero-fill prior"))).toMatch(
       /^fast schedule with a zero-fill prior split at \|zero-fill Δ\| = τ: 63 zero-fill passes, two pilot rounds on 24 blocks, \d+ of 63 blocks drawn; the 31 blocks with \|zero-fill Δ\| <= 0\.02 shrunk toward their own mean/,
     );
