@@ -1,8 +1,19 @@
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { estimatesOf, executorOf, type ReferenceMap, referenceFiles, referenceMismatch, scoreAgainst } from "../src/bench/fidelity-study.js";
+import {
+  estimatesOf,
+  executorOf,
+  type ReferenceMap,
+  referenceFiles,
+  referenceMismatch,
+  scoreAgainst,
+  studyReference,
+} from "../src/bench/fidelity-study.js";
+import { loadCase } from "../src/data/case.js";
+import { Model } from "../src/model/model.js";
 import { t975 } from "../src/util/tdist.js";
+import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
 describe("fidelity study scoring", () => {
   // Four blocks: the reference's interval excludes 0 for blocks 0 and 2 only (|mean| > t975(99)·SE).
@@ -89,5 +100,49 @@ describe("fidelity study scoring", () => {
   it("the executor a map ran on comes from its provenance, full passes without a record", () => {
     expect(executorOf({ provenance: { settings: {} } } as never)).toBe("full");
     expect(executorOf({ provenance: { settings: { incremental: { executor: "changed-region" } } } } as never)).toBe("changed-region");
+  });
+
+  it("a reference is computed once (recording its hashes and executor), then reused; a published one that does not match is refused, not overwritten", async () => {
+    const dir = tmp();
+    const model = await Model.load(
+      writeModel(dir, "m.onnx", regionMeanModel([{ row: 0, col: 0, height: 8, width: 8, weight: 2 }], 0, { size: 32 })),
+      {
+        threads: 1,
+      },
+    );
+    try {
+      const kase = await loadCase(model, await writeImage(dir, "i.png", () => 120, 32));
+      const bank = flatBank([0, 60, 120, 180, 240]);
+      const roi = { row: 24, col: 24, height: 8, width: 8 };
+      const logs: string[] = [];
+      const o = {
+        dataRoot: dir,
+        cacheDir: join(dir, "cache"),
+        publishDir: join(dir, "pub"),
+        refSamples: 6,
+        cases: 1,
+        log: (l: string) => logs.push(l),
+      };
+      const files = referenceFiles(o, `m-${kase.id}`);
+      const first = await studyReference(model, "m", bank, kase, roi, o);
+      if (typeof first === "string") throw new Error(first);
+      expect(first).toMatchObject({ model: "m", caseId: kase.id, roi, samples: 6, seed: 1000, modelSha256: model.sha256, bankSha256: bank.sha256 });
+      expect(["full", "roi-crop", "changed-region"]).toContain(first.executor);
+      expect(first.mean).toHaveLength(15);
+      expect(JSON.parse(readFileSync(files.published, "utf8"))).toEqual(first);
+      expect(existsSync(files.checkpoint)).toBe(true);
+      // reused: no run (the log says when one starts)
+      const n = logs.length;
+      expect(await studyReference(model, "m", bank, kase, roi, o)).toEqual(first);
+      expect(logs.length).toBe(n);
+      // a published reference of another RoI is refused for the case, and left as it is
+      const other = { ...first, roi: { ...roi, row: 16 } };
+      writeFileSync(files.published, JSON.stringify(other));
+      const refused = await studyReference(model, "m", bank, kase, roi, o);
+      expect(refused).toBe(`${files.published} does not match this run (RoI 16,24 8x8 (this run: 24,24 8x8)): delete it to recompute the reference`);
+      expect(JSON.parse(readFileSync(files.published, "utf8"))).toEqual(other);
+    } finally {
+      await model.release();
+    }
   });
 });

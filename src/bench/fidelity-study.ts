@@ -203,7 +203,7 @@ export function referenceFiles(
  * hashes it records), else the cached one, else computed (resumable from its checkpoint) and published.
  * A published reference that does not match is a one-line refusal for that case: it is not overwritten.
  */
-async function studyReference(
+export async function studyReference(
   model: Model,
   name: string,
   bank: PatchBank,
@@ -213,6 +213,7 @@ async function studyReference(
 ): Promise<ReferenceMap | string> {
   const tag = `${name}-${kase.id}`;
   const files = referenceFiles(o, tag);
+  for (const d of [o.cacheDir, o.publishDir]) mkdirSync(d, { recursive: true });
   const want: ReferenceIdentity = {
     model: name,
     caseId: kase.id,
