@@ -124,6 +124,9 @@ describe("fidelity study scoring", () => {
         log: (l: string) => logs.push(l),
       };
       const files = referenceFiles(o, `m-${kase.id}`);
+      // --study-cached-only runs no pass: without a cached or published reference the case is skipped
+      expect(await studyReference(model, "m", bank, kase, roi, { ...o, cachedOnly: true })).toBe("its reference is not finished yet");
+      expect(existsSync(files.checkpoint)).toBe(false);
       const first = await studyReference(model, "m", bank, kase, roi, o);
       if (typeof first === "string") throw new Error(first);
       expect(first).toMatchObject({ model: "m", caseId: kase.id, roi, samples: 6, seed: 1000, modelSha256: model.sha256, bankSha256: bank.sha256 });

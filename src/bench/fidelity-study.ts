@@ -39,6 +39,8 @@ export interface StudyOptions {
   /** test images per model (the first ones with a boundary RoI) */
   cases: number;
   log: (s: string) => void;
+  /** only what is cached or published: no pass runs (a table of a study still running elsewhere) */
+  cachedOnly?: boolean;
 }
 
 /** The incremental executor mode of every study run (the library option; `auto` picks by counts, never by timing). */
@@ -232,6 +234,7 @@ export async function studyReference(
   let ref = existsSync(files.cached) ? readJson<ReferenceMap>(files.cached) : undefined;
   const why = ref && referenceMismatch(ref, want);
   if (why) o.log(`  ${tag}: the cached reference does not match (${why}); recomputing it`);
+  if ((!ref || why) && o.cachedOnly) return "its reference is not finished yet";
   if (!ref || why) {
     o.log(
       `  ${tag}: reference, paper schedule τ = 0, ${o.refSamples} draws per block, seed ${REF_SEED}, --incremental ${STUDY_INCREMENTAL} (resumable from ${files.checkpoint})`,
@@ -269,7 +272,9 @@ export async function studyReference(
 async function studyRun(model: Model, bank: PatchBank, kase: Case, roi: RoiRect, tag: string, c: StudyConfig, o: StudyOptions) {
   const mode = `inc-${STUDY_INCREMENTAL}`;
   const ck = (kind: string) => join(o.cacheDir, `study-${kind}-${tag}-${mode}.ckpt.json`);
-  return cached(join(o.cacheDir, `study-${c.estimator}-${c.level}-${tag}-${mode}.json`), async () => {
+  const file = join(o.cacheDir, `study-${c.estimator}-${c.level}-${tag}-${mode}.json`);
+  if (o.cachedOnly && !existsSync(file)) return undefined;
+  return cached(file, async () => {
     o.log(`  ${tag}: ${c.estimator} ${c.estimator === "paper" ? `N=${c.level}` : `--map-noise ${c.level}`}`);
     const a = await explainPdcr(
       model,
@@ -321,7 +326,7 @@ export async function studyModel(modelPath: string, o: StudyOptions, configs = S
       // Highest precision first: the lower ones then find their draws in the checkpoint.
       for (const c of [...configs].sort((a, b) => (a.estimator === "paper" ? b.level - a.level : a.level - b.level))) {
         const run = await studyRun(model, bank, kase, roi, tag, c, o);
-        rows.push({ ...c, model: name, caseId: kase.id, passes: run.passes, executor: run.executor, ...scoreAgainst(ref, run.estimates) });
+        if (run) rows.push({ ...c, model: name, caseId: kase.id, passes: run.passes, executor: run.executor, ...scoreAgainst(ref, run.estimates) });
       }
       const paper = rows.find((r) => r.estimator === "paper" && r.level === 50);
       for (const r of rows) if (paper) r.passRatio = r.passes / paper.passes;

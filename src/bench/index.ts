@@ -183,6 +183,7 @@ interface BenchFlags {
   studyRefSamples: number;
   studyCache?: string;
   studyEstimators?: string;
+  studyCachedOnly: boolean;
   incremental: boolean;
   opCost: boolean;
   scale: boolean;
@@ -288,6 +289,7 @@ async function study(paths: string[], f: BenchFlags): Promise<StudyPoint[]> {
         refSamples: f.studyRefSamples,
         cases: f.studyCases,
         log: (s) => console.error(s),
+        cachedOnly: f.studyCachedOnly,
       },
       configs,
     );
@@ -301,10 +303,15 @@ async function study(paths: string[], f: BenchFlags): Promise<StudyPoint[]> {
   const groups = new Map<string, StudyPoint[]>();
   for (const p of points) getOrInsert(groups, `${p.model}|${p.estimator}|${p.level}`, () => []).push(p);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  // passes / paper needs the paper schedule's run on the same image (absent while the study runs elsewhere)
+  const ratioOf = (g: StudyPoint[]) => {
+    const r = g.flatMap((x) => (x.passRatio === undefined ? [] : [x.passRatio]));
+    return r.length === 0 ? "–" : `${(100 * mean(r)).toFixed(1)}%${r.length < g.length ? ` (on ${r.length} image${r.length === 1 ? "" : "s"})` : ""}`;
+  };
   for (const g of groups.values()) {
     const p = g[0];
     console.log(
-      `${p.model} | ${p.estimator} | ${p.estimator === "paper" ? `N=${p.level}` : `map-noise ${p.level}`} | ${g.length} | ${(100 * mean(g.map((x) => x.passRatio ?? Number.NaN))).toFixed(1)}% | ${mean(g.map((x) => x.pearson)).toFixed(3)}, ${Math.min(...g.map((x) => x.pearson)).toFixed(3)} | ${mean(g.map((x) => x.spearman)).toFixed(3)} | ${(100 * mean(g.map((x) => x.sign))).toFixed(1)}% of ${mean(g.map((x) => x.signBlocks)).toFixed(0)} | ${[...new Set(g.map((x) => x.executor))].join(", ")}`,
+      `${p.model} | ${p.estimator} | ${p.estimator === "paper" ? `N=${p.level}` : `map-noise ${p.level}`} | ${g.length} | ${ratioOf(g)} | ${mean(g.map((x) => x.pearson)).toFixed(3)}, ${Math.min(...g.map((x) => x.pearson)).toFixed(3)} | ${mean(g.map((x) => x.spearman)).toFixed(3)} | ${(100 * mean(g.map((x) => x.sign))).toFixed(1)}% of ${mean(g.map((x) => x.signBlocks)).toFixed(0)} | ${[...new Set(g.map((x) => x.executor))].join(", ")}`,
     );
   }
   return points;
@@ -371,6 +378,11 @@ async function main(): Promise<void> {
     .option("--study", "the fidelity study: several images per model, Pearson/rank/sign vs passes for paper, fast and fast+prior (resumable)", false)
     .option("--study-cases <n>", "test images per model in the study", intAtLeast("study-cases"), 5)
     .option("--study-ref-samples <n>", "draws per block of the study's references", intAtLeast("study-ref-samples"), 200)
+    .option(
+      "--study-cached-only",
+      "the study's table from what is cached or published only, running no pass (e.g. while the study runs elsewhere)",
+      false,
+    )
     .option("--study-estimators <list>", `only these estimators in the study, comma-separated (default all: ${STUDY_ESTIMATORS.join(", ")})`)
     .option(
       "--study-cache <dir>",
