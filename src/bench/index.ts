@@ -12,7 +12,7 @@
  * torch loop (./authors.ts).
  */
 import { readdirSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { Worker } from "node:worker_threads";
 import { Command } from "commander";
 import ort from "onnxruntime-node";
@@ -33,7 +33,7 @@ import { Rng } from "../util/rng.js";
 import { authorsBench } from "./authors.js";
 import { type CalibrationRow, calibrationForModel } from "./calibration.js";
 import { fidelityForModel, pearson } from "./fidelity.js";
-import { type StudyPoint, studyModel } from "./fidelity-study.js";
+import { STUDY_CONFIGS, STUDY_ESTIMATORS, STUDY_INCREMENTAL, type StudyPoint, studyModel } from "./fidelity-study.js";
 import { incrementalBench } from "./incremental.js";
 import { opCostBench } from "./op-cost.js";
 import type { OracleBound } from "./oracle.js";
@@ -181,6 +181,9 @@ interface BenchFlags {
   study: boolean;
   studyCases: number;
   studyRefSamples: number;
+  studyCache?: string;
+  studyEstimators?: string;
+  studyCachedOnly: boolean;
   incremental: boolean;
   incrementalPdcr: boolean;
   opCost: boolean;
@@ -267,35 +270,49 @@ async function fidelity(paths: string[], f: BenchFlags): Promise<unknown[]> {
 /** The fidelity study (./fidelity-study.ts): per model, the mean over its images of each estimator's point. */
 async function study(paths: string[], f: BenchFlags): Promise<StudyPoint[]> {
   const dataRoot = process.env.SEGCAUSE_DATA ?? join(PACKAGE_ROOT, "..", "shared", "data");
-  const cacheDir = join(PACKAGE_ROOT, ".bench-cache");
+  const cacheDir = resolve(f.studyCache ?? join(PACKAGE_ROOT, ".bench-cache"));
   const publishDir = join(PACKAGE_ROOT, "docs", "fidelity-study");
   console.log(
-    `\n## Fidelity study: ${f.studyCases} test images per model against the paper schedule (τ = 0) with ${f.studyRefSamples} draws per block (cached in .bench-cache/, references published in docs/fidelity-study/)`,
+    `\n## Fidelity study: ${f.studyCases} test images per model against the paper schedule (τ = 0) with ${f.studyRefSamples} draws per block (cached in ${cacheDir}, references published in docs/fidelity-study/; every run --incremental ${STUDY_INCREMENTAL})`,
   );
+  const only = f.studyEstimators?.split(",").map((e) => e.trim());
+  const unknown = only?.filter((e) => !(STUDY_ESTIMATORS as readonly string[]).includes(e)) ?? [];
+  if (unknown.length) throw new Error(`--study-estimators: no estimator ${unknown.join(", ")}; choose from ${STUDY_ESTIMATORS.join(", ")}`);
+  const configs = only ? STUDY_CONFIGS.filter((c) => only.includes(c.estimator)) : STUDY_CONFIGS;
   const points: StudyPoint[] = [];
   for (const path of paths) {
-    const r = await studyModel(path, {
-      dataRoot,
-      cacheDir,
-      publishDir,
-      refSamples: f.studyRefSamples,
-      cases: f.studyCases,
-      log: (s) => console.error(s),
-    });
+    const r = await studyModel(
+      path,
+      {
+        dataRoot,
+        cacheDir,
+        publishDir,
+        refSamples: f.studyRefSamples,
+        cases: f.studyCases,
+        log: (s) => console.error(s),
+        cachedOnly: f.studyCachedOnly,
+      },
+      configs,
+    );
     if (typeof r === "string") console.log(`skipped: ${r}`);
     else points.push(...r);
   }
   console.log(
-    "model | estimator | level | images | passes / paper (mean) | Pearson (mean, min) | Spearman (mean) | same sign (mean, of sign-decided blocks)",
+    "model | estimator | level | images | passes / paper (mean) | Pearson (mean, min) | Spearman (mean) | same sign (mean, of sign-decided blocks) | executor",
   );
-  console.log("---|---|---|---|---|---|---|---");
+  console.log("---|---|---|---|---|---|---|---|---");
   const groups = new Map<string, StudyPoint[]>();
   for (const p of points) getOrInsert(groups, `${p.model}|${p.estimator}|${p.level}`, () => []).push(p);
   const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+  // passes / paper needs the paper schedule's run on the same image (absent while the study runs elsewhere)
+  const ratioOf = (g: StudyPoint[]) => {
+    const r = g.flatMap((x) => (x.passRatio === undefined ? [] : [x.passRatio]));
+    return r.length === 0 ? "–" : `${(100 * mean(r)).toFixed(1)}%${r.length < g.length ? ` (on ${r.length} image${r.length === 1 ? "" : "s"})` : ""}`;
+  };
   for (const g of groups.values()) {
     const p = g[0];
     console.log(
-      `${p.model} | ${p.estimator} | ${p.estimator === "paper" ? `N=${p.level}` : `map-noise ${p.level}`} | ${g.length} | ${(100 * mean(g.map((x) => x.passRatio ?? Number.NaN))).toFixed(1)}% | ${mean(g.map((x) => x.pearson)).toFixed(3)}, ${Math.min(...g.map((x) => x.pearson)).toFixed(3)} | ${mean(g.map((x) => x.spearman)).toFixed(3)} | ${(100 * mean(g.map((x) => x.sign))).toFixed(1)}% of ${mean(g.map((x) => x.signBlocks)).toFixed(0)}`,
+      `${p.model} | ${p.estimator} | ${p.estimator === "paper" ? `N=${p.level}` : `map-noise ${p.level}`} | ${g.length} | ${ratioOf(g)} | ${mean(g.map((x) => x.pearson)).toFixed(3)}, ${Math.min(...g.map((x) => x.pearson)).toFixed(3)} | ${mean(g.map((x) => x.spearman)).toFixed(3)} | ${(100 * mean(g.map((x) => x.sign))).toFixed(1)}% of ${mean(g.map((x) => x.signBlocks)).toFixed(0)} | ${[...new Set(g.map((x) => x.executor))].join(", ")}`,
     );
   }
   return points;
@@ -362,6 +379,16 @@ async function main(): Promise<void> {
     .option("--study", "the fidelity study: several images per model, Pearson/rank/sign vs passes for paper, fast and fast+prior (resumable)", false)
     .option("--study-cases <n>", "test images per model in the study", intAtLeast("study-cases"), 5)
     .option("--study-ref-samples <n>", "draws per block of the study's references", intAtLeast("study-ref-samples"), 200)
+    .option(
+      "--study-cached-only",
+      "the study's table from what is cached or published only, running no pass (e.g. while the study runs elsewhere)",
+      false,
+    )
+    .option("--study-estimators <list>", `only these estimators in the study, comma-separated (default all: ${STUDY_ESTIMATORS.join(", ")})`)
+    .option(
+      "--study-cache <dir>",
+      "the study's cache folder (default .bench-cache/ in the package): references' checkpoints (study-ref-*.ckpt.json) and the patch bank (*.scbank) copied into it are resumed",
+    )
     .option("--regions", "only the multiply-adds per pass counted from the region rules (full, RoI-cropped, incremental), every shipped model", false)
     .option(
       "--incremental",

@@ -66,7 +66,8 @@ export interface AdaptiveSettings {
    */
   maxSeconds: number;
   /**
-   * A cheap map to shrink toward (./prior-schedule.ts): "zero-fill" sets each block to black once.
+   * A cheap map to shrink toward (./prior-schedule.ts): "zero-fill" sets each block to black once;
+   * "zero-fill-split" too, with a between-block variance that grows with |zero-fill Δ| (./prior-shrinkage.ts).
    * It replaces the screen; unset (the default) = the screened schedule above.
    */
   prior?: PriorKind;
@@ -76,7 +77,7 @@ export interface AdaptiveSettings {
 
 export const SAMPLINGS = ["stratified", "importance"] as const;
 
-export const PRIORS = ["none", "zero-fill"] as const;
+export const PRIORS = ["none", "zero-fill", "zero-fill-split"] as const;
 export type PriorKind = Exclude<(typeof PRIORS)[number], "none">;
 
 export const FAST_SCHEDULE: AdaptiveSettings = {

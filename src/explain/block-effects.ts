@@ -68,7 +68,15 @@ function fmtRatio(x: number): string {
 function priorNote(p: PriorResult, blocks: number): string {
   const f = p.fit;
   const drawn = p.estimates.filter((e) => e.samples > 0).length;
-  return `fast schedule with a zero-fill prior: ${blocks} zero-fill passes, two pilot rounds on ${p.pilot} blocks, ${drawn} of ${blocks} blocks drawn; block means shrunk toward ATE ≈ ${fmtSmall(f.intercept)} + ${f.slope.toFixed(3)}·(zero-fill Δ), between-block sd ${fmtSmall(Math.sqrt(f.tau2))} (fitted on ${f.blocks} blocks): shrinkage estimates, biased toward that line; their intervals hold the ATEs at the nominal rate on average over the blocks`;
+  const line = `ATE ≈ ${fmtSmall(f.intercept)} + ${f.slope.toFixed(3)}·(zero-fill Δ), between-block sd ${fmtSmall(Math.sqrt(f.tau2))} (fitted on ${f.blocks} blocks)`;
+  const sp = p.split;
+  const inert = sp && p.estimates.filter((e) => Math.abs(e.priorValue!) <= sp.cut).length;
+  const how = !sp
+    ? `block means shrunk toward ${line}`
+    : sp.inert
+      ? `the ${inert} blocks with |zero-fill Δ| <= ${fmtSmall(sp.cut)} shrunk toward their own mean ${fmtSmall(sp.inert.intercept)}, between-block sd ${fmtSmall(Math.sqrt(sp.inert.tau2))} (fitted on ${sp.inert.blocks} blocks), the others toward ${line}`
+      : `too few blocks with |zero-fill Δ| <= ${fmtSmall(sp.cut)} (${inert}) or above it to fit them apart, so one fit: block means shrunk toward ${line}`;
+  return `fast schedule with a zero-fill prior${sp ? " split at |zero-fill Δ| = τ" : ""}: ${blocks} zero-fill passes, two pilot rounds on ${p.pilot} blocks, ${drawn} of ${blocks} blocks drawn; ${how}: shrinkage estimates, biased toward that line; their intervals hold the ATEs at the nominal rate on average over the blocks`;
 }
 
 /** What importance sampling did, for the run's notes. */
@@ -227,7 +235,7 @@ async function explainWith(ctx: RunContext, spec: BlockMethodSpec, intervention:
   ]);
   // With a prior, the cheap map's samples are units past the blocks and groups (draw 0 each).
   const priorBase = units.length + (tree?.groups.length ?? 0);
-  const cheap = ad?.prior === "zero-fill" ? await FillIntervention.create(model, ctx.kase.image, { kind: "constant", value: 0 }) : undefined;
+  const cheap = ad?.prior !== undefined ? await FillIntervention.create(model, ctx.kase.image, { kind: "constant", value: 0 }) : undefined;
   // Importance sampling decides a draw's patch when it is requested (from the outcomes before it).
   let importance: ImportanceSampler | undefined;
   // A perturbation the RoI cannot see (outside the input region it reads) scores m(X) without a pass.

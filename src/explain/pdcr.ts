@@ -159,7 +159,7 @@ export const pdcrMethod = defineMethod({
     }),
     prior: choice(PRIORS, {
       description:
-        "fast schedule: zero-fill = set each block to black once (one pass per block) and shrink the blocks' draw means toward a regression on that map (empirical Bayes; no screen, rounds go where they remove the most posterior variance); estimates are biased toward the line, see docs/performance.md",
+        "fast schedule: zero-fill = set each block to black once (one pass per block) and shrink the blocks' draw means toward a regression on that map (empirical Bayes; no screen, rounds go where they remove the most posterior variance); zero-fill-split = the same, but the blocks whose |zero-fill Δ| <= tau are shrunk apart toward their own mean with their own between-block variance, so blocks the zero-fill map shows inert are rarely drawn; estimates are biased toward the line, see docs/performance.md",
       default: "none",
       ...onlyFast,
       addedLater: true,

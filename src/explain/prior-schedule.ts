@@ -7,6 +7,9 @@
  * cheap map's range (the regression needs blocks with draws). A block without draws reports the
  * line's value at its cheap-map value, with the between-block variance as its uncertainty.
  * Estimates are shrinkage estimates, biased toward the line; `drawMean` keeps the unbiased one.
+ * With --prior zero-fill-split the blocks whose |zero-fill Δ| is at most τ form a class of their own
+ * (own mean, own between-block variance, own pilot): where the zero-fill map shows them inert and
+ * their draws agree, their prior is narrow and the rounds go elsewhere.
  */
 import type { WorkPlan } from "../util/progress.js";
 import {
@@ -20,7 +23,7 @@ import {
   sampleRounds,
 } from "./adaptive.js";
 import type { UnitEstimate } from "./estimators.js";
-import { fitPrior, type PriorFit, posterior, roundsVariance } from "./prior-shrinkage.js";
+import { fitAt, fitPrior, fitSplit, isInert, type PriorFit, posterior, roundsVariance, type SplitFit } from "./prior-shrinkage.js";
 import type { Evaluate } from "./samples.js";
 import { fastPlan, ONE_PASS, type PassCost } from "./work-plan.js";
 
@@ -59,7 +62,10 @@ export class StratifiedSampler implements BlockSampler {
 const FIRST_ROUNDS = 2;
 
 export interface PriorResult extends AdaptiveResult {
+  /** the line's fit (with --prior zero-fill-split, the active class's) */
   fit: PriorFit;
+  /** --prior zero-fill-split: both classes' fits (`inert` undefined when a class had too few blocks to fit apart) */
+  split?: SplitFit;
   /** passes spent on the cheap map */
   priorPasses: number;
   /** blocks given the pilot round */
@@ -68,10 +74,31 @@ export interface PriorResult extends AdaptiveResult {
 
 /** Blocks of the pilot round: min(n, max(24, ⌈4√n⌉)), evenly spaced over the blocks sorted by the cheap map. */
 export function pilotBlocks(prior: readonly number[]): number[] {
-  const n = prior.length;
-  const m = Math.min(n, Math.max(24, Math.ceil(4 * Math.sqrt(n))));
-  const order = Array.from({ length: n }, (_, b) => b).sort((a, b) => prior[a] - prior[b] || a - b);
+  return spreadPilot(
+    prior,
+    prior.map((_, b) => b),
+    Math.max(24, Math.ceil(4 * Math.sqrt(prior.length))),
+  );
+}
+
+/** Up to `m` of `blocks`, evenly spaced over them sorted by the cheap map. */
+function spreadPilot(prior: readonly number[], blocks: readonly number[], m: number): number[] {
+  const n = blocks.length;
+  m = Math.min(n, m);
+  const order = [...blocks].sort((a, b) => prior[a] - prior[b] || a - b);
   return [...new Set(Array.from({ length: m }, (_, i) => order[Math.floor(((i + 0.5) * n) / m)]))].sort((a, b) => a - b);
+}
+
+/**
+ * --prior zero-fill-split's pilot: in each class (|cheap-map value| <= cut, and the others)
+ * min(n_c, max(12, ⌈2√n_c⌉)) blocks spread over the class's cheap-map range, so each class has enough
+ * blocks to fit its own τ², and a large inert class (most blocks of a local model) costs few draws.
+ */
+export function splitPilotBlocks(prior: readonly number[], cut: number): number[] {
+  const all = prior.map((_, b) => b);
+  const per = (blocks: number[]) => spreadPilot(prior, blocks, Math.max(12, Math.ceil(2 * Math.sqrt(blocks.length))));
+  const inert = all.filter((b) => isInert(cut, prior[b]));
+  return [...per(inert), ...per(all.filter((b) => !isInert(cut, prior[b])))].sort((a, b) => a - b);
 }
 
 /**
@@ -97,7 +124,9 @@ export async function priorAte(
   const n = prior.length;
   const maxRounds = Math.floor(st.maxSamples / R);
   const sumOf = (units: readonly number[]) => units.reduce((a, u) => a + cost.of(u), 0);
-  const pilot = pilotBlocks(prior);
+  // --prior zero-fill-split: the blocks the cheap map shows below τ are a class of their own
+  const split = st.prior === "zero-fill-split";
+  const pilot = split ? splitPilotBlocks(prior, st.tau) : pilotBlocks(prior);
   const all = Array.from({ length: n }, (_, b) => b);
   plan?.(fastPlan(cost.base + priorPasses, R * sumOf(all) * maxRounds, st.maxPasses, R * sumOf(pilot)));
   // Two rounds: one stratified round gives no within-stratum variance, and its conservative SE
@@ -109,24 +138,28 @@ export async function priorAte(
 
   const estimate = () => {
     const drawn = all.filter((b) => sampler.has(b));
-    const own = sampler.estimates(drawn);
-    const fit = fitPrior(
-      drawn.map((b) => prior[b]),
-      drawn.map((b) => own.get(b)!.mean),
-      drawn.map((b) => own.get(b)!.se ** 2),
-    );
+    // Split: the SEs are moderated within each class (pooling an inert block's variance with the active
+    // blocks' would give blocks whose draws all agree the active blocks' noise, and draw them for it).
+    const inert = drawn.filter((b) => isInert(st.tau, prior[b]));
+    const apart = split && inert.length >= 3 && drawn.length - inert.length >= 3;
+    const own = apart
+      ? new Map([...sampler.estimates(inert), ...sampler.estimates(drawn.filter((b) => !isInert(st.tau, prior[b])))])
+      : sampler.estimates(drawn);
+    const [x, y, v] = [drawn.map((b) => prior[b]), drawn.map((b) => own.get(b)!.mean), drawn.map((b) => own.get(b)!.se ** 2)];
+    const sf: SplitFit = split ? fitSplit(x, y, v, st.tau) : { cut: 0, inert: undefined, active: fitPrior(x, y, v) };
+    const at = all.map((b) => fitAt(sf, prior[b]));
     const post = all.map((b) => {
       const o = own.get(b);
-      return posterior(fit, prior[b], o && { y: o.mean, v: o.se ** 2 });
+      return posterior(at[b].fit, at[b].x, o && { y: o.mean, v: o.se ** 2 });
     });
-    return { own, fit, post };
+    return { own, fit: sf.active, sf, at, post };
   };
 
   let binding = false,
     short = false,
     noiseRatio = 0;
   let cur = estimate();
-  const mapOf = ({ own, fit, post }: typeof cur): UnitEstimate[] =>
+  const mapOf = ({ own, at, post }: typeof cur): UnitEstimate[] =>
     all.map((b) => {
       const p = post[b];
       const sig = Math.abs(p.mean) >= st.tau;
@@ -137,7 +170,7 @@ export async function priorAte(
         stderr: Math.sqrt(p.variance),
         samples: sampler.rounds(b) * R,
         status: sig ? "above-tau" : "below-tau",
-        dof: fit.df,
+        dof: at[b].fit.df,
         ...(o ? { drawMean: o.mean } : {}),
         ...(o?.ess !== undefined ? { ess: o.ess, weights: o.weights } : {}),
         priorValue: prior[b],
@@ -145,7 +178,7 @@ export async function priorAte(
     });
   for (;;) {
     onRound?.(mapOf(cur), spent);
-    const { own, fit, post } = cur;
+    const { own, at, post } = cur;
     const mapMean = post.reduce((a, p) => a + p.mean, 0) / n;
     const spread = post.reduce((a, p) => a + (p.mean - mapMean) ** 2, 0);
     const noise = post.reduce((a, p) => a + p.variance, 0);
@@ -160,7 +193,8 @@ export async function priorAte(
     const s2 = (b: number) => perRound.get(b) ?? typical;
     // A block's first allocation is FIRST_ROUNDS rounds; the gain is per round taken.
     const step = (b: number) => (rounds(b) === 0 ? FIRST_ROUNDS : 1);
-    const gain = (b: number) => (roundsVariance(fit.tau2, s2(b), rounds(b)) - roundsVariance(fit.tau2, s2(b), rounds(b) + step(b))) / step(b);
+    const tau2 = (b: number) => at[b].fit.tau2;
+    const gain = (b: number) => (roundsVariance(tau2(b), s2(b), rounds(b)) - roundsVariance(tau2(b), s2(b), rounds(b) + step(b))) / step(b);
     const open = all.filter((b) => rounds(b) + step(b) <= maxRounds && Math.sqrt(post[b].variance) > st.absTol && gain(b) > 0);
     open.sort((x, y) => gain(y) - gain(x) || x - y);
     const need: number[] = [];
@@ -211,6 +245,7 @@ export async function priorAte(
     budget,
     screenLoss: { bound: 0, blocks: 0, groups: 0, alone: 0 },
     fit: cur.fit,
+    ...(split ? { split: cur.sf } : {}),
     priorPasses,
     pilot: pilot.length,
   };

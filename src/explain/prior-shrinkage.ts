@@ -7,6 +7,11 @@
  * B_i = v_i / (v_i + τ²). The posterior means are biased toward the line (shrinkage); their
  * intervals cover the ATEs at the nominal rate on average over the blocks, not block by block
  * (a block far off the line is covered less often than one near it).
+ *
+ * `fitSplit` (--prior zero-fill-split) makes the between-block variance depend on the cheap map: blocks
+ * whose |cheap-map value| is at most a cut (the ones it shows inert) form a class of their own, shrunk
+ * toward their own mean with their own τ², and the others toward the line with theirs. Where the inert
+ * blocks' ATEs are all near 0 their τ² is small, so drawing them removes little variance.
  */
 
 export interface PriorFit {
@@ -94,4 +99,42 @@ export function posterior(f: PriorFit, x: number, drawn?: { y: number; v: number
 export function roundsVariance(tau2: number, s2: number, k: number): number {
   if (k === 0) return tau2;
   return tau2 > 0 ? 1 / (1 / tau2 + k / s2) : 0;
+}
+
+/** The fits of --prior zero-fill-split: the blocks with |x| <= cut (inert by the cheap map) and the others. */
+export interface SplitFit {
+  cut: number;
+  /** undefined when fewer than 3 inert blocks (or fewer than 3 others) have draws: then `active` is one fit over all */
+  inert: PriorFit | undefined;
+  active: PriorFit;
+}
+
+/** Whether a block of cheap-map value x belongs to the inert class of a split at `cut`. */
+export function isInert(cut: number, x: number): boolean {
+  return Math.abs(x) <= cut;
+}
+
+/**
+ * Fits the two classes apart (each as `fitPrior`, the inert one without a slope: its x carry no signal),
+ * or one fit over all when a class has fewer than 3 blocks with draws.
+ */
+export function fitSplit(x: readonly number[], y: readonly number[], v: readonly number[], cut: number): SplitFit {
+  const inert = x.map((xi) => isInert(cut, xi));
+  const pick = <T>(a: readonly T[], want: boolean) => a.filter((_, i) => inert[i] === want);
+  const nInert = inert.filter(Boolean).length;
+  if (nInert < 3 || x.length - nInert < 3) return { cut, inert: undefined, active: fitPrior(x, y, v) };
+  return {
+    cut,
+    inert: fitPrior(
+      pick(x, true).map(() => 0),
+      pick(y, true),
+      pick(v, true),
+    ),
+    active: fitPrior(pick(x, false), pick(y, false), pick(v, false)),
+  };
+}
+
+/** The fit that holds for a block of cheap-map value x, and the x it takes (0 in the inert class). */
+export function fitAt(f: SplitFit, x: number): { fit: PriorFit; x: number } {
+  return f.inert && isInert(f.cut, x) ? { fit: f.inert, x: 0 } : { fit: f.active, x };
 }
