@@ -20,7 +20,9 @@ export function launchChromium(webgl: boolean): Promise<Browser> {
 
 /**
  * One call to the server's API as the page makes it: GET without a body, POST with a JSON body, or a
- * string or bytes as they are; the server's token unless `token` is false.
+ * string or bytes as they are; the server's token unless `token` is false. Each call on a new
+ * connection: the server lives in the test's process, so a blocking spawnSync can hold its idle
+ * keep-alive socket open past its timeout until the moment fetch reuses it (ECONNRESET, seen under load).
  */
 export async function viewCall(
   v: ViewServer,
@@ -31,7 +33,7 @@ export async function viewCall(
 ): Promise<{ status: number; json: any }> {
   const res = await fetch(`http://127.0.0.1:${v.port}${path}`, {
     method: body === undefined ? "GET" : "POST",
-    headers: { ...(opts.token === false ? {} : { "x-segcause-token": v.token }), ...opts.headers },
+    headers: { connection: "close", ...(opts.token === false ? {} : { "x-segcause-token": v.token }), ...opts.headers },
     body: body === undefined ? undefined : typeof body === "string" ? body : body instanceof Uint8Array ? new Uint8Array(body) : JSON.stringify(body),
   });
   return { status: res.status, json: await res.json() };
