@@ -25,8 +25,8 @@ import { cacheDims, changedGraph, paddedCache, planBox } from "../src/onnx/chang
 import { parseModel } from "../src/onnx/graph.js";
 import type { Box } from "../src/onnx/regions.js";
 import { exposeTensors } from "../src/onnx/surgery.js";
-import { binarize } from "../src/target/outcome.js";
 import { Rng } from "../src/util/rng.js";
+import { agreementWithFull } from "./helpers/full-agreement.js";
 import { crop, rand, randomStack } from "./helpers/stacks.js";
 import { flatBank, globalBranchModel, localConvModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
@@ -443,59 +443,31 @@ describe("changed-region passes on shipped models", () => {
   ] as const) {
     it(`${name}: the RoI's outputs and mask agree with full inference on every pass of a short zero run`, async () => {
       if (!existsSync(shipped(name))) return void console.warn(`skipped: ${shipped(name)} is absent`);
-      const model = await Model.load(shipped(name), { threads: 1 });
-      try {
-        const kase = await loadCase(model, SAMPLE);
-        const ctx = await RunContext.open(model, kase, { roi, reference: "prediction", outcome: "mean-prob" }, { batchSize: 4 });
+      const grid = (model: Model) => {
         const units: { row: number; col: number; height: number; width: number }[] = [];
         for (let r = 0; r < model.height; r += 32) for (let c = 0; c < model.width; c += 32) units.push({ row: r, col: c, height: 32, width: 32 });
-        const { executor } = await RoiExecutor.open(model, ctx.target, { input: ctx.base, output: ctx.baseOutput }, "on", 4, {
-          units,
-          executor: "changed-region",
-        });
-        try {
-          expect(executor!.record.executor).toBe("changed-region");
-          // DeepLab: the ASPP's global pooling runs whole, the backbone before it by changed regions
-          if (name === "deeplab-hc18") expect(executor!.record.breaksAt).toMatch(/^GlobalAveragePool/);
-          // every third 32 px block in reach, and one 64 px box (a quadtree group), zero-filled
-          const blocks = units.filter((u) => executor!.reaches(u.row, u.col, u.height, u.width)).filter((_, i) => i % 3 === 0);
-          blocks.push({ row: model.height / 2 - 32, col: model.width / 2 - 32, height: 64, width: 64 });
-          const zeroBlock = (u: (typeof units)[0], dst: Float32Array) => {
-            dst.set(ctx.base);
-            for (let ch = 0; ch < model.channels; ch++) {
-              const [, b] = model.affine(ch);
-              for (let y = u.row; y < u.row + u.height; y++)
-                dst.fill(b, (ch * model.height + y) * model.width + u.col, (ch * model.height + y) * model.width + u.col + u.width);
-            }
-          };
-          const plane = model.height * model.width;
-          const fulls: Float32Array[] = [];
-          await ctx.runner.evaluate(blocks, zeroBlock, (d, slot) => {
-            fulls.push(d.slice(slot * model.outputLayout.channels * plane, (slot + 1) * model.outputLayout.channels * plane));
-            return 0;
-          });
-          let diff = 0;
-          let flips = 0;
-          let k = 0;
-          await executor!.evaluate(blocks, zeroBlock, (d, _, u) => {
-            const f = fulls[blocks.indexOf(u)];
-            k++;
-            for (let ch = 0; ch < model.outputLayout.channels; ch++)
-              for (const p of ctx.target.region.pixels) diff = Math.max(diff, Math.abs(d[ch * plane + p] - f[ch * plane + p]));
-            const [a, b] = [binarize(model.card.output, model.outputLayout, d), binarize(model.card.output, model.outputLayout, f)];
-            for (const p of ctx.target.region.pixels) if (a[p] !== b[p]) flips++;
-            return 0;
-          });
-          expect(k).toBe(blocks.length);
-          expect(flips).toBe(0);
-          expect(diff).toBeLessThan(1e-4);
-          console.log(`${name}: ${blocks.length} changed-region passes, max |difference| from full inference ${diff.toPrecision(2)}, ${flips} flips`);
-        } finally {
-          await executor?.release();
-        }
-      } finally {
-        await model.release();
-      }
+        return units;
+      };
+      // every third 32 px block in reach, and one 64 px box (a quadtree group), zero-filled
+      const { record, boxes, passes, diff, flips } = await agreementWithFull(
+        shipped(name),
+        SAMPLE,
+        roi,
+        { batchSize: 4, units: grid, executor: "changed-region" },
+        (executor, model) => [
+          ...grid(model)
+            .filter((u) => executor.reaches(u.row, u.col, u.height, u.width))
+            .filter((_, i) => i % 3 === 0),
+          { row: model.height / 2 - 32, col: model.width / 2 - 32, height: 64, width: 64 },
+        ],
+      );
+      expect(record.executor).toBe("changed-region");
+      // DeepLab: the ASPP's global pooling runs whole, the backbone before it by changed regions
+      if (name === "deeplab-hc18") expect(record.breaksAt).toMatch(/^GlobalAveragePool/);
+      expect(passes).toBe(boxes.length);
+      expect(flips).toBe(0);
+      expect(diff).toBeLessThan(1e-4);
+      console.log(`${name}: ${boxes.length} changed-region passes, max |difference| from full inference ${diff.toPrecision(2)}, ${flips} flips`);
     });
   }
 });

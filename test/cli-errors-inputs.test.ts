@@ -16,7 +16,7 @@ import { strategyStats } from "../src/evaluate/strategies/stats.js";
 import { getMethod } from "../src/explain/catalog.js";
 import { resolveOptions } from "../src/explain/methods.js";
 import { decimal, decimalInteger } from "../src/util/decimal.js";
-import { causalFixture, segcause } from "./helpers/cli.js";
+import { causalFixture, runNodeAsync, segcauseAsync } from "./helpers/cli.js";
 import { regionMeanModel, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 /** The project's standard for a user mistake. */
@@ -38,7 +38,7 @@ beforeAll(async () => {
 });
 
 describe("numbers in flags and RoI lists: plain decimals only, one parser", () => {
-  it("reads decimal notation and refuses what Number() would also accept", () => {
+  it.concurrent("reads decimal notation and refuses what Number() would also accept", async () => {
     expect(["12", " -0.5 ", ".5", "5.", "1e-3", "+2E2"].map(decimal)).toEqual([12, -0.5, 0.5, 5, 0.001, 200]);
     for (const bad of ["0x10", "0b11", "0o7", "Infinity", "NaN", "", " ", "1,5", "1e999", "--1", "1e"]) expect(decimal(bad), bad).toBeUndefined();
     expect(["16", "-3", "+0", "007"].map(decimalInteger)).toEqual([16, -3, 0, 7]);
@@ -47,7 +47,7 @@ describe("numbers in flags and RoI lists: plain decimals only, one parser", () =
 });
 
 describe("card flags", () => {
-  it("CARD_FLAG_KEYS lists exactly the options addCardFlags adds (explain tells them from method options by it)", () => {
+  it.concurrent("CARD_FLAG_KEYS lists exactly the options addCardFlags adds (explain tells them from method options by it)", async () => {
     const keys = addCardFlags(new Command()).options.map((o) => o.attributeName());
     expect([...keys].sort()).toEqual([...CARD_FLAG_KEYS].sort());
   });
@@ -144,7 +144,7 @@ describe("explain: bad values are refused before anything runs", () => {
     ["--seed above 2^32-1", ["--method", "zero", "--seed", "4294967296"], /--seed must be an integer in 0\.\.4294967295, got '4294967296'/],
   ];
   for (const [name, extra, pattern] of cases) {
-    it(name, () => {
+    it.concurrent(name, async () => {
       const out = join(dir, `bad-${name.replace(/\W+/g, "-")}`);
       const subst = (a: string) =>
         a
@@ -154,7 +154,7 @@ describe("explain: bad values are refused before anything runs", () => {
           .replace("AFILE", aFile)
           .replace("CARDDIR", dir);
       const args = extra.map(subst);
-      const r = segcause(
+      const r = await segcauseAsync(
         "explain",
         "--model",
         model,
@@ -177,33 +177,36 @@ describe("explain: bad values are refused before anything runs", () => {
     });
   }
 
-  it("the demo refuses a block size its bundled bank cannot fill, and names the way out", () => {
+  it.concurrent("the demo refuses a block size its bundled bank cannot fill, and names the way out", async () => {
     expectOneLineError(
-      segcause("demo", "--block", "16", "--out", join(dir, "demo16"), "--no-progress"),
+      await segcauseAsync("demo", "--block", "16", "--out", join(dir, "demo16"), "--no-progress"),
       /the demo's patch bank holds 8x8 patches, so its pdcr blocks are 8 px \(drop --block, or run `segcause explain` with a bank built with `segcause bank build --patch-size 16`\)/,
     );
   });
 
-  it("a missing required option is one line too", () => {
-    expectOneLineError(segcause("explain", "--model", model), /required option '--image <file>' not specified \(see `segcause explain --help`\)/);
+  it.concurrent("a missing required option is one line too", async () => {
+    expectOneLineError(
+      await segcauseAsync("explain", "--model", model),
+      /required option '--image <file>' not specified \(see `segcause explain --help`\)/,
+    );
   });
 
-  it("an RoI mask of neither the image's nor the model's size is refused; the image's size is accepted", async () => {
+  it.concurrent("an RoI mask of neither the image's nor the model's size is refused; the image's size is accepted", async () => {
     const big = await writeImage(dir, "big.png", () => 230, 64);
     const bigRoi = await writeMask(dir, "big-roi.png", (y, x) => y >= 32 && y < 48 && x < 16, 64);
     const base = ["explain", "--method", "zero", "--model", model, "--no-progress", "--batch-size", "4", "--threads", "1", "--workers", "1"];
     expectOneLineError(
-      segcause(...base, "--image", image, "--roi-mask", join(dir, "small-mask.png"), "--out", join(dir, "rm1")),
+      await segcauseAsync(...base, "--image", image, "--roi-mask", join(dir, "small-mask.png"), "--out", join(dir, "rm1")),
       /is 16x16 pixels but the image .* is 32x32 and the model input is 32x32/,
     );
-    const ok = segcause(...base, "--image", big, "--roi-mask", bigRoi, "--out", join(dir, "rm2"));
+    const ok = await segcauseAsync(...base, "--image", big, "--roi-mask", bigRoi, "--out", join(dir, "rm2"));
     expect(ok.code, ok.stderr).toBe(0);
     expect(ok.stdout).toMatch(/RoI rows 16\.\.23, cols 0\.\.7/);
   });
 
-  it("an image whose channels differ from the model's is converted with a note, not silently", () => {
+  it.concurrent("an image whose channels differ from the model's is converted with a note, not silently", async () => {
     const gray = writeModel(dir, "gray.onnx", regionMeanModel([{ row: 0, col: 16, height: 16, width: 16, weight: 50 }], -40, { channels: 1 }));
-    const r = segcause(
+    const r = await segcauseAsync(
       "explain",
       "--method",
       "zero",
@@ -225,7 +228,7 @@ describe("explain: bad values are refused before anything runs", () => {
     );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/note: the colour image was converted to grey \(luma\) for the model's 1-channel input/);
-    const same = segcause(
+    const same = await segcauseAsync(
       "explain",
       "--method",
       "zero",
@@ -249,9 +252,9 @@ describe("explain: bad values are refused before anything runs", () => {
     expect(same.stdout).not.toMatch(/was enlarged/);
   });
 
-  it("an image much smaller than the model input is enlarged with a note", async () => {
+  it.concurrent("an image much smaller than the model input is enlarged with a note", async () => {
     const tiny = await writeImage(dir, "tiny8.png", () => 230, 8);
-    const r = segcause(
+    const r = await segcauseAsync(
       "explain",
       "--method",
       "zero",
@@ -275,14 +278,14 @@ describe("explain: bad values are refused before anything runs", () => {
     expect(r.stdout).toMatch(/note: the 8x8 image was enlarged 4\.0x to the model's 32x32 input/);
   });
 
-  it("an image with an EXIF orientation is read as stored, with a note saying so", async () => {
+  it.concurrent("an image with an EXIF orientation is read as stored, with a note saying so", async () => {
     const px = Buffer.alloc(32 * 32 * 3, 230);
     const rotated = join(dir, "exif6.jpg");
     await sharp(px, { raw: { width: 32, height: 32, channels: 3 } })
       .jpeg()
       .withMetadata({ orientation: 6 })
       .toFile(rotated);
-    const r = segcause(
+    const r = await segcauseAsync(
       "explain",
       "--method",
       "zero",
@@ -308,14 +311,14 @@ describe("explain: bad values are refused before anything runs", () => {
     );
   });
 
-  it("option ranges are declared once and checked by resolveOptions (every caller)", () => {
+  it.concurrent("option ranges are declared once and checked by resolveOptions (every caller)", async () => {
     expect(() => resolveOptions(getMethod("occlusion"), { stride: 0 })).toThrow(/--stride must be an integer >= 1, got 0/);
     expect(() => resolveOptions(getMethod("misure"), { sufficiency: 0 })).toThrow(/--sufficiency must be a number in \(0, 1\]/);
     expect(() => resolveOptions(getMethod("lime"), { kernelWidth: Number.NaN })).toThrow(/--kernel-width must be a number > 0/);
     expect(resolveOptions(getMethod("occlusion"), { fill: 255 })).toMatchObject({ fill: 255 });
   });
 
-  it("an option of one schedule is refused with the other only when given (defaults fill in silently)", () => {
+  it.concurrent("an option of one schedule is refused with the other only when given (defaults fill in silently)", async () => {
     const pdcr = getMethod("pdcr");
     expect(() => resolveOptions(pdcr, { screen: 3 })).toThrow(/--screen applies only to --schedule paper/);
     expect(resolveOptions(pdcr, { schedule: "paper", screen: 2 })).toMatchObject({ schedule: "paper", screen: 2 });
@@ -334,10 +337,10 @@ describe("explain: bad values are refused before anything runs", () => {
     );
     expect(() => resolveOptions(getMethod("occlusion"), { sigma: 3 })).toThrow(/--sigma applies only to --fill-kind blur/);
     expect(resolveOptions(getMethod("ig"), { fillKind: "blur", sigma: 3 })).toMatchObject({ fillKind: "blur", sigma: 3 });
-    expect(segcause("methods", "--verbose").stdout).toMatch(/--screen \(default 3\).*\[only with --schedule paper\]/);
+    expect((await segcauseAsync("methods", "--verbose")).stdout).toMatch(/--screen \(default 3\).*\[only with --schedule paper\]/);
   });
 
-  it("--seed is checked by one parser in every command", () => {
+  it.concurrent("--seed is checked by one parser in every command", async () => {
     const runs: [string, string[]][] = [
       ["evaluate", ["evaluate", "--models", model, "--dataset", dir, "--out", join(dir, "seed-ev")]],
       ["bank build", ["bank", "build", "--images", dir, "--size", "32,32", "--out", join(dir, "seed.scbank")]],
@@ -345,7 +348,7 @@ describe("explain: bad values are refused before anything runs", () => {
       ["demo", ["demo", "--out", join(dir, "seed-demo")]],
     ];
     for (const [name, args] of runs) {
-      expectOneLineError(segcause(...args, "--seed", "-3"), /--seed must be an integer in 0\.\.4294967295, got '-3'/);
+      expectOneLineError(await segcauseAsync(...args, "--seed", "-3"), /--seed must be an integer in 0\.\.4294967295, got '-3'/);
       expect(existsSync(args[args.indexOf("--out") + 1]), name).toBe(false);
     }
   });
@@ -372,21 +375,21 @@ describe("evaluate: bad arguments fail before any cell", () => {
     ["--min-range 0 (normalised AUCs would divide by a zero range)", ["--min-range", "0"], /--min-range must be > 0, got '0'/],
   ];
   for (const [name, extra, pattern] of cases) {
-    it(name, () => {
+    it.concurrent(name, async () => {
       const out = join(dir, `ev-${name.replace(/\W+/g, "-")}`);
-      expectOneLineError(segcause(...base(), "--out", out, ...extra), pattern);
+      expectOneLineError(await segcauseAsync(...base(), "--out", out, ...extra), pattern);
       expect(existsSync(out)).toBe(false);
     });
   }
 
-  it("--out that is a file", () => {
-    expectOneLineError(segcause(...base(), "--out", aFile), /--out .*a-file is a file, not a folder/);
+  it.concurrent("--out that is a file", async () => {
+    expectOneLineError(await segcauseAsync(...base(), "--out", aFile), /--out .*a-file is a file, not a folder/);
   });
 
-  it("an option that does not apply with the method's other options (--set pdcr.screen, fast schedule)", () => {
+  it.concurrent("an option that does not apply with the method's other options (--set pdcr.screen, fast schedule)", async () => {
     const out = join(dir, "ev-screen");
     expectOneLineError(
-      segcause(...base(), "--methods", "pdcr", "--set", "pdcr.screen=3", "--out", out),
+      await segcauseAsync(...base(), "--methods", "pdcr", "--set", "pdcr.screen=3", "--out", out),
       /--set pdcr.screen applies only to --set pdcr.schedule=paper; --set pdcr.schedule is fast by default.*\(add --set pdcr.schedule=paper, or drop --set pdcr.screen\)/,
     );
     expect(existsSync(out)).toBe(false);
@@ -403,7 +406,7 @@ describe("evaluate: bad arguments fail before any cell", () => {
       writeFileSync(manifest, JSON.stringify({ name: "tiny", cases: [{ id: "a", image: "a.png", mask: "a-mask.png", split: "test" }] }));
     });
     const run = (out: string, ...extra: string[]) =>
-      segcause(
+      segcauseAsync(
         "evaluate",
         "--models",
         model,
@@ -421,7 +424,7 @@ describe("evaluate: bad arguments fail before any cell", () => {
         ...extra,
       );
 
-    it("a refused run creates no --out", () => {
+    it.concurrent("a refused run creates no --out", async () => {
       for (const [name, extra, pattern] of [
         ["missing dataset", ["--dataset", join(dir, "no-such-dataset")], /dataset manifest .*no-such-dataset does not exist/],
         ["missing model", ["--models", join(dir, "nope.onnx")], /cannot read model .*nope.onnx/],
@@ -429,18 +432,18 @@ describe("evaluate: bad arguments fail before any cell", () => {
         ["unknown bank split", ["--fills", "patches", "--bank-splits", "train"], /split 'train' is not in dataset tiny/],
       ] as [string, string[], RegExp][]) {
         const out = join(dir, `ev-late-${name.replace(/\W+/g, "-")}`);
-        expectOneLineError(run(out, ...extra), pattern);
+        expectOneLineError(await run(out, ...extra), pattern);
         expect(existsSync(out), name).toBe(false);
       }
     });
 
-    it("an existing folder stays without run.json, so --report-only still finds no evaluation", () => {
+    it.concurrent("an existing folder stays without run.json, so --report-only still finds no evaluation", async () => {
       const out = join(dir, "ev-existing");
       mkdirSync(out);
-      expectOneLineError(run(out, "--models", join(dir, "nope.onnx")), /cannot read model/);
+      expectOneLineError(await run(out, "--models", join(dir, "nope.onnx")), /cannot read model/);
       expect(existsSync(join(out, "run.json"))).toBe(false);
-      expectOneLineError(segcause("evaluate", "--report-only", "--out", out), /holds no evaluation \(no run.json\)/);
-      const ok = run(out);
+      expectOneLineError(await segcauseAsync("evaluate", "--report-only", "--out", out), /holds no evaluation \(no run.json\)/);
+      const ok = await run(out);
       expect(ok.code, ok.stderr).toBe(0);
       expect(existsSync(join(out, "run.json"))).toBe(true);
       // explain and evaluate do not write into each other's folders
@@ -462,22 +465,25 @@ describe("evaluate: bad arguments fail before any cell", () => {
         "--workers",
         "1",
       ];
-      expectOneLineError(segcause(...ex, "--out", out), /holds the output of `segcause evaluate`, which `segcause explain` would mix with/);
+      expectOneLineError(
+        await segcauseAsync(...ex, "--out", out),
+        /holds the output of `segcause evaluate`, which `segcause explain` would mix with/,
+      );
       const exOut = join(dir, "ex-folder");
-      expect(segcause(...ex, "--out", exOut).code).toBe(0);
-      expectOneLineError(run(exOut), /holds the output of `segcause explain`, which `segcause evaluate` would mix with/);
+      expect((await segcauseAsync(...ex, "--out", exOut)).code).toBe(0);
+      expectOneLineError(await run(exOut), /holds the output of `segcause explain`, which `segcause evaluate` would mix with/);
       // a folder of images without a manifest names `segcause dataset init`
-      expectOneLineError(run(join(dir, "ev-x"), "--dataset", dir), /holds no manifest\.json \(write one with `segcause dataset init --images/);
+      expectOneLineError(await run(join(dir, "ev-x"), "--dataset", dir), /holds no manifest\.json \(write one with `segcause dataset init --images/);
     });
   });
 
-  it("--report-only on a folder without an evaluation", () => {
+  it.concurrent("--report-only on a folder without an evaluation", async () => {
     const out = join(dir, "ev-empty");
-    expectOneLineError(segcause("evaluate", "--report-only", "--out", out), /--report-only: .* holds no evaluation/);
+    expectOneLineError(await segcauseAsync("evaluate", "--report-only", "--out", out), /--report-only: .* holds no evaluation/);
     expect(existsSync(out)).toBe(false);
   });
 
-  it("RoI CSV without rows", () => {
+  it.concurrent("RoI CSV without rows", async () => {
     const csv = join(dir, "rois.csv");
     writeFileSync(csv, "image,row,col,size\n");
     expect(() => parseRoiSpec(csv)).toThrow(/has a header but no RoI/);
@@ -485,7 +491,7 @@ describe("evaluate: bad arguments fail before any cell", () => {
 });
 
 describe("strategies: bad settings and unreadable maps", () => {
-  it("--block 0 and other impossible settings are refused in one line before any map is read", () => {
+  it.concurrent("--block 0 and other impossible settings are refused in one line before any map is read", async () => {
     const maps = join(dir, "no-maps");
     mkdirSync(maps, { recursive: true });
     for (const [flag, value, pattern] of [
@@ -495,15 +501,15 @@ describe("strategies: bad settings and unreadable maps", () => {
       ["--tau", "-1", /--tau must be >= 0/],
       ["--gallery", "-1", /--gallery must be an integer >= 0/],
     ] as const) {
-      expectOneLineError(segcause("strategies", "--maps", maps, "--out", join(dir, "st"), flag, value), pattern);
+      expectOneLineError(await segcauseAsync("strategies", "--maps", maps, "--out", join(dir, "st"), flag, value), pattern);
     }
-    expectOneLineError(segcause("strategies", "--maps", maps, "--out", aFile), /is a file, not a folder/);
+    expectOneLineError(await segcauseAsync("strategies", "--maps", maps, "--out", aFile), /is a file, not a folder/);
     expect(() => strategyStats(new Float32Array(64), 8, 8, { row: 0, col: 0, height: 2, width: 2 }, { block: 0 })).toThrow(
       /--block must be an integer >= 1/,
     );
   });
 
-  it("a corrupt map.npy is named, not an internal error", () => {
+  it.concurrent("a corrupt map.npy is named, not an internal error", async () => {
     const d = join(dir, "corrupt-map");
     mkdirSync(d, { recursive: true });
     writeFileSync(join(d, "map.npy"), "garbage");
@@ -511,55 +517,64 @@ describe("strategies: bad settings and unreadable maps", () => {
       join(d, "manifest.json"),
       JSON.stringify({ format: "segcause.attribution/1", method: "pdcr", provenance: { target: { roi: { row: 0, col: 0, height: 8, width: 8 } } } }),
     );
-    expectOneLineError(segcause("strategies", "--maps", d, "--out", join(dir, "st2")), /corrupt-map\/map.npy is not a readable attribution map/);
+    expectOneLineError(
+      await segcauseAsync("strategies", "--maps", d, "--out", join(dir, "st2")),
+      /corrupt-map\/map.npy is not a readable attribution map/,
+    );
   });
 });
 
 describe("components: bad arguments", () => {
   const base = () => ["components", "--model", model, "--image", image, "--roi", "16,0,8,8", "--ablation", "zero", "--no-progress"];
-  it("--batch-size 0 is refused in one line naming the flag", () => {
-    expectOneLineError(segcause(...base(), "--out", join(dir, "c1"), "--batch-size", "0"), /--batch-size must be an integer >= 1/);
+  it.concurrent("--batch-size 0 is refused in one line naming the flag", async () => {
+    expectOneLineError(await segcauseAsync(...base(), "--out", join(dir, "c1"), "--batch-size", "0"), /--batch-size must be an integer >= 1/);
   });
-  it("--out that is a file is refused before the run", () => {
-    expectOneLineError(segcause(...base(), "--out", aFile), /is a file, not a folder/);
+  it.concurrent("--out that is a file is refused before the run", async () => {
+    expectOneLineError(await segcauseAsync(...base(), "--out", aFile), /is a file, not a folder/);
   });
-  it("options of another level are refused", () => {
-    expectOneLineError(segcause(...base(), "--out", join(dir, "c2"), "--channel-group", "4"), /--channel-group only applies to --level channel/);
-    expectOneLineError(segcause(...base(), "--out", join(dir, "c3"), "--cell", "2"), /--cell only applies to --level spatial/);
-  });
-  it("options the ablation would ignore are refused", () => {
+  it.concurrent("options of another level are refused", async () => {
     expectOneLineError(
-      segcause(...base(), "--out", join(dir, "c5"), "--samples", "10"),
+      await segcauseAsync(...base(), "--out", join(dir, "c2"), "--channel-group", "4"),
+      /--channel-group only applies to --level channel/,
+    );
+    expectOneLineError(await segcauseAsync(...base(), "--out", join(dir, "c3"), "--cell", "2"), /--cell only applies to --level spatial/);
+  });
+  it.concurrent("options the ablation would ignore are refused", async () => {
+    expectOneLineError(
+      await segcauseAsync(...base(), "--out", join(dir, "c5"), "--samples", "10"),
       /--samples only applies to --ablation resample \(zero ablation is deterministic/,
     );
-    expectOneLineError(segcause(...base(), "--out", join(dir, "c6"), "--screen", "2"), /--screen only applies to --ablation resample/);
-    expectOneLineError(segcause(...base(), "--out", join(dir, "c7"), "--donors", dir), /--donors only applies to --ablation resample or mean/);
+    expectOneLineError(await segcauseAsync(...base(), "--out", join(dir, "c6"), "--screen", "2"), /--screen only applies to --ablation resample/);
     expectOneLineError(
-      segcause(...base(), "--out", join(dir, "c8"), "--max-donors", "5"),
+      await segcauseAsync(...base(), "--out", join(dir, "c7"), "--donors", dir),
+      /--donors only applies to --ablation resample or mean/,
+    );
+    expectOneLineError(
+      await segcauseAsync(...base(), "--out", join(dir, "c8"), "--max-donors", "5"),
       /--max-donors only applies to --ablation resample or mean/,
     );
     const resample = base().map((a) => (a === "zero" ? "resample" : a));
-    expectOneLineError(segcause(...resample, "--out", join(dir, "c9"), "--splits", "train"), /--splits only applies with --donors/);
-    expectOneLineError(segcause(...resample, "--out", join(dir, "c10"), "--max-donors", "3"), /--max-donors only applies with --donors/);
+    expectOneLineError(await segcauseAsync(...resample, "--out", join(dir, "c9"), "--splits", "train"), /--splits only applies with --donors/);
+    expectOneLineError(await segcauseAsync(...resample, "--out", join(dir, "c10"), "--max-donors", "3"), /--max-donors only applies with --donors/);
     expectOneLineError(
-      segcause(...base(), "--out", join(dir, "c15"), "--donor-sampling", "exact"),
+      await segcauseAsync(...base(), "--out", join(dir, "c15"), "--donor-sampling", "exact"),
       /--donor-sampling only applies to --ablation resample/,
     );
     expectOneLineError(
-      segcause(...resample, "--out", join(dir, "c16"), "--donor-sampling", "exact", "--samples", "10"),
+      await segcauseAsync(...resample, "--out", join(dir, "c16"), "--donor-sampling", "exact", "--samples", "10"),
       /--samples does not apply to --donor-sampling exact/,
     );
   });
-  it("--max-donors 0 says so", () => {
-    expectOneLineError(segcause(...base(), "--out", join(dir, "c4"), "--max-donors", "0"), /--max-donors must be an integer >= 1/);
+  it.concurrent("--max-donors 0 says so", async () => {
+    expectOneLineError(await segcauseAsync(...base(), "--out", join(dir, "c4"), "--max-donors", "0"), /--max-donors must be an integer >= 1/);
   });
-  it("a donor folder without images, and the model's input named as --tensor, say what they are", () => {
+  it.concurrent("a donor folder without images, and the model's input named as --tensor, say what they are", async () => {
     const empty = join(dir, "no-images");
     mkdirSync(empty, { recursive: true });
     const resample = base().map((a) => (a === "zero" ? "resample" : a));
-    expectOneLineError(segcause(...resample, "--out", join(dir, "c11"), "--donors", empty), /donor folder .*no-images holds no image/);
+    expectOneLineError(await segcauseAsync(...resample, "--out", join(dir, "c11"), "--donors", empty), /donor folder .*no-images holds no image/);
     expectOneLineError(
-      segcause(...base(), "--out", join(dir, "c12"), "--level", "channel", "--tensor", "image"),
+      await segcauseAsync(...base(), "--out", join(dir, "c12"), "--level", "channel", "--tensor", "image"),
       /'image' is the model's input, not a tensor inside the network/,
     );
     // donors that are only the explained image, and --splits with a folder (it chooses from manifests)
@@ -567,17 +582,17 @@ describe("components: bad arguments", () => {
     mkdirSync(self, { recursive: true });
     copyFileSync(image, join(self, "same.png"));
     expectOneLineError(
-      segcause(...resample, "--out", join(dir, "c13"), "--donors", self),
+      await segcauseAsync(...resample, "--out", join(dir, "c13"), "--donors", self),
       /every donor image in .*only-self is the explained image itself/,
     );
     expectOneLineError(
-      segcause(...resample, "--out", join(dir, "c14"), "--donors", self, "--splits", "train"),
+      await segcauseAsync(...resample, "--out", join(dir, "c14"), "--donors", self, "--splits", "train"),
       /--splits chooses donors from a dataset manifest, but .*only-self is a folder of images/,
     );
   });
-  it("--list with a missing model or a folder", () => {
-    expectOneLineError(segcause("components", "--list", "--model", join(dir, "nope.onnx")), /cannot read model .*nope.onnx \(ENOENT\)/);
-    expectOneLineError(segcause("components", "--list", "--model", dir), /model .* is a folder, not a regular file/);
+  it.concurrent("--list with a missing model or a folder", async () => {
+    expectOneLineError(await segcauseAsync("components", "--list", "--model", join(dir, "nope.onnx")), /cannot read model .*nope.onnx \(ENOENT\)/);
+    expectOneLineError(await segcauseAsync("components", "--list", "--model", dir), /model .* is a folder, not a regular file/);
   });
 });
 
@@ -595,58 +610,55 @@ describe("bank build: bad arguments", () => {
     ["--size and --model", ["--size", "16,16", "--model", "MODEL"], /--size and --model both give the input size/],
   ];
   for (const [name, extra, pattern] of cases) {
-    it(name, () => {
+    it.concurrent(name, async () => {
       const out = join(dir, `bank-${name.replace(/\W+/g, "-")}.scbank`);
       expectOneLineError(
-        segcause("bank", "build", "--images", imgs(), "--out", out, "--no-progress", ...extra.map((a) => a.replace("MODEL", model))),
+        await segcauseAsync("bank", "build", "--images", imgs(), "--out", out, "--no-progress", ...extra.map((a) => a.replace("MODEL", model))),
         pattern,
       );
       expect(existsSync(out)).toBe(false);
     });
   }
-  it("--out that is a folder, or under a file", () => {
-    expectOneLineError(segcause("bank", "build", "--images", imgs(), "--size", "32,32", "--out", dir), /is a folder; it must be a file name/);
+  it.concurrent("--out that is a folder, or under a file", async () => {
     expectOneLineError(
-      segcause("bank", "build", "--images", imgs(), "--size", "32,32", "--out", join(aFile, "x.scbank")),
+      await segcauseAsync("bank", "build", "--images", imgs(), "--size", "32,32", "--out", dir),
+      /is a folder; it must be a file name/,
+    );
+    expectOneLineError(
+      await segcauseAsync("bank", "build", "--images", imgs(), "--size", "32,32", "--out", join(aFile, "x.scbank")),
       /a-file is a file, not a folder/,
     );
   });
-  it("without --size or --model, the images' shared size is used (and said)", async () => {
+  it.concurrent("without --size or --model, the images' shared size is used (and said)", async () => {
     const out = join(dir, "bank-inferred.scbank");
-    const r = segcause("bank", "build", "--images", imgs(), "--out", out, "--no-progress", "--per-image", "4");
+    const r = await segcauseAsync("bank", "build", "--images", imgs(), "--out", out, "--no-progress", "--per-image", "4");
     expect(r.code, r.stderr).toBe(0);
     expect(r.stderr).toMatch(
       /note: no --size or --model: the bank is cut at 32x32, the size every image has \(pass --size H,W or --model to cut it at a model's input size\)/,
     );
     expect(r.stdout).toMatch(/wrote 4 patches of 8x8 from 1 images of .* \(resized to 32x32\)/);
   });
-  it("without --size or --model, images of several sizes: one line saying which flag to add", async () => {
+  it.concurrent("without --size or --model, images of several sizes: one line saying which flag to add", async () => {
     const mixed = join(dir, "bank-mixed");
     mkdirSync(mixed, { recursive: true });
     await writeImage(mixed, "a.png", () => 10, 32);
     await writeImage(mixed, "b.png", () => 10, 16);
     const out = join(dir, "bank-mixed.scbank");
     expectOneLineError(
-      segcause("bank", "build", "--images", mixed, "--out", out, "--no-progress"),
+      await segcauseAsync("bank", "build", "--images", mixed, "--out", out, "--no-progress"),
       /the images have 2 sizes \(32x32 in a\.png, 16x16 in b\.png\), so the bank's size cannot be read from them \(add --size H,W \(the model's input size\) or --model m\.onnx\)/,
     );
     expect(existsSync(out)).toBe(false);
   });
-  it("the library refuses a non-positive per-image count too", async () => {
+  it.concurrent("the library refuses a non-positive per-image count too", async () => {
     await expect(buildPatchBank([image], { height: 32, width: 32, perImage: -5 })).rejects.toThrow(/patches per image must be a positive integer/);
   });
 });
 
 describe("input files: devices, pipes and secrets", () => {
   /** The CLI with a timeout, so that a read that blocks (a FIFO nobody writes) fails the test in seconds. */
-  const run = (...args: string[]) => {
-    const r = spawnSync(process.execPath, [join(import.meta.dirname, "..", "bin", "segcause.js"), ...args], {
-      encoding: "utf8",
-      timeout: 20_000,
-      killSignal: "SIGKILL",
-    });
-    return { code: r.status, stdout: r.stdout, stderr: r.stderr };
-  };
+  const run = (...args: string[]) =>
+    runNodeAsync([join(import.meta.dirname, "..", "bin", "segcause.js"), ...args], { timeoutMs: 20_000, label: "segcause explain" });
   let fifo: string, secret: string;
   beforeAll(() => {
     fifo = join(dir, "fifo");
@@ -679,7 +691,7 @@ describe("input files: devices, pipes and secrets", () => {
     ["--bank", "patch bank"],
     ["--mask", "mask"],
   ] as const) {
-    it(`${flag} /dev/zero or a FIFO: refused at once, in one line`, () => {
+    it.concurrent(`${flag} /dev/zero or a FIFO: refused at once, in one line`, async () => {
       for (const [path, kind] of [
         ["/dev/zero", "a device"],
         [fifo, "a named pipe \\(FIFO\\)"],
@@ -688,17 +700,17 @@ describe("input files: devices, pipes and secrets", () => {
           ...(flag === "--card" || flag === "--mask" ? [flag, "X"] : []),
           ...(flag === "--bank" ? ["--method", "pdcr", "--bank", "X"] : []),
         );
-        const r = run(...swap(base, flag, path));
+        const r = await run(...swap(base, flag, path));
         expectOneLineError(r, new RegExp(`${what} ${path.replace(/[/.]/g, "\\$&")} is ${kind}, not a regular file`));
       }
     });
   }
-  it("--card naming a file that is not JSON: its contents are never shown", () => {
-    const r = run(...explain("--card", secret));
+  it.concurrent("--card naming a file that is not JSON: its contents are never shown", async () => {
+    const r = await run(...explain("--card", secret));
     expectOneLineError(r, /model card .*shadow is not valid JSON \(a syntax error; its contents are not shown\)/);
     expect(r.stderr).not.toMatch(/root|20245/);
   });
-  it("--bank naming a file that is not a bank: not shown either", () => {
-    expectOneLineError(run(...explain("--method", "pdcr", "--bank", secret)), /shadow is not a segcause patch bank/);
+  it.concurrent("--bank naming a file that is not a bank: not shown either", async () => {
+    expectOneLineError(await run(...explain("--method", "pdcr", "--bank", secret)), /shadow is not a segcause patch bank/);
   });
 });

@@ -112,7 +112,7 @@ describe("interruption (CLI)", () => {
       stderr += d.toString();
       if (/screening/.test(stderr) && !child.killed) child.kill("SIGTERM");
     });
-    const code = await new Promise<number | null>((resolve) => child.on("exit", (c) => resolve(c)));
+    const code = await new Promise<number | null>((resolve) => child.on("close", (c) => resolve(c)));
     expect(stderr).not.toMatch(/terminate called|Napi::Error/);
     expect(stderr).toMatch(/segcause: interrupted \(SIGTERM\); (nothing had finished yet, so a rerun starts over|finished work is kept)/);
     expect(code).toBe(143);

@@ -11,14 +11,12 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { loadCase } from "../src/data/case.js";
 import { explainOcclusion } from "../src/explain/occlusion.js";
 import { explainPdcr, explainZero } from "../src/explain/pdcr.js";
-import { RoiExecutor } from "../src/explain/roi-executor.js";
-import { RunContext } from "../src/explain/run.js";
 import { Model } from "../src/model/model.js";
 import { GraphBuilder } from "../src/onnx/builder.js";
 import { CropRefused, cropGraph } from "../src/onnx/crop.js";
 import { parseModel } from "../src/onnx/graph.js";
-import { binarize } from "../src/target/outcome.js";
 import { Rng } from "../src/util/rng.js";
+import { agreementWithFull } from "./helpers/full-agreement.js";
 import { crop, rand, randomStack, run } from "./helpers/stacks.js";
 import { flatBank, localConvModel, tmp, writeImage, writeModel } from "./helpers/tiny.js";
 
@@ -159,50 +157,16 @@ describe("--incremental on shipped models", () => {
   ] as const) {
     it(`${name}: the RoI's outputs and mask agree with full inference on every pass of a short zero run`, async () => {
       if (!existsSync(shipped(name))) return void console.warn(`skipped: ${shipped(name)} is absent`);
-      const model = await Model.load(shipped(name), { threads: 1 });
-      try {
-        const kase = await loadCase(model, SAMPLE);
-        const ctx = await RunContext.open(model, kase, { roi, reference: "prediction", outcome: "mean-prob" }, { batchSize: 4 });
-        const { executor } = await RoiExecutor.open(model, ctx.target, { input: ctx.base, output: ctx.baseOutput }, "on", 4);
-        try {
-          // the passes of a zero run with 32 px blocks, within the RoI's reach (the others are never run)
-          const blocks: [number, number][] = [];
-          for (let r = 0; r < model.height; r += 32)
-            for (let c = 0; c < model.width; c += 32) if (executor!.reaches(r, c, 32, 32)) blocks.push([r, c]);
-          const zeroBlock = ([r, c]: [number, number], dst: Float32Array) => {
-            dst.set(ctx.base);
-            for (let ch = 0; ch < model.channels; ch++) {
-              const [a, b] = model.affine(ch);
-              for (let y = r; y < r + 32; y++)
-                dst.fill(b + 0 * a, (ch * model.height + y) * model.width + c, (ch * model.height + y) * model.width + c + 32);
-            }
-          };
-          const plane = model.height * model.width;
-          const fulls: Float32Array[] = [];
-          await ctx.runner.evaluate(blocks, zeroBlock, (d, slot) => {
-            fulls.push(d.slice(slot * model.outputLayout.channels * plane, (slot + 1) * model.outputLayout.channels * plane));
-            return 0;
-          });
-          let diff = 0;
-          let flips = 0;
-          let k = 0;
-          await executor!.evaluate(blocks, zeroBlock, (d) => {
-            const f = fulls[k++];
-            for (let ch = 0; ch < model.outputLayout.channels; ch++)
-              for (const p of ctx.target.region.pixels) diff = Math.max(diff, Math.abs(d[ch * plane + p] - f[ch * plane + p]));
-            const [a, b] = [binarize(model.card.output, model.outputLayout, d), binarize(model.card.output, model.outputLayout, f)];
-            for (const p of ctx.target.region.pixels) if (a[p] !== b[p]) flips++;
-            return 0;
-          });
-          expect(k).toBe(blocks.length);
-          expect(flips).toBe(0);
-          expect(diff).toBeLessThan(1e-4);
-        } finally {
-          await executor?.release();
-        }
-      } finally {
-        await model.release();
-      }
+      // the passes of a zero run with 32 px blocks, within the RoI's reach (the others are never run)
+      const { boxes, passes, diff, flips } = await agreementWithFull(shipped(name), SAMPLE, roi, { batchSize: 4 }, (executor, model) => {
+        const blocks = [];
+        for (let r = 0; r < model.height; r += 32)
+          for (let c = 0; c < model.width; c += 32) if (executor.reaches(r, c, 32, 32)) blocks.push({ row: r, col: c, height: 32, width: 32 });
+        return blocks;
+      });
+      expect(passes).toBe(boxes.length);
+      expect(flips).toBe(0);
+      expect(diff).toBeLessThan(1e-4);
     });
   }
 

@@ -49,7 +49,7 @@ function withFaults(env: Record<string, string>, args: string[]) {
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-/** The CLI in the background (several at once); resolves when it exits. */
+/** The CLI in the background (several at once); resolves when it exits and its output is read. */
 function background(...args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [BIN, ...args], { timeout: 120_000 });
@@ -57,7 +57,7 @@ function background(...args: string[]): Promise<{ code: number | null; stdout: s
       stderr = "";
     child.stdout.on("data", (d: Buffer) => (stdout += d));
     child.stderr.on("data", (d: Buffer) => (stderr += d));
-    child.on("exit", (code) => resolve({ code, stdout, stderr }));
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
   });
 }
 

@@ -15,7 +15,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import "../src/explain/catalog.js";
 import { fail } from "../src/errors.js";
 import { runEvaluation } from "../src/evaluate/benchmark.js";
-import { PROTOCOL_DEFAULTS } from "../src/evaluate/protocol.js";
+import { type EvaluateConfig, PROTOCOL_DEFAULTS } from "../src/evaluate/protocol.js";
 import { parseRoiSpec } from "../src/evaluate/rois.js";
 import { registerMethod } from "../src/explain/methods.js";
 import { fetchBlob, putBlob } from "../src/queue/blobs.js";
@@ -67,6 +67,23 @@ async function jobOf(q: Queue, key: string) {
 
 /** The jobs a worker's log says it finished, by id. */
 const doneJobs = (log: string) => [...log.matchAll(/done (control|cell) (\S+)/g)].map((m) => m[2]);
+
+/** An in-process run on the tiny data set: the zero method, one boundary RoI per image, zero fills; `more` overrides. */
+const tinyRun = (models: string[], out: string, more: Partial<EvaluateConfig> = {}): EvaluateConfig => ({
+  models,
+  dataset: join(dir, "manifest.json"),
+  split: "test",
+  images: 1,
+  methods: [{ name: "zero", options: {} }],
+  rois: parseRoiSpec("boundary:8x1"),
+  bankSplits: ["train"],
+  bankPatchSize: 8,
+  out,
+  seed: 0,
+  protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero"], radius: 8, rankUnits: { kind: "pixel" } },
+  threads: 1,
+  ...more,
+});
 
 beforeAll(async () => {
   if (missing) return;
@@ -280,23 +297,9 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
     const q = queueAt(r.url);
     try {
       const out = join(dir, "refused");
-      const s = await runEvaluation(
-        {
-          models: [join(dir, "causal.onnx")],
-          dataset: join(dir, "manifest.json"),
-          split: "test",
-          images: 1,
-          methods: [{ name: "t-queue-refuse", options: {} }],
-          rois: parseRoiSpec("boundary:8x1"),
-          bankSplits: ["train"],
-          bankPatchSize: 8,
-          out,
-          seed: 0,
-          protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero"], radius: 8, rankUnits: { kind: "pixel" } },
-          threads: 1,
-        },
-        { remote: { cells, roisAtOnce: 4 } },
-      );
+      const s = await runEvaluation(tinyRun([join(dir, "causal.onnx")], out, { methods: [{ name: "t-queue-refuse", options: {} }] }), {
+        remote: { cells, roisAtOnce: 4 },
+      });
       expect([s.computed, s.failed]).toEqual([0, 1]);
       const failed = JSON.parse(readFileSync(join(out, "cells/tiny/causal/img0/boundary8-0/t-queue-refuse/failed.json"), "utf8"));
       expect(failed.reason).toBe("t-queue-refuse cannot explain this model (it never can)");
@@ -346,20 +349,7 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
     const stopWorker = new AbortController();
     const working = runWorker({ url, concurrency: 1, cache: tmp("segcause-wcache-"), stallSeconds: 30, log: () => {} }, stopWorker.signal);
     const cells = await RemoteCells.open(url);
-    const config = (out: string) => ({
-      models: [join(dir, "causal.onnx"), join(copyDir, "renamed.onnx")],
-      dataset: join(dir, "manifest.json"),
-      split: "test",
-      images: 1,
-      methods: [{ name: "zero", options: {} }],
-      rois: parseRoiSpec("boundary:8x1"),
-      bankSplits: ["train"],
-      bankPatchSize: 8,
-      out,
-      seed: 0,
-      protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero" as const], radius: 8, rankUnits: { kind: "pixel" as const } },
-      threads: 1,
-    });
+    const config = (out: string) => tinyRun([join(dir, "causal.onnx"), join(copyDir, "renamed.onnx")], out);
     try {
       await runEvaluation(config(join(dir, "renamed-local")));
       const s = await runEvaluation(config(join(dir, "renamed-queued")), { remote: { cells, roisAtOnce: 4 } });
@@ -397,20 +387,7 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       stopWorker.signal,
     );
     const cells = await RemoteCells.open(url);
-    const config = (out: string) => ({
-      models: [join(dir, "causal.onnx"), join(other, "other.onnx")],
-      dataset: join(dir, "manifest.json"),
-      split: "test",
-      images: 2,
-      methods: [{ name: "zero", options: {} }],
-      rois: parseRoiSpec("boundary:8x1"),
-      bankSplits: ["train"],
-      bankPatchSize: 8,
-      out,
-      seed: 0,
-      protocol: { ...PROTOCOL_DEFAULTS, fills: ["zero" as const], radius: 8, rankUnits: { kind: "pixel" as const } },
-      threads: 1,
-    });
+    const config = (out: string) => tinyRun([join(dir, "causal.onnx"), join(other, "other.onnx")], out, { images: 2 });
     try {
       await runEvaluation(config(join(dir, "bounded-local")));
       const s = await runEvaluation(config(join(dir, "bounded-queued")), { remote: { cells, roisAtOnce: 1 } });
@@ -478,21 +455,8 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
       writeFileSync(join(folder, "ext.weights"), Buffer.concat(chunks));
       writeModel(folder, "ext.onnx", toBinary(ModelProtoSchema, m));
       await flatBank(Array.from({ length: 8000 }, (_, k) => 20 + (k % 200))).save(join(folder, "big.scbank")); // 1.5 MB
-      const config = (model: string, bank: string, out: string) => ({
-        models: [model],
-        dataset: join(dir, "manifest.json"),
-        split: "test",
-        images: 1,
-        methods: [{ name: "zero", options: {} }],
-        rois: parseRoiSpec("boundary:8x1"),
-        bank,
-        bankSplits: ["train"],
-        bankPatchSize: 8,
-        out,
-        seed: 0,
-        protocol: { ...PROTOCOL_DEFAULTS, radius: 8, rankUnits: { kind: "pixel" as const } },
-        threads: 1,
-      });
+      const config = (model: string, bank: string, out: string) =>
+        tinyRun([model], out, { bank, protocol: { ...PROTOCOL_DEFAULTS, radius: 8, rankUnits: { kind: "pixel" } } });
       const remote = { remote: { cells, roisAtOnce: 4 } };
       const ext = join(dir, "ext-queued");
       await expect(runEvaluation(config(join(folder, "ext.onnx"), join(dir, "bank.scbank"), ext), remote)).rejects.toThrow(

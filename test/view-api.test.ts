@@ -19,6 +19,7 @@ import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, UPLOAD_LIMIT, type ViewServer } from "../src/view/server.js";
 import { causalFixture, runNode, segcause, spatialComponents } from "./helpers/cli.js";
 import { copyChannelModel, flatBank, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+import { viewCall } from "./helpers/view.js";
 
 let fx: Awaited<ReturnType<typeof causalFixture>>;
 let v: ViewServer;
@@ -37,14 +38,7 @@ afterAll(async () => {
 // biome-ignore lint/suspicious/noExplicitAny: the server's JSON, each field checked by the assertion that reads it
 type Json = any;
 
-async function call(path: string, body?: unknown, headers: Record<string, string> = {}): Promise<{ status: number; json: Json }> {
-  const res = await fetch(base + path, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { "x-segcause-token": v.token, ...headers },
-    body: body === undefined ? undefined : typeof body === "string" ? body : Buffer.isBuffer(body) ? new Uint8Array(body) : JSON.stringify(body),
-  });
-  return { status: res.status, json: await res.json() };
-}
+const call = (path: string, body?: unknown, headers: Record<string, string> = {}) => viewCall(v, path, body, { headers });
 
 /** The run's events as the page receives them (server-sent events), until it ends. */
 async function events(id: string): Promise<RunEvent[]> {
@@ -982,7 +976,7 @@ describe("segcause explain stopped (the viewer's Stop, or kill)", () => {
     child.stderr.on("data", (d: Buffer) => {
       stderr += d.toString();
     });
-    const exited = new Promise<number | null>((ok) => child.on("exit", (c) => ok(c)));
+    const exited = new Promise<number | null>((ok) => child.on("close", (c) => ok(c)));
     // SIGTERM the moment a periodic save creates its temp file (the save is then in flight)
     const watcher = watch(out, (_, name) => {
       if (name && /^\.checkpoint\.json\..*\.tmp$/.test(name) && !child.killed) child.kill("SIGTERM");

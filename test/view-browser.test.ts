@@ -5,7 +5,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { csvRecords } from "../src/evaluate/html.js";
@@ -13,8 +13,8 @@ import { decodeNpy } from "../src/util/npy.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { causalFixture, segcause, spatialComponents } from "./helpers/cli.js";
 import { copyChannelModel, flatBank, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
+import { CHROMIUM, launchChromium } from "./helpers/view.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const haveChromium = existsSync(CHROMIUM);
 if (!haveChromium)
   console.warn(`view-browser.test.ts: ${CHROMIUM} is absent, so the browser test is skipped (install it: apt-get install -y chromium)`);
@@ -94,11 +94,7 @@ describe.skipIf(!haveChromium)("segcause view in chromium", () => {
     v = await startViewServer({ model: fx.model, image: fx.image, bank: graded, runs: join(fx.dir, "runs"), results: join(fx.dir, "results") });
     // the repository's published evaluate results, opened by a second server
     w = await startViewServer({ results: PUBLISHED, runs: join(fx.dir, "runs-eval") });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-    });
+    browser = await launchChromium(false);
     page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   });
 

@@ -6,13 +6,13 @@
  */
 import { existsSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { type Browser, chromium, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { tmp } from "./helpers/tiny.js";
+import { CHROMIUM, launchChromium, mapPixels } from "./helpers/view.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const HIPPO = resolve("..", "shared", "data", "hippocampus");
 const ready = existsSync(CHROMIUM) && existsSync(join(HIPPO, "manifest.json"));
 if (!ready)
@@ -22,17 +22,9 @@ if (!ready)
 
 const IMAGE = join(HIPPO, "images", "hippocampus_008.nii.gz");
 
-/** Pixels of the volume view (its colour bars, the bottom 60 rows, left out) coloured as a map: far from gray and from the green crosshair. */
-async function mapPixels(page: Page): Promise<number> {
-  const png = await page.locator("#volume-view").screenshot();
-  const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  let n = 0;
-  for (let y = 0; y < info.height - 60; y++)
-    for (let x = 0; x < info.width; x++) {
-      const p = (y * info.width + x) * 3;
-      if (Math.abs(data[p + 2] - data[p]) > 60) n++;
-    }
-  return n;
+/** Pixels of the volume view coloured as a map (mapPixels: its colour bars, the bottom 60 rows, left out). */
+async function viewMap(page: Page): Promise<number> {
+  return (await mapPixels(await page.locator("#volume-view").screenshot())).map;
 }
 
 describe.skipIf(!ready)("segcause view on a volume in chromium (NiiVue)", () => {
@@ -41,12 +33,7 @@ describe.skipIf(!ready)("segcause view on a volume in chromium (NiiVue)", () => 
 
   beforeAll(async () => {
     v = await startViewServer({ dataset: join(HIPPO, "manifest.json"), runs: join(tmp(), "runs") });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      // WebGL 2 without a GPU: chromium's SwiftShader
-      args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--disable-background-networking", "--no-first-run"],
-    });
+    browser = await launchChromium(true);
   });
   afterAll(async () => {
     await browser?.close();
@@ -67,7 +54,7 @@ describe.skipIf(!ready)("segcause view on a volume in chromium (NiiVue)", () => 
     const png = await page.locator("#volume-view").screenshot();
     const stats = await sharp(png).stats();
     expect(stats.channels[0].stdev).toBeGreaterThan(20);
-    expect(await mapPixels(page)).toBe(0);
+    expect(await viewMap(page)).toBe(0);
     const roi = (await page.textContent("#v-roi"))!.split(" ")[1];
     await page.click("#v-run");
     await page.waitForFunction(() => /volume run \S+ (done|failed|stopped)/.test(document.getElementById("status")!.textContent!), null, {
@@ -76,7 +63,7 @@ describe.skipIf(!ready)("segcause view on a volume in chromium (NiiVue)", () => 
     expect(await page.textContent("#status")).toContain("done");
     expect(await page.textContent("#command")).toContain(`--roi ${roi} --method zero --seed 0 --block=16`);
     // the map over the volume: its boxes are coloured
-    await expect.poll(() => mapPixels(page), { timeout: 20_000 }).toBeGreaterThan(1000);
+    await expect.poll(() => viewMap(page), { timeout: 20_000 }).toBeGreaterThan(1000);
     expect(errors).toEqual([]);
   });
 });

@@ -9,7 +9,6 @@
  */
 import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { chromium } from "playwright-core";
 import sharp from "sharp";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readNiftiBytes } from "../src/data/volume/nifti.js";
@@ -17,11 +16,11 @@ import { niftiBytes } from "../src/data/volume/nifti-write.js";
 import { readVolume } from "../src/data/volume/volume-case.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { tmp } from "./helpers/tiny.js";
+import { CHROMIUM, launchChromium, viewCall } from "./helpers/view.js";
 
 const SERIES = resolve("..", "shared", "data", "dicom", "mr-hippocrop", "study1");
 const MODEL = resolve(import.meta.dirname, "..", "models", "volumes", "unet3d-hippocampus.onnx");
 const have = existsSync(join(SERIES, "1.dcm"));
-const CHROMIUM = "/usr/bin/chromium";
 if (have && !existsSync(CHROMIUM)) console.warn(`view-volume-dicom.test.ts: ${CHROMIUM} is absent, so dropping a series in the browser is skipped`);
 
 /** A series' files as the page sends them: each as a 4-byte big-endian length, then its bytes. */
@@ -46,15 +45,7 @@ describe.skipIf(!have)("segcause view --image <DICOM series folder>", () => {
     await v?.close();
   });
 
-  // biome-ignore lint/suspicious/noExplicitAny: the server's JSON, each field checked by the assertion that reads it
-  async function call(path: string, body?: unknown): Promise<{ status: number; json: any }> {
-    const res = await fetch(`http://127.0.0.1:${v.port}${path}`, {
-      method: body === undefined ? "GET" : "POST",
-      headers: { "x-segcause-token": v.token },
-      body: body === undefined ? undefined : body instanceof Uint8Array ? new Uint8Array(body) : JSON.stringify(body),
-    });
-    return { status: res.status, json: await res.json() };
-  }
+  const call = (path: string, body?: unknown) => viewCall(v, path, body);
 
   it("lists the series as a volume, serves it as the NIfTI of the CLI's reading, and runs on it as --image <folder>", async () => {
     const s = (await call("/api/state")).json;
@@ -136,11 +127,7 @@ describe.skipIf(!have)("segcause view --image <DICOM series folder>", () => {
   });
 
   it.skipIf(!existsSync(CHROMIUM))("shows a series dropped on the volume panel in chromium", async () => {
-    const browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--disable-background-networking", "--no-first-run"],
-    });
+    const browser = await launchChromium(true);
     try {
       const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
       const errors: string[] = [];

@@ -9,34 +9,20 @@
  */
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Browser, chromium, type Page } from "playwright-core";
-import sharp from "sharp";
+import type { Browser, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readNiftiBytes } from "../src/data/volume/nifti.js";
 import { volumeMethodNames } from "../src/explain/catalog.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { CAUSAL, N, writeCausalFixture } from "./helpers/causal3d.js";
 import { tmp } from "./helpers/tiny.js";
+import { CHROMIUM, launchChromium, mapPixels } from "./helpers/view.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const ready = existsSync(CHROMIUM);
 if (!ready)
   console.warn(
     `view-volume-tiny-browser.test.ts: ${CHROMIUM} is absent, so the volume panel's browser test is skipped (apt-get install -y chromium)`,
   );
-
-/** Pixels coloured as a map (far from gray, and not the crosshair's green): blue minus red beyond 60, either way. */
-async function mapPixels(png: Buffer, skipBottom = 60): Promise<{ map: number; stdev: number }> {
-  const img = sharp(png).removeAlpha();
-  const { data, info } = await img.raw().toBuffer({ resolveWithObject: true });
-  let map = 0;
-  for (let y = 0; y < info.height - skipBottom; y++)
-    for (let x = 0; x < info.width; x++) {
-      const p = (y * info.width + x) * 3;
-      if (Math.abs(data[p + 2] - data[p]) > 60) map++;
-    }
-  return { map, stdev: (await sharp(png).stats()).channels[0].stdev };
-}
 
 describe.skipIf(!ready)("segcause view's volume panel in chromium (known-answer 3D model)", () => {
   let v: ViewServer;
@@ -48,12 +34,7 @@ describe.skipIf(!ready)("segcause view's volume panel in chromium (known-answer 
     dir = tmp();
     fx = await writeCausalFixture(dir);
     v = await startViewServer({ dataset: fx.manifest, model: fx.model, image: fx.image, runs: join(dir, "runs") });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      // WebGL 2 without a GPU: chromium's SwiftShader
-      args: ["--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--disable-background-networking", "--no-first-run"],
-    });
+    browser = await launchChromium(true);
   });
   afterAll(async () => {
     await browser?.close();

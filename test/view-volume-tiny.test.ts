@@ -6,7 +6,6 @@
  * the shown command writes. Without a volume data set pdcr is refused in one line naming the flag. A RoI
  * drawn on the volume (a NIfTI upload for the RoI masks) runs as `--roi-mask <it> --label 1`.
  */
-import { execFile } from "node:child_process";
 import { copyFileSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -16,7 +15,9 @@ import { niftiBytes } from "../src/data/volume/nifti-write.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { AFFINE, CAUSAL, inCausal, N, writeCausalFixture } from "./helpers/causal3d.js";
+import { segcauseAsync } from "./helpers/cli.js";
 import { tmp } from "./helpers/tiny.js";
+import { viewCall } from "./helpers/view.js";
 
 /** a 4-voxel-a-side box in the box of the RoI (z 8.., y 8.., x 0..): every other 8-voxel box is outside it */
 const BOX = { z: 10, y: 10, x: 2, d: 4, h: 4, w: 4 };
@@ -28,23 +29,7 @@ beforeAll(async () => {
   ({ model, image, manifest } = await writeCausalFixture(dir));
 });
 
-// biome-ignore lint/suspicious/noExplicitAny: the server's JSON, each field checked by the assertion that reads it
-async function call(v: ViewServer, path: string, body?: unknown): Promise<{ status: number; json: any }> {
-  const res = await fetch(`http://127.0.0.1:${v.port}${path}`, {
-    method: body === undefined ? "GET" : "POST",
-    headers: { "x-segcause-token": v.token },
-    body: body === undefined ? undefined : body instanceof Uint8Array ? new Uint8Array(body) : JSON.stringify(body),
-  });
-  return { status: res.status, json: await res.json() };
-}
-
-/** The built CLI, without holding this process's event loop (the server under test lives in it). */
-function segcause(...args: string[]): Promise<{ code: number; stderr: string }> {
-  const bin = join(import.meta.dirname, "..", "bin", "segcause.js");
-  return new Promise((done) =>
-    execFile(process.execPath, [bin, ...args], { timeout: 240_000 }, (e, _out, stderr) => done({ code: e ? Number(e.code ?? 1) : 0, stderr })),
-  );
-}
+const call = (v: ViewServer, path: string, body?: unknown) => viewCall(v, path, body);
 
 async function events(v: ViewServer, id: string): Promise<RunEvent[]> {
   const text = await (await fetch(`http://127.0.0.1:${v.port}/api/runs/${id}/events?token=${v.token}`)).text();
@@ -142,11 +127,11 @@ describe("segcause view: pdcr on a volume with the --dataset's bank", () => {
     expect(again.json.command).toContain(`--bank ${bank}`);
     // the shown command, run: the same bank bytes and the same folder
     const cliBank = join(dir, "cli.scvbank");
-    const b = await segcause(...build.map((a) => (a === bank ? cliBank : a)), "--quiet");
+    const b = await segcauseAsync(...build.map((a) => (a === bank ? cliBank : a)), "--quiet");
     expect(b.code, b.stderr).toBe(0);
     expect(readFileSync(cliBank).equals(readFileSync(bank))).toBe(true);
     const cliOut = join(dir, "cli", "pdcr");
-    const e = await segcause(...explain.map((a) => (a === info.out ? cliOut : a)), "--no-progress");
+    const e = await segcauseAsync(...explain.map((a) => (a === info.out ? cliOut : a)), "--no-progress");
     expect(e.code, e.stderr).toBe(0);
     for (const f of ["map.nii.gz", "stderr.nii.gz", "mosaic.png", "manifest.json"])
       expect(readFileSync(join(info.out, f)).equals(readFileSync(join(cliOut, f))), f).toBe(true);

@@ -12,6 +12,7 @@ import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
 import { segcause } from "./helpers/cli.js";
 import { tmp } from "./helpers/tiny.js";
+import { viewCall } from "./helpers/view.js";
 
 const HIPPO = resolve("..", "shared", "data", "hippocampus");
 const haveHippo = readable(join(HIPPO, "manifest.json"));
@@ -44,15 +45,7 @@ describe.skipIf(!haveHippo)("segcause view on volumes (shipped 3D U-Net, hippoca
     await v?.close();
   });
 
-  // biome-ignore lint/suspicious/noExplicitAny: the server's JSON, each field checked by the assertion that reads it
-  async function call(path: string, body?: unknown, withToken = true): Promise<{ status: number; json: any }> {
-    const res = await fetch(base + path, {
-      method: body === undefined ? "GET" : "POST",
-      headers: withToken ? { "x-segcause-token": v.token } : {},
-      body: body === undefined ? undefined : body instanceof Uint8Array ? new Uint8Array(body) : JSON.stringify(body),
-    });
-    return { status: res.status, json: await res.json() };
-  }
+  const call = (path: string, body?: unknown, withToken = true) => viewCall(v, path, body, { token: withToken });
 
   it("lists the 3D model and the data set's volumes (with their label maps) apart from the 2D ones", async () => {
     const s = (await call("/api/state")).json;

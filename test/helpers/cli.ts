@@ -1,5 +1,5 @@
 /** Runs the built CLI as a user would, and the tiny causal fixture the CLI tests share. */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { join } from "node:path";
 import { flatBank, regionMeanModel, tmp, writeImage, writeModel } from "./tiny.js";
 
@@ -29,6 +29,51 @@ export function runNode(args: string[], opts: { cwd?: string; env?: NodeJS.Proce
 /** The built CLI, as a user runs it. */
 export function segcause(...args: string[]): ChildRun {
   return runNode([BIN, ...args], { label: `segcause ${args[0] ?? ""}` });
+}
+
+/**
+ * CLI processes at once in a test file (CI has 2 cores): a file's independent cases (`it.concurrent`, or
+ * `Promise.all` inside one test) overlap their Node and ONNX Runtime start-ups instead of queueing.
+ */
+const AT_ONCE = 2;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+/** As runNode, without blocking the test file (or a server under test in it): the child runs when one of AT_ONCE slots is free. */
+export async function runNodeAsync(
+  args: string[],
+  opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number; label?: string } = {},
+): Promise<ChildRun> {
+  if (running >= AT_ONCE) await new Promise<void>((go) => waiting.push(go));
+  running++;
+  try {
+    const timeout = opts.timeoutMs ?? CLI_TIMEOUT_MS;
+    const label = opts.label ?? `node ${args[0] ?? ""}`;
+    const child = spawn(process.execPath, args, { cwd: opts.cwd, env: opts.env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "",
+      stderr = "",
+      timedOut = false;
+    child.stdout.setEncoding("utf8").on("data", (d: string) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d: string) => (stderr += d));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill("SIGKILL");
+    }, timeout);
+    // "close", not "exit": the last lines can arrive after the exit (processes.ts)
+    const code = await new Promise<number | null>((resolve, reject) => {
+      child.once("error", reject);
+      child.once("close", (c) => resolve(c));
+    }).finally(() => clearTimeout(timer));
+    return { code, stdout, stderr: timedOut ? `${stderr}\n[test harness: ${label} killed after ${timeout / 1000} s]` : stderr };
+  } finally {
+    running--;
+    waiting.shift()?.();
+  }
+}
+
+/** As segcause(), asynchronously (see runNodeAsync). */
+export function segcauseAsync(...args: string[]): Promise<ChildRun> {
+  return runNodeAsync([BIN, ...args], { label: `segcause ${args[0] ?? ""}` });
 }
 
 /**
