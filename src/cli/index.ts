@@ -65,6 +65,20 @@ function oneLineErrors(cmd: Command, path: string): void {
 
 export async function main(argv: string[]): Promise<void> {
   installInterruptHandlers();
+  // A rejection nobody awaits (e.g. a Redis command cut off by the lost connection the run has just reported in one line) is
+  // a consequence of the reported failure, not a second one; before any report it is a bug, said in one line.
+  process.on("unhandledRejection", (reason) => {
+    if (process.exitCode) return;
+    if (reason instanceof SegcauseError) {
+      process.stderr.write(`segcause: error: ${reason.oneLine()}\n`);
+      process.exit(1);
+    }
+    if (process.env.SEGCAUSE_DEBUG) console.error(reason);
+    process.stderr.write(
+      `segcause: internal error: ${reason instanceof Error ? reason.message : String(reason)} (this is a bug; rerun with SEGCAUSE_DEBUG=1 for the stack trace and report it)\n`,
+    );
+    process.exit(2);
+  });
   try {
     await program().parseAsync(argv);
   } catch (thrown) {
