@@ -6,7 +6,7 @@
  * enqueuer interrupted mid-run resumes without computing a finished shard again; a bad shard result is
  * refused and not kept; maps that cannot be split are refused in one line before anything is written.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
@@ -333,7 +333,7 @@ describe.skipIf(!!missing)("explain --queue on volumes, on a real redis-server",
 });
 
 describe("a DICOM series folder as one blob", () => {
-  it("packs the folder's DICOM files in the reader's order and unpacks them byte for byte; a truncated or foreign blob is one line", async () => {
+  it("packs the folder's DICOM files (a dangling link skipped) in the reader's order and unpacks them byte for byte; a truncated or foreign blob is one line", async () => {
     const d = tmp("segcause-pack-");
     const src = join(d, "series");
     mkdirSync(src);
@@ -342,6 +342,8 @@ describe("a DICOM series folder as one blob", () => {
     writeFileSync(join(src, "b 2.dcm"), dicom("second"));
     writeFileSync(join(src, "a1.dcm"), dicom("first"));
     writeFileSync(join(src, "notes.txt"), "not DICOM");
+    // a dangling link is skipped, as the series reader skips it (one listing: dicomFolderFiles)
+    symlinkSync(join(d, "gone.dcm"), join(src, "c-dangling.dcm"));
     const packed = join(d, "series.pack");
     writeFileSync(packed, packFolder(src));
     const out = await unpackFolder(packed, join(d, "cache"), "series");

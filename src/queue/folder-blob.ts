@@ -5,11 +5,11 @@
  * its affine in float32, so the volume's identity (imageSha256: the checkpoint key, the bank's
  * leave-one-out) and its model-space geometry would not be the local run's.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { startsLikeDicom } from "../data/volume/dicom/series.js";
+import { dicomFolderFiles } from "../data/volume/dicom/series.js";
 import { fail } from "../errors.js";
 import { blobName } from "./blobs.js";
 
@@ -17,10 +17,9 @@ const FORMAT = "segcause.folder/1";
 
 /** The folder's DICOM files packed: a JSON line (format, names, sizes), then their bytes in order. */
 export function packFolder(dir: string): Buffer {
-  const names = readdirSync(dir)
-    .sort()
-    .filter((n) => statSync(join(dir, n)).isFile() && startsLikeDicom(join(dir, n)));
-  const bytes = names.map((n) => readFileSync(join(dir, n)));
+  const paths = dicomFolderFiles(dir, "DICOM series");
+  const names = paths.map((p) => basename(p));
+  const bytes = paths.map((p) => readFileSync(p));
   const head = JSON.stringify({ format: FORMAT, files: names.map((n, i) => ({ name: n, size: bytes[i].length })) });
   return Buffer.concat([Buffer.from(`${head}\n`), ...bytes]);
 }
