@@ -362,5 +362,13 @@ describe("a DICOM series folder as one blob", () => {
       /^the queue's input other is not a packed DICOM folder$/,
     );
     expect(existsSync(join(d, "cache", "short"))).toBe(false);
+    // a header of entries that are not files (null, a number as a name) is the same line, not an engine message
+    for (const [i, files] of [[null], [{ name: 7, size: 1 }]].entries()) {
+      writeFileSync(join(d, `bad${i}.pack`), `${JSON.stringify({ format: "segcause.folder/1", files })}\nx`);
+      await expect(unpackFolder(join(d, `bad${i}.pack`), join(d, "cache"), `bad${i}`)).rejects.toThrow(
+        new RegExp(`^the queue's input bad${i} is not a packed DICOM folder$`),
+      );
+    }
+    expect(readdirSync(join(d, "cache")).filter((n) => n.startsWith(".unpack-"))).toEqual([]);
   });
 });
