@@ -188,6 +188,8 @@ describe.skipIf(!!missing)("explain --queue on volumes, on a real redis-server",
       expect(map.provenance.queue.workers).toEqual([{ ...shardMachine(), onnxruntime: shardVersions().onnxruntime }]);
       expect(map.provenance.queue.samples).toBe(local.samples);
       expect(map.notes.at(-1)).toMatch(/^computed on the workers of .*: 3 shards, 504 samples/);
+      // the passes ran on the workers: the summary does not give them this process's gathering time
+      expect(run.out()).toMatch(/ forward passes on the queue's workers \(gathered here in \d+\.\d s\)/);
       expect([existsSync(join(out, SHARDS_DIR)), existsSync(join(out, ".checkpoint.json"))]).toEqual([false, false]);
       const connection = new Redis(redisOptions(url));
       const q = new Queue(CELLS_QUEUE, { connection });

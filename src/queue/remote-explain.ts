@@ -258,6 +258,15 @@ export function recordQueue(a: { notes: string[]; provenance: object }, q: Queue
   );
 }
 
+/**
+ * How long a map took, as its summary line says it after its pass count: a queued map's passes ran on
+ * the workers, and this process only gathered them, so its own time is not theirs.
+ */
+export function passesTime(a: { wallMs: number; provenance: object }): string {
+  const s = (a.wallMs / 1000).toFixed(1);
+  return (a.provenance as { queue?: QueueRecord }).queue ? `on the queue's workers (gathered here in ${s} s)` : `in ${s} s`;
+}
+
 /** Once the map is written, the shards kept for a restart go. */
 export function dropShards(out: string): void {
   rmSync(join(out, SHARDS_DIR), { recursive: true, force: true });
