@@ -5,7 +5,7 @@
  * or malformed jobs are rejected unrun; passwords and TLS work; bad URLs are one line.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -24,7 +24,7 @@ import { CELLS_QUEUE, redisOptions } from "../src/queue/connection.js";
 import { REFUSED, REJECTED } from "../src/queue/jobs.js";
 import { RemoteCells } from "../src/queue/remote-cells.js";
 import { shardMachine, shardVersions } from "../src/queue/shard-env.js";
-import { runWorker } from "../src/queue/worker.js";
+import { pruneCheckpoints, runWorker, STALE_CHECKPOINT_MS } from "../src/queue/worker.js";
 import { segcause } from "./helpers/cli.js";
 import { bg, stop, until, within, worker } from "./helpers/processes.js";
 import { answerOnce, expectSameCells } from "./helpers/queue-jobs.js";
@@ -660,5 +660,18 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
     expect(down.stderr.trim().split("\n")).toHaveLength(1);
     expect(down.stderr).toContain(`cannot reach Redis at ${r.url}`);
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe("a worker's cache", () => {
+  it("drops checkpoints untouched for a day (a worker killed mid-job whose job finished elsewhere), keeps fresh ones", () => {
+    const d = join(tmp("segcause-wcache-"), "checkpoints");
+    mkdirSync(d, { recursive: true });
+    for (const n of ["old.json", "fresh.json", "old.txt"]) writeFileSync(join(d, n), "{}");
+    const old = (Date.now() - STALE_CHECKPOINT_MS - 60_000) / 1000;
+    for (const n of ["old.json", "old.txt"]) utimesSync(join(d, n), old, old);
+    expect(pruneCheckpoints(d)).toEqual(["old.json"]);
+    expect(readdirSync(d).sort()).toEqual(["fresh.json", "old.txt"]);
+    expect(pruneCheckpoints(join(d, "absent"))).toEqual([]);
   });
 });

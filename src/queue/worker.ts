@@ -5,7 +5,7 @@
  * its payload is checked; the worker reads its inputs from its cache of verified blobs and writes
  * nowhere else.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { type Job, UnrecoverableError, Worker } from "bullmq";
@@ -67,6 +67,8 @@ const running = new Set<object>();
 
 export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise<{ completed: number; failed: number }> {
   mkdirSync(s.cache, { recursive: true });
+  const pruned = pruneCheckpoints(join(s.cache, "checkpoints"));
+  if (pruned.length) s.log(`removed ${pruned.length} checkpoints untouched for a day (their jobs finished elsewhere or left the queue)`);
   let lostWith: SegcauseError | undefined;
   let wake: () => void = () => {};
   const redis = await connectRedis(s.url, (problem) => {
@@ -156,6 +158,29 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   await models.clear();
   if (lostWith) throw lostWith;
   return { completed, failed };
+}
+
+/** A job's checkpoint is rewritten as its passes run: one untouched this long is left by a worker killed mid-job whose job finished elsewhere. */
+export const STALE_CHECKPOINT_MS = 24 * 3600 * 1000;
+
+/** Removes the stale checkpoints of a worker cache's folder (a rerun of their job would only start over); returns their names. */
+export function pruneCheckpoints(dir: string, now = Date.now()): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return []; // no checkpoint yet
+  }
+  return names.filter((n) => {
+    const p = join(dir, n);
+    try {
+      if (!n.endsWith(".json") || now - statSync(p).mtimeMs < STALE_CHECKPOINT_MS) return false;
+      rmSync(p, { force: true });
+      return true;
+    } catch {
+      return false; // removed meanwhile by another worker sharing the cache
+    }
+  });
 }
 
 interface Loaded {
