@@ -293,13 +293,15 @@ export class RemoteCells {
       this.lostListeners.add(reject);
     });
     const once = async () => {
-      const job = await Promise.race([
-        this.queue.add(name, data, { jobId, attempts: ATTEMPTS, backoff: { type: "exponential", delay: 2000 }, removeOnFail: false }),
-        lost,
-      ]);
+      const adding = this.queue.add(name, data, { jobId, attempts: ATTEMPTS, backoff: { type: "exponential", delay: 2000 }, removeOnFail: false });
+      // a race's loser fails later, once the connection is closed: that failure is the lost connection's, told once
+      adding.catch(() => {});
+      const job = await Promise.race([adding, lost]);
       // watched only once added (before, its key is absent for a good reason)
       const vanished = new Promise<never>((_, reject) => this.waiting.set(jobId, reject));
-      return await Promise.race([job.waitUntilFinished(this.events), lost, vanished]);
+      const finished = job.waitUntilFinished(this.events);
+      finished.catch(() => {});
+      return await Promise.race([finished, lost, vanished]);
     };
     try {
       const got = await once();
