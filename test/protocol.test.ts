@@ -11,6 +11,7 @@ import { type MethodDefinition, registerMethod } from "../src/explain/methods.js
 import "../src/explain/catalog.js";
 import { SegcauseError } from "../src/errors.js";
 import { runEvaluation } from "../src/evaluate/benchmark.js";
+import { addRoiNote } from "../src/evaluate/cell.js";
 import { protocolKey } from "../src/evaluate/cell-key.js";
 import { distanceToRoi, explainedDomain } from "../src/evaluate/map-metrics.js";
 import { areaPrefix, distanceUnits, massPrefix, randomUnits, rankUnits, stepPixels } from "../src/evaluate/ordering.js";
@@ -28,6 +29,19 @@ const S = 32;
 const rect = (row: number, col: number, size: number) => Region.rect({ row, col, height: size, width: size }, S, S);
 
 describe("rank units", () => {
+  it("one --rank-units note per model, the one of its fewest units, in whatever order the RoIs (or a queue's workers) give them", () => {
+    const few = (model: string, n: number) =>
+      `${model}: --rank-units block:8 leaves as few as ${n} units for --steps 20, so some curve steps remove no unit (use smaller units or fewer steps)`;
+    const given = [few("a", 9), "other", few("b", 12), few("a", 4), "other", few("a", 7)];
+    const orders = [given, [...given].reverse()].map((xs) => {
+      const notes: string[] = [];
+      for (const n of xs) addRoiNote(notes, n);
+      return notes.sort();
+    });
+    expect(orders[0]).toEqual([few("a", 4), few("b", 12), "other"]);
+    expect(orders[1]).toEqual(orders[0]);
+  });
+
   it("block units are the grid cells clipped to the domain, listed by cell; pixel units are the pixels", () => {
     // 10 x 10 image, 4 px cells (3 x 3 cells, the last row/column 2 px wide), RoI rows 3-5, cols 3-5
     const region = Region.rect({ row: 3, col: 3, height: 3, width: 3 }, 10, 10);

@@ -199,6 +199,7 @@ describe.skipIf(!!missing)("explain --queue on a real redis-server", () => {
         const mine = JSON.parse(readFileSync(join(dir, `map${k}-local`, "manifest.json"), "utf8"));
         expect([manifest.forwardPasses, manifest.provenance.settings]).toEqual([mine.forwardPasses, mine.provenance.settings]);
         expect(manifest.notes.filter((n: string) => !n.startsWith("computed on the workers"))).toEqual(mine.notes);
+        expect(queued.out()).toMatch(/ passes on the queue's workers \(gathered here in \d+\.\d s\)/);
         if (k === 2) expect(mine.provenance.settings.incremental.skippedPasses).toBeGreaterThan(0);
       }
       expect(await within(waiting.done, 300_000, "the locked run finishes"), waiting.err()).toBe(0);

@@ -6,7 +6,7 @@
  * enqueuer interrupted mid-run resumes without computing a finished shard again; a bad shard result is
  * refused and not kept; maps that cannot be split are refused in one line before anything is written.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { Queue } from "bullmq";
 import { Redis } from "ioredis";
@@ -188,6 +188,8 @@ describe.skipIf(!!missing)("explain --queue on volumes, on a real redis-server",
       expect(map.provenance.queue.workers).toEqual([{ ...shardMachine(), onnxruntime: shardVersions().onnxruntime }]);
       expect(map.provenance.queue.samples).toBe(local.samples);
       expect(map.notes.at(-1)).toMatch(/^computed on the workers of .*: 3 shards, 504 samples/);
+      // the passes ran on the workers: the summary does not give them this process's gathering time
+      expect(run.out()).toMatch(/ forward passes on the queue's workers \(gathered here in \d+\.\d s\)/);
       expect([existsSync(join(out, SHARDS_DIR)), existsSync(join(out, ".checkpoint.json"))]).toEqual([false, false]);
       const connection = new Redis(redisOptions(url));
       const q = new Queue(CELLS_QUEUE, { connection });
@@ -333,7 +335,7 @@ describe.skipIf(!!missing)("explain --queue on volumes, on a real redis-server",
 });
 
 describe("a DICOM series folder as one blob", () => {
-  it("packs the folder's DICOM files in the reader's order and unpacks them byte for byte; a truncated or foreign blob is one line", async () => {
+  it("packs the folder's DICOM files (a dangling link skipped) in the reader's order and unpacks them byte for byte; a truncated or foreign blob is one line", async () => {
     const d = tmp("segcause-pack-");
     const src = join(d, "series");
     mkdirSync(src);
@@ -342,6 +344,8 @@ describe("a DICOM series folder as one blob", () => {
     writeFileSync(join(src, "b 2.dcm"), dicom("second"));
     writeFileSync(join(src, "a1.dcm"), dicom("first"));
     writeFileSync(join(src, "notes.txt"), "not DICOM");
+    // a dangling link is skipped, as the series reader skips it (one listing: dicomFolderFiles)
+    symlinkSync(join(d, "gone.dcm"), join(src, "c-dangling.dcm"));
     const packed = join(d, "series.pack");
     writeFileSync(packed, packFolder(src));
     const out = await unpackFolder(packed, join(d, "cache"), "series");
@@ -360,5 +364,13 @@ describe("a DICOM series folder as one blob", () => {
       /^the queue's input other is not a packed DICOM folder$/,
     );
     expect(existsSync(join(d, "cache", "short"))).toBe(false);
+    // a header of entries that are not files (null, a number as a name) is the same line, not an engine message
+    for (const [i, files] of [[null], [{ name: 7, size: 1 }]].entries()) {
+      writeFileSync(join(d, `bad${i}.pack`), `${JSON.stringify({ format: "segcause.folder/1", files })}\nx`);
+      await expect(unpackFolder(join(d, `bad${i}.pack`), join(d, "cache"), `bad${i}`)).rejects.toThrow(
+        new RegExp(`^the queue's input bad${i} is not a packed DICOM folder$`),
+      );
+    }
+    expect(readdirSync(join(d, "cache")).filter((n) => n.startsWith(".unpack-"))).toEqual([]);
   });
 });

@@ -5,7 +5,8 @@
  * or malformed jobs are rejected unrun; passwords and TLS work; bad URLs are one line.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, utimesSync, writeFileSync } from "node:fs";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { Queue, UnrecoverableError, Worker } from "bullmq";
@@ -22,10 +23,11 @@ import { fetchBlob, putBlob } from "../src/queue/blobs.js";
 import { CELLS_QUEUE, redisOptions } from "../src/queue/connection.js";
 import { REFUSED, REJECTED } from "../src/queue/jobs.js";
 import { RemoteCells } from "../src/queue/remote-cells.js";
-import { runWorker } from "../src/queue/worker.js";
+import { shardMachine, shardVersions } from "../src/queue/shard-env.js";
+import { pruneCheckpoints, runWorker, STALE_CHECKPOINT_MS } from "../src/queue/worker.js";
 import { segcause } from "./helpers/cli.js";
 import { bg, stop, until, within, worker } from "./helpers/processes.js";
-import { expectSameCells } from "./helpers/queue-jobs.js";
+import { answerOnce, expectSameCells } from "./helpers/queue-jobs.js";
 import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
@@ -551,6 +553,54 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
     }
   });
 
+  it("a result of another segcause version is refused in one line and not kept; the rerun's notes are the local run's and run.json names its workers", async () => {
+    const url = sharedUrl(10);
+    // one method; blocks of 8 px leave fewer units than --steps 20 on every RoI: the note a worker's RoI gives
+    const args = (out: string, more: string[] = []) =>
+      evaluateArgs(out, ["--steps", "20", ...more], ["zero"]).map((a) => (a === "pixel" ? "block:8" : a));
+    const local = segcause(...args(join(dir, "notes-local"), ["--json"]));
+    expect(local.code, local.stderr).toBe(0);
+    const notes: string[] = JSON.parse(local.stdout).notes;
+    expect(notes.filter((n) => /^causal: --rank-units block:8 leaves as few as \d+ units for --steps 20/.test(n))).toHaveLength(1);
+    const out = join(dir, "notes-queued");
+    const run = bg(...args(out, ["--queue", url]));
+    let refusedJob = "";
+    // a worker of another segcause version (the same job format) answers the first control job
+    await answerOnce(url, (job) => {
+      refusedJob = String(job.id);
+      return { skipped: "a skipped RoI, were it kept", ...shardVersions(), segcause: "0.0.0-other", machine: shardMachine() };
+    });
+    expect(await within(run.done, 120_000, "the run refuses the result"), run.err()).toBe(1);
+    expect(run.err().trim().split("\n")).toHaveLength(1);
+    expect(run.err()).toMatch(
+      /a worker returned a result computed by segcause 0\.0\.0-other \(this run: .*\) for the control of img\d \S+; it is not kept \(run workers of segcause /,
+    );
+    expect(existsSync(join(out, "controls"))).toBe(false);
+    const q = queueAt(url);
+    try {
+      expect(refusedJob).toMatch(/^control-/);
+      expect(await q.getJob(refusedJob)).toBeUndefined();
+    } finally {
+      await q.shut();
+    }
+    // the rerun with a real worker computes it again: the local run's cells and notes
+    const w = worker(url);
+    const again = bg(...args(out, ["--queue", url, "--json"]));
+    const code = await within(again.done, 120_000, "the rerun finishes");
+    await stop(w);
+    expect(code, again.err()).toBe(0);
+    expect(JSON.parse(again.out()).notes).toEqual(notes);
+    expectSameCells(join(dir, "notes-local"), out);
+    const recorded = JSON.parse(readFileSync(join(out, "run.json"), "utf8")).queue;
+    expect(recorded).toEqual({
+      urls: [url],
+      segcause: shardVersions().segcause,
+      workers: [{ ...shardMachine(), onnxruntime: shardVersions().onnxruntime }],
+      workersLikeThisMachine: true,
+    });
+    expect(recorded.workers[0].host).toBe(hostname());
+  });
+
   it("a bad or unreachable --queue is one line, exit 1, and evaluate writes nothing", async () => {
     const percent = segcause("queue", "status", "--queue", "redis://:100%@127.0.0.1:6379/0");
     expect(percent.code).toBe(1);
@@ -574,5 +624,18 @@ describe.skipIf(!!missing)("evaluate --queue on a real redis-server", () => {
     expect(down.stderr.trim().split("\n")).toHaveLength(1);
     expect(down.stderr).toContain(`cannot reach Redis at ${r.url}`);
     expect(existsSync(out)).toBe(false);
+  });
+});
+
+describe("a worker's cache", () => {
+  it("drops checkpoints untouched for a day (a worker killed mid-job whose job finished elsewhere), keeps fresh ones", () => {
+    const d = join(tmp("segcause-wcache-"), "checkpoints");
+    mkdirSync(d, { recursive: true });
+    for (const n of ["old.json", "fresh.json", "old.txt"]) writeFileSync(join(d, n), "{}");
+    const old = (Date.now() - STALE_CHECKPOINT_MS - 60_000) / 1000;
+    for (const n of ["old.json", "old.txt"]) utimesSync(join(d, n), old, old);
+    expect(pruneCheckpoints(d)).toEqual(["old.json"]);
+    expect(readdirSync(d).sort()).toEqual(["fresh.json", "old.txt"]);
+    expect(pruneCheckpoints(join(d, "absent"))).toEqual([]);
   });
 });

@@ -12,14 +12,14 @@ import { type MethodRun, PROTOCOL_DEFAULTS, parseControls, parseTopArea } from "
 import { parseRankUnits, rankUnitsName } from "../evaluate/rank-units.js";
 import { writeEvaluationReport } from "../evaluate/report.js";
 import { parseRoiSpec } from "../evaluate/rois.js";
-import { checkCellsMatchRun, recordRun } from "../evaluate/run-record.js";
+import { checkCellsMatchRun, recordRun, recordRunQueue } from "../evaluate/run-record.js";
 import type { VolumeSettings } from "../evaluate/volume-benchmark.js";
 import { allMethods, getMethod, methodNames, volumeMethodNames } from "../explain/catalog.js";
 import { MAX_BLUR_SIGMA, MIN_BLUR_SIGMA } from "../explain/interventions.js";
 import { checkOptionValue, kebab, resolveOptions } from "../explain/methods.js";
 import { INCREMENTAL_MODES, type IncrementalMode } from "../explain/roi-executor.js";
 import { BOX_UNITS, type BoxUnitName } from "../explain/volume/box-size.js";
-import { redactCommand } from "../queue/connection.js";
+import { redactCommand, redactUrl } from "../queue/connection.js";
 import { RemoteCells } from "../queue/remote-cells.js";
 import { OUTCOMES, type OutcomeName } from "../target/outcome.js";
 import { checkOutputFolder, claimOutputDir } from "../util/files.js";
@@ -307,7 +307,13 @@ export function evaluateCommand(): Command {
         })
         .finally(async () => {
           display?.end();
-          await remote?.close();
+          try {
+            // the workers of the results this run accepted, also when it stopped: their cells are in the folder
+            const workers = remote?.workers();
+            if (workers) await recordRunQueue(f.out, redactUrl(f.queue!), workers);
+          } finally {
+            await remote?.close();
+          }
         });
       human.push(
         `${s.computed} cells computed, ${s.resumed} already finished, ${s.skipped} skipped, ${s.failed} refused by their method${s.stoppedEarly ? " (stopped early: rerun to continue)" : ""}`,

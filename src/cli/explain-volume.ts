@@ -22,7 +22,7 @@ import type { Device } from "../model/device.js";
 import { SliceModel } from "../model/slice-model.js";
 import { isVolumeModel, refuseCardless3d } from "../model/volume-card.js";
 import { VolumeModel, type VolumeNet } from "../model/volume-model.js";
-import { dropShards, recordQueue } from "../queue/remote-explain.js";
+import { dropShards, passesTime, recordQueue } from "../queue/remote-explain.js";
 import { DEFAULT_SHARDS } from "../queue/shards.js";
 import { openVolumeShardQueue, QUEUE_VOLUME_FIX, unshardableVolume, type VolumeShardQueue } from "../queue/volume-enqueue.js";
 import { parseScale } from "../report/scale.js";
@@ -382,7 +382,7 @@ export function describeVolumeResult(r: VolumeExplainResult): string {
   if (a.unitKind === "voxel") lines.push(...voxelLines(a));
   else
     lines.push(
-      `  ${a.units.length} boxes of ${describeSize(blockOf(a))} voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.samples} samples, ${a.forwardPasses} forward passes${a.windows ? (a.windows.sliceAxis ? ` (2D passes, slice by slice along ${a.windows.sliceAxis})` : ` (windows of ${a.windows.patch.join("x")})`) : ""} in ${(a.wallMs / 1000).toFixed(1)} s`,
+      `  ${a.units.length} boxes of ${describeSize(blockOf(a))} voxels (${a.roiCells} overlapping the RoI not explained); ${nonzero} with a non-zero effect${a.tau > 0 ? ` (|mean Δ| >= τ = ${a.tau})` : ""}; ${a.samples} samples, ${a.forwardPasses} forward passes${a.windows ? (a.windows.sliceAxis ? ` (2D passes, slice by slice along ${a.windows.sliceAxis})` : ` (windows of ${a.windows.patch.join("x")})`) : ""} ${passesTime(a)}`,
     );
   const withCi = top.some((u) => u.samples > 1);
   if (top.length)
@@ -402,7 +402,7 @@ function voxelLines(a: VolumeAttribution): string[] {
   const backward = a.backwardPasses ? ` + ${a.backwardPasses} backward` : "";
   return [
     `  a value per voxel${a.signed ? "" : " (unsigned)"}: ${a.valueUnits}; range ${lo.toPrecision(3)} .. ${hi.toPrecision(3)}`,
-    `  ${a.forwardPasses} forward${backward} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    `  ${a.forwardPasses} forward${backward} passes ${passesTime(a)}`,
   ];
 }
 

@@ -22,7 +22,7 @@ import { SLICE_AXES } from "../model/slice-model.js";
 import { type ExecutionPlan, tuneExecution } from "../model/tune.js";
 import { isVolumeModel } from "../model/volume-card.js";
 import type { RemoteCells } from "../queue/remote-cells.js";
-import { dropShards, gatherShards, openShardQueue, type QueuedMap, recordQueue } from "../queue/remote-explain.js";
+import { dropShards, gatherShards, openShardQueue, passesTime, type QueuedMap, recordQueue } from "../queue/remote-explain.js";
 import { DEFAULT_SHARDS, unshardable } from "../queue/shards.js";
 import { countLines } from "../report/counts.js";
 import { parseScale, SCALE_HELP } from "../report/scale.js";
@@ -272,7 +272,7 @@ export function describeResult(r: ExplainResult): string {
       ? `  gradients of S, the class probability summed over the RoI (see the notes); the RoI's ${a.outcome} vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own prediction"} is ${a.baseOutcome.toFixed(3)}`
       : `  outcome: ${a.outcome} inside the RoI vs the ${a.reference === "ground-truth" ? "ground-truth mask" : "model's own unperturbed prediction"}; base = ${a.baseOutcome.toFixed(3)}`,
     ...countLines(s).map((l) => `  ${l}`),
-    `  ${s.minEffect === 0 && s.maxEffect === 0 ? `all values${a.unitKind === "pixel" ? " outside the RoI" : ""} are 0 (${a.valueUnits})` : `values${a.unitKind === "pixel" ? " outside the RoI" : ""} range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}`}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes in ${(a.wallMs / 1000).toFixed(1)} s`,
+    `  ${s.minEffect === 0 && s.maxEffect === 0 ? `all values${a.unitKind === "pixel" ? " outside the RoI" : ""} are 0 (${a.valueUnits})` : `values${a.unitKind === "pixel" ? " outside the RoI" : ""} range ${s.minEffect.toPrecision(4)} .. ${s.maxEffect.toPrecision(4)} ${a.valueUnits}`}; ${a.forwardPasses} forward${a.backwardPasses ? ` + ${a.backwardPasses} backward` : ""} passes ${passesTime(a)}`,
   ];
   const withCi = top.some((u) => u.samples > 1);
   if (top.length)

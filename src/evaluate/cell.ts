@@ -67,6 +67,19 @@ export interface RoiContext extends OrderContext<CurveFill> {
 
 type RoiInputs = Pick<RoiContext, "P" | "seed" | "batchSize" | "incremental" | "onProgress" | "model" | "kase" | "roi" | "bank">;
 
+const FEW_UNITS = /^(.*): --rank-units \S+ leaves as few as (\d+) units/;
+
+/**
+ * Adds a note of opening a RoI (openRoi's, here or on a queue's worker) to the run's notes: once, and
+ * one --rank-units note per model, the one of its fewest units (whatever order the RoIs come in).
+ */
+export function addRoiNote(notes: string[], note: string): void {
+  const few = FEW_UNITS.exec(note);
+  const same = few ? notes.findIndex((n) => FEW_UNITS.exec(n)?.[1] === few[1]) : notes.indexOf(note);
+  if (same < 0) notes.push(note);
+  else if (few && Number(FEW_UNITS.exec(notes[same])![2]) > Number(few[2])) notes[same] = note;
+}
+
 /**
  * The unperturbed pass, the Target and everything the orders of the RoI are measured with; or why
  * the RoI is skipped (its Target cannot be resolved, e.g. Dice on an empty structure).
@@ -96,8 +109,10 @@ export async function openRoi(inputs: RoiInputs, runner: Runner, id: CellId, not
   const domain = explainedDomain(target.region);
   const units = domainUnits(P.rankUnits, domain, model.height, model.width, kase.image);
   if (units.label.length < P.steps) {
-    const note = `${id.model}: --rank-units ${rankUnitsName(P.rankUnits)} leaves as few as ${units.label.length} units for --steps ${P.steps}, so some curve steps remove no unit (use smaller units or fewer steps)`;
-    if (!notes.some((n) => n.startsWith(`${id.model}: --rank-units`))) notes.push(note);
+    addRoiNote(
+      notes,
+      `${id.model}: --rank-units ${rankUnitsName(P.rankUnits)} leaves as few as ${units.label.length} units for --steps ${P.steps}, so some curve steps remove no unit (use smaller units or fewer steps)`,
+    );
   }
   const place = { roiRect: roi.rect, roiKind: roi.kind };
   return { ...inputs, spec, target, fills, prober, domain, units, dist: distanceToRoi(target.region), place };

@@ -15,8 +15,9 @@ export class Pool {
     while (this.running.size >= this.size && !this.failure) await Promise.race(this.running);
     if (this.failure) throw this.failure.e;
   }
+  /** Waits for the RoIs in flight, or for the first failure: the others' jobs stay queued (a rerun re-attaches to them). */
   async all(): Promise<void> {
-    await Promise.all(this.running);
+    while (this.running.size > 0 && !this.failure) await Promise.race(this.running);
     if (this.failure) throw this.failure.e;
   }
 }

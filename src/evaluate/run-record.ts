@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { fail } from "../errors.js";
 import { getMethod } from "../explain/catalog.js";
 import { kebab, type MethodDefinition, resolveOptions } from "../explain/methods.js";
+import { type QueueWorkers, queueWorkers } from "../queue/shard-env.js";
 import { claimOutputDir } from "../util/files.js";
 import { lockFolder } from "../util/lock.js";
 import { keyedAsPublished, keyedOptions, recordedSetting } from "./cell-key.js";
@@ -23,6 +24,8 @@ export interface RunSettings {
 
 interface RunJson extends Partial<RunSettings> {
   commands?: string[];
+  /** evaluate --queue: where the cells were computed (password redacted), by which workers (of every queued command) */
+  queue?: { urls: string[] } & QueueWorkers;
 }
 
 const show = (v: unknown) => JSON.stringify(v ?? null);
@@ -83,11 +86,37 @@ export async function recordRun(out: string, settings: RunSettings, command: str
     const methods = [...(prev?.methods ?? []).filter((m) => !settings.methods.some((n) => n.name === m.name)), ...settings.methods];
     await writeAtomic(
       runPath,
-      JSON.stringify({ commands: [...new Set([...(prev?.commands ?? []), command])], protocol: settings.protocol, methods }, null, 1),
+      JSON.stringify(
+        {
+          commands: [...new Set([...(prev?.commands ?? []), command])],
+          protocol: settings.protocol,
+          methods,
+          ...(prev?.queue ? { queue: prev.queue } : {}),
+        },
+        null,
+        1,
+      ),
     );
     const recordPath = runRecordPath(out, command);
     const started = readJson<RunRecord>(recordPath)?.started ?? new Date().toISOString();
     await writeAtomic(recordPath, JSON.stringify({ format: "segcause.evalrun/1", command, started, ...settings } satisfies RunRecord, null, 1));
+  } finally {
+    lock.release();
+  }
+}
+
+/**
+ * Records in run.json the workers whose cells and controls an `evaluate --queue` command accepted
+ * (results of other versions are refused), joined with those of earlier queued commands on the folder.
+ */
+export async function recordRunQueue(out: string, url: string, got: QueueWorkers): Promise<void> {
+  const lock = lockFolder(out, { name: ".segcause-run.lock", what: `the run record of --out ${out} is being updated`, wait: 30_000 });
+  try {
+    const runPath = join(out, "run.json");
+    const prev = readJson<RunJson>(runPath);
+    if (!prev) return;
+    const queue = { urls: [...new Set([...(prev.queue?.urls ?? []), url])], ...queueWorkers([...(prev.queue?.workers ?? []), ...got.workers]) };
+    await writeAtomic(runPath, JSON.stringify({ ...prev, queue }, null, 1));
   } finally {
     lock.release();
   }

@@ -166,6 +166,7 @@ export async function runVolumeEvaluation(cfg: EvaluateConfig, ctl: RunControl, 
                   defs,
                   // the folder's control of this key (evaluateRoi has checked it) is not computed again
                   control: readJson<ControlRecord>(controlPath(cfg.out, id)),
+                  notes: summary.notes,
                 }),
             }
           : local;

@@ -5,22 +5,30 @@
  * its affine in float32, so the volume's identity (imageSha256: the checkpoint key, the bank's
  * leave-one-out) and its model-space geometry would not be the local run's.
  */
-import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { mkdir, mkdtemp, rename, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
-import { startsLikeDicom } from "../data/volume/dicom/series.js";
+import { z } from "zod";
+import { dicomFolderFiles, MAX_FOLDER_FILES } from "../data/volume/dicom/series.js";
 import { fail } from "../errors.js";
 import { blobName } from "./blobs.js";
 
 const FORMAT = "segcause.folder/1";
 
+/** A pack's header, checked before anything is unpacked: as many files as the series reader reads, at most. */
+const Header = z
+  .object({
+    format: z.literal(FORMAT),
+    files: z.array(z.object({ name: z.string().min(1).max(255), size: z.number().int().min(0) }).strict()).max(MAX_FOLDER_FILES),
+  })
+  .strict();
+
 /** The folder's DICOM files packed: a JSON line (format, names, sizes), then their bytes in order. */
 export function packFolder(dir: string): Buffer {
-  const names = readdirSync(dir)
-    .sort()
-    .filter((n) => statSync(join(dir, n)).isFile() && startsLikeDicom(join(dir, n)));
-  const bytes = names.map((n) => readFileSync(join(dir, n)));
+  const paths = dicomFolderFiles(dir, "DICOM series");
+  const names = paths.map((p) => basename(p));
+  const bytes = paths.map((p) => readFileSync(p));
   const head = JSON.stringify({ format: FORMAT, files: names.map((n, i) => ({ name: n, size: bytes[i].length })) });
   return Buffer.concat([Buffer.from(`${head}\n`), ...bytes]);
 }
@@ -34,24 +42,28 @@ export async function unpackFolder(file: string, into: string, name: string): Pr
   if (existsSync(dest)) return dest;
   const all = readFileSync(file);
   const nl = all.indexOf(10);
-  let files: { name: string; size: number }[] = [];
+  let files: z.infer<typeof Header>["files"] = [];
   try {
-    const head = JSON.parse(all.subarray(0, nl).toString("utf8")) as { format?: string; files?: { name: string; size: number }[] };
-    if (head.format !== FORMAT || !Array.isArray(head.files)) throw new Error("format");
-    files = head.files;
+    const head = Header.safeParse(JSON.parse(all.subarray(0, Math.max(nl, 0)).toString("utf8")));
+    if (!head.success) throw new Error("format");
+    files = head.data.files;
   } catch {
     fail(`the queue's input ${name} is not a packed DICOM folder`, "rerun the enqueuing command with this segcause version");
   }
   const total = files.reduce((a, f) => a + f.size, 0);
-  if (nl < 0 || !files.every((f) => Number.isInteger(f.size) && f.size >= 0) || nl + 1 + total !== all.length)
-    fail(`the queue's input ${name} is a truncated packed DICOM folder`, "rerun the enqueuing command");
+  if (nl < 0 || nl + 1 + total !== all.length) fail(`the queue's input ${name} is a truncated packed DICOM folder`, "rerun the enqueuing command");
   await mkdir(into, { recursive: true });
   const tmp = await mkdtemp(join(into, ".unpack-"));
-  let at = nl + 1;
-  const width = String(files.length).length;
-  for (const [i, f] of files.entries()) {
-    await writeFile(join(tmp, `${String(i).padStart(width, "0")}-${blobName(f.name)}`), all.subarray(at, at + f.size));
-    at += f.size;
+  try {
+    let at = nl + 1;
+    const width = String(files.length).length;
+    for (const [i, f] of files.entries()) {
+      await writeFile(join(tmp, `${String(i).padStart(width, "0")}-${blobName(f.name)}`), all.subarray(at, at + f.size));
+      at += f.size;
+    }
+  } catch (e) {
+    await rm(tmp, { recursive: true, force: true });
+    throw e;
   }
   // appears complete or not at all (another job of this worker may have unpacked it meanwhile)
   await rename(tmp, dest).catch(() => rm(tmp, { recursive: true, force: true }));

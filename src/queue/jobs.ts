@@ -197,8 +197,21 @@ export const JOB_SCHEMAS = {
 } as const;
 export type JobName = keyof typeof JOB_SCHEMAS;
 
+/** What computed a worker's result (shard-env.ts): its versions (others are refused) and its machine (recorded). */
+const computedBy = {
+  segcause: z.string().min(1).max(100),
+  onnxruntime: z.string().min(1).max(100),
+  machine: z.object({ host: z.string().max(300), cpu: z.string().max(300), cores: z.number().int().min(0) }).strict(),
+};
+
+/** The notes opening the RoI gave on the worker (e.g. too few rank units for --steps): the run's summary lists them as a local run's. */
+const roiNotes = z.array(z.string().max(2000)).max(100);
+
 /** A control job's result: the control record, or why the RoI is skipped. */
-export const ControlResult = z.union([z.object({ control: z.record(z.string(), z.unknown()) }).strict(), z.object({ skipped: z.string() }).strict()]);
+export const ControlResult = z.union([
+  z.object({ control: z.record(z.string(), z.unknown()), notes: roiNotes, ...computedBy }).strict(),
+  z.object({ skipped: z.string(), ...computedBy }).strict(),
+]);
 export type ControlResult = z.infer<typeof ControlResult>;
 
 /** A cell job's result: the files of the cell's folder (map.npy as base64, attribution.json's object, cell.json's record). */
@@ -207,6 +220,8 @@ export const CellResult = z
     npy: z.string().max(512 * 1024 * 1024),
     meta: z.record(z.string(), z.unknown()),
     record: z.object({ format: z.literal("segcause.evalcell/1"), key: sha }).passthrough(),
+    notes: roiNotes,
+    ...computedBy,
   })
   .strict();
 export type CellResult = z.infer<typeof CellResult>;
@@ -218,9 +233,7 @@ export type CellResult = z.infer<typeof CellResult>;
 export const ShardResult = z
   .object({
     job: z.string().regex(/^shard-[0-9a-f]{40}$/),
-    segcause: z.string().min(1).max(100),
-    onnxruntime: z.string().min(1).max(100),
-    machine: z.object({ host: z.string().max(300), cpu: z.string().max(300), cores: z.number().int().min(0) }).strict(),
+    ...computedBy,
     key: sha,
     samples: z.record(z.string().regex(/^\d+$/), z.array(z.number().nullable())),
   })

@@ -11,7 +11,7 @@ import type { Redis } from "ioredis";
 import type { Case } from "../data/case.js";
 import type { PatchBank } from "../data/patchbank.js";
 import { fail, SegcauseError } from "../errors.js";
-import { writeCellFiles } from "../evaluate/cell.js";
+import { addRoiNote, writeCellFiles } from "../evaluate/cell.js";
 import type { EvaluateConfig } from "../evaluate/protocol.js";
 import type { Def, OpenedRoi } from "../evaluate/roi-cells.js";
 import type { PlacedRoi } from "../evaluate/rois.js";
@@ -37,6 +37,7 @@ import {
   type VolumeControlJob,
   type VolumeShardJob,
 } from "./jobs.js";
+import { type ComputedBy, type QueueWorkers, queueWorkers, rerunHint, versionMismatch } from "./shard-env.js";
 
 /** A cell computed on a worker: its files and its cost, as the cell logic reports it. */
 export interface RemoteCell {
@@ -62,11 +63,12 @@ export interface RemoteRoi {
   defs: Def[];
   /** the RoI's control when the folder holds it */
   control?: ControlRecord;
+  /** the run's notes, which the notes of opening the RoI on a worker join (as a local run's) */
   notes: string[];
 }
 
 /** A volume data set's (model, case, structure) whose jobs the workers compute. */
-export interface RemoteVolumeRoi extends Pick<RemoteRoi, "id" | "controlKey" | "cellKeys" | "defs" | "control"> {
+export interface RemoteVolumeRoi extends Pick<RemoteRoi, "id" | "controlKey" | "cellKeys" | "defs" | "control" | "notes"> {
   model: Pick<VolumeNet, "path" | "cardPath">;
   /** the case's image as the manifest names it (the provenance's), and the file that carries it (a series folder packed) */
   imagePath: string;
@@ -108,6 +110,8 @@ export class RemoteCells {
   /** the jobs this process waits on, by id: how each wait fails when its job leaves the queue unfinished */
   private waiting = new Map<string, (e: SegcauseError) => void>();
   private watch?: NodeJS.Timeout;
+  /** what computed the results this process accepted (distinct workers) */
+  private computedBy = new Map<string, ComputedBy>();
 
   private constructor(
     readonly url: string,
@@ -240,6 +244,42 @@ export class RemoteCells {
     await this.queue.remove(jobId);
   }
 
+  /** The workers whose results this process accepted, as the run's provenance records them; undefined when none. */
+  workers(): QueueWorkers | undefined {
+    return this.computedBy.size ? queueWorkers([...this.computedBy.values()]) : undefined;
+  }
+
+  /**
+   * A worker's result of a control or cell job, checked: its shape, the versions it was computed with
+   * (another segcause or ONNX Runtime could give other numbers) and its key. A refused result is
+   * never written, and its job leaves the queue, so the rerun the one line asks for computes it again.
+   */
+  private async accept<T extends ComputedBy>(
+    raw: unknown,
+    schema: { safeParse(x: unknown): { success: true; data: T } | { success: false; error: Parameters<typeof firstIssue>[0] } },
+    jobId: string,
+    what: string,
+    key?: (r: T) => string | undefined,
+    expected?: string,
+  ): Promise<T> {
+    const got = schema.safeParse(raw);
+    const other = got.success ? versionMismatch(got.data) : undefined;
+    const problem = !got.success
+      ? `a malformed result (${firstIssue(got.error)})`
+      : other
+        ? `a result computed by ${other}`
+        : key && key(got.data) !== expected
+          ? "the result of another key"
+          : undefined;
+    if (problem || !got.success) {
+      await this.forget(jobId);
+      throw new JobFailed(`a worker returned ${problem} for ${what}; it is not kept`, rerunHint());
+    }
+    const { segcause, onnxruntime, machine } = got.data;
+    this.computedBy.set(JSON.stringify([machine, onnxruntime]), { segcause, onnxruntime, machine });
+    return got.data;
+  }
+
   /** Adds the job (or finds the one of this id) and waits for its return value; a refusal is a SegcauseError. */
   async run(
     name: JobName,
@@ -253,13 +293,15 @@ export class RemoteCells {
       this.lostListeners.add(reject);
     });
     const once = async () => {
-      const job = await Promise.race([
-        this.queue.add(name, data, { jobId, attempts: ATTEMPTS, backoff: { type: "exponential", delay: 2000 }, removeOnFail: false }),
-        lost,
-      ]);
+      const adding = this.queue.add(name, data, { jobId, attempts: ATTEMPTS, backoff: { type: "exponential", delay: 2000 }, removeOnFail: false });
+      // a race's loser fails later, once the connection is closed: that failure is the lost connection's, told once
+      adding.catch(() => {});
+      const job = await Promise.race([adding, lost]);
       // watched only once added (before, its key is absent for a good reason)
       const vanished = new Promise<never>((_, reject) => this.waiting.set(jobId, reject));
-      return await Promise.race([job.waitUntilFinished(this.events), lost, vanished]);
+      const finished = job.waitUntilFinished(this.events);
+      finished.catch(() => {});
+      return await Promise.race([finished, lost, vanished]);
     };
     try {
       const got = await once();
@@ -337,7 +379,7 @@ export class RemoteCells {
   /** The control and cell jobs of a RoI whose payloads share `base`. */
   private async openJobs(
     base: Omit<ControlJob, "controlKey"> | Omit<VolumeControlJob, "controlKey">,
-    r: Pick<RemoteRoi, "id" | "controlKey" | "cellKeys" | "defs" | "control">,
+    r: Pick<RemoteRoi, "id" | "controlKey" | "cellKeys" | "defs" | "control" | "notes">,
     [controlJob, cellJob]: ["control", "cell"] | ["volume-control", "volume-cell"],
     provenance: (meta: Record<string, unknown>) => Record<string, unknown>,
   ): Promise<OpenedRoi<RemoteCell> | { skipped: string }> {
@@ -345,16 +387,21 @@ export class RemoteCells {
     // id too, so two cells of the same bytes under other names are two jobs, each returning its own names
     const labels = sha256(JSON.stringify(base)).slice(0, 16);
     let control = r.control?.status === "ok" ? r.control : undefined;
+    const roi = `${r.id.image} ${r.id.roi}`;
     if (!control) {
-      const got = ControlResult.safeParse(
-        await this.run(controlJob, `control-${r.controlKey}-${labels}`, { ...base, controlKey: r.controlKey } as ControlJob | VolumeControlJob),
+      const jobId = `control-${r.controlKey}-${labels}`;
+      const raw = await this.run(controlJob, jobId, { ...base, controlKey: r.controlKey } as ControlJob | VolumeControlJob);
+      const got = await this.accept(
+        raw,
+        ControlResult,
+        jobId,
+        `the control of ${roi}`,
+        (c) => ("control" in c ? c.control.key : r.controlKey) as string,
+        r.controlKey,
       );
-      if (!got.success)
-        fail(`a worker returned a malformed control for ${r.id.image} ${r.id.roi}: ${firstIssue(got.error)}`, "run workers of this segcause version");
-      if ("skipped" in got.data) return { skipped: got.data.skipped };
-      control = got.data.control as ControlRecord;
-      if (control.key !== r.controlKey)
-        fail(`a worker returned the control of another key for ${r.id.image} ${r.id.roi}`, "run workers of this segcause version");
+      if ("skipped" in got) return { skipped: got.skipped };
+      for (const n of got.notes) addRoiNote(r.notes, n);
+      control = got.control as ControlRecord;
     }
     const known = control;
     return {
@@ -368,16 +415,10 @@ export class RemoteCells {
           method: { name: d.def.name, options: d.run.options },
           control: known as CellJob["control"],
         } as CellJob | VolumeCellJob);
-        const got = CellResult.safeParse(raw);
-        if (!got.success)
-          fail(
-            `a worker returned a malformed cell for ${r.id.image} ${r.id.roi} ${d.def.name}: ${firstIssue(got.error)}`,
-            "run workers of this segcause version",
-          );
-        if (got.data.record.key !== cellKey)
-          fail(`a worker returned the cell of another key for ${r.id.image} ${r.id.roi} ${d.def.name}`, "run workers of this segcause version");
-        const cost = (got.data.record as unknown as CellRecord).cost;
-        return { jobId, result: got.data, forwardPasses: cost.forwardPasses, backwardPasses: cost.backwardPasses, wallMs: cost.wallMs };
+        const got = await this.accept(raw, CellResult, jobId, `${roi} ${d.def.name}`, (c) => c.record.key, cellKey);
+        for (const n of got.notes) addRoiNote(r.notes, n);
+        const cost = (got.record as unknown as CellRecord).cost;
+        return { jobId, result: got, forwardPasses: cost.forwardPasses, backwardPasses: cost.backwardPasses, wallMs: cost.wallMs };
       },
       measure: async (_control, _h, c) => c.result.record as unknown as CellRecord,
       write: async (dir, c, record, checkpointPath) => {

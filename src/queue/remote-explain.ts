@@ -20,7 +20,7 @@ import { type ProgressListener, ProgressTracker } from "../util/progress.js";
 import { redactUrl } from "./connection.js";
 import { firstIssue, JOB_VERSION, type ShardJob, ShardResult, type VolumeShardJob } from "./jobs.js";
 import { RemoteCells } from "./remote-cells.js";
-import { type ShardVersions, shardMachine, shardVersions, versionMismatch } from "./shard-env.js";
+import { queueWorkers, rerunHint, shardVersions, versionMismatch } from "./shard-env.js";
 import { mergeShards, ownsUnit } from "./shards.js";
 
 /** Where the finished shards of a run are kept in its output folder until the map is written. */
@@ -160,14 +160,14 @@ export async function gatherMapShards(q: ShardGathering, remote: RemoteCells): P
           if (problem || foreign) {
             // a refused result is never kept, here nor in Redis: the rerun queues its shard again
             await remote.forget(id);
-            if (problem) fail(`a worker returned a bad shard ${index + 1} of ${q.shards} of the map: ${problem}`, RERUN_HINT(versions));
+            if (problem) fail(`a worker returned a bad shard ${index + 1} of ${q.shards} of the map: ${problem}`, rerunHint(versions));
             // two shards under different keys: which one is this run's is not known here, so none is kept,
             // here nor in Redis (a finished job whose result was not yet dropped would be read again)
             dropShards(q.out);
             await Promise.allSettled(jobs.map((j) => remote.forget(j.id)));
             fail(
               `shard ${index + 1} of ${q.shards} was computed under other settings than the others (a worker on another machine or build?); the kept shards are deleted`,
-              RERUN_HINT(versions),
+              rerunHint(versions),
             );
           }
           result = got!;
@@ -181,20 +181,17 @@ export async function gatherMapShards(q: ShardGathering, remote: RemoteCells): P
       }),
     );
     const merged = mergeShards(results);
-    if (typeof merged === "string") fail(merged, RERUN_HINT(versions));
+    if (typeof merged === "string") fail(merged, rerunHint(versions));
     await writeFileAtomic(q.checkpointPath, JSON.stringify(merged));
     void keptShards; // registered for Ctrl-C until the samples are the checkpoint's
     const samples = Object.values(merged.samples).reduce((a, v) => a + v.filter((x) => x !== null).length, 0);
-    const here = shardMachine();
-    const machines = distinct(results.map((r) => ({ ...r.result.machine, onnxruntime: r.result.onnxruntime })));
-    const sameMachine = machines.every((m) => m.cpu === here.cpu && m.cores === here.cores && m.onnxruntime === versions.onnxruntime);
+    const workers = queueWorkers(results.map((r) => r.result));
+    const sameMachine = workers.workersLikeThisMachine;
     return {
       url: redactUrl(q.url),
       shards: q.shards,
       samples,
-      segcause: versions.segcause,
-      workers: machines,
-      workersLikeThisMachine: sameMachine,
+      ...workers,
       how: `the workers computed the samples the local schedule draws for their shards of the units; this run read every sample from them and computed none, with the local code${
         sameMachine
           ? " (every worker had this machine's CPU model, core count and ONNX Runtime version; on this machine queued and local maps were tested bit-identical)"
@@ -205,9 +202,6 @@ export async function gatherMapShards(q: ShardGathering, remote: RemoteCells): P
     throw remote.problem(e);
   }
 }
-
-const RERUN_HINT = (v: ShardVersions) =>
-  `run workers of segcause ${v.segcause} with onnxruntime-node ${v.onnxruntime} on the queue, then rerun the same command (the refused shard is queued again)`;
 
 /**
  * Why a worker's result cannot be this shard's, or undefined: its shape, the job it answers (so the
@@ -247,11 +241,6 @@ function countShards(out: string): number {
   }
 }
 
-function distinct<T>(xs: T[]): T[] {
-  const seen = new Map(xs.map((x) => [JSON.stringify(x), x]));
-  return [...seen.values()];
-}
-
 /** What the provenance of a map whose samples the queue's workers computed records. */
 export type QueueRecord = NonNullable<Provenance["queue"]>;
 
@@ -267,6 +256,15 @@ export function recordQueue(a: { notes: string[]; provenance: object }, q: Queue
         : "a worker had another CPU model, core count or ONNX Runtime version than this machine: the last digits may differ from a local run's"
     }; workers: ${q.workers.map((w) => `${w.host} (${w.cpu}, ${w.cores} cores, onnxruntime ${w.onnxruntime})`).join(", ")})`,
   );
+}
+
+/**
+ * How long a map took, as its summary line says it after its pass count: a queued map's passes ran on
+ * the workers, and this process only gathered them, so its own time is not theirs.
+ */
+export function passesTime(a: { wallMs: number; provenance: object }): string {
+  const s = (a.wallMs / 1000).toFixed(1);
+  return (a.provenance as { queue?: QueueRecord }).queue ? `on the queue's workers (gathered here in ${s} s)` : `in ${s} s`;
 }
 
 /** Once the map is written, the shards kept for a restart go. */

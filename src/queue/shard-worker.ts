@@ -16,7 +16,7 @@ import type { OutcomeName } from "../target/outcome.js";
 import { loadRoiMask } from "../target/roi-mask.js";
 import type { TargetSpec } from "../target/target.js";
 import { REJECTED, type ShardJob, type ShardResult } from "./jobs.js";
-import { type ShardVersions, shardMachine, shardVersions, versionMismatch } from "./shard-env.js";
+import { computedHere, type ShardVersions, shardVersions, versionMismatch } from "./shard-env.js";
 import { shardSamples, unshardable } from "./shards.js";
 
 export interface ShardIo {
@@ -60,6 +60,6 @@ export async function runShard(jobId: string, p: ShardJob, io: ShardIo): Promise
     // units the RoI cannot see took no pass: the gathering run skips them itself, as a local run does
     const mine = shardSamples(saved.samples, p.shard.index, p.shard.count);
     const samples = Object.fromEntries(Object.entries(mine).filter(([u]) => !shard.unreachable?.(Number(u))));
-    return { job: jobId, ...shardVersions(), machine: shardMachine(), key: saved.key, samples };
+    return { job: jobId, ...computedHere(), key: saved.key, samples };
   });
 }

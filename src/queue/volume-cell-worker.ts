@@ -16,6 +16,7 @@ import { getMethod } from "../explain/catalog.js";
 import { resolveOptions } from "../explain/methods.js";
 import { VolumeModel } from "../model/volume-model.js";
 import { type CellResult, type ControlResult, REFUSED, type VolumeCellJob, type VolumeControlJob } from "./jobs.js";
+import { computedHere } from "./shard-env.js";
 
 export interface VolumeRoiIo {
   /** a blob as a verified file of the worker's cache */
@@ -53,7 +54,10 @@ async function withVolumeRoi<R>(p: VolumeControlJob | VolumeCellJob, io: VolumeR
 type VolumeSettingsOf = Parameters<typeof openVolumeRoi>[0];
 
 export function runVolumeControl(p: VolumeControlJob, io: VolumeRoiIo): Promise<ControlResult> {
-  return withVolumeRoi(p, io, [], async (o) => ("skipped" in o ? { skipped: o.skipped } : { control: { ...(await o.control(p.controlKey)) } }));
+  // a volume RoI's notes go to its case, so into each cell's attribution.json (meta), not to the run's summary
+  return withVolumeRoi(p, io, [], async (o) =>
+    "skipped" in o ? { skipped: o.skipped, ...computedHere() } : { control: { ...(await o.control(p.controlKey)) }, notes: [], ...computedHere() },
+  );
 }
 
 export function runVolumeCell(p: VolumeCellJob, io: VolumeRoiIo): Promise<CellResult> {
@@ -75,6 +79,6 @@ export function runVolumeCell(p: VolumeCellJob, io: VolumeRoiIo): Promise<CellRe
     const record = await o.measure(p.control as unknown as ControlRecord, { key: p.cellKey, id: p.id, def, options }, a);
     await rm(checkpointPath, { force: true });
     const { npy, meta } = volumeCellFiles(a);
-    return { npy: Buffer.from(npy).toString("base64"), meta, record: JSON.parse(JSON.stringify(record)) };
+    return { npy: Buffer.from(npy).toString("base64"), meta, record: JSON.parse(JSON.stringify(record)), notes: [], ...computedHere() };
   });
 }

@@ -8,7 +8,7 @@ import { rm } from "node:fs/promises";
 import { UnrecoverableError } from "bullmq";
 import { checkVolumeInputs, openVolumeRun, type VolumeInputs, volumeMethod } from "../cli/explain-volume.js";
 import { REJECTED, type ShardResult, type VolumeShardJob } from "./jobs.js";
-import { shardMachine, shardVersions } from "./shard-env.js";
+import { computedHere } from "./shard-env.js";
 import { rejectOtherVersions } from "./shard-worker.js";
 import { shardSamples } from "./shards.js";
 import { unshardableVolume } from "./volume-enqueue.js";
@@ -55,5 +55,5 @@ export async function runVolumeShard(jobId: string, p: VolumeShardJob, io: Volum
   const saved = JSON.parse(readFileSync(io.checkpointPath, "utf8")) as ShardResult;
   await rm(io.checkpointPath, { force: true });
   const samples = shardSamples(saved.samples, p.shard.index, p.shard.count);
-  return { job: jobId, ...shardVersions(), machine: shardMachine(), key: saved.key, samples };
+  return { job: jobId, ...computedHere(), key: saved.key, samples };
 }

@@ -5,7 +5,7 @@
  * its payload is checked; the worker reads its inputs from its cache of verified blobs and writes
  * nowhere else.
  */
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readdirSync, rmSync, statSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import { type Job, UnrecoverableError, Worker } from "bullmq";
@@ -40,6 +40,7 @@ import {
   type VolumeShardJob,
 } from "./jobs.js";
 import { ModelCache } from "./model-cache.js";
+import { computedHere } from "./shard-env.js";
 import { runShard } from "./shard-worker.js";
 import { recordRejection, tallyDone } from "./tally.js";
 import { runVolumeCell, runVolumeControl } from "./volume-cell-worker.js";
@@ -66,6 +67,8 @@ const running = new Set<object>();
 
 export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise<{ completed: number; failed: number }> {
   mkdirSync(s.cache, { recursive: true });
+  const pruned = pruneCheckpoints(join(s.cache, "checkpoints"));
+  if (pruned.length) s.log(`removed ${pruned.length} checkpoints untouched for a day (their jobs finished elsewhere or left the queue)`);
   let lostWith: SegcauseError | undefined;
   let wake: () => void = () => {};
   const redis = await connectRedis(s.url, (problem) => {
@@ -157,6 +160,29 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   return { completed, failed };
 }
 
+/** A job's checkpoint is rewritten as its passes run: one untouched this long is left by a worker killed mid-job whose job finished elsewhere. */
+export const STALE_CHECKPOINT_MS = 24 * 3600 * 1000;
+
+/** Removes the stale checkpoints of a worker cache's folder (a rerun of their job would only start over); returns their names. */
+export function pruneCheckpoints(dir: string, now = Date.now()): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return []; // no checkpoint yet
+  }
+  return names.filter((n) => {
+    const p = join(dir, n);
+    try {
+      if (!n.endsWith(".json") || now - statSync(p).mtimeMs < STALE_CHECKPOINT_MS) return false;
+      rmSync(p, { force: true });
+      return true;
+    } catch {
+      return false; // removed meanwhile by another worker sharing the cache
+    }
+  });
+}
+
 interface Loaded {
   model: Model;
   runner: Runner;
@@ -183,34 +209,34 @@ async function withJobModel<R>(
   return models.use(mk, load, f);
 }
 
-/** Runs `f` on the job's RoI opened as the local run opens it, from the verified blobs. */
+/** Runs `f` on the job's RoI opened as the local run opens it, from the verified blobs, with the notes opening it gave. */
 async function withJobRoi<R>(
   p: ControlJob | CellJob,
   redis: Redis,
   s: WorkerSettings,
   models: Models,
-  f: (ctx: RoiContext | { skipped: string }) => Promise<R>,
+  f: (ctx: RoiContext | { skipped: string }, notes: string[]) => Promise<R>,
 ): Promise<R> {
   const fetch = (b: BlobRef) => fetchBlob(redis, b, s.cache);
   return withJobModel(p, redis, s, models, async ({ model, runner }) => {
     const kase = await loadCase(model, await fetch(p.image), p.mask ? await fetch(p.mask) : undefined, { allowEmptyMask: true });
     kase.id = p.id.image;
     const bank = p.bank ? await PatchBank.load(await fetch(p.bank)) : undefined;
-    return f(
-      await openRoi(
-        { P: p.protocol as RoiContext["P"], seed: p.seed, batchSize: p.batchSize, incremental: p.incremental, model, kase, roi: p.roi, bank },
-        runner,
-        p.id,
-        [],
-      ),
+    const notes: string[] = [];
+    const ctx = await openRoi(
+      { P: p.protocol as RoiContext["P"], seed: p.seed, batchSize: p.batchSize, incremental: p.incremental, model, kase, roi: p.roi, bank },
+      runner,
+      p.id,
+      notes,
     );
+    return f(ctx, notes);
   });
 }
 
 async function runControl(p: ControlJob, redis: Redis, s: WorkerSettings, models: Models): Promise<ControlResult> {
-  return withJobRoi(p, redis, s, models, async (ctx) => {
-    if ("skipped" in ctx) return { skipped: ctx.skipped };
-    return { control: { ...(await computeControl(ctx, p.id, p.controlKey)) } };
+  return withJobRoi(p, redis, s, models, async (ctx, notes) => {
+    if ("skipped" in ctx) return { skipped: ctx.skipped, ...computedHere() };
+    return { control: { ...(await computeControl(ctx, p.id, p.controlKey)) }, notes, ...computedHere() };
   });
 }
 
@@ -244,7 +270,7 @@ async function runCell(p: CellJob, redis: Redis, s: WorkerSettings, models: Mode
   const def = getMethod(p.method.name);
   // the options as the user gave them, resolved (and checked) here as the enqueuer resolved them for the cell's key
   const options = resolveOptions(def, p.method.options);
-  return withJobRoi(p, redis, s, models, (ctx) => cellOf(p, def, options, ctx, s));
+  return withJobRoi(p, redis, s, models, (ctx, notes) => cellOf(p, def, options, ctx, notes, s));
 }
 
 async function cellOf(
@@ -252,6 +278,7 @@ async function cellOf(
   def: ReturnType<typeof getMethod>,
   options: Record<string, unknown>,
   ctx: RoiContext | { skipped: string },
+  notes: string[],
   s: WorkerSettings,
 ): Promise<CellResult> {
   if ("skipped" in ctx) throw new UnrecoverableError(`the RoI's control was computed but its Target now fails: ${ctx.skipped}`);
@@ -272,5 +299,7 @@ async function cellOf(
     npy: Buffer.from(encodeNpy(a.map, [a.height, a.width])).toString("base64"),
     meta: attributionMeta(a),
     record: JSON.parse(JSON.stringify(record)),
+    notes,
+    ...computedHere(),
   };
 }

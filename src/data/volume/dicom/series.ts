@@ -60,21 +60,7 @@ export function readSeriesFiles(path: string, what = "DICOM input"): SeriesSumma
   const files: DicomFile[] = [];
   if (!isDir) files.push(parseDicomBytes(readFileBounded(path, { what: "DICOM file", kind: "image", hint: DICOM_HINT }), path));
   else {
-    const names = readdirSync(path).sort();
-    if (names.length > MAX_FOLDER_FILES)
-      fail(
-        `${what} folder ${path} holds ${names.length} entries, more than segcause reads (${MAX_FOLDER_FILES})`,
-        "give a folder holding one series",
-      );
-    for (const name of names) {
-      const p = join(path, name);
-      let st: Stats;
-      try {
-        st = statSync(p);
-      } catch {
-        continue;
-      }
-      if (!st.isFile() || !startsLikeDicom(p)) continue;
+    for (const p of dicomFolderFiles(path, what)) {
       const bytes = readFileBounded(p, { what: "DICOM file", kind: "image", hint: DICOM_HINT });
       const file = parseDicomBytes(bytes, p);
       if (text(file.dataSet, "x00020002") === DICOMDIR_CLASS) continue;
@@ -94,6 +80,28 @@ export function readSeriesFiles(path: string, what = "DICOM input"): SeriesSumma
     s.files.push(f);
   }
   return [...bySeries.values()];
+}
+
+/**
+ * The files of a folder the series reader reads, in its order: the top-level entries that are files
+ * (an entry that cannot be stat'ed, e.g. a dangling link, is skipped) and start like DICOM. Shared with
+ * `--queue`, which packs exactly these for the workers.
+ */
+export function dicomFolderFiles(path: string, what: string): string[] {
+  const names = readdirSync(path).sort();
+  if (names.length > MAX_FOLDER_FILES)
+    fail(`${what} folder ${path} holds ${names.length} entries, more than segcause reads (${MAX_FOLDER_FILES})`, "give a folder holding one series");
+  return names
+    .map((name) => join(path, name))
+    .filter((p) => {
+      let st: Stats;
+      try {
+        st = statSync(p);
+      } catch {
+        return false;
+      }
+      return st.isFile() && startsLikeDicom(p);
+    });
 }
 
 /** "1.2.3 ("T1 axial", MR, 32 slices)" */
