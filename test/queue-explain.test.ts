@@ -24,7 +24,7 @@ import { runShard } from "../src/queue/shard-worker.js";
 import { segcause } from "./helpers/cli.js";
 import { type Bg, bg, bgEnv, stop, until, within, worker } from "./helpers/processes.js";
 import { answerOnce, doneShards } from "./helpers/queue-jobs.js";
-import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
+import { emptyDb, redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
 import { flatBank, localConvModel, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 const missing = redisMissing();
@@ -72,7 +72,7 @@ beforeAll(async () => {
   const env = process.env.SEGCAUSE_TEST_REDIS;
   if (!env) shared = await startRedis();
   const base = (env ?? shared!.url).replace(/\/\d*$/, "");
-  sharedUrl = (db) => `${base}/${db}`;
+  sharedUrl = (db) => emptyDb(`${base}/${db}`);
   const local = segcause(...explainArgs(join(dir, "local")));
   if (local.code !== 0) throw new Error(local.stderr);
 });

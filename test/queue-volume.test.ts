@@ -23,7 +23,7 @@ import { AFFINE, causalBoxVolume, N, writeCausalFixture } from "./helpers/causal
 import { segcause } from "./helpers/cli.js";
 import { bg, stop, until, within, worker } from "./helpers/processes.js";
 import { answerOnce, doneShards, expectSameCells } from "./helpers/queue-jobs.js";
-import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
+import { emptyDb, redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
 import { regionMeanModel, tmp, writeModel } from "./helpers/tiny.js";
 
 const missing = redisMissing();
@@ -75,7 +75,7 @@ beforeAll(async () => {
   // a server of this file's own: its databases are not the other queue tests' (whose counts they check)
   shared = await startRedis();
   const base = shared.url.replace(/\/\d*$/, "");
-  sharedUrl = (db) => `${base}/${db}`;
+  sharedUrl = (db) => emptyDb(`${base}/${db}`);
   const local = segcause(...pdcrArgs(join(dir, "local")));
   if (local.code !== 0) throw new Error(local.stderr);
 });

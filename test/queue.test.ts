@@ -28,7 +28,7 @@ import { pruneCheckpoints, runWorker, STALE_CHECKPOINT_MS } from "../src/queue/w
 import { segcause } from "./helpers/cli.js";
 import { bg, stop, until, within, worker } from "./helpers/processes.js";
 import { answerOnce, expectSameCells } from "./helpers/queue-jobs.js";
-import { redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
+import { emptyDb, redisMissing, startRedis, type TestRedis } from "./helpers/redis.js";
 import { flatBank, regionMeanModel, tmp, writeImage, writeMask, writeModel } from "./helpers/tiny.js";
 
 const BIN = join(import.meta.dirname, "..", "bin", "segcause.js");
@@ -102,7 +102,7 @@ beforeAll(async () => {
   const env = process.env.SEGCAUSE_TEST_REDIS;
   if (!env) shared = await startRedis();
   const base = (env ?? shared!.url).replace(/\/\d*$/, "");
-  sharedUrl = (db) => `${base}/${db}`;
+  sharedUrl = (db) => emptyDb(`${base}/${db}`);
   // the local run every queued run is compared with
   const local = segcause(...evaluateArgs(join(dir, "local")));
   if (local.code !== 0) throw new Error(local.stderr);

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { explainArgs } from "../src/view/request.js";
 import type { RunEvent, RunInfo } from "../src/view/runs.js";
 import { startViewServer, type ViewServer } from "../src/view/server.js";
-import { segcause } from "./helpers/cli.js";
+import { segcauseAsync } from "./helpers/cli.js";
 import { tmp } from "./helpers/tiny.js";
 import { viewCall } from "./helpers/view.js";
 
@@ -77,7 +77,8 @@ describe.skipIf(!haveHippo)("segcause view on volumes (shipped 3D U-Net, hippoca
     expect(ev.at(-1)).toEqual({ type: "state", state: "done" });
 
     const cliOut = join(dir, "cli-zero");
-    const cli = segcause(
+    // not spawnSync: a blocked event loop lets the in-process server close a keep-alive socket fetch then reuses
+    const cli = await segcauseAsync(
       "explain",
       ...explainArgs({ model: MODEL, image: IMAGE, roiBox: BOX, method: "zero", seed: 0, options: { block: 16 } }, cliOut),
       "--no-progress",

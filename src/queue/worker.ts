@@ -81,10 +81,14 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   );
   // Jobs in progress and their lock tokens: a stop hands them back to the queue (see below).
   const active = new Map<Job, string | undefined>();
+  // Jobs whose result is computed and on its way into Redis: a stop lets them be recorded (and logged) first.
+  const finishing = new Set<string>();
   const processor = async (job: Job, token?: string) => {
     active.set(job, token);
     try {
-      return await processJob(job);
+      const result = await processJob(job);
+      finishing.add(String(job.id));
+      return result;
     } finally {
       active.delete(job);
     }
@@ -124,11 +128,13 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   // the tally and the rejections are bookkeeping: a failure to record them is logged, never a job's failure
   const record = (what: string, p: Promise<void>) => p.catch((e: Error) => s.log(`could not record ${what}: ${e.message}`));
   worker.on("completed", (job) => {
+    finishing.delete(String(job.id));
     completed++;
     s.log(`done ${job.name} ${job.id}`);
     void record("the job's cost", tallyDone(redis, job));
   });
   worker.on("failed", (job, e) => {
+    if (job) finishing.delete(String(job.id));
     failed++;
     if (!e.message.startsWith(REJECTED)) s.log(`job ${job?.id ?? "?"} (${job?.name ?? "?"}) failed: ${e.message}`);
     // a rejected job leaves the queue (recorded for `queue status`): its id, a cell's key, stays free to be queued again
@@ -140,6 +146,7 @@ export async function runWorker(s: WorkerSettings, signal: AbortSignal): Promise
   const handBack = {
     closeForExit: async () => {
       await Promise.allSettled([...active].map(([job, token]) => job.moveToWait(token)));
+      for (const until = Date.now() + 5000; finishing.size > 0 && Date.now() < until; ) await new Promise((r) => setTimeout(r, 20));
       await worker.close(true);
     },
   };
