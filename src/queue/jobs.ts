@@ -120,32 +120,40 @@ export const VolumeCellJob = volumeRoiJob.extend({ cellKey: sha, method: CellJob
 export type VolumeCellJob = z.infer<typeof VolumeCellJob>;
 
 /**
+ * The fields every map shard carries, 2D or volume: the enqueuer's versions (a worker of other versions
+ * rejects the job: its samples could differ), the content-addressed inputs, the method and outcome, the
+ * seed and the shard's units.
+ */
+const SHARD_FIELDS = {
+  v: z.literal(JOB_VERSION),
+  segcause: z.string().min(1).max(100),
+  onnxruntime: z.string().min(1).max(100),
+  model: blob,
+  card: blob.nullable(),
+  image: blob,
+  mask: blob.nullable(),
+  bank: blob.nullable(),
+  method: z.object({ name: z.string().min(1).max(100), options: z.record(z.string(), z.unknown()) }).strict(),
+  outcome: z.enum(OUTCOMES as [string, ...string[]]),
+  reference: z.enum(["auto", "ground-truth", "prediction"]),
+  seed: z.number().int(),
+  threads: count.optional(),
+  shard: z
+    .object({ index: z.number().int().min(0), count })
+    .strict()
+    .refine((s) => s.index < s.count, "shard index must be below count"),
+};
+
+/**
  * A shard of one `explain --queue` map: the samples of the units u with u % count === index, under the
  * run's settings (the flags of `explain`, as the enqueuer checked them; the worker resolves them again).
  */
 export const ShardJob = z
   .object({
-    v: z.literal(JOB_VERSION),
-    /** the enqueuer's versions: a worker of other versions rejects the job (its samples could differ) */
-    segcause: z.string().min(1).max(100),
-    onnxruntime: z.string().min(1).max(100),
-    model: blob,
-    card: blob.nullable(),
-    image: blob,
-    mask: blob.nullable(),
-    bank: blob.nullable(),
+    ...SHARD_FIELDS,
     roi: z.union([rect, z.object({ mask: blob }).strict()]),
-    method: z.object({ name: z.string().min(1).max(100), options: z.record(z.string(), z.unknown()) }).strict(),
-    outcome: z.enum(OUTCOMES as [string, ...string[]]),
-    reference: z.enum(["auto", "ground-truth", "prediction"]),
     incremental: z.enum(INCREMENTAL_MODES as [IncrementalMode, ...IncrementalMode[]]),
-    seed: z.number().int(),
     batchSize: count,
-    threads: count.optional(),
-    shard: z
-      .object({ index: z.number().int().min(0), count })
-      .strict()
-      .refine((s) => s.index < s.count, "shard index must be below count"),
   })
   .strict();
 export type ShardJob = z.infer<typeof ShardJob>;
@@ -159,30 +167,14 @@ export type ShardJob = z.infer<typeof ShardJob>;
  */
 export const VolumeShardJob = z
   .object({
-    v: z.literal(JOB_VERSION),
-    segcause: z.string().min(1).max(100),
-    onnxruntime: z.string().min(1).max(100),
-    model: blob,
-    card: blob.nullable(),
-    image: blob,
+    ...SHARD_FIELDS,
     imageFolder: z.boolean(),
     series: z.string().min(1).max(200).optional(),
-    mask: blob.nullable(),
     label: z.string().min(1).max(200).optional(),
-    bank: blob.nullable(),
     roi: z.union([z.object({ box: z.string().min(1).max(200) }).strict(), z.object({ mask: blob, name: name }).strict()]),
     boxUnit: z.enum(BOX_UNITS).optional(),
     sliceAxis: z.enum(SLICE_AXES).optional(),
-    method: z.object({ name: z.string().min(1).max(100), options: z.record(z.string(), z.unknown()) }).strict(),
-    outcome: z.enum(OUTCOMES as [string, ...string[]]),
-    reference: z.enum(["auto", "ground-truth", "prediction"]),
-    seed: z.number().int(),
     batchSize: count.optional(),
-    threads: count.optional(),
-    shard: z
-      .object({ index: z.number().int().min(0), count })
-      .strict()
-      .refine((s) => s.index < s.count, "shard index must be below count"),
   })
   .strict();
 export type VolumeShardJob = z.infer<typeof VolumeShardJob>;
